@@ -1,0 +1,33 @@
+"""Errors a user can act on: each says what went wrong and what to do about it."""
+
+
+class PixcamdError(Exception):
+    """Base class; the CLI prints these as one clear line instead of a traceback."""
+
+
+class PhotoError(PixcamdError):
+    """A file that cannot be read as a photo (missing, empty, not an image, truncated, too big)."""
+
+
+class WeightsError(PixcamdError):
+    """Model weights that cannot be used."""
+
+
+class WeightsMissing(WeightsError):
+    pass
+
+
+class NotACheckpoint(WeightsError):
+    pass
+
+
+class TruncatedCheckpoint(WeightsError):
+    pass
+
+
+class WrongArchitecture(WeightsError):
+    pass
+
+
+class DownloadError(WeightsError):
+    pass

@@ -1,0 +1,47 @@
+"""Registry of quality models (BIQA): one name → one ``QualityModel``.
+
+``auto`` picks KonCept512 — the scorer of the MediaEval 2020 Pixel Privacy task — when its
+weights are installed, otherwise the embedded BRISQUE, which works offline out of the box.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pixcamd.models.base import QualityModel
+from pixcamd.models.weights import default_weights_path, load_checkpoint
+
+MODEL_NAMES = ("koncept512", "brisque")
+CHOICES = ("auto", *MODEL_NAMES)
+
+
+def resolve_name(name: str, weights: str | os.PathLike | None = None) -> str:
+    """Turn ``auto`` into a concrete model name; reject unknown names."""
+    if name == "auto":
+        if weights is not None or default_weights_path().is_file():
+            return "koncept512"
+        return "brisque"
+    if name not in MODEL_NAMES:
+        raise ValueError(f"unknown model {name!r}: choose one of {', '.join(CHOICES)}")
+    return name
+
+
+def load_model(
+    name: str = "auto", weights: str | os.PathLike | None = None, device: str = "cpu"
+) -> QualityModel:
+    """Build a model in eval mode on ``device``. KonCept512 needs real weights (no silent random)."""
+    name = resolve_name(name, weights)
+    if name == "brisque":
+        from pixcamd.models.brisque import Brisque
+
+        model: QualityModel = Brisque()
+    else:
+        from pixcamd.models.koncept512 import KonCept512
+
+        path = Path(weights) if weights is not None else default_weights_path()
+        model = KonCept512(load_checkpoint(path))
+    return model.to(device).eval()
+
+
+__all__ = ["CHOICES", "MODEL_NAMES", "QualityModel", "load_model", "resolve_name"]

@@ -1,0 +1,106 @@
+"""Where KonCept512's weights live and how the official ``KonCept512.pth`` is read.
+
+The checkpoint is a plain state dict (keys ``base.0…`` / ``fc.0…``, optionally prefixed
+``module.`` when it was saved from ``nn.DataParallel``). It is loaded with
+``torch.load(weights_only=True)`` so a tampered file cannot run code, and strictly, so a file of
+another network is refused rather than half-loaded.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+import torch
+
+from pixcamd.errors import NotACheckpoint, TruncatedCheckpoint, WeightsMissing, WrongArchitecture
+
+WEIGHTS_FILENAME = "KonCept512.pth"
+WEIGHTS_URL = "https://surfdrive.surf.nl/files/index.php/s/oeGv7wEyyMwwbIO/download"
+# torch's legacy (non-zip) format starts with the pickled magic number 0x1950a86a20f9469cfc6c.
+_LEGACY_MAGIC = bytes.fromhex("80028a0a6cfc9c46f9206aa85019")
+_HOW_TO_GET = (
+    "get them with `pixcamd model fetch` (downloads KonCept512.pth, about 229 MB) or install a "
+    "copy you already have with `pixcamd model fetch --from FILE`"
+)
+
+
+def cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/pixcamd`` (default ``~/.cache/pixcamd``); systemd's CACHE_DIRECTORY wins."""
+    if os.environ.get("CACHE_DIRECTORY"):  # set by CacheDirectory= in the systemd unit
+        return Path(os.environ["CACHE_DIRECTORY"].split(":")[0])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "pixcamd"
+
+
+def default_weights_path() -> Path:
+    return cache_dir() / WEIGHTS_FILENAME
+
+
+def expected_layout() -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+    """Key → (shape, dtype) of the official checkpoint, taken from our own network."""
+    from pixcamd.models.koncept512 import KonCept512
+
+    with torch.device("meta"):
+        model = KonCept512()
+    return {k: (tuple(v.shape), v.dtype) for k, v in model.state_dict().items()}
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read and validate a KonCept512 checkpoint; raise a specific ``WeightsError`` if unusable."""
+    path = Path(path)
+    if not path.exists():
+        raise WeightsMissing(f"KonCept512 weights not found at {path}: {_HOW_TO_GET}")
+    if not path.is_file():
+        raise NotACheckpoint(f"{path} is not a file")
+    with path.open("rb") as f:
+        head = f.read(len(_LEGACY_MAGIC))
+    if not head:
+        raise TruncatedCheckpoint(f"{path} is empty (an interrupted download?): {_HOW_TO_GET}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        if "weights only load failed" in str(exc).lower() and (
+            zipfile.is_zipfile(path) or head.startswith(_LEGACY_MAGIC)
+        ):
+            raise NotACheckpoint(
+                f"{path} holds pickled Python objects, not just tensors; refusing to run them "
+                "(KonCept512.pth is a plain state dict)"
+            ) from exc
+        if (head.startswith(b"PK\x03\x04") and not zipfile.is_zipfile(path)) or head.startswith(
+            _LEGACY_MAGIC
+        ):
+            raise TruncatedCheckpoint(
+                f"{path} is a cut-off PyTorch checkpoint ({path.stat().st_size} bytes): "
+                f"{_HOW_TO_GET}"
+            ) from exc
+        raise NotACheckpoint(f"{path} is not a PyTorch checkpoint ({exc})") from exc
+    return _check_layout(obj, path)
+
+
+def _check_layout(obj, path: Path) -> dict[str, torch.Tensor]:
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise NotACheckpoint(f"{path} is a PyTorch file but not a state dict of tensors")
+    if obj and all(k.startswith("module.") for k in obj):
+        obj = {k.removeprefix("module."): v for k, v in obj.items()}
+    expected = expected_layout()
+    missing = [k for k in expected if k not in obj]
+    unexpected = [k for k in obj if k not in expected]
+    wrong = [
+        f"{k} {tuple(obj[k].shape)} (expected {expected[k][0]})"
+        for k in expected
+        if k in obj and tuple(obj[k].shape) != expected[k][0]
+    ]
+    if missing or unexpected or wrong:
+        problems = []
+        for label, items in (("missing", missing), ("unexpected", unexpected), ("shape", wrong)):
+            if items:
+                shown = ", ".join(items[:3]) + (" …" if len(items) > 3 else "")
+                problems.append(f"{len(items)} {label}: {shown}")
+        raise WrongArchitecture(
+            f"{path} is not a KonCept512 checkpoint ({len(obj)} tensors; "
+            + "; ".join(problems)
+            + ")"
+        )
+    return {k: v.to(expected[k][1]) for k, v in obj.items()}

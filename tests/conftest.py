@@ -1,0 +1,74 @@
+"""Shared fixtures: the real-photo corpus (skipped cleanly where absent) and test data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).resolve().parent / "data"
+# ../shared beside the project root, on developer machines and in CI; absent elsewhere.
+SHARED = Path(os.environ.get("PIXCAMD_SHARED", ROOT.parent / "shared"))
+CORPUS = SHARED / "corpus"
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def corpus_dir() -> Path:
+    if not (CORPUS / "photos").is_dir():
+        pytest.skip(f"real-photo corpus not found at {CORPUS}")
+    return CORPUS
+
+
+def recipe_state_dict() -> dict:
+    """The deterministic weights of ../shared/reference/README.md, built from our manifest copy.
+
+    For the tensor at state-dict index i with n elements: u = RandomState(i).uniform(-1, 1, n);
+    running_var 1 + 0.5u², running_mean 0.1u, BatchNorm gamma 1 + 0.2u, bias 0.1u,
+    num_batches_tracked 0, conv/linear weights u·sqrt(6 / fan_in).
+    """
+    import numpy as np
+    import torch
+
+    state = {}
+    for line in (DATA / "koncept512_manifest.tsv").read_text().splitlines()[1:]:
+        index, key, shape_text, _dtype = line.split("\t")
+        shape = () if shape_text == "scalar" else tuple(int(s) for s in shape_text.split("x"))
+        n = int(np.prod(shape)) if shape else 1
+        u = np.random.RandomState(int(index)).uniform(-1.0, 1.0, size=n)
+        if key.endswith("num_batches_tracked"):
+            state[key] = torch.zeros((), dtype=torch.int64)
+            continue
+        if key.endswith("running_var"):
+            v = 1 + 0.5 * u**2
+        elif key.endswith("running_mean"):
+            v = 0.1 * u
+        elif len(shape) == 1 and key.endswith("weight"):
+            v = 1 + 0.2 * u
+        elif key.endswith("bias"):
+            v = 0.1 * u
+        else:
+            v = u * np.sqrt(6 / (n / shape[0]))
+        state[key] = torch.from_numpy(v.reshape(shape).astype(np.float32))
+    return state
+
+
+@pytest.fixture(scope="session")
+def recipe_weights() -> dict:
+    return recipe_state_dict()
+
+
+@pytest.fixture(scope="session")
+def recipe_checkpoint(recipe_weights, tmp_path_factory) -> Path:
+    """The recipe weights saved as an official-layout ``KonCept512.pth``."""
+    import torch
+
+    path = tmp_path_factory.mktemp("weights") / "KonCept512.pth"
+    torch.save(recipe_weights, path)
+    return path
