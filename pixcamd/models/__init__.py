@@ -30,7 +30,7 @@ def resolve_name(name: str, weights: str | os.PathLike | None = None) -> str:
 def load_model(
     name: str = "auto", weights: str | os.PathLike | None = None, device: str = "cpu"
 ) -> QualityModel:
-    """Build a model in eval mode on ``device``. KonCept512 needs real weights (no silent random)."""
+    """Build a model in eval mode on ``device``; KonCept512 needs real weights, never random."""
     name = resolve_name(name, weights)
     if name == "brisque":
         from pixcamd.models.brisque import Brisque

@@ -27,7 +27,7 @@ _HOW_TO_GET = (
 
 
 def cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/pixcamd`` (default ``~/.cache/pixcamd``); systemd's CACHE_DIRECTORY wins."""
+    """``$XDG_CACHE_HOME/pixcamd`` (``~/.cache/pixcamd``); systemd's CACHE_DIRECTORY wins."""
     if os.environ.get("CACHE_DIRECTORY"):  # set by CacheDirectory= in the systemd unit
         return Path(os.environ["CACHE_DIRECTORY"].split(":")[0])
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
