@@ -1,0 +1,5 @@
+import sys
+
+from pixcamd.cli import main
+
+sys.exit(main())

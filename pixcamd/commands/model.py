@@ -1,0 +1,67 @@
+"""``pixcamd model fetch|info``: install KonCept512's weights and show what will judge."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+from pixcamd.errors import WeightsError
+from pixcamd.fetch import fetch_weights, install_weights
+from pixcamd.models import load_model, resolve_name
+from pixcamd.models.weights import default_weights_path
+
+
+def fetch(args) -> int:
+    dest = Path(args.to) if args.to else default_weights_path()
+    if args.source:
+        print(f"installing {args.source} → {dest}", file=sys.stderr)
+        installed = install_weights(args.source, dest)
+    else:
+        print(f"downloading {args.url} → {dest}", file=sys.stderr)
+        installed = fetch_weights(args.url, dest)
+    print(f"installed {installed.path}")
+    print(f"  size        {installed.size:,} bytes")
+    print(f"  sha256      {installed.sha256}")
+    print(f"  fingerprint {installed.fingerprint}")
+    return 0
+
+
+def info(args) -> int:
+    weights = Path(args.weights) if args.weights else default_weights_path()
+    report: dict = {"weights_path": str(weights), "weights_installed": weights.is_file()}
+    if weights.is_file():
+        digest = hashlib.sha256()
+        with weights.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+        report.update(weights_size=weights.stat().st_size, weights_sha256=digest.hexdigest())
+    report["auto_selects"] = resolve_name("auto", args.weights)
+    report["models"] = {}
+    for name in ("koncept512", "brisque"):
+        try:
+            model = load_model(name, weights if name == "koncept512" else None)
+            report["models"][name] = model.describe()
+        except WeightsError as exc:
+            report["models"][name] = {"model": name, "error": str(exc)}
+    if args.json:
+        json.dump(report, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    state = "installed" if report["weights_installed"] else "not installed"
+    print(f"KonCept512 weights: {weights} ({state})")
+    if report["weights_installed"]:
+        print(f"  size {report['weights_size']:,} bytes, sha256 {report['weights_sha256']}")
+    print(f"model auto selects: {report['auto_selects']}")
+    for name, facts in report["models"].items():
+        if "error" in facts:
+            print(f"  {name:<11} unavailable: {facts['error']}")
+        else:
+            side = "higher" if facts["direction"] == "higher_is_better" else "lower"
+            print(
+                f"  {name:<11} {facts['fingerprint']}  ({side} is better, "
+                f"threshold {facts['threshold']:g}, view {facts['view_size'][1]}×"
+                f"{facts['view_size'][0]})"
+            )
+    return 0

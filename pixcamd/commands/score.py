@@ -1,0 +1,52 @@
+"""``pixcamd score``: how the BIQA judges photos, view by view, as the task would."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from pixcamd.errors import PixcamdError
+from pixcamd.models import load_model
+from pixcamd.scoring import PhotoScore, score_file
+
+
+def run(args) -> int:
+    model = load_model(args.model, args.weights, args.device)
+    announce_model(model, args.model)
+    results: list[dict] = []
+    failures = 0
+    for path in args.files:
+        try:
+            scored = score_file(path, model, args.views, args.jpeg)
+        except PixcamdError as exc:
+            failures += 1
+            print(f"error: {exc}", file=sys.stderr)
+            results.append({"path": str(path), "error": str(exc)})
+            continue
+        results.append(scored.as_dict())
+        if not args.json:
+            print_table(scored)
+    if args.json:
+        json.dump(results, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    if failures:
+        print(f"{failures} of {len(args.files)} files could not be scored", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def announce_model(model, asked: str) -> None:
+    """Say which scorer judges, loudly when ``auto`` fell back to BRISQUE."""
+    side = ">" if model.higher_is_better else "<"
+    line = f"model {model.name} ({model.fingerprint}): good quality iff score {side} "
+    line += f"{model.threshold:g}"
+    if asked == "auto" and model.name == "brisque":
+        line += " — KonCept512 weights not installed (`pixcamd model fetch`), using BRISQUE"
+    print(line, file=sys.stderr)
+
+
+def print_table(scored: PhotoScore) -> None:
+    jpeg = f"after JPEG-{scored.jpeg_quality}" if scored.jpeg_quality else "no JPEG"
+    width, height = scored.size
+    print(f"{scored.path}  ({width}×{height}, {jpeg}): {scored.verdict.upper()}")
+    for v in scored.views:
+        print(f"  {v.view:<16} {v.score:8.2f}  {v.verdict}")

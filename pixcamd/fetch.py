@@ -1,0 +1,126 @@
+"""Installing KonCept512's weights: from the organizers' public share, or from a file you have.
+
+Either way the file is written next to its destination under a temporary name, synced, checked
+to load strictly as KonCept512, and only then renamed into place — so an interrupted or wrong
+download never replaces working weights, and a daemon never sees a half-written file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from pixcamd.errors import DownloadError, TruncatedCheckpoint, WeightsMissing
+from pixcamd.models.weights import WEIGHTS_URL, default_weights_path, load_checkpoint
+
+CHUNK = 1 << 20
+
+
+@dataclass
+class Installed:
+    path: Path
+    size: int
+    sha256: str
+    fingerprint: str
+
+
+class Progress:
+    """A one-line progress bar on a terminal; a line every 10 % otherwise (logs stay short)."""
+
+    def __init__(self, total: int | None, stream=None):
+        self.total, self.done, self.stream = total, 0, stream or sys.stderr
+        self.tty = getattr(self.stream, "isatty", lambda: False)()
+        self.last_decile, self.last_draw = -1, 0.0
+
+    def update(self, n: int) -> None:
+        self.done += n
+        mb = self.done / 1e6
+        if self.total:
+            fraction = min(1.0, self.done / self.total)
+            if self.tty and (time.monotonic() - self.last_draw > 0.1 or fraction == 1.0):
+                bar = "#" * int(fraction * 30)
+                self.stream.write(f"\r[{bar:<30}] {fraction:6.1%} {mb:7.1f} MB")
+                self.last_draw = time.monotonic()
+            elif not self.tty and int(fraction * 10) > self.last_decile:
+                self.last_decile = int(fraction * 10)
+                self.stream.write(f"{fraction:.0%} ({mb:.1f} of {self.total / 1e6:.1f} MB)\n")
+        elif self.tty:
+            self.stream.write(f"\r{mb:7.1f} MB")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _install(source: BinaryIO, total: int | None, dest: Path, origin: str) -> Installed:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    digest, size = hashlib.sha256(), 0
+    # Same folder as the destination: the final rename is atomic (same filesystem).
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    tmp = Path(tmp_name)
+    progress = Progress(total)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            while chunk := source.read(CHUNK):
+                out.write(chunk)
+                digest.update(chunk)
+                size += len(chunk)
+                progress.update(len(chunk))
+            out.flush()
+            os.fsync(out.fileno())
+        progress.close()
+        if total is not None and size != total:
+            raise TruncatedCheckpoint(
+                f"{origin}: got {size} of {total} bytes; the transfer was cut off, try again"
+            )
+        from pixcamd.models.koncept512 import KonCept512
+
+        model = KonCept512(load_checkpoint(tmp))  # refuses anything but KonCept512 weights
+        os.replace(tmp, dest)
+        dir_fd = os.open(dest.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return Installed(dest, size, digest.hexdigest(), model.fingerprint)
+
+
+def fetch_weights(
+    url: str = WEIGHTS_URL, dest: Path | None = None, timeout: float = 60.0
+) -> Installed:
+    """Download KonCept512.pth from ``url`` into ``dest`` (default: the user's cache dir)."""
+    dest = dest or default_weights_path()
+    request = urllib.request.Request(url, headers={"User-Agent": "pixcamd"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            length = response.headers.get("Content-Length")
+            return _install(response, int(length) if length else None, dest, url)
+    except urllib.error.HTTPError as exc:
+        raise DownloadError(f"{url}: the server answered {exc.code} {exc.reason}") from exc
+    except http.client.IncompleteRead as exc:
+        raise DownloadError(f"{url}: the transfer was cut off, try again") from exc
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise DownloadError(f"{url}: cannot download ({reason}); check the network") from exc
+
+
+def install_weights(source: str | os.PathLike, dest: Path | None = None) -> Installed:
+    """Install a KonCept512.pth the user already has (copied; the original is left alone)."""
+    source, dest = Path(source), dest or default_weights_path()
+    if not source.is_file():
+        raise WeightsMissing(f"{source}: no such file")
+    with source.open("rb") as f:
+        return _install(f, source.stat().st_size, dest, str(source))

@@ -1,0 +1,120 @@
+"""Views: the 512×384 windows through which a BIQA sees a high-resolution photo.
+
+All views are differentiable functions of the full-resolution photo tensor, so the optimizer can
+push gradients from any view back onto the photo's own pixels.
+
+* ``center`` — the task protocol: the centre crop 512 wide × 384 high at native resolution,
+  left = (W − 512) // 2, top = (H − 384) // 2.
+* ``resize`` — the whole photo as a thumbnailer shows it: the largest centred 4:3 box
+  (aspect preserved, nothing stretched), resized to 512×384 with antialiased bicubic
+  filtering, like Pillow's ``ImageOps.fit``.
+* ``tiles`` — 512×384 tiles covering every pixel: laid from the top-left corner on the photo's
+  own 16-pixel JPEG grid, with the last column and row flush with the right and bottom edges
+  (overlapping their neighbours) so no tile is padded.
+
+Photos smaller than a view (either side under 512 × 384) are first enlarged, aspect preserved,
+by the smallest factor that makes them cover 512×384; then the rules above apply. A scorer that
+wants a 512×384 input has to do something of the kind, and enlarging never invents a crop.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+VIEW_NAMES = ("center", "resize", "tiles")
+DEFAULT_VIEWS = ("center", "resize")
+VIEW_HEIGHT, VIEW_WIDTH = 384, 512
+
+
+@dataclass(frozen=True)
+class View:
+    """One window: ``label`` for reports; ``box`` = (left, top, width, height) in photo pixels."""
+
+    label: str
+    box: tuple[int, int, int, int]
+    resized: bool = False
+
+
+def parse_views(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """``"center,resize"`` → ("center", "resize"), rejecting unknown or empty names."""
+    names = [n.strip() for n in text.split(",")] if isinstance(text, str) else list(text)
+    if not names or any(not n for n in names):
+        raise ValueError(f"no view given: choose from {', '.join(VIEW_NAMES)}")
+    unknown = [n for n in names if n not in VIEW_NAMES]
+    if unknown:
+        raise ValueError(f"unknown view {unknown[0]!r}: choose from {', '.join(VIEW_NAMES)}")
+    return tuple(dict.fromkeys(names))  # keep order, drop repeats
+
+
+def cover_scale(width: int, height: int, size=(VIEW_HEIGHT, VIEW_WIDTH)) -> float:
+    """Factor (≥ 1) that makes a photo cover the view; 1 for photos at least as large."""
+    return max(1.0, size[1] / width, size[0] / height)
+
+
+def tile_origins(length: int, tile: int, grid: int = 16) -> list[int]:
+    """Origins along one side: every ``tile`` pixels (a multiple of ``grid``), last one flush."""
+    if length <= tile:
+        return [0]
+    step = max(grid, tile // grid * grid)
+    origins = list(range(0, length - tile, step))
+    return [*origins, length - tile]
+
+
+def plan_views(width: int, height: int, names, size=(VIEW_HEIGHT, VIEW_WIDTH)) -> list[View]:
+    """Boxes of the requested views on a ``width``×``height`` photo (already enlarged to cover)."""
+    vh, vw = size
+    if width < vw or height < vh:
+        raise ValueError(
+            f"photo {width}×{height} is smaller than the {vw}×{vh} view: enlarge first"
+        )
+    views: list[View] = []
+    for name in parse_views(names):
+        if name == "center":
+            views.append(View("center", ((width - vw) // 2, (height - vh) // 2, vw, vh)))
+        elif name == "resize":
+            box_w = min(width, round(height * vw / vh))
+            box_h = min(height, round(width * vh / vw))
+            box = ((width - box_w) // 2, (height - box_h) // 2, box_w, box_h)
+            views.append(View("resize", box, resized=(box_w, box_h) != (vw, vh)))
+        else:
+            for top in tile_origins(height, vh):
+                for left in tile_origins(width, vw):
+                    views.append(View(f"tile@{left},{top}", (left, top, vw, vh)))
+    return views
+
+
+def enlarge_to_cover(photo: torch.Tensor, size=(VIEW_HEIGHT, VIEW_WIDTH)) -> torch.Tensor:
+    """Bicubic enlargement of a too-small photo so it covers the view; others pass unchanged."""
+    height, width = photo.shape[-2:]
+    scale = cover_scale(width, height, size)
+    if scale == 1.0:
+        return photo
+    new_size = (max(size[0], math.ceil(height * scale)), max(size[1], math.ceil(width * scale)))
+    out = F.interpolate(photo, size=new_size, mode="bicubic", align_corners=False)
+    return out.clamp(0, 1)
+
+
+def extract(photo: torch.Tensor, view: View, size=(VIEW_HEIGHT, VIEW_WIDTH)) -> torch.Tensor:
+    """Cut (and for ``resize`` scale) one view out of a 1×3×H×W photo: 1×3×h×w."""
+    left, top, w, h = view.box
+    window = photo[..., top : top + h, left : left + w]
+    if not view.resized:
+        return window
+    out = F.interpolate(window, size=size, mode="bicubic", antialias=True, align_corners=False)
+    return out.clamp(0, 1)
+
+
+def make_views(
+    photo: torch.Tensor, names=DEFAULT_VIEWS, size=(VIEW_HEIGHT, VIEW_WIDTH)
+) -> tuple[list[View], torch.Tensor]:
+    """All requested views of a 1×3×H×W photo in [0, 1], stacked into an N×3×h×w batch."""
+    if photo.dim() != 4 or photo.shape[0] != 1 or photo.shape[1] != 3:
+        raise ValueError(f"expected one RGB photo shaped 1×3×H×W, got {tuple(photo.shape)}")
+    photo = enlarge_to_cover(photo, size)
+    height, width = photo.shape[-2:]
+    views = plan_views(width, height, names, size)
+    return views, torch.cat([extract(photo, v, size) for v in views], dim=0)

@@ -1,0 +1,127 @@
+"""``pixcamd model fetch|info`` against a real HTTP server on 127.0.0.1 (no internet)."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import json
+import threading
+
+import pytest
+
+from pixcamd.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+class Share(http.server.ThreadingHTTPServer):
+    """Serves ``routes``: path → (status, body, bytes actually sent or None for all)."""
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), ShareHandler)
+        self.routes: dict[str, tuple[int, bytes, int | None]] = {}
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}{path}"
+
+
+class ShareHandler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        status, body, sent = self.server.routes.get(self.path, (404, b"not found", None))
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body[:sent] if sent is not None else body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def share():
+    server = Share()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+    assert not thread.is_alive()
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("CACHE_DIRECTORY", raising=False)
+    return tmp_path / "cache" / "pixcamd"
+
+
+@pytest.fixture(scope="module")
+def checkpoint_bytes(recipe_checkpoint) -> bytes:
+    return recipe_checkpoint.read_bytes()
+
+
+DOWNLOAD = "/files/index.php/s/share/download"
+
+
+def test_fetch_installs_verified_weights(share, cache, checkpoint_bytes, capsys):
+    share.routes[DOWNLOAD] = (200, checkpoint_bytes, None)
+    assert main(["model", "fetch", "--url", share.url(DOWNLOAD)]) == 0
+    out = capsys.readouterr().out
+    installed = cache / "KonCept512.pth"
+    assert installed.read_bytes() == checkpoint_bytes
+    assert hashlib.sha256(checkpoint_bytes).hexdigest() in out
+    assert f"{len(checkpoint_bytes):,} bytes" in out
+    assert list(cache.iterdir()) == [installed]  # no temporary file left behind
+
+    assert main(["model", "info", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["weights_installed"] and info["auto_selects"] == "koncept512"
+    assert info["weights_sha256"] == hashlib.sha256(checkpoint_bytes).hexdigest()
+    assert info["models"]["koncept512"]["fingerprint"].startswith("koncept512-irv2")
+
+
+@pytest.mark.parametrize(
+    ("route", "message"),
+    [
+        ("cut", "cut off"),
+        ("html", "not a PyTorch checkpoint"),
+        ("missing", "answered 404"),
+    ],
+)
+def test_a_failed_fetch_leaves_working_weights_alone(
+    share, cache, checkpoint_bytes, capsys, route, message
+):
+    share.routes["/cut"] = (200, checkpoint_bytes, len(checkpoint_bytes) // 3)
+    share.routes["/html"] = (200, b"<html><body>Too many requests</body></html>", None)
+    cache.mkdir(parents=True)
+    good = cache / "KonCept512.pth"
+    good.write_bytes(checkpoint_bytes)
+    assert main(["model", "fetch", "--url", share.url(f"/{route}")]) == 2
+    assert message in capsys.readouterr().err
+    assert good.read_bytes() == checkpoint_bytes
+    assert list(cache.iterdir()) == [good]
+
+
+def test_fetch_from_a_local_file(cache, recipe_checkpoint, checkpoint_bytes, capsys):
+    assert main(["model", "fetch", "--from", str(recipe_checkpoint)]) == 0
+    assert (cache / "KonCept512.pth").read_bytes() == checkpoint_bytes
+    assert recipe_checkpoint.read_bytes() == checkpoint_bytes  # the source is only read
+    assert hashlib.sha256(checkpoint_bytes).hexdigest() in capsys.readouterr().out
+
+
+def test_fetch_from_a_wrong_file_installs_nothing(cache, tmp_path, capsys):
+    wrong = tmp_path / "KonCept512.pth"
+    wrong.write_bytes(b"\x00" * 4096)
+    assert main(["model", "fetch", "--from", str(wrong)]) == 2
+    assert "not a PyTorch checkpoint" in capsys.readouterr().err
+    assert not (cache / "KonCept512.pth").exists()
+    assert main(["model", "fetch", "--from", str(tmp_path / "absent.pth")]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_info_without_weights(cache, capsys):
+    assert main(["model", "info"]) == 0
+    out = capsys.readouterr().out
+    assert "not installed" in out and "model auto selects: brisque" in out
+    assert "koncept512  unavailable" in out and "pixcamd model fetch" in out

@@ -1,0 +1,194 @@
+"""``pixcamd score`` through its public interface, on real files."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import statistics
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pixcamd.cli import main
+from pixcamd.jpeg import recompress
+
+
+@pytest.fixture(autouse=True)
+def no_installed_weights(tmp_path, monkeypatch):
+    """A user cache without KonCept512 weights, whatever this machine has installed."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("CACHE_DIRECTORY", raising=False)
+
+
+def textured(width: int, height: int, seed: int = 0) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    base = 128 + 80 * np.sin(x / 37.0 + seed) * np.cos(y / 23.0)
+    pixels = np.stack([base, base * 0.8 + 20, 255 - base], axis=-1) + rng.normal(
+        0, 6, (height, width, 3)
+    )
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
+
+
+def run_json(capsys, *args) -> tuple[int, list[dict], str]:
+    code = main(["score", "--json", *map(str, args)])
+    out = capsys.readouterr()
+    return code, json.loads(out.out), out.err
+
+
+def test_json_report_has_what_a_ledger_needs(tmp_path, capsys):
+    path = tmp_path / "photo.jpg"
+    textured(1200, 900).save(path, quality=95)
+    code, results, err = run_json(capsys, path, "--model", "brisque")
+    assert code == 0
+    (result,) = results
+    assert result["path"] == str(path)
+    assert (result["width"], result["height"]) == (1200, 900)
+    assert result["model"] == "brisque"
+    assert result["fingerprint"].startswith("brisque-live-svr@sha256:")
+    assert result["direction"] == "lower_is_better"
+    assert result["jpeg_quality"] == 90
+    assert list(result["views"]) == ["center", "resize"]
+    threshold = result["threshold"]
+    for view in result["views"].values():
+        assert view["verdict"] == ("good quality" if view["score"] < threshold else "low quality")
+    any_good = any(v["verdict"] == "good quality" for v in result["views"].values())
+    assert result["verdict"] == ("good quality" if any_good else "low quality")
+    assert "model brisque" in err
+
+
+def test_jpeg90_is_applied_to_the_full_photo_before_the_views(tmp_path, capsys):
+    img = textured(1000, 700, seed=3)
+    original, precompressed = tmp_path / "a.png", tmp_path / "b.png"
+    img.save(original)
+    recompress(img, 90).save(precompressed)
+    _, with_jpeg, _ = run_json(
+        capsys, original, "--model", "brisque", "--views", "center,resize,tiles"
+    )
+    _, by_hand, _ = run_json(
+        capsys,
+        precompressed,
+        "--model",
+        "brisque",
+        "--views",
+        "center,resize,tiles",
+        "--jpeg",
+        "none",
+    )
+    assert with_jpeg[0]["views"] == by_hand[0]["views"]
+    assert len(with_jpeg[0]["views"]) == 2 + 2 * 2  # 1000×700 → 2×2 tiles
+    _, without, _ = run_json(capsys, original, "--model", "brisque", "--jpeg", "none")
+    assert without[0]["views"]["center"] != with_jpeg[0]["views"]["center"]
+
+
+def test_exif_orientation_is_applied_before_the_views(tmp_path, capsys):
+    upright = textured(900, 600, seed=5)
+    rotated = tmp_path / "rotated.png"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display"
+    upright.transpose(Image.Transpose.ROTATE_90).save(rotated, exif=exif)
+    plain = tmp_path / "upright.png"
+    upright.save(plain)
+    _, a, _ = run_json(capsys, rotated, "--model", "brisque", "--jpeg", "none")
+    _, b, _ = run_json(capsys, plain, "--model", "brisque", "--jpeg", "none")
+    assert (a[0]["width"], a[0]["height"]) == (900, 600)
+    assert a[0]["views"] == b[0]["views"]
+
+
+def test_bad_files_get_clear_errors_and_the_rest_is_still_scored(tmp_path, capsys):
+    good = tmp_path / "good.jpg"
+    textured(800, 600).save(good)
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.jpg"
+    text.write_text("not a photo")
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(good.read_bytes()[:2000])
+    missing = tmp_path / "missing.jpg"
+    code, results, err = run_json(
+        capsys, empty, text, good, truncated, missing, "--model", "brisque"
+    )
+    assert code == 1
+    assert [r["path"] for r in results] == [str(p) for p in (empty, text, good, truncated, missing)]
+    errors = {r["path"]: r.get("error") for r in results}
+    assert "empty file" in errors[str(empty)]
+    assert "not an image" in errors[str(text)]
+    assert errors[str(good)] is None and "views" in results[2]
+    assert "cannot decode" in errors[str(truncated)]
+    assert "no such file" in errors[str(missing)]
+    assert "4 of 5 files could not be scored" in err
+
+
+def test_auto_falls_back_to_brisque_and_says_so(tmp_path, capsys):
+    path = tmp_path / "photo.jpg"
+    textured(640, 480).save(path)
+    code, results, err = run_json(capsys, path)
+    assert code == 0 and results[0]["model"] == "brisque"
+    assert "KonCept512 weights not installed" in err
+
+
+def test_koncept512_without_weights_is_an_error_not_random_scores(tmp_path, capsys):
+    path = tmp_path / "photo.jpg"
+    textured(640, 480).save(path)
+    assert main(["score", str(path), "--model", "koncept512"]) == 2
+    assert "pixcamd model fetch" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_koncept512_scores_with_given_weights(tmp_path, capsys, recipe_checkpoint):
+    path = tmp_path / "photo.jpg"
+    textured(700, 500).save(path)
+    code, results, _ = run_json(
+        capsys, path, "--model", "koncept512", "--weights", recipe_checkpoint
+    )
+    assert code == 0
+    assert results[0]["model"] == "koncept512" and results[0]["threshold"] == 50
+    assert results[0]["fingerprint"].startswith("koncept512-irv2-avgpool8-topleft@sha256:")
+    assert all(isinstance(v["score"], float) for v in results[0]["views"].values())
+
+
+def test_human_table(tmp_path, capsys):
+    path = tmp_path / "photo.jpg"
+    textured(640, 480).save(path)
+    assert main(["score", str(path), "--model", "brisque", "--views", "center"]) == 0
+    out = capsys.readouterr().out
+    assert f"{path}  (640×480, after JPEG-90)" in out and "center" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--views", "centre"], "unknown view"), (["--jpeg", "101"], "quality 1–100")],
+)
+def test_bad_options_are_refused(tmp_path, capsys, args, message):
+    with pytest.raises(SystemExit) as exc:
+        main(["score", str(tmp_path / "x.jpg"), *args])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_scores_the_corpus_centre_crops_like_the_reference(corpus_dir, data_dir, capsys):
+    """``score --views center --jpeg none`` is exactly the reference's crop: same numbers."""
+    rows = csv.DictReader(
+        io.StringIO((data_dir / "brisque_reference_scores.tsv").read_text()), delimiter="\t"
+    )
+    reference = {r["image"]: float(r["brisque_score"]) for r in rows if r["variant"] == "crop"}
+    paths = [corpus_dir / name for name in reference if name.startswith("photos/")]
+    code, results, _ = run_json(
+        capsys, *paths, "--model", "brisque", "--views", "center", "--jpeg", "none"
+    )
+    assert code == 0 and len(results) == 10
+    deltas = [
+        abs(r["views"]["center"]["score"] - reference[f"photos/{r['path'].rsplit('/', 1)[1]}"])
+        for r in results
+    ]
+    assert statistics.mean(deltas) <= 1.0 and max(deltas) <= 3.0
+
+
+def test_scores_the_whole_corpus_as_the_issue_asks(corpus_dir, capsys):
+    paths = sorted((corpus_dir / "photos").glob("*.jpg"))
+    code, results, _ = run_json(capsys, *paths, "--model", "brisque")
+    assert code == 0
+    assert len(results) == len(paths) == 10
+    assert all(set(r["views"]) == {"center", "resize"} for r in results)
