@@ -1,18 +1,93 @@
-"""The recompression every platform applies before a BIQA sees a photo."""
+"""JPEG as the BIQA meets it: our output file, then the platform's quality-90 recompression.
+
+Two faces of the same thing:
+
+* the real chain, with Pillow (libjpeg): what the check and the scorer see;
+* an in-loop estimate for the optimizer: forward values from the real chain (so the loop scores
+  exactly what the check will), gradients from kornia's differentiable JPEG — a straight-through
+  estimator. It is applied to a window aligned to the full photo's 16-pixel MCU grid with a
+  16-pixel margin, so its 8×8 blocks, 4:2:0 chroma pairs and libjpeg's "fancy" chroma
+  upsampling see the same neighbours as a JPEG of the whole photo.
+"""
 
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 
+import kornia
+import torch
 from PIL import Image
 
+from pixcamd.photo import to_image, to_tensor
+
 TASK_QUALITY = 90  # MediaEval 2020 Pixel Privacy scored photos after a JPEG-90 round trip
+MCU = 16  # 4:2:0 minimum coded unit: the grid every JPEG of the full photo uses
+
+
+def encode(img: Image.Image, quality: int, subsampling: str | int = -1) -> bytes:
+    """Pillow JPEG bytes; ``subsampling`` -1 = Pillow's default (4:2:0), or "4:4:4" etc."""
+    buffer = io.BytesIO()
+    img.convert("RGB").save(buffer, format="JPEG", quality=quality, subsampling=subsampling)
+    return buffer.getvalue()
+
+
+def decode(data: bytes) -> Image.Image:
+    with Image.open(io.BytesIO(data)) as decoded:
+        return decoded.convert("RGB")
 
 
 def recompress(img: Image.Image, quality: int = TASK_QUALITY) -> Image.Image:
     """A real Pillow JPEG encode/decode at ``quality`` with Pillow's defaults (4:2:0 chroma)."""
-    buffer = io.BytesIO()
-    img.convert("RGB").save(buffer, format="JPEG", quality=quality)
-    buffer.seek(0)
-    with Image.open(buffer) as decoded:
-        return decoded.convert("RGB")
+    return decode(encode(img, quality))
+
+
+@dataclass(frozen=True)
+class Chain:
+    """Our output file's encoding followed by the platform's recompression."""
+
+    output_quality: int = 95
+    output_subsampling: str = "4:4:4"
+    platform_quality: int = TASK_QUALITY
+
+    def output(self, img: Image.Image) -> bytes:
+        return encode(img, self.output_quality, self.output_subsampling)
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        """What the BIQA sees of ``img`` once we saved it and the platform recompressed it."""
+        return recompress(decode(self.output(img)), self.platform_quality)
+
+
+def aligned_window(box, width: int, height: int, margin: int = MCU) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) around ``box`` = (left, top, w, h), on the MCU grid, in-image."""
+    left, top, w, h = box
+    x0 = max(0, (left - margin) // MCU * MCU)
+    y0 = max(0, (top - margin) // MCU * MCU)
+    x1 = min(width, -(-(left + w + margin) // MCU) * MCU)
+    y1 = min(height, -(-(top + h + margin) // MCU) * MCU)
+    return x0, y0, x1, y1
+
+
+def _pad_to_mcu(x: torch.Tensor) -> torch.Tensor:
+    """Replicate the last row/column up to a multiple of 16, as a JPEG encoder pads edges."""
+    h, w = x.shape[-2:]
+    ph, pw = -h % MCU, -w % MCU
+    if ph or pw:
+        x = torch.nn.functional.pad(x, (0, pw, 0, ph), mode="replicate")
+    return x
+
+
+def straight_through_jpeg(window: torch.Tensor, chain: Chain) -> torch.Tensor:
+    """1×3×h×w window (grid-aligned, 8-bit values) → the chain's real output, with gradients of
+    kornia's differentiable JPEG at the platform quality."""
+    h, w = window.shape[-2:]
+    with torch.no_grad():
+        real = to_tensor(chain(to_image(window))).to(window.device, window.dtype)
+    quality = torch.tensor([float(chain.platform_quality)], device=window.device)
+    soft = kornia.enhance.jpeg_codec_differentiable(_pad_to_mcu(window), quality)[..., :h, :w]
+    return soft + (real - soft).detach()
+
+
+def straight_through_round(x: torch.Tensor) -> torch.Tensor:
+    """Round to the 8-bit values the file will hold; gradients pass as if unrounded."""
+    return x + (torch.round(x * 255) / 255 - x).detach()

@@ -72,3 +72,18 @@ def recipe_checkpoint(recipe_weights, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("weights") / "KonCept512.pth"
     torch.save(recipe_weights, path)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_biqa():
+    """A small quality model trained here on synthetic distortions (see tests/tinybiqa.py)."""
+    from tinybiqa import train_tiny_biqa
+
+    return train_tiny_biqa()
+
+
+@pytest.fixture(scope="session")
+def brisque():
+    from pixcamd.models import load_model
+
+    return load_model("brisque")
