@@ -48,9 +48,10 @@ class Attack:
     """One photo's optimization state. ``photo`` is 1×3×H×W in [0, 1] (8-bit values).
 
     Cost matters more than elegance here: at 12–24 MP every full-resolution tensor operation
-    costs tens of milliseconds on a CPU, so δ is a plain tensor updated in place with three
-    full-size operations per step, and gradients are taken with respect to each view's own
-    region (a leaf tensor) and added into one reused buffer.
+    costs tens of milliseconds on a CPU and every full-resolution float tensor 100–300 MB, so δ
+    is a plain tensor updated in place with three full-size operations per step, the budget is
+    one broadcast channel, and gradients are taken with respect to each view's own region (a
+    leaf tensor) and added into one reused buffer.
     """
 
     def __init__(
@@ -76,12 +77,7 @@ class Attack:
         else:
             self.views = plan_views(width, height, views, size)
         self.mask = perceptual_mask(photo) if masking else torch.ones_like(photo[:, :1])
-        generator = torch.Generator().manual_seed(seed)
-        # A small seeded start (up to half a grey level, within the first round's budget)
-        # breaks ties where the gradient is flat; applied when the first round begins.
-        self._start: torch.Tensor | None = (
-            torch.rand(photo.shape, generator=generator).to(photo.device) * 2 - 1
-        )
+        self.seed = seed
         self.delta = torch.zeros_like(photo)
         self.grad = torch.zeros_like(photo)
         self.step = 0
@@ -166,15 +162,15 @@ class Attack:
         step_fraction: float = 0.125,
     ) -> None:
         """Up to ``steps`` signed-gradient steps within ±ε·mask; ``on_step`` True stops."""
-        bound = epsilon * self.mask
+        bound = epsilon * self.mask  # 1×1×H×W, broadcast over the channels
         alpha = step_fraction * bound
-        # Both constraints at once — the budget and the valid pixel range — as fixed limits.
-        low = torch.maximum(-bound, -self.photo)
-        high = torch.minimum(bound, 1 - self.photo)
-        if self._start is not None:
-            self.delta.copy_(self._start * bound.clamp(max=0.5 / 255))
-            torch.clamp(self.delta, low, high, out=self.delta)
-            self._start = None
+        if self.step == 0:
+            # A small seeded start (up to half a grey level, within the budget) breaks ties
+            # where the gradient is flat.
+            generator = torch.Generator().manual_seed(self.seed)
+            start = torch.rand(self.photo.shape, generator=generator).to(self.photo.device)
+            self.delta.copy_(start.mul_(2).sub_(1).mul_(bound.clamp(max=0.5 / 255)))
+            del start
         for _ in range(steps):
             scores = self.evaluate(backward=True)
             reached = self.reached(scores)
@@ -182,7 +178,8 @@ class Attack:
             if on_step is not None and on_step(StepReport(self.step, scores, reached)):
                 return
             self.delta.addcmul_(self.grad.sign_(), alpha, value=-1.0)
-            torch.clamp(self.delta, low, high, out=self.delta)
+            # The budget only; the valid range [0, 1] is applied wherever δ is used.
+            torch.clamp(self.delta, -bound, bound, out=self.delta)
 
     def pixels(self) -> torch.Tensor:
         """The 8-bit protected photo, 1×3×H×W."""
