@@ -164,8 +164,8 @@ def main() -> None:
             f"{r['forward_backward_s_per_view']:.3f}",
         ]
         cells += [
-            f"{r['forward_gflop_per_view']:.1f}",
-            f"{r['forward_backward_gflop_per_view']:.1f}",
+            f"{r['forward_gflop_per_view']:.3f}",
+            f"{r['forward_backward_gflop_per_view']:.3f}",
         ]
         for kind in ("forward", "forward_backward"):
             of_peak = r[f"{kind}_fraction_of_peak"]
