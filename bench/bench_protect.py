@@ -1,8 +1,7 @@
-"""What protection costs and achieves. Three parts, each its own subcommand:
+"""What a protection step costs. Two parts, each its own subcommand:
 
     .venv/bin/python bench/bench_protect.py step [--megapixels 12] [--steps 5]
     .venv/bin/python bench/bench_protect.py memory [--megapixels 24] [--model koncept512]
-    .venv/bin/python bench/bench_protect.py corpus DIR... [--json out.json]
 
 ``step``: seconds per optimizer iteration with views center,resize on a photo of the given size,
 KonCept512 with RANDOM weights (labelled: timing only), as a ratio to the bare cost of the two
@@ -10,8 +9,7 @@ forward+backward passes of the model measured in the same process — the rest o
 (views, in-loop JPEG, update of the full-resolution perturbation) is what the ratio exposes.
 ``memory``: peak RSS of a few protection steps, a real check and PSNR/SSIM — protect()'s
 peaks — on a photo of that size, in a fresh process.
-``corpus``: protect() with BRISQUE (its real LIVE model) on every photo: protection rate after
-a real JPEG-90, PSNR/SSIM, steps, seconds per photo and per megapixel, peak RSS.
+Protection rates, PSNR/SSIM and cost per photo on the corpus: ``bench/evaluate.py``.
 Medians over the repeats; machine facts printed with every result.
 """
 
@@ -36,8 +34,8 @@ from pixcamd.jpeg import Chain, decode
 from pixcamd.models import load_model
 from pixcamd.models.koncept512 import KonCept512
 from pixcamd.optimizer import Attack
-from pixcamd.photo import load_photo, to_image, to_tensor
-from pixcamd.protect import Settings, protect
+from pixcamd.photo import to_image, to_tensor
+from pixcamd.protect import Settings
 
 
 def machine() -> dict:
@@ -139,54 +137,6 @@ def memory(args) -> dict:
     return result
 
 
-def corpus(args) -> dict:
-    model = load_model("brisque")
-    paths = sorted(p for d in args.dirs for p in Path(d).glob("*.jpg"))
-    rows = []
-    for path in paths:
-        image = load_photo(path)
-        result = protect(image, [model], Settings(platform_checks=False))
-        mp = image.width * image.height / 1e6
-        rows.append(
-            {
-                "photo": path.name,
-                "megapixels": mp,
-                "verdict": result.verdict,
-                "protected": result.protected,
-                "margin_met": result.margin_met,
-                "before": result.before["brisque"],
-                "after_jpeg90": result.after_jpeg["brisque"],
-                "psnr": result.psnr,
-                "ssim": result.ssim,
-                "linf": result.linf,
-                "epsilon": result.epsilon,
-                "steps": result.steps,
-                "seconds": result.seconds,
-                "seconds_per_mp": result.seconds / mp,
-            }
-        )
-        print(json.dumps(rows[-1]), file=sys.stderr)
-    worked = [r for r in rows if not r["verdict"].startswith("already")]
-    summary = {
-        "part": "corpus",
-        "model": model.fingerprint,
-        "photos": len(rows),
-        "protected_rate": sum(r["protected"] for r in rows) / len(rows),
-        "margin_rate": sum(r["margin_met"] for r in rows) / len(rows),
-        "psnr_mean": statistics.mean(r["psnr"] for r in worked) if worked else None,
-        "psnr_min": min(r["psnr"] for r in worked) if worked else None,
-        "ssim_mean": statistics.mean(r["ssim"] for r in worked) if worked else None,
-        "ssim_min": min(r["ssim"] for r in worked) if worked else None,
-        "steps_median": statistics.median(r["steps"] for r in rows),
-        "seconds_median": statistics.median(r["seconds"] for r in rows),
-        "seconds_per_mp_median": statistics.median(r["seconds_per_mp"] for r in rows),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "machine": machine(),
-        "rows": rows,
-    }
-    return summary
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="part", required=True)
@@ -196,11 +146,9 @@ def main() -> None:
         p.add_argument("--model", default="koncept512", choices=("koncept512", "brisque"))
         p.add_argument("--steps", type=int, default=5 if name == "step" else 2)
         p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    c = sub.add_parser("corpus")
-    c.add_argument("dirs", nargs="+")
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args()
-    result = {"step": step_cost, "memory": memory, "corpus": corpus}[args.part](args)
+    result = {"step": step_cost, "memory": memory}[args.part](args)
     if args.part != "memory" or not args.child:
         print(json.dumps({k: v for k, v in result.items() if k != "rows"}, indent=2))
     if args.json:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from pixcamd import __version__
+from pixcamd.commands import daemon as daemon_command
 from pixcamd.commands import model as model_command
+from pixcamd.commands import protect as protect_command
 from pixcamd.commands import score as score_command
 from pixcamd.devices import resolve_device
 from pixcamd.errors import PixcamdError
@@ -34,11 +37,57 @@ def _jpeg(text: str) -> int | None:
     return quality
 
 
+def _jpeg_quality(text: str) -> int:
+    quality = _jpeg(text)
+    if quality is None:
+        raise argparse.ArgumentTypeError("the output must be a JPEG: give a quality 1–100")
+    return quality
+
+
 def _device(text: str) -> str:
     try:
         return resolve_device(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _models(text: str) -> list[str]:
+    names = list(dict.fromkeys(n.strip() for n in text.split(",")))
+    for name in names:
+        if name not in CHOICES:
+            raise argparse.ArgumentTypeError(
+                f"unknown model {name!r}: choose from {', '.join(CHOICES)}"
+            )
+    if "auto" in names and len(names) > 1:
+        raise argparse.ArgumentTypeError("auto stands alone: name the models to combine")
+    return names
+
+
+def _targets(text: str) -> dict[str, float]:
+    """``30`` (every model) or ``koncept512=25,brisque=85``."""
+    try:
+        if "=" not in text:
+            return {"*": float(text)}
+        pairs = (item.split("=", 1) for item in text.split(","))
+        return {name.strip(): float(value) for name, value in pairs}
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a score, or MODEL=SCORE,…") from exc
+
+
+def _grey_levels(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a change in 8-bit grey levels, 0–64")
+    return value
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number ≥ 1")
+    return int(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,6 +130,72 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--json", action="store_true", help="machine-readable output")
     score.set_defaults(handler=score_command.run)
 
+    protect = commands.add_parser(
+        "protect",
+        help="write protected copies that the quality filter scores low",
+        description="Protect each photo at full resolution and check the written file the way "
+        "the platform and the filter will see it (JPEG-90, every view, every model). Exit "
+        "status 1 when any photo is left unprotected or cannot be read.",
+    )
+    protect.add_argument("files", nargs="+", metavar="IN", help="photos to protect")
+    where = protect.add_mutually_exclusive_group(required=True)
+    where.add_argument("-o", "--output", type=Path, metavar="OUT", help="output file (one photo)")
+    where.add_argument("--outdir", type=Path, metavar="DIR", help="folder for the copies")
+    protect.add_argument(
+        "--model",
+        type=_models,
+        default=["auto"],
+        metavar="LIST",
+        help="quality model(s) to fool, e.g. koncept512,brisque (default auto: KonCept512 if "
+        "installed, else BRISQUE); protected only when every model agrees",
+    )
+    protect.add_argument("--weights", metavar="PATH", help="KonCept512.pth to use")
+    protect.add_argument(
+        "--views",
+        type=_views,
+        default=DEFAULT_VIEWS,
+        metavar="LIST",
+        help=f"views to protect, from {', '.join(VIEW_NAMES)} (default: {','.join(DEFAULT_VIEWS)})",
+    )
+    protect.add_argument(
+        "--epsilon",
+        type=_grey_levels,
+        default=4.0,
+        metavar="LEVELS",
+        help="largest change per pixel in 8-bit grey levels, before escalation (default 4)",
+    )
+    protect.add_argument(
+        "--epsilon-cap",
+        type=_grey_levels,
+        default=8.0,
+        metavar="LEVELS",
+        help="escalation never exceeds this (default 8)",
+    )
+    protect.add_argument(
+        "--target",
+        type=_targets,
+        default={},
+        metavar="SCORE",
+        help="score to reach after JPEG-90 (default: KonCept512 30, BRISQUE 80); "
+        "MODEL=SCORE,… for several models",
+    )
+    protect.add_argument(
+        "--steps", type=_positive, default=40, help="steps per round before escalating (40)"
+    )
+    protect.add_argument("--seed", type=int, default=0, help="random seed (same seed, same output)")
+    protect.add_argument("--device", type=_device, default="auto", help="auto (default), cpu, cuda")
+    protect.add_argument("--threads", type=_positive, help="CPU threads for torch")
+    protect.add_argument(
+        "--quality", type=_jpeg_quality, default=95, help="output JPEG quality (default 95)"
+    )
+    protect.add_argument(
+        "--write-unprotected",
+        action="store_true",
+        help="also write copies that could not be protected (never by default)",
+    )
+    protect.add_argument("--json", action="store_true", help="machine-readable report")
+    protect.set_defaults(handler=protect_command.run)
+
     model = commands.add_parser("model", help="install or inspect the quality models")
     model_commands = model.add_subparsers(dest="model_command", required=True, metavar="ACTION")
     fetch = model_commands.add_parser(
@@ -97,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--weights", metavar="PATH", help="KonCept512.pth to inspect")
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.set_defaults(handler=model_command.info)
+    daemon_command.add_commands(commands)
     return parser
 
 

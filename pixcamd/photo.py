@@ -1,23 +1,70 @@
-"""Reading a photo the way every scorer and viewer sees it: decoded, upright, RGB.
+"""Reading a photo the way every scorer and viewer sees it: decoded, upright, RGB — with the
+metadata needed to write its protected copy.
 
 The EXIF orientation is applied to the pixels first, so the views, the scores and later the
-protection are all computed on the photo as a person sees it.
+protection are all computed on the photo as a person sees it. Decisions (docs/photo-io.md):
+
+* transparency is composited onto white (JPEG has no alpha; platforms flatten the same way);
+* 16-bit samples are reduced to 8 bits (grayscale rounded; RGB as Pillow decodes it);
+* CMYK and grayscale images with an ICC profile, and CIELab images, are converted to sRGB with
+  that profile (relative colorimetric, black-point compensation) and the copy carries sRGB;
+* RGB pixels with an ICC profile (Adobe RGB, Display P3, ...) stay in that space and the copy
+  carries the same profile;
+* multi-image files (MPO, animated GIF/WebP, multi-page TIFF, HEIC collections): the primary
+  image only.
 """
 
 from __future__ import annotations
 
+import io
 import os
+import re
+import struct
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, UnidentifiedImageError
 
+from pixcamd import metadata as meta
 from pixcamd.errors import PhotoError
+from pixcamd.metadata import PhotoMetadata
+
+try:  # phones write HEIC by default; pillow-heif teaches Pillow to read it
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    HEIF_SUPPORT = True
+except ImportError:  # pragma: no cover - pillow-heif is a dependency
+    HEIF_SUPPORT = False
 
 # Default decompression-bomb guard: 200 MP is beyond any camera a photographer carries today.
 DEFAULT_MAX_PIXELS = 200_000_000
+READABLE = "JPEG, PNG, WebP, TIFF, HEIC/HEIF, AVIF, GIF, BMP"
+
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+SRGB_PROFILE = _SRGB.tobytes()
+
+
+@dataclass
+class Photo:
+    """An opened photo: upright 8-bit RGB pixels and what its protected copy must carry."""
+
+    path: Path
+    image: Image.Image  # upright 8-bit RGB, EXIF orientation applied
+    metadata: PhotoMetadata  # everything needed to write the copy (pixcamd.output.write_jpeg)
+    warnings: list[str] = field(default_factory=list)  # e.g. "EXIF unreadable, dropped: ..."
 
 
 def load_photo(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
@@ -26,48 +73,326 @@ def load_photo(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     Transparent images are composited onto white (what a social site shows); other modes
     (grayscale, palette, 16-bit, CMYK) are converted to RGB.
     """
+    return open_photo(path, max_pixels).image
+
+
+def open_photo(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Photo:
+    """Decode ``path`` and read its metadata; raises ``PhotoError`` saying what is wrong.
+
+    The original is only ever opened for reading. Metadata that is damaged while the pixels are
+    fine is dropped with a note in ``Photo.warnings``; the pixels are still returned.
+    """
     path = Path(path)
-    if not path.exists():
-        raise PhotoError(f"{path}: no such file")
-    if not path.is_file():
-        raise PhotoError(f"{path}: not a regular file")
-    if path.stat().st_size == 0:
-        raise PhotoError(f"{path}: empty file (0 bytes)")
+    _check_file(path)
+    if max_pixels < 1:
+        raise ValueError("max_pixels must be positive")
+    # Pillow's own bomb guard refuses twice its MAX_IMAGE_PIXELS outright; ours is the one that
+    # counts, so Pillow's must not be the stricter of the two.
+    if Image.MAX_IMAGE_PIXELS is not None and max_pixels > Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = max_pixels
+    notes: list[str] = []
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             with Image.open(path) as img:
                 width, height = img.size
                 if width * height > max_pixels:
                     raise PhotoError(
                         f"{path}: {width}×{height} px is over the limit of {max_pixels:,} pixels"
                     )
+                md, decoder_rotates = _read_before_load(img, path, notes)
                 img.load()  # full decode now: a truncated file fails here, not later
-                upright = ImageOps.exif_transpose(img) or img
-                return _to_rgb(upright)
+                _read_after_load(img, md, notes)
+                # recent Pillow TIFF and libheif decoders apply the orientation themselves
+                orientation = 1 if decoder_rotates(img) else md.orientation
+                image, md.icc_profile = _to_rgb(img, md.icc_profile, notes)
+                image.info = {}  # the copy's metadata lives in Photo.metadata, nowhere else
+        notes += [
+            f"decoder: {w.message}"
+            for w in caught
+            if not issubclass(w.category, Image.DecompressionBombWarning)
+        ]
     except PhotoError:
         raise
     except UnidentifiedImageError as exc:
-        raise PhotoError(f"{path}: not an image Pillow can read") from exc
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise PhotoError(f"{path}: image dimensions are implausibly large ({exc})") from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise PhotoError(f"{path}: cannot decode the image ({exc})") from exc
+        raise PhotoError(f"{path}: {_unidentified(path)}") from exc
+    except Image.DecompressionBombError as exc:  # refused by Pillow before we saw the size
+        claimed = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"an image of {int(claimed.group(1)):,} pixels" if claimed else "the image"
+        raise PhotoError(f"{path}: {size} is over the limit of {max_pixels:,} pixels") from exc
+    except PermissionError as exc:
+        raise PhotoError(f"{path}: cannot read the file (permission denied)") from exc
+    except MemoryError as exc:
+        raise PhotoError(f"{path}: not enough memory to decode this image") from exc
+    except Exception as exc:  # any decoder failure is a bad file, never a crash
+        message = str(exc) or type(exc).__name__
+        if "truncated" in message or isinstance(exc, EOFError):
+            raise PhotoError(
+                f"{path}: cannot decode the image: the file is truncated, its data ends early "
+                f"({message})"
+            ) from exc
+        raise PhotoError(f"{path}: cannot decode the image data ({message})") from exc
+    if orientation != 1:
+        image = image.transpose(_TRANSPOSE[orientation])
+    return Photo(path, image, md, notes)
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
-    if img.mode == "RGB":
-        return img
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        # 16-bit grayscale: scale to 8 bits instead of clipping at 255.
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise PhotoError(f"{path}: no such file")
+    if not path.is_file():
+        raise PhotoError(f"{path}: not a regular file")
+    if path.stat().st_size == 0:
+        raise PhotoError(f"{path}: empty file (0 bytes)")
+
+
+def _unidentified(path: Path) -> str:
+    with open(path, "rb") as fp:
+        head = fp.read(64)
+    if head.startswith(b"\xff\xd8"):
+        return "a damaged JPEG: its structure is broken and it cannot be decoded"
+    if head.startswith(b"\x89PNG"):
+        return "a damaged PNG: it cannot be decoded"
+    if head[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftypmsf1") and not HEIF_SUPPORT:
+        return "a HEIC/HEIF photo; reading it needs pillow-heif (pip install pillow-heif)"
+    if head and all(32 <= b < 127 or b in b"\t\r\n" for b in head):
+        return "not an image: the file holds text"
+    return f"not an image file pixcamd can read ({READABLE})"
+
+
+# --------------------------------------------------------------------------------------------
+# Metadata
+
+
+def _read_before_load(img: Image.Image, path: Path, notes: list[str]):
+    """Metadata that must be read before decoding, the EXIF orientation, and a test of whether
+    the decoder applies that orientation itself."""
+    fmt = img.format or "unknown"
+    md = PhotoMetadata(source_format=fmt)
+    if getattr(img, "n_frames", 1) > 1:
+        what = "secondary images" if fmt == "MPO" else "further frames/pages"
+        notes.append(f"{fmt}: {img.n_frames - 1} {what} dropped; the primary image is used")
+
+    def decoder_rotates(_img: Image.Image) -> bool:
+        return False
+
+    if fmt in ("JPEG", "MPO"):
+        with open(path, "rb") as fp:
+            segments, problem = meta.read_jpeg_segments(fp)
+        if problem:
+            notes.append(f"JPEG header: {problem}")
+        parts = meta.jpeg_parts(segments)
+        md.exif, md.xmp, md.photoshop = parts.exif, parts.xmp, parts.photoshop
+        md.comments, md.jfif = parts.comments, parts.jfif
+        notes += parts.notes
+    elif fmt == "TIFF":
+        md.exif = _tiff_exif(img, notes)
+        tag_v2 = img.tag_v2
+        md.xmp = _as_bytes(img.info.get("xmp") or tag_v2.get(700))
+        if 34377 in tag_v2:
+            md.photoshop = _as_bytes(tag_v2[34377])
+        elif 33723 in tag_v2:
+            md.photoshop = meta.iptc_as_irb(_as_bytes(tag_v2[33723]) or b"")
+        orientation = tag_v2.get(meta.ORIENTATION, 1)
+        md.orientation = orientation if orientation in _TRANSPOSE else 1
+
+        def decoder_rotates(loaded: Image.Image) -> bool:  # recent Pillow does, on load
+            return meta.ORIENTATION not in loaded.tag_v2
+
+        return md, decoder_rotates
+    elif fmt == "HEIF":  # pillow-heif; Pillow's own AVIF reader leaves it to the EXIF
+        md.orientation = int(img.info.get("original_orientation") or 1)
+
+        def decoder_rotates(_img: Image.Image) -> bool:  # libheif applies irot/imir
+            return True
+
+    return md, decoder_rotates
+
+
+def _read_after_load(img: Image.Image, md: PhotoMetadata, notes: list[str]) -> None:
+    """Metadata Pillow has in ``info`` once decoded (PNG may keep eXIf after the pixels)."""
+    info = img.info
+    fmt = md.source_format
+    md.icc_profile = info.get("icc_profile") or None
+    if fmt in ("PNG", "WEBP", "HEIF", "AVIF"):
+        exif = info.get("exif") or _raw_profile(info.get("Raw profile type exif"))
+        if exif:
+            md.exif = exif[len(meta.EXIF_HEADER) :] if exif.startswith(b"Exif\x00\x00") else exif
+        md.xmp = _as_bytes(info.get("xmp") or info.get("XML:com.adobe.xmp"))
+    dpi = info.get("dpi")
+    if md.jfif is None and fmt not in ("JPEG", "MPO") and dpi and all(0 < d < 65536 for d in dpi):
+        md.jfif = meta.Jfif(units=1, density=(round(dpi[0]), round(dpi[1])))
+    if fmt == "PNG":
+        irb = _raw_profile(info.get("Raw profile type 8bim"))
+        iim = _raw_profile(info.get("Raw profile type iptc"))
+        md.photoshop = irb or (meta.iptc_as_irb(iim) if iim else None)
+        text = sorted(
+            k
+            for k, v in info.items()
+            if isinstance(v, str) and k != "XML:com.adobe.xmp" and not k.startswith("Raw profile")
+        )
+        if text:
+            notes.append("PNG text not carried: " + ", ".join(text))
+    if md.exif and fmt != "TIFF":
+        try:
+            md.exif, repairs = meta.repair_exif(md.exif)
+            notes += repairs
+            notes += meta.check_exif(md.exif)
+            if fmt != "HEIF":  # pillow-heif already reset it to 1
+                md.orientation = meta.exif_orientation(md.exif)
+        except (meta.MetadataError, ValueError, struct.error) as exc:
+            notes.append(f"EXIF unreadable, dropped: {exc}")
+            md.exif = None
+    if md.photoshop:
+        try:
+            meta.parse_irb(md.photoshop)
+        except meta.MetadataError as exc:
+            notes.append(f"IPTC/Photoshop segment unreadable, dropped: {exc}")
+            md.photoshop = None
+
+
+# IFD0 tags of a TIFF file that describe the photo (the rest describe the TIFF's own layout).
+_TIFF_DESCRIPTIVE = (
+    0x010D, 0x010E, 0x010F, 0x0110, 0x011A, 0x011B, 0x0128, 0x0131, 0x0132, 0x013B, 0x013C,
+    0x4746, 0x4749, 0x8298, 0x9C9B, 0x9C9C, 0x9C9D, 0x9C9E, 0x9C9F,
+)  # fmt: skip
+
+
+def _tiff_exif(img: Image.Image, notes: list[str]) -> bytes | None:
+    """A TIFF's EXIF lives in its own IFD0 next to the strip layout; rebuild a standalone block.
+
+    This is the one case where EXIF is re-serialised (the TIFF's offsets point into the TIFF).
+    """
+    try:
+        source = img.getexif()
+        exif = Image.Exif()
+        for tag in _TIFF_DESCRIPTIVE:
+            if tag in source:
+                exif[tag] = source[tag]
+        for pointer in (meta.EXIF_IFD, meta.GPS_IFD):
+            sub = dict(source.get_ifd(pointer))
+            if sub:
+                exif[pointer] = sub
+        if len(exif) == 0:
+            return None
+        if meta.ORIENTATION in source:
+            exif[meta.ORIENTATION] = source[meta.ORIENTATION]
+        if 0x927C in (exif.get(meta.EXIF_IFD) or {}):
+            notes.append("TIFF: EXIF rebuilt; the maker note may not decode in the copy")
+        return exif.tobytes()[len(meta.EXIF_HEADER) :]
+    except Exception as exc:  # a broken TIFF directory costs the EXIF, not the photo
+        notes.append(f"EXIF unreadable, dropped: {exc}")
+        return None
+
+
+def _as_bytes(value) -> bytes | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, tuple):  # Pillow gives some TIFF byte tags as tuples of ints
+        return bytes(value)
+    return bytes(value) or None
+
+
+def _raw_profile(text: str | None) -> bytes | None:
+    """ImageMagick's PNG "Raw profile type X" text: "\\nX\\n  length\\nhex…"."""
+    if not text:
+        return None
+    try:
+        _name, _length, hexdata = text.strip().split("\n", 2)
+        return bytes.fromhex("".join(hexdata.split()))
+    except ValueError:
+        return None
+
+
+# --------------------------------------------------------------------------------------------
+# Pixels
+
+
+def _profile_space(icc: bytes) -> str | None:
+    """'RGB', 'CMYK', 'GRAY', ... of an ICC profile, or None if lcms cannot read it."""
+    try:
+        return ImageCms.ImageCmsProfile(io.BytesIO(icc)).profile.xcolor_space.strip()
+    except (OSError, ImageCms.PyCMSError, ValueError, TypeError):
+        return None
+
+
+def _colour_manage(img: Image.Image, icc: bytes, notes: list[str]) -> Image.Image | None:
+    try:
+        return ImageCms.profileToProfile(
+            img,
+            ImageCms.ImageCmsProfile(io.BytesIO(icc)),
+            _SRGB,
+            renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
+            outputMode="RGB",
+            flags=ImageCms.Flags.BLACKPOINTCOMPENSATION,
+        )
+    except (ImageCms.PyCMSError, OSError, ValueError) as exc:
+        notes.append(f"colour conversion with the ICC profile failed ({exc}); converted plainly")
+        return None
+
+
+def _flatten(img: Image.Image, notes: list[str]) -> Image.Image:
+    """Composite a transparent image onto white (what a site shows it on)."""
+    rgba = img.convert("RGBA")
+    if rgba.getchannel("A").getextrema()[0] < 255:
+        notes.append("transparent areas composited onto white (JPEG has no transparency)")
+    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(white, rgba).convert("RGB")
+
+
+def _to_rgb(
+    img: Image.Image, icc: bytes | None, notes: list[str]
+) -> tuple[Image.Image, bytes | None]:
+    """8-bit RGB pixels and the ICC profile they are in (None: sRGB, untagged)."""
+    space = _profile_space(icc) if icc else None
+    if icc and space is None:
+        notes.append("ICC profile unreadable, dropped (colours are read as sRGB)")
+        icc = None
+    mode = img.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        # 16-bit (or wider) grayscale: scale to 8 bits with rounding instead of clipping at 255.
         array = np.asarray(img, dtype=np.float64)
-        peak = 65535.0 if array.max() > 255 else 255.0
-        return Image.fromarray(np.round(array / peak * 255).astype(np.uint8)).convert("RGB")
-    return img.convert("RGB")
+        peak = 65535.0 if mode.startswith("I;16") or array.max() > 255 else 255.0
+        if mode == "F" and array.max() <= 1.0:
+            peak = 1.0
+        img = Image.fromarray(np.round(np.clip(array / peak, 0, 1) * 255).astype(np.uint8), "L")
+        mode = "L"
+    if mode == "1":
+        img, mode = img.convert("L"), "L"
+    if mode in ("RGBA", "RGBa", "LA", "La", "PA") or (mode == "P" and "transparency" in img.info):
+        gray = mode in ("LA", "La")
+        img = _flatten(img, notes)
+        if gray:
+            img = img.convert("L")
+        mode = img.mode
+    if mode == "P":
+        img, mode = img.convert("RGB"), "RGB"
+    if mode == "LAB":
+        return ImageCms.profileToProfile(
+            img, ImageCms.createProfile("LAB"), _SRGB, outputMode="RGB"
+        ), SRGB_PROFILE
+    if mode == "CMYK":
+        if icc and space == "CMYK":
+            managed = _colour_manage(img, icc, notes)
+            if managed is not None:
+                return managed, SRGB_PROFILE
+        elif icc:
+            notes.append(f"{space} ICC profile on a CMYK image ignored")
+        else:
+            notes.append("CMYK without an ICC profile: converted with a plain formula")
+        return img.convert("RGB"), None
+    if mode == "L" and icc and space == "GRAY":
+        managed = _colour_manage(img, icc, notes)
+        if managed is not None:
+            return managed, SRGB_PROFILE
+        return img.convert("RGB"), None
+    rgb = img if mode == "RGB" else img.convert("RGB")
+    if icc and space != "RGB":
+        notes.append(f"{space} ICC profile does not match the {mode} pixels; dropped")
+        icc = None
+    return rgb, icc
 
 
 def to_tensor(img: Image.Image) -> torch.Tensor:

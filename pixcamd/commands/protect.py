@@ -1,0 +1,155 @@
+"""``pixcamd protect``: write protected copies of photos, and say honestly how each one fared."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from pixcamd.check import verify_file
+from pixcamd.errors import PixcamdError
+from pixcamd.models import load_model
+from pixcamd.output import write_jpeg
+from pixcamd.photo import open_photo
+from pixcamd.protect import Result, Settings, protect
+
+
+def plan_outputs(inputs: list[Path], output: Path | None, outdir: Path | None) -> list[Path]:
+    """Where each protected copy goes; refuses collisions and overwriting an original."""
+    if output is not None:
+        if len(inputs) != 1:
+            raise PixcamdError("-o/--output takes one photo; use --outdir DIR for several")
+        targets = [output]
+    else:
+        assert outdir is not None
+        targets = [outdir / f"{p.stem}.jpg" for p in inputs]
+    seen: dict[Path, Path] = {}
+    originals = {p.resolve() for p in inputs}
+    for source, target in zip(inputs, targets, strict=True):
+        if target.resolve() in originals:
+            raise PixcamdError(
+                f"{target}: would overwrite an original photo; choose another output"
+            )
+        if target.resolve() in seen:
+            raise PixcamdError(
+                f"{seen[target.resolve()]} and {source} would both be written to {target}"
+            )
+        seen[target.resolve()] = source
+    return targets
+
+
+def resolve_targets(given: dict[str, float], models) -> dict[str, float]:
+    """A bare ``--target 30`` applies to the one model; names must be models in use."""
+    names = [m.name for m in models]
+    if "*" in given:
+        if len(models) > 1:
+            raise PixcamdError("several models: give --target as MODEL=SCORE,… for each")
+        return {names[0]: given["*"]}
+    unknown = sorted(set(given) - set(names))
+    if unknown:
+        raise PixcamdError(f"--target names {unknown[0]}, which is not among {', '.join(names)}")
+    return dict(given)
+
+
+def run(args) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    names = args.model
+    models = [load_model(name, args.weights, args.device) for name in names]
+    for model in models:
+        print(f"model {model.name} ({model.fingerprint})", file=sys.stderr)
+    targets = resolve_targets(args.target, models)
+    settings = Settings(
+        views=args.views,
+        epsilon=args.epsilon / 255,
+        epsilon_cap=max(args.epsilon, args.epsilon_cap) / 255,
+        targets=targets,
+        steps=args.steps,
+        seed=args.seed,
+        output_quality=args.quality,
+        device=args.device,
+    )
+    inputs = [Path(p) for p in args.files]
+    outputs = plan_outputs(inputs, args.output, args.outdir)
+    reports, failures, unprotected = [], 0, 0
+    for source, target in zip(inputs, outputs, strict=True):
+        try:
+            report = protect_one(source, target, models, settings, args)
+        except PixcamdError as exc:
+            failures += 1
+            print(f"{source}: error: {exc}", file=sys.stderr)
+            reports.append({"path": str(source), "error": str(exc)})
+            continue
+        unprotected += not report["protected"]
+        reports.append(report)
+    if args.json:
+        json.dump(reports, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    if failures or unprotected:
+        print(
+            f"{len(inputs) - failures - unprotected} of {len(inputs)} photos protected; "
+            f"{unprotected} left unprotected, {failures} could not be read",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def protect_one(source: Path, target: Path, models, settings: Settings, args) -> dict:
+    photo = open_photo(source)
+    for note in photo.warnings:
+        print(f"{source}: {note}", file=sys.stderr)
+    bar = ProgressLine(source.name, sys.stderr)
+    result = protect(photo.image, models, settings, progress=bar.update)
+    bar.close()
+    report = {"path": str(source), **result.summary(), "output": None}
+    if result.protected or args.write_unprotected:
+        notes = write_jpeg(
+            result.image,
+            target,
+            photo.metadata,
+            quality=settings.output_quality,
+            subsampling=settings.output_subsampling,
+        )
+        # The proof is on the file we wrote: read it back and judge it as the platform would.
+        confirmed = verify_file(target, models, settings.views, settings.platform_quality)
+        report.update(output=str(target), metadata_notes=notes, file_check=confirmed.scores)
+        if not confirmed.all_low and result.protected:
+            report.update(protected=False, verdict="unprotected")
+    print(summary_line(source, report, result), file=sys.stderr if args.json else sys.stdout)
+    return report
+
+
+def summary_line(source: Path, report: dict, result: Result) -> str:
+    scores = "; ".join(
+        f"{name} " + " ".join(f"{view} {score:.1f}" for view, score in per_view.items())
+        for name, per_view in result.after_jpeg.items()
+    )
+    where = f"→ {report['output']}" if report["output"] else "(not written)"
+    return (
+        f"{source} {where}: {report['verdict'].upper()} — after JPEG-90: {scores}; "
+        f"PSNR {result.psnr:.1f} dB, SSIM {result.ssim:.4f}, L∞ {result.linf}/255, "
+        f"{result.steps} steps, {result.seconds:.1f} s"
+    )
+
+
+class ProgressLine:
+    """``name: step N, worst view 63.2`` redrawn in place on a terminal; silent otherwise."""
+
+    def __init__(self, name: str, stream):
+        self.name, self.stream = name, stream
+        self.tty = getattr(stream, "isatty", lambda: False)()
+        self.drawn = False
+
+    def update(self, step: int, worst: float) -> None:
+        if self.tty:
+            self.stream.write(f"\r{self.name}: step {step}, worst view {worst:6.1f}   ")
+            self.stream.flush()
+            self.drawn = True
+
+    def close(self) -> None:
+        if self.drawn:
+            self.stream.write("\n")
+            self.stream.flush()

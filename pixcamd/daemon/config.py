@@ -1,0 +1,673 @@
+"""The daemon's configuration: ONE schema that produces config.example.toml, the validation and
+``pixcamd config check``.
+
+Every key lives in ``SCHEMA`` with its default, its documentation and its parser. Parsers take
+the raw TOML value and return the effective value or raise ``ValueError`` with the problem in
+words; ``load_config`` prefixes each problem with the file and key and reports them all at once.
+The file is flat (no tables) except for ``target``, which may be a table of model → score.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pixcamd.errors import PixcamdError
+from pixcamd.models import CHOICES, MODEL_NAMES
+from pixcamd.views import DEFAULT_VIEWS, VIEW_NAMES
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+# Sync tools' temporary and bookkeeping files; matched against every part of the path relative to
+# the inbox, so a pattern naming a folder (.stversions, @eaDir) also hides everything inside it.
+DEFAULT_IGNORE = (
+    ".*",  # dotfiles and dot-folders (covers most of the names below; listed for clarity)
+    ".syncthing.*.tmp",  # Syncthing temp file
+    "~syncthing~*",  # Syncthing temp file (Windows-style name)
+    "*.~*",  # Nextcloud / ownCloud partial download
+    ".*.??????",  # rsync temp file: .name.XXXXXX (also a dotfile)
+    "*.part",  # Firefox, KIO, curl partial downloads
+    "*.crdownload",  # Chromium partial download
+    ".stfolder",  # Syncthing folder marker
+    ".stversions",  # Syncthing versioning folder
+    "@eaDir",  # Synology thumbnails
+    ".DS_Store",  # macOS Finder
+    "._*",  # macOS resource forks (AppleDouble)
+    "Thumbs.db",  # Windows thumbnails
+    "desktop.ini",  # Windows folder settings
+)
+DEFAULT_EXTENSIONS = (
+    ".jpg",
+    ".jpeg",
+    ".jpe",
+    ".png",
+    ".webp",
+    ".tif",
+    ".tiff",
+    ".heic",
+    ".heif",
+    ".gif",
+    ".bmp",
+)
+CONFIG_ENV = "PIXCAMD_CONFIG"
+
+
+class ConfigError(PixcamdError):
+    """A configuration that cannot be used; the message names each key and its problem."""
+
+
+# --------------------------------------------------------------------------------------------
+# Parsers: raw TOML value → effective value, or ValueError("the problem")
+
+
+def _describe(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {_describe(value)}")
+    return value
+
+
+def _path(required: bool) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        text = _string(value).strip()
+        if required and not text:
+            raise ValueError("required: give a folder")
+        return text
+
+    return parse
+
+
+def _number(lo: float, hi: float, unit: str = "", integer: bool = False):
+    def parse(value: Any) -> float | int:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"expected a number, got {_describe(value)}")
+        if integer and not isinstance(value, int):
+            raise ValueError(f"expected a whole number, got {value!r}")
+        if not (lo <= value <= hi) or (isinstance(value, float) and math.isnan(value)):
+            top = "" if hi == math.inf else f"–{hi:g}"
+            rng = f"{lo:g}{top}" if top else f"≥ {lo:g}"
+            raise ValueError(f"{value!r} is out of range: give {rng}{unit}")
+        return int(value) if integer else float(value)
+
+    return parse
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {_describe(value)}")
+    return value
+
+
+def _choice(*choices: str):
+    def parse(value: Any) -> str:
+        text = _string(value)
+        if text not in choices:
+            raise ValueError(f"{text!r} is not one of {', '.join(choices)}")
+        return text
+
+    return parse
+
+
+def _string_list(value: Any) -> list[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"expected a list of strings, got {_describe(value)}")
+    return list(value)
+
+
+def _models(value: Any) -> list[str]:
+    names = list(dict.fromkeys(_string_list(value)))
+    if not names:
+        raise ValueError("give at least one model")
+    for name in names:
+        if name not in CHOICES:
+            raise ValueError(f"unknown model {name!r}: choose from {', '.join(CHOICES)}")
+    if "auto" in names and len(names) > 1:
+        raise ValueError("auto stands alone: name the models to combine")
+    return names
+
+
+def _views(value: Any) -> list[str]:
+    names = _string_list(value)
+    if not names:
+        raise ValueError(f"give at least one view from {', '.join(VIEW_NAMES)}")
+    for name in names:
+        if name not in VIEW_NAMES:
+            raise ValueError(f"unknown view {name!r}: choose from {', '.join(VIEW_NAMES)}")
+    return list(dict.fromkeys(names))
+
+
+def _targets(value: Any) -> dict[str, float]:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return {"*": float(value)}
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a score or a table of model = score, got {_describe(value)}")
+    targets = {}
+    for name, score in value.items():
+        if name not in MODEL_NAMES:
+            raise ValueError(f"unknown model {name!r}: choose from {', '.join(MODEL_NAMES)}")
+        if isinstance(score, bool) or not isinstance(score, int | float):
+            raise ValueError(f"{name}: expected a score, got {_describe(score)}")
+        targets[name] = float(score)
+    return targets
+
+
+def _device(value: Any) -> str:
+    text = _string(value)
+    if text not in ("auto", "cpu") and not (
+        text == "cuda" or (text.startswith("cuda:") and text[5:].isdigit())
+    ):
+        raise ValueError(f"{text!r} is not a device: use auto, cpu, cuda or cuda:N")
+    return text
+
+
+def _extensions(value: Any) -> list[str]:
+    items = _string_list(value)
+    if not items:
+        raise ValueError("give at least one extension, e.g. .jpg")
+    out = []
+    for item in items:
+        if not item.startswith(".") or len(item) < 2 or "/" in item:
+            raise ValueError(f"{item!r}: write extensions with their dot, e.g. .jpg")
+        out.append(item.lower())
+    return list(dict.fromkeys(out))
+
+
+def _patterns(value: Any) -> list[str]:
+    items = _string_list(value)
+    for item in items:
+        if not item or "/" in item:
+            raise ValueError(f"{item!r}: a pattern matches one file or folder name, without '/'")
+    return items
+
+
+# --------------------------------------------------------------------------------------------
+# The schema
+
+
+@dataclass(frozen=True)
+class Option:
+    key: str
+    section: str  # heading in config.example.toml
+    default: Any
+    doc: str
+    parse: Callable[[Any], Any]
+    example: Any = None  # shown in config.example.toml instead of the default, when given
+
+
+SCHEMA: tuple[Option, ...] = (
+    Option(
+        "inbox",
+        "Folders",
+        "",
+        "Folder to watch, recursively (your synced camera folder). Required. Relative paths in "
+        "this file are relative to the file's own folder; ~ is expanded.",
+        _path(True),
+        example="/srv/pixcamd/inbox",
+    ),
+    Option(
+        "outbox",
+        "Folders",
+        "",
+        "Folder the protected copies go to, mirroring the inbox's sub-folders (IMG_1.heic → "
+        "IMG_1.jpg). Required; must not be inside the inbox nor contain it. Files appear there "
+        "only complete, by an atomic rename.",
+        _path(True),
+        example="/srv/pixcamd/outbox",
+    ),
+    Option(
+        "state_dir",
+        "Folders",
+        "",
+        'Ledger (SQLite), lock and working files. "" = $STATE_DIRECTORY (systemd) or '
+        "$XDG_STATE_HOME/pixcamd (~/.local/state/pixcamd).",
+        _path(False),
+    ),
+    Option(
+        "tmp_dir",
+        "Folders",
+        "",
+        "Where copies are written and checked before they are renamed into the outbox; it must "
+        'be on the same mount as the outbox and is emptied at start-up. "" = <state_dir>/tmp '
+        "when that is on the outbox's mount, else .pixcamd-tmp beside the outbox "
+        "(<outbox>/../.pixcamd-tmp).",
+        _path(False),
+    ),
+    Option(
+        "log_file",
+        "Folders",
+        "",
+        'Status log, one JSON object per line. "" = $LOGS_DIRECTORY/pixcamd.jsonl (systemd) or '
+        "<state_dir>/pixcamd.jsonl. Human-readable lines go to stderr (the journal) as well.",
+        _path(False),
+    ),
+    Option(
+        "model",
+        "Quality model",
+        ["auto"],
+        "Quality model(s) to fool: auto, koncept512, brisque, or a list of several (protected "
+        "only when every one agrees). auto = KonCept512 when its weights are installed "
+        "(`pixcamd model fetch`), otherwise the embedded BRISQUE — said loudly at start-up and "
+        "recorded per photo.",
+        _models,
+    ),
+    Option(
+        "weights",
+        "Quality model",
+        "",
+        'KonCept512.pth to use; "" = the cache folder ($CACHE_DIRECTORY or ~/.cache/pixcamd).',
+        _path(False),
+    ),
+    Option(
+        "device",
+        "Quality model",
+        "auto",
+        "auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N. On GPU "
+        "out-of-memory a photo is retried with smaller batches, then on the CPU.",
+        _device,
+    ),
+    Option(
+        "threads",
+        "Quality model",
+        0,
+        "CPU threads for torch; 0 = torch's default (all cores).",
+        _number(0, 1024, integer=True),
+    ),
+    Option(
+        "views",
+        "Protection",
+        list(DEFAULT_VIEWS),
+        f"Views to protect, from {', '.join(VIEW_NAMES)} (see README).",
+        _views,
+    ),
+    Option(
+        "epsilon",
+        "Protection",
+        4.0,
+        "Largest change per pixel in 8-bit grey levels before escalation.",
+        _number(0, 64, " grey levels"),
+    ),
+    Option(
+        "epsilon_cap",
+        "Protection",
+        8.0,
+        "Escalation never exceeds this many grey levels.",
+        _number(0, 64, " grey levels"),
+    ),
+    Option(
+        "target",
+        "Protection",
+        {},
+        "Score to reach after JPEG-90: one number for a single model, or a table "
+        "{ koncept512 = 30, brisque = 80 }. {} = each model's default (KonCept512 30, "
+        "BRISQUE 80).",
+        _targets,
+    ),
+    Option(
+        "steps",
+        "Protection",
+        40,
+        "Optimizer steps per round before escalating.",
+        _number(1, 100000, integer=True),
+    ),
+    Option(
+        "seed",
+        "Protection",
+        0,
+        "Random seed (same seed, same output).",
+        _number(0, 2**31, integer=True),
+    ),
+    Option(
+        "max_pixels",
+        "Protection",
+        200_000_000,
+        "Photos with more pixels are refused (failed) instead of exhausting memory.",
+        _number(1, 10**10, " pixels", integer=True),
+    ),
+    Option(
+        "output_quality",
+        "Output",
+        95,
+        "JPEG quality of the protected copies (4:4:4 chroma).",
+        _number(1, 100, integer=True),
+    ),
+    Option(
+        "strip_gps",
+        "Output",
+        True,
+        "Remove GPS position tags from the copies (they go public); other metadata is kept.",
+        _bool,
+    ),
+    Option(
+        "on_unprotected",
+        "Output",
+        "hold",
+        'Photos that cannot be protected: "hold" = never in the outbox; state unprotected, '
+        'listed by `pixcamd status` (and a copy in hold_dir if set). "ship" = write them to '
+        "the outbox anyway, with a warning in the log and the ledger.",
+        _choice("hold", "ship"),
+    ),
+    Option(
+        "hold_dir",
+        "Output",
+        "",
+        'With on_unprotected = "hold": write the best attempt here (mirrored path) for you to '
+        'review. "" = write nothing. Must not be inside the inbox or the outbox.',
+        _path(False),
+    ),
+    Option(
+        "settle_time",
+        "Watching",
+        5.0,
+        "Seconds a file must stay unchanged (size and mtime, seen twice) before it is decoded "
+        "and queued: a file still being written is never processed.",
+        _number(0.05, 3600, " s"),
+    ),
+    Option(
+        "settle_timeout",
+        "Watching",
+        120.0,
+        "A file unchanged this long that still does not decode is queued anyway and fails with "
+        "the decoder's reason (a corrupt file, not one being written).",
+        _number(0.05, 86400, " s"),
+    ),
+    Option(
+        "rescan_interval",
+        "Watching",
+        600.0,
+        "Seconds between full rescans of the inbox for what the watcher missed (network "
+        "filesystems, inotify overflow, downtime); 0 = only the start-up scan.",
+        _number(0, 7 * 86400, " s"),
+    ),
+    Option(
+        "extensions",
+        "Watching",
+        list(DEFAULT_EXTENSIONS),
+        "File name extensions taken as photos (case-insensitive); other files are left alone.",
+        _extensions,
+    ),
+    Option(
+        "ignore",
+        "Watching",
+        list(DEFAULT_IGNORE),
+        "Glob patterns of names to ignore, matched against each file and folder name under the "
+        "inbox (a matching folder hides its contents). The default covers sync tools' temp "
+        "files: Syncthing, Nextcloud, rsync, browsers, macOS, Windows, Synology.",
+        _patterns,
+    ),
+    Option(
+        "max_attempts",
+        "Retries",
+        5,
+        "Attempts per photo before it is marked failed for good (transient failures: disk "
+        "full, out of memory, a crash mid-photo).",
+        _number(1, 1000, integer=True),
+    ),
+    Option(
+        "retry_backoff",
+        "Retries",
+        30.0,
+        "Seconds before the first retry; doubled on each further attempt.",
+        _number(0, 86400, " s"),
+    ),
+    Option(
+        "retry_backoff_max",
+        "Retries",
+        3600.0,
+        "Longest wait between retries, in seconds.",
+        _number(0, 7 * 86400, " s"),
+    ),
+    Option(
+        "grace_time",
+        "Service",
+        30.0,
+        "On SIGTERM/SIGINT, seconds the current photo may take to finish; after that it is "
+        "abandoned cleanly (nothing written, queued again). Keep TimeoutStopSec above it.",
+        _number(0, 3600, " s"),
+    ),
+)
+KEYS = {o.key: o for o in SCHEMA}
+
+
+# --------------------------------------------------------------------------------------------
+# The effective configuration
+
+
+class Config:
+    """Validated values, by key (``config.inbox``), plus the derived absolute paths."""
+
+    def __init__(self, values: dict[str, Any], source: Path | None = None):
+        self._values = dict(values)
+        self.source = source
+        base = source.parent if source is not None else Path.cwd()
+        env = os.environ
+        self.inbox = _abs(values["inbox"], base)
+        self.outbox = _abs(values["outbox"], base)
+        if values["state_dir"]:
+            self.state_dir = _abs(values["state_dir"], base)
+        elif env.get("STATE_DIRECTORY"):  # StateDirectory= in the systemd unit
+            self.state_dir = Path(env["STATE_DIRECTORY"].split(":")[0])
+        else:
+            xdg = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+            self.state_dir = Path(xdg) / "pixcamd"
+        if values["log_file"]:
+            self.log_file = _abs(values["log_file"], base)
+        elif env.get("LOGS_DIRECTORY"):  # LogsDirectory= in the systemd unit
+            self.log_file = Path(env["LOGS_DIRECTORY"].split(":")[0]) / "pixcamd.jsonl"
+        else:
+            self.log_file = self.state_dir / "pixcamd.jsonl"
+        self.tmp_dir_setting = _abs(values["tmp_dir"], base) if values["tmp_dir"] else None
+        self.hold_dir = _abs(values["hold_dir"], base) if values["hold_dir"] else None
+        self.weights_path = _abs(values["weights"], base) if values["weights"] else None
+        self.ledger_path = self.state_dir / "ledger.sqlite3"
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self.__dict__["_values"][key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+    def values(self) -> dict[str, Any]:
+        return dict(self._values)
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with some raw values changed (tests, tools); validated like a file."""
+        values = {**self._values, **changes}
+        return validate(values, self.source)
+
+
+def _abs(text: str, base: Path) -> Path:
+    path = Path(os.path.expanduser(text))
+    return Path(os.path.abspath(base / path))
+
+
+def default_config_path() -> Path:
+    """$PIXCAMD_CONFIG, else $XDG_CONFIG_HOME/pixcamd/config.toml, else /etc/pixcamd/config.toml."""
+    if os.environ.get(CONFIG_ENV):
+        return Path(os.environ[CONFIG_ENV])
+    xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    user = Path(xdg) / "pixcamd" / "config.toml"
+    return user if user.is_file() else Path("/etc/pixcamd/config.toml")
+
+
+def load_config(path: str | os.PathLike | None = None) -> Config:
+    """Read and validate a TOML file; ``ConfigError`` lists every problem as ``FILE: key: …``."""
+    path = Path(path) if path is not None else default_config_path()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: no such config file (start from config.example.toml; pass --config FILE "
+            f"or set ${CONFIG_ENV})"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc})") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return validate(raw, path.resolve())
+
+
+def validate(raw: dict[str, Any], source: Path | None = None) -> Config:
+    where = f"{source}: " if source is not None else ""
+    problems, values = [], {}
+    for key in raw:
+        if key not in KEYS:
+            close = difflib.get_close_matches(key, KEYS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(f"{where}{key}: unknown key{hint}")
+    for option in SCHEMA:
+        value = raw.get(option.key, option.default)
+        try:
+            values[option.key] = option.parse(value)
+        except ValueError as exc:
+            problems.append(f"{where}{option.key}: {exc}")
+    if not problems:
+        if values["epsilon_cap"] < values["epsilon"]:
+            problems.append(
+                f"{where}epsilon_cap: {values['epsilon_cap']:g} is below epsilon "
+                f"{values['epsilon']:g}; the cap must be at least the starting budget"
+            )
+        if "*" in values["target"] and len(values["model"]) > 1:
+            problems.append(
+                f"{where}target: several models: give a table {{ model = score, … }} for each"
+            )
+        if values["hold_dir"] and values["on_unprotected"] != "hold":
+            problems.append(f'{where}hold_dir: only used with on_unprotected = "hold"')
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+    config = Config(values, source)
+    problems = [f"{where}{p}" for p in layout_problems(config)]
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+    return config
+
+
+def _inside(child: Path, parent: Path) -> bool:
+    return child == parent or parent in child.parents
+
+
+def layout_problems(config: Config) -> list[str]:
+    """The folders must not overlap: outputs are never re-ingested, originals never shipped."""
+    problems = []
+    if not config.inbox.is_dir():
+        what = "is not a folder" if config.inbox.exists() else "does not exist"
+        problems.append(f"inbox: {config.inbox} {what}")
+    inbox, outbox = config.inbox.resolve(), config.outbox.resolve()
+    if _inside(outbox, inbox):
+        problems.append(
+            f"outbox: {config.outbox} is inside the inbox {config.inbox}; the daemon would "
+            "re-ingest its own output — put it beside the inbox"
+        )
+    elif _inside(inbox, outbox):
+        problems.append(
+            f"outbox: {config.outbox} contains the inbox {config.inbox}; the uploader would "
+            "ship the originals — put them side by side"
+        )
+    for key, path in (
+        ("state_dir", config.state_dir),
+        ("tmp_dir", config.tmp_dir_setting),
+        ("hold_dir", config.hold_dir),
+        ("log_file", config.log_file),
+    ):
+        if path is None:
+            continue
+        real = path.resolve()
+        if _inside(real, inbox):
+            problems.append(f"{key}: {path} is inside the inbox {config.inbox}")
+        if _inside(real, outbox):
+            problems.append(
+                f"{key}: {path} is inside the outbox {config.outbox}; the uploader must see "
+                "nothing there but finished copies"
+            )
+    return problems
+
+
+# --------------------------------------------------------------------------------------------
+# TOML rendering: config.example.toml and `pixcamd config check`
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"{value:_}" if abs(value) >= 100_000 else str(value)
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # a valid TOML basic string
+    if isinstance(value, Path):
+        return toml_value(str(value))
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        if "*" in value:
+            return toml_value(value["*"])
+        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list | tuple):
+        inner = ", ".join(toml_value(v) for v in value)
+        return f"[{inner}]"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def _wrap(text: str, width: int = 98) -> list[str]:
+    lines, line = [], "#"
+    for word in text.split():
+        if len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = "#"
+        line += " " + word
+    lines.append(line)
+    return lines
+
+
+def render_example() -> str:
+    """The text of config.example.toml: every key, documented, with its default."""
+    out = [
+        "# pixcamd daemon configuration (`pixcamd run --config FILE`).",
+        "# Generated from the schema in pixcamd/daemon/config.py; every key is optional except",
+        "# inbox and outbox. `pixcamd config check --config FILE` prints the effective values.",
+    ]
+    section = None
+    for option in SCHEMA:
+        if option.section != section:
+            section = option.section
+            out += ["", f"# ---- {section} " + "-" * (90 - len(section))]
+        value = option.example if option.example is not None else option.default
+        if isinstance(value, list) and len(toml_value(value)) > 90:
+            body = [f"{option.key} = ["] + [f"    {toml_value(v)}," for v in value] + ["]"]
+        else:
+            body = [f"{option.key} = {toml_value(value)}"]
+        out += ["", *_wrap(option.doc), *body]
+    return "\n".join(out) + "\n"
+
+
+def render_effective(config: Config, derived: dict[str, Any] | None = None) -> str:
+    """``key = value`` for every key as the daemon will use it; ``derived`` replaces the automatic
+    values ("" in the file) with what they resolve to, marked ``# auto``."""
+    out = [f"# effective configuration from {config.source}"]
+    derived = derived or {}
+    for option in SCHEMA:
+        value = config.values()[option.key]
+        if option.key in derived and derived[option.key] != value:
+            auto = value in ("", "auto", ["auto"])
+            note = "auto" if auto else f"as written: {toml_value(value)}"
+            out.append(f"{option.key} = {toml_value(derived[option.key])}  # {note}")
+        else:
+            out.append(f"{option.key} = {toml_value(value)}")
+    return "\n".join(out) + "\n"

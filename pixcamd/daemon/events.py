@@ -1,0 +1,94 @@
+"""The status log: one structlog event per state change.
+
+Each event goes three ways: a JSON line in the log file (for machines; the file is reopened for
+every line, so logrotate can move it away), a human-readable line on stderr (the journal under
+systemd), and a row in the ledger's ``events`` table (what ``pixcamd status`` shows).
+
+Events: daemon_started, model, ready, detected, settled, queued, duplicate, ignored, vanished,
+started, protected (scores, PSNR, seconds), unprotected, shipped_unprotected, failed (reason),
+retried, abandoned, recovered, stopping, stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TextIO
+
+import structlog
+
+from pixcamd.daemon.ledger import Ledger
+
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
+
+
+class _FileSink:
+    """The logger structlog writes to: appends each rendered line to the log file."""
+
+    def __init__(self, path: Path, lock: threading.Lock):
+        self.path, self.lock = path, lock
+
+    def msg(self, line: str) -> None:
+        with self.lock, self.path.open("a", encoding="utf-8") as fp:
+            fp.write(line + "\n")
+
+    debug = info = warning = error = critical = msg
+
+
+class EventLog:
+    def __init__(
+        self,
+        path: Path,
+        ledger: Ledger | None = None,
+        stream: TextIO | None = None,
+        level: str = "info",
+    ):
+        self.path = path
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.ledger = ledger
+        self.stream = stream if stream is not None else sys.stderr
+        self._lock = threading.Lock()
+        self._logger = structlog.wrap_logger(
+            _FileSink(path, self._lock),
+            processors=[
+                structlog.processors.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
+                structlog.processors.JSONRenderer(default=str, ensure_ascii=False),
+            ],
+            wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
+            cache_logger_on_first_use=False,
+        )
+
+    def emit(
+        self,
+        event: str,
+        path: str | None = None,
+        message: str = "",
+        level: str = "info",
+        **data,
+    ) -> None:
+        """Record one event; ``message`` is the human-readable part (JSON keeps it too)."""
+        fields = {k: v for k, v in data.items() if v is not None}
+        if path is not None:
+            fields["path"] = path
+        if message:
+            fields["message"] = message
+        getattr(self._logger, level)(event, **fields)
+        if LEVELS[level] < logging.INFO:
+            return
+        human = f"{time.strftime('%H:%M:%S')} {level.upper():7} {event}"
+        if path is not None:
+            human += f" {path}"
+        if message:
+            human += f": {message}"
+        try:
+            with self._lock:
+                print(human, file=self.stream, flush=True)
+        except (OSError, ValueError):  # a closed stderr must not stop the daemon
+            pass
+        if self.ledger is not None:
+            extra = {k: v for k, v in fields.items() if k not in ("path",)}
+            self.ledger.add_event(time.time(), level, event, path, extra)

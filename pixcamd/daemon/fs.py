@@ -1,0 +1,128 @@
+"""Filesystem helpers of the daemon: hashing, durable renames, and where temp files may live."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from pixcamd.daemon.config import Config, ConfigError
+
+CHUNK = 1 << 20
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fp:
+        while chunk := fp.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def publish(staged: Path, dest: Path) -> None:
+    """Rename a finished, fsynced file into place and make the rename durable."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(staged, dest)
+    fsync_dir(dest.parent)
+
+
+def inside(child: Path, parent: Path) -> bool:
+    return child == parent or parent in child.parents
+
+
+def _unescape(field: str) -> str:
+    """/proc/self/mountinfo escapes space, tab, newline and backslash as octal."""
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and i + 3 < len(field) and field[i + 1 : i + 4].isdigit():
+            out.append(chr(int(field[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def mount_point(path: Path) -> str | None:
+    """The mount a path is on, from /proc/self/mountinfo (None where that is unavailable).
+
+    rename(2) fails with EXDEV across mounts even on one filesystem (systemd's ReadWritePaths=
+    and StateDirectory= are separate bind mounts), so equal st_dev alone is not enough.
+    """
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return None
+    real = str(path.resolve())
+    best = None
+    for line in lines:
+        fields = line.split(" ")
+        if len(fields) < 5:
+            continue
+        point = _unescape(fields[4])
+        if (real == point or real.startswith(point.rstrip("/") + "/")) and (
+            best is None or len(point) > len(best)
+        ):
+            best = point
+    return best
+
+
+def same_mount(a: Path, b: Path) -> bool:
+    if a.stat().st_dev != b.stat().st_dev:
+        return False
+    return mount_point(a) == mount_point(b)
+
+
+def choose_tmp_dir(config: Config, create: bool = True) -> Path:
+    """Where copies are staged before the atomic rename into the outbox (docs/daemon.md).
+
+    ``tmp_dir`` when configured; otherwise ``<state_dir>/tmp`` if it is on the outbox's mount,
+    else the hidden sibling ``<outbox>/../.pixcamd-tmp``. Never inside the outbox, where an
+    uploader would see half-written files. ``ConfigError`` if the choice cannot work.
+    """
+    outbox = config.outbox
+    if create:
+        outbox.mkdir(parents=True, exist_ok=True)
+    candidates = (
+        [config.tmp_dir_setting]
+        if config.tmp_dir_setting is not None
+        else [config.state_dir / "tmp", outbox.resolve().parent / ".pixcamd-tmp"]
+    )
+    for candidate in candidates:
+        if inside(candidate.resolve(), outbox.resolve()):
+            raise ConfigError(f"tmp_dir: {candidate} is inside the outbox")
+        if inside(candidate.resolve(), config.inbox.resolve()):
+            raise ConfigError(f"tmp_dir: {candidate} is inside the inbox")
+        probe = candidate if candidate.exists() else _existing_parent(candidate)
+        if not create and not outbox.exists():
+            return candidate
+        if probe is not None and outbox.exists() and same_mount(probe, outbox):
+            if create:
+                try:
+                    candidate.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise ConfigError(f"tmp_dir: cannot create {candidate} ({exc})") from exc
+                if not same_mount(candidate, outbox):
+                    continue
+            return candidate
+    tried = " nor ".join(str(c) for c in candidates)
+    raise ConfigError(
+        f"tmp_dir: {tried} is on the outbox's mount ({outbox}), so copies could not be renamed "
+        "into it atomically; set tmp_dir to a writable folder on that mount, outside the outbox "
+        "(under systemd: add it to ReadWritePaths= together with the outbox, as one folder)"
+    )
+
+
+def _existing_parent(path: Path) -> Path | None:
+    for parent in [path, *path.parents]:
+        if parent.exists():
+            return parent
+    return None

@@ -1,0 +1,409 @@
+"""The ledger: one SQLite database (WAL) in the state dir that remembers every source photo.
+
+It is the daemon's memory and its queue. A row per source path (relative to the inbox) holds the
+content's sha256, the settings + model fingerprint, the state, attempts, scores, PSNR, timings,
+the output path and the last error. The queue is the set of ``queued`` rows, so it survives
+restarts; rows left ``processing`` by a crash are resolved at start-up (``recover``).
+
+States: queued → processing → done | unprotected | failed (| queued again on a retry).
+``done`` includes "already low quality" photos (shipped unchanged in pixels) and duplicates
+(same content as a photo already done: ``duplicate_of`` names it, nothing is written).
+
+Exactly-once publication: before the rename into the outbox the worker records the staged file,
+its sha256 and the final fields (``prepare_commit``); the rename is the commit. ``recover``
+finishes a rename that a crash interrupted, and never redoes a photo whose copy was published.
+
+``pixcamd status`` reads the same file from another process while the daemon writes it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+STATES = ("queued", "processing", "done", "unprotected", "failed")
+SCHEMA_VERSION = 1
+MAX_EVENTS = 20_000  # older events are pruned (the JSON log file keeps everything)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS photos (
+    id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL UNIQUE,          -- source, relative to the inbox (POSIX separators)
+    sha256 TEXT NOT NULL,               -- content as settled
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    fingerprint TEXT,                   -- settings + model fingerprints that produced the row
+    model TEXT,                         -- model(s) used, e.g. "brisque"
+    state TEXT NOT NULL CHECK (state IN ('queued','processing','done','unprotected','failed')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    not_before REAL NOT NULL DEFAULT 0, -- retries wait until then (unix time)
+    degrade INTEGER NOT NULL DEFAULT 0, -- GPU out of memory: 1 half batch, 2 batch 1, 3 CPU
+    detected_at REAL,
+    queued_at REAL,
+    started_at REAL,
+    finished_at REAL,
+    verdict TEXT,                       -- protected / already low quality / unprotected
+    scores TEXT,                        -- JSON: after JPEG-90 per model and view
+    psnr REAL,
+    seconds REAL,
+    timings TEXT,                       -- JSON: decode, protect, write, verify, total
+    report TEXT,                        -- JSON: protect()'s full summary
+    output TEXT,                        -- relative to the outbox, once published
+    held TEXT,                          -- absolute path of the copy in hold_dir, if any
+    duplicate_of TEXT,
+    staged TEXT,                        -- commit record: the staged file …
+    staged_output TEXT,                 -- … the outbox path it goes to …
+    staged_sha256 TEXT,                 -- … its sha256 …
+    staged_fields TEXT,                 -- … and the row's final fields (JSON)
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS photos_queue ON photos (state, not_before, queued_at);
+CREATE INDEX IF NOT EXISTS photos_sha ON photos (sha256);
+CREATE INDEX IF NOT EXISTS photos_output ON photos (output);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    ts REAL NOT NULL,
+    level TEXT NOT NULL,
+    event TEXT NOT NULL,
+    path TEXT,
+    data TEXT
+);
+CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
+CREATE TABLE IF NOT EXISTS daemon (key TEXT PRIMARY KEY, value TEXT);
+"""
+
+_JSON = ("scores", "timings", "report", "staged_fields")
+
+
+@dataclass
+class Row:
+    id: int
+    path: str
+    sha256: str
+    size: int
+    mtime_ns: int
+    fingerprint: str | None
+    model: str | None
+    state: str
+    attempts: int
+    not_before: float
+    degrade: int
+    detected_at: float | None
+    queued_at: float | None
+    started_at: float | None
+    finished_at: float | None
+    verdict: str | None
+    scores: Any
+    psnr: float | None
+    seconds: float | None
+    timings: Any
+    report: Any
+    output: str | None
+    held: str | None
+    duplicate_of: str | None
+    staged: str | None
+    staged_output: str | None
+    staged_sha256: str | None
+    staged_fields: Any
+    error: str | None
+
+    @classmethod
+    def from_sql(cls, row: sqlite3.Row) -> Row:
+        data = dict(row)
+        for key in _JSON:
+            if data[key] is not None:
+                data[key] = json.loads(data[key])
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Offer:
+    """What ``Ledger.offer`` did with a settled file."""
+
+    action: str  # queued | requeued | unchanged | duplicate | busy
+    row: Row
+
+
+class Ledger:
+    """Thread-safe: one connection, serialised by a lock (the daemon's writes are few and short)."""
+
+    def __init__(self, path: str | Path, clock=time.time):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.clock = clock
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(
+            self.path, timeout=10, isolation_level=None, check_same_thread=False
+        )
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")  # a committed state survives power loss
+        self._db.execute("PRAGMA busy_timeout=10000")
+        self._db.executescript(_SCHEMA)
+        self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _one(self, sql: str, *args) -> Row | None:
+        with self._lock:
+            found = self._db.execute(sql, args).fetchone()
+        return Row.from_sql(found) if found is not None else None
+
+    def _update(self, db: sqlite3.Connection, row_id: int, **fields) -> None:
+        for key in _JSON:
+            if key in fields and fields[key] is not None:
+                fields[key] = json.dumps(fields[key])
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        db.execute(f"UPDATE photos SET {sets} WHERE id = ?", (*fields.values(), row_id))
+
+    # ---- reading --------------------------------------------------------------------------
+
+    def get(self, path: str) -> Row | None:
+        return self._one("SELECT * FROM photos WHERE path = ?", path)
+
+    def by_id(self, row_id: int) -> Row | None:
+        return self._one("SELECT * FROM photos WHERE id = ?", row_id)
+
+    def rows(self, state: str | None = None) -> list[Row]:
+        with self._lock:
+            if state is None:
+                found = self._db.execute("SELECT * FROM photos ORDER BY id").fetchall()
+            else:
+                found = self._db.execute(
+                    "SELECT * FROM photos WHERE state = ? ORDER BY id", (state,)
+                ).fetchall()
+        return [Row.from_sql(r) for r in found]
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            found = dict(
+                self._db.execute("SELECT state, count(*) FROM photos GROUP BY state").fetchall()
+            )
+        return {state: found.get(state, 0) for state in STATES}
+
+    def queue_length(self) -> int:
+        with self._lock:
+            return self._db.execute(
+                "SELECT count(*) FROM photos WHERE state IN ('queued', 'processing')"
+            ).fetchone()[0]
+
+    def next_due(self) -> float | None:
+        """When the earliest queued row may run (None: nothing queued)."""
+        with self._lock:
+            return self._db.execute(
+                "SELECT min(not_before) FROM photos WHERE state = 'queued'"
+            ).fetchone()[0]
+
+    def done_with_sha(self, sha256: str, other_than: str) -> Row | None:
+        """A photo with this content that is already done (published, or itself a duplicate)."""
+        return self._one(
+            "SELECT * FROM photos WHERE sha256 = ? AND state = 'done' AND path != ? "
+            "ORDER BY duplicate_of IS NOT NULL, id LIMIT 1",
+            sha256,
+            other_than,
+        )
+
+    def output_owner(self, output: str, other_than: str) -> str | None:
+        with self._lock:
+            found = self._db.execute(
+                "SELECT path FROM photos WHERE (output = ? OR staged_output = ?) AND path != ? "
+                "LIMIT 1",
+                (output, output, other_than),
+            ).fetchone()
+        return found[0] if found else None
+
+    # ---- the queue -----------------------------------------------------------------------
+
+    def offer(self, path: str, sha256: str, size: int, mtime_ns: int, fingerprint: str) -> Offer:
+        """A settled file. Same content already handled → nothing to do; new or changed → queued.
+
+        * unchanged content: ``unchanged`` — except ``unprotected``/``failed`` rows produced with
+          other settings, which are queued again (they were never shipped, the new settings may
+          work);
+        * content that another path already has as ``done`` (a rename, a re-sync, a copy):
+          ``duplicate`` — done at once, nothing written;
+        * a row being processed: its content fields are updated and the worker notices (``busy``).
+        """
+        now = self.clock()
+        with self._tx() as db:
+            found = db.execute("SELECT * FROM photos WHERE path = ?", (path,)).fetchone()
+            row = Row.from_sql(found) if found else None
+            if row is not None and row.state == "processing":
+                self._update(db, row.id, sha256=sha256, size=size, mtime_ns=mtime_ns)
+                return Offer("busy", self._get(db, row.id))
+            if row is not None and row.sha256 == sha256:
+                stale = row.state in ("unprotected", "failed") and row.fingerprint != fingerprint
+                if not stale:
+                    if (row.size, row.mtime_ns) != (size, mtime_ns):
+                        self._update(db, row.id, size=size, mtime_ns=mtime_ns)
+                    return Offer("unchanged", self._get(db, row.id))
+            dup = db.execute(
+                "SELECT path FROM photos WHERE sha256 = ? AND state = 'done' AND path != ? "
+                "ORDER BY duplicate_of IS NOT NULL, id LIMIT 1",
+                (sha256, path),
+            ).fetchone()
+            fields: dict[str, Any] = dict(
+                sha256=sha256,
+                size=size,
+                mtime_ns=mtime_ns,
+                fingerprint=fingerprint,
+                attempts=0,
+                not_before=0.0,
+                degrade=0,
+                error=None,
+                verdict=None,
+                staged=None,
+                staged_output=None,
+                staged_sha256=None,
+                staged_fields=None,
+            )
+            if dup is not None:
+                original = db.execute(
+                    "SELECT coalesce(duplicate_of, path) FROM photos WHERE path = ?", (dup[0],)
+                ).fetchone()[0]
+                fields.update(state="done", duplicate_of=original, finished_at=now)
+                action = "duplicate"
+            else:
+                fields.update(state="queued", queued_at=now, duplicate_of=None)
+                action = "queued" if row is None else "requeued"
+            if row is None:
+                cursor = db.execute(
+                    "INSERT INTO photos (path, sha256, size, mtime_ns, state, detected_at) "
+                    "VALUES (?, ?, ?, ?, 'queued', ?)",
+                    (path, sha256, size, mtime_ns, now),
+                )
+                row_id = cursor.lastrowid
+            else:
+                row_id = row.id
+            self._update(db, row_id, **fields)
+            return Offer(action, self._get(db, row_id))
+
+    def _get(self, db: sqlite3.Connection, row_id: int) -> Row:
+        return Row.from_sql(db.execute("SELECT * FROM photos WHERE id = ?", (row_id,)).fetchone())
+
+    def claim_next(self) -> Row | None:
+        """Take the oldest due queued row: state processing, one more attempt."""
+        now = self.clock()
+        with self._tx() as db:
+            found = db.execute(
+                "SELECT id FROM photos WHERE state = 'queued' AND not_before <= ? "
+                "ORDER BY not_before, queued_at, id LIMIT 1",
+                (now,),
+            ).fetchone()
+            if found is None:
+                return None
+            db.execute(
+                "UPDATE photos SET state = 'processing', attempts = attempts + 1, "
+                "started_at = ? WHERE id = ?",
+                (now, found[0]),
+            )
+            return self._get(db, found[0])
+
+    def finish(self, row_id: int, state: str, **fields) -> Row:
+        assert state in ("done", "unprotected", "failed")
+        with self._tx() as db:
+            self._update(
+                db,
+                row_id,
+                state=state,
+                finished_at=self.clock(),
+                staged=None,
+                staged_output=None,
+                staged_sha256=None,
+                staged_fields=None,
+                **fields,
+            )
+            return self._get(db, row_id)
+
+    def retry(self, row_id: int, error: str, delay: float, degrade: int | None = None) -> Row:
+        """A transient failure: queued again after ``delay`` seconds."""
+        fields: dict[str, Any] = dict(
+            state="queued", error=error, not_before=self.clock() + delay, staged=None
+        )
+        if degrade is not None:
+            fields["degrade"] = degrade
+        with self._tx() as db:
+            self._update(db, row_id, **fields)
+            return self._get(db, row_id)
+
+    def requeue(self, row_id: int, delay: float = 0.0) -> Row:
+        """Work abandoned (shutdown) or the file changed under us: queued, attempt not counted."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE photos SET state = 'queued', attempts = max(attempts - 1, 0), "
+                "not_before = ?, staged = NULL, staged_output = NULL, staged_sha256 = NULL, "
+                "staged_fields = NULL WHERE id = ?",
+                (self.clock() + delay, row_id),
+            )
+            return self._get(db, row_id)
+
+    def delete(self, row_id: int) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM photos WHERE id = ?", (row_id,))
+
+    def prepare_commit(
+        self, row_id: int, staged: str, output: str, sha256: str, fields: dict
+    ) -> None:
+        with self._tx() as db:
+            self._update(
+                db,
+                row_id,
+                staged=staged,
+                staged_output=output,
+                staged_sha256=sha256,
+                staged_fields=fields,
+            )
+
+    def processing(self) -> list[Row]:
+        return self.rows("processing")
+
+    # ---- events and daemon facts ------------------------------------------------------------
+
+    def add_event(self, ts: float, level: str, event: str, path: str | None, data: dict) -> None:
+        with self._tx() as db:
+            cursor = db.execute(
+                "INSERT INTO events (ts, level, event, path, data) VALUES (?, ?, ?, ?, ?)",
+                (ts, level, event, path, json.dumps(data, default=str)),
+            )
+            if cursor.lastrowid % 1000 == 0:
+                db.execute("DELETE FROM events WHERE id <= ?", (cursor.lastrowid - MAX_EVENTS,))
+
+    def set_daemon(self, **facts) -> None:
+        with self._tx() as db:
+            db.executemany(
+                "INSERT INTO daemon (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                [(k, json.dumps(v)) for k, v in facts.items()],
+            )
+
+
+def read_only(path: str | Path) -> sqlite3.Connection:
+    """A connection for ``pixcamd status``: reads only; WAL lets it run beside the daemon."""
+    try:
+        db = sqlite3.connect(f"file:{Path(path)}?mode=rw", uri=True, timeout=10)
+        db.execute("PRAGMA query_only=1")
+        db.execute("SELECT count(*) FROM photos").fetchone()
+    except sqlite3.OperationalError:  # no write access to the state dir: a plain read-only open
+        db = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True, timeout=10)
+    db.row_factory = sqlite3.Row
+    return db

@@ -1,0 +1,661 @@
+"""The daemon: wires config, ledger, watcher, scheduler and worker together; sd_notify; shutdown.
+
+Threads: the caller's (``run``: supervision ticks — heartbeat, STATUS=, WATCHDOG=1), the worker
+(owns the models), watchdog's observer (events → tracker), and APScheduler's pool (start-up scan,
+periodic rescan, settle polls, retry wake-ups). Signals are handled by ``pixcamd run``, which
+sets the stop event; ``Daemon`` itself installs no handlers, so tests run it in a thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import socket
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TextIO
+
+from pixcamd.daemon.config import Config, ConfigError
+from pixcamd.daemon.events import EventLog
+from pixcamd.daemon.fs import choose_tmp_dir, publish, sha256_file
+from pixcamd.daemon.ledger import Ledger
+from pixcamd.daemon.watcher import InboxHandler, Rules, StabilityTracker, scan
+from pixcamd.daemon.worker import Worker
+from pixcamd.errors import PixcamdError
+
+
+class _QuietSkips(logging.Filter):
+    """APScheduler warns each time a poll is skipped because the previous one still runs (a big
+    file being hashed); that is expected here, not worth a journal line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "maximum number of running instances reached" not in record.getMessage()
+
+
+class _OverflowRescan(logging.Handler):
+    """watchdog logs (and survives) an inotify queue overflow, but the events are lost: scan the
+    inbox at once instead of waiting for the next periodic rescan."""
+
+    def __init__(self, rescan):
+        super().__init__(logging.WARNING)
+        self.rescan = rescan
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "overflow" in record.getMessage().lower():
+            self.rescan()
+
+
+ABANDON_WAIT = 10.0  # after the grace time: how long an abandoned photo may take to unwind
+HEARTBEAT_EVERY = 5.0
+
+
+class Notifier:
+    """sd_notify(3) without libsystemd: datagrams to $NOTIFY_SOCKET (silent when unset)."""
+
+    def __init__(self, address: str | None = None, env: dict | None = None):
+        env = os.environ if env is None else env
+        self.address = address if address is not None else env.get("NOTIFY_SOCKET")
+        usec = env.get("WATCHDOG_USEC")
+        pid = env.get("WATCHDOG_PID")
+        self.watchdog: float | None = None
+        if usec and usec.isdigit() and int(usec) > 0 and (not pid or pid == str(os.getpid())):
+            self.watchdog = int(usec) / 1e6
+        self._lock = threading.Lock()
+
+    def send(self, *lines: str) -> bool:
+        if not self.address:
+            return False
+        target = self.address
+        if target.startswith("@"):  # abstract namespace
+            target = "\0" + target[1:]
+        try:
+            with (
+                self._lock,
+                socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock,
+            ):
+                sock.connect(target)
+                sock.sendall("\n".join(lines).encode())
+            return True
+        except OSError:
+            return False
+
+
+def settings_fingerprint(settings, models) -> str:
+    """What determines the output: recorded per photo; unprotected/failed rows are retried when
+    it changes (they were never shipped). Device and batch size do not change the result's
+    meaning and are left out."""
+    data = {
+        "views": list(settings.views),
+        "epsilon": settings.epsilon,
+        "epsilon_cap": settings.epsilon_cap,
+        "targets": settings.targets,
+        "steps": settings.steps,
+        "seed": settings.seed,
+        "output_quality": settings.output_quality,
+        "output_subsampling": settings.output_subsampling,
+        "platform_quality": settings.platform_quality,
+        "masking": settings.masking,
+        "models": [m.fingerprint for m in models],
+    }
+    digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+    return "s1-" + digest[:16]
+
+
+def build_settings(config: Config, models, device: str):
+    """protect()'s Settings from the config; target problems are reported as config errors."""
+    from pixcamd.protect import Settings, _targets
+
+    names = [m.name for m in models]
+    targets = dict(config.target)
+    if "*" in targets:
+        targets = {names[0]: targets["*"]}
+    unknown = sorted(set(targets) - set(names))
+    if unknown:
+        raise ConfigError(f"target: names {unknown[0]}, which is not among {', '.join(names)}")
+    settings = Settings(
+        views=tuple(config.views),
+        epsilon=config.epsilon / 255,
+        epsilon_cap=max(config.epsilon, config.epsilon_cap) / 255,
+        targets=targets,
+        steps=config.steps,
+        seed=config.seed,
+        output_quality=config.output_quality,
+        device=device,
+    )
+    try:
+        _targets(models, settings)
+    except ValueError as exc:
+        raise ConfigError(f"target: {exc}") from None
+    return settings
+
+
+def resolve_models(config: Config) -> tuple[list[str], str]:
+    """(model names, note): what ``auto`` becomes, and why — said loudly at start-up."""
+    from pixcamd.models import resolve_name
+    from pixcamd.models.weights import default_weights_path
+
+    if config.model == ["auto"]:
+        name = resolve_name("auto", config.weights_path)
+        if name == "brisque":
+            return ["brisque"], (
+                f"model auto → BRISQUE (embedded): KonCept512 weights are not installed at "
+                f"{default_weights_path()}. The filter to fool is usually KonCept512: install it "
+                "with `pixcamd model fetch` and restart"
+            )
+        return ["koncept512"], "model auto → KonCept512 (weights installed)"
+    return list(config.model), f"model {'+'.join(config.model)} (configured)"
+
+
+class Daemon:
+    """``Daemon(config).run(stop_event)``; ``models`` injects already-loaded models (tests)."""
+
+    def __init__(
+        self,
+        config: Config,
+        models: list | None = None,
+        notifier: Notifier | None = None,
+        stream: TextIO | None = None,
+        decode=None,
+    ):
+        self.config = config
+        self.injected_models = models
+        self.notifier = notifier if notifier is not None else Notifier()
+        self.stream = stream
+        self.decode = decode
+        self.stop_event = threading.Event()
+        self.failed_reason: str | None = None
+        self._started = False
+        self._closed = False
+        self._ignored_logged: set[str] = set()
+        self._status_sent = ""
+        self._last_heartbeat = 0.0
+        self.scheduler = None
+        self.observer = None
+        self.worker: Worker | None = None
+        self._lock_fd: int | None = None
+        self.clean_exit = True  # False: a photo would not unwind; its thread may still run
+        self._overflow: logging.Handler | None = None
+
+    # ---- start-up ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        config = self.config
+        try:
+            config.state_dir.mkdir(parents=True, exist_ok=True)
+            self._lock_fd = _lock_state_dir(config.state_dir)
+        except OSError as exc:
+            raise PixcamdError(f"cannot use the state dir: {exc}") from exc
+        try:
+            self._start()
+        except OSError as exc:  # a folder that cannot be created or written: say which
+            self._close_quietly()
+            raise PixcamdError(f"cannot start: {exc}") from exc
+        except BaseException:
+            self._close_quietly()
+            raise
+
+    def _start(self) -> None:
+        config = self.config
+        self.tmp_dir = choose_tmp_dir(config)
+        self.ledger = Ledger(config.ledger_path)
+        self.log = EventLog(config.log_file, self.ledger, self.stream)
+        self.log.emit(
+            "daemon_started",
+            message=f"pid {os.getpid()}, inbox {config.inbox}, outbox {config.outbox}, "
+            f"state {config.state_dir}, temp files in {self.tmp_dir}",
+            pid=os.getpid(),
+            config=str(config.source) if config.source else None,
+        )
+
+        models, note, fallback = self._load_models()
+        device = _model_device(models)
+        self.models = models
+        self.settings = build_settings(config, models, device)
+        self.fingerprint = settings_fingerprint(self.settings, models)
+        self.model_label = "+".join(m.name for m in models) + (
+            " (auto fallback)" if fallback else ""
+        )
+        self.model_note = note
+        self.log.emit(
+            "model",
+            message=note + f"; fingerprint {self.fingerprint}, device {device}",
+            level="warning" if fallback else "info",
+            models=[m.describe() for m in models],
+            fallback=fallback,
+            settings_fingerprint=self.fingerprint,
+        )
+        self.ledger.set_daemon(
+            pid=os.getpid(),
+            started_at=time.time(),
+            model=self.model_label,
+            model_note=note,
+            model_fallback=fallback,
+            fingerprint=self.fingerprint,
+            inbox=str(config.inbox),
+            outbox=str(config.outbox),
+            current=None,
+            stopped_at=None,
+        )
+
+        self._recover()
+        self._sweep_tmp()
+
+        inbox = config.inbox.resolve()
+        excluded = [config.outbox, config.state_dir, self.tmp_dir]
+        if config.hold_dir is not None:
+            excluded.append(config.hold_dir)
+        self.rules = Rules(inbox, config.ignore, config.extensions, excluded)
+        self.tracker = StabilityTracker(
+            inbox, config.settle_time, config.settle_timeout, self.decode or self._decode
+        )
+        self.worker = Worker(
+            config,
+            self.ledger,
+            models,
+            self.settings,
+            self.fingerprint,
+            self.log,
+            self.tmp_dir,
+            on_retry=self._schedule_wake,
+            on_changed=self.tracker.touch,
+            model_label=self.model_label,
+        )
+        self.worker.start()
+        self._start_observer(inbox)
+        self._start_scheduler()
+        self._started = True
+        self.notifier.send("READY=1", "STATUS=" + self.status_line())
+        self.log.emit("ready", message=self.status_line())
+
+    def _load_models(self) -> tuple[list, str, bool]:
+        if self.injected_models is not None:
+            names = "+".join(m.name for m in self.injected_models)
+            return list(self.injected_models), f"model {names} (given by the caller)", False
+        import torch
+
+        from pixcamd.devices import resolve_device
+        from pixcamd.models import load_model
+
+        if self.config.threads:
+            torch.set_num_threads(self.config.threads)
+        names, note = resolve_models(self.config)
+        try:
+            device = resolve_device(self.config.device)
+        except ValueError as exc:
+            raise ConfigError(f"device: {exc}") from None
+        models = [load_model(name, self.config.weights_path, device) for name in names]
+        fallback = self.config.model == ["auto"] and names == ["brisque"]
+        return models, note, fallback
+
+    def _decode(self, path: Path) -> None:
+        from pixcamd.photo import load_photo
+
+        load_photo(path, self.config.max_pixels)
+
+    def _recover(self) -> None:
+        """Rows left ``processing`` by a crash or SIGKILL: finish an interrupted publication, or
+        queue the photo again (the interrupted attempt counts towards max_attempts)."""
+        for row in self.ledger.processing():
+            if row.staged_output and row.staged_sha256 and row.staged_fields:
+                fields = dict(row.staged_fields)
+                state = fields.pop("state")
+                staged, dest = Path(row.staged or ""), self.config.outbox / row.staged_output
+                if staged.is_file() and sha256_file(staged) == row.staged_sha256:
+                    publish(staged, dest)
+                    how = "finished its interrupted publication"
+                else:  # the rename happened (the uploader may already have taken the file)
+                    how = "was already published"
+                self.ledger.finish(row.id, state, **fields)
+                self.log.emit("recovered", row.path, f"{how} → {row.staged_output}")
+            elif row.attempts >= self.config.max_attempts:
+                reason = f"interrupted {row.attempts} times (crash or kill mid-photo); gave up"
+                self.ledger.finish(row.id, "failed", error=reason)
+                self.log.emit("failed", row.path, reason, level="warning", reason=reason)
+            else:
+                self.ledger.retry(row.id, "interrupted mid-photo (daemon stopped)", 0.0)
+                self.log.emit("recovered", row.path, "was interrupted mid-photo; queued again")
+
+    def _sweep_tmp(self) -> None:
+        """The temp folder is ours alone: anything left there is a dead attempt."""
+        for child in self.tmp_dir.iterdir():
+            with contextlib.suppress(OSError):
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
+
+    def _start_observer(self, inbox: Path) -> None:
+        from watchdog.observers import Observer
+        from watchdog.observers.polling import PollingObserver
+
+        handler = InboxHandler(self.rules, self._candidate, self.tracker.forget, self._scan_folder)
+        if self._overflow is None:
+            self._overflow = _OverflowRescan(lambda: self._scan_folder(None, "inotify overflow"))
+            logging.getLogger("watchdog.observers").addHandler(self._overflow)
+        observer = Observer(timeout=0.2)
+        try:
+            observer.schedule(handler, str(inbox), recursive=True)
+            observer.start()
+        except OSError as exc:  # inotify limits: poll instead, and say so
+            self.log.emit(
+                "watching",
+                message=f"inotify unavailable ({exc}); polling the inbox instead",
+                level="warning",
+            )
+            observer = PollingObserver(timeout=max(1.0, self.config.settle_time))
+            observer.schedule(handler, str(inbox), recursive=True)
+            observer.start()
+        self.observer = observer
+
+    def _start_scheduler(self) -> None:
+        from apscheduler.executors.pool import ThreadPoolExecutor
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        scheduler_log = logging.getLogger("apscheduler.scheduler")
+        if not any(isinstance(f, _QuietSkips) for f in scheduler_log.filters):
+            scheduler_log.addFilter(_QuietSkips())
+        scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(3)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            timezone=timezone.utc,
+        )
+        poll = min(1.0, max(0.05, self.config.settle_time / 3))
+        scheduler.add_job(self._settle, "interval", seconds=poll, id="settle")
+        scheduler.add_job(self._scan, id="startup-scan", kwargs={"reason": "start-up"})
+        if self.config.rescan_interval > 0:
+            scheduler.add_job(
+                self._scan,
+                "interval",
+                seconds=self.config.rescan_interval,
+                id="rescan",
+                kwargs={"reason": "periodic"},
+            )
+        scheduler.start()
+        self.scheduler = scheduler
+        for row in self.ledger.rows("queued"):  # retries pending from the last run
+            if row.not_before > time.time():
+                self._schedule_wake(row.not_before)
+
+    def _schedule_wake(self, when: float) -> None:
+        """A retry with backoff: wake the worker when it is due (it also polls each second)."""
+        if self.scheduler is None or self.stop_event.is_set():
+            return
+        with contextlib.suppress(Exception):  # the scheduler may be shutting down
+            self.scheduler.add_job(
+                self._wake,
+                "date",
+                run_date=datetime.fromtimestamp(when, timezone.utc),
+                id=f"retry-{when:.3f}",
+                replace_existing=True,
+            )
+
+    def _wake(self) -> None:
+        if self.worker is not None:
+            self.worker.wake.set()
+
+    # ---- finding work ------------------------------------------------------------------------
+
+    def _candidate(self, rel: str, reason: str) -> None:
+        if reason:
+            if rel not in self._ignored_logged:
+                self._ignored_logged.add(rel)
+                self.log.emit("ignored", rel, reason)
+            return
+        if self.tracker.touch(rel):
+            self.log.emit("detected", rel)
+
+    def _scan(self, reason: str = "periodic", root: Path | None = None) -> None:
+        """Start-up scan, periodic rescan, or a folder that appeared whole. Files the ledger
+        already knows with the same size and mtime are skipped without reading them."""
+        seen = 0
+        for rel in scan(self.rules, root, self.stop_event):
+            seen += 1
+            if rel in self.tracker:
+                continue
+            row = self.ledger.get(rel)
+            if row is not None:
+                try:
+                    st = (self.rules.inbox / rel).stat()
+                except OSError:
+                    continue
+                if (st.st_size, st.st_mtime_ns) == (row.size, row.mtime_ns) and (
+                    row.state in ("queued", "processing", "done")
+                    or row.fingerprint == self.fingerprint
+                ):
+                    continue
+            self._candidate(rel, "")
+        if root is None:
+            level = "debug" if reason == "periodic" else "info"
+            self.log.emit("scanned", message=f"{reason} scan: {seen} photos", level=level)
+
+    def _scan_folder(self, folder: Path | None, reason: str = "folder") -> None:
+        """Scan a folder that appeared whole (None: the whole inbox, when events were lost)."""
+        if self.scheduler is not None and not self.stop_event.is_set():
+            with contextlib.suppress(Exception):
+                self.scheduler.add_job(self._scan, kwargs={"reason": reason, "root": folder})
+
+    def _settle(self) -> None:
+        settled, _vanished = self.tracker.poll()
+        for rel, st, decode_error in settled:
+            path = self.rules.inbox / rel
+            try:
+                digest = sha256_file(path)
+                after = path.stat()
+            except OSError:
+                continue
+            if (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
+                self.tracker.touch(rel)  # changed while hashed: settle again
+                continue
+            note = f"; does not decode: {decode_error}" if decode_error else ""
+            self.log.emit(
+                "settled",
+                rel,
+                f"{st.st_size} bytes, sha256 {digest[:12]}…{note}",
+                size=st.st_size,
+                sha256=digest,
+            )
+            offer = self.ledger.offer(rel, digest, st.st_size, st.st_mtime_ns, self.fingerprint)
+            if offer.action in ("queued", "requeued"):
+                changed = "changed content" if offer.action == "requeued" else ""
+                self.log.emit("queued", rel, changed)
+                self._wake()
+            elif offer.action == "duplicate":
+                self.log.emit(
+                    "duplicate", rel, f"same content as {offer.row.duplicate_of}; nothing written"
+                )
+
+    # ---- supervision ---------------------------------------------------------------------------
+
+    def status_line(self) -> str:
+        counts = self.ledger.counts()
+        worker = self.worker
+        current = worker.current if worker is not None else None
+        doing = f"protecting {current}" if current else "idle"
+        queue = counts["queued"] + counts["processing"]
+        return (
+            f"{self.model_note.split(':')[0]}; {doing}; queue {queue}; done {counts['done']}, "
+            f"unprotected {counts['unprotected']}, failed {counts['failed']}"
+        )
+
+    def tick(self) -> None:
+        """Called about once a second by ``run``: watchdog ping, STATUS=, heartbeat."""
+        worker = self.worker
+        now = time.monotonic()
+        if worker is not None and not worker.thread.is_alive() and not self.stop_event.is_set():
+            self.failed_reason = "the worker thread died"
+            self.log.emit("failed", message=self.failed_reason, level="warning")
+            self.stop_event.set()
+            return
+        if self.observer is not None and not self.observer.is_alive():
+            self.log.emit(
+                "watching", message="the inbox watcher stopped; restarting it", level="warning"
+            )
+            self._start_observer(self.rules.inbox)
+            self._scan_folder(None, "watcher restart")
+        interval = self.notifier.watchdog
+        if (
+            interval
+            and worker is not None
+            and (worker.idle or now - worker.last_progress < interval)
+        ):
+            # Only while the worker makes progress: a photo stuck in one step gets us restarted.
+            self.notifier.send("WATCHDOG=1")
+        line = self.status_line()
+        if line != self._status_sent:
+            self.notifier.send("STATUS=" + line)
+        if line != self._status_sent or now - self._last_heartbeat > HEARTBEAT_EVERY:
+            self._status_sent, self._last_heartbeat = line, now
+            self.ledger.set_daemon(
+                heartbeat=time.time(),
+                status=line,
+                current=worker.current if worker else None,
+                current_since=worker.current_since if worker else None,
+                current_step=worker.step if worker else None,
+                queue=self.ledger.queue_length(),
+                settling=len(self.tracker),
+            )
+
+    def run(self, stop: threading.Event | None = None) -> int:
+        """Start, supervise until ``stop`` (or a failure) is set, shut down. 0 = clean exit."""
+        if stop is not None:
+            self.stop_event = stop
+        self.start()
+        interval = 1.0
+        if self.notifier.watchdog:
+            interval = min(interval, self.notifier.watchdog / 3)
+        try:
+            while not self.stop_event.wait(interval):
+                self.tick()
+        finally:
+            self.clean_exit = self.shutdown()
+        # A photo abandoned at shutdown is not a failure: it is queued and nothing was written.
+        return 1 if self.failed_reason else 0
+
+    def request_abandon(self) -> None:
+        """A second SIGTERM/SIGINT: do not wait for the grace time."""
+        if self.worker is not None:
+            self.worker.abandon()
+
+    # ---- shutdown ---------------------------------------------------------------------------
+
+    def shutdown(self) -> bool:
+        """Stop taking work, give the current photo ``grace_time``, then abandon it cleanly.
+        True when every thread ended (False only if a photo would not unwind in time; its row
+        is queued again and nothing of it is published)."""
+        if self._closed:
+            return True
+        self.stop_event.set()
+        self.notifier.send("STOPPING=1", "STATUS=stopping")
+        worker = self.worker
+        current = worker.current if worker is not None else None
+        self.log.emit(
+            "stopping",
+            message=f"finishing {current} (grace {self.config.grace_time:g} s)"
+            if current
+            else "idle",
+        )
+        if self.observer is not None:
+            self.observer.stop()
+        if self.scheduler is not None:
+            with contextlib.suppress(Exception):
+                self.scheduler.shutdown(wait=False)
+        clean = True
+        if worker is not None:
+            worker.stop_taking.set()
+            worker.wake.set()
+            worker.thread.join(self.config.grace_time)
+            if worker.thread.is_alive():
+                worker.abandon()
+                worker.thread.join(ABANDON_WAIT)
+            if worker.thread.is_alive():  # stuck inside one step: make sure it never publishes
+                with worker.commit_lock:
+                    worker.dead = True
+                for row in self.ledger.processing():
+                    self.ledger.requeue(row.id)
+                self.log.emit(
+                    "abandoned",
+                    current,
+                    "did not stop in time; queued again, nothing written",
+                    level="warning",
+                )
+                clean = False
+        if self.observer is not None:
+            self.observer.join(5)
+        if self.scheduler is not None:
+            with contextlib.suppress(Exception):
+                self.scheduler.shutdown(wait=True)
+        self._remove_overflow_handler()
+        self.ledger.set_daemon(pid=None, stopped_at=time.time(), current=None, status="stopped")
+        counts = self.ledger.counts()
+        self.log.emit(
+            "stopped",
+            message=", ".join(f"{k} {v}" for k, v in counts.items()),
+            counts=counts,
+        )
+        if clean:
+            self.ledger.close()
+        self._closed = True
+        _unlock(self._lock_fd)
+        return clean
+
+    def _remove_overflow_handler(self) -> None:
+        if self._overflow is not None:
+            logging.getLogger("watchdog.observers").removeHandler(self._overflow)
+            self._overflow = None
+
+    def _close_quietly(self) -> None:
+        self._remove_overflow_handler()
+        with contextlib.suppress(Exception):
+            if self.observer is not None:
+                self.observer.stop()
+                self.observer.join(5)
+        with contextlib.suppress(Exception):
+            if self.scheduler is not None:
+                self.scheduler.shutdown(wait=True)
+        if self.worker is not None:
+            self.worker.stop_taking.set()
+            self.worker.abandon()
+            if self.worker.thread.is_alive():
+                self.worker.thread.join(ABANDON_WAIT)
+        with contextlib.suppress(Exception):
+            self.ledger.close()
+        _unlock(self._lock_fd)
+        self._closed = True
+
+
+def _model_device(models) -> str:
+    for model in models:
+        for tensor in (*model.parameters(), *model.buffers()):
+            return str(tensor.device)
+    return "cpu"
+
+
+def _lock_state_dir(state_dir: Path) -> int:
+    """One daemon per state dir: an flock the kernel drops when the process dies."""
+    path = state_dir / "daemon.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise PixcamdError(
+            f"another pixcamd daemon (pid {holder}) is using the state dir {state_dir}"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def _unlock(fd: int | None) -> None:
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)

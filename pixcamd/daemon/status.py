@@ -1,0 +1,188 @@
+"""``pixcamd status``: what the daemon is doing, read from its ledger (works while it runs)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import datetime
+
+from pixcamd.daemon.config import Config
+from pixcamd.daemon.ledger import STATES, read_only
+from pixcamd.errors import PixcamdError
+
+STALE_AFTER = 30.0  # seconds without a heartbeat before a live pid is reported as unresponsive
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user (the service user)
+        return True
+    return True
+
+
+def gather(config: Config, events: int = 10, now: float | None = None) -> dict:
+    path = config.ledger_path
+    if not path.is_file():
+        raise PixcamdError(
+            f"no ledger at {path}: the daemon has not run with this state dir yet "
+            "(or give the --config it runs with)"
+        )
+    now = time.time() if now is None else now
+    db = read_only(path)
+    try:
+        facts = {k: json.loads(v) for k, v in db.execute("SELECT key, value FROM daemon")}
+        counts = dict.fromkeys(STATES, 0)
+        counts.update(dict(db.execute("SELECT state, count(*) FROM photos GROUP BY state")))
+        current = [
+            {"path": r["path"], "since": r["started_at"], "attempt": r["attempts"]}
+            for r in db.execute("SELECT * FROM photos WHERE state = 'processing' ORDER BY id")
+        ]
+        problems = [
+            {
+                "path": r["path"],
+                "state": r["state"],
+                "reason": r["error"],
+                "attempts": r["attempts"],
+                "at": r["finished_at"],
+                "output": r["output"],
+                "held": r["held"],
+            }
+            for r in db.execute(
+                "SELECT * FROM photos WHERE state IN ('failed', 'unprotected') "
+                "ORDER BY finished_at DESC, id DESC LIMIT 50"
+            )
+        ]
+        retrying = [
+            {
+                "path": r["path"],
+                "attempts": r["attempts"],
+                "next_at": r["not_before"],
+                "reason": r["error"],
+            }
+            for r in db.execute(
+                "SELECT * FROM photos WHERE state = 'queued' AND error IS NOT NULL "
+                "ORDER BY not_before LIMIT 50"
+            )
+        ]
+        since = now - 3600
+        hour = db.execute(
+            "SELECT count(*), sum(state = 'done'), sum(state = 'unprotected'), "
+            "sum(state = 'failed'), avg(seconds) FROM photos "
+            "WHERE finished_at >= ? AND duplicate_of IS NULL",
+            (since,),
+        ).fetchone()
+        last = [
+            {
+                "ts": r["ts"],
+                "level": r["level"],
+                "event": r["event"],
+                "path": r["path"],
+                **{k: v for k, v in json.loads(r["data"] or "{}").items() if k == "message"},
+            }
+            for r in db.execute("SELECT * FROM events ORDER BY id DESC LIMIT ?", (events,))
+        ][::-1]
+    finally:
+        db.close()
+    pid = facts.get("pid")
+    alive = _pid_alive(pid)
+    heartbeat = facts.get("heartbeat")
+    if alive and heartbeat is not None and now - heartbeat > STALE_AFTER:
+        running = "unresponsive"
+    else:
+        running = "running" if alive else "stopped"
+    return {
+        "daemon": running,
+        "pid": pid if alive else None,
+        "heartbeat": heartbeat,
+        "started_at": facts.get("started_at"),
+        "stopped_at": facts.get("stopped_at"),
+        "model": facts.get("model"),
+        "model_note": facts.get("model_note"),
+        "model_fallback": bool(facts.get("model_fallback")),
+        "fingerprint": facts.get("fingerprint"),
+        "status": facts.get("status"),
+        "counts": counts,
+        "settling": facts.get("settling", 0) if alive else 0,
+        "current": current,
+        "current_step": facts.get("current_step") if current else None,
+        "failures": problems,
+        "retrying": retrying,
+        "last_hour": {
+            "finished": hour[0] or 0,
+            "done": hour[1] or 0,
+            "unprotected": hour[2] or 0,
+            "failed": hour[3] or 0,
+            "mean_seconds": round(hour[4], 2) if hour[4] is not None else None,
+        },
+        "events": last,
+        "ledger": str(path),
+        "log_file": str(config.log_file),
+    }
+
+
+def _when(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "—"
+
+
+def render(report: dict) -> str:
+    out = []
+    daemon = report["daemon"]
+    if daemon == "running":
+        out.append(f"daemon: running (pid {report['pid']}, since {_when(report['started_at'])})")
+    elif daemon == "unresponsive":
+        out.append(
+            f"daemon: UNRESPONSIVE (pid {report['pid']}, last heartbeat "
+            f"{_when(report['heartbeat'])})"
+        )
+    else:
+        out.append(f"daemon: not running (stopped {_when(report['stopped_at'])})")
+    if report["model"]:
+        line = f"model: {report['model']}"
+        if report["model_fallback"]:
+            line += f" — FALLBACK: {report['model_note']}"
+        out.append(line)
+    counts = report["counts"]
+    out.append("photos: " + ", ".join(f"{state} {counts[state]}" for state in STATES))
+    if report["settling"]:
+        out.append(f"settling: {report['settling']} new files waiting to be complete")
+    for cur in report["current"]:
+        step = report["current_step"]
+        extra = f", step {step}" if step else ""
+        out.append(
+            f"current: {cur['path']} (attempt {cur['attempt']}, since {_when(cur['since'])}{extra})"
+        )
+    hour = report["last_hour"]
+    mean = f", {hour['mean_seconds']:.1f} s per photo" if hour["mean_seconds"] else ""
+    out.append(
+        f"last hour: {hour['finished']} photos finished ({hour['done']} done, "
+        f"{hour['unprotected']} unprotected, {hour['failed']} failed){mean}"
+    )
+    if report["retrying"]:
+        out.append("retrying:")
+        for r in report["retrying"]:
+            out.append(
+                f"  {r['path']}: attempt {r['attempts'] + 1} at {_when(r['next_at'])} — "
+                f"{r['reason']}"
+            )
+    if report["failures"]:
+        out.append("failed or unprotected (held back from the outbox unless shipped):")
+        for f in report["failures"]:
+            where = f" (shipped anyway: {f['output']})" if f["output"] else ""
+            held = f" (copy in {f['held']})" if f["held"] else ""
+            out.append(f"  {f['state']:11} {f['path']}{where}{held}: {f['reason']}")
+    if report["events"]:
+        out.append("last events:")
+        for e in report["events"]:
+            path = f" {e['path']}" if e["path"] else ""
+            message = f": {e['message']}" if e.get("message") else ""
+            out.append(
+                f"  {datetime.fromtimestamp(e['ts']).strftime('%H:%M:%S')} {e['event']}"
+                f"{path}{message}"
+            )
+    return "\n".join(line for line in out if line) + "\n"

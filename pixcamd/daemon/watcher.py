@@ -1,0 +1,281 @@
+"""Finding photos in the inbox: ignore rules, the stability tracker, the watchdog handler, scans.
+
+A path goes through three gates before the ledger sees it:
+
+1. ``Rules.accept``: inside the inbox, not under the outbox/state/tmp/hold folders, no part of
+   the relative path matching an ignore pattern (sync tools' temp files), a photo extension,
+   a regular file — a symlink only when it resolves inside the inbox.
+2. ``StabilityTracker``: quiet for ``settle_time`` since the last event or change, the same size
+   and mtime on two consecutive polls, and a full decode. A file that keeps failing to decode
+   while nothing changes is released after ``settle_timeout`` (it is corrupt, not in transit).
+3. The service hashes it and offers it to the ledger, which decides whether there is work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from watchdog.events import (
+    DirCreatedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+
+from pixcamd.daemon.fs import inside
+
+
+class Rules:
+    """Which paths under the inbox are photos for the daemon; relative paths use '/'."""
+
+    def __init__(
+        self,
+        inbox: Path,
+        ignore: Iterable[str],
+        extensions: Iterable[str],
+        excluded: Iterable[Path] = (),
+    ):
+        self.inbox = inbox.resolve()
+        self.ignore = tuple(ignore)
+        self.extensions = {e.lower() for e in extensions}
+        # Our own folders: never ingested, even if a configuration let them overlap the inbox.
+        self.excluded = tuple(p.resolve() for p in excluded)
+
+    def relative(self, path: str | os.PathLike) -> str | None:
+        """``path`` relative to the inbox, or None when it is not under the inbox.
+
+        Paths are compared as written (the observer and scans use the resolved inbox), so a
+        symlink inside the inbox keeps its own name here; ``accept`` checks where it leads.
+        """
+        absolute = Path(os.path.abspath(path))
+        if absolute == self.inbox or not inside(absolute, self.inbox):
+            return None
+        return absolute.relative_to(self.inbox).as_posix()
+
+    def ignored_name(self, name: str) -> bool:
+        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.ignore)
+
+    def ignored(self, rel: str) -> bool:
+        return any(self.ignored_name(part) for part in rel.split("/"))
+
+    def is_photo_name(self, rel: str) -> bool:
+        return os.path.splitext(rel)[1].lower() in self.extensions
+
+    def excluded_path(self, path: Path) -> bool:
+        return any(inside(path, root) for root in self.excluded)
+
+    def accept(self, path: str | os.PathLike) -> tuple[str | None, str]:
+        """(relative path, "") for a candidate photo; (rel or None, reason) otherwise."""
+        rel = self.relative(path)
+        if rel is None:
+            return None, "outside the inbox"
+        if self.ignored(rel):
+            return None, "ignored name"
+        if not self.is_photo_name(rel):
+            return None, "not a photo extension"
+        absolute = self.inbox / rel
+        if self.excluded_path(absolute):
+            return None, "one of the daemon's own folders"
+        try:
+            if absolute.is_symlink():
+                target = absolute.resolve()
+                if not inside(target, self.inbox) or self.excluded_path(target):
+                    return rel, "symlink out of the inbox"
+        except OSError as exc:  # loops, permissions
+            return rel, f"unusable symlink ({exc})"
+        return rel, ""
+
+
+def scan(
+    rules: Rules, root: Path | None = None, stop: threading.Event | None = None
+) -> Iterator[str]:
+    """Relative paths of every candidate photo under ``root`` (default: the whole inbox).
+
+    Symlinked folders are never entered; ignored folders are pruned, not walked.
+    """
+    start = root or rules.inbox
+    for folder, dirs, files in os.walk(start, followlinks=False):
+        if stop is not None and stop.is_set():
+            return
+        here = Path(folder)
+        dirs[:] = sorted(
+            d for d in dirs if not rules.ignored_name(d) and not rules.excluded_path(here / d)
+        )
+        for name in sorted(files):
+            rel, reason = rules.accept(here / name)
+            if rel is not None and not reason:
+                yield rel
+
+
+@dataclass
+class _Pending:
+    signature: tuple[int, int] | None = None  # (size, mtime_ns) at the last poll
+    changed_at: float = 0.0  # last event or change of signature (monotonic)
+    same: int = 0  # consecutive polls with an unchanged signature
+    decode_error: str | None = None
+
+
+class StabilityTracker:
+    """Tells when a file has stopped changing and can be read in full (paperless-ngx style).
+
+    ``touch(rel)`` on every event for a path (and for scan hits); ``poll()`` returns the paths
+    that have settled since. Thread-safe; ``clock`` and ``decode`` are injectable for tests.
+    """
+
+    def __init__(
+        self,
+        inbox: Path,
+        settle_time: float,
+        settle_timeout: float,
+        decode: Callable[[Path], None],
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.inbox = inbox
+        self.settle_time = settle_time
+        self.settle_timeout = max(settle_timeout, settle_time)
+        self.decode = decode
+        self.clock = clock
+        self._pending: dict[str, _Pending] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def __contains__(self, rel: str) -> bool:
+        with self._lock:
+            return rel in self._pending
+
+    def touch(self, rel: str) -> bool:
+        """Something happened to ``rel``: (re)start its quiet period. True if newly tracked."""
+        with self._lock:
+            entry = self._pending.get(rel)
+            new = entry is None
+            if new:
+                entry = self._pending[rel] = _Pending()
+            entry.changed_at = self.clock()
+            entry.same = 0
+            return new
+
+    def forget(self, rel: str) -> None:
+        with self._lock:
+            self._pending.pop(rel, None)
+
+    def poll(self) -> tuple[list[tuple[str, os.stat_result, str | None]], list[str]]:
+        """(settled, vanished): settled items are (rel, stat, decode error or None)."""
+        with self._lock:
+            items = list(self._pending.items())
+        settled, vanished = [], []
+        for rel, entry in items:
+            path = self.inbox / rel
+            try:
+                st = path.stat()
+            except OSError:
+                vanished.append(rel)
+                continue
+            if not _regular(st):
+                vanished.append(rel)
+                continue
+            now = self.clock()
+            signature = (st.st_size, st.st_mtime_ns)
+            with self._lock:
+                if self._pending.get(rel) is not entry:
+                    continue  # forgotten meanwhile
+                if signature != entry.signature:
+                    entry.signature, entry.changed_at, entry.same = signature, now, 0
+                    continue
+                entry.same += 1
+                quiet = now - entry.changed_at
+                if quiet < self.settle_time or entry.same < 2:
+                    continue
+            try:
+                self.decode(path)  # full decode: a file still arriving fails here
+                error = None
+            except Exception as exc:
+                error = str(exc) or type(exc).__name__
+            try:
+                after = path.stat()
+            except OSError:
+                vanished.append(rel)
+                continue
+            with self._lock:
+                if self._pending.get(rel) is not entry:
+                    continue
+                if (after.st_size, after.st_mtime_ns) != signature:
+                    entry.signature, entry.changed_at, entry.same = None, now, 0
+                    continue
+                if error is not None and self.clock() - entry.changed_at < self.settle_timeout:
+                    entry.decode_error = error
+                    continue  # maybe still arriving in pauses: wait for the timeout
+                del self._pending[rel]
+            settled.append((rel, after, error))
+        with self._lock:
+            for rel in vanished:
+                self._pending.pop(rel, None)
+        return settled, vanished
+
+
+def _regular(st: os.stat_result) -> bool:
+    import stat as stat_module
+
+    return stat_module.S_ISREG(st.st_mode)
+
+
+class InboxHandler(FileSystemEventHandler):
+    """watchdog events → tracker. Handles created, modified, closed-after-write, moved in/out
+    (rsync and Syncthing deliver the final name only as a rename), deleted, and folders that
+    appear whole (a moved-in folder brings files no event announces: they are scanned)."""
+
+    def __init__(
+        self,
+        rules: Rules,
+        on_candidate: Callable[[str, str], None],
+        on_gone: Callable[[str], None],
+        on_folder: Callable[[Path], None],
+    ):
+        super().__init__()
+        self.rules = rules
+        self.on_candidate = on_candidate  # (rel, reason "" or why it is refused)
+        self.on_gone = on_gone
+        self.on_folder = on_folder
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        with contextlib.suppress(Exception):  # one odd event must not kill the observer
+            self._dispatch(event)
+
+    def _dispatch(self, event: FileSystemEvent) -> None:
+        if isinstance(event, DirMovedEvent | DirCreatedEvent):
+            dest = event.dest_path if isinstance(event, DirMovedEvent) else event.src_path
+            rel = self.rules.relative(os.fsdecode(dest))
+            if rel is not None and not self.rules.ignored(rel):
+                self.on_folder(self.rules.inbox / rel)
+            return
+        if isinstance(event, FileMovedEvent):
+            self._gone(event.src_path)
+            self._arrived(event.dest_path)
+        elif isinstance(event, FileCreatedEvent | FileModifiedEvent | FileClosedEvent):
+            self._arrived(event.src_path)
+        elif isinstance(event, FileDeletedEvent):
+            self._gone(event.src_path)
+
+    def _arrived(self, path) -> None:
+        rel, reason = self.rules.accept(os.fsdecode(path))
+        if rel is not None:
+            self.on_candidate(rel, reason)
+
+    def _gone(self, path) -> None:
+        rel = self.rules.relative(os.fsdecode(path))
+        if rel is not None:
+            self.on_gone(rel)

@@ -1,0 +1,417 @@
+"""The worker: one thread that owns the loaded model(s) and turns queued rows into outbox files.
+
+It is a thin shell around ``pixcamd.protect.protect``: read the photo, protect it, write the copy
+with ``pixcamd.output.write_jpeg`` into the temp folder (never the outbox), judge that file from
+disk with ``pixcamd.check.verify_file``, and only then publish it with one rename. The original
+is only ever opened for reading.
+
+Failures are sorted: a file that cannot be read as a photo fails at once (``failed``); transient
+trouble (disk full, I/O errors, out of memory, anything unexpected) is retried with exponential
+backoff up to ``max_attempts``; GPU out-of-memory retries at once with half the batch, then on
+the CPU. Abandoning (shutdown past the grace time) raises inside protect()'s progress callback,
+so nothing is written and the row goes back to the queue.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path, PurePosixPath
+
+from pixcamd.daemon.config import Config
+from pixcamd.daemon.events import EventLog
+from pixcamd.daemon.fs import inside, publish, sha256_file
+from pixcamd.daemon.ledger import Ledger, Row
+from pixcamd.errors import PhotoError
+
+
+class Abandoned(Exception):
+    """Shutdown asked the current photo to stop: leave no output, queue it again."""
+
+
+class Changed(Exception):
+    """The source changed while it was being read: queue it again once it settles."""
+
+
+class Vanished(Exception):
+    """The source disappeared before it could be processed (moved away, deleted)."""
+
+
+class Refused(Exception):
+    """A permanent problem with this source (e.g. a symlink out of the inbox)."""
+
+
+def is_gpu_oom(exc: BaseException) -> bool:
+    import torch
+
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and "out of memory" in text and "cuda" in text
+
+
+def _scores_text(scores: dict) -> str:
+    return "; ".join(
+        f"{name} " + " ".join(f"{view} {value:.1f}" for view, value in per_view.items())
+        for name, per_view in scores.items()
+    )
+
+
+class Worker:
+    def __init__(
+        self,
+        config: Config,
+        ledger: Ledger,
+        models: list,
+        settings,
+        fingerprint: str,
+        log: EventLog,
+        tmp_dir: Path,
+        on_retry: Callable[[float], None] = lambda when: None,
+        on_changed: Callable[[str], None] = lambda rel: None,
+        model_label: str | None = None,
+    ):
+        self.config = config
+        self.ledger = ledger
+        self.models = models
+        self.settings = settings
+        self.fingerprint = fingerprint
+        # recorded per photo, e.g. "brisque (auto fallback)" when auto found no KonCept512
+        self.model_label = model_label or "+".join(m.name for m in models)
+        self.log = log
+        self.tmp_dir = tmp_dir
+        self.inbox = config.inbox.resolve()
+        self.outbox = config.outbox
+        self.on_retry = on_retry
+        self.on_changed = on_changed
+        self.wake = threading.Event()
+        self.stop_taking = threading.Event()
+        self._abandon = threading.Event()
+        self.commit_lock = threading.Lock()
+        self.dead = False  # set by the service after a hard abandon: never publish again
+        self.current: str | None = None
+        self.current_since: float | None = None
+        self.step = 0
+        self.last_progress = time.monotonic()
+        self.idle = False
+        self.thread = threading.Thread(target=self.run, name="pixcamd-worker", daemon=True)
+
+    # ---- control ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def abandon(self) -> None:
+        self._abandon.set()
+        self.wake.set()
+
+    def _progress(self, step: int, worst: float) -> None:
+        self.step = step
+        self.last_progress = time.monotonic()
+        if self._abandon.is_set():
+            raise Abandoned()
+
+    def _checkpoint(self) -> None:
+        self.last_progress = time.monotonic()
+        if self._abandon.is_set():
+            raise Abandoned()
+
+    def run(self) -> None:
+        while not self.stop_taking.is_set():
+            self.last_progress = time.monotonic()  # idle is healthy: the loop turns
+            self.wake.clear()
+            row = self.ledger.claim_next()
+            if row is None:
+                due = self.ledger.next_due()
+                wait = 1.0 if due is None else min(1.0, max(0.02, due - time.time()))
+                self.idle = True  # waiting for work is healthy (see Daemon.tick's watchdog)
+                self.wake.wait(wait)
+                self.idle = False
+                continue
+            self.process(row)
+
+    # ---- one photo ---------------------------------------------------------------------------
+
+    def process(self, row: Row) -> None:
+        self.current, self.current_since, self.step = row.path, time.time(), 0
+        try:
+            self._process(row)
+        finally:
+            self.current = self.current_since = None
+            self.last_progress = time.monotonic()
+
+    def _process(self, row: Row) -> None:
+        original = self.ledger.done_with_sha(row.sha256, row.path)
+        if original is not None:
+            source = original.duplicate_of or original.path
+            self.ledger.finish(row.id, "done", duplicate_of=source, output=None, error=None)
+            self.log.emit("duplicate", row.path, f"same content as {source}; nothing written")
+            return
+        self.log.emit(
+            "started",
+            row.path,
+            f"attempt {row.attempts}, model {self.model_label}",
+            attempt=row.attempts,
+            model=self.model_label,
+        )
+        try:
+            self._protect_and_publish(row)
+        except Abandoned:
+            self.ledger.requeue(row.id)
+            self.log.emit("abandoned", row.path, "shutdown: nothing written, queued again")
+        except Changed:
+            self.ledger.requeue(row.id, delay=self.config.settle_time)
+            self.on_changed(row.path)
+            self.log.emit("requeued", row.path, "the file changed while it was read")
+        except Vanished:
+            self.ledger.delete(row.id)
+            self.log.emit("vanished", row.path, "gone from the inbox before it was processed")
+        except (PhotoError, Refused) as exc:
+            self._fail(row, str(exc))
+        except Exception as exc:
+            self._transient(row, exc)
+
+    def _fail(self, row: Row, reason: str) -> None:
+        self.ledger.finish(row.id, "failed", error=reason, model=self.model_label)
+        self.log.emit("failed", row.path, reason, level="warning", reason=reason)
+
+    def _transient(self, row: Row, exc: Exception) -> None:
+        reason = f"{type(exc).__name__}: {exc}"
+        if is_gpu_oom(exc) and self._can_degrade(row.degrade):
+            with contextlib.suppress(Exception):
+                import torch
+
+                torch.cuda.empty_cache()
+            degrade = row.degrade + 1
+            self.ledger.retry(row.id, reason, 0.0, degrade=degrade)
+            self.ledger.requeue(row.id)  # stepping down is not a failed attempt
+            self.log.emit(
+                "retried",
+                row.path,
+                f"GPU out of memory; again {self._degrade_label(degrade)}",
+                level="warning",
+                reason=reason,
+                degrade=degrade,
+            )
+            self.on_retry(time.time())
+            return
+        if row.attempts >= self.config.max_attempts:
+            self._fail(row, f"gave up after {row.attempts} attempts: {reason}")
+            return
+        delay = min(
+            self.config.retry_backoff * 2 ** (row.attempts - 1), self.config.retry_backoff_max
+        )
+        self.ledger.retry(row.id, reason, delay)
+        self.log.emit(
+            "retried",
+            row.path,
+            f"{reason}; attempt {row.attempts + 1} of {self.config.max_attempts} in {delay:g} s",
+            level="warning",
+            reason=reason,
+            attempt=row.attempts,
+            delay=delay,
+            traceback=traceback.format_exc(limit=6),
+        )
+        self.on_retry(time.time() + delay)
+
+    # GPU out of memory: halve the batch down to 1, then move to the CPU.
+    def _halvings(self) -> int:
+        return int(math.log2(max(1, self.settings.batch_size)))
+
+    def _can_degrade(self, degrade: int) -> bool:
+        return str(self.settings.device).startswith("cuda") and degrade <= self._halvings()
+
+    def _degrade_label(self, degrade: int) -> str:
+        if degrade > self._halvings():
+            return "on the CPU"
+        return f"with batch size {max(1, self.settings.batch_size >> degrade)}"
+
+    def _settings_for(self, degrade: int):
+        if degrade == 0:
+            return self.settings
+        if degrade > self._halvings():
+            return replace(self.settings, device="cpu", batch_size=1)
+        return replace(self.settings, batch_size=max(1, self.settings.batch_size >> degrade))
+
+    def output_name(self, row: Row) -> str:
+        """Mirror the relative path with a .jpg extension; if another source already has that
+        name (IMG_1.png beside IMG_1.jpg), keep the full name: IMG_1.png.jpg."""
+        if row.output:
+            return row.output  # changed content replaces its own earlier copy
+        candidate = str(PurePosixPath(row.path).with_suffix(".jpg"))
+        if self.ledger.output_owner(candidate, row.path) is not None:
+            candidate = row.path + ".jpg"
+        return candidate
+
+    def _protect_and_publish(self, row: Row) -> None:
+        from pixcamd.check import verify_file
+        from pixcamd.output import write_jpeg
+        from pixcamd.photo import open_photo
+        from pixcamd.protect import protect
+
+        timings: dict[str, float] = {}
+        started = tick = time.perf_counter()
+
+        def lap(name: str) -> None:
+            nonlocal tick
+            now = time.perf_counter()
+            timings[name] = round(now - tick, 3)
+            tick = now
+
+        src = self.inbox / row.path
+        if not os.path.lexists(src):
+            raise Vanished()
+        if src.is_symlink() and not inside(src.resolve(), self.inbox):
+            raise Refused(f"{row.path}: a symlink that leads out of the inbox; not followed")
+        before = os.stat(src)
+        photo = open_photo(src, max_pixels=self.config.max_pixels)
+        after = os.stat(src)
+        signature = (after.st_size, after.st_mtime_ns)
+        if signature != (before.st_size, before.st_mtime_ns) or signature != (
+            row.size,
+            row.mtime_ns,
+        ):
+            raise Changed()
+        for note in photo.warnings:
+            self.log.emit("photo_note", row.path, note, level="debug")
+        lap("decode")
+        self._checkpoint()
+
+        settings = self._settings_for(row.degrade)
+        models = self.models
+        moved = settings.device == "cpu" and str(self.settings.device) != "cpu"
+        if moved:
+            models = [m.to("cpu") for m in self.models]
+        try:
+            result = protect(photo.image, models, settings, progress=self._progress)
+            lap("protect")
+            self._checkpoint()
+            protected = result.protected
+            file_scores = None
+            ship = protected or self.config.on_unprotected == "ship"
+            out_rel = self.output_name(row)
+            staged = self.tmp_dir / f"stage-{row.id}-{row.attempts}.jpg"
+            notes: list[str] = []
+            if ship:
+                notes = write_jpeg(
+                    result.image,
+                    staged,
+                    photo.metadata,
+                    quality=settings.output_quality,
+                    subsampling=settings.output_subsampling,
+                    strip_gps=self.config.strip_gps,
+                    tmp_dir=self.tmp_dir,
+                )
+                lap("write")
+                if protected:
+                    # The proof is the written file, judged as the platform will see it.
+                    check = verify_file(staged, models, settings.views, settings.platform_quality)
+                    file_scores = check.scores
+                    lap("verify")
+                    if not check.all_low:
+                        protected = False
+                        if self.config.on_unprotected != "ship":
+                            staged.unlink(missing_ok=True)
+                            ship = False
+        finally:
+            if moved:
+                for m in self.models:
+                    m.to(self.settings.device)
+
+        summary = result.summary()
+        verdict = summary["verdict"] if protected else "unprotected"
+        timings["total"] = round(time.perf_counter() - started, 3)
+        fields = dict(
+            state="done" if protected else "unprotected",
+            verdict=verdict,
+            model=self.model_label,
+            fingerprint=self.fingerprint,
+            scores={
+                "before": result.before,
+                "after_jpeg": result.after_jpeg,
+                "file": file_scores,
+            },
+            psnr=None if math.isinf(result.psnr) else round(result.psnr, 3),
+            seconds=timings["total"],
+            timings=timings,
+            report={**summary, "metadata_notes": notes},
+            error=None if protected else "not protected: " + _scores_text(result.after_jpeg),
+            duplicate_of=None,
+        )
+
+        if not ship:  # held back: never in the outbox
+            self._checkpoint()
+            held = None
+            if self.config.hold_dir is not None:
+                held_path = self.config.hold_dir / out_rel
+                held_path.parent.mkdir(parents=True, exist_ok=True)
+                write_jpeg(
+                    result.image,
+                    held_path,
+                    photo.metadata,
+                    quality=settings.output_quality,
+                    subsampling=settings.output_subsampling,
+                    strip_gps=self.config.strip_gps,
+                    tmp_dir=self.config.hold_dir,  # for people, not uploaders: no need to hide
+                )
+                held = str(held_path)
+            state = fields.pop("state")
+            self.ledger.finish(row.id, state, output=None, held=held, **fields)
+            where = f"; best attempt in {held}" if held else ""
+            self.log.emit(
+                "unprotected",
+                row.path,
+                f"could not be protected, held back from the outbox{where} — "
+                f"after JPEG-90: {_scores_text(result.after_jpeg)}",
+                level="warning",
+                scores=result.after_jpeg,
+                psnr=fields["psnr"],
+                seconds=fields["seconds"],
+            )
+            return
+
+        # Publish: record the commit, then one rename into the outbox (see ledger.recover).
+        current = self.ledger.by_id(row.id)
+        if current is None or current.sha256 != row.sha256:
+            staged.unlink(missing_ok=True)
+            raise Changed()
+        self._checkpoint()
+        digest = sha256_file(staged)
+        state = fields.pop("state")
+        self.ledger.prepare_commit(
+            row.id, str(staged), out_rel, digest, {**fields, "state": state, "output": out_rel}
+        )
+        with self.commit_lock:
+            if self.dead:
+                raise Abandoned()
+            publish(staged, self.outbox / out_rel)
+            self.ledger.finish(row.id, state, output=out_rel, held=None, **fields)
+        if protected:
+            self.log.emit(
+                "protected",
+                row.path,
+                f"{verdict} → {out_rel} — after JPEG-90: {_scores_text(result.after_jpeg)}; "
+                f"PSNR {result.psnr:.1f} dB, {fields['seconds']:.1f} s",
+                output=out_rel,
+                verdict=verdict,
+                scores=result.after_jpeg,
+                psnr=fields["psnr"],
+                seconds=fields["seconds"],
+            )
+        else:
+            self.log.emit(
+                "shipped_unprotected",
+                row.path,
+                f"NOT protected, shipped anyway (on_unprotected = ship) → {out_rel} — after "
+                f"JPEG-90: {_scores_text(result.after_jpeg)}",
+                level="warning",
+                output=out_rel,
+                scores=result.after_jpeg,
+                seconds=fields["seconds"],
+            )

@@ -1,0 +1,184 @@
+"""The daemon's one config schema: example file, validation messages, ``pixcamd config check``."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+from test_daemon_support import ROOT, no_leaked_threads  # noqa: F401
+
+from pixcamd.cli import main
+from pixcamd.daemon.config import (
+    SCHEMA,
+    ConfigError,
+    load_config,
+    render_example,
+    validate,
+)
+from pixcamd.daemon.fs import choose_tmp_dir
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+def test_example_file_is_generated_from_the_schema_and_documents_every_key():
+    text = (ROOT / "config.example.toml").read_text()
+    assert text == render_example(), "regenerate config.example.toml from the schema"
+    parsed = tomllib.loads(text)
+    assert list(parsed) == [o.key for o in SCHEMA]
+    for option in SCHEMA:
+        assert f"\n{option.key} = " in text
+        doc_start = text.index(f"\n{option.key} = ")
+        assert text[:doc_start].rstrip().endswith(option.doc.split()[-1]), option.key
+
+
+def test_example_values_validate_with_real_folders(tmp_path):
+    raw = tomllib.loads(render_example())
+    (tmp_path / "in").mkdir()
+    raw.update(inbox=str(tmp_path / "in"), outbox=str(tmp_path / "out"))
+    config = validate(raw, tmp_path / "c.toml")
+    assert config.model == ["auto"]
+    assert config.on_unprotected == "hold"
+    assert config.rescan_interval == 600
+    assert ".stversions" in config.ignore and "*.part" in config.ignore
+
+
+def write(tmp_path, text: str):
+    (tmp_path / "inbox").mkdir(exist_ok=True)
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return path
+
+
+def problems(tmp_path, text: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    return str(info.value)
+
+
+def test_messages_name_the_file_the_key_and_the_problem(tmp_path):
+    message = problems(
+        tmp_path,
+        'inbox = "inbox"\noutbox = "out"\ninbx = 1\nepsilon = "big"\n'
+        "output_quality = 120\nstrip_gps = 1\nviews = ['centre']\nmodel = 'vgg'\n"
+        "on_unprotected = 'drop'\nignore = ['a/b']\n",
+    )
+    where = str(tmp_path / "config.toml")
+    assert f"{where}: inbx: unknown key (did you mean 'inbox'?)" in message
+    assert f"{where}: epsilon: expected a number, got 'big' (str)" in message
+    assert f"{where}: output_quality: 120 is out of range: give 1–100" in message
+    assert f"{where}: strip_gps: expected true or false, got 1 (int)" in message
+    assert "views: unknown view 'centre'" in message
+    assert "model: unknown model 'vgg'" in message
+    assert "on_unprotected: 'drop' is not one of hold, ship" in message
+    assert "ignore: 'a/b': a pattern matches one file or folder name" in message
+    assert message.count("\n  ") == 8  # every problem at once, one per line
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('outbox = "out"\n', "inbox: required"),
+        ('inbox = "inbox"\noutbox = "inbox/out"\n', "is inside the inbox"),
+        ('inbox = "inbox"\noutbox = "."\n', "contains the inbox"),
+        ('inbox = "inbox"\noutbox = "out"\nstate_dir = "inbox/.state"\n', "state_dir: "),
+        ('inbox = "inbox"\noutbox = "out"\ntmp_dir = "out/.tmp"\n', "inside the outbox"),
+        ('inbox = "missing"\noutbox = "out"\n', "inbox: "),
+        ('inbox = "inbox"\noutbox = "out"\nepsilon = 6\nepsilon_cap = 4\n', "epsilon_cap: 4"),
+        ('inbox = "inbox"\noutbox = "out"\nmodel = ["auto", "brisque"]\n', "auto stands alone"),
+        (
+            'inbox = "inbox"\noutbox = "out"\nmodel = ["koncept512", "brisque"]\ntarget = 30\n',
+            "target: several models",
+        ),
+        (
+            'inbox = "inbox"\noutbox = "out"\nhold_dir = "held"\non_unprotected = "ship"\n',
+            "hold_dir: only",
+        ),
+        ('inbox = "inbox"\noutbox = "out"\ndevice = "gpu"\n', "device: 'gpu' is not a device"),
+        ('inbox = "inbox"\noutbox = "out"\nextensions = ["jpg"]\n', "with their dot"),
+        ('inbox = "inbox"\noutbox = "out"\ntarget = { vgg = 3 }\n', "target: unknown model 'vgg'"),
+        ('inbox = "inbox"\noutbox = "out"\nsettle_time = 0\n', "settle_time: 0 is out of range"),
+        ('inbox = "inbox"\noutbox = "out"\nmax_attempts = 1.5\n', "expected a whole number"),
+        ("inbox = \n", "not valid TOML"),
+    ],
+)
+def test_invalid_configurations_are_refused_with_the_key(tmp_path, text, expected):
+    assert expected in problems(tmp_path, text)
+
+
+def test_missing_file_says_how_to_start(tmp_path):
+    with pytest.raises(ConfigError, match=r"config\.example\.toml"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_relative_paths_follow_the_config_file_and_systemd_directories(tmp_path, monkeypatch):
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "var-lib"))
+    monkeypatch.setenv("LOGS_DIRECTORY", str(tmp_path / "var-log"))
+    config = load_config(write(tmp_path, 'inbox = "inbox"\noutbox = "../out"\n'))
+    assert config.inbox == tmp_path / "inbox"
+    assert config.outbox == tmp_path.parent / "out"
+    assert config.state_dir == tmp_path / "var-lib"
+    assert config.log_file == tmp_path / "var-log" / "pixcamd.jsonl"
+    assert config.ledger_path == tmp_path / "var-lib" / "ledger.sqlite3"
+
+
+def test_target_table_and_single_values(tmp_path):
+    config = load_config(
+        write(tmp_path, 'inbox = "inbox"\noutbox = "o"\nmodel = "brisque"\ntarget = 85\n')
+    )
+    assert config.target == {"*": 85.0}
+    assert config.model == ["brisque"]
+    config = config.replace(model=["koncept512", "brisque"], target={"brisque": 90})
+    assert config.target == {"brisque": 90.0}
+
+
+def test_tmp_dir_is_in_the_state_dir_on_the_outbox_mount(tmp_path):
+    config = load_config(write(tmp_path, 'inbox = "inbox"\noutbox = "out"\nstate_dir = "st"\n'))
+    assert choose_tmp_dir(config) == tmp_path / "st" / "tmp"
+    assert (tmp_path / "st" / "tmp").is_dir() and (tmp_path / "out").is_dir()
+
+
+def test_tmp_dir_falls_back_beside_the_outbox_on_another_mount(tmp_path):
+    other = "/dev/shm"
+    if not os.path.isdir(other) or os.stat(other).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("needs /dev/shm on another filesystem than the test folder")
+    state = os.path.join(other, f"pixcamd-test-{os.getpid()}")
+    try:
+        config = load_config(
+            write(tmp_path, f'inbox = "inbox"\noutbox = "out"\nstate_dir = "{state}"\n')
+        )
+        assert choose_tmp_dir(config) == tmp_path / ".pixcamd-tmp"
+        config = config.replace(tmp_dir=os.path.join(state, "t"))
+        with pytest.raises(ConfigError, match=r"on the outbox.s mount"):
+            choose_tmp_dir(config)
+    finally:
+        import shutil
+
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def test_config_check_prints_the_effective_configuration(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # no KonCept512 weights there
+    monkeypatch.delenv("CACHE_DIRECTORY", raising=False)
+    path = write(tmp_path, 'inbox = "inbox"\noutbox = "out"\nstate_dir = "st"\nsettle_time = 2\n')
+    (tmp_path / "out").mkdir()
+    assert main(["config", "check", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    effective = tomllib.loads(out)
+    assert effective["inbox"] == str(tmp_path / "inbox")
+    assert effective["settle_time"] == 2.0
+    assert effective["model"] == ["brisque"]  # auto, resolved
+    assert effective["device"] == "cpu"
+    assert effective["tmp_dir"] == str(tmp_path / "st" / "tmp")
+    assert effective["log_file"] == str(tmp_path / "st" / "pixcamd.jsonl")
+    assert set(effective) == {o.key for o in SCHEMA}
+    assert "model auto → BRISQUE (embedded): KonCept512 weights are not installed" in out
+
+
+def test_config_check_fails_with_exit_2_and_the_key(tmp_path, capsys):
+    path = write(tmp_path, 'inbox = "inbox"\noutbox = "inbox/out"\n')
+    assert main(["config", "check", "--config", str(path)]) == 2
+    assert "outbox: " in capsys.readouterr().err

@@ -1,0 +1,304 @@
+"""End to end, with real tools and real processes: rsync, slow writers, mv, a burst with corrupt
+files, SIGKILL mid-photo and restart, SIGTERM with sd_notify against a fake NOTIFY_SOCKET.
+
+Every test records what appears in the outbox with its own watcher: only complete JPEGs may ever
+appear there, each by a rename, never a temporary or partial file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from test_daemon_support import (
+    ROOT,
+    OutboxRecorder,
+    events,
+    finished,
+    ledger_rows,
+    make_config,
+    no_leaked_threads,  # noqa: F401
+    noise_photo,
+    one_torch_thread,  # noqa: F401
+    pixcamd_process,
+    real_photo,
+    running,
+    sha,
+    wait_for,
+)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def outbox_files(config) -> list[str]:
+    return sorted(
+        str(p.relative_to(config.outbox)) for p in config.outbox.rglob("*") if p.is_file()
+    )
+
+
+def originals(folder) -> dict:
+    return {p: sha(p) for p in folder.rglob("*") if p.is_file()}
+
+
+def test_rsync_into_the_inbox_and_a_second_rsync_changes_nothing(tmp_path, brisque):
+    rsync = shutil.which("rsync")
+    if rsync is None:
+        pytest.skip("rsync is not installed (CI installs it: see .ci/run)")
+    config = make_config(tmp_path)
+    staging = tmp_path / "camera"
+    names = ["IMG_1.png", "IMG_2.png", "trip/IMG_3.png", "trip/IMG_4.jpg"]
+    for i, name in enumerate(names):
+        noise_photo(staging / name, i)
+    with OutboxRecorder(config.outbox) as recorder, running(config, [brisque]):
+        # rsync writes each file as .NAME.XXXXXX and renames it: the final name only arrives
+        # as a rename
+        subprocess.run([rsync, "-a", f"{staging}/", f"{config.inbox}/"], check=True, timeout=60)
+        wait_for(lambda: finished(config, names), 60, "the rsynced photos")
+        # re-sync everything (-I: ignore times, so every file is rewritten via a temp file)
+        subprocess.run([rsync, "-a", "-I", f"{staging}/", f"{config.inbox}/"], check=True)
+        wait_for(
+            lambda: all(
+                [e["event"] for e in events(config) if e.get("path") == n].count("settled") >= 2
+                for n in names
+            ),
+            30,
+            "the re-synced files to settle",
+        )
+    recorder.assert_clean()
+    assert sorted(ledger_rows(config)) == sorted(names)  # no temp file ever reached the ledger
+    assert outbox_files(config) == ["IMG_1.jpg", "IMG_2.jpg", "trip/IMG_3.jpg", "trip/IMG_4.jpg"]
+    started = [e["path"] for e in events(config) if e["event"] == "started"]
+    assert sorted(started) == sorted(names)  # each processed once, the re-sync changed nothing
+    assert recorder.names() == set(outbox_files(config))
+
+
+def test_a_file_written_slowly_is_never_processed_early(tmp_path, brisque):
+    config = make_config(tmp_path, settle_time=0.5, settle_timeout=5.0)
+    source = noise_photo(tmp_path / "big.jpg", 7, size=(1600, 1200))
+    data = source.read_bytes()
+    assert len(data) > 1_000_000
+    chunks = [data[i : i + len(data) // 12 + 1] for i in range(0, len(data), len(data) // 12 + 1)]
+    dest = config.inbox / "big.jpg"
+    with OutboxRecorder(config.outbox) as recorder, running(config, [brisque]):
+        with open(dest, "wb") as fp:  # like cp: chunk by chunk, flushed as it goes
+            for i, chunk in enumerate(chunks):
+                fp.write(chunk)
+                fp.flush()
+                os.fsync(fp.fileno())
+                # mostly short gaps; one pause longer than settle_time: only the full decode
+                # keeps the half-written file out of the queue then
+                time.sleep(1.2 if i == 5 else 0.1)
+        written = time.time()
+        wait_for(lambda: finished(config, ["big.jpg"]), 60, "the slow file")
+    recorder.assert_clean()
+    row = ledger_rows(config)["big.jpg"]
+    assert row["state"] == "done" and row["attempts"] == 1
+    assert row["started_at"] >= written and row["sha256"] == sha(source)
+    log = [e for e in events(config) if e.get("path") == "big.jpg"]
+    assert [e["event"] for e in log][:3] == ["detected", "settled", "queued"]
+    from PIL import Image
+
+    with Image.open(config.outbox / "big.jpg") as out:
+        assert out.size == (1600, 1200)
+
+
+def test_mv_from_outside_a_moved_in_folder_and_symlinks(tmp_path, brisque):
+    config = make_config(tmp_path)
+    outside = tmp_path / "outside"
+    noise_photo(outside / "single.png", 1)
+    noise_photo(outside / "album" / "a.png", 2)
+    noise_photo(outside / "album" / "deep" / "b.png", 3)
+    noise_photo(outside / "secret.png", 4)
+    with OutboxRecorder(config.outbox) as recorder, running(config, [brisque]):
+        subprocess.run(["mv", str(outside / "single.png"), str(config.inbox)], check=True)
+        # a whole folder arrives at once: no event announces its files; it is scanned
+        subprocess.run(["mv", str(outside / "album"), str(config.inbox)], check=True)
+        os.symlink(outside / "secret.png", config.inbox / "link.png")  # leads out of the inbox
+        expected = ["single.png", "album/a.png", "album/deep/b.png"]
+        wait_for(lambda: finished(config, expected), 60, "the moved photos")
+        wait_for(lambda: any(e["event"] == "ignored" for e in events(config)), 10, "the symlink")
+    recorder.assert_clean()
+    assert sorted(ledger_rows(config)) == sorted(expected)
+    assert outbox_files(config) == ["album/a.jpg", "album/deep/b.jpg", "single.jpg"]
+    ignored = next(e for e in events(config) if e["event"] == "ignored")
+    assert ignored["path"] == "link.png" and "symlink out of the inbox" in ignored["message"]
+
+
+def test_a_burst_of_50_files_with_corrupt_ones_among_them(tmp_path, brisque):
+    config = make_config(tmp_path, settle_timeout=2.0)
+    staging = tmp_path / "burst"
+    names = [f"burst/{i:02d}.png" for i in range(50)]
+    for i in range(50):
+        noise_photo(staging / f"{i:02d}.png", 100 + i)
+    (staging / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0" + os.urandom(3000))
+    good = (staging / "07.png").read_bytes()
+    (staging / "truncated.png").write_bytes(good[: len(good) // 2])
+    before = originals(staging)
+    with OutboxRecorder(config.outbox) as recorder, running(config, [brisque]):
+        subprocess.run(["cp", "-r", str(staging), str(config.inbox)], check=True)
+        everything = [*names, "burst/corrupt.jpg", "burst/truncated.png"]
+        wait_for(lambda: finished(config, everything), 150, "the burst")
+    recorder.assert_clean()
+    rows = ledger_rows(config)
+    assert all(rows[n]["state"] == "done" for n in names)
+    assert rows["burst/corrupt.jpg"]["state"] == "failed"
+    assert "corrupt.jpg: " in rows["burst/corrupt.jpg"]["error"]  # the reader's own reason
+    assert rows["burst/truncated.png"]["state"] == "failed"
+    assert rows["burst/truncated.png"]["attempts"] == 1  # a bad file is not retried
+    assert outbox_files(config) == [f"burst/{i:02d}.jpg" for i in range(50)]
+    assert originals(config.inbox / "burst") == {
+        config.inbox / "burst" / p.name: h for p, h in before.items()
+    }
+    failed = [e for e in events(config) if e["event"] == "failed"]
+    assert sorted(e["path"] for e in failed) == ["burst/corrupt.jpg", "burst/truncated.png"]
+    assert all(e["reason"] for e in failed)
+
+
+def status_json(config_path) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-m", "pixcamd", "status", "--config", str(config_path), "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    return json.loads(out)
+
+
+def stop(process, sig=signal.SIGTERM, timeout=60) -> str:
+    process.send_signal(sig)
+    try:
+        out, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, _ = process.communicate()
+        raise AssertionError(f"pixcamd did not exit after {sig!r}:\n{out}") from None
+    return out
+
+
+def test_sigkill_mid_photo_then_restart_every_photo_exactly_once(tmp_path):
+    config = make_config(tmp_path, views=["center", "resize"], threads=1, max_attempts=3)
+    slow = [f"slow{seed}.jpg" for seed in (3, 4, 5)]
+    for seed, name in zip((3, 4, 5), slow, strict=True):
+        real_photo(config.inbox / name, seed, size=(1280, 960))  # ~2-3 s each to protect
+    quick = [f"quick{i}.png" for i in range(6)]
+    for i, name in enumerate(quick):
+        noise_photo(config.inbox / name, i)
+    before = originals(config.inbox)
+    with OutboxRecorder(config.outbox) as recorder:
+        process = pixcamd_process(config.source)
+        try:
+            victim = wait_for(
+                lambda: next(
+                    (
+                        p
+                        for p, r in ledger_rows(config).items()
+                        if r["state"] == "processing" and p.startswith("slow")
+                    ),
+                    None,
+                ),
+                90,
+                "a slow photo in processing",
+            )
+            time.sleep(0.2)
+            process.send_signal(signal.SIGKILL)  # mid-photo, no chance to clean up
+            process.communicate(timeout=30)
+            assert ledger_rows(config)[victim]["state"] == "processing"
+            process = pixcamd_process(config.source)
+            wait_for(lambda: finished(config, slow + quick), 120, "every photo after restart")
+            report = status_json(config.source)  # while the daemon runs
+            out = stop(process)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+        assert process.returncode == 0, out
+    recorder.assert_clean()
+    rows = ledger_rows(config)
+    assert {p: r["state"] for p, r in rows.items()} == dict.fromkeys(slow + quick, "done")
+    assert rows[victim]["attempts"] == 2  # the killed attempt counts
+    expected = sorted(n.rsplit(".", 1)[0] + ".jpg" for n in slow + quick)
+    assert outbox_files(config) == expected
+    assert sorted(recorder.names()) == expected  # each appeared once, by a rename
+    created = [p for kind, p, folder in recorder.events if kind in ("created", "moved")]
+    assert len(created) == len(expected)  # exactly once: nothing published twice
+    assert originals(config.inbox) == before
+    assert not list((config.state_dir / "tmp").iterdir())
+    assert report["daemon"] == "running" and report["counts"]["done"] == len(expected)
+    recovered = [e for e in events(config) if e["event"] == "recovered"]
+    assert [e["path"] for e in recovered] == [victim]
+
+
+class NotifySocket:
+    """A fake $NOTIFY_SOCKET: what systemd would receive from Type=notify."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.settimeout(0.1)
+        self.messages: list[str] = []
+
+    def drain(self) -> list[str]:
+        while True:
+            try:
+                data = self.sock.recv(4096)
+            except (TimeoutError, BlockingIOError):
+                return self.messages
+            self.messages += data.decode().split("\n")
+
+    def wait_for(self, prefix: str, timeout: float) -> str:
+        return wait_for(
+            lambda: next((m for m in self.drain() if m.startswith(prefix)), None),
+            timeout,
+            f"{prefix} on NOTIFY_SOCKET",
+        )
+
+    def close(self):
+        self.sock.close()
+
+
+def test_sd_notify_and_sigterm_abandon_cleanly(tmp_path):
+    config = make_config(tmp_path, views=["center", "resize"], threads=1, grace_time=0.3)
+    real_photo(config.inbox / "slow.jpg", 3, size=(1280, 960))
+    notify = NotifySocket(tmp_path / "notify.sock")
+    process = pixcamd_process(
+        config.source, {"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "600000"}
+    )
+    try:
+        notify.wait_for("READY=1", 90)
+        status = notify.wait_for("STATUS=", 5)
+        assert status.startswith("STATUS=model brisque") and "queue" in status
+        wait_for(
+            lambda: ledger_rows(config).get("slow.jpg", {}).get("state") == "processing",
+            60,
+            "the photo in processing",
+        )
+        notify.wait_for("WATCHDOG=1", 5)
+        notify.wait_for("STATUS=model brisque (configured); protecting slow.jpg", 5)
+        out = stop(process, timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+        notify.drain()
+        notify.close()
+    assert process.returncode == 0, out
+    assert "STOPPING=1" in notify.messages
+    ready = notify.messages.index("READY=1")
+    assert ready < notify.messages.index("STOPPING=1")
+    row = ledger_rows(config)["slow.jpg"]
+    assert (row["state"], row["attempts"], row["output"]) == ("queued", 0, None), out
+    assert not list(config.outbox.iterdir())
+    assert not list((config.state_dir / "tmp").iterdir())
+    names = [e["event"] for e in events(config)]
+    assert names[-3:] == ["stopping", "abandoned", "stopped"], out
+    assert "model brisque" in out  # human-readable lines on stderr for the journal

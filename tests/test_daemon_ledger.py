@@ -1,0 +1,154 @@
+"""The ledger: what is redone and what is not, the queue, and its survival across restarts."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+
+import pytest
+from test_daemon_support import no_leaked_threads  # noqa: F401
+
+from pixcamd.daemon.ledger import Ledger, read_only
+
+FP = "s1-aaaa"
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def ledger(tmp_path):
+    db = Ledger(tmp_path / "ledger.sqlite3", clock=Clock())
+    yield db
+    db.close()
+
+
+def finish_done(ledger, path):
+    row = ledger.claim_next()
+    assert row.path == path
+    return ledger.finish(row.id, "done", output=path)
+
+
+def test_new_unchanged_changed(ledger):
+    assert ledger.offer("a.jpg", "h1", 10, 1, FP).action == "queued"
+    assert ledger.offer("a.jpg", "h1", 10, 1, FP).action == "unchanged"  # re-sync, touch
+    finish_done(ledger, "a.jpg")
+    offer = ledger.offer("a.jpg", "h1", 10, 5, FP)  # same content, new mtime: not redone
+    assert offer.action == "unchanged" and offer.row.state == "done" and offer.row.mtime_ns == 5
+    offer = ledger.offer("a.jpg", "h2", 11, 6, FP)  # changed content: redone
+    assert offer.action == "requeued" and offer.row.state == "queued"
+    assert offer.row.output == "a.jpg"  # the new copy replaces the old one
+
+
+def test_same_content_elsewhere_is_a_duplicate_not_redone(ledger):
+    ledger.offer("a.jpg", "h1", 10, 1, FP)
+    finish_done(ledger, "a.jpg")
+    offer = ledger.offer("renamed/a.jpg", "h1", 10, 1, FP)  # a rename or a second copy
+    assert offer.action == "duplicate"
+    assert offer.row.state == "done" and offer.row.duplicate_of == "a.jpg"
+    assert offer.row.output is None
+    # a copy of the copy still points at the original
+    assert ledger.offer("third.jpg", "h1", 10, 1, FP).row.duplicate_of == "a.jpg"
+
+
+def test_unprotected_and_failed_are_retried_only_with_new_settings(ledger):
+    ledger.offer("a.jpg", "h1", 10, 1, FP)
+    row = ledger.claim_next()
+    ledger.finish(row.id, "unprotected", error="not protected")
+    assert ledger.offer("a.jpg", "h1", 10, 1, FP).action == "unchanged"
+    offer = ledger.offer("a.jpg", "h1", 10, 1, "s1-bbbb")  # e.g. KonCept512 installed, new cap
+    assert offer.action == "requeued" and offer.row.attempts == 0 and offer.row.error is None
+
+
+def test_a_row_being_processed_records_the_new_content(ledger):
+    ledger.offer("a.jpg", "h1", 10, 1, FP)
+    ledger.claim_next()
+    offer = ledger.offer("a.jpg", "h2", 12, 2, FP)
+    assert offer.action == "busy" and offer.row.sha256 == "h2" and offer.row.state == "processing"
+
+
+def test_claim_order_attempts_backoff_and_requeue(ledger):
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        ledger.clock.now += 1
+        ledger.offer(name, "h" + name, 1, 1, FP)
+    a = ledger.claim_next()
+    assert (a.path, a.state, a.attempts) == ("a.jpg", "processing", 1)
+    ledger.retry(a.id, "OSError: No space left on device", delay=30)
+    assert ledger.claim_next().path == "b.jpg"
+    c = ledger.claim_next()
+    assert c.path == "c.jpg"
+    ledger.requeue(c.id)  # abandoned at shutdown: the attempt does not count
+    c = ledger.claim_next()
+    assert (c.path, c.attempts) == ("c.jpg", 1)
+    assert ledger.claim_next() is None  # a.jpg waits for its backoff
+    assert ledger.next_due() == pytest.approx(ledger.clock.now + 30)
+    ledger.clock.now += 31
+    a = ledger.claim_next()
+    assert (a.path, a.attempts, a.error) == ("a.jpg", 2, "OSError: No space left on device")
+
+
+def test_the_queue_survives_a_restart(tmp_path):
+    path = tmp_path / "ledger.sqlite3"
+    first = Ledger(path)
+    first.offer("a.jpg", "h1", 1, 1, FP)
+    first.offer("b.jpg", "h2", 1, 1, FP)
+    first.claim_next()  # a.jpg in processing when the process dies
+    first.close()
+    again = Ledger(path)
+    try:
+        assert [r.path for r in again.processing()] == ["a.jpg"]
+        assert [r.path for r in again.rows("queued")] == ["b.jpg"]
+        assert again.counts() == {
+            "queued": 1,
+            "processing": 1,
+            "done": 0,
+            "unprotected": 0,
+            "failed": 0,
+        }
+        mode = again._db.execute("PRAGMA journal_mode").fetchone()[0]
+        assert mode == "wal"
+    finally:
+        again.close()
+
+
+def test_status_reads_while_the_daemon_writes(tmp_path):
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    try:
+        ledger.offer("a.jpg", "h1", 1, 1, FP)
+        reader = read_only(tmp_path / "ledger.sqlite3")
+        stop = threading.Event()
+
+        def writer():
+            i = 0
+            while not stop.is_set():
+                i += 1
+                ledger.offer(f"p{i}.jpg", f"x{i}", 1, 1, FP)
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        try:
+            counts = [
+                reader.execute("SELECT count(*) FROM photos").fetchone()[0] for _ in range(50)
+            ]
+        finally:
+            stop.set()
+            thread.join(10)
+        assert counts == sorted(counts) and counts[0] >= 1
+        with pytest.raises(sqlite3.OperationalError, match=r"readonly|read-only"):
+            reader.execute("DELETE FROM photos")
+        reader.close()
+    finally:
+        ledger.close()
+
+
+def test_output_names_owned_by_another_source(ledger):
+    ledger.offer("IMG_1.png", "h1", 1, 1, FP)
+    row = ledger.claim_next()
+    ledger.finish(row.id, "done", output="IMG_1.jpg")
+    assert ledger.output_owner("IMG_1.jpg", "IMG_1.JPG") == "IMG_1.png"
+    assert ledger.output_owner("IMG_1.jpg", "IMG_1.png") is None

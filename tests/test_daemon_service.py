@@ -1,0 +1,413 @@
+"""The daemon in-process (its loop in a thread with a stop event): states, ledger, outbox, status,
+retries, shutdown and sd_notify behaviour. Real tools and real processes: test_daemon_e2e.py."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import threading
+import time
+
+import pytest
+import torch
+from test_daemon_support import (
+    FakeNotifier,
+    OutboxRecorder,
+    events,
+    finished,
+    ledger_rows,
+    make_config,
+    no_leaked_threads,  # noqa: F401
+    noise_photo,
+    one_torch_thread,  # noqa: F401
+    real_photo,
+    running,
+    sha,
+    wait_for,
+)
+
+from pixcamd.check import verify_file
+from pixcamd.cli import main
+from pixcamd.daemon.events import EventLog
+from pixcamd.daemon.ledger import Ledger
+from pixcamd.daemon.service import Daemon, build_settings
+from pixcamd.daemon.worker import Worker
+from pixcamd.errors import PixcamdError
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def event_names(config, path=None) -> list[str]:
+    return [e["event"] for e in events(config) if path is None or e.get("path") == path]
+
+
+def test_photos_are_protected_into_a_mirrored_outbox_and_recorded(tmp_path, brisque, capsys):
+    config = make_config(tmp_path)
+    inbox = config.inbox
+    noise_photo(inbox / "n1.png", 1)
+    noise_photo(inbox / "trip" / "day 2" / "N2.PNG", 2)
+    real_photo(inbox / "trip" / "real.jpg")
+    originals = {p: sha(p) for p in inbox.rglob("*") if p.is_file()}
+    notifier = FakeNotifier()
+    with OutboxRecorder(config.outbox) as recorder, running(config, [brisque], notifier) as daemon:
+        sources = ["n1.png", "trip/day 2/N2.PNG", "trip/real.jpg"]
+        wait_for(lambda: finished(config, sources), 60, "three photos")
+        # a second daemon on the same state dir is refused
+        with pytest.raises(PixcamdError, match="another pixcamd daemon"):
+            Daemon(config, models=[brisque]).start()
+        # status works while the daemon runs
+        daemon.tick()
+        assert main(["status", "--config", str(config.source), "--json"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert main(["status", "--config", str(config.source)]) == 0
+        text = capsys.readouterr().out
+    recorder.assert_clean()
+    assert recorder.names() == {"n1.jpg", "trip/day 2/N2.jpg", "trip/real.jpg"}
+    assert sorted(str(p.relative_to(config.outbox)) for p in config.outbox.rglob("*.jpg")) == [
+        "n1.jpg",
+        "trip/day 2/N2.jpg",
+        "trip/real.jpg",
+    ]
+    assert {p: sha(p) for p in originals} == originals  # originals never modified
+
+    rows = ledger_rows(config)
+    real = rows["trip/real.jpg"]
+    assert real["state"] == "done" and real["verdict"] == "protected"
+    assert real["model"] == "brisque" and real["fingerprint"].startswith("s1-")
+    assert real["sha256"] == originals[inbox / "trip" / "real.jpg"]
+    assert real["attempts"] == 1 and real["error"] is None
+    assert 20 < real["psnr"] < 60
+    scores = json.loads(real["scores"])
+    assert scores["before"]["brisque"]["center"] < 60 <= scores["after_jpeg"]["brisque"]["center"]
+    assert scores["file"]["brisque"]["center"] >= 60
+    assert set(json.loads(real["timings"])) >= {"decode", "protect", "write", "verify", "total"}
+    # the published file itself is judged low quality after the platform's JPEG-90
+    assert verify_file(config.outbox / "trip" / "real.jpg", [brisque], ("center",)).all_low
+    assert rows["n1.png"]["verdict"] == "already low quality"
+
+    # the status log: one event per state change, with scores, PSNR and seconds
+    log = [e for e in events(config) if e.get("path") == "trip/real.jpg"]
+    assert [e["event"] for e in log] == ["detected", "settled", "queued", "started", "protected"]
+    protected = log[-1]
+    assert protected["psnr"] == real["psnr"] and protected["seconds"] > 0
+    assert protected["scores"]["brisque"]["center"] >= 60 and protected["level"] == "info"
+    assert all("ts" in e for e in log)
+
+    # sd_notify: READY after the model is loaded and the scan is queued; STATUS=; STOPPING=1
+    lines = notifier.lines()
+    assert lines[0] == "READY=1" and lines[1].startswith("STATUS=model brisque")
+    assert any("queue" in m for m in notifier.lines("STATUS="))
+    assert "STOPPING=1" in lines
+
+    assert report["daemon"] == "running"
+    assert report["counts"]["done"] == 3 and report["counts"]["queued"] == 0
+    assert report["last_hour"]["finished"] == 3 and report["model"] == "brisque"
+    assert report["events"][-1]["event"] in ("protected", "ready")
+    assert "photos: queued 0, processing 0, done 3" in text
+    assert "last hour: 3 photos finished" in text
+
+
+def test_same_content_is_not_redone_changed_content_is(tmp_path, brisque):
+    config = make_config(tmp_path)
+    inbox, outbox = config.inbox, config.outbox
+    noise_photo(inbox / "x.png", 1)
+    noise_photo(inbox / "y.png", 2)
+    noise_photo(inbox / "z.png", 3)
+    with running(config, [brisque]) as daemon:
+        wait_for(lambda: finished(config, ["x.png", "y.png", "z.png"]), 30, "first pass")
+        first_z = sha(outbox / "z.jpg")
+        (outbox / "x.jpg").unlink()  # the uploader took it
+        (inbox / "x.png").write_bytes((inbox / "x.png").read_bytes())  # re-synced, same bytes
+        (inbox / "sub").mkdir()
+        os.rename(inbox / "y.png", inbox / "sub" / "y.png")  # renamed inside the inbox
+        noise_photo(inbox / "z.png", 30)  # edited: new content
+        wait_for(lambda: finished(config, ["sub/y.png"]), 30, "the renamed photo")
+        wait_for(lambda: event_names(config, "x.png").count("settled") == 2, 30, "x re-settled")
+        wait_for(
+            lambda: event_names(config, "z.png").count("protected") == 2, 30, "z protected again"
+        )
+        daemon._scan("periodic")  # a rescan finds nothing to do
+        time.sleep(1.0)
+    rows = ledger_rows(config)
+    assert not (outbox / "x.jpg").exists()  # not recreated
+    assert event_names(config, "x.png").count("started") == 1
+    assert rows["sub/y.png"]["state"] == "done" and rows["sub/y.png"]["duplicate_of"] == "y.png"
+    assert not (outbox / "sub").exists()  # nothing written for a rename
+    assert "duplicate" in event_names(config, "sub/y.png")
+    assert sha(outbox / "z.jpg") != first_z  # changed content: redone, replaced
+    assert rows["z.png"]["sha256"] == sha(inbox / "z.png")
+    assert sorted(p.name for p in outbox.iterdir()) == ["y.jpg", "z.jpg"]
+
+
+@pytest.mark.parametrize("policy", ["hold", "ship"])
+def test_unprotected_photos_are_held_back_or_shipped_loudly(tmp_path, brisque, capsys, policy):
+    extra = {"hold_dir": str(tmp_path / "held")} if policy == "hold" else {}
+    # a zero budget cannot change a pixel: a good-quality photo stays unprotected
+    config = make_config(tmp_path, epsilon=0, epsilon_cap=0, on_unprotected=policy, **extra)
+    real_photo(config.inbox / "good.jpg")
+    with running(config, [brisque]):
+        wait_for(lambda: finished(config, ["good.jpg"]), 30, "the photo")
+    row = ledger_rows(config)["good.jpg"]
+    assert row["state"] == "unprotected" and row["verdict"] == "unprotected"
+    assert row["error"].startswith("not protected: brisque center")
+    log = [e for e in events(config) if e.get("path") == "good.jpg"][-1]
+    assert log["level"] == "warning"
+    if policy == "hold":
+        assert not (config.outbox / "good.jpg").exists()
+        assert (tmp_path / "held" / "good.jpg").is_file()
+        assert row["held"] == str(tmp_path / "held" / "good.jpg") and row["output"] is None
+        assert log["event"] == "unprotected" and "held back" in log["message"]
+    else:
+        assert (config.outbox / "good.jpg").is_file() and row["output"] == "good.jpg"
+        assert log["event"] == "shipped_unprotected" and "NOT protected" in log["message"]
+    from pixcamd.daemon.status import gather, render
+
+    text = render(gather(config))
+    assert "unprotected good.jpg" in text and "not protected: brisque center" in text
+
+
+def test_transient_failures_are_retried_with_backoff_then_failed(tmp_path, brisque, monkeypatch):
+    import pixcamd.protect
+
+    real_protect = pixcamd.protect.protect
+    calls: dict[str, int] = {}
+
+    def flaky(image, models, settings, progress=None):
+        key = "b" if image.size == (520, 390) else "a"
+        calls[key] = calls.get(key, 0) + 1
+        if key == "b" or calls[key] == 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_protect(image, models, settings, progress)
+
+    config = make_config(tmp_path, max_attempts=3, retry_backoff=0.1)
+    noise_photo(config.inbox / "a.png", 1)
+    noise_photo(config.inbox / "b.png", 2, size=(520, 390))
+    monkeypatch.setattr(pixcamd.protect, "protect", flaky)
+    with running(config, [brisque]):
+        wait_for(lambda: finished(config, ["a.png", "b.png"]), 30, "retries")
+    rows = ledger_rows(config)
+    assert rows["a.png"]["state"] == "done" and rows["a.png"]["attempts"] == 2
+    assert rows["b.png"]["state"] == "failed" and rows["b.png"]["attempts"] == 3
+    assert rows["b.png"]["error"].startswith("gave up after 3 attempts: OSError")
+    assert "No space left on device" in rows["b.png"]["error"]
+    retried = [e for e in events(config) if e["event"] == "retried" and e["path"] == "b.png"]
+    assert [e["delay"] for e in retried] == [0.1, 0.2]  # exponential backoff
+    assert calls == {"a": 2, "b": 3}
+    assert not (config.outbox / "b.jpg").exists()
+
+
+def test_gpu_out_of_memory_steps_down_to_smaller_batches_then_the_cpu(tmp_path, brisque):
+    config = make_config(tmp_path)
+    ledger = Ledger(config.ledger_path)
+    try:
+        ledger.offer("a.jpg", "h", 1, 1, "fp")
+        settings = build_settings(config, [brisque], "cuda")
+        log = EventLog(tmp_path / "log.jsonl", ledger, open(os.devnull, "w"))  # noqa: SIM115
+        worker = Worker(config, ledger, [brisque], settings, "fp", log, tmp_path)
+        assert settings.batch_size == 2
+        assert worker._settings_for(1).batch_size == 1
+        assert worker._settings_for(2).device == "cpu"
+        row = ledger.claim_next()
+        worker._transient(row, torch.cuda.OutOfMemoryError("CUDA out of memory"))
+        row = ledger.get("a.jpg")
+        assert (row.state, row.degrade, row.attempts) == ("queued", 1, 0)
+        worker._transient(ledger.claim_next(), torch.cuda.OutOfMemoryError("CUDA out of memory"))
+        assert ledger.get("a.jpg").degrade == 2
+        messages = [json.loads(line)["message"] for line in log.path.read_text().splitlines()]
+        assert messages == [
+            "GPU out of memory; again with batch size 1",
+            "GPU out of memory; again on the CPU",
+        ]
+        log.stream.close()
+    finally:
+        ledger.close()
+
+
+def slow_protect(started: threading.Event, release: threading.Event | None = None):
+    """A stand-in for protect() that makes steps until abandoned (or released)."""
+    import pixcamd.protect
+
+    real = pixcamd.protect.protect
+
+    def fake(image, models, settings, progress=None):
+        started.set()
+        for step in range(100_000):
+            progress(step, 50.0)
+            if release is not None and release.is_set():
+                return real(image, models, settings, progress)
+            time.sleep(0.01)
+        raise AssertionError("never abandoned")
+
+    return fake
+
+
+def test_shutdown_lets_the_current_photo_finish_within_the_grace_time(
+    tmp_path, brisque, monkeypatch
+):
+    import pixcamd.protect
+
+    started, release = threading.Event(), threading.Event()
+    monkeypatch.setattr(pixcamd.protect, "protect", slow_protect(started, release))
+    config = make_config(tmp_path, grace_time=20)
+    noise_photo(config.inbox / "a.png", 1)
+    with running(config, [brisque]) as daemon:
+        assert started.wait(30)
+        threading.Timer(0.5, release.set).start()  # finishes well within the grace time
+        daemon.stop_event.set()
+        daemon_thread_done = wait_for(lambda: daemon._closed, 30, "shutdown")
+    assert daemon_thread_done
+    assert ledger_rows(config)["a.png"]["state"] == "done"
+    assert (config.outbox / "a.jpg").is_file()
+
+
+def test_shutdown_abandons_cleanly_after_the_grace_time(tmp_path, brisque, monkeypatch):
+    import pixcamd.protect
+
+    started = threading.Event()
+    monkeypatch.setattr(pixcamd.protect, "protect", slow_protect(started))
+    config = make_config(tmp_path, grace_time=0.2)
+    noise_photo(config.inbox / "a.png", 1)
+    with running(config, [brisque]) as daemon:
+        assert started.wait(30)
+        t0 = time.monotonic()
+    assert time.monotonic() - t0 < 5
+    row = ledger_rows(config)["a.png"]
+    assert (row["state"], row["attempts"], row["output"]) == ("queued", 0, None)
+    assert not list(config.outbox.iterdir())
+    assert not list((config.state_dir / "tmp").iterdir())
+    assert event_names(config, "a.png")[-1] == "abandoned"
+    assert daemon.clean_exit
+
+
+def test_watchdog_pings_only_while_the_worker_makes_progress(tmp_path, brisque, monkeypatch):
+    import pixcamd.protect
+
+    stuck, release = threading.Event(), threading.Event()
+
+    def hang(image, models, settings, progress=None):
+        progress(1, 50.0)
+        stuck.set()
+        release.wait(30)  # one step that never ends (no progress reported)
+        raise OSError(errno.EIO, "gave up")
+
+    monkeypatch.setattr(pixcamd.protect, "protect", hang)
+    notifier = FakeNotifier(watchdog=0.4)
+    config = make_config(tmp_path, max_attempts=1)
+    with running(config, [brisque], notifier):
+        time.sleep(1.0)  # idle: pings
+        idle_pings = len(notifier.lines("WATCHDOG=1"))
+        noise_photo(config.inbox / "a.png", 1)
+        assert stuck.wait(30)
+        time.sleep(0.6)  # past the watchdog interval: pings stop
+        count = len(notifier.lines("WATCHDOG=1"))
+        time.sleep(1.0)
+        stalled_pings = len(notifier.lines("WATCHDOG=1")) - count
+        release.set()
+        wait_for(lambda: finished(config, ["a.png"]), 30, "the failure")
+        count = len(notifier.lines("WATCHDOG=1"))
+        time.sleep(1.0)
+        resumed = len(notifier.lines("WATCHDOG=1")) - count
+    assert idle_pings >= 2
+    assert stalled_pings == 0
+    assert resumed >= 1
+    statuses = notifier.lines("STATUS=")
+    assert any("protecting a.png" in s for s in statuses)
+    assert ledger_rows(config)["a.png"]["state"] == "failed"
+
+
+def test_recovery_after_a_crash_finishes_publications_and_requeues(tmp_path, brisque):
+    config = make_config(tmp_path)
+    tmp = config.state_dir / "tmp"
+    tmp.mkdir(parents=True)
+    noise_photo(config.inbox / "published.png", 1)
+    noise_photo(config.inbox / "committing.png", 2)
+    noise_photo(config.inbox / "midway.png", 3)
+    ledger = Ledger(config.ledger_path)
+    for name in ("published.png", "committing.png", "midway.png"):
+        p = config.inbox / name
+        ledger.offer(name, sha(p), p.stat().st_size, p.stat().st_mtime_ns, "fp")
+    # crashed after the rename: staged file gone, output published (and maybe already uploaded)
+    row = ledger.claim_next()
+    final = {"state": "done", "output": "published.jpg", "verdict": "protected"}
+    ledger.prepare_commit(row.id, str(tmp / "gone.jpg"), "published.jpg", "0" * 64, final)
+    # crashed between the commit record and the rename: the staged copy is complete
+    row = ledger.claim_next()
+    noise_photo(tmp / "stage-2-1.jpg", 20)
+    staged_sha = sha(tmp / "stage-2-1.jpg")
+    final = {"state": "done", "output": "committing.jpg", "verdict": "protected"}
+    ledger.prepare_commit(row.id, str(tmp / "stage-2-1.jpg"), "committing.jpg", staged_sha, final)
+    # crashed mid-protection: a half-written temp file is left behind
+    ledger.claim_next()
+    (tmp / ".pixcamd-half.part").write_bytes(b"\xff\xd8 half")
+    ledger.close()
+    with OutboxRecorder(config.outbox) as recorder, running(config, [brisque]):
+        wait_for(lambda: finished(config, ["midway.png"]), 30, "the requeued photo")
+    recorder.assert_clean()
+    rows = ledger_rows(config)
+    assert rows["published.png"]["state"] == "done"
+    assert not (config.outbox / "published.jpg").exists()  # not redone, not recreated
+    assert rows["committing.png"]["state"] == "done" and rows["committing.png"]["staged"] is None
+    assert sha(config.outbox / "committing.jpg") == staged_sha  # the rename was finished
+    assert rows["midway.png"]["state"] == "done" and rows["midway.png"]["attempts"] == 2
+    assert (config.outbox / "midway.jpg").is_file()
+    assert not list(tmp.iterdir())  # swept
+    assert recorder.names() == {"committing.jpg", "midway.jpg"}
+    assert event_names(config).count("recovered") == 3
+
+
+def test_auto_model_falls_back_to_brisque_loudly(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
+    monkeypatch.delenv("CACHE_DIRECTORY", raising=False)
+    config = make_config(tmp_path, model="auto", device="cpu")
+    noise_photo(config.inbox / "a.png", 1)
+    notifier = FakeNotifier()
+    with running(config, None, notifier):
+        wait_for(lambda: finished(config, ["a.png"]), 30, "a.png")
+    assert ledger_rows(config)["a.png"]["model"] == "brisque (auto fallback)"
+    model_event = next(e for e in events(config) if e["event"] == "model")
+    assert model_event["level"] == "warning" and model_event["fallback"] is True
+    assert "model auto → BRISQUE (embedded)" in model_event["message"]
+    assert "pixcamd model fetch" in model_event["message"]
+    assert notifier.lines("STATUS=")[0].startswith("STATUS=model auto → BRISQUE (embedded)")
+    from pixcamd.daemon.status import gather, render
+
+    report = gather(config)
+    assert report["model_fallback"] and report["daemon"] == "stopped"
+    assert "FALLBACK: model auto → BRISQUE" in render(report)
+
+
+def test_tmp_dir_is_never_inside_the_outbox_and_cleaned(tmp_path, brisque):
+    config = make_config(tmp_path, tmp_dir=str(tmp_path / "work"))
+    noise_photo(config.inbox / "a.png", 1)
+    with running(config, [brisque]):
+        wait_for(lambda: finished(config, ["a.png"]), 30, "a.png")
+    assert not list((tmp_path / "work").iterdir())
+    shutil.rmtree(tmp_path / "work")
+
+
+def test_lost_events_are_made_up_by_scans(tmp_path, brisque):
+    """inotify overflow (watchdog logs it) and a dead watcher both lead to a scan at once."""
+    import logging
+
+    config = make_config(tmp_path)  # no periodic rescans
+    with running(config, [brisque]) as daemon:
+        daemon.observer.unschedule_all()  # from now on the watcher hears nothing
+        noise_photo(config.inbox / "lost.png", 1)
+        time.sleep(1.0)
+        assert "lost.png" not in ledger_rows(config)
+        logging.getLogger("watchdog.observers.inotify_c").warning(
+            "Inotify queue overflowed; filesystem events were lost"
+        )
+        wait_for(lambda: finished(config, ["lost.png"]), 30, "the overflow rescan")
+        daemon.observer.stop()  # the watcher thread dies
+        daemon.observer.join(5)
+        noise_photo(config.inbox / "later.png", 2)
+        wait_for(lambda: finished(config, ["later.png"]), 30, "the restarted watcher")
+    scans = [e["message"] for e in events(config) if e["event"] == "scanned"]
+    assert scans[:2] == ["start-up scan: 0 photos", "inotify overflow scan: 1 photos"]
+    assert scans[2].startswith("watcher restart scan")
+    restarted = next(e for e in events(config) if e["event"] == "watching")
+    assert restarted["level"] == "warning" and "restarting" in restarted["message"]
+    assert not logging.getLogger("watchdog.observers").handlers  # removed at shutdown

@@ -1,0 +1,115 @@
+"""The systemd unit and its GPU drop-in: `systemd-analyze verify` clean, exposure ≤ 3.0."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_daemon_support import ROOT, no_leaked_threads  # noqa: F401
+
+UNIT = ROOT / "systemd" / "pixcamd.service"
+DROPIN = ROOT / "systemd" / "gpu.conf"
+ANALYZE = shutil.which("systemd-analyze")
+needs_analyze = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is not installed")
+
+
+def directives(text: str) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        if "=" in line and not line.lstrip().startswith(("#", "[")):
+            key, value = line.split("=", 1)
+            found.setdefault(key.strip(), []).append(value.strip())
+    return found
+
+
+def installed_copy(folder: Path, with_dropin: bool) -> Path:
+    """The unit as an installation would have it: ExecStart pointing at a real pixcamd."""
+    pixcamd = Path(sys.executable).parent / "pixcamd"
+    if not pixcamd.exists():
+        pytest.skip(f"{pixcamd} is not installed (pip install -e .)")
+    folder.mkdir()
+    unit = folder / "pixcamd.service"
+    unit.write_text(UNIT.read_text().replace("/opt/pixcamd/.venv/bin/pixcamd", str(pixcamd)))
+    if with_dropin:
+        (folder / "pixcamd.service.d").mkdir()
+        shutil.copy(DROPIN, folder / "pixcamd.service.d" / "gpu.conf")
+    return unit
+
+
+def test_the_unit_says_what_the_issue_asks():
+    d = directives(UNIT.read_text())
+    expected = {
+        "Type": "notify",
+        "Restart": "on-failure",
+        "User": "pixcamd",
+        "StateDirectory": "pixcamd",
+        "CacheDirectory": "pixcamd",
+        "LogsDirectory": "pixcamd",
+        "ProtectSystem": "strict",
+        "ProtectHome": "read-only",
+        "PrivateTmp": "yes",
+        "NoNewPrivileges": "yes",
+        "RestrictAddressFamilies": "AF_UNIX",
+        "IPAddressDeny": "any",
+        "CPUSchedulingPolicy": "idle",
+        "IOSchedulingClass": "idle",
+        "RestartPreventExitStatus": "2",
+    }
+    for key, value in expected.items():
+        assert d.get(key) == [value], key
+    assert d["ReadWritePaths"] and d["TimeoutStopSec"] == ["90s"]
+    assert d["WatchdogSec"] == ["5min"]
+    # the stop timeout covers the default grace time and the unwinding after it
+    from pixcamd.daemon.config import KEYS
+    from pixcamd.daemon.service import ABANDON_WAIT
+
+    assert KEYS["grace_time"].default + ABANDON_WAIT < 90
+    gpu = directives(DROPIN.read_text())
+    assert gpu["PrivateDevices"] == ["no"]
+    assert any(v.startswith("/dev/nvidia") for v in gpu["DeviceAllow"])
+
+
+@needs_analyze
+@pytest.mark.parametrize("with_dropin", [False, True], ids=["unit", "unit+gpu.conf"])
+def test_systemd_analyze_verify_is_clean(tmp_path, with_dropin):
+    unit = installed_copy(tmp_path / "units", with_dropin)
+    result = subprocess.run(
+        [ANALYZE, "verify", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"SYSTEMD_UNIT_PATH": f"{unit.parent}:", "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "", result.stderr
+
+
+@needs_analyze
+@pytest.mark.parametrize("with_dropin", [False, True], ids=["unit", "unit+gpu.conf"])
+def test_systemd_analyze_security_exposure(tmp_path, with_dropin, capsys):
+    unit = installed_copy(tmp_path / "units", with_dropin)
+    result = subprocess.run(
+        [ANALYZE, "security", "--offline=true", "--no-pager", "pixcamd.service"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=unit.parent,
+        env={"SYSTEMD_UNIT_PATH": f"{unit.parent}:", "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+    )
+    if "Unknown command verb" in result.stderr or "unrecognized option" in result.stderr:
+        pytest.skip("this systemd-analyze has no offline security review (systemd < 250)")
+    match = re.search(
+        r"Overall exposure level for pixcamd\.service: (\d+\.\d+) (\w+)", result.stdout
+    )
+    assert match, result.stdout + result.stderr
+    exposure = float(match.group(1))
+    with capsys.disabled():  # reported in the test log
+        print(
+            f"\nsystemd-analyze security ({'with' if with_dropin else 'without'} gpu.conf): "
+            f"exposure {exposure} {match.group(2)}"
+        )
+    assert exposure <= 3.0, result.stdout

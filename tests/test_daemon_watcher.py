@@ -1,0 +1,173 @@
+"""Ignore rules, the stability tracker and the watchdog handler, without a daemon."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from test_daemon_support import no_leaked_threads  # noqa: F401
+from watchdog.events import (
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileMovedEvent,
+)
+
+from pixcamd.daemon.config import DEFAULT_EXTENSIONS, DEFAULT_IGNORE
+from pixcamd.daemon.watcher import InboxHandler, Rules, StabilityTracker, scan
+
+
+def rules(inbox: Path, excluded=()) -> Rules:
+    return Rules(inbox, DEFAULT_IGNORE, DEFAULT_EXTENSIONS, excluded)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        ".syncthing.IMG_1.jpg.tmp",  # Syncthing
+        "~syncthing~IMG_1.jpg.tmp",  # Syncthing (Windows names)
+        "IMG_1.jpg.~2f7a",  # Nextcloud partial download
+        ".IMG_1.jpg.Xy12Ab",  # rsync temp file
+        "IMG_1.jpg.part",
+        "IMG_1.jpg.crdownload",
+        ".stfolder/IMG_1.jpg",
+        ".stversions/IMG_1~20240101.jpg",
+        "@eaDir/IMG_1.jpg/SYNOPHOTO_THUMB_XL.jpg",
+        ".DS_Store",
+        "._IMG_1.jpg",
+        "Thumbs.db",
+        "trip/.hidden/IMG_1.jpg",
+        "trip/notes.txt",
+        "clip.mp4",
+    ],
+)
+def test_sync_tool_temp_files_and_non_photos_are_ignored(tmp_path, name):
+    _rel, reason = rules(tmp_path).accept(tmp_path / name)
+    assert reason, f"{name} should be ignored"
+
+
+@pytest.mark.parametrize("name", ["IMG_1.jpg", "trip/day 1/IMG_2.HEIC", "a~b.png", "x.JPEG"])
+def test_photos_are_accepted(tmp_path, name):
+    assert rules(tmp_path).accept(tmp_path / name) == (name, "")
+
+
+def test_outside_paths_and_own_folders_are_refused(tmp_path):
+    inbox = tmp_path / "in"
+    r = rules(inbox, excluded=[inbox / "weird-state"])
+    assert r.accept(tmp_path / "elsewhere.jpg")[0] is None
+    assert r.accept(inbox / "weird-state" / "x.jpg")[1] == "one of the daemon's own folders"
+
+
+def test_symlinks_are_never_followed_out_of_the_inbox(tmp_path):
+    inbox, outside = tmp_path / "in", tmp_path / "outside"
+    (inbox / "sub").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "secret.jpg").write_bytes(b"x")
+    (inbox / "sub" / "real.jpg").write_bytes(b"x")
+    (inbox / "escape.jpg").symlink_to(outside / "secret.jpg")
+    (inbox / "inner.jpg").symlink_to(inbox / "sub" / "real.jpg")
+    (inbox / "linked-folder").symlink_to(outside, target_is_directory=True)
+    r = rules(inbox)
+    assert r.accept(inbox / "escape.jpg") == ("escape.jpg", "symlink out of the inbox")
+    assert r.accept(inbox / "inner.jpg") == ("inner.jpg", "")
+    # scans never enter a symlinked folder and skip links that leave the inbox
+    assert sorted(scan(r)) == ["inner.jpg", "sub/real.jpg"]
+
+
+def test_scan_prunes_ignored_folders(tmp_path):
+    for rel in ["a.jpg", ".stversions/old.jpg", "@eaDir/t.jpg", "trip/b.png", "trip/c.txt"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    assert list(scan(rules(tmp_path))) == ["a.jpg", "trip/b.png"]
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_tracker_waits_for_quiet_identical_twice_and_a_full_decode(tmp_path):
+    clock, decoded = Clock(), []
+    path = tmp_path / "a.jpg"
+    path.write_bytes(b"part")
+
+    def decode(p):
+        decoded.append(p)
+        if path.read_bytes() != b"complete":
+            raise OSError("truncated")
+
+    tracker = StabilityTracker(
+        tmp_path, settle_time=2.0, settle_timeout=60, decode=decode, clock=clock
+    )
+    assert tracker.touch("a.jpg") is True
+    assert tracker.touch("a.jpg") is False  # already tracked: timer restarted only
+    for _ in range(5):  # polls within the quiet period never release it
+        clock.now += 0.3
+        assert tracker.poll() == ([], [])
+    path.write_bytes(b"complete")  # the writer goes on: a new size restarts the quiet period
+    os.utime(path, ns=(1, 1))
+    clock.now += 1.0
+    assert tracker.poll() == ([], [])
+    clock.now += 1.5
+    assert tracker.poll()[0] == []  # quiet long enough, but seen identical only once so far
+    assert decoded == []
+    clock.now += 0.5
+    settled, vanished = tracker.poll()
+    assert [(rel, error) for rel, _st, error in settled] == [("a.jpg", None)]
+    assert decoded == [path] and len(tracker) == 0 and vanished == []
+
+
+def test_tracker_holds_an_undecodable_file_until_the_timeout(tmp_path):
+    clock = Clock()
+    (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8garbage")
+
+    def decode(p):
+        raise OSError("cannot identify image file")
+
+    tracker = StabilityTracker(
+        tmp_path, settle_time=1, settle_timeout=10, decode=decode, clock=clock
+    )
+    tracker.touch("bad.jpg")
+    for _ in range(8):
+        clock.now += 1
+        assert tracker.poll()[0] == []
+    clock.now += 3
+    settled, _ = tracker.poll()
+    assert [(rel, error) for rel, _st, error in settled] == [
+        ("bad.jpg", "cannot identify image file")
+    ]
+
+
+def test_tracker_drops_vanished_files(tmp_path):
+    tracker = StabilityTracker(tmp_path, 1, 10, decode=lambda p: None, clock=Clock())
+    tracker.touch("gone.jpg")
+    assert tracker.poll() == ([], ["gone.jpg"])
+    assert "gone.jpg" not in tracker
+
+
+def test_handler_sees_renames_into_the_inbox_and_whole_folders(tmp_path):
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    seen, gone, folders = [], [], []
+    handler = InboxHandler(
+        rules(inbox), lambda rel, why: seen.append((rel, why)), gone.append, folders.append
+    )
+    # rsync / Syncthing: a temp name, then the final name only as a rename
+    handler.dispatch(FileCreatedEvent(str(inbox / ".IMG_1.jpg.Ab12Cd")))
+    handler.dispatch(FileClosedEvent(str(inbox / ".IMG_1.jpg.Ab12Cd")))
+    handler.dispatch(FileMovedEvent(str(inbox / ".IMG_1.jpg.Ab12Cd"), str(inbox / "IMG_1.jpg")))
+    # mv from outside the inbox arrives as a creation
+    handler.dispatch(FileCreatedEvent(str(inbox / "moved.jpg")))
+    # moved out of the inbox / deleted
+    handler.dispatch(FileMovedEvent(str(inbox / "x.jpg"), str(tmp_path / "x.jpg")))
+    handler.dispatch(FileDeletedEvent(str(inbox / "y.jpg")))
+    handler.dispatch(DirMovedEvent(str(tmp_path / "trip"), str(inbox / "trip")))
+    handler.dispatch(DirMovedEvent(str(tmp_path / "t"), str(inbox / ".stversions")))
+    assert seen == [("IMG_1.jpg", ""), ("moved.jpg", "")]
+    assert gone == [".IMG_1.jpg.Ab12Cd", "x.jpg", "y.jpg"]
+    assert folders == [inbox / "trip"]

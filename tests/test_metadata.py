@@ -1,0 +1,111 @@
+"""The metadata patcher's edge cases, on hand-built blocks."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from pixcamd.metadata import (
+    MetadataError,
+    PhotoMetadata,
+    embedded_jpegs,
+    exif_orientation,
+    output_segments,
+    patch_exif,
+    patch_xmp,
+    repair_exif,
+)
+
+
+def tiff(entries: list[tuple[int, int, int, bytes]], order: str = "<", tail: bytes = b"") -> bytes:
+    """A one-IFD TIFF block: entries (tag, type, count, 4-byte value field), then ``tail``."""
+    head = (b"II*\x00" if order == "<" else b"MM\x00*") + struct.pack(order + "I", 8)
+    body = struct.pack(order + "H", len(entries))
+    for tag, typ, count, value in entries:
+        body += struct.pack(order + "HHI", tag, typ, count) + value
+    return head + body + struct.pack(order + "I", 0) + tail
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+def test_orientation_in_a_long_is_patched_and_in_a_byte_removed(order):
+    as_long = tiff([(0x0112, 4, 1, struct.pack(order + "I", 6))], order)
+    assert exif_orientation(as_long) == 6
+    patched, notes = patch_exif(as_long, (10, 20))
+    assert exif_orientation(patched) == 1 and len(patched) == len(as_long)
+    as_byte = tiff([(0x010F, 2, 4, b"Cam\x00"), (0x0112, 1, 1, b"\x08\x00\x00\x00")], order)
+    patched, notes = patch_exif(as_byte, (10, 20))
+    assert exif_orientation(patched) == 1  # absent
+    assert b"Cam\x00" in patched and any("removed" in n for n in notes)
+
+
+def test_repair_keeps_the_readable_entries():
+    block = bytearray(tiff([(0x010F, 2, 4, b"Cam\x00"), (0x0112, 3, 1, b"\x03\x00\x00\x00")]))
+    block[8:10] = struct.pack("<H", 500)
+    with pytest.raises(MetadataError):
+        exif_orientation(bytes(block))
+    repaired, notes = repair_exif(bytes(block))
+    assert exif_orientation(repaired) == 3
+    assert notes == ["EXIF IFD0 damaged: kept its 2 readable entries of 500"]
+    with pytest.raises(MetadataError):
+        repair_exif(b"II*\x00" + struct.pack("<I", 4000) + bytes(20))
+
+
+def _jpeg(body: bytes = b"\x12\x34" * 10, eoi: bool = True) -> bytes:
+    sof = b"\xff\xc0\x00\x0b\x08\x00\x10\x00\x10\x01\x01\x11\x00"
+    sos = b"\xff\xda\x00\x08\x01\x01\x00\x00\x3f\x00"
+    return b"\xff\xd8" + sof + sos + body + (b"\xff\xd9" if eoi else b"")
+
+
+def test_embedded_jpegs_finds_whole_and_cut_streams_but_not_noise():
+    whole, cut = _jpeg(), _jpeg(eoi=False)
+    data = b"noise\xff\xd8\xff\x00" + whole + b"pad" + cut
+    found = embedded_jpegs(data)
+    assert [data[a:b] for a, b in found] == [whole, cut[: len(cut) - 20]]
+    assert embedded_jpegs(b"\xff\xd8\xff\xe0\x00\x04ab\xff\xda") == []  # no frame header
+
+
+def test_a_preview_inside_the_exif_is_zeroed_in_place():
+    preview = _jpeg()
+    block = tiff([(0x927C, 7, len(preview), struct.pack("<I", 26))], tail=preview)
+    patched, notes = patch_exif(block, (1, 1))
+    assert len(patched) == len(block) and preview not in patched
+    assert patched[26:] == bytes(len(preview)) and any("preview" in n for n in notes)
+
+
+def test_xmp_element_form_and_utf16():
+    xmp = (
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF><rdf:Description '
+        'xmlns:t="http://ns.adobe.com/tiff/1.0/" xmlns:e="http://ns.adobe.com/exif/1.0/">'
+        "<t:Orientation>8</t:Orientation><e:PixelXDimension>9</e:PixelXDimension>"
+        "<e:GPSLatitude>1,2N</e:GPSLatitude><e:GPSAltitude/>"
+        "</rdf:Description></rdf:RDF></x:xmpmeta>"
+    )
+    for data in (xmp.encode(), "\ufeff".encode("utf-16-be") + xmp.encode("utf-16-be")):
+        patched, notes = patch_xmp(data, (640, 480), strip_gps=True)
+        text = patched.decode("utf-8")
+        assert "<t:Orientation>1</t:Orientation>" in text
+        assert "<e:PixelXDimension>640</e:PixelXDimension>" in text
+        assert "GPS" not in text and "xmpmeta" in text
+        assert any("Orientation 8 → 1" in n for n in notes)
+    assert patch_xmp(b"\xff\x00\xfe\x01garbage", (1, 1))[0] is None
+
+
+def test_damaged_iptc_and_oversized_exif_are_dropped_with_a_note():
+    big = tiff([(0x010F, 2, 4, b"Cam\x00")], tail=b"\x01" * 70_000)
+    metadata = PhotoMetadata(source_format="PNG", exif=big, photoshop=b"8BIM\x04\x04\x00")
+    segments, notes = output_segments(metadata, (4, 4))
+    assert [s[:2] for s in segments] == [b"\xff\xe0"]  # only the JFIF header is left
+    assert any("over the JPEG limit" in n for n in notes)
+    assert any("Photoshop/IPTC segment dropped" in n for n in notes)
+    zero_tail = tiff([(0x010F, 2, 4, b"Cam\x00")], tail=bytes(70_000))  # blanked bytes: cut
+    segments, notes = output_segments(PhotoMetadata(exif=zero_tail), (4, 4))
+    assert any(s.startswith(b"\xff\xe1") and b"Cam" in s for s in segments)
+
+
+def test_a_malformed_ifd1_link_cannot_destroy_kept_data():
+    block = bytearray(tiff([(0x010F, 2, 4, b"Cam\x00"), (0x0112, 3, 1, b"\x06\x00\x00\x00")]))
+    block[34:38] = struct.pack("<I", 8)  # IFD0's next-IFD link points back at IFD0
+    patched, notes = patch_exif(bytes(block), (1, 1))
+    assert b"Cam\x00" in patched and exif_orientation(patched) == 1
+    assert patched[34:38] == bytes(4) and any("IFD1" in n for n in notes)

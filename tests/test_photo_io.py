@@ -1,0 +1,707 @@
+"""Photo input and output on files generated here (runs where ../shared is absent).
+
+Inputs are built with independent tools (piexif for EXIF with a thumbnail, Pillow, pillow-heif,
+hand-written segments and an ICC profile); outputs are judged with Pillow, piexif and — where
+installed — exiftool.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import struct
+import subprocess
+import zlib
+from pathlib import Path
+
+import numpy as np
+import piexif
+import pytest
+from PIL import Image, ImageCms
+
+from pixcamd import output as output_module
+from pixcamd.errors import PhotoError
+from pixcamd.metadata import embedded_jpegs, split_jpeg
+from pixcamd.output import OutputError, encode_jpeg, write_jpeg
+from pixcamd.photo import SRGB_PROFILE, load_photo, open_photo
+
+UPRIGHT = {  # how a viewer turns the stored pixels for each EXIF orientation
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def tool(name: str) -> str:
+    """Path of an external checker: CI must have it (.ci/run installs it); locally optional."""
+    path = shutil.which(name)
+    if path:
+        return path
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"{name} is missing in CI (.ci/run installs it)")
+    pytest.skip(f"{name} not installed")
+
+
+def exiftool_tags(path: Path, *args: str) -> dict[str, str]:
+    out = subprocess.run(
+        [tool("exiftool"), "-a", "-G1", "-s", "-m", *args, str(path)],
+        capture_output=True,
+        text=True,
+        errors="replace",
+        check=True,
+    ).stdout
+    tags = {}
+    for line in out.splitlines():
+        key, _, value = line.partition(":")
+        group, _, name = key.strip().partition("]")
+        tags[f"{group.strip('[ ')}:{name.strip()}"] = value.strip()
+    return tags
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs
+
+
+def pattern(width: int = 48, height: int = 32) -> Image.Image:
+    """Asymmetric test image: a gradient with a red block in the top-left corner."""
+    y, x = np.mgrid[0:height, 0:width]
+    pixels = np.stack([x * 255 // width, y * 255 // height, (x + y) % 256], axis=-1)
+    pixels[:6, :10] = (255, 0, 0)
+    return Image.fromarray(pixels.astype(np.uint8), "RGB")
+
+
+def segment(marker: int, payload: bytes) -> bytes:
+    return bytes((0xFF, marker)) + struct.pack(">H", len(payload) + 2) + payload
+
+
+def insert_segments(jpeg: bytes, *segments: bytes) -> bytes:
+    """Put segments after SOI and Pillow's JFIF header."""
+    pos = 2
+    if jpeg[2:4] == b"\xff\xe0":
+        pos += 2 + struct.unpack(">H", jpeg[4:6])[0]
+    return jpeg[:pos] + b"".join(segments) + jpeg[pos:]
+
+
+def jpeg_bytes(img: Image.Image, **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    img.save(buffer, "JPEG", quality=92, **kwargs)
+    return buffer.getvalue()
+
+
+THUMBNAIL = jpeg_bytes(pattern(16, 12).transpose(Image.Transpose.ROTATE_90))
+MAKERNOTE = b"PXCAM\x00\x01\x00" + bytes(range(256)) * 2  # opaque maker data, must stay intact
+
+
+def camera_exif(orientation: int = 6, size=(48, 32), thumbnail: bytes | None = THUMBNAIL) -> bytes:
+    exif = {
+        "0th": {
+            piexif.ImageIFD.Make: b"Pixcam",
+            piexif.ImageIFD.Model: b"P-1 Mark II",
+            piexif.ImageIFD.Orientation: orientation,
+            piexif.ImageIFD.DateTime: b"2024:05:01 10:00:00",
+            piexif.ImageIFD.Artist: b"Ada Lovelace",
+        },
+        "Exif": {
+            piexif.ExifIFD.DateTimeOriginal: b"2024:05:01 09:59:58",
+            piexif.ExifIFD.LensModel: b"Pixcam 35mm F1.8",
+            piexif.ExifIFD.ExposureTime: (1, 250),
+            piexif.ExifIFD.FNumber: (18, 10),
+            piexif.ExifIFD.PixelXDimension: size[0],
+            piexif.ExifIFD.PixelYDimension: size[1],
+            piexif.ExifIFD.MakerNote: MAKERNOTE,
+        },
+        "GPS": {
+            piexif.GPSIFD.GPSLatitudeRef: b"N",
+            piexif.GPSIFD.GPSLatitude: ((48, 1), (51, 1), (2973, 100)),
+            piexif.GPSIFD.GPSLongitudeRef: b"E",
+            piexif.GPSIFD.GPSLongitude: ((2, 1), (17, 1), (4011, 100)),
+        },
+    }
+    if thumbnail:
+        exif["1st"] = {piexif.ImageIFD.XResolution: (72, 1), piexif.ImageIFD.YResolution: (72, 1)}
+        exif["thumbnail"] = thumbnail
+    return piexif.dump(exif)
+
+
+XMP_THUMB = "VGhpcyBpcyBhIHRodW1ibmFpbA=="
+XMP = f"""<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>
+<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+<rdf:Description rdf:about="" xmlns:tiff="http://ns.adobe.com/tiff/1.0/"
+ xmlns:exif="http://ns.adobe.com/exif/1.0/" xmlns:dc="http://purl.org/dc/elements/1.1/"
+ xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmlns:xmpGImg="http://ns.adobe.com/xap/1.0/g/img/"
+ tiff:Orientation="6" exif:GPSLatitude="48,51.4955N" exif:GPSLongitude="2,17.6685E"
+ exif:PixelXDimension="48" exif:PixelYDimension="32" xmp:Rating="4">
+<dc:creator><rdf:Seq><rdf:li>Ada Lovelace</rdf:li></rdf:Seq></dc:creator>
+<xmp:Thumbnails><rdf:Alt><rdf:li rdf:parseType="Resource"><xmpGImg:format>JPEG</xmpGImg:format>
+<xmpGImg:image>{XMP_THUMB}</xmpGImg:image></rdf:li></rdf:Alt></xmp:Thumbnails>
+</rdf:Description></rdf:RDF></x:xmpmeta>
+<?xpacket end="w"?>""".encode()
+
+
+def iim(record: int, dataset: int, value: bytes) -> bytes:
+    return struct.pack(">BBBH", 0x1C, record, dataset, len(value)) + value
+
+
+def irb(resource: int, payload: bytes) -> bytes:
+    return (
+        b"8BIM"
+        + struct.pack(">HHI", resource, 0, len(payload))
+        + payload
+        + b"\0" * (len(payload) % 2)
+    )
+
+
+IPTC = iim(2, 0, b"\x00\x04") + iim(2, 120, b"Harbour at dawn") + iim(2, 25, b"boats")
+PS_THUMBNAIL = jpeg_bytes(pattern(20, 14))
+APP13 = (
+    b"Photoshop 3.0\x00"
+    + irb(0x0404, IPTC)
+    + irb(0x040C, struct.pack(">6I2H", 1, 20, 14, 60, 840, len(PS_THUMBNAIL), 24, 1) + PS_THUMBNAIL)
+)
+RGB_PROFILE = bytes(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB", 6500)).tobytes())
+
+
+def camera_jpeg(path: Path, orientation: int = 6) -> Path:
+    """A camera-like JPEG: EXIF (GPS, maker note, thumbnail), ICC, XMP, IPTC, a comment."""
+    data = jpeg_bytes(pattern(), exif=camera_exif(orientation), icc_profile=RGB_PROFILE)
+    data = insert_segments(
+        data,
+        segment(0xE1, b"http://ns.adobe.com/xap/1.0/\x00" + XMP),
+        segment(0xED, APP13),
+        segment(0xFE, b"shot on a tripod"),
+    )
+    path.write_bytes(data)
+    return path
+
+
+def app1_exif(jpeg: bytes) -> bytes:
+    """The TIFF block of a JPEG's first APP1 Exif segment."""
+    with Image.open(io.BytesIO(jpeg)) as img:
+        return img.info["exif"][6:]
+
+
+# ---------------------------------------------------------------------------------------------
+# Orientation
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_orientation_comes_out_upright(tmp_path, orientation):
+    stored = pattern()
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    src = tmp_path / "in.png"  # lossless, so the pixels can be compared exactly
+    stored.save(src, exif=exif.tobytes())
+    photo = open_photo(src)
+    expected = stored.transpose(UPRIGHT[orientation]) if orientation != 1 else stored
+    assert photo.image.size == expected.size
+    assert np.array_equal(np.asarray(photo.image), np.asarray(expected))
+    assert photo.metadata.orientation == orientation
+    out = tmp_path / "out" / "out.jpg"
+    write_jpeg(photo.image, out, photo.metadata)
+    with Image.open(out) as written:
+        assert written.getexif().get(0x0112) == 1
+        assert written.size == expected.size
+
+
+def test_camera_jpeg_round_trip_keeps_metadata_and_drops_thumbnails(tmp_path):
+    src = camera_jpeg(tmp_path / "camera.jpg", orientation=6)
+    before = src.read_bytes()
+    photo = open_photo(src)
+    assert photo.image.size == (32, 48)  # rotated upright
+    red = np.asarray(photo.image)[:10, -6:]  # the red corner is now top-right
+    assert red[..., 0].mean() > 200 and red[..., 1].mean() < 60
+    out = tmp_path / "outbox" / "camera.jpg"
+    notes = write_jpeg(photo.image, out, photo.metadata)
+    assert src.read_bytes() == before  # the original is never touched
+    data = out.read_bytes()
+
+    exif = piexif.load(data)
+    assert exif["0th"][piexif.ImageIFD.Orientation] == 1
+    assert exif["0th"][piexif.ImageIFD.Make] == b"Pixcam"
+    assert exif["0th"][piexif.ImageIFD.Artist] == b"Ada Lovelace"
+    assert exif["Exif"][piexif.ExifIFD.DateTimeOriginal] == b"2024:05:01 09:59:58"
+    assert exif["Exif"][piexif.ExifIFD.LensModel] == b"Pixcam 35mm F1.8"
+    assert exif["Exif"][piexif.ExifIFD.MakerNote] == MAKERNOTE
+    assert (exif["Exif"][piexif.ExifIFD.PixelXDimension], exif["Exif"][0xA003]) == (32, 48)
+    assert exif["GPS"][piexif.GPSIFD.GPSLatitude] == ((48, 1), (51, 1), (2973, 100))
+    assert not exif["1st"] and exif["thumbnail"] is None
+    with Image.open(out) as written:
+        assert written.info["icc_profile"] == RGB_PROFILE
+        xmp = written.info["xmp"]
+        assert written.info["comment"] == b"shot on a tripod"
+    assert b'tiff:Orientation="1"' in xmp and b"Ada Lovelace" in xmp
+    assert b'exif:PixelXDimension="32"' in xmp and b"GPSLatitude" in xmp
+    assert XMP_THUMB.encode() not in data and b"Thumbnails" not in xmp
+    assert IPTC in data  # IPTC byte for byte
+    thumbnail = piexif.load(before)["thumbnail"]  # as piexif stored it
+    assert thumbnail and thumbnail in before and PS_THUMBNAIL in before
+    assert thumbnail not in data and PS_THUMBNAIL not in data
+    header = data[: data.index(b"\xff\xda")]
+    assert embedded_jpegs(header) == []  # no image of any kind rides in the metadata
+    assert any("thumbnail" in n for n in notes) and any("Orientation 6 → 1" in n for n in notes)
+
+
+def test_exif_is_patched_in_place_not_reserialised(tmp_path):
+    """Same length, same offsets: only the patched values, the IFD1 link and IFD1's own bytes
+    differ, so maker notes with absolute offsets stay valid."""
+    src = camera_jpeg(tmp_path / "camera.jpg", orientation=8)
+    photo = open_photo(src)
+    before = app1_exif(src.read_bytes())
+    after = app1_exif(encode_jpeg(photo.image, photo.metadata))
+    assert len(after) == len(before)
+    # IFD1 and its thumbnail come last in piexif's layout
+    first_ifd1 = before.index(piexif.load(src.read_bytes())["thumbnail"])
+    changed = [i for i in range(len(before)) if before[i] != after[i]]
+    order = "<" if before[:2] == b"II" else ">"
+    ifd0 = struct.unpack(order + "I", before[4:8])[0]
+    n0 = struct.unpack(order + "H", before[ifd0 : ifd0 + 2])[0]
+    next_link = range(ifd0 + 2 + 12 * n0, ifd0 + 6 + 12 * n0)
+    tail = [i for i in changed if i not in next_link and i < first_ifd1 - 200]
+    # The remaining differences are Orientation and PixelX/YDimension values (a few bytes).
+    assert len(tail) <= 6, tail
+    assert after.index(MAKERNOTE) == before.index(MAKERNOTE)
+
+
+def test_strip_gps_removes_every_position(tmp_path):
+    photo = open_photo(camera_jpeg(tmp_path / "camera.jpg"))
+    data = encode_jpeg(photo.image, photo.metadata, strip_gps=True)
+    exif = piexif.load(data)
+    assert exif["GPS"] == {} and piexif.GPSIFD.GPSLatitude not in exif["GPS"]
+    assert exif["0th"][piexif.ImageIFD.Make] == b"Pixcam"
+    assert exif["Exif"][piexif.ExifIFD.MakerNote] == MAKERNOTE
+    assert struct.pack(">II", 2973, 100) not in data and struct.pack("<II", 2973, 100) not in data
+    with Image.open(io.BytesIO(data)) as written:
+        assert b"GPS" not in written.info["xmp"]
+        assert b"Ada Lovelace" in written.info["xmp"]
+
+
+def test_strip_all_keeps_only_the_colour_profile(tmp_path):
+    photo = open_photo(camera_jpeg(tmp_path / "camera.jpg"))
+    out = tmp_path / "o" / "x.jpg"
+    notes = write_jpeg(photo.image, out, photo.metadata, strip_all=True)
+    data = out.read_bytes()
+    with Image.open(out) as written:
+        assert written.info.get("icc_profile") == RGB_PROFILE
+        assert "exif" not in written.info and "xmp" not in written.info
+        assert "comment" not in written.info
+    for secret in (b"Pixcam", b"Ada Lovelace", b"Harbour", MAKERNOTE[:16], b"tripod"):
+        assert secret not in data
+    assert any("strip_all" in n for n in notes)
+
+
+def test_exiftool_judges_the_generated_camera_jpeg(tmp_path):
+    src = camera_jpeg(tmp_path / "camera.jpg", orientation=6)
+    photo = open_photo(src)
+    out = tmp_path / "o" / "camera.jpg"
+    write_jpeg(photo.image, out, photo.metadata)
+    before, after = exiftool_tags(src), exiftool_tags(out)
+    assert after["IFD0:Orientation"] == "Horizontal (normal)"
+    assert before["IFD0:Orientation"] == "Rotate 90 CW"
+    for key in (
+        "IFD0:Make",
+        "IFD0:Model",
+        "IFD0:Artist",
+        "ExifIFD:DateTimeOriginal",
+        "ExifIFD:LensModel",
+        "ExifIFD:ExposureTime",
+        "GPS:GPSLatitude",
+        "GPS:GPSLongitude",
+        "XMP-dc:Creator",
+        "XMP-xmp:Rating",
+        "IPTC:Caption-Abstract",
+        "IPTC:Keywords",
+        "ICC_Profile:ProfileDescription",
+        "File:Comment",
+    ):
+        assert after[key] == before[key], key
+    assert not [k for k in after if k.startswith("IFD1:")]
+    assert "Photoshop:PhotoshopThumbnail" in before
+    assert "Photoshop:PhotoshopThumbnail" not in after
+    assert (after["ExifIFD:ExifImageWidth"], after["ExifIFD:ExifImageHeight"]) == ("32", "48")
+    assert after["XMP-tiff:Orientation"] == "Horizontal (normal)"
+
+
+# ---------------------------------------------------------------------------------------------
+# Other formats
+
+
+def test_png_with_alpha_exif_xmp_and_icc(tmp_path):
+    rgba = pattern().convert("RGBA")
+    alpha = np.full((32, 48), 255, np.uint8)
+    alpha[-8:, -8:] = 0  # a transparent corner
+    rgba.putalpha(Image.fromarray(alpha))
+    exif = Image.Exif()
+    exif[0x010F] = "PhoneCo"
+    exif[0x0112] = 3
+    src = tmp_path / "shot.png"
+    rgba.save(src, exif=exif.tobytes(), icc_profile=RGB_PROFILE, pnginfo=_png_xmp(XMP))
+    photo = open_photo(src)
+    assert photo.image.mode == "RGB" and photo.image.size == (48, 32)
+    # rotated 180°: the transparent corner is now top-left, composited onto white
+    assert np.asarray(photo.image)[:8, :8].min() == 255
+    assert any("white" in w for w in photo.warnings)
+    data = encode_jpeg(photo.image, photo.metadata)
+    with Image.open(io.BytesIO(data)) as written:
+        assert written.getexif()[0x010F] == "PhoneCo"
+        assert written.getexif()[0x0112] == 1
+        assert written.info["icc_profile"] == RGB_PROFILE
+        assert b"Ada Lovelace" in written.info["xmp"]
+
+
+def _png_xmp(xmp: bytes):
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("XML:com.adobe.xmp", xmp.decode())
+    return info
+
+
+def test_png_16_bit_gray_and_rgb_reduce_to_8_bit(tmp_path):
+    gray = np.array([[0, 257, 32768, 65535]], dtype=np.uint16)
+    Image.fromarray(gray).save(tmp_path / "g16.png")
+    image = load_photo(tmp_path / "g16.png")
+    assert np.asarray(image)[0, :, 0].tolist() == [0, 1, 128, 255]
+
+    rgb = np.array([[[65535, 0, 32896], [4660, 65535, 0]]], dtype=">u2")  # 16-bit RGB PNG
+    raw = b"".join(b"\x00" + row.tobytes() for row in rgb)
+    src = tmp_path / "rgb16.png"
+    src.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 1, 16, 2, 0, 0, 0))
+        + _png_chunk(b"IDAT", zlib.compress(raw))
+        + _png_chunk(b"IEND", b"")
+    )
+    pixels = np.asarray(load_photo(src)).astype(int)
+    assert np.abs(pixels - np.round(rgb / 257)).max() <= 1
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def test_palette_with_transparency_and_grayscale(tmp_path):
+    palette = pattern().convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    palette.info["transparency"] = 0
+    palette.save(tmp_path / "p.png", transparency=0)
+    image = load_photo(tmp_path / "p.png")
+    assert image.mode == "RGB" and image.size == (48, 32)
+    pattern().convert("L").save(tmp_path / "l.jpg")
+    photo = open_photo(tmp_path / "l.jpg")
+    assert photo.image.mode == "RGB"
+    r, g, b = (np.asarray(photo.image)[..., i].astype(int) for i in range(3))
+    assert np.array_equal(r, g) and np.array_equal(g, b)
+
+
+def test_webp_metadata_is_carried(tmp_path):
+    exif = Image.Exif()
+    exif[0x010F] = "WebCam"
+    exif[0x0112] = 6
+    src = tmp_path / "p.webp"
+    pattern().save(src, lossless=True, exif=exif.tobytes(), xmp=XMP, icc_profile=RGB_PROFILE)
+    photo = open_photo(src)
+    assert photo.image.size == (32, 48)
+    data = encode_jpeg(photo.image, photo.metadata)
+    with Image.open(io.BytesIO(data)) as written:
+        assert written.getexif()[0x010F] == "WebCam"
+        assert written.getexif()[0x0112] == 1
+        assert written.info["icc_profile"] == RGB_PROFILE
+        assert b"Ada Lovelace" in written.info["xmp"]
+
+
+def test_tiff_exif_is_rebuilt_and_orientation_applied(tmp_path):
+    exif = Image.Exif()
+    exif[0x010F] = "ScanCo"
+    exif[0x0112] = 8
+    exif[0x8769] = {0x9003: "2001:02:03 04:05:06"}
+    src = tmp_path / "p.tif"
+    pattern().save(src, exif=exif.tobytes(), icc_profile=RGB_PROFILE)
+    photo = open_photo(src)
+    expected = pattern().transpose(UPRIGHT[8])
+    assert np.array_equal(np.asarray(photo.image), np.asarray(expected))
+    data = encode_jpeg(photo.image, photo.metadata)
+    with Image.open(io.BytesIO(data)) as written:
+        written_exif = written.getexif()
+        assert written_exif[0x010F] == "ScanCo"
+        assert written_exif[0x0112] == 1
+        assert written_exif.get_ifd(0x8769)[0x9003] == "2001:02:03 04:05:06"
+        assert 0x0111 not in written_exif  # no TIFF strip layout leaks into the EXIF
+        assert written.info["icc_profile"] == RGB_PROFILE
+
+
+def test_heic_from_a_phone(tmp_path):
+    pillow_heif = pytest.importorskip("pillow_heif")
+    exif = Image.Exif()
+    exif[0x010F] = "Apple"
+    exif[0x0110] = "iPhone 15"
+    exif[0x0112] = 6
+    src = tmp_path / "IMG_0001.HEIC"
+    pillow_heif.from_pillow(pattern(64, 48)).save(src, quality=95, exif=exif.tobytes(), xmp=XMP)
+    photo = open_photo(src)
+    assert photo.metadata.source_format == "HEIF"
+    assert photo.image.size == (48, 64)  # upright, rotated once (by libheif, not twice)
+    corner = np.asarray(photo.image)[:10, -6:]
+    assert corner[..., 0].mean() > 180 and corner[..., 1].mean() < 90
+    data = encode_jpeg(photo.image, photo.metadata)
+    with Image.open(io.BytesIO(data)) as written:
+        assert written.getexif()[0x0110] == "iPhone 15"
+        assert written.getexif()[0x0112] == 1
+        assert b"Ada Lovelace" in written.info["xmp"]
+
+
+def _s15(x: float) -> bytes:
+    return struct.pack(">i", round(x * 65536))
+
+
+def cmyk_profile() -> bytes:
+    """A small but real ICC v2 CMYK profile (lut16 A2B0) whose cyan is a deep blue, unlike the
+    naive formula's (0, 255, 255): the test can tell a colour-managed conversion apart."""
+    lab = ImageCms.buildTransform(
+        ImageCms.createProfile("sRGB"), ImageCms.createProfile("LAB"), "RGB", "LAB"
+    )
+    corners = []
+    for c in (0, 1):
+        for m in (0, 1):
+            for y in (0, 1):
+                for k in (0, 1):
+                    r, g, b = ((1 - c) * (1 - m), (1 - c / 2) * (1 - y), 1 - m)
+                    corners.append([round(255 * v * (1 - k)) for v in (r, g, b)])
+    labs = np.asarray(
+        ImageCms.applyTransform(Image.fromarray(np.uint8([corners]), "RGB"), lab)
+    ).reshape(-1, 3)
+    signed = labs.view(np.int8).astype(int)  # Pillow keeps a* and b* as signed bytes
+    labs = np.column_stack([labs[:, 0].astype(int), signed[:, 1:] + 128])
+    clut = b"".join(
+        struct.pack(">3H", round(L / 255 * 65280), a * 256, b * 256) for L, a, b in labs
+    )
+    identity = b"".join(_s15(v) for v in (1, 0, 0, 0, 1, 0, 0, 0, 1))
+    curves_in, curves_out = struct.pack(">2H", 0, 65535) * 4, struct.pack(">2H", 0, 65535) * 3
+    lut = b"mft2" + bytes(4) + bytes((4, 3, 2, 0)) + identity + struct.pack(">HH", 2, 2)
+    lut += curves_in + clut + curves_out
+    text = b"Test CMYK\x00"
+    desc = b"desc" + bytes(4) + struct.pack(">I", len(text)) + text + bytes(8 + 3 + 67)
+    white = b"XYZ " + bytes(4) + _s15(0.9642) + _s15(1.0) + _s15(0.8249)
+    tags = [(b"desc", desc), (b"wtpt", white), (b"A2B0", lut)]
+    offset = 128 + 4 + 12 * len(tags)
+    table, body = struct.pack(">I", len(tags)), b""
+    for sig, data in tags:
+        data += bytes(-len(data) % 4)
+        table += sig + struct.pack(">II", offset + len(body), len(data))
+        body += data
+    header = struct.pack(">I", offset + len(body)) + b"lcms" + struct.pack(">I", 0x02100000)
+    header += b"prtrCMYKLab " + struct.pack(">6H", 2024, 1, 1, 0, 0, 0) + b"acsp" + bytes(28)
+    header += _s15(0.9642) + _s15(1.0) + _s15(0.8249) + b"test"
+    return header + bytes(128 - len(header)) + table + body
+
+
+def test_cmyk_is_converted_to_srgb_with_its_profile(tmp_path):
+    cmyk = Image.new("CMYK", (16, 8), (255, 0, 0, 0))  # pure cyan ink
+    cmyk.paste((0, 0, 0, 0), (8, 0, 16, 8))  # and bare paper
+    cmyk.save(tmp_path / "managed.jpg", quality=100, icc_profile=cmyk_profile())
+    cmyk.save(tmp_path / "plain.jpg", quality=100)
+    managed = open_photo(tmp_path / "managed.jpg")
+    plain = open_photo(tmp_path / "plain.jpg")
+    cyan, paper = np.asarray(managed.image)[4, 2], np.asarray(managed.image)[4, 12]
+    assert paper.min() >= 250  # white stays white
+    assert cyan[2] > 200 and cyan[1] < 170  # the profile's blue-ish cyan, not (0, 255, 255)
+    assert np.asarray(plain.image)[4, 2, 1] > 240  # naive formula
+    assert any("CMYK without an ICC profile" in w for w in plain.warnings)
+    assert managed.metadata.icc_profile == SRGB_PROFILE  # the copy is tagged sRGB
+    with Image.open(io.BytesIO(encode_jpeg(managed.image, managed.metadata))) as written:
+        assert written.mode == "RGB" and written.info["icc_profile"] == SRGB_PROFILE
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input: a clear, specific error, and the original untouched
+
+
+def _fingerprint(path: Path) -> tuple:
+    stat = path.stat()
+    return path.read_bytes(), stat.st_mtime_ns, stat.st_mode
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("empty.jpg", b"", r"empty file \(0 bytes\)"),
+        ("notes.jpg", b"shopping list: eggs, milk\n" * 4, "not an image: the file holds text"),
+        ("noise.jpg", bytes(range(7, 250)) * 3, "not an image file"),
+        ("half.jpg", jpeg_bytes(pattern(300, 200))[:1500], "truncated"),
+        ("broken.jpg", b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(40), "damaged JPEG"),
+    ],
+)
+def test_bad_files_get_a_specific_error_and_stay_untouched(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_bytes(content)
+    before = _fingerprint(path)
+    with pytest.raises(PhotoError, match=message):
+        open_photo(path)
+    assert _fingerprint(path) == before
+
+
+def test_missing_file_and_folder(tmp_path):
+    with pytest.raises(PhotoError, match="no such file"):
+        open_photo(tmp_path / "nope.jpg")
+    with pytest.raises(PhotoError, match="not a regular file"):
+        open_photo(tmp_path)
+
+
+def test_enormous_dimensions_are_refused_before_decoding(tmp_path):
+    data = bytearray(jpeg_bytes(pattern(16, 16)))
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = struct.pack(">HH", 60000, 60000)  # 3.6 gigapixels claimed
+    path = tmp_path / "bomb.jpg"
+    path.write_bytes(bytes(data))
+    with pytest.raises(PhotoError, match="3,600,000,000 pixels is over the limit"):
+        open_photo(path)
+    pattern(100, 100).save(tmp_path / "small.png")
+    with pytest.raises(PhotoError, match="over the limit of 5,000 pixels"):
+        open_photo(tmp_path / "small.png", max_pixels=5000)
+    assert open_photo(tmp_path / "small.png", max_pixels=10_000).image.size == (100, 100)
+
+
+def test_broken_exif_keeps_the_pixels_and_the_rest(tmp_path):
+    exif = bytearray(camera_exif(orientation=1, thumbnail=None))
+    order = "<" if exif[6:8] == b"II" else ">"
+    ifd0 = 6 + struct.unpack(order + "I", exif[10:14])[0]
+    exif[ifd0 : ifd0 + 2] = struct.pack(order + "H", 900)  # IFD0 claims 900 entries
+    data = jpeg_bytes(pattern(), exif=bytes(exif), icc_profile=RGB_PROFILE)
+    data = insert_segments(data, segment(0xE1, b"http://ns.adobe.com/xap/1.0/\x00" + XMP))
+    path = tmp_path / "bad_exif.jpg"
+    path.write_bytes(data)
+    photo = open_photo(path)
+    assert photo.image.size == (48, 32)
+    assert any("EXIF IFD0 damaged" in w for w in photo.warnings)
+    written = encode_jpeg(photo.image, photo.metadata)
+    with Image.open(io.BytesIO(written)) as out:
+        assert out.info["icc_profile"] == RGB_PROFILE
+        assert b"Ada Lovelace" in out.info["xmp"]
+        assert out.getexif()[0x010F] == "Pixcam"  # the readable entries were kept
+
+    exif[10:14] = struct.pack(order + "I", 10**6)  # IFD0 outside the block: nothing to keep
+    path.write_bytes(jpeg_bytes(pattern(), exif=bytes(exif)))
+    photo = open_photo(path)
+    assert any(w.startswith("EXIF unreadable, dropped") for w in photo.warnings)
+    with Image.open(io.BytesIO(encode_jpeg(photo.image, photo.metadata))) as out:
+        assert "exif" not in out.info
+
+
+# ---------------------------------------------------------------------------------------------
+# Output
+
+
+def test_encoding_matches_the_checked_pixels():
+    """The writer's scan data are the ones pixcamd.jpeg.encode produced for the checks."""
+    from pixcamd.jpeg import encode
+
+    image = pattern(64, 40)
+    for quality, subsampling in ((95, "4:4:4"), (90, "4:2:0")):
+        ours = encode_jpeg(image, None, quality, subsampling)
+        assert split_jpeg(ours)[1] == split_jpeg(encode(image, quality, subsampling))[1]
+
+
+def test_quality_and_subsampling_are_validated_and_applied(tmp_path):
+    image = pattern()
+    with pytest.raises(OutputError, match="quality"):
+        encode_jpeg(image, quality=0)
+    with pytest.raises(OutputError, match="subsampling"):
+        encode_jpeg(image, subsampling="4:1:1")
+    with Image.open(io.BytesIO(encode_jpeg(image, subsampling="4:2:0"))) as img:
+        assert img.layer[0][1:3] == (2, 2)
+    with Image.open(io.BytesIO(encode_jpeg(image))) as img:
+        assert img.layer[0][1:3] == (1, 1)  # default 4:4:4
+
+
+def test_write_is_atomic_and_never_shows_a_temp_file_in_the_outbox(tmp_path, monkeypatch):
+    outbox = tmp_path / "outbox"
+    outbox.mkdir()
+    dest = outbox / "photo.jpg"
+    dest.write_bytes(b"previous version")
+    seen = []
+    real_replace = os.replace
+
+    def spy(src, dst):
+        seen.append((Path(src), sorted(p.name for p in outbox.iterdir())))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(output_module.os, "replace", spy)
+    write_jpeg(pattern(), dest)
+    (tmp_file, outbox_listing) = seen[0]
+    assert tmp_file.parent == tmp_path  # the folder above the outbox
+    assert outbox_listing == ["photo.jpg"]
+    assert dest.read_bytes()[:2] == b"\xff\xd8"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["outbox"]  # temp file gone
+    assert dest.stat().st_mode & 0o777 == 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_failed_write_leaves_the_old_file_and_no_debris(tmp_path, monkeypatch):
+    dest = tmp_path / "outbox" / "photo.jpg"
+    dest.parent.mkdir()
+    dest.write_bytes(b"previous version")
+
+    def broken_fsync(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(output_module.os, "fsync", broken_fsync)
+    with pytest.raises(OutputError, match="No space left"):
+        write_jpeg(pattern(), dest)
+    assert dest.read_bytes() == b"previous version"
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["outbox", "photo.jpg"]
+
+
+def test_tmp_dir_option_and_its_checks(tmp_path):
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    dest = tmp_path / "new" / "deep" / "photo.jpg"  # missing folders are created
+    write_jpeg(pattern(), dest, tmp_dir=staging)
+    assert dest.is_file() and list(staging.iterdir()) == []
+    with pytest.raises(OutputError, match="does not exist"):
+        write_jpeg(pattern(), dest, tmp_dir=tmp_path / "missing")
+    with pytest.raises(OutputError, match="is a folder"):
+        write_jpeg(pattern(), tmp_path / "new")
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK) and shm.stat().st_dev != tmp_path.stat().st_dev:
+        with pytest.raises(OutputError, match="different filesystems"):
+            write_jpeg(pattern(), dest, tmp_dir=shm)
+
+
+def test_plain_image_without_metadata():
+    data = encode_jpeg(pattern())
+    with Image.open(io.BytesIO(data)) as img:
+        assert img.size == (48, 32) and "exif" not in img.info
+        assert img.info["jfif_version"] == (1, 1)
+
+
+def test_avif_gif_and_bmp(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 8
+    if "AVIF" in Image.SAVE:
+        pattern(64, 48).save(tmp_path / "p.avif", quality=90, exif=exif.tobytes())
+        photo = open_photo(tmp_path / "p.avif")
+        assert photo.image.size == (48, 64)  # turned once, by us, from the EXIF
+        corner = np.asarray(photo.image)[-10:, :6]  # orientation 8: top-left → bottom-left
+        assert corner[..., 0].mean() > 180 and corner[..., 1].mean() < 90
+    frames = [pattern(), pattern().transpose(Image.Transpose.FLIP_LEFT_RIGHT)]
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
+    gif = open_photo(tmp_path / "a.gif")
+    assert gif.image.size == (48, 32) and any("1 further frames" in w for w in gif.warnings)
+    pattern().save(tmp_path / "p.bmp")
+    assert np.array_equal(np.asarray(load_photo(tmp_path / "p.bmp")), np.asarray(pattern()))
+    pattern().save(tmp_path / "dpi.png", dpi=(300, 300))
+    with Image.open(io.BytesIO(encode_jpeg(*_open(tmp_path / "dpi.png")))) as img:
+        assert img.info["dpi"] == (300, 300)
+
+
+def _open(path: Path):
+    photo = open_photo(path)
+    return photo.image, photo.metadata

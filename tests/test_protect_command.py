@@ -1,0 +1,102 @@
+"""``pixcamd protect`` end to end: real files in, real JPEG files out, judged independently."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+from tinybiqa import synthetic_photo
+
+from pixcamd.cli import main
+from pixcamd.models import load_model
+from pixcamd.scoring import score_file
+
+FAST = ["--model", "brisque", "--views", "center", "--steps", "20"]
+
+
+@pytest.fixture
+def photo(tmp_path):
+    path = tmp_path / "in" / "garden.png"
+    path.parent.mkdir()
+    synthetic_photo(800, 600, 0).save(path)
+    return path
+
+
+def run(capsys, *args) -> tuple[int, list[dict], str]:
+    code = main(["protect", "--json", *map(str, args)])
+    out = capsys.readouterr()
+    return code, json.loads(out.out) if out.out.strip() else [], out.err
+
+
+def test_writes_a_protected_jpeg_that_scores_low_after_jpeg90(tmp_path, photo, capsys):
+    original = photo.read_bytes()
+    out = tmp_path / "out" / "garden.jpg"
+    code, (report,), err = run(capsys, photo, "-o", out, *FAST)
+    assert code == 0, err
+    assert report["verdict"] == "protected" and report["output"] == str(out)
+    with Image.open(out) as written:
+        assert written.format == "JPEG" and written.size == (800, 600)
+    # Independent judgement of the file on disk: Pillow JPEG-90, then BRISQUE.
+    judged = score_file(out, load_model("brisque"), ("center",), jpeg_quality=90)
+    assert not judged.good and judged.views[0].score >= 60
+    assert photo.read_bytes() == original  # the original is never touched
+    assert report["psnr"] > 35
+    assert "PROTECTED" in err  # the summary line goes to stderr with --json
+
+
+def test_outdir_keeps_going_past_a_bad_photo(tmp_path, photo, capsys):
+    broken = photo.parent / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 definitely not a whole jpeg")
+    outdir = tmp_path / "outbox"
+    code, reports, err = run(capsys, broken, photo, "--outdir", outdir, *FAST)
+    assert code == 1
+    assert "broken.jpg" in reports[0]["path"] and "error" in reports[0]
+    assert reports[1]["verdict"] == "protected"
+    assert sorted(p.name for p in outdir.iterdir()) == ["garden.jpg"]
+    assert "1 of 2 photos protected" in err and "1 could not be read" in err
+
+
+def test_zero_budget_is_reported_unprotected_and_not_shipped(tmp_path, photo, capsys):
+    out = tmp_path / "garden.jpg"
+    code, (report,), err = run(
+        capsys, photo, "-o", out, "--epsilon", "0", "--epsilon-cap", "0", *FAST
+    )
+    assert code == 1
+    assert report["protected"] is False and report["output"] is None
+    assert not out.exists()
+    assert "0 of 1 photos protected; 1 left unprotected" in err
+    code, (report,), _ = run(
+        capsys,
+        photo,
+        "-o",
+        out,
+        "--epsilon",
+        "0",
+        "--epsilon-cap",
+        "0",
+        "--write-unprotected",
+        *FAST,
+    )
+    assert code == 1 and out.exists() and report["output"] == str(out)
+
+
+def test_refuses_ambiguous_outputs_before_doing_any_work(tmp_path, photo, capsys):
+    twin = tmp_path / "garden.jpg"
+    synthetic_photo(640, 480, 1).save(twin)
+    outdir = tmp_path / "outbox"
+    assert main(["protect", str(photo), str(twin), "--outdir", str(outdir), *FAST]) == 2
+    assert "would both be written" in capsys.readouterr().err
+    assert not outdir.exists()
+    assert main(["protect", str(photo), str(twin), "-o", str(tmp_path / "x.jpg"), *FAST]) == 2
+    assert "takes one photo" in capsys.readouterr().err
+    assert main(["protect", str(twin), "-o", str(twin), *FAST]) == 2
+    assert "overwrite an original" in capsys.readouterr().err
+
+
+def test_target_must_name_each_model(tmp_path, photo, capsys):
+    args = ["protect", str(photo), "-o", str(tmp_path / "o.jpg"), "--model", "brisque"]
+    assert main([*args, "--target", "koncept512=20"]) == 2
+    assert "not among brisque" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*args, "--epsilon", "-1"])
