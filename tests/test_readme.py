@@ -17,4 +17,4 @@ def test_ci_runs_the_readme_test_command_verbatim():
     ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
     assert run_tests in ci_lines
     assert ci_lines[-1] == run_tests  # pytest's summary is the last thing CI prints
-    assert "pixcamd score" in install_and_run and "torch==2.13.0" in install_and_run
+    assert "pixcamd run --config" in install_and_run and "torch==2.13.0" in install_and_run
