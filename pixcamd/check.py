@@ -12,7 +12,7 @@ import kornia
 import torch
 from PIL import Image
 
-from pixcamd.jpeg import Chain, decode, encode
+from pixcamd.jpeg import Chain, decode, encode, recompress
 from pixcamd.models.base import QualityModel
 from pixcamd.photo import to_tensor
 from pixcamd.scoring import score_views
@@ -37,36 +37,21 @@ class Check:
     def all_low(self) -> bool:
         return all(all(v.values()) for v in self.low.values())
 
-    def worst(self, models: list[QualityModel]) -> float:
-        """The score that is furthest on the good side, in the first model's terms."""
-        first = models[0]
-        values = self.scores[first.name].values()
-        return max(values) if first.higher_is_better else min(values)
-
-
-def low_side(model: QualityModel, score: float, boundary: float) -> bool:
-    return score <= boundary if model.higher_is_better else score >= boundary
-
 
 def score_image_views(
     img: Image.Image,
     models: list[QualityModel],
     views,
-    boundaries: dict[str, float] | None = None,
 ) -> Check:
-    """Score every view of ``img`` with every model; ``low`` against threshold or ``boundaries``."""
+    """Score every view of ``img`` with every model; ``low``: on the low side of the threshold."""
     result = Check()
     photo = to_tensor(img)
     for model in models:
         boxes, batch = make_views(photo, views, model.view_size)
         scores = score_views(model, batch).tolist()
-        boundary = (boundaries or {}).get(model.name)
         result.scores[model.name] = {b.label: s for b, s in zip(boxes, scores, strict=True)}
         result.low[model.name] = {
-            b.label: (
-                low_side(model, s, boundary) if boundary is not None else not model.is_good(s)
-            )
-            for b, s in zip(boxes, scores, strict=True)
+            b.label: not model.is_good(s) for b, s in zip(boxes, scores, strict=True)
         }
     return result
 
@@ -76,7 +61,7 @@ def check_output(
 ) -> tuple[bytes, Check]:
     """Encode ``img`` as the output file, then score the platform's JPEG of that file."""
     data = chain.output(img)
-    seen = decode(encode(decode(data), chain.platform_quality))
+    seen = recompress(decode(data), chain.platform_quality)
     return data, score_image_views(seen, models, views)
 
 
@@ -123,4 +108,4 @@ def verify_file(path, models: list[QualityModel], views, platform_quality: int =
     """Read a written photo back from disk and judge it after the platform's recompression."""
     from pixcamd.photo import load_photo  # the file, decoded as any viewer would
 
-    return score_image_views(decode(encode(load_photo(path), platform_quality)), models, views)
+    return score_image_views(recompress(load_photo(path), platform_quality), models, views)
