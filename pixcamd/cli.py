@@ -12,9 +12,11 @@ from pixcamd.commands import model as model_command
 from pixcamd.commands import protect as protect_command
 from pixcamd.commands import score as score_command
 from pixcamd.devices import resolve_device
+from pixcamd.enhance import STRENGTH
 from pixcamd.errors import PixcamdError
 from pixcamd.models import CHOICES
 from pixcamd.models.weights import WEIGHTS_URL
+from pixcamd.protect import MODES
 from pixcamd.views import DEFAULT_VIEWS, VIEW_NAMES, parse_views
 
 
@@ -150,6 +152,22 @@ def build_parser() -> argparse.ArgumentParser:
         "installed, else BRISQUE); protected only when every model agrees",
     )
     protect.add_argument("--weights", metavar="PATH", help="KonCept512.pth to use")
+    protect.add_argument(
+        "--mode",
+        choices=MODES,
+        default="invisible",
+        help="invisible (default): a perturbation too small to see; enhance: a colour filter "
+        "(tone curves, contrast, saturation) a person reads as an edit; auto: the filter, plus "
+        "the invisible perturbation only where the filter falls short",
+    )
+    protect.add_argument(
+        "--enhance-strength",
+        type=_grey_levels,
+        default=STRENGTH,
+        metavar="LEVELS",
+        help=f"enhance/auto: largest change of the tone curves in 8-bit grey levels "
+        f"(default {STRENGTH:g}); contrast and saturation ranges scale with it",
+    )
     protect.add_argument(
         "--views",
         type=_views,

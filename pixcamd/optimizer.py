@@ -44,8 +44,73 @@ class StepReport:
     reached: bool  # every view of every model at or beyond its target in the loop
 
 
-class Attack:
-    """One photo's optimization state. ``photo`` is 1×3×H×W in [0, 1] (8-bit values).
+class ViewLoop:
+    """What every optimizer here shares: the views of one photo as the BIQA will see them, the
+    in-loop JPEG, the hinge loss and the targets. ``photo`` is 1×3×H×W in [0, 1] (8-bit values).
+    """
+
+    def __init__(
+        self,
+        photo: torch.Tensor,
+        models: list[QualityModel],
+        views,
+        targets: dict[str, float],
+        chain: Chain,
+        batch_size: int = 2,
+    ):
+        self.photo = photo
+        self.models, self.targets, self.chain = models, targets, chain
+        self.batch_size = max(1, batch_size)
+        height, width = photo.shape[-2:]
+        size = models[0].view_size
+        self.small = cover_scale(width, height, size) > 1.0
+        if self.small:
+            enlarged = enlarge_to_cover(photo, size)
+            self.views = plan_views(enlarged.shape[-1], enlarged.shape[-2], views, size)
+        else:
+            self.views = plan_views(width, height, views, size)
+        self.step = 0
+
+    def _region(self, view: View) -> tuple[int, int, int, int]:
+        """(left, top, right, bottom) of the pixels one view depends on."""
+        height, width = self.photo.shape[-2:]
+        if self.small:
+            return 0, 0, width, height
+        if view.resized:
+            left, top, w, h = view.box
+            return left, top, left + w, top + h
+        return aligned_window(view.box, width, height)
+
+    def _view(self, view: View, region: torch.Tensor, origin: tuple[int, int]) -> torch.Tensor:
+        """One view from ``region`` (the edited photo's pixels at ``_region(view)``)."""
+        size = self.models[0].view_size
+        if self.small:  # the platform recompresses the small photo itself, then it is enlarged
+            whole = straight_through_jpeg(straight_through_round(region), self.chain)
+            return extract(enlarge_to_cover(whole, size), view, size)
+        left, top, w, h = view.box
+        if view.resized:
+            # No 8-bit rounding here: the downscale averages its error far below a grey level.
+            return extract(region, View(view.label, (0, 0, w, h), True), size)
+        jpeg = straight_through_jpeg(straight_through_round(region), self.chain)
+        x0, y0 = origin
+        return jpeg[..., top - y0 : top - y0 + h, left - x0 : left - x0 + w]
+
+    def _loss(self, model: QualityModel, scores: torch.Tensor) -> torch.Tensor:
+        target = self.targets[model.name]
+        excess = scores - target if model.higher_is_better else target - scores
+        return F.relu(excess).sum()
+
+    def reached(self, scores: dict[str, dict[str, float]]) -> bool:
+        for model in self.models:
+            target = self.targets[model.name]
+            for s in scores[model.name].values():
+                if (s > target) if model.higher_is_better else (s < target):
+                    return False
+        return True
+
+
+class Attack(ViewLoop):
+    """The invisible perturbation δ on one photo.
 
     Cost matters more than elegance here: at 12–24 MP every full-resolution tensor operation
     costs tens of milliseconds on a CPU and every full-resolution float tensor 100–300 MB, so δ
@@ -65,51 +130,11 @@ class Attack:
         batch_size: int = 2,
         masking: bool = True,
     ):
-        self.photo = photo
-        self.models, self.targets, self.chain = models, targets, chain
-        self.batch_size = max(1, batch_size)
-        height, width = photo.shape[-2:]
-        size = models[0].view_size
-        self.small = cover_scale(width, height, size) > 1.0
-        if self.small:
-            enlarged = enlarge_to_cover(photo, size)
-            self.views = plan_views(enlarged.shape[-1], enlarged.shape[-2], views, size)
-        else:
-            self.views = plan_views(width, height, views, size)
+        super().__init__(photo, models, views, targets, chain, batch_size)
         self.mask = perceptual_mask(photo) if masking else torch.ones_like(photo[:, :1])
         self.seed = seed
         self.delta = torch.zeros_like(photo)
         self.grad = torch.zeros_like(photo)
-        self.step = 0
-
-    # -- views of the current perturbed photo ---------------------------------------------------
-    def _region(self, view: View) -> tuple[int, int, int, int]:
-        """(left, top, right, bottom) of the pixels one view depends on."""
-        height, width = self.photo.shape[-2:]
-        if self.small:
-            return 0, 0, width, height
-        if view.resized:
-            left, top, w, h = view.box
-            return left, top, left + w, top + h
-        return aligned_window(view.box, width, height)
-
-    def _view(self, view: View, region: torch.Tensor, origin: tuple[int, int]) -> torch.Tensor:
-        size = self.models[0].view_size
-        if self.small:  # the platform recompresses the small photo itself, then it is enlarged
-            whole = straight_through_jpeg(straight_through_round(region), self.chain)
-            return extract(enlarge_to_cover(whole, size), view, size)
-        left, top, w, h = view.box
-        if view.resized:
-            # No 8-bit rounding here: the downscale averages its error far below a grey level.
-            return extract(region, View(view.label, (0, 0, w, h), True), size)
-        jpeg = straight_through_jpeg(straight_through_round(region), self.chain)
-        x0, y0 = origin
-        return jpeg[..., top - y0 : top - y0 + h, left - x0 : left - x0 + w]
-
-    def _loss(self, model: QualityModel, scores: torch.Tensor) -> torch.Tensor:
-        target = self.targets[model.name]
-        excess = scores - target if model.higher_is_better else target - scores
-        return F.relu(excess).sum()
 
     def evaluate(self, backward: bool) -> dict[str, dict[str, float]]:
         """In-loop scores of every view; with ``backward``, ∂loss/∂δ into ``self.grad``."""
@@ -145,14 +170,6 @@ class Attack:
                 for v, s in zip(chunk, out.detach().float().tolist(), strict=True):
                     scores[model.name][v.label] = s
         return scores
-
-    def reached(self, scores: dict[str, dict[str, float]]) -> bool:
-        for model in self.models:
-            target = self.targets[model.name]
-            for s in scores[model.name].values():
-                if (s > target) if model.higher_is_better else (s < target):
-                    return False
-        return True
 
     def run(
         self,

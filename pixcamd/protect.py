@@ -5,12 +5,16 @@ the sense that matters: no files, no global state — it takes an image and retu
 
 1. Check the photo as it is: if every view of every model already scores low after the output
    encoding and the platform's JPEG-90, the photo passes through untouched.
-2. Optimize (``pixcamd.optimizer``) towards each model's target — a safety margin beyond the
-   threshold (KonCept512: ≤ 30 where "good" is > 50).
+2. Optimize towards each model's target — a safety margin beyond the threshold (KonCept512:
+   ≤ 30 where "good" is > 50). ``mode`` picks what moves: ``invisible`` a perturbation of the
+   pixels within ±ε (``pixcamd.optimizer``); ``enhance`` a colour filter, tone curves plus
+   contrast and saturation (``pixcamd.enhance``); ``auto`` the filter first, then, only if the
+   check says it falls short of the targets, the invisible perturbation on the filtered photo.
 3. Whenever the loop estimate reaches the targets, run the real check on the encoded output
    (``pixcamd.check``); stop as soon as every view reaches its target there. If the check falls
    short, tighten the in-loop targets and go on.
-4. Escalate along the schedule: more steps at the same ε, then larger ε up to the cap.
+4. Escalate along the schedule: more steps at the same ε, then larger ε up to the cap (the
+   filter: two rounds of steps within its fixed bounds).
 5. Verdict from the real check only: protected iff every view of every model is on the
    low-quality side of its threshold after JPEG-90. Otherwise ``protected = False``, with scores.
 """
@@ -20,24 +24,30 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 
 from PIL import Image
 
 from pixcamd.check import Check, check_output, platform_scores, psnr_ssim, score_image_views
+from pixcamd.enhance import STRENGTH, Bounds, ColourFilter, Enhancer
+from pixcamd.enhance import summary as enhance_summary
 from pixcamd.jpeg import Chain, decode
 from pixcamd.models.base import QualityModel
 from pixcamd.optimizer import Attack, StepReport
 from pixcamd.photo import to_image, to_tensor
 from pixcamd.views import DEFAULT_VIEWS, parse_views
 
+MODES = ("invisible", "enhance", "auto")
 TIGHTEN = 5.0  # in-loop targets move this far when the real check disagrees with the loop
 
 
 @dataclass(frozen=True)
 class Settings:
+    mode: str = "invisible"  # or "enhance" (a colour filter), "auto" (filter, then invisible)
     views: tuple[str, ...] = DEFAULT_VIEWS
     epsilon: float = 4 / 255  # L∞ budget per pixel (in texture; flat areas get less)
     epsilon_cap: float = 8 / 255  # escalation never goes beyond this
+    enhance_strength: float = STRENGTH / 255  # largest change of the filter's tone curves
     targets: dict[str, float] = field(default_factory=dict)  # per model; default: its own
     steps: int = 40  # per round of the schedule
     seed: int = 0
@@ -80,6 +90,8 @@ class Result:
     epsilon: float  # the budget of the round that ended, in 8-bit grey levels
     steps: int
     seconds: float
+    mode: str = "invisible"
+    enhancement: dict | None = None  # the colour filter, in words and parameters (see enhance)
 
     @property
     def verdict(self) -> str:
@@ -119,6 +131,8 @@ def protect(
     started = time.perf_counter()
     if not models:
         raise ValueError("protect() needs at least one quality model")
+    if settings.mode not in MODES:
+        raise ValueError(f"unknown mode {settings.mode!r}: choose from {', '.join(MODES)}")
     views = parse_views(settings.views)
     targets = _targets(models, settings)
     chain = settings.chain()
@@ -128,21 +142,52 @@ def protect(
     if before.all_low:
         return _result(
             image,
-            image,
-            data,
-            before,
+            Found(image, data, before, 0.0),
             before,
             models,
             targets,
             settings,
             0,
-            0.0,
             started,
             untouched=True,
         )
 
+    search = _Search(models, views, targets, chain, progress)
+    photo = to_tensor(image).to(settings.device)
+    steps, enhancement, base = 0, None, photo
+    if settings.mode in ("enhance", "auto"):
+        enhancer = Enhancer(
+            photo,
+            models,
+            views,
+            dict(targets),
+            chain,
+            Bounds.for_strength(settings.enhance_strength * 255),
+            settings.batch_size,
+        )
+        # The filter has no budget to escalate: two rounds, like the invisible mode's first ε;
+        # none at zero strength, where it can only be the identity.
+        round_ = partial(enhancer.run, settings.steps)
+        rounds = [(0.0, round_)] * 2 if settings.enhance_strength > 0 else []
+        found = search.run(enhancer, rounds)
+        steps = enhancer.step
+        enhancement = enhance_summary(found.colour_filter, photo)
+        if settings.mode == "enhance" or _meets(found.check, models, targets):
+            return _result(
+                image,
+                found,
+                before,
+                models,
+                targets,
+                settings,
+                steps,
+                started,
+                enhancement=enhancement,
+            )
+        base = to_tensor(found.image).to(settings.device)  # auto: perturb the enhanced photo
+
     attack = Attack(
-        to_tensor(image).to(settings.device),
+        base,
         models,
         views,
         dict(targets),
@@ -151,53 +196,75 @@ def protect(
         batch_size=settings.batch_size,
         masking=settings.masking,
     )
-    best: tuple[Image.Image, bytes, Check, float] | None = None
-
-    def on_step(report: StepReport) -> bool:
-        nonlocal best
-        if progress is not None:
-            first = models[0]
-            values = report.scores[first.name].values()
-            progress(report.step, max(values) if first.higher_is_better else min(values))
-        if not report.reached:
-            return False
-        candidate = to_image(attack.pixels())
-        encoded, check = check_output(candidate, models, views, chain)
-        if _meets(check, models, targets):
-            best = (candidate, encoded, check, current_eps)
-            return True
-        if check.all_low:
-            best = (candidate, encoded, check, current_eps)  # protected; aim for the margin
-        for m in models:  # the loop was optimistic: aim further
-            attack.targets[m.name] += -TIGHTEN if m.higher_is_better else TIGHTEN
-        return False
-
-    current_eps = 0.0
-    for current_eps in settings.schedule():
-        if current_eps == 0:
-            continue  # a zero budget cannot move a pixel: nothing to optimize
-        attack.run(current_eps, settings.steps, on_step)
-        if best is not None and _meets(best[2], models, targets):
-            break
-    if best is None:
-        candidate = to_image(attack.pixels())
-        encoded, check = check_output(candidate, models, views, chain)
-        best = (candidate, encoded, check, current_eps)
-    pixels, encoded, check, eps_used = best
+    # A zero budget cannot move a pixel: nothing to optimize in that round.
+    rounds = [(e, partial(attack.run, e, settings.steps)) for e in settings.schedule() if e > 0]
+    found = search.run(attack, rounds, step_offset=steps)
     return _result(
         image,
-        pixels,
-        encoded,
+        found,
         before,
-        check,
         models,
         targets,
         settings,
-        attack.step,
-        eps_used,
+        steps + attack.step,
         started,
-        untouched=False,
+        enhancement=enhancement,
     )
+
+
+@dataclass
+class Found:
+    """A candidate the real check has judged."""
+
+    image: Image.Image
+    encoded: bytes
+    check: Check
+    budget: float  # ε of the invisible round that produced it (0 for a filter)
+    colour_filter: ColourFilter | None = None  # the enhancer's filter that produced it
+
+
+class _Search:
+    """Steps an optimizer (``Attack`` or ``Enhancer``) through rounds — (budget, a function that
+    runs one round given the per-step callback) — with the early stop on the real check and the
+    tightening of in-loop targets it may call for."""
+
+    def __init__(self, models, views, targets, chain, progress):
+        self.models, self.views, self.targets, self.chain = models, views, targets, chain
+        self.progress = progress
+
+    def run(self, loop, rounds: list[tuple[float, Callable]], step_offset: int = 0) -> Found:
+        self.loop, self.offset, self.best, self.budget = loop, step_offset, None, 0.0
+        for self.budget, run_round in rounds:
+            run_round(self._on_step)
+            if self.best is not None and self._meets(self.best):
+                break
+        return self.best if self.best is not None else self._judge()
+
+    def _judge(self) -> Found:
+        candidate = to_image(self.loop.pixels())
+        encoded, check = check_output(candidate, self.models, self.views, self.chain)
+        colour_filter = self.loop.filter() if isinstance(self.loop, Enhancer) else None
+        return Found(candidate, encoded, check, self.budget, colour_filter)
+
+    def _meets(self, found: Found) -> bool:
+        return _meets(found.check, self.models, self.targets)
+
+    def _on_step(self, report: StepReport) -> bool:
+        if self.progress is not None:
+            first = self.models[0]
+            values = report.scores[first.name].values()
+            worst = max(values) if first.higher_is_better else min(values)
+            self.progress(self.offset + report.step, worst)
+        if not report.reached:
+            return False
+        found = self._judge()
+        if found.check.all_low:
+            self.best = found  # protected; stop if the margin is met too, else aim for it
+        if self._meets(found):
+            return True
+        for m in self.models:  # the loop was optimistic: aim further
+            self.loop.targets[m.name] += -TIGHTEN if m.higher_is_better else TIGHTEN
+        return False
 
 
 def _meets(check: Check, models: list[QualityModel], targets: dict[str, float]) -> bool:
@@ -210,39 +277,39 @@ def _meets(check: Check, models: list[QualityModel], targets: dict[str, float]) 
 
 def _result(
     original: Image.Image,
-    pixels: Image.Image,
-    encoded: bytes,
+    found: Found,
     before: Check,
-    final: Check,
     models: list[QualityModel],
     targets: dict[str, float],
     settings: Settings,
     steps: int,
-    epsilon: float,
     started: float,
-    untouched: bool,
+    untouched: bool = False,
+    enhancement: dict | None = None,
 ) -> Result:
-    output = decode(encoded)  # what the file holds
+    output = decode(found.encoded)  # what the file holds
     views = parse_views(settings.views)
-    after = score_image_views(pixels, models, views)
+    after = score_image_views(found.image, models, views)
     psnr, ssim = psnr_ssim(original, output)
-    diff = (to_tensor(original) - to_tensor(pixels)).abs().max().item() * 255
+    diff = (to_tensor(original) - to_tensor(found.image)).abs().max().item() * 255
     return Result(
-        image=pixels,
-        output_jpeg=encoded,
-        protected=final.all_low,
+        image=found.image,
+        output_jpeg=found.encoded,
+        protected=found.check.all_low,
         untouched=untouched,
-        margin_met=_meets(final, models, targets),
+        margin_met=_meets(found.check, models, targets),
         models=[m.describe() for m in models],
         targets=targets,
         before=before.scores,
         after=after.scores,
-        after_jpeg=final.scores,
+        after_jpeg=found.check.scores,
         platform=platform_scores(output, models, views) if settings.platform_checks else {},
         psnr=psnr,
         ssim=ssim,
         linf=round(diff),
-        epsilon=epsilon * 255,
+        epsilon=found.budget * 255,
         steps=steps,
         seconds=time.perf_counter() - started,
+        mode=settings.mode,
+        enhancement=enhancement,
     )

@@ -104,8 +104,12 @@ def extract(photo: torch.Tensor, view: View, size=(VIEW_HEIGHT, VIEW_WIDTH)) -> 
     window = photo[..., top : top + h, left : left + w]
     if not view.resized:
         return window
-    out = F.interpolate(window, size=size, mode="bicubic", antialias=True, align_corners=False)
-    return out.clamp(0, 1)
+    return rescale(window, size).clamp(0, 1)
+
+
+def rescale(window: torch.Tensor, size=(VIEW_HEIGHT, VIEW_WIDTH)) -> torch.Tensor:
+    """The ``resize`` view's antialiased bicubic scaling, before ``extract`` clips its overshoot."""
+    return F.interpolate(window, size=size, mode="bicubic", antialias=True, align_corners=False)
 
 
 def make_views(

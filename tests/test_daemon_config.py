@@ -182,3 +182,20 @@ def test_config_check_fails_with_exit_2_and_the_key(tmp_path, capsys):
     path = write(tmp_path, 'inbox = "inbox"\noutbox = "inbox/out"\n')
     assert main(["config", "check", "--config", str(path)]) == 2
     assert "outbox: " in capsys.readouterr().err
+
+
+def test_protection_mode_is_checked_and_changes_the_settings_fingerprint(tmp_path, brisque):
+    from pixcamd.daemon.service import build_settings, settings_fingerprint
+
+    message = problems(
+        tmp_path, 'inbox = "inbox"\noutbox = "out"\nmode = "vivid"\nenhance_strength = 99\n'
+    )
+    assert "mode: 'vivid' is not one of invisible, enhance, auto" in message
+    assert "enhance_strength: 99 is out of range" in message
+    prints = set()
+    for mode in ("invisible", "enhance", "auto"):
+        config = load_config(write(tmp_path, f'inbox = "inbox"\noutbox = "out"\nmode = "{mode}"\n'))
+        settings = build_settings(config, [brisque], "cpu")
+        assert settings.mode == mode and settings.enhance_strength == 24 / 255
+        prints.add(settings_fingerprint(settings, [brisque]))
+    assert len(prints) == 3  # a new mode re-tries photos it left unprotected

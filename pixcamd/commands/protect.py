@@ -62,6 +62,8 @@ def run(args) -> int:
         print(f"model {model.name} ({model.fingerprint})", file=sys.stderr)
     targets = resolve_targets(args.target, models)
     settings = Settings(
+        mode=args.mode,
+        enhance_strength=args.enhance_strength / 255,
         views=args.views,
         epsilon=args.epsilon / 255,
         epsilon_cap=max(args.epsilon, args.epsilon_cap) / 255,
@@ -128,8 +130,9 @@ def summary_line(source: Path, report: dict, result: Result) -> str:
         for name, per_view in result.after_jpeg.items()
     )
     where = f"→ {report['output']}" if report["output"] else "(not written)"
+    edit = f"; filter: {result.enhancement['description']}" if result.enhancement else ""
     return (
-        f"{source} {where}: {report['verdict'].upper()} — after JPEG-90: {scores}; "
+        f"{source} {where}: {report['verdict'].upper()} — after JPEG-90: {scores}{edit}; "
         f"PSNR {result.psnr:.1f} dB, SSIM {result.ssim:.4f}, L∞ {result.linf}/255, "
         f"{result.steps} steps, {result.seconds:.1f} s"
     )

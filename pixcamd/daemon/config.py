@@ -288,6 +288,24 @@ SCHEMA: tuple[Option, ...] = (
         _number(0, 1024, integer=True),
     ),
     Option(
+        "mode",
+        "Protection",
+        "invisible",
+        '"invisible": a perturbation too small to see. "enhance": a colour filter (tone '
+        "curves, contrast, saturation) a person reads as an edit, kept from looking flatter, "
+        'duller or tinted. "auto": the filter, plus the invisible perturbation only where the '
+        "filter falls short. The filter is recorded per photo in words and parameters.",
+        _choice("invisible", "enhance", "auto"),
+    ),
+    Option(
+        "enhance_strength",
+        "Protection",
+        24.0,
+        "enhance/auto: largest change of the filter's tone curves in 8-bit grey levels; its "
+        "contrast and saturation ranges scale with it.",
+        _number(0, 64, " grey levels"),
+    ),
+    Option(
         "views",
         "Protection",
         list(DEFAULT_VIEWS),

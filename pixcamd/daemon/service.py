@@ -92,6 +92,8 @@ def settings_fingerprint(settings, models) -> str:
     it changes (they were never shipped). Device and batch size do not change the result's
     meaning and are left out."""
     data = {
+        "mode": settings.mode,
+        "enhance_strength": settings.enhance_strength,
         "views": list(settings.views),
         "epsilon": settings.epsilon,
         "epsilon_cap": settings.epsilon_cap,
@@ -120,6 +122,8 @@ def build_settings(config: Config, models, device: str):
     if unknown:
         raise ConfigError(f"target: names {unknown[0]}, which is not among {', '.join(names)}")
     settings = Settings(
+        mode=config.mode,
+        enhance_strength=config.enhance_strength / 255,
         views=tuple(config.views),
         epsilon=config.epsilon / 255,
         epsilon_cap=max(config.epsilon, config.epsilon_cap) / 255,

@@ -326,6 +326,9 @@ class Worker:
 
         summary = result.summary()
         verdict = summary["verdict"] if protected else "unprotected"
+        # Enhancement mode: what the colour filter did, in words (its parameters are in report).
+        edit = result.enhancement["description"] if result.enhancement else None
+        edit_text = f"; filter: {edit}" if edit else ""
         timings["total"] = round(time.perf_counter() - started, 3)
         fields = dict(
             state="done" if protected else "unprotected",
@@ -368,8 +371,9 @@ class Worker:
                 "unprotected",
                 row.path,
                 f"could not be protected, held back from the outbox{where} — "
-                f"after JPEG-90: {_scores_text(result.after_jpeg)}",
+                f"after JPEG-90: {_scores_text(result.after_jpeg)}{edit_text}",
                 level="warning",
+                filter=edit,
                 scores=result.after_jpeg,
                 psnr=fields["psnr"],
                 seconds=fields["seconds"],
@@ -396,9 +400,10 @@ class Worker:
             self.log.emit(
                 "protected",
                 row.path,
-                f"{verdict} → {out_rel} — after JPEG-90: {_scores_text(result.after_jpeg)}; "
-                f"PSNR {result.psnr:.1f} dB, {fields['seconds']:.1f} s",
+                f"{verdict} → {out_rel} — after JPEG-90: {_scores_text(result.after_jpeg)}"
+                f"{edit_text}; PSNR {result.psnr:.1f} dB, {fields['seconds']:.1f} s",
                 output=out_rel,
+                filter=edit,
                 verdict=verdict,
                 scores=result.after_jpeg,
                 psnr=fields["psnr"],
@@ -409,9 +414,10 @@ class Worker:
                 "shipped_unprotected",
                 row.path,
                 f"NOT protected, shipped anyway (on_unprotected = ship) → {out_rel} — after "
-                f"JPEG-90: {_scores_text(result.after_jpeg)}",
+                f"JPEG-90: {_scores_text(result.after_jpeg)}{edit_text}",
                 level="warning",
                 output=out_rel,
+                filter=edit,
                 scores=result.after_jpeg,
                 seconds=fields["seconds"],
             )
