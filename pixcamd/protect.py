@@ -121,6 +121,37 @@ def _targets(models: list[QualityModel], settings: Settings) -> dict[str, float]
     return targets
 
 
+def make_settings(
+    models: list[QualityModel],
+    *,
+    target: dict[str, float],
+    epsilon: float,
+    epsilon_cap: float,
+    enhance_strength: float,
+    **options,
+) -> Settings:
+    """Settings from what a person writes — the command line or the daemon's config: budgets in
+    8-bit grey levels, ``target`` as {"*": score} for "the one model" or {model: score}. Every
+    problem is a ValueError that names it; other ``options`` are Settings fields as they are."""
+    names = [m.name for m in models]
+    if "*" in target:
+        if len(models) > 1:
+            raise ValueError("several models: give the target as MODEL=SCORE for each")
+        target = {names[0]: target["*"]}
+    unknown = sorted(set(target) - set(names))
+    if unknown:
+        raise ValueError(f"the target names {unknown[0]}, which is not among {', '.join(names)}")
+    settings = Settings(
+        targets=dict(target),
+        epsilon=epsilon / 255,
+        epsilon_cap=max(epsilon, epsilon_cap) / 255,
+        enhance_strength=enhance_strength / 255,
+        **options,
+    )
+    _targets(models, settings)  # a target on the good-quality side is refused here, not later
+    return settings
+
+
 def protect(
     image: Image.Image,
     models: list[QualityModel],

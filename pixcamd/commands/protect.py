@@ -13,7 +13,7 @@ from pixcamd.errors import PixcamdError
 from pixcamd.models import load_model
 from pixcamd.output import write_jpeg
 from pixcamd.photo import open_photo
-from pixcamd.protect import Result, Settings, protect
+from pixcamd.protect import Result, Settings, make_settings, protect
 
 
 def plan_outputs(inputs: list[Path], output: Path | None, outdir: Path | None) -> list[Path]:
@@ -40,19 +40,6 @@ def plan_outputs(inputs: list[Path], output: Path | None, outdir: Path | None) -
     return targets
 
 
-def resolve_targets(given: dict[str, float], models) -> dict[str, float]:
-    """A bare ``--target 30`` applies to the one model; names must be models in use."""
-    names = [m.name for m in models]
-    if "*" in given:
-        if len(models) > 1:
-            raise PixcamdError("several models: give --target as MODEL=SCORE,… for each")
-        return {names[0]: given["*"]}
-    unknown = sorted(set(given) - set(names))
-    if unknown:
-        raise PixcamdError(f"--target names {unknown[0]}, which is not among {', '.join(names)}")
-    return dict(given)
-
-
 def run(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -60,19 +47,22 @@ def run(args) -> int:
     models = [load_model(name, args.weights, args.device) for name in names]
     for model in models:
         print(f"model {model.name} ({model.fingerprint})", file=sys.stderr)
-    targets = resolve_targets(args.target, models)
-    settings = Settings(
-        mode=args.mode,
-        enhance_strength=args.enhance_strength / 255,
-        views=args.views,
-        epsilon=args.epsilon / 255,
-        epsilon_cap=max(args.epsilon, args.epsilon_cap) / 255,
-        targets=targets,
-        steps=args.steps,
-        seed=args.seed,
-        output_quality=args.quality,
-        device=args.device,
-    )
+    try:
+        settings = make_settings(
+            models,
+            target=args.target,
+            epsilon=args.epsilon,
+            epsilon_cap=args.epsilon_cap,
+            enhance_strength=args.enhance_strength,
+            mode=args.mode,
+            views=args.views,
+            steps=args.steps,
+            seed=args.seed,
+            output_quality=args.quality,
+            device=args.device,
+        )
+    except ValueError as exc:
+        raise PixcamdError(str(exc)) from None
     inputs = [Path(p) for p in args.files]
     outputs = plan_outputs(inputs, args.output, args.outdir)
     reports, failures, unprotected = [], 0, 0

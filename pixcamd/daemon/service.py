@@ -112,32 +112,24 @@ def settings_fingerprint(settings, models) -> str:
 
 def build_settings(config: Config, models, device: str):
     """protect()'s Settings from the config; target problems are reported as config errors."""
-    from pixcamd.protect import Settings, _targets
+    from pixcamd.protect import make_settings
 
-    names = [m.name for m in models]
-    targets = dict(config.target)
-    if "*" in targets:
-        targets = {names[0]: targets["*"]}
-    unknown = sorted(set(targets) - set(names))
-    if unknown:
-        raise ConfigError(f"target: names {unknown[0]}, which is not among {', '.join(names)}")
-    settings = Settings(
-        mode=config.mode,
-        enhance_strength=config.enhance_strength / 255,
-        views=tuple(config.views),
-        epsilon=config.epsilon / 255,
-        epsilon_cap=max(config.epsilon, config.epsilon_cap) / 255,
-        targets=targets,
-        steps=config.steps,
-        seed=config.seed,
-        output_quality=config.output_quality,
-        device=device,
-    )
     try:
-        _targets(models, settings)
+        return make_settings(
+            models,
+            target=config.target,
+            epsilon=config.epsilon,
+            epsilon_cap=config.epsilon_cap,
+            enhance_strength=config.enhance_strength,
+            mode=config.mode,
+            views=tuple(config.views),
+            steps=config.steps,
+            seed=config.seed,
+            output_quality=config.output_quality,
+            device=device,
+        )
     except ValueError as exc:
         raise ConfigError(f"target: {exc}") from None
-    return settings
 
 
 def resolve_models(config: Config) -> tuple[list[str], str]:
