@@ -1,7 +1,8 @@
 """Evaluation harness: pixcamd and the task's published baseline, measured the same way.
 
     .venv/bin/python bench/evaluate.py DIR_OR_PHOTO... [--model brisque|koncept512]
-        [--weights KonCept512.pth] [--methods pixcamd,baseline] [--views center,resize]
+        [--weights KonCept512.pth] [--methods pixcamd,enhance,auto,baseline]
+        [--views center,resize]
         [--limit N] [--crop WxH] [--sheet 3] [--name NAME] [--out bench/out]
         [--docs docs/benchmarks.md] [--docs-img docs/img] [--save-outputs]
 
@@ -15,9 +16,12 @@ seconds, seconds per megapixel, peak RSS, the machine and the model fingerprint.
 
 Methods:
 
-* ``pixcamd`` — ``pixcamd.protect.protect()`` with its default settings (the informational
-  platform scores off; they never change the pixels); the saved file is ``Result.output_jpeg``
-  (JPEG 95, 4:4:4).
+* ``pixcamd`` — ``pixcamd.protect.protect()`` with its default settings (invisible mode; the
+  informational platform scores off, they never change the pixels); the saved file is
+  ``Result.output_jpeg`` (JPEG 95, 4:4:4).
+* ``enhance``, ``auto`` — the same in ``mode = "enhance"`` (the colour filter alone) and
+  ``mode = "auto"`` (the filter, then the invisible perturbation where it falls short); the
+  filter's description is recorded per photo.
 * ``baseline`` — the MediaEval 2020 Pixel Privacy baseline re-implemented (see
   ``baseline_ifgsm``): I-FGSM on the 512×384 centre view, ε = α = 0.05 in the task's [−1, 1]
   input space (0.025 in [0, 1], 6.4 grey levels), 20 steps, MSE towards the far end of the
@@ -49,7 +53,7 @@ import resource
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -69,7 +73,8 @@ from pixcamd.views import parse_views, plan_views
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "out"
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".heic", ".heif", ".bmp"}
-METHODS = ("pixcamd", "baseline")
+METHODS = ("pixcamd", "enhance", "auto", "baseline")
+PIXCAMD_MODES = {"pixcamd": "invisible", "enhance": "enhance", "auto": "auto"}  # → Settings.mode
 TIMING_OFFSET = 75.0  # random KonCept512 scores ≈ 0: shift them onto the "good" side
 
 
@@ -187,6 +192,9 @@ def run_pixcamd(image: Image.Image, model: QualityModel, settings: Settings) -> 
     result = protect(image, [model], settings)
     seconds = time.perf_counter() - start
     extras = {
+        "mode": result.mode,
+        "enhancement": result.enhancement["description"] if result.enhancement else None,
+        "enhancement_change": result.enhancement["change"] if result.enhancement else None,
         "verdict": result.verdict,
         "untouched": result.untouched,
         "margin_met": result.margin_met,
@@ -409,7 +417,7 @@ def _ratio(a, b):
 
 
 def ratios(ours: dict, base: dict) -> dict:
-    """pixcamd ÷ baseline; PSNR also as a difference in dB (the more telling figure)."""
+    """``ours`` ÷ ``base``; PSNR also as a difference in dB (the more telling figure)."""
     if not ours.get("photos") or not base.get("photos"):
         return {}
     return {
@@ -493,7 +501,7 @@ def evaluate(
         raise ValueError("the task's accuracy is judged on the center view: include it")
     unknown = set(options.methods) - set(METHODS)
     if unknown:
-        raise ValueError(f"unknown method {sorted(unknown)[0]!r}: choose from pixcamd, baseline")
+        raise ValueError(f"unknown method {sorted(unknown)[0]!r}: choose from {', '.join(METHODS)}")
     settings = Settings(
         **{**asdict(options.pixcamd), "views": views, "platform_quality": options.quality}
     )
@@ -531,8 +539,9 @@ def evaluate(
         }
         saved_files = {}
         for method in options.methods:
-            if method == "pixcamd":
-                produced = run_pixcamd(original, model, settings)
+            if method in PIXCAMD_MODES:
+                mode = replace(settings, mode=PIXCAMD_MODES[method])
+                produced = run_pixcamd(original, model, mode)
             else:
                 produced = run_baseline(original, model, options.baseline, options.device)
             record, saved = judge(
@@ -590,6 +599,14 @@ def summarize(rows: list[dict], methods, views) -> dict:
         summary[method] = summarize_method(rows, method, views)
     if "pixcamd" in summary and "baseline" in summary:
         summary["ratios"] = ratios(summary["pixcamd"], summary["baseline"])
+    # The modes against the invisible one, run on the same photos in the same process.
+    versus = {
+        m: ratios(summary[m], summary["pixcamd"])
+        for m in ("enhance", "auto")
+        if m in summary and "pixcamd" in summary
+    }
+    if any(versus.values()):
+        summary["ratios_vs_invisible"] = versus
     return summary
 
 

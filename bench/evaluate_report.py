@@ -18,8 +18,21 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 BEGIN, END = "<!-- evaluate:begin -->", "<!-- evaluate:end -->"
-LABELS = {"original": "original photo", "pixcamd": "pixcamd", "baseline": "baseline (task I-FGSM)"}
-COLOURS = {"original": "#7f7f7f", "pixcamd": "#1f77b4", "baseline": "#d62728"}
+LABELS = {
+    "original": "original photo",
+    "pixcamd": "pixcamd (invisible)",
+    "enhance": "pixcamd enhance",
+    "auto": "pixcamd auto",
+    "baseline": "baseline (task I-FGSM)",
+}
+COLOURS = {
+    "original": "#7f7f7f",
+    "pixcamd": "#1f77b4",
+    "enhance": "#2ca02c",
+    "auto": "#9467bd",
+    "baseline": "#d62728",
+}
+METHODS = ("pixcamd", "enhance", "auto", "baseline")  # table and figure order
 DOCS_LIMIT = 300_000  # bytes, for the copies under docs/img
 AMPLIFY = 20
 
@@ -82,7 +95,7 @@ def markdown(report: dict, images: dict[str, str] | None = None) -> str:
     h, m, model = report["harness"], report["machine"], report["model"]
     views = h["views"]
     s = report["summary"]
-    methods = [k for k in ("pixcamd", "baseline") if k in s]
+    methods = [k for k in METHODS if k in s]
     good = ">" if model["direction"] == "higher_is_better" else "<"
     out = [f"### {title(report)} ({h['date'][:10]})", ""]
     if model.get("timing_only"):
@@ -108,7 +121,8 @@ def markdown(report: dict, images: dict[str, str] | None = None) -> str:
         f"- Check: {h['jpeg_check']}, views {', '.join(views)}. Protected = every view on the "
         "low-quality side after that JPEG-90. Task accuracy = share of photos still judged good "
         "on the center view after JPEG-90 (lower is better for the protector).",
-        "- pixcamd: `protect()` defaults, file = its JPEG 95 4:4:4. Baseline: I-FGSM on the "
+        "- pixcamd: `protect()` defaults (invisible mode; enhance / auto: the same with that "
+        "`mode`), file = its JPEG 95 4:4:4. Baseline: I-FGSM on the "
         f"centre view, ε = α = 0.05 in [−1, 1] (6.4/255), {report['settings']['baseline']['steps']}"
         f" steps, MSE towards {report['settings']['baseline']['target']:g}, no JPEG, pasted into "
         "the full photo, file = PNG. PSNR/SSIM of the saved file against the original (whole "
@@ -161,6 +175,21 @@ def markdown(report: dict, images: dict[str, str] | None = None) -> str:
             _times(q["peak_rss"]),
         ]
         out.append("| " + " | ".join(cells) + " |")
+    for method, q in s.get("ratios_vs_invisible", {}).items():
+        if not q:
+            continue
+        cells = [f"{method} ÷ invisible", _times(q["protection"])] + [""] * (len(views) + 1)
+        cells += [
+            f"{_times(q['psnr'])} ({q['psnr_db_difference']:+.1f} dB)",
+            f"{_times(q['psnr_center'])} ({q['psnr_center_db_difference']:+.1f} dB)",
+            "",
+            "",
+            "",
+            f"{_times(q['seconds'])} ({_times(q['seconds_median'])})",
+            _times(q["seconds_per_mp"]),
+            _times(q["peak_rss"]),
+        ]
+        out.append("| " + " | ".join(cells) + " |")
     for method in methods:
         r = s[method]
         if r.get("seconds_per_step_median") is not None:
@@ -191,7 +220,21 @@ def markdown(report: dict, images: dict[str, str] | None = None) -> str:
             cells.append(" / ".join(f"{r['after_jpeg90'][v]:.1f}" for v in views) + mark)
             cells += [_num(r["psnr"]), f"{r['linf']} / {r['linf_file']}", _num(r["seconds"])]
         out.append("| " + " | ".join(cells) + " |")
-    out += ["", "✗ = not protected (some view still judged good).", "", "</details>", ""]
+    out += ["", "✗ = not protected (some view still judged good).", ""]
+    edits = [
+        f"- {row['name']}: "
+        + "; ".join(
+            f"{m} {row['methods'][m]['enhancement']}"
+            for m in methods
+            if row["methods"].get(m, {}).get("enhancement")
+        )
+        for row in report["photos"]
+        if any(row["methods"].get(m, {}).get("enhancement") for m in methods)
+    ]
+    if edits:
+        out += ["What the colour filter did (enhance / auto), as pixcamd describes it:", ""]
+        out += [*edits, ""]
+    out += ["</details>", ""]
     for what, path in (images or {}).items():
         out.append(f"![{what}]({path})")
     if images:
@@ -235,7 +278,7 @@ def figure(report: dict, path: Path) -> bool:
     except ImportError:
         return False
     model, views, rows = report["model"], report["harness"]["views"], report["photos"]
-    methods = [m for m in ("pixcamd", "baseline") if m in report["summary"]]
+    methods = [m for m in METHODS if m in report["summary"]]
     threshold = model["threshold"]
     higher = model["direction"] == "higher_is_better"
     fig, axes = plt.subplots(1, len(views) + 1, figsize=(4.2 * (len(views) + 1), 4.2))

@@ -200,6 +200,12 @@ class ColourFilter:
         data["knots"] = [list(row) for row in self.knots]
         return data
 
+    @classmethod
+    def from_dict(cls, data: dict) -> ColourFilter:
+        """Back from ``to_dict`` (a report or the ledger): the same filter, the same pixels."""
+        knots = tuple(tuple(float(v) for v in row) for row in data["knots"])
+        return cls(knots, float(data["contrast"]), float(data["saturation"]), float(data["pivot"]))
+
 
 def look(x: torch.Tensor) -> dict[str, torch.Tensor]:
     """A photo's statistics in CIELAB, as an editor would judge it (differentiable): mean L*,

@@ -7,6 +7,10 @@ by a signed-gradient step (I-FGSM / PGD under an L∞ budget). The budget is sha
 perceptual mask: full ε in texture, down to a quarter of it in flat areas, where a change would
 show. Only pixels that some view sees ever move.
 
+``ViewLoop`` holds what every optimizer here shares — the views, the in-loop JPEG, the hinge
+loss and its targets; ``Attack`` is the invisible perturbation, ``pixcamd.enhance.Enhancer``
+the colour filter of enhancement mode.
+
 The ``resize`` view skips the in-loop JPEG: a downscale by the factor of a multi-megapixel photo
 averages JPEG-90's 8×8 quantization error away (well under one grey level), and running the
 codec over the whole photo every step would cost more than the model. The real check decides.

@@ -165,12 +165,7 @@ def test_an_enhancement_is_recorded_well_enough_to_reproduce_and_stays_an_edit(e
     assert record["description"] != "no visible colour change"
     assert record["description"] == describe_text(record["change"])
     assert Guards().allow({k: torch.tensor(v) for k, v in record["change"].items()})
-    again = ColourFilter(
-        knots=tuple(tuple(row) for row in record["filter"]["knots"]),
-        contrast=record["filter"]["contrast"],
-        saturation=record["filter"]["saturation"],
-        pivot=record["filter"]["pivot"],
-    )
+    again = ColourFilter.from_dict(json.loads(json.dumps(record["filter"])))  # via a report
     pixels = to_image(torch.round(again.apply(to_tensor(near_crop)) * 255) / 255)
     assert pixels.tobytes() == enhanced.image.tobytes()
     json.dumps(enhanced.summary())  # ledger- and report-ready
