@@ -33,6 +33,7 @@ COLOURS = {
     "baseline": "#d62728",
 }
 METHODS = ("pixcamd", "enhance", "auto", "baseline")  # table and figure order
+VISIBLE_EDITS = ("enhance", "auto")  # methods meant to be seen: no ×20 difference tile
 DOCS_LIMIT = 300_000  # bytes, for the copies under docs/img
 AMPLIFY = 20
 
@@ -88,6 +89,22 @@ def title(report: dict) -> str:
     if model.get("timing_only"):
         label += " — RANDOM WEIGHTS, TIMING ONLY"
     return f"{label}: {report['summary']['original']['photos']} photos"
+
+
+def ratio_row(label: str, q: dict, views) -> str:
+    """One table row of ratios (see ``evaluate.ratios``), under the summary table's columns."""
+    cells = [label, _times(q["protection"])] + [""] * (len(views) + 1)
+    cells += [
+        f"{_times(q['psnr'])} ({q['psnr_db_difference']:+.1f} dB)",
+        f"{_times(q['psnr_center'])} ({q['psnr_center_db_difference']:+.1f} dB)",
+        "",
+        "",
+        "",
+        f"{_times(q['seconds'])} ({_times(q['seconds_median'])})",
+        _times(q["seconds_per_mp"]),
+        _times(q["peak_rss"]),
+    ]
+    return "| " + " | ".join(cells) + " |"
 
 
 def markdown(report: dict, images: dict[str, str] | None = None) -> str:
@@ -161,35 +178,11 @@ def markdown(report: dict, images: dict[str, str] | None = None) -> str:
             _num(r["peak_rss_mb_max"], ".0f"),
         ]
         out.append("| " + " | ".join(cells) + " |")
-    q = s.get("ratios")
-    if q:
-        cells = ["pixcamd ÷ baseline", _times(q["protection"])] + [""] * (len(views) + 1)
-        cells += [
-            f"{_times(q['psnr'])} ({q['psnr_db_difference']:+.1f} dB)",
-            f"{_times(q['psnr_center'])} ({q['psnr_center_db_difference']:+.1f} dB)",
-            "",
-            "",
-            "",
-            f"{_times(q['seconds'])} ({_times(q['seconds_median'])})",
-            _times(q["seconds_per_mp"]),
-            _times(q["peak_rss"]),
-        ]
-        out.append("| " + " | ".join(cells) + " |")
+    if s.get("ratios"):
+        out.append(ratio_row("pixcamd ÷ baseline", s["ratios"], views))
     for method, q in s.get("ratios_vs_invisible", {}).items():
-        if not q:
-            continue
-        cells = [f"{method} ÷ invisible", _times(q["protection"])] + [""] * (len(views) + 1)
-        cells += [
-            f"{_times(q['psnr'])} ({q['psnr_db_difference']:+.1f} dB)",
-            f"{_times(q['psnr_center'])} ({q['psnr_center_db_difference']:+.1f} dB)",
-            "",
-            "",
-            "",
-            f"{_times(q['seconds'])} ({_times(q['seconds_median'])})",
-            _times(q["seconds_per_mp"]),
-            _times(q["peak_rss"]),
-        ]
-        out.append("| " + " | ".join(cells) + " |")
+        if q:
+            out.append(ratio_row(f"{method} ÷ invisible", q, views))
     for method in methods:
         r = s[method]
         if r.get("seconds_per_step_median") is not None:
@@ -337,6 +330,23 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
+def edit_lines(record: dict) -> list[str]:
+    """The enhancement, as pixcamd described it, and the invisible budget added on top."""
+    lines = ["filter:", *(record.get("enhancement") or "none").split(", ")]
+    if record.get("epsilon"):
+        lines += ["", f"+ invisible perturbation, eps {record['epsilon']:.0f}/255"]
+    return lines
+
+
+def text_tile(lines: list[str], size: tuple[int, int], font) -> Image.Image:
+    tile = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(tile)
+    for i, line in enumerate(lines):
+        text = line.replace("−", "-")  # ASCII for Pillow's built-in font
+        draw.text((12, 12 + 20 * i), text, fill="black", font=font)
+    return tile
+
+
 def difference(a: Image.Image, b: Image.Image, gain: int = AMPLIFY) -> Image.Image:
     """Mid-grey where nothing changed; each channel's change ×``gain``."""
     d = np.asarray(b, dtype=np.int16) - np.asarray(a, dtype=np.int16)
@@ -345,7 +355,8 @@ def difference(a: Image.Image, b: Image.Image, gain: int = AMPLIFY) -> Image.Ima
 
 def contact_sheet(report: dict, sheet: list[dict]) -> Image.Image | None:
     """Per photo: the whole photo (centre view boxed), then at native resolution the centre
-    view of the original and, per method, of its saved file and the difference ×20.
+    view of the original and, per method, of its saved file and the difference ×20 (for the
+    visible edits of enhance / auto: what the filter did, in words).
 
     Labels are ASCII: Pillow's built-in font has no × or ∞."""
     if not sheet:
@@ -354,7 +365,8 @@ def contact_sheet(report: dict, sheet: list[dict]) -> Image.Image | None:
     methods = list(sheet[0]["methods"])
     heads = ["whole photo (centre view boxed)", "original, centre view"]
     for m in methods:
-        heads += [f"{LABELS[m]} file", f"{m} difference x{AMPLIFY}"]
+        second = "what the filter did" if m in VISIBLE_EDITS else f"{m} difference x{AMPLIFY}"
+        heads += [f"{LABELS[m]} file", second]
     cols, label, pad = len(heads), 40, 4
     width = cols * (tw + pad) + pad
     height = 24 + len(sheet) * (th + label + pad) + pad
@@ -385,7 +397,11 @@ def contact_sheet(report: dict, sheet: list[dict]) -> Image.Image | None:
         )
         tiles = [thumb, item["original"]]
         for m in methods:
-            tiles += [item["methods"][m], difference(item["original"], item["methods"][m])]
+            if m in VISIBLE_EDITS:  # a visible edit: ×20 differences would only saturate
+                second = text_tile(edit_lines(item["records"][m]), (tw, th), small)
+            else:
+                second = difference(item["original"], item["methods"][m])
+            tiles += [item["methods"][m], second]
         for c, tile in enumerate(tiles):
             canvas.paste(tile, (pad + c * (tw + pad), y))
     if model.get("timing_only"):

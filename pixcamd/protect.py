@@ -170,22 +170,20 @@ def protect(
     image = image.convert("RGB")
 
     data, before = check_output(image, models, views, chain)
-    if before.all_low:
+    enhancement = None
+
+    def finish(found: Found, steps: int, untouched: bool = False) -> Result:
+        # Reads ``enhancement`` when called: the filter's record once there is one.
         return _result(
-            image,
-            Found(image, data, before, 0.0),
-            before,
-            models,
-            targets,
-            settings,
-            0,
-            started,
-            untouched=True,
+            image, found, before, models, targets, settings, steps, started, untouched, enhancement
         )
+
+    if before.all_low:
+        return finish(Found(image, data, before, 0.0), 0, untouched=True)
 
     search = _Search(models, views, targets, chain, progress)
     photo = to_tensor(image).to(settings.device)
-    steps, enhancement, base = 0, None, photo
+    steps, base = 0, photo
     if settings.mode in ("enhance", "auto"):
         enhancer = Enhancer(
             photo,
@@ -204,17 +202,7 @@ def protect(
         steps = enhancer.step
         enhancement = enhance_summary(found.colour_filter, photo)
         if settings.mode == "enhance" or _meets(found.check, models, targets):
-            return _result(
-                image,
-                found,
-                before,
-                models,
-                targets,
-                settings,
-                steps,
-                started,
-                enhancement=enhancement,
-            )
+            return finish(found, steps)
         base = to_tensor(found.image).to(settings.device)  # auto: perturb the enhanced photo
 
     attack = Attack(
@@ -230,17 +218,7 @@ def protect(
     # A zero budget cannot move a pixel: nothing to optimize in that round.
     rounds = [(e, partial(attack.run, e, settings.steps)) for e in settings.schedule() if e > 0]
     found = search.run(attack, rounds, step_offset=steps)
-    return _result(
-        image,
-        found,
-        before,
-        models,
-        targets,
-        settings,
-        steps + attack.step,
-        started,
-        enhancement=enhancement,
-    )
+    return finish(found, steps + attack.step)
 
 
 @dataclass
