@@ -229,7 +229,8 @@ def test_protect_command_in_enhance_mode_writes_a_protected_file(
     source, target = tmp_path / "near.png", tmp_path / "out" / "near.jpg"
     near_crop.save(source)  # lossless: the very pixels the other tests protect
     target.parent.mkdir()
-    options = ["--model", "brisque", "--mode", "enhance", "--views", "center", "--target", str(NEAR_TARGET)]
+    options = ["--model", "brisque", "--mode", "enhance", "--views", "center"]
+    options += ["--target", str(NEAR_TARGET)]
     code = main(["protect", str(source), "-o", str(target), *options, "--json"])
     captured = capsys.readouterr()
     assert code == 0, captured.err

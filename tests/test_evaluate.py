@@ -77,6 +77,15 @@ def test_json_has_every_figure(run):
         summary["pixcamd"]["seconds_mean"] / summary["baseline"]["seconds_mean"]
     )
     assert outputs["contact_sheet"] and outputs["markdown"]
+    for mode in ("enhance", "auto"):  # the modes, measured against invisible on the same photos
+        assert summary["ratios_vs_invisible"][mode]["seconds"] == pytest.approx(
+            summary[mode]["seconds_mean"] / summary["pixcamd"]["seconds_mean"]
+        )
+        for row in report["photos"]:
+            assert row["methods"][mode]["mode"] == mode
+            assert row["methods"][mode]["enhancement"]  # what the filter did, in words
+        assert f"| {mode} ÷ invisible |" in Path(outputs["markdown"]).read_text()
+    assert report["photos"][0]["methods"]["pixcamd"]["enhancement"] is None
     try:
         import matplotlib  # noqa: F401
 
@@ -88,7 +97,7 @@ def test_json_has_every_figure(run):
 def test_rates_follow_from_the_scores(run, tiny_biqa):
     report, _, _ = run
     rows, summary = report["photos"], report["summary"]
-    for method in ("pixcamd", "baseline"):
+    for method in evaluate.METHODS:
         recs = [row["methods"][method] for row in rows]
         for r in recs:
             assert r["low_after_jpeg90"] == {
@@ -110,14 +119,16 @@ def test_scores_are_reproduced_from_the_saved_files(run, photo_dir, tiny_biqa):
     report, _, out = run
     for row in report["photos"]:
         stem = row["name"].rsplit(".", 1)[0]
-        for method, suffix in (("pixcamd", ".jpg"), ("baseline", ".png")):
+        for method in evaluate.METHODS:
+            suffix = ".png" if method == "baseline" else ".jpg"
             with Image.open(out / "files" / method / (stem + suffix)) as f:
-                assert f.format == ("JPEG" if method == "pixcamd" else "PNG")
+                assert f.format == ("PNG" if method == "baseline" else "JPEG")
                 saved = f.convert("RGB")
             judged = score_image(saved, tiny_biqa, VIEWS, jpeg_quality=90)
             expected = row["methods"][method]["after_jpeg90"]
             assert {v.view: v.score for v in judged.views} == pytest.approx(expected, abs=1e-3)
-        assert row["methods"]["pixcamd"]["agrees_with_self_report"]
+        for method in ("pixcamd", "enhance", "auto"):
+            assert row["methods"][method]["agrees_with_self_report"]
 
 
 def test_baseline_changes_only_the_centre_view_within_its_budget(run, photo_dir):
