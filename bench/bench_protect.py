@@ -1,7 +1,8 @@
 """What a protection step costs. Two parts, each its own subcommand:
 
-    .venv/bin/python bench/bench_protect.py step [--megapixels 12] [--steps 5]
+    .venv/bin/python bench/bench_protect.py step [--megapixels 12] [--steps 5] [--mode enhance]
     .venv/bin/python bench/bench_protect.py memory [--megapixels 24] [--model koncept512]
+        [--mode enhance]
 
 ``step``: seconds per optimizer iteration with views center,resize on a photo of the given size,
 KonCept512 with RANDOM weights (labelled: timing only), as a ratio to the bare cost of the two
@@ -9,6 +10,8 @@ forward+backward passes of the model measured in the same process — the rest o
 (views, in-loop JPEG, update of the full-resolution perturbation) is what the ratio exposes.
 ``memory``: peak RSS of a few protection steps, a real check and PSNR/SSIM — protect()'s
 peaks — on a photo of that size, in a fresh process.
+``--mode enhance`` measures the colour filter's optimizer (``pixcamd.enhance.Enhancer``) instead
+of the invisible perturbation (``auto`` is one, then the other: its peaks are theirs).
 Protection rates, PSNR/SSIM and cost per photo on the corpus: ``bench/evaluate.py``.
 Medians over the repeats; machine facts printed with every result.
 """
@@ -30,6 +33,7 @@ import torch
 from PIL import Image
 
 from pixcamd.check import check_output, psnr_ssim
+from pixcamd.enhance import Enhancer
 from pixcamd.jpeg import Chain, decode
 from pixcamd.models import load_model
 from pixcamd.models.koncept512 import KonCept512
@@ -67,16 +71,26 @@ def model_for(name: str):
     return load_model(name)
 
 
+def optimizer(mode: str, photo: torch.Tensor, model, views, chain):
+    """The mode's optimizer towards a target it never reaches (no early stop), and a function
+    that runs it ``n`` steps."""
+    unreachable = {model.name: -1e9 if model.higher_is_better else 1e9}
+    if mode == "enhance":
+        enhancer = Enhancer(photo, [model], views, unreachable, chain)
+        return enhancer, lambda n: enhancer.run(n)
+    attack = Attack(photo, [model], views, unreachable, chain)
+    return attack, lambda n: attack.run(4 / 255, n)
+
+
 def step_cost(args) -> dict:
     model = model_for(args.model)
     photo = to_tensor(test_photo(args.megapixels))
-    unreachable = {model.name: -1e9 if model.higher_is_better else 1e9}  # never stops early
-    attack = Attack(photo, [model], ("center", "resize"), unreachable, Chain())
-    attack.run(4 / 255, 1)  # warm-up
+    _, run = optimizer(args.mode, photo, model, ("center", "resize"), Chain())
+    run(1)  # warm-up
     per_step = []
     for _ in range(args.steps):
         start = time.perf_counter()
-        attack.run(4 / 255, 1)
+        run(1)
         per_step.append(time.perf_counter() - start)
     views = torch.rand(2, 3, 384, 512)
 
@@ -93,6 +107,7 @@ def step_cost(args) -> dict:
     step, base = statistics.median(per_step), statistics.median(bare_times)
     return {
         "part": "step",
+        "mode": args.mode,
         "model": model.fingerprint,
         "photo": f"{photo.shape[-1]}x{photo.shape[-2]}",
         "megapixels": photo.shape[-1] * photo.shape[-2] / 1e6,
@@ -109,23 +124,23 @@ def step_cost(args) -> dict:
 def memory(args) -> dict:
     if not args.child:
         cmd = [sys.executable, __file__, "memory", "--child", "--megapixels", str(args.megapixels)]
-        cmd += ["--model", args.model, "--steps", str(args.steps)]
+        cmd += ["--model", args.model, "--steps", str(args.steps), "--mode", args.mode]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         return json.loads(out.strip().splitlines()[-1])
     model = model_for(args.model)
     image = test_photo(args.megapixels)
-    unreachable = {model.name: -1e9 if model.higher_is_better else 1e9}
     settings = Settings(targets={}, steps=args.steps, epsilon_cap=4 / 255, platform_checks=False)
-    attack = Attack(to_tensor(image), [model], settings.views, unreachable, settings.chain())
-    attack.run(4 / 255, args.steps)
-    # protect()'s other peaks happen while the attack is alive: the real check of a candidate
-    # and the PSNR/SSIM of the result.
-    candidate = to_image(attack.pixels())
+    loop, run = optimizer(args.mode, to_tensor(image), model, settings.views, settings.chain())
+    run(args.steps)
+    # protect()'s other peaks happen while the optimizer is alive: the real check of a
+    # candidate and the PSNR/SSIM of the result.
+    candidate = to_image(loop.pixels())
     data, _ = check_output(candidate, [model], settings.views, settings.chain())
     psnr_ssim(image, decode(data))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result = {
         "part": "memory",
+        "mode": args.mode,
         "model": model.fingerprint,
         "photo": f"{image.width}x{image.height}",
         "megapixels": image.width * image.height / 1e6,
@@ -145,6 +160,7 @@ def main() -> None:
         p.add_argument("--megapixels", type=float, default=12.0 if name == "step" else 24.0)
         p.add_argument("--model", default="koncept512", choices=("koncept512", "brisque"))
         p.add_argument("--steps", type=int, default=5 if name == "step" else 2)
+        p.add_argument("--mode", default="invisible", choices=("invisible", "enhance"))
         p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args()

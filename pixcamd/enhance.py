@@ -32,7 +32,7 @@ full-resolution photo. Native views (``center``, ``tiles``) filter their own reg
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
 import kornia
@@ -134,10 +134,12 @@ def apply_filter(x: torch.Tensor, knots, contrast, saturation, pivot: float) -> 
     return finish(tone_curve(x, knots), contrast, saturation, pivot)
 
 
-def hat_maps(x: torch.Tensor, pieces: int) -> list[torch.Tensor]:
-    """φₖ(x) for k = 0…K: tone_curve(x, knots) = Σₖ knots[:, k]·φₖ(x)."""
+def hat_maps(x: torch.Tensor, pieces: int) -> Iterator[torch.Tensor]:
+    """φₖ(x) for k = 0…K, one at a time (each is as large as ``x``: at 24 MP, 290 MB):
+    tone_curve(x, knots) = Σₖ knots[:, k]·φₖ(x)."""
     t = x * pieces
-    return [(1 - (t - k).abs()).clamp_(min=0) for k in range(pieces + 1)]
+    for k in range(pieces + 1):
+        yield (1 - (t - k).abs()).clamp_(min=0)
 
 
 def mean_luma(x: torch.Tensor) -> float:

@@ -183,7 +183,7 @@ def protect(
 
     search = _Search(models, views, targets, chain, progress)
     photo = to_tensor(image).to(settings.device)
-    steps, base = 0, photo
+    steps = 0
     if settings.mode in ("enhance", "auto"):
         enhancer = Enhancer(
             photo,
@@ -203,10 +203,11 @@ def protect(
         enhancement = enhance_summary(found.colour_filter, photo)
         if settings.mode == "enhance" or _meets(found.check, models, targets):
             return finish(found, steps)
-        base = to_tensor(found.image).to(settings.device)  # auto: perturb the enhanced photo
+        photo = to_tensor(found.image).to(settings.device)  # auto: perturb the enhanced photo
+        del enhancer  # its hat maps and thumbnail: memory the perturbation can use
 
     attack = Attack(
-        base,
+        photo,
         models,
         views,
         dict(targets),
