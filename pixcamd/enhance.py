@@ -253,11 +253,14 @@ def describe(before: torch.Tensor, after: torch.Tensor) -> dict:
 class Guards:
     """What keeps the filter an enhancement. Left alone, every BIQA pulls the same way — flatter,
     duller, a colour cast, washed out: that is what low quality looks like — so the filter is
-    held to the edits a person would choose: no less contrast or colour than the original, no
-    visible green/magenta cast, a modest warm/cool shift and exposure change."""
+    held to the edits a person would choose: no less contrast or colour than the original and
+    not much more, no visible green/magenta cast, a modest warm/cool shift and exposure change.
+    """
 
     min_contrast_pct: float = 0.0
+    max_contrast_pct: float = 40.0  # beyond, an edit turns harsh
     min_saturation_pct: float = 0.0
+    max_saturation_pct: float = 40.0  # beyond, garish (a first corpus run reached +85 %)
     max_tint: float = 2.0  # |Δa*|
     max_warmth: float = 6.0  # |Δb*|
     max_brightness_pct: float = 10.0  # |Δ mean L*|
@@ -266,7 +269,9 @@ class Guards:
         """How far a ``change`` lies outside the guards (0 inside), in % and CIELAB units."""
         return (
             F.relu(self.min_contrast_pct - n["contrast_pct"])
+            + F.relu(n["contrast_pct"] - self.max_contrast_pct)
             + F.relu(self.min_saturation_pct - n["saturation_pct"])
+            + F.relu(n["saturation_pct"] - self.max_saturation_pct)
             + F.relu(n["tint"].abs() - self.max_tint)
             + F.relu(n["warmth"].abs() - self.max_warmth)
             + F.relu(n["brightness_pct"].abs() - self.max_brightness_pct)
