@@ -57,7 +57,6 @@ PCT_FLOOR = {"lightness": 5.0, "spread": 5.0, "chroma": 10.0}  # CIELAB units
 GUARD_HALVINGS = 8  # then the identity
 GUARD_TOLERANCE = 0.05  # % or CIELAB units: rounding, not a visible difference
 GUARD_WEIGHT = 5.0  # score points per unit outside the guards: the loss learns where they are
-LUMA = (0.299, 0.587, 0.114)  # kornia.color.rgb_to_grayscale and Pillow's ImageEnhance
 
 
 @dataclass(frozen=True)
@@ -105,13 +104,12 @@ def tone_curve(x: torch.Tensor, knots: torch.Tensor) -> torch.Tensor:
     that CPU threads sum in a varying order, and the same photo would not give the same bytes
     twice. Without: the lookup, several times faster on a full-resolution photo.
     """
+    pieces = knots.shape[1] - 1
     if knots.requires_grad and torch.is_grad_enabled():
-        pieces = knots.shape[1] - 1
         out = torch.zeros_like(x)
         for k, phi in enumerate(hat_maps(x, pieces)):
             out = out + knots[:, k].view(1, -1, 1, 1) * phi
         return out
-    pieces = knots.shape[1] - 1
     t = x * pieces
     index = t.floor().clamp_(0, pieces - 1).long()
     frac = t - index
@@ -143,8 +141,7 @@ def hat_maps(x: torch.Tensor, pieces: int) -> Iterator[torch.Tensor]:
 
 
 def mean_luma(x: torch.Tensor) -> float:
-    weights = torch.tensor(LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    return float((x * weights).sum(1).mean())
+    return float(kornia.color.rgb_to_grayscale(x).mean())
 
 
 def project_knots(knots: torch.Tensor, bounds: Bounds) -> torch.Tensor:
@@ -437,9 +434,14 @@ class Enhancer(ViewLoop):
             self.optimizer.step()
             self._project()
 
+    def candidate(self) -> tuple[torch.Tensor, ColourFilter]:
+        """The filtered photo at full resolution (8-bit values, 1×3×H×W) and its filter: the
+        guards are applied once for both."""
+        colour_filter = self.filter()
+        return torch.round(colour_filter.apply(self.photo) * 255) / 255, colour_filter
+
     def pixels(self) -> torch.Tensor:
-        """The filtered photo at full resolution, 8-bit values, 1×3×H×W."""
-        return torch.round(self.filter().apply(self.photo) * 255) / 255
+        return self.candidate()[0]
 
 
 def summary(colour_filter: ColourFilter, photo: torch.Tensor) -> dict:

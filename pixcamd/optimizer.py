@@ -104,6 +104,14 @@ class ViewLoop:
         excess = scores - target if model.higher_is_better else target - scores
         return F.relu(excess).sum()
 
+    def pixels(self) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def candidate(self) -> tuple[torch.Tensor, object | None]:
+        """The 8-bit photo to judge, and what produced it beyond the pixels (the enhancer's
+        filter; nothing for the perturbation)."""
+        return self.pixels(), None
+
     def reached(self, scores: dict[str, dict[str, float]]) -> bool:
         for model in self.models:
             target = self.targets[model.name]

@@ -200,7 +200,7 @@ def protect(
         rounds = [(0.0, round_)] * 2 if settings.enhance_strength > 0 else []
         found = search.run(enhancer, rounds)
         steps = enhancer.step
-        enhancement = enhance_summary(found.colour_filter, photo)
+        enhancement = enhance_summary(found.colour_filter, enhancer.thumb)  # a thumbnail will do
         if settings.mode == "enhance" or _meets(found.check, models, targets):
             return finish(found, steps)
         photo = to_tensor(found.image).to(settings.device)  # auto: perturb the enhanced photo
@@ -251,9 +251,9 @@ class _Search:
         return self.best if self.best is not None else self._judge()
 
     def _judge(self) -> Found:
-        candidate = to_image(self.loop.pixels())
+        pixels, colour_filter = self.loop.candidate()
+        candidate = to_image(pixels)
         encoded, check = check_output(candidate, self.models, self.views, self.chain)
-        colour_filter = self.loop.filter() if isinstance(self.loop, Enhancer) else None
         return Found(candidate, encoded, check, self.budget, colour_filter)
 
     def _meets(self, found: Found) -> bool:
