@@ -1,0 +1,289 @@
+"""Platform pipelines: what a destination does to a photo before anyone's BIQA sees it.
+
+A pipeline is a resize rule (none; long side L; width W; height H; a scale factor — only ever
+downscaling, a photo smaller than the rule is left at its size), the resampling filter, then a
+JPEG encode at the destination's quality and chroma subsampling. ``Pipeline.apply`` is the real
+thing (Pillow); ``pixcamd.optimizer`` holds its differentiable stand-in.
+
+Presets approximate common destinations (figures and where they come from: docs/platforms.md;
+platforms change them without notice). Anything else is written inline — ``long1600-q75``,
+``width1280-q70-bicubic-444`` — or defined by name in the daemon's config.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+
+from PIL import Image
+
+FILTERS = {
+    "lanczos": Image.Resampling.LANCZOS,
+    "bicubic": Image.Resampling.BICUBIC,
+    "bilinear": Image.Resampling.BILINEAR,
+    "hamming": Image.Resampling.HAMMING,
+    "box": Image.Resampling.BOX,
+    "nearest": Image.Resampling.NEAREST,
+}
+RESIZE_RULES = ("none", "long", "width", "height", "scale")
+SUBSAMPLINGS = ("4:2:0", "4:2:2", "4:4:4")
+MIN_SIZE = 16  # a side smaller than one JPEG block pair is no destination
+
+
+class PipelineError(ValueError):
+    """A pipeline that cannot be used; the message says which part and why."""
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """One destination: resize (never up), then JPEG. ``quality`` None = no re-encode."""
+
+    name: str
+    resize: str = "none"  # one of RESIZE_RULES
+    size: float = 0  # pixels for long/width/height, the factor for scale
+    filter: str = "lanczos"
+    quality: int | None = 90
+    subsampling: str = "4:2:0"
+
+    def __post_init__(self):
+        if self.resize not in RESIZE_RULES:
+            raise PipelineError(
+                f"unknown resize rule {self.resize!r}: use none, long N, width N, height N "
+                "or scale F"
+            )
+        if self.resize == "scale":
+            if not 0 < self.size <= 1:
+                raise PipelineError(
+                    f"scale {self.size:g} would enlarge or vanish: give a factor in (0, 1] "
+                    "(pipelines only downscale)"
+                )
+        elif self.resize != "none" and (self.size != int(self.size) or self.size < MIN_SIZE):
+            raise PipelineError(
+                f"{self.resize} {self.size:g}: give a whole number of pixels ≥ {MIN_SIZE}"
+            )
+        if self.filter not in FILTERS:
+            raise PipelineError(
+                f"unknown resampling filter {self.filter!r}: choose from {', '.join(FILTERS)}"
+            )
+        if self.quality is None and self.resize != "none":
+            raise PipelineError("a pipeline that resizes must re-encode: give a JPEG quality")
+        if self.quality is not None and not (
+            isinstance(self.quality, int) and 1 <= self.quality <= 100
+        ):
+            raise PipelineError(f"JPEG quality {self.quality!r} is out of range: give 1–100")
+        if self.subsampling not in SUBSAMPLINGS:
+            raise PipelineError(
+                f"unknown chroma subsampling {self.subsampling!r}: choose from "
+                f"{', '.join(SUBSAMPLINGS)}"
+            )
+
+    def output_size(self, width: int, height: int) -> tuple[int, int]:
+        """The size this pipeline serves a ``width``×``height`` photo at (never larger)."""
+        if self.resize == "none":
+            return width, height
+        if self.resize == "scale":
+            factor = self.size
+        else:
+            side = {"long": max(width, height), "width": width, "height": height}[self.resize]
+            factor = self.size / side
+        if factor >= 1:
+            return width, height
+        return max(1, round(width * factor)), max(1, round(height * factor))
+
+    def apply(self, img: Image.Image) -> Image.Image:
+        """The real pipeline on an RGB image: Pillow resize, then Pillow JPEG encode/decode."""
+        size = self.output_size(*img.size)
+        if size != img.size:
+            img = img.resize(size, FILTERS[self.filter])
+        if self.quality is None:
+            return img.convert("RGB")
+        from pixcamd.jpeg import decode, encode  # torch stays out of config-only commands
+
+        return decode(encode(img, self.quality, self.subsampling))
+
+    def describe(self) -> str:
+        """In words, e.g. ``long side 2048 px (Lanczos), JPEG 85 4:2:0``."""
+        if self.resize == "none":
+            size = "full size"
+        elif self.resize == "scale":
+            size = f"scaled ×{self.size:g} ({self.filter})"
+        else:
+            what = "long side" if self.resize == "long" else self.resize
+            size = f"{what} {int(self.size)} px ({self.filter})"
+        jpeg = "no re-encode" if self.quality is None else f"JPEG {self.quality} {self.subsampling}"
+        return f"{size}, {jpeg}"
+
+    def spec(self) -> str:
+        """The inline form that parses back to this pipeline (name aside)."""
+        if self.quality is None:
+            return "as-is"
+        parts = ["none" if self.resize == "none" else f"{self.resize}{self.size:g}"]
+        parts.append(f"q{self.quality}")
+        if self.filter != "lanczos":
+            parts.append(self.filter)
+        if self.subsampling != "4:2:0":
+            parts.append(self.subsampling.replace(":", ""))
+        return "-".join(parts)
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "spec": self.spec(), "description": self.describe()}
+
+
+PRESETS: dict[str, Pipeline] = {
+    p.name: p
+    for p in (
+        Pipeline("task"),  # MediaEval 2020 Pixel Privacy: Pillow JPEG-90 of the full photo
+        Pipeline("facebook", "long", 2048, quality=85),
+        Pipeline("instagram", "width", 1080, quality=80),
+        Pipeline("whatsapp", "long", 1600, quality=75),
+        Pipeline("telegram", "long", 1280, quality=87),
+        Pipeline("as-is", quality=None),  # judge a file exactly as it is (one downloaded back)
+    )
+}
+DEFAULT_PLATFORMS = ("task", "facebook", "instagram", "whatsapp")
+
+_TOKEN = re.compile(r"(long|width|height)(\d+)|scale(\d*\.?\d+)|q(\d+)|(4:?[024]:?[024])")
+
+
+def parse_inline(text: str, name: str | None = None) -> Pipeline:
+    """``long1600-q75``, ``width1080-q80-bicubic-444``, ``none-q90``, ``scale0.5-q85``."""
+    fields: dict = {}
+    for token in text.strip().lower().split("-"):
+        match = _TOKEN.fullmatch(token)
+        if token in FILTERS:
+            key, value = "filter", token
+        elif token == "none":
+            key, value = "resize", ("none", 0)
+        elif match and match.group(1):
+            key, value = "resize", (match.group(1), int(match.group(2)))
+        elif match and match.group(3):
+            key, value = "resize", ("scale", float(match.group(3)))
+        elif match and match.group(4):
+            key, value = "quality", int(match.group(4))
+        elif match and match.group(5):
+            digits = token.replace(":", "")
+            key, value = "subsampling", f"{digits[0]}:{digits[1]}:{digits[2]}"
+        else:
+            raise PipelineError(
+                f"{text!r}: cannot read {token!r} (write e.g. long1600-q75 or "
+                "width1080-q80-bicubic-444; filters: " + ", ".join(FILTERS) + ")"
+            )
+        if key in fields:
+            raise PipelineError(f"{text!r}: {key} is given twice")
+        fields[key] = value
+    if "quality" not in fields:
+        raise PipelineError(f"{text!r}: give the JPEG quality, e.g. {text}-q85")
+    resize, size = fields.pop("resize", ("none", 0))
+    return Pipeline(name or text, resize, size, **fields)
+
+
+def from_table(name: str, table: dict) -> Pipeline:
+    """A pipeline from the daemon config's ``[pipelines.NAME]`` table; errors name the key."""
+    known = {"resize", "filter", "quality", "subsampling"}
+    for key in table:
+        if key not in known:
+            raise PipelineError(f"{key}: unknown key (use {', '.join(sorted(known))})")
+    resize = table.get("resize", "none")
+    if not isinstance(resize, str):
+        raise PipelineError(f'resize: expected text like "long 1600", got {resize!r}')
+    words = resize.split()
+    rule = words[0] if words else ""
+    if rule == "none" and len(words) == 1:
+        size = 0.0
+    else:
+        try:
+            size = float(words[1]) if len(words) == 2 else -1.0
+        except ValueError:
+            size = -1.0
+        if rule not in RESIZE_RULES[1:] or size < 0:
+            raise PipelineError(
+                f'resize: {resize!r}: write "none", "long 2048", "width 1080", "height 1080" '
+                'or "scale 0.5"'
+            )
+    quality = table.get("quality", 90)
+    if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
+        raise PipelineError(f"quality: {quality!r} is out of range: give a whole number 1–100")
+    fields = {"filter": table.get("filter", "lanczos"), "subsampling": table.get("subsampling")}
+    fields = {k: v for k, v in fields.items() if v is not None}
+    for key, value in fields.items():
+        if not isinstance(value, str):
+            raise PipelineError(f"{key}: expected text, got {value!r}")
+    try:
+        return Pipeline(name, rule, size, quality=quality, **fields)
+    except PipelineError as exc:
+        part = "filter" if "filter" in str(exc) else "subsampling" if "chroma" in str(exc) else ""
+        raise PipelineError(f"{part or 'resize'}: {exc}") from None
+
+
+def parse_platforms(
+    items: str | list[str] | tuple[str, ...], custom: dict[str, Pipeline] | None = None
+) -> tuple[Pipeline, ...]:
+    """``"task,instagram,long1600-q75"`` or a list → pipelines: names of presets or of
+    ``custom`` ones (the config's), or inline specs. Repeats are dropped; order kept."""
+    custom = custom or {}
+    names = [n.strip() for n in items.split(",")] if isinstance(items, str) else list(items)
+    if not names or any(not isinstance(n, str) or not n.strip() for n in names):
+        raise PipelineError(
+            "no platform given: name presets (" + ", ".join(PRESETS) + ") or write one as "
+            "long1600-q75"
+        )
+    out: dict[str, Pipeline] = {}
+    for name in (n.strip() for n in names):
+        if name in custom:
+            out[name] = custom[name]
+        elif name in PRESETS:
+            out[name] = PRESETS[name]
+        elif _TOKEN.match(name.split("-")[0].lower()) or name.split("-")[0] == "none":
+            inline = parse_inline(name)
+            out[inline.spec()] = replace(inline, name=inline.spec())  # one spelling, one pipeline
+        else:
+            known = [*PRESETS, *custom]
+            raise PipelineError(
+                f"unknown platform {name!r}: choose from {', '.join(known)}, or write one "
+                "inline as e.g. long1600-q75"
+            )
+    return tuple(out.values())
+
+
+# libjpeg's (IJG) luminance quantization table at quality 50, natural order (Annex K of T.81).
+_IJG_LUMA = (
+    (16, 11, 10, 16, 24, 40, 51, 61),
+    (12, 12, 14, 19, 26, 58, 60, 55),
+    (14, 13, 16, 24, 40, 57, 69, 56),
+    (14, 17, 22, 29, 51, 87, 80, 62),
+    (18, 22, 37, 56, 68, 109, 103, 77),
+    (24, 35, 55, 64, 81, 104, 113, 92),
+    (49, 64, 78, 87, 103, 121, 120, 101),
+    (72, 92, 95, 98, 112, 100, 103, 99),
+)
+_SAMPLING = {0: "4:4:4", 1: "4:2:2", 2: "4:2:0"}
+
+
+def _ijg_table(quality: int) -> list[int]:
+    scale = 5000 // quality if quality < 50 else 200 - 2 * quality
+    return [min(255, max(1, (v * scale + 50) // 100)) for row in _IJG_LUMA for v in row]
+
+
+def served_as(img: Image.Image) -> dict | None:
+    """How a JPEG file was encoded, to write a platform's pipeline down from a copy downloaded
+    back: size, chroma subsampling, and the libjpeg quality whose luminance table is nearest
+    (``exact`` when it is that table: other encoders' tables only approximate a quality)."""
+    if getattr(img, "format", None) != "JPEG" or not getattr(img, "quantization", None):
+        return None
+    from PIL import JpegImagePlugin
+
+    table = list(img.quantization[0])
+    if len(table) != 64:
+        return None
+
+    def error(quality: int) -> int:
+        return sum(abs(a - b) for a, b in zip(table, _ijg_table(quality), strict=True))
+
+    errors = {q: error(q) for q in range(1, 101)}
+    quality = min(errors, key=lambda q: (errors[q], -q))
+    return {
+        "size": list(img.size),
+        "quality": quality,
+        "exact": errors[quality] == 0,
+        "subsampling": _SAMPLING.get(JpegImagePlugin.get_sampling(img), "other"),
+    }

@@ -1,0 +1,317 @@
+"""Platform pipelines through their public interface: the sizes they serve (never larger), the
+real Pillow resize + JPEG they apply, inline specs, presets, clear errors for bad specs (also on
+the command line), and ``pixcamd score --platforms`` against a computation done by hand."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import random
+import re
+
+import numpy as np
+import pytest
+from conftest import ROOT
+from PIL import Image, ImageOps
+from tinybiqa import synthetic_photo
+
+from pixcamd.cli import main
+from pixcamd.photo import to_tensor
+from pixcamd.platforms import (
+    DEFAULT_PLATFORMS,
+    PRESETS,
+    Pipeline,
+    PipelineError,
+    parse_inline,
+    parse_platforms,
+)
+from pixcamd.scoring import score_views
+from pixcamd.views import make_views
+
+PILLOW_FILTERS = {
+    "lanczos": Image.Resampling.LANCZOS,
+    "bicubic": Image.Resampling.BICUBIC,
+    "bilinear": Image.Resampling.BILINEAR,
+    "hamming": Image.Resampling.HAMMING,
+    "box": Image.Resampling.BOX,
+    "nearest": Image.Resampling.NEAREST,
+}
+PILLOW_SUBSAMPLING = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
+
+
+def jpeg_by_hand(img: Image.Image, quality: int, subsampling: str = "4:2:0") -> Image.Image:
+    buffer = io.BytesIO()
+    img.save(buffer, "JPEG", quality=quality, subsampling=PILLOW_SUBSAMPLING[subsampling])
+    with Image.open(io.BytesIO(buffer.getvalue())) as decoded:
+        return decoded.convert("RGB")
+
+
+# ---- sizes -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spec", "size", "served"),
+    [
+        ("long2048-q85", (4000, 3000), (2048, 1536)),
+        ("long2048-q85", (3000, 4000), (1536, 2048)),
+        ("long2048-q85", (2048, 1000), (2048, 1000)),  # exactly the rule: kept
+        ("long2048-q85", (1600, 1200), (1600, 1200)),  # smaller: never enlarged
+        ("width1080-q80", (4032, 3024), (1080, 810)),
+        ("width1080-q80", (3024, 4032), (1080, 1440)),  # portrait: the width still decides
+        ("width1080-q80", (700, 520), (700, 520)),
+        ("height1080-q80", (4000, 3000), (1440, 1080)),
+        ("height1080-q80", (1920, 1000), (1920, 1000)),
+        ("scale0.5-q85", (1000, 750), (500, 375)),
+        ("scale0.25-q85", (4000, 3000), (1000, 750)),
+        ("scale1-q85", (640, 480), (640, 480)),
+        ("none-q90", (9000, 6000), (9000, 6000)),
+    ],
+)
+def test_output_size_follows_the_rule_and_never_enlarges(spec, size, served):
+    assert parse_inline(spec).output_size(*size) == served
+
+
+def test_output_size_never_enlarges_and_keeps_the_aspect_on_any_size():
+    rng = random.Random(11)
+    pipelines = [
+        parse_inline(s)
+        for s in ("long2048-q85", "long640-q80", "width1080-q80", "height720-q80", "scale0.3-q80")
+    ]
+    for _ in range(300):
+        width, height = rng.randint(16, 6000), rng.randint(16, 6000)
+        for pipeline in pipelines:
+            w, h = pipeline.output_size(width, height)
+            assert 1 <= w <= width and 1 <= h <= height, (pipeline.spec(), width, height)
+            if (w, h) != (width, height):  # a downscale keeps the aspect, up to rounding
+                assert abs(w / width - h / height) <= 1 / min(w, h), (pipeline.spec(), w, h)
+
+
+# ---- the real pipeline -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def camera_photo(corpus_dir) -> Image.Image:
+    """A real camera file (1680×1050), upright, as every scorer decodes it."""
+    with Image.open(corpus_dir / "camera" / "mate_Dune.jpg") as f:
+        photo = ImageOps.exif_transpose(f).convert("RGB")
+    assert photo.size == (1680, 1050)
+    return photo
+
+
+@pytest.mark.parametrize(
+    ("spec", "served"),
+    [
+        ("task", (1680, 1050)),
+        ("facebook", (1680, 1050)),  # long side 2048: larger than the photo, JPEG only
+        ("instagram", (1080, 675)),
+        ("whatsapp", (1600, 1000)),
+        ("height720-q70-bicubic-444", (1152, 720)),
+        ("scale0.5-q85-box-422", (840, 525)),
+    ],
+)
+def test_apply_is_pillows_resize_then_pillows_jpeg(camera_photo, spec, served):
+    (pipeline,) = parse_platforms(spec)
+    out = pipeline.apply(camera_photo)
+    assert out.mode == "RGB" and out.size == served
+    resized = camera_photo
+    if served != camera_photo.size:
+        resized = camera_photo.resize(served, PILLOW_FILTERS[pipeline.filter])
+    by_hand = jpeg_by_hand(resized, pipeline.quality, pipeline.subsampling)
+    assert np.array_equal(np.asarray(out), np.asarray(by_hand))
+    assert not np.array_equal(np.asarray(out), np.asarray(resized))  # it was re-encoded
+
+
+def test_apply_never_enlarges_a_small_photo_and_as_is_changes_nothing():
+    small = synthetic_photo(300, 200, 3)
+    for name in DEFAULT_PLATFORMS:
+        out = PRESETS[name].apply(small)
+        assert out.size == (300, 200)
+        assert np.array_equal(
+            np.asarray(out), np.asarray(jpeg_by_hand(small, PRESETS[name].quality))
+        )
+    untouched = PRESETS["as-is"].apply(small)
+    assert np.array_equal(np.asarray(untouched), np.asarray(small))
+
+
+# ---- specs and presets -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spec", "fields"),
+    [
+        ("long1600-q75", ("long", 1600, "lanczos", 75, "4:2:0")),
+        ("width1080-q80-bicubic-444", ("width", 1080, "bicubic", 80, "4:4:4")),
+        ("height720-q70-422", ("height", 720, "lanczos", 70, "4:2:2")),
+        ("scale0.5-q85", ("scale", 0.5, "lanczos", 85, "4:2:0")),
+        ("none-q90", ("none", 0, "lanczos", 90, "4:2:0")),
+        ("long2048-q100-nearest", ("long", 2048, "nearest", 100, "4:2:0")),
+        ("long16-q1", ("long", 16, "lanczos", 1, "4:2:0")),  # the limits themselves are fine
+    ],
+)
+def test_inline_specs_parse_and_spec_round_trips(spec, fields):
+    (pipeline,) = parse_platforms(spec)
+    assert pipeline.name == spec
+    p = pipeline
+    assert (p.resize, p.size, p.filter, p.quality, p.subsampling) == fields
+    assert pipeline.spec() == spec
+    assert parse_inline(pipeline.spec(), name=spec) == pipeline
+
+
+def test_specs_are_normalised_in_any_order_and_case():
+    pipeline = parse_inline("Q75-BICUBIC-LONG1600-4:4:4")
+    assert pipeline.spec() == "long1600-q75-bicubic-444"
+    assert (pipeline.resize, pipeline.size, pipeline.quality) == ("long", 1600, 75)
+    assert parse_inline("q85").spec() == "none-q85"  # no resize rule: full size
+
+
+def test_presets_exist_with_the_documented_numbers():
+    numbers = {n: (p.resize, p.size, p.quality, p.subsampling) for n, p in PRESETS.items()}
+    assert numbers == {
+        "task": ("none", 0, 90, "4:2:0"),  # the task: Pillow JPEG-90 of the full photo
+        "facebook": ("long", 2048, 85, "4:2:0"),
+        "instagram": ("width", 1080, 80, "4:2:0"),
+        "whatsapp": ("long", 1600, 75, "4:2:0"),
+        "telegram": ("long", 1280, 87, "4:2:0"),
+        "as-is": ("none", 0, None, "4:2:0"),
+    }
+    assert all(p.filter == "lanczos" and p.name == n for n, p in PRESETS.items())
+    assert DEFAULT_PLATFORMS == ("task", "facebook", "instagram", "whatsapp")
+    assert PRESETS["instagram"].describe() == "width 1080 px (lanczos), JPEG 80 4:2:0"
+    assert PRESETS["as-is"].describe() == "full size, no re-encode"
+    for name, preset in PRESETS.items():  # each spec reads back as the same pipeline
+        (again,) = parse_platforms(preset.spec())
+        assert dataclasses.replace(again, name=name) == preset
+    # the config example (generated from the schema) documents every preset in words
+    example = " ".join(
+        line.removeprefix("#").strip()
+        for line in (ROOT / "config.example.toml").read_text().splitlines()
+    )
+    for name, preset in PRESETS.items():
+        assert f"{name} ({preset.describe()})" in example
+
+
+def test_the_docs_table_of_presets_and_inline_examples_match_the_code():
+    docs = (ROOT / "docs" / "platforms.md").read_text()
+    rows = re.findall(r"^\| `([a-z-]+)` \| ([^|]+) \| ([^|]+) \|", docs, re.MULTILINE)
+    assert [name for name, _, _ in rows] == list(PRESETS)
+    for name, resize, jpeg in rows:
+        p = PRESETS[name]
+        if p.resize == "none":
+            assert resize.strip() == "none", name
+        else:
+            rule = "long side" if p.resize == "long" else p.resize
+            assert resize.strip() == f"{rule} {p.size:g}, {p.filter.capitalize()}", name
+        expected = "none" if p.quality is None else f"{p.quality}, {p.subsampling}"
+        assert jpeg.strip() == expected, name
+    assert f"The default set is `{', '.join(DEFAULT_PLATFORMS)}`" in docs
+    examples = re.findall(r"^([a-z0-9.-]+-q\d+[a-z0-9-]*) {2,}(.+)$", docs, re.MULTILINE)
+    assert len(examples) >= 5
+    for spec, words in examples:  # every inline example reads, and reads back the same
+        (pipeline,) = parse_platforms(spec)
+        assert pipeline.spec() == spec
+        described = pipeline.describe()
+        for number in re.findall(r"\d[\d:]*", words):  # sizes, qualities, chroma
+            assert number in described, (spec, words)
+        assert all(f in (pipeline.filter,) for f in PILLOW_FILTERS if f in words.lower())
+
+
+def test_platform_lists_mix_presets_custom_and_inline_keep_order_drop_repeats():
+    mine = Pipeline("myblog", "long", 1200, quality=70)
+    pipelines = parse_platforms("instagram, myblog,task,long1600-q75,instagram", {"myblog": mine})
+    assert [p.name for p in pipelines] == ["instagram", "myblog", "task", "long1600-q75"]
+    assert pipelines[1] is mine and pipelines[0] is PRESETS["instagram"]
+    assert parse_platforms(["task", "scale0.5-q85"])[1].size == 0.5
+
+
+BAD_SPECS = [
+    ("myspace", "unknown platform 'myspace': choose from task, facebook"),
+    ("long1600-q0", "JPEG quality 0 is out of range: give 1–100"),
+    ("long1600-q101", "JPEG quality 101 is out of range: give 1–100"),
+    ("scale1.5-q80", "scale 1.5 would enlarge"),
+    ("scale2-q80", "(pipelines only downscale)"),
+    ("long1600-q80-sharp", "cannot read 'sharp'"),
+    ("long8-q80", "long 8: give a whole number of pixels ≥ 16"),
+    ("width0-q80", "width 0: give a whole number of pixels ≥ 16"),
+    ("long1600", "give the JPEG quality, e.g. long1600-q85"),
+    ("long1600-q80-q90", "quality is given twice"),
+    ("task,,instagram", "no platform given"),
+]
+
+
+@pytest.mark.parametrize(("spec", "message"), BAD_SPECS)
+def test_bad_specs_are_refused_naming_the_problem(spec, message):
+    with pytest.raises(PipelineError) as info:
+        parse_platforms(spec)
+    assert message in str(info.value)
+
+
+def test_an_unknown_filter_lists_the_filters():
+    with pytest.raises(PipelineError, match="filters: lanczos, bicubic, bilinear"):
+        parse_platforms("width1080-q80-sharp")
+    with pytest.raises(PipelineError, match="unknown resampling filter 'sharp'"):
+        Pipeline("mine", "width", 1080, filter="sharp", quality=80)
+
+
+@pytest.mark.parametrize("command", ["protect", "score"])
+@pytest.mark.parametrize(("spec", "message"), BAD_SPECS[:8])
+def test_bad_specs_on_the_command_line_exit_2_with_the_message(
+    tmp_path, capsys, command, spec, message
+):
+    photo = tmp_path / "photo.png"
+    synthetic_photo(64, 48, 1).save(photo)
+    out = tmp_path / "out.jpg"
+    args = [command, str(photo), *(["-o", str(out)] if command == "protect" else [])]
+    with pytest.raises(SystemExit) as exc:
+        main([*args, "--model", "brisque", "--platforms", spec])
+    assert exc.value.code == 2
+    captured = capsys.readouterr()
+    assert "argument --platforms" in captured.err and message in captured.err
+    assert captured.out == "" and not out.exists()
+
+
+# ---- pixcamd score --platforms -----------------------------------------------------------------
+
+
+def test_score_judges_each_pipeline_as_done_by_hand(corpus_dir, camera_photo, brisque, capsys):
+    path = corpus_dir / "camera" / "mate_Dune.jpg"
+    code = main(
+        ["score", str(path), "--model", "brisque", "--platforms", "task,long1024-q80", "--json"]
+    )
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    (result,) = json.loads(captured.out)
+    assert (result["width"], result["height"]) == (1680, 1050)
+    assert list(result["platforms"]) == ["task", "long1024-q80"]
+    task, small = result["platforms"].values()
+    assert task["served"] == [1680, 1050] and small["served"] == [1024, 640]
+    assert small["spec"] == "long1024-q80"
+    assert small["description"] == "long side 1024 px (lanczos), JPEG 80 4:2:0"
+    by_hand = {
+        "task": jpeg_by_hand(camera_photo, 90),
+        "long1024-q80": jpeg_by_hand(
+            camera_photo.resize((1024, 640), Image.Resampling.LANCZOS), 80
+        ),
+    }
+    rows = []
+    for name, served in by_hand.items():
+        boxes, batch = make_views(to_tensor(served), ("center", "resize"), brisque.view_size)
+        expected = {
+            b.label: s for b, s in zip(boxes, score_views(brisque, batch).tolist(), strict=True)
+        }
+        views = result["platforms"][name]["views"]
+        assert list(views) == ["center", "resize"]
+        assert {v: s["score"] for v, s in views.items()} == pytest.approx(expected, abs=1e-6)
+        for view, score in expected.items():
+            good = score < brisque.threshold
+            assert views[view]["verdict"] == ("good quality" if good else "low quality")
+            rows.append((name, view, score))
+        assert result["platforms"][name]["verdict"] == (
+            "good quality"
+            if any(s < brisque.threshold for s in expected.values())
+            else "low quality"
+        )
+    name, view, score = min(rows, key=lambda r: r[2])  # BRISQUE: the lowest score is the best seen
+    assert result["worst"]["pipeline"] == name and result["worst"]["view"] == view
+    assert result["worst"]["score"] == pytest.approx(score, abs=1e-6)
+    assert result["verdict"] == ("good quality" if score < brisque.threshold else "low quality")
