@@ -1,7 +1,9 @@
-"""The JPEG check: score what the BIQA will really see, never the optimizer's own estimate.
+"""The check: score what the BIQA will really see, never the optimizer's own estimate.
 
-The protected pixels are encoded exactly as the output file will be, decoded, recompressed by
-Pillow at quality 90 (the platform), and every view is scored by every model in eval mode, fp32.
+The protected pixels are encoded exactly as the output file will be and decoded; then each
+platform pipeline does to them what the destination does (``Pipeline.apply``: Pillow resize, Pillow
+JPEG), and every view of each pipeline's output is scored by every model in eval mode, fp32.
+Protected means every (pipeline × view × model) is on the low-quality side.
 """
 
 from __future__ import annotations
@@ -12,72 +14,102 @@ import kornia
 import torch
 from PIL import Image
 
-from pixcamd.jpeg import Chain, decode, encode, recompress
+from pixcamd.jpeg import decode, encode
 from pixcamd.models.base import QualityModel
 from pixcamd.photo import to_tensor
+from pixcamd.platforms import PRESETS, Pipeline
 from pixcamd.scoring import score_views
 from pixcamd.views import make_views
 
-# Information only: what common platform pipelines do on top of the JPEG-90 of the task.
-PLATFORM_TRANSFORMS = {
-    "jpeg85": (None, 85),
-    "long2048_jpeg85": (2048, 85),
-    "long1080_jpeg85": (1080, 85),
-}
+TASK = (PRESETS["task"],)
 
 
 @dataclass
 class Check:
-    """Scores per model name and view label, and whether each view is on the low-quality side."""
+    """Scores per pipeline, model and view label, and whether each is on the low-quality side;
+    ``served``: the size each pipeline served the photo at."""
 
-    scores: dict[str, dict[str, float]] = field(default_factory=dict)
-    low: dict[str, dict[str, bool]] = field(default_factory=dict)
+    scores: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    low: dict[str, dict[str, dict[str, bool]]] = field(default_factory=dict)
+    served: dict[str, tuple[int, int]] = field(default_factory=dict)
+    good_by: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
 
     @property
     def all_low(self) -> bool:
-        return all(all(v.values()) for v in self.low.values())
+        return all(all(all(v.values()) for v in m.values()) for m in self.low.values())
+
+    def pipeline_low(self, name: str) -> bool:
+        return all(all(v.values()) for v in self.low[name].values())
+
+    def worst(self) -> dict | None:
+        """The (pipeline, model, view) closest to — or furthest beyond — the good-quality side:
+        what decides whether the photo passes. ``good_by`` > 0 means judged good quality."""
+        rows = [
+            {"pipeline": p, "model": m, "view": v, "score": self.scores[p][m][v], "good_by": g}
+            for p, per_model in self.good_by.items()
+            for m, per_view in per_model.items()
+            for v, g in per_view.items()
+        ]
+        return max(rows, key=lambda r: r["good_by"]) if rows else None
+
+    def short(self, targets: dict[str, float], models: list[QualityModel]) -> set:
+        """(pipeline, model, view) triples whose score has not reached the model's target."""
+        higher = {m.name: m.higher_is_better for m in models}
+        return {
+            (p, m, v)
+            for p, per_model in self.scores.items()
+            for m, per_view in per_model.items()
+            for v, s in per_view.items()
+            if ((s > targets[m]) if higher[m] else (s < targets[m]))
+        }
 
 
-def score_image_views(
-    img: Image.Image,
-    models: list[QualityModel],
-    views,
-) -> Check:
-    """Score every view of ``img`` with every model; ``low``: on the low side of the threshold."""
-    result = Check()
+def score_image_views(img: Image.Image, models: list[QualityModel], views) -> dict:
+    """model → view → score of ``img`` as it is (no JPEG, no resize)."""
     photo = to_tensor(img)
+    scores = {}
     for model in models:
         boxes, batch = make_views(photo, views, model.view_size)
-        scores = score_views(model, batch).tolist()
-        result.scores[model.name] = {b.label: s for b, s in zip(boxes, scores, strict=True)}
-        result.low[model.name] = {
-            b.label: not model.is_good(s) for b, s in zip(boxes, scores, strict=True)
-        }
+        values = score_views(model, batch).tolist()
+        scores[model.name] = {b.label: s for b, s in zip(boxes, values, strict=True)}
+    return scores
+
+
+def judge(
+    img: Image.Image, models: list[QualityModel], views, pipelines: tuple[Pipeline, ...] = TASK
+) -> Check:
+    """Each pipeline's real output of ``img`` (the file's pixels), every view, every model."""
+    result = Check()
+    for pipeline in pipelines:
+        seen = pipeline.apply(img)
+        result.served[pipeline.name] = seen.size
+        scores = score_image_views(seen, models, views)
+        result.scores[pipeline.name] = scores
+        result.low[pipeline.name] = {}
+        result.good_by[pipeline.name] = {}
+        for model in models:
+            per_view = scores[model.name]
+            result.low[pipeline.name][model.name] = {
+                v: not model.is_good(s) for v, s in per_view.items()
+            }
+            sign = 1.0 if model.higher_is_better else -1.0
+            result.good_by[pipeline.name][model.name] = {
+                v: sign * (s - model.threshold) for v, s in per_view.items()
+            }
     return result
 
 
 def check_output(
-    img: Image.Image, models: list[QualityModel], views, chain: Chain
+    img: Image.Image,
+    models: list[QualityModel],
+    views,
+    pipelines: tuple[Pipeline, ...] = TASK,
+    output: tuple[int, str] = (95, "4:4:4"),
 ) -> tuple[bytes, Check]:
-    """Encode ``img`` as the output file, then score the platform's JPEG of that file."""
-    data = chain.output(img)
-    seen = recompress(decode(data), chain.platform_quality)
-    return data, score_image_views(seen, models, views)
-
-
-def platform_scores(
-    output: Image.Image, models: list[QualityModel], views
-) -> dict[str, dict[str, dict[str, float]]]:
-    """Scores after resizing to a long side (if larger) and a JPEG at quality 85."""
-    report = {}
-    for name, (long_side, quality) in PLATFORM_TRANSFORMS.items():
-        img = output
-        if long_side is not None and max(img.size) > long_side:
-            scale = long_side / max(img.size)
-            size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
-            img = img.resize(size, Image.Resampling.LANCZOS)
-        report[name] = score_image_views(decode(encode(img, quality)), models, views).scores
-    return report
+    """Encode ``img`` as the output file (``output`` = quality, subsampling), then judge what
+    every pipeline makes of that file."""
+    data = encode(img, *output)
+    return data, judge(decode(data), models, views, pipelines)
 
 
 @torch.no_grad()
@@ -104,8 +136,10 @@ def psnr_ssim(original: Image.Image, output: Image.Image, rows: int = 1024) -> t
     return psnr, total / count
 
 
-def verify_file(path, models: list[QualityModel], views, platform_quality: int = 90) -> Check:
-    """Read a written photo back from disk and judge it after the platform's recompression."""
+def verify_file(
+    path, models: list[QualityModel], views, pipelines: tuple[Pipeline, ...] = TASK
+) -> Check:
+    """Read a written photo back from disk and judge it as every pipeline will serve it."""
     from pixcamd.photo import load_photo  # the file, decoded as any viewer would
 
-    return score_image_views(recompress(load_photo(path), platform_quality), models, views)
+    return judge(load_photo(path), models, views, pipelines)

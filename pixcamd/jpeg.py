@@ -44,18 +44,23 @@ def recompress(img: Image.Image, quality: int = TASK_QUALITY) -> Image.Image:
 
 @dataclass(frozen=True)
 class Chain:
-    """Our output file's encoding followed by the platform's recompression."""
+    """Our output file's encoding followed by the platform's recompression. ``output_quality``
+    None skips our encoding (a window of a downscaled photo: the downscale averages it away)."""
 
-    output_quality: int = 95
+    output_quality: int | None = 95
     output_subsampling: str = "4:4:4"
     platform_quality: int = TASK_QUALITY
+    platform_subsampling: str = "4:2:0"
 
     def output(self, img: Image.Image) -> bytes:
+        assert self.output_quality is not None
         return encode(img, self.output_quality, self.output_subsampling)
 
     def __call__(self, img: Image.Image) -> Image.Image:
         """What the BIQA sees of ``img`` once we saved it and the platform recompressed it."""
-        return recompress(decode(self.output(img)), self.platform_quality)
+        if self.output_quality is not None:
+            img = decode(self.output(img))
+        return decode(encode(img, self.platform_quality, self.platform_subsampling))
 
 
 def aligned_window(box, width: int, height: int, margin: int = MCU) -> tuple[int, int, int, int]:

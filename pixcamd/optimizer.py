@@ -1,23 +1,22 @@
 """The optimizer: a perturbation δ on the full-resolution photo, driven by every view's score.
 
-Each step builds the views of round₈(photo + δ) as the BIQA will see them — native-resolution
-crops (``center``, ``tiles``) through the straight-through JPEG of ``pixcamd.jpeg`` on an
-MCU-aligned window, the ``resize`` view by the thumbnailer's downscale — scores them, and moves δ
-by a signed-gradient step (I-FGSM / PGD under an L∞ budget). The budget is shaped per pixel by a
-perceptual mask: full ε in texture, down to a quarter of it in flat areas, where a change would
-show. Only pixels that some view sees ever move.
+Each step builds views of round₈(photo + δ) as the BIQA will see them after each platform
+pipeline — the loop views of ``pixcamd.pipeline_views``: crops through the straight-through
+resize and JPEG of the pipeline, the whole photo fitted to the view — scores them, and moves δ
+by a signed-gradient step (I-FGSM / PGD under an L∞ budget) on the sum of the views' gradients,
+each normalized to an equal say. The budget is shaped per pixel by a perceptual mask: full ε in
+texture, down to a quarter of it in flat areas, where a change would show — texture at the
+scale of the largest downscale too. Only pixels that some view shows ever move.
 
 ``ViewLoop`` holds what every optimizer here shares — the views, the in-loop JPEG, the hinge
 loss and its targets; ``Attack`` is the invisible perturbation, ``pixcamd.enhance.Enhancer``
-the colour filter of enhancement mode.
-
-The ``resize`` view skips the in-loop JPEG: a downscale by the factor of a multi-megapixel photo
-averages JPEG-90's 8×8 quantization error away (well under one grey level), and running the
-codec over the whole photo every step would cost more than the model. The real check decides.
+the colour filter of enhancement mode (which models the native views of the first pipeline; the
+check judges it on every pipeline).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -26,19 +25,39 @@ import torch.nn.functional as F
 
 from pixcamd.jpeg import Chain, aligned_window, straight_through_jpeg, straight_through_round
 from pixcamd.models.base import QualityModel
+from pixcamd.pipeline_views import LoopView, plan_loop_views
+from pixcamd.platforms import Pipeline
 from pixcamd.views import View, cover_scale, enlarge_to_cover, extract, plan_views
 
 MASK_FLOOR = 0.25  # flat areas get a quarter of the budget
 MASK_TEXTURE = 6 / 255  # local luma deviation at which a pixel gets the full budget
+TIGHTEN = 5.0  # in-loop targets move this far when the real check disagrees with the loop
 
 
-def perceptual_mask(photo: torch.Tensor, floor: float = MASK_FLOOR) -> torch.Tensor:
-    """1×1×H×W weights in [floor, 1]: the local (7×7) luma standard deviation, saturating."""
-    luma = (photo * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1).to(photo)).sum(1, True)
+def _texture(luma: torch.Tensor, floor: float) -> torch.Tensor:
     pool = dict(kernel_size=7, stride=1, padding=3, count_include_pad=False)
     mean = F.avg_pool2d(luma, **pool)
     var = (F.avg_pool2d(luma * luma, **pool) - mean * mean).clamp_min(0)
     return (var.sqrt() / MASK_TEXTURE).clamp(floor, 1.0)
+
+
+def perceptual_mask(
+    photo: torch.Tensor, floor: float = MASK_FLOOR, coarse: float = 1.0
+) -> torch.Tensor:
+    """1×1×H×W weights in [floor, 1]: the local (7×7) luma standard deviation, saturating.
+
+    With ``coarse`` > 1 (the largest downscale of a pipeline), the texture must also be there at
+    that scale: a perturbation that survives a downscale is coarse, and fine grain (sensor noise
+    in a sky) masks fine changes, not a mottle of ``coarse``-pixel blobs.
+    """
+    luma = (photo * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1).to(photo)).sum(1, True)
+    mask = _texture(luma, floor)
+    factor = int(coarse)
+    if factor >= 2:
+        small = F.avg_pool2d(luma, factor, ceil_mode=True)
+        wide = _texture(small, floor).repeat_interleave(factor, -2).repeat_interleave(factor, -1)
+        mask = torch.minimum(mask, wide[..., : mask.shape[-2], : mask.shape[-1]])
+    return mask
 
 
 @dataclass
@@ -112,6 +131,12 @@ class ViewLoop:
         filter; nothing for the perturbation)."""
         return self.pixels(), None
 
+    def tighten(self, short: set) -> None:
+        """The check found (pipeline, model, view) triples short of their targets while the loop
+        thought them reached: the loop was optimistic, so aim further."""
+        for m in self.models:
+            self.targets[m.name] += -TIGHTEN if m.higher_is_better else TIGHTEN
+
     def reached(self, scores: dict[str, dict[str, float]]) -> bool:
         for model in self.models:
             target = self.targets[model.name]
@@ -122,7 +147,14 @@ class ViewLoop:
 
 
 class Attack(ViewLoop):
-    """The invisible perturbation δ on one photo.
+    """The invisible perturbation δ on one photo, seen through every platform pipeline.
+
+    ``platforms`` (with ``output``, our file's JPEG quality and subsampling) gives the loop views
+    (``pixcamd.pipeline_views``); without it the loop sees ``views`` through ``chain`` alone, as
+    the task's pipeline. Each step evaluates at most ``views_per_step`` loop views — those
+    furthest from their targets, the stalest first among equals — so the cost per step stays
+    bounded however many pipelines there are; a step whose views all look done by their last
+    scores evaluates every view afresh before it reports the targets reached.
 
     Cost matters more than elegance here: at 12–24 MP every full-resolution tensor operation
     costs tens of milliseconds on a CPU and every full-resolution float tensor 100–300 MB, so δ
@@ -141,47 +173,107 @@ class Attack(ViewLoop):
         seed: int = 0,
         batch_size: int = 2,
         masking: bool = True,
+        platforms: tuple[Pipeline, ...] | None = None,
+        output: tuple[int, str] = (95, "4:4:4"),
+        views_per_step: int = 0,
     ):
         super().__init__(photo, models, views, targets, chain, batch_size)
-        self.mask = perceptual_mask(photo) if masking else torch.ones_like(photo[:, :1])
+        height, width = photo.shape[-2:]
+        size = models[0].view_size
+        if platforms is None:
+            task = Pipeline("task", quality=chain.platform_quality)
+            platforms = (task,)
+            output = (chain.output_quality, chain.output_subsampling)
+        self.loop_views = plan_loop_views(width, height, views, platforms, output, size)
+        self.views_per_step = views_per_step or len(self.loop_views)
+        self.offsets = {v.label: 0.0 for v in self.loop_views}  # per-view tightening
+        self.last: dict[str, dict[str, float]] = {m.name: {} for m in models}
+        self.seen_at = {v.label: -1 for v in self.loop_views}
+        scales = [
+            width / p.output_size(width, height)[0]
+            for p in platforms
+            if p.output_size(width, height) != (width, height)
+        ]
+        if masking:
+            self.mask = perceptual_mask(photo, coarse=max(scales, default=1.0))
+        else:
+            self.mask = torch.ones_like(photo[:, :1])
         self.seed = seed
         self.delta = torch.zeros_like(photo)
         self.grad = torch.zeros_like(photo)
 
-    def evaluate(self, backward: bool) -> dict[str, dict[str, float]]:
-        """In-loop scores of every view; with ``backward``, ∂loss/∂δ into ``self.grad``."""
-        scores: dict[str, dict[str, float]] = {}
+    def target(self, model: QualityModel, label: str) -> float:
+        offset = self.offsets[label]
+        return self.targets[model.name] + (-offset if model.higher_is_better else offset)
+
+    def _deficit(self, label: str) -> float:
+        """How far the view's last scores are from their targets, relative to each model's
+        margin; views never scored come first."""
+        worst = 0.0
+        for m in self.models:
+            score = self.last[m.name].get(label)
+            if score is None:
+                return math.inf
+            target = self.target(m, label)
+            excess = score - target if m.higher_is_better else target - score
+            worst = max(worst, excess / (abs(m.threshold - target) + 1.0))
+        return worst
+
+    def _choose(self) -> list[LoopView]:
+        pending = [v for v in self.loop_views if self._deficit(v.label) > 0]
+        if not pending:  # all done by their last scores: look at every view afresh
+            return list(self.loop_views)
+        pending.sort(key=lambda v: (-self._deficit(v.label), self.seen_at[v.label]))
+        return pending[: self.views_per_step]
+
+    def evaluate(self, backward: bool, chosen: list[LoopView] | None = None) -> dict:
+        """In-loop scores of ``chosen`` (default: every) loop view, remembered in ``last``; with
+        ``backward``, ∂loss/∂δ into ``self.grad``. Returns the last scores of every view."""
+        chosen = self.loop_views if chosen is None else chosen
         if backward:
             self.grad.zero_()
         for model in self.models:
-            scores[model.name] = {}
-            for i in range(0, len(self.views), self.batch_size):
-                chunk = self.views[i : i + self.batch_size]
-                boxes = [self._region(v) for v in chunk]
+            for i in range(0, len(chosen), self.batch_size):
+                chunk = chosen[i : i + self.batch_size]
                 leaves = [
                     (self.photo[..., y0:y1, x0:x1] + self.delta[..., y0:y1, x0:x1])
                     .clamp_(0, 1)
                     .requires_grad_(backward)
-                    for x0, y0, x1, y1 in boxes
+                    for x0, y0, x1, y1 in (v.region for v in chunk)
                 ]
                 with torch.set_grad_enabled(backward):
-                    batch = torch.cat(
-                        [
-                            self._view(v, r, b[:2])
-                            for v, r, b in zip(chunk, leaves, boxes, strict=True)
-                        ]
-                    )
+                    batch = torch.cat([v.render(r) for v, r in zip(chunk, leaves, strict=True)])
                     out = model(batch)
                     if backward:
-                        grads = torch.autograd.grad(
-                            self._loss(model, out), leaves, allow_unused=True
-                        )
-                        for (x0, y0, x1, y1), g in zip(boxes, grads, strict=True):
-                            if g is not None:
-                                self.grad[..., y0:y1, x0:x1] += g
+                        goal = torch.tensor([self.target(model, v.label) for v in chunk])
+                        excess = out - goal if model.higher_is_better else goal - out
+                        grads = torch.autograd.grad(F.relu(excess).sum(), leaves, allow_unused=True)
+                        for v, g in zip(chunk, grads, strict=True):
+                            if g is None:
+                                continue
+                            x0, y0, _, _ = v.region
+                            a, b, c, d = v.footprint  # only the pixels the view shows move
+                            g = g[..., b - y0 : d - y0, a - x0 : c - x0]
+                            # Each view an equal say: the sum's sign would otherwise follow the
+                            # view with the largest gradients (a native crop's, where a
+                            # downscale spreads its own over many pixels).
+                            self.grad[..., b:d, a:c] += g / g.abs().mean().clamp_min(1e-12)
                 for v, s in zip(chunk, out.detach().float().tolist(), strict=True):
-                    scores[model.name][v.label] = s
-        return scores
+                    self.last[model.name][v.label] = s
+        for v in chosen:
+            self.seen_at[v.label] = self.step
+        return {m: dict(per_view) for m, per_view in self.last.items()}
+
+    def reached(self, scores: dict[str, dict[str, float]]) -> bool:
+        return all(self._deficit(v.label) <= 0 for v in self.loop_views)
+
+    def tighten(self, short: set) -> None:
+        """The check found these (pipeline, model, view) short of their targets: aim the loop
+        views that stand for them further (all of them when none does)."""
+        pairs = {(p, v) for p, _, v in short}
+        hit = [lv for lv in self.loop_views if pairs & set(lv.stands_for)]
+        for lv in hit or self.loop_views:
+            self.offsets[lv.label] += TIGHTEN
 
     def run(
         self,
@@ -201,7 +293,7 @@ class Attack(ViewLoop):
             self.delta.copy_(start.mul_(2).sub_(1).mul_(bound.clamp(max=0.5 / 255)))
             del start
         for _ in range(steps):
-            scores = self.evaluate(backward=True)
+            scores = self.evaluate(backward=True, chosen=self._choose())
             reached = self.reached(scores)
             self.step += 1
             if on_step is not None and on_step(StepReport(self.step, scores, reached)):

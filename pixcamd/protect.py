@@ -4,19 +4,21 @@ The one function at the heart of pixcamd; the CLI and the daemon call it unchang
 the sense that matters: no files, no global state — it takes an image and returns a result.
 
 1. Check the photo as it is: if every view of every model already scores low after the output
-   encoding and the platform's JPEG-90, the photo passes through untouched.
+   encoding and every platform pipeline (``settings.platforms``: the destination's resize and
+   JPEG, ``pixcamd.platforms``), the photo passes through untouched.
 2. Optimize towards each model's target — a safety margin beyond the threshold (KonCept512:
    ≤ 30 where "good" is > 50). ``mode`` picks what moves: ``invisible`` a perturbation of the
    pixels within ±ε (``pixcamd.optimizer``); ``enhance`` a colour filter, tone curves plus
    contrast and saturation (``pixcamd.enhance``); ``auto`` the filter first, then, only if the
    check says it falls short of the targets, the invisible perturbation on the filtered photo.
 3. Whenever the loop estimate reaches the targets, run the real check on the encoded output
-   (``pixcamd.check``); stop as soon as every view reaches its target there. If the check falls
-   short, tighten the in-loop targets and go on.
+   (``pixcamd.check``); stop as soon as every view of every pipeline reaches its target there.
+   If the check falls short, tighten the in-loop targets of what fell short and go on.
 4. Escalate along the schedule: more steps at the same ε, then larger ε up to the cap (the
    filter: two rounds of steps within its fixed bounds).
 5. Verdict from the real check only: protected iff every view of every model is on the
-   low-quality side of its threshold after JPEG-90. Otherwise ``protected = False``, with scores.
+   low-quality side of its threshold after every pipeline. Otherwise ``protected = False``, with
+   scores per pipeline and the worst (pipeline, model, view).
 """
 
 from __future__ import annotations
@@ -28,17 +30,17 @@ from functools import partial
 
 from PIL import Image
 
-from pixcamd.check import Check, check_output, platform_scores, psnr_ssim, score_image_views
+from pixcamd.check import Check, check_output, psnr_ssim, score_image_views
 from pixcamd.enhance import STRENGTH, Bounds, ColourFilter, Enhancer
 from pixcamd.enhance import summary as enhance_summary
 from pixcamd.jpeg import Chain, decode
 from pixcamd.models.base import QualityModel
 from pixcamd.optimizer import Attack, StepReport
 from pixcamd.photo import to_image, to_tensor
+from pixcamd.platforms import DEFAULT_PLATFORMS, PRESETS, Pipeline
 from pixcamd.views import DEFAULT_VIEWS, parse_views
 
 MODES = ("invisible", "enhance", "auto")
-TIGHTEN = 5.0  # in-loop targets move this far when the real check disagrees with the loop
 
 
 @dataclass(frozen=True)
@@ -53,9 +55,9 @@ class Settings:
     seed: int = 0
     output_quality: int = 95
     output_subsampling: str = "4:4:4"
-    platform_quality: int = 90
+    platforms: tuple[Pipeline, ...] = tuple(PRESETS[n] for n in DEFAULT_PLATFORMS)
     masking: bool = True
-    platform_checks: bool = True
+    views_per_step: int = 3  # loop views evaluated per step (the cost bound; 0 = all)
     batch_size: int = 2
     device: str = "cpu"
 
@@ -67,8 +69,15 @@ class Settings:
             rounds.append(eps)
         return rounds
 
+    @property
+    def output(self) -> tuple[int, str]:
+        return self.output_quality, self.output_subsampling
+
     def chain(self) -> Chain:
-        return Chain(self.output_quality, self.output_subsampling, self.platform_quality)
+        """Our encoding and the first pipeline's JPEG at full size: what the colour filter's
+        loop models (the check judges every pipeline)."""
+        first = next((p for p in self.platforms if p.quality is not None), PRESETS["task"])
+        return Chain(self.output_quality, self.output_subsampling, first.quality, first.subsampling)
 
 
 @dataclass
@@ -80,10 +89,12 @@ class Result:
     margin_met: bool  # every view reached its target, not only the threshold
     models: list[dict]
     targets: dict[str, float]
-    before: dict[str, dict[str, float]]  # after JPEG-90 of the unprotected photo
-    after: dict[str, dict[str, float]]  # the protected pixels, no JPEG
-    after_jpeg: dict[str, dict[str, float]]  # the output file after the platform's JPEG-90
-    platform: dict[str, dict[str, dict[str, float]]]  # information: resize + JPEG-85
+    platforms: list[dict]  # the pipelines judged: name, spec, description, served size
+    before: dict[str, dict[str, dict[str, float]]]  # pipeline → model → view, the original
+    after: dict[str, dict[str, float]]  # model → view: the protected pixels, no pipeline
+    after_jpeg: dict[str, dict[str, dict[str, float]]]  # pipeline → model → view: the output
+    protected_on: dict[str, bool]  # pipeline → every view of every model low after it
+    worst: dict | None  # the (pipeline, model, view) nearest the good side, with its score
     psnr: float  # of the output file's pixels against the original, dB
     ssim: float  # same, mean SSIM on luma
     linf: int  # largest change we made to any channel, in 8-bit grey levels (before encoding)
@@ -92,6 +103,8 @@ class Result:
     seconds: float
     mode: str = "invisible"
     enhancement: dict | None = None  # the colour filter, in words and parameters (see enhance)
+    checks: int = 0  # real checks the search ran
+    first_check_passed: bool | None = None  # did the first one already meet every target?
 
     @property
     def verdict(self) -> str:
@@ -166,22 +179,26 @@ def protect(
         raise ValueError(f"unknown mode {settings.mode!r}: choose from {', '.join(MODES)}")
     views = parse_views(settings.views)
     targets = _targets(models, settings)
-    chain = settings.chain()
+    if not settings.platforms:
+        raise ValueError("protect() needs at least one platform pipeline")
     image = image.convert("RGB")
 
-    data, before = check_output(image, models, views, chain)
-    enhancement = None
+    data, before = check_output(image, models, views, settings.platforms, settings.output)
+    enhancement, search = None, None
 
     def finish(found: Found, steps: int, untouched: bool = False) -> Result:
-        # Reads ``enhancement`` when called: the filter's record once there is one.
-        return _result(
+        # Reads ``enhancement`` and ``search`` when called: the filter's record, the checks run.
+        result = _result(
             image, found, before, models, targets, settings, steps, started, untouched, enhancement
         )
+        if search is not None:
+            result.checks, result.first_check_passed = search.checks, search.first_check_passed
+        return result
 
     if before.all_low:
         return finish(Found(image, data, before, 0.0), 0, untouched=True)
 
-    search = _Search(models, views, targets, chain, progress)
+    search = _Search(models, views, targets, settings, progress)
     photo = to_tensor(image).to(settings.device)
     steps = 0
     if settings.mode in ("enhance", "auto"):
@@ -190,7 +207,7 @@ def protect(
             models,
             views,
             dict(targets),
-            chain,
+            settings.chain(),
             Bounds.for_strength(settings.enhance_strength * 255),
             settings.batch_size,
         )
@@ -211,10 +228,13 @@ def protect(
         models,
         views,
         dict(targets),
-        chain,
+        settings.chain(),
         seed=settings.seed,
         batch_size=settings.batch_size,
         masking=settings.masking,
+        platforms=settings.platforms,
+        output=settings.output,
+        views_per_step=settings.views_per_step,
     )
     # A zero budget cannot move a pixel: nothing to optimize in that round.
     rounds = [(e, partial(attack.run, e, settings.steps)) for e in settings.schedule() if e > 0]
@@ -238,9 +258,11 @@ class _Search:
     runs one round given the per-step callback) — with the early stop on the real check and the
     tightening of in-loop targets it may call for."""
 
-    def __init__(self, models, views, targets, chain, progress):
-        self.models, self.views, self.targets, self.chain = models, views, targets, chain
+    def __init__(self, models, views, targets, settings: Settings, progress):
+        self.models, self.views, self.targets, self.settings = models, views, targets, settings
         self.progress = progress
+        self.checks = 0  # real checks run, and how many of them passed at once
+        self.first_check_passed: bool | None = None
 
     def run(self, loop, rounds: list[tuple[float, Callable]], step_offset: int = 0) -> Found:
         self.loop, self.offset, self.best, self.budget = loop, step_offset, None, 0.0
@@ -248,16 +270,25 @@ class _Search:
             run_round(self._on_step)
             if self.best is not None and self._meets(self.best):
                 break
-        return self.best if self.best is not None else self._judge()
+        if self.best is not None:
+            return self.best
+        return self._count(self._judge())  # the loop never got there: judge where it ended
 
     def _judge(self) -> Found:
         pixels, colour_filter = self.loop.candidate()
         candidate = to_image(pixels)
-        encoded, check = check_output(candidate, self.models, self.views, self.chain)
+        s = self.settings
+        encoded, check = check_output(candidate, self.models, self.views, s.platforms, s.output)
         return Found(candidate, encoded, check, self.budget, colour_filter)
 
     def _meets(self, found: Found) -> bool:
         return _meets(found.check, self.models, self.targets)
+
+    def _count(self, found: Found) -> Found:
+        self.checks += 1
+        if self.first_check_passed is None:
+            self.first_check_passed = self._meets(found)
+        return found
 
     def _on_step(self, report: StepReport) -> bool:
         if self.progress is not None:
@@ -267,22 +298,17 @@ class _Search:
             self.progress(self.offset + report.step, worst)
         if not report.reached:
             return False
-        found = self._judge()
+        found = self._count(self._judge())
         if found.check.all_low:
             self.best = found  # protected; stop if the margin is met too, else aim for it
         if self._meets(found):
             return True
-        for m in self.models:  # the loop was optimistic: aim further
-            self.loop.targets[m.name] += -TIGHTEN if m.higher_is_better else TIGHTEN
+        self.loop.tighten(found.check.short(self.targets, self.models))  # loop was optimistic
         return False
 
 
 def _meets(check: Check, models: list[QualityModel], targets: dict[str, float]) -> bool:
-    for m in models:
-        for s in check.scores[m.name].values():
-            if (s > targets[m.name]) if m.higher_is_better else (s < targets[m.name]):
-                return False
-    return True
+    return not check.short(targets, models)
 
 
 def _result(
@@ -310,10 +336,14 @@ def _result(
         margin_met=_meets(found.check, models, targets),
         models=[m.describe() for m in models],
         targets=targets,
+        platforms=[
+            {**p.as_dict(), "served": list(found.check.served[p.name])} for p in settings.platforms
+        ],
         before=before.scores,
-        after=after.scores,
+        after=after,
         after_jpeg=found.check.scores,
-        platform=platform_scores(output, models, views) if settings.platform_checks else {},
+        protected_on={p.name: found.check.pipeline_low(p.name) for p in settings.platforms},
+        worst=found.check.worst(),
         psnr=psnr,
         ssim=ssim,
         linf=round(diff),

@@ -1,4 +1,5 @@
-"""Scoring a photo exactly as the task judged it: JPEG-90 of the full photo → views → BIQA."""
+"""Scoring a photo as its destinations serve it: each platform pipeline (resize, JPEG) → views
+→ BIQA. The task's own protocol is the ``task`` pipeline: JPEG-90 of the full photo."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from dataclasses import dataclass, field
 import torch
 from PIL import Image
 
-from pixcamd.jpeg import recompress
 from pixcamd.models.base import QualityModel
 from pixcamd.photo import load_photo, to_tensor
+from pixcamd.platforms import PRESETS, Pipeline, served_as
 from pixcamd.views import DEFAULT_VIEWS, make_views
 
 
@@ -26,22 +27,50 @@ class ViewScore:
 
 
 @dataclass
-class PhotoScore:
-    """Scores of one photo under one model; the photo counts as good if any view says so."""
+class PipelineScore:
+    """One pipeline's output of the photo, view by view."""
 
-    path: str
-    size: tuple[int, int]
-    model: dict
-    jpeg_quality: int | None
+    pipeline: Pipeline
+    served: tuple[int, int]
     views: list[ViewScore] = field(default_factory=list)
 
     @property
     def good(self) -> bool:
         return any(v.good for v in self.views)
 
+
+@dataclass
+class PhotoScore:
+    """Scores of one photo under one model, per pipeline; the photo counts as good if any view
+    of any pipeline says so — a filter needs only one way to see it well."""
+
+    path: str
+    size: tuple[int, int]
+    model: dict
+    platforms: list[PipelineScore] = field(default_factory=list)
+    encoding: dict | None = None  # a JPEG's quality and subsampling (``platforms.served_as``)
+
+    @property
+    def good(self) -> bool:
+        return any(p.good for p in self.platforms)
+
     @property
     def verdict(self) -> str:
         return "good quality" if self.good else "low quality"
+
+    def worst(self) -> dict:
+        """The (pipeline, view) that scores best: the one that decides the verdict."""
+        sign = 1.0 if self.model["direction"] == "higher_is_better" else -1.0
+        rows = [(p.pipeline.name, v) for p in self.platforms for v in p.views]
+        name, view = max(rows, key=lambda r: sign * r[1].score)
+        good_by = sign * (view.score - self.model["threshold"])
+        return {
+            "pipeline": name,
+            "model": self.model["model"],
+            "view": view.view,
+            "score": view.score,
+            "good_by": good_by,
+        }
 
     def as_dict(self) -> dict:
         return {
@@ -49,9 +78,18 @@ class PhotoScore:
             "width": self.size[0],
             "height": self.size[1],
             **self.model,
-            "jpeg_quality": self.jpeg_quality,
-            "views": {v.view: {"score": v.score, "verdict": v.verdict} for v in self.views},
+            "platforms": {
+                p.pipeline.name: {
+                    **p.pipeline.as_dict(),
+                    "served": list(p.served),
+                    "views": {v.view: {"score": v.score, "verdict": v.verdict} for v in p.views},
+                    "verdict": "good quality" if p.good else "low quality",
+                }
+                for p in self.platforms
+            },
             "verdict": self.verdict,
+            "worst": self.worst(),
+            "encoding": self.encoding,
         }
 
 
@@ -67,16 +105,19 @@ def score_image(
     img: Image.Image,
     model: QualityModel,
     views=DEFAULT_VIEWS,
-    jpeg_quality: int | None = 90,
+    pipelines: tuple[Pipeline, ...] = (PRESETS["task"],),
     path: str = "",
 ) -> PhotoScore:
-    """Score an upright RGB image, JPEG-recompressed first unless ``jpeg_quality`` is None."""
-    judged = recompress(img, jpeg_quality) if jpeg_quality is not None else img
-    boxes, batch = make_views(to_tensor(judged), views, model.view_size)
-    scores = score_views(model, batch)
-    result = PhotoScore(path, img.size, model.describe(), jpeg_quality)
-    for view, score in zip(boxes, scores.tolist(), strict=True):
-        result.views.append(ViewScore(view.label, score, bool(model.is_good(score))))
+    """Score an upright RGB image as each pipeline serves it."""
+    result = PhotoScore(path, img.size, model.describe())
+    for pipeline in pipelines:
+        served = pipeline.apply(img)
+        boxes, batch = make_views(to_tensor(served), views, model.view_size)
+        scores = score_views(model, batch)
+        scored = PipelineScore(pipeline, served.size)
+        for view, score in zip(boxes, scores.tolist(), strict=True):
+            scored.views.append(ViewScore(view.label, score, bool(model.is_good(score))))
+        result.platforms.append(scored)
     return result
 
 
@@ -84,7 +125,15 @@ def score_file(
     path: str | os.PathLike,
     model: QualityModel,
     views=DEFAULT_VIEWS,
-    jpeg_quality: int | None = 90,
+    pipelines: tuple[Pipeline, ...] = (PRESETS["task"],),
 ) -> PhotoScore:
-    """Load a photo (EXIF orientation applied) and score it; raises ``PhotoError`` if unreadable."""
-    return score_image(load_photo(path), model, views, jpeg_quality, path=str(path))
+    """Load a photo (EXIF orientation applied) and score it; raises ``PhotoError`` if unreadable.
+    A JPEG's own encoding is reported too: a copy downloaded back from a platform tells its
+    pipeline's quality and subsampling."""
+    result = score_image(load_photo(path), model, views, pipelines, path=str(path))
+    try:
+        with Image.open(path) as raw:
+            result.encoding = served_as(raw)
+    except OSError:  # decoded above by other means (HEIC): no JPEG tables to read
+        pass
+    return result

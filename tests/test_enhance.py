@@ -1,4 +1,5 @@
-"""Enhancement mode: the colour filter's guarantees, and protection judged by a real JPEG-90."""
+"""Enhancement mode: the colour filter's guarantees, and protection judged by a real JPEG-90 (the
+task's pipeline: these tests are about the filter, not about where photos go)."""
 
 from __future__ import annotations
 
@@ -32,11 +33,14 @@ from pixcamd.enhance import (
     project_knots,
     tone_curve,
 )
-from pixcamd.jpeg import Chain, recompress
+from pixcamd.jpeg import Chain
 from pixcamd.photo import to_image, to_tensor
+from pixcamd.platforms import PRESETS
 from pixcamd.protect import Settings, protect
-from pixcamd.scoring import score_image
+from pixcamd.scoring import score_views
 from pixcamd.views import make_views
+
+TASK = (PRESETS["task"],)
 
 # A 512×384 crop BRISQUE puts at 57.0, near its threshold 60: one a colour filter can protect.
 NEAR = ("greentock_by_Peter_Nerlich.jpg", (1184, 528))
@@ -44,10 +48,16 @@ NEAR_TARGET = 62  # beyond the threshold, well within the filter's reach (it get
 
 
 def judged_after_jpeg90(result, model, views) -> dict[str, float]:
-    """Score the output bytes as a platform + BIQA would, independently of protect()."""
+    """Score the output bytes as the task's pipeline + BIQA would, independently of protect()."""
     with Image.open(io.BytesIO(result.output_jpeg)) as f:
         written = f.convert("RGB")
-    return {v.view: v.score for v in score_image(written, model, views, jpeg_quality=90).views}
+    return judged_as_task(written, model, views)
+
+
+def judged_as_task(img: Image.Image, model, views) -> dict[str, float]:
+    """The real JPEG-90 of ``img`` (the task's pipeline), then every view through ``model``."""
+    boxes, batch = make_views(to_tensor(PRESETS["task"].apply(img)), views, model.view_size)
+    return {b.label: s for b, s in zip(boxes, score_views(model, batch).tolist(), strict=True)}
 
 
 @pytest.fixture(scope="module")
@@ -172,18 +182,18 @@ def test_the_filter_is_described_in_words(real_photo):
 @pytest.fixture(scope="module")
 def enhanced(near_crop, brisque):
     settings = Settings(
-        mode="enhance", views=("center",), targets={"brisque": NEAR_TARGET}, platform_checks=False
+        mode="enhance", views=("center",), targets={"brisque": NEAR_TARGET}, platforms=TASK
     )
     return protect(near_crop, [brisque], settings)
 
 
 def test_enhance_protects_a_photo_near_the_threshold_against_brisque(enhanced, near_crop, brisque):
     result = enhanced
-    assert result.before["brisque"]["center"] < brisque.threshold
+    assert result.before["task"]["brisque"]["center"] < brisque.threshold
     assert result.protected and result.mode == "enhance"
     after = judged_after_jpeg90(result, brisque, ("center",))  # the real re-check
     assert after["center"] > brisque.threshold
-    assert after == pytest.approx(result.after_jpeg["brisque"], abs=1e-3)
+    assert after == pytest.approx(result.after_jpeg["task"]["brisque"], abs=1e-3)
     assert result.epsilon == 0  # no invisible perturbation: the filter did it
     assert result.image.size == near_crop.size
 
@@ -201,7 +211,7 @@ def test_an_enhancement_is_recorded_well_enough_to_reproduce_and_stays_an_edit(e
 
 def test_auto_stops_at_the_filter_when_it_is_enough(enhanced, near_crop, brisque):
     settings = Settings(
-        mode="auto", views=("center",), targets={"brisque": NEAR_TARGET}, platform_checks=False
+        mode="auto", views=("center",), targets={"brisque": NEAR_TARGET}, platforms=TASK
     )
     result = protect(near_crop, [brisque], settings)
     assert result.protected and result.epsilon == 0
@@ -215,9 +225,9 @@ def hard_photo():
 
 
 def test_enhance_alone_is_reported_unprotected_when_it_falls_short(hard_photo, tiny_biqa):
-    settings = Settings(mode="enhance", views=("center",), platform_checks=False)
+    settings = Settings(mode="enhance", views=("center",), platforms=TASK)
     result = protect(hard_photo, [tiny_biqa], settings)
-    assert result.before["tiny"]["center"] > tiny_biqa.threshold + 30
+    assert result.before["task"]["tiny"]["center"] > tiny_biqa.threshold + 30
     assert not result.protected and result.verdict == "unprotected"
     after = judged_after_jpeg90(result, tiny_biqa, ("center",))
     assert after["center"] > tiny_biqa.threshold
@@ -225,7 +235,7 @@ def test_enhance_alone_is_reported_unprotected_when_it_falls_short(hard_photo, t
 
 
 def test_auto_adds_the_invisible_perturbation_when_the_filter_falls_short(hard_photo, tiny_biqa):
-    settings = Settings(mode="auto", views=("center",), platform_checks=False)
+    settings = Settings(mode="auto", views=("center",), platforms=TASK)
     result = protect(hard_photo, [tiny_biqa], settings)
     assert result.protected and result.mode == "auto"
     after = judged_after_jpeg90(result, tiny_biqa, ("center",))
@@ -235,7 +245,7 @@ def test_auto_adds_the_invisible_perturbation_when_the_filter_falls_short(hard_p
 
 
 def test_zero_strength_auto_is_the_invisible_mode(hard_photo, tiny_biqa):
-    common = dict(views=("center",), platform_checks=False)
+    common = dict(views=("center",), platforms=TASK)
     auto = protect(hard_photo, [tiny_biqa], Settings(mode="auto", enhance_strength=0, **common))
     plain = protect(hard_photo, [tiny_biqa], Settings(**common))
     assert auto.enhancement["description"] == "no visible colour change"
@@ -256,17 +266,27 @@ def test_protect_command_in_enhance_mode_writes_a_protected_file(
     source, target = tmp_path / "near.png", tmp_path / "out" / "near.jpg"
     near_crop.save(source)  # lossless: the very pixels the other tests protect
     target.parent.mkdir()
-    options = ["--model", "brisque", "--mode", "enhance", "--views", "center"]
+    options = [
+        "--model",
+        "brisque",
+        "--mode",
+        "enhance",
+        "--views",
+        "center",
+        "--platforms",
+        "task",
+    ]
     options += ["--target", str(NEAR_TARGET)]
     code = main(["protect", str(source), "-o", str(target), *options, "--json"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     report = json.loads(captured.out)[0]
     assert report["verdict"] == "protected" and report["mode"] == "enhance"
-    assert report["file_check"]["brisque"]["center"] > brisque.threshold
+    assert report["file_check"]["task"]["brisque"]["center"] > brisque.threshold
     assert f"filter: {report['enhancement']['description']}" in captured.err
-    rejudged = score_image(recompress(Image.open(target).convert("RGB")), brisque, ("center",))
-    assert rejudged.views[0].score > brisque.threshold
+    with Image.open(target) as written:
+        rejudged = judged_as_task(written.convert("RGB"), brisque, ("center",))
+    assert rejudged["center"] > brisque.threshold
 
 
 # -- the daemon -----------------------------------------------------------------------------------
@@ -286,7 +306,6 @@ def test_the_daemon_records_the_filter_in_words_and_parameters(tmp_path, near_cr
     protected = [e for e in events(config) if e["event"] == "protected"]
     assert protected[0]["filter"] == description
     assert f"filter: {description}" in protected[0]["message"]
-    rejudged = score_image(
-        recompress(Image.open(config.outbox / "near.jpg").convert("RGB")), brisque, ("center",)
-    )
-    assert rejudged.views[0].score > brisque.threshold
+    with Image.open(config.outbox / "near.jpg") as written:
+        rejudged = judged_as_task(written.convert("RGB"), brisque, ("center",))
+    assert rejudged["center"] > brisque.threshold

@@ -1,24 +1,36 @@
-"""``protect()`` on real pixels, judged by a real Pillow JPEG-90 of the encoded output."""
+"""``protect()`` on real pixels, judged by each platform pipeline's real Pillow resize and JPEG of
+the encoded output (most tests: the task's pipeline only, Pillow JPEG-90 at full size)."""
 
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pytest
 from PIL import Image
 from tinybiqa import synthetic_photo
 
+from pixcamd.photo import to_tensor
+from pixcamd.platforms import PRESETS, parse_platforms
 from pixcamd.protect import Settings, protect
-from pixcamd.scoring import score_image
+from pixcamd.scoring import score_image, score_views
+from pixcamd.views import make_views
+
+TASK = (PRESETS["task"],)  # the task's own pipeline: what these tests are about, and fast
 
 
-def judged_after_jpeg90(result, model, views) -> dict[str, float]:
-    """Score the output bytes as a platform + BIQA would, independently of protect()."""
+def judged_after(result, model, views, pipeline=PRESETS["task"]) -> dict[str, float]:
+    """Score the output bytes as the pipeline + BIQA would, independently of protect()."""
     with Image.open(io.BytesIO(result.output_jpeg)) as f:
         assert f.format == "JPEG"
         written = f.convert("RGB")
-    return {v.view: v.score for v in score_image(written, model, views, jpeg_quality=90).views}
+    boxes, batch = make_views(to_tensor(pipeline.apply(written)), views, model.view_size)
+    return {b.label: s for b, s in zip(boxes, score_views(model, batch).tolist(), strict=True)}
+
+
+def judged_after_jpeg90(result, model, views) -> dict[str, float]:
+    return judged_after(result, model, views, PRESETS["task"])
 
 
 @pytest.fixture(scope="module")
@@ -30,22 +42,23 @@ def dragonfly_crop(corpus_dir):
 
 def test_protects_a_real_photo_against_brisque(dragonfly_crop, brisque):
     views = ("center", "resize")
-    before = {v.view: v.score for v in score_image(dragonfly_crop, brisque, views).views}
+    (task,) = score_image(dragonfly_crop, brisque, views, TASK).platforms
+    before = {v.view: v.score for v in task.views}
     assert all(s < brisque.threshold for s in before.values())  # judged good to start with
-    result = protect(dragonfly_crop, [brisque], Settings(views=views, platform_checks=False))
+    result = protect(dragonfly_crop, [brisque], Settings(views=views, platforms=TASK))
     assert result.protected and result.verdict == "protected"
     assert result.image.size == dragonfly_crop.size
     after = judged_after_jpeg90(result, brisque, views)
     assert all(s > brisque.threshold for s in after.values()), after
-    assert after == pytest.approx(result.after_jpeg["brisque"], abs=1e-3)
+    assert after == pytest.approx(result.after_jpeg["task"]["brisque"], abs=1e-3)
     assert result.psnr > 36 and result.ssim > 0.95
     assert result.linf <= round(result.epsilon) + 1
 
 
 def test_protects_against_a_trained_network(tiny_biqa):
     photo = synthetic_photo(1024, 768, 103)
-    result = protect(photo, [tiny_biqa], Settings(views=("center",), platform_checks=False))
-    assert result.before["tiny"]["center"] > 50
+    result = protect(photo, [tiny_biqa], Settings(views=("center",), platforms=TASK))
+    assert result.before["task"]["tiny"]["center"] > 50
     assert result.protected
     after = judged_after_jpeg90(result, tiny_biqa, ("center",))
     assert after["center"] <= 50
@@ -55,9 +68,9 @@ def test_protects_against_a_trained_network(tiny_biqa):
 
 def test_several_models_must_all_agree(tiny_biqa, brisque):
     photo = synthetic_photo(640, 480, 104)
-    settings = Settings(views=("center",), platform_checks=False, epsilon_cap=12 / 255)
+    settings = Settings(views=("center",), platforms=TASK, epsilon_cap=12 / 255)
     result = protect(photo, [tiny_biqa, brisque], settings)
-    assert set(result.after_jpeg) == {"tiny", "brisque"}
+    assert set(result.after_jpeg["task"]) == {"tiny", "brisque"}
     verdicts = [
         judged_after_jpeg90(result, tiny_biqa, ("center",))["center"] <= 50,
         judged_after_jpeg90(result, brisque, ("center",))["center"] >= brisque.threshold,
@@ -68,9 +81,9 @@ def test_several_models_must_all_agree(tiny_biqa, brisque):
 
 def test_zero_budget_reports_unprotected_and_changes_nothing(tiny_biqa):
     photo = synthetic_photo(640, 480, 7)
-    settings = Settings(views=("center",), epsilon=0.0, epsilon_cap=0.0, platform_checks=False)
+    settings = Settings(views=("center",), epsilon=0.0, epsilon_cap=0.0, platforms=TASK)
     result = protect(photo, [tiny_biqa], settings)
-    assert result.before["tiny"]["center"] > 50  # it had work to do
+    assert result.before["task"]["tiny"]["center"] > 50  # it had work to do
     assert not result.protected and result.verdict == "unprotected"
     assert np.array_equal(np.asarray(result.image), np.asarray(photo))
     assert result.steps == 0 and result.linf == 0
@@ -78,7 +91,7 @@ def test_zero_budget_reports_unprotected_and_changes_nothing(tiny_biqa):
 
 def test_same_seed_same_output(tiny_biqa):
     photo = synthetic_photo(640, 480, 11)
-    settings = Settings(views=("center",), steps=6, epsilon_cap=4 / 255, platform_checks=False)
+    settings = Settings(views=("center",), steps=6, epsilon_cap=4 / 255, platforms=TASK)
     first = protect(photo, [tiny_biqa], settings)
     second = protect(photo, [tiny_biqa], settings)
     assert first.output_jpeg == second.output_jpeg
@@ -89,7 +102,7 @@ def test_same_seed_same_output(tiny_biqa):
 def test_a_photo_already_judged_low_passes_through_untouched(brisque):
     noisy = np.random.default_rng(0).integers(0, 256, (500, 700, 3), dtype=np.uint8)
     photo = Image.fromarray(noisy, "RGB")
-    result = protect(photo, [brisque], Settings(platform_checks=False))
+    result = protect(photo, [brisque], Settings(platforms=TASK))
     assert result.untouched and result.protected
     assert result.verdict == "already low quality"
     assert result.steps == 0
@@ -98,26 +111,64 @@ def test_a_photo_already_judged_low_passes_through_untouched(brisque):
 
 def test_small_photos_are_protected_at_their_own_size(brisque):
     photo = synthetic_photo(300, 200, 12)
-    result = protect(photo, [brisque], Settings(platform_checks=False))
+    result = protect(photo, [brisque], Settings(platforms=TASK))
     assert result.image.size == (300, 200)
     assert result.protected
 
 
 def test_escalation_is_reported_honestly(tiny_biqa):
     photo = synthetic_photo(640, 480, 13)
-    hard = Settings(views=("center",), steps=2, targets={"tiny": 0.5}, platform_checks=False)
+    hard = Settings(views=("center",), steps=2, targets={"tiny": 0.5}, platforms=TASK)
     result = protect(photo, [tiny_biqa], hard)
     assert result.epsilon == pytest.approx(8.0)  # went all the way to the cap
     assert result.steps == 2 * len(hard.schedule())
     assert not result.margin_met
-    assert result.protected == all(s <= 50 for s in result.after_jpeg["tiny"].values())
+    assert result.protected == all(s <= 50 for s in result.after_jpeg["task"]["tiny"].values())
 
 
-def test_platform_transforms_are_recorded(tiny_biqa):
-    photo = synthetic_photo(2400, 1800, 14)
-    result = protect(photo, [tiny_biqa], Settings(views=("center",), steps=3, epsilon_cap=4 / 255))
-    assert set(result.platform) == {"jpeg85", "long2048_jpeg85", "long1080_jpeg85"}
-    assert set(result.platform["long1080_jpeg85"]["tiny"]) == {"center"}
+def test_results_are_recorded_per_pipeline(tiny_biqa):
+    """Each pipeline's served size, scores before and after, its own verdict and the worst one,
+    and the after scores agree with an independent judgement of the output bytes."""
+    photo = synthetic_photo(1600, 1200, 14)
+    pipelines = parse_platforms("task,width1080-q80,scale0.5-q85-bicubic,long2048-q85")
+    settings = Settings(views=("center", "resize"), steps=3, platforms=pipelines)
+    result = protect(photo, [tiny_biqa], settings)
+    names = ["task", "width1080-q80", "scale0.5-q85-bicubic", "long2048-q85"]
+    assert [p["name"] for p in result.platforms] == names
+    assert [p["spec"] for p in result.platforms] == ["none-q90", *names[1:]]
+    served = {p["name"]: tuple(p["served"]) for p in result.platforms}
+    # long side 2048 is larger than the photo: served at its own size, never enlarged
+    assert served == {
+        "task": (1600, 1200),
+        "width1080-q80": (1080, 810),
+        "scale0.5-q85-bicubic": (800, 600),
+        "long2048-q85": (1600, 1200),
+    }
+    assert "width 1080 px" in result.platforms[1]["description"]
+    for scores in (result.before, result.after_jpeg):
+        assert list(scores) == names
+        assert all(set(per_model["tiny"]) == {"center", "resize"} for per_model in scores.values())
+    assert set(result.after["tiny"]) == {"center", "resize"}  # the pixels, no pipeline
+    for pipeline in pipelines:
+        after = result.after_jpeg[pipeline.name]["tiny"]
+        assert after == pytest.approx(
+            judged_after(result, tiny_biqa, ("center", "resize"), pipeline), abs=1e-3
+        )
+        assert result.protected_on[pipeline.name] == all(s <= 50 for s in after.values())
+    assert result.protected == all(result.protected_on.values())
+    every = [
+        (p, v, s)
+        for p, per_model in result.after_jpeg.items()
+        for v, s in per_model["tiny"].items()
+    ]
+    pipeline, view, score = max(every, key=lambda r: r[2])  # tiny: higher is better
+    assert result.worst["pipeline"] == pipeline and result.worst["view"] == view
+    assert result.worst["model"] == "tiny" and result.worst["score"] == pytest.approx(score)
+    assert result.worst["good_by"] == pytest.approx(score - tiny_biqa.threshold)
+    assert (result.checks == 0) == (result.first_check_passed is None)  # none ran, or it says
+    summary = json.loads(json.dumps(result.summary()))  # report- and ledger-ready
+    assert summary["protected_on"] == result.protected_on
+    assert summary["platforms"][2]["served"] == [800, 600]
 
 
 def test_targets_on_the_wrong_side_are_refused(brisque):

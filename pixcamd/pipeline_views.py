@@ -1,0 +1,273 @@
+"""Loop views: every (platform pipeline × view) pair as the optimizer computes it.
+
+The check (``pixcamd.check``) judges each pipeline's real output: our file, then the pipeline's
+Pillow resize and JPEG, then the views. The optimizer needs the same thing as a differentiable
+function of the few native pixels each view depends on. A ``LoopView`` knows its ``region`` (native
+pixels, left, top, right, bottom) and ``render``s the view from them:
+
+* ``NativeCrop`` — a crop at the photo's own resolution (``center``, ``tiles`` of a pipeline that
+  does not resize this photo): the real JPEG chain on an MCU-aligned window (straight-through).
+* ``NativeFit`` — the whole photo fitted to the view (``resize``). One such view stands for the
+  ``resize`` view of every pipeline when the fit downscales by more than √2 per side, which
+  averages most of the JPEG error away; when the fit is gentler (a photo of at most
+  ``JPEG_FIT_PIXELS``, 640×480 say), the pipeline's JPEG is modelled on the window first.
+* ``DownscaledCrop`` — a crop of the pipeline's downscaled photo: straight-through resize (the
+  forward value is Pillow's own resize of the region, exact up to our output encoding; gradients
+  from torch's antialiased bilinear downscale), then the pipeline's JPEG on an MCU-aligned window of
+  the downscaled photo, then the crop. Only the native region under that window is touched.
+* ``Whole`` — photos (or downscales) smaller than the view: the whole photo, through the pipeline,
+  then enlarged as the check enlarges it.
+
+Pairs that compute the same thing (two pipelines without a resize at one JPEG quality) share one
+loop view; ``stands_for`` lists every (pipeline, view) pair the check will judge for it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from pixcamd.jpeg import (
+    Chain,
+    aligned_window,
+    decode,
+    encode,
+    straight_through_jpeg,
+    straight_through_round,
+)
+from pixcamd.photo import to_image, to_tensor
+from pixcamd.platforms import FILTERS, Pipeline
+from pixcamd.views import (
+    VIEW_HEIGHT,
+    VIEW_WIDTH,
+    View,
+    cover_scale,
+    enlarge_to_cover,
+    extract,
+    plan_views,
+    rescale,
+)
+
+JPEG_FIT_PIXELS = 2 * VIEW_HEIGHT * VIEW_WIDTH  # fits from at most √2× per side model the JPEG
+SUPPORT = {"lanczos": 3.0, "bicubic": 2.0, "bilinear": 1.0, "hamming": 1.0, "box": 0.5}
+
+
+def straight_through_resize(
+    region: torch.Tensor,
+    origin: tuple[int, int],
+    box: tuple[int, int, int, int],
+    scale: tuple[float, float],
+    filter_name: str,
+    output: tuple[int, str] | None = None,
+) -> torch.Tensor:
+    """Pixels ``box`` = (left, top, right, bottom) of the photo resized by 1/``scale``, from the
+    native ``region`` whose top-left pixel is ``origin``. Forward: Pillow's resize of the 8-bit
+    region (the same coefficients as resizing the whole photo, given a margin of the filter's
+    support), after our ``output`` encoding (quality, subsampling) when given — the region must
+    then lie on the photo's MCU grid; gradient: torch's antialiased bilinear downscale of the
+    matching native box."""
+    (x0, y0), (left, top, right, bottom), (sx, sy) = origin, box, scale
+    size = (right - left, bottom - top)
+    with torch.no_grad():
+        source = (left * sx - x0, top * sy - y0, right * sx - x0, bottom * sy - y0)
+        image = to_image(region)
+        if output is not None:  # what the platform receives: our file
+            image = decode(encode(image, *output))
+        exact = image.resize(size, FILTERS[filter_name], box=source)
+        exact = to_tensor(exact).to(region)
+    a, b = round(left * sx) - x0, round(right * sx) - x0
+    c, d = round(top * sy) - y0, round(bottom * sy) - y0
+    sub = region[..., max(0, c) : d, max(0, a) : b]
+    soft = F.interpolate(sub, size=size[::-1], mode="bilinear", antialias=True, align_corners=False)
+    return soft + (exact - soft).detach()
+
+
+@dataclass
+class LoopView:
+    label: str
+    region: tuple[int, int, int, int]  # native (left, top, right, bottom) the view depends on
+    stands_for: list[tuple[str, str]] = field(default_factory=list)  # (pipeline, view) pairs
+
+    def render(self, region: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def footprint(self) -> tuple[int, int, int, int]:
+        """The native pixels the view shows (left, top, right, bottom): the only ones the
+        optimizer moves for it. The region around them (JPEG blocks, filter taps) counts for the
+        value, but a change there would be a seam around the view in a flat sky."""
+        return self.region
+
+
+@dataclass
+class NativeCrop(LoopView):
+    box: tuple[int, int, int, int] = (0, 0, 0, 0)  # (left, top, width, height)
+    chain: Chain | None = None
+
+    @property
+    def footprint(self) -> tuple[int, int, int, int]:
+        return _corners(self.box)
+
+    def _cut(self, region: torch.Tensor, rounded: bool = True) -> torch.Tensor:
+        """The box from ``region``: 8-bit values, through the chain when there is one."""
+        left, top, w, h = self.box
+        x0, y0 = self.region[:2]
+        pixels = straight_through_round(region) if rounded or self.chain else region
+        if self.chain is not None:
+            pixels = straight_through_jpeg(pixels, self.chain)
+        return pixels[..., top - y0 : top - y0 + h, left - x0 : left - x0 + w]
+
+    def render(self, region: torch.Tensor) -> torch.Tensor:
+        return self._cut(region)
+
+
+@dataclass
+class NativeFit(NativeCrop):
+    size: tuple[int, int] = (VIEW_HEIGHT, VIEW_WIDTH)
+
+    def render(self, region: torch.Tensor) -> torch.Tensor:
+        # Without a chain, no 8-bit rounding: the downscale averages it far below a grey level.
+        window = self._cut(region, rounded=False)
+        with torch.no_grad():  # the value as the check computes it ...
+            exact = rescale(window, self.size).clamp(0, 1)
+        # ... the gradient from the antialiased bilinear downscale, a third of bicubic's backward
+        soft = F.interpolate(window, size=self.size, mode="bilinear", antialias=True)
+        return soft + (exact - soft).detach()
+
+
+@dataclass
+class DownscaledCrop(LoopView):
+    window: tuple[int, int, int, int] = (0, 0, 0, 0)  # MCU-aligned, in the downscaled photo
+    box: tuple[int, int, int, int] = (0, 0, 0, 0)  # the view, in the downscaled photo
+    scale: tuple[float, float] = (1.0, 1.0)  # native pixels per downscaled pixel
+    filter: str = "lanczos"
+    chain: Chain | None = None
+    output: tuple[int, str] | None = None  # our file's encoding, under the downscale
+
+    @property
+    def footprint(self) -> tuple[int, int, int, int]:
+        left, top, w, h = self.box
+        (sx, sy), (x0, y0, x1, y1) = self.scale, self.region
+        return (
+            max(x0, math.floor(left * sx)),
+            max(y0, math.floor(top * sy)),
+            min(x1, math.ceil((left + w) * sx)),
+            min(y1, math.ceil((top + h) * sy)),
+        )
+
+    def render(self, region: torch.Tensor) -> torch.Tensor:
+        small = straight_through_resize(
+            straight_through_round(region),
+            self.region[:2],
+            self.window,
+            self.scale,
+            self.filter,
+            self.output,
+        )
+        if self.chain is not None:
+            small = straight_through_jpeg(small, self.chain)
+        left, top, w, h = self.box
+        x0, y0 = self.window[:2]
+        return small[..., top - y0 : top - y0 + h, left - x0 : left - x0 + w]
+
+
+@dataclass
+class Whole(LoopView):
+    """A photo (or its pipeline's downscale) smaller than the view: all of it, then enlarged."""
+
+    view: View | None = None  # in the enlarged photo
+    served: tuple[int, int] = (0, 0)  # the pipeline's output size
+    scale: tuple[float, float] = (1.0, 1.0)
+    filter: str = "lanczos"
+    chain: Chain | None = None
+    size: tuple[int, int] = (VIEW_HEIGHT, VIEW_WIDTH)
+
+    def render(self, region: torch.Tensor) -> torch.Tensor:
+        pixels = straight_through_round(region)
+        if self.scale != (1.0, 1.0):
+            box = (0, 0, *self.served)
+            pixels = straight_through_resize(pixels, (0, 0), box, self.scale, self.filter)
+        if self.chain is not None:
+            pixels = straight_through_jpeg(pixels, self.chain)
+        return extract(enlarge_to_cover(pixels, self.size), self.view, self.size)
+
+
+def _chain(pipeline: Pipeline, output: tuple[int, str] | None) -> Chain | None:
+    if pipeline.quality is None:
+        return None
+    quality, subsampling = output if output is not None else (None, "4:4:4")
+    return Chain(quality, subsampling, pipeline.quality, pipeline.subsampling)
+
+
+def plan_loop_views(
+    width: int,
+    height: int,
+    views,
+    pipelines: tuple[Pipeline, ...],
+    output: tuple[int, str] = (95, "4:4:4"),
+    size: tuple[int, int] = (VIEW_HEIGHT, VIEW_WIDTH),
+) -> list[LoopView]:
+    """The loop views of a ``width``×``height`` photo for ``pipelines`` × ``views``; ``output``
+    = our file's JPEG quality and subsampling (what a pipeline that does not resize receives)."""
+    planned: dict[tuple, LoopView] = {}
+
+    def add(key: tuple, view: LoopView, pair: tuple[str, str]) -> None:
+        planned.setdefault(key, view).stands_for.append(pair)
+
+    whole = (0, 0, width, height)
+    for pipeline in pipelines:
+        served = pipeline.output_size(width, height)
+        scale = (width / served[0], height / served[1])
+        resized = served != (width, height)
+        chain = _chain(pipeline, None if resized else output)
+        how = (served, pipeline.filter if resized else "", chain)  # what the pipeline does here
+        cover = cover_scale(*served, size)
+        if cover > 1.0:  # smaller than the view once served: the check enlarges it
+            big = (math.ceil(served[0] * cover), math.ceil(served[1] * cover))
+            for v in plan_views(max(size[1], big[0]), max(size[0], big[1]), views, size):
+                label = f"{pipeline.name}/{v.label}"
+                view = Whole(label, whole, [], v, served, scale, pipeline.filter, chain, size)
+                add(("whole", v, *how), view, (pipeline.name, v.label))
+            continue
+        for v in plan_views(*served, views, size):
+            pair, label = (pipeline.name, v.label), f"{pipeline.name}/{v.label}"
+            if not v.resized and not resized:
+                view = NativeCrop(label, aligned_window(v.box, width, height), [], v.box, chain)
+                add(("crop", v.box, chain), view, pair)
+            elif not v.resized:
+                window = aligned_window(v.box, *served)
+                margin = SUPPORT.get(pipeline.filter, 0.0)
+                x0 = max(0, math.floor((window[0] - margin) * scale[0]))
+                y0 = max(0, math.floor((window[1] - margin) * scale[1]))
+                x1 = min(width, math.ceil((window[2] + margin) * scale[0]))
+                y1 = min(height, math.ceil((window[3] + margin) * scale[1]))
+                # on our file's MCU grid, with a margin, so its encoding is the whole file's
+                region = aligned_window((x0, y0, x1 - x0, y1 - y0), width, height)
+                view = DownscaledCrop(
+                    label, region, [], window, v.box, scale, pipeline.filter, chain, output
+                )
+                add(("down", v.box, *how), view, pair)
+            else:
+                # The fit to the view. From a large photo it is a downscale of ≥ 2× that
+                # averages the JPEG away: one shared fit of the native photo stands for every
+                # pipeline's. Gentler fits model this pipeline's resize and JPEG.
+                native = plan_views(width, height, [v.label], size)[0]
+                if native.box[2] * native.box[3] > JPEG_FIT_PIXELS:
+                    view = NativeFit(native.label, _corners(native.box), [], native.box)
+                    add(("fit", native.box), view, pair)
+                elif not resized:
+                    region = aligned_window(native.box, width, height)
+                    view = NativeFit(label, region, [], native.box, chain, size)
+                    add(("fit", native.box, chain), view, pair)
+                else:
+                    view = Whole(label, whole, [], v, served, scale, pipeline.filter, chain, size)
+                    add(("whole", v, *how), view, pair)
+    return list(planned.values())
+
+
+def _corners(box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    left, top, w, h = box
+    return left, top, left + w, top + h

@@ -1,0 +1,163 @@
+"""The optimizer's view of each platform pipeline, against the real pipeline (Pillow)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from tinybiqa import synthetic_photo
+
+from pixcamd.check import judge
+from pixcamd.jpeg import Chain
+from pixcamd.optimizer import Attack, perceptual_mask
+from pixcamd.photo import to_tensor
+from pixcamd.pipeline_views import (
+    DownscaledCrop,
+    NativeCrop,
+    NativeFit,
+    Whole,
+    plan_loop_views,
+    straight_through_resize,
+)
+from pixcamd.platforms import DEFAULT_PLATFORMS, PRESETS, parse_platforms
+from pixcamd.views import make_views
+
+
+@pytest.fixture(scope="module")
+def photo(corpus_dir) -> Image.Image:
+    """A 2400×1800 piece of a real photo: real texture, sky and edges, quick to process."""
+    with Image.open(corpus_dir / "photos" / "sunset_by_Aitzol_Berasategi.jpg") as img:
+        left, top = (img.width - 2400) // 2, (img.height - 1800) // 2
+        return img.convert("RGB").crop((left, top, left + 2400, top + 1800))
+
+
+@pytest.mark.parametrize(
+    "spec", ["long1600-q80", "width1080-q75-bicubic", "scale0.37-q85-bilinear"]
+)
+def test_the_loops_resize_is_pillows_on_the_region_it_reads(photo, spec):
+    """The forward value of a downscaled crop is Pillow's resize of the whole photo, cut — from
+    only the native region the loop view declares (so gradients land where they belong)."""
+    pipeline = parse_platforms(spec)[0]
+    served = pipeline.output_size(*photo.size)
+    full = np.asarray(photo.resize(served, Image.Resampling[pipeline.filter.upper()]))
+    views = plan_loop_views(*photo.size, ("center",), (pipeline,))
+    (view,) = views
+    assert isinstance(view, DownscaledCrop)
+    x0, y0, x1, y1 = view.region
+    region = to_tensor(photo)[..., y0:y1, x0:x1]
+    scale = (photo.width / served[0], photo.height / served[1])
+    out = straight_through_resize(region, (x0, y0), view.window, scale, pipeline.filter)
+    got = np.asarray(out.squeeze(0).permute(1, 2, 0).mul(255).round().byte())
+    left, top, right, bottom = view.window
+    want = full[top:bottom, left:right].astype(int)
+    assert got.shape == want.shape
+    diff = np.abs(got.astype(int) - want)
+    assert diff.max() <= 1 and diff.mean() < 0.01  # float box coordinates: at most a rounding
+
+
+def test_every_pipeline_and_view_is_modelled_once(photo):
+    pipelines = parse_platforms([*DEFAULT_PLATFORMS, "long4000-q70", "scale0.2-q80"])
+    views = ("center", "resize", "tiles")
+    planned = plan_loop_views(*photo.size, views, pipelines)
+    pairs = [pair for v in planned for pair in v.stands_for]
+    assert len(pairs) == len(set(pairs))
+    expected = set()
+    for p in pipelines:
+        served = p.output_size(*photo.size)
+        image = Image.new("RGB", served)
+        boxes, _ = make_views(to_tensor(image), views)
+        expected |= {(p.name, b.label) for b in boxes}
+    assert set(pairs) == expected
+    kinds = {type(v) for v in planned}
+    # task and long4000 (larger than the photo) are native; the others downscale; scale 0.2
+    # serves 480×360, smaller than the view: the whole photo, enlarged as the check does.
+    assert {NativeCrop, NativeFit, DownscaledCrop, Whole} <= kinds
+    fit = [v for v in planned if isinstance(v, NativeFit)]
+    assert len(fit) == 1 and len(fit[0].stands_for) >= 5
+
+
+def test_a_photo_smaller_than_every_pipeline_is_never_downscaled():
+    pipelines = parse_platforms(DEFAULT_PLATFORMS)
+    planned = plan_loop_views(640, 480, ("center", "resize"), pipelines)
+    assert not any(isinstance(v, DownscaledCrop) for v in planned)
+    for p in pipelines:
+        assert p.output_size(640, 480) == (640, 480)
+
+
+def test_in_loop_scores_agree_with_the_real_pipelines(photo, brisque):
+    """Unperturbed, each loop view scores what the check scores on the real pipeline's output,
+    up to our own output encoding (JPEG 95 4:4:4, which the loop leaves out under a downscale)."""
+    pipelines = parse_platforms(DEFAULT_PLATFORMS)
+    views = ("center", "resize")
+    attack = Attack(
+        to_tensor(photo), [brisque], views, {"brisque": 80.0}, Chain(), platforms=pipelines
+    )
+    loop = attack.evaluate(backward=False)["brisque"]
+    real = judge(Image.open(_as_output(photo)), [brisque], views, pipelines).scores
+    compared = {}
+    for view in attack.loop_views:
+        for pipeline, label in view.stands_for:
+            compared[view.label, pipeline] = (loop[view.label], real[pipeline]["brisque"][label])
+    print(compared)
+    for (label, pipeline), (in_loop, checked) in compared.items():
+        # The shared fit of a large photo leaves out every JPEG, which its downscale mostly
+        # averages away (measured: within 3 BRISQUE points here); crops agree closely.
+        tolerance = 3.0 if label == "resize" else 1.0
+        assert in_loop == pytest.approx(checked, abs=tolerance), (label, pipeline)
+
+
+def _as_output(photo: Image.Image):
+    import io
+
+    buffer = io.BytesIO()
+    photo.save(buffer, format="JPEG", quality=95, subsampling="4:4:4")
+    buffer.seek(0)
+    return buffer
+
+
+def test_gradients_of_a_downscaled_view_stay_in_its_region(photo, brisque):
+    pipelines = parse_platforms("width1080-q80")
+    attack = Attack(
+        to_tensor(photo), [brisque], ("center",), {"brisque": 200.0}, Chain(), platforms=pipelines
+    )
+    (view,) = attack.loop_views
+    attack.evaluate(backward=True)
+    x0, y0, x1, y1 = view.region
+    inside = attack.grad[..., y0:y1, x0:x1]
+    assert inside.abs().sum() > 0
+    assert attack.grad.abs().sum() == pytest.approx(inside.abs().sum())
+    # the downscale's gradient is coarse: neighbours within one downscaled pixel move together
+    sign = inside.sign()
+    same = (sign[..., :, 1:] == sign[..., :, :-1]).float().mean()
+    assert same > 0.6
+
+
+def test_the_mask_also_asks_for_texture_at_the_coarse_scale():
+    """Fine grain on a smooth ramp (a noisy sky): full budget for a fine perturbation, the flat
+    floor once the perturbation is as coarse as a 4× downscale needs."""
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(90, 130, 512)[None, :, None].repeat(384, 0).repeat(3, 2)
+    grain = rng.normal(0, 9, (384, 512, 1)).repeat(3, 2)
+    photo = to_tensor(Image.fromarray(np.clip(ramp + grain, 0, 255).astype(np.uint8)))
+    fine = perceptual_mask(photo)
+    coarse = perceptual_mask(photo, coarse=4.0)
+    assert fine.median() > 0.9
+    assert coarse.median() < 0.5
+    assert torch.all(coarse <= fine)
+
+
+def test_a_synthetic_photo_is_judged_on_every_default_pipeline(brisque):
+    """The check serves each pipeline's own size and never enlarges a small photo."""
+    small = synthetic_photo(800, 600, 3)
+    check = judge(small, [brisque], ("center",), parse_platforms(DEFAULT_PLATFORMS))
+    assert set(check.served.values()) == {(800, 600)}
+    big = synthetic_photo(2400, 1800, 3)
+    check = judge(big, [brisque], ("center",), parse_platforms(DEFAULT_PLATFORMS))
+    assert check.served == {
+        "task": (2400, 1800),
+        "facebook": (2048, 1536),
+        "instagram": (1080, 810),
+        "whatsapp": (1600, 1200),
+    }
+    assert PRESETS["instagram"].output_size(2400, 1800) == (1080, 810)

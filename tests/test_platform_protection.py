@@ -1,0 +1,98 @@
+"""Protected where the photo goes: ``pixcamd protect --platforms`` on real photos, each written
+file judged independently after the real pipeline (Pillow resize, Pillow JPEG) by hand."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from PIL import Image
+
+from pixcamd.cli import main
+from pixcamd.scoring import score_views
+from pixcamd.views import make_views
+
+
+def served_by_hand(path, long_side: int | None, quality: int) -> Image.Image:
+    """What a platform serves of the file at ``path``: Pillow LANCZOS to the long side (never up),
+    then a Pillow JPEG at ``quality``, 4:2:0 — written out here, not through pixcamd."""
+    with Image.open(path) as f:
+        img = f.convert("RGB")
+    if long_side is not None and max(img.size) > long_side:
+        factor = long_side / max(img.size)
+        size = (round(img.width * factor), round(img.height * factor))
+        img = img.resize(size, Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    img.save(buffer, format="JPEG", quality=quality, subsampling="4:2:0")
+    with Image.open(io.BytesIO(buffer.getvalue())) as f:
+        return f.convert("RGB")
+
+
+def brisque_views(img: Image.Image, brisque) -> dict[str, float]:
+    import numpy as np
+    import torch
+
+    array = np.asarray(img, dtype=np.uint8).copy()
+    photo = torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).float() / 255
+    boxes, batch = make_views(photo, ("center", "resize"), brisque.view_size)
+    return {b.label: s for b, s in zip(boxes, score_views(brisque, batch).tolist(), strict=True)}
+
+
+def protect_cli(capsys, source, target, platforms: str) -> dict:
+    args = ["protect", str(source), "-o", str(target), "--model", "brisque"]
+    code = main([*args, "--platforms", platforms, "--json", "--threads", "2"])
+    report = json.loads(capsys.readouterr().out)[0]
+    assert code == (0 if report["protected"] else 1)
+    return report
+
+
+def test_a_downscaling_pipeline_is_protected_on_the_written_file(
+    tmp_path, corpus_dir, capsys, brisque
+):
+    with Image.open(corpus_dir / "photos" / "aitzgorri_by_Aitzol_Berasategi.jpg") as img:
+        left, top = (img.width - 2048) // 2, (img.height - 1536) // 2
+        crop = img.convert("RGB").crop((left, top, left + 2048, top + 1536))
+    source = tmp_path / "crop.png"
+    crop.save(source)
+    before = brisque_views(served_by_hand(source, 1024, 80), brisque)
+    assert min(before.values()) < brisque.threshold  # judged good there to start with
+
+    target = tmp_path / "out.jpg"
+    report = protect_cli(capsys, source, target, "long1024-q80")
+    assert report["protected"] and report["output"] == str(target)
+    (pipeline,) = report["platforms"]
+    assert pipeline["name"] == "long1024-q80" and pipeline["served"] == [1024, 768]
+
+    after = brisque_views(served_by_hand(target, 1024, 80), brisque)
+    assert all(s > brisque.threshold for s in after.values()), after
+    # the report's scores are what the real pipeline gives on the written file
+    for view, score in after.items():
+        assert report["file_check"]["long1024-q80"]["brisque"][view] == pytest.approx(
+            score, abs=1e-3
+        )
+    assert report["worst"]["pipeline"] == "long1024-q80"
+    assert report["psnr"] > 36
+
+
+def test_a_photo_smaller_than_every_pipeline_is_protected_at_its_own_size(
+    tmp_path, corpus_dir, capsys, brisque
+):
+    """640×480: no default pipeline downscales it; each only re-encodes it at its quality."""
+    with Image.open(corpus_dir / "camera" / "plasma_Path.jpg") as img:
+        left, top = (img.width - 640) // 2, (img.height - 480) // 2
+        small = img.convert("RGB").crop((left, top, left + 640, top + 480))
+    source = tmp_path / "small.png"
+    small.save(source)
+    target = tmp_path / "small.jpg"
+    report = protect_cli(capsys, source, target, "task,facebook,instagram,whatsapp")
+    assert report["protected"], report["after_jpeg"]
+    assert {p["name"]: p["served"] for p in report["platforms"]} == {
+        name: [640, 480] for name in ("task", "facebook", "instagram", "whatsapp")
+    }
+    with Image.open(target) as written:
+        assert written.size == (640, 480)
+    for quality in (90, 85, 80, 75):  # every pipeline is a re-encode at full size here
+        after = brisque_views(served_by_hand(target, None, quality), brisque)
+        assert all(s > brisque.threshold for s in after.values()), (quality, after)
+    assert report["checks"] >= 1
