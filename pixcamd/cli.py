@@ -16,6 +16,7 @@ from pixcamd.enhance import STRENGTH
 from pixcamd.errors import PixcamdError
 from pixcamd.models import CHOICES
 from pixcamd.models.weights import WEIGHTS_URL
+from pixcamd.platforms import DEFAULT_PLATFORMS, PRESETS, Pipeline, PipelineError, parse_platforms
 from pixcamd.protect import MODES
 from pixcamd.views import DEFAULT_VIEWS, VIEW_NAMES, parse_views
 
@@ -25,6 +26,28 @@ def _views(text: str) -> tuple[str, ...]:
         return parse_views(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _platforms(text: str) -> tuple[Pipeline, ...]:
+    try:
+        return parse_platforms(text)
+    except PipelineError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _add_platforms(parser, note: str) -> None:
+    parser.add_argument(
+        "--platforms",
+        type=_platforms,
+        default=parse_platforms(DEFAULT_PLATFORMS),
+        metavar="LIST",
+        help="where the photo goes, comma-separated: presets "
+        + ", ".join(PRESETS)
+        + ", or your own written as e.g. long1600-q75, width1080-q80-bicubic-444 (resize: "
+        "none, longN, widthN, heightN, scaleF; qN; filter; chroma 420/422/444); default: "
+        + ",".join(DEFAULT_PLATFORMS)
+        + f"; {note}",
+    )
 
 
 def _jpeg(text: str) -> int | None:
@@ -37,6 +60,13 @@ def _jpeg(text: str) -> int | None:
     if not 1 <= quality <= 100:
         raise argparse.ArgumentTypeError(f"{text!r}: give a JPEG quality 1–100, or none")
     return quality
+
+
+def _jpeg_pipeline(text: str) -> tuple[Pipeline, ...]:
+    quality = _jpeg(text)
+    if quality is None:
+        return (PRESETS["as-is"],)
+    return (Pipeline(f"jpeg{quality}", quality=quality),)
 
 
 def _jpeg_quality(text: str) -> int:
@@ -121,12 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="LIST",
         help=f"comma-separated, from {', '.join(VIEW_NAMES)} (default: {','.join(DEFAULT_VIEWS)})",
     )
-    score.add_argument(
+    serve = score.add_mutually_exclusive_group()
+    _add_platforms(serve, "as-is judges the file exactly as it is (one downloaded back)")
+    serve.add_argument(
         "--jpeg",
-        type=_jpeg,
-        default=90,
+        dest="platforms",
+        type=_jpeg_pipeline,
         metavar="Q|none",
-        help="JPEG quality applied before scoring (default 90), or none",
+        help="shorthand for one pipeline: a full-size JPEG at quality Q, or none (= as-is)",
     )
     score.add_argument("--device", type=_device, default="cpu", help="cpu (default), cuda, auto")
     score.add_argument("--json", action="store_true", help="machine-readable output")
@@ -175,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="LIST",
         help=f"views to protect, from {', '.join(VIEW_NAMES)} (default: {','.join(DEFAULT_VIEWS)})",
     )
+    _add_platforms(protect, "protected only when every view is low after every one")
     protect.add_argument(
         "--epsilon",
         type=_grey_levels,

@@ -17,6 +17,7 @@ from pixcamd.daemon.config import (
     validate,
 )
 from pixcamd.daemon.fs import choose_tmp_dir
+from pixcamd.platforms import DEFAULT_PLATFORMS, PRESETS, Pipeline
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -28,11 +29,26 @@ def test_example_file_is_generated_from_the_schema_and_documents_every_key():
     text = (ROOT / "config.example.toml").read_text()
     assert text == render_example(), "regenerate config.example.toml from the schema"
     parsed = tomllib.loads(text)
-    assert list(parsed) == [o.key for o in SCHEMA]
+    # [pipelines.NAME] tables are an example to copy, commented out; every other key is set
+    assert list(parsed) == [o.key for o in SCHEMA if o.key != "pipelines"]
     for option in SCHEMA:
-        assert f"\n{option.key} = " in text
-        doc_start = text.index(f"\n{option.key} = ")
+        start = "\n# [pipelines." if option.key == "pipelines" else f"\n{option.key} = "
+        assert start in text
+        doc_start = text.index(start)
         assert text[:doc_start].rstrip().endswith(option.doc.split()[-1]), option.key
+
+
+def test_the_commented_pipeline_example_is_valid_once_uncommented(tmp_path):
+    text = (ROOT / "config.example.toml").read_text()
+    tables = text[text.index("\n# [pipelines.") :]
+    uncommented = "\n".join(line.removeprefix("# ") for line in tables.splitlines())
+    raw = {**tomllib.loads(render_example()), **tomllib.loads(uncommented)}
+    (tmp_path / "in").mkdir()
+    raw.update(inbox=str(tmp_path / "in"), outbox=str(tmp_path / "out"))
+    raw["platforms"] = [*raw["platforms"], *raw["pipelines"]]
+    config = validate(raw, tmp_path / "c.toml")
+    (name,) = raw["pipelines"]
+    assert [p.name for p in config.platform_pipelines][-1] == name
 
 
 def test_example_values_validate_with_real_folders(tmp_path):
@@ -44,6 +60,8 @@ def test_example_values_validate_with_real_folders(tmp_path):
     assert config.on_unprotected == "hold"
     assert config.rescan_interval == 600
     assert ".stversions" in config.ignore and "*.part" in config.ignore
+    assert config.platforms == list(DEFAULT_PLATFORMS)  # protected where photos go, by default
+    assert config.platform_pipelines == tuple(PRESETS[n] for n in DEFAULT_PLATFORMS)
 
 
 def write(tmp_path, text: str):
@@ -199,3 +217,94 @@ def test_protection_mode_is_checked_and_changes_the_settings_fingerprint(tmp_pat
         assert settings.mode == mode and settings.enhance_strength == 24 / 255
         prints.add(settings_fingerprint(settings, [brisque]))
     assert len(prints) == 3  # a new mode re-tries photos it left unprotected
+
+
+# ---- platforms and [pipelines.NAME] ----------------------------------------------------------
+
+BASE = 'inbox = "inbox"\noutbox = "out"\nstate_dir = "st"\n'
+MYBLOG = '[pipelines.myblog]\nresize = "long 600"\nfilter = "bicubic"\nquality = 80\n'
+
+
+def test_a_custom_pipeline_is_checked_printed_and_used(tmp_path, monkeypatch, capsys, brisque):
+    from pixcamd.daemon.service import build_settings, settings_fingerprint
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("CACHE_DIRECTORY", raising=False)
+    text = BASE + 'platforms = ["task", "myblog", "width1080-q80"]\n' + MYBLOG
+    config = load_config(write(tmp_path, text))
+    myblog = Pipeline("myblog", "long", 600, filter="bicubic", quality=80)
+    assert config.platform_pipelines == (
+        PRESETS["task"],
+        myblog,
+        Pipeline("width1080-q80", "width", 1080, quality=80),
+    )
+    settings = build_settings(config, [brisque], "cpu")
+    assert settings.platforms == config.platform_pipelines
+    # config check prints it as the daemon will use it
+    assert main(["config", "check", "--config", str(config.source)]) == 0
+    effective = tomllib.loads(capsys.readouterr().out)
+    assert effective["platforms"] == ["task", "myblog", "width1080-q80"]
+    assert effective["pipelines"] == {
+        "myblog": {"resize": "long 600", "filter": "bicubic", "quality": 80}
+    }
+    # another pipeline is other settings: photos left unprotected are tried again
+    other = load_config(write(tmp_path, text.replace("quality = 80", "quality = 70")))
+    assert settings_fingerprint(build_settings(other, [brisque], "cpu"), [brisque]) != (
+        settings_fingerprint(settings, [brisque])
+    )
+
+
+BAD_PIPELINES = [
+    (MYBLOG.replace("quality = 80", "quality = 0"), "pipelines.myblog.quality: 0 is out of range"),
+    (
+        MYBLOG.replace("quality = 80", "quality = 101"),
+        "pipelines.myblog.quality: 101 is out of range",
+    ),
+    (MYBLOG.replace("long 600", "scale 2"), "pipelines.myblog.resize: scale 2 would enlarge"),
+    (MYBLOG.replace("long 600", "long 8"), "pipelines.myblog.resize: long 8: give a whole number"),
+    (MYBLOG.replace("long 600", "wide 600"), "pipelines.myblog.resize: 'wide 600': write"),
+    (
+        MYBLOG.replace("bicubic", "sharp"),
+        "pipelines.myblog.filter: unknown resampling filter 'sharp'",
+    ),
+    (MYBLOG.replace("quality", "qualty"), "pipelines.myblog.qualty: unknown key"),
+    (MYBLOG.replace("myblog", "instagram"), "pipelines.instagram: a preset has this name"),
+]
+BAD_PLATFORMS = [
+    ('platforms = ["task", "myspace"]\n', "platforms: unknown platform 'myspace'"),
+    ('platforms = ["long1600-q0"]\n', "platforms: JPEG quality 0 is out of range: give 1–100"),
+    ('platforms = ["scale1.5-q80"]\n', "platforms: scale 1.5 would enlarge"),
+    (
+        'platforms = ["long1600-q80-sharp"]\n',
+        "platforms: 'long1600-q80-sharp': cannot read 'sharp'",
+    ),
+    ("platforms = []\n", "platforms: give at least one platform"),
+]
+BAD = [(f'platforms = ["task", "myblog"]\n{t}', m) for t, m in BAD_PIPELINES] + BAD_PLATFORMS
+
+
+@pytest.mark.parametrize(("text", "expected"), BAD)
+def test_bad_platforms_are_refused_naming_the_key(tmp_path, capsys, text, expected):
+    message = problems(tmp_path, BASE + text)
+    assert f"{tmp_path / 'config.toml'}: {expected}" in message
+    # config check: non-zero, the key named; the daemon does not start and makes no ledger
+    path = tmp_path / "config.toml"
+    assert main(["config", "check", "--config", str(path)]) == 2
+    assert expected in capsys.readouterr().err
+    assert main(["run", "--config", str(path)]) == 2
+    assert expected in capsys.readouterr().err
+    assert not (tmp_path / "st").exists() and not (tmp_path / "out").exists()
+
+
+def test_the_daemon_process_does_not_start_with_a_bad_pipeline(tmp_path):
+    from test_daemon_support import pixcamd_process
+
+    path = write(tmp_path, BASE + 'platforms = ["myblog"]\n' + BAD_PIPELINES[0][0])
+    process = pixcamd_process(path)
+    try:
+        out, _ = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 2, out
+    assert "pipelines.myblog.quality: 0 is out of range" in out
+    assert not (tmp_path / "st").exists()  # no ledger, no log, nothing written

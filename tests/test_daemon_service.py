@@ -80,11 +80,14 @@ def test_photos_are_protected_into_a_mirrored_outbox_and_recorded(tmp_path, bris
     assert real["attempts"] == 1 and real["error"] is None
     assert 20 < real["psnr"] < 60
     scores = json.loads(real["scores"])
-    assert scores["before"]["brisque"]["center"] < 60 <= scores["after_jpeg"]["brisque"]["center"]
-    assert scores["file"]["brisque"]["center"] >= 60
+    before, after = scores["before"]["task"], scores["after_jpeg"]["task"]
+    assert before["brisque"]["center"] < 60 <= after["brisque"]["center"]
+    assert scores["file"]["task"]["brisque"]["center"] >= 60
+    assert json.loads(real["report"])["protected_on"] == {"task": True}
     assert set(json.loads(real["timings"])) >= {"decode", "protect", "write", "verify", "total"}
-    # the published file itself is judged low quality after the platform's JPEG-90
-    assert verify_file(config.outbox / "trip" / "real.jpg", [brisque], ("center",)).all_low
+    # the published file itself is judged low quality after the task's JPEG-90
+    (task,) = config.platform_pipelines
+    assert verify_file(config.outbox / "trip" / "real.jpg", [brisque], ("center",), (task,)).all_low
     assert rows["n1.png"]["verdict"] == "already low quality"
 
     # the status log: one event per state change, with scores, PSNR and seconds
@@ -92,7 +95,10 @@ def test_photos_are_protected_into_a_mirrored_outbox_and_recorded(tmp_path, bris
     assert [e["event"] for e in log] == ["detected", "settled", "queued", "started", "protected"]
     protected = log[-1]
     assert protected["psnr"] == real["psnr"] and protected["seconds"] > 0
-    assert protected["scores"]["brisque"]["center"] >= 60 and protected["level"] == "info"
+    assert protected["scores"]["task"]["brisque"]["center"] >= 60 and protected["level"] == "info"
+    assert protected["protected_on"] == {"task": True}
+    assert protected["worst"]["pipeline"] == "task" and protected["worst"]["view"] == "center"
+    assert "task: center " in protected["message"]
     assert all("ts" in e for e in log)
 
     # sd_notify: READY after the model is loaded and the scan is queued; STATUS=; STOPPING=1
@@ -104,9 +110,66 @@ def test_photos_are_protected_into_a_mirrored_outbox_and_recorded(tmp_path, bris
     assert report["daemon"] == "running"
     assert report["counts"]["done"] == 3 and report["counts"]["queued"] == 0
     assert report["last_hour"]["finished"] == 3 and report["model"] == "brisque"
+    assert report["platforms"] == ["task (full size, JPEG 90 4:2:0)"]
+    assert report["last_hour"]["protected_on"] == {"task": {"protected": 3, "judged": 3}}
     assert report["events"][-1]["event"] in ("protected", "ready")
     assert "photos: queued 0, processing 0, done 3" in text
     assert "last hour: 3 photos finished" in text
+    assert "platforms: task (full size, JPEG 90 4:2:0)" in text
+
+
+def test_a_custom_pipeline_from_the_config_is_protected_for_and_reported(tmp_path, brisque, capsys):
+    """``[pipelines.myblog]`` (long side 600) beside the task: a 700×520 photo is served at
+    600×446 by it, protected on both, and the ledger, the log and ``pixcamd status`` say so."""
+    myblog = {"resize": "long 600", "quality": 80}
+    config = make_config(tmp_path, platforms=["task", "myblog"], pipelines={"myblog": myblog})
+    assert [p.spec() for p in config.platform_pipelines] == ["none-q90", "long600-q80"]
+    real_photo(config.inbox / "blog.jpg", size=(700, 520))
+    with running(config, [brisque]):
+        wait_for(lambda: finished(config, ["blog.jpg"]), 120, "the photo")
+    row = ledger_rows(config)["blog.jpg"]
+    assert row["state"] == "done" and row["verdict"] == "protected", row["error"]
+    report = json.loads(row["report"])
+    assert report["protected_on"] == {"task": True, "myblog": True}
+    served = {p["name"]: p["served"] for p in report["platforms"]}
+    assert served == {"task": [700, 520], "myblog": [600, 446]}
+    assert report["platforms"][1]["description"] == "long side 600 px (lanczos), JPEG 80 4:2:0"
+    assert report["worst"]["pipeline"] in ("task", "myblog")
+    scores = json.loads(row["scores"])
+    for name in ("task", "myblog"):  # before: judged good somewhere; after: low everywhere
+        assert scores["after_jpeg"][name]["brisque"]["center"] >= brisque.threshold
+        assert scores["file"][name]["brisque"]["center"] >= brisque.threshold
+    assert scores["before"]["task"]["brisque"]["center"] < brisque.threshold
+    # the written file, judged independently by each real pipeline
+    assert verify_file(
+        config.outbox / "blog.jpg", [brisque], ("center",), config.platform_pipelines
+    ).all_low
+    # the log: the platforms at start; per-pipeline scores for the photo
+    start = next(e for e in events(config) if e["event"] == "platforms")
+    assert [p["name"] for p in start["platforms"]] == ["task", "myblog"]
+    assert "myblog (long side 600 px (lanczos), JPEG 80 4:2:0)" in start["message"]
+    protected = next(e for e in events(config) if e["event"] == "protected")
+    assert protected["protected_on"] == {"task": True, "myblog": True}
+    assert "task: center " in protected["message"] and " | myblog: center " in protected["message"]
+    assert set(protected["scores"]) == {"task", "myblog"}
+    # pixcamd status, text and JSON
+    assert main(["status", "--config", str(config.source)]) == 0
+    text = capsys.readouterr().out
+    assert (
+        "platforms: task (full size, JPEG 90 4:2:0); myblog (long side 600 px (lanczos), "
+        "JPEG 80 4:2:0)"
+    ) in text
+    assert "last hour, protected per platform: task 1/1, myblog 1/1" in text
+    assert main(["status", "--config", str(config.source), "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["platforms"] == [
+        "task (full size, JPEG 90 4:2:0)",
+        "myblog (long side 600 px (lanczos), JPEG 80 4:2:0)",
+    ]
+    assert status["last_hour"]["protected_on"] == {
+        "task": {"protected": 1, "judged": 1},
+        "myblog": {"protected": 1, "judged": 1},
+    }
 
 
 def test_same_content_is_not_redone_changed_content_is(tmp_path, brisque):
@@ -151,7 +214,8 @@ def test_unprotected_photos_are_held_back_or_shipped_loudly(tmp_path, brisque, c
         wait_for(lambda: finished(config, ["good.jpg"]), 30, "the photo")
     row = ledger_rows(config)["good.jpg"]
     assert row["state"] == "unprotected" and row["verdict"] == "unprotected"
-    assert row["error"].startswith("not protected: brisque center")
+    assert row["error"].startswith("not protected: task: center ")
+    assert "worst: task center " in row["error"]
     log = [e for e in events(config) if e.get("path") == "good.jpg"][-1]
     assert log["level"] == "warning"
     if policy == "hold":
@@ -165,7 +229,8 @@ def test_unprotected_photos_are_held_back_or_shipped_loudly(tmp_path, brisque, c
     from pixcamd.daemon.status import gather, render
 
     text = render(gather(config))
-    assert "unprotected good.jpg" in text and "not protected: brisque center" in text
+    assert "unprotected good.jpg" in text and "not protected: task: center" in text
+    assert "last hour, protected per platform: task 0/1" in text
 
 
 def test_transient_failures_are_retried_with_backoff_then_failed(tmp_path, brisque, monkeypatch):

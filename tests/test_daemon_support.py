@@ -93,8 +93,9 @@ def sha(path: Path) -> str:
 
 
 def make_config(root: Path, **overrides):
-    """A fast configuration in ``root`` (inbox/, outbox/, state/); BRISQUE, centre view. It is
-    written to ``root/config.toml`` (for ``--config``) and loaded from there."""
+    """A fast configuration in ``root`` (inbox/, outbox/, state/); BRISQUE, centre view, the
+    task's pipeline only. It is written to ``root/config.toml`` (for ``--config``) and loaded
+    from there; ``pipelines`` (tables) are written last, as TOML wants."""
     from pixcamd.daemon.config import load_config, toml_value
 
     (root / "inbox").mkdir(parents=True, exist_ok=True)
@@ -104,6 +105,7 @@ def make_config(root: Path, **overrides):
         "state_dir": str(root / "state"),
         "model": "brisque",
         "views": ["center"],
+        "platforms": ["task"],
         "settle_time": 0.3,
         "settle_timeout": 3.0,
         "rescan_interval": 0,
@@ -111,8 +113,14 @@ def make_config(root: Path, **overrides):
         "grace_time": 20.0,
     }
     raw.update(overrides)
+    tables = raw.pop("pipelines", {})
     path = root / "config.toml"
-    path.write_text("".join(f"{k} = {toml_value(v)}\n" for k, v in raw.items()))
+    text = "".join(f"{k} = {toml_value(v)}\n" for k, v in raw.items())
+    for name, table in tables.items():
+        text += f"[pipelines.{name}]\n" + "".join(
+            f"{k} = {toml_value(v)}\n" for k, v in table.items()
+        )
+    path.write_text(text)
     return load_config(path)
 
 

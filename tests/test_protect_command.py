@@ -10,9 +10,10 @@ from tinybiqa import synthetic_photo
 
 from pixcamd.cli import main
 from pixcamd.models import load_model
+from pixcamd.platforms import PRESETS
 from pixcamd.scoring import score_file
 
-FAST = ["--model", "brisque", "--views", "center", "--steps", "20"]
+FAST = ["--model", "brisque", "--views", "center", "--steps", "20", "--platforms", "task"]
 
 
 @pytest.fixture
@@ -37,12 +38,17 @@ def test_writes_a_protected_jpeg_that_scores_low_after_jpeg90(tmp_path, photo, c
     assert report["verdict"] == "protected" and report["output"] == str(out)
     with Image.open(out) as written:
         assert written.format == "JPEG" and written.size == (800, 600)
-    # Independent judgement of the file on disk: Pillow JPEG-90, then BRISQUE.
-    judged = score_file(out, load_model("brisque"), ("center",), jpeg_quality=90)
-    assert not judged.good and judged.views[0].score >= 60
+    # Independent judgement of the file on disk: Pillow JPEG-90 (the task), then BRISQUE.
+    judged = score_file(out, load_model("brisque"), ("center",), (PRESETS["task"],))
+    (task,) = judged.platforms
+    assert task.served == (800, 600)
+    assert not judged.good and task.views[0].score >= 60
+    assert report["file_check"]["task"]["brisque"]["center"] == pytest.approx(task.views[0].score)
+    assert report["protected_on"] == {"task": True}
     assert photo.read_bytes() == original  # the original is never touched
     assert report["psnr"] > 35
     assert "PROTECTED" in err  # the summary line goes to stderr with --json
+    assert "task: center " in err and "worst: task center " in err  # per pipeline, the worst
 
 
 def test_outdir_keeps_going_past_a_bad_photo(tmp_path, photo, capsys):

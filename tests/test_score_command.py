@@ -13,6 +13,7 @@ from PIL import Image
 
 from pixcamd.cli import main
 from pixcamd.jpeg import recompress
+from pixcamd.platforms import DEFAULT_PLATFORMS, PRESETS
 
 
 @pytest.fixture(autouse=True)
@@ -38,6 +39,12 @@ def run_json(capsys, *args) -> tuple[int, list[dict], str]:
     return code, json.loads(out.out), out.err
 
 
+def only_views(result: dict) -> dict:
+    """The views of a report judged by one pipeline (``--platforms task``, ``--jpeg ...``)."""
+    (pipeline,) = result["platforms"].values()
+    return pipeline["views"]
+
+
 def test_json_report_has_what_a_ledger_needs(tmp_path, capsys):
     path = tmp_path / "photo.jpg"
     textured(1200, 900).save(path, quality=95)
@@ -49,12 +56,39 @@ def test_json_report_has_what_a_ledger_needs(tmp_path, capsys):
     assert result["model"] == "brisque"
     assert result["fingerprint"].startswith("brisque-live-svr@sha256:")
     assert result["direction"] == "lower_is_better"
-    assert result["jpeg_quality"] == 90
-    assert list(result["views"]) == ["center", "resize"]
+    # the default set of destinations, each as it serves the photo (never enlarged)
+    assert list(result["platforms"]) == list(DEFAULT_PLATFORMS)
+    served = {name: tuple(p["served"]) for name, p in result["platforms"].items()}
+    assert served == {
+        "task": (1200, 900),
+        "facebook": (1200, 900),
+        "instagram": (1080, 810),
+        "whatsapp": (1200, 900),
+    }
     threshold = result["threshold"]
-    for view in result["views"].values():
-        assert view["verdict"] == ("good quality" if view["score"] < threshold else "low quality")
-    any_good = any(v["verdict"] == "good quality" for v in result["views"].values())
+    for name, pipeline in result["platforms"].items():
+        assert pipeline["name"] == name and pipeline["spec"] == PRESETS[name].spec()
+        assert pipeline["description"] == PRESETS[name].describe()
+        assert list(pipeline["views"]) == ["center", "resize"]
+        for view in pipeline["views"].values():
+            good = view["score"] < threshold
+            assert view["verdict"] == ("good quality" if good else "low quality")
+        any_good = any(v["verdict"] == "good quality" for v in pipeline["views"].values())
+        assert pipeline["verdict"] == ("good quality" if any_good else "low quality")
+    every = [
+        (name, view, v["score"])
+        for name, p in result["platforms"].items()
+        for view, v in p["views"].items()
+    ]
+    name, view, score = min(every, key=lambda r: r[2])  # BRISQUE: lower is better
+    assert result["worst"] == {
+        "pipeline": name,
+        "model": "brisque",
+        "view": view,
+        "score": score,
+        "good_by": pytest.approx(threshold - score),  # how far on the good side (BRISQUE: <)
+    }
+    any_good = any(p["verdict"] == "good quality" for p in result["platforms"].values())
     assert result["verdict"] == ("good quality" if any_good else "low quality")
     assert "model brisque" in err
 
@@ -64,23 +98,16 @@ def test_jpeg90_is_applied_to_the_full_photo_before_the_views(tmp_path, capsys):
     original, precompressed = tmp_path / "a.png", tmp_path / "b.png"
     img.save(original)
     recompress(img, 90).save(precompressed)
-    _, with_jpeg, _ = run_json(
-        capsys, original, "--model", "brisque", "--views", "center,resize,tiles"
-    )
-    _, by_hand, _ = run_json(
-        capsys,
-        precompressed,
-        "--model",
-        "brisque",
-        "--views",
-        "center,resize,tiles",
-        "--jpeg",
-        "none",
-    )
-    assert with_jpeg[0]["views"] == by_hand[0]["views"]
-    assert len(with_jpeg[0]["views"]) == 2 + 2 * 2  # 1000×700 → 2×2 tiles
+    views = ["--model", "brisque", "--views", "center,resize,tiles"]
+    _, with_jpeg, _ = run_json(capsys, original, *views, "--platforms", "task")
+    _, by_hand, _ = run_json(capsys, precompressed, *views, "--jpeg", "none")
+    assert list(by_hand[0]["platforms"]) == ["as-is"]
+    assert only_views(with_jpeg[0]) == only_views(by_hand[0])
+    assert len(only_views(with_jpeg[0])) == 2 + 2 * 2  # 1000×700 → 2×2 tiles
+    _, as_jpeg90, _ = run_json(capsys, original, *views, "--jpeg", "90")
+    assert only_views(as_jpeg90[0]) == only_views(with_jpeg[0])  # --jpeg 90: the task's JPEG
     _, without, _ = run_json(capsys, original, "--model", "brisque", "--jpeg", "none")
-    assert without[0]["views"]["center"] != with_jpeg[0]["views"]["center"]
+    assert only_views(without[0])["center"] != only_views(with_jpeg[0])["center"]
 
 
 def test_exif_orientation_is_applied_before_the_views(tmp_path, capsys):
@@ -94,7 +121,7 @@ def test_exif_orientation_is_applied_before_the_views(tmp_path, capsys):
     _, a, _ = run_json(capsys, rotated, "--model", "brisque", "--jpeg", "none")
     _, b, _ = run_json(capsys, plain, "--model", "brisque", "--jpeg", "none")
     assert (a[0]["width"], a[0]["height"]) == (900, 600)
-    assert a[0]["views"] == b[0]["views"]
+    assert only_views(a[0]) == only_views(b[0])
 
 
 def test_bad_files_get_clear_errors_and_the_rest_is_still_scored(tmp_path, capsys):
@@ -108,14 +135,14 @@ def test_bad_files_get_clear_errors_and_the_rest_is_still_scored(tmp_path, capsy
     truncated.write_bytes(good.read_bytes()[:2000])
     missing = tmp_path / "missing.jpg"
     code, results, err = run_json(
-        capsys, empty, text, good, truncated, missing, "--model", "brisque"
+        capsys, empty, text, good, truncated, missing, "--model", "brisque", "--platforms", "task"
     )
     assert code == 1
     assert [r["path"] for r in results] == [str(p) for p in (empty, text, good, truncated, missing)]
     errors = {r["path"]: r.get("error") for r in results}
     assert "empty file" in errors[str(empty)]
     assert "not an image" in errors[str(text)]
-    assert errors[str(good)] is None and "views" in results[2]
+    assert errors[str(good)] is None and "views" in results[2]["platforms"]["task"]
     assert "cannot decode" in errors[str(truncated)]
     assert "no such file" in errors[str(missing)]
     assert "4 of 5 files could not be scored" in err
@@ -141,20 +168,24 @@ def test_koncept512_scores_with_given_weights(tmp_path, capsys, recipe_checkpoin
     path = tmp_path / "photo.jpg"
     textured(700, 500).save(path)
     code, results, _ = run_json(
-        capsys, path, "--model", "koncept512", "--weights", recipe_checkpoint
+        capsys, path, "--model", "koncept512", "--weights", recipe_checkpoint, "--platforms", "task"
     )
     assert code == 0
     assert results[0]["model"] == "koncept512" and results[0]["threshold"] == 50
     assert results[0]["fingerprint"].startswith("koncept512-irv2-avgpool8-topleft@sha256:")
-    assert all(isinstance(v["score"], float) for v in results[0]["views"].values())
+    assert all(isinstance(v["score"], float) for v in only_views(results[0]).values())
 
 
 def test_human_table(tmp_path, capsys):
-    path = tmp_path / "photo.jpg"
+    path = tmp_path / "photo.png"  # not a JPEG: no encoding of its own to report
     textured(640, 480).save(path)
-    assert main(["score", str(path), "--model", "brisque", "--views", "center"]) == 0
+    args = ["--model", "brisque", "--views", "center", "--platforms", "task,width320-q80"]
+    assert main(["score", str(path), *args]) == 0
     out = capsys.readouterr().out
-    assert f"{path}  (640×480, after JPEG-90)" in out and "center" in out
+    assert f"{path}  (640×480): " in out and "best seen by " in out
+    assert "  task — full size, JPEG 90 4:2:0, served at 640×480" in out
+    assert "  width320-q80 — width 320 px (lanczos), JPEG 80 4:2:0, served at 320×240" in out
+    assert out.count("    center ") == 2
 
 
 @pytest.mark.parametrize(
@@ -180,7 +211,7 @@ def test_scores_the_corpus_centre_crops_like_the_reference(corpus_dir, data_dir,
     )
     assert code == 0 and len(results) == 10
     deltas = [
-        abs(r["views"]["center"]["score"] - reference[f"photos/{r['path'].rsplit('/', 1)[1]}"])
+        abs(only_views(r)["center"]["score"] - reference[f"photos/{r['path'].rsplit('/', 1)[1]}"])
         for r in results
     ]
     assert statistics.mean(deltas) <= 1.0 and max(deltas) <= 3.0
@@ -191,4 +222,7 @@ def test_scores_the_whole_corpus_as_the_issue_asks(corpus_dir, capsys):
     code, results, _ = run_json(capsys, *paths, "--model", "brisque")
     assert code == 0
     assert len(results) == len(paths) == 10
-    assert all(set(r["views"]) == {"center", "resize"} for r in results)
+    assert all(list(r["platforms"]) == list(DEFAULT_PLATFORMS) for r in results)
+    assert all(
+        set(p["views"]) == {"center", "resize"} for r in results for p in r["platforms"].values()
+    )

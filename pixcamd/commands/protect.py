@@ -14,6 +14,7 @@ from pixcamd.models import load_model
 from pixcamd.output import write_jpeg
 from pixcamd.photo import open_photo
 from pixcamd.protect import Result, Settings, make_settings, protect
+from pixcamd.report import scores_text
 
 
 def plan_outputs(inputs: list[Path], output: Path | None, outdir: Path | None) -> list[Path]:
@@ -59,6 +60,7 @@ def run(args) -> int:
             steps=args.steps,
             seed=args.seed,
             output_quality=args.quality,
+            platforms=args.platforms,
             device=args.device,
         )
     except ValueError as exc:
@@ -106,8 +108,11 @@ def protect_one(source: Path, target: Path, models, settings: Settings, args) ->
             subsampling=settings.output_subsampling,
         )
         # The proof is on the file we wrote: read it back and judge it as the platform would.
-        confirmed = verify_file(target, models, settings.views, settings.platform_quality)
+        confirmed = verify_file(target, models, settings.views, settings.platforms)
         report.update(output=str(target), metadata_notes=notes, file_check=confirmed.scores)
+        # What counts is the file: its check decides the verdict, per pipeline and worst.
+        protected_on = {p.name: confirmed.pipeline_low(p.name) for p in settings.platforms}
+        report.update(worst=confirmed.worst(), protected_on=protected_on)
         if not confirmed.all_low and result.protected:
             report.update(protected=False, verdict="unprotected")
     print(summary_line(source, report, result), file=sys.stderr if args.json else sys.stdout)
@@ -115,14 +120,11 @@ def protect_one(source: Path, target: Path, models, settings: Settings, args) ->
 
 
 def summary_line(source: Path, report: dict, result: Result) -> str:
-    scores = "; ".join(
-        f"{name} " + " ".join(f"{view} {score:.1f}" for view, score in per_view.items())
-        for name, per_view in result.after_jpeg.items()
-    )
+    scores = scores_text(report.get("file_check") or result.after_jpeg, report["worst"])
     where = f"→ {report['output']}" if report["output"] else "(not written)"
     edit = f"; filter: {result.enhancement['description']}" if result.enhancement else ""
     return (
-        f"{source} {where}: {report['verdict'].upper()} — after JPEG-90: {scores}{edit}; "
+        f"{source} {where}: {report['verdict'].upper()} — {scores}{edit}; "
         f"PSNR {result.psnr:.1f} dB, SSIM {result.ssim:.4f}, L∞ {result.linf}/255, "
         f"{result.steps} steps, {result.seconds:.1f} s"
     )

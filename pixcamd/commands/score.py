@@ -13,11 +13,12 @@ from pixcamd.scoring import PhotoScore, score_file
 def run(args) -> int:
     model = load_model(args.model, args.weights, args.device)
     announce_model(model, args.model)
+    pipelines = args.platforms
     results: list[dict] = []
     failures = 0
     for path in args.files:
         try:
-            scored = score_file(path, model, args.views, args.jpeg)
+            scored = score_file(path, model, args.views, pipelines)
         except PixcamdError as exc:
             failures += 1
             print(f"error: {exc}", file=sys.stderr)
@@ -45,8 +46,20 @@ def announce_model(model, asked: str) -> None:
 
 
 def print_table(scored: PhotoScore) -> None:
-    jpeg = f"after JPEG-{scored.jpeg_quality}" if scored.jpeg_quality else "no JPEG"
     width, height = scored.size
-    print(f"{scored.path}  ({width}×{height}, {jpeg}): {scored.verdict.upper()}")
-    for v in scored.views:
-        print(f"  {v.view:<16} {v.score:8.2f}  {v.verdict}")
+    worst = scored.worst()
+    jpeg = scored.encoding
+    if jpeg:
+        near = "" if jpeg["exact"] else "≈"
+        jpeg_text = f", a JPEG {near}q{jpeg['quality']} {jpeg['subsampling']}"
+    else:
+        jpeg_text = ""
+    print(
+        f"{scored.path}  ({width}×{height}{jpeg_text}): {scored.verdict.upper()} — best seen by "
+        f"{worst['pipeline']} {worst['view']} ({worst['score']:.2f})"
+    )
+    for p in scored.platforms:
+        served = "×".join(map(str, p.served))
+        print(f"  {p.pipeline.name} — {p.pipeline.describe()}, served at {served}")
+        for v in p.views:
+            print(f"    {v.view:<16} {v.score:8.2f}  {v.verdict}")

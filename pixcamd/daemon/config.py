@@ -21,6 +21,14 @@ from typing import Any
 
 from pixcamd.errors import PixcamdError
 from pixcamd.models import CHOICES, MODEL_NAMES
+from pixcamd.platforms import (
+    DEFAULT_PLATFORMS,
+    PRESETS,
+    Pipeline,
+    PipelineError,
+    from_table,
+    parse_platforms,
+)
 from pixcamd.views import DEFAULT_VIEWS, VIEW_NAMES
 
 if sys.version_info >= (3, 11):
@@ -164,6 +172,33 @@ def _targets(value: Any) -> dict[str, float]:
             raise ValueError(f"{name}: expected a score, got {_describe(score)}")
         targets[name] = float(score)
     return targets
+
+
+def _platform_names(value: Any) -> list[str]:
+    """Syntax only here; names are resolved against presets and ``pipelines`` in ``validate``."""
+    names = [n.strip() for n in _string_list(value)]
+    if not names or not all(names):
+        raise ValueError('give at least one platform, e.g. ["task", "instagram"]')
+    return list(dict.fromkeys(names))
+
+
+def _pipelines(value: Any) -> dict[str, dict]:
+    """``[pipelines.NAME]`` tables, each checked as a pipeline (kept as written, so the file can
+    be re-rendered); a problem is reported as ``.NAME.key: …``."""
+    if not isinstance(value, dict):
+        raise ValueError(f"expected tables [pipelines.NAME], got {_describe(value)}")
+    out = {}
+    for name, table in value.items():
+        if name in PRESETS:
+            raise ValueError(f".{name}: a preset has this name; choose another")
+        if not isinstance(table, dict):
+            raise ValueError(f".{name}: expected a table of resize, filter, quality, subsampling")
+        try:
+            from_table(name, table)
+            out[name] = dict(table)
+        except PipelineError as exc:
+            raise ValueError(f".{name}.{exc}") from None
+    return out
 
 
 def _device(value: Any) -> str:
@@ -313,6 +348,18 @@ SCHEMA: tuple[Option, ...] = (
         _views,
     ),
     Option(
+        "platforms",
+        "Protection",
+        list(DEFAULT_PLATFORMS),
+        "Where your photos go: each is a platform pipeline (a downscale, then the platform's JPEG) "
+        "and a photo is protected only when every view is judged low quality after every one. "
+        "Presets: "
+        + ", ".join(f"{n} ({p.describe()})" for n, p in PRESETS.items())
+        + ". Also your own, named in [pipelines.NAME] at the end of this file, or written inline "
+        'as e.g. "long1600-q75" or "width1080-q80-bicubic-444". See docs/platforms.md.',
+        _platform_names,
+    ),
+    Option(
         "epsilon",
         "Protection",
         4.0,
@@ -457,6 +504,19 @@ SCHEMA: tuple[Option, ...] = (
         "abandoned cleanly (nothing written, queued again). Keep TimeoutStopSec above it.",
         _number(0, 3600, " s"),
     ),
+    # Tables must come after every plain key in a TOML file: keep this one last.
+    Option(
+        "pipelines",
+        "Your own platforms",
+        {},
+        "Platform pipelines of your own, one table each, then named in `platforms`. resize: "
+        '"none", "long 2048" (long side), "width 1080", "height 1080" or "scale 0.5" — only '
+        "ever down, a smaller photo is left at its size; filter: lanczos (default), bicubic, "
+        "bilinear, hamming, box, nearest; quality: the JPEG quality 1–100; subsampling: "
+        '"4:2:0" (default), "4:2:2" or "4:4:4".',
+        _pipelines,
+        example={"myblog": {"resize": "long 1600", "filter": "lanczos", "quality": 80}},
+    ),
 )
 KEYS = {o.key: o for o in SCHEMA}
 
@@ -492,6 +552,7 @@ class Config:
         self.hold_dir = _abs(values["hold_dir"], base) if values["hold_dir"] else None
         self.weights_path = _abs(values["weights"], base) if values["weights"] else None
         self.ledger_path = self.state_dir / "ledger.sqlite3"
+        self.platform_pipelines = resolve_platforms(values)
 
     def __getattr__(self, key: str) -> Any:
         try:
@@ -506,6 +567,12 @@ class Config:
         """A copy with some raw values changed (tests, tools); validated like a file."""
         values = {**self._values, **changes}
         return validate(values, self.source)
+
+
+def resolve_platforms(values: dict[str, Any]) -> tuple[Pipeline, ...]:
+    """The configured ``platforms`` as pipelines: presets, ``[pipelines.NAME]``, inline specs."""
+    custom = {name: from_table(name, table) for name, table in values["pipelines"].items()}
+    return parse_platforms(values["platforms"], custom)
 
 
 def _abs(text: str, base: Path) -> Path:
@@ -554,7 +621,9 @@ def validate(raw: dict[str, Any], source: Path | None = None) -> Config:
         try:
             values[option.key] = option.parse(value)
         except ValueError as exc:
-            problems.append(f"{where}{option.key}: {exc}")
+            text = str(exc)
+            sep = "" if text.startswith(".") else ": "  # ".NAME.key: …" names a nested key
+            problems.append(f"{where}{option.key}{sep}{text}")
     if not problems:
         if values["epsilon_cap"] < values["epsilon"]:
             problems.append(
@@ -565,6 +634,16 @@ def validate(raw: dict[str, Any], source: Path | None = None) -> Config:
             problems.append(
                 f"{where}target: several models: give a table {{ model = score, … }} for each"
             )
+        try:
+            resolve_platforms(values)
+        except PipelineError as exc:
+            problems.append(f"{where}platforms: {exc}")
+        for name in values["pipelines"]:  # nothing configured is silently left unused
+            if name not in values["platforms"]:
+                problems.append(
+                    f"{where}pipelines.{name}: defined but not named in platforms; add "
+                    f'"{name}" to platforms, or remove the table'
+                )
         if values["hold_dir"] and values["on_unprotected"] != "hold":
             problems.append(f'{where}hold_dir: only used with on_unprotected = "hold"')
     if problems:
@@ -667,6 +746,13 @@ def render_example() -> str:
             section = option.section
             out += ["", f"# ---- {section} " + "-" * (90 - len(section))]
         value = option.example if option.example is not None else option.default
+        if option.key == "pipelines":  # tables: an example to copy, commented out
+            body = []
+            for name, table in value.items():
+                body += [f"# [pipelines.{name}]"]
+                body += [f"# {k} = {toml_value(v)}" for k, v in table.items()]
+            out += ["", *_wrap(option.doc), *body]
+            continue
         if isinstance(value, list) and len(toml_value(value)) > 90:
             body = [f"{option.key} = ["] + [f"    {toml_value(v)}," for v in value] + ["]"]
         else:

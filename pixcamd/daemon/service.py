@@ -102,7 +102,8 @@ def settings_fingerprint(settings, models) -> str:
         "seed": settings.seed,
         "output_quality": settings.output_quality,
         "output_subsampling": settings.output_subsampling,
-        "platform_quality": settings.platform_quality,
+        "platforms": [p.spec() for p in settings.platforms],
+        "views_per_step": settings.views_per_step,
         "masking": settings.masking,
         "models": [m.fingerprint for m in models],
     }
@@ -126,6 +127,7 @@ def build_settings(config: Config, models, device: str):
             steps=config.steps,
             seed=config.seed,
             output_quality=config.output_quality,
+            platforms=config.platform_pipelines,
             device=device,
         )
     except ValueError as exc:
@@ -227,9 +229,16 @@ class Daemon:
             fallback=fallback,
             settings_fingerprint=self.fingerprint,
         )
+        platforms = [f"{p.name} ({p.describe()})" for p in self.settings.platforms]
+        self.log.emit(
+            "platforms",
+            message="protecting for " + "; ".join(platforms),
+            platforms=[p.as_dict() for p in self.settings.platforms],
+        )
         self.ledger.set_daemon(
             pid=os.getpid(),
             started_at=time.time(),
+            platforms=platforms,
             model=self.model_label,
             model_note=note,
             model_fallback=fallback,

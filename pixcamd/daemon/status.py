@@ -77,6 +77,16 @@ def gather(config: Config, events: int = 10, now: float | None = None) -> dict:
             "WHERE finished_at >= ? AND duplicate_of IS NULL",
             (since,),
         ).fetchone()
+        per_platform: dict[str, list[int]] = {}  # name → [protected on it, judged]
+        for (report,) in db.execute(
+            "SELECT report FROM photos WHERE finished_at >= ? AND report IS NOT NULL "
+            "AND duplicate_of IS NULL",
+            (since,),
+        ):
+            for name, low in (json.loads(report).get("protected_on") or {}).items():
+                tally = per_platform.setdefault(name, [0, 0])
+                tally[0] += bool(low)
+                tally[1] += 1
         last = [
             {
                 "ts": r["ts"],
@@ -105,6 +115,7 @@ def gather(config: Config, events: int = 10, now: float | None = None) -> dict:
         "model": facts.get("model"),
         "model_note": facts.get("model_note"),
         "model_fallback": bool(facts.get("model_fallback")),
+        "platforms": facts.get("platforms") or [],
         "fingerprint": facts.get("fingerprint"),
         "status": facts.get("status"),
         "counts": counts,
@@ -119,6 +130,10 @@ def gather(config: Config, events: int = 10, now: float | None = None) -> dict:
             "unprotected": hour[2] or 0,
             "failed": hour[3] or 0,
             "mean_seconds": round(hour[4], 2) if hour[4] is not None else None,
+            "protected_on": {
+                name: {"protected": done, "judged": judged}
+                for name, (done, judged) in per_platform.items()
+            },
         },
         "events": last,
         "ledger": str(path),
@@ -147,6 +162,8 @@ def render(report: dict) -> str:
         if report["model_fallback"]:
             line += f" — FALLBACK: {report['model_note']}"
         out.append(line)
+    if report["platforms"]:
+        out.append("platforms: " + "; ".join(report["platforms"]))
     counts = report["counts"]
     out.append("photos: " + ", ".join(f"{state} {counts[state]}" for state in STATES))
     if report["settling"]:
@@ -163,6 +180,12 @@ def render(report: dict) -> str:
         f"last hour: {hour['finished']} photos finished ({hour['done']} done, "
         f"{hour['unprotected']} unprotected, {hour['failed']} failed){mean}"
     )
+    if hour["protected_on"]:
+        tallies = hour["protected_on"].items()
+        out.append(
+            "last hour, protected per platform: "
+            + ", ".join(f"{k} {v['protected']}/{v['judged']}" for k, v in tallies)
+        )
     if report["retrying"]:
         out.append("retrying:")
         for r in report["retrying"]:

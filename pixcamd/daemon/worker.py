@@ -29,6 +29,7 @@ from pixcamd.daemon.events import EventLog
 from pixcamd.daemon.fs import inside, publish, sha256_file
 from pixcamd.daemon.ledger import Ledger, Row
 from pixcamd.errors import PhotoError
+from pixcamd.report import scores_text
 
 
 class Abandoned(Exception):
@@ -54,13 +55,6 @@ def is_gpu_oom(exc: BaseException) -> bool:
         return True
     text = str(exc).lower()
     return isinstance(exc, RuntimeError) and "out of memory" in text and "cuda" in text
-
-
-def _scores_text(scores: dict) -> str:
-    return "; ".join(
-        f"{name} " + " ".join(f"{view} {value:.1f}" for view, value in per_view.items())
-        for name, per_view in scores.items()
-    )
 
 
 class Worker:
@@ -293,7 +287,7 @@ class Worker:
             lap("protect")
             self._checkpoint()
             protected = result.protected
-            file_scores = None
+            file_check = None
             ship = protected or self.config.on_unprotected == "ship"
             out_rel = self.output_name(row)
             staged = self.tmp_dir / f"stage-{row.id}-{row.attempts}.jpg"
@@ -311,10 +305,9 @@ class Worker:
                 lap("write")
                 if protected:
                     # The proof is the written file, judged as the platform will see it.
-                    check = verify_file(staged, models, settings.views, settings.platform_quality)
-                    file_scores = check.scores
+                    file_check = verify_file(staged, models, settings.views, settings.platforms)
                     lap("verify")
-                    if not check.all_low:
+                    if not file_check.all_low:
                         protected = False
                         if self.config.on_unprotected != "ship":
                             staged.unlink(missing_ok=True)
@@ -326,6 +319,12 @@ class Worker:
 
         summary = result.summary()
         verdict = summary["verdict"] if protected else "unprotected"
+        # What counts is the written file's check where there is one: it is what ships.
+        scores, worst, protected_on = result.after_jpeg, result.worst, result.protected_on
+        if file_check is not None:
+            scores, worst = file_check.scores, file_check.worst()
+            protected_on = {p.name: file_check.pipeline_low(p.name) for p in settings.platforms}
+            summary.update(worst=worst, protected_on=protected_on)
         # Enhancement mode: what the colour filter did, in words (its parameters are in report).
         edit = result.enhancement["description"] if result.enhancement else None
         edit_text = f"; filter: {edit}" if edit else ""
@@ -338,13 +337,13 @@ class Worker:
             scores={
                 "before": result.before,
                 "after_jpeg": result.after_jpeg,
-                "file": file_scores,
+                "file": file_check.scores if file_check is not None else None,
             },
             psnr=None if math.isinf(result.psnr) else round(result.psnr, 3),
             seconds=timings["total"],
             timings=timings,
             report={**summary, "metadata_notes": notes},
-            error=None if protected else "not protected: " + _scores_text(result.after_jpeg),
+            error=None if protected else "not protected: " + scores_text(scores, worst),
             duplicate_of=None,
         )
 
@@ -371,10 +370,12 @@ class Worker:
                 "unprotected",
                 row.path,
                 f"could not be protected, held back from the outbox{where} — "
-                f"after JPEG-90: {_scores_text(result.after_jpeg)}{edit_text}",
+                f"{scores_text(scores, worst)}{edit_text}",
                 level="warning",
                 filter=edit,
-                scores=result.after_jpeg,
+                scores=scores,
+                protected_on=protected_on,
+                worst=worst,
                 psnr=fields["psnr"],
                 seconds=fields["seconds"],
             )
@@ -400,12 +401,14 @@ class Worker:
             self.log.emit(
                 "protected",
                 row.path,
-                f"{verdict} → {out_rel} — after JPEG-90: {_scores_text(result.after_jpeg)}"
+                f"{verdict} → {out_rel} — {scores_text(scores, worst)}"
                 f"{edit_text}; PSNR {result.psnr:.1f} dB, {fields['seconds']:.1f} s",
                 output=out_rel,
                 filter=edit,
                 verdict=verdict,
-                scores=result.after_jpeg,
+                scores=scores,
+                protected_on=protected_on,
+                worst=worst,
                 psnr=fields["psnr"],
                 seconds=fields["seconds"],
             )
@@ -413,11 +416,13 @@ class Worker:
             self.log.emit(
                 "shipped_unprotected",
                 row.path,
-                f"NOT protected, shipped anyway (on_unprotected = ship) → {out_rel} — after "
-                f"JPEG-90: {_scores_text(result.after_jpeg)}{edit_text}",
+                f"NOT protected, shipped anyway (on_unprotected = ship) → {out_rel} — "
+                f"{scores_text(scores, worst)}{edit_text}",
                 level="warning",
                 output=out_rel,
                 filter=edit,
-                scores=result.after_jpeg,
+                scores=scores,
+                protected_on=protected_on,
+                worst=worst,
                 seconds=fields["seconds"],
             )
