@@ -1,17 +1,24 @@
 """What a protection step costs. Two parts, each its own subcommand:
 
     .venv/bin/python bench/bench_protect.py step [--megapixels 12] [--steps 5] [--mode enhance]
+        [--platforms task,facebook,instagram,whatsapp] [--views-per-step 4]
     .venv/bin/python bench/bench_protect.py memory [--megapixels 24] [--model koncept512]
-        [--mode enhance]
+        [--mode enhance] [--platforms LIST] [--views-per-step 4]
 
-``step``: seconds per optimizer iteration with views center,resize on a photo of the given size,
-KonCept512 with RANDOM weights (labelled: timing only), as a ratio to the bare cost of the two
-forward+backward passes of the model measured in the same process — the rest of the pipeline
-(views, in-loop JPEG, update of the full-resolution perturbation) is what the ratio exposes.
-``memory``: peak RSS of a few protection steps, a real check and PSNR/SSIM — protect()'s
-peaks — on a photo of that size, in a fresh process.
+``step``: seconds per optimizer iteration with views center,resize seen through the platform
+pipelines of ``--platforms`` (default: pixcamd's default set; ``--platforms task`` is the
+behaviour before issue #11) on a photo of the given size, KonCept512 with RANDOM weights
+(labelled: timing only). A step of the invisible perturbation evaluates at most
+``--views-per-step`` of the loop views (``pixcamd.pipeline_views``), so the result also gives the
+bare cost of that many forward+backward passes of the model measured in the same process, and
+the ratio — the rest of the pipeline (views, straight-through resizes, in-loop JPEG, update of the
+full-resolution perturbation) is what the ratio exposes — and, for comparison with earlier
+figures, the bare cost of two passes.
+``memory``: peak RSS of a few protection steps, a real check of every pipeline and PSNR/SSIM —
+protect()'s peaks — on a photo of that size, in a fresh process.
 ``--mode enhance`` measures the colour filter's optimizer (``pixcamd.enhance.Enhancer``) instead
-of the invisible perturbation (``auto`` is one, then the other: its peaks are theirs).
+of the invisible perturbation (``auto`` is one, then the other: its peaks are theirs); the filter's
+loop models the first pipeline's JPEG at full size only, so ``--platforms`` changes only its check.
 Protection rates, PSNR/SSIM and cost per photo on the corpus: ``bench/evaluate.py``.
 Medians over the repeats; machine facts printed with every result.
 """
@@ -34,11 +41,12 @@ from PIL import Image
 
 from pixcamd.check import check_output, psnr_ssim
 from pixcamd.enhance import Enhancer
-from pixcamd.jpeg import Chain, decode
+from pixcamd.jpeg import decode
 from pixcamd.models import load_model
 from pixcamd.models.koncept512 import KonCept512
 from pixcamd.optimizer import Attack
 from pixcamd.photo import to_image, to_tensor
+from pixcamd.platforms import DEFAULT_PLATFORMS, parse_platforms
 from pixcamd.protect import Settings
 
 
@@ -71,51 +79,86 @@ def model_for(name: str):
     return load_model(name)
 
 
-def optimizer(mode: str, photo: torch.Tensor, model, views, chain):
-    """The mode's optimizer towards a target it never reaches (no early stop), and a function
-    that runs it ``n`` steps."""
+def settings_for(args, **fields) -> Settings:
+    """Settings with the platforms and views per step of the command line."""
+    return Settings(
+        platforms=parse_platforms(args.platforms), views_per_step=args.views_per_step, **fields
+    )
+
+
+def optimizer(mode: str, photo: torch.Tensor, model, settings: Settings):
+    """The mode's optimizer towards a target it never reaches (no early stop), a function that
+    runs it ``n`` steps, and the number of model passes (views) one step evaluates."""
     unreachable = {model.name: -1e9 if model.higher_is_better else 1e9}
+    views = settings.views
     if mode == "enhance":
-        enhancer = Enhancer(photo, [model], views, unreachable, chain)
-        return enhancer, lambda n: enhancer.run(n)
-    attack = Attack(photo, [model], views, unreachable, chain)
-    return attack, lambda n: attack.run(4 / 255, n)
+        enhancer = Enhancer(photo, [model], views, unreachable, settings.chain())
+        return enhancer, lambda n: enhancer.run(n), len(enhancer.views)
+    attack = Attack(
+        photo,
+        [model],
+        views,
+        unreachable,
+        settings.chain(),
+        batch_size=settings.batch_size,
+        platforms=settings.platforms,
+        output=settings.output,
+        views_per_step=settings.views_per_step,
+    )
+    # Unreachable targets: every loop view stays pending, so each step takes the cap.
+    per_step = min(attack.views_per_step, len(attack.loop_views))
+    return attack, lambda n: attack.run(4 / 255, n), per_step
+
+
+def bare_cost(model, views: int, batch_size: int, repeats: int) -> float:
+    """Median seconds of ``views`` forward+backward passes of the model alone, in batches of
+    ``batch_size`` as the optimizer runs them."""
+    batch = torch.rand(views, 3, 384, 512)
+
+    def once():
+        for chunk in batch.split(batch_size):
+            x = chunk.clone().requires_grad_(True)
+            model(x).sum().backward()
+
+    once()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        once()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def step_cost(args) -> dict:
     model = model_for(args.model)
     photo = to_tensor(test_photo(args.megapixels))
-    _, run = optimizer(args.mode, photo, model, ("center", "resize"), Chain())
+    settings = settings_for(args)
+    loop, run, views = optimizer(args.mode, photo, model, settings)
     run(1)  # warm-up
     per_step = []
     for _ in range(args.steps):
         start = time.perf_counter()
         run(1)
         per_step.append(time.perf_counter() - start)
-    views = torch.rand(2, 3, 384, 512)
-
-    def bare():
-        x = views.clone().requires_grad_(True)
-        model(x).sum().backward()
-
-    bare()
-    bare_times = []
-    for _ in range(args.steps):
-        start = time.perf_counter()
-        bare()
-        bare_times.append(time.perf_counter() - start)
-    step, base = statistics.median(per_step), statistics.median(bare_times)
+    step = statistics.median(per_step)
+    base = bare_cost(model, views, settings.batch_size, args.steps)
+    two = base if views == 2 else bare_cost(model, 2, settings.batch_size, args.steps)
+    loop_views = getattr(loop, "loop_views", None)
     return {
         "part": "step",
         "mode": args.mode,
         "model": model.fingerprint,
         "photo": f"{photo.shape[-1]}x{photo.shape[-2]}",
         "megapixels": photo.shape[-1] * photo.shape[-2] / 1e6,
-        "views": "center,resize",
+        "views": ",".join(settings.views),
+        "platforms": [p.as_dict() for p in settings.platforms],
+        "loop_views": [v.label for v in loop_views] if loop_views is not None else None,
+        "views_per_step": views,
         "seconds_per_step": step,
-        "seconds_two_fwd_bwd_alone": base,
+        "seconds_bare_fwd_bwd": base,
+        "seconds_two_fwd_bwd_alone": two,
         "pipeline_ratio": step / base,
-        "seconds_per_step_per_view": step / 2,
+        "seconds_per_step_per_view": step / views,
         "repeats": args.steps,
         "machine": machine(),
     }
@@ -125,17 +168,18 @@ def memory(args) -> dict:
     if not args.child:
         cmd = [sys.executable, __file__, "memory", "--child", "--megapixels", str(args.megapixels)]
         cmd += ["--model", args.model, "--steps", str(args.steps), "--mode", args.mode]
+        cmd += ["--platforms", args.platforms, "--views-per-step", str(args.views_per_step)]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         return json.loads(out.strip().splitlines()[-1])
     model = model_for(args.model)
     image = test_photo(args.megapixels)
-    settings = Settings(targets={}, steps=args.steps, epsilon_cap=4 / 255, platform_checks=False)
-    loop, run = optimizer(args.mode, to_tensor(image), model, settings.views, settings.chain())
+    settings = settings_for(args, targets={}, steps=args.steps, epsilon_cap=4 / 255)
+    loop, run, _ = optimizer(args.mode, to_tensor(image), model, settings)
     run(args.steps)
     # protect()'s other peaks happen while the optimizer is alive: the real check of a
-    # candidate and the PSNR/SSIM of the result.
+    # candidate through every pipeline and the PSNR/SSIM of the result.
     candidate = to_image(loop.pixels())
-    data, _ = check_output(candidate, [model], settings.views, settings.chain())
+    data, _ = check_output(candidate, [model], settings.views, settings.platforms, settings.output)
     psnr_ssim(image, decode(data))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result = {
@@ -145,6 +189,7 @@ def memory(args) -> dict:
         "photo": f"{image.width}x{image.height}",
         "megapixels": image.width * image.height / 1e6,
         "steps": args.steps,
+        "platforms": [p.name for p in settings.platforms],
         "peak_rss_mb": peak_mb,
         "machine": machine(),
     }
@@ -161,9 +206,25 @@ def main() -> None:
         p.add_argument("--model", default="koncept512", choices=("koncept512", "brisque"))
         p.add_argument("--steps", type=int, default=5 if name == "step" else 2)
         p.add_argument("--mode", default="invisible", choices=("invisible", "enhance"))
+        p.add_argument(
+            "--platforms",
+            default=",".join(DEFAULT_PLATFORMS),
+            help="pipelines the loop sees: presets or inline specs (default: the default set; "
+            "task = before issue #11)",
+        )
+        p.add_argument(
+            "--views-per-step",
+            type=int,
+            default=Settings.views_per_step,
+            help="loop views evaluated per step (0 = all)",
+        )
         p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args()
+    try:
+        parse_platforms(args.platforms)
+    except ValueError as exc:
+        parser.error(f"--platforms: {exc}")
     result = {"step": step_cost, "memory": memory}[args.part](args)
     if args.part != "memory" or not args.child:
         print(json.dumps({k: v for k, v in result.items() if k != "rows"}, indent=2))

@@ -1,44 +1,76 @@
-"""Evaluation harness: pixcamd and the task's published baseline, measured the same way.
+"""Evaluation harness: pixcamd, pixcamd as it was (task pipeline only) and the task's published
+baseline, all judged by the same real platform pipelines (issue #11, items 7–9).
 
     .venv/bin/python bench/evaluate.py DIR_OR_PHOTO... [--model brisque|koncept512]
-        [--weights KonCept512.pth] [--methods pixcamd,enhance,auto,baseline]
-        [--views center,resize]
+        [--weights KonCept512.pth] [--methods pixcamd,task,baseline]
+        [--judge task,facebook,instagram,whatsapp,long1280-q70-bicubic,...]
+        [--views center,resize] [--small N] [--steps 40]
         [--limit N] [--crop WxH] [--sheet 3] [--name NAME] [--out bench/out]
         [--docs docs/benchmarks.md] [--docs-img docs/img] [--save-outputs]
 
-Every method runs on the same photos with the same BIQA and is judged by the same check: its
-saved file is decoded, recompressed by Pillow at JPEG quality 90 (4:2:0, as the task did) and
-every view is scored. Per photo and in total it reports scores before / after / after JPEG-90
-per view, the protection rate (every view on the low-quality side after JPEG-90) and per-view
-rates, the task's accuracy (share of photos still judged good on the ``center`` view after
-JPEG-90), PSNR and SSIM of the saved file (whole photo and centre crop), the L∞ actually used,
-seconds, seconds per megapixel, peak RSS, the machine and the model fingerprint.
+Methods (each runs on every photo, one after the other, in the same process):
 
-Methods:
-
-* ``pixcamd`` — ``pixcamd.protect.protect()`` with its default settings (invisible mode; the
-  informational platform scores off, they never change the pixels); the saved file is
+* ``pixcamd`` — ``pixcamd.protect.protect()`` with its default ``Settings`` (invisible mode,
+  the default platform set ``task, facebook, instagram, whatsapp``); the saved file is
   ``Result.output_jpeg`` (JPEG 95, 4:4:4).
-* ``enhance``, ``auto`` — the same in ``mode = "enhance"`` (the colour filter alone) and
-  ``mode = "auto"`` (the filter, then the invisible perturbation where it falls short); the
-  filter's description is recorded per photo.
-* ``baseline`` — the MediaEval 2020 Pixel Privacy baseline re-implemented (see
-  ``baseline_ifgsm``): I-FGSM on the 512×384 centre view, ε = α = 0.05 in the task's [−1, 1]
-  input space (0.025 in [0, 1], 6.4 grey levels), 20 steps, MSE towards the far end of the
-  model's scale, no JPEG awareness; rounded to 8 bits, pasted back into the full photo, saved
-  losslessly as PNG (as participants submitted).
+* ``task`` — the same call with ``platforms=(PRESETS["task"],)``: the behaviour before issue #11
+  (protected for the task's JPEG-90 only), the baseline for time.
+* ``enhance``, ``auto`` — default ``Settings`` with ``mode = "enhance"`` (the colour filter
+  alone) or ``mode = "auto"`` (filter, then the invisible perturbation where it falls short);
+  the filter's description is recorded per photo.
+* ``baseline`` — the MediaEval 2020 Pixel Privacy baseline re-implemented (``baseline_ifgsm``):
+  I-FGSM on the 512×384 centre view, ε = α = 0.05 in the task's [−1, 1] input space (0.025 in
+  [0, 1], 6.4 grey levels), 20 steps, MSE towards the far end of the model's scale, no JPEG
+  awareness; rounded to 8 bits, pasted back into the full photo, saved losslessly as PNG.
+
+Judging — the same for every method and for the unprotected original. The saved file is decoded
+and put through each pipeline of ``--judge`` for real (``Pipeline.apply``: Pillow resize, never
+up, then Pillow JPEG encode/decode); every view of ``--views`` of that output is scored (``tiles``
+are reduced to their worst tile per pipeline). The default judging set is the default presets
+plus pipelines that are in no preset ("unseen": ``long1280-q70-bicubic``, ``width1366-q82``,
+``long2560-q88-bilinear-444``, ``scale0.33-q75``), so a design that only fits the presets'
+numbers shows there. Each judged pipeline falls in one group: ``default`` (the pipelines pixcamd
+protects for by default, compared by their numbers, not their names), ``preset`` (another preset)
+or ``unseen``. Per photo and in total:
+
+* protected on a pipeline = every view low after it; "all defaults" = every (pipeline × view) of
+  the default group low; likewise "unseen" and "all"; rates per pipeline and per
+  (pipeline, view), mean scores, and which (pipeline, view) was the worst (nearest the
+  good-quality side) how often; the size each pipeline served the photo at;
+* the task's accuracy: the share of photos still judged good on the ``center`` view after the
+  ``task`` pipeline (the figure the task ranked by; lower is better for a protector);
+* for pixcamd's methods, agreement with ``protect()``'s own verdict on the pipelines both judged.
+
+Invisibility: PSNR (RGB) and SSIM (11×11 Gaussian, luma) of the decoded saved file against the
+original — whole photo, the 512×384 centre crop (where the baseline acts), and the 256×256 crop
+of the flattest region (lowest local luma standard deviation, outer 5 % border avoided: where a
+change shows first); L∞ of the method's pixels and of the decoded file, in grey levels.
+
+Cost: seconds of the method call alone (after one warm-up forward + backward), seconds per
+megapixel, optimizer steps, real checks run (``Result.checks``) and whether the first one
+already met every target (``Result.first_check_passed``; the summary gives the share of the
+photos that ran a check), peak RSS (the kernel's high-water mark reset before each method call
+and read after it: it includes what the process already holds, so it bounds the method from
+above). Time ratios pixcamd ÷ task (ratio of the means, of the medians, and the mean and
+median of the per-photo ratios), pixcamd ÷ baseline, task ÷ baseline and enhance / auto ÷
+pixcamd, all from the same run.
+
+``--small N`` adds N photos of at most 1 MP, made in memory from the inputs (alternately a
+640×480 centre crop and a Lanczos downscale to 1024 px on the long side; never written unless
+``--save-outputs``), evaluated the same way and summarised separately (``summary_small``).
 
 KonCept512 without real weights (none given with ``--weights``, none installed) runs with RANDOM
-weights plus a constant score offset so every photo starts "good" and both methods do their full
+weights plus a constant score offset so every photo starts "good" and the methods do their full
 work: TIMING ONLY, labelled so in every output; its protection figures mean nothing.
 
 Outputs (default ``bench/out/``, git-ignored): ``evaluate_NAME.json`` (everything),
-``evaluate_NAME.md`` (tables), ``evaluate_NAME.png`` (score distributions before/after; PSNR
-against the worst view's score; needs the ``bench`` extra: matplotlib) and
-``evaluate_NAME_sheet.jpg`` (original, protected, difference ×20 for a few photos). ``--docs``
-puts the tables into that markdown file between ``<!-- evaluate:begin -->`` and
-``<!-- evaluate:end -->`` (in a block of their own per NAME); ``--docs-img`` also copies the
-figure and a downscaled contact sheet there.
+``evaluate_NAME.md`` (tables), ``evaluate_NAME.png`` (per-pipeline worst scores before/after and
+PSNR against protection; needs the ``bench`` extra: matplotlib), ``evaluate_NAME_sheet.jpg``
+(per photo: original, protected, difference ×20 of the centre view; and the flattest region at
+100 %, original beside protected) and ``evaluate_NAME_flat.png`` (the flattest-region crops
+alone, lossless). ``--docs`` puts the tables into that markdown file between
+``<!-- evaluate:begin -->`` and ``<!-- evaluate:end -->`` (in a block of their own per NAME);
+``--docs-img`` also copies the figure and size-limited copies of the sheets there.
 """
 
 from __future__ import annotations
@@ -47,12 +79,15 @@ import argparse
 import datetime as dt
 import io
 import json
+import math
 import os
 import platform
 import resource
 import statistics
 import sys
 import time
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -62,20 +97,31 @@ import torch.nn.functional as F
 from PIL import Image
 
 from pixcamd.check import psnr_ssim, score_image_views
-from pixcamd.jpeg import decode, recompress
+from pixcamd.jpeg import decode
 from pixcamd.models import load_model, resolve_name
 from pixcamd.models.base import QualityModel
 from pixcamd.models.weights import default_weights_path
 from pixcamd.photo import load_photo, to_image, to_tensor
+from pixcamd.platforms import DEFAULT_PLATFORMS, PRESETS, Pipeline, parse_platforms
 from pixcamd.protect import Settings, protect
 from pixcamd.views import parse_views, plan_views
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "out"
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".heic", ".heif", ".bmp"}
-METHODS = ("pixcamd", "enhance", "auto", "baseline")
-PIXCAMD_MODES = {"pixcamd": "invisible", "enhance": "enhance", "auto": "auto"}  # → Settings.mode
+METHODS = ("pixcamd", "task", "enhance", "auto", "baseline")
+DEFAULT_METHODS = ("pixcamd", "task", "baseline")
+PIXCAMD_MODES = {"pixcamd": "invisible", "task": "invisible", "enhance": "enhance", "auto": "auto"}
+# Pipelines in no preset: a design that only fits the presets' exact numbers falls short here.
+UNSEEN = ("long1280-q70-bicubic", "width1366-q82", "long2560-q88-bilinear-444", "scale0.33-q75")
+DEFAULT_JUDGE = (*DEFAULT_PLATFORMS, *UNSEEN)
+GROUPS = ("default", "preset", "unseen")
 TIMING_OFFSET = 75.0  # random KonCept512 scores ≈ 0: shift them onto the "good" side
+FLAT_SIZE = 256  # side of the flattest-region crop, native pixels
+FLAT_BORDER = 0.05  # of each side, left out of the flattest-region search
+SMALL_CROP = (640, 480)  # --small: centre crop ...
+SMALL_LONG_SIDE = 1024  # ... or Lanczos downscale to this long side
+SMALL_MAX_PIXELS = 1_000_000
 
 
 # --------------------------------------------------------------------------------------------
@@ -151,6 +197,143 @@ def baseline_ifgsm(
 
 
 # --------------------------------------------------------------------------------------------
+# Pipelines: the judging set
+
+
+def numbers(pipeline: Pipeline) -> Pipeline:
+    """The pipeline without its name: what it does, to compare pipelines by."""
+    return replace(pipeline, name="")
+
+
+def group_of(pipeline: Pipeline, protected_for: tuple[Pipeline, ...]) -> str:
+    """``default`` (pixcamd protects for it by default), ``preset`` (another preset) or
+    ``unseen`` (in no preset), by the pipeline's numbers."""
+    if numbers(pipeline) in {numbers(p) for p in protected_for}:
+        return "default"
+    if numbers(pipeline) in {numbers(p) for p in PRESETS.values()}:
+        return "preset"
+    return "unseen"
+
+
+def task_pipeline_name(pipelines: tuple[Pipeline, ...]) -> str:
+    """The judged pipeline that is the task's (no resize, Pillow JPEG-90 4:2:0)."""
+    for p in pipelines:
+        if numbers(p) == numbers(PRESETS["task"]):
+            return p.name
+    raise ValueError(
+        "the task's accuracy is judged after the task pipeline: include task in --judge"
+    )
+
+
+def view_name(label: str) -> str:
+    return "tiles" if label.startswith("tile@") else label
+
+
+def judge_image(
+    img: Image.Image, model: QualityModel, views, pipelines: tuple[Pipeline, ...]
+) -> tuple[dict, dict]:
+    """pipeline → view → score of ``img`` (a decoded file) as each pipeline really serves it, and
+    pipeline → served size. Tiles are reduced to the worst tile (the one nearest "good")."""
+    scores, served = {}, {}
+    sign = 1.0 if model.higher_is_better else -1.0
+    for pipeline in pipelines:
+        seen = pipeline.apply(img)
+        served[pipeline.name] = list(seen.size)
+        per_label = score_image_views(seen, [model], views)[model.name]
+        per_view: dict[str, float] = {}
+        for label, score in per_label.items():
+            name = view_name(label)
+            if name not in per_view or sign * score > sign * per_view[name]:
+                per_view[name] = score
+        scores[pipeline.name] = per_view
+    return scores, served
+
+
+def verdicts(
+    scores: dict, model: QualityModel, groups: dict[str, str], task_name: str
+) -> dict[str, object]:
+    """Everything that follows from pipeline → view → scores: low flags, protected per pipeline
+    and per group, the worst (pipeline, view), the task's accuracy flag."""
+    low = {p: {v: not bool(model.is_good(s)) for v, s in per.items()} for p, per in scores.items()}
+    protected_on = {p: all(per.values()) for p, per in low.items()}
+    by_group = {}
+    for group in GROUPS:
+        names = [p for p in scores if groups[p] == group]
+        by_group[group] = all(protected_on[p] for p in names) if names else None
+    sign = 1.0 if model.higher_is_better else -1.0
+    worst = max(
+        (
+            {"pipeline": p, "view": v, "score": s, "good_by": sign * (s - model.threshold)}
+            for p, per in scores.items()
+            for v, s in per.items()
+        ),
+        key=lambda r: r["good_by"],
+    )
+    return {
+        "judged": scores,
+        "low": low,
+        "protected_on": protected_on,
+        "protected_defaults": by_group["default"],
+        "protected_presets": by_group["preset"],
+        "protected_unseen": by_group["unseen"],
+        "protected_all": all(protected_on.values()),
+        "worst": worst,
+        "center_good_task": bool(model.is_good(scores[task_name]["center"])),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# The flattest region (where a change shows first)
+
+
+def luma_of(image: Image.Image) -> np.ndarray:
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
+    return rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def window_stds(
+    luma: np.ndarray, size: int = FLAT_SIZE, border: float = FLAT_BORDER, stride: int = 8
+) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+    """Luma standard deviation of every ``size``×``size`` window on a ``stride`` grid inside the
+    photo less its outer ``border`` (the last row and column of windows flush with that border):
+    (tops, lefts, side, stds[len(tops), len(lefts)]). The side shrinks to fit a small photo."""
+    height, width = luma.shape
+    y0, x0 = math.ceil(border * height), math.ceil(border * width)
+    y1, x1 = (
+        max(y0 + 1, math.floor((1 - border) * height)),
+        max(x0 + 1, math.floor((1 - border) * width)),
+    )
+    side = max(1, min(size, y1 - y0, x1 - x0))
+    tops = np.unique(np.r_[np.arange(y0, y1 - side + 1, stride), y1 - side])
+    lefts = np.unique(np.r_[np.arange(x0, x1 - side + 1, stride), x1 - side])
+    window = luma[y0:y1, x0:x1].astype(np.float64)
+    s1 = np.zeros((y1 - y0 + 1, x1 - x0 + 1))
+    s2 = np.zeros_like(s1)
+    s1[1:, 1:] = window.cumsum(0).cumsum(1)
+    s2[1:, 1:] = (window * window).cumsum(0).cumsum(1)
+    del window
+    t, left = (tops - y0)[:, None], (lefts - x0)[None, :]
+
+    def box_sum(s: np.ndarray) -> np.ndarray:
+        return s[t + side, left + side] - s[t, left + side] - s[t + side, left] + s[t, left]
+
+    n = side * side
+    mean = box_sum(s1) / n
+    var = np.clip(box_sum(s2) / n - mean * mean, 0, None)
+    return tops, lefts, side, np.sqrt(var)
+
+
+def flattest_box(
+    image: Image.Image, size: int = FLAT_SIZE, border: float = FLAT_BORDER, stride: int = 8
+) -> tuple[tuple[int, int, int, int], float]:
+    """(left, top, width, height) of the window with the lowest local luma standard deviation,
+    avoiding the outer ``border`` of the photo, and that deviation (grey levels)."""
+    tops, lefts, side, stds = window_stds(luma_of(image), size, border, stride)
+    i, j = np.unravel_index(int(np.argmin(stds)), stds.shape)
+    return (int(lefts[j]), int(tops[i]), side, side), float(stds[i, j])
+
+
+# --------------------------------------------------------------------------------------------
 # Measuring
 
 
@@ -186,6 +369,13 @@ class Produced:
     extras: dict = field(default_factory=dict)
 
 
+def method_settings(method: str, settings: Settings) -> Settings:
+    """The ``protect()`` settings of one of pixcamd's methods, from the run's base settings."""
+    if method == "task":
+        return replace(settings, platforms=(PRESETS["task"],))
+    return replace(settings, mode=PIXCAMD_MODES[method])
+
+
 def run_pixcamd(image: Image.Image, model: QualityModel, settings: Settings) -> Produced:
     reset_peak_rss()
     start = time.perf_counter()
@@ -193,6 +383,7 @@ def run_pixcamd(image: Image.Image, model: QualityModel, settings: Settings) -> 
     seconds = time.perf_counter() - start
     extras = {
         "mode": result.mode,
+        "platforms": [p.name for p in settings.platforms],
         "enhancement": result.enhancement["description"] if result.enhancement else None,
         "enhancement_change": result.enhancement["change"] if result.enhancement else None,
         "verdict": result.verdict,
@@ -201,8 +392,13 @@ def run_pixcamd(image: Image.Image, model: QualityModel, settings: Settings) -> 
         "steps": result.steps,
         "epsilon": result.epsilon,
         "seconds_per_step": seconds / result.steps if result.steps else None,
+        "checks": result.checks,
+        "first_check_passed": result.first_check_passed,
         "self_reported_protected": result.protected,
-        "self_reported_after_jpeg90": result.after_jpeg[model.name],
+        "self_reported_protected_on": dict(result.protected_on),
+        "self_reported_after": {p: per[model.name] for p, per in result.after_jpeg.items()},
+        "self_reported_worst": result.worst,
+        "_pipelines": {p.name: p for p in settings.platforms},  # dropped once compared
     }
     return Produced(result.image, result.output_jpeg, "JPEG", seconds, peak_rss_mb(), extras)
 
@@ -217,60 +413,94 @@ def run_baseline(
     buffer = io.BytesIO()
     pixels.save(buffer, format="PNG", compress_level=settings.png_compress_level)
     seconds = time.perf_counter() - start
-    extras = {"steps": settings.steps, "seconds_attack": attack, **info}
+    extras = {
+        "steps": settings.steps,
+        "seconds_per_step": attack / settings.steps,
+        "seconds_attack": attack,
+        "checks": None,  # the baseline never checks
+        "first_check_passed": None,
+        **info,
+    }
     return Produced(pixels, buffer.getvalue(), "PNG", seconds, peak_rss_mb(), extras)
 
 
-def scores_of(img: Image.Image, model: QualityModel, views) -> tuple[dict, dict]:
-    check = score_image_views(img, [model], views)
-    return check.scores[model.name], check.low[model.name]
+@dataclass
+class Judging:
+    """What every method is judged by, for one run."""
+
+    model: QualityModel
+    views: tuple[str, ...]
+    pipelines: tuple[Pipeline, ...]
+    groups: dict[str, str]  # pipeline name → group
+    task_name: str
 
 
-def judge(
+def self_report_agreement(record: dict, judging: Judging) -> None:
+    """pixcamd's own verdict per pipeline against the harness's, on the pipelines both judged
+    (matched by their numbers); the largest score difference on those (pipeline, view) pairs."""
+    own = record.pop("_pipelines", None)
+    if own is None:
+        return
+    by_numbers = {numbers(p): p.name for p in judging.pipelines}
+    agree, diff, compared = True, 0.0, []
+    for name, pipeline in own.items():
+        ours = by_numbers.get(numbers(pipeline))
+        if ours is None:
+            continue
+        compared.append(ours)
+        agree &= record["self_reported_protected_on"][name] == record["protected_on"][ours]
+        for view, score in record["self_reported_after"][name].items():
+            if view in record["judged"][ours]:
+                diff = max(diff, abs(score - record["judged"][ours][view]))
+    record["self_report_pipelines_compared"] = compared
+    record["agrees_with_self_report"] = agree if compared else None
+    record["self_report_max_score_difference"] = diff if compared else None
+
+
+def judge_method(
     original: Image.Image,
     produced: Produced,
-    model: QualityModel,
-    views,
-    quality: int,
-    box: tuple[int, int, int, int],
+    judging: Judging,
+    boxes: dict[str, tuple[int, int, int, int]],
     megapixels: float,
 ) -> tuple[dict, Image.Image]:
-    """The same check for every method: decode the saved file, JPEG-90 it, score every view."""
+    """The same check for every method: decode the saved file, put it through every judged
+    pipeline, score every view; invisibility against the original."""
+    model = judging.model
     saved = decode(produced.file)
-    after, _ = scores_of(produced.pixels, model, views)
-    after_jpeg, low = scores_of(recompress(saved, quality), model, views)
-    psnr, ssim = psnr_ssim(original, saved)
-    left, top, w, h = box
-    crop = (left, top, left + w, top + h)
-    psnr_c, ssim_c = psnr_ssim(original.crop(crop), saved.crop(crop))
+    after = score_image_views(produced.pixels, [model], judging.views)[model.name]
+    scores, _ = judge_image(saved, model, judging.views, judging.pipelines)
+    record: dict = {"after": after, **verdicts(scores, model, judging.groups, judging.task_name)}
+    record["psnr"], record["ssim"] = psnr_ssim(original, saved)
+    for key, (left, top, w, h) in boxes.items():
+        crop = (left, top, left + w, top + h)
+        record[f"psnr_{key}"], record[f"ssim_{key}"] = psnr_ssim(
+            original.crop(crop), saved.crop(crop)
+        )
+    left, top, w, h = boxes["center"]
     orig = np.asarray(original, dtype=np.int16)
-    changed_pixels = np.asarray(produced.pixels, dtype=np.int16) - orig
-    changed_file = np.asarray(saved, dtype=np.int16) - orig
+    changed_pixels = np.abs(np.asarray(produced.pixels, dtype=np.int16) - orig)
+    record["linf"] = int(changed_pixels.max())
+    del changed_pixels
+    changed_file = np.abs(np.asarray(saved, dtype=np.int16) - orig)
+    record["linf_file"] = int(changed_file.max())
     moved = np.any(changed_file != 0, axis=2)
-    outside = int(moved.sum() - moved[top : top + h, left : left + w].sum())
-    record = {
-        "after": after,
-        "after_jpeg90": after_jpeg,
-        "low_after_jpeg90": low,
-        "protected": all(low.values()),
-        "center_good_after_jpeg90": bool(model.is_good(after_jpeg["center"])),
-        "psnr": psnr,
-        "ssim": ssim,
-        "psnr_center": psnr_c,
-        "ssim_center": ssim_c,
-        "linf": int(np.abs(changed_pixels).max()),
-        "linf_file": int(np.abs(changed_file).max()),
-        "changed_fraction": float(moved.mean()),
-        "changed_outside_center": outside,
-        "seconds": produced.seconds,
-        "seconds_per_mp": produced.seconds / megapixels,
-        "peak_rss_mb": produced.peak_rss_mb,
-        "file_format": produced.file_format,
-        "file_bytes": len(produced.file),
-        **produced.extras,
-    }
-    if "self_reported_protected" in record:
-        record["agrees_with_self_report"] = record["self_reported_protected"] == record["protected"]
+    del changed_file
+    record["changed_fraction"] = float(moved.mean())
+    record["changed_outside_center"] = int(
+        moved.sum() - moved[top : top + h, left : left + w].sum()
+    )
+    record.update(
+        {
+            "seconds": produced.seconds,
+            "seconds_per_mp": produced.seconds / megapixels,
+            "peak_rss_mb": produced.peak_rss_mb,
+            "file_format": produced.file_format,
+            "file_bytes": len(produced.file),
+            **produced.extras,
+        }
+    )
+    self_report_agreement(record, judging)
     return record, saved
 
 
@@ -321,6 +551,17 @@ def warm_up(model: QualityModel, device: str) -> None:
 # Photos
 
 
+@dataclass
+class PhotoItem:
+    """One photo to evaluate: where it comes from and how to make it (in memory)."""
+
+    name: str
+    path: str
+    made: str  # how the pixels were made from the file
+    load: Callable[[], Image.Image]
+    small: bool = False
+
+
 def find_photos(inputs: list[str | Path]) -> list[Path]:
     photos: list[Path] = []
     for item in map(Path, inputs):
@@ -341,71 +582,170 @@ def centre_crop(image: Image.Image, size: tuple[int, int] | None) -> Image.Image
     return image.crop((left, top, left + w, top + h))
 
 
+def downscale_long(image: Image.Image, long_side: int) -> Image.Image:
+    """Pillow Lanczos downscale to ``long_side`` px on the long side (never up)."""
+    factor = long_side / max(image.size)
+    if factor >= 1:
+        return image
+    size = (max(1, round(image.width * factor)), max(1, round(image.height * factor)))
+    return image.resize(size, Image.Resampling.LANCZOS)
+
+
+def make_small(image: Image.Image, index: int) -> tuple[Image.Image, str]:
+    """The ``index``-th small photo (≤ 1 MP) made from ``image``: even indices a 640×480 centre
+    crop, odd ones a Lanczos downscale to 1024 px on the long side."""
+    if index % 2 == 0:
+        small, how = centre_crop(image, SMALL_CROP), "crop"
+    else:
+        small, how = downscale_long(image, SMALL_LONG_SIDE), f"lanczos{SMALL_LONG_SIDE}"
+    if small.width * small.height > SMALL_MAX_PIXELS:  # never: both rules give ≤ 0.79 MP
+        raise AssertionError(f"small photo {small.size} over 1 MP")
+    return small, f"{how} {small.width}x{small.height}"
+
+
+def photo_items(paths: list[Path], crop: tuple[int, int] | None, small: int) -> list[PhotoItem]:
+    """The run's photos: every path (centre-cropped with ``crop``), then ``small`` small ones
+    made from the same paths in turn."""
+    items = [
+        PhotoItem(
+            p.name,
+            str(p),
+            f"centre crop {crop[0]}x{crop[1]}" if crop else "as is",
+            lambda p=p: centre_crop(load_photo(p), crop),
+        )
+        for p in paths
+    ]
+    for k in range(small if paths else 0):
+        source = paths[k % len(paths)]
+        kind = "crop" if k % 2 == 0 else "down"
+        made = (
+            f"centre crop {SMALL_CROP[0]}x{SMALL_CROP[1]}"
+            if k % 2 == 0
+            else f"Lanczos downscale to {SMALL_LONG_SIDE} px long side"
+        )
+
+        def load(source=source, k=k):
+            return make_small(load_photo(source), k)[0]
+
+        items.append(
+            PhotoItem(f"small{k:02d}_{kind}_{source.stem}", str(source), made, load, small=True)
+        )
+    return items
+
+
 # --------------------------------------------------------------------------------------------
 # Totals
 
 
+def _finite(values) -> list:
+    return [v for v in values if v is not None and np.isfinite(v)]
+
+
 def _mean(values):
-    values = [v for v in values if v is not None and np.isfinite(v)]
+    values = _finite(values)
     return statistics.mean(values) if values else None
 
 
 def _min(values):
-    values = [v for v in values if v is not None and np.isfinite(v)]
+    values = _finite(values)
     return min(values) if values else None
 
 
 def _median(values):
-    values = [v for v in values if v is not None]
+    values = _finite(values)
     return statistics.median(values) if values else None
 
 
-def summarize_method(rows: list[dict], method: str, views) -> dict:
-    recs = [r["methods"][method] for r in rows if method in r["methods"]]
+def _rate(flags) -> float | None:
+    flags = [f for f in flags if f is not None]
+    return sum(flags) / len(flags) if flags else None
+
+
+def protection_figures(recs: list[dict], pipelines: list[str], views) -> dict:
+    """Rates and means over records that hold ``verdicts()``'s keys."""
+    n = len(recs)
+    worst = Counter(f"{r['worst']['pipeline']}/{r['worst']['view']}" for r in recs)
+    worst_pipeline = Counter(r["worst"]["pipeline"] for r in recs)
+    return {
+        "photos": n,
+        "protection_rate_defaults": _rate(r["protected_defaults"] for r in recs),
+        "protection_rate_presets": _rate(r["protected_presets"] for r in recs),
+        "protection_rate_unseen": _rate(r["protected_unseen"] for r in recs),
+        "protection_rate_all": _rate(r["protected_all"] for r in recs),
+        "pipeline_rates": {p: _rate(r["protected_on"][p] for r in recs) for p in pipelines},
+        "pair_rates": {
+            p: {v: _rate(r["low"][p][v] for r in recs) for v in views} for p in pipelines
+        },
+        "mean_scores": {
+            p: {v: _mean(r["judged"][p][v] for r in recs) for v in views} for p in pipelines
+        },
+        "accuracy": _rate(r["center_good_task"] for r in recs),
+        "worst_counts": dict(worst.most_common()),
+        "worst_most_often": worst.most_common(1)[0][0] if worst else None,
+        "worst_pipeline_counts": dict(worst_pipeline.most_common()),
+    }
+
+
+def summarize_method(rows: list[dict], method: str, pipelines: list[str], views) -> dict:
+    taken = [r for r in rows if method in r["methods"]]
+    recs = [r["methods"][method] for r in taken]
     if not recs:
         return {"photos": 0}
-    n = len(recs)
-    mp = sum(r["megapixels"] for r in rows if method in r["methods"])
+    mp = sum(r["megapixels"] for r in taken)
     seconds = [r["seconds"] for r in recs]
-    return {
-        "photos": n,
-        "protection_rate": sum(r["protected"] for r in recs) / n,
-        "view_rates": {v: sum(r["low_after_jpeg90"][v] for r in recs) / n for v in views},
-        "accuracy": sum(r["center_good_after_jpeg90"] for r in recs) / n,
-        "mean_after_jpeg90": {v: _mean(r["after_jpeg90"][v] for r in recs) for v in views},
-        "psnr_mean": _mean(r["psnr"] for r in recs),
-        "psnr_min": _min(r["psnr"] for r in recs),
-        "psnr_center_mean": _mean(r["psnr_center"] for r in recs),
-        "psnr_center_min": _min(r["psnr_center"] for r in recs),
-        "ssim_mean": _mean(r["ssim"] for r in recs),
-        "ssim_min": _min(r["ssim"] for r in recs),
-        "ssim_center_mean": _mean(r["ssim_center"] for r in recs),
-        "ssim_center_min": _min(r["ssim_center"] for r in recs),
-        "linf_max": max(r["linf"] for r in recs),
-        "linf_file_max": max(r["linf_file"] for r in recs),
-        "changed_fraction_mean": _mean(r["changed_fraction"] for r in recs),
-        "seconds_total": sum(seconds),
-        "seconds_mean": statistics.mean(seconds),
-        "seconds_median": statistics.median(seconds),
-        "seconds_per_mp": sum(seconds) / mp,
-        "seconds_per_mp_median": statistics.median(r["seconds_per_mp"] for r in recs),
-        "peak_rss_mb_max": max(r["peak_rss_mb"] for r in recs),
-        "steps_median": statistics.median(r["steps"] for r in recs),
-        "seconds_per_step_median": _median(r.get("seconds_per_step") for r in recs),
-    }
+    firsts = [r.get("first_check_passed") for r in recs]
+    ran_check = [f for f in firsts if f is not None]
+    agreement = [r.get("agrees_with_self_report") for r in recs]
+    out = protection_figures(recs, pipelines, views)
+    out.update(
+        {
+            "psnr_mean": _mean(r["psnr"] for r in recs),
+            "psnr_min": _min(r["psnr"] for r in recs),
+            "ssim_mean": _mean(r["ssim"] for r in recs),
+            "ssim_min": _min(r["ssim"] for r in recs),
+        }
+    )
+    for key in ("center", "flat"):
+        out.update(
+            {
+                f"psnr_{key}_mean": _mean(r[f"psnr_{key}"] for r in recs),
+                f"psnr_{key}_min": _min(r[f"psnr_{key}"] for r in recs),
+                f"ssim_{key}_mean": _mean(r[f"ssim_{key}"] for r in recs),
+                f"ssim_{key}_min": _min(r[f"ssim_{key}"] for r in recs),
+            }
+        )
+    out.update(
+        {
+            "linf_max": max(r["linf"] for r in recs),
+            "linf_file_max": max(r["linf_file"] for r in recs),
+            "changed_fraction_mean": _mean(r["changed_fraction"] for r in recs),
+            "seconds_total": sum(seconds),
+            "seconds_mean": statistics.mean(seconds),
+            "seconds_median": statistics.median(seconds),
+            "seconds_per_mp": sum(seconds) / mp,
+            "seconds_per_mp_median": statistics.median(r["seconds_per_mp"] for r in recs),
+            "peak_rss_mb_max": max(r["peak_rss_mb"] for r in recs),
+            "steps_mean": _mean(r["steps"] for r in recs),
+            "steps_median": _median(r["steps"] for r in recs),
+            "seconds_per_step_median": _median(r.get("seconds_per_step") for r in recs),
+            "checks_mean": _mean(r.get("checks") for r in recs),
+            "checks_median": _median(r.get("checks") for r in recs),
+            # Photos whose search ran a real check, and how many of those passed the first one
+            # (the others were untouched, or never reached their targets in the loop).
+            "first_check_photos": len(ran_check),
+            "first_check_passed": sum(ran_check),
+            "first_check_pass_rate": _rate(ran_check),
+            "untouched": sum(bool(r.get("untouched")) for r in recs),
+            "agrees_with_self_report": _rate(agreement),
+        }
+    )
+    return out
 
 
-def summarize_original(rows: list[dict], views) -> dict:
-    n = len(rows)
-    if not n:
+def summarize_original(rows: list[dict], pipelines: list[str], views) -> dict:
+    if not rows:
         return {"photos": 0}
-    return {
-        "photos": n,
-        "protection_rate": sum(all(r["low_before_jpeg90"].values()) for r in rows) / n,
-        "view_rates": {v: sum(r["low_before_jpeg90"][v] for r in rows) / n for v in views},
-        "accuracy": sum(r["center_good_before_jpeg90"] for r in rows) / n,
-        "mean_after_jpeg90": {v: _mean(r["before_jpeg90"][v] for r in rows) for v in views},
-    }
+    return protection_figures([r["original"] for r in rows], pipelines, views)
 
 
 def _ratio(a, b):
@@ -416,21 +756,58 @@ def _ratio(a, b):
     return a / b
 
 
-def ratios(ours: dict, base: dict) -> dict:
-    """``ours`` ÷ ``base``; PSNR also as a difference in dB (the more telling figure)."""
-    if not ours.get("photos") or not base.get("photos"):
+def ratios(rows: list[dict], ours: str, base: str, summary: dict) -> dict:
+    """``ours`` ÷ ``base`` over the same photos: time as the ratio of the means, of the medians,
+    and the mean and median of the per-photo ratios; PSNR also as a difference in dB."""
+    a, b = summary.get(ours, {}), summary.get(base, {})
+    if not a.get("photos") or not b.get("photos"):
         return {}
+    per_photo = [
+        _ratio(r["methods"][ours]["seconds"], r["methods"][base]["seconds"])
+        for r in rows
+        if ours in r["methods"] and base in r["methods"]
+    ]
+
+    def db(key):
+        return None if a[key] is None or b[key] is None else a[key] - b[key]
+
     return {
-        "seconds": _ratio(ours["seconds_mean"], base["seconds_mean"]),
-        "seconds_median": _ratio(ours["seconds_median"], base["seconds_median"]),
-        "seconds_per_mp": _ratio(ours["seconds_per_mp"], base["seconds_per_mp"]),
-        "psnr": _ratio(ours["psnr_mean"], base["psnr_mean"]),
-        "psnr_db_difference": ours["psnr_mean"] - base["psnr_mean"],
-        "psnr_center": _ratio(ours["psnr_center_mean"], base["psnr_center_mean"]),
-        "psnr_center_db_difference": ours["psnr_center_mean"] - base["psnr_center_mean"],
-        "protection": _ratio(ours["protection_rate"], base["protection_rate"]),
-        "peak_rss": _ratio(ours["peak_rss_mb_max"], base["peak_rss_mb_max"]),
+        "seconds": _ratio(a["seconds_mean"], b["seconds_mean"]),
+        "seconds_median": _ratio(a["seconds_median"], b["seconds_median"]),
+        "seconds_per_photo_ratio_mean": _mean(per_photo),
+        "seconds_per_photo_ratio_median": _median(per_photo),
+        "seconds_per_mp": _ratio(a["seconds_per_mp"], b["seconds_per_mp"]),
+        "steps_median": _ratio(a["steps_median"], b["steps_median"]),
+        "psnr": _ratio(a["psnr_mean"], b["psnr_mean"]),
+        "psnr_db_difference": db("psnr_mean"),
+        "psnr_center": _ratio(a["psnr_center_mean"], b["psnr_center_mean"]),
+        "psnr_center_db_difference": db("psnr_center_mean"),
+        "psnr_flat_db_difference": db("psnr_flat_mean"),
+        "protection_defaults": _ratio(a["protection_rate_defaults"], b["protection_rate_defaults"]),
+        "peak_rss": _ratio(a["peak_rss_mb_max"], b["peak_rss_mb_max"]),
     }
+
+
+RATIO_PAIRS = (
+    ("pixcamd", "task"),
+    ("pixcamd", "baseline"),
+    ("task", "baseline"),
+    ("enhance", "pixcamd"),
+    ("auto", "pixcamd"),
+)
+
+
+def summarize(rows: list[dict], methods, pipelines: list[str], views) -> dict:
+    summary: dict = {"original": summarize_original(rows, pipelines, views)}
+    for method in methods:
+        summary[method] = summarize_method(rows, method, pipelines, views)
+    pairs = {
+        f"{a}/{b}": ratios(rows, a, b, summary)
+        for a, b in RATIO_PAIRS
+        if a in methods and b in methods
+    }
+    summary["ratios"] = {k: v for k, v in pairs.items() if v}
+    return summary
 
 
 def machine() -> dict:
@@ -475,13 +852,14 @@ def machine() -> dict:
 
 @dataclass
 class Options:
-    methods: tuple[str, ...] = METHODS
+    methods: tuple[str, ...] = DEFAULT_METHODS
     views: tuple[str, ...] = ("center", "resize")
-    quality: int = 90
+    judge: tuple[Pipeline, ...] = field(default_factory=lambda: parse_platforms(DEFAULT_JUDGE))
     pixcamd: Settings = field(default_factory=Settings)
     baseline: BaselineSettings = field(default_factory=BaselineSettings)
     crop: tuple[int, int] | None = None
     limit: int | None = None
+    small: int = 0
     sheet: int = 3
     device: str = "cpu"
     save_outputs: Path | None = None
@@ -502,70 +880,64 @@ def evaluate(
     unknown = set(options.methods) - set(METHODS)
     if unknown:
         raise ValueError(f"unknown method {sorted(unknown)[0]!r}: choose from {', '.join(METHODS)}")
-    settings = Settings(
-        **{**asdict(options.pixcamd), "views": views, "platform_quality": options.quality}
+    settings = replace(options.pixcamd, views=views)
+    pipelines = tuple(options.judge)
+    names = [p.name for p in pipelines]
+    if len(set(names)) != len(names):
+        raise ValueError("two judged pipelines share a name")
+    judging = Judging(
+        model,
+        views,
+        pipelines,
+        {p.name: group_of(p, settings.platforms) for p in pipelines},
+        task_pipeline_name(pipelines),
     )
     paths = find_photos(inputs)[: options.limit]
-    pick = set(np.linspace(0, len(paths) - 1, options.sheet).round().astype(int).tolist())
-    if not options.sheet or not paths:
-        pick = set()
-    rows, skipped, sheet = [], [], []
+    items = photo_items(paths, options.crop, options.small)
+    main = [i for i, item in enumerate(items) if not item.small]
+    pick = set()
+    if options.sheet and main:
+        spots = np.linspace(0, len(main) - 1, min(options.sheet, len(main))).round().astype(int)
+        pick = {main[i] for i in spots.tolist()}
+    rows, small_rows, skipped, sheet = [], [], [], []
     load_start = os.getloadavg()
     warm_up(model, options.device)
     started = time.perf_counter()
-    for index, path in enumerate(paths):
-        original = centre_crop(load_photo(path), options.crop)
+    for index, item in enumerate(items):
+        original = item.load()
         vh, vw = model.view_size
         if original.width < vw or original.height < vh:
-            skipped.append({"photo": str(path), "why": f"smaller than the {vw}×{vh} views"})
+            skipped.append({"photo": item.path, "why": f"smaller than the {vw}×{vh} views"})
             continue
-        megapixels = original.width * original.height / 1e6
-        box = centre_box(original.width, original.height, model)
-        before, _ = scores_of(original, model, views)
-        before_jpeg, low_before = scores_of(recompress(original, options.quality), model, views)
-        row = {
-            "photo": str(path),
-            "name": path.name,
-            "width": original.width,
-            "height": original.height,
-            "megapixels": megapixels,
-            "center_box": list(box),
-            "before": before,
-            "before_jpeg90": before_jpeg,
-            "low_before_jpeg90": low_before,
-            "center_good_before_jpeg90": bool(model.is_good(before_jpeg["center"])),
-            "load_average_1min": os.getloadavg()[0],
-            "methods": {},
-        }
-        saved_files = {}
-        for method in options.methods:
-            if method in PIXCAMD_MODES:
-                mode = replace(settings, mode=PIXCAMD_MODES[method])
-                produced = run_pixcamd(original, model, mode)
-            else:
-                produced = run_baseline(original, model, options.baseline, options.device)
-            record, saved = judge(
-                original, produced, model, views, options.quality, box, megapixels
-            )
-            row["methods"][method] = record
-            saved_files[method] = saved
-            if options.save_outputs is not None:
+        row, saved_files, produced_files = measure_photo(item, original, judging, settings, options)
+        (small_rows if item.small else rows).append(row)
+        if options.save_outputs is not None:
+            for method, produced in produced_files.items():
                 folder = options.save_outputs / method
                 folder.mkdir(parents=True, exist_ok=True)
                 suffix = ".jpg" if produced.file_format == "JPEG" else ".png"
-                (folder / (path.stem + suffix)).write_bytes(produced.file)
-        rows.append(row)
+                (folder / (Path(row["name"]).stem + suffix)).write_bytes(produced.file)
+            if item.small:  # the made photo itself, so the saved files can be judged again
+                folder = options.save_outputs / "small"
+                folder.mkdir(parents=True, exist_ok=True)
+                original.save(folder / (row["name"] + ".png"))
         if index in pick:
             sheet.append(sheet_material(row, original, saved_files))
-        print(progress_line(row, views), file=log, flush=True)
+        print(progress_line(row, judging), file=log, flush=True)
     report = {
         "harness": {
             "script": "bench/evaluate.py",
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "inputs": [str(i) for i in inputs],
             "crop": list(options.crop) if options.crop else None,
+            "small": options.small,
             "views": list(views),
-            "jpeg_check": f"Pillow JPEG quality {options.quality} (4:2:0) of the saved file",
+            "pipelines": [{**p.as_dict(), "group": judging.groups[p.name]} for p in pipelines],
+            "default_set": [p.name for p in settings.platforms],
+            "task_pipeline": judging.task_name,
+            "judging": "the saved file, decoded, through each pipeline for real (Pillow resize, "
+            "Pillow JPEG), then every view; tiles reduced to their worst tile",
+            "flattest_region": {"size": FLAT_SIZE, "border": FLAT_BORDER},
             "seconds_wall": time.perf_counter() - started,
             # The CPU may be shared: load averages (1, 5, 15 min) put the timings in context.
             "load_average_start": list(load_start),
@@ -574,7 +946,12 @@ def evaluate(
         "machine": machine(),
         "model": {**model.describe(), "timing_only": timing_only},
         "settings": {
-            "pixcamd": {**asdict(settings), "output": "JPEG 95 4:4:4 (Result.output_jpeg)"},
+            "pixcamd": {
+                **asdict(settings),
+                "platforms": [p.as_dict() for p in settings.platforms],
+                "output": "JPEG 95 4:4:4 (Result.output_jpeg)",
+            },
+            "task": {"platforms": [PRESETS["task"].as_dict()], "otherwise": "as pixcamd"},
             "baseline": {
                 **asdict(options.baseline),
                 "target": options.baseline.target_for(model),
@@ -587,54 +964,99 @@ def evaluate(
             },
         },
         "photos": rows,
+        "small_photos": small_rows,
         "skipped": skipped,
-        "summary": summarize(rows, options.methods, views),
+        "summary": summarize(rows, options.methods, names, views),
+        "summary_small": summarize(small_rows, options.methods, names, views)
+        if small_rows
+        else None,
     }
     return report, sheet
 
 
-def summarize(rows: list[dict], methods, views) -> dict:
-    summary = {"original": summarize_original(rows, views)}
-    for method in methods:
-        summary[method] = summarize_method(rows, method, views)
-    if "pixcamd" in summary and "baseline" in summary:
-        summary["ratios"] = ratios(summary["pixcamd"], summary["baseline"])
-    # The modes against the invisible one, run on the same photos in the same process.
-    versus = {
-        m: ratios(summary[m], summary["pixcamd"])
-        for m in ("enhance", "auto")
-        if m in summary and "pixcamd" in summary
+def measure_photo(
+    item: PhotoItem,
+    original: Image.Image,
+    judging: Judging,
+    settings: Settings,
+    options: Options,
+) -> tuple[dict, dict[str, Image.Image], dict[str, Produced]]:
+    """One photo: the original judged, then every method run, timed and judged."""
+    model = judging.model
+    megapixels = original.width * original.height / 1e6
+    centre = centre_box(original.width, original.height, model)
+    flat, flat_std = flattest_box(original)
+    before = score_image_views(original, [model], judging.views)[model.name]
+    scores, served = judge_image(original, model, judging.views, judging.pipelines)
+    row = {
+        "photo": item.path,
+        "name": item.name,
+        "made": item.made,
+        "small": item.small,
+        "width": original.width,
+        "height": original.height,
+        "megapixels": megapixels,
+        "center_box": list(centre),
+        "flat_box": list(flat),
+        "flat_std": flat_std,
+        "served": served,
+        "before": before,
+        "original": verdicts(scores, model, judging.groups, judging.task_name),
+        "load_average_1min": os.getloadavg()[0],
+        "methods": {},
     }
-    if any(versus.values()):
-        summary["ratios_vs_invisible"] = versus
-    return summary
+    saved_files, produced_files = {}, {}
+    boxes = {"center": centre, "flat": flat}
+    for method in options.methods:
+        if method in PIXCAMD_MODES:
+            produced = run_pixcamd(original, model, method_settings(method, settings))
+        else:
+            produced = run_baseline(original, model, options.baseline, options.device)
+        record, saved = judge_method(original, produced, judging, boxes, megapixels)
+        row["methods"][method] = record
+        saved_files[method], produced_files[method] = saved, produced
+    return row, saved_files, produced_files
 
 
 def sheet_material(row: dict, original: Image.Image, saved: dict[str, Image.Image]) -> dict:
-    """Centre crops (native resolution) and a thumbnail: enough for the contact sheet."""
+    """Centre crops and flattest-region crops (native resolution) and a thumbnail."""
     left, top, w, h = row["center_box"]
     crop = (left, top, left + w, top + h)
+    fl, ft, fw, fh = row["flat_box"]
+    flat = (fl, ft, fl + fw, ft + fh)
     thumb = original.copy()
     thumb.thumbnail((w, h))
     return {
         "name": row["name"],
         "box": row["center_box"],
+        "flat_box": row["flat_box"],
+        "flat_std": row["flat_std"],
         "size": (original.width, original.height),
         "thumbnail": thumb,
         "original": original.crop(crop),
         "methods": {m: img.crop(crop) for m, img in saved.items()},
+        "flat_original": original.crop(flat),
+        "flat_methods": {m: img.crop(flat) for m, img in saved.items()},
         "records": row["methods"],
     }
 
 
-def progress_line(row: dict, views) -> str:
-    parts = [f"{row['name']} {row['width']}x{row['height']}"]
-    parts.append("before " + "/".join(f"{row['before_jpeg90'][v]:.1f}" for v in views))
+def _mark(flag) -> str:
+    return "—" if flag is None else ("yes" if flag else "NO")
+
+
+def progress_line(row: dict, judging: Judging) -> str:
+    o = row["original"]["worst"]
+    parts = [
+        f"{row['name']} {row['width']}x{row['height']}",
+        f"original worst {o['pipeline']}/{o['view']} {o['score']:.1f}",
+    ]
     for method, r in row["methods"].items():
-        scores = "/".join(f"{r['after_jpeg90'][v]:.1f}" for v in views)
-        verdict = "protected" if r["protected"] else "NOT protected"
+        w = r["worst"]
         parts.append(
-            f"{method} {scores} {verdict} PSNR {r['psnr']:.1f} L∞ {r['linf']} {r['seconds']:.1f}s"
+            f"{method}: defaults {_mark(r['protected_defaults'])} unseen "
+            f"{_mark(r['protected_unseen'])} worst {w['pipeline']}/{w['view']} {w['score']:.1f} "
+            f"PSNR {r['psnr']:.1f} {r['seconds']:.1f}s {r['steps']} steps"
         )
     return " | ".join(parts)
 
@@ -650,20 +1072,33 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description="pixcamd vs the task's baseline: protection after JPEG-90, PSNR/SSIM, cost."
+        description="pixcamd (default platforms), pixcamd --platforms task and the task's "
+        "baseline, judged by the same real platform pipelines: protection, PSNR/SSIM, cost."
     )
     parser.add_argument("inputs", nargs="+", help="photo folders and/or photos")
     parser.add_argument("--model", default="brisque", choices=("auto", "brisque", "koncept512"))
     parser.add_argument("--weights", help="KonCept512.pth (without: random weights, timing only)")
-    parser.add_argument("--methods", default="pixcamd,baseline")
+    parser.add_argument(
+        "--methods",
+        default=",".join(DEFAULT_METHODS),
+        help=f"comma-separated, from {', '.join(METHODS)}",
+    )
+    parser.add_argument(
+        "--judge",
+        default=",".join(DEFAULT_JUDGE),
+        help="the pipelines every saved file is judged by: preset names or inline specs "
+        "(default: the default presets and four unseen pipelines)",
+    )
     parser.add_argument("--views", default="center,resize")
-    parser.add_argument("--quality", type=int, default=90, help="the platform's JPEG quality")
     parser.add_argument("--steps", type=int, default=Settings.steps, help="pixcamd steps/round")
     parser.add_argument(
         "--baseline-target", type=float, help="the baseline's MSE target (default: far end)"
     )
     parser.add_argument("--limit", type=int, help="only the first N photos")
     parser.add_argument("--crop", type=parse_size, help="centre-crop photos to WxH (quick runs)")
+    parser.add_argument(
+        "--small", type=int, default=0, help="add N photos of ≤ 1 MP made from the inputs"
+    )
     parser.add_argument("--sheet", type=int, default=3, help="photos on the contact sheet")
     parser.add_argument("--name", help="run name (default: the model's name)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
@@ -674,18 +1109,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     args = parser.parse_args(argv)
 
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    try:
+        judge = parse_platforms(args.judge)
+        task_pipeline_name(judge)
+        views = parse_views(args.views)
+        unknown = sorted(set(methods) - set(METHODS))
+        if unknown:
+            raise ValueError(f"unknown method {unknown[0]!r}: choose from {', '.join(METHODS)}")
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.small < 0:
+        parser.error("--small: give a number ≥ 0")
     if args.threads:
         torch.set_num_threads(args.threads)
     model, timing_only = build_model(args.model, args.weights, args.device)
     name = args.name or (f"{model.name}-random-timing" if timing_only else model.name)
     options = Options(
-        methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
-        views=parse_views(args.views),
-        quality=args.quality,
-        pixcamd=Settings(steps=args.steps, platform_checks=False, device=args.device),
+        methods=methods,
+        views=views,
+        judge=judge,
+        pixcamd=Settings(steps=args.steps, device=args.device),
         baseline=BaselineSettings(target=args.baseline_target),
         crop=args.crop,
         limit=args.limit,
+        small=args.small,
         sheet=args.sheet,
         device=args.device,
         save_outputs=args.out / f"evaluate_{name}_files" if args.save_outputs else None,
@@ -701,7 +1149,13 @@ def main(argv: list[str] | None = None) -> int:
     import evaluate_report  # bench/ only: figures and markdown never ship with the package
 
     outputs = evaluate_report.write_all(report, sheet, args.out, name, args.docs, args.docs_img)
-    summary = evaluate_report.clean({"summary": report["summary"], "outputs": outputs})
+    summary = evaluate_report.clean(
+        {
+            "summary": report["summary"],
+            "summary_small": report["summary_small"],
+            "outputs": outputs,
+        }
+    )
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -1,4 +1,4 @@
-"""Outputs of ``bench/evaluate.py``: JSON, markdown tables, the figure and the contact sheet.
+"""Outputs of ``bench/evaluate.py``: JSON, markdown tables, the figure and the contact sheets.
 
 Kept apart from the measuring code and out of the ``pixcamd`` package: the figure needs
 matplotlib (the ``bench`` extra, ``pip install -e '.[bench]'``); without it the figure is
@@ -20,7 +20,8 @@ from PIL import Image, ImageDraw, ImageFont
 BEGIN, END = "<!-- evaluate:begin -->", "<!-- evaluate:end -->"
 LABELS = {
     "original": "original photo",
-    "pixcamd": "pixcamd (invisible)",
+    "pixcamd": "pixcamd (default platforms)",
+    "task": "pixcamd --platforms task",
     "enhance": "pixcamd enhance",
     "auto": "pixcamd auto",
     "baseline": "baseline (task I-FGSM)",
@@ -28,13 +29,26 @@ LABELS = {
 COLOURS = {
     "original": "#7f7f7f",
     "pixcamd": "#1f77b4",
+    "task": "#ff7f0e",
     "enhance": "#2ca02c",
     "auto": "#9467bd",
     "baseline": "#d62728",
 }
-METHODS = ("pixcamd", "enhance", "auto", "baseline")  # table and figure order
-SHORT = {"pixcamd": "invisible"}  # axis labels: the rest are short already
+METHODS = ("pixcamd", "task", "enhance", "auto", "baseline")  # table and figure order
 VISIBLE_EDITS = ("enhance", "auto")  # methods meant to be seen: no ×20 difference tile
+GROUP_LABELS = {"default": "default set", "preset": "other preset", "unseen": "unseen"}
+GROUP_RATES = {
+    "default": "protection_rate_defaults",
+    "preset": "protection_rate_presets",
+    "unseen": "protection_rate_unseen",
+}
+RATIO_LABELS = {
+    "pixcamd/task": "pixcamd ÷ task",
+    "pixcamd/baseline": "pixcamd ÷ baseline",
+    "task/baseline": "task ÷ baseline",
+    "enhance/pixcamd": "enhance ÷ pixcamd",
+    "auto/pixcamd": "auto ÷ pixcamd",
+}
 DOCS_LIMIT = 300_000  # bytes, for the copies under docs/img
 AMPLIFY = 20
 
@@ -75,13 +89,25 @@ def _num(x, fmt: str = ".1f") -> str:
 
 
 def _times(x) -> str:
-    return "—" if x is None else ("∞" if math.isinf(x) else f"×{x:.2f}")
+    if x is None:
+        return "—"
+    return "∞" if isinstance(x, float) and math.isinf(x) else f"×{x:.2f}"
 
 
-def worst(scores: dict, model: dict) -> float:
-    """The view score furthest on the good side: the one that decides protection."""
-    values = list(scores.values())
-    return max(values) if model["direction"] == "higher_is_better" else min(values)
+def _db(x) -> str:
+    return "—" if x is None else f"{x:+.1f} dB"
+
+
+def _pair(a, b, fmt: str = ".1f") -> str:
+    return f"{_num(a, fmt)} / {_num(b, fmt)}"
+
+
+def _row(cells) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def _table(head: list[str], rows: list[list]) -> list[str]:
+    return [_row(head), "|" + "---|" * len(head), *(_row(r) for r in rows)]
 
 
 def title(report: dict) -> str:
@@ -89,45 +115,241 @@ def title(report: dict) -> str:
     label = model["model"]
     if model.get("timing_only"):
         label += " — RANDOM WEIGHTS, TIMING ONLY"
-    return f"{label}: {report['summary']['original']['photos']} photos"
+    small = report.get("small_photos") or []
+    extra = f" + {len(small)} small" if small else ""
+    return f"{label}: {len(report['photos'])} photos{extra}"
 
 
-def ratio_row(label: str, q: dict, views) -> str:
-    """One table row of ratios (see ``evaluate.ratios``), under the summary table's columns."""
-    cells = [label, _times(q["protection"])] + [""] * (len(views) + 1)
-    cells += [
-        f"{_times(q['psnr'])} ({q['psnr_db_difference']:+.1f} dB)",
-        f"{_times(q['psnr_center'])} ({q['psnr_center_db_difference']:+.1f} dB)",
+def methods_of(summary: dict) -> list[str]:
+    return [m for m in METHODS if summary.get(m, {}).get("photos")]
+
+
+def first_check(r: dict) -> str:
+    if not r.get("first_check_photos"):
+        return "—"
+    return (
+        f"{r['first_check_passed']}/{r['first_check_photos']} ({_pct(r['first_check_pass_rate'])})"
+    )
+
+
+def protection_table(s: dict, pipelines: list[dict]) -> list[str]:
+    """Rows original + methods; columns the groups, each pipeline, the task's accuracy."""
+    groups = [g for g in ("default", "preset", "unseen") if any(p["group"] == g for p in pipelines)]
+    head = [""] + [f"all {GROUP_LABELS[g]}" for g in groups]
+    head += [p["name"] + ("" if p["group"] == "default" else " *") for p in pipelines]
+    head += ["task accuracy"]
+    rows = []
+    for key in ["original", *methods_of(s)]:
+        r = s[key]
+        if not r.get("photos"):
+            continue
+        cells = [LABELS[key]]
+        cells += [_pct(r[GROUP_RATES[g]]) for g in groups]
+        cells += [_pct(r["pipeline_rates"][p["name"]]) for p in pipelines]
+        cells.append(_pct(r["accuracy"]))
+        rows.append(cells)
+    return _table(head, rows)
+
+
+def pair_table(s: dict, pipelines: list[dict], views: list[str]) -> list[str]:
+    """Rows (pipeline, view); per group: share low and mean score."""
+    keys = ["original", *methods_of(s)]
+    head = ["pipeline", "view"] + [f"{LABELS[k]}: low (mean score)" for k in keys]
+    rows = []
+    for p in pipelines:
+        name = p["name"] + ("" if p["group"] == "default" else " *")
+        for v in views:
+            cells = [name, v]
+            for k in keys:
+                rate, mean = s[k]["pair_rates"][p["name"]][v], s[k]["mean_scores"][p["name"]][v]
+                cells.append(f"{_pct(rate)} ({_num(mean)})")
+            rows.append(cells)
+    return _table(head, rows)
+
+
+def cost_table(s: dict) -> list[str]:
+    head = [
         "",
-        "",
-        "",
-        f"{_times(q['seconds'])} ({_times(q['seconds_median'])})",
-        _times(q["seconds_per_mp"]),
-        _times(q["peak_rss"]),
+        "PSNR mean / min (dB)",
+        "PSNR centre mean / min",
+        "PSNR flattest mean / min",
+        "SSIM mean / min",
+        "SSIM centre mean / min",
+        "SSIM flattest mean",
+        "L∞ pixels / file",
+        "s / photo mean (median)",
+        "s / MP",
+        "steps median (mean)",
+        "s / step",
+        "real checks mean",
+        "first check passed",
+        "peak RSS MB",
     ]
-    return "| " + " | ".join(cells) + " |"
+    rows = []
+    for m in methods_of(s):
+        r = s[m]
+        rows.append(
+            [
+                LABELS[m],
+                _pair(r["psnr_mean"], r["psnr_min"]),
+                _pair(r["psnr_center_mean"], r["psnr_center_min"]),
+                _pair(r["psnr_flat_mean"], r["psnr_flat_min"]),
+                _pair(r["ssim_mean"], r["ssim_min"], ".4f"),
+                _pair(r["ssim_center_mean"], r["ssim_center_min"], ".4f"),
+                _num(r["ssim_flat_mean"], ".4f"),
+                f"{r['linf_max']} / {r['linf_file_max']}",
+                f"{_num(r['seconds_mean'], '.2f')} ({_num(r['seconds_median'], '.2f')})",
+                _num(r["seconds_per_mp"], ".2f"),
+                f"{_num(r['steps_median'], 'g')} ({_num(r['steps_mean'], '.1f')})",
+                _num(r["seconds_per_step_median"], ".2f"),
+                _num(r["checks_mean"], ".2f"),
+                first_check(r),
+                _num(r["peak_rss_mb_max"], ".0f"),
+            ]
+        )
+    return _table(head, rows)
+
+
+def ratio_table(s: dict) -> list[str]:
+    head = [
+        "",
+        "s / photo: ratio of means",
+        "ratio of medians",
+        "per-photo ratio mean / median",
+        "s / MP",
+        "steps (medians)",
+        "peak RSS",
+        "PSNR",
+        "PSNR centre",
+        "PSNR flattest",
+    ]
+    rows = []
+    for key, q in s.get("ratios", {}).items():
+        rows.append(
+            [
+                RATIO_LABELS.get(key, key),
+                _times(q["seconds"]),
+                _times(q["seconds_median"]),
+                f"{_times(q['seconds_per_photo_ratio_mean'])} / "
+                f"{_times(q['seconds_per_photo_ratio_median'])}",
+                _times(q["seconds_per_mp"]),
+                _times(q["steps_median"]),
+                _times(q["peak_rss"]),
+                _db(q["psnr_db_difference"]),
+                _db(q["psnr_center_db_difference"]),
+                _db(q["psnr_flat_db_difference"]),
+            ]
+        )
+    return _table(head, rows) if rows else []
+
+
+def small_table(s: dict) -> list[str]:
+    head = [
+        "",
+        "photos",
+        "all default set",
+        "all unseen",
+        "task accuracy",
+        "PSNR mean / min",
+        "PSNR flattest mean",
+        "s / photo mean (median)",
+        "steps median (mean)",
+        "real checks mean",
+        "first check passed",
+        "peak RSS MB",
+    ]
+    o = s["original"]
+    rows = [
+        [LABELS["original"], o["photos"], _pct(o["protection_rate_defaults"])]
+        + [_pct(o["protection_rate_unseen"]), _pct(o["accuracy"])]
+        + ["—"] * 7
+    ]
+    for m in methods_of(s):
+        r = s[m]
+        rows.append(
+            [
+                LABELS[m],
+                r["photos"],
+                _pct(r["protection_rate_defaults"]),
+                _pct(r["protection_rate_unseen"]),
+                _pct(r["accuracy"]),
+                _pair(r["psnr_mean"], r["psnr_min"]),
+                _num(r["psnr_flat_mean"]),
+                f"{_num(r['seconds_mean'], '.2f')} ({_num(r['seconds_median'], '.2f')})",
+                f"{_num(r['steps_median'], 'g')} ({_num(r['steps_mean'], '.1f')})",
+                _num(r["checks_mean"], ".2f"),
+                first_check(r),
+                _num(r["peak_rss_mb_max"], ".0f"),
+            ]
+        )
+    return _table(head, rows)
+
+
+def worst_lines(s: dict) -> list[str]:
+    out = []
+    for key in ["original", *methods_of(s)]:
+        counts = s[key].get("worst_counts") or {}
+        if counts:
+            top = ", ".join(f"{k} ×{n}" for k, n in list(counts.items())[:3])
+            out.append(f"- {LABELS[key]}: {top}")
+    return out
+
+
+def per_photo_table(rows: list[dict], methods: list[str]) -> list[str]:
+    head = ["photo", "MP", "original worst"]
+    for m in methods:
+        head += [f"{m}: defaults / unseen", f"{m} worst", f"{m} PSNR", f"{m} s", f"{m} steps"]
+    table = []
+    for row in rows:
+        w = row["original"]["worst"]
+        cells = [
+            row["name"],
+            f"{row['megapixels']:.2f}",
+            f"{w['pipeline']} {w['view']} {w['score']:.1f}",
+        ]
+        for m in methods:
+            r = row["methods"].get(m)
+            if r is None:
+                cells += ["—"] * 5
+                continue
+            w = r["worst"]
+            marks = "/".join(
+                "—" if f is None else ("✓" if f else "✗")
+                for f in (r["protected_defaults"], r["protected_unseen"])
+            )
+            cells += [
+                marks,
+                f"{w['pipeline']} {w['view']} {w['score']:.1f}",
+                _num(r["psnr"]),
+                _num(r["seconds"]),
+                r["steps"],
+            ]
+        table.append(cells)
+    return _table(head, table)
 
 
 def markdown(report: dict, images: dict[str, str] | None = None) -> str:
-    """The run as markdown: context, one summary table, per-photo figures (collapsed)."""
+    """The run as markdown: context, the tables, per-photo figures (collapsed)."""
     h, m, model = report["harness"], report["machine"], report["model"]
-    views = h["views"]
+    views, pipelines = h["views"], h["pipelines"]
     s = report["summary"]
-    methods = [k for k in METHODS if k in s]
+    methods = methods_of(s)
     good = ">" if model["direction"] == "higher_is_better" else "<"
     out = [f"### {title(report)} ({h['date'][:10]})", ""]
     if model.get("timing_only"):
         out += [
             "**RANDOM WEIGHTS — timing only.** KonCept512 with random weights (plus a constant "
-            "score offset so every photo starts on the good side and both methods do their full "
+            "score offset so every photo starts on the good side and every method does its full "
             "work): the seconds, seconds/MP and memory hold for the real weights; the scores, "
             "protection, accuracy and PSNR figures below mean nothing.",
             "",
         ]
     crop = f", centre-cropped to {h['crop'][0]}×{h['crop'][1]}" if h.get("crop") else ""
+    small = report.get("small_photos") or []
+    small_text = f" and {len(small)} small photos (≤ 1 MP) made from them" if small else ""
     out += [
-        f"`{h.get('command', 'bench/evaluate.py')}` — {len(report['photos'])} photos{crop}, "
-        f"{h['seconds_wall'] / 60:.1f} min in all; load average "
+        f"`{h.get('command', 'bench/evaluate.py')}` — {len(report['photos'])} photos{crop}"
+        f"{small_text}, {h['seconds_wall'] / 60:.1f} min in all; load average "
         f"{h['load_average_start'][0]:.1f} at the start, {h['load_average_end'][0]:.1f} at the "
         "end (2 cores: above 2 means other work shared the CPU and timings run slow).",
         "",
@@ -136,94 +358,77 @@ def markdown(report: dict, images: dict[str, str] | None = None) -> str:
         f"{m['memory_gb']} GB; Python {m['python']}, torch {m['torch']}, kornia {m['kornia']}, "
         f"Pillow {m['pillow']}" + (f"; GPU {m['gpu']}" if m.get("gpu") else "") + ".",
         f"- Model: `{model['fingerprint']}`, good quality iff score {good} {model['threshold']:g}.",
-        f"- Check: {h['jpeg_check']}, views {', '.join(views)}. Protected = every view on the "
-        "low-quality side after that JPEG-90. Task accuracy = share of photos still judged good "
-        "on the center view after JPEG-90 (lower is better for the protector).",
-        "- pixcamd: `protect()` defaults (invisible mode; enhance / auto: the same with that "
-        "`mode`), file = its JPEG 95 4:4:4. Baseline: I-FGSM on the "
-        f"centre view, ε = α = 0.05 in [−1, 1] (6.4/255), {report['settings']['baseline']['steps']}"
-        f" steps, MSE towards {report['settings']['baseline']['target']:g}, no JPEG, pasted into "
-        "the full photo, file = PNG. PSNR/SSIM of the saved file against the original (whole "
-        "photo; centre 512×384 crop); L∞ in grey levels of the saved file.",
+        "- Judging (the same for every method and the original): the saved file, decoded, "
+        "through each pipeline below for real (Pillow resize, never up; Pillow JPEG), then views "
+        f"{', '.join(views)}. Protected on a pipeline = every view low after it; *all default "
+        "set* = every (pipeline × view) of the pipelines pixcamd protects for by default "
+        f"({', '.join(h['default_set'])}); *unseen* (marked *) = pipelines in no preset, never "
+        f"optimized for. Task accuracy = share of photos still judged good on the center view "
+        f"after `{h['task_pipeline']}` (lower is better for the protector).",
+        "- Methods: pixcamd = `protect()` defaults (its default platform set); task = the same "
+        "with `platforms = (task,)`, the behaviour before issue #11; enhance / auto: the default "
+        "set with that `mode`; files: JPEG 95 4:4:4. Baseline: I-FGSM on the centre view, "
+        f"ε = α = 0.05 in [−1, 1] (6.4/255), {report['settings']['baseline']['steps']} steps, "
+        f"MSE towards {report['settings']['baseline']['target']:g}, no JPEG, pasted into the "
+        "full photo, file = PNG.",
+        "- Invisibility: PSNR/SSIM of the saved file against the original — whole photo, the "
+        "512×384 centre crop, the 256×256 crop of the flattest region (lowest local luma "
+        "deviation, 5 % border left out); L∞ in grey levels of the method's pixels / the file.",
+        "",
+        "Pipelines judged:",
         "",
     ]
-    head = ["", "protected after JPEG-90"] + [f"{v} low" for v in views] + ["task accuracy"]
-    head += ["PSNR mean / min (dB)", "PSNR centre mean / min", "SSIM mean / min"]
-    head += [
-        "SSIM centre mean",
-        "L∞ max pixels / file",
-        "s / photo mean (median)",
-        "s / MP",
-        "peak RSS MB",
-    ]
-    out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    o = s["original"]
-    cells = [LABELS["original"], _pct(o["protection_rate"])]
-    cells += [_pct(o["view_rates"][v]) for v in views] + [_pct(o["accuracy"])]
-    cells += ["—"] * (len(head) - len(cells))
-    out.append("| " + " | ".join(cells) + " |")
-    for method in methods:
-        r = s[method]
-        if not r.get("photos"):
-            continue
-        cells = [LABELS[method], _pct(r["protection_rate"])]
-        cells += [_pct(r["view_rates"][v]) for v in views] + [_pct(r["accuracy"])]
-        cells += [
-            f"{_num(r['psnr_mean'])} / {_num(r['psnr_min'])}",
-            f"{_num(r['psnr_center_mean'])} / {_num(r['psnr_center_min'])}",
-            f"{_num(r['ssim_mean'], '.4f')} / {_num(r['ssim_min'], '.4f')}",
-            _num(r["ssim_center_mean"], ".4f"),
-            f"{r['linf_max']} / {r['linf_file_max']}",
-            f"{_num(r['seconds_mean'], '.2f')} ({_num(r['seconds_median'], '.2f')})",
-            _num(r["seconds_per_mp"], ".2f"),
-            _num(r["peak_rss_mb_max"], ".0f"),
-        ]
-        out.append("| " + " | ".join(cells) + " |")
-    if s.get("ratios"):
-        out.append(ratio_row("pixcamd ÷ baseline", s["ratios"], views))
-    for method, q in s.get("ratios_vs_invisible", {}).items():
+    out += _table(
+        ["pipeline", "group", "what it does"],
+        [[p["name"], GROUP_LABELS[p["group"]], p["description"]] for p in pipelines],
+    )
+    out += ["", "**Protection** (share of photos protected; * = not in the default set)", ""]
+    out += protection_table(s, pipelines)
+    out += ["", "Worst (pipeline, view) — nearest the good side — most often:", ""]
+    out += worst_lines(s)
+    out += ["", "**Invisibility and cost**", ""]
+    out += cost_table(s)
+    ratio = ratio_table(s)
+    if ratio:
+        out += ["", "**Ratios** (same run, same photos)", "", *ratio]
+    ss = report.get("summary_small")
+    if ss:
+        out += ["", f"**Small photos** ({len(small)}, ≤ 1 MP, made from the inputs)", ""]
+        out += small_table(ss)
+        q = ss.get("ratios", {}).get("pixcamd/task")
         if q:
-            out.append(ratio_row(f"{method} ÷ invisible", q, views))
-    for method in methods:
-        r = s[method]
-        if r.get("seconds_per_step_median") is not None:
             out += [
                 "",
-                f"{method}: median {r['steps_median']:g} optimizer steps per photo, "
-                f"{r['seconds_per_step_median']:.2f} s per step (median over photos).",
+                f"Small photos, pixcamd ÷ task: {_times(q['seconds'])} the time (ratio of means; "
+                f"{_times(q['seconds_median'])} of medians).",
             ]
     out += [
         "",
-        "<details><summary>Per photo (scores after JPEG-90 of the saved file)</summary>",
+        "<details><summary>Per pipeline and view: share low (mean score)</summary>",
+        "",
+        *pair_table(s, pipelines, views),
+        "",
+        "</details>",
+        "",
+        "<details><summary>Per photo</summary>",
+        "",
+        *per_photo_table(report["photos"], methods),
+        "",
+        "✓ / ✗ = protected or not on every (pipeline × view) of the default set / of the unseen "
+        "pipelines; worst = the (pipeline, view) nearest the good side, with its score.",
         "",
     ]
-    head = ["photo", "MP", "original " + " / ".join(views)]
-    for method in methods:
-        head += [f"{method} " + " / ".join(views), f"{method} PSNR"]
-        head += [f"{method} L∞ pixels / file", f"{method} s"]
-    out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for row in report["photos"]:
-        cells = [row["name"], f"{row['megapixels']:.1f}"]
-        cells.append(" / ".join(f"{row['before_jpeg90'][v]:.1f}" for v in views))
-        for method in methods:
-            r = row["methods"].get(method)
-            if r is None:
-                cells += ["—"] * 4
-                continue
-            mark = "" if r["protected"] else " ✗"
-            cells.append(" / ".join(f"{r['after_jpeg90'][v]:.1f}" for v in views) + mark)
-            cells += [_num(r["psnr"]), f"{r['linf']} / {r['linf_file']}", _num(r["seconds"])]
-        out.append("| " + " | ".join(cells) + " |")
-    out += ["", "✗ = not protected (some view still judged good).", ""]
+    if small:
+        out += ["Small photos:", "", *per_photo_table(small, methods_of(ss or {})), ""]
     edits = [
         f"- {row['name']}: "
         + "; ".join(
-            f"{m} {row['methods'][m]['enhancement']}"
-            for m in methods
-            if row["methods"].get(m, {}).get("enhancement")
+            f"{k} {row['methods'][k]['enhancement']}"
+            for k in methods
+            if row["methods"].get(k, {}).get("enhancement")
         )
         for row in report["photos"]
-        if any(row["methods"].get(m, {}).get("enhancement") for m in methods)
+        if any(row["methods"].get(k, {}).get("enhancement") for k in methods)
     ]
     if edits:
         out += ["What the colour filter did (enhance / auto), as pixcamd describes it:", ""]
@@ -262,8 +467,16 @@ def update_docs(path: Path, name: str, block: str) -> None:
 # Figure (matplotlib, optional)
 
 
+def worst_view(per_view: dict, higher: bool) -> float:
+    """The view score nearest the good side: the one that decides a pipeline's verdict."""
+    values = list(per_view.values())
+    return max(values) if higher else min(values)
+
+
 def figure(report: dict, path: Path) -> bool:
-    """Score distributions before/after per view, and PSNR against the deciding score."""
+    """Per pipeline, each photo's deciding (worst-view) score — original and every method; and
+    PSNR against the deciding score over the default set. The main photos only (the small
+    photos have a table of their own)."""
     try:
         import matplotlib
 
@@ -271,57 +484,74 @@ def figure(report: dict, path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    model, views, rows = report["model"], report["harness"]["views"], report["photos"]
-    methods = [m for m in METHODS if m in report["summary"]]
+    model, rows = report["model"], report["photos"]  # the small photos: their own table
+    pipelines = report["harness"]["pipelines"]
+    methods = methods_of(report["summary"])
     threshold = model["threshold"]
     higher = model["direction"] == "higher_is_better"
-    fig, axes = plt.subplots(1, len(views) + 1, figsize=(4.2 * (len(views) + 1), 4.2))
-    rng = np.random.default_rng(0)
     groups = ["original", *methods]
-    for ax, view in zip(axes, views, strict=False):
-        data = [[r["before_jpeg90"][view] for r in rows]]
-        data += [[r["methods"][m]["after_jpeg90"][view] for r in rows] for m in methods]
-        ax.boxplot(data, showfliers=False, widths=0.5)
-        for i, (group, values) in enumerate(zip(groups, data, strict=True), start=1):
-            x = i + rng.uniform(-0.15, 0.15, len(values))
-            ax.scatter(x, values, s=14, color=COLOURS[group], alpha=0.8, zorder=3)
-        ax.axhline(threshold, color="k", ls="--", lw=1)
-        lo, hi = ax.get_ylim()
-        ax.axhspan(
-            lo if higher else threshold, threshold if higher else hi, color="#ffe0e0", zorder=0
-        )
-        ax.set_ylim(lo, hi)
-        ax.set_xticks(range(1, len(groups) + 1), [SHORT.get(g, g) for g in groups])
-        ax.set_title(f"{view} view after JPEG-90")
-        ax.set_ylabel(f"{model['model']} score (shaded: low quality)")
-    ax = axes[-1]
-    for method in methods:
-        recs = [r["methods"][method] for r in rows]
-        rate = report["summary"][method]["protection_rate"]
-        ys = [worst(r["after_jpeg90"], model) for r in recs]
-        label = f"{method}: {rate:.0%} protected"
-        xs = [r["psnr"] for r in recs]
-        ax.scatter(xs, ys, s=18, color=COLOURS[method], label=f"{label} (whole photo)", zorder=3)
-        xs = [r["psnr_center"] for r in recs]
-        hollow = {"facecolors": "none", "edgecolors": COLOURS[method], "zorder": 3}
-        ax.scatter(xs, ys, s=18, marker="^", label=f"{method} (centre view)", **hollow)
-    ax.axhline(threshold, color="k", ls="--", lw=1)
+    fig, (ax, ax2) = plt.subplots(
+        1, 2, figsize=(5 + 1.1 * len(pipelines), 4.6), width_ratios=[max(2, len(pipelines)), 3]
+    )
+    rng = np.random.default_rng(0)
+    width = 0.8 / len(groups)
+    for g, group in enumerate(groups):
+        for i, p in enumerate(pipelines):
+            recs = [r["original"] if group == "original" else r["methods"].get(group) for r in rows]
+            ys = [worst_view(rec["judged"][p["name"]], higher) for rec in recs if rec]
+            x = i - 0.4 + width * (g + 0.5) + rng.uniform(-width / 4, width / 4, len(ys))
+            label = LABELS[group] if i == 0 else None
+            ax.scatter(x, ys, s=10, color=COLOURS[group], alpha=0.8, zorder=3, label=label)
+    for i, p in enumerate(pipelines):
+        if p["group"] != "default":
+            ax.axvspan(i - 0.5, i + 0.5, color="#f0f0f0", zorder=0)
+    for a in (ax, ax2):
+        a.axhline(threshold, color="k", ls="--", lw=1)
     lo, hi = ax.get_ylim()
     ax.axhspan(lo if higher else threshold, threshold if higher else hi, color="#ffe0e0", zorder=0)
     ax.set_ylim(lo, hi)
-    ax.set_xlabel("PSNR of the saved file against the original (dB)")
-    ax.set_ylabel("deciding view score after JPEG-90")
-    ax.set_title("invisibility against protection")
-    ax.legend(fontsize=8)
-    fig.suptitle(f"{title(report)} — {model['fingerprint'][:60]}", fontsize=9)
-    fig.tight_layout()
+    ax.set_xticks(
+        range(len(pipelines)),
+        [p["name"] + ("" if p["group"] == "default" else "*") for p in pipelines],
+        rotation=30,
+        ha="right",
+        fontsize=8,
+    )
+    ax.set_ylabel(f"{model['model']} worst view score (shaded: low quality)")
+    ax.set_title("per pipeline (* grey: not in the default set)", fontsize=10)
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper left", ncol=len(groups), fontsize=8, frameon=False)
+    defaults = [p["name"] for p in pipelines if p["group"] == "default"] or [
+        p["name"] for p in pipelines
+    ]
+    for method in methods:
+        recs = [r["methods"][method] for r in rows if method in r["methods"]]
+        ys = [
+            worst_view({p: worst_view(r["judged"][p], higher) for p in defaults}, higher)
+            for r in recs
+        ]
+        rate = report["summary"][method]["protection_rate_defaults"]
+        label = f"{method}: {rate:.0%} protected" if rate is not None else method
+        ax2.scatter([r["psnr"] for r in recs], ys, s=14, color=COLOURS[method], label=label)
+    lo, hi = ax2.get_ylim()
+    ax2.axhspan(lo if higher else threshold, threshold if higher else hi, color="#ffe0e0", zorder=0)
+    ax2.set_ylim(lo, hi)
+    ax2.set_xlabel("PSNR of the saved file against the original (dB)")
+    ax2.set_ylabel("worst score over the default set")
+    ax2.set_title("invisibility against protection", fontsize=10)
+    ax2.legend(fontsize=7)
+    name = model["model"] + (" — RANDOM WEIGHTS, TIMING ONLY" if model.get("timing_only") else "")
+    fig.suptitle(
+        f"{name}: {len(rows)} photos — {model['fingerprint'][:60]}", fontsize=9, x=0.99, ha="right"
+    )
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return True
 
 
 # --------------------------------------------------------------------------------------------
-# Contact sheet (Pillow only)
+# Contact sheets (Pillow only)
 
 
 def _font(size: int):
@@ -354,48 +584,82 @@ def difference(a: Image.Image, b: Image.Image, gain: int = AMPLIFY) -> Image.Ima
     return Image.fromarray(np.clip(128 + gain * d, 0, 255).astype(np.uint8), "RGB")
 
 
+def _verdict(rec: dict) -> str:
+    if rec["protected_defaults"] is None:
+        return "protected" if rec["protected_all"] else "NOT protected"
+    text = "protected on defaults" if rec["protected_defaults"] else "NOT protected on defaults"
+    if rec["protected_unseen"] is not None:
+        text += ", unseen " + ("yes" if rec["protected_unseen"] else "NO")
+    return text
+
+
+def flat_strip(item: dict, methods: list[str], font) -> tuple[Image.Image, list[str]]:
+    """The flattest region at 100 %: original, each method's file beside it, then each
+    invisible method's difference ×20. Returns the strip and its captions."""
+    crops = [item["flat_original"], *(item["flat_methods"][m] for m in methods)]
+    heads = ["original", *methods]
+    for m in methods:
+        if m not in VISIBLE_EDITS:
+            crops.append(difference(item["flat_original"], item["flat_methods"][m]))
+            heads.append(f"{m} x{AMPLIFY}")
+    side, pad = crops[0].width, 4
+    strip = Image.new("RGB", (len(crops) * (side + pad) + pad, crops[0].height + 18), "white")
+    draw = ImageDraw.Draw(strip)
+    for c, (crop, head) in enumerate(zip(crops, heads, strict=True)):
+        draw.text((pad + c * (side + pad) + 2, 1), head, fill="black", font=font)
+        strip.paste(crop, (pad + c * (side + pad), 18))
+    return strip, heads
+
+
 def contact_sheet(report: dict, sheet: list[dict]) -> Image.Image | None:
-    """Per photo: the whole photo (centre view boxed), then at native resolution the centre
-    view of the original and, per method, of its saved file and the difference ×20 (for the
-    visible edits of enhance / auto: what the filter did, in words).
+    """Per photo: the whole photo (centre view red, flattest region blue), then at native
+    resolution the centre view of the original and, per method, of its saved file and the
+    difference ×20 (for the visible edits of enhance / auto: what the filter did, in words);
+    below, the flattest region at 100 %: original beside each method's file, and the ×20
+    differences.
 
     Labels are ASCII: Pillow's built-in font has no × or ∞."""
     if not sheet:
         return None
     tw, th = sheet[0]["original"].size
     methods = list(sheet[0]["methods"])
-    heads = ["whole photo (centre view boxed)", "original, centre view"]
+    heads = ["whole photo (centre red, flattest blue)", "original, centre view"]
     for m in methods:
         second = "what the filter did" if m in VISIBLE_EDITS else f"{m} difference x{AMPLIFY}"
-        heads += [f"{LABELS[m]} file", second]
+        heads += [f"{m} file", second]
+    small, big = _font(13), _font(15)
+    strips = [flat_strip(item, methods, small)[0] for item in sheet]
     cols, label, pad = len(heads), 40, 4
-    width = cols * (tw + pad) + pad
-    height = 24 + len(sheet) * (th + label + pad) + pad
+    width = max(cols * (tw + pad) + pad, *(s.width for s in strips))
+    flat_h = max(s.height for s in strips) + 20
+    height = 24 + len(sheet) * (th + label + flat_h + pad) + pad
     canvas = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(canvas)
-    small, big = _font(13), _font(15)
     for c, text in enumerate(heads):
         draw.text((pad + c * (tw + pad) + 4, 4), text, fill="black", font=big)
-    model = report["model"]
     for r, item in enumerate(sheet):
-        y = 24 + r * (th + label + pad)
-        scores = [f"{item['name']} {item['size'][0]}x{item['size'][1]}"]
+        y = 24 + r * (th + label + flat_h + pad)
+        lines = [f"{item['name']} {item['size'][0]}x{item['size'][1]}"]
         for m in methods:
             rec = item["records"][m]
-            verdict = "protected" if rec["protected"] else "NOT protected"
-            views = ", ".join(f"{v} {s:.1f}" for v, s in rec["after_jpeg90"].items())
-            scores.append(f"{m}: {verdict} after JPEG-90 ({views}), PSNR {rec['psnr']:.1f} dB")
-        draw.text((pad + 4, y + 2), scores[0], fill="black", font=small)
-        draw.text((pad + 4, y + 20), "   ".join(scores[1:]), fill="black", font=small)
+            w = rec["worst"]
+            lines.append(
+                f"{m}: {_verdict(rec)} (worst {w['pipeline']} {w['view']} {w['score']:.1f}), "
+                f"PSNR {rec['psnr']:.1f} dB"
+            )
+        draw.text((pad + 4, y + 2), lines[0], fill="black", font=small)
+        draw.text((pad + 4, y + 20), "   ".join(lines[1:]), fill="black", font=small)
         y += label
         thumb = item["thumbnail"].copy()
         scale = thumb.width / item["size"][0]
-        left, top, w, h = item["box"]
-        ImageDraw.Draw(thumb).rectangle(
-            [left * scale, top * scale, (left + w) * scale, (top + h) * scale],
-            outline="red",
-            width=2,
-        )
+        marks = ImageDraw.Draw(thumb)
+        for box, colour in ((item["box"], "red"), (item["flat_box"], "blue")):
+            left, top, w, h = box
+            marks.rectangle(
+                [left * scale, top * scale, (left + w) * scale, (top + h) * scale],
+                outline=colour,
+                width=2,
+            )
         tiles = [thumb, item["original"]]
         for m in methods:
             if m in VISIBLE_EDITS:  # a visible edit: ×20 differences would only saturate
@@ -405,8 +669,36 @@ def contact_sheet(report: dict, sheet: list[dict]) -> Image.Image | None:
             tiles += [item["methods"][m], second]
         for c, tile in enumerate(tiles):
             canvas.paste(tile, (pad + c * (tw + pad), y))
-    if model.get("timing_only"):
+        y += th + 2
+        fl, ft, fw, fh = item["flat_box"]
+        draw.text(
+            (pad + 4, y),
+            f"flattest region at 100 %: {fw}x{fh} at ({fl}, {ft}), luma std "
+            f"{item['flat_std']:.2f} grey levels",
+            fill="black",
+            font=small,
+        )
+        canvas.paste(strips[r], (0, y + 18))
+    if report["model"].get("timing_only"):
         draw.text((width - 420, 4), "RANDOM WEIGHTS - TIMING ONLY", fill="red", font=big)
+    return canvas
+
+
+def flat_sheet(sheet: list[dict]) -> Image.Image | None:
+    """The flattest-region strips alone, one photo a row, at 100 % (lossless on disk)."""
+    if not sheet:
+        return None
+    font = _font(13)
+    methods = list(sheet[0]["methods"])
+    strips = [flat_strip(item, methods, font)[0] for item in sheet]
+    canvas = Image.new("RGB", (max(s.width for s in strips), sum(s.height + 18 for s in strips)))
+    canvas.paste((255, 255, 255), (0, 0, *canvas.size))
+    draw = ImageDraw.Draw(canvas)
+    y = 0
+    for item, strip in zip(sheet, strips, strict=True):
+        draw.text((6, y + 2), f"{item['name']}: flattest region", fill="black", font=font)
+        canvas.paste(strip, (0, y + 18))
+        y += strip.height + 18
     return canvas
 
 
@@ -442,12 +734,16 @@ def write_all(
     outputs["figure"] = str(fig_path) if figure(report, fig_path) else None
     if outputs["figure"] is None:
         outputs["figure_note"] = "matplotlib missing: pip install -e '.[bench]'"
-    canvas = contact_sheet(report, sheet)
-    outputs["contact_sheet"] = None
+    canvas, flats = contact_sheet(report, sheet), flat_sheet(sheet)
+    outputs["contact_sheet"] = outputs["flat_sheet"] = None
     if canvas is not None:
         sheet_path = Path(str(stem) + "_sheet.jpg")
         canvas.save(sheet_path, "JPEG", quality=92)
         outputs["contact_sheet"] = str(sheet_path)
+    if flats is not None:
+        flat_path = Path(str(stem) + "_flat.png")
+        flats.save(flat_path, "PNG")
+        outputs["flat_sheet"] = str(flat_path)
     images: dict[str, str] = {}
     if docs_img is not None:
         docs_img.mkdir(parents=True, exist_ok=True)
@@ -455,13 +751,19 @@ def write_all(
         if outputs["figure"] and fig_path.stat().st_size <= DOCS_LIMIT:
             target = docs_img / f"evaluate_{name}.png"
             shutil.copyfile(fig_path, target)
-            images["score distributions and PSNR against protection"] = os.path.relpath(
+            images["worst score per pipeline, and PSNR against protection"] = os.path.relpath(
                 target, base
             )
         if canvas is not None:
             target = docs_img / f"evaluate_{name}_sheet.jpg"
             target.write_bytes(small_jpeg(canvas))
             images["contact sheet: original, protected, difference ×20"] = os.path.relpath(
+                target, base
+            )
+        if flats is not None:  # at 100 % where it fits: the point is to see the flat areas
+            target = docs_img / f"evaluate_{name}_flat.jpg"
+            target.write_bytes(small_jpeg(flats, width=max(flats.size)))
+            images["flattest region at 100 %: original beside protected"] = os.path.relpath(
                 target, base
             )
         outputs["docs_images"] = [str(docs_img / Path(p).name) for p in images.values()]
