@@ -147,6 +147,21 @@ class DownscaledCrop(LoopView):
     chain: Chain | None = None
     output: tuple[int, str] | None = None  # our file's encoding, under the downscale
 
+    @classmethod
+    def of(cls, label, view: View, photo, served, filter_name, chain, output) -> DownscaledCrop:
+        """``view`` (a crop of the photo served at ``served``) and the native region under it."""
+        width, height = photo
+        scale = (width / served[0], height / served[1])
+        window = aligned_window(view.box, *served)
+        margin = SUPPORT.get(filter_name, 0.0)
+        x0 = max(0, math.floor((window[0] - margin) * scale[0]))
+        y0 = max(0, math.floor((window[1] - margin) * scale[1]))
+        x1 = min(width, math.ceil((window[2] + margin) * scale[0]))
+        y1 = min(height, math.ceil((window[3] + margin) * scale[1]))
+        # on our file's MCU grid, with a margin, so its encoding is the whole file's
+        region = aligned_window((x0, y0, x1 - x0, y1 - y0), width, height)
+        return cls(label, region, [], window, view.box, scale, filter_name, chain, output)
+
     @property
     def footprint(self) -> tuple[int, int, int, int]:
         left, top, w, h = self.box
@@ -238,16 +253,8 @@ def plan_loop_views(
                 view = NativeCrop(label, aligned_window(v.box, width, height), [], v.box, chain)
                 add(("crop", v.box, chain), view, pair)
             elif not v.resized:
-                window = aligned_window(v.box, *served)
-                margin = SUPPORT.get(pipeline.filter, 0.0)
-                x0 = max(0, math.floor((window[0] - margin) * scale[0]))
-                y0 = max(0, math.floor((window[1] - margin) * scale[1]))
-                x1 = min(width, math.ceil((window[2] + margin) * scale[0]))
-                y1 = min(height, math.ceil((window[3] + margin) * scale[1]))
-                # on our file's MCU grid, with a margin, so its encoding is the whole file's
-                region = aligned_window((x0, y0, x1 - x0, y1 - y0), width, height)
-                view = DownscaledCrop(
-                    label, region, [], window, v.box, scale, pipeline.filter, chain, output
+                view = DownscaledCrop.of(
+                    label, v, (width, height), served, pipeline.filter, chain, output
                 )
                 add(("down", v.box, *how), view, pair)
             else:

@@ -14,8 +14,9 @@ the sense that matters: no files, no global state — it takes an image and retu
 3. Whenever the loop estimate reaches the targets, run the real check on the encoded output
    (``pixcamd.check``); stop as soon as every view of every pipeline reaches its target there.
    If the check falls short, tighten the in-loop targets of what fell short and go on.
-4. Escalate along the schedule: more steps at the same ε, then larger ε up to the cap (the
-   filter: two rounds of steps within its fixed bounds).
+4. Escalate along the schedule while unprotected: more steps at the same ε, then larger ε up to
+   the cap (the filter: two rounds of steps within its fixed bounds). A round that reaches
+   protection ends the search at its end, margin met or not.
 5. Verdict from the real check only: protected iff every view of every model is on the
    low-quality side of its threshold after every pipeline. Otherwise ``protected = False``, with
    scores per pipeline and the worst (pipeline, model, view).
@@ -268,7 +269,9 @@ class _Search:
         self.loop, self.offset, self.best, self.budget = loop, step_offset, None, 0.0
         for self.budget, run_round in rounds:
             run_round(self._on_step)
-            if self.best is not None and self._meets(self.best):
+            # Escalate only while unprotected: a larger ε costs invisibility and time, and the
+            # margin beyond the threshold is sought within the round that reached protection.
+            if self.best is not None:
                 break
         if self.best is not None:
             return self.best

@@ -119,7 +119,12 @@ def _as_output(photo: Image.Image):
 def test_gradients_of_a_downscaled_view_stay_in_its_region(photo, brisque):
     pipelines = parse_platforms("width1080-q80")
     attack = Attack(
-        to_tensor(photo), [brisque], ("center",), {"brisque": 200.0}, Chain(), platforms=pipelines
+        to_tensor(photo),
+        [brisque],
+        ("center",),
+        {"brisque": 200.0},
+        Chain(),
+        platforms=pipelines,
     )
     (view,) = attack.loop_views
     attack.evaluate(backward=True)
