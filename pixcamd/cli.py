@@ -133,8 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     score = commands.add_parser(
         "score",
         help="judge photos as the quality filter would",
-        description="Score each photo per view, after a JPEG recompression of the full photo "
-        "(quality 90 by default, as the MediaEval 2020 Pixel Privacy task did).",
+        description="Score each photo per view as each platform pipeline serves it: its resize, "
+        "then its JPEG (the task pipeline: JPEG-90 of the full photo, as the MediaEval 2020 "
+        "Pixel Privacy task did).",
     )
     score.add_argument("files", nargs="+", metavar="FILE", help="photos to score")
     score.add_argument(

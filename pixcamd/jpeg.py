@@ -1,4 +1,4 @@
-"""JPEG as the BIQA meets it: our output file, then the platform's quality-90 recompression.
+"""JPEG as the BIQA meets it: our output file, then a platform's recompression.
 
 Two faces of the same thing:
 
@@ -35,11 +35,6 @@ def encode(img: Image.Image, quality: int, subsampling: str | int = -1) -> bytes
 def decode(data: bytes) -> Image.Image:
     with Image.open(io.BytesIO(data)) as decoded:
         return decoded.convert("RGB")
-
-
-def recompress(img: Image.Image, quality: int = TASK_QUALITY) -> Image.Image:
-    """A real Pillow JPEG encode/decode at ``quality`` with Pillow's defaults (4:2:0 chroma)."""
-    return decode(encode(img, quality))
 
 
 @dataclass(frozen=True)

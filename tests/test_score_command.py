@@ -12,7 +12,6 @@ import pytest
 from PIL import Image
 
 from pixcamd.cli import main
-from pixcamd.jpeg import recompress
 from pixcamd.platforms import DEFAULT_PLATFORMS, PRESETS
 
 
@@ -97,7 +96,7 @@ def test_jpeg90_is_applied_to_the_full_photo_before_the_views(tmp_path, capsys):
     img = textured(1000, 700, seed=3)
     original, precompressed = tmp_path / "a.png", tmp_path / "b.png"
     img.save(original)
-    recompress(img, 90).save(precompressed)
+    PRESETS["task"].apply(img).save(precompressed)  # Pillow JPEG-90 of the full photo
     views = ["--model", "brisque", "--views", "center,resize,tiles"]
     _, with_jpeg, _ = run_json(capsys, original, *views, "--platforms", "task")
     _, by_hand, _ = run_json(capsys, precompressed, *views, "--jpeg", "none")
