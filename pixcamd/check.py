@@ -30,16 +30,28 @@ class Check:
     ``served``: the size each pipeline served the photo at."""
 
     scores: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
-    low: dict[str, dict[str, dict[str, bool]]] = field(default_factory=dict)
     served: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # how far each score is on the good-quality side of its model's threshold (> 0: judged good)
     good_by: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
 
     @property
+    def low(self) -> dict[str, dict[str, dict[str, bool]]]:
+        return {
+            p: {m: {v: g <= 0 for v, g in per_view.items()} for m, per_view in per_model.items()}
+            for p, per_model in self.good_by.items()
+        }
+
+    @property
     def all_low(self) -> bool:
-        return all(all(all(v.values()) for v in m.values()) for m in self.low.values())
+        return all(self.pipeline_low(name) for name in self.good_by)
+
+    @property
+    def protected_on(self) -> dict[str, bool]:
+        """pipeline → every view of every model low after it."""
+        return {name: self.pipeline_low(name) for name in self.good_by}
 
     def pipeline_low(self, name: str) -> bool:
-        return all(all(v.values()) for v in self.low[name].values())
+        return all(g <= 0 for per_view in self.good_by[name].values() for g in per_view.values())
 
     def worst(self) -> dict | None:
         """The (pipeline, model, view) closest to — or furthest beyond — the good-quality side:
@@ -85,16 +97,11 @@ def judge(
         result.served[pipeline.name] = seen.size
         scores = score_image_views(seen, models, views)
         result.scores[pipeline.name] = scores
-        result.low[pipeline.name] = {}
         result.good_by[pipeline.name] = {}
         for model in models:
-            per_view = scores[model.name]
-            result.low[pipeline.name][model.name] = {
-                v: not model.is_good(s) for v, s in per_view.items()
-            }
-            sign = 1.0 if model.higher_is_better else -1.0
+            sign = 1.0 if model.higher_is_better else -1.0  # > 0 exactly when model.is_good
             result.good_by[pipeline.name][model.name] = {
-                v: sign * (s - model.threshold) for v, s in per_view.items()
+                v: sign * (s - model.threshold) for v, s in scores[model.name].items()
             }
     return result
 

@@ -345,7 +345,7 @@ def _result(
         before=before.scores,
         after=after,
         after_jpeg=found.check.scores,
-        protected_on={p.name: found.check.pipeline_low(p.name) for p in settings.platforms},
+        protected_on=found.check.protected_on,
         worst=found.check.worst(),
         psnr=psnr,
         ssim=ssim,

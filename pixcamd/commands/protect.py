@@ -111,8 +111,7 @@ def protect_one(source: Path, target: Path, models, settings: Settings, args) ->
         confirmed = verify_file(target, models, settings.views, settings.platforms)
         report.update(output=str(target), metadata_notes=notes, file_check=confirmed.scores)
         # What counts is the file: its check decides the verdict, per pipeline and worst.
-        protected_on = {p.name: confirmed.pipeline_low(p.name) for p in settings.platforms}
-        report.update(worst=confirmed.worst(), protected_on=protected_on)
+        report.update(worst=confirmed.worst(), protected_on=confirmed.protected_on)
         if not confirmed.all_low and result.protected:
             report.update(protected=False, verdict="unprotected")
     print(summary_line(source, report, result), file=sys.stderr if args.json else sys.stdout)

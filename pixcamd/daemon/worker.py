@@ -323,7 +323,7 @@ class Worker:
         scores, worst, protected_on = result.after_jpeg, result.worst, result.protected_on
         if file_check is not None:
             scores, worst = file_check.scores, file_check.worst()
-            protected_on = {p.name: file_check.pipeline_low(p.name) for p in settings.platforms}
+            protected_on = file_check.protected_on
             summary.update(worst=worst, protected_on=protected_on)
         # Enhancement mode: what the colour filter did, in words (its parameters are in report).
         edit = result.enhancement["description"] if result.enhancement else None
