@@ -77,12 +77,15 @@ def _pad_to_mcu(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def straight_through_jpeg(window: torch.Tensor, chain: Chain) -> torch.Tensor:
+def straight_through_jpeg(window: torch.Tensor, chain: Chain, soft: bool = True) -> torch.Tensor:
     """1×3×h×w window (grid-aligned, 8-bit values) → the chain's real output, with gradients of
-    kornia's differentiable JPEG at the platform quality."""
+    kornia's differentiable JPEG at the platform quality (``soft``), or passed through as if
+    there were no JPEG (for large windows, where kornia's codec costs more than it tells)."""
     h, w = window.shape[-2:]
     with torch.no_grad():
         real = to_tensor(chain(to_image(window))).to(window.device, window.dtype)
+    if not soft:
+        return window + (real - window).detach()
     quality = torch.tensor([float(chain.platform_quality)], device=window.device)
     soft = kornia.enhance.jpeg_codec_differentiable(_pad_to_mcu(window), quality)[..., :h, :w]
     return soft + (real - soft).detach()

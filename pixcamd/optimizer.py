@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from pixcamd.jpeg import Chain, aligned_window, straight_through_jpeg, straight_through_round
 from pixcamd.models.base import QualityModel
-from pixcamd.pipeline_views import LoopView, plan_loop_views
+from pixcamd.pipeline_views import LoopView, plan_loop_views, roaming_view
 from pixcamd.platforms import Pipeline
 from pixcamd.views import View, cover_scale, enlarge_to_cover, extract, plan_views
 
@@ -65,6 +65,7 @@ class StepReport:
     step: int
     scores: dict[str, dict[str, float]]  # model → view → in-loop score
     reached: bool  # every view of every model at or beyond its target in the loop
+    low: bool = False  # every view of every model on the low side of the threshold in the loop
 
 
 class ViewLoop:
@@ -176,6 +177,7 @@ class Attack(ViewLoop):
         platforms: tuple[Pipeline, ...] | None = None,
         output: tuple[int, str] = (95, "4:4:4"),
         views_per_step: int = 0,
+        roaming: bool = True,
     ):
         super().__init__(photo, models, views, targets, chain, batch_size)
         height, width = photo.shape[-2:]
@@ -194,8 +196,11 @@ class Attack(ViewLoop):
             for p in platforms
             if p.output_size(width, height) != (width, height)
         ]
+        self.largest = max(scales, default=1.0)
+        self.output, self.roaming = output, roaming and self.largest > 1.0
+        self.generator = torch.Generator().manual_seed(seed + 1)
         if masking:
-            self.mask = perceptual_mask(photo, coarse=max(scales, default=1.0))
+            self.mask = perceptual_mask(photo, coarse=self.largest)
         else:
             self.mask = torch.ones_like(photo[:, :1])
         self.seed = seed
@@ -203,7 +208,7 @@ class Attack(ViewLoop):
         self.grad = torch.zeros_like(photo)
 
     def target(self, model: QualityModel, label: str) -> float:
-        offset = self.offsets[label]
+        offset = self.offsets.get(label, 0.0)  # a roaming view: the plain target
         return self.targets[model.name] + (-offset if model.higher_is_better else offset)
 
     def _deficit(self, label: str) -> float:
@@ -259,13 +264,24 @@ class Attack(ViewLoop):
                             # downscale spreads its own over many pixels).
                             self.grad[..., b:d, a:c] += g / g.abs().mean().clamp_min(1e-12)
                 for v, s in zip(chunk, out.detach().float().tolist(), strict=True):
-                    self.last[model.name][v.label] = s
+                    if v.label in self.seen_at:  # a roaming view is forgotten once used
+                        self.last[model.name][v.label] = s
         for v in chosen:
-            self.seen_at[v.label] = self.step
+            if v.label in self.seen_at:
+                self.seen_at[v.label] = self.step
         return {m: dict(per_view) for m, per_view in self.last.items()}
 
     def reached(self, scores: dict[str, dict[str, float]]) -> bool:
         return all(self._deficit(v.label) <= 0 for v in self.loop_views)
+
+    def low(self) -> bool:
+        """Every view's last in-loop score on the low-quality side of the model's threshold."""
+        for m in self.models:
+            for v in self.loop_views:
+                score = self.last[m.name].get(v.label)
+                if score is None or ((score > m.threshold) == m.higher_is_better):
+                    return False
+        return True
 
     def tighten(self, short: set) -> None:
         """The check found these (pipeline, model, view) short of their targets: aim the loop
@@ -292,11 +308,18 @@ class Attack(ViewLoop):
             start = torch.rand(self.photo.shape, generator=generator).to(self.photo.device)
             self.delta.copy_(start.mul_(2).sub_(1).mul_(bound.clamp(max=0.5 / 255)))
             del start
+        height, width = self.photo.shape[-2:]
+        size = self.models[0].view_size
         for _ in range(steps):
-            scores = self.evaluate(backward=True, chosen=self._choose())
+            chosen = self._choose()
+            if self.roaming:  # plus one pipeline in no preset: robustness beyond their numbers
+                extra = roaming_view(width, height, self.largest, self.generator, self.output, size)
+                chosen = chosen + ([extra] if extra is not None else [])
+            scores = self.evaluate(backward=True, chosen=chosen)
             reached = self.reached(scores)
             self.step += 1
-            if on_step is not None and on_step(StepReport(self.step, scores, reached)):
+            report = StepReport(self.step, scores, reached, reached or self.low())
+            if on_step is not None and on_step(report):
                 return
             self.delta.addcmul_(self.grad.sign_(), alpha, value=-1.0)
             # The budget only; the valid range [0, 1] is applied wherever δ is used.

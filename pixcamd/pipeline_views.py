@@ -206,7 +206,8 @@ class Whole(LoopView):
             box = (0, 0, *self.served)
             pixels = straight_through_resize(pixels, (0, 0), box, self.scale, self.filter)
         if self.chain is not None:
-            pixels = straight_through_jpeg(pixels, self.chain)
+            soft = pixels.shape[-1] * pixels.shape[-2] <= JPEG_FIT_PIXELS
+            pixels = straight_through_jpeg(pixels, self.chain, soft)
         return extract(enlarge_to_cover(pixels, self.size), self.view, self.size)
 
 
@@ -262,17 +263,49 @@ def plan_loop_views(
                 # averages the JPEG away: one shared fit of the native photo stands for every
                 # pipeline's. Gentler fits model this pipeline's resize and JPEG.
                 native = plan_views(width, height, [v.label], size)[0]
-                if native.box[2] * native.box[3] > JPEG_FIT_PIXELS:
+                if resized:
+                    view = Whole(label, whole, [], v, served, scale, pipeline.filter, chain, size)
+                    add(("whole", v, *how), view, pair)
+                elif native.box[2] * native.box[3] > JPEG_FIT_PIXELS:
                     view = NativeFit(native.label, _corners(native.box), [], native.box)
                     add(("fit", native.box), view, pair)
-                elif not resized:
+                else:
                     region = aligned_window(native.box, width, height)
                     view = NativeFit(label, region, [], native.box, chain, size)
                     add(("fit", native.box, chain), view, pair)
-                else:
-                    view = Whole(label, whole, [], v, served, scale, pipeline.filter, chain, size)
-                    add(("whole", v, *how), view, pair)
     return list(planned.values())
+
+
+ROAM_FILTERS = ("lanczos", "bicubic", "bilinear")
+ROAM_QUALITY = (70, 95)  # platforms re-encode somewhere in here (docs/platforms.md)
+
+
+def roaming_view(
+    width: int,
+    height: int,
+    largest: float,
+    generator: torch.Generator,
+    output: tuple[int, str] = (95, "4:4:4"),
+    size: tuple[int, int] = (VIEW_HEIGHT, VIEW_WIDTH),
+) -> DownscaledCrop | None:
+    """The centre crop of a random pipeline in no preset: a downscale by a factor drawn
+    log-uniformly from 1.1 to 1.5× ``largest`` (the largest factor among the named pipelines,
+    at least 2, never so far that the photo gets smaller than the view), a random filter, JPEG
+    at a random quality in ``ROAM_QUALITY``. One a step keeps the perturbation from fitting the
+    named pipelines' exact numbers only (expectation over transformations); None when the
+    photo is too small to be downscaled at all."""
+    top = min(1.5 * max(largest, 2.0), width / size[1], height / size[0])
+    if top <= 1.1:
+        return None
+    draw = torch.rand(3, generator=generator).tolist()
+    factor = math.exp(math.log(1.1) + draw[0] * (math.log(top) - math.log(1.1)))
+    served = (max(size[1], round(width / factor)), max(size[0], round(height / factor)))
+    filter_name = ROAM_FILTERS[min(int(draw[1] * len(ROAM_FILTERS)), len(ROAM_FILTERS) - 1)]
+    quality = round(ROAM_QUALITY[0] + draw[2] * (ROAM_QUALITY[1] - ROAM_QUALITY[0]))
+    chain = Chain(None, "4:4:4", quality, "4:2:0")
+    view = plan_views(*served, ["center"], size)[0]
+    label = f"roaming/{served[0]}x{served[1]}-q{quality}-{filter_name}"
+    return DownscaledCrop.of(label, view, (width, height), served, filter_name, chain, output)
 
 
 def _corners(box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
