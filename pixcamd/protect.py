@@ -15,8 +15,9 @@ the sense that matters: no files, no global state — it takes an image and retu
    (``pixcamd.check``); stop as soon as every view of every pipeline reaches its target there.
    If the check falls short, tighten the in-loop targets of what fell short and go on.
 4. Escalate along the schedule while unprotected: more steps at the same ε, then larger ε up to
-   the cap (the filter: two rounds of steps within its fixed bounds). A round that reaches
-   protection ends the search at its end, margin met or not.
+   the cap (the filter: two rounds of steps within its fixed bounds). Once a real check finds
+   the photo protected, at most ``polish_steps`` more steps seek the margin; the protected
+   candidate with the widest margin on its worst view is kept.
 5. Verdict from the real check only: protected iff every view of every model is on the
    low-quality side of its threshold after every pipeline. Otherwise ``protected = False``, with
    scores per pipeline and the worst (pipeline, model, view).
@@ -42,6 +43,7 @@ from pixcamd.platforms import DEFAULT_PLATFORMS, PRESETS, Pipeline
 from pixcamd.views import DEFAULT_VIEWS, parse_views
 
 MODES = ("invisible", "enhance", "auto")
+CHECK_SPACING = 5  # steps between real checks that the loop's targets did not call for
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,8 @@ class Settings:
     platforms: tuple[Pipeline, ...] = tuple(PRESETS[n] for n in DEFAULT_PLATFORMS)
     masking: bool = True
     views_per_step: int = 3  # loop views evaluated per step (the cost bound; 0 = all)
+    roaming: bool = True  # plus a random pipeline in no preset each step (robustness)
+    polish_steps: int = 20  # once protected, at most this many more steps to reach the margin
     batch_size: int = 2
     device: str = "cpu"
 
@@ -105,7 +109,8 @@ class Result:
     mode: str = "invisible"
     enhancement: dict | None = None  # the colour filter, in words and parameters (see enhance)
     checks: int = 0  # real checks the search ran
-    first_check_passed: bool | None = None  # did the first one already meet every target?
+    # did the first check the loop called for (sure of its targets) meet every target there?
+    first_check_passed: bool | None = None
 
     @property
     def verdict(self) -> str:
@@ -236,6 +241,7 @@ def protect(
         platforms=settings.platforms,
         output=settings.output,
         views_per_step=settings.views_per_step,
+        roaming=settings.roaming,
     )
     # A zero budget cannot move a pixel: nothing to optimize in that round.
     rounds = [(e, partial(attack.run, e, settings.steps)) for e in settings.schedule() if e > 0]
@@ -267,6 +273,8 @@ class _Search:
 
     def run(self, loop, rounds: list[tuple[float, Callable]], step_offset: int = 0) -> Found:
         self.loop, self.offset, self.best, self.budget = loop, step_offset, None, 0.0
+        self.protected_at: int | None = None  # the loop's step at the first protected check
+        self.checked_at = -CHECK_SPACING
         for self.budget, run_round in rounds:
             run_round(self._on_step)
             # Escalate only while unprotected: a larger ε costs invisibility and time, and the
@@ -287,11 +295,23 @@ class _Search:
     def _meets(self, found: Found) -> bool:
         return _meets(found.check, self.models, self.targets)
 
-    def _count(self, found: Found) -> Found:
+    def _count(self, found: Found, agreed: bool = False) -> Found:
+        """Count a real check; ``agreed``: the loop called for it, sure the targets were met —
+        the first such check tells how well the loop's estimate agrees with the real one."""
         self.checks += 1
-        if self.first_check_passed is None:
+        if agreed and self.first_check_passed is None:
             self.first_check_passed = self._meets(found)
         return found
+
+    def _keep(self, found: Found) -> None:
+        """Keep the protected candidate with the widest margin on its worst (pipeline, view)."""
+        wider = self.best is None or (
+            found.check.worst()["good_by"] <= self.best.check.worst()["good_by"]
+        )
+        if found.check.all_low and wider:
+            self.best = found
+            if self.protected_at is None:
+                self.protected_at = self.loop.step
 
     def _on_step(self, report: StepReport) -> bool:
         if self.progress is not None:
@@ -299,14 +319,25 @@ class _Search:
             values = report.scores[first.name].values()
             worst = max(values) if first.higher_is_better else min(values)
             self.progress(self.offset + report.step, worst)
-        if not report.reached:
+        polished = (
+            self.protected_at is not None
+            and self.loop.step - self.protected_at >= self.settings.polish_steps
+        )
+        # The check runs when the loop thinks the targets are met; and, while no candidate is
+        # protected yet, every few steps once the loop sees every view beyond the threshold —
+        # the margin is then sought for at most ``polish_steps`` more, not a whole round.
+        early = (
+            report.low and self.best is None and self.loop.step - self.checked_at >= CHECK_SPACING
+        )
+        if not (report.reached or polished or early):
             return False
-        found = self._count(self._judge())
-        if found.check.all_low:
-            self.best = found  # protected; stop if the margin is met too, else aim for it
-        if self._meets(found):
+        self.checked_at = self.loop.step
+        found = self._count(self._judge(), agreed=report.reached)
+        self._keep(found)  # protected; stop if the margin is met too, else aim for it a while
+        if self._meets(found) or polished:
             return True
-        self.loop.tighten(found.check.short(self.targets, self.models))  # loop was optimistic
+        if report.reached:  # the loop was optimistic: aim further where the check fell short
+            self.loop.tighten(found.check.short(self.targets, self.models))
         return False
 
 

@@ -221,7 +221,7 @@ def test_costs_and_ratios_follow_from_the_records(run):
             assert s["first_check_photos"] == 0 and s["checks_mean"] is None
         else:
             for r in recs:  # a search that ran no check is one that never stopped early
-                assert (r["checks"] == 0) == (r["first_check_passed"] is None)
+                assert r["checks"] >= 1 or r["first_check_passed"] is None
     q = summary["ratios"]["pixcamd/task"]
     a, b = summary["pixcamd"], summary["task"]
     assert q["seconds"] == pytest.approx(a["seconds_mean"] / b["seconds_mean"])
