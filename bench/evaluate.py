@@ -28,10 +28,10 @@ and put through each pipeline of ``--judge`` for real (``Pipeline.apply``: Pillo
 up, then Pillow JPEG encode/decode); every view of ``--views`` of that output is scored (``tiles``
 are reduced to their worst tile per pipeline). The default judging set is the default presets
 plus pipelines that are in no preset ("unseen": ``long1280-q70-bicubic``, ``width1366-q82``,
-``long2560-q88-bilinear-444``, ``scale0.33-q75``), so a design that only fits the presets'
-numbers shows there. Each judged pipeline falls in one group: ``default`` (the pipelines pixcamd
-protects for by default, compared by their numbers, not their names), ``preset`` (another preset)
-or ``unseen``. Per photo and in total:
+``long2560-q88-bilinear-444``, ``scale0.33-q75``, ``long1800-q92``, ``scale0.5-q85-bicubic``),
+so a design that only fits the presets' numbers shows there. Each judged pipeline falls in one
+group: ``default`` (the pipelines pixcamd protects for by default, compared by their numbers,
+not their names), ``preset`` (another preset) or ``unseen``. Per photo and in total:
 
 * protected on a pipeline = every view low after it; "all defaults" = every (pipeline × view) of
   the default group low; likewise "unseen" and "all"; rates per pipeline and per
@@ -113,7 +113,14 @@ METHODS = ("pixcamd", "task", "enhance", "auto", "baseline")
 DEFAULT_METHODS = ("pixcamd", "task", "baseline")
 PIXCAMD_MODES = {"pixcamd": "invisible", "task": "invisible", "enhance": "enhance", "auto": "auto"}
 # Pipelines in no preset: a design that only fits the presets' exact numbers falls short here.
-UNSEEN = ("long1280-q70-bicubic", "width1366-q82", "long2560-q88-bilinear-444", "scale0.33-q75")
+UNSEEN = (
+    "long1280-q70-bicubic",
+    "width1366-q82",
+    "long2560-q88-bilinear-444",
+    "scale0.33-q75",
+    "long1800-q92",  # a high quality after the downscale: JPEG artefacts cannot do the work
+    "scale0.5-q85-bicubic",
+)
 DEFAULT_JUDGE = (*DEFAULT_PLATFORMS, *UNSEEN)
 GROUPS = ("default", "preset", "unseen")
 TIMING_OFFSET = 75.0  # random KonCept512 scores ≈ 0: shift them onto the "good" side
