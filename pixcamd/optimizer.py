@@ -177,7 +177,7 @@ class Attack(ViewLoop):
         platforms: tuple[Pipeline, ...] | None = None,
         output: tuple[int, str] = (95, "4:4:4"),
         views_per_step: int = 0,
-        roaming: bool = True,
+        roaming: int = 2,
     ):
         super().__init__(photo, models, views, targets, chain, batch_size)
         height, width = photo.shape[-2:]
@@ -197,7 +197,8 @@ class Attack(ViewLoop):
             if p.output_size(width, height) != (width, height)
         ]
         self.largest = max(scales, default=1.0)
-        self.output, self.roaming = output, roaming and self.largest > 1.0
+        self.output = output
+        self.roaming = roaming if self.largest > 1.0 else 0  # views per step
         self.generator = torch.Generator().manual_seed(seed + 1)
         if masking:
             self.mask = perceptual_mask(photo, coarse=self.largest)
@@ -312,7 +313,7 @@ class Attack(ViewLoop):
         size = self.models[0].view_size
         for _ in range(steps):
             chosen = self._choose()
-            if self.roaming:  # plus one pipeline in no preset: robustness beyond their numbers
+            for _ in range(self.roaming):  # pipelines in no preset: beyond the presets' numbers
                 extra = roaming_view(width, height, self.largest, self.generator, self.output, size)
                 chosen = chosen + ([extra] if extra is not None else [])
             scores = self.evaluate(backward=True, chosen=chosen)
