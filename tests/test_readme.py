@@ -17,4 +17,7 @@ def test_ci_runs_the_readme_test_command_verbatim():
     ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
     assert run_tests in ci_lines
     assert ci_lines[-1] == run_tests  # pytest's summary is the last thing CI prints
-    assert "pixcamd run --config" in install_and_run and "torch==2.13.0" in install_and_run
+    assert "torch==2.13.0" in install_and_run
+    # init writes the user config every later command finds: no --config anywhere after it
+    assert "pixcamd init --if-missing && " in install_and_run
+    assert install_and_run.endswith("pixcamd run") and "--config" not in install_and_run

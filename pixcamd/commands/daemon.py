@@ -14,11 +14,40 @@ from pixcamd.errors import PixcamdError
 
 
 def add_commands(commands) -> None:
-    """Add the ``run``, ``config`` and ``status`` subparsers to the CLI's ``commands``."""
+    """Add the ``init``, ``run``, ``config`` and ``status`` subparsers to the CLI's ``commands``."""
     config_help = (
-        "daemon config file (default: $PIXCAMD_CONFIG, ~/.config/pixcamd/config.toml, "
-        "/etc/pixcamd/config.toml)"
+        "daemon config file (default: $PIXCAMD_CONFIG, else ~/.config/pixcamd/config.toml, "
+        "else /etc/pixcamd/config.toml)"
     )
+    init = commands.add_parser(
+        "init",
+        help="set up: write your config and create the inbox and outbox",
+        description="Write your config (~/.config/pixcamd/config.toml, or $PIXCAMD_CONFIG, or "
+        "--config FILE), every key documented with its default, and create the inbox and "
+        "outbox, so that run, status and config check need no flag. An existing config is "
+        "never replaced without --force.",
+    )
+    init.add_argument(
+        "--inbox",
+        metavar="DIR",
+        default="~/Pictures/pixcamd-inbox",
+        help="folder to watch: your synced camera folder (~/Pictures/pixcamd-inbox)",
+    )
+    init.add_argument(
+        "--outbox",
+        metavar="DIR",
+        default="~/Pictures/pixcamd-outbox",
+        help="folder for the protected copies (~/Pictures/pixcamd-outbox)",
+    )
+    exists = init.add_mutually_exclusive_group()
+    exists.add_argument("--force", action="store_true", help="replace an existing config")
+    exists.add_argument(
+        "--if-missing",
+        action="store_true",
+        help="leave an existing config as it is and succeed (for scripts run more than once)",
+    )
+    init.add_argument("--config", type=Path, metavar="FILE", help="write the config here")
+    init.set_defaults(handler=init_setup)
     run = commands.add_parser(
         "run",
         help="the daemon: watch the inbox, write protected copies to the outbox",
@@ -55,11 +84,46 @@ def add_commands(commands) -> None:
     status.set_defaults(handler=show_status)
 
 
+def init_setup(args: argparse.Namespace) -> int:
+    from pixcamd.daemon.init import init_config, target_path
+
+    path, how = target_path(args.config)
+    if args.if_missing and path.exists():
+        print(f"kept {how}: {path} (already there; pixcamd config check shows it)")
+        return 0
+    done = init_config(args.config, args.inbox, args.outbox, args.force)
+    config = done.config
+    verb = "replaced" if done.replaced else "wrote"
+    lines = [f"{verb} {done.how}: {done.path}"]
+    if done.created:
+        lines.append("created: " + ", ".join(str(p) for p in done.created))
+    flag = "" if done.how == "your user config" else f" --config {done.path}"
+    lines += [
+        f"inbox:  {config.inbox}  (photos synced or dropped here get protected)",
+        f"outbox: {config.outbox}  (protected copies appear here, ready to share)",
+        "next:",
+        f"  pixcamd run{flag}            # start protecting (Ctrl-C stops it)",
+        f"  pixcamd status{flag}         # what it is doing, from another terminal",
+        f"  pixcamd config check{flag}   # every setting in force",
+    ]
+    print("\n".join(lines))
+    return 0
+
+
+def _load(args: argparse.Namespace):
+    """The config every daemon command reads; says on stderr which file and why."""
+    from pixcamd.daemon.config import load_config, locate_config
+
+    config = load_config(args.config)  # its errors name every place it looked
+    path, how = locate_config(args.config)
+    print(f"config: {path} ({how})", file=sys.stderr)
+    return config
+
+
 def run_daemon(args: argparse.Namespace) -> int:
-    from pixcamd.daemon.config import load_config
     from pixcamd.daemon.service import Daemon
 
-    config = load_config(args.config)
+    config = _load(args)
     daemon = Daemon(config)
     stop = threading.Event()
 
@@ -81,12 +145,12 @@ def run_daemon(args: argparse.Namespace) -> int:
 
 
 def config_check(args: argparse.Namespace) -> int:
-    from pixcamd.daemon.config import load_config, render_effective
+    from pixcamd.daemon.config import render_effective
     from pixcamd.daemon.fs import choose_tmp_dir
     from pixcamd.daemon.service import resolve_models
     from pixcamd.devices import resolve_device
 
-    config = load_config(args.config)
+    config = _load(args)
     names, note = resolve_models(config)
     derived: dict = {
         "inbox": str(config.inbox),
@@ -115,10 +179,9 @@ def config_check(args: argparse.Namespace) -> int:
 
 
 def show_status(args: argparse.Namespace) -> int:
-    from pixcamd.daemon.config import load_config
     from pixcamd.daemon.status import gather, render
 
-    config = load_config(args.config)
+    config = _load(args)
     report = gather(config, events=max(0, args.events))
     if args.json:
         json.dump(report, sys.stdout, indent=2)

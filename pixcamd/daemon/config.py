@@ -580,27 +580,60 @@ def _abs(text: str, base: Path) -> Path:
     return Path(os.path.abspath(base / path))
 
 
-def default_config_path() -> Path:
-    """$PIXCAMD_CONFIG, else $XDG_CONFIG_HOME/pixcamd/config.toml, else /etc/pixcamd/config.toml."""
-    if os.environ.get(CONFIG_ENV):
-        return Path(os.environ[CONFIG_ENV])
+SYSTEM_CONFIG = Path("/etc/pixcamd/config.toml")
+
+
+def user_config_path() -> Path:
+    """$XDG_CONFIG_HOME/pixcamd/config.toml (~/.config/pixcamd/config.toml)."""
     xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    user = Path(xdg) / "pixcamd" / "config.toml"
-    return user if user.is_file() else Path("/etc/pixcamd/config.toml")
+    return Path(xdg) / "pixcamd" / "config.toml"
+
+
+def locate_config(path: str | os.PathLike | None = None) -> tuple[Path, str]:
+    """The config file every command reads, and why that one: ``--config``, else
+    $PIXCAMD_CONFIG, else the user's config, else the system one (servers). The first that is
+    named or exists wins; with none, the user config is the one to create (``pixcamd init``)."""
+    if path is not None:
+        return Path(path), "--config"
+    if os.environ.get(CONFIG_ENV):
+        return Path(os.environ[CONFIG_ENV]), f"${CONFIG_ENV}"
+    user = user_config_path()
+    if user.is_file():
+        return user, "your user config"
+    if SYSTEM_CONFIG.is_file():
+        return SYSTEM_CONFIG, "the system config"
+    return user, "your user config (not created yet)"
+
+
+def default_config_path() -> Path:
+    """$PIXCAMD_CONFIG, else the user config if it exists, else /etc/pixcamd/config.toml if it
+    exists, else the user config (to be created by ``pixcamd init``)."""
+    return locate_config()[0]
 
 
 def load_config(path: str | os.PathLike | None = None) -> Config:
     """Read and validate a TOML file; ``ConfigError`` lists every problem as ``FILE: key: …``."""
-    path = Path(path) if path is not None else default_config_path()
+    path, how = locate_config(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
+        if how.endswith("(not created yet)"):
+            raise ConfigError(
+                f"no config file: looked for ${CONFIG_ENV}, {path} and {SYSTEM_CONFIG}; "
+                "create yours with `pixcamd init` (or pass --config FILE)"
+            ) from None
         raise ConfigError(
-            f"{path}: no such config file (start from config.example.toml; pass --config FILE "
-            f"or set ${CONFIG_ENV})"
+            f"{path}: no such config file (named by {how}; `pixcamd init` writes one, "
+            "config.example.toml documents every key)"
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the config file ({exc})") from None
+    return parse_config(text, path)
+
+
+def parse_config(text: str, path: Path) -> Config:
+    """Validate the TOML ``text`` of the config file at ``path`` (relative paths in it are
+    relative to that file's folder)."""
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -733,19 +766,25 @@ def _wrap(text: str, width: int = 98) -> list[str]:
     return lines
 
 
-def render_example() -> str:
-    """The text of config.example.toml: every key, documented, with its default."""
-    out = [
-        "# pixcamd daemon configuration (`pixcamd run --config FILE`).",
-        "# Generated from the schema in pixcamd/daemon/config.py; every key is optional except",
-        "# inbox and outbox. `pixcamd config check --config FILE` prints the effective values.",
-    ]
+EXAMPLE_HEADER = (
+    "# pixcamd daemon configuration (`pixcamd run --config FILE`).",
+    "# Generated from the schema in pixcamd/daemon/config.py; every key is optional except",
+    "# inbox and outbox. `pixcamd config check --config FILE` prints the effective values.",
+)
+
+
+def render_example(values: dict[str, Any] | None = None, header=EXAMPLE_HEADER) -> str:
+    """The text of config.example.toml: every key, documented, with its default — or, for the
+    keys in ``values``, that value (``pixcamd init`` writes the user's config so)."""
+    values = values or {}
+    out = list(header)
     section = None
     for option in SCHEMA:
         if option.section != section:
             section = option.section
             out += ["", f"# ---- {section} " + "-" * (90 - len(section))]
         value = option.example if option.example is not None else option.default
+        value = values.get(option.key, value)
         if option.key == "pipelines":  # tables: an example to copy, commented out
             body = []
             for name, table in value.items():

@@ -1,0 +1,142 @@
+"""``pixcamd init`` and the config every command finds without a flag, on a temporary HOME
+(the XDG variables set by the test), through the CLI: init → run → status, none with --config."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+from test_daemon_support import ROOT, noise_photo, wait_for
+
+from pixcamd.cli import main
+from pixcamd.daemon.config import load_config, render_example
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A fresh user: HOME and the XDG folders in tmp_path, no $PIXCAMD_CONFIG."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("PIXCAMD_CONFIG", raising=False)
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    monkeypatch.delenv("LOGS_DIRECTORY", raising=False)
+    return tmp_path
+
+
+def cli(capsys, *argv) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_before_init_the_error_says_where_it_looked_and_what_to_do(home, capsys):
+    code, _, err = cli(capsys, "status")
+    assert code == 2
+    assert str(home / "config" / "pixcamd" / "config.toml") in err
+    assert "$PIXCAMD_CONFIG" in err and "/etc/pixcamd/config.toml" in err
+    assert "pixcamd init" in err
+
+
+def test_init_writes_the_documented_config_and_the_folders(home, capsys):
+    code, out, _ = cli(capsys, "init")
+    assert code == 0
+    path = home / "config" / "pixcamd" / "config.toml"
+    inbox, outbox = home / "Pictures" / "pixcamd-inbox", home / "Pictures" / "pixcamd-outbox"
+    assert inbox.is_dir() and outbox.is_dir()
+    assert str(path) in out and str(inbox) in out and "pixcamd run" in out
+    text = path.read_text()
+    assert f'inbox = "{inbox}"' in text  # absolute: it means the same read from anywhere
+    # the same documented schema as config.example.toml, with the user's folders filled in
+    example = render_example().splitlines()
+    written = text.splitlines()
+    assert [line for line in written if line.startswith("# ---- ")] == [
+        line for line in example if line.startswith("# ---- ")
+    ]
+    assert {line for line in example if line.startswith("# ") and "----" not in line} - set(
+        written
+    ) <= set(example[:3])  # only the example's header differs
+    config = load_config()
+    assert config.source == path and config.inbox == inbox and config.outbox == outbox
+    leftovers = [p.name for p in path.parent.iterdir() if p.name != "config.toml"]
+    assert leftovers == []  # no temporary file left by the atomic write
+
+
+def test_every_command_finds_it_and_says_which_one(home, capsys):
+    assert cli(capsys, "init", "--inbox", str(home / "in"), "--outbox", "~/out")[0] == 0
+    code, out, err = cli(capsys, "config", "check")
+    path = home / "config" / "pixcamd" / "config.toml"
+    assert code == 0 and f"config: {path} (your user config)" in err
+    assert f'outbox = "{home / "out"}"' in out  # ~ expanded at init
+    other = home / "elsewhere.toml"
+    os.environ["PIXCAMD_CONFIG"] = str(other)
+    try:
+        code, _, err = cli(capsys, "config", "check")
+        assert code == 2 and str(other) in err and "$PIXCAMD_CONFIG" in err
+        # init writes where the commands look first: $PIXCAMD_CONFIG when it is set
+        code, out, _ = cli(capsys, "init", "--inbox", str(home / "in2"), "--outbox", "~/out2")
+        assert code == 0 and other.is_file()
+        code, _, err = cli(capsys, "config", "check")
+        assert code == 0 and f"config: {other} ($PIXCAMD_CONFIG)" in err
+    finally:
+        del os.environ["PIXCAMD_CONFIG"]
+
+
+def test_an_existing_config_is_never_replaced_without_force(home, capsys):
+    assert cli(capsys, "init")[0] == 0
+    path = home / "config" / "pixcamd" / "config.toml"
+    path.write_text(path.read_text() + "\n# my own note\n")
+    before = path.read_text()
+    code, _, err = cli(capsys, "init", "--inbox", str(home / "other"))
+    assert code == 2 and "already there" in err and "--force" in err
+    assert path.read_text() == before and not (home / "other").exists()
+    code, out, _ = cli(capsys, "init", "--if-missing", "--inbox", str(home / "other"))
+    assert code == 0 and "kept" in out
+    assert path.read_text() == before and not (home / "other").exists()
+    code, out, _ = cli(capsys, "init", "--force", "--inbox", str(home / "other"))
+    assert code == 0 and out.startswith("replaced")
+    assert load_config().inbox == home / "other"
+
+
+def test_a_refused_init_writes_nothing_and_leaves_no_folder(home, capsys):
+    inbox = home / "new" / "inbox"
+    code, _, err = cli(capsys, "init", "--inbox", str(inbox), "--outbox", str(inbox / "out"))
+    assert code == 2 and "outbox" in err and "inside the inbox" in err
+    assert not (home / "config" / "pixcamd" / "config.toml").exists()
+    assert not (home / "new").exists()  # the folders it had made are gone again
+    (home / "afile").write_text("x")
+    code, _, err = cli(capsys, "init", "--outbox", str(home / "afile"))
+    assert code == 2 and "not a folder" in err
+    assert not (home / "config" / "pixcamd" / "config.toml").exists()
+
+
+def test_init_then_run_then_status_without_a_single_flag(home, capsys, brisque):
+    assert cli(capsys, "init")[0] == 0
+    inbox, outbox = home / "Pictures" / "pixcamd-inbox", home / "Pictures" / "pixcamd-outbox"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_WAIT_POLICY": "PASSIVE"}
+    env["OMP_NUM_THREADS"] = "1"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pixcamd", "run"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        noise_photo(inbox / "IMG_1.png", 1)  # BRISQUE already scores noise low: quick
+        wait_for(lambda: (outbox / "IMG_1.jpg").is_file(), 120, "the protected copy")
+        code, out, err = cli(capsys, "status", "--json")
+        assert code == 0 and "(your user config)" in err
+        report = json.loads(out)
+        assert report["daemon"] == "running" and report["counts"]["done"] == 1
+    finally:
+        process.send_signal(signal.SIGTERM)
+        log, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, log
+    assert f"config: {home / 'config' / 'pixcamd' / 'config.toml'} (your user config)" in log
