@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -235,6 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--steps", type=_positive, default=40, help="steps per round before escalating (40)"
     )
     protect.add_argument("--seed", type=int, default=0, help="random seed (same seed, same output)")
+    protect.add_argument(
+        "--keep-gps",
+        action="store_true",
+        help="keep the GPS position in the copy (default: removed, as the daemon does — "
+        "the copy is made for sharing)",
+    )
     protect.add_argument("--device", type=_device, default="auto", help="auto (default), cpu, cuda")
     protect.add_argument("--threads", type=_positive, help="CPU threads for torch")
     protect.add_argument(
@@ -278,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("pixcamd: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `pixcamd config check | head`: the reader has enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -106,3 +106,38 @@ def test_target_must_name_each_model(tmp_path, photo, capsys):
     assert "not among brisque" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main([*args, "--epsilon", "-1"])
+
+
+def _exiftool(path) -> dict:
+    import shutil
+    import subprocess
+
+    tool = shutil.which("exiftool")
+    if tool is None:
+        pytest.skip("exiftool is not installed (CI installs it: see .ci/run)")
+    out = subprocess.run([tool, "-j", "-G", "-a", str(path)], capture_output=True, check=True)
+    return json.loads(out.stdout)[0]
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_the_copy_drops_the_gps_position_unless_asked_to_keep_it(
+    tmp_path, corpus_dir, capsys, keep
+):
+    """The same privacy default as the daemon: a copy made for sharing carries no position
+    (exiftool judges); the rest of the metadata stays, and the CLI says what it removed."""
+    source = corpus_dir / "exif" / "FurnaceCreekInn.jpg"
+    assert any(k.endswith(":GPSLatitude") for k in _exiftool(source))  # it has a position
+    out = tmp_path / "inn.jpg"
+    flags = ["--keep-gps"] if keep else []
+    code, reports, err = run(capsys, source, "-o", out, "--write-unprotected", *FAST, *flags)
+    assert code in (0, 1) and out.is_file()
+    tags = _exiftool(out)
+    gps = [k for k in tags if k.startswith("EXIF:GPS") or k.startswith("Composite:GPS")]
+    assert tags.get("EXIF:Make") == _exiftool(source).get("EXIF:Make")  # the rest is kept
+    if keep:
+        assert "EXIF:GPSLatitude" in gps
+        assert "GPS" not in err
+    else:
+        assert gps == []
+        assert any("GPS" in note for note in reports[0]["metadata_notes"])
+        assert "GPS position removed" in err

@@ -106,7 +106,10 @@ def protect_one(source: Path, target: Path, models, settings: Settings, args) ->
             photo.metadata,
             quality=settings.output_quality,
             subsampling=settings.output_subsampling,
+            strip_gps=not args.keep_gps,  # the same privacy default as the daemon's
         )
+        for note in notes:  # what was changed or removed, e.g. the GPS position
+            print(f"{source}: {note}", file=sys.stderr)
         # The proof is on the file we wrote: read it back and judge it as the platform would.
         confirmed = verify_file(target, models, settings.views, settings.platforms)
         report.update(output=str(target), metadata_notes=notes, file_check=confirmed.scores)
