@@ -1,7 +1,7 @@
 """What a protection step costs. Two parts, each its own subcommand:
 
     .venv/bin/python bench/bench_protect.py step [--megapixels 12] [--steps 5] [--mode enhance]
-        [--platforms task,facebook,instagram,whatsapp] [--views-per-step 4]
+        [--platforms task,facebook,instagram,whatsapp] [--views-per-step 4] [--roaming 2]
     .venv/bin/python bench/bench_protect.py memory [--megapixels 24] [--model koncept512]
         [--mode enhance] [--platforms LIST] [--views-per-step 4]
 
@@ -9,7 +9,8 @@
 pipelines of ``--platforms`` (default: pixcamd's default set; ``--platforms task`` is the
 behaviour before issue #11) on a photo of the given size, KonCept512 with RANDOM weights
 (labelled: timing only). A step of the invisible perturbation evaluates at most
-``--views-per-step`` of the loop views (``pixcamd.pipeline_views``), so the result also gives the
+``--views-per-step`` of the loop views (``pixcamd.pipeline_views``) plus ``--roaming`` random
+pipelines in no preset (when some pipeline downscales the photo), so the result also gives the
 bare cost of that many forward+backward passes of the model measured in the same process, and
 the ratio — the rest of the pipeline (views, straight-through resizes, in-loop JPEG, update of the
 full-resolution perturbation) is what the ratio exposes — and, for comparison with earlier
@@ -82,7 +83,10 @@ def model_for(name: str):
 def settings_for(args, **fields) -> Settings:
     """Settings with the platforms and views per step of the command line."""
     return Settings(
-        platforms=parse_platforms(args.platforms), views_per_step=args.views_per_step, **fields
+        platforms=parse_platforms(args.platforms),
+        views_per_step=args.views_per_step,
+        roaming=args.roaming,
+        **fields,
     )
 
 
@@ -104,9 +108,11 @@ def optimizer(mode: str, photo: torch.Tensor, model, settings: Settings):
         platforms=settings.platforms,
         output=settings.output,
         views_per_step=settings.views_per_step,
+        roaming=settings.roaming,
     )
-    # Unreachable targets: every loop view stays pending, so each step takes the cap.
-    per_step = min(attack.views_per_step, len(attack.loop_views))
+    # Unreachable targets: every loop view stays pending, so each step takes the cap, plus the
+    # roaming views (random pipelines in no preset) when a pipeline downscales.
+    per_step = min(attack.views_per_step, len(attack.loop_views)) + attack.roaming
     return attack, lambda n: attack.run(4 / 255, n), per_step
 
 
@@ -169,6 +175,7 @@ def memory(args) -> dict:
         cmd = [sys.executable, __file__, "memory", "--child", "--megapixels", str(args.megapixels)]
         cmd += ["--model", args.model, "--steps", str(args.steps), "--mode", args.mode]
         cmd += ["--platforms", args.platforms, "--views-per-step", str(args.views_per_step)]
+        cmd += ["--roaming", str(args.roaming)]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         return json.loads(out.strip().splitlines()[-1])
     model = model_for(args.model)
@@ -217,6 +224,12 @@ def main() -> None:
             type=int,
             default=Settings.views_per_step,
             help="loop views evaluated per step (0 = all)",
+        )
+        p.add_argument(
+            "--roaming",
+            type=int,
+            default=Settings.roaming,
+            help="random pipelines in no preset added to each step",
         )
         p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, help="also write the result here")

@@ -104,6 +104,8 @@ def settings_fingerprint(settings, models) -> str:
         "output_subsampling": settings.output_subsampling,
         "platforms": [p.spec() for p in settings.platforms],
         "views_per_step": settings.views_per_step,
+        "roaming": settings.roaming,
+        "polish_steps": settings.polish_steps,
         "masking": settings.masking,
         "models": [m.fingerprint for m in models],
     }
