@@ -23,6 +23,24 @@ import structlog
 from pixcamd.daemon.ledger import Ledger
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: str) -> str:
+    """``text`` for a human line: control and format characters escaped (``\\n``, ``\\x1b``,
+    ``\\u202e``), so a file name from a sync peer can neither split a log line in two (forging
+    the next one) nor drive the terminal. The JSON log keeps names exactly."""
+    if text.isprintable():
+        return text
+    out = []
+    for c in text:
+        if c.isprintable():
+            out.append(c)
+        elif c in _ESCAPES:
+            out.append(_ESCAPES[c])
+        else:
+            out.append(f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}")
+    return "".join(out)
 
 
 class _FileSink:
@@ -86,7 +104,7 @@ class EventLog:
             human += f": {message}"
         try:
             with self._lock:
-                print(human, file=self.stream, flush=True)
+                print(printable(human), file=self.stream, flush=True)
         except (OSError, ValueError):  # a closed stderr must not stop the daemon
             pass
         if self.ledger is not None:

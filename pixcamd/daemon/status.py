@@ -8,6 +8,7 @@ import time
 from datetime import datetime
 
 from pixcamd.daemon.config import Config
+from pixcamd.daemon.events import printable
 from pixcamd.daemon.ledger import STATES, read_only
 from pixcamd.errors import PixcamdError
 
@@ -208,4 +209,5 @@ def render(report: dict) -> str:
                 f"  {datetime.fromtimestamp(e['ts']).strftime('%H:%M:%S')} {e['event']}"
                 f"{path}{message}"
             )
-    return "\n".join(line for line in out if line) + "\n"
+    # names come from whoever syncs into the inbox: one escaped line per entry, never two
+    return "\n".join(printable(line) for line in out if line) + "\n"
