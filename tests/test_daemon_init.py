@@ -140,3 +140,29 @@ def test_init_then_run_then_status_without_a_single_flag(home, capsys, brisque):
         log, _ = process.communicate(timeout=60)
     assert process.returncode == 0, log
     assert f"config: {home / 'config' / 'pixcamd' / 'config.toml'} (your user config)" in log
+
+
+def test_init_installs_the_user_service_for_this_pixcamd(home, capsys):
+    from test_daemon_systemd import ANALYZE, directives, verify_user_unit
+
+    code, out, _ = cli(capsys, "init", "--systemd-user")
+    assert code == 0 and "systemctl --user enable --now pixcamd" in out
+    unit = home / "config" / "systemd" / "user" / "pixcamd.service"
+    (exec_start,) = directives(unit.read_text())["ExecStart"]
+    program = exec_start.split()[0]
+    assert os.path.samefile(os.path.dirname(program), os.path.dirname(sys.executable))
+    assert exec_start.endswith(" run")  # reads the user config, as a login service finds it
+    if ANALYZE is not None:
+        result = verify_user_unit(unit, home / "runtime")
+        assert result.returncode == 0 and result.stderr == "", result.stderr
+    code, _, err = cli(capsys, "init", "--if-missing", "--systemd-user")
+    assert code == 0
+    unit.write_text(unit.read_text() + "# mine\n")
+    code, _, err = cli(capsys, "init", "--force", "--systemd-user")
+    assert code == 0 and "# mine" not in unit.read_text()
+    # a config the service cannot find by itself is named in its ExecStart
+    other = home / "elsewhere" / "pixcamd.toml"
+    code, _, _ = cli(capsys, "init", "--config", str(other), "--systemd-user", "--force")
+    assert code == 0
+    (exec_start,) = directives(unit.read_text())["ExecStart"]
+    assert exec_start.endswith(f" run --config {other}")

@@ -113,3 +113,62 @@ def test_systemd_analyze_security_exposure(tmp_path, with_dropin, capsys):
             f"exposure {exposure} {match.group(2)}"
         )
     assert exposure <= 3.0, result.stdout
+
+
+USER_UNIT = ROOT / "systemd" / "user" / "pixcamd.service"
+
+
+def verify_user_unit(unit: Path, runtime: Path) -> subprocess.CompletedProcess:
+    """`systemd-analyze --user verify` as a user manager would load the unit."""
+    runtime.mkdir(mode=0o700, exist_ok=True)
+    return subprocess.run(
+        [ANALYZE, "--user", "verify", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            "SYSTEMD_UNIT_PATH": f"{unit.parent}:",
+            "XDG_RUNTIME_DIR": str(runtime),
+            "PATH": "/usr/bin:/bin",
+            "LANG": "C.UTF-8",
+        },
+    )
+
+
+def test_the_user_unit_is_the_one_init_installs():
+    from pixcamd.daemon.init import render_user_unit
+
+    assert USER_UNIT.read_text() == render_user_unit()  # regenerate from render_user_unit()
+    d = directives(USER_UNIT.read_text())
+    for key, value in {
+        "Type": "notify",
+        "WatchdogSec": "5min",
+        "Restart": "on-failure",
+        "RestartPreventExitStatus": "2",
+        "TimeoutStopSec": "90s",
+        "StateDirectory": "pixcamd",
+        "CacheDirectory": "pixcamd",
+        "CPUSchedulingPolicy": "idle",
+        "IOSchedulingClass": "idle",
+        "NoNewPrivileges": "yes",
+        "RestrictAddressFamilies": "AF_UNIX",
+        "WantedBy": "default.target",
+    }.items():
+        assert d.get(key) == [value], key
+    assert "User" not in d and "--config" not in d["ExecStart"][0]  # the user config
+
+
+@needs_analyze
+def test_systemd_analyze_verify_the_user_unit_is_clean(tmp_path):
+    pixcamd = Path(sys.executable).parent / "pixcamd"
+    if not pixcamd.exists():
+        pytest.skip(f"{pixcamd} is not installed (pip install -e .)")
+    (tmp_path / "units").mkdir()
+    unit = tmp_path / "units" / "pixcamd.service"
+    unit.write_text(USER_UNIT.read_text().replace("%h/pixcamd/.venv/bin/pixcamd", str(pixcamd)))
+    result = verify_user_unit(unit, tmp_path / "runtime")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "", result.stderr
+    # the check can fail: an unknown key is reported
+    unit.write_text(unit.read_text().replace("Nice=19", "Nice=19\nNicety=20"))
+    assert "Unknown key" in verify_user_unit(unit, tmp_path / "runtime").stderr

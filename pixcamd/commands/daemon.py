@@ -47,6 +47,12 @@ def add_commands(commands) -> None:
         help="leave an existing config as it is and succeed (for scripts run more than once)",
     )
     init.add_argument("--config", type=Path, metavar="FILE", help="write the config here")
+    init.add_argument(
+        "--systemd-user",
+        action="store_true",
+        help="also install the user service (~/.config/systemd/user/pixcamd.service) that "
+        "starts this pixcamd at login: then systemctl --user enable --now pixcamd",
+    )
     init.set_defaults(handler=init_setup)
     run = commands.add_parser(
         "run",
@@ -85,13 +91,31 @@ def add_commands(commands) -> None:
 
 
 def init_setup(args: argparse.Namespace) -> int:
-    from pixcamd.daemon.init import init_config, target_path
+    from pixcamd.daemon.init import init_config, install_user_unit, target_path, user_unit_path
 
     path, how = target_path(args.config)
     if args.if_missing and path.exists():
         print(f"kept {how}: {path} (already there; pixcamd config check shows it)")
-        return 0
-    done = init_config(args.config, args.inbox, args.outbox, args.force)
+    else:
+        _report_init(init_config(args.config, args.inbox, args.outbox, args.force))
+    if args.systemd_user:
+        unit = user_unit_path()
+        if args.if_missing and unit.exists():
+            print(f"kept the user service: {unit}")
+        else:
+            # a service does not see $PIXCAMD_CONFIG or --config: name any other file in it
+            named = None if how == "your user config" else path.resolve()
+            unit, replaced = install_user_unit(args.force, named)
+            print(f"{'replaced' if replaced else 'wrote'} the user service: {unit}")
+        print(
+            "start it now and at every login:\n"
+            "  systemctl --user daemon-reload && systemctl --user enable --now pixcamd\n"
+            "  journalctl --user -u pixcamd -f   # what it does"
+        )
+    return 0
+
+
+def _report_init(done) -> None:
     config = done.config
     verb = "replaced" if done.replaced else "wrote"
     lines = [f"{verb} {done.how}: {done.path}"]
@@ -107,7 +131,6 @@ def init_setup(args: argparse.Namespace) -> int:
         f"  pixcamd config check{flag}   # every setting in force",
     ]
     print("\n".join(lines))
-    return 0
 
 
 def _load(args: argparse.Namespace):

@@ -9,6 +9,8 @@ and the write is atomic (a half-written config would stop the daemon at its next
 from __future__ import annotations
 
 import os
+import shlex
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +32,107 @@ HEADER = (
     "# config check) finds it without a flag. Every key below is documented with its default;",
     "# `pixcamd config check` prints the values in force. Reload: restart `pixcamd run`.",
 )
+
+
+# The user unit; systemd/user/pixcamd.service is this with the ExecStart of a checkout's venv
+# (a test keeps the two identical: regenerate with `render_user_unit()`).
+USER_UNIT = """\
+# pixcamd for one desktop user: photos synced into your inbox come out protected in the outbox.
+# `pixcamd init --systemd-user` installs it (ExecStart set to the pixcamd that ran it) into
+# ~/.config/systemd/user/; then `systemctl --user enable --now pixcamd`. See systemd/README.md.
+# The system unit (systemd/pixcamd.service) is for servers.
+
+[Unit]
+Description=pixcamd watch-folder daemon (protected copies of your photos)
+Documentation=https://github.com/pixcamd/pixcamd/blob/main/docs/daemon.md
+StartLimitIntervalSec=15min
+StartLimitBurst=5
+
+[Service]
+Type=notify
+NotifyAccess=main
+# ADAPT: where pixcamd is installed (`pixcamd init --systemd-user` writes it for you). The config
+# is your user config, ~/.config/pixcamd/config.toml (`pixcamd init`): no --config needed.
+ExecStart=@EXEC_START@
+
+# READY=1 comes after the model is loaded and the start-up scan is queued; WATCHDOG=1 only while
+# the worker makes progress (see the system unit for the reasoning behind the figures).
+TimeoutStartSec=10min
+WatchdogSec=5min
+Restart=on-failure
+RestartSec=10s
+# Exit status 2 is a configuration or weights error: restarting would not fix it.
+RestartPreventExitStatus=2
+TimeoutStopSec=90s
+
+# The XDG folders a shell's `pixcamd status` reads too: ledger and log in ~/.local/state/pixcamd
+# ($STATE_DIRECTORY), KonCept512's weights in ~/.cache/pixcamd ($CACHE_DIRECTORY).
+StateDirectory=pixcamd
+CacheDirectory=pixcamd
+
+# A quiet neighbour on a laptop: only CPU and disk time nobody else wants.
+CPUSchedulingPolicy=idle
+IOSchedulingClass=idle
+Nice=19
+# OpenMP threads that spin while the CPU is busy elsewhere make torch many times slower.
+Environment=OMP_WAIT_POLICY=PASSIVE
+
+# Hardening that works in a user manager without user namespaces: seccomp filters and
+# no-new-privileges. (ProtectSystem=, PrivateTmp= and friends need mount namespaces, which an
+# unprivileged user manager only has where unprivileged user namespaces are enabled; IPAddressDeny=
+# needs a privileged cgroup. The system unit has them all.)
+NoNewPrivileges=yes
+RestrictAddressFamilies=AF_UNIX
+RestrictNamespaces=yes
+RestrictRealtime=yes
+RestrictSUIDSGID=yes
+LockPersonality=yes
+SystemCallArchitectures=native
+SystemCallFilter=@system-service
+SystemCallFilter=~@privileged @resources
+SystemCallErrorNumber=EPERM
+
+[Install]
+WantedBy=default.target
+"""
+EXAMPLE_EXEC_START = "%h/pixcamd/.venv/bin/pixcamd run"
+
+
+def render_user_unit(exec_start: str = EXAMPLE_EXEC_START) -> str:
+    return USER_UNIT.replace("@EXEC_START@", exec_start)
+
+
+def user_unit_path() -> Path:
+    """$XDG_CONFIG_HOME/systemd/user/pixcamd.service: where ``systemctl --user`` finds it."""
+    xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(xdg) / "systemd" / "user" / "pixcamd.service"
+
+
+def this_pixcamd() -> str:
+    """The command that runs this very pixcamd: its console script beside the interpreter
+    (a venv's bin/), else the interpreter with ``-m pixcamd``."""
+    script = Path(sys.executable).parent / "pixcamd"
+    if script.is_file() and os.access(script, os.X_OK):
+        command = shlex.quote(str(script)) + " run"
+    else:
+        command = f"{shlex.quote(sys.executable)} -m pixcamd run"
+    return command.replace("%", "%%")  # systemd reads % as a specifier
+
+
+def install_user_unit(force: bool = False, config: Path | None = None) -> tuple[Path, bool]:
+    """Write the user unit for this pixcamd (reading ``config``, when that is not the user
+    config a service finds by itself); (its path, whether it replaced one)."""
+    path = user_unit_path()
+    if path.exists() and not force:
+        raise ConfigError(
+            f"{path}: a unit is already there (pixcamd init --systemd-user --force replaces it)"
+        )
+    replaced = path.exists()
+    command = this_pixcamd()
+    if config is not None:
+        command += " --config " + shlex.quote(str(config)).replace("%", "%%")
+    _write_atomically(path, render_user_unit(command))
+    return path, replaced
 
 
 @dataclass
