@@ -139,6 +139,9 @@ class Worker:
         finally:
             self.current = self.current_since = None
             self.last_progress = time.monotonic()
+            from pixcamd.devices import release_memory  # torch is loaded by now
+
+            release_memory()  # an idle daemon should not sit on the last photo's peak
 
     def _process(self, row: Row) -> None:
         original = self.ledger.done_with_sha(row.sha256, row.path)
