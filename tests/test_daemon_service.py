@@ -172,6 +172,38 @@ def test_a_custom_pipeline_from_the_config_is_protected_for_and_reported(tmp_pat
     }
 
 
+def test_the_same_photo_in_two_albums_gets_two_copies_from_one_optimization(tmp_path, brisque):
+    """Two inbox paths, the same bytes: each path its own outbox copy, the second made from the
+    first's published bytes (one optimization); once the uploader took the first copy, a third
+    album's copy is protected anew rather than skipped."""
+    config = make_config(tmp_path)
+    inbox, outbox = config.inbox, config.outbox
+    real_photo(inbox / "summer" / "beach.jpg")  # a real optimization, not noise passed through
+    shutil.copy(inbox / "summer" / "beach.jpg", tmp_path / "copy.jpg")
+    with running(config, [brisque]):
+        wait_for(lambda: finished(config, ["summer/beach.jpg"]), 60, "the first album")
+        os.makedirs(inbox / "best of")
+        shutil.copy(tmp_path / "copy.jpg", inbox / "best of" / "beach.jpg")
+        wait_for(lambda: (outbox / "best of" / "beach.jpg").is_file(), 60, "the second copy")
+        first = outbox / "summer" / "beach.jpg"
+        assert sha(outbox / "best of" / "beach.jpg") == sha(first)
+        os.rename(first, tmp_path / "uploaded.jpg")  # the uploader took it
+        os.makedirs(inbox / "2026")
+        shutil.copy(tmp_path / "copy.jpg", inbox / "2026" / "beach.jpg")
+        wait_for(lambda: finished(config, ["2026/beach.jpg"]), 60, "the third album")
+        wait_for(lambda: (outbox / "2026" / "beach.jpg").is_file(), 60, "the third copy")
+    rows = ledger_rows(config)
+    assert rows["best of/beach.jpg"]["duplicate_of"] == "summer/beach.jpg"
+    assert rows["best of/beach.jpg"]["output"] == "best of/beach.jpg"
+    assert rows["best of/beach.jpg"]["verdict"] == rows["summer/beach.jpg"]["verdict"]
+    assert event_names(config, "summer/beach.jpg").count("started") == 1
+    assert "started" not in event_names(config, "best of/beach.jpg")  # not optimized again
+    assert event_names(config, "2026/beach.jpg").count("started") == 1  # its donor was gone
+    for name in ("best of/beach.jpg", "2026/beach.jpg"):
+        check = verify_file(outbox / name, [brisque], config.views, config.platform_pipelines)
+        assert check.all_low
+
+
 def test_same_content_is_not_redone_changed_content_is(tmp_path, brisque):
     config = make_config(tmp_path)
     inbox, outbox = config.inbox, config.outbox

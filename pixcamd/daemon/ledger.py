@@ -241,7 +241,9 @@ class Ledger:
           other settings, which are queued again (they were never shipped, the new settings may
           work);
         * content that another path already has as ``done`` (a rename, a re-sync, a copy):
-          ``duplicate`` — done at once, nothing written;
+          ``duplicate`` — done at once, nothing written; the caller tells a copy (its original
+          is still in the inbox) from a rename and queues a copy again (``queue_copy``) for an
+          outbox copy of its own;
         * a row being processed: its content fields are updated and the worker notices (``busy``).
         """
         now = self.clock()
@@ -318,6 +320,15 @@ class Ledger:
                 (now, found[0]),
             )
             return self._get(db, found[0])
+
+    def queue_copy(self, row_id: int) -> Row:
+        """A second inbox path with the content of a photo already done (a copy in another
+        album): queued so that it gets an outbox copy of its own; ``duplicate_of`` stays."""
+        with self._tx() as db:
+            self._update(
+                db, row_id, state="queued", queued_at=self.clock(), finished_at=None, attempts=0
+            )
+            return self._get(db, row_id)
 
     def finish(self, row_id: int, state: str, **fields) -> Row:
         assert state in ("done", "unprotected", "failed")

@@ -474,9 +474,15 @@ class Daemon:
                 self.log.emit("queued", rel, changed)
                 self._wake()
             elif offer.action == "duplicate":
-                self.log.emit(
-                    "duplicate", rel, f"same content as {offer.row.duplicate_of}; nothing written"
-                )
+                source = offer.row.duplicate_of
+                if os.path.lexists(self.config.inbox / source):  # a copy, not a rename
+                    self.ledger.queue_copy(offer.row.id)
+                    self.log.emit("queued", rel, f"same content as {source}: a copy of its own")
+                    self._wake()
+                else:  # renamed or moved: its protected copy is in the outbox already
+                    self.log.emit(
+                        "duplicate", rel, f"same content as {source} (renamed); nothing written"
+                    )
 
     # ---- supervision ---------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ so nothing is written and the row goes back to the queue.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import os
 import threading
@@ -145,10 +146,7 @@ class Worker:
 
     def _process(self, row: Row) -> None:
         original = self.ledger.done_with_sha(row.sha256, row.path)
-        if original is not None:
-            source = original.duplicate_of or original.path
-            self.ledger.finish(row.id, "done", duplicate_of=source, output=None, error=None)
-            self.log.emit("duplicate", row.path, f"same content as {source}; nothing written")
+        if original is not None and self._duplicate(row, original):
             return
         self.log.emit(
             "started",
@@ -173,6 +171,60 @@ class Worker:
             self._fail(row, str(exc))
         except Exception as exc:
             self._transient(row, exc)
+
+    def _duplicate(self, row: Row, original: Row) -> bool:
+        """The same content as a photo already done. A rename (the original has left the
+        inbox) writes nothing: its protected copy is in the outbox already. A copy (the same
+        photo in two albums) gets its own outbox copy with the original's published bytes — no
+        second optimization; when those bytes are gone from the outbox (the uploader took them)
+        or changed there, False: the photo is protected like any other."""
+        source = original.duplicate_of or original.path
+        if not os.path.lexists(self.inbox / source):
+            self.ledger.finish(row.id, "done", duplicate_of=source, output=None, error=None)
+            note = f"same content as {source} (renamed); nothing written"
+            self.log.emit("duplicate", row.path, note)
+            return True
+        donor = original if original.output else self.ledger.get(source)
+        published = _published(self.outbox, donor)
+        if published is None:
+            self.log.emit(
+                "duplicate",
+                row.path,
+                f"same content as {source}, whose copy has left the outbox: protected anew",
+            )
+            return False
+        from pixcamd.output import atomic_write
+
+        self._checkpoint()
+        out_rel = self.output_name(row)
+        staged = self.tmp_dir / f"stage-{row.id}-{row.attempts}.jpg"
+        atomic_write(published, staged, self.tmp_dir)
+        fields = dict(
+            verdict=donor.verdict,
+            model=donor.model,
+            fingerprint=donor.fingerprint,
+            scores=donor.scores,
+            psnr=donor.psnr,
+            seconds=0.0,
+            timings=None,
+            report=donor.report,
+            error=None,
+            duplicate_of=source,
+        )
+        final = {**fields, "state": "done", "output": out_rel}
+        self.ledger.prepare_commit(row.id, str(staged), out_rel, sha256(published), final)
+        with self.commit_lock:
+            if self.dead:
+                raise Abandoned()
+            publish(staged, self.outbox / out_rel)
+            self.ledger.finish(row.id, "done", output=out_rel, held=None, **fields)
+        self.log.emit(
+            "duplicate",
+            row.path,
+            f"same content as {source} → {out_rel} (its protected copy; not optimized again)",
+            output=out_rel,
+        )
+        return True
 
     def _fail(self, row: Row, reason: str) -> None:
         self.ledger.finish(row.id, "failed", error=reason, model=self.model_label)
@@ -391,6 +443,7 @@ class Worker:
             raise Changed()
         self._checkpoint()
         digest = sha256_file(staged)
+        fields["report"] = {**fields["report"], "output_sha256": digest}  # what a copy reuses
         state = fields.pop("state")
         self.ledger.prepare_commit(
             row.id, str(staged), out_rel, digest, {**fields, "state": state, "output": out_rel}
@@ -429,3 +482,19 @@ class Worker:
                 worst=worst,
                 seconds=fields["seconds"],
             )
+
+
+def _published(outbox: Path, row: Row | None) -> bytes | None:
+    """The bytes ``row`` published, if they are still in the outbox, unchanged."""
+    if row is None or not row.output or not isinstance(row.report, dict):
+        return None
+    expected = row.report.get("output_sha256")
+    try:
+        data = (outbox / row.output).read_bytes()
+    except OSError:
+        return None
+    return data if expected and sha256(data) == expected else None
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
