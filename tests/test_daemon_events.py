@@ -39,3 +39,113 @@ def test_printable_leaves_ordinary_names_alone():
     for name in ("IMG_0001.HEIC", "Ferien 2026/Strand é 日本.jpg", "a b\\c.png"):
         assert printable(name) == name
     assert printable("tab\there\r") == "tab\\there\\r"
+
+
+def test_status_lists_the_last_photos_as_a_person_asks_about_them(tmp_path):
+    config = make_config(tmp_path)
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    ledger = Ledger(config.ledger_path)
+    try:
+        worst = {"pipeline": "instagram", "model": "brisque", "view": "center", "score": 71.25}
+        for path, state, extra in (
+            ("a.jpg", "done", dict(output="a.jpg", verdict="protected", psnr=45.5, seconds=12.0)),
+            (
+                "b.jpg",
+                "unprotected",
+                dict(held="/hold/b.jpg", verdict="unprotected", psnr=40.0, seconds=30.0),
+            ),
+            ("c.png", "failed", dict(error="not a photo: cannot identify image file")),
+        ):
+            row = ledger.offer(path, path, 1, 1, "s1-x").row
+            ledger.finish(row.id, state, report={"worst": worst}, **extra)
+    finally:
+        ledger.close()
+    report = gather(config)
+    assert [p["path"] for p in report["photos"]] == ["a.jpg", "b.jpg", "c.png"]
+    lines = render(report).splitlines()
+    start = lines.index("last photos:")
+    a, b, c = lines[start + 1 : start + 4]
+    assert "a.jpg → a.jpg: protected" in a and "worst instagram/center 71.2 (brisque)" in a
+    assert "PSNR 45.5 dB" in a and "12.0 s" in a
+    assert "UNPROTECTED" in b and "held back: copy in /hold/b.jpg" in b
+    assert "FAILED" in c and "cannot identify image file" in c
+    assert len(gather(config, photos=1)["photos"]) == 1
+
+
+def test_follow_streams_events_as_they_happen(tmp_path):
+    import threading
+
+    from pixcamd.daemon.status import follow
+
+    config = make_config(tmp_path)
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    ledger = Ledger(config.ledger_path)
+    log = EventLog(config.log_file, ledger, io.StringIO())
+    log.emit("settled", "old.jpg", "before following")
+    human, machine = io.StringIO(), io.StringIO()
+    stop = threading.Event()
+    threads = [
+        threading.Thread(target=follow, args=(config, human, stop), kwargs={"interval": 0.05}),
+        threading.Thread(
+            target=follow,
+            args=(config, machine, stop),
+            kwargs={"as_json": True, "interval": 0.05, "backlog": 1},
+        ),
+    ]
+    try:
+        for t in threads:
+            t.start()
+        import time
+
+        time.sleep(0.3)
+        log.emit("queued", "new.jpg")
+        log.emit("failed", FORGED, "not a photo", level="warning")
+        deadline = time.monotonic() + 10
+        while human.getvalue().count("\n") < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+        ledger.close()
+    lines = human.getvalue().splitlines()
+    assert len(lines) == 2  # only what happened after it started, one line each
+    assert lines[0].endswith("INFO    queued new.jpg")
+    assert "WARNING failed IMG_1.jpg\\n12:00:00" in lines[1]
+    records = [json.loads(line) for line in machine.getvalue().splitlines()]
+    assert [r["event"] for r in records] == ["settled", "queued", "failed"]  # backlog 1
+    assert records[2]["path"] == FORGED and records[2]["message"] == "not a photo"
+
+
+def test_status_follow_on_the_command_line_stops_on_ctrl_c(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from test_daemon_support import ROOT
+
+    config = make_config(tmp_path)
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    ledger = Ledger(config.ledger_path)
+    log = EventLog(config.log_file, ledger, io.StringIO())
+    log.emit("daemon_started", None, "hello")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pixcamd", "status", "--follow", "--config", str(config.source)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        first = process.stdout.readline()  # the backlog: the last events
+        assert "daemon_started: hello" in first
+        log.emit("queued", "x.jpg")
+        assert process.stdout.readline().rstrip().endswith("queued x.jpg")
+    finally:
+        time.sleep(0.1)
+        process.send_signal(signal.SIGINT)
+        _out, err = process.communicate(timeout=30)
+        ledger.close()
+    assert process.returncode == 0, err
+    assert "Traceback" not in err

@@ -155,10 +155,10 @@ def test_init_installs_the_user_service_for_this_pixcamd(home, capsys):
     if ANALYZE is not None:
         result = verify_user_unit(unit, home / "runtime")
         assert result.returncode == 0 and result.stderr == "", result.stderr
-    code, _, err = cli(capsys, "init", "--if-missing", "--systemd-user")
+    code, _, _ = cli(capsys, "init", "--if-missing", "--systemd-user")
     assert code == 0
     unit.write_text(unit.read_text() + "# mine\n")
-    code, _, err = cli(capsys, "init", "--force", "--systemd-user")
+    code, _, _err = cli(capsys, "init", "--force", "--systemd-user")
     assert code == 0 and "# mine" not in unit.read_text()
     # a config the service cannot find by itself is named in its ExecStart
     other = home / "elsewhere" / "pixcamd.toml"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -80,12 +81,24 @@ def add_commands(commands) -> None:
         "status",
         help="what the daemon is doing: counts, current photo, failures, throughput",
         description="Read the daemon's ledger (also while it runs): photos per state, the "
-        "current photo, the last events, failures with reasons, throughput over the last hour.",
+        "current photo, the last photos (verdict, worst pipeline and view, PSNR, seconds, where "
+        "the copy is), failures with reasons, throughput over the last hour, the last events. "
+        "--follow streams the events as they happen.",
     )
     status.add_argument("--config", type=Path, metavar="FILE", help=config_help)
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.add_argument(
         "--events", type=int, default=10, metavar="N", help="last events to show (10)"
+    )
+    status.add_argument(
+        "--photos", type=int, default=10, metavar="N", help="last finished photos to show (10)"
+    )
+    status.add_argument(
+        "--follow",
+        "-f",
+        action="store_true",
+        help="stream events as they happen (the last --events first) until Ctrl-C; "
+        "human lines, or JSON lines with --json",
     )
     status.set_defaults(handler=show_status)
 
@@ -202,10 +215,14 @@ def config_check(args: argparse.Namespace) -> int:
 
 
 def show_status(args: argparse.Namespace) -> int:
-    from pixcamd.daemon.status import gather, render
+    from pixcamd.daemon.status import follow, gather, render
 
     config = _load(args)
-    report = gather(config, events=max(0, args.events))
+    if args.follow:
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how one stops following
+            follow(config, sys.stdout, threading.Event(), args.json, backlog=max(0, args.events))
+        return 0
+    report = gather(config, events=max(0, args.events), photos=max(0, args.photos))
     if args.json:
         json.dump(report, sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from datetime import datetime
 
@@ -27,7 +28,7 @@ def _pid_alive(pid: int | None) -> bool:
     return True
 
 
-def gather(config: Config, events: int = 10, now: float | None = None) -> dict:
+def gather(config: Config, events: int = 10, now: float | None = None, photos: int = 10) -> dict:
     path = config.ledger_path
     if not path.is_file():
         raise PixcamdError(
@@ -88,6 +89,14 @@ def gather(config: Config, events: int = 10, now: float | None = None) -> dict:
                 tally = per_platform.setdefault(name, [0, 0])
                 tally[0] += bool(low)
                 tally[1] += 1
+        recent = [
+            _photo(r)
+            for r in db.execute(
+                "SELECT * FROM photos WHERE state IN ('done', 'unprotected', 'failed') "
+                "AND finished_at IS NOT NULL ORDER BY finished_at DESC, id DESC LIMIT ?",
+                (photos,),
+            )
+        ][::-1]
         last = [
             {
                 "ts": r["ts"],
@@ -136,10 +145,98 @@ def gather(config: Config, events: int = 10, now: float | None = None) -> dict:
                 for name, (done, judged) in per_platform.items()
             },
         },
+        "photos": recent,
         "events": last,
         "ledger": str(path),
         "log_file": str(config.log_file),
     }
+
+
+def _photo(r) -> dict:
+    """One finished photo as a person asks about it: verdict, worst view, PSNR, time, where."""
+    report = json.loads(r["report"]) if r["report"] else {}
+    return {
+        "path": r["path"],
+        "state": r["state"],
+        "verdict": r["verdict"],
+        "worst": report.get("worst"),
+        "psnr": r["psnr"],
+        "seconds": r["seconds"],
+        "output": r["output"],
+        "held": r["held"],
+        "duplicate_of": r["duplicate_of"],
+        "reason": r["error"] if r["state"] != "done" else None,
+        "at": r["finished_at"],
+    }
+
+
+def _photo_line(p: dict) -> str:
+    when = datetime.fromtimestamp(p["at"]).strftime("%H:%M:%S")
+    if p["state"] == "failed":
+        return f"  {when} FAILED      {p['path']}: {p['reason']}"
+    what = p["verdict"] or p["state"]
+    if p["duplicate_of"] and not p["seconds"]:
+        what += f" (copy of {p['duplicate_of']})"
+    where = f" → {p['output']}" if p["output"] else ""
+    if p["held"]:
+        where = f", held back: copy in {p['held']}"
+    elif not p["output"] and p["state"] != "done":
+        where = ", held back (no copy kept)"
+    worst = p["worst"]
+    detail = []
+    if worst:
+        detail.append(
+            f"worst {worst['pipeline']}/{worst['view']} {worst['score']:.1f} ({worst['model']})"
+        )
+    if p["psnr"] is not None:
+        detail.append(f"PSNR {p['psnr']:.1f} dB")
+    if p["seconds"]:
+        detail.append(f"{p['seconds']:.1f} s")
+    state = "done" if p["state"] == "done" else "UNPROTECTED"
+    tail = f" — {', '.join(detail)}" if detail else ""
+    return f"  {when} {state:11} {p['path']}{where}: {what}{tail}"
+
+
+def event_line(e: dict) -> str:
+    """An event as the daemon's own human log line (escaped by ``render``/``follow``)."""
+    when = datetime.fromtimestamp(e["ts"]).strftime("%H:%M:%S")
+    path = f" {e['path']}" if e["path"] else ""
+    message = f": {e['message']}" if e.get("message") else ""
+    return f"{when} {e['level'].upper():7} {e['event']}{path}{message}"
+
+
+def follow(
+    config: Config,
+    out,
+    stop: threading.Event,
+    as_json: bool = False,
+    interval: float = 0.5,
+    backlog: int = 0,
+) -> None:
+    """Stream events as the daemon records them (``journalctl -f``), from the ``backlog`` last
+    ones on, until ``stop`` is set: one escaped human line each, or one JSON object per line."""
+    path = config.ledger_path
+    if not path.is_file():
+        raise PixcamdError(f"no ledger at {path}: the daemon has not run with this state dir yet")
+    db = read_only(path)
+    try:
+        (top,) = db.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()
+        after = max(0, top - backlog)
+        while True:
+            rows = db.execute(
+                "SELECT * FROM events WHERE id > ? ORDER BY id LIMIT 1000", (after,)
+            ).fetchall()
+            for r in rows:
+                after = r["id"]
+                e = {"ts": r["ts"], "level": r["level"], "event": r["event"], "path": r["path"]}
+                e.update(json.loads(r["data"] or "{}"))
+                out.write(json.dumps(e, default=str) if as_json else printable(event_line(e)))
+                out.write("\n")
+            out.flush()
+            if not rows and stop.wait(interval):
+                return
+    finally:
+        db.close()
 
 
 def _when(ts: float | None) -> str:
@@ -200,6 +297,9 @@ def render(report: dict) -> str:
             where = f" (shipped anyway: {f['output']})" if f["output"] else ""
             held = f" (copy in {f['held']})" if f["held"] else ""
             out.append(f"  {f['state']:11} {f['path']}{where}{held}: {f['reason']}")
+    if report.get("photos"):
+        out.append("last photos:")
+        out += [_photo_line(p) for p in report["photos"]]
     if report["events"]:
         out.append("last events:")
         for e in report["events"]:
