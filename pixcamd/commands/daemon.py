@@ -15,7 +15,7 @@ from pixcamd.errors import PixcamdError
 
 
 def add_commands(commands) -> None:
-    """Add the ``init``, ``run``, ``config`` and ``status`` subparsers to the CLI's ``commands``."""
+    """Add the ``init``, ``run``, ``config``, ``retry`` and ``status`` subparsers."""
     config_help = (
         "daemon config file (default: $PIXCAMD_CONFIG, else ~/.config/pixcamd/config.toml, "
         "else /etc/pixcamd/config.toml)"
@@ -76,6 +76,27 @@ def add_commands(commands) -> None:
     )
     check.add_argument("--config", type=Path, metavar="FILE", help=config_help)
     check.set_defaults(handler=config_check)
+
+    retry = commands.add_parser(
+        "retry",
+        help="protect photos again: failed, held back, or made with another model",
+        description="Queue photos in the daemon's ledger again. A running daemon picks them "
+        "up at once, a stopped one at its next start. A shipped photo's outbox copy is replaced "
+        "(one atomic rename); the ledger keeps what it was (a retry event).",
+    )
+    retry.add_argument("paths", nargs="*", metavar="PATH", help="photos in the inbox")
+    retry.add_argument("--failed", action="store_true", help="every photo that failed")
+    retry.add_argument(
+        "--unprotected", action="store_true", help="every photo held back as unprotected"
+    )
+    retry.add_argument(
+        "--model-changed",
+        action="store_true",
+        help="every shipped photo protected against other models than the daemon uses now "
+        "(e.g. BRISQUE before KonCept512's weights were installed)",
+    )
+    retry.add_argument("--config", type=Path, metavar="FILE", help=config_help)
+    retry.set_defaults(handler=retry_photos)
 
     status = commands.add_parser(
         "status",
@@ -211,6 +232,54 @@ def config_check(args: argparse.Namespace) -> int:
         notes.append(f"# the outbox {config.outbox} does not exist yet; `run` creates it")
     sys.stdout.write(render_effective(config, derived))
     sys.stdout.write("\n".join(notes) + "\n")
+    return 0
+
+
+def retry_photos(args: argparse.Namespace) -> int:
+    from pixcamd.daemon import retry
+    from pixcamd.daemon.ledger import Ledger
+    from pixcamd.daemon.status import gather
+
+    if not (args.paths or args.failed or args.unprotected or args.model_changed):
+        raise PixcamdError(
+            "say what to retry: PATH…, --failed, --unprotected and/or --model-changed"
+        )
+    config = _load(args)
+    state = gather(config, events=0, photos=0)  # also: no ledger yet is a clear error
+    fingerprints = None
+    if args.model_changed:
+        from pixcamd.daemon.service import resolve_models
+        from pixcamd.models import load_model
+
+        names, note = resolve_models(config)
+        fingerprints = {load_model(n, config.weights_path).fingerprint for n in names}
+        print(f"models now: {', '.join(sorted(fingerprints))} ({note})")
+    ledger = Ledger(config.ledger_path)
+    try:
+        plan = retry.plan(
+            config,
+            ledger,
+            args.paths,
+            args.failed,
+            args.unprotected,
+            args.model_changed,
+            fingerprints,
+        )
+        retry.apply(ledger, plan.queue)
+    finally:
+        ledger.close()
+    from pixcamd.daemon.events import printable
+
+    for row, why in plan.queue:
+        print(printable(f"queued  {row.path} ({why})"))
+    for path, why in plan.skipped:
+        print(printable(f"skipped {path}: {why}"))
+    when = (
+        f"the daemon (pid {state['pid']}) takes them now"
+        if state["daemon"] == "running"
+        else "the daemon takes them at its next start"
+    )
+    print(f"{len(plan.queue)} photo(s) queued again, {len(plan.skipped)} skipped; {when}")
     return 0
 
 

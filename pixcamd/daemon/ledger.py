@@ -321,6 +321,26 @@ class Ledger:
             )
             return self._get(db, found[0])
 
+    def requeue_many(self, row_ids: list[int]) -> None:
+        """``pixcamd retry``: queued afresh (attempts from 0), in one transaction. The outbox
+        path stays, so a shipped photo's copy is replaced; ``duplicate_of`` is cleared (the
+        worker finds the re-done original again, or protects the photo itself)."""
+        now = self.clock()
+        with self._tx() as db:
+            for row_id in row_ids:
+                self._update(
+                    db,
+                    row_id,
+                    state="queued",
+                    queued_at=now,
+                    finished_at=None,
+                    attempts=0,
+                    not_before=0.0,
+                    degrade=0,
+                    error=None,
+                    duplicate_of=None,
+                )
+
     def queue_copy(self, row_id: int) -> Row:
         """A second inbox path with the content of a photo already done (a copy in another
         album): queued so that it gets an outbox copy of its own; ``duplicate_of`` stays."""

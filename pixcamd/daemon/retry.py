@@ -1,0 +1,130 @@
+"""``pixcamd retry``: queue photos in the ledger again, whether the daemon runs or not.
+
+A running daemon's worker looks at the queue at least once a second, so it picks them up at
+once; a stopped one at its next start (its start-up scan leaves a queued row with unchanged
+content queued). Every re-queued row keeps its outbox path, so a photo that was shipped has its
+copy replaced by one atomic rename; the ledger's events table keeps the history (a ``retry``
+event per photo with what it was: state, verdict, model, fingerprint).
+
+Selections: explicit inbox paths (each must be in the ledger: otherwise nothing is queued and
+the error names them), ``failed``, ``unprotected``, and ``model_changed`` — every shipped photo
+whose recorded model fingerprints differ from the models the daemon uses now (e.g. protected
+against the BRISQUE fallback before KonCept512's weights were installed).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pixcamd.daemon.config import Config
+from pixcamd.daemon.ledger import Ledger, Row
+from pixcamd.errors import PixcamdError
+
+
+class RetryError(PixcamdError):
+    """A retry that cannot be done as asked; nothing was queued."""
+
+
+@dataclass
+class Plan:
+    queue: list[tuple[Row, str]] = field(default_factory=list)  # (row, why)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, why not)
+
+
+def relative(config: Config, path: str) -> str:
+    """An inbox path as the ledger names it: relative, POSIX; absolute paths must lie inside."""
+    candidate = Path(os.path.expanduser(path))
+    if candidate.is_absolute():
+        inbox = config.inbox.resolve()
+        full = Path(os.path.abspath(candidate))
+        for base in (config.inbox, inbox):
+            try:
+                return full.relative_to(Path(os.path.abspath(base))).as_posix()
+            except ValueError:
+                continue
+        raise RetryError(f"{path}: not inside the inbox {config.inbox}")
+    return Path(path).as_posix()
+
+
+def plan(
+    config: Config,
+    ledger: Ledger,
+    paths: list[str] = (),
+    failed: bool = False,
+    unprotected: bool = False,
+    model_changed: bool = False,
+    fingerprints: set[str] | None = None,
+) -> Plan:
+    """What ``retry`` will queue and why; ``fingerprints``: the models the daemon uses now."""
+    result = Plan()
+    chosen: dict[int, tuple[Row, str]] = {}
+    missing = []
+    for path in paths:
+        rel = relative(config, path)
+        row = ledger.get(rel)
+        if row is None:
+            missing.append(rel)
+        else:
+            chosen[row.id] = (row, "asked for")
+    if missing:
+        raise RetryError(
+            "not in the ledger (the daemon has never seen them; `pixcamd status` lists what it "
+            "has): " + ", ".join(missing)
+        )
+    if failed:
+        for row in ledger.rows("failed"):
+            chosen.setdefault(row.id, (row, "failed"))
+    if unprotected:
+        for row in ledger.rows("unprotected"):
+            chosen.setdefault(row.id, (row, "unprotected"))
+    if model_changed:
+        assert fingerprints is not None
+        for row in ledger.rows("done"):
+            if not row.output:
+                continue  # a rename of a shipped photo: its original is the one redone
+            used = _models_of(row)
+            if used != fingerprints:
+                was = ", ".join(sorted(used)) or "not recorded"
+                chosen.setdefault(row.id, (row, f"protected against {was}"))
+    for row, why in sorted(chosen.values(), key=lambda item: item[0].id):
+        if row.state == "processing":
+            result.skipped.append((row.path, "being protected right now"))
+        elif row.state == "queued":
+            result.skipped.append((row.path, "already queued"))
+        elif not os.path.lexists(config.inbox / row.path):
+            result.skipped.append((row.path, "no longer in the inbox: nothing to protect"))
+        else:
+            result.queue.append((row, why))
+    return result
+
+
+def _models_of(row: Row) -> set[str]:
+    report = row.report if isinstance(row.report, dict) else {}
+    return {m.get("fingerprint") for m in report.get("models") or [] if m.get("fingerprint")}
+
+
+def apply(ledger: Ledger, queued: list[tuple[Row, str]], now: float | None = None) -> None:
+    """Queue them all in one transaction, with one ``retry`` event each (the history)."""
+    now = time.time() if now is None else now
+    ledger.requeue_many([row.id for row, _ in queued])
+    for row, why in queued:
+        ledger.add_event(
+            now,
+            "info",
+            "retry",
+            row.path,
+            {
+                "message": f"queued again by pixcamd retry ({why})",
+                "was": {
+                    "state": row.state,
+                    "verdict": row.verdict,
+                    "model": row.model,
+                    "fingerprint": row.fingerprint,
+                    "output": row.output,
+                    "error": row.error,
+                },
+            },
+        )
