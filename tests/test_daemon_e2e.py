@@ -302,3 +302,55 @@ def test_sd_notify_and_sigterm_abandon_cleanly(tmp_path):
     names = [e["event"] for e in events(config)]
     assert names[-3:] == ["stopping", "abandoned", "stopped"], out
     assert "model brisque" in out  # human-readable lines on stderr for the journal
+
+
+def test_sighup_reloads_a_valid_config_and_refuses_a_broken_one(tmp_path):
+    """A real `pixcamd run`: SIGHUP with an edited config applies it from the next photo and
+    says what changed; with a broken one it keeps the settings in force and says why; a folder
+    change needs a restart. The daemon keeps working throughout."""
+    config = make_config(tmp_path, threads=1)
+    path = config.source
+    good = path.read_text()
+    process = pixcamd_process(path)
+    try:
+        wait_for(lambda: "ready" in [e["event"] for e in events(config)], 120, "ready")
+        noise_photo(config.inbox / "one.png", 1)
+        wait_for(lambda: finished(config, ["one.png"]), 60, "the first photo")
+
+        path.write_text(good.replace('platforms = ["task"]', 'platforms = ["task", "whatsapp"]'))
+        process.send_signal(signal.SIGHUP)
+        reloaded = wait_for(
+            lambda: [e for e in events(config) if e["event"] == "reloaded"], 60, "reloaded"
+        )
+        assert 'platforms ["task"] → ["task", "whatsapp"]' in reloaded[0]["message"]
+        noise_photo(config.inbox / "two.png", 2)
+        wait_for(lambda: finished(config, ["two.png"]), 60, "a photo after the reload")
+        rows = ledger_rows(config)
+        assert "whatsapp" in json.loads(rows["two.png"]["report"])["protected_on"]
+        assert "whatsapp" not in json.loads(rows["one.png"]["report"])["protected_on"]
+
+        path.write_text(good + "epsilon = -3\n")  # does not validate
+        process.send_signal(signal.SIGHUP)
+        refused = wait_for(
+            lambda: [e for e in events(config) if e["event"] == "reload_refused"], 60, "refusal"
+        )
+        assert "epsilon" in refused[0]["message"] and "stay" in refused[0]["message"]
+        path.write_text(good.replace(str(config.outbox), str(tmp_path / "elsewhere")))
+        process.send_signal(signal.SIGHUP)
+        wait_for(
+            lambda: len([e for e in events(config) if e["event"] == "reload_refused"]) == 2,
+            60,
+            "the second refusal",
+        )
+        second = [e for e in events(config) if e["event"] == "reload_refused"][1]
+        assert "outbox changed: a restart applies that" in second["message"]
+        noise_photo(config.inbox / "three.png", 3)  # still at work, with the whatsapp reload
+        wait_for(lambda: finished(config, ["three.png"]), 60, "a photo after the refusals")
+        report = json.loads(ledger_rows(config)["three.png"]["report"])
+        assert "whatsapp" in report["protected_on"]
+        assert (config.outbox / "three.jpg").is_file()
+        assert process.poll() is None
+    finally:
+        out = stop(process)
+    assert process.returncode == 0, out
+    assert "reloaded" in out and "reload_refused" in out  # the journal's human lines

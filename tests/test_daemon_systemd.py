@@ -62,6 +62,7 @@ def test_the_unit_says_what_the_issue_asks():
     for key, value in expected.items():
         assert d.get(key) == [value], key
     assert d["ReadWritePaths"] and d["TimeoutStopSec"] == ["90s"]
+    assert d["ExecReload"] == ["/bin/kill -HUP $MAINPID"]  # SIGHUP: reload
     assert d["WatchdogSec"] == ["5min"]
     # the stop timeout covers the default grace time and the unwinding after it
     from pixcamd.daemon.config import KEYS
@@ -153,6 +154,7 @@ def test_the_user_unit_is_the_one_init_installs():
         "NoNewPrivileges": "yes",
         "RestrictAddressFamilies": "AF_UNIX",
         "WantedBy": "default.target",
+        "ExecReload": "/bin/kill -HUP $MAINPID",
     }.items():
         assert d.get(key) == [value], key
     assert "User" not in d and "--config" not in d["ExecStart"][0]  # the user config

@@ -191,6 +191,7 @@ def run_daemon(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, lambda signum, frame: daemon.request_reload())
     code = daemon.run(stop)
     if not daemon.clean_exit:
         # A photo did not unwind: its row is queued again and it can no longer publish; do not

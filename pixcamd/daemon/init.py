@@ -30,7 +30,8 @@ DEFAULT_OUTBOX = "~/Pictures/pixcamd-outbox"
 HEADER = (
     "# pixcamd daemon configuration, written by `pixcamd init`. Every command (run, status,",
     "# config check) finds it without a flag. Every key below is documented with its default;",
-    "# `pixcamd config check` prints the values in force. Reload: restart `pixcamd run`.",
+    "# `pixcamd config check` prints the values in force. A running daemon applies edits on",
+    "# `systemctl --user reload pixcamd` (or SIGHUP); folder changes need a restart.",
 )
 
 
@@ -54,6 +55,9 @@ NotifyAccess=main
 # ADAPT: where pixcamd is installed (`pixcamd init --systemd-user` writes it for you). The config
 # is your user config, ~/.config/pixcamd/config.toml (`pixcamd init`): no --config needed.
 ExecStart=@EXEC_START@
+# Reload (systemctl reload): the config and the weights are read again without dropping the
+# queue; a config that does not validate is refused and the one in force stays (see the log).
+ExecReload=/bin/kill -HUP $MAINPID
 
 # READY=1 comes after the model is loaded and the start-up scan is queued; WATCHDOG=1 only while
 # the worker makes progress (see the system unit for the reasoning behind the figures).

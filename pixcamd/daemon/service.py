@@ -170,6 +170,7 @@ class Daemon:
         self.stream = stream
         self.decode = decode
         self.stop_event = threading.Event()
+        self._reload_requested = threading.Event()
         self.failed_reason: str | None = None
         self._started = False
         self._closed = False
@@ -545,11 +546,90 @@ class Daemon:
             interval = min(interval, self.notifier.watchdog / 3)
         try:
             while not self.stop_event.wait(interval):
+                if self._reload_requested.is_set():
+                    self._reload_requested.clear()
+                    self.reload()
                 self.tick()
         finally:
             self.clean_exit = self.shutdown()
         # A photo abandoned at shutdown is not a failure: it is queued and nothing was written.
         return 1 if self.failed_reason else 0
+
+    def request_reload(self) -> None:
+        """SIGHUP: reload at the next supervision tick (not inside the signal handler)."""
+        self._reload_requested.set()
+
+    def reload(self) -> bool:
+        """Read the config and the models again (``pixcamd.daemon.reload`` says what may change);
+        on any problem the settings in force stay, and the log says why. True if applied."""
+        from pixcamd.daemon.config import load_config
+        from pixcamd.daemon.reload import changes, describe, needs_restart
+
+        self.notifier.send("RELOADING=1")
+        old = self.config
+        try:
+            try:
+                new = load_config(old.source)
+            except ConfigError as exc:
+                return self._refuse_reload(f"the config does not validate: {exc}")
+            changed = changes(old, new)
+            restart = needs_restart(changed)
+            if restart:
+                return self._refuse_reload(
+                    f"{', '.join(restart)} changed: a restart applies "
+                    f"{'that' if len(restart) == 1 else 'those'} (nothing was changed now)"
+                )
+            self.config = new  # what _load_models reads
+            try:
+                models, note, fallback = self._load_models()
+            except (PixcamdError, OSError, RuntimeError, ValueError) as exc:
+                self.config = old
+                return self._refuse_reload(f"the models could not be loaded: {exc}")
+            device = _model_device(models)
+            try:
+                settings = build_settings(new, models, device)
+            except ConfigError as exc:
+                self.config = old
+                return self._refuse_reload(str(exc))
+            self.models, self.settings, self.model_note = models, settings, note
+            self.fingerprint = settings_fingerprint(settings, models)
+            self.model_label = "+".join(m.name for m in models) + (
+                " (auto fallback)" if fallback else ""
+            )
+            self.worker.reconfigure(new, models, settings, self.fingerprint, self.model_label)
+            platforms = [f"{p.name} ({p.describe()})" for p in settings.platforms]
+            self.ledger.set_daemon(
+                model=self.model_label,
+                model_note=note,
+                model_fallback=fallback,
+                fingerprint=self.fingerprint,
+                platforms=platforms,
+            )
+            self.log.emit(
+                "reloaded",
+                message=f"{describe(changed)}; {note}; fingerprint {self.fingerprint}; "
+                "from the next photo",
+                level="warning" if fallback else "info",
+                changed={k: list(v) for k, v in changed.items()},
+                models=[m.describe() for m in models],
+                settings_fingerprint=self.fingerprint,
+            )
+            # as after a restart: held-back photos are tried again under new settings
+            if self.scheduler is not None:
+                with contextlib.suppress(Exception):
+                    self.scheduler.add_job(self._scan, kwargs={"reason": "reload"})
+            return True
+        finally:
+            self.notifier.send("READY=1", "STATUS=" + self.status_line())
+
+    def _refuse_reload(self, why: str) -> bool:
+        self.log.emit(
+            "reload_refused",
+            message=f"{why}; the settings in force stay ({self.config.source})",
+            level="warning",
+            reason=why,
+        )
+        return False
 
     def request_abandon(self) -> None:
         """A second SIGTERM/SIGINT: do not wait for the grace time."""

@@ -95,12 +95,27 @@ class Worker:
         self.step = 0
         self.last_progress = time.monotonic()
         self.idle = False
+        self._pending = None  # a reload's (config, models, settings, fingerprint, label)
+        self._pending_lock = threading.Lock()
         self.thread = threading.Thread(target=self.run, name="pixcamd-worker", daemon=True)
 
     # ---- control ---------------------------------------------------------------------------
 
     def start(self) -> None:
         self.thread.start()
+
+    def reconfigure(self, config, models, settings, fingerprint: str, model_label: str) -> None:
+        """New settings from a reload, taken up before the next photo (the current one
+        finishes with what it started with)."""
+        with self._pending_lock:
+            self._pending = (config, models, settings, fingerprint, model_label)
+        self.wake.set()
+
+    def _take_pending(self) -> None:
+        with self._pending_lock:
+            pending, self._pending = self._pending, None
+        if pending is not None:
+            self.config, self.models, self.settings, self.fingerprint, self.model_label = pending
 
     def abandon(self) -> None:
         self._abandon.set()
@@ -121,6 +136,7 @@ class Worker:
         while not self.stop_taking.is_set():
             self.last_progress = time.monotonic()  # idle is healthy: the loop turns
             self.wake.clear()
+            self._take_pending()  # between photos: a reload's settings
             row = self.ledger.claim_next()
             if row is None:
                 due = self.ledger.next_due()

@@ -1,0 +1,50 @@
+"""What a reload (SIGHUP, ``systemctl reload``) may change, and how to say what it changed.
+
+Settings that shape protection — the model and its weights, device and threads, the mode,
+views, platforms and budget, targets, output and retry settings — take effect from the next
+photo; the queue is kept and the photo being protected finishes with the settings it started
+with. Folders and what is watched (inbox, outbox, state, temp, log and hold folders, settling
+times, rescans, extensions, ignore patterns) shape the watcher and the ledger themselves: a
+reload that changes one of them is refused as a whole, naming them, and a restart applies them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pixcamd.daemon.config import SCHEMA, Config, toml_value
+
+RESTART_KEYS = (
+    "inbox",
+    "outbox",
+    "state_dir",
+    "tmp_dir",
+    "log_file",
+    "hold_dir",
+    "settle_time",
+    "settle_timeout",
+    "rescan_interval",
+    "extensions",
+    "ignore",
+)
+
+
+def changes(old: Config, new: Config) -> dict[str, tuple[Any, Any]]:
+    """key → (old, new) for every key whose value differs, in the schema's order."""
+    before, after = old.values(), new.values()
+    return {
+        o.key: (before[o.key], after[o.key])
+        for o in SCHEMA
+        if before.get(o.key) != after.get(o.key)
+    }
+
+
+def needs_restart(changed: dict[str, tuple[Any, Any]]) -> list[str]:
+    return [key for key in changed if key in RESTART_KEYS]
+
+
+def describe(changed: dict[str, tuple[Any, Any]]) -> str:
+    """``model "auto" → "koncept512"; epsilon 4 → 6`` — or that nothing in the file changed."""
+    if not changed:
+        return "the config is unchanged (the models and weights were read again)"
+    return "; ".join(f"{k} {toml_value(a)} → {toml_value(b)}" for k, (a, b) in changed.items())
