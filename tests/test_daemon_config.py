@@ -203,7 +203,7 @@ def test_config_check_fails_with_exit_2_and_the_key(tmp_path, capsys):
 
 
 def test_protection_mode_is_checked_and_changes_the_settings_fingerprint(tmp_path, brisque):
-    from pixcamd.daemon.service import build_settings, settings_fingerprint
+    from pixcamd.daemon.settings import build_settings, settings_fingerprint
 
     message = problems(
         tmp_path, 'inbox = "inbox"\noutbox = "out"\nmode = "vivid"\nenhance_strength = 99\n'
@@ -226,7 +226,7 @@ MYBLOG = '[pipelines.myblog]\nresize = "long 600"\nfilter = "bicubic"\nquality =
 
 
 def test_a_custom_pipeline_is_checked_printed_and_used(tmp_path, monkeypatch, capsys, brisque):
-    from pixcamd.daemon.service import build_settings, settings_fingerprint
+    from pixcamd.daemon.settings import build_settings, settings_fingerprint
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("CACHE_DIRECTORY", raising=False)

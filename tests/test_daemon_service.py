@@ -32,7 +32,8 @@ from pixcamd.check import verify_file
 from pixcamd.cli import main
 from pixcamd.daemon.events import EventLog
 from pixcamd.daemon.ledger import Ledger
-from pixcamd.daemon.service import Daemon, build_settings
+from pixcamd.daemon.service import Daemon
+from pixcamd.daemon.settings import build_settings
 from pixcamd.daemon.worker import Worker
 from pixcamd.errors import PixcamdError
 

@@ -205,7 +205,7 @@ def run_daemon(args: argparse.Namespace) -> int:
 def config_check(args: argparse.Namespace) -> int:
     from pixcamd.daemon.config import render_effective
     from pixcamd.daemon.fs import choose_tmp_dir
-    from pixcamd.daemon.service import resolve_models
+    from pixcamd.daemon.settings import resolve_models
     from pixcamd.devices import resolve_device
 
     config = _load(args)
@@ -249,7 +249,7 @@ def retry_photos(args: argparse.Namespace) -> int:
     state = gather(config, events=0, photos=0)  # also: no ledger yet is a clear error
     fingerprints = None
     if args.model_changed:
-        from pixcamd.daemon.service import resolve_models
+        from pixcamd.daemon.settings import resolve_models
         from pixcamd.models import load_model
 
         names, note = resolve_models(config)

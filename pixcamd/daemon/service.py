@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
-import json
 import logging
 import os
 import shutil
-import socket
 import threading
 import time
 from datetime import datetime, timezone
@@ -26,6 +23,13 @@ from pixcamd.daemon.config import Config, ConfigError
 from pixcamd.daemon.events import EventLog
 from pixcamd.daemon.fs import choose_tmp_dir, publish, sha256_file
 from pixcamd.daemon.ledger import Ledger
+from pixcamd.daemon.notify import Notifier
+from pixcamd.daemon.settings import (
+    build_settings,
+    model_device,
+    resolve_models,
+    settings_fingerprint,
+)
 from pixcamd.daemon.watcher import InboxHandler, Rules, StabilityTracker, scan
 from pixcamd.daemon.worker import Worker
 from pixcamd.errors import PixcamdError
@@ -54,103 +58,6 @@ class _OverflowRescan(logging.Handler):
 
 ABANDON_WAIT = 10.0  # after the grace time: how long an abandoned photo may take to unwind
 HEARTBEAT_EVERY = 5.0
-
-
-class Notifier:
-    """sd_notify(3) without libsystemd: datagrams to $NOTIFY_SOCKET (silent when unset)."""
-
-    def __init__(self, address: str | None = None, env: dict | None = None):
-        env = os.environ if env is None else env
-        self.address = address if address is not None else env.get("NOTIFY_SOCKET")
-        usec = env.get("WATCHDOG_USEC")
-        pid = env.get("WATCHDOG_PID")
-        self.watchdog: float | None = None
-        if usec and usec.isdigit() and int(usec) > 0 and (not pid or pid == str(os.getpid())):
-            self.watchdog = int(usec) / 1e6
-        self._lock = threading.Lock()
-
-    def send(self, *lines: str) -> bool:
-        if not self.address:
-            return False
-        target = self.address
-        if target.startswith("@"):  # abstract namespace
-            target = "\0" + target[1:]
-        try:
-            with (
-                self._lock,
-                socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock,
-            ):
-                sock.connect(target)
-                sock.sendall("\n".join(lines).encode())
-            return True
-        except OSError:
-            return False
-
-
-def settings_fingerprint(settings, models) -> str:
-    """What determines the output: recorded per photo; unprotected/failed rows are retried when
-    it changes (they were never shipped). Device and batch size do not change the result's
-    meaning and are left out."""
-    data = {
-        "mode": settings.mode,
-        "enhance_strength": settings.enhance_strength,
-        "views": list(settings.views),
-        "epsilon": settings.epsilon,
-        "epsilon_cap": settings.epsilon_cap,
-        "targets": settings.targets,
-        "steps": settings.steps,
-        "seed": settings.seed,
-        "output_quality": settings.output_quality,
-        "output_subsampling": settings.output_subsampling,
-        "platforms": [p.spec() for p in settings.platforms],
-        "views_per_step": settings.views_per_step,
-        "roaming": settings.roaming,
-        "polish_steps": settings.polish_steps,
-        "masking": settings.masking,
-        "models": [m.fingerprint for m in models],
-    }
-    digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
-    return "s1-" + digest[:16]
-
-
-def build_settings(config: Config, models, device: str):
-    """protect()'s Settings from the config; target problems are reported as config errors."""
-    from pixcamd.protect import make_settings
-
-    try:
-        return make_settings(
-            models,
-            target=config.target,
-            epsilon=config.epsilon,
-            epsilon_cap=config.epsilon_cap,
-            enhance_strength=config.enhance_strength,
-            mode=config.mode,
-            views=tuple(config.views),
-            steps=config.steps,
-            seed=config.seed,
-            output_quality=config.output_quality,
-            platforms=config.platform_pipelines,
-            device=device,
-        )
-    except ValueError as exc:
-        raise ConfigError(f"target: {exc}") from None
-
-
-def resolve_models(config: Config) -> tuple[list[str], str]:
-    """(model names, note): what ``auto`` becomes, and why — said loudly at start-up."""
-    from pixcamd.models import resolve_name
-    from pixcamd.models.weights import default_weights_path
-
-    if config.model == ["auto"]:
-        name = resolve_name("auto", config.weights_path)
-        if name == "brisque":
-            return ["brisque"], (
-                f"model auto → BRISQUE (embedded): KonCept512 weights are not installed at "
-                f"{default_weights_path()}. The filter to fool is usually KonCept512: install it "
-                "with `pixcamd model fetch` and restart"
-            )
-        return ["koncept512"], "model auto → KonCept512 (weights installed)"
-    return list(config.model), f"model {'+'.join(config.model)} (configured)"
 
 
 class Daemon:
@@ -216,7 +123,7 @@ class Daemon:
         )
 
         models, note, fallback = self._load_models()
-        device = _model_device(models)
+        device = model_device(models)
         self.models = models
         self.settings = build_settings(config, models, device)
         self.fingerprint = settings_fingerprint(self.settings, models)
@@ -585,7 +492,7 @@ class Daemon:
             except (PixcamdError, OSError, RuntimeError, ValueError) as exc:
                 self.config = old
                 return self._refuse_reload(f"the models could not be loaded: {exc}")
-            device = _model_device(models)
+            device = model_device(models)
             try:
                 settings = build_settings(new, models, device)
             except ConfigError as exc:
@@ -721,13 +628,6 @@ class Daemon:
             self.ledger.close()
         _unlock(self._lock_fd)
         self._closed = True
-
-
-def _model_device(models) -> str:
-    for model in models:
-        for tensor in (*model.parameters(), *model.buffers()):
-            return str(tensor.device)
-    return "cpu"
 
 
 def _lock_state_dir(state_dir: Path) -> int:

@@ -1,0 +1,83 @@
+"""From the daemon's config to what ``protect()`` runs with: the models ``auto`` resolves to, the
+``Settings``, and the fingerprint recorded per photo (what decides whether a held-back photo is
+tried again)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from pixcamd.daemon.config import Config, ConfigError
+
+
+def settings_fingerprint(settings, models) -> str:
+    """What determines the output: recorded per photo; unprotected/failed rows are retried when
+    it changes (they were never shipped). Device and batch size do not change the result's
+    meaning and are left out."""
+    data = {
+        "mode": settings.mode,
+        "enhance_strength": settings.enhance_strength,
+        "views": list(settings.views),
+        "epsilon": settings.epsilon,
+        "epsilon_cap": settings.epsilon_cap,
+        "targets": settings.targets,
+        "steps": settings.steps,
+        "seed": settings.seed,
+        "output_quality": settings.output_quality,
+        "output_subsampling": settings.output_subsampling,
+        "platforms": [p.spec() for p in settings.platforms],
+        "views_per_step": settings.views_per_step,
+        "roaming": settings.roaming,
+        "polish_steps": settings.polish_steps,
+        "masking": settings.masking,
+        "models": [m.fingerprint for m in models],
+    }
+    digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+    return "s1-" + digest[:16]
+
+
+def build_settings(config: Config, models, device: str):
+    """protect()'s Settings from the config; target problems are reported as config errors."""
+    from pixcamd.protect import make_settings
+
+    try:
+        return make_settings(
+            models,
+            target=config.target,
+            epsilon=config.epsilon,
+            epsilon_cap=config.epsilon_cap,
+            enhance_strength=config.enhance_strength,
+            mode=config.mode,
+            views=tuple(config.views),
+            steps=config.steps,
+            seed=config.seed,
+            output_quality=config.output_quality,
+            platforms=config.platform_pipelines,
+            device=device,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"target: {exc}") from None
+
+
+def resolve_models(config: Config) -> tuple[list[str], str]:
+    """(model names, note): what ``auto`` becomes, and why — said loudly at start-up."""
+    from pixcamd.models import resolve_name
+    from pixcamd.models.weights import default_weights_path
+
+    if config.model == ["auto"]:
+        name = resolve_name("auto", config.weights_path)
+        if name == "brisque":
+            return ["brisque"], (
+                f"model auto → BRISQUE (embedded): KonCept512 weights are not installed at "
+                f"{default_weights_path()}. The filter to fool is usually KonCept512: install it "
+                "with `pixcamd model fetch`, then restart or reload the daemon"
+            )
+        return ["koncept512"], "model auto → KonCept512 (weights installed)"
+    return list(config.model), f"model {'+'.join(config.model)} (configured)"
+
+
+def model_device(models) -> str:
+    for model in models:
+        for tensor in (*model.parameters(), *model.buffers()):
+            return str(tensor.device)
+    return "cpu"
