@@ -9,8 +9,8 @@
 pipelines of ``--platforms`` (default: pixcamd's default set; ``--platforms task`` is the
 behaviour before issue #11) on a photo of the given size, KonCept512 with RANDOM weights
 (labelled: timing only). A step of the invisible perturbation evaluates at most
-``--views-per-step`` of the loop views (``pixcamd.pipeline_views``) plus ``--roaming`` random
-pipelines in no preset (when some pipeline downscales the photo), so the result also gives the
+``--views-per-step`` of the loop views (``pixcamd.pipeline_views``; ``--roaming`` random
+pipelines in no preset only fill the slots they leave free), so the result also gives the
 bare cost of that many forward+backward passes of the model measured in the same process, and
 the ratio — the rest of the pipeline (views, straight-through resizes, in-loop JPEG, update of the
 full-resolution perturbation) is what the ratio exposes — and, for comparison with earlier
@@ -110,9 +110,10 @@ def optimizer(mode: str, photo: torch.Tensor, model, settings: Settings):
         views_per_step=settings.views_per_step,
         roaming=settings.roaming,
     )
-    # Unreachable targets: every loop view stays pending, so each step takes the cap, plus the
-    # roaming views (random pipelines in no preset) when a pipeline downscales.
-    per_step = min(attack.views_per_step, len(attack.loop_views)) + attack.roaming
+    # Unreachable targets: every loop view stays pending, so each step takes the cap; roaming
+    # views (random pipelines in no preset) only fill slots the named views leave free.
+    named = min(attack.views_per_step, len(attack.loop_views))
+    per_step = named + min(attack.roaming, max(0, attack.views_per_step - named))
     return attack, lambda n: attack.run(4 / 255, n), per_step
 
 

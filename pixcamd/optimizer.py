@@ -154,8 +154,9 @@ class Attack(ViewLoop):
     (``pixcamd.pipeline_views``); without it the loop sees ``views`` through ``chain`` alone, as
     the task's pipeline. Each step evaluates at most ``views_per_step`` loop views — those
     furthest from their targets, the stalest first among equals — so the cost per step stays
-    bounded however many pipelines there are; a step whose views all look done by their last
-    scores evaluates every view afresh before it reports the targets reached.
+    bounded however many pipelines there are; the slots they leave free go to up to ``roaming``
+    random pipelines in no preset. A step whose views all look done by their last scores
+    evaluates every view afresh before it reports the targets reached.
 
     Cost matters more than elegance here: at 12–24 MP every full-resolution tensor operation
     costs tens of milliseconds on a CPU and every full-resolution float tensor 100–300 MB, so δ
@@ -313,7 +314,9 @@ class Attack(ViewLoop):
         size = self.models[0].view_size
         for _ in range(steps):
             chosen = self._choose()
-            for _ in range(self.roaming):  # pipelines in no preset: beyond the presets' numbers
+            # Pipelines in no preset, for robustness beyond the presets' numbers, in the slots
+            # of the step's budget the named views leave free: the cost per step stays bounded.
+            for _ in range(min(self.roaming, max(0, self.views_per_step - len(chosen)))):
                 extra = roaming_view(width, height, self.largest, self.generator, self.output, size)
                 chosen = chosen + ([extra] if extra is not None else [])
             scores = self.evaluate(backward=True, chosen=chosen)

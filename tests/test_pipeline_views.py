@@ -203,7 +203,13 @@ def test_a_roaming_view_moves_pixels_but_never_the_verdict_books(photo, brisque)
     """Its gradient counts in the step; its score is forgotten (not a view the check judges)."""
     pipelines = parse_platforms("width1080-q80")
     attack = Attack(
-        to_tensor(photo), [brisque], ("center",), {"brisque": 200.0}, Chain(), platforms=pipelines
+        to_tensor(photo),
+        [brisque],
+        ("center",),
+        {"brisque": 200.0},
+        Chain(),
+        platforms=pipelines,
+        views_per_step=3,  # one named view: two slots free for roaming ones
     )
     assert attack.roaming
     attack.run(4 / 255, 1)
@@ -215,7 +221,8 @@ def test_a_roaming_view_moves_pixels_but_never_the_verdict_books(photo, brisque)
         {"brisque": 200.0},
         Chain(),
         platforms=pipelines,
-        roaming=False,
+        views_per_step=3,
+        roaming=0,
     )
     still.run(4 / 255, 1)
     assert not torch.equal(attack.delta, still.delta)  # the roaming view had its say
