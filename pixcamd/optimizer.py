@@ -32,6 +32,7 @@ from pixcamd.views import View, cover_scale, enlarge_to_cover, extract, plan_vie
 MASK_FLOOR = 0.25  # flat areas get a quarter of the budget
 MASK_TEXTURE = 6 / 255  # local luma deviation at which a pixel gets the full budget
 TIGHTEN = 5.0  # in-loop targets move this far when the real check disagrees with the loop
+LARGE_REGION = 4_000_000  # native pixels above which a loop view is evaluated on its own
 
 
 def _texture(luma: torch.Tensor, floor: float) -> torch.Tensor:
@@ -240,8 +241,7 @@ class Attack(ViewLoop):
         if backward:
             self.grad.zero_()
         for model in self.models:
-            for i in range(0, len(chosen), self.batch_size):
-                chunk = chosen[i : i + self.batch_size]
+            for chunk in self._chunks(chosen):
                 leaves = [
                     (self.photo[..., y0:y1, x0:x1] + self.delta[..., y0:y1, x0:x1])
                     .clamp_(0, 1)
@@ -275,6 +275,20 @@ class Attack(ViewLoop):
 
     def reached(self, scores: dict[str, dict[str, float]]) -> bool:
         return all(self._deficit(v.label) <= 0 for v in self.loop_views)
+
+    def _chunks(self, chosen: list[LoopView]) -> list[list[LoopView]]:
+        """Batches of at most ``batch_size`` views; a view that reads the whole of a large photo
+        (a downscaling pipeline's fit) goes alone: two of them at once would hold two
+        full-resolution leaves, their gradients and resize buffers (over 4 GB at 24 MP)."""
+        chunks: list[list[LoopView]] = []
+        for view in chosen:
+            if _area(view) > LARGE_REGION:
+                chunks.append([view])
+            elif chunks and len(chunks[-1]) < self.batch_size and _small(chunks[-1]):
+                chunks[-1].append(view)
+            else:
+                chunks.append([view])
+        return chunks
 
     def low(self) -> bool:
         """Every view's last in-loop score on the low-quality side of the model's threshold."""
@@ -332,3 +346,12 @@ class Attack(ViewLoop):
     def pixels(self) -> torch.Tensor:
         """The 8-bit protected photo, 1×3×H×W."""
         return torch.round((self.photo + self.delta).clamp(0, 1) * 255) / 255
+
+
+def _area(view: LoopView) -> int:
+    x0, y0, x1, y1 = view.region
+    return (x1 - x0) * (y1 - y0)
+
+
+def _small(chunk: list[LoopView]) -> bool:
+    return all(_area(v) <= LARGE_REGION for v in chunk)

@@ -191,7 +191,8 @@ class DownscaledCrop(LoopView):
 
 @dataclass
 class Whole(LoopView):
-    """A photo (or its pipeline's downscale) smaller than the view: all of it, then enlarged."""
+    """The whole photo through a pipeline, then the view: the fit of a downscaling pipeline,
+    and photos (or downscales) smaller than the view, enlarged as the check enlarges them."""
 
     view: View | None = None  # in the enlarged photo
     served: tuple[int, int] = (0, 0)  # the pipeline's output size
@@ -201,10 +202,13 @@ class Whole(LoopView):
     size: tuple[int, int] = (VIEW_HEIGHT, VIEW_WIDTH)
 
     def render(self, region: torch.Tensor) -> torch.Tensor:
-        pixels = straight_through_round(region)
         if self.scale != (1.0, 1.0):
+            # The forward value rounds to 8 bits on its way to Pillow; a straight-through round
+            # here would only add full-size temporaries (~300 MB each at 24 MP).
             box = (0, 0, *self.served)
-            pixels = straight_through_resize(pixels, (0, 0), box, self.scale, self.filter)
+            pixels = straight_through_resize(region, (0, 0), box, self.scale, self.filter)
+        else:
+            pixels = straight_through_round(region)
         if self.chain is not None:
             soft = pixels.shape[-1] * pixels.shape[-2] <= JPEG_FIT_PIXELS
             pixels = straight_through_jpeg(pixels, self.chain, soft)
