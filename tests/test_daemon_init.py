@@ -129,6 +129,10 @@ def test_init_then_run_then_status_without_a_single_flag(home, capsys, brisque):
         text=True,
     )
     try:
+        wait_for(lambda: (home / "state" / "pixcamd" / "ledger.sqlite3").exists(), 60, "start")
+        # a background job by default: the desktop stays responsive while it works
+        assert os.getpriority(os.PRIO_PROCESS, process.pid) == 19
+        assert os.sched_getscheduler(process.pid) == os.SCHED_IDLE
         noise_photo(inbox / "IMG_1.png", 1)  # BRISQUE already scores noise low: quick
         wait_for(lambda: (outbox / "IMG_1.jpg").is_file(), 120, "the protected copy")
         code, out, err = cli(capsys, "status", "--json")
@@ -140,6 +144,7 @@ def test_init_then_run_then_status_without_a_single_flag(home, capsys, brisque):
         log, _ = process.communicate(timeout=60)
     assert process.returncode == 0, log
     assert f"config: {home / 'config' / 'pixcamd' / 'config.toml'} (your user config)" in log
+    assert "priority: background (nice 19, idle CPU class)" in log
 
 
 def test_init_installs_the_user_service_for_this_pixcamd(home, capsys):

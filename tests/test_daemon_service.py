@@ -296,6 +296,41 @@ def test_transient_failures_are_retried_with_backoff_then_failed(tmp_path, brisq
     assert not (config.outbox / "b.jpg").exists()
 
 
+def test_a_failed_write_is_retried_with_the_pixels_already_protected(
+    tmp_path, brisque, monkeypatch
+):
+    """The outbox disk was full: the retry writes the result it already has, no second
+    optimization (tried: 24 MP photos took minutes each time)."""
+    import pixcamd.output
+    import pixcamd.protect
+
+    real_protect, real_write = pixcamd.protect.protect, pixcamd.output.write_jpeg
+    calls = {"protect": 0, "write": 0}
+
+    def counted(*args, **kwargs):
+        calls["protect"] += 1
+        return real_protect(*args, **kwargs)
+
+    def full_once(*args, **kwargs):
+        calls["write"] += 1
+        if calls["write"] == 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(pixcamd.protect, "protect", counted)
+    monkeypatch.setattr(pixcamd.output, "write_jpeg", full_once)
+    config = make_config(tmp_path, retry_backoff=0.1)
+    real_photo(config.inbox / "a.jpg")
+    with running(config, [brisque]):
+        wait_for(lambda: finished(config, ["a.jpg"]), 60, "the retried write")
+    row = ledger_rows(config)["a.jpg"]
+    assert row["state"] == "done" and row["attempts"] == 2
+    assert calls == {"protect": 1, "write": 2}  # optimized once, written twice
+    assert "reused" in event_names(config, "a.jpg")
+    check = verify_file(config.outbox / "a.jpg", [brisque], config.views, config.platform_pipelines)
+    assert check.all_low
+
+
 def test_gpu_out_of_memory_steps_down_to_smaller_batches_then_the_cpu(tmp_path, brisque):
     config = make_config(tmp_path)
     ledger = Ledger(config.ledger_path)

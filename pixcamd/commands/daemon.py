@@ -177,10 +177,29 @@ def _load(args: argparse.Namespace):
     return config
 
 
+def background_priority() -> str:
+    """Lower this process to what a background job should be; what it became, in words.
+    Unprivileged processes may always lower their own priority."""
+    done = []
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, 19)
+        done.append("nice 19")
+    except (OSError, AttributeError):
+        pass
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        done.append("idle CPU class")
+    except (OSError, AttributeError):  # not Linux
+        pass
+    return ", ".join(done) or "unchanged (not supported here)"
+
+
 def run_daemon(args: argparse.Namespace) -> int:
     from pixcamd.daemon.service import Daemon
 
     config = _load(args)
+    if config.priority == "background":
+        print(f"priority: background ({background_priority()})", file=sys.stderr)
     daemon = Daemon(config)
     stop = threading.Event()
 

@@ -323,6 +323,16 @@ SCHEMA: tuple[Option, ...] = (
         _number(0, 1024, integer=True),
     ),
     Option(
+        "priority",
+        "Quality model",
+        "background",
+        '"background" = the daemon only takes CPU time nothing else wants (nice 19 and the '
+        "idle CPU scheduling class), so it can use every core and the desktop stays "
+        'responsive; "normal" = like any program (a dedicated server). systemd units set '
+        "their own priority.",
+        _choice("background", "normal"),
+    ),
+    Option(
         "mode",
         "Protection",
         "invisible",

@@ -4,7 +4,8 @@ Settings that shape protection — the model and its weights, device and threads
 views, platforms and budget, targets, output and retry settings — take effect from the next
 photo; the queue is kept and the photo being protected finishes with the settings it started
 with. Folders and what is watched (inbox, outbox, state, temp, log and hold folders, settling
-times, rescans, extensions, ignore patterns) shape the watcher and the ledger themselves: a
+times, rescans, extensions, ignore patterns) shape the watcher and the ledger themselves, and
+the process priority can only be lowered: a
 reload that changes one of them is refused as a whole, naming them, and a restart applies them.
 """
 
@@ -26,6 +27,7 @@ RESTART_KEYS = (
     "rescan_interval",
     "extensions",
     "ignore",
+    "priority",  # an unprivileged process can lower its priority, never raise it again
 )
 
 

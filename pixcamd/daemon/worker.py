@@ -96,6 +96,7 @@ class Worker:
         self.last_progress = time.monotonic()
         self.idle = False
         self._pending = None  # a reload's (config, models, settings, fingerprint, label)
+        self._kept: dict = {}  # row id → (sha256, fingerprint, Result): one photo's, at most
         self._pending_lock = threading.Lock()
         self.thread = threading.Thread(target=self.run, name="pixcamd-worker", daemon=True)
 
@@ -354,7 +355,16 @@ class Worker:
         if moved:
             models = [m.to("cpu") for m in self.models]
         try:
-            result = protect(photo.image, models, settings, progress=self._progress)
+            kept = self._kept.get(row.id)
+            if kept is not None and kept[:2] == (row.sha256, self.fingerprint):
+                result = kept[2]  # only the write failed last time: no second optimization
+                note = "the protected pixels of the last attempt (only its write failed)"
+                self.log.emit("reused", row.path, note)
+            else:
+                result = protect(photo.image, models, settings, progress=self._progress)
+                # Kept until the photo is finished: if writing or publishing fails (a full
+                # disk), the retry writes these pixels instead of optimizing again.
+                self._kept = {row.id: (row.sha256, self.fingerprint, result)}
             lap("protect")
             self._checkpoint()
             protected = result.protected
@@ -436,6 +446,7 @@ class Worker:
                 held = str(held_path)
             state = fields.pop("state")
             self.ledger.finish(row.id, state, output=None, held=held, **fields)
+            self._kept.pop(row.id, None)
             where = f"; best attempt in {held}" if held else ""
             self.log.emit(
                 "unprotected",
@@ -469,6 +480,7 @@ class Worker:
                 raise Abandoned()
             publish(staged, self.outbox / out_rel)
             self.ledger.finish(row.id, state, output=out_rel, held=None, **fields)
+        self._kept.pop(row.id, None)
         if protected:
             self.log.emit(
                 "protected",
