@@ -544,3 +544,13 @@ def test_lost_events_are_made_up_by_scans(tmp_path, brisque):
     restarted = next(e for e in events(config) if e["event"] == "watching")
     assert restarted["level"] == "warning" and "restarting" in restarted["message"]
     assert not logging.getLogger("watchdog.observers").handlers  # removed at shutdown
+
+
+def test_the_log_says_the_gps_position_was_removed(tmp_path, brisque, corpus_dir):
+    config = make_config(tmp_path)
+    shutil.copy(corpus_dir / "exif" / "FurnaceCreekInn.jpg", config.inbox / "inn.jpg")
+    with running(config, [brisque]):
+        wait_for(lambda: finished(config, ["inn.jpg"]), 60, "the photo")
+    (shipped,) = [e for e in events(config) if e.get("path") == "inn.jpg" and e.get("output")]
+    assert "metadata: EXIF GPS position removed (strip_gps)" in shipped["message"]
+    assert any("GPS" in note for note in shipped["metadata_notes"])

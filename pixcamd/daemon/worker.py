@@ -481,15 +481,19 @@ class Worker:
             publish(staged, self.outbox / out_rel)
             self.ledger.finish(row.id, state, output=out_rel, held=None, **fields)
         self._kept.pop(row.id, None)
+        # what the copy no longer carries, said where the user reads (the GPS position above all)
+        gone = [n for n in notes if "removed" in n or "zeroed" in n]
+        removed = f"; metadata: {'; '.join(gone)}" if gone else ""
         if protected:
             self.log.emit(
                 "protected",
                 row.path,
                 f"{verdict} → {out_rel} — {scores_text(scores, worst)}"
-                f"{edit_text}; PSNR {result.psnr:.1f} dB, {fields['seconds']:.1f} s",
+                f"{edit_text}; PSNR {result.psnr:.1f} dB, {fields['seconds']:.1f} s{removed}",
                 output=out_rel,
                 filter=edit,
                 verdict=verdict,
+                metadata_notes=notes,
                 scores=scores,
                 protected_on=protected_on,
                 worst=worst,
