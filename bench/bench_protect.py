@@ -112,8 +112,9 @@ def optimizer(mode: str, photo: torch.Tensor, model, settings: Settings):
     )
     # Unreachable targets: every loop view stays pending, so each step takes the cap; roaming
     # views (random pipelines in no preset) only fill slots the named views leave free.
+    # (every slot is used once some pipeline downscales the photo: roaming views fill them)
     named = min(attack.views_per_step, len(attack.loop_views))
-    per_step = named + min(attack.roaming, max(0, attack.views_per_step - named))
+    per_step = attack.views_per_step if attack.roaming else named
     return attack, lambda n: attack.run(4 / 255, n), per_step
 
 

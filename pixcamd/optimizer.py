@@ -179,7 +179,7 @@ class Attack(ViewLoop):
         platforms: tuple[Pipeline, ...] | None = None,
         output: tuple[int, str] = (95, "4:4:4"),
         views_per_step: int = 0,
-        roaming: int = 2,
+        roaming: int = 1,
     ):
         super().__init__(photo, models, views, targets, chain, batch_size)
         height, width = photo.shape[-2:]
@@ -227,12 +227,12 @@ class Attack(ViewLoop):
             worst = max(worst, excess / (abs(m.threshold - target) + 1.0))
         return worst
 
-    def _choose(self) -> list[LoopView]:
+    def _choose(self, limit: int | None = None) -> list[LoopView]:
         pending = [v for v in self.loop_views if self._deficit(v.label) > 0]
         if not pending:  # all done by their last scores: look at every view afresh
             return list(self.loop_views)
         pending.sort(key=lambda v: (-self._deficit(v.label), self.seen_at[v.label]))
-        return pending[: self.views_per_step]
+        return pending[: self.views_per_step if limit is None else limit]
 
     def evaluate(self, backward: bool, chosen: list[LoopView] | None = None) -> dict:
         """In-loop scores of ``chosen`` (default: every) loop view, remembered in ``last``; with
@@ -327,10 +327,13 @@ class Attack(ViewLoop):
         height, width = self.photo.shape[-2:]
         size = self.models[0].view_size
         for _ in range(steps):
-            chosen = self._choose()
-            # Pipelines in no preset, for robustness beyond the presets' numbers, in the slots
-            # of the step's budget the named views leave free: the cost per step stays bounded.
-            for _ in range(min(self.roaming, max(0, self.views_per_step - len(chosen)))):
+            # Pipelines in no preset, for robustness beyond the presets' numbers: ``roaming``
+            # slots of the step's budget are theirs, and so are the slots the named views leave
+            # free — the cost per step stays bounded.
+            reserved = min(self.roaming, self.views_per_step - 1)
+            chosen = self._choose(self.views_per_step - reserved)
+            free = self.views_per_step - len(chosen) if self.roaming else 0
+            for _ in range(max(0, free)):
                 extra = roaming_view(width, height, self.largest, self.generator, self.output, size)
                 chosen = chosen + ([extra] if extra is not None else [])
             scores = self.evaluate(backward=True, chosen=chosen)

@@ -226,3 +226,40 @@ def test_a_roaming_view_moves_pixels_but_never_the_verdict_books(photo, brisque)
     )
     still.run(4 / 255, 1)
     assert not torch.equal(attack.delta, still.delta)  # the roaming view had its say
+
+
+def test_no_roaming_view_without_a_downscale_or_when_switched_off(photo, brisque, monkeypatch):
+    """`--platforms task` (nothing downscales) and roaming = 0 mean no random pipelines: the
+    task's behaviour stays the task's, whatever slots the step leaves free."""
+    import pixcamd.optimizer
+
+    drawn = []
+    real = pixcamd.optimizer.roaming_view
+    monkeypatch.setattr(
+        pixcamd.optimizer, "roaming_view", lambda *a, **k: drawn.append(1) or real(*a, **k)
+    )
+    for platforms, roaming in ((parse_platforms("task"), 1), (parse_platforms("whatsapp"), 0)):
+        attack = Attack(
+            to_tensor(photo),
+            [brisque],
+            ("center", "resize"),
+            {"brisque": 200.0},
+            Chain(),
+            platforms=platforms,
+            views_per_step=3,
+            roaming=roaming,
+        )
+        attack.run(4 / 255, 2)
+    assert drawn == []
+    attack = Attack(
+        to_tensor(photo),
+        [brisque],
+        ("center",),
+        {"brisque": 200.0},
+        Chain(),
+        platforms=parse_platforms("whatsapp"),
+        views_per_step=3,
+        roaming=1,
+    )
+    attack.run(4 / 255, 2)
+    assert len(drawn) == 2 * 2  # one named view a step: the two free slots roam
