@@ -281,7 +281,9 @@ def plan_loop_views(
 
 
 ROAM_FILTERS = ("lanczos", "bicubic", "bilinear")
-ROAM_QUALITY = (70, 95)  # platforms re-encode somewhere in here (docs/platforms.md)
+# Above the named presets' 75–85 too: a high quality after a downscale is where the JPEG's own
+# artefacts help a perturbation least (measured: docs/benchmarks.md, 70–95 → 85–98).
+ROAM_QUALITY = (85, 98)
 
 
 def roaming_view(
