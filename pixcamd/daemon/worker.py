@@ -202,7 +202,7 @@ class Worker:
             self.log.emit("duplicate", row.path, note)
             return True
         donor = original if original.output else self.ledger.get(source)
-        published = _published(self.outbox, donor)
+        published = _published(self.outbox, donor)  # (bytes, their sha256) or None
         if published is None:
             self.log.emit(
                 "duplicate",
@@ -215,7 +215,8 @@ class Worker:
         self._checkpoint()
         out_rel = self.output_name(row)
         staged = self.tmp_dir / f"stage-{row.id}-{row.attempts}.jpg"
-        atomic_write(published, staged, self.tmp_dir)
+        data, digest = published
+        atomic_write(data, staged, self.tmp_dir)
         fields = dict(
             verdict=donor.verdict,
             model=donor.model,
@@ -228,13 +229,7 @@ class Worker:
             error=None,
             duplicate_of=source,
         )
-        final = {**fields, "state": "done", "output": out_rel}
-        self.ledger.prepare_commit(row.id, str(staged), out_rel, sha256(published), final)
-        with self.commit_lock:
-            if self.dead:
-                raise Abandoned()
-            publish(staged, self.outbox / out_rel)
-            self.ledger.finish(row.id, "done", output=out_rel, held=None, **fields)
+        self._commit(row, staged, out_rel, digest, "done", fields)
         self.log.emit(
             "duplicate",
             row.path,
@@ -242,6 +237,16 @@ class Worker:
             output=out_rel,
         )
         return True
+
+    def _commit(self, row: Row, staged: Path, out_rel: str, digest: str, state: str, fields):
+        """Record the commit, then one rename into the outbox (see ``Daemon._recover``)."""
+        final = {**fields, "state": state, "output": out_rel}
+        self.ledger.prepare_commit(row.id, str(staged), out_rel, digest, final)
+        with self.commit_lock:
+            if self.dead:
+                raise Abandoned()
+            publish(staged, self.outbox / out_rel)
+            self.ledger.finish(row.id, state, output=out_rel, held=None, **fields)
 
     def _fail(self, row: Row, reason: str) -> None:
         self.ledger.finish(row.id, "failed", error=reason, model=self.model_label)
@@ -472,14 +477,7 @@ class Worker:
         digest = sha256_file(staged)
         fields["report"] = {**fields["report"], "output_sha256": digest}  # what a copy reuses
         state = fields.pop("state")
-        self.ledger.prepare_commit(
-            row.id, str(staged), out_rel, digest, {**fields, "state": state, "output": out_rel}
-        )
-        with self.commit_lock:
-            if self.dead:
-                raise Abandoned()
-            publish(staged, self.outbox / out_rel)
-            self.ledger.finish(row.id, state, output=out_rel, held=None, **fields)
+        self._commit(row, staged, out_rel, digest, state, fields)
         self._kept.pop(row.id, None)
         # what the copy no longer carries, said where the user reads (the GPS position above all)
         gone = [n for n in notes if "removed" in n or "zeroed" in n]
@@ -516,8 +514,8 @@ class Worker:
             )
 
 
-def _published(outbox: Path, row: Row | None) -> bytes | None:
-    """The bytes ``row`` published, if they are still in the outbox, unchanged."""
+def _published(outbox: Path, row: Row | None) -> tuple[bytes, str] | None:
+    """The bytes ``row`` published and their sha256, if they are still in the outbox, unchanged."""
     if row is None or not row.output or not isinstance(row.report, dict):
         return None
     expected = row.report.get("output_sha256")
@@ -525,8 +523,6 @@ def _published(outbox: Path, row: Row | None) -> bytes | None:
         data = (outbox / row.output).read_bytes()
     except OSError:
         return None
-    return data if expected and sha256(data) == expected else None
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+    if not expected or hashlib.sha256(data).hexdigest() != expected:
+        return None
+    return data, expected
