@@ -593,10 +593,14 @@ def _abs(text: str, base: Path) -> Path:
 SYSTEM_CONFIG = Path("/etc/pixcamd/config.toml")
 
 
+def config_home() -> Path:
+    """$XDG_CONFIG_HOME, else ~/.config."""
+    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+
+
 def user_config_path() -> Path:
     """$XDG_CONFIG_HOME/pixcamd/config.toml (~/.config/pixcamd/config.toml)."""
-    xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(xdg) / "pixcamd" / "config.toml"
+    return config_home() / "pixcamd" / "config.toml"
 
 
 def locate_config(path: str | os.PathLike | None = None) -> tuple[Path, str]:

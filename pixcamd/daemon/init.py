@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from pixcamd.daemon.config import (
     CONFIG_ENV,
     Config,
     ConfigError,
+    config_home,
     locate_config,
     parse_config,
     render_example,
@@ -108,8 +108,7 @@ def render_user_unit(exec_start: str = EXAMPLE_EXEC_START) -> str:
 
 def user_unit_path() -> Path:
     """$XDG_CONFIG_HOME/systemd/user/pixcamd.service: where ``systemctl --user`` finds it."""
-    xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(xdg) / "systemd" / "user" / "pixcamd.service"
+    return config_home() / "systemd" / "user" / "pixcamd.service"
 
 
 def this_pixcamd() -> str:
@@ -192,17 +191,12 @@ def init_config(
 
 
 def _write_atomically(target: Path, text: str) -> None:
+    """The output module's atomic write (temp file, fsync, rename, fsync the folder), its
+    temp file beside the target: a half-written config or unit is never read."""
+    from pixcamd.output import atomic_write
+
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".config-", suffix=".toml", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(text.encode("utf-8"), target, target.parent)
 
 
 def _make_folder(folder: Path) -> list[Path]:
