@@ -43,6 +43,17 @@ def printable(text: str) -> str:
     return "".join(out)
 
 
+def human_line(ts: float, level: str, event: str, path: str | None, message: str = "") -> str:
+    """An event as a person reads it (stderr, the journal, ``pixcamd status --follow``),
+    names escaped by ``printable``."""
+    line = f"{time.strftime('%H:%M:%S', time.localtime(ts))} {level.upper():7} {event}"
+    if path is not None:
+        line += f" {path}"
+    if message:
+        line += f": {message}"
+    return printable(line)
+
+
 class _FileSink:
     """The logger structlog writes to: appends each rendered line to the log file."""
 
@@ -97,14 +108,10 @@ class EventLog:
         getattr(self._logger, level)(event, **fields)
         if LEVELS[level] < logging.INFO:
             return
-        human = f"{time.strftime('%H:%M:%S')} {level.upper():7} {event}"
-        if path is not None:
-            human += f" {path}"
-        if message:
-            human += f": {message}"
+        human = human_line(time.time(), level, event, path, message)
         try:
             with self._lock:
-                print(printable(human), file=self.stream, flush=True)
+                print(human, file=self.stream, flush=True)
         except (OSError, ValueError):  # a closed stderr must not stop the daemon
             pass
         if self.ledger is not None:

@@ -9,7 +9,7 @@ import time
 from datetime import datetime
 
 from pixcamd.daemon.config import Config
-from pixcamd.daemon.events import printable
+from pixcamd.daemon.events import human_line, printable
 from pixcamd.daemon.ledger import STATES, read_only
 from pixcamd.errors import PixcamdError
 
@@ -197,14 +197,6 @@ def _photo_line(p: dict) -> str:
     return f"  {when} {state:11} {p['path']}{where}: {what}{tail}"
 
 
-def event_line(e: dict) -> str:
-    """An event as the daemon's own human log line (escaped by ``render``/``follow``)."""
-    when = datetime.fromtimestamp(e["ts"]).strftime("%H:%M:%S")
-    path = f" {e['path']}" if e["path"] else ""
-    message = f": {e['message']}" if e.get("message") else ""
-    return f"{when} {e['level'].upper():7} {e['event']}{path}{message}"
-
-
 def follow(
     config: Config,
     out,
@@ -230,7 +222,8 @@ def follow(
                 after = r["id"]
                 e = {"ts": r["ts"], "level": r["level"], "event": r["event"], "path": r["path"]}
                 e.update(json.loads(r["data"] or "{}"))
-                out.write(json.dumps(e, default=str) if as_json else printable(event_line(e)))
+                human = human_line(e["ts"], e["level"], e["event"], e["path"], e.get("message", ""))
+                out.write(json.dumps(e, default=str) if as_json else human)
                 out.write("\n")
             out.flush()
             if not rows and stop.wait(interval):
