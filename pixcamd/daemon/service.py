@@ -124,13 +124,7 @@ class Daemon:
 
         models, note, fallback = self._load_models()
         device = model_device(models)
-        self.models = models
-        self.settings = build_settings(config, models, device)
-        self.fingerprint = settings_fingerprint(self.settings, models)
-        self.model_label = "+".join(m.name for m in models) + (
-            " (auto fallback)" if fallback else ""
-        )
-        self.model_note = note
+        platforms = self._use(models, build_settings(config, models, device), note, fallback)
         self.log.emit(
             "model",
             message=note + f"; fingerprint {self.fingerprint}, device {device}",
@@ -139,7 +133,6 @@ class Daemon:
             fallback=fallback,
             settings_fingerprint=self.fingerprint,
         )
-        platforms = [f"{p.name} ({p.describe()})" for p in self.settings.platforms]
         self.log.emit(
             "platforms",
             message="protecting for " + "; ".join(platforms),
@@ -148,11 +141,6 @@ class Daemon:
         self.ledger.set_daemon(
             pid=os.getpid(),
             started_at=time.time(),
-            platforms=platforms,
-            model=self.model_label,
-            model_note=note,
-            model_fallback=fallback,
-            fingerprint=self.fingerprint,
             inbox=str(config.inbox),
             outbox=str(config.outbox),
             current=None,
@@ -188,6 +176,24 @@ class Daemon:
         self._started = True
         self.notifier.send("READY=1", "STATUS=" + self.status_line())
         self.log.emit("ready", message=self.status_line())
+
+    def _use(self, models: list, settings, note: str, fallback: bool) -> list[str]:
+        """Models and settings in force (start-up or reload): the fingerprint and label recorded
+        per photo, and the facts `pixcamd status` shows; the platforms, in words."""
+        self.models, self.settings, self.model_note = models, settings, note
+        self.fingerprint = settings_fingerprint(settings, models)
+        self.model_label = "+".join(m.name for m in models) + (
+            " (auto fallback)" if fallback else ""
+        )
+        platforms = [f"{p.name} ({p.describe()})" for p in settings.platforms]
+        self.ledger.set_daemon(
+            model=self.model_label,
+            model_note=note,
+            model_fallback=fallback,
+            fingerprint=self.fingerprint,
+            platforms=platforms,
+        )
+        return platforms
 
     def _load_models(self) -> tuple[list, str, bool]:
         if self.injected_models is not None:
@@ -498,20 +504,8 @@ class Daemon:
             except ConfigError as exc:
                 self.config = old
                 return self._refuse_reload(str(exc))
-            self.models, self.settings, self.model_note = models, settings, note
-            self.fingerprint = settings_fingerprint(settings, models)
-            self.model_label = "+".join(m.name for m in models) + (
-                " (auto fallback)" if fallback else ""
-            )
+            self._use(models, settings, note, fallback)
             self.worker.reconfigure(new, models, settings, self.fingerprint, self.model_label)
-            platforms = [f"{p.name} ({p.describe()})" for p in settings.platforms]
-            self.ledger.set_daemon(
-                model=self.model_label,
-                model_note=note,
-                model_fallback=fallback,
-                fingerprint=self.fingerprint,
-                platforms=platforms,
-            )
             self.log.emit(
                 "reloaded",
                 message=f"{describe(changed)}; {note}; fingerprint {self.fingerprint}; "
