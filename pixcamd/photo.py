@@ -76,14 +76,25 @@ def load_photo(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     return open_photo(path, max_pixels).image
 
 
-def open_photo(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Photo:
+def open_photo(
+    path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, data: bytes | None = None
+) -> Photo:
     """Decode ``path`` and read its metadata; raises ``PhotoError`` saying what is wrong.
 
     The original is only ever opened for reading. Metadata that is damaged while the pixels are
-    fine is dropped with a note in ``Photo.warnings``; the pixels are still returned.
+    fine is dropped with a note in ``Photo.warnings``; the pixels are still returned. With
+    ``data``, the file's bytes are decoded instead (a photo sent to another machine) and
+    ``path`` only names it in messages.
     """
     path = Path(path)
-    _check_file(path)
+    if data is None:
+        _check_file(path)
+    elif not data:
+        raise PhotoError(f"{path}: empty file (0 bytes)")
+
+    def source():
+        return io.BytesIO(data) if data is not None else open(path, "rb")
+
     if max_pixels < 1:
         raise ValueError("max_pixels must be positive")
     # Pillow's own bomb guard refuses twice its MAX_IMAGE_PIXELS outright; ours is the one that
@@ -94,13 +105,13 @@ def open_photo(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            with Image.open(path) as img:
+            with source() as fp, Image.open(fp) as img:
                 width, height = img.size
                 if width * height > max_pixels:
                     raise PhotoError(
                         f"{path}: {width}×{height} px is over the limit of {max_pixels:,} pixels"
                     )
-                md, decoder_rotates = _read_before_load(img, path, notes)
+                md, decoder_rotates = _read_before_load(img, source, notes)
                 img.load()  # full decode now: a truncated file fails here, not later
                 _read_after_load(img, md, notes)
                 # recent Pillow TIFF and libheif decoders apply the orientation themselves
@@ -115,7 +126,7 @@ def open_photo(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     except PhotoError:
         raise
     except UnidentifiedImageError as exc:
-        raise PhotoError(f"{path}: {_unidentified(path)}") from exc
+        raise PhotoError(f"{path}: {_unidentified(source)}") from exc
     except Image.DecompressionBombError as exc:  # refused by Pillow before we saw the size
         claimed = re.search(r"\((\d+) pixels\)", str(exc))
         size = f"an image of {int(claimed.group(1)):,} pixels" if claimed else "the image"
@@ -146,8 +157,8 @@ def _check_file(path: Path) -> None:
         raise PhotoError(f"{path}: empty file (0 bytes)")
 
 
-def _unidentified(path: Path) -> str:
-    with open(path, "rb") as fp:
+def _unidentified(source) -> str:
+    with source() as fp:
         head = fp.read(64)
     if head.startswith(b"\xff\xd8"):
         return "a damaged JPEG: its structure is broken and it cannot be decoded"
@@ -164,7 +175,7 @@ def _unidentified(path: Path) -> str:
 # Metadata
 
 
-def _read_before_load(img: Image.Image, path: Path, notes: list[str]):
+def _read_before_load(img: Image.Image, source, notes: list[str]):
     """Metadata that must be read before decoding, the EXIF orientation, and a test of whether
     the decoder applies that orientation itself."""
     fmt = img.format or "unknown"
@@ -177,7 +188,7 @@ def _read_before_load(img: Image.Image, path: Path, notes: list[str]):
         return False
 
     if fmt in ("JPEG", "MPO"):
-        with open(path, "rb") as fp:
+        with source() as fp:
             segments, problem = meta.read_jpeg_segments(fp)
         if problem:
             notes.append(f"JPEG header: {problem}")

@@ -1,0 +1,96 @@
+"""One photo's work, wherever it runs: the file's bytes in, the protected copy's bytes out.
+
+``protect_photo`` is what a folder run's executor (this process, or a Ray actor on another
+machine) does for each photo: decode the bytes, ``protect()``, encode the copy with the photo's
+metadata, and judge those exact bytes as every platform pipeline will serve them. It touches no
+file and no ledger, so the caller — the CLI or the daemon — stays the only writer of the outbox
+and of the record of what was done.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pixcamd.check import judge
+from pixcamd.output import render_jpeg
+from pixcamd.photo import DEFAULT_MAX_PIXELS, open_photo
+from pixcamd.protect import Settings, protect
+
+
+@dataclass
+class Outcome:
+    """What came of one photo. ``data`` is the copy to publish: None when it is held back."""
+
+    name: str
+    data: bytes | None
+    protected: bool
+    report: dict  # protect()'s summary; worst and protected_on from the copy's own check
+    notes: list[str] = field(default_factory=list)  # metadata changed or removed in the copy
+    warnings: list[str] = field(default_factory=list)  # what the decoder said about the input
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> str:
+        return self.report["verdict"]
+
+
+def protect_photo(
+    data: bytes,
+    name: str,
+    models: list,
+    settings: Settings,
+    *,
+    strip_gps: bool = True,
+    keep_unprotected: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    progress: Callable[[int, float], None] | None = None,
+) -> Outcome:
+    """Protect the photo whose file holds ``data`` (``name`` is only for messages).
+
+    Raises ``PhotoError`` for a file that is not a readable photo. The copy's bytes come back
+    when it is protected — judged on those bytes, decoded as any viewer would — or, with
+    ``keep_unprotected``, whatever the verdict (the caller decides where an unprotected copy
+    may go)."""
+    timings: dict[str, float] = {}
+    started = tick = time.perf_counter()
+
+    def lap(what: str) -> None:
+        nonlocal tick
+        now = time.perf_counter()
+        timings[what] = round(now - tick, 3)
+        tick = now
+
+    photo = open_photo(name, max_pixels=max_pixels, data=data)
+    lap("decode")
+    result = protect(photo.image, models, settings, progress=progress)
+    lap("protect")
+    report = result.summary()
+    report["psnr"] = None if math.isinf(result.psnr) else result.psnr
+    protected, copy, notes = result.protected, None, []
+    if protected or keep_unprotected:
+        copy, notes = render_jpeg(
+            result.image,
+            photo.metadata,
+            quality=settings.output_quality,
+            subsampling=settings.output_subsampling,
+            strip_gps=strip_gps,
+        )
+        lap("write")
+        if protected:
+            # The proof is the copy itself, read back as a viewer would read the file.
+            pixels = open_photo(name, data=copy).image
+            check = judge(pixels, models, settings.views, settings.platforms)
+            lap("verify")
+            report.update(worst=check.worst(), protected_on=check.protected_on)
+            report["file_check"] = check.scores
+            if not check.all_low:
+                protected = False
+                report["verdict"] = "unprotected"
+                if not keep_unprotected:
+                    copy = None
+    report.update(protected=protected, metadata_notes=notes)
+    timings["total"] = round(time.perf_counter() - started, 3)
+    return Outcome(name, copy, protected, report, notes, photo.warnings, timings)
