@@ -234,7 +234,15 @@ class Ledger:
 
     # ---- the queue -----------------------------------------------------------------------
 
-    def offer(self, path: str, sha256: str, size: int, mtime_ns: int, fingerprint: str) -> Offer:
+    def offer(
+        self,
+        path: str,
+        sha256: str,
+        size: int,
+        mtime_ns: int,
+        fingerprint: str,
+        redo_done: bool = False,
+    ) -> Offer:
         """A settled file. Same content already handled → nothing to do; new or changed → queued.
 
         * unchanged content: ``unchanged`` — except ``unprotected``/``failed`` rows produced with
@@ -245,6 +253,9 @@ class Ledger:
           is still in the inbox) from a rename and queues a copy again (``queue_copy``) for an
           outbox copy of its own;
         * a row being processed: its content fields are updated and the worker notices (``busy``).
+
+        With ``redo_done`` (folder runs: the user ran again with other settings) a ``done`` row
+        made with other settings is queued again too.
         """
         now = self.clock()
         with self._tx() as db:
@@ -254,7 +265,8 @@ class Ledger:
                 self._update(db, row.id, sha256=sha256, size=size, mtime_ns=mtime_ns)
                 return Offer("busy", self._get(db, row.id))
             if row is not None and row.sha256 == sha256:
-                stale = row.state in ("unprotected", "failed") and row.fingerprint != fingerprint
+                redo = ("unprotected", "failed", "done") if redo_done else ("unprotected", "failed")
+                stale = row.state in redo and row.fingerprint != fingerprint
                 if not stale:
                     if (row.size, row.mtime_ns) != (size, mtime_ns):
                         self._update(db, row.id, size=size, mtime_ns=mtime_ns)
@@ -320,6 +332,16 @@ class Ledger:
                 (now, found[0]),
             )
             return self._get(db, found[0])
+
+    def claim(self, row_id: int) -> Row:
+        """Take this row (a folder run's own order): state processing, one more attempt."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE photos SET state = 'processing', attempts = attempts + 1, "
+                "started_at = ? WHERE id = ?",
+                (self.clock(), row_id),
+            )
+            return self._get(db, row_id)
 
     def requeue_many(self, row_ids: list[int]) -> None:
         """``pixcamd retry``: queued afresh (attempts from 0), in one transaction. The outbox
@@ -438,3 +460,32 @@ def read_only(path: str | Path) -> sqlite3.Connection:
         db = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True, timeout=10)
     db.row_factory = sqlite3.Row
     return db
+
+
+def recover_interrupted(ledger: Ledger, outbox: Path, max_attempts: int) -> list[tuple]:
+    """Rows left ``processing`` by a crash, SIGKILL or Ctrl-C: finish an interrupted
+    publication, or queue the photo again (the interrupted attempt counts towards
+    ``max_attempts``). Returns (row, event, message, level) for the caller to log."""
+    from pixcamd.daemon.fs import publish, sha256_file
+
+    said = []
+    for row in ledger.processing():
+        if row.staged_output and row.staged_sha256 and row.staged_fields:
+            fields = dict(row.staged_fields)
+            state = fields.pop("state")
+            staged, dest = Path(row.staged or ""), outbox / row.staged_output
+            if staged.is_file() and sha256_file(staged) == row.staged_sha256:
+                publish(staged, dest)
+                how = "finished its interrupted publication"
+            else:  # the rename happened (the uploader may already have taken the file)
+                how = "was already published"
+            ledger.finish(row.id, state, **fields)
+            said.append((row, "recovered", f"{how} → {row.staged_output}", "info"))
+        elif row.attempts >= max_attempts:
+            reason = f"interrupted {row.attempts} times (crash or kill mid-photo); gave up"
+            ledger.finish(row.id, "failed", error=reason)
+            said.append((row, "failed", reason, "warning"))
+        else:
+            ledger.retry(row.id, "interrupted mid-photo (stopped)", 0.0)
+            said.append((row, "recovered", "was interrupted mid-photo; queued again", "info"))
+    return said

@@ -21,8 +21,8 @@ from typing import TextIO
 
 from pixcamd.daemon.config import Config, ConfigError
 from pixcamd.daemon.events import EventLog
-from pixcamd.daemon.fs import choose_tmp_dir, publish, sha256_file
-from pixcamd.daemon.ledger import Ledger
+from pixcamd.daemon.fs import choose_tmp_dir, sha256_file
+from pixcamd.daemon.ledger import Ledger, recover_interrupted
 from pixcamd.daemon.notify import Notifier
 from pixcamd.daemon.settings import (
     build_settings,
@@ -221,27 +221,12 @@ class Daemon:
         load_photo(path, self.config.max_pixels)
 
     def _recover(self) -> None:
-        """Rows left ``processing`` by a crash or SIGKILL: finish an interrupted publication, or
-        queue the photo again (the interrupted attempt counts towards max_attempts)."""
-        for row in self.ledger.processing():
-            if row.staged_output and row.staged_sha256 and row.staged_fields:
-                fields = dict(row.staged_fields)
-                state = fields.pop("state")
-                staged, dest = Path(row.staged or ""), self.config.outbox / row.staged_output
-                if staged.is_file() and sha256_file(staged) == row.staged_sha256:
-                    publish(staged, dest)
-                    how = "finished its interrupted publication"
-                else:  # the rename happened (the uploader may already have taken the file)
-                    how = "was already published"
-                self.ledger.finish(row.id, state, **fields)
-                self.log.emit("recovered", row.path, f"{how} → {row.staged_output}")
-            elif row.attempts >= self.config.max_attempts:
-                reason = f"interrupted {row.attempts} times (crash or kill mid-photo); gave up"
-                self.ledger.finish(row.id, "failed", error=reason)
-                self.log.emit("failed", row.path, reason, level="warning", reason=reason)
-            else:
-                self.ledger.retry(row.id, "interrupted mid-photo (daemon stopped)", 0.0)
-                self.log.emit("recovered", row.path, "was interrupted mid-photo; queued again")
+        """Rows left ``processing`` by a crash or SIGKILL (``recover_interrupted``)."""
+        for row, event, message, level in recover_interrupted(
+            self.ledger, self.config.outbox, self.config.max_attempts
+        ):
+            extra = {"reason": message} if event == "failed" else {}
+            self.log.emit(event, row.path, message, level=level, **extra)
 
     def _sweep_tmp(self) -> None:
         """The temp folder is ours alone: anything left there is a dead attempt."""
