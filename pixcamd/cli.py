@@ -173,10 +173,20 @@ def build_parser() -> argparse.ArgumentParser:
         "the platform and the filter will see it (JPEG-90, every view, every model). Exit "
         "status 1 when any photo is left unprotected or cannot be read.",
     )
-    protect.add_argument("files", nargs="+", metavar="IN", help="photos to protect")
+    protect.add_argument(
+        "files",
+        nargs="+",
+        metavar="IN",
+        help="photos, or folders (with --outdir: walked recursively, the tree mirrored)",
+    )
     where = protect.add_mutually_exclusive_group(required=True)
     where.add_argument("-o", "--output", type=Path, metavar="OUT", help="output file (one photo)")
-    where.add_argument("--outdir", type=Path, metavar="DIR", help="folder for the copies")
+    where.add_argument(
+        "--outdir",
+        type=Path,
+        metavar="DIR",
+        help="folder for the copies; a re-run skips what is done (record: DIR/.pixcamd/)",
+    )
     protect.add_argument(
         "--model",
         type=_models,
@@ -252,7 +262,22 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also write copies that could not be protected (never by default)",
     )
-    protect.add_argument("--json", action="store_true", help="machine-readable report")
+    protect.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="with --outdir: protect on a Ray cluster (e.g. 127.0.0.1:6379; local = a private "
+        "one on this machine); needs pip install 'pixcamd[ray]'",
+    )
+    protect.add_argument(
+        "--workers",
+        type=_positive,
+        help="with --ray: how many workers (default: one per GPU, else CPUs ÷ --threads)",
+    )
+    protect.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object per photo as it finishes, then a summary",
+    )
     protect.set_defaults(handler=protect_command.run)
 
     model = commands.add_parser("model", help="install or inspect the quality models")

@@ -280,7 +280,7 @@ def test_protect_command_in_enhance_mode_writes_a_protected_file(
     code = main(["protect", str(source), "-o", str(target), *options, "--json"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    report = json.loads(captured.out)[0]
+    report = json.loads(captured.out.splitlines()[0])
     assert report["verdict"] == "protected" and report["mode"] == "enhance"
     assert report["file_check"]["task"]["brisque"]["center"] > brisque.threshold
     assert f"filter: {report['enhancement']['description']}" in captured.err

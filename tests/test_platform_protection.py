@@ -42,7 +42,7 @@ def brisque_views(img: Image.Image, brisque) -> dict[str, float]:
 def protect_cli(capsys, source, target, platforms: str) -> dict:
     args = ["protect", str(source), "-o", str(target), "--model", "brisque"]
     code = main([*args, "--platforms", platforms, "--json", "--threads", "2"])
-    report = json.loads(capsys.readouterr().out)[0]
+    report = json.loads(capsys.readouterr().out.splitlines()[0])
     assert code == (0 if report["protected"] else 1)
     return report
 

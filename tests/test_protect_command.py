@@ -27,7 +27,9 @@ def photo(tmp_path):
 def run(capsys, *args) -> tuple[int, list[dict], str]:
     code = main(["protect", "--json", *map(str, args)])
     out = capsys.readouterr()
-    return code, json.loads(out.out) if out.out.strip() else [], out.err
+    lines = [json.loads(line) for line in out.out.splitlines()]
+    assert lines and "summary" in lines[-1], out.out  # one object per photo, then the summary
+    return code, lines[:-1], out.err
 
 
 def test_writes_a_protected_jpeg_that_scores_low_after_jpeg90(tmp_path, photo, capsys):
@@ -59,7 +61,7 @@ def test_outdir_keeps_going_past_a_bad_photo(tmp_path, photo, capsys):
     assert code == 1
     assert "broken.jpg" in reports[0]["path"] and "error" in reports[0]
     assert reports[1]["verdict"] == "protected"
-    assert sorted(p.name for p in outdir.iterdir()) == ["garden.jpg"]
+    assert sorted(p.name for p in outdir.iterdir()) == [".pixcamd", "garden.jpg"]  # + the record
     assert "1 of 2 photos protected" in err and "1 could not be read" in err
 
 

@@ -1,51 +1,46 @@
-"""``pixcamd protect``: write protected copies of photos, and say honestly how each one fared."""
+"""``pixcamd protect``: write protected copies of photos and folders, and say honestly how each
+one fared. ``-o OUT`` protects one photo; ``--outdir DIR`` runs ``pixcamd.folders`` (resumable,
+on this machine or a Ray cluster with ``--ray``)."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import torch
 
-from pixcamd.check import verify_file
+from pixcamd.commands.progress import RunProgress
+from pixcamd.daemon.settings import settings_fingerprint
 from pixcamd.errors import PixcamdError
+from pixcamd.executors import JobOptions, LocalExecutor, Task
+from pixcamd.folders import STATE_DIR, FolderRun, Interrupted, Tally, output_key, plan_sources
 from pixcamd.models import load_model
-from pixcamd.output import write_jpeg
-from pixcamd.photo import open_photo
-from pixcamd.protect import Result, Settings, make_settings, protect
-from pixcamd.report import scores_text
-
-
-def plan_outputs(inputs: list[Path], output: Path | None, outdir: Path | None) -> list[Path]:
-    """Where each protected copy goes; refuses collisions and overwriting an original."""
-    if output is not None:
-        if len(inputs) != 1:
-            raise PixcamdError("-o/--output takes one photo; use --outdir DIR for several")
-        targets = [output]
-    else:
-        assert outdir is not None
-        targets = [outdir / f"{p.stem}.jpg" for p in inputs]
-    seen: dict[Path, Path] = {}
-    originals = {p.resolve() for p in inputs}
-    for source, target in zip(inputs, targets, strict=True):
-        if target.resolve() in originals:
-            raise PixcamdError(
-                f"{target}: would overwrite an original photo; choose another output"
-            )
-        if target.resolve() in seen:
-            raise PixcamdError(
-                f"{seen[target.resolve()]} and {source} would both be written to {target}"
-            )
-        seen[target.resolve()] = source
-    return targets
+from pixcamd.output import atomic_write
+from pixcamd.protect import make_settings
 
 
 def run(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
-    names = args.model
-    models = [load_model(name, args.weights, args.device) for name in names]
+    if args.output is not None and len(args.files) != 1:
+        raise PixcamdError("-o/--output takes one photo; use --outdir DIR for several or folders")
+    inputs = [Path(p) for p in args.files]
+    if args.output is not None:
+        if Path(args.output).resolve() == inputs[0].resolve():
+            raise PixcamdError(f"{args.output}: would overwrite an original photo")
+        if inputs[0].is_dir():
+            raise PixcamdError(f"{inputs[0]}: a folder; use --outdir DIR to protect folders")
+        plan = None
+    else:  # every problem with the plan is said before any work is done
+        plan = plan_sources(inputs, args.outdir)
+        originals = {s.path.resolve() for s in plan.sources}
+        for source in plan.sources:
+            if (args.outdir / output_key(source.key)).resolve() in originals:
+                raise PixcamdError(
+                    f"{args.outdir / output_key(source.key)}: would overwrite an original "
+                    "photo; choose another output folder"
+                )
+    models = [load_model(name, args.weights, args.device) for name in args.model]
     for model in models:
         print(f"model {model.name} ({model.fingerprint})", file=sys.stderr)
     try:
@@ -65,88 +60,93 @@ def run(args) -> int:
         )
     except ValueError as exc:
         raise PixcamdError(str(exc)) from None
-    inputs = [Path(p) for p in args.files]
-    outputs = plan_outputs(inputs, args.output, args.outdir)
-    reports, failures, unprotected = [], 0, 0
-    for source, target in zip(inputs, outputs, strict=True):
-        try:
-            report = protect_one(source, target, models, settings, args)
-        except PixcamdError as exc:
-            failures += 1
-            print(f"{source}: error: {exc}", file=sys.stderr)
-            reports.append({"path": str(source), "error": str(exc)})
-            continue
-        unprotected += not report["protected"]
-        reports.append(report)
-    if args.json:
-        json.dump(reports, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    if failures or unprotected:
-        print(
-            f"{len(inputs) - failures - unprotected} of {len(inputs)} photos protected; "
-            f"{unprotected} left unprotected, {failures} could not be read",
-            file=sys.stderr,
-        )
-        return 1
-    return 0
-
-
-def protect_one(source: Path, target: Path, models, settings: Settings, args) -> dict:
-    photo = open_photo(source)
-    for note in photo.warnings:
-        print(f"{source}: {note}", file=sys.stderr)
-    bar = ProgressLine(source.name, sys.stderr)
-    result = protect(photo.image, models, settings, progress=bar.update)
-    bar.close()
-    report = {"path": str(source), **result.summary(), "output": None}
-    if result.protected or args.write_unprotected:
-        notes = write_jpeg(
-            result.image,
-            target,
-            photo.metadata,
-            quality=settings.output_quality,
-            subsampling=settings.output_subsampling,
-            strip_gps=not args.keep_gps,  # the same privacy default as the daemon's
-        )
-        for note in notes:  # what was changed or removed, e.g. the GPS position
-            print(f"{source}: {note}", file=sys.stderr)
-        # The proof is on the file we wrote: read it back and judge it as the platform would.
-        confirmed = verify_file(target, models, settings.views, settings.platforms)
-        report.update(output=str(target), metadata_notes=notes, file_check=confirmed.scores)
-        # What counts is the file: its check decides the verdict, per pipeline and worst.
-        report.update(worst=confirmed.worst(), protected_on=confirmed.protected_on)
-        if not confirmed.all_low and result.protected:
-            report.update(protected=False, verdict="unprotected")
-    print(summary_line(source, report, result), file=sys.stderr if args.json else sys.stdout)
-    return report
-
-
-def summary_line(source: Path, report: dict, result: Result) -> str:
-    scores = scores_text(report.get("file_check") or result.after_jpeg, report["worst"])
-    where = f"→ {report['output']}" if report["output"] else "(not written)"
-    edit = f"; filter: {result.enhancement['description']}" if result.enhancement else ""
-    return (
-        f"{source} {where}: {report['verdict'].upper()} — {scores}{edit}; "
-        f"PSNR {result.psnr:.1f} dB, SSIM {result.ssim:.4f}, L∞ {result.linf}/255, "
-        f"{result.steps} steps, {result.seconds:.1f} s"
+    options = JobOptions(
+        settings,
+        strip_gps=not args.keep_gps,  # the same privacy default as the daemon's
+        keep_unprotected=args.write_unprotected,
     )
+    show = RunProgress(sys.stderr, json_out=sys.stdout if args.json else None)
+    if plan is None:
+        return _one(inputs[0], args.output, models, options, show)
+    for path, why in plan.refused:
+        show.say(f"{path}: refused: {why}")
+    if plan.left_alone:
+        show.say(f"{plan.left_alone} other files left alone (not photos, or ignored names)")
+    executor = _executor(args, models, options, show)
+    label = "+".join(m.name for m in models)
+    folder_run = FolderRun(
+        plan.sources,
+        args.outdir,
+        executor,
+        settings_fingerprint(settings, models),
+        label,
+        write_unprotected=args.write_unprotected,
+        on_photo=show.photo,
+        on_start=show.start,
+    )
+    show.begin(len(plan.sources), executor.describe, args.outdir / STATE_DIR / "ledger.sqlite")
+    try:
+        tally = folder_run.run()
+    except Interrupted as exc:
+        show.end(folder_run.tally)
+        print(f"pixcamd: {exc}", file=sys.stderr)
+        return 130
+    finally:
+        executor.close()
+    show.end(tally)
+    failed = tally.failed + len(plan.refused)
+    return 1 if failed or tally.unprotected else 0
 
 
-class ProgressLine:
-    """``name: step N, worst view 63.2`` redrawn in place on a terminal; silent otherwise."""
+def _executor(args, models, options: JobOptions, show: RunProgress):
+    if getattr(args, "ray", None):
+        from pixcamd.executors.ray import RayExecutor
 
-    def __init__(self, name: str, stream):
-        self.name, self.stream = name, stream
-        self.tty = getattr(stream, "isatty", lambda: False)()
-        self.drawn = False
+        return RayExecutor(
+            args.ray,
+            [m.name for m in models],
+            args.weights,
+            options,
+            workers=args.workers,
+            threads=args.threads or 1,
+        )
+    return LocalExecutor(models, options, progress=show.step)
 
-    def update(self, step: int, worst: float) -> None:
-        if self.tty:
-            self.stream.write(f"\r{self.name}: step {step}, worst view {worst:6.1f}   ")
-            self.stream.flush()
-            self.drawn = True
 
-    def close(self) -> None:
-        if self.drawn:
-            self.stream.write("\n")
-            self.stream.flush()
+def _one(source: Path, target: Path, models, options: JobOptions, show: RunProgress) -> int:
+    """One photo to one named file: no ledger, nothing to resume."""
+    executor = LocalExecutor(models, options, progress=show.step)
+    tally = Tally(total=1)
+    show.begin(1, None, None)
+    try:
+        data = source.read_bytes() if source.is_file() else b""
+    except OSError as exc:
+        raise PixcamdError(f"{source}: cannot read the file ({exc})") from None
+    if not source.is_file():
+        tally.failed = 1
+        show.photo({"path": str(source), "error": f"{source}: no such file"}, tally)
+        show.end(tally)
+        return 1
+    executor.submit(Task(0, str(source), data))
+    show.start(str(source))
+    (done,) = executor.wait()
+    if done.error is not None:
+        if not isinstance(done.error, PixcamdError):
+            raise done.error
+        tally.failed = 1
+        show.photo({"path": str(source), "error": str(done.error)}, tally)
+        show.end(tally)
+        return 1
+    outcome = done.outcome
+    report = {"path": str(source), **outcome.report, "output": None}
+    if outcome.data is not None:
+        atomic_write(outcome.data, target)
+        report["output"] = str(target)
+    if outcome.protected:
+        tally.protected = 1
+    else:
+        tally.unprotected = 1
+    report["warnings"] = outcome.warnings
+    show.photo(report, tally)
+    show.end(tally)
+    return 0 if outcome.protected else 1

@@ -1,0 +1,137 @@
+"""What ``pixcamd protect`` shows while it works.
+
+On a terminal: one overall bar (photos done of all, protected / unprotected / failed, photos per
+hour, time left) and a line for the current photo's steps, drawn by tqdm; each photo's result is
+printed above them. Not on a terminal: plain lines, one per photo. With ``--json``: one JSON
+object per photo on stdout as it finishes, and ``{"summary": …}`` at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from tqdm import tqdm
+
+from pixcamd.folders import Tally
+from pixcamd.report import scores_text
+
+
+class RunProgress:
+    def __init__(self, stream, json_out=None, clock=time.monotonic):
+        self.stream, self.json_out, self.clock = stream, json_out, clock
+        self.tty = getattr(stream, "isatty", lambda: False)()
+        self.bar: tqdm | None = None
+        self.steps: tqdm | None = None
+        self.started = clock()
+        self.total = 0
+
+    # ---- lines -----------------------------------------------------------------------------
+
+    def say(self, line: str) -> None:
+        if self.bar is not None:
+            self.bar.write(line, file=self.stream)
+        else:
+            print(line, file=self.stream, flush=True)
+
+    def _result(self, line: str) -> None:
+        """A photo's result: stdout for a person (stderr when stdout carries JSON)."""
+        import sys
+
+        if self.json_out is not None or self.bar is not None:
+            self.say(line)
+        else:
+            print(line, file=sys.stdout, flush=True)
+
+    # ---- the run -----------------------------------------------------------------------------
+
+    def begin(self, total: int, where: str | None, ledger) -> None:
+        self.total, self.started = total, self.clock()
+        if where is not None:
+            self.say(f"{total} photos; working on {where}; record: {ledger}")
+        if self.tty and total > 1:
+            self.bar = tqdm(total=total, unit="photo", file=self.stream, dynamic_ncols=True)
+        if self.tty:
+            self.steps = tqdm(
+                total=None,
+                bar_format="{desc}",
+                file=self.stream,
+                position=1 if self.bar is not None else 0,
+                leave=False,
+            )
+
+    def start(self, name: str) -> None:
+        self.current = name
+        if self.steps is not None:
+            self.steps.set_description_str(f"{_short(name)}: starting", refresh=True)
+
+    def step(self, step: int, worst: float) -> None:
+        if self.steps is not None:
+            text = f"{_short(getattr(self, 'current', ''))}: step {step}, worst view {worst:6.1f}"
+            self.steps.set_description_str(text, refresh=True)
+
+    def photo(self, report: dict, tally: Tally) -> None:
+        for note in report.get("warnings") or []:
+            self.say(f"{report['path']}: {note}")
+        if not report.get("earlier"):
+            for note in report.get("metadata_notes") or []:  # e.g. the GPS position removed
+                self.say(f"{report['path']}: {note}")
+        self._result(summary_line(report))
+        if self.json_out is not None:
+            print(json.dumps(report, default=str), file=self.json_out, flush=True)
+        if self.bar is not None:
+            self.bar.set_postfix_str(self._postfix(tally), refresh=False)
+            self.bar.update(1)
+
+    def _postfix(self, tally: Tally) -> str:
+        rate = tally.as_dict()["photos_per_hour"]
+        per_hour = f", {rate:.0f}/h" if rate else ""
+        counts = f"{tally.protected} protected, {tally.unprotected} unprotected"
+        return f"{counts}, {tally.failed} failed{per_hour}"
+
+    def end(self, tally: Tally) -> None:
+        for bar in (self.steps, self.bar):
+            if bar is not None:
+                bar.close()
+        self.bar = self.steps = None
+        summary = tally.as_dict()
+        if self.json_out is not None:
+            print(json.dumps({"summary": summary}), file=self.json_out, flush=True)
+        if tally.failed or tally.unprotected or tally.finished < tally.total:
+            earlier = f" ({tally.earlier} by an earlier run)" if tally.earlier else ""
+            self.say(
+                f"{tally.protected} of {tally.total} photos protected{earlier}; "
+                f"{tally.unprotected} left unprotected, {tally.failed} could not be read"
+                + (f", {summary['left']} not done yet" if summary["left"] else "")
+            )
+        elif tally.total > 1:
+            earlier = f" ({tally.earlier} by an earlier run)" if tally.earlier else ""
+            self.say(f"all {tally.total} photos protected{earlier}")
+
+
+def _short(name: str, width: int = 40) -> str:
+    return name if len(name) <= width else "…" + name[-(width - 1) :]
+
+
+def summary_line(report: dict) -> str:
+    """One photo in words: where its copy went, the verdict, scores per pipeline and the worst."""
+    if "error" in report:
+        return f"{report['path']}: error: {report['error']}"
+    source = report["path"]
+    where = f"→ {report['output']}" if report.get("output") else "(not written)"
+    scores = report.get("file_check") or report.get("after_jpeg") or {}
+    text = scores_text(scores, report.get("worst"))
+    if report.get("earlier"):
+        return f"{source} {where}: {str(report['verdict']).upper()} (done by an earlier run)"
+    if report.get("duplicate_of"):
+        twin = report["duplicate_of"]
+        return f"{source} {where}: {str(report['verdict']).upper()} (same photo as {twin})"
+    edit = report.get("enhancement")
+    edit = f"; filter: {edit['description']}" if edit else ""
+    psnr = report.get("psnr")
+    psnr = f"PSNR {psnr:.1f} dB, " if psnr is not None else ""
+    return (
+        f"{source} {where}: {report['verdict'].upper()} — {text}{edit}; "
+        f"{psnr}SSIM {report['ssim']:.4f}, L∞ {report['linf']}/255, "
+        f"{report['steps']} steps, {report['seconds']:.1f} s"
+    )

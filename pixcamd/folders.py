@@ -1,0 +1,420 @@
+"""Folder runs: ``pixcamd protect PHOTO|FOLDER... --outdir DIR`` over a whole archive, resumable.
+
+Folders are walked recursively with the daemon's rules (its photo extensions and ignore patterns;
+symlinks that lead out of the folder are refused, symlinked folders are not entered), and each
+folder's tree is mirrored under ``--outdir`` as ``cp -r`` would (``2019/`` → ``DIR/2019/…``);
+a photo named on its own goes to ``DIR/NAME.jpg``.
+
+The run keeps the daemon's ledger (``pixcamd.daemon.ledger``, one design) in
+``DIR/.pixcamd/ledger.sqlite``, beside the copies it describes, with its staging folder
+``DIR/.pixcamd/tmp`` on the same filesystem. Run the same command again and it skips every photo
+already handled from the same bytes with the same settings (model fingerprints, platforms,
+budget: ``settings_fingerprint``), redoes photos whose bytes or settings changed, retries
+failures, and finishes what an interrupted run left (``recover_interrupted``). A photo that
+keeps its size and modification time is trusted to be unchanged without hashing it again, as
+rsync does.
+
+This module is the only writer of the outdir and the ledger; an executor (``pixcamd.executors``:
+this process, or Ray actors) only turns photo bytes into copy bytes and a report. Publication is
+the daemon's: record the commit, then one rename.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from pixcamd.daemon.config import DEFAULT_EXTENSIONS, DEFAULT_IGNORE
+from pixcamd.daemon.fs import publish, sha256_file
+from pixcamd.daemon.ledger import Ledger, Row, recover_interrupted
+from pixcamd.daemon.watcher import Rules
+from pixcamd.errors import PhotoError, PixcamdError
+from pixcamd.executors import Done, Task
+
+STATE_DIR = ".pixcamd"  # inside the outdir: the run's ledger and staging folder
+MAX_ATTEMPTS = 3  # transient failures (and lost workers) per photo and run
+
+
+@dataclass(frozen=True)
+class Source:
+    path: Path  # the photo
+    key: str  # its name in the ledger and under the outdir, e.g. "2019/May/IMG_1.jpg"
+
+
+@dataclass
+class Plan:
+    sources: list[Source] = field(default_factory=list)
+    refused: list[tuple[Path, str]] = field(default_factory=list)  # found, not taken: why
+    left_alone: int = 0  # other files in the folders: not photos, or ignored names
+
+
+def plan_sources(
+    inputs: Iterable[Path],
+    outdir: Path | None = None,
+    extensions: Iterable[str] = DEFAULT_EXTENSIONS,
+    ignore: Iterable[str] = DEFAULT_IGNORE,
+) -> Plan:
+    """Every photo under ``inputs`` with its key; refuses two photos that would share a copy."""
+    plan, owners = Plan(), {}
+    excluded = [outdir] if outdir is not None else []
+    for given in inputs:
+        given = Path(given)
+        if given.is_dir():
+            if outdir is not None and outdir.resolve() == given.resolve():
+                raise PixcamdError(f"{given}: is the output folder itself")
+            rules = Rules(given, ignore, extensions, excluded)
+            for found, reason in _walk(rules):
+                if reason:
+                    plan.refused.append((found, reason))
+                elif found is None:
+                    plan.left_alone += 1
+                else:
+                    rel = rules.relative(found)
+                    plan.sources.append(Source(found, f"{given.resolve().name}/{rel}"))
+        else:  # a photo named on its own (open_photo says what is wrong with anything else)
+            plan.sources.append(Source(given, given.name))
+    for source in plan.sources:
+        key = output_key(source.key)
+        if key in owners:
+            raise PixcamdError(
+                f"{owners[key].path} and {source.path} would both be written to {key}"
+            )
+        owners[key] = source
+    return plan
+
+
+def _walk(rules: Rules):
+    """(path, "") per photo, (path, why) per refused file, (None, "") per file left alone."""
+    for folder, dirs, files in os.walk(rules.inbox, followlinks=False):
+        here = Path(folder)
+        kept = []
+        for d in sorted(dirs):
+            if rules.ignored_name(d) or rules.excluded_path(here / d):
+                continue
+            if (here / d).is_symlink():
+                yield here / d, "a symlinked folder; not entered"
+                continue
+            kept.append(d)
+        dirs[:] = kept
+        for name in sorted(files):
+            rel, reason = rules.accept(here / name)
+            if rel is None or reason in ("ignored name", "not a photo extension"):
+                yield None, ""
+            elif reason == "symlink out of the inbox":
+                yield here / name, "a symlink that leads out of the folder; not followed"
+            elif reason:
+                yield here / name, reason
+            else:
+                yield here / name, ""
+
+
+def output_key(key: str) -> str:
+    """The copy's path under the outdir: the photo's key with .jpg."""
+    return str(PurePosixPath(key).with_suffix(".jpg"))
+
+
+@dataclass
+class Tally:
+    """What a run did, and what it found done by an earlier one."""
+
+    total: int = 0
+    protected: int = 0
+    unprotected: int = 0
+    failed: int = 0
+    earlier: int = 0  # of those, handled by an earlier run (same bytes, same settings)
+    seconds: float = 0.0  # protecting (this run)
+    done_here: int = 0  # photos this run finished
+
+    @property
+    def finished(self) -> int:
+        return self.protected + self.unprotected + self.failed
+
+    def as_dict(self) -> dict:
+        hours = self.seconds / 3600
+        return {
+            "photos": self.total,
+            "protected": self.protected,
+            "unprotected": self.unprotected,
+            "failed": self.failed,
+            "left": self.total - self.finished,
+            "from_earlier_run": self.earlier,
+            "photos_per_hour": round(self.done_here / hours, 1) if hours > 0 else None,
+        }
+
+
+class Interrupted(PixcamdError):
+    """Ctrl-C: the run stopped cleanly; the same command continues it."""
+
+
+class FolderRun:
+    """Protect ``sources`` into ``outdir`` through ``executor``, remembering it in the ledger.
+
+    ``on_photo(report, tally)`` is called as each photo finishes (or is found done earlier),
+    ``on_start(name)`` as one is handed to the executor.
+    """
+
+    def __init__(
+        self,
+        sources: list[Source],
+        outdir: Path,
+        executor,
+        fingerprint: str,
+        model_label: str,
+        write_unprotected: bool = False,
+        on_photo: Callable[[dict, Tally], None] = lambda report, tally: None,
+        on_start: Callable[[str], None] = lambda name: None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.sources = {s.key: s for s in sources}
+        self.outdir = outdir
+        self.executor = executor
+        self.fingerprint = fingerprint
+        self.model_label = model_label
+        self.write_unprotected = write_unprotected
+        self.on_photo, self.on_start, self.clock = on_photo, on_start, clock
+        self.tally = Tally(total=len(sources))
+        self.ledger: Ledger | None = None
+        self.tmp = outdir / STATE_DIR / "tmp"
+
+    def run(self) -> Tally:
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        for leftover in self.tmp.iterdir():  # ours alone: a dead attempt's staging file
+            leftover.unlink(missing_ok=True)
+        self.ledger = Ledger(self.outdir / STATE_DIR / "ledger.sqlite")
+        try:
+            recover_interrupted(self.ledger, self.outdir, MAX_ATTEMPTS)
+            todo = self._offer_all()
+            self._work(todo)
+        finally:
+            self.ledger.close()
+        return self.tally
+
+    # ---- what there is to do ---------------------------------------------------------------
+
+    def _offer_all(self) -> list[int]:
+        """Row ids to protect, in order; photos handled by an earlier run are reported now."""
+        todo = []
+        for key, source in self.sources.items():
+            try:
+                st = os.stat(source.path)
+            except OSError as exc:
+                self._report_failure(key, f"{source.path}: cannot read the file ({exc})")
+                continue
+            row = self.ledger.get(key)
+            if row is not None and self._still_done(row, st):
+                self._report_earlier(row)
+                continue
+            offer = self.ledger.offer(
+                key,
+                sha256_file(source.path),
+                st.st_size,
+                st.st_mtime_ns,
+                self.fingerprint,
+                redo_done=True,
+            )
+            row = offer.row
+            if offer.action == "duplicate":  # the same photo under another name: its own copy
+                donor = self.ledger.get(row.duplicate_of)
+                if not self._copy_from(row, donor):
+                    todo.append(self.ledger.queue_copy(row.id).id)
+            elif row.state == "failed" or row.state == "queued":
+                todo.append(row.id)  # new, changed, or failed last time: (again) now
+            else:
+                self._report_earlier(row)
+        return todo
+
+    def _copy_from(self, row: Row, donor: Row | None) -> bool:
+        """Publish the copy already made for the same bytes under another name, if it is
+        still there unchanged (a second optimization would give the same pixels)."""
+        if donor is None or not donor.output or not isinstance(donor.report, dict):
+            return False
+        try:
+            data = (self.outdir / donor.output).read_bytes()
+        except OSError:
+            return False
+        if sha256_bytes(data) != donor.report.get("output_sha256"):
+            return False
+        out_rel = output_key(row.path)
+        staged = self.tmp / f"stage-{row.id}.jpg"
+        _write_fsynced(staged, data)
+        fields = {
+            "verdict": donor.verdict,
+            "model": donor.model,
+            "fingerprint": donor.fingerprint,
+            "scores": donor.scores,
+            "psnr": donor.psnr,
+            "report": donor.report,
+            "duplicate_of": donor.duplicate_of or donor.path,
+        }
+        if row.state != "processing":
+            self.ledger.claim(row.id)
+        self.ledger.prepare_commit(
+            row.id, str(staged), out_rel, donor.report["output_sha256"], {**fields, "state": "done"}
+        )
+        publish(staged, self.outdir / out_rel)
+        self.ledger.finish(row.id, "done", output=out_rel, **fields)
+        self.tally.protected += 1
+        report = {
+            **donor.report,
+            "path": str(self.sources[row.path].path),
+            "duplicate_of": donor.path,
+        }
+        report["output"] = str(self.outdir / out_rel)
+        self.on_photo(report, self.tally)
+        return True
+
+    def _still_done(self, row: Row, st: os.stat_result) -> bool:
+        """Handled by an earlier run from these bytes with these settings, its copy in place."""
+        if (row.size, row.mtime_ns) != (st.st_size, st.st_mtime_ns):
+            return False
+        if row.fingerprint != self.fingerprint or row.state not in ("done", "unprotected"):
+            return False
+        return row.output is None or (self.outdir / row.output).is_file()
+
+    # ---- the work ----------------------------------------------------------------------------
+
+    def _work(self, todo: list[int]) -> None:
+        attempts: dict[int, int] = {}
+        busy: dict[int, str] = {}  # row id → sha256 of the photos in flight
+        pending = list(todo)
+        try:
+            while pending or self.executor.in_flight():
+                waiting = []  # the same bytes as a photo in flight: its copy will do
+                while pending and self.executor.in_flight() < self.executor.capacity:
+                    row = self.ledger.by_id(pending.pop(0))
+                    if row.sha256 in busy.values():
+                        waiting.append(row.id)
+                        continue
+                    donor = self.ledger.done_with_sha(row.sha256, row.path)
+                    if donor is not None and self._copy_from(row, donor):
+                        continue
+                    task = self._task(row)
+                    if task is not None:
+                        busy[row.id] = row.sha256
+                        self.executor.submit(task)
+                        self.on_start(task.name)
+                pending[:0] = waiting
+                for done in self.executor.wait(timeout=1.0):
+                    row_id = done.task.key
+                    busy.pop(row_id, None)
+                    attempts[row_id] = attempts.get(row_id, 0) + 1
+                    if self._finish(done, attempts[row_id]):
+                        pending.append(row_id)  # lost or transient: once more, later
+        except KeyboardInterrupt:
+            self.executor.close()
+            for row in self.ledger.processing():  # nothing of theirs was written
+                self.ledger.requeue(row.id)
+            raise Interrupted(
+                f"stopped: {self.tally.finished} of {self.tally.total} photos done; run the "
+                "same command again to continue where this one stopped"
+            ) from None
+
+    def _task(self, row: Row) -> Task | None:
+        source = self.sources[row.path]
+        try:
+            data = source.path.read_bytes()
+        except OSError as exc:
+            self.ledger.finish(row.id, "failed", error=f"cannot read the file ({exc})")
+            self._report_failure(row.path, f"{source.path}: cannot read the file ({exc})", row)
+            return None
+        digest = sha256_bytes(data)
+        if digest != row.sha256:  # changed since it was planned: record what is protected
+            st = os.stat(source.path)
+            self.ledger.offer(row.path, digest, st.st_size, st.st_mtime_ns, self.fingerprint, True)
+        self.ledger.claim(row.id)
+        return Task(row.id, str(source.path), data)
+
+    def _finish(self, done: Done, attempt: int) -> bool:
+        """Record and publish one finished photo; True when it should be tried again."""
+        row = self.ledger.by_id(done.task.key)
+        if done.error is not None:
+            reason = f"{type(done.error).__name__}: {done.error}"
+            if isinstance(done.error, PhotoError):
+                self.ledger.finish(row.id, "failed", error=str(done.error), model=self.model_label)
+                self._report_failure(row.path, str(done.error), row)
+                return False
+            if attempt < MAX_ATTEMPTS:
+                what = "the worker was lost mid-photo" if done.lost else reason
+                self.ledger.retry(row.id, what, 0.0)
+                return True
+            why = f"gave up after {attempt} attempts: {reason}"
+            self.ledger.finish(row.id, "failed", error=why, model=self.model_label)
+            self._report_failure(row.path, why, row)
+            return False
+        outcome = done.outcome
+        self.tally.seconds += outcome.timings.get("total", 0.0)
+        self.tally.done_here += 1
+        report = {"path": str(self.sources[row.path].path), **outcome.report, "output": None}
+        state = "done" if outcome.protected else "unprotected"
+        fields = dict(
+            verdict=outcome.verdict,
+            model=self.model_label,
+            fingerprint=self.fingerprint,
+            scores={"before": outcome.report["before"], "file": outcome.report.get("file_check")},
+            psnr=outcome.report.get("psnr"),
+            seconds=outcome.timings.get("total"),
+            timings=outcome.timings,
+            report=outcome.report,
+            error=None if outcome.protected else "not protected",
+            duplicate_of=None,
+        )
+        ship = outcome.data is not None and (outcome.protected or self.write_unprotected)
+        if ship:
+            out_rel = row.output or output_key(row.path)
+            staged = self.tmp / f"stage-{row.id}.jpg"
+            _write_fsynced(staged, outcome.data)
+            digest = sha256_bytes(outcome.data)
+            fields["report"] = {**outcome.report, "output_sha256": digest}  # what a copy reuses
+            self.ledger.prepare_commit(
+                row.id, str(staged), out_rel, digest, {**fields, "state": state}
+            )
+            publish(staged, self.outdir / out_rel)
+            self.ledger.finish(row.id, state, output=out_rel, **fields)
+            report["output"] = str(self.outdir / out_rel)
+        else:
+            self.ledger.finish(row.id, state, output=None, **fields)
+        if outcome.protected:
+            self.tally.protected += 1
+        else:
+            self.tally.unprotected += 1
+        report["warnings"] = outcome.warnings
+        self.on_photo(report, self.tally)
+        return False
+
+    # ---- reporting -------------------------------------------------------------------------
+
+    def _report_earlier(self, row: Row) -> None:
+        self.tally.earlier += 1
+        report = dict(row.report or {})
+        report.update(
+            path=str(self.sources[row.path].path),
+            output=str(self.outdir / row.output) if row.output else None,
+            verdict=row.verdict,
+            protected=row.state == "done",
+            earlier=True,
+        )
+        if row.state == "done":
+            self.tally.protected += 1
+        else:
+            self.tally.unprotected += 1
+        self.on_photo(report, self.tally)
+
+    def _report_failure(self, key: str, reason: str, row: Row | None = None) -> None:
+        self.tally.failed += 1
+        path = self.sources[key].path if key in self.sources else key
+        self.on_photo({"path": str(path), "error": reason}, self.tally)
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _write_fsynced(path: Path, data: bytes) -> None:
+    with open(path, "wb") as fp:
+        fp.write(data)
+        fp.flush()
+        os.fsync(fp.fileno())

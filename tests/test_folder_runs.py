@@ -1,0 +1,176 @@
+"""Folder runs: ``pixcamd protect FOLDER --outdir DIR`` on real trees, resumed, interrupted."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from tinybiqa import synthetic_photo
+
+from pixcamd.cli import main
+from pixcamd.daemon.ledger import read_only
+
+FAST = ["--model", "brisque", "--views", "center", "--steps", "20", "--platforms", "task"]
+
+
+@pytest.fixture
+def album(tmp_path) -> Path:
+    """2019/ with a sub-folder, a non-photo, an ignored sync temp file and a symlink out."""
+    root = tmp_path / "2019"
+    (root / "May").mkdir(parents=True)
+    synthetic_photo(800, 600, 0).save(root / "beach.png")
+    synthetic_photo(800, 600, 1).save(root / "May" / "garden.jpg", quality=95)
+    (root / "notes.txt").write_text("not a photo")
+    synthetic_photo(64, 48, 2).save(root / ".syncthing.beach.png.tmp", format="PNG")
+    outside = tmp_path / "elsewhere.jpg"
+    synthetic_photo(640, 480, 3).save(outside, quality=95)
+    (root / "link.jpg").symlink_to(outside)
+    return root
+
+
+def run(capsys, *args) -> tuple[int, list[dict], dict, str]:
+    code = main(["protect", "--json", *map(str, args)])
+    out = capsys.readouterr()
+    lines = [json.loads(line) for line in out.out.splitlines()]
+    return code, lines[:-1], lines[-1]["summary"], out.err
+
+
+def copies(outdir: Path) -> dict[str, int]:
+    """Every copy under the outdir (the record folder left out) → its mtime."""
+    return {
+        p.relative_to(outdir).as_posix(): p.stat().st_mtime_ns
+        for p in outdir.rglob("*")
+        if p.is_file() and ".pixcamd" not in p.parts
+    }
+
+
+def test_a_folder_is_mirrored_and_a_rerun_does_no_work_twice(tmp_path, album, capsys):
+    outdir = tmp_path / "out"
+    code, reports, summary, err = run(capsys, album, "--outdir", outdir, *FAST)
+    assert code == 1, err  # the symlink out of the folder is refused, and said so
+    assert "link.jpg: refused: a symlink that leads out of the folder" in err
+    assert "2 other files left alone" in err  # notes.txt and the sync tool's temp file
+    assert sorted(copies(outdir)) == ["2019/May/garden.jpg", "2019/beach.jpg"]
+    assert {r["verdict"] for r in reports} == {"protected"}
+    assert summary | {"photos_per_hour": None} == {
+        "photos": 2,
+        "protected": 2,
+        "unprotected": 0,
+        "failed": 0,
+        "left": 0,
+        "from_earlier_run": 0,
+        "photos_per_hour": None,
+    }
+    assert summary["photos_per_hour"] > 0
+    with Image.open(outdir / "2019" / "beach.jpg") as written:
+        assert written.format == "JPEG" and written.size == (800, 600)
+    (album / "link.jpg").unlink()  # the user removes what was refused
+
+    before = copies(outdir)
+    code, reports, summary, err = run(capsys, album, "--outdir", outdir, *FAST)
+    assert code == 0, err
+    assert all(r.get("earlier") for r in reports) and summary["from_earlier_run"] == 2
+    assert copies(outdir) == before  # nothing rewritten
+    assert "done by an earlier run" in err
+
+    # one photo changes: only it is done again; other settings: every photo again
+    synthetic_photo(800, 600, 7).save(album / "May" / "garden.jpg", quality=95)
+    code, reports, summary, err = run(capsys, album, "--outdir", outdir, *FAST)
+    assert code == 0, err
+    assert [Path(r["path"]).name for r in reports if not r.get("earlier")] == ["garden.jpg"]
+    assert copies(outdir)["2019/beach.jpg"] == before["2019/beach.jpg"]
+    assert copies(outdir)["2019/May/garden.jpg"] != before["2019/May/garden.jpg"]
+    code, reports, summary, err = run(capsys, album, "--outdir", outdir, *FAST, "--epsilon", "5")
+    assert code == 0, err
+    assert summary["from_earlier_run"] == 0 and summary["protected"] == 2
+
+
+def test_failures_are_retried_and_the_same_photo_twice_is_optimized_once(
+    tmp_path, capsys, monkeypatch
+):
+    root = tmp_path / "trip"
+    (root / "a").mkdir(parents=True)
+    (root / "b").mkdir()
+    synthetic_photo(800, 600, 8).save(root / "a" / "sea.jpg", quality=95)
+    (root / "b" / "sea.jpg").write_bytes((root / "a" / "sea.jpg").read_bytes())  # two albums
+    (root / "b" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a whole jpeg")
+    outdir = tmp_path / "out"
+
+    import pixcamd.job
+
+    calls = []
+    real = pixcamd.job.protect
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pixcamd.job, "protect", counted)
+    code, reports, summary, err = run(capsys, root, "--outdir", outdir, *FAST)
+    assert code == 1
+    assert len(calls) == 1  # the second sea.jpg is the first one's copy
+    a, b = (outdir / "trip" / "a" / "sea.jpg"), (outdir / "trip" / "b" / "sea.jpg")
+    assert a.read_bytes() == b.read_bytes()
+    assert any("same photo as trip/a/sea.jpg" in line for line in err.splitlines())
+    (failed,) = [r for r in reports if "error" in r]
+    assert "broken.jpg" in failed["path"] and "cannot decode" in failed["error"]
+    assert summary["failed"] == 1 and summary["protected"] == 2
+
+    # the failure is tried again on the next run (and fails again, said again)
+    code, reports, summary, err = run(capsys, root, "--outdir", outdir, *FAST)
+    assert code == 1 and summary["failed"] == 1 and summary["from_earlier_run"] == 2
+    # the user replaces the broken file: now it is protected
+    synthetic_photo(800, 600, 10).save(root / "b" / "broken.jpg", quality=95)
+    code, reports, summary, err = run(capsys, root, "--outdir", outdir, *FAST)
+    assert code == 0, err
+    assert (outdir / "trip" / "b" / "broken.jpg").is_file()
+    db = read_only(outdir / ".pixcamd" / "ledger.sqlite")
+    states = dict(db.execute("SELECT path, state FROM photos").fetchall())
+    assert states == {
+        "trip/a/sea.jpg": "done",
+        "trip/b/sea.jpg": "done",
+        "trip/b/broken.jpg": "done",
+    }
+
+
+def test_plain_lines_when_not_a_terminal_and_ctrl_c_stops_cleanly(tmp_path):
+    """A real ``pixcamd protect`` process: lines on a pipe; SIGINT mid-run leaves no partial
+    file and the same command continues where it stopped."""
+    root = tmp_path / "big"
+    root.mkdir()
+    for k, seed in enumerate((0, 1, 2, 7)):
+        synthetic_photo(800, 600, seed).save(root / f"p{k}.png")
+    outdir = tmp_path / "out"
+    command = [sys.executable, "-m", "pixcamd", "protect", str(root), "--outdir", str(outdir)]
+    command += [*FAST, "--steps", "60", "--threads", "1"]
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    first = proc.stdout.readline()  # the first photo's line: then interrupt the second
+    assert "PROTECTED" in first and "→" in first, first
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "run the same command again to continue" in err
+    assert "\r" not in first + out  # plain lines, no bar drawn on a pipe
+    done = copies(outdir)
+    assert 1 <= len(done) < 4
+    leftovers = [p for p in (outdir / ".pixcamd" / "tmp").iterdir()]
+    assert not leftovers and all(n.endswith(".jpg") for n in done)
+
+    again = subprocess.run([*command, "--json"], capture_output=True, text=True, env=env)
+    assert again.returncode == 0, again.stderr
+    lines = [json.loads(line) for line in again.stdout.splitlines()]
+    redone = [r for r in lines[:-1] if not r.get("earlier")]
+    assert len(redone) == 4 - len(done)  # what the first run finished is not done again
+    assert lines[-1]["summary"]["protected"] == 4
+    assert len(copies(outdir)) == 4
