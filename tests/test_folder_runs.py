@@ -174,3 +174,38 @@ def test_plain_lines_when_not_a_terminal_and_ctrl_c_stops_cleanly(tmp_path):
     assert len(redone) == 4 - len(done)  # what the first run finished is not done again
     assert lines[-1]["summary"]["protected"] == 4
     assert len(copies(outdir)) == 4
+
+
+def test_on_a_terminal_one_overall_bar_and_the_current_photos_steps(tmp_path):
+    """Stderr on a real pseudo-terminal (160 columns): tqdm's bar with the counts and rate, and
+    the current photo's step line."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    root = tmp_path / "few"
+    root.mkdir()
+    for k, seed in enumerate((0, 1)):
+        synthetic_photo(800, 600, seed).save(root / f"p{k}.png")
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 160, 0, 0))
+    command = [sys.executable, "-m", "pixcamd", "protect", str(root), "--outdir"]
+    proc = subprocess.Popen(
+        [*command, str(tmp_path / "out"), *FAST], stdout=slave, stderr=slave, close_fds=True
+    )
+    os.close(slave)
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the other side closed
+            break
+        if not chunk:
+            break
+        screen += chunk
+    assert proc.wait(timeout=120) == 0
+    text = screen.decode()
+    assert "2/2 [" in text and "2 protected, 0 unprotected, 0 failed" in text
+    assert "p0.png: step 1, worst view" in text
+    assert "/h]" in text  # photos per hour
