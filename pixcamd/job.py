@@ -14,10 +14,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import pixcamd.protect
 from pixcamd.check import judge
 from pixcamd.output import render_jpeg
 from pixcamd.photo import DEFAULT_MAX_PIXELS, open_photo
-from pixcamd.protect import Settings, protect
+from pixcamd.protect import Settings
 
 
 @dataclass
@@ -65,7 +66,7 @@ def protect_photo(
 
     photo = open_photo(name, max_pixels=max_pixels, data=data)
     lap("decode")
-    result = protect(photo.image, models, settings, progress=progress)
+    result = pixcamd.protect.protect(photo.image, models, settings, progress=progress)
     lap("protect")
     report = result.summary()
     report["psnr"] = None if math.isinf(result.psnr) else result.psnr

@@ -304,7 +304,7 @@ def test_a_failed_write_is_retried_with_the_pixels_already_protected(
     import pixcamd.output
     import pixcamd.protect
 
-    real_protect, real_write = pixcamd.protect.protect, pixcamd.output.write_jpeg
+    real_protect, real_write = pixcamd.protect.protect, pixcamd.output.atomic_write
     calls = {"protect": 0, "write": 0}
 
     def counted(*args, **kwargs):
@@ -318,7 +318,7 @@ def test_a_failed_write_is_retried_with_the_pixels_already_protected(
         return real_write(*args, **kwargs)
 
     monkeypatch.setattr(pixcamd.protect, "protect", counted)
-    monkeypatch.setattr(pixcamd.output, "write_jpeg", full_once)
+    monkeypatch.setattr(pixcamd.output, "atomic_write", full_once)
     config = make_config(tmp_path, retry_backoff=0.1)
     real_photo(config.inbox / "a.jpg")
     with running(config, [brisque]):

@@ -103,16 +103,16 @@ def test_failures_are_retried_and_the_same_photo_twice_is_optimized_once(
     (root / "b" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a whole jpeg")
     outdir = tmp_path / "out"
 
-    import pixcamd.job
+    import pixcamd.protect
 
     calls = []
-    real = pixcamd.job.protect
+    real = pixcamd.protect.protect
 
     def counted(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(pixcamd.job, "protect", counted)
+    monkeypatch.setattr(pixcamd.protect, "protect", counted)
     code, reports, summary, err = run(capsys, root, "--outdir", outdir, *FAST)
     assert code == 1
     assert len(calls) == 1  # the second sea.jpg is the first one's copy

@@ -27,7 +27,7 @@ from pathlib import Path, PurePosixPath
 
 from pixcamd.daemon.config import Config
 from pixcamd.daemon.events import EventLog
-from pixcamd.daemon.fs import inside, publish, sha256_file
+from pixcamd.daemon.fs import inside, publish
 from pixcamd.daemon.ledger import Ledger, Row
 from pixcamd.errors import PhotoError
 from pixcamd.report import scores_text
@@ -210,13 +210,13 @@ class Worker:
                 f"same content as {source}, whose copy has left the outbox: protected anew",
             )
             return False
-        from pixcamd.output import atomic_write
+        from pixcamd import output
 
         self._checkpoint()
         out_rel = self.output_name(row)
         staged = self.tmp_dir / f"stage-{row.id}-{row.attempts}.jpg"
         data, digest = published
-        atomic_write(data, staged, self.tmp_dir)
+        output.atomic_write(data, staged, self.tmp_dir)
         fields = dict(
             verdict=donor.verdict,
             model=donor.model,
@@ -321,39 +321,9 @@ class Worker:
         return candidate
 
     def _protect_and_publish(self, row: Row) -> None:
-        from pixcamd.check import verify_file
-        from pixcamd.output import write_jpeg
-        from pixcamd.photo import open_photo
-        from pixcamd.protect import protect
+        from pixcamd.job import protect_photo  # torch and the models: not for `pixcamd status`
 
-        timings: dict[str, float] = {}
-        started = tick = time.perf_counter()
-
-        def lap(name: str) -> None:
-            nonlocal tick
-            now = time.perf_counter()
-            timings[name] = round(now - tick, 3)
-            tick = now
-
-        src = self.inbox / row.path
-        if not os.path.lexists(src):
-            raise Vanished()
-        if src.is_symlink() and not inside(src.resolve(), self.inbox):
-            raise Refused(f"{row.path}: a symlink that leads out of the inbox; not followed")
-        before = os.stat(src)
-        photo = open_photo(src, max_pixels=self.config.max_pixels)
-        after = os.stat(src)
-        signature = (after.st_size, after.st_mtime_ns)
-        if signature != (before.st_size, before.st_mtime_ns) or signature != (
-            row.size,
-            row.mtime_ns,
-        ):
-            raise Changed()
-        for note in photo.warnings:
-            self.log.emit("photo_note", row.path, note, level="debug")
-        lap("decode")
-        self._checkpoint()
-
+        data = self._read(row)
         settings = self._settings_for(row.degrade)
         models = self.models
         moved = settings.device == "cpu" and str(self.settings.device) != "cpu"
@@ -362,92 +332,103 @@ class Worker:
         try:
             kept = self._kept.get(row.id)
             if kept is not None and kept[:2] == (row.sha256, self.fingerprint):
-                result = kept[2]  # only the write failed last time: no second optimization
+                outcome = kept[2]  # only the write failed last time: no second optimization
                 note = "the protected pixels of the last attempt (only its write failed)"
                 self.log.emit("reused", row.path, note)
             else:
-                result = protect(photo.image, models, settings, progress=self._progress)
-                # Kept until the photo is finished: if writing or publishing fails (a full
-                # disk), the retry writes these pixels instead of optimizing again.
-                self._kept = {row.id: (row.sha256, self.fingerprint, result)}
-            lap("protect")
-            self._checkpoint()
-            protected = result.protected
-            file_check = None
-            ship = protected or self.config.on_unprotected == "ship"
-            out_rel = self.output_name(row)
-            staged = self.tmp_dir / f"stage-{row.id}-{row.attempts}.jpg"
-            notes: list[str] = []
-            if ship:
-                notes = write_jpeg(
-                    result.image,
-                    staged,
-                    photo.metadata,
-                    quality=settings.output_quality,
-                    subsampling=settings.output_subsampling,
+                outcome = protect_photo(
+                    data,
+                    row.path,
+                    models,
+                    settings,
                     strip_gps=self.config.strip_gps,
-                    tmp_dir=self.tmp_dir,
+                    keep_unprotected=self.keeps_unprotected,
+                    max_pixels=self.config.max_pixels,
+                    progress=self._progress,
                 )
-                lap("write")
-                if protected:
-                    # The proof is the written file, judged as the platform will see it.
-                    file_check = verify_file(staged, models, settings.views, settings.platforms)
-                    lap("verify")
-                    if not file_check.all_low:
-                        protected = False
-                        if self.config.on_unprotected != "ship":
-                            staged.unlink(missing_ok=True)
-                            ship = False
+                # Kept until the photo is finished: if writing or publishing fails (a full
+                # disk), the retry writes these bytes instead of optimizing again.
+                self._kept = {row.id: (row.sha256, self.fingerprint, outcome)}
         finally:
             if moved:
                 for m in self.models:
                     m.to(self.settings.device)
+        self.publish_outcome(row, outcome)
 
-        summary = result.summary()
-        verdict = summary["verdict"] if protected else "unprotected"
-        # What counts is the written file's check where there is one: it is what ships.
-        scores, worst, protected_on = result.after_jpeg, result.worst, result.protected_on
-        if file_check is not None:
-            scores, worst = file_check.scores, file_check.worst()
-            protected_on = file_check.protected_on
-            summary.update(worst=worst, protected_on=protected_on)
-        # Enhancement mode: what the colour filter did, in words (its parameters are in report).
-        edit = result.enhancement["description"] if result.enhancement else None
+    @property
+    def keeps_unprotected(self) -> bool:
+        """Whether an unprotected copy is wanted at all: shipped, or held for a person."""
+        return self.config.on_unprotected == "ship" or self.config.hold_dir is not None
+
+    def _read(self, row: Row) -> bytes:
+        """The source's bytes, as they were when the ledger settled them."""
+        src = self.inbox / row.path
+        if not os.path.lexists(src):
+            raise Vanished()
+        if src.is_symlink() and not inside(src.resolve(), self.inbox):
+            raise Refused(f"{row.path}: a symlink that leads out of the inbox; not followed")
+        before = os.stat(src)
+        try:
+            data = src.read_bytes()
+        except OSError as exc:
+            raise PhotoError(f"{row.path}: cannot read the file ({exc})") from exc
+        after = os.stat(src)
+        signature = (after.st_size, after.st_mtime_ns)
+        if signature != (before.st_size, before.st_mtime_ns) or signature != (
+            row.size,
+            row.mtime_ns,
+        ):
+            raise Changed()
+        self._checkpoint()
+        return data
+
+    def publish_outcome(self, row: Row, outcome) -> None:
+        """Ship, hold or record one photo's ``pixcamd.job.Outcome`` (from this process or a
+        Ray worker): the copy's bytes were judged as every pipeline serves them before they
+        came back; here they are staged, recorded, and published with one rename."""
+        from pixcamd import output
+
+        started = time.perf_counter()
+        for note in outcome.warnings:
+            self.log.emit("photo_note", row.path, note, level="debug")
+        self._checkpoint()
+        report = outcome.report
+        protected = outcome.protected
+        ship = outcome.data is not None and (protected or self.config.on_unprotected == "ship")
+        out_rel = self.output_name(row)
+        verdict = report["verdict"] if protected else "unprotected"
+        scores, worst, protected_on = report["after_jpeg"], report["worst"], report["protected_on"]
+        if report.get("file_check") is not None:  # the copy's own check: it is what ships
+            scores = report["file_check"]
+        edit = report["enhancement"]["description"] if report.get("enhancement") else None
         edit_text = f"; filter: {edit}" if edit else ""
-        timings["total"] = round(time.perf_counter() - started, 3)
+        timings = dict(outcome.timings)
+        notes = outcome.notes
         fields = dict(
             state="done" if protected else "unprotected",
             verdict=verdict,
             model=self.model_label,
             fingerprint=self.fingerprint,
             scores={
-                "before": result.before,
-                "after_jpeg": result.after_jpeg,
-                "file": file_check.scores if file_check is not None else None,
+                "before": report["before"],
+                "after_jpeg": report["after_jpeg"],
+                "file": report.get("file_check"),
             },
-            psnr=None if math.isinf(result.psnr) else round(result.psnr, 3),
-            seconds=timings["total"],
+            psnr=None if report.get("psnr") is None else round(report["psnr"], 3),
+            seconds=timings.get("total"),
             timings=timings,
-            report={**summary, "metadata_notes": notes},
+            report=report,
             error=None if protected else "not protected: " + scores_text(scores, worst),
             duplicate_of=None,
         )
 
         if not ship:  # held back: never in the outbox
-            self._checkpoint()
             held = None
-            if self.config.hold_dir is not None:
+            if self.config.hold_dir is not None and outcome.data is not None:
                 held_path = self.config.hold_dir / out_rel
                 held_path.parent.mkdir(parents=True, exist_ok=True)
-                write_jpeg(
-                    result.image,
-                    held_path,
-                    photo.metadata,
-                    quality=settings.output_quality,
-                    subsampling=settings.output_subsampling,
-                    strip_gps=self.config.strip_gps,
-                    tmp_dir=self.config.hold_dir,  # for people, not uploaders: no need to hide
-                )
+                # for people, not uploaders: no need to hide the temp file
+                output.atomic_write(outcome.data, held_path, self.config.hold_dir)
                 held = str(held_path)
             state = fields.pop("state")
             self.ledger.finish(row.id, state, output=None, held=held, **fields)
@@ -468,26 +449,30 @@ class Worker:
             )
             return
 
+        staged = self.tmp_dir / f"stage-{row.id}-{row.attempts}.jpg"
+        output.atomic_write(outcome.data, staged, self.tmp_dir)
+        timings["publish"] = round(time.perf_counter() - started, 3)
         # Publish: record the commit, then one rename into the outbox (see ledger.recover).
         current = self.ledger.by_id(row.id)
         if current is None or current.sha256 != row.sha256:
             staged.unlink(missing_ok=True)
             raise Changed()
         self._checkpoint()
-        digest = sha256_file(staged)
-        fields["report"] = {**fields["report"], "output_sha256": digest}  # what a copy reuses
+        digest = hashlib.sha256(outcome.data).hexdigest()
+        fields["report"] = {**report, "output_sha256": digest}  # what a copy reuses
         state = fields.pop("state")
         self._commit(row, staged, out_rel, digest, state, fields)
         self._kept.pop(row.id, None)
         # what the copy no longer carries, said where the user reads (the GPS position above all)
         gone = [n for n in notes if "removed" in n or "zeroed" in n]
         removed = f"; metadata: {'; '.join(gone)}" if gone else ""
+        psnr = f"; PSNR {report['psnr']:.1f} dB" if report.get("psnr") is not None else ""
         if protected:
             self.log.emit(
                 "protected",
                 row.path,
                 f"{verdict} → {out_rel} — {scores_text(scores, worst)}"
-                f"{edit_text}; PSNR {result.psnr:.1f} dB, {fields['seconds']:.1f} s{removed}",
+                f"{edit_text}{psnr}, {fields['seconds']:.1f} s{removed}",
                 output=out_rel,
                 filter=edit,
                 verdict=verdict,
