@@ -87,3 +87,40 @@ def brisque():
     from pixcamd.models import load_model
 
     return load_model("brisque")
+
+
+# ---- a real Ray cluster (tests/raycluster.py) ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ray_env():
+    """What every Ray process of a test module runs with, this one (the driver) included:
+    token authentication on, with a token of its own; no usage statistics sent anywhere."""
+    import secrets
+    import sys
+
+    pytest.importorskip("ray")
+    from raycluster import reread_auth_settings
+
+    if sys.platform != "linux":
+        pytest.skip("the Ray cluster fixtures find their processes in /proc")
+    settings = {
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": secrets.token_hex(32),
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in settings.items():
+            mp.setenv(key, value)
+        reread_auth_settings()
+        yield dict(os.environ)
+    reread_auth_settings()  # the environment as it was, for whatever runs next
+
+
+@pytest.fixture(scope="module")
+def cluster(ray_env) -> str:
+    """A head and a second node, one CPU each, on 127.0.0.1; yields the address."""
+    from raycluster import ray_cluster
+
+    with ray_cluster(2, ray_env) as running:
+        yield running.address

@@ -1,0 +1,116 @@
+"""A real Ray cluster on this machine for the tests: ``ray start`` once per node, one CPU each,
+token authentication on, every process found and stopped by its session afterwards (any other
+Ray on the machine is left alone). The fixtures ``ray_env`` and ``cluster`` (conftest.py) use it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+RAY = Path(sys.executable).parent / "ray"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def session_processes(sids: set[int]) -> list[int]:
+    """Live processes in these sessions: everything a ``ray start`` we ran left behind (each was
+    started in a session of its own), and nothing of any other Ray on this machine."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rpartition(")")[2].split()  # after "pid (comm)": state ppid pgrp session
+        if fields[0] != "Z" and int(fields[3]) in sids:
+            pids.append(int(entry.name))
+    return pids
+
+
+def stop_sessions(sids: set[int]) -> None:
+    for sig, grace in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 10.0)):
+        for pid in session_processes(sids):
+            with contextlib.suppress(ProcessLookupError):  # gone meanwhile
+                os.kill(pid, sig)
+        deadline = time.monotonic() + grace
+        while session_processes(sids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if not session_processes(sids):
+            return
+
+
+def ray_start(args: list[str], env: dict, sids: set[int]) -> None:
+    proc = subprocess.Popen(
+        [str(RAY), "start", *args],
+        env=env,
+        start_new_session=True,  # its daemons keep this session: teardown finds them all by it
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    sids.add(proc.pid)
+    out, _ = proc.communicate(timeout=120)
+    if proc.returncode != 0:
+        raise RuntimeError(f"ray start {' '.join(args)} failed:\n{out}")
+
+
+def reread_auth_settings() -> None:
+    """Ray reads RAY_AUTH_MODE/RAY_AUTH_TOKEN once per process, when it is imported — long
+    before this module's fixture sets them for the driver: make it read them again (what Ray's
+    own tests do). Rays older than token authentication ignore those settings anyway."""
+    try:
+        from ray._private.authentication_test_utils import reset_auth_token_state
+    except ImportError:
+        return
+    reset_auth_token_state()
+
+
+@dataclass
+class Cluster:
+    address: str
+    nodes: list[set[int]]  # per node (the head first): the sessions its processes run in
+
+
+@contextlib.contextmanager
+def ray_cluster(nodes: int, env: dict):
+    """``nodes`` Ray nodes of one CPU each on 127.0.0.1 (the first is the head), all stopped and
+    their folder removed on the way out — a failed start included."""
+    # Ray's socket paths must stay under 108 characters: a short folder right under /tmp.
+    temp = Path(tempfile.mkdtemp(prefix="pxray", dir="/tmp"))
+    port = free_port()
+    common = ["--num-cpus", "1", "--disable-usage-stats", "--temp-dir", str(temp)]
+    common += ["--object-store-memory", str(100 * 2**20)]
+    cluster = Cluster(f"127.0.0.1:{port}", [])
+    try:
+        for i in range(nodes):
+            cluster.nodes.append(set())
+            if i == 0:
+                head = ["--head", "--node-ip-address", "127.0.0.1", "--port", str(port)]
+                ray_start([*head, "--include-dashboard=false", *common], env, cluster.nodes[0])
+            else:
+                ray_start(["--address", cluster.address, *common], env, cluster.nodes[i])
+        yield cluster
+    finally:
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
+        everything = set().union(*cluster.nodes)
+        stop_sessions(everything)
+        left = session_processes(everything)
+        subprocess.run(["rm", "-rf", str(temp)], check=False)
+    assert not left, f"Ray processes left behind: {left}"
