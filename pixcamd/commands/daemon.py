@@ -246,6 +246,8 @@ def config_check(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise PixcamdError(f"device: {exc}") from None
     notes = [f"# {note}"]
+    if config.executor == "ray":  # does the cluster answer? (it can go away later: run says so)
+        notes.append(f"# {_probe_cluster(config.ray_address)}")
     if config.outbox.is_dir():
         derived["tmp_dir"] = str(choose_tmp_dir(config, create=False))
     else:
@@ -253,6 +255,17 @@ def config_check(args: argparse.Namespace) -> int:
     sys.stdout.write(render_effective(config, derived))
     sys.stdout.write("\n".join(notes) + "\n")
     return 0
+
+
+def _probe_cluster(address: str) -> str:
+    from pixcamd.executors.ray import reachable
+
+    if address == "local":
+        return 'ray_address "local": the daemon starts a private Ray on this machine'
+    why = reachable(address)
+    if why is not None:
+        raise PixcamdError(f"ray_address: the Ray cluster at {address} is unreachable: {why}")
+    return f"the Ray cluster at {address} answers"
 
 
 def retry_photos(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ import difflib
 import json
 import math
 import os
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -507,6 +508,47 @@ SCHEMA: tuple[Option, ...] = (
         _number(0, 7 * 86400, " s"),
     ),
     Option(
+        "executor",
+        "Cluster",
+        "local",
+        'Where photos are protected: "local" = in the daemon; "ray" = on the Ray cluster at '
+        "ray_address (pip install 'pixcamd[ray]'). The daemon stays the only writer of the "
+        "outbox and the ledger either way.",
+        _choice("local", "ray"),  # pixcamd.executors.EXECUTORS
+    ),
+    Option(
+        "ray_address",
+        "Cluster",
+        "127.0.0.1:6379",
+        'With executor = "ray": the head node, host:port (started with `ray start --head '
+        '--node-ip-address 127.0.0.1`), or "local" for a private Ray on this machine. Ray has '
+        "no authentication of its own: keep a cluster on loopback or a trusted network "
+        "(docs/folder-runs.md).",
+        _string,
+    ),
+    Option(
+        "ray_workers",
+        "Cluster",
+        0,
+        "Workers on the cluster; 0 = one per GPU, or the cluster's CPUs ÷ ray_threads.",
+        _number(0, 4096, integer=True),
+    ),
+    Option(
+        "ray_threads",
+        "Cluster",
+        1,
+        "CPU threads per worker (without GPUs).",
+        _number(1, 256, integer=True),
+    ),
+    Option(
+        "ray_fallback",
+        "Cluster",
+        "wait",
+        'When the cluster goes away: "wait" = keep the queue for when it returns (said loudly '
+        'in the log, tried again every minute); "local" = protect here meanwhile.',
+        _choice("wait", "local"),
+    ),
+    Option(
         "grace_time",
         "Service",
         30.0,
@@ -693,6 +735,7 @@ def validate(raw: dict[str, Any], source: Path | None = None) -> Config:
                 )
         if values["hold_dir"] and values["on_unprotected"] != "hold":
             problems.append(f'{where}hold_dir: only used with on_unprotected = "hold"')
+        problems += [f"{where}{p}" for p in _cluster_problems(values)]
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
     config = Config(values, source)
@@ -700,6 +743,29 @@ def validate(raw: dict[str, Any], source: Path | None = None) -> Config:
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
     return config
+
+
+RAY_KEYS = ("ray_address", "ray_workers", "ray_threads", "ray_fallback")
+_ADDRESS = re.compile(r"(ray://)?[A-Za-z0-9_.\-\[\]:]+:[0-9]{1,5}")
+
+
+def _cluster_problems(values: dict[str, Any]) -> list[str]:
+    """The cluster keys make sense together, and Ray is there to use them. (Whether the
+    cluster answers is `config check`'s and start-up's question: it can change any time.)"""
+    problems = []
+    if values["executor"] != "ray":
+        for key in RAY_KEYS:  # nothing configured is silently left unused
+            if values[key] != KEYS[key].default:
+                problems.append(f'{key}: only used with executor = "ray"')
+        return problems
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        problems.append("executor: \"ray\" needs Ray: pip install 'pixcamd[ray]'")
+    address = values["ray_address"]
+    if address != "local" and not _ADDRESS.fullmatch(address):
+        problems.append(f'ray_address: {address!r} is not host:port, ray://host:port or "local"')
+    return problems
 
 
 def _inside(child: Path, parent: Path) -> bool:

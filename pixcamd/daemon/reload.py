@@ -28,6 +28,7 @@ RESTART_KEYS = (
     "extensions",
     "ignore",
     "priority",  # an unprivileged process can lower its priority, never raise it again
+    "executor",  # another kind of worker thread (the ray_* keys apply on a reload)
 )
 
 

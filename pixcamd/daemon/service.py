@@ -158,24 +158,55 @@ class Daemon:
         self.tracker = StabilityTracker(
             inbox, config.settle_time, config.settle_timeout, self.decode or self._decode
         )
-        self.worker = Worker(
-            config,
-            self.ledger,
-            models,
-            self.settings,
-            self.fingerprint,
-            self.log,
-            self.tmp_dir,
+        args = (config, self.ledger, models, self.settings, self.fingerprint, self.log)
+        kwargs = dict(
             on_retry=self._schedule_wake,
             on_changed=self.tracker.touch,
             model_label=self.model_label,
         )
+        if config.executor == "ray":
+            from pixcamd.daemon.cluster import ClusterWorker
+
+            # At start-up an unreachable cluster is a setting to fix: refuse to start.
+            executor = self._make_executor()
+            self.log.emit("executor", message=f"protecting on the {executor.describe}")
+            self.worker = ClusterWorker(
+                *args, self.tmp_dir, make_executor=self._make_executor, executor=executor, **kwargs
+            )
+        else:
+            self.worker = Worker(*args, self.tmp_dir, **kwargs)
         self.worker.start()
         self._start_observer(inbox)
         self._start_scheduler()
         self._started = True
         self.notifier.send("READY=1", "STATUS=" + self.status_line())
         self.log.emit("ready", message=self.status_line())
+
+    def _make_executor(self):
+        """A RayExecutor for the settings in force (the worker's, after a reload)."""
+        from pixcamd.executors import JobOptions
+        from pixcamd.executors.ray import RayExecutor
+
+        worker, config = self.worker, self.config
+        if worker is not None:
+            config = worker.config
+        settings = worker.settings if worker is not None else self.settings
+        models = worker.models if worker is not None else self.models
+        options = JobOptions(
+            settings,
+            strip_gps=config.strip_gps,
+            keep_unprotected=config.on_unprotected == "ship" or config.hold_dir is not None,
+            max_pixels=config.max_pixels,
+        )
+        weights = str(config.weights_path) if config.weights_path is not None else None
+        return RayExecutor(
+            config.ray_address,
+            [m.name for m in models],
+            weights,
+            options,
+            workers=config.ray_workers or None,
+            threads=config.ray_threads,
+        )
 
     def _use(self, models: list, settings, note: str, fallback: bool) -> list[str]:
         """Models and settings in force (start-up or reload): the fingerprint and label recorded
@@ -400,6 +431,10 @@ class Daemon:
         """Called about once a second by ``run``: watchdog ping, STATUS=, heartbeat."""
         worker = self.worker
         now = time.monotonic()
+        if self.config.executor == "ray":  # a reconnect in the worker thread may replace them
+            from pixcamd.executors.ray import restore_signals
+
+            restore_signals()
         if worker is not None and not worker.thread.is_alive() and not self.stop_event.is_set():
             self.failed_reason = "the worker thread died"
             self.log.emit("failed", message=self.failed_reason, level="warning")

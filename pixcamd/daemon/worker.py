@@ -172,8 +172,13 @@ class Worker:
             attempt=row.attempts,
             model=self.model_label,
         )
+        self._guard(row, self._protect_and_publish)
+
+    def _guard(self, row: Row, action: Callable[[Row], None]) -> None:
+        """Run ``action(row)`` and sort what goes wrong: stopped, changed, gone, a bad photo
+        (failed for good) or anything else (retried with backoff)."""
         try:
-            self._protect_and_publish(row)
+            action(row)
         except Abandoned:
             self.ledger.requeue(row.id)
             self.log.emit("abandoned", row.path, "shutdown: nothing written, queued again")

@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import threading
 import time
 from dataclasses import dataclass, field, replace
 
@@ -353,7 +354,8 @@ class RayExecutor:
         self._running.clear()
         self._state_ref = None
         if self._owns_init and ray.is_initialized():
-            ray.shutdown()
+            with _signals_kept():
+                ray.shutdown()
 
     def workers(self, timeout: float = READY_TIMEOUT) -> list[dict]:
         """Each worker as it describes itself — ``pid`` (on its node), ``node`` (Ray's node id),
@@ -397,6 +399,18 @@ class RayExecutor:
                 "--head`)?"
             )
         quiet = {"logging_level": "ERROR", "log_to_driver": False}
+        with _signals_kept():
+            self._init(address, quiet)
+        if parts is not None:
+            return parts
+        try:  # local/auto: probe the GCS this process ended up connected to
+            host, _, port = ray.get_runtime_context().gcs_address.rpartition(":")
+            return host, int(port)
+        except Exception:
+            return None
+
+    def _init(self, address: str, quiet: dict) -> None:
+        ray = self._ray
         if ray.is_initialized():  # another part of this process connected: share that
             pass
         elif address == "local":  # a private Ray on this machine, gone when we close
@@ -413,13 +427,6 @@ class RayExecutor:
                     f"Ray cluster at {address}: cannot connect: {_first_line(exc)}"
                 ) from exc
             self._owns_init = True
-        if parts is not None:
-            return parts
-        try:  # local/auto: probe the GCS this process ended up connected to
-            host, _, port = ray.get_runtime_context().gcs_address.rpartition(":")
-            return host, int(port)
-        except Exception:
-            return None
 
     def _new_slot(self) -> _Slot:
         cls = self._ray.remote(_PhotoWorker)
@@ -547,6 +554,49 @@ def _last_line(exc: BaseException) -> str:
     """The line of a Ray error that says what happened (its text carries whole tracebacks)."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return lines[-1] if lines else type(exc).__name__
+
+
+_SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP")
+_signals_replaced = threading.Event()
+
+
+@contextlib.contextmanager
+def _signals_kept():
+    """ray.init and ray.shutdown replace the process's SIGTERM/SIGINT handlers at the C level
+    (SIGTERM then kills the process, or exits with status 15): the daemon's graceful stop and
+    the CLI's Ctrl-C must stay the caller's. Only the main thread may set handlers, so off it
+    the main thread is told to put them back (``restore_signals``)."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        try:
+            yield
+        finally:
+            _signals_replaced.set()
+        return
+    kept = {name: signal.getsignal(getattr(signal, name)) for name in _SIGNALS}
+    try:
+        yield
+    finally:
+        _reinstall(kept)
+
+
+def _reinstall(handlers: dict) -> None:
+    import signal
+
+    for name, handler in handlers.items():
+        if handler is not None:
+            signal.signal(getattr(signal, name), handler)
+
+
+def restore_signals() -> None:
+    """Called by the main thread (the daemon's tick): re-install the handlers Python has
+    registered if a Ray connection made or closed in another thread replaced them."""
+    import signal
+
+    if _signals_replaced.is_set() and threading.current_thread() is threading.main_thread():
+        _signals_replaced.clear()
+        _reinstall({name: signal.getsignal(getattr(signal, name)) for name in _SIGNALS})
 
 
 def _connection_lost(exc: BaseException) -> str:
