@@ -189,9 +189,27 @@ class FolderRun:
             recover_interrupted(self.ledger, self.outdir, MAX_ATTEMPTS)
             todo = self._offer_all()
             self._work(todo)
+        except KeyboardInterrupt:
+            self._stop()
+            raise Interrupted(
+                f"stopped: {self.tally.finished} of {self.tally.total} photos done; run the "
+                "same command again to continue where this one stopped"
+            ) from None
+        except PixcamdError as exc:  # the executor cannot go on (its cluster went away)
+            self._stop()
+            raise PixcamdError(
+                f"{exc} — stopped: {self.tally.finished} of {self.tally.total} photos done; run "
+                "the same command again to continue where this one stopped"
+            ) from None
         finally:
             self.ledger.close()
         return self.tally
+
+    def _stop(self) -> None:
+        self.executor.close()
+        for row in self.ledger.processing():  # nothing of theirs was written ...
+            if not row.staged_output:  # ... or it was, and the next run's recovery ends it
+                self.ledger.requeue(row.id)
 
     # ---- what there is to do ---------------------------------------------------------------
 
@@ -281,37 +299,28 @@ class FolderRun:
         attempts: dict[int, int] = {}
         busy: dict[int, str] = {}  # row id → sha256 of the photos in flight
         pending = list(todo)
-        try:
-            while pending or self.executor.in_flight():
-                waiting = []  # the same bytes as a photo in flight: its copy will do
-                while pending and self.executor.in_flight() < self.executor.capacity:
-                    row = self.ledger.by_id(pending.pop(0))
-                    if row.sha256 in busy.values():
-                        waiting.append(row.id)
-                        continue
-                    donor = self.ledger.done_with_sha(row.sha256, row.path)
-                    if donor is not None and self._copy_from(row, donor):
-                        continue
-                    task = self._task(row)
-                    if task is not None:
-                        busy[row.id] = row.sha256
-                        self.executor.submit(task)
-                        self.on_start(task.name)
-                pending[:0] = waiting
-                for done in self.executor.wait(timeout=1.0):
-                    row_id = done.task.key
-                    busy.pop(row_id, None)
-                    attempts[row_id] = attempts.get(row_id, 0) + 1
-                    if self._finish(done, attempts[row_id]):
-                        pending.append(row_id)  # lost or transient: once more, later
-        except KeyboardInterrupt:
-            self.executor.close()
-            for row in self.ledger.processing():  # nothing of theirs was written
-                self.ledger.requeue(row.id)
-            raise Interrupted(
-                f"stopped: {self.tally.finished} of {self.tally.total} photos done; run the "
-                "same command again to continue where this one stopped"
-            ) from None
+        while pending or self.executor.in_flight():
+            waiting = []  # the same bytes as a photo in flight: its copy will do
+            while pending and self.executor.in_flight() < self.executor.capacity:
+                row = self.ledger.by_id(pending.pop(0))
+                if row.sha256 in busy.values():
+                    waiting.append(row.id)
+                    continue
+                donor = self.ledger.done_with_sha(row.sha256, row.path)
+                if donor is not None and self._copy_from(row, donor):
+                    continue
+                task = self._task(row)
+                if task is not None:
+                    busy[row.id] = row.sha256
+                    self.executor.submit(task)
+                    self.on_start(task.name)
+            pending[:0] = waiting
+            for done in self.executor.wait(timeout=1.0):
+                row_id = done.task.key
+                busy.pop(row_id, None)
+                attempts[row_id] = attempts.get(row_id, 0) + 1
+                if self._finish(done, attempts[row_id]):
+                    pending.append(row_id)  # lost or transient: once more, later
 
     def _task(self, row: Row) -> Task | None:
         source = self.sources[row.path]
@@ -390,9 +399,10 @@ class FolderRun:
     def _report_earlier(self, row: Row) -> None:
         self.tally.earlier += 1
         report = dict(row.report or {})
+        copy = self.outdir / row.output if row.output else None
         report.update(
             path=str(self.sources[row.path].path),
-            output=str(self.outdir / row.output) if row.output else None,
+            output=str(copy) if copy is not None and copy.is_file() else None,  # or taken away
             verdict=row.verdict,
             protected=row.state == "done",
             earlier=True,

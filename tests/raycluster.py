@@ -86,14 +86,14 @@ class Cluster:
 
 
 @contextlib.contextmanager
-def ray_cluster(nodes: int, env: dict, port: int | None = None):
-    """``nodes`` Ray nodes of one CPU each on 127.0.0.1 (the first is the head, on ``port`` or
-    a free one), all stopped and their folder removed on the way out — a failed start
+def ray_cluster(nodes: int, env: dict, port: int | None = None, cpus: int = 1):
+    """``nodes`` Ray nodes of ``cpus`` CPUs each on 127.0.0.1 (the first is the head, on
+    ``port`` or a free one), all stopped and their folder removed on the way out — a failed start
     included."""
     # Ray's socket paths must stay under 108 characters: a short folder right under /tmp.
     temp = Path(tempfile.mkdtemp(prefix="pxray", dir="/tmp"))
     port = port or free_port()
-    common = ["--num-cpus", "1", "--disable-usage-stats", "--temp-dir", str(temp)]
+    common = ["--num-cpus", str(cpus), "--disable-usage-stats", "--temp-dir", str(temp)]
     common += ["--object-store-memory", str(100 * 2**20)]
     cluster = Cluster(f"127.0.0.1:{port}", [])
     try:

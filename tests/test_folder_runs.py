@@ -209,3 +209,14 @@ def test_on_a_terminal_one_overall_bar_and_the_current_photos_steps(tmp_path):
     assert "2/2 [" in text and "2 protected, 0 unprotected, 0 failed" in text
     assert "p0.png: step 1, worst view" in text
     assert "/h]" in text  # photos per hour
+
+
+def test_cluster_flags_without_a_folder_run_are_refused(tmp_path, album, capsys):
+    out = tmp_path / "o.jpg"
+    assert main(["protect", str(album / "beach.png"), "-o", str(out), "--ray", "local"]) == 2
+    assert "--ray works with --outdir" in capsys.readouterr().err
+    assert main(["protect", str(album), "--outdir", str(tmp_path / "x"), "--workers", "2"]) == 2
+    assert "--workers is for --ray" in capsys.readouterr().err
+    assert main(["protect", str(album), "-o", str(out)]) == 2
+    assert "use --outdir DIR to protect folders" in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "x").exists()

@@ -192,3 +192,31 @@ def test_a_cluster_that_goes_away_keeps_the_queue_and_says_so(ray_env, tmp_path)
     assert process.returncode == 0, out
     assert ledger_rows(config)["late.png"]["state"] == "done"
     assert (config.outbox / "late.jpg").is_file()
+
+
+def test_with_local_fallback_the_photos_are_protected_here_while_the_cluster_is_away(
+    ray_env, tmp_path
+):
+    from raycluster import ray_cluster, stop_sessions
+
+    with ray_cluster(1, ray_env) as gone:
+        config = make_config(
+            tmp_path, executor="ray", ray_address=gone.address, ray_fallback="local"
+        )
+        process = pixcamd_process(config.source, env_extra=ray_env)
+        try:
+            wait_for(lambda: any(e["event"] == "ready" for e in events(config)), 120, "ready")
+            stop_sessions(gone.nodes[0])
+            synthetic_photo(800, 600, 1).save(config.inbox / "meanwhile.png")
+            wait_for(lambda: finished(config, ["meanwhile.png"]), 120, "the photo, here")
+        finally:
+            process.send_signal(signal.SIGTERM)
+            out, _ = process.communicate(timeout=120)
+    assert process.returncode == 0, out
+    seen = events(config)
+    (down,) = [e for e in seen if e["event"] == "cluster_unreachable"]
+    assert "protecting here meanwhile (ray_fallback = local)" in down["message"]
+    (started,) = [e for e in seen if e["event"] == "started"]
+    assert "on Ray cluster" not in started["message"]  # this machine did it
+    assert ledger_rows(config)["meanwhile.png"]["state"] == "done"
+    assert (config.outbox / "meanwhile.jpg").is_file()

@@ -24,6 +24,12 @@ def run(args) -> int:
         torch.set_num_threads(args.threads)
     if args.output is not None and len(args.files) != 1:
         raise PixcamdError("-o/--output takes one photo; use --outdir DIR for several or folders")
+    if args.workers and not args.ray:
+        raise PixcamdError("--workers is for --ray: without it the photos are protected here")
+    if args.ray and args.output is not None:
+        raise PixcamdError(
+            "--ray works with --outdir DIR (a folder run); -o protects one photo here"
+        )
     inputs = [Path(p) for p in args.files]
     if args.output is not None:
         if Path(args.output).resolve() == inputs[0].resolve():
