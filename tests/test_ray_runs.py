@@ -5,7 +5,6 @@ and clear errors for bad cluster settings."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -23,6 +22,8 @@ from test_daemon_support import (
     pixcamd_process,
     wait_for,
 )
+from test_folder_runs import FAST
+from test_folder_runs import run as run_json
 from tinybiqa import synthetic_photo
 
 from pixcamd.cli import main
@@ -30,7 +31,6 @@ from pixcamd.cli import main
 pytest.importorskip("ray")
 from raycluster import free_port
 
-FAST = ["--model", "brisque", "--views", "center", "--steps", "20", "--platforms", "task"]
 SEEDS = (0, 1, 2)  # 800×600 synthetic photos the BIQA calls good: each needs protecting
 
 
@@ -40,13 +40,6 @@ def album(root: Path) -> Path:
         where = root / "sub" if k == 2 else root
         synthetic_photo(800, 600, seed).save(where / f"p{k}.png")
     return root
-
-
-def run_json(capsys, *args) -> tuple[int, list[dict], dict, str]:
-    code = main(["protect", "--json", *map(str, args)])
-    out = capsys.readouterr()
-    lines = [json.loads(line) for line in out.out.splitlines()]
-    return code, lines[:-1], lines[-1]["summary"], out.err
 
 
 def test_a_folder_run_on_the_cluster_matches_this_machine_and_resumes(cluster, tmp_path, capsys):

@@ -114,14 +114,7 @@ class ClusterWorker(Worker):
                 return
             self.inflight[row.id] = row
             self._show_current()
-            self.log.emit(
-                "started",
-                row.path,
-                f"attempt {row.attempts}, model {self.model_label}, on {self.executor.describe}",
-                attempt=row.attempts,
-                model=self.model_label,
-                executor="ray",
-            )
+            self._started(row, "ray", self.executor.describe)
 
     def _read_guarded(self, row: Row) -> bytes | None:
         read: list[bytes] = []

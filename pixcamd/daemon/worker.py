@@ -165,14 +165,19 @@ class Worker:
         original = self.ledger.done_with_sha(row.sha256, row.path)
         if original is not None and self._duplicate(row, original):
             return
+        self._started(row)
+        self._guard(row, self._protect_and_publish)
+
+    def _started(self, row: Row, executor: str = "local", where: str = "") -> None:
+        on = f", on {where}" if where else ""
         self.log.emit(
             "started",
             row.path,
-            f"attempt {row.attempts}, model {self.model_label}",
+            f"attempt {row.attempts}, model {self.model_label}{on}",
             attempt=row.attempts,
             model=self.model_label,
+            executor=executor,
         )
-        self._guard(row, self._protect_and_publish)
 
     def _guard(self, row: Row, action: Callable[[Row], None]) -> None:
         """Run ``action(row)`` and sort what goes wrong: stopped, changed, gone, a bad photo
