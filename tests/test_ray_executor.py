@@ -19,7 +19,8 @@ from PIL import Image
 
 from pixcamd.errors import PhotoError, PixcamdError
 from pixcamd.executors import Done, JobOptions, LocalExecutor, Task
-from pixcamd.executors.ray import RayExecutor, reachable  # imports Ray only when one is made
+from pixcamd.executors.ray import RayExecutor  # imports Ray only when one is made
+from pixcamd.executors.ray_link import reachable
 from pixcamd.platforms import PRESETS
 from pixcamd.protect import Settings
 
@@ -215,6 +216,33 @@ def test_a_cluster_whose_head_dies_gives_every_photo_back_lost(ray_env, photos):
         assert not executor.alive()
         with pytest.raises(PixcamdError, match=f"Ray cluster at {cluster.address} is unreachable"):
             executor.submit(tasks[0])
+
+
+def test_a_worker_node_that_dies_costs_its_photos_a_retry_on_the_node_left(ray_env, photos):
+    """The second node goes away mid-photo (its raylet and worker killed): its photos come back
+    lost, the pool shrinks to the head's worker, and the retried photos are done there, once."""
+    tasks = [Task(i, name, data) for i, (name, data) in enumerate(photos.items())]
+    with (
+        ray_cluster(2, ray_env) as cluster,
+        RayExecutor(cluster.address, ["brisque"], None, OPTIONS, workers=2) as executor,
+    ):
+        assert executor.capacity == 4
+        for task in tasks:
+            executor.submit(task)  # one on each worker: the least loaded first
+        nodes = {w["node"] for w in executor.workers()}
+        assert len(nodes) == 2
+        stop_sessions(cluster.nodes[1])  # the second node and its worker, gone mid-photo
+        done = finish(executor, deadline_s=120)
+        lost = [d for d in done if d.lost]
+        kept = [d for d in done if d.outcome is not None]
+        assert len(lost) >= 1 and len(lost) + len(kept) == 2
+        assert executor.alive()  # the head still answers
+        for d in lost:
+            executor.submit(d.task)  # the caller's retry
+        again = finish(executor, deadline_s=180)
+        assert sorted(d.task.key for d in kept + again) == [0, 1]
+        assert all(d.outcome is not None and d.outcome.verdict == "protected" for d in again)
+        assert executor.capacity == 2  # the one worker left
 
 
 def test_koncept512_weights_travel_from_the_head_in_memory(cluster, recipe_checkpoint):

@@ -258,7 +258,7 @@ def config_check(args: argparse.Namespace) -> int:
 
 
 def _probe_cluster(address: str) -> str:
-    from pixcamd.executors.ray import reachable
+    from pixcamd.executors.ray_link import reachable
 
     if address == "local":
         return 'ray_address "local": the daemon starts a private Ray on this machine'

@@ -432,7 +432,7 @@ class Daemon:
         worker = self.worker
         now = time.monotonic()
         if self.config.executor == "ray":  # a reconnect in the worker thread may replace them
-            from pixcamd.executors.ray import restore_signals
+            from pixcamd.executors.ray_link import restore_signals
 
             restore_signals()
         if worker is not None and not worker.thread.is_alive() and not self.stop_event.is_set():

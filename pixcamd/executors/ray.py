@@ -58,20 +58,17 @@ itself; workers log nothing of them (``log_to_driver=False``).
 from __future__ import annotations
 
 import contextlib
-import socket
-import threading
 import time
 from dataclasses import dataclass, field, replace
 
 from pixcamd.errors import PixcamdError
 from pixcamd.executors import Done, JobOptions, Task
+from pixcamd.executors.ray_link import probe, reachable, signals_kept, split_address
 
-CONNECT_TIMEOUT = 5.0  # s: a TCP connect to the head's port, before ray.init (which can hang)
 READY_TIMEOUT = 300.0  # s: for the actors to start and load their models
 WAIT_SLICE = 2.0  # s: the longest ray.wait between two checks that the cluster is still there
 PROBE_EVERY = 1.0  # s: callers may ask alive() in a loop; the head gets one connect a second
 GET_TIMEOUT = 60.0  # s: fetching a finished result that ray.wait reported ready
-DEFAULT_PORTS = {"": 6379, "ray://": 10001}  # the GCS, and the Ray Client server
 
 
 def _import_ray():
@@ -96,42 +93,6 @@ def _lost_errors(ray) -> tuple[type[BaseException], ...]:
         x.OutOfMemoryError,  # Ray's memory monitor killed the worker
         x.LocalRayletDiedError,
     )
-
-
-def split_address(address: str) -> tuple[str, int] | None:
-    """``host:port`` / ``ray://host[:port]`` → (host, port); None for ``local`` and ``auto``."""
-    if address in ("local", "auto"):
-        return None
-    scheme = "ray://" if address.startswith("ray://") else ""
-    rest = address.removeprefix(scheme).rstrip("/")
-    host, sep, port = rest.rpartition(":")
-    if not sep or "]" in port:  # no port given (or an IPv6 literal without one)
-        host, port = rest, str(DEFAULT_PORTS[scheme])
-    host = host.strip("[]")
-    if not host or not port.isdigit():
-        raise PixcamdError(
-            f"Ray address {address!r}: expected HOST:PORT, ray://HOST[:PORT] or local"
-        )
-    return host, int(port)
-
-
-def reachable(address: str, timeout: float = CONNECT_TIMEOUT) -> str | None:
-    """None when the head at ``address`` accepts a TCP connection (or ``address`` is ``local``/
-    ``auto``: nothing to try yet), else why not, in words. Needs no Ray, starts nothing."""
-    parts = split_address(address)
-    if parts is None:
-        return None
-    why = _reachable(*parts, timeout=timeout)
-    return None if why is None else f"nothing answers at {parts[0]}:{parts[1]} ({why})"
-
-
-def _reachable(host: str, port: int, timeout: float = CONNECT_TIMEOUT) -> str | None:
-    """None when something accepts a TCP connection at host:port, else why not."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return None
-    except OSError as exc:
-        return exc.strerror or type(exc).__name__
 
 
 class _PhotoWorker:
@@ -331,7 +292,7 @@ class RayExecutor:
             self._unreachable("this process is no longer connected to it")
             return False
         if self._probe is not None and time.monotonic() - self._probed_at >= PROBE_EVERY:
-            why = _reachable(*self._probe)
+            why = probe(*self._probe)
             self._probed_at = time.monotonic()
             if why is not None:
                 host, port = self._probe
@@ -354,7 +315,7 @@ class RayExecutor:
         self._running.clear()
         self._state_ref = None
         if self._owns_init and ray.is_initialized():
-            with _signals_kept():
+            with signals_kept():
                 ray.shutdown()
 
     def workers(self, timeout: float = READY_TIMEOUT) -> list[dict]:
@@ -399,7 +360,7 @@ class RayExecutor:
                 "--head`)?"
             )
         quiet = {"logging_level": "ERROR", "log_to_driver": False}
-        with _signals_kept():
+        with signals_kept():
             self._init(address, quiet)
         if parts is not None:
             return parts
@@ -554,49 +515,6 @@ def _last_line(exc: BaseException) -> str:
     """The line of a Ray error that says what happened (its text carries whole tracebacks)."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return lines[-1] if lines else type(exc).__name__
-
-
-_SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP")
-_signals_replaced = threading.Event()
-
-
-@contextlib.contextmanager
-def _signals_kept():
-    """ray.init and ray.shutdown replace the process's SIGTERM/SIGINT handlers at the C level
-    (SIGTERM then kills the process, or exits with status 15): the daemon's graceful stop and
-    the CLI's Ctrl-C must stay the caller's. Only the main thread may set handlers, so off it
-    the main thread is told to put them back (``restore_signals``)."""
-    import signal
-
-    if threading.current_thread() is not threading.main_thread():
-        try:
-            yield
-        finally:
-            _signals_replaced.set()
-        return
-    kept = {name: signal.getsignal(getattr(signal, name)) for name in _SIGNALS}
-    try:
-        yield
-    finally:
-        _reinstall(kept)
-
-
-def _reinstall(handlers: dict) -> None:
-    import signal
-
-    for name, handler in handlers.items():
-        if handler is not None:
-            signal.signal(getattr(signal, name), handler)
-
-
-def restore_signals() -> None:
-    """Called by the main thread (the daemon's tick): re-install the handlers Python has
-    registered if a Ray connection made or closed in another thread replaced them."""
-    import signal
-
-    if _signals_replaced.is_set() and threading.current_thread() is threading.main_thread():
-        _signals_replaced.clear()
-        _reinstall({name: signal.getsignal(getattr(signal, name)) for name in _SIGNALS})
 
 
 def _connection_lost(exc: BaseException) -> str:

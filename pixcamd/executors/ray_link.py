@@ -1,0 +1,93 @@
+"""Reaching a Ray cluster without Ray: its address, a bounded TCP probe of the head, and this
+process's signal handlers kept from what ``ray.init``/``ray.shutdown`` do to them. Importing
+this module never imports Ray (``pixcamd config check`` probes a cluster with it)."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+
+from pixcamd.errors import PixcamdError
+
+CONNECT_TIMEOUT = 5.0  # s: a TCP connect to the head's port, before ray.init (which can hang)
+DEFAULT_PORTS = {"": 6379, "ray://": 10001}  # the GCS, and the Ray Client server
+
+
+def split_address(address: str) -> tuple[str, int] | None:
+    """``host:port`` / ``ray://host[:port]`` → (host, port); None for ``local`` and ``auto``."""
+    if address in ("local", "auto"):
+        return None
+    scheme = "ray://" if address.startswith("ray://") else ""
+    rest = address.removeprefix(scheme).rstrip("/")
+    host, sep, port = rest.rpartition(":")
+    if not sep or "]" in port:  # no port given (or an IPv6 literal without one)
+        host, port = rest, str(DEFAULT_PORTS[scheme])
+    host = host.strip("[]")
+    if not host or not port.isdigit():
+        raise PixcamdError(
+            f"Ray address {address!r}: expected HOST:PORT, ray://HOST[:PORT] or local"
+        )
+    return host, int(port)
+
+
+def reachable(address: str, timeout: float = CONNECT_TIMEOUT) -> str | None:
+    """None when the head at ``address`` accepts a TCP connection (or ``address`` is ``local``/
+    ``auto``: nothing to try yet), else why not, in words. Needs no Ray, starts nothing."""
+    parts = split_address(address)
+    if parts is None:
+        return None
+    why = probe(*parts, timeout=timeout)
+    return None if why is None else f"nothing answers at {parts[0]}:{parts[1]} ({why})"
+
+
+def probe(host: str, port: int, timeout: float = CONNECT_TIMEOUT) -> str | None:
+    """None when something accepts a TCP connection at host:port, else why not."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+
+
+_SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP")
+_signals_replaced = threading.Event()
+
+
+@contextlib.contextmanager
+def signals_kept():
+    """ray.init and ray.shutdown replace the process's SIGTERM/SIGINT handlers at the C level
+    (SIGTERM then kills the process, or exits with status 15): the daemon's graceful stop and
+    the CLI's Ctrl-C must stay the caller's. Only the main thread may set handlers, so off it
+    the main thread is told to put them back (``restore_signals``)."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        try:
+            yield
+        finally:
+            _signals_replaced.set()
+        return
+    kept = {name: signal.getsignal(getattr(signal, name)) for name in _SIGNALS}
+    try:
+        yield
+    finally:
+        _reinstall(kept)
+
+
+def _reinstall(handlers: dict) -> None:
+    import signal
+
+    for name, handler in handlers.items():
+        if handler is not None:
+            signal.signal(getattr(signal, name), handler)
+
+
+def restore_signals() -> None:
+    """Called by the main thread (the daemon's tick): re-install the handlers Python has
+    registered if a Ray connection made or closed in another thread replaced them."""
+    import signal
+
+    if _signals_replaced.is_set() and threading.current_thread() is threading.main_thread():
+        _signals_replaced.clear()
+        _reinstall({name: signal.getsignal(getattr(signal, name)) for name in _SIGNALS})
