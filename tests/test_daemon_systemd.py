@@ -1,4 +1,4 @@
-"""The systemd unit and its GPU drop-in: `systemd-analyze verify` clean, exposure ≤ 3.0."""
+"""The systemd unit and its drop-ins (GPU, Ray): `systemd-analyze verify` clean, exposure ≤ 3.0."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from test_daemon_support import ROOT, no_leaked_threads  # noqa: F401
 
 UNIT = ROOT / "systemd" / "pixcamd.service"
 DROPIN = ROOT / "systemd" / "gpu.conf"
+DROPINS = {"unit": None, "unit+gpu.conf": "gpu.conf", "unit+ray.conf": "ray.conf"}
 ANALYZE = shutil.which("systemd-analyze")
 needs_analyze = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is not installed")
 
@@ -26,7 +27,7 @@ def directives(text: str) -> dict[str, list[str]]:
     return found
 
 
-def installed_copy(folder: Path, with_dropin: bool) -> Path:
+def installed_copy(folder: Path, dropin: str | None) -> Path:
     """The unit as an installation would have it: ExecStart pointing at a real pixcamd."""
     pixcamd = Path(sys.executable).parent / "pixcamd"
     if not pixcamd.exists():
@@ -34,9 +35,9 @@ def installed_copy(folder: Path, with_dropin: bool) -> Path:
     folder.mkdir()
     unit = folder / "pixcamd.service"
     unit.write_text(UNIT.read_text().replace("/opt/pixcamd/.venv/bin/pixcamd", str(pixcamd)))
-    if with_dropin:
+    if dropin:
         (folder / "pixcamd.service.d").mkdir()
-        shutil.copy(DROPIN, folder / "pixcamd.service.d" / "gpu.conf")
+        shutil.copy(ROOT / "systemd" / dropin, folder / "pixcamd.service.d" / dropin)
     return unit
 
 
@@ -72,12 +73,15 @@ def test_the_unit_says_what_the_issue_asks():
     gpu = directives(DROPIN.read_text())
     assert gpu["PrivateDevices"] == ["no"]
     assert any(v.startswith("/dev/nvidia") for v in gpu["DeviceAllow"])
+    ray = directives((ROOT / "systemd" / "ray.conf").read_text())
+    assert ray["PrivateNetwork"] == ["no"] and "AF_INET" in ray["RestrictAddressFamilies"][0]
+    assert ray["IPAddressDeny"] == ["any"] and ray["IPAddressAllow"] == ["localhost"]
 
 
 @needs_analyze
-@pytest.mark.parametrize("with_dropin", [False, True], ids=["unit", "unit+gpu.conf"])
-def test_systemd_analyze_verify_is_clean(tmp_path, with_dropin):
-    unit = installed_copy(tmp_path / "units", with_dropin)
+@pytest.mark.parametrize("dropin", DROPINS.values(), ids=DROPINS.keys())
+def test_systemd_analyze_verify_is_clean(tmp_path, dropin):
+    unit = installed_copy(tmp_path / "units", dropin)
     result = subprocess.run(
         [ANALYZE, "verify", str(unit)],
         capture_output=True,
@@ -90,9 +94,9 @@ def test_systemd_analyze_verify_is_clean(tmp_path, with_dropin):
 
 
 @needs_analyze
-@pytest.mark.parametrize("with_dropin", [False, True], ids=["unit", "unit+gpu.conf"])
-def test_systemd_analyze_security_exposure(tmp_path, with_dropin, capsys):
-    unit = installed_copy(tmp_path / "units", with_dropin)
+@pytest.mark.parametrize("dropin", DROPINS.values(), ids=DROPINS.keys())
+def test_systemd_analyze_security_exposure(tmp_path, dropin, capsys):
+    unit = installed_copy(tmp_path / "units", dropin)
     result = subprocess.run(
         [ANALYZE, "security", "--offline=true", "--no-pager", "pixcamd.service"],
         capture_output=True,
@@ -110,7 +114,7 @@ def test_systemd_analyze_security_exposure(tmp_path, with_dropin, capsys):
     exposure = float(match.group(1))
     with capsys.disabled():  # reported in the test log
         print(
-            f"\nsystemd-analyze security ({'with' if with_dropin else 'without'} gpu.conf): "
+            f"\nsystemd-analyze security (with {dropin or 'no drop-in'}): "
             f"exposure {exposure} {match.group(2)}"
         )
     assert exposure <= 3.0, result.stdout
