@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from pixcamd.jpeg import (
     Chain,
@@ -62,18 +63,20 @@ def straight_through_resize(
     scale: tuple[float, float],
     filter_name: str,
     output: tuple[int, str] | None = None,
+    image: Image.Image | None = None,
 ) -> torch.Tensor:
     """Pixels ``box`` = (left, top, right, bottom) of the photo resized by 1/``scale``, from the
     native ``region`` whose top-left pixel is ``origin``. Forward: Pillow's resize of the 8-bit
     region (the same coefficients as resizing the whole photo, given a margin of the filter's
     support), after our ``output`` encoding (quality, subsampling) when given — the region must
     then lie on the photo's MCU grid; gradient: torch's antialiased bilinear downscale of the
-    matching native box."""
+    matching native box. ``image``: the region already as an 8-bit image (several views of one
+    step share the conversion of a whole large photo)."""
     (x0, y0), (left, top, right, bottom), (sx, sy) = origin, box, scale
     size = (right - left, bottom - top)
     with torch.no_grad():
         source = (left * sx - x0, top * sy - y0, right * sx - x0, bottom * sy - y0)
-        image = to_image(region)
+        image = to_image(region) if image is None else image
         if output is not None:  # what the platform receives: our file
             image = decode(encode(image, *output))
         exact = image.resize(size, FILTERS[filter_name], box=source)
@@ -201,12 +204,15 @@ class Whole(LoopView):
     chain: Chain | None = None
     size: tuple[int, int] = (VIEW_HEIGHT, VIEW_WIDTH)
 
-    def render(self, region: torch.Tensor) -> torch.Tensor:
+    def render(self, region: torch.Tensor, image: Image.Image | None = None) -> torch.Tensor:
+        """``image``: ``region`` as an 8-bit image, when the caller has it already."""
         if self.scale != (1.0, 1.0):
             # The forward value rounds to 8 bits on its way to Pillow; a straight-through round
             # here would only add full-size temporaries (~300 MB each at 24 MP).
             box = (0, 0, *self.served)
-            pixels = straight_through_resize(region, (0, 0), box, self.scale, self.filter)
+            pixels = straight_through_resize(
+                region, (0, 0), box, self.scale, self.filter, image=image
+            )
         else:
             pixels = straight_through_round(region)
         if self.chain is not None:
