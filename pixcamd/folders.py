@@ -29,8 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from pixcamd.daemon.config import DEFAULT_EXTENSIONS, DEFAULT_IGNORE
-from pixcamd.daemon.fs import publish, sha256_file
-from pixcamd.daemon.ledger import Ledger, Row, recover_interrupted
+from pixcamd.daemon.fs import sha256_file
+from pixcamd.daemon.ledger import Ledger, Row
+from pixcamd.daemon.publication import commit_publication, published_copy, recover_interrupted
 from pixcamd.daemon.watcher import Rules
 from pixcamd.errors import PhotoError, PixcamdError
 from pixcamd.executors import Done, Task
@@ -248,17 +249,10 @@ class FolderRun:
     def _copy_from(self, row: Row, donor: Row | None) -> bool:
         """Publish the copy already made for the same bytes under another name, if it is
         still there unchanged (a second optimization would give the same pixels)."""
-        if donor is None or not donor.output or not isinstance(donor.report, dict):
+        published = published_copy(self.outdir, donor)
+        if published is None:
             return False
-        try:
-            data = (self.outdir / donor.output).read_bytes()
-        except OSError:
-            return False
-        if sha256_bytes(data) != donor.report.get("output_sha256"):
-            return False
-        out_rel = output_key(row.path)
-        staged = self.tmp / f"stage-{row.id}.jpg"
-        _write_fsynced(staged, data)
+        data, digest = published
         fields = {
             "verdict": donor.verdict,
             "model": donor.model,
@@ -270,11 +264,8 @@ class FolderRun:
         }
         if row.state != "processing":
             self.ledger.claim(row.id)
-        self.ledger.prepare_commit(
-            row.id, str(staged), out_rel, donor.report["output_sha256"], {**fields, "state": "done"}
-        )
-        publish(staged, self.outdir / out_rel)
-        self.ledger.finish(row.id, "done", output=out_rel, **fields)
+        out_rel = output_key(row.path)
+        self._commit(row, data, out_rel, "done", fields, digest)
         self.tally.protected += 1
         report = {
             **donor.report,
@@ -284,6 +275,12 @@ class FolderRun:
         report["output"] = str(self.outdir / out_rel)
         self.on_photo(report, self.tally)
         return True
+
+    def _commit(self, row: Row, data: bytes, out_rel: str, state: str, fields, digest=None):
+        staged = self.tmp / f"stage-{row.id}.jpg"
+        commit_publication(
+            self.ledger, row.id, data, staged, self.outdir, out_rel, state, fields, digest
+        )
 
     def _still_done(self, row: Row, st: os.stat_result) -> bool:
         """Handled by an earlier run from these bytes with these settings, its copy in place."""
@@ -330,7 +327,7 @@ class FolderRun:
             self.ledger.finish(row.id, "failed", error=f"cannot read the file ({exc})")
             self._report_failure(row.path, f"{source.path}: cannot read the file ({exc})", row)
             return None
-        digest = sha256_bytes(data)
+        digest = hashlib.sha256(data).hexdigest()
         if digest != row.sha256:  # changed since it was planned: record what is protected
             st = os.stat(source.path)
             self.ledger.offer(row.path, digest, st.st_size, st.st_mtime_ns, self.fingerprint, True)
@@ -374,15 +371,9 @@ class FolderRun:
         ship = outcome.data is not None and (outcome.protected or self.write_unprotected)
         if ship:
             out_rel = row.output or output_key(row.path)
-            staged = self.tmp / f"stage-{row.id}.jpg"
-            _write_fsynced(staged, outcome.data)
-            digest = sha256_bytes(outcome.data)
+            digest = hashlib.sha256(outcome.data).hexdigest()
             fields["report"] = {**outcome.report, "output_sha256": digest}  # what a copy reuses
-            self.ledger.prepare_commit(
-                row.id, str(staged), out_rel, digest, {**fields, "state": state}
-            )
-            publish(staged, self.outdir / out_rel)
-            self.ledger.finish(row.id, state, output=out_rel, **fields)
+            self._commit(row, outcome.data, out_rel, state, fields, digest)
             report["output"] = str(self.outdir / out_rel)
         else:
             self.ledger.finish(row.id, state, output=None, **fields)
@@ -417,14 +408,3 @@ class FolderRun:
         self.tally.failed += 1
         path = self.sources[key].path if key in self.sources else key
         self.on_photo({"path": str(path), "error": reason}, self.tally)
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _write_fsynced(path: Path, data: bytes) -> None:
-    with open(path, "wb") as fp:
-        fp.write(data)
-        fp.flush()
-        os.fsync(fp.fileno())

@@ -3,15 +3,17 @@
 It is the daemon's memory and its queue. A row per source path (relative to the inbox) holds the
 content's sha256, the settings + model fingerprint, the state, attempts, scores, PSNR, timings,
 the output path and the last error. The queue is the set of ``queued`` rows, so it survives
-restarts; rows left ``processing`` by a crash are resolved at start-up (``recover``).
+restarts; rows left ``processing`` by a crash are resolved at start-up
+(``pixcamd.daemon.publication.recover_interrupted``).
 
 States: queued → processing → done | unprotected | failed (| queued again on a retry).
 ``done`` includes "already low quality" photos (shipped unchanged in pixels) and duplicates
 (same content as a photo already done: ``duplicate_of`` names it, nothing is written).
 
-Exactly-once publication: before the rename into the outbox the worker records the staged file,
-its sha256 and the final fields (``prepare_commit``); the rename is the commit. ``recover``
-finishes a rename that a crash interrupted, and never redoes a photo whose copy was published.
+Exactly-once publication (``pixcamd.daemon.publication``): before the rename into the outbox
+the staged file, its sha256 and the final fields are recorded (``prepare_commit``); the rename is
+the commit. Recovery finishes a rename that a crash interrupted, and never redoes a photo whose
+copy was published.
 
 ``pixcamd status`` reads the same file from another process while the daemon writes it.
 """
@@ -460,32 +462,3 @@ def read_only(path: str | Path) -> sqlite3.Connection:
         db = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True, timeout=10)
     db.row_factory = sqlite3.Row
     return db
-
-
-def recover_interrupted(ledger: Ledger, outbox: Path, max_attempts: int) -> list[tuple]:
-    """Rows left ``processing`` by a crash, SIGKILL or Ctrl-C: finish an interrupted
-    publication, or queue the photo again (the interrupted attempt counts towards
-    ``max_attempts``). Returns (row, event, message, level) for the caller to log."""
-    from pixcamd.daemon.fs import publish, sha256_file
-
-    said = []
-    for row in ledger.processing():
-        if row.staged_output and row.staged_sha256 and row.staged_fields:
-            fields = dict(row.staged_fields)
-            state = fields.pop("state")
-            staged, dest = Path(row.staged or ""), outbox / row.staged_output
-            if staged.is_file() and sha256_file(staged) == row.staged_sha256:
-                publish(staged, dest)
-                how = "finished its interrupted publication"
-            else:  # the rename happened (the uploader may already have taken the file)
-                how = "was already published"
-            ledger.finish(row.id, state, **fields)
-            said.append((row, "recovered", f"{how} → {row.staged_output}", "info"))
-        elif row.attempts >= max_attempts:
-            reason = f"interrupted {row.attempts} times (crash or kill mid-photo); gave up"
-            ledger.finish(row.id, "failed", error=reason)
-            said.append((row, "failed", reason, "warning"))
-        else:
-            ledger.retry(row.id, "interrupted mid-photo (stopped)", 0.0)
-            said.append((row, "recovered", "was interrupted mid-photo; queued again", "info"))
-    return said

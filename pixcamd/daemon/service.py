@@ -22,8 +22,9 @@ from typing import TextIO
 from pixcamd.daemon.config import Config, ConfigError
 from pixcamd.daemon.events import EventLog
 from pixcamd.daemon.fs import choose_tmp_dir, sha256_file
-from pixcamd.daemon.ledger import Ledger, recover_interrupted
+from pixcamd.daemon.ledger import Ledger
 from pixcamd.daemon.notify import Notifier
+from pixcamd.daemon.publication import recover_interrupted
 from pixcamd.daemon.settings import (
     build_settings,
     model_device,

@@ -27,8 +27,9 @@ from pathlib import Path, PurePosixPath
 
 from pixcamd.daemon.config import Config
 from pixcamd.daemon.events import EventLog
-from pixcamd.daemon.fs import inside, publish
+from pixcamd.daemon.fs import inside
 from pixcamd.daemon.ledger import Ledger, Row
+from pixcamd.daemon.publication import commit_publication, published_copy
 from pixcamd.errors import PhotoError
 from pixcamd.report import scores_text
 
@@ -212,7 +213,7 @@ class Worker:
             self.log.emit("duplicate", row.path, note)
             return True
         donor = original if original.output else self.ledger.get(source)
-        published = _published(self.outbox, donor)  # (bytes, their sha256) or None
+        published = published_copy(self.outbox, donor)  # (bytes, their sha256) or None
         if published is None:
             self.log.emit(
                 "duplicate",
@@ -220,13 +221,9 @@ class Worker:
                 f"same content as {source}, whose copy has left the outbox: protected anew",
             )
             return False
-        from pixcamd import output
-
         self._checkpoint()
         out_rel = self.output_name(row)
-        staged = self.tmp_dir / f"stage-{row.id}-{row.attempts}.jpg"
         data, digest = published
-        output.atomic_write(data, staged, self.tmp_dir)
         fields = dict(
             verdict=donor.verdict,
             model=donor.model,
@@ -239,7 +236,7 @@ class Worker:
             error=None,
             duplicate_of=source,
         )
-        self._commit(row, staged, out_rel, digest, "done", fields)
+        self._commit(row, data, out_rel, "done", fields, digest)
         self.log.emit(
             "duplicate",
             row.path,
@@ -248,15 +245,16 @@ class Worker:
         )
         return True
 
-    def _commit(self, row: Row, staged: Path, out_rel: str, digest: str, state: str, fields):
-        """Record the commit, then one rename into the outbox (see ``Daemon._recover``)."""
-        final = {**fields, "state": state, "output": out_rel}
-        self.ledger.prepare_commit(row.id, str(staged), out_rel, digest, final)
+    def _commit(self, row: Row, data: bytes, out_rel: str, state: str, fields, digest=None):
+        """Stage, record, rename into the outbox (``commit_publication``) — never once a hard
+        abandon has declared this worker dead."""
+        staged = self.tmp_dir / f"stage-{row.id}-{row.attempts}.jpg"
         with self.commit_lock:
             if self.dead:
                 raise Abandoned()
-            publish(staged, self.outbox / out_rel)
-            self.ledger.finish(row.id, state, output=out_rel, held=None, **fields)
+            commit_publication(
+                self.ledger, row.id, data, staged, self.outbox, out_rel, state, fields, digest
+            )
 
     def _fail(self, row: Row, reason: str) -> None:
         self.ledger.finish(row.id, "failed", error=reason, model=self.model_label)
@@ -398,7 +396,6 @@ class Worker:
         came back; here they are staged, recorded, and published with one rename."""
         from pixcamd import output
 
-        started = time.perf_counter()
         for note in outcome.warnings:
             self.log.emit("photo_note", row.path, note, level="debug")
         self._checkpoint()
@@ -459,19 +456,14 @@ class Worker:
             )
             return
 
-        staged = self.tmp_dir / f"stage-{row.id}-{row.attempts}.jpg"
-        output.atomic_write(outcome.data, staged, self.tmp_dir)
-        timings["publish"] = round(time.perf_counter() - started, 3)
-        # Publish: record the commit, then one rename into the outbox (see ledger.recover).
         current = self.ledger.by_id(row.id)
         if current is None or current.sha256 != row.sha256:
-            staged.unlink(missing_ok=True)
             raise Changed()
         self._checkpoint()
         digest = hashlib.sha256(outcome.data).hexdigest()
         fields["report"] = {**report, "output_sha256": digest}  # what a copy reuses
         state = fields.pop("state")
-        self._commit(row, staged, out_rel, digest, state, fields)
+        self._commit(row, outcome.data, out_rel, state, fields, digest)
         self._kept.pop(row.id, None)
         # what the copy no longer carries, said where the user reads (the GPS position above all)
         gone = [n for n in notes if "removed" in n or "zeroed" in n]
@@ -507,17 +499,3 @@ class Worker:
                 worst=worst,
                 seconds=fields["seconds"],
             )
-
-
-def _published(outbox: Path, row: Row | None) -> tuple[bytes, str] | None:
-    """The bytes ``row`` published and their sha256, if they are still in the outbox, unchanged."""
-    if row is None or not row.output or not isinstance(row.report, dict):
-        return None
-    expected = row.report.get("output_sha256")
-    try:
-        data = (outbox / row.output).read_bytes()
-    except OSError:
-        return None
-    if not expected or hashlib.sha256(data).hexdigest() != expected:
-        return None
-    return data, expected
