@@ -38,23 +38,30 @@ class Outcome:
         return self.report["verdict"]
 
 
+@dataclass(frozen=True)
+class JobOptions:
+    """How every photo of a run is protected, wherever it runs."""
+
+    settings: Settings
+    strip_gps: bool = True
+    keep_unprotected: bool = False  # return the copy whatever the verdict (to ship or hold it)
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+
 def protect_photo(
     data: bytes,
     name: str,
     models: list,
-    settings: Settings,
-    *,
-    strip_gps: bool = True,
-    keep_unprotected: bool = False,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
+    options: JobOptions,
     progress: Callable[[int, float], None] | None = None,
 ) -> Outcome:
     """Protect the photo whose file holds ``data`` (``name`` is only for messages).
 
     Raises ``PhotoError`` for a file that is not a readable photo. The copy's bytes come back
     when it is protected — judged on those bytes, decoded as any viewer would — or, with
-    ``keep_unprotected``, whatever the verdict (the caller decides where an unprotected copy
-    may go)."""
+    ``options.keep_unprotected``, whatever the verdict (the caller decides where an unprotected
+    copy may go)."""
+    settings = options.settings
     timings: dict[str, float] = {}
     started = tick = time.perf_counter()
 
@@ -64,20 +71,20 @@ def protect_photo(
         timings[what] = round(now - tick, 3)
         tick = now
 
-    photo = open_photo(name, max_pixels=max_pixels, data=data)
+    photo = open_photo(name, max_pixels=options.max_pixels, data=data)
     lap("decode")
     result = pixcamd.protect.protect(photo.image, models, settings, progress=progress)
     lap("protect")
     report = result.summary()
     report["psnr"] = None if math.isinf(result.psnr) else result.psnr
     protected, copy, notes = result.protected, None, []
-    if protected or keep_unprotected:
+    if protected or options.keep_unprotected:
         copy, notes = render_jpeg(
             result.image,
             photo.metadata,
             quality=settings.output_quality,
             subsampling=settings.output_subsampling,
-            strip_gps=strip_gps,
+            strip_gps=options.strip_gps,
         )
         lap("write")
         if protected:
@@ -90,7 +97,7 @@ def protect_photo(
             if not check.all_low:
                 protected = False
                 report["verdict"] = "unprotected"
-                if not keep_unprotected:
+                if not options.keep_unprotected:
                     copy = None
     report.update(protected=protected, metadata_notes=notes)
     timings["total"] = round(time.perf_counter() - started, 3)

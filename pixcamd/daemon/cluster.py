@@ -72,13 +72,6 @@ class ClusterWorker(Worker):
                 self.executor.close()
                 self.executor = None
 
-    def _idle(self) -> None:
-        due = self.ledger.next_due()
-        wait = 1.0 if due is None else min(1.0, max(0.02, due - time.time()))
-        self.idle = True
-        self.wake.wait(wait)
-        self.idle = False
-
     def _take_pending(self) -> None:
         before = self._pending
         super()._take_pending()

@@ -514,7 +514,7 @@ SCHEMA: tuple[Option, ...] = (
         'Where photos are protected: "local" = in the daemon; "ray" = on the Ray cluster at '
         "ray_address (pip install 'pixcamd[ray]'). The daemon stays the only writer of the "
         "outbox and the ledger either way.",
-        _choice("local", "ray"),  # pixcamd.executors.EXECUTORS
+        _choice("local", "ray"),  # LocalExecutor here, RayExecutor on a cluster
     ),
     Option(
         "ray_address",

@@ -328,22 +328,20 @@ class Ledger:
             ).fetchone()
             if found is None:
                 return None
-            db.execute(
-                "UPDATE photos SET state = 'processing', attempts = attempts + 1, "
-                "started_at = ? WHERE id = ?",
-                (now, found[0]),
-            )
-            return self._get(db, found[0])
+            return self._claim(db, found[0], now)
 
     def claim(self, row_id: int) -> Row:
         """Take this row (a folder run's own order): state processing, one more attempt."""
         with self._tx() as db:
-            db.execute(
-                "UPDATE photos SET state = 'processing', attempts = attempts + 1, "
-                "started_at = ? WHERE id = ?",
-                (self.clock(), row_id),
-            )
-            return self._get(db, row_id)
+            return self._claim(db, row_id, self.clock())
+
+    def _claim(self, db: sqlite3.Connection, row_id: int, now: float) -> Row:
+        db.execute(
+            "UPDATE photos SET state = 'processing', attempts = attempts + 1, "
+            "started_at = ? WHERE id = ?",
+            (now, row_id),
+        )
+        return self._get(db, row_id)
 
     def requeue_many(self, row_ids: list[int]) -> None:
         """``pixcamd retry``: queued afresh (attempts from 0), in one transaction. The outbox

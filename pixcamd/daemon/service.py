@@ -32,7 +32,7 @@ from pixcamd.daemon.settings import (
     settings_fingerprint,
 )
 from pixcamd.daemon.watcher import InboxHandler, Rules, StabilityTracker, scan
-from pixcamd.daemon.worker import Worker
+from pixcamd.daemon.worker import Worker, job_options
 from pixcamd.errors import PixcamdError
 
 
@@ -185,20 +185,13 @@ class Daemon:
 
     def _make_executor(self):
         """A RayExecutor for the settings in force (the worker's, after a reload)."""
-        from pixcamd.executors import JobOptions
         from pixcamd.executors.ray import RayExecutor
 
-        worker, config = self.worker, self.config
-        if worker is not None:
-            config = worker.config
+        worker = self.worker
+        config = worker.config if worker is not None else self.config
         settings = worker.settings if worker is not None else self.settings
         models = worker.models if worker is not None else self.models
-        options = JobOptions(
-            settings,
-            strip_gps=config.strip_gps,
-            keep_unprotected=config.on_unprotected == "ship" or config.hold_dir is not None,
-            max_pixels=config.max_pixels,
-        )
+        options = job_options(config, settings)
         weights = str(config.weights_path) if config.weights_path is not None else None
         return RayExecutor(
             config.ray_address,

@@ -141,13 +141,17 @@ class Worker:
             self._take_pending()  # between photos: a reload's settings
             row = self.ledger.claim_next()
             if row is None:
-                due = self.ledger.next_due()
-                wait = 1.0 if due is None else min(1.0, max(0.02, due - time.time()))
-                self.idle = True  # waiting for work is healthy (see Daemon.tick's watchdog)
-                self.wake.wait(wait)
-                self.idle = False
+                self._idle()
                 continue
             self.process(row)
+
+    def _idle(self) -> None:
+        """Nothing to do now: wait for a wake-up or the next retry that falls due."""
+        due = self.ledger.next_due()
+        wait = 1.0 if due is None else min(1.0, max(0.02, due - time.time()))
+        self.idle = True  # waiting for work is healthy (see Daemon.tick's watchdog)
+        self.wake.wait(wait)
+        self.idle = False
 
     # ---- one photo ---------------------------------------------------------------------------
 
@@ -344,16 +348,8 @@ class Worker:
                 note = "the protected pixels of the last attempt (only its write failed)"
                 self.log.emit("reused", row.path, note)
             else:
-                outcome = protect_photo(
-                    data,
-                    row.path,
-                    models,
-                    settings,
-                    strip_gps=self.config.strip_gps,
-                    keep_unprotected=self.keeps_unprotected,
-                    max_pixels=self.config.max_pixels,
-                    progress=self._progress,
-                )
+                options = job_options(self.config, settings)
+                outcome = protect_photo(data, row.path, models, options, self._progress)
                 # Kept until the photo is finished: if writing or publishing fails (a full
                 # disk), the retry writes these bytes instead of optimizing again.
                 self._kept = {row.id: (row.sha256, self.fingerprint, outcome)}
@@ -362,11 +358,6 @@ class Worker:
                 for m in self.models:
                     m.to(self.settings.device)
         self.publish_outcome(row, outcome)
-
-    @property
-    def keeps_unprotected(self) -> bool:
-        """Whether an unprotected copy is wanted at all: shipped, or held for a person."""
-        return self.config.on_unprotected == "ship" or self.config.hold_dir is not None
 
     def _read(self, row: Row) -> bytes:
         """The source's bytes, as they were when the ledger settled them."""
@@ -499,3 +490,17 @@ class Worker:
                 worst=worst,
                 seconds=fields["seconds"],
             )
+
+
+def job_options(config: Config, settings):
+    """How the daemon protects each photo, here or on a cluster: its settings, the GPS policy,
+    the decoder's limit, and whether an unprotected copy is wanted at all (shipped anyway, or
+    held for a person)."""
+    from pixcamd.job import JobOptions
+
+    return JobOptions(
+        settings,
+        strip_gps=config.strip_gps,
+        keep_unprotected=config.on_unprotected == "ship" or config.hold_dir is not None,
+        max_pixels=config.max_pixels,
+    )

@@ -20,11 +20,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pixcamd.job import Outcome, protect_photo
-from pixcamd.photo import DEFAULT_MAX_PIXELS
-from pixcamd.protect import Settings
+from pixcamd.job import JobOptions, Outcome, protect_photo
 
-EXECUTORS = ("local", "ray")
+__all__ = ["Done", "JobOptions", "LocalExecutor", "Task"]
 
 
 @dataclass(frozen=True)
@@ -40,16 +38,6 @@ class Done:
     outcome: Outcome | None = None
     error: BaseException | None = None
     lost: bool = False  # the worker died mid-photo: nothing came back, try again
-
-
-@dataclass(frozen=True)
-class JobOptions:
-    """How every photo of a run is protected, wherever it runs."""
-
-    settings: Settings
-    strip_gps: bool = True
-    keep_unprotected: bool = False
-    max_pixels: int = DEFAULT_MAX_PIXELS
 
 
 @dataclass
@@ -74,16 +62,7 @@ class LocalExecutor:
             return []
         task = self._queue.pop(0)
         try:
-            outcome = protect_photo(
-                task.data,
-                task.name,
-                self.models,
-                self.options.settings,
-                strip_gps=self.options.strip_gps,
-                keep_unprotected=self.options.keep_unprotected,
-                max_pixels=self.options.max_pixels,
-                progress=self.progress,
-            )
+            outcome = protect_photo(task.data, task.name, self.models, self.options, self.progress)
         except Exception as exc:  # a KeyboardInterrupt is not caught: the run stops here
             return [Done(task, error=exc)]
         finally:

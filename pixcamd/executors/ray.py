@@ -119,8 +119,8 @@ class _PhotoWorker:
             else:
                 models.append(load_model(name, None, device))
         self.models = models
-        self.options = options
-        self.settings = replace(options.settings, device=device)
+        # the settings as on the head, on this actor's device
+        self.options = replace(options, settings=replace(options.settings, device=device))
         self.info = {
             "pid": os.getpid(),
             "node": ray.get_runtime_context().get_node_id(),
@@ -136,15 +136,7 @@ class _PhotoWorker:
         from pixcamd.job import protect_photo
 
         try:
-            return protect_photo(
-                data,
-                name,
-                self.models,
-                self.settings,
-                strip_gps=self.options.strip_gps,
-                keep_unprotected=self.options.keep_unprotected,
-                max_pixels=self.options.max_pixels,
-            )
+            return protect_photo(data, name, self.models, self.options)
         finally:
             release_memory()  # an idle actor should not sit on a 24 MP photo's tensors
 
