@@ -127,7 +127,7 @@ class Tally:
     unprotected: int = 0
     failed: int = 0
     earlier: int = 0  # of those, handled by an earlier run (same bytes, same settings)
-    seconds: float = 0.0  # protecting (this run)
+    seconds: float = 0.0  # wall-clock time of this run's work so far
     done_here: int = 0  # photos this run finished
 
     @property
@@ -178,6 +178,7 @@ class FolderRun:
         self.write_unprotected = write_unprotected
         self.on_photo, self.on_start, self.clock = on_photo, on_start, clock
         self.tally = Tally(total=len(sources))
+        self.started = clock()  # when the work began (reset by ``_work``)
         self.ledger: Ledger | None = None
         self.tmp = outdir / STATE_DIR / "tmp"
 
@@ -296,6 +297,7 @@ class FolderRun:
         attempts: dict[int, int] = {}
         busy: dict[int, str] = {}  # row id → sha256 of the photos in flight
         pending = list(todo)
+        self.started = self.clock()
         while pending or self.executor.in_flight():
             waiting = []  # the same bytes as a photo in flight: its copy will do
             while pending and self.executor.in_flight() < self.executor.capacity:
@@ -325,11 +327,12 @@ class FolderRun:
             data = source.path.read_bytes()
         except OSError as exc:
             self.ledger.finish(row.id, "failed", error=f"cannot read the file ({exc})")
-            self._report_failure(row.path, f"{source.path}: cannot read the file ({exc})", row)
+            self._report_failure(row.path, f"{source.path}: cannot read the file ({exc})")
             return None
-        digest = hashlib.sha256(data).hexdigest()
-        if digest != row.sha256:  # changed since it was planned: record what is protected
-            st = os.stat(source.path)
+        st = os.stat(source.path)
+        if (st.st_size, st.st_mtime_ns) != (row.size, row.mtime_ns):
+            # changed since it was planned (hashed then): record what is protected now
+            digest = hashlib.sha256(data).hexdigest()
             self.ledger.offer(row.path, digest, st.st_size, st.st_mtime_ns, self.fingerprint, True)
         self.ledger.claim(row.id)
         return Task(row.id, str(source.path), data)
@@ -341,7 +344,7 @@ class FolderRun:
             reason = f"{type(done.error).__name__}: {done.error}"
             if isinstance(done.error, PhotoError):
                 self.ledger.finish(row.id, "failed", error=str(done.error), model=self.model_label)
-                self._report_failure(row.path, str(done.error), row)
+                self._report_failure(row.path, str(done.error))
                 return False
             if attempt < MAX_ATTEMPTS:
                 what = "the worker was lost mid-photo" if done.lost else reason
@@ -349,10 +352,11 @@ class FolderRun:
                 return True
             why = f"gave up after {attempt} attempts: {reason}"
             self.ledger.finish(row.id, "failed", error=why, model=self.model_label)
-            self._report_failure(row.path, why, row)
+            self._report_failure(row.path, why)
             return False
         outcome = done.outcome
-        self.tally.seconds += outcome.timings.get("total", 0.0)
+        # wall clock, not the photos' own seconds: several workers finish photos in parallel
+        self.tally.seconds = self.clock() - self.started
         self.tally.done_here += 1
         report = {"path": str(self.sources[row.path].path), **outcome.report, "output": None}
         state = "done" if outcome.protected else "unprotected"
@@ -404,7 +408,7 @@ class FolderRun:
             self.tally.unprotected += 1
         self.on_photo(report, self.tally)
 
-    def _report_failure(self, key: str, reason: str, row: Row | None = None) -> None:
+    def _report_failure(self, key: str, reason: str) -> None:
         self.tally.failed += 1
         path = self.sources[key].path if key in self.sources else key
         self.on_photo({"path": str(path), "error": reason}, self.tally)

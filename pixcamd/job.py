@@ -25,7 +25,6 @@ from pixcamd.protect import Settings
 class Outcome:
     """What came of one photo. ``data`` is the copy to publish: None when it is held back."""
 
-    name: str
     data: bytes | None
     protected: bool
     report: dict  # protect()'s summary; worst and protected_on from the copy's own check
@@ -101,4 +100,4 @@ def protect_photo(
                     copy = None
     report.update(protected=protected, metadata_notes=notes)
     timings["total"] = round(time.perf_counter() - started, 3)
-    return Outcome(name, copy, protected, report, notes, photo.warnings, timings)
+    return Outcome(copy, protected, report, notes, photo.warnings, timings)

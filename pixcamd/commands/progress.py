@@ -9,7 +9,6 @@ object per photo on stdout as it finishes, and ``{"summary": …}`` at the end.
 from __future__ import annotations
 
 import json
-import time
 
 from tqdm import tqdm
 
@@ -18,13 +17,12 @@ from pixcamd.report import scores_text
 
 
 class RunProgress:
-    def __init__(self, stream, json_out=None, clock=time.monotonic):
-        self.stream, self.json_out, self.clock = stream, json_out, clock
+    def __init__(self, stream, json_out=None):
+        self.stream, self.json_out = stream, json_out
         self.tty = getattr(stream, "isatty", lambda: False)()
-        self.bar: tqdm | None = None
+        self.bar: tqdm | None = None  # tqdm measures the rate and the time left itself
         self.steps: tqdm | None = None
-        self.started = clock()
-        self.total = 0
+        self.current = ""  # the photo in the step line
 
     # ---- lines -----------------------------------------------------------------------------
 
@@ -46,7 +44,6 @@ class RunProgress:
     # ---- the run -----------------------------------------------------------------------------
 
     def begin(self, total: int, where: str | None, ledger) -> None:
-        self.total, self.started = total, self.clock()
         if where is not None:
             self.say(f"{total} photos; working on {where}; record: {ledger}")
         if self.tty and total > 1:
@@ -67,7 +64,7 @@ class RunProgress:
 
     def step(self, step: int, worst: float) -> None:
         if self.steps is not None:
-            text = f"{_short(getattr(self, 'current', ''))}: step {step}, worst view {worst:6.1f}"
+            text = f"{_short(self.current)}: step {step}, worst view {worst:6.1f}"
             self.steps.set_description_str(text, refresh=True)
 
     def photo(self, report: dict, tally: Tally) -> None:

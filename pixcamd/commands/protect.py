@@ -124,15 +124,15 @@ def _one(source: Path, target: Path, models, options: JobOptions, show: RunProgr
     executor = LocalExecutor(models, options, progress=show.step)
     tally = Tally(total=1)
     show.begin(1, None, None)
-    try:
-        data = source.read_bytes() if source.is_file() else b""
-    except OSError as exc:
-        raise PixcamdError(f"{source}: cannot read the file ({exc})") from None
     if not source.is_file():
         tally.failed = 1
         show.photo({"path": str(source), "error": f"{source}: no such file"}, tally)
         show.end(tally)
         return 1
+    try:
+        data = source.read_bytes()
+    except OSError as exc:
+        raise PixcamdError(f"{source}: cannot read the file ({exc})") from None
     executor.submit(Task(0, str(source), data))
     show.start(str(source))
     (done,) = executor.wait()
