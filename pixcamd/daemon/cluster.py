@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pixcamd.daemon.ledger import Row
 from pixcamd.daemon.worker import Worker
 from pixcamd.errors import PixcamdError
+from pixcamd.executors.ray_link import first_line
 
 RECONNECT = 15.0  # seconds between attempts to reach a cluster that went away (a TCP probe)
 
@@ -132,7 +133,7 @@ class ClusterWorker(Worker):
             self.log.emit("requeued", row.path, "the cluster went away mid-photo; queued again")
             return
         if done.lost:  # its worker died (killed, out of memory, node gone): once more at once
-            first = str(done.error).strip().splitlines()[0] if str(done.error).strip() else ""
+            first = first_line(done.error)
             reason = f"the worker was lost mid-photo ({type(done.error).__name__}: {first})"
             if row.attempts >= self.config.max_attempts:
                 self._fail(row, f"gave up after {row.attempts} attempts: {reason}")
@@ -152,14 +153,15 @@ class ClusterWorker(Worker):
             return
         self._guard(row, lambda r: self.publish_outcome(r, done.outcome))
 
-    def _drop_inflight(self) -> None:
+    def _drop_inflight(self, say: bool = True) -> None:
         """Stopping (past the grace time) or the cluster gone: what was in flight is queued
-        again; nothing of it was written."""
+        again, no attempt counted; nothing of it was written."""
         for row in self.inflight.values():
             self.ledger.requeue(row.id)
-            self.log.emit("abandoned", row.path, "not finished on the cluster: queued again")
+            if say:
+                self.log.emit("abandoned", row.path, "not finished on the cluster: queued again")
         self.inflight.clear()
-        self.current = self.current_since = None
+        self._show_current()
 
     def _show_current(self) -> None:
         if self.inflight:
@@ -175,10 +177,7 @@ class ClusterWorker(Worker):
         executor, self.executor = self.executor, None
         if executor is not None:
             executor.close()
-        for row in self.inflight.values():  # not the photos' fault: no attempt counted
-            self.ledger.requeue(row.id)
-        self.inflight.clear()
-        self._show_current()
+        self._drop_inflight(say=False)  # not the photos' fault: the event below says why
         self.next_try = time.monotonic() + RECONNECT
         if self.down_since is not None:
             return

@@ -63,7 +63,14 @@ from dataclasses import dataclass, field, replace
 
 from pixcamd.errors import PixcamdError
 from pixcamd.executors import Done, JobOptions, Task
-from pixcamd.executors.ray_link import probe, reachable, signals_kept, split_address
+from pixcamd.executors.ray_link import (
+    first_line,
+    last_line,
+    probe,
+    reachable,
+    signals_kept,
+    split_address,
+)
 
 READY_TIMEOUT = 300.0  # s: for the actors to start and load their models
 WAIT_SLICE = 2.0  # s: the longest ray.wait between two checks that the cluster is still there
@@ -377,7 +384,7 @@ class RayExecutor:
                     ray.init(address=address, ignore_reinit_error=True, **quiet)
             except Exception as exc:
                 raise PixcamdError(
-                    f"Ray cluster at {address}: cannot connect: {_first_line(exc)}"
+                    f"Ray cluster at {address}: cannot connect: {first_line(exc)}"
                 ) from exc
             self._owns_init = True
 
@@ -413,7 +420,7 @@ class RayExecutor:
             ) from None
         except ray.exceptions.RayError as exc:
             raise PixcamdError(
-                f"Ray cluster at {self.address}: a worker failed to start: {_last_line(exc)}"
+                f"Ray cluster at {self.address}: a worker failed to start: {last_line(exc)}"
             ) from exc
         for slot, info in zip(slots, infos, strict=True):
             slot.info = info
@@ -454,17 +461,17 @@ class RayExecutor:
         if self._deaths_in_a_row > self.max_lost:
             self._unusable(
                 f"{self._deaths_in_a_row} workers died in a row without finishing a photo "
-                f"(last: {_last_line(exc)})"
+                f"(last: {last_line(exc)})"
             )
             return
         if not self._room_for_one(slot):
             if not self._slots:
-                self._unusable(f"no worker left: {_last_line(exc)}")
+                self._unusable(f"no worker left: {last_line(exc)}")
             return
         try:  # not waited for: its first photo queues behind its model load
             self._slots.append(self._new_slot())
         except Exception as err:
-            self._unusable(f"cannot start a worker: {_last_line(err)}")
+            self._unusable(f"cannot start a worker: {last_line(err)}")
 
     def _room_for_one(self, dead: _Slot) -> bool:
         """A replacement fits: the dead actor's node is still alive (its resources come free),
@@ -498,16 +505,5 @@ class RayExecutor:
         return done
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
-
-
-def _last_line(exc: BaseException) -> str:
-    """The line of a Ray error that says what happened (its text carries whole tracebacks)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[-1] if lines else type(exc).__name__
-
-
 def _connection_lost(exc: BaseException) -> str:
-    return f"lost the connection to it ({type(exc).__name__}: {_first_line(exc)})"
+    return f"lost the connection to it ({type(exc).__name__}: {first_line(exc)})"

@@ -1,6 +1,7 @@
-"""Reaching a Ray cluster without Ray: its address, a bounded TCP probe of the head, and this
-process's signal handlers kept from what ``ray.init``/``ray.shutdown`` do to them. Importing
-this module never imports Ray (``pixcamd config check`` probes a cluster with it)."""
+"""Reaching a Ray cluster without Ray: its address, a bounded TCP probe of the head, this
+process's signal handlers kept from what ``ray.init``/``ray.shutdown`` do to them, and the
+readable line of a Ray error. Importing this module never imports Ray (``pixcamd config check``
+probes a cluster with it)."""
 
 from __future__ import annotations
 
@@ -91,3 +92,15 @@ def restore_signals() -> None:
     if _signals_replaced.is_set() and threading.current_thread() is threading.main_thread():
         _signals_replaced.clear()
         _reinstall({name: signal.getsignal(getattr(signal, name)) for name in _SIGNALS})
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-blank line of an error's text (Ray's run to whole tracebacks)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def last_line(exc: BaseException) -> str:
+    """The line of a Ray error that says what happened (its text carries whole tracebacks)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
