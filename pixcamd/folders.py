@@ -59,7 +59,8 @@ def plan_sources(
     extensions: Iterable[str] = DEFAULT_EXTENSIONS,
     ignore: Iterable[str] = DEFAULT_IGNORE,
 ) -> Plan:
-    """Every photo under ``inputs`` with its key; refuses two photos that would share a copy."""
+    """Every photo under ``inputs`` with its key; refuses two photos that would share a copy,
+    and a copy that would overwrite one of the photos."""
     plan, owners = Plan(), {}
     excluded = [outdir] if outdir is not None else []
     for given in inputs:
@@ -78,6 +79,7 @@ def plan_sources(
                     plan.sources.append(Source(found, f"{given.resolve().name}/{rel}"))
         else:  # a photo named on its own (open_photo says what is wrong with anything else)
             plan.sources.append(Source(given, given.name))
+    originals = {s.path.resolve() for s in plan.sources}
     for source in plan.sources:
         key = output_key(source.key)
         if key in owners:
@@ -85,6 +87,10 @@ def plan_sources(
                 f"{owners[key].path} and {source.path} would both be written to {key}"
             )
         owners[key] = source
+        if outdir is not None and (outdir / key).resolve() in originals:
+            raise PixcamdError(
+                f"{outdir / key}: would overwrite an original photo; choose another output folder"
+            )
     return plan
 
 

@@ -13,7 +13,7 @@ from pixcamd.commands.progress import RunProgress
 from pixcamd.daemon.settings import settings_fingerprint
 from pixcamd.errors import PixcamdError
 from pixcamd.executors import JobOptions, LocalExecutor, Task
-from pixcamd.folders import STATE_DIR, FolderRun, Interrupted, Tally, output_key, plan_sources
+from pixcamd.folders import STATE_DIR, FolderRun, Interrupted, Tally, plan_sources
 from pixcamd.models import load_model
 from pixcamd.output import atomic_write
 from pixcamd.protect import make_settings
@@ -39,13 +39,6 @@ def run(args) -> int:
         plan = None
     else:  # every problem with the plan is said before any work is done
         plan = plan_sources(inputs, args.outdir)
-        originals = {s.path.resolve() for s in plan.sources}
-        for source in plan.sources:
-            if (args.outdir / output_key(source.key)).resolve() in originals:
-                raise PixcamdError(
-                    f"{args.outdir / output_key(source.key)}: would overwrite an original "
-                    "photo; choose another output folder"
-                )
     models = [load_model(name, args.weights, args.device) for name in args.model]
     for model in models:
         print(f"model {model.name} ({model.fingerprint})", file=sys.stderr)

@@ -13,7 +13,6 @@ import difflib
 import json
 import math
 import os
-import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -746,7 +745,6 @@ def validate(raw: dict[str, Any], source: Path | None = None) -> Config:
 
 
 RAY_KEYS = ("ray_address", "ray_workers", "ray_threads", "ray_fallback")
-_ADDRESS = re.compile(r"(ray://)?[A-Za-z0-9_.\-\[\]:]+:[0-9]{1,5}")
 
 
 def _cluster_problems(values: dict[str, Any]) -> list[str]:
@@ -762,9 +760,12 @@ def _cluster_problems(values: dict[str, Any]) -> list[str]:
 
     if importlib.util.find_spec("ray") is None:
         problems.append("executor: \"ray\" needs Ray: pip install 'pixcamd[ray]'")
-    address = values["ray_address"]
-    if address != "local" and not _ADDRESS.fullmatch(address):
-        problems.append(f'ray_address: {address!r} is not host:port, ray://host:port or "local"')
+    from pixcamd.executors.ray_link import split_address  # the executor's own reading of it
+
+    try:
+        split_address(values["ray_address"])
+    except PixcamdError as exc:
+        problems.append(f"ray_address: {exc}")
     return problems
 
 
