@@ -94,8 +94,8 @@ def sha(path: Path) -> str:
 
 def make_config(root: Path, **overrides):
     """A fast configuration in ``root`` (inbox/, outbox/, state/); BRISQUE, centre view, the
-    task's pipeline only. It is written to ``root/config.toml`` (for ``--config``) and loaded
-    from there; ``pipelines`` (tables) are written last, as TOML wants."""
+    task's pipeline only, no web page. It is written to ``root/config.toml`` (for ``--config``)
+    and loaded from there; ``pipelines`` (tables) are written last, as TOML wants."""
     from pixcamd.daemon.config import load_config, toml_value
 
     (root / "inbox").mkdir(parents=True, exist_ok=True)
@@ -111,6 +111,7 @@ def make_config(root: Path, **overrides):
         "rescan_interval": 0,
         "retry_backoff": 0.2,
         "grace_time": 20.0,
+        "web": "",  # the page has its own tests (test_web*.py); a fixed port would collide
     }
     raw.update(overrides)
     tables = raw.pop("pipelines", {})

@@ -13,13 +13,15 @@ from pathlib import Path
 
 from pixcamd.errors import PixcamdError
 
+CONFIG_HELP = (
+    "daemon config file (default: $PIXCAMD_CONFIG, else ~/.config/pixcamd/config.toml, "
+    "else /etc/pixcamd/config.toml)"
+)
+
 
 def add_commands(commands) -> None:
     """Add the ``init``, ``run``, ``config``, ``retry`` and ``status`` subparsers."""
-    config_help = (
-        "daemon config file (default: $PIXCAMD_CONFIG, else ~/.config/pixcamd/config.toml, "
-        "else /etc/pixcamd/config.toml)"
-    )
+    config_help = CONFIG_HELP
     init = commands.add_parser(
         "init",
         help="set up: write your config and create the inbox and outbox",
@@ -94,6 +96,12 @@ def add_commands(commands) -> None:
         action="store_true",
         help="every shipped photo protected against other models than the daemon uses now "
         "(e.g. BRISQUE before KonCept512's weights were installed)",
+    )
+    retry.add_argument(
+        "--stronger",
+        action="store_true",
+        help="with a larger budget for this attempt: epsilon and epsilon_cap doubled (at "
+        "least +2 and +4, at most 64) and twice the steps per round",
     )
     retry.add_argument("--config", type=Path, metavar="FILE", help=config_help)
     retry.set_defaults(handler=retry_photos)
@@ -287,6 +295,7 @@ def retry_photos(args: argparse.Namespace) -> int:
         names, note = resolve_models(config)
         fingerprints = {load_model(n, config.weights_path).fingerprint for n in names}
         print(f"models now: {', '.join(sorted(fingerprints))} ({note})")
+    budget = retry.stronger(config) if args.stronger else None
     ledger = Ledger(config.ledger_path)
     try:
         plan = retry.plan(
@@ -298,7 +307,7 @@ def retry_photos(args: argparse.Namespace) -> int:
             args.model_changed,
             fingerprints,
         )
-        retry.apply(ledger, plan.queue)
+        retry.apply(ledger, plan.queue, budget=budget)
     finally:
         ledger.close()
     from pixcamd.daemon.events import printable
@@ -312,6 +321,8 @@ def retry_photos(args: argparse.Namespace) -> int:
         if state["daemon"] == "running"
         else "the daemon takes them at its next start"
     )
+    if budget:
+        print(f"stronger: {retry.describe_budget(budget)}")
     print(f"{len(plan.queue)} photo(s) queued again, {len(plan.skipped)} skipped; {when}")
     return 0
 

@@ -555,6 +555,24 @@ SCHEMA: tuple[Option, ...] = (
         "abandoned cleanly (nothing written, queued again). Keep TimeoutStopSec above it.",
         _number(0, 3600, " s"),
     ),
+    Option(
+        "web",
+        "Web page",
+        "127.0.0.1:8765",
+        "Address of the local web page (`pixcamd run` serves it; `pixcamd web` alone): "
+        'host:port, e.g. "127.0.0.1:8765", "[::1]:8765", "localhost:8765"; "" = no web page. '
+        "Any address other than loopback is refused unless web_token is set.",
+        _string,
+    ),
+    Option(
+        "web_token",
+        "Web page",
+        "",
+        "Password of the web page (HTTP Basic, any user name; or Authorization: Bearer TOKEN). "
+        '"" = none, only allowed on a loopback address. Required to serve on the network; '
+        "keep the config file private (chmod 600) when it holds one.",
+        _string,
+    ),
     # Tables must come after every plain key in a TOML file: keep this one last.
     Option(
         "pipelines",
@@ -735,6 +753,7 @@ def validate(raw: dict[str, Any], source: Path | None = None) -> Config:
         if values["hold_dir"] and values["on_unprotected"] != "hold":
             problems.append(f'{where}hold_dir: only used with on_unprotected = "hold"')
         problems += [f"{where}{p}" for p in _cluster_problems(values)]
+        problems += [f"{where}{p}" for p in web_problems(values)]
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
     config = Config(values, source)
@@ -767,6 +786,50 @@ def _cluster_problems(values: dict[str, Any]) -> list[str]:
     except PixcamdError as exc:
         problems.append(f"ray_address: {exc}")
     return problems
+
+
+def parse_web(text: str) -> tuple[str, int]:
+    """``host:port`` → (host, port); IPv6 in brackets. ValueError with the problem in words."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(
+            f'{text!r} is not host:port (e.g. "127.0.0.1:8765"; "" turns the web page off)'
+        )
+    if host.startswith("["):
+        if not host.endswith("]"):
+            raise ValueError(f"{text!r}: an IPv6 address goes in brackets, e.g. [::1]:8765")
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"{text!r}: write an IPv6 address in brackets, e.g. [::1]:8765")
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    """Only this machine can connect (a name other than localhost is not trusted to be)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def web_problems(values: dict[str, Any]) -> list[str]:
+    """The web page's address parses, and it is on loopback unless a token guards it."""
+    if not values["web"]:
+        return []
+    try:
+        host, _port = parse_web(values["web"])
+    except ValueError as exc:
+        return [f"web: {exc}"]
+    if not is_loopback(host) and not values["web_token"]:
+        return [
+            f"web: {values['web']!r} is reachable from other machines; set web_token (the "
+            'page\'s password) to serve there, or keep web = "127.0.0.1:8765"'
+        ]
+    return []
 
 
 def _inside(child: Path, parent: Path) -> bool:
@@ -881,6 +944,9 @@ def render_example(values: dict[str, Any] | None = None, header=EXAMPLE_HEADER) 
     return "\n".join(out) + "\n"
 
 
+SECRETS = ("web_token",)
+
+
 def render_effective(config: Config, derived: dict[str, Any] | None = None) -> str:
     """``key = value`` for every key as the daemon will use it; ``derived`` replaces the automatic
     values ("" in the file) with what they resolve to, marked ``# auto``."""
@@ -888,7 +954,9 @@ def render_effective(config: Config, derived: dict[str, Any] | None = None) -> s
     derived = derived or {}
     for option in SCHEMA:
         value = config.values()[option.key]
-        if option.key in derived and derived[option.key] != value:
+        if option.key in SECRETS and value:  # said to be set, never printed
+            out.append(f'{option.key} = "…"  # set ({len(value)} characters), not shown')
+        elif option.key in derived and derived[option.key] != value:
             auto = value in ("", "auto", ["auto"])
             note = "auto" if auto else f"as written: {toml_value(value)}"
             out.append(f"{option.key} = {toml_value(derived[option.key])}  # {note}")

@@ -64,7 +64,9 @@ CREATE TABLE IF NOT EXISTS photos (
     staged_output TEXT,                 -- … the outbox path it goes to …
     staged_sha256 TEXT,                 -- … its sha256 …
     staged_fields TEXT,                 -- … and the row's final fields (JSON)
-    error TEXT
+    error TEXT,
+    budget TEXT,                        -- JSON: a stronger retry's larger budget (one attempt)
+    decision TEXT                       -- JSON: what a person decided (shipped anyway, removed)
 );
 CREATE INDEX IF NOT EXISTS photos_queue ON photos (state, not_before, queued_at);
 CREATE INDEX IF NOT EXISTS photos_sha ON photos (sha256);
@@ -81,7 +83,9 @@ CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
 CREATE TABLE IF NOT EXISTS daemon (key TEXT PRIMARY KEY, value TEXT);
 """
 
-_JSON = ("scores", "timings", "report", "staged_fields")
+_JSON = ("scores", "timings", "report", "staged_fields", "budget", "decision")
+# Columns added after the first release: a ledger made before them gets them at open.
+_ADDED = (("budget", "TEXT"), ("decision", "TEXT"))
 
 
 @dataclass
@@ -115,6 +119,8 @@ class Row:
     staged_sha256: str | None
     staged_fields: Any
     error: str | None
+    budget: Any = None
+    decision: Any = None
 
     @classmethod
     def from_sql(cls, row: sqlite3.Row) -> Row:
@@ -149,6 +155,10 @@ class Ledger:
         self._db.execute("PRAGMA synchronous=FULL")  # a committed state survives power loss
         self._db.execute("PRAGMA busy_timeout=10000")
         self._db.executescript(_SCHEMA)
+        have = {r[1] for r in self._db.execute("PRAGMA table_info(photos)")}
+        for column, kind in _ADDED:
+            if column not in have:
+                self._db.execute(f"ALTER TABLE photos ADD COLUMN {column} {kind}")
         self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -292,6 +302,8 @@ class Ledger:
                 staged_output=None,
                 staged_sha256=None,
                 staged_fields=None,
+                budget=None,
+                decision=None,
             )
             if dup is not None:
                 original = db.execute(
@@ -343,10 +355,11 @@ class Ledger:
         )
         return self._get(db, row_id)
 
-    def requeue_many(self, row_ids: list[int]) -> None:
+    def requeue_many(self, row_ids: list[int], budget: dict | None = None) -> None:
         """``pixcamd retry``: queued afresh (attempts from 0), in one transaction. The outbox
         path stays, so a shipped photo's copy is replaced; ``duplicate_of`` is cleared (the
-        worker finds the re-done original again, or protects the photo itself)."""
+        worker finds the re-done original again, or protects the photo itself). ``budget``:
+        a stronger retry's larger budget for this attempt (None: the config's)."""
         now = self.clock()
         with self._tx() as db:
             for row_id in row_ids:
@@ -361,6 +374,8 @@ class Ledger:
                     degrade=0,
                     error=None,
                     duplicate_of=None,
+                    budget=budget,
+                    decision=None,
                 )
 
     def queue_copy(self, row_id: int) -> Row:
@@ -426,6 +441,36 @@ class Ledger:
                 staged_sha256=sha256,
                 staged_fields=fields,
             )
+
+    def take(self, row_id: int, states: tuple[str, ...]) -> Row | None:
+        """A person's decision on a finished row (ship it, remove its copy): the row becomes
+        ``processing`` only if it is still in one of ``states`` — never under the worker's
+        feet — without counting an attempt. None: it is not (any more)."""
+        with self._tx() as db:
+            marks = ",".join("?" * len(states))
+            cursor = db.execute(
+                f"UPDATE photos SET state = 'processing' WHERE id = ? AND state IN ({marks})",
+                (row_id, *states),
+            )
+            return self._get(db, row_id) if cursor.rowcount else None
+
+    def release(self, row_id: int, state: str, **fields) -> Row:
+        """Back from ``take`` to ``state`` with ``fields`` changed; when it finished stays."""
+        assert state in ("done", "unprotected", "failed")
+        with self._tx() as db:
+            self._update(db, row_id, state=state, staged=None, staged_output=None, **fields)
+            return self._get(db, row_id)
+
+    def finished_rows(self, states: tuple[str, ...], limit: int, offset: int = 0) -> list[Row]:
+        """Rows in ``states``, the most recently finished (or queued) first: the photo list."""
+        marks = ",".join("?" * len(states))
+        with self._lock:
+            found = self._db.execute(
+                f"SELECT * FROM photos WHERE state IN ({marks}) "
+                "ORDER BY coalesce(finished_at, queued_at, 0) DESC, id DESC LIMIT ? OFFSET ?",
+                (*states, limit, offset),
+            ).fetchall()
+        return [Row.from_sql(r) for r in found]
 
     def processing(self) -> list[Row]:
         return self.rows("processing")

@@ -12,7 +12,7 @@ same photo under another name.
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from pixcamd.daemon.fs import publish, sha256_file
 from pixcamd.daemon.ledger import Ledger, Row
@@ -39,6 +39,18 @@ def commit_publication(
     ledger.prepare_commit(row_id, str(staged), out_rel, digest, final)
     publish(staged, root / out_rel)
     return ledger.finish(row_id, state, output=out_rel, held=None, **fields)
+
+
+def output_name(ledger: Ledger, row: Row) -> str:
+    """Where ``row``'s copy goes under the outbox: the inbox path with a .jpg extension; if
+    another source already has that name (IMG_1.png beside IMG_1.jpg), the full name:
+    IMG_1.png.jpg. A row that has published keeps its name (a new copy replaces the old)."""
+    if row.output:
+        return row.output
+    candidate = str(PurePosixPath(row.path).with_suffix(".jpg"))
+    if ledger.output_owner(candidate, row.path) is not None:
+        candidate = row.path + ".jpg"
+    return candidate
 
 
 def published_copy(root: Path, row: Row | None) -> tuple[bytes, str] | None:

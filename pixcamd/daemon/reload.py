@@ -4,8 +4,8 @@ Settings that shape protection — the model and its weights, device and threads
 views, platforms and budget, targets, output and retry settings — take effect from the next
 photo; the queue is kept and the photo being protected finishes with the settings it started
 with. Folders and what is watched (inbox, outbox, state, temp, log and hold folders, settling
-times, rescans, extensions, ignore patterns) shape the watcher and the ledger themselves, and
-the process priority can only be lowered: a
+times, rescans, extensions, ignore patterns) shape the watcher and the ledger themselves, the
+web page's socket and token are set up once, and the process priority can only be lowered: a
 reload that changes one of them is refused as a whole, naming them, and a restart applies them.
 """
 
@@ -29,6 +29,8 @@ RESTART_KEYS = (
     "ignore",
     "priority",  # an unprivileged process can lower its priority, never raise it again
     "executor",  # another kind of worker thread (the ray_* keys apply on a reload)
+    "web",  # the page's socket is bound once
+    "web_token",
 )
 
 

@@ -10,6 +10,13 @@ Selections: explicit inbox paths (each must be in the ledger: otherwise nothing 
 the error names them), ``failed``, ``unprotected``, and ``model_changed`` — every shipped photo
 whose recorded model fingerprints differ from the models the daemon uses now (e.g. protected
 against the BRISQUE fallback before KonCept512's weights were installed).
+
+``stronger``: a retry with a larger budget for that one attempt — ε and its cap doubled (at
+least +2 and +4 grey levels, so that a budget of 0 grows too; at most 64, the schema's limit)
+and twice the steps per round. It is recorded on the row
+(``budget``) and in its report, never in its settings fingerprint: the fingerprint stays the
+config's, so a later rescan does not take the row for one made with other settings and redo
+it with the ordinary budget. The web page and ``pixcamd retry --stronger`` share it.
 """
 
 from __future__ import annotations
@@ -101,15 +108,48 @@ def plan(
     return result
 
 
+def stronger(config: Config) -> dict:
+    """The larger budget of a stronger retry, from the config in force."""
+    if config.executor != "ray":
+        eps, cap = config.epsilon, config.epsilon_cap
+        return {
+            "epsilon": min(64.0, max(2 * eps, eps + 2)),
+            "epsilon_cap": min(64.0, max(2 * cap, cap + 4)),
+            "steps": 2 * config.steps,
+        }
+    # the cluster's workers get their options once, at connection: no per-photo budget there
+    raise RetryError(
+        'a stronger retry runs only with executor = "local" (the Ray workers take one budget '
+        "for every photo); retry without --stronger, or raise epsilon_cap in the config"
+    )
+
+
+def describe_budget(budget: dict) -> str:
+    """``ε 8, cap 16, 80 steps per round``: a stronger retry's budget in words."""
+    return (
+        f"ε {budget['epsilon']:g}, cap {budget['epsilon_cap']:g}, {budget['steps']} steps per round"
+    )
+
+
 def _models_of(row: Row) -> set[str]:
     report = row.report if isinstance(row.report, dict) else {}
     return {m.get("fingerprint") for m in report.get("models") or [] if m.get("fingerprint")}
 
 
-def apply(ledger: Ledger, queued: list[tuple[Row, str]], now: float | None = None) -> None:
-    """Queue them all in one transaction, with one ``retry`` event each (the history)."""
+def apply(
+    ledger: Ledger,
+    queued: list[tuple[Row, str]],
+    now: float | None = None,
+    budget: dict | None = None,
+    via: str = "pixcamd retry",
+) -> None:
+    """Queue them all in one transaction, with one ``retry`` event each (the history);
+    ``budget``: a stronger retry's (``stronger``)."""
     now = time.time() if now is None else now
-    ledger.requeue_many([row.id for row, _ in queued])
+    ledger.requeue_many([row.id for row, _ in queued], budget)
+    larger = ""
+    if budget:
+        larger = f", stronger: {describe_budget(budget)}"
     for row, why in queued:
         ledger.add_event(
             now,
@@ -117,7 +157,8 @@ def apply(ledger: Ledger, queued: list[tuple[Row, str]], now: float | None = Non
             "retry",
             row.path,
             {
-                "message": f"queued again by pixcamd retry ({why})",
+                "message": f"queued again by {via} ({why}{larger})",
+                "budget": budget,
                 "was": {
                     "state": row.state,
                     "verdict": row.verdict,

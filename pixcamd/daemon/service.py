@@ -91,6 +91,7 @@ class Daemon:
         self._lock_fd: int | None = None
         self.clean_exit = True  # False: a photo would not unwind; its thread may still run
         self._overflow: logging.Handler | None = None
+        self.web = None  # pixcamd.web.server.WebServer while the page is served
 
     # ---- start-up ----------------------------------------------------------------------------
 
@@ -150,6 +151,7 @@ class Daemon:
 
         self._recover()
         self._sweep_tmp()
+        self._start_web()
 
         inbox = config.inbox.resolve()
         excluded = [config.outbox, config.state_dir, self.tmp_dir]
@@ -182,6 +184,27 @@ class Daemon:
         self._started = True
         self.notifier.send("READY=1", "STATUS=" + self.status_line())
         self.log.emit("ready", message=self.status_line())
+
+    def _start_web(self) -> None:
+        """The local web page in its own thread (``web = ""``: none). A port in use is said
+        loudly and the daemon protects without a page: the photos matter more."""
+        if not self.config.web:
+            return
+        from pixcamd.web.server import WebServer
+
+        try:
+            server = WebServer(self.config)
+            url = server.start()
+        except PixcamdError as exc:
+            self.log.emit("web", message=f"no web page: {exc}; protecting goes on", level="warning")
+            return
+        self.web = server
+        self.log.emit("web", message=f"the web page: {url}", url=url)
+
+    def _stop_web(self) -> None:
+        if self.web is not None:
+            self.web.stop()
+            self.web = None
 
     def _make_executor(self):
         """A RayExecutor for the settings in force (the worker's, after a reload)."""
@@ -600,6 +623,7 @@ class Daemon:
             with contextlib.suppress(Exception):
                 self.scheduler.shutdown(wait=True)
         self._remove_overflow_handler()
+        self._stop_web()
         self.ledger.set_daemon(pid=None, stopped_at=time.time(), current=None, status="stopped")
         counts = self.ledger.counts()
         self.log.emit(
@@ -620,6 +644,8 @@ class Daemon:
 
     def _close_quietly(self) -> None:
         self._remove_overflow_handler()
+        with contextlib.suppress(Exception):
+            self._stop_web()
         with contextlib.suppress(Exception):
             if self.observer is not None:
                 self.observer.stop()

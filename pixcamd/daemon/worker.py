@@ -23,13 +23,13 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from pixcamd.daemon.config import Config
 from pixcamd.daemon.events import EventLog
 from pixcamd.daemon.fs import inside
 from pixcamd.daemon.ledger import Ledger, Row
-from pixcamd.daemon.publication import commit_publication, published_copy
+from pixcamd.daemon.publication import commit_publication, output_name, published_copy
 from pixcamd.errors import PhotoError
 from pixcamd.report import scores_text
 
@@ -323,20 +323,13 @@ class Worker:
         return replace(self.settings, batch_size=max(1, self.settings.batch_size >> degrade))
 
     def output_name(self, row: Row) -> str:
-        """Mirror the relative path with a .jpg extension; if another source already has that
-        name (IMG_1.png beside IMG_1.jpg), keep the full name: IMG_1.png.jpg."""
-        if row.output:
-            return row.output  # changed content replaces its own earlier copy
-        candidate = str(PurePosixPath(row.path).with_suffix(".jpg"))
-        if self.ledger.output_owner(candidate, row.path) is not None:
-            candidate = row.path + ".jpg"
-        return candidate
+        return output_name(self.ledger, row)
 
     def _protect_and_publish(self, row: Row) -> None:
         from pixcamd.job import protect_photo  # torch and the models: not for `pixcamd status`
 
         data = self._read(row)
-        settings = self._settings_for(row.degrade)
+        settings = with_budget(self._settings_for(row.degrade), row.budget)
         models = self.models
         moved = settings.device == "cpu" and str(self.settings.device) != "cpu"
         if moved:
@@ -350,6 +343,8 @@ class Worker:
             else:
                 options = job_options(self.config, settings)
                 outcome = protect_photo(data, row.path, models, options, self._progress)
+                if row.budget:  # a stronger retry: the report says what it ran with
+                    outcome.report["budget"] = dict(row.budget)
                 # Kept until the photo is finished: if writing or publishing fails (a full
                 # disk), the retry writes these bytes instead of optimizing again.
                 self._kept = {row.id: (row.sha256, self.fingerprint, outcome)}
@@ -490,6 +485,19 @@ class Worker:
                 worst=worst,
                 seconds=fields["seconds"],
             )
+
+
+def with_budget(settings, budget: dict | None):
+    """``settings`` with a stronger retry's larger budget (``pixcamd.daemon.retry.stronger``):
+    ε and its cap in 8-bit grey levels, steps per round; never below what the config gives."""
+    if not budget:
+        return settings
+    return replace(
+        settings,
+        epsilon=max(settings.epsilon, budget["epsilon"] / 255),
+        epsilon_cap=max(settings.epsilon_cap, budget["epsilon_cap"] / 255),
+        steps=max(settings.steps, budget["steps"]),
+    )
 
 
 def job_options(config: Config, settings):

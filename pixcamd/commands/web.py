@@ -1,0 +1,97 @@
+"""``pixcamd web``, ``pixcamd ship`` and ``pixcamd remove``: the local page on its own, and a
+person's decisions from the command line (the same operations as the page's buttons)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from pixcamd.errors import PixcamdError
+
+
+def add_commands(commands, config_help: str) -> None:
+    web = commands.add_parser(
+        "web",
+        help="serve the local web page alone, for a daemon that runs elsewhere on this machine",
+        description="Serve the page (dashboard, photos before and after, retry / ship / "
+        "remove) against the ledger of the daemon configured by --config; `pixcamd run` serves "
+        'it by itself unless web = "". Ctrl-C stops it.',
+    )
+    web.add_argument("--config", type=Path, metavar="FILE", help=config_help)
+    web.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help="address instead of the config's web (e.g. 127.0.0.1:8766 while the daemon "
+        "serves 8765); not loopback only with web_token set",
+    )
+    web.set_defaults(handler=serve)
+
+    ship = commands.add_parser(
+        "ship",
+        help="ship photos held back as unprotected anyway (your decision, recorded)",
+        description="Publish the kept copy (hold_dir) of each photo held back as unprotected "
+        "to the outbox, NOT protected: recorded in the ledger as your decision.",
+    )
+    ship.add_argument("paths", nargs="+", metavar="PATH", help="photos in the inbox")
+    ship.add_argument("--config", type=Path, metavar="FILE", help=config_help)
+    ship.set_defaults(handler=decide, decision="ship")
+
+    remove = commands.add_parser(
+        "remove",
+        help="take protected copies back out of the outbox (the originals stay)",
+        description="Delete each photo's copy from the outbox and record it; the original in "
+        "the inbox is never touched, and the photo is not protected again unless you retry it.",
+    )
+    remove.add_argument("paths", nargs="+", metavar="PATH", help="photos in the inbox")
+    remove.add_argument("--config", type=Path, metavar="FILE", help=config_help)
+    remove.set_defaults(handler=decide, decision="remove")
+
+
+def serve(args: argparse.Namespace) -> int:
+    from pixcamd.commands.daemon import _load
+    from pixcamd.web.server import WebServer
+
+    config = _load(args)
+    server = WebServer(config, args.listen)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    url = server.start()
+    print(f"the web page: {url} (Ctrl-C stops it)", flush=True)
+    try:
+        stop.wait()
+    finally:
+        server.stop()
+    return 0
+
+
+def decide(args: argparse.Namespace) -> int:
+    from pixcamd.commands.daemon import _load
+    from pixcamd.daemon import decisions
+    from pixcamd.daemon.events import printable
+    from pixcamd.daemon.ledger import Ledger
+
+    config = _load(args)
+    if not config.ledger_path.is_file():
+        raise PixcamdError(f"no ledger at {config.ledger_path}: the daemon has not run yet")
+    ledger = Ledger(config.ledger_path)
+    act = decisions.ship if args.decision == "ship" else decisions.remove
+    failed = 0
+    try:
+        for row in decisions.rows_for(config, ledger, args.paths):
+            try:
+                done = act(config, ledger, row, "pixcamd " + args.decision)
+            except decisions.DecisionError as exc:
+                print(printable(f"not done: {exc}"), file=sys.stderr)
+                failed += 1
+                continue
+            if args.decision == "ship":
+                print(printable(f"shipped {row.path} → {done.output} (NOT protected)"))
+            else:
+                print(printable(f"removed {row.output} from the outbox ({row.path})"))
+    finally:
+        ledger.close()
+    return 1 if failed else 0

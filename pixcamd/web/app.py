@@ -1,0 +1,233 @@
+"""The routes (docs/web.md lists them). Pages are rendered on the server (Jinja2, autoescaped);
+the dashboard's script polls ``/api/status`` — the same data as ``pixcamd status --json``
+(``pixcamd.daemon.status.gather``) — and every action is a plain HTML form POST, so the page
+works without its scripts too.
+
+Handlers that touch files or the ledger are plain functions Starlette runs in its thread pool:
+an image being made never holds up the event loop, and nothing here ever waits for the daemon's
+worker (they share only the ledger, whose transactions are short).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+)
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from pixcamd.daemon import decisions, retry
+from pixcamd.daemon.config import Config
+from pixcamd.daemon.events import printable
+from pixcamd.daemon.ledger import Ledger, Row
+from pixcamd.daemon.status import gather
+from pixcamd.errors import PhotoError, PixcamdError
+from pixcamd.web import files, pages
+from pixcamd.web.security import Guard, csrf_secret, same
+
+STATIC = Path(__file__).resolve().parent / "static"
+PAGE_SIZE = 60
+MAX_FORM = 4096  # an action's form is one hidden field
+VIA = "the web page"
+DONE = {  # what a finished action says on the photo page (a code in the URL, never free text)
+    "retry": "Queued again: the daemon takes it within a second (or at its next start).",
+    "stronger": "Queued again with a larger budget (ε, its cap and the steps doubled).",
+    "ship": "Shipped to the outbox by your decision, NOT protected.",
+    "remove": "The copy was removed from the outbox.",
+}
+
+
+class Web:
+    """The page's state: the config, its own ledger connection, the secret, the image cache."""
+
+    def __init__(self, config: Config, ledger: Ledger):
+        self.config, self.ledger = config, ledger
+        self.secret = csrf_secret(config.state_dir)
+        self.cache = files.Cache(config.state_dir / "web-cache")
+        self.env = Environment(
+            loader=PackageLoader("pixcamd.web", "templates"),
+            autoescape=select_autoescape(default=True),
+        )
+        self.env.filters["printable"] = printable
+        self.env.globals.update(csrf=self.secret, when=pages.when)
+
+    def html(self, name: str, status: int = 200, **context) -> HTMLResponse:
+        return HTMLResponse(self.env.get_template(name).render(**context), status)
+
+    def row(self, request: Request) -> Row:
+        row = self.ledger.by_id(request.path_params["id"])
+        if row is None:
+            raise _NotFound()
+        return row
+
+
+class _NotFound(Exception):
+    pass
+
+
+def _not_found(_request: Request, _exc: Exception) -> Response:
+    return Response("not found\n", 404, media_type="text/plain")
+
+
+def create_app(config: Config, ledger: Ledger, token: str = "", loopback: bool = True):
+    """The ASGI app: routes behind ``security.Guard``."""
+    web = Web(config, ledger)
+
+    def dashboard(request: Request) -> Response:
+        try:
+            status, problem = gather(config, events=20, photos=0), None
+        except PixcamdError as exc:
+            status, problem = None, str(exc)
+        return web.html("dashboard.html", s=status, problem=problem, steps=config.steps)
+
+    def api_status(request: Request) -> Response:
+        try:
+            return JSONResponse({**gather(config, events=20, photos=0), "steps": config.steps})
+        except PixcamdError as exc:
+            return JSONResponse({"error": str(exc)}, 503)
+
+    def photo_list(request: Request) -> Response:
+        verdict = request.query_params.get("verdict", "all")
+        page = request.query_params.get("page", "1")
+        if verdict not in pages.FILTERS or not page.isdigit() or int(page) < 1:
+            return web.html(
+                "error.html",
+                400,
+                message=f"unknown filter: choose verdict from {', '.join(pages.FILTERS)} "
+                "and a page number ≥ 1",
+            )
+        states = pages.FILTERS[verdict][1]
+        offset = (int(page) - 1) * PAGE_SIZE
+        rows = ledger.finished_rows(states, PAGE_SIZE + 1, offset)
+        return web.html(
+            "photos.html",
+            photos=[pages.summary(r) for r in rows[:PAGE_SIZE]],
+            verdict=verdict,
+            filters=pages.FILTERS,
+            page=int(page),
+            more=len(rows) > PAGE_SIZE,
+        )
+
+    def photo_page(request: Request, said: str | None = None, status: int = 200) -> Response:
+        row = web.row(request)
+        copy = files.copy_file(config, row)
+        info = pages.detail(
+            config, row, files.original_file(config, row) is not None, copy and copy[1]
+        )
+        done = DONE.get(request.query_params.get("done", ""))
+        return web.html("photo.html", status, p=info, done=done, problem=said)
+
+    def original(request: Request) -> Response:
+        row = web.row(request)
+        path = files.original_file(config, row)
+        if path is None:
+            raise _NotFound()
+        key = f"orig-{row.id}-{files.identity(path)}.png"
+        return _image(lambda: web.cache.get(key, lambda: files.png(_decode(path))), "image/png")
+
+    def copy(request: Request) -> Response:
+        found = files.copy_file(config, web.row(request))
+        if found is None:
+            raise _NotFound()
+        return FileResponse(found[0], media_type="image/jpeg")
+
+    def thumb(request: Request) -> Response:
+        row = web.row(request)
+        found = files.copy_file(config, row)
+        path = found[0] if found else files.original_file(config, row)
+        if path is None:
+            raise _NotFound()
+        key = f"thumb-{row.id}-{files.identity(path)}.jpg"
+        make = lambda: files.thumbnail(path, config.max_pixels)  # noqa: E731
+        return _image(lambda: web.cache.get(key, make), "image/jpeg")
+
+    def diff(request: Request) -> Response:
+        row = web.row(request)
+        found, source = files.copy_file(config, row), files.original_file(config, row)
+        if found is None or source is None:
+            raise _NotFound()
+        key = f"diff-{row.id}-{files.identity(source)}-{files.identity(found[0])}.png"
+        make = lambda: files.difference(source, found[0], config.max_pixels)  # noqa: E731
+        return _image(lambda: web.cache.get(key, make), "image/png")
+
+    def _decode(path: Path):
+        return files.decode(path, config.max_pixels)
+
+    def _image(get, media_type: str) -> Response:
+        try:
+            return FileResponse(get(), media_type=media_type)
+        except (PhotoError, ValueError, OSError) as exc:
+            return Response(f"cannot show this image: {exc}\n", 422, media_type="text/plain")
+
+    def act(kind: str):
+        async def handler(request: Request) -> Response:
+            body = await request.body()
+            if len(body) > MAX_FORM:
+                return Response("form too large\n", 413, media_type="text/plain")
+            form = {k: v[0] for k, v in parse_qs(body.decode("latin-1")).items()}
+            given = form.get("csrf") or request.headers.get("x-csrf-token")
+            if not same(given, web.secret) or not _same_origin(request):
+                return Response(
+                    "refused: this form did not come from the page (reload it and try again)\n",
+                    403,
+                    media_type="text/plain",
+                )
+            try:
+                await run_in_threadpool(_decide, kind, web.row(request))
+            except PixcamdError as exc:
+                return await run_in_threadpool(photo_page, request, str(exc), 409)
+            url = request.url_for("photo", id=request.path_params["id"])
+            return RedirectResponse(f"{url.path}?done={kind}", 303)
+
+        return handler
+
+    def _decide(kind: str, row: Row) -> None:
+        """The CLI's own operations (pixcamd retry / ship / remove)."""
+        if kind in ("retry", "stronger"):
+            budget = retry.stronger(config) if kind == "stronger" else None
+            plan = retry.plan(config, ledger, [row.path])
+            if plan.skipped:
+                raise retry.RetryError(f"{row.path}: {plan.skipped[0][1]}")
+            retry.apply(ledger, plan.queue, time.time(), budget, via=VIA)
+        elif kind == "ship":
+            decisions.ship(config, ledger, row, VIA)
+        else:
+            decisions.remove(config, ledger, row, VIA)
+
+    routes = [
+        Route("/", dashboard, name="dashboard"),
+        Route("/api/status", api_status),
+        Route("/photos", photo_list, name="photos"),
+        Route("/photos/{id:int}", photo_page, name="photo"),
+        Route("/photos/{id:int}/original.png", original),
+        Route("/photos/{id:int}/copy.jpg", copy),
+        Route("/photos/{id:int}/thumb.jpg", thumb),
+        Route("/photos/{id:int}/diff.png", diff),
+        *(
+            Route(f"/photos/{{id:int}}/{kind}", act(kind), methods=["POST"])
+            for kind in ("retry", "stronger", "ship", "remove")
+        ),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+    app = Starlette(routes=routes, exception_handlers={_NotFound: _not_found, 404: _not_found})
+    return Guard(app, token, loopback)
+
+
+def _same_origin(request: Request) -> bool:
+    """A browser's Origin (when it sends one) must be this page's own host."""
+    origin = request.headers.get("origin")
+    if origin is None or origin == "null":
+        return origin is None
+    return urlsplit(origin).netloc == request.headers.get("host")

@@ -1,0 +1,140 @@
+"""Which files the page may show, and the images it makes from them.
+
+Only files the ledger knows, inside the inbox, the outbox or the hold folder, are ever read:
+a photo's id names it, its recorded path is joined to its folder and resolved (symlinks
+included), and anything that resolves outside that folder, or is not a plain file, is treated
+as absent (404). Originals are shown as pixcamd decoded them (upright, sRGB: what was
+protected), as lossless PNG, so the side-by-side and the difference are pixel-true.
+
+Made images — originals rendered, thumbnails, differences — go to a cache in the state dir
+(``web-cache/``), keyed by the files' identities so a retried photo gets new ones; the cache is
+held under ``CACHE_BYTES`` by evicting the least recently used files after each write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from pixcamd.daemon.config import Config
+from pixcamd.daemon.fs import inside
+from pixcamd.daemon.ledger import Row
+
+CACHE_BYTES = 256 * 2**20  # an original rendered losslessly at 24 MP is about 40 MB
+THUMB_SIDE = 320
+DIFF_GAIN = 16  # |original − copy| × 16: a change of one grey level shows as 16
+
+
+def _within(path: Path, root: Path | None) -> Path | None:
+    """``path`` resolved, if it is a plain file inside ``root`` (resolved too); else None."""
+    if root is None:
+        return None
+    real = Path(os.path.realpath(path))
+    if not inside(real, Path(os.path.realpath(root))) or not real.is_file():
+        return None
+    return real
+
+
+def original_file(config: Config, row: Row) -> Path | None:
+    return _within(config.inbox / row.path, config.inbox)
+
+
+def copy_file(config: Config, row: Row) -> tuple[Path, str] | None:
+    """The photo's protected copy and where it lies: the outbox, or the hold folder."""
+    if row.output:
+        found = _within(config.outbox / row.output, config.outbox)
+        if found is not None:
+            return found, "outbox"
+    if row.held:
+        found = _within(Path(row.held), config.hold_dir)
+        if found is not None:
+            return found, "hold"
+    return None
+
+
+class Cache:
+    """Made images under ``root``, least recently used evicted past ``limit`` bytes."""
+
+    def __init__(self, root: Path, limit: int = CACHE_BYTES):
+        self.root, self.limit = root, limit
+        self._lock = threading.Lock()
+        self._making: dict[str, threading.Lock] = {}
+
+    def get(self, key: str, make: Callable[[], bytes]) -> Path:
+        path = self.root / key
+        with self._lock:
+            one = self._making.setdefault(key, threading.Lock())
+        with one:  # two browsers asking for the same image make it once
+            if path.is_file():
+                with contextlib.suppress(OSError):
+                    os.utime(path)  # recently used
+                return path
+            data = make()
+            self.root.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{key}.{os.getpid()}.{threading.get_ident()}")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        self._evict(keep=path)
+        return path
+
+    def _evict(self, keep: Path) -> None:
+        with self._lock:
+            entries = []
+            for child in self.root.iterdir():
+                with contextlib.suppress(OSError):
+                    st = child.stat()
+                    entries.append((st.st_mtime, st.st_size, child))
+            total = sum(size for _, size, _ in entries)
+            for _, size, child in sorted(entries, key=lambda e: e[0]):
+                if total <= self.limit:
+                    break
+                if child == keep:
+                    continue
+                with contextlib.suppress(OSError):
+                    child.unlink()
+                    total -= size
+
+
+def identity(path: Path) -> str:
+    st = path.stat()
+    return f"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"
+
+
+def decode(path: Path, max_pixels: int):
+    """Upright sRGB pixels, as the daemon decodes a photo (``pixcamd.photo``)."""
+    from pixcamd.photo import load_photo  # torch comes with it: only once an image is asked
+
+    return load_photo(path, max_pixels)
+
+
+def png(image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", compress_level=1)  # fast; these are for a screen, not an archive
+    return buffer.getvalue()
+
+
+def thumbnail(path: Path, max_pixels: int) -> bytes:
+    image = decode(path, max_pixels)
+    image.thumbnail((THUMB_SIDE, THUMB_SIDE))
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=80)
+    return buffer.getvalue()
+
+
+def difference(original: Path, copy: Path, max_pixels: int) -> bytes:
+    """|original − copy| × DIFF_GAIN per channel, as PNG; ValueError when sizes differ."""
+    import numpy as np
+    from PIL import Image
+
+    a = np.asarray(decode(original, max_pixels), dtype=np.int16)
+    b = np.asarray(decode(copy, max_pixels), dtype=np.int16)
+    if a.shape != b.shape:
+        raise ValueError(
+            f"the copy is {b.shape[1]}×{b.shape[0]}, the original {a.shape[1]}×{a.shape[0]}"
+        )
+    diff = np.minimum(np.abs(a - b) * DIFF_GAIN, 255).astype(np.uint8)
+    return png(Image.fromarray(diff, "RGB"))

@@ -1,0 +1,66 @@
+// The dashboard updates itself: /api/status (what `pixcamd status --json` says) every 2 s.
+// Names come from whoever syncs into the inbox: only ever set as text, never as HTML.
+"use strict";
+(function () {
+  const $ = (id) => document.getElementById(id);
+  const when = (ts) => (ts ? new Date(ts * 1000).toLocaleString() : "—");
+  const text = (id, value) => { const el = $(id); if (el) el.textContent = value; };
+
+  function render(s) {
+    const problem = $("problem");
+    if (s.error) { if (problem) problem.textContent = s.error; return; }
+    if (problem) problem.hidden = true;
+    text("daemon", s.daemon);
+    $("daemon").className = "state-" + s.daemon;
+    text("pid", s.pid ? `pid ${s.pid}, since ${when(s.started_at)}` : "");
+    text("model", s.model || "—");
+    text("platforms", (s.platforms || []).join("; "));
+    $("fallback").hidden = !s.model_fallback;
+    text("model-note", s.model_note || "");
+    text("queue", s.counts.queued + s.counts.processing);
+    text("settling", s.settling ? `${s.settling} settling` : "");
+    text("per-hour", `${s.last_hour.finished} photos`);
+    text("mean", s.last_hour.mean_seconds ? `${s.last_hour.mean_seconds} s per photo` : "");
+    const current = $("current");
+    current.replaceChildren();
+    for (const c of s.current) {
+      const p = document.createElement("p");
+      p.textContent = `protecting ${c.path} (attempt ${c.attempt})` +
+        (s.current_step ? ` — step ${s.current_step}` : "");
+      current.append(p);
+    }
+    if (!s.current.length) { const p = document.createElement("p"); p.textContent = "idle"; current.append(p); }
+    const step = $("step");
+    step.hidden = !s.current.length;
+    step.max = s.steps; step.value = Math.min(s.current_step || 0, s.steps);
+    const counts = $("counts");
+    counts.replaceChildren();
+    const filter = { done: "protected", processing: "queued" };
+    for (const [k, v] of Object.entries(s.counts)) {
+      const a = document.createElement("a");
+      a.href = "/photos?verdict=" + (filter[k] || k);
+      a.textContent = `${k} ${v}`;
+      counts.append(a, " ");
+    }
+    const events = $("events");
+    events.replaceChildren();
+    for (const e of [...s.events].reverse()) {
+      const li = document.createElement("li");
+      li.className = "level-" + e.level;
+      li.textContent = `${when(e.ts)} ${e.event} ${e.path || ""}${e.message ? ": " + e.message : ""}`;
+      events.append(li);
+    }
+    text("updated", "Last update " + new Date().toLocaleTimeString() + ".");
+  }
+
+  async function poll() {
+    try {
+      const response = await fetch("/api/status", { cache: "no-store" });
+      render(await response.json());
+    } catch (err) {
+      text("updated", "The page cannot reach pixcamd (" + err + "); trying again.");
+    }
+    setTimeout(poll, 2000);
+  }
+  setTimeout(poll, 2000);
+})();
