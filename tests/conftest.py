@@ -124,3 +124,8 @@ def cluster(ray_env) -> str:
 
     with ray_cluster(2, ray_env) as running:
         yield running.address
+
+
+# ---- the web page's world: a ledger the real daemon made (tests/web_support.py) ----------------
+
+from web_support import world, world_template  # noqa: E402, F401

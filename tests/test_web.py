@@ -1,0 +1,427 @@
+"""The web page over real HTTP on 127.0.0.1, against a ledger the real daemon made: every
+route, every refusal (CSRF, methods, path tricks, Host, token), and the actions changing the
+ledger exactly as the CLI does."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import shutil
+import socket
+import stat
+
+import pytest
+from PIL import Image
+from test_daemon_support import events as log_events
+from test_daemon_support import (  # noqa: F401
+    finished,
+    no_leaked_threads,
+    one_torch_thread,
+    real_photo,
+    running,
+    wait_for,
+)
+from web_support import Client, copy_world, events, rows, secret, serving, world_config
+
+from pixcamd.cli import main
+
+
+def ids(config) -> dict[str, int]:
+    return {path: row["id"] for path, row in rows(config).items()}
+
+
+def image(data: bytes) -> Image.Image:
+    img = Image.open(io.BytesIO(data))
+    img.load()
+    return img
+
+
+def test_every_page_and_image_is_served(world):
+    pid = ids(world)
+    with serving(world) as server:
+        web = Client(server.url)
+        status, headers, body = web.get("/")
+        assert status == 200 and b"Recent events" in body and b"brisque" in body
+        assert headers["cache-control"] == "no-store"
+        assert "default-src 'self'" in headers["content-security-policy"]
+        assert headers["x-content-type-options"] == "nosniff"
+        assert secret(world).encode() in body  # embedded for the page's forms
+
+        status, _, body = web.get("/api/status")
+        data = json.loads(body)
+        assert status == 200 and data["counts"]["done"] == 1 and data["counts"]["failed"] == 1
+        assert data["counts"]["unprotected"] == 1 and data["daemon"] == "stopped"
+        assert [e["event"] for e in data["events"]][-1] == "stopped"
+
+        status, _, body = web.get("/photos")
+        assert status == 200 and all(name.encode() in body for name in pid)
+        status, _, body = web.get("/photos?verdict=failed")
+        assert b"bad.jpg" in body and b"held.jpg" not in body
+        status, _, body = web.get("/photos?verdict=unprotected")
+        assert b"held.jpg" in body and b"noise.jpg" not in body
+        status, _, body = web.get("/photos?verdict=protected")
+        assert b"noise.jpg" in body and b"bad.jpg" not in body
+        for bad in ("/photos?verdict=nice", "/photos?page=0", "/photos?page=x"):
+            status, _, body = web.get(bad)
+            assert status == 400 and b"unknown filter" in body, bad
+
+        held = pid["held.jpg"]
+        status, _, body = web.get(f"/photos/{held}")
+        page = body.decode()
+        assert status == 200 and "NOT protected, held back" in page
+        assert 'id="scores"' in page and "<td>task</td><td>center</td>" in page
+        assert "EXIF GPS position removed" in page  # what the kept copy no longer carries
+        assert 'id="ship"' in page and 'id="remove"' not in page
+        original = image(web.get(f"/photos/{held}/original.png")[2])
+        copy = image(web.get(f"/photos/{held}/copy.jpg")[2])  # the held copy
+        assert original.format == "PNG" and copy.format == "JPEG"
+        assert original.size == copy.size == (640, 480)
+        diff = image(web.get(f"/photos/{held}/diff.png")[2])
+        assert diff.size == original.size and diff.mode == "RGB"
+        thumb = image(web.get(f"/photos/{held}/thumb.jpg")[2])
+        assert max(thumb.size) == 320
+
+        noise = pid["noise.jpg"]
+        status, _, body = web.get(f"/photos/{noise}")
+        assert b"already low quality" in body and b'id="remove"' in body
+        assert b'id="ship"' not in body and b"nothing removed or changed" in body
+
+        bad = pid["bad.jpg"]
+        status, _, body = web.get(f"/photos/{bad}")
+        assert status == 200 and b"failed" in body and b"damaged JPEG" in body
+        assert web.get(f"/photos/{bad}/copy.jpg")[0] == 404  # it has none
+        assert web.get(f"/photos/{bad}/original.png")[0] == 422  # not a photo: said so
+        status, headers, _ = web.get("/static/pixcamd.css")
+        assert status == 200 and headers["content-type"].startswith("text/css")
+        assert web.get("/static/dashboard.js")[0] == 200
+    assert list((world.state_dir / "web-cache").iterdir())  # made on demand, in the state dir
+
+
+def test_the_dashboard_is_loud_about_the_brisque_fallback(world):
+    from pixcamd.daemon.ledger import Ledger
+
+    ledger = Ledger(world.ledger_path)
+    ledger.set_daemon(model_fallback=True, model_note="model auto → BRISQUE (embedded): …")
+    ledger.close()
+    with serving(world) as server:
+        body = Client(server.url).get("/")[2].decode()
+    assert "MODEL FALLBACK" in body and "model auto → BRISQUE (embedded)" in body
+    assert 'id="fallback" hidden' not in body
+
+
+def test_old_reports_say_metadata_was_not_recorded(world):
+    import sqlite3
+
+    db = sqlite3.connect(world.ledger_path)
+    with db:
+        (text,) = db.execute("SELECT report FROM photos WHERE path = 'noise.jpg'").fetchone()
+        report = json.loads(text)
+        del report["metadata_notes"]
+        db.execute("UPDATE photos SET report = ? WHERE path='noise.jpg'", (json.dumps(report),))
+    db.close()
+    with serving(world) as server:
+        body = Client(server.url).get(f"/photos/{ids(world)['noise.jpg']}")[2]
+    assert b"not recorded" in body
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/photos/1/../../../etc/passwd",
+        "/static/../../pyproject.toml",
+        "/static/..%2f..%2fpyproject.toml",
+        "/static/%2e%2e/%2e%2e/pyproject.toml",
+        "/photos/1%2fcopy.jpg",
+        "/photos/1/copy.jpg%00",
+        "/static\\..\\pixcamd.css",
+        "/photos/999",
+        "/photos/999/copy.jpg",
+        "/photos/999/original.png",
+        "/photos/abc",
+        "/photos/-1",
+        "/etc/passwd",
+        "/static/nothere.css",
+    ],
+)
+def test_path_tricks_and_unknown_ids_are_404(world, path):
+    with serving(world) as server:
+        status, _, body = Client(server.url).get(path)
+    assert status == 404, (path, body)
+    assert b"root:" not in body and b"[project]" not in body
+
+
+def test_symlinks_out_of_the_folders_are_never_followed(world, tmp_path):
+    secret_file = tmp_path / "private.jpg"
+    real_photo(secret_file, seed=9)
+    pid = ids(world)
+    shipped = world.outbox / rows(world)["noise.jpg"]["output"]
+    shipped.unlink()
+    shipped.symlink_to(secret_file)  # the outbox copy now points out of the outbox
+    original = world.inbox / "held.jpg"
+    original.unlink()
+    original.symlink_to(secret_file)
+    with serving(world) as server:
+        web = Client(server.url)
+        assert web.get(f"/photos/{pid['noise.jpg']}/copy.jpg")[0] == 404
+        assert web.get(f"/photos/{pid['held.jpg']}/original.png")[0] == 404
+        assert web.get(f"/photos/{pid['held.jpg']}/diff.png")[0] == 404
+        assert web.get(f"/photos/{pid['held.jpg']}/copy.jpg")[0] == 200  # in the hold folder
+        status, _, body = web.get(f"/photos/{pid['held.jpg']}")
+        assert status == 200 and b"no longer in the inbox" in body
+
+
+def test_actions_need_post_and_the_secret(world):
+    before = rows(world)
+    held = ids(world)["held.jpg"]
+    with serving(world) as server:
+        web = Client(server.url)
+        for kind in ("retry", "stronger", "ship", "remove"):
+            status, headers, _ = web.get(f"/photos/{held}/{kind}")
+            assert status == 405 and "POST" in headers["allow"], kind
+            assert web.post(f"/photos/{held}/{kind}", "")[0] == 403
+            assert web.post(f"/photos/{held}/{kind}", "csrf=wrong")[0] == 403
+            status, _, body = web.post(f"/photos/{held}/{kind}", "csrf=" + "x" * 43)
+            assert status == 403 and b"did not come from the page" in body
+        good = "csrf=" + secret(world)
+        status, _, body = web.post(f"/photos/{held}/retry", good, origin="http://evil.example")
+        assert status == 403  # a foreign page's form, even if it knew the secret
+        assert web.post("/photos/999/retry", good)[0] == 404
+        assert web.post(f"/photos/{held}/retry", "csrf=" + "y" * 5000)[0] == 413
+    assert rows(world) == before  # nothing changed
+
+
+def test_the_host_header_must_be_local_without_a_token(world):
+    with serving(world) as server:
+        web = Client(server.url)
+        status, _, body = web.get("/", host="rebind.example:8765")
+        assert status == 403 and b"only to localhost" in body
+        assert web.get("/", host="localhost:8765")[0] == 200
+        assert web.get("/", host="[::1]:8765")[0] == 200
+
+
+def test_a_token_guards_every_request(world):
+    config = world.replace(web_token="correct horse battery staple")
+    basic = base64.b64encode(b"anyone:correct horse battery staple").decode()
+    wrong = base64.b64encode(b"anyone:nope").decode()
+    with serving(config) as server:
+        web = Client(server.url)
+        status, headers, _ = web.get("/")
+        assert status == 401 and headers["www-authenticate"].startswith("Basic")
+        assert web.get("/photos/1/thumb.jpg")[0] == 401
+        assert web.get("/", authorization=f"Basic {wrong}")[0] == 401
+        assert web.get("/", authorization="Basic !!!")[0] == 401
+        assert web.get("/", authorization=f"Basic {basic}")[0] == 200
+        assert web.get("/api/status", authorization="Bearer correct horse battery staple")[0] == 200
+        # with a token, a name other than localhost is fine (the token is the guard)
+        assert web.get("/", authorization=f"Basic {basic}", host="photos.lan")[0] == 200
+
+
+def test_the_secret_is_made_once_and_private(world):
+    with serving(world):
+        pass
+    path = world.state_dir / "web-secret"
+    first = path.read_text()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and len(first.strip()) >= 32
+    os.chmod(path, 0o644)
+    with serving(world):
+        pass
+    assert path.read_text() == first and stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_non_loopback_needs_a_token_at_config_check_and_start(world, capsys):
+    from pixcamd.daemon.config import ConfigError, load_config
+    from pixcamd.web.server import WebError, WebServer
+
+    source = world.source
+    text = source.read_text().replace('web = "127.0.0.1:0"', 'web = "0.0.0.0:8765"')
+    source.write_text(text)
+    assert main(["config", "check", "--config", str(source)]) == 2
+    err = capsys.readouterr().err
+    assert "web: '0.0.0.0:8765' is reachable from other machines; set web_token" in err
+    shutil.rmtree(world.state_dir)
+    assert main(["run", "--config", str(source)]) == 2  # the daemon does not start
+    assert "set web_token" in capsys.readouterr().err
+    assert not world.state_dir.exists()  # no ledger, no log: nothing started
+    assert main(["web", "--config", str(source)]) == 2
+    assert "set web_token" in capsys.readouterr().err
+
+    source.write_text(text + 'web_token = "s3cret-s3cret"\n')
+    config = load_config(source)  # with a token it is fine
+    assert config.web == "0.0.0.0:8765"
+    assert main(["config", "check", "--config", str(source)]) == 0
+    out = capsys.readouterr().out
+    assert "s3cret" not in out and 'web_token = "…"  # set (13 characters), not shown' in out
+    with pytest.raises(WebError, match="set web_token"):
+        WebServer(config.replace(web="127.0.0.1:0", web_token=""), "192.168.1.5:8765")
+    for bad, problem in [
+        ("localhost", "is not host:port"),
+        ("127.0.0.1:99999", "is not host:port"),
+        ("::1:8765", "in brackets"),
+        ("[::1:8765", "in brackets"),
+    ]:
+        source.write_text(text.replace('"0.0.0.0:8765"', f'"{bad}"'))
+        with pytest.raises(ConfigError, match=problem):
+            load_config(source)
+
+
+def test_a_port_in_use_is_said_and_the_daemon_protects_anyway(tmp_path, brisque, capsys):
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    port = taken.getsockname()[1]
+    try:
+        config = world_config(tmp_path, web=f"127.0.0.1:{port}", epsilon=4, epsilon_cap=8)
+        real_photo(config.inbox / "a.jpg")
+        with running(config, [brisque]) as daemon:
+            assert daemon.web is None
+            wait_for(lambda: finished(config, ["a.jpg"]), 120, "the photo")
+        (web,) = [e for e in log_events(config) if e["event"] == "web"]
+        assert web["level"] == "warning" and "port is in use" in web["message"]
+        assert "protecting goes on" in web["message"]
+        assert rows(config)["a.jpg"]["state"] == "done"
+        assert main(["web", "--config", str(config.source)]) == 2
+        assert f"cannot listen on 127.0.0.1:{port}: the port is in use" in capsys.readouterr().err
+    finally:
+        taken.close()
+
+
+def test_web_off_serves_nothing(tmp_path, brisque):
+    config = world_config(tmp_path, web="")
+    with running(config, [brisque]) as daemon:
+        assert daemon.web is None
+    assert not [e for e in log_events(config) if e["event"] == "web"]
+
+
+def cli(capsys, config, *argv) -> tuple[int, str]:
+    code = main([*argv, "--config", str(config.source)])
+    out, err = capsys.readouterr()
+    return code, out + err
+
+
+def comparable(row: dict) -> dict:
+    """A row without what differs between two runs of the same decision: times, and where."""
+    row = {k: v for k, v in row.items() if not k.endswith("_at") and k != "id"}
+    if row.get("decision"):
+        decision = json.loads(row["decision"])
+        row["decision"] = {k: v for k, v in decision.items() if k not in ("at", "via", "held")}
+    if row.get("held"):
+        row["held"] = os.path.basename(row["held"])
+    return row
+
+
+def post(config, kind: str, path: str):
+    with serving(config) as server:
+        return Client(server.url).post(
+            f"/photos/{ids(config)[path]}/{kind}", "csrf=" + secret(config)
+        )
+
+
+@pytest.mark.parametrize(
+    ("kind", "path", "argv"),
+    [
+        ("retry", "held.jpg", ["retry", "held.jpg"]),
+        ("retry", "bad.jpg", ["retry", "bad.jpg"]),
+        ("stronger", "held.jpg", ["retry", "--stronger", "held.jpg"]),
+        ("ship", "held.jpg", ["ship", "held.jpg"]),
+        ("remove", "noise.jpg", ["remove", "noise.jpg"]),
+    ],
+)
+def test_the_page_changes_the_ledger_exactly_as_the_cli(
+    world_template, tmp_path, capsys, kind, path, argv
+):
+    by_page = copy_world(world_template, tmp_path / "page")
+    by_cli = copy_world(world_template, tmp_path / "cli")
+    status, headers, _ = post(by_page, kind, path)
+    assert status == 303 and headers["location"].endswith(f"?done={kind}")
+    code, said = cli(capsys, by_cli, *argv)
+    assert code == 0, said
+    page_rows, cli_rows = rows(by_page), rows(by_cli)
+    assert {k: comparable(v) for k, v in page_rows.items()} == {
+        k: comparable(v) for k, v in cli_rows.items()
+    }
+    row = page_rows[path]
+    outbox_page = sorted(p.name for p in by_page.outbox.rglob("*"))
+    assert outbox_page == sorted(p.name for p in by_cli.outbox.rglob("*"))
+    if kind in ("retry", "stronger"):
+        assert row["state"] == "queued" and row["attempts"] == 0
+        budget = json.loads(row["budget"]) if row["budget"] else None
+        assert budget == (
+            {"epsilon": 2.0, "epsilon_cap": 4.0, "steps": 10} if kind == "stronger" else None
+        )
+        (event,) = events(by_page, "retry")
+        assert "queued again by the web page" in event["message"]
+        assert event["was"]["state"] == rows(world_template_config(world_template))[path]["state"]
+    elif kind == "ship":
+        assert row["state"] == "unprotected" and row["output"] == "held.jpg" and not row["held"]
+        assert json.loads(row["decision"])["action"] == "shipped"
+        assert (by_page.outbox / "held.jpg").read_bytes() == (
+            by_cli.outbox / "held.jpg"
+        ).read_bytes()
+        assert not list(by_page.hold_dir.rglob("*.jpg"))  # the held copy moved to the outbox
+        (event,) = events(by_page, "shipped_unprotected")
+        assert "by your decision (the web page)" in event["message"]
+        assert not list((by_page.state_dir / "tmp").iterdir())  # nothing left staged
+    else:
+        assert row["output"] is None and row["state"] == "done"
+        assert not (by_page.outbox / "noise.jpg").exists()
+        assert (by_page.inbox / "noise.jpg").is_file()  # the original is never touched
+        (event,) = events(by_page, "removed")
+        assert "removed from the outbox" in event["message"]
+
+
+def world_template_config(root):
+    from pixcamd.daemon.config import load_config
+
+    return load_config(root / "config.toml")
+
+
+def test_refused_decisions_say_why_and_change_nothing(world, capsys):
+    before = rows(world)
+    for kind, path, said in [
+        ("ship", "noise.jpg", b"only a photo held back can be shipped"),
+        ("ship", "bad.jpg", b"not held back"),
+        ("remove", "held.jpg", b"has no copy in the outbox"),
+    ]:
+        status, _, body = post(world, kind, path)
+        assert status == 409 and said in body, (kind, path, body)
+    (world.inbox / "held.jpg").unlink()
+    status, _, body = post(world, "retry", "held.jpg")
+    assert status == 409 and b"no longer in the inbox" in body
+    assert rows(world) == before
+    code, said = cli(capsys, world, "ship", "nothere.jpg")
+    assert code == 2 and "not in the ledger" in said
+    code, said = cli(capsys, world, "remove", "held.jpg")
+    assert code == 1 and "has no copy in the outbox" in said
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_a_stronger_retry_from_the_page_protects_a_held_photo(world, brisque):
+    with running(world, [brisque]) as daemon:
+        web = Client(daemon.web.url)
+        held = ids(world)["held.jpg"]
+        status, _, _ = web.post(f"/photos/{held}/stronger", "csrf=" + secret(world))
+        assert status == 303
+        wait_for(lambda: rows(world)["held.jpg"]["state"] == "done", 120, "the stronger attempt")
+        row = rows(world)["held.jpg"]
+        assert json.loads(row["report"])["budget"]["epsilon_cap"] == 4.0
+        assert (world.outbox / "held.jpg").is_file()
+        status, _, body = web.get(f"/photos/{held}")
+        assert b"stronger retry" in body and b"protected" in body
+    started = [e for e in log_events(world) if e["event"] == "web"]
+    assert started and started[0]["message"].startswith("the web page: http://127.0.0.1:")
+
+
+def test_the_image_cache_is_bounded_oldest_first(tmp_path):
+    from pixcamd.web.files import Cache
+
+    cache = Cache(tmp_path / "cache", limit=2500)
+    for n in range(4):
+        cache.get(f"img-{n}", lambda n=n: bytes(1000))
+        os.utime(cache.root / f"img-{n}", (n, n))  # a clear order of use
+    cache.get("img-0", lambda: b"m" * 1000)  # evicted already: made again, img-2 goes
+    assert sorted(p.name for p in cache.root.iterdir()) == ["img-0", "img-3"]
+    assert (cache.root / "img-0").read_bytes() == b"m" * 1000
+    cache.get("img-3", lambda: b"never made")  # a hit: read, not made, and now the newest
+    assert (cache.root / "img-3").read_bytes() == bytes(1000)
