@@ -12,7 +12,7 @@
 * **Paths**: URLs name photos by ledger id; a request whose raw path holds ``..``, a
   backslash, an encoded slash, dot, backslash or NUL is 404 before any route sees it.
 * **Headers**: a strict CSP (``default-src 'self'``: the page's own CSS and JS only), nosniff,
-  no framing, no referrer; pages and data are never cached.
+  no framing, no referrer to other sites; pages and data are never cached.
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ SECURITY_HEADERS = {
     "content-security-policy": CSP,
     "x-content-type-options": "nosniff",
     "x-frame-options": "DENY",
-    "referrer-policy": "no-referrer",
+    # not no-referrer: with it browsers send "Origin: null" on the page's own forms
+    "referrer-policy": "same-origin",
     "cross-origin-resource-policy": "same-origin",
 }
 # raw (still percent-encoded) path fragments no URL of ours contains

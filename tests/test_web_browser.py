@@ -1,0 +1,97 @@
+"""The web page in a real headless Chromium (Debian's ``chromium`` and ``chromium-driver``,
+driven by selenium at those binaries: nothing is downloaded at run time): what a person sees
+on the dashboard and on a photo page, and a retry button that works."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from test_daemon_support import no_leaked_threads  # noqa: F401
+from web_support import rows, serving
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+
+
+@pytest.fixture
+def browser(tmp_path):
+    if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()):
+        pytest.skip(
+            f"Chromium not installed ({CHROMIUM}, {CHROMEDRIVER}): "
+            "apt-get install chromium chromium-driver"
+        )
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",  # CI runs as root
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1280,1400",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    ):
+        options.add_argument(flag)
+    # an explicit driver path: selenium-manager (which would download one) is never run
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(tmp_path / "chromium-profile", ignore_errors=True)
+
+
+def loaded(driver, element_id: str) -> int:
+    """The image's natural width once it has loaded (0: broken or not yet)."""
+    return driver.execute_script(
+        "const i = document.getElementById(arguments[0]);"
+        "return i && i.complete ? i.naturalWidth : 0;",
+        element_id,
+    )
+
+
+def test_a_person_sees_the_dashboard_and_a_photo_and_can_retry(world, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 60)
+    held = rows(world)["held.jpg"]
+    with serving(world) as server:
+        browser.get(server.url)
+        assert browser.find_element(By.ID, "daemon").text == "stopped"
+        assert browser.find_element(By.ID, "model").text == "brisque"
+        events = browser.find_elements(By.CSS_SELECTOR, "#events li")
+        assert events and "stopped" in events[0].text
+        # the page updates itself: its script fetched /api/status and said so
+        wait.until(lambda d: d.find_element(By.ID, "updated").text.startswith("Last update"))
+
+        browser.get(f"{server.url}photos?verdict=unprotected")
+        tiles = browser.find_elements(By.CSS_SELECTOR, ".tile")
+        assert len(tiles) == 1 and "held.jpg" in tiles[0].text
+        tiles[0].find_element(By.TAG_NAME, "a").click()
+
+        for image in ("original", "copy", "diff"):
+            width = wait.until(lambda d, image=image: loaded(d, image))
+            assert width == 640, image
+        assert browser.find_element(By.ID, "verdict").text == "NOT protected, held back"
+        cells = browser.find_elements(By.CSS_SELECTOR, "#scores tbody tr td")
+        assert [c.text for c in cells[:3]] == ["brisque", "task", "center"]
+        assert float(cells[3].text) < 60 and float(cells[4].text) < 60  # good quality, still
+        # the two 100 % viewports move together (a 640×480 photo in 420-px-high viewports)
+        browser.execute_script("document.getElementById('zoom-original').scrollTop = 40")
+        where = "return document.getElementById(arguments[0]).scrollTop"
+        wait.until(lambda d: d.execute_script(where, "zoom-copy") == 40)
+        browser.execute_script("document.getElementById('zoom-copy').scrollTop = 10")
+        wait.until(lambda d: d.execute_script(where, "zoom-original") == 10)
+        browser.save_screenshot(str(tmp_path / "photo-page.png"))
+
+        browser.find_element(By.ID, "retry").click()
+        wait.until(lambda d: d.find_elements(By.ID, "done"))
+        assert "Queued again" in browser.find_element(By.ID, "done").text
+    assert (tmp_path / "photo-page.png").stat().st_size > 10_000
+    row = rows(world)["held.jpg"]
+    assert row["state"] == "queued" and held["state"] == "unprotected"
