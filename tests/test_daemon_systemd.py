@@ -156,7 +156,7 @@ def test_the_user_unit_is_the_one_init_installs():
         "CPUSchedulingPolicy": "idle",
         "IOSchedulingClass": "idle",
         "NoNewPrivileges": "yes",
-        "RestrictAddressFamilies": "AF_UNIX",
+        "RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6",  # the web page on loopback
         "WantedBy": "default.target",
         "ExecReload": "/bin/kill -HUP $MAINPID",
     }.items():

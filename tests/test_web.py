@@ -425,3 +425,30 @@ def test_the_image_cache_is_bounded_oldest_first(tmp_path):
     assert (cache.root / "img-0").read_bytes() == b"m" * 1000
     cache.get("img-3", lambda: b"never made")  # a hit: read, not made, and now the newest
     assert (cache.root / "img-3").read_bytes() == bytes(1000)
+
+
+def test_pixcamd_web_alone_serves_the_ledger_and_stops_on_sigterm(world):
+    import signal
+    import subprocess
+    import sys
+
+    from test_daemon_support import ROOT
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pixcamd", "web", "--config", str(world.source)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = process.stdout.readline()
+        assert line.startswith("the web page: http://127.0.0.1:"), line + process.stderr.read()
+        url = line.split()[3]
+        status, _, body = Client(url).get("/photos?verdict=failed")
+        assert status == 200 and b"bad.jpg" in body
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0
+    finally:
+        process.kill()
+        process.wait()

@@ -84,9 +84,10 @@ Environment=OMP_WAIT_POLICY=PASSIVE
 # Hardening that works in a user manager without user namespaces: seccomp filters and
 # no-new-privileges. (ProtectSystem=, PrivateTmp= and friends need mount namespaces, which an
 # unprivileged user manager only has where unprivileged user namespaces are enabled; IPAddressDeny=
-# needs a privileged cgroup. The system unit has them all.)
+# needs a privileged cgroup. The system unit has them all.) IP sockets for the web page only:
+# the config refuses any address but loopback unless web_token is set.
 NoNewPrivileges=yes
-RestrictAddressFamilies=AF_UNIX
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
 RestrictNamespaces=yes
 RestrictRealtime=yes
 RestrictSUIDSGID=yes

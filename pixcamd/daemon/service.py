@@ -195,7 +195,7 @@ class Daemon:
         try:
             server = WebServer(self.config)
             url = server.start()
-        except PixcamdError as exc:
+        except (PixcamdError, OSError) as exc:
             self.log.emit("web", message=f"no web page: {exc}; protecting goes on", level="warning")
             return
         self.web = server

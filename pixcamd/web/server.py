@@ -45,13 +45,15 @@ class WebServer:
 
     def _bind(self) -> socket.socket:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
+        sock = None
+        try:  # a sandbox without IP (the system unit: PrivateNetwork=) refuses the socket itself
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((self.host, self.port))
             sock.listen(64)
         except OSError as exc:
-            sock.close()
+            if sock is not None:
+                sock.close()
             why = exc.strerror or str(exc)
             if exc.errno == errno.EADDRINUSE:
                 why = (
