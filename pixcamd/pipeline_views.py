@@ -56,7 +56,7 @@ JPEG_FIT_PIXELS = 2 * VIEW_HEIGHT * VIEW_WIDTH  # fits from at most √2× per s
 SUPPORT = {"lanczos": 3.0, "bicubic": 2.0, "bilinear": 1.0, "hamming": 1.0, "box": 0.5}
 
 
-def straight_through_resize(
+def pillow_resize(
     region: torch.Tensor,
     origin: tuple[int, int],
     box: tuple[int, int, int, int],
@@ -66,25 +66,39 @@ def straight_through_resize(
     image: Image.Image | None = None,
 ) -> torch.Tensor:
     """Pixels ``box`` = (left, top, right, bottom) of the photo resized by 1/``scale``, from the
-    native ``region`` whose top-left pixel is ``origin``. Forward: Pillow's resize of the 8-bit
-    region (the same coefficients as resizing the whole photo, given a margin of the filter's
+    native ``region`` whose top-left pixel is ``origin``: Pillow's resize of the 8-bit region
+    (the same coefficients as resizing the whole photo, given a margin of the filter's
     support), after our ``output`` encoding (quality, subsampling) when given — the region must
-    then lie on the photo's MCU grid; gradient: torch's antialiased bilinear downscale of the
-    matching native box. ``image``: the region already as an 8-bit image (several views of one
-    step share the conversion of a whole large photo)."""
+    then lie on the photo's MCU grid. No gradient. ``image``: the region already as an 8-bit
+    image (several views of one step share the conversion of a whole large photo)."""
     (x0, y0), (left, top, right, bottom), (sx, sy) = origin, box, scale
-    size = (right - left, bottom - top)
     with torch.no_grad():
         source = (left * sx - x0, top * sy - y0, right * sx - x0, bottom * sy - y0)
         image = to_image(region) if image is None else image
         if output is not None:  # what the platform receives: our file
             image = decode(encode(image, *output))
-        exact = image.resize(size, FILTERS[filter_name], box=source)
-        exact = to_tensor(exact).to(region)
+        exact = image.resize((right - left, bottom - top), FILTERS[filter_name], box=source)
+        return to_tensor(exact).to(region)
+
+
+def straight_through_resize(
+    region: torch.Tensor,
+    origin: tuple[int, int],
+    box: tuple[int, int, int, int],
+    scale: tuple[float, float],
+    filter_name: str,
+    output: tuple[int, str] | None = None,
+    image: Image.Image | None = None,
+) -> torch.Tensor:
+    """``pillow_resize`` forward; gradient: torch's antialiased bilinear downscale of the
+    matching native box."""
+    exact = pillow_resize(region, origin, box, scale, filter_name, output, image)
+    (x0, y0), (left, top, right, bottom), (sx, sy) = origin, box, scale
     a, b = round(left * sx) - x0, round(right * sx) - x0
     c, d = round(top * sy) - y0, round(bottom * sy) - y0
     sub = region[..., max(0, c) : d, max(0, a) : b]
-    soft = F.interpolate(sub, size=size[::-1], mode="bilinear", antialias=True, align_corners=False)
+    size = (bottom - top, right - left)
+    soft = F.interpolate(sub, size=size, mode="bilinear", antialias=True, align_corners=False)
     return soft + (exact - soft).detach()
 
 
@@ -206,13 +220,36 @@ class Whole(LoopView):
 
     def render(self, region: torch.Tensor, image: Image.Image | None = None) -> torch.Tensor:
         """``image``: ``region`` as an 8-bit image, when the caller has it already."""
+        gentle = self.served[0] * self.served[1] <= JPEG_FIT_PIXELS
+        enlarged = cover_scale(*self.served, self.size) > 1.0
+        if self.scale == (1.0, 1.0) or not self.view.resized or gentle or enlarged:
+            return self._served_view(region, image)
+        # A downscaling pipeline's fit from a served photo larger than a gentle fit: the value
+        # through Pillow's resize, the JPEG and the fit, exactly as the check computes it; the
+        # gradient from one antialiased bilinear downscale of the native pixels under the view
+        # straight to the view's size — two downscales compose into one (the JPEG between them
+        # is straight-through here anyway), and differentiating one costs 10–48 % less per
+        # view than through both at the served size (docs/benchmarks.md).
+        with torch.no_grad():
+            exact = self._served_view(region, image)
+        (sx, sy), (left, top, w, h) = self.scale, self.view.box
+        sub = region[
+            ..., round(top * sy) : round((top + h) * sy), round(left * sx) : round((left + w) * sx)
+        ]
+        soft = F.interpolate(sub, size=self.size, mode="bilinear", antialias=True)
+        return soft + (exact - soft).detach()
+
+    def _served_view(self, region: torch.Tensor, image: Image.Image | None) -> torch.Tensor:
         if self.scale != (1.0, 1.0):
             # The forward value rounds to 8 bits on its way to Pillow; a straight-through round
             # here would only add full-size temporaries (~300 MB each at 24 MP).
             box = (0, 0, *self.served)
-            pixels = straight_through_resize(
-                region, (0, 0), box, self.scale, self.filter, image=image
-            )
+            if torch.is_grad_enabled():
+                pixels = straight_through_resize(
+                    region, (0, 0), box, self.scale, self.filter, image=image
+                )
+            else:
+                pixels = pillow_resize(region, (0, 0), box, self.scale, self.filter, image=image)
         else:
             pixels = straight_through_round(region)
         if self.chain is not None:

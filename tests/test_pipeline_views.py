@@ -146,6 +146,28 @@ def test_gradients_of_a_downscaled_view_stay_in_its_region(photo, brisque):
     assert same > 0.6
 
 
+def test_a_downscaled_fit_has_the_exact_value_and_the_direction_of_the_full_chain(photo, brisque):
+    """A downscaling pipeline's fit takes its gradient from one downscale straight to the view:
+    the value is still the exact chain's (Pillow resize, JPEG, fit), and the gradient points
+    where differentiating through the served size does."""
+    (pipeline,) = parse_platforms("width1080-q80")
+    views = plan_loop_views(*photo.size, ("resize",), (pipeline,))
+    (fit,) = [v for v in views if isinstance(v, Whole)]
+    region = to_tensor(photo)
+
+    def score_and_gradient(render):
+        leaf = region.clone().requires_grad_(True)
+        score = brisque(render(leaf))
+        (grad,) = torch.autograd.grad(score.sum(), leaf)
+        return score.item(), grad.flatten()
+
+    fast, fast_grad = score_and_gradient(fit.render)
+    chain, chain_grad = score_and_gradient(lambda r: fit._served_view(r, None))
+    assert fast == chain  # the same forward value, bit for bit
+    cosine = torch.nn.functional.cosine_similarity(fast_grad, chain_grad, dim=0)
+    assert cosine > 0.9, cosine  # 0.987 when written
+
+
 def test_the_mask_also_asks_for_texture_at_the_coarse_scale():
     """Fine grain on a smooth ramp (a noisy sky): full budget for a fine perturbation, the flat
     floor once the perturbation is as coarse as a 4× downscale needs."""
