@@ -28,10 +28,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from pixcamd.daemon.config import DEFAULT_EXTENSIONS, DEFAULT_IGNORE
 from pixcamd.daemon.fs import sha256_file
 from pixcamd.daemon.ledger import Ledger, Row
 from pixcamd.daemon.publication import commit_publication, published_copy, recover_interrupted
+from pixcamd.daemon.schema import DEFAULT_EXTENSIONS, DEFAULT_IGNORE
 from pixcamd.daemon.watcher import Rules
 from pixcamd.errors import PhotoError, PixcamdError
 from pixcamd.executors import Done, Task

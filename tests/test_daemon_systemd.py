@@ -66,7 +66,7 @@ def test_the_unit_says_what_the_issue_asks():
     assert d["ExecReload"] == ["/bin/kill -HUP $MAINPID"]  # SIGHUP: reload
     assert d["WatchdogSec"] == ["5min"]
     # the stop timeout covers the default grace time and the unwinding after it
-    from pixcamd.daemon.config import KEYS
+    from pixcamd.daemon.schema import KEYS
     from pixcamd.daemon.service import ABANDON_WAIT
 
     assert KEYS["grace_time"].default + ABANDON_WAIT < 90

@@ -15,7 +15,7 @@ from watchdog.events import (
     FileMovedEvent,
 )
 
-from pixcamd.daemon.config import DEFAULT_EXTENSIONS, DEFAULT_IGNORE
+from pixcamd.daemon.schema import DEFAULT_EXTENSIONS, DEFAULT_IGNORE
 from pixcamd.daemon.watcher import InboxHandler, Rules, StabilityTracker, scan
 
 

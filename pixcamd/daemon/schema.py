@@ -1,0 +1,567 @@
+"""The daemon's configuration schema: every key with its default, its documentation and its
+parser — the one source of config.example.toml (``config.render_example``), of the validation
+(``config.validate``) and of ``pixcamd config check``.
+
+Parsers take the raw TOML value and return the effective value or raise ``ValueError`` with the
+problem in words; ``config.validate`` prefixes each problem with the file and key and reports
+them all at once. Checks that need several keys at once live in ``pixcamd.daemon.config``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pixcamd.models import CHOICES, MODEL_NAMES
+from pixcamd.platforms import DEFAULT_PLATFORMS, PRESETS, PipelineError, from_table
+from pixcamd.views import DEFAULT_VIEWS, VIEW_NAMES
+
+# Sync tools' temporary and bookkeeping files; matched against every part of the path relative to
+# the inbox, so a pattern naming a folder (.stversions, @eaDir) also hides everything inside it.
+DEFAULT_IGNORE = (
+    ".*",  # dotfiles and dot-folders (covers most of the names below; listed for clarity)
+    ".syncthing.*.tmp",  # Syncthing temp file
+    "~syncthing~*",  # Syncthing temp file (Windows-style name)
+    "*.~*",  # Nextcloud / ownCloud partial download
+    ".*.??????",  # rsync temp file: .name.XXXXXX (also a dotfile)
+    "*.part",  # Firefox, KIO, curl partial downloads
+    "*.crdownload",  # Chromium partial download
+    ".stfolder",  # Syncthing folder marker
+    ".stversions",  # Syncthing versioning folder
+    "@eaDir",  # Synology thumbnails
+    ".DS_Store",  # macOS Finder
+    "._*",  # macOS resource forks (AppleDouble)
+    "Thumbs.db",  # Windows thumbnails
+    "desktop.ini",  # Windows folder settings
+)
+DEFAULT_EXTENSIONS = (
+    ".jpg",
+    ".jpeg",
+    ".jpe",
+    ".png",
+    ".webp",
+    ".tif",
+    ".tiff",
+    ".heic",
+    ".heif",
+    ".gif",
+    ".bmp",
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Parsers: raw TOML value → effective value, or ValueError("the problem")
+
+
+def _describe(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {_describe(value)}")
+    return value
+
+
+def _path(required: bool) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        text = _string(value).strip()
+        if required and not text:
+            raise ValueError("required: give a folder")
+        return text
+
+    return parse
+
+
+def _number(lo: float, hi: float, unit: str = "", integer: bool = False):
+    def parse(value: Any) -> float | int:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"expected a number, got {_describe(value)}")
+        if integer and not isinstance(value, int):
+            raise ValueError(f"expected a whole number, got {value!r}")
+        if not (lo <= value <= hi) or (isinstance(value, float) and math.isnan(value)):
+            top = "" if hi == math.inf else f"–{hi:g}"
+            rng = f"{lo:g}{top}" if top else f"≥ {lo:g}"
+            raise ValueError(f"{value!r} is out of range: give {rng}{unit}")
+        return int(value) if integer else float(value)
+
+    return parse
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {_describe(value)}")
+    return value
+
+
+def _choice(*choices: str):
+    def parse(value: Any) -> str:
+        text = _string(value)
+        if text not in choices:
+            raise ValueError(f"{text!r} is not one of {', '.join(choices)}")
+        return text
+
+    return parse
+
+
+def _string_list(value: Any) -> list[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"expected a list of strings, got {_describe(value)}")
+    return list(value)
+
+
+def _models(value: Any) -> list[str]:
+    names = list(dict.fromkeys(_string_list(value)))
+    if not names:
+        raise ValueError("give at least one model")
+    for name in names:
+        if name not in CHOICES:
+            raise ValueError(f"unknown model {name!r}: choose from {', '.join(CHOICES)}")
+    if "auto" in names and len(names) > 1:
+        raise ValueError("auto stands alone: name the models to combine")
+    return names
+
+
+def _views(value: Any) -> list[str]:
+    names = _string_list(value)
+    if not names:
+        raise ValueError(f"give at least one view from {', '.join(VIEW_NAMES)}")
+    for name in names:
+        if name not in VIEW_NAMES:
+            raise ValueError(f"unknown view {name!r}: choose from {', '.join(VIEW_NAMES)}")
+    return list(dict.fromkeys(names))
+
+
+def _targets(value: Any) -> dict[str, float]:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return {"*": float(value)}
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a score or a table of model = score, got {_describe(value)}")
+    targets = {}
+    for name, score in value.items():
+        if name not in MODEL_NAMES:
+            raise ValueError(f"unknown model {name!r}: choose from {', '.join(MODEL_NAMES)}")
+        if isinstance(score, bool) or not isinstance(score, int | float):
+            raise ValueError(f"{name}: expected a score, got {_describe(score)}")
+        targets[name] = float(score)
+    return targets
+
+
+def _platform_names(value: Any) -> list[str]:
+    """Syntax only here; names are resolved against presets and ``pipelines`` in ``validate``."""
+    names = [n.strip() for n in _string_list(value)]
+    if not names or not all(names):
+        raise ValueError('give at least one platform, e.g. ["task", "instagram"]')
+    return list(dict.fromkeys(names))
+
+
+def _pipelines(value: Any) -> dict[str, dict]:
+    """``[pipelines.NAME]`` tables, each checked as a pipeline (kept as written, so the file can
+    be re-rendered); a problem is reported as ``.NAME.key: …``."""
+    if not isinstance(value, dict):
+        raise ValueError(f"expected tables [pipelines.NAME], got {_describe(value)}")
+    out = {}
+    for name, table in value.items():
+        if name in PRESETS:
+            raise ValueError(f".{name}: a preset has this name; choose another")
+        if not isinstance(table, dict):
+            raise ValueError(f".{name}: expected a table of resize, filter, quality, subsampling")
+        try:
+            from_table(name, table)
+            out[name] = dict(table)
+        except PipelineError as exc:
+            raise ValueError(f".{name}.{exc}") from None
+    return out
+
+
+def _device(value: Any) -> str:
+    text = _string(value)
+    if text not in ("auto", "cpu") and not (
+        text == "cuda" or (text.startswith("cuda:") and text[5:].isdigit())
+    ):
+        raise ValueError(f"{text!r} is not a device: use auto, cpu, cuda or cuda:N")
+    return text
+
+
+def _extensions(value: Any) -> list[str]:
+    items = _string_list(value)
+    if not items:
+        raise ValueError("give at least one extension, e.g. .jpg")
+    out = []
+    for item in items:
+        if not item.startswith(".") or len(item) < 2 or "/" in item:
+            raise ValueError(f"{item!r}: write extensions with their dot, e.g. .jpg")
+        out.append(item.lower())
+    return list(dict.fromkeys(out))
+
+
+def _patterns(value: Any) -> list[str]:
+    items = _string_list(value)
+    for item in items:
+        if not item or "/" in item:
+            raise ValueError(f"{item!r}: a pattern matches one file or folder name, without '/'")
+    return items
+
+
+# --------------------------------------------------------------------------------------------
+# The schema
+
+
+@dataclass(frozen=True)
+class Option:
+    key: str
+    section: str  # heading in config.example.toml
+    default: Any
+    doc: str
+    parse: Callable[[Any], Any]
+    example: Any = None  # shown in config.example.toml instead of the default, when given
+
+
+SCHEMA: tuple[Option, ...] = (
+    Option(
+        "inbox",
+        "Folders",
+        "",
+        "Folder to watch, recursively (your synced camera folder). Required. Relative paths in "
+        "this file are relative to the file's own folder; ~ is expanded.",
+        _path(True),
+        example="/srv/pixcamd/inbox",
+    ),
+    Option(
+        "outbox",
+        "Folders",
+        "",
+        "Folder the protected copies go to, mirroring the inbox's sub-folders (IMG_1.heic → "
+        "IMG_1.jpg). Required; must not be inside the inbox nor contain it. Files appear there "
+        "only complete, by an atomic rename.",
+        _path(True),
+        example="/srv/pixcamd/outbox",
+    ),
+    Option(
+        "state_dir",
+        "Folders",
+        "",
+        'Ledger (SQLite), lock and working files. "" = $STATE_DIRECTORY (systemd) or '
+        "$XDG_STATE_HOME/pixcamd (~/.local/state/pixcamd).",
+        _path(False),
+    ),
+    Option(
+        "tmp_dir",
+        "Folders",
+        "",
+        "Where copies are written and checked before they are renamed into the outbox; it must "
+        'be on the same mount as the outbox and is emptied at start-up. "" = <state_dir>/tmp '
+        "when that is on the outbox's mount, else .pixcamd-tmp beside the outbox "
+        "(<outbox>/../.pixcamd-tmp).",
+        _path(False),
+    ),
+    Option(
+        "log_file",
+        "Folders",
+        "",
+        'Status log, one JSON object per line. "" = $LOGS_DIRECTORY/pixcamd.jsonl (systemd) or '
+        "<state_dir>/pixcamd.jsonl. Human-readable lines go to stderr (the journal) as well.",
+        _path(False),
+    ),
+    Option(
+        "model",
+        "Quality model",
+        ["auto"],
+        "Quality model(s) to fool: auto, koncept512, brisque, or a list of several (protected "
+        "only when every one agrees). auto = KonCept512 when its weights are installed "
+        "(`pixcamd model fetch`), otherwise the embedded BRISQUE — said loudly at start-up and "
+        "recorded per photo.",
+        _models,
+    ),
+    Option(
+        "weights",
+        "Quality model",
+        "",
+        'KonCept512.pth to use; "" = the cache folder ($CACHE_DIRECTORY or ~/.cache/pixcamd).',
+        _path(False),
+    ),
+    Option(
+        "device",
+        "Quality model",
+        "auto",
+        "auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N. On GPU "
+        "out-of-memory a photo is retried with smaller batches, then on the CPU.",
+        _device,
+    ),
+    Option(
+        "threads",
+        "Quality model",
+        0,
+        "CPU threads for torch; 0 = torch's default (all cores).",
+        _number(0, 1024, integer=True),
+    ),
+    Option(
+        "priority",
+        "Quality model",
+        "background",
+        '"background" = the daemon only takes CPU time nothing else wants (nice 19 and the '
+        "idle CPU scheduling class), so it can use every core and the desktop stays "
+        'responsive; "normal" = like any program (a dedicated server). systemd units set '
+        "their own priority.",
+        _choice("background", "normal"),
+    ),
+    Option(
+        "mode",
+        "Protection",
+        "invisible",
+        '"invisible": a perturbation too small to see. "enhance": a colour filter (tone '
+        "curves, contrast, saturation) a person reads as an edit, kept from looking flatter, "
+        'duller or tinted. "auto": the filter, plus the invisible perturbation only where the '
+        "filter falls short. The filter is recorded per photo in words and parameters.",
+        _choice("invisible", "enhance", "auto"),
+    ),
+    Option(
+        "enhance_strength",
+        "Protection",
+        24.0,
+        "enhance/auto: largest change of the filter's tone curves in 8-bit grey levels; its "
+        "contrast and saturation ranges scale with it.",
+        _number(0, 64, " grey levels"),
+    ),
+    Option(
+        "views",
+        "Protection",
+        list(DEFAULT_VIEWS),
+        f"Views to protect, from {', '.join(VIEW_NAMES)} (see README).",
+        _views,
+    ),
+    Option(
+        "platforms",
+        "Protection",
+        list(DEFAULT_PLATFORMS),
+        "Where your photos go: each is a platform pipeline (a downscale, then the platform's JPEG) "
+        "and a photo is protected only when every view is judged low quality after every one. "
+        "Presets: "
+        + ", ".join(f"{n} ({p.describe()})" for n, p in PRESETS.items())
+        + ". Also your own, named in [pipelines.NAME] at the end of this file, or written inline "
+        'as e.g. "long1600-q75" or "width1080-q80-bicubic-444". See docs/platforms.md.',
+        _platform_names,
+    ),
+    Option(
+        "epsilon",
+        "Protection",
+        4.0,
+        "Largest change per pixel in 8-bit grey levels before escalation.",
+        _number(0, 64, " grey levels"),
+    ),
+    Option(
+        "epsilon_cap",
+        "Protection",
+        8.0,
+        "Escalation never exceeds this many grey levels.",
+        _number(0, 64, " grey levels"),
+    ),
+    Option(
+        "target",
+        "Protection",
+        {},
+        "Score to reach after JPEG-90: one number for a single model, or a table "
+        "{ koncept512 = 30, brisque = 80 }. {} = each model's default (KonCept512 30, "
+        "BRISQUE 80).",
+        _targets,
+    ),
+    Option(
+        "steps",
+        "Protection",
+        40,
+        "Optimizer steps per round before escalating.",
+        _number(1, 100000, integer=True),
+    ),
+    Option(
+        "seed",
+        "Protection",
+        0,
+        "Random seed (same seed, same output).",
+        _number(0, 2**31, integer=True),
+    ),
+    Option(
+        "max_pixels",
+        "Protection",
+        200_000_000,
+        "Photos with more pixels are refused (failed) instead of exhausting memory.",
+        _number(1, 10**10, " pixels", integer=True),
+    ),
+    Option(
+        "output_quality",
+        "Output",
+        95,
+        "JPEG quality of the protected copies (4:4:4 chroma).",
+        _number(1, 100, integer=True),
+    ),
+    Option(
+        "strip_gps",
+        "Output",
+        True,
+        "Remove GPS position tags from the copies (they go public); other metadata is kept.",
+        _bool,
+    ),
+    Option(
+        "on_unprotected",
+        "Output",
+        "hold",
+        'Photos that cannot be protected: "hold" = never in the outbox; state unprotected, '
+        'listed by `pixcamd status` (and a copy in hold_dir if set). "ship" = write them to '
+        "the outbox anyway, with a warning in the log and the ledger.",
+        _choice("hold", "ship"),
+    ),
+    Option(
+        "hold_dir",
+        "Output",
+        "",
+        'With on_unprotected = "hold": write the best attempt here (mirrored path) for you to '
+        'review. "" = write nothing. Must not be inside the inbox or the outbox.',
+        _path(False),
+    ),
+    Option(
+        "settle_time",
+        "Watching",
+        5.0,
+        "Seconds a file must stay unchanged (size and mtime, seen twice) before it is decoded "
+        "and queued: a file still being written is never processed.",
+        _number(0.05, 3600, " s"),
+    ),
+    Option(
+        "settle_timeout",
+        "Watching",
+        120.0,
+        "A file unchanged this long that still does not decode is queued anyway and fails with "
+        "the decoder's reason (a corrupt file, not one being written).",
+        _number(0.05, 86400, " s"),
+    ),
+    Option(
+        "rescan_interval",
+        "Watching",
+        600.0,
+        "Seconds between full rescans of the inbox for what the watcher missed (network "
+        "filesystems, inotify overflow, downtime); 0 = only the start-up scan.",
+        _number(0, 7 * 86400, " s"),
+    ),
+    Option(
+        "extensions",
+        "Watching",
+        list(DEFAULT_EXTENSIONS),
+        "File name extensions taken as photos (case-insensitive); other files are left alone.",
+        _extensions,
+    ),
+    Option(
+        "ignore",
+        "Watching",
+        list(DEFAULT_IGNORE),
+        "Glob patterns of names to ignore, matched against each file and folder name under the "
+        "inbox (a matching folder hides its contents). The default covers sync tools' temp "
+        "files: Syncthing, Nextcloud, rsync, browsers, macOS, Windows, Synology.",
+        _patterns,
+    ),
+    Option(
+        "max_attempts",
+        "Retries",
+        5,
+        "Attempts per photo before it is marked failed for good (transient failures: disk "
+        "full, out of memory, a crash mid-photo).",
+        _number(1, 1000, integer=True),
+    ),
+    Option(
+        "retry_backoff",
+        "Retries",
+        30.0,
+        "Seconds before the first retry; doubled on each further attempt.",
+        _number(0, 86400, " s"),
+    ),
+    Option(
+        "retry_backoff_max",
+        "Retries",
+        3600.0,
+        "Longest wait between retries, in seconds.",
+        _number(0, 7 * 86400, " s"),
+    ),
+    Option(
+        "executor",
+        "Cluster",
+        "local",
+        'Where photos are protected: "local" = in the daemon; "ray" = on the Ray cluster at '
+        "ray_address (pip install 'pixcamd[ray]'). The daemon stays the only writer of the "
+        "outbox and the ledger either way.",
+        _choice("local", "ray"),  # LocalExecutor here, RayExecutor on a cluster
+    ),
+    Option(
+        "ray_address",
+        "Cluster",
+        "127.0.0.1:6379",
+        'With executor = "ray": the head node, host:port (started with `ray start --head '
+        '--node-ip-address 127.0.0.1`), or "local" for a private Ray on this machine. Ray has '
+        "no authentication of its own: keep a cluster on loopback or a trusted network "
+        "(docs/folder-runs.md).",
+        _string,
+    ),
+    Option(
+        "ray_workers",
+        "Cluster",
+        0,
+        "Workers on the cluster; 0 = one per GPU, or the cluster's CPUs ÷ ray_threads.",
+        _number(0, 4096, integer=True),
+    ),
+    Option(
+        "ray_threads",
+        "Cluster",
+        1,
+        "CPU threads per worker (without GPUs).",
+        _number(1, 256, integer=True),
+    ),
+    Option(
+        "ray_fallback",
+        "Cluster",
+        "wait",
+        'When the cluster goes away: "wait" = keep the queue for when it returns (said loudly '
+        'in the log, tried again every minute); "local" = protect here meanwhile.',
+        _choice("wait", "local"),
+    ),
+    Option(
+        "grace_time",
+        "Service",
+        30.0,
+        "On SIGTERM/SIGINT, seconds the current photo may take to finish; after that it is "
+        "abandoned cleanly (nothing written, queued again). Keep TimeoutStopSec above it.",
+        _number(0, 3600, " s"),
+    ),
+    Option(
+        "web",
+        "Web page",
+        "127.0.0.1:8765",
+        "Address of the local web page (`pixcamd run` serves it; `pixcamd web` alone): "
+        'host:port, e.g. "127.0.0.1:8765", "[::1]:8765", "localhost:8765"; "" = no web page. '
+        "Any address other than loopback is refused unless web_token is set.",
+        _string,
+    ),
+    Option(
+        "web_token",
+        "Web page",
+        "",
+        "Password of the web page (HTTP Basic, any user name; or Authorization: Bearer TOKEN). "
+        '"" = none, only allowed on a loopback address. Required to serve on the network; '
+        "keep the config file private (chmod 600) when it holds one.",
+        _string,
+    ),
+    # Tables must come after every plain key in a TOML file: keep this one last.
+    Option(
+        "pipelines",
+        "Your own platforms",
+        {},
+        "Platform pipelines of your own, one table each, then named in `platforms`. resize: "
+        '"none", "long 2048" (long side), "width 1080", "height 1080" or "scale 0.5" — only '
+        "ever down, a smaller photo is left at its size; filter: lanczos (default), bicubic, "
+        "bilinear, hamming, box, nearest; quality: the JPEG quality 1–100; subsampling: "
+        '"4:2:0" (default), "4:2:2" or "4:4:4".',
+        _pipelines,
+        example={"myblog": {"resize": "long 1600", "filter": "lanczos", "quality": 80}},
+    ),
+)
+KEYS = {o.key: o for o in SCHEMA}
