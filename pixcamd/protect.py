@@ -61,7 +61,7 @@ class Settings:
     platforms: tuple[Pipeline, ...] = tuple(PRESETS[n] for n in DEFAULT_PLATFORMS)
     masking: bool = True
     views_per_step: int = 3  # loop views evaluated per step (the cost bound; 0 = all)
-    roaming: int = 1  # slots of a step for random pipelines in no preset (robustness)
+    roaming: int = 2  # slots of a step for random pipelines in no preset (robustness)
     polish_steps: int = 20  # once protected, at most this many more steps to reach the margin
     batch_size: int = 2
     device: str = "cpu"
