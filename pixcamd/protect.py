@@ -62,7 +62,7 @@ class Settings:
     masking: bool = True
     views_per_step: int = 3  # loop views evaluated per step (the cost bound; 0 = all)
     roaming: int = 2  # slots of a step for random pipelines in no preset (robustness)
-    polish_steps: int = 20  # once protected, at most this many more steps to reach the margin
+    polish_steps: int = 10  # once protected, at most this many more steps to reach the margin
     batch_size: int = 2
     device: str = "cpu"
 
