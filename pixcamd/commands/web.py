@@ -29,25 +29,24 @@ def add_commands(commands, config_help: str) -> None:
     )
     web.set_defaults(handler=serve)
 
-    ship = commands.add_parser(
-        "ship",
-        help="ship photos held back as unprotected anyway (your decision, recorded)",
-        description="Publish the kept copy (hold_dir) of each photo held back as unprotected "
-        "to the outbox, NOT protected: recorded in the ledger as your decision.",
-    )
-    ship.add_argument("paths", nargs="+", metavar="PATH", help="photos in the inbox")
-    ship.add_argument("--config", type=Path, metavar="FILE", help=config_help)
-    ship.set_defaults(handler=decide, decision="ship")
-
-    remove = commands.add_parser(
-        "remove",
-        help="take protected copies back out of the outbox (the originals stay)",
-        description="Delete each photo's copy from the outbox and record it; the original in "
-        "the inbox is never touched, and the photo is not protected again unless you retry it.",
-    )
-    remove.add_argument("paths", nargs="+", metavar="PATH", help="photos in the inbox")
-    remove.add_argument("--config", type=Path, metavar="FILE", help=config_help)
-    remove.set_defaults(handler=decide, decision="remove")
+    for name, summary, description in (
+        (
+            "ship",
+            "ship photos held back as unprotected anyway (your decision, recorded)",
+            "Publish the kept copy (hold_dir) of each photo held back as unprotected to the "
+            "outbox, NOT protected: recorded in the ledger as your decision.",
+        ),
+        (
+            "remove",
+            "take protected copies back out of the outbox (the originals stay)",
+            "Delete each photo's copy from the outbox and record it; the original in the inbox "
+            "is never touched, and the photo is not protected again unless you retry it.",
+        ),
+    ):
+        decision = commands.add_parser(name, help=summary, description=description)
+        decision.add_argument("paths", nargs="+", metavar="PATH", help="photos in the inbox")
+        decision.add_argument("--config", type=Path, metavar="FILE", help=config_help)
+        decision.set_defaults(handler=decide, decision=name)
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -70,7 +69,7 @@ def serve(args: argparse.Namespace) -> int:
 
 def decide(args: argparse.Namespace) -> int:
     from pixcamd.commands.daemon import _load
-    from pixcamd.daemon import decisions
+    from pixcamd.daemon import decisions, retry
     from pixcamd.daemon.events import printable
     from pixcamd.daemon.ledger import Ledger
 
@@ -81,7 +80,7 @@ def decide(args: argparse.Namespace) -> int:
     act = decisions.ship if args.decision == "ship" else decisions.remove
     failed = 0
     try:
-        for row in decisions.rows_for(config, ledger, args.paths):
+        for row in retry.rows_for(config, ledger, args.paths):
             try:
                 done = act(config, ledger, row, "pixcamd " + args.decision)
             except decisions.DecisionError as exc:

@@ -28,30 +28,11 @@ from pixcamd.daemon.config import Config
 from pixcamd.daemon.fs import choose_tmp_dir, fsync_dir, inside
 from pixcamd.daemon.ledger import Ledger, Row
 from pixcamd.daemon.publication import commit_publication, output_name
-from pixcamd.daemon.retry import relative
 from pixcamd.errors import PixcamdError
 
 
 class DecisionError(PixcamdError):
     """A decision that cannot be carried out as asked; nothing was changed."""
-
-
-def rows_for(config: Config, ledger: Ledger, paths: list[str]) -> list[Row]:
-    """The ledger's rows for inbox paths (relative, or absolute inside the inbox); every path
-    must be known, or nothing is done."""
-    rows, missing = [], []
-    for path in paths:
-        row = ledger.get(relative(config, path))
-        if row is None:
-            missing.append(relative(config, path))
-        else:
-            rows.append(row)
-    if missing:
-        raise DecisionError(
-            "not in the ledger (the daemon has never seen them; `pixcamd status` lists what it "
-            "has): " + ", ".join(missing)
-        )
-    return rows
 
 
 def _held_file(config: Config, row: Row) -> Path:

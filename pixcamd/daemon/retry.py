@@ -56,6 +56,25 @@ def relative(config: Config, path: str) -> str:
     return Path(path).as_posix()
 
 
+def rows_for(config: Config, ledger: Ledger, paths: list[str]) -> list[Row]:
+    """The ledger's rows for inbox paths (relative, or absolute inside the inbox); every path
+    must be known, or nothing is done (``retry``, ``ship``, ``remove``)."""
+    rows, missing = [], []
+    for path in paths:
+        rel = relative(config, path)
+        row = ledger.get(rel)
+        if row is None:
+            missing.append(rel)
+        else:
+            rows.append(row)
+    if missing:
+        raise RetryError(
+            "not in the ledger (the daemon has never seen them; `pixcamd status` lists what it "
+            "has): " + ", ".join(missing)
+        )
+    return rows
+
+
 def plan(
     config: Config,
     ledger: Ledger,
@@ -67,20 +86,7 @@ def plan(
 ) -> Plan:
     """What ``retry`` will queue and why; ``fingerprints``: the models the daemon uses now."""
     result = Plan()
-    chosen: dict[int, tuple[Row, str]] = {}
-    missing = []
-    for path in paths:
-        rel = relative(config, path)
-        row = ledger.get(rel)
-        if row is None:
-            missing.append(rel)
-        else:
-            chosen[row.id] = (row, "asked for")
-    if missing:
-        raise RetryError(
-            "not in the ledger (the daemon has never seen them; `pixcamd status` lists what it "
-            "has): " + ", ".join(missing)
-        )
+    chosen = {row.id: (row, "asked for") for row in rows_for(config, ledger, paths)}
     if failed:
         for row in ledger.rows("failed"):
             chosen.setdefault(row.id, (row, "failed"))
