@@ -93,12 +93,24 @@ def straight_through_resize(
     """``pillow_resize`` forward; gradient: torch's antialiased bilinear downscale of the
     matching native box."""
     exact = pillow_resize(region, origin, box, scale, filter_name, output, image)
+    return bilinear_through(exact, region, origin, box, scale)
+
+
+def bilinear_through(
+    exact: torch.Tensor,
+    region: torch.Tensor,
+    origin: tuple[int, int],
+    box: tuple[int, int, int, int],
+    scale: tuple[float, float],
+) -> torch.Tensor:
+    """``exact``'s value; gradient: torch's antialiased bilinear downscale, to ``exact``'s
+    size, of the native pixels under ``box`` = (left, top, right, bottom) of the photo resized
+    by 1/``scale``, from the ``region`` whose top-left pixel is ``origin``."""
     (x0, y0), (left, top, right, bottom), (sx, sy) = origin, box, scale
     a, b = round(left * sx) - x0, round(right * sx) - x0
     c, d = round(top * sy) - y0, round(bottom * sy) - y0
     sub = region[..., max(0, c) : d, max(0, a) : b]
-    size = (bottom - top, right - left)
-    soft = F.interpolate(sub, size=size, mode="bilinear", antialias=True, align_corners=False)
+    soft = F.interpolate(sub, size=exact.shape[-2:], mode="bilinear", antialias=True)
     return soft + (exact - soft).detach()
 
 
@@ -232,12 +244,7 @@ class Whole(LoopView):
         # view than through both at the served size (docs/benchmarks.md).
         with torch.no_grad():
             exact = self._served_view(region, image)
-        (sx, sy), (left, top, w, h) = self.scale, self.view.box
-        sub = region[
-            ..., round(top * sy) : round((top + h) * sy), round(left * sx) : round((left + w) * sx)
-        ]
-        soft = F.interpolate(sub, size=self.size, mode="bilinear", antialias=True)
-        return soft + (exact - soft).detach()
+        return bilinear_through(exact, region, (0, 0), _corners(self.view.box), self.scale)
 
     def _served_view(self, region: torch.Tensor, image: Image.Image | None) -> torch.Tensor:
         if self.scale != (1.0, 1.0):
