@@ -6,11 +6,14 @@ from __future__ import annotations
 import io
 import json
 
+import kornia
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from tinybiqa import synthetic_photo
 
+from pixcamd.check import psnr_ssim
 from pixcamd.photo import to_tensor
 from pixcamd.platforms import PRESETS, parse_platforms
 from pixcamd.protect import Settings, protect
@@ -53,6 +56,23 @@ def test_protects_a_real_photo_against_brisque(dragonfly_crop, brisque):
     assert after == pytest.approx(result.after_jpeg["task"]["brisque"], abs=1e-3)
     assert result.psnr > 36 and result.ssim > 0.95
     assert result.linf <= round(result.epsilon) + 1
+
+
+def test_the_reported_ssim_and_psnr_are_the_standard_ones(dragonfly_crop):
+    """The report's figures, computed in strips for memory, against one pass of kornia's SSIM
+    and the PSNR formula over the whole photo and a real JPEG-80 copy of it."""
+    buffer = io.BytesIO()
+    dragonfly_crop.save(buffer, "JPEG", quality=80)
+    copy = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+    a, b = to_tensor(dragonfly_crop), to_tensor(copy)
+    weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    luma_a, luma_b = (a * weights).sum(1, keepdim=True), (b * weights).sum(1, keepdim=True)
+    expected_ssim = float(kornia.metrics.ssim(luma_a, luma_b, 11).mean())
+    expected_psnr = float(-10 * torch.log10(torch.mean((a - b) ** 2)))
+    psnr, ssim = psnr_ssim(dragonfly_crop, copy, rows=200)  # four strips and a remainder
+    assert psnr == pytest.approx(expected_psnr, abs=1e-4)
+    assert ssim == pytest.approx(expected_ssim, abs=1e-6)
+    assert 0.9 < ssim < 0.999  # a real difference was measured
 
 
 def test_protects_against_a_trained_network(tiny_biqa):
