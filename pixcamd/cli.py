@@ -224,16 +224,17 @@ def build_parser() -> argparse.ArgumentParser:
     protect.add_argument(
         "--epsilon",
         type=_grey_levels,
-        default=4.0,
+        default=6.0,
         metavar="LEVELS",
-        help="largest change per pixel in 8-bit grey levels, before escalation (default 4)",
+        help="largest change per pixel in 8-bit grey levels, before escalation, in strong "
+        "texture; flat areas get a sixth of it (default 6)",
     )
     protect.add_argument(
         "--epsilon-cap",
         type=_grey_levels,
-        default=8.0,
+        default=12.0,
         metavar="LEVELS",
-        help="escalation never exceeds this (default 8)",
+        help="escalation never exceeds this, in strong texture (default 12)",
     )
     protect.add_argument(
         "--target",

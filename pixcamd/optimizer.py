@@ -5,7 +5,7 @@ pipeline — the loop views of ``pixcamd.pipeline_views``: crops through the str
 resize and JPEG of the pipeline, the whole photo fitted to the view — scores them, and moves δ
 by a signed-gradient step (I-FGSM / PGD under an L∞ budget) on the sum of the views' gradients,
 each normalized to an equal say. The budget is shaped per pixel by a perceptual mask: full ε in
-texture, down to a quarter of it in flat areas, where a change would show — texture at the
+strong texture, down to a sixth of it in flat areas, where a change would show — texture at the
 scale of the largest downscale too. Only pixels that some view shows ever move.
 
 ``ViewLoop`` holds what every optimizer here shares — the views, the in-loop JPEG, the hinge
@@ -30,8 +30,13 @@ from pixcamd.pipeline_views import LoopView, Whole, plan_loop_views, roaming_vie
 from pixcamd.platforms import Pipeline
 from pixcamd.views import View, cover_scale, enlarge_to_cover, extract, plan_views
 
-MASK_FLOOR = 0.25  # flat areas get a quarter of the budget
-MASK_TEXTURE = 6 / 255  # local luma deviation at which a pixel gets the full budget
+# The budget per pixel rises with the local contrast — ε·σ/MASK_TEXTURE, 2/3 of a grey level of
+# change per grey level of σ at the default ε — from the floor in flat areas (one grey level at
+# the default ε 6) to the full ε where σ reaches MASK_TEXTURE. Every round of the default
+# schedule (ε 6, 6, 9, 12) gives what ε 4, 4, 6, 8 with a ceiling at σ 6 gave wherever σ ≤ 6;
+# only strong texture, which hides a change, takes up to 1.5× more (docs/benchmarks.md).
+MASK_FLOOR = 1 / 6
+MASK_TEXTURE = 9 / 255
 TIGHTEN = 5.0  # in-loop targets move this far when the real check disagrees with the loop
 LARGE_REGION = 4_000_000  # native pixels above which a loop view is evaluated on its own
 

@@ -50,8 +50,8 @@ CHECK_SPACING = 5  # steps between real checks that the loop's targets did not c
 class Settings:
     mode: str = "invisible"  # or "enhance" (a colour filter), "auto" (filter, then invisible)
     views: tuple[str, ...] = DEFAULT_VIEWS
-    epsilon: float = 4 / 255  # L∞ budget per pixel (in texture; flat areas get less)
-    epsilon_cap: float = 8 / 255  # escalation never goes beyond this
+    epsilon: float = 6 / 255  # L∞ budget per pixel (in strong texture; elsewhere less)
+    epsilon_cap: float = 12 / 255  # escalation never goes beyond this (strong texture only)
     enhance_strength: float = STRENGTH / 255  # largest change of the filter's tone curves
     targets: dict[str, float] = field(default_factory=dict)  # per model; default: its own
     steps: int = 40  # per round of the schedule

@@ -140,13 +140,13 @@ def test_escalation_is_reported_honestly(tiny_biqa):
     photo = synthetic_photo(640, 480, 13)
     hard = Settings(views=("center",), steps=2, targets={"tiny": 0.5}, platforms=TASK)
     result = protect(photo, [tiny_biqa], hard)
-    rounds = [round(e * 255, 6) for e in hard.schedule()]  # 4, 4, 6, 8
+    rounds = [round(e * 255, 6) for e in hard.schedule()]  # 6, 6, 9, 12
     assert not result.margin_met  # the target is out of reach
     if result.protected:  # escalation stops at the round that protected the photo
         ends = [2 * (k + 1) for k, e in enumerate(rounds) if e == pytest.approx(result.epsilon)]
         assert result.steps in ends, (result.steps, result.epsilon)
     else:  # never protected: every round ran, up to the cap, and the cap is what it says
-        assert result.epsilon == pytest.approx(8.0)
+        assert result.epsilon == pytest.approx(12.0)
         assert result.steps == 2 * len(rounds)
     assert result.protected == all(s <= 50 for s in result.after_jpeg["task"]["tiny"].values())
 

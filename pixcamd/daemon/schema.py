@@ -349,15 +349,17 @@ SCHEMA: tuple[Option, ...] = (
     Option(
         "epsilon",
         "Protection",
-        4.0,
-        "Largest change per pixel in 8-bit grey levels before escalation.",
+        6.0,
+        "Largest change per pixel in 8-bit grey levels before escalation, in strong texture; "
+        "smoother areas get less, down to a sixth of it where the photo is flat.",
         _number(0, 64, " grey levels"),
     ),
     Option(
         "epsilon_cap",
         "Protection",
-        8.0,
-        "Escalation never exceeds this many grey levels.",
+        12.0,
+        "Escalation never exceeds this many grey levels (in strong texture; flat areas a sixth "
+        "of it).",
         _number(0, 64, " grey levels"),
     ),
     Option(
