@@ -273,7 +273,8 @@ class Attack(ViewLoop):
                             # Each view an equal say: the sum's sign would otherwise follow the
                             # view with the largest gradients (a native crop's, where a
                             # downscale spreads its own over many pixels).
-                            self.grad[..., b:d, a:c] += g / g.abs().mean().clamp_min(1e-12)
+                            size = g.abs().mean().clamp_min(1e-12)
+                            self.grad[..., b:d, a:c].addcdiv_(g, size)  # no quotient temporary
                 for v, s in zip(chunk, out.detach().float().tolist(), strict=True):
                     if v.label in self.seen_at:  # a roaming view is forgotten once used
                         self.last[model.name][v.label] = s
