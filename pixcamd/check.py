@@ -137,6 +137,7 @@ def ssim_map(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return num / ((mu_aa + mu_bb + c1) * (var_a + var_b + c2) + 1e-12)
 
 
+@torch.no_grad()
 def psnr_ssim(original: Image.Image, output: Image.Image, rows: int = 1024) -> tuple[float, float]:
     """PSNR over RGB and mean SSIM (11×11 Gaussian window) over luma, as kornia.metrics computes
     it (``ssim_map``).
