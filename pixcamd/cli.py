@@ -19,7 +19,7 @@ from pixcamd.errors import PixcamdError
 from pixcamd.models import CHOICES
 from pixcamd.models.weights import WEIGHTS_URL
 from pixcamd.platforms import DEFAULT_PLATFORMS, PRESETS, Pipeline, PipelineError, parse_platforms
-from pixcamd.protect import MODES
+from pixcamd.protect import EPSILON, EPSILON_CAP, MODES
 from pixcamd.views import DEFAULT_VIEWS, VIEW_NAMES, parse_views
 
 
@@ -224,17 +224,17 @@ def build_parser() -> argparse.ArgumentParser:
     protect.add_argument(
         "--epsilon",
         type=_grey_levels,
-        default=6.0,
+        default=EPSILON,
         metavar="LEVELS",
         help="largest change per pixel in 8-bit grey levels, before escalation, in strong "
-        "texture; flat areas get a sixth of it (default 6)",
+        f"texture; flat areas get a sixth of it (default {EPSILON:g})",
     )
     protect.add_argument(
         "--epsilon-cap",
         type=_grey_levels,
-        default=12.0,
+        default=EPSILON_CAP,
         metavar="LEVELS",
-        help="escalation never exceeds this, in strong texture (default 12)",
+        help=f"escalation never exceeds this, in strong texture (default {EPSILON_CAP:g})",
     )
     protect.add_argument(
         "--target",

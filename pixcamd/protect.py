@@ -43,6 +43,10 @@ from pixcamd.platforms import DEFAULT_PLATFORMS, PRESETS, Pipeline
 from pixcamd.views import DEFAULT_VIEWS, parse_views
 
 MODES = ("invisible", "enhance", "auto")
+# The default budget in 8-bit grey levels (in strong texture; the mask gives less elsewhere):
+# the one source of Settings', the config schema's and the command line's defaults.
+EPSILON = 6.0
+EPSILON_CAP = 12.0
 CHECK_SPACING = 5  # steps between real checks that the loop's targets did not call for
 
 
@@ -50,8 +54,8 @@ CHECK_SPACING = 5  # steps between real checks that the loop's targets did not c
 class Settings:
     mode: str = "invisible"  # or "enhance" (a colour filter), "auto" (filter, then invisible)
     views: tuple[str, ...] = DEFAULT_VIEWS
-    epsilon: float = 6 / 255  # L∞ budget per pixel (in strong texture; elsewhere less)
-    epsilon_cap: float = 12 / 255  # escalation never goes beyond this (strong texture only)
+    epsilon: float = EPSILON / 255  # L∞ budget per pixel (in strong texture; elsewhere less)
+    epsilon_cap: float = EPSILON_CAP / 255  # escalation never goes beyond this
     enhance_strength: float = STRENGTH / 255  # largest change of the filter's tone curves
     targets: dict[str, float] = field(default_factory=dict)  # per model; default: its own
     steps: int = 40  # per round of the schedule

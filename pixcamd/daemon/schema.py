@@ -16,6 +16,7 @@ from typing import Any
 
 from pixcamd.models import CHOICES, MODEL_NAMES
 from pixcamd.platforms import DEFAULT_PLATFORMS, PRESETS, PipelineError, from_table
+from pixcamd.protect import EPSILON, EPSILON_CAP
 from pixcamd.views import DEFAULT_VIEWS, VIEW_NAMES
 
 # Sync tools' temporary and bookkeeping files; matched against every part of the path relative to
@@ -349,7 +350,7 @@ SCHEMA: tuple[Option, ...] = (
     Option(
         "epsilon",
         "Protection",
-        6.0,
+        EPSILON,
         "Largest change per pixel in 8-bit grey levels before escalation, in strong texture; "
         "smoother areas get less, down to a sixth of it where the photo is flat.",
         _number(0, 64, " grey levels"),
@@ -357,7 +358,7 @@ SCHEMA: tuple[Option, ...] = (
     Option(
         "epsilon_cap",
         "Protection",
-        12.0,
+        EPSILON_CAP,
         "Escalation never exceeds this many grey levels (in strong texture; flat areas a sixth "
         "of it).",
         _number(0, 64, " grey levels"),
