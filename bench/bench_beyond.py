@@ -28,19 +28,18 @@ from pathlib import Path
 from PIL import Image, ImageFilter
 
 from pixcamd.check import score_image_views
-from pixcamd.jpeg import decode, encode
+from pixcamd.jpeg import decode
 from pixcamd.models import load_model
 from pixcamd.photo import load_photo
-from pixcamd.platforms import PRESETS
+from pixcamd.platforms import PRESETS, Pipeline, parse_inline
 from pixcamd.protect import Settings, protect
 from pixcamd.views import parse_views
 
 
 def _long(img: Image.Image, side: int) -> Image.Image:
-    scale = side / max(img.size)
-    if scale >= 1:
-        return img
-    return img.resize((round(img.width * scale), round(img.height * scale)), Image.LANCZOS)
+    """Downscaled as a pipeline's ``long`` rule does (Lanczos), without its JPEG."""
+    size = Pipeline("long", resize="long", size=side).output_size(*img.size)
+    return img.resize(size, Image.LANCZOS)
 
 
 def _webp(img: Image.Image, quality: int) -> Image.Image:
@@ -55,17 +54,13 @@ def _square(img: Image.Image) -> Image.Image:
     return img.crop((left, top, left + side, top + side))
 
 
-def _jpeg(img: Image.Image, quality: int) -> Image.Image:
-    return decode(encode(img, quality, "4:2:0"))
-
-
 DESTINATIONS: dict[str, Callable[[Image.Image], Image.Image]] = {
     "long 1080, WebP 80": lambda i: _webp(_long(i, 1080), 80),
     "long 1600, WebP 75": lambda i: _webp(_long(i, 1600), 75),
     "long 2048, WebP 90": lambda i: _webp(_long(i, 2048), 90),
-    "square crop, long 1080, JPEG 80": lambda i: _jpeg(_long(_square(i), 1080), 80),
-    "long 1600, unsharp mask, JPEG 85": lambda i: _jpeg(
-        _long(i, 1600).filter(ImageFilter.UnsharpMask(1, 50, 2)), 85
+    "square crop, long 1080, JPEG 80": lambda i: parse_inline("long1080-q80").apply(_square(i)),
+    "long 1600, unsharp mask, JPEG 85": lambda i: parse_inline("none-q85").apply(
+        _long(i, 1600).filter(ImageFilter.UnsharpMask(1, 50, 2))
     ),
     "facebook, then instagram (a re-share)": lambda i: PRESETS["instagram"].apply(
         PRESETS["facebook"].apply(i)
