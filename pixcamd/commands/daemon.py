@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import signal
@@ -332,8 +331,13 @@ def show_status(args: argparse.Namespace) -> int:
 
     config = _load(args)
     if args.follow:
-        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how one stops following
-            follow(config, sys.stdout, threading.Event(), args.json, backlog=max(0, args.events))
+        # Ctrl-C (or SIGTERM) is how one stops following. It sets the stop event rather than
+        # raising KeyboardInterrupt wherever the main thread happens to be: raised inside the
+        # event's wait, it could leave a lock held and the process hung at exit (seen under load).
+        stop = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+        follow(config, sys.stdout, stop, args.json, backlog=max(0, args.events))
         return 0
     report = gather(config, events=max(0, args.events), photos=max(0, args.photos))
     if args.json:

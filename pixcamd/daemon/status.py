@@ -226,7 +226,7 @@ def follow(
                 out.write(json.dumps(e, default=str) if as_json else human)
                 out.write("\n")
             out.flush()
-            if not rows and stop.wait(interval):
+            if stop.is_set() or (not rows and stop.wait(interval)):
                 return
     finally:
         db.close()
