@@ -53,6 +53,13 @@ from pixcamd.views import (
 )
 
 JPEG_FIT_PIXELS = 2 * VIEW_HEIGHT * VIEW_WIDTH  # fits from at most √2× per side model the JPEG
+# How far (a fraction of the served size, either way) the loop moves a downscaling pipeline's
+# served size each time it evaluates one of its crops. Fitted to the exact size alone, the
+# perturbation leans on that one grid (its JPEG blocks, the filter's phase): a 2048×1536 crop
+# protected for long 1024 + JPEG 80 scored 81 there and 38–44 at 1008–1040 px. Drawn from ±2 %,
+# it scored 62–68 at every one of those sizes (±0.5 %: 55–70) — docs/benchmarks.md, "The
+# served grid".
+GRID_JITTER = 0.02
 SUPPORT = {"lanczos": 3.0, "bicubic": 2.0, "bilinear": 1.0, "hamming": 1.0, "box": 0.5}
 
 
@@ -190,6 +197,32 @@ class DownscaledCrop(LoopView):
         # on our file's MCU grid, with a margin, so its encoding is the whole file's
         region = aligned_window((x0, y0, x1 - x0, y1 - y0), width, height)
         return cls(label, region, [], window, view.box, scale, filter_name, chain, output)
+
+    def nearby(
+        self, photo: tuple[int, int], generator: torch.Generator, spread: float = GRID_JITTER
+    ) -> DownscaledCrop:
+        """The same view of the same pipeline from a photo served up to ±``spread`` (a
+        fraction) larger or smaller, drawn from ``generator``; same label, same pairs stood for.
+        The exact served grid is Pillow's; a platform's own resizer lands a fraction of a pixel
+        off it, and a perturbation fitted to the exact grid (its JPEG blocks and filter phase)
+        loses most of its effect one pixel away (docs/platforms.md)."""
+        width, height = photo
+        served = (round(width / self.scale[0]), round(height / self.scale[1]))
+        factor = 1.0 + spread * (2.0 * float(torch.rand(1, generator=generator)) - 1.0)
+        left, top, w, h = self.box
+        size = (
+            min(width, max(w, round(served[0] * factor))),
+            min(height, max(h, round(served[1] * factor))),
+        )
+        # the box keeps its centre's relative place (a centre crop stays the centre crop)
+        x = round((left + w / 2) * size[0] / served[0] - w / 2)
+        y = round((top + h / 2) * size[1] / served[1] - h / 2)
+        box = (min(max(0, x), size[0] - w), min(max(0, y), size[1] - h), w, h)
+        view = DownscaledCrop.of(
+            self.label, View(self.label, box), photo, size, self.filter, self.chain, self.output
+        )
+        view.stands_for = self.stands_for
+        return view
 
     @property
     def footprint(self) -> tuple[int, int, int, int]:

@@ -39,6 +39,7 @@ from pixcamd.jpeg import Chain, decode
 from pixcamd.models.base import QualityModel
 from pixcamd.optimizer import Attack, StepReport
 from pixcamd.photo import to_image, to_tensor
+from pixcamd.pipeline_views import GRID_JITTER
 from pixcamd.platforms import DEFAULT_PLATFORMS, PRESETS, Pipeline
 from pixcamd.views import DEFAULT_VIEWS, parse_views
 
@@ -66,6 +67,7 @@ class Settings:
     masking: bool = True
     views_per_step: int = 3  # loop views evaluated per step (the cost bound; 0 = all)
     roaming: int = 2  # slots of a step for random pipelines in no preset (robustness)
+    grid_jitter: float = GRID_JITTER  # downscaled crops evaluated at a served size ± this
     polish_steps: int = 10  # once protected, at most this many more steps to reach the margin
     batch_size: int = 2
     device: str = "cpu"
@@ -246,6 +248,7 @@ def protect(
         output=settings.output,
         views_per_step=settings.views_per_step,
         roaming=settings.roaming,
+        grid_jitter=settings.grid_jitter,
     )
     # A zero budget cannot move a pixel: nothing to optimize in that round.
     rounds = [(e, partial(attack.run, e, settings.steps)) for e in settings.schedule() if e > 0]

@@ -285,3 +285,74 @@ def test_no_roaming_view_without_a_downscale_or_when_switched_off(photo, brisque
     )
     attack.run(4 / 255, 2)
     assert len(drawn) == 2 * 2  # one named view a step: the two free slots roam
+
+
+@pytest.mark.parametrize("name", ["center", "tiles"])
+def test_a_nearby_view_is_the_same_crop_of_the_photo_served_a_little_off_size(photo, name):
+    """``nearby``: the same pipeline's view from a served size drawn within ±spread, exactly
+    as Pillow serves that size — the loop's way of not leaning on the one exact grid."""
+    from pixcamd.jpeg import decode, encode
+
+    pipeline = parse_platforms("long1600-q80")[0]
+    served = pipeline.output_size(*photo.size)
+    views = plan_loop_views(*photo.size, (name,), (pipeline,))
+    named = views[len(views) // 2]
+    assert isinstance(named, DownscaledCrop)
+    generator = torch.Generator().manual_seed(3)
+    drawn = []
+    for _ in range(30):
+        view = named.nearby(photo.size, generator, 0.005)
+        assert (view.label, view.stands_for) == (named.label, named.stands_for)
+        assert (view.filter, view.chain, view.output) == (named.filter, named.chain, named.output)
+        size = (round(photo.width / view.scale[0]), round(photo.height / view.scale[1]))
+        assert abs(size[0] / served[0] - 1) <= 0.005 + 1 / served[0]
+        assert size[0] <= photo.width and size[1] <= photo.height
+        left, top, w, h = view.box
+        assert (w, h) == named.box[2:] and 0 <= left <= size[0] - w and 0 <= top <= size[1] - h
+        # the crop keeps its place in the served photo (the centre crop stays the centre crop)
+        assert abs((left + w / 2) / size[0] - (named.box[0] + w / 2) / served[0]) < 1 / w
+        drawn.append((size, view.box))
+    assert len({size for size, _ in drawn}) > 5  # the sizes do vary
+    again = torch.Generator().manual_seed(3)
+    assert named.nearby(photo.size, again, 0.005).box == drawn[0][1]  # seeded
+    # Its value is what the real chain makes of the photo at that size: our JPEG 95, Pillow's
+    # resize, the pipeline's JPEG 80, the crop.
+    x0, y0, x1, y1 = view.region
+    got = view.render(to_tensor(photo)[..., y0:y1, x0:x1]).squeeze(0)
+    ours = decode(encode(photo, 95, "4:4:4"))
+    real = decode(encode(ours.resize(size, Image.Resampling.LANCZOS), 80, "4:2:0"))
+    want = to_tensor(real).squeeze(0)[:, top : top + h, left : left + w]
+    assert (got - want).abs().mean() < 0.5 / 255
+
+
+def test_the_loop_evaluates_downscaled_crops_off_their_exact_grid(photo, brisque, monkeypatch):
+    """Each step sees a named downscaled crop at a served size a little off the exact one (the
+    check still judges the exact one); grid_jitter = 0 keeps the exact grid."""
+    seen = []
+    real = Attack.evaluate
+
+    def spy(self, backward, chosen=None):
+        seen.extend(v for v in chosen if isinstance(v, DownscaledCrop))
+        return real(self, backward, chosen)
+
+    monkeypatch.setattr(Attack, "evaluate", spy)
+    for jitter in (0.005, 0.0):
+        seen.clear()
+        attack = Attack(
+            to_tensor(photo),
+            [brisque],
+            ("center",),
+            {"brisque": 200.0},
+            Chain(),
+            platforms=parse_platforms("long1600-q80,width1080-q75"),
+            views_per_step=2,
+            roaming=0,
+            grid_jitter=jitter,
+        )
+        exact = {v.label: v.scale for v in attack.loop_views}
+        attack.run(4 / 255, 4)
+        assert len(seen) == 8 and {v.label for v in seen} == set(exact)
+        off = [v.scale != exact[v.label] for v in seen]
+        # (a draw may land on the exact size now and then)
+        assert sum(off) >= 6 if jitter else not any(off)
+        assert set(attack.last["brisque"]) == set(exact)  # remembered under the named label

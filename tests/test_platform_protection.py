@@ -73,6 +73,11 @@ def test_a_downscaling_pipeline_is_protected_on_the_written_file(
         )
     assert report["worst"]["pipeline"] == "long1024-q80"
     assert report["psnr"] > 36
+    # A platform's own resizer does not land on Pillow's exact grid: the file holds a few
+    # pixels off the size it was protected for too.
+    for side in (1016, 1023, 1025, 1032):
+        nearby = brisque_views(served_by_hand(target, side, 80), brisque)
+        assert all(s > brisque.threshold for s in nearby.values()), (side, nearby)
 
 
 def test_a_photo_smaller_than_every_pipeline_is_protected_at_its_own_size(

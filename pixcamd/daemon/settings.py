@@ -28,6 +28,7 @@ def settings_fingerprint(settings, models) -> str:
         "platforms": [p.spec() for p in settings.platforms],
         "views_per_step": settings.views_per_step,
         "roaming": settings.roaming,
+        "grid_jitter": settings.grid_jitter,
         "polish_steps": settings.polish_steps,
         "masking": settings.masking,
         "models": [m.fingerprint for m in models],
