@@ -36,10 +36,16 @@ COLOURS = {
 }
 METHODS = ("pixcamd", "task", "enhance", "auto", "baseline")  # table and figure order
 VISIBLE_EDITS = ("enhance", "auto")  # methods meant to be seen: no ×20 difference tile
-GROUP_LABELS = {"default": "default set", "preset": "other preset", "unseen": "unseen"}
+GROUP_LABELS = {
+    "default": "default set",
+    "preset": "other preset",
+    "nearby": "nearby",
+    "unseen": "unseen",
+}
 GROUP_RATES = {
     "default": "protection_rate_defaults",
     "preset": "protection_rate_presets",
+    "nearby": "protection_rate_nearby",
     "unseen": "protection_rate_unseen",
 }
 RATIO_LABELS = {
@@ -134,7 +140,7 @@ def first_check(r: dict) -> str:
 
 def protection_table(s: dict, pipelines: list[dict]) -> list[str]:
     """Rows original + methods; columns the groups, each pipeline, the task's accuracy."""
-    groups = [g for g in ("default", "preset", "unseen") if any(p["group"] == g for p in pipelines)]
+    groups = [g for g in GROUP_LABELS if any(p["group"] == g for p in pipelines)]
     head = [""] + [f"all {GROUP_LABELS[g]}" for g in groups]
     head += [p["name"] + ("" if p["group"] == "default" else " *") for p in pipelines]
     head += ["task accuracy"]
@@ -248,6 +254,7 @@ def small_table(s: dict) -> list[str]:
         "",
         "photos",
         "all default set",
+        "all nearby",
         "all unseen",
         "task accuracy",
         "PSNR mean / min",
@@ -261,7 +268,7 @@ def small_table(s: dict) -> list[str]:
     o = s["original"]
     rows = [
         [LABELS["original"], o["photos"], _pct(o["protection_rate_defaults"])]
-        + [_pct(o["protection_rate_unseen"]), _pct(o["accuracy"])]
+        + [_pct(o[k]) for k in ("protection_rate_nearby", "protection_rate_unseen", "accuracy")]
         + ["—"] * 7
     ]
     for m in methods_of(s):
@@ -271,6 +278,7 @@ def small_table(s: dict) -> list[str]:
                 LABELS[m],
                 r["photos"],
                 _pct(r["protection_rate_defaults"]),
+                _pct(r["protection_rate_nearby"]),
                 _pct(r["protection_rate_unseen"]),
                 _pct(r["accuracy"]),
                 _pair(r["psnr_mean"], r["psnr_min"]),
@@ -298,7 +306,8 @@ def worst_lines(s: dict) -> list[str]:
 def per_photo_table(rows: list[dict], methods: list[str]) -> list[str]:
     head = ["photo", "MP", "original worst"]
     for m in methods:
-        head += [f"{m}: defaults / unseen", f"{m} worst", f"{m} PSNR", f"{m} s", f"{m} steps"]
+        head += [f"{m}: defaults / nearby / unseen", f"{m} worst", f"{m} PSNR"]
+        head += [f"{m} s", f"{m} steps"]
     table = []
     for row in rows:
         w = row["original"]["worst"]
@@ -315,7 +324,7 @@ def per_photo_table(rows: list[dict], methods: list[str]) -> list[str]:
             w = r["worst"]
             marks = "/".join(
                 "—" if f is None else ("✓" if f else "✗")
-                for f in (r["protected_defaults"], r["protected_unseen"])
+                for f in (r["protected_defaults"], r["protected_nearby"], r["protected_unseen"])
             )
             cells += [
                 marks,
@@ -362,8 +371,10 @@ def markdown(report: dict, images: dict[str, str] | None = None) -> str:
         "through each pipeline below for real (Pillow resize, never up; Pillow JPEG), then views "
         f"{', '.join(views)}. Protected on a pipeline = every view low after it; *all default "
         "set* = every (pipeline × view) of the pipelines pixcamd protects for by default "
-        f"({', '.join(h['default_set'])}); *unseen* (marked *) = pipelines in no preset, never "
-        f"optimized for. Task accuracy = share of photos still judged good on the center view "
+        f"({', '.join(h['default_set'])}); *nearby* (marked *) = a downscaling default a few "
+        "pixels off its size or through another filter, as a platform's own resizer serves it; "
+        "*unseen* (marked *) = other pipelines in no preset, never optimized for. Task "
+        "accuracy = share of photos still judged good on the center view "
         f"after `{h['task_pipeline']}` (lower is better for the protector).",
         "- Methods: pixcamd = `protect()` defaults (its default platform set); task = the same "
         "with `platforms = (task,)`, the behaviour before issue #11; enhance / auto: the default "
@@ -414,8 +425,9 @@ def markdown(report: dict, images: dict[str, str] | None = None) -> str:
         "",
         *per_photo_table(report["photos"], methods),
         "",
-        "✓ / ✗ = protected or not on every (pipeline × view) of the default set / of the unseen "
-        "pipelines; worst = the (pipeline, view) nearest the good side, with its score.",
+        "✓ / ✗ = protected or not on every (pipeline × view) of the default set / of the "
+        "nearby / of the unseen pipelines; worst = the (pipeline, view) nearest the good side, "
+        "with its score.",
         "",
     ]
     if small:
@@ -588,8 +600,9 @@ def _verdict(rec: dict) -> str:
     if rec["protected_defaults"] is None:
         return "protected" if rec["protected_all"] else "NOT protected"
     text = "protected on defaults" if rec["protected_defaults"] else "NOT protected on defaults"
-    if rec["protected_unseen"] is not None:
-        text += ", unseen " + ("yes" if rec["protected_unseen"] else "NO")
+    for group in ("nearby", "unseen"):
+        if rec.get(f"protected_{group}") is not None:
+            text += f", {group} " + ("yes" if rec[f"protected_{group}"] else "NO")
     return text
 
 

@@ -31,6 +31,7 @@ JUDGE = parse_platforms(evaluate.DEFAULT_JUDGE)
 NAMES = [p.name for p in JUDGE]
 DEFAULTS = list(DEFAULT_PLATFORMS)  # the judging set names the default presets by name
 UNSEEN = list(evaluate.UNSEEN)
+NEARBY = list(evaluate.NEARBY)
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +158,11 @@ def _worst(scores: dict, model) -> str:
 def test_rates_follow_from_the_scores(run, tiny_biqa):
     report, _, _ = run
     groups = {p["name"]: p["group"] for p in report["harness"]["pipelines"]}
-    assert groups == {**dict.fromkeys(DEFAULTS, "default"), **dict.fromkeys(UNSEEN, "unseen")}
+    assert groups == {
+        **dict.fromkeys(DEFAULTS, "default"),
+        **dict.fromkeys(UNSEEN, "unseen"),
+        **dict.fromkeys(NEARBY, "nearby"),
+    }
     for rows, summary in (
         (report["photos"], report["summary"]),
         (report["small_photos"], report["summary_small"]),
@@ -174,6 +179,7 @@ def test_rates_follow_from_the_scores(run, tiny_biqa):
                 assert r["protected_on"] == on
                 assert r["protected_defaults"] == all(on[p] for p in DEFAULTS)
                 assert r["protected_unseen"] == all(on[p] for p in UNSEEN)
+                assert r["protected_nearby"] == all(on[p] for p in NEARBY)
                 assert r["protected_all"] == all(on.values())
                 assert r["center_good_task"] == tiny_biqa.is_good(r["judged"]["task"]["center"])
                 assert f"{r['worst']['pipeline']}/{r['worst']['view']}" == _worst(
@@ -185,10 +191,11 @@ def test_rates_follow_from_the_scores(run, tiny_biqa):
                 s["protection_rate_defaults"]
                 == sum(all(r["protected_on"][p] for p in DEFAULTS) for r in recs) / n
             )
-            assert (
-                s["protection_rate_unseen"]
-                == sum(all(r["protected_on"][p] for p in UNSEEN) for r in recs) / n
-            )
+            for group, names in (("unseen", UNSEEN), ("nearby", NEARBY)):
+                assert (
+                    s[f"protection_rate_{group}"]
+                    == sum(all(r["protected_on"][p] for p in names) for r in recs) / n
+                )
             for p in NAMES:
                 assert s["pipeline_rates"][p] == sum(r["protected_on"][p] for r in recs) / n
                 for v in VIEWS:
@@ -382,6 +389,10 @@ def test_pipeline_groups_compare_numbers_not_names():
     assert evaluate.group_of(PRESETS["telegram"], default) == "preset"
     for spec in evaluate.UNSEEN:
         assert evaluate.group_of(parse_platforms(spec)[0], default) == "unseen"
+    for spec in evaluate.NEARBY:
+        assert evaluate.group_of(parse_platforms(spec)[0], default) == "nearby"
+    (other,) = parse_platforms("long2000-q85")  # off facebook's size, but not one of NEARBY
+    assert evaluate.group_of(other, default) == "unseen"
     assert evaluate.task_pipeline_name(parse_platforms("none-q90,instagram")) == "none-q90"
     with pytest.raises(ValueError, match="include task"):
         evaluate.task_pipeline_name(parse_platforms("instagram"))
