@@ -169,8 +169,10 @@ class Attack(ViewLoop):
     the task's pipeline. Each step evaluates at most ``views_per_step`` loop views — those
     furthest from their targets, the stalest first among equals — so the cost per step stays
     bounded however many pipelines there are; the slots they leave free go to up to ``roaming``
-    random pipelines in no preset. A step whose views all look done by their last scores
-    evaluates every view afresh before it reports the targets reached.
+    random pipelines in no preset. A downscaling pipeline's crop is evaluated each time at a
+    served size drawn within ±``grid_jitter`` of its own (``DownscaledCrop.nearby``), so δ cannot
+    lean on the one exact grid the check uses. A step whose views all look done by their last
+    scores evaluates every view afresh before it reports the targets reached.
 
     Cost matters more than elegance here: at 12–24 MP every full-resolution tensor operation
     costs tens of milliseconds on a CPU and every full-resolution float tensor 100–300 MB, so δ
