@@ -32,6 +32,20 @@ def photo(corpus_dir) -> Image.Image:
         return img.convert("RGB").crop((left, top, left + 2400, top + 1800))
 
 
+def pushed(photo: Image.Image, brisque, platforms, views=("center",), **options) -> Attack:
+    """An attack on ``photo`` seen through ``platforms``, aiming BRISQUE at 200 (beyond any score
+    reached, so every step moves δ)."""
+    return Attack(
+        to_tensor(photo),
+        [brisque],
+        views,
+        {"brisque": 200.0},
+        Chain(),
+        platforms=platforms,
+        **options,
+    )
+
+
 @pytest.mark.parametrize(
     "spec", ["long1600-q80", "width1080-q75-bicubic", "scale0.37-q85-bilinear"]
 )
@@ -126,14 +140,7 @@ def _as_output(photo: Image.Image):
 
 def test_gradients_of_a_downscaled_view_stay_in_its_region(photo, brisque):
     pipelines = parse_platforms("width1080-q80")
-    attack = Attack(
-        to_tensor(photo),
-        [brisque],
-        ("center",),
-        {"brisque": 200.0},
-        Chain(),
-        platforms=pipelines,
-    )
+    attack = pushed(photo, brisque, pipelines)
     (view,) = attack.loop_views
     attack.evaluate(backward=True)
     x0, y0, x1, y1 = view.region
@@ -224,28 +231,12 @@ def test_roaming_views_are_pipelines_in_no_preset_within_bounds(photo):
 def test_a_roaming_view_moves_pixels_but_never_the_verdict_books(photo, brisque):
     """Its gradient counts in the step; its score is forgotten (not a view the check judges)."""
     pipelines = parse_platforms("width1080-q80")
-    attack = Attack(
-        to_tensor(photo),
-        [brisque],
-        ("center",),
-        {"brisque": 200.0},
-        Chain(),
-        platforms=pipelines,
-        views_per_step=3,  # one named view: two slots free for roaming ones
-    )
+    # one named view: two slots free for roaming ones
+    attack = pushed(photo, brisque, pipelines, views_per_step=3)
     assert attack.roaming
     attack.run(4 / 255, 1)
     assert set(attack.last["brisque"]) == {v.label for v in attack.loop_views}
-    still = Attack(
-        to_tensor(photo),
-        [brisque],
-        ("center",),
-        {"brisque": 200.0},
-        Chain(),
-        platforms=pipelines,
-        views_per_step=3,
-        roaming=0,
-    )
+    still = pushed(photo, brisque, pipelines, views_per_step=3, roaming=0)
     still.run(4 / 255, 1)
     assert not torch.equal(attack.delta, still.delta)  # the roaming view had its say
 
@@ -261,28 +252,17 @@ def test_no_roaming_view_without_a_downscale_or_when_switched_off(photo, brisque
         pixcamd.optimizer, "roaming_view", lambda *a, **k: drawn.append(1) or real(*a, **k)
     )
     for platforms, roaming in ((parse_platforms("task"), 1), (parse_platforms("whatsapp"), 0)):
-        attack = Attack(
-            to_tensor(photo),
-            [brisque],
-            ("center", "resize"),
-            {"brisque": 200.0},
-            Chain(),
-            platforms=platforms,
+        attack = pushed(
+            photo,
+            brisque,
+            platforms,
+            views=("center", "resize"),
             views_per_step=3,
             roaming=roaming,
         )
         attack.run(4 / 255, 2)
     assert drawn == []
-    attack = Attack(
-        to_tensor(photo),
-        [brisque],
-        ("center",),
-        {"brisque": 200.0},
-        Chain(),
-        platforms=parse_platforms("whatsapp"),
-        views_per_step=3,
-        roaming=1,
-    )
+    attack = pushed(photo, brisque, parse_platforms("whatsapp"), views_per_step=3, roaming=1)
     attack.run(4 / 255, 2)
     assert len(drawn) == 2 * 2  # one named view a step: the two free slots roam
 
@@ -338,13 +318,10 @@ def test_the_loop_evaluates_downscaled_crops_off_their_exact_grid(photo, brisque
     monkeypatch.setattr(Attack, "evaluate", spy)
     for jitter in (0.005, 0.0):
         seen.clear()
-        attack = Attack(
-            to_tensor(photo),
-            [brisque],
-            ("center",),
-            {"brisque": 200.0},
-            Chain(),
-            platforms=parse_platforms("long1600-q80,width1080-q75"),
+        attack = pushed(
+            photo,
+            brisque,
+            parse_platforms("long1600-q80,width1080-q75"),
             views_per_step=2,
             roaming=0,
             grid_jitter=jitter,
