@@ -199,7 +199,7 @@ class DownscaledCrop(LoopView):
         return cls(label, region, [], window, view.box, scale, filter_name, chain, output)
 
     def nearby(
-        self, photo: tuple[int, int], generator: torch.Generator, spread: float = GRID_JITTER
+        self, photo: tuple[int, int], generator: torch.Generator, spread: float
     ) -> DownscaledCrop:
         """The same view of the same pipeline from a photo served up to ±``spread`` (a
         fraction) larger or smaller, drawn from ``generator``; same label, same pairs stood for.
