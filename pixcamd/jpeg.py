@@ -1,4 +1,5 @@
-"""JPEG as the BIQA meets it: our output file, then a platform's recompression.
+"""JPEG as the BIQA meets it: our output file, then a platform's recompression (JPEG, or WebP
+where a platform serves that).
 
 Two faces of the same thing:
 
@@ -37,15 +38,31 @@ def decode(data: bytes) -> Image.Image:
         return decoded.convert("RGB")
 
 
+def recompress(
+    img: Image.Image, quality: int, subsampling: str = "4:2:0", codec: str = "jpeg"
+) -> Image.Image:
+    """A platform's re-encode, decoded: Pillow's JPEG, or its lossy WebP (libwebp's defaults:
+    method 4, always 4:2:0 — ``subsampling`` does not apply) for ``codec`` "webp"."""
+    if codec == "jpeg":
+        return decode(encode(img, quality, subsampling))
+    if codec != "webp":
+        raise ValueError(f"unknown codec {codec!r}")
+    buffer = io.BytesIO()
+    img.convert("RGB").save(buffer, format="WEBP", quality=quality)
+    return decode(buffer.getvalue())
+
+
 @dataclass(frozen=True)
 class Chain:
     """Our output file's encoding followed by the platform's recompression. ``output_quality``
-    None skips our encoding (a window of a downscaled photo: the downscale averages it away)."""
+    None skips our encoding (a window of a downscaled photo: the downscale averages it away).
+    ``platform_codec`` "webp": the platform re-encodes as WebP (``recompress``)."""
 
     output_quality: int | None = 95
     output_subsampling: str = "4:4:4"
     platform_quality: int = TASK_QUALITY
     platform_subsampling: str = "4:2:0"
+    platform_codec: str = "jpeg"
 
     def output(self, img: Image.Image) -> bytes:
         assert self.output_quality is not None
@@ -55,7 +72,9 @@ class Chain:
         """What the BIQA sees of ``img`` once we saved it and the platform recompressed it."""
         if self.output_quality is not None:
             img = decode(self.output(img))
-        return decode(encode(img, self.platform_quality, self.platform_subsampling))
+        return recompress(
+            img, self.platform_quality, self.platform_subsampling, self.platform_codec
+        )
 
 
 def aligned_window(box, width: int, height: int, margin: int = MCU) -> tuple[int, int, int, int]:
@@ -80,7 +99,14 @@ def _pad_to_mcu(x: torch.Tensor) -> torch.Tensor:
 def straight_through_jpeg(window: torch.Tensor, chain: Chain, soft: bool = True) -> torch.Tensor:
     """1×3×h×w window (grid-aligned, 8-bit values) → the chain's real output, with gradients of
     kornia's differentiable JPEG at the platform quality (``soft``), or passed through as if
-    there were no JPEG (for large windows, where kornia's codec costs more than it tells)."""
+    there were no JPEG (for large windows, where kornia's codec costs more than it tells).
+
+    A WebP platform: the value is libwebp's encode of the window — its 16-pixel macroblocks on
+    the same grid, but its segment and filter choices are the window's, not the whole photo's
+    (BRISQUE of a centre crop 0.1–0.75 points from the whole photo's encode by the median, 5 at
+    worst: docs/benchmarks.md) — and the gradient kornia's JPEG at the same quality, a stand-in
+    for a block transform codec that only shapes the step's direction; the check encodes the
+    whole photo."""
     h, w = window.shape[-2:]
     with torch.no_grad():
         real = to_tensor(chain(to_image(window))).to(window.device, window.dtype)

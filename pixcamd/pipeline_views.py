@@ -302,7 +302,7 @@ def _chain(pipeline: Pipeline, output: tuple[int, str] | None) -> Chain | None:
     if pipeline.quality is None:
         return None
     quality, subsampling = output if output is not None else (None, "4:4:4")
-    return Chain(quality, subsampling, pipeline.quality, pipeline.subsampling)
+    return Chain(quality, subsampling, pipeline.quality, pipeline.subsampling, pipeline.codec)
 
 
 def plan_loop_views(

@@ -2,12 +2,13 @@
 
 A pipeline is a resize rule (none; long side L; width W; height H; a scale factor — only ever
 downscaling, a photo smaller than the rule is left at its size), the resampling filter, then a
-JPEG encode at the destination's quality and chroma subsampling. ``Pipeline.apply`` is the real
-thing (Pillow); ``pixcamd.optimizer`` holds its differentiable stand-in.
+re-encode at the destination's quality: JPEG (with its chroma subsampling) or lossy WebP.
+``Pipeline.apply`` is the real thing (Pillow); ``pixcamd.optimizer`` holds its differentiable
+stand-in.
 
 Presets approximate common destinations (figures and where they come from: docs/platforms.md;
 platforms change them without notice). Anything else is written inline — ``long1600-q75``,
-``width1280-q70-bicubic-444`` — or defined by name in the daemon's config.
+``width1280-q70-bicubic-444``, ``long2048-webp80`` — or defined by name in the daemon's config.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ FILTERS = {
 }
 RESIZE_RULES = ("none", "long", "width", "height", "scale")
 SUBSAMPLINGS = ("4:2:0", "4:2:2", "4:4:4")
+# AVIF is left out: Pillow can write it, but one encode of a served photo takes seconds at the
+# default speed, and the loop re-encodes a window of every such pipeline each time it looks.
+CODECS = ("jpeg", "webp")
 MIN_SIZE = 16  # a side smaller than one JPEG block pair is no destination
 
 
@@ -36,7 +40,8 @@ class PipelineError(ValueError):
 
 @dataclass(frozen=True)
 class Pipeline:
-    """One destination: resize (never up), then JPEG. ``quality`` None = no re-encode."""
+    """One destination: resize (never up), then a JPEG or WebP re-encode. ``quality`` None =
+    no re-encode."""
 
     name: str
     resize: str = "none"  # one of RESIZE_RULES
@@ -44,6 +49,7 @@ class Pipeline:
     filter: str = "lanczos"
     quality: int | None = 90
     subsampling: str = "4:2:0"
+    codec: str = "jpeg"  # one of CODECS
 
     def __post_init__(self):
         if self.resize not in RESIZE_RULES:
@@ -67,10 +73,21 @@ class Pipeline:
             )
         if self.quality is None and self.resize != "none":
             raise PipelineError("a pipeline that resizes must re-encode: give a JPEG quality")
+        if self.codec not in CODECS:
+            raise PipelineError(
+                f"unknown codec {self.codec!r}: choose from {', '.join(CODECS)} (AVIF is not "
+                "supported)"
+            )
         if self.quality is not None and not (
             isinstance(self.quality, int) and 1 <= self.quality <= 100
         ):
-            raise PipelineError(f"JPEG quality {self.quality!r} is out of range: give 1–100")
+            what = "WebP" if self.codec == "webp" else "JPEG"
+            raise PipelineError(f"{what} quality {self.quality!r} is out of range: give 1–100")
+        if self.codec == "webp" and self.subsampling != "4:2:0":
+            raise PipelineError(
+                f"chroma subsampling {self.subsampling} with WebP: lossy WebP is always 4:2:0 "
+                "(leave the subsampling out)"
+            )
         if self.subsampling not in SUBSAMPLINGS:
             raise PipelineError(
                 f"unknown chroma subsampling {self.subsampling!r}: choose from "
@@ -91,15 +108,16 @@ class Pipeline:
         return max(1, round(width * factor)), max(1, round(height * factor))
 
     def apply(self, img: Image.Image) -> Image.Image:
-        """The real pipeline on an RGB image: Pillow resize, then Pillow JPEG encode/decode."""
+        """The real pipeline on an RGB image: Pillow resize, then Pillow's JPEG (libjpeg) or
+        WebP (libwebp) encode and decode."""
         size = self.output_size(*img.size)
         if size != img.size:
             img = img.resize(size, FILTERS[self.filter])
         if self.quality is None:
             return img.convert("RGB")
-        from pixcamd.jpeg import decode, encode  # torch stays out of config-only commands
+        from pixcamd.jpeg import recompress  # torch stays out of config-only commands
 
-        return decode(encode(img, self.quality, self.subsampling))
+        return recompress(img, self.quality, self.subsampling, self.codec)
 
     def describe(self) -> str:
         """In words, e.g. ``long side 2048 px (Lanczos), JPEG 85 4:2:0``."""
@@ -110,15 +128,20 @@ class Pipeline:
         else:
             what = "long side" if self.resize == "long" else self.resize
             size = f"{what} {int(self.size)} px ({self.filter})"
-        jpeg = "no re-encode" if self.quality is None else f"JPEG {self.quality} {self.subsampling}"
-        return f"{size}, {jpeg}"
+        if self.quality is None:
+            code = "no re-encode"
+        elif self.codec == "webp":
+            code = f"WebP {self.quality}"
+        else:
+            code = f"JPEG {self.quality} {self.subsampling}"
+        return f"{size}, {code}"
 
     def spec(self) -> str:
         """The inline form that parses back to this pipeline (name aside)."""
         if self.quality is None:
             return "as-is"
         parts = ["none" if self.resize == "none" else f"{self.resize}{self.size:g}"]
-        parts.append(f"q{self.quality}")
+        parts.append(f"{'webp' if self.codec == 'webp' else 'q'}{self.quality}")
         if self.filter != "lanczos":
             parts.append(self.filter)
         if self.subsampling != "4:2:0":
@@ -142,11 +165,12 @@ PRESETS: dict[str, Pipeline] = {
 }
 DEFAULT_PLATFORMS = ("task", "facebook", "instagram", "whatsapp")
 
-_TOKEN = re.compile(r"(long|width|height)(\d+)|scale(\d*\.?\d+)|q(\d+)|(4:?[024]:?[024])")
+_TOKEN = re.compile(r"(long|width|height)(\d+)|scale(\d*\.?\d+)|(q|webp)(\d+)|(4:?[024]:?[024])")
 
 
 def parse_inline(text: str, name: str | None = None) -> Pipeline:
-    """``long1600-q75``, ``width1080-q80-bicubic-444``, ``none-q90``, ``scale0.5-q85``."""
+    """``long1600-q75``, ``width1080-q80-bicubic-444``, ``none-q90``, ``scale0.5-q85``,
+    ``long2048-webp80`` (WebP at quality 80 instead of JPEG)."""
     fields: dict = {}
     for token in text.strip().lower().split("-"):
         match = _TOKEN.fullmatch(token)
@@ -159,8 +183,9 @@ def parse_inline(text: str, name: str | None = None) -> Pipeline:
         elif match and match.group(3):
             key, value = "resize", ("scale", float(match.group(3)))
         elif match and match.group(4):
-            key, value = "quality", int(match.group(4))
-        elif match and match.group(5):
+            codec = "jpeg" if match.group(4) == "q" else "webp"
+            key, value = "quality", (int(match.group(5)), codec)
+        elif match and match.group(6):
             digits = token.replace(":", "")
             key, value = "subsampling", f"{digits[0]}:{digits[1]}:{digits[2]}"
         else:
@@ -172,14 +197,17 @@ def parse_inline(text: str, name: str | None = None) -> Pipeline:
             raise PipelineError(f"{text!r}: {key} is given twice")
         fields[key] = value
     if "quality" not in fields:
-        raise PipelineError(f"{text!r}: give the JPEG quality, e.g. {text}-q85")
+        raise PipelineError(
+            f"{text!r}: give the JPEG quality, e.g. {text}-q85 (or {text}-webp85 for WebP)"
+        )
     resize, size = fields.pop("resize", ("none", 0))
-    return Pipeline(name or text, resize, size, **fields)
+    quality, codec = fields.pop("quality")
+    return Pipeline(name or text, resize, size, quality=quality, codec=codec, **fields)
 
 
 def from_table(name: str, table: dict) -> Pipeline:
     """A pipeline from the daemon config's ``[pipelines.NAME]`` table; errors name the key."""
-    known = {"resize", "filter", "quality", "subsampling"}
+    known = {"resize", "filter", "quality", "subsampling", "codec"}
     for key in table:
         if key not in known:
             raise PipelineError(f"{key}: unknown key (use {', '.join(sorted(known))})")
@@ -203,7 +231,11 @@ def from_table(name: str, table: dict) -> Pipeline:
     quality = table.get("quality", 90)
     if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
         raise PipelineError(f"quality: {quality!r} is out of range: give a whole number 1–100")
-    fields = {"filter": table.get("filter", "lanczos"), "subsampling": table.get("subsampling")}
+    fields = {
+        "filter": table.get("filter", "lanczos"),
+        "subsampling": table.get("subsampling"),
+        "codec": table.get("codec"),
+    }
     fields = {k: v for k, v in fields.items() if v is not None}
     for key, value in fields.items():
         if not isinstance(value, str):
@@ -211,8 +243,12 @@ def from_table(name: str, table: dict) -> Pipeline:
     try:
         return Pipeline(name, rule, size, quality=quality, **fields)
     except PipelineError as exc:
-        part = "filter" if "filter" in str(exc) else "subsampling" if "chroma" in str(exc) else ""
-        raise PipelineError(f"{part or 'resize'}: {exc}") from None
+        # the key the message is about, by a word such a message always holds
+        part = next((key for key, word in _PARTS if word in str(exc)), "resize")
+        raise PipelineError(f"{part}: {exc}") from None
+
+
+_PARTS = (("codec", "codec"), ("filter", "filter"), ("subsampling", "chroma"))
 
 
 def parse_platforms(

@@ -88,7 +88,13 @@ class Settings:
         """Our encoding and the first pipeline's JPEG at full size: what the colour filter's
         loop models (the check judges every pipeline)."""
         first = next((p for p in self.platforms if p.quality is not None), PRESETS["task"])
-        return Chain(self.output_quality, self.output_subsampling, first.quality, first.subsampling)
+        return Chain(
+            self.output_quality,
+            self.output_subsampling,
+            first.quality,
+            first.subsampling,
+            first.codec,
+        )
 
 
 @dataclass

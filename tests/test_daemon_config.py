@@ -249,6 +249,27 @@ def test_a_custom_pipeline_is_checked_printed_and_used(tmp_path, monkeypatch, ca
     )
 
 
+def test_a_custom_webp_pipeline_reads_from_the_config_and_changes_the_fingerprint(
+    tmp_path, capsys, brisque
+):
+    from pixcamd.daemon.settings import build_settings, settings_fingerprint
+
+    text = BASE + 'platforms = ["task", "myblog"]\n' + MYBLOG
+    webp = load_config(write(tmp_path, text + 'codec = "webp"\n'))
+    assert webp.platform_pipelines[1] == Pipeline(
+        "myblog", "long", 600, filter="bicubic", quality=80, codec="webp"
+    )
+    assert main(["config", "check", "--config", str(webp.source)]) == 0
+    assert tomllib.loads(capsys.readouterr().out)["pipelines"]["myblog"]["codec"] == "webp"
+    jpeg = load_config(write(tmp_path, text))
+    assert jpeg.platform_pipelines[1].codec == "jpeg"
+    # a WebP destination is another pipeline: photos held back are tried again
+    fingerprints = {
+        settings_fingerprint(build_settings(c, [brisque], "cpu"), [brisque]) for c in (webp, jpeg)
+    }
+    assert len(fingerprints) == 2
+
+
 BAD_PIPELINES = [
     (MYBLOG.replace("quality = 80", "quality = 0"), "pipelines.myblog.quality: 0 is out of range"),
     (
@@ -263,12 +284,18 @@ BAD_PIPELINES = [
         "pipelines.myblog.filter: unknown resampling filter 'sharp'",
     ),
     (MYBLOG.replace("quality", "qualty"), "pipelines.myblog.qualty: unknown key"),
+    (MYBLOG + 'codec = "avif"\n', "pipelines.myblog.codec: unknown codec 'avif'"),
+    (
+        MYBLOG + 'codec = "webp"\nsubsampling = "4:4:4"\n',
+        "pipelines.myblog.subsampling: chroma subsampling 4:4:4 with WebP",
+    ),
     (MYBLOG.replace("myblog", "instagram"), "pipelines.instagram: a preset has this name"),
 ]
 BAD_PLATFORMS = [
     ('platforms = ["task", "myspace"]\n', "platforms: unknown platform 'myspace'"),
     ('platforms = ["long1600-q0"]\n', "platforms: JPEG quality 0 is out of range: give 1–100"),
     ('platforms = ["scale1.5-q80"]\n', "platforms: scale 1.5 would enlarge"),
+    ('platforms = ["long1600-webp101"]\n', "platforms: WebP quality 101 is out of range"),
     (
         'platforms = ["long1600-q80-sharp"]\n',
         "platforms: 'long1600-q80-sharp': cannot read 'sharp'",

@@ -1,5 +1,6 @@
 """Protected where the photo goes: ``pixcamd protect --platforms`` on real photos, each written
-file judged independently after the real pipeline (Pillow resize, Pillow JPEG) by hand."""
+file judged independently after the real pipeline (Pillow resize, Pillow JPEG or WebP) by
+hand."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ from pixcamd.scoring import score_views
 from pixcamd.views import make_views
 
 
-def served_by_hand(path, long_side: int | None, quality: int) -> Image.Image:
+def served_by_hand(path, long_side: int | None, quality: int, codec="JPEG") -> Image.Image:
     """What a platform serves of the file at ``path``: Pillow LANCZOS to the long side (never up),
-    then a Pillow JPEG at ``quality``, 4:2:0 — written out here, not through pixcamd."""
+    then a Pillow JPEG at ``quality``, 4:2:0, or a WebP (``codec``) — written out here, not
+    through pixcamd."""
     with Image.open(path) as f:
         img = f.convert("RGB")
     if long_side is not None and max(img.size) > long_side:
@@ -24,8 +26,10 @@ def served_by_hand(path, long_side: int | None, quality: int) -> Image.Image:
         size = (round(img.width * factor), round(img.height * factor))
         img = img.resize(size, Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
-    img.save(buffer, format="JPEG", quality=quality, subsampling="4:2:0")
+    options = {"subsampling": "4:2:0"} if codec == "JPEG" else {}
+    img.save(buffer, format=codec, quality=quality, **options)
     with Image.open(io.BytesIO(buffer.getvalue())) as f:
+        assert f.format == codec
         return f.convert("RGB")
 
 
@@ -77,6 +81,34 @@ def test_a_downscaling_pipeline_is_protected_on_the_written_file(
     # pixels off the size it was protected for too.
     for side in (1016, 1023, 1025, 1032):
         nearby = brisque_views(served_by_hand(target, side, 80), brisque)
+        assert all(s > brisque.threshold for s in nearby.values()), (side, nearby)
+
+
+def test_a_webp_destination_is_protected_on_the_written_file(tmp_path, corpus_dir, capsys, brisque):
+    """A platform that serves WebP: named as such, the written JPEG holds after Pillow's WebP."""
+    with Image.open(corpus_dir / "photos" / "aitzgorri_by_Aitzol_Berasategi.jpg") as img:
+        left, top = (img.width - 2048) // 2, (img.height - 1536) // 2
+        crop = img.convert("RGB").crop((left, top, left + 2048, top + 1536))
+    source = tmp_path / "crop.png"
+    crop.save(source)
+    before = brisque_views(served_by_hand(source, 1024, 80, "WEBP"), brisque)
+    assert max(before.values()) < brisque.threshold  # every view judged good to start with
+
+    target = tmp_path / "out.jpg"
+    report = protect_cli(capsys, source, target, "long1024-webp80")
+    assert report["protected"]
+    (pipeline,) = report["platforms"]
+    assert pipeline["description"] == "long side 1024 px (lanczos), WebP 80"
+    with Image.open(target) as written:
+        assert written.format == "JPEG" and written.size == (2048, 1536)  # our file stays a JPEG
+    after = brisque_views(served_by_hand(target, 1024, 80, "WEBP"), brisque)
+    assert all(s > brisque.threshold for s in after.values()), after
+    for view, score in after.items():  # the verdict is the real WebP's, on the whole photo
+        assert report["file_check"]["long1024-webp80"]["brisque"][view] == pytest.approx(
+            score, abs=1e-3
+        )
+    for side in (1016, 1032):  # and a few pixels off the size it was protected for
+        nearby = brisque_views(served_by_hand(target, side, 80, "WEBP"), brisque)
         assert all(s > brisque.threshold for s in nearby.values()), (side, nearby)
 
 

@@ -44,6 +44,15 @@ def jpeg_by_hand(img: Image.Image, quality: int, subsampling: str = "4:2:0") -> 
     buffer = io.BytesIO()
     img.save(buffer, "JPEG", quality=quality, subsampling=PILLOW_SUBSAMPLING[subsampling])
     with Image.open(io.BytesIO(buffer.getvalue())) as decoded:
+        assert decoded.format == "JPEG"
+        return decoded.convert("RGB")
+
+
+def webp_by_hand(img: Image.Image, quality: int) -> Image.Image:
+    buffer = io.BytesIO()
+    img.save(buffer, "WEBP", quality=quality)
+    with Image.open(io.BytesIO(buffer.getvalue())) as decoded:
+        assert decoded.format == "WEBP"
         return decoded.convert("RGB")
 
 
@@ -108,16 +117,23 @@ def camera_photo(corpus_dir) -> Image.Image:
         ("whatsapp", (1600, 1000)),
         ("height720-q70-bicubic-444", (1152, 720)),
         ("scale0.5-q85-box-422", (840, 525)),
+        ("long1600-webp75", (1600, 1000)),
+        ("none-webp90-bicubic", (1680, 1050)),
     ],
 )
-def test_apply_is_pillows_resize_then_pillows_jpeg(camera_photo, spec, served):
+def test_apply_is_pillows_resize_then_pillows_jpeg_or_webp(camera_photo, spec, served):
     (pipeline,) = parse_platforms(spec)
     out = pipeline.apply(camera_photo)
     assert out.mode == "RGB" and out.size == served
     resized = camera_photo
     if served != camera_photo.size:
         resized = camera_photo.resize(served, PILLOW_FILTERS[pipeline.filter])
-    by_hand = jpeg_by_hand(resized, pipeline.quality, pipeline.subsampling)
+    if pipeline.codec == "webp":
+        by_hand = webp_by_hand(resized, pipeline.quality)
+        # not a JPEG at that quality: the codec matters
+        assert not np.array_equal(np.asarray(out), np.asarray(jpeg_by_hand(resized, 75)))
+    else:
+        by_hand = jpeg_by_hand(resized, pipeline.quality, pipeline.subsampling)
     assert np.array_equal(np.asarray(out), np.asarray(by_hand))
     assert not np.array_equal(np.asarray(out), np.asarray(resized))  # it was re-encoded
 
@@ -156,6 +172,24 @@ def test_inline_specs_parse_and_spec_round_trips(spec, fields):
     assert (p.resize, p.size, p.filter, p.quality, p.subsampling) == fields
     assert pipeline.spec() == spec
     assert parse_inline(pipeline.spec(), name=spec) == pipeline
+
+
+@pytest.mark.parametrize(
+    ("spec", "fields", "words"),
+    [
+        ("long2048-webp80", ("long", 2048, "lanczos", 80), "long side 2048 px (lanczos), WebP 80"),
+        ("width1080-webp75-bicubic", ("width", 1080, "bicubic", 75), "WebP 75"),
+        ("none-webp90", ("none", 0, "lanczos", 90), "full size, WebP 90"),
+    ],
+)
+def test_webp_specs_parse_describe_and_round_trip(spec, fields, words):
+    (pipeline,) = parse_platforms(spec)
+    p = pipeline
+    assert (p.resize, p.size, p.filter, p.quality, p.codec) == (*fields, "webp")
+    assert p.spec() == spec and words in p.describe() and "JPEG" not in p.describe()
+    assert parse_inline(spec.upper()) == dataclasses.replace(pipeline, name=spec.upper())
+    assert all(p.codec == "jpeg" for p in PRESETS.values())  # q… stays JPEG
+    assert parse_inline("long2048-q80").codec == "jpeg"
 
 
 def test_specs_are_normalised_in_any_order_and_case():
@@ -205,7 +239,7 @@ def test_the_docs_table_of_presets_and_inline_examples_match_the_code():
         expected = "none" if p.quality is None else f"{p.quality}, {p.subsampling}"
         assert jpeg.strip() == expected, name
     assert f"The default set is `{', '.join(DEFAULT_PLATFORMS)}`" in docs
-    examples = re.findall(r"^([a-z0-9.-]+-q\d+[a-z0-9-]*) {2,}(.+)$", docs, re.MULTILINE)
+    examples = re.findall(r"^([a-z0-9.-]+-(?:q|webp)\d+[a-z0-9-]*) {2,}(.+)$", docs, re.MULTILINE)
     assert len(examples) >= 5
     for spec, words in examples:  # every inline example reads, and reads back the same
         (pipeline,) = parse_platforms(spec)
@@ -236,6 +270,10 @@ BAD_SPECS = [
     ("long1600", "give the JPEG quality, e.g. long1600-q85"),
     ("long1600-q80-q90", "quality is given twice"),
     ("task,,instagram", "no platform given"),
+    ("long1600-webp0", "WebP quality 0 is out of range: give 1–100"),
+    ("long1600-webp75-444", "chroma subsampling 4:4:4 with WebP: lossy WebP is always 4:2:0"),
+    ("long1600-q80-webp80", "quality is given twice"),
+    ("long1600-avif60", "cannot read 'avif60'"),
 ]
 
 
@@ -275,22 +313,25 @@ def test_bad_specs_on_the_command_line_exit_2_with_the_message(
 
 def test_score_judges_each_pipeline_as_done_by_hand(corpus_dir, camera_photo, brisque, capsys):
     path = corpus_dir / "camera" / "mate_Dune.jpg"
-    code = main(
-        ["score", str(path), "--model", "brisque", "--platforms", "task,long1024-q80", "--json"]
-    )
+    platforms = "task,long1024-q80,long1200-webp75"
+    code = main(["score", str(path), "--model", "brisque", "--platforms", platforms, "--json"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     (result,) = json.loads(captured.out)
     assert (result["width"], result["height"]) == (1680, 1050)
-    assert list(result["platforms"]) == ["task", "long1024-q80"]
-    task, small = result["platforms"].values()
+    assert list(result["platforms"]) == platforms.split(",")
+    task, small, webp = result["platforms"].values()
     assert task["served"] == [1680, 1050] and small["served"] == [1024, 640]
-    assert small["spec"] == "long1024-q80"
+    assert small["spec"] == "long1024-q80" and webp["served"] == [1200, 750]
     assert small["description"] == "long side 1024 px (lanczos), JPEG 80 4:2:0"
+    assert webp["description"] == "long side 1200 px (lanczos), WebP 75"
     by_hand = {
         "task": jpeg_by_hand(camera_photo, 90),
         "long1024-q80": jpeg_by_hand(
             camera_photo.resize((1024, 640), Image.Resampling.LANCZOS), 80
+        ),
+        "long1200-webp75": webp_by_hand(
+            camera_photo.resize((1200, 750), Image.Resampling.LANCZOS), 75
         ),
     }
     rows = []

@@ -170,7 +170,9 @@ def _pipelines(value: Any) -> dict[str, dict]:
         if name in PRESETS:
             raise ValueError(f".{name}: a preset has this name; choose another")
         if not isinstance(table, dict):
-            raise ValueError(f".{name}: expected a table of resize, filter, quality, subsampling")
+            raise ValueError(
+                f".{name}: expected a table of resize, filter, quality, subsampling, codec"
+            )
         try:
             from_table(name, table)
             out[name] = dict(table)
@@ -339,12 +341,14 @@ SCHEMA: tuple[Option, ...] = (
         "platforms",
         "Protection",
         list(DEFAULT_PLATFORMS),
-        "Where your photos go: each is a platform pipeline (a downscale, then the platform's JPEG) "
+        "Where your photos go: each is a platform pipeline (a downscale, then the platform's JPEG "
+        "or WebP) "
         "and a photo is protected only when every view is judged low quality after every one. "
         "Presets: "
         + ", ".join(f"{n} ({p.describe()})" for n, p in PRESETS.items())
         + ". Also your own, named in [pipelines.NAME] at the end of this file, or written inline "
-        'as e.g. "long1600-q75" or "width1080-q80-bicubic-444". See docs/platforms.md.',
+        'as e.g. "long1600-q75", "width1080-q80-bicubic-444" or "long2048-webp80" (WebP). See '
+        "docs/platforms.md.",
         _platform_names,
     ),
     Option(
@@ -561,8 +565,9 @@ SCHEMA: tuple[Option, ...] = (
         "Platform pipelines of your own, one table each, then named in `platforms`. resize: "
         '"none", "long 2048" (long side), "width 1080", "height 1080" or "scale 0.5" — only '
         "ever down, a smaller photo is left at its size; filter: lanczos (default), bicubic, "
-        "bilinear, hamming, box, nearest; quality: the JPEG quality 1–100; subsampling: "
-        '"4:2:0" (default), "4:2:2" or "4:4:4".',
+        "bilinear, hamming, box, nearest; quality: the JPEG (or WebP) quality 1–100; subsampling: "
+        '"4:2:0" (default), "4:2:2" or "4:4:4"; codec: "jpeg" (default) or "webp" (lossy WebP '
+        "at that quality, always 4:2:0).",
         _pipelines,
         example={"myblog": {"resize": "long 1600", "filter": "lanczos", "quality": 80}},
     ),
