@@ -1,17 +1,23 @@
 """Protection where no pipeline of pixcamd's models goes: WebP, square crops, sharpening, re-shares.
 
     .venv/bin/python bench/bench_beyond.py PHOTO... [--model brisque] [--out bench/out]
+        [--named long1600-webp75]
 
 Each photo is protected with the default settings (the default platforms), and then the file
-pixcamd wrote (its JPEG) and the original are put through destinations that are not "resize,
-then JPEG" — the kind a platform may also do, none of which the loop or the check models:
+pixcamd wrote (its JPEG) and the original are put through destinations that are not in the
+default set — the kind a platform may also do:
 
-* WebP instead of JPEG after the downscale (Pillow's libwebp, lossy);
+* WebP instead of JPEG after the downscale (Pillow's libwebp, lossy; a WebP destination can be
+  named in ``platforms`` — ``--named`` measures what that buys);
 * a square centre crop before the downscale, as a square-format feed does;
 * an unsharp mask after the downscale, as some platforms sharpen;
 * a re-share: one platform's copy downloaded and uploaded to another (two pipelines in a row).
 
-Each is scored on its ``center`` and ``resize`` views; protected = every view on the
+With ``--named LIST`` each photo is protected a second time, in the same process, for the
+default set plus those pipelines, and judged the same way: what naming a destination buys there
+and on its neighbours, and what it costs (seconds, ratio against the default run, steps, PSNR).
+
+Each destination is scored on its ``center`` and ``resize`` views; protected = every view on the
 low-quality side of the model's threshold. Prints a markdown table; writes every score to
 ``OUT/bench_beyond.json``.
 """
@@ -19,9 +25,9 @@ low-quality side of the model's threshold. Prints a markdown table; writes every
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import statistics
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,21 +37,15 @@ from pixcamd.check import score_image_views
 from pixcamd.jpeg import decode
 from pixcamd.models import load_model
 from pixcamd.photo import load_photo
-from pixcamd.platforms import PRESETS, Pipeline, parse_inline
+from pixcamd.platforms import PRESETS, Pipeline, parse_inline, parse_platforms
 from pixcamd.protect import Settings, protect
 from pixcamd.views import parse_views
 
 
 def _long(img: Image.Image, side: int) -> Image.Image:
-    """Downscaled as a pipeline's ``long`` rule does (Lanczos), without its JPEG."""
+    """Downscaled as a pipeline's ``long`` rule does (Lanczos), without its re-encode."""
     size = Pipeline("long", resize="long", size=side).output_size(*img.size)
     return img.resize(size, Image.LANCZOS)
-
-
-def _webp(img: Image.Image, quality: int) -> Image.Image:
-    buffer = io.BytesIO()
-    img.save(buffer, "WEBP", quality=quality)
-    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
 
 
 def _square(img: Image.Image) -> Image.Image:
@@ -55,9 +55,9 @@ def _square(img: Image.Image) -> Image.Image:
 
 
 DESTINATIONS: dict[str, Callable[[Image.Image], Image.Image]] = {
-    "long 1080, WebP 80": lambda i: _webp(_long(i, 1080), 80),
-    "long 1600, WebP 75": lambda i: _webp(_long(i, 1600), 75),
-    "long 2048, WebP 90": lambda i: _webp(_long(i, 2048), 90),
+    "long 1080, WebP 80": parse_inline("long1080-webp80").apply,
+    "long 1600, WebP 75": parse_inline("long1600-webp75").apply,
+    "long 2048, WebP 90": parse_inline("long2048-webp90").apply,
     "square crop, long 1080, JPEG 80": lambda i: parse_inline("long1080-q80").apply(_square(i)),
     "long 1600, unsharp mask, JPEG 85": lambda i: parse_inline("none-q85").apply(
         _long(i, 1600).filter(ImageFilter.UnsharpMask(1, 50, 2))
@@ -72,10 +72,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("photos", nargs="+", type=Path)
     parser.add_argument("--model", default="brisque")
+    parser.add_argument("--named", help="pipelines to add to the default set in a second run")
     parser.add_argument("--out", type=Path, default=Path("bench/out"))
     args = parser.parse_args(argv)
     model = load_model(args.model, None, "cpu")
     views = parse_views(("center", "resize"))
+    runs = {"pixcamd": Settings()}
+    if args.named:
+        extra = parse_platforms(args.named)
+        runs["pixcamd + named"] = Settings(platforms=Settings().platforms + extra)
 
     def worst(img: Image.Image) -> float:
         scores = score_image_views(img, [model], views)[model.name].values()
@@ -87,27 +92,59 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for path in args.photos:
         original = load_photo(path).convert("RGB")
-        result = protect(original, [model], Settings())
-        written = decode(result.output_jpeg)
-        row = {"photo": path.name, "verdict": result.verdict, "destinations": {}}
+        row = {"photo": path.name, "destinations": {}, "runs": {}}
         for name, destination in DESTINATIONS.items():
-            row["destinations"][name] = {
-                "original": worst(destination(original)),
-                "pixcamd": worst(destination(written)),
+            row["destinations"][name] = {"original": worst(destination(original))}
+        for label, settings in runs.items():
+            start = time.perf_counter()
+            result = protect(original, [model], settings)
+            seconds = time.perf_counter() - start
+            written = decode(result.output_jpeg)
+            row["runs"][label] = {
+                "verdict": result.verdict,
+                "seconds": seconds,
+                "steps": result.steps,
+                "psnr": result.psnr,
+                "platforms": [p.name for p in settings.platforms],
             }
+            for name, destination in DESTINATIONS.items():
+                row["destinations"][name][label] = worst(destination(written))
         rows.append(row)
-        print(path.name, result.verdict, json.dumps(row["destinations"]), flush=True)
+        print(path.name, json.dumps(row["runs"]), json.dumps(row["destinations"]), flush=True)
 
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench_beyond.json").write_text(json.dumps(rows, indent=2))
-    print("\n| destination (not modelled) | original low | pixcamd low | worst view, mean |")
-    print("|---|---|---|---|")
+    n = len(rows)
+    head = ["destination", "original low", *(f"{label} low" for label in runs)]
+    print("\n| " + " | ".join([*head, "worst view, mean: original → " + " / ".join(runs)]) + " |")
+    print("|" + "---|" * (len(head) + 1))
     for name in DESTINATIONS:
-        before = [r["destinations"][name]["original"] for r in rows]
-        after = [r["destinations"][name]["pixcamd"] for r in rows]
+        cells = [name]
+        means = []
+        for key in ("original", *runs):
+            scores = [r["destinations"][name][key] for r in rows]
+            cells.append(f"{sum(map(low, scores))}/{n}")
+            means.append(f"{statistics.mean(scores):.1f}")
+        print("| " + " | ".join([*cells, means[0] + " → " + " / ".join(means[1:])]) + " |")
+    print()
+    for label in runs:
+        runs_of = [r["runs"][label] for r in rows]
+        protected = sum(r["verdict"] == "protected" for r in runs_of)
         print(
-            f"| {name} | {sum(map(low, before))}/{len(rows)} | {sum(map(low, after))}/{len(rows)} "
-            f"| {statistics.mean(before):.1f} → {statistics.mean(after):.1f} |"  # original → ours
+            f"- {label} ({', '.join(runs_of[0]['platforms'])}): protected on its own set "
+            f"{protected}/{n}; s/photo median "
+            f"{statistics.median(r['seconds'] for r in runs_of):.1f}; steps "
+            f"{[r['steps'] for r in runs_of]}; PSNR mean / min "
+            f"{statistics.mean(r['psnr'] for r in runs_of):.1f} / "
+            f"{min(r['psnr'] for r in runs_of):.1f}"
+        )
+    if len(runs) == 2:
+        first, second = runs
+        ratios = [r["runs"][second]["seconds"] / r["runs"][first]["seconds"] for r in rows]
+        medians = [statistics.median(r["runs"][k]["seconds"] for r in rows) for k in runs]
+        print(
+            f"- time, {second} ÷ {first}: per-photo ratio median ×{statistics.median(ratios):.2f}, "
+            f"ratio of medians ×{medians[1] / medians[0]:.2f}"
         )
     return 0
 

@@ -10,7 +10,15 @@ For each photo and downscaling pipeline, on the centre window the loop computes:
 * ``surrogate``: the differentiable stand-in whose gradients the loop uses (torch's antialiased
   bilinear downscale) against the same Pillow values — how far the gradient's model is off;
 * ``bicubic-aa``: torch's antialiased bicubic for comparison (the usual "close to Pillow"
-  choice, three times the backward cost on a CPU).
+  choice, three times the backward cost on a CPU);
+* ``view``: the whole loop view — that resize, then the pipeline's codec on the window — against
+  the real pipeline on the whole encoded photo (``Pipeline.apply``), cut to the view: equal for
+  a JPEG up to the resize's rounding; for a WebP pipeline, how far libwebp's encode of the window
+  is from its encode of the whole photo. With ``--model`` (e.g. brisque), also how far the
+  model's score of the loop's view is from its score of the real one.
+
+    .venv/bin/python bench/bench_resize.py PHOTO... --platforms long1080-webp75,long2048-webp90 \
+        --model brisque
 
 Prints a markdown table; medians over photos.
 """
@@ -27,12 +35,13 @@ import torch.nn.functional as F
 from PIL import Image
 
 from pixcamd.jpeg import decode, encode
+from pixcamd.models import load_model
 from pixcamd.photo import load_photo, to_tensor
 from pixcamd.pipeline_views import DownscaledCrop, plan_loop_views, straight_through_resize
 from pixcamd.platforms import DEFAULT_PLATFORMS, FILTERS, parse_platforms
 
 
-def measure(photo: Image.Image, pipeline) -> dict[str, tuple[float, float]]:
+def measure(photo: Image.Image, pipeline, model=None) -> dict[str, tuple[float, float]]:
     (view,) = plan_loop_views(*photo.size, ("center",), (pipeline,))
     assert isinstance(view, DownscaledCrop)
     served = pipeline.output_size(*photo.size)
@@ -55,6 +64,16 @@ def measure(photo: Image.Image, pipeline) -> dict[str, tuple[float, float]]:
     for name, approx in (("forward", forward), ("surrogate", bilinear), ("bicubic-aa", bicubic)):
         diff = (torch.round(approx * 255) - torch.round(real * 255)).abs()
         out[name] = (float(diff.max()), float(diff.mean()))
+    with torch.no_grad():
+        loop = view.render(region)
+    bl, bt, bw, bh = view.box
+    served_view = to_tensor(pipeline.apply(encoded))[..., bt : bt + bh, bl : bl + bw]
+    diff = (torch.round(loop * 255) - torch.round(served_view * 255)).abs()
+    out["view"] = (float(diff.max()), float(diff.mean()))
+    if model is not None:
+        with torch.no_grad():
+            gap = abs(float(model(loop)) - float(model(served_view)))
+        out[f"view, {model.name} score"] = (gap, gap)
     return out
 
 
@@ -62,7 +81,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("photos", nargs="+", type=Path)
     parser.add_argument("--platforms", default=",".join(DEFAULT_PLATFORMS))
+    parser.add_argument("--model", help="also score the loop's view and the real one (brisque)")
     args = parser.parse_args(argv)
+    model = load_model(args.model, None, "cpu") if args.model else None
     pipelines = [p for p in parse_platforms(args.platforms) if p.resize != "none"]
     rows: dict[tuple[str, str], list[tuple[float, float]]] = {}
     for path in args.photos:
@@ -70,11 +91,18 @@ def main(argv=None) -> int:
         for pipeline in pipelines:
             if pipeline.output_size(*photo.size) == photo.size:
                 continue
-            for name, figures in measure(photo, pipeline).items():
+            for name, figures in measure(photo, pipeline, model).items():
                 rows.setdefault((pipeline.name, name), []).append(figures)
-    print(f"{len(args.photos)} photos; grey levels (0–255) against Pillow, medians over photos\n")
+    print(
+        f"{len(args.photos)} photos; grey levels (0–255) against Pillow, medians over photos "
+        "(a score row: its median and largest gap over photos)\n"
+    )
     print("| pipeline | what | max abs | mean abs |\n|---|---|---|---|")
     for (pipeline, name), figures in rows.items():
+        if name.endswith(" score"):
+            gaps = [f[0] for f in figures]
+            print(f"| {pipeline} | {name} | {max(gaps):.2f} | {statistics.median(gaps):.2f} |")
+            continue
         peak = statistics.median(f[0] for f in figures)
         mean = statistics.median(f[1] for f in figures)
         print(f"| {pipeline} | {name} | {peak:.0f} | {mean:.3f} |")
