@@ -40,7 +40,7 @@ from pixcamd.views import View, cover_scale, enlarge_to_cover, extract, plan_vie
 # The budget per pixel rises with the local contrast — ε·σ/MASK_TEXTURE, 2/3 of a grey level of
 # change per grey level of σ at the default ε — from the floor in flat areas (one grey level at
 # the default ε 6) to the full ε where σ reaches MASK_TEXTURE. Every round of the default
-# schedule (ε 6, 6, 9, 12) gives what ε 4, 4, 6, 8 with a ceiling at σ 6 gave wherever σ ≤ 6;
+# schedule (ε 6, 9, 12) gives what ε 4, 6, 8 with a ceiling at σ 6 gave wherever σ ≤ 6;
 # only strong texture, which hides a change, takes up to 1.5× more (docs/benchmarks.md).
 MASK_FLOOR = 1 / 6
 MASK_TEXTURE = 9 / 255

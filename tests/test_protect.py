@@ -136,11 +136,19 @@ def test_small_photos_are_protected_at_their_own_size(brisque):
     assert result.protected
 
 
+def test_the_schedule_escalates_after_one_round_at_the_base_budget():
+    levels = [round(e * 255, 6) for e in Settings().schedule()]
+    assert levels == [6, 9, 12]  # the defaults: EPSILON, ×1.5, EPSILON_CAP
+    custom = Settings(epsilon=4 / 255, epsilon_cap=10 / 255).schedule()
+    assert [round(e * 255, 6) for e in custom] == [4, 6, 9, 10]  # the cap ends it, never passed
+    assert Settings(epsilon=8 / 255, epsilon_cap=8 / 255).schedule() == [8 / 255]
+
+
 def test_escalation_is_reported_honestly(tiny_biqa):
     photo = synthetic_photo(640, 480, 13)
     hard = Settings(views=("center",), steps=2, targets={"tiny": 0.5}, platforms=TASK)
     result = protect(photo, [tiny_biqa], hard)
-    rounds = [round(e * 255, 6) for e in hard.schedule()]  # 6, 6, 9, 12
+    rounds = [round(e * 255, 6) for e in hard.schedule()]  # 6, 9, 12
     assert not result.margin_met  # the target is out of reach
     if result.protected:  # escalation stops at the round that protected the photo
         ends = [2 * (k + 1) for k, e in enumerate(rounds) if e == pytest.approx(result.epsilon)]

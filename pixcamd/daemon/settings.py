@@ -22,6 +22,7 @@ def settings_fingerprint(settings, models) -> str:
         "epsilon_cap": settings.epsilon_cap,
         "targets": settings.targets,
         "steps": settings.steps,
+        "schedule": settings.schedule(),
         "seed": settings.seed,
         "output_quality": settings.output_quality,
         "output_subsampling": settings.output_subsampling,
