@@ -40,20 +40,21 @@ PILLOW_FILTERS = {
 PILLOW_SUBSAMPLING = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
 
 
-def jpeg_by_hand(img: Image.Image, quality: int, subsampling: str = "4:2:0") -> Image.Image:
+def round_trip(img: Image.Image, fmt: str, **options) -> Image.Image:
+    """Pillow's encode of ``img`` as ``fmt``, decoded — written out here, not through pixcamd."""
     buffer = io.BytesIO()
-    img.save(buffer, "JPEG", quality=quality, subsampling=PILLOW_SUBSAMPLING[subsampling])
+    img.save(buffer, fmt, **options)
     with Image.open(io.BytesIO(buffer.getvalue())) as decoded:
-        assert decoded.format == "JPEG"
+        assert decoded.format == fmt
         return decoded.convert("RGB")
+
+
+def jpeg_by_hand(img: Image.Image, quality: int, subsampling: str = "4:2:0") -> Image.Image:
+    return round_trip(img, "JPEG", quality=quality, subsampling=PILLOW_SUBSAMPLING[subsampling])
 
 
 def webp_by_hand(img: Image.Image, quality: int) -> Image.Image:
-    buffer = io.BytesIO()
-    img.save(buffer, "WEBP", quality=quality)
-    with Image.open(io.BytesIO(buffer.getvalue())) as decoded:
-        assert decoded.format == "WEBP"
-        return decoded.convert("RGB")
+    return round_trip(img, "WEBP", quality=quality)
 
 
 # ---- sizes -------------------------------------------------------------------------------------
