@@ -10,7 +10,7 @@ from tinybiqa import synthetic_photo
 
 from pixcamd.check import judge
 from pixcamd.jpeg import Chain
-from pixcamd.optimizer import Attack, perceptual_mask
+from pixcamd.optimizer import STEP_CLIP, Attack, perceptual_mask
 from pixcamd.photo import to_tensor
 from pixcamd.pipeline_views import (
     DownscaledCrop,
@@ -239,6 +239,32 @@ def test_a_roaming_view_moves_pixels_but_never_the_verdict_books(photo, brisque)
     still = pushed(photo, brisque, pipelines, views_per_step=3, roaming=0)
     still.run(4 / 255, 1)
     assert not torch.equal(attack.delta, still.delta)  # the roaming view had its say
+
+
+def test_a_step_moves_pixels_with_small_gradients_less(photo, brisque):
+    """The full step where the summed gradient is large, proportionally less where it is small:
+    not a sign step, which would move every pixel the view shows by the whole step."""
+    attack = pushed(photo, brisque, parse_platforms("task"), masking=False)
+    seen = {}
+
+    def before_the_update(report):
+        seen["grad"], seen["delta"] = attack.grad.clone(), attack.delta.clone()
+        return False
+
+    attack.run(4 / 255, 1, on_step=before_the_update)
+    moved = attack.delta - seen["delta"]
+    alpha = 4 / 255 / 8  # the step: an eighth of ε (no mask: the same everywhere)
+    (view,) = attack.loop_views
+    a, b, c, d = view.footprint
+    grad, moved = seen["grad"][..., b:d, a:c], moved[..., b:d, a:c]
+    assert moved.abs().max() <= alpha + 1e-7  # never more than the step ...
+    large = grad.abs() >= STEP_CLIP * grad.abs().mean()  # the view's gradient has mean 1
+    assert large.any()
+    assert moved[large].abs().min() >= alpha - 1e-7  # ... the whole step where it is large
+    some = grad.abs() > 1e-3  # (a smaller move would vanish in δ's float32 rounding)
+    assert torch.equal(moved[some].sign(), -grad[some].sign())  # downhill everywhere
+    # most gradients are small: the median pixel moves well under half the step
+    assert moved.abs().median() < alpha / 2
 
 
 def test_no_roaming_view_without_a_downscale_or_when_switched_off(photo, brisque, monkeypatch):
