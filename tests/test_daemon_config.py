@@ -214,6 +214,19 @@ def test_protection_mode_is_checked_and_changes_the_settings_fingerprint(tmp_pat
     assert len(prints) == 3  # a new mode re-tries photos it left unprotected
 
 
+def test_a_new_step_rule_changes_the_settings_fingerprint(monkeypatch, brisque):
+    """The optimizer's step rule is no setting, but it changes the pixels: photos an older rule
+    left unprotected are tried again under the new one."""
+    import pixcamd.optimizer
+    from pixcamd.daemon.settings import settings_fingerprint
+    from pixcamd.protect import Settings
+
+    before = settings_fingerprint(Settings(), [brisque])
+    assert settings_fingerprint(Settings(), [brisque]) == before
+    monkeypatch.setattr(pixcamd.optimizer, "STEP_CLIP", pixcamd.optimizer.STEP_CLIP * 2)
+    assert settings_fingerprint(Settings(), [brisque]) != before
+
+
 # ---- platforms and [pipelines.NAME] ----------------------------------------------------------
 
 BASE = 'inbox = "inbox"\noutbox = "out"\nstate_dir = "st"\n'

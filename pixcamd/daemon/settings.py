@@ -14,6 +14,8 @@ def settings_fingerprint(settings, models) -> str:
     """What determines the output: recorded per photo; unprotected/failed rows are retried when
     it changes (they were never shipped). Device and batch size do not change the result's
     meaning and are left out."""
+    from pixcamd.optimizer import STEP_CLIP  # the step rule: the same settings, other pixels
+
     data = {
         "mode": settings.mode,
         "enhance_strength": settings.enhance_strength,
@@ -32,6 +34,7 @@ def settings_fingerprint(settings, models) -> str:
         "grid_jitter": settings.grid_jitter,
         "polish_steps": settings.polish_steps,
         "masking": settings.masking,
+        "step_clip": STEP_CLIP,
         "models": [m.fingerprint for m in models],
     }
     digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
