@@ -8,9 +8,10 @@ pixels, left, top, right, bottom) and ``render``s the view from them:
 * ``NativeCrop`` — a crop at the photo's own resolution (``center``, ``tiles`` of a pipeline that
   does not resize this photo): the real JPEG chain on an MCU-aligned window (straight-through).
 * ``NativeFit`` — the whole photo fitted to the view (``resize``). One such view stands for the
-  ``resize`` view of every pipeline when the fit downscales by more than √2 per side, which
-  averages most of the JPEG error away; when the fit is gentler (a photo of at most
-  ``JPEG_FIT_PIXELS``, 640×480 say), the pipeline's JPEG is modelled on the window first.
+  ``resize`` view of every pipeline when the photo is over 1 MP (``SMALL_FIT_PIXELS``): the fit
+  downscales by more than 2× per side, which averages most of the JPEG error away; from a smaller
+  photo the pipeline's JPEG goes first (its gradient from kornia's JPEG up to
+  ``JPEG_FIT_PIXELS``, 640×480 say, straight through above).
 * ``DownscaledCrop`` — a crop of the pipeline's downscaled photo: straight-through resize (the
   forward value is Pillow's own resize of the region, exact up to our output encoding; gradients
   from torch's antialiased bilinear downscale), then the pipeline's JPEG on an MCU-aligned window of
@@ -53,6 +54,11 @@ from pixcamd.views import (
 )
 
 JPEG_FIT_PIXELS = 2 * VIEW_HEIGHT * VIEW_WIDTH  # fits from at most √2× per side model the JPEG
+# A native fit from up to 1 MP (a downscale of about 2× or less) still shows the pipeline's JPEG:
+# 1024-px photos passed the shared fit in the loop and failed it after JPEG 75 in the real check,
+# 4–8 checks a photo. There the fit takes each pipeline's real JPEG as its value (the gradient
+# passes straight through it: kornia's JPEG on the whole photo would cost more than it saves).
+SMALL_FIT_PIXELS = 1_000_000
 # How far (a fraction of the served size, either way) the loop moves a downscaling pipeline's
 # served size each time it evaluates one of its crops. Fitted to the exact size alone, the
 # perturbation leans on that one grid (its JPEG blocks, the filter's phase): a 2048×1536 crop
@@ -147,13 +153,14 @@ class NativeCrop(LoopView):
     def footprint(self) -> tuple[int, int, int, int]:
         return _corners(self.box)
 
-    def _cut(self, region: torch.Tensor, rounded: bool = True) -> torch.Tensor:
-        """The box from ``region``: 8-bit values, through the chain when there is one."""
+    def _cut(self, region: torch.Tensor, rounded: bool = True, soft: bool = True) -> torch.Tensor:
+        """The box from ``region``: 8-bit values, through the chain when there is one (its
+        gradient from kornia's JPEG with ``soft``, else passed straight through)."""
         left, top, w, h = self.box
         x0, y0 = self.region[:2]
         pixels = straight_through_round(region) if rounded or self.chain else region
         if self.chain is not None:
-            pixels = straight_through_jpeg(pixels, self.chain)
+            pixels = straight_through_jpeg(pixels, self.chain, soft)
         return pixels[..., top - y0 : top - y0 + h, left - x0 : left - x0 + w]
 
     def render(self, region: torch.Tensor) -> torch.Tensor:
@@ -163,10 +170,11 @@ class NativeCrop(LoopView):
 @dataclass
 class NativeFit(NativeCrop):
     size: tuple[int, int] = (VIEW_HEIGHT, VIEW_WIDTH)
+    soft: bool = True  # the chain's gradient from kornia's JPEG (else straight through)
 
     def render(self, region: torch.Tensor) -> torch.Tensor:
         # Without a chain, no 8-bit rounding: the downscale averages it far below a grey level.
-        window = self._cut(region, rounded=False)
+        window = self._cut(region, rounded=False, soft=self.soft)
         with torch.no_grad():  # the value as the check computes it ...
             exact = rescale(window, self.size).clamp(0, 1)
         # ... the gradient from the antialiased bilinear downscale, a third of bicubic's backward
@@ -346,19 +354,21 @@ def plan_loop_views(
                 )
                 add(("down", v.box, *how), view, pair)
             else:
-                # The fit to the view. From a large photo it is a downscale of ≥ 2× that
-                # averages the JPEG away: one shared fit of the native photo stands for every
-                # pipeline's. Gentler fits model this pipeline's resize and JPEG.
+                # The fit to the view. From a photo over 1 MP it is a downscale of more than
+                # 2× that averages the JPEG away: one shared fit of the native photo stands for
+                # every pipeline's. Gentler fits model this pipeline's JPEG.
                 native = plan_views(width, height, [v.label], size)[0]
+                area = native.box[2] * native.box[3]
                 if resized:
                     view = Whole(label, whole, [], v, served, scale, pipeline.filter, chain, size)
                     add(("whole", v, *how), view, pair)
-                elif native.box[2] * native.box[3] > JPEG_FIT_PIXELS:
+                elif area > SMALL_FIT_PIXELS:
                     view = NativeFit(native.label, _corners(native.box), [], native.box)
                     add(("fit", native.box), view, pair)
                 else:
                     region = aligned_window(native.box, width, height)
-                    view = NativeFit(label, region, [], native.box, chain, size)
+                    soft = area <= JPEG_FIT_PIXELS
+                    view = NativeFit(label, region, [], native.box, chain, size, soft)
                     add(("fit", native.box, chain), view, pair)
     return list(planned.values())
 

@@ -129,6 +129,29 @@ def test_in_loop_scores_agree_with_the_real_pipelines(photo, brisque):
         assert in_loop == pytest.approx(checked, abs=tolerance), (label, pipeline)
 
 
+def test_a_photo_up_to_1_mp_is_fitted_through_each_pipelines_jpeg(photo, brisque):
+    """A 1024-px photo: no default pipeline downscales it, and its fit (2×) still shows their
+    JPEG — each pipeline's fit is its own and scores in the loop what the check scores."""
+    small = photo.resize((1024, 768), Image.Resampling.LANCZOS)
+    pipelines = parse_platforms(DEFAULT_PLATFORMS)
+    views = ("center", "resize")
+    attack = Attack(
+        to_tensor(small), [brisque], views, {"brisque": 80.0}, Chain(), platforms=pipelines
+    )
+    fits = [v for v in attack.loop_views if isinstance(v, NativeFit)]
+    assert sorted(pair for v in fits for pair in v.stands_for) == sorted(
+        (p.name, "resize") for p in pipelines
+    )
+    assert all(len(v.stands_for) == 1 for v in fits)
+    loop = attack.evaluate(backward=False)["brisque"]
+    real = judge(Image.open(_as_output(small)), [brisque], views, pipelines).scores
+    for view in fits:
+        ((pipeline, label),) = view.stands_for
+        assert loop[view.label] == pytest.approx(real[pipeline]["brisque"][label], abs=0.5)
+    # the qualities differ enough to matter: the fits do not all score alike
+    assert max(loop[v.label] for v in fits) - min(loop[v.label] for v in fits) > 1.0
+
+
 def _as_output(photo: Image.Image):
     import io
 
