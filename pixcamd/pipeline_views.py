@@ -170,11 +170,12 @@ class NativeCrop(LoopView):
 @dataclass
 class NativeFit(NativeCrop):
     size: tuple[int, int] = (VIEW_HEIGHT, VIEW_WIDTH)
-    soft: bool = True  # the chain's gradient from kornia's JPEG (else straight through)
 
     def render(self, region: torch.Tensor) -> torch.Tensor:
         # Without a chain, no 8-bit rounding: the downscale averages it far below a grey level.
-        window = self._cut(region, rounded=False, soft=self.soft)
+        # The chain's gradient from kornia's JPEG up to JPEG_FIT_PIXELS, straight through above.
+        soft = self.box[2] * self.box[3] <= JPEG_FIT_PIXELS
+        window = self._cut(region, rounded=False, soft=soft)
         with torch.no_grad():  # the value as the check computes it ...
             exact = rescale(window, self.size).clamp(0, 1)
         # ... the gradient from the antialiased bilinear downscale, a third of bicubic's backward
@@ -358,17 +359,15 @@ def plan_loop_views(
                 # 2× that averages the JPEG away: one shared fit of the native photo stands for
                 # every pipeline's. Gentler fits model this pipeline's JPEG.
                 native = plan_views(width, height, [v.label], size)[0]
-                area = native.box[2] * native.box[3]
                 if resized:
                     view = Whole(label, whole, [], v, served, scale, pipeline.filter, chain, size)
                     add(("whole", v, *how), view, pair)
-                elif area > SMALL_FIT_PIXELS:
+                elif native.box[2] * native.box[3] > SMALL_FIT_PIXELS:
                     view = NativeFit(native.label, _corners(native.box), [], native.box)
                     add(("fit", native.box), view, pair)
                 else:
                     region = aligned_window(native.box, width, height)
-                    soft = area <= JPEG_FIT_PIXELS
-                    view = NativeFit(label, region, [], native.box, chain, size, soft)
+                    view = NativeFit(label, region, [], native.box, chain, size)
                     add(("fit", native.box, chain), view, pair)
     return list(planned.values())
 
