@@ -320,9 +320,11 @@ class Enhancer(ViewLoop):
         bounds: Bounds = Bounds(),
         batch_size: int = 2,
         guards: Guards = Guards(),
+        monochrome: bool = False,
     ):
         super().__init__(photo, models, views, targets, chain, batch_size)
         self.bounds, self.guards = bounds, guards
+        self.monochrome = monochrome  # one curve for R, G and B: a B&W photo is never tinted
         self.pivot = mean_luma(photo)
         self.thumb = thumbnail(photo)
         self.thumb_look = {k: v.detach() for k, v in look(self.thumb).items()}
@@ -417,6 +419,8 @@ class Enhancer(ViewLoop):
 
     def _project(self) -> None:
         """Onto the bounds: convex, and holding the identity."""
+        if self.monochrome:
+            self.knots.data.copy_(self.knots.data.mean(0, keepdim=True).expand_as(self.knots))
         project_knots(self.knots.data, self.bounds)
         with torch.no_grad():
             self.contrast.clamp_(*self.bounds.contrast)

@@ -205,8 +205,10 @@ class Attack(ViewLoop):
         views_per_step: int = 0,
         roaming: int = 1,
         grid_jitter: float = GRID_JITTER,
+        monochrome: bool = False,
     ):
         super().__init__(photo, models, views, targets, chain, batch_size)
+        self.monochrome = monochrome  # one δ for the three channels: a B&W photo stays neutral
         height, width = photo.shape[-2:]
         size = models[0].view_size
         if platforms is None:
@@ -363,7 +365,8 @@ class Attack(ViewLoop):
             # A small seeded start (up to half a grey level, within the budget) breaks ties
             # where the gradient is flat.
             generator = torch.Generator().manual_seed(self.seed)
-            start = torch.rand(self.photo.shape, generator=generator).to(self.photo.device)
+            shape = (1, 1, *self.photo.shape[-2:]) if self.monochrome else self.photo.shape
+            start = torch.rand(shape, generator=generator).to(self.photo.device)  # broadcast
             self.delta.copy_(start.mul_(2).sub_(1).mul_(bound.clamp(max=0.5 / 255)))
             del start
         height, width = self.photo.shape[-2:]
@@ -384,6 +387,9 @@ class Attack(ViewLoop):
             report = StepReport(self.step, scores, reached, reached or self.low())
             if on_step is not None and on_step(report):
                 return
+            if self.monochrome:  # one δ for R, G and B: the channels' mean gradient (their sum
+                # moved more pixels the whole step: 1.4 dB less PSNR on a B&W photo, same steps)
+                self.grad.copy_(self.grad.mean(1, keepdim=True).expand_as(self.grad))
             self.delta.addcmul_(self.grad.div_(STEP_CLIP).clamp_(-1.0, 1.0), alpha, value=-1.0)
             # The budget only; the valid range [0, 1] is applied wherever δ is used. Two in-place
             # passes cost a third less than a clamp to tensor bounds (13 ms a step at 10 MP).

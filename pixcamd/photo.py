@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageCms, UnidentifiedImageError
+from PIL import Image, ImageChops, ImageCms, UnidentifiedImageError
 
 from pixcamd import metadata as meta
 from pixcamd.errors import PhotoError
@@ -404,6 +404,23 @@ def _to_rgb(
         notes.append(f"{space} ICC profile does not match the {mode} pixels; dropped")
         icc = None
     return rgb, icc
+
+
+# A photo whose every pixel has its channels within this many grey levels of each other is
+# black-and-white: greyscale files decode that way, and so do B&W exports saved as RGB (exactly
+# grey, or off by the odd level of a colour conversion). Its copy must stay neutral.
+MONOCHROME_TOLERANCE = 2
+
+
+def is_monochrome(img: Image.Image, tolerance: int = MONOCHROME_TOLERANCE) -> bool:
+    """True when ``img`` is black-and-white: every pixel's R, G and B within ``tolerance``."""
+    if img.mode in ("1", "L", "LA", "I", "I;16", "F"):
+        return True
+    red, green, blue = img.convert("RGB").split()
+    return all(
+        ImageChops.difference(a, b).getextrema()[1] <= tolerance
+        for a, b in ((red, green), (green, blue))
+    )
 
 
 def to_tensor(img: Image.Image) -> torch.Tensor:

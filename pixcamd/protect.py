@@ -38,7 +38,7 @@ from pixcamd.enhance import summary as enhance_summary
 from pixcamd.jpeg import Chain, decode
 from pixcamd.models.base import QualityModel
 from pixcamd.optimizer import Attack, StepReport
-from pixcamd.photo import to_image, to_tensor
+from pixcamd.photo import is_monochrome, to_image, to_tensor
 from pixcamd.pipeline_views import GRID_JITTER
 from pixcamd.platforms import DEFAULT_PLATFORMS, PRESETS, Pipeline
 from pixcamd.views import DEFAULT_VIEWS, parse_views
@@ -220,6 +220,9 @@ def protect(
 
     search = _Search(models, views, targets, settings, progress)
     photo = to_tensor(image).to(settings.device)
+    # A black-and-white photo gets one change for R, G and B (curve or δ): its copy stays
+    # neutral, without the colour speckle or tint that per-channel changes would show there.
+    monochrome = is_monochrome(image)
     steps = 0
     if settings.mode in ("enhance", "auto"):
         enhancer = Enhancer(
@@ -230,6 +233,7 @@ def protect(
             settings.chain(),
             Bounds.for_strength(settings.enhance_strength * 255),
             settings.batch_size,
+            monochrome=monochrome,
         )
         # The filter has no budget to escalate: two rounds of steps within its bounds; none at
         # zero strength, where it can only be the identity.
@@ -257,6 +261,7 @@ def protect(
         views_per_step=settings.views_per_step,
         roaming=settings.roaming,
         grid_jitter=settings.grid_jitter,
+        monochrome=monochrome,
     )
     # A zero budget cannot move a pixel: nothing to optimize in that round.
     rounds = [(e, partial(attack.run, e, settings.steps)) for e in settings.schedule() if e > 0]

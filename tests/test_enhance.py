@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -309,3 +310,15 @@ def test_the_daemon_records_the_filter_in_words_and_parameters(tmp_path, near_cr
     with Image.open(config.outbox / "near.jpg") as written:
         rejudged = judged_as_task(written.convert("RGB"), brisque, ("center",))
     assert rejudged["center"] > brisque.threshold
+
+
+def test_a_black_and_white_photo_is_never_tinted(hard_photo, tiny_biqa):
+    """One tone curve for R, G and B: the filter edits a B&W photo's tones, never its colour."""
+    grey = hard_photo.convert("L")
+    result = protect(grey, [tiny_biqa], Settings(mode="enhance", views=("center",), platforms=TASK))
+    curves = result.enhancement["filter"]["knots"]
+    assert curves[0] == curves[1] == curves[2]
+    assert curves[0] != pytest.approx(identity_knots(len(curves[0]) - 1)[0].tolist())  # an edit
+    pixels = np.asarray(result.image).astype(int)
+    assert np.array_equal(pixels[..., 0], pixels[..., 1])
+    assert np.array_equal(pixels[..., 1], pixels[..., 2])

@@ -24,7 +24,7 @@ from PIL import Image
 from pixcamd.errors import PhotoError
 from pixcamd.metadata import embedded_jpegs, is_changed_tag, split_jpeg
 from pixcamd.output import write_jpeg
-from pixcamd.photo import open_photo
+from pixcamd.photo import is_monochrome, open_photo
 
 CAMERA = [
     "mate_Blinds.jpg",
@@ -341,3 +341,23 @@ def test_copies_decode_to_the_protected_pixels(corpus_run):
     with Image.open(io.BytesIO(case.out.read_bytes())) as out:
         diff = np.abs(np.asarray(out, float) - np.asarray(photo.image, float))
     assert diff.mean() < 2
+
+
+def test_black_and_white_photos_are_told_from_colour_ones(tmp_path, corpus_dir):
+    """Greyscale files and B&W exports saved as RGB JPEG are black-and-white; a colour photo
+    and a lightly toned (sepia) one are not."""
+    with Image.open(corpus_dir / "camera" / "plasma_Kite.jpg") as img:
+        colour = img.convert("RGB").crop((0, 0, 1024, 768))
+    grey = colour.convert("L")
+    files = {"grey.jpg": grey, "grey-as-rgb.jpg": grey.convert("RGB"), "colour.jpg": colour}
+    toned = np.asarray(grey.convert("RGB")).astype(int) + np.array([6, 0, -6])
+    files["sepia.jpg"] = Image.fromarray(np.clip(toned, 0, 255).astype(np.uint8), "RGB")
+    for name, image in files.items():
+        image.save(tmp_path / name, quality=90)
+    seen = {name: is_monochrome(open_photo(tmp_path / name).image) for name in files}
+    assert seen == {
+        "grey.jpg": True,
+        "grey-as-rgb.jpg": True,
+        "colour.jpg": False,
+        "sepia.jpg": False,
+    }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from PIL import Image
 from tinybiqa import synthetic_photo
@@ -143,3 +144,24 @@ def test_the_copy_drops_the_gps_position_unless_asked_to_keep_it(
         assert gps == []
         assert any("GPS" in note for note in reports[0]["metadata_notes"])
         assert "GPS position removed" in err
+
+
+def test_a_black_and_white_photo_comes_out_black_and_white(tmp_path, corpus_dir, capsys):
+    """Per-channel changes would speckle a B&W photo with colour: its copy stays neutral,
+    whether the file was greyscale or a B&W export saved as RGB. Default pipelines."""
+    with Image.open(corpus_dir / "photos" / "Dragonfly_by_Bolly.jpg") as img:
+        left, top = (img.width - 1024) // 2, (img.height - 768) // 2
+        grey = img.convert("L").crop((left, top, left + 1024, top + 768))
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    grey.save(inbox / "grey.jpg", quality=95)
+    grey.convert("RGB").save(inbox / "exported.jpg", quality=95)
+    code, reports, err = run(capsys, inbox, "--outdir", tmp_path / "out", "--model", "brisque")
+    assert code == 0, err
+    assert sorted(r["verdict"] for r in reports) == ["protected", "protected"]
+    for report in reports:
+        with Image.open(report["output"]) as written:
+            pixels = np.asarray(written.convert("RGB")).astype(int)
+        assert np.array_equal(pixels[..., 0], pixels[..., 1]), report["output"]
+        assert np.array_equal(pixels[..., 1], pixels[..., 2]), report["output"]
+        assert np.abs(pixels[..., 0] - np.asarray(grey)).max() > 0  # it was protected: changed
