@@ -322,9 +322,8 @@ class Enhancer(ViewLoop):
         guards: Guards = Guards(),
         monochrome: bool = False,
     ):
-        super().__init__(photo, models, views, targets, chain, batch_size)
+        super().__init__(photo, models, views, targets, chain, batch_size, monochrome)
         self.bounds, self.guards = bounds, guards
-        self.monochrome = monochrome  # one curve for R, G and B: a B&W photo is never tinted
         self.pivot = mean_luma(photo)
         self.thumb = thumbnail(photo)
         self.thumb_look = {k: v.detach() for k, v in look(self.thumb).items()}

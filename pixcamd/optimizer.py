@@ -104,10 +104,14 @@ class ViewLoop:
         targets: dict[str, float],
         chain: Chain,
         batch_size: int = 2,
+        monochrome: bool = False,
     ):
         self.photo = photo
         self.models, self.targets, self.chain = models, targets, chain
         self.batch_size = max(1, batch_size)
+        # A black-and-white photo: one change for R, G and B (δ or tone curve), so that its copy
+        # stays neutral instead of speckled or tinted with colour.
+        self.monochrome = monochrome
         height, width = photo.shape[-2:]
         size = models[0].view_size
         self.small = cover_scale(width, height, size) > 1.0
@@ -207,8 +211,7 @@ class Attack(ViewLoop):
         grid_jitter: float = GRID_JITTER,
         monochrome: bool = False,
     ):
-        super().__init__(photo, models, views, targets, chain, batch_size)
-        self.monochrome = monochrome  # one δ for the three channels: a B&W photo stays neutral
+        super().__init__(photo, models, views, targets, chain, batch_size, monochrome)
         height, width = photo.shape[-2:]
         size = models[0].view_size
         if platforms is None:
