@@ -413,9 +413,8 @@ MONOCHROME_TOLERANCE = 2
 
 
 def is_monochrome(img: Image.Image, tolerance: int = MONOCHROME_TOLERANCE) -> bool:
-    """True when ``img`` is black-and-white: every pixel's R, G and B within ``tolerance``."""
-    if img.mode in ("1", "L", "LA", "I", "I;16", "F"):
-        return True
+    """True when ``img`` is black-and-white: every pixel's R, G and B within ``tolerance``
+    (a one-channel image converts to three equal ones)."""
     red, green, blue = img.convert("RGB").split()
     return all(
         ImageChops.difference(a, b).getextrema()[1] <= tolerance
