@@ -376,6 +376,14 @@ ROAM_FILTERS = ("lanczos", "bicubic", "bilinear")
 # Above the named presets' 75–85 too: a high quality after a downscale is where the JPEG's own
 # artefacts help a perturbation least (measured: docs/benchmarks.md, 70–95 → 85–98).
 ROAM_QUALITY = (85, 98)
+# This share of roaming views re-encode the photo at its own size, at a quality drawn from
+# ROAM_NATIVE_QUALITY: a destination that keeps a photo within its size limit (X-like ones up to
+# 4096 px) re-encodes it at its own quality, and the task's JPEG 90 is the only full-size one
+# the presets name. Without them, 3 of 10 protected photos fell to 55–59 after a full-size
+# JPEG 80; with one roaming view in 8, none, the same steps and PSNR; one in 4 cost downscales
+# in no preset 3 of 30 pairs (docs/benchmarks.md, "Full size, another quality").
+ROAM_NATIVE_SHARE = 0.125
+ROAM_NATIVE_QUALITY = (75, 95)
 
 
 def roaming_view(
@@ -385,17 +393,25 @@ def roaming_view(
     generator: torch.Generator,
     output: tuple[int, str] = (95, "4:4:4"),
     size: tuple[int, int] = (VIEW_HEIGHT, VIEW_WIDTH),
-) -> DownscaledCrop | None:
+) -> NativeCrop | DownscaledCrop | None:
     """The centre crop of a random pipeline in no preset: a downscale by a factor drawn
     log-uniformly from 1.1 to 1.5× ``largest`` (the largest factor among the named pipelines,
     at least 2, never so far that the photo gets smaller than the view), a random filter, JPEG
-    at a random quality in ``ROAM_QUALITY``. One a step keeps the perturbation from fitting the
-    named pipelines' exact numbers only (expectation over transformations); None when the
-    photo is too small to be downscaled at all."""
+    at a random quality in ``ROAM_QUALITY``; or, one draw in ``ROAM_NATIVE_SHARE``, no resize
+    and JPEG at a random quality in ``ROAM_NATIVE_QUALITY``. One a step keeps the perturbation
+    from fitting the named pipelines' exact numbers only (expectation over transformations);
+    None when the photo is too small to be downscaled at all."""
     top = min(1.5 * max(largest, 2.0), width / size[1], height / size[0])
     if top <= 1.1:
         return None
-    draw = torch.rand(3, generator=generator).tolist()
+    draw = torch.rand(4, generator=generator).tolist()
+    if draw[3] < ROAM_NATIVE_SHARE:  # the photo kept at its size, re-encoded
+        low, high = ROAM_NATIVE_QUALITY
+        quality = round(low + draw[2] * (high - low))
+        view = plan_views(width, height, ["center"], size)[0]
+        chain = Chain(*output, quality, "4:2:0")
+        window = aligned_window(view.box, width, height)
+        return NativeCrop(f"roaming/full-size-q{quality}", window, [], view.box, chain)
     factor = math.exp(math.log(1.1) + draw[0] * (math.log(top) - math.log(1.1)))
     served = (max(size[1], round(width / factor)), max(size[0], round(height / factor)))
     filter_name = ROAM_FILTERS[min(int(draw[1] * len(ROAM_FILTERS)), len(ROAM_FILTERS) - 1)]

@@ -214,16 +214,27 @@ def test_protection_mode_is_checked_and_changes_the_settings_fingerprint(tmp_pat
     assert len(prints) == 3  # a new mode re-tries photos it left unprotected
 
 
-def test_a_new_step_rule_changes_the_settings_fingerprint(monkeypatch, brisque):
-    """The optimizer's step rule is no setting, but it changes the pixels: photos an older rule
-    left unprotected are tried again under the new one."""
-    import pixcamd.optimizer
+@pytest.mark.parametrize(
+    "module, rule, changed",
+    [
+        ("optimizer", "STEP_CLIP", 4.0),
+        ("pipeline_views", "ROAM_NATIVE_SHARE", 0.0),
+        ("pipeline_views", "ROAM_NATIVE_QUALITY", (80, 90)),
+    ],
+)
+def test_a_new_step_rule_changes_the_settings_fingerprint(
+    monkeypatch, brisque, module, rule, changed
+):
+    """The optimizer's step rule and its roaming draws are no setting, but they change the
+    pixels: photos an older rule left unprotected are tried again under the new one."""
+    import importlib
+
     from pixcamd.daemon.settings import settings_fingerprint
     from pixcamd.protect import Settings
 
     before = settings_fingerprint(Settings(), [brisque])
     assert settings_fingerprint(Settings(), [brisque]) == before
-    monkeypatch.setattr(pixcamd.optimizer, "STEP_CLIP", pixcamd.optimizer.STEP_CLIP * 2)
+    monkeypatch.setattr(importlib.import_module(f"pixcamd.{module}"), rule, changed)
     assert settings_fingerprint(Settings(), [brisque]) != before
 
 

@@ -21,7 +21,7 @@ from pixcamd.pipeline_views import (
     straight_through_resize,
 )
 from pixcamd.platforms import DEFAULT_PLATFORMS, PRESETS, parse_platforms
-from pixcamd.views import make_views
+from pixcamd.views import make_views, plan_views
 
 
 @pytest.fixture(scope="module")
@@ -229,24 +229,39 @@ def test_a_synthetic_photo_is_judged_on_every_default_pipeline(brisque):
 
 
 def test_roaming_views_are_pipelines_in_no_preset_within_bounds(photo):
-    """The random extra view of each step: a downscale between 1.1× and 1.5× the largest named
-    one (never below the view size), a real filter, JPEG 70–95; the same seed draws the same."""
-    from pixcamd.pipeline_views import ROAM_QUALITY, roaming_view
+    """The random extra views of each step: mostly a downscale between 1.1× and 1.5× the
+    largest named one (never below the view size), a real filter, JPEG 85–98; one in eight the
+    photo at its own size re-encoded at JPEG 75–95 (a destination that keeps the size); the
+    same seed draws the same."""
+    from pixcamd.pipeline_views import (
+        ROAM_NATIVE_QUALITY,
+        ROAM_NATIVE_SHARE,
+        ROAM_QUALITY,
+        roaming_view,
+    )
 
-    draws = []
+    draws, native = [], []
     generator = torch.Generator().manual_seed(7)
-    for _ in range(40):
+    for _ in range(160):
         view = roaming_view(*photo.size, 2.2, generator)
+        draws.append(view.label)
+        if isinstance(view, NativeCrop):
+            native.append(view.chain.platform_quality)
+            assert view.box == plan_views(*photo.size, ["center"])[0].box  # the task's crop
+            assert view.chain.output_quality == 95  # our file first, then their re-encode
+            continue
         assert isinstance(view, DownscaledCrop)
         served = (round(photo.width / view.scale[0]), round(photo.height / view.scale[1]))
         factor = photo.width / served[0]
         assert 1.1 - 0.01 <= factor <= 1.5 * 2.2 + 0.01
         assert served[0] >= 512 and served[1] >= 384
         assert ROAM_QUALITY[0] <= view.chain.platform_quality <= ROAM_QUALITY[1]
-        draws.append(view.label)
-    assert len(set(draws)) > 30  # the draws do vary
+    assert ROAM_NATIVE_SHARE / 2 < len(native) / 160 < ROAM_NATIVE_SHARE * 2
+    assert all(ROAM_NATIVE_QUALITY[0] <= q <= ROAM_NATIVE_QUALITY[1] for q in native)
+    assert min(native) < 85 < max(native)  # below the downscales' qualities too
+    assert len(set(draws)) > 80  # the draws do vary
     again = torch.Generator().manual_seed(7)
-    assert [roaming_view(*photo.size, 2.2, again).label for _ in range(40)] == draws
+    assert [roaming_view(*photo.size, 2.2, again).label for _ in range(160)] == draws
     # a photo barely larger than the view cannot be downscaled at all
     assert roaming_view(540, 400, 3.0, torch.Generator().manual_seed(0)) is None
 

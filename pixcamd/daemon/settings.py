@@ -14,7 +14,9 @@ def settings_fingerprint(settings, models) -> str:
     """What determines the output: recorded per photo; unprotected/failed rows are retried when
     it changes (they were never shipped). Device and batch size do not change the result's
     meaning and are left out."""
-    from pixcamd.optimizer import STEP_CLIP  # the step rule: the same settings, other pixels
+    # The step rule and the roaming draws: the same settings, other pixels.
+    from pixcamd.optimizer import STEP_CLIP
+    from pixcamd.pipeline_views import ROAM_NATIVE_QUALITY, ROAM_NATIVE_SHARE, ROAM_QUALITY
 
     data = {
         "mode": settings.mode,
@@ -35,6 +37,7 @@ def settings_fingerprint(settings, models) -> str:
         "polish_steps": settings.polish_steps,
         "masking": settings.masking,
         "step_clip": STEP_CLIP,
+        "roaming_draws": [ROAM_QUALITY, ROAM_NATIVE_SHARE, ROAM_NATIVE_QUALITY],
         "models": [m.fingerprint for m in models],
     }
     digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
