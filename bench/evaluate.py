@@ -28,7 +28,8 @@ and put through each pipeline of ``--judge`` for real (``Pipeline.apply``: Pillo
 up, then Pillow JPEG encode/decode); every view of ``--views`` of that output is scored (``tiles``
 are reduced to their worst tile per pipeline). The default judging set is the default presets
 plus pipelines that are in no preset ("unseen": ``long1280-q70-bicubic``, ``width1366-q82``,
-``long2560-q88-bilinear-444``, ``scale0.33-q75``, ``long1800-q92``, ``scale0.5-q85-bicubic``),
+``long2560-q88-bilinear-444``, ``scale0.33-q75``, ``long1800-q92``, ``scale0.5-q85-bicubic``,
+``none-q80``),
 so a design that only fits the presets' numbers shows there, and the downscaling defaults a
 few pixels off their size or through another filter ("nearby": ``long2047-q85``,
 ``width1079-q80``, ``long1599-q75``, ``long2048-q85-bicubic``, ``width1080-q80-bilinear``), as
@@ -123,6 +124,7 @@ UNSEEN = (
     "scale0.33-q75",
     "long1800-q92",  # a high quality after the downscale: JPEG artefacts cannot do the work
     "scale0.5-q85-bicubic",
+    "none-q80",  # full size at another quality: a destination keeping a photo within its limit
 )
 # The downscaling defaults a few pixels off their size or through another filter: a platform's
 # own resizer does not land on Pillow's exact grid, and a perturbation fitted to that grid alone
@@ -1113,7 +1115,7 @@ def main(argv: list[str] | None = None) -> int:
         "--judge",
         default=",".join(DEFAULT_JUDGE),
         help="the pipelines every saved file is judged by: preset names or inline specs "
-        "(default: the default presets, five nearby and six unseen pipelines)",
+        "(default: the default presets, five nearby and seven unseen pipelines)",
     )
     parser.add_argument("--views", default="center,resize")
     parser.add_argument("--steps", type=int, default=Settings.steps, help="pixcamd steps/round")
