@@ -379,7 +379,7 @@ ROAM_QUALITY = (85, 98)
 # This share of roaming views re-encode the photo at its own size, at a quality drawn from
 # ROAM_NATIVE_QUALITY: a destination that keeps a photo within its size limit (X-like ones up to
 # 4096 px) re-encodes it at its own quality, and the task's JPEG 90 is the only full-size one
-# the presets name. Without them, 3 of 10 protected photos fell to 55–59 after a full-size
+# the presets name. Without them, 3 of 10 protected photos fell to 55–60 after a full-size
 # JPEG 80; with one roaming view in 8, none, the same steps and PSNR; one in 4 cost downscales
 # in no preset 3 of 30 pairs (docs/benchmarks.md, "Full size, another quality").
 ROAM_NATIVE_SHARE = 0.125
