@@ -149,6 +149,12 @@ class NativeCrop(LoopView):
     box: tuple[int, int, int, int] = (0, 0, 0, 0)  # (left, top, width, height)
     chain: Chain | None = None
 
+    @classmethod
+    def of(cls, label, box, photo, chain) -> NativeCrop:
+        """``box`` of the ``photo`` (width, height) through ``chain``, its region the
+        MCU-aligned window around it (the JPEG of the whole photo sees the same blocks)."""
+        return cls(label, aligned_window(box, *photo), [], box, chain)
+
     @property
     def footprint(self) -> tuple[int, int, int, int]:
         return _corners(self.box)
@@ -347,7 +353,7 @@ def plan_loop_views(
         for v in plan_views(*served, views, size):
             pair, label = (pipeline.name, v.label), f"{pipeline.name}/{v.label}"
             if not v.resized and not resized:
-                view = NativeCrop(label, aligned_window(v.box, width, height), [], v.box, chain)
+                view = NativeCrop.of(label, v.box, (width, height), chain)
                 add(("crop", v.box, chain), view, pair)
             elif not v.resized:
                 view = DownscaledCrop.of(
@@ -410,8 +416,7 @@ def roaming_view(
         quality = round(low + draw[2] * (high - low))
         view = plan_views(width, height, ["center"], size)[0]
         chain = Chain(*output, quality, "4:2:0")
-        window = aligned_window(view.box, width, height)
-        return NativeCrop(f"roaming/full-size-q{quality}", window, [], view.box, chain)
+        return NativeCrop.of(f"roaming/full-size-q{quality}", view.box, (width, height), chain)
     factor = math.exp(math.log(1.1) + draw[0] * (math.log(top) - math.log(1.1)))
     served = (max(size[1], round(width / factor)), max(size[0], round(height / factor)))
     filter_name = ROAM_FILTERS[min(int(draw[1] * len(ROAM_FILTERS)), len(ROAM_FILTERS) - 1)]
