@@ -223,12 +223,9 @@ class Attack(ViewLoop):
         self.offsets = {v.label: 0.0 for v in self.loop_views}  # per-view tightening
         self.last: dict[str, dict[str, float]] = {m.name: {} for m in models}
         self.seen_at = {v.label: -1 for v in self.loop_views}
-        scales = [
-            width / p.output_size(width, height)[0]
-            for p in platforms
-            if p.output_size(width, height) != (width, height)
-        ]
-        self.largest = max(scales, default=1.0)
+        geometries = [p.geometry(width, height) for p in platforms]
+        scales = [box[2] / served[0] for box, served in geometries if box[2:] != served]
+        self.largest = max(scales, default=1.0)  # the strongest downscale a pipeline does
         self.output = output
         self.roaming = roaming if self.largest > 1.0 else 0  # views per step
         self.generator = torch.Generator().manual_seed(seed + 1)

@@ -41,7 +41,7 @@ from pixcamd.jpeg import (
     straight_through_round,
 )
 from pixcamd.photo import to_image, to_tensor
-from pixcamd.platforms import FILTERS, Pipeline
+from pixcamd.platforms import FILTERS, Pipeline, centre_box
 from pixcamd.views import (
     VIEW_HEIGHT,
     VIEW_WIDTH,
@@ -197,21 +197,33 @@ class DownscaledCrop(LoopView):
     filter: str = "lanczos"
     chain: Chain | None = None
     output: tuple[int, str] | None = None  # our file's encoding, under the downscale
+    source: tuple[int, int, int, int] | None = None  # the native box served (a crop); None: all
 
     @classmethod
-    def of(cls, label, view: View, photo, served, filter_name, chain, output) -> DownscaledCrop:
-        """``view`` (a crop of the photo served at ``served``) and the native region under it."""
+    def of(
+        cls, label, view: View, photo, served, filter_name, chain, output, source=None
+    ) -> DownscaledCrop:
+        """``view`` (a crop of the photo's ``source`` box — all of it when None — served at
+        ``served``) and the native region under it."""
         width, height = photo
-        scale = (width / served[0], height / served[1])
+        left, top, w, h = source or (0, 0, width, height)
+        scale = (w / served[0], h / served[1])
         window = aligned_window(view.box, *served)
         margin = SUPPORT.get(filter_name, 0.0)
-        x0 = max(0, math.floor((window[0] - margin) * scale[0]))
-        y0 = max(0, math.floor((window[1] - margin) * scale[1]))
-        x1 = min(width, math.ceil((window[2] + margin) * scale[0]))
-        y1 = min(height, math.ceil((window[3] + margin) * scale[1]))
-        # on our file's MCU grid, with a margin, so its encoding is the whole file's
+        x0 = left + max(0, math.floor((window[0] - margin) * scale[0]))
+        y0 = top + max(0, math.floor((window[1] - margin) * scale[1]))
+        x1 = left + min(w, math.ceil((window[2] + margin) * scale[0]))
+        y1 = top + min(h, math.ceil((window[3] + margin) * scale[1]))
+        # on our file's MCU grid, with a margin, so its encoding is the whole file's (a view at
+        # a crop's edge sees a few pixels beyond it under its filter: the check crops first)
         region = aligned_window((x0, y0, x1 - x0, y1 - y0), width, height)
-        return cls(label, region, [], window, view.box, scale, filter_name, chain, output)
+        return cls(label, region, [], window, view.box, scale, filter_name, chain, output, source)
+
+    @property
+    def _origin(self) -> tuple[int, int]:
+        """The region's top-left pixel, counted from the served box's."""
+        left, top = self.source[:2] if self.source else (0, 0)
+        return self.region[0] - left, self.region[1] - top
 
     def nearby(
         self, photo: tuple[int, int], generator: torch.Generator, spread: float
@@ -221,7 +233,7 @@ class DownscaledCrop(LoopView):
         The exact served grid is Pillow's; a platform's own resizer lands a fraction of a pixel
         off it, and a perturbation fitted to the exact grid (its JPEG blocks and filter phase)
         loses most of its effect one pixel away (docs/platforms.md)."""
-        width, height = photo
+        width, height = self.source[2:] if self.source else photo
         served = (round(width / self.scale[0]), round(height / self.scale[1]))
         factor = 1.0 + spread * (2.0 * float(torch.rand(1, generator=generator)) - 1.0)
         left, top, w, h = self.box
@@ -234,7 +246,14 @@ class DownscaledCrop(LoopView):
         y = round((top + h / 2) * size[1] / served[1] - h / 2)
         box = (min(max(0, x), size[0] - w), min(max(0, y), size[1] - h), w, h)
         view = DownscaledCrop.of(
-            self.label, View(self.label, box), photo, size, self.filter, self.chain, self.output
+            self.label,
+            View(self.label, box),
+            photo,
+            size,
+            self.filter,
+            self.chain,
+            self.output,
+            self.source,
         )
         view.stands_for = self.stands_for
         return view
@@ -243,17 +262,18 @@ class DownscaledCrop(LoopView):
     def footprint(self) -> tuple[int, int, int, int]:
         left, top, w, h = self.box
         (sx, sy), (x0, y0, x1, y1) = self.scale, self.region
+        ox, oy = self.source[:2] if self.source else (0, 0)
         return (
-            max(x0, math.floor(left * sx)),
-            max(y0, math.floor(top * sy)),
-            min(x1, math.ceil((left + w) * sx)),
-            min(y1, math.ceil((top + h) * sy)),
+            max(x0, ox + math.floor(left * sx)),
+            max(y0, oy + math.floor(top * sy)),
+            min(x1, ox + math.ceil((left + w) * sx)),
+            min(y1, oy + math.ceil((top + h) * sy)),
         )
 
     def render(self, region: torch.Tensor) -> torch.Tensor:
         small = straight_through_resize(
             straight_through_round(region),
-            self.region[:2],
+            self._origin,
             self.window,
             self.scale,
             self.filter,
@@ -335,13 +355,15 @@ def plan_loop_views(
     def add(key: tuple, view: LoopView, pair: tuple[str, str]) -> None:
         planned.setdefault(key, view).stands_for.append(pair)
 
-    whole = (0, 0, width, height)
     for pipeline in pipelines:
-        served = pipeline.output_size(width, height)
-        scale = (width / served[0], height / served[1])
+        source, served = pipeline.geometry(width, height)
+        scale = (source[2] / served[0], source[3] / served[1])
+        # a crop to another aspect is served like a downscale of its box (by 1 when it is not
+        # resized): a box of the photo through Pillow's resize, then the pipeline's JPEG
         resized = served != (width, height)
+        whole = _corners(source)
         chain = _chain(pipeline, None if resized else output)
-        how = (served, pipeline.filter if resized else "", chain)  # what the pipeline does here
+        how = (source, served, pipeline.filter if resized else "", chain)  # what it does here
         cover = cover_scale(*served, size)
         if cover > 1.0:  # smaller than the view once served: the check enlarges it
             big = (math.ceil(served[0] * cover), math.ceil(served[1] * cover))
@@ -357,7 +379,7 @@ def plan_loop_views(
                 add(("crop", v.box, chain), view, pair)
             elif not v.resized:
                 view = DownscaledCrop.of(
-                    label, v, (width, height), served, pipeline.filter, chain, output
+                    label, v, (width, height), served, pipeline.filter, chain, output, source
                 )
                 add(("down", v.box, *how), view, pair)
             else:
@@ -390,6 +412,25 @@ ROAM_QUALITY = (85, 98)
 # in no preset 3 of 30 pairs (docs/benchmarks.md, "Full size, another quality").
 ROAM_NATIVE_SHARE = 0.125
 ROAM_NATIVE_QUALITY = (75, 95)
+# This share of roaming views is a centre crop to another aspect (a square post, a profile
+# grid's 3:4 thumbnail, a 1.91:1 link preview), then a downscale by a factor drawn as for the
+# others (from 1: a crop at full size moves the JPEG grid off ours), JPEG in ROAM_NATIVE_QUALITY;
+# the view is the crop's centre or its fit — a fit of a tighter box than the photo's own, which
+# no named pipeline shows. Without them 8 of 10 protected photos scored 41–59 on such a fit or
+# crop (docs/benchmarks.md, "Crops to another aspect").
+ROAM_CROP_SHARE = 0.25
+ROAM_ASPECTS = (
+    (1, 1),
+    (4, 5),
+    (3, 4),
+    (2, 3),
+    (9, 16),
+    (5, 4),
+    (4, 3),
+    (3, 2),
+    (16, 9),
+    (191, 100),
+)
 
 
 def roaming_view(
@@ -399,7 +440,7 @@ def roaming_view(
     generator: torch.Generator,
     output: tuple[int, str] = (95, "4:4:4"),
     size: tuple[int, int] = (VIEW_HEIGHT, VIEW_WIDTH),
-) -> NativeCrop | DownscaledCrop | None:
+) -> LoopView | None:
     """The centre crop of a random pipeline in no preset: a downscale by a factor drawn
     log-uniformly from 1.1 to 1.5× ``largest`` (the largest factor among the named pipelines,
     at least 2, never so far that the photo gets smaller than the view), a random filter, JPEG
@@ -410,7 +451,9 @@ def roaming_view(
     top = min(1.5 * max(largest, 2.0), width / size[1], height / size[0])
     if top <= 1.1:
         return None
-    draw = torch.rand(4, generator=generator).tolist()
+    draw = torch.rand(6, generator=generator).tolist()
+    if ROAM_NATIVE_SHARE <= draw[3] < ROAM_NATIVE_SHARE + ROAM_CROP_SHARE:
+        return _roaming_crop(width, height, largest, draw, output, size)
     if draw[3] < ROAM_NATIVE_SHARE:  # the photo kept at its size, re-encoded
         low, high = ROAM_NATIVE_QUALITY
         quality = round(low + draw[2] * (high - low))
@@ -425,6 +468,39 @@ def roaming_view(
     view = plan_views(*served, ["center"], size)[0]
     label = f"roaming/{served[0]}x{served[1]}-q{quality}-{filter_name}"
     return DownscaledCrop.of(label, view, (width, height), served, filter_name, chain, output)
+
+
+def _roaming_crop(
+    width: int,
+    height: int,
+    largest: float,
+    draw: list[float],
+    output: tuple[int, str],
+    size: tuple[int, int],
+) -> LoopView | None:
+    """A centre crop to one of ``ROAM_ASPECTS`` (not the photo's own), downscaled, re-encoded;
+    its centre or its fit, planned as a named pipeline's view is."""
+    aspects = [a for a in ROAM_ASPECTS if abs(math.log(a[0] * height / (a[1] * width))) > 0.05]
+    aspect = aspects[min(int(draw[4] * len(aspects)), len(aspects) - 1)]
+    box = centre_box(width, height, aspect)
+    top = min(1.5 * max(largest, 2.0), box[2] / size[1], box[3] / size[0])
+    if top < 1.0:  # a strip too thin for the view
+        return None
+    factor = math.exp(draw[0] * math.log(top)) if top > 1.0 else 1.0
+    factor = 1.0 if factor < 1.05 else factor  # nearly native: the crop's own JPEG grid
+    low, high = ROAM_NATIVE_QUALITY
+    quality = round(low + draw[2] * (high - low))
+    filter_name = ROAM_FILTERS[min(int(draw[1] * len(ROAM_FILTERS)), len(ROAM_FILTERS) - 1)]
+    pipeline = Pipeline("roaming", "scale", 1.0 / factor, filter_name, quality, crop=aspect)
+    which = "center" if draw[5] < 0.5 else "resize"
+    view = plan_loop_views(width, height, [which], (pipeline,), output, size)[0]
+    served = pipeline.output_size(width, height)
+    view.label = (
+        f"roaming/crop{aspect[0]}:{aspect[1]}-{served[0]}x{served[1]}-q{quality}-{filter_name}"
+        f"/{which}"
+    )
+    view.stands_for = []
+    return view
 
 
 def _corners(box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:

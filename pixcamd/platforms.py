@@ -3,6 +3,8 @@
 A pipeline is a resize rule (none; long side L; width W; height H; a scale factor — only ever
 downscaling, a photo smaller than the rule is left at its size), the resampling filter, then a
 re-encode at the destination's quality: JPEG (with its chroma subsampling) or lossy WebP.
+Optionally a centre crop to another aspect, before the resize (a square post) or after it (a
+profile grid's thumbnail of the served copy).
 ``Pipeline.apply`` is the real thing (Pillow); ``pixcamd.optimizer`` holds its differentiable
 stand-in.
 
@@ -32,6 +34,7 @@ SUBSAMPLINGS = ("4:2:0", "4:2:2", "4:4:4")
 # default speed, and the loop re-encodes a window of every such pipeline each time it looks.
 CODECS = ("jpeg", "webp")
 MIN_SIZE = 16  # a side smaller than one JPEG block pair is no destination
+MAX_ASPECT = 10  # a crop aspect beyond 10:1 is a strip, not a photo
 
 
 class PipelineError(ValueError):
@@ -50,8 +53,27 @@ class Pipeline:
     quality: int | None = 90
     subsampling: str = "4:2:0"
     codec: str = "jpeg"  # one of CODECS
+    crop: tuple[int, int] | None = None  # aspect (width, height) of a centre crop, e.g. (3, 4)
+    crop_after_resize: bool = False  # True: the crop is of the resized photo
 
     def __post_init__(self):
+        if self.crop is not None:
+            if (
+                not isinstance(self.crop, tuple)
+                or len(self.crop) != 2
+                or not all(isinstance(n, int) and not isinstance(n, bool) for n in self.crop)
+                or min(self.crop) < 1
+                or max(self.crop) > MAX_ASPECT * min(self.crop)
+            ):
+                shown = ":".join(map(str, self.crop)) if isinstance(self.crop, tuple) else self.crop
+                raise PipelineError(
+                    f"crop to {shown!r} is no aspect: give two whole numbers ≥ 1, width:height, "
+                    f'e.g. "1:1" or "3:4", within {MAX_ASPECT}:1'
+                )
+            if self.quality is None:
+                raise PipelineError("a pipeline that crops must re-encode: give a JPEG quality")
+        if self.resize == "none" and self.crop_after_resize:
+            object.__setattr__(self, "crop_after_resize", False)  # one order, one pipeline
         if self.resize not in RESIZE_RULES:
             raise PipelineError(
                 f"unknown resize rule {self.resize!r}: use none, long N, width N, height N "
@@ -96,6 +118,29 @@ class Pipeline:
 
     def output_size(self, width: int, height: int) -> tuple[int, int]:
         """The size this pipeline serves a ``width``×``height`` photo at (never larger)."""
+        return self.geometry(width, height)[1]
+
+    def geometry(
+        self, width: int, height: int
+    ) -> tuple[tuple[int, int, int, int], tuple[int, int]]:
+        """``(box, served)``: the box (left, top, width, height) of a ``width``×``height`` photo
+        that this pipeline serves, and the size it serves it at. After a crop of the resized
+        photo the box is that crop in native pixels, rounded to whole ones."""
+        whole = (0, 0, width, height)
+        if self.crop is None:
+            return whole, self._resized(width, height)
+        if not self.crop_after_resize:
+            box = centre_box(width, height, self.crop)
+            return box, self._resized(*box[2:])
+        served = self._resized(width, height)
+        left, top, w, h = centre_box(*served, self.crop)
+        sx, sy = width / served[0], height / served[1]
+        x0, y0 = round(left * sx), round(top * sy)
+        x1, y1 = round((left + w) * sx), round((top + h) * sy)
+        return (x0, y0, x1 - x0, y1 - y0), (w, h)
+
+    def _resized(self, width: int, height: int) -> tuple[int, int]:
+        """The resize rule alone."""
         if self.resize == "none":
             return width, height
         if self.resize == "scale":
@@ -109,10 +154,14 @@ class Pipeline:
 
     def apply(self, img: Image.Image) -> Image.Image:
         """The real pipeline on an RGB image: Pillow resize, then Pillow's JPEG (libjpeg) or
-        WebP (libwebp) encode and decode."""
-        size = self.output_size(*img.size)
+        WebP (libwebp) encode and decode; a crop is Pillow's too."""
+        if self.crop is not None and not self.crop_after_resize:
+            img = img.crop(_corners(centre_box(*img.size, self.crop)))
+        size = self._resized(*img.size)
         if size != img.size:
             img = img.resize(size, FILTERS[self.filter])
+        if self.crop is not None and self.crop_after_resize:
+            img = img.crop(_corners(centre_box(*img.size, self.crop)))
         if self.quality is None:
             return img.convert("RGB")
         from pixcamd.jpeg import recompress  # torch stays out of config-only commands
@@ -128,6 +177,12 @@ class Pipeline:
         else:
             what = "long side" if self.resize == "long" else self.resize
             size = f"{what} {int(self.size)} px ({self.filter})"
+        if self.crop is not None:
+            crop = f"centre crop {self.crop[0]}:{self.crop[1]}"
+            if self.resize == "none":
+                size = f"{crop} at full size"
+            else:
+                size = f"{size}, then {crop}" if self.crop_after_resize else f"{crop}, then {size}"
         if self.quality is None:
             code = "no re-encode"
         elif self.codec == "webp":
@@ -141,6 +196,12 @@ class Pipeline:
         if self.quality is None:
             return "as-is"
         parts = ["none" if self.resize == "none" else f"{self.resize}{self.size:g}"]
+        if self.crop is not None:  # the tokens' order is the steps' order
+            crop = f"crop{self.crop[0]}:{self.crop[1]}"
+            if self.resize == "none":
+                parts = [crop]
+            else:
+                parts.insert(1 if self.crop_after_resize else 0, crop)
         parts.append(f"{'webp' if self.codec == 'webp' else 'q'}{self.quality}")
         if self.filter != "lanczos":
             parts.append(self.filter)
@@ -150,6 +211,22 @@ class Pipeline:
 
     def as_dict(self) -> dict:
         return {"name": self.name, "spec": self.spec(), "description": self.describe()}
+
+
+def centre_box(width: int, height: int, aspect: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The largest centred box (left, top, width, height) of ``aspect`` (width, height) in a
+    ``width``×``height`` photo, as ``ImageOps.fit`` centres it."""
+    aw, ah = aspect
+    if width * ah > height * aw:  # the photo is wider than the aspect
+        w, h = max(1, round(height * aw / ah)), height
+    else:
+        w, h = width, max(1, round(width * ah / aw))
+    return (width - w) // 2, (height - h) // 2, w, h
+
+
+def _corners(box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    left, top, w, h = box
+    return left, top, left + w, top + h
 
 
 PRESETS: dict[str, Pipeline] = {
@@ -165,16 +242,24 @@ PRESETS: dict[str, Pipeline] = {
 }
 DEFAULT_PLATFORMS = ("task", "facebook", "instagram", "whatsapp")
 
-_TOKEN = re.compile(r"(long|width|height)(\d+)|scale(\d*\.?\d+)|(q|webp)(\d+)|(4:?[024]:?[024])")
+_TOKEN = re.compile(
+    r"(long|width|height)(\d+)|scale(\d*\.?\d+)|(q|webp)(\d+)|(4:?[024]:?[024])"
+    r"|crop(\d+)[:x](\d+)"
+)
 
 
 def parse_inline(text: str, name: str | None = None) -> Pipeline:
     """``long1600-q75``, ``width1080-q80-bicubic-444``, ``none-q90``, ``scale0.5-q85``,
-    ``long2048-webp80`` (WebP at quality 80 instead of JPEG)."""
+    ``long2048-webp80`` (WebP at quality 80 instead of JPEG), ``crop1:1-long1080-q80`` (a
+    centre crop to 1:1, then the resize), ``width1080-crop3:4-q80`` (the resize, then the
+    crop)."""
     fields: dict = {}
     for token in text.strip().lower().split("-"):
         match = _TOKEN.fullmatch(token)
-        if token in FILTERS:
+        if match and match.group(7):
+            key, value = "crop", (int(match.group(7)), int(match.group(8)))
+            fields["crop_after_resize"] = "resize" in fields
+        elif token in FILTERS:
             key, value = "filter", token
         elif token == "none":
             key, value = "resize", ("none", 0)
@@ -190,8 +275,10 @@ def parse_inline(text: str, name: str | None = None) -> Pipeline:
             key, value = "subsampling", f"{digits[0]}:{digits[1]}:{digits[2]}"
         else:
             raise PipelineError(
-                f"{text!r}: cannot read {token!r} (write e.g. long1600-q75 or "
-                "width1080-q80-bicubic-444; filters: " + ", ".join(FILTERS) + ")"
+                f"{text!r}: cannot read {token!r} (write e.g. long1600-q75, "
+                "width1080-q80-bicubic-444 or crop1:1-long1080-q80; filters: "
+                + ", ".join(FILTERS)
+                + ")"
             )
         if key in fields:
             raise PipelineError(f"{text!r}: {key} is given twice")
@@ -207,7 +294,7 @@ def parse_inline(text: str, name: str | None = None) -> Pipeline:
 
 def from_table(name: str, table: dict) -> Pipeline:
     """A pipeline from the daemon config's ``[pipelines.NAME]`` table; errors name the key."""
-    known = {"resize", "filter", "quality", "subsampling", "codec"}
+    known = {"resize", "filter", "quality", "subsampling", "codec", "crop", "crop_after_resize"}
     for key in table:
         if key not in known:
             raise PipelineError(f"{key}: unknown key (use {', '.join(sorted(known))})")
@@ -240,15 +327,30 @@ def from_table(name: str, table: dict) -> Pipeline:
     for key, value in fields.items():
         if not isinstance(value, str):
             raise PipelineError(f"{key}: expected text, got {value!r}")
+    if "crop" in table:
+        fields["crop"] = _aspect(table["crop"])
+    after = table.get("crop_after_resize", False)
+    if not isinstance(after, bool):
+        raise PipelineError(f"crop_after_resize: expected true or false, got {after!r}")
+    if after and "crop" not in table:
+        raise PipelineError('crop_after_resize: there is no crop to place (add crop = "3:4")')
     try:
-        return Pipeline(name, rule, size, quality=quality, **fields)
+        return Pipeline(name, rule, size, quality=quality, crop_after_resize=after, **fields)
     except PipelineError as exc:
         # the key the message is about, by a word such a message always holds
         part = next((key for key, word in _PARTS if word in str(exc)), "resize")
         raise PipelineError(f"{part}: {exc}") from None
 
 
-_PARTS = (("codec", "codec"), ("filter", "filter"), ("subsampling", "chroma"))
+_PARTS = (("codec", "codec"), ("filter", "filter"), ("subsampling", "chroma"), ("crop", "crop"))
+
+
+def _aspect(text) -> tuple[int, int]:
+    """``"3:4"`` → (3, 4), for the config's ``crop`` key."""
+    match = re.fullmatch(r"\s*(\d+)\s*[:x]\s*(\d+)\s*", text) if isinstance(text, str) else None
+    if match is None:
+        raise PipelineError(f'crop: {text!r}: write an aspect as width:height, e.g. "1:1" or "3:4"')
+    return int(match.group(1)), int(match.group(2))
 
 
 def parse_platforms(
@@ -269,7 +371,9 @@ def parse_platforms(
             out[name] = custom[name]
         elif name in PRESETS:
             out[name] = PRESETS[name]
-        elif _TOKEN.match(name.split("-")[0].lower()) or name.split("-")[0] == "none":
+        elif _TOKEN.match(first := name.split("-")[0].lower()) or first.startswith(
+            ("none", "crop")
+        ):
             inline = parse_inline(name)
             out[inline.spec()] = replace(inline, name=inline.spec())  # one spelling, one pipeline
         else:

@@ -220,6 +220,8 @@ def test_protection_mode_is_checked_and_changes_the_settings_fingerprint(tmp_pat
         ("optimizer", "STEP_CLIP", 4.0),
         ("pipeline_views", "ROAM_NATIVE_SHARE", 0.0),
         ("pipeline_views", "ROAM_NATIVE_QUALITY", (80, 90)),
+        ("pipeline_views", "ROAM_CROP_SHARE", 0.0),
+        ("pipeline_views", "ROAM_ASPECTS", ((1, 1),)),
     ],
 )
 def test_a_new_step_rule_changes_the_settings_fingerprint(
@@ -294,6 +296,30 @@ def test_a_custom_webp_pipeline_reads_from_the_config_and_changes_the_fingerprin
     assert len(fingerprints) == 2
 
 
+def test_a_custom_crop_pipeline_reads_from_the_config_and_changes_the_fingerprint(
+    tmp_path, capsys, brisque
+):
+    from pixcamd.daemon.settings import build_settings, settings_fingerprint
+
+    text = BASE + 'platforms = ["task", "myblog"]\n' + MYBLOG
+    grid = load_config(write(tmp_path, text + 'crop = "3:4"\ncrop_after_resize = true\n'))
+    assert grid.platform_pipelines[1] == Pipeline(
+        "myblog", "long", 600, filter="bicubic", quality=80, crop=(3, 4), crop_after_resize=True
+    )
+    assert main(["config", "check", "--config", str(grid.source)]) == 0
+    effective = tomllib.loads(capsys.readouterr().out)["pipelines"]["myblog"]
+    assert (effective["crop"], effective["crop_after_resize"]) == ("3:4", True)
+    square = load_config(write(tmp_path, text + 'crop = "1:1"\n'))
+    assert square.platform_pipelines[1].crop == (1, 1)
+    assert not square.platform_pipelines[1].crop_after_resize
+    plain = load_config(write(tmp_path, text))
+    fingerprints = {
+        settings_fingerprint(build_settings(c, [brisque], "cpu"), [brisque])
+        for c in (grid, square, plain)
+    }
+    assert len(fingerprints) == 3
+
+
 BAD_PIPELINES = [
     (MYBLOG.replace("quality = 80", "quality = 0"), "pipelines.myblog.quality: 0 is out of range"),
     (
@@ -314,6 +340,16 @@ BAD_PIPELINES = [
         "pipelines.myblog.subsampling: chroma subsampling 4:4:4 with WebP",
     ),
     (MYBLOG.replace("myblog", "instagram"), "pipelines.instagram: a preset has this name"),
+    (MYBLOG + 'crop = "wide"\n', "pipelines.myblog.crop: 'wide': write an aspect as width:height"),
+    (MYBLOG + 'crop = "0:3"\n', "pipelines.myblog.crop: crop to '0:3' is no aspect"),
+    (
+        MYBLOG + "crop_after_resize = true\n",
+        "pipelines.myblog.crop_after_resize: there is no crop to place",
+    ),
+    (
+        MYBLOG + 'crop = "3:4"\ncrop_after_resize = "yes"\n',
+        "pipelines.myblog.crop_after_resize: expected true or false",
+    ),
 ]
 BAD_PLATFORMS = [
     ('platforms = ["task", "myspace"]\n', "platforms: unknown platform 'myspace'"),

@@ -152,6 +152,43 @@ def test_a_photo_up_to_1_mp_is_fitted_through_each_pipelines_jpeg(photo, brisque
     assert max(loop[v.label] for v in fits) - min(loop[v.label] for v in fits) > 1.0
 
 
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "crop1:1-long1080-q80",
+        "width1080-crop3:4-q80",
+        "crop4:5-q85",
+        "crop16:9-width1280-q80-bicubic",
+    ],
+)
+def test_a_crop_to_another_aspect_is_seen_in_the_loop_as_the_check_serves_it(photo, spec):
+    """A cropping pipeline's views read only the native box it serves: its centre crop renders
+    the real pipeline's pixels (a crop after the resize lands up to a fraction of a native
+    pixel off the box the loop resizes); its fit leaves out our own JPEG 95, as every fit."""
+    (pipeline,) = parse_platforms(spec)
+    real = to_tensor(pipeline.apply(Image.open(_as_output(photo)).convert("RGB")))
+    boxes, batch = make_views(real, ("center", "resize"))
+    planned = plan_loop_views(*photo.size, ("center", "resize"), (pipeline,))
+    assert sorted(p for v in planned for p in v.stands_for) == sorted(
+        (spec, b.label) for b in boxes
+    )
+    (left, top, w, h), _ = pipeline.geometry(*photo.size)
+    source = to_tensor(photo)
+    for view in planned:
+        a, b, c, d = view.footprint  # what moves for it lies in the crop
+        assert left <= a < c <= left + w and top <= b < d <= top + h, view
+        x0, y0, x1, y1 = view.region
+        with torch.no_grad():
+            got = view.render(source[..., y0:y1, x0:x1])
+        ((_, label),) = view.stands_for
+        want = batch[[b.label for b in boxes].index(label)]
+        diff = (got[0] - want).abs() * 255
+        if label == "center" and not pipeline.crop_after_resize:
+            assert diff.max() <= 3 and diff.mean() < 0.02, (spec, diff.max(), diff.mean())
+        else:
+            assert diff.mean() < 1.0, (spec, label, diff.mean())
+
+
 def _as_output(photo: Image.Image):
     import io
 
@@ -234,17 +271,21 @@ def test_roaming_views_are_pipelines_in_no_preset_within_bounds(photo):
     photo at its own size re-encoded at JPEG 75–95 (a destination that keeps the size); the
     same seed draws the same."""
     from pixcamd.pipeline_views import (
+        ROAM_CROP_SHARE,
         ROAM_NATIVE_QUALITY,
         ROAM_NATIVE_SHARE,
         ROAM_QUALITY,
         roaming_view,
     )
 
-    draws, native = [], []
+    draws, native, crops = [], [], []
     generator = torch.Generator().manual_seed(7)
     for _ in range(160):
         view = roaming_view(*photo.size, 2.2, generator)
         draws.append(view.label)
+        if "/crop" in view.label:
+            crops.append(view)
+            continue
         if isinstance(view, NativeCrop):
             native.append(view.chain.platform_quality)
             assert view.box == plan_views(*photo.size, ["center"])[0].box  # the task's crop
@@ -257,6 +298,7 @@ def test_roaming_views_are_pipelines_in_no_preset_within_bounds(photo):
         assert served[0] >= 512 and served[1] >= 384
         assert ROAM_QUALITY[0] <= view.chain.platform_quality <= ROAM_QUALITY[1]
     assert ROAM_NATIVE_SHARE / 2 < len(native) / 160 < ROAM_NATIVE_SHARE * 2
+    assert ROAM_CROP_SHARE / 2 < len(crops) / 160 < ROAM_CROP_SHARE * 2
     assert all(ROAM_NATIVE_QUALITY[0] <= q <= ROAM_NATIVE_QUALITY[1] for q in native)
     assert min(native) < 85 < max(native)  # below the downscales' qualities too
     assert len(set(draws)) > 80  # the draws do vary
@@ -264,6 +306,35 @@ def test_roaming_views_are_pipelines_in_no_preset_within_bounds(photo):
     assert [roaming_view(*photo.size, 2.2, again).label for _ in range(160)] == draws
     # a photo barely larger than the view cannot be downscaled at all
     assert roaming_view(540, 400, 3.0, torch.Generator().manual_seed(0)) is None
+
+
+def test_roaming_crops_are_other_aspects_seen_as_their_pipeline_serves_them(photo):
+    """A quarter of the roaming views crop the photo to another aspect (never its own), serve
+    the crop at a drawn size at JPEG 75–95, and show its centre or its fit — each rendered as a
+    named pipeline with that crop would be."""
+    from pixcamd.pipeline_views import ROAM_ASPECTS, ROAM_NATIVE_QUALITY, roaming_view
+
+    generator = torch.Generator().manual_seed(11)
+    crops = [v for v in (roaming_view(*photo.size, 2.2, generator) for _ in range(400))]
+    crops = [v for v in crops if "/crop" in v.label]
+    assert len(crops) > 50
+    seen = set()
+    source = to_tensor(photo)
+    for view in crops[:40]:
+        spec, which = view.label.removeprefix("roaming/").split("/")
+        aspect = tuple(int(n) for n in spec.split("-")[0].removeprefix("crop").split(":"))
+        assert aspect in ROAM_ASPECTS and aspect != (4, 3)  # the photo is 4:3 already
+        quality = int(spec.split("-")[2].removeprefix("q"))
+        assert ROAM_NATIVE_QUALITY[0] <= quality <= ROAM_NATIVE_QUALITY[1]
+        assert view.stands_for == []  # the check never judges it
+        x0, y0, x1, y1 = view.region
+        assert 0 <= x0 < x1 <= photo.width and 0 <= y0 < y1 <= photo.height
+        with torch.no_grad():
+            assert view.render(source[..., y0:y1, x0:x1]).shape[-2:] == (384, 512)
+        seen.add((aspect, which, isinstance(view, Whole)))
+    assert {which for _, which, _ in seen} == {"center", "resize"}
+    assert all(is_whole == (which == "resize") for _, which, is_whole in seen)
+    assert len({aspect for aspect, _, _ in seen}) >= 5
 
 
 def test_a_roaming_view_moves_pixels_but_never_the_verdict_books(photo, brisque):

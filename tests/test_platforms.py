@@ -139,6 +139,54 @@ def test_apply_is_pillows_resize_then_pillows_jpeg_or_webp(camera_photo, spec, s
     assert not np.array_equal(np.asarray(out), np.asarray(resized))  # it was re-encoded
 
 
+@pytest.mark.parametrize(
+    ("spec", "box", "served"),
+    [
+        # a square post: the centre 1050×1050 of the 1680×1050 photo, then long side 1000
+        ("crop1:1-long1000-q80", (315, 0, 1365, 1050), (1000, 1000)),
+        # a profile grid: the photo served 1080 wide (1080×675), then its centre 3:4
+        ("width1080-crop3:4-q80", None, (506, 675)),
+        ("crop4:5-q85", (420, 0, 1260, 1050), (840, 1050)),  # at full size: a crop, re-encoded
+        ("crop16:9-width1280-q80-bicubic", (0, 52, 1680, 997), (1280, 720)),
+    ],
+)
+def test_a_crop_to_another_aspect_is_pillows_centre_crop_before_or_after_the_resize(
+    camera_photo, spec, box, served
+):
+    (pipeline,) = parse_platforms(spec)
+    out = pipeline.apply(camera_photo)
+    assert out.size == served == pipeline.output_size(*camera_photo.size)
+    resample = PILLOW_FILTERS[pipeline.filter]
+    if box is not None:  # the crop first, by hand
+        cropped = camera_photo.crop(box)
+        by_hand = cropped.resize(served, resample) if cropped.size != served else cropped
+    else:  # the resize first, then the centre of what is served
+        resized = camera_photo.resize((1080, 675), resample)
+        by_hand = resized.crop((287, 0, 793, 675))
+    by_hand = jpeg_by_hand(by_hand, pipeline.quality)
+    assert np.array_equal(np.asarray(out), np.asarray(by_hand))
+
+
+def test_a_crop_serves_the_size_it_says_and_never_enlarges_on_any_size():
+    rng = random.Random(3)
+    specs = ["crop1:1-long1080-q80", "width1080-crop3:4-q80", "crop191:100-width1200-q85"]
+    for _ in range(200):
+        width, height = rng.randint(16, 6000), rng.randint(16, 6000)
+        for spec in specs:
+            (pipeline,) = parse_platforms(spec)
+            (left, top, w, h), served = pipeline.geometry(width, height)
+            assert pipeline.output_size(width, height) == served
+            assert left >= 0 and top >= 0 and left + w <= width and top + h <= height
+            assert served[0] <= w + 1 and served[1] <= h + 1  # a crop is never enlarged
+            aspect = pipeline.crop[0] / pipeline.crop[1]
+            if min(served) >= 100:  # the aspect asked for, up to rounding
+                assert served[0] / served[1] == pytest.approx(aspect, rel=0.03), (spec, width)
+        image = Image.new("RGB", (width, height))
+        for spec in specs:
+            (pipeline,) = parse_platforms(spec)
+            assert pipeline.apply(image).size == pipeline.output_size(width, height)
+
+
 def test_apply_never_enlarges_a_small_photo_and_as_is_changes_nothing():
     small = synthetic_photo(300, 200, 3)
     for name in DEFAULT_PLATFORMS:
@@ -191,6 +239,26 @@ def test_webp_specs_parse_describe_and_round_trip(spec, fields, words):
     assert parse_inline(spec.upper()) == dataclasses.replace(pipeline, name=spec.upper())
     assert all(p.codec == "jpeg" for p in PRESETS.values())  # q… stays JPEG
     assert parse_inline("long2048-q80").codec == "jpeg"
+
+
+@pytest.mark.parametrize(
+    ("spec", "crop", "after", "words"),
+    [
+        ("crop1:1-long1080-q80", (1, 1), False, "centre crop 1:1, then long side 1080 px"),
+        ("width1080-crop3:4-q80", (3, 4), True, "width 1080 px (lanczos), then centre crop 3:4"),
+        ("crop4:5-q85", (4, 5), False, "centre crop 4:5 at full size, JPEG 85"),
+        ("crop191:100-width1200-q85", (191, 100), False, "centre crop 191:100, then width 1200"),
+    ],
+)
+def test_crop_specs_parse_describe_and_round_trip(spec, crop, after, words):
+    (pipeline,) = parse_platforms(spec)
+    assert (pipeline.crop, pipeline.crop_after_resize) == (crop, after)
+    assert pipeline.spec() == spec and words in pipeline.describe()
+    assert parse_inline(spec, name=spec) == pipeline
+    # the token's place says the order; "x" reads as ":"
+    assert parse_inline(spec.replace(":", "x")).spec() == spec
+    assert parse_inline("crop4:5-none-q85").spec() == "crop4:5-q85"
+    assert parse_inline("none-crop4:5-q85").crop_after_resize is False  # no resize: one order
 
 
 def test_specs_are_normalised_in_any_order_and_case():
@@ -275,6 +343,10 @@ BAD_SPECS = [
     ("long1600-webp75-444", "chroma subsampling 4:4:4 with WebP: lossy WebP is always 4:2:0"),
     ("long1600-q80-webp80", "quality is given twice"),
     ("long1600-avif60", "cannot read 'avif60'"),
+    ("crop0:1-long1080-q80", "crop to '0:1' is no aspect"),
+    ("crop1:20-long1080-q80", "within 10:1"),
+    ("crop1:1-crop3:4-q80", "crop is given twice"),
+    ("crop1-long1080-q80", "cannot read 'crop1'"),
 ]
 
 

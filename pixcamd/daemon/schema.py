@@ -171,7 +171,8 @@ def _pipelines(value: Any) -> dict[str, dict]:
             raise ValueError(f".{name}: a preset has this name; choose another")
         if not isinstance(table, dict):
             raise ValueError(
-                f".{name}: expected a table of resize, filter, quality, subsampling, codec"
+                f".{name}: expected a table of resize, filter, quality, subsampling, codec, "
+                "crop, crop_after_resize"
             )
         try:
             from_table(name, table)
@@ -567,7 +568,9 @@ SCHEMA: tuple[Option, ...] = (
         "ever down, a smaller photo is left at its size; filter: lanczos (default), bicubic, "
         "bilinear, hamming, box, nearest; quality: the JPEG (or WebP) quality 1–100; subsampling: "
         '"4:2:0" (default), "4:2:2" or "4:4:4"; codec: "jpeg" (default) or "webp" (lossy WebP '
-        "at that quality, always 4:2:0).",
+        'at that quality, always 4:2:0); crop: a centre crop to an aspect first, e.g. "1:1" for '
+        "a square post; crop_after_resize: true to crop the resized photo instead (a grid's "
+        "thumbnail of the served copy).",
         _pipelines,
         example={"myblog": {"resize": "long 1600", "filter": "lanczos", "quality": 80}},
     ),

@@ -16,7 +16,13 @@ def settings_fingerprint(settings, models) -> str:
     meaning and are left out."""
     # The step rule and the roaming draws: the same settings, other pixels.
     from pixcamd.optimizer import STEP_CLIP
-    from pixcamd.pipeline_views import ROAM_NATIVE_QUALITY, ROAM_NATIVE_SHARE, ROAM_QUALITY
+    from pixcamd.pipeline_views import (
+        ROAM_ASPECTS,
+        ROAM_CROP_SHARE,
+        ROAM_NATIVE_QUALITY,
+        ROAM_NATIVE_SHARE,
+        ROAM_QUALITY,
+    )
 
     data = {
         "mode": settings.mode,
@@ -37,7 +43,13 @@ def settings_fingerprint(settings, models) -> str:
         "polish_steps": settings.polish_steps,
         "masking": settings.masking,
         "step_clip": STEP_CLIP,
-        "roaming_draws": [ROAM_QUALITY, ROAM_NATIVE_SHARE, ROAM_NATIVE_QUALITY],
+        "roaming_draws": [
+            ROAM_QUALITY,
+            ROAM_NATIVE_SHARE,
+            ROAM_NATIVE_QUALITY,
+            ROAM_CROP_SHARE,
+            ROAM_ASPECTS,
+        ],
         "models": [m.fingerprint for m in models],
     }
     digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
