@@ -28,9 +28,11 @@ from pixcamd.jpeg import Chain, aligned_window, straight_through_jpeg, straight_
 from pixcamd.models.base import QualityModel
 from pixcamd.photo import to_image
 from pixcamd.pipeline_views import (
+    FIT_JITTER,
     GRID_JITTER,
     DownscaledCrop,
     LoopView,
+    NativeFit,
     Whole,
     plan_loop_views,
     roaming_view,
@@ -183,8 +185,9 @@ class Attack(ViewLoop):
     furthest from their targets, the stalest first among equals — so the cost per step stays
     bounded however many pipelines there are; the slots they leave free go to up to ``roaming``
     random pipelines in no preset. A downscaling pipeline's crop is evaluated each time at a
-    served size drawn within ±``grid_jitter`` of its own (``DownscaledCrop.nearby``), so δ cannot
-    lean on the one exact grid the check uses. A step whose views all look done by their last
+    served size drawn within ±``grid_jitter`` of its own (``DownscaledCrop.nearby``), and a fit
+    from a box within ±``fit_jitter`` of its own, so δ cannot lean on the one exact grid the
+    check uses. A step whose views all look done by their last
     scores evaluates every view afresh before it reports the targets reached.
 
     Cost matters more than elegance here: at 12–24 MP every full-resolution tensor operation
@@ -209,6 +212,7 @@ class Attack(ViewLoop):
         views_per_step: int = 0,
         roaming: int = 1,
         grid_jitter: float = GRID_JITTER,
+        fit_jitter: float = FIT_JITTER,
         monochrome: bool = False,
     ):
         super().__init__(photo, models, views, targets, chain, batch_size, monochrome)
@@ -230,6 +234,7 @@ class Attack(ViewLoop):
         self.roaming = roaming if self.largest > 1.0 else 0  # views per step
         self.generator = torch.Generator().manual_seed(seed + 1)
         self.grid_jitter = grid_jitter  # served sizes of downscaled crops drawn from ± this
+        self.fit_jitter = fit_jitter  # the boxes of fits drawn from ± this
         self.jitter_generator = torch.Generator().manual_seed(seed + 2)
         if masking:
             self.mask = perceptual_mask(photo, coarse=self.largest)
@@ -397,14 +402,21 @@ class Attack(ViewLoop):
             torch.maximum(self.delta, floor, out=self.delta)
 
     def _nearby(self, view: LoopView) -> LoopView:
-        """A named downscaled crop at a served size a little off the exact one (the step's
-        gradient and the score the loop remembers for it); every other view as it is."""
-        if not (self.grid_jitter and isinstance(view, DownscaledCrop)):
-            return view
+        """A named downscaled crop at a served size a little off the exact one, a named fit
+        from a box a little off its own (the step's gradient and the score the loop remembers
+        for it); every other view as it is."""
         if view.label not in self.seen_at:  # a roaming view is off every named grid already
             return view
+        if isinstance(view, DownscaledCrop):
+            spread = self.grid_jitter
+        elif isinstance(view, (NativeFit, Whole)):
+            spread = self.fit_jitter
+        else:
+            return view
+        if not spread:
+            return view
         height, width = self.photo.shape[-2:]
-        return view.nearby((width, height), self.jitter_generator, self.grid_jitter)
+        return view.nearby((width, height), self.jitter_generator, spread)
 
     def pixels(self) -> torch.Tensor:
         """The 8-bit protected photo, 1×3×H×W."""

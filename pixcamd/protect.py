@@ -39,7 +39,7 @@ from pixcamd.jpeg import Chain, decode
 from pixcamd.models.base import QualityModel
 from pixcamd.optimizer import Attack, StepReport
 from pixcamd.photo import is_monochrome, to_image, to_tensor
-from pixcamd.pipeline_views import GRID_JITTER
+from pixcamd.pipeline_views import FIT_JITTER, GRID_JITTER
 from pixcamd.platforms import DEFAULT_PLATFORMS, PRESETS, Pipeline
 from pixcamd.views import DEFAULT_VIEWS, parse_views
 
@@ -68,6 +68,7 @@ class Settings:
     views_per_step: int = 3  # loop views evaluated per step (the cost bound; 0 = all)
     roaming: int = 2  # slots of a step for random pipelines in no preset (robustness)
     grid_jitter: float = GRID_JITTER  # downscaled crops evaluated at a served size ± this
+    fit_jitter: float = FIT_JITTER  # fits evaluated from a box ± this
     polish_steps: int = 10  # once protected, at most this many more steps to reach the margin
     batch_size: int = 2
     device: str = "cpu"
@@ -261,6 +262,7 @@ def protect(
         views_per_step=settings.views_per_step,
         roaming=settings.roaming,
         grid_jitter=settings.grid_jitter,
+        fit_jitter=settings.fit_jitter,
         monochrome=monochrome,
     )
     # A zero budget cannot move a pixel: nothing to optimize in that round.

@@ -221,6 +221,7 @@ def test_protection_mode_is_checked_and_changes_the_settings_fingerprint(tmp_pat
         ("pipeline_views", "ROAM_NATIVE_SHARE", 0.0),
         ("pipeline_views", "ROAM_NATIVE_QUALITY", (80, 90)),
         ("pipeline_views", "ROAM_CROP_SHARE", 0.0),
+        ("pipeline_views", "ROAM_CROP_FIT_SHARE", 0.5),
         ("pipeline_views", "ROAM_ASPECTS", ((1, 1),)),
     ],
 )
@@ -236,6 +237,7 @@ def test_a_new_step_rule_changes_the_settings_fingerprint(
 
     before = settings_fingerprint(Settings(), [brisque])
     assert settings_fingerprint(Settings(), [brisque]) == before
+    assert settings_fingerprint(Settings(fit_jitter=0.0), [brisque]) != before
     monkeypatch.setattr(importlib.import_module(f"pixcamd.{module}"), rule, changed)
     assert settings_fingerprint(Settings(), [brisque]) != before
 

@@ -309,9 +309,9 @@ def test_roaming_views_are_pipelines_in_no_preset_within_bounds(photo):
 
 
 def test_roaming_crops_are_other_aspects_seen_as_their_pipeline_serves_them(photo):
-    """A quarter of the roaming views crop the photo to another aspect (never its own), serve
-    the crop at a drawn size at JPEG 75–95, and show its centre or its fit — each rendered as a
-    named pipeline with that crop would be."""
+    """Some roaming views crop the photo to another aspect (never its own), serve the crop at
+    a drawn size at JPEG 75–95, and show its fit or its centre — each rendered as a named
+    pipeline with that crop would be."""
     from pixcamd.pipeline_views import ROAM_ASPECTS, ROAM_NATIVE_QUALITY, roaming_view
 
     generator = torch.Generator().manual_seed(11)
@@ -438,6 +438,52 @@ def test_a_nearby_view_is_the_same_crop_of_the_photo_served_a_little_off_size(ph
     real = decode(encode(ours.resize(size, Image.Resampling.LANCZOS), 80, "4:2:0"))
     want = to_tensor(real).squeeze(0)[:, top : top + h, left : left + w]
     assert (got - want).abs().mean() < 0.5 / 255
+
+
+def test_the_loop_evaluates_fits_from_boxes_off_their_exact_one(photo, brisque, monkeypatch):
+    """Each time a named fit is evaluated its box is drawn a little off the exact one — the
+    native fit's and a downscaling pipeline's in its served photo — so δ cannot lean on one
+    resampling phase; the score is remembered under the fit's own label, the check judges the
+    exact box, and fit_jitter = 0 keeps it."""
+    from pixcamd.pipeline_views import nearby_box
+
+    seen = []
+    real = Attack.evaluate
+
+    def spy(self, backward, chosen=None):
+        seen.extend(v for v in chosen if isinstance(v, (NativeFit, Whole)))
+        return real(self, backward, chosen)
+
+    monkeypatch.setattr(Attack, "evaluate", spy)
+    for jitter in (0.1, 0.0):
+        seen.clear()
+        attack = pushed(
+            photo,
+            brisque,
+            parse_platforms("task,width1080-q75"),
+            ("resize",),
+            roaming=0,
+            fit_jitter=jitter,
+            views_per_step=2,
+        )
+        exact = {
+            v.label: (v.box if isinstance(v, NativeFit) else v.view.box) for v in attack.loop_views
+        }
+        attack.run(4 / 255, 3)
+        assert len(seen) == 6 and {v.label for v in seen} == set(exact)
+        boxes = [(v.label, v.box if isinstance(v, NativeFit) else v.view.box) for v in seen]
+        off = [box != exact[label] for label, box in boxes]
+        # (a 4:3 photo's native fit is the whole photo: a box drawn larger stays as it is)
+        assert sum(off) >= 4 if jitter else not any(off)
+        for v in seen:  # a native fit reads only the pixels of its box
+            if isinstance(v, NativeFit):
+                assert v.region == (v.box[0], v.box[1], v.box[0] + v.box[2], v.box[1] + v.box[3])
+        assert set(attack.last["brisque"]) == set(exact)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(200):  # within the bounds and within the spread, never degenerate
+        left, top, w, h = nearby_box((100, 0, 2400, 1800), (2600, 1800), generator, 0.1)
+        assert left >= 0 and left + w <= 2600 and top >= 0 and top + h <= 1800 and h >= 1620
+        assert 2160 <= w <= 2600
 
 
 def test_the_loop_evaluates_downscaled_crops_off_their_exact_grid(photo, brisque, monkeypatch):

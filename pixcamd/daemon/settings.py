@@ -18,6 +18,7 @@ def settings_fingerprint(settings, models) -> str:
     from pixcamd.optimizer import STEP_CLIP
     from pixcamd.pipeline_views import (
         ROAM_ASPECTS,
+        ROAM_CROP_FIT_SHARE,
         ROAM_CROP_SHARE,
         ROAM_NATIVE_QUALITY,
         ROAM_NATIVE_SHARE,
@@ -40,6 +41,7 @@ def settings_fingerprint(settings, models) -> str:
         "views_per_step": settings.views_per_step,
         "roaming": settings.roaming,
         "grid_jitter": settings.grid_jitter,
+        "fit_jitter": settings.fit_jitter,
         "polish_steps": settings.polish_steps,
         "masking": settings.masking,
         "step_clip": STEP_CLIP,
@@ -48,6 +50,7 @@ def settings_fingerprint(settings, models) -> str:
             ROAM_NATIVE_SHARE,
             ROAM_NATIVE_QUALITY,
             ROAM_CROP_SHARE,
+            ROAM_CROP_FIT_SHARE,
             ROAM_ASPECTS,
         ],
         "models": [m.fingerprint for m in models],
