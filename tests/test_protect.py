@@ -159,6 +159,21 @@ def test_escalation_is_reported_honestly(tiny_biqa):
     assert result.protected == all(s <= 50 for s in result.after_jpeg["task"]["tiny"].values())
 
 
+def test_a_round_is_judged_where_it_ends_before_the_budget_grows(tiny_biqa, monkeypatch):
+    """The loop may never call a check in a round (its aims lie past the verdict); the real
+    check then judges where the round ended, and a photo protected there keeps that round's ε
+    instead of escalating to a more visible one."""
+    from pixcamd.optimizer import Attack
+
+    monkeypatch.setattr(Attack, "low", lambda self: False)  # the loop never calls a check
+    photo = synthetic_photo(640, 480, 13)
+    settings = Settings(views=("center",), steps=12, targets={"tiny": 0.5}, platforms=TASK)
+    result = protect(photo, [tiny_biqa], settings)
+    assert result.protected and not result.margin_met  # the target is out of reach
+    assert result.epsilon == pytest.approx(6.0) and result.steps == 12
+    assert result.checks == 1  # the one where the round ended
+
+
 def test_once_protected_the_margin_is_sought_for_a_bounded_number_of_steps(tiny_biqa):
     """A margin out of reach does not cost a whole round, nor a larger ε, once the real check
     finds the photo protected: ``polish_steps`` more steps, then the best protected candidate."""
