@@ -133,3 +133,43 @@ def test_a_photo_smaller_than_every_pipeline_is_protected_at_its_own_size(
         after = brisque_views(served_by_hand(target, None, quality), brisque)
         assert all(s > brisque.threshold for s in after.values()), (quality, after)
     assert report["checks"] >= 1
+
+
+def test_a_crop_to_another_aspect_is_protected_on_the_written_file(
+    tmp_path, corpus_dir, capsys, brisque
+):
+    """A square post, named: the written file holds after Pillow's centre square crop, the
+    downscale and the JPEG, done by hand — the fit of the square is a tighter box than the
+    photo's own fit, which no pipeline without the crop shows."""
+    with Image.open(corpus_dir / "photos" / "aitzgorri_by_Aitzol_Berasategi.jpg") as img:
+        left, top = (img.width - 2048) // 2, (img.height - 1536) // 2
+        crop = img.convert("RGB").crop((left, top, left + 2048, top + 1536))
+    source = tmp_path / "crop.png"
+    crop.save(source)
+
+    def square_post(path) -> Image.Image:
+        with Image.open(path) as f:
+            square = f.convert("RGB").crop((256, 0, 1792, 1536))
+        small = square.resize((768, 768), Image.Resampling.LANCZOS)
+        buffer = io.BytesIO()
+        small.save(buffer, format="JPEG", quality=80, subsampling="4:2:0")
+        with Image.open(io.BytesIO(buffer.getvalue())) as f:
+            return f.convert("RGB")
+
+    before = brisque_views(square_post(source), brisque)
+    assert min(before.values()) < brisque.threshold  # judged good there to start with
+
+    target = tmp_path / "out.jpg"
+    report = protect_cli(capsys, source, target, "crop1:1-long768-q80")
+    assert report["protected"]
+    (pipeline,) = report["platforms"]
+    assert pipeline["served"] == [768, 768]
+    assert pipeline["description"].startswith("centre crop 1:1, then long side 768 px")
+    with Image.open(target) as written:
+        assert written.size == (2048, 1536)  # our file is the whole photo
+    after = brisque_views(square_post(target), brisque)
+    assert all(s > brisque.threshold for s in after.values()), after
+    for view, score in after.items():  # the verdict is the real crop's, on the written file
+        assert report["file_check"]["crop1:1-long768-q80"]["brisque"][view] == pytest.approx(
+            score, abs=1e-3
+        )

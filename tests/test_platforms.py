@@ -308,8 +308,8 @@ def test_the_docs_table_of_presets_and_inline_examples_match_the_code():
         expected = "none" if p.quality is None else f"{p.quality}, {p.subsampling}"
         assert jpeg.strip() == expected, name
     assert f"The default set is `{', '.join(DEFAULT_PLATFORMS)}`" in docs
-    examples = re.findall(r"^([a-z0-9.-]+-(?:q|webp)\d+[a-z0-9-]*) {2,}(.+)$", docs, re.MULTILINE)
-    assert len(examples) >= 5
+    examples = re.findall(r"^([a-z0-9.:-]+-(?:q|webp)\d+[a-z0-9-]*) {2,}(.+)$", docs, re.MULTILINE)
+    assert len(examples) >= 9
     for spec, words in examples:  # every inline example reads, and reads back the same
         (pipeline,) = parse_platforms(spec)
         assert pipeline.spec() == spec
