@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from pixcamd.platforms import centre_box
+
 VIEW_NAMES = ("center", "resize", "tiles")
 DEFAULT_VIEWS = ("center", "resize")
 VIEW_HEIGHT, VIEW_WIDTH = 384, 512
@@ -76,10 +78,8 @@ def plan_views(width: int, height: int, names, size=(VIEW_HEIGHT, VIEW_WIDTH)) -
         if name == "center":
             views.append(View("center", ((width - vw) // 2, (height - vh) // 2, vw, vh)))
         elif name == "resize":
-            box_w = min(width, round(height * vw / vh))
-            box_h = min(height, round(width * vh / vw))
-            box = ((width - box_w) // 2, (height - box_h) // 2, box_w, box_h)
-            views.append(View("resize", box, resized=(box_w, box_h) != (vw, vh)))
+            box = centre_box(width, height, (vw, vh))
+            views.append(View("resize", box, resized=box[2:] != (vw, vh)))
         else:
             for top in tile_origins(height, vh):
                 for left in tile_origins(width, vw):
