@@ -231,7 +231,7 @@ class DownscaledCrop(LoopView):
     filter: str = "lanczos"
     chain: Chain | None = None
     output: tuple[int, str] | None = None  # our file's encoding, under the downscale
-    source: tuple[int, int, int, int] | None = None  # the native box served (a crop); None: all
+    source: tuple[int, int, int, int] = (0, 0, 0, 0)  # the native box served: all, or a crop
 
     @classmethod
     def of(
@@ -240,7 +240,8 @@ class DownscaledCrop(LoopView):
         """``view`` (a crop of the photo's ``source`` box — all of it when None — served at
         ``served``) and the native region under it."""
         width, height = photo
-        left, top, w, h = source or (0, 0, width, height)
+        source = source or (0, 0, width, height)
+        left, top, w, h = source
         scale = (w / served[0], h / served[1])
         window = aligned_window(view.box, *served)
         margin = SUPPORT.get(filter_name, 0.0)
@@ -256,8 +257,7 @@ class DownscaledCrop(LoopView):
     @property
     def _origin(self) -> tuple[int, int]:
         """The region's top-left pixel, counted from the served box's."""
-        left, top = self.source[:2] if self.source else (0, 0)
-        return self.region[0] - left, self.region[1] - top
+        return self.region[0] - self.source[0], self.region[1] - self.source[1]
 
     def nearby(
         self, photo: tuple[int, int], generator: torch.Generator, spread: float
@@ -267,7 +267,7 @@ class DownscaledCrop(LoopView):
         The exact served grid is Pillow's; a platform's own resizer lands a fraction of a pixel
         off it, and a perturbation fitted to the exact grid (its JPEG blocks and filter phase)
         loses most of its effect one pixel away (docs/platforms.md)."""
-        width, height = self.source[2:] if self.source else photo
+        width, height = self.source[2:]
         served = (round(width / self.scale[0]), round(height / self.scale[1]))
         factor = 1.0 + spread * (2.0 * float(torch.rand(1, generator=generator)) - 1.0)
         left, top, w, h = self.box
@@ -296,7 +296,7 @@ class DownscaledCrop(LoopView):
     def footprint(self) -> tuple[int, int, int, int]:
         left, top, w, h = self.box
         (sx, sy), (x0, y0, x1, y1) = self.scale, self.region
-        ox, oy = self.source[:2] if self.source else (0, 0)
+        ox, oy = self.source[:2]
         return (
             max(x0, ox + math.floor(left * sx)),
             max(y0, oy + math.floor(top * sy)),
@@ -402,8 +402,8 @@ def plan_loop_views(
         scale = (source[2] / served[0], source[3] / served[1])
         # a crop to another aspect is served like a downscale of its box (by 1 when it is not
         # resized): a box of the photo through Pillow's resize, then the pipeline's JPEG
-        resized = served != (width, height)
-        whole = _corners(source)
+        resized = served != (width, height)  # or cropped: served otherwise than the photo is
+        served_from = _corners(source)  # the native pixels the served photo is made of
         chain = _chain(pipeline, None if resized else output)
         how = (source, served, pipeline.filter if resized else "", chain)  # what it does here
         cover = cover_scale(*served, size)
@@ -411,7 +411,7 @@ def plan_loop_views(
             big = (math.ceil(served[0] * cover), math.ceil(served[1] * cover))
             for v in plan_views(max(size[1], big[0]), max(size[0], big[1]), views, size):
                 label = f"{pipeline.name}/{v.label}"
-                view = Whole(label, whole, [], v, served, scale, pipeline.filter, chain, size)
+                view = Whole(label, served_from, [], v, served, scale, pipeline.filter, chain, size)
                 add(("whole", v, *how), view, (pipeline.name, v.label))
             continue
         for v in plan_views(*served, views, size):
@@ -430,7 +430,9 @@ def plan_loop_views(
                 # every pipeline's. Gentler fits model this pipeline's JPEG.
                 native = plan_views(width, height, [v.label], size)[0]
                 if resized:
-                    view = Whole(label, whole, [], v, served, scale, pipeline.filter, chain, size)
+                    view = Whole(
+                        label, served_from, [], v, served, scale, pipeline.filter, chain, size
+                    )
                     add(("whole", v, *how), view, pair)
                 elif native.box[2] * native.box[3] > SMALL_FIT_PIXELS:
                     view = NativeFit(native.label, _corners(native.box), [], native.box)
