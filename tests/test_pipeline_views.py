@@ -440,6 +440,20 @@ def test_a_nearby_view_is_the_same_crop_of_the_photo_served_a_little_off_size(ph
     assert (got - want).abs().mean() < 0.5 / 255
 
 
+def evaluated_views(monkeypatch, kinds) -> list:
+    """The loop views of ``kinds`` that each ``Attack.evaluate`` call from now on is given, in
+    order (a list that fills as the loop runs)."""
+    seen = []
+    real = Attack.evaluate
+
+    def spy(self, backward, chosen=None):
+        seen.extend(v for v in chosen if isinstance(v, kinds))
+        return real(self, backward, chosen)
+
+    monkeypatch.setattr(Attack, "evaluate", spy)
+    return seen
+
+
 def test_the_loop_evaluates_fits_from_boxes_off_their_exact_one(photo, brisque, monkeypatch):
     """Each time a named fit is evaluated its box is drawn a little off the exact one — the
     native fit's and a downscaling pipeline's in its served photo — so δ cannot lean on one
@@ -447,14 +461,7 @@ def test_the_loop_evaluates_fits_from_boxes_off_their_exact_one(photo, brisque, 
     exact box, and fit_jitter = 0 keeps it."""
     from pixcamd.pipeline_views import nearby_box
 
-    seen = []
-    real = Attack.evaluate
-
-    def spy(self, backward, chosen=None):
-        seen.extend(v for v in chosen if isinstance(v, (NativeFit, Whole)))
-        return real(self, backward, chosen)
-
-    monkeypatch.setattr(Attack, "evaluate", spy)
+    seen = evaluated_views(monkeypatch, (NativeFit, Whole))
     for jitter in (0.1, 0.0):
         seen.clear()
         attack = pushed(
@@ -489,14 +496,7 @@ def test_the_loop_evaluates_fits_from_boxes_off_their_exact_one(photo, brisque, 
 def test_the_loop_evaluates_downscaled_crops_off_their_exact_grid(photo, brisque, monkeypatch):
     """Each step sees a named downscaled crop at a served size a little off the exact one (the
     check still judges the exact one); grid_jitter = 0 keeps the exact grid."""
-    seen = []
-    real = Attack.evaluate
-
-    def spy(self, backward, chosen=None):
-        seen.extend(v for v in chosen if isinstance(v, DownscaledCrop))
-        return real(self, backward, chosen)
-
-    monkeypatch.setattr(Attack, "evaluate", spy)
+    seen = evaluated_views(monkeypatch, DownscaledCrop)
     for jitter in (0.005, 0.0):
         seen.clear()
         attack = pushed(

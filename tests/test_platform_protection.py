@@ -15,12 +15,16 @@ from pixcamd.scoring import score_views
 from pixcamd.views import make_views
 
 
-def served_by_hand(path, long_side: int | None, quality: int, codec="JPEG") -> Image.Image:
-    """What a platform serves of the file at ``path``: Pillow LANCZOS to the long side (never up),
-    then a Pillow JPEG at ``quality``, 4:2:0, or a WebP (``codec``) — written out here, not
-    through pixcamd."""
+def served_by_hand(
+    path, long_side: int | None, quality: int, codec="JPEG", crop=None
+) -> Image.Image:
+    """What a platform serves of the file at ``path``: Pillow's crop to the ``crop`` box first
+    when given, Pillow LANCZOS to the long side (never up), then a Pillow JPEG at ``quality``,
+    4:2:0, or a WebP (``codec``) — written out here, not through pixcamd."""
     with Image.open(path) as f:
         img = f.convert("RGB")
+    if crop is not None:
+        img = img.crop(crop)
     if long_side is not None and max(img.size) > long_side:
         factor = long_side / max(img.size)
         size = (round(img.width * factor), round(img.height * factor))
@@ -153,14 +157,8 @@ def test_a_crop_to_another_aspect_is_protected_on_the_written_file(
     source = tmp_path / "crop.png"
     crop.save(source)
 
-    def square_post(path) -> Image.Image:
-        with Image.open(path) as f:
-            square = f.convert("RGB").crop((256, 0, 1792, 1536))
-        small = square.resize((768, 768), Image.Resampling.LANCZOS)
-        buffer = io.BytesIO()
-        small.save(buffer, format="JPEG", quality=80, subsampling="4:2:0")
-        with Image.open(io.BytesIO(buffer.getvalue())) as f:
-            return f.convert("RGB")
+    def square_post(path) -> Image.Image:  # the centre square of 2048×1536, then 768 px
+        return served_by_hand(path, 768, 80, crop=(256, 0, 1792, 1536))
 
     before = brisque_views(square_post(source), brisque)
     assert min(before.values()) < brisque.threshold  # judged good there to start with
