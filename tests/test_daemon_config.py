@@ -218,6 +218,7 @@ def test_protection_mode_is_checked_and_changes_the_settings_fingerprint(tmp_pat
     "module, rule, changed",
     [
         ("optimizer", "STEP_CLIP", 4.0),
+        ("optimizer", "FADE", 0.0),
         ("pipeline_views", "ROAM_NATIVE_SHARE", 0.0),
         ("pipeline_views", "ROAM_NATIVE_QUALITY", (80, 90)),
         ("pipeline_views", "ROAM_CROP_SHARE", 0.0),

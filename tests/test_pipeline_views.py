@@ -8,9 +8,10 @@ import torch
 from PIL import Image
 from tinybiqa import synthetic_photo
 
+import pixcamd.optimizer
 from pixcamd.check import judge
 from pixcamd.jpeg import Chain
-from pixcamd.optimizer import STEP_CLIP, Attack, perceptual_mask
+from pixcamd.optimizer import FADE, STEP_CLIP, Attack, perceptual_mask
 from pixcamd.photo import to_tensor
 from pixcamd.pipeline_views import (
     DownscaledCrop,
@@ -350,9 +351,10 @@ def test_a_roaming_view_moves_pixels_but_never_the_verdict_books(photo, brisque)
     assert not torch.equal(attack.delta, still.delta)  # the roaming view had its say
 
 
-def test_a_step_moves_pixels_with_small_gradients_less(photo, brisque):
+def test_a_step_moves_pixels_with_small_gradients_less(photo, brisque, monkeypatch):
     """The full step where the summed gradient is large, proportionally less where it is small:
     not a sign step, which would move every pixel the view shows by the whole step."""
+    monkeypatch.setattr(pixcamd.optimizer, "FADE", 0.0)  # the step alone (the fade: below)
     attack = pushed(photo, brisque, parse_platforms("task"), masking=False)
     seen = {}
 
@@ -374,6 +376,33 @@ def test_a_step_moves_pixels_with_small_gradients_less(photo, brisque):
     assert torch.equal(moved[some].sign(), -grad[some].sign())  # downhill everywhere
     # most gradients are small: the median pixel moves well under half the step
     assert moved.abs().median() < alpha / 2
+
+
+def test_delta_fades_where_the_step_barely_pushes(photo, brisque):
+    """A pixel the views push the whole step keeps its δ and moves the step; one no view
+    pushes fades by FADE a step instead of keeping what earlier steps (here: the seeded start)
+    left there — energy no view asks for."""
+    attack = pushed(photo, brisque, parse_platforms("task"), masking=False)
+    seen = {}
+
+    def before_the_update(report):
+        seen["grad"], seen["delta"] = attack.grad.clone(), attack.delta.clone()
+        return False
+
+    attack.run(4 / 255, 2, on_step=before_the_update)
+    before, grad, after = seen["delta"], seen["grad"], attack.delta
+    (view,) = attack.loop_views
+    a, b, c, d = view.footprint
+    outside = torch.ones_like(before, dtype=torch.bool)
+    outside[..., b:d, a:c] = False
+    assert before[outside].abs().min() > 0  # the seeded start is everywhere
+    assert torch.allclose(after[outside], before[outside] * (1 - FADE), atol=1e-9)
+    full = torch.zeros_like(outside)
+    full[..., b:d, a:c] = grad[..., b:d, a:c].abs() >= STEP_CLIP * grad[..., b:d, a:c].abs().mean()
+    assert full.any()
+    alpha = 4 / 255 / 8
+    expected = before[full] - alpha * grad[full].sign()  # the whole step, nothing faded
+    assert torch.allclose(after[full], expected, atol=1e-7)
 
 
 def test_no_roaming_view_without_a_downscale_or_when_switched_off(photo, brisque, monkeypatch):

@@ -15,7 +15,7 @@ def settings_fingerprint(settings, models) -> str:
     it changes (they were never shipped). Device and batch size do not change the result's
     meaning and are left out."""
     # The step rule and the roaming draws: the same settings, other pixels.
-    from pixcamd.optimizer import STEP_CLIP
+    from pixcamd.optimizer import FADE, STEP_CLIP
     from pixcamd.pipeline_views import (
         ROAM_ASPECTS,
         ROAM_CROP_FIT_SHARE,
@@ -45,6 +45,7 @@ def settings_fingerprint(settings, models) -> str:
         "polish_steps": settings.polish_steps,
         "masking": settings.masking,
         "step_clip": STEP_CLIP,
+        "fade": FADE,
         "roaming_draws": [
             ROAM_QUALITY,
             ROAM_NATIVE_SHARE,
