@@ -370,9 +370,12 @@ class Attack(ViewLoop):
         steps: int,
         on_step: Callable[[StepReport], bool] | None = None,
         step_fraction: float = 0.125,
+        fade: float | None = None,
     ) -> None:
         """Up to ``steps`` clipped-gradient steps of ε·mask·``step_fraction`` within ±ε·mask,
-        δ fading by up to ``FADE`` where a step barely pushes; ``on_step`` True stops."""
+        δ fading by up to ``fade`` (default ``FADE``) where a step barely pushes; ``on_step``
+        True stops."""
+        fade = FADE if fade is None else fade
         bound = epsilon * self.mask  # 1×1×H×W, broadcast over the channels
         alpha, floor = step_fraction * bound, -bound
         if self.step == 0:
@@ -407,7 +410,8 @@ class Attack(ViewLoop):
             step = self.grad.div_(STEP_CLIP).clamp_(-1.0, 1.0)
             self.delta.addcmul_(step, alpha, value=-1.0)
             # δ·(1 − FADE·(1 − |u|)), in place: δ + FADE·δ·(|u| − 1)
-            self.delta.addcmul_(self.delta, step.abs_().sub_(1.0), value=FADE)
+            if fade:
+                self.delta.addcmul_(self.delta, step.abs_().sub_(1.0), value=fade)
             # The budget only; the valid range [0, 1] is applied wherever δ is used. Two in-place
             # passes cost a third less than a clamp to tensor bounds (13 ms a step at 10 MP).
             torch.minimum(self.delta, bound, out=self.delta)
