@@ -351,23 +351,34 @@ def test_a_roaming_view_moves_pixels_but_never_the_verdict_books(photo, brisque)
     assert not torch.equal(attack.delta, still.delta)  # the roaming view had its say
 
 
-def test_a_step_moves_pixels_with_small_gradients_less(photo, brisque, monkeypatch):
-    """The full step where the summed gradient is large, proportionally less where it is small:
-    not a sign step, which would move every pixel the view shows by the whole step."""
-    monkeypatch.setattr(pixcamd.optimizer, "FADE", 0.0)  # the step alone (the fade: below)
-    attack = pushed(photo, brisque, parse_platforms("task"), masking=False)
+EPSILON = 4 / 255
+STEP = EPSILON / 8  # Attack.run's step: an eighth of ε (times the mask)
+
+
+def last_update(attack: Attack, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run ``steps`` steps at ``EPSILON``; the summed gradient and δ just before the last
+    step's update."""
     seen = {}
 
     def before_the_update(report):
         seen["grad"], seen["delta"] = attack.grad.clone(), attack.delta.clone()
         return False
 
-    attack.run(4 / 255, 1, on_step=before_the_update)
-    moved = attack.delta - seen["delta"]
-    alpha = 4 / 255 / 8  # the step: an eighth of ε (no mask: the same everywhere)
+    attack.run(EPSILON, steps, on_step=before_the_update)
+    return seen["grad"], seen["delta"]
+
+
+def test_a_step_moves_pixels_with_small_gradients_less(photo, brisque, monkeypatch):
+    """The full step where the summed gradient is large, proportionally less where it is small:
+    not a sign step, which would move every pixel the view shows by the whole step."""
+    monkeypatch.setattr(pixcamd.optimizer, "FADE", 0.0)  # the step alone (the fade: below)
+    attack = pushed(photo, brisque, parse_platforms("task"), masking=False)
+    grad, before = last_update(attack, 1)
+    moved = attack.delta - before
+    alpha = STEP  # no mask: the same everywhere
     (view,) = attack.loop_views
     a, b, c, d = view.footprint
-    grad, moved = seen["grad"][..., b:d, a:c], moved[..., b:d, a:c]
+    grad, moved = grad[..., b:d, a:c], moved[..., b:d, a:c]
     assert moved.abs().max() <= alpha + 1e-7  # never more than the step ...
     large = grad.abs() >= STEP_CLIP * grad.abs().mean()  # the view's gradient has mean 1
     assert large.any()
@@ -383,14 +394,8 @@ def test_delta_fades_where_the_step_barely_pushes(photo, brisque):
     pushes fades by FADE a step instead of keeping what earlier steps (here: the seeded start)
     left there — energy no view asks for."""
     attack = pushed(photo, brisque, parse_platforms("task"), masking=False)
-    seen = {}
-
-    def before_the_update(report):
-        seen["grad"], seen["delta"] = attack.grad.clone(), attack.delta.clone()
-        return False
-
-    attack.run(4 / 255, 2, on_step=before_the_update)
-    before, grad, after = seen["delta"], seen["grad"], attack.delta
+    grad, before = last_update(attack, 2)
+    after = attack.delta
     (view,) = attack.loop_views
     a, b, c, d = view.footprint
     outside = torch.ones_like(before, dtype=torch.bool)
@@ -400,8 +405,7 @@ def test_delta_fades_where_the_step_barely_pushes(photo, brisque):
     full = torch.zeros_like(outside)
     full[..., b:d, a:c] = grad[..., b:d, a:c].abs() >= STEP_CLIP * grad[..., b:d, a:c].abs().mean()
     assert full.any()
-    alpha = 4 / 255 / 8
-    expected = before[full] - alpha * grad[full].sign()  # the whole step, nothing faded
+    expected = before[full] - STEP * grad[full].sign()  # the whole step, nothing faded
     assert torch.allclose(after[full], expected, atol=1e-7)
 
 
