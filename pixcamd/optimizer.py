@@ -409,7 +409,8 @@ class Attack(ViewLoop):
                 self.grad.copy_(self.grad.mean(1, keepdim=True).expand_as(self.grad))
             step = self.grad.div_(STEP_CLIP).clamp_(-1.0, 1.0)
             self.delta.addcmul_(step, alpha, value=-1.0)
-            # δ·(1 − FADE·(1 − |u|)), in place: δ + FADE·δ·(|u| − 1)
+            # δ·(1 − fade·(1 − |u|)) as δ + fade·δ·(|u| − 1), in place on the step's buffer
+            # (the next step zeroes it before adding its gradients)
             if fade:
                 self.delta.addcmul_(self.delta, step.abs_().sub_(1.0), value=fade)
             # The budget only; the valid range [0, 1] is applied wherever δ is used. Two in-place
