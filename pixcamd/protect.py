@@ -14,8 +14,9 @@ the sense that matters: no files, no global state — it takes an image and retu
 3. Whenever the loop estimate reaches the targets, run the real check on the encoded output
    (``pixcamd.check``); stop as soon as every view of every pipeline reaches its target there.
    If the check falls short, tighten the in-loop targets of what fell short and go on.
-4. Escalate along the schedule while unprotected: ε × 1.5 a round up to the cap (the filter:
-   two rounds of steps within its fixed bounds). Once a real check finds the photo protected,
+4. Escalate along the schedule while unprotected: ε × 1.5 a round up to the cap, then one more
+   round at the cap without the optimizer's fade (the filter: two rounds of steps within its
+   fixed bounds). Once a real check finds the photo protected,
    at most ``polish_steps`` more steps seek the margin; the protected candidate with the widest
    margin on its worst view is kept.
 5. Verdict from the real check only: protected iff every view of every model is on the
