@@ -53,13 +53,15 @@ of the flattest region (lowest local luma standard deviation, outer 5 % border a
 change shows first); L∞ of the method's pixels and of the decoded file, in grey levels.
 
 Cost: seconds of the method call alone (after one warm-up forward + backward), seconds per
-megapixel, optimizer steps, real checks run (``Result.checks``) and whether the first one
-already met every target (``Result.first_check_passed``; the summary gives the share of the
-photos that ran a check), peak RSS (the kernel's high-water mark reset before each method call
-and read after it: it includes what the process already holds, so it bounds the method from
-above). Time ratios pixcamd ÷ task (ratio of the means, of the medians, and the mean and
-median of the per-photo ratios), pixcamd ÷ baseline, task ÷ baseline and enhance / auto ÷
-pixcamd, all from the same run.
+megapixel, optimizer steps, real checks run (``Result.checks``), whether the first check the
+loop's estimate called for found the photo protected (``Result.first_check_protected``: how well
+the estimate agrees with the real pipelines; the summary gives the share of the photos whose
+loop called one) and whether the first check it called sure of its targets met every target
+(``Result.first_check_passed``, in the JSON), peak RSS (the kernel's high-water mark reset
+before each method call and read after it: it includes what the process already holds, so it
+bounds the method from above). Time ratios pixcamd ÷ task (ratio of the means, of the medians,
+and the mean and median of the per-photo ratios), pixcamd ÷ baseline, task ÷ baseline and
+enhance / auto ÷ pixcamd, all from the same run.
 
 ``--small N`` adds N photos of at most 1 MP, made in memory from the inputs (alternately a
 640×480 centre crop and a Lanczos downscale to 1024 px on the long side; never written unless
@@ -426,6 +428,7 @@ def run_pixcamd(image: Image.Image, model: QualityModel, settings: Settings) -> 
         "seconds_per_step": seconds / result.steps if result.steps else None,
         "checks": result.checks,
         "first_check_passed": result.first_check_passed,
+        "first_check_protected": result.first_check_protected,
         "self_reported_protected": result.protected,
         "self_reported_protected_on": dict(result.protected_on),
         "self_reported_after": {p: per[model.name] for p, per in result.after_jpeg.items()},
@@ -451,6 +454,7 @@ def run_baseline(
         "seconds_attack": attack,
         "checks": None,  # the baseline never checks
         "first_check_passed": None,
+        "first_check_protected": None,
         **info,
     }
     return Produced(pixels, buffer.getvalue(), "PNG", seconds, peak_rss_mb(), extras)
@@ -728,6 +732,8 @@ def summarize_method(rows: list[dict], method: str, pipelines: list[str], views)
     seconds = [r["seconds"] for r in recs]
     firsts = [r.get("first_check_passed") for r in recs]
     ran_check = [f for f in firsts if f is not None]
+    called = [r.get("first_check_protected") for r in recs]
+    called = [f for f in called if f is not None]
     agreement = [r.get("agrees_with_self_report") for r in recs]
     out = protection_figures(recs, pipelines, views)
     out.update(
@@ -768,6 +774,11 @@ def summarize_method(rows: list[dict], method: str, pipelines: list[str], views)
             "first_check_photos": len(ran_check),
             "first_check_passed": sum(ran_check),
             "first_check_pass_rate": _rate(ran_check),
+            # Photos whose loop called a real check on its estimate (every view low, or every
+            # target met), and how many of those the first such check found protected.
+            "estimate_check_photos": len(called),
+            "estimate_check_protected": sum(called),
+            "estimate_check_rate": _rate(called),
             "untouched": sum(bool(r.get("untouched")) for r in recs),
             "agrees_with_self_report": _rate(agreement),
         }

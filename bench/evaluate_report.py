@@ -131,11 +131,16 @@ def methods_of(summary: dict) -> list[str]:
 
 
 def first_check(r: dict) -> str:
-    if not r.get("first_check_photos"):
+    """The first real check the loop's estimate called for: found protected / photos that ran
+    one (reports before that figure existed: the first check called sure of every target)."""
+    if "estimate_check_photos" in r:
+        keys = ("estimate_check_protected", "estimate_check_photos", "estimate_check_rate")
+    else:
+        keys = ("first_check_passed", "first_check_photos", "first_check_pass_rate")
+    done, photos, rate = keys
+    if not r.get(photos):
         return "—"
-    return (
-        f"{r['first_check_passed']}/{r['first_check_photos']} ({_pct(r['first_check_pass_rate'])})"
-    )
+    return f"{r[done]}/{r[photos]} ({_pct(r[rate])})"
 
 
 def protection_table(s: dict, pipelines: list[dict]) -> list[str]:
@@ -188,7 +193,7 @@ def cost_table(s: dict) -> list[str]:
         "steps median (mean)",
         "s / step",
         "real checks mean",
-        "first check passed",
+        "first check protected",
         "peak RSS MB",
     ]
     rows = []
@@ -262,7 +267,7 @@ def small_table(s: dict) -> list[str]:
         "s / photo mean (median)",
         "steps median (mean)",
         "real checks mean",
-        "first check passed",
+        "first check protected",
         "peak RSS MB",
     ]
     o = s["original"]

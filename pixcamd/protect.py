@@ -127,6 +127,9 @@ class Result:
     checks: int = 0  # real checks the search ran
     # did the first check the loop called for (sure of its targets) meet every target there?
     first_check_passed: bool | None = None
+    # did the first check the loop's estimate called for (every view past the threshold, or
+    # every target reached, in the loop) find the photo protected? None: it never called one
+    first_check_protected: bool | None = None
 
     @property
     def verdict(self) -> str:
@@ -215,6 +218,7 @@ def protect(
         )
         if search is not None:
             result.checks, result.first_check_passed = search.checks, search.first_check_passed
+            result.first_check_protected = search.first_check_protected
         return result
 
     if before.all_low:
@@ -299,6 +303,7 @@ class _Search:
         self.progress = progress
         self.checks = 0  # real checks run, and how many of them passed at once
         self.first_check_passed: bool | None = None
+        self.first_check_protected: bool | None = None  # of the loop's estimate, see Result
 
     def run(self, loop, rounds: list[tuple[float, Callable]], step_offset: int = 0) -> Found:
         self.loop, self.offset, self.best, self.budget = loop, step_offset, None, 0.0
@@ -370,6 +375,8 @@ class _Search:
             return False
         self.checked_at = self.loop.step
         found = self._count(self._judge(), agreed=report.reached)
+        if self.first_check_protected is None:
+            self.first_check_protected = found.check.all_low
         self._keep(found)  # protected; stop if the margin is met too, else aim for it a while
         if self._meets(found) or polished:
             return True

@@ -224,11 +224,17 @@ def test_costs_and_ratios_follow_from_the_records(run):
         firsts = [r["first_check_passed"] for r in recs if r["first_check_passed"] is not None]
         assert s["first_check_photos"] == len(firsts)
         assert s["first_check_passed"] == sum(firsts)
+        called = [r["first_check_protected"] for r in recs]
+        called = [c for c in called if c is not None]
+        assert s["estimate_check_photos"] == len(called)
+        assert s["estimate_check_protected"] == sum(called)
         if method == "baseline":
             assert s["first_check_photos"] == 0 and s["checks_mean"] is None
+            assert s["estimate_check_photos"] == 0
         else:
             for r in recs:  # a search that ran no check is one that never stopped early
                 assert r["checks"] >= 1 or r["first_check_passed"] is None
+                assert r["checks"] >= 1 or r["first_check_protected"] is None
     q = summary["ratios"]["pixcamd/task"]
     a, b = summary["pixcamd"], summary["task"]
     assert q["seconds"] == pytest.approx(a["seconds_mean"] / b["seconds_mean"])

@@ -201,6 +201,30 @@ def test_a_round_is_judged_where_it_ends_before_the_budget_grows(tiny_biqa, monk
     assert result.epsilon == pytest.approx(settings.schedule()[rounds - 1] * 255)
 
 
+def test_the_result_says_whether_the_first_check_the_loop_called_for_found_it_protected(
+    tiny_biqa, monkeypatch
+):
+    """How well the loop's estimate agrees with the real pipelines: the first real check it
+    calls for (every view low, or every target met, in the loop) — here before any round ended."""
+    import pixcamd.protect as protect_module
+
+    verdicts, check = [], protect_module.check_output
+
+    def spy(*args, **kwargs):
+        encoded, result = check(*args, **kwargs)
+        verdicts.append(result.all_low)
+        return encoded, result
+
+    monkeypatch.setattr(protect_module, "check_output", spy)
+    photo = synthetic_photo(640, 480, 13)
+    wide = Settings(views=("center",), platforms=TASK, epsilon=12 / 255, epsilon_cap=12 / 255)
+    result = protect(photo, [tiny_biqa], wide)
+    assert result.protected and result.steps < wide.steps  # within the first round
+    assert verdicts[0] is False  # the original, judged before the search
+    assert result.checks == len(verdicts) - 1
+    assert result.first_check_protected is verdicts[1]
+
+
 def test_once_protected_the_margin_is_sought_for_a_bounded_number_of_steps(tiny_biqa):
     """A margin out of reach does not cost a whole round, nor a larger ε, once the real check
     finds the photo protected: ``polish_steps`` more steps, then the best protected candidate."""
