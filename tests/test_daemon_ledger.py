@@ -42,6 +42,7 @@ def test_new_unchanged_changed(ledger):
     assert offer.action == "unchanged" and offer.row.state == "done" and offer.row.mtime_ns == 5
     offer = ledger.offer("a.jpg", "h2", 11, 6, FP)  # changed content: redone
     assert offer.action == "requeued" and offer.row.state == "queued"
+    assert offer.why == "changed content"  # what the daemon's log says
     assert offer.row.output == "a.jpg"  # the new copy replaces the old one
 
 
@@ -63,6 +64,7 @@ def test_unprotected_and_failed_are_retried_only_with_new_settings(ledger):
     assert ledger.offer("a.jpg", "h1", 10, 1, FP).action == "unchanged"
     offer = ledger.offer("a.jpg", "h1", 10, 1, "s1-bbbb")  # e.g. KonCept512 installed, new cap
     assert offer.action == "requeued" and offer.row.attempts == 0 and offer.row.error is None
+    assert offer.why == "settings changed"  # not "changed content": the bytes are the same
 
 
 def test_a_row_being_processed_records_the_new_content(ledger):

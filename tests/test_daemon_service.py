@@ -12,6 +12,7 @@ import time
 
 import pytest
 import torch
+from PIL import Image
 from test_daemon_support import (
     FakeNotifier,
     OutboxRecorder,
@@ -554,3 +555,20 @@ def test_the_log_says_the_gps_position_was_removed(tmp_path, brisque, corpus_dir
     (shipped,) = [e for e in events(config) if e.get("path") == "inn.jpg" and e.get("output")]
     assert "metadata: EXIF GPS position removed (strip_gps)" in shipped["message"]
     assert any("GPS" in note for note in shipped["metadata_notes"])
+
+
+def test_what_the_decoder_changed_is_logged_and_kept_with_the_photo(tmp_path, brisque):
+    """A transparent PNG is flattened onto white for the JPEG copy: the daemon says so, as the
+    command line does, instead of leaving it to a debug line nobody sees."""
+    config = make_config(tmp_path)
+    rgb = noise_photo(tmp_path / "noise.png", 3)
+    with Image.open(rgb) as img:
+        rgba = img.convert("RGBA")
+    rgba.putalpha(Image.new("L", rgba.size, 128))  # half transparent everywhere
+    rgba.save(config.inbox / "see-through.png")
+    with running(config, [brisque]):
+        wait_for(lambda: finished(config, ["see-through.png"]), 60, "the photo")
+    (note,) = [e for e in events(config) if e["event"] == "photo_note"]
+    assert note["path"] == "see-through.png" and "transparent" in note["message"]
+    row = ledger_rows(config)["see-through.png"]
+    assert row["state"] == "done" and json.loads(row["report"])["warnings"] == [note["message"]]

@@ -91,6 +91,7 @@ def test_every_page_and_image_is_served(world):
         bad = pid["bad.jpg"]
         status, _, body = web.get(f"/photos/{bad}")
         assert status == 200 and b"failed" in body and b"damaged JPEG" in body
+        assert b"no copy was made" in body and b"not recorded" not in body
         assert web.get(f"/photos/{bad}/copy.jpg")[0] == 404  # it has none
         assert web.get(f"/photos/{bad}/original.png")[0] == 422  # not a photo: said so
         status, headers, _ = web.get("/static/pixcamd.css")
@@ -124,6 +125,22 @@ def test_old_reports_say_metadata_was_not_recorded(world):
     with serving(world) as server:
         body = Client(server.url).get(f"/photos/{ids(world)['noise.jpg']}")[2]
     assert b"not recorded" in body
+
+
+def test_the_page_says_what_the_decoder_changed_in_the_input(world):
+    import sqlite3
+
+    note = "transparent areas composited onto white (JPEG has no transparency)"
+    db = sqlite3.connect(world.ledger_path)
+    with db:
+        (text,) = db.execute("SELECT report FROM photos WHERE path = 'noise.jpg'").fetchone()
+        report = json.loads(text)
+        report["warnings"] = [note]
+        db.execute("UPDATE photos SET report = ? WHERE path='noise.jpg'", (json.dumps(report),))
+    db.close()
+    with serving(world) as server:
+        body = Client(server.url).get(f"/photos/{ids(world)['noise.jpg']}")[2].decode()
+    assert 'id="warnings"' in body and note in body
 
 
 @pytest.mark.parametrize(

@@ -137,6 +137,7 @@ class Offer:
 
     action: str  # queued | requeued | unchanged | duplicate | busy
     row: Row
+    why: str = ""  # requeued: "changed content" or "settings changed"
 
 
 class Ledger:
@@ -314,6 +315,9 @@ class Ledger:
             else:
                 fields.update(state="queued", queued_at=now, duplicate_of=None)
                 action = "queued" if row is None else "requeued"
+            why = ""
+            if action == "requeued":  # the same content is back only if tried with other settings
+                why = "settings changed" if row.sha256 == sha256 else "changed content"
             if row is None:
                 cursor = db.execute(
                     "INSERT INTO photos (path, sha256, size, mtime_ns, state, detected_at) "
@@ -324,7 +328,7 @@ class Ledger:
             else:
                 row_id = row.id
             self._update(db, row_id, **fields)
-            return Offer(action, self._get(db, row_id))
+            return Offer(action, self._get(db, row_id), why)
 
     def _get(self, db: sqlite3.Connection, row_id: int) -> Row:
         return Row.from_sql(db.execute("SELECT * FROM photos WHERE id = ?", (row_id,)).fetchone())

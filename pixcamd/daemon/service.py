@@ -417,8 +417,7 @@ class Daemon:
             )
             offer = self.ledger.offer(rel, digest, st.st_size, st.st_mtime_ns, self.fingerprint)
             if offer.action in ("queued", "requeued"):
-                changed = "changed content" if offer.action == "requeued" else ""
-                self.log.emit("queued", rel, changed)
+                self.log.emit("queued", rel, offer.why)
                 self._wake()
             elif offer.action == "duplicate":
                 source = offer.row.duplicate_of

@@ -382,10 +382,13 @@ class Worker:
         came back; here they are staged, recorded, and published with one rename."""
         from pixcamd import output
 
+        # What the decoder changed (transparency flattened, frames dropped, CMYK converted):
+        # the user sees it in the log and on the photo's page, as the CLI prints it.
         for note in outcome.warnings:
-            self.log.emit("photo_note", row.path, note, level="debug")
+            self.log.emit("photo_note", row.path, note)
         self._checkpoint()
         report = outcome.report
+        report["warnings"] = list(outcome.warnings)
         protected = outcome.protected
         ship = outcome.data is not None and (protected or self.config.on_unprotected == "ship")
         out_rel = self.output_name(row)

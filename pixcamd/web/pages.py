@@ -116,6 +116,7 @@ def detail(config: Config, row: Row, has_original: bool, copy_where: str | None)
         "steps": report.get("steps"),
         "filter": enhancement.get("description"),
         "metadata": metadata,
+        "warnings": report.get("warnings") or [],  # what the decoder changed in the input
         "budget": row.budget or report.get("budget"),
         "decision": row.decision,
         "decided_at": when(row.decision.get("at")) if isinstance(row.decision, dict) else None,
