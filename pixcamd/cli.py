@@ -45,10 +45,10 @@ def _add_platforms(parser, note: str) -> None:
         metavar="LIST",
         help="where the photo goes, comma-separated: presets "
         + ", ".join(PRESETS)
-        + ", or your own written as e.g. long1600-q75, width1080-q80-bicubic-444 (resize: "
-        "none, longN, widthN, heightN, scaleF; qN; filter; chroma 420/422/444); default: "
-        + ",".join(DEFAULT_PLATFORMS)
-        + f"; {note}",
+        + ", or your own written as e.g. long1600-q75, width1080-q80-bicubic-444, "
+        "crop1:1-long1080-q80, long2048-webp80 (resize: none, longN, widthN, heightN, scaleF; "
+        "a centre crop cropW:H, before or after the resize; qN for JPEG or webpN for WebP; "
+        "filter; chroma 420/422/444); default: " + ",".join(DEFAULT_PLATFORMS) + f"; {note}",
     )
 
 
@@ -72,9 +72,13 @@ def _jpeg_pipeline(text: str) -> tuple[Pipeline, ...]:
 
 
 def _jpeg_quality(text: str) -> int:
-    quality = _jpeg(text)
-    if quality is None:
-        raise argparse.ArgumentTypeError("the output must be a JPEG: give a quality 1–100")
+    """The copy's own JPEG quality: no "none" here, the copy is always a JPEG."""
+    try:
+        quality = int(text)
+    except ValueError:
+        quality = 0
+    if not 1 <= quality <= 100:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a JPEG quality 1–100")
     return quality
 
 
@@ -171,8 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
         "protect",
         help="write protected copies that the quality filter scores low",
         description="Protect each photo at full resolution and check the written file the way "
-        "the platform and the filter will see it (JPEG-90, every view, every model). Exit "
-        "status 1 when any photo is left unprotected or cannot be read.",
+        "each platform serves it and the filter sees it (every pipeline's resize and re-encode, "
+        "every view, every model). Exit status 1 when any photo is left unprotected or cannot "
+        "be read.",
     )
     protect.add_argument(
         "files",
@@ -241,7 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_targets,
         default={},
         metavar="SCORE",
-        help="score to reach after JPEG-90 (default: KonCept512 30, BRISQUE 80); "
+        help="score to reach on every view after every pipeline (default: KonCept512 30, "
+        "BRISQUE 80); "
         "MODEL=SCORE,… for several models",
     )
     protect.add_argument(

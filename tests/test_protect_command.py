@@ -111,6 +111,17 @@ def test_target_must_name_each_model(tmp_path, photo, capsys):
         main([*args, "--epsilon", "-1"])
 
 
+@pytest.mark.parametrize("quality", ["0", "101", "none", "high"])
+def test_the_copys_quality_is_a_jpeg_quality_and_the_error_says_so(
+    tmp_path, photo, capsys, quality
+):
+    with pytest.raises(SystemExit):
+        main(["protect", str(photo), "-o", str(tmp_path / "o.jpg"), "--quality", quality])
+    err = capsys.readouterr().err
+    assert err.endswith(f"--quality: '{quality}': give a JPEG quality 1–100\n")  # not "or none"
+    assert not (tmp_path / "o.jpg").exists()
+
+
 def _exiftool(path) -> dict:
     import shutil
     import subprocess
