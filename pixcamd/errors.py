@@ -31,3 +31,10 @@ class WrongArchitecture(WeightsError):
 
 class DownloadError(WeightsError):
     pass
+
+
+def without_path(message: str, path: str) -> str:
+    """A photo's error without its own name in front (``"a.jpg: empty file"`` → ``"empty
+    file"``), for lines that already start with the name."""
+    prefix = f"{path}: "
+    return message[len(prefix) :] if message.startswith(prefix) else message

@@ -33,7 +33,7 @@ from pixcamd.daemon.ledger import Ledger, Row
 from pixcamd.daemon.publication import commit_publication, published_copy, recover_interrupted
 from pixcamd.daemon.schema import DEFAULT_EXTENSIONS, DEFAULT_IGNORE
 from pixcamd.daemon.watcher import Rules
-from pixcamd.errors import PhotoError, PixcamdError
+from pixcamd.errors import PhotoError, PixcamdError, without_path
 from pixcamd.executors import Done, Task
 
 STATE_DIR = ".pixcamd"  # inside the outdir: the run's ledger and staging folder
@@ -349,8 +349,9 @@ class FolderRun:
         if done.error is not None:
             reason = f"{type(done.error).__name__}: {done.error}"
             if isinstance(done.error, PhotoError):
-                self.ledger.finish(row.id, "failed", error=str(done.error), model=self.model_label)
-                self._report_failure(row.path, str(done.error))
+                error = without_path(str(done.error), row.path)  # the report names the photo
+                self.ledger.finish(row.id, "failed", error=error, model=self.model_label)
+                self._report_failure(row.path, error)
                 return False
             if attempt < MAX_ATTEMPTS:
                 what = "the worker was lost mid-photo" if done.lost else reason

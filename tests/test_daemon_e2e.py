@@ -159,6 +159,8 @@ def test_a_burst_of_50_files_with_corrupt_ones_among_them(tmp_path, brisque):
     failed = [e for e in events(config) if e["event"] == "failed"]
     assert sorted(e["path"] for e in failed) == ["burst/corrupt.jpg", "burst/truncated.png"]
     assert all(e["reason"] for e in failed)
+    # the line names the photo once: "failed burst/corrupt.jpg: <why>", not the name again
+    assert not any(e["reason"].startswith(e["path"]) for e in failed)
 
 
 def status_json(config_path) -> dict:

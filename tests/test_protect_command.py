@@ -176,3 +176,11 @@ def test_a_black_and_white_photo_comes_out_black_and_white(tmp_path, corpus_dir,
         assert np.array_equal(pixels[..., 0], pixels[..., 1]), report["output"]
         assert np.array_equal(pixels[..., 1], pixels[..., 2]), report["output"]
         assert np.abs(pixels[..., 0] - np.asarray(grey)).max() > 0  # it was protected: changed
+
+
+def test_a_missing_photo_is_named_once_in_its_error(tmp_path, capsys):
+    missing = tmp_path / "missing.jpg"
+    assert main(["protect", str(missing), "-o", str(tmp_path / "o.jpg"), *FAST]) == 1
+    out = capsys.readouterr()
+    (line,) = [x for x in (out.out + out.err).splitlines() if "no such file" in x]
+    assert line.count(str(missing)) == 1 and line.endswith("error: no such file")

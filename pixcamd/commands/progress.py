@@ -12,6 +12,7 @@ import json
 
 from tqdm import tqdm
 
+from pixcamd.errors import without_path
 from pixcamd.folders import Tally
 from pixcamd.report import scores_text
 
@@ -113,7 +114,7 @@ def _short(name: str, width: int = 40) -> str:
 def summary_line(report: dict) -> str:
     """One photo in words: where its copy went, the verdict, scores per pipeline and the worst."""
     if "error" in report:
-        return f"{report['path']}: error: {report['error']}"
+        return f"{report['path']}: error: {without_path(report['error'], report['path'])}"
     source = report["path"]
     where = f"→ {report['output']}" if report.get("output") else "(not written)"
     scores = report.get("file_check") or report.get("after_jpeg") or {}

@@ -30,7 +30,7 @@ from pixcamd.daemon.events import EventLog
 from pixcamd.daemon.fs import inside
 from pixcamd.daemon.ledger import Ledger, Row
 from pixcamd.daemon.publication import commit_publication, output_name, published_copy
-from pixcamd.errors import PhotoError
+from pixcamd.errors import PhotoError, without_path
 from pixcamd.report import scores_text
 
 
@@ -200,7 +200,7 @@ class Worker:
             self.ledger.delete(row.id)
             self.log.emit("vanished", row.path, "gone from the inbox before it was processed")
         except (PhotoError, Refused) as exc:
-            self._fail(row, str(exc))
+            self._fail(row, without_path(str(exc), row.path))  # the log names the photo
         except Exception as exc:
             self._transient(row, exc)
 
