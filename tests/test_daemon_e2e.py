@@ -356,3 +356,6 @@ def test_sighup_reloads_a_valid_config_and_refuses_a_broken_one(tmp_path):
         out = stop(process)
     assert process.returncode == 0, out
     assert "reloaded" in out and "reload_refused" in out  # the journal's human lines
+    lines = out.splitlines()
+    (refusal,) = [line for line in lines if "reload_refused" in line and "epsilon" in line]
+    assert "\\n" not in refusal  # the config's problems on one readable line, no escapes

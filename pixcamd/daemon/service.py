@@ -560,9 +560,12 @@ class Daemon:
             self.notifier.send("READY=1", "STATUS=" + self.status_line())
 
     def _refuse_reload(self, why: str) -> bool:
+        # A config's problems come one per line; the log line is one line: "…: a; b; c"
+        first, *rest = [line.strip() for line in why.splitlines() if line.strip()] or [""]
+        said = " ".join([first, "; ".join(rest)]) if rest else first
         self.log.emit(
             "reload_refused",
-            message=f"{why}; the settings in force stay ({self.config.source})",
+            message=f"{said}; the settings in force stay ({self.config.source})",
             level="warning",
             reason=why,
         )
