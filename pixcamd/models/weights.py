@@ -75,7 +75,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
                 f"{path} is a cut-off PyTorch checkpoint ({path.stat().st_size} bytes): "
                 f"{_HOW_TO_GET}"
             ) from exc
-        raise NotACheckpoint(f"{path} is not a PyTorch checkpoint ({exc})") from exc
+        # torch's own words ("invalid load key", a byte's number) mean nothing to a user
+        raise NotACheckpoint(f"{path} is not a PyTorch checkpoint: {_HOW_TO_GET}") from exc
     return _check_layout(obj, path)
 
 
