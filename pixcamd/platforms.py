@@ -38,7 +38,12 @@ MAX_ASPECT = 10  # a crop aspect beyond 10:1 is a strip, not a photo
 
 
 class PipelineError(ValueError):
-    """A pipeline that cannot be used; the message says which part and why."""
+    """A pipeline that cannot be used; the message says which part and why. A config table's
+    problems are found all at once: ``problems`` lists each, as ``key: problem``."""
+
+    def __init__(self, *problems: str):
+        super().__init__("; ".join(problems))
+        self.problems = list(problems)
 
 
 @dataclass(frozen=True)
@@ -289,54 +294,36 @@ def parse_inline(text: str, name: str | None = None) -> Pipeline:
         )
     resize, size = fields.pop("resize", ("none", 0))
     quality, codec = fields.pop("quality")
-    return Pipeline(name or text, resize, size, quality=quality, codec=codec, **fields)
+    try:
+        return Pipeline(name or text, resize, size, quality=quality, codec=codec, **fields)
+    except PipelineError as exc:  # in a list of several, say which entry
+        raise PipelineError(f"{text!r}: {exc}") from None
 
 
 def from_table(name: str, table: dict) -> Pipeline:
-    """A pipeline from the daemon config's ``[pipelines.NAME]`` table; errors name the key."""
-    known = {"resize", "filter", "quality", "subsampling", "codec", "crop", "crop_after_resize"}
-    for key in table:
-        if key not in known:
-            raise PipelineError(f"{key}: unknown key (use {', '.join(sorted(known))})")
-    resize = table.get("resize", "none")
-    if not isinstance(resize, str):
-        raise PipelineError(f'resize: expected text like "long 1600", got {resize!r}')
-    words = resize.split()
-    rule = words[0] if words else ""
-    if rule == "none" and len(words) == 1:
-        size = 0.0
-    else:
-        try:
-            size = float(words[1]) if len(words) == 2 else -1.0
-        except ValueError:
-            size = -1.0
-        if rule not in RESIZE_RULES[1:] or size < 0:
-            raise PipelineError(
-                f'resize: {resize!r}: write "none", "long 2048", "width 1080", "height 1080" '
-                'or "scale 0.5"'
-            )
-    quality = table.get("quality", 90)
-    if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
-        raise PipelineError(f"quality: {quality!r} is out of range: give a whole number 1–100")
-    fields = {
-        "filter": table.get("filter", "lanczos"),
-        "subsampling": table.get("subsampling"),
-        "codec": table.get("codec"),
-    }
-    fields = {k: v for k, v in fields.items() if v is not None}
-    for key, value in fields.items():
-        if not isinstance(value, str):
-            raise PipelineError(f"{key}: expected text, got {value!r}")
-    if "crop" in table:
-        fields["crop"] = _aspect(table["crop"])
-    after = table.get("crop_after_resize", False)
-    if not isinstance(after, bool):
-        raise PipelineError(f"crop_after_resize: expected true or false, got {after!r}")
-    if after and "crop" not in table:
-        raise PipelineError('crop_after_resize: there is no crop to place (add crop = "3:4")')
+    """A pipeline from the daemon config's ``[pipelines.NAME]`` table. Every problem is found,
+    not only the first: ``PipelineError.problems`` lists each as ``key: problem``."""
+    problems = [
+        f"{key}: unknown key (use {', '.join(sorted(_READERS))})"
+        for key in table
+        if key not in _READERS
+    ]
+    if "quality" not in table:  # as inline, where "long1600" alone is refused: no silent 90
+        problems.append("quality: required: give the JPEG (or WebP) quality, a whole number 1–100")
+    if table.get("crop_after_resize") is True and "crop" not in table:
+        problems.append('crop_after_resize: there is no crop to place (add crop = "3:4")')
+    fields: dict = {}
+    for key, read in _READERS.items():
+        if key in table:
+            try:
+                fields.update(read(table[key]))
+            except PipelineError as exc:
+                problems.append(f"{key}: {exc}")
+    if problems:
+        raise PipelineError(*problems)
     try:
-        return Pipeline(name, rule, size, quality=quality, crop_after_resize=after, **fields)
-    except PipelineError as exc:
+        return Pipeline(name, **fields)
+    except PipelineError as exc:  # keys fine alone that clash together (WebP with a subsampling)
         # the key the message is about, by a word such a message always holds
         part = next((key for key, word in _PARTS if word in str(exc)), "resize")
         raise PipelineError(f"{part}: {exc}") from None
@@ -345,12 +332,73 @@ def from_table(name: str, table: dict) -> Pipeline:
 _PARTS = (("codec", "codec"), ("filter", "filter"), ("subsampling", "chroma"), ("crop", "crop"))
 
 
+def _alone(**fields) -> dict:
+    """``fields`` checked by the Pipeline itself, every other part at its default: one key's
+    problem is found whatever the other keys hold."""
+    Pipeline("check", **fields)
+    return fields
+
+
+def _resize(resize) -> dict:
+    if not isinstance(resize, str):
+        raise PipelineError(f'expected text like "long 1600", got {resize!r}')
+    words = resize.split()
+    rule = words[0] if words else ""
+    if rule == "none" and len(words) == 1:
+        return _alone(resize="none")
+    try:
+        size = float(words[1]) if len(words) == 2 else -1.0
+    except ValueError:
+        size = -1.0
+    if rule not in RESIZE_RULES[1:] or size < 0:
+        raise PipelineError(
+            f'{resize!r}: write "none", "long 2048", "width 1080", "height 1080" or "scale 0.5"'
+        )
+    return _alone(resize=rule, size=size)
+
+
+def _quality(quality) -> dict:
+    if isinstance(quality, bool) or not isinstance(quality, int):
+        raise PipelineError(
+            f"expected a whole number 1–100, got {quality!r} ({type(quality).__name__})"
+        )
+    if not 1 <= quality <= 100:
+        raise PipelineError(f"{quality!r} is out of range: give a whole number 1–100")
+    return {"quality": quality}
+
+
+def _text(key: str):
+    def read(value) -> dict:
+        if not isinstance(value, str):
+            raise PipelineError(f"expected text, got {value!r}")
+        return _alone(**{key: value})
+
+    return read
+
+
+def _crop_after_resize(after) -> dict:
+    if not isinstance(after, bool):
+        raise PipelineError(f"expected true or false, got {after!r}")
+    return {"crop_after_resize": after}
+
+
 def _aspect(text) -> tuple[int, int]:
     """``"3:4"`` → (3, 4), for the config's ``crop`` key."""
     match = re.fullmatch(r"\s*(\d+)\s*[:x]\s*(\d+)\s*", text) if isinstance(text, str) else None
     if match is None:
-        raise PipelineError(f'crop: {text!r}: write an aspect as width:height, e.g. "1:1" or "3:4"')
+        raise PipelineError(f'{text!r}: write an aspect as width:height, e.g. "1:1" or "3:4"')
     return int(match.group(1)), int(match.group(2))
+
+
+_READERS = {  # a [pipelines.NAME] table's keys: raw value → the Pipeline's fields
+    "resize": _resize,
+    "filter": _text("filter"),
+    "quality": _quality,
+    "subsampling": _text("subsampling"),
+    "codec": _text("codec"),
+    "crop": lambda text: _alone(crop=_aspect(text)),
+    "crop_after_resize": _crop_after_resize,
+}
 
 
 def parse_platforms(

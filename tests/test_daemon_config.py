@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -342,7 +343,24 @@ BAD_PIPELINES = [
         MYBLOG + 'codec = "webp"\nsubsampling = "4:4:4"\n',
         "pipelines.myblog.subsampling: chroma subsampling 4:4:4 with WebP",
     ),
+    (
+        MYBLOG.replace("quality = 80", 'quality = "80"'),
+        "pipelines.myblog.quality: expected a whole number 1–100, got '80' (str)",
+    ),
+    (
+        MYBLOG.replace("quality = 80", "quality = 70.5"),
+        "pipelines.myblog.quality: expected a whole number 1–100, got 70.5 (float)",
+    ),
+    (
+        MYBLOG.replace("quality = 80\n", ""),
+        "pipelines.myblog.quality: required: give the JPEG (or WebP) quality",
+    ),
     (MYBLOG.replace("myblog", "instagram"), "pipelines.instagram: a preset has this name"),
+    (
+        MYBLOG.replace("myblog", "long1600-q75"),
+        "pipelines.long1600-q75: written inline this name already means long side 1600 px "
+        "(lanczos), JPEG 75 4:2:0; a custom pipeline needs a name of its own",
+    ),
     (MYBLOG + 'crop = "wide"\n', "pipelines.myblog.crop: 'wide': write an aspect as width:height"),
     (MYBLOG + 'crop = "0:3"\n', "pipelines.myblog.crop: crop to '0:3' is no aspect"),
     (
@@ -356,9 +374,15 @@ BAD_PIPELINES = [
 ]
 BAD_PLATFORMS = [
     ('platforms = ["task", "myspace"]\n', "platforms: unknown platform 'myspace'"),
-    ('platforms = ["long1600-q0"]\n', "platforms: JPEG quality 0 is out of range: give 1–100"),
-    ('platforms = ["scale1.5-q80"]\n', "platforms: scale 1.5 would enlarge"),
-    ('platforms = ["long1600-webp101"]\n', "platforms: WebP quality 101 is out of range"),
+    (
+        'platforms = ["task", "long1600-q0"]\n',
+        "platforms: 'long1600-q0': JPEG quality 0 is out of range: give 1–100",
+    ),
+    ('platforms = ["scale1.5-q80"]\n', "platforms: 'scale1.5-q80': scale 1.5 would enlarge"),
+    (
+        'platforms = ["long1600-webp101"]\n',
+        "platforms: 'long1600-webp101': WebP quality 101 is out of range",
+    ),
     (
         'platforms = ["long1600-q80-sharp"]\n',
         "platforms: 'long1600-q80-sharp': cannot read 'sharp'",
@@ -379,6 +403,55 @@ def test_bad_platforms_are_refused_naming_the_key(tmp_path, capsys, text, expect
     assert main(["run", "--config", str(path)]) == 2
     assert expected in capsys.readouterr().err
     assert not (tmp_path / "st").exists() and not (tmp_path / "out").exists()
+
+
+def test_every_pipeline_problem_is_reported_at_once_with_the_others(tmp_path):
+    text = (
+        BASE
+        + 'epsilon = "big"\nplatforms = ["task", "mine", "square", "long1600-q0", "myspace"]\n'
+        + '[pipelines.mine]\nresize = "wide 600"\nfilter = "sharp"\nquality = 0\ncolour = 1\n'
+        + '[pipelines.square]\ncrop = "0:1"\ncrop_after_resize = "yes"\n'
+    )
+    where = f"{tmp_path / 'config.toml'}: "
+    message = problems(tmp_path, text)
+    assert message.splitlines()[1:] == [
+        f"  {where}epsilon: expected a number, got 'big' (str)",
+        f"  {where}pipelines.mine.colour: unknown key (use codec, crop, crop_after_resize, "
+        "filter, quality, resize, subsampling)",
+        f'  {where}pipelines.mine.resize: \'wide 600\': write "none", "long 2048", '
+        '"width 1080", "height 1080" or "scale 0.5"',
+        f"  {where}pipelines.mine.filter: unknown resampling filter 'sharp': choose from "
+        "lanczos, bicubic, bilinear, hamming, box, nearest",
+        f"  {where}pipelines.mine.quality: 0 is out of range: give a whole number 1–100",
+        f"  {where}pipelines.square.quality: required: give the JPEG (or WebP) quality, a whole "
+        "number 1–100",
+        f"  {where}pipelines.square.crop: crop to '0:1' is no aspect: give two whole numbers ≥ 1, "
+        'width:height, e.g. "1:1" or "3:4", within 10:1',
+        f"  {where}pipelines.square.crop_after_resize: expected true or false, got 'yes'",
+        f"  {where}platforms: 'long1600-q0': JPEG quality 0 is out of range: give 1–100",
+        f"  {where}platforms: unknown platform 'myspace': choose from task, facebook, instagram, "
+        "whatsapp, telegram, as-is, or write one inline as e.g. long1600-q75",
+    ]
+
+
+def test_config_check_prints_pipeline_names_that_are_no_bare_keys_as_toml_reads_them(
+    tmp_path, capsys
+):
+    names = ["sp ace", "a,b", "a.b", 'say "hi"', "ünï"]  # a bare dot would make a dotted key
+    tables = "".join(
+        f'[pipelines.{json.dumps(name)}]\nresize = "long {1000 + i}"\nquality = 70\n'
+        for i, name in enumerate(names)
+    )
+    path = write(tmp_path, BASE + f"platforms = {json.dumps(['task', *names])}\n" + tables)
+    config = load_config(path)
+    assert [p.name for p in config.platform_pipelines] == ["task", *names]
+    assert main(["config", "check", "--config", str(path)]) == 0
+    printed = capsys.readouterr().out
+    assert tomllib.loads(printed)["pipelines"] == config.pipelines
+    # the printed config, used as the config file, is the same settings
+    again = load_config(write(tmp_path, printed))
+    assert (again.platforms, again.pipelines) == (config.platforms, config.pipelines)
+    assert again.platform_pipelines == config.platform_pipelines
 
 
 def test_the_daemon_process_does_not_start_with_a_bad_pipeline(tmp_path):

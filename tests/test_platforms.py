@@ -355,6 +355,10 @@ def test_bad_specs_are_refused_naming_the_problem(spec, message):
     with pytest.raises(PipelineError) as info:
         parse_platforms(spec)
     assert message in str(info.value)
+    if "," not in spec:  # in a list, the message says which entry
+        with pytest.raises(PipelineError) as info:
+            parse_platforms(f"task,{spec},instagram")
+        assert f"{spec!r}: " in str(info.value) and message in str(info.value)
 
 
 def test_an_unknown_filter_lists_the_filters():
@@ -374,10 +378,11 @@ def test_bad_specs_on_the_command_line_exit_2_with_the_message(
     out = tmp_path / "out.jpg"
     args = [command, str(photo), *(["-o", str(out)] if command == "protect" else [])]
     with pytest.raises(SystemExit) as exc:
-        main([*args, "--model", "brisque", "--platforms", spec])
+        main([*args, "--model", "brisque", "--platforms", f"task,{spec}"])
     assert exc.value.code == 2
     captured = capsys.readouterr()
-    assert "argument --platforms" in captured.err and message in captured.err
+    assert "argument --platforms: " in captured.err and message in captured.err
+    assert f"{spec!r}: " in captured.err  # the entry of the list at fault
     assert captured.out == "" and not out.exists()
 
 

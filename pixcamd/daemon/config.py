@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -170,9 +171,11 @@ def validate(raw: dict[str, Any], source: Path | None = None) -> Config:
         try:
             values[option.key] = option.parse(value)
         except ValueError as exc:
-            text = str(exc)
-            sep = "" if text.startswith(".") else ": "  # ".NAME.key: …" names a nested key
-            problems.append(f"{where}{option.key}{sep}{text}")
+            for text in getattr(exc, "problems", None) or [str(exc)]:
+                sep = "" if text.startswith(".") else ": "  # ".NAME.key: …" names a nested key
+                problems.append(f"{where}{option.key}{sep}{text}")
+    if "platforms" in values:  # beside the other problems, a bad table's included
+        problems += [f"{where}{p}" for p in _platform_problems(values, raw.get("pipelines"))]
     if not problems:
         if values["epsilon_cap"] < values["epsilon"]:
             problems.append(
@@ -183,16 +186,6 @@ def validate(raw: dict[str, Any], source: Path | None = None) -> Config:
             problems.append(
                 f"{where}target: several models: give a table {{ model = score, … }} for each"
             )
-        try:
-            resolve_platforms(values)
-        except PipelineError as exc:
-            problems.append(f"{where}platforms: {exc}")
-        for name in values["pipelines"]:  # nothing configured is silently left unused
-            if name not in values["platforms"]:
-                problems.append(
-                    f"{where}pipelines.{name}: defined but not named in platforms; add "
-                    f'"{name}" to platforms, or remove the table'
-                )
         if values["hold_dir"] and values["on_unprotected"] != "hold":
             problems.append(f'{where}hold_dir: only used with on_unprotected = "hold"')
         problems += [f"{where}{p}" for p in _cluster_problems(values)]
@@ -204,6 +197,28 @@ def validate(raw: dict[str, Any], source: Path | None = None) -> Config:
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
     return config
+
+
+def _platform_problems(values: dict[str, Any], tables: Any) -> list[str]:
+    """Every entry of ``platforms`` resolves (each reported), and every ``[pipelines.NAME]`` is
+    named there. A table that does not validate has its own problems, under its keys."""
+    tables = tables if isinstance(tables, dict) else {}
+    custom = {name: from_table(name, t) for name, t in values.get("pipelines", {}).items()}
+    problems = []
+    for name in values["platforms"]:
+        if name in tables and name not in custom:
+            continue
+        try:
+            parse_platforms([name], custom)
+        except PipelineError as exc:
+            problems.append(f"platforms: {exc}")
+    for name in tables:  # nothing configured is silently left unused
+        if name not in values["platforms"]:
+            problems.append(
+                f"pipelines.{name}: defined but not named in platforms; add "
+                f"{toml_value(name)} to platforms, or remove the table"
+            )
+    return problems
 
 
 RAY_KEYS = ("ray_address", "ray_workers", "ray_threads", "ray_fallback")
@@ -319,6 +334,12 @@ def layout_problems(config: Config) -> list[str]:
 # TOML rendering: config.example.toml and `pixcamd config check`
 
 
+def toml_key(key: str) -> str:
+    """``key`` as TOML reads it back: bare when it can be, else quoted (``"sp ace"``, ``"a.b"``,
+    where a bare dot would make a dotted key)."""
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else toml_value(key)
+
+
 def toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -327,7 +348,8 @@ def toml_value(value: Any) -> str:
     if isinstance(value, float):
         return repr(value)
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)  # a valid TOML basic string
+        # a valid TOML basic string once DEL, which JSON leaves raw, is escaped too
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
     if isinstance(value, Path):
         return toml_value(str(value))
     if isinstance(value, dict):
@@ -335,7 +357,7 @@ def toml_value(value: Any) -> str:
             return "{}"
         if "*" in value:
             return toml_value(value["*"])
-        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
+        return "{ " + ", ".join(f"{toml_key(k)} = {toml_value(v)}" for k, v in value.items()) + " }"
     if isinstance(value, list | tuple):
         inner = ", ".join(toml_value(v) for v in value)
         return f"[{inner}]"
@@ -375,7 +397,7 @@ def render_example(values: dict[str, Any] | None = None, header=EXAMPLE_HEADER) 
         if option.key == "pipelines":  # tables: an example to copy, commented out
             body = []
             for name, table in value.items():
-                body += [f"# [pipelines.{name}]"]
+                body += [f"# [pipelines.{toml_key(name)}]"]
                 body += [f"# {k} = {toml_value(v)}" for k, v in table.items()]
             out += ["", *_wrap(option.doc), *body]
             continue

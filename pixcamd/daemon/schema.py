@@ -3,8 +3,9 @@ parser — the one source of config.example.toml (``config.render_example``), of
 (``config.validate``) and of ``pixcamd config check``.
 
 Parsers take the raw TOML value and return the effective value or raise ``ValueError`` with the
-problem in words; ``config.validate`` prefixes each problem with the file and key and reports
-them all at once. Checks that need several keys at once live in ``pixcamd.daemon.config``.
+problem in words (several in its ``problems``, when it has them); ``config.validate`` prefixes
+each problem with the file and key and reports them all at once. Checks that need several keys
+at once live in ``pixcamd.daemon.config``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from pixcamd.models import CHOICES, MODEL_NAMES
-from pixcamd.platforms import DEFAULT_PLATFORMS, PRESETS, PipelineError, from_table
+from pixcamd.platforms import (
+    DEFAULT_PLATFORMS,
+    PRESETS,
+    Pipeline,
+    PipelineError,
+    from_table,
+    parse_inline,
+)
 from pixcamd.protect import EPSILON, EPSILON_CAP
 from pixcamd.views import DEFAULT_VIEWS, VIEW_NAMES
 
@@ -162,24 +170,40 @@ def _platform_names(value: Any) -> list[str]:
 
 def _pipelines(value: Any) -> dict[str, dict]:
     """``[pipelines.NAME]`` tables, each checked as a pipeline (kept as written, so the file can
-    be re-rendered); a problem is reported as ``.NAME.key: …``."""
+    be re-rendered); every problem of every table is reported, each as ``.NAME.key: …``."""
     if not isinstance(value, dict):
         raise ValueError(f"expected tables [pipelines.NAME], got {_describe(value)}")
-    out = {}
+    problems = []
     for name, table in value.items():
-        if name in PRESETS:
-            raise ValueError(f".{name}: a preset has this name; choose another")
+        if name in PRESETS:  # it would silently change what the preset's name means
+            problems.append(
+                f".{name}: a preset has this name; a custom pipeline needs a name of its own"
+            )
+        elif (inline := _inline(name)) is not None:
+            problems.append(
+                f".{name}: written inline this name already means {inline.describe()}; a "
+                "custom pipeline needs a name of its own"
+            )
         if not isinstance(table, dict):
-            raise ValueError(
+            problems.append(
                 f".{name}: expected a table of resize, filter, quality, subsampling, codec, "
                 "crop, crop_after_resize"
             )
+            continue
         try:
             from_table(name, table)
-            out[name] = dict(table)
         except PipelineError as exc:
-            raise ValueError(f".{name}.{exc}") from None
-    return out
+            problems += [f".{name}.{problem}" for problem in exc.problems]
+    if problems:
+        raise PipelineError(*problems)
+    return {name: dict(table) for name, table in value.items()}
+
+
+def _inline(name: str) -> Pipeline | None:
+    try:
+        return parse_inline(name)
+    except PipelineError:
+        return None
 
 
 def _device(value: Any) -> str:
@@ -563,14 +587,15 @@ SCHEMA: tuple[Option, ...] = (
         "pipelines",
         "Your own platforms",
         {},
-        "Platform pipelines of your own, one table each, then named in `platforms`. resize: "
+        "Platform pipelines of your own, one table each under a name of its own (not a "
+        "preset's, nor an inline spec such as long1600-q75), then named in `platforms`. resize: "
         '"none", "long 2048" (long side), "width 1080", "height 1080" or "scale 0.5" — only '
         "ever down, a smaller photo is left at its size; filter: lanczos (default), bicubic, "
-        "bilinear, hamming, box, nearest; quality: the JPEG (or WebP) quality 1–100; subsampling: "
-        '"4:2:0" (default), "4:2:2" or "4:4:4"; codec: "jpeg" (default) or "webp" (lossy WebP '
-        'at that quality, always 4:2:0); crop: a centre crop to an aspect first, e.g. "1:1" for '
-        "a square post; crop_after_resize: true to crop the resized photo instead (a grid's "
-        "thumbnail of the served copy).",
+        "bilinear, hamming, box, nearest; quality (required): the JPEG (or WebP) quality 1–100; "
+        'subsampling: "4:2:0" (default), "4:2:2" or "4:4:4"; codec: "jpeg" (default) or "webp" '
+        "(lossy WebP at that quality, always 4:2:0); crop: a centre crop to an aspect first, e.g. "
+        '"1:1" for a square post; crop_after_resize: true to crop the resized photo instead (a '
+        "grid's thumbnail of the served copy).",
         _pipelines,
         example={"myblog": {"resize": "long 1600", "filter": "lanczos", "quality": 80}},
     ),
