@@ -48,7 +48,9 @@ def test_sync_tool_temp_files_and_non_photos_are_ignored(tmp_path, name):
     assert reason, f"{name} should be ignored"
 
 
-@pytest.mark.parametrize("name", ["IMG_1.jpg", "trip/day 1/IMG_2.HEIC", "a~b.png", "x.JPEG"])
+@pytest.mark.parametrize(
+    "name", ["IMG_1.jpg", "trip/day 1/IMG_2.HEIC", "a~b.png", "x.JPEG", "IMG_3.avif", "scan.jfif"]
+)
 def test_photos_are_accepted(tmp_path, name):
     assert rules(tmp_path).accept(tmp_path / name) == (name, "")
 

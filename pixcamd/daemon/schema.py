@@ -49,12 +49,14 @@ DEFAULT_EXTENSIONS = (
     ".jpg",
     ".jpeg",
     ".jpe",
+    ".jfif",
     ".png",
     ".webp",
     ".tif",
     ".tiff",
     ".heic",
     ".heif",
+    ".avif",  # every format pixcamd reads (docs/photo-io.md): none is left out unseen
     ".gif",
     ".bmp",
 )
