@@ -184,3 +184,14 @@ def test_a_missing_photo_is_named_once_in_its_error(tmp_path, capsys):
     out = capsys.readouterr()
     (line,) = [x for x in (out.out + out.err).splitlines() if "no such file" in x]
     assert line.count(str(missing)) == 1 and line.endswith("error: no such file")
+
+
+def test_an_already_low_photo_is_said_to_be_unchanged_by_us(tmp_path, capsys):
+    """Its copy is only re-encoded: the line says our change was 0, and that PSNR is the file's."""
+    noise = tmp_path / "noise.png"
+    rng = np.random.default_rng(3)
+    Image.fromarray(rng.integers(0, 256, (384, 512, 3), dtype=np.uint8)).save(noise)
+    assert main(["protect", str(noise), "-o", str(tmp_path / "o.jpg"), *FAST]) == 0
+    out = capsys.readouterr()
+    (line,) = [x for x in (out.out + out.err).splitlines() if "ALREADY LOW QUALITY" in x]
+    assert "changed ≤ 0/255 before encoding" in line and "PSNR" in line

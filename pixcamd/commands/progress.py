@@ -130,6 +130,7 @@ def summary_line(report: dict) -> str:
     psnr = f"PSNR {psnr:.1f} dB, " if psnr is not None else ""
     return (
         f"{source} {where}: {report['verdict'].upper()} — {text}{edit}; "
-        f"{psnr}SSIM {report['ssim']:.4f}, L∞ {report['linf']}/255, "
+        # PSNR/SSIM are of the written file (its JPEG included), L∞ of our change before it
+        f"{psnr}SSIM {report['ssim']:.4f}, changed ≤ {report['linf']}/255 before encoding, "
         f"{report['steps']} steps, {report['seconds']:.1f} s"
     )
