@@ -92,6 +92,7 @@ def test_every_page_and_image_is_served(world):
         status, _, body = web.get(f"/photos/{bad}")
         assert status == 200 and b"failed" in body and b"damaged JPEG" in body
         assert b"no copy was made" in body and b"not recorded" not in body
+        assert b'id="retry"' in body and b'id="stronger"' not in body  # no budget fixes a file
         assert web.get(f"/photos/{bad}/copy.jpg")[0] == 404  # it has none
         assert web.get(f"/photos/{bad}/original.png")[0] == 422  # not a photo: said so
         status, headers, _ = web.get("/static/pixcamd.css")

@@ -125,7 +125,10 @@ def detail(config: Config, row: Row, has_original: bool, copy_where: str | None)
         "has_original": has_original,
         "copy_where": copy_where,
         "can_retry": finished and has_original,
-        "can_stronger": finished and has_original and config.executor != "ray",
+        # a larger budget helps a photo the search could not protect, not one that failed
+        "can_stronger": (
+            finished and row.state != "failed" and has_original and config.executor != "ray"
+        ),
         "can_ship": row.state == "unprotected" and not row.output and copy_where == "hold",
         "can_remove": finished and bool(row.output),
     }
