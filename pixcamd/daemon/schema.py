@@ -2,28 +2,20 @@
 parser — the one source of config.example.toml (``config.render_example``), of the validation
 (``config.validate``) and of ``pixcamd config check``.
 
-Parsers take the raw TOML value and return the effective value or raise ``ValueError`` with the
-problem in words (several in its ``problems``, when it has them); ``config.validate`` prefixes
-each problem with the file and key and reports them all at once. Checks that need several keys
-at once live in ``pixcamd.daemon.config``.
+Each key's parser (``pixcamd.daemon.values``, here ``read.…``) takes the raw TOML value and
+returns the effective value or raises ``ValueError`` with the problem in words;
+``config.validate`` prefixes each problem with the file and key and reports them all at once.
+Checks that need several keys at once live in ``pixcamd.daemon.config``.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pixcamd.models import CHOICES, MODEL_NAMES
-from pixcamd.platforms import (
-    DEFAULT_PLATFORMS,
-    PRESETS,
-    Pipeline,
-    PipelineError,
-    from_table,
-    parse_inline,
-)
+from pixcamd.daemon import values as read
+from pixcamd.platforms import DEFAULT_PLATFORMS, PRESETS
 from pixcamd.protect import EPSILON, EPSILON_CAP
 from pixcamd.views import DEFAULT_VIEWS, VIEW_NAMES
 
@@ -62,185 +54,6 @@ DEFAULT_EXTENSIONS = (
 )
 
 
-# --------------------------------------------------------------------------------------------
-# Parsers: raw TOML value → effective value, or ValueError("the problem")
-
-
-def _describe(value: Any) -> str:
-    return f"{value!r} ({type(value).__name__})"
-
-
-def _string(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"expected a string, got {_describe(value)}")
-    return value
-
-
-def _path(required: bool) -> Callable[[Any], str]:
-    def parse(value: Any) -> str:
-        text = _string(value).strip()
-        if required and not text:
-            raise ValueError("required: give a folder")
-        return text
-
-    return parse
-
-
-def _number(lo: float, hi: float, unit: str = "", integer: bool = False):
-    def parse(value: Any) -> float | int:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"expected a number, got {_describe(value)}")
-        if integer and not isinstance(value, int):
-            raise ValueError(f"expected a whole number, got {value!r}")
-        if not (lo <= value <= hi) or (isinstance(value, float) and math.isnan(value)):
-            top = "" if hi == math.inf else f"–{hi:g}"
-            rng = f"{lo:g}{top}" if top else f"≥ {lo:g}"
-            raise ValueError(f"{value!r} is out of range: give {rng}{unit}")
-        return int(value) if integer else float(value)
-
-    return parse
-
-
-def _bool(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"expected true or false, got {_describe(value)}")
-    return value
-
-
-def _choice(*choices: str):
-    def parse(value: Any) -> str:
-        text = _string(value)
-        if text not in choices:
-            raise ValueError(f"{text!r} is not one of {', '.join(choices)}")
-        return text
-
-    return parse
-
-
-def _string_list(value: Any) -> list[str]:
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ValueError(f"expected a list of strings, got {_describe(value)}")
-    return list(value)
-
-
-def _models(value: Any) -> list[str]:
-    names = list(dict.fromkeys(_string_list(value)))
-    if not names:
-        raise ValueError("give at least one model")
-    for name in names:
-        if name not in CHOICES:
-            raise ValueError(f"unknown model {name!r}: choose from {', '.join(CHOICES)}")
-    if "auto" in names and len(names) > 1:
-        raise ValueError("auto stands alone: name the models to combine")
-    return names
-
-
-def _views(value: Any) -> list[str]:
-    names = _string_list(value)
-    if not names:
-        raise ValueError(f"give at least one view from {', '.join(VIEW_NAMES)}")
-    for name in names:
-        if name not in VIEW_NAMES:
-            raise ValueError(f"unknown view {name!r}: choose from {', '.join(VIEW_NAMES)}")
-    return list(dict.fromkeys(names))
-
-
-def _targets(value: Any) -> dict[str, float]:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return {"*": float(value)}
-    if not isinstance(value, dict):
-        raise ValueError(f"expected a score or a table of model = score, got {_describe(value)}")
-    targets = {}
-    for name, score in value.items():
-        if name not in MODEL_NAMES:
-            raise ValueError(f"unknown model {name!r}: choose from {', '.join(MODEL_NAMES)}")
-        if isinstance(score, bool) or not isinstance(score, int | float):
-            raise ValueError(f"{name}: expected a score, got {_describe(score)}")
-        targets[name] = float(score)
-    return targets
-
-
-def _platform_names(value: Any) -> list[str]:
-    """Syntax only here; names are resolved against presets and ``pipelines`` in ``validate``."""
-    names = [n.strip() for n in _string_list(value)]
-    if not names or not all(names):
-        raise ValueError('give at least one platform, e.g. ["task", "instagram"]')
-    return list(dict.fromkeys(names))
-
-
-def _pipelines(value: Any) -> dict[str, dict]:
-    """``[pipelines.NAME]`` tables, each checked as a pipeline (kept as written, so the file can
-    be re-rendered); every problem of every table is reported, each as ``.NAME.key: …``."""
-    if not isinstance(value, dict):
-        raise ValueError(f"expected tables [pipelines.NAME], got {_describe(value)}")
-    problems = []
-    for name, table in value.items():
-        if name in PRESETS:  # it would silently change what the preset's name means
-            problems.append(
-                f".{name}: a preset has this name; a custom pipeline needs a name of its own"
-            )
-        elif (inline := _inline(name)) is not None:
-            problems.append(
-                f".{name}: written inline this name already means {inline.describe()}; a "
-                "custom pipeline needs a name of its own"
-            )
-        if not isinstance(table, dict):
-            problems.append(
-                f".{name}: expected a table of resize, filter, quality, subsampling, codec, "
-                "crop, crop_after_resize"
-            )
-            continue
-        try:
-            from_table(name, table)
-        except PipelineError as exc:
-            problems += [f".{name}.{problem}" for problem in exc.problems]
-    if problems:
-        raise PipelineError(*problems)
-    return {name: dict(table) for name, table in value.items()}
-
-
-def _inline(name: str) -> Pipeline | None:
-    try:
-        return parse_inline(name)
-    except PipelineError:
-        return None
-
-
-def _device(value: Any) -> str:
-    text = _string(value)
-    if text not in ("auto", "cpu") and not (
-        text == "cuda" or (text.startswith("cuda:") and text[5:].isdigit())
-    ):
-        raise ValueError(f"{text!r} is not a device: use auto, cpu, cuda or cuda:N")
-    return text
-
-
-def _extensions(value: Any) -> list[str]:
-    items = _string_list(value)
-    if not items:
-        raise ValueError("give at least one extension, e.g. .jpg")
-    out = []
-    for item in items:
-        if not item.startswith(".") or len(item) < 2 or "/" in item:
-            raise ValueError(f"{item!r}: write extensions with their dot, e.g. .jpg")
-        out.append(item.lower())
-    return list(dict.fromkeys(out))
-
-
-def _patterns(value: Any) -> list[str]:
-    items = _string_list(value)
-    for item in items:
-        if not item or "/" in item:
-            raise ValueError(f"{item!r}: a pattern matches one file or folder name, without '/'")
-    return items
-
-
-# --------------------------------------------------------------------------------------------
-# The schema
-
-
 @dataclass(frozen=True)
 class Option:
     key: str
@@ -258,7 +71,7 @@ SCHEMA: tuple[Option, ...] = (
         "",
         "Folder to watch, recursively (your synced camera folder). Required. Relative paths in "
         "this file are relative to the file's own folder; ~ is expanded.",
-        _path(True),
+        read.path(True),
         example="/srv/pixcamd/inbox",
     ),
     Option(
@@ -268,7 +81,7 @@ SCHEMA: tuple[Option, ...] = (
         "Folder the protected copies go to, mirroring the inbox's sub-folders (IMG_1.heic → "
         "IMG_1.jpg). Required; must not be inside the inbox nor contain it. Files appear there "
         "only complete, by an atomic rename.",
-        _path(True),
+        read.path(True),
         example="/srv/pixcamd/outbox",
     ),
     Option(
@@ -277,7 +90,7 @@ SCHEMA: tuple[Option, ...] = (
         "",
         'Ledger (SQLite), lock and working files. "" = $STATE_DIRECTORY (systemd) or '
         "$XDG_STATE_HOME/pixcamd (~/.local/state/pixcamd).",
-        _path(False),
+        read.path(False),
     ),
     Option(
         "tmp_dir",
@@ -287,7 +100,7 @@ SCHEMA: tuple[Option, ...] = (
         'be on the same mount as the outbox and is emptied at start-up. "" = <state_dir>/tmp '
         "when that is on the outbox's mount, else .pixcamd-tmp beside the outbox "
         "(<outbox>/../.pixcamd-tmp).",
-        _path(False),
+        read.path(False),
     ),
     Option(
         "log_file",
@@ -295,7 +108,7 @@ SCHEMA: tuple[Option, ...] = (
         "",
         'Status log, one JSON object per line. "" = $LOGS_DIRECTORY/pixcamd.jsonl (systemd) or '
         "<state_dir>/pixcamd.jsonl. Human-readable lines go to stderr (the journal) as well.",
-        _path(False),
+        read.path(False),
     ),
     Option(
         "model",
@@ -305,14 +118,14 @@ SCHEMA: tuple[Option, ...] = (
         "only when every one agrees). auto = KonCept512 when its weights are installed "
         "(`pixcamd model fetch`), otherwise the embedded BRISQUE — said loudly at start-up and "
         "recorded per photo.",
-        _models,
+        read.models,
     ),
     Option(
         "weights",
         "Quality model",
         "",
         'KonCept512.pth to use; "" = the cache folder ($CACHE_DIRECTORY or ~/.cache/pixcamd).',
-        _path(False),
+        read.path(False),
     ),
     Option(
         "device",
@@ -320,14 +133,14 @@ SCHEMA: tuple[Option, ...] = (
         "auto",
         "auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N. On GPU "
         "out-of-memory a photo is retried with smaller batches, then on the CPU.",
-        _device,
+        read.device,
     ),
     Option(
         "threads",
         "Quality model",
         0,
         "CPU threads for torch; 0 = torch's default (all cores).",
-        _number(0, 1024, integer=True),
+        read.number(0, 1024, integer=True),
     ),
     Option(
         "priority",
@@ -337,7 +150,7 @@ SCHEMA: tuple[Option, ...] = (
         "idle CPU scheduling class), so it can use every core and the desktop stays "
         'responsive; "normal" = like any program (a dedicated server). systemd units set '
         "their own priority.",
-        _choice("background", "normal"),
+        read.choice("background", "normal"),
     ),
     Option(
         "mode",
@@ -347,7 +160,7 @@ SCHEMA: tuple[Option, ...] = (
         "curves, contrast, saturation) a person reads as an edit, kept from looking flatter, "
         'duller or tinted. "auto": the filter, plus the invisible perturbation only where the '
         "filter falls short. The filter is recorded per photo in words and parameters.",
-        _choice("invisible", "enhance", "auto"),
+        read.choice("invisible", "enhance", "auto"),
     ),
     Option(
         "enhance_strength",
@@ -355,14 +168,14 @@ SCHEMA: tuple[Option, ...] = (
         24.0,
         "enhance/auto: largest change of the filter's tone curves in 8-bit grey levels; its "
         "contrast and saturation ranges scale with it.",
-        _number(0, 64, " grey levels"),
+        read.number(0, 64, " grey levels"),
     ),
     Option(
         "views",
         "Protection",
         list(DEFAULT_VIEWS),
         f"Views to protect, from {', '.join(VIEW_NAMES)} (see README).",
-        _views,
+        read.views,
     ),
     Option(
         "platforms",
@@ -376,7 +189,7 @@ SCHEMA: tuple[Option, ...] = (
         + ". Also your own, named in [pipelines.NAME] at the end of this file, or written inline "
         'as e.g. "long1600-q75", "width1080-q80-bicubic-444" or "long2048-webp80" (WebP). See '
         "docs/platforms.md.",
-        _platform_names,
+        read.platform_names,
     ),
     Option(
         "epsilon",
@@ -384,7 +197,7 @@ SCHEMA: tuple[Option, ...] = (
         EPSILON,
         "Largest change per pixel in 8-bit grey levels before escalation, in strong texture; "
         "smoother areas get less, down to a sixth of it where the photo is flat.",
-        _number(0, 64, " grey levels"),
+        read.number(0, 64, " grey levels"),
     ),
     Option(
         "epsilon_cap",
@@ -392,7 +205,7 @@ SCHEMA: tuple[Option, ...] = (
         EPSILON_CAP,
         "Escalation never exceeds this many grey levels (in strong texture; flat areas a sixth "
         "of it).",
-        _number(0, 64, " grey levels"),
+        read.number(0, 64, " grey levels"),
     ),
     Option(
         "target",
@@ -401,42 +214,42 @@ SCHEMA: tuple[Option, ...] = (
         "Score to reach after JPEG-90: one number for a single model, or a table "
         "{ koncept512 = 30, brisque = 80 }. {} = each model's default (KonCept512 30, "
         "BRISQUE 80).",
-        _targets,
+        read.targets,
     ),
     Option(
         "steps",
         "Protection",
         40,
         "Optimizer steps per round before escalating.",
-        _number(1, 100000, integer=True),
+        read.number(1, 100000, integer=True),
     ),
     Option(
         "seed",
         "Protection",
         0,
         "Random seed (same seed, same output).",
-        _number(0, 2**31, integer=True),
+        read.number(0, 2**31, integer=True),
     ),
     Option(
         "max_pixels",
         "Protection",
         200_000_000,
         "Photos with more pixels are refused (failed) instead of exhausting memory.",
-        _number(1, 10**10, " pixels", integer=True),
+        read.number(1, 10**10, " pixels", integer=True),
     ),
     Option(
         "output_quality",
         "Output",
         95,
         "JPEG quality of the protected copies (4:4:4 chroma).",
-        _number(1, 100, integer=True),
+        read.number(1, 100, integer=True),
     ),
     Option(
         "strip_gps",
         "Output",
         True,
         "Remove GPS position tags from the copies (they go public); other metadata is kept.",
-        _bool,
+        read.boolean,
     ),
     Option(
         "on_unprotected",
@@ -445,7 +258,7 @@ SCHEMA: tuple[Option, ...] = (
         'Photos that cannot be protected: "hold" = never in the outbox; state unprotected, '
         'listed by `pixcamd status` (and a copy in hold_dir if set). "ship" = write them to '
         "the outbox anyway, with a warning in the log and the ledger.",
-        _choice("hold", "ship"),
+        read.choice("hold", "ship"),
     ),
     Option(
         "hold_dir",
@@ -453,7 +266,7 @@ SCHEMA: tuple[Option, ...] = (
         "",
         'With on_unprotected = "hold": write the best attempt here (mirrored path) for you to '
         'review. "" = write nothing. Must not be inside the inbox or the outbox.',
-        _path(False),
+        read.path(False),
     ),
     Option(
         "settle_time",
@@ -461,7 +274,7 @@ SCHEMA: tuple[Option, ...] = (
         5.0,
         "Seconds a file must stay unchanged (size and mtime, seen twice) before it is decoded "
         "and queued: a file still being written is never processed.",
-        _number(0.05, 3600, " s"),
+        read.number(0.05, 3600, " s"),
     ),
     Option(
         "settle_timeout",
@@ -469,7 +282,7 @@ SCHEMA: tuple[Option, ...] = (
         120.0,
         "A file unchanged this long that still does not decode is queued anyway and fails with "
         "the decoder's reason (a corrupt file, not one being written).",
-        _number(0.05, 86400, " s"),
+        read.number(0.05, 86400, " s"),
     ),
     Option(
         "rescan_interval",
@@ -477,14 +290,14 @@ SCHEMA: tuple[Option, ...] = (
         600.0,
         "Seconds between full rescans of the inbox for what the watcher missed (network "
         "filesystems, inotify overflow, downtime); 0 = only the start-up scan.",
-        _number(0, 7 * 86400, " s"),
+        read.number(0, 7 * 86400, " s"),
     ),
     Option(
         "extensions",
         "Watching",
         list(DEFAULT_EXTENSIONS),
         "File name extensions taken as photos (case-insensitive); other files are left alone.",
-        _extensions,
+        read.extensions,
     ),
     Option(
         "ignore",
@@ -493,7 +306,7 @@ SCHEMA: tuple[Option, ...] = (
         "Glob patterns of names to ignore, matched against each file and folder name under the "
         "inbox (a matching folder hides its contents). The default covers sync tools' temp "
         "files: Syncthing, Nextcloud, rsync, browsers, macOS, Windows, Synology.",
-        _patterns,
+        read.patterns,
     ),
     Option(
         "max_attempts",
@@ -501,21 +314,21 @@ SCHEMA: tuple[Option, ...] = (
         5,
         "Attempts per photo before it is marked failed for good (transient failures: disk "
         "full, out of memory, a crash mid-photo).",
-        _number(1, 1000, integer=True),
+        read.number(1, 1000, integer=True),
     ),
     Option(
         "retry_backoff",
         "Retries",
         30.0,
         "Seconds before the first retry; doubled on each further attempt.",
-        _number(0, 86400, " s"),
+        read.number(0, 86400, " s"),
     ),
     Option(
         "retry_backoff_max",
         "Retries",
         3600.0,
         "Longest wait between retries, in seconds.",
-        _number(0, 7 * 86400, " s"),
+        read.number(0, 7 * 86400, " s"),
     ),
     Option(
         "executor",
@@ -524,7 +337,7 @@ SCHEMA: tuple[Option, ...] = (
         'Where photos are protected: "local" = in the daemon; "ray" = on the Ray cluster at '
         "ray_address (pip install 'pixcamd[ray]'). The daemon stays the only writer of the "
         "outbox and the ledger either way.",
-        _choice("local", "ray"),  # LocalExecutor here, RayExecutor on a cluster
+        read.choice("local", "ray"),  # LocalExecutor here, RayExecutor on a cluster
     ),
     Option(
         "ray_address",
@@ -534,21 +347,21 @@ SCHEMA: tuple[Option, ...] = (
         '--node-ip-address 127.0.0.1`), or "local" for a private Ray on this machine. Ray has '
         "no authentication of its own: keep a cluster on loopback or a trusted network "
         "(docs/folder-runs.md).",
-        _string,
+        read.string,
     ),
     Option(
         "ray_workers",
         "Cluster",
         0,
         "Workers on the cluster; 0 = one per GPU, or the cluster's CPUs ÷ ray_threads.",
-        _number(0, 4096, integer=True),
+        read.number(0, 4096, integer=True),
     ),
     Option(
         "ray_threads",
         "Cluster",
         1,
         "CPU threads per worker (without GPUs).",
-        _number(1, 256, integer=True),
+        read.number(1, 256, integer=True),
     ),
     Option(
         "ray_fallback",
@@ -556,7 +369,7 @@ SCHEMA: tuple[Option, ...] = (
         "wait",
         'When the cluster goes away: "wait" = keep the queue for when it returns (said loudly '
         'in the log, tried again every minute); "local" = protect here meanwhile.',
-        _choice("wait", "local"),
+        read.choice("wait", "local"),
     ),
     Option(
         "grace_time",
@@ -564,7 +377,7 @@ SCHEMA: tuple[Option, ...] = (
         30.0,
         "On SIGTERM/SIGINT, seconds the current photo may take to finish; after that it is "
         "abandoned cleanly (nothing written, queued again). Keep TimeoutStopSec above it.",
-        _number(0, 3600, " s"),
+        read.number(0, 3600, " s"),
     ),
     Option(
         "web",
@@ -573,7 +386,7 @@ SCHEMA: tuple[Option, ...] = (
         "Address of the local web page (`pixcamd run` serves it; `pixcamd web` alone): "
         'host:port, e.g. "127.0.0.1:8765", "[::1]:8765", "localhost:8765"; "" = no web page. '
         "Any address other than loopback is refused unless web_token is set.",
-        _string,
+        read.string,
     ),
     Option(
         "web_token",
@@ -582,7 +395,7 @@ SCHEMA: tuple[Option, ...] = (
         "Password of the web page (HTTP Basic, any user name; or Authorization: Bearer TOKEN). "
         '"" = none, only allowed on a loopback address. Required to serve on the network; '
         "keep the config file private (chmod 600) when it holds one.",
-        _string,
+        read.string,
     ),
     # Tables must come after every plain key in a TOML file: keep this one last.
     Option(
@@ -598,7 +411,7 @@ SCHEMA: tuple[Option, ...] = (
         "(lossy WebP at that quality, always 4:2:0); crop: a centre crop to an aspect first, e.g. "
         '"1:1" for a square post; crop_after_resize: true to crop the resized photo instead (a '
         "grid's thumbnail of the served copy).",
-        _pipelines,
+        read.pipelines,
         example={"myblog": {"resize": "long 1600", "filter": "lanczos", "quality": 80}},
     ),
 )

@@ -1,0 +1,189 @@
+"""How the daemon's config reads each raw TOML value: parsers that return the effective value or
+raise ``ValueError`` with the problem in words (a ``PipelineError`` may hold several, in its
+``problems``). ``pixcamd.daemon.schema`` names one per key; used as ``read.number(0, 1)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from pixcamd.models import CHOICES, MODEL_NAMES
+from pixcamd.platforms import PRESETS, Pipeline, PipelineError, from_table, parse_inline
+from pixcamd.views import VIEW_NAMES
+
+
+def describe(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {describe(value)}")
+    return value
+
+
+def path(required: bool) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        text = string(value).strip()
+        if required and not text:
+            raise ValueError("required: give a folder")
+        return text
+
+    return parse
+
+
+def number(lo: float, hi: float, unit: str = "", integer: bool = False):
+    def parse(value: Any) -> float | int:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"expected a number, got {describe(value)}")
+        if integer and not isinstance(value, int):
+            raise ValueError(f"expected a whole number, got {value!r}")
+        if not (lo <= value <= hi) or (isinstance(value, float) and math.isnan(value)):
+            top = "" if hi == math.inf else f"–{hi:g}"
+            rng = f"{lo:g}{top}" if top else f"≥ {lo:g}"
+            raise ValueError(f"{value!r} is out of range: give {rng}{unit}")
+        return int(value) if integer else float(value)
+
+    return parse
+
+
+def boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {describe(value)}")
+    return value
+
+
+def choice(*choices: str):
+    def parse(value: Any) -> str:
+        text = string(value)
+        if text not in choices:
+            raise ValueError(f"{text!r} is not one of {', '.join(choices)}")
+        return text
+
+    return parse
+
+
+def string_list(value: Any) -> list[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"expected a list of strings, got {describe(value)}")
+    return list(value)
+
+
+def models(value: Any) -> list[str]:
+    names = list(dict.fromkeys(string_list(value)))
+    if not names:
+        raise ValueError("give at least one model")
+    for name in names:
+        if name not in CHOICES:
+            raise ValueError(f"unknown model {name!r}: choose from {', '.join(CHOICES)}")
+    if "auto" in names and len(names) > 1:
+        raise ValueError("auto stands alone: name the models to combine")
+    return names
+
+
+def views(value: Any) -> list[str]:
+    names = string_list(value)
+    if not names:
+        raise ValueError(f"give at least one view from {', '.join(VIEW_NAMES)}")
+    for name in names:
+        if name not in VIEW_NAMES:
+            raise ValueError(f"unknown view {name!r}: choose from {', '.join(VIEW_NAMES)}")
+    return list(dict.fromkeys(names))
+
+
+def targets(value: Any) -> dict[str, float]:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return {"*": float(value)}
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a score or a table of model = score, got {describe(value)}")
+    targets = {}
+    for name, score in value.items():
+        if name not in MODEL_NAMES:
+            raise ValueError(f"unknown model {name!r}: choose from {', '.join(MODEL_NAMES)}")
+        if isinstance(score, bool) or not isinstance(score, int | float):
+            raise ValueError(f"{name}: expected a score, got {describe(score)}")
+        targets[name] = float(score)
+    return targets
+
+
+def platform_names(value: Any) -> list[str]:
+    """Syntax only here; names are resolved against presets and ``pipelines`` in ``validate``."""
+    names = [n.strip() for n in string_list(value)]
+    if not names or not all(names):
+        raise ValueError('give at least one platform, e.g. ["task", "instagram"]')
+    return list(dict.fromkeys(names))
+
+
+def pipelines(value: Any) -> dict[str, dict]:
+    """``[pipelines.NAME]`` tables, each checked as a pipeline (kept as written, so the file can
+    be re-rendered); every problem of every table is reported, each as ``.NAME.key: …``."""
+    if not isinstance(value, dict):
+        raise ValueError(f"expected tables [pipelines.NAME], got {describe(value)}")
+    problems = []
+    for name, table in value.items():
+        if name in PRESETS:  # it would silently change what the preset's name means
+            problems.append(
+                f".{name}: a preset has this name; a custom pipeline needs a name of its own"
+            )
+        elif (inline := _inline(name)) is not None:
+            problems.append(
+                f".{name}: written inline this name already means {inline.describe()}; a "
+                "custom pipeline needs a name of its own"
+            )
+        if not isinstance(table, dict):
+            problems.append(
+                f".{name}: expected a table of resize, filter, quality, subsampling, codec, "
+                "crop, crop_after_resize"
+            )
+            continue
+        try:
+            from_table(name, table)
+        except PipelineError as exc:
+            problems += [f".{name}.{problem}" for problem in exc.problems]
+    if problems:
+        raise PipelineError(*problems)
+    return {name: dict(table) for name, table in value.items()}
+
+
+def _inline(name: str) -> Pipeline | None:
+    try:
+        return parse_inline(name)
+    except PipelineError:
+        return None
+
+
+def device(value: Any) -> str:
+    text = string(value)
+    if text not in ("auto", "cpu") and not (
+        text == "cuda" or (text.startswith("cuda:") and text[5:].isdigit())
+    ):
+        raise ValueError(f"{text!r} is not a device: use auto, cpu, cuda or cuda:N")
+    return text
+
+
+def extensions(value: Any) -> list[str]:
+    items = string_list(value)
+    if not items:
+        raise ValueError("give at least one extension, e.g. .jpg")
+    out = []
+    for item in items:
+        if not item.startswith(".") or len(item) < 2 or "/" in item:
+            raise ValueError(f"{item!r}: write extensions with their dot, e.g. .jpg")
+        out.append(item.lower())
+    return list(dict.fromkeys(out))
+
+
+def patterns(value: Any) -> list[str]:
+    items = string_list(value)
+    for item in items:
+        if not item or "/" in item:
+            raise ValueError(f"{item!r}: a pattern matches one file or folder name, without '/'")
+    return items
+
+
+# --------------------------------------------------------------------------------------------
+# The schema
