@@ -417,8 +417,8 @@ def parse_platforms(
     for name in (n.strip() for n in names):
         if name in custom:
             out[name] = custom[name]
-        elif name in PRESETS:
-            out[name] = PRESETS[name]
+        elif name.lower() in PRESETS:  # "Instagram" as "instagram", as inline specs' letters
+            out[name.lower()] = PRESETS[name.lower()]
         elif _TOKEN.match(first := name.split("-")[0].lower()) or first.startswith(
             ("none", "crop")
         ):

@@ -325,6 +325,11 @@ def test_platform_lists_mix_presets_custom_and_inline_keep_order_drop_repeats():
     assert [p.name for p in pipelines] == ["instagram", "myblog", "task", "long1600-q75"]
     assert pipelines[1] is mine and pipelines[0] is PRESETS["instagram"]
     assert parse_platforms(["task", "scale0.5-q85"])[1].size == 0.5
+    # a preset's name in any case, as an inline spec's letters: one pipeline, its own name
+    assert parse_platforms("Instagram,INSTAGRAM,Long1600-Q75") == (
+        PRESETS["instagram"],
+        parse_platforms("long1600-q75")[0],
+    )
 
 
 BAD_SPECS = [

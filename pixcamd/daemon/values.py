@@ -125,7 +125,7 @@ def pipelines(value: Any) -> dict[str, dict]:
         raise ValueError(f"expected tables [pipelines.NAME], got {describe(value)}")
     problems = []
     for name, table in value.items():
-        if name in PRESETS:  # it would silently change what the preset's name means
+        if name.lower() in PRESETS:  # it would silently change what the preset's name means
             problems.append(
                 f".{name}: a preset has this name; a custom pipeline needs a name of its own"
             )
