@@ -144,7 +144,7 @@ def test_init_then_run_then_status_without_a_single_flag(home, capsys, brisque):
         log, _ = process.communicate(timeout=60)
     assert process.returncode == 0, log
     assert f"config: {home / 'config' / 'pixcamd' / 'config.toml'} (your user config)" in log
-    assert "priority: background (nice 19, idle CPU class)" in log
+    assert "priority background (nice 19, idle CPU class)" in log  # on the daemon_started line
 
 
 def test_init_installs_the_user_service_for_this_pixcamd(home, capsys):

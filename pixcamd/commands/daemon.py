@@ -205,9 +205,10 @@ def run_daemon(args: argparse.Namespace) -> int:
     from pixcamd.daemon.service import Daemon
 
     config = _load(args)
-    if config.priority == "background":
-        print(f"priority: background ({background_priority()})", file=sys.stderr)
-    daemon = Daemon(config)
+    priority = None
+    if config.priority == "background":  # said once the daemon has started, not before a refusal
+        priority = f"background ({background_priority()})"
+    daemon = Daemon(config, priority=priority)
     stop = threading.Event()
 
     def on_signal(signum, frame) -> None:

@@ -71,8 +71,10 @@ class Daemon:
         notifier: Notifier | None = None,
         stream: TextIO | None = None,
         decode=None,
+        priority: str | None = None,
     ):
         self.config = config
+        self.priority = priority  # how the process lowered its priority, for the start line
         self.injected_models = models
         self.notifier = notifier if notifier is not None else Notifier()
         self.stream = stream
@@ -119,7 +121,8 @@ class Daemon:
         self.log.emit(
             "daemon_started",
             message=f"pid {os.getpid()}, inbox {config.inbox}, outbox {config.outbox}, "
-            f"state {config.state_dir}, temp files in {self.tmp_dir}",
+            f"state {config.state_dir}, temp files in {self.tmp_dir}"
+            + (f", priority {self.priority}" if self.priority else ""),
             pid=os.getpid(),
             config=str(config.source) if config.source else None,
         )
