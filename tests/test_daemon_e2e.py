@@ -149,7 +149,8 @@ def test_a_burst_of_50_files_with_corrupt_ones_among_them(tmp_path, brisque):
     rows = ledger_rows(config)
     assert all(rows[n]["state"] == "done" for n in names)
     assert rows["burst/corrupt.jpg"]["state"] == "failed"
-    assert "corrupt.jpg: " in rows["burst/corrupt.jpg"]["error"]  # the reader's own reason
+    error = rows["burst/corrupt.jpg"]["error"]  # the reader's own reason, without the name
+    assert error and not error.startswith(("burst/corrupt.jpg", "gave up")), error
     assert rows["burst/truncated.png"]["state"] == "failed"
     assert rows["burst/truncated.png"]["attempts"] == 1  # a bad file is not retried
     assert outbox_files(config) == [f"burst/{i:02d}.jpg" for i in range(50)]
