@@ -52,22 +52,14 @@ def _add_platforms(parser, note: str) -> None:
     )
 
 
-def _jpeg(text: str) -> int | None:
-    if text.lower() == "none":
-        return None
-    try:
-        quality = int(text)
-    except ValueError:
-        quality = 0
-    if not 1 <= quality <= 100:
-        raise argparse.ArgumentTypeError(f"{text!r}: give a JPEG quality 1–100, or none")
-    return quality
-
-
 def _jpeg_pipeline(text: str) -> tuple[Pipeline, ...]:
-    quality = _jpeg(text)
-    if quality is None:
+    """``score --jpeg``: a full-size JPEG at a quality, or none (the file as it is)."""
+    if text.lower() == "none":
         return (PRESETS["as-is"],)
+    try:
+        quality = _jpeg_quality(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a JPEG quality 1–100, or none") from None
     return (Pipeline(f"jpeg{quality}", quality=quality),)
 
 
