@@ -392,7 +392,6 @@ class FolderRun:
             self.tally.protected += 1
         else:
             self.tally.unprotected += 1
-        report["warnings"] = outcome.warnings
         self.on_photo(report, self.tally)
         return False
 

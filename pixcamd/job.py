@@ -98,6 +98,7 @@ def protect_photo(
                 report["verdict"] = "unprotected"
                 if not options.keep_unprotected:
                     copy = None
-    report.update(protected=protected, metadata_notes=notes)
+    # what the decoder changed in the input travels with the report, as the metadata notes do
+    report.update(protected=protected, metadata_notes=notes, warnings=list(photo.warnings))
     timings["total"] = round(time.perf_counter() - started, 3)
     return Outcome(copy, protected, report, notes, photo.warnings, timings)

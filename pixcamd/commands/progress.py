@@ -69,9 +69,9 @@ class RunProgress:
             self.steps.set_description_str(text, refresh=True)
 
     def photo(self, report: dict, tally: Tally) -> None:
-        for note in report.get("warnings") or []:
-            self.say(f"{report['path']}: {note}")
-        if not report.get("earlier"):
+        if not report.get("earlier"):  # said when the photo was done, not on every re-run
+            for note in report.get("warnings") or []:  # what the decoder changed in the input
+                self.say(f"{report['path']}: {note}")
             for note in report.get("metadata_notes") or []:  # e.g. the GPS position removed
                 self.say(f"{report['path']}: {note}")
         self._result(summary_line(report))

@@ -145,7 +145,6 @@ def _one(source: Path, target: Path, models, options: JobOptions, show: RunProgr
         tally.protected = 1
     else:
         tally.unprotected = 1
-    report["warnings"] = outcome.warnings
     show.photo(report, tally)
     show.end(tally)
     return 0 if outcome.protected else 1

@@ -388,7 +388,6 @@ class Worker:
             self.log.emit("photo_note", row.path, note)
         self._checkpoint()
         report = outcome.report
-        report["warnings"] = list(outcome.warnings)
         protected = outcome.protected
         ship = outcome.data is not None and (protected or self.config.on_unprotected == "ship")
         out_rel = self.output_name(row)
