@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from pixcamd.errors import DownloadError, TruncatedCheckpoint, WeightsError, WeightsMissing
+from pixcamd.errors import DownloadError, TruncatedCheckpoint, WeightsMissing
 from pixcamd.models.weights import WEIGHTS_URL, default_weights_path, load_checkpoint
 
 CHUNK = 1 << 20
@@ -86,10 +86,8 @@ def _install(source: BinaryIO, total: int | None, dest: Path, origin: str) -> In
             )
         from pixcamd.models.koncept512 import KonCept512
 
-        try:  # refuses anything but KonCept512 weights
-            model = KonCept512(load_checkpoint(tmp))
-        except WeightsError as exc:  # name what the user gave, not our temporary copy
-            raise type(exc)(str(exc).replace(str(tmp), origin)) from exc
+        # refuses anything but KonCept512 weights, naming what the user gave, not our copy
+        model = KonCept512(load_checkpoint(tmp, name=origin))
         os.replace(tmp, dest)
         dir_fd = os.open(dest.parent, os.O_RDONLY)
         try:

@@ -47,17 +47,19 @@ def expected_layout() -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
     return {k: (tuple(v.shape), v.dtype) for k, v in model.state_dict().items()}
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read and validate a KonCept512 checkpoint; raise a specific ``WeightsError`` if unusable."""
+def load_checkpoint(path: str | os.PathLike, name: str | None = None) -> dict[str, torch.Tensor]:
+    """Read and validate a KonCept512 checkpoint; raise a specific ``WeightsError`` if unusable.
+    ``name``: what the errors call the file (default its path), e.g. the source a copy came from."""
     path = Path(path)
+    shown = name or path
     if not path.exists():
-        raise WeightsMissing(f"KonCept512 weights not found at {path}: {_HOW_TO_GET}")
+        raise WeightsMissing(f"KonCept512 weights not found at {shown}: {_HOW_TO_GET}")
     if not path.is_file():
-        raise NotACheckpoint(f"{path} is not a file")
+        raise NotACheckpoint(f"{shown} is not a file")
     with path.open("rb") as f:
         head = f.read(len(_LEGACY_MAGIC))
     if not head:
-        raise TruncatedCheckpoint(f"{path} is empty (an interrupted download?): {_HOW_TO_GET}")
+        raise TruncatedCheckpoint(f"{shown} is empty (an interrupted download?): {_HOW_TO_GET}")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -65,22 +67,22 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             zipfile.is_zipfile(path) or head.startswith(_LEGACY_MAGIC)
         ):
             raise NotACheckpoint(
-                f"{path} holds pickled Python objects, not just tensors; refusing to run them "
+                f"{shown} holds pickled Python objects, not just tensors; refusing to run them "
                 "(KonCept512.pth is a plain state dict)"
             ) from exc
         if (head.startswith(b"PK\x03\x04") and not zipfile.is_zipfile(path)) or head.startswith(
             _LEGACY_MAGIC
         ):
             raise TruncatedCheckpoint(
-                f"{path} is a cut-off PyTorch checkpoint ({path.stat().st_size} bytes): "
+                f"{shown} is a cut-off PyTorch checkpoint ({path.stat().st_size} bytes): "
                 f"{_HOW_TO_GET}"
             ) from exc
         # torch's own words ("invalid load key", a byte's number) mean nothing to a user
-        raise NotACheckpoint(f"{path} is not a PyTorch checkpoint: {_HOW_TO_GET}") from exc
-    return _check_layout(obj, path)
+        raise NotACheckpoint(f"{shown} is not a PyTorch checkpoint: {_HOW_TO_GET}") from exc
+    return _check_layout(obj, shown)
 
 
-def _check_layout(obj, path: Path) -> dict[str, torch.Tensor]:
+def _check_layout(obj, path: Path | str) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise NotACheckpoint(f"{path} is a PyTorch file but not a state dict of tensors")
     if obj and all(k.startswith("module.") for k in obj):
