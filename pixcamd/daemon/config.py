@@ -84,8 +84,12 @@ class Config:
 
 def resolve_platforms(values: dict[str, Any]) -> tuple[Pipeline, ...]:
     """The configured ``platforms`` as pipelines: presets, ``[pipelines.NAME]``, inline specs."""
-    custom = {name: from_table(name, table) for name, table in values["pipelines"].items()}
-    return parse_platforms(values["platforms"], custom)
+    return parse_platforms(values["platforms"], _custom(values))
+
+
+def _custom(values: dict[str, Any]) -> dict[str, Pipeline]:
+    """The ``[pipelines.NAME]`` tables that validated, as pipelines."""
+    return {name: from_table(name, table) for name, table in values.get("pipelines", {}).items()}
 
 
 def _abs(text: str, base: Path) -> Path:
@@ -203,7 +207,7 @@ def _platform_problems(values: dict[str, Any], tables: Any) -> list[str]:
     """Every entry of ``platforms`` resolves (each reported), and every ``[pipelines.NAME]`` is
     named there. A table that does not validate has its own problems, under its keys."""
     tables = tables if isinstance(tables, dict) else {}
-    custom = {name: from_table(name, t) for name, t in values.get("pipelines", {}).items()}
+    custom = _custom(values)
     problems = []
     for name in values["platforms"]:
         if name in tables and name not in custom:
