@@ -146,8 +146,7 @@ def psnr_ssim(original: Image.Image, output: Image.Image, rows: int = 1024) -> t
     flat for 24 MP photos while giving the same value as one pass over the whole image.
     """
     a, b = to_tensor(original), to_tensor(output)
-    mse = torch.mean((a - b) ** 2)
-    psnr = float("inf") if mse == 0 else float(-10 * torch.log10(mse))
+    value = _psnr(a, b)
     weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
     ya, yb = (a * weights).sum(1, keepdim=True), (b * weights).sum(1, keepdim=True)
     del a, b
@@ -159,7 +158,17 @@ def psnr_ssim(original: Image.Image, output: Image.Image, rows: int = 1024) -> t
         keep = strip[..., top - lo : top - lo + min(rows, height - top), :]
         total += float(keep.sum())
         count += keep.numel()
-    return psnr, total / count
+    return value, total / count
+
+
+def psnr(original: Image.Image, output: Image.Image) -> float:
+    """PSNR over RGB in dB, as ``psnr_ssim`` gives it (infinite for identical pixels)."""
+    return _psnr(to_tensor(original), to_tensor(output))
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = torch.mean((a - b) ** 2)
+    return float("inf") if mse == 0 else float(-10 * torch.log10(mse))
 
 
 def verify_file(

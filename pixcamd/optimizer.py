@@ -439,6 +439,16 @@ class Attack(ViewLoop):
         """The 8-bit protected photo, 1×3×H×W."""
         return torch.round((self.photo + self.delta).clamp(0, 1) * 255) / 255
 
+    def psnr(self, rows: int = 512) -> float:
+        """PSNR (dB, RGB) of ``pixels()`` against the photo, before any encoding — the loop's
+        own figure for what its change costs, in strips: no full-size temporary."""
+        total, height = 0.0, self.photo.shape[-2]
+        for top in range(0, height, rows):
+            photo = self.photo[..., top : top + rows, :] * 255
+            changed = (photo + self.delta[..., top : top + rows, :] * 255).clamp_(0, 255)
+            total += float(changed.round_().sub_(torch.round(photo)).square_().sum())
+        return float("inf") if total == 0 else 10 * math.log10(255**2 * self.photo.numel() / total)
+
 
 def _area(view: LoopView) -> int:
     x0, y0, x1, y1 = view.region

@@ -18,7 +18,8 @@ the sense that matters: no files, no global state — it takes an image and retu
    round at the cap without the optimizer's fade (the filter: two rounds of steps within its
    fixed bounds). Once a real check finds the photo protected,
    at most ``polish_steps`` more steps seek the margin; the protected candidate with the widest
-   margin on its worst view is kept.
+   margin on its worst view is kept — but the margin is never bought below ``polish_floor`` dB
+   of PSNR (the first protected candidate is kept whatever it costs).
 5. Verdict from the real check only: protected iff every view of every model is on the
    low-quality side of its threshold after every pipeline. Otherwise ``protected = False``, with
    scores per pipeline and the worst (pipeline, model, view).
@@ -26,6 +27,7 @@ the sense that matters: no files, no global state — it takes an image and retu
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -33,7 +35,7 @@ from functools import partial
 
 from PIL import Image
 
-from pixcamd.check import Check, check_output, psnr_ssim, score_image_views
+from pixcamd.check import Check, check_output, psnr, psnr_ssim, score_image_views
 from pixcamd.enhance import STRENGTH, Bounds, ColourFilter, Enhancer
 from pixcamd.enhance import summary as enhance_summary
 from pixcamd.jpeg import Chain, decode
@@ -50,6 +52,7 @@ MODES = ("invisible", "enhance", "auto")
 EPSILON = 6.0
 EPSILON_CAP = 12.0
 CHECK_SPACING = 5  # steps between real checks that the loop's targets did not call for
+POLISH_FLOOR = 36.0  # dB: the least PSNR the polish may take a copy to (issue #11's floor)
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,9 @@ class Settings:
     grid_jitter: float = GRID_JITTER  # downscaled crops evaluated at a served size ± this
     fit_jitter: float = FIT_JITTER  # fits evaluated from a box ± this
     polish_steps: int = 10  # once protected, at most this many more steps to reach the margin
+    # ...and never below this PSNR (dB, the copy against the photo; 0: no floor): the margin is
+    # insurance, invisibility the promise (docs/benchmarks.md, "The polish and the PSNR floor")
+    polish_floor: float = POLISH_FLOOR
     batch_size: int = 2
     device: str = "cpu"
 
@@ -224,7 +230,7 @@ def protect(
     if before.all_low:
         return finish(Found(image, data, before, 0.0), 0, untouched=True)
 
-    search = _Search(models, views, targets, settings, progress)
+    search = _Search(models, views, targets, settings, progress, image)
     photo = to_tensor(image).to(settings.device)
     # A black-and-white photo gets one change for R, G and B (curve or δ): its copy stays
     # neutral, without the colour speckle or tint that per-channel changes would show there.
@@ -291,6 +297,7 @@ class Found:
     check: Check
     budget: float  # ε of the invisible round that produced it (0 for a filter)
     colour_filter: ColourFilter | None = None  # the enhancer's filter that produced it
+    psnr: float | None = None  # of the encoded output against the photo, once asked for
 
 
 class _Search:
@@ -298,9 +305,13 @@ class _Search:
     runs one round given the per-step callback) — with the early stop on the real check and the
     tightening of in-loop targets it may call for."""
 
-    def __init__(self, models, views, targets, settings: Settings, progress):
+    def __init__(self, models, views, targets, settings: Settings, progress, original):
         self.models, self.views, self.targets, self.settings = models, views, targets, settings
-        self.progress = progress
+        self.progress, self.original = progress, original
+        # The polish's floor guards invisibility: a filter (enhance, auto) changes the photo
+        # visibly by design, so it holds for the invisible perturbation alone.
+        self.floor = settings.polish_floor if settings.mode == "invisible" else 0.0
+        self.encoding_mse = 0.0
         self.checks = 0  # real checks run, and how many of them passed at once
         self.first_check_passed: bool | None = None
         self.first_check_protected: bool | None = None  # of the loop's estimate, see Result
@@ -346,14 +357,34 @@ class _Search:
         return found
 
     def _keep(self, found: Found) -> None:
-        """Keep the protected candidate with the widest margin on its worst (pipeline, view)."""
-        wider = self.best is None or (
-            found.check.worst()["good_by"] <= self.best.check.worst()["good_by"]
-        )
-        if found.check.all_low and wider:
-            self.best = found
-            if self.protected_at is None:
-                self.protected_at = self.loop.step
+        """Keep the protected candidate with the widest margin on its worst (pipeline, view) —
+        the first one whatever its PSNR (protection first), later ones only if they are at or
+        above the polish's floor or the kept one is below it too."""
+        if not found.check.all_low:
+            return
+        if self.best is not None:
+            if found.check.worst()["good_by"] > self.best.check.worst()["good_by"]:
+                return
+            if self.floor and self._psnr(found) < self.floor <= self._psnr(self.best):
+                return
+        self.best = found
+        if self.protected_at is None:
+            self.protected_at = self.loop.step
+            if self.floor:
+                # What the output's encoding adds to the loop's own change, in squared error:
+                # the loop's figure is before it (the candidate is the loop's present δ).
+                self.encoding_mse = max(0.0, _mse(self._psnr(found)) - _mse(self.loop.psnr()))
+
+    def _psnr(self, found: Found) -> float:
+        if found.psnr is None:
+            found.psnr = psnr(self.original, decode(found.encoded))
+        return found.psnr
+
+    def _below_floor(self) -> bool:
+        """The output of the loop's present δ would be below the polish's floor: its own PSNR
+        with the encoding's share as measured at the first protected check."""
+        mse = _mse(self.loop.psnr()) + self.encoding_mse
+        return mse > 0 and -10 * math.log10(mse) < self.floor
 
     def _on_step(self, report: StepReport) -> bool:
         if self.progress is not None:
@@ -361,10 +392,11 @@ class _Search:
             values = report.scores[first.name].values()
             worst = max(values) if first.higher_is_better else min(values)
             self.progress(self.offset + report.step, worst)
-        polished = (
-            self.protected_at is not None
-            and self.loop.step - self.protected_at >= self.settings.polish_steps
-        )
+        polishing = self.protected_at is not None
+        # Below the floor no candidate of the polish can be kept: it ends there.
+        if polishing and self.floor and self._below_floor():
+            return True
+        polished = polishing and self.loop.step - self.protected_at >= self.settings.polish_steps
         # The check runs when the loop thinks the targets are met; and, while no candidate is
         # protected yet, every few steps once the loop sees every view beyond the threshold —
         # the margin is then sought for at most ``polish_steps`` more, not a whole round.
@@ -383,6 +415,11 @@ class _Search:
         if report.reached:  # the loop was optimistic: aim further where the check fell short
             self.loop.tighten(found.check.short(self.targets, self.models))
         return False
+
+
+def _mse(psnr_db: float) -> float:
+    """Mean squared error in [0, 1]² units of a PSNR in dB."""
+    return 10 ** (-psnr_db / 10)
 
 
 def _meets(check: Check, models: list[QualityModel], targets: dict[str, float]) -> bool:

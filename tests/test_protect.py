@@ -246,6 +246,31 @@ def test_once_protected_the_margin_is_sought_for_a_bounded_number_of_steps(tiny_
     )
 
 
+def test_the_polish_never_buys_margin_below_its_psnr_floor(tiny_biqa):
+    """Protection first, whatever it costs; the margin after it only while the copy stays at or
+    above ``polish_floor`` dB: the polish ends where the loop's change crosses the floor, and a
+    candidate below it never replaces a kept one above it."""
+    photo = synthetic_photo(640, 480, 13)
+    base = dict(views=("center",), targets={"tiny": 0.5}, platforms=TASK, polish_steps=25)
+    free = protect(photo, [tiny_biqa], Settings(polish_floor=0, **base))
+    # an unreachable floor: the first protected candidate is kept, one step later the polish ends
+    first = protect(photo, [tiny_biqa], Settings(polish_floor=99, **base))
+    assert free.protected and first.protected
+    assert first.steps < free.steps and first.checks < free.checks
+    assert first.psnr > free.psnr  # the margin the polish bought cost invisibility
+    between = (first.psnr + free.psnr) / 2
+    held = protect(photo, [tiny_biqa], Settings(polish_floor=between, **base))
+    assert held.protected and held.psnr >= between
+    assert first.steps <= held.steps < free.steps
+    assert psnr_ssim(photo, Image.open(io.BytesIO(held.output_jpeg)))[0] == held.psnr
+    # a colour filter changes the photo visibly by design: no floor for it
+    look = dict(mode="enhance", views=("center",), platforms=TASK, steps=6)
+    assert (
+        protect(photo, [tiny_biqa], Settings(polish_floor=99, **look)).steps
+        == protect(photo, [tiny_biqa], Settings(polish_floor=0, **look)).steps
+    )
+
+
 def test_results_are_recorded_per_pipeline(tiny_biqa):
     """Each pipeline's served size, scores before and after, its own verdict and the worst one,
     and the after scores agree with an independent judgement of the output bytes."""

@@ -43,6 +43,7 @@ def settings_fingerprint(settings, models) -> str:
         "grid_jitter": settings.grid_jitter,
         "fit_jitter": settings.fit_jitter,
         "polish_steps": settings.polish_steps,
+        "polish_floor": settings.polish_floor,
         "masking": settings.masking,
         "step_clip": STEP_CLIP,
         "fade": FADE,
