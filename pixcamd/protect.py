@@ -393,7 +393,7 @@ class _Search:
             worst = max(values) if first.higher_is_better else min(values)
             self.progress(self.offset + report.step, worst)
         polishing = self.protected_at is not None
-        # Below the floor no candidate of the polish can be kept: it ends there.
+        # The margin is not bought below the floor: the polish ends where the change crosses it.
         if polishing and self.floor and self._below_floor():
             return True
         polished = polishing and self.loop.step - self.protected_at >= self.settings.polish_steps
