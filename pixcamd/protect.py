@@ -230,8 +230,8 @@ def protect(
     if before.all_low:
         return finish(Found(image, data, before, 0.0), 0, untouched=True)
 
-    search = _Search(models, views, targets, settings, progress, image)
-    photo = to_tensor(image).to(settings.device)
+    search = _Search(models, views, targets, settings, progress)
+    photo, start = to_tensor(image).to(settings.device), image  # what the perturbation starts from
     # A black-and-white photo gets one change for R, G and B (curve or δ): its copy stays
     # neutral, without the colour speckle or tint that per-channel changes would show there.
     monochrome = is_monochrome(image)
@@ -257,6 +257,7 @@ def protect(
         if settings.mode == "enhance" or _meets(found.check, models, targets):
             return finish(found, steps)
         photo = to_tensor(found.image).to(settings.device)  # auto: perturb the enhanced photo
+        start = found.image
         del enhancer  # its hat maps and thumbnail: memory the perturbation can use
 
     attack = Attack(
@@ -284,7 +285,7 @@ def protect(
         # "δ fades").
         cap = rounds[-1][0]
         rounds.append((cap, partial(attack.run, cap, settings.steps, fade=0.0)))
-    found = search.run(attack, rounds, step_offset=steps)
+    found = search.run(attack, rounds, step_offset=steps, start=start)
     return finish(found, steps + attack.step)
 
 
@@ -305,19 +306,22 @@ class _Search:
     runs one round given the per-step callback) — with the early stop on the real check and the
     tightening of in-loop targets it may call for."""
 
-    def __init__(self, models, views, targets, settings: Settings, progress, original):
+    def __init__(self, models, views, targets, settings: Settings, progress):
         self.models, self.views, self.targets, self.settings = models, views, targets, settings
-        self.progress, self.original = progress, original
-        # The polish's floor guards invisibility: a filter (enhance, auto) changes the photo
-        # visibly by design, so it holds for the invisible perturbation alone.
-        self.floor = settings.polish_floor if settings.mode == "invisible" else 0.0
-        self.encoding_mse = 0.0
+        self.progress = progress
         self.checks = 0  # real checks run, and how many of them passed at once
         self.first_check_passed: bool | None = None
         self.first_check_protected: bool | None = None  # of the loop's estimate, see Result
 
-    def run(self, loop, rounds: list[tuple[float, Callable]], step_offset: int = 0) -> Found:
+    def run(
+        self, loop, rounds: list[tuple[float, Callable]], step_offset: int = 0, start=None
+    ) -> Found:
+        """``start``: the image the invisible perturbation starts from (in auto mode the filtered
+        photo), against which the polish's floor holds; None for the colour filter, which changes
+        the photo visibly by design and has no floor."""
         self.loop, self.offset, self.best, self.budget = loop, step_offset, None, 0.0
+        self.start, self.encoding_mse = start, 0.0
+        self.floor = self.settings.polish_floor if start is not None else 0.0
         self.protected_at: int | None = None  # the loop's step at the first protected check
         self.checked_at = -CHECK_SPACING
         ended = None
@@ -377,7 +381,7 @@ class _Search:
 
     def _psnr(self, found: Found) -> float:
         if found.psnr is None:
-            found.psnr = psnr(self.original, decode(found.encoded))
+            found.psnr = psnr(self.start, decode(found.encoded))
         return found.psnr
 
     def _below_floor(self) -> bool:
