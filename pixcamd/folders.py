@@ -83,8 +83,10 @@ def plan_sources(
     for source in plan.sources:
         key = output_key(source.key)
         if key in owners:
+            where = outdir / key if outdir is not None else key
             raise PixcamdError(
-                f"{owners[key].path} and {source.path} would both be written to {key}"
+                f"{owners[key].path} and {source.path} would both be written to {where}; "
+                "rename one of them"
             )
         owners[key] = source
         if outdir is not None and (outdir / key).resolve() in originals:

@@ -95,7 +95,7 @@ def test_refuses_ambiguous_outputs_before_doing_any_work(tmp_path, photo, capsys
     synthetic_photo(640, 480, 1).save(twin)
     outdir = tmp_path / "outbox"
     assert main(["protect", str(photo), str(twin), "--outdir", str(outdir), *FAST]) == 2
-    assert "would both be written" in capsys.readouterr().err
+    assert f"would both be written to {outdir / 'garden.jpg'}" in capsys.readouterr().err
     assert not outdir.exists()
     assert main(["protect", str(photo), str(twin), "-o", str(tmp_path / "x.jpg"), *FAST]) == 2
     assert "takes one photo" in capsys.readouterr().err
