@@ -1,0 +1,104 @@
+"""XMP: targeted edits of the packet's text (a parse/serialise round trip would rewrite it)."""
+
+from __future__ import annotations
+
+import re
+
+from pixcamd.metadata.segments import XMP_MAX
+
+NS_TIFF = "http://ns.adobe.com/tiff/1.0/"
+NS_EXIF = "http://ns.adobe.com/exif/1.0/"
+NS_XMP = "http://ns.adobe.com/xap/1.0/"
+NS_XMP_NOTE = "http://ns.adobe.com/xmp/note/"
+
+
+def _prefixes(text: str, uri: str) -> list[str]:
+    return re.findall(r"xmlns:([\w.-]+)\s*=\s*[\"']" + re.escape(uri) + r"[\"']", text)
+
+
+def _set_property(text: str, prefix: str, name: str, value: str) -> tuple[str, str | None]:
+    """Set a simple property written as an attribute or an element; (text, old value)."""
+    qname = re.escape(f"{prefix}:{name}")
+    match = re.search(rf"(\s{qname}\s*=\s*)([\"'])(.*?)\2", text, re.DOTALL)
+    if match:
+        quote = match.group(2)
+        new = match.group(1) + quote + value + quote
+        return text[: match.start()] + new + text[match.end() :], match.group(3)
+    match = re.search(rf"(<{qname}\s*>)([^<]*)(</{qname}\s*>)", text)
+    if match:
+        new = match.group(1) + value + match.group(3)
+        return text[: match.start()] + new + text[match.end() :], match.group(2).strip()
+    return text, None
+
+
+def _remove_properties(text: str, prefix_pattern: str, name_pattern: str) -> tuple[str, int]:
+    """Remove properties (attribute or element form) whose qualified name matches."""
+    qname = f"{prefix_pattern}:{name_pattern}"
+    n_total = 0
+    for pattern in (
+        rf"\s{qname}\s*=\s*([\"']).*?\1",  # attribute
+        rf"<({qname})\b[^>]*?/>",  # empty element
+        rf"<({qname})\b[^>]*?>.*?</\1\s*>",  # element with content
+    ):
+        text, n = re.subn(pattern, "", text, flags=re.DOTALL)
+        n_total += n
+    return text, n_total
+
+
+def _xmp_text(xmp: bytes) -> str | None:
+    """The packet as text. JPEG requires UTF-8, but UTF-16/32 packets exist: they are read and
+    written back as UTF-8."""
+    encodings = ["utf-8"]
+    if xmp[:4] in (b"\x00\x00\xfe\xff", b"\xff\xfe\x00\x00") or xmp[:2] == b"\x00\x00":
+        encodings = ["utf-32"] if xmp[:4] in (b"\x00\x00\xfe\xff", b"\xff\xfe\x00\x00") else []
+        encodings.append("utf-32-be")
+    elif xmp[:2] in (b"\xfe\xff", b"\xff\xfe"):
+        encodings = ["utf-16"]
+    elif xmp[:1] == b"\x00":
+        encodings = ["utf-16-be"]
+    elif xmp[1:2] == b"\x00":
+        encodings = ["utf-16-le", "utf-32-le"]
+    for encoding in encodings:
+        try:
+            return xmp.decode(encoding).lstrip("\ufeff")
+        except UnicodeDecodeError:
+            continue
+    return None
+
+
+def patch_xmp(
+    xmp: bytes, size: tuple[int, int], strip_gps: bool = False
+) -> tuple[bytes | None, list]:
+    """The XMP packet made true for the output; (None, notes) if it cannot be kept."""
+    notes: list[str] = []
+    text = _xmp_text(xmp)
+    if text is None:
+        return None, ["XMP is not Unicode text and was dropped"]
+    width, height = size
+    for prefix in _prefixes(text, NS_TIFF):
+        text, old = _set_property(text, prefix, "Orientation", "1")
+        if old not in (None, "1"):
+            notes.append(f"XMP tiff:Orientation {old} → 1")
+        for name, value in (("ImageWidth", width), ("ImageLength", height)):
+            text, _ = _set_property(text, prefix, name, str(value))
+    for prefix in _prefixes(text, NS_EXIF):
+        for name, value in (("PixelXDimension", width), ("PixelYDimension", height)):
+            text, _ = _set_property(text, prefix, name, str(value))
+    for prefix in _prefixes(text, NS_XMP):
+        text, n = _remove_properties(text, re.escape(prefix), "Thumbnails")
+        if n:
+            notes.append("XMP thumbnail removed: it showed the unprotected photo")
+    for prefix in _prefixes(text, NS_XMP_NOTE):
+        text, n = _remove_properties(text, re.escape(prefix), "HasExtendedXMP")
+        if n:
+            notes.append("extended XMP not carried (it can hold depth maps or image copies)")
+    if strip_gps:
+        text, n = _remove_properties(text, r"[\w.-]+", r"(?:GPS|Gps)[\w]*")
+        if n:
+            notes.append(f"XMP GPS properties removed (strip_gps): {n}")
+    data = text.encode("utf-8")
+    if len(data) > XMP_MAX:  # drop the packet's whitespace padding before giving up
+        data = re.sub(rb"(</x:xmpmeta>)\s+(<\?xpacket end)", rb"\1\n\2", data)
+    if len(data) > XMP_MAX:
+        return None, [*notes, f"XMP of {len(data)} bytes is over the JPEG limit and was dropped"]
+    return data, notes
