@@ -445,8 +445,8 @@ def plan_loop_views(
 
 
 ROAM_FILTERS = ("lanczos", "bicubic", "bilinear")
-# Above the named presets' 75–85 too: a high quality after a downscale is where the JPEG's own
-# artefacts help a perturbation least (measured: docs/benchmarks.md, 70–95 → 85–98).
+# Up to and above the named downscales' 75–90: a high quality after a downscale is where the
+# JPEG's own artefacts help a perturbation least (measured: docs/benchmarks.md, 70–95 → 85–98).
 ROAM_QUALITY = (85, 98)
 # This share of roaming views re-encode the photo at its own size, at a quality drawn from
 # ROAM_NATIVE_QUALITY: a destination that keeps a photo within its size limit (X-like ones up to

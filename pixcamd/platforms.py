@@ -242,10 +242,14 @@ PRESETS: dict[str, Pipeline] = {
         Pipeline("instagram", "width", 1080, quality=80),
         Pipeline("whatsapp", "long", 1600, quality=75),
         Pipeline("telegram", "long", 1280, quality=87),
+        # Bluesky's app: fit in 2000 px, then JPEG at quality 100, 90, 80… until under its
+        # upload limit (docs/platforms.md). The one preset that downscales and keeps a high
+        # quality: there the JPEG's own artefacts cannot carry the protection.
+        Pipeline("bluesky", "long", 2000, quality=90),
         Pipeline("as-is", quality=None),  # judge a file exactly as it is (one downloaded back)
     )
 }
-DEFAULT_PLATFORMS = ("task", "facebook", "instagram", "whatsapp")
+DEFAULT_PLATFORMS = ("task", "facebook", "instagram", "whatsapp", "bluesky")
 
 _TOKEN = re.compile(
     r"(long|width|height)(\d+)|scale(\d*\.?\d+)|(q|webp)(\d+)|(4:?[024]:?[024])"

@@ -276,10 +276,11 @@ def test_presets_exist_with_the_documented_numbers():
         "instagram": ("width", 1080, 80, "4:2:0"),
         "whatsapp": ("long", 1600, 75, "4:2:0"),
         "telegram": ("long", 1280, 87, "4:2:0"),
+        "bluesky": ("long", 2000, 90, "4:2:0"),
         "as-is": ("none", 0, None, "4:2:0"),
     }
     assert all(p.filter == "lanczos" and p.name == n for n, p in PRESETS.items())
-    assert DEFAULT_PLATFORMS == ("task", "facebook", "instagram", "whatsapp")
+    assert DEFAULT_PLATFORMS == ("task", "facebook", "instagram", "whatsapp", "bluesky")
     assert PRESETS["instagram"].describe() == "width 1080 px (lanczos), JPEG 80 4:2:0"
     assert PRESETS["as-is"].describe() == "full size, no re-encode"
     for name, preset in PRESETS.items():  # each spec reads back as the same pipeline
