@@ -94,6 +94,31 @@ def test_a_downscaling_pipeline_is_protected_on_the_written_file(
         assert all(nearby[v] - original[v] > 30 for v in nearby), (side, nearby, original)
 
 
+def test_a_downscale_that_keeps_a_high_quality_is_protected_on_the_written_file(
+    tmp_path, corpus_dir, capsys, brisque
+):
+    """The bluesky preset (long side 2000, JPEG 90): after a downscale at a high quality the
+    platform's own JPEG artefacts cannot carry the protection; the written file still holds
+    after Pillow's resize and JPEG 90, done here by hand."""
+    with Image.open(corpus_dir / "photos" / "aitzgorri_by_Aitzol_Berasategi.jpg") as img:
+        left, top = (img.width - 2400) // 2, (img.height - 1800) // 2
+        crop = img.convert("RGB").crop((left, top, left + 2400, top + 1800))
+    source = tmp_path / "crop.png"
+    crop.save(source)
+    before = brisque_views(served_by_hand(source, 2000, 90), brisque)
+    assert min(before.values()) < brisque.threshold  # judged good there to start with
+
+    target = tmp_path / "out.jpg"
+    report = protect_cli(capsys, source, target, "bluesky")
+    assert report["protected"]
+    (pipeline,) = report["platforms"]
+    assert pipeline["name"] == "bluesky" and pipeline["served"] == [2000, 1500]
+    after = brisque_views(served_by_hand(target, 2000, 90), brisque)
+    assert all(s > brisque.threshold for s in after.values()), after
+    for view, score in after.items():
+        assert report["file_check"]["bluesky"]["brisque"][view] == pytest.approx(score, abs=1e-3)
+
+
 def test_a_webp_destination_is_protected_on_the_written_file(tmp_path, corpus_dir, capsys, brisque):
     """A platform that serves WebP: named as such, the written JPEG holds after Pillow's WebP."""
     with Image.open(corpus_dir / "photos" / "aitzgorri_by_Aitzol_Berasategi.jpg") as img:
