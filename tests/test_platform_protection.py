@@ -37,6 +37,18 @@ def served_by_hand(
         return f.convert("RGB")
 
 
+AITZGORRI = "photos/aitzgorri_by_Aitzol_Berasategi.jpg"  # mountain ridge and sky, 3088×2056
+
+
+def centre_crop(photo, width: int, height: int, saved_as):
+    """The ``width``×``height`` centre of the corpus photo at ``photo``, saved losslessly at
+    ``saved_as`` (the input the tests protect); returns that path."""
+    with Image.open(photo) as img:
+        left, top = (img.width - width) // 2, (img.height - height) // 2
+        img.convert("RGB").crop((left, top, left + width, top + height)).save(saved_as)
+    return saved_as
+
+
 def brisque_views(img: Image.Image, brisque) -> dict[str, float]:
     import numpy as np
     import torch
@@ -58,11 +70,7 @@ def protect_cli(capsys, source, target, platforms: str) -> dict:
 def test_a_downscaling_pipeline_is_protected_on_the_written_file(
     tmp_path, corpus_dir, capsys, brisque
 ):
-    with Image.open(corpus_dir / "photos" / "aitzgorri_by_Aitzol_Berasategi.jpg") as img:
-        left, top = (img.width - 2048) // 2, (img.height - 1536) // 2
-        crop = img.convert("RGB").crop((left, top, left + 2048, top + 1536))
-    source = tmp_path / "crop.png"
-    crop.save(source)
+    source = centre_crop(corpus_dir / AITZGORRI, 2048, 1536, tmp_path / "crop.png")
     before = brisque_views(served_by_hand(source, 1024, 80), brisque)
     assert min(before.values()) < brisque.threshold  # judged good there to start with
 
@@ -100,11 +108,7 @@ def test_a_downscale_that_keeps_a_high_quality_is_protected_on_the_written_file(
     """The bluesky preset (long side 2000, JPEG 90): after a downscale at a high quality the
     platform's own JPEG artefacts cannot carry the protection; the written file still holds
     after Pillow's resize and JPEG 90, done here by hand."""
-    with Image.open(corpus_dir / "photos" / "aitzgorri_by_Aitzol_Berasategi.jpg") as img:
-        left, top = (img.width - 2400) // 2, (img.height - 1800) // 2
-        crop = img.convert("RGB").crop((left, top, left + 2400, top + 1800))
-    source = tmp_path / "crop.png"
-    crop.save(source)
+    source = centre_crop(corpus_dir / AITZGORRI, 2400, 1800, tmp_path / "crop.png")
     before = brisque_views(served_by_hand(source, 2000, 90), brisque)
     assert min(before.values()) < brisque.threshold  # judged good there to start with
 
@@ -121,11 +125,7 @@ def test_a_downscale_that_keeps_a_high_quality_is_protected_on_the_written_file(
 
 def test_a_webp_destination_is_protected_on_the_written_file(tmp_path, corpus_dir, capsys, brisque):
     """A platform that serves WebP: named as such, the written JPEG holds after Pillow's WebP."""
-    with Image.open(corpus_dir / "photos" / "aitzgorri_by_Aitzol_Berasategi.jpg") as img:
-        left, top = (img.width - 2048) // 2, (img.height - 1536) // 2
-        crop = img.convert("RGB").crop((left, top, left + 2048, top + 1536))
-    source = tmp_path / "crop.png"
-    crop.save(source)
+    source = centre_crop(corpus_dir / AITZGORRI, 2048, 1536, tmp_path / "crop.png")
     before = brisque_views(served_by_hand(source, 1024, 80, "WEBP"), brisque)
     assert max(before.values()) < brisque.threshold  # every view judged good to start with
 
@@ -151,11 +151,9 @@ def test_a_photo_smaller_than_every_pipeline_is_protected_at_its_own_size(
     tmp_path, corpus_dir, capsys, brisque
 ):
     """640×480: no default pipeline downscales it; each only re-encodes it at its quality."""
-    with Image.open(corpus_dir / "camera" / "plasma_Path.jpg") as img:
-        left, top = (img.width - 640) // 2, (img.height - 480) // 2
-        small = img.convert("RGB").crop((left, top, left + 640, top + 480))
-    source = tmp_path / "small.png"
-    small.save(source)
+    source = centre_crop(
+        corpus_dir / "camera" / "plasma_Path.jpg", 640, 480, tmp_path / "small.png"
+    )
     target = tmp_path / "small.jpg"
     report = protect_cli(capsys, source, target, "task,facebook,instagram,whatsapp")
     assert report["protected"], report["after_jpeg"]
@@ -176,11 +174,7 @@ def test_a_crop_to_another_aspect_is_protected_on_the_written_file(
     """A square post, named: the written file holds after Pillow's centre square crop, the
     downscale and the JPEG, done by hand — the fit of the square is a tighter box than the
     photo's own fit, which no pipeline without the crop shows."""
-    with Image.open(corpus_dir / "photos" / "aitzgorri_by_Aitzol_Berasategi.jpg") as img:
-        left, top = (img.width - 2048) // 2, (img.height - 1536) // 2
-        crop = img.convert("RGB").crop((left, top, left + 2048, top + 1536))
-    source = tmp_path / "crop.png"
-    crop.save(source)
+    source = centre_crop(corpus_dir / AITZGORRI, 2048, 1536, tmp_path / "crop.png")
 
     def square_post(path) -> Image.Image:  # the centre square of 2048×1536, then 768 px
         return served_by_hand(path, 768, 80, crop=(256, 0, 1792, 1536))
