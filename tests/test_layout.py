@@ -72,6 +72,8 @@ def _within(name: str, prefixes) -> bool:
 
 def _stage(name: str) -> int | None:
     for i, stage in enumerate(CORE_STAGES):
+        # Stage 0 names the package's own __init__ ("pixcamd"), a prefix of every module: it
+        # places that file and the three beside it only, never a whole subtree.
         if name in stage or (i and _within(name, stage)):
             return i
     return None
