@@ -92,10 +92,15 @@ def judge(
 ) -> Check:
     """Each pipeline's real output of ``img`` (the file's pixels), every view, every model."""
     result = Check()
+    judged: dict[tuple, tuple[tuple[int, int], dict]] = {}  # serving → (size, scores)
     for pipeline in pipelines:
-        seen = pipeline.apply(img)
-        result.served[pipeline.name] = seen.size
-        scores = score_image_views(seen, models, views)
+        key = pipeline.serving(*img.size)
+        if key not in judged:  # pipelines that serve identical pixels are judged once
+            seen = pipeline.apply(img)
+            judged[key] = seen.size, score_image_views(seen, models, views)
+        size, scores = judged[key]
+        scores = {m: dict(per_view) for m, per_view in scores.items()}  # each pipeline its own
+        result.served[pipeline.name] = size
         result.scores[pipeline.name] = scores
         result.good_by[pipeline.name] = {}
         for model in models:

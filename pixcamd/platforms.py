@@ -144,6 +144,18 @@ class Pipeline:
         x1, y1 = round((left + w) * sx), round((top + h) * sy)
         return (x0, y0, x1 - x0, y1 - y0), (w, h)
 
+    def serving(self, width: int, height: int) -> tuple:
+        """What ``apply`` does to a ``width``×``height`` photo, as a hashable value: two
+        pipelines with equal values serve identical pixels (e.g. ``task`` and a downscale whose
+        size the photo is already within, at the same quality), so a check judges them once."""
+        crop_first = self.crop is not None and not self.crop_after_resize
+        box = centre_box(width, height, self.crop) if crop_first else (0, 0, width, height)
+        size = self._resized(box[2], box[3])
+        resized = size != (box[2], box[3])
+        after = centre_box(*size, self.crop) if self.crop is not None and not crop_first else None
+        encode = (self.quality, self.subsampling, self.codec) if self.quality is not None else None
+        return box, size, self.filter if resized else None, after, encode
+
     def _resized(self, width: int, height: int) -> tuple[int, int]:
         """The resize rule alone."""
         if self.resize == "none":

@@ -440,3 +440,22 @@ def test_score_judges_each_pipeline_as_done_by_hand(corpus_dir, camera_photo, br
     assert result["worst"]["pipeline"] == name and result["worst"]["view"] == view
     assert result["worst"]["score"] == pytest.approx(score, abs=1e-6)
     assert result["verdict"] == ("good quality" if score < brisque.threshold else "low quality")
+
+
+def test_pipelines_that_serve_identical_pixels_say_so():
+    """``serving``: equal exactly when ``apply`` gives the same pixels — on a photo within
+    Bluesky's 2000 px, `bluesky` serves what `task` serves (the check judges it once)."""
+    task, bluesky = PRESETS["task"], PRESETS["bluesky"]
+    assert task.serving(1600, 1200) == bluesky.serving(1600, 1200)
+    assert task.serving(2560, 1600) != bluesky.serving(2560, 1600)
+    photo = synthetic_photo(640, 480, 5)
+    for a, b in [(task, bluesky), (task, PRESETS["telegram"])]:
+        same = a.serving(*photo.size) == b.serving(*photo.size)
+        pixels_equal = np.array_equal(np.asarray(a.apply(photo)), np.asarray(b.apply(photo)))
+        assert same == pixels_equal == (a.quality == b.quality)
+    # another filter only matters where the photo is resized; a crop always does
+    (bicubic,) = parse_platforms("long2000-q90-bicubic")
+    (square,) = parse_platforms("crop1:1-long2000-q90")
+    assert bicubic.serving(1600, 1200) == task.serving(1600, 1200)
+    assert bicubic.serving(2560, 1600) != bluesky.serving(2560, 1600)
+    assert square.serving(1600, 1200) != task.serving(1600, 1200)
