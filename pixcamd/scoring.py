@@ -110,13 +110,17 @@ def score_image(
 ) -> PhotoScore:
     """Score an upright RGB image as each pipeline serves it."""
     result = PhotoScore(path, img.size, model.describe())
+    judged: dict[tuple, tuple] = {}  # Pipeline.serving → (size, labels, scores): each once
     for pipeline in pipelines:
-        served = pipeline.apply(img)
-        boxes, batch = make_views(to_tensor(served), views, model.view_size)
-        scores = score_views(model, batch)
-        scored = PipelineScore(pipeline, served.size)
-        for view, score in zip(boxes, scores.tolist(), strict=True):
-            scored.views.append(ViewScore(view.label, score, bool(model.is_good(score))))
+        key = pipeline.serving(*img.size)
+        if key not in judged:
+            served = pipeline.apply(img)
+            boxes, batch = make_views(to_tensor(served), views, model.view_size)
+            judged[key] = served.size, [b.label for b in boxes], score_views(model, batch).tolist()
+        size, labels, scores = judged[key]
+        scored = PipelineScore(pipeline, size)
+        for label, score in zip(labels, scores, strict=True):
+            scored.views.append(ViewScore(label, score, bool(model.is_good(score))))
         result.platforms.append(scored)
     return result
 
