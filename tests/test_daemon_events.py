@@ -101,7 +101,11 @@ def test_follow_streams_events_as_they_happen(tmp_path):
         log.emit("queued", "new.jpg")
         log.emit("failed", FORGED, "not a photo", level="warning")
         deadline = time.monotonic() + 10
-        while human.getvalue().count("\n") < 2 and time.monotonic() < deadline:
+        # each follower polls on its own: wait until both have seen both events (one could
+        # read "queued" alone just before the other finished, and stop then ends it)
+        while time.monotonic() < deadline and (
+            human.getvalue().count("\n") < 2 or machine.getvalue().count("\n") < 3
+        ):
             time.sleep(0.05)
     finally:
         stop.set()
