@@ -72,6 +72,20 @@ def test_status_lists_the_last_photos_as_a_person_asks_about_them(tmp_path):
     assert len(gather(config, photos=1)["photos"]) == 1
 
 
+class _Polled(io.StringIO):
+    """A stream that says when its follower has polled the ledger once (it flushes each poll)."""
+
+    def __init__(self):
+        import threading
+
+        super().__init__()
+        self.polled = threading.Event()
+
+    def flush(self):
+        super().flush()
+        self.polled.set()
+
+
 def test_follow_streams_events_as_they_happen(tmp_path):
     import threading
 
@@ -82,7 +96,7 @@ def test_follow_streams_events_as_they_happen(tmp_path):
     ledger = Ledger(config.ledger_path)
     log = EventLog(config.log_file, ledger, io.StringIO())
     log.emit("settled", "old.jpg", "before following")
-    human, machine = io.StringIO(), io.StringIO()
+    human, machine = _Polled(), _Polled()
     stop = threading.Event()
     threads = [
         threading.Thread(target=follow, args=(config, human, stop), kwargs={"interval": 0.05}),
@@ -97,7 +111,8 @@ def test_follow_streams_events_as_they_happen(tmp_path):
             t.start()
         import time
 
-        time.sleep(0.3)
+        # follow flushes after every poll: once both have, both have read where to start from
+        assert human.polled.wait(30) and machine.polled.wait(30)
         log.emit("queued", "new.jpg")
         log.emit("failed", FORGED, "not a photo", level="warning")
         deadline = time.monotonic() + 10
