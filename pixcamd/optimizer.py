@@ -36,9 +36,9 @@ from pixcamd.pipeline_views import (
     NativeFit,
     Whole,
     plan_loop_views,
-    roaming_view,
 )
 from pixcamd.platforms import Pipeline
+from pixcamd.roaming import roaming_view
 from pixcamd.views import View, cover_scale, enlarge_to_cover, extract, plan_views
 
 # The budget per pixel rises with the local contrast — ε·σ/MASK_TEXTURE, 2/3 of a grey level of

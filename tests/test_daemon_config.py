@@ -227,11 +227,11 @@ def test_protection_mode_is_checked_and_changes_the_settings_fingerprint(tmp_pat
     [
         ("optimizer", "STEP_CLIP", 4.0),
         ("optimizer", "FADE", 0.0),
-        ("pipeline_views", "ROAM_NATIVE_SHARE", 0.0),
-        ("pipeline_views", "ROAM_NATIVE_QUALITY", (80, 90)),
-        ("pipeline_views", "ROAM_CROP_SHARE", 0.0),
-        ("pipeline_views", "ROAM_CROP_FIT_SHARE", 0.5),
-        ("pipeline_views", "ROAM_ASPECTS", ((1, 1),)),
+        ("roaming", "ROAM_NATIVE_SHARE", 0.0),
+        ("roaming", "ROAM_NATIVE_QUALITY", (80, 90)),
+        ("roaming", "ROAM_CROP_SHARE", 0.0),
+        ("roaming", "ROAM_CROP_FIT_SHARE", 0.5),
+        ("roaming", "ROAM_ASPECTS", ((1, 1),)),
     ],
 )
 def test_a_new_step_rule_changes_the_settings_fingerprint(

@@ -20,7 +20,7 @@ CORE_STAGES = (
     ("pixcamd.metadata",),  # read with the photo, written with the copy
     ("pixcamd.photo",),
     ("pixcamd.jpeg", "pixcamd.platforms"),
-    ("pixcamd.views", "pixcamd.pipeline_views"),
+    ("pixcamd.views", "pixcamd.pipeline_views", "pixcamd.roaming"),
     ("pixcamd.models",),  # the BIQA
     ("pixcamd.scoring", "pixcamd.optimizer"),
     ("pixcamd.enhance", "pixcamd.check"),

@@ -279,7 +279,7 @@ def test_roaming_views_are_pipelines_in_no_preset_within_bounds(photo):
     largest named one (never below the view size), a real filter, JPEG 85–98; one in eight the
     photo at its own size re-encoded at JPEG 75–95 (a destination that keeps the size); the
     same seed draws the same."""
-    from pixcamd.pipeline_views import (
+    from pixcamd.roaming import (
         ROAM_CROP_SHARE,
         ROAM_NATIVE_QUALITY,
         ROAM_NATIVE_SHARE,
@@ -321,7 +321,7 @@ def test_roaming_crops_are_other_aspects_seen_as_their_pipeline_serves_them(phot
     """Some roaming views crop the photo to another aspect (never its own), serve the crop at
     a drawn size at JPEG 75–95, and show its fit or its centre — each rendered as a named
     pipeline with that crop would be."""
-    from pixcamd.pipeline_views import ROAM_ASPECTS, ROAM_NATIVE_QUALITY, roaming_view
+    from pixcamd.roaming import ROAM_ASPECTS, ROAM_NATIVE_QUALITY, roaming_view
 
     generator = torch.Generator().manual_seed(11)
     crops = [v for v in (roaming_view(*photo.size, 2.2, generator) for _ in range(400))]

@@ -16,7 +16,7 @@ def settings_fingerprint(settings, models) -> str:
     meaning and are left out."""
     # The step rule and the roaming draws: the same settings, other pixels.
     from pixcamd.optimizer import FADE, STEP_CLIP
-    from pixcamd.pipeline_views import (
+    from pixcamd.roaming import (
         ROAM_ASPECTS,
         ROAM_CROP_FIT_SHARE,
         ROAM_CROP_SHARE,
