@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_protect.py step [--megapixels 12] [--steps 5] [--mode enhance]
         [--platforms task,facebook,instagram,whatsapp] [--views-per-step 4] [--roaming 2]
+    .venv/bin/python bench/bench_protect.py step --model brisque --per-view
     .venv/bin/python bench/bench_protect.py memory [--megapixels 24] [--model koncept512]
         [--mode enhance] [--platforms LIST] [--views-per-step 4]
 
@@ -14,7 +15,9 @@ pipelines in no preset only fill the slots they leave free), so the result also 
 bare cost of that many forward+backward passes of the model measured in the same process, and
 the ratio — the rest of the pipeline (views, straight-through resizes, in-loop JPEG, update of the
 full-resolution perturbation) is what the ratio exposes — and, for comparison with earlier
-figures, the bare cost of two passes.
+figures, the bare cost of two passes. With ``--per-view`` (invisible mode), also each loop
+view evaluated alone (forward and backward, as a step evaluates it) and three seeded roaming
+views, median of ``--steps`` each: which views make a step dear.
 ``memory``: peak RSS of a few protection steps, a real check of every pipeline and PSNR/SSIM —
 protect()'s peaks — on a photo of that size, in a fresh process.
 ``--mode enhance`` measures the colour filter's optimizer (``pixcamd.enhance.Enhancer``) instead
@@ -49,6 +52,7 @@ from pixcamd.optimizer import Attack
 from pixcamd.photo import to_image, to_tensor
 from pixcamd.platforms import DEFAULT_PLATFORMS, parse_platforms
 from pixcamd.protect import Settings
+from pixcamd.roaming import roaming_view
 
 
 def machine() -> dict:
@@ -152,6 +156,7 @@ def step_cost(args) -> dict:
     base = bare_cost(model, views, settings.batch_size, args.steps)
     two = base if views == 2 else bare_cost(model, 2, settings.batch_size, args.steps)
     loop_views = getattr(loop, "loop_views", None)
+    per_view = view_costs(loop, args.steps) if args.per_view and loop_views else None
     return {
         "part": "step",
         "mode": args.mode,
@@ -167,9 +172,32 @@ def step_cost(args) -> dict:
         "seconds_two_fwd_bwd_alone": two,
         "pipeline_ratio": step / base,
         "seconds_per_step_per_view": step / views,
+        "seconds_per_view": per_view,
         "repeats": args.steps,
         "machine": machine(),
     }
+
+
+def view_costs(attack: Attack, repeats: int, roaming: int = 3) -> list[dict]:
+    """Median seconds of each loop view evaluated alone, forward and backward, drawn off its
+    grid as a step draws it; then ``roaming`` roaming views from a fixed seed."""
+    height, width = attack.photo.shape[-2:]
+    generator = torch.Generator().manual_seed(5)
+    views = list(attack.loop_views) + [
+        roaming_view(width, height, attack.largest, generator, attack.output)
+        for _ in range(roaming if attack.roaming else 0)
+    ]
+    rows = []
+    for view in (v for v in views if v is not None):
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            attack.evaluate(backward=True, chosen=[attack._nearby(view)])
+            times.append(time.perf_counter() - start)
+        rows.append(
+            {"view": view.label, "kind": type(view).__name__, "seconds": statistics.median(times)}
+        )
+    return rows
 
 
 def memory(args) -> dict:
@@ -233,6 +261,12 @@ def main() -> None:
             default=Settings.roaming,
             help="random pipelines in no preset added to each step",
         )
+        if name == "step":
+            p.add_argument(
+                "--per-view",
+                action="store_true",
+                help="also time each loop view alone (invisible mode)",
+            )
         p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args()
