@@ -156,7 +156,7 @@ def step_cost(args) -> dict:
     base = bare_cost(model, views, settings.batch_size, args.steps)
     two = base if views == 2 else bare_cost(model, 2, settings.batch_size, args.steps)
     loop_views = getattr(loop, "loop_views", None)
-    per_view = view_costs(loop, args.steps) if args.per_view and loop_views else None
+    per_view = view_costs(loop, args.steps) if args.per_view else None
     return {
         "part": "step",
         "mode": args.mode,
@@ -274,6 +274,8 @@ def main() -> None:
         parse_platforms(args.platforms)
     except ValueError as exc:
         parser.error(f"--platforms: {exc}")
+    if getattr(args, "per_view", False) and args.mode != "invisible":
+        parser.error("--per-view: only the invisible mode has loop views to time")
     result = {"step": step_cost, "memory": memory}[args.part](args)
     if args.part != "memory" or not args.child:
         print(json.dumps({k: v for k, v in result.items() if k != "rows"}, indent=2))
