@@ -171,19 +171,20 @@ class Pipeline:
 
     def apply(self, img: Image.Image) -> Image.Image:
         """The real pipeline on an RGB image: Pillow resize, then Pillow's JPEG (libjpeg) or
-        WebP (libwebp) encode and decode; a crop is Pillow's too."""
-        if self.crop is not None and not self.crop_after_resize:
-            img = img.crop(_corners(centre_box(*img.size, self.crop)))
-        size = self._resized(*img.size)
-        if size != img.size:
-            img = img.resize(size, FILTERS[self.filter])
-        if self.crop is not None and self.crop_after_resize:
-            img = img.crop(_corners(centre_box(*img.size, self.crop)))
-        if self.quality is None:
+        WebP (libwebp) encode and decode; a crop is Pillow's too. Each step is the one
+        ``serving`` names, so equal servings are equal pixels by construction."""
+        box, size, filter_name, after, encode = self.serving(*img.size)
+        if box != (0, 0, *img.size):
+            img = img.crop(_corners(box))
+        if filter_name is not None:
+            img = img.resize(size, FILTERS[filter_name])
+        if after is not None:
+            img = img.crop(_corners(after))
+        if encode is None:
             return img.convert("RGB")
         from pixcamd.jpeg import recompress  # torch stays out of config-only commands
 
-        return recompress(img, self.quality, self.subsampling, self.codec)
+        return recompress(img, *encode)
 
     def describe(self) -> str:
         """In words, e.g. ``long side 2048 px (Lanczos), JPEG 85 4:2:0``."""
