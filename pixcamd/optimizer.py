@@ -65,6 +65,11 @@ STEP_CLIP = 2.0
 # protection for the same PSNR; at 0.08 the most textured photo held by a point.
 FADE = 0.06
 TIGHTEN = 5.0  # in-loop targets move this far when the real check disagrees with the loop
+# A round ends before its last step when some named view's trend (at least TREND_POINTS scores
+# over TREND_SPAN steps) will not take it past the threshold by then: a budget too small for a
+# view plateaus below it (docs/benchmarks.md, "Escalating sooner").
+TREND_POINTS = 3
+TREND_SPAN = 12
 LARGE_REGION = 4_000_000  # native pixels above which a loop view is evaluated on its own
 
 
@@ -236,6 +241,10 @@ class Attack(ViewLoop):
         self.offsets = {v.label: 0.0 for v in self.loop_views}  # per-view tightening
         self.last: dict[str, dict[str, float]] = {m.name: {} for m in models}
         self.seen_at = {v.label: -1 for v in self.loop_views}
+        # (step, score) of every evaluation of a named view, per model: the round's trend
+        self.history: dict[str, dict[str, list[tuple[int, float]]]] = {
+            m.name: {v.label: [] for v in self.loop_views} for m in models
+        }
         geometries = [p.geometry(width, height) for p in platforms]
         scales = [box[2] / served[0] for box, served in geometries if box[2:] != served]
         self.largest = max(scales, default=1.0)  # the strongest downscale a pipeline does
@@ -315,6 +324,7 @@ class Attack(ViewLoop):
                 for v, s in zip(chunk, out.detach().float().tolist(), strict=True):
                     if v.label in self.seen_at:  # a roaming view is forgotten once used
                         self.last[model.name][v.label] = s
+                        self.history[model.name][v.label].append((self.step, s))
         self._whole = None  # δ moves after this: the next step converts afresh
         for v in chosen:
             if v.label in self.seen_at:
@@ -346,6 +356,27 @@ class Attack(ViewLoop):
             else:
                 chunks.append([view])
         return chunks
+
+    def falls_short(self, since: int, until: int) -> bool:
+        """Some named view's trend over the steps from ``since`` — a least-squares line through
+        at least ``TREND_POINTS`` of its scores spanning ``TREND_SPAN`` steps or more — stays on
+        the good side of its model's threshold at step ``until``: this budget will not reach it
+        in time. Scores rise ever slower within a budget, so the line is optimistic and the call
+        errs towards going on."""
+        for m in self.models:
+            for points in self.history[m.name].values():
+                points = [(x, y) for x, y in points if x >= since]
+                if len(points) < TREND_POINTS or points[-1][0] - points[0][0] < TREND_SPAN:
+                    continue
+                n = len(points)
+                mx = sum(x for x, _ in points) / n
+                my = sum(y for _, y in points) / n
+                sxx = sum((x - mx) ** 2 for x, _ in points)
+                slope = sum((x - mx) * (y - my) for x, y in points) / sxx
+                projected = my + slope * (until - mx)
+                if (projected > m.threshold) == m.higher_is_better:
+                    return True
+        return False
 
     def low(self) -> bool:
         """Every view's last in-loop score on the low-quality side of the model's threshold."""

@@ -77,6 +77,9 @@ class Settings:
     # ...and never below this PSNR (dB, the copy against the photo; 0: no floor): the margin is
     # insurance, invisibility the promise (docs/benchmarks.md, "The polish and the PSNR floor")
     polish_floor: float = POLISH_FLOOR
+    # A round that is not the last ends as soon as the loop's trend says its budget will not
+    # protect the photo by the round's end (``Attack.falls_short``): the budget grows sooner.
+    early_escalation: bool = True
     batch_size: int = 2
     device: str = "cpu"
 
@@ -325,7 +328,9 @@ class _Search:
         self.protected_at: int | None = None  # the loop's step at the first protected check
         self.checked_at = -CHECK_SPACING
         ended = None
-        for self.budget, run_round in rounds:
+        for index, (self.budget, run_round) in enumerate(rounds):
+            # a round that is not the last may end early when the loop sees it falling short
+            self.round_start = loop.step if index < len(rounds) - 1 else None
             run_round(self._on_step)
             if self.best is None:
                 # Judge where the round ended before escalating: the loop aims past the verdict
@@ -408,7 +413,7 @@ class _Search:
             report.low and self.best is None and self.loop.step - self.checked_at >= CHECK_SPACING
         )
         if not (report.reached or polished or early):
-            return False
+            return self._hopeless()
         self.checked_at = self.loop.step
         found = self._count(self._judge(), agreed=report.reached)
         if self.first_check_protected is None:
@@ -419,6 +424,19 @@ class _Search:
         if report.reached:  # the loop was optimistic: aim further where the check fell short
             self.loop.tighten(found.check.short(self.targets, self.models))
         return False
+
+    def _hopeless(self) -> bool:
+        """Not protected yet, and the loop's trend says this round's budget will not get there
+        by the round's end: escalate now instead of spending the rest of the round."""
+        if not self.settings.early_escalation or self.best is not None:
+            return False
+        if self.round_start is None:  # the last round: nothing left to escalate to
+            return False
+        falls_short = getattr(self.loop, "falls_short", None)
+        if falls_short is None:  # the colour filter: no budget to escalate
+            return False
+        until = self.round_start + self.settings.steps
+        return falls_short(self.round_start, until)
 
 
 def _mse(psnr_db: float) -> float:

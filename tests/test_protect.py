@@ -201,6 +201,36 @@ def test_a_round_is_judged_where_it_ends_before_the_budget_grows(tiny_biqa, monk
     assert result.epsilon == pytest.approx(settings.schedule()[rounds - 1] * 255)
 
 
+def test_a_round_whose_budget_falls_short_ends_early_and_the_budget_grows(tiny_biqa, monkeypatch):
+    """A budget far too small for the photo: the loop's scores stay flat, their trend says the
+    round cannot protect it, so each round but the last ends early and the next, larger budget
+    starts; the last round (nothing left to escalate to) runs in full."""
+    from pixcamd.optimizer import TREND_SPAN, Attack
+
+    ran, run = [], Attack.run
+
+    def spy(self, epsilon, steps, on_step=None, **kwargs):
+        first = self.step
+        run(self, epsilon, steps, on_step, **kwargs)
+        ran.append((round(epsilon * 255, 6), self.step - first))
+
+    monkeypatch.setattr(Attack, "run", spy)
+    photo = synthetic_photo(640, 480, 13)
+    tiny = dict(views=("center",), platforms=TASK, epsilon=0.25 / 255, epsilon_cap=0.5 / 255)
+    result = protect(photo, [tiny_biqa], Settings(**tiny))
+    assert not result.protected
+    budgets = [round(e * 255, 6) for e in Settings(**tiny).schedule()] + [0.5]  # + unfaded
+    assert [eps for eps, _ in ran] == budgets
+    *early, last = [steps for _, steps in ran]
+    assert all(TREND_SPAN < steps < 40 for steps in early), ran
+    assert last == 40
+    assert result.steps == sum(steps for _, steps in ran)
+
+    ran.clear()  # the same photo without it: every round runs its 40 steps
+    patient = protect(photo, [tiny_biqa], Settings(early_escalation=False, **tiny))
+    assert not patient.protected and [steps for _, steps in ran] == [40] * len(budgets)
+
+
 def test_the_result_says_whether_the_first_check_the_loop_called_for_found_it_protected(
     tiny_biqa, monkeypatch
 ):

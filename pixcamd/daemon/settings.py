@@ -15,7 +15,7 @@ def settings_fingerprint(settings, models) -> str:
     it changes (they were never shipped). Device and batch size do not change the result's
     meaning and are left out."""
     # The step rule and the roaming draws: the same settings, other pixels.
-    from pixcamd.optimizer import FADE, STEP_CLIP
+    from pixcamd.optimizer import FADE, STEP_CLIP, TREND_POINTS, TREND_SPAN
     from pixcamd.roaming import (
         ROAM_ASPECTS,
         ROAM_CROP_FIT_SHARE,
@@ -44,6 +44,7 @@ def settings_fingerprint(settings, models) -> str:
         "fit_jitter": settings.fit_jitter,
         "polish_steps": settings.polish_steps,
         "polish_floor": settings.polish_floor,
+        "early_escalation": [settings.early_escalation, TREND_POINTS, TREND_SPAN],
         "masking": settings.masking,
         "step_clip": STEP_CLIP,
         "fade": FADE,
