@@ -225,7 +225,7 @@ def test_same_content_is_not_redone_changed_content_is(tmp_path, brisque):
         wait_for(
             lambda: event_names(config, "z.png").count("protected") == 2, 30, "z protected again"
         )
-        daemon._scan("periodic")  # a rescan finds nothing to do
+        daemon.intake.scan("periodic")  # a rescan finds nothing to do
         time.sleep(1.0)
     rows = ledger_rows(config)
     assert not (outbox / "x.jpg").exists()  # not recreated
@@ -527,7 +527,7 @@ def test_lost_events_are_made_up_by_scans(tmp_path, brisque):
 
     config = make_config(tmp_path)  # no periodic rescans
     with running(config, [brisque]) as daemon:
-        daemon.observer.unschedule_all()  # from now on the watcher hears nothing
+        daemon.intake.observer.unschedule_all()  # from now on the watcher hears nothing
         noise_photo(config.inbox / "lost.png", 1)
         time.sleep(1.0)
         assert "lost.png" not in ledger_rows(config)
@@ -535,8 +535,8 @@ def test_lost_events_are_made_up_by_scans(tmp_path, brisque):
             "Inotify queue overflowed; filesystem events were lost"
         )
         wait_for(lambda: finished(config, ["lost.png"]), 30, "the overflow rescan")
-        daemon.observer.stop()  # the watcher thread dies
-        daemon.observer.join(5)
+        daemon.intake.observer.stop()  # the watcher thread dies
+        daemon.intake.observer.join(5)
         noise_photo(config.inbox / "later.png", 2)
         wait_for(lambda: finished(config, ["later.png"]), 30, "the restarted watcher")
     scans = [e["message"] for e in events(config) if e["event"] == "scanned"]

@@ -33,6 +33,7 @@ SHELL = ("pixcamd.commands", "pixcamd.cli", "pixcamd.__main__")
 # page and folder runs share: only the shell starts it.
 RUNNING_DAEMON = (
     "pixcamd.daemon.service",
+    "pixcamd.daemon.intake",
     "pixcamd.daemon.worker",
     "pixcamd.daemon.cluster",
     "pixcamd.daemon.reload",

@@ -1,12 +1,16 @@
-"""Filesystem helpers of the daemon: hashing, durable renames, and where temp files may live."""
+"""Filesystem helpers of the daemon: hashing, durable renames, where temp files may live, and the
+lock that keeps one daemon per state dir."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 from pathlib import Path
 
 from pixcamd.daemon.config import Config, ConfigError
+from pixcamd.errors import PixcamdError
 
 CHUNK = 1 << 20
 
@@ -126,3 +130,27 @@ def _existing_parent(path: Path) -> Path | None:
         if parent.exists():
             return parent
     return None
+
+
+def lock_state_dir(state_dir: Path) -> int:
+    """One daemon per state dir: an flock the kernel drops when the process dies."""
+    path = state_dir / "daemon.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise PixcamdError(
+            f"another pixcamd daemon (pid {holder}) is using the state dir {state_dir}"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def unlock(fd: int | None) -> None:
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)

@@ -1,4 +1,5 @@
-"""The daemon: wires config, ledger, watcher, scheduler and worker together; sd_notify; shutdown.
+"""The daemon: wires config, ledger, intake (``pixcamd.daemon.intake``: watcher, scans, settling),
+scheduler and worker together; sd_notify; reload; shutdown.
 
 Threads: the caller's (``run``: supervision ticks — heartbeat, STATUS=, WATCHDOG=1), the worker
 (owns the models), watchdog's observer (events → tracker), and APScheduler's pool (start-up scan,
@@ -9,7 +10,6 @@ sets the stop event; ``Daemon`` itself installs no handlers, so tests run it in 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import shutil
@@ -21,7 +21,8 @@ from typing import TextIO
 
 from pixcamd.daemon.config import Config, ConfigError
 from pixcamd.daemon.events import EventLog
-from pixcamd.daemon.fs import choose_tmp_dir, sha256_file
+from pixcamd.daemon.fs import choose_tmp_dir, lock_state_dir, unlock
+from pixcamd.daemon.intake import Intake, QuietSkips
 from pixcamd.daemon.ledger import Ledger
 from pixcamd.daemon.notify import Notifier
 from pixcamd.daemon.publication import recover_interrupted
@@ -31,31 +32,9 @@ from pixcamd.daemon.settings import (
     resolve_models,
     settings_fingerprint,
 )
-from pixcamd.daemon.watcher import InboxHandler, Rules, StabilityTracker, scan
+from pixcamd.daemon.watcher import Rules, StabilityTracker
 from pixcamd.daemon.worker import Worker, job_options
 from pixcamd.errors import PixcamdError
-
-
-class _QuietSkips(logging.Filter):
-    """APScheduler warns each time a poll is skipped because the previous one still runs (a big
-    file being hashed); that is expected here, not worth a journal line."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "maximum number of running instances reached" not in record.getMessage()
-
-
-class _OverflowRescan(logging.Handler):
-    """watchdog logs (and survives) an inotify queue overflow, but the events are lost: scan the
-    inbox at once instead of waiting for the next periodic rescan."""
-
-    def __init__(self, rescan):
-        super().__init__(logging.WARNING)
-        self.rescan = rescan
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if "overflow" in record.getMessage().lower():
-            self.rescan()
-
 
 ABANDON_WAIT = 10.0  # after the grace time: how long an abandoned photo may take to unwind
 HEARTBEAT_EVERY = 5.0
@@ -84,15 +63,13 @@ class Daemon:
         self.failed_reason: str | None = None
         self._started = False
         self._closed = False
-        self._ignored_logged: set[str] = set()
         self._status_sent = ""
         self._last_heartbeat = 0.0
         self.scheduler = None
-        self.observer = None
+        self.intake: Intake | None = None  # the watcher, scans and settling, once started
         self.worker: Worker | None = None
         self._lock_fd: int | None = None
         self.clean_exit = True  # False: a photo would not unwind; its thread may still run
-        self._overflow: logging.Handler | None = None
         self.web = None  # pixcamd.web.server.WebServer while the page is served
 
     # ---- start-up ----------------------------------------------------------------------------
@@ -101,7 +78,7 @@ class Daemon:
         config = self.config
         try:
             config.state_dir.mkdir(parents=True, exist_ok=True)
-            self._lock_fd = _lock_state_dir(config.state_dir)
+            self._lock_fd = lock_state_dir(config.state_dir)
         except OSError as exc:
             raise PixcamdError(f"cannot use the state dir: {exc}") from exc
         try:
@@ -164,6 +141,17 @@ class Daemon:
         self.tracker = StabilityTracker(
             inbox, config.settle_time, config.settle_timeout, self.decode or self._decode
         )
+        self.intake = Intake(
+            config,
+            self.ledger,
+            self.log,
+            self.rules,
+            self.tracker,
+            self.stop_event,
+            fingerprint=lambda: self.fingerprint,
+            wake=self._wake,
+            later=self._later,
+        )
         args = (config, self.ledger, models, self.settings, self.fingerprint, self.log)
         kwargs = dict(
             on_retry=self._schedule_wake,
@@ -182,7 +170,7 @@ class Daemon:
         else:
             self.worker = Worker(*args, self.tmp_dir, **kwargs)
         self.worker.start()
-        self._start_observer(inbox)
+        self.intake.start_observer()
         self._start_scheduler()
         self._started = True
         self.notifier.send("READY=1", "STATUS=" + self.status_line())
@@ -288,47 +276,24 @@ class Daemon:
                 else:
                     child.unlink()
 
-    def _start_observer(self, inbox: Path) -> None:
-        from watchdog.observers import Observer
-        from watchdog.observers.polling import PollingObserver
-
-        handler = InboxHandler(self.rules, self._candidate, self.tracker.forget, self._scan_folder)
-        if self._overflow is None:
-            self._overflow = _OverflowRescan(lambda: self._scan_folder(None, "inotify overflow"))
-            logging.getLogger("watchdog.observers").addHandler(self._overflow)
-        observer = Observer(timeout=0.2)
-        try:
-            observer.schedule(handler, str(inbox), recursive=True)
-            observer.start()
-        except OSError as exc:  # inotify limits: poll instead, and say so
-            self.log.emit(
-                "watching",
-                message=f"inotify unavailable ({exc}); polling the inbox instead",
-                level="warning",
-            )
-            observer = PollingObserver(timeout=max(1.0, self.config.settle_time))
-            observer.schedule(handler, str(inbox), recursive=True)
-            observer.start()
-        self.observer = observer
-
     def _start_scheduler(self) -> None:
         from apscheduler.executors.pool import ThreadPoolExecutor
         from apscheduler.schedulers.background import BackgroundScheduler
 
         scheduler_log = logging.getLogger("apscheduler.scheduler")
-        if not any(isinstance(f, _QuietSkips) for f in scheduler_log.filters):
-            scheduler_log.addFilter(_QuietSkips())
+        if not any(isinstance(f, QuietSkips) for f in scheduler_log.filters):
+            scheduler_log.addFilter(QuietSkips())
         scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(3)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone=timezone.utc,
         )
         poll = min(1.0, max(0.05, self.config.settle_time / 3))
-        scheduler.add_job(self._settle, "interval", seconds=poll, id="settle")
-        scheduler.add_job(self._scan, id="startup-scan", kwargs={"reason": "start-up"})
+        scheduler.add_job(self.intake.settle, "interval", seconds=poll, id="settle")
+        scheduler.add_job(self.intake.scan, id="startup-scan", kwargs={"reason": "start-up"})
         if self.config.rescan_interval > 0:
             scheduler.add_job(
-                self._scan,
+                self.intake.scan,
                 "interval",
                 seconds=self.config.rescan_interval,
                 id="rescan",
@@ -357,81 +322,11 @@ class Daemon:
         if self.worker is not None:
             self.worker.wake.set()
 
-    # ---- finding work ------------------------------------------------------------------------
-
-    def _candidate(self, rel: str, reason: str) -> None:
-        if reason:
-            if rel not in self._ignored_logged:
-                self._ignored_logged.add(rel)
-                self.log.emit("ignored", rel, reason)
-            return
-        if self.tracker.touch(rel):
-            self.log.emit("detected", rel)
-
-    def _scan(self, reason: str = "periodic", root: Path | None = None) -> None:
-        """Start-up scan, periodic rescan, or a folder that appeared whole. Files the ledger
-        already knows with the same size and mtime are skipped without reading them."""
-        seen = 0
-        for rel in scan(self.rules, root, self.stop_event):
-            seen += 1
-            if rel in self.tracker:
-                continue
-            row = self.ledger.get(rel)
-            if row is not None:
-                try:
-                    st = (self.rules.inbox / rel).stat()
-                except OSError:
-                    continue
-                if (st.st_size, st.st_mtime_ns) == (row.size, row.mtime_ns) and (
-                    row.state in ("queued", "processing", "done")
-                    or row.fingerprint == self.fingerprint
-                ):
-                    continue
-            self._candidate(rel, "")
-        if root is None:
-            level = "debug" if reason == "periodic" else "info"
-            self.log.emit("scanned", message=f"{reason} scan: {seen} photos", level=level)
-
-    def _scan_folder(self, folder: Path | None, reason: str = "folder") -> None:
-        """Scan a folder that appeared whole (None: the whole inbox, when events were lost)."""
+    def _later(self, func, **kwargs) -> None:
+        """Run ``func(**kwargs)`` once on the scheduler's threads (not while stopping)."""
         if self.scheduler is not None and not self.stop_event.is_set():
-            with contextlib.suppress(Exception):
-                self.scheduler.add_job(self._scan, kwargs={"reason": reason, "root": folder})
-
-    def _settle(self) -> None:
-        settled, _vanished = self.tracker.poll()
-        for rel, st, decode_error in settled:
-            path = self.rules.inbox / rel
-            try:
-                digest = sha256_file(path)
-                after = path.stat()
-            except OSError:
-                continue
-            if (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
-                self.tracker.touch(rel)  # changed while hashed: settle again
-                continue
-            note = f"; does not decode: {decode_error}" if decode_error else ""
-            self.log.emit(
-                "settled",
-                rel,
-                f"{st.st_size} bytes, sha256 {digest[:12]}…{note}",
-                size=st.st_size,
-                sha256=digest,
-            )
-            offer = self.ledger.offer(rel, digest, st.st_size, st.st_mtime_ns, self.fingerprint)
-            if offer.action in ("queued", "requeued"):
-                self.log.emit("queued", rel, offer.why)
-                self._wake()
-            elif offer.action == "duplicate":
-                source = offer.row.duplicate_of
-                if os.path.lexists(self.config.inbox / source):  # a copy, not a rename
-                    self.ledger.queue_copy(offer.row.id)
-                    self.log.emit("queued", rel, f"same content as {source}: a copy of its own")
-                    self._wake()
-                else:  # renamed or moved: its protected copy is in the outbox already
-                    self.log.emit(
-                        "duplicate", rel, f"same content as {source} (renamed); nothing written"
-                    )
+            with contextlib.suppress(Exception):  # the scheduler may be shutting down
+                self.scheduler.add_job(func, kwargs=kwargs)
 
     # ---- supervision ---------------------------------------------------------------------------
 
@@ -459,12 +354,12 @@ class Daemon:
             self.log.emit("failed", message=self.failed_reason, level="warning")
             self.stop_event.set()
             return
-        if self.observer is not None and not self.observer.is_alive():
+        if self.intake is not None and self.intake.watcher_died():
             self.log.emit(
                 "watching", message="the inbox watcher stopped; restarting it", level="warning"
             )
-            self._start_observer(self.rules.inbox)
-            self._scan_folder(None, "watcher restart")
+            self.intake.start_observer()
+            self.intake.scan_folder(None, "watcher restart")
         interval = self.notifier.watchdog
         if (
             interval
@@ -555,9 +450,7 @@ class Daemon:
                 settings_fingerprint=self.fingerprint,
             )
             # as after a restart: held-back photos are tried again under new settings
-            if self.scheduler is not None:
-                with contextlib.suppress(Exception):
-                    self.scheduler.add_job(self._scan, kwargs={"reason": "reload"})
+            self._later(self.intake.scan, reason="reload")
             return True
         finally:
             self.notifier.send("READY=1", "STATUS=" + self.status_line())
@@ -597,8 +490,8 @@ class Daemon:
             if current
             else "idle",
         )
-        if self.observer is not None:
-            self.observer.stop()
+        if self.intake is not None:
+            self.intake.stop()
         if self.scheduler is not None:
             with contextlib.suppress(Exception):
                 self.scheduler.shutdown(wait=False)
@@ -622,12 +515,13 @@ class Daemon:
                     level="warning",
                 )
                 clean = False
-        if self.observer is not None:
-            self.observer.join(5)
+        if self.intake is not None:
+            self.intake.join(5)
         if self.scheduler is not None:
             with contextlib.suppress(Exception):
                 self.scheduler.shutdown(wait=True)
-        self._remove_overflow_handler()
+        if self.intake is not None:
+            self.intake.remove_overflow_handler()
         self._stop_web()
         self.ledger.set_daemon(pid=None, stopped_at=time.time(), current=None, status="stopped")
         counts = self.ledger.counts()
@@ -639,22 +533,17 @@ class Daemon:
         if clean:
             self.ledger.close()
         self._closed = True
-        _unlock(self._lock_fd)
+        unlock(self._lock_fd)
         return clean
 
-    def _remove_overflow_handler(self) -> None:
-        if self._overflow is not None:
-            logging.getLogger("watchdog.observers").removeHandler(self._overflow)
-            self._overflow = None
-
     def _close_quietly(self) -> None:
-        self._remove_overflow_handler()
         with contextlib.suppress(Exception):
             self._stop_web()
-        with contextlib.suppress(Exception):
-            if self.observer is not None:
-                self.observer.stop()
-                self.observer.join(5)
+        if self.intake is not None:
+            self.intake.remove_overflow_handler()
+            with contextlib.suppress(Exception):
+                self.intake.stop()
+                self.intake.join(5)
         with contextlib.suppress(Exception):
             if self.scheduler is not None:
                 self.scheduler.shutdown(wait=True)
@@ -665,29 +554,5 @@ class Daemon:
                 self.worker.thread.join(ABANDON_WAIT)
         with contextlib.suppress(Exception):
             self.ledger.close()
-        _unlock(self._lock_fd)
+        unlock(self._lock_fd)
         self._closed = True
-
-
-def _lock_state_dir(state_dir: Path) -> int:
-    """One daemon per state dir: an flock the kernel drops when the process dies."""
-    path = state_dir / "daemon.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-        os.close(fd)
-        raise PixcamdError(
-            f"another pixcamd daemon (pid {holder}) is using the state dir {state_dir}"
-        ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
-
-
-def _unlock(fd: int | None) -> None:
-    if fd is not None:
-        with contextlib.suppress(OSError):
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)

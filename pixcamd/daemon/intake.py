@@ -1,0 +1,188 @@
+"""Finding work: the inbox watcher, the scans and the settle polls that turn a new photo into a
+queued ledger row.
+
+watchdog's observer hears files arrive (``InboxHandler`` → ``candidate``); the start-up scan,
+the periodic rescan and a scan of each folder that appears whole find what it did not hear; the
+``StabilityTracker`` waits until a file stops changing, and ``settle`` hashes it and offers it to
+the ledger, which queues it, or says it is a copy or a renamed photo. The daemon
+(``pixcamd.daemon.service``) owns the threads — it runs ``settle`` and ``scan`` on its scheduler
+and hands ``Intake`` a way to run a job there (``later``) — and the worker takes the queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from pixcamd.daemon.config import Config
+from pixcamd.daemon.events import EventLog
+from pixcamd.daemon.fs import sha256_file
+from pixcamd.daemon.ledger import Ledger
+from pixcamd.daemon.watcher import InboxHandler, Rules, StabilityTracker, scan
+
+
+class QuietSkips(logging.Filter):
+    """APScheduler warns each time a poll is skipped because the previous one still runs (a big
+    file being hashed); that is expected here, not worth a journal line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "maximum number of running instances reached" not in record.getMessage()
+
+
+class _OverflowRescan(logging.Handler):
+    """watchdog logs (and survives) an inotify queue overflow, but the events are lost: scan the
+    inbox at once instead of waiting for the next periodic rescan."""
+
+    def __init__(self, rescan):
+        super().__init__(logging.WARNING)
+        self.rescan = rescan
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "overflow" in record.getMessage().lower():
+            self.rescan()
+
+
+class Intake:
+    """The watcher, scans and settling of one daemon run. ``fingerprint()`` is the settings
+    fingerprint in force (a reload changes it), ``wake()`` tells the worker a photo is queued,
+    ``later(func, **kwargs)`` runs ``func`` once on the daemon's scheduler."""
+
+    def __init__(
+        self,
+        config: Config,
+        ledger: Ledger,
+        log: EventLog,
+        rules: Rules,
+        tracker: StabilityTracker,
+        stop_event: threading.Event,
+        fingerprint: Callable[[], str],
+        wake: Callable[[], None],
+        later: Callable[..., None],
+    ):
+        self.config, self.ledger, self.log = config, ledger, log
+        self.rules, self.tracker, self.stop_event = rules, tracker, stop_event
+        self.fingerprint, self.wake, self.later = fingerprint, wake, later
+        self.observer = None
+        self._ignored_logged: set[str] = set()
+        self._overflow: logging.Handler | None = None
+
+    # ---- the watcher -------------------------------------------------------------------------
+
+    def start_observer(self) -> None:
+        from watchdog.observers import Observer
+        from watchdog.observers.polling import PollingObserver
+
+        inbox = str(self.rules.inbox)
+        handler = InboxHandler(self.rules, self.candidate, self.tracker.forget, self.scan_folder)
+        if self._overflow is None:
+            self._overflow = _OverflowRescan(lambda: self.scan_folder(None, "inotify overflow"))
+            logging.getLogger("watchdog.observers").addHandler(self._overflow)
+        observer = Observer(timeout=0.2)
+        try:
+            observer.schedule(handler, inbox, recursive=True)
+            observer.start()
+        except OSError as exc:  # inotify limits: poll instead, and say so
+            self.log.emit(
+                "watching",
+                message=f"inotify unavailable ({exc}); polling the inbox instead",
+                level="warning",
+            )
+            observer = PollingObserver(timeout=max(1.0, self.config.settle_time))
+            observer.schedule(handler, inbox, recursive=True)
+            observer.start()
+        self.observer = observer
+
+    def watcher_died(self) -> bool:
+        """The observer was started and its thread has ended (the daemon restarts it)."""
+        return self.observer is not None and not self.observer.is_alive()
+
+    def stop(self) -> None:
+        if self.observer is not None:
+            self.observer.stop()
+
+    def join(self, timeout: float) -> None:
+        if self.observer is not None:
+            self.observer.join(timeout)
+
+    def remove_overflow_handler(self) -> None:
+        if self._overflow is not None:
+            logging.getLogger("watchdog.observers").removeHandler(self._overflow)
+            self._overflow = None
+
+    # ---- finding work ------------------------------------------------------------------------
+
+    def candidate(self, rel: str, reason: str) -> None:
+        if reason:
+            if rel not in self._ignored_logged:
+                self._ignored_logged.add(rel)
+                self.log.emit("ignored", rel, reason)
+            return
+        if self.tracker.touch(rel):
+            self.log.emit("detected", rel)
+
+    def scan(self, reason: str = "periodic", root: Path | None = None) -> None:
+        """Start-up scan, periodic rescan, or a folder that appeared whole. Files the ledger
+        already knows with the same size and mtime are skipped without reading them."""
+        seen = 0
+        fingerprint = self.fingerprint()
+        for rel in scan(self.rules, root, self.stop_event):
+            seen += 1
+            if rel in self.tracker:
+                continue
+            row = self.ledger.get(rel)
+            if row is not None:
+                try:
+                    st = (self.rules.inbox / rel).stat()
+                except OSError:
+                    continue
+                if (st.st_size, st.st_mtime_ns) == (row.size, row.mtime_ns) and (
+                    row.state in ("queued", "processing", "done") or row.fingerprint == fingerprint
+                ):
+                    continue
+            self.candidate(rel, "")
+        if root is None:
+            level = "debug" if reason == "periodic" else "info"
+            self.log.emit("scanned", message=f"{reason} scan: {seen} photos", level=level)
+
+    def scan_folder(self, folder: Path | None, reason: str = "folder") -> None:
+        """Scan a folder that appeared whole (None: the whole inbox, when events were lost)."""
+        if not self.stop_event.is_set():
+            self.later(self.scan, reason=reason, root=folder)
+
+    def settle(self) -> None:
+        settled, _vanished = self.tracker.poll()
+        for rel, st, decode_error in settled:
+            path = self.rules.inbox / rel
+            try:
+                digest = sha256_file(path)
+                after = path.stat()
+            except OSError:
+                continue
+            if (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
+                self.tracker.touch(rel)  # changed while hashed: settle again
+                continue
+            note = f"; does not decode: {decode_error}" if decode_error else ""
+            self.log.emit(
+                "settled",
+                rel,
+                f"{st.st_size} bytes, sha256 {digest[:12]}…{note}",
+                size=st.st_size,
+                sha256=digest,
+            )
+            offer = self.ledger.offer(rel, digest, st.st_size, st.st_mtime_ns, self.fingerprint())
+            if offer.action in ("queued", "requeued"):
+                self.log.emit("queued", rel, offer.why)
+                self.wake()
+            elif offer.action == "duplicate":
+                source = offer.row.duplicate_of
+                if os.path.lexists(self.config.inbox / source):  # a copy, not a rename
+                    self.ledger.queue_copy(offer.row.id)
+                    self.log.emit("queued", rel, f"same content as {source}: a copy of its own")
+                    self.wake()
+                else:  # renamed or moved: its protected copy is in the outbox already
+                    self.log.emit(
+                        "duplicate", rel, f"same content as {source} (renamed); nothing written"
+                    )
