@@ -19,6 +19,7 @@ check judges it on every pipeline).
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -181,6 +182,11 @@ class ViewLoop:
         for m in self.models:
             self.targets[m.name] += -TIGHTEN if m.higher_is_better else TIGHTEN
 
+    def falls_short(self) -> bool:
+        """Whether this round's trend says its budget will not protect the photo in time; the
+        colour filter has no budget to escalate."""
+        return False
+
     def reached(self, scores: dict[str, dict[str, float]]) -> bool:
         for model in self.models:
             target = self.targets[model.name]
@@ -241,10 +247,11 @@ class Attack(ViewLoop):
         self.offsets = {v.label: 0.0 for v in self.loop_views}  # per-view tightening
         self.last: dict[str, dict[str, float]] = {m.name: {} for m in models}
         self.seen_at = {v.label: -1 for v in self.loop_views}
-        # (step, score) of every evaluation of a named view, per model: the round's trend
+        # (step, score) of every evaluation of a named view in this round, per model: its trend
         self.history: dict[str, dict[str, list[tuple[int, float]]]] = {
             m.name: {v.label: [] for v in self.loop_views} for m in models
         }
+        self.round_end = 0  # the step this round of ``run`` would end at
         geometries = [p.geometry(width, height) for p in platforms]
         scales = [box[2] / served[0] for box, served in geometries if box[2:] != served]
         self.largest = max(scales, default=1.0)  # the strongest downscale a pipeline does
@@ -357,24 +364,19 @@ class Attack(ViewLoop):
                 chunks.append([view])
         return chunks
 
-    def falls_short(self, since: int, until: int) -> bool:
-        """Some named view's trend over the steps from ``since`` — a least-squares line through
-        at least ``TREND_POINTS`` of its scores spanning ``TREND_SPAN`` steps or more — stays on
-        the good side of its model's threshold at step ``until``: this budget will not reach it
-        in time. Scores rise ever slower within a budget, so the line is optimistic and the call
+    def falls_short(self) -> bool:
+        """Some named view's trend in this round — a least-squares line through at least
+        ``TREND_POINTS`` of its scores spanning ``TREND_SPAN`` steps or more — stays on the good
+        side of its model's threshold at the round's last step: this budget will not reach it in
+        time. Scores rise ever slower within a budget, so the line is optimistic and the call
         errs towards going on."""
         for m in self.models:
             for points in self.history[m.name].values():
-                points = [(x, y) for x, y in points if x >= since]
                 if len(points) < TREND_POINTS or points[-1][0] - points[0][0] < TREND_SPAN:
                     continue
-                n = len(points)
-                mx = sum(x for x, _ in points) / n
-                my = sum(y for _, y in points) / n
-                sxx = sum((x - mx) ** 2 for x, _ in points)
-                slope = sum((x - mx) * (y - my) for x, y in points) / sxx
-                projected = my + slope * (until - mx)
-                if (projected > m.threshold) == m.higher_is_better:
+                steps, scores = zip(*points, strict=True)
+                slope, intercept = statistics.linear_regression(steps, scores)
+                if (intercept + slope * self.round_end > m.threshold) == m.higher_is_better:
                     return True
         return False
 
@@ -407,6 +409,10 @@ class Attack(ViewLoop):
         δ fading by up to ``fade`` (default ``FADE``) where a step barely pushes; ``on_step``
         True stops."""
         fade = FADE if fade is None else fade
+        self.round_end = self.step + steps
+        for per_view in self.history.values():  # the trend is this round's alone
+            for points in per_view.values():
+                points.clear()
         bound = epsilon * self.mask  # 1×1×H×W, broadcast over the channels
         alpha, floor = step_fraction * bound, -bound
         if self.step == 0:

@@ -330,7 +330,7 @@ class _Search:
         ended = None
         for index, (self.budget, run_round) in enumerate(rounds):
             # a round that is not the last may end early when the loop sees it falling short
-            self.round_start = loop.step if index < len(rounds) - 1 else None
+            self.last_round = index == len(rounds) - 1
             run_round(self._on_step)
             if self.best is None:
                 # Judge where the round ended before escalating: the loop aims past the verdict
@@ -427,16 +427,14 @@ class _Search:
 
     def _hopeless(self) -> bool:
         """Not protected yet, and the loop's trend says this round's budget will not get there
-        by the round's end: escalate now instead of spending the rest of the round."""
-        if not self.settings.early_escalation or self.best is not None:
-            return False
-        if self.round_start is None:  # the last round: nothing left to escalate to
-            return False
-        falls_short = getattr(self.loop, "falls_short", None)
-        if falls_short is None:  # the colour filter: no budget to escalate
-            return False
-        until = self.round_start + self.settings.steps
-        return falls_short(self.round_start, until)
+        by the round's end: escalate now instead of spending the rest of the round (not in the
+        last round: nothing is left to escalate to)."""
+        return (
+            self.settings.early_escalation
+            and self.best is None
+            and not self.last_round
+            and self.loop.falls_short()
+        )
 
 
 def _mse(psnr_db: float) -> float:
