@@ -24,14 +24,6 @@ from pixcamd.daemon.ledger import Ledger
 from pixcamd.daemon.watcher import InboxHandler, Rules, StabilityTracker, scan
 
 
-class QuietSkips(logging.Filter):
-    """APScheduler warns each time a poll is skipped because the previous one still runs (a big
-    file being hashed); that is expected here, not worth a journal line."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "maximum number of running instances reached" not in record.getMessage()
-
-
 class _OverflowRescan(logging.Handler):
     """watchdog logs (and survives) an inotify queue overflow, but the events are lost: scan the
     inbox at once instead of waiting for the next periodic rescan."""
@@ -100,17 +92,19 @@ class Intake:
         return self.observer is not None and not self.observer.is_alive()
 
     def stop(self) -> None:
+        """Stop hearing the inbox (the observer's thread ends soon after)."""
         if self.observer is not None:
             self.observer.stop()
 
-    def join(self, timeout: float) -> None:
-        if self.observer is not None:
-            self.observer.join(timeout)
-
-    def remove_overflow_handler(self) -> None:
+    def close(self, timeout: float) -> None:
+        """Stop, wait up to ``timeout`` for the observer's thread, and take the overflow handler
+        off watchdog's logger (it is process-wide)."""
         if self._overflow is not None:
             logging.getLogger("watchdog.observers").removeHandler(self._overflow)
             self._overflow = None
+        if self.observer is not None:
+            self.observer.stop()
+            self.observer.join(timeout)
 
     # ---- finding work ------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from typing import TextIO
 from pixcamd.daemon.config import Config, ConfigError
 from pixcamd.daemon.events import EventLog
 from pixcamd.daemon.fs import choose_tmp_dir, lock_state_dir, unlock
-from pixcamd.daemon.intake import Intake, QuietSkips
+from pixcamd.daemon.intake import Intake
 from pixcamd.daemon.ledger import Ledger
 from pixcamd.daemon.notify import Notifier
 from pixcamd.daemon.publication import recover_interrupted
@@ -35,6 +35,15 @@ from pixcamd.daemon.settings import (
 from pixcamd.daemon.watcher import Rules, StabilityTracker
 from pixcamd.daemon.worker import Worker, job_options
 from pixcamd.errors import PixcamdError
+
+
+class _QuietSkips(logging.Filter):
+    """APScheduler warns each time a poll is skipped because the previous one still runs (a big
+    file being hashed); that is expected here, not worth a journal line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "maximum number of running instances reached" not in record.getMessage()
+
 
 ABANDON_WAIT = 10.0  # after the grace time: how long an abandoned photo may take to unwind
 HEARTBEAT_EVERY = 5.0
@@ -281,8 +290,8 @@ class Daemon:
         from apscheduler.schedulers.background import BackgroundScheduler
 
         scheduler_log = logging.getLogger("apscheduler.scheduler")
-        if not any(isinstance(f, QuietSkips) for f in scheduler_log.filters):
-            scheduler_log.addFilter(QuietSkips())
+        if not any(isinstance(f, _QuietSkips) for f in scheduler_log.filters):
+            scheduler_log.addFilter(_QuietSkips())
         scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(3)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -516,12 +525,10 @@ class Daemon:
                 )
                 clean = False
         if self.intake is not None:
-            self.intake.join(5)
+            self.intake.close(5)
         if self.scheduler is not None:
             with contextlib.suppress(Exception):
                 self.scheduler.shutdown(wait=True)
-        if self.intake is not None:
-            self.intake.remove_overflow_handler()
         self._stop_web()
         self.ledger.set_daemon(pid=None, stopped_at=time.time(), current=None, status="stopped")
         counts = self.ledger.counts()
@@ -540,10 +547,8 @@ class Daemon:
         with contextlib.suppress(Exception):
             self._stop_web()
         if self.intake is not None:
-            self.intake.remove_overflow_handler()
             with contextlib.suppress(Exception):
-                self.intake.stop()
-                self.intake.join(5)
+                self.intake.close(5)
         with contextlib.suppress(Exception):
             if self.scheduler is not None:
                 self.scheduler.shutdown(wait=True)
