@@ -99,7 +99,7 @@ class RunProgress:
             earlier = f" ({tally.earlier} by an earlier run)" if tally.earlier else ""
             self.say(
                 f"{tally.protected} of {tally.total} photos protected{earlier}; "
-                f"{tally.unprotected} left unprotected, {tally.failed} could not be read"
+                f"{tally.unprotected} left unprotected, {tally.failed} failed (each named above)"
                 + (f", {summary['left']} not done yet" if summary["left"] else "")
             )
         elif tally.total > 1:
