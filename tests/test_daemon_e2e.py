@@ -131,6 +131,34 @@ def test_mv_from_outside_a_moved_in_folder_and_symlinks(tmp_path, brisque):
     assert ignored["path"] == "link.png" and "symlink out of the inbox" in ignored["message"]
 
 
+def test_videos_and_sidecars_are_left_alone_and_named(tmp_path, brisque):
+    config = make_config(tmp_path)
+    noise_photo(config.inbox / "IMG_1.jpg", 1)
+    (config.inbox / "IMG_1.MOV").write_bytes(os.urandom(4096))  # a phone's live-photo video
+    (config.inbox / "IMG_1.xmp").write_text("<x:xmpmeta/>")
+    (config.inbox / ".syncthing.IMG_2.jpg.tmp").write_bytes(b"partial")  # a sync tool's temp
+    outside = tmp_path / "camera"
+    noise_photo(outside / "IMG_2.jpg", 2)
+    (outside / "VID_2.mp4").write_bytes(os.urandom(4096))
+    with OutboxRecorder(config.outbox) as recorder, running(config, [brisque]):
+        for name in ("IMG_2.jpg", "VID_2.mp4"):
+            subprocess.run(["cp", str(outside / name), str(config.inbox)], check=True)
+        wait_for(lambda: finished(config, ["IMG_1.jpg", "IMG_2.jpg"]), 60, "the photos")
+
+        def ignored():
+            return {e["path"]: e["message"] for e in events(config) if e["event"] == "ignored"}
+
+        wait_for(lambda: "VID_2.mp4" in ignored(), 10, "the video that arrived")
+    recorder.assert_clean()
+    assert outbox_files(config) == ["IMG_1.jpg", "IMG_2.jpg"]
+    assert sorted(ledger_rows(config)) == ["IMG_1.jpg", "IMG_2.jpg"]
+    # what was there at start-up is counted by the scan, by extension ...
+    (scanned,) = [e for e in events(config) if e["event"] == "scanned"]
+    assert "1 photos; 2 other files left alone (not photos: .mov 1, .xmp 1)" in scanned["message"]
+    # ... what arrives is named once, however many events its copy makes; a temp file never
+    assert ignored() == {"VID_2.mp4": "not a photo (.mp4 is not in `extensions`): left alone"}
+
+
 def test_a_burst_of_50_files_with_corrupt_ones_among_them(tmp_path, brisque):
     config = make_config(tmp_path, settle_timeout=2.0)
     staging = tmp_path / "burst"

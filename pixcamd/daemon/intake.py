@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,7 +22,14 @@ from pixcamd.daemon.config import Config
 from pixcamd.daemon.events import EventLog
 from pixcamd.daemon.fs import sha256_file
 from pixcamd.daemon.ledger import Ledger
-from pixcamd.daemon.watcher import InboxHandler, Rules, StabilityTracker, scan
+from pixcamd.daemon.watcher import (
+    NOT_A_PHOTO,
+    InboxHandler,
+    Rules,
+    StabilityTracker,
+    extension,
+    scan,
+)
 
 
 class _OverflowRescan(logging.Handler):
@@ -110,8 +118,10 @@ class Intake:
 
     def candidate(self, rel: str, reason: str) -> None:
         if reason:
-            if rel not in self._ignored_logged:
+            if rel not in self._ignored_logged:  # once per path and run, not per event
                 self._ignored_logged.add(rel)
+                if reason == NOT_A_PHOTO:  # a video or sidecar: nothing lost, but never silent
+                    reason = f"not a photo ({extension(rel)} is not in `extensions`): left alone"
                 self.log.emit("ignored", rel, reason)
             return
         if self.tracker.touch(rel):
@@ -120,9 +130,9 @@ class Intake:
     def scan(self, reason: str = "periodic", root: Path | None = None) -> None:
         """Start-up scan, periodic rescan, or a folder that appeared whole. Files the ledger
         already knows with the same size and mtime are skipped without reading them."""
-        seen = 0
+        seen, others = 0, Counter()
         fingerprint = self.fingerprint()
-        for rel in scan(self.rules, root, self.stop_event):
+        for rel in scan(self.rules, root, self.stop_event, others):
             seen += 1
             if rel in self.tracker:
                 continue
@@ -139,7 +149,11 @@ class Intake:
             self.candidate(rel, "")
         if root is None:
             level = "debug" if reason == "periodic" else "info"
-            self.log.emit("scanned", message=f"{reason} scan: {seen} photos", level=level)
+            message = f"{reason} scan: {seen} photos"
+            if others:  # named by count: a camera folder may hold hundreds of videos
+                kinds = ", ".join(f"{ext} {n}" for ext, n in sorted(others.items()))
+                message += f"; {others.total()} other files left alone (not photos: {kinds})"
+            self.log.emit("scanned", message=message, level=level)
 
     def scan_folder(self, folder: Path | None, reason: str = "folder") -> None:
         """Scan a folder that appeared whole (None: the whole inbox, when events were lost)."""

@@ -18,6 +18,7 @@ import fnmatch
 import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,13 @@ from watchdog.events import (
 )
 
 from pixcamd.daemon.fs import inside
+
+NOT_A_PHOTO = "not a photo extension"
+
+
+def extension(name: str) -> str:
+    """``name``'s extension as ``extensions`` lists it (lower case), or "no extension"."""
+    return os.path.splitext(name)[1].lower() or "no extension"
 
 
 class Rules:
@@ -83,8 +91,8 @@ class Rules:
             return None, "outside the inbox"
         if self.ignored(rel):
             return None, "ignored name"
-        if not self.is_photo_name(rel):
-            return None, "not a photo extension"
+        if not self.is_photo_name(rel):  # a video or a sidecar: left alone, but named
+            return rel, NOT_A_PHOTO
         absolute = self.inbox / rel
         if self.excluded_path(absolute):
             return None, "one of the daemon's own folders"
@@ -99,9 +107,13 @@ class Rules:
 
 
 def scan(
-    rules: Rules, root: Path | None = None, stop: threading.Event | None = None
+    rules: Rules,
+    root: Path | None = None,
+    stop: threading.Event | None = None,
+    others: Counter | None = None,
 ) -> Iterator[str]:
-    """Relative paths of every candidate photo under ``root`` (default: the whole inbox).
+    """Relative paths of every candidate photo under ``root`` (default: the whole inbox); the
+    files left alone for their extension are counted per extension into ``others``.
 
     Symlinked folders are never entered; ignored folders are pruned, not walked.
     """
@@ -117,6 +129,8 @@ def scan(
             rel, reason = rules.accept(here / name)
             if rel is not None and not reason:
                 yield rel
+            elif reason == NOT_A_PHOTO and others is not None:
+                others[extension(name)] += 1
 
 
 @dataclass
