@@ -178,7 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="photos, or folders (with --outdir: walked recursively, the tree mirrored)",
     )
     where = protect.add_mutually_exclusive_group(required=True)
-    where.add_argument("-o", "--output", type=Path, metavar="OUT", help="output file (one photo)")
+    where.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="OUT",
+        help="the protected copy of one photo (a JPEG: name it .jpg or .jpeg)",
+    )
     where.add_argument(
         "--outdir",
         type=Path,

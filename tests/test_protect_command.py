@@ -101,6 +101,10 @@ def test_refuses_ambiguous_outputs_before_doing_any_work(tmp_path, photo, capsys
     assert "takes one photo" in capsys.readouterr().err
     assert main(["protect", str(twin), "-o", str(twin), *FAST]) == 2
     assert "overwrite an original" in capsys.readouterr().err
+    png = tmp_path / "copy.png"  # the copy is a JPEG: a .png name would lie about it
+    assert main(["protect", str(twin), "-o", str(png), *FAST]) == 2
+    assert "the protected copy is a JPEG; name it .jpg" in capsys.readouterr().err
+    assert not png.exists()
 
 
 def test_target_must_name_each_model(tmp_path, photo, capsys):

@@ -18,6 +18,8 @@ from pixcamd.models import load_model
 from pixcamd.output import atomic_write
 from pixcamd.protect import make_settings
 
+JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif")  # what -o may be named
+
 
 def run(args) -> int:
     if args.threads:
@@ -36,6 +38,12 @@ def run(args) -> int:
             raise PixcamdError(f"{args.output}: would overwrite an original photo")
         if inputs[0].is_dir():
             raise PixcamdError(f"{inputs[0]}: a folder; use --outdir DIR to protect folders")
+        if Path(args.output).suffix.lower() not in JPEG_SUFFIXES:
+            # the copy is a JPEG (the encoding the check judged): under another name a viewer
+            # or an upload form would take it for what it is not
+            raise PixcamdError(
+                f"{args.output}: the protected copy is a JPEG; name it .jpg or .jpeg"
+            )
         plan = None
     else:  # every problem with the plan is said before any work is done
         plan = plan_sources(inputs, args.outdir)
