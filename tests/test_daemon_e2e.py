@@ -140,23 +140,31 @@ def test_videos_and_sidecars_are_left_alone_and_named(tmp_path, brisque):
     outside = tmp_path / "camera"
     noise_photo(outside / "IMG_2.jpg", 2)
     (outside / "VID_2.mp4").write_bytes(os.urandom(4096))
+    noise_photo(outside / "trip" / "IMG_3.jpg", 3)
+    (outside / "trip" / "IMG_3.AAE").write_text("<plist/>")  # a phone's edit sidecar
+    photos = ["IMG_1.jpg", "IMG_2.jpg", "trip/IMG_3.jpg"]
     with OutboxRecorder(config.outbox) as recorder, running(config, [brisque]):
         for name in ("IMG_2.jpg", "VID_2.mp4"):
             subprocess.run(["cp", str(outside / name), str(config.inbox)], check=True)
-        wait_for(lambda: finished(config, ["IMG_1.jpg", "IMG_2.jpg"]), 60, "the photos")
+        # a whole folder arrives at once: it is scanned, and its other files are named too
+        subprocess.run(["mv", str(outside / "trip"), str(config.inbox)], check=True)
+        wait_for(lambda: finished(config, photos), 60, "the photos")
 
         def ignored():
             return {e["path"]: e["message"] for e in events(config) if e["event"] == "ignored"}
 
-        wait_for(lambda: "VID_2.mp4" in ignored(), 10, "the video that arrived")
+        wait_for(lambda: len(ignored()) == 2, 10, "the video and the sidecar that arrived")
     recorder.assert_clean()
-    assert outbox_files(config) == ["IMG_1.jpg", "IMG_2.jpg"]
-    assert sorted(ledger_rows(config)) == ["IMG_1.jpg", "IMG_2.jpg"]
+    assert outbox_files(config) == ["IMG_1.jpg", "IMG_2.jpg", "trip/IMG_3.jpg"]
+    assert sorted(ledger_rows(config)) == photos
     # what was there at start-up is counted by the scan, by extension ...
     (scanned,) = [e for e in events(config) if e["event"] == "scanned"]
     assert "1 photos; 2 other files left alone (not photos: .mov 1, .xmp 1)" in scanned["message"]
     # ... what arrives is named once, however many events its copy makes; a temp file never
-    assert ignored() == {"VID_2.mp4": "not a photo (.mp4 is not in `extensions`): left alone"}
+    assert ignored() == {
+        "VID_2.mp4": "not a photo (.mp4 is not in `extensions`): left alone",
+        "trip/IMG_3.AAE": "not a photo (.aae is not in `extensions`): left alone",
+    }
 
 
 def test_a_burst_of_50_files_with_corrupt_ones_among_them(tmp_path, brisque):

@@ -130,7 +130,7 @@ class Intake:
     def scan(self, reason: str = "periodic", root: Path | None = None) -> None:
         """Start-up scan, periodic rescan, or a folder that appeared whole. Files the ledger
         already knows with the same size and mtime are skipped without reading them."""
-        seen, others = 0, Counter()
+        seen, others = 0, []
         fingerprint = self.fingerprint()
         for rel in scan(self.rules, root, self.stop_event, others):
             seen += 1
@@ -147,12 +147,16 @@ class Intake:
                 ):
                     continue
             self.candidate(rel, "")
-        if root is None:
+        if root is not None:  # a folder moved in: its other files arrived too, name each
+            for rel in others:
+                self.candidate(rel, NOT_A_PHOTO)
+        else:
             level = "debug" if reason == "periodic" else "info"
             message = f"{reason} scan: {seen} photos"
-            if others:  # named by count: a camera folder may hold hundreds of videos
-                kinds = ", ".join(f"{ext} {n}" for ext, n in sorted(others.items()))
-                message += f"; {others.total()} other files left alone (not photos: {kinds})"
+            if others:  # counted, not named: a camera folder may hold hundreds of videos
+                kinds = Counter(extension(rel) for rel in others)
+                listed = ", ".join(f"{ext} {n}" for ext, n in sorted(kinds.items()))
+                message += f"; {len(others)} other files left alone (not photos: {listed})"
             self.log.emit("scanned", message=message, level=level)
 
     def scan_folder(self, folder: Path | None, reason: str = "folder") -> None:

@@ -18,7 +18,6 @@ import fnmatch
 import os
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,10 +109,10 @@ def scan(
     rules: Rules,
     root: Path | None = None,
     stop: threading.Event | None = None,
-    others: Counter | None = None,
+    others: list[str] | None = None,
 ) -> Iterator[str]:
-    """Relative paths of every candidate photo under ``root`` (default: the whole inbox); the
-    files left alone for their extension are counted per extension into ``others``.
+    """Relative paths of every candidate photo under ``root`` (default: the whole inbox); those
+    of the files left alone for their extension are appended to ``others``.
 
     Symlinked folders are never entered; ignored folders are pruned, not walked.
     """
@@ -130,7 +129,7 @@ def scan(
             if rel is not None and not reason:
                 yield rel
             elif reason == NOT_A_PHOTO and others is not None:
-                others[extension(name)] += 1
+                others.append(rel)
 
 
 @dataclass
