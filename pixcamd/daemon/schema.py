@@ -234,7 +234,9 @@ SCHEMA: tuple[Option, ...] = (
         "max_pixels",
         "Protection",
         200_000_000,
-        "Photos with more pixels are refused (failed) instead of exhausting memory.",
+        "Photos with more pixels are refused (failed) instead of exhausting memory. Protecting "
+        "takes about 0.11 GB per megapixel (24 MP: 2.9 GB, 48 MP: 5.4 GB with BRISQUE; "
+        "KonCept512 about 0.6 GB more): on a small machine, lower this to what fits.",
         read.number(1, 10**10, " pixels", integer=True),
     ),
     Option(
