@@ -9,6 +9,7 @@ import pytest
 from test_daemon_support import no_leaked_threads  # noqa: F401
 
 from pixcamd.daemon.ledger import Ledger, read_only
+from pixcamd.daemon.publication import recover_interrupted
 
 FP = "s1-aaaa"
 
@@ -154,3 +155,20 @@ def test_output_names_owned_by_another_source(ledger):
     ledger.finish(row.id, "done", output="IMG_1.jpg")
     assert ledger.output_owner("IMG_1.jpg", "IMG_1.JPG") == "IMG_1.png"
     assert ledger.output_owner("IMG_1.jpg", "IMG_1.png") is None
+
+
+def test_a_photo_killed_mid_way_every_time_fails_after_its_attempts(ledger, tmp_path):
+    # what each restart after a SIGKILL (or the OOM killer) mid-photo finds in the ledger
+    ledger.offer("huge.jpg", "h1", 10, 1, FP)
+    said = []
+    for _ in range(3):
+        assert ledger.claim_next().path == "huge.jpg"  # the worker takes it ... and is killed
+        said += [
+            (event, message)
+            for _row, event, message, _ in recover_interrupted(ledger, tmp_path, max_attempts=3)
+        ]
+    assert [event for event, _ in said] == ["recovered", "recovered", "failed"]
+    row = ledger.get("huge.jpg")
+    assert row.state == "failed" and row.attempts == 3
+    assert row.error.startswith("interrupted 3 times") and "lower `max_pixels`" in row.error
+    assert ledger.claim_next() is None  # not tried a fourth time

@@ -86,7 +86,11 @@ def recover_interrupted(ledger: Ledger, root: Path, max_attempts: int) -> list[t
             ledger.finish(row.id, state, **fields)
             said.append((row, "recovered", f"{how} → {row.staged_output}", "info"))
         elif row.attempts >= max_attempts:
-            reason = f"interrupted {row.attempts} times (crash or kill mid-photo); gave up"
+            # the usual killer of one photo again and again is the kernel's OOM killer
+            reason = (
+                f"interrupted {row.attempts} times (crash or kill mid-photo); gave up — if the "
+                "machine ran out of memory, lower `max_pixels` (about 0.11 GB a megapixel)"
+            )
             ledger.finish(row.id, "failed", error=reason)
             said.append((row, "failed", reason, "warning"))
         else:
