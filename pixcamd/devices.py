@@ -1,12 +1,24 @@
-"""Choosing where the models run, and giving memory back between photos."""
+"""Choosing where the models run, checking a photo fits in memory, and giving memory back
+between photos."""
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
 import gc
+from pathlib import Path
 
 import torch
+
+from pixcamd.errors import NotEnoughMemory
+
+# Protecting a photo on the CPU takes about this much memory beyond what the process already
+# holds, per pixel, plus SLACK: the default set with BRISQUE peaked at 2.88 GB (24 MP) and 5.38 GB
+# (48 MP) from a 0.26 GB start, 0.104 GB a megapixel (docs/benchmarks.md); KonCept512 adds about
+# 0.6 GB. Rounded up: a refusal must mean the photo would not have fitted.
+BYTES_PER_PIXEL = 110
+SLACK = 300_000_000
+KONCEPT_EXTRA = 600_000_000
 
 
 def resolve_device(name: str = "auto") -> str:
@@ -40,3 +52,72 @@ def _malloc_trim():
         return ctypes.CDLL(name).malloc_trim if name else None
     except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
         return None
+
+
+def memory_needed(pixels: int, model_names: list[str]) -> int:
+    """Bytes that protecting a photo of ``pixels`` on the CPU takes beyond the process's own."""
+    extra = KONCEPT_EXTRA if any(n.startswith("koncept") for n in model_names) else 0
+    return BYTES_PER_PIXEL * pixels + SLACK + extra
+
+
+def available_memory() -> int | None:
+    """Bytes this process can still take: the kernel's MemAvailable, or less where a cgroup
+    (a systemd unit's MemoryMax=, a container's limit) leaves less; None where unknown."""
+    room = []
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                room.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    cgroup = _cgroup_room()
+    if cgroup is not None:
+        room.append(cgroup)
+    return min(room) if room else None
+
+
+def check_memory(pixels: int, model_names: list[str], device: str) -> None:
+    """Raise ``NotEnoughMemory`` when a photo of ``pixels`` would not fit in the memory left: a
+    clear failure instead of the kernel's OOM killer ending the whole daemon mid-photo."""
+    if not device.startswith("cpu"):
+        return  # on a GPU the big tensors live there, and its out-of-memory is caught
+    free, need = available_memory(), memory_needed(pixels, model_names)
+    if free is not None and need > free:
+        raise NotEnoughMemory(
+            f"needs about {need / 1e9:.1f} GB of memory for its {pixels / 1e6:.1f} MP, and "
+            f"{free / 1e9:.1f} GB is available: free memory and retry it, or lower "
+            "`max_pixels` to refuse such photos at once"
+        )
+
+
+def _cgroup_room() -> int | None:
+    """The least room (limit − usage) of this process's memory cgroup and its parents, where
+    one is limited: cgroup v2 (``memory.max``) or v1 (``memory.limit_in_bytes``)."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    rooms = []
+    for line in lines:
+        _id, controllers, group = line.split(":", 2)
+        if controllers == "":  # v2
+            root, files = Path("/sys/fs/cgroup"), ("memory.max", "memory.current")
+        elif "memory" in controllers.split(","):  # v1
+            root, files = (
+                Path("/sys/fs/cgroup/memory"),
+                ("memory.limit_in_bytes", "memory.usage_in_bytes"),
+            )
+        else:
+            continue
+        here = root / group.lstrip("/")
+        while True:
+            try:
+                limit = (here / files[0]).read_text().strip()
+                if limit != "max" and int(limit) < 2**62:  # v1 says "no limit" with ~2^63
+                    rooms.append(int(limit) - int((here / files[1]).read_text()))
+            except (OSError, ValueError):
+                pass
+            if here == root or root not in here.parents:
+                break
+            here = here.parent
+    return min(rooms) if rooms else None

@@ -9,6 +9,11 @@ class PhotoError(PixcamdError):
     """A file that cannot be read as a photo (missing, empty, not an image, truncated, too big)."""
 
 
+class NotEnoughMemory(PixcamdError, MemoryError):
+    """A photo this machine cannot protect now without running out of memory: transient (memory
+    may be freed; the daemon retries it with its back-off), and said in one line."""
+
+
 class WeightsError(PixcamdError):
     """Model weights that cannot be used."""
 

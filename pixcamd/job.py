@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import pixcamd.protect
 from pixcamd.check import judge
+from pixcamd.devices import check_memory
 from pixcamd.output import render_jpeg
 from pixcamd.photo import DEFAULT_MAX_PIXELS, open_photo
 from pixcamd.protect import Settings
@@ -72,6 +73,8 @@ def protect_photo(
 
     photo = open_photo(name, max_pixels=options.max_pixels, data=data)
     lap("decode")
+    width, height = photo.image.size
+    check_memory(width * height, [m.name for m in models], settings.device)
     result = pixcamd.protect.protect(photo.image, models, settings, progress=progress)
     lap("protect")
     report = result.summary()

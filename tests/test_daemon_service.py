@@ -572,3 +572,27 @@ def test_what_the_decoder_changed_is_logged_and_kept_with_the_photo(tmp_path, br
     assert note["path"] == "see-through.png" and "transparent" in note["message"]
     row = ledger_rows(config)["see-through.png"]
     assert row["state"] == "done" and json.loads(row["report"])["warnings"] == [note["message"]]
+
+
+def test_a_photo_too_big_for_the_memory_left_fails_clearly_not_the_daemon(
+    tmp_path, brisque, monkeypatch
+):
+    # The kernel's OOM killer would end the whole daemon mid-photo; the check before the photo
+    # says it, retries with the back-off (memory may be freed), and gives up with the figures.
+    import pixcamd.devices
+
+    free = {"bytes": 50_000_000}  # 50 MB left: less than any photo needs
+    monkeypatch.setattr(pixcamd.devices, "available_memory", lambda: free["bytes"])
+    config = make_config(tmp_path, max_attempts=2, retry_backoff=0.1)
+    noise_photo(config.inbox / "big.png", 1, size=(1200, 1000))
+    with running(config, [brisque]):
+        wait_for(lambda: finished(config, ["big.png"]), 30, "the refusal")
+        free["bytes"] = 8_000_000_000  # memory freed: a retry goes through
+        noise_photo(config.inbox / "later.png", 2)
+        wait_for(lambda: finished(config, ["later.png"]), 30, "the next photo")
+    rows = ledger_rows(config)
+    assert rows["big.png"]["state"] == "failed" and rows["big.png"]["attempts"] == 2
+    error = rows["big.png"]["error"]
+    assert error.startswith("gave up after 2 attempts: NotEnoughMemory: needs about 0.4 GB")
+    assert "for its 1.2 MP, and 0.1 GB is available" in error and "max_pixels" in error
+    assert rows["later.png"]["state"] == "done"

@@ -215,3 +215,36 @@ def test_a_photo_a_few_pixels_across_is_written_not_failed(tmp_path, size, capsy
     with Image.open(out) as written:
         assert written.size == size
     assert 0 < report["ssim"] <= 1
+
+
+def test_a_photo_too_big_for_the_memory_left_is_refused_in_one_line(
+    tmp_path, photo, capsys, monkeypatch
+):
+    import pixcamd.devices
+
+    monkeypatch.setattr(pixcamd.devices, "available_memory", lambda: 100_000_000)
+    out = tmp_path / "garden.jpg"
+    code, (report,), err = run(capsys, photo, "-o", out, *FAST)
+    assert code == 1 and not out.exists()
+    assert "needs about 0.4 GB of memory for its 0.5 MP, and 0.1 GB is available" in report["error"]
+    assert "Traceback" not in err and "max_pixels" in err
+    # where memory is plenty (the real figure of this machine, or unknown), the same photo goes
+    monkeypatch.setattr(pixcamd.devices, "available_memory", lambda: None)
+    code, (report,), err = run(capsys, photo, "-o", out, *FAST)
+    assert code == 0 and report["verdict"] == "protected"
+
+
+def test_the_memory_left_is_read_from_this_machine():
+    import os
+    from pathlib import Path
+
+    from pixcamd.devices import available_memory
+
+    if not os.path.exists("/proc/meminfo"):
+        pytest.skip("no /proc/meminfo: the check is skipped on this system")
+    total = next(
+        int(line.split()[1]) * 1024
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal:")
+    )
+    assert 0 < available_memory() <= total
