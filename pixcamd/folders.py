@@ -32,7 +32,7 @@ from pixcamd.daemon.fs import sha256_file
 from pixcamd.daemon.ledger import Ledger, Row
 from pixcamd.daemon.publication import commit_publication, published_copy, recover_interrupted
 from pixcamd.daemon.schema import DEFAULT_EXTENSIONS, DEFAULT_IGNORE
-from pixcamd.daemon.watcher import Rules
+from pixcamd.daemon.watcher import NOT_A_PHOTO, Rules
 from pixcamd.errors import PhotoError, PixcamdError, without_path
 from pixcamd.executors import Done, Task
 
@@ -111,7 +111,7 @@ def _walk(rules: Rules):
         dirs[:] = kept
         for name in sorted(files):
             rel, reason = rules.accept(here / name)
-            if rel is None or reason in ("ignored name", "not a photo extension"):
+            if rel is None or reason == NOT_A_PHOTO:  # ignored names come back without a path
                 yield None, ""
             elif reason == "symlink out of the inbox":
                 yield here / name, "a symlink that leads out of the folder; not followed"

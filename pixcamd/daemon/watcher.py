@@ -78,7 +78,7 @@ class Rules:
         return any(self.ignored_name(part) for part in rel.split("/"))
 
     def is_photo_name(self, rel: str) -> bool:
-        return os.path.splitext(rel)[1].lower() in self.extensions
+        return extension(rel) in self.extensions  # "no extension" is never one (they start ".")
 
     def excluded_path(self, path: Path) -> bool:
         return any(inside(path, root) for root in self.excluded)
