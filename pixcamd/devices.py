@@ -60,17 +60,20 @@ def memory_needed(pixels: int, model_names: list[str]) -> int:
     return BYTES_PER_PIXEL * pixels + SLACK + extra
 
 
-def available_memory() -> int | None:
+def available_memory(
+    proc: Path = Path("/proc"), cgroups: Path = Path("/sys/fs/cgroup")
+) -> int | None:
     """Bytes this process can still take: the kernel's MemAvailable, or less where a cgroup
-    (a systemd unit's MemoryMax=, a container's limit) leaves less; None where unknown."""
+    (a systemd unit's MemoryMax=, a container's limit) leaves less; None where unknown.
+    ``proc`` and ``cgroups`` are where the kernel's files are mounted (other trees in tests)."""
     room = []
     try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
+        for line in (proc / "meminfo").read_text().splitlines():
             if line.startswith("MemAvailable:"):
                 room.append(int(line.split()[1]) * 1024)
     except (OSError, ValueError, IndexError):
         pass
-    cgroup = _cgroup_room()
+    cgroup = _cgroup_room(proc / "self" / "cgroup", cgroups)
     if cgroup is not None:
         room.append(cgroup)
     return min(room) if room else None
@@ -90,21 +93,23 @@ def check_memory(pixels: int, model_names: list[str], device: str) -> None:
         )
 
 
-def _cgroup_room() -> int | None:
+def _cgroup_room(membership: Path, mount: Path) -> int | None:
     """The least room (limit − usage) of this process's memory cgroup and its parents, where
-    one is limited: cgroup v2 (``memory.max``) or v1 (``memory.limit_in_bytes``)."""
+    one is limited: cgroup v2 (``memory.max``) or v1 (``memory.limit_in_bytes``). Inside a
+    container the group named in ``membership`` may not exist under ``mount`` (its own group
+    is mounted as the root): the walk up to the root then reads the container's limit."""
     try:
-        lines = Path("/proc/self/cgroup").read_text().splitlines()
+        lines = membership.read_text().splitlines()
     except OSError:
         return None
     rooms = []
     for line in lines:
         _id, controllers, group = line.split(":", 2)
         if controllers == "":  # v2
-            root, files = Path("/sys/fs/cgroup"), ("memory.max", "memory.current")
+            root, files = mount, ("memory.max", "memory.current")
         elif "memory" in controllers.split(","):  # v1
             root, files = (
-                Path("/sys/fs/cgroup/memory"),
+                mount / "memory",
                 ("memory.limit_in_bytes", "memory.usage_in_bytes"),
             )
         else:

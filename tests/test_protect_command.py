@@ -248,3 +248,65 @@ def test_the_memory_left_is_read_from_this_machine():
         if line.startswith("MemTotal:")
     )
     assert 0 < available_memory() <= total
+
+
+def _kernel_tree(root, meminfo_kb: int, membership: str, files: dict[str, str]):
+    """A /proc and /sys/fs/cgroup as the kernel lays them out, in ``root``."""
+    proc, cgroups = root / "proc", root / "cgroup"
+    (proc / "self").mkdir(parents=True)
+    (proc / "meminfo").write_text(
+        f"MemTotal: 32000000 kB\nMemFree: 1000000 kB\nMemAvailable: {meminfo_kb} kB\n"
+    )
+    (proc / "self" / "cgroup").write_text(membership)
+    for name, text in files.items():
+        (cgroups / name).parent.mkdir(parents=True, exist_ok=True)
+        (cgroups / name).write_text(text)
+    return proc, cgroups
+
+
+def test_the_memory_left_is_what_a_systemd_unit_or_container_limit_leaves(tmp_path):
+    from pixcamd.devices import available_memory
+
+    gib = 1024**3
+    # cgroup v2, a systemd unit with MemoryMax=3G using 1 GiB, inside a slice with no limit
+    unit = "system.slice/pixcamd.service"
+    proc, cgroups = _kernel_tree(
+        tmp_path / "v2",
+        8 * 1024**2,  # 8 GiB available to the machine
+        f"0::/{unit}\n",
+        {
+            f"{unit}/memory.max": f"{3 * gib}\n",
+            f"{unit}/memory.current": f"{gib}\n",
+            "system.slice/memory.max": "max\n",
+            "system.slice/memory.current": f"{5 * gib}\n",
+        },
+    )
+    assert available_memory(proc, cgroups) == 2 * gib
+    # a parent's limit leaves less than the unit's own: the least room counts
+    (cgroups / "system.slice/memory.max").write_text(f"{6 * gib}\n")
+    assert available_memory(proc, cgroups) == gib
+    # the machine's MemAvailable when it is the smaller
+    proc, cgroups = _kernel_tree(
+        tmp_path / "tight",
+        512 * 1024,  # 0.5 GiB
+        f"0::/{unit}\n",
+        {f"{unit}/memory.max": f"{3 * gib}\n", f"{unit}/memory.current": "0\n"},
+    )
+    assert available_memory(proc, cgroups) == gib // 2
+    # cgroup v1 inside a container: the group in /proc/self/cgroup is not under the mount (the
+    # container's own group is mounted as the root), so the root's limit is the one read
+    proc, cgroups = _kernel_tree(
+        tmp_path / "v1",
+        8 * 1024**2,
+        "5:devices:/docker/4a1f\n4:memory:/docker/4a1f\n0::/\n",
+        {
+            "memory/memory.limit_in_bytes": f"{4 * gib}\n",
+            "memory/memory.usage_in_bytes": f"{3 * gib}\n",
+        },
+    )
+    assert available_memory(proc, cgroups) == gib
+    # v1 says "no limit" with a number near 2^63: only MemAvailable counts
+    (cgroups / "memory/memory.limit_in_bytes").write_text("9223372036854771712\n")
+    assert available_memory(proc, cgroups) == 8 * gib
+    # nothing readable at all: unknown, and the check is then skipped
+    assert available_memory(tmp_path / "none", tmp_path / "none") is None
