@@ -37,6 +37,7 @@ RUNNING_DAEMON = (
     "pixcamd.daemon.worker",
     "pixcamd.daemon.cluster",
     "pixcamd.daemon.reload",
+    "pixcamd.daemon.timers",
 )
 
 

@@ -1,5 +1,5 @@
 """The daemon: wires config, ledger, intake (``pixcamd.daemon.intake``: watcher, scans, settling),
-scheduler and worker together; sd_notify; reload; shutdown.
+timers (``pixcamd.daemon.timers``) and worker together; sd_notify; reload; shutdown.
 
 Threads: the caller's (``run``: supervision ticks — heartbeat, STATUS=, WATCHDOG=1), the worker
 (owns the models), watchdog's observer (events → tracker), and APScheduler's pool (start-up scan,
@@ -10,12 +10,10 @@ sets the stop event; ``Daemon`` itself installs no handlers, so tests run it in 
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import shutil
 import threading
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TextIO
 
@@ -32,18 +30,10 @@ from pixcamd.daemon.settings import (
     resolve_models,
     settings_fingerprint,
 )
+from pixcamd.daemon.timers import Timers
 from pixcamd.daemon.watcher import Rules, StabilityTracker
 from pixcamd.daemon.worker import Worker, job_options
 from pixcamd.errors import PixcamdError
-
-
-class _QuietSkips(logging.Filter):
-    """APScheduler warns each time a poll is skipped because the previous one still runs (a big
-    file being hashed); that is expected here, not worth a journal line."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "maximum number of running instances reached" not in record.getMessage()
-
 
 ABANDON_WAIT = 10.0  # after the grace time: how long an abandoned photo may take to unwind
 HEARTBEAT_EVERY = 5.0
@@ -74,7 +64,7 @@ class Daemon:
         self._closed = False
         self._status_sent = ""
         self._last_heartbeat = 0.0
-        self.scheduler = None
+        self.timers = Timers(self.stop_event)  # scans, settle polls, retry wake-ups
         self.intake: Intake | None = None  # the watcher, scans and settling, once started
         self.worker: Worker | None = None
         self._lock_fd: int | None = None
@@ -159,7 +149,7 @@ class Daemon:
             self.stop_event,
             fingerprint=lambda: self.fingerprint,
             wake=self._wake,
-            later=self._later,
+            later=self.timers.later,
         )
         args = (config, self.ledger, models, self.settings, self.fingerprint, self.log)
         kwargs = dict(
@@ -180,7 +170,7 @@ class Daemon:
             self.worker = Worker(*args, self.tmp_dir, **kwargs)
         self.worker.start()
         self.intake.start_observer()
-        self._start_scheduler()
+        self._start_timers()
         self._started = True
         self.notifier.send("READY=1", "STATUS=" + self.status_line())
         self.log.emit("ready", message=self.status_line())
@@ -285,57 +275,24 @@ class Daemon:
                 else:
                     child.unlink()
 
-    def _start_scheduler(self) -> None:
-        from apscheduler.executors.pool import ThreadPoolExecutor
-        from apscheduler.schedulers.background import BackgroundScheduler
-
-        scheduler_log = logging.getLogger("apscheduler.scheduler")
-        if not any(isinstance(f, _QuietSkips) for f in scheduler_log.filters):
-            scheduler_log.addFilter(_QuietSkips())
-        scheduler = BackgroundScheduler(
-            executors={"default": ThreadPoolExecutor(3)},
-            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
-            timezone=timezone.utc,
+    def _start_timers(self) -> None:
+        self.timers.start(
+            self.intake.settle,
+            self.intake.scan,
+            self.config.settle_time,
+            self.config.rescan_interval,
         )
-        poll = min(1.0, max(0.05, self.config.settle_time / 3))
-        scheduler.add_job(self.intake.settle, "interval", seconds=poll, id="settle")
-        scheduler.add_job(self.intake.scan, id="startup-scan", kwargs={"reason": "start-up"})
-        if self.config.rescan_interval > 0:
-            scheduler.add_job(
-                self.intake.scan,
-                "interval",
-                seconds=self.config.rescan_interval,
-                id="rescan",
-                kwargs={"reason": "periodic"},
-            )
-        scheduler.start()
-        self.scheduler = scheduler
         for row in self.ledger.rows("queued"):  # retries pending from the last run
             if row.not_before > time.time():
                 self._schedule_wake(row.not_before)
 
     def _schedule_wake(self, when: float) -> None:
         """A retry with backoff: wake the worker when it is due (it also polls each second)."""
-        if self.scheduler is None or self.stop_event.is_set():
-            return
-        with contextlib.suppress(Exception):  # the scheduler may be shutting down
-            self.scheduler.add_job(
-                self._wake,
-                "date",
-                run_date=datetime.fromtimestamp(when, timezone.utc),
-                id=f"retry-{when:.3f}",
-                replace_existing=True,
-            )
+        self.timers.at(when, self._wake)
 
     def _wake(self) -> None:
         if self.worker is not None:
             self.worker.wake.set()
-
-    def _later(self, func, **kwargs) -> None:
-        """Run ``func(**kwargs)`` once on the scheduler's threads (not while stopping)."""
-        if self.scheduler is not None and not self.stop_event.is_set():
-            with contextlib.suppress(Exception):  # the scheduler may be shutting down
-                self.scheduler.add_job(func, kwargs=kwargs)
 
     # ---- supervision ---------------------------------------------------------------------------
 
@@ -459,7 +416,7 @@ class Daemon:
                 settings_fingerprint=self.fingerprint,
             )
             # as after a restart: held-back photos are tried again under new settings
-            self._later(self.intake.scan, reason="reload")
+            self.timers.later(self.intake.scan, reason="reload")
             return True
         finally:
             self.notifier.send("READY=1", "STATUS=" + self.status_line())
@@ -501,9 +458,7 @@ class Daemon:
         )
         if self.intake is not None:
             self.intake.stop()
-        if self.scheduler is not None:
-            with contextlib.suppress(Exception):
-                self.scheduler.shutdown(wait=False)
+        self.timers.stop(wait=False)
         clean = True
         if worker is not None:
             worker.stop_taking.set()
@@ -526,9 +481,7 @@ class Daemon:
                 clean = False
         if self.intake is not None:
             self.intake.close(5)
-        if self.scheduler is not None:
-            with contextlib.suppress(Exception):
-                self.scheduler.shutdown(wait=True)
+        self.timers.stop(wait=True)
         self._stop_web()
         self.ledger.set_daemon(pid=None, stopped_at=time.time(), current=None, status="stopped")
         counts = self.ledger.counts()
@@ -549,9 +502,7 @@ class Daemon:
         if self.intake is not None:
             with contextlib.suppress(Exception):
                 self.intake.close(5)
-        with contextlib.suppress(Exception):
-            if self.scheduler is not None:
-                self.scheduler.shutdown(wait=True)
+        self.timers.stop(wait=True)
         if self.worker is not None:
             self.worker.stop_taking.set()
             self.worker.abandon()

@@ -1,0 +1,87 @@
+"""The daemon's timed work on APScheduler's background pool: settle polls, the start-up scan and
+periodic rescans, retry wake-ups and one-off jobs. What the jobs do is the caller's
+(``pixcamd.daemon.service`` hands in the intake's ``settle`` and ``scan``)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+
+class _QuietSkips(logging.Filter):
+    """APScheduler warns each time a poll is skipped because the previous one still runs (a big
+    file being hashed); that is expected here, not worth a journal line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "maximum number of running instances reached" not in record.getMessage()
+
+
+class Timers:
+    """Started once by ``start``; after ``stop`` (the daemon's ``stop_event`` set) nothing new
+    is scheduled."""
+
+    def __init__(self, stop_event: threading.Event):
+        self.stop_event = stop_event
+        self.scheduler = None
+
+    def start(
+        self,
+        settle: Callable[[], None],
+        scan: Callable[..., None],
+        settle_time: float,
+        rescan_interval: float,
+    ) -> None:
+        """Settle polls (a third of ``settle_time``, 0.05–1 s), the start-up scan now, and a
+        rescan every ``rescan_interval`` seconds (0: none)."""
+        from apscheduler.executors.pool import ThreadPoolExecutor
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        scheduler_log = logging.getLogger("apscheduler.scheduler")
+        if not any(isinstance(f, _QuietSkips) for f in scheduler_log.filters):
+            scheduler_log.addFilter(_QuietSkips())
+        scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(3)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            timezone=timezone.utc,
+        )
+        poll = min(1.0, max(0.05, settle_time / 3))
+        scheduler.add_job(settle, "interval", seconds=poll, id="settle")
+        scheduler.add_job(scan, id="startup-scan", kwargs={"reason": "start-up"})
+        if rescan_interval > 0:
+            scheduler.add_job(
+                scan,
+                "interval",
+                seconds=rescan_interval,
+                id="rescan",
+                kwargs={"reason": "periodic"},
+            )
+        scheduler.start()
+        self.scheduler = scheduler
+
+    def at(self, when: float, func: Callable[[], None]) -> None:
+        """``func()`` once at the epoch time ``when`` (one job per instant: a retry's wake-up)."""
+        if self.scheduler is None or self.stop_event.is_set():
+            return
+        with contextlib.suppress(Exception):  # the scheduler may be shutting down
+            self.scheduler.add_job(
+                func,
+                "date",
+                run_date=datetime.fromtimestamp(when, timezone.utc),
+                id=f"retry-{when:.3f}",
+                replace_existing=True,
+            )
+
+    def later(self, func: Callable[..., None], **kwargs) -> None:
+        """``func(**kwargs)`` once, soon, on the pool's threads (not while stopping)."""
+        if self.scheduler is not None and not self.stop_event.is_set():
+            with contextlib.suppress(Exception):  # the scheduler may be shutting down
+                self.scheduler.add_job(func, kwargs=kwargs)
+
+    def stop(self, wait: bool) -> None:
+        """No more jobs; with ``wait``, the running ones are waited for."""
+        if self.scheduler is not None:
+            with contextlib.suppress(Exception):  # already shut down
+                self.scheduler.shutdown(wait=wait)
