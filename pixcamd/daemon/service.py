@@ -26,13 +26,14 @@ from pixcamd.daemon.notify import Notifier
 from pixcamd.daemon.publication import recover_interrupted
 from pixcamd.daemon.settings import (
     build_settings,
+    job_options,
     model_device,
     resolve_models,
     settings_fingerprint,
 )
 from pixcamd.daemon.timers import Timers
 from pixcamd.daemon.watcher import Rules, StabilityTracker
-from pixcamd.daemon.worker import Worker, job_options
+from pixcamd.daemon.worker import Worker
 from pixcamd.errors import PixcamdError
 
 ABANDON_WAIT = 10.0  # after the grace time: how long an abandoned photo may take to unwind

@@ -1,11 +1,12 @@
 """From the daemon's config to what ``protect()`` runs with: the models ``auto`` resolves to, the
-``Settings``, and the fingerprint recorded per photo (what decides whether a held-back photo is
-tried again)."""
+``Settings`` (with a stronger retry's budget), each job's options, and the fingerprint recorded
+per photo (what decides whether a held-back photo is tried again)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 
 from pixcamd.daemon.config import Config, ConfigError
 
@@ -107,3 +108,30 @@ def model_device(models) -> str:
         for tensor in (*model.parameters(), *model.buffers()):
             return str(tensor.device)
     return "cpu"
+
+
+def with_budget(settings, budget: dict | None):
+    """``settings`` with a stronger retry's larger budget (``pixcamd.daemon.retry.stronger``):
+    ε and its cap in 8-bit grey levels, steps per round; never below what the config gives."""
+    if not budget:
+        return settings
+    return replace(
+        settings,
+        epsilon=max(settings.epsilon, budget["epsilon"] / 255),
+        epsilon_cap=max(settings.epsilon_cap, budget["epsilon_cap"] / 255),
+        steps=max(settings.steps, budget["steps"]),
+    )
+
+
+def job_options(config: Config, settings):
+    """How the daemon protects each photo, here or on a cluster: its settings, the GPS policy,
+    the decoder's limit, and whether an unprotected copy is wanted at all (shipped anyway, or
+    held for a person)."""
+    from pixcamd.job import JobOptions
+
+    return JobOptions(
+        settings,
+        strip_gps=config.strip_gps,
+        keep_unprotected=config.on_unprotected == "ship" or config.hold_dir is not None,
+        max_pixels=config.max_pixels,
+    )

@@ -30,6 +30,7 @@ from pixcamd.daemon.events import EventLog
 from pixcamd.daemon.fs import inside
 from pixcamd.daemon.ledger import Ledger, Row
 from pixcamd.daemon.publication import commit_publication, output_name, published_copy
+from pixcamd.daemon.settings import job_options, with_budget
 from pixcamd.errors import PhotoError, without_path
 from pixcamd.report import scores_text
 
@@ -487,30 +488,3 @@ class Worker:
                 worst=worst,
                 seconds=fields["seconds"],
             )
-
-
-def with_budget(settings, budget: dict | None):
-    """``settings`` with a stronger retry's larger budget (``pixcamd.daemon.retry.stronger``):
-    ε and its cap in 8-bit grey levels, steps per round; never below what the config gives."""
-    if not budget:
-        return settings
-    return replace(
-        settings,
-        epsilon=max(settings.epsilon, budget["epsilon"] / 255),
-        epsilon_cap=max(settings.epsilon_cap, budget["epsilon_cap"] / 255),
-        steps=max(settings.steps, budget["steps"]),
-    )
-
-
-def job_options(config: Config, settings):
-    """How the daemon protects each photo, here or on a cluster: its settings, the GPS policy,
-    the decoder's limit, and whether an unprotected copy is wanted at all (shipped anyway, or
-    held for a person)."""
-    from pixcamd.job import JobOptions
-
-    return JobOptions(
-        settings,
-        strip_gps=config.strip_gps,
-        keep_unprotected=config.on_unprotected == "ship" or config.hold_dir is not None,
-        max_pixels=config.max_pixels,
-    )
