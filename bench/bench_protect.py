@@ -51,7 +51,7 @@ from pixcamd.models.koncept512 import KonCept512
 from pixcamd.optimizer import Attack
 from pixcamd.photo import to_image, to_tensor
 from pixcamd.platforms import DEFAULT_PLATFORMS, parse_platforms
-from pixcamd.protect import Settings
+from pixcamd.protect import Settings, view_workers
 from pixcamd.roaming import roaming_view
 
 
@@ -90,6 +90,7 @@ def settings_for(args, **fields) -> Settings:
         platforms=parse_platforms(args.platforms),
         views_per_step=args.views_per_step,
         roaming=args.roaming,
+        workers=args.workers,
         **fields,
     )
 
@@ -113,6 +114,7 @@ def optimizer(mode: str, photo: torch.Tensor, model, settings: Settings):
         output=settings.output,
         views_per_step=settings.views_per_step,
         roaming=settings.roaming,
+        workers=view_workers(settings),
     )
     # Unreachable targets: every loop view stays pending, so each step takes the cap; roaming
     # views (random pipelines in no preset) only fill slots the named views leave free.
@@ -205,7 +207,7 @@ def memory(args) -> dict:
         cmd = [sys.executable, __file__, "memory", "--child", "--megapixels", str(args.megapixels)]
         cmd += ["--model", args.model, "--steps", str(args.steps), "--mode", args.mode]
         cmd += ["--platforms", args.platforms, "--views-per-step", str(args.views_per_step)]
-        cmd += ["--roaming", str(args.roaming)]
+        cmd += ["--roaming", str(args.roaming), "--workers", str(args.workers)]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         return json.loads(out.strip().splitlines()[-1])
     model = model_for(args.model)
@@ -216,7 +218,14 @@ def memory(args) -> dict:
     # protect()'s other peaks happen while the optimizer is alive: the real check of a
     # candidate through every pipeline and the PSNR/SSIM of the result.
     candidate = to_image(loop.pixels())
-    data, _ = check_output(candidate, [model], settings.views, settings.platforms, settings.output)
+    data, _ = check_output(
+        candidate,
+        [model],
+        settings.views,
+        settings.platforms,
+        settings.output,
+        view_workers(settings),
+    )
     psnr_ssim(image, decode(data))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result = {
@@ -260,6 +269,12 @@ def main() -> None:
             type=int,
             default=Settings.roaming,
             help="random pipelines in no preset added to each step",
+        )
+        p.add_argument(
+            "--workers",
+            type=int,
+            default=Settings.workers,
+            help="views evaluated side by side (at most the torch threads; 1 = one by one)",
         )
         if name == "step":
             p.add_argument(

@@ -8,6 +8,7 @@ Protected means every (pipeline × view × model) is on the low-quality side.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import kornia
@@ -88,17 +89,31 @@ def score_image_views(img: Image.Image, models: list[QualityModel], views) -> di
 
 
 def judge(
-    img: Image.Image, models: list[QualityModel], views, pipelines: tuple[Pipeline, ...] = TASK
+    img: Image.Image,
+    models: list[QualityModel],
+    views,
+    pipelines: tuple[Pipeline, ...] = TASK,
+    workers: int = 1,
 ) -> Check:
-    """Each pipeline's real output of ``img`` (the file's pixels), every view, every model."""
+    """Each pipeline's real output of ``img`` (the file's pixels), every view, every model;
+    ``workers`` pipelines at a time (Pillow's resize and JPEG keep one core each busy)."""
     result = Check()
-    judged: dict[tuple, tuple[tuple[int, int], dict]] = {}  # serving → (size, scores)
+    servings: dict[tuple, Pipeline] = {}  # pipelines that serve identical pixels: judged once
     for pipeline in pipelines:
-        key = pipeline.serving(*img.size)
-        if key not in judged:  # pipelines that serve identical pixels are judged once
-            seen = pipeline.apply(img)
-            judged[key] = seen.size, score_image_views(seen, models, views)
-        size, scores = judged[key]
+        servings.setdefault(pipeline.serving(*img.size), pipeline)
+
+    def serve(pipeline: Pipeline) -> tuple[tuple[int, int], dict]:
+        seen = pipeline.apply(img)
+        return seen.size, score_image_views(seen, models, views)
+
+    if workers > 1 and len(servings) > 1:
+        with ThreadPoolExecutor(workers, thread_name_prefix="pixcamd-check") as pool:
+            served = list(pool.map(serve, servings.values()))
+    else:
+        served = [serve(p) for p in servings.values()]
+    judged = dict(zip(servings, served, strict=True))  # serving → (size, scores)
+    for pipeline in pipelines:
+        size, scores = judged[pipeline.serving(*img.size)]
         scores = {m: dict(per_view) for m, per_view in scores.items()}  # each pipeline its own
         result.served[pipeline.name] = size
         result.scores[pipeline.name] = scores
@@ -117,11 +132,12 @@ def check_output(
     views,
     pipelines: tuple[Pipeline, ...] = TASK,
     output: tuple[int, str] = (95, "4:4:4"),
+    workers: int = 1,
 ) -> tuple[bytes, Check]:
     """Encode ``img`` as the output file (``output`` = quality, subsampling), then judge what
-    every pipeline makes of that file."""
+    every pipeline makes of that file (``workers`` pipelines at a time)."""
     data = encode(img, *output)
-    return data, judge(decode(data), models, views, pipelines)
+    return data, judge(decode(data), models, views, pipelines, workers)
 
 
 @torch.no_grad()

@@ -259,7 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
         "the copy is made for sharing)",
     )
     protect.add_argument("--device", type=_device, default="auto", help="auto (default), cpu, cuda")
-    protect.add_argument("--threads", type=_positive, help="CPU threads for torch")
+    protect.add_argument(
+        "--threads",
+        type=_positive,
+        help="CPU threads for torch, and at most this many views evaluated at once",
+    )
     protect.add_argument(
         "--quality", type=_jpeg_quality, default=95, help="output JPEG quality (default 95)"
     )

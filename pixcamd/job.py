@@ -92,7 +92,8 @@ def protect_photo(
         if protected:
             # The proof is the copy itself, read back as a viewer would read the file.
             pixels = open_photo(name, data=copy).image
-            check = judge(pixels, models, settings.views, settings.platforms)
+            workers = pixcamd.protect.view_workers(settings)
+            check = judge(pixels, models, settings.views, settings.platforms, workers)
             lap("verify")
             report.update(worst=check.worst(), protected_on=check.protected_on)
             report["file_check"] = check.scores

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import math
 import statistics
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -234,6 +236,7 @@ class Attack(ViewLoop):
         grid_jitter: float = GRID_JITTER,
         fit_jitter: float = FIT_JITTER,
         monochrome: bool = False,
+        workers: int = 1,
     ):
         super().__init__(photo, models, views, targets, chain, batch_size, monochrome)
         height, width = photo.shape[-2:]
@@ -269,6 +272,8 @@ class Attack(ViewLoop):
         self.delta = torch.zeros_like(photo)
         self.grad = torch.zeros_like(photo)
         self._whole: tuple | None = None  # (region, 8-bit image) of this step's photo + δ
+        self._whole_lock = threading.Lock()
+        self.workers = workers  # small views evaluated side by side, one a thread
 
     def target(self, model: QualityModel, label: str) -> float:
         offset = self.offsets.get(label, 0.0)  # a roaming view: the plain target
@@ -301,34 +306,17 @@ class Attack(ViewLoop):
         if backward:
             self.grad.zero_()
         for model in self.models:
-            for chunk in self._chunks(chosen):
-                leaves = [
-                    (self.photo[..., y0:y1, x0:x1] + self.delta[..., y0:y1, x0:x1])
-                    .clamp_(0, 1)
-                    .requires_grad_(backward)
-                    for x0, y0, x1, y1 in (v.region for v in chunk)
-                ]
-                with torch.set_grad_enabled(backward):
-                    batch = torch.cat(
-                        [self._render(v, r) for v, r in zip(chunk, leaves, strict=True)]
-                    )
-                    out = model(batch)
-                    if backward:
-                        goal = torch.tensor([self.target(model, v.label) for v in chunk])
-                        excess = out - goal if model.higher_is_better else goal - out
-                        grads = torch.autograd.grad(F.relu(excess).sum(), leaves, allow_unused=True)
-                        for v, g in zip(chunk, grads, strict=True):
-                            if g is None:
-                                continue
-                            x0, y0, _, _ = v.region
-                            a, b, c, d = v.footprint  # only the pixels the view shows move
-                            g = g[..., b - y0 : d - y0, a - x0 : c - x0]
-                            # Each view an equal say: the sum's sign would otherwise follow the
-                            # view with the largest gradients (a native crop's, where a
-                            # downscale spreads its own over many pixels).
-                            size = g.abs().mean().clamp_min(1e-12)
-                            self.grad[..., b:d, a:c].addcdiv_(g, size)  # no quotient temporary
-                for v, s in zip(chunk, out.detach().float().tolist(), strict=True):
+            for chunk, out, grads in self._chunk_results(model, chosen, backward):
+                for v, g in zip(chunk, grads, strict=True):
+                    if g is None:
+                        continue
+                    a, b, c, d = v.footprint
+                    # Each view an equal say: the sum's sign would otherwise follow the view
+                    # with the largest gradients (a native crop's, where a downscale spreads
+                    # its own over many pixels).
+                    size = g.abs().mean().clamp_min(1e-12)
+                    self.grad[..., b:d, a:c].addcdiv_(g, size)  # no quotient temporary
+                for v, s in zip(chunk, out.tolist(), strict=True):
                     if v.label in self.seen_at:  # a roaming view is forgotten once used
                         self.last[model.name][v.label] = s
                         self.history[model.name][v.label].append((self.step, s))
@@ -338,14 +326,67 @@ class Attack(ViewLoop):
                 self.seen_at[v.label] = self.step
         return {m: dict(per_view) for m, per_view in self.last.items()}
 
+    def _chunk_results(self, model: QualityModel, chosen: list[LoopView], backward: bool):
+        """(chunk, scores, each view's gradient over its footprint or None) for every chunk of
+        ``chosen``, in order. With ``workers`` > 1, small views run side by side, one a thread:
+        much of a view's cost is Pillow's resize and JPEG and small tensor operations that keep
+        one core busy however many torch threads there are (Kite, default set: 1.4 of 2 cores
+        busy one after the other). Their results are added up in the same order as one after
+        the other, so δ is the same to the bit. A view that reads a large photo whole runs
+        alone, after the others, as before (its memory)."""
+        if self.workers < 2 or sum(_area(v) <= LARGE_REGION for v in chosen) < 2:
+            for chunk in self._chunks(chosen):
+                yield chunk, *self._chunk(model, chunk, backward)
+            return
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="pixcamd-view") as pool:
+            pending: list = []
+            for chunk in ([v] for v in chosen):  # a view a thread: the threads are the batch
+                if _small(chunk):
+                    pending.append((chunk, pool.submit(self._chunk, model, chunk, backward)))
+                    continue
+                for done, future in pending:  # what ran side by side ends before a large one
+                    yield done, *future.result()
+                pending = []
+                yield chunk, *self._chunk(model, chunk, backward)
+            for done, future in pending:
+                yield done, *future.result()
+
+    def _chunk(self, model: QualityModel, chunk: list[LoopView], backward: bool):
+        """One batch of views: their scores and, with ``backward``, each view's gradient over
+        its footprint (None where it has none)."""
+        leaves = [
+            (self.photo[..., y0:y1, x0:x1] + self.delta[..., y0:y1, x0:x1])
+            .clamp_(0, 1)
+            .requires_grad_(backward)
+            for x0, y0, x1, y1 in (v.region for v in chunk)
+        ]
+        with torch.set_grad_enabled(backward):
+            batch = torch.cat([self._render(v, r) for v, r in zip(chunk, leaves, strict=True)])
+            out = model(batch)
+            if not backward:
+                return out.detach().float(), [None] * len(chunk)
+            goal = torch.tensor([self.target(model, v.label) for v in chunk])
+            excess = out - goal if model.higher_is_better else goal - out
+            grads = torch.autograd.grad(F.relu(excess).sum(), leaves, allow_unused=True)
+        footprints = []
+        for v, g in zip(chunk, grads, strict=True):
+            if g is not None:
+                x0, y0, _, _ = v.region
+                a, b, c, d = v.footprint  # only the pixels the view shows move
+                g = g[..., b - y0 : d - y0, a - x0 : c - x0]
+            footprints.append(g)
+        return out.detach().float(), footprints
+
     def _render(self, view: LoopView, leaf: torch.Tensor) -> torch.Tensor:
         """``view.render``; the downscaling pipelines' fits of one step all read the whole
         photo + δ: it is converted to an 8-bit image once for them (≈ 0.1 s at 10 MP each)."""
         if not isinstance(view, Whole) or view.scale == (1.0, 1.0):
             return view.render(leaf)
-        if self._whole is None or self._whole[0] != view.region:
-            self._whole = (view.region, to_image(leaf.detach()))
-        return view.render(leaf, image=self._whole[1])
+        with self._whole_lock:  # views of one step may render side by side
+            if self._whole is None or self._whole[0] != view.region:
+                self._whole = (view.region, to_image(leaf.detach()))
+            image = self._whole[1]
+        return view.render(leaf, image=image)
 
     def reached(self, scores: dict[str, dict[str, float]]) -> bool:
         return all(self._deficit(v.label) <= 0 for v in self.loop_views)

@@ -82,6 +82,9 @@ class Settings:
     early_escalation: bool = True
     batch_size: int = 2
     device: str = "cpu"
+    # Views of a step evaluated side by side on the CPU, at most one per torch thread: the same
+    # δ to the bit, sooner (docs/benchmarks.md, "Views side by side"); 1: one after the other.
+    workers: int = 2
 
     def schedule(self) -> list[float]:
         """ε per round: the base, then ×1.5 up to the cap. No second round at the base: over the
@@ -217,7 +220,8 @@ def protect(
         raise ValueError("protect() needs at least one platform pipeline")
     image = image.convert("RGB")
 
-    data, before = check_output(image, models, views, settings.platforms, settings.output)
+    workers = view_workers(settings)
+    data, before = check_output(image, models, views, settings.platforms, settings.output, workers)
     enhancement, search = None, None
 
     def finish(found: Found, steps: int, untouched: bool = False) -> Result:
@@ -279,6 +283,7 @@ def protect(
         grid_jitter=settings.grid_jitter,
         fit_jitter=settings.fit_jitter,
         monochrome=monochrome,
+        workers=workers,
     )
     # A zero budget cannot move a pixel: nothing to optimize in that round.
     rounds = [(e, partial(attack.run, e, settings.steps)) for e in settings.schedule() if e > 0]
@@ -351,7 +356,9 @@ class _Search:
         pixels, colour_filter = self.loop.candidate()
         candidate = to_image(pixels)
         s = self.settings
-        encoded, check = check_output(candidate, self.models, self.views, s.platforms, s.output)
+        encoded, check = check_output(
+            candidate, self.models, self.views, s.platforms, s.output, view_workers(s)
+        )
         return Found(candidate, encoded, check, self.budget, colour_filter)
 
     def _meets(self, found: Found) -> bool:
@@ -435,6 +442,16 @@ class _Search:
             and not self.last_round
             and self.loop.falls_short()
         )
+
+
+def view_workers(settings: Settings) -> int:
+    """Views evaluated side by side: on the CPU, ``settings.workers`` but never more than the
+    torch threads the caller allows (``--threads``, the daemon's ``threads``); on a GPU one."""
+    if not settings.device.startswith("cpu"):
+        return 1
+    import torch
+
+    return max(1, min(settings.workers, torch.get_num_threads()))
 
 
 def _mse(psnr_db: float) -> float:

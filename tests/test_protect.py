@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 
 import kornia
 import numpy as np
@@ -351,3 +352,34 @@ def test_results_are_recorded_per_pipeline(tiny_biqa):
 def test_targets_on_the_wrong_side_are_refused(brisque):
     with pytest.raises(ValueError, match="good-quality side"):
         protect(synthetic_photo(640, 480, 1), [brisque], Settings(targets={"brisque": 20.0}))
+
+
+def test_views_side_by_side_give_the_same_copy_to_the_bit(corpus_dir, brisque, monkeypatch):
+    """On the CPU a step's small views and a check's pipelines run on two threads: the copy, its
+    steps and every score are those of one after the other, and the threads are really used."""
+    with Image.open(corpus_dir / "photos" / "Dragonfly_by_Bolly.jpg") as img:
+        left, top = (img.width - 1800) // 2, (img.height - 1350) // 2
+        photo = img.convert("RGB").crop((left, top, left + 1800, top + 1350))  # 2 downscales
+    threads: set[str] = set()
+    forward = brisque.forward
+
+    def recorded(views):
+        threads.add(threading.current_thread().name.split("_")[0])
+        return forward(views)
+
+    monkeypatch.setattr(brisque, "forward", recorded)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        base = dict(steps=4, epsilon_cap=6 / 255)  # one round, then the unfaded one at the cap
+        one = protect(photo, [brisque], Settings(workers=1, **base))
+        alone = set(threads)
+        threads.clear()
+        two = protect(photo, [brisque], Settings(workers=2, **base))
+    finally:
+        torch.set_num_threads(before)
+    assert alone == {threading.current_thread().name.split("_")[0]}
+    assert {"pixcamd-view", "pixcamd-check"} <= threads
+    assert two.output_jpeg == one.output_jpeg
+    assert (two.steps, two.checks, two.epsilon) == (one.steps, one.checks, one.epsilon)
+    assert two.before == one.before and two.after_jpeg == one.after_jpeg

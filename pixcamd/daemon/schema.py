@@ -139,7 +139,8 @@ SCHEMA: tuple[Option, ...] = (
         "threads",
         "Quality model",
         0,
-        "CPU threads for torch; 0 = torch's default (all cores).",
+        "CPU threads for torch, and at most this many of a step's views evaluated at once; "
+        "0 = torch's default (all cores).",
         read.number(0, 1024, integer=True),
     ),
     Option(
