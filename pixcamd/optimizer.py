@@ -6,9 +6,9 @@ resize and JPEG of the pipeline, the whole photo fitted to the view — scores t
 by a clipped-gradient step (PGD under an L∞ budget: a signed step where the gradient is large,
 a proportionally smaller one where it is small) on the sum of the views' gradients, each
 normalized to an equal say; where the step barely pushes, δ fades a little. The budget is
-shaped per pixel by a perceptual mask: full ε in strong texture, down to a sixth of it in flat
-areas, where a change would show — texture at the scale of the largest downscale too. Only
-pixels that some view shows ever move.
+shaped per pixel by a perceptual mask (``pixcamd.budget``): full ε in strong texture, down to
+a sixth of it in flat areas, where a change would show — texture at the scale of the largest
+downscale too. Only pixels that some view shows ever move.
 
 ``ViewLoop`` holds what every optimizer here shares — the views, the in-loop JPEG, the hinge
 loss and its targets; ``Attack`` is the invisible perturbation, ``pixcamd.enhance.Enhancer``
@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from pixcamd.budget import perceptual_mask
 from pixcamd.jpeg import Chain, aligned_window, straight_through_jpeg, straight_through_round
 from pixcamd.models.base import QualityModel
 from pixcamd.photo import to_image
@@ -44,13 +45,6 @@ from pixcamd.platforms import Pipeline
 from pixcamd.roaming import roaming_view
 from pixcamd.views import View, cover_scale, enlarge_to_cover, extract, plan_views
 
-# The budget per pixel rises with the local contrast — ε·σ/MASK_TEXTURE, 2/3 of a grey level of
-# change per grey level of σ at the default ε — from the floor in flat areas (one grey level at
-# the default ε 6) to the full ε where σ reaches MASK_TEXTURE. Every round of the default
-# schedule (ε 6, 9, 12) gives what ε 4, 6, 8 with a ceiling at σ 6 gave wherever σ ≤ 6;
-# only strong texture, which hides a change, takes up to 1.5× more (docs/benchmarks.md).
-MASK_FLOOR = 1 / 6
-MASK_TEXTURE = 9 / 255
 # A step moves a pixel the whole step where the summed gradient is at least STEP_CLIP times a
 # view's mean (each view's is normalized to mean 1), proportionally less below. A plain sign step
 # moves every pixel a view shows by the whole step, though most gradients are small (the median
@@ -74,32 +68,6 @@ TIGHTEN = 5.0  # in-loop targets move this far when the real check disagrees wit
 TREND_POINTS = 3
 TREND_SPAN = 12
 LARGE_REGION = 4_000_000  # native pixels above which a loop view is evaluated on its own
-
-
-def _texture(luma: torch.Tensor, floor: float) -> torch.Tensor:
-    pool = dict(kernel_size=7, stride=1, padding=3, count_include_pad=False)
-    mean = F.avg_pool2d(luma, **pool)
-    var = (F.avg_pool2d(luma * luma, **pool) - mean * mean).clamp_min(0)
-    return (var.sqrt() / MASK_TEXTURE).clamp(floor, 1.0)
-
-
-def perceptual_mask(
-    photo: torch.Tensor, floor: float = MASK_FLOOR, coarse: float = 1.0
-) -> torch.Tensor:
-    """1×1×H×W weights in [floor, 1]: the local (7×7) luma standard deviation, saturating.
-
-    With ``coarse`` > 1 (the largest downscale of a pipeline), the texture must also be there at
-    that scale: a perturbation that survives a downscale is coarse, and fine grain (sensor noise
-    in a sky) masks fine changes, not a mottle of ``coarse``-pixel blobs.
-    """
-    luma = (photo * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1).to(photo)).sum(1, True)
-    mask = _texture(luma, floor)
-    factor = int(coarse)
-    if factor >= 2:
-        small = F.avg_pool2d(luma, factor, ceil_mode=True)
-        wide = _texture(small, floor).repeat_interleave(factor, -2).repeat_interleave(factor, -1)
-        mask = torch.minimum(mask, wide[..., : mask.shape[-2], : mask.shape[-1]])
-    return mask
 
 
 @dataclass

@@ -21,7 +21,7 @@ CORE_STAGES = (
     ("pixcamd.photo",),
     ("pixcamd.jpeg", "pixcamd.platforms"),
     ("pixcamd.views", "pixcamd.pipeline_views", "pixcamd.roaming"),
-    ("pixcamd.models",),  # the BIQA
+    ("pixcamd.models", "pixcamd.budget"),  # the BIQA; how far each pixel may move
     ("pixcamd.scoring", "pixcamd.optimizer"),
     ("pixcamd.enhance", "pixcamd.check"),
     ("pixcamd.protect",),

@@ -9,9 +9,10 @@ from PIL import Image
 from tinybiqa import synthetic_photo
 
 import pixcamd.optimizer
+from pixcamd.budget import perceptual_mask
 from pixcamd.check import judge
 from pixcamd.jpeg import Chain
-from pixcamd.optimizer import FADE, STEP_CLIP, Attack, perceptual_mask
+from pixcamd.optimizer import FADE, STEP_CLIP, Attack
 from pixcamd.photo import to_tensor
 from pixcamd.pipeline_views import (
     DownscaledCrop,
