@@ -302,20 +302,20 @@ class Attack(ViewLoop):
         busy one after the other). Their results are added up in the same order as one after
         the other, so δ is the same to the bit. A view that reads a large photo whole runs
         alone, after the others, as before (its memory)."""
-        if self.workers < 2 or sum(_area(v) <= LARGE_REGION for v in chosen) < 2:
+        if self.workers < 2 or sum(not _large(v) for v in chosen) < 2:
             for chunk in self._chunks(chosen):
                 yield chunk, *self._chunk(model, chunk, backward)
             return
         with ThreadPoolExecutor(self.workers, thread_name_prefix="pixcamd-view") as pool:
             pending: list = []
-            for chunk in ([v] for v in chosen):  # a view a thread: the threads are the batch
-                if _small(chunk):
-                    pending.append((chunk, pool.submit(self._chunk, model, chunk, backward)))
+            for view in chosen:  # a view a thread: the threads are the batch
+                if not _large(view):
+                    pending.append(([view], pool.submit(self._chunk, model, [view], backward)))
                     continue
                 for done, future in pending:  # what ran side by side ends before a large one
                     yield done, *future.result()
                 pending = []
-                yield chunk, *self._chunk(model, chunk, backward)
+                yield [view], *self._chunk(model, [view], backward)
             for done, future in pending:
                 yield done, *future.result()
 
@@ -365,9 +365,9 @@ class Attack(ViewLoop):
         full-resolution leaves, their gradients and resize buffers (over 4 GB at 24 MP)."""
         chunks: list[list[LoopView]] = []
         for view in chosen:
-            if _area(view) > LARGE_REGION:
+            if _large(view):
                 chunks.append([view])
-            elif chunks and len(chunks[-1]) < self.batch_size and _small(chunks[-1]):
+            elif chunks and len(chunks[-1]) < self.batch_size and not any(map(_large, chunks[-1])):
                 chunks[-1].append(view)
             else:
                 chunks.append([view])
@@ -496,10 +496,7 @@ class Attack(ViewLoop):
         return float("inf") if total == 0 else 10 * math.log10(255**2 * self.photo.numel() / total)
 
 
-def _area(view: LoopView) -> int:
+def _large(view: LoopView) -> bool:
+    """A view that reads more native pixels than ``LARGE_REGION``: evaluated alone."""
     x0, y0, x1, y1 = view.region
-    return (x1 - x0) * (y1 - y0)
-
-
-def _small(chunk: list[LoopView]) -> bool:
-    return all(_area(v) <= LARGE_REGION for v in chunk)
+    return (x1 - x0) * (y1 - y0) > LARGE_REGION
