@@ -97,7 +97,10 @@ def _cgroup_room(membership: Path, mount: Path) -> int | None:
     """The least room (limit − usage) of this process's memory cgroup and its parents, where
     one is limited: cgroup v2 (``memory.max``) or v1 (``memory.limit_in_bytes``). Inside a
     container the group named in ``membership`` may not exist under ``mount`` (its own group
-    is mounted as the root): the walk up to the root then reads the container's limit."""
+    is mounted as the root): the walk up to the root then reads the container's limit. Usage
+    counts the group's page cache too; its inactive part (the photos and libraries read once)
+    is reclaimed before the limit kills anyone, so it is room — as the kubelet and
+    ``docker stats`` count a container's working set."""
     try:
         lines = membership.read_text().splitlines()
     except OSError:
@@ -106,11 +109,11 @@ def _cgroup_room(membership: Path, mount: Path) -> int | None:
     for line in lines:
         _id, controllers, group = line.split(":", 2)
         if controllers == "":  # v2
-            root, files = mount, ("memory.max", "memory.current")
+            root, files = mount, ("memory.max", "memory.current", "inactive_file")
         elif "memory" in controllers.split(","):  # v1
             root, files = (
                 mount / "memory",
-                ("memory.limit_in_bytes", "memory.usage_in_bytes"),
+                ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file"),
             )
         else:
             continue
@@ -119,10 +122,23 @@ def _cgroup_room(membership: Path, mount: Path) -> int | None:
             try:
                 limit = (here / files[0]).read_text().strip()
                 if limit != "max" and int(limit) < 2**62:  # v1 says "no limit" with ~2^63
-                    rooms.append(int(limit) - int((here / files[1]).read_text()))
+                    used = int((here / files[1]).read_text())
+                    rooms.append(int(limit) - used + _stat(here, files[2], used))
             except (OSError, ValueError):
                 pass
             if here == root or root not in here.parents:
                 break
             here = here.parent
     return min(rooms) if rooms else None
+
+
+def _stat(group: Path, key: str, most: int) -> int:
+    """``key``'s bytes in the group's memory.stat (0 where unreadable), at most ``most``."""
+    try:
+        for line in (group / "memory.stat").read_text().splitlines():
+            name, _, value = line.partition(" ")
+            if name == key:
+                return min(int(value), most)
+    except (OSError, ValueError):
+        pass
+    return 0

@@ -282,6 +282,10 @@ def test_the_memory_left_is_what_a_systemd_unit_or_container_limit_leaves(tmp_pa
         },
     )
     assert available_memory(proc, cgroups) == 2 * gib
+    # of what the unit uses, its inactive page cache (files read once) is reclaimed first: room
+    (cgroups / unit / "memory.stat").write_text("anon 100\nfile 900\ninactive_file 805306368\n")
+    assert available_memory(proc, cgroups) == 2 * gib + 805306368
+    (cgroups / unit / "memory.stat").unlink()
     # a parent's limit leaves less than the unit's own: the least room counts
     (cgroups / "system.slice/memory.max").write_text(f"{6 * gib}\n")
     assert available_memory(proc, cgroups) == gib
@@ -305,8 +309,112 @@ def test_the_memory_left_is_what_a_systemd_unit_or_container_limit_leaves(tmp_pa
         },
     )
     assert available_memory(proc, cgroups) == gib
+    # v1 counts the group's page cache in its usage too; the hierarchy's inactive part is room
+    (cgroups / "memory/memory.stat").write_text(
+        f"cache {2 * gib}\ninactive_file 4096\ntotal_inactive_file {gib}\n"
+    )
+    assert available_memory(proc, cgroups) == 2 * gib
     # v1 says "no limit" with a number near 2^63: only MemAvailable counts
     (cgroups / "memory/memory.limit_in_bytes").write_text("9223372036854771712\n")
     assert available_memory(proc, cgroups) == 8 * gib
     # nothing readable at all: unknown, and the check is then skipped
     assert available_memory(tmp_path / "none", tmp_path / "none") is None
+
+
+@pytest.fixture
+def memory_limit(tmp_path):
+    """A real memory cgroup below this process's own, its limit set by the test: v1, or v2
+    where the memory controller is delegated. Skips where the kernel does not let us make one
+    (no cgroups, not ours to write), and removes it after the test."""
+    import os
+    from pathlib import Path
+
+    child = None
+    try:
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            _id, controllers, group = line.split(":", 2)
+            if "memory" in controllers.split(","):
+                parent, limit = (
+                    Path("/sys/fs/cgroup/memory") / group.lstrip("/"),
+                    "memory.limit_in_bytes",
+                )
+            elif controllers == "":
+                parent, limit = Path("/sys/fs/cgroup") / group.lstrip("/"), "memory.max"
+                if "memory" not in (parent / "cgroup.subtree_control").read_text().split():
+                    continue
+            else:
+                continue
+            child = parent / f"pixcamd-test-{os.getpid()}"
+            child.mkdir()
+            break
+    except OSError as exc:
+        pytest.skip(f"no memory cgroup of our own to limit here: {exc}")
+    if child is None:
+        pytest.skip("this process has no memory cgroup to make a limited one below")
+
+    import subprocess
+
+    joined = subprocess.run(["sh", "-c", f'echo $$ > "{child / "cgroup.procs"}"'], check=False)
+    if joined.returncode != 0:
+        child.rmdir()
+        pytest.skip("a process may not join a memory cgroup of ours here")
+
+    def set_limit(nbytes: int) -> Path:
+        (child / limit).write_text(str(nbytes))
+        return child / "cgroup.procs"
+
+    yield set_limit
+    child.rmdir()  # its processes have all exited: a test runs them to the end
+
+
+def test_a_real_container_limit_refuses_what_would_not_fit_and_counts_page_cache_as_room(
+    tmp_path, photo, memory_limit
+):
+    import subprocess
+    import sys
+
+    from pixcamd.devices import available_memory
+
+    if (available_memory() or 0) < 4e9:
+        pytest.skip("this machine has too little memory free to tell its limit from a cgroup's")
+    procs = memory_limit(1_200_000_000)  # a container's 1.2 GB on a machine with more
+    big = tmp_path / "big.jpg"  # 12 MP: about 1.6 GB to protect, more than the whole limit
+    Image.new("RGB", (4000, 3000), (120, 130, 140)).save(big, quality=90)
+    fill = tmp_path / "synced.bin"
+
+    def protect_inside(source, out) -> tuple[int, dict]:
+        # the process joins the group, then writes 700 MB (a sync tool's files arriving: page
+        # cache charged to the container), then protects: its check must read the cgroup
+        run = subprocess.run(
+            [
+                "sh",
+                "-c",
+                f'echo $$ > "{procs}" && dd if=/dev/zero of="{fill}" bs=1M count=700 '
+                'status=none && exec "$@"',
+                "sh",
+                sys.executable,
+                "-m",
+                "pixcamd",
+                "protect",
+                "--json",
+                str(source),
+                "-o",
+                str(out),
+                *FAST,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        return run.returncode, json.loads(run.stdout.splitlines()[0])
+
+    code, report = protect_inside(big, tmp_path / "big-protected.jpg")
+    assert code == 1 and not (tmp_path / "big-protected.jpg").exists()
+    error = report["error"]
+    assert "needs about 1.6 GB of memory for its 12.0 MP, and " in error, error
+    free = float(error.split(" and ")[1].split(" GB")[0])
+    assert 0.3 <= free < 1.2  # the limit's room, not the machine's MemAvailable (≥ 4 GB)
+    # the same container's 700 MB of page cache is room (the kernel reclaims it before it kills
+    # anyone): a photo needing 0.4 GB goes, where counting the cache as used would refuse it
+    code, report = protect_inside(photo, tmp_path / "garden.jpg")
+    assert code == 0 and report["verdict"] == "protected", report.get("error")
