@@ -8,8 +8,10 @@ protection are all computed on the photo as a person sees it. Decisions (docs/ph
 * 16-bit samples are reduced to 8 bits (grayscale rounded; RGB as Pillow decodes it);
 * CMYK and grayscale images with an ICC profile, and CIELab images, are converted to sRGB with
   that profile (relative colorimetric, black-point compensation) and the copy carries sRGB;
-* RGB pixels with an ICC profile (Adobe RGB, Display P3, ...) stay in that space and the copy
-  carries the same profile;
+* RGB pixels with an ICC profile other than sRGB (Adobe RGB, Display P3, ...) are converted to
+  sRGB the same way: platforms convert them so before they serve them, and a protection
+  measured on the unconverted numbers was measured on pixels nobody is served (docs/photo-io.md);
+  an sRGB profile is carried as it is;
 * multi-image files (MPO, animated GIF/WebP, multi-page TIFF, HEIC collections): the primary
   image only.
 """
@@ -329,19 +331,55 @@ def _profile_space(icc: bytes) -> str | None:
         return None
 
 
+def _to_srgb(img: Image.Image, icc: bytes) -> Image.Image:
+    """``img`` converted from ``icc`` to sRGB: relative colorimetric with black-point
+    compensation, as Photoshop's and most platforms' "convert to sRGB" do. Raises lcms' errors."""
+    return ImageCms.profileToProfile(
+        img,
+        ImageCms.ImageCmsProfile(io.BytesIO(icc)),
+        _SRGB,
+        renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
+        outputMode="RGB",
+        flags=ImageCms.Flags.BLACKPOINTCOMPENSATION,
+    )
+
+
+_CMS_ERRORS = (ImageCms.PyCMSError, OSError, ValueError)
+
+
 def _colour_manage(img: Image.Image, icc: bytes, notes: list[str]) -> Image.Image | None:
     try:
-        return ImageCms.profileToProfile(
-            img,
-            ImageCms.ImageCmsProfile(io.BytesIO(icc)),
-            _SRGB,
-            renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
-            outputMode="RGB",
-            flags=ImageCms.Flags.BLACKPOINTCOMPENSATION,
-        )
-    except (ImageCms.PyCMSError, OSError, ValueError) as exc:
+        return _to_srgb(img, icc)
+    except _CMS_ERRORS as exc:
         notes.append(f"colour conversion with the ICC profile failed ({exc}); converted plainly")
         return None
+
+
+# Every 8-bit RGB colour on a 9-level grid: what an RGB profile does to colours, in one image.
+_GRID = Image.fromarray(
+    np.stack(np.meshgrid(*[np.linspace(0, 255, 9).round().astype(np.uint8)] * 3), -1).reshape(
+        1, -1, 3
+    ),
+    "RGB",
+)
+
+
+def _is_srgb(icc: bytes) -> bool:
+    """Whether an RGB profile is sRGB under any name (cameras' "sRGB IEC61966-2.1", compact
+    ones, a v4 one): converting the grid to sRGB moves no colour more than a level or two."""
+    try:
+        moved = ImageChops.difference(_to_srgb(_GRID, icc), _GRID)
+    except _CMS_ERRORS:
+        return False
+    return max(high for _low, high in moved.getextrema()) <= 2
+
+
+def _profile_name(icc: bytes) -> str:
+    try:
+        name = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc))).strip()
+    except _CMS_ERRORS:
+        name = ""
+    return name or "its ICC profile"
 
 
 def _flatten(img: Image.Image, notes: list[str]) -> Image.Image:
@@ -403,6 +441,21 @@ def _to_rgb(
     if icc and space != "RGB":
         notes.append(f"{space} ICC profile does not match the {mode} pixels; dropped")
         icc = None
+    if icc and not _is_srgb(icc):
+        try:
+            converted = _to_srgb(rgb, icc)
+        except _CMS_ERRORS as exc:
+            notes.append(
+                f"colours could not be converted from {_profile_name(icc)} to sRGB ({exc}): "
+                "the copy keeps that profile, and a platform that converts it may weaken "
+                "the protection"
+            )
+            return rgb, icc
+        notes.append(
+            f"colours converted from {_profile_name(icc)} to sRGB: platforms serve sRGB, and "
+            "the protection is judged on the pixels they serve"
+        )
+        return converted, SRGB_PROFILE
     return rgb, icc
 
 

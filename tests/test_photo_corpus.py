@@ -95,6 +95,14 @@ IGNORED_FAMILY0 = {"File", "System", "ExifTool", "Composite"}
 # IPTC records in FotoStation and AFCP trailers (IPTC2, IPTC3) and a comment in a PhotoStudio
 # APP10 segment: none of these places is carried (PrintIM inside EXIF is kept, as is IPTC in
 # APP13 and the JPEG comment, which this file also has).
+# Their pixels are in another RGB space (Adobe RGB (1998) ×3, Apple's Generic RGB): converted to
+# sRGB, so the copy's ICC profile is sRGB's and exiftool's ICC_Profile tags are new.
+CONVERTED_TO_SRGB = {
+    "Reagan.jpg": "Adobe RGB (1998)",
+    "exiftool_ExifTool.jpg": "Adobe RGB (1998)",
+    "xmp_test.jpg": "Adobe RGB (1998)",
+    "truncated_exif_dpi.jpg": "Generic RGB Profile",
+}
 NOT_CARRIED_HERE = {
     "exiftool_ExifTool.jpg": ("PrintIM:", "IPTC2:", "IPTC3:", "File:Comment:© PhotoStudio")
 }
@@ -199,6 +207,7 @@ def lost_tags(case: Case, name: str) -> list[tuple]:
         if (key[0] not in IGNORED_FAMILY0 or key[:3] == ("File", "File", "Comment"))
         and not is_changed_tag(key[1], key[2])
         and not any(":".join(key[1:]).startswith(prefix) for prefix in allowed)
+        and not (key[0] == "ICC_Profile" and name in CONVERTED_TO_SRGB)
     )
 
 
@@ -299,11 +308,17 @@ def test_thumbnails_and_previews_are_reported(corpus_run):
     assert any("Photoshop thumbnail" in n for n in corpus_run["xmp_test.jpg"].notes)
 
 
-def test_colour_profiles_are_carried(corpus_run):
-    for name in ("Reagan.jpg", "xmp_test.jpg", "plasma_Kite.jpg", "truncated_exif_dpi.jpg"):
+def test_colour_profiles_are_carried_or_converted_to_srgb(corpus_run):
+    for name in ("plasma_Kite.jpg", "plasma_Path.jpg", "plasma_OneStandsOut.jpg"):  # sRGB
         case = corpus_run[name]
         with Image.open(case.src) as src, Image.open(case.out) as out:
             assert out.info["icc_profile"] == src.info["icc_profile"], name
+        assert not any("converted" in w for w in case.warnings), name
+    for name, space in CONVERTED_TO_SRGB.items():
+        case = corpus_run[name]
+        assert ("ICC_Profile", "ICC_Profile", "ProfileDescription", space) in case.before, name
+        assert ("ICC_Profile", "ICC_Profile", "ProfileDescription", "sRGB built-in") in case.after
+        assert f"colours converted from {space} to sRGB" in " ".join(case.warnings), name
 
 
 def test_mpo_secondary_images_are_dropped(corpus_run):

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import piexif
 import pytest
-from PIL import Image, ImageCms
+from iccprofiles import display_p3_profile, icc_profile, s15
+from PIL import Image, ImageChops, ImageCms
 
 from pixcamd import output as output_module
 from pixcamd.errors import PhotoError
@@ -453,10 +454,6 @@ def test_heic_from_a_phone(tmp_path):
         assert b"Ada Lovelace" in written.info["xmp"]
 
 
-def _s15(x: float) -> bytes:
-    return struct.pack(">i", round(x * 65536))
-
-
 def cmyk_profile() -> bytes:
     """A small but real ICC v2 CMYK profile (lut16 A2B0) whose cyan is a deep blue, unlike the
     naive formula's (0, 255, 255): the test can tell a colour-managed conversion apart."""
@@ -478,24 +475,51 @@ def cmyk_profile() -> bytes:
     clut = b"".join(
         struct.pack(">3H", round(L / 255 * 65280), a * 256, b * 256) for L, a, b in labs
     )
-    identity = b"".join(_s15(v) for v in (1, 0, 0, 0, 1, 0, 0, 0, 1))
+    identity = b"".join(s15(v) for v in (1, 0, 0, 0, 1, 0, 0, 0, 1))
     curves_in, curves_out = struct.pack(">2H", 0, 65535) * 4, struct.pack(">2H", 0, 65535) * 3
     lut = b"mft2" + bytes(4) + bytes((4, 3, 2, 0)) + identity + struct.pack(">HH", 2, 2)
     lut += curves_in + clut + curves_out
-    text = b"Test CMYK\x00"
-    desc = b"desc" + bytes(4) + struct.pack(">I", len(text)) + text + bytes(8 + 3 + 67)
-    white = b"XYZ " + bytes(4) + _s15(0.9642) + _s15(1.0) + _s15(0.8249)
-    tags = [(b"desc", desc), (b"wtpt", white), (b"A2B0", lut)]
-    offset = 128 + 4 + 12 * len(tags)
-    table, body = struct.pack(">I", len(tags)), b""
-    for sig, data in tags:
-        data += bytes(-len(data) % 4)
-        table += sig + struct.pack(">II", offset + len(body), len(data))
-        body += data
-    header = struct.pack(">I", offset + len(body)) + b"lcms" + struct.pack(">I", 0x02100000)
-    header += b"prtrCMYKLab " + struct.pack(">6H", 2024, 1, 1, 0, 0, 0) + b"acsp" + bytes(28)
-    header += _s15(0.9642) + _s15(1.0) + _s15(0.8249) + b"test"
-    return header + bytes(128 - len(header)) + table + body
+    return icc_profile(b"prtrCMYKLab ", "Test CMYK", [(b"A2B0", lut)])
+
+
+def _p3_to_srgb(pixels: np.ndarray) -> np.ndarray:
+    """The textbook conversion, independent of lcms: sRGB curve off, the linear P3 → sRGB
+    matrix (both D65), clip, curve on."""
+    v = pixels / 255.0
+    linear = np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
+    matrix = np.array([[1.2249, -0.2249, 0.0], [-0.0421, 1.0421, 0.0], [-0.0196, -0.0786, 1.0983]])
+    out = np.clip(linear @ matrix.T, 0, 1)
+    out = np.where(out <= 0.0031308, out * 12.92, 1.055 * out ** (1 / 2.4) - 0.055)
+    return np.round(out * 255)
+
+
+def test_a_wide_gamut_photo_is_converted_to_srgb_and_tagged_so(tmp_path):
+    # An iPhone's Display P3 photo: platforms convert it to sRGB before they serve it, so the
+    # protection must be found (and judged) on the sRGB pixels, and the copy carry sRGB.
+    colours = [(255, 0, 0), (0, 200, 0), (30, 60, 230), (250, 180, 20), (128, 128, 128)]
+    image = Image.fromarray(np.uint8([[c for c in colours for _ in range(8)]] * 6), "RGB")
+    image.save(tmp_path / "iphone.png", icc_profile=display_p3_profile())
+    photo = open_photo(tmp_path / "iphone.png")
+    got = np.asarray(photo.image, dtype=float)[3, ::8]
+    assert np.abs(got - _p3_to_srgb(np.array(colours, dtype=float))).max() <= 2
+    assert np.abs(got - np.array(colours)).max() >= 15  # converted: P3 numbers are not sRGB
+    assert photo.metadata.icc_profile == SRGB_PROFILE
+    assert any("converted from Display P3 to sRGB" in w for w in photo.warnings)
+    # what a converting platform does to the copy changes nothing: it is sRGB already
+    data = encode_jpeg(photo.image, photo.metadata, quality=100)
+    with Image.open(io.BytesIO(data)) as written:
+        assert written.info["icc_profile"] == SRGB_PROFILE
+        served = ImageCms.profileToProfile(
+            written, ImageCms.ImageCmsProfile(io.BytesIO(written.info["icc_profile"])),
+            ImageCms.createProfile("sRGB"), outputMode="RGB",
+        )  # fmt: skip
+        moved = ImageChops.difference(served, written.convert("RGB")).getextrema()
+        assert max(high for _low, high in moved) <= 1
+    # an sRGB profile under another name is carried as it is, pixels untouched
+    image.save(tmp_path / "camera.png", icc_profile=RGB_PROFILE)
+    same = open_photo(tmp_path / "camera.png")
+    assert same.metadata.icc_profile == RGB_PROFILE and same.warnings == []
+    assert np.array_equal(np.asarray(same.image), np.asarray(image))
 
 
 def test_cmyk_is_converted_to_srgb_with_its_profile(tmp_path):
