@@ -217,6 +217,27 @@ def test_a_photo_a_few_pixels_across_is_written_not_failed(tmp_path, size, capsy
     assert 0 < report["ssim"] <= 1
 
 
+def test_a_display_p3_photo_is_protected_in_srgb_and_its_copy_says_so(tmp_path, capsys):
+    # an iPhone's photo: the platforms serve it converted to sRGB, so that is what is protected
+    from iccprofiles import display_p3_profile
+
+    from pixcamd.photo import SRGB_PROFILE
+
+    source = tmp_path / "iphone.png"
+    synthetic_photo(800, 600, 0).save(source, icc_profile=display_p3_profile())
+    out = tmp_path / "iphone.jpg"
+    code, (report,), err = run(capsys, source, "-o", out, *FAST)
+    assert code == 0 and report["verdict"] == "protected", err
+    assert any("converted from Display P3 to sRGB" in w for w in report["warnings"])
+    with Image.open(out) as written:
+        assert written.info["icc_profile"] == SRGB_PROFILE
+    # judged on what a platform serves: the copy as written is already its sRGB
+    judged = score_file(out, load_model("brisque"), ("center",), (PRESETS["task"],))
+    assert report["file_check"]["task"]["brisque"]["center"] == pytest.approx(
+        judged.platforms[0].views[0].score
+    )
+
+
 def test_a_photo_too_big_for_the_memory_left_is_refused_in_one_line(
     tmp_path, photo, capsys, monkeypatch
 ):
