@@ -24,6 +24,7 @@ import re
 import struct
 import warnings
 from dataclasses import dataclass, field
+from itertools import product
 from pathlib import Path
 
 import numpy as np
@@ -355,13 +356,8 @@ def _colour_manage(img: Image.Image, icc: bytes, notes: list[str]) -> Image.Imag
         return None
 
 
-# Every 8-bit RGB colour on a 9-level grid: what an RGB profile does to colours, in one image.
-_GRID = Image.fromarray(
-    np.stack(np.meshgrid(*[np.linspace(0, 255, 9).round().astype(np.uint8)] * 3), -1).reshape(
-        1, -1, 3
-    ),
-    "RGB",
-)
+# The RGB cube on a 9-level grid, in one image: what an RGB profile does to colours.
+_GRID = Image.fromarray(np.uint8([list(product((*range(0, 256, 32), 255), repeat=3))]), "RGB")
 
 
 def _is_srgb(icc: bytes) -> bool:
