@@ -119,7 +119,10 @@ def open_photo(
                 _read_after_load(img, md, notes)
                 # recent Pillow TIFF and libheif decoders apply the orientation themselves
                 orientation = 1 if decoder_rotates(img) else md.orientation
+                source_profile = md.icc_profile
                 image, md.icc_profile = _to_rgb(img, md.icc_profile, notes)
+                converted = md.icc_profile == SRGB_PROFILE and source_profile != SRGB_PROFILE
+                md.converted_to_srgb = converted
                 image.info = {}  # the copy's metadata lives in Photo.metadata, nowhere else
         notes += [
             f"decoder: {w.message}"

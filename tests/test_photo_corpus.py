@@ -207,7 +207,7 @@ def lost_tags(case: Case, name: str) -> list[tuple]:
         if (key[0] not in IGNORED_FAMILY0 or key[:3] == ("File", "File", "Comment"))
         and not is_changed_tag(key[1], key[2])
         and not any(":".join(key[1:]).startswith(prefix) for prefix in allowed)
-        and not (key[0] == "ICC_Profile" and name in CONVERTED_TO_SRGB)
+        and not (name in CONVERTED_TO_SRGB and (key[0] == "ICC_Profile" or key[2] == "ColorSpace"))
     )
 
 
@@ -319,6 +319,16 @@ def test_colour_profiles_are_carried_or_converted_to_srgb(corpus_run):
         assert ("ICC_Profile", "ICC_Profile", "ProfileDescription", space) in case.before, name
         assert ("ICC_Profile", "ICC_Profile", "ProfileDescription", "sRGB built-in") in case.after
         assert f"colours converted from {space} to sRGB" in " ".join(case.warnings), name
+        if ("EXIF", "ExifIFD", "ColorSpace", "Uncalibrated") in case.before:  # Adobe RGB says so
+            assert ("EXIF", "ExifIFD", "ColorSpace", "sRGB") in case.after, name
+            assert "EXIF ColorSpace set to sRGB" in " ".join(case.notes), name
+    assert (
+        sum(
+            ("EXIF", "ExifIFD", "ColorSpace", "sRGB") in corpus_run[n].after
+            for n in CONVERTED_TO_SRGB
+        )
+        >= 2
+    )
 
 
 def test_mpo_secondary_images_are_dropped(corpus_run):

@@ -117,6 +117,7 @@ class PhotoMetadata:
     exif: bytes | None = None  # TIFF-structured block ("II*\0…"/"MM\0*…"), no "Exif\0\0"
     xmp: bytes | None = None  # the standard XMP packet (UTF-8)
     icc_profile: bytes | None = None  # the profile of Photo.image's pixels (None = sRGB)
+    converted_to_srgb: bool = False  # Photo.image was converted to sRGB from the file's space
     photoshop: bytes | None = None  # Photoshop image resources ("8BIM…", IPTC inside)
     comments: list[bytes] = field(default_factory=list)  # JPEG COM segments
     jfif: Jfif | None = None  # None: no JFIF APP0 (as in the original camera JPEG)
@@ -217,7 +218,7 @@ def output_segments(
     if strip_all and not md.empty:
         notes.append("all metadata removed (strip_all); only the colour profile kept")
     if md.exif and not strip_all:
-        segments += _exif_segment(md.exif, size, strip_gps, notes)
+        segments += _exif_segment(md.exif, size, strip_gps, md.converted_to_srgb, notes)
     if md.xmp and not strip_all:
         xmp, xmp_notes = patch_xmp(md.xmp, size, strip_gps)
         notes += xmp_notes
@@ -240,9 +241,9 @@ def output_segments(
     return segments, notes
 
 
-def _exif_segment(exif: bytes, size, strip_gps: bool, notes: list[str]) -> list[bytes]:
+def _exif_segment(exif: bytes, size, strip_gps: bool, srgb: bool, notes: list[str]) -> list[bytes]:
     try:
-        patched, exif_notes = patch_exif(exif, size, strip_gps)
+        patched, exif_notes = patch_exif(exif, size, strip_gps, srgb)
     except (MetadataError, struct.error) as exc:
         notes.append(f"EXIF dropped: {exc}")
         return []

@@ -19,6 +19,7 @@ IMAGE_WIDTH, IMAGE_LENGTH = 0x0100, 0x0101
 ORIENTATION = 0x0112
 EXIF_IFD, GPS_IFD, INTEROP_IFD = 0x8769, 0x8825, 0xA005
 PIXEL_X, PIXEL_Y = 0xA002, 0xA003
+COLOR_SPACE = 0xA001  # 1 = sRGB, 0xFFFF = uncalibrated (Adobe RGB and other spaces)
 STRIP_OFFSETS, STRIP_BYTE_COUNTS = 0x0111, 0x0117
 THUMB_OFFSET, THUMB_LENGTH = 0x0201, 0x0202
 MAKER_NOTE = 0x927C
@@ -208,10 +209,13 @@ def _sub_ifd(t: _Tiff, parent: _Ifd | None, tag: int) -> _Ifd | None:
         return None
 
 
-def patch_exif(tiff: bytes, size: tuple[int, int], strip_gps: bool = False) -> tuple[bytes, list]:
+def patch_exif(
+    tiff: bytes, size: tuple[int, int], strip_gps: bool = False, srgb: bool = False
+) -> tuple[bytes, list]:
     """The original EXIF block made true for the output: same length, same offsets.
 
     Orientation → 1; ImageWidth/ImageLength and PixelX/YDimension → ``size`` where recorded;
+    with ``srgb`` (the pixels were converted to sRGB) ColorSpace → 1 where recorded;
     IFD1 unlinked and its thumbnail zeroed; every embedded JPEG (maker-note previews) zeroed;
     with ``strip_gps`` the GPS IFD pointer removed and the GPS directory zeroed.
     """
@@ -234,6 +238,9 @@ def patch_exif(tiff: bytes, size: tuple[int, int], strip_gps: bool = False) -> t
             entry = ifd.get(tag) if ifd else None
             if entry is not None and t.scalar(entry) != value and t.set_scalar(entry, value):
                 notes.append(f"EXIF 0x{tag:04X} set to {value} (the output's size)")
+    entry = exif_ifd.get(COLOR_SPACE) if exif_ifd and srgb else None
+    if entry is not None and t.scalar(entry) != 1 and t.set_scalar(entry, 1):
+        notes.append("EXIF ColorSpace set to sRGB (the copy's colours were converted to sRGB)")
 
     # What must survive the zeroing below, even in a malformed block whose thumbnail or IFD1
     # pointer leads into it: the kept directories and their values (maker notes excepted, since
