@@ -98,9 +98,10 @@ def judge(
     """Each pipeline's real output of ``img`` (the file's pixels), every view, every model;
     ``workers`` pipelines at a time (Pillow's resize and JPEG keep one core each busy)."""
     result = Check()
+    keys = [pipeline.serving(*img.size) for pipeline in pipelines]
     servings: dict[tuple, Pipeline] = {}  # pipelines that serve identical pixels: judged once
-    for pipeline in pipelines:
-        servings.setdefault(pipeline.serving(*img.size), pipeline)
+    for key, pipeline in zip(keys, pipelines, strict=True):
+        servings.setdefault(key, pipeline)
 
     def serve(pipeline: Pipeline) -> tuple[tuple[int, int], dict]:
         seen = pipeline.apply(img)
@@ -112,8 +113,8 @@ def judge(
     else:
         served = [serve(p) for p in servings.values()]
     judged = dict(zip(servings, served, strict=True))  # serving → (size, scores)
-    for pipeline in pipelines:
-        size, scores = judged[pipeline.serving(*img.size)]
+    for key, pipeline in zip(keys, pipelines, strict=True):
+        size, scores = judged[key]
         scores = {m: dict(per_view) for m, per_view in scores.items()}  # each pipeline its own
         result.served[pipeline.name] = size
         result.scores[pipeline.name] = scores
