@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import partial
 
+import torch
 from PIL import Image
 
 from pixcamd.check import Check, check_output, psnr, psnr_ssim, score_image_views
@@ -449,8 +450,6 @@ def view_workers(settings: Settings) -> int:
     torch threads the caller allows (``--threads``, the daemon's ``threads``); on a GPU one."""
     if not settings.device.startswith("cpu"):
         return 1
-    import torch
-
     return max(1, min(settings.workers, torch.get_num_threads()))
 
 
