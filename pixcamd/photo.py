@@ -6,12 +6,10 @@ protection are all computed on the photo as a person sees it. Decisions (docs/ph
 
 * transparency is composited onto white (JPEG has no alpha; platforms flatten the same way);
 * 16-bit samples are reduced to 8 bits (grayscale rounded; RGB as Pillow decodes it);
-* CMYK and grayscale images with an ICC profile, and CIELab images, are converted to sRGB with
-  that profile (relative colorimetric, black-point compensation) and the copy carries sRGB;
-* RGB pixels with an ICC profile other than sRGB (Adobe RGB, Display P3, ...) are converted to
-  sRGB the same way: platforms convert them so before they serve them, and a protection
-  measured on the unconverted numbers was measured on pixels nobody is served (docs/photo-io.md);
-  an sRGB profile is carried as it is;
+* colours are converted to sRGB when the file says they are in another space (an ICC profile,
+  or a HEIC's or AVIF's nclx): platforms convert them so before they serve them, and a
+  protection measured on the unconverted numbers was measured on pixels nobody is served
+  (``pixcamd.colour``, docs/photo-io.md); an sRGB profile is carried as it is;
 * multi-image files (MPO, animated GIF/WebP, multi-page TIFF, HEIC collections): the primary
   image only.
 """
@@ -24,14 +22,14 @@ import re
 import struct
 import warnings
 from dataclasses import dataclass, field
-from itertools import product
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageChops, ImageCms, UnidentifiedImageError
+from PIL import Image, ImageChops, UnidentifiedImageError
 
 from pixcamd import metadata as meta
+from pixcamd.colour import SRGB_PROFILE, profile_from_nclx, to_rgb
 from pixcamd.errors import PhotoError
 from pixcamd.metadata import PhotoMetadata
 
@@ -56,8 +54,6 @@ _TRANSPOSE = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
-_SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
-SRGB_PROFILE = _SRGB.tobytes()
 
 
 @dataclass
@@ -117,10 +113,15 @@ def open_photo(
                 md, decoder_rotates = _read_before_load(img, source, notes)
                 img.load()  # full decode now: a truncated file fails here, not later
                 _read_after_load(img, md, notes)
+                if md.icc_profile is None and md.source_format in ("HEIF", "AVIF"):
+                    try:
+                        md.icc_profile = profile_from_nclx(_nclx(img, source, notes))
+                    except PhotoError as exc:
+                        raise PhotoError(f"{path}: {exc}") from None
                 # recent Pillow TIFF and libheif decoders apply the orientation themselves
                 orientation = 1 if decoder_rotates(img) else md.orientation
                 source_profile = md.icc_profile
-                image, md.icc_profile = _to_rgb(img, md.icc_profile, notes)
+                image, md.icc_profile = to_rgb(img, md.icc_profile, notes)
                 converted = md.icc_profile == SRGB_PROFILE and source_profile != SRGB_PROFILE
                 md.converted_to_srgb = converted
                 image.info = {}  # the copy's metadata lives in Photo.metadata, nowhere else
@@ -152,6 +153,20 @@ def open_photo(
     if orientation != 1:
         image = image.transpose(_TRANSPOSE[orientation])
     return Photo(path, image, md, notes)
+
+
+def _nclx(img: Image.Image, source, notes: list[str]) -> dict:
+    """A HEIC's or AVIF's nclx colour description (code points and chromaticities), {} when it
+    has none. Pillow's own AVIF reader does not expose it; libheif (pillow-heif) reads it from
+    the file's boxes without decoding the pixels."""
+    if "nclx_profile" in img.info or not HEIF_SUPPORT:
+        return img.info.get("nclx_profile") or {}
+    try:
+        with source() as fp:
+            return pillow_heif.open_heif(fp).info.get("nclx_profile") or {}
+    except Exception as exc:  # a container libheif cannot parse, though Pillow decoded it
+        notes.append(f"colour description (nclx) unreadable ({exc}): colours read as sRGB")
+        return {}
 
 
 def _check_file(path: Path) -> None:
@@ -325,137 +340,6 @@ def _raw_profile(text: str | None) -> bytes | None:
 
 # --------------------------------------------------------------------------------------------
 # Pixels
-
-
-def _profile_space(icc: bytes) -> str | None:
-    """'RGB', 'CMYK', 'GRAY', ... of an ICC profile, or None if lcms cannot read it."""
-    try:
-        return ImageCms.ImageCmsProfile(io.BytesIO(icc)).profile.xcolor_space.strip()
-    except (OSError, ImageCms.PyCMSError, ValueError, TypeError):
-        return None
-
-
-def _to_srgb(img: Image.Image, icc: bytes) -> Image.Image:
-    """``img`` converted from ``icc`` to sRGB: relative colorimetric with black-point
-    compensation, as Photoshop's and most platforms' "convert to sRGB" do. Raises lcms' errors."""
-    return ImageCms.profileToProfile(
-        img,
-        ImageCms.ImageCmsProfile(io.BytesIO(icc)),
-        _SRGB,
-        renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
-        outputMode="RGB",
-        flags=ImageCms.Flags.BLACKPOINTCOMPENSATION,
-    )
-
-
-_CMS_ERRORS = (ImageCms.PyCMSError, OSError, ValueError)
-
-
-def _colour_manage(img: Image.Image, icc: bytes, notes: list[str]) -> Image.Image | None:
-    try:
-        return _to_srgb(img, icc)
-    except _CMS_ERRORS as exc:
-        notes.append(f"colour conversion with the ICC profile failed ({exc}); converted plainly")
-        return None
-
-
-# The RGB cube on a 9-level grid, in one image: what an RGB profile does to colours.
-_GRID = Image.fromarray(np.uint8([list(product((*range(0, 256, 32), 255), repeat=3))]), "RGB")
-
-
-def _is_srgb(icc: bytes) -> bool:
-    """Whether an RGB profile is sRGB under any name (cameras' "sRGB IEC61966-2.1", compact
-    ones, a v4 one): converting the grid to sRGB moves no colour more than a level or two."""
-    try:
-        moved = ImageChops.difference(_to_srgb(_GRID, icc), _GRID)
-    except _CMS_ERRORS:
-        return False
-    return max(high for _low, high in moved.getextrema()) <= 2
-
-
-def _profile_name(icc: bytes) -> str:
-    try:
-        name = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc))).strip()
-    except _CMS_ERRORS:
-        name = ""
-    return name or "its ICC profile"
-
-
-def _flatten(img: Image.Image, notes: list[str]) -> Image.Image:
-    """Composite a transparent image onto white (what a site shows it on)."""
-    rgba = img.convert("RGBA")
-    if rgba.getchannel("A").getextrema()[0] < 255:
-        notes.append("transparent areas composited onto white (JPEG has no transparency)")
-    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-    return Image.alpha_composite(white, rgba).convert("RGB")
-
-
-def _to_rgb(
-    img: Image.Image, icc: bytes | None, notes: list[str]
-) -> tuple[Image.Image, bytes | None]:
-    """8-bit RGB pixels and the ICC profile they are in (None: sRGB, untagged)."""
-    space = _profile_space(icc) if icc else None
-    if icc and space is None:
-        notes.append("ICC profile unreadable, dropped (colours are read as sRGB)")
-        icc = None
-    mode = img.mode
-    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
-        # 16-bit (or wider) grayscale: scale to 8 bits with rounding instead of clipping at 255.
-        array = np.asarray(img, dtype=np.float64)
-        peak = 65535.0 if mode.startswith("I;16") or array.max() > 255 else 255.0
-        if mode == "F" and array.max() <= 1.0:
-            peak = 1.0
-        img = Image.fromarray(np.round(np.clip(array / peak, 0, 1) * 255).astype(np.uint8), "L")
-        mode = "L"
-    if mode == "1":
-        img, mode = img.convert("L"), "L"
-    if mode in ("RGBA", "RGBa", "LA", "La", "PA") or (mode == "P" and "transparency" in img.info):
-        gray = mode in ("LA", "La")
-        img = _flatten(img, notes)
-        if gray:
-            img = img.convert("L")
-        mode = img.mode
-    if mode == "P":
-        img, mode = img.convert("RGB"), "RGB"
-    if mode == "LAB":
-        return ImageCms.profileToProfile(
-            img, ImageCms.createProfile("LAB"), _SRGB, outputMode="RGB"
-        ), SRGB_PROFILE
-    if mode == "CMYK":
-        if icc and space == "CMYK":
-            managed = _colour_manage(img, icc, notes)
-            if managed is not None:
-                return managed, SRGB_PROFILE
-        elif icc:
-            notes.append(f"{space} ICC profile on a CMYK image ignored")
-        else:
-            notes.append("CMYK without an ICC profile: converted with a plain formula")
-        return img.convert("RGB"), None
-    if mode == "L" and icc and space == "GRAY":
-        managed = _colour_manage(img, icc, notes)
-        if managed is not None:
-            return managed, SRGB_PROFILE
-        return img.convert("RGB"), None
-    rgb = img if mode == "RGB" else img.convert("RGB")
-    if icc and space != "RGB":
-        notes.append(f"{space} ICC profile does not match the {mode} pixels; dropped")
-        icc = None
-    if icc and not _is_srgb(icc):
-        try:
-            converted = _to_srgb(rgb, icc)
-        except _CMS_ERRORS as exc:
-            notes.append(
-                f"colours could not be converted from {_profile_name(icc)} to sRGB ({exc}): "
-                "the copy keeps that profile, and a platform that converts it may weaken "
-                "the protection"
-            )
-            return rgb, icc
-        notes.append(
-            f"colours converted from {_profile_name(icc)} to sRGB: platforms serve sRGB, and "
-            "the protection is judged on the pixels they serve"
-        )
-        return converted, SRGB_PROFILE
-    return rgb, icc
 
 
 # A photo whose every pixel has its channels within this many grey levels of each other is

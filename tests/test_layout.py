@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "pixcamd"
 CORE_STAGES = (
     ("pixcamd", "pixcamd.errors", "pixcamd.devices", "pixcamd.report"),
     ("pixcamd.metadata",),  # read with the photo, written with the copy
-    ("pixcamd.photo",),
+    ("pixcamd.colour", "pixcamd.photo"),  # colours as platforms serve them: sRGB
     ("pixcamd.jpeg", "pixcamd.platforms"),
     ("pixcamd.views", "pixcamd.pipeline_views", "pixcamd.roaming"),
     ("pixcamd.models", "pixcamd.budget"),  # the BIQA; how far each pixel may move

@@ -19,7 +19,7 @@ import numpy as np
 import piexif
 import pytest
 from iccprofiles import display_p3_profile, icc_profile, s15
-from PIL import Image, ImageChops, ImageCms
+from PIL import Image, ImageChops, ImageCms, features
 
 from pixcamd import output as output_module
 from pixcamd.errors import PhotoError
@@ -522,6 +522,67 @@ def test_a_wide_gamut_photo_is_converted_to_srgb_and_tagged_so(tmp_path):
     assert np.array_equal(np.asarray(same.image), np.asarray(image))
 
 
+def _nclx_file(tmp_path: Path, kind: str, primaries: int, transfer: int = 13) -> Path:
+    """Flat 16×16 colour blocks (they survive the codec) in a HEIC or AVIF whose colours are
+    described by nclx code points, as phones and AVIF exporters write them (no ICC profile)."""
+    colours = [(255, 0, 0), (0, 200, 0), (30, 60, 230), (250, 180, 20), (128, 128, 128)]
+    image = Image.fromarray(np.uint8([[c for c in colours for _ in range(16)]] * 16), "RGB")
+    path = tmp_path / f"p{primaries}-t{transfer}.{kind}"
+    if kind == "heic":
+        pillow_heif = pytest.importorskip("pillow_heif")
+        pillow_heif.from_pillow(image).save(
+            path, quality=-1, chroma=444, color_primaries=primaries,
+            transfer_characteristics=transfer, matrix_coefficients=6, full_range_flag=1,
+        )  # fmt: skip
+        return path
+    if not features.check("avif"):
+        pytest.skip("this Pillow has no AVIF codec")
+    buffer = io.BytesIO()
+    image.save(buffer, "AVIF", quality=100, subsampling="4:4:4")
+    data = buffer.getvalue()
+    at = data.index(b"colrnclx") + 8  # libavif writes sRGB's code points; name others instead
+    assert data[at : at + 4] == struct.pack(">HH", 1, 13)
+    path.write_bytes(data[:at] + struct.pack(">HH", primaries, transfer) + data[at + 4 :])
+    return path
+
+
+@pytest.mark.parametrize("kind", ["heic", "avif"])
+def test_a_p3_heic_or_avif_described_by_nclx_is_converted_to_srgb(tmp_path, kind):
+    # HEIC and AVIF files may say "Display P3" with nclx code points instead of an ICC profile;
+    # read as sRGB numbers, the copy's colours (and its protection) would be off as an
+    # untagged P3 PNG's were
+    plain = open_photo(_nclx_file(tmp_path, kind, primaries=1))  # sRGB's: left as decoded
+    assert plain.metadata.icc_profile is None and plain.warnings == []
+    decoded = np.asarray(plain.image, dtype=float)[8, 8::16]
+    p3 = open_photo(_nclx_file(tmp_path, kind, primaries=12))  # the same numbers, said to be P3
+    got = np.asarray(p3.image, dtype=float)[8, 8::16]
+    assert np.abs(got - _p3_to_srgb(decoded)).max() <= 2
+    assert np.abs(got - decoded).max() >= 15  # converted
+    # and as Apple's own Display P3 profile (its published colorants) converts them
+    apple = ImageCms.profileToProfile(
+        plain.image, ImageCms.ImageCmsProfile(io.BytesIO(display_p3_profile())),
+        ImageCms.createProfile("sRGB"), outputMode="RGB",
+        renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
+    )  # fmt: skip
+    assert ImageChops.difference(apple, p3.image).getextrema()[0][1] <= 1
+    assert p3.metadata.icc_profile == SRGB_PROFILE and p3.metadata.converted_to_srgb
+    assert any("converted from Display P3 (nclx) to sRGB" in w for w in p3.warnings)
+    with Image.open(io.BytesIO(encode_jpeg(p3.image, p3.metadata))) as written:
+        assert written.info["icc_profile"] == SRGB_PROFILE
+
+
+@pytest.mark.parametrize("kind", ["heic", "avif"])
+def test_an_hdr_heic_or_avif_is_refused_by_name(tmp_path, kind):
+    path = _nclx_file(tmp_path, kind, primaries=9, transfer=16)  # BT.2020 primaries, PQ
+    before = _fingerprint(path)
+    with pytest.raises(PhotoError, match=r"an HDR photo \(PQ \(SMPTE 2084\) transfer\)"):
+        open_photo(path)
+    assert _fingerprint(path) == before
+    # a BT.2020 SDR photo is converted like a P3 one
+    sdr = open_photo(_nclx_file(tmp_path, kind, primaries=9, transfer=14))
+    assert any("converted from BT.2020 (nclx) to sRGB" in w for w in sdr.warnings)
+
+
 def test_cmyk_is_converted_to_srgb_with_its_profile(tmp_path):
     cmyk = Image.new("CMYK", (16, 8), (255, 0, 0, 0))  # pure cyan ink
     cmyk.paste((0, 0, 0, 0), (8, 0, 16, 8))  # and bare paper
@@ -709,7 +770,7 @@ def test_plain_image_without_metadata():
 def test_avif_gif_and_bmp(tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 8
-    if "AVIF" in Image.SAVE:
+    if features.check("avif"):  # Image.SAVE lists AVIF only once Pillow has loaded its plugins
         pattern(64, 48).save(tmp_path / "p.avif", quality=90, exif=exif.tobytes())
         photo = open_photo(tmp_path / "p.avif")
         assert photo.image.size == (48, 64)  # turned once, by us, from the EXIF

@@ -238,6 +238,33 @@ def test_a_display_p3_photo_is_protected_in_srgb_and_its_copy_says_so(tmp_path, 
     )
 
 
+def test_a_heic_said_to_be_p3_by_its_nclx_is_protected_in_srgb_and_an_hdr_one_refused(
+    tmp_path, capsys
+):
+    # HEIC/AVIF may name their colours with nclx code points instead of an ICC profile
+    pillow_heif = pytest.importorskip("pillow_heif")
+    from pixcamd.photo import SRGB_PROFILE
+
+    def heic(name: str, primaries: int, transfer: int):
+        path = tmp_path / name
+        pillow_heif.from_pillow(synthetic_photo(800, 600, 0)).save(
+            path, quality=95, color_primaries=primaries, transfer_characteristics=transfer,
+            matrix_coefficients=6, full_range_flag=1,
+        )  # fmt: skip
+        return path
+
+    out = tmp_path / "p3.jpg"
+    code, (report,), err = run(capsys, heic("p3.heic", 12, 13), "-o", out, *FAST)
+    assert code == 0 and report["verdict"] == "protected", err
+    assert any("converted from Display P3 (nclx) to sRGB" in w for w in report["warnings"])
+    with Image.open(out) as written:
+        assert written.info["icc_profile"] == SRGB_PROFILE
+    hdr, out = heic("hdr.heic", 9, 16), tmp_path / "hdr.jpg"  # BT.2020, PQ
+    code, (report,), err = run(capsys, hdr, "-o", out, *FAST)
+    assert code == 1 and not out.exists() and "Traceback" not in err
+    assert "an HDR photo (PQ (SMPTE 2084) transfer): pixcamd protects SDR photos" in report["error"]
+
+
 def test_a_photo_too_big_for_the_memory_left_is_refused_in_one_line(
     tmp_path, photo, capsys, monkeypatch
 ):
