@@ -271,5 +271,5 @@ def profile_from_nclx(nclx: dict) -> bytes | None:
     if not np.isfinite(matrix).all():
         return None
     name = f"{PRIMARIES.get(primaries, f'nclx primaries {primaries}')} (nclx)"
-    curve = TRANSFERS.get(transfer, SRGB_CURVE)
-    return matrix_shaper(name, *matrix.T.tolist(), curve)
+    profile = matrix_shaper(name, *matrix.T.tolist(), TRANSFERS.get(transfer, SRGB_CURVE))
+    return None if _is_srgb(profile) else profile  # a code point for sRGB's own primaries

@@ -159,7 +159,7 @@ def _nclx(img: Image.Image, source, notes: list[str]) -> dict:
     """A HEIC's or AVIF's nclx colour description (code points and chromaticities), {} when it
     has none. Pillow's own AVIF reader does not expose it; libheif (pillow-heif) reads it from
     the file's boxes without decoding the pixels."""
-    if "nclx_profile" in img.info or not HEIF_SUPPORT:
+    if img.format == "HEIF" or not HEIF_SUPPORT:  # pillow-heif gave it with the pixels
         return img.info.get("nclx_profile") or {}
     try:
         with source() as fp:

@@ -571,6 +571,24 @@ def test_a_p3_heic_or_avif_described_by_nclx_is_converted_to_srgb(tmp_path, kind
         assert written.info["icc_profile"] == SRGB_PROFILE
 
 
+def test_nclx_primaries_that_are_srgb_s_own_build_no_profile():
+    from pixcamd.colour import profile_from_nclx
+
+    bt709 = {"red": (0.64, 0.33), "green": (0.30, 0.60), "blue": (0.15, 0.06)}
+    nclx = {
+        f"color_primary_{c}_{a}": v
+        for c, xy in bt709.items()
+        for a, v in zip("xy", xy, strict=True)
+    }
+    nclx |= {"color_primary_white_x": 0.3127, "color_primary_white_y": 0.3290}
+    # a code point other than 1 whose chromaticities are sRGB's: nothing to convert, no profile
+    assert profile_from_nclx({**nclx, "color_primaries": 0, "transfer_characteristics": 13}) is None
+    p3 = {**nclx, "color_primary_red_x": 0.680, "color_primary_red_y": 0.320}
+    p3 |= {"color_primary_green_x": 0.265, "color_primary_green_y": 0.690}
+    assert profile_from_nclx({**p3, "color_primaries": 12}) is not None
+    assert profile_from_nclx({"color_primaries": 12}) is None  # no chromaticities given
+
+
 @pytest.mark.parametrize("kind", ["heic", "avif"])
 def test_an_hdr_heic_or_avif_is_refused_by_name(tmp_path, kind):
     path = _nclx_file(tmp_path, kind, primaries=9, transfer=16)  # BT.2020 primaries, PQ
