@@ -23,7 +23,7 @@ from itertools import product
 import numpy as np
 from PIL import Image, ImageChops, ImageCms
 
-from pixcamd.errors import PhotoError
+from pixcamd.errors import NotProtectable
 
 SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
 SRGB_PROFILE = SRGB.tobytes()
@@ -250,10 +250,10 @@ def colorants(red, green, blue, white) -> np.ndarray:
 def profile_from_nclx(nclx: dict) -> bytes | None:
     """The ICC profile an nclx colour description (pillow-heif's ``info["nclx_profile"]``:
     code points and the primaries' chromaticities libheif derives from them) stands for, or None
-    when its numbers are read as sRGB already. Raises ``PhotoError`` for an HDR transfer."""
+    when its numbers are read as sRGB already. Raises ``NotProtectable`` for an HDR transfer."""
     transfer = int(nclx.get("transfer_characteristics", 2))
     if transfer in HDR_TRANSFERS:
-        raise PhotoError(
+        raise NotProtectable(
             f"an HDR photo ({HDR_TRANSFERS[transfer]} transfer): pixcamd protects SDR photos "
             "only; export an SDR copy (JPEG, or HEIC/AVIF without HDR) and protect that"
         )

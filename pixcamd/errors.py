@@ -9,6 +9,11 @@ class PhotoError(PixcamdError):
     """A file that cannot be read as a photo (missing, empty, not an image, truncated, too big)."""
 
 
+class NotProtectable(PhotoError):
+    """A photo read whole that pixcamd will not protect (an HDR one): final as soon as it is
+    read — a file still arriving fails to decode before it could say so."""
+
+
 class NotEnoughMemory(PixcamdError, MemoryError):
     """A photo this machine cannot protect now without running out of memory: transient (memory
     may be freed; the daemon retries it with its back-off), and said in one line."""

@@ -116,8 +116,8 @@ def open_photo(
                 if md.icc_profile is None and md.source_format in ("HEIF", "AVIF"):
                     try:
                         md.icc_profile = profile_from_nclx(_nclx(img, source, notes))
-                    except PhotoError as exc:
-                        raise PhotoError(f"{path}: {exc}") from None
+                    except PhotoError as exc:  # the same kind, the photo named
+                        raise type(exc)(f"{path}: {exc}") from None
                 # recent Pillow TIFF and libheif decoders apply the orientation themselves
                 orientation = 1 if decoder_rotates(img) else md.orientation
                 source_profile = md.icc_profile

@@ -145,6 +145,32 @@ def test_tracker_holds_an_undecodable_file_until_the_timeout(tmp_path):
     ]
 
 
+def test_tracker_settles_an_hdr_photo_at_once_it_is_read_whole(tmp_path):
+    # an HDR HEIC decodes whole and is then refused: no bytes still to come, no timeout to wait
+    pillow_heif = pytest.importorskip("pillow_heif")
+    from PIL import Image
+
+    from pixcamd.photo import load_photo
+
+    pillow_heif.from_pillow(Image.new("RGB", (64, 48), (90, 120, 200))).save(
+        tmp_path / "hdr.heic", quality=90, color_primaries=9, transfer_characteristics=16
+    )
+    (tmp_path / "part.jpg").write_bytes(b"\xff\xd8\xff\xe0")  # a JPEG still arriving
+    clock = Clock()
+    tracker = StabilityTracker(
+        tmp_path, settle_time=1, settle_timeout=60, decode=load_photo, clock=clock
+    )
+    tracker.touch("hdr.heic")
+    tracker.touch("part.jpg")
+    settled = []
+    for _ in range(3):
+        clock.now += 1
+        settled += tracker.poll()[0]
+    assert [rel for rel, _st, _error in settled] == ["hdr.heic"]
+    assert "an HDR photo (PQ (SMPTE 2084) transfer)" in settled[0][2]
+    assert "part.jpg" in tracker  # an undecodable file still waits for the timeout
+
+
 def test_tracker_drops_vanished_files(tmp_path):
     tracker = StabilityTracker(tmp_path, 1, 10, decode=lambda p: None, clock=Clock())
     tracker.touch("gone.jpg")

@@ -35,6 +35,7 @@ from watchdog.events import (
 )
 
 from pixcamd.daemon.fs import inside
+from pixcamd.errors import NotProtectable
 
 NOT_A_PHOTO = "not a photo extension"
 
@@ -213,9 +214,12 @@ class StabilityTracker:
                 quiet = now - entry.changed_at
                 if quiet < self.settle_time or entry.same < 2:
                     continue
+            final = False  # a refusal of a photo read whole: no reason to wait for more bytes
             try:
                 self.decode(path)  # full decode: a file still arriving fails here
                 error = None
+            except NotProtectable as exc:
+                error, final = str(exc), True
             except Exception as exc:
                 error = str(exc) or type(exc).__name__
             try:
@@ -229,7 +233,8 @@ class StabilityTracker:
                 if (after.st_size, after.st_mtime_ns) != signature:
                     entry.signature, entry.changed_at, entry.same = None, now, 0
                     continue
-                if error is not None and self.clock() - entry.changed_at < self.settle_timeout:
+                waited = self.clock() - entry.changed_at
+                if error is not None and not final and waited < self.settle_timeout:
                     entry.decode_error = error
                     continue  # maybe still arriving in pauses: wait for the timeout
                 del self._pending[rel]
