@@ -200,10 +200,11 @@ def _para(*g: float) -> bytes:
 
 
 SRGB_CURVE = _para(2.4, 1 / 1.055, 0.055 / 1.055, 1 / 12.92, 0.04045)
-# The transfer an nclx names, as the curve that decodes its numbers to light. An SDR still is
-# encoded for a display that decodes it with sRGB's curve whatever code point its encoder wrote
-# (BT.709's 1, BT.601's 6, BT.2020's 14 and 15 differ from it in the deepest shadows only;
-# browsers show such stills that way too), so only the pure powers and linear light differ.
+# The transfer an nclx names, as the curve that decodes its numbers to light. Our decision: an
+# SDR still is read with sRGB's curve whatever SDR code point its encoder wrote (BT.709's 1,
+# BT.601's 6, BT.2020's 14 and 15 are camera curves that differ from it in the deepest shadows
+# only, and such photos are made on and for sRGB displays); only the pure powers and linear
+# light are read otherwise.
 TRANSFERS = {4: _para(2.2), 5: _para(2.8), 8: _para(1.0)}
 
 
