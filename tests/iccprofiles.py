@@ -1,15 +1,13 @@
-"""Small but real ICC v2 profiles built from their published numbers, for tests and benchmarks
-that need a photo in another colour space (no profile files in the repository). The colorants
-are the published ones, written here, independent of ``pixcamd.colour``'s nclx arithmetic; the
-file format is that module's writer."""
+"""Photos in another colour space for tests and benchmarks (no profile files in the repository):
+small but real ICC v2 profiles built from their published numbers — the colorants written here,
+independent of ``pixcamd.colour``'s nclx arithmetic; the file format is that module's writer —
+and HEICs whose colours are named by nclx code points."""
 
 from __future__ import annotations
 
 import struct
 
-from pixcamd.colour import SRGB_CURVE, icc_profile, matrix_shaper, s15, xyz
-
-__all__ = ["adobe_rgb_profile", "display_p3_profile", "icc_profile", "s15", "xyz"]
+from pixcamd.colour import SRGB_CURVE, matrix_shaper
 
 
 def display_p3_profile() -> bytes:
@@ -33,3 +31,14 @@ def adobe_rgb_profile() -> bytes:
         (0.14919, 0.06322, 0.74457),
         b"curv" + bytes(4) + struct.pack(">IH", 1, 563),
     )
+
+
+def save_nclx_heic(image, path, primaries: int, transfer: int, **options) -> None:
+    """``image`` as a HEIC whose colours are described by nclx code points (``primaries``,
+    ``transfer``; BT.601 matrix, full range), as phones write them: no ICC profile."""
+    import pillow_heif
+
+    pillow_heif.from_pillow(image).save(
+        path, color_primaries=primaries, transfer_characteristics=transfer,
+        matrix_coefficients=6, full_range_flag=1, **options,
+    )  # fmt: skip

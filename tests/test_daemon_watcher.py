@@ -147,14 +147,14 @@ def test_tracker_holds_an_undecodable_file_until_the_timeout(tmp_path):
 
 def test_tracker_settles_an_hdr_photo_at_once_it_is_read_whole(tmp_path):
     # an HDR HEIC decodes whole and is then refused: no bytes still to come, no timeout to wait
-    pillow_heif = pytest.importorskip("pillow_heif")
+    pytest.importorskip("pillow_heif")
+    from iccprofiles import save_nclx_heic
     from PIL import Image
 
     from pixcamd.photo import load_photo
 
-    pillow_heif.from_pillow(Image.new("RGB", (64, 48), (90, 120, 200))).save(
-        tmp_path / "hdr.heic", quality=90, color_primaries=9, transfer_characteristics=16
-    )
+    hdr = Image.new("RGB", (64, 48), (90, 120, 200))
+    save_nclx_heic(hdr, tmp_path / "hdr.heic", primaries=9, transfer=16, quality=90)
     (tmp_path / "part.jpg").write_bytes(b"\xff\xd8\xff\xe0")  # a JPEG still arriving
     clock = Clock()
     tracker = StabilityTracker(

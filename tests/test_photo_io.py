@@ -18,10 +18,11 @@ from pathlib import Path
 import numpy as np
 import piexif
 import pytest
-from iccprofiles import display_p3_profile, icc_profile, s15
+from iccprofiles import display_p3_profile, save_nclx_heic
 from PIL import Image, ImageChops, ImageCms, features
 
 from pixcamd import output as output_module
+from pixcamd.colour import icc_profile, s15
 from pixcamd.errors import PhotoError
 from pixcamd.metadata import embedded_jpegs, split_jpeg
 from pixcamd.output import OutputError, encode_jpeg, write_jpeg
@@ -529,11 +530,8 @@ def _nclx_file(tmp_path: Path, kind: str, primaries: int, transfer: int = 13) ->
     image = Image.fromarray(np.uint8([[c for c in colours for _ in range(16)]] * 16), "RGB")
     path = tmp_path / f"p{primaries}-t{transfer}.{kind}"
     if kind == "heic":
-        pillow_heif = pytest.importorskip("pillow_heif")
-        pillow_heif.from_pillow(image).save(
-            path, quality=-1, chroma=444, color_primaries=primaries,
-            transfer_characteristics=transfer, matrix_coefficients=6, full_range_flag=1,
-        )  # fmt: skip
+        pytest.importorskip("pillow_heif")
+        save_nclx_heic(image, path, primaries, transfer, quality=-1, chroma=444)
         return path
     if not features.check("avif"):
         pytest.skip("this Pillow has no AVIF codec")

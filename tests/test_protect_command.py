@@ -242,15 +242,14 @@ def test_a_heic_said_to_be_p3_by_its_nclx_is_protected_in_srgb_and_an_hdr_one_re
     tmp_path, capsys
 ):
     # HEIC/AVIF may name their colours with nclx code points instead of an ICC profile
-    pillow_heif = pytest.importorskip("pillow_heif")
+    pytest.importorskip("pillow_heif")
+    from iccprofiles import save_nclx_heic
+
     from pixcamd.photo import SRGB_PROFILE
 
     def heic(name: str, primaries: int, transfer: int):
         path = tmp_path / name
-        pillow_heif.from_pillow(synthetic_photo(800, 600, 0)).save(
-            path, quality=95, color_primaries=primaries, transfer_characteristics=transfer,
-            matrix_coefficients=6, full_range_flag=1,
-        )  # fmt: skip
+        save_nclx_heic(synthetic_photo(800, 600, 0), path, primaries, transfer, quality=95)
         return path
 
     out = tmp_path / "p3.jpg"
