@@ -25,12 +25,18 @@ import hashlib
 import os
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
 from pixcamd.daemon.fs import sha256_file
 from pixcamd.daemon.ledger import Ledger, Row
-from pixcamd.daemon.publication import commit_publication, published_copy, recover_interrupted
+from pixcamd.daemon.publication import (
+    commit_publication,
+    copy_names,
+    output_name,
+    published_copy,
+    recover_interrupted,
+)
 from pixcamd.daemon.schema import DEFAULT_EXTENSIONS, DEFAULT_IGNORE
 from pixcamd.daemon.watcher import NOT_A_PHOTO, Rules
 from pixcamd.errors import PhotoError, PixcamdError, without_path
@@ -43,7 +49,8 @@ MAX_ATTEMPTS = 3  # transient failures (and lost workers) per photo and run
 @dataclass(frozen=True)
 class Source:
     path: Path  # the photo
-    key: str  # its name in the ledger and under the outdir, e.g. "2019/May/IMG_1.jpg"
+    key: str  # its name in the ledger, e.g. "2019/May/IMG_1.HEIC"
+    copy: str = ""  # its copy's path under the outdir, e.g. "2019/May/IMG_1.jpg" (plan_sources)
 
 
 @dataclass
@@ -59,9 +66,9 @@ def plan_sources(
     extensions: Iterable[str] = DEFAULT_EXTENSIONS,
     ignore: Iterable[str] = DEFAULT_IGNORE,
 ) -> Plan:
-    """Every photo under ``inputs`` with its key; refuses two photos that would share a copy,
-    and a copy that would overwrite one of the photos."""
-    plan, owners = Plan(), {}
+    """Every photo under ``inputs`` with its key and its copy's name (``_name_copies``);
+    refuses two photos with one key, and a copy that would overwrite one of the photos."""
+    plan = Plan()
     excluded = [outdir] if outdir is not None else []
     for given in inputs:
         given = Path(given)
@@ -79,21 +86,44 @@ def plan_sources(
                     plan.sources.append(Source(found, f"{given.resolve().name}/{rel}"))
         else:  # a photo named on its own (open_photo says what is wrong with anything else)
             plan.sources.append(Source(given, given.name))
+    plan.sources = _name_copies(plan.sources, outdir)
     originals = {s.path.resolve() for s in plan.sources}
     for source in plan.sources:
-        key = output_key(source.key)
-        if key in owners:
-            where = outdir / key if outdir is not None else key
+        if outdir is not None and (outdir / source.copy).resolve() in originals:
             raise PixcamdError(
-                f"{owners[key].path} and {source.path} would both be written to {where}; "
-                "rename one of them"
-            )
-        owners[key] = source
-        if outdir is not None and (outdir / key).resolve() in originals:
-            raise PixcamdError(
-                f"{outdir / key}: would overwrite an original photo; choose another output folder"
+                f"{outdir / source.copy}: would overwrite an original photo; choose another "
+                "output folder"
             )
     return plan
+
+
+def _name_copies(sources: list[Source], outdir: Path | None) -> list[Source]:
+    """``sources`` with their copies' names. Two photos with the same key (``a/IMG_1.jpg`` and
+    ``b/IMG_1.jpg`` named on their own) cannot be told apart in the record: refused. Two whose
+    copies would share a name (``IMG_1.HEIC`` beside ``IMG_1.JPG``, as phones and exports
+    leave them) are told apart as the daemon's outbox does (``copy_names``): a photo that is
+    already a JPEG keeps the plain name, the other takes its full one (``IMG_1.HEIC.jpg``);
+    among several that are not, the first by name. The same names on every run of the same
+    folders; a copy published by an earlier run keeps its name (``FolderRun``)."""
+    owners: dict[str, Source] = {}
+    for source in sources:
+        if source.key in owners:
+            where = outdir / output_key(source.key) if outdir is not None else source.key
+            raise PixcamdError(
+                f"{owners[source.key].path} and {source.path} would both be written to "
+                f"{where}; rename one of them, or protect them into different --outdir folders"
+            )
+        owners[source.key] = source
+    promised: dict[str, str] = {}  # copy name → key
+    keep_plain = sorted(owners, key=lambda k: (not _is_jpeg_name(k), k))
+    for key in keep_plain:
+        promised[next(n for n in copy_names(key) if n not in promised)] = key
+    names = {key: name for name, key in promised.items()}
+    return [replace(s, copy=names[s.key]) for s in sources]
+
+
+def _is_jpeg_name(key: str) -> bool:
+    return PurePosixPath(key).suffix.lower() in (".jpg", ".jpeg")
 
 
 def _walk(rules: Rules):
@@ -179,6 +209,7 @@ class FolderRun:
         clock: Callable[[], float] = time.monotonic,
     ):
         self.sources = {s.key: s for s in sources}
+        self.promised = {s.copy: s.key for s in sources if s.copy}  # copy name → key
         self.outdir = outdir
         self.executor = executor
         self.fingerprint = fingerprint
@@ -273,7 +304,7 @@ class FolderRun:
         }
         if row.state != "processing":
             self.ledger.claim(row.id)
-        out_rel = output_key(row.path)
+        out_rel = self._copy_name(row)
         self._commit(row, data, out_rel, "done", fields, digest)
         self.tally.protected += 1
         report = {
@@ -284,6 +315,15 @@ class FolderRun:
         report["output"] = str(self.outdir / out_rel)
         self.on_photo(report, self.tally)
         return True
+
+    def _copy_name(self, row: Row) -> str:
+        """The name planned for ``row``'s copy, unless an earlier run's copy of another photo
+        holds it (the folder changed since): then the next free one. A copy published before
+        keeps its name."""
+        mine = self.sources[row.path].copy or output_key(row.path)
+        return output_name(
+            self.ledger, row, mine, lambda name: self.promised.get(name, row.path) != row.path
+        )
 
     def _commit(self, row: Row, data: bytes, out_rel: str, state: str, fields, digest=None):
         staged = self.tmp / f"stage-{row.id}.jpg"
@@ -383,7 +423,7 @@ class FolderRun:
         )
         ship = outcome.data is not None and (outcome.protected or self.write_unprotected)
         if ship:
-            out_rel = row.output or output_key(row.path)
+            out_rel = self._copy_name(row)
             digest = hashlib.sha256(outcome.data).hexdigest()
             fields["report"] = {**outcome.report, "output_sha256": digest}  # what a copy reuses
             self._commit(row, outcome.data, out_rel, state, fields, digest)

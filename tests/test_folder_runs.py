@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 from tinybiqa import synthetic_photo
@@ -138,6 +139,54 @@ def test_failures_are_retried_and_the_same_photo_twice_is_optimized_once(
         "trip/b/sea.jpg": "done",
         "trip/b/broken.jpg": "done",
     }
+
+
+def made_from(copy: Path, sources: list[Path]) -> Path:
+    """The source whose pixels the copy is closest to (the copies differ from their own
+    photo by a few grey levels, from the others by far more)."""
+    with Image.open(copy) as c:
+        pixels = np.asarray(c.convert("RGB"), dtype=np.float64)
+
+    def distance(source: Path) -> float:
+        with Image.open(source) as s:
+            return float(np.abs(np.asarray(s.convert("RGB"), dtype=np.float64) - pixels).mean())
+
+    return min(sources, key=distance)
+
+
+def test_photos_whose_copies_would_share_a_name_each_get_their_own(tmp_path, capsys):
+    # a phone's HEIC beside its JPEG export, as sync folders have them: the JPEG keeps the
+    # plain name, the other its full one; a photo really named like that takes the next
+    root = tmp_path / "phone"
+    root.mkdir()
+    jpg, png, odd = root / "IMG_1.JPG", root / "IMG_1.png", root / "IMG_1.png.jpg"
+    synthetic_photo(640, 480, 21).save(png)
+    synthetic_photo(640, 480, 22).save(jpg, quality=95)
+    synthetic_photo(640, 480, 23).save(odd, quality=95)
+    outdir = tmp_path / "out"
+    code, reports, summary, err = run(capsys, root, "--outdir", outdir, *FAST)
+    assert code == 0, err
+    names = {"phone/IMG_1.jpg": jpg, "phone/IMG_1.png.jpg": odd, "phone/IMG_1.png-2.jpg": png}
+    assert sorted(copies(outdir)) == sorted(names)
+    sources = [jpg, png, odd]
+    assert {name: made_from(outdir / name, sources) for name in names} == names
+    assert {r["output"] for r in reports} == {str(outdir / n) for n in names}
+    before = copies(outdir)
+    code, reports, summary, err = run(capsys, root, "--outdir", outdir, *FAST)
+    assert code == 0 and summary["from_earlier_run"] == 3 and copies(outdir) == before
+
+    # a copy published by an earlier run keeps its name when a JPEG of the same name arrives
+    synthetic_photo(640, 480, 24).save(root / "IMG_2.png")
+    code, reports, summary, err = run(capsys, root, "--outdir", outdir, *FAST)
+    assert code == 0 and sorted(copies(outdir)) == sorted([*names, "phone/IMG_2.jpg"])
+    synthetic_photo(640, 480, 25).save(root / "IMG_2.jpg", quality=95)
+    first = copies(outdir)["phone/IMG_2.jpg"]
+    code, reports, summary, err = run(capsys, root, "--outdir", outdir, *FAST)
+    assert code == 0, err
+    assert copies(outdir)["phone/IMG_2.jpg"] == first  # not overwritten by the new photo
+    two = [root / "IMG_2.png", root / "IMG_2.jpg"]
+    assert made_from(outdir / "phone" / "IMG_2.jpg", two) == root / "IMG_2.png"
+    assert made_from(outdir / "phone" / "IMG_2.jpg.jpg", two) == root / "IMG_2.jpg"
 
 
 def test_plain_lines_when_not_a_terminal_and_ctrl_c_stops_cleanly(tmp_path):

@@ -91,12 +91,15 @@ def test_zero_budget_is_reported_unprotected_and_not_shipped(tmp_path, photo, ca
 
 
 def test_refuses_ambiguous_outputs_before_doing_any_work(tmp_path, photo, capsys):
-    twin = tmp_path / "garden.jpg"
+    twin = tmp_path / "garden.png"  # the same name as the photo, in another folder
     synthetic_photo(640, 480, 1).save(twin)
     outdir = tmp_path / "outbox"
     assert main(["protect", str(photo), str(twin), "--outdir", str(outdir), *FAST]) == 2
-    assert f"would both be written to {outdir / 'garden.jpg'}" in capsys.readouterr().err
-    assert not outdir.exists()
+    err = capsys.readouterr().err
+    assert f"{photo} and {twin} would both be written to {outdir / 'garden.jpg'}" in err
+    assert "into different --outdir folders" in err and not outdir.exists()
+    twin = tmp_path / "garden.jpg"
+    synthetic_photo(640, 480, 1).save(twin)
     assert main(["protect", str(photo), str(twin), "-o", str(tmp_path / "x.jpg"), *FAST]) == 2
     assert "takes one photo" in capsys.readouterr().err
     assert main(["protect", str(twin), "-o", str(twin), *FAST]) == 2

@@ -12,6 +12,8 @@ same photo under another name.
 from __future__ import annotations
 
 import hashlib
+import itertools
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 
 from pixcamd.daemon.fs import publish, sha256_file
@@ -41,16 +43,34 @@ def commit_publication(
     return ledger.finish(row_id, state, output=out_rel, held=None, **fields)
 
 
-def output_name(ledger: Ledger, row: Row) -> str:
-    """Where ``row``'s copy goes under the outbox: the inbox path with a .jpg extension; if
-    another source already has that name (IMG_1.png beside IMG_1.jpg), the full name:
-    IMG_1.png.jpg. A row that has published keeps its name (a new copy replaces the old)."""
+def copy_names(path: str) -> Iterator[str]:
+    """The names ``path``'s copy may take, best first: its path with a .jpg extension
+    (IMG_1.HEIC → IMG_1.jpg); where another photo has that name (IMG_1.png beside IMG_1.jpg),
+    its full name (IMG_1.png.jpg); then numbered (IMG_1.png-2.jpg, …) should a photo really be
+    called IMG_1.png.jpg too."""
+    yield str(PurePosixPath(path).with_suffix(".jpg"))
+    yield path + ".jpg"
+    yield from (f"{path}-{n}.jpg" for n in itertools.count(2))
+
+
+def output_name(
+    ledger: Ledger,
+    row: Row,
+    wanted: str | None = None,
+    promised: Callable[[str], bool] = lambda name: False,
+) -> str:
+    """Where ``row``'s copy goes under the outbox: ``wanted`` (default: the first of
+    ``copy_names``) unless another row holds it or it is ``promised`` to another photo, else
+    the first of ``copy_names`` that is neither. A row that has published keeps its name (a new
+    copy replaces the old)."""
     if row.output:
         return row.output
-    candidate = str(PurePosixPath(row.path).with_suffix(".jpg"))
-    if ledger.output_owner(candidate, row.path) is not None:
-        candidate = row.path + ".jpg"
-    return candidate
+    for candidate in itertools.chain([wanted] if wanted else [], copy_names(row.path)):
+        if candidate != wanted and promised(candidate):
+            continue
+        if ledger.output_owner(candidate, row.path) is None:
+            return candidate
+    raise AssertionError("copy_names never ends")
 
 
 def published_copy(root: Path, row: Row | None) -> tuple[bytes, str] | None:
