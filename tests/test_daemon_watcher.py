@@ -141,7 +141,7 @@ def test_tracker_holds_an_undecodable_file_until_the_timeout(tmp_path):
     clock.now += 3
     settled, _ = tracker.poll()
     assert [(rel, error) for rel, _st, error in settled] == [
-        ("bad.jpg", "cannot identify image file")
+        ("bad.jpg", "does not decode: cannot identify image file")
     ]
 
 
@@ -167,7 +167,7 @@ def test_tracker_settles_an_hdr_photo_at_once_it_is_read_whole(tmp_path):
         clock.now += 1
         settled += tracker.poll()[0]
     assert [rel for rel, _st, _error in settled] == ["hdr.heic"]
-    assert "an HDR photo (PQ (SMPTE 2084) transfer)" in settled[0][2]
+    assert settled[0][2].startswith("cannot be protected: an HDR photo (PQ (SMPTE 2084) transfer):")
     assert "part.jpg" in tracker  # an undecodable file still waits for the timeout
 
 

@@ -166,7 +166,7 @@ class Intake:
 
     def settle(self) -> None:
         settled, _vanished = self.tracker.poll()
-        for rel, st, decode_error in settled:
+        for rel, st, why in settled:
             path = self.rules.inbox / rel
             try:
                 digest = sha256_file(path)
@@ -176,7 +176,7 @@ class Intake:
             if (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
                 self.tracker.touch(rel)  # changed while hashed: settle again
                 continue
-            note = f"; does not decode: {decode_error}" if decode_error else ""
+            note = f"; {why}" if why else ""  # the photo will fail: say why now
             self.log.emit(
                 "settled",
                 rel,

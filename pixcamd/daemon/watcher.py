@@ -35,7 +35,7 @@ from watchdog.events import (
 )
 
 from pixcamd.daemon.fs import inside
-from pixcamd.errors import NotProtectable
+from pixcamd.errors import NotProtectable, without_path
 
 NOT_A_PHOTO = "not a photo extension"
 
@@ -188,7 +188,8 @@ class StabilityTracker:
             self._pending.pop(rel, None)
 
     def poll(self) -> tuple[list[tuple[str, os.stat_result, str | None]], list[str]]:
-        """(settled, vanished): settled items are (rel, stat, decode error or None)."""
+        """(settled, vanished): settled items are (rel, stat, why the photo will fail or None:
+        "does not decode: …" after ``settle_timeout``, "cannot be protected: …" at once)."""
         with self._lock:
             items = list(self._pending.items())
         settled, vanished = [], []
@@ -218,10 +219,12 @@ class StabilityTracker:
             try:
                 self.decode(path)  # full decode: a file still arriving fails here
                 error = None
-            except NotProtectable as exc:
-                error, final = str(exc), True
+            except NotProtectable as exc:  # read whole, and refused for what it is
+                error, final = f"cannot be protected: {without_path(str(exc), str(path))}", True
             except Exception as exc:
-                error = str(exc) or type(exc).__name__
+                error = (
+                    f"does not decode: {without_path(str(exc), str(path)) or type(exc).__name__}"
+                )
             try:
                 after = path.stat()
             except OSError:
