@@ -10,6 +10,7 @@ import shutil
 import threading
 import time
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -236,6 +237,28 @@ def test_same_content_is_not_redone_changed_content_is(tmp_path, brisque):
     assert sha(outbox / "z.jpg") != first_z  # changed content: redone, replaced
     assert rows["z.png"]["sha256"] == sha(inbox / "z.png")
     assert sorted(p.name for p in outbox.iterdir()) == ["y.jpg", "z.jpg"]
+
+
+def test_photos_whose_copies_would_share_a_name_each_get_their_own(tmp_path, brisque):
+    """The first to arrive keeps the plain name, the next its full one; a photo really named
+    like that pushes the last one to a numbered name. No copy replaces another photo's."""
+    config = make_config(tmp_path)
+    inbox, outbox = config.inbox, config.outbox
+    arrivals = [("IMG_1.jpg", 1), ("IMG_1.png.jpg", 2), ("IMG_1.png", 3)]
+    with running(config, [brisque]):
+        for name, seed in arrivals:
+            noise_photo(tmp_path / name, seed)
+            os.rename(tmp_path / name, inbox / name)
+            wait_for(lambda name=name: finished(config, [name]), 30, name)
+    rows = ledger_rows(config)
+    expected = {"IMG_1.jpg": "IMG_1.jpg", "IMG_1.png.jpg": "IMG_1.png.jpg"}
+    expected["IMG_1.png"] = "IMG_1.png-2.jpg"
+    assert {name: rows[name]["output"] for name, _ in arrivals} == expected
+    assert sorted(p.name for p in outbox.iterdir()) == sorted(expected.values())
+    for source, copy in expected.items():  # each copy from its own photo (noise: kept as is)
+        with Image.open(inbox / source) as a, Image.open(outbox / copy) as b:
+            diff = np.abs(np.asarray(a, dtype=float) - np.asarray(b.convert("RGB"), dtype=float))
+        assert diff.mean() < 20  # another photo's noise differs by ~85 on average
 
 
 @pytest.mark.parametrize("policy", ["hold", "ship"])
