@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
 from pixcamd.daemon.fs import sha256_file
-from pixcamd.daemon.ledger import Ledger, Row
+from pixcamd.daemon.ledger import Ledger, Row, name_key
 from pixcamd.daemon.publication import (
     commit_publication,
     copy_names,
@@ -114,11 +114,12 @@ def _name_copies(sources: list[Source], outdir: Path | None) -> list[Source]:
                 f"{where}; rename one of them, or protect them into different --outdir folders"
             )
         owners[source.key] = source
-    promised: dict[str, str] = {}  # copy name → key
+    names: dict[str, str] = {}  # key → copy name
+    taken: set[str] = set()  # name_key of the names given: IMG_1.jpg and img_1.JPG are one
     keep_plain = sorted(owners, key=lambda k: (not _is_jpeg_name(k), k))
     for key in keep_plain:
-        promised[next(n for n in copy_names(key) if n not in promised)] = key
-    names = {key: name for name, key in promised.items()}
+        names[key] = next(n for n in copy_names(key) if name_key(n) not in taken)
+        taken.add(name_key(names[key]))
     return [replace(s, copy=names[s.key]) for s in sources]
 
 
@@ -209,7 +210,7 @@ class FolderRun:
         clock: Callable[[], float] = time.monotonic,
     ):
         self.sources = {s.key: s for s in sources}
-        self.promised = {s.copy: s.key for s in sources if s.copy}  # copy name → key
+        self.promised = {name_key(s.copy): s.key for s in sources if s.copy}  # name → key
         self.outdir = outdir
         self.executor = executor
         self.fingerprint = fingerprint
@@ -322,7 +323,10 @@ class FolderRun:
         keeps its name."""
         mine = self.sources[row.path].copy or output_key(row.path)
         return output_name(
-            self.ledger, row, mine, lambda name: self.promised.get(name, row.path) != row.path
+            self.ledger,
+            row,
+            mine,
+            lambda name: self.promised.get(name_key(name), row.path) != row.path,
         )
 
     def _commit(self, row: Row, data: bytes, out_rel: str, state: str, fields, digest=None):

@@ -155,6 +155,7 @@ def test_output_names_owned_by_another_source(ledger):
     ledger.finish(row.id, "done", output="IMG_1.jpg")
     assert ledger.output_owner("IMG_1.jpg", "IMG_1.JPG") == "IMG_1.png"
     assert ledger.output_owner("IMG_1.jpg", "IMG_1.png") is None
+    assert ledger.output_owner("img_1.JPG", "img_1.JPG") == "IMG_1.png"  # one name to a Mac
 
 
 def test_a_photo_killed_mid_way_every_time_fails_after_its_attempts(ledger, tmp_path):

@@ -241,10 +241,11 @@ def test_same_content_is_not_redone_changed_content_is(tmp_path, brisque):
 
 def test_photos_whose_copies_would_share_a_name_each_get_their_own(tmp_path, brisque):
     """The first to arrive keeps the plain name, the next its full one; a photo really named
-    like that pushes the last one to a numbered name. No copy replaces another photo's."""
+    like that pushes the last one to a numbered name; names that differ only in case are one
+    name (the outbox may be synced to a Mac or a Windows share). No copy replaces another's."""
     config = make_config(tmp_path)
     inbox, outbox = config.inbox, config.outbox
-    arrivals = [("IMG_1.jpg", 1), ("IMG_1.png.jpg", 2), ("IMG_1.png", 3)]
+    arrivals = [("IMG_1.jpg", 1), ("IMG_1.png.jpg", 2), ("IMG_1.png", 3), ("img_1.JPG", 4)]
     with running(config, [brisque]):
         for name, seed in arrivals:
             noise_photo(tmp_path / name, seed)
@@ -252,9 +253,10 @@ def test_photos_whose_copies_would_share_a_name_each_get_their_own(tmp_path, bri
             wait_for(lambda name=name: finished(config, [name]), 30, name)
     rows = ledger_rows(config)
     expected = {"IMG_1.jpg": "IMG_1.jpg", "IMG_1.png.jpg": "IMG_1.png.jpg"}
-    expected["IMG_1.png"] = "IMG_1.png-2.jpg"
+    expected.update({"IMG_1.png": "IMG_1.png-2.jpg", "img_1.JPG": "img_1.JPG.jpg"})
     assert {name: rows[name]["output"] for name, _ in arrivals} == expected
     assert sorted(p.name for p in outbox.iterdir()) == sorted(expected.values())
+    assert len({name.casefold() for name in expected.values()}) == len(expected)
     for source, copy in expected.items():  # each copy from its own photo (noise: kept as is)
         with Image.open(inbox / source) as a, Image.open(outbox / copy) as b:
             diff = np.abs(np.asarray(a, dtype=float) - np.asarray(b.convert("RGB"), dtype=float))

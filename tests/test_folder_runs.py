@@ -189,6 +189,35 @@ def test_photos_whose_copies_would_share_a_name_each_get_their_own(tmp_path, cap
     assert made_from(outdir / "phone" / "IMG_2.jpg.jpg", two) == root / "IMG_2.jpg"
 
 
+def test_copy_names_that_differ_only_in_case_or_accent_form_are_one_name(tmp_path, capsys):
+    # an outdir on a Mac, a Windows share or a FAT card (or synced to one) takes Beach.jpg and
+    # beach.jpg, or café in its two Unicode spellings, for one file: each photo its own copy
+    root = tmp_path / "trip"
+    root.mkdir()
+    composed, decomposed = "caf\u00e9.jpg", "cafe\u0301.jpg"
+    named = ["Beach.jpg", "beach.JPG", "BEACH.png", composed, decomposed]
+    for seed, name in enumerate(named, 31):
+        synthetic_photo(640, 480, seed).save(root / name, quality=95)
+    outdir = tmp_path / "out"
+    code, reports, summary, err = run(capsys, root, "--outdir", outdir, *FAST)
+    assert code == 0 and summary["failed"] == 0, err
+    names = {
+        "trip/Beach.jpg": "Beach.jpg",
+        "trip/beach.JPG.jpg": "beach.JPG",
+        "trip/BEACH.png.jpg": "BEACH.png",
+        f"trip/{decomposed}": decomposed,  # first by code point: e (U+0065) before é
+        f"trip/{composed}.jpg": composed,
+    }
+    assert sorted(copies(outdir)) == sorted(names)
+    assert sorted(r["output"] for r in reports) == sorted(str(outdir / n) for n in names)
+    sources = [root / name for name in named]
+    made = {name: made_from(outdir / name, sources) for name in names}
+    assert made == {name: root / source for name, source in names.items()}
+    before = copies(outdir)
+    code, _, summary, err = run(capsys, root, "--outdir", outdir, *FAST)
+    assert code == 0 and summary["from_earlier_run"] == 5 and copies(outdir) == before
+
+
 def test_plain_lines_when_not_a_terminal_and_ctrl_c_stops_cleanly(tmp_path):
     """A real ``pixcamd protect`` process: lines on a pipe; SIGINT mid-run leaves no partial
     file and the same command continues where it stopped."""

@@ -24,6 +24,7 @@ import json
 import sqlite3
 import threading
 import time
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -140,6 +141,13 @@ class Offer:
     why: str = ""  # requeued: "changed content" or "settings changed"
 
 
+def name_key(name: str) -> str:
+    """What two copy names must not share: one name to a case-insensitive filesystem (macOS,
+    Windows, an SMB share, a FAT card) and to the sync tools that carry an outbox there, which
+    fold case and compose accents — ``IMG_1.jpg`` and ``img_1.JPG`` are one file on them."""
+    return unicodedata.normalize("NFC", name).casefold()
+
+
 class Ledger:
     """Thread-safe: one connection, serialised by a lock (the daemon's writes are few and short)."""
 
@@ -152,6 +160,9 @@ class Ledger:
             self.path, timeout=10, isolation_level=None, check_same_thread=False
         )
         self._db.row_factory = sqlite3.Row
+        self._db.create_function(
+            "name_key", 1, lambda name: name and name_key(name), deterministic=True
+        )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # a committed state survives power loss
         self._db.execute("PRAGMA busy_timeout=10000")
@@ -237,11 +248,14 @@ class Ledger:
         )
 
     def output_owner(self, output: str, other_than: str) -> str | None:
+        """The photo other than ``other_than`` whose copy has (or is about to have) the name
+        ``output`` — compared by ``name_key``, not byte for byte."""
+        key = name_key(output)
         with self._lock:
             found = self._db.execute(
-                "SELECT path FROM photos WHERE (output = ? OR staged_output = ?) AND path != ? "
-                "LIMIT 1",
-                (output, output, other_than),
+                "SELECT path FROM photos WHERE (name_key(output) = ? OR name_key(staged_output) "
+                "= ?) AND path != ? LIMIT 1",
+                (key, key, other_than),
             ).fetchone()
         return found[0] if found else None
 

@@ -61,8 +61,10 @@ def output_name(
 ) -> str:
     """Where ``row``'s copy goes under the outbox: ``wanted`` (default: the first of
     ``copy_names``) unless another row holds it or it is ``promised`` to another photo, else
-    the first of ``copy_names`` that is neither. A row that has published keeps its name (a new
-    copy replaces the old)."""
+    the first of ``copy_names`` that is neither. Names are compared by ``name_key``: the
+    outbox may be (or be synced to) a case-insensitive filesystem, so ``img_1.jpg`` arriving
+    after ``IMG_1.jpg`` takes ``img_1.jpg.jpg``, on every filesystem alike. A row that has
+    published keeps its name (a new copy replaces the old)."""
     if row.output:
         return row.output
     for candidate in itertools.chain([wanted] if wanted else [], copy_names(row.path)):
