@@ -31,62 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-STATES = ("queued", "processing", "done", "unprotected", "failed")
-SCHEMA_VERSION = 1
+from pixcamd.daemon.ledger_schema import JSON_COLUMNS, STATES, prepare
+
 MAX_EVENTS = 20_000  # older events are pruned (the JSON log file keeps everything)
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS photos (
-    id INTEGER PRIMARY KEY,
-    path TEXT NOT NULL UNIQUE,          -- source, relative to the inbox (POSIX separators)
-    sha256 TEXT NOT NULL,               -- content as settled
-    size INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL,
-    fingerprint TEXT,                   -- settings + model fingerprints that produced the row
-    model TEXT,                         -- model(s) used, e.g. "brisque"
-    state TEXT NOT NULL CHECK (state IN ('queued','processing','done','unprotected','failed')),
-    attempts INTEGER NOT NULL DEFAULT 0,
-    not_before REAL NOT NULL DEFAULT 0, -- retries wait until then (unix time)
-    degrade INTEGER NOT NULL DEFAULT 0, -- GPU out of memory: 1 half batch, 2 batch 1, 3 CPU
-    detected_at REAL,
-    queued_at REAL,
-    started_at REAL,
-    finished_at REAL,
-    verdict TEXT,                       -- protected / already low quality / unprotected
-    scores TEXT,                        -- JSON: after JPEG-90 per model and view
-    psnr REAL,
-    seconds REAL,
-    timings TEXT,                       -- JSON: decode, protect, write, verify, total
-    report TEXT,                        -- JSON: protect()'s full summary
-    output TEXT,                        -- relative to the outbox, once published
-    held TEXT,                          -- absolute path of the copy in hold_dir, if any
-    duplicate_of TEXT,
-    staged TEXT,                        -- commit record: the staged file …
-    staged_output TEXT,                 -- … the outbox path it goes to …
-    staged_sha256 TEXT,                 -- … its sha256 …
-    staged_fields TEXT,                 -- … and the row's final fields (JSON)
-    error TEXT,
-    budget TEXT,                        -- JSON: a stronger retry's larger budget (one attempt)
-    decision TEXT                       -- JSON: what a person decided (shipped anyway, removed)
-);
-CREATE INDEX IF NOT EXISTS photos_queue ON photos (state, not_before, queued_at);
-CREATE INDEX IF NOT EXISTS photos_sha ON photos (sha256);
-CREATE INDEX IF NOT EXISTS photos_output ON photos (output);
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY,
-    ts REAL NOT NULL,
-    level TEXT NOT NULL,
-    event TEXT NOT NULL,
-    path TEXT,
-    data TEXT
-);
-CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
-CREATE TABLE IF NOT EXISTS daemon (key TEXT PRIMARY KEY, value TEXT);
-"""
-
-_JSON = ("scores", "timings", "report", "staged_fields", "budget", "decision")
-# Columns added after the first release: a ledger made before them gets them at open.
-_ADDED = (("budget", "TEXT"), ("decision", "TEXT"))
 
 
 @dataclass
@@ -126,7 +73,7 @@ class Row:
     @classmethod
     def from_sql(cls, row: sqlite3.Row) -> Row:
         data = dict(row)
-        for key in _JSON:
+        for key in JSON_COLUMNS:
             if data[key] is not None:
                 data[key] = json.loads(data[key])
         return cls(**data)
@@ -166,12 +113,7 @@ class Ledger:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # a committed state survives power loss
         self._db.execute("PRAGMA busy_timeout=10000")
-        self._db.executescript(_SCHEMA)
-        have = {r[1] for r in self._db.execute("PRAGMA table_info(photos)")}
-        for column, kind in _ADDED:
-            if column not in have:
-                self._db.execute(f"ALTER TABLE photos ADD COLUMN {column} {kind}")
-        self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        prepare(self._db)
 
     def close(self) -> None:
         with self._lock:
@@ -194,7 +136,7 @@ class Ledger:
         return Row.from_sql(found) if found is not None else None
 
     def _update(self, db: sqlite3.Connection, row_id: int, **fields) -> None:
-        for key in _JSON:
+        for key in JSON_COLUMNS:
             if key in fields and fields[key] is not None:
                 fields[key] = json.dumps(fields[key])
         sets = ", ".join(f"{k} = ?" for k in fields)

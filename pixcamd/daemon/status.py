@@ -10,7 +10,8 @@ from datetime import datetime
 
 from pixcamd.daemon.config import Config
 from pixcamd.daemon.events import human_line, printable
-from pixcamd.daemon.ledger import STATES, read_only
+from pixcamd.daemon.ledger import read_only
+from pixcamd.daemon.ledger_schema import STATES
 from pixcamd.errors import PixcamdError
 
 STALE_AFTER = 30.0  # seconds without a heartbeat before a live pid is reported as unresponsive
