@@ -173,3 +173,37 @@ def test_a_photo_killed_mid_way_every_time_fails_after_its_attempts(ledger, tmp_
     assert row.state == "failed" and row.attempts == 3
     assert row.error.startswith("interrupted 3 times") and "lower `max_pixels`" in row.error
     assert ledger.claim_next() is None  # not tried a fourth time
+
+
+def test_a_ledger_made_before_the_added_columns_keeps_its_rows(tmp_path):
+    # a daemon upgraded in place: the first release's photos table, one photo published
+    path = tmp_path / "ledger.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE photos (id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE, sha256 TEXT "
+        "NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, fingerprint TEXT, model "
+        "TEXT, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, not_before REAL NOT "
+        "NULL DEFAULT 0, degrade INTEGER NOT NULL DEFAULT 0, detected_at REAL, queued_at REAL, "
+        "started_at REAL, finished_at REAL, verdict TEXT, scores TEXT, psnr REAL, seconds REAL, "
+        "timings TEXT, report TEXT, output TEXT, held TEXT, duplicate_of TEXT, staged TEXT, "
+        "staged_output TEXT, staged_sha256 TEXT, staged_fields TEXT, error TEXT);"
+        "INSERT INTO photos (path, sha256, size, mtime_ns, fingerprint, state, output, scores) "
+        "VALUES ('IMG_1.png', 'h1', 1, 1, 's1-aaaa', 'done', 'IMG_1.jpg', '{\"center\": 70}');"
+    )
+    old.commit()
+    old.close()
+    ledger = Ledger(path, clock=Clock())
+    try:
+        row = ledger.get("IMG_1.png")
+        assert (row.state, row.output, row.scores, row.budget) == (
+            "done",
+            "IMG_1.jpg",
+            {"center": 70},
+            None,
+        )
+        assert ledger.offer("IMG_1.png", "h1", 1, 1, FP).action == "unchanged"
+        ledger.requeue_many([row.id], budget={"epsilon": 9})
+        assert ledger.get("IMG_1.png").budget == {"epsilon": 9}
+        assert ledger.output_owner("img_1.jpg", "other.png") == "IMG_1.png"
+    finally:
+        ledger.close()
