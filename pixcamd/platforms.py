@@ -1,10 +1,10 @@
 """Platform pipelines: what a destination does to a photo before anyone's BIQA sees it.
 
-A pipeline is a resize rule (none; long side L; width W; height H; a scale factor — only ever
-downscaling, a photo smaller than the rule is left at its size), the resampling filter, then a
-re-encode at the destination's quality: JPEG (with its chroma subsampling) or lossy WebP.
-Optionally a centre crop to another aspect, before the resize (a square post) or after it (a
-profile grid's thumbnail of the served copy).
+A pipeline is a resize rule (none; long side L; width W; height H; a scale factor; at most N
+megapixels — only ever downscaling, a photo smaller than the rule is left at its size), the
+resampling filter, then a re-encode at the destination's quality: JPEG (with its chroma
+subsampling) or lossy WebP. Optionally a centre crop to another aspect, before the resize (a
+square post) or after it (a profile grid's thumbnail of the served copy).
 ``Pipeline.apply`` is the real thing (Pillow); ``pixcamd.optimizer`` holds its differentiable
 stand-in.
 
@@ -15,6 +15,7 @@ platforms change them without notice). Anything else is written inline — ``lon
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, replace
 
@@ -28,7 +29,7 @@ FILTERS = {
     "box": Image.Resampling.BOX,
     "nearest": Image.Resampling.NEAREST,
 }
-RESIZE_RULES = ("none", "long", "width", "height", "scale")
+RESIZE_RULES = ("none", "long", "width", "height", "scale", "mp")
 SUBSAMPLINGS = ("4:2:0", "4:2:2", "4:4:4")
 # AVIF is left out: Pillow can write it, but one encode of a served photo takes seconds at the
 # default speed, and the loop re-encodes a window of every such pipeline each time it looks.
@@ -53,7 +54,7 @@ class Pipeline:
 
     name: str
     resize: str = "none"  # one of RESIZE_RULES
-    size: float = 0  # pixels for long/width/height, the factor for scale
+    size: float = 0  # pixels for long/width/height, the factor for scale, megapixels for mp
     filter: str = "lanczos"
     quality: int | None = 90
     subsampling: str = "4:2:0"
@@ -81,14 +82,20 @@ class Pipeline:
             object.__setattr__(self, "crop_after_resize", False)  # one order, one pipeline
         if self.resize not in RESIZE_RULES:
             raise PipelineError(
-                f"unknown resize rule {self.resize!r}: use none, long N, width N, height N "
-                "or scale F"
+                f"unknown resize rule {self.resize!r}: use none, long N, width N, height N, "
+                "scale F or mp M"
             )
         if self.resize == "scale":
             if not 0 < self.size <= 1:
                 raise PipelineError(
                     f"scale {self.size:g} would enlarge or vanish: give a factor in (0, 1] "
                     "(pipelines only downscale)"
+                )
+        elif self.resize == "mp":
+            if self.size < MIN_SIZE * MIN_SIZE / 1e6:
+                raise PipelineError(
+                    f"mp {self.size:g}: give the megapixels a photo is fitted in, at least "
+                    f"{MIN_SIZE * MIN_SIZE / 1e6:g} (e.g. 8.3)"
                 )
         elif self.resize != "none" and (self.size != int(self.size) or self.size < MIN_SIZE):
             raise PipelineError(
@@ -160,6 +167,15 @@ class Pipeline:
         """The resize rule alone."""
         if self.resize == "none":
             return width, height
+        if self.resize == "mp":
+            # Mastodon's rule (lib/paperclip/lazy_thumbnail.rb), rounded as it rounds: each
+            # side from the area and the aspect, not from one factor
+            area = self.size * 1e6
+            if width * height <= area:
+                return width, height
+            return max(1, round(math.sqrt(area * width / height))), max(
+                1, round(math.sqrt(area * height / width))
+            )
         if self.resize == "scale":
             factor = self.size
         else:
@@ -192,6 +208,8 @@ class Pipeline:
             size = "full size"
         elif self.resize == "scale":
             size = f"scaled ×{self.size:g} ({self.filter})"
+        elif self.resize == "mp":
+            size = f"at most {self.size:g} megapixels ({self.filter})"
         else:
             what = "long side" if self.resize == "long" else self.resize
             size = f"{what} {int(self.size)} px ({self.filter})"
@@ -259,40 +277,45 @@ PRESETS: dict[str, Pipeline] = {
         # upload limit (docs/platforms.md). The one preset that downscales and keeps a high
         # quality: there the JPEG's own artefacts cannot carry the protection.
         Pipeline("bluesky", "long", 2000, quality=90),
+        # Mastodon's server: a photo over 3840×2160 worth of pixels fitted in that many, and
+        # every local upload re-encoded (metadata stripped) at JPEG 90 by libvips, which keeps
+        # full chroma at quality 90 and above (docs/platforms.md)
+        Pipeline("mastodon", "mp", 8.2944, quality=90, subsampling="4:4:4"),
         Pipeline("as-is", quality=None),  # judge a file exactly as it is (one downloaded back)
     )
 }
 DEFAULT_PLATFORMS = ("task", "facebook", "instagram", "whatsapp", "bluesky")
 
 _TOKEN = re.compile(
-    r"(long|width|height)(\d+)|scale(\d*\.?\d+)|(q|webp)(\d+)|(4:?[024]:?[024])"
-    r"|crop(\d+)[:x](\d+)"
+    r"(?P<side>long|width|height)(?P<pixels>\d+)|(?P<ratio>scale|mp)(?P<number>\d*\.?\d+)"
+    r"|(?P<codec>q|webp)(?P<quality>\d+)|(?P<chroma>4:?[024]:?[024])"
+    r"|crop(?P<aw>\d+)[:x](?P<ah>\d+)"
 )
 
 
 def parse_inline(text: str, name: str | None = None) -> Pipeline:
     """``long1600-q75``, ``width1080-q80-bicubic-444``, ``none-q90``, ``scale0.5-q85``,
-    ``long2048-webp80`` (WebP at quality 80 instead of JPEG), ``crop1:1-long1080-q80`` (a
-    centre crop to 1:1, then the resize), ``width1080-crop3:4-q80`` (the resize, then the
-    crop)."""
+    ``mp8.3-q90`` (fitted in 8.3 megapixels), ``long2048-webp80`` (WebP at quality 80 instead
+    of JPEG), ``crop1:1-long1080-q80`` (a centre crop to 1:1, then the resize),
+    ``width1080-crop3:4-q80`` (the resize, then the crop)."""
     fields: dict = {}
     for token in text.strip().lower().split("-"):
         match = _TOKEN.fullmatch(token)
-        if match and match.group(7):
-            key, value = "crop", (int(match.group(7)), int(match.group(8)))
+        if match and match["aw"]:
+            key, value = "crop", (int(match["aw"]), int(match["ah"]))
             fields["crop_after_resize"] = "resize" in fields
         elif token in FILTERS:
             key, value = "filter", token
         elif token == "none":
             key, value = "resize", ("none", 0)
-        elif match and match.group(1):
-            key, value = "resize", (match.group(1), int(match.group(2)))
-        elif match and match.group(3):
-            key, value = "resize", ("scale", float(match.group(3)))
-        elif match and match.group(4):
-            codec = "jpeg" if match.group(4) == "q" else "webp"
-            key, value = "quality", (int(match.group(5)), codec)
-        elif match and match.group(6):
+        elif match and match["side"]:
+            key, value = "resize", (match["side"], int(match["pixels"]))
+        elif match and match["ratio"]:
+            key, value = "resize", (match["ratio"], float(match["number"]))
+        elif match and match["codec"]:
+            codec = "jpeg" if match["codec"] == "q" else "webp"
+            key, value = "quality", (int(match["quality"]), codec)
+        elif match and match["chroma"]:
             digits = token.replace(":", "")
             key, value = "subsampling", f"{digits[0]}:{digits[1]}:{digits[2]}"
         else:
@@ -369,7 +392,8 @@ def _resize(resize) -> dict:
         size = -1.0
     if rule not in RESIZE_RULES[1:] or size < 0:
         raise PipelineError(
-            f'{resize!r}: write "none", "long 2048", "width 1080", "height 1080" or "scale 0.5"'
+            f'{resize!r}: write "none", "long 2048", "width 1080", "height 1080", "scale 0.5" '
+            'or "mp 8.3"'
         )
     return _alone(resize=rule, size=size)
 

@@ -426,7 +426,7 @@ def test_every_pipeline_problem_is_reported_at_once_with_the_others(tmp_path):
         f"  {where}pipelines.mine.colour: unknown key (use codec, crop, crop_after_resize, "
         "filter, quality, resize, subsampling)",
         f'  {where}pipelines.mine.resize: \'wide 600\': write "none", "long 2048", '
-        '"width 1080", "height 1080" or "scale 0.5"',
+        '"width 1080", "height 1080", "scale 0.5" or "mp 8.3"',
         f"  {where}pipelines.mine.filter: unknown resampling filter 'sharp': choose from "
         "lanczos, bicubic, bilinear, hamming, box, nearest",
         f"  {where}pipelines.mine.quality: 0 is out of range: give a whole number 1–100",
@@ -437,7 +437,7 @@ def test_every_pipeline_problem_is_reported_at_once_with_the_others(tmp_path):
         f"  {where}pipelines.square.crop_after_resize: expected true or false, got 'yes'",
         f"  {where}platforms: 'long1600-q0': JPEG quality 0 is out of range: give 1–100",
         f"  {where}platforms: unknown platform 'myspace': choose from task, facebook, instagram, "
-        "whatsapp, telegram, bluesky, as-is, or write one inline as e.g. long1600-q75",
+        "whatsapp, telegram, bluesky, mastodon, as-is, or write one inline as e.g. long1600-q75",
     ]
 
 

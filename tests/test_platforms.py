@@ -76,6 +76,12 @@ def webp_by_hand(img: Image.Image, quality: int) -> Image.Image:
         ("scale0.25-q85", (4000, 3000), (1000, 750)),
         ("scale1-q85", (640, 480), (640, 480)),
         ("none-q90", (9000, 6000), (9000, 6000)),
+        # Mastodon's numbers: 3840×2160 worth of pixels, each side rounded from the area
+        ("mp8.2944-q90", (4032, 3024), (3326, 2494)),
+        ("mp8.2944-q90", (3024, 4032), (2494, 3326)),
+        ("mp8.2944-q90", (6000, 1000), (6000, 1000)),  # 6 MP: within it, kept
+        ("mp8.2944-q90", (8000, 2000), (5760, 1440)),
+        ("mp2-q80", (3000, 2000), (1732, 1155)),
     ],
 )
 def test_output_size_follows_the_rule_and_never_enlarges(spec, size, served):
@@ -86,7 +92,14 @@ def test_output_size_never_enlarges_and_keeps_the_aspect_on_any_size():
     rng = random.Random(11)
     pipelines = [
         parse_inline(s)
-        for s in ("long2048-q85", "long640-q80", "width1080-q80", "height720-q80", "scale0.3-q80")
+        for s in (
+            "long2048-q85",
+            "long640-q80",
+            "width1080-q80",
+            "height720-q80",
+            "scale0.3-q80",
+            "mp1.5-q80",
+        )
     ]
     for _ in range(300):
         width, height = rng.randint(16, 6000), rng.randint(16, 6000)
@@ -95,6 +108,8 @@ def test_output_size_never_enlarges_and_keeps_the_aspect_on_any_size():
             assert 1 <= w <= width and 1 <= h <= height, (pipeline.spec(), width, height)
             if (w, h) != (width, height):  # a downscale keeps the aspect, up to rounding
                 assert abs(w / width - h / height) <= 1 / min(w, h), (pipeline.spec(), w, h)
+            if pipeline.resize == "mp":  # within the area, up to each side's rounding
+                assert w * h <= 1.5e6 + (w + h) / 2 + 1, (width, height, w, h)
 
 
 # ---- the real pipeline -------------------------------------------------------------------------
@@ -120,6 +135,8 @@ def camera_photo(corpus_dir) -> Image.Image:
         ("scale0.5-q85-box-422", (840, 525)),
         ("long1600-webp75", (1600, 1000)),
         ("none-webp90-bicubic", (1680, 1050)),
+        ("mastodon", (1680, 1050)),  # 1.8 MP: within its 8.3, re-encoded at full size, 4:4:4
+        ("mp1-q85", (1265, 791)),  # √(10⁶ × 1680/1050) = 1264.9, √(10⁶ × 1050/1680) = 790.6
     ],
 )
 def test_apply_is_pillows_resize_then_pillows_jpeg_or_webp(camera_photo, spec, served):
@@ -209,6 +226,7 @@ def test_apply_never_enlarges_a_small_photo_and_as_is_changes_nothing():
         ("width1080-q80-bicubic-444", ("width", 1080, "bicubic", 80, "4:4:4")),
         ("height720-q70-422", ("height", 720, "lanczos", 70, "4:2:2")),
         ("scale0.5-q85", ("scale", 0.5, "lanczos", 85, "4:2:0")),
+        ("mp8.3-q90-444", ("mp", 8.3, "lanczos", 90, "4:4:4")),
         ("none-q90", ("none", 0, "lanczos", 90, "4:2:0")),
         ("long2048-q100-nearest", ("long", 2048, "nearest", 100, "4:2:0")),
         ("long16-q1", ("long", 16, "lanczos", 1, "4:2:0")),  # the limits themselves are fine
@@ -277,12 +295,14 @@ def test_presets_exist_with_the_documented_numbers():
         "whatsapp": ("long", 1600, 75, "4:2:0"),
         "telegram": ("long", 1280, 87, "4:2:0"),
         "bluesky": ("long", 2000, 90, "4:2:0"),
+        "mastodon": ("mp", 8.2944, 90, "4:4:4"),
         "as-is": ("none", 0, None, "4:2:0"),
     }
     assert all(p.filter == "lanczos" and p.name == n for n, p in PRESETS.items())
     assert DEFAULT_PLATFORMS == ("task", "facebook", "instagram", "whatsapp", "bluesky")
     assert PRESETS["instagram"].describe() == "width 1080 px (lanczos), JPEG 80 4:2:0"
     assert PRESETS["as-is"].describe() == "full size, no re-encode"
+    assert PRESETS["mastodon"].describe() == "at most 8.2944 megapixels (lanczos), JPEG 90 4:4:4"
     for name, preset in PRESETS.items():  # each spec reads back as the same pipeline
         (again,) = parse_platforms(preset.spec())
         assert dataclasses.replace(again, name=name) == preset
@@ -304,7 +324,7 @@ def test_the_docs_table_of_presets_and_inline_examples_match_the_code():
         if p.resize == "none":
             assert resize.strip() == "none", name
         else:
-            rule = "long side" if p.resize == "long" else p.resize
+            rule = {"long": "long side", "mp": "megapixels"}.get(p.resize, p.resize)
             assert resize.strip() == f"{rule} {p.size:g}, {p.filter.capitalize()}", name
         expected = "none" if p.quality is None else f"{p.quality}, {p.subsampling}"
         assert jpeg.strip() == expected, name
@@ -342,6 +362,7 @@ BAD_SPECS = [
     ("long1600-q80-sharp", "cannot read 'sharp'"),
     ("long8-q80", "long 8: give a whole number of pixels ≥ 16"),
     ("width0-q80", "width 0: give a whole number of pixels ≥ 16"),
+    ("mp0-q90", "mp 0: give the megapixels a photo is fitted in, at least 0.000256"),
     ("long1600", "give the JPEG quality, e.g. long1600-q85"),
     ("long1600-q80-q90", "quality is given twice"),
     ("task,,instagram", "no platform given"),

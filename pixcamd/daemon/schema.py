@@ -408,9 +408,10 @@ SCHEMA: tuple[Option, ...] = (
         {},
         "Platform pipelines of your own, one table each under a name of its own (not a "
         "preset's, nor an inline spec such as long1600-q75), then named in `platforms`. resize: "
-        '"none", "long 2048" (long side), "width 1080", "height 1080" or "scale 0.5" — only '
-        "ever down, a smaller photo is left at its size; filter: lanczos (default), bicubic, "
-        "bilinear, hamming, box, nearest; quality (required): the JPEG (or WebP) quality 1–100; "
+        '"none", "long 2048" (long side), "width 1080", "height 1080", "scale 0.5" or "mp 8.3" '
+        "(fitted in 8.3 megapixels) — only ever down, a smaller photo is left at its size; "
+        "filter: lanczos (default), bicubic, bilinear, hamming, box, nearest; quality "
+        "(required): the JPEG (or WebP) quality 1–100; "
         'subsampling: "4:2:0" (default), "4:2:2" or "4:4:4"; codec: "jpeg" (default) or "webp" '
         "(lossy WebP at that quality, always 4:2:0); crop: a centre crop to an aspect first, e.g. "
         '"1:1" for a square post; crop_after_resize: true to crop the resized photo instead (a '
