@@ -307,6 +307,16 @@ def test_a_custom_webp_pipeline_reads_from_the_config_and_changes_the_fingerprin
     assert len(fingerprints) == 2
 
 
+def test_a_custom_pipeline_by_megapixels_reads_from_the_config(tmp_path, capsys):
+    text = BASE + 'platforms = ["task", "myblog"]\n' + MYBLOG.replace("long 600", "mp 2")
+    config = load_config(write(tmp_path, text))
+    mine = config.platform_pipelines[1]
+    assert mine == Pipeline("myblog", "mp", 2, filter="bicubic", quality=80)
+    assert mine.output_size(3000, 2000) == (1732, 1155)  # √(2·10⁶ · 3/2), √(2·10⁶ · 2/3)
+    assert main(["config", "check", "--config", str(config.source)]) == 0
+    assert tomllib.loads(capsys.readouterr().out)["pipelines"]["myblog"]["resize"] == "mp 2"
+
+
 def test_a_custom_crop_pipeline_reads_from_the_config_and_changes_the_fingerprint(
     tmp_path, capsys, brisque
 ):
@@ -340,6 +350,7 @@ BAD_PIPELINES = [
     (MYBLOG.replace("long 600", "scale 2"), "pipelines.myblog.resize: scale 2 would enlarge"),
     (MYBLOG.replace("long 600", "long 8"), "pipelines.myblog.resize: long 8: give a whole number"),
     (MYBLOG.replace("long 600", "wide 600"), "pipelines.myblog.resize: 'wide 600': write"),
+    (MYBLOG.replace("long 600", "mp 0"), "pipelines.myblog.resize: mp 0: give the megapixels"),
     (
         MYBLOG.replace("bicubic", "sharp"),
         "pipelines.myblog.filter: unknown resampling filter 'sharp'",
