@@ -9,6 +9,9 @@ Two faces of the same thing:
   estimator. It is applied to a window aligned to the full photo's 16-pixel MCU grid with a
   16-pixel margin, so its 8×8 blocks, 4:2:0 chroma pairs and libjpeg's "fancy" chroma
   upsampling see the same neighbours as a JPEG of the whole photo.
+
+And the way back: ``served_as`` reads how a downloaded JPEG was encoded (its libjpeg quality and
+chroma subsampling), so that a platform's pipeline can be written down from a copy of it.
 """
 
 from __future__ import annotations
@@ -120,3 +123,47 @@ def straight_through_jpeg(window: torch.Tensor, chain: Chain, soft: bool = True)
 def straight_through_round(x: torch.Tensor) -> torch.Tensor:
     """Round to the 8-bit values the file will hold; gradients pass as if unrounded."""
     return x + (torch.round(x * 255) / 255 - x).detach()
+
+
+# libjpeg's (IJG) luminance quantization table at quality 50, natural order (Annex K of T.81).
+_IJG_LUMA = (
+    (16, 11, 10, 16, 24, 40, 51, 61),
+    (12, 12, 14, 19, 26, 58, 60, 55),
+    (14, 13, 16, 24, 40, 57, 69, 56),
+    (14, 17, 22, 29, 51, 87, 80, 62),
+    (18, 22, 37, 56, 68, 109, 103, 77),
+    (24, 35, 55, 64, 81, 104, 113, 92),
+    (49, 64, 78, 87, 103, 121, 120, 101),
+    (72, 92, 95, 98, 112, 100, 103, 99),
+)
+_SAMPLING = {0: "4:4:4", 1: "4:2:2", 2: "4:2:0"}
+
+
+def _ijg_table(quality: int) -> list[int]:
+    scale = 5000 // quality if quality < 50 else 200 - 2 * quality
+    return [min(255, max(1, (v * scale + 50) // 100)) for row in _IJG_LUMA for v in row]
+
+
+def served_as(img: Image.Image) -> dict | None:
+    """How a JPEG file was encoded, to write a platform's pipeline down from a copy downloaded
+    back: size, chroma subsampling, and the libjpeg quality whose luminance table is nearest
+    (``exact`` when it is that table: other encoders' tables only approximate a quality)."""
+    if getattr(img, "format", None) != "JPEG" or not getattr(img, "quantization", None):
+        return None
+    from PIL import JpegImagePlugin
+
+    table = list(img.quantization[0])
+    if len(table) != 64:
+        return None
+
+    def error(quality: int) -> int:
+        return sum(abs(a - b) for a, b in zip(table, _ijg_table(quality), strict=True))
+
+    errors = {q: error(q) for q in range(1, 101)}
+    quality = min(errors, key=lambda q: (errors[q], -q))
+    return {
+        "size": list(img.size),
+        "quality": quality,
+        "exact": errors[quality] == 0,
+        "subsampling": _SAMPLING.get(JpegImagePlugin.get_sampling(img), "other"),
+    }

@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 import torch
 from PIL import Image
 
+from pixcamd.jpeg import served_as
 from pixcamd.models.base import QualityModel
 from pixcamd.photo import load_photo, to_tensor
-from pixcamd.platforms import PRESETS, Pipeline, served_as
+from pixcamd.platforms import PRESETS, Pipeline
 from pixcamd.views import DEFAULT_VIEWS, make_views
 
 
@@ -48,7 +49,7 @@ class PhotoScore:
     size: tuple[int, int]
     model: dict
     platforms: list[PipelineScore] = field(default_factory=list)
-    encoding: dict | None = None  # a JPEG's quality and subsampling (``platforms.served_as``)
+    encoding: dict | None = None  # a JPEG's quality and subsampling (``jpeg.served_as``)
 
     @property
     def good(self) -> bool:
