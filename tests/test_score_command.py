@@ -226,3 +226,41 @@ def test_scores_the_whole_corpus_as_the_issue_asks(corpus_dir, capsys):
     assert all(
         set(p["views"]) == {"center", "resize"} for r in results for p in r["platforms"].values()
     )
+
+
+def test_a_jpeg_downloaded_back_says_how_it_was_encoded(tmp_path, capsys):
+    # what a user reads to write a platform's pipeline down: libjpeg's quality and the chroma
+    # subsampling, told from the file's own tables
+    photo = textured(640, 480, 3)
+    made = {
+        "q75.jpg": dict(quality=75),  # Pillow's default 4:2:0
+        "mastodon.jpg": dict(quality=90, subsampling="4:4:4"),
+        "q100.jpg": dict(quality=100, subsampling="4:2:2"),
+    }
+    for name, options in made.items():
+        photo.save(tmp_path / name, **options)
+    # another encoder's tables: libjpeg's quality 80 luminance table, a few steps moved
+    luma = Image.open(tmp_path / "q75.jpg").quantization[0]
+    other = [min(255, v + (3 if i % 5 == 0 else 0)) for i, v in enumerate(luma)]
+    photo.save(tmp_path / "other.jpg", qtables=[other, other], subsampling="4:2:0")
+    photo.save(tmp_path / "photo.png")
+    paths = [tmp_path / n for n in (*made, "other.jpg", "photo.png")]
+    code, results, _ = run_json(capsys, *paths, "--model", "brisque", "--platforms", "as-is")
+    assert code == 0
+    encodings = {r["path"].rsplit("/", 1)[1]: r["encoding"] for r in results}
+    assert encodings["q75.jpg"] == {
+        "size": [640, 480],
+        "quality": 75,
+        "exact": True,
+        "subsampling": "4:2:0",
+    }
+    assert encodings["mastodon.jpg"]["quality"] == 90
+    assert encodings["mastodon.jpg"]["subsampling"] == "4:4:4"
+    q100 = encodings["q100.jpg"]
+    assert (q100["quality"], q100["subsampling"]) == (100, "4:2:2")
+    assert encodings["other.jpg"]["exact"] is False
+    assert 70 <= encodings["other.jpg"]["quality"] <= 75  # the nearest of libjpeg's, not exact
+    assert encodings["photo.png"] is None  # not a JPEG: no encoding of its own
+    for name, said in (("q75.jpg", "a JPEG q75 4:2:0"), ("other.jpg", "a JPEG ≈q")):
+        main(["score", str(tmp_path / name), "--model", "brisque", "--platforms", "as-is"])
+        assert f"(640×480, {said}" in capsys.readouterr().out
