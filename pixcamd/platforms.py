@@ -35,6 +35,7 @@ SUBSAMPLINGS = ("4:2:0", "4:2:2", "4:4:4")
 # default speed, and the loop re-encodes a window of every such pipeline each time it looks.
 CODECS = ("jpeg", "webp")
 MIN_SIZE = 16  # a side smaller than one JPEG block pair is no destination
+MIN_MEGAPIXELS = MIN_SIZE * MIN_SIZE / 1e6  # the same, for a rule by area
 MAX_ASPECT = 10  # a crop aspect beyond 10:1 is a strip, not a photo
 
 
@@ -92,10 +93,10 @@ class Pipeline:
                     "(pipelines only downscale)"
                 )
         elif self.resize == "mp":
-            if self.size < MIN_SIZE * MIN_SIZE / 1e6:
+            if self.size < MIN_MEGAPIXELS:
                 raise PipelineError(
                     f"mp {self.size:g}: give the megapixels a photo is fitted in, at least "
-                    f"{MIN_SIZE * MIN_SIZE / 1e6:g} (e.g. 8.3)"
+                    f"{MIN_MEGAPIXELS:g} (e.g. 8.3)"
                 )
         elif self.resize != "none" and (self.size != int(self.size) or self.size < MIN_SIZE):
             raise PipelineError(

@@ -48,7 +48,6 @@ CREATE TABLE IF NOT EXISTS photos (
 );
 CREATE INDEX IF NOT EXISTS photos_queue ON photos (state, not_before, queued_at);
 CREATE INDEX IF NOT EXISTS photos_sha ON photos (sha256);
-CREATE INDEX IF NOT EXISTS photos_output ON photos (output);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY,
     ts REAL NOT NULL,
@@ -69,4 +68,7 @@ def prepare(db: sqlite3.Connection) -> None:
     for column, kind in ADDED_COLUMNS:
         if column not in have:
             db.execute(f"ALTER TABLE photos ADD COLUMN {column} {kind}")
+    # copy names are compared by their name_key (a full scan, once a publication): an index on
+    # the raw name served nothing since, and is dropped from ledgers that have it
+    db.execute("DROP INDEX IF EXISTS photos_output")
     db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
