@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_protect.py step [--megapixels 12] [--steps 5] [--mode enhance]
         [--platforms task,facebook,instagram,whatsapp] [--views-per-step 4] [--roaming 2]
+        [--near-full 1]
     .venv/bin/python bench/bench_protect.py step --model brisque --per-view
     .venv/bin/python bench/bench_protect.py memory [--megapixels 24] [--model koncept512]
         [--mode enhance] [--platforms LIST] [--views-per-step 4]
@@ -11,7 +12,8 @@ pipelines of ``--platforms`` (default: pixcamd's default set; ``--platforms task
 behaviour before issue #11) on a photo of the given size, KonCept512 with RANDOM weights
 (labelled: timing only). A step of the invisible perturbation evaluates at most
 ``--views-per-step`` of the loop views (``pixcamd.pipeline_views``; ``--roaming`` random
-pipelines in no preset only fill the slots they leave free), so the result also gives the
+pipelines in no preset only fill the slots they leave free; ``--near-full`` downscales near full
+size come on top of them), so the result also gives the
 bare cost of that many forward+backward passes of the model measured in the same process, and
 the ratio — the rest of the pipeline (views, straight-through resizes, in-loop JPEG, update of the
 full-resolution perturbation) is what the ratio exposes — and, for comparison with earlier
@@ -52,7 +54,7 @@ from pixcamd.optimizer import Attack
 from pixcamd.photo import to_image, to_tensor
 from pixcamd.platforms import DEFAULT_PLATFORMS, parse_platforms
 from pixcamd.protect import Settings, view_workers
-from pixcamd.roaming import roaming_view
+from pixcamd.roaming import near_full_view, roaming_view
 
 
 def machine() -> dict:
@@ -90,6 +92,7 @@ def settings_for(args, **fields) -> Settings:
         platforms=parse_platforms(args.platforms),
         views_per_step=args.views_per_step,
         roaming=args.roaming,
+        near_full=args.near_full,
         workers=args.workers,
         **fields,
     )
@@ -114,13 +117,18 @@ def optimizer(mode: str, photo: torch.Tensor, model, settings: Settings):
         output=settings.output,
         views_per_step=settings.views_per_step,
         roaming=settings.roaming,
+        near_full=settings.near_full,
         workers=view_workers(settings),
     )
     # Unreachable targets: every loop view stays pending, so each step takes the cap; roaming
     # views (random pipelines in no preset) only fill slots the named views leave free.
-    # (every slot is used once some pipeline downscales the photo: roaming views fill them)
+    # (every slot is used once some pipeline downscales the photo: roaming views fill them),
+    # and the views near full size come on top (a photo too small for one has none)
     named = min(attack.views_per_step, len(attack.loop_views))
     per_step = attack.views_per_step if attack.roaming else named
+    height, width = photo.shape[-2:]
+    if near_full_view(width, height, torch.Generator()) is not None:
+        per_step += attack.near_full
     return attack, lambda n: attack.run(4 / 255, n), per_step
 
 
@@ -207,7 +215,8 @@ def memory(args) -> dict:
         cmd = [sys.executable, __file__, "memory", "--child", "--megapixels", str(args.megapixels)]
         cmd += ["--model", args.model, "--steps", str(args.steps), "--mode", args.mode]
         cmd += ["--platforms", args.platforms, "--views-per-step", str(args.views_per_step)]
-        cmd += ["--roaming", str(args.roaming), "--workers", str(args.workers)]
+        cmd += ["--roaming", str(args.roaming), "--near-full", str(args.near_full)]
+        cmd += ["--workers", str(args.workers)]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         return json.loads(out.strip().splitlines()[-1])
     model = model_for(args.model)
@@ -269,6 +278,12 @@ def main() -> None:
             type=int,
             default=Settings.roaming,
             help="random pipelines in no preset added to each step",
+        )
+        p.add_argument(
+            "--near-full",
+            type=int,
+            default=Settings.near_full,
+            help="downscales near full size added to each step, beside the roaming ones",
         )
         p.add_argument(
             "--workers",

@@ -42,7 +42,7 @@ from pixcamd.pipeline_views import (
     plan_loop_views,
 )
 from pixcamd.platforms import Pipeline
-from pixcamd.roaming import roaming_view
+from pixcamd.roaming import near_full_view, roaming_view
 from pixcamd.views import View, cover_scale, enlarge_to_cover, extract, plan_views
 
 # A step moves a pixel the whole step where the summed gradient is at least STEP_CLIP times a
@@ -174,11 +174,12 @@ class Attack(ViewLoop):
     the task's pipeline. Each step evaluates at most ``views_per_step`` loop views — those
     furthest from their targets, the stalest first among equals — so the cost per step stays
     bounded however many pipelines there are; the slots they leave free go to up to ``roaming``
-    random pipelines in no preset. A downscaling pipeline's crop is evaluated each time at a
-    served size drawn within ±``grid_jitter`` of its own (``DownscaledCrop.nearby``), and a fit
-    from a box within ±``fit_jitter`` of its own, so δ cannot lean on the one exact grid the
-    check uses. A step whose views all look done by their last
-    scores evaluates every view afresh before it reports the targets reached.
+    random pipelines in no preset, and ``near_full`` more slots to random downscales near full
+    size. A downscaling pipeline's crop is evaluated each time at a served size drawn within
+    ±``grid_jitter`` of its own (``DownscaledCrop.nearby``), and a fit from a box within
+    ±``fit_jitter`` of its own, so δ cannot lean on the one exact grid the check uses. A step
+    whose views all look done by their last scores evaluates every view afresh before it
+    reports the targets reached.
 
     Cost matters more than elegance here: at 12–24 MP every full-resolution tensor operation
     costs tens of milliseconds on a CPU and every full-resolution float tensor 100–300 MB, so δ
@@ -201,6 +202,7 @@ class Attack(ViewLoop):
         output: tuple[int, str] = (95, "4:4:4"),
         views_per_step: int = 0,
         roaming: int = 1,
+        near_full: int = 0,
         grid_jitter: float = GRID_JITTER,
         fit_jitter: float = FIT_JITTER,
         monochrome: bool = False,
@@ -228,6 +230,7 @@ class Attack(ViewLoop):
         self.largest = max(scales, default=1.0)  # the strongest downscale a pipeline does
         self.output = output
         self.roaming = roaming if self.largest > 1.0 else 0  # views per step
+        self.near_full = near_full if self.largest > 1.0 else 0  # views per step, beside them
         self.generator = torch.Generator().manual_seed(seed + 1)
         self.grid_jitter = grid_jitter  # served sizes of downscaled crops drawn from ± this
         self.fit_jitter = fit_jitter  # the boxes of fits drawn from ± this
@@ -443,6 +446,11 @@ class Attack(ViewLoop):
             free = self.views_per_step - len(chosen) if self.roaming else 0
             for _ in range(max(0, free)):
                 extra = roaming_view(width, height, self.largest, self.generator, self.output, size)
+                chosen = chosen + ([extra] if extra is not None else [])
+            # ... and a downscale near full size has slots of its own: the roaming draws seldom
+            # land there, and taking them from those draws cost the deep downscales.
+            for _ in range(self.near_full):
+                extra = near_full_view(width, height, self.generator, self.output, size)
                 chosen = chosen + ([extra] if extra is not None else [])
             scores = self.evaluate(backward=True, chosen=[self._nearby(v) for v in chosen])
             reached = self.reached(scores)

@@ -72,6 +72,9 @@ class Settings:
     masking: bool = True
     views_per_step: int = 3  # loop views evaluated per step (the cost bound; 0 = all)
     roaming: int = 2  # slots of a step for random pipelines in no preset (robustness)
+    # ... and slots beside them for a downscale near full size (docs/benchmarks.md, "Near full
+    # size"): where a named pipeline downscales, each step sees ``views_per_step`` + this views
+    near_full: int = 1
     grid_jitter: float = GRID_JITTER  # downscaled crops evaluated at a served size ± this
     fit_jitter: float = FIT_JITTER  # fits evaluated from a box ± this
     polish_steps: int = 10  # once protected, at most this many more steps to reach the margin
@@ -281,6 +284,7 @@ def protect(
         output=settings.output,
         views_per_step=settings.views_per_step,
         roaming=settings.roaming,
+        near_full=settings.near_full,
         grid_jitter=settings.grid_jitter,
         fit_jitter=settings.fit_jitter,
         monochrome=monochrome,

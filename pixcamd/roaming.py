@@ -94,6 +94,42 @@ def roaming_view(
     return DownscaledCrop.of(label, view, (width, height), served, filter_name, chain, output)
 
 
+# A view of its own each step near full size: a downscale by a factor drawn log-uniformly from
+# NEAR_FULL (a destination that fits a photo a little smaller than it is — Mastodon's 8.3 MP, a
+# 2048-px fit of a 2400-px photo), JPEG in ROAM_QUALITY, a quarter of them at 4:4:4 (libvips
+# keeps full chroma at quality 90 and above). The roaming draws start at 1.1 and mostly go far
+# below, and the fine grain that protects the full-size views is resampled away by a downscale
+# of a few per cent: without this view, protected photos were low at scales 0.98–0.6 at JPEG 90
+# on half the photos (docs/benchmarks.md, "Near full size").
+NEAR_FULL = (1.02, 1.7)
+NEAR_FULL_444_SHARE = 0.25
+
+
+def near_full_view(
+    width: int,
+    height: int,
+    generator: torch.Generator,
+    output: tuple[int, str] = (95, "4:4:4"),
+    size: tuple[int, int] = (VIEW_HEIGHT, VIEW_WIDTH),
+) -> LoopView | None:
+    """The centre crop of a random downscale near full size (``NEAR_FULL``; never so far that
+    the photo gets smaller than the view), a random filter, JPEG at a random quality in
+    ``ROAM_QUALITY``; None when the photo is too small to be downscaled that little."""
+    top = min(NEAR_FULL[1], width / size[1], height / size[0])
+    if top <= NEAR_FULL[0]:
+        return None
+    draw = torch.rand(4, generator=generator).tolist()
+    factor = math.exp(math.log(NEAR_FULL[0]) + draw[0] * (math.log(top) - math.log(NEAR_FULL[0])))
+    served = (max(size[1], round(width / factor)), max(size[0], round(height / factor)))
+    filter_name = ROAM_FILTERS[min(int(draw[1] * len(ROAM_FILTERS)), len(ROAM_FILTERS) - 1)]
+    quality = round(ROAM_QUALITY[0] + draw[2] * (ROAM_QUALITY[1] - ROAM_QUALITY[0]))
+    subsampling = "4:4:4" if draw[3] < NEAR_FULL_444_SHARE else "4:2:0"
+    chain = Chain(None, "4:4:4", quality, subsampling)
+    view = plan_views(*served, ["center"], size)[0]
+    label = f"roaming/{served[0]}x{served[1]}-q{quality}-{subsampling}-{filter_name}"
+    return DownscaledCrop.of(label, view, (width, height), served, filter_name, chain, output)
+
+
 def _roaming_crop(
     width: int,
     height: int,

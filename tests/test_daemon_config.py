@@ -232,6 +232,8 @@ def test_protection_mode_is_checked_and_changes_the_settings_fingerprint(tmp_pat
         ("roaming", "ROAM_CROP_SHARE", 0.0),
         ("roaming", "ROAM_CROP_FIT_SHARE", 0.5),
         ("roaming", "ROAM_ASPECTS", ((1, 1),)),
+        ("roaming", "NEAR_FULL", (1.02, 1.3)),
+        ("roaming", "NEAR_FULL_444_SHARE", 0.0),
     ],
 )
 def test_a_new_step_rule_changes_the_settings_fingerprint(
@@ -247,6 +249,7 @@ def test_a_new_step_rule_changes_the_settings_fingerprint(
     before = settings_fingerprint(Settings(), [brisque])
     assert settings_fingerprint(Settings(), [brisque]) == before
     assert settings_fingerprint(Settings(fit_jitter=0.0), [brisque]) != before
+    assert settings_fingerprint(Settings(near_full=0), [brisque]) != before
     monkeypatch.setattr(importlib.import_module(f"pixcamd.{module}"), rule, changed)
     assert settings_fingerprint(Settings(), [brisque]) != before
 

@@ -360,6 +360,65 @@ def test_a_roaming_view_moves_pixels_but_never_the_verdict_books(photo, brisque)
     assert not torch.equal(attack.delta, still.delta)  # the roaming view had its say
 
 
+def test_near_full_views_are_downscales_of_a_few_per_cent_to_forty(photo):
+    """The slot near full size: the photo served 2–41 % smaller (a factor from ``NEAR_FULL``),
+    never below the view size, a real filter, JPEG 85–98 at 4:2:0 or, a quarter of them, 4:4:4;
+    rendered as the pipeline serves it; the same seed draws the same; none from a photo that
+    cannot be downscaled that little."""
+    from pixcamd.roaming import NEAR_FULL, NEAR_FULL_444_SHARE, ROAM_QUALITY, near_full_view
+
+    generator = torch.Generator().manual_seed(5)
+    views = [near_full_view(*photo.size, generator) for _ in range(200)]
+    factors, chroma = [], []
+    for view in views:
+        assert isinstance(view, DownscaledCrop) and view.stands_for == []
+        served = (round(photo.width / view.scale[0]), round(photo.height / view.scale[1]))
+        factors.append(photo.width / served[0])
+        assert NEAR_FULL[0] - 0.01 <= factors[-1] <= NEAR_FULL[1] + 0.01
+        assert view.box == plan_views(*served, ["center"])[0].box  # the served photo's centre
+        assert ROAM_QUALITY[0] <= view.chain.platform_quality <= ROAM_QUALITY[1]
+        assert view.output == (95, "4:4:4")  # our file first, then their resize and JPEG
+        chroma.append(view.chain.platform_subsampling)
+    assert min(factors) < 1.1 and max(factors) > 1.5  # from a few per cent to about 40
+    assert NEAR_FULL_444_SHARE / 2 < chroma.count("4:4:4") / 200 < NEAR_FULL_444_SHARE * 2
+    assert set(chroma) == {"4:2:0", "4:4:4"}
+    x0, y0, x1, y1 = views[0].region
+    with torch.no_grad():
+        rendered = views[0].render(to_tensor(photo)[..., y0:y1, x0:x1])
+    assert rendered.shape[-2:] == (384, 512)
+    again = torch.Generator().manual_seed(5)
+    assert [near_full_view(*photo.size, again).label for _ in range(200)] == [
+        v.label for v in views
+    ]
+    # a photo the view nearly covers: downscaled up to what still covers it, or not at all
+    small = near_full_view(600, 450, torch.Generator().manual_seed(0))
+    assert small.scale[0] <= 600 / 512 + 0.01
+    assert near_full_view(520, 390, torch.Generator().manual_seed(0)) is None
+
+
+def test_a_near_full_view_each_step_where_a_pipeline_downscales(photo, brisque, monkeypatch):
+    """``near_full`` views each step beside the named and roaming ones, whatever slots those
+    take; moving pixels, never booked as a named view's score; none where nothing downscales
+    (`--platforms task` keeps the task's behaviour) or when switched off."""
+    import pixcamd.optimizer
+
+    drawn = []
+    real = pixcamd.optimizer.near_full_view
+    monkeypatch.setattr(
+        pixcamd.optimizer, "near_full_view", lambda *a, **k: drawn.append(1) or real(*a, **k)
+    )
+    for platforms, near_full in ((parse_platforms("task"), 1), (parse_platforms("whatsapp"), 0)):
+        pushed(photo, brisque, platforms, views_per_step=3, near_full=near_full).run(4 / 255, 2)
+    assert drawn == []
+    attack = pushed(photo, brisque, parse_platforms("whatsapp"), views_per_step=3, near_full=1)
+    attack.run(4 / 255, 2)
+    assert len(drawn) == 2  # one a step
+    assert set(attack.last["brisque"]) == {v.label for v in attack.loop_views}
+    without = pushed(photo, brisque, parse_platforms("whatsapp"), views_per_step=3, near_full=0)
+    without.run(4 / 255, 2)
+    assert not torch.equal(attack.delta, without.delta)  # the near-full view had its say
+
+
 EPSILON = 4 / 255
 STEP = EPSILON / 8  # Attack.run's step: an eighth of ε (times the mask)
 

@@ -18,6 +18,8 @@ def settings_fingerprint(settings, models) -> str:
     # The step rule and the roaming draws: the same settings, other pixels.
     from pixcamd.optimizer import FADE, STEP_CLIP, TREND_POINTS, TREND_SPAN
     from pixcamd.roaming import (
+        NEAR_FULL,
+        NEAR_FULL_444_SHARE,
         ROAM_ASPECTS,
         ROAM_CROP_FIT_SHARE,
         ROAM_CROP_SHARE,
@@ -41,6 +43,7 @@ def settings_fingerprint(settings, models) -> str:
         "platforms": [p.spec() for p in settings.platforms],
         "views_per_step": settings.views_per_step,
         "roaming": settings.roaming,
+        "near_full": [settings.near_full, NEAR_FULL, NEAR_FULL_444_SHARE],
         "grid_jitter": settings.grid_jitter,
         "fit_jitter": settings.fit_jitter,
         "polish_steps": settings.polish_steps,
