@@ -15,7 +15,7 @@ than the BIQA needs. The edit is held to ``Guards`` — no flatter, no duller, n
 because the way to "low quality" a BIQA takes on its own is a worse photo: a penalty in the loss
 teaches the steps where the guards are, and every candidate is checked against them. Each
 step sees the same views, in-loop JPEG and targets as the invisible mode
-(``pixcamd.optimizer.ViewLoop``); the verdict comes from the same real check.
+(``pixcamd.view_loop.ViewLoop``); the verdict comes from the same real check.
 
 What it can do depends on the BIQA. BRISQUE works on luma alone and divides out the local mean
 and contrast (MSCN), so a global colour filter barely moves it: against BRISQUE the filter
@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from pixcamd.models.base import QualityModel
-from pixcamd.optimizer import StepReport, ViewLoop
+from pixcamd.view_loop import StepReport, ViewLoop
 from pixcamd.views import View, rescale
 
 STRENGTH = 24.0  # default: the largest change a tone curve may make, in 8-bit grey levels

@@ -41,10 +41,11 @@ from pixcamd.enhance import STRENGTH, Bounds, ColourFilter, Enhancer
 from pixcamd.enhance import summary as enhance_summary
 from pixcamd.jpeg import Chain, decode
 from pixcamd.models.base import QualityModel
-from pixcamd.optimizer import FADE, Attack, StepReport
+from pixcamd.optimizer import FADE, Attack
 from pixcamd.photo import is_monochrome, to_image, to_tensor
 from pixcamd.pipeline_views import FIT_JITTER, GRID_JITTER
 from pixcamd.platforms import DEFAULT_PLATFORMS, PRESETS, Pipeline
+from pixcamd.view_loop import StepReport
 from pixcamd.views import DEFAULT_VIEWS, parse_views
 
 MODES = ("invisible", "enhance", "auto")

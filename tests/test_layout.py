@@ -22,7 +22,7 @@ CORE_STAGES = (
     ("pixcamd.jpeg", "pixcamd.platforms"),
     ("pixcamd.views", "pixcamd.pipeline_views", "pixcamd.roaming"),
     ("pixcamd.models", "pixcamd.budget"),  # the BIQA; how far each pixel may move
-    ("pixcamd.scoring", "pixcamd.optimizer"),
+    ("pixcamd.scoring", "pixcamd.view_loop", "pixcamd.optimizer"),
     ("pixcamd.enhance", "pixcamd.check"),
     ("pixcamd.protect",),
     ("pixcamd.output", "pixcamd.job", "pixcamd.fetch"),
