@@ -85,13 +85,7 @@ def roaming_view(
         chain = Chain(*output, quality, "4:2:0")
         return NativeCrop.of(f"roaming/full-size-q{quality}", view.box, (width, height), chain)
     factor = math.exp(math.log(1.1) + draw[0] * (math.log(top) - math.log(1.1)))
-    served = (max(size[1], round(width / factor)), max(size[0], round(height / factor)))
-    filter_name = ROAM_FILTERS[min(int(draw[1] * len(ROAM_FILTERS)), len(ROAM_FILTERS) - 1)]
-    quality = round(ROAM_QUALITY[0] + draw[2] * (ROAM_QUALITY[1] - ROAM_QUALITY[0]))
-    chain = Chain(None, "4:4:4", quality, "4:2:0")
-    view = plan_views(*served, ["center"], size)[0]
-    label = f"roaming/{served[0]}x{served[1]}-q{quality}-{filter_name}"
-    return DownscaledCrop.of(label, view, (width, height), served, filter_name, chain, output)
+    return _downscaled_centre(width, height, factor, draw[1], draw[2], "4:2:0", output, size)
 
 
 # A view of its own each step near full size: a downscale by a factor drawn log-uniformly from
@@ -120,13 +114,30 @@ def near_full_view(
         return None
     draw = torch.rand(4, generator=generator).tolist()
     factor = math.exp(math.log(NEAR_FULL[0]) + draw[0] * (math.log(top) - math.log(NEAR_FULL[0])))
-    served = (max(size[1], round(width / factor)), max(size[0], round(height / factor)))
-    filter_name = ROAM_FILTERS[min(int(draw[1] * len(ROAM_FILTERS)), len(ROAM_FILTERS) - 1)]
-    quality = round(ROAM_QUALITY[0] + draw[2] * (ROAM_QUALITY[1] - ROAM_QUALITY[0]))
     subsampling = "4:4:4" if draw[3] < NEAR_FULL_444_SHARE else "4:2:0"
+    return _downscaled_centre(width, height, factor, draw[1], draw[2], subsampling, output, size)
+
+
+def _downscaled_centre(
+    width: int,
+    height: int,
+    factor: float,
+    filter_draw: float,
+    quality_draw: float,
+    subsampling: str,
+    output: tuple[int, str],
+    size: tuple[int, int],
+) -> LoopView:
+    """The centre crop of the photo downscaled by ``factor`` (never below the view size), the
+    filter and the JPEG quality in ``ROAM_QUALITY`` picked by two draws in [0, 1)."""
+    served = (max(size[1], round(width / factor)), max(size[0], round(height / factor)))
+    index = min(int(filter_draw * len(ROAM_FILTERS)), len(ROAM_FILTERS) - 1)
+    filter_name = ROAM_FILTERS[index]
+    quality = round(ROAM_QUALITY[0] + quality_draw * (ROAM_QUALITY[1] - ROAM_QUALITY[0]))
     chain = Chain(None, "4:4:4", quality, subsampling)
     view = plan_views(*served, ["center"], size)[0]
-    label = f"roaming/{served[0]}x{served[1]}-q{quality}-{subsampling}-{filter_name}"
+    chroma = "" if subsampling == "4:2:0" else f"-{subsampling.replace(':', '')}"
+    label = f"roaming/{served[0]}x{served[1]}-q{quality}{chroma}-{filter_name}"
     return DownscaledCrop.of(label, view, (width, height), served, filter_name, chain, output)
 
 
