@@ -84,7 +84,7 @@ def roaming_view(
         view = plan_views(width, height, ["center"], size)[0]
         chain = Chain(*output, quality, "4:2:0")
         return NativeCrop.of(f"roaming/full-size-q{quality}", view.box, (width, height), chain)
-    factor = math.exp(math.log(1.1) + draw[0] * (math.log(top) - math.log(1.1)))
+    factor = _log_uniform(1.1, top, draw[0])
     return _downscaled_centre(width, height, factor, draw[1], draw[2], "4:2:0", output, size)
 
 
@@ -113,7 +113,7 @@ def near_full_view(
     if top <= NEAR_FULL[0]:
         return None
     draw = torch.rand(4, generator=generator).tolist()
-    factor = math.exp(math.log(NEAR_FULL[0]) + draw[0] * (math.log(top) - math.log(NEAR_FULL[0])))
+    factor = _log_uniform(NEAR_FULL[0], top, draw[0])
     subsampling = "4:4:4" if draw[3] < NEAR_FULL_444_SHARE else "4:2:0"
     return _downscaled_centre(width, height, factor, draw[1], draw[2], subsampling, output, size)
 
@@ -131,8 +131,7 @@ def _downscaled_centre(
     """The centre crop of the photo downscaled by ``factor`` (never below the view size), the
     filter and the JPEG quality in ``ROAM_QUALITY`` picked by two draws in [0, 1)."""
     served = (max(size[1], round(width / factor)), max(size[0], round(height / factor)))
-    index = min(int(filter_draw * len(ROAM_FILTERS)), len(ROAM_FILTERS) - 1)
-    filter_name = ROAM_FILTERS[index]
+    filter_name = _pick(ROAM_FILTERS, filter_draw)
     quality = round(ROAM_QUALITY[0] + quality_draw * (ROAM_QUALITY[1] - ROAM_QUALITY[0]))
     chain = Chain(None, "4:4:4", quality, subsampling)
     view = plan_views(*served, ["center"], size)[0]
@@ -152,16 +151,16 @@ def _roaming_crop(
     """A centre crop to one of ``ROAM_ASPECTS`` (not the photo's own), downscaled, re-encoded;
     its centre or its fit, planned as a named pipeline's view is."""
     aspects = [a for a in ROAM_ASPECTS if abs(math.log(a[0] * height / (a[1] * width))) > 0.05]
-    aspect = aspects[min(int(draw[4] * len(aspects)), len(aspects) - 1)]
+    aspect = _pick(aspects, draw[4])
     box = centre_box(width, height, aspect)
     top = min(1.5 * max(largest, 2.0), box[2] / size[1], box[3] / size[0])
     if top < 1.0:  # a strip too thin for the view
         return None
-    factor = math.exp(draw[0] * math.log(top)) if top > 1.0 else 1.0
+    factor = _log_uniform(1.0, top, draw[0]) if top > 1.0 else 1.0
     factor = 1.0 if factor < 1.05 else factor  # nearly native: the crop's own JPEG grid
     low, high = ROAM_NATIVE_QUALITY
     quality = round(low + draw[2] * (high - low))
-    filter_name = ROAM_FILTERS[min(int(draw[1] * len(ROAM_FILTERS)), len(ROAM_FILTERS) - 1)]
+    filter_name = _pick(ROAM_FILTERS, draw[1])
     pipeline = Pipeline("roaming", "scale", 1.0 / factor, filter_name, quality, crop=aspect)
     which = "resize" if draw[5] < ROAM_CROP_FIT_SHARE else "center"
     view = plan_loop_views(width, height, [which], (pipeline,), output, size)[0]
@@ -172,3 +171,14 @@ def _roaming_crop(
     )
     view.stands_for = []
     return view
+
+
+def _log_uniform(low: float, high: float, draw: float) -> float:
+    """The factor a draw in [0, 1) picks between ``low`` and ``high``, evenly on a log scale: as
+    many draws between 1.1 and 1.2 as between 2.2 and 2.4."""
+    return math.exp(math.log(low) + draw * (math.log(high) - math.log(low)))
+
+
+def _pick(options, draw: float):
+    """The option a draw in [0, 1) picks, each as likely."""
+    return options[min(int(draw * len(options)), len(options) - 1)]
