@@ -53,8 +53,8 @@ from pixcamd.models.koncept512 import KonCept512
 from pixcamd.optimizer import Attack
 from pixcamd.photo import to_image, to_tensor
 from pixcamd.platforms import DEFAULT_PLATFORMS, parse_platforms
-from pixcamd.protect import Settings, view_workers
 from pixcamd.roaming import near_full_view, roaming_view
+from pixcamd.settings import Settings, view_workers
 
 
 def machine() -> dict:

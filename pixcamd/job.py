@@ -19,7 +19,7 @@ from pixcamd.check import judge
 from pixcamd.devices import check_memory
 from pixcamd.output import render_jpeg
 from pixcamd.photo import DEFAULT_MAX_PIXELS, open_photo
-from pixcamd.protect import Settings
+from pixcamd.settings import Settings, view_workers
 
 
 @dataclass
@@ -92,7 +92,7 @@ def protect_photo(
         if protected:
             # The proof is the copy itself, read back as a viewer would read the file.
             pixels = open_photo(name, data=copy).image
-            workers = pixcamd.protect.view_workers(settings)
+            workers = view_workers(settings)
             check = judge(pixels, models, settings.views, settings.platforms, workers)
             lap("verify")
             report.update(worst=check.worst(), protected_on=check.protected_on)

@@ -23,8 +23,8 @@ CORE_STAGES = (
     ("pixcamd.views", "pixcamd.pipeline_views", "pixcamd.roaming"),
     ("pixcamd.models", "pixcamd.budget"),  # the BIQA; how far each pixel may move
     ("pixcamd.scoring", "pixcamd.view_loop", "pixcamd.optimizer"),
-    ("pixcamd.enhance", "pixcamd.check"),
-    ("pixcamd.protect",),
+    ("pixcamd.enhance", "pixcamd.check", "pixcamd.settings"),
+    ("pixcamd.search", "pixcamd.protect"),
     ("pixcamd.output", "pixcamd.job", "pixcamd.fetch"),
 )
 ROOMS = ("pixcamd.executors", "pixcamd.folders", "pixcamd.daemon", "pixcamd.web")

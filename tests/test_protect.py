@@ -237,16 +237,19 @@ def test_the_result_says_whether_the_first_check_the_loop_called_for_found_it_pr
 ):
     """How well the loop's estimate agrees with the real pipelines: the first real check it
     calls for (every view low, or every target met, in the loop) — here before any round ended."""
-    import pixcamd.protect as protect_module
+    import pixcamd.check
+    import pixcamd.protect
+    import pixcamd.search
 
-    verdicts, check = [], protect_module.check_output
+    verdicts, check = [], pixcamd.check.check_output
 
     def spy(*args, **kwargs):
         encoded, result = check(*args, **kwargs)
         verdicts.append(result.all_low)
         return encoded, result
 
-    monkeypatch.setattr(protect_module, "check_output", spy)
+    for module in (pixcamd.protect, pixcamd.search):  # the original's check; the search's
+        monkeypatch.setattr(module, "check_output", spy)
     photo = synthetic_photo(640, 480, 13)
     wide = Settings(views=("center",), platforms=TASK, epsilon=12 / 255, epsilon_cap=12 / 255)
     result = protect(photo, [tiny_biqa], wide)

@@ -16,7 +16,7 @@ from pixcamd.executors import JobOptions, LocalExecutor, Task
 from pixcamd.folders import STATE_DIR, FolderRun, Interrupted, Tally, plan_sources
 from pixcamd.models import load_model
 from pixcamd.output import atomic_write
-from pixcamd.protect import make_settings
+from pixcamd.settings import make_settings
 
 JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif")  # what -o may be named
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from pixcamd.daemon import values as read
 from pixcamd.platforms import DEFAULT_PLATFORMS, PRESETS
-from pixcamd.protect import EPSILON, EPSILON_CAP
+from pixcamd.settings import EPSILON, EPSILON_CAP
 from pixcamd.views import DEFAULT_VIEWS, VIEW_NAMES
 
 # Sync tools' temporary and bookkeeping files; matched against every part of the path relative to

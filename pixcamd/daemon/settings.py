@@ -68,7 +68,7 @@ def settings_fingerprint(settings, models) -> str:
 
 def build_settings(config: Config, models, device: str):
     """protect()'s Settings from the config; target problems are reported as config errors."""
-    from pixcamd.protect import make_settings
+    from pixcamd.settings import make_settings
 
     try:
         return make_settings(
