@@ -19,7 +19,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from pixcamd.daemon.config import Config
 from pixcamd.daemon.ledger import Row
+from pixcamd.daemon.settings import job_options
 from pixcamd.daemon.worker import Worker
 from pixcamd.errors import PixcamdError
 from pixcamd.executors.ray_link import first_line
@@ -216,3 +218,19 @@ class ClusterWorker(Worker):
                 f"{self.executor.describe}",
             )
         self.down_since = None
+
+
+def ray_executor(config: Config, settings, models: list):
+    """A RayExecutor protecting with ``settings`` and ``models`` (their names: each actor loads
+    its own) on the config's cluster."""
+    from pixcamd.executors.ray import RayExecutor
+
+    weights = str(config.weights_path) if config.weights_path is not None else None
+    return RayExecutor(
+        config.ray_address,
+        [m.name for m in models],
+        weights,
+        job_options(config, settings),
+        workers=config.ray_workers or None,
+        threads=config.ray_threads,
+    )

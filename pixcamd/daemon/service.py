@@ -26,9 +26,8 @@ from pixcamd.daemon.notify import Notifier
 from pixcamd.daemon.publication import recover_interrupted
 from pixcamd.daemon.settings import (
     build_settings,
-    job_options,
+    load_models,
     model_device,
-    resolve_models,
     settings_fingerprint,
 )
 from pixcamd.daemon.timers import Timers
@@ -199,22 +198,10 @@ class Daemon:
 
     def _make_executor(self):
         """A RayExecutor for the settings in force (the worker's, after a reload)."""
-        from pixcamd.executors.ray import RayExecutor
+        from pixcamd.daemon.cluster import ray_executor
 
-        worker = self.worker
-        config = worker.config if worker is not None else self.config
-        settings = worker.settings if worker is not None else self.settings
-        models = worker.models if worker is not None else self.models
-        options = job_options(config, settings)
-        weights = str(config.weights_path) if config.weights_path is not None else None
-        return RayExecutor(
-            config.ray_address,
-            [m.name for m in models],
-            weights,
-            options,
-            workers=config.ray_workers or None,
-            threads=config.ray_threads,
-        )
+        worker = self.worker if self.worker is not None else self
+        return ray_executor(worker.config, worker.settings, worker.models)
 
     def _use(self, models: list, settings, note: str, fallback: bool) -> list[str]:
         """Models and settings in force (start-up or reload): the fingerprint and label recorded
@@ -235,24 +222,7 @@ class Daemon:
         return platforms
 
     def _load_models(self) -> tuple[list, str, bool]:
-        if self.injected_models is not None:
-            names = "+".join(m.name for m in self.injected_models)
-            return list(self.injected_models), f"model {names} (given by the caller)", False
-        import torch
-
-        from pixcamd.devices import resolve_device
-        from pixcamd.models import load_model
-
-        if self.config.threads:
-            torch.set_num_threads(self.config.threads)
-        names, note = resolve_models(self.config)
-        try:
-            device = resolve_device(self.config.device)
-        except ValueError as exc:
-            raise ConfigError(f"device: {exc}") from None
-        models = [load_model(name, self.config.weights_path, device) for name in names]
-        fallback = self.config.model == ["auto"] and names == ["brisque"]
-        return models, note, fallback
+        return load_models(self.config, self.injected_models)
 
     def _decode(self, path: Path) -> None:
         from pixcamd.photo import load_photo

@@ -106,6 +106,30 @@ def resolve_models(config: Config) -> tuple[list[str], str]:
     return list(config.model), f"model {'+'.join(config.model)} (configured)"
 
 
+def load_models(config: Config, injected: list | None = None) -> tuple[list, str, bool]:
+    """(models, note, fallback): the config's models loaded on its device, with its torch
+    threads; ``injected`` (already-loaded models, from tests) instead when given. ``fallback``:
+    ``auto`` found no KonCept512 weights and fell back to BRISQUE."""
+    if injected is not None:
+        names = "+".join(m.name for m in injected)
+        return list(injected), f"model {names} (given by the caller)", False
+    import torch
+
+    from pixcamd.devices import resolve_device
+    from pixcamd.models import load_model
+
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    names, note = resolve_models(config)
+    try:
+        device = resolve_device(config.device)
+    except ValueError as exc:
+        raise ConfigError(f"device: {exc}") from None
+    models = [load_model(name, config.weights_path, device) for name in names]
+    fallback = config.model == ["auto"] and names == ["brisque"]
+    return models, note, fallback
+
+
 def model_device(models) -> str:
     for model in models:
         for tensor in (*model.parameters(), *model.buffers()):
