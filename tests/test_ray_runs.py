@@ -86,7 +86,7 @@ def test_bad_cluster_settings_are_refused_at_config_check_and_at_start(tmp_path,
 
 
 def protect_worker_pids() -> list[int]:
-    """Ray worker processes busy with a photo: Ray titles them ``ray::_PhotoWorker.protect``."""
+    """Ray worker processes busy with a photo: Ray titles them ``ray::PhotoWorker.protect``."""
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -94,7 +94,7 @@ def protect_worker_pids() -> list[int]:
                 title = (entry / "cmdline").read_bytes()
             except OSError:
                 continue
-            if title.startswith(b"ray::_PhotoWorker.protect"):
+            if title.startswith(b"ray::PhotoWorker.protect"):
                 pids.append(int(entry.name))
     return pids
 

@@ -59,10 +59,11 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from pixcamd.errors import PixcamdError
 from pixcamd.executors import Done, JobOptions, Task
+from pixcamd.executors.ray_actor import PhotoWorker
 from pixcamd.executors.ray_link import (
     first_line,
     last_line,
@@ -100,52 +101,6 @@ def _lost_errors(ray) -> tuple[type[BaseException], ...]:
         x.OutOfMemoryError,  # Ray's memory monitor killed the worker
         x.LocalRayletDiedError,
     )
-
-
-class _PhotoWorker:
-    """A Ray actor: the models, loaded once; one photo at a time (Ray runs an actor's methods in
-    order), bytes in and an ``Outcome`` out."""
-
-    def __init__(self, model_names: list[str], state_dict, options: JobOptions, threads: int):
-        import os
-
-        import ray
-        import torch
-
-        from pixcamd.models import load_model
-
-        torch.set_num_threads(threads)
-        # Ray hides every GPU but the one this actor was given: "cuda" is that one.
-        device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
-        models = []
-        for name in model_names:
-            if name == "koncept512":  # from the head's validated weights, in memory
-                from pixcamd.models.koncept512 import KonCept512
-
-                models.append(KonCept512(state_dict).to(device).eval())
-            else:
-                models.append(load_model(name, None, device))
-        self.models = models
-        # the settings as on the head, on this actor's device
-        self.options = replace(options, settings=replace(options.settings, device=device))
-        self.info = {
-            "pid": os.getpid(),
-            "node": ray.get_runtime_context().get_node_id(),
-            "device": device,
-            "models": [m.fingerprint for m in models],
-        }
-
-    def ready(self) -> dict:
-        return self.info
-
-    def protect(self, data: bytes, name: str):
-        from pixcamd.devices import release_memory
-        from pixcamd.job import protect_photo
-
-        try:
-            return protect_photo(data, name, self.models, self.options)
-        finally:
-            release_memory()  # an idle actor should not sit on a 24 MP photo's tensors
 
 
 @dataclass(eq=False)  # a worker is itself: two idle ones are not "equal"
@@ -389,7 +344,7 @@ class RayExecutor:
             self._owns_init = True
 
     def _new_slot(self) -> _Slot:
-        cls = self._ray.remote(_PhotoWorker)
+        cls = self._ray.remote(PhotoWorker)
         actor = cls.options(
             max_restarts=0,  # a dead actor is replaced by this executor, visibly
             max_task_retries=0,  # never re-run a photo behind the caller's back
