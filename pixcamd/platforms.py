@@ -282,6 +282,9 @@ PRESETS: dict[str, Pipeline] = {
         # every local upload re-encoded (metadata stripped) at JPEG 90 by libvips, which keeps
         # full chroma at quality 90 and above (docs/platforms.md)
         Pipeline("mastodon", "mp", 8.2944, quality=90, subsampling="4:4:4"),
+        # WordPress: an upload over 2560 px on a side becomes the "scaled" full-size image the
+        # site serves — Imagick's triangle (bilinear) filter, JPEG 82 (docs/platforms.md)
+        Pipeline("wordpress", "long", 2560, "bilinear", quality=82),
         Pipeline("as-is", quality=None),  # judge a file exactly as it is (one downloaded back)
     )
 }
