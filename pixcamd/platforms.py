@@ -285,10 +285,15 @@ PRESETS: dict[str, Pipeline] = {
         # WordPress: an upload over 2560 px on a side becomes the "scaled" full-size image the
         # site serves — Imagick's triangle (bilinear) filter, JPEG 82 (docs/platforms.md)
         Pipeline("wordpress", "long", 2560, "bilinear", quality=82),
+        # A web page's full-size image at WordPress's size and the task's quality: a stand-in,
+        # in the default set, for the scales between full size and the social sizes, where a
+        # large photo was weakest (docs/platforms.md). No cost on a photo it does not shrink:
+        # there it serves what `task` serves, and the loop and the check see that once.
+        Pipeline("web", "long", 2560, quality=90),
         Pipeline("as-is", quality=None),  # judge a file exactly as it is (one downloaded back)
     )
 }
-DEFAULT_PLATFORMS = ("task", "facebook", "instagram", "whatsapp", "bluesky")
+DEFAULT_PLATFORMS = ("task", "facebook", "instagram", "whatsapp", "bluesky", "web")
 
 _TOKEN = re.compile(
     r"(?P<side>long|width|height)(?P<pixels>\d+)|(?P<ratio>scale|mp)(?P<number>\d*\.?\d+)"

@@ -451,8 +451,8 @@ def test_every_pipeline_problem_is_reported_at_once_with_the_others(tmp_path):
         f"  {where}pipelines.square.crop_after_resize: expected true or false, got 'yes'",
         f"  {where}platforms: 'long1600-q0': JPEG quality 0 is out of range: give 1–100",
         f"  {where}platforms: unknown platform 'myspace': choose from task, facebook, instagram, "
-        "whatsapp, telegram, bluesky, mastodon, wordpress, as-is, or write one inline as e.g. "
-        "long1600-q75",
+        "whatsapp, telegram, bluesky, mastodon, wordpress, web, as-is, or write one inline as "
+        "e.g. long1600-q75",
     ]
 
 

@@ -297,12 +297,13 @@ def test_presets_exist_with_the_documented_numbers():
         "bluesky": ("long", 2000, 90, "4:2:0"),
         "mastodon": ("mp", 8.2944, 90, "4:4:4"),
         "wordpress": ("long", 2560, 82, "4:2:0"),
+        "web": ("long", 2560, 90, "4:2:0"),
         "as-is": ("none", 0, None, "4:2:0"),
     }
     assert all(p.name == n for n, p in PRESETS.items())
     assert all(p.filter == "lanczos" for n, p in PRESETS.items() if n != "wordpress")
     assert PRESETS["wordpress"].filter == "bilinear"  # Imagick's triangle filter
-    assert DEFAULT_PLATFORMS == ("task", "facebook", "instagram", "whatsapp", "bluesky")
+    assert DEFAULT_PLATFORMS == ("task", "facebook", "instagram", "whatsapp", "bluesky", "web")
     assert PRESETS["instagram"].describe() == "width 1080 px (lanczos), JPEG 80 4:2:0"
     assert PRESETS["as-is"].describe() == "full size, no re-encode"
     assert PRESETS["mastodon"].describe() == "at most 8.2944 megapixels (lanczos), JPEG 90 4:4:4"

@@ -64,6 +64,7 @@ def test_json_report_has_what_a_ledger_needs(tmp_path, capsys):
         "instagram": (1080, 810),
         "whatsapp": (1200, 900),
         "bluesky": (1200, 900),
+        "web": (1200, 900),
     }
     threshold = result["threshold"]
     for name, pipeline in result["platforms"].items():
