@@ -133,6 +133,11 @@ UNSEEN = (
     # downscales, where 8 photos protected with the defaults held on 4 (docs/benchmarks.md,
     # "Mastodon, and the scales between"); in the corpus runs from 2026-12-04 on.
     "scale0.9-q90",
+    # About half size at the task's quality: where the largest photo was weakest before `web`
+    # joined the default set (docs/benchmarks.md, "Half size on the largest photo"); in the
+    # corpus runs from 2026-12-04 evening on.
+    "scale0.66-q90",
+    "scale0.5-q90",
     # Crops to another aspect: their fits are of a tighter box than any default's.
     "crop1:1-long1080-q80",  # a square post
     "width1080-crop3:4-q80",  # a profile grid's 3:4 thumbnail of the served photo
