@@ -1141,7 +1141,7 @@ def main(argv: list[str] | None = None) -> int:
         "--judge",
         default=",".join(DEFAULT_JUDGE),
         help="the pipelines every saved file is judged by: preset names or inline specs "
-        "(default: the default presets, five nearby and eleven unseen pipelines)",
+        "(default: the default presets, five nearby and thirteen unseen pipelines)",
     )
     parser.add_argument("--views", default="center,resize")
     parser.add_argument("--steps", type=int, default=Settings.steps, help="pixcamd steps/round")
