@@ -108,6 +108,29 @@ def test_a_photo_smaller_than_every_pipeline_is_never_downscaled():
         assert p.output_size(640, 480) == (640, 480)
 
 
+def test_web_costs_nothing_on_a_photo_it_does_not_shrink():
+    """`web` (long side 2560, JPEG 90) serves a photo of at most 2560 px as `task` does: the loop
+    plans no view of its own for it, and one view stands for both; on a larger photo it is a
+    downscale of its own, the two views the default set adds."""
+    without = parse_platforms([n for n in DEFAULT_PLATFORMS if n != "web"])
+    with_web = parse_platforms(DEFAULT_PLATFORMS)
+    views = ("center", "resize")
+    for size in [(2560, 1600), (1920, 2560), (1024, 768)]:
+        planned = plan_loop_views(*size, views, with_web)
+        assert [v.label for v in planned] == [
+            v.label for v in plan_loop_views(*size, views, without)
+        ]
+        for view in ("center", "resize"):
+            (shared,) = [v for v in planned if ("web", view) in v.stands_for]
+            assert ("task", view) in shared.stands_for
+        assert PRESETS["web"].serving(*size) == PRESETS["task"].serving(*size)
+    planned = plan_loop_views(5312, 2988, views, with_web)
+    assert len(planned) == len(plan_loop_views(5312, 2988, views, without)) + 2
+    (crop,) = [v for v in planned if v.stands_for == [("web", "center")]]
+    assert isinstance(crop, DownscaledCrop)
+    assert PRESETS["web"].output_size(5312, 2988) == (2560, 1440)
+
+
 def test_in_loop_scores_agree_with_the_real_pipelines(photo, brisque):
     """Unperturbed, each loop view scores what the check scores on the real pipeline's output,
     up to our own output encoding (JPEG 95 4:4:4, which the loop leaves out under a downscale)."""
