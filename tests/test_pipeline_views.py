@@ -89,11 +89,16 @@ def test_every_pipeline_and_view_is_modelled_once(photo):
     # task and long4000 (larger than the photo) are native; the others downscale; scale 0.2
     # serves 480×360, smaller than the view: the whole photo, enlarged as the check does.
     assert {NativeCrop, NativeFit, DownscaledCrop, Whole} <= kinds
-    # One fit of the native photo serves the pipelines that do not resize it; each downscaling
+    # One fit of the native photo serves the pipelines that do not resize it (web's 2560 px is
+    # more than this photo's); each downscaling
     # pipeline's fit is its own (its resize and JPEG shape what the fit sees: instagram's JPEG 80
     # at 1080 px took 20 BRISQUE points off a fit that the native one put at 99).
     (fit,) = [v for v in planned if isinstance(v, NativeFit)]
-    assert set(fit.stands_for) == {("task", "resize"), ("long4000-q70", "resize")}
+    assert set(fit.stands_for) == {
+        ("task", "resize"),
+        ("web", "resize"),
+        ("long4000-q70", "resize"),
+    }
     for p in pipelines:
         if p.output_size(*photo.size) != photo.size:
             (own,) = [v for v in planned if (p.name, "resize") in v.stands_for]
@@ -156,8 +161,8 @@ def test_in_loop_scores_agree_with_the_real_pipelines(photo, brisque):
 
 def test_a_photo_up_to_1_mp_is_fitted_through_each_pipelines_jpeg(photo, brisque):
     """A 1024-px photo: no default pipeline downscales it, and its fit (2×) still shows their
-    JPEG — one fit per JPEG quality (task and bluesky both serve it at full size in JPEG 90:
-    one view stands for both), scoring in the loop what the check scores."""
+    JPEG — one fit per JPEG quality (task, bluesky and web all serve it at full size in JPEG 90:
+    one view stands for the three), scoring in the loop what the check scores."""
     small = photo.resize((1024, 768), Image.Resampling.LANCZOS)
     pipelines = parse_platforms(DEFAULT_PLATFORMS)
     views = ("center", "resize")
@@ -173,7 +178,7 @@ def test_a_photo_up_to_1_mp_is_fitted_through_each_pipelines_jpeg(photo, brisque
         [75],
         [80],
         [85],
-        [90, 90],
+        [90, 90, 90],
     ]
     loop = attack.evaluate(backward=False)["brisque"]
     real = judge(Image.open(_as_output(small)), [brisque], views, pipelines).scores
