@@ -223,16 +223,23 @@ def test_plain_lines_when_not_a_terminal_and_ctrl_c_stops_cleanly(tmp_path):
     file and the same command continues where it stopped."""
     root = tmp_path / "big"
     root.mkdir()
-    # The first photo small, the others four times its pixels: on a fast machine three small
-    # photos were all done within a second of the first one's line, before the interrupt.
+    # The first photo small, the others four times its pixels, so that the interrupt 0.2 s
+    # after the first one's line lands on the second however fast the machine is.
     for k, seed in enumerate((0, 1, 2, 7)):
         synthetic_photo(*((800, 600) if k == 0 else (1600, 1200)), seed).save(root / f"p{k}.png")
     outdir = tmp_path / "out"
     command = [sys.executable, "-m", "pixcamd", "protect", str(root), "--outdir", str(outdir)]
     command += [*FAST, "--steps", "60", "--threads", "1"]
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    # Ctrl-C as at a terminal: a test run started in the background (``cmd &`` in a script)
+    # hands its children SIGINT ignored, and a program keeps that, as it should.
     proc = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     first = proc.stdout.readline()  # the first photo's line: then interrupt the second
     assert "PROTECTED" in first and "→" in first, first
