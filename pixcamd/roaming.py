@@ -79,8 +79,7 @@ def roaming_view(
     if ROAM_NATIVE_SHARE <= draw[3] < ROAM_NATIVE_SHARE + ROAM_CROP_SHARE:
         return _roaming_crop(width, height, largest, draw, output, size)
     if draw[3] < ROAM_NATIVE_SHARE:  # the photo kept at its size, re-encoded
-        low, high = ROAM_NATIVE_QUALITY
-        quality = round(low + draw[2] * (high - low))
+        quality = _quality(ROAM_NATIVE_QUALITY, draw[2])
         view = plan_views(width, height, ["center"], size)[0]
         chain = Chain(*output, quality, "4:2:0")
         return NativeCrop.of(f"roaming/full-size-q{quality}", view.box, (width, height), chain)
@@ -132,7 +131,7 @@ def _downscaled_centre(
     filter and the JPEG quality in ``ROAM_QUALITY`` picked by two draws in [0, 1)."""
     served = (max(size[1], round(width / factor)), max(size[0], round(height / factor)))
     filter_name = _pick(ROAM_FILTERS, filter_draw)
-    quality = round(ROAM_QUALITY[0] + quality_draw * (ROAM_QUALITY[1] - ROAM_QUALITY[0]))
+    quality = _quality(ROAM_QUALITY, quality_draw)
     chain = Chain(None, "4:4:4", quality, subsampling)
     view = plan_views(*served, ["center"], size)[0]
     chroma = "" if subsampling == "4:2:0" else f"-{subsampling.replace(':', '')}"
@@ -158,8 +157,7 @@ def _roaming_crop(
         return None
     factor = _log_uniform(1.0, top, draw[0]) if top > 1.0 else 1.0
     factor = 1.0 if factor < 1.05 else factor  # nearly native: the crop's own JPEG grid
-    low, high = ROAM_NATIVE_QUALITY
-    quality = round(low + draw[2] * (high - low))
+    quality = _quality(ROAM_NATIVE_QUALITY, draw[2])
     filter_name = _pick(ROAM_FILTERS, draw[1])
     pipeline = Pipeline("roaming", "scale", 1.0 / factor, filter_name, quality, crop=aspect)
     which = "resize" if draw[5] < ROAM_CROP_FIT_SHARE else "center"
@@ -177,6 +175,12 @@ def _log_uniform(low: float, high: float, draw: float) -> float:
     """The factor a draw in [0, 1) picks between ``low`` and ``high``, evenly on a log scale: as
     many draws between 1.1 and 1.2 as between 2.2 and 2.4."""
     return math.exp(math.log(low) + draw * (math.log(high) - math.log(low)))
+
+
+def _quality(bounds: tuple[int, int], draw: float) -> int:
+    """The JPEG quality a draw in [0, 1) picks within ``bounds`` (low, high), evenly."""
+    low, high = bounds
+    return round(low + draw * (high - low))
 
 
 def _pick(options, draw: float):
