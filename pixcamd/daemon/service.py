@@ -103,7 +103,7 @@ class Daemon:
             config=str(config.source) if config.source else None,
         )
 
-        models, note, fallback = self._load_models()
+        models, note, fallback = load_models(config, self.injected_models)
         device = model_device(models)
         platforms = self._use(models, build_settings(config, models, device), note, fallback)
         self.log.emit(
@@ -220,9 +220,6 @@ class Daemon:
             platforms=platforms,
         )
         return platforms
-
-    def _load_models(self) -> tuple[list, str, bool]:
-        return load_models(self.config, self.injected_models)
 
     def _decode(self, path: Path) -> None:
         from pixcamd.photo import load_photo
@@ -363,9 +360,9 @@ class Daemon:
                     f"{', '.join(restart)} changed: a restart applies "
                     f"{'that' if len(restart) == 1 else 'those'} (nothing was changed now)"
                 )
-            self.config = new  # what _load_models reads
+            self.config = new
             try:
-                models, note, fallback = self._load_models()
+                models, note, fallback = load_models(new, self.injected_models)
             except (PixcamdError, OSError, RuntimeError, ValueError) as exc:
                 self.config = old
                 return self._refuse_reload(f"the models could not be loaded: {exc}")
