@@ -21,7 +21,9 @@ it is asked for is ``pixcamd.settings.Settings``; the rounds, checks and keeping
    fixed bounds). Once a real check finds the photo protected,
    at most ``polish_steps`` more steps seek the margin; the protected candidate with the widest
    margin on its worst view is kept — but the margin is never bought below ``polish_floor`` dB
-   of PSNR (the first protected candidate is kept whatever it costs).
+   of PSNR (the first protected candidate is kept whatever it costs; if it is below the floor,
+   its change is drawn toward the photo up to the floor where the real check still finds it
+   protected).
 5. Verdict from the real check only: protected iff every view of every model is on the
    low-quality side of its threshold after every pipeline. Otherwise ``protected = False``, with
    scores per pipeline and the worst (pipeline, model, view).

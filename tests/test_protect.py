@@ -306,6 +306,28 @@ def test_the_polish_never_buys_margin_below_its_psnr_floor(tiny_biqa):
     )
 
 
+def test_a_copy_below_the_floor_is_drawn_to_it_while_the_verdict_holds(dragonfly_crop, brisque):
+    """Protection lands where it lands; when that is below ``polish_floor`` dB, the same change
+    is drawn toward the photo up to the floor and kept if the real check still finds it
+    protected — else halfway, else the copy as it was."""
+    views = ("center", "resize")
+    base = dict(views=views, platforms=TASK)
+    first = protect(dragonfly_crop, [brisque], Settings(polish_floor=99, **base))  # kept as is
+    assert first.protected and first.psnr < 99
+    floor = first.psnr + 0.05
+    drawn = protect(dragonfly_crop, [brisque], Settings(polish_floor=floor, **base))
+    assert drawn.protected and drawn.steps == first.steps  # the same search, then the draw
+    assert drawn.checks == first.checks + 1
+    assert floor <= drawn.psnr < floor + 0.2
+    assert drawn.linf <= first.linf  # drawn toward the photo, never past the change made
+    after = judged_after_jpeg90(drawn, brisque, views)  # the written file, judged afresh
+    assert all(s > brisque.threshold for s in after.values()), after
+    # a floor the verdict does not hold at, nor halfway to it: the protected copy as it was
+    far = protect(dragonfly_crop, [brisque], Settings(polish_floor=first.psnr + 2, **base))
+    assert far.protected and far.checks == first.checks + 2
+    assert far.output_jpeg == first.output_jpeg and far.psnr == first.psnr
+
+
 def test_results_are_recorded_per_pipeline(tiny_biqa):
     """Each pipeline's served size, scores before and after, its own verdict and the worst one,
     and the after scores agree with an independent judgement of the output bytes."""

@@ -27,6 +27,7 @@ def settings_fingerprint(settings, models) -> str:
         ROAM_NATIVE_SHARE,
         ROAM_QUALITY,
     )
+    from pixcamd.search import TRIM_MARGIN
 
     data = {
         "mode": settings.mode,
@@ -47,7 +48,7 @@ def settings_fingerprint(settings, models) -> str:
         "grid_jitter": settings.grid_jitter,
         "fit_jitter": settings.fit_jitter,
         "polish_steps": settings.polish_steps,
-        "polish_floor": settings.polish_floor,
+        "polish_floor": [settings.polish_floor, TRIM_MARGIN],  # and a copy below it drawn there
         "early_escalation": [settings.early_escalation, TREND_POINTS, TREND_SPAN],
         "masking": settings.masking,
         "step_clip": STEP_CLIP,
