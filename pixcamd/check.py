@@ -8,10 +8,12 @@ Protected means every (pipeline × view × model) is on the low-quality side.
 
 from __future__ import annotations
 
+import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import kornia
+import numpy as np
 import torch
 from PIL import Image
 
@@ -167,33 +169,38 @@ def psnr_ssim(original: Image.Image, output: Image.Image, rows: int = 1024) -> t
     """PSNR over RGB and mean SSIM (11×11 Gaussian window) over luma, as kornia.metrics computes
     it (``ssim_map``).
 
-    SSIM is computed in horizontal strips that overlap by the window's radius, keeping memory
-    flat for 24 MP photos while giving the same value as one pass over the whole image.
+    Both in horizontal strips (SSIM's overlapping by the window's radius), the same values as
+    one pass over the whole image: whole-photo float copies of both images and their difference
+    took 1.2 GB at 24 MP, on top of the search's own memory (docs/benchmarks.md, "Peak memory
+    at 24 MP: the last metres").
     """
-    a, b = to_tensor(original), to_tensor(output)
-    value = _psnr(a, b)
+    original, output = original.convert("RGB"), output.convert("RGB")
     weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
-    ya, yb = (a * weights).sum(1, keepdim=True), (b * weights).sum(1, keepdim=True)
-    del a, b
-    radius, height = 5, ya.shape[-2]
+    radius, (width, height) = 5, original.size
     total, count = 0.0, 0
     for top in range(0, height, rows):
         lo, hi = max(0, top - radius), min(height, top + rows + radius)
-        strip = ssim_map(ya[..., lo:hi, :], yb[..., lo:hi, :])
+        box = (0, lo, width, hi)
+        ya = (to_tensor(original.crop(box)) * weights).sum(1, keepdim=True)
+        yb = (to_tensor(output.crop(box)) * weights).sum(1, keepdim=True)
+        strip = ssim_map(ya, yb)
         keep = strip[..., top - lo : top - lo + min(rows, height - top), :]
         total += float(keep.sum())
         count += keep.numel()
-    return value, total / count
+    return psnr(original, output, rows), total / count
 
 
-def psnr(original: Image.Image, output: Image.Image) -> float:
-    """PSNR over RGB in dB, as ``psnr_ssim`` gives it (infinite for identical pixels)."""
-    return _psnr(to_tensor(original), to_tensor(output))
-
-
-def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = torch.mean((a - b) ** 2)
-    return float("inf") if mse == 0 else float(-10 * torch.log10(mse))
+def psnr(original: Image.Image, output: Image.Image, rows: int = 1024) -> float:
+    """PSNR over RGB in dB (infinite for identical pixels), from the exact sum of squared 8-bit
+    differences, a strip of ``rows`` at a time."""
+    a, b = np.asarray(original.convert("RGB")), np.asarray(output.convert("RGB"))
+    squared = 0
+    for top in range(0, a.shape[0], rows):
+        diff = a[top : top + rows].astype(np.int32) - b[top : top + rows]
+        squared += int(np.einsum("ijk,ijk->", diff, diff, dtype=np.int64))
+    if squared == 0:
+        return float("inf")
+    return 10 * math.log10(255**2 * a.size / squared)
 
 
 def verify_file(

@@ -57,6 +57,8 @@ def test_protects_a_real_photo_against_brisque(dragonfly_crop, brisque):
     assert after == pytest.approx(result.after_jpeg["task"]["brisque"], abs=1e-3)
     assert result.psnr > 36 and result.ssim > 0.95
     assert result.linf <= round(result.epsilon) + 1
+    changed = np.asarray(result.image, dtype=int) - np.asarray(dragonfly_crop, dtype=int)
+    assert result.linf == np.abs(changed).max() > 0
 
 
 def test_the_reported_ssim_and_psnr_are_the_standard_ones(dragonfly_crop):
