@@ -174,7 +174,7 @@ def psnr_ssim(original: Image.Image, output: Image.Image, rows: int = 1024) -> t
     took 1.2 GB at 24 MP, on top of the search's own memory (docs/benchmarks.md, "Peak memory
     at 24 MP: the last metres").
     """
-    original, output = original.convert("RGB"), output.convert("RGB")
+    original, output = _rgb(original), _rgb(output)
     weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
     radius, (width, height) = 5, original.size
     total, count = 0.0, 0
@@ -192,15 +192,28 @@ def psnr_ssim(original: Image.Image, output: Image.Image, rows: int = 1024) -> t
 
 def psnr(original: Image.Image, output: Image.Image, rows: int = 1024) -> float:
     """PSNR over RGB in dB (infinite for identical pixels), from the exact sum of squared 8-bit
-    differences, a strip of ``rows`` at a time."""
-    a, b = np.asarray(original.convert("RGB")), np.asarray(output.convert("RGB"))
-    squared = 0
-    for top in range(0, a.shape[0], rows):
-        diff = a[top : top + rows].astype(np.int32) - b[top : top + rows]
-        squared += int(np.einsum("ijk,ijk->", diff, diff, dtype=np.int64))
+    differences."""
+    squared, values = 0, 0
+    for _, _, change in pixel_changes(original, output, rows):
+        squared += int(np.einsum("ijk,ijk->", change, change, dtype=np.int64))
+        values += change.size
     if squared == 0:
         return float("inf")
-    return 10 * math.log10(255**2 * a.size / squared)
+    return 10 * math.log10(255**2 * values / squared)
+
+
+def pixel_changes(original: Image.Image, output: Image.Image, rows: int = 1024):
+    """(first row, ``original``'s values, ``output`` − ``original``) in 16 bits, a strip of
+    ``rows`` rows at a time: a 24-MP photo is never held whole in more than its 8 bits."""
+    a, b = np.asarray(_rgb(original)), np.asarray(_rgb(output))
+    for top in range(0, a.shape[0], rows):
+        base = a[top : top + rows].astype(np.int16)
+        yield top, base, b[top : top + rows] - base
+
+
+def _rgb(image: Image.Image) -> Image.Image:
+    """The image in RGB, without a copy when it already is (Pillow's convert copies)."""
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def verify_file(

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from pixcamd.check import Check, check_output, psnr
+from pixcamd.check import Check, check_output, pixel_changes, psnr
 from pixcamd.enhance import ColourFilter
 from pixcamd.jpeg import decode
 from pixcamd.models.base import QualityModel
@@ -27,7 +27,6 @@ CHECK_SPACING = 5  # steps between real checks that the loop's targets did not c
 # above the floor (the realized change and the output's encoding land within a few hundredths
 # of the estimate), if the verdict holds there (``Search._trim``).
 TRIM_MARGIN = 0.02  # dB
-TRIM_ROWS = 256  # rows a strip: a 24-MP photo's change is never held whole in 16-bit
 
 
 @dataclass
@@ -203,12 +202,9 @@ class Search:
 
 def change_counts(start: Image.Image, candidate: Image.Image) -> np.ndarray:
     """How many channel values ``candidate`` changed from ``start`` by 0, 1, … 255 levels."""
-    a, b = np.asarray(start.convert("RGB")), np.asarray(candidate.convert("RGB"))
     counts = np.zeros(256, dtype=np.int64)
-    for top in range(0, a.shape[0], TRIM_ROWS):
-        rows = slice(top, top + TRIM_ROWS)
-        change = np.abs(b[rows].astype(np.int16) - a[rows].astype(np.int16))
-        counts += np.bincount(change.ravel(), minlength=256)
+    for _, _, change in pixel_changes(start, candidate):
+        counts += np.bincount(np.abs(change).ravel(), minlength=256)
     return counts
 
 
@@ -236,15 +232,12 @@ def trimmed(start: Image.Image, candidate: Image.Image, scale: float, seed: int)
     stochastically — ⌊scale·m + u⌋ levels, u one seeded draw per pixel, alike for R, G and B —
     so a change of a level or two shrinks on average too, as plain rounding would not (it keeps
     every change under 1 / (2·(1 − scale)) levels as it is), and a grey change stays grey."""
-    a, b = np.asarray(start.convert("RGB")), np.asarray(candidate.convert("RGB"))
-    out = np.empty_like(b)
+    out = np.empty((candidate.height, candidate.width, 3), dtype=np.uint8)
     generator = np.random.default_rng(seed)
-    for top in range(0, a.shape[0], TRIM_ROWS):
-        rows = slice(top, top + TRIM_ROWS)
-        base, change = a[rows].astype(np.int16), b[rows].astype(np.int16) - a[rows]
+    for top, base, change in pixel_changes(start, candidate):
         draw = generator.random((*change.shape[:2], 1), dtype=np.float32)
         kept = np.floor(np.abs(change) * np.float32(scale) + draw).astype(np.int16)
-        out[rows] = base + np.sign(change) * kept
+        out[top : top + len(change)] = base + np.sign(change) * kept
     return Image.fromarray(out, "RGB")
 
 
