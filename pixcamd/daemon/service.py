@@ -360,18 +360,16 @@ class Daemon:
                     f"{', '.join(restart)} changed: a restart applies "
                     f"{'that' if len(restart) == 1 else 'those'} (nothing was changed now)"
                 )
-            self.config = new
             try:
                 models, note, fallback = load_models(new, self.injected_models)
             except (PixcamdError, OSError, RuntimeError, ValueError) as exc:
-                self.config = old
                 return self._refuse_reload(f"the models could not be loaded: {exc}")
             device = model_device(models)
             try:
                 settings = build_settings(new, models, device)
             except ConfigError as exc:
-                self.config = old
                 return self._refuse_reload(str(exc))
+            self.config = new  # only once everything it asks for is in hand
             self._use(models, settings, note, fallback)
             self.worker.reconfigure(new, models, settings, self.fingerprint, self.model_label)
             self.log.emit(
