@@ -1,5 +1,5 @@
-"""JPEG as the BIQA meets it: our output file, then a platform's recompression (JPEG, or WebP
-where a platform serves that).
+"""JPEG as the BIQA meets it: our output file, then a platform's recompression (JPEG, or WebP or
+AVIF where a platform serves that).
 
 Two faces of the same thing:
 
@@ -27,6 +27,10 @@ from pixcamd.photo import to_image, to_tensor
 
 TASK_QUALITY = 90  # MediaEval 2020 Pixel Privacy scored photos after a JPEG-90 round trip
 MCU = 16  # 4:2:0 minimum coded unit: the grid every JPEG of the full photo uses
+# AVIF as Pillow writes it by default (libaom at speed 6), on one thread: libaom's bitstream
+# depends on its thread count, and a verdict must not depend on the machine's cores.
+AVIF_SPEED = 6
+AVIF_THREADS = 1
 
 
 def encode(img: Image.Image, quality: int, subsampling: str | int = -1) -> bytes:
@@ -44,14 +48,25 @@ def decode(data: bytes) -> Image.Image:
 def recompress(
     img: Image.Image, quality: int, subsampling: str = "4:2:0", codec: str = "jpeg"
 ) -> Image.Image:
-    """A platform's re-encode, decoded: Pillow's JPEG, or its lossy WebP (libwebp's defaults:
-    method 4, always 4:2:0 — ``subsampling`` does not apply) for ``codec`` "webp"."""
+    """A platform's re-encode, decoded: Pillow's JPEG; its lossy WebP (libwebp's defaults:
+    method 4, always 4:2:0 — ``subsampling`` does not apply) for ``codec`` "webp"; its AVIF
+    (libavif, ``AVIF_SPEED``, ``AVIF_THREADS``, ``subsampling`` as given) for "avif"."""
     if codec == "jpeg":
         return decode(encode(img, quality, subsampling))
-    if codec != "webp":
-        raise ValueError(f"unknown codec {codec!r}")
     buffer = io.BytesIO()
-    img.convert("RGB").save(buffer, format="WEBP", quality=quality)
+    if codec == "webp":
+        img.convert("RGB").save(buffer, format="WEBP", quality=quality)
+    elif codec == "avif":
+        img.convert("RGB").save(
+            buffer,
+            format="AVIF",
+            quality=quality,
+            subsampling=subsampling,
+            speed=AVIF_SPEED,
+            max_threads=AVIF_THREADS,
+        )
+    else:
+        raise ValueError(f"unknown codec {codec!r}")
     return decode(buffer.getvalue())
 
 
@@ -59,7 +74,7 @@ def recompress(
 class Chain:
     """Our output file's encoding followed by the platform's recompression. ``output_quality``
     None skips our encoding (a window of a downscaled photo: the downscale averages it away).
-    ``platform_codec`` "webp": the platform re-encodes as WebP (``recompress``)."""
+    ``platform_codec`` "webp" or "avif": the platform re-encodes as that (``recompress``)."""
 
     output_quality: int | None = 95
     output_subsampling: str = "4:4:4"
@@ -109,7 +124,8 @@ def straight_through_jpeg(window: torch.Tensor, chain: Chain, soft: bool = True)
     (BRISQUE of a centre crop 0.1–0.75 points from the whole photo's encode by the median, 5 at
     worst: docs/benchmarks.md) — and the gradient kornia's JPEG at the same quality, a stand-in
     for a block transform codec that only shapes the step's direction; the check encodes the
-    whole photo."""
+    whole photo. An AVIF platform likewise: libavif's encode of the window (its blocks and
+    partitions chosen from the window) and kornia's JPEG for the gradient."""
     h, w = window.shape[-2:]
     with torch.no_grad():
         real = to_tensor(chain(to_image(window))).to(window.device, window.dtype)

@@ -3,14 +3,15 @@
 A pipeline is a resize rule (none; long side L; width W; height H; a scale factor; at most N
 megapixels — only ever downscaling, a photo smaller than the rule is left at its size), the
 resampling filter, then a re-encode at the destination's quality: JPEG (with its chroma
-subsampling) or lossy WebP. Optionally a centre crop to another aspect, before the resize (a
+subsampling), lossy WebP or AVIF. Optionally a centre crop to another aspect, before the resize (a
 square post) or after it (a profile grid's thumbnail of the served copy).
 ``Pipeline.apply`` is the real thing (Pillow); ``pixcamd.optimizer`` holds its differentiable
 stand-in.
 
 Presets approximate common destinations (figures and where they come from: docs/platforms.md;
 platforms change them without notice). Anything else is written inline — ``long1600-q75``,
-``width1280-q70-bicubic-444``, ``long2048-webp80`` — or defined by name in the daemon's config.
+``width1280-q70-bicubic-444``, ``long2048-webp80``, ``long1600-avif60`` — or defined by name in
+the daemon's config.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import math
 import re
 from dataclasses import dataclass, replace
 
-from PIL import Image
+from PIL import Image, features
 
 FILTERS = {
     "lanczos": Image.Resampling.LANCZOS,
@@ -31,9 +32,10 @@ FILTERS = {
 }
 RESIZE_RULES = ("none", "long", "width", "height", "scale", "mp")
 SUBSAMPLINGS = ("4:2:0", "4:2:2", "4:4:4")
-# AVIF is left out: Pillow can write it, but one encode of a served photo takes seconds at the
-# default speed, and the loop re-encodes a window of every such pipeline each time it looks.
-CODECS = ("jpeg", "webp")
+# AVIF through Pillow's own plugin (libavif): a window's encode 0.07–0.1 s, a served 2048-px
+# photo's 0.6 s on one thread (docs/platforms.md), so the loop can re-encode it as it does JPEG.
+CODECS = ("jpeg", "webp", "avif")
+CODEC_NAMES = {"jpeg": "JPEG", "webp": "WebP", "avif": "AVIF"}
 MIN_SIZE = 16  # a side smaller than one JPEG block pair is no destination
 MIN_MEGAPIXELS = MIN_SIZE * MIN_SIZE / 1e6  # the same, for a rule by area
 MAX_ASPECT = 10  # a crop aspect beyond 10:1 is a strip, not a photo
@@ -50,8 +52,8 @@ class PipelineError(ValueError):
 
 @dataclass(frozen=True)
 class Pipeline:
-    """One destination: resize (never up), then a JPEG or WebP re-encode. ``quality`` None =
-    no re-encode."""
+    """One destination: resize (never up), then a JPEG, WebP or AVIF re-encode. ``quality``
+    None = no re-encode."""
 
     name: str
     resize: str = "none"  # one of RESIZE_RULES
@@ -109,14 +111,16 @@ class Pipeline:
         if self.quality is None and self.resize != "none":
             raise PipelineError("a pipeline that resizes must re-encode: give a JPEG quality")
         if self.codec not in CODECS:
+            raise PipelineError(f"unknown codec {self.codec!r}: choose from {', '.join(CODECS)}")
+        if self.codec == "avif" and not features.check("avif"):
             raise PipelineError(
-                f"unknown codec {self.codec!r}: choose from {', '.join(CODECS)} (AVIF is not "
-                "supported)"
+                "codec avif: this Pillow cannot write AVIF (it was built without libavif): "
+                "install a Pillow wheel from PyPI that has it (python -m PIL.features lists AVIF)"
             )
         if self.quality is not None and not (
             isinstance(self.quality, int) and 1 <= self.quality <= 100
         ):
-            what = "WebP" if self.codec == "webp" else "JPEG"
+            what = CODEC_NAMES[self.codec]
             raise PipelineError(f"{what} quality {self.quality!r} is out of range: give 1–100")
         if self.codec == "webp" and self.subsampling != "4:2:0":
             raise PipelineError(
@@ -187,9 +191,9 @@ class Pipeline:
         return max(1, round(width * factor)), max(1, round(height * factor))
 
     def apply(self, img: Image.Image) -> Image.Image:
-        """The real pipeline on an RGB image: Pillow resize, then Pillow's JPEG (libjpeg) or
-        WebP (libwebp) encode and decode; a crop is Pillow's too. Each step is the one
-        ``serving`` names, so equal servings are equal pixels by construction."""
+        """The real pipeline on an RGB image: Pillow resize, then Pillow's JPEG (libjpeg), WebP
+        (libwebp) or AVIF (libavif) encode and decode; a crop is Pillow's too. Each step is the
+        one ``serving`` names, so equal servings are equal pixels by construction."""
         box, size, filter_name, after, encode = self.serving(*img.size)
         if box != (0, 0, *img.size):
             img = img.crop(_corners(box))
@@ -225,7 +229,7 @@ class Pipeline:
         elif self.codec == "webp":
             code = f"WebP {self.quality}"
         else:
-            code = f"JPEG {self.quality} {self.subsampling}"
+            code = f"{CODEC_NAMES[self.codec]} {self.quality} {self.subsampling}"
         return f"{size}, {code}"
 
     def spec(self) -> str:
@@ -239,7 +243,7 @@ class Pipeline:
                 parts = [crop]
             else:
                 parts.insert(1 if self.crop_after_resize else 0, crop)
-        parts.append(f"{'webp' if self.codec == 'webp' else 'q'}{self.quality}")
+        parts.append(f"{'q' if self.codec == 'jpeg' else self.codec}{self.quality}")
         if self.filter != "lanczos":
             parts.append(self.filter)
         if self.subsampling != "4:2:0":
@@ -297,7 +301,7 @@ DEFAULT_PLATFORMS = ("task", "facebook", "instagram", "whatsapp", "bluesky", "we
 
 _TOKEN = re.compile(
     r"(?P<side>long|width|height)(?P<pixels>\d+)|(?P<ratio>scale|mp)(?P<number>\d*\.?\d+)"
-    r"|(?P<codec>q|webp)(?P<quality>\d+)|(?P<chroma>4:?[024]:?[024])"
+    r"|(?P<codec>q|webp|avif)(?P<quality>\d+)|(?P<chroma>4:?[024]:?[024])"
     r"|crop(?P<aw>\d+)[:x](?P<ah>\d+)"
 )
 
@@ -305,8 +309,8 @@ _TOKEN = re.compile(
 def parse_inline(text: str, name: str | None = None) -> Pipeline:
     """``long1600-q75``, ``width1080-q80-bicubic-444``, ``none-q90``, ``scale0.5-q85``,
     ``mp8.3-q90`` (fitted in 8.3 megapixels), ``long2048-webp80`` (WebP at quality 80 instead
-    of JPEG), ``crop1:1-long1080-q80`` (a centre crop to 1:1, then the resize),
-    ``width1080-crop3:4-q80`` (the resize, then the crop)."""
+    of JPEG), ``long1600-avif60`` (AVIF at quality 60), ``crop1:1-long1080-q80`` (a centre
+    crop to 1:1, then the resize), ``width1080-crop3:4-q80`` (the resize, then the crop)."""
     fields: dict = {}
     for token in text.strip().lower().split("-"):
         match = _TOKEN.fullmatch(token)
@@ -322,7 +326,7 @@ def parse_inline(text: str, name: str | None = None) -> Pipeline:
         elif match and match["ratio"]:
             key, value = "resize", (match["ratio"], float(match["number"]))
         elif match and match["codec"]:
-            codec = "jpeg" if match["codec"] == "q" else "webp"
+            codec = "jpeg" if match["codec"] == "q" else match["codec"]
             key, value = "quality", (int(match["quality"]), codec)
         elif match and match["chroma"]:
             digits = token.replace(":", "")
@@ -339,7 +343,8 @@ def parse_inline(text: str, name: str | None = None) -> Pipeline:
         fields[key] = value
     if "quality" not in fields:
         raise PipelineError(
-            f"{text!r}: give the JPEG quality, e.g. {text}-q85 (or {text}-webp85 for WebP)"
+            f"{text!r}: give the JPEG quality, e.g. {text}-q85 (or {text}-webp85 for WebP, "
+            f"{text}-avif60 for AVIF)"
         )
     resize, size = fields.pop("resize", ("none", 0))
     quality, codec = fields.pop("quality")
@@ -358,7 +363,9 @@ def from_table(name: str, table: dict) -> Pipeline:
         if key not in _READERS
     ]
     if "quality" not in table:  # as inline, where "long1600" alone is refused: no silent 90
-        problems.append("quality: required: give the JPEG (or WebP) quality, a whole number 1–100")
+        problems.append(
+            "quality: required: give the JPEG (or WebP, AVIF) quality, a whole number 1–100"
+        )
     if table.get("crop_after_resize") is True and "crop" not in table:
         problems.append('crop_after_resize: there is no crop to place (add crop = "3:4")')
     fields: dict = {}

@@ -73,8 +73,8 @@ class Settings:
         return self.output_quality, self.output_subsampling
 
     def chain(self) -> Chain:
-        """Our encoding and the first pipeline's re-encode (JPEG or WebP) at full size: what the
-        colour filter's loop models (the check judges every pipeline)."""
+        """Our encoding and the first pipeline's re-encode (JPEG, WebP or AVIF) at full size: what
+        the colour filter's loop models (the check judges every pipeline)."""
         first = next((p for p in self.platforms if p.quality is not None), PRESETS["task"])
         return Chain(
             self.output_quality,

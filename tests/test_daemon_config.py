@@ -290,7 +290,7 @@ def test_a_custom_pipeline_is_checked_printed_and_used(tmp_path, monkeypatch, ca
     )
 
 
-def test_a_custom_webp_pipeline_reads_from_the_config_and_changes_the_fingerprint(
+def test_a_custom_webp_or_avif_pipeline_reads_from_the_config_and_changes_the_fingerprint(
     tmp_path, capsys, brisque
 ):
     from pixcamd.daemon.settings import build_settings, settings_fingerprint
@@ -304,11 +304,16 @@ def test_a_custom_webp_pipeline_reads_from_the_config_and_changes_the_fingerprin
     assert tomllib.loads(capsys.readouterr().out)["pipelines"]["myblog"]["codec"] == "webp"
     jpeg = load_config(write(tmp_path, text))
     assert jpeg.platform_pipelines[1].codec == "jpeg"
-    # a WebP destination is another pipeline: photos held back are tried again
+    avif = load_config(write(tmp_path, text + 'codec = "avif"\nsubsampling = "4:4:4"\n'))
+    assert avif.platform_pipelines[1] == Pipeline(
+        "myblog", "long", 600, filter="bicubic", quality=80, subsampling="4:4:4", codec="avif"
+    )
+    # a WebP or AVIF destination is another pipeline: photos held back are tried again
     fingerprints = {
-        settings_fingerprint(build_settings(c, [brisque], "cpu"), [brisque]) for c in (webp, jpeg)
+        settings_fingerprint(build_settings(c, [brisque], "cpu"), [brisque])
+        for c in (webp, jpeg, avif)
     }
-    assert len(fingerprints) == 2
+    assert len(fingerprints) == 3
 
 
 def test_a_custom_pipeline_by_megapixels_reads_from_the_config(tmp_path, capsys):
@@ -360,7 +365,7 @@ BAD_PIPELINES = [
         "pipelines.myblog.filter: unknown resampling filter 'sharp'",
     ),
     (MYBLOG.replace("quality", "qualty"), "pipelines.myblog.qualty: unknown key"),
-    (MYBLOG + 'codec = "avif"\n', "pipelines.myblog.codec: unknown codec 'avif'"),
+    (MYBLOG + 'codec = "jxl"\n', "pipelines.myblog.codec: unknown codec 'jxl'"),
     (
         MYBLOG + 'codec = "webp"\nsubsampling = "4:4:4"\n',
         "pipelines.myblog.subsampling: chroma subsampling 4:4:4 with WebP",
@@ -375,7 +380,7 @@ BAD_PIPELINES = [
     ),
     (
         MYBLOG.replace("quality = 80\n", ""),
-        "pipelines.myblog.quality: required: give the JPEG (or WebP) quality",
+        "pipelines.myblog.quality: required: give the JPEG (or WebP, AVIF) quality",
     ),
     (MYBLOG.replace("myblog", "instagram"), "pipelines.instagram: a preset has this name"),
     (
@@ -445,8 +450,8 @@ def test_every_pipeline_problem_is_reported_at_once_with_the_others(tmp_path):
         f"  {where}pipelines.mine.filter: unknown resampling filter 'sharp': choose from "
         "lanczos, bicubic, bilinear, hamming, box, nearest",
         f"  {where}pipelines.mine.quality: 0 is out of range: give a whole number 1–100",
-        f"  {where}pipelines.square.quality: required: give the JPEG (or WebP) quality, a whole "
-        "number 1–100",
+        f"  {where}pipelines.square.quality: required: give the JPEG (or WebP, AVIF) quality, "
+        "a whole number 1–100",
         f"  {where}pipelines.square.crop: crop to '0:1' is no aspect: give two whole numbers ≥ 1, "
         'width:height, e.g. "1:1" or "3:4", within 10:1',
         f"  {where}pipelines.square.crop_after_resize: expected true or false, got 'yes'",

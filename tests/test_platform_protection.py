@@ -1,6 +1,6 @@
 """Protected where the photo goes: ``pixcamd protect --platforms`` on real photos, each written
-file judged independently after the real pipeline (Pillow resize, Pillow JPEG or WebP) by
-hand."""
+file judged independently after the real pipeline (Pillow resize, Pillow JPEG, WebP or AVIF)
+by hand."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ def served_by_hand(
 ) -> Image.Image:
     """What a platform serves of the file at ``path``: Pillow's crop to the ``crop`` box first
     when given, Pillow LANCZOS to the long side (never up), then a Pillow JPEG at ``quality``,
-    4:2:0, or a WebP (``codec``) — written out here, not through pixcamd."""
+    4:2:0, or a WebP or an AVIF (``codec``; AVIF 4:2:0 on one thread, as its bitstream depends
+    on the thread count) — written out here, not through pixcamd."""
     with Image.open(path) as f:
         img = f.convert("RGB")
     if crop is not None:
@@ -30,7 +31,7 @@ def served_by_hand(
         size = (round(img.width * factor), round(img.height * factor))
         img = img.resize(size, Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
-    options = {"subsampling": "4:2:0"} if codec == "JPEG" else {}
+    options = {"JPEG": {"subsampling": "4:2:0"}, "AVIF": {"max_threads": 1}}.get(codec, {})
     img.save(buffer, format=codec, quality=quality, **options)
     with Image.open(io.BytesIO(buffer.getvalue())) as f:
         assert f.format == codec
@@ -145,6 +146,33 @@ def test_a_webp_destination_is_protected_on_the_written_file(tmp_path, corpus_di
     for side in (1016, 1032):  # and a few pixels off the size it was protected for
         nearby = brisque_views(served_by_hand(target, side, 80, "WEBP"), brisque)
         assert all(s > brisque.threshold for s in nearby.values()), (side, nearby)
+
+
+def test_an_avif_destination_is_protected_on_the_written_file(
+    tmp_path, corpus_dir, capsys, brisque
+):
+    """A platform that serves AVIF: named as such, the written JPEG holds after Pillow's AVIF."""
+    from PIL import features
+
+    if not features.check("avif"):
+        pytest.skip("this Pillow was built without AVIF")
+    source = centre_crop(corpus_dir / AITZGORRI, 2048, 1536, tmp_path / "crop.png")
+    before = brisque_views(served_by_hand(source, 1280, 60, "AVIF"), brisque)
+    assert max(before.values()) < brisque.threshold  # every view judged good to start with
+
+    target = tmp_path / "out.jpg"
+    report = protect_cli(capsys, source, target, "long1280-avif60")
+    assert report["protected"]
+    (pipeline,) = report["platforms"]
+    assert pipeline["description"] == "long side 1280 px (lanczos), AVIF 60 4:2:0"
+    with Image.open(target) as written:
+        assert written.format == "JPEG" and written.size == (2048, 1536)  # our file stays a JPEG
+    after = brisque_views(served_by_hand(target, 1280, 60, "AVIF"), brisque)
+    assert all(s > brisque.threshold for s in after.values()), after
+    for view, score in after.items():  # the verdict is the real AVIF's, on the whole photo
+        assert report["file_check"]["long1280-avif60"]["brisque"][view] == pytest.approx(
+            score, abs=1e-3
+        )
 
 
 def test_a_photo_smaller_than_every_pipeline_is_protected_at_its_own_size(

@@ -13,7 +13,7 @@ import re
 import numpy as np
 import pytest
 from conftest import ROOT
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, features
 from tinybiqa import synthetic_photo
 
 from pixcamd.cli import main
@@ -55,6 +55,13 @@ def jpeg_by_hand(img: Image.Image, quality: int, subsampling: str = "4:2:0") -> 
 
 def webp_by_hand(img: Image.Image, quality: int) -> Image.Image:
     return round_trip(img, "WEBP", quality=quality)
+
+
+def avif_by_hand(img: Image.Image, quality: int, subsampling: str) -> Image.Image:
+    """libavif at Pillow's default speed, on one thread (its bitstream depends on the count)."""
+    if not features.check("avif"):
+        pytest.skip("this Pillow was built without AVIF")
+    return round_trip(img, "AVIF", quality=quality, subsampling=subsampling, max_threads=1)
 
 
 # ---- sizes -------------------------------------------------------------------------------------
@@ -135,19 +142,24 @@ def camera_photo(corpus_dir) -> Image.Image:
         ("scale0.5-q85-box-422", (840, 525)),
         ("long1600-webp75", (1600, 1000)),
         ("none-webp90-bicubic", (1680, 1050)),
+        ("long1600-avif60", (1600, 1000)),
+        ("none-avif75-444", (1680, 1050)),
         ("mastodon", (1680, 1050)),  # 1.8 MP: within its 8.3, re-encoded at full size, 4:4:4
         ("mp1-q85", (1265, 791)),  # √(10⁶ × 1680/1050) = 1264.9, √(10⁶ × 1050/1680) = 790.6
     ],
 )
-def test_apply_is_pillows_resize_then_pillows_jpeg_or_webp(camera_photo, spec, served):
+def test_apply_is_pillows_resize_then_pillows_jpeg_webp_or_avif(camera_photo, spec, served):
     (pipeline,) = parse_platforms(spec)
     out = pipeline.apply(camera_photo)
     assert out.mode == "RGB" and out.size == served
     resized = camera_photo
     if served != camera_photo.size:
         resized = camera_photo.resize(served, PILLOW_FILTERS[pipeline.filter])
-    if pipeline.codec == "webp":
-        by_hand = webp_by_hand(resized, pipeline.quality)
+    if pipeline.codec != "jpeg":
+        if pipeline.codec == "webp":
+            by_hand = webp_by_hand(resized, pipeline.quality)
+        else:
+            by_hand = avif_by_hand(resized, pipeline.quality, pipeline.subsampling)
         jpeg = jpeg_by_hand(resized, pipeline.quality)  # not a JPEG at that quality
         assert not np.array_equal(np.asarray(out), np.asarray(jpeg))
     else:
@@ -260,6 +272,31 @@ def test_webp_specs_parse_describe_and_round_trip(spec, fields, words):
 
 
 @pytest.mark.parametrize(
+    ("spec", "fields", "words"),
+    [
+        ("long1600-avif60", ("long", 1600, 60, "4:2:0"), "long side 1600 px (lanczos), AVIF 60"),
+        ("width1080-avif50-bicubic-444", ("width", 1080, 50, "4:4:4"), "AVIF 50 4:4:4"),
+        ("none-avif75", ("none", 0, 75, "4:2:0"), "full size, AVIF 75 4:2:0"),
+    ],
+)
+def test_avif_specs_parse_describe_and_round_trip(spec, fields, words):
+    (p,) = parse_platforms(spec)
+    assert (p.resize, p.size, p.quality, p.subsampling, p.codec) == (*fields, "avif")
+    assert p.spec() == spec and words in p.describe() and "JPEG" not in p.describe()
+    assert parse_inline(spec.upper()) == dataclasses.replace(p, name=spec.upper())
+
+
+def test_an_avif_pipeline_without_pillows_avif_is_refused_saying_why(monkeypatch):
+    from pixcamd import platforms
+
+    real = platforms.features.check
+    monkeypatch.setattr(platforms.features, "check", lambda name: name != "avif" and real(name))
+    with pytest.raises(PipelineError, match="this Pillow cannot write AVIF"):
+        parse_platforms("task,long1600-avif60")
+    assert parse_platforms("long1600-webp60")[0].codec == "webp"  # the others still read
+
+
+@pytest.mark.parametrize(
     ("spec", "crop", "after", "words"),
     [
         ("crop1:1-long1080-q80", (1, 1), False, "centre crop 1:1, then long side 1080 px"),
@@ -333,7 +370,9 @@ def test_the_docs_table_of_presets_and_inline_examples_match_the_code():
         expected = "none" if p.quality is None else f"{p.quality}, {p.subsampling}"
         assert jpeg.strip() == expected, name
     assert f"The default set is `{', '.join(DEFAULT_PLATFORMS)}`" in docs
-    examples = re.findall(r"^([a-z0-9.:-]+-(?:q|webp)\d+[a-z0-9-]*) {2,}(.+)$", docs, re.MULTILINE)
+    examples = re.findall(
+        r"^([a-z0-9.:-]+-(?:q|webp|avif)\d+[a-z0-9-]*) {2,}(.+)$", docs, re.MULTILINE
+    )
     assert len(examples) >= 9
     for spec, words in examples:  # every inline example reads, and reads back the same
         (pipeline,) = parse_platforms(spec)
@@ -373,7 +412,10 @@ BAD_SPECS = [
     ("long1600-webp0", "WebP quality 0 is out of range: give 1–100"),
     ("long1600-webp75-444", "chroma subsampling 4:4:4 with WebP: lossy WebP is always 4:2:0"),
     ("long1600-q80-webp80", "quality is given twice"),
-    ("long1600-avif60", "cannot read 'avif60'"),
+    ("long1600-avif0", "AVIF quality 0 is out of range: give 1–100"),
+    ("long1600-avif101", "AVIF quality 101 is out of range: give 1–100"),
+    ("long1600-webp80-avif80", "quality is given twice"),
+    ("long1600-jxl80", "cannot read 'jxl80'"),
     ("crop0:1-long1080-q80", "crop to '0:1' is no aspect"),
     ("crop1:20-long1080-q80", "within 10:1"),
     ("crop1:1-crop3:4-q80", "crop is given twice"),

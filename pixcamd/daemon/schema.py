@@ -411,11 +411,11 @@ SCHEMA: tuple[Option, ...] = (
         '"none", "long 2048" (long side), "width 1080", "height 1080", "scale 0.5" or "mp 8.3" '
         "(fitted in 8.3 megapixels) — only ever down, a smaller photo is left at its size; "
         "filter: lanczos (default), bicubic, bilinear, hamming, box, nearest; quality "
-        "(required): the JPEG (or WebP) quality 1–100; "
-        'subsampling: "4:2:0" (default), "4:2:2" or "4:4:4"; codec: "jpeg" (default) or "webp" '
-        "(lossy WebP at that quality, always 4:2:0); crop: a centre crop to an aspect first, e.g. "
-        '"1:1" for a square post; crop_after_resize: true to crop the resized photo instead (a '
-        "grid's thumbnail of the served copy).",
+        "(required): the JPEG (or WebP, AVIF) quality 1–100; "
+        'subsampling: "4:2:0" (default), "4:2:2" or "4:4:4"; codec: "jpeg" (default), "webp" '
+        '(lossy WebP at that quality, always 4:2:0) or "avif"; crop: a centre crop to an aspect '
+        'first, e.g. "1:1" for a square post; crop_after_resize: true to crop the resized photo '
+        "instead (a grid's thumbnail of the served copy).",
         read.pipelines,
         example={"myblog": {"resize": "long 1600", "filter": "lanczos", "quality": 80}},
     ),
