@@ -1,4 +1,4 @@
-"""Protection where no pipeline of pixcamd's models goes: WebP, square crops, sharpening, re-shares.
+"""Protection where no default pipeline goes: WebP, AVIF, square crops, sharpening, re-shares.
 
     .venv/bin/python bench/bench_beyond.py PHOTO... [--model brisque] [--out bench/out]
         [--named long1600-webp75]
@@ -7,8 +7,8 @@ Each photo is protected with the default settings (the default platforms), and t
 pixcamd wrote (its JPEG) and the original are put through destinations that are not in the
 default set — the kind a platform may also do:
 
-* WebP instead of JPEG after the downscale (Pillow's libwebp, lossy; a WebP destination can be
-  named in ``platforms`` — ``--named`` measures what that buys);
+* WebP or AVIF instead of JPEG after the downscale (Pillow's libwebp, lossy, and libavif; such a
+  destination can be named in ``platforms`` — ``--named`` measures what that buys);
 * a square centre crop before the downscale, as a square-format feed does;
 * an unsharp mask after the downscale, as some platforms sharpen;
 * a re-share: one platform's copy downloaded and uploaded to another (two pipelines in a row).
@@ -58,6 +58,10 @@ DESTINATIONS: dict[str, Callable[[Image.Image], Image.Image]] = {
     "long 1080, WebP 80": parse_inline("long1080-webp80").apply,
     "long 1600, WebP 75": parse_inline("long1600-webp75").apply,
     "long 2048, WebP 90": parse_inline("long2048-webp90").apply,
+    # avifenc's default quality, a smaller one, and Pillow's (and Next.js's) default
+    "long 1080, AVIF 60": parse_inline("long1080-avif60").apply,
+    "long 1600, AVIF 50": parse_inline("long1600-avif50").apply,
+    "long 2048, AVIF 75": parse_inline("long2048-avif75").apply,
     "square crop, long 1080, JPEG 80": lambda i: parse_inline("long1080-q80").apply(_square(i)),
     "long 1600, unsharp mask, JPEG 85": lambda i: parse_inline("none-q85").apply(
         _long(i, 1600).filter(ImageFilter.UnsharpMask(1, 50, 2))
