@@ -124,55 +124,41 @@ def test_a_downscale_that_keeps_a_high_quality_is_protected_on_the_written_file(
         assert report["file_check"]["bluesky"]["brisque"][view] == pytest.approx(score, abs=1e-3)
 
 
-def test_a_webp_destination_is_protected_on_the_written_file(tmp_path, corpus_dir, capsys, brisque):
-    """A platform that serves WebP: named as such, the written JPEG holds after Pillow's WebP."""
-    source = centre_crop(corpus_dir / AITZGORRI, 2048, 1536, tmp_path / "crop.png")
-    before = brisque_views(served_by_hand(source, 1024, 80, "WEBP"), brisque)
-    assert max(before.values()) < brisque.threshold  # every view judged good to start with
-
-    target = tmp_path / "out.jpg"
-    report = protect_cli(capsys, source, target, "long1024-webp80")
-    assert report["protected"]
-    (pipeline,) = report["platforms"]
-    assert pipeline["description"] == "long side 1024 px (lanczos), WebP 80"
-    with Image.open(target) as written:
-        assert written.format == "JPEG" and written.size == (2048, 1536)  # our file stays a JPEG
-    after = brisque_views(served_by_hand(target, 1024, 80, "WEBP"), brisque)
-    assert all(s > brisque.threshold for s in after.values()), after
-    for view, score in after.items():  # the verdict is the real WebP's, on the whole photo
-        assert report["file_check"]["long1024-webp80"]["brisque"][view] == pytest.approx(
-            score, abs=1e-3
-        )
-    for side in (1016, 1032):  # and a few pixels off the size it was protected for
-        nearby = brisque_views(served_by_hand(target, side, 80, "WEBP"), brisque)
-        assert all(s > brisque.threshold for s in nearby.values()), (side, nearby)
-
-
-def test_an_avif_destination_is_protected_on_the_written_file(
-    tmp_path, corpus_dir, capsys, brisque
+@pytest.mark.parametrize(
+    ("codec", "side", "quality", "description", "nearby"),
+    [
+        ("WEBP", 1024, 80, "long side 1024 px (lanczos), WebP 80", (1016, 1032)),
+        ("AVIF", 1280, 60, "long side 1280 px (lanczos), AVIF 60 4:2:0", ()),
+    ],
+)
+def test_a_webp_or_avif_destination_is_protected_on_the_written_file(
+    tmp_path, corpus_dir, capsys, brisque, codec, side, quality, description, nearby
 ):
-    """A platform that serves AVIF: named as such, the written JPEG holds after Pillow's AVIF."""
+    """A platform that serves WebP or AVIF: named as such, the written JPEG holds after Pillow's
+    WebP or AVIF of it."""
     from PIL import features
 
-    if not features.check("avif"):
-        pytest.skip("this Pillow was built without AVIF")
+    if not features.check(codec.lower()):
+        pytest.skip(f"this Pillow was built without {codec}")
     source = centre_crop(corpus_dir / AITZGORRI, 2048, 1536, tmp_path / "crop.png")
-    before = brisque_views(served_by_hand(source, 1280, 60, "AVIF"), brisque)
+    before = brisque_views(served_by_hand(source, side, quality, codec), brisque)
     assert max(before.values()) < brisque.threshold  # every view judged good to start with
 
     target = tmp_path / "out.jpg"
-    report = protect_cli(capsys, source, target, "long1280-avif60")
+    spec = f"long{side}-{codec.lower()}{quality}"
+    report = protect_cli(capsys, source, target, spec)
     assert report["protected"]
     (pipeline,) = report["platforms"]
-    assert pipeline["description"] == "long side 1280 px (lanczos), AVIF 60 4:2:0"
+    assert pipeline["description"] == description
     with Image.open(target) as written:
         assert written.format == "JPEG" and written.size == (2048, 1536)  # our file stays a JPEG
-    after = brisque_views(served_by_hand(target, 1280, 60, "AVIF"), brisque)
+    after = brisque_views(served_by_hand(target, side, quality, codec), brisque)
     assert all(s > brisque.threshold for s in after.values()), after
-    for view, score in after.items():  # the verdict is the real AVIF's, on the whole photo
-        assert report["file_check"]["long1280-avif60"]["brisque"][view] == pytest.approx(
-            score, abs=1e-3
-        )
+    for view, score in after.items():  # the verdict is the real codec's, on the whole photo
+        assert report["file_check"][spec]["brisque"][view] == pytest.approx(score, abs=1e-3)
+    for other in nearby:  # and a few pixels off the size it was protected for
+        near = brisque_views(served_by_hand(target, other, quality, codec), brisque)
+        assert all(s > brisque.threshold for s in near.values()), (other, near)
 
 
 def test_a_photo_smaller_than_every_pipeline_is_protected_at_its_own_size(
