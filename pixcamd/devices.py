@@ -12,13 +12,16 @@ import torch
 
 from pixcamd.errors import NotEnoughMemory
 
-# Protecting a photo on the CPU takes about this much memory beyond what the process already
-# holds, per pixel, plus SLACK: the default set with BRISQUE peaked at 2.88 GB (24 MP) and 5.38 GB
-# (48 MP) from a 0.26 GB start, 0.104 GB a megapixel (docs/benchmarks.md); KonCept512 adds about
-# 0.6 GB. Rounded up: a refusal must mean the photo would not have fitted.
-BYTES_PER_PIXEL = 110
-SLACK = 300_000_000
-KONCEPT_EXTRA = 600_000_000
+# What a whole protect() with the default set adds to the process's memory, measured
+# (`bench/bench_protect.py whole`, docs/benchmarks.md "Memory of a whole protect()"): BRISQUE
+# about 1.0 GB whatever the size (the checks score every pipeline's views in float64) plus
+# 0.10–0.11 GB a megapixel — 1.05 GB at 0.5 MP, 1.26 at 4, 1.95 at 12, 3.22–3.35 at 24,
+# 5.84–6.11 at 48 —; KonCept512 (random weights) 0.5–1.3 GB more. An upper bound with about a
+# tenth to spare at 24–48 MP: this check exists so that the kernel's OOM killer never ends the
+# daemon mid-photo, so it errs towards refusing.
+BYTES_PER_PIXEL = 115
+SLACK = 1_100_000_000
+KONCEPT_EXTRA = 1_200_000_000
 
 
 def resolve_device(name: str = "auto") -> str:
