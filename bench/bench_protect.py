@@ -6,6 +6,8 @@
     .venv/bin/python bench/bench_protect.py step --model brisque --per-view
     .venv/bin/python bench/bench_protect.py memory [--megapixels 24] [--model koncept512]
         [--mode enhance] [--platforms LIST] [--views-per-step 4]
+    .venv/bin/python bench/bench_protect.py whole --photo PHOTO [--megapixels 24]
+        [--model koncept512] [--steps 2]
 
 ``step``: seconds per optimizer iteration with views center,resize seen through the platform
 pipelines of ``--platforms`` (default: pixcamd's default set; ``--platforms task`` is the
@@ -22,6 +24,12 @@ view evaluated alone (forward and backward, as a step evaluates it) and three se
 views, median of ``--steps`` each: which views make a step dear.
 ``memory``: peak RSS of a few protection steps, a real check of every pipeline and PSNR/SSIM —
 protect()'s peaks — on a photo of that size, in a fresh process.
+``whole``: the memory a whole ``protect()`` adds — every round of the schedule (``--steps`` a
+round), its roaming views, real checks and report — on ``--photo`` resized to ``--megapixels``,
+in a fresh process: the most RSS sampled during ``protect()`` less the RSS just before it (the
+model loaded, the photo in memory), beside the memory check's estimate
+(``pixcamd.devices.memory_needed``), which must not be below it. KonCept512's RANDOM-weight
+scores are shifted onto the "good" side (``evaluate.TimingOnly``) so that it protects at all.
 ``--mode enhance`` measures the colour filter's optimizer (``pixcamd.enhance.Enhancer``) instead
 of the invisible perturbation (``auto`` is one, then the other: its peaks are theirs); the filter's
 loop models the first pipeline's JPEG at full size only, so ``--platforms`` changes only its check.
@@ -38,6 +46,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -252,10 +261,89 @@ def memory(args) -> dict:
     return result
 
 
+def whole(args) -> dict:
+    if not args.child:
+        cmd = [sys.executable, __file__, "whole", "--child", "--megapixels", str(args.megapixels)]
+        cmd += ["--model", args.model, "--steps", str(args.steps), "--photo", str(args.photo)]
+        cmd += ["--platforms", args.platforms, "--workers", str(args.workers)]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        return json.loads(out.strip().splitlines()[-1])
+    from evaluate import TimingOnly
+
+    from pixcamd.devices import memory_needed, release_memory
+    from pixcamd.protect import protect
+
+    model = model_for(args.model)
+    if args.model == "koncept512":
+        model = TimingOnly(model).eval()
+    with Image.open(args.photo) as source:
+        source = source.convert("RGB")
+        k = (args.megapixels * 1e6 / (source.width * source.height)) ** 0.5
+        image = source.resize((round(source.width * k), round(source.height * k)), Image.LANCZOS)
+    settings = settings_for(args, steps=args.steps)
+    release_memory()
+    sampler, anonymous = RssSampler(), RssSampler(anonymous=True)
+    start = time.perf_counter()
+    with sampler, anonymous:
+        result = protect(image, [model], settings)
+    pixels = image.width * image.height
+    out = {
+        "part": "whole protect()",
+        "model": model.fingerprint,
+        "photo": f"{Path(args.photo).name} at {image.width}x{image.height}",
+        "megapixels": pixels / 1e6,
+        "steps": result.steps,
+        "checks": result.checks,
+        "seconds": time.perf_counter() - start,
+        "rss_before_mb": sampler.before / 2**20,
+        "peak_rss_mb": sampler.peak / 2**20,
+        "added_gb": (sampler.peak - sampler.before) / 1e9,
+        "anonymous_before_mb": anonymous.before / 2**20,
+        "anonymous_added_gb": (anonymous.peak - anonymous.before) / 1e9,
+        "estimate_gb": memory_needed(pixels, [model.name]) / 1e9,
+        "machine": machine(),
+    }
+    print(json.dumps(out))
+    return out
+
+
+class RssSampler:
+    """The process's resident memory, sampled every few milliseconds while in the block: the
+    most (``peak``) and what it was at the start (``before``), in bytes. ``anonymous``: count
+    only memory of its own (resident less file-backed pages: the libraries' code that the
+    first photo pages in is counted by RSS but is page cache the kernel can drop)."""
+
+    def __init__(self, every: float = 0.003, anonymous: bool = False):
+        self.every, self.anonymous, self.before, self.peak = every, anonymous, 0, 0
+        self._stop = threading.Event()
+
+    def _rss(self) -> int:
+        with open("/proc/self/statm") as statm:
+            fields = [int(f) for f in statm.read().split()]
+        pages = fields[1] - fields[2] if self.anonymous else fields[1]
+        return pages * resource.getpagesize()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._rss())
+            self._stop.wait(self.every)
+
+    def __enter__(self):
+        self.before = self.peak = self._rss()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._rss())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="part", required=True)
-    for name in ("step", "memory"):
+    for name in ("step", "memory", "whole"):
         p = sub.add_parser(name)
         p.add_argument("--megapixels", type=float, default=12.0 if name == "step" else 24.0)
         p.add_argument("--model", default="koncept512", choices=("koncept512", "brisque"))
@@ -297,6 +385,8 @@ def main() -> None:
                 action="store_true",
                 help="also time each loop view alone (invisible mode)",
             )
+        if name == "whole":
+            p.add_argument("--photo", type=Path, required=True, help="resized to --megapixels")
         p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args()
@@ -306,8 +396,8 @@ def main() -> None:
         parser.error(f"--platforms: {exc}")
     if getattr(args, "per_view", False) and args.mode != "invisible":
         parser.error("--per-view: only the invisible mode has loop views to time")
-    result = {"step": step_cost, "memory": memory}[args.part](args)
-    if args.part != "memory" or not args.child:
+    result = {"step": step_cost, "memory": memory, "whole": whole}[args.part](args)
+    if args.part == "step" or not args.child:
         print(json.dumps({k: v for k, v in result.items() if k != "rows"}, indent=2))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
