@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from pixcamd import __version__
+from pixcamd.allocator import one_arena
 from pixcamd.commands import daemon as daemon_command
 from pixcamd.commands import model as model_command
 from pixcamd.commands import protect as protect_command
@@ -313,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    one_arena()  # before torch or a view's thread starts (pixcamd.allocator)
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)

@@ -3,22 +3,22 @@ between photos."""
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import gc
 from pathlib import Path
 
 import torch
 
+from pixcamd.allocator import trim
 from pixcamd.errors import NotEnoughMemory
 
 # What a whole protect() with the default set adds to the process's memory, measured
 # (`bench/bench_protect.py whole`, docs/benchmarks.md "Memory of a whole protect()"): BRISQUE
 # about 1.0 GB whatever the size (the checks score every pipeline's views in float64) plus
 # 0.10–0.11 GB a megapixel — 1.05 GB at 0.5 MP, 1.26 at 4, 1.95 at 12, 3.22–3.35 at 24,
-# 5.84–6.11 at 48 —; KonCept512 (random weights) 0.5–1.3 GB more. An upper bound with about a
-# tenth to spare at 24–48 MP: this check exists so that the kernel's OOM killer never ends the
-# daemon mid-photo, so it errs towards refusing.
+# 5.84–6.11 at 48 —; KonCept512 (random weights) 0.5–1.3 GB more. An upper bound with 8–22 %
+# to spare at 24–48 MP, measured before the CLI kept every thread on one malloc arena, which
+# took 0.35–1.1 GB off at 24 MP: this check exists so that the kernel's OOM killer never ends
+# the daemon mid-photo, so it errs towards refusing.
 BYTES_PER_PIXEL = 115
 SLACK = 1_100_000_000
 KONCEPT_EXTRA = 1_200_000_000
@@ -44,17 +44,7 @@ def release_memory() -> None:
     gc.collect()
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.empty_cache()
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
-
-
-def _malloc_trim():
-    name = ctypes.util.find_library("c")
-    try:
-        return ctypes.CDLL(name).malloc_trim if name else None
-    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
-        return None
+    trim()
 
 
 def memory_needed(pixels: int, model_names: list[str]) -> int:

@@ -20,8 +20,10 @@ class PhotoWorker:
         import ray
         import torch
 
+        from pixcamd.allocator import one_arena
         from pixcamd.models import load_model
 
+        one_arena()  # before this process's view threads start (pixcamd.allocator)
         torch.set_num_threads(threads)
         # Ray hides every GPU but the one this actor was given: "cuda" is that one.
         device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
