@@ -54,6 +54,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from pixcamd.allocator import one_arena
 from pixcamd.check import check_output, psnr_ssim
 from pixcamd.enhance import Enhancer
 from pixcamd.jpeg import decode
@@ -341,6 +342,7 @@ class RssSampler:
 
 
 def main() -> None:
+    one_arena()  # as the CLI does, before any thread starts
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="part", required=True)
     for name in ("step", "memory", "whole"):

@@ -104,6 +104,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from pixcamd.allocator import one_arena
 from pixcamd.check import psnr_ssim, score_image_views
 from pixcamd.jpeg import decode
 from pixcamd.models import load_model, resolve_name
@@ -1125,6 +1126,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    one_arena()  # as the CLI does, before any thread starts
     parser = argparse.ArgumentParser(
         description="pixcamd (default platforms), pixcamd --platforms task and the task's "
         "baseline, judged by the same real platform pipelines: protection, PSNR/SSIM, cost."
