@@ -13,7 +13,7 @@ from pixcamd.errors import NotEnoughMemory
 
 # What a whole protect() with the default set adds to the process's memory, measured
 # (`bench/bench_protect.py whole`, docs/benchmarks.md "Memory of a whole protect()"): BRISQUE
-# about 1.0 GB whatever the size (the checks score every pipeline's views in float64) plus
+# about 1.0 GB whatever the size (mostly freed memory kept in per-thread arenas) plus
 # 0.10–0.11 GB a megapixel — 1.05 GB at 0.5 MP, 1.26 at 4, 1.95 at 12, 3.22–3.35 at 24,
 # 5.84–6.11 at 48 —; KonCept512 (random weights) 0.5–1.3 GB more. An upper bound with 8–22 %
 # to spare at 24–48 MP, measured before the CLI kept every thread on one malloc arena, which
