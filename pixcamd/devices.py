@@ -11,17 +11,17 @@ import torch
 from pixcamd.allocator import trim
 from pixcamd.errors import NotEnoughMemory
 
-# What a whole protect() with the default set adds to the process's memory, measured
-# (`bench/bench_protect.py whole`, docs/benchmarks.md "Memory of a whole protect()"): BRISQUE
-# about 1.0 GB whatever the size (mostly freed memory kept in per-thread arenas) plus
-# 0.10–0.11 GB a megapixel — 1.05 GB at 0.5 MP, 1.26 at 4, 1.95 at 12, 3.22–3.35 at 24,
-# 5.84–6.11 at 48 —; KonCept512 (random weights) 0.5–1.3 GB more. An upper bound with 8–22 %
-# to spare at 24–48 MP, measured before the CLI kept every thread on one malloc arena, which
-# took 0.35–1.1 GB off at 24 MP: this check exists so that the kernel's OOM killer never ends
-# the daemon mid-photo, so it errs towards refusing.
+# What a whole protect() with the default set adds to the process's memory, every thread on one
+# malloc arena as the CLI and Ray workers keep them (`bench/bench_protect.py whole`,
+# docs/benchmarks.md "Memory of a whole protect()"): BRISQUE 0.51 GB at 0.5 MP, 0.79 at 4, 1.63
+# at 12, 2.79–2.92 at 24, 5.49–5.53 at 48; KonCept512 (random weights) 1.25, 1.57, 3.19–3.33
+# and 5.85–5.91 at 0.5, 4, 24 and 48 MP. An upper bound of every run, 11–34 % to spare: this check
+# exists so that the kernel's OOM killer never ends the daemon mid-photo, so it errs towards
+# refusing. (Without one arena a photo adds 0.35–1.1 GB more: a caller of protect() that keeps
+# glibc's default arenas should leave that much room.)
 BYTES_PER_PIXEL = 115
-SLACK = 1_100_000_000
-KONCEPT_EXTRA = 1_200_000_000
+SLACK = 600_000_000
+KONCEPT_EXTRA = 800_000_000
 
 
 def resolve_device(name: str = "auto") -> str:

@@ -618,6 +618,6 @@ def test_a_photo_too_big_for_the_memory_left_fails_clearly_not_the_daemon(
     rows = ledger_rows(config)
     assert rows["big.png"]["state"] == "failed" and rows["big.png"]["attempts"] == 2
     error = rows["big.png"]["error"]
-    assert error.startswith("gave up after 2 attempts: NotEnoughMemory: needs about 1.2 GB")
+    assert error.startswith("gave up after 2 attempts: NotEnoughMemory: needs about 0.7 GB")
     assert "for its 1.2 MP, and 0.1 GB is available" in error and "max_pixels" in error
     assert rows["later.png"]["state"] == "done"

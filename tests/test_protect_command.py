@@ -276,7 +276,7 @@ def test_a_photo_too_big_for_the_memory_left_is_refused_in_one_line(
     out = tmp_path / "garden.jpg"
     code, (report,), err = run(capsys, photo, "-o", out, *FAST)
     assert code == 1 and not out.exists()
-    assert "needs about 1.2 GB of memory for its 0.5 MP, and 0.1 GB is available" in report["error"]
+    assert "needs about 0.7 GB of memory for its 0.5 MP, and 0.1 GB is available" in report["error"]
     assert "Traceback" not in err and "max_pixels" in err
     # where memory is plenty (the real figure of this machine, or unknown), the same photo goes
     monkeypatch.setattr(pixcamd.devices, "available_memory", lambda: None)
@@ -428,7 +428,7 @@ def test_a_real_container_limit_refuses_what_would_not_fit_and_counts_page_cache
     if (available_memory() or 0) < 4e9:
         pytest.skip("this machine has too little memory free to tell its limit from a cgroup's")
     procs = memory_limit(2_000_000_000)  # a container's 2 GB on a machine with more
-    big = tmp_path / "big.jpg"  # 12 MP: about 2.5 GB to protect, more than the whole limit
+    big = tmp_path / "big.jpg"  # 12 MP: about 2.0 GB to protect, the whole limit
     Image.new("RGB", (4000, 3000), (120, 130, 140)).save(big, quality=90)
     fill = tmp_path / "synced.bin"
 
@@ -461,10 +461,10 @@ def test_a_real_container_limit_refuses_what_would_not_fit_and_counts_page_cache
     code, report = protect_inside(big, tmp_path / "big-protected.jpg")
     assert code == 1 and not (tmp_path / "big-protected.jpg").exists()
     error = report["error"]
-    assert "needs about 2.5 GB of memory for its 12.0 MP, and " in error, error
+    assert "needs about 2.0 GB of memory for its 12.0 MP, and " in error, error
     free = float(error.split(" and ")[1].split(" GB")[0])
     assert 1.1 <= free < 2.0  # the limit's room, not the machine's MemAvailable (≥ 4 GB)
     # the same container's 700 MB of page cache is room (the kernel reclaims it before it kills
-    # anyone): a photo needing 1.2 GB goes, where counting the cache as used would refuse it
+    # anyone): a photo needing 0.7 GB goes, where counting the cache as used would refuse it
     code, report = protect_inside(photo, tmp_path / "garden.jpg")
     assert code == 0 and report["verdict"] == "protected", report.get("error")

@@ -236,8 +236,8 @@ SCHEMA: tuple[Option, ...] = (
         "Protection",
         200_000_000,
         "Photos with more pixels are refused (failed) instead of exhausting memory. Protecting "
-        "takes about 1 GB plus 0.11 GB per megapixel (24 MP: 3.4 GB, 48 MP: 6.1 GB with BRISQUE; "
-        "KonCept512 up to 1.2 GB more); a photo that does not fit in the memory left is "
+        "takes about 0.5 GB plus 0.11 GB per megapixel (24 MP: 2.9 GB, 48 MP: 5.5 GB with "
+        "BRISQUE; KonCept512 up to 0.8 GB more); a photo that does not fit in the memory left is "
         "refused when it comes, so on a small machine lower this to refuse such photos at once.",
         read.number(1, 10**10, " pixels", integer=True),
     ),
