@@ -26,10 +26,11 @@ views, median of ``--steps`` each: which views make a step dear.
 protect()'s peaks — on a photo of that size, in a fresh process.
 ``whole``: the memory a whole ``protect()`` adds — every round of the schedule (``--steps`` a
 round), its roaming views, real checks and report — on ``--photo`` resized to ``--megapixels``,
-in a fresh process: the most RSS sampled during ``protect()`` less the RSS just before it (the
-model loaded, the photo in memory), beside the memory check's estimate
-(``pixcamd.devices.memory_needed``), which must not be below it. KonCept512's RANDOM-weight
-scores are shifted onto the "good" side (``evaluate.TimingOnly``) so that it protects at all.
+in a fresh process: the kernel's high-water mark of RSS during ``protect()`` (VmHWM, reset just
+before it) less the RSS then (the model loaded, the photo in memory), beside the memory check's
+estimate (``pixcamd.devices.memory_needed``), which must not be below it. KonCept512's
+RANDOM-weight scores are shifted onto the "good" side (``evaluate.TimingOnly``) so that it
+protects at all.
 ``--mode enhance`` measures the colour filter's optimizer (``pixcamd.enhance.Enhancer``) instead
 of the invisible perturbation (``auto`` is one, then the other: its peaks are theirs); the filter's
 loop models the first pipeline's JPEG at full size only, so ``--platforms`` changes only its check.
@@ -46,7 +47,6 @@ import resource
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -269,7 +269,7 @@ def whole(args) -> dict:
         cmd += ["--platforms", args.platforms, "--workers", str(args.workers)]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         return json.loads(out.strip().splitlines()[-1])
-    from evaluate import TimingOnly
+    from evaluate import TimingOnly, peak_rss_mb, reset_peak_rss
 
     from pixcamd.devices import memory_needed, release_memory
     from pixcamd.protect import protect
@@ -283,10 +283,12 @@ def whole(args) -> dict:
         image = source.resize((round(source.width * k), round(source.height * k)), Image.LANCZOS)
     settings = settings_for(args, steps=args.steps)
     release_memory()
-    sampler, anonymous = RssSampler(), RssSampler(anonymous=True)
+    if not reset_peak_rss():
+        sys.exit("whole: this kernel cannot reset a process's peak RSS (/proc/self/clear_refs)")
+    before = peak_rss_mb()  # right after the reset, the high-water mark is the RSS now
     start = time.perf_counter()
-    with sampler, anonymous:
-        result = protect(image, [model], settings)
+    result = protect(image, [model], settings)
+    seconds, peak = time.perf_counter() - start, peak_rss_mb()
     pixels = image.width * image.height
     out = {
         "part": "whole protect()",
@@ -295,50 +297,15 @@ def whole(args) -> dict:
         "megapixels": pixels / 1e6,
         "steps": result.steps,
         "checks": result.checks,
-        "seconds": time.perf_counter() - start,
-        "rss_before_mb": sampler.before / 2**20,
-        "peak_rss_mb": sampler.peak / 2**20,
-        "added_gb": (sampler.peak - sampler.before) / 1e9,
-        "anonymous_before_mb": anonymous.before / 2**20,
-        "anonymous_added_gb": (anonymous.peak - anonymous.before) / 1e9,
+        "seconds": seconds,
+        "rss_before_mb": before,
+        "peak_rss_mb": peak,
+        "added_gb": (peak - before) * 2**20 / 1e9,
         "estimate_gb": memory_needed(pixels, [model.name]) / 1e9,
         "machine": machine(),
     }
     print(json.dumps(out))
     return out
-
-
-class RssSampler:
-    """The process's resident memory, sampled every few milliseconds while in the block: the
-    most (``peak``) and what it was at the start (``before``), in bytes. ``anonymous``: count
-    only memory of its own (resident less file-backed pages: the libraries' code that the
-    first photo pages in is counted by RSS but is page cache the kernel can drop)."""
-
-    def __init__(self, every: float = 0.003, anonymous: bool = False):
-        self.every, self.anonymous, self.before, self.peak = every, anonymous, 0, 0
-        self._stop = threading.Event()
-
-    def _rss(self) -> int:
-        with open("/proc/self/statm") as statm:
-            fields = [int(f) for f in statm.read().split()]
-        pages = fields[1] - fields[2] if self.anonymous else fields[1]
-        return pages * resource.getpagesize()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._rss())
-            self._stop.wait(self.every)
-
-    def __enter__(self):
-        self.before = self.peak = self._rss()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._rss())
 
 
 def main() -> None:
