@@ -235,6 +235,7 @@ def test_protection_mode_is_checked_and_changes_the_settings_fingerprint(tmp_pat
         ("roaming", "NEAR_FULL", (1.02, 1.3)),
         ("roaming", "NEAR_FULL_444_SHARE", 0.0),
         ("search", "TRIM_MARGIN", 0.5),
+        ("daemon.settings", "SEARCH_REVISION", 1),
     ],
 )
 def test_a_new_step_rule_changes_the_settings_fingerprint(

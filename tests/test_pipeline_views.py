@@ -389,6 +389,36 @@ def test_a_roaming_view_moves_pixels_but_never_the_verdict_books(photo, brisque)
     assert not torch.equal(attack.delta, still.delta)  # the roaming view had its say
 
 
+def test_a_photo_no_destination_shrinks_still_sees_destinations_in_no_preset(photo, brisque):
+    """A 960×720 photo is served at its size by every default pipeline, but other destinations
+    still downscale it: its steps see roaming and near-full views as a large photo's do (their
+    scores forgotten); with `task` alone, which never resizes, a step sees the named views only."""
+    small = photo.resize((960, 720), Image.Resampling.LANCZOS)
+    defaults = parse_platforms(DEFAULT_PLATFORMS)
+    assert all(p.output_size(960, 720) == (960, 720) for p in defaults)
+
+    def seen(attack: Attack, steps: int) -> list[str]:
+        labels, evaluate = [], attack.evaluate
+
+        def recording(*args, chosen=None, **kwargs):
+            labels.extend(v.label for v in chosen)
+            return evaluate(*args, chosen=chosen, **kwargs)
+
+        attack.evaluate = recording
+        attack.run(4 / 255, steps)
+        return labels
+
+    options = dict(views=("center", "resize"), views_per_step=3, roaming=2, near_full=1)
+    attack = pushed(small, brisque, defaults, **options)
+    labels = seen(attack, 3)
+    assert len(labels) == 3 * 4  # one named slot, two roaming, one near full size
+    roaming = [label for label in labels if label.startswith("roaming/")]
+    assert len(roaming) == 3 * 3
+    assert set(attack.last["brisque"]) <= {v.label for v in attack.loop_views}  # forgotten
+    task = pushed(small, brisque, parse_platforms("task"), **options)
+    assert not [label for label in seen(task, 3) if label.startswith("roaming/")]
+
+
 def test_near_full_views_are_downscales_of_a_few_per_cent_to_forty(photo):
     """The slot near full size: the photo served 2–41 % smaller (a factor from ``NEAR_FULL``),
     never below the view size, a real filter, JPEG 85–98 at 4:2:0 or, a quarter of them, 4:4:4;

@@ -10,6 +10,11 @@ from dataclasses import replace
 
 from pixcamd.daemon.config import Config, ConfigError
 
+# Raised when the search writes other pixels for the same settings and constants in a way no
+# setting or constant below records: 2 — roaming and near-full views also on photos that no
+# named pipeline shrinks (2026-12-04).
+SEARCH_REVISION = 2
+
 
 def settings_fingerprint(settings, models) -> str:
     """What determines the output: recorded per photo; unprotected/failed rows are retried when
@@ -62,6 +67,7 @@ def settings_fingerprint(settings, models) -> str:
             ROAM_ASPECTS,
         ],
         "models": [m.fingerprint for m in models],
+        "search_revision": SEARCH_REVISION,
     }
     digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
     return "s1-" + digest[:16]
