@@ -131,10 +131,10 @@ class Attack(ViewLoop):
         scales = [box[2] / served[0] for box, served in geometries if box[2:] != served]
         self.largest = max(scales, default=1.0)  # the strongest downscale a pipeline does
         self.output = output
-        # Roaming and near-full views wherever a destination named resizes or crops — also on
-        # a photo none of them shrinks (≤ 1080 px wide with the defaults): other destinations
-        # still downscale it, and without them such copies fell to 37-53 at 0.9 and 0.66 of
-        # their size (docs/benchmarks.md, "Small photos: roaming views"). `task` alone has none.
+        # Roaming and near-full views wherever a named pipeline resizes or crops — also on a
+        # photo none of them shrinks (≤ 1080 px wide with the defaults): other destinations
+        # still downscale it, and without them two 1024-px copies scored 37 and 38 served a
+        # tenth smaller (docs/benchmarks.md, "Small photos: roaming views"). `task` alone has none.
         roams = any(p.resize != "none" or p.crop is not None for p in platforms)
         self.roaming = roaming if roams else 0  # views per step
         self.near_full = near_full if roams else 0  # views per step, beside them
