@@ -391,8 +391,9 @@ def test_a_roaming_view_moves_pixels_but_never_the_verdict_books(photo, brisque)
 
 def test_a_photo_no_destination_shrinks_still_sees_destinations_in_no_preset(photo, brisque):
     """A 960×720 photo is served at its size by every default pipeline, but other destinations
-    still downscale it: its steps see roaming and near-full views as a large photo's do (their
-    scores forgotten); with `task` alone, which never resizes, a step sees the named views only."""
+    still downscale it: its steps see roaming views as a large photo's do (their scores
+    forgotten; no near-full slot beside them, their draws reach near full size here); with
+    `task` alone, which never resizes, a step sees the named views only."""
     small = photo.resize((960, 720), Image.Resampling.LANCZOS)
     defaults = parse_platforms(DEFAULT_PLATFORMS)
     assert all(p.output_size(960, 720) == (960, 720) for p in defaults)
@@ -411,9 +412,11 @@ def test_a_photo_no_destination_shrinks_still_sees_destinations_in_no_preset(pho
     options = dict(views=("center", "resize"), views_per_step=3, roaming=2, near_full=1)
     attack = pushed(small, brisque, defaults, **options)
     labels = seen(attack, 3)
-    assert len(labels) == 3 * 4  # one named slot, two roaming, one near full size
+    assert attack.roaming == 2 and attack.near_full == 0
     roaming = [label for label in labels if label.startswith("roaming/")]
-    assert len(roaming) == 3 * 3
+    assert len(labels) - len(roaming) == 3  # one named slot a step
+    # two roaming slots a step (a draw of a crop too thin for the view is left out)
+    assert 3 <= len(roaming) <= 3 * 2
     assert set(attack.last["brisque"]) <= {v.label for v in attack.loop_views}  # forgotten
     task = pushed(small, brisque, parse_platforms("task"), **options)
     assert not [label for label in seen(task, 3) if label.startswith("roaming/")]

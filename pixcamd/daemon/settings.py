@@ -11,8 +11,8 @@ from dataclasses import replace
 from pixcamd.daemon.config import Config, ConfigError
 
 # Raised when the search writes other pixels for the same settings and constants in a way no
-# setting or constant below records: 2 — roaming and near-full views also on photos that no
-# named pipeline shrinks (2026-12-04).
+# setting or constant below records: 2 — roaming views also on photos that no named pipeline
+# shrinks (2026-12-05).
 SEARCH_REVISION = 2
 
 
