@@ -220,15 +220,19 @@ def view_costs(attack: Attack, repeats: int, roaming: int = 3) -> list[dict]:
     return rows
 
 
+def in_fresh_process(args, *options: str) -> dict:
+    """Run this part again in a fresh process (``--child``), so that its peak RSS is its own,
+    with the options every part shares and ``options``; the child's last line, its JSON."""
+    cmd = [sys.executable, __file__, args.part, "--child"]
+    for name in ("megapixels", "model", "steps", "platforms", "workers", *options):
+        cmd += ["--" + name.replace("_", "-"), str(getattr(args, name))]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def memory(args) -> dict:
     if not args.child:
-        cmd = [sys.executable, __file__, "memory", "--child", "--megapixels", str(args.megapixels)]
-        cmd += ["--model", args.model, "--steps", str(args.steps), "--mode", args.mode]
-        cmd += ["--platforms", args.platforms, "--views-per-step", str(args.views_per_step)]
-        cmd += ["--roaming", str(args.roaming), "--near-full", str(args.near_full)]
-        cmd += ["--workers", str(args.workers)]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-        return json.loads(out.strip().splitlines()[-1])
+        return in_fresh_process(args, "mode", "views_per_step", "roaming", "near_full")
     model = model_for(args.model)
     image = test_photo(args.megapixels)
     settings = settings_for(args, targets={}, steps=args.steps, epsilon_cap=4 / 255)
@@ -264,11 +268,7 @@ def memory(args) -> dict:
 
 def whole(args) -> dict:
     if not args.child:
-        cmd = [sys.executable, __file__, "whole", "--child", "--megapixels", str(args.megapixels)]
-        cmd += ["--model", args.model, "--steps", str(args.steps), "--photo", str(args.photo)]
-        cmd += ["--platforms", args.platforms, "--workers", str(args.workers)]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-        return json.loads(out.strip().splitlines()[-1])
+        return in_fresh_process(args, "photo")
     from evaluate import TimingOnly, peak_rss_mb, reset_peak_rss
 
     from pixcamd.devices import memory_needed, release_memory
