@@ -130,10 +130,10 @@ def optimizer(mode: str, photo: torch.Tensor, model, settings: Settings):
         near_full=settings.near_full,
         workers=view_workers(settings),
     )
-    # Unreachable targets: every loop view stays pending, so each step takes the cap; roaming
-    # views (random pipelines in no preset) only fill slots the named views leave free.
-    # (every slot is used once some pipeline downscales the photo: roaming views fill them),
-    # and the views near full size come on top (a photo too small for one has none)
+    # Unreachable targets: every loop view stays pending, so each step takes the cap — every
+    # slot, once the roaming views (random pipelines in no preset) fill what the named views
+    # leave free, which they do wherever a named pipeline resizes or crops; the view near full
+    # size comes on top where one shrinks the photo (and the photo is large enough for one).
     named = min(attack.views_per_step, len(attack.loop_views))
     per_step = attack.views_per_step if attack.roaming else named
     height, width = photo.shape[-2:]
