@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import functools
 
 M_ARENA_MAX = -8  # mallopt's parameter number in glibc's malloc.h
 
 
-@functools.cache  # find_library runs ldconfig in a subprocess; trim() runs after every photo
 def _libc_function(name: str):
     """The C library's function ``name``, or None where it has none (musl, macOS)."""
     path = ctypes.util.find_library("c")
