@@ -1148,6 +1148,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--views", default="center,resize")
     parser.add_argument("--steps", type=int, default=Settings.steps, help="pixcamd steps/round")
     parser.add_argument(
+        "--seed",
+        type=int,
+        default=Settings.seed,
+        help="pixcamd's search seed: another seed takes the search down another path, so runs "
+        "with two seeds show how far chance alone moves the figures",
+    )
+    parser.add_argument(
         "--baseline-target", type=float, help="the baseline's MSE target (default: far end)"
     )
     parser.add_argument("--limit", type=int, help="only the first N photos")
@@ -1185,7 +1192,7 @@ def main(argv: list[str] | None = None) -> int:
         methods=methods,
         views=views,
         judge=judge,
-        pixcamd=Settings(steps=args.steps, device=args.device),
+        pixcamd=Settings(steps=args.steps, device=args.device, seed=args.seed),
         baseline=BaselineSettings(target=args.baseline_target),
         crop=args.crop,
         limit=args.limit,

@@ -438,11 +438,12 @@ def test_command_line_baseline_only(photo_dir, tmp_path, capsys):
         [
             *(str(photo_dir / "a.png"), "--model", "brisque", "--methods", "baseline"),
             *("--judge", "task,width320-q60", "--sheet", "0", "--name", "cli"),
-            *("--out", str(tmp_path)),
+            *("--out", str(tmp_path), "--seed", "7"),
         ]
     )
     assert code == 0
     report = json.loads((tmp_path / "evaluate_cli.json").read_text())
+    assert report["settings"]["pixcamd"]["seed"] == 7
     assert list(report["summary"]) == ["original", "baseline", "ratios"]
     assert report["summary_small"] is None
     assert [(p["name"], p["group"]) for p in report["harness"]["pipelines"]] == [
