@@ -4,14 +4,14 @@ baseline, all judged by the same real platform pipelines (issue #11, items 7–9
     .venv/bin/python bench/evaluate.py DIR_OR_PHOTO... [--model brisque|koncept512]
         [--weights KonCept512.pth] [--methods pixcamd,task,baseline]
         [--judge task,facebook,instagram,whatsapp,long1280-q70-bicubic,...]
-        [--views center,resize] [--small N] [--steps 40]
+        [--platforms LIST] [--views center,resize] [--small N] [--steps 40] [--seed N]
         [--limit N] [--crop WxH] [--sheet 3] [--name NAME] [--out bench/out]
         [--docs docs/benchmarks.md] [--docs-img docs/img] [--save-outputs]
 
 Methods (each runs on every photo, one after the other, in the same process):
 
 * ``pixcamd`` — ``pixcamd.protect.protect()`` with its default ``Settings`` (invisible mode,
-  the default platform set ``task, facebook, instagram, whatsapp``); the saved file is
+  the default platform set, or the pipelines of ``--platforms``); the saved file is
   ``Result.output_jpeg`` (JPEG 95, 4:4:4).
 * ``task`` — the same call with ``platforms=(PRESETS["task"],)``: the behaviour before issue #11
   (protected for the task's JPEG-90 only), the baseline for time.
@@ -1155,6 +1155,12 @@ def main(argv: list[str] | None = None) -> int:
         "with two seeds show how far chance alone moves the figures",
     )
     parser.add_argument(
+        "--platforms",
+        default=",".join(DEFAULT_PLATFORMS),
+        help="the pipelines the pixcamd method protects for (default: the default set), so a "
+        "run can show what naming fewer or other destinations costs and buys",
+    )
+    parser.add_argument(
         "--baseline-target", type=float, help="the baseline's MSE target (default: far end)"
     )
     parser.add_argument("--limit", type=int, help="only the first N photos")
@@ -1176,6 +1182,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         judge = parse_platforms(args.judge)
         task_pipeline_name(judge)
+        platforms = parse_platforms(args.platforms)
         views = parse_views(args.views)
         unknown = sorted(set(methods) - set(METHODS))
         if unknown:
@@ -1192,7 +1199,7 @@ def main(argv: list[str] | None = None) -> int:
         methods=methods,
         views=views,
         judge=judge,
-        pixcamd=Settings(steps=args.steps, device=args.device, seed=args.seed),
+        pixcamd=Settings(steps=args.steps, device=args.device, seed=args.seed, platforms=platforms),
         baseline=BaselineSettings(target=args.baseline_target),
         crop=args.crop,
         limit=args.limit,

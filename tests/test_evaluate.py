@@ -438,17 +438,19 @@ def test_command_line_baseline_only(photo_dir, tmp_path, capsys):
         [
             *(str(photo_dir / "a.png"), "--model", "brisque", "--methods", "baseline"),
             *("--judge", "task,width320-q60", "--sheet", "0", "--name", "cli"),
-            *("--out", str(tmp_path), "--seed", "7"),
+            *("--out", str(tmp_path), "--seed", "7", "--platforms", "width320-q60"),
         ]
     )
     assert code == 0
     report = json.loads((tmp_path / "evaluate_cli.json").read_text())
     assert report["settings"]["pixcamd"]["seed"] == 7
+    assert [p["name"] for p in report["settings"]["pixcamd"]["platforms"]] == ["width320-q60"]
     assert list(report["summary"]) == ["original", "baseline", "ratios"]
     assert report["summary_small"] is None
+    # the pipelines pixcamd was told to protect for are the run's default group
     assert [(p["name"], p["group"]) for p in report["harness"]["pipelines"]] == [
-        ("task", "default"),
-        ("width320-q60", "unseen"),
+        ("task", "preset"),
+        ("width320-q60", "default"),
     ]
     assert report["photos"][0]["served"]["width320-q60"] == [320, 240]
     assert report["model"]["fingerprint"].startswith("brisque-live-svr@")
@@ -458,6 +460,9 @@ def test_command_line_baseline_only(photo_dir, tmp_path, capsys):
     for bad in ("instagram", "long1600-q75-sharp"):  # no task pipeline; an unknown filter
         with pytest.raises(SystemExit):
             evaluate.main([str(photo_dir / "a.png"), "--judge", bad, "--out", str(tmp_path)])
+    with pytest.raises(SystemExit):  # a quality outside 1–100
+        evaluate.main([str(photo_dir / "a.png"), "--platforms", "long800-q101"])
+    assert "long800-q101" in capsys.readouterr().err
 
 
 def test_timing_only_runs_are_labelled_everywhere(photo_dir, tiny_biqa, tmp_path):
