@@ -269,7 +269,8 @@ def memory(args) -> dict:
 def whole(args) -> dict:
     if not args.child:
         return in_fresh_process(args, "photo")
-    from evaluate import TimingOnly, peak_rss_mb, reset_peak_rss
+    from evaluate import TimingOnly
+    from evaluate_methods import peak_rss_mb, reset_peak_rss
 
     from pixcamd.devices import memory_needed, release_memory
     from pixcamd.protect import protect

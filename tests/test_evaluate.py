@@ -24,14 +24,17 @@ from pixcamd.scoring import score_image
 
 sys.path.insert(0, str(ROOT / "bench"))
 import evaluate
+import evaluate_baseline
+import evaluate_inputs
+import evaluate_judging
 import evaluate_report
 
 VIEWS = ("center", "resize")
-JUDGE = parse_platforms(evaluate.DEFAULT_JUDGE)
+JUDGE = parse_platforms(evaluate_judging.DEFAULT_JUDGE)
 NAMES = [p.name for p in JUDGE]
 DEFAULTS = list(DEFAULT_PLATFORMS)  # the judging set names the default presets by name
-UNSEEN = list(evaluate.UNSEEN)
-NEARBY = list(evaluate.NEARBY)
+UNSEEN = list(evaluate_judging.UNSEEN)
+NEARBY = list(evaluate_judging.NEARBY)
 
 
 @pytest.fixture(scope="module")
@@ -289,17 +292,17 @@ def test_small_photos_are_small_and_made_from_the_inputs(run, photo_dir):
     big = Image.fromarray(
         np.random.default_rng(0).integers(0, 256, (1500, 2000, 3), dtype=np.uint8), "RGB"
     )
-    crop, what = evaluate.make_small(big, 0)
+    crop, what = evaluate_inputs.make_small(big, 0)
     assert crop.size == (640, 480) and what == "crop 640x480"
     assert np.array_equal(np.asarray(crop), np.asarray(big)[510:990, 680:1320])
-    down, what = evaluate.make_small(big, 1)
+    down, what = evaluate_inputs.make_small(big, 1)
     assert down.size == (1024, 768) and what == "lanczos1024 1024x768"
     assert np.array_equal(
         np.asarray(down), np.asarray(big.resize((1024, 768), Image.Resampling.LANCZOS))
     )
-    portrait, _ = evaluate.make_small(big.transpose(Image.Transpose.ROTATE_90), 3)
+    portrait, _ = evaluate_inputs.make_small(big.transpose(Image.Transpose.ROTATE_90), 3)
     assert portrait.size == (768, 1024)
-    items = evaluate.photo_items([Path("x/p.jpg"), Path("x/q.jpg")], None, 5)
+    items = evaluate_inputs.photo_items([Path("x/p.jpg"), Path("x/q.jpg")], None, 5)
     assert [i.name for i in items if i.small] == [
         "small00_crop_p",
         "small01_down_q",
@@ -321,24 +324,26 @@ def flat_test_image() -> tuple[Image.Image, tuple[int, int, int, int]]:
 
 def test_flattest_region_is_the_flattest_window():
     image, (px, py, pw, ph) = flat_test_image()
-    box, std = evaluate.flattest_box(image, size=64, stride=8)
+    box, std = evaluate_inputs.flattest_box(image, size=64, stride=8)
     left, top, w, h = box
     assert (w, h) == (64, 64)
     assert px <= left and left + w <= px + pw and py <= top and top + h <= py + ph
     assert std < 2
     # Brute force over the same candidates: no window has a lower luma deviation.
     luma = np.asarray(image, np.float64) @ np.array([0.299, 0.587, 0.114])
-    tops, lefts, side, stds = evaluate.window_stds(evaluate.luma_of(image), 64, stride=8)
+    tops, lefts, side, stds = evaluate_inputs.window_stds(
+        evaluate_inputs.luma_of(image), 64, stride=8
+    )
     brute = np.array([[luma[t : t + side, x : x + side].std() for x in lefts] for t in tops])
     assert stds == pytest.approx(brute, abs=1e-3)
     assert std == pytest.approx(brute.min(), abs=1e-3)
     assert lefts.min() >= 40 and tops.min() >= 30  # the 5 % border is never a candidate
     assert lefts.max() + side <= 760 and tops.max() + side <= 570
     # Without the border rule the constant strip would win: the rule is what keeps it out.
-    strip_box, strip_std = evaluate.flattest_box(image, size=32, border=0.0)
+    strip_box, strip_std = evaluate_inputs.flattest_box(image, size=32, border=0.0)
     assert strip_box[0] + 32 <= 38 and strip_std == 0
     # A photo smaller than the crop: the window shrinks to the inside of the border.
-    tiny_box, _ = evaluate.flattest_box(image.resize((100, 80)), size=256)
+    tiny_box, _ = evaluate_inputs.flattest_box(image.resize((100, 80)), size=256)
     assert tiny_box[2:] == (72, 72)  # min(256, 76 − 4, 95 − 5)
 
 
@@ -360,7 +365,7 @@ def test_contact_sheets_show_the_flattest_region_at_100_percent(run, photo_dir):
         np.asarray(saved.crop((left, top, left + w, top + h))),
     )
     # The recorded flat box is the one the finder gives, and its PSNR is measured there.
-    assert tuple(row["flat_box"]) == evaluate.flattest_box(original)[0]
+    assert tuple(row["flat_box"]) == evaluate_inputs.flattest_box(original)[0]
     columns = 2 + 2 * len(evaluate.METHODS)  # thumbnail, original; per method file, difference
     assert Image.open(outputs["contact_sheet"]).width == columns * (512 + 4) + 4
 
@@ -391,22 +396,22 @@ def test_baseline_changes_only_the_centre_view_within_its_budget(run, photo_dir)
 def test_pipeline_groups_compare_numbers_not_names():
     default = tuple(PRESETS[n] for n in DEFAULT_PLATFORMS)
     (renamed,) = parse_platforms("long2048-q85")  # facebook's numbers under another name
-    assert evaluate.group_of(renamed, default) == "default"
-    assert evaluate.group_of(PRESETS["telegram"], default) == "preset"
-    for spec in evaluate.UNSEEN:
-        assert evaluate.group_of(parse_platforms(spec)[0], default) == "unseen"
-    for spec in evaluate.NEARBY:
-        assert evaluate.group_of(parse_platforms(spec)[0], default) == "nearby"
+    assert evaluate_judging.group_of(renamed, default) == "default"
+    assert evaluate_judging.group_of(PRESETS["telegram"], default) == "preset"
+    for spec in evaluate_judging.UNSEEN:
+        assert evaluate_judging.group_of(parse_platforms(spec)[0], default) == "unseen"
+    for spec in evaluate_judging.NEARBY:
+        assert evaluate_judging.group_of(parse_platforms(spec)[0], default) == "nearby"
     (other,) = parse_platforms("long2000-q85")  # off facebook's size, but not one of NEARBY
-    assert evaluate.group_of(other, default) == "unseen"
-    assert evaluate.task_pipeline_name(parse_platforms("none-q90,instagram")) == "none-q90"
+    assert evaluate_judging.group_of(other, default) == "unseen"
+    assert evaluate_judging.task_pipeline_name(parse_platforms("none-q90,instagram")) == "none-q90"
     with pytest.raises(ValueError, match="include task"):
-        evaluate.task_pipeline_name(parse_platforms("instagram"))
+        evaluate_judging.task_pipeline_name(parse_platforms("instagram"))
 
 
 def test_far_end_of_the_scale(tiny_biqa, brisque):
-    assert evaluate.far_end(tiny_biqa) == 0.0
-    assert evaluate.far_end(brisque) == 1000.0  # beyond any BRISQUE score reached
+    assert evaluate_baseline.far_end(tiny_biqa) == 0.0
+    assert evaluate_baseline.far_end(brisque) == 1000.0  # beyond any BRISQUE score reached
 
 
 def test_docs_section_is_ours_alone(run, tmp_path):
