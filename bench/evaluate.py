@@ -36,7 +36,8 @@ so a design that only fits the presets' numbers shows there, and the downscaling
 few pixels off their size or through another filter ("nearby": ``long2047-q85``,
 ``width1079-q80``, ``long1599-q75``, ``long2048-q85-bicubic``, ``width1080-q80-bilinear``), as
 a platform's own resizer serves them. Each judged pipeline falls in one group: ``default`` (the
-pipelines pixcamd protects for by default, compared by their numbers, not their names),
+pipelines the pixcamd method protects for — the default set, or those of ``--platforms`` —
+compared by their numbers, not their names),
 ``preset`` (another preset), ``nearby`` or ``unseen``. Per photo and in total:
 
 * protected on a pipeline = every view low after it; "all defaults" = every (pipeline × view) of

@@ -56,7 +56,7 @@ def numbers(pipeline: Pipeline) -> Pipeline:
 
 
 def group_of(pipeline: Pipeline, protected_for: tuple[Pipeline, ...]) -> str:
-    """``default`` (pixcamd protects for it by default), ``preset`` (another preset),
+    """``default`` (the run's pixcamd method protects for it), ``preset`` (another preset),
     ``nearby`` (one of ``NEARBY``: a default a little off its grid) or ``unseen`` (any other
     pipeline in no preset), by the pipeline's numbers."""
     if numbers(pipeline) in {numbers(p) for p in protected_for}:
