@@ -11,7 +11,10 @@ default set — the kind a platform may also do:
   destination can be named in ``platforms`` — ``--named`` measures what that buys);
 * a square centre crop before the downscale, as a square-format feed does;
 * an unsharp mask after the downscale, as some platforms sharpen (gentle to strong);
-* a re-share: one platform's copy downloaded and uploaded to another (two pipelines in a row).
+* a re-share: one platform's copy downloaded and uploaded to another (two pipelines in a row);
+* another resizer and encoder than Pillow's, on the file itself: ImageMagick's ``convert`` and
+  libvips's ``vipsthumbnail`` (sharp's engine, which shrinks a JPEG while decoding it), as a
+  server would run them (Debian: ``apt-get install imagemagick libvips-tools``).
 
 With ``--named LIST`` each photo is protected a second time, in the same process, for the
 default set plus those pipelines, and judged the same way: what naming a destination buys there
@@ -26,7 +29,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
+import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -86,6 +92,60 @@ DESTINATIONS: dict[str, Callable[[Image.Image], Image.Image]] = {
 }
 
 
+# Commands run on the file (the original's, or the protected copy's JPEG bytes) as a server
+# would: {src} the file, {out} the JPEG it serves. ImageMagick downscales with its Lanczos and
+# encodes with its libjpeg at 4:2:0 below quality 90; vipsthumbnail shrinks the JPEG in its
+# decoder first (by 2, 4 or 8), then resamples with Lanczos 3.
+TOOLS: dict[str, tuple[str, ...]] = {
+    "ImageMagick: width 1080, JPEG 80": (
+        "convert",
+        "{src}",
+        "-auto-orient",
+        "-resize",
+        "1080x",
+        "-quality",
+        "80",
+        "{out}",
+    ),
+    "ImageMagick: long 2048, JPEG 85": (
+        "convert",
+        "{src}",
+        "-auto-orient",
+        "-resize",
+        "2048x2048>",
+        "-quality",
+        "85",
+        "{out}",
+    ),
+    "libvips: width 1080, JPEG 80": (
+        "vipsthumbnail",
+        "{src}",
+        "--size",
+        "1080x",
+        "-o",
+        "{out}[Q=80]",
+    ),
+    "libvips: long 1600, JPEG 75": (
+        "vipsthumbnail",
+        "{src}",
+        "--size",
+        "1600x1600",
+        "-o",
+        "{out}[Q=75]",
+    ),
+}
+
+
+def served_by(command: tuple[str, ...], data: bytes) -> Image.Image:
+    """What ``command`` serves from the file ``data`` (a JPEG), decoded."""
+    with tempfile.TemporaryDirectory() as tmp:
+        src, out = Path(tmp) / "in.jpg", Path(tmp) / "out.jpg"
+        src.write_bytes(data)
+        args = [part.format(src=src, out=out) for part in command]
+        subprocess.run(args, check=True, capture_output=True)
+        return decode(out.read_bytes())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("photos", nargs="+", type=Path)
@@ -96,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
         "--seed", type=int, default=0, help="the search's seed (how far the seed alone moves)"
     )
     args = parser.parse_args(argv)
+    missing = sorted({c[0] for c in TOOLS.values() if shutil.which(c[0]) is None})
+    if missing:
+        parser.error(f"{', '.join(missing)} not found: apt-get install imagemagick libvips-tools")
     model = load_model(args.model, None, "cpu")
     views = parse_views(("center", "resize"))
     runs = {"pixcamd": Settings(seed=args.seed)}
@@ -117,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         row = {"photo": path.name, "destinations": {}, "runs": {}}
         for name, destination in DESTINATIONS.items():
             row["destinations"][name] = {"original": worst(destination(original))}
+        for name, command in TOOLS.items():
+            row["destinations"][name] = {"original": worst(served_by(command, path.read_bytes()))}
         for label, settings in runs.items():
             start = time.perf_counter()
             result = protect(original, [model], settings)
@@ -131,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
             }
             for name, destination in DESTINATIONS.items():
                 row["destinations"][name][label] = worst(destination(written))
+            for name, command in TOOLS.items():
+                row["destinations"][name][label] = worst(served_by(command, result.output_jpeg))
         rows.append(row)
         print(path.name, json.dumps(row["runs"]), json.dumps(row["destinations"]), flush=True)
 
@@ -140,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     head = ["destination", "original low", *(f"{label} low" for label in runs)]
     print("\n| " + " | ".join([*head, "worst view, mean: original → " + " / ".join(runs)]) + " |")
     print("|" + "---|" * (len(head) + 1))
-    for name in DESTINATIONS:
+    for name in [*DESTINATIONS, *TOOLS]:
         cells = [name]
         means = []
         for key in ("original", *runs):
