@@ -95,53 +95,25 @@ DESTINATIONS: dict[str, Callable[[Image.Image], Image.Image]] = {
 # Commands run on the file (the original's, or the protected copy's JPEG bytes) as a server
 # would: {src} the file, {out} the JPEG it serves. ImageMagick downscales with its Lanczos and
 # encodes with its libjpeg at 4:2:0 below quality 90; vipsthumbnail shrinks the JPEG in its
-# decoder first (by 2, 4 or 8), then resamples with Lanczos 3.
-TOOLS: dict[str, tuple[str, ...]] = {
+# decoder first (by 2, 4 or 8), then resamples with Lanczos 3. Both only ever shrink (">").
+TOOLS: dict[str, str] = {
     "ImageMagick: width 1080, JPEG 80": (
-        "convert",
-        "{src}",
-        "-auto-orient",
-        "-resize",
-        "1080x",
-        "-quality",
-        "80",
-        "{out}",
+        "convert {src} -auto-orient -resize 1080x> -quality 80 {out}"
     ),
     "ImageMagick: long 2048, JPEG 85": (
-        "convert",
-        "{src}",
-        "-auto-orient",
-        "-resize",
-        "2048x2048>",
-        "-quality",
-        "85",
-        "{out}",
+        "convert {src} -auto-orient -resize 2048x2048> -quality 85 {out}"
     ),
-    "libvips: width 1080, JPEG 80": (
-        "vipsthumbnail",
-        "{src}",
-        "--size",
-        "1080x",
-        "-o",
-        "{out}[Q=80]",
-    ),
-    "libvips: long 1600, JPEG 75": (
-        "vipsthumbnail",
-        "{src}",
-        "--size",
-        "1600x1600",
-        "-o",
-        "{out}[Q=75]",
-    ),
+    "libvips: width 1080, JPEG 80": "vipsthumbnail {src} --size 1080x> -o {out}[Q=80]",
+    "libvips: long 1600, JPEG 75": "vipsthumbnail {src} --size 1600x1600> -o {out}[Q=75]",
 }
 
 
-def served_by(command: tuple[str, ...], data: bytes) -> Image.Image:
-    """What ``command`` serves from the file ``data`` (a JPEG), decoded."""
+def served_by(command: str, data: bytes, suffix: str = ".jpg") -> Image.Image:
+    """What ``command`` serves from the file ``data`` (named with ``suffix``), decoded."""
     with tempfile.TemporaryDirectory() as tmp:
-        src, out = Path(tmp) / "in.jpg", Path(tmp) / "out.jpg"
+        src, out = Path(tmp) / f"in{suffix}", Path(tmp) / "out.jpg"
         src.write_bytes(data)
-        args = [part.format(src=src, out=out) for part in command]
+        args = [part.format(src=src, out=out) for part in command.split()]
         subprocess.run(args, check=True, capture_output=True)
         return decode(out.read_bytes())
 
@@ -156,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         "--seed", type=int, default=0, help="the search's seed (how far the seed alone moves)"
     )
     args = parser.parse_args(argv)
-    missing = sorted({c[0] for c in TOOLS.values() if shutil.which(c[0]) is None})
+    missing = sorted({c.split()[0] for c in TOOLS.values() if not shutil.which(c.split()[0])})
     if missing:
         parser.error(f"{', '.join(missing)} not found: apt-get install imagemagick libvips-tools")
     model = load_model(args.model, None, "cpu")
@@ -181,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, destination in DESTINATIONS.items():
             row["destinations"][name] = {"original": worst(destination(original))}
         for name, command in TOOLS.items():
-            row["destinations"][name] = {"original": worst(served_by(command, path.read_bytes()))}
+            served = served_by(command, path.read_bytes(), path.suffix)
+            row["destinations"][name] = {"original": worst(served)}
         for label, settings in runs.items():
             start = time.perf_counter()
             result = protect(original, [model], settings)
