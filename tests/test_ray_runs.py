@@ -213,3 +213,31 @@ def test_with_local_fallback_the_photos_are_protected_here_while_the_cluster_is_
     assert "on Ray cluster" not in started["message"]  # this machine did it
     assert ledger_rows(config)["meanwhile.png"]["state"] == "done"
     assert (config.outbox / "meanwhile.jpg").is_file()
+
+
+def test_a_stop_the_moment_the_cluster_is_lost_is_still_a_clean_stop(ray_env, tmp_path):
+    """Losing the cluster closes the Ray connection in the worker thread, which puts Ray's own
+    SIGTERM handler in place; the daemon's must be back before the loss is even reported, or
+    a `systemctl stop` right then kills it (it did, every time, before)."""
+    from raycluster import ray_cluster, stop_sessions
+
+    with ray_cluster(1, ray_env) as gone:
+        config = make_config(
+            tmp_path, executor="ray", ray_address=gone.address, ray_fallback="local"
+        )
+        process = pixcamd_process(config.source, env_extra=ray_env)
+        try:
+            wait_for(lambda: any(e["event"] == "ready" for e in events(config)), 120, "ready")
+            stop_sessions(gone.nodes[0])
+            synthetic_photo(800, 600, 2).save(config.inbox / "now.png")
+            wait_for(
+                lambda: any(e["event"] == "cluster_unreachable" for e in events(config)),
+                60,
+                "the loss to be reported",
+                interval=0.01,
+            )
+        finally:
+            process.send_signal(signal.SIGTERM)
+            out, _ = process.communicate(timeout=120)
+    assert process.returncode == 0, out
+    assert any(e["event"] == "stopped" for e in events(config)), out

@@ -59,14 +59,20 @@ _signals_replaced = threading.Event()
 def signals_kept():
     """ray.init and ray.shutdown replace the process's SIGTERM/SIGINT handlers at the C level
     (SIGTERM then kills the process, or exits with status 15): the daemon's graceful stop and
-    the CLI's Ctrl-C must stay the caller's. Only the main thread may set handlers, so off it
-    the main thread is told to put them back (``restore_signals``)."""
+    the CLI's Ctrl-C must stay the caller's. Only the main thread may set handlers through
+    Python, so off it the C-level dispositions are put back as they were right after the call
+    (``_dispositions``), and the main thread is told to re-install its handlers as well
+    (``restore_signals``). Waiting for that alone left up to a supervision tick in which a
+    SIGTERM killed the daemon: every one of four sent as a lost cluster was reported."""
     import signal
 
     if threading.current_thread() is not threading.main_thread():
+        saved = _dispositions()
         try:
             yield
         finally:
+            if saved is not None:
+                saved()
             _signals_replaced.set()
         return
     kept = {name: signal.getsignal(getattr(signal, name)) for name in _SIGNALS}
@@ -74,6 +80,29 @@ def signals_kept():
         yield
     finally:
         _reinstall(kept)
+
+
+def _dispositions():
+    """The C-level dispositions of ``_SIGNALS`` as they are now (libc's ``sigaction``, kept as
+    opaque bytes: no struct layout assumed), as a function that puts them back from any
+    thread; None where libc cannot be reached."""
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        numbers = [int(getattr(signal, name)) for name in _SIGNALS]
+        kept = {n: ctypes.create_string_buffer(1024) for n in numbers}  # > any sigaction struct
+        if any(libc.sigaction(n, None, kept[n]) != 0 for n in numbers):
+            return None
+    except (OSError, AttributeError):
+        return None
+
+    def put_back() -> None:
+        for n, disposition in kept.items():
+            libc.sigaction(n, disposition, None)
+
+    return put_back
 
 
 def _reinstall(handlers: dict) -> None:
