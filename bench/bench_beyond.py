@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         "--seed", type=int, default=0, help="the search's seed (how far the seed alone moves)"
     )
     args = parser.parse_args(argv)
-    missing = sorted({c.split()[0] for c in TOOLS.values() if not shutil.which(c.split()[0])})
+    missing = sorted({t for t in (c.split()[0] for c in TOOLS.values()) if not shutil.which(t)})
     if missing:
         parser.error(f"{', '.join(missing)} not found: apt-get install imagemagick libvips-tools")
     model = load_model(args.model, None, "cpu")
@@ -148,12 +148,12 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = []
     for path in args.photos:
-        original = load_photo(path).convert("RGB")
+        original, data = load_photo(path).convert("RGB"), path.read_bytes()
         row = {"photo": path.name, "destinations": {}, "runs": {}}
         for name, destination in DESTINATIONS.items():
             row["destinations"][name] = {"original": worst(destination(original))}
         for name, command in TOOLS.items():
-            served = served_by(command, path.read_bytes(), path.suffix)
+            served = served_by(command, data, path.suffix)
             row["destinations"][name] = {"original": worst(served)}
         for label, settings in runs.items():
             start = time.perf_counter()
