@@ -6,8 +6,9 @@ scored; Pillow's own header segments are then replaced by the original's metadat
 for the output (``pixcamd.metadata.output_segments``).
 
 The file appears atomically: it is written to a temporary file *outside* the destination folder
-(an uploader watching that folder must never see a partial or temporary file) but on the same
-filesystem, fsynced, renamed over the destination, and the folders are fsynced.
+where it can be (an uploader watching that folder must never see a partial or temporary file;
+else a hidden ``.part`` file inside it) on the same filesystem, fsynced, renamed over the
+destination, and the folders are fsynced.
 """
 
 from __future__ import annotations
@@ -88,7 +89,8 @@ def write_jpeg(
 
     Returns notes on what metadata was changed or dropped. ``tmp_dir`` is where the temporary
     file goes: it must be on the same filesystem as ``dest`` and should be outside ``dest``'s
-    folder; by default it is the folder above ``dest``'s (see :func:`atomic_write`).
+    folder; by default it is the folder above ``dest``'s where it can be (see
+    :func:`default_tmp_dir`).
     """
     data, notes = render_jpeg(
         image, metadata, quality, subsampling, strip_gps=strip_gps, strip_all=strip_all
@@ -98,18 +100,42 @@ def write_jpeg(
 
 
 def default_tmp_dir(folder: Path) -> Path:
-    """The folder above ``folder``, if it is on the same filesystem and writable."""
+    """Where the temporary file for a copy in ``folder`` goes: the folder above it where that
+    is on the same filesystem and writable — an uploader watching ``folder`` then never sees a
+    partial file —, else ``folder`` itself, under a hidden ``.pixcamd-….part`` name (the usual
+    mark of a file still being written, as rsync's), still renamed into place in one step.
+    The fallback is what ``pixcamd protect -o ~/copy.jpg`` needs where /home is not the user's
+    to write, or a copy at the top of a USB stick or a tmpfs (a mount point)."""
     parent = folder.parent
-    if parent == folder:
-        raise OutputError(f"{folder}: no folder above it for the temporary file; pass tmp_dir")
-    if os.stat(parent).st_dev != os.stat(folder).st_dev:
-        raise OutputError(
-            f"{folder} is a mount point: its parent is another filesystem, so the temporary "
-            "file needs a tmp_dir on the same filesystem"
-        )
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"{parent}: not writable for the temporary file; pass tmp_dir")
-    return parent
+    try:
+        same_filesystem = parent != folder and os.stat(parent).st_dev == os.stat(folder).st_dev
+    except OSError:
+        same_filesystem = False
+    if same_filesystem and os.access(parent, os.W_OK | os.X_OK):
+        return parent
+    return folder
+
+
+def check_folder(folder: Path) -> None:
+    """Say before any work why a copy could not be written into ``folder``: it, or the nearest
+    folder above it that exists (where ``atomic_write`` would create it), must be a folder
+    this process can write."""
+    existing = Path(os.path.abspath(folder))
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        if existing == Path(os.path.abspath(folder)):
+            raise OutputError(f"{folder}: is a file, not a folder")
+        raise OutputError(f"{folder}: cannot be created: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"{folder}: cannot write there: {existing} is not writable")
+
+
+def check_destination(dest: Path) -> None:
+    """``check_folder`` for the copy's folder, and ``dest`` not a folder itself."""
+    if Path(dest).is_dir():
+        raise OutputError(f"{dest}: is a folder, not a file name")
+    check_folder(Path(os.path.abspath(dest)).parent)
 
 
 def atomic_write(data: bytes, dest: Path, tmp_dir: Path | None = None) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -108,6 +110,41 @@ def test_refuses_ambiguous_outputs_before_doing_any_work(tmp_path, photo, capsys
     assert main(["protect", str(twin), "-o", str(png), *FAST]) == 2
     assert "the protected copy is a JPEG; name it .jpg" in capsys.readouterr().err
     assert not png.exists()
+
+
+def test_an_output_that_cannot_be_written_is_said_before_any_work(tmp_path, photo, capsys):
+    blocker = tmp_path / "notes.txt"  # a file where the copy's folder would be
+    blocker.write_text("not a folder")
+    album = tmp_path / "album.jpg"  # a folder named like a copy
+    album.mkdir()
+    for target, said in [
+        (blocker / "copy.jpg", f"{blocker}: is a file, not a folder"),
+        (
+            blocker / "sub" / "copy.jpg",
+            f"{blocker / 'sub'}: cannot be created: {blocker} is a file",
+        ),
+        (album, f"{album}: is a folder, not a file name"),
+    ]:
+        assert main(["protect", str(photo), "-o", str(target), *FAST]) == 2
+        err = capsys.readouterr().err
+        assert said in err and "model brisque" not in err  # refused before the model loads
+
+
+@pytest.mark.skipif(
+    not os.path.ismount("/dev/shm") or not os.access("/dev/shm", os.W_OK),
+    reason="needs /dev/shm as a writable mount point",
+)
+def test_a_copy_at_the_top_of_a_mount_point_is_written(photo, capsys):
+    # The folder above /dev/shm is another filesystem: the temporary file cannot go there (as
+    # with /home that a user cannot write); it goes, hidden, into the copy's own folder.
+    target = Path(f"/dev/shm/pixcamd-test-{os.getpid()}-{photo.stat().st_ino}.jpg")
+    try:
+        code, (report,), _ = run(capsys, photo, "-o", target, *FAST)
+        assert code == 0 and report["output"] == str(target)
+        assert Image.open(target).size == (800, 600)
+        assert not [p for p in Path("/dev/shm").glob(".pixcamd-*.part")]
+    finally:
+        target.unlink(missing_ok=True)
 
 
 def test_target_must_name_each_model(tmp_path, photo, capsys):

@@ -15,7 +15,7 @@ from pixcamd.errors import PixcamdError
 from pixcamd.executors import JobOptions, LocalExecutor, Task
 from pixcamd.folders import STATE_DIR, FolderRun, Interrupted, Tally, plan_sources
 from pixcamd.models import load_model
-from pixcamd.output import atomic_write
+from pixcamd.output import atomic_write, check_destination
 from pixcamd.settings import make_settings
 
 JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif")  # what -o may be named
@@ -44,6 +44,7 @@ def run(args) -> int:
             raise PixcamdError(
                 f"{args.output}: the protected copy is a JPEG; name it .jpg or .jpeg"
             )
+        check_destination(args.output)  # said now, not after minutes of work
         plan = None
     else:  # every problem with the plan is said before any work is done
         plan = plan_sources(inputs, args.outdir)
