@@ -41,6 +41,7 @@ from pixcamd.daemon.schema import DEFAULT_EXTENSIONS, DEFAULT_IGNORE
 from pixcamd.daemon.watcher import NOT_A_PHOTO, Rules
 from pixcamd.errors import PhotoError, PixcamdError, without_path
 from pixcamd.executors import Done, Task
+from pixcamd.output import check_folder
 
 STATE_DIR = ".pixcamd"  # inside the outdir: the run's ledger and staging folder
 MAX_ATTEMPTS = 3  # transient failures (and lost workers) per photo and run
@@ -70,11 +71,19 @@ def plan_sources(
     refuses two photos with one key, and a copy that would overwrite one of the photos."""
     plan = Plan()
     excluded = [outdir] if outdir is not None else []
+    if outdir is not None:
+        check_folder(outdir)  # said now, not once the models are loaded
     for given in inputs:
         given = Path(given)
         if given.is_dir():
             if outdir is not None and outdir.resolve() == given.resolve():
                 raise PixcamdError(f"{given}: is the output folder itself")
+            if outdir is not None and given.resolve().is_relative_to(outdir.resolve()):
+                # everything under the output folder is taken for copies and left alone
+                raise PixcamdError(
+                    f"{given}: is inside the output folder {outdir}, whose files are taken for "
+                    "copies and never protected; choose an output folder outside it"
+                )
             rules = Rules(given, ignore, extensions, excluded)
             for found, reason in _walk(rules):
                 if reason:
@@ -223,7 +232,12 @@ class FolderRun:
         self.tmp = outdir / STATE_DIR / "tmp"
 
     def run(self) -> Tally:
-        self.tmp.mkdir(parents=True, exist_ok=True)
+        try:
+            self.tmp.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise PixcamdError(
+                f"{self.outdir}: cannot create the output folder ({exc.strerror or exc})"
+            ) from None
         for leftover in self.tmp.iterdir():  # ours alone: a dead attempt's staging file
             leftover.unlink(missing_ok=True)
         self.ledger = Ledger(self.outdir / STATE_DIR / "ledger.sqlite")

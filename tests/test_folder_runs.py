@@ -305,3 +305,30 @@ def test_cluster_flags_without_a_folder_run_are_refused(tmp_path, album, capsys)
     assert main(["protect", str(album), "-o", str(out)]) == 2
     assert "use --outdir DIR to protect folders" in capsys.readouterr().err
     assert not out.exists() and not (tmp_path / "x").exists()
+
+
+def test_an_output_folder_that_cannot_take_the_copies_is_said_before_any_work(
+    tmp_path, album, capsys
+):
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("not a folder")
+    for outdir, said in [
+        (blocker, f"{blocker}: is a file, not a folder"),
+        (blocker / "copies", f"{blocker / 'copies'}: cannot be created: {blocker} is a file"),
+    ]:
+        assert main(["protect", str(album), "--outdir", str(outdir), *FAST]) == 2
+        err = capsys.readouterr().err
+        assert said in err and "Traceback" not in err and "model brisque" not in err
+
+
+def test_a_folder_inside_the_output_folder_is_refused_not_skipped(tmp_path, album, capsys):
+    # Everything under the output folder is taken for copies: a folder of photos there would
+    # otherwise come out as "0 photos" with nothing said about them.
+    inside = tmp_path / "2019" / "May"
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    for outdir in (tmp_path / "2019", tmp_path):
+        assert main(["protect", str(inside), "--outdir", str(outdir), *FAST]) == 2
+        err = capsys.readouterr().err
+        assert f"{inside}: is inside the output folder {outdir}" in err
+        assert "choose an output folder outside it" in err
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # nothing written
