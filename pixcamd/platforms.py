@@ -465,11 +465,17 @@ def parse_platforms(
     ``custom`` ones (the config's), or inline specs. Repeats are dropped; order kept."""
     custom = custom or {}
     names = [n.strip() for n in items.split(",")] if isinstance(items, str) else list(items)
-    if not names or any(not isinstance(n, str) or not n.strip() for n in names):
+    for name in names:
+        if not isinstance(name, str):
+            raise PipelineError(f"a platform is named by text, not {name!r}")
+    if not any(n.strip() for n in names):
         raise PipelineError(
             "no platform given: name presets (" + ", ".join(PRESETS) + ") or write one as "
             "long1600-q75"
         )
+    if not all(n.strip() for n in names):
+        where = f"{items!r}: a stray comma?" if isinstance(items, str) else "the list"
+        raise PipelineError(f"an empty platform name in {where}")
     out: dict[str, Pipeline] = {}
     for name in (n.strip() for n in names):
         if name in custom:
