@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import sqlite3
 
+import numpy as np
+from PIL import Image
 from test_daemon_support import (
     finished,
     ledger_rows,
@@ -17,6 +19,7 @@ from test_daemon_support import (
     sha,
     wait_for,
 )
+from tinybiqa import synthetic_photo
 
 from pixcamd.cli import main
 from pixcamd.daemon.config import load_config
@@ -117,3 +120,85 @@ def test_model_changed_requeues_what_was_shipped_against_another_model(
     (event,) = retry_events(config)
     assert event["path"] == "a.jpg" and event["was"]["model"] == "brisque"
     assert sha(outbox / "a.jpg") == shipped  # replaced only when the daemon has redone it
+
+
+def started_count(config, path) -> int:
+    db = sqlite3.connect(f"file:{config.ledger_path}?mode=ro", uri=True)
+    try:
+        query = "SELECT count(*) FROM events WHERE event = 'started' AND path = ?"
+        return db.execute(query, (path,)).fetchone()[0]
+    finally:
+        db.close()
+
+
+def test_a_retried_photo_is_protected_again_even_with_a_copy_elsewhere_in_the_inbox(
+    tmp_path, brisque, capsys
+):
+    """The copy in another album was made from this photo's bytes: retrying the photo must
+    optimize it again, not take its own old copy back as "the same content"."""
+    config = make_config(tmp_path)
+    inbox = config.inbox
+    real_photo(inbox / "a.jpg")
+    with running(config, [brisque]):
+        wait_for(lambda: finished(config, ["a.jpg"]), 60, "the photo")
+        (inbox / "album").mkdir()
+        (inbox / "album" / "a.jpg").write_bytes((inbox / "a.jpg").read_bytes())
+        wait_for(lambda: finished(config, ["album/a.jpg"]), 60, "its copy in an album")
+    assert ledger_rows(config)["album/a.jpg"]["duplicate_of"] == "a.jpg"
+    for argv in (["a.jpg"], ["--stronger", "a.jpg"]):
+        before = started_count(config, "a.jpg")
+        assert retry(capsys, config, *argv)[0] == 0
+        with running(config, [brisque]):
+            wait_for(lambda: finished(config, ["a.jpg"]), 120, "the retried photo")
+        row = ledger_rows(config)["a.jpg"]
+        assert started_count(config, "a.jpg") == before + 1  # optimized, not copied
+        assert row["duplicate_of"] is None and row["state"] == "done" and row["seconds"] > 0
+        assert (row["budget"] is not None) == ("--stronger" in argv)
+        assert (config.outbox / "a.jpg").is_file()
+
+
+def test_photos_held_back_under_one_name_keep_one_held_copy_each(tmp_path, brisque, capsys):
+    """a.jpg and a.png both held back: each its own held file with its own pixels, and
+    shipping one ships that photo; shipped and then retried to no avail, the earlier copy
+    stays in the outbox and stays the photo's (remove still takes it out)."""
+    config = make_config(
+        tmp_path, epsilon=0, epsilon_cap=0, steps=5, hold_dir=str(tmp_path / "hold")
+    )
+    inbox = config.inbox
+    real_photo(inbox / "album" / "a.jpg", seed=5)
+    synthetic_photo(640, 480, 3).save(inbox / "album" / "a.png")  # judged good too (32)
+    with running(config, [brisque]):
+        wait_for(lambda: finished(config, ["album/a.jpg", "album/a.png"]), 60, "both")
+    rows = ledger_rows(config)
+    assert rows["album/a.jpg"]["state"] == rows["album/a.png"]["state"] == "unprotected"
+    held = {name: rows[f"album/{name}"]["held"] for name in ("a.jpg", "a.png")}
+    assert len(set(held.values())) == 2
+
+    def pixels(path):
+        return np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
+
+    def closest(path) -> str:  # which photo a copy shows (ε 0: the photo through a JPEG 95)
+        return min(
+            ("a.jpg", "a.png"),
+            key=lambda n: np.abs(pixels(inbox / "album" / n) - pixels(path)).mean(),
+        )
+
+    assert {name: closest(path) for name, path in held.items()} == {
+        "a.jpg": "a.jpg",
+        "a.png": "a.png",
+    }
+
+    assert main(["ship", "--config", str(config.source), "album/a.jpg"]) == 0
+    capsys.readouterr()
+    shipped = config.outbox / ledger_rows(config)["album/a.jpg"]["output"]
+    assert closest(shipped) == "a.jpg"  # the photo shipped is the one asked for
+    first = sha(shipped)
+
+    assert retry(capsys, config, "album/a.jpg")[0] == 0  # still ε 0: held back again
+    with running(config, [brisque]):
+        wait_for(lambda: finished(config, ["album/a.jpg"]), 60, "the retried photo")
+    row = ledger_rows(config)["album/a.jpg"]
+    assert row["state"] == "unprotected" and row["held"]
+    assert config.outbox / row["output"] == shipped and sha(shipped) == first  # kept, still its
+    assert main(["remove", "--config", str(config.source), "album/a.jpg"]) == 0
+    assert not shipped.exists() and ledger_rows(config)["album/a.jpg"]["output"] is None

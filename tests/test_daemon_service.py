@@ -35,7 +35,7 @@ from pixcamd.cli import main
 from pixcamd.daemon.events import EventLog
 from pixcamd.daemon.ledger import Ledger
 from pixcamd.daemon.service import Daemon
-from pixcamd.daemon.settings import build_settings
+from pixcamd.daemon.settings import build_settings, degraded
 from pixcamd.daemon.worker import Worker
 from pixcamd.errors import PixcamdError
 
@@ -366,8 +366,8 @@ def test_gpu_out_of_memory_steps_down_to_smaller_batches_then_the_cpu(tmp_path, 
         log = EventLog(tmp_path / "log.jsonl", ledger, open(os.devnull, "w"))  # noqa: SIM115
         worker = Worker(config, ledger, [brisque], settings, "fp", log, tmp_path)
         assert settings.batch_size == 2
-        assert worker._settings_for(1).batch_size == 1
-        assert worker._settings_for(2).device == "cpu"
+        assert degraded(settings, 1).batch_size == 1
+        assert degraded(settings, 2).device == "cpu"
         row = ledger.claim_next()
         worker._transient(row, torch.cuda.OutOfMemoryError("CUDA out of memory"))
         row = ledger.get("a.jpg")

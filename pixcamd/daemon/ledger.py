@@ -201,6 +201,17 @@ class Ledger:
             ).fetchone()
         return found[0] if found else None
 
+    def held_owner(self, held: str, other_than: str) -> str | None:
+        """The photo other than ``other_than`` whose best attempt is kept at ``held`` (compared
+        by ``name_key``: the hold folder may be a case-insensitive share as well)."""
+        key = name_key(held)
+        with self._lock:
+            found = self._db.execute(
+                "SELECT path FROM photos WHERE name_key(held) = ? AND path != ? LIMIT 1",
+                (key, other_than),
+            ).fetchone()
+        return found[0] if found else None
+
     # ---- the queue -----------------------------------------------------------------------
 
     def offer(

@@ -75,6 +75,17 @@ def output_name(
     raise AssertionError("copy_names never ends")
 
 
+def held_name(ledger: Ledger, row: Row, hold_dir: Path) -> str:
+    """Where under ``hold_dir`` ``row``'s best attempt is kept: the first of ``copy_names``
+    that no other photo's held copy has (``a.jpg`` and ``a.png`` both held back keep
+    ``a.jpg`` and ``a.png.jpg``, as in the outbox — one file for both would show, and ship,
+    the other photo's pixels)."""
+    for candidate in copy_names(row.path):
+        if ledger.held_owner(str(hold_dir / candidate), row.path) is None:
+            return candidate
+    raise AssertionError("copy_names never ends")
+
+
 def published_copy(root: Path, row: Row | None) -> tuple[bytes, str] | None:
     """The bytes ``row`` published under ``root`` and their sha256, if they are still there,
     unchanged (an uploader may have taken or replaced them)."""

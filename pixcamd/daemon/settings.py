@@ -1,11 +1,13 @@
 """From the daemon's config to what ``protect()`` runs with: the models ``auto`` resolves to, the
-``Settings`` (with a stronger retry's budget), each job's options, and the fingerprint recorded
-per photo (what decides whether a held-back photo is tried again)."""
+``Settings`` (with a stronger retry's budget, or stepped down after a GPU ran out of memory),
+each job's options, and the fingerprint recorded per photo (what decides whether a held-back
+photo is tried again)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import replace
 
 from pixcamd.daemon.config import Config, ConfigError
@@ -169,3 +171,37 @@ def job_options(config: Config, settings):
         keep_unprotected=config.on_unprotected == "ship" or config.hold_dir is not None,
         max_pixels=config.max_pixels,
     )
+
+
+# GPU out of memory: the batch halved down to 1 (``degrade`` 1, 2, …), then the CPU.
+def is_gpu_oom(exc: BaseException) -> bool:
+    import torch
+
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and "out of memory" in text and "cuda" in text
+
+
+def _halvings(settings) -> int:
+    return int(math.log2(max(1, settings.batch_size)))
+
+
+def can_degrade(settings, degrade: int) -> bool:
+    """Whether a photo that ran out of GPU memory at step ``degrade`` has a step further."""
+    return str(settings.device).startswith("cuda") and degrade <= _halvings(settings)
+
+
+def degrade_label(settings, degrade: int) -> str:
+    if degrade > _halvings(settings):
+        return "on the CPU"
+    return f"with batch size {max(1, settings.batch_size >> degrade)}"
+
+
+def degraded(settings, degrade: int):
+    """``settings`` at step ``degrade`` down the ladder."""
+    if degrade == 0:
+        return settings
+    if degrade > _halvings(settings):
+        return replace(settings, device="cpu", batch_size=1)
+    return replace(settings, batch_size=max(1, settings.batch_size >> degrade))

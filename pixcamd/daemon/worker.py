@@ -16,21 +16,31 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import math
 import os
 import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 from pixcamd.daemon.config import Config
 from pixcamd.daemon.events import EventLog
 from pixcamd.daemon.fs import inside
 from pixcamd.daemon.ledger import Ledger, Row
-from pixcamd.daemon.publication import commit_publication, output_name, published_copy
-from pixcamd.daemon.settings import job_options, with_budget
+from pixcamd.daemon.publication import (
+    commit_publication,
+    held_name,
+    output_name,
+    published_copy,
+)
+from pixcamd.daemon.settings import (
+    can_degrade,
+    degrade_label,
+    degraded,
+    is_gpu_oom,
+    job_options,
+    with_budget,
+)
 from pixcamd.errors import PhotoError, without_path
 from pixcamd.report import scores_text
 
@@ -49,15 +59,6 @@ class Vanished(Exception):
 
 class Refused(Exception):
     """A permanent problem with this source (e.g. a symlink out of the inbox)."""
-
-
-def is_gpu_oom(exc: BaseException) -> bool:
-    import torch
-
-    if isinstance(exc, torch.cuda.OutOfMemoryError):
-        return True
-    text = str(exc).lower()
-    return isinstance(exc, RuntimeError) and "out of memory" in text and "cuda" in text
 
 
 class Worker:
@@ -210,14 +211,24 @@ class Worker:
         inbox) writes nothing: its protected copy is in the outbox already. A copy (the same
         photo in two albums) gets its own outbox copy with the original's published bytes — no
         second optimization; when those bytes are gone from the outbox (the uploader took them)
-        or changed there, False: the photo is protected like any other."""
+        or changed there, or were made with other settings, False: the photo is protected like
+        any other — as a retried one always is."""
         source = original.duplicate_of or original.path
+        if source == row.path or row.budget:
+            # retried: the donor is a copy of this very photo, or a stronger attempt was asked
+            return False
         if not os.path.lexists(self.inbox / source):
             self.ledger.finish(row.id, "done", duplicate_of=source, output=None, error=None)
             note = f"same content as {source} (renamed); nothing written"
             self.log.emit("duplicate", row.path, note)
             return True
         donor = original if original.output else self.ledger.get(source)
+        if donor is None or donor.fingerprint != self.fingerprint:
+            # bytes made with other settings (another model, other platforms) are not what
+            # this config would write
+            note = f"same content as {source}, protected with other settings: protected anew"
+            self.log.emit("duplicate", row.path, note)
+            return False
         published = published_copy(self.outbox, donor)  # (bytes, their sha256) or None
         if published is None:
             self.log.emit(
@@ -267,7 +278,7 @@ class Worker:
 
     def _transient(self, row: Row, exc: Exception) -> None:
         reason = f"{type(exc).__name__}: {exc}"
-        if is_gpu_oom(exc) and self._can_degrade(row.degrade):
+        if is_gpu_oom(exc) and can_degrade(self.settings, row.degrade):
             with contextlib.suppress(Exception):
                 import torch
 
@@ -278,7 +289,7 @@ class Worker:
             self.log.emit(
                 "retried",
                 row.path,
-                f"GPU out of memory; again {self._degrade_label(degrade)}",
+                f"GPU out of memory; again {degrade_label(self.settings, degrade)}",
                 level="warning",
                 reason=reason,
                 degrade=degrade,
@@ -304,25 +315,6 @@ class Worker:
         )
         self.on_retry(time.time() + delay)
 
-    # GPU out of memory: halve the batch down to 1, then move to the CPU.
-    def _halvings(self) -> int:
-        return int(math.log2(max(1, self.settings.batch_size)))
-
-    def _can_degrade(self, degrade: int) -> bool:
-        return str(self.settings.device).startswith("cuda") and degrade <= self._halvings()
-
-    def _degrade_label(self, degrade: int) -> str:
-        if degrade > self._halvings():
-            return "on the CPU"
-        return f"with batch size {max(1, self.settings.batch_size >> degrade)}"
-
-    def _settings_for(self, degrade: int):
-        if degrade == 0:
-            return self.settings
-        if degrade > self._halvings():
-            return replace(self.settings, device="cpu", batch_size=1)
-        return replace(self.settings, batch_size=max(1, self.settings.batch_size >> degrade))
-
     def output_name(self, row: Row) -> str:
         return output_name(self.ledger, row)
 
@@ -330,7 +322,7 @@ class Worker:
         from pixcamd.job import protect_photo  # torch and the models: not for `pixcamd status`
 
         data = self._read(row)
-        settings = with_budget(self._settings_for(row.degrade), row.budget)
+        settings = with_budget(degraded(self.settings, row.degrade), row.budget)
         models = self.models
         moved = settings.device == "cpu" and str(self.settings.device) != "cpu"
         if moved:
@@ -421,15 +413,23 @@ class Worker:
         if not ship:  # held back: never in the outbox
             held = None
             if self.config.hold_dir is not None and outcome.data is not None:
-                held_path = self.config.hold_dir / out_rel
+                held_path = self.config.hold_dir / held_name(self.ledger, row, self.config.hold_dir)
                 held_path.parent.mkdir(parents=True, exist_ok=True)
                 # for people, not uploaders: no need to hide the temp file
                 output.atomic_write(outcome.data, held_path, self.config.hold_dir)
                 held = str(held_path)
+            # A retried photo's earlier copy (protected with other settings, or shipped by a
+            # decision) stays as it was, and stays this photo's: `pixcamd remove` can take it
+            # out, and no other photo is given its name.
+            earlier = (
+                row.output if row.output and os.path.lexists(self.outbox / row.output) else None
+            )
             state = fields.pop("state")
-            self.ledger.finish(row.id, state, output=None, held=held, **fields)
+            self.ledger.finish(row.id, state, output=earlier, held=held, **fields)
             self._kept.pop(row.id, None)
             where = f"; best attempt in {held}" if held else ""
+            if earlier:
+                where += f"; its earlier copy {earlier} stays in the outbox (pixcamd remove)"
             self.log.emit(
                 "unprotected",
                 row.path,
