@@ -181,5 +181,8 @@ def served_as(img: Image.Image) -> dict | None:
         "size": list(img.size),
         "quality": quality,
         "exact": errors[quality] == 0,
-        "subsampling": _SAMPLING.get(JpegImagePlugin.get_sampling(img), "other"),
+        # one component: nothing to subsample (get_sampling says -1, as for CMYK)
+        "subsampling": "grayscale"
+        if getattr(img, "layers", 3) == 1
+        else _SAMPLING.get(JpegImagePlugin.get_sampling(img), "other"),
     }

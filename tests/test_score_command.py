@@ -245,7 +245,8 @@ def test_a_jpeg_downloaded_back_says_how_it_was_encoded(tmp_path, capsys):
     other = [min(255, v + (3 if i % 5 == 0 else 0)) for i, v in enumerate(luma)]
     photo.save(tmp_path / "other.jpg", qtables=[other, other], subsampling="4:2:0")
     photo.save(tmp_path / "photo.png")
-    paths = [tmp_path / n for n in (*made, "other.jpg", "photo.png")]
+    photo.convert("L").save(tmp_path / "grey.jpg", quality=85)
+    paths = [tmp_path / n for n in (*made, "other.jpg", "photo.png", "grey.jpg")]
     code, results, _ = run_json(capsys, *paths, "--model", "brisque", "--platforms", "as-is")
     assert code == 0
     encodings = {r["path"].rsplit("/", 1)[1]: r["encoding"] for r in results}
@@ -262,6 +263,10 @@ def test_a_jpeg_downloaded_back_says_how_it_was_encoded(tmp_path, capsys):
     assert encodings["other.jpg"]["exact"] is False
     assert 70 <= encodings["other.jpg"]["quality"] <= 75  # the nearest of libjpeg's, not exact
     assert encodings["photo.png"] is None  # not a JPEG: no encoding of its own
+    assert (encodings["grey.jpg"]["quality"], encodings["grey.jpg"]["subsampling"]) == (
+        85,
+        "grayscale",
+    )
     for name, said in (("q75.jpg", "a JPEG q75 4:2:0"), ("other.jpg", "a JPEG ≈q")):
         main(["score", str(tmp_path / name), "--model", "brisque", "--platforms", "as-is"])
         assert f"(640×480, {said}" in capsys.readouterr().out
