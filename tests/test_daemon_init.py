@@ -135,10 +135,15 @@ def test_init_then_run_then_status_without_a_single_flag(home, capsys, brisque):
         assert os.sched_getscheduler(process.pid) == os.SCHED_IDLE
         noise_photo(inbox / "IMG_1.png", 1)  # BRISQUE already scores noise low: quick
         wait_for(lambda: (outbox / "IMG_1.jpg").is_file(), 120, "the protected copy")
-        code, out, err = cli(capsys, "status", "--json")
-        assert code == 0 and "(your user config)" in err
-        report = json.loads(out)
-        assert report["daemon"] == "running" and report["counts"]["done"] == 1
+
+        def status() -> dict:
+            code, out, err = cli(capsys, "status", "--json")
+            assert code == 0 and "(your user config)" in err
+            return json.loads(out)
+
+        # the copy is renamed into the outbox a moment before its row is finished
+        wait_for(lambda: status()["counts"]["done"] == 1, 10, "the photo counted done")
+        assert status()["daemon"] == "running"
     finally:
         process.send_signal(signal.SIGTERM)
         log, _ = process.communicate(timeout=60)
