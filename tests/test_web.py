@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import stat
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -412,6 +413,29 @@ def test_refused_decisions_say_why_and_change_nothing(world, capsys):
     assert code == 2 and "not in the ledger" in said
     code, said = cli(capsys, world, "remove", "held.jpg")
     assert code == 1 and "has no copy in the outbox" in said
+
+
+def test_a_decision_the_outbox_cannot_take_is_said_in_words_and_leaves_nothing(world, capsys):
+    # A folder where the copy goes (or lies): the file system refuses, for root too, as a
+    # read-only outbox or one owned by the uploader's user would.
+    before = rows(world)
+    shipped = world.outbox / before["noise.jpg"]["output"]
+    shipped.unlink()
+    shipped.mkdir()
+    (world.outbox / "held.jpg").mkdir()
+    (world.outbox / "held.jpg" / "keep").write_text("a folder in the way")
+    for kind, path, said in [
+        ("remove", "noise.jpg", "cannot delete its copy noise.jpg from the outbox"),
+        ("ship", "held.jpg", "cannot write its copy to the outbox"),
+    ]:
+        status, _, body = post(world, kind, path)
+        assert status == 409 and said.encode() in body, (kind, body)
+        code, text = cli(capsys, world, kind, path)
+        assert code == 1 and said in text and "Traceback" not in text
+    assert rows(world) == before  # as it was: shipped, held
+    assert Path(before["held.jpg"]["held"]).is_file()
+    staged = [p for p in world.state_dir.rglob("*") if p.name.startswith("ship-")]
+    assert staged == []  # no staged copy left behind
 
 
 @pytest.mark.usefixtures("one_torch_thread")

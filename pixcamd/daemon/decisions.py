@@ -66,6 +66,7 @@ def ship(config: Config, ledger: Ledger, row: Row, via: str, now: float | None =
     if taken is None:
         raise DecisionError(f"{row.path}: it changed meanwhile (retried or re-queued); look again")
     decision = {"action": "shipped", "at": now, "via": via, "held": row.held}
+    staged = None
     try:
         tmp = choose_tmp_dir(config)
         out_rel = output_name(ledger, taken)
@@ -80,8 +81,16 @@ def ship(config: Config, ledger: Ledger, row: Row, via: str, now: float | None =
             "unprotected",
             {"decision": decision},
         )
-    except BaseException:
+    except BaseException as exc:
         ledger.release(row.id, "unprotected")  # as it was: held, not shipped
+        if staged is not None:
+            with contextlib.suppress(OSError):
+                staged.unlink()
+        if isinstance(exc, OSError):  # an outbox this user cannot write, a folder in the way
+            raise DecisionError(
+                f"{row.path}: cannot write its copy to the outbox ({exc.strerror or exc}); "
+                "nothing was shipped"
+            ) from None
         raise
     with contextlib.suppress(OSError):  # it has moved to the outbox
         held.unlink()
@@ -123,8 +132,13 @@ def remove(config: Config, ledger: Ledger, row: Row, via: str, now: float | None
             fsync_dir(parent)
         except FileNotFoundError:
             gone = False  # the uploader took it already
-    except BaseException:
+    except BaseException as exc:
         ledger.release(row.id, row.state)
+        if isinstance(exc, OSError):  # an outbox this user cannot write, a folder in the way
+            raise DecisionError(
+                f"{row.path}: cannot delete its copy {row.output} from the outbox "
+                f"({exc.strerror or exc}); it is still there"
+            ) from None
         raise
     done = ledger.release(row.id, row.state, output=None, decision=decision)
     what = "removed from the outbox" if gone else "already gone from the outbox (forgotten)"

@@ -429,7 +429,16 @@ class Ledger:
         """Back from ``take`` to ``state`` with ``fields`` changed; when it finished stays."""
         assert state in ("done", "unprotected", "failed")
         with self._tx() as db:
-            self._update(db, row_id, state=state, staged=None, staged_output=None, **fields)
+            self._update(
+                db,
+                row_id,
+                state=state,
+                staged=None,
+                staged_output=None,
+                staged_sha256=None,
+                staged_fields=None,
+                **fields,
+            )
             return self._get(db, row_id)
 
     def finished_rows(self, states: tuple[str, ...], limit: int, offset: int = 0) -> list[Row]:
