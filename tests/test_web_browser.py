@@ -11,6 +11,8 @@ import pytest
 from test_daemon_support import no_leaked_threads  # noqa: F401
 from web_support import rows, serving
 
+from pixcamd.daemon.ledger import Ledger
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 
@@ -60,14 +62,23 @@ def test_a_person_sees_the_dashboard_and_a_photo_and_can_retry(world, browser, t
 
     wait = WebDriverWait(browser, 60)
     held = rows(world)["held.jpg"]
+    # a name from a sync peer: U+202E would reverse the rest of the line, \n split it
+    ledger = Ledger(world.ledger_path)
+    ledger.add_event(1796470000.0, "info", "settled", "evil\u202egpj.exe\nx.jpg", {"message": ""})
+    ledger.close()
     with serving(world) as server:
         browser.get(server.url)
         assert browser.find_element(By.ID, "daemon").text == "stopped"
         assert browser.find_element(By.ID, "model").text == "brisque"
         events = browser.find_elements(By.CSS_SELECTOR, "#events li")
-        assert events and "stopped" in events[0].text
-        # the page updates itself: its script fetched /api/status and said so
+        assert events and "settled" in events[0].text
+        served = [e.text for e in events]
+        # the page updates itself: its script fetched /api/status and said so, and wrote the
+        # events as the server did (the name escaped, the same time format)
         wait.until(lambda d: d.find_element(By.ID, "updated").text.startswith("Last update"))
+        events = browser.find_elements(By.CSS_SELECTOR, "#events li")
+        assert [e.text for e in events] == served
+        assert "evil\\u202egpj.exe\\nx.jpg" in events[0].text
 
         browser.get(f"{server.url}photos?verdict=unprotected")
         tiles = browser.find_elements(By.CSS_SELECTOR, ".tile")

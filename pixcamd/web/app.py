@@ -90,11 +90,11 @@ def create_app(config: Config, ledger: Ledger, token: str = "", loopback: bool =
             status, problem = gather(config, events=20, photos=0), None
         except PixcamdError as exc:
             status, problem = None, str(exc)
-        return web.html("dashboard.html", s=status, problem=problem, steps=config.steps)
+        return web.html("dashboard.html", s=status, problem=problem)
 
     def api_status(request: Request) -> Response:
         try:
-            return JSONResponse({**gather(config, events=20, photos=0), "steps": config.steps})
+            return JSONResponse(gather(config, events=20, photos=0))
         except PixcamdError as exc:
             return JSONResponse({"error": str(exc)}, 503)
 

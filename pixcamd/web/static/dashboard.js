@@ -3,7 +3,24 @@
 "use strict";
 (function () {
   const $ = (id) => document.getElementById(id);
-  const when = (ts) => (ts ? new Date(ts * 1000).toLocaleString() : "—");
+  const two = (n) => String(n).padStart(2, "0");
+  const when = (ts) => {  // as the server writes it: 2026-12-05 11:16:28, local time
+    if (!ts) return "—";
+    const d = new Date(ts * 1000);
+    return `${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())} ` +
+      `${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}`;
+  };
+  // As the server's `printable` (pixcamd/daemon/events.py): a control or format character in
+  // a synced file's name (a newline, U+202E that reverses the rest of the line) is shown
+  // escaped, never obeyed — textContent keeps out HTML, not these.
+  const ESCAPES = { "\n": "\\n", "\r": "\\r", "\t": "\\t" };
+  const HIDDEN = /[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}]|(?! )\p{Zs}/gu;
+  const printable = (value) => String(value).replace(HIDDEN, (c) => {
+    if (ESCAPES[c]) return ESCAPES[c];
+    const code = c.codePointAt(0);
+    return code < 256 ? "\\x" + code.toString(16).padStart(2, "0")
+      : "\\u" + code.toString(16).padStart(4, "0");
+  });
   const text = (id, value) => { const el = $(id); if (el) el.textContent = value; };
 
   function render(s) {
@@ -25,14 +42,13 @@
     current.replaceChildren();
     for (const c of s.current) {
       const p = document.createElement("p");
-      p.textContent = `protecting ${c.path} (attempt ${c.attempt})` +
+      p.textContent = `protecting ${printable(c.path)} (attempt ${c.attempt})` +
         (s.current_step ? ` — step ${s.current_step}` : "");
       current.append(p);
     }
     if (!s.current.length) { const p = document.createElement("p"); p.textContent = "idle"; current.append(p); }
-    const step = $("step");
-    step.hidden = !s.current.length;
-    step.max = s.steps; step.value = Math.min(s.current_step || 0, s.steps);
+    // no value: how many steps a photo takes is known only at its end (rounds escalate)
+    $("step").hidden = !s.current.length;
     const counts = $("counts");
     counts.replaceChildren();
     const filter = { done: "protected", processing: "queued" };
@@ -47,7 +63,8 @@
     for (const e of [...s.events].reverse()) {
       const li = document.createElement("li");
       li.className = "level-" + e.level;
-      li.textContent = `${when(e.ts)} ${e.event} ${e.path || ""}${e.message ? ": " + e.message : ""}`;
+      const line = `${e.event} ${e.path || ""}${e.message ? ": " + e.message : ""}`;
+      li.textContent = `${when(e.ts)} ${printable(line)}`;
       events.append(li);
     }
     text("updated", "Last update " + new Date().toLocaleTimeString() + ".");
