@@ -415,6 +415,21 @@ def test_refused_decisions_say_why_and_change_nothing(world, capsys):
     assert code == 1 and "has no copy in the outbox" in said
 
 
+def test_a_photo_without_a_copy_says_what_became_of_it(world, capsys):
+    Path(rows(world)["held.jpg"]["held"]).unlink()  # a person tidied the hold folder
+    assert cli(capsys, world, "remove", "noise.jpg")[0] == 0
+    pid = ids(world)
+    with serving(world) as server:
+        web = Client(server.url)
+        for name, said in [
+            ("held.jpg", f"no copy: its held copy is gone from {world.hold_dir}"),
+            ("noise.jpg", "no copy: removed from the outbox by your decision"),
+        ]:
+            status, _, body = web.get(f"/photos/{pid[name]}")
+            assert status == 200 and said.encode() in body, name
+            assert b"set hold_dir" not in body
+
+
 def test_a_decision_the_outbox_cannot_take_is_said_in_words_and_leaves_nothing(world, capsys):
     # A folder where the copy goes (or lies): the file system refuses, for root too, as a
     # read-only outbox or one owned by the uploader's user would.
@@ -443,6 +458,8 @@ def test_a_stronger_retry_from_the_page_protects_a_held_photo(world, brisque):
     with running(world, [brisque]) as daemon:
         web = Client(daemon.web.url)
         held = ids(world)["held.jpg"]
+        held_file = Path(rows(world)["held.jpg"]["held"])
+        assert held_file.is_file()
         status, _, _ = web.post(f"/photos/{held}/stronger", "csrf=" + secret(world))
         assert status == 303
         wait_for(lambda: rows(world)["held.jpg"]["state"] == "done", 120, "the stronger attempt")
@@ -451,6 +468,7 @@ def test_a_stronger_retry_from_the_page_protects_a_held_photo(world, brisque):
         assert (world.outbox / "held.jpg").is_file()
         status, _, body = web.get(f"/photos/{held}")
         assert b"stronger retry" in body and b"protected" in body
+        assert not held_file.exists()  # in the outbox now: nothing left to review
     started = [e for e in log_events(world) if e["event"] == "web"]
     assert started and started[0]["message"].startswith("the web page: http://127.0.0.1:")
 

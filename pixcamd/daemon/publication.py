@@ -11,12 +11,14 @@ same photo under another name.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 
-from pixcamd.daemon.fs import publish, sha256_file
+from pixcamd.daemon.fs import inside, publish, sha256_file
 from pixcamd.daemon.ledger import Ledger, Row
 
 
@@ -84,6 +86,17 @@ def held_name(ledger: Ledger, row: Row, hold_dir: Path) -> str:
         if ledger.held_owner(str(hold_dir / candidate), row.path) is None:
             return candidate
     raise AssertionError("copy_names never ends")
+
+
+def drop_held(hold_dir: Path | None, held: str | None) -> None:
+    """Remove a photo's held copy once the photo is in the outbox: it is no longer one a
+    person should review. Only a file inside the hold folder is ever removed."""
+    if not held or hold_dir is None:
+        return
+    path = Path(os.path.realpath(held))
+    if inside(path, Path(os.path.realpath(hold_dir))) and path.is_file():
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 def published_copy(root: Path, row: Row | None) -> tuple[bytes, str] | None:

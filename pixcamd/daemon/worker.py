@@ -29,6 +29,7 @@ from pixcamd.daemon.fs import inside
 from pixcamd.daemon.ledger import Ledger, Row
 from pixcamd.daemon.publication import (
     commit_publication,
+    drop_held,
     held_name,
     output_name,
     published_copy,
@@ -454,6 +455,7 @@ class Worker:
         state = fields.pop("state")
         self._commit(row, outcome.data, out_rel, state, fields, digest)
         self._kept.pop(row.id, None)
+        drop_held(self.config.hold_dir, row.held)  # once held back, in the outbox now
         # what the copy no longer carries, said where the user reads (the GPS position above all)
         gone = [n for n in notes if "removed" in n or "zeroed" in n]
         removed = f"; metadata: {'; '.join(gone)}" if gone else ""

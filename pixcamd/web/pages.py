@@ -37,8 +37,29 @@ def label(row: Row) -> str:
             decided = isinstance(row.decision, dict) and row.decision.get("action") == "shipped"
             by = " by your decision" if decided else ""
             return f"NOT protected, shipped{by}"
+        if _decided(row, "removed"):
+            return "NOT protected, its copy removed by your decision"
         return "NOT protected, held back"
     return row.state
+
+
+def _decided(row: Row, action: str) -> bool:
+    return isinstance(row.decision, dict) and row.decision.get("action") == action
+
+
+def no_copy(config: Config, row: Row) -> str:
+    """Why the page has no copy to show, in the words of what happened to it."""
+    if _decided(row, "removed"):
+        return "removed from the outbox by your decision"
+    if row.output:
+        return "it has left the outbox (taken by the uploader?)"
+    if row.held:
+        return f"its held copy is gone from {config.hold_dir or 'the hold folder'}"
+    if row.state != "unprotected":
+        return ""
+    if config.hold_dir is None:
+        return "none was kept (set hold_dir to keep the best attempt)"
+    return "none was kept"
 
 
 def summary(row: Row) -> dict:
@@ -124,6 +145,7 @@ def detail(config: Config, row: Row, has_original: bool, copy_where: str | None)
         "platforms": report.get("platforms") or [],
         "has_original": has_original,
         "copy_where": copy_where,
+        "no_copy": "" if copy_where else no_copy(config, row),
         "can_retry": finished and has_original,
         # a larger budget helps a photo the search could not protect, not one that failed
         "can_stronger": (
