@@ -57,6 +57,8 @@ def test_a_failed_photo_is_retried_once_it_is_good(tmp_path, brisque, capsys):
     code, out, _ = retry(capsys, config, "--failed")
     assert code == 0 and "queued  scan.jpg (failed)" in out and "not running" not in out
     assert "at its next start" in out
+    code, out, _ = retry(capsys, config, "scan.jpg")  # named, and queued already: refused
+    assert code == 1 and "skipped scan.jpg: already queued" in out
     assert ledger_rows(config)["scan.jpg"]["state"] == "queued"
     (was,) = retry_events(config)
     assert was["path"] == "scan.jpg" and was["was"]["state"] == "failed"

@@ -324,7 +324,9 @@ def retry_photos(args: argparse.Namespace) -> int:
     if budget:
         print(f"stronger: {retry.describe_budget(budget)}")
     print(f"{len(plan.queue)} photo(s) queued again, {len(plan.skipped)} skipped; {when}")
-    return 0
+    # A photo you named that cannot be queued is a refusal (as for ship and remove); what the
+    # flags find and skip is not: nothing to do is not an error.
+    return 1 if plan.refused else 0
 
 
 def show_status(args: argparse.Namespace) -> int:

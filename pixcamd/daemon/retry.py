@@ -39,6 +39,7 @@ class RetryError(PixcamdError):
 class Plan:
     queue: list[tuple[Row, str]] = field(default_factory=list)  # (row, why)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, why not)
+    refused: int = 0  # photos named by path among the skipped: the command then exits 1
 
 
 def relative(config: Config, path: str) -> str:
@@ -104,13 +105,16 @@ def plan(
                 chosen.setdefault(row.id, (row, f"protected against {was}"))
     for row, why in sorted(chosen.values(), key=lambda item: item[0].id):
         if row.state == "processing":
-            result.skipped.append((row.path, "being protected right now"))
+            skipped = "being protected right now"
         elif row.state == "queued":
-            result.skipped.append((row.path, "already queued"))
+            skipped = "already queued"
         elif not os.path.lexists(config.inbox / row.path):
-            result.skipped.append((row.path, "no longer in the inbox: nothing to protect"))
+            skipped = "no longer in the inbox: nothing to protect"
         else:
             result.queue.append((row, why))
+            continue
+        result.skipped.append((row.path, skipped))
+        result.refused += why == "asked for"
     return result
 
 
