@@ -45,7 +45,8 @@ DONE = {  # what a finished action says on the photo page (a code in the URL, ne
     "retry": "Queued again: the daemon takes it within a second (or at its next start).",
     "stronger": "Queued again with a larger budget (ε, its cap and the steps doubled).",
     "ship": "Shipped to the outbox by your decision, NOT protected.",
-    "remove": "The copy was removed from the outbox.",
+    # (the event says which: deleted now, or already taken by the uploader)
+    "remove": "The copy is out of the outbox and forgotten.",
 }
 
 
