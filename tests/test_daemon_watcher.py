@@ -78,6 +78,21 @@ def test_symlinks_are_never_followed_out_of_the_inbox(tmp_path):
     assert sorted(scan(r)) == ["inner.jpg", "sub/real.jpg"]
 
 
+def test_a_pipe_or_a_symlink_loop_named_like_a_photo_is_refused_and_said(tmp_path):
+    # Reading a named pipe blocks until someone writes to it: the intake would hang on it.
+    os.mkfifo(tmp_path / "pipe.jpg")
+    (tmp_path / "x.jpg").symlink_to(tmp_path / "y.jpg")
+    (tmp_path / "y.jpg").symlink_to(tmp_path / "x.jpg")
+    (tmp_path / "ok.jpg").write_bytes(b"x")
+    r = rules(tmp_path)
+    assert r.accept(tmp_path / "pipe.jpg") == ("pipe.jpg", "not a regular file")
+    rel, why = r.accept(tmp_path / "x.jpg")
+    assert rel == "x.jpg" and why.startswith("unusable symlink")
+    refused: list = []
+    assert list(scan(r, refused=refused)) == ["ok.jpg"]
+    assert [rel for rel, _ in refused] == ["pipe.jpg", "x.jpg", "y.jpg"]  # named, not dropped
+
+
 def test_scan_prunes_ignored_folders(tmp_path):
     for rel in ["a.jpg", ".stversions/old.jpg", "@eaDir/t.jpg", "trip/b.png", "trip/c.txt"]:
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)

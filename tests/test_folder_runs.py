@@ -332,3 +332,19 @@ def test_a_folder_inside_the_output_folder_is_refused_not_skipped(tmp_path, albu
         assert f"{inside}: is inside the output folder {outdir}" in err
         assert "choose an output folder outside it" in err
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # nothing written
+
+
+def test_a_pipe_or_a_symlink_loop_in_a_folder_is_refused_and_the_rest_protected(
+    tmp_path, album, capsys
+):
+    os.mkfifo(album / "May" / "pipe.jpg")  # reading it would wait for ever
+    (album / "x.jpg").symlink_to(album / "y.jpg")
+    (album / "y.jpg").symlink_to(album / "x.jpg")
+    outdir = tmp_path / "out"
+    code, _, summary, err = run(capsys, album, "--outdir", outdir, *FAST)
+    assert code == 1 and "Traceback" not in err and summary["protected"] == 2
+    assert f"{album / 'May' / 'pipe.jpg'}: refused: not a regular file" in err
+    assert f"{album / 'x.jpg'}: refused: unusable symlink" in err
+    assert (outdir / "2019" / "beach.jpg").is_file() and (
+        outdir / "2019" / "May" / "garden.jpg"
+    ).is_file()

@@ -128,7 +128,8 @@ def _one(source: Path, target: Path, models, options: JobOptions, show: RunProgr
     show.begin(1, None, None)
     if not source.is_file():
         tally.failed = 1
-        show.photo({"path": str(source), "error": f"{source}: no such file"}, tally)
+        why = "not a regular file" if source.exists() else "no such file"
+        show.photo({"path": str(source), "error": f"{source}: {why}"}, tally)
         show.end(tally)
         return 1
     try:

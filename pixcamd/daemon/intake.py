@@ -130,9 +130,9 @@ class Intake:
     def scan(self, reason: str = "periodic", root: Path | None = None) -> None:
         """Start-up scan, periodic rescan, or a folder that appeared whole. Files the ledger
         already knows with the same size and mtime are skipped without reading them."""
-        seen, others = 0, []
+        seen, others, refused = 0, [], []
         fingerprint = self.fingerprint()
-        for rel in scan(self.rules, root, self.stop_event, others):
+        for rel in scan(self.rules, root, self.stop_event, others, refused):
             seen += 1
             if rel in self.tracker:
                 continue
@@ -147,6 +147,8 @@ class Intake:
                 ):
                     continue
             self.candidate(rel, "")
+        for rel, why in refused:  # named in the log, once a run (never silently skipped)
+            self.candidate(rel, why)
         if root is not None:  # a folder moved in: its other files arrived too, name each
             for rel in others:
                 self.candidate(rel, NOT_A_PHOTO)

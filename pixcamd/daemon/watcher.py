@@ -101,8 +101,11 @@ class Rules:
                 target = absolute.resolve()
                 if not inside(target, self.inbox) or self.excluded_path(target):
                     return rel, "symlink out of the inbox"
-        except OSError as exc:  # loops, permissions
+        except (OSError, RuntimeError) as exc:  # permissions; loops (RuntimeError before 3.13)
             return rel, f"unusable symlink ({exc})"
+        if absolute.exists() and not absolute.is_file():
+            # a named pipe, socket or device named like a photo: reading it may never end
+            return rel, "not a regular file"
         return rel, ""
 
 
@@ -111,9 +114,11 @@ def scan(
     root: Path | None = None,
     stop: threading.Event | None = None,
     others: list[str] | None = None,
+    refused: list[tuple[str, str]] | None = None,
 ) -> Iterator[str]:
     """Relative paths of every candidate photo under ``root`` (default: the whole inbox); those
-    of the files left alone for their extension are appended to ``others``.
+    of the files left alone for their extension are appended to ``others``, (path, why) of the
+    photos refused (a symlink out of the inbox, not a regular file) to ``refused``.
 
     Symlinked folders are never entered; ignored folders are pruned, not walked.
     """
@@ -129,8 +134,11 @@ def scan(
             rel, reason = rules.accept(here / name)
             if rel is not None and not reason:
                 yield rel
-            elif reason == NOT_A_PHOTO and others is not None:
-                others.append(rel)
+            elif reason == NOT_A_PHOTO:
+                if others is not None:
+                    others.append(rel)
+            elif rel is not None and refused is not None:
+                refused.append((rel, reason))
 
 
 @dataclass
