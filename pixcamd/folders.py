@@ -297,6 +297,10 @@ class FolderRun:
                     todo.append(self.ledger.queue_copy(row.id).id)
             elif row.state == "failed" or row.state == "queued":
                 todo.append(row.id)  # new, changed, or failed last time: (again) now
+            elif row.output and not (self.outdir / row.output).is_file():
+                # its copy was deleted from the outdir since: made again, under its name
+                self.ledger.requeue_many([row.id])
+                todo.append(row.id)
             else:
                 self._report_earlier(row)
         return todo

@@ -348,3 +348,18 @@ def test_a_pipe_or_a_symlink_loop_in_a_folder_is_refused_and_the_rest_protected(
     assert (outdir / "2019" / "beach.jpg").is_file() and (
         outdir / "2019" / "May" / "garden.jpg"
     ).is_file()
+
+
+def test_a_copy_deleted_from_the_outdir_is_made_again_on_the_next_run(tmp_path, album, capsys):
+    outdir = tmp_path / "out"
+    assert run(capsys, album, "--outdir", outdir, *FAST)[0] == 1  # the symlink out: refused
+    gone = outdir / "2019" / "May" / "garden.jpg"
+    kept = outdir / "2019" / "beach.jpg"
+    first, mtime = gone.read_bytes(), kept.stat().st_mtime_ns
+    gone.unlink()
+    code, reports, summary, _ = run(capsys, album, "--outdir", outdir, *FAST)
+    assert code == 1 and gone.read_bytes() == first  # the same settings: the same copy, its name
+    assert kept.stat().st_mtime_ns == mtime  # the other one untouched
+    redone = next(r for r in reports if r["path"].endswith("garden.jpg"))
+    assert not redone.get("earlier") and redone["output"] == str(gone)
+    assert summary["from_earlier_run"] == 1
