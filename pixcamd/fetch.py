@@ -21,6 +21,7 @@ from typing import BinaryIO
 
 from pixcamd.errors import DownloadError, TruncatedCheckpoint, WeightsMissing
 from pixcamd.models.weights import WEIGHTS_URL, default_weights_path, load_checkpoint
+from pixcamd.output import check_destination, plain_mode
 
 CHUNK = 1 << 20
 
@@ -88,6 +89,7 @@ def _install(source: BinaryIO, total: int | None, dest: Path, origin: str) -> In
 
         # refuses anything but KonCept512 weights, naming what the user gave, not our copy
         model = KonCept512(load_checkpoint(tmp, name=origin))
+        os.chmod(tmp, plain_mode())  # readable as any file of the user's (a service account)
         os.replace(tmp, dest)
         dir_fd = os.open(dest.parent, os.O_RDONLY)
         try:
@@ -104,7 +106,11 @@ def fetch_weights(
 ) -> Installed:
     """Download KonCept512.pth from ``url`` into ``dest`` (default: the user's cache dir)."""
     dest = dest or default_weights_path()
-    request = urllib.request.Request(url, headers={"User-Agent": "pixcamd"})
+    check_destination(dest)  # said now, not after the download
+    try:
+        request = urllib.request.Request(url, headers={"User-Agent": "pixcamd"})
+    except ValueError as exc:  # "notaurl": no scheme
+        raise DownloadError(f"{url}: not a URL ({exc}); give one such as https://…") from None
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             length = response.headers.get("Content-Length")
@@ -123,5 +129,6 @@ def install_weights(source: str | os.PathLike, dest: Path | None = None) -> Inst
     source, dest = Path(source), dest or default_weights_path()
     if not source.is_file():
         raise WeightsMissing(f"{source}: no such file")
+    check_destination(dest)  # said now, not after the copy and the check
     with source.open("rb") as f:
         return _install(f, source.stat().st_size, dest, str(source))

@@ -169,7 +169,7 @@ def atomic_write(data: bytes, dest: Path, tmp_dir: Path | None = None) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp's 0600 → what a plain open gives
+        os.chmod(tmp_name, plain_mode())  # mkstemp's 0600 → what a plain open gives
         os.replace(tmp_name, dest)
     except BaseException as exc:
         with contextlib.suppress(OSError):
@@ -193,6 +193,12 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def plain_mode() -> int:
+    """The permissions a plain ``open`` gives a new file (0666 less the umask): what a file
+    made with ``mkstemp`` (0600) is set to before it is renamed into place."""
+    return 0o666 & ~_umask()
 
 
 def _umask() -> int:

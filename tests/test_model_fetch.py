@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import http.server
 import json
+import os
+import stat
 import threading
 
 import pytest
@@ -106,6 +108,10 @@ def test_a_failed_fetch_leaves_working_weights_alone(
 def test_fetch_from_a_local_file(cache, recipe_checkpoint, checkpoint_bytes, capsys):
     assert main(["model", "fetch", "--from", str(recipe_checkpoint)]) == 0
     assert (cache / "KonCept512.pth").read_bytes() == checkpoint_bytes
+    # readable as any file the user makes (a service account given --weights), not mkstemp's 0600
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE((cache / "KonCept512.pth").stat().st_mode) == 0o666 & ~umask
     assert recipe_checkpoint.read_bytes() == checkpoint_bytes  # the source is only read
     assert hashlib.sha256(checkpoint_bytes).hexdigest() in capsys.readouterr().out
 
@@ -119,6 +125,21 @@ def test_fetch_from_a_wrong_file_installs_nothing(cache, tmp_path, capsys):
     assert not (cache / "KonCept512.pth").exists()
     assert main(["model", "fetch", "--from", str(tmp_path / "absent.pth")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_a_bad_url_or_destination_is_one_line_before_any_transfer(
+    cache, tmp_path, recipe_checkpoint, capsys
+):
+    assert main(["model", "fetch", "--url", "notaurl"]) == 2
+    err = capsys.readouterr().err
+    assert "notaurl: not a URL" in err and "Traceback" not in err
+    folder = tmp_path / "weights.pth"  # a folder where the file would go
+    folder.mkdir()
+    for argv in (["--from", str(recipe_checkpoint)], ["--url", "http://127.0.0.1:9/x.pth"]):
+        assert main(["model", "fetch", *argv, "--to", str(folder)]) == 2
+        err = capsys.readouterr().err
+        assert f"{folder}: is a folder, not a file name" in err and "Traceback" not in err
+    assert list(folder.iterdir()) == []
 
 
 def test_info_without_weights(cache, capsys):
