@@ -304,6 +304,8 @@ def test_cluster_flags_without_a_folder_run_are_refused(tmp_path, album, capsys)
     assert "--workers is for --ray" in capsys.readouterr().err
     assert main(["protect", str(album), "-o", str(out)]) == 2
     assert "use --outdir DIR to protect folders" in capsys.readouterr().err
+    assert main(["protect", str(album), "--outdir", str(tmp_path / "x"), "--ray", ""]) == 2
+    assert "--ray needs an address" in capsys.readouterr().err  # not a silent local run
     assert not out.exists() and not (tmp_path / "x").exists()
 
 

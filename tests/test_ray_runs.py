@@ -66,6 +66,25 @@ def test_a_folder_run_on_the_cluster_matches_this_machine_and_resumes(cluster, t
     assert summary["from_earlier_run"] == 3 and all(r.get("earlier") for r in reports)
 
 
+def test_local_starts_a_private_ray_even_where_ray_address_names_another(ray_env, tmp_path):
+    root = tmp_path / "album"
+    root.mkdir()
+    synthetic_photo(640, 480, 0).save(root / "p0.png")
+    env = {**os.environ, **ray_env, "RAY_ADDRESS": f"127.0.0.1:{free_port()}"}  # nothing there
+    env["PYTHONPATH"] = str(ROOT)
+    argv = ["protect", str(root), "--outdir", str(tmp_path / "out"), "--ray", "local", *FAST]
+    done = subprocess.run(
+        [sys.executable, "-m", "pixcamd", *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "working on private Ray cluster on this machine" in done.stderr
+    assert (tmp_path / "out" / "album" / "p0.jpg").is_file()
+
+
 def test_bad_cluster_settings_are_refused_at_config_check_and_at_start(tmp_path, capsys):
     closed = f"127.0.0.1:{free_port()}"  # nothing listens there
     config = make_config(tmp_path, executor="ray", ray_address=closed)

@@ -22,6 +22,10 @@ JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif")  # what -o may be named
 
 
 def run(args) -> int:
+    if args.ray is not None and not args.ray.strip():  # `--ray "$RAY_HEAD"` with it unset
+        raise PixcamdError(
+            "--ray needs an address: HOST:PORT of a Ray head, or local for a private one here"
+        )
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.output is not None and len(args.files) != 1:

@@ -329,7 +329,8 @@ class RayExecutor:
         if ray.is_initialized():  # another part of this process connected: share that
             pass
         elif address == "local":  # a private Ray on this machine, gone when we close
-            ray.init(ignore_reinit_error=True, include_dashboard=False, **quiet)
+            # said as "local": a bare ray.init() would join the cluster RAY_ADDRESS names
+            ray.init(address="local", ignore_reinit_error=True, include_dashboard=False, **quiet)
             self._owns_init = True
         else:
             try:
