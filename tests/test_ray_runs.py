@@ -267,3 +267,23 @@ def test_a_stop_the_moment_the_cluster_is_lost_is_still_a_clean_stop(ray_env, tm
     )
     assert status == 0, out
     assert any(e["event"] == "stopped" for e in events(config)), out
+
+
+def test_an_address_where_something_else_answers_is_refused_in_seconds(tmp_path, capsys):
+    # a mistyped port that reaches a web server: ray.init would retry there for many minutes
+    import http.server
+    import threading
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        address = f"127.0.0.1:{server.server_address[1]}"
+        started = time.monotonic()
+        root, outdir = album(tmp_path / "a"), tmp_path / "o"
+        code = main(["protect", str(root), "--outdir", str(outdir), "--ray", address, *FAST])
+        err = capsys.readouterr().err
+        assert code == 2 and f"something answers at {address}, but not a Ray head" in err
+        assert time.monotonic() - started < 60
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -39,7 +39,13 @@ def reachable(address: str, timeout: float = CONNECT_TIMEOUT) -> str | None:
     if parts is None:
         return None
     why = probe(*parts, timeout=timeout)
-    return None if why is None else f"nothing answers at {parts[0]}:{parts[1]} ({why})"
+    if why is not None:
+        return f"nothing answers at {parts[0]}:{parts[1]} ({why})"
+    if not address.startswith("ray://"):
+        other = not_grpc(*parts)
+        if other is not None:
+            return f"something answers at {parts[0]}:{parts[1]}, but not a Ray head ({other})"
+    return None
 
 
 def probe(host: str, port: int, timeout: float = CONNECT_TIMEOUT) -> str | None:
@@ -49,6 +55,27 @@ def probe(host: str, port: int, timeout: float = CONNECT_TIMEOUT) -> str | None:
             return None
     except OSError as exc:
         return exc.strerror or type(exc).__name__
+
+
+# HTTP/2's client preface and an empty SETTINGS frame: a Ray head's GCS is a gRPC server, which
+# answers with a SETTINGS frame of its own. ray.init, pointed at anything else that accepts the
+# connection (a web server on a mistyped port), retries for many minutes.
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
+def not_grpc(host: str, port: int, timeout: float = 2.0) -> str | None:
+    """What answers at host:port in words when it plainly is not HTTP/2 (gRPC); None when it
+    is, or when it says nothing in ``timeout`` (then ray.init decides, as before)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(_H2_PREFACE)
+            first = sock.recv(64)
+    except OSError:
+        return None
+    if len(first) < 4 or first[3] == 4:  # nothing said, or a SETTINGS frame: gRPC
+        return None
+    line = first.split(b"\n")[0].strip().decode("ascii", "replace")[:40]
+    return f"it answered {line!r}" if line.isprintable() else "it does not speak gRPC"
 
 
 _SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP")
