@@ -74,6 +74,8 @@ def not_grpc(host: str, port: int, timeout: float = 2.0) -> str | None:
         return None
     if len(first) < 4 or first[3] == 4:  # nothing said, or a SETTINGS frame: gRPC
         return None
+    if 0x14 <= first[0] <= 0x17 and first[1] == 3:  # a TLS record: a head with RAY_USE_TLS
+        return None
     line = first.split(b"\n")[0].strip().decode("ascii", "replace")[:40]
     return f"it answered {line!r}" if line.isprintable() else "it does not speak gRPC"
 
