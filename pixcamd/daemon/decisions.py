@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from pixcamd.daemon.config import Config
-from pixcamd.daemon.fs import choose_tmp_dir, fsync_dir, inside
+from pixcamd.daemon.fs import choose_tmp_dir, file_inside, fsync_dir, inside
 from pixcamd.daemon.ledger import Ledger, Row
 from pixcamd.daemon.publication import commit_publication, output_name
 from pixcamd.errors import PixcamdError
@@ -42,10 +42,9 @@ def _held_file(config: Config, row: Row) -> Path:
             f"{row.path}: no hold_dir is configured, so no copy was kept to ship; retry it "
             "(--stronger for a larger budget), or set hold_dir for the next ones"
         )
-    held = Path(row.held)
-    real, root = Path(os.path.realpath(held)), Path(os.path.realpath(config.hold_dir))
-    if not inside(real, root) or not real.is_file():
-        raise DecisionError(f"{row.path}: its held copy {held} is gone from {config.hold_dir}")
+    real = file_inside(row.held, config.hold_dir)
+    if real is None:
+        raise DecisionError(f"{row.path}: its held copy {row.held} is gone from {config.hold_dir}")
     return real
 
 

@@ -42,6 +42,17 @@ def inside(child: Path, parent: Path) -> bool:
     return child == parent or parent in child.parents
 
 
+def file_inside(path: Path | str, root: Path | None) -> Path | None:
+    """``path`` resolved, if it is a plain file inside ``root`` (resolved too); else None —
+    what the page serves, a decision ships and a protected photo's held copy removes."""
+    if root is None:
+        return None
+    real = Path(os.path.realpath(path))
+    if not inside(real, Path(os.path.realpath(root))) or not real.is_file():
+        return None
+    return real
+
+
 def _unescape(field: str) -> str:
     """/proc/self/mountinfo escapes space, tab, newline and backslash as octal."""
     out, i = [], 0

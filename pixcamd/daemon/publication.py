@@ -14,11 +14,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import itertools
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 
-from pixcamd.daemon.fs import inside, publish, sha256_file
+from pixcamd.daemon.fs import file_inside, publish, sha256_file
 from pixcamd.daemon.ledger import Ledger, Row
 
 
@@ -91,10 +90,8 @@ def held_name(ledger: Ledger, row: Row, hold_dir: Path) -> str:
 def drop_held(hold_dir: Path | None, held: str | None) -> None:
     """Remove a photo's held copy once the photo is in the outbox: it is no longer one a
     person should review. Only a file inside the hold folder is ever removed."""
-    if not held or hold_dir is None:
-        return
-    path = Path(os.path.realpath(held))
-    if inside(path, Path(os.path.realpath(hold_dir))) and path.is_file():
+    path = file_inside(held, hold_dir) if held else None
+    if path is not None:
         with contextlib.suppress(OSError):
             path.unlink()
 

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pixcamd.daemon.config import Config
-from pixcamd.daemon.fs import inside
+from pixcamd.daemon.fs import file_inside
 from pixcamd.daemon.ledger import Row
 
 CACHE_BYTES = 256 * 2**20  # an original rendered losslessly at 24 MP is about 40 MB
@@ -29,28 +29,18 @@ THUMB_SIDE = 320
 DIFF_GAIN = 16  # |original − copy| × 16: a change of one grey level shows as 16
 
 
-def _within(path: Path, root: Path | None) -> Path | None:
-    """``path`` resolved, if it is a plain file inside ``root`` (resolved too); else None."""
-    if root is None:
-        return None
-    real = Path(os.path.realpath(path))
-    if not inside(real, Path(os.path.realpath(root))) or not real.is_file():
-        return None
-    return real
-
-
 def original_file(config: Config, row: Row) -> Path | None:
-    return _within(config.inbox / row.path, config.inbox)
+    return file_inside(config.inbox / row.path, config.inbox)
 
 
 def copy_file(config: Config, row: Row) -> tuple[Path, str] | None:
     """The photo's protected copy and where it lies: the outbox, or the hold folder."""
     if row.output:
-        found = _within(config.outbox / row.output, config.outbox)
+        found = file_inside(config.outbox / row.output, config.outbox)
         if found is not None:
             return found, "outbox"
     if row.held:
-        found = _within(Path(row.held), config.hold_dir)
+        found = file_inside(Path(row.held), config.hold_dir)
         if found is not None:
             return found, "hold"
     return None
