@@ -120,15 +120,18 @@ def check_folder(folder: Path) -> None:
     """Say before any work why a copy could not be written into ``folder``: it, or the nearest
     folder above it that exists (where ``atomic_write`` would create it), must be a folder
     this process can write."""
-    existing = Path(os.path.abspath(folder))
-    while not existing.exists() and existing.parent != existing:
-        existing = existing.parent
+    existing = nearest_existing(Path(os.path.abspath(folder)))
     if not existing.is_dir():
         if existing == Path(os.path.abspath(folder)):
             raise OutputError(f"{folder}: is a file, not a folder")
         raise OutputError(f"{folder}: cannot be created: {existing} is a file")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise OutputError(f"{folder}: cannot write there: {existing} is not writable")
+
+
+def nearest_existing(path: Path) -> Path:
+    """``path`` if it exists, else the nearest folder above it that does (at worst the root)."""
+    return next((p for p in (path, *path.parents) if p.exists()), Path(path.anchor or "."))
 
 
 def check_destination(dest: Path) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pixcamd.daemon.config import Config, ConfigError
 from pixcamd.errors import PixcamdError
+from pixcamd.output import nearest_existing
 
 CHUNK = 1 << 20
 
@@ -116,7 +117,7 @@ def choose_tmp_dir(config: Config, create: bool = True) -> Path:
             raise ConfigError(f"tmp_dir: {candidate} is inside the outbox")
         if inside(candidate.resolve(), config.inbox.resolve()):
             raise ConfigError(f"tmp_dir: {candidate} is inside the inbox")
-        probe = candidate if candidate.exists() else _existing_parent(candidate)
+        probe = nearest_existing(candidate)
         if not create and not outbox.exists():
             return candidate
         if probe is not None and outbox.exists() and same_mount(probe, outbox):
@@ -134,13 +135,6 @@ def choose_tmp_dir(config: Config, create: bool = True) -> Path:
         "into it atomically; set tmp_dir to a writable folder on that mount, outside the outbox "
         "(under systemd: add it to ReadWritePaths= together with the outbox, as one folder)"
     )
-
-
-def _existing_parent(path: Path) -> Path | None:
-    for parent in [path, *path.parents]:
-        if parent.exists():
-            return parent
-    return None
 
 
 def lock_state_dir(state_dir: Path) -> int:
