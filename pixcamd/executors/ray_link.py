@@ -38,13 +38,15 @@ def reachable(address: str, timeout: float = CONNECT_TIMEOUT) -> str | None:
     parts = split_address(address)
     if parts is None:
         return None
-    why = probe(*parts, timeout=timeout)
-    if why is not None:
+    try:
+        sock = socket.create_connection(parts, timeout=timeout)
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
         return f"nothing answers at {parts[0]}:{parts[1]} ({why})"
-    if not address.startswith("ray://"):
-        other = not_grpc(*parts)
-        if other is not None:
-            return f"something answers at {parts[0]}:{parts[1]}, but not a Ray head ({other})"
+    with sock:  # the same connection asks whether it is a Ray head (the Ray Client's is not)
+        other = None if address.startswith("ray://") else not_grpc(sock)
+    if other is not None:
+        return f"something answers at {parts[0]}:{parts[1]}, but not a Ray head ({other})"
     return None
 
 
@@ -63,13 +65,13 @@ def probe(host: str, port: int, timeout: float = CONNECT_TIMEOUT) -> str | None:
 _H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
 
 
-def not_grpc(host: str, port: int, timeout: float = 2.0) -> str | None:
-    """What answers at host:port in words when it plainly is not HTTP/2 (gRPC); None when it
+def not_grpc(sock: socket.socket, timeout: float = 2.0) -> str | None:
+    """What answers on ``sock`` in words when it plainly is not HTTP/2 (gRPC); None when it
     is, or when it says nothing in ``timeout`` (then ray.init decides, as before)."""
     try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            sock.sendall(_H2_PREFACE)
-            first = sock.recv(64)
+        sock.settimeout(timeout)
+        sock.sendall(_H2_PREFACE)
+        first = sock.recv(64)
     except OSError:
         return None
     if len(first) < 4 or first[3] == 4:  # nothing said, or a SETTINGS frame: gRPC
