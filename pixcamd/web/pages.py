@@ -34,8 +34,7 @@ def label(row: Row) -> str:
         return row.verdict or "done"
     if row.state == "unprotected":
         if row.output:
-            decided = isinstance(row.decision, dict) and row.decision.get("action") == "shipped"
-            by = " by your decision" if decided else ""
+            by = " by your decision" if _decided(row, "shipped") else ""
             return f"NOT protected, shipped{by}"
         if _decided(row, "removed"):
             return "NOT protected, its copy removed by your decision"
