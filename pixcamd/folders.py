@@ -297,7 +297,7 @@ class FolderRun:
                     todo.append(self.ledger.queue_copy(row.id).id)
             elif row.state == "failed" or row.state == "queued":
                 todo.append(row.id)  # new, changed, or failed last time: (again) now
-            elif row.output and not (self.outdir / row.output).is_file():
+            elif not self._copy_in_place(row):
                 # its copy was deleted from the outdir since: made again, under its name
                 self.ledger.requeue_many([row.id])
                 todo.append(row.id)
@@ -359,6 +359,10 @@ class FolderRun:
             return False
         if row.fingerprint != self.fingerprint or row.state not in ("done", "unprotected"):
             return False
+        return self._copy_in_place(row)
+
+    def _copy_in_place(self, row: Row) -> bool:
+        """The copy a finished row published is still in the outdir (or it published none)."""
         return row.output is None or (self.outdir / row.output).is_file()
 
     # ---- the work ----------------------------------------------------------------------------
