@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -103,8 +104,11 @@ class Rules:
                     return rel, "symlink out of the inbox"
         except (OSError, RuntimeError) as exc:  # permissions; loops (RuntimeError before 3.13)
             return rel, f"unusable symlink ({exc})"
-        if absolute.exists() and not absolute.is_file():
-            # a named pipe, socket or device named like a photo: reading it may never end
+        try:
+            regular = _regular(absolute.stat())
+        except OSError:  # gone already: its event follows, or the settle finds it gone
+            regular = True
+        if not regular:  # a named pipe, socket or device named like a photo: a read may never end
             return rel, "not a regular file"
         return rel, ""
 
@@ -257,9 +261,7 @@ class StabilityTracker:
 
 
 def _regular(st: os.stat_result) -> bool:
-    import stat as stat_module
-
-    return stat_module.S_ISREG(st.st_mode)
+    return stat.S_ISREG(st.st_mode)
 
 
 class InboxHandler(FileSystemEventHandler):
