@@ -84,7 +84,7 @@ def _device(text: str) -> str:
 
 
 def _models(text: str) -> list[str]:
-    names = list(dict.fromkeys(n.strip() for n in text.split(",")))
+    names = list(dict.fromkeys(n.strip().lower() for n in text.split(",")))
     for name in names:
         if name not in CHOICES:
             raise argparse.ArgumentTypeError(
@@ -101,7 +101,7 @@ def _targets(text: str) -> dict[str, float]:
         if "=" not in text:
             return {"*": float(text)}
         pairs = (item.split("=", 1) for item in text.split(","))
-        return {name.strip(): float(value) for name, value in pairs}
+        return {name.strip().lower(): float(value) for name, value in pairs}
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{text!r}: give a score, or MODEL=SCORE,…") from exc
 
@@ -140,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("files", nargs="+", metavar="FILE", help="photos to score")
     score.add_argument(
         "--model",
+        type=str.lower,  # KonCept512 as koncept512, like --platforms and --views
         choices=CHOICES,
         default="auto",
         help="quality model; auto = KonCept512 if its weights are installed, else BRISQUE",

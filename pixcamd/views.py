@@ -42,11 +42,15 @@ class View:
 
 
 def parse_views(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    """``"center,resize"`` → ("center", "resize"), rejecting unknown or empty names."""
-    names = [n.strip() for n in text.split(",")] if isinstance(text, str) else list(text)
+    """``"center,resize"`` → ("center", "resize"), rejecting unknown or empty names.
+
+    Case does not matter and ``centre`` is ``center``, as platform names are read."""
+    raw = text.split(",") if isinstance(text, str) else list(text)
+    names = [n.strip().lower() for n in raw]
     if not names or any(not n for n in names):
         raise ValueError(f"no view given: choose from {', '.join(VIEW_NAMES)}")
-    unknown = [n for n in names if n not in VIEW_NAMES]
+    names = ["center" if n == "centre" else n for n in names]
+    unknown = [raw[i].strip() for i, n in enumerate(names) if n not in VIEW_NAMES]
     if unknown:
         raise ValueError(f"unknown view {unknown[0]!r}: choose from {', '.join(VIEW_NAMES)}")
     return tuple(dict.fromkeys(names))  # keep order, drop repeats

@@ -84,7 +84,7 @@ def test_messages_name_the_file_the_key_and_the_problem(tmp_path):
     message = problems(
         tmp_path,
         'inbox = "inbox"\noutbox = "out"\ninbx = 1\nepsilon = "big"\n'
-        "output_quality = 120\nstrip_gps = 1\nviews = ['centre']\nmodel = 'vgg'\n"
+        "output_quality = 120\nstrip_gps = 1\nviews = ['middle']\nmodel = 'vgg'\n"
         "on_unprotected = 'drop'\nignore = ['a/b']\n",
     )
     where = str(tmp_path / "config.toml")
@@ -92,7 +92,7 @@ def test_messages_name_the_file_the_key_and_the_problem(tmp_path):
     assert f"{where}: epsilon: expected a number, got 'big' (str)" in message
     assert f"{where}: output_quality: 120 is out of range: give 1–100" in message
     assert f"{where}: strip_gps: expected true or false, got 1 (int)" in message
-    assert "views: unknown view 'centre'" in message
+    assert "views: unknown view 'middle'" in message
     assert "model: unknown model 'vgg'" in message
     assert "on_unprotected: 'drop' is not one of hold, ship" in message
     assert "ignore: 'a/b': a pattern matches one file or folder name" in message
@@ -154,6 +154,14 @@ def test_target_table_and_single_values(tmp_path):
     assert config.model == ["brisque"]
     config = config.replace(model=["koncept512", "brisque"], target={"brisque": 90})
     assert config.target == {"brisque": 90.0}
+
+
+def test_model_view_and_target_names_are_read_whatever_their_case(tmp_path):
+    text = 'inbox = "inbox"\noutbox = "o"\nmodel = "BRISQUE"\nviews = ["Centre", "RESIZE"]\n'
+    config = load_config(write(tmp_path, text + "target = { Brisque = 70 }\n"))
+    assert config.model == ["brisque"]
+    assert config.views == ["center", "resize"]
+    assert config.target == {"brisque": 70.0}
 
 
 def test_tmp_dir_is_in_the_state_dir_on_the_outbox_mount(tmp_path):

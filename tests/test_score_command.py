@@ -189,9 +189,18 @@ def test_human_table(tmp_path, capsys):
     assert out.count("    center ") == 2
 
 
+def test_names_are_read_whatever_their_case_as_platform_names_are(tmp_path, capsys):
+    path = tmp_path / "photo.png"
+    textured(640, 480).save(path)
+    args = ["--model", "BRISQUE", "--views", "Centre", "--platforms", "Task"]
+    code, (result,), _ = run_json(capsys, path, *args)
+    assert code == 0 and result["model"] == "brisque"
+    assert list(only_views(result)) == ["center"]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
-    [(["--views", "centre"], "unknown view"), (["--jpeg", "101"], "quality 1–100")],
+    [(["--views", "middle"], "unknown view 'middle'"), (["--jpeg", "101"], "quality 1–100")],
 )
 def test_bad_options_are_refused(tmp_path, capsys, args, message):
     with pytest.raises(SystemExit) as exc:

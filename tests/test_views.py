@@ -92,7 +92,7 @@ def test_round_trip_to_an_image_is_lossless():
     assert np.array_equal(np.asarray(to_image(to_tensor(img))), np.asarray(img))
 
 
-@pytest.mark.parametrize("text", ["", "center,", "centre", "center,thumb"])
+@pytest.mark.parametrize("text", ["", "center,", "middle", "center,thumb"])
 def test_unknown_views_are_refused(text):
     with pytest.raises(ValueError, match="choose from center, resize, tiles"):
         parse_views(text)
@@ -100,3 +100,4 @@ def test_unknown_views_are_refused(text):
 
 def test_parse_views_keeps_order_and_drops_repeats():
     assert parse_views("resize, center,resize") == ("resize", "center")
+    assert parse_views("Resize,CENTRE,center") == ("resize", "center")

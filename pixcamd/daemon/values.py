@@ -11,7 +11,7 @@ from typing import Any
 
 from pixcamd.models import CHOICES, MODEL_NAMES
 from pixcamd.platforms import PRESETS, Pipeline, PipelineError, from_table, parse_inline
-from pixcamd.views import VIEW_NAMES
+from pixcamd.views import VIEW_NAMES, parse_views
 
 
 def describe(value: Any) -> str:
@@ -74,7 +74,7 @@ def string_list(value: Any) -> list[str]:
 
 
 def models(value: Any) -> list[str]:
-    names = list(dict.fromkeys(string_list(value)))
+    names = list(dict.fromkeys(n.strip().lower() for n in string_list(value)))
     if not names:
         raise ValueError("give at least one model")
     for name in names:
@@ -89,10 +89,7 @@ def views(value: Any) -> list[str]:
     names = string_list(value)
     if not names:
         raise ValueError(f"give at least one view from {', '.join(VIEW_NAMES)}")
-    for name in names:
-        if name not in VIEW_NAMES:
-            raise ValueError(f"unknown view {name!r}: choose from {', '.join(VIEW_NAMES)}")
-    return list(dict.fromkeys(names))
+    return list(parse_views(names))
 
 
 def targets(value: Any) -> dict[str, float]:
@@ -102,6 +99,7 @@ def targets(value: Any) -> dict[str, float]:
         raise ValueError(f"expected a score or a table of model = score, got {describe(value)}")
     targets = {}
     for name, score in value.items():
+        name = name.strip().lower()
         if name not in MODEL_NAMES:
             raise ValueError(f"unknown model {name!r}: choose from {', '.join(MODEL_NAMES)}")
         if isinstance(score, bool) or not isinstance(score, int | float):
