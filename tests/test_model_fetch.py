@@ -79,6 +79,7 @@ def test_fetch_installs_verified_weights(share, cache, checkpoint_bytes, capsys)
     assert main(["model", "info", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["weights_installed"] and info["auto_selects"] == "koncept512"
+    assert info["auto_works"]
     assert info["weights_sha256"] == hashlib.sha256(checkpoint_bytes).hexdigest()
     assert info["models"]["koncept512"]["fingerprint"].startswith("koncept512-irv2")
 
@@ -145,5 +146,27 @@ def test_a_bad_url_or_destination_is_one_line_before_any_transfer(
 def test_info_without_weights(cache, capsys):
     assert main(["model", "info"]) == 0
     out = capsys.readouterr().out
+    assert "fails" not in out
     assert "not installed" in out and "model auto selects: brisque" in out
     assert "koncept512  unavailable" in out and "pixcamd model fetch" in out
+
+
+def test_info_with_weights_that_are_not_there_fails_and_says_auto_would(cache, tmp_path, capsys):
+    missing = tmp_path / "BAD.pth"
+    assert main(["model", "info", "--weights", str(missing)]) == 1
+    out = capsys.readouterr().out
+    assert f"KonCept512 weights: {missing} (not installed)" in out
+    assert "model auto selects: koncept512, which fails with these weights" in out
+    assert f"weights not found at {missing}" in out
+    assert main(["model", "info", "--weights", str(missing), "--json"]) == 1
+    info = json.loads(capsys.readouterr().out)
+    assert info["auto_selects"] == "koncept512" and not info["auto_works"]
+
+
+def test_info_with_installed_weights_that_do_not_load_fails(cache, capsys):
+    cache.mkdir(parents=True)
+    (cache / "KonCept512.pth").write_bytes(b"<html>not a checkpoint</html>")
+    assert main(["model", "info"]) == 1
+    out = capsys.readouterr().out
+    assert "model auto selects: koncept512, which fails with these weights" in out
+    assert "koncept512  unavailable: " in out

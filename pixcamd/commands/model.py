@@ -45,15 +45,22 @@ def info(args) -> int:
             report["models"][name] = model.describe()
         except WeightsError as exc:
             report["models"][name] = {"model": name, "error": str(exc)}
+    # `auto` picks KonCept512 whenever weights are named or installed; if they do not load, every
+    # command left on `auto` fails, so say it here and fail too rather than print a working pick.
+    broken = report["models"][report["auto_selects"]].get("error")
+    report["auto_works"] = broken is None
     if args.json:
         json.dump(report, sys.stdout, indent=2)
         sys.stdout.write("\n")
-        return 0
+        return 0 if broken is None else 1
     state = "installed" if report["weights_installed"] else "not installed"
     print(f"KonCept512 weights: {weights} ({state})")
     if report["weights_installed"]:
         print(f"  size {report['weights_size']:,} bytes, sha256 {report['weights_sha256']}")
-    print(f"model auto selects: {report['auto_selects']}")
+    if broken is None:
+        print(f"model auto selects: {report['auto_selects']}")
+    else:
+        print(f"model auto selects: {report['auto_selects']}, which fails with these weights")
     for name, facts in report["models"].items():
         if "error" in facts:
             print(f"  {name:<11} unavailable: {facts['error']}")
@@ -64,4 +71,4 @@ def info(args) -> int:
                 f"threshold {facts['threshold']:g}, view {facts['view_size'][1]}×"
                 f"{facts['view_size'][0]})"
             )
-    return 0
+    return 0 if broken is None else 1
