@@ -10,6 +10,8 @@ worker (they share only the ledger, whose transactions are short).
 
 from __future__ import annotations
 
+import secrets
+import threading
 import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -63,6 +65,7 @@ class Web:
         )
         self.env.filters["printable"] = printable
         self.env.globals.update(csrf=self.secret, when=pages.when)
+        self.refusals = Refusals()
 
     def html(self, name: str, status: int = 200, **context) -> HTMLResponse:
         return HTMLResponse(self.env.get_template(name).render(**context), status)
@@ -74,12 +77,32 @@ class Web:
         return row
 
 
+class Refusals:
+    """Why a form's action was refused, kept until the photo page has shown it once. The POST
+    answers with a redirect either way, so reloading the page never sends the form again; the
+    URL carries a random key, never the text."""
+
+    LIMIT = 64  # unread ones beyond this are dropped, oldest first
+
+    def __init__(self):
+        self._said: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def keep(self, text: str) -> str:
+        key = secrets.token_urlsafe(12)
+        with self._lock:
+            self._said[key] = text
+            while len(self._said) > self.LIMIT:
+                del self._said[next(iter(self._said))]
+        return key
+
+    def take(self, key: str) -> str | None:
+        with self._lock:
+            return self._said.pop(key, None)
+
+
 class _NotFound(Exception):
     pass
-
-
-def _not_found(_request: Request, _exc: Exception) -> Response:
-    return Response("not found\n", 404, media_type="text/plain")
 
 
 def create_app(config: Config, ledger: Ledger, token: str = "", loopback: bool = True):
@@ -121,14 +144,28 @@ def create_app(config: Config, ledger: Ledger, token: str = "", loopback: bool =
             more=len(rows) > PAGE_SIZE,
         )
 
-    def photo_page(request: Request, said: str | None = None, status: int = 200) -> Response:
+    def photo_page(request: Request) -> Response:
         row = web.row(request)
         copy = files.copy_file(config, row)
         info = pages.detail(
             config, row, files.original_file(config, row) is not None, copy and copy[1]
         )
         done = DONE.get(request.query_params.get("done", ""))
-        return web.html("photo.html", status, p=info, done=done, problem=said)
+        said = web.refusals.take(request.query_params.get("refused", ""))
+        return web.html("photo.html", p=info, done=done, problem=said)
+
+    def not_found(request: Request, _exc: Exception) -> Response:
+        """A page asked for by a browser gets a page with a way back; images and scripts get
+        the bare status."""
+        if "text/html" not in request.headers.get("accept", ""):
+            return Response("not found\n", 404, media_type="text/plain")
+        message = (
+            "No such photo: it was never in the ledger, or its row is gone (a photo whose "
+            "original left the inbox is forgotten at the daemon's next scan)."
+            if request.url.path.startswith("/photos/")
+            else "No such page."
+        )
+        return web.html("error.html", 404, message=message)
 
     def original(request: Request) -> Response:
         row = web.row(request)
@@ -185,12 +222,14 @@ def create_app(config: Config, ledger: Ledger, token: str = "", loopback: bool =
                     403,
                     media_type="text/plain",
                 )
+            url = request.url_for("photo", id=request.path_params["id"]).path
             try:
                 await run_in_threadpool(_decide, kind, web.row(request))
             except PixcamdError as exc:
-                return await run_in_threadpool(photo_page, request, str(exc), 409)
-            url = request.url_for("photo", id=request.path_params["id"])
-            return RedirectResponse(f"{url.path}?done={kind}", 303)
+                if "csrf" not in form:  # a script (the secret in a header): the answer itself
+                    return Response(f"{exc}\n", 409, media_type="text/plain")
+                return RedirectResponse(f"{url}?refused={web.refusals.keep(str(exc))}", 303)
+            return RedirectResponse(f"{url}?done={kind}", 303)
 
         return handler
 
@@ -222,7 +261,7 @@ def create_app(config: Config, ledger: Ledger, token: str = "", loopback: bool =
         ),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
-    app = Starlette(routes=routes, exception_handlers={_NotFound: _not_found, 404: _not_found})
+    app = Starlette(routes=routes, exception_handlers={_NotFound: not_found, 404: not_found})
     return Guard(app, token, loopback)
 
 
