@@ -198,6 +198,10 @@ def test_a_burst_of_50_files_with_corrupt_ones_among_them(tmp_path, brisque):
     assert all(e["reason"] for e in failed)
     # the line names the photo once: "failed burst/corrupt.jpg: <why>", not the name again
     assert not any(e["reason"].startswith(e["path"]) for e in failed)
+    # each was named as undecodable once, while it waited out settle_timeout, before it failed
+    named = [e for e in events(config) if e["event"] == "undecodable"]
+    assert sorted(e["path"] for e in named) == ["burst/corrupt.jpg", "burst/truncated.png"]
+    assert all("fails" in e["message"] and e["level"] == "warning" for e in named)
 
 
 def status_json(config_path) -> dict:

@@ -150,10 +150,20 @@ def test_tracker_holds_an_undecodable_file_until_the_timeout(tmp_path):
         tmp_path, settle_time=1, settle_timeout=10, decode=decode, clock=clock
     )
     tracker.touch("bad.jpg")
+    doubts = []
     for _ in range(8):
         clock.now += 1
         assert tracker.poll()[0] == []
-    clock.now += 3
+        doubts += tracker.doubts()
+    # said once, as soon as it is quiet and does not decode, not only at the timeout
+    assert doubts == [("bad.jpg", "does not decode: cannot identify image file")]
+    (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8more garbage")  # new bytes: judged anew
+    for _ in range(4):
+        clock.now += 1
+        tracker.poll()
+        doubts += tracker.doubts()
+    assert len(doubts) == 2
+    clock.now += 10
     settled, _ = tracker.poll()
     assert [(rel, error) for rel, _st, error in settled] == [
         ("bad.jpg", "does not decode: cannot identify image file")

@@ -168,6 +168,15 @@ class Intake:
 
     def settle(self) -> None:
         settled, _vanished = self.tracker.poll()
+        for rel, why in self.tracker.doubts():
+            wait = self.tracker.settle_timeout
+            self.log.emit(
+                "undecodable",
+                rel,
+                f"{why}; if it stays unchanged for {wait:g} s it is taken as corrupt and "
+                "fails (a file still being written in pauses completes meanwhile)",
+                level="warning",
+            )
         for rel, st, why in settled:
             path = self.rules.inbox / rel
             try:

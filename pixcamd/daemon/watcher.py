@@ -7,7 +7,8 @@ A path goes through three gates before the ledger sees it:
    a regular file — a symlink only when it resolves inside the inbox.
 2. ``StabilityTracker``: quiet for ``settle_time`` since the last event or change, the same size
    and mtime on two consecutive polls, and a full decode. A file that keeps failing to decode
-   while nothing changes is released after ``settle_timeout`` (it is corrupt, not in transit).
+   while nothing changes is released after ``settle_timeout`` (it is corrupt, not in transit);
+   ``doubts()`` names it once before that, so the wait is never silent.
 3. The service hashes it and offers it to the ledger, which decides whether there is work.
 """
 
@@ -151,6 +152,7 @@ class _Pending:
     changed_at: float = 0.0  # last event or change of signature (monotonic)
     same: int = 0  # consecutive polls with an unchanged signature
     decode_error: str | None = None
+    doubt_said: bool = False  # its decode error was reported while it waits (once a settle)
 
 
 class StabilityTracker:
@@ -195,6 +197,17 @@ class StabilityTracker:
             entry.same = 0
             return new
 
+    def doubts(self) -> list[tuple[str, str]]:
+        """(rel, decode error) of files that have gone quiet but do not decode, each once while
+        it waits out ``settle_timeout``: a corrupt file says so long before it fails."""
+        with self._lock:
+            out = []
+            for rel, entry in self._pending.items():
+                if entry.decode_error is not None and not entry.doubt_said:
+                    entry.doubt_said = True
+                    out.append((rel, entry.decode_error))
+            return out
+
     def forget(self, rel: str) -> None:
         with self._lock:
             self._pending.pop(rel, None)
@@ -222,6 +235,7 @@ class StabilityTracker:
                     continue  # forgotten meanwhile
                 if signature != entry.signature:
                     entry.signature, entry.changed_at, entry.same = signature, now, 0
+                    entry.decode_error, entry.doubt_said = None, False  # new bytes: judge anew
                     continue
                 entry.same += 1
                 quiet = now - entry.changed_at
