@@ -38,7 +38,7 @@ from pixcamd.daemon.publication import (
     recover_interrupted,
 )
 from pixcamd.daemon.schema import DEFAULT_EXTENSIONS, DEFAULT_IGNORE
-from pixcamd.daemon.watcher import NOT_A_PHOTO, Rules
+from pixcamd.daemon.watcher import HIDDEN, NOT_A_PHOTO, Rules
 from pixcamd.errors import PhotoError, PixcamdError, without_path
 from pixcamd.executors import Done, Task
 from pixcamd.output import check_folder
@@ -59,6 +59,7 @@ class Plan:
     sources: list[Source] = field(default_factory=list)
     refused: list[tuple[Path, str]] = field(default_factory=list)  # found, not taken: why
     left_alone: int = 0  # other files in the folders: not photos, or ignored names
+    hidden: list[Path] = field(default_factory=list)  # photos left alone for their names, named
 
 
 def plan_sources(
@@ -86,7 +87,9 @@ def plan_sources(
                 )
             rules = Rules(given, ignore, extensions, excluded)
             for found, reason in _walk(rules):
-                if reason:
+                if reason == HIDDEN:
+                    plan.hidden.append(found)
+                elif reason:
                     plan.refused.append((found, reason))
                 elif found is None:
                     plan.left_alone += 1

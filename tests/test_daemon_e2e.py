@@ -137,14 +137,17 @@ def test_videos_and_sidecars_are_left_alone_and_named(tmp_path, brisque):
     (config.inbox / "IMG_1.MOV").write_bytes(os.urandom(4096))  # a phone's live-photo video
     (config.inbox / "IMG_1.xmp").write_text("<x:xmpmeta/>")
     (config.inbox / ".syncthing.IMG_2.jpg.tmp").write_bytes(b"partial")  # a sync tool's temp
+    noise_photo(config.inbox / ".IMG_0.jpg", 0)  # a photo hidden by its name: named, not taken
+    (config.inbox / "._IMG_1.jpg").write_bytes(b"\x00\x05\x16\x07")  # a Mac's AppleDouble
     outside = tmp_path / "camera"
     noise_photo(outside / "IMG_2.jpg", 2)
     (outside / "VID_2.mp4").write_bytes(os.urandom(4096))
     noise_photo(outside / "trip" / "IMG_3.jpg", 3)
     (outside / "trip" / "IMG_3.AAE").write_text("<plist/>")  # a phone's edit sidecar
+    noise_photo(outside / ".IMG_4.png", 4)
     photos = ["IMG_1.jpg", "IMG_2.jpg", "trip/IMG_3.jpg"]
     with OutboxRecorder(config.outbox) as recorder, running(config, [brisque]):
-        for name in ("IMG_2.jpg", "VID_2.mp4"):
+        for name in ("IMG_2.jpg", "VID_2.mp4", ".IMG_4.png"):
             subprocess.run(["cp", str(outside / name), str(config.inbox)], check=True)
         # a whole folder arrives at once: it is scanned, and its other files are named too
         subprocess.run(["mv", str(outside / "trip"), str(config.inbox)], check=True)
@@ -153,7 +156,7 @@ def test_videos_and_sidecars_are_left_alone_and_named(tmp_path, brisque):
         def ignored():
             return {e["path"]: e["message"] for e in events(config) if e["event"] == "ignored"}
 
-        wait_for(lambda: len(ignored()) == 2, 10, "the video and the sidecar that arrived")
+        wait_for(lambda: len(ignored()) == 4, 10, "the video, sidecar and hidden photos")
     recorder.assert_clean()
     assert outbox_files(config) == ["IMG_1.jpg", "IMG_2.jpg", "trip/IMG_3.jpg"]
     assert sorted(ledger_rows(config)) == photos
@@ -161,9 +164,15 @@ def test_videos_and_sidecars_are_left_alone_and_named(tmp_path, brisque):
     (scanned,) = [e for e in events(config) if e["event"] == "scanned"]
     assert "1 photos; 2 other files left alone (not photos: .mov 1, .xmp 1)" in scanned["message"]
     # ... what arrives is named once, however many events its copy makes; a temp file never
+    hidden = (
+        "left alone for its name: the `ignore` pattern '.*' matches it (hidden files, sync "
+        "tools' temp names); rename it to protect it"
+    )
     assert ignored() == {
         "VID_2.mp4": "not a photo (.mp4 is not in `extensions`): left alone",
         "trip/IMG_3.AAE": "not a photo (.aae is not in `extensions`): left alone",
+        ".IMG_0.jpg": hidden,  # there at start-up: named by the scan
+        ".IMG_4.png": hidden,  # arrived: named once
     }
 
 

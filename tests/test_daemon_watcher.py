@@ -16,7 +16,14 @@ from watchdog.events import (
 )
 
 from pixcamd.daemon.schema import DEFAULT_EXTENSIONS, DEFAULT_IGNORE
-from pixcamd.daemon.watcher import InboxHandler, Rules, StabilityTracker, scan
+from pixcamd.daemon.watcher import (
+    HIDDEN,
+    InboxHandler,
+    Rules,
+    StabilityTracker,
+    hidden_reason,
+    scan,
+)
 
 
 def rules(inbox: Path, excluded=()) -> Rules:
@@ -45,7 +52,20 @@ def rules(inbox: Path, excluded=()) -> Rules:
 )
 def test_sync_tool_temp_files_and_non_photos_are_ignored(tmp_path, name):
     _rel, reason = rules(tmp_path).accept(tmp_path / name)
-    assert reason, f"{name} should be ignored"
+    assert reason and reason != HIDDEN, f"{name} should be ignored"
+
+
+def test_a_photo_hidden_by_its_name_is_named_not_dropped(tmp_path):
+    r = rules(tmp_path)
+    assert r.accept(tmp_path / ".IMG_1.jpg") == (".IMG_1.jpg", HIDDEN)
+    assert r.accept(tmp_path / "trip" / ".IMG_2.HEIC") == ("trip/.IMG_2.HEIC", HIDDEN)
+    assert "'.*' matches it" in hidden_reason(r, "trip/.IMG_2.HEIC")
+    for rel in (".IMG_1.jpg", "trip/.hidden/IMG_3.jpg", "trip/IMG_4.jpg"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    refused: list = []
+    assert list(scan(r, refused=refused)) == ["trip/IMG_4.jpg"]
+    assert refused == [(".IMG_1.jpg", HIDDEN)]  # the hidden folder's photos stay unnamed
 
 
 @pytest.mark.parametrize(

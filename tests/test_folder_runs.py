@@ -30,6 +30,7 @@ def album(tmp_path) -> Path:
     synthetic_photo(800, 600, 1).save(root / "May" / "garden.jpg", quality=95)
     (root / "notes.txt").write_text("not a photo")
     synthetic_photo(64, 48, 2).save(root / ".syncthing.beach.png.tmp", format="PNG")
+    synthetic_photo(64, 48, 4).save(root / "May" / ".hidden.jpg")  # hidden by its name: said
     outside = tmp_path / "elsewhere.jpg"
     synthetic_photo(640, 480, 3).save(outside, quality=95)
     (root / "link.jpg").symlink_to(outside)
@@ -58,6 +59,7 @@ def test_a_folder_is_mirrored_and_a_rerun_does_no_work_twice(tmp_path, album, ca
     assert code == 1, err  # the symlink out of the folder is refused, and said so
     assert "link.jpg: refused: a symlink that leads out of the folder" in err
     assert "2 other files left alone" in err  # notes.txt and the sync tool's temp file
+    assert f"{album / 'May' / '.hidden.jpg'}: left alone for its name" in err
     assert sorted(copies(outdir)) == ["2019/May/garden.jpg", "2019/beach.jpg"]
     assert {r["verdict"] for r in reports} == {"protected"}
     assert summary | {"photos_per_hour": None} == {

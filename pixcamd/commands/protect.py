@@ -82,6 +82,11 @@ def run(args) -> int:
         return _one(inputs[0], args.output, models, options, show)
     for path, why in plan.refused:
         show.say(f"{path}: refused: {why}")
+    for path in plan.hidden:  # a photo's name the ignore rules hide: named, never unseen
+        show.say(
+            f"{path}: left alone for its name (a folder's hidden files and sync tools' temp "
+            "names are passed over): rename it, or name it on its own, to protect it"
+        )
     if plan.left_alone:
         show.say(f"{plan.left_alone} other files left alone (not photos, or ignored names)")
     executor = _executor(args, models, options, show)

@@ -23,11 +23,13 @@ from pixcamd.daemon.events import EventLog
 from pixcamd.daemon.fs import sha256_file
 from pixcamd.daemon.ledger import Ledger
 from pixcamd.daemon.watcher import (
+    HIDDEN,
     NOT_A_PHOTO,
     InboxHandler,
     Rules,
     StabilityTracker,
     extension,
+    hidden_reason,
     scan,
 )
 
@@ -122,6 +124,8 @@ class Intake:
                 self._ignored_logged.add(rel)
                 if reason == NOT_A_PHOTO:  # a video or sidecar: nothing lost, but never silent
                     reason = f"not a photo ({extension(rel)} is not in `extensions`): left alone"
+                elif reason == HIDDEN:
+                    reason = hidden_reason(self.rules, rel)
                 self.log.emit("ignored", rel, reason)
             return
         if self.tracker.touch(rel):

@@ -40,6 +40,16 @@ from pixcamd.daemon.fs import inside
 from pixcamd.errors import NotProtectable, without_path
 
 NOT_A_PHOTO = "not a photo extension"
+HIDDEN = "a photo's name that an ignore pattern matches"
+
+
+def hidden_reason(rules: Rules, rel: str) -> str:
+    """What a photo left alone for its name is told (``Rules.hidden_photo``)."""
+    pattern = rules.pattern_of(rel.rsplit("/", 1)[-1])
+    return (
+        f"left alone for its name: the `ignore` pattern {pattern!r} matches it (hidden files, "
+        "sync tools' temp names); rename it to protect it"
+    )
 
 
 def extension(name: str) -> str:
@@ -75,7 +85,22 @@ class Rules:
         return absolute.relative_to(self.inbox).as_posix()
 
     def ignored_name(self, name: str) -> bool:
-        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.ignore)
+        return self.pattern_of(name) is not None
+
+    def pattern_of(self, name: str) -> str | None:
+        """The first ignore pattern that matches ``name``, if any."""
+        return next((p for p in self.ignore if fnmatch.fnmatchcase(name, p)), None)
+
+    def hidden_photo(self, rel: str) -> bool:
+        """An ignored name that is a photo's own (``.IMG_1.jpg``), in no ignored folder: named,
+        never skipped unseen. Sync tools' temp names end otherwise (``.tmp``, ``.part``, a random
+        suffix), and AppleDouble ``._`` files beside a Mac's photos are no photos."""
+        *folders, name = rel.split("/")
+        return (
+            self.is_photo_name(name)
+            and not name.startswith("._")
+            and not any(self.ignored_name(part) for part in folders)
+        )
 
     def ignored(self, rel: str) -> bool:
         return any(self.ignored_name(part) for part in rel.split("/"))
@@ -92,7 +117,7 @@ class Rules:
         if rel is None:
             return None, "outside the inbox"
         if self.ignored(rel):
-            return None, "ignored name"
+            return (rel, HIDDEN) if self.hidden_photo(rel) else (None, "ignored name")
         if not self.is_photo_name(rel):  # a video or a sidecar: left alone, but named
             return rel, NOT_A_PHOTO
         absolute = self.inbox / rel
