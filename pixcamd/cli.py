@@ -47,7 +47,8 @@ def _add_platforms(parser, note: str) -> None:
         help="where the photo goes, comma-separated: presets "
         + ", ".join(PRESETS)
         + ", or your own written as e.g. long1600-q75, width1080-q80-bicubic-444, "
-        "crop1:1-long1080-q80, long2048-webp80 (resize: none, longN, widthN, heightN, scaleF; "
+        "crop1:1-long1080-q80, long2048-webp80 (resize: none, longN, widthN, heightN, scaleF, "
+        "mpM for at most M megapixels; "
         "a centre crop cropW:H, before or after the resize; qN for JPEG, webpN for WebP or "
         "avifN for AVIF; "
         "filter; chroma 420/422/444); default: " + ",".join(DEFAULT_PLATFORMS) + f"; {note}",

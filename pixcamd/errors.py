@@ -14,6 +14,11 @@ class NotProtectable(PhotoError):
     read — a file still arriving fails to decode before it could say so."""
 
 
+class ServedTooSmall(PhotoError):
+    """A pipeline that would serve this photo with a side under 16 px: no destination does, and
+    a quality model cannot judge it (a ``scale`` or crop meant for larger photos)."""
+
+
 class NotEnoughMemory(PixcamdError, MemoryError):
     """A photo this machine cannot protect now without running out of memory: transient (memory
     may be freed; the daemon retries it with its back-off), and said in one line."""

@@ -19,8 +19,11 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, replace
+from decimal import Decimal
 
 from PIL import Image, features
+
+from pixcamd.errors import ServedTooSmall
 
 FILTERS = {
     "lanczos": Image.Resampling.LANCZOS,
@@ -66,6 +69,12 @@ class Pipeline:
     crop_after_resize: bool = False  # True: the crop is of the resized photo
 
     def __post_init__(self):
+        if self.resize != "none" and (
+            isinstance(self.size, bool)
+            or not isinstance(self.size, int | float)
+            or not math.isfinite(self.size)
+        ):
+            raise PipelineError(f"{self.resize} {self.size!r}: give a finite number")
         if self.crop is not None:
             if (
                 not isinstance(self.crop, tuple)
@@ -91,18 +100,18 @@ class Pipeline:
         if self.resize == "scale":
             if not 0 < self.size <= 1:
                 raise PipelineError(
-                    f"scale {self.size:g} would enlarge or vanish: give a factor in (0, 1] "
+                    f"scale {number(self.size)} would enlarge or vanish: give a factor in (0, 1] "
                     "(pipelines only downscale)"
                 )
         elif self.resize == "mp":
             if self.size < MIN_MEGAPIXELS:
                 raise PipelineError(
-                    f"mp {self.size:g}: give the megapixels a photo is fitted in, at least "
+                    f"mp {number(self.size)}: give the megapixels a photo is fitted in, at least "
                     f"{MIN_MEGAPIXELS:g} (e.g. 8.3)"
                 )
         elif self.resize != "none" and (self.size != int(self.size) or self.size < MIN_SIZE):
             raise PipelineError(
-                f"{self.resize} {self.size:g}: give a whole number of pixels ≥ {MIN_SIZE}"
+                f"{self.resize} {number(self.size)}: give a whole number of pixels ≥ {MIN_SIZE}"
             )
         if self.filter not in FILTERS:
             raise PipelineError(
@@ -145,16 +154,27 @@ class Pipeline:
         photo the box is that crop in native pixels, rounded to whole ones."""
         whole = (0, 0, width, height)
         if self.crop is None:
-            return whole, self._resized(width, height)
+            return whole, self._served(width, height, self._resized(width, height))
         if not self.crop_after_resize:
             box = centre_box(width, height, self.crop)
-            return box, self._resized(*box[2:])
+            return box, self._served(width, height, self._resized(*box[2:]))
         served = self._resized(width, height)
         left, top, w, h = centre_box(*served, self.crop)
         sx, sy = width / served[0], height / served[1]
         x0, y0 = round(left * sx), round(top * sy)
         x1, y1 = round((left + w) * sx), round((top + h) * sy)
-        return (x0, y0, x1 - x0, y1 - y0), (w, h)
+        return (x0, y0, x1 - x0, y1 - y0), self._served(width, height, (w, h))
+
+    def _served(self, width: int, height: int, served: tuple[int, int]) -> tuple[int, int]:
+        """``served``, unless this pipeline makes a side of the photo smaller than any
+        destination serves (a scale or crop meant for larger photos): said, never judged."""
+        if min(served) < MIN_SIZE and served != (width, height):
+            raise ServedTooSmall(
+                f"{self.name} would serve this {width}×{height} photo at {served[0]}×"
+                f"{served[1]}: no destination serves a side under {MIN_SIZE} px (give it a "
+                "larger size, or leave it out for such photos)"
+            )
+        return served
 
     def serving(self, width: int, height: int) -> tuple:
         """What ``apply`` does to a ``width``×``height`` photo, as a hashable value: two
@@ -165,6 +185,7 @@ class Pipeline:
         size = self._resized(box[2], box[3])
         resized = size != (box[2], box[3])
         after = centre_box(*size, self.crop) if self.crop is not None and not crop_first else None
+        self._served(width, height, after[2:] if after is not None else size)
         encode = (self.quality, self.subsampling, self.codec) if self.quality is not None else None
         return box, size, self.filter if resized else None, after, encode
 
@@ -212,9 +233,9 @@ class Pipeline:
         if self.resize == "none":
             size = "full size"
         elif self.resize == "scale":
-            size = f"scaled ×{self.size:g} ({self.filter})"
+            size = f"scaled ×{number(self.size)} ({self.filter})"
         elif self.resize == "mp":
-            size = f"at most {self.size:g} megapixels ({self.filter})"
+            size = f"at most {number(self.size)} megapixels ({self.filter})"
         else:
             what = "long side" if self.resize == "long" else self.resize
             size = f"{what} {int(self.size)} px ({self.filter})"
@@ -236,7 +257,7 @@ class Pipeline:
         """The inline form that parses back to this pipeline (name aside)."""
         if self.quality is None:
             return "as-is"
-        parts = ["none" if self.resize == "none" else f"{self.resize}{self.size:g}"]
+        parts = ["none" if self.resize == "none" else f"{self.resize}{number(self.size)}"]
         if self.crop is not None:  # the tokens' order is the steps' order
             crop = f"crop{self.crop[0]}:{self.crop[1]}"
             if self.resize == "none":
@@ -252,6 +273,22 @@ class Pipeline:
 
     def as_dict(self) -> dict:
         return {"name": self.name, "spec": self.spec(), "description": self.describe()}
+
+
+def loop_order(pipelines) -> tuple[Pipeline, ...]:
+    """The order the optimizer sees ``pipelines`` in, whatever order they were named in, so the
+    same set makes the same copy (and the same settings fingerprint: a reordered list redoes
+    nothing). The default set keeps its own order, the one its figures were measured in; any
+    other pipeline follows it, by spec."""
+    rank = {name: i for i, name in enumerate(DEFAULT_PLATFORMS)}
+    return tuple(sorted(pipelines, key=lambda p: (rank.get(p.name, len(rank)), p.spec(), p.name)))
+
+
+def number(value: float) -> str:
+    """A size as written back into a spec: whole numbers without a point, the rest exactly
+    (``{:g}``'s six digits made two pipelines one, and ``1.23457e+06`` that does not parse)."""
+    value = float(value)
+    return str(int(value)) if value.is_integer() else format(Decimal(repr(value)), "f")
 
 
 def centre_box(width: int, height: int, aspect: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -406,7 +443,7 @@ def _resize(resize) -> dict:
         size = float(words[1]) if len(words) == 2 else -1.0
     except ValueError:
         size = -1.0
-    if rule not in RESIZE_RULES[1:] or size < 0:
+    if rule not in RESIZE_RULES[1:] or not 0 <= size < math.inf:  # nan and inf are no size
         raise PipelineError(
             f'{resize!r}: write "none", "long 2048", "width 1080", "height 1080", "scale 0.5" '
             'or "mp 8.3"'
@@ -477,9 +514,11 @@ def parse_platforms(
         where = f"{items!r}: a stray comma?" if isinstance(items, str) else "the list"
         raise PipelineError(f"an empty platform name in {where}")
     out: dict[str, Pipeline] = {}
+    folded = {n.lower(): p for n, p in custom.items()}  # "MyBlog" finds [pipelines.myblog]
     for name in (n.strip() for n in names):
-        if name in custom:
-            out[name] = custom[name]
+        if name.lower() in folded:
+            pipeline = folded[name.lower()]
+            out[pipeline.name] = pipeline
         elif name.lower() in PRESETS:  # "Instagram" as "instagram", as inline specs' letters
             out[name.lower()] = PRESETS[name.lower()]
         elif _TOKEN.match(first := name.split("-")[0].lower()) or first.startswith(

@@ -45,9 +45,10 @@ from pixcamd.jpeg import decode
 from pixcamd.models.base import QualityModel
 from pixcamd.optimizer import FADE, Attack
 from pixcamd.photo import is_monochrome, to_tensor
+from pixcamd.platforms import loop_order
 from pixcamd.search import Found, Search, meets
 from pixcamd.settings import MODES, Settings, model_targets, view_workers
-from pixcamd.views import parse_views
+from pixcamd.views import in_order, parse_views
 
 
 @dataclass
@@ -133,6 +134,9 @@ def protect(
 
     search = Search(models, views, targets, settings, progress)
     photo, start = to_tensor(image).to(settings.device), image  # what the perturbation starts from
+    # The loop sees views and pipelines in one order whatever order they were named in: the
+    # same set makes the same copy (reports keep the order given)
+    seen, platforms = in_order(views), loop_order(settings.platforms)
     # A black-and-white photo gets one change for R, G and B (curve or δ): its copy stays
     # neutral, without the colour speckle or tint that per-channel changes would show there.
     monochrome = is_monochrome(image)
@@ -141,7 +145,7 @@ def protect(
         enhancer = Enhancer(
             photo,
             models,
-            views,
+            seen,
             dict(targets),
             settings.chain(),
             Bounds.for_strength(settings.enhance_strength * 255),
@@ -164,13 +168,13 @@ def protect(
     attack = Attack(
         photo,
         models,
-        views,
+        seen,
         dict(targets),
         settings.chain(),
         seed=settings.seed,
         batch_size=settings.batch_size,
         masking=settings.masking,
-        platforms=settings.platforms,
+        platforms=platforms,
         output=settings.output,
         views_per_step=settings.views_per_step,
         roaming=settings.roaming,

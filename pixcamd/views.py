@@ -56,6 +56,12 @@ def parse_views(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))  # keep order, drop repeats
 
 
+def in_order(views) -> tuple[str, ...]:
+    """``views`` in the order the optimizer sees them, whatever order they were named in (the
+    same set, the same copy)."""
+    return tuple(sorted(views, key=VIEW_NAMES.index))
+
+
 def cover_scale(width: int, height: int, size=(VIEW_HEIGHT, VIEW_WIDTH)) -> float:
     """Factor (≥ 1) that makes a photo cover the view; 1 for photos at least as large."""
     return max(1.0, size[1] / width, size[0] / height)

@@ -299,6 +299,33 @@ def test_a_custom_pipeline_is_checked_printed_and_used(tmp_path, monkeypatch, ca
     )
 
 
+def test_custom_names_are_read_whatever_their_case_and_a_list_may_be_one_string(tmp_path):
+    text = BASE + 'platforms = "task, MyBlog"\n' + MYBLOG
+    config = load_config(write(tmp_path, text))
+    assert [p.name for p in config.platform_pipelines] == ["task", "myblog"]
+    twice = text + MYBLOG.replace("myblog", "MYBLOG")
+    assert "pipelines.MYBLOG: another table has this name but for its case" in problems(
+        tmp_path, twice
+    )
+    # a table named like a preset is told so once, not also that it is never used
+    message = problems(tmp_path, BASE + MYBLOG.replace("myblog", "Instagram"))
+    assert "pipelines.Instagram: a preset has this name" in message
+    assert "defined but not named" not in message
+
+
+def test_a_reordered_list_of_platforms_or_views_is_the_same_settings(tmp_path, brisque):
+    from pixcamd.daemon.settings import build_settings, settings_fingerprint
+
+    def fingerprint(platforms: str, views: str) -> str:
+        text = BASE + f"platforms = {platforms}\nviews = {views}\n" + MYBLOG
+        config = load_config(write(tmp_path, text))
+        return settings_fingerprint(build_settings(config, [brisque], "cpu"), [brisque])
+
+    first = fingerprint('["task", "myblog", "instagram"]', '["center", "resize"]')
+    assert fingerprint('["instagram", "myblog", "TASK"]', '["resize", "center"]') == first
+    assert fingerprint('["instagram", "myblog"]', '["resize", "center"]') != first
+
+
 def test_a_custom_webp_or_avif_pipeline_reads_from_the_config_and_changes_the_fingerprint(
     tmp_path, capsys, brisque
 ):
@@ -393,6 +420,11 @@ BAD_PIPELINES = [
     ),
     (MYBLOG.replace("myblog", "instagram"), "pipelines.instagram: a preset has this name"),
     (
+        MYBLOG.replace("long 600", "long inf"),
+        'pipelines.myblog.resize: \'long inf\': write "none", "long 2048"',
+    ),
+    (MYBLOG.replace("long 600", "mp nan"), "pipelines.myblog.resize: 'mp nan': write"),
+    (
         MYBLOG.replace("myblog", "long1600-q75"),
         "pipelines.long1600-q75: written inline this name already means long side 1600 px "
         "(lanczos), JPEG 75 4:2:0; a custom pipeline needs a name of its own",
@@ -424,6 +456,7 @@ BAD_PLATFORMS = [
         "platforms: 'long1600-q80-sharp': cannot read 'sharp'",
     ),
     ("platforms = []\n", "platforms: give at least one platform"),
+    ('platforms = ["task", ""]\n', "platforms: an empty platform name in ['task', '']: remove it"),
 ]
 BAD = [(f'platforms = ["task", "myblog"]\n{t}', m) for t, m in BAD_PIPELINES] + BAD_PLATFORMS
 

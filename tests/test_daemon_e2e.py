@@ -387,7 +387,9 @@ def test_sighup_reloads_a_valid_config_and_refuses_a_broken_one(tmp_path):
             lambda: [e for e in events(config) if e["event"] == "reload_refused"], 60, "refusal"
         )
         assert "epsilon" in refused[0]["message"] and "stay" in refused[0]["message"]
-        path.write_text(good.replace(str(config.outbox), str(tmp_path / "elsewhere")))
+        # a size that is no number (it once escaped validation and took the daemon down)
+        broken = good.replace('platforms = ["task"]', 'platforms = ["task", "mine"]')
+        path.write_text(broken + '[pipelines.mine]\nresize = "long inf"\nquality = 80\n')
         process.send_signal(signal.SIGHUP)
         wait_for(
             lambda: len([e for e in events(config) if e["event"] == "reload_refused"]) == 2,
@@ -395,7 +397,16 @@ def test_sighup_reloads_a_valid_config_and_refuses_a_broken_one(tmp_path):
             "the second refusal",
         )
         second = [e for e in events(config) if e["event"] == "reload_refused"][1]
-        assert "outbox changed: a restart applies that" in second["message"]
+        assert "pipelines.mine.resize: 'long inf'" in second["message"]
+        path.write_text(good.replace(str(config.outbox), str(tmp_path / "elsewhere")))
+        process.send_signal(signal.SIGHUP)
+        wait_for(
+            lambda: len([e for e in events(config) if e["event"] == "reload_refused"]) == 3,
+            60,
+            "the third refusal",
+        )
+        third = [e for e in events(config) if e["event"] == "reload_refused"][2]
+        assert "outbox changed: a restart applies that" in third["message"]
         noise_photo(config.inbox / "three.png", 3)  # still at work, with the whatsapp reload
         wait_for(lambda: finished(config, ["three.png"]), 60, "a photo after the refusals")
         report = json.loads(ledger_rows(config)["three.png"]["report"])

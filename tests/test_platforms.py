@@ -17,12 +17,14 @@ from PIL import Image, ImageOps, features
 from tinybiqa import synthetic_photo
 
 from pixcamd.cli import main
+from pixcamd.errors import ServedTooSmall
 from pixcamd.photo import to_tensor
 from pixcamd.platforms import (
     DEFAULT_PLATFORMS,
     PRESETS,
     Pipeline,
     PipelineError,
+    from_table,
     parse_inline,
     parse_platforms,
 )
@@ -95,6 +97,12 @@ def test_output_size_follows_the_rule_and_never_enlarges(spec, size, served):
     assert parse_inline(spec).output_size(*size) == served
 
 
+def too_small(exc: ServedTooSmall) -> int:
+    """The smaller side of the served size a ``ServedTooSmall`` names."""
+    w, h = re.search(r"photo at (\d+)×(\d+):", str(exc)).groups()
+    return min(int(w), int(h))
+
+
 def test_output_size_never_enlarges_and_keeps_the_aspect_on_any_size():
     rng = random.Random(11)
     pipelines = [
@@ -111,7 +119,12 @@ def test_output_size_never_enlarges_and_keeps_the_aspect_on_any_size():
     for _ in range(300):
         width, height = rng.randint(16, 6000), rng.randint(16, 6000)
         for pipeline in pipelines:
-            w, h = pipeline.output_size(width, height)
+            try:
+                w, h = pipeline.output_size(width, height)
+            except ServedTooSmall as exc:  # said only for what no destination serves
+                strip = max(width, height) > 20 * min(width, height)
+                assert too_small(exc) < 16 and (strip or pipeline.resize in ("scale", "mp"))
+                continue
             assert 1 <= w <= width and 1 <= h <= height, (pipeline.spec(), width, height)
             if (w, h) != (width, height):  # a downscale keeps the aspect, up to rounding
                 assert abs(w / width - h / height) <= 1 / min(w, h), (pipeline.spec(), w, h)
@@ -203,7 +216,11 @@ def test_a_crop_serves_the_size_it_says_and_never_enlarges_on_any_size():
         width, height = rng.randint(16, 6000), rng.randint(16, 6000)
         for spec in specs:
             (pipeline,) = parse_platforms(spec)
-            (left, top, w, h), served = pipeline.geometry(width, height)
+            try:
+                (left, top, w, h), served = pipeline.geometry(width, height)
+            except ServedTooSmall as exc:  # a strip of a photo: no destination serves it
+                assert too_small(exc) < 16 and max(width, height) > 20 * min(width, height)
+                continue
             assert pipeline.output_size(width, height) == served
             assert left >= 0 and top >= 0 and left + w <= width and top + h <= height
             assert served[0] <= w + 1 and served[1] <= h + 1  # a crop is never enlarged
@@ -213,7 +230,13 @@ def test_a_crop_serves_the_size_it_says_and_never_enlarges_on_any_size():
         image = Image.new("RGB", (width, height))
         for spec in specs:
             (pipeline,) = parse_platforms(spec)
-            assert pipeline.apply(image).size == pipeline.output_size(width, height)
+            try:
+                served = pipeline.output_size(width, height)
+            except ServedTooSmall:
+                with pytest.raises(ServedTooSmall):
+                    pipeline.apply(image)  # the real pipeline refuses it alike
+                continue
+            assert pipeline.apply(image).size == served
 
 
 def test_apply_never_enlarges_a_small_photo_and_as_is_changes_nothing():
@@ -394,6 +417,52 @@ def test_platform_lists_mix_presets_custom_and_inline_keep_order_drop_repeats():
         PRESETS["instagram"],
         parse_platforms("long1600-q75")[0],
     )
+
+
+@pytest.mark.parametrize("resize", ["long inf", "width 1e400", "mp nan", "mp inf", "long nan"])
+def test_a_size_that_is_no_number_is_refused_naming_the_key(resize):
+    with pytest.raises(PipelineError) as info:
+        from_table("myblog", {"resize": resize, "quality": 80})
+    assert info.value.problems == [
+        f'resize: {resize!r}: write "none", "long 2048", "width 1080", '
+        '"height 1080", "scale 0.5" or "mp 8.3"'
+    ]
+    with pytest.raises(PipelineError, match="give a finite number"):
+        Pipeline("mine", "long", float("inf"), quality=80)
+
+
+def test_specs_write_every_size_exactly_so_they_parse_back_and_stay_apart():
+    for spec in ("long1234567-q80", "scale0.1234567-q80", "mp12.3456789-q90", "scale0.00001-q80"):
+        (pipeline,) = parse_platforms(spec)
+        assert pipeline.spec() == spec and parse_platforms(pipeline.spec()) == (pipeline,)
+    assert "at most 12.3456789 megapixels" in parse_inline("mp12.3456789-q90").describe()
+    close = parse_platforms("scale0.1234567-q80,scale0.1234568-q80")
+    assert [p.size for p in close] == [0.1234567, 0.1234568]  # two pipelines, not one
+
+
+def test_a_pipeline_that_would_serve_a_side_under_16_px_says_so(tmp_path, capsys):
+    (tiny,) = parse_platforms("scale0.02-q80")
+    with pytest.raises(
+        ServedTooSmall, match=re.escape("scale0.02-q80 would serve this 640×400 photo at 13×8")
+    ):
+        tiny.output_size(640, 400)
+    assert tiny.output_size(1000, 800) == (20, 16)
+    with pytest.raises(ServedTooSmall, match="at 100×10: no destination serves a side under 16"):
+        parse_platforms("crop10:1-long100-q80")[0].apply(Image.new("RGB", (400, 300)))
+    photo = tmp_path / "photo.png"
+    synthetic_photo(640, 400, 1).save(photo)
+    assert (
+        main(["score", str(photo), "--model", "brisque", "--platforms", "task,scale0.02-q80"]) == 1
+    )
+    assert (
+        "photo.png: error: scale0.02-q80 would serve this 640×400 photo" in capsys.readouterr().err
+    )
+    out = tmp_path / "out.jpg"
+    args = ["protect", str(photo), "-o", str(out), "--model", "brisque"]
+    assert main([*args, "--platforms", "task,scale0.02-q80"]) == 1
+    said = capsys.readouterr()
+    assert "photo.png: error: scale0.02-q80 would serve this 640×400 photo at 13×8" in said.out
+    assert not out.exists()
 
 
 BAD_SPECS = [

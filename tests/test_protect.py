@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+from dataclasses import replace
 
 import kornia
 import numpy as np
@@ -410,3 +411,24 @@ def test_views_side_by_side_give_the_same_copy_to_the_bit(corpus_dir, brisque, m
     assert two.output_jpeg == one.output_jpeg
     assert (two.steps, two.checks, two.epsilon) == (one.steps, one.checks, one.epsilon)
     assert two.before == one.before and two.after_jpeg == one.after_jpeg
+
+
+def test_the_same_pipelines_and_views_named_in_another_order_make_the_same_copy(brisque):
+    # a folder run or the daemon takes a reordered list for the same settings: it must be
+    photo = synthetic_photo(800, 600, 5)
+    given = Settings(views=("center", "resize"), steps=4, polish_steps=2)
+    first = protect(
+        photo, [brisque], replace(given, platforms=parse_platforms("task,width700-q75,instagram"))
+    )
+    again = protect(
+        photo,
+        [brisque],
+        replace(
+            given,
+            views=("resize", "center"),
+            platforms=parse_platforms("instagram,width700-q75,task"),
+        ),
+    )
+    assert first.steps == again.steps > 0
+    assert first.output_jpeg == again.output_jpeg
+    assert [p["name"] for p in again.platforms] == ["instagram", "width700-q75", "task"]  # as given

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from pixcamd.errors import PixcamdError
+from pixcamd.errors import PixcamdError, without_path
 from pixcamd.models import load_model
 from pixcamd.scoring import PhotoScore, score_file
 
@@ -21,7 +21,7 @@ def run(args) -> int:
             scored = score_file(path, model, args.views, pipelines)
         except PixcamdError as exc:
             failures += 1
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"{path}: error: {without_path(str(exc), str(path))}", file=sys.stderr)
             results.append({"path": str(path), "error": str(exc)})
             continue
         results.append(scored.as_dict())

@@ -20,7 +20,7 @@ from typing import Any
 
 from pixcamd.daemon.schema import KEYS, SCHEMA
 from pixcamd.errors import PixcamdError
-from pixcamd.platforms import Pipeline, PipelineError, from_table, parse_platforms
+from pixcamd.platforms import PRESETS, Pipeline, PipelineError, from_table, parse_platforms
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -174,7 +174,7 @@ def validate(raw: dict[str, Any], source: Path | None = None) -> Config:
         value = raw.get(option.key, option.default)
         try:
             values[option.key] = option.parse(value)
-        except ValueError as exc:
+        except (ValueError, ArithmeticError) as exc:  # a number no parser foresaw: a problem too
             for text in getattr(exc, "problems", None) or [str(exc)]:
                 sep = "" if text.startswith(".") else ": "  # ".NAME.key: …" names a nested key
                 problems.append(f"{where}{option.key}{sep}{text}")
@@ -209,15 +209,17 @@ def _platform_problems(values: dict[str, Any], tables: Any) -> list[str]:
     tables = tables if isinstance(tables, dict) else {}
     custom = _custom(values)
     problems = []
+    unusable = {n.lower() for n in tables if n not in custom}  # their own problems are said
     for name in values["platforms"]:
-        if name in tables and name not in custom:
+        if name.lower() in unusable:
             continue
         try:
             parse_platforms([name], custom)
         except PipelineError as exc:
             problems.append(f"platforms: {exc}")
+    named = {n.lower() for n in values["platforms"]}
     for name in tables:  # nothing configured is silently left unused
-        if name not in values["platforms"]:
+        if name.lower() not in named and name.lower() not in PRESETS:  # (a preset's: said)
             problems.append(
                 f"pipelines.{name}: defined but not named in platforms; add "
                 f"{toml_value(name)} to platforms, or remove the table"

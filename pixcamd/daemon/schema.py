@@ -182,13 +182,15 @@ SCHEMA: tuple[Option, ...] = (
         "platforms",
         "Protection",
         list(DEFAULT_PLATFORMS),
-        "Where your photos go: each is a platform pipeline (a downscale, then the platform's JPEG "
-        "or WebP) "
+        "Where your photos go: each is a platform pipeline (a downscale, maybe a centre crop, "
+        "then the platform's JPEG, WebP or AVIF) "
         "and a photo is protected only when every view is judged low quality after every one. "
         "Presets: "
         + ", ".join(f"{n} ({p.describe()})" for n, p in PRESETS.items())
         + ". Also your own, named in [pipelines.NAME] at the end of this file, or written inline "
-        'as e.g. "long1600-q75", "width1080-q80-bicubic-444" or "long2048-webp80" (WebP). See '
+        'as e.g. "long1600-q75", "width1080-q80-bicubic-444", "mp8.3-q90-444" (fitted in 8.3 '
+        'megapixels), "long2048-webp80" (WebP), "long1600-avif60" (AVIF) or '
+        '"crop1:1-long1080-q80" (a square crop first). Names are read whatever their case. See '
         "docs/platforms.md.",
         read.platform_names,
     ),

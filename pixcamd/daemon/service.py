@@ -353,6 +353,8 @@ class Daemon:
                 new = load_config(old.source)
             except ConfigError as exc:
                 return self._refuse_reload(f"the config does not validate: {exc}")
+            except Exception as exc:  # a reload never takes a running daemon down
+                return self._refuse_reload(f"the config could not be read: {exc!r}")
             changed = changes(old, new)
             restart = needs_restart(changed)
             if restart:

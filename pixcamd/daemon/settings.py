@@ -11,6 +11,8 @@ import math
 from dataclasses import replace
 
 from pixcamd.daemon.config import Config, ConfigError
+from pixcamd.platforms import loop_order
+from pixcamd.views import in_order
 
 # Raised when the search writes other pixels for the same settings and constants in a way no
 # setting or constant below records: 2 — roaming views also on photos that no named pipeline
@@ -39,7 +41,7 @@ def settings_fingerprint(settings, models) -> str:
     data = {
         "mode": settings.mode,
         "enhance_strength": settings.enhance_strength,
-        "views": list(settings.views),
+        "views": list(in_order(settings.views)),  # the same set, the same copy
         "epsilon": settings.epsilon,
         "epsilon_cap": settings.epsilon_cap,
         "targets": settings.targets,
@@ -48,7 +50,7 @@ def settings_fingerprint(settings, models) -> str:
         "seed": settings.seed,
         "output_quality": settings.output_quality,
         "output_subsampling": settings.output_subsampling,
-        "platforms": [p.spec() for p in settings.platforms],
+        "platforms": [p.spec() for p in loop_order(settings.platforms)],
         "views_per_step": settings.views_per_step,
         "roaming": settings.roaming,
         "near_full": [settings.near_full, NEAR_FULL, NEAR_FULL_444_SHARE],

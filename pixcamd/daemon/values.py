@@ -110,9 +110,13 @@ def targets(value: Any) -> dict[str, float]:
 
 def platform_names(value: Any) -> list[str]:
     """Syntax only here; names are resolved against presets and ``pipelines`` in ``validate``."""
+    if isinstance(value, str):  # "task,instagram", as --platforms takes it
+        value = value.split(",")
     names = [n.strip() for n in string_list(value)]
-    if not names or not all(names):
+    if not any(names):
         raise ValueError('give at least one platform, e.g. ["task", "instagram"]')
+    if not all(names):
+        raise ValueError(f"an empty platform name in {value!r}: remove it")
     return list(dict.fromkeys(names))
 
 
@@ -122,7 +126,10 @@ def pipelines(value: Any) -> dict[str, dict]:
     if not isinstance(value, dict):
         raise ValueError(f"expected tables [pipelines.NAME], got {describe(value)}")
     problems = []
+    folded = [name.lower() for name in value]
     for name, table in value.items():
+        if folded.count(name.lower()) > 1:  # names are read whatever their case
+            problems.append(f".{name}: another table has this name but for its case; rename one")
         if name.lower() in PRESETS:  # it would silently change what the preset's name means
             problems.append(
                 f".{name}: a preset has this name; a custom pipeline needs a name of its own"
