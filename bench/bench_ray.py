@@ -102,7 +102,8 @@ class Timed:
 def run_once(kind: str, folder: Path, models, settings, address: str | None) -> dict:
     from pixcamd.daemon.settings import settings_fingerprint
     from pixcamd.executors import JobOptions, LocalExecutor
-    from pixcamd.folders import FolderRun, plan_sources
+    from pixcamd.folder_plan import plan_sources
+    from pixcamd.folders import FolderRun
 
     options = JobOptions(settings)
     if kind == "local":

@@ -1,9 +1,8 @@
 """Folder runs: ``pixcamd protect PHOTO|FOLDER... --outdir DIR`` over a whole archive, resumable.
 
-Folders are walked recursively with the daemon's rules (its photo extensions and ignore patterns;
-symlinks that lead out of the folder are refused, symlinked folders are not entered), and each
-folder's tree is mirrored under ``--outdir`` as ``cp -r`` would (``2019/`` → ``DIR/2019/…``);
-a photo named on its own goes to ``DIR/NAME.jpg``.
+What is taken, and under which names, is ``pixcamd.folder_plan``'s: folders walked with the
+daemon's rules, each folder's tree mirrored under ``--outdir`` as ``cp -r`` would (``2019/`` →
+``DIR/2019/…``), a photo named on its own as ``DIR/NAME.jpg``.
 
 The run keeps the daemon's ledger (``pixcamd.daemon.ledger``, one design) in
 ``DIR/.pixcamd/ledger.sqlite``, beside the copies it describes, with its staging folder
@@ -24,149 +23,24 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
-from pathlib import Path, PurePosixPath
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 from pixcamd.daemon.fs import sha256_file
 from pixcamd.daemon.ledger import Ledger, Row, name_key
 from pixcamd.daemon.publication import (
     commit_publication,
-    copy_names,
     output_name,
     published_copy,
     recover_interrupted,
 )
-from pixcamd.daemon.schema import DEFAULT_EXTENSIONS, DEFAULT_IGNORE
-from pixcamd.daemon.watcher import HIDDEN, NOT_A_PHOTO, Rules
 from pixcamd.errors import PhotoError, PixcamdError, without_path
 from pixcamd.executors import Done, Task
-from pixcamd.output import check_folder
+from pixcamd.folder_plan import Source, output_key
 
 STATE_DIR = ".pixcamd"  # inside the outdir: the run's ledger and staging folder
 MAX_ATTEMPTS = 3  # transient failures (and lost workers) per photo and run
-
-
-@dataclass(frozen=True)
-class Source:
-    path: Path  # the photo
-    key: str  # its name in the ledger, e.g. "2019/May/IMG_1.HEIC"
-    copy: str = ""  # its copy's path under the outdir, e.g. "2019/May/IMG_1.jpg" (plan_sources)
-
-
-@dataclass
-class Plan:
-    sources: list[Source] = field(default_factory=list)
-    refused: list[tuple[Path, str]] = field(default_factory=list)  # found, not taken: why
-    left_alone: int = 0  # other files in the folders: not photos, or ignored names
-    hidden: list[Path] = field(default_factory=list)  # photos left alone for their names, named
-
-
-def plan_sources(
-    inputs: Iterable[Path],
-    outdir: Path | None = None,
-    extensions: Iterable[str] = DEFAULT_EXTENSIONS,
-    ignore: Iterable[str] = DEFAULT_IGNORE,
-) -> Plan:
-    """Every photo under ``inputs`` with its key and its copy's name (``_name_copies``);
-    refuses two photos with one key, and a copy that would overwrite one of the photos."""
-    plan = Plan()
-    excluded = [outdir] if outdir is not None else []
-    if outdir is not None:
-        check_folder(outdir)  # said now, not once the models are loaded
-    for given in inputs:
-        given = Path(given)
-        if given.is_dir():
-            if outdir is not None and outdir.resolve() == given.resolve():
-                raise PixcamdError(f"{given}: is the output folder itself")
-            if outdir is not None and given.resolve().is_relative_to(outdir.resolve()):
-                # everything under the output folder is taken for copies and left alone
-                raise PixcamdError(
-                    f"{given}: is inside the output folder {outdir}, whose files are taken for "
-                    "copies and never protected; choose an output folder outside it"
-                )
-            rules = Rules(given, ignore, extensions, excluded)
-            for found, reason in _walk(rules):
-                if reason == HIDDEN:
-                    plan.hidden.append(found)
-                elif reason:
-                    plan.refused.append((found, reason))
-                elif found is None:
-                    plan.left_alone += 1
-                else:
-                    rel = rules.relative(found)
-                    plan.sources.append(Source(found, f"{given.resolve().name}/{rel}"))
-        else:  # a photo named on its own (open_photo says what is wrong with anything else)
-            plan.sources.append(Source(given, given.name))
-    plan.sources = _name_copies(plan.sources, outdir)
-    originals = {s.path.resolve() for s in plan.sources}
-    for source in plan.sources:
-        if outdir is not None and (outdir / source.copy).resolve() in originals:
-            raise PixcamdError(
-                f"{outdir / source.copy}: would overwrite an original photo; choose another "
-                "output folder"
-            )
-    return plan
-
-
-def _name_copies(sources: list[Source], outdir: Path | None) -> list[Source]:
-    """``sources`` with their copies' names. Two photos with the same key (``a/IMG_1.jpg`` and
-    ``b/IMG_1.jpg`` named on their own) cannot be told apart in the record: refused. Two whose
-    copies would share a name (``IMG_1.HEIC`` beside ``IMG_1.JPG``, as phones and exports
-    leave them) are told apart as the daemon's outbox does (``copy_names``): a photo that is
-    already a JPEG keeps the plain name, the other takes its full one (``IMG_1.HEIC.jpg``);
-    among several that are not, the first by name. The same names on every run of the same
-    folders; a copy published by an earlier run keeps its name (``FolderRun``)."""
-    owners: dict[str, Source] = {}
-    for source in sources:
-        if source.key in owners:
-            where = outdir / output_key(source.key) if outdir is not None else source.key
-            raise PixcamdError(
-                f"{owners[source.key].path} and {source.path} would both be written to "
-                f"{where}; rename one of them, or protect them into different --outdir folders"
-            )
-        owners[source.key] = source
-    names: dict[str, str] = {}  # key → copy name
-    taken: set[str] = set()  # name_key of the names given: IMG_1.jpg and img_1.JPG are one
-    keep_plain = sorted(owners, key=lambda k: (not _is_jpeg_name(k), k))
-    for key in keep_plain:
-        names[key] = next(n for n in copy_names(key) if name_key(n) not in taken)
-        taken.add(name_key(names[key]))
-    return [replace(s, copy=names[s.key]) for s in sources]
-
-
-def _is_jpeg_name(key: str) -> bool:
-    return PurePosixPath(key).suffix.lower() in (".jpg", ".jpeg")
-
-
-def _walk(rules: Rules):
-    """(path, "") per photo, (path, why) per refused file, (None, "") per file left alone."""
-    for folder, dirs, files in os.walk(rules.inbox, followlinks=False):
-        here = Path(folder)
-        kept = []
-        for d in sorted(dirs):
-            if rules.ignored_name(d) or rules.excluded_path(here / d):
-                continue
-            if (here / d).is_symlink():
-                yield here / d, "a symlinked folder; not entered"
-                continue
-            kept.append(d)
-        dirs[:] = kept
-        for name in sorted(files):
-            rel, reason = rules.accept(here / name)
-            if rel is None or reason == NOT_A_PHOTO:  # ignored names come back without a path
-                yield None, ""
-            elif reason == "symlink out of the inbox":
-                yield here / name, "a symlink that leads out of the folder; not followed"
-            elif reason:
-                yield here / name, reason
-            else:
-                yield here / name, ""
-
-
-def output_key(key: str) -> str:
-    """The copy's path under the outdir: the photo's key with .jpg."""
-    return str(PurePosixPath(key).with_suffix(".jpg"))
 
 
 @dataclass

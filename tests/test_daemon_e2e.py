@@ -138,6 +138,7 @@ def test_videos_and_sidecars_are_left_alone_and_named(tmp_path, brisque):
     (config.inbox / "IMG_1.xmp").write_text("<x:xmpmeta/>")
     (config.inbox / ".syncthing.IMG_2.jpg.tmp").write_bytes(b"partial")  # a sync tool's temp
     noise_photo(config.inbox / ".IMG_0.jpg", 0)  # a photo hidden by its name: named, not taken
+    noise_photo(config.inbox / os.fsdecode(b"caf\xe9.jpg"), 5)  # a Latin-1 name: no ledger key
     (config.inbox / "._IMG_1.jpg").write_bytes(b"\x00\x05\x16\x07")  # a Mac's AppleDouble
     outside = tmp_path / "camera"
     noise_photo(outside / "IMG_2.jpg", 2)
@@ -156,7 +157,7 @@ def test_videos_and_sidecars_are_left_alone_and_named(tmp_path, brisque):
         def ignored():
             return {e["path"]: e["message"] for e in events(config) if e["event"] == "ignored"}
 
-        wait_for(lambda: len(ignored()) == 4, 10, "the video, sidecar and hidden photos")
+        wait_for(lambda: len(ignored()) == 5, 10, "the video, sidecar and hidden photos")
     recorder.assert_clean()
     assert outbox_files(config) == ["IMG_1.jpg", "IMG_2.jpg", "trip/IMG_3.jpg"]
     assert sorted(ledger_rows(config)) == photos
@@ -173,6 +174,8 @@ def test_videos_and_sidecars_are_left_alone_and_named(tmp_path, brisque):
         "trip/IMG_3.AAE": "not a photo (.aae is not in `extensions`): left alone",
         ".IMG_0.jpg": hidden,  # there at start-up: named by the scan
         ".IMG_4.png": hidden,  # arrived: named once
+        "caf\\xe9.jpg": "its name is not valid UTF-8 (bytes of another system's encoding, "
+        "shown \\x..): rename it to protect it",
     }
 
 

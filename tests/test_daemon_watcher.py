@@ -18,6 +18,7 @@ from watchdog.events import (
 from pixcamd.daemon.schema import DEFAULT_EXTENSIONS, DEFAULT_IGNORE
 from pixcamd.daemon.watcher import (
     HIDDEN,
+    NOT_UTF8,
     InboxHandler,
     Rules,
     StabilityTracker,
@@ -69,7 +70,17 @@ def test_a_photo_hidden_by_its_name_is_named_not_dropped(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "name", ["IMG_1.jpg", "trip/day 1/IMG_2.HEIC", "a~b.png", "x.JPEG", "IMG_3.avif", "scan.jfif"]
+    "name",
+    [
+        "IMG_1.jpg",
+        "trip/day 1/IMG_2.HEIC",
+        "a~b.png",
+        "x.JPEG",
+        "IMG_3.avif",
+        "scan.jfif",
+        "DSCF0001.MPO",
+        "IMG_0001.HIF",
+    ],
 )
 def test_photos_are_accepted(tmp_path, name):
     assert rules(tmp_path).accept(tmp_path / name) == (name, "")
@@ -111,6 +122,19 @@ def test_a_pipe_or_a_symlink_loop_named_like_a_photo_is_refused_and_said(tmp_pat
     refused: list = []
     assert list(scan(r, refused=refused)) == ["ok.jpg"]
     assert [rel for rel, _ in refused] == ["pipe.jpg", "x.jpg", "y.jpg"]  # named, not dropped
+
+
+def test_a_name_that_is_not_utf8_or_a_dangling_symlink_is_refused_by_name(tmp_path):
+    bad = os.fsdecode(b"caf\xe9.jpg")  # a Latin-1 name from an old archive or a FAT card
+    (tmp_path / bad).write_bytes(b"x")
+    (tmp_path / "broken.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    (tmp_path / "ok.jpg").write_bytes(b"x")
+    r = rules(tmp_path)
+    assert r.accept(tmp_path / bad) == ("caf\\xe9.jpg", NOT_UTF8)  # shown as text a log holds
+    assert r.accept(tmp_path / "broken.jpg")[1] == "a symlink to nothing (its target is missing)"
+    refused: list = []
+    assert list(scan(r, refused=refused)) == ["ok.jpg"]
+    assert sorted(rel for rel, _ in refused) == ["broken.jpg", "caf\\xe9.jpg"]
 
 
 def test_scan_prunes_ignored_folders(tmp_path):

@@ -344,11 +344,17 @@ def test_a_pipe_or_a_symlink_loop_in_a_folder_is_refused_and_the_rest_protected(
     os.mkfifo(album / "May" / "pipe.jpg")  # reading it would wait for ever
     (album / "x.jpg").symlink_to(album / "y.jpg")
     (album / "y.jpg").symlink_to(album / "x.jpg")
+    (album / "broken.jpg").symlink_to(album / "nowhere.jpg")
+    latin1 = album / os.fsdecode(b"caf\xe9.jpg")  # no ledger key can hold its name
+    latin1.write_bytes((album / "May" / "garden.jpg").read_bytes())
     outdir = tmp_path / "out"
     code, _, summary, err = run(capsys, album, "--outdir", outdir, *FAST)
     assert code == 1 and "Traceback" not in err and summary["protected"] == 2
     assert f"{album / 'May' / 'pipe.jpg'}: refused: not a regular file" in err
     assert f"{album / 'x.jpg'}: refused: unusable symlink" in err
+    assert f"{album / 'broken.jpg'}: refused: a symlink to nothing" in err
+    shown = f"{album}/caf\\xe9.jpg"  # its bytes, as a terminal can show them
+    assert f"{shown}: refused: its name is not valid UTF-8" in err
     assert (outdir / "2019" / "beach.jpg").is_file() and (
         outdir / "2019" / "May" / "garden.jpg"
     ).is_file()
@@ -367,3 +373,13 @@ def test_a_copy_deleted_from_the_outdir_is_made_again_on_the_next_run(tmp_path, 
     redone = next(r for r in reports if r["path"].endswith("garden.jpg"))
     assert not redone.get("earlier") and redone["output"] == str(gone)
     assert summary["from_earlier_run"] == 1
+
+
+def test_a_photo_given_twice_is_protected_once_and_said(tmp_path, album, capsys):
+    outdir = tmp_path / "out"
+    given = [album, album / "beach.png", f"{album}/", album / "May" / ".." / "beach.png"]
+    code, reports, summary, err = run(capsys, *given, "--outdir", outdir, *FAST)
+    assert code == 1 and err.count("link.jpg: refused") == 1  # the album's link out, said once
+    assert summary["photos"] == 2 and len(reports) == 2, err
+    assert "4 photos given more than once: each is protected once" in err
+    assert sorted(copies(outdir)) == ["2019/May/garden.jpg", "2019/beach.jpg"]

@@ -27,7 +27,13 @@ CORE_STAGES = (
     ("pixcamd.search", "pixcamd.protect"),
     ("pixcamd.output", "pixcamd.job", "pixcamd.fetch"),
 )
-ROOMS = ("pixcamd.executors", "pixcamd.folders", "pixcamd.daemon", "pixcamd.web")
+ROOMS = (
+    "pixcamd.executors",
+    "pixcamd.folder_plan",
+    "pixcamd.folders",
+    "pixcamd.daemon",
+    "pixcamd.web",
+)
 SHELL = ("pixcamd.commands", "pixcamd.cli", "pixcamd.__main__")
 # The running daemon, as opposed to its record (config, ledger, events, decisions) that the web
 # page and folder runs share: only the shell starts it.

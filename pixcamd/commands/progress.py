@@ -12,6 +12,7 @@ import json
 
 from tqdm import tqdm
 
+from pixcamd.daemon.watcher import shown
 from pixcamd.errors import without_path
 from pixcamd.folders import Tally
 from pixcamd.report import scores_text
@@ -28,6 +29,7 @@ class RunProgress:
     # ---- lines -----------------------------------------------------------------------------
 
     def say(self, line: str) -> None:
+        line = shown(line)  # a file name that is not UTF-8 must not stop the run mid-line
         if self.bar is not None:
             self.bar.write(line, file=self.stream)
         else:
@@ -40,7 +42,7 @@ class RunProgress:
         if self.json_out is not None or self.bar is not None:
             self.say(line)
         else:
-            print(line, file=sys.stdout, flush=True)
+            print(shown(line), file=sys.stdout, flush=True)
 
     # ---- the run -----------------------------------------------------------------------------
 

@@ -13,7 +13,8 @@ from pixcamd.commands.progress import RunProgress
 from pixcamd.daemon.settings import settings_fingerprint
 from pixcamd.errors import PixcamdError
 from pixcamd.executors import JobOptions, LocalExecutor, Task
-from pixcamd.folders import STATE_DIR, FolderRun, Interrupted, Tally, plan_sources
+from pixcamd.folder_plan import plan_sources
+from pixcamd.folders import STATE_DIR, FolderRun, Interrupted, Tally
 from pixcamd.models import load_model
 from pixcamd.output import atomic_write, check_destination
 from pixcamd.settings import make_settings
@@ -89,6 +90,8 @@ def run(args) -> int:
         )
     if plan.left_alone:
         show.say(f"{plan.left_alone} other files left alone (not photos, or ignored names)")
+    if plan.repeated:
+        show.say(f"{plan.repeated} photos given more than once: each is protected once")
     executor = _executor(args, models, options, show)
     label = "+".join(m.name for m in models)
     folder_run = FolderRun(

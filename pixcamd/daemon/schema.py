@@ -48,6 +48,8 @@ DEFAULT_EXTENSIONS = (
     ".tiff",
     ".heic",
     ".heif",
+    ".hif",  # HEIF from Canon, Fujifilm and Sony cameras
+    ".mpo",  # a camera's multi-picture JPEG (stereo, or with a preview): its first picture
     ".avif",  # every format pixcamd reads (docs/photo-io.md): none is left out unseen
     ".gif",
     ".bmp",

@@ -41,6 +41,16 @@ from pixcamd.errors import NotProtectable, without_path
 
 NOT_A_PHOTO = "not a photo extension"
 HIDDEN = "a photo's name that an ignore pattern matches"
+NOT_UTF8 = (
+    "its name is not valid UTF-8 (bytes of another system's encoding, shown \\x..): "
+    "rename it to protect it"
+)
+
+
+def shown(rel: str) -> str:
+    """``rel`` as text the log, the ledger and a terminal can hold: bytes of a name that is not
+    valid UTF-8 (decoded by Python as lone surrogates) written ``\\xe9``."""
+    return rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def hidden_reason(rules: Rules, rel: str) -> str:
@@ -117,9 +127,11 @@ class Rules:
         if rel is None:
             return None, "outside the inbox"
         if self.ignored(rel):
-            return (rel, HIDDEN) if self.hidden_photo(rel) else (None, "ignored name")
+            return (shown(rel), HIDDEN) if self.hidden_photo(rel) else (None, "ignored name")
         if not self.is_photo_name(rel):  # a video or a sidecar: left alone, but named
-            return rel, NOT_A_PHOTO
+            return shown(rel), NOT_A_PHOTO
+        if shown(rel) != rel:  # no ledger key, no log line can hold it: named, not taken
+            return shown(rel), NOT_UTF8
         absolute = self.inbox / rel
         if self.excluded_path(absolute):
             return None, "one of the daemon's own folders"
@@ -128,6 +140,8 @@ class Rules:
                 target = absolute.resolve()
                 if not inside(target, self.inbox) or self.excluded_path(target):
                     return rel, "symlink out of the inbox"
+                if not target.exists():  # never a photo, whatever arrives there later unseen
+                    return rel, "a symlink to nothing (its target is missing)"
         except (OSError, RuntimeError) as exc:  # permissions; loops (RuntimeError before 3.13)
             return rel, f"unusable symlink ({exc})"
         try:

@@ -1,0 +1,163 @@
+"""What a folder run takes: ``protect PHOTO|FOLDER... --outdir DIR``'s inputs walked with the
+daemon's rules (its photo extensions and ignore patterns; symlinks that lead out of the folder
+refused, symlinked folders not entered), each photo once, with its key in the record and its
+copy's name under the outdir (a folder's tree mirrored as ``cp -r`` would, a photo named on its
+own as ``DIR/NAME.jpg``). ``pixcamd.folders`` runs the plan.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePosixPath
+
+from pixcamd.daemon.ledger import name_key
+from pixcamd.daemon.publication import copy_names
+from pixcamd.daemon.schema import DEFAULT_EXTENSIONS, DEFAULT_IGNORE
+from pixcamd.daemon.watcher import HIDDEN, NOT_A_PHOTO, NOT_UTF8, Rules, shown
+from pixcamd.errors import PixcamdError
+from pixcamd.output import check_folder
+
+
+@dataclass(frozen=True)
+class Source:
+    path: Path  # the photo
+    key: str  # its name in the ledger, e.g. "2019/May/IMG_1.HEIC"
+    copy: str = ""  # its copy's path under the outdir, e.g. "2019/May/IMG_1.jpg" (plan_sources)
+
+
+@dataclass
+class Plan:
+    sources: list[Source] = field(default_factory=list)
+    refused: list[tuple[Path, str]] = field(default_factory=list)  # found, not taken: why
+    left_alone: int = 0  # other files in the folders: not photos, or ignored names
+    hidden: list[Path] = field(default_factory=list)  # photos left alone for their names, named
+    repeated: int = 0  # photos given more than once (a folder twice, a photo and its folder)
+    taken: set[Path] = field(default_factory=set, repr=False)  # the sources' resolved paths
+
+
+def plan_sources(
+    inputs: Iterable[Path],
+    outdir: Path | None = None,
+    extensions: Iterable[str] = DEFAULT_EXTENSIONS,
+    ignore: Iterable[str] = DEFAULT_IGNORE,
+) -> Plan:
+    """Every photo under ``inputs`` with its key and its copy's name (``_name_copies``);
+    refuses two photos with one key, and a copy that would overwrite one of the photos."""
+    plan = Plan()
+    excluded = [outdir] if outdir is not None else []
+    if outdir is not None:
+        check_folder(outdir)  # said now, not once the models are loaded
+    for given in inputs:
+        given = Path(given)
+        if given.is_dir():
+            if outdir is not None and outdir.resolve() == given.resolve():
+                raise PixcamdError(f"{given}: is the output folder itself")
+            if outdir is not None and given.resolve().is_relative_to(outdir.resolve()):
+                # everything under the output folder is taken for copies and left alone
+                raise PixcamdError(
+                    f"{given}: is inside the output folder {outdir}, whose files are taken for "
+                    "copies and never protected; choose an output folder outside it"
+                )
+            rules = Rules(given, ignore, extensions, excluded)
+            for found, reason in _walk(rules):
+                if reason == HIDDEN:
+                    plan.hidden.append(found)
+                elif reason:
+                    plan.refused.append((found, reason))
+                elif found is None:
+                    plan.left_alone += 1
+                else:
+                    rel = rules.relative(found)
+                    _take(plan, Source(found, f"{given.resolve().name}/{rel}"))
+        else:  # a photo named on its own (open_photo says what is wrong with anything else)
+            _take(plan, Source(given, given.name))
+    plan.refused = list(dict.fromkeys(plan.refused))  # a folder given twice: said once
+    plan.hidden = list(dict.fromkeys(plan.hidden))
+    plan.sources = _name_copies(plan.sources, outdir)
+    originals = {s.path.resolve() for s in plan.sources}
+    for source in plan.sources:
+        if outdir is not None and (outdir / source.copy).resolve() in originals:
+            raise PixcamdError(
+                f"{outdir / source.copy}: would overwrite an original photo; choose another "
+                "output folder"
+            )
+    return plan
+
+
+def _take(plan: Plan, source: Source) -> None:
+    """``source`` into the plan: once, however often it was given, and only under a key the
+    record can hold."""
+    if shown(source.key) != source.key:  # a folder's or the photo's name (bytes, not UTF-8)
+        plan.refused.append((source.path, NOT_UTF8))
+        return
+    try:
+        resolved = source.path.resolve()
+    except (OSError, RuntimeError):  # a loop: open_photo says what is wrong with it
+        resolved = source.path.absolute()
+    if resolved in plan.taken:
+        plan.repeated += 1
+    else:
+        plan.taken.add(resolved)
+        plan.sources.append(source)
+
+
+def _name_copies(sources: list[Source], outdir: Path | None) -> list[Source]:
+    """``sources`` with their copies' names. Two photos with the same key (``a/IMG_1.jpg`` and
+    ``b/IMG_1.jpg`` named on their own) cannot be told apart in the record: refused. Two whose
+    copies would share a name (``IMG_1.HEIC`` beside ``IMG_1.JPG``, as phones and exports
+    leave them) are told apart as the daemon's outbox does (``copy_names``): a photo that is
+    already a JPEG keeps the plain name, the other takes its full one (``IMG_1.HEIC.jpg``);
+    among several that are not, the first by name. The same names on every run of the same
+    folders; a copy published by an earlier run keeps its name (``FolderRun``)."""
+    owners: dict[str, Source] = {}
+    for source in sources:
+        if source.key in owners:
+            where = outdir / output_key(source.key) if outdir is not None else source.key
+            raise PixcamdError(
+                f"{owners[source.key].path} and {source.path} would both be written to "
+                f"{where}; rename one of them, or protect them into different --outdir folders"
+            )
+        owners[source.key] = source
+    names: dict[str, str] = {}  # key → copy name
+    taken: set[str] = set()  # name_key of the names given: IMG_1.jpg and img_1.JPG are one
+    keep_plain = sorted(owners, key=lambda k: (not _is_jpeg_name(k), k))
+    for key in keep_plain:
+        names[key] = next(n for n in copy_names(key) if name_key(n) not in taken)
+        taken.add(name_key(names[key]))
+    return [replace(s, copy=names[s.key]) for s in sources]
+
+
+def _is_jpeg_name(key: str) -> bool:
+    return PurePosixPath(key).suffix.lower() in (".jpg", ".jpeg")
+
+
+def _walk(rules: Rules):
+    """(path, "") per photo, (path, why) per refused file, (None, "") per file left alone."""
+    for folder, dirs, files in os.walk(rules.inbox, followlinks=False):
+        here = Path(folder)
+        kept = []
+        for d in sorted(dirs):
+            if rules.ignored_name(d) or rules.excluded_path(here / d):
+                continue
+            if (here / d).is_symlink():
+                yield here / d, "a symlinked folder; not entered"
+                continue
+            kept.append(d)
+        dirs[:] = kept
+        for name in sorted(files):
+            rel, reason = rules.accept(here / name)
+            if rel is None or reason == NOT_A_PHOTO:  # ignored names come back without a path
+                yield None, ""
+            elif reason == "symlink out of the inbox":
+                yield here / name, "a symlink that leads out of the folder; not followed"
+            elif reason:
+                yield here / name, reason
+            else:
+                yield here / name, ""
+
+
+def output_key(key: str) -> str:
+    """The copy's path under the outdir: the photo's key with .jpg."""
+    return str(PurePosixPath(key).with_suffix(".jpg"))
