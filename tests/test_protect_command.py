@@ -153,6 +153,11 @@ def test_target_must_name_each_model(tmp_path, photo, capsys):
     assert "not among brisque" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main([*args, "--epsilon", "-1"])
+    capsys.readouterr()
+    assert main([*args, "--epsilon", "6", "--epsilon-cap", "2"]) == 2  # never a silent cap
+    err = capsys.readouterr().err
+    assert "--epsilon-cap 2 is below --epsilon 6; the cap must be at least" in err
+    assert not (tmp_path / "o.jpg").exists()
 
 
 @pytest.mark.parametrize("quality", ["0", "101", "none", "high"])

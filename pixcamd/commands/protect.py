@@ -38,6 +38,11 @@ def run(args) -> int:
             "--ray works with --outdir DIR (a folder run); -o protects one photo here"
         )
     inputs = [Path(p) for p in args.files]
+    if args.epsilon_cap < args.epsilon:  # as the config refuses it: never a silent cap
+        raise PixcamdError(
+            f"--epsilon-cap {args.epsilon_cap:g} is below --epsilon {args.epsilon:g}; the cap "
+            "must be at least the starting budget"
+        )
     if args.output is not None:
         if Path(args.output).resolve() == inputs[0].resolve():
             raise PixcamdError(f"{args.output}: would overwrite an original photo")
