@@ -230,6 +230,8 @@ def test_camera_jpeg_round_trip_keeps_metadata_and_drops_thumbnails(tmp_path):
     assert exif["Exif"][piexif.ExifIFD.LensModel] == b"Pixcam 35mm F1.8"
     assert exif["Exif"][piexif.ExifIFD.MakerNote] == MAKERNOTE
     assert (exif["Exif"][piexif.ExifIFD.PixelXDimension], exif["Exif"][0xA003]) == (32, 48)
+    said = " | ".join([*photo.warnings, *notes])
+    assert "EXIF ExifImageWidth set to 32 (the output's size)" in said  # exiftool's names
     assert exif["GPS"][piexif.GPSIFD.GPSLatitude] == ((48, 1), (51, 1), (2973, 100))
     assert not exif["1st"] and exif["thumbnail"] is None
     with Image.open(out) as written:

@@ -143,7 +143,7 @@ class JpegParts:
 
 _KNOWN_DROPPED = {
     (0xE0, b"JFXX\x00"): "JFIF thumbnail (JFXX)",
-    (0xE1, XMP_EXT_HEADER): "extended XMP",
+    (0xE1, XMP_EXT_HEADER): "extended XMP (it can hold depth maps or image copies)",
     (0xE2, b"MPF\x00"): "MPO secondary images (MPF)",
     (0xE2, b"FPXR\x00"): "FlashPix data",
     (0xEE, b"Adobe"): None,  # colour transform of the old encoding: meaningless for ours

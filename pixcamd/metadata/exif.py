@@ -19,6 +19,12 @@ IMAGE_WIDTH, IMAGE_LENGTH = 0x0100, 0x0101
 ORIENTATION = 0x0112
 EXIF_IFD, GPS_IFD, INTEROP_IFD = 0x8769, 0x8825, 0xA005
 PIXEL_X, PIXEL_Y = 0xA002, 0xA003
+SIZE_TAGS = {  # as exiftool names them
+    IMAGE_WIDTH: "ImageWidth",
+    IMAGE_LENGTH: "ImageHeight",
+    PIXEL_X: "ExifImageWidth",
+    PIXEL_Y: "ExifImageHeight",
+}
 COLOR_SPACE = 0xA001  # 1 = sRGB, 0xFFFF = uncalibrated (Adobe RGB and other spaces)
 STRIP_OFFSETS, STRIP_BYTE_COUNTS = 0x0111, 0x0117
 THUMB_OFFSET, THUMB_LENGTH = 0x0201, 0x0202
@@ -237,7 +243,7 @@ def patch_exif(
         for tag, value in zip(tags, (width, height), strict=True):
             entry = ifd.get(tag) if ifd else None
             if entry is not None and t.scalar(entry) != value and t.set_scalar(entry, value):
-                notes.append(f"EXIF 0x{tag:04X} set to {value} (the output's size)")
+                notes.append(f"EXIF {SIZE_TAGS[tag]} set to {value} (the output's size)")
     entry = exif_ifd.get(COLOR_SPACE) if exif_ifd and srgb else None
     if entry is not None and t.scalar(entry) != 1 and t.set_scalar(entry, 1):
         notes.append("EXIF ColorSpace set to sRGB (the copy's colours were converted to sRGB)")

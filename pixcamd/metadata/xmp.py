@@ -91,7 +91,7 @@ def patch_xmp(
     for prefix in _prefixes(text, NS_XMP_NOTE):
         text, n = _remove_properties(text, re.escape(prefix), "HasExtendedXMP")
         if n:
-            notes.append("extended XMP not carried (it can hold depth maps or image copies)")
+            notes.append("XMP HasExtendedXMP removed (it points at the extended XMP left out)")
     if strip_gps:
         text, n = _remove_properties(text, r"[\w.-]+", r"(?:GPS|Gps)[\w]*")
         if n:
