@@ -107,6 +107,12 @@ def to_rgb(
         peak = 65535.0 if mode.startswith("I;16") or array.max() > 255 else 255.0
         if mode == "F" and array.max() <= 1.0:
             peak = 1.0
+        elif array.max() > 65535:  # 32-bit values of no known range: clipping would whiten them
+            peak = float(array.max())
+            notes.append(
+                f"32-bit grey values up to {peak:g}, beyond any 16-bit range: scaled by their "
+                "maximum"
+            )
         img = Image.fromarray(np.round(np.clip(array / peak, 0, 1) * 255).astype(np.uint8), "L")
         mode = "L"
     if mode == "1":

@@ -144,7 +144,7 @@ def open_photo(
         raise PhotoError(f"{path}: not enough memory to decode this image") from exc
     except Exception as exc:  # any decoder failure is a bad file, never a crash
         message = str(exc) or type(exc).__name__
-        if "truncated" in message or isinstance(exc, EOFError):
+        if "truncated" in message.lower() or isinstance(exc, EOFError):
             raise PhotoError(
                 f"{path}: cannot decode the image: the file is truncated, its data ends early "
                 f"({message})"
@@ -185,6 +185,11 @@ def _unidentified(source) -> str:
         return "a damaged JPEG: its structure is broken and it cannot be decoded"
     if head.startswith(b"\x89PNG"):
         return "a damaged PNG: it cannot be decoded"
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return (
+            "a TIFF of a kind that cannot be decoded here (e.g. 32-bit floating-point colour, "
+            "or an unusual compression): save it as an 8- or 16-bit TIFF"
+        )
     if head[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftypmsf1") and not HEIF_SUPPORT:
         return "a HEIC/HEIF photo; reading it needs pillow-heif (pip install pillow-heif)"
     if head and all(32 <= b < 127 or b in b"\t\r\n" for b in head):

@@ -384,6 +384,15 @@ def test_png_16_bit_gray_and_rgb_reduce_to_8_bit(tmp_path):
     assert np.abs(pixels - np.round(rgb / 257)).max() <= 1
 
 
+def test_32_bit_grey_beyond_16_bits_is_scaled_by_its_maximum_and_said(tmp_path):
+    values = np.arange(64 * 48, dtype=np.int32).reshape(48, 64) * 1000  # up to 3 071 000
+    Image.fromarray(values).save(tmp_path / "i32.tif")
+    photo = open_photo(tmp_path / "i32.tif")
+    grey = np.asarray(photo.image)[..., 0].astype(int)
+    assert grey.min() == 0 and grey.max() == 255 and abs(grey.mean() - 127.5) < 1  # not white
+    assert any("32-bit grey values up to 3.071e+06" in w for w in photo.warnings)
+
+
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -634,6 +643,8 @@ def _fingerprint(path: Path) -> tuple:
         ("notes.jpg", b"shopping list: eggs, milk\n" * 4, "not an image: the file holds text"),
         ("noise.jpg", bytes(range(7, 250)) * 3, "not an image file"),
         ("half.jpg", jpeg_bytes(pattern(300, 200))[:1500], "truncated"),
+        ("headers.jpg", jpeg_bytes(pattern(300, 200))[:300], "the file is truncated"),
+        ("odd.tif", b"II*\x00" + bytes(100), "a TIFF of a kind that cannot be decoded here"),
         ("broken.jpg", b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(40), "damaged JPEG"),
     ],
 )
