@@ -284,6 +284,31 @@ def test_strip_gps_removes_every_position(tmp_path):
         assert b"Ada Lovelace" in written.info["xmp"]
 
 
+def test_strip_gps_leaves_no_emptied_location_structure(tmp_path):
+    located = XMP.replace(
+        b"</rdf:Description>",
+        b'<Iptc4xmpExt:LocationShown xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/">'
+        b'<rdf:Bag><rdf:li rdf:parseType="Resource"><Iptc4xmpExt:GPSLatitude>48,51.4955N'
+        b"</Iptc4xmpExt:GPSLatitude><Iptc4xmpExt:GPSLongitude>2,17.6685E"
+        b"</Iptc4xmpExt:GPSLongitude></rdf:li></rdf:Bag></Iptc4xmpExt:LocationShown>"
+        b'<Iptc4xmpExt:LocationCreated xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/">'
+        b'<rdf:Bag><rdf:li rdf:parseType="Resource"><Iptc4xmpExt:City>Paris</Iptc4xmpExt:City>'
+        b"<Iptc4xmpExt:GPSLatitude>48,51.4955N</Iptc4xmpExt:GPSLatitude></rdf:li></rdf:Bag>"
+        b"</Iptc4xmpExt:LocationCreated></rdf:Description>",
+    )
+    data = jpeg_bytes(pattern())
+    src = tmp_path / "located.jpg"
+    src.write_bytes(
+        insert_segments(data, segment(0xE1, b"http://ns.adobe.com/xap/1.0/\x00" + located))
+    )
+    photo = open_photo(src)
+    with Image.open(io.BytesIO(encode_jpeg(photo.image, photo.metadata, strip_gps=True))) as out:
+        xmp = out.info["xmp"]
+    assert b"GPS" not in xmp and b"LocationShown" not in xmp  # held only the position: gone
+    assert b"<Iptc4xmpExt:City>Paris</Iptc4xmpExt:City>" in xmp  # the place name stays
+    assert b"LocationCreated" in xmp and b"Ada Lovelace" in xmp
+
+
 def test_strip_all_keeps_only_the_colour_profile(tmp_path):
     photo = open_photo(camera_jpeg(tmp_path / "camera.jpg"))
     out = tmp_path / "o" / "x.jpg"

@@ -45,6 +45,22 @@ def _remove_properties(text: str, prefix_pattern: str, name_pattern: str) -> tup
     return text, n_total
 
 
+_EMPTIED = (
+    # a structure item whose only fields were removed: <rdf:li rdf:parseType="Resource"> </rdf:li>
+    r"<rdf:li\b[^>]*?rdf:parseType\s*=\s*([\"'])Resource\1[^>]*?(?:/>|>\s*</rdf:li\s*>)",
+    # then a property holding nothing but an emptied list: <Iptc4xmpExt:LocationShown><rdf:Bag>…
+    r"<([\w.-]+:[\w.-]+)\b[^>]*>\s*<rdf:(Bag|Seq|Alt)\b[^>]*?(?:/>|>\s*</rdf:\2\s*>)\s*</\1\s*>",
+)
+
+
+def _prune_emptied(text: str) -> str:
+    """What removing the GPS fields left empty (IPTC's LocationShown / LocationCreated items
+    that held only coordinates), so no empty structure remains where a position was."""
+    for pattern in _EMPTIED:
+        text = re.sub(pattern, "", text, flags=re.DOTALL)
+    return text
+
+
 def _xmp_text(xmp: bytes) -> str | None:
     """The packet as text. JPEG requires UTF-8, but UTF-16/32 packets exist: they are read and
     written back as UTF-8."""
@@ -96,6 +112,7 @@ def patch_xmp(
         text, n = _remove_properties(text, r"[\w.-]+", r"(?:GPS|Gps)[\w]*")
         if n:
             notes.append(f"XMP GPS properties removed (strip_gps): {n}")
+            text = _prune_emptied(text)
     data = text.encode("utf-8")
     if len(data) > XMP_MAX:  # drop the packet's whitespace padding before giving up
         data = re.sub(rb"(</x:xmpmeta>)\s+(<\?xpacket end)", rb"\1\n\2", data)
