@@ -239,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     protect.add_argument(
         "--epsilon-cap",
         type=_grey_levels,
-        default=EPSILON_CAP,
+        default=None,  # given or not: only a cap given below --epsilon is refused
         metavar="LEVELS",
         help=f"escalation never exceeds this, in strong texture (default {EPSILON_CAP:g})",
     )

@@ -60,6 +60,9 @@ def plan_sources(
                     f"{given}: is inside the output folder {outdir}, whose files are taken for "
                     "copies and never protected; choose an output folder outside it"
                 )
+            if shown(given.resolve().name) != given.resolve().name:  # every key would hold it
+                plan.refused.append((given, "a folder whose " + NOT_UTF8.removeprefix("its ")))
+                continue
             rules = Rules(given, ignore, extensions, excluded)
             for found, reason in _walk(rules):
                 if reason == HIDDEN:
@@ -92,8 +95,10 @@ def _take(plan: Plan, source: Source) -> None:
     if shown(source.key) != source.key:  # a folder's or the photo's name (bytes, not UTF-8)
         plan.refused.append((source.path, NOT_UTF8))
         return
+    # where its name is, not where a link leads: a link inside a folder is a photo of its own,
+    # as in the daemon; the same name reached twice (a folder twice, a photo and its folder) not
     try:
-        resolved = source.path.resolve()
+        resolved = source.path.parent.resolve() / source.path.name
     except (OSError, RuntimeError):  # a loop: open_photo says what is wrong with it
         resolved = source.path.absolute()
     if resolved in plan.taken:

@@ -35,6 +35,7 @@ from pixcamd.daemon.publication import (
     published_copy,
     recover_interrupted,
 )
+from pixcamd.daemon.watcher import shown
 from pixcamd.errors import PhotoError, PixcamdError, without_path
 from pixcamd.executors import Done, Task
 from pixcamd.folder_plan import Source, output_key
@@ -277,7 +278,7 @@ class FolderRun:
         try:
             data = source.path.read_bytes()
         except OSError as exc:
-            self.ledger.finish(row.id, "failed", error=f"cannot read the file ({exc})")
+            self.ledger.finish(row.id, "failed", error=shown(f"cannot read the file ({exc})"))
             self._report_failure(row.path, f"{source.path}: cannot read the file ({exc})")
             return None
         st = os.stat(source.path)
@@ -294,15 +295,17 @@ class FolderRun:
         if done.error is not None:
             reason = f"{type(done.error).__name__}: {done.error}"
             if isinstance(done.error, PhotoError):
-                error = without_path(str(done.error), row.path)  # the report names the photo
+                # the report names the photo; a folder's name that is not UTF-8 is shown \x..
+                path = str(self.sources[row.path].path)
+                error = shown(without_path(str(done.error), path))
                 self.ledger.finish(row.id, "failed", error=error, model=self.model_label)
                 self._report_failure(row.path, error)
                 return False
             if attempt < MAX_ATTEMPTS:
-                what = "the worker was lost mid-photo" if done.lost else reason
+                what = "the worker was lost mid-photo" if done.lost else shown(reason)
                 self.ledger.retry(row.id, what, 0.0)
                 return True
-            why = f"gave up after {attempt} attempts: {reason}"
+            why = shown(f"gave up after {attempt} attempts: {reason}")
             self.ledger.finish(row.id, "failed", error=why, model=self.model_label)
             self._report_failure(row.path, why)
             return False

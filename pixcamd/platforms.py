@@ -168,7 +168,7 @@ class Pipeline:
     def _served(self, width: int, height: int, served: tuple[int, int]) -> tuple[int, int]:
         """``served``, unless this pipeline makes a side of the photo smaller than any
         destination serves (a scale or crop meant for larger photos): said, never judged."""
-        if min(served) < MIN_SIZE and served != (width, height):
+        if min(served) < min(MIN_SIZE, width, height):  # a photo as small is not its fault
             raise ServedTooSmall(
                 f"{self.name} would serve this {width}×{height} photo at {served[0]}×"
                 f"{served[1]}: no destination serves a side under {MIN_SIZE} px (give it a "

@@ -457,6 +457,7 @@ BAD_PLATFORMS = [
     ),
     ("platforms = []\n", "platforms: give at least one platform"),
     ('platforms = ["task", ""]\n', "platforms: an empty platform name in ['task', '']: remove it"),
+    ('platforms = "task,"\n', "platforms: an empty platform name in 'task,': a stray comma?"),
 ]
 BAD = [(f'platforms = ["task", "myblog"]\n{t}', m) for t, m in BAD_PIPELINES] + BAD_PLATFORMS
 

@@ -135,6 +135,9 @@ def test_a_name_that_is_not_utf8_or_a_dangling_symlink_is_refused_by_name(tmp_pa
     refused: list = []
     assert list(scan(r, refused=refused)) == ["ok.jpg"]
     assert sorted(rel for rel, _ in refused) == ["broken.jpg", "caf\\xe9.jpg"]
+    # in one of the daemon's own folders it is passed over as everything there is
+    own = rules(tmp_path, excluded=[tmp_path / "outbox"])
+    assert own.accept(tmp_path / "outbox" / bad) == (None, "one of the daemon's own folders")
 
 
 def test_scan_prunes_ignored_folders(tmp_path):

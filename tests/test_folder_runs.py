@@ -383,3 +383,36 @@ def test_a_photo_given_twice_is_protected_once_and_said(tmp_path, album, capsys)
     assert summary["photos"] == 2 and len(reports) == 2, err
     assert "4 photos given more than once: each is protected once" in err
     assert sorted(copies(outdir)) == ["2019/May/garden.jpg", "2019/beach.jpg"]
+
+
+def test_a_link_inside_a_folder_is_a_photo_of_its_own(tmp_path, album, capsys):
+    (album / "latest.jpg").symlink_to(album / "May" / "garden.jpg")  # leads inside: taken
+    outdir = tmp_path / "out"
+    code, _, summary, err = run(capsys, album, "--outdir", outdir, *FAST)
+    assert code == 1 and err.count("refused") == 1  # the album's link out of the folder
+    assert summary["photos"] == 3 and "given more than once" not in err
+    assert sorted(copies(outdir)) == ["2019/May/garden.jpg", "2019/beach.jpg", "2019/latest.jpg"]
+
+
+def test_folders_whose_names_are_not_utf8(tmp_path, capsys):
+    # a folder above the album: its photos' keys are fine, their paths are not text
+    above = tmp_path / os.fsdecode(b"M\xfcller") / "album"
+    above.mkdir(parents=True)
+    synthetic_photo(640, 480, 5).save(above / "a.png")
+    (above / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(200))  # fails, named in words
+    outdir = tmp_path / "out"
+    code, _, summary, err = run(capsys, above, "--outdir", outdir, *FAST)
+    assert code == 1 and "Traceback" not in err, err
+    assert summary["protected"] == 1 and summary["failed"] == 1
+    from pixcamd.daemon.ledger import Ledger
+
+    (row,) = [r for r in Ledger(outdir / ".pixcamd" / "ledger.sqlite").rows() if r.error]
+    assert row.path == "album/bad.jpg" and not row.error.startswith("/")  # no path before it
+    # a folder given whose own name is not UTF-8: refused once, as a folder
+    latin1 = tmp_path / os.fsdecode(b"caf\xe9")
+    latin1.mkdir()
+    for name in ("x.png", "y.png"):
+        synthetic_photo(64, 48, 1).save(latin1 / name)
+    code, _, summary, err = run(capsys, latin1, "--outdir", tmp_path / "out2", *FAST)
+    assert code == 1 and summary["photos"] == 0
+    assert err.count("refused: a folder whose name is not valid UTF-8") == 1

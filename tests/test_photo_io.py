@@ -294,7 +294,11 @@ def test_strip_gps_leaves_no_emptied_location_structure(tmp_path):
         b'<Iptc4xmpExt:LocationCreated xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/">'
         b'<rdf:Bag><rdf:li rdf:parseType="Resource"><Iptc4xmpExt:City>Paris</Iptc4xmpExt:City>'
         b"<Iptc4xmpExt:GPSLatitude>48,51.4955N</Iptc4xmpExt:GPSLatitude></rdf:li></rdf:Bag>"
-        b"</Iptc4xmpExt:LocationCreated></rdf:Description>",
+        b"</Iptc4xmpExt:LocationCreated>"
+        b'<Iptc4xmpExt:ArtworkOrObject xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/">'
+        b'<rdf:Bag><rdf:li><rdf:Description Iptc4xmpExt:GPSLatitude="48,51.4955N"/></rdf:li>'
+        b"</rdf:Bag></Iptc4xmpExt:ArtworkOrObject>"
+        b"<dc:subject><rdf:Bag/></dc:subject></rdf:Description>",
     )
     data = jpeg_bytes(pattern())
     src = tmp_path / "located.jpg"
@@ -307,6 +311,9 @@ def test_strip_gps_leaves_no_emptied_location_structure(tmp_path):
     assert b"GPS" not in xmp and b"LocationShown" not in xmp  # held only the position: gone
     assert b"<Iptc4xmpExt:City>Paris</Iptc4xmpExt:City>" in xmp  # the place name stays
     assert b"LocationCreated" in xmp and b"Ada Lovelace" in xmp
+    assert b"ArtworkOrObject" not in xmp  # its item's description held only a position
+    assert b"<dc:subject><rdf:Bag/></dc:subject>" in xmp  # empty before: left as it was
+    assert b"\x00" not in xmp
 
 
 def test_strip_all_keeps_only_the_colour_profile(tmp_path):

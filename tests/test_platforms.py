@@ -447,6 +447,8 @@ def test_a_pipeline_that_would_serve_a_side_under_16_px_says_so(tmp_path, capsys
     ):
         tiny.output_size(640, 400)
     assert tiny.output_size(1000, 800) == (20, 16)
+    square = parse_platforms("crop1:1-long1080-q80")[0]
+    assert square.output_size(20, 12) == (12, 12)  # a photo as small: not the pipeline's doing
     with pytest.raises(ServedTooSmall, match="at 100×10: no destination serves a side under 16"):
         parse_platforms("crop10:1-long100-q80")[0].apply(Image.new("RGB", (400, 300)))
     photo = tmp_path / "photo.png"

@@ -158,6 +158,11 @@ def test_target_must_name_each_model(tmp_path, photo, capsys):
     err = capsys.readouterr().err
     assert "--epsilon-cap 2 is below --epsilon 6; the cap must be at least" in err
     assert not (tmp_path / "o.jpg").exists()
+    # --epsilon alone above the default cap: the cap follows it, as before
+    code = main([*args, "--epsilon", "16", "--platforms", "task", "--steps", "1", "--json"])
+    out = capsys.readouterr()
+    assert code in (0, 1) and "is below" not in out.err
+    assert json.loads(out.out.splitlines()[0])["epsilon"] == 16
 
 
 @pytest.mark.parametrize("quality", ["0", "101", "none", "high"])

@@ -175,7 +175,8 @@ def test_path_tricks_and_unknown_ids_are_404(world, path):
         return  # refused before any route: a bare status
     assert headers["content-type"].startswith("text/html"), path
     assert b'href="/photos"' in page  # a browser gets a page with a way back
-    assert (b"No such photo" if path.startswith("/photos/") else b"No such page") in page
+    known = path.startswith("/photos/999")  # a photo's number, of no photo
+    assert (b"No such photo" if known else b"No such page") in page
 
 
 def test_symlinks_out_of_the_folders_are_never_followed(world, tmp_path):
@@ -191,6 +192,8 @@ def test_symlinks_out_of_the_folders_are_never_followed(world, tmp_path):
     with serving(world) as server:
         web = Client(server.url)
         assert web.get(f"/photos/{pid['noise.jpg']}/copy.jpg")[0] == 404
+        status, _, page = web.get(f"/photos/{pid['noise.jpg']}/copy.jpg", accept="text/html")
+        assert status == 404 and b"This photo has no such image now" in page  # a tab opened
         assert web.get(f"/photos/{pid['held.jpg']}/original.png")[0] == 404
         assert web.get(f"/photos/{pid['held.jpg']}/diff.png")[0] == 404
         assert web.get(f"/photos/{pid['held.jpg']}/copy.jpg")[0] == 200  # in the hold folder

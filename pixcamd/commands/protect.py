@@ -17,7 +17,7 @@ from pixcamd.folder_plan import plan_sources
 from pixcamd.folders import STATE_DIR, FolderRun, Interrupted, Tally
 from pixcamd.models import load_model
 from pixcamd.output import atomic_write, check_destination
-from pixcamd.settings import make_settings
+from pixcamd.settings import EPSILON_CAP, make_settings
 
 JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif")  # what -o may be named
 
@@ -38,7 +38,9 @@ def run(args) -> int:
             "--ray works with --outdir DIR (a folder run); -o protects one photo here"
         )
     inputs = [Path(p) for p in args.files]
-    if args.epsilon_cap < args.epsilon:  # as the config refuses it: never a silent cap
+    if args.epsilon_cap is None:  # not given: the default, or --epsilon where that is more
+        args.epsilon_cap = max(args.epsilon, EPSILON_CAP)
+    elif args.epsilon_cap < args.epsilon:  # as the config refuses it: never a silent cap
         raise PixcamdError(
             f"--epsilon-cap {args.epsilon_cap:g} is below --epsilon {args.epsilon:g}; the cap "
             "must be at least the starting budget"

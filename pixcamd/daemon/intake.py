@@ -69,6 +69,7 @@ class Intake:
         self.fingerprint, self.wake, self.later = fingerprint, wake, later
         self.observer = None
         self._ignored_logged: set[str] = set()
+        self._ignored_lock = threading.Lock()  # the observer's thread and the scans' both name
         self._overflow: logging.Handler | None = None
 
     # ---- the watcher -------------------------------------------------------------------------
@@ -120,8 +121,10 @@ class Intake:
 
     def candidate(self, rel: str, reason: str) -> None:
         if reason:
-            if rel not in self._ignored_logged:  # once per path and run, not per event
+            with self._ignored_lock:  # once per path and run, not per event
+                first = rel not in self._ignored_logged
                 self._ignored_logged.add(rel)
+            if first:
                 if reason == NOT_A_PHOTO:  # a video or sidecar: nothing lost, but never silent
                     reason = f"not a photo ({extension(rel)} is not in `extensions`): left alone"
                 elif reason == HIDDEN:

@@ -110,13 +110,15 @@ def targets(value: Any) -> dict[str, float]:
 
 def platform_names(value: Any) -> list[str]:
     """Syntax only here; names are resolved against presets and ``pipelines`` in ``validate``."""
+    given = value
     if isinstance(value, str):  # "task,instagram", as --platforms takes it
         value = value.split(",")
     names = [n.strip() for n in string_list(value)]
     if not any(names):
         raise ValueError('give at least one platform, e.g. ["task", "instagram"]')
     if not all(names):
-        raise ValueError(f"an empty platform name in {value!r}: remove it")
+        hint = "a stray comma?" if isinstance(given, str) else "remove it"
+        raise ValueError(f"an empty platform name in {given!r}: {hint}")
     return list(dict.fromkeys(names))
 
 

@@ -130,11 +130,11 @@ class Rules:
             return (shown(rel), HIDDEN) if self.hidden_photo(rel) else (None, "ignored name")
         if not self.is_photo_name(rel):  # a video or a sidecar: left alone, but named
             return shown(rel), NOT_A_PHOTO
-        if shown(rel) != rel:  # no ledger key, no log line can hold it: named, not taken
-            return shown(rel), NOT_UTF8
         absolute = self.inbox / rel
         if self.excluded_path(absolute):
             return None, "one of the daemon's own folders"
+        if shown(rel) != rel:  # no ledger key, no log line can hold it: named, not taken
+            return shown(rel), NOT_UTF8
         try:
             if absolute.is_symlink():
                 target = absolute.resolve()

@@ -31,34 +31,45 @@ def _set_property(text: str, prefix: str, name: str, value: str) -> tuple[str, s
     return text, None
 
 
-def _remove_properties(text: str, prefix_pattern: str, name_pattern: str) -> tuple[str, int]:
-    """Remove properties (attribute or element form) whose qualified name matches."""
+def _remove_properties(
+    text: str, prefix_pattern: str, name_pattern: str, mark: str = ""
+) -> tuple[str, int]:
+    """Remove properties (attribute or element form) whose qualified name matches; an element
+    leaves ``mark`` in its place (``_prune_emptied`` finds what it emptied by it)."""
     qname = f"{prefix_pattern}:{name_pattern}"
     n_total = 0
-    for pattern in (
-        rf"\s{qname}\s*=\s*([\"']).*?\1",  # attribute
-        rf"<({qname})\b[^>]*?/>",  # empty element
-        rf"<({qname})\b[^>]*?>.*?</\1\s*>",  # element with content
+    for pattern, by in (
+        (rf"\s{qname}\s*=\s*([\"']).*?\1", ""),  # attribute
+        (rf"<({qname})\b[^>]*?/>", mark),  # empty element
+        (rf"<({qname})\b[^>]*?>.*?</\1\s*>", mark),  # element with content
     ):
-        text, n = re.subn(pattern, "", text, flags=re.DOTALL)
+        text, n = re.subn(pattern, by, text, flags=re.DOTALL)
         n_total += n
     return text, n_total
 
 
+GONE = "\x00"  # where a property was removed (no XMP text holds a NUL)
+_ONLY_GONE = r"\s*\x00(?:\s*\x00)*\s*"  # one way to match: no backtracking blow-up
 _EMPTIED = (
-    # a structure item whose only fields were removed: <rdf:li rdf:parseType="Resource"> </rdf:li>
-    r"<rdf:li\b[^>]*?rdf:parseType\s*=\s*([\"'])Resource\1[^>]*?(?:/>|>\s*</rdf:li\s*>)",
-    # then a property holding nothing but an emptied list: <Iptc4xmpExt:LocationShown><rdf:Bag>…
-    r"<([\w.-]+:[\w.-]+)\b[^>]*>\s*<rdf:(Bag|Seq|Alt)\b[^>]*?(?:/>|>\s*</rdf:\2\s*>)\s*</\1\s*>",
+    # a description whose only fields, attributes, were removed: <rdf:Description/>
+    r"<rdf:Description\s*/>",
+    # an element that held nothing but removed properties (an IPTC LocationShown item, then its
+    # rdf:Bag, then the LocationShown itself); never the packet's own rdf:RDF or x:xmpmeta
+    rf"<(?!rdf:RDF\b|x:xmpmeta\b)([\w.-]+:[\w.-]+)\b[^>]*>{_ONLY_GONE}</\1\s*>",
 )
 
 
 def _prune_emptied(text: str) -> str:
-    """What removing the GPS fields left empty (IPTC's LocationShown / LocationCreated items
-    that held only coordinates), so no empty structure remains where a position was."""
-    for pattern in _EMPTIED:
-        text = re.sub(pattern, "", text, flags=re.DOTALL)
-    return text
+    """What removing properties left empty (IPTC's LocationShown / LocationCreated items that
+    held only coordinates), inside out, so no empty structure remains where a position was;
+    structures that were empty before are left as they were. The marks go too."""
+    while True:
+        pruned = text
+        for pattern in _EMPTIED:
+            pruned = re.sub(pattern, GONE, pruned, flags=re.DOTALL)
+        if pruned == text:
+            return text.replace(GONE, "")
+        text = pruned
 
 
 def _xmp_text(xmp: bytes) -> str | None:
@@ -109,7 +120,7 @@ def patch_xmp(
         if n:
             notes.append("XMP HasExtendedXMP removed (it points at the extended XMP left out)")
     if strip_gps:
-        text, n = _remove_properties(text, r"[\w.-]+", r"(?:GPS|Gps)[\w]*")
+        text, n = _remove_properties(text, r"[\w.-]+", r"(?:GPS|Gps)[\w]*", GONE)
         if n:
             notes.append(f"XMP GPS properties removed (strip_gps): {n}")
             text = _prune_emptied(text)

@@ -43,6 +43,10 @@ STATIC = Path(__file__).resolve().parent / "static"
 PAGE_SIZE = 60
 MAX_FORM = 4096  # an action's form is one hidden field
 VIA = "the web page"
+NO_IMAGE = (
+    "This photo has no such image now: its copy was removed or shipped since the page was "
+    "made, or its original left the inbox."
+)
 DONE = {  # what a finished action says on the photo page (a code in the URL, never free text)
     "retry": "Queued again: the daemon takes it within a second (or at its next start).",
     "stronger": "Queued again with a larger budget (ε, its cap and the steps doubled).",
@@ -73,7 +77,10 @@ class Web:
     def row(self, request: Request) -> Row:
         row = self.ledger.by_id(request.path_params["id"])
         if row is None:
-            raise _NotFound()
+            raise _NotFound(
+                "No such photo: it was never in the ledger, or its row is gone (a photo whose "
+                "original left the inbox is forgotten at the daemon's next scan)."
+            )
         return row
 
 
@@ -102,7 +109,10 @@ class Refusals:
 
 
 class _NotFound(Exception):
-    pass
+    """404, with what a browser's page says (an image of a photo that is there, by default)."""
+
+    def __init__(self, message: str = NO_IMAGE):
+        super().__init__(message)
 
 
 def create_app(config: Config, ledger: Ledger, token: str = "", loopback: bool = True):
@@ -154,17 +164,12 @@ def create_app(config: Config, ledger: Ledger, token: str = "", loopback: bool =
         said = web.refusals.take(request.query_params.get("refused", ""))
         return web.html("photo.html", p=info, done=done, problem=said)
 
-    def not_found(request: Request, _exc: Exception) -> Response:
+    def not_found(request: Request, exc: Exception) -> Response:
         """A page asked for by a browser gets a page with a way back; images and scripts get
         the bare status."""
         if "text/html" not in request.headers.get("accept", ""):
             return Response("not found\n", 404, media_type="text/plain")
-        message = (
-            "No such photo: it was never in the ledger, or its row is gone (a photo whose "
-            "original left the inbox is forgotten at the daemon's next scan)."
-            if request.url.path.startswith("/photos/")
-            else "No such page."
-        )
+        message = str(exc) if isinstance(exc, _NotFound) else "No such page."
         return web.html("error.html", 404, message=message)
 
     def original(request: Request) -> Response:
