@@ -384,32 +384,26 @@ def test_sighup_reloads_a_valid_config_and_refuses_a_broken_one(tmp_path):
         assert "whatsapp" in json.loads(rows["two.png"]["report"])["protected_on"]
         assert "whatsapp" not in json.loads(rows["one.png"]["report"])["protected_on"]
 
-        path.write_text(good + "epsilon = -3\n")  # does not validate
-        process.send_signal(signal.SIGHUP)
-        refused = wait_for(
-            lambda: [e for e in events(config) if e["event"] == "reload_refused"], 60, "refusal"
-        )
-        assert "epsilon" in refused[0]["message"] and "stay" in refused[0]["message"]
+        def refused(text: str) -> str:
+            """Reload with ``text``: the refusal's message (the settings in force stay)."""
+            before = len([e for e in events(config) if e["event"] == "reload_refused"])
+            path.write_text(text)
+            process.send_signal(signal.SIGHUP)
+            said = wait_for(
+                lambda: [e for e in events(config) if e["event"] == "reload_refused"][before:],
+                60,
+                "a refusal",
+            )
+            return said[0]["message"]
+
+        message = refused(good + "epsilon = -3\n")  # does not validate
+        assert "epsilon" in message and "stay" in message
         # a size that is no number (it once escaped validation and took the daemon down)
         broken = good.replace('platforms = ["task"]', 'platforms = ["task", "mine"]')
-        path.write_text(broken + '[pipelines.mine]\nresize = "long inf"\nquality = 80\n')
-        process.send_signal(signal.SIGHUP)
-        wait_for(
-            lambda: len([e for e in events(config) if e["event"] == "reload_refused"]) == 2,
-            60,
-            "the second refusal",
-        )
-        second = [e for e in events(config) if e["event"] == "reload_refused"][1]
-        assert "pipelines.mine.resize: 'long inf'" in second["message"]
-        path.write_text(good.replace(str(config.outbox), str(tmp_path / "elsewhere")))
-        process.send_signal(signal.SIGHUP)
-        wait_for(
-            lambda: len([e for e in events(config) if e["event"] == "reload_refused"]) == 3,
-            60,
-            "the third refusal",
-        )
-        third = [e for e in events(config) if e["event"] == "reload_refused"][2]
-        assert "outbox changed: a restart applies that" in third["message"]
+        message = refused(broken + '[pipelines.mine]\nresize = "long inf"\nquality = 80\n')
+        assert "pipelines.mine.resize: 'long inf'" in message
+        message = refused(good.replace(str(config.outbox), str(tmp_path / "elsewhere")))
+        assert "outbox changed: a restart applies that" in message
         noise_photo(config.inbox / "three.png", 3)  # still at work, with the whatsapp reload
         wait_for(lambda: finished(config, ["three.png"]), 60, "a photo after the refusals")
         report = json.loads(ledger_rows(config)["three.png"]["report"])
