@@ -205,7 +205,11 @@ def test_tracker_holds_an_undecodable_file_until_the_timeout(tmp_path):
     # said once, as soon as it is quiet and does not decode, not only at the timeout
     assert doubts == [("bad.jpg", "does not decode: cannot identify image file")]
     (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8more garbage")  # new bytes: judged anew
-    for _ in range(4):
+    for _ in range(2):  # a pause of two settle times: not named
+        clock.now += 1
+        tracker.poll()
+        assert tracker.doubts() == []
+    for _ in range(3):
         clock.now += 1
         tracker.poll()
         doubts += tracker.doubts()

@@ -40,6 +40,7 @@ from pixcamd.daemon.fs import inside
 from pixcamd.errors import NotProtectable, without_path
 
 NOT_A_PHOTO = "not a photo extension"
+DOUBT_AFTER = 3  # settle times a file must be quiet and undecodable before it is named so
 HIDDEN = "a photo's name that an ignore pattern matches"
 NOT_UTF8 = (
     "its name is not valid UTF-8 (bytes of another system's encoding, shown \\x..): "
@@ -237,12 +238,14 @@ class StabilityTracker:
             return new
 
     def doubts(self) -> list[tuple[str, str]]:
-        """(rel, decode error) of files that have gone quiet but do not decode, each once while
-        it waits out ``settle_timeout``: a corrupt file says so long before it fails."""
+        """(rel, decode error) of files quiet for ``DOUBT_AFTER`` settle times that still do not
+        decode, each once while it waits out ``settle_timeout``: a corrupt file says so long
+        before it fails, a copy that only paused a moment (a slow network) says nothing."""
         with self._lock:
-            out = []
+            out, now = [], self.clock()
             for rel, entry in self._pending.items():
-                if entry.decode_error is not None and not entry.doubt_said:
+                quiet = now - entry.changed_at >= DOUBT_AFTER * self.settle_time
+                if entry.decode_error is not None and not entry.doubt_said and quiet:
                     entry.doubt_said = True
                     out.append((rel, entry.decode_error))
             return out
