@@ -241,7 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_grey_levels,
         default=None,  # given or not: only a cap given below --epsilon is refused
         metavar="LEVELS",
-        help=f"escalation never exceeds this, in strong texture (default {EPSILON_CAP:g})",
+        help=f"escalation never exceeds this, in strong texture (default {EPSILON_CAP:g}, or "
+        "--epsilon where that is more; a cap below --epsilon is refused)",
     )
     protect.add_argument(
         "--target",
