@@ -52,15 +52,16 @@ def plan_sources(
     for given in inputs:
         given = Path(given)
         if given.is_dir():
-            if outdir is not None and outdir.resolve() == given.resolve():
+            root = given.resolve()  # once a folder, not once a photo
+            if outdir is not None and outdir.resolve() == root:
                 raise PixcamdError(f"{given}: is the output folder itself")
-            if outdir is not None and given.resolve().is_relative_to(outdir.resolve()):
+            if outdir is not None and root.is_relative_to(outdir.resolve()):
                 # everything under the output folder is taken for copies and left alone
                 raise PixcamdError(
                     f"{given}: is inside the output folder {outdir}, whose files are taken for "
                     "copies and never protected; choose an output folder outside it"
                 )
-            if shown(given.resolve().name) != given.resolve().name:  # every key would hold it
+            if shown(root.name) != root.name:  # every key would hold it
                 plan.refused.append((given, "a folder whose " + NOT_UTF8.removeprefix("its ")))
                 continue
             rules = Rules(given, ignore, extensions, excluded)
@@ -71,11 +72,14 @@ def plan_sources(
                     plan.refused.append((found, reason))
                 elif found is None:
                     plan.left_alone += 1
-                else:
-                    rel = rules.relative(found)
-                    _take(plan, Source(found, f"{given.resolve().name}/{rel}"))
+                else:  # walked from the resolved folder, no linked folder entered: resolved
+                    _take(plan, Source(found, f"{root.name}/{rules.relative(found)}"), found)
         else:  # a photo named on its own (open_photo says what is wrong with anything else)
-            _take(plan, Source(given, given.name))
+            try:  # where its name is, not where a link leads (a link is a photo of its own)
+                where = given.parent.resolve() / given.name
+            except (OSError, RuntimeError):  # a loop: open_photo says what is wrong with it
+                where = given.absolute()
+            _take(plan, Source(given, given.name), where)
     plan.refused = list(dict.fromkeys(plan.refused))  # a folder given twice: said once
     plan.hidden = list(dict.fromkeys(plan.hidden))
     plan.sources = _name_copies(plan.sources, outdir)
@@ -89,18 +93,14 @@ def plan_sources(
     return plan
 
 
-def _take(plan: Plan, source: Source) -> None:
-    """``source`` into the plan: once, however often it was given, and only under a key the
-    record can hold."""
+def _take(plan: Plan, source: Source, resolved: Path) -> None:
+    """``source`` into the plan: once, however often it was given (``resolved``: where its name
+    is, its folders resolved — a link inside a folder is a photo of its own, as in the daemon;
+    the same name reached twice, a folder twice or a photo and its folder, is not), and only
+    under a key the record can hold."""
     if shown(source.key) != source.key:  # a folder's or the photo's name (bytes, not UTF-8)
         plan.refused.append((source.path, NOT_UTF8))
         return
-    # where its name is, not where a link leads: a link inside a folder is a photo of its own,
-    # as in the daemon; the same name reached twice (a folder twice, a photo and its folder) not
-    try:
-        resolved = source.path.parent.resolve() / source.path.name
-    except (OSError, RuntimeError):  # a loop: open_photo says what is wrong with it
-        resolved = source.path.absolute()
     if resolved in plan.taken:
         plan.repeated += 1
     else:
