@@ -14,6 +14,7 @@ from pixcamd.commands import model as model_command
 from pixcamd.commands import protect as protect_command
 from pixcamd.commands import score as score_command
 from pixcamd.commands import web as web_command
+from pixcamd.daemon import values as read
 from pixcamd.devices import resolve_device
 from pixcamd.enhance import STRENGTH
 from pixcamd.errors import PixcamdError
@@ -85,15 +86,11 @@ def _device(text: str) -> str:
 
 
 def _models(text: str) -> list[str]:
-    names = list(dict.fromkeys(n.strip().lower() for n in text.split(",")))
-    for name in names:
-        if name not in CHOICES:
-            raise argparse.ArgumentTypeError(
-                f"unknown model {name!r}: choose from {', '.join(CHOICES)}"
-            )
-    if "auto" in names and len(names) > 1:
-        raise argparse.ArgumentTypeError("auto stands alone: name the models to combine")
-    return names
+    """``koncept512,brisque``, read as the config's ``model`` is."""
+    try:
+        return read.models(text.split(","))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _targets(text: str) -> dict[str, float]:
