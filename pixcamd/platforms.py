@@ -152,18 +152,19 @@ class Pipeline:
         """``(box, served)``: the box (left, top, width, height) of a ``width``×``height`` photo
         that this pipeline serves, and the size it serves it at. After a crop of the resized
         photo the box is that crop in native pixels, rounded to whole ones."""
-        whole = (0, 0, width, height)
         if self.crop is None:
-            return whole, self._served(width, height, self._resized(width, height))
-        if not self.crop_after_resize:
+            box, served = (0, 0, width, height), self._resized(width, height)
+        elif not self.crop_after_resize:
             box = centre_box(width, height, self.crop)
-            return box, self._served(width, height, self._resized(*box[2:]))
-        served = self._resized(width, height)
-        left, top, w, h = centre_box(*served, self.crop)
-        sx, sy = width / served[0], height / served[1]
-        x0, y0 = round(left * sx), round(top * sy)
-        x1, y1 = round((left + w) * sx), round((top + h) * sy)
-        return (x0, y0, x1 - x0, y1 - y0), self._served(width, height, (w, h))
+            served = self._resized(*box[2:])
+        else:
+            resized = self._resized(width, height)
+            left, top, w, h = centre_box(*resized, self.crop)
+            sx, sy = width / resized[0], height / resized[1]
+            x0, y0 = round(left * sx), round(top * sy)
+            x1, y1 = round((left + w) * sx), round((top + h) * sy)
+            box, served = (x0, y0, x1 - x0, y1 - y0), (w, h)
+        return box, self._served(width, height, served)
 
     def _served(self, width: int, height: int, served: tuple[int, int]) -> tuple[int, int]:
         """``served``, unless this pipeline makes a side of the photo smaller than any

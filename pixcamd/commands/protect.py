@@ -38,9 +38,7 @@ def run(args) -> int:
             "--ray works with --outdir DIR (a folder run); -o protects one photo here"
         )
     inputs = [Path(p) for p in args.files]
-    if args.epsilon_cap is None:  # not given: the default, or --epsilon where that is more
-        args.epsilon_cap = max(args.epsilon, EPSILON_CAP)
-    elif args.epsilon_cap < args.epsilon:  # as the config refuses it: never a silent cap
+    if args.epsilon_cap is not None and args.epsilon_cap < args.epsilon:  # never a silent cap
         raise PixcamdError(
             f"--epsilon-cap {args.epsilon_cap:g} is below --epsilon {args.epsilon:g}; the cap "
             "must be at least the starting budget"
@@ -68,7 +66,8 @@ def run(args) -> int:
             models,
             target=args.target,
             epsilon=args.epsilon,
-            epsilon_cap=args.epsilon_cap,
+            # not given: the default, which make_settings raises to --epsilon where that is more
+            epsilon_cap=EPSILON_CAP if args.epsilon_cap is None else args.epsilon_cap,
             enhance_strength=args.enhance_strength,
             mode=args.mode,
             views=args.views,

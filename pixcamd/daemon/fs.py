@@ -120,7 +120,7 @@ def choose_tmp_dir(config: Config, create: bool = True) -> Path:
         probe = nearest_existing(candidate)
         if not create and not outbox.exists():
             return candidate
-        if probe is not None and outbox.exists() and same_mount(probe, outbox):
+        if outbox.exists() and same_mount(probe, outbox):
             if create:
                 try:
                     candidate.mkdir(parents=True, exist_ok=True)

@@ -127,15 +127,16 @@ class Rules:
         rel = self.relative(path)
         if rel is None:
             return None, "outside the inbox"
+        text = shown(rel)  # what the log and the ledger can hold of the name
         if self.ignored(rel):
-            return (shown(rel), HIDDEN) if self.hidden_photo(rel) else (None, "ignored name")
+            return (text, HIDDEN) if self.hidden_photo(rel) else (None, "ignored name")
         if not self.is_photo_name(rel):  # a video or a sidecar: left alone, but named
-            return shown(rel), NOT_A_PHOTO
+            return text, NOT_A_PHOTO
         absolute = self.inbox / rel
         if self.excluded_path(absolute):
             return None, "one of the daemon's own folders"
-        if shown(rel) != rel:  # no ledger key, no log line can hold it: named, not taken
-            return shown(rel), NOT_UTF8
+        if text != rel:  # no ledger key, no log line can hold it: named, not taken
+            return text, NOT_UTF8
         try:
             if absolute.is_symlink():
                 target = absolute.resolve()

@@ -38,11 +38,9 @@ def reachable(address: str, timeout: float = CONNECT_TIMEOUT) -> str | None:
     parts = split_address(address)
     if parts is None:
         return None
-    try:
-        sock = socket.create_connection(parts, timeout=timeout)
-    except OSError as exc:
-        why = exc.strerror or type(exc).__name__
-        return f"nothing answers at {parts[0]}:{parts[1]} ({why})"
+    sock = _connect(*parts, timeout)
+    if isinstance(sock, str):
+        return f"nothing answers at {parts[0]}:{parts[1]} ({sock})"
     with sock:  # the same connection asks whether it is a Ray head (the Ray Client's is not)
         other = None if address.startswith("ray://") else not_grpc(sock)
     if other is not None:
@@ -52,9 +50,17 @@ def reachable(address: str, timeout: float = CONNECT_TIMEOUT) -> str | None:
 
 def probe(host: str, port: int, timeout: float = CONNECT_TIMEOUT) -> str | None:
     """None when something accepts a TCP connection at host:port, else why not."""
+    sock = _connect(host, port, timeout)
+    if isinstance(sock, str):
+        return sock
+    sock.close()
+    return None
+
+
+def _connect(host: str, port: int, timeout: float) -> socket.socket | str:
+    """A TCP connection to host:port, or why there is none, in words."""
     try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return None
+        return socket.create_connection((host, port), timeout=timeout)
     except OSError as exc:
         return exc.strerror or type(exc).__name__
 
