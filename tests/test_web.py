@@ -24,13 +24,20 @@ from test_daemon_support import (  # noqa: F401
     running,
     wait_for,
 )
-from web_support import Client, copy_world, events, rows, secret, serving, world_config
+from web_support import (
+    Client,
+    cli,
+    copy_world,
+    events,
+    ids,
+    rows,
+    secret,
+    serving,
+    world_config,
+)
 
 from pixcamd.cli import main
-
-
-def ids(config) -> dict[str, int]:
-    return {path: row["id"] for path, row in rows(config).items()}
+from pixcamd.web.app import DONE
 
 
 def image(data: bytes) -> Image.Image:
@@ -323,12 +330,6 @@ def test_web_off_serves_nothing(tmp_path, brisque):
     assert not [e for e in log_events(config) if e["event"] == "web"]
 
 
-def cli(capsys, config, *argv) -> tuple[int, str]:
-    code = main([*argv, "--config", str(config.source)])
-    out, err = capsys.readouterr()
-    return code, out + err
-
-
 def comparable(row: dict) -> dict:
     """A row without what differs between two runs of the same decision: times, and where."""
     row = {k: v for k, v in row.items() if not k.endswith("_at") and k != "id"}
@@ -338,13 +339,6 @@ def comparable(row: dict) -> dict:
     if row.get("held"):
         row["held"] = os.path.basename(row["held"])
     return row
-
-
-def post(config, kind: str, path: str):
-    with serving(config) as server:
-        return Client(server.url).post(
-            f"/photos/{ids(config)[path]}/{kind}", "csrf=" + secret(config)
-        )
 
 
 def refused(config, kind: str, path: str) -> bytes:
@@ -378,8 +372,15 @@ def test_the_page_changes_the_ledger_exactly_as_the_cli(
 ):
     by_page = copy_world(world_template, tmp_path / "page")
     by_cli = copy_world(world_template, tmp_path / "cli")
-    status, headers, _ = post(by_page, kind, path)
-    assert status == 303 and headers["location"].endswith(f"?done={kind}")
+    with serving(by_page) as server:  # the page says what it did, once
+        web = Client(server.url)
+        status, headers, _ = web.post(
+            f"/photos/{ids(by_page)[path]}/{kind}", "csrf=" + secret(by_page)
+        )
+        assert status == 303 and "?done=" in headers["location"]
+        said = DONE[kind].encode()
+        assert said in web.get(headers["location"])[2]
+        assert said not in web.get(headers["location"])[2]  # a reload: no stale claim
     code, said = cli(capsys, by_cli, *argv)
     assert code == 0, said
     page_rows, cli_rows = rows(by_page), rows(by_cli)
@@ -425,7 +426,7 @@ def world_template_config(root):
 def test_refused_decisions_say_why_and_change_nothing(world, capsys):
     before = rows(world)
     for kind, path, said in [
-        ("ship", "noise.jpg", b"only a photo held back can be shipped"),
+        ("ship", "noise.jpg", b"is protected, not held back; only a photo held back can be"),
         ("ship", "bad.jpg", b"not held back"),
         ("remove", "held.jpg", b"has no copy in the outbox"),
     ]:

@@ -106,3 +106,18 @@ def test_a_person_sees_the_dashboard_and_a_photo_and_can_retry(world, browser, t
     assert (tmp_path / "photo-page.png").stat().st_size > 10_000
     row = rows(world)["held.jpg"]
     assert row["state"] == "queued" and held["state"] == "unprotected"
+
+
+def test_the_dashboard_says_when_it_cannot_reach_pixcamd(world, browser):
+    """The server that served the page stops (a `pixcamd run` ended): the daemon card no
+    longer claims what it last knew."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 60)
+    with serving(world) as server:
+        browser.get(server.url)
+        wait.until(lambda d: d.find_element(By.ID, "updated").text.startswith("Last update"))
+    wait.until(lambda d: d.find_element(By.ID, "daemon").text == "unreachable")
+    assert browser.find_element(By.ID, "pid").text == ""
+    assert "cannot reach pixcamd" in browser.find_element(By.ID, "updated").text

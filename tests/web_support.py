@@ -89,6 +89,18 @@ def rows(config) -> dict[str, dict]:
         db.close()
 
 
+def ids(config) -> dict[str, int]:
+    return {path: row["id"] for path, row in rows(config).items()}
+
+
+def cli(capsys, config, *argv) -> tuple[int, str]:
+    from pixcamd.cli import main
+
+    code = main([*argv, "--config", str(config.source)])
+    out, err = capsys.readouterr()
+    return code, out + err
+
+
 def events(config, kind: str) -> list[dict]:
     db = sqlite3.connect(f"file:{config.ledger_path}?mode=ro", uri=True)
     try:

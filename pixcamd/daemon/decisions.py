@@ -35,6 +35,18 @@ class DecisionError(PixcamdError):
     """A decision that cannot be carried out as asked; nothing was changed."""
 
 
+_STATES = {
+    "done": "protected",
+    "failed": "failed (no copy was made)",
+    "queued": "queued again",
+    "processing": "being protected",
+}
+
+
+def _decided(row: Row) -> str | None:
+    return row.decision.get("action") if isinstance(row.decision, dict) else None
+
+
 def _held_file(config: Config, row: Row) -> Path:
     """The held copy of ``row``, only if it is a plain file inside the hold folder."""
     if config.hold_dir is None:
@@ -52,8 +64,17 @@ def ship(config: Config, ledger: Ledger, row: Row, via: str, now: float | None =
     """Publish a held-back photo's kept copy to the outbox: the person's decision."""
     now = time.time() if now is None else now
     if row.state != "unprotected" or row.output:
-        what = "is shipped already" if row.output else f"is {row.state}, not held back"
+        what = (
+            f"is {_STATES.get(row.state, row.state)}, not held back"
+            if row.state != "unprotected"
+            else "is shipped already (its copy is in the outbox)"
+        )
         raise DecisionError(f"{row.path}: {what}; only a photo held back can be shipped anyway")
+    if not row.held and _decided(row) == "removed":
+        raise DecisionError(
+            f"{row.path}: its copy was taken back out of the outbox by your decision, and no "
+            "held copy is left; retry it to make a new one (--stronger for a larger budget)"
+        )
     if not row.held:
         raise DecisionError(
             f"{row.path}: no copy of it was kept (hold_dir was not set when it was held back); "

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,10 +85,13 @@ def plan(
     unprotected: bool = False,
     model_changed: bool = False,
     fingerprints: set[str] | None = None,
+    rows: Iterable[Row] = (),
 ) -> Plan:
-    """What ``retry`` will queue and why; ``fingerprints``: the models the daemon uses now."""
+    """What ``retry`` will queue and why; ``fingerprints``: the models the daemon uses now;
+    ``rows``: photos asked for by their ledger rows (the web page), not by a path to read."""
     result = Plan()
-    chosen = {row.id: (row, "asked for") for row in rows_for(config, ledger, paths)}
+    asked = [*rows_for(config, ledger, paths), *rows]
+    chosen = {row.id: (row, "asked for") for row in asked}
     if failed:
         for row in ledger.rows("failed"):
             chosen.setdefault(row.id, (row, "failed"))

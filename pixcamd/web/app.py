@@ -42,12 +42,14 @@ from pixcamd.web.security import Guard, csrf_secret, same
 STATIC = Path(__file__).resolve().parent / "static"
 PAGE_SIZE = 60
 MAX_FORM = 4096  # an action's form is one hidden field
+SQLITE_MAX = 2**63 - 1
+MAX_PAGE = SQLITE_MAX // PAGE_SIZE  # beyond it the list's OFFSET is no SQLite integer
 VIA = "the web page"
 NO_IMAGE = (
     "This photo has no such image now: its copy was removed or shipped since the page was "
     "made, or its original left the inbox."
 )
-DONE = {  # what a finished action says on the photo page (a code in the URL, never free text)
+DONE = {  # what a finished action says on the photo page, once (``Notices``)
     "retry": "Queued again: the daemon takes it within a second (or at its next start).",
     "stronger": "Queued again with a larger budget (ε, its cap and the steps doubled).",
     "ship": "Shipped to the outbox by your decision, NOT protected.",
@@ -69,13 +71,15 @@ class Web:
         )
         self.env.filters["printable"] = printable
         self.env.globals.update(csrf=self.secret, when=pages.when)
-        self.refusals = Refusals()
+        self.notices = Notices()
 
     def html(self, name: str, status: int = 200, **context) -> HTMLResponse:
         return HTMLResponse(self.env.get_template(name).render(**context), status)
 
     def row(self, request: Request) -> Row:
-        row = self.ledger.by_id(request.path_params["id"])
+        ident = request.path_params["id"]
+        # the route takes any run of digits; SQLite's integers end at 2**63 - 1
+        row = self.ledger.by_id(ident) if ident <= SQLITE_MAX else None
         if row is None:
             raise _NotFound(
                 "No such photo: it was never in the ledger, or its row is gone (a photo whose "
@@ -84,10 +88,11 @@ class Web:
         return row
 
 
-class Refusals:
-    """Why a form's action was refused, kept until the photo page has shown it once. The POST
-    answers with a redirect either way, so reloading the page never sends the form again; the
-    URL carries a random key, never the text."""
+class Notices:
+    """What a form's action did, or why it was refused, kept until the photo page has shown it
+    once. The POST answers with a redirect either way, so reloading the page never sends the
+    form again, and neither a reload, a bookmark nor a hand-made URL can make the page claim an
+    action that did not happen now; the URL carries a random key, never the text."""
 
     LIMIT = 64  # unread ones beyond this are dropped, oldest first
 
@@ -135,22 +140,24 @@ def create_app(config: Config, ledger: Ledger, token: str = "", loopback: bool =
     def photo_list(request: Request) -> Response:
         verdict = request.query_params.get("verdict", "all")
         page = request.query_params.get("page", "1")
-        if verdict not in pages.FILTERS or not page.isdigit() or int(page) < 1:
+        # isdigit() alone takes "²" and "١"; only ASCII digits are a page number here
+        number = int(page) if page.isascii() and page.isdigit() else 0
+        if verdict not in pages.FILTERS or not 1 <= number <= MAX_PAGE:
             return web.html(
                 "error.html",
                 400,
                 message=f"unknown filter: choose verdict from {', '.join(pages.FILTERS)} "
-                "and a page number ≥ 1",
+                f"and a page number from 1 to {MAX_PAGE}",
             )
         states = pages.FILTERS[verdict][1]
-        offset = (int(page) - 1) * PAGE_SIZE
+        offset = (number - 1) * PAGE_SIZE
         rows = ledger.finished_rows(states, PAGE_SIZE + 1, offset)
         return web.html(
             "photos.html",
             photos=[pages.summary(r) for r in rows[:PAGE_SIZE]],
             verdict=verdict,
             filters=pages.FILTERS,
-            page=int(page),
+            page=number,
             more=len(rows) > PAGE_SIZE,
         )
 
@@ -160,8 +167,8 @@ def create_app(config: Config, ledger: Ledger, token: str = "", loopback: bool =
         info = pages.detail(
             config, row, files.original_file(config, row) is not None, copy and copy[1]
         )
-        done = DONE.get(request.query_params.get("done", ""))
-        said = web.refusals.take(request.query_params.get("refused", ""))
+        done = web.notices.take(request.query_params.get("done", ""))
+        said = web.notices.take(request.query_params.get("refused", ""))
         return web.html("photo.html", p=info, done=done, problem=said)
 
     def not_found(request: Request, exc: Exception) -> Response:
@@ -216,25 +223,22 @@ def create_app(config: Config, ledger: Ledger, token: str = "", loopback: bool =
 
     def act(kind: str):
         async def handler(request: Request) -> Response:
-            body = await request.body()
-            if len(body) > MAX_FORM:
+            if not _same_origin(request):  # before the body: a foreign page's upload is not read
+                return _forged()
+            body = await _small_body(request)
+            if body is None:
                 return Response("form too large\n", 413, media_type="text/plain")
             form = {k: v[0] for k, v in parse_qs(body.decode("latin-1")).items()}
-            given = form.get("csrf") or request.headers.get("x-csrf-token")
-            if not same(given, web.secret) or not _same_origin(request):
-                return Response(
-                    "refused: this form did not come from the page (reload it and try again)\n",
-                    403,
-                    media_type="text/plain",
-                )
+            if not same(form.get("csrf") or request.headers.get("x-csrf-token"), web.secret):
+                return _forged()
             url = request.url_for("photo", id=request.path_params["id"]).path
             try:
                 await run_in_threadpool(_decide, kind, web.row(request))
             except PixcamdError as exc:
                 if "csrf" not in form:  # a script (the secret in a header): the answer itself
                     return Response(f"{exc}\n", 409, media_type="text/plain")
-                return RedirectResponse(f"{url}?refused={web.refusals.keep(str(exc))}", 303)
-            return RedirectResponse(f"{url}?done={kind}", 303)
+                return RedirectResponse(f"{url}?refused={web.notices.keep(str(exc))}", 303)
+            return RedirectResponse(f"{url}?done={web.notices.keep(DONE[kind])}", 303)
 
         return handler
 
@@ -242,7 +246,9 @@ def create_app(config: Config, ledger: Ledger, token: str = "", loopback: bool =
         """The CLI's own operations (pixcamd retry / ship / remove)."""
         if kind in ("retry", "stronger"):
             budget = retry.stronger(config) if kind == "stronger" else None
-            plan = retry.plan(config, ledger, [row.path])
+            # the row itself: its path is the ledger's, never a path to expand (an inbox
+            # folder may be called "~")
+            plan = retry.plan(config, ledger, rows=[row])
             if plan.skipped:
                 raise retry.RetryError(f"{row.path}: {plan.skipped[0][1]}")
             retry.apply(ledger, plan.queue, time.time(), budget, via=VIA)
@@ -268,6 +274,29 @@ def create_app(config: Config, ledger: Ledger, token: str = "", loopback: bool =
     ]
     app = Starlette(routes=routes, exception_handlers={_NotFound: not_found, 404: not_found})
     return Guard(app, token, loopback)
+
+
+def _forged() -> Response:
+    return Response(
+        "refused: this form did not come from the page (reload it and try again)\n",
+        403,
+        media_type="text/plain",
+    )
+
+
+async def _small_body(request: Request) -> bytes | None:
+    """The form, or None when it is larger than MAX_FORM: refused by its Content-Length
+    before a byte is read, and read no further than the limit when it gives none, so a
+    large upload never lands in the daemon's memory."""
+    length = request.headers.get("content-length", "")
+    if length and not (length.isascii() and length.isdigit() and int(length) <= MAX_FORM):
+        return None
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM:
+            return None
+    return body
 
 
 def _same_origin(request: Request) -> bool:

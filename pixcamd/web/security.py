@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import hmac
 import os
 import secrets
@@ -76,16 +75,18 @@ def csrf_secret(state_dir: Path) -> str:
 def token_ok(headers: Headers, token: str) -> bool:
     """HTTP Basic with the token as password (any user), or a bearer token."""
     kind, _, value = headers.get("authorization", "").partition(" ")
+    # compared as bytes: Starlette decodes a header as Latin-1, so its own bytes come back by
+    # encoding it so, and a token beyond ASCII is matched as the UTF-8 a client sends
     if kind.lower() == "bearer":
-        given = value.strip()
+        given = value.strip().encode("latin-1")
     elif kind.lower() == "basic":
         try:
-            given = base64.b64decode(value.strip(), validate=True).decode().partition(":")[2]
-        except (binascii.Error, UnicodeDecodeError):
+            given = base64.b64decode(value.strip(), validate=True).partition(b":")[2]
+        except ValueError:  # not base64 (binascii.Error), or not ASCII at all
             return False
     else:
         return False
-    return hmac.compare_digest(given.encode(), token.encode())
+    return hmac.compare_digest(given, token.encode())
 
 
 def same(a: str | None, b: str) -> bool:

@@ -75,6 +75,10 @@
       const response = await fetch("/api/status", { cache: "no-store" });
       render(await response.json());
     } catch (err) {
+      // what the card said is no longer known: a `run` that served this page has stopped
+      text("daemon", "unreachable");
+      $("daemon").className = "state-unknown";
+      text("pid", "");
       text("updated", "The page cannot reach pixcamd (" + err + "); trying again.");
     }
     setTimeout(poll, 2000);

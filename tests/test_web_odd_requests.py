@@ -1,0 +1,138 @@
+"""The web page against requests a person or another program may send by mistake or on
+purpose, over real HTTP on 127.0.0.1 against a ledger the real daemon made: odd numbers,
+large or foreign forms, hand-made URLs, tokens beyond ASCII, and names the ledger holds."""
+
+from __future__ import annotations
+
+import base64
+import socket
+import sqlite3
+from urllib.parse import urlsplit
+
+import pytest
+from test_daemon_support import no_leaked_threads  # noqa: F401
+from web_support import Client, cli, ids, rows, secret, serving
+
+from pixcamd.web.app import DONE
+
+HUGE = "9" * 20  # beyond SQLite's 2**63 - 1
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/photos?page=%C2%B2", 400),  # "²": str.isdigit() says yes, int() says no
+        ("/photos?page=%D9%A1", 400),  # an Arabic-Indic one
+        ("/photos?page=0", 400),
+        (f"/photos?page={HUGE}", 400),
+        (f"/photos/{HUGE}", 404),
+        (f"/photos/{HUGE}/copy.jpg", 404),
+        (f"/photos/{HUGE}/original.png", 404),
+    ],
+)
+def test_odd_numbers_are_refused_never_a_server_error(world, path, status):
+    with serving(world) as server:
+        web = Client(server.url)
+        assert web.get(path)[0] == status, path
+        assert web.post(f"/photos/{HUGE}/retry", "csrf=" + secret(world))[0] == 404
+        assert web.get("/photos?page=1")[0] == 200
+
+
+def send_raw(url: str, head: str, rest: bytes = b"") -> bytes:
+    """A request written by hand: ``head`` (its header lines), then ``rest`` as bytes —
+    headers beyond Latin-1, or less body than its headers promise."""
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=20) as sock:
+        sock.sendall(head.encode() + rest)
+        return sock.recv(4096)
+
+
+@pytest.mark.parametrize(
+    ("origin", "answer"), [("", b"413"), ("Origin: http://evil.example\r\n", b"403")]
+)
+def test_a_large_or_foreign_form_is_refused_before_it_is_read(world, origin, answer):
+    """A 300-MB upload is refused by its headers: the page neither waits for nor holds it
+    (before, it read the whole body into the daemon's memory first)."""
+    before = rows(world)
+    with serving(world) as server:
+        head = (
+            f"POST /photos/{ids(world)['held.jpg']}/retry HTTP/1.1\r\n"
+            f"Host: 127.0.0.1\r\n{origin}"
+            "Content-Type: application/x-www-form-urlencoded\r\n"
+            "Content-Length: 300000000\r\n"
+        )
+        reply = send_raw(server.url, head, b"\r\ncsrf=" + secret(world).encode())
+    assert reply.split(b"\r\n")[0].split()[1] == answer, reply[:200]
+    assert rows(world) == before
+
+
+def test_a_done_notice_comes_only_from_an_action_just_done(world):
+    held = ids(world)["held.jpg"]
+    with serving(world) as server:
+        web = Client(server.url)
+        for kind in DONE:  # a hand-made or bookmarked URL claims nothing
+            status, _, page = web.get(f"/photos/{held}?done={kind}")
+            assert status == 200 and b'id="done"' not in page, kind
+        status, headers, _ = web.post(f"/photos/{held}/retry", "csrf=" + secret(world))
+        assert status == 303
+        assert DONE["retry"].encode() in web.get(headers["location"])[2]
+        assert b'id="done"' not in web.get(headers["location"])[2]
+    assert rows(world)["held.jpg"]["state"] == "queued"
+
+
+def test_a_token_beyond_ascii_works_as_bearer_and_as_basic(world):
+    token = "pässwort ✓"
+    config = world.replace(web_token=token)
+    with serving(config) as server:
+        web = Client(server.url)
+
+        def status(authorization: bytes) -> int:  # raw bytes: http.client sends Latin-1
+            head = "GET /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            reply = send_raw(server.url, head, b"Authorization: " + authorization + b"\r\n\r\n")
+            return int(reply.split()[1])
+
+        assert status(b"Bearer " + token.encode()) == 200  # the UTF-8 a client sends
+        basic = base64.b64encode(b"me:" + token.encode())
+        assert status(b"Basic " + basic) == 200
+        assert status(b"Bearer p\xe4sswort \xe2\x9c\x93x") == 401
+        assert status(b"Basic \xc3\xa9t\xc3\xa9") == 401  # not base64 at all: refused, no 500
+        assert web.get("/api/status")[0] == 401
+
+
+def test_a_retry_from_the_page_takes_the_ledger_s_name_as_it_is(world):
+    """An inbox folder may be called "~": the page's retry asks by the row, never by a path
+    that could be expanded to the home folder."""
+    (world.inbox / "~").mkdir()
+    (world.inbox / "held.jpg").rename(world.inbox / "~" / "held.jpg")
+    db = sqlite3.connect(world.ledger_path)
+    with db:
+        db.execute("UPDATE photos SET path = '~/held.jpg' WHERE path = 'held.jpg'")
+    db.close()
+    with serving(world) as server:
+        web = Client(server.url)
+        pid = ids(world)["~/held.jpg"]
+        status, headers, _ = web.post(f"/photos/{pid}/retry", "csrf=" + secret(world))
+        assert status == 303 and DONE["retry"].encode() in web.get(headers["location"])[2]
+    assert rows(world)["~/held.jpg"]["state"] == "queued"
+
+
+def test_ship_after_the_copy_was_taken_back_says_so(world, capsys):
+    assert cli(capsys, world, "ship", "held.jpg")[0] == 0
+    assert cli(capsys, world, "remove", "held.jpg")[0] == 0
+    code, said = cli(capsys, world, "ship", "held.jpg")
+    assert code == 1 and "taken back out of the outbox by your decision" in said, said
+    assert "hold_dir was not set" not in said
+    assert "retry it to make a new one" in said
+
+
+def test_the_photo_page_says_what_it_shows(world):
+    pid = ids(world)
+    with serving(world) as server:
+        web = Client(server.url)
+        page = web.get(f"/photos/{pid['held.jpg']}")[2].decode()
+        # the report's largest change is before the JPEG; the difference image is after it
+        assert "largest change added" in page and "before the copy's JPEG encoding" in page
+        assert "the change pixcamd added and the copy's JPEG encoding together" in page
+        failed = web.get(f"/photos/{pid['bad.jpg']}")[2].decode()
+    assert 'id="no-original"' in failed and 'id="original"' not in failed
+    assert "often because it cannot be decoded" in failed
