@@ -132,8 +132,9 @@ def default_config_path() -> Path:
     return locate_config()[0]
 
 
-def load_config(path: str | os.PathLike | None = None) -> Config:
-    """Read and validate a TOML file; ``ConfigError`` lists every problem as ``FILE: key: …``."""
+def load_config(path: str | os.PathLike | None = None, missing: str | None = None) -> Config:
+    """Read and validate a TOML file; ``ConfigError`` lists every problem as ``FILE: key: …``
+    (``missing``: what to say when the file is not there, instead of where it was named)."""
     path, how = locate_config(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -144,8 +145,9 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
                 "create yours with `pixcamd init` (or pass --config FILE)"
             ) from None
         raise ConfigError(
-            f"{path}: no such config file (named by {how}; `pixcamd init` writes one, "
-            "config.example.toml documents every key)"
+            f"{path}: no such config file ("
+            + (missing or f"named by {how}; `pixcamd init` writes one")
+            + ", config.example.toml documents every key)"
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the config file ({exc})") from None

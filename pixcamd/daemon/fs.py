@@ -147,7 +147,8 @@ def lock_state_dir(state_dir: Path) -> int:
         holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
         os.close(fd)
         raise PixcamdError(
-            f"another pixcamd daemon (pid {holder}) is using the state dir {state_dir}"
+            f"another pixcamd daemon (pid {holder}) is using the state dir {state_dir}; a "
+            "second config needs a state_dir of its own"
         ) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)

@@ -70,8 +70,9 @@ RestartPreventExitStatus=2
 TimeoutStopSec=90s
 
 # The XDG folders a shell's `pixcamd status` reads too: ledger and log in ~/.local/state/pixcamd
-# ($STATE_DIRECTORY), KonCept512's weights in ~/.cache/pixcamd ($CACHE_DIRECTORY).
-StateDirectory=pixcamd
+# (the daemon's own default: no StateDirectory=, which in a user unit meant ~/.config/pixcamd
+# before systemd 254, beside config.toml and away from the shell's), KonCept512's weights in
+# ~/.cache/pixcamd ($CACHE_DIRECTORY).
 CacheDirectory=pixcamd
 
 # A quiet neighbour on a laptop: only CPU and disk time nobody else wants.
@@ -174,6 +175,10 @@ def init_config(
     if target.exists() and not target.is_file():
         raise ConfigError(f"{target}: exists and is not a file")
     folders = {"inbox": _absolute(inbox), "outbox": _absolute(outbox)}
+    if target != Path(os.path.abspath(user_config_path())):
+        # a second config (--config, $PIXCAMD_CONFIG) gets a state dir of its own: with the
+        # default one two daemons would share one ledger, each taking the other's photos
+        folders["state_dir"] = str(target.with_name(f"{target.stem}-state"))
     for key, folder in folders.items():
         if os.path.exists(folder) and not os.path.isdir(folder):
             raise ConfigError(f"{key}: {folder} exists and is not a folder")

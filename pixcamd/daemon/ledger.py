@@ -226,8 +226,9 @@ class Ledger:
         """A settled file. Same content already handled → nothing to do; new or changed → queued.
 
         * unchanged content: ``unchanged`` — except ``unprotected``/``failed`` rows produced with
-          other settings, which are queued again (they were never shipped, the new settings may
-          work);
+          other settings, which are queued again (the new settings may work), unless a person
+          decided on the photo (shipped it anyway, took its copy back): theirs stands until
+          they retry it;
         * content that another path already has as ``done`` (a rename, a re-sync, a copy):
           ``duplicate`` — done at once, nothing written; the caller tells a copy (its original
           is still in the inbox) from a rename and queues a copy again (``queue_copy``) for an
@@ -246,7 +247,7 @@ class Ledger:
                 return Offer("busy", self._get(db, row.id))
             if row is not None and row.sha256 == sha256:
                 redo = ("unprotected", "failed", "done") if redo_done else ("unprotected", "failed")
-                stale = row.state in redo and row.fingerprint != fingerprint
+                stale = row.state in redo and row.fingerprint != fingerprint and not row.decision
                 if not stale:
                     if (row.size, row.mtime_ns) != (size, mtime_ns):
                         self._update(db, row.id, size=size, mtime_ns=mtime_ns)
@@ -375,9 +376,16 @@ class Ledger:
             return self._get(db, row_id)
 
     def retry(self, row_id: int, error: str, delay: float, degrade: int | None = None) -> Row:
-        """A transient failure: queued again after ``delay`` seconds."""
+        """A transient failure: queued again after ``delay`` seconds, with no commit on
+        record (a publication that failed must not be "finished" by a later recovery)."""
         fields: dict[str, Any] = dict(
-            state="queued", error=error, not_before=self.clock() + delay, staged=None
+            state="queued",
+            error=error,
+            not_before=self.clock() + delay,
+            staged=None,
+            staged_output=None,
+            staged_sha256=None,
+            staged_fields=None,
         )
         if degrade is not None:
             fields["degrade"] = degrade

@@ -111,10 +111,16 @@ def published_copy(root: Path, row: Row | None) -> tuple[bytes, str] | None:
     return data, expected
 
 
-def recover_interrupted(ledger: Ledger, root: Path, max_attempts: int) -> list[tuple]:
+MEMORY_HINT = "lower `max_pixels` (about 0.11 GB a megapixel)"  # the daemon's
+
+
+def recover_interrupted(
+    ledger: Ledger, root: Path, max_attempts: int, memory_hint: str = MEMORY_HINT
+) -> list[tuple]:
     """Rows left ``processing`` by a crash, SIGKILL or Ctrl-C: finish an interrupted
     publication, or queue the photo again (the interrupted attempt counts towards
-    ``max_attempts``). Returns (row, event, message, level) for the caller to log."""
+    ``max_attempts``). Returns (row, event, message, level) for the caller to log;
+    ``memory_hint``: what to do when the kernel's OOM killer is the likely cause."""
     said = []
     for row in ledger.processing():
         if row.staged_output and row.staged_sha256 and row.staged_fields:
@@ -122,7 +128,14 @@ def recover_interrupted(ledger: Ledger, root: Path, max_attempts: int) -> list[t
             state = fields.pop("state")
             staged, dest = Path(row.staged or ""), root / row.staged_output
             if staged.is_file() and sha256_file(staged) == row.staged_sha256:
-                publish(staged, dest)
+                try:
+                    publish(staged, dest)
+                except OSError as exc:  # the outbox refuses it now: never a start that fails
+                    why = f"could not finish its interrupted publication → {row.staged_output} "
+                    why += f"({exc.strerror or exc}); queued again"
+                    ledger.retry(row.id, why, 0.0)
+                    said.append((row, "recovered", why, "warning"))
+                    continue
                 how = "finished its interrupted publication"
             else:  # the rename happened (the uploader may already have taken the file)
                 how = "was already published"
@@ -132,7 +145,7 @@ def recover_interrupted(ledger: Ledger, root: Path, max_attempts: int) -> list[t
             # the usual killer of one photo again and again is the kernel's OOM killer
             reason = (
                 f"interrupted {row.attempts} times (crash or kill mid-photo); gave up — if the "
-                "machine ran out of memory, lower `max_pixels` (about 0.11 GB a megapixel)"
+                f"machine ran out of memory, {memory_hint}"
             )
             ledger.finish(row.id, "failed", error=reason)
             said.append((row, "failed", reason, "warning"))

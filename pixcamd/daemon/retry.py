@@ -44,27 +44,45 @@ class Plan:
 
 
 def relative(config: Config, path: str) -> str:
-    """An inbox path as the ledger names it: relative, POSIX; absolute paths must lie inside."""
+    """An inbox path as the ledger names it: relative, POSIX. An absolute path must lie inside
+    the inbox. A relative one is read where the user stands when that is inside the inbox
+    (``cd inbox/2019 && pixcamd retry IMG_1.jpg``) or names a file there from outside it
+    (``pixcamd retry inbox/2019/IMG_1.jpg``); otherwise relative to the inbox."""
     candidate = Path(os.path.expanduser(path))
     if candidate.is_absolute():
-        inbox = config.inbox.resolve()
-        full = Path(os.path.abspath(candidate))
-        for base in (config.inbox, inbox):
-            try:
-                return full.relative_to(Path(os.path.abspath(base))).as_posix()
-            except ValueError:
-                continue
-        raise RetryError(f"{path}: not inside the inbox {config.inbox}")
+        found = _in_inbox(config, candidate)
+        if found is None:
+            raise RetryError(f"{path}: not inside the inbox {config.inbox}")
+        return found
+    here = Path(os.path.abspath(candidate))
+    if _in_inbox(config, Path.cwd()) is not None or os.path.lexists(here):
+        found = _in_inbox(config, here)
+        if found is not None:
+            return found
     return Path(path).as_posix()
 
 
+def _in_inbox(config: Config, full: Path) -> str | None:
+    """``full`` relative to the inbox (as written, or with the inbox resolved), if inside."""
+    full = Path(os.path.abspath(full))
+    for base in (config.inbox, config.inbox.resolve()):
+        try:
+            rel = full.relative_to(Path(os.path.abspath(base))).as_posix()
+        except ValueError:
+            continue
+        return rel  # "." is the inbox itself: no photo of that name, said by the caller
+    return None
+
+
 def rows_for(config: Config, ledger: Ledger, paths: list[str]) -> list[Row]:
-    """The ledger's rows for inbox paths (relative, or absolute inside the inbox); every path
-    must be known, or nothing is done (``retry``, ``ship``, ``remove``)."""
+    """The ledger's rows for inbox paths (relative, or absolute inside the inbox) or the paths
+    of their copies in the outbox; every path must be known, or nothing is done (``retry``,
+    ``ship``, ``remove``)."""
     rows, missing = [], []
     for path in paths:
-        rel = relative(config, path)
-        row = ledger.get(rel)
+        row = _by_copy(config, ledger, path)
+        rel = relative(config, path) if row is None else row.path
+        row = row or ledger.get(rel)
         if row is None:
             missing.append(rel)
         else:
@@ -75,6 +93,19 @@ def rows_for(config: Config, ledger: Ledger, paths: list[str]) -> list[Row]:
             "has): " + ", ".join(missing)
         )
     return rows
+
+
+def _by_copy(config: Config, ledger: Ledger, path: str) -> Row | None:
+    """The photo whose copy ``path`` is, when it names a file in the outbox."""
+    full = Path(os.path.abspath(os.path.expanduser(path)))
+    for base in (config.outbox, config.outbox.resolve()):
+        try:
+            rel = full.relative_to(Path(os.path.abspath(base))).as_posix()
+        except ValueError:
+            continue
+        owner = ledger.output_owner(rel, "")
+        return ledger.get(owner) if owner is not None else None
+    return None
 
 
 def plan(

@@ -350,7 +350,9 @@ class Daemon:
         old = self.config
         try:
             try:
-                new = load_config(old.source)
+                new = load_config(
+                    old.source, missing="the daemon started with it: moved or deleted since"
+                )
             except ConfigError as exc:
                 return self._refuse_reload(f"the config does not validate: {exc}")
             except Exception as exc:  # a reload never takes a running daemon down

@@ -117,9 +117,13 @@ def gather(config: Config, events: int = 10, now: float | None = None, photos: i
         running = "unresponsive"
     else:
         running = "running" if alive else "stopped"
+    # a clean stop clears the pid; a crash, a kill -9 or a power cut leaves a dead one behind,
+    # and its photo in processing: interrupted, protected again at the next start
+    crashed = pid is not None and not alive
     return {
         "daemon": running,
         "pid": pid if alive else None,
+        "ended_unexpectedly": crashed,
         "heartbeat": heartbeat,
         "started_at": facts.get("started_at"),
         "stopped_at": facts.get("stopped_at"),
@@ -131,8 +135,9 @@ def gather(config: Config, events: int = 10, now: float | None = None, photos: i
         "status": facts.get("status"),
         "counts": counts,
         "settling": facts.get("settling", 0) if alive else 0,
-        "current": current,
-        "current_step": facts.get("current_step") if current else None,
+        "current": current if alive else [],
+        "interrupted": [] if alive else current,
+        "current_step": facts.get("current_step") if current and alive else None,
         "failures": problems,
         "retrying": retrying,
         "last_hour": {
@@ -247,6 +252,11 @@ def render(report: dict) -> str:
             f"daemon: UNRESPONSIVE (pid {report['pid']}, last heartbeat "
             f"{_when(report['heartbeat'])})"
         )
+    elif report.get("ended_unexpectedly"):
+        out.append(
+            "daemon: not running — it ended without stopping (a crash, a kill or a power cut; "
+            f"last heartbeat {_when(report['heartbeat'])}); `pixcamd run` goes on from there"
+        )
     else:
         out.append(f"daemon: not running (stopped {_when(report['stopped_at'])})")
     if report["model"]:
@@ -266,6 +276,9 @@ def render(report: dict) -> str:
         out.append(
             f"current: {cur['path']} (attempt {cur['attempt']}, since {_when(cur['since'])}{extra})"
         )
+    for cur in report.get("interrupted", []):
+        attempt = cur["attempt"]
+        out.append(f"interrupted: {cur['path']} (attempt {attempt}; again at the next start)")
     hour = report["last_hour"]
     mean = f", {hour['mean_seconds']:.1f} s per photo" if hour["mean_seconds"] else ""
     out.append(

@@ -169,9 +169,11 @@ def scan(
     Symlinked folders are never entered; ignored folders are pruned, not walked.
     """
     start = root or rules.inbox
-    for folder, dirs, files in os.walk(start, followlinks=False):
+    unreadable: list[OSError] = []  # os.walk says nothing of a folder it cannot list
+    for folder, dirs, files in os.walk(start, onerror=unreadable.append, followlinks=False):
         if stop is not None and stop.is_set():
             return
+        _cannot_read(rules, unreadable, refused)
         here = Path(folder)
         dirs[:] = sorted(
             d for d in dirs if not rules.ignored_name(d) and not rules.excluded_path(here / d)
@@ -185,6 +187,17 @@ def scan(
                     others.append(rel)
             elif rel is not None and refused is not None:
                 refused.append((rel, reason))
+    _cannot_read(rules, unreadable, refused)
+
+
+def _cannot_read(rules: Rules, errors: list[OSError], refused: list | None) -> None:
+    """A folder the scan could not list, as a refusal: its photos are never skipped unseen."""
+    while errors:
+        exc = errors.pop(0)
+        rel = rules.relative(exc.filename) or "."
+        if refused is not None:
+            why = f"a folder that cannot be read ({exc.strerror or exc}); its photos are not seen"
+            refused.append((shown(rel), why))
 
 
 @dataclass

@@ -15,6 +15,7 @@ so nothing is written and the row goes back to the queue.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import threading
@@ -171,8 +172,11 @@ class Worker:
 
     def _process(self, row: Row) -> None:
         original = self.ledger.done_with_sha(row.sha256, row.path)
-        if original is not None and self._duplicate(row, original):
-            return
+        if original is not None:  # a copy that cannot be written is retried like any other
+            reused: list[bool] = []  # [False]: protect it; else published, or _guard's to sort
+            self._guard(row, lambda r: reused.append(self._duplicate(r, original)))
+            if reused != [False]:
+                return
         self._started(row)
         self._guard(row, self._protect_and_publish)
 
@@ -266,6 +270,9 @@ class Worker:
         """Stage, record, rename into the outbox (``commit_publication``) — never once a hard
         abandon has declared this worker dead."""
         staged = self.tmp_dir / f"stage-{row.id}-{row.attempts}.jpg"
+        if not self.outbox.is_dir():  # moved away, or a mount that went: never made anew here
+            why = "the outbox is gone (moved, or a mount that went away); copies wait for it"
+            raise FileNotFoundError(errno.ENOENT, why, str(self.outbox))
         with self.commit_lock:
             if self.dead:
                 raise Abandoned()

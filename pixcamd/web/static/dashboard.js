@@ -29,7 +29,8 @@
     if (problem) problem.hidden = true;
     text("daemon", s.daemon);
     $("daemon").className = "state-" + s.daemon;
-    text("pid", s.pid ? `pid ${s.pid}, since ${when(s.started_at)}` : "");
+    text("pid", s.pid ? `pid ${s.pid}, since ${when(s.started_at)}`
+      : s.ended_unexpectedly ? "it ended without stopping (a crash or a kill)" : "");
     text("model", s.model || "—");
     text("platforms", (s.platforms || []).join("; "));
     $("fallback").hidden = !s.model_fallback;

@@ -1,0 +1,205 @@
+"""The daemon as a self-hoster lives with it: an outbox that refuses a copy or goes away, a
+restart after a kill mid-publication, decisions that a settings change must not undo, paths
+typed where one stands, a second config, and `status` after a crash. The real daemon loop in
+a thread, real files, the real CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+from test_daemon_support import (
+    events,
+    finished,
+    ledger_rows,
+    make_config,
+    no_leaked_threads,  # noqa: F401
+    noise_photo,
+    running,
+    wait_for,
+)
+
+from pixcamd.cli import main
+from pixcamd.daemon.ledger import Ledger
+
+
+def said(config, kind: str) -> list[str]:
+    return [e.get("message", "") for e in events(config) if e.get("event") == kind]
+
+
+def test_a_second_name_s_copy_the_outbox_refuses_is_retried_and_the_daemon_lives(tmp_path, brisque):
+    config = make_config(tmp_path, retry_backoff=0.2, max_attempts=50)
+    noise_photo(config.inbox / "a.jpg", 1)
+    with running(config, [brisque]):
+        wait_for(lambda: finished(config, ["a.jpg"]), 60, "the first photo")
+        (config.outbox / "album").write_bytes(b"")  # a file where the copy's folder goes
+        (config.inbox / "album").mkdir()
+        shutil.copy(config.inbox / "a.jpg", config.inbox / "album" / "b.jpg")
+        wait_for(
+            lambda: any(
+                "album/b.jpg" in e.get("path", "") and e["event"] == "retried"
+                for e in events(config)
+            ),
+            60,
+            "a retry of the second name",
+        )
+        (config.outbox / "album").unlink()
+        wait_for(lambda: finished(config, ["album/b.jpg"]), 60, "the second name's copy")
+    assert (config.outbox / "album" / "b.jpg").read_bytes() == (
+        config.outbox / "a.jpg"
+    ).read_bytes()
+    assert not said(config, "failed")
+
+
+def test_a_restart_after_a_kill_mid_publication_never_fails_on_the_outbox(tmp_path, brisque):
+    """The staged copy cannot be renamed into place at start-up (a file where its folder
+    goes): the photo is queued again and the daemon starts, instead of exiting 2 for ever."""
+    config = make_config(tmp_path)
+    noise_photo(config.inbox / "album" / "a.jpg", 1)
+    with running(config, [brisque]):
+        wait_for(lambda: finished(config, ["album/a.jpg"]), 60, "the photo")
+    ledger = Ledger(config.ledger_path)
+    row = ledger.get("album/a.jpg")
+    staged = config.state_dir / "tmp" / "stage-killed.jpg"
+    staged.parent.mkdir(exist_ok=True)
+    staged.write_bytes((config.outbox / "album" / "a.jpg").read_bytes())
+    digest = hashlib.sha256(staged.read_bytes()).hexdigest()
+    ledger.claim(row.id)
+    ledger.prepare_commit(row.id, str(staged), "album/a.jpg", digest, {"state": "done"})
+    ledger.close()
+    shutil.rmtree(config.outbox / "album")
+    (config.outbox / "album").write_bytes(b"")
+    with running(config, [brisque]):
+        wait_for(lambda: said(config, "recovered"), 30, "the recovery")
+        assert "could not finish its interrupted publication" in said(config, "recovered")[0]
+        (config.outbox / "album").unlink()
+        wait_for(lambda: finished(config, ["album/a.jpg"]), 60, "the photo again")
+    assert (config.outbox / "album" / "a.jpg").is_file()
+
+
+def test_a_copy_taken_back_is_not_published_again_by_a_settings_change(tmp_path):
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    try:
+        ledger.offer("a.jpg", "h1", 10, 1, "fp-1")
+        row = ledger.claim_next()
+        ledger.finish(row.id, "unprotected", output="a.jpg", error="not protected")
+        taken = ledger.take(row.id, ("unprotected",))
+        ledger.release(taken.id, "unprotected", output=None, decision={"action": "removed"})
+        offer = ledger.offer("a.jpg", "h1", 10, 1, "fp-2")  # e.g. another epsilon, reloaded
+        assert offer.action == "unchanged" and offer.row.state == "unprotected"
+        assert offer.row.decision == {"action": "removed"}
+        ledger.offer("b.jpg", "h2", 10, 1, "fp-1")  # without a decision: tried again
+        row = ledger.claim_next()
+        ledger.finish(row.id, "unprotected", error="not protected")
+        assert ledger.offer("b.jpg", "h2", 10, 1, "fp-2").action == "requeued"
+    finally:
+        ledger.close()
+
+
+def test_an_outbox_that_went_away_is_not_made_anew(tmp_path, brisque):
+    config = make_config(tmp_path, retry_backoff=0.2, max_attempts=50)
+    with running(config, [brisque]):
+        config.outbox.rename(tmp_path / "outbox-moved")  # a mount that went, a move
+        noise_photo(config.inbox / "a.jpg", 1)
+        wait_for(
+            lambda: any("outbox is gone" in m for m in said(config, "retried")),
+            60,
+            "the photo waiting for its outbox",
+        )
+        assert not config.outbox.exists()
+        (tmp_path / "outbox-moved").rename(config.outbox)
+        wait_for(lambda: finished(config, ["a.jpg"]), 60, "the photo once it is back")
+    assert (config.outbox / "a.jpg").is_file()
+
+
+def test_the_daemon_s_scan_names_a_folder_it_cannot_read(tmp_path):
+    (tmp_path / "inbox" / "locked").mkdir(parents=True)
+    (tmp_path / "inbox" / "ok.jpg").write_bytes(b"x")
+    os.chmod(tmp_path / "inbox" / "locked", 0)
+    code = (
+        "import json, sys; from pixcamd.daemon.watcher import Rules, scan; "
+        "from pixcamd.daemon.schema import DEFAULT_IGNORE, DEFAULT_EXTENSIONS; "
+        "from pathlib import Path; "
+        "r = Rules(Path(sys.argv[1]), DEFAULT_IGNORE, DEFAULT_EXTENSIONS, []); refused = []; "
+        "print(json.dumps([list(scan(r, refused=refused)), refused]))"
+    )
+    command = [sys.executable, "-c", code, str(tmp_path / "inbox")]
+    if os.geteuid() == 0:  # root reads anything: without the capabilities that let it
+        drop = "-dac_override,-dac_read_search"
+        command = ["setpriv", f"--inh-caps={drop}", f"--bounding-set={drop}", *command]
+    try:
+        out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    finally:
+        os.chmod(tmp_path / "inbox" / "locked", 0o755)
+    found, refused = json.loads(out)
+    assert found == ["ok.jpg"]
+    assert refused == [["locked", refused[0][1]]]
+    assert refused[0][1].startswith("a folder that cannot be read (Permission denied)")
+
+
+def cli(capsys, config, *argv) -> tuple[int, str]:
+    code = main([*argv, "--config", str(config.source)])
+    out, err = capsys.readouterr()
+    return code, out + err
+
+
+def test_a_path_typed_where_one_stands_in_the_inbox_names_that_photo(
+    tmp_path, brisque, capsys, monkeypatch
+):
+    config = make_config(tmp_path)
+    noise_photo(config.inbox / "same.jpg", 1)
+    noise_photo(config.inbox / "b" / "same.jpg", 2)
+    with running(config, [brisque]):
+        wait_for(lambda: finished(config, ["same.jpg", "b/same.jpg"]), 60, "both photos")
+    monkeypatch.chdir(config.inbox / "b")
+    code, out = cli(capsys, config, "remove", "same.jpg")
+    assert code == 0, out
+    assert (config.outbox / "same.jpg").is_file()  # the other photo's copy: untouched
+    assert not (config.outbox / "b" / "same.jpg").exists()
+    monkeypatch.chdir(tmp_path)  # outside the inbox: a path to a file in it
+    code, out = cli(capsys, config, "retry", "inbox/b/same.jpg")
+    assert code == 0 and ledger_rows(config)["b/same.jpg"]["state"] == "queued", out
+    code, out = cli(capsys, config, "remove", str(config.outbox / "same.jpg"))  # a copy's path
+    assert code == 0 and not (config.outbox / "same.jpg").exists(), out
+
+
+def test_a_second_config_gets_a_state_dir_of_its_own(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "home" / ".config"))
+    monkeypatch.delenv("PIXCAMD_CONFIG", raising=False)
+    second = tmp_path / "second" / "config.toml"
+    argv = ["init", "--config", str(second)]
+    assert main([*argv, "--inbox", str(tmp_path / "in2"), "--outbox", str(tmp_path / "out2")]) == 0
+    capsys.readouterr()
+    assert main(["config", "check", "--config", str(second)]) == 0
+    shown = capsys.readouterr().out
+    assert f'state_dir = "{tmp_path / "second" / "config-state"}"' in shown
+
+
+def test_status_after_a_kill_says_the_daemon_ended_without_stopping(tmp_path, capsys):
+    config = make_config(tmp_path)
+    ledger = Ledger(config.ledger_path)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that was a process and is no more
+    ledger.set_daemon(pid=dead.pid, heartbeat=1_796_470_000.0, stopped_at=None)
+    ledger.offer("kill1.jpg", "h1", 10, 1, "fp")
+    ledger.claim_next()  # left processing, as a kill -9 leaves it
+    ledger.close()
+    assert main(["status", "--config", str(config.source)]) == 0
+    out = capsys.readouterr().out
+    assert "it ended without stopping (a crash, a kill or a power cut" in out
+    assert "current:" not in out and "interrupted: kill1.jpg (attempt 1" in out
+
+
+def test_a_reload_after_the_config_was_deleted_says_so(tmp_path, brisque):
+    config = make_config(tmp_path)
+    with running(config, [brisque]) as daemon:
+        os.unlink(config.source)
+        assert daemon.reload() is False
+    (message,) = said(config, "reload_refused")
+    assert "the daemon started with it: moved or deleted since" in message
+    assert "--config" not in message
