@@ -19,6 +19,8 @@ from pixcamd.daemon.watcher import HIDDEN, NOT_A_PHOTO, NOT_UTF8, Rules, shown
 from pixcamd.errors import PixcamdError
 from pixcamd.output import check_folder
 
+PASSED_OVER = "a folder whose name an ignore pattern matches"
+
 
 @dataclass(frozen=True)
 class Source:
@@ -33,6 +35,7 @@ class Plan:
     refused: list[tuple[Path, str]] = field(default_factory=list)  # found, not taken: why
     left_alone: int = 0  # other files in the folders: not photos, or ignored names
     hidden: list[Path] = field(default_factory=list)  # photos left alone for their names, named
+    passed_over: list[Path] = field(default_factory=list)  # folders an ignore pattern names
     repeated: int = 0  # photos given more than once (a folder twice, a photo and its folder)
     taken: set[Path] = field(default_factory=set, repr=False)  # the sources' resolved paths
 
@@ -49,6 +52,7 @@ def plan_sources(
     excluded = [outdir] if outdir is not None else []
     if outdir is not None:
         check_folder(outdir)  # said now, not once the models are loaded
+        _no_broken_link(outdir)
     for given in inputs:
         given = Path(given)
         if given.is_dir():
@@ -68,6 +72,8 @@ def plan_sources(
             for found, reason in _walk(rules):
                 if reason == HIDDEN:
                     plan.hidden.append(found)
+                elif reason == PASSED_OVER:
+                    plan.passed_over.append(found)
                 elif reason:
                     plan.refused.append((found, reason))
                 elif found is None:
@@ -83,14 +89,43 @@ def plan_sources(
     plan.refused = list(dict.fromkeys(plan.refused))  # a folder given twice: said once
     plan.hidden = list(dict.fromkeys(plan.hidden))
     plan.sources = _name_copies(plan.sources, outdir)
-    originals = {s.path.resolve() for s in plan.sources}
+    originals = {_resolved(s.path) for s in plan.sources}
     for source in plan.sources:
-        if outdir is not None and (outdir / source.copy).resolve() in originals:
+        if outdir is not None and _resolved(outdir / source.copy) in originals:
             raise PixcamdError(
                 f"{outdir / source.copy}: would overwrite an original photo; choose another "
                 "output folder"
             )
+    if outdir is not None:  # the run's first write, once nothing else refuses the plan
+        _make(outdir)
     return plan
+
+
+def _no_broken_link(outdir: Path) -> None:
+    if outdir.is_symlink() and not outdir.exists():
+        raise PixcamdError(
+            f"{outdir}: a symlink to nothing or a symlink loop (it leads to "
+            f"{os.readlink(outdir)}); give a folder, or a symlink to one"
+        )
+
+
+def _make(outdir: Path) -> None:
+    """``outdir`` made now, before the models load: one that cannot be is said in words."""
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PixcamdError(
+            f"{outdir}: cannot create the output folder ({exc.strerror or exc})"
+        ) from None
+
+
+def _resolved(path: Path) -> Path:
+    """``path`` resolved, or as it is where it cannot be (a symlink loop: ``open_photo`` and
+    the copy's write say what is wrong with it)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return Path(os.path.abspath(path))
 
 
 def _take(plan: Plan, source: Source, resolved: Path) -> None:
@@ -139,12 +174,18 @@ def _is_jpeg_name(key: str) -> bool:
 
 
 def _walk(rules: Rules):
-    """(path, "") per photo, (path, why) per refused file, (None, "") per file left alone."""
-    for folder, dirs, files in os.walk(rules.inbox, followlinks=False):
+    """(path, "") per photo, (path, why) per refused file or folder that cannot be read,
+    (path, PASSED_OVER) per folder an ignore pattern names, (None, "") per file left alone."""
+    unreadable: list[OSError] = []  # os.walk says nothing of a folder it cannot list
+    for folder, dirs, files in os.walk(rules.inbox, onerror=unreadable.append, followlinks=False):
+        yield from _cannot_read(unreadable)
         here = Path(folder)
         kept = []
         for d in sorted(dirs):
-            if rules.ignored_name(d) or rules.excluded_path(here / d):
+            if rules.excluded_path(here / d):
+                continue
+            if rules.ignored_name(d):
+                yield here / d, PASSED_OVER
                 continue
             if (here / d).is_symlink():
                 yield here / d, "a symlinked folder; not entered"
@@ -161,6 +202,17 @@ def _walk(rules: Rules):
                 yield here / name, reason
             else:
                 yield here / name, ""
+    yield from _cannot_read(unreadable)
+
+
+def _cannot_read(errors: list[OSError]):
+    while errors:
+        exc = errors.pop(0)
+        yield (
+            Path(exc.filename),
+            f"a folder that cannot be read ({exc.strerror or exc}); "
+            + ("nothing in it was protected"),
+        )
 
 
 def output_key(key: str) -> str:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ from pixcamd.folder_plan import Source, output_key
 
 STATE_DIR = ".pixcamd"  # inside the outdir: the run's ledger and staging folder
 MAX_ATTEMPTS = 3  # transient failures (and lost workers) per photo and run
+MEMORY_HINT = "protect it on a machine with more memory (about 0.11 GB a megapixel)"
 
 
 @dataclass
@@ -52,6 +54,7 @@ class Tally:
     protected: int = 0
     unprotected: int = 0
     failed: int = 0
+    refused: int = 0  # found in the folders and refused before the run (not in ``total``)
     earlier: int = 0  # of those, handled by an earlier run (same bytes, same settings)
     seconds: float = 0.0  # wall-clock time of this run's work so far
     done_here: int = 0  # photos this run finished
@@ -67,6 +70,7 @@ class Tally:
             "protected": self.protected,
             "unprotected": self.unprotected,
             "failed": self.failed,
+            "refused": self.refused,
             "left": self.total - self.finished,
             "from_earlier_run": self.earlier,
             "photos_per_hour": round(self.done_here / hours, 1) if hours > 0 else None,
@@ -94,6 +98,7 @@ class FolderRun:
         write_unprotected: bool = False,
         on_photo: Callable[[dict, Tally], None] = lambda report, tally: None,
         on_start: Callable[[str], None] = lambda name: None,
+        on_note: Callable[[str], None] = lambda line: None,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.sources = {s.key: s for s in sources}
@@ -103,7 +108,8 @@ class FolderRun:
         self.fingerprint = fingerprint
         self.model_label = model_label
         self.write_unprotected = write_unprotected
-        self.on_photo, self.on_start, self.clock = on_photo, on_start, clock
+        self.on_photo, self.on_start, self.on_note = on_photo, on_start, on_note
+        self.clock = clock
         self.tally = Tally(total=len(sources))
         self.started = clock()  # when the work began (reset by ``_work``)
         self.ledger: Ledger | None = None
@@ -116,11 +122,16 @@ class FolderRun:
             raise PixcamdError(
                 f"{self.outdir}: cannot create the output folder ({exc.strerror or exc})"
             ) from None
-        for leftover in self.tmp.iterdir():  # ours alone: a dead attempt's staging file
-            leftover.unlink(missing_ok=True)
         self.ledger = Ledger(self.outdir / STATE_DIR / "ledger.sqlite")
         try:
-            recover_interrupted(self.ledger, self.outdir, MAX_ATTEMPTS)
+            # first what a stopped run left half-published (its staged copy is the one to
+            # rename), then the rest of the staging folder: ours alone, dead attempts
+            for row, _event, message, _level in recover_interrupted(
+                self.ledger, self.outdir, MAX_ATTEMPTS, MEMORY_HINT
+            ):
+                self.on_note(f"{self._where(row.path)}: {message}")
+            for leftover in self.tmp.iterdir():
+                leftover.unlink(missing_ok=True)
             todo = self._offer_all()
             self._work(todo)
         except KeyboardInterrupt:
@@ -140,7 +151,8 @@ class FolderRun:
         return self.tally
 
     def _stop(self) -> None:
-        self.executor.close()
+        """The photos in flight queued again; their executor is its owner's to close, after
+        saying why the run stopped (a cluster that went away can hold a close up)."""
         for row in self.ledger.processing():  # nothing of theirs was written ...
             if not row.staged_output:  # ... or it was, and the next run's recovery ends it
                 self.ledger.requeue(row.id)
@@ -153,20 +165,28 @@ class FolderRun:
         for key, source in self.sources.items():
             try:
                 st = os.stat(source.path)
+                if not stat.S_ISREG(st.st_mode):  # a pipe named on its own would block a read
+                    self._report_failure(key, f"{source.path}: not a regular file")
+                    continue
+                row = self.ledger.get(key)
+                other = self._other_source(row, source)
+                if other:
+                    self._report_failure(
+                        key,
+                        f"{source.path}: this --outdir holds the copy of another photo of the "
+                        f"same name, {other} (both are {key} in its record); protect this one "
+                        "into another --outdir",
+                    )
+                    continue
+                if row is not None and self._still_done(row, st):
+                    self._report_earlier(row)
+                    continue
+                digest = sha256_file(source.path)
             except OSError as exc:
                 self._report_failure(key, f"{source.path}: cannot read the file ({exc})")
                 continue
-            row = self.ledger.get(key)
-            if row is not None and self._still_done(row, st):
-                self._report_earlier(row)
-                continue
             offer = self.ledger.offer(
-                key,
-                sha256_file(source.path),
-                st.st_size,
-                st.st_mtime_ns,
-                self.fingerprint,
-                redo_done=True,
+                key, digest, st.st_size, st.st_mtime_ns, self.fingerprint, redo_done=True
             )
             row = offer.row
             if offer.action == "duplicate":  # the same photo under another name: its own copy
@@ -175,8 +195,9 @@ class FolderRun:
                     todo.append(self.ledger.queue_copy(row.id).id)
             elif row.state == "failed" or row.state == "queued":
                 todo.append(row.id)  # new, changed, or failed last time: (again) now
-            elif not self._copy_in_place(row):
-                # its copy was deleted from the outdir since: made again, under its name
+            elif not self._copy_in_place(row) or self._wants_copy(row):
+                # its copy was deleted from the outdir since, or --write-unprotected asks for
+                # one an earlier run did not write: made again, under its name
                 self.ledger.requeue_many([row.id])
                 todo.append(row.id)
             else:
@@ -196,13 +217,14 @@ class FolderRun:
             "fingerprint": donor.fingerprint,
             "scores": donor.scores,
             "psnr": donor.psnr,
-            "report": donor.report,
+            "report": {**donor.report, "source": self._origin(row.path)},
             "duplicate_of": donor.duplicate_of or donor.path,
         }
         if row.state != "processing":
             self.ledger.claim(row.id)
         out_rel = self._copy_name(row)
-        self._commit(row, data, out_rel, "done", fields, digest)
+        if not self._commit(row, data, out_rel, "done", fields, digest):
+            return True  # said, and recorded as failed
         self.tally.protected += 1
         report = {
             **donor.report,
@@ -226,14 +248,53 @@ class FolderRun:
         )
 
     def _commit(self, row: Row, data: bytes, out_rel: str, state: str, fields, digest=None):
+        """Publish ``row``'s copy; False when it cannot be (said, the row failed, nothing
+        left staged): a file there that no run recorded is never overwritten — it may be
+        the user's own — and a folder that cannot be written is said in words."""
+        target = self.outdir / out_rel
         staged = self.tmp / f"stage-{row.id}.jpg"
-        commit_publication(
-            self.ledger, row.id, data, staged, self.outdir, out_rel, state, fields, digest
-        )
+        if row.output != out_rel and os.path.lexists(target):
+            why = (
+                f"{target}: a file this --outdir's record did not write is already there; "
+                "left as it is — move it away, or protect into another --outdir"
+            )
+        else:
+            try:
+                commit_publication(
+                    self.ledger, row.id, data, staged, self.outdir, out_rel, state, fields, digest
+                )
+                return True
+            except OSError as exc:
+                staged.unlink(missing_ok=True)
+                why = f"cannot write its copy {target} ({exc.strerror or exc}); nothing written"
+        self.ledger.finish(row.id, "failed", error=shown(why), model=self.model_label)
+        self._report_failure(row.path, why)
+        return False
+
+    def _origin(self, key: str) -> str:
+        """Where ``key``'s photo is, its folders resolved: two folders of one name (2019/May,
+        2020/May) are one key in the record, never one photo."""
+        path = self.sources[key].path
+        try:
+            return str(path.parent.resolve() / path.name)
+        except (OSError, RuntimeError):
+            return os.path.abspath(path)
+
+    def _other_source(self, row: Row | None, source: Source) -> str | None:
+        """The photo an earlier run recorded under ``source``'s key, when it is another one
+        that is still there (one moved away since: this is it, moved)."""
+        recorded = (row.report or {}).get("source") if row is not None else None
+        if not isinstance(recorded, str) or recorded == self._origin(source.key):
+            return None
+        return recorded if os.path.lexists(recorded) else None
+
+    def _wants_copy(self, row: Row) -> bool:
+        """--write-unprotected, and an earlier run left this photo unprotected without one."""
+        return self.write_unprotected and row.state == "unprotected" and not row.output
 
     def _still_done(self, row: Row, st: os.stat_result) -> bool:
         """Handled by an earlier run from these bytes with these settings, its copy in place."""
-        if (row.size, row.mtime_ns) != (st.st_size, st.st_mtime_ns):
+        if (row.size, row.mtime_ns) != (st.st_size, st.st_mtime_ns) or self._wants_copy(row):
             return False
         if row.fingerprint != self.fingerprint or row.state not in ("done", "unprotected"):
             return False
@@ -327,12 +388,14 @@ class FolderRun:
             error=None if outcome.protected else "not protected",
             duplicate_of=None,
         )
+        fields["report"] = {**outcome.report, "source": self._origin(row.path)}
         ship = outcome.data is not None and (outcome.protected or self.write_unprotected)
         if ship:
             out_rel = self._copy_name(row)
             digest = hashlib.sha256(outcome.data).hexdigest()
-            fields["report"] = {**outcome.report, "output_sha256": digest}  # what a copy reuses
-            self._commit(row, outcome.data, out_rel, state, fields, digest)
+            fields["report"]["output_sha256"] = digest  # what a copy reuses
+            if not self._commit(row, outcome.data, out_rel, state, fields, digest):
+                return False
             report["output"] = str(self.outdir / out_rel)
         else:
             self.ledger.finish(row.id, state, output=None, **fields)
@@ -364,5 +427,7 @@ class FolderRun:
 
     def _report_failure(self, key: str, reason: str) -> None:
         self.tally.failed += 1
-        path = self.sources[key].path if key in self.sources else key
-        self.on_photo({"path": str(path), "error": reason}, self.tally)
+        self.on_photo({"path": self._where(key), "error": reason}, self.tally)
+
+    def _where(self, key: str) -> str:
+        return str(self.sources[key].path) if key in self.sources else key

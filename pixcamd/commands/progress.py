@@ -83,6 +83,12 @@ class RunProgress:
             self.bar.set_postfix_str(self._postfix(tally), refresh=False)
             self.bar.update(1)
 
+    def refused(self, path: str, why: str) -> None:
+        """A file the plan refused (found, never handed to the run): named, and a JSON line."""
+        self.say(f"{path}: refused: {why}")
+        if self.json_out is not None:
+            print(json.dumps({"path": path, "refused": why}), file=self.json_out, flush=True)
+
     def _postfix(self, tally: Tally) -> str:
         rate = tally.as_dict()["photos_per_hour"]
         per_hour = f", {rate:.0f}/h" if rate else ""
@@ -97,12 +103,13 @@ class RunProgress:
         summary = tally.as_dict()
         if self.json_out is not None:
             print(json.dumps({"summary": summary}), file=self.json_out, flush=True)
-        if tally.failed or tally.unprotected or tally.finished < tally.total:
+        if tally.failed or tally.unprotected or tally.refused or tally.finished < tally.total:
             earlier = f" ({tally.earlier} by an earlier run)" if tally.earlier else ""
+            refused = f", {tally.refused} refused" if tally.refused else ""
             self.say(
                 f"{tally.protected} of {tally.total} photos protected{earlier}; "
-                f"{tally.unprotected} left unprotected, {tally.failed} failed (each named above)"
-                + (f", {summary['left']} not done yet" if summary["left"] else "")
+                f"{tally.unprotected} left unprotected, {tally.failed} failed{refused} (each "
+                "named above)" + (f", {summary['left']} not done yet" if summary["left"] else "")
             )
         elif tally.total > 1:
             earlier = f" ({tally.earlier} by an earlier run)" if tally.earlier else ""

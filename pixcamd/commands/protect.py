@@ -4,6 +4,8 @@ on this machine or a Ray cluster with ``--ray``)."""
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
 from pathlib import Path
 
@@ -88,11 +90,18 @@ def run(args) -> int:
     if plan is None:
         return _one(inputs[0], args.output, models, options, show)
     for path, why in plan.refused:
-        show.say(f"{path}: refused: {why}")
+        show.refused(str(path), why)
     for path in plan.hidden:  # a photo's name the ignore rules hide: named, never unseen
         show.say(
             f"{path}: left alone for its name (a folder's hidden files and sync tools' temp "
             "names are passed over): rename it, or name it on its own, to protect it"
+        )
+    if plan.passed_over:  # counted and named, never unseen: `@eaDir` sits in every folder
+        named = ", ".join(str(p) for p in plan.passed_over[:5])
+        more = f" and {len(plan.passed_over) - 5} more" if len(plan.passed_over) > 5 else ""
+        show.say(
+            f"{len(plan.passed_over)} folders passed over for their names (hidden, or sync "
+            f"tools' own): {named}{more}; name one on its own to protect what is in it"
         )
     if plan.left_alone:
         show.say(f"{plan.left_alone} other files left alone (not photos, or ignored names)")
@@ -109,19 +118,47 @@ def run(args) -> int:
         write_unprotected=args.write_unprotected,
         on_photo=show.photo,
         on_start=show.start,
+        on_note=show.say,
     )
+    folder_run.tally.refused = len(plan.refused)
     show.begin(len(plan.sources), executor.describe, args.outdir / STATE_DIR / "ledger.sqlite")
+    terminated = []
     try:
-        tally = folder_run.run()
+        with _sigterm_as_interrupt(terminated):  # `kill`, `timeout`, systemd: as Ctrl-C
+            tally = folder_run.run()
     except Interrupted as exc:
         show.end(folder_run.tally)
-        print(f"pixcamd: {exc}", file=sys.stderr)
-        return 130
+        print(f"pixcamd: {exc}", file=sys.stderr, flush=True)
+        return 128 + signal.SIGTERM if terminated else 130
+    except PixcamdError as exc:  # said before the close: Ray may end a process whose
+        show.end(folder_run.tally)  # cluster went away while it disconnects
+        print(f"pixcamd: error: {exc}", file=sys.stderr, flush=True)
+        return 2
     finally:
         executor.close()
     show.end(tally)
     failed = tally.failed + len(plan.refused)
     return 1 if failed or tally.unprotected else 0
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt(terminated: list):
+    """SIGTERM stops a folder run as Ctrl-C does — photos in flight queued again, the
+    summary said — instead of ending the process mid-line; ``terminated`` records it."""
+
+    def stop(signum, frame):
+        terminated.append(signum)
+        raise KeyboardInterrupt
+
+    try:
+        before = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread (an embedding program): its own handling
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def _executor(args, models, options: JobOptions, show: RunProgress):

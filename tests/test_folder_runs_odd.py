@@ -1,0 +1,221 @@
+"""Folder runs against what an archive really holds and what really happens to a run: folders
+and photos this user cannot read, files already in the output folder, two folders of one name,
+a disk that refuses the copy, a run killed mid-publication or stopped by SIGTERM. Real files,
+the real CLI; as root (CI) the permission cases run under ``setpriv`` without the capabilities
+that let root read anything."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from test_daemon_support import real_photo
+from test_folder_runs import FAST, copies, run
+from tinybiqa import synthetic_photo
+
+from pixcamd.daemon.ledger import Ledger
+
+NO_OVERRIDE = ["dac_override", "dac_read_search"]
+
+
+def cli(*args, json_lines: bool = True) -> subprocess.CompletedProcess:
+    """``pixcamd protect`` as a process this user's file permissions bind (root included)."""
+    command = [sys.executable, "-m", "pixcamd", "protect", *map(str, args)]
+    if os.geteuid() == 0:
+        drop = ",".join(f"-{c}" for c in NO_OVERRIDE)
+        command = ["setpriv", f"--inh-caps={drop}", f"--bounding-set={drop}", *command]
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "1"}
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+
+
+def photos(root: Path, *names: str, size=(320, 240)) -> Path:
+    for k, name in enumerate(names):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        synthetic_photo(*size, k).save(root / name, quality=95)
+    return root
+
+
+def test_a_folder_or_photo_that_cannot_be_read_is_named_and_the_rest_protected(tmp_path):
+    album = photos(tmp_path / "album", "ok.jpg", "locked/in.jpg", "secret.jpg")
+    os.chmod(album / "locked", 0)
+    os.chmod(album / "secret.jpg", 0)
+    try:
+        done = cli(album, "--outdir", tmp_path / "out", "--json", *FAST)
+    finally:
+        os.chmod(album / "locked", 0o755)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert f"{album / 'locked'}: refused: a folder that cannot be read" in done.stderr
+    assert f"{album / 'secret.jpg'}: error: cannot read the file" in done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert {"path": str(album / "locked"), "refused": lines[0]["refused"]} in lines
+    summary = lines[-1]["summary"]
+    assert (summary["protected"], summary["failed"], summary["refused"]) == (1, 1, 1)
+    assert sorted(copies(tmp_path / "out")) == ["album/ok.jpg"]
+    assert "1 refused (each named above)" in done.stderr
+
+
+def test_a_pipe_or_a_symlink_loop_named_on_its_own_is_an_error_not_a_hang(tmp_path, capsys):
+    os.mkfifo(tmp_path / "pipe.jpg")
+    (tmp_path / "loop.jpg").symlink_to(tmp_path / "loop.jpg")
+    photos(tmp_path, "ok.jpg")
+    out = tmp_path / "out"
+    code, _, summary, err = run(
+        capsys,
+        tmp_path / "pipe.jpg",
+        tmp_path / "loop.jpg",
+        tmp_path / "ok.jpg",
+        "--outdir",
+        out,
+        *FAST,
+    )
+    assert code == 1 and "Traceback" not in err
+    assert f"{tmp_path / 'pipe.jpg'}: error: not a regular file" in err
+    assert f"{tmp_path / 'loop.jpg'}: error:" in err
+    assert summary["protected"] == 1 and summary["failed"] == 2
+    assert sorted(copies(out)) == ["ok.jpg"]
+
+
+@pytest.mark.parametrize("kind", ["dangling", "loop"])
+def test_an_output_folder_that_is_a_broken_symlink_is_refused_before_any_work(
+    tmp_path, capsys, kind
+):
+    photos(tmp_path, "ok.jpg")
+    outdir = tmp_path / "out"
+    outdir.symlink_to(tmp_path / ("nowhere" if kind == "dangling" else "out"))
+    code, _, _, err = run_raw(capsys, tmp_path / "ok.jpg", "--outdir", outdir, *FAST)
+    assert code == 2 and "Traceback" not in err
+    assert f"{outdir}: a symlink to nothing or a symlink loop" in err
+    assert "model brisque" not in err  # said before the model was loaded
+
+
+def run_raw(capsys, *args):
+    from pixcamd.cli import main
+
+    code = main(["protect", *map(str, args)])
+    out = capsys.readouterr()
+    return code, out.out, None, out.err
+
+
+def test_a_file_in_the_output_folder_that_no_run_wrote_is_never_overwritten(tmp_path, capsys):
+    album = photos(tmp_path / "album", "a.jpg", "b.jpg")
+    out = tmp_path / "out"
+    (out / "album").mkdir(parents=True)
+    mine = out / "album" / "a.jpg"
+    mine.write_bytes(b"the user's own file")
+    code, _, summary, err = run(capsys, album, "--outdir", out, *FAST)
+    assert code == 1 and mine.read_bytes() == b"the user's own file"
+    assert f"{mine}: a file this --outdir's record did not write is already there" in err
+    assert summary["protected"] == 1 and summary["failed"] == 1
+    mine.unlink()  # the user moves it away: the next run protects the photo
+    code, _, summary, err = run(capsys, album, "--outdir", out, *FAST)
+    assert code == 0, err
+    assert summary["protected"] == 2 and summary["from_earlier_run"] == 1
+
+
+def test_two_folders_of_one_name_never_share_their_copies(tmp_path, capsys):
+    first = photos(tmp_path / "2019" / "May", "a.jpg")
+    second = tmp_path / "2020" / "May"
+    second.mkdir(parents=True)
+    synthetic_photo(320, 240, 5).save(second / "a.jpg", quality=95)
+    out = tmp_path / "out"
+    assert run(capsys, first, "--outdir", out, *FAST)[0] == 0
+    kept = (out / "May" / "a.jpg").read_bytes()
+    code, _, summary, err = run(capsys, second, "--outdir", out, *FAST)
+    assert code == 1 and (out / "May" / "a.jpg").read_bytes() == kept
+    assert f"{second / 'a.jpg'}: error: this --outdir holds the copy of another photo" in err
+    assert str(first / "a.jpg") in err and summary["failed"] == 1
+    # the first folder moved away since: then the second is that photo, changed
+    first.rename(tmp_path / "2019" / "May-old")
+    code, _, summary, err = run(capsys, second, "--outdir", out, *FAST)
+    assert code == 0 and summary["protected"] == 1, err
+    assert (out / "May" / "a.jpg").read_bytes() != kept
+
+
+def test_a_copy_the_output_folder_refuses_is_said_and_nothing_is_left_staged(tmp_path, capsys):
+    album = photos(tmp_path / "album", "a.jpg", "sub/b.jpg")
+    out = tmp_path / "out"
+    (out / "album").mkdir(parents=True)
+    (out / "album" / "sub").write_bytes(b"")  # a file where the copy's folder would go
+    code, _, summary, err = run(capsys, album, "--outdir", out, *FAST)
+    assert code == 1 and "Traceback" not in err
+    assert f"error: cannot write its copy {out / 'album' / 'sub' / 'b.jpg'}" in err
+    assert summary["protected"] == 1 and summary["failed"] == 1
+    assert not list((out / ".pixcamd" / "tmp").iterdir())
+    (out / "album" / "sub").unlink()
+    code, _, summary, err = run(capsys, album, "--outdir", out, *FAST)
+    assert code == 0 and summary["protected"] == 2, err
+
+
+def test_a_publication_a_killed_run_left_is_finished_from_its_staged_copy(tmp_path, capsys):
+    """A run killed between recording a copy and renaming it into place: the next run renames
+    that staged copy (the record says so), and only then empties the staging folder."""
+    album = photos(tmp_path / "album", "a.jpg")
+    out = tmp_path / "out"
+    assert run(capsys, album, "--outdir", out, *FAST)[0] == 0
+    ledger = Ledger(out / ".pixcamd" / "ledger.sqlite")
+    row = ledger.get("album/a.jpg")
+    staged = out / ".pixcamd" / "tmp" / f"stage-{row.id}.jpg"
+    new = (out / "album" / "a.jpg").read_bytes()[:-2] + b"\xff\xd9"  # other bytes, a JPEG
+    staged.write_bytes(new)
+    ledger.claim(row.id)
+    final = {"state": "done", "output": "album/a.jpg", "verdict": row.verdict}
+    ledger.prepare_commit(
+        row.id, str(staged), "album/a.jpg", hashlib.sha256(new).hexdigest(), final
+    )
+    ledger.close()
+    code, _, _, err = run(capsys, album, "--outdir", out, *FAST)
+    assert code == 0, err
+    assert "finished its interrupted publication → album/a.jpg" in err
+    assert (out / "album" / "a.jpg").read_bytes() == new
+    assert not staged.exists()
+
+
+def test_photos_in_folders_passed_over_for_their_names_are_said(tmp_path, capsys):
+    album = photos(tmp_path / "album", "ok.jpg", ".private/a.jpg", "@eaDir/t.jpg")
+    code, _, summary, err = run(capsys, album, "--outdir", tmp_path / "out", *FAST)
+    assert code == 0 and summary["photos"] == 1
+    assert "2 folders passed over for their names" in err
+    assert str(album / ".private") in err and str(album / "@eaDir") in err
+
+
+def test_write_unprotected_on_a_rerun_writes_what_the_first_run_held_back(tmp_path, capsys):
+    album = real_photo(tmp_path / "album" / "a.jpg").parent  # judged good: needs protection
+    out = tmp_path / "out"
+    weak = [*FAST, "--epsilon", "0", "--epsilon-cap", "0", "--steps", "1"]
+    code, reports, _, _ = run(capsys, album, "--outdir", out, *weak)
+    assert code == 1 and reports[0]["verdict"] == "unprotected" and not copies(out)
+    code, reports, _, err = run(capsys, album, "--outdir", out, *weak, "--write-unprotected")
+    assert reports[0]["verdict"] == "unprotected" and not reports[0].get("earlier"), err
+    assert sorted(copies(out)) == ["album/a.jpg"]
+
+
+def test_sigterm_stops_a_run_as_ctrl_c_does(tmp_path):
+    root = photos(tmp_path / "big", "p0.jpg", "p1.jpg", "p2.jpg", "p3.jpg", size=(800, 600))
+    outdir = tmp_path / "out"
+    command = [sys.executable, "-m", "pixcamd", "protect", str(root), "--outdir", str(outdir)]
+    command += [*FAST, "--steps", "60", "--threads", "1", "--json"]
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    first = json.loads(proc.stdout.readline())  # the first photo: then stop the second
+    assert first["verdict"] == "protected"
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "run the same command again to continue" in err and "Traceback" not in err
+    assert json.loads(out.splitlines()[-1])["summary"]["left"] >= 1
+    assert not list((outdir / ".pixcamd" / "tmp").iterdir())
+    ledger = Ledger(outdir / ".pixcamd" / "ledger.sqlite")
+    try:
+        assert not ledger.processing()  # the photo in flight is queued again, not stuck
+    finally:
+        ledger.close()
