@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 from pixcamd.daemon.ledger import name_key
 from pixcamd.daemon.publication import copy_names
 from pixcamd.daemon.schema import DEFAULT_EXTENSIONS, DEFAULT_IGNORE
-from pixcamd.daemon.watcher import HIDDEN, NOT_A_PHOTO, NOT_UTF8, Rules, shown
+from pixcamd.daemon.watcher import HIDDEN, NOT_A_PHOTO, NOT_UTF8, Rules, shown, unreadable
 from pixcamd.errors import PixcamdError
 from pixcamd.output import check_folder
 
@@ -96,8 +96,6 @@ def plan_sources(
                 f"{outdir / source.copy}: would overwrite an original photo; choose another "
                 "output folder"
             )
-    if outdir is not None:  # the run's first write, once nothing else refuses the plan
-        _make(outdir)
     return plan
 
 
@@ -107,16 +105,6 @@ def _no_broken_link(outdir: Path) -> None:
             f"{outdir}: a symlink to nothing or a symlink loop (it leads to "
             f"{os.readlink(outdir)}); give a folder, or a symlink to one"
         )
-
-
-def _make(outdir: Path) -> None:
-    """``outdir`` made now, before the models load: one that cannot be is said in words."""
-    try:
-        outdir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise PixcamdError(
-            f"{outdir}: cannot create the output folder ({exc.strerror or exc})"
-        ) from None
 
 
 def _resolved(path: Path) -> Path:
@@ -208,11 +196,7 @@ def _walk(rules: Rules):
 def _cannot_read(errors: list[OSError]):
     while errors:
         exc = errors.pop(0)
-        yield (
-            Path(exc.filename),
-            f"a folder that cannot be read ({exc.strerror or exc}); "
-            + ("nothing in it was protected"),
-        )
+        yield Path(exc.filename), unreadable(exc)
 
 
 def output_key(key: str) -> str:

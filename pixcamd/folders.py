@@ -77,6 +77,16 @@ class Tally:
         }
 
 
+def make_outdir(outdir: Path) -> None:
+    """The outdir and its record's folders, or in words why they cannot be made."""
+    try:
+        (outdir / STATE_DIR / "tmp").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PixcamdError(
+            f"{outdir}: cannot create the output folder ({exc.strerror or exc})"
+        ) from None
+
+
 class Interrupted(PixcamdError):
     """Ctrl-C: the run stopped cleanly; the same command continues it."""
 
@@ -116,12 +126,7 @@ class FolderRun:
         self.tmp = outdir / STATE_DIR / "tmp"
 
     def run(self) -> Tally:
-        try:
-            self.tmp.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise PixcamdError(
-                f"{self.outdir}: cannot create the output folder ({exc.strerror or exc})"
-            ) from None
+        make_outdir(self.outdir)
         self.ledger = Ledger(self.outdir / STATE_DIR / "ledger.sqlite")
         try:
             # first what a stopped run left half-published (its staged copy is the one to
@@ -169,7 +174,11 @@ class FolderRun:
                     self._report_failure(key, f"{source.path}: not a regular file")
                     continue
                 row = self.ledger.get(key)
-                other = self._other_source(row, source)
+                if row is not None and self._still_done(row, st):
+                    self._report_earlier(row)
+                    continue
+                digest = sha256_file(source.path)
+                other = self._other_source(row, source, digest)
                 if other:
                     self._report_failure(
                         key,
@@ -178,10 +187,6 @@ class FolderRun:
                         "into another --outdir",
                     )
                     continue
-                if row is not None and self._still_done(row, st):
-                    self._report_earlier(row)
-                    continue
-                digest = sha256_file(source.path)
             except OSError as exc:
                 self._report_failure(key, f"{source.path}: cannot read the file ({exc})")
                 continue
@@ -266,6 +271,10 @@ class FolderRun:
                 return True
             except OSError as exc:
                 staged.unlink(missing_ok=True)
+                digest = digest or hashlib.sha256(data).hexdigest()
+                if _holds(target, digest):  # renamed, then a folder's fsync failed: in place
+                    self.ledger.finish(row.id, state, output=out_rel, held=None, **fields)
+                    return True
                 why = f"cannot write its copy {target} ({exc.strerror or exc}); nothing written"
         self.ledger.finish(row.id, "failed", error=shown(why), model=self.model_label)
         self._report_failure(row.path, why)
@@ -280,17 +289,26 @@ class FolderRun:
         except (OSError, RuntimeError):
             return os.path.abspath(path)
 
-    def _other_source(self, row: Row | None, source: Source) -> str | None:
+    def _other_source(self, row: Row | None, source: Source, digest: str) -> str | None:
         """The photo an earlier run recorded under ``source``'s key, when it is another one
-        that is still there (one moved away since: this is it, moved)."""
+        that is still there: not this file (a link, a second mount, a share's other case
+        reach one file by two paths), not the same bytes (a copied folder). One moved away
+        since is this one, moved."""
         recorded = (row.report or {}).get("source") if row is not None else None
         if not isinstance(recorded, str) or recorded == self._origin(source.key):
             return None
-        return recorded if os.path.lexists(recorded) else None
+        try:
+            if os.path.samefile(recorded, source.path) or _holds(Path(recorded), digest):
+                return None
+        except OSError:  # gone, or not readable now: not in the way
+            return None
+        return recorded
 
     def _wants_copy(self, row: Row) -> bool:
-        """--write-unprotected, and an earlier run left this photo unprotected without one."""
-        return self.write_unprotected and row.state == "unprotected" and not row.output
+        """--write-unprotected, and an earlier run left this photo unprotected without its own
+        copy (none, or the copy of an earlier version of it, kept)."""
+        mine = (row.report or {}).get("output_sha256") if row.output else None
+        return self.write_unprotected and row.state == "unprotected" and not mine
 
     def _still_done(self, row: Row, st: os.stat_result) -> bool:
         """Handled by an earlier run from these bytes with these settings, its copy in place."""
@@ -384,11 +402,10 @@ class FolderRun:
             psnr=outcome.report.get("psnr"),
             seconds=outcome.timings.get("total"),
             timings=outcome.timings,
-            report=outcome.report,
+            report={**outcome.report, "source": self._origin(row.path)},
             error=None if outcome.protected else "not protected",
             duplicate_of=None,
         )
-        fields["report"] = {**outcome.report, "source": self._origin(row.path)}
         ship = outcome.data is not None and (outcome.protected or self.write_unprotected)
         if ship:
             out_rel = self._copy_name(row)
@@ -398,7 +415,9 @@ class FolderRun:
                 return False
             report["output"] = str(self.outdir / out_rel)
         else:
-            self.ledger.finish(row.id, state, output=None, **fields)
+            # a copy an earlier run made of this photo stays, and stays its own, as the
+            # daemon's outbox keeps it: forgetting it would leave a file no record owns
+            self.ledger.finish(row.id, state, output=row.output, **fields)
         if outcome.protected:
             self.tally.protected += 1
         else:
@@ -431,3 +450,11 @@ class FolderRun:
 
     def _where(self, key: str) -> str:
         return str(self.sources[key].path) if key in self.sources else key
+
+
+def _holds(path: Path, digest: str) -> bool:
+    """``path`` is a file with these bytes (sha256 ``digest``)."""
+    try:
+        return path.is_file() and sha256_file(path) == digest
+    except OSError:
+        return False

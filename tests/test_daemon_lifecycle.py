@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 
+import pytest
 from test_daemon_support import (
     events,
     finished,
@@ -22,6 +23,7 @@ from test_daemon_support import (
     running,
     wait_for,
 )
+from web_support import cli
 
 from pixcamd.cli import main
 from pixcamd.daemon.ledger import Ledger
@@ -129,6 +131,8 @@ def test_the_daemon_s_scan_names_a_folder_it_cannot_read(tmp_path):
     )
     command = [sys.executable, "-c", code, str(tmp_path / "inbox")]
     if os.geteuid() == 0:  # root reads anything: without the capabilities that let it
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root without setpriv (util-linux): cannot drop DAC rights")
         drop = "-dac_override,-dac_read_search"
         command = ["setpriv", f"--inh-caps={drop}", f"--bounding-set={drop}", *command]
     try:
@@ -139,12 +143,6 @@ def test_the_daemon_s_scan_names_a_folder_it_cannot_read(tmp_path):
     assert found == ["ok.jpg"]
     assert refused == [["locked", refused[0][1]]]
     assert refused[0][1].startswith("a folder that cannot be read (Permission denied)")
-
-
-def cli(capsys, config, *argv) -> tuple[int, str]:
-    code = main([*argv, "--config", str(config.source)])
-    out, err = capsys.readouterr()
-    return code, out + err
 
 
 def test_a_path_typed_where_one_stands_in_the_inbox_names_that_photo(
@@ -160,24 +158,53 @@ def test_a_path_typed_where_one_stands_in_the_inbox_names_that_photo(
     assert code == 0, out
     assert (config.outbox / "same.jpg").is_file()  # the other photo's copy: untouched
     assert not (config.outbox / "b" / "same.jpg").exists()
-    monkeypatch.chdir(tmp_path)  # outside the inbox: a path to a file in it
-    code, out = cli(capsys, config, "retry", "inbox/b/same.jpg")
+    code, out = cli(capsys, config, "retry", "b/same.jpg")  # relative to the inbox, as before
     assert code == 0 and ledger_rows(config)["b/same.jpg"]["state"] == "queued", out
+    monkeypatch.chdir(tmp_path)  # outside the inbox: a path to a file in it
     code, out = cli(capsys, config, "remove", str(config.outbox / "same.jpg"))  # a copy's path
     assert code == 0 and not (config.outbox / "same.jpg").exists(), out
+    code, out = cli(capsys, config, "retry", "inbox/same.jpg")
+    assert code == 0 and ledger_rows(config)["same.jpg"]["state"] == "queued", out
 
 
 def test_a_second_config_gets_a_state_dir_of_its_own(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "home" / ".config"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "home" / ".local" / "state"))
     monkeypatch.delenv("PIXCAMD_CONFIG", raising=False)
-    second = tmp_path / "second" / "config.toml"
-    argv = ["init", "--config", str(second)]
-    assert main([*argv, "--inbox", str(tmp_path / "in2"), "--outbox", str(tmp_path / "out2")]) == 0
-    capsys.readouterr()
-    assert main(["config", "check", "--config", str(second)]) == 0
-    shown = capsys.readouterr().out
-    assert f'state_dir = "{tmp_path / "second" / "config-state"}"' in shown
+    states = set()
+    for name in ("second", "third"):  # two configs, one file name: two state dirs
+        config = tmp_path / name / "config.toml"
+        argv = ["init", "--config", str(config)]
+        argv += ["--inbox", str(tmp_path / f"in-{name}"), "--outbox", str(tmp_path / f"out-{name}")]
+        assert main(argv) == 0
+        capsys.readouterr()
+        assert main(["config", "check", "--config", str(config)]) == 0
+        line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("state_dir"))
+        states.add(line)
+        assert f'"{tmp_path / "home" / ".local" / "state"}/pixcamd-config-' in line, line
+    assert len(states) == 2
+    # the user's own config keeps the default (""): no second ledger for the first daemon
+    assert main(["init", "--inbox", str(tmp_path / "in"), "--outbox", str(tmp_path / "out")]) == 0
+    text = (tmp_path / "home" / ".config" / "pixcamd" / "config.toml").read_text()
+    assert 'state_dir = ""' in text
+
+
+def test_the_ledger_an_old_user_service_left_under_config_is_the_one_used(tmp_path, monkeypatch):
+    """Before systemd 254 a user unit's StateDirectory= was ~/.config/pixcamd: its ledger (the
+    photos done, the decisions) is kept using, by the daemon and a shell's commands alike."""
+    from pixcamd.daemon.config import load_config
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    config = make_config(tmp_path, state_dir="")
+    assert config.state_dir == tmp_path / "state" / "pixcamd"  # nothing old: the default
+    Ledger(tmp_path / "config" / "pixcamd" / "ledger.sqlite3").close()
+    config = load_config(config.source)
+    assert config.ledger_path == tmp_path / "config" / "pixcamd" / "ledger.sqlite3"
+    Ledger(tmp_path / "state" / "pixcamd" / "ledger.sqlite3").close()
+    assert load_config(config.source).state_dir == tmp_path / "state" / "pixcamd"
 
 
 def test_status_after_a_kill_says_the_daemon_ended_without_stopping(tmp_path, capsys):
@@ -203,3 +230,69 @@ def test_a_reload_after_the_config_was_deleted_says_so(tmp_path, brisque):
     (message,) = said(config, "reload_refused")
     assert "the daemon started with it: moved or deleted since" in message
     assert "--config" not in message
+
+
+class IdleCluster:
+    """An executor that takes nothing: the duplicate path never reaches it."""
+
+    capacity = 1
+    describe = "a test cluster"
+
+    def alive(self) -> bool:
+        return True
+
+    def submit(self, task) -> None:
+        raise AssertionError("a duplicate is published here, never sent")
+
+
+def test_on_a_cluster_a_second_name_s_copy_the_outbox_refuses_is_retried_too(tmp_path, brisque):
+    """``executor = "ray"``: the worker that feeds the cluster publishes a duplicate's copy
+    itself; a refused copy is retried there as well, its thread left alive."""
+    import io
+
+    from pixcamd.daemon.cluster import ClusterWorker
+    from pixcamd.daemon.events import EventLog
+
+    config = make_config(tmp_path)
+    noise_photo(config.inbox / "a.jpg", 1)
+    with running(config, [brisque]):
+        wait_for(lambda: finished(config, ["a.jpg"]), 60, "the first photo")
+    (config.outbox / "album").write_bytes(b"")  # a file where the copy's folder goes
+    ledger = Ledger(config.ledger_path)
+    try:
+        done = ledger.get("a.jpg")
+        offer = ledger.offer("album/b.jpg", done.sha256, done.size, 1, done.fingerprint)
+        assert offer.action == "duplicate"
+        ledger.queue_copy(offer.row.id)
+        log = EventLog(config.log_file, ledger, io.StringIO())
+        tmp = config.state_dir / "tmp"
+        tmp.mkdir(exist_ok=True)
+        worker = ClusterWorker(
+            config,
+            ledger,
+            [brisque],
+            None,
+            done.fingerprint,
+            log,
+            tmp,
+            make_executor=IdleCluster,
+            executor=IdleCluster(),
+        )
+        worker._fill()  # raised out of the thread's loop before
+        row = ledger.get("album/b.jpg")
+        assert row.state == "queued" and row.attempts == 1 and "File exists" in row.error
+    finally:
+        ledger.close()
+
+
+def test_an_outbox_whose_mount_went_away_is_not_written_into(tmp_path):
+    """An unmounted share leaves its empty mount point behind: the folder is there, the mount
+    the outbox was on at start is not (here: recorded as a mount this machine never had)."""
+    from pixcamd.daemon.fs import mount_point, outbox_gone
+
+    now = mount_point(tmp_path)
+    assert outbox_gone(tmp_path, now) is None  # as at start
+    assert outbox_gone(tmp_path, None) is None and outbox_gone(tmp_path, "/") is None
+    gone = outbox_gone(tmp_path, "/mnt/a-share-that-went")
+    assert gone is not None and "(/mnt/a-share-that-went) went away" in gone
+    assert "the outbox is gone" in outbox_gone(tmp_path / "moved", now)

@@ -96,6 +96,10 @@ def test_bad_cluster_settings_are_refused_at_config_check_and_at_start(tmp_path,
     assert process.returncode == 2, out
     assert f"Ray cluster at {closed}" in out and "unreachable" in out.lower()
     assert not config.outbox.exists() or not list(config.outbox.iterdir())
+    capsys.readouterr()
+    assert main(["status", "--config", str(config.source)]) == 0  # a refusal, not a crash
+    said = capsys.readouterr().out
+    assert "daemon: not running (stopped" in said and "without stopping" not in said
 
     other = make_config(tmp_path / "other", executor="ray")
     text = other.source.read_text().replace('executor = "ray"', 'executor = "dask"')

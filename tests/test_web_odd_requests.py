@@ -5,6 +5,7 @@ large or foreign forms, hand-made URLs, tokens beyond ASCII, and names the ledge
 from __future__ import annotations
 
 import base64
+import json
 import socket
 import sqlite3
 from urllib.parse import urlsplit
@@ -134,5 +135,25 @@ def test_the_photo_page_says_what_it_shows(world):
         assert "largest change added" in page and "before the copy's JPEG encoding" in page
         assert "the change pixcamd added and the copy's JPEG encoding together" in page
         failed = web.get(f"/photos/{pid['bad.jpg']}")[2].decode()
-    assert 'id="no-original"' in failed and 'id="original"' not in failed
-    assert "often because it cannot be decoded" in failed
+    assert 'id="failed-original"' in failed and "cannot be decoded shows no image" in failed
+
+
+def test_the_dashboard_says_a_daemon_ended_without_stopping_and_its_photo(world):
+    import subprocess
+    import sys
+
+    from pixcamd.daemon.ledger import Ledger
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    ledger = Ledger(world.ledger_path)
+    ledger.set_daemon(pid=dead.pid, stopped_at=None)
+    ledger.claim(ids(world)["held.jpg"])  # in flight when it was killed
+    ledger.close()
+    with serving(world) as server:
+        web = Client(server.url)
+        page = web.get("/")[2].decode()
+        status = json.loads(web.get("/api/status")[2])
+    assert "it ended without stopping" in page and "interrupted: <b>held.jpg</b>" in page
+    assert status["ended_unexpectedly"] and status["current"] == []
+    assert [c["path"] for c in status["interrupted"]] == ["held.jpg"]

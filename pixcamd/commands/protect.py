@@ -16,7 +16,7 @@ from pixcamd.daemon.settings import settings_fingerprint
 from pixcamd.errors import PixcamdError
 from pixcamd.executors import JobOptions, LocalExecutor, Task
 from pixcamd.folder_plan import plan_sources
-from pixcamd.folders import STATE_DIR, FolderRun, Interrupted, Tally
+from pixcamd.folders import STATE_DIR, FolderRun, Interrupted, Tally, make_outdir
 from pixcamd.models import load_model
 from pixcamd.output import atomic_write, check_destination
 from pixcamd.settings import EPSILON_CAP, make_settings
@@ -60,6 +60,7 @@ def run(args) -> int:
         plan = None
     else:  # every problem with the plan is said before any work is done
         plan = plan_sources(inputs, args.outdir)
+        make_outdir(args.outdir)  # the run's first write: a folder that cannot be made, now
     models = [load_model(name, args.weights, args.device) for name in args.model]
     for model in models:
         print(f"model {model.name} ({model.fingerprint})", file=sys.stderr)
@@ -137,7 +138,7 @@ def run(args) -> int:
     finally:
         executor.close()
     show.end(tally)
-    failed = tally.failed + len(plan.refused)
+    failed = tally.failed + tally.refused
     return 1 if failed or tally.unprotected else 0
 
 

@@ -93,7 +93,7 @@ class ClusterWorker(Worker):
             if row is None:
                 return
             original = self.ledger.done_with_sha(row.sha256, row.path)
-            if original is not None and self._duplicate(row, original):
+            if original is not None and self._as_duplicate(row, original):
                 continue
             data = self._read_guarded(row)
             if data is None:  # changed, gone, refused, unreadable: handled and said

@@ -28,6 +28,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 CONFIG_ENV = "PIXCAMD_CONFIG"
+LEDGER = "ledger.sqlite3"  # in the state dir
 
 
 class ConfigError(PixcamdError):
@@ -53,8 +54,7 @@ class Config:
         elif env.get("STATE_DIRECTORY"):  # StateDirectory= in the systemd unit
             self.state_dir = Path(env["STATE_DIRECTORY"].split(":")[0])
         else:
-            xdg = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-            self.state_dir = Path(xdg) / "pixcamd"
+            self.state_dir = _or_legacy(state_home() / "pixcamd")
         if values["log_file"]:
             self.log_file = _abs(values["log_file"], base)
         elif env.get("LOGS_DIRECTORY"):  # LogsDirectory= in the systemd unit
@@ -64,7 +64,7 @@ class Config:
         self.tmp_dir_setting = _abs(values["tmp_dir"], base) if values["tmp_dir"] else None
         self.hold_dir = _abs(values["hold_dir"], base) if values["hold_dir"] else None
         self.weights_path = _abs(values["weights"], base) if values["weights"] else None
-        self.ledger_path = self.state_dir / "ledger.sqlite3"
+        self.ledger_path = self.state_dir / LEDGER
         self.platform_pipelines = resolve_platforms(values)
 
     def __getattr__(self, key: str) -> Any:
@@ -92,12 +92,27 @@ def _custom(values: dict[str, Any]) -> dict[str, Pipeline]:
     return {name: from_table(name, table) for name, table in values.get("pipelines", {}).items()}
 
 
+def _or_legacy(state_dir: Path) -> Path:
+    """``state_dir``, unless it holds no ledger and the user service's old place does: before
+    systemd 254 a user unit's StateDirectory= was under $XDG_CONFIG_HOME, where the ledger of
+    an earlier ``init --systemd-user`` lies — its photos, decisions and copies' names."""
+    legacy = config_home() / "pixcamd"
+    if not (state_dir / LEDGER).exists() and (legacy / LEDGER).is_file():
+        return legacy
+    return state_dir
+
+
 def _abs(text: str, base: Path) -> Path:
     path = Path(os.path.expanduser(text))
     return Path(os.path.abspath(base / path))
 
 
 SYSTEM_CONFIG = Path("/etc/pixcamd/config.toml")
+
+
+def state_home() -> Path:
+    """$XDG_STATE_HOME (~/.local/state)."""
+    return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
 
 
 def config_home() -> Path:

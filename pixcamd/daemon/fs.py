@@ -91,6 +91,21 @@ def mount_point(path: Path) -> str | None:
     return best
 
 
+def outbox_gone(outbox: Path, mount_at_start: str | None) -> str | None:
+    """Why copies must not be written into ``outbox`` now, if they must not: it is gone, or
+    the mount it was on at start went away (an unmounted share leaves its empty mount point
+    folder behind, and a copy written there would land on the disk below). A mount that
+    appears over it later is fine."""
+    if not outbox.is_dir():
+        return "the outbox is gone (moved, or a mount that went away); copies wait for it"
+    now = mount_point(outbox)
+    if mount_at_start in (None, "/") or now is None:
+        return None
+    if now == mount_at_start or now.startswith(mount_at_start.rstrip("/") + "/"):
+        return None
+    return f"the mount the outbox was on ({mount_at_start}) went away; copies wait for it"
+
+
 def same_mount(a: Path, b: Path) -> bool:
     if a.stat().st_dev != b.stat().st_dev:
         return False

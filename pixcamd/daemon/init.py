@@ -8,6 +8,7 @@ and the write is atomic (a half-written config would stop the daemon at its next
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shlex
 import sys
@@ -16,12 +17,14 @@ from pathlib import Path
 
 from pixcamd.daemon.config import (
     CONFIG_ENV,
+    SYSTEM_CONFIG,
     Config,
     ConfigError,
     config_home,
     locate_config,
     parse_config,
     render_example,
+    state_home,
     user_config_path,
 )
 
@@ -175,10 +178,12 @@ def init_config(
     if target.exists() and not target.is_file():
         raise ConfigError(f"{target}: exists and is not a file")
     folders = {"inbox": _absolute(inbox), "outbox": _absolute(outbox)}
-    if target != Path(os.path.abspath(user_config_path())):
-        # a second config (--config, $PIXCAMD_CONFIG) gets a state dir of its own: with the
-        # default one two daemons would share one ledger, each taking the other's photos
-        folders["state_dir"] = str(target.with_name(f"{target.stem}-state"))
+    if target not in (Path(os.path.abspath(user_config_path())), SYSTEM_CONFIG):
+        # a second config (--config, $PIXCAMD_CONFIG) gets a state dir of its own, named after
+        # it: with the default one two daemons would share one ledger, each taking the other's
+        # photos (the system config keeps its service's StateDirectory=)
+        tag = hashlib.sha256(str(target).encode()).hexdigest()[:8]
+        folders["state_dir"] = str(state_home() / f"pixcamd-{target.stem}-{tag}")
     for key, folder in folders.items():
         if os.path.exists(folder) and not os.path.isdir(folder):
             raise ConfigError(f"{key}: {folder} exists and is not a folder")

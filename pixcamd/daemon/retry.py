@@ -43,48 +43,49 @@ class Plan:
     refused: int = 0  # photos named by path among the skipped: the command then exits 1
 
 
-def relative(config: Config, path: str) -> str:
-    """An inbox path as the ledger names it: relative, POSIX. An absolute path must lie inside
-    the inbox. A relative one is read where the user stands when that is inside the inbox
-    (``cd inbox/2019 && pixcamd retry IMG_1.jpg``) or names a file there from outside it
-    (``pixcamd retry inbox/2019/IMG_1.jpg``); otherwise relative to the inbox."""
+def names(config: Config, path: str) -> list[str]:
+    """The inbox paths, as the ledger names them (relative, POSIX), that ``path`` may mean,
+    likeliest first. An absolute path must lie inside the inbox. A relative one is read where
+    the user stands when that is inside the inbox (``cd inbox/2019 && pixcamd retry
+    IMG_1.jpg``) or when it names a file there from outside it (``pixcamd retry
+    inbox/2019/IMG_1.jpg``), and relative to the inbox as well (``2019/IMG_1.jpg`` from
+    anywhere)."""
     candidate = Path(os.path.expanduser(path))
     if candidate.is_absolute():
-        found = _in_inbox(config, candidate)
+        found = _under(config.inbox, candidate)
         if found is None:
             raise RetryError(f"{path}: not inside the inbox {config.inbox}")
-        return found
+        return [found]
     here = Path(os.path.abspath(candidate))
-    if _in_inbox(config, Path.cwd()) is not None or os.path.lexists(here):
-        found = _in_inbox(config, here)
-        if found is not None:
-            return found
-    return Path(path).as_posix()
+    mine = _under(config.inbox, here)
+    if mine is not None and os.path.lexists(here):
+        return [mine]  # a file in the inbox where the user points: that one, no other
+    standing = mine is not None and _under(config.inbox, Path.cwd()) is not None
+    return list(dict.fromkeys([*([mine] if standing else []), Path(path).as_posix()]))
 
 
-def _in_inbox(config: Config, full: Path) -> str | None:
-    """``full`` relative to the inbox (as written, or with the inbox resolved), if inside."""
+def _under(folder: Path, full: Path) -> str | None:
+    """``full`` relative to ``folder`` (as written, or with it resolved), if inside."""
     full = Path(os.path.abspath(full))
-    for base in (config.inbox, config.inbox.resolve()):
+    for base in (folder, folder.resolve()):
         try:
-            rel = full.relative_to(Path(os.path.abspath(base))).as_posix()
+            return full.relative_to(Path(os.path.abspath(base))).as_posix()
         except ValueError:
             continue
-        return rel  # "." is the inbox itself: no photo of that name, said by the caller
     return None
 
 
 def rows_for(config: Config, ledger: Ledger, paths: list[str]) -> list[Row]:
-    """The ledger's rows for inbox paths (relative, or absolute inside the inbox) or the paths
-    of their copies in the outbox; every path must be known, or nothing is done (``retry``,
-    ``ship``, ``remove``)."""
+    """The ledger's rows for inbox paths (``names``) or the paths of their copies in the
+    outbox; every path must be known, or nothing is done (``retry``, ``ship``, ``remove``)."""
     rows, missing = [], []
     for path in paths:
-        row = _by_copy(config, ledger, path)
-        rel = relative(config, path) if row is None else row.path
-        row = row or ledger.get(rel)
+        copy = _under(config.outbox, Path(os.path.expanduser(path)))
+        owner = ledger.output_owner(copy, "") if copy is not None else None
+        tried = [owner] if owner is not None else names(config, path)
+        row = next((r for r in map(ledger.get, tried) if r is not None), None)
         if row is None:
-            missing.append(rel)
+            missing.append(tried[0])
         else:
             rows.append(row)
     if missing:
@@ -93,19 +94,6 @@ def rows_for(config: Config, ledger: Ledger, paths: list[str]) -> list[Row]:
             "has): " + ", ".join(missing)
         )
     return rows
-
-
-def _by_copy(config: Config, ledger: Ledger, path: str) -> Row | None:
-    """The photo whose copy ``path`` is, when it names a file in the outbox."""
-    full = Path(os.path.abspath(os.path.expanduser(path)))
-    for base in (config.outbox, config.outbox.resolve()):
-        try:
-            rel = full.relative_to(Path(os.path.abspath(base))).as_posix()
-        except ValueError:
-            continue
-        owner = ledger.output_owner(rel, "")
-        return ledger.get(owner) if owner is not None else None
-    return None
 
 
 def plan(

@@ -478,6 +478,9 @@ class Daemon:
             self.worker.abandon()
             if self.worker.thread.is_alive():
                 self.worker.thread.join(ABANDON_WAIT)
+        with contextlib.suppress(Exception):  # a start refused in words is no crash to `status`
+            if getattr(self, "ledger", None) is not None and self._lock_fd is not None:
+                self.ledger.set_daemon(pid=None, stopped_at=time.time(), status="did not start")
         with contextlib.suppress(Exception):
             self.ledger.close()
         unlock(self._lock_fd)

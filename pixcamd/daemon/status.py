@@ -117,8 +117,8 @@ def gather(config: Config, events: int = 10, now: float | None = None, photos: i
         running = "unresponsive"
     else:
         running = "running" if alive else "stopped"
-    # a clean stop clears the pid; a crash, a kill -9 or a power cut leaves a dead one behind,
-    # and its photo in processing: interrupted, protected again at the next start
+    # a clean stop and a start refused in words clear the pid; a crash, a kill -9 or a power
+    # cut leaves a dead one behind, and its photo in processing: interrupted, done again
     crashed = pid is not None and not alive
     return {
         "daemon": running,

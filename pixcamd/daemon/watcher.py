@@ -194,10 +194,13 @@ def _cannot_read(rules: Rules, errors: list[OSError], refused: list | None) -> N
     """A folder the scan could not list, as a refusal: its photos are never skipped unseen."""
     while errors:
         exc = errors.pop(0)
-        rel = rules.relative(exc.filename) or "."
         if refused is not None:
-            why = f"a folder that cannot be read ({exc.strerror or exc}); its photos are not seen"
-            refused.append((shown(rel), why))
+            refused.append((shown(rules.relative(exc.filename) or "."), unreadable(exc)))
+
+
+def unreadable(exc: OSError) -> str:
+    """Why a walk passed a folder by (``os.walk``'s ``onerror``: it says nothing itself)."""
+    return f"a folder that cannot be read ({exc.strerror or exc}); nothing in it is seen"
 
 
 @dataclass

@@ -15,7 +15,6 @@ so nothing is written and the row goes back to the queue.
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import os
 import threading
@@ -26,7 +25,7 @@ from pathlib import Path
 
 from pixcamd.daemon.config import Config
 from pixcamd.daemon.events import EventLog
-from pixcamd.daemon.fs import inside
+from pixcamd.daemon.fs import inside, mount_point, outbox_gone
 from pixcamd.daemon.ledger import Ledger, Row
 from pixcamd.daemon.publication import (
     commit_publication,
@@ -87,7 +86,7 @@ class Worker:
         self.log = log
         self.tmp_dir = tmp_dir
         self.inbox = config.inbox.resolve()
-        self.outbox = config.outbox
+        self.outbox, self.outbox_mount = config.outbox, mount_point(config.outbox)
         self.on_retry = on_retry
         self.on_changed = on_changed
         self.wake = threading.Event()
@@ -172,11 +171,8 @@ class Worker:
 
     def _process(self, row: Row) -> None:
         original = self.ledger.done_with_sha(row.sha256, row.path)
-        if original is not None:  # a copy that cannot be written is retried like any other
-            reused: list[bool] = []  # [False]: protect it; else published, or _guard's to sort
-            self._guard(row, lambda r: reused.append(self._duplicate(r, original)))
-            if reused != [False]:
-                return
+        if original is not None and self._as_duplicate(row, original):
+            return
         self._started(row)
         self._guard(row, self._protect_and_publish)
 
@@ -210,6 +206,12 @@ class Worker:
             self._fail(row, without_path(str(exc), row.path))  # the log names the photo
         except Exception as exc:
             self._transient(row, exc)
+
+    def _as_duplicate(self, row: Row, original: Row) -> bool:
+        """Its twin's copy published, or what went wrong sorted by ``_guard`` (retried)."""
+        reused: list[bool] = []
+        self._guard(row, lambda r: reused.append(self._duplicate(r, original)))
+        return reused != [False]
 
     def _duplicate(self, row: Row, original: Row) -> bool:
         """The same content as a photo already done. A rename (the original has left the
@@ -270,9 +272,9 @@ class Worker:
         """Stage, record, rename into the outbox (``commit_publication``) — never once a hard
         abandon has declared this worker dead."""
         staged = self.tmp_dir / f"stage-{row.id}-{row.attempts}.jpg"
-        if not self.outbox.is_dir():  # moved away, or a mount that went: never made anew here
-            why = "the outbox is gone (moved, or a mount that went away); copies wait for it"
-            raise FileNotFoundError(errno.ENOENT, why, str(self.outbox))
+        why = outbox_gone(self.outbox, self.outbox_mount)  # never made anew where it was
+        if why is not None:
+            raise OSError(f"{self.outbox}: {why}")
         with self.commit_lock:
             if self.dead:
                 raise Abandoned()
@@ -417,7 +419,6 @@ class Worker:
             error=None if protected else "not protected: " + scores_text(scores, worst),
             duplicate_of=None,
         )
-
         if not ship:  # held back: never in the outbox
             held = None
             if self.config.hold_dir is not None and outcome.data is not None:

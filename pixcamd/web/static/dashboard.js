@@ -47,7 +47,12 @@
         (s.current_step ? ` — step ${s.current_step}` : "");
       current.append(p);
     }
-    if (!s.current.length) { const p = document.createElement("p"); p.textContent = "idle"; current.append(p); }
+    for (const c of s.interrupted || []) {  // the daemon ended without stopping mid-photo
+      const p = document.createElement("p");
+      p.textContent = `interrupted: ${printable(c.path)} (attempt ${c.attempt}; again at the next start)`;
+      current.append(p);
+    }
+    if (!current.children.length) { const p = document.createElement("p"); p.textContent = "idle"; current.append(p); }
     // no value: how many steps a photo takes is known only at its end (rounds escalate)
     $("step").hidden = !s.current.length;
     const counts = $("counts");
