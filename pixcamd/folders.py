@@ -174,7 +174,8 @@ class FolderRun:
                     self._report_failure(key, f"{source.path}: not a regular file")
                     continue
                 row = self.ledger.get(key)
-                if row is not None and self._still_done(row, st):
+                # size and time vouch for the bytes only of the file the record saw
+                if row is not None and self._seen_here(row, source) and self._still_done(row, st):
                     self._report_earlier(row)
                     continue
                 digest = sha256_file(source.path)
@@ -294,15 +295,22 @@ class FolderRun:
         that is still there: not this file (a link, a second mount, a share's other case
         reach one file by two paths), not the same bytes (a copied folder). One moved away
         since is this one, moved."""
-        recorded = (row.report or {}).get("source") if row is not None else None
-        if not isinstance(recorded, str) or recorded == self._origin(source.key):
-            return None
-        try:
-            if os.path.samefile(recorded, source.path) or _holds(Path(recorded), digest):
-                return None
-        except OSError:  # gone, or not readable now: not in the way
-            return None
+        if row is None or self._seen_here(row, source):
+            return None  # the record's own file, or a record that does not say
+        recorded = row.report["source"]
+        if not os.path.lexists(recorded) or _holds(Path(recorded), digest):
+            return None  # moved away (this is it, moved), or a copy of the same bytes
         return recorded
+
+    def _seen_here(self, row: Row, source: Source) -> bool:
+        """The record's photo for this key is this very file (or the record does not say)."""
+        recorded = (row.report or {}).get("source")
+        if not isinstance(recorded, str) or recorded == self._origin(source.key):
+            return True
+        try:
+            return os.path.samefile(recorded, source.path)
+        except OSError:
+            return False
 
     def _wants_copy(self, row: Row) -> bool:
         """--write-unprotected, and an earlier run left this photo unprotected without its own
@@ -417,7 +425,8 @@ class FolderRun:
         else:
             # a copy an earlier run made of this photo stays, and stays its own, as the
             # daemon's outbox keeps it: forgetting it would leave a file no record owns
-            self.ledger.finish(row.id, state, output=row.output, **fields)
+            kept = row.output if self._copy_in_place(row) else None
+            self.ledger.finish(row.id, state, output=kept, **fields)
         if outcome.protected:
             self.tally.protected += 1
         else:
@@ -430,7 +439,9 @@ class FolderRun:
     def _report_earlier(self, row: Row) -> None:
         self.tally.earlier += 1
         report = dict(row.report or {})
-        copy = self.outdir / row.output if row.output else None
+        # its own copy; not an earlier version's, kept (that one has no output_sha256)
+        mine = row.output and report.get("output_sha256")
+        copy = self.outdir / row.output if mine else None
         report.update(
             path=str(self.sources[row.path].path),
             output=str(copy) if copy is not None and copy.is_file() else None,  # or taken away

@@ -253,7 +253,7 @@ def test_on_a_cluster_a_second_name_s_copy_the_outbox_refuses_is_retried_too(tmp
     from pixcamd.daemon.cluster import ClusterWorker
     from pixcamd.daemon.events import EventLog
 
-    config = make_config(tmp_path)
+    config = make_config(tmp_path, retry_backoff=600)  # the retry is not due within the test
     noise_photo(config.inbox / "a.jpg", 1)
     with running(config, [brisque]):
         wait_for(lambda: finished(config, ["a.jpg"]), 60, "the first photo")
@@ -296,3 +296,51 @@ def test_an_outbox_whose_mount_went_away_is_not_written_into(tmp_path):
     gone = outbox_gone(tmp_path, "/mnt/a-share-that-went")
     assert gone is not None and "(/mnt/a-share-that-went) went away" in gone
     assert "the outbox is gone" in outbox_gone(tmp_path / "moved", now)
+
+
+def test_a_start_refused_after_a_crash_keeps_the_crash_on_record(tmp_path, capsys):
+    """Killed mid-photo, then a restart refused before it recorded itself (its weights do
+    not load): `status` still says the daemon ended without stopping, and its photo."""
+    from test_daemon_support import pixcamd_process
+
+    config = make_config(tmp_path, model="koncept512", weights=str(tmp_path / "none.pth"))
+    ledger = Ledger(config.ledger_path)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    ledger.set_daemon(pid=dead.pid, heartbeat=1_796_470_000.0, stopped_at=None)
+    ledger.offer("kill1.jpg", "h1", 10, 1, "fp")
+    ledger.claim_next()
+    ledger.close()
+    process = pixcamd_process(config.source)
+    out, _ = process.communicate(timeout=120)
+    assert process.returncode == 2, out
+    assert main(["status", "--config", str(config.source)]) == 0
+    said = capsys.readouterr().out
+    assert "it ended without stopping" in said and "interrupted: kill1.jpg" in said
+
+
+def test_a_path_typed_in_a_folder_deleted_under_the_shell_is_read_in_the_inbox(
+    tmp_path, brisque, capsys, monkeypatch
+):
+    config = make_config(tmp_path)
+    noise_photo(config.inbox / "a.jpg", 1)
+    with running(config, [brisque]):
+        wait_for(lambda: finished(config, ["a.jpg"]), 60, "the photo")
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()  # a sync tool removed the folder the shell stands in
+    code, out = cli(capsys, config, "retry", "a.jpg")
+    assert code == 0 and ledger_rows(config)["a.jpg"]["state"] == "queued", out
+
+
+def test_init_knows_the_user_config_however_it_is_spelt(tmp_path, capsys, monkeypatch):
+    (tmp_path / "real-home" / ".config").mkdir(parents=True)
+    (tmp_path / "home").symlink_to(tmp_path / "real-home")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "home" / ".config"))
+    monkeypatch.delenv("PIXCAMD_CONFIG", raising=False)
+    spelt = tmp_path / "real-home" / ".config" / "pixcamd" / "config.toml"  # through the link
+    argv = ["init", "--config", str(spelt), "--inbox", str(tmp_path / "in")]
+    assert main([*argv, "--outbox", str(tmp_path / "out")]) == 0
+    assert 'state_dir = ""' in spelt.read_text()  # the user config: the default state dir

@@ -239,6 +239,8 @@ def test_a_copy_kept_from_an_earlier_version_is_replaced_by_a_later_run(tmp_path
     code, reports, _, _ = run(capsys, album, "--outdir", out, *weak)
     assert code == 1 and reports[0]["verdict"] == "unprotected"
     assert (out / "album" / "a.jpg").read_bytes() == first  # kept, never forgotten
+    code, reports, _, _ = run(capsys, album, "--outdir", out, *weak)  # nothing new to do
+    assert reports[0]["earlier"] and reports[0]["output"] is None  # the old one is not its
     code, reports, _, err = run(capsys, album, "--outdir", out, *FAST)
     assert code == 0 and reports[0]["verdict"] == "protected", err
     assert (out / "album" / "a.jpg").read_bytes() != first
@@ -259,3 +261,32 @@ def test_one_folder_reached_by_another_path_is_the_same_photos(tmp_path, capsys)
     code, _, summary, err = run(capsys, link, "--outdir", out, *FAST)
     assert code == 0 and "another photo of the same name" not in err, err
     assert summary["from_earlier_run"] == 1  # the same bytes: nothing to do again
+
+
+def test_a_kept_copy_taken_away_is_not_a_reason_to_redo_the_photo_on_every_run(tmp_path, capsys):
+    album = real_photo(tmp_path / "album" / "a.jpg").parent
+    out = tmp_path / "out"
+    assert run(capsys, album, "--outdir", out, *FAST)[0] == 0
+    with Image.open(album / "a.jpg") as img:  # edited
+        img.crop((8, 8, 640, 480)).save(album / "a.jpg", quality=95)
+    (out / "album" / "a.jpg").unlink()  # an uploader took the copy
+    weak = [*FAST, "--epsilon", "0", "--epsilon-cap", "0", "--steps", "1"]
+    assert run(capsys, album, "--outdir", out, *weak)[1][0]["verdict"] == "unprotected"
+    _, reports, summary, _ = run(capsys, album, "--outdir", out, *weak)
+    assert summary["from_earlier_run"] == 1 and reports[0]["earlier"]
+
+
+def test_another_file_of_one_size_and_time_in_a_folder_of_one_name_is_refused(tmp_path, capsys):
+    """Size and modification time vouch for the bytes only of the file the record saw:
+    uncompressed photos of one size, unpacked with one time stamp, are two photos."""
+    first, second = tmp_path / "2019" / "May", tmp_path / "2020" / "May"
+    for folder, seed in ((first, 1), (second, 2)):
+        folder.mkdir(parents=True)
+        synthetic_photo(320, 240, seed).save(folder / "a.bmp")
+        os.utime(folder / "a.bmp", (1e9, 1e9))
+    assert (first / "a.bmp").stat().st_size == (second / "a.bmp").stat().st_size
+    out = tmp_path / "out"
+    assert run(capsys, first, "--outdir", out, *FAST)[0] == 0
+    code, _, summary, err = run(capsys, second, "--outdir", out, *FAST)
+    assert code == 1 and "holds the copy of another photo of the same name" in err, err
+    assert summary["from_earlier_run"] == 0

@@ -88,7 +88,7 @@ class ClusterWorker(Worker):
     def _fill(self) -> None:
         from pixcamd.executors import Task
 
-        while len(self.inflight) < self.executor.capacity:
+        while len(self.inflight) < self.executor.capacity and not self._abandon.is_set():
             row = self.ledger.claim_next()
             if row is None:
                 return

@@ -97,13 +97,13 @@ def outbox_gone(outbox: Path, mount_at_start: str | None) -> str | None:
     folder behind, and a copy written there would land on the disk below). A mount that
     appears over it later is fine."""
     if not outbox.is_dir():
-        return "the outbox is gone (moved, or a mount that went away); copies wait for it"
+        return "the outbox is gone (moved, or a mount that went away); retried until it is back"
     now = mount_point(outbox)
     if mount_at_start in (None, "/") or now is None:
         return None
     if now == mount_at_start or now.startswith(mount_at_start.rstrip("/") + "/"):
         return None
-    return f"the mount the outbox was on ({mount_at_start}) went away; copies wait for it"
+    return f"the mount the outbox was on ({mount_at_start}) went away; retried until it is back"
 
 
 def same_mount(a: Path, b: Path) -> bool:

@@ -178,11 +178,14 @@ def init_config(
     if target.exists() and not target.is_file():
         raise ConfigError(f"{target}: exists and is not a file")
     folders = {"inbox": _absolute(inbox), "outbox": _absolute(outbox)}
-    if target not in (Path(os.path.abspath(user_config_path())), SYSTEM_CONFIG):
+    real = Path(os.path.realpath(target))  # one file however it is spelt
+    if real != Path(os.path.realpath(user_config_path())) and not real.is_relative_to(
+        SYSTEM_CONFIG.parent
+    ):
         # a second config (--config, $PIXCAMD_CONFIG) gets a state dir of its own, named after
         # it: with the default one two daemons would share one ledger, each taking the other's
-        # photos (the system config keeps its service's StateDirectory=)
-        tag = hashlib.sha256(str(target).encode()).hexdigest()[:8]
+        # photos (a system config keeps its service's StateDirectory=)
+        tag = hashlib.sha256(str(real).encode()).hexdigest()[:8]
         folders["state_dir"] = str(state_home() / f"pixcamd-{target.stem}-{tag}")
     for key, folder in folders.items():
         if os.path.exists(folder) and not os.path.isdir(folder):

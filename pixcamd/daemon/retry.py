@@ -56,7 +56,10 @@ def names(config: Config, path: str) -> list[str]:
         if found is None:
             raise RetryError(f"{path}: not inside the inbox {config.inbox}")
         return [found]
-    here = Path(os.path.abspath(candidate))
+    try:
+        here = Path(os.path.abspath(candidate))
+    except OSError:  # the shell's folder was deleted (a sync tool): the inbox's reading alone
+        return [Path(path).as_posix()]
     mine = _under(config.inbox, here)
     if mine is not None and os.path.lexists(here):
         return [mine]  # a file in the inbox where the user points: that one, no other
@@ -66,7 +69,10 @@ def names(config: Config, path: str) -> list[str]:
 
 def _under(folder: Path, full: Path) -> str | None:
     """``full`` relative to ``folder`` (as written, or with it resolved), if inside."""
-    full = Path(os.path.abspath(full))
+    try:
+        full = Path(os.path.abspath(full))
+    except OSError:  # relative, and the current folder is gone
+        return None
     for base in (folder, folder.resolve()):
         try:
             return full.relative_to(Path(os.path.abspath(base))).as_posix()

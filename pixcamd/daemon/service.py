@@ -119,6 +119,7 @@ class Daemon:
             message="protecting for " + "; ".join(platforms),
             platforms=[p.as_dict() for p in self.settings.platforms],
         )
+        self._pid_recorded = True  # from here a failed start is this process's to say
         self.ledger.set_daemon(
             pid=os.getpid(),
             started_at=time.time(),
@@ -479,7 +480,7 @@ class Daemon:
             if self.worker.thread.is_alive():
                 self.worker.thread.join(ABANDON_WAIT)
         with contextlib.suppress(Exception):  # a start refused in words is no crash to `status`
-            if getattr(self, "ledger", None) is not None and self._lock_fd is not None:
+            if getattr(self, "_pid_recorded", False):  # never another one's crash record
                 self.ledger.set_daemon(pid=None, stopped_at=time.time(), status="did not start")
         with contextlib.suppress(Exception):
             self.ledger.close()
