@@ -26,6 +26,9 @@ PASSED_OVER = "a folder whose name an ignore pattern matches"
 class Source:
     path: Path  # the photo
     key: str  # its name in the ledger, e.g. "2019/May/IMG_1.HEIC"
+    # where its name is, its folders resolved (a link inside a folder is a photo of its own):
+    # one photo however it was given, and what a folder run's record keeps as its source
+    place: Path
     copy: str = ""  # its copy's path under the outdir, e.g. "2019/May/IMG_1.jpg" (plan_sources)
 
 
@@ -79,13 +82,13 @@ def plan_sources(
                 elif found is None:
                     plan.left_alone += 1
                 else:  # walked from the resolved folder, no linked folder entered: resolved
-                    _take(plan, Source(found, f"{root.name}/{rules.relative(found)}"), found)
+                    _take(plan, Source(found, f"{root.name}/{rules.relative(found)}", found))
         else:  # a photo named on its own (open_photo says what is wrong with anything else)
             try:  # where its name is, not where a link leads (a link is a photo of its own)
                 where = given.parent.resolve() / given.name
             except (OSError, RuntimeError):  # a loop: open_photo says what is wrong with it
                 where = given.absolute()
-            _take(plan, Source(given, given.name), where)
+            _take(plan, Source(given, given.name, where))
     plan.refused = list(dict.fromkeys(plan.refused))  # a folder given twice: said once
     plan.hidden = list(dict.fromkeys(plan.hidden))
     plan.sources = _name_copies(plan.sources, outdir)
@@ -116,18 +119,17 @@ def _resolved(path: Path) -> Path:
         return Path(os.path.abspath(path))
 
 
-def _take(plan: Plan, source: Source, resolved: Path) -> None:
-    """``source`` into the plan: once, however often it was given (``resolved``: where its name
-    is, its folders resolved — a link inside a folder is a photo of its own, as in the daemon;
-    the same name reached twice, a folder twice or a photo and its folder, is not), and only
+def _take(plan: Plan, source: Source) -> None:
+    """``source`` into the plan: once, however often it was given (by its ``place``: the same
+    name reached twice, a folder twice or a photo and its folder, is one photo), and only
     under a key the record can hold."""
     if shown(source.key) != source.key:  # a folder's or the photo's name (bytes, not UTF-8)
         plan.refused.append((source.path, NOT_UTF8))
         return
-    if resolved in plan.taken:
+    if source.place in plan.taken:
         plan.repeated += 1
     else:
-        plan.taken.add(resolved)
+        plan.taken.add(source.place)
         plan.sources.append(source)
 
 
@@ -164,9 +166,9 @@ def _is_jpeg_name(key: str) -> bool:
 def _walk(rules: Rules):
     """(path, "") per photo, (path, why) per refused file or folder that cannot be read,
     (path, PASSED_OVER) per folder an ignore pattern names, (None, "") per file left alone."""
-    unreadable: list[OSError] = []  # os.walk says nothing of a folder it cannot list
-    for folder, dirs, files in os.walk(rules.inbox, onerror=unreadable.append, followlinks=False):
-        yield from _cannot_read(unreadable)
+    errors: list[OSError] = []  # os.walk says nothing of a folder it cannot list
+    for folder, dirs, files in os.walk(rules.inbox, onerror=errors.append, followlinks=False):
+        yield from _cannot_read(errors)
         here = Path(folder)
         kept = []
         for d in sorted(dirs):
@@ -190,7 +192,7 @@ def _walk(rules: Rules):
                 yield here / name, reason
             else:
                 yield here / name, ""
-    yield from _cannot_read(unreadable)
+    yield from _cannot_read(errors)
 
 
 def _cannot_read(errors: list[OSError]):

@@ -175,11 +175,12 @@ class FolderRun:
                     continue
                 row = self.ledger.get(key)
                 # size and time vouch for the bytes only of the file the record saw
-                if row is not None and self._seen_here(row, source) and self._still_done(row, st):
+                seen = row is None or self._seen_here(row, source)
+                if row is not None and seen and self._still_done(row, st):
                     self._report_earlier(row)
                     continue
                 digest = sha256_file(source.path)
-                other = self._other_source(row, source, digest)
+                other = None if seen else self._other_source(row, digest)
                 if other:
                     self._report_failure(
                         key,
@@ -253,7 +254,7 @@ class FolderRun:
             lambda name: self.promised.get(name_key(name), row.path) != row.path,
         )
 
-    def _commit(self, row: Row, data: bytes, out_rel: str, state: str, fields, digest=None):
+    def _commit(self, row: Row, data: bytes, out_rel: str, state: str, fields, digest: str):
         """Publish ``row``'s copy; False when it cannot be (said, the row failed, nothing
         left staged): a file there that no run recorded is never overwritten — it may be
         the user's own — and a folder that cannot be written is said in words."""
@@ -272,7 +273,6 @@ class FolderRun:
                 return True
             except OSError as exc:
                 staged.unlink(missing_ok=True)
-                digest = digest or hashlib.sha256(data).hexdigest()
                 if _holds(target, digest):  # renamed, then a folder's fsync failed: in place
                     self.ledger.finish(row.id, state, output=out_rel, held=None, **fields)
                     return True
@@ -282,35 +282,30 @@ class FolderRun:
         return False
 
     def _origin(self, key: str) -> str:
-        """Where ``key``'s photo is, its folders resolved: two folders of one name (2019/May,
+        """Where ``key``'s photo is (its planned ``place``): two folders of one name (2019/May,
         2020/May) are one key in the record, never one photo."""
-        path = self.sources[key].path
-        try:
-            return str(path.parent.resolve() / path.name)
-        except (OSError, RuntimeError):
-            return os.path.abspath(path)
-
-    def _other_source(self, row: Row | None, source: Source, digest: str) -> str | None:
-        """The photo an earlier run recorded under ``source``'s key, when it is another one
-        that is still there: not this file (a link, a second mount, a share's other case
-        reach one file by two paths), not the same bytes (a copied folder). One moved away
-        since is this one, moved."""
-        if row is None or self._seen_here(row, source):
-            return None  # the record's own file, or a record that does not say
-        recorded = row.report["source"]
-        if not os.path.lexists(recorded) or _holds(Path(recorded), digest):
-            return None  # moved away (this is it, moved), or a copy of the same bytes
-        return recorded
+        return str(self.sources[key].place)
 
     def _seen_here(self, row: Row, source: Source) -> bool:
-        """The record's photo for this key is this very file (or the record does not say)."""
+        """The record's photo for this key is this very file — the same place, or one file by
+        two paths (a link, a second mount, a share's other case) — or the record does not
+        say."""
         recorded = (row.report or {}).get("source")
-        if not isinstance(recorded, str) or recorded == self._origin(source.key):
+        if not isinstance(recorded, str) or recorded == str(source.place):
             return True
         try:
             return os.path.samefile(recorded, source.path)
         except OSError:
             return False
+
+    def _other_source(self, row: Row, digest: str) -> str | None:
+        """The photo an earlier run recorded under this key (not ``_seen_here``), when it is
+        still there with other bytes than ``digest`` (one moved away since is this one,
+        moved; one with the same bytes is a copied folder)."""
+        recorded = row.report["source"]
+        if not os.path.lexists(recorded) or _holds(Path(recorded), digest):
+            return None
+        return recorded
 
     def _wants_copy(self, row: Row) -> bool:
         """--write-unprotected, and an earlier run left this photo unprotected without its own

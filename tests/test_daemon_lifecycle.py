@@ -12,8 +12,8 @@ import shutil
 import subprocess
 import sys
 
-import pytest
 from test_daemon_support import (
+    crashed,
     events,
     finished,
     ledger_rows,
@@ -21,6 +21,7 @@ from test_daemon_support import (
     no_leaked_threads,  # noqa: F401
     noise_photo,
     running,
+    unprivileged,
     wait_for,
 )
 from web_support import cli
@@ -129,12 +130,7 @@ def test_the_daemon_s_scan_names_a_folder_it_cannot_read(tmp_path):
         "r = Rules(Path(sys.argv[1]), DEFAULT_IGNORE, DEFAULT_EXTENSIONS, []); refused = []; "
         "print(json.dumps([list(scan(r, refused=refused)), refused]))"
     )
-    command = [sys.executable, "-c", code, str(tmp_path / "inbox")]
-    if os.geteuid() == 0:  # root reads anything: without the capabilities that let it
-        if shutil.which("setpriv") is None:
-            pytest.skip("running as root without setpriv (util-linux): cannot drop DAC rights")
-        drop = "-dac_override,-dac_read_search"
-        command = ["setpriv", f"--inh-caps={drop}", f"--bounding-set={drop}", *command]
+    command = unprivileged([sys.executable, "-c", code, str(tmp_path / "inbox")])
     try:
         out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     finally:
@@ -209,13 +205,7 @@ def test_the_ledger_an_old_user_service_left_under_config_is_the_one_used(tmp_pa
 
 def test_status_after_a_kill_says_the_daemon_ended_without_stopping(tmp_path, capsys):
     config = make_config(tmp_path)
-    ledger = Ledger(config.ledger_path)
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()  # a pid that was a process and is no more
-    ledger.set_daemon(pid=dead.pid, heartbeat=1_796_470_000.0, stopped_at=None)
-    ledger.offer("kill1.jpg", "h1", 10, 1, "fp")
-    ledger.claim_next()  # left processing, as a kill -9 leaves it
-    ledger.close()
+    crashed(config.ledger_path)
     assert main(["status", "--config", str(config.source)]) == 0
     out = capsys.readouterr().out
     assert "it ended without stopping (a crash, a kill or a power cut" in out
@@ -304,13 +294,7 @@ def test_a_start_refused_after_a_crash_keeps_the_crash_on_record(tmp_path, capsy
     from test_daemon_support import pixcamd_process
 
     config = make_config(tmp_path, model="koncept512", weights=str(tmp_path / "none.pth"))
-    ledger = Ledger(config.ledger_path)
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    ledger.set_daemon(pid=dead.pid, heartbeat=1_796_470_000.0, stopped_at=None)
-    ledger.offer("kill1.jpg", "h1", 10, 1, "fp")
-    ledger.claim_next()
-    ledger.close()
+    crashed(config.ledger_path)
     process = pixcamd_process(config.source)
     out, _ = process.communicate(timeout=120)
     assert process.returncode == 2, out

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -208,6 +209,35 @@ def running(config, models, notifier=None, timeout=30.0):
     if "error" in outcome:
         raise outcome["error"]
     assert outcome.get("code") == 0
+
+
+def unprivileged(command: list[str]) -> list[str]:
+    """``command`` as a process file permissions bind: as root (CI) under ``setpriv`` without
+    the capabilities that let root read anything; skipped where root has no ``setpriv``."""
+    if os.geteuid() != 0:
+        return command
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv (util-linux): cannot drop DAC rights")
+    drop = "-dac_override,-dac_read_search"
+    return ["setpriv", f"--inh-caps={drop}", f"--bounding-set={drop}", *command]
+
+
+def dead_pid() -> int:
+    """A pid that was a process and is no more."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def crashed(ledger_path: Path, photo: str = "kill1.jpg") -> None:
+    """A ledger as a kill -9 mid-photo leaves it: a dead pid, no stop, ``photo`` processing."""
+    from pixcamd.daemon.ledger import Ledger
+
+    ledger = Ledger(ledger_path)
+    ledger.set_daemon(pid=dead_pid(), heartbeat=1_796_470_000.0, stopped_at=None)
+    ledger.offer(photo, "h1", 10, 1, "fp")
+    ledger.claim_next()
+    ledger.close()
 
 
 def pixcamd_process(config_path: Path, env_extra: dict | None = None, **kwargs):

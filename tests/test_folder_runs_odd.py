@@ -18,23 +18,16 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from test_daemon_support import real_photo
+from test_daemon_support import real_photo, unprivileged
 from test_folder_runs import FAST, copies, run
 from tinybiqa import synthetic_photo
 
 from pixcamd.daemon.ledger import Ledger
 
-NO_OVERRIDE = ["dac_override", "dac_read_search"]
-
 
 def cli(*args, json_lines: bool = True) -> subprocess.CompletedProcess:
     """``pixcamd protect`` as a process this user's file permissions bind (root included)."""
-    command = [sys.executable, "-m", "pixcamd", "protect", *map(str, args)]
-    if os.geteuid() == 0:
-        if shutil.which("setpriv") is None:
-            pytest.skip("running as root without setpriv (util-linux): cannot drop DAC rights")
-        drop = ",".join(f"-{c}" for c in NO_OVERRIDE)
-        command = ["setpriv", f"--inh-caps={drop}", f"--bounding-set={drop}", *command]
+    command = unprivileged([sys.executable, "-m", "pixcamd", "protect", *map(str, args)])
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "1"}
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
 

@@ -139,15 +139,12 @@ def test_the_photo_page_says_what_it_shows(world):
 
 
 def test_the_dashboard_says_a_daemon_ended_without_stopping_and_its_photo(world):
-    import subprocess
-    import sys
+    from test_daemon_support import dead_pid
 
     from pixcamd.daemon.ledger import Ledger
 
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
     ledger = Ledger(world.ledger_path)
-    ledger.set_daemon(pid=dead.pid, stopped_at=None)
+    ledger.set_daemon(pid=dead_pid(), stopped_at=None)
     ledger.claim(ids(world)["held.jpg"])  # in flight when it was killed
     ledger.close()
     with serving(world) as server:

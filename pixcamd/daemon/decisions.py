@@ -43,7 +43,8 @@ _STATES = {
 }
 
 
-def _decided(row: Row) -> str | None:
+def decided(row: Row) -> str | None:
+    """What a person last decided on ``row`` ("shipped", "removed"), if anything."""
     return row.decision.get("action") if isinstance(row.decision, dict) else None
 
 
@@ -70,7 +71,7 @@ def ship(config: Config, ledger: Ledger, row: Row, via: str, now: float | None =
             else "is shipped already (its copy is in the outbox)"
         )
         raise DecisionError(f"{row.path}: {what}; only a photo held back can be shipped anyway")
-    if not row.held and _decided(row) == "removed":
+    if not row.held and decided(row) == "removed":
         raise DecisionError(
             f"{row.path}: its copy was taken back out of the outbox by your decision, and no "
             "held copy is left; retry it to make a new one (--stronger for a larger budget)"

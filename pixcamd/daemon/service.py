@@ -68,6 +68,7 @@ class Daemon:
         self.intake: Intake | None = None  # the watcher, scans and settling, once started
         self.worker: Worker | None = None
         self._lock_fd: int | None = None
+        self._pid_recorded = False  # set once this start wrote its pid: then it clears it
         self.clean_exit = True  # False: a photo would not unwind; its thread may still run
         self.web = None  # pixcamd.web.server.WebServer while the page is served
 
@@ -119,7 +120,7 @@ class Daemon:
             message="protecting for " + "; ".join(platforms),
             platforms=[p.as_dict() for p in self.settings.platforms],
         )
-        self._pid_recorded = True  # from here a failed start is this process's to say
+        self._pid_recorded = True
         self.ledger.set_daemon(
             pid=os.getpid(),
             started_at=time.time(),
@@ -480,7 +481,7 @@ class Daemon:
             if self.worker.thread.is_alive():
                 self.worker.thread.join(ABANDON_WAIT)
         with contextlib.suppress(Exception):  # a start refused in words is no crash to `status`
-            if getattr(self, "_pid_recorded", False):  # never another one's crash record
+            if self._pid_recorded:  # never another one's crash record
                 self.ledger.set_daemon(pid=None, stopped_at=time.time(), status="did not start")
         with contextlib.suppress(Exception):
             self.ledger.close()

@@ -169,11 +169,11 @@ def scan(
     Symlinked folders are never entered; ignored folders are pruned, not walked.
     """
     start = root or rules.inbox
-    unreadable: list[OSError] = []  # os.walk says nothing of a folder it cannot list
-    for folder, dirs, files in os.walk(start, onerror=unreadable.append, followlinks=False):
+    errors: list[OSError] = []  # os.walk says nothing of a folder it cannot list
+    for folder, dirs, files in os.walk(start, onerror=errors.append, followlinks=False):
         if stop is not None and stop.is_set():
             return
-        _cannot_read(rules, unreadable, refused)
+        _cannot_read(rules, errors, refused)
         here = Path(folder)
         dirs[:] = sorted(
             d for d in dirs if not rules.ignored_name(d) and not rules.excluded_path(here / d)
@@ -187,7 +187,7 @@ def scan(
                     others.append(rel)
             elif rel is not None and refused is not None:
                 refused.append((rel, reason))
-    _cannot_read(rules, unreadable, refused)
+    _cannot_read(rules, errors, refused)
 
 
 def _cannot_read(rules: Rules, errors: list[OSError], refused: list | None) -> None:

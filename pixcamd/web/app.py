@@ -140,8 +140,7 @@ def create_app(config: Config, ledger: Ledger, token: str = "", loopback: bool =
     def photo_list(request: Request) -> Response:
         verdict = request.query_params.get("verdict", "all")
         page = request.query_params.get("page", "1")
-        # isdigit() alone takes "²" and "١"; only ASCII digits are a page number here
-        number = int(page) if page.isascii() and page.isdigit() else 0
+        number = _ascii_int(page) or 0
         if verdict not in pages.FILTERS or not 1 <= number <= MAX_PAGE:
             return web.html(
                 "error.html",
@@ -289,7 +288,8 @@ async def _small_body(request: Request) -> bytes | None:
     before a byte is read, and read no further than the limit when it gives none, so a
     large upload never lands in the daemon's memory."""
     length = request.headers.get("content-length", "")
-    if length and not (length.isascii() and length.isdigit() and int(length) <= MAX_FORM):
+    size = _ascii_int(length)
+    if length and (size is None or size > MAX_FORM):
         return None
     body = b""
     async for chunk in request.stream():
@@ -297,6 +297,11 @@ async def _small_body(request: Request) -> bytes | None:
         if len(body) > MAX_FORM:
             return None
     return body
+
+
+def _ascii_int(text: str) -> int | None:
+    """A number written in ASCII digits (``str.isdigit`` alone takes "²" and "١")."""
+    return int(text) if text.isascii() and text.isdigit() else None
 
 
 def _same_origin(request: Request) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from pixcamd.daemon.config import Config
+from pixcamd.daemon.decisions import decided
 from pixcamd.daemon.ledger import Row
 
 # the photo list's filter: name → (label, ledger states)
@@ -34,21 +35,17 @@ def label(row: Row) -> str:
         return row.verdict or "done"
     if row.state == "unprotected":
         if row.output:
-            by = " by your decision" if _decided(row, "shipped") else ""
+            by = " by your decision" if decided(row) == "shipped" else ""
             return f"NOT protected, shipped{by}"
-        if _decided(row, "removed"):
+        if decided(row) == "removed":
             return "NOT protected, its copy removed by your decision"
         return "NOT protected, held back"
     return row.state
 
 
-def _decided(row: Row, action: str) -> bool:
-    return isinstance(row.decision, dict) and row.decision.get("action") == action
-
-
 def no_copy(config: Config, row: Row) -> str:
     """Why the page has no copy to show, in the words of what happened to it."""
-    if _decided(row, "removed"):
+    if decided(row) == "removed":
         return "removed from the outbox by your decision"
     if row.output:
         return "it has left the outbox (taken by the uploader?)"
