@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 from test_daemon_support import (
     crashed,
@@ -103,20 +104,41 @@ def test_a_copy_taken_back_is_not_published_again_by_a_settings_change(tmp_path)
         ledger.close()
 
 
-def test_an_outbox_that_went_away_is_not_made_anew(tmp_path, brisque):
-    config = make_config(tmp_path, retry_backoff=0.2, max_attempts=50)
+def test_an_outbox_that_went_away_is_not_made_anew_and_its_photos_wait(tmp_path, brisque):
+    # two attempts, retried at once: a photo that spent its attempts on the missing outbox
+    # would have failed long before it is back
+    config = make_config(tmp_path, retry_backoff=0.1, max_attempts=2)
     with running(config, [brisque]):
         config.outbox.rename(tmp_path / "outbox-moved")  # a mount that went, a move
         noise_photo(config.inbox / "a.jpg", 1)
-        wait_for(
-            lambda: any("outbox is gone" in m for m in said(config, "retried")),
-            60,
-            "the photo waiting for its outbox",
-        )
+        wait_for(lambda: said(config, "outbox_unavailable"), 60, "the outbox's absence said")
+        wait_for(lambda: "a.jpg" in ledger_rows(config), 60, "the photo queued")
+        time.sleep(2.0)  # what the worker would have done meanwhile, it would have done by now
+        row = ledger_rows(config)["a.jpg"]
+        assert (row["state"], row["attempts"]) == ("queued", 0), row
         assert not config.outbox.exists()
+        (gone,) = said(config, "outbox_unavailable")
+        assert "the outbox is gone" in gone and "1 photos stay queued" in gone, gone
         (tmp_path / "outbox-moved").rename(config.outbox)
         wait_for(lambda: finished(config, ["a.jpg"]), 60, "the photo once it is back")
+    assert ledger_rows(config)["a.jpg"]["state"] == "done"
     assert (config.outbox / "a.jpg").is_file()
+    assert said(config, "outbox_back") and not said(config, "retried")
+
+
+def test_a_file_in_the_outbox_no_photo_wrote_is_never_replaced(tmp_path, brisque):
+    config = make_config(tmp_path)
+    config.outbox.mkdir(parents=True, exist_ok=True)
+    (config.outbox / "a.jpg").write_bytes(b"the user's own file")
+    noise_photo(config.inbox / "a.jpg", 1)
+    with running(config, [brisque]):
+        wait_for(lambda: finished(config, ["a.jpg"]), 60, "the photo")
+    assert (config.outbox / "a.jpg").read_bytes() == b"the user's own file"
+    row = ledger_rows(config)["a.jpg"]
+    assert (row["state"], row["output"]) == ("done", "a.jpg.jpg"), row
+    assert (config.outbox / "a.jpg.jpg").read_bytes()[:2] == b"\xff\xd8"
+    (note,) = [m for m in said(config, "photo_note") if "no photo's record wrote" in m]
+    assert "a.jpg in the outbox" in note and "this copy is a.jpg.jpg" in note, note
 
 
 def test_the_daemon_s_scan_names_a_folder_it_cannot_read(tmp_path):

@@ -470,12 +470,14 @@ def test_a_decision_the_outbox_cannot_take_is_said_in_words_and_leaves_nothing(w
     shipped = world.outbox / before["noise.jpg"]["output"]
     shipped.unlink()
     shipped.mkdir()
-    (world.outbox / "held.jpg").mkdir()
-    (world.outbox / "held.jpg" / "keep").write_text("a folder in the way")
     for kind, path, said in [
         ("remove", "noise.jpg", "cannot delete its copy noise.jpg from the outbox"),
         ("ship", "held.jpg", "cannot write its copy to the outbox"),
     ]:
+        if kind == "ship":  # a file where the outbox's folder should be (a file in the
+            # copy's own place would only move it to the next name)
+            world.outbox.rename(world.outbox.with_name("outbox-aside"))
+            world.outbox.write_text("not a folder")
         assert said.encode() in refused(world, kind, path), kind
         code, text = cli(capsys, world, kind, path)
         assert code == 1 and said in text and "Traceback" not in text

@@ -126,6 +126,15 @@ def test_ship_after_the_copy_was_taken_back_says_so(world, capsys):
     assert "retry it to make a new one" in said
 
 
+def test_ship_leaves_a_file_in_the_outbox_no_photo_wrote(world, capsys):
+    (world.outbox / "held.jpg").write_bytes(b"the user's own file")
+    code, said = cli(capsys, world, "ship", "held.jpg")
+    assert code == 0, said
+    assert (world.outbox / "held.jpg").read_bytes() == b"the user's own file"
+    assert rows(world)["held.jpg"]["output"] == "held.jpg.jpg"
+    assert (world.outbox / "held.jpg.jpg").read_bytes()[:2] == b"\xff\xd8"
+
+
 def test_the_photo_page_says_what_it_shows(world):
     pid = ids(world)
     with serving(world) as server:

@@ -48,12 +48,13 @@ class ClusterWorker(Worker):
                 stopping = self.stop_taking.is_set()
                 if stopping and not self.inflight:
                     break
+                taking = not stopping and self.outbox_ready()  # none taken while it is gone
                 if not self.inflight:
                     self._take_pending()  # a reload: between photos, with a new executor
                 if self.executor is None:
                     self._reconnect()
                 if self.executor is None:
-                    if self.config.ray_fallback == "local" and not stopping:
+                    if self.config.ray_fallback == "local" and taking:
                         row = self.ledger.claim_next()
                         if row is not None:
                             self.process(row)  # here, as executor = "local" would
@@ -63,7 +64,7 @@ class ClusterWorker(Worker):
                 if not self.executor.alive():  # probed at most once a second, idle or not
                     self._cluster_down("its head does not answer")
                     continue
-                if not stopping:
+                if taking:
                     self._fill()
                 if not self.inflight:
                     self._idle()

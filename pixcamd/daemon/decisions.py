@@ -90,7 +90,7 @@ def ship(config: Config, ledger: Ledger, row: Row, via: str, now: float | None =
     staged = None
     try:
         tmp = choose_tmp_dir(config)
-        out_rel = output_name(ledger, taken)
+        out_rel = output_name(ledger, taken, root=config.outbox)
         staged = tmp / f"ship-{row.id}-{os.getpid()}.jpg"
         done = commit_publication(
             ledger,

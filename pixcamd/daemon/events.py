@@ -6,7 +6,8 @@ systemd), and a row in the ledger's ``events`` table (what ``pixcamd status`` sh
 
 Events: daemon_started, model, ready, detected, settled, queued, duplicate, ignored, vanished,
 started, protected (scores, PSNR, seconds), unprotected, shipped_unprotected, failed (reason),
-retried, abandoned, recovered, stopping, stopped.
+retried, abandoned, recovered, photo_note, outbox_unavailable and outbox_back (nothing is taken
+from the queue in between), cluster_unreachable and cluster_back, stopping, stopped.
 """
 
 from __future__ import annotations

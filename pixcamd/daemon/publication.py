@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import itertools
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 
@@ -59,17 +60,21 @@ def output_name(
     row: Row,
     wanted: str | None = None,
     promised: Callable[[str], bool] = lambda name: False,
+    root: Path | None = None,
 ) -> str:
     """Where ``row``'s copy goes under the outbox: ``wanted`` (default: the first of
-    ``copy_names``) unless another row holds it or it is ``promised`` to another photo, else
-    the first of ``copy_names`` that is neither. Names are compared by ``name_key``: the
-    outbox may be (or be synced to) a case-insensitive filesystem, so ``img_1.jpg`` arriving
-    after ``IMG_1.jpg`` takes ``img_1.jpg.jpg``, on every filesystem alike. A row that has
-    published keeps its name (a new copy replaces the old)."""
+    ``copy_names``) unless another row holds it, it is ``promised`` to another photo or a file
+    stands there under ``root`` that no row wrote (the user's own, a lost ledger's: never
+    replaced), else the first of ``copy_names`` that is none of these. Names are compared by
+    ``name_key``: the outbox may be (or be synced to) a case-insensitive filesystem, so
+    ``img_1.jpg`` arriving after ``IMG_1.jpg`` takes ``img_1.jpg.jpg``, on every filesystem
+    alike. A row that has published keeps its name (a new copy replaces the old)."""
     if row.output:
         return row.output
     for candidate in itertools.chain([wanted] if wanted else [], copy_names(row.path)):
         if candidate != wanted and promised(candidate):
+            continue
+        if root is not None and os.path.lexists(root / candidate):
             continue
         if ledger.output_owner(candidate, row.path) is None:
             return candidate

@@ -9,13 +9,14 @@ Failures are sorted: a file that cannot be read as a photo fails at once (``fail
 trouble (disk full, I/O errors, out of memory, anything unexpected) is retried with exponential
 backoff up to ``max_attempts``; GPU out-of-memory retries at once with half the batch, then on
 the CPU. Abandoning (shutdown past the grace time) raises inside protect()'s progress callback,
-so nothing is written and the row goes back to the queue.
+so nothing is written and the row goes back to the queue. What becomes of an outcome (shipped,
+held, a twin's copy) is ``pixcamd.daemon.publishing``'s; while the outbox is gone, nothing is
+taken from the queue.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import threading
 import time
@@ -25,15 +26,9 @@ from pathlib import Path
 
 from pixcamd.daemon.config import Config
 from pixcamd.daemon.events import EventLog
-from pixcamd.daemon.fs import inside, mount_point, outbox_gone
+from pixcamd.daemon.fs import inside, mount_point
 from pixcamd.daemon.ledger import Ledger, Row
-from pixcamd.daemon.publication import (
-    commit_publication,
-    drop_held,
-    held_name,
-    output_name,
-    published_copy,
-)
+from pixcamd.daemon.publishing import Abandoned, Changed, Publisher
 from pixcamd.daemon.settings import (
     can_degrade,
     degrade_label,
@@ -43,15 +38,6 @@ from pixcamd.daemon.settings import (
     with_budget,
 )
 from pixcamd.errors import PhotoError, without_path
-from pixcamd.report import scores_text
-
-
-class Abandoned(Exception):
-    """Shutdown asked the current photo to stop: leave no output, queue it again."""
-
-
-class Changed(Exception):
-    """The source changed while it was being read: queue it again once it settles."""
 
 
 class Vanished(Exception):
@@ -62,7 +48,7 @@ class Refused(Exception):
     """A permanent problem with this source (e.g. a symlink out of the inbox)."""
 
 
-class Worker:
+class Worker(Publisher):
     def __init__(
         self,
         config: Config,
@@ -142,7 +128,7 @@ class Worker:
             self.last_progress = time.monotonic()  # idle is healthy: the loop turns
             self.wake.clear()
             self._take_pending()  # between photos: a reload's settings
-            row = self.ledger.claim_next()
+            row = self.ledger.claim_next() if self.outbox_ready() else None
             if row is None:
                 self._idle()
                 continue
@@ -213,75 +199,6 @@ class Worker:
         self._guard(row, lambda r: reused.append(self._duplicate(r, original)))
         return reused != [False]
 
-    def _duplicate(self, row: Row, original: Row) -> bool:
-        """The same content as a photo already done. A rename (the original has left the
-        inbox) writes nothing: its protected copy is in the outbox already. A copy (the same
-        photo in two albums) gets its own outbox copy with the original's published bytes — no
-        second optimization; when those bytes are gone from the outbox (the uploader took them)
-        or changed there, or were made with other settings, False: the photo is protected like
-        any other — as a retried one always is."""
-        source = original.duplicate_of or original.path
-        if source == row.path or row.budget:
-            # retried: the donor is a copy of this very photo, or a stronger attempt was asked
-            return False
-        if not os.path.lexists(self.inbox / source):
-            self.ledger.finish(row.id, "done", duplicate_of=source, output=None, error=None)
-            note = f"same content as {source} (renamed); nothing written"
-            self.log.emit("duplicate", row.path, note)
-            return True
-        donor = original if original.output else self.ledger.get(source)
-        if donor is None or donor.fingerprint != self.fingerprint:
-            # bytes made with other settings (another model, other platforms) are not what
-            # this config would write
-            note = f"same content as {source}, protected with other settings: protected anew"
-            self.log.emit("duplicate", row.path, note)
-            return False
-        published = published_copy(self.outbox, donor)  # (bytes, their sha256) or None
-        if published is None:
-            self.log.emit(
-                "duplicate",
-                row.path,
-                f"same content as {source}, whose copy has left the outbox: protected anew",
-            )
-            return False
-        self._checkpoint()
-        out_rel = self.output_name(row)
-        data, digest = published
-        fields = dict(
-            verdict=donor.verdict,
-            model=donor.model,
-            fingerprint=donor.fingerprint,
-            scores=donor.scores,
-            psnr=donor.psnr,
-            seconds=0.0,
-            timings=None,
-            report=donor.report,
-            error=None,
-            duplicate_of=source,
-        )
-        self._commit(row, data, out_rel, "done", fields, digest)
-        self.log.emit(
-            "duplicate",
-            row.path,
-            f"same content as {source} → {out_rel} (its protected copy; not optimized again)",
-            output=out_rel,
-        )
-        return True
-
-    def _commit(self, row: Row, data: bytes, out_rel: str, state: str, fields, digest=None):
-        """Stage, record, rename into the outbox (``commit_publication``) — never once a hard
-        abandon has declared this worker dead."""
-        staged = self.tmp_dir / f"stage-{row.id}-{row.attempts}.jpg"
-        why = outbox_gone(self.outbox, self.outbox_mount)  # never made anew where it was
-        if why is not None:
-            raise OSError(f"{self.outbox}: {why}")
-        with self.commit_lock:
-            if self.dead:
-                raise Abandoned()
-            commit_publication(
-                self.ledger, row.id, data, staged, self.outbox, out_rel, state, fields, digest
-            )
-
     def _fail(self, row: Row, reason: str) -> None:
         self.ledger.finish(row.id, "failed", error=reason, model=self.model_label)
         self.log.emit("failed", row.path, reason, level="warning", reason=reason)
@@ -324,9 +241,6 @@ class Worker:
             traceback=traceback.format_exc(limit=6),
         )
         self.on_retry(time.time() + delay)
-
-    def output_name(self, row: Row) -> str:
-        return output_name(self.ledger, row)
 
     def _protect_and_publish(self, row: Row) -> None:
         from pixcamd.job import protect_photo  # torch and the models: not for `pixcamd status`
@@ -378,123 +292,3 @@ class Worker:
             raise Changed()
         self._checkpoint()
         return data
-
-    def publish_outcome(self, row: Row, outcome) -> None:
-        """Ship, hold or record one photo's ``pixcamd.job.Outcome`` (from this process or a
-        Ray worker): the copy's bytes were judged as every pipeline serves them before they
-        came back; here they are staged, recorded, and published with one rename."""
-        from pixcamd import output
-
-        # What the decoder changed (transparency flattened, frames dropped, CMYK converted):
-        # the user sees it in the log and on the photo's page, as the CLI prints it.
-        for note in outcome.warnings:
-            self.log.emit("photo_note", row.path, note)
-        self._checkpoint()
-        report = outcome.report
-        protected = outcome.protected
-        ship = outcome.data is not None and (protected or self.config.on_unprotected == "ship")
-        out_rel = self.output_name(row)
-        verdict = report["verdict"] if protected else "unprotected"
-        scores, worst, protected_on = report["after_jpeg"], report["worst"], report["protected_on"]
-        if report.get("file_check") is not None:  # the copy's own check: it is what ships
-            scores = report["file_check"]
-        edit = report["enhancement"]["description"] if report.get("enhancement") else None
-        edit_text = f"; filter: {edit}" if edit else ""
-        timings = dict(outcome.timings)
-        notes = outcome.notes
-        fields = dict(
-            state="done" if protected else "unprotected",
-            verdict=verdict,
-            model=self.model_label,
-            fingerprint=self.fingerprint,
-            scores={
-                "before": report["before"],
-                "after_jpeg": report["after_jpeg"],
-                "file": report.get("file_check"),
-            },
-            psnr=None if report.get("psnr") is None else round(report["psnr"], 3),
-            seconds=timings.get("total"),
-            timings=timings,
-            report=report,
-            error=None if protected else "not protected: " + scores_text(scores, worst),
-            duplicate_of=None,
-        )
-        if not ship:  # held back: never in the outbox
-            held = None
-            if self.config.hold_dir is not None and outcome.data is not None:
-                held_path = self.config.hold_dir / held_name(self.ledger, row, self.config.hold_dir)
-                held_path.parent.mkdir(parents=True, exist_ok=True)
-                # for people, not uploaders: no need to hide the temp file
-                output.atomic_write(outcome.data, held_path, self.config.hold_dir)
-                held = str(held_path)
-            # A retried photo's earlier copy (protected with other settings, or shipped by a
-            # decision) stays as it was, and stays this photo's: `pixcamd remove` can take it
-            # out, and no other photo is given its name.
-            earlier = (
-                row.output if row.output and os.path.lexists(self.outbox / row.output) else None
-            )
-            state = fields.pop("state")
-            self.ledger.finish(row.id, state, output=earlier, held=held, **fields)
-            self._kept.pop(row.id, None)
-            where = f"; best attempt in {held}" if held else ""
-            if earlier:
-                where += f"; its earlier copy {earlier} stays in the outbox (pixcamd remove)"
-            self.log.emit(
-                "unprotected",
-                row.path,
-                f"could not be protected, held back from the outbox{where} — "
-                f"{scores_text(scores, worst)}{edit_text}",
-                level="warning",
-                filter=edit,
-                scores=scores,
-                protected_on=protected_on,
-                worst=worst,
-                psnr=fields["psnr"],
-                seconds=fields["seconds"],
-            )
-            return
-
-        current = self.ledger.by_id(row.id)
-        if current is None or current.sha256 != row.sha256:
-            raise Changed()
-        self._checkpoint()
-        digest = hashlib.sha256(outcome.data).hexdigest()
-        fields["report"] = {**report, "output_sha256": digest}  # what a copy reuses
-        state = fields.pop("state")
-        self._commit(row, outcome.data, out_rel, state, fields, digest)
-        self._kept.pop(row.id, None)
-        drop_held(self.config.hold_dir, row.held)  # once held back, in the outbox now
-        # what the copy no longer carries, said where the user reads (the GPS position above all)
-        gone = [n for n in notes if "removed" in n or "zeroed" in n]
-        removed = f"; metadata: {'; '.join(gone)}" if gone else ""
-        psnr = f"; PSNR {report['psnr']:.1f} dB" if report.get("psnr") is not None else ""
-        if protected:
-            self.log.emit(
-                "protected",
-                row.path,
-                f"{verdict} → {out_rel} — {scores_text(scores, worst)}"
-                f"{edit_text}{psnr}, {fields['seconds']:.1f} s{removed}",
-                output=out_rel,
-                filter=edit,
-                verdict=verdict,
-                metadata_notes=notes,
-                scores=scores,
-                protected_on=protected_on,
-                worst=worst,
-                psnr=fields["psnr"],
-                seconds=fields["seconds"],
-            )
-        else:
-            self.log.emit(
-                "shipped_unprotected",
-                row.path,
-                f"NOT protected, shipped anyway (on_unprotected = ship) → {out_rel} — "
-                f"{scores_text(scores, worst)}{edit_text}",
-                level="warning",
-                output=out_rel,
-                filter=edit,
-                scores=scores,
-                protected_on=protected_on,
-                worst=worst,
-                seconds=fields["seconds"],
-            )

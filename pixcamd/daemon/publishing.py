@@ -1,0 +1,265 @@
+"""The outbox side of the daemon's worker: what becomes of a photo once its outcome is known.
+
+``Publisher`` ships, holds or records one photo's ``pixcamd.job.Outcome`` (protected in this
+process or on a Ray worker), gives a photo whose content is already done its twin's published
+bytes, and stages, records and renames every copy with ``commit_publication``. It also keeps
+watch on the outbox itself: while it is gone (moved, a mount that went away) no photo is taken
+from the queue, so none spends its attempts on a folder that is not there.
+
+A mixin of ``pixcamd.daemon.worker.Worker``: it reads the worker's config, ledger, log, outbox,
+fingerprint, model label, kept outcome and commit lock, and calls its ``_checkpoint``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+from pixcamd.daemon.fs import outbox_gone
+from pixcamd.daemon.ledger import Row
+from pixcamd.daemon.publication import (
+    commit_publication,
+    copy_names,
+    drop_held,
+    held_name,
+    output_name,
+    published_copy,
+)
+from pixcamd.report import scores_text
+
+
+class Abandoned(Exception):
+    """Shutdown asked the current photo to stop: leave no output, queue it again."""
+
+
+class Changed(Exception):
+    """The source changed while it was being read: queue it again once it settles."""
+
+
+class Publisher:
+    _outbox_away: str | None = None  # why the outbox is not there, once said
+
+    def outbox_ready(self) -> bool:
+        """Whether copies can be written to the outbox now; said once when it goes away and
+        once when it is back. Checked before a photo is taken from the queue: a photo
+        protected for an outbox that is gone would spend an attempt on it."""
+        why = outbox_gone(self.outbox, self.outbox_mount)
+        if why == self._outbox_away:
+            return why is None
+        if why is not None:
+            self.log.emit(
+                "outbox_unavailable",
+                None,
+                f"{self.outbox}: {why}; {self.ledger.queue_length()} photos stay queued "
+                "until it is back",
+                level="error",
+                reason=why,
+            )
+        else:
+            self.log.emit("outbox_back", None, f"{self.outbox} is back; protecting again")
+        self._outbox_away = why
+        return why is None
+
+    def output_name(self, row: Row) -> str:
+        """``row``'s copy's name in the outbox (``publication.output_name``); when a file
+        there that no photo's record wrote has the name it would have had, that file is left
+        as it is, and said."""
+        name = output_name(self.ledger, row, root=self.outbox)
+        first = next(copy_names(row.path))
+        if name != first and not row.output and self.ledger.output_owner(first, row.path) is None:
+            self.log.emit(
+                "photo_note",
+                row.path,
+                f"{first} in the outbox is a file no photo's record wrote (your own, or an "
+                f"earlier ledger's copy); left as it is — this copy is {name}",
+            )
+        return name
+
+    def _duplicate(self, row: Row, original: Row) -> bool:
+        """The same content as a photo already done. A rename (the original has left the
+        inbox) writes nothing: its protected copy is in the outbox already. A copy (the same
+        photo in two albums) gets its own outbox copy with the original's published bytes — no
+        second optimization; when those bytes are gone from the outbox (the uploader took them)
+        or changed there, or were made with other settings, False: the photo is protected like
+        any other — as a retried one always is."""
+        source = original.duplicate_of or original.path
+        if source == row.path or row.budget:
+            # retried: the donor is a copy of this very photo, or a stronger attempt was asked
+            return False
+        if not os.path.lexists(self.inbox / source):
+            self.ledger.finish(row.id, "done", duplicate_of=source, output=None, error=None)
+            note = f"same content as {source} (renamed); nothing written"
+            self.log.emit("duplicate", row.path, note)
+            return True
+        donor = original if original.output else self.ledger.get(source)
+        if donor is None or donor.fingerprint != self.fingerprint:
+            # bytes made with other settings (another model, other platforms) are not what
+            # this config would write
+            note = f"same content as {source}, protected with other settings: protected anew"
+            self.log.emit("duplicate", row.path, note)
+            return False
+        published = published_copy(self.outbox, donor)  # (bytes, their sha256) or None
+        if published is None:
+            self.log.emit(
+                "duplicate",
+                row.path,
+                f"same content as {source}, whose copy has left the outbox: protected anew",
+            )
+            return False
+        self._checkpoint()
+        out_rel = self.output_name(row)
+        data, digest = published
+        fields = dict(
+            verdict=donor.verdict,
+            model=donor.model,
+            fingerprint=donor.fingerprint,
+            scores=donor.scores,
+            psnr=donor.psnr,
+            seconds=0.0,
+            timings=None,
+            report=donor.report,
+            error=None,
+            duplicate_of=source,
+        )
+        self._commit(row, data, out_rel, "done", fields, digest)
+        self.log.emit(
+            "duplicate",
+            row.path,
+            f"same content as {source} → {out_rel} (its protected copy; not optimized again)",
+            output=out_rel,
+        )
+        return True
+
+    def _commit(self, row: Row, data: bytes, out_rel: str, state: str, fields, digest=None):
+        """Stage, record, rename into the outbox (``commit_publication``) — never once a hard
+        abandon has declared this worker dead."""
+        staged = self.tmp_dir / f"stage-{row.id}-{row.attempts}.jpg"
+        why = outbox_gone(self.outbox, self.outbox_mount)  # never made anew where it was
+        if why is not None:
+            raise OSError(f"{self.outbox}: {why}")
+        with self.commit_lock:
+            if self.dead:
+                raise Abandoned()
+            commit_publication(
+                self.ledger, row.id, data, staged, self.outbox, out_rel, state, fields, digest
+            )
+
+    def publish_outcome(self, row: Row, outcome) -> None:
+        """Ship, hold or record one photo's ``pixcamd.job.Outcome`` (from this process or a
+        Ray worker): the copy's bytes were judged as every pipeline serves them before they
+        came back; here they are staged, recorded, and published with one rename."""
+        from pixcamd import output
+
+        # What the decoder changed (transparency flattened, frames dropped, CMYK converted):
+        # the user sees it in the log and on the photo's page, as the CLI prints it.
+        for note in outcome.warnings:
+            self.log.emit("photo_note", row.path, note)
+        self._checkpoint()
+        report = outcome.report
+        protected = outcome.protected
+        ship = outcome.data is not None and (protected or self.config.on_unprotected == "ship")
+        verdict = report["verdict"] if protected else "unprotected"
+        scores, worst, protected_on = report["after_jpeg"], report["worst"], report["protected_on"]
+        if report.get("file_check") is not None:  # the copy's own check: it is what ships
+            scores = report["file_check"]
+        edit = report["enhancement"]["description"] if report.get("enhancement") else None
+        edit_text = f"; filter: {edit}" if edit else ""
+        timings = dict(outcome.timings)
+        notes = outcome.notes
+        fields = dict(
+            state="done" if protected else "unprotected",
+            verdict=verdict,
+            model=self.model_label,
+            fingerprint=self.fingerprint,
+            scores={
+                "before": report["before"],
+                "after_jpeg": report["after_jpeg"],
+                "file": report.get("file_check"),
+            },
+            psnr=None if report.get("psnr") is None else round(report["psnr"], 3),
+            seconds=timings.get("total"),
+            timings=timings,
+            report=report,
+            error=None if protected else "not protected: " + scores_text(scores, worst),
+            duplicate_of=None,
+        )
+        if not ship:  # held back: never in the outbox
+            held = None
+            if self.config.hold_dir is not None and outcome.data is not None:
+                held_path = self.config.hold_dir / held_name(self.ledger, row, self.config.hold_dir)
+                held_path.parent.mkdir(parents=True, exist_ok=True)
+                # for people, not uploaders: no need to hide the temp file
+                output.atomic_write(outcome.data, held_path, self.config.hold_dir)
+                held = str(held_path)
+            # A retried photo's earlier copy (protected with other settings, or shipped by a
+            # decision) stays as it was, and stays this photo's: `pixcamd remove` can take it
+            # out, and no other photo is given its name.
+            earlier = (
+                row.output if row.output and os.path.lexists(self.outbox / row.output) else None
+            )
+            state = fields.pop("state")
+            self.ledger.finish(row.id, state, output=earlier, held=held, **fields)
+            self._kept.pop(row.id, None)
+            where = f"; best attempt in {held}" if held else ""
+            if earlier:
+                where += f"; its earlier copy {earlier} stays in the outbox (pixcamd remove)"
+            self.log.emit(
+                "unprotected",
+                row.path,
+                f"could not be protected, held back from the outbox{where} — "
+                f"{scores_text(scores, worst)}{edit_text}",
+                level="warning",
+                filter=edit,
+                scores=scores,
+                protected_on=protected_on,
+                worst=worst,
+                psnr=fields["psnr"],
+                seconds=fields["seconds"],
+            )
+            return
+
+        current = self.ledger.by_id(row.id)
+        if current is None or current.sha256 != row.sha256:
+            raise Changed()
+        self._checkpoint()
+        out_rel = self.output_name(row)
+        digest = hashlib.sha256(outcome.data).hexdigest()
+        fields["report"] = {**report, "output_sha256": digest}  # what a copy reuses
+        state = fields.pop("state")
+        self._commit(row, outcome.data, out_rel, state, fields, digest)
+        self._kept.pop(row.id, None)
+        drop_held(self.config.hold_dir, row.held)  # once held back, in the outbox now
+        # what the copy no longer carries, said where the user reads (the GPS position above all)
+        gone = [n for n in notes if "removed" in n or "zeroed" in n]
+        removed = f"; metadata: {'; '.join(gone)}" if gone else ""
+        psnr = f"; PSNR {report['psnr']:.1f} dB" if report.get("psnr") is not None else ""
+        if protected:
+            self.log.emit(
+                "protected",
+                row.path,
+                f"{verdict} → {out_rel} — {scores_text(scores, worst)}"
+                f"{edit_text}{psnr}, {fields['seconds']:.1f} s{removed}",
+                output=out_rel,
+                filter=edit,
+                verdict=verdict,
+                metadata_notes=notes,
+                scores=scores,
+                protected_on=protected_on,
+                worst=worst,
+                psnr=fields["psnr"],
+                seconds=fields["seconds"],
+            )
+        else:
+            self.log.emit(
+                "shipped_unprotected",
+                row.path,
+                f"NOT protected, shipped anyway (on_unprotected = ship) → {out_rel} — "
+                f"{scores_text(scores, worst)}{edit_text}",
+                level="warning",
+                output=out_rel,
+                filter=edit,
+                scores=scores,
+                protected_on=protected_on,
+                worst=worst,
+                seconds=fields["seconds"],
+            )
