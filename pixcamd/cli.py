@@ -97,11 +97,11 @@ def _targets(text: str) -> dict[str, float]:
     """``30`` (every model) or ``koncept512=25,brisque=85``."""
     try:
         if "=" not in text:
-            return {"*": float(text)}
+            return {"*": read.score(float(text))}
         pairs = (item.split("=", 1) for item in text.split(","))
-        return {name.strip().lower(): float(value) for name, value in pairs}
+        return {name.strip().lower(): read.score(float(value)) for name, value in pairs}
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r}: give a score, or MODEL=SCORE,…") from exc
+        raise argparse.ArgumentTypeError(f"{text!r}: give a score 0–100, or MODEL=SCORE,…") from exc
 
 
 def _grey_levels(text: str) -> float:
@@ -118,6 +118,14 @@ def _positive(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: give a whole number ≥ 1")
     return int(text)
+
+
+def _seed(text: str) -> int:
+    """The config's ``seed`` range: a torch generator takes no more."""
+    try:
+        return read.number(0, 2**31, integer=True)(int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number 0–2³¹") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -253,7 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     protect.add_argument(
         "--steps", type=_positive, default=40, help="steps per round before escalating (40)"
     )
-    protect.add_argument("--seed", type=int, default=0, help="random seed (same seed, same output)")
+    protect.add_argument(
+        "--seed", type=_seed, default=0, help="random seed 0–2³¹ (same seed, same output)"
+    )
     protect.add_argument(
         "--keep-gps",
         action="store_true",

@@ -7,6 +7,8 @@ download never replaces working weights, and a daemon never sees a half-written 
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import hashlib
 import http.client
 import os
@@ -66,6 +68,7 @@ class Progress:
 
 def _install(source: BinaryIO, total: int | None, dest: Path, origin: str) -> Installed:
     dest.parent.mkdir(parents=True, exist_ok=True)
+    _sweep_parts(dest)
     digest, size = hashlib.sha256(), 0
     # Same folder as the destination: the final rename is atomic (same filesystem).
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
@@ -101,6 +104,19 @@ def _install(source: BinaryIO, total: int | None, dest: Path, origin: str) -> In
     return Installed(dest, size, digest.hexdigest(), model.fingerprint)
 
 
+STALE_PART = 600.0  # seconds: a download in progress writes its part file all the time
+
+
+def _sweep_parts(dest: Path) -> None:
+    """The part files of installs that were killed (SIGTERM, SIGKILL: no clean-up ran), a
+    whole checkpoint each; one written to in the last minutes may be another fetch's."""
+    stale = time.time() - STALE_PART
+    for part in dest.parent.glob(f".{glob.escape(dest.name)}.*.part"):
+        with contextlib.suppress(OSError):
+            if part.stat().st_mtime < stale:
+                part.unlink()
+
+
 def fetch_weights(
     url: str = WEIGHTS_URL, dest: Path | None = None, timeout: float = 60.0
 ) -> Installed:
@@ -128,7 +144,8 @@ def install_weights(source: str | os.PathLike, dest: Path | None = None) -> Inst
     """Install a KonCept512.pth the user already has (copied; the original is left alone)."""
     source, dest = Path(source), dest or default_weights_path()
     if not source.is_file():
-        raise WeightsMissing(f"{source}: no such file")
+        what = "a folder, not a checkpoint file" if source.is_dir() else "no such file"
+        raise WeightsMissing(f"{source}: {what}")
     check_destination(dest)  # said now, not after the copy and the check
     with source.open("rb") as f:
         return _install(f, source.stat().st_size, dest, str(source))

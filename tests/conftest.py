@@ -14,6 +14,19 @@ SHARED = Path(os.environ.get("PIXCAMD_SHARED", ROOT.parent / "shared"))
 CORPUS = SHARED / "corpus"
 
 
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A fresh user: HOME and the XDG folders in tmp_path, no $PIXCAMD_CONFIG."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("PIXCAMD_CONFIG", raising=False)
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    monkeypatch.delenv("LOGS_DIRECTORY", raising=False)
+    return tmp_path
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     return DATA

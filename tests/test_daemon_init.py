@@ -9,24 +9,10 @@ import signal
 import subprocess
 import sys
 
-import pytest
 from test_daemon_support import ROOT, noise_photo, wait_for
 
 from pixcamd.cli import main
 from pixcamd.daemon.config import load_config, render_example
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    """A fresh user: HOME and the XDG folders in tmp_path, no $PIXCAMD_CONFIG."""
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.delenv("PIXCAMD_CONFIG", raising=False)
-    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
-    monkeypatch.delenv("LOGS_DIRECTORY", raising=False)
-    return tmp_path
 
 
 def cli(capsys, *argv) -> tuple[int, str, str]:

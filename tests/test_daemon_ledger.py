@@ -8,7 +8,8 @@ import threading
 import pytest
 from test_daemon_support import no_leaked_threads  # noqa: F401
 
-from pixcamd.daemon.ledger import Ledger, read_only
+from pixcamd.daemon.ledger import Ledger
+from pixcamd.daemon.ledger_file import read_only
 from pixcamd.daemon.publication import recover_interrupted
 
 FP = "s1-aaaa"

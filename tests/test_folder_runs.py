@@ -16,7 +16,7 @@ from PIL import Image
 from tinybiqa import synthetic_photo
 
 from pixcamd.cli import main
-from pixcamd.daemon.ledger import read_only
+from pixcamd.daemon.ledger_file import read_only
 
 FAST = ["--model", "brisque", "--views", "center", "--steps", "20", "--platforms", "task"]
 

@@ -165,6 +165,26 @@ def test_target_must_name_each_model(tmp_path, photo, capsys):
     assert json.loads(out.out.splitlines()[0])["epsilon"] == 16
 
 
+@pytest.mark.parametrize(
+    ("flag", "value", "said"),
+    [
+        ("--seed", "18446744073709551615", "give a whole number 0–2³¹"),
+        ("--seed", "-1", "give a whole number 0–2³¹"),
+        ("--target", "inf", "give a score 0–100"),
+        ("--target", "nan", "give a score 0–100"),
+        ("--target", "brisque=150", "give a score 0–100"),
+    ],
+)
+def test_a_seed_or_target_out_of_range_is_refused_before_any_work(
+    tmp_path, photo, capsys, flag, value, said
+):
+    with pytest.raises(SystemExit):
+        main(["protect", str(photo), "-o", str(tmp_path / "o.jpg"), flag, value])
+    err = capsys.readouterr().err
+    assert f"{flag}: {value!r}: {said}" in err, err
+    assert not (tmp_path / "o.jpg").exists()
+
+
 @pytest.mark.parametrize("quality", ["0", "101", "none", "high"])
 def test_the_copys_quality_is_a_jpeg_quality_and_the_error_says_so(
     tmp_path, photo, capsys, quality
@@ -209,6 +229,35 @@ def test_the_copy_drops_the_gps_position_unless_asked_to_keep_it(
         assert gps == []
         assert any("GPS" in note for note in reports[0]["metadata_notes"])
         assert "GPS position removed" in err
+
+
+def test_a_folder_rerun_with_the_other_gps_choice_makes_the_copy_again(tmp_path, capsys):
+    """Whether the copy keeps the position is in its bytes: a rerun that asks otherwise is
+    not 'done by an earlier run' (a copy kept its position after the user asked it gone)."""
+    import piexif
+    from test_folder_runs import run as folder_run
+
+    album = tmp_path / "album"
+    album.mkdir()
+    gps = {
+        piexif.GPSIFD.GPSLatitudeRef: b"N",
+        piexif.GPSIFD.GPSLatitude: ((36, 1), (26, 1), (54, 1)),
+        piexif.GPSIFD.GPSLongitudeRef: b"W",
+        piexif.GPSIFD.GPSLongitude: ((116, 1), (51, 1), (18, 1)),
+    }
+    exif = piexif.dump({"0th": {piexif.ImageIFD.Make: b"Canon"}, "GPS": gps})
+    synthetic_photo(320, 240, 0).save(album / "a.jpg", quality=95, exif=exif)
+    copy = tmp_path / "out" / "album" / "a.jpg"
+    for keep in (True, False, True):
+        flags = ["--keep-gps"] if keep else []
+        code, reports, _, err = folder_run(
+            capsys, album, "--outdir", tmp_path / "out", "--write-unprotected", *FAST, *flags
+        )
+        assert code in (0, 1) and len(reports) == 1, err
+        assert "earlier run" not in err, err
+        tags = _exiftool(copy)
+        assert ("EXIF:GPSLatitude" in tags) == keep, (keep, err)
+        assert tags.get("EXIF:Make") == "Canon"
 
 
 def test_a_black_and_white_photo_comes_out_black_and_white(tmp_path, corpus_dir, capsys):

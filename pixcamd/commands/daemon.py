@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -132,9 +133,19 @@ def add_commands(commands) -> None:
 
 
 def init_setup(args: argparse.Namespace) -> int:
-    from pixcamd.daemon.init import init_config, install_user_unit, target_path, user_unit_path
+    from pixcamd.daemon.init import (
+        init_config,
+        install_user_unit,
+        target_path,
+        unit_in_the_way,
+        user_unit_path,
+    )
 
     path, how = target_path(args.config)
+    if args.systemd_user and not args.if_missing:
+        unit_in_the_way(args.force)  # before the config is written, not after
+    if args.if_missing and os.path.exists(path) and not path.is_file():
+        raise PixcamdError(f"{path}: exists and is not a file")
     if args.if_missing and path.exists():
         print(f"kept {how}: {path} (already there; pixcamd config check shows it)")
     else:
@@ -162,7 +173,7 @@ def _report_init(done) -> None:
     lines = [f"{verb} {done.how}: {done.path}"]
     if done.created:
         lines.append("created: " + ", ".join(str(p) for p in done.created))
-    flag = "" if done.how == "your user config" else f" --config {done.path}"
+    flag = "" if done.how == "your user config" else f" --config {shlex.quote(str(done.path))}"
     lines += [
         f"inbox:  {config.inbox}  (photos synced or dropped here get protected)",
         f"outbox: {config.outbox}  (protected copies appear here, ready to share)",
@@ -232,11 +243,21 @@ def run_daemon(args: argparse.Namespace) -> int:
 def config_check(args: argparse.Namespace) -> int:
     from pixcamd.daemon.config import render_effective
     from pixcamd.daemon.fs import choose_tmp_dir
-    from pixcamd.daemon.settings import resolve_models
+    from pixcamd.daemon.settings import build_settings, resolve_models
     from pixcamd.devices import resolve_device
+    from pixcamd.models import model_class
+    from pixcamd.models.weights import default_weights_path
 
     config = _load(args)
     names, note = resolve_models(config)
+    if "koncept512" in names:  # what `run` would refuse first; loading them is its job
+        weights = config.weights_path or default_weights_path()
+        if not weights.is_file():
+            key = "weights" if config.weights_path else "model"
+            raise PixcamdError(
+                f"{key}: KonCept512 weights not found at {weights}; `pixcamd model fetch` "
+                "installs them"
+            )
     derived: dict = {
         "inbox": str(config.inbox),
         "outbox": str(config.outbox),
@@ -253,6 +274,8 @@ def config_check(args: argparse.Namespace) -> int:
         derived["device"] = resolve_device(config.device)
     except ValueError as exc:
         raise PixcamdError(f"device: {exc}") from None
+    # the targets against these models' thresholds, as `run` judges them
+    build_settings(config, [model_class(n) for n in names], derived["device"])
     notes = [f"# {note}"]
     if config.executor == "ray":  # does the cluster answer? (it can go away later: run says so)
         notes.append(f"# {_probe_cluster(config.ray_address)}")

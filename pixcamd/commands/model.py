@@ -14,7 +14,7 @@ from pixcamd.models.weights import default_weights_path
 
 
 def fetch(args) -> int:
-    dest = Path(args.to) if args.to else default_weights_path()
+    dest = Path(args.to).expanduser() if args.to else default_weights_path()
     if args.source:
         print(f"installing {args.source} → {dest}", file=sys.stderr)
         installed = install_weights(args.source, dest)
@@ -29,7 +29,7 @@ def fetch(args) -> int:
 
 
 def info(args) -> int:
-    weights = Path(args.weights) if args.weights else default_weights_path()
+    weights = Path(args.weights).expanduser() if args.weights else default_weights_path()
     report: dict = {"weights_path": str(weights), "weights_installed": weights.is_file()}
     if weights.is_file():
         digest = hashlib.sha256()
@@ -37,7 +37,7 @@ def info(args) -> int:
             while chunk := f.read(1 << 20):
                 digest.update(chunk)
         report.update(weights_size=weights.stat().st_size, weights_sha256=digest.hexdigest())
-    report["auto_selects"] = resolve_name("auto", args.weights)
+    report["auto_selects"] = resolve_name("auto", weights if args.weights else None)
     report["models"] = {}
     for name in ("koncept512", "brisque"):
         try:

@@ -114,7 +114,7 @@ def run(args) -> int:
         plan.sources,
         args.outdir,
         executor,
-        settings_fingerprint(settings, models),
+        settings_fingerprint(settings, models, options.strip_gps),
         label,
         write_unprotected=args.write_unprotected,
         on_photo=show.photo,

@@ -103,6 +103,8 @@ def _or_legacy(state_dir: Path) -> Path:
 
 
 def _abs(text: str, base: Path) -> Path:
+    if "\0" in text:
+        raise ConfigError(f"{text!r}: a path cannot hold a NUL character")
     path = Path(os.path.expanduser(text))
     return Path(os.path.abspath(base / path))
 
@@ -317,13 +319,39 @@ def _inside(child: Path, parent: Path) -> bool:
     return child == parent or parent in child.parents
 
 
+def _kind_problems(config: Config) -> list[str]:
+    """A folder setting that names a file (or a folder under a file), a log file that names a
+    folder: said here, by key, not as an OSError when the daemon starts (or a photo is held)."""
+    problems = []
+    for key, path, folder in (
+        ("outbox", config.outbox, True),
+        ("state_dir", config.state_dir, True),
+        ("tmp_dir", config.tmp_dir_setting, True),
+        ("hold_dir", config.hold_dir, True),
+        ("log_file", config.log_file, False),
+    ):
+        if path is None:
+            continue
+        if folder and os.path.exists(path) and not os.path.isdir(path):
+            problems.append(f"{key}: {path} exists and is not a folder")
+        elif not folder and os.path.isdir(path):
+            problems.append(f"{key}: {path} is a folder; name a file")
+        elif not os.path.exists(path):
+            above = next(p for p in path.parents if os.path.exists(p))
+            if not os.path.isdir(above):
+                problems.append(f"{key}: {path} cannot be created: {above} is not a folder")
+    return problems
+
+
 def layout_problems(config: Config) -> list[str]:
     """The folders must not overlap: outputs are never re-ingested, originals never shipped."""
     problems = []
     if not config.inbox.is_dir():
         what = "is not a folder" if config.inbox.exists() else "does not exist"
         problems.append(f"inbox: {config.inbox} {what}")
-    inbox, outbox = config.inbox.resolve(), config.outbox.resolve()
+    problems += _kind_problems(config)
+    # realpath, not resolve(): a symlink loop is an overlap question answered, not a crash
+    inbox, outbox = Path(os.path.realpath(config.inbox)), Path(os.path.realpath(config.outbox))
     if _inside(outbox, inbox):
         problems.append(
             f"outbox: {config.outbox} is inside the inbox {config.inbox}; the daemon would "
@@ -342,7 +370,7 @@ def layout_problems(config: Config) -> list[str]:
     ):
         if path is None:
             continue
-        real = path.resolve()
+        real = Path(os.path.realpath(path))
         if _inside(real, inbox):
             problems.append(f"{key}: {path} is inside the inbox {config.inbox}")
         if _inside(real, outbox):

@@ -7,6 +7,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import tempfile
 from pathlib import Path
 
 from pixcamd.daemon.config import Config, ConfigError
@@ -144,12 +145,24 @@ def choose_tmp_dir(config: Config, create: bool = True) -> Path:
                 if not same_mount(candidate, outbox):
                     continue
             return candidate
-    tried = " nor ".join(str(c) for c in candidates)
+    tried = (
+        f"{candidates[0]} is not"
+        if len(candidates) == 1
+        else "neither " + " nor ".join(str(c) for c in candidates) + " is"
+    )
     raise ConfigError(
-        f"tmp_dir: {tried} is on the outbox's mount ({outbox}), so copies could not be renamed "
+        f"tmp_dir: {tried} on the outbox's mount ({outbox}), so copies could not be renamed "
         "into it atomically; set tmp_dir to a writable folder on that mount, outside the outbox "
         "(under systemd: add it to ReadWritePaths= together with the outbox, as one folder)"
     )
+
+
+def writable_folder(folder: Path) -> None:
+    """Make ``folder`` and prove a file can be written in it (a permission check would pass
+    root by an immutable or read-only mount); OSError if not."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=folder, prefix=".pixcamd-probe-"):
+        pass
 
 
 def lock_state_dir(state_dir: Path) -> int:

@@ -8,6 +8,7 @@ and the write is atomic (a half-written config would stop the daemon at its next
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shlex
@@ -127,19 +128,27 @@ def this_pixcamd() -> str:
     return command.replace("%", "%%")  # systemd reads % as a specifier
 
 
+def unit_in_the_way(force: bool) -> None:
+    """Refuse, before anything is written, to replace a user unit without ``force``."""
+    path = user_unit_path()
+    if os.path.lexists(path) and not force:
+        raise ConfigError(
+            f"{path}: a unit is already there. `pixcamd init --systemd-user --force` replaces "
+            "it and your config; to write a new unit and keep your config, remove this file "
+            "and run `pixcamd init --systemd-user --if-missing`"
+        )
+
+
 def install_user_unit(force: bool = False, config: Path | None = None) -> tuple[Path, bool]:
     """Write the user unit for this pixcamd (reading ``config``, when that is not the user
     config a service finds by itself); (its path, whether it replaced one)."""
     path = user_unit_path()
-    if path.exists() and not force:
-        raise ConfigError(
-            f"{path}: a unit is already there (pixcamd init --systemd-user --force replaces it)"
-        )
+    unit_in_the_way(force)
     replaced = path.exists()
     command = this_pixcamd()
     if config is not None:
         command += " --config " + shlex.quote(str(config)).replace("%", "%%")
-    _write_atomically(path, render_user_unit(command))
+    _write_atomically(path, render_user_unit(command), "the user service")
     return path, replaced
 
 
@@ -170,14 +179,14 @@ def init_config(
     nothing is written)."""
     target, how = target_path(path)
     target = Path(os.path.abspath(os.path.expanduser(target)))
+    if os.path.exists(target) and not target.is_file():
+        raise ConfigError(f"{target}: exists and is not a file")
     if target.exists() and not force:
         raise ConfigError(
             f"{target}: a config is already there; `pixcamd config check` shows it "
             "(pixcamd init --force replaces it)"
         )
-    if target.exists() and not target.is_file():
-        raise ConfigError(f"{target}: exists and is not a file")
-    folders = {"inbox": _absolute(inbox), "outbox": _absolute(outbox)}
+    folders = {"inbox": _absolute(inbox, "inbox"), "outbox": _absolute(outbox, "outbox")}
     real = Path(os.path.realpath(target))  # one file however it is spelt
     if real != Path(os.path.realpath(user_config_path())) and not real.is_relative_to(
         SYSTEM_CONFIG.parent
@@ -191,12 +200,14 @@ def init_config(
         if os.path.exists(folder) and not os.path.isdir(folder):
             raise ConfigError(f"{key}: {folder} exists and is not a folder")
     text = render_example(folders, HEADER)
-    created = _make_folder(Path(folders["inbox"]))  # the check wants an inbox that exists
+    created: list[Path] = []
     try:
+        created += _make_folder(Path(folders["inbox"]), "inbox")  # the check wants it there
         config = parse_config(text, target)  # e.g. an outbox inside the inbox: refused here
-        created += _make_folder(config.outbox)
+        created += _make_folder(config.outbox, "outbox")
         replaced = target.exists()
-        _write_atomically(target, text)
+        # a config that is a link (dotfiles) is written where it leads: the link stays
+        _write_atomically(Path(os.path.realpath(target)), text, "the config")
     except BaseException:
         for folder in reversed(created):  # a refused init leaves nothing behind
             folder.rmdir()
@@ -204,22 +215,34 @@ def init_config(
     return Initialized(target, how, config, created, replaced)
 
 
-def _write_atomically(target: Path, text: str) -> None:
+def _write_atomically(target: Path, text: str, what: str) -> None:
     """The output module's atomic write (temp file, fsync, rename, fsync the folder), its
     temp file beside the target: a half-written config or unit is never read."""
     from pixcamd.output import atomic_write
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(text.encode("utf-8"), target, target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(text.encode("utf-8"), target, target.parent)
+    except OSError as exc:
+        raise ConfigError(f"{target}: cannot write {what} ({exc.strerror or exc})") from None
 
 
-def _make_folder(folder: Path) -> list[Path]:
-    """Create ``folder`` and its missing parents; the ones created, outermost first."""
+def _make_folder(folder: Path, key: str) -> list[Path]:
+    """Create ``folder`` and its missing parents; the ones created, outermost first. A folder
+    that cannot be made is a ``ConfigError`` naming ``key``, the parents made removed again."""
     missing = [p for p in (folder, *folder.parents) if not p.exists()][::-1]
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        for made in reversed(missing):
+            with contextlib.suppress(OSError):
+                made.rmdir()
+        raise ConfigError(f"{key}: cannot create {folder} ({exc.strerror or exc})") from None
     return missing
 
 
-def _absolute(folder: str | os.PathLike) -> str:
+def _absolute(folder: str | os.PathLike, key: str) -> str:
     """An absolute path, so the config means the same wherever it is read from."""
+    if not os.fspath(folder).strip():
+        raise ConfigError(f"{key}: an empty path; name a folder")
     return os.path.abspath(os.path.expanduser(os.fspath(folder)))

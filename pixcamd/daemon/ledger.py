@@ -31,6 +31,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pixcamd.daemon.ledger_file import (
+    LedgerDamaged,
+    damaged,
+    is_locked,
+    not_emptied,
+    read_tables,
+)
 from pixcamd.daemon.ledger_schema import JSON_COLUMNS, STATES, prepare
 
 MAX_EVENTS = 20_000  # older events are pruned (the JSON log file keeps everything)
@@ -103,17 +110,25 @@ class Ledger:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.clock = clock
         self._lock = threading.RLock()
+        not_emptied(self.path)
         self._db = sqlite3.connect(
             self.path, timeout=10, isolation_level=None, check_same_thread=False
         )
-        self._db.row_factory = sqlite3.Row
-        self._db.create_function(
-            "name_key", 1, lambda name: name and name_key(name), deterministic=True
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")  # a committed state survives power loss
-        self._db.execute("PRAGMA busy_timeout=10000")
-        prepare(self._db)
+        try:
+            self._db.row_factory = sqlite3.Row
+            self._db.create_function(
+                "name_key", 1, lambda name: name and name_key(name), deterministic=True
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")  # a committed state survives power loss
+            self._db.execute("PRAGMA busy_timeout=10000")
+            prepare(self._db)
+            read_tables(self._db)
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            if is_locked(exc):
+                raise
+            raise LedgerDamaged(damaged(self.path, str(exc))) from None
 
     def close(self) -> None:
         with self._lock:
@@ -481,15 +496,3 @@ class Ledger:
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 [(k, json.dumps(v)) for k, v in facts.items()],
             )
-
-
-def read_only(path: str | Path) -> sqlite3.Connection:
-    """A connection for ``pixcamd status``: reads only; WAL lets it run beside the daemon."""
-    try:
-        db = sqlite3.connect(f"file:{Path(path)}?mode=rw", uri=True, timeout=10)
-        db.execute("PRAGMA query_only=1")
-        db.execute("SELECT count(*) FROM photos").fetchone()
-    except sqlite3.OperationalError:  # no write access to the state dir: a plain read-only open
-        db = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True, timeout=10)
-    db.row_factory = sqlite3.Row
-    return db

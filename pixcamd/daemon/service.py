@@ -19,7 +19,7 @@ from typing import TextIO
 
 from pixcamd.daemon.config import Config, ConfigError
 from pixcamd.daemon.events import EventLog
-from pixcamd.daemon.fs import choose_tmp_dir, lock_state_dir, unlock
+from pixcamd.daemon.fs import choose_tmp_dir, lock_state_dir, unlock, writable_folder
 from pixcamd.daemon.intake import Intake
 from pixcamd.daemon.ledger import Ledger
 from pixcamd.daemon.notify import Notifier
@@ -84,11 +84,23 @@ class Daemon:
         try:
             self._start()
         except OSError as exc:  # a folder that cannot be created or written: say which
-            self._close_quietly()
+            self._refused(f"cannot start: {exc}")
             raise PixcamdError(f"cannot start: {exc}") from exc
+        except Exception as exc:
+            self._refused(str(exc))
+            raise
         except BaseException:
             self._close_quietly()
             raise
+
+    def _refused(self, why: str) -> None:
+        """A start refused in words: said in the log `status` reads (where one is open), after
+        its daemon_started, then everything started is closed."""
+        log = getattr(self, "log", None)
+        if log is not None:
+            with contextlib.suppress(Exception):
+                log.emit("start_refused", message=why, level="error", reason=why)
+        self._close_quietly()
 
     def _start(self) -> None:
         config = self.config
@@ -103,6 +115,8 @@ class Daemon:
             pid=os.getpid(),
             config=str(config.source) if config.source else None,
         )
+        if config.hold_dir is not None:  # not first found out by the first photo held back
+            writable_folder(config.hold_dir)
 
         models, note, fallback = load_models(config, self.injected_models)
         device = model_device(models)
@@ -209,7 +223,7 @@ class Daemon:
         """Models and settings in force (start-up or reload): the fingerprint and label recorded
         per photo, and the facts `pixcamd status` shows; the platforms, in words."""
         self.models, self.settings, self.model_note = models, settings, note
-        self.fingerprint = settings_fingerprint(settings, models)
+        self.fingerprint = settings_fingerprint(settings, models, self.config.strip_gps)
         self.model_label = "+".join(m.name for m in models) + (
             " (auto fallback)" if fallback else ""
         )

@@ -20,10 +20,11 @@ from pixcamd.views import in_order
 SEARCH_REVISION = 2
 
 
-def settings_fingerprint(settings, models) -> str:
+def settings_fingerprint(settings, models, strip_gps: bool = True) -> str:
     """What determines the output: recorded per photo; unprotected/failed rows are retried when
-    it changes (they were never shipped). Device and batch size do not change the result's
-    meaning and are left out."""
+    it changes (they were never shipped), a folder run redoes its photos. Device and batch size
+    do not change the result's meaning and are left out; whether the copy keeps the GPS
+    position does (it is in the copy's bytes)."""
     # The step rule and the roaming draws: the same settings, other pixels.
     from pixcamd.optimizer import FADE, STEP_CLIP, TREND_POINTS, TREND_SPAN
     from pixcamd.roaming import (
@@ -73,6 +74,8 @@ def settings_fingerprint(settings, models) -> str:
         "models": [m.fingerprint for m in models],
         "search_revision": SEARCH_REVISION,
     }
+    if not strip_gps:  # only then: the default's fingerprints stay what they were
+        data["keep_gps"] = True
     digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
     return "s1-" + digest[:16]
 
@@ -113,7 +116,8 @@ def resolve_models(config: Config) -> tuple[list[str], str]:
                 f"{default_weights_path()}. The filter to fool is usually KonCept512: install it "
                 "with `pixcamd model fetch`, then restart or reload the daemon"
             )
-        return ["koncept512"], "model auto → KonCept512 (weights installed)"
+        weights = config.weights_path or default_weights_path()
+        return ["koncept512"], f"model auto → KonCept512 (weights at {weights})"
     return list(config.model), f"model {'+'.join(config.model)} (configured)"
 
 

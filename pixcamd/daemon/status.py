@@ -10,7 +10,7 @@ from datetime import datetime
 
 from pixcamd.daemon.config import Config
 from pixcamd.daemon.events import human_line, printable
-from pixcamd.daemon.ledger import read_only
+from pixcamd.daemon.ledger_file import read_only
 from pixcamd.daemon.ledger_schema import STATES
 from pixcamd.errors import PixcamdError
 

@@ -94,18 +94,26 @@ def views(value: Any) -> list[str]:
 
 def targets(value: Any) -> dict[str, float]:
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return {"*": float(value)}
+        return {"*": score(value)}
     if not isinstance(value, dict):
         raise ValueError(f"expected a score or a table of model = score, got {describe(value)}")
     targets = {}
-    for name, score in value.items():
+    for name, given in value.items():
         name = name.strip().lower()
         if name not in MODEL_NAMES:
             raise ValueError(f"unknown model {name!r}: choose from {', '.join(MODEL_NAMES)}")
-        if isinstance(score, bool) or not isinstance(score, int | float):
-            raise ValueError(f"{name}: expected a score, got {describe(score)}")
-        targets[name] = float(score)
+        if isinstance(given, bool) or not isinstance(given, int | float):
+            raise ValueError(f"{name}: expected a score, got {describe(given)}")
+        targets[name] = score(given, f"{name}: ")
     return targets
+
+
+def score(value: float, where: str = "") -> float:
+    """A target on the models' 0–100 scale (NaN and infinities are no score)."""
+    value = float(value)
+    if not 0 <= value <= 100:  # False for NaN too
+        raise ValueError(f"{where}a target is a score from 0 to 100, got {value:g}")
+    return value
 
 
 def platform_names(value: Any) -> list[str]:

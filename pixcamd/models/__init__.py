@@ -27,6 +27,18 @@ def resolve_name(name: str, weights: str | os.PathLike | None = None) -> str:
     return name
 
 
+def model_class(name: str) -> type:
+    """The class of a model named in MODEL_NAMES: its name, threshold and default target,
+    without loading anything (``pixcamd config check`` judges targets with them)."""
+    if name == "brisque":
+        from pixcamd.models.brisque import Brisque
+
+        return Brisque
+    from pixcamd.models.koncept512 import KonCept512
+
+    return KonCept512
+
+
 def load_model(
     name: str = "auto", weights: str | os.PathLike | None = None, device: str = "cpu"
 ) -> QualityModel:
@@ -44,4 +56,4 @@ def load_model(
     return model.to(device).eval()
 
 
-__all__ = ["CHOICES", "MODEL_NAMES", "QualityModel", "load_model", "resolve_name"]
+__all__ = ["CHOICES", "MODEL_NAMES", "QualityModel", "load_model", "model_class", "resolve_name"]

@@ -1,0 +1,79 @@
+"""The ledger's file as a file: opened read-only for ``pixcamd status`` beside a running daemon,
+and refused in words when it is damaged — a ledger that cannot be read is never taken for a new
+one, which would protect and publish every photo again."""
+
+from __future__ import annotations
+
+import shlex
+import sqlite3
+from pathlib import Path
+
+from pixcamd.errors import PixcamdError
+
+
+def read_only(path: str | Path) -> sqlite3.Connection:
+    """A connection for ``pixcamd status``: reads only; WAL lets it run beside the daemon."""
+    path = Path(path)
+    not_emptied(path)
+    try:
+        try:
+            db = _checked(f"file:{path}?mode=rw", "PRAGMA query_only=1")
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                raise
+            # no write access to the state dir: a plain read-only open
+            db = _checked(f"file:{path}?mode=ro")
+    except sqlite3.DatabaseError as exc:
+        if is_locked(exc):
+            raise
+        raise LedgerDamaged(damaged(path, str(exc))) from None
+    db.row_factory = sqlite3.Row
+    return db
+
+
+def _checked(uri: str, *first: str) -> sqlite3.Connection:
+    """A connection whose tables could be read (a damaged file fails here, not later)."""
+    db = sqlite3.connect(uri, uri=True, timeout=10)
+    try:
+        for sql in first:
+            db.execute(sql)
+        read_tables(db)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def read_tables(db: sqlite3.Connection) -> None:
+    """Read a row of each table: a file cut short or overwritten fails here, at the start."""
+    for table in ("photos", "events", "daemon"):
+        db.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchall()
+
+
+class LedgerDamaged(PixcamdError):
+    """The ledger file is not a ledger pixcamd can read: never taken for a new one."""
+
+
+def damaged(path: Path, why: str) -> str:
+    return (
+        f"{path}: the ledger (pixcamd's record of every photo, copy and decision) cannot be "
+        f"read: {why}. Nothing was changed. To start a new record, move it away while nothing "
+        f"uses it (mv {shlex.quote(str(path))} {shlex.quote(str(path) + '.damaged')}): every "
+        "photo is then protected again, and copies already written stay as they are"
+    )
+
+
+def not_emptied(path: Path) -> None:
+    """A ledger file of no bytes was cut short (SQLite writes its header on creation): taking
+    it for a new record would publish every photo again."""
+    try:
+        empty = path.stat().st_size == 0
+    except OSError:
+        return  # none yet: a new record
+    if empty:
+        raise LedgerDamaged(damaged(path, "the file is empty"))
+
+
+def is_locked(exc: sqlite3.DatabaseError) -> bool:
+    """Busy or locked: another process holds it, which is not damage."""
+    return "locked" in str(exc) or "busy" in str(exc)

@@ -1,0 +1,190 @@
+"""A self-hoster's first hour: ``pixcamd init`` where folders cannot be made or a unit is in
+the way, ``config check`` against what ``run`` refuses, a damaged ledger, and model files left by
+a killed download. Real files on a temporary HOME, the real CLI; nothing here loads a model."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+from test_daemon_init import cli
+from test_daemon_support import make_config, unprivileged
+
+from pixcamd.daemon.ledger import Ledger
+from pixcamd.daemon.ledger_file import LedgerDamaged
+
+CONFIG = "config/pixcamd/config.toml"
+UNIT = "config/systemd/user/pixcamd.service"
+
+
+def test_a_unit_in_the_way_is_refused_before_the_config_is_written(home, capsys):
+    (home / UNIT).parent.mkdir(parents=True)
+    (home / UNIT).write_text("[Service]\n")
+    code, _, err = cli(capsys, "init", "--systemd-user", "--inbox", str(home / "in"))
+    assert code == 2 and "a unit is already there" in err, err
+    assert "keep your config" in err and "--if-missing" in err
+    assert not (home / CONFIG).exists() and not (home / "in").exists()  # nothing written
+    assert (home / UNIT).read_text() == "[Service]\n"
+
+
+@pytest.mark.parametrize("key", ["--inbox", "--outbox"])
+def test_a_folder_init_cannot_make_is_said_by_its_key(home, capsys, key):
+    (home / "afile").write_text("x")
+    code, _, err = cli(capsys, "init", key, str(home / "afile" / "photos"))
+    assert code == 2 and "Traceback" not in err, err
+    assert f"{key[2:]}: " in err and str(home / "afile" / "photos") in err, err
+    assert "cannot create" in err or "cannot be created" in err, err
+    assert not (home / CONFIG).exists()
+    code, _, err = cli(capsys, "init", key, "")
+    assert code == 2 and f"{key[2:]}: an empty path" in err, err
+
+
+def test_a_config_that_cannot_be_written_is_said_and_leaves_no_folder(home, capsys):
+    (home / "afile").write_text("x")
+    code, _, err = cli(
+        capsys, "init", "--config", str(home / "afile" / "c.toml"), "--inbox", str(home / "in")
+    )
+    assert code == 2 and "cannot write the config" in err and "Traceback" not in err, err
+    assert not (home / "in").exists()
+
+
+def test_init_writes_through_a_linked_config_and_quotes_what_it_prints(home, capsys):
+    real = home / "dotfiles" / "my pixcamd.toml"
+    real.parent.mkdir()
+    real.write_text("# mine\n")
+    link = home / "conf dir" / "c.toml"
+    link.parent.mkdir()
+    link.symlink_to(real)
+    code, out, err = cli(capsys, "init", "--config", str(link), "--force")
+    assert code == 0, err
+    assert link.is_symlink() and "inbox =" in real.read_text()
+    assert f"pixcamd run --config '{link}'" in out, out
+    (home / "adir.toml").mkdir()
+    code, _, err = cli(capsys, "init", "--config", str(home / "adir.toml"), "--if-missing")
+    assert code == 2 and "exists and is not a file" in err, err
+
+
+@pytest.mark.parametrize(
+    ("how", "why"),
+    [
+        ("empty", "the file is empty"),
+        ("cut", "database disk image is malformed"),
+        ("noise", "file is not a database"),
+    ],
+)
+def test_a_damaged_ledger_is_refused_in_words_never_taken_for_a_new_one(tmp_path, capsys, how, why):
+    config = make_config(tmp_path)
+    ledger = Ledger(config.ledger_path)
+    for k in range(200):  # more than one page, so that a cut leaves some behind
+        ledger.offer(f"photo-{k}.jpg", f"{k:064x}", 1, 1, "fp")
+    ledger.close()
+    path = config.ledger_path
+    for extra in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        extra.unlink(missing_ok=True)
+    if how == "empty":
+        path.write_bytes(b"")
+    elif how == "cut":
+        os.truncate(path, 4096)
+    else:
+        path.write_bytes(os.urandom(8192))
+    before = path.read_bytes()
+    with pytest.raises(LedgerDamaged, match=why):
+        Ledger(path)
+    for command in ("status", "run"):
+        code, _, err = cli(capsys, command, "--config", str(config.source))
+        assert code == 2 and "Traceback" not in err, err
+        assert "the ledger" in err and why in err and "mv " in err, err
+    assert path.read_bytes() == before  # nothing changed: it is the user's record
+
+
+def check(capsys, tmp_path, text: str) -> tuple[int, str]:
+    (tmp_path / "inbox").mkdir(exist_ok=True)
+    path = tmp_path / "c.toml"
+    path.write_text(
+        f'inbox = "{tmp_path / "inbox"}"\noutbox = "{tmp_path / "outbox"}"\n'
+        f'state_dir = "{tmp_path / "state"}"\nweb = ""\n' + text
+    )
+    code, out, err = cli(capsys, "config", "check", "--config", str(path))
+    return code, out + err
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ('model = "brisque"\ntarget = -50\n', "a target is a score from 0 to 100, got -50"),
+        ('model = "brisque"\ntarget = nan\n', "a target is a score from 0 to 100, got nan"),
+        ('model = "brisque"\ntarget = 40\n', "good-quality side of its threshold 60"),
+        ('model = "brisque"\ntarget = { koncept512 = 30 }\n', "not among brisque"),
+        ('model = "auto"\nweights = "/nonexistent/K.pth"\n', "weights: KonCept512 weights not"),
+        ('model = "brisque"\nlog_file = "/tmp"\n', "log_file: /tmp is a folder"),
+    ],
+)
+def test_config_check_refuses_what_run_would_refuse(tmp_path, capsys, text, said):
+    code, shown = check(capsys, tmp_path, text)
+    assert code == 2 and said in shown and "Traceback" not in shown, shown
+
+
+def test_config_check_names_a_folder_setting_that_is_a_file(tmp_path, capsys):
+    (tmp_path / "outbox").write_text("x")
+    (tmp_path / "hold").write_text("x")
+    code, shown = check(capsys, tmp_path, f'hold_dir = "{tmp_path / "hold" / "sub"}"\n')
+    assert code == 2, shown
+    assert f"outbox: {tmp_path / 'outbox'} exists and is not a folder" in shown
+    assert f"hold_dir: {tmp_path / 'hold' / 'sub'} cannot be created" in shown
+
+
+def test_an_inbox_that_is_a_symlink_loop_is_an_error_not_a_traceback(tmp_path, capsys):
+    (tmp_path / "loop1").symlink_to(tmp_path / "loop2")
+    (tmp_path / "loop2").symlink_to(tmp_path / "loop1")
+    path = tmp_path / "c.toml"
+    path.write_text(f'inbox = "{tmp_path / "loop1"}"\noutbox = "{tmp_path / "out"}"\n')
+    code, _, err = cli(capsys, "config", "check", "--config", str(path))
+    assert code == 2 and "inbox:" in err and "Traceback" not in err, err
+
+
+def test_a_start_refused_in_words_is_in_the_log_status_reads(tmp_path):
+    hold = tmp_path / "hold"
+    hold.mkdir()
+    os.chmod(hold, 0o555)  # its owner cannot write there (root neither, under setpriv)
+    config = make_config(tmp_path, hold_dir=str(hold / "held"))
+    command = [sys.executable, "-m", "pixcamd", "run", "--config", str(config.source)]
+    done = subprocess.run(unprivileged(command), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "cannot start" in done.stderr and str(hold / "held") in done.stderr, done.stderr
+    db = sqlite3.connect(config.ledger_path)
+    said = [r[0] for r in db.execute("SELECT event FROM events ORDER BY id")]
+    db.close()
+    assert said[-1] == "start_refused", said
+
+
+def test_a_killed_download_s_part_file_is_swept_by_the_next(tmp_path, capsys):
+    dest = tmp_path / "w" / "KonCept512.pth"
+    dest.parent.mkdir()
+    stale = dest.parent / ".KonCept512.pth.abc123.part"
+    fresh = dest.parent / ".KonCept512.pth.def456.part"
+    stale.write_bytes(b"x" * 1000)
+    fresh.write_bytes(b"y")
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    (tmp_path / "notweights.pth").write_bytes(b"not a checkpoint")
+    code, _, err = cli(
+        capsys, "model", "fetch", "--from", str(tmp_path / "notweights.pth"), "--to", str(dest)
+    )
+    assert code == 2 and not dest.exists(), err
+    assert not stale.exists() and fresh.exists()  # one written to now may be another fetch's
+    code, _, err = cli(capsys, "model", "fetch", "--from", str(tmp_path), "--to", str(dest))
+    assert code == 2 and "a folder, not a checkpoint file" in err, err
+
+
+def test_model_fetch_expands_a_home_folder(home, capsys, monkeypatch):
+    monkeypatch.chdir(home)
+    (home / "notweights.pth").write_bytes(b"not a checkpoint")
+    code, _, err = cli(
+        capsys, "model", "fetch", "--from", str(home / "notweights.pth"), "--to", "~/w/K.pth"
+    )
+    assert code == 2 and f"→ {home / 'w' / 'K.pth'}" in err, err
+    assert not (home / "~").exists()  # no folder named ~ where it ran
