@@ -30,8 +30,10 @@ from pathlib import Path
 
 from pixcamd.daemon.fs import sha256_file
 from pixcamd.daemon.ledger import Ledger, Row, name_key
+from pixcamd.daemon.ledger_file import FOLDER_FRESH
 from pixcamd.daemon.publication import (
     commit_publication,
+    holds,
     output_name,
     published_copy,
     recover_interrupted,
@@ -127,7 +129,7 @@ class FolderRun:
 
     def run(self) -> Tally:
         make_outdir(self.outdir)
-        self.ledger = Ledger(self.outdir / STATE_DIR / "ledger.sqlite")
+        self.ledger = Ledger(self.outdir / STATE_DIR / "ledger.sqlite", fresh=FOLDER_FRESH)
         try:
             # first what a stopped run left half-published (its staged copy is the one to
             # rename), then the rest of the staging folder: ours alone, dead attempts
@@ -271,11 +273,8 @@ class FolderRun:
                     self.ledger, row.id, data, staged, self.outdir, out_rel, state, fields, digest
                 )
                 return True
-            except OSError as exc:
+            except OSError as exc:  # (renamed, then a folder's fsync failed: published)
                 staged.unlink(missing_ok=True)
-                if _holds(target, digest):  # renamed, then a folder's fsync failed: in place
-                    self.ledger.finish(row.id, state, output=out_rel, held=None, **fields)
-                    return True
                 why = f"cannot write its copy {target} ({exc.strerror or exc}); nothing written"
         self.ledger.finish(row.id, "failed", error=shown(why), model=self.model_label)
         self._report_failure(row.path, why)
@@ -303,7 +302,7 @@ class FolderRun:
         still there with other bytes than ``digest`` (one moved away since is this one,
         moved; one with the same bytes is a copied folder)."""
         recorded = row.report["source"]
-        if not os.path.lexists(recorded) or _holds(Path(recorded), digest):
+        if not os.path.lexists(recorded) or holds(Path(recorded), digest):
             return None
         return recorded
 
@@ -456,11 +455,3 @@ class FolderRun:
 
     def _where(self, key: str) -> str:
         return str(self.sources[key].path) if key in self.sources else key
-
-
-def _holds(path: Path, digest: str) -> bool:
-    """``path`` is a file with these bytes (sha256 ``digest``)."""
-    try:
-        return path.is_file() and sha256_file(path) == digest
-    except OSError:
-        return False

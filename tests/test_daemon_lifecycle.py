@@ -141,6 +141,50 @@ def test_a_file_in_the_outbox_no_photo_wrote_is_never_replaced(tmp_path, brisque
     assert "a.jpg in the outbox" in note and "this copy is a.jpg.jpg" in note, note
 
 
+def test_a_copy_renamed_before_a_failed_fsync_is_published_not_doubled(
+    tmp_path, brisque, monkeypatch
+):
+    import pixcamd.daemon.publication as publication
+
+    def rename_then_fail(staged, dest):  # the rename happens; the folder's fsync fails
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staged, dest)
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(publication, "publish", rename_then_fail)
+    config = make_config(tmp_path)
+    noise_photo(config.inbox / "a.jpg", 1)
+    with running(config, [brisque]):
+        wait_for(lambda: finished(config, ["a.jpg"]), 60, "the photo")
+    row = ledger_rows(config)["a.jpg"]
+    assert (row["state"], row["output"]) == ("done", "a.jpg"), row
+    assert sorted(p.name for p in config.outbox.iterdir()) == ["a.jpg"]
+    assert not said(config, "retried") and not said(config, "photo_note")
+
+
+def test_a_photo_synced_back_after_it_vanished_replaces_its_own_copy(tmp_path, brisque):
+    config = make_config(tmp_path)
+    noise_photo(config.inbox / "a.jpg", 1)
+    with running(config, [brisque]):
+        wait_for(lambda: finished(config, ["a.jpg"]), 60, "the photo")
+    first = (config.outbox / "a.jpg").read_bytes()
+    ledger = Ledger(config.ledger_path)  # changed on the phone, re-synced, queued…
+    ledger.offer("a.jpg", "0" * 64, 1, 1, "fp")
+    ledger.close()
+    (config.inbox / "a.jpg").unlink()  # …and moved away before it was redone
+    with running(config, [brisque]):
+        wait_for(lambda: said(config, "vanished"), 60, "the photo gone")
+    (gone,) = said(config, "vanished")
+    assert "its earlier copy a.jpg stays in the outbox" in gone, gone
+    assert (config.outbox / "a.jpg").read_bytes() == first
+    noise_photo(config.inbox / "a.jpg", 2)  # another version synced back
+    with running(config, [brisque]):
+        wait_for(lambda: ledger_rows(config)["a.jpg"]["state"] == "done", 60, "the version back")
+    assert sorted(p.name for p in config.outbox.iterdir()) == ["a.jpg"]
+    assert (config.outbox / "a.jpg").read_bytes() != first
+    assert not said(config, "photo_note")
+
+
 def test_the_daemon_s_scan_names_a_folder_it_cannot_read(tmp_path):
     (tmp_path / "inbox" / "locked").mkdir(parents=True)
     (tmp_path / "inbox" / "ok.jpg").write_bytes(b"x")

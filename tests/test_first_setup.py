@@ -101,6 +101,35 @@ def test_a_damaged_ledger_is_refused_in_words_never_taken_for_a_new_one(tmp_path
     assert path.read_bytes() == before  # nothing changed: it is the user's record
 
 
+def test_a_ledger_this_user_cannot_open_is_not_called_damaged(tmp_path):
+    config = make_config(tmp_path)
+    Ledger(config.ledger_path).close()
+    os.chmod(config.ledger_path, 0)
+    command = [sys.executable, "-m", "pixcamd", "status", "--config", str(config.source)]
+    done = subprocess.run(unprivileged(command), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "cannot open the ledger" in done.stderr and "may read and write" in done.stderr
+    assert "damaged" not in done.stderr and "mv " not in done.stderr, done.stderr
+
+
+def test_a_folder_run_s_damaged_record_says_what_starting_over_means(tmp_path, capsys):
+    from test_folder_runs import FAST
+    from tinybiqa import synthetic_photo
+
+    album = tmp_path / "album"
+    album.mkdir()
+    synthetic_photo(160, 120, 0).save(album / "a.jpg", quality=95)
+    out = tmp_path / "out"
+    assert cli(capsys, "protect", str(album), "--outdir", str(out), *FAST)[0] in (0, 1)
+    record = out / ".pixcamd" / "ledger.sqlite"
+    for extra in record.parent.glob("ledger.sqlite-*"):
+        extra.unlink()
+    record.write_bytes(b"")
+    code, _, err = cli(capsys, "protect", str(album), "--outdir", str(out), *FAST)
+    assert code == 2 and "the file is empty" in err and "another --outdir" in err, err
+    assert record.read_bytes() == b""
+
+
 def check(capsys, tmp_path, text: str) -> tuple[int, str]:
     (tmp_path / "inbox").mkdir(exist_ok=True)
     path = tmp_path / "c.toml"

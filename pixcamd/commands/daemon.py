@@ -254,9 +254,15 @@ def config_check(args: argparse.Namespace) -> int:
         weights = config.weights_path or default_weights_path()
         if not weights.is_file():
             key = "weights" if config.weights_path else "model"
+            service = (
+                ""
+                if config.weights_path or os.environ.get("CACHE_DIRECTORY")
+                else " (a service finds them in its CacheDirectory=: check with "
+                "CACHE_DIRECTORY set to it)"
+            )
             raise PixcamdError(
                 f"{key}: KonCept512 weights not found at {weights}; `pixcamd model fetch` "
-                "installs them"
+                f"installs them{service}"
             )
     derived: dict = {
         "inbox": str(config.inbox),

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pixcamd.daemon.config import Config
 from pixcamd.daemon.ledger import Row
 from pixcamd.daemon.settings import job_options
-from pixcamd.daemon.worker import Worker
+from pixcamd.daemon.worker import BLOCKED_POLL, Worker
 from pixcamd.errors import PixcamdError
 from pixcamd.executors.ray_link import first_line
 
@@ -59,7 +59,8 @@ class ClusterWorker(Worker):
                         if row is not None:
                             self.process(row)  # here, as executor = "local" would
                             continue
-                    self._idle()
+                    local = taking and self.config.ray_fallback == "local"
+                    self._idle(None if local else BLOCKED_POLL)  # due photos cannot be sent
                     continue
                 if not self.executor.alive():  # probed at most once a second, idle or not
                     self._cluster_down("its head does not answer")
@@ -67,7 +68,7 @@ class ClusterWorker(Worker):
                 if taking:
                     self._fill()
                 if not self.inflight:
-                    self._idle()
+                    self._idle(None if taking or stopping else BLOCKED_POLL)
                     continue
                 self._collect()
         finally:

@@ -31,13 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pixcamd.daemon.ledger_file import (
-    LedgerDamaged,
-    damaged,
-    is_locked,
-    not_emptied,
-    read_tables,
-)
+from pixcamd.daemon.ledger_file import DAEMON_FRESH, not_emptied, read_tables, refusal
 from pixcamd.daemon.ledger_schema import JSON_COLUMNS, STATES, prepare
 
 MAX_EVENTS = 20_000  # older events are pruned (the JSON log file keeps everything)
@@ -105,12 +99,13 @@ def name_key(name: str) -> str:
 class Ledger:
     """Thread-safe: one connection, serialised by a lock (the daemon's writes are few and short)."""
 
-    def __init__(self, path: str | Path, clock=time.time):
+    def __init__(self, path: str | Path, clock=time.time, fresh: str = DAEMON_FRESH):
+        """``fresh``: what starting a new record means, said when this one is damaged."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.clock = clock
         self._lock = threading.RLock()
-        not_emptied(self.path)
+        not_emptied(self.path, fresh)
         self._db = sqlite3.connect(
             self.path, timeout=10, isolation_level=None, check_same_thread=False
         )
@@ -126,9 +121,10 @@ class Ledger:
             read_tables(self._db)
         except sqlite3.DatabaseError as exc:
             self._db.close()
-            if is_locked(exc):
+            refused = refusal(self.path, exc, fresh)
+            if refused is None:
                 raise
-            raise LedgerDamaged(damaged(self.path, str(exc))) from None
+            raise refused from None
 
     def close(self) -> None:
         with self._lock:

@@ -24,9 +24,10 @@ def read_only(path: str | Path) -> sqlite3.Connection:
             # no write access to the state dir: a plain read-only open
             db = _checked(f"file:{path}?mode=ro")
     except sqlite3.DatabaseError as exc:
-        if is_locked(exc):
+        refused = refusal(path, exc)
+        if refused is None:
             raise
-        raise LedgerDamaged(damaged(path, str(exc))) from None
+        raise refused from None
     db.row_factory = sqlite3.Row
     return db
 
@@ -54,16 +55,44 @@ class LedgerDamaged(PixcamdError):
     """The ledger file is not a ledger pixcamd can read: never taken for a new one."""
 
 
-def damaged(path: Path, why: str) -> str:
+# What starting a new record means, said with the way to do it
+DAEMON_FRESH = (
+    "To start a new record, move it away while nothing uses it ({mv}): every photo in the "
+    "inbox is then protected again, and copies already in the outbox stay as they are, the new "
+    "ones taking other names"
+)
+FOLDER_FRESH = (
+    "To start over, protect into another --outdir: a new record in this one ({mv}) would "
+    "refuse the copies the old one wrote, each of those photos failing by name"
+)
+
+
+def damaged(path: Path, why: str, fresh: str = DAEMON_FRESH) -> str:
+    mv = f"mv {shlex.quote(str(path))} {shlex.quote(str(path) + '.damaged')}"
     return (
         f"{path}: the ledger (pixcamd's record of every photo, copy and decision) cannot be "
-        f"read: {why}. Nothing was changed. To start a new record, move it away while nothing "
-        f"uses it (mv {shlex.quote(str(path))} {shlex.quote(str(path) + '.damaged')}): every "
-        "photo is then protected again, and copies already written stay as they are"
+        f"read: {why}. Nothing was changed. " + fresh.format(mv=mv)
     )
 
 
-def not_emptied(path: Path) -> None:
+def refusal(path: Path, exc: sqlite3.DatabaseError, fresh: str = DAEMON_FRESH):
+    """What to raise for ``exc`` met opening the ledger: ``LedgerDamaged`` for a file that is
+    not (or no longer) a ledger; a plain error for one this user cannot use (permissions, a
+    full disk: moving it away would lose the record for nothing); None when another process
+    holds it (busy, locked), which the caller raises as it is."""
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        return None
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "no such table" in text:
+        return LedgerDamaged(damaged(path, text, fresh))
+    return PixcamdError(
+        f"{path}: cannot open the ledger ({text}): check that this user may read and write it "
+        "and its folder, and that its disk has room; nothing was changed"
+    )
+
+
+def not_emptied(path: Path, fresh: str = DAEMON_FRESH) -> None:
     """A ledger file of no bytes was cut short (SQLite writes its header on creation): taking
     it for a new record would publish every photo again."""
     try:
@@ -71,9 +100,4 @@ def not_emptied(path: Path) -> None:
     except OSError:
         return  # none yet: a new record
     if empty:
-        raise LedgerDamaged(damaged(path, "the file is empty"))
-
-
-def is_locked(exc: sqlite3.DatabaseError) -> bool:
-    """Busy or locked: another process holds it, which is not damage."""
-    return "locked" in str(exc) or "busy" in str(exc)
+        raise LedgerDamaged(damaged(path, "the file is empty", fresh))

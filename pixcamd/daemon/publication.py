@@ -41,8 +41,22 @@ def commit_publication(
     digest = digest or hashlib.sha256(data).hexdigest()
     final = {**fields, "state": state, "output": out_rel, "held": None}
     ledger.prepare_commit(row_id, str(staged), out_rel, digest, final)
-    publish(staged, root / out_rel)
+    try:
+        publish(staged, root / out_rel)
+    except OSError:
+        if not holds(root / out_rel, digest):
+            raise
+        # renamed, then the folder's fsync failed: the copy is in place, and this row's — a
+        # retry would take it for a file no record wrote
     return ledger.finish(row_id, state, output=out_rel, held=None, **fields)
+
+
+def holds(path: Path, digest: str) -> bool:
+    """``path`` is a file with these bytes (sha256 ``digest``)."""
+    try:
+        return path.is_file() and sha256_file(path) == digest
+    except OSError:
+        return False
 
 
 def copy_names(path: str) -> Iterator[str]:

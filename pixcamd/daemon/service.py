@@ -83,24 +83,16 @@ class Daemon:
             raise PixcamdError(f"cannot use the state dir: {exc}") from exc
         try:
             self._start()
-        except OSError as exc:  # a folder that cannot be created or written: say which
-            self._refused(f"cannot start: {exc}")
-            raise PixcamdError(f"cannot start: {exc}") from exc
-        except Exception as exc:
-            self._refused(str(exc))
-            raise
-        except BaseException:
+        except BaseException as exc:
+            # a folder that cannot be created or written: said which, as any refusal in words
+            why = f"cannot start: {exc}" if isinstance(exc, OSError) else str(exc)
+            if isinstance(exc, Exception) and getattr(self, "log", None) is not None:
+                with contextlib.suppress(Exception):  # where `status` reads it
+                    self.log.emit("start_refused", message=why, level="error", reason=why)
             self._close_quietly()
+            if isinstance(exc, OSError):
+                raise PixcamdError(why) from exc
             raise
-
-    def _refused(self, why: str) -> None:
-        """A start refused in words: said in the log `status` reads (where one is open), after
-        its daemon_started, then everything started is closed."""
-        log = getattr(self, "log", None)
-        if log is not None:
-            with contextlib.suppress(Exception):
-                log.emit("start_refused", message=why, level="error", reason=why)
-        self._close_quietly()
 
     def _start(self) -> None:
         config = self.config

@@ -48,6 +48,9 @@ class Refused(Exception):
     """A permanent problem with this source (e.g. a symlink out of the inbox)."""
 
 
+BLOCKED_POLL = 1.0  # seconds between looks while queued photos can go nowhere (outbox, cluster)
+
+
 class Worker(Publisher):
     def __init__(
         self,
@@ -128,16 +131,21 @@ class Worker(Publisher):
             self.last_progress = time.monotonic()  # idle is healthy: the loop turns
             self.wake.clear()
             self._take_pending()  # between photos: a reload's settings
-            row = self.ledger.claim_next() if self.outbox_ready() else None
+            if not self.outbox_ready():
+                self._idle(BLOCKED_POLL)  # queued photos are due, but cannot go anywhere
+                continue
+            row = self.ledger.claim_next()
             if row is None:
                 self._idle()
                 continue
             self.process(row)
 
-    def _idle(self) -> None:
-        """Nothing to do now: wait for a wake-up or the next retry that falls due."""
-        due = self.ledger.next_due()
-        wait = 1.0 if due is None else min(1.0, max(0.02, due - time.time()))
+    def _idle(self, wait: float | None = None) -> None:
+        """Nothing to do now: wait for a wake-up or the next retry that falls due (or
+        ``wait`` seconds)."""
+        if wait is None:
+            due = self.ledger.next_due()
+            wait = 1.0 if due is None else min(1.0, max(0.02, due - time.time()))
         self.idle = True  # waiting for work is healthy (see Daemon.tick's watchdog)
         self.wake.wait(wait)
         self.idle = False
@@ -186,12 +194,23 @@ class Worker(Publisher):
             self.on_changed(row.path)
             self.log.emit("requeued", row.path, "the file changed while it was read")
         except Vanished:
-            self.ledger.delete(row.id)
-            self.log.emit("vanished", row.path, "gone from the inbox before it was processed")
+            self._vanished(row)
         except (PhotoError, Refused) as exc:
             self._fail(row, without_path(str(exc), row.path))  # the log names the photo
         except Exception as exc:
             self._transient(row, exc)
+
+    def _vanished(self, row: Row) -> None:
+        """Gone from the inbox before it was processed: forgotten — unless an earlier version's
+        copy is in the outbox, whose name stays this photo's (a version synced back replaces
+        it, instead of being given a second name beside it); no content matches its record."""
+        if not row.output:
+            self.ledger.delete(row.id)
+            self.log.emit("vanished", row.path, "gone from the inbox before it was processed")
+            return
+        why = f"gone from the inbox before it was redone; its earlier copy {row.output} stays"
+        self.ledger.finish(row.id, "failed", sha256="", error=why)
+        self.log.emit("vanished", row.path, why + " in the outbox")
 
     def _as_duplicate(self, row: Row, original: Row) -> bool:
         """Its twin's copy published, or what went wrong sorted by ``_guard`` (retried)."""
