@@ -164,22 +164,32 @@ def test_a_copy_renamed_before_a_failed_fsync_is_published_not_doubled(
 
 def test_a_photo_synced_back_after_it_vanished_replaces_its_own_copy(tmp_path, brisque):
     config = make_config(tmp_path)
-    noise_photo(config.inbox / "a.jpg", 1)
+    photo = config.inbox / "a.jpg"
+    noise_photo(photo, 1)
     with running(config, [brisque]):
         wait_for(lambda: finished(config, ["a.jpg"]), 60, "the photo")
     first = (config.outbox / "a.jpg").read_bytes()
-    ledger = Ledger(config.ledger_path)  # changed on the phone, re-synced, queued…
-    ledger.offer("a.jpg", "0" * 64, 1, 1, "fp")
+    noise_photo(photo, 2)  # changed on the phone and re-synced: queued as the daemon would…
+    st = photo.stat()
+    ledger = Ledger(config.ledger_path)
+    fingerprint = ledger.get("a.jpg").fingerprint
+    ledger.offer(
+        "a.jpg",
+        hashlib.sha256(photo.read_bytes()).hexdigest(),
+        st.st_size,
+        st.st_mtime_ns,
+        fingerprint,
+    )
     ledger.close()
-    (config.inbox / "a.jpg").unlink()  # …and moved away before it was redone
+    os.rename(photo, tmp_path / "away.jpg")  # …and moved away before it was redone
     with running(config, [brisque]):
         wait_for(lambda: said(config, "vanished"), 60, "the photo gone")
     (gone,) = said(config, "vanished")
     assert "its earlier copy a.jpg stays in the outbox" in gone, gone
     assert (config.outbox / "a.jpg").read_bytes() == first
-    noise_photo(config.inbox / "a.jpg", 2)  # another version synced back
+    os.rename(tmp_path / "away.jpg", photo)  # back, the same size and time (mv keeps them)
     with running(config, [brisque]):
-        wait_for(lambda: ledger_rows(config)["a.jpg"]["state"] == "done", 60, "the version back")
+        wait_for(lambda: ledger_rows(config)["a.jpg"]["state"] == "done", 60, "it back")
     assert sorted(p.name for p in config.outbox.iterdir()) == ["a.jpg"]
     assert (config.outbox / "a.jpg").read_bytes() != first
     assert not said(config, "photo_note")

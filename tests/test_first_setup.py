@@ -105,11 +105,12 @@ def test_a_ledger_this_user_cannot_open_is_not_called_damaged(tmp_path):
     config = make_config(tmp_path)
     Ledger(config.ledger_path).close()
     os.chmod(config.ledger_path, 0)
-    command = [sys.executable, "-m", "pixcamd", "status", "--config", str(config.source)]
-    done = subprocess.run(unprivileged(command), capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
-    assert "cannot open the ledger" in done.stderr and "may read and write" in done.stderr
-    assert "damaged" not in done.stderr and "mv " not in done.stderr, done.stderr
+    for action in ("status", "run"):
+        command = [sys.executable, "-m", "pixcamd", action, "--config", str(config.source)]
+        done = subprocess.run(unprivileged(command), capture_output=True, text=True, timeout=300)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        assert "cannot open the ledger" in done.stderr and "may read and write" in done.stderr
+        assert "damaged" not in done.stderr and "mv " not in done.stderr, done.stderr
 
 
 def test_a_folder_run_s_damaged_record_says_what_starting_over_means(tmp_path, capsys):

@@ -4,6 +4,7 @@ person's decisions from the command line (the same operations as the page's butt
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -74,7 +75,7 @@ def decide(args: argparse.Namespace) -> int:
     from pixcamd.daemon.ledger import Ledger
 
     config = _load(args)
-    if not config.ledger_path.is_file():
+    if not os.path.lexists(config.ledger_path):
         raise PixcamdError(f"no ledger at {config.ledger_path}: the daemon has not run yet")
     ledger = Ledger(config.ledger_path)
     act = decisions.ship if args.decision == "ship" else decisions.remove

@@ -66,7 +66,8 @@ def ship(config: Config, ledger: Ledger, row: Row, via: str, now: float | None =
     now = time.time() if now is None else now
     if row.state != "unprotected" or row.output:
         what = (
-            f"is {_STATES.get(row.state, row.state)}, not held back"
+            f"is {_STATES.get(row.state, row.state) if not row.output else row.state}, "
+            "not held back"
             if row.state != "unprotected"
             else "is shipped already (its copy is in the outbox)"
         )

@@ -106,9 +106,12 @@ class Ledger:
         self.clock = clock
         self._lock = threading.RLock()
         not_emptied(self.path, fresh)
-        self._db = sqlite3.connect(
-            self.path, timeout=10, isolation_level=None, check_same_thread=False
-        )
+        try:
+            self._db = sqlite3.connect(
+                self.path, timeout=10, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.DatabaseError as exc:  # a folder there, a file this user cannot open
+            raise refusal(self.path, exc, fresh) or exc from None
         try:
             self._db.row_factory = sqlite3.Row
             self._db.create_function(
@@ -194,8 +197,8 @@ class Ledger:
     def done_with_sha(self, sha256: str, other_than: str) -> Row | None:
         """A photo with this content that is already done (published, or itself a duplicate)."""
         return self._one(
-            "SELECT * FROM photos WHERE sha256 = ? AND state = 'done' AND path != ? "
-            "ORDER BY duplicate_of IS NOT NULL, id LIMIT 1",
+            "SELECT * FROM photos WHERE sha256 = ? AND sha256 != '' AND state = 'done' "
+            "AND path != ? ORDER BY duplicate_of IS NOT NULL, id LIMIT 1",
             sha256,
             other_than,
         )
@@ -264,8 +267,8 @@ class Ledger:
                         self._update(db, row.id, size=size, mtime_ns=mtime_ns)
                     return Offer("unchanged", self._get(db, row.id))
             dup = db.execute(
-                "SELECT path FROM photos WHERE sha256 = ? AND state = 'done' AND path != ? "
-                "ORDER BY duplicate_of IS NOT NULL, id LIMIT 1",
+                "SELECT path FROM photos WHERE sha256 = ? AND sha256 != '' AND state = 'done' "
+                "AND path != ? ORDER BY duplicate_of IS NOT NULL, id LIMIT 1",
                 (sha256, path),
             ).fetchone()
             fields: dict[str, Any] = dict(

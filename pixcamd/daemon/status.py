@@ -31,7 +31,7 @@ def _pid_alive(pid: int | None) -> bool:
 
 def gather(config: Config, events: int = 10, now: float | None = None, photos: int = 10) -> dict:
     path = config.ledger_path
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise PixcamdError(
             f"no ledger at {path}: the daemon has not run with this state dir yet "
             "(or give the --config it runs with)"
@@ -214,7 +214,7 @@ def follow(
     """Stream events as the daemon records them (``journalctl -f``), from the ``backlog`` last
     ones on, until ``stop`` is set: one escaped human line each, or one JSON object per line."""
     path = config.ledger_path
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise PixcamdError(f"no ledger at {path}: the daemon has not run with this state dir yet")
     db = read_only(path)
     try:

@@ -203,13 +203,14 @@ class Worker(Publisher):
     def _vanished(self, row: Row) -> None:
         """Gone from the inbox before it was processed: forgotten — unless an earlier version's
         copy is in the outbox, whose name stays this photo's (a version synced back replaces
-        it, instead of being given a second name beside it); no content matches its record."""
+        it, instead of being given a second name beside it). No file matches its record (no
+        content, no size or time), so whatever comes back under its name is read anew."""
         if not row.output:
             self.ledger.delete(row.id)
             self.log.emit("vanished", row.path, "gone from the inbox before it was processed")
             return
         why = f"gone from the inbox before it was redone; its earlier copy {row.output} stays"
-        self.ledger.finish(row.id, "failed", sha256="", error=why)
+        self.ledger.finish(row.id, "failed", sha256="", size=-1, mtime_ns=-1, error=why)
         self.log.emit("vanished", row.path, why + " in the outbox")
 
     def _as_duplicate(self, row: Row, original: Row) -> bool:
