@@ -5,6 +5,7 @@ ledger exactly as the CLI does."""
 from __future__ import annotations
 
 import base64
+import errno
 import io
 import json
 import os
@@ -36,6 +37,7 @@ from web_support import (
     world_config,
 )
 
+import pixcamd.daemon.publication as publication
 from pixcamd.cli import main
 from pixcamd.web.app import DONE
 
@@ -463,9 +465,15 @@ def test_a_photo_without_a_copy_says_what_became_of_it(world, capsys):
             assert b"set hold_dir" not in body
 
 
-def test_a_decision_the_outbox_cannot_take_is_said_in_words_and_leaves_nothing(world, capsys):
-    # A folder where the copy goes (or lies): the file system refuses, for root too, as a
-    # read-only outbox or one owned by the uploader's user would.
+def read_only_outbox(staged, dest):
+    raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(dest))
+
+
+def test_a_decision_the_outbox_cannot_take_is_said_in_words_and_leaves_nothing(
+    world, capsys, monkeypatch
+):
+    # A folder where the copy lies: the file system refuses, for root too, as a read-only
+    # outbox or one owned by the uploader's user would.
     before = rows(world)
     shipped = world.outbox / before["noise.jpg"]["output"]
     shipped.unlink()
@@ -474,10 +482,9 @@ def test_a_decision_the_outbox_cannot_take_is_said_in_words_and_leaves_nothing(w
         ("remove", "noise.jpg", "cannot delete its copy noise.jpg from the outbox"),
         ("ship", "held.jpg", "cannot write its copy to the outbox"),
     ]:
-        if kind == "ship":  # a file where the outbox's folder should be (a file in the
-            # copy's own place would only move it to the next name)
-            world.outbox.rename(world.outbox.with_name("outbox-aside"))
-            world.outbox.write_text("not a folder")
+        if kind == "ship":  # an outbox that refuses the rename (a file in the copy's
+            # place would only move it to the next name; one for the outbox, the config)
+            monkeypatch.setattr(publication, "publish", read_only_outbox)
         assert said.encode() in refused(world, kind, path), kind
         code, text = cli(capsys, world, kind, path)
         assert code == 1 and said in text and "Traceback" not in text
