@@ -11,7 +11,8 @@ import pytest
 from test_daemon_support import ROOT, no_leaked_threads  # noqa: F401
 
 from pixcamd.cli import main
-from pixcamd.daemon.config import ConfigError, load_config, render_example, validate
+from pixcamd.daemon.config import ConfigError, load_config, validate
+from pixcamd.daemon.config_toml import render_example
 from pixcamd.daemon.fs import choose_tmp_dir
 from pixcamd.daemon.schema import SCHEMA
 from pixcamd.platforms import DEFAULT_PLATFORMS, PRESETS, Pipeline

@@ -12,7 +12,8 @@ import sys
 from test_daemon_support import ROOT, noise_photo, wait_for
 
 from pixcamd.cli import main
-from pixcamd.daemon.config import load_config, render_example
+from pixcamd.daemon.config import load_config
+from pixcamd.daemon.config_toml import render_example
 
 
 def cli(capsys, *argv) -> tuple[int, str, str]:

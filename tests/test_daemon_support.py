@@ -97,7 +97,8 @@ def make_config(root: Path, **overrides):
     """A fast configuration in ``root`` (inbox/, outbox/, state/); BRISQUE, centre view, the
     task's pipeline only, no web page. It is written to ``root/config.toml`` (for ``--config``)
     and loaded from there; ``pipelines`` (tables) are written last, as TOML wants."""
-    from pixcamd.daemon.config import load_config, toml_value
+    from pixcamd.daemon.config import load_config
+    from pixcamd.daemon.config_toml import toml_value
 
     (root / "inbox").mkdir(parents=True, exist_ok=True)
     raw = {

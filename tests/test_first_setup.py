@@ -218,3 +218,19 @@ def test_model_fetch_expands_a_home_folder(home, capsys, monkeypatch):
     )
     assert code == 2 and f"→ {home / 'w' / 'K.pth'}" in err, err
     assert not (home / "~").exists()  # no folder named ~ where it ran
+
+
+def test_status_shows_the_record_while_the_config_has_a_typo(tmp_path, capsys):
+    """The daemon runs on; its config was edited with a typo its reload refused: `status`
+    still shows the record, and says what is wrong with the file."""
+    config = make_config(tmp_path)
+    ledger = Ledger(config.ledger_path)
+    ledger.offer("a.jpg", "0" * 64, 1, 1, "fp")
+    ledger.close()
+    config.source.write_text(config.source.read_text() + "stepz = 4\n")
+    code, out, err = cli(capsys, "status", "--config", str(config.source))
+    assert code == 0 and "queued 1" in out, out + err
+    assert "stepz: unknown key" in err and "showing the record at" in err, err
+    config.source.write_text(config.source.read_text() + "[[broken\n")
+    code, _, err = cli(capsys, "status", "--config", str(config.source))
+    assert code == 2 and "not valid TOML" in err, err

@@ -241,7 +241,7 @@ def run_daemon(args: argparse.Namespace) -> int:
 
 
 def config_check(args: argparse.Namespace) -> int:
-    from pixcamd.daemon.config import render_effective
+    from pixcamd.daemon.config_toml import render_effective
     from pixcamd.daemon.fs import choose_tmp_dir
     from pixcamd.daemon.settings import build_settings, resolve_models
     from pixcamd.devices import resolve_device
@@ -359,9 +359,21 @@ def retry_photos(args: argparse.Namespace) -> int:
 
 
 def show_status(args: argparse.Namespace) -> int:
+    from pixcamd.daemon.config import ConfigError, record_of
     from pixcamd.daemon.status import follow, gather, render
 
-    config = _load(args)
+    try:
+        config = _load(args)
+    except ConfigError as exc:  # a running daemon's record is shown all the same
+        try:
+            config = record_of(args.config)
+        except ConfigError:
+            raise exc from None
+        print(
+            f"pixcamd: warning: {exc}\n(the daemon refuses this config at its next start or "
+            f"reload; showing the record at {config.ledger_path})",
+            file=sys.stderr,
+        )
     if args.follow:
         # Ctrl-C (or SIGTERM) is how one stops following. It sets the stop event rather than
         # raising KeyboardInterrupt wherever the main thread happens to be: raised inside the

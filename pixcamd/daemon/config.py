@@ -11,13 +11,13 @@ flat (no tables) except for ``target`` (model → score) and ``pipelines`` (name
 from __future__ import annotations
 
 import difflib
-import json
 import os
-import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pixcamd.daemon.config_toml import toml_value
 from pixcamd.daemon.schema import KEYS, SCHEMA
 from pixcamd.errors import PixcamdError
 from pixcamd.platforms import PRESETS, Pipeline, PipelineError, from_table, parse_platforms
@@ -46,21 +46,9 @@ class Config:
         self._values = dict(values)
         self.source = source
         base = source.parent if source is not None else Path.cwd()
-        env = os.environ
         self.inbox = _abs(values["inbox"], base)
         self.outbox = _abs(values["outbox"], base)
-        if values["state_dir"]:
-            self.state_dir = _abs(values["state_dir"], base)
-        elif env.get("STATE_DIRECTORY"):  # StateDirectory= in the systemd unit
-            self.state_dir = Path(env["STATE_DIRECTORY"].split(":")[0])
-        else:
-            self.state_dir = _or_legacy(state_home() / "pixcamd")
-        if values["log_file"]:
-            self.log_file = _abs(values["log_file"], base)
-        elif env.get("LOGS_DIRECTORY"):  # LogsDirectory= in the systemd unit
-            self.log_file = Path(env["LOGS_DIRECTORY"].split(":")[0]) / "pixcamd.jsonl"
-        else:
-            self.log_file = self.state_dir / "pixcamd.jsonl"
+        self.state_dir, self.log_file = record_paths(values["state_dir"], values["log_file"], base)
         self.tmp_dir_setting = _abs(values["tmp_dir"], base) if values["tmp_dir"] else None
         self.hold_dir = _abs(values["hold_dir"], base) if values["hold_dir"] else None
         self.weights_path = _abs(values["weights"], base) if values["weights"] else None
@@ -80,6 +68,47 @@ class Config:
         """A copy with some raw values changed (tests, tools); validated like a file."""
         values = {**self._values, **changes}
         return validate(values, self.source)
+
+
+def record_paths(state_dir: str, log_file: str, base: Path) -> tuple[Path, Path]:
+    """The state dir and the log file the config's values name (empty: systemd's, else the
+    XDG defaults)."""
+    env = os.environ
+    if state_dir:
+        state = _abs(state_dir, base)
+    elif env.get("STATE_DIRECTORY"):  # StateDirectory= in the systemd unit
+        state = Path(env["STATE_DIRECTORY"].split(":")[0])
+    else:
+        state = _or_legacy(state_home() / "pixcamd")
+    if log_file:
+        return state, _abs(log_file, base)
+    if env.get("LOGS_DIRECTORY"):  # LogsDirectory= in the systemd unit
+        return state, Path(env["LOGS_DIRECTORY"].split(":")[0]) / "pixcamd.jsonl"
+    return state, state / "pixcamd.jsonl"
+
+
+@dataclass
+class Record:
+    """Where a config's record is: what ``pixcamd status`` needs of it."""
+
+    ledger_path: Path
+    log_file: Path
+
+
+def record_of(path: str | os.PathLike | None = None) -> Record:
+    """The ledger and log a config names, read from its ``state_dir`` and ``log_file`` alone:
+    ``pixcamd status`` shows a running daemon's record while the file has a problem elsewhere
+    (an edit its reload refused). ``ConfigError`` when even those cannot be read."""
+    path, _ = locate_config(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc})") from None
+    named = [raw.get(key, "") for key in ("state_dir", "log_file")]
+    if not all(isinstance(value, str) for value in named):
+        raise ConfigError(f"{path}: state_dir and log_file must be paths")
+    state, log = record_paths(*named, path.resolve().parent)
+    return Record(state / LEDGER, log)
 
 
 def resolve_platforms(values: dict[str, Any]) -> tuple[Pipeline, ...]:
@@ -379,103 +408,3 @@ def layout_problems(config: Config) -> list[str]:
                 "nothing there but finished copies"
             )
     return problems
-
-
-# --------------------------------------------------------------------------------------------
-# TOML rendering: config.example.toml and `pixcamd config check`
-
-
-def toml_key(key: str) -> str:
-    """``key`` as TOML reads it back: bare when it can be, else quoted (``"sp ace"``, ``"a.b"``,
-    where a bare dot would make a dotted key)."""
-    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else toml_value(key)
-
-
-def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return f"{value:_}" if abs(value) >= 100_000 else str(value)
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, str):
-        # a valid TOML basic string once DEL, which JSON leaves raw, is escaped too
-        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
-    if isinstance(value, Path):
-        return toml_value(str(value))
-    if isinstance(value, dict):
-        if not value:
-            return "{}"
-        if "*" in value:
-            return toml_value(value["*"])
-        return "{ " + ", ".join(f"{toml_key(k)} = {toml_value(v)}" for k, v in value.items()) + " }"
-    if isinstance(value, list | tuple):
-        inner = ", ".join(toml_value(v) for v in value)
-        return f"[{inner}]"
-    raise TypeError(f"cannot write {value!r} as TOML")
-
-
-def _wrap(text: str, width: int = 98) -> list[str]:
-    lines, line = [], "#"
-    for word in text.split():
-        if len(line) + 1 + len(word) > width:
-            lines.append(line)
-            line = "#"
-        line += " " + word
-    lines.append(line)
-    return lines
-
-
-EXAMPLE_HEADER = (
-    "# pixcamd daemon configuration (`pixcamd run --config FILE`).",
-    "# Generated from the schema in pixcamd/daemon/schema.py; every key is optional except",
-    "# inbox and outbox. `pixcamd config check --config FILE` prints the effective values.",
-)
-
-
-def render_example(values: dict[str, Any] | None = None, header=EXAMPLE_HEADER) -> str:
-    """The text of config.example.toml: every key, documented, with its default — or, for the
-    keys in ``values``, that value (``pixcamd init`` writes the user's config so)."""
-    values = values or {}
-    out = list(header)
-    section = None
-    for option in SCHEMA:
-        if option.section != section:
-            section = option.section
-            out += ["", f"# ---- {section} " + "-" * (90 - len(section))]
-        value = option.example if option.example is not None else option.default
-        value = values.get(option.key, value)
-        if option.key == "pipelines":  # tables: an example to copy, commented out
-            body = []
-            for name, table in value.items():
-                body += [f"# [pipelines.{toml_key(name)}]"]
-                body += [f"# {k} = {toml_value(v)}" for k, v in table.items()]
-            out += ["", *_wrap(option.doc), *body]
-            continue
-        if isinstance(value, list) and len(toml_value(value)) > 90:
-            body = [f"{option.key} = ["] + [f"    {toml_value(v)}," for v in value] + ["]"]
-        else:
-            body = [f"{option.key} = {toml_value(value)}"]
-        out += ["", *_wrap(option.doc), *body]
-    return "\n".join(out) + "\n"
-
-
-SECRETS = ("web_token",)
-
-
-def render_effective(config: Config, derived: dict[str, Any] | None = None) -> str:
-    """``key = value`` for every key as the daemon will use it; ``derived`` replaces the automatic
-    values ("" in the file) with what they resolve to, marked ``# auto``."""
-    out = [f"# effective configuration from {config.source}"]
-    derived = derived or {}
-    for option in SCHEMA:
-        value = config.values()[option.key]
-        if option.key in SECRETS and value:  # said to be set, never printed
-            out.append(f'{option.key} = "…"  # set ({len(value)} characters), not shown')
-        elif option.key in derived and derived[option.key] != value:
-            auto = value in ("", "auto", ["auto"])
-            note = "auto" if auto else f"as written: {toml_value(value)}"
-            out.append(f"{option.key} = {toml_value(derived[option.key])}  # {note}")
-        else:
-            out.append(f"{option.key} = {toml_value(value)}")
-    return "\n".join(out) + "\n"

@@ -24,10 +24,10 @@ from pixcamd.daemon.config import (
     config_home,
     locate_config,
     parse_config,
-    render_example,
     state_home,
     user_config_path,
 )
+from pixcamd.daemon.config_toml import render_example
 
 DEFAULT_INBOX = "~/Pictures/pixcamd-inbox"
 DEFAULT_OUTBOX = "~/Pictures/pixcamd-outbox"

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pixcamd.daemon.config import Config, toml_value
+from pixcamd.daemon.config import Config
+from pixcamd.daemon.config_toml import toml_value
 from pixcamd.daemon.schema import SCHEMA
 
 RESTART_KEYS = (

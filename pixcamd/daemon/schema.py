@@ -1,5 +1,5 @@
 """The daemon's configuration schema: every key with its default, its documentation and its
-parser — the one source of config.example.toml (``config.render_example``), of the validation
+parser — the one source of config.example.toml (``config_toml.render_example``), of the validation
 (``config.validate``) and of ``pixcamd config check``.
 
 Each key's parser (``pixcamd.daemon.values``, here ``read.…``) takes the raw TOML value and
