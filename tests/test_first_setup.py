@@ -227,10 +227,15 @@ def test_status_shows_the_record_while_the_config_has_a_typo(tmp_path, capsys):
     ledger = Ledger(config.ledger_path)
     ledger.offer("a.jpg", "0" * 64, 1, 1, "fp")
     ledger.close()
-    config.source.write_text(config.source.read_text() + "stepz = 4\n")
+    text = config.source.read_text().replace(f'"{config.state_dir}"', '" state "')
+    config.source.write_text(text + "stepz = 4\n")  # the state dir as a person might write it
     code, out, err = cli(capsys, "status", "--config", str(config.source))
     assert code == 0 and "queued 1" in out, out + err
     assert "stepz: unknown key" in err and "showing the record at" in err, err
+    assert f"{config.ledger_path}" in err, err
+    config.source.write_text(text.replace('" state "', '"elsewhere"') + "stepz = 4\n")
+    code, out, err = cli(capsys, "status", "--config", str(config.source))
+    assert code == 2 and "stepz: unknown key" in err and "showing" not in err, err
     config.source.write_text(config.source.read_text() + "[[broken\n")
     code, _, err = cli(capsys, "status", "--config", str(config.source))
     assert code == 2 and "not valid TOML" in err, err

@@ -369,6 +369,8 @@ def show_status(args: argparse.Namespace) -> int:
             config = record_of(args.config)
         except ConfigError:
             raise exc from None
+        if not os.path.lexists(config.ledger_path):  # the problem may be where the record is
+            raise exc from None
         print(
             f"pixcamd: warning: {exc}\n(the daemon refuses this config at its next start or "
             f"reload; showing the record at {config.ledger_path})",

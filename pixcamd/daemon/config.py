@@ -104,9 +104,13 @@ def record_of(path: str | os.PathLike | None = None) -> Record:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the config file ({exc})") from None
-    named = [raw.get(key, "") for key in ("state_dir", "log_file")]
-    if not all(isinstance(value, str) for value in named):
-        raise ConfigError(f"{path}: state_dir and log_file must be paths")
+    named = []
+    for key in ("state_dir", "log_file"):  # read as validate reads them
+        option = KEYS[key]
+        try:
+            named.append(option.parse(raw.get(key, option.default)))
+        except ValueError as exc:
+            raise ConfigError(f"{path}: {key}: {exc}") from None
     state, log = record_paths(*named, path.resolve().parent)
     return Record(state / LEDGER, log)
 
