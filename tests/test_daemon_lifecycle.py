@@ -162,7 +162,7 @@ def test_a_copy_renamed_before_a_failed_fsync_is_published_not_doubled(
     assert not said(config, "retried") and not said(config, "photo_note")
 
 
-def test_a_photo_synced_back_after_it_vanished_replaces_its_own_copy(tmp_path, brisque):
+def test_a_photo_synced_back_after_it_vanished_replaces_its_own_copy(tmp_path, brisque, capsys):
     config = make_config(tmp_path)
     photo = config.inbox / "a.jpg"
     noise_photo(photo, 1)
@@ -187,6 +187,8 @@ def test_a_photo_synced_back_after_it_vanished_replaces_its_own_copy(tmp_path, b
     (gone,) = said(config, "vanished")
     assert "its earlier copy a.jpg stays in the outbox" in gone, gone
     assert (config.outbox / "a.jpg").read_bytes() == first
+    code, out = cli(capsys, config, "ship", "a.jpg")
+    assert code == 1 and "an earlier version's copy stays in the outbox" in out, out
     os.rename(tmp_path / "away.jpg", photo)  # back, the same size and time (mv keeps them)
     with running(config, [brisque]):
         wait_for(lambda: ledger_rows(config)["a.jpg"]["state"] == "done", 60, "it back")

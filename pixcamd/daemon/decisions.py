@@ -65,9 +65,11 @@ def ship(config: Config, ledger: Ledger, row: Row, via: str, now: float | None =
     """Publish a held-back photo's kept copy to the outbox: the person's decision."""
     now = time.time() if now is None else now
     if row.state != "unprotected" or row.output:
+        label = _STATES.get(row.state, row.state)
+        if row.state == "failed" and row.output:  # gone from the inbox; its earlier copy stays
+            label = "failed (an earlier version's copy stays in the outbox)"
         what = (
-            f"is {_STATES.get(row.state, row.state) if not row.output else row.state}, "
-            "not held back"
+            f"is {label}, not held back"
             if row.state != "unprotected"
             else "is shipped already (its copy is in the outbox)"
         )
