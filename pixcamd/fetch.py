@@ -91,7 +91,7 @@ def _install(source: BinaryIO, total: int | None, dest: Path, origin: str) -> In
         from pixcamd.models.koncept512 import KonCept512
 
         # refuses anything but KonCept512 weights, naming what the user gave, not our copy
-        model = KonCept512(load_checkpoint(tmp, name=origin))
+        model = KonCept512(load_checkpoint(tmp, name=origin, how_to_get=NOT_INSTALLED))
         os.chmod(tmp, plain_mode())  # readable as any file of the user's (a service account)
         os.replace(tmp, dest)
         dir_fd = os.open(dest.parent, os.O_RDONLY)
@@ -104,6 +104,10 @@ def _install(source: BinaryIO, total: int | None, dest: Path, origin: str) -> In
     return Installed(dest, size, digest.hexdigest(), model.fingerprint)
 
 
+NOT_INSTALLED = (
+    "nothing was installed; check the file or the URL — KonCept512.pth is the task organizers' "
+    "(`pixcamd model fetch` with no --url or --from downloads it)"
+)
 STALE_PART = 600.0  # seconds: a download in progress writes its part file all the time
 
 

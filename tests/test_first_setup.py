@@ -239,3 +239,17 @@ def test_status_shows_the_record_while_the_config_has_a_typo(tmp_path, capsys):
     config.source.write_text(config.source.read_text() + "[[broken\n")
     code, _, err = cli(capsys, "status", "--config", str(config.source))
     assert code == 2 and "not valid TOML" in err, err
+
+
+def test_a_refused_fetch_says_nothing_was_installed_not_to_fetch_again(tmp_path, capsys):
+    (tmp_path / "notweights.pth").write_bytes(b"not a checkpoint")
+    dest = tmp_path / "w" / "K.pth"
+    code, _, err = cli(
+        capsys, "model", "fetch", "--from", str(tmp_path / "notweights.pth"), "--to", str(dest)
+    )
+    assert code == 2 and "is not a PyTorch checkpoint" in err, err
+    assert "nothing was installed" in err and "get them with" not in err, err
+    assert "Warning" not in err and not dest.exists()
+    # where the weights are merely wrong, fetching them is the advice
+    code, out, err = cli(capsys, "model", "info", "--weights", str(tmp_path / "notweights.pth"))
+    assert code == 1 and "get them with `pixcamd model fetch`" in out + err, out + err

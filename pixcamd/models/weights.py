@@ -9,6 +9,7 @@ another network is refused rather than half-loaded.
 from __future__ import annotations
 
 import os
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -47,21 +48,26 @@ def expected_layout() -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
     return {k: (tuple(v.shape), v.dtype) for k, v in model.state_dict().items()}
 
 
-def load_checkpoint(path: str | os.PathLike, name: str | None = None) -> dict[str, torch.Tensor]:
+def load_checkpoint(
+    path: str | os.PathLike, name: str | None = None, how_to_get: str = _HOW_TO_GET
+) -> dict[str, torch.Tensor]:
     """Read and validate a KonCept512 checkpoint; raise a specific ``WeightsError`` if unusable.
-    ``name``: what the errors call the file (default its path), e.g. the source a copy came from."""
+    ``name``: what the errors call the file (default its path), e.g. the source a copy came from;
+    ``how_to_get``: what the errors advise (``model fetch`` itself advises no ``model fetch``)."""
     path = Path(path)
     shown = name or path
     if not path.exists():
-        raise WeightsMissing(f"KonCept512 weights not found at {shown}: {_HOW_TO_GET}")
+        raise WeightsMissing(f"KonCept512 weights not found at {shown}: {how_to_get}")
     if not path.is_file():
         raise NotACheckpoint(f"{shown} is not a file")
     with path.open("rb") as f:
         head = f.read(len(_LEGACY_MAGIC))
     if not head:
-        raise TruncatedCheckpoint(f"{shown} is empty (an interrupted download?): {_HOW_TO_GET}")
+        raise TruncatedCheckpoint(f"{shown} is empty (an interrupted download?): {how_to_get}")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's notes on pickle protocols mean nothing here
+            warnings.simplefilter("ignore", UserWarning)
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         if "weights only load failed" in str(exc).lower() and (
             zipfile.is_zipfile(path) or head.startswith(_LEGACY_MAGIC)
@@ -75,10 +81,10 @@ def load_checkpoint(path: str | os.PathLike, name: str | None = None) -> dict[st
         ):
             raise TruncatedCheckpoint(
                 f"{shown} is a cut-off PyTorch checkpoint ({path.stat().st_size} bytes): "
-                f"{_HOW_TO_GET}"
+                f"{how_to_get}"
             ) from exc
         # torch's own words ("invalid load key", a byte's number) mean nothing to a user
-        raise NotACheckpoint(f"{shown} is not a PyTorch checkpoint: {_HOW_TO_GET}") from exc
+        raise NotACheckpoint(f"{shown} is not a PyTorch checkpoint: {how_to_get}") from exc
     return _check_layout(obj, shown)
 
 
