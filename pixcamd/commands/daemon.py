@@ -243,15 +243,14 @@ def run_daemon(args: argparse.Namespace) -> int:
 def config_check(args: argparse.Namespace) -> int:
     from pixcamd.daemon.config_toml import render_effective
     from pixcamd.daemon.fs import choose_tmp_dir
-    from pixcamd.daemon.settings import build_settings, resolve_models
+    from pixcamd.daemon.settings import build_settings, resolve_models, weights_file
     from pixcamd.devices import resolve_device
     from pixcamd.models import model_class
-    from pixcamd.models.weights import default_weights_path
 
     config = _load(args)
     names, note = resolve_models(config)
     if "koncept512" in names:  # what `run` would refuse first; loading them is its job
-        weights = config.weights_path or default_weights_path()
+        weights = weights_file(config)
         if not weights.is_file():
             key = "weights" if config.weights_path else "model"
             service = (

@@ -54,12 +54,12 @@ class ClusterWorker(Worker):
                 if self.executor is None:
                     self._reconnect()
                 if self.executor is None:
-                    if self.config.ray_fallback == "local" and taking:
+                    local = taking and self.config.ray_fallback == "local"
+                    if local:
                         row = self.ledger.claim_next()
                         if row is not None:
                             self.process(row)  # here, as executor = "local" would
                             continue
-                    local = taking and self.config.ray_fallback == "local"
                     self._idle(None if local else BLOCKED_POLL)  # due photos cannot be sent
                     continue
                 if not self.executor.alive():  # probed at most once a second, idle or not

@@ -20,6 +20,7 @@ from typing import Any
 from pixcamd.daemon.config_toml import toml_value
 from pixcamd.daemon.schema import KEYS, SCHEMA
 from pixcamd.errors import PixcamdError
+from pixcamd.output import nearest_existing
 from pixcamd.platforms import PRESETS, Pipeline, PipelineError, from_table, parse_platforms
 
 if sys.version_info >= (3, 11):
@@ -370,7 +371,7 @@ def _kind_problems(config: Config) -> list[str]:
         elif not folder and os.path.isdir(path):
             problems.append(f"{key}: {path} is a folder; name a file")
         elif not os.path.exists(path):
-            above = next(p for p in path.parents if os.path.exists(p))
+            above = nearest_existing(path)
             if not os.path.isdir(above):
                 problems.append(f"{key}: {path} cannot be created: {above} is not a folder")
     return problems

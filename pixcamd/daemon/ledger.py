@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pixcamd.daemon.ledger_file import DAEMON_FRESH, not_emptied, read_tables, refusal
+from pixcamd.daemon.ledger_file import opening, read_tables
 from pixcamd.daemon.ledger_schema import JSON_COLUMNS, STATES, prepare
 
 MAX_EVENTS = 20_000  # older events are pruned (the JSON log file keeps everything)
@@ -99,35 +99,30 @@ def name_key(name: str) -> str:
 class Ledger:
     """Thread-safe: one connection, serialised by a lock (the daemon's writes are few and short)."""
 
-    def __init__(self, path: str | Path, clock=time.time, fresh: str = DAEMON_FRESH):
-        """``fresh``: what starting a new record means, said when this one is damaged."""
+    def __init__(self, path: str | Path, clock=time.time, fresh: str | None = None):
+        """``fresh``: what starting a new record means, said when this one is damaged (default:
+        the daemon's)."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.clock = clock
         self._lock = threading.RLock()
-        not_emptied(self.path, fresh)
-        try:
+        with opening(self.path, fresh):  # a damaged file, or one this user cannot open
             self._db = sqlite3.connect(
                 self.path, timeout=10, isolation_level=None, check_same_thread=False
             )
-        except sqlite3.DatabaseError as exc:  # a folder there, a file this user cannot open
-            raise refusal(self.path, exc, fresh) or exc from None
-        try:
-            self._db.row_factory = sqlite3.Row
-            self._db.create_function(
-                "name_key", 1, lambda name: name and name_key(name), deterministic=True
-            )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")  # a committed state survives power loss
-            self._db.execute("PRAGMA busy_timeout=10000")
-            prepare(self._db)
-            read_tables(self._db)
-        except sqlite3.DatabaseError as exc:
-            self._db.close()
-            refused = refusal(self.path, exc, fresh)
-            if refused is None:
+            try:
+                self._db.row_factory = sqlite3.Row
+                self._db.create_function(
+                    "name_key", 1, lambda name: name and name_key(name), deterministic=True
+                )
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")  # committed survives power loss
+                self._db.execute("PRAGMA busy_timeout=10000")
+                prepare(self._db)
+                read_tables(self._db)
+            except BaseException:
+                self._db.close()
                 raise
-            raise refused from None
 
     def close(self) -> None:
         with self._lock:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import shlex
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pixcamd.errors import PixcamdError
@@ -14,8 +16,7 @@ from pixcamd.errors import PixcamdError
 def read_only(path: str | Path) -> sqlite3.Connection:
     """A connection for ``pixcamd status``: reads only; WAL lets it run beside the daemon."""
     path = Path(path)
-    not_emptied(path)
-    try:
+    with opening(path):
         try:
             db = _checked(f"file:{path}?mode=rw", "PRAGMA query_only=1")
         except sqlite3.OperationalError as exc:
@@ -23,13 +24,20 @@ def read_only(path: str | Path) -> sqlite3.Connection:
                 raise
             # no write access to the state dir: a plain read-only open
             db = _checked(f"file:{path}?mode=ro")
-    except sqlite3.DatabaseError as exc:
-        refused = refusal(path, exc)
-        if refused is None:
-            raise
-        raise refused from None
     db.row_factory = sqlite3.Row
     return db
+
+
+@contextmanager
+def opening(path: Path, fresh: str | None = None) -> Iterator[None]:
+    """Around opening the ledger at ``path``: an empty file, and what SQLite raises, become
+    ``_refusal``'s words (``fresh``: what starting a new record means there)."""
+    fresh = fresh or DAEMON_FRESH
+    _not_emptied(path, fresh)
+    try:
+        yield
+    except sqlite3.DatabaseError as exc:
+        raise _refusal(path, exc, fresh) or exc from None
 
 
 def _checked(uri: str, *first: str) -> sqlite3.Connection:
@@ -67,7 +75,7 @@ FOLDER_FRESH = (
 )
 
 
-def damaged(path: Path, why: str, fresh: str = DAEMON_FRESH) -> str:
+def _damaged(path: Path, why: str, fresh: str) -> str:
     mv = f"mv {shlex.quote(str(path))} {shlex.quote(str(path) + '.damaged')}"
     return (
         f"{path}: the ledger (pixcamd's record of every photo, copy and decision) cannot be "
@@ -75,7 +83,7 @@ def damaged(path: Path, why: str, fresh: str = DAEMON_FRESH) -> str:
     )
 
 
-def refusal(path: Path, exc: sqlite3.DatabaseError, fresh: str = DAEMON_FRESH):
+def _refusal(path: Path, exc: sqlite3.DatabaseError, fresh: str):
     """What to raise for ``exc`` met opening the ledger: ``LedgerDamaged`` for a file that is
     not (or no longer) a ledger; a plain error for one this user cannot use (permissions, a
     full disk: moving it away would lose the record for nothing); None when another process
@@ -85,14 +93,14 @@ def refusal(path: Path, exc: sqlite3.DatabaseError, fresh: str = DAEMON_FRESH):
         return None
     name = getattr(exc, "sqlite_errorname", "") or ""
     if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "no such table" in text:
-        return LedgerDamaged(damaged(path, text, fresh))
+        return LedgerDamaged(_damaged(path, text, fresh))
     return PixcamdError(
         f"{path}: cannot open the ledger ({text}): check that this user may read and write it "
         "and its folder, and that its disk has room; nothing was changed"
     )
 
 
-def not_emptied(path: Path, fresh: str = DAEMON_FRESH) -> None:
+def _not_emptied(path: Path, fresh: str) -> None:
     """A ledger file of no bytes was cut short (SQLite writes its header on creation): taking
     it for a new record would publish every photo again."""
     try:
@@ -100,4 +108,4 @@ def not_emptied(path: Path, fresh: str = DAEMON_FRESH) -> None:
     except OSError:
         return  # none yet: a new record
     if empty:
-        raise LedgerDamaged(damaged(path, "the file is empty", fresh))
+        raise LedgerDamaged(_damaged(path, "the file is empty", fresh))

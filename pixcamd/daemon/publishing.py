@@ -183,6 +183,13 @@ class Publisher:
             error=None if protected else "not protected: " + scores_text(scores, worst),
             duplicate_of=None,
         )
+        verdict_fields = dict(  # what every event of the verdict carries
+            filter=edit,
+            scores=scores,
+            protected_on=protected_on,
+            worst=worst,
+            seconds=fields["seconds"],
+        )
         if not ship:  # held back: never in the outbox
             held = None
             if self.config.hold_dir is not None and outcome.data is not None:
@@ -209,12 +216,8 @@ class Publisher:
                 f"could not be protected, held back from the outbox{where} — "
                 f"{scores_text(scores, worst)}{edit_text}",
                 level="warning",
-                filter=edit,
-                scores=scores,
-                protected_on=protected_on,
-                worst=worst,
                 psnr=fields["psnr"],
-                seconds=fields["seconds"],
+                **verdict_fields,
             )
             return
 
@@ -240,14 +243,10 @@ class Publisher:
                 f"{verdict} → {out_rel} — {scores_text(scores, worst)}"
                 f"{edit_text}{psnr}, {fields['seconds']:.1f} s{removed}",
                 output=out_rel,
-                filter=edit,
                 verdict=verdict,
                 metadata_notes=notes,
-                scores=scores,
-                protected_on=protected_on,
-                worst=worst,
                 psnr=fields["psnr"],
-                seconds=fields["seconds"],
+                **verdict_fields,
             )
         else:
             self.log.emit(
@@ -257,9 +256,5 @@ class Publisher:
                 f"{scores_text(scores, worst)}{edit_text}",
                 level="warning",
                 output=out_rel,
-                filter=edit,
-                scores=scores,
-                protected_on=protected_on,
-                worst=worst,
-                seconds=fields["seconds"],
+                **verdict_fields,
             )

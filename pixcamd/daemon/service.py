@@ -69,6 +69,7 @@ class Daemon:
         self.worker: Worker | None = None
         self._lock_fd: int | None = None
         self._pid_recorded = False  # set once this start wrote its pid: then it clears it
+        self.log: EventLog | None = None  # once the ledger is open
         self.clean_exit = True  # False: a photo would not unwind; its thread may still run
         self.web = None  # pixcamd.web.server.WebServer while the page is served
 
@@ -86,7 +87,7 @@ class Daemon:
         except BaseException as exc:
             # a folder that cannot be created or written: said which, as any refusal in words
             why = f"cannot start: {exc}" if isinstance(exc, OSError) else str(exc)
-            if isinstance(exc, Exception) and getattr(self, "log", None) is not None:
+            if isinstance(exc, Exception) and self.log is not None:
                 with contextlib.suppress(Exception):  # where `status` reads it
                     self.log.emit("start_refused", message=why, level="error", reason=why)
             self._close_quietly()

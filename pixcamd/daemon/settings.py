@@ -9,6 +9,7 @@ import hashlib
 import json
 import math
 from dataclasses import replace
+from pathlib import Path
 
 from pixcamd.daemon.config import Config, ConfigError
 from pixcamd.platforms import loop_order
@@ -103,21 +104,26 @@ def build_settings(config: Config, models, device: str):
         raise ConfigError(f"target: {exc}") from None
 
 
+def weights_file(config: Config) -> Path:
+    """Where KonCept512's weights are read from: the config's ``weights``, else the cache's."""
+    from pixcamd.models.weights import default_weights_path
+
+    return config.weights_path or default_weights_path()
+
+
 def resolve_models(config: Config) -> tuple[list[str], str]:
     """(model names, note): what ``auto`` becomes, and why — said loudly at start-up."""
     from pixcamd.models import resolve_name
-    from pixcamd.models.weights import default_weights_path
 
     if config.model == ["auto"]:
         name = resolve_name("auto", config.weights_path)
         if name == "brisque":
             return ["brisque"], (
                 f"model auto → BRISQUE (embedded): KonCept512 weights are not installed at "
-                f"{default_weights_path()}. The filter to fool is usually KonCept512: install it "
+                f"{weights_file(config)}. The filter to fool is usually KonCept512: install it "
                 "with `pixcamd model fetch`, then restart or reload the daemon"
             )
-        weights = config.weights_path or default_weights_path()
-        return ["koncept512"], f"model auto → KonCept512 (weights at {weights})"
+        return ["koncept512"], f"model auto → KonCept512 (weights at {weights_file(config)})"
     return list(config.model), f"model {'+'.join(config.model)} (configured)"
 
 
