@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import simplejpeg
 import torch
 from PIL import Image, ImageChops, UnidentifiedImageError
 
@@ -155,6 +156,25 @@ def open_photo(
     return Photo(path, image, md, notes)
 
 
+def _check_scan_data(data: bytes, notes: list[str]) -> None:
+    """Refuse a JPEG whose image data ends before its last block. Pillow's libjpeg fills the
+    missing blocks with grey and says nothing when an end marker follows the cut (a broken
+    download, a failing card): the photo would be judged and protected half grey. A strict
+    libjpeg-turbo decode through simplejpeg reads every entropy-coded bit and raises libjpeg's
+    first warning; DCT-scaled to 1/8 it makes few pixels (16 MP: well under 0.1 s, and a header
+    claiming a huge size is refused before Pillow decodes it whole)."""
+    try:
+        simplejpeg.decode_jpeg(data, colorspace="GRAY", strict=True, min_width=1, min_height=1)
+    except ValueError as exc:
+        message = str(exc)
+        if "premature end" in message.lower():  # libjpeg's JWRN_JPEG_EOF / JWRN_HIT_MARKER
+            raise EOFError(f"libjpeg: {message}") from None
+        if message.startswith("Corrupt JPEG data"):  # e.g. extraneous bytes: pixels complete
+            notes.append(f"decoder: {message}")
+    except Exception:  # a JPEG turbojpeg does not read (12-bit, arithmetic): Pillow judges it
+        pass
+
+
 def _nclx(img: Image.Image, source, notes: list[str]) -> dict:
     """A HEIC's or AVIF's nclx colour description (code points and chromaticities), {} when it
     has none. Pillow's own AVIF reader does not expose it; libheif (pillow-heif) reads it from
@@ -216,6 +236,8 @@ def _read_before_load(img: Image.Image, source, notes: list[str]):
     if fmt in ("JPEG", "MPO"):
         with source() as fp:
             segments, problem = meta.read_jpeg_segments(fp)
+            fp.seek(0)
+            _check_scan_data(fp.read(), notes)
         if problem:
             notes.append(f"JPEG header: {problem}")
         parts = meta.jpeg_parts(segments)

@@ -676,6 +676,13 @@ def _fingerprint(path: Path) -> tuple:
         ("noise.jpg", bytes(range(7, 250)) * 3, "not an image file"),
         ("half.jpg", jpeg_bytes(pattern(300, 200))[:1500], "truncated"),
         ("headers.jpg", jpeg_bytes(pattern(300, 200))[:300], "the file is truncated"),
+        # cut, then closed with an end marker: Pillow alone decodes the rest as grey
+        ("cut.jpg", jpeg_bytes(pattern(300, 200))[:1500] + b"\xff\xd9", "premature end"),
+        (
+            "cut_progressive.jpg",
+            jpeg_bytes(pattern(300, 200), progressive=True)[:-600] + b"\xff\xd9",
+            "the file is truncated",
+        ),
         ("odd.tif", b"II*\x00" + bytes(100), "a TIFF of a kind that cannot be decoded here"),
         ("broken.jpg", b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(40), "damaged JPEG"),
     ],
@@ -708,6 +715,16 @@ def test_enormous_dimensions_are_refused_before_decoding(tmp_path):
     with pytest.raises(PhotoError, match="over the limit of 5,000 pixels"):
         open_photo(tmp_path / "small.png", max_pixels=5000)
     assert open_photo(tmp_path / "small.png", max_pixels=10_000).image.size == (100, 100)
+
+
+def test_a_size_claim_larger_than_the_data_is_refused_as_truncated(tmp_path):
+    data = bytearray(jpeg_bytes(pattern(64, 48)))
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = struct.pack(">HH", 6000, 8000)  # 48 MP claimed, 64×48 px of data
+    path = tmp_path / "claim.jpg"
+    path.write_bytes(bytes(data))
+    with pytest.raises(PhotoError, match="the file is truncated"):
+        open_photo(path)
 
 
 def test_broken_exif_keeps_the_pixels_and_the_rest(tmp_path):
