@@ -39,7 +39,7 @@ from functools import partial
 from PIL import Image, ImageChops
 
 from pixcamd.check import Check, check_output, psnr_ssim, score_image_views
-from pixcamd.enhance import Bounds, Enhancer
+from pixcamd.enhance import Bounds, ColourFilter, Enhancer
 from pixcamd.enhance import summary as enhance_summary
 from pixcamd.jpeg import decode
 from pixcamd.models.base import QualityModel
@@ -161,8 +161,20 @@ def protect(
         enhancement = enhance_summary(found.colour_filter, enhancer.thumb)  # a thumbnail will do
         if settings.mode == "enhance" or meets(found.check, models, targets):
             return finish(found, steps)
-        photo = to_tensor(found.image).to(settings.device)  # auto: perturb the enhanced photo
-        start = found.image
+        tried = found.colour_filter
+        helped = found.check.worst()["good_by"] < before.worst()["good_by"]
+        if helped or tried is None or tried.is_identity:
+            photo = to_tensor(found.image).to(settings.device)  # auto: perturb the enhanced photo
+            start = found.image
+        else:
+            # auto: a filter that brought no view nearer low quality would make the perturbation
+            # work harder, and change the look, for nothing: it is left out, and said so
+            words = enhancement["description"]
+            identity = ColourFilter.identity(pivot=tried.pivot)
+            enhancement = enhance_summary(identity, enhancer.thumb)
+            enhancement["description"] = (
+                f"none (the filter found, {words}, brought no view nearer low quality)"
+            )
         del enhancer  # its hat maps and thumbnail: memory the perturbation can use
 
     attack = Attack(
