@@ -11,7 +11,7 @@ from PIL import Image
 
 from pixcamd.jpeg import served_as
 from pixcamd.models.base import QualityModel
-from pixcamd.photo import load_photo, to_tensor
+from pixcamd.photo import open_photo, to_tensor
 from pixcamd.platforms import PRESETS, Pipeline
 from pixcamd.views import DEFAULT_VIEWS, make_views
 
@@ -50,6 +50,7 @@ class PhotoScore:
     model: dict
     platforms: list[PipelineScore] = field(default_factory=list)
     encoding: dict | None = None  # a JPEG's quality and subsampling (``jpeg.served_as``)
+    warnings: list[str] = field(default_factory=list)  # what reading the file changed or met
 
     @property
     def good(self) -> bool:
@@ -91,6 +92,7 @@ class PhotoScore:
             "verdict": self.verdict,
             "worst": self.worst(),
             "encoding": self.encoding,
+            "warnings": self.warnings,
         }
 
 
@@ -135,7 +137,11 @@ def score_file(
     """Load a photo (EXIF orientation applied) and score it; raises ``PhotoError`` if unreadable.
     A JPEG's own encoding is reported too: a copy downloaded back from a platform tells its
     pipeline's quality and subsampling."""
-    result = score_image(load_photo(path), model, views, pipelines, path=str(path))
+    photo = open_photo(path)
+    result = score_image(photo.image, model, views, pipelines, path=str(path))
+    # what the decoder changed (transparency flattened, colours converted, frames left out) is
+    # part of what was judged; what a copy would not carry is not: score writes none
+    result.warnings = [w for w in photo.warnings if "not carried" not in w]
     try:
         with Image.open(path) as raw:
             result.encoding = served_as(raw)

@@ -189,6 +189,22 @@ def test_human_table(tmp_path, capsys):
     assert out.count("    center ") == 2
 
 
+def test_what_reading_changed_is_said_with_the_scores(tmp_path, capsys):
+    see_through = textured(640, 480).convert("RGBA")
+    see_through.putalpha(128)
+    see_through.save(tmp_path / "see_through.png")
+    textured(640, 480).save(tmp_path / "plain.png")
+    args = ["--model", "brisque", "--views", "center", "--platforms", "task"]
+    code, results, err = run_json(
+        capsys, tmp_path / "see_through.png", tmp_path / "plain.png", *args
+    )
+    assert code == 0
+    flattened = "transparent areas composited onto white (JPEG has no transparency)"
+    assert results[0]["warnings"] == [flattened] and results[1]["warnings"] == []
+    assert f"{tmp_path / 'see_through.png'}: {flattened}" in err
+    assert "plain.png:" not in err
+
+
 def test_names_are_read_whatever_their_case_as_platform_names_are(tmp_path, capsys):
     path = tmp_path / "photo.png"
     textured(640, 480).save(path)

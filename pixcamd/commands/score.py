@@ -25,6 +25,8 @@ def run(args) -> int:
             results.append({"path": str(path), "error": str(exc)})
             continue
         results.append(scored.as_dict())
+        for note in scored.warnings:  # as protect says them, on stderr
+            print(f"{path}: {note}", file=sys.stderr)
         if not args.json:
             print_table(scored)
     if args.json:
