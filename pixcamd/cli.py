@@ -220,9 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     protect.add_argument(
         "--enhance-strength",
         type=_grey_levels,
-        default=STRENGTH,
+        default=None,
         metavar="LEVELS",
-        help=f"enhance/auto: largest change of the tone curves in 8-bit grey levels "
+        help=f"enhance/auto: largest change of the tone curves in 8-bit grey levels, 0–64 "
         f"(default {STRENGTH:g}); contrast and saturation ranges scale with it",
     )
     protect.add_argument(

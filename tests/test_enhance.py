@@ -23,6 +23,7 @@ from test_daemon_support import (
 from tinybiqa import synthetic_photo
 
 from pixcamd.cli import main
+from pixcamd.commands.progress import summary_line
 from pixcamd.enhance import (
     Bounds,
     ColourFilter,
@@ -254,6 +255,9 @@ def test_auto_adds_the_invisible_perturbation_when_the_filter_falls_short(hard_p
     plain = protect(hard_photo, [tiny_biqa], replace(settings, mode="invisible"))
     assert result.image.tobytes() == plain.image.tobytes()
     assert result.psnr > alone.psnr + 5
+    # the summary line says which of the two protected the copy
+    line = summary_line({**result.summary(), "path": "hard.png"})
+    assert f"; then the invisible change, ε {result.epsilon:g}; PSNR" in line
 
 
 def test_zero_strength_auto_is_the_invisible_mode(hard_photo, tiny_biqa):

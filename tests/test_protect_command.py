@@ -165,6 +165,19 @@ def test_target_must_name_each_model(tmp_path, photo, capsys):
     assert json.loads(out.out.splitlines()[0])["epsilon"] == 16
 
 
+def test_a_filter_strength_without_a_filter_to_use_it_is_refused(tmp_path, photo, capsys):
+    args = ["protect", str(photo), "-o", str(tmp_path / "o.jpg"), "--model", "brisque"]
+    assert main([*args, "--enhance-strength", "40"]) == 2  # the invisible mode, by default
+    assert "--enhance-strength sets the colour filter of --mode enhance or auto" in (
+        capsys.readouterr().err
+    )
+    assert main([*args, "--mode", "enhance", "--enhance-strength", "0"]) == 2
+    assert "--enhance-strength 0 leaves the colour filter nothing to change" in (
+        capsys.readouterr().err
+    )
+    assert not (tmp_path / "o.jpg").exists()
+
+
 @pytest.mark.parametrize(
     ("flag", "value", "said"),
     [

@@ -135,6 +135,9 @@ def summary_line(report: dict) -> str:
         return f"{source} {where}: {str(report['verdict']).upper()} (same photo as {twin})"
     edit = report.get("enhancement")
     edit = f"; filter: {edit['description']}" if edit else ""
+    if edit and report.get("mode") == "auto":  # which of the two protected it
+        eps = report.get("epsilon") or 0
+        edit += f"; then the invisible change, ε {eps:g}" if eps else "; no invisible change"
     psnr = report.get("psnr")
     psnr = f"PSNR {psnr:.1f} dB, " if psnr is not None else ""
     return (

@@ -13,6 +13,7 @@ import torch
 
 from pixcamd.commands.progress import RunProgress
 from pixcamd.daemon.settings import settings_fingerprint
+from pixcamd.enhance import STRENGTH
 from pixcamd.errors import PixcamdError
 from pixcamd.executors import JobOptions, LocalExecutor, Task
 from pixcamd.folder_plan import plan_sources
@@ -45,6 +46,17 @@ def run(args) -> int:
             f"--epsilon-cap {args.epsilon_cap:g} is below --epsilon {args.epsilon:g}; the cap "
             "must be at least the starting budget"
         )
+    if args.enhance_strength is not None and args.mode == "invisible":  # never silently unused
+        raise PixcamdError(
+            "--enhance-strength sets the colour filter of --mode enhance or auto; the invisible "
+            "mode has none (its budget is --epsilon)"
+        )
+    if args.enhance_strength == 0 and args.mode == "enhance":
+        raise PixcamdError(
+            "--enhance-strength 0 leaves the colour filter nothing to change: give a strength "
+            "above 0, or --mode invisible"
+        )
+    strength = STRENGTH if args.enhance_strength is None else args.enhance_strength
     if args.output is not None:
         if Path(args.output).resolve() == inputs[0].resolve():
             raise PixcamdError(f"{args.output}: would overwrite an original photo")
@@ -71,7 +83,7 @@ def run(args) -> int:
             epsilon=args.epsilon,
             # not given: the default, which make_settings raises to --epsilon where that is more
             epsilon_cap=EPSILON_CAP if args.epsilon_cap is None else args.epsilon_cap,
-            enhance_strength=args.enhance_strength,
+            enhance_strength=strength,
             mode=args.mode,
             views=args.views,
             steps=args.steps,
