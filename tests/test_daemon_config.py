@@ -100,6 +100,24 @@ def test_messages_name_the_file_the_key_and_the_problem(tmp_path):
     assert message.count("\n  ") == 8  # every problem at once, one per line
 
 
+def test_problems_between_keys_and_overlapping_folders_are_said_with_the_others(tmp_path):
+    message = problems(
+        tmp_path,
+        'inbox = "inbox"\noutbox = "inbox/out"\nsed = 1\nweb = "0.0.0.0:18740"\n'
+        "epsilon = 8\nepsilon_cap = 4\nhold_dir = 'held'\non_unprotected = 'ship'\n",
+    )
+    where = str(tmp_path / "config.toml")
+    assert f"{where}: sed: unknown key (did you mean 'seed'?)" in message
+    assert f"{where}: web: '0.0.0.0:18740' is reachable from other machines" in message
+    assert f"{where}: epsilon_cap: 4 is below epsilon 8" in message
+    assert f'{where}: hold_dir: only used with on_unprotected = "hold"' in message
+    assert f"{where}: outbox: {tmp_path / 'inbox' / 'out'} is inside the inbox" in message
+    assert message.count("\n  ") == 5  # in one go, not one round at a time
+    # a key that does not parse leaves out only the checks that read it
+    message = problems(tmp_path, 'inbox = "inbox"\noutbox = "inbox/out"\nweb = 5\n')
+    assert "web: expected a string" in message and "is inside the inbox" in message
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

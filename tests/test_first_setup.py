@@ -158,6 +158,15 @@ def test_config_check_refuses_what_run_would_refuse(tmp_path, capsys, text, said
     assert code == 2 and said in shown and "Traceback" not in shown, shown
 
 
+def test_a_target_on_the_good_side_is_said_as_every_config_problem_is(tmp_path, capsys):
+    code, shown = check(capsys, tmp_path, 'model = "brisque"\ntarget = 50\n')
+    where = tmp_path / "c.toml"
+    assert code == 2 and "invalid configuration:" in shown, shown
+    assert f"{where}: target: 50 for brisque is on the good-quality side of its threshold 60" in (
+        shown
+    )
+
+
 def test_config_check_names_a_folder_setting_that_is_a_file(tmp_path, capsys):
     (tmp_path / "outbox").write_text("x")
     (tmp_path / "hold").write_text("x")

@@ -40,6 +40,22 @@ class ConfigError(PixcamdError):
 # The effective configuration
 
 
+FOLDER_KEYS = ("inbox", "outbox", "state_dir", "log_file", "tmp_dir", "hold_dir")
+
+
+class Folders:
+    """The folder settings as absolute paths: what the layout checks read, also while other
+    keys of the config have problems (they are all said at once)."""
+
+    def __init__(self, values: dict[str, Any], source: Path | None = None):
+        base = source.parent if source is not None else Path.cwd()
+        self.inbox = _abs(values["inbox"], base)
+        self.outbox = _abs(values["outbox"], base)
+        self.state_dir, self.log_file = record_paths(values["state_dir"], values["log_file"], base)
+        self.tmp_dir_setting = _abs(values["tmp_dir"], base) if values["tmp_dir"] else None
+        self.hold_dir = _abs(values["hold_dir"], base) if values["hold_dir"] else None
+
+
 class Config:
     """Validated values, by key (``config.inbox``), plus the derived absolute paths."""
 
@@ -47,11 +63,7 @@ class Config:
         self._values = dict(values)
         self.source = source
         base = source.parent if source is not None else Path.cwd()
-        self.inbox = _abs(values["inbox"], base)
-        self.outbox = _abs(values["outbox"], base)
-        self.state_dir, self.log_file = record_paths(values["state_dir"], values["log_file"], base)
-        self.tmp_dir_setting = _abs(values["tmp_dir"], base) if values["tmp_dir"] else None
-        self.hold_dir = _abs(values["hold_dir"], base) if values["hold_dir"] else None
+        self.__dict__.update(vars(Folders(values, source)))
         self.weights_path = _abs(values["weights"], base) if values["weights"] else None
         self.ledger_path = self.state_dir / LEDGER
         self.platform_pipelines = resolve_platforms(values)
@@ -233,27 +245,29 @@ def validate(raw: dict[str, Any], source: Path | None = None) -> Config:
                 problems.append(f"{where}{option.key}{sep}{text}")
     if "platforms" in values:  # beside the other problems, a bad table's included
         problems += [f"{where}{p}" for p in _platform_problems(values, raw.get("pipelines"))]
-    if not problems:
-        if values["epsilon_cap"] < values["epsilon"]:
-            problems.append(
-                f"{where}epsilon_cap: {values['epsilon_cap']:g} is below epsilon "
-                f"{values['epsilon']:g}; the cap must be at least the starting budget"
-            )
-        if "*" in values["target"] and len(values["model"]) > 1:
-            problems.append(
-                f"{where}target: several models: give a table {{ model = score, … }} for each"
-            )
-        if values["hold_dir"] and values["on_unprotected"] != "hold":
-            problems.append(f'{where}hold_dir: only used with on_unprotected = "hold"')
+    # Problems between keys, each judged where the keys it reads are valid: every problem
+    # is said at once, not one round at a time
+    parsed = values.keys().__contains__
+    if parsed("epsilon_cap") and parsed("epsilon") and values["epsilon_cap"] < values["epsilon"]:
+        problems.append(
+            f"{where}epsilon_cap: {values['epsilon_cap']:g} is below epsilon "
+            f"{values['epsilon']:g}; the cap must be at least the starting budget"
+        )
+    if "*" in values.get("target", {}) and len(values.get("model", ())) > 1:
+        problems.append(
+            f"{where}target: several models: give a table {{ model = score, … }} for each"
+        )
+    if values.get("hold_dir") and values.get("on_unprotected", "hold") != "hold":
+        problems.append(f'{where}hold_dir: only used with on_unprotected = "hold"')
+    if all(map(parsed, ("executor", *RAY_KEYS))):
         problems += [f"{where}{p}" for p in _cluster_problems(values)]
+    if parsed("web") and parsed("web_token"):
         problems += [f"{where}{p}" for p in web_problems(values)]
+    if all(map(parsed, FOLDER_KEYS)):
+        problems += [f"{where}{p}" for p in layout_problems(Folders(values, source))]
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
-    config = Config(values, source)
-    problems = [f"{where}{p}" for p in layout_problems(config)]
-    if problems:
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
-    return config
+    return Config(values, source)
 
 
 def _platform_problems(values: dict[str, Any], tables: Any) -> list[str]:
@@ -353,7 +367,7 @@ def _inside(child: Path, parent: Path) -> bool:
     return child == parent or parent in child.parents
 
 
-def _kind_problems(config: Config) -> list[str]:
+def _kind_problems(config: Folders) -> list[str]:
     """A folder setting that names a file (or a folder under a file), a log file that names a
     folder: said here, by key, not as an OSError when the daemon starts (or a photo is held)."""
     problems = []
@@ -377,7 +391,7 @@ def _kind_problems(config: Config) -> list[str]:
     return problems
 
 
-def layout_problems(config: Config) -> list[str]:
+def layout_problems(config: Folders) -> list[str]:
     """The folders must not overlap: outputs are never re-ingested, originals never shipped."""
     problems = []
     if not config.inbox.is_dir():

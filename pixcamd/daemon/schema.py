@@ -216,7 +216,7 @@ SCHEMA: tuple[Option, ...] = (
         "target",
         "Protection",
         {},
-        "Score to reach after JPEG-90: one number for a single model, or a table "
+        "Score to reach after every platform pipeline: one number for a single model, or a table "
         "{ koncept512 = 30, brisque = 80 }. {} = each model's default (KonCept512 30, "
         "BRISQUE 80).",
         read.targets,
@@ -352,9 +352,9 @@ SCHEMA: tuple[Option, ...] = (
         "Cluster",
         "127.0.0.1:6379",
         'With executor = "ray": the head node, host:port (started with `ray start --head '
-        '--node-ip-address 127.0.0.1`), or "local" for a private Ray on this machine. Ray has '
-        "no authentication of its own: keep a cluster on loopback or a trusted network "
-        "(docs/folder-runs.md).",
+        '--node-ip-address 127.0.0.1`), or "local" for a private Ray on this machine. A Ray '
+        "cluster runs whatever code reaches it: start it with RAY_AUTH_MODE=token and keep it "
+        "on loopback or a trusted network (docs/folder-runs.md).",
         read.string,
     ),
     Option(
@@ -376,7 +376,7 @@ SCHEMA: tuple[Option, ...] = (
         "Cluster",
         "wait",
         'When the cluster goes away: "wait" = keep the queue for when it returns (said loudly '
-        'in the log, tried again every minute); "local" = protect here meanwhile.',
+        'in the log, tried again every 15 s); "local" = protect here meanwhile.',
         read.choice("wait", "local"),
     ),
     Option(

@@ -100,8 +100,10 @@ def build_settings(config: Config, models, device: str):
             platforms=config.platform_pipelines,
             device=device,
         )
-    except ValueError as exc:
-        raise ConfigError(f"target: {exc}") from None
+    except ValueError as exc:  # said as validate() says every problem: FILE: key: problem
+        where = f"{config.source}: " if config.source is not None else ""
+        problem = str(exc).removeprefix("target ")
+        raise ConfigError(f"invalid configuration:\n  {where}target: {problem}") from None
 
 
 def weights_file(config: Config) -> Path:
