@@ -18,6 +18,7 @@ from watchdog.events import (
 from pixcamd.daemon.schema import DEFAULT_EXTENSIONS, DEFAULT_IGNORE
 from pixcamd.daemon.watcher import (
     HIDDEN,
+    LINKED_FOLDER,
     NOT_UTF8,
     InboxHandler,
     Rules,
@@ -105,8 +106,19 @@ def test_symlinks_are_never_followed_out_of_the_inbox(tmp_path):
     r = rules(inbox)
     assert r.accept(inbox / "escape.jpg") == ("escape.jpg", "symlink out of the inbox")
     assert r.accept(inbox / "inner.jpg") == ("inner.jpg", "")
-    # scans never enter a symlinked folder and skip links that leave the inbox
-    assert sorted(scan(r)) == ["inner.jpg", "sub/real.jpg"]
+    # scans never enter a symlinked folder and skip links that leave the inbox; each is named
+    (inbox / "sub" / "again").symlink_to(inbox / "sub", target_is_directory=True)
+    refused: list = []
+    assert sorted(scan(r, refused=refused)) == ["inner.jpg", "sub/real.jpg"]
+    assert sorted(refused) == [
+        ("escape.jpg", "symlink out of the inbox"),
+        ("linked-folder", LINKED_FOLDER),
+        ("sub/again", LINKED_FOLDER),
+    ]
+    assert r.accept(inbox / "linked-folder") == ("linked-folder", LINKED_FOLDER)  # an event's
+    refused = []
+    assert list(scan(r, inbox / "linked-folder", refused=refused)) == []  # a folder "moved in"
+    assert refused == [("linked-folder", LINKED_FOLDER)]
 
 
 def test_a_pipe_or_a_symlink_loop_named_like_a_photo_is_refused_and_said(tmp_path):

@@ -40,6 +40,10 @@ from pixcamd.daemon.fs import inside
 from pixcamd.errors import NotProtectable, without_path
 
 NOT_A_PHOTO = "not a photo extension"
+LINKED_FOLDER = (
+    "a linked folder: never entered (its photos are protected only where they really are, "
+    "if that is in the inbox)"
+)
 DOUBT_AFTER = 3  # settle times a file must be quiet and undecodable before it is named so
 HIDDEN = "a photo's name that an ignore pattern matches"
 NOT_UTF8 = (
@@ -130,9 +134,11 @@ class Rules:
         text = shown(rel)  # what the log and the ledger can hold of the name
         if self.ignored(rel):
             return (text, HIDDEN) if self.hidden_photo(rel) else (None, "ignored name")
+        absolute = self.inbox / rel
+        if absolute.is_symlink() and absolute.is_dir():  # an event for it, as the scan says it
+            return text, LINKED_FOLDER
         if not self.is_photo_name(rel):  # a video or a sidecar: left alone, but named
             return text, NOT_A_PHOTO
-        absolute = self.inbox / rel
         if self.excluded_path(absolute):
             return None, "one of the daemon's own folders"
         if text != rel:  # no ledger key, no log line can hold it: named, not taken
@@ -166,9 +172,15 @@ def scan(
     of the files left alone for their extension are appended to ``others``, (path, why) of the
     photos refused (a symlink out of the inbox, not a regular file) to ``refused``.
 
-    Symlinked folders are never entered; ignored folders are pruned, not walked.
+    Symlinked folders are never entered (each is refused, by name); ignored folders are pruned,
+    not walked.
     """
     start = root or rules.inbox
+    if root is not None and root.is_symlink():  # os.walk would follow a linked root
+        rel, reason = rules.accept(root)
+        if rel is not None and refused is not None:
+            refused.append((rel, reason))
+        return
     errors: list[OSError] = []  # os.walk says nothing of a folder it cannot list
     for folder, dirs, files in os.walk(start, onerror=errors.append, followlinks=False):
         if stop is not None and stop.is_set():
@@ -178,6 +190,11 @@ def scan(
         dirs[:] = sorted(
             d for d in dirs if not rules.ignored_name(d) and not rules.excluded_path(here / d)
         )
+        for name in [d for d in dirs if (here / d).is_symlink()]:  # os.walk passes them by
+            dirs.remove(name)
+            rel, reason = rules.accept(here / name)
+            if rel is not None and refused is not None:
+                refused.append((rel, reason))
         for name in sorted(files):
             rel, reason = rules.accept(here / name)
             if rel is not None and not reason:
