@@ -20,6 +20,7 @@ from pixcamd.errors import PixcamdError
 from pixcamd.output import check_folder
 
 PASSED_OVER = "a folder whose name an ignore pattern matches"
+LEFT_ALONE = "not a photo, or an ignored name"
 
 
 @dataclass(frozen=True)
@@ -36,11 +37,15 @@ class Source:
 class Plan:
     sources: list[Source] = field(default_factory=list)
     refused: list[tuple[Path, str]] = field(default_factory=list)  # found, not taken: why
-    left_alone: int = 0  # other files in the folders: not photos, or ignored names
+    others: set[Path] = field(default_factory=set)  # files left alone: not photos, ignored names
     hidden: list[Path] = field(default_factory=list)  # photos left alone for their names, named
     passed_over: list[Path] = field(default_factory=list)  # folders an ignore pattern names
     repeated: int = 0  # photos given more than once (a folder twice, a photo and its folder)
     taken: set[Path] = field(default_factory=set, repr=False)  # the sources' resolved paths
+
+    @property
+    def left_alone(self) -> int:  # each once, however often its folder was given
+        return len(self.others)
 
 
 def plan_sources(
@@ -77,10 +82,10 @@ def plan_sources(
                     plan.hidden.append(found)
                 elif reason == PASSED_OVER:
                     plan.passed_over.append(found)
+                elif reason == LEFT_ALONE:
+                    plan.others.add(found)
                 elif reason:
                     plan.refused.append((found, reason))
-                elif found is None:
-                    plan.left_alone += 1
                 else:  # walked from the resolved folder, no linked folder entered: resolved
                     _take(plan, Source(found, f"{root.name}/{rules.relative(found)}", found))
         else:  # a photo named on its own (open_photo says what is wrong with anything else)
@@ -91,6 +96,7 @@ def plan_sources(
             _take(plan, Source(given, given.name, where))
     plan.refused = list(dict.fromkeys(plan.refused))  # a folder given twice: said once
     plan.hidden = list(dict.fromkeys(plan.hidden))
+    plan.passed_over = list(dict.fromkeys(plan.passed_over))
     plan.sources = _name_copies(plan.sources, outdir)
     originals = {_resolved(s.path) for s in plan.sources}
     for source in plan.sources:
@@ -165,7 +171,8 @@ def _is_jpeg_name(key: str) -> bool:
 
 def _walk(rules: Rules):
     """(path, "") per photo, (path, why) per refused file or folder that cannot be read,
-    (path, PASSED_OVER) per folder an ignore pattern names, (None, "") per file left alone."""
+    (path, PASSED_OVER) per folder an ignore pattern names, (path, LEFT_ALONE) per file left
+    alone."""
     errors: list[OSError] = []  # os.walk says nothing of a folder it cannot list
     for folder, dirs, files in os.walk(rules.inbox, onerror=errors.append, followlinks=False):
         yield from _cannot_read(errors)
@@ -185,7 +192,7 @@ def _walk(rules: Rules):
         for name in sorted(files):
             rel, reason = rules.accept(here / name)
             if rel is None or reason == NOT_A_PHOTO:  # ignored names come back without a path
-                yield None, ""
+                yield here / name, LEFT_ALONE
             elif reason == "symlink out of the inbox":
                 yield here / name, "a symlink that leads out of the folder; not followed"
             elif reason:

@@ -381,11 +381,16 @@ def test_a_copy_deleted_from_the_outdir_is_made_again_on_the_next_run(tmp_path, 
 
 def test_a_photo_given_twice_is_protected_once_and_said(tmp_path, album, capsys):
     outdir = tmp_path / "out"
+    (album / "@eaDir").mkdir()  # a NAS's thumbnails: passed over for its name, and said
     given = [album, album / "beach.png", f"{album}/", album / "May" / ".." / "beach.png"]
     code, reports, summary, err = run(capsys, *given, "--outdir", outdir, *FAST)
     assert code == 1 and err.count("link.jpg: refused") == 1  # the album's link out, said once
     assert summary["photos"] == 2 and len(reports) == 2, err
     assert "4 photos given more than once: each is protected once" in err
+    # what the folder holds besides is counted once too, however often the folder was given
+    assert "1 folders passed over for their names (hidden, or sync tools' own): " in err
+    assert f"own): {album.resolve() / '@eaDir'}; name one" in err
+    assert "2 other files left alone (not photos, or ignored names)" in err
     assert sorted(copies(outdir)) == ["2019/May/garden.jpg", "2019/beach.jpg"]
 
 
