@@ -74,7 +74,8 @@ def add_commands(commands) -> None:
         "check",
         help="validate the config file and print the effective configuration",
         description="Validate every key (each problem is named with its key) and print the "
-        "configuration as the daemon will use it, automatic values resolved.",
+        "configuration as the daemon will use it: the folders as absolute paths, the models "
+        'model = "auto" resolves to and the device (the other keys as written).',
     )
     check.add_argument("--config", type=Path, metavar="FILE", help=config_help)
     check.set_defaults(handler=config_check)
