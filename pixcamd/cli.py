@@ -64,7 +64,8 @@ def _jpeg_pipeline(text: str) -> tuple[Pipeline, ...]:
         quality = _jpeg_quality(text)
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(f"{text!r}: give a JPEG quality 1–100, or none") from None
-    return (Pipeline(f"jpeg{quality}", quality=quality),)
+    # named by its inline spec: what score prints can be given back to --platforms
+    return (Pipeline(f"none-q{quality}", quality=quality),)
 
 
 def _jpeg_quality(text: str) -> int:

@@ -181,8 +181,16 @@ def served_as(img: Image.Image) -> dict | None:
         "size": list(img.size),
         "quality": quality,
         "exact": errors[quality] == 0,
-        # one component: nothing to subsample (get_sampling says -1, as for CMYK)
-        "subsampling": "grayscale"
-        if getattr(img, "layers", 3) == 1
-        else _SAMPLING.get(JpegImagePlugin.get_sampling(img), "other"),
+        "subsampling": _subsampling(img, JpegImagePlugin.get_sampling(img)),
     }
+
+
+def _subsampling(img: Image.Image, sampling: int) -> str:
+    """One component has nothing to subsample; Pillow tells no sampling for four (CMYK, a
+    print file no platform serves): both said by what they are, not as "other"."""
+    layers = getattr(img, "layers", 3)
+    if layers == 1:
+        return "grayscale"
+    if layers == 4:
+        return "CMYK (4 components)"
+    return _SAMPLING.get(sampling, "other")

@@ -107,6 +107,9 @@ def test_jpeg90_is_applied_to_the_full_photo_before_the_views(tmp_path, capsys):
     assert len(only_views(with_jpeg[0])) == 2 + 2 * 2  # 1000×700 → 2×2 tiles
     _, as_jpeg90, _ = run_json(capsys, original, *views, "--jpeg", "90")
     assert only_views(as_jpeg90[0]) == only_views(with_jpeg[0])  # --jpeg 90: the task's JPEG
+    (name,) = as_jpeg90[0]["platforms"]  # printed as a name --platforms reads back
+    _, again, _ = run_json(capsys, original, *views, "--platforms", name)
+    assert name == "none-q90" and only_views(again[0]) == only_views(as_jpeg90[0])
     _, without, _ = run_json(capsys, original, "--model", "brisque", "--jpeg", "none")
     assert only_views(without[0])["center"] != only_views(with_jpeg[0])["center"]
 
@@ -271,7 +274,8 @@ def test_a_jpeg_downloaded_back_says_how_it_was_encoded(tmp_path, capsys):
     photo.save(tmp_path / "other.jpg", qtables=[other, other], subsampling="4:2:0")
     photo.save(tmp_path / "photo.png")
     photo.convert("L").save(tmp_path / "grey.jpg", quality=85)
-    paths = [tmp_path / n for n in (*made, "other.jpg", "photo.png", "grey.jpg")]
+    photo.convert("CMYK").save(tmp_path / "print.jpg", quality=85)
+    paths = [tmp_path / n for n in (*made, "other.jpg", "photo.png", "grey.jpg", "print.jpg")]
     code, results, _ = run_json(capsys, *paths, "--model", "brisque", "--platforms", "as-is")
     assert code == 0
     encodings = {r["path"].rsplit("/", 1)[1]: r["encoding"] for r in results}
@@ -292,6 +296,7 @@ def test_a_jpeg_downloaded_back_says_how_it_was_encoded(tmp_path, capsys):
         85,
         "grayscale",
     )
+    assert encodings["print.jpg"]["subsampling"] == "CMYK (4 components)"  # not "other"
     for name, said in (("q75.jpg", "a JPEG q75 4:2:0"), ("other.jpg", "a JPEG ≈q")):
         main(["score", str(tmp_path / name), "--model", "brisque", "--platforms", "as-is"])
         assert f"(640×480, {said}" in capsys.readouterr().out
