@@ -145,7 +145,7 @@ def open_photo(
         raise PhotoError(f"{path}: not enough memory to decode this image") from exc
     except Exception as exc:  # any decoder failure is a bad file, never a crash
         message = str(exc) or type(exc).__name__
-        if "truncated" in message.lower() or isinstance(exc, EOFError):
+        if "truncated" in message.lower() or isinstance(exc, EOFError) or _riff_cut(source):
             raise PhotoError(
                 f"{path}: cannot decode the image: the file is truncated, its data ends early "
                 f"({message})"
@@ -154,6 +154,17 @@ def open_photo(
     if orientation != 1:
         image = image.transpose(_TRANSPOSE[orientation])
     return Photo(path, image, md, notes)
+
+
+def _riff_cut(source) -> bool:
+    """A WebP (RIFF) file shorter than its header says: libwebp only says it could not decode."""
+    with source() as fp:
+        head = fp.read(12)
+        fp.seek(0, os.SEEK_END)
+        length = fp.tell()
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WEBP":
+        return False
+    return struct.unpack("<I", head[4:8])[0] + 8 > length
 
 
 def _check_scan_data(data: bytes, notes: list[str]) -> None:

@@ -717,6 +717,15 @@ def test_enormous_dimensions_are_refused_before_decoding(tmp_path):
     assert open_photo(tmp_path / "small.png", max_pixels=10_000).image.size == (100, 100)
 
 
+def test_a_webp_cut_short_is_said_to_be_truncated(tmp_path):
+    whole = io.BytesIO()
+    pattern(300, 200).save(whole, "WEBP", quality=80)
+    path = tmp_path / "cut.webp"
+    path.write_bytes(whole.getvalue()[: len(whole.getvalue()) // 2])
+    with pytest.raises(PhotoError, match="the file is truncated, its data ends early"):
+        open_photo(path)
+
+
 def test_a_size_claim_larger_than_the_data_is_refused_as_truncated(tmp_path):
     data = bytearray(jpeg_bytes(pattern(64, 48)))
     sof = data.index(b"\xff\xc0")
