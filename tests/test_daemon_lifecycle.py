@@ -162,6 +162,29 @@ def test_a_copy_renamed_before_a_failed_fsync_is_published_not_doubled(
     assert not said(config, "retried") and not said(config, "photo_note")
 
 
+def test_a_photo_deleted_while_it_is_protected_is_not_shipped(tmp_path, brisque, monkeypatch):
+    import pixcamd.job as job
+
+    protect_photo = job.protect_photo
+
+    def deleted_meanwhile(data, rel, *args, **kwargs):  # the user deletes it mid-protection
+        outcome = protect_photo(data, rel, *args, **kwargs)
+        if rel == "gone.jpg":
+            (config.inbox / rel).unlink()
+        return outcome
+
+    monkeypatch.setattr(job, "protect_photo", deleted_meanwhile)
+    config = make_config(tmp_path)
+    noise_photo(config.inbox / "gone.jpg", 1)
+    noise_photo(config.inbox / "kept.jpg", 2)
+    with running(config, [brisque]):
+        wait_for(lambda: finished(config, ["kept.jpg"]) and said(config, "vanished"), 60, "both")
+    assert sorted(p.name for p in config.outbox.iterdir()) == ["kept.jpg"]  # nothing of it
+    (gone,) = said(config, "vanished")
+    assert gone == "gone from the inbox before its copy was published: nothing shipped", gone
+    assert "gone.jpg" not in ledger_rows(config)  # forgotten, as one deleted before its turn
+
+
 def test_a_photo_synced_back_after_it_vanished_replaces_its_own_copy(tmp_path, brisque, capsys):
     config = make_config(tmp_path)
     photo = config.inbox / "a.jpg"

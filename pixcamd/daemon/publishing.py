@@ -32,6 +32,10 @@ class Abandoned(Exception):
     """Shutdown asked the current photo to stop: leave no output, queue it again."""
 
 
+class Vanished(Exception):
+    """The source disappeared before it could be processed or published (moved, deleted)."""
+
+
 class Changed(Exception):
     """The source changed while it was being read: queue it again once it settles."""
 
@@ -152,6 +156,10 @@ class Publisher:
 
         # What the decoder changed (transparency flattened, frames dropped, CMYK converted):
         # the user sees it in the log and on the photo's page, as the CLI prints it.
+        # Deleted while it was protected: a user may delete a photo precisely so that it is
+        # not shared; it is forgotten as one deleted before its turn, nothing shipped or held
+        if not os.path.lexists(self.inbox / row.path):
+            raise Vanished("its copy was published: nothing shipped")
         for note in outcome.warnings:
             self.log.emit("photo_note", row.path, note)
         self._checkpoint()

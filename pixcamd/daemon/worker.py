@@ -28,7 +28,7 @@ from pixcamd.daemon.config import Config
 from pixcamd.daemon.events import EventLog
 from pixcamd.daemon.fs import inside, mount_point
 from pixcamd.daemon.ledger import Ledger, Row
-from pixcamd.daemon.publishing import Abandoned, Changed, Publisher
+from pixcamd.daemon.publishing import Abandoned, Changed, Publisher, Vanished
 from pixcamd.daemon.settings import (
     can_degrade,
     degrade_label,
@@ -38,10 +38,6 @@ from pixcamd.daemon.settings import (
     with_budget,
 )
 from pixcamd.errors import PhotoError, without_path
-
-
-class Vanished(Exception):
-    """The source disappeared before it could be processed (moved away, deleted)."""
 
 
 class Refused(Exception):
@@ -193,21 +189,21 @@ class Worker(Publisher):
             self.ledger.requeue(row.id, delay=self.config.settle_time)
             self.on_changed(row.path)
             self.log.emit("requeued", row.path, "the file changed while it was read")
-        except Vanished:
-            self._vanished(row)
+        except Vanished as exc:
+            self._vanished(row, str(exc) or "it was processed")
         except (PhotoError, Refused) as exc:
             self._fail(row, without_path(str(exc), row.path))  # the log names the photo
         except Exception as exc:
             self._transient(row, exc)
 
-    def _vanished(self, row: Row) -> None:
+    def _vanished(self, row: Row, when: str = "it was processed") -> None:
         """Gone from the inbox before it was processed: forgotten — unless an earlier version's
         copy is in the outbox, whose name stays this photo's (a version synced back replaces
         it, instead of being given a second name beside it). No file matches its record (no
         content, no size or time), so whatever comes back under its name is read anew."""
         if not row.output:
             self.ledger.delete(row.id)
-            self.log.emit("vanished", row.path, "gone from the inbox before it was processed")
+            self.log.emit("vanished", row.path, f"gone from the inbox before {when}")
             return
         why = f"gone from the inbox before it was redone; its earlier copy {row.output} stays"
         self.ledger.finish(row.id, "failed", sha256="", size=-1, mtime_ns=-1, error=why)
