@@ -5,14 +5,17 @@ a thread, real files, the real CLI."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 
+import pytest
 from test_daemon_support import (
     crashed,
     events,
@@ -29,6 +32,19 @@ from web_support import cli
 
 from pixcamd.cli import main
 from pixcamd.daemon.ledger import Ledger
+
+
+def ledger_messages(config) -> list[tuple[str, str]]:
+    """(event, message) of every event the ledger kept, oldest first."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(config.ledger_path)) as db:
+        rows = db.execute("SELECT event, data FROM events ORDER BY id").fetchall()
+    return [(event, json.loads(data or "{}").get("message", "")) for event, data in rows]
+
+
+def ledger_events(config) -> list[str]:
+    return [event for event, _ in ledger_messages(config)]
 
 
 def said(config, kind: str) -> list[str]:
@@ -160,6 +176,112 @@ def test_a_copy_renamed_before_a_failed_fsync_is_published_not_doubled(
     assert (row["state"], row["output"]) == ("done", "a.jpg"), row
     assert sorted(p.name for p in config.outbox.iterdir()) == ["a.jpg"]
     assert not said(config, "retried") and not said(config, "photo_note")
+
+
+def test_a_log_file_that_cannot_be_written_loses_lines_not_work(tmp_path, brisque):
+    logs = tmp_path / "logs"
+    config = make_config(tmp_path, log_file=str(logs / "pixcamd.jsonl"))
+    with running(config, [brisque]) as daemon:
+        shutil.rmtree(logs)
+        logs.write_text("a file where the log's folder was")  # every append now fails
+        noise_photo(config.inbox / "a.jpg", 1)
+        wait_for(lambda: finished(config, ["a.jpg"]), 60, "the photo")
+        logs.unlink()
+        logs.mkdir()
+        noise_photo(config.inbox / "b.jpg", 2)
+        wait_for(lambda: finished(config, ["b.jpg"]), 60, "the next photo")
+        assert daemon.outcome == {}  # still running
+    rows = ledger_rows(config)
+    done = [(rows[n]["state"], rows[n]["attempts"]) for n in ("a.jpg", "b.jpg")]
+    assert done == [("done", 1), ("done", 1)]
+    assert sorted(p.name for p in config.outbox.iterdir()) == ["a.jpg", "b.jpg"]
+    recorded = ledger_events(config)  # what the ledger kept while the log file could not
+    assert "retried" not in recorded  # a's copy was published once, not undone and redone
+    assert recorded.count("protected") == 2 and "log_back" in recorded
+    (lost,) = [m for e, m in ledger_messages(config) if e == "log_unwritable"]
+    assert f"the log file {logs / 'pixcamd.jsonl'} cannot be written (Not a directory)" in lost
+    logged = [json.loads(x) for x in (logs / "pixcamd.jsonl").read_text().splitlines()]
+    assert any(e.get("path") == "b.jpg" and e["event"] == "protected" for e in logged)
+
+
+def test_a_ledger_that_refuses_writes_for_a_while_stops_nothing(tmp_path, brisque, monkeypatch):
+    """A full disk under the state dir: the heartbeat, a settled photo's row and a finished
+    photo's record cannot be written for a while; once they can, every photo is done once."""
+    import sqlite3
+
+    import pixcamd.job as job
+
+    full = threading.Event()
+    tx, protect_photo = Ledger._tx, job.protect_photo
+
+    def refusing(self):
+        if full.is_set():
+            raise sqlite3.OperationalError("database or disk is full")
+        return tx(self)
+
+    def fill_the_disk_meanwhile(data, rel, *args, **kwargs):  # the record after it fails
+        outcome = protect_photo(data, rel, *args, **kwargs)
+        if rel == "b.jpg" and not full.is_set():
+            full.set()
+            threading.Timer(2.0, full.clear).start()
+        return outcome
+
+    monkeypatch.setattr(Ledger, "_tx", refusing)
+    monkeypatch.setattr(job, "protect_photo", fill_the_disk_meanwhile)
+    config = make_config(tmp_path)
+    with running(config, [brisque]) as daemon:
+        full.set()
+        noise_photo(config.inbox / "a.jpg", 1)  # settles while nothing can be recorded
+        time.sleep(2.0)
+        full.clear()
+        wait_for(lambda: finished(config, ["a.jpg"]), 60, "the photo")
+        noise_photo(config.inbox / "b.jpg", 2)
+        wait_for(lambda: finished(config, ["b.jpg"]), 60, "the photo whose record failed")
+        assert daemon.outcome == {}  # still running
+    rows = ledger_rows(config)
+    assert rows["a.jpg"]["state"] == rows["b.jpg"]["state"] == "done"
+    # b's record failed after its protection: queued again, its pixels reused, published once
+    assert ledger_events(config).count("reused") == 1
+    assert sorted(p.name for p in config.outbox.iterdir()) == ["a.jpg", "b.jpg"]
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MB tmpfs at tmp_path/disk: a real disk that fills up (root only; CI runs so)."""
+    where = tmp_path / "disk"
+    where.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(where)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    yield where
+    subprocess.run(["umount", "-l", str(where)], check=True)
+
+
+def test_a_full_outbox_disk_holds_the_queue_until_there_is_room(tmp_path, brisque, small_disk):
+    disk = small_disk  # the outbox and the temp folder on it, the ledger elsewhere
+    config = make_config(tmp_path, outbox=str(disk / "out"), tmp_dir=str(disk / "tmp"))
+    filler = disk / "filler"
+    with running(config, [brisque]) as daemon:
+        free = shutil.disk_usage(disk).free
+        filler.write_bytes(bytes(free - 32 * 1024))  # room for no copy
+        noise_photo(config.inbox / "a.jpg", 1)
+        noise_photo(config.inbox / "b.jpg", 2)
+        wait_for(lambda: "outbox_full" in ledger_events(config), 60, "the full disk said")
+        time.sleep(2.0)  # nothing is taken from the queue meanwhile
+        rows = ledger_rows(config)
+        assert ledger_events(config).count("started") == 1, ledger_messages(config)
+        assert {rows[n]["state"] for n in ("a.jpg", "b.jpg")} == {"queued"}
+        assert [rows[n]["attempts"] for n in ("a.jpg", "b.jpg")] == [1, 0]  # one try, held
+        filler.unlink()
+        wait_for(lambda: finished(config, ["a.jpg", "b.jpg"]), 60, "both, once there is room")
+        assert daemon.outcome == {}
+    rows = ledger_rows(config)
+    assert [rows[n]["state"] for n in ("a.jpg", "b.jpg")] == ["done", "done"]
+    assert [rows[n]["attempts"] for n in ("a.jpg", "b.jpg")] == [2, 1]
+    assert "outbox_back" in ledger_events(config)
+    assert sorted(p.name for p in config.outbox.iterdir()) == ["a.jpg", "b.jpg"]
 
 
 def test_a_photo_deleted_while_it_is_protected_is_not_shipped(tmp_path, brisque, monkeypatch):

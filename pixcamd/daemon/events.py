@@ -7,12 +7,16 @@ systemd), and a row in the ledger's ``events`` table (what ``pixcamd status`` sh
 Events: daemon_started, model, ready, detected, settled, queued, duplicate, ignored, vanished,
 started, protected (scores, PSNR, seconds), unprotected, shipped_unprotected, failed (reason),
 retried, abandoned, recovered, photo_note, outbox_unavailable and outbox_back (nothing is taken
-from the queue in between), cluster_unreachable and cluster_back, stopping, stopped.
+from the queue in between), cluster_unreachable and cluster_back, stopping, stopped; on stderr
+only, log_unwritable / ledger_unwritable and log_back / ledger_back (a full disk: what cannot be
+written is said, never raised).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sqlite3
 import sys
 import threading
 import time
@@ -61,14 +65,24 @@ def human_line(ts: float, level: str, event: str, path: str | None, message: str
 
 
 class _FileSink:
-    """The logger structlog writes to: appends each rendered line to the log file."""
+    """The logger structlog writes to: appends each rendered line to the log file. A line that
+    cannot be written (a full disk, a folder gone) is lost, never raised: the log is a record
+    of the work, and failing to keep it must not undo the work (a copy published, then its
+    commit rolled back by the error, would be published again)."""
 
     def __init__(self, path: Path, lock: threading.Lock):
         self.path, self.lock = path, lock
+        self.problem: str | None = None  # why the last line could not be written
 
     def msg(self, line: str) -> None:
-        with self.lock, self.path.open("a", encoding="utf-8") as fp:
-            fp.write(line + "\n")
+        with self.lock:
+            try:
+                with self.path.open("a", encoding="utf-8") as fp:
+                    fp.write(line + "\n")
+            except OSError as exc:
+                self.problem = exc.strerror or str(exc)
+            else:
+                self.problem = None
 
     debug = info = warning = error = critical = msg
 
@@ -86,8 +100,10 @@ class EventLog:
         self.ledger = ledger
         self.stream = stream if stream is not None else sys.stderr
         self._lock = threading.Lock()
+        self._sink = _FileSink(path, self._lock)
+        self._said: dict[str, str | None] = {"log": None, "ledger": None}  # trouble said
         self._logger = structlog.wrap_logger(
-            _FileSink(path, self._lock),
+            self._sink,
             processors=[
                 structlog.processors.add_log_level,
                 structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
@@ -112,14 +128,45 @@ class EventLog:
         if message:
             fields["message"] = message
         getattr(self._logger, level)(event, **fields)
+        self._trouble("log", self._sink.problem)
         if LEVELS[level] < logging.INFO:
             return
-        human = human_line(time.time(), level, event, path, message)
+        self._print(human_line(time.time(), level, event, path, message))
+        if self.ledger is not None:
+            extra = {k: v for k, v in fields.items() if k not in ("path",)}
+            try:
+                self.ledger.add_event(time.time(), level, event, path, extra)
+            except (sqlite3.Error, OSError) as exc:  # said, never raised (see _FileSink)
+                self._trouble("ledger", str(exc))
+            else:
+                self._trouble("ledger", None)
+
+    def trouble(self, what: str, exc: BaseException) -> None:
+        """A write to the ledger failed outside ``emit`` (the heartbeat, a photo's row): said
+        on stderr once until the ledger writes again, never raised."""
+        self._trouble("ledger", f"{exc} ({what})")
+
+    def _trouble(self, where: str, problem: str | None) -> None:
+        """Say on stderr (the journal) when the log file or the ledger stops taking writes,
+        and when it takes them again — once each, not once per event."""
+        if problem == self._said[where] or (problem and self._said[where]):
+            return
+        self._said[where] = problem
+        name = f"the log file {self.path}" if where == "log" else "the ledger"
+        if problem:
+            event, level = f"{where}_unwritable", "error"
+            text = f"{name} cannot be written ({problem}): events and records are lost until it can"
+        else:
+            event, level, text = f"{where}_back", "warning", f"{name} is written again"
+        now = time.time()
+        self._print(human_line(now, level, event, None, text))
+        if where == "log" and self.ledger is not None:  # for `pixcamd status`, where it can
+            with contextlib.suppress(sqlite3.Error, OSError):
+                self.ledger.add_event(now, level, event, None, {"message": text})
+
+    def _print(self, human: str) -> None:
         try:
             with self._lock:
                 print(human, file=self.stream, flush=True)
         except (OSError, ValueError):  # a closed stderr must not stop the daemon
             pass
-        if self.ledger is not None:
-            extra = {k: v for k, v in fields.items() if k not in ("path",)}
-            self.ledger.add_event(time.time(), level, event, path, extra)

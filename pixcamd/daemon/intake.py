@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -202,7 +203,14 @@ class Intake:
                 size=st.st_size,
                 sha256=digest,
             )
-            offer = self.ledger.offer(rel, digest, st.st_size, st.st_mtime_ns, self.fingerprint())
+            try:
+                offer = self.ledger.offer(
+                    rel, digest, st.st_size, st.st_mtime_ns, self.fingerprint()
+                )
+            except sqlite3.OperationalError as exc:  # a full disk: settled again next poll
+                self.tracker.touch(rel)
+                self.log.trouble("a settled photo", exc)
+                continue
             if offer.action in ("queued", "requeued"):
                 self.log.emit("queued", rel, offer.why)
                 self.wake()

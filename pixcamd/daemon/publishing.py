@@ -12,8 +12,10 @@ fingerprint, model label, kept outcome and commit lock, and calls its ``_checkpo
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import shutil
 
 from pixcamd.daemon.fs import outbox_gone
 from pixcamd.daemon.ledger import Row
@@ -26,6 +28,8 @@ from pixcamd.daemon.publication import (
     published_copy,
 )
 from pixcamd.report import scores_text
+
+ROOM_MARGIN = 1024 * 1024  # free bytes beyond twice the copy before photos are taken again
 
 
 class Abandoned(Exception):
@@ -40,13 +44,50 @@ class Changed(Exception):
     """The source changed while it was being read: queue it again once it settles."""
 
 
+def no_room(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (or what it was raised from) is a full disk or an exhausted quota."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 class Publisher:
     _outbox_away: str | None = None  # why the outbox is not there, once said
+    _room_needed: int = 0  # bytes a copy needed where it could not be written (0: no block)
+
+    def out_of_room(self, needed: int) -> None:
+        """A copy could not be written for want of room: no photo is taken from the queue
+        until the outbox's and the temp folder's disks have room for it again (each photo
+        would otherwise be protected anew only to fail at its write, and spend its attempts)."""
+        if not self._room_needed:
+            self.log.emit(
+                "outbox_full",
+                None,
+                f"no room for a copy ({needed / 1e6:.1f} MB) in {self.outbox} or {self.tmp_dir}; "
+                f"{self.ledger.queue_length()} photos stay queued until there is room",
+                level="error",
+            )
+        self._room_needed = max(needed, 1)
+
+    def _room_back(self) -> bool:
+        try:
+            free = min(shutil.disk_usage(p).free for p in (self.outbox, self.tmp_dir))
+        except OSError:  # gone: outbox_gone says what is wrong with it now
+            free = None
+        if free is not None and free < 2 * self._room_needed + ROOM_MARGIN:
+            return False
+        self._room_needed = 0
+        self.log.emit("outbox_back", None, f"room in {self.outbox} again; protecting again")
+        return True
 
     def outbox_ready(self) -> bool:
-        """Whether copies can be written to the outbox now; said once when it goes away and
-        once when it is back. Checked before a photo is taken from the queue: a photo
-        protected for an outbox that is gone would spend an attempt on it."""
+        """Whether copies can be written to the outbox now; said once when it goes away (or
+        fills up) and once when it is back. Checked before a photo is taken from the queue: a
+        photo protected for an outbox that is gone would spend an attempt on it."""
+        if self._room_needed and not self._room_back():
+            return False
         why = outbox_gone(self.outbox, self.outbox_mount)
         if why == self._outbox_away:
             return why is None
@@ -154,12 +195,12 @@ class Publisher:
         came back; here they are staged, recorded, and published with one rename."""
         from pixcamd import output
 
-        # What the decoder changed (transparency flattened, frames dropped, CMYK converted):
-        # the user sees it in the log and on the photo's page, as the CLI prints it.
         # Deleted while it was protected: a user may delete a photo precisely so that it is
         # not shared; it is forgotten as one deleted before its turn, nothing shipped or held
         if not os.path.lexists(self.inbox / row.path):
             raise Vanished("its copy was published: nothing shipped")
+        # What the decoder changed (transparency flattened, frames dropped, CMYK converted):
+        # the user sees it in the log and on the photo's page, as the CLI prints it.
         for note in outcome.warnings:
             self.log.emit("photo_note", row.path, note)
         self._checkpoint()

@@ -13,9 +13,43 @@ from __future__ import annotations
 
 from typing import Any
 
-from pixcamd.daemon.config import Config
+from pixcamd.daemon.config import Config, ConfigError, load_config
 from pixcamd.daemon.config_toml import toml_value
 from pixcamd.daemon.schema import SCHEMA
+from pixcamd.daemon.settings import build_settings, load_models, model_device
+from pixcamd.errors import PixcamdError
+
+
+class Refused(Exception):
+    """A reload that cannot be applied, and why: the settings in force stay."""
+
+
+def prepare(old: Config, injected_models=None) -> tuple:
+    """Everything a reload asks for, in hand before anything changes: ``(config, changes,
+    models, note, fallback, settings)``; ``Refused`` says why not."""
+    try:
+        new = load_config(old.source, missing="the daemon started with it: moved or deleted since")
+    except ConfigError as exc:
+        raise Refused(f"the config does not validate: {exc}") from None
+    except Exception as exc:  # a reload never takes a running daemon down
+        raise Refused(f"the config could not be read: {exc!r}") from None
+    changed = changes(old, new)
+    restart = needs_restart(changed)
+    if restart:
+        raise Refused(
+            f"{', '.join(restart)} changed: a restart applies "
+            f"{'that' if len(restart) == 1 else 'those'} (nothing was changed now)"
+        )
+    try:
+        models, note, fallback = load_models(new, injected_models)
+    except (PixcamdError, OSError, RuntimeError, ValueError) as exc:
+        raise Refused(f"the models could not be loaded: {exc}") from None
+    try:
+        settings = build_settings(new, models, model_device(models))
+    except ConfigError as exc:
+        raise Refused(str(exc)) from None
+    return new, changed, models, note, fallback, settings
+
 
 RESTART_KEYS = (
     "inbox",

@@ -12,12 +12,13 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import sqlite3
 import threading
 import time
 from pathlib import Path
 from typing import TextIO
 
-from pixcamd.daemon.config import Config, ConfigError
+from pixcamd.daemon.config import Config
 from pixcamd.daemon.events import EventLog
 from pixcamd.daemon.fs import choose_tmp_dir, lock_state_dir, unlock, writable_folder
 from pixcamd.daemon.intake import Intake
@@ -316,7 +317,8 @@ class Daemon:
             self.notifier.send("STATUS=" + line)
         if line != self._status_sent or now - self._last_heartbeat > HEARTBEAT_EVERY:
             self._status_sent, self._last_heartbeat = line, now
-            self.ledger.set_daemon(
+            if not self._record(
+                "the heartbeat",
                 heartbeat=time.time(),
                 status=line,
                 current=worker.current if worker else None,
@@ -324,7 +326,18 @@ class Daemon:
                 current_step=worker.step if worker else None,
                 queue=self.ledger.queue_length(),
                 settling=len(self.tracker),
-            )
+            ):
+                self._status_sent = None  # tried again next tick
+
+    def _record(self, what: str, **facts) -> bool:
+        """The daemon's facts into the ledger; a ledger that refuses writes (a full disk) is
+        said, not raised: the heartbeat is tried again, a stop is read as one without it."""
+        try:
+            self.ledger.set_daemon(**facts)
+        except sqlite3.OperationalError as exc:
+            self.log.trouble(what, exc)
+            return False
+        return True
 
     def run(self, stop: threading.Event | None = None) -> int:
         """Start, supervise until ``stop`` (or a failure) is set, shut down. 0 = clean exit."""
@@ -352,35 +365,15 @@ class Daemon:
     def reload(self) -> bool:
         """Read the config and the models again (``pixcamd.daemon.reload`` says what may change);
         on any problem the settings in force stay, and the log says why. True if applied."""
-        from pixcamd.daemon.config import load_config
-        from pixcamd.daemon.reload import changes, describe, needs_restart
+        from pixcamd.daemon.reload import Refused, describe, prepare
 
         self.notifier.send("RELOADING=1")
-        old = self.config
         try:
             try:
-                new = load_config(
-                    old.source, missing="the daemon started with it: moved or deleted since"
+                new, changed, models, note, fallback, settings = prepare(
+                    self.config, self.injected_models
                 )
-            except ConfigError as exc:
-                return self._refuse_reload(f"the config does not validate: {exc}")
-            except Exception as exc:  # a reload never takes a running daemon down
-                return self._refuse_reload(f"the config could not be read: {exc!r}")
-            changed = changes(old, new)
-            restart = needs_restart(changed)
-            if restart:
-                return self._refuse_reload(
-                    f"{', '.join(restart)} changed: a restart applies "
-                    f"{'that' if len(restart) == 1 else 'those'} (nothing was changed now)"
-                )
-            try:
-                models, note, fallback = load_models(new, self.injected_models)
-            except (PixcamdError, OSError, RuntimeError, ValueError) as exc:
-                return self._refuse_reload(f"the models could not be loaded: {exc}")
-            device = model_device(models)
-            try:
-                settings = build_settings(new, models, device)
-            except ConfigError as exc:
+            except Refused as exc:
                 return self._refuse_reload(str(exc))
             self.config = new  # only once everything it asks for is in hand
             self._use(models, settings, note, fallback)
@@ -462,7 +455,7 @@ class Daemon:
             self.intake.close(5)
         self.timers.stop(wait=True)
         self._stop_web()
-        self.ledger.set_daemon(pid=None, stopped_at=time.time(), current=None, status="stopped")
+        self._record("the stop", pid=None, stopped_at=time.time(), current=None, status="stopped")
         counts = self.ledger.counts()
         self.log.emit(
             "stopped",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 import threading
 import time
 import traceback
@@ -28,7 +29,7 @@ from pixcamd.daemon.config import Config
 from pixcamd.daemon.events import EventLog
 from pixcamd.daemon.fs import inside, mount_point
 from pixcamd.daemon.ledger import Ledger, Row
-from pixcamd.daemon.publishing import Abandoned, Changed, Publisher, Vanished
+from pixcamd.daemon.publishing import Abandoned, Changed, Publisher, Vanished, no_room
 from pixcamd.daemon.settings import (
     can_degrade,
     degrade_label,
@@ -80,6 +81,7 @@ class Worker(Publisher):
         self.commit_lock = threading.Lock()
         self.dead = False  # set by the service after a hard abandon: never publish again
         self.current: str | None = None
+        self._stranded: set[int] = set()  # rows left in processing by a ledger that refused
         self.current_since: float | None = None
         self.step = 0
         self.last_progress = time.monotonic()
@@ -130,11 +132,29 @@ class Worker(Publisher):
             if not self.outbox_ready():
                 self._idle(BLOCKED_POLL)  # queued photos are due, but cannot go anywhere
                 continue
-            row = self.ledger.claim_next()
-            if row is None:
-                self._idle()
-                continue
-            self.process(row)
+            row = None
+            try:
+                self._requeue_stranded()
+                row = self.ledger.claim_next()
+                if row is None:
+                    self._idle()
+                    continue
+                self.process(row)
+            except sqlite3.OperationalError as exc:  # a full disk under the state dir
+                # said, not fatal: the photo in hand goes back to the queue once the ledger
+                # takes writes again, and nothing is claimed meanwhile
+                if row is not None:
+                    self._stranded.add(row.id)
+                self.log.trouble("a photo's record", exc)
+                self._idle(BLOCKED_POLL)
+
+    def _requeue_stranded(self) -> None:
+        """Photos whose row could not be finished while the ledger refused writes: queued
+        again (the outcome of that attempt was not recorded, so nothing of it counts)."""
+        while self._stranded:
+            row_id = next(iter(self._stranded))
+            self.ledger.requeue(row_id)
+            self._stranded.discard(row_id)
 
     def _idle(self, wait: float | None = None) -> None:
         """Nothing to do now: wait for a wake-up or the next retry that falls due (or
@@ -239,6 +259,10 @@ class Worker(Publisher):
             )
             self.on_retry(time.time())
             return
+        if no_room(exc):  # the queue waits for room; this attempt counts (ENOSPC can also
+            # mean no inodes left, which free bytes do not show: attempts still end it)
+            kept = self._kept.get(row.id)
+            self.out_of_room(len(kept[2].data or b"") if kept else 0)
         if row.attempts >= self.config.max_attempts:
             self._fail(row, f"gave up after {row.attempts} attempts: {reason}")
             return
