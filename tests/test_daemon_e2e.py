@@ -131,6 +131,29 @@ def test_mv_from_outside_a_moved_in_folder_and_symlinks(tmp_path, brisque):
     assert ignored["path"] == "link.png" and "symlink out of the inbox" in ignored["message"]
 
 
+def said(config, kind: str) -> list[str]:
+    return [e.get("message", "") for e in events(config) if e.get("event") == kind]
+
+
+def test_an_inbox_renamed_away_and_made_anew_is_watched_where_it_is(tmp_path, brisque):
+    config = make_config(tmp_path)  # no periodic rescan: only the watch can find these
+    old = tmp_path / "inbox.old"
+    with running(config, [brisque]):
+        subprocess.run(["mv", str(config.inbox), str(old)], check=True)
+        wait_for(lambda: said(config, "inbox_unavailable"), 10, "the inbox gone")
+        noise_photo(old / "left-behind.png", 1)  # in the folder that left: not the inbox's
+        time.sleep(1.0)
+        config.inbox.mkdir()
+        wait_for(lambda: said(config, "inbox_back"), 10, "the new inbox watched")
+        noise_photo(tmp_path / "new.png", 2)
+        subprocess.run(["mv", str(tmp_path / "new.png"), str(config.inbox)], check=True)
+        wait_for(lambda: finished(config, ["new.png"]), 60, "a photo in the new inbox")
+    assert sorted(ledger_rows(config)) == ["new.png"]  # nothing of the folder that left
+    assert outbox_files(config) == ["new.jpg"]
+    (gone,) = said(config, "inbox_unavailable")
+    assert f"{config.inbox} is gone (moved or deleted): nothing arriving is seen" in gone
+
+
 def test_videos_and_sidecars_are_left_alone_and_named(tmp_path, brisque):
     config = make_config(tmp_path)
     noise_photo(config.inbox / "IMG_1.jpg", 1)

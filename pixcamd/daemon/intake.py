@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import stat
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -48,6 +49,15 @@ class _OverflowRescan(logging.Handler):
             self.rescan()
 
 
+def _identity(folder) -> tuple[int, int] | None:
+    """(device, inode) of the folder at ``folder``'s path, None when there is none."""
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISDIR(st.st_mode) else None
+
+
 class Intake:
     """The watcher, scans and settling of one daemon run. ``fingerprint()`` is the settings
     fingerprint in force (a reload changes it), ``wake()`` tells the worker a photo is queued,
@@ -69,6 +79,8 @@ class Intake:
         self.rules, self.tracker, self.stop_event = rules, tracker, stop_event
         self.fingerprint, self.wake, self.later = fingerprint, wake, later
         self.observer = None
+        self._watched: tuple[int, int] | None = None  # the inbox folder the watch is on
+        self._inbox_gone = False  # said once, until a folder is at the inbox's path again
         self._ignored_logged: set[str] = set()
         self._ignored_lock = threading.Lock()  # the observer's thread and the scans' both name
         self._overflow: logging.Handler | None = None
@@ -98,6 +110,35 @@ class Intake:
             observer.schedule(handler, inbox, recursive=True)
             observer.start()
         self.observer = observer
+        self._watched = _identity(self.rules.inbox)
+
+    def check_inbox(self) -> None:
+        """The watch follows a folder, not its name: an inbox renamed away (and another folder
+        made at its path, or it moved back) would leave the daemon deaf to the path, hearing
+        the old folder under the inbox's name. Called about once a second: a gone inbox is said
+        once; a folder at the path again is watched anew and scanned."""
+        now = _identity(self.rules.inbox)
+        if now == self._watched:
+            return
+        if self.observer is not None:  # events from the folder that left would pass for its
+            self.observer.stop()
+            self.observer.join(2.0)
+            self.observer = None  # stopped on purpose: not a watcher that died
+        self._watched = None
+        if now is None:
+            if not self._inbox_gone:
+                self._inbox_gone = True
+                self.log.emit(
+                    "inbox_unavailable",
+                    message=f"{self.rules.inbox} is gone (moved or deleted): nothing arriving "
+                    "is seen until a folder is there again",
+                    level="error",
+                )
+            return
+        self._inbox_gone = False
+        self.start_observer()
+        self.log.emit("inbox_back", message=f"{self.rules.inbox}: watching the folder there now")
+        self.scan_folder(None, "inbox back")
 
     def watcher_died(self) -> bool:
         """The observer was started and its thread has ended (the daemon restarts it)."""

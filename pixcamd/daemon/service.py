@@ -298,6 +298,8 @@ class Daemon:
             self.log.emit("failed", message=self.failed_reason, level="warning")
             self.stop_event.set()
             return
+        if self.intake is not None:
+            self.intake.check_inbox()  # renamed away, or back: the watch follows the path
         if self.intake is not None and self.intake.watcher_died():
             self.log.emit(
                 "watching", message="the inbox watcher stopped; restarting it", level="warning"
