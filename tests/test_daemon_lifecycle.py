@@ -32,6 +32,7 @@ from web_support import cli
 
 from pixcamd.cli import main
 from pixcamd.daemon.ledger import Ledger
+from pixcamd.errors import PixcamdError
 
 
 def ledger_messages(config) -> list[tuple[str, str]]:
@@ -282,6 +283,35 @@ def test_a_full_outbox_disk_holds_the_queue_until_there_is_room(tmp_path, brisqu
     assert [rows[n]["attempts"] for n in ("a.jpg", "b.jpg")] == [2, 1]
     assert "outbox_back" in ledger_events(config)
     assert sorted(p.name for p in config.outbox.iterdir()) == ["a.jpg", "b.jpg"]
+
+
+def test_a_second_config_on_the_same_record_is_refused_a_moved_outbox_followed(tmp_path, brisque):
+    first = make_config(tmp_path / "a", state_dir=str(tmp_path / "shared"))
+    noise_photo(first.inbox / "x.jpg", 1)
+    with running(first, [brisque]):
+        wait_for(lambda: finished(first, ["x.jpg"]), 60, "the first daemon's photo")
+    second = make_config(tmp_path / "b", state_dir=str(tmp_path / "shared"))
+    noise_photo(second.inbox / "x.jpg", 1)  # the same name and content, another inbox
+    with pytest.raises(PixcamdError) as refused, running(second, [brisque]):
+        pass
+    assert f"keeps the record of the copies in the outbox {first.outbox}, a folder" in str(
+        refused.value
+    )
+    assert f"none of them is in this config's outbox {second.outbox}" in str(refused.value)
+    assert "give this config a state_dir of its own" in str(refused.value)
+    assert not second.outbox.exists() or not list(second.outbox.iterdir())
+    # the first daemon's outbox moved (its copies with it): the record follows it
+    moved = make_config(
+        tmp_path / "a", state_dir=str(tmp_path / "shared"), outbox=str(tmp_path / "a" / "moved")
+    )
+    first.outbox.rename(moved.outbox)
+    noise_photo(moved.inbox / "y.jpg", 2)
+    with running(moved, [brisque]):
+        wait_for(lambda: finished(moved, ["y.jpg"]), 60, "a photo after the move")
+    assert sorted(p.name for p in moved.outbox.iterdir()) == ["x.jpg", "y.jpg"]  # x not redone
+    assert ledger_events(moved).count("started") == 2  # x once before the move, y once after
+    (note,) = [m for e, m in ledger_messages(moved) if e == "folders_moved"]
+    assert note == f"the outbox was {first.outbox}: the record follows it to {moved.outbox}"
 
 
 def test_a_photo_deleted_while_it_is_protected_is_not_shipped(tmp_path, brisque, monkeypatch):

@@ -427,3 +427,29 @@ def layout_problems(config: Folders) -> list[str]:
                 "nothing there but finished copies"
             )
     return problems
+
+
+def record_folders(config: Config, facts: dict, outputs: list[str]) -> list[tuple[str, str]]:
+    """The ledger is the record of the copies in one outbox (``outputs``: the last it wrote).
+    Another config on the same state dir with another outbox (two hand-written configs with
+    state_dir = "", which share the default) would take photos done for the other outbox as
+    done and skip them in silence: refused while that outbox is still there and none of its
+    copies is in this one. An outbox moved or copied here (its copies with it) takes the record
+    along, as an inbox that changed does (a sync folder moved): (key, old path) to say so."""
+    moved = []
+    for key in ("inbox", "outbox"):
+        was, now = facts.get(key), getattr(config, key)
+        if not was or was == str(now):
+            continue
+        if os.path.isdir(was) and os.path.isdir(now) and os.path.samefile(was, now):
+            continue  # the same folder by another path
+        here = any(os.path.lexists(os.path.join(now, name)) for name in outputs)
+        if key == "outbox" and outputs and not here and os.path.isdir(was):
+            raise PixcamdError(
+                f"the state dir {config.state_dir} keeps the record of the copies in the outbox "
+                f"{was}, a folder still there, and none of them is in this config's outbox "
+                f"{now}: give this config a state_dir of its own (photos done for that outbox "
+                "would be skipped as done here), or move that outbox here"
+            )
+        moved.append((key, was))
+    return moved

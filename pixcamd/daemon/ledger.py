@@ -483,6 +483,22 @@ class Ledger:
             if cursor.lastrowid % 1000 == 0:
                 db.execute("DELETE FROM events WHERE id <= ?", (cursor.lastrowid - MAX_EVENTS,))
 
+    def recent_outputs(self, limit: int = 20) -> list[str]:
+        """The last copies the record says it published (outbox-relative names)."""
+        with self._lock:
+            found = self._db.execute(
+                "SELECT output FROM photos WHERE output IS NOT NULL AND output != '' "
+                "ORDER BY finished_at DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [name for (name,) in found]
+
+    def daemon_facts(self) -> dict:
+        """What the daemon recorded of itself (its folders, pid, heartbeat, …)."""
+        with self._lock:
+            rows = self._db.execute("SELECT key, value FROM daemon").fetchall()
+        return {key: json.loads(value) for key, value in rows}
+
     def set_daemon(self, **facts) -> None:
         with self._tx() as db:
             db.executemany(

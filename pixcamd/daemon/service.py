@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from pixcamd.daemon.config import Config
+from pixcamd.daemon.config import Config, record_folders
 from pixcamd.daemon.events import EventLog
 from pixcamd.daemon.fs import choose_tmp_dir, lock_state_dir, unlock, writable_folder
 from pixcamd.daemon.intake import Intake
@@ -101,6 +101,7 @@ class Daemon:
         self.tmp_dir = choose_tmp_dir(config)
         self.ledger = Ledger(config.ledger_path)
         self.log = EventLog(config.log_file, self.ledger, self.stream)
+        moved = record_folders(config, self.ledger.daemon_facts(), self.ledger.recent_outputs())
         self.log.emit(
             "daemon_started",
             message=f"pid {os.getpid()}, inbox {config.inbox}, outbox {config.outbox}, "
@@ -109,6 +110,12 @@ class Daemon:
             pid=os.getpid(),
             config=str(config.source) if config.source else None,
         )
+        for key, was in moved:  # the record follows the folder; what it knows is not redone
+            self.log.emit(
+                "folders_moved",
+                message=f"the {key} was {was}: the record follows it to {getattr(config, key)}",
+                level="warning",
+            )
         if config.hold_dir is not None:  # not first found out by the first photo held back
             writable_folder(config.hold_dir)
 
