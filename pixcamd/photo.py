@@ -158,10 +158,13 @@ def open_photo(
 
 def _riff_cut(source) -> bool:
     """A WebP (RIFF) file shorter than its header says: libwebp only says it could not decode."""
-    with source() as fp:
-        head = fp.read(12)
-        fp.seek(0, os.SEEK_END)
-        length = fp.tell()
+    try:
+        with source() as fp:
+            head = fp.read(12)
+            fp.seek(0, os.SEEK_END)
+            length = fp.tell()
+    except OSError:  # gone meanwhile: the decoder's own message stands
+        return False
     if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WEBP":
         return False
     return struct.unpack("<I", head[4:8])[0] + 8 > length
@@ -178,10 +181,15 @@ def _check_scan_data(data: bytes, notes: list[str]) -> None:
         simplejpeg.decode_jpeg(data, colorspace="GRAY", strict=True, min_width=1, min_height=1)
     except ValueError as exc:
         message = str(exc)
-        if "premature end" in message.lower():  # libjpeg's JWRN_JPEG_EOF / JWRN_HIT_MARKER
+        if "premature end of jpeg file" in message.lower():  # JWRN_JPEG_EOF: the data ran out
             raise EOFError(f"libjpeg: {message}") from None
-        if message.startswith("Corrupt JPEG data"):  # e.g. extraneous bytes: pixels complete
-            notes.append(f"decoder: {message}")
+        if "premature end" in message.lower():  # JWRN_HIT_MARKER: a marker where data goes
+            raise EOFError(f"libjpeg: {message} (or its image data is damaged there)") from None
+        # Strict decoding stops at libjpeg's first complaint, so the data beyond another one
+        # is unchecked; the photo is read as Pillow decodes it. Corrupt data ("extraneous
+        # bytes": sync lost in a restart interval) garbles blocks, and is said.
+        if message.startswith("Corrupt JPEG data"):
+            notes.append(f"decoder: {message} (part of the image may be garbled)")
     except Exception:  # a JPEG turbojpeg does not read (12-bit, arithmetic): Pillow judges it
         pass
 

@@ -167,13 +167,13 @@ def protect(
             photo = to_tensor(found.image).to(settings.device)  # auto: perturb the enhanced photo
             start = found.image
         else:
-            # auto: a filter that brought no view nearer low quality would make the perturbation
-            # work harder, and change the look, for nothing: it is left out, and said so
+            # auto: a filter that left the worst view no nearer low quality would make the
+            # perturbation work harder, and change the look, for nothing: left out, and said so
             words = enhancement["description"]
             identity = ColourFilter.identity(pivot=tried.pivot)
             enhancement = enhance_summary(identity, enhancer.thumb)
             enhancement["description"] = (
-                f"none (the filter found, {words}, brought no view nearer low quality)"
+                f"none (the filter found, {words}, left the worst view no nearer low quality)"
             )
         del enhancer  # its hat maps and thumbnail: memory the perturbation can use
 

@@ -113,6 +113,10 @@ def test_problems_between_keys_and_overlapping_folders_are_said_with_the_others(
     assert f'{where}: hold_dir: only used with on_unprotected = "hold"' in message
     assert f"{where}: outbox: {tmp_path / 'inbox' / 'out'} is inside the inbox" in message
     assert message.count("\n  ") == 5  # in one go, not one round at a time
+    message = problems(
+        tmp_path, 'inbox = "inbox"\noutbox = "out"\nmode = "enhance"\nenhance_strength = 0\n'
+    )
+    assert f"{where}: enhance_strength: 0 leaves the colour filter of mode = " in message
     # a key that does not parse leaves out only the checks that read it
     message = problems(tmp_path, 'inbox = "inbox"\noutbox = "inbox/out"\nweb = 5\n')
     assert "web: expected a string" in message and "is inside the inbox" in message

@@ -229,6 +229,17 @@ def test_a_ledger_that_refuses_writes_for_a_while_stops_nothing(tmp_path, brisqu
 
     monkeypatch.setattr(Ledger, "_tx", refusing)
     monkeypatch.setattr(job, "protect_photo", fill_the_disk_meanwhile)
+    import pixcamd.daemon.publication as publication
+
+    publish = publication.publish
+
+    def fill_the_disk_after(staged, dest):  # c's rename is done, its record's end refused
+        publish(staged, dest)
+        if dest.name == "c.jpg":
+            full.set()
+            threading.Timer(2.0, full.clear).start()
+
+    monkeypatch.setattr(publication, "publish", fill_the_disk_after)
     config = make_config(tmp_path)
     with running(config, [brisque]) as daemon:
         full.set()
@@ -238,12 +249,19 @@ def test_a_ledger_that_refuses_writes_for_a_while_stops_nothing(tmp_path, brisqu
         wait_for(lambda: finished(config, ["a.jpg"]), 60, "the photo")
         noise_photo(config.inbox / "b.jpg", 2)
         wait_for(lambda: finished(config, ["b.jpg"]), 60, "the photo whose record failed")
+        noise_photo(config.inbox / "c.jpg", 3)
+        wait_for(lambda: finished(config, ["c.jpg"]), 60, "the photo published, then refused")
         assert daemon.outcome == {}  # still running
     rows = ledger_rows(config)
-    assert rows["a.jpg"]["state"] == rows["b.jpg"]["state"] == "done"
+    assert rows["a.jpg"]["state"] == rows["b.jpg"]["state"] == rows["c.jpg"]["state"] == "done"
     # b's record failed after its protection: queued again, its pixels reused, published once
     assert ledger_events(config).count("reused") == 1
-    assert sorted(p.name for p in config.outbox.iterdir()) == ["a.jpg", "b.jpg"]
+    # c's failed after its rename: found published, not published again under a second name
+    assert sorted(p.name for p in config.outbox.iterdir()) == ["a.jpg", "b.jpg", "c.jpg"]
+    recovered = [m for e, m in ledger_messages(config) if e == "recovered"]
+    assert recovered == ["was already published → c.jpg"]
+    # a, settled while the ledger refused its row: offered again at each poll, said once
+    assert [e.get("path") for e in events(config) if e["event"] == "settled"].count("a.jpg") == 1
 
 
 @pytest.fixture

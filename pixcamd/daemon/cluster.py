@@ -16,6 +16,7 @@ with ``ray_fallback = "local"``, is protected here meanwhile.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable
 
@@ -48,34 +49,42 @@ class ClusterWorker(Worker):
                 stopping = self.stop_taking.is_set()
                 if stopping and not self.inflight:
                     break
-                taking = not stopping and self.outbox_ready()  # none taken while it is gone
-                if not self.inflight:
-                    self._take_pending()  # a reload: between photos, with a new executor
-                if self.executor is None:
-                    self._reconnect()
-                if self.executor is None:
-                    local = taking and self.config.ray_fallback == "local"
-                    if local:
-                        row = self.ledger.claim_next()
-                        if row is not None:
-                            self.process(row)  # here, as executor = "local" would
-                            continue
-                    self._idle(None if local else BLOCKED_POLL)  # due photos cannot be sent
-                    continue
-                if not self.executor.alive():  # probed at most once a second, idle or not
-                    self._cluster_down("its head does not answer")
-                    continue
-                if taking:
-                    self._fill()
-                if not self.inflight:
-                    self._idle(None if taking or stopping else BLOCKED_POLL)
-                    continue
-                self._collect()
+                try:
+                    self._turn(stopping)
+                except sqlite3.OperationalError as exc:  # a full disk under the state dir
+                    self._ledger_refused(exc)
         finally:
             self._drop_inflight()
             if self.executor is not None:
                 self.executor.close()
                 self.executor = None
+
+    def _turn(self, stopping: bool) -> None:
+        """One turn of the loop: send, collect, or wait."""
+        self._resolve_stranded()
+        taking = not stopping and self.outbox_ready()  # none taken while it is gone
+        if not self.inflight:
+            self._take_pending()  # a reload: between photos, with a new executor
+        if self.executor is None:
+            self._reconnect()
+        if self.executor is None:
+            local = taking and self.config.ray_fallback == "local"
+            if local:
+                row = self.ledger.claim_next()
+                if row is not None:
+                    self.process(row)  # here, as executor = "local" would
+                    return
+            self._idle(None if local else BLOCKED_POLL)  # due photos cannot be sent
+            return
+        if not self.executor.alive():  # probed at most once a second, idle or not
+            self._cluster_down("its head does not answer")
+            return
+        if taking:
+            self._fill()
+        if not self.inflight:
+            self._idle(None if taking or stopping else BLOCKED_POLL)
+            return
+        self._collect()
 
     def _take_pending(self) -> None:
         before = self._pending
@@ -122,11 +131,12 @@ class ClusterWorker(Worker):
     # ---- receiving -----------------------------------------------------------------------------
 
     def _collect(self) -> None:
-        for done in self.executor.wait(timeout=1.0):
-            row = self.inflight.pop(done.task.key, None)
-            if row is None:
-                continue
-            self._settle(row, done)
+        # all taken out of flight first: where the ledger refuses a write while one is settled,
+        # the others are rows left processing, resolved with it (Worker._resolve_stranded)
+        back = [(self.inflight.pop(d.task.key, None), d) for d in self.executor.wait(timeout=1.0)]
+        for row, done in back:
+            if row is not None:
+                self._settle(row, done)
         self._show_current()
         if self.executor is not None and not self.executor.alive():
             self._cluster_down("its head does not answer")

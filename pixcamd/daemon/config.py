@@ -257,6 +257,11 @@ def validate(raw: dict[str, Any], source: Path | None = None) -> Config:
         problems.append(
             f"{where}target: several models: give a table {{ model = score, … }} for each"
         )
+    if values.get("mode") == "enhance" and values.get("enhance_strength") == 0:  # as protect
+        problems.append(
+            f'{where}enhance_strength: 0 leaves the colour filter of mode = "enhance" nothing '
+            'to change: give a strength above 0, or mode = "invisible"'
+        )
     if values.get("hold_dir") and values.get("on_unprotected", "hold") != "hold":
         problems.append(f'{where}hold_dir: only used with on_unprotected = "hold"')
     if all(map(parsed, ("executor", *RAY_KEYS))):

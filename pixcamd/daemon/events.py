@@ -7,9 +7,10 @@ systemd), and a row in the ledger's ``events`` table (what ``pixcamd status`` sh
 Events: daemon_started, model, ready, detected, settled, queued, duplicate, ignored, vanished,
 started, protected (scores, PSNR, seconds), unprotected, shipped_unprotected, failed (reason),
 retried, abandoned, recovered, photo_note, outbox_unavailable and outbox_back (nothing is taken
-from the queue in between), cluster_unreachable and cluster_back, stopping, stopped; on stderr
-only, log_unwritable / ledger_unwritable and log_back / ledger_back (a full disk: what cannot be
-written is said, never raised).
+from the queue in between; outbox_full too, until the disk has room), cluster_unreachable and
+cluster_back, inbox_unavailable and inbox_back, folders_moved, stopping, stopped; and, once each,
+log_unwritable / log_back (on stderr and in the ledger) and ledger_unwritable / ledger_back (on
+stderr): what cannot be written is said, never raised.
 """
 
 from __future__ import annotations
@@ -64,6 +65,9 @@ def human_line(ts: float, level: str, event: str, path: str | None, message: str
     return printable(line)
 
 
+_UNWRITTEN = object()  # no line written yet by this call (its level filtered it out)
+
+
 class _FileSink:
     """The logger structlog writes to: appends each rendered line to the log file. A line that
     cannot be written (a full disk, a folder gone) is lost, never raised: the log is a record
@@ -72,7 +76,7 @@ class _FileSink:
 
     def __init__(self, path: Path, lock: threading.Lock):
         self.path, self.lock = path, lock
-        self.problem: str | None = None  # why the last line could not be written
+        self.last = threading.local()  # per thread: why its last line was not written, or None
 
     def msg(self, line: str) -> None:
         with self.lock:
@@ -80,9 +84,9 @@ class _FileSink:
                 with self.path.open("a", encoding="utf-8") as fp:
                     fp.write(line + "\n")
             except OSError as exc:
-                self.problem = exc.strerror or str(exc)
+                self.last.problem = exc.strerror or str(exc)
             else:
-                self.problem = None
+                self.last.problem = None
 
     debug = info = warning = error = critical = msg
 
@@ -102,6 +106,7 @@ class EventLog:
         self._lock = threading.Lock()
         self._sink = _FileSink(path, self._lock)
         self._said: dict[str, str | None] = {"log": None, "ledger": None}  # trouble said
+        self._trouble_lock = threading.Lock()
         self._logger = structlog.wrap_logger(
             self._sink,
             processors=[
@@ -127,8 +132,10 @@ class EventLog:
             fields["path"] = path
         if message:
             fields["message"] = message
+        self._sink.last.problem = _UNWRITTEN
         getattr(self._logger, level)(event, **fields)
-        self._trouble("log", self._sink.problem)
+        if self._sink.last.problem is not _UNWRITTEN:  # not filtered out by its level
+            self._trouble("log", self._sink.last.problem)
         if LEVELS[level] < logging.INFO:
             return
         self._print(human_line(time.time(), level, event, path, message))
@@ -146,12 +153,21 @@ class EventLog:
         on stderr once until the ledger writes again, never raised."""
         self._trouble("ledger", f"{exc} ({what})")
 
+    def ledger_ok(self) -> None:
+        """A write to the ledger outside ``emit`` went through (the heartbeat)."""
+        self._trouble("ledger", None)
+
     def _trouble(self, where: str, problem: str | None) -> None:
         """Say on stderr (the journal) when the log file or the ledger stops taking writes,
-        and when it takes them again — once each, not once per event."""
-        if problem == self._said[where] or (problem and self._said[where]):
-            return
-        self._said[where] = problem
+        and when it takes them again — once each, not once per event, whichever thread finds
+        it first."""
+        with self._trouble_lock:
+            if problem == self._said[where] or (problem and self._said[where]):
+                return
+            self._said[where] = problem
+            self._say_trouble(where, problem)
+
+    def _say_trouble(self, where: str, problem: str | None) -> None:
         name = f"the log file {self.path}" if where == "log" else "the ledger"
         if problem:
             event, level = f"{where}_unwritable", "error"

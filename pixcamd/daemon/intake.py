@@ -80,7 +80,9 @@ class Intake:
         self.fingerprint, self.wake, self.later = fingerprint, wake, later
         self.observer = None
         self._watched: tuple[int, int] | None = None  # the inbox folder the watch is on
+        self._seen: tuple[int, int] | None = None  # the one at its path at the last poll
         self._inbox_gone = False  # said once, until a folder is at the inbox's path again
+        self._unoffered: dict[str, tuple] = {}  # settled, refused by the ledger: (sha256, stat)
         self._ignored_logged: set[str] = set()
         self._ignored_lock = threading.Lock()  # the observer's thread and the scans' both name
         self._overflow: logging.Handler | None = None
@@ -110,14 +112,17 @@ class Intake:
             observer.schedule(handler, inbox, recursive=True)
             observer.start()
         self.observer = observer
-        self._watched = _identity(self.rules.inbox)
+        self._watched = self._seen = _identity(self.rules.inbox)
 
     def check_inbox(self) -> None:
         """The watch follows a folder, not its name: an inbox renamed away (and another folder
         made at its path, or it moved back) would leave the daemon deaf to the path, hearing
-        the old folder under the inbox's name. Called about once a second: a gone inbox is said
-        once; a folder at the path again is watched anew and scanned."""
-        now = _identity(self.rules.inbox)
+        the old folder under the inbox's name. Called about once a second by the main loop,
+        which alone starts and stops the watch; the folder at the path is looked up by the
+        settle polls (``settle``), whose thread may wait on a hung network mount where the main
+        loop must not. A gone inbox is said once; a folder at the path again is watched anew
+        and scanned."""
+        now = self._seen
         if now == self._watched:
             return
         if self.observer is not None:  # events from the folder that left would pass for its
@@ -216,6 +221,7 @@ class Intake:
             self.later(self.scan, reason=reason, root=folder)
 
     def settle(self) -> None:
+        self._seen = _identity(self.rules.inbox)  # for check_inbox
         settled, _vanished = self.tracker.poll()
         for rel, why in self.tracker.doubts():
             wait = self.tracker.settle_timeout
@@ -226,14 +232,19 @@ class Intake:
                 "fails (a file still being written in pauses completes meanwhile)",
                 level="warning",
             )
+        for rel, (digest, st) in list(self._unoffered.items()):  # the ledger refused them
+            if self._unchanged(rel, st):
+                self._offer(rel, digest, st)
+            else:  # changed or gone meanwhile: settled anew, or forgotten
+                del self._unoffered[rel]
+                self.tracker.touch(rel)
         for rel, st, why in settled:
             path = self.rules.inbox / rel
             try:
                 digest = sha256_file(path)
-                after = path.stat()
             except OSError:
                 continue
-            if (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
+            if not self._unchanged(rel, st):
                 self.tracker.touch(rel)  # changed while hashed: settle again
                 continue
             note = f"; {why}" if why else ""  # the photo will fail: say why now
@@ -244,24 +255,35 @@ class Intake:
                 size=st.st_size,
                 sha256=digest,
             )
-            try:
-                offer = self.ledger.offer(
-                    rel, digest, st.st_size, st.st_mtime_ns, self.fingerprint()
-                )
-            except sqlite3.OperationalError as exc:  # a full disk: settled again next poll
-                self.tracker.touch(rel)
-                self.log.trouble("a settled photo", exc)
-                continue
-            if offer.action in ("queued", "requeued"):
-                self.log.emit("queued", rel, offer.why)
+            self._offer(rel, digest, st)
+
+    def _unchanged(self, rel: str, st: os.stat_result) -> bool:
+        try:
+            after = (self.rules.inbox / rel).stat()
+        except OSError:
+            return False
+        return (after.st_size, after.st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+
+    def _offer(self, rel: str, digest: str, st: os.stat_result) -> None:
+        """A settled photo into the ledger. Where the ledger refuses the write (a full disk)
+        it is offered again at each poll, neither hashed nor said again."""
+        try:
+            offer = self.ledger.offer(rel, digest, st.st_size, st.st_mtime_ns, self.fingerprint())
+        except sqlite3.OperationalError as exc:
+            self._unoffered[rel] = (digest, st)
+            self.log.trouble("a settled photo", exc)
+            return
+        self._unoffered.pop(rel, None)
+        if offer.action in ("queued", "requeued"):
+            self.log.emit("queued", rel, offer.why)
+            self.wake()
+        elif offer.action == "duplicate":
+            source = offer.row.duplicate_of
+            if os.path.lexists(self.config.inbox / source):  # a copy, not a rename
+                self.ledger.queue_copy(offer.row.id)
+                self.log.emit("queued", rel, f"same content as {source}: a copy of its own")
                 self.wake()
-            elif offer.action == "duplicate":
-                source = offer.row.duplicate_of
-                if os.path.lexists(self.config.inbox / source):  # a copy, not a rename
-                    self.ledger.queue_copy(offer.row.id)
-                    self.log.emit("queued", rel, f"same content as {source}: a copy of its own")
-                    self.wake()
-                else:  # renamed or moved: its protected copy is in the outbox already
-                    self.log.emit(
-                        "duplicate", rel, f"same content as {source} (renamed); nothing written"
-                    )
+            else:  # renamed or moved: its protected copy is in the outbox already
+                self.log.emit(
+                    "duplicate", rel, f"same content as {source} (renamed); nothing written"
+                )

@@ -133,6 +133,31 @@ def published_copy(root: Path, row: Row | None) -> tuple[bytes, str] | None:
 MEMORY_HINT = "lower `max_pixels` (about 0.11 GB a megapixel)"  # the daemon's
 
 
+def finish_interrupted(ledger: Ledger, row: Row, root: Path) -> tuple | None:
+    """A row whose publication was recorded (staged) and then interrupted — by a crash, or by
+    a ledger that refused the write after the rename: the publication finished, or found done,
+    or the photo queued again where the outbox refuses it now. (row, event, message, level) to
+    log; None where the row recorded no publication."""
+    if not (row.staged_output and row.staged_sha256 and row.staged_fields):
+        return None
+    fields = dict(row.staged_fields)
+    state = fields.pop("state")
+    staged, dest = Path(row.staged or ""), root / row.staged_output
+    if staged.is_file() and sha256_file(staged) == row.staged_sha256:
+        try:
+            publish(staged, dest)
+        except OSError as exc:  # the outbox refuses it now: never a start that fails
+            why = f"could not finish its interrupted publication → {row.staged_output} "
+            why += f"({exc.strerror or exc}); queued again"
+            ledger.retry(row.id, why, 0.0)
+            return (row, "recovered", why, "warning")
+        how = "finished its interrupted publication"
+    else:  # the rename happened (the uploader may already have taken the file)
+        how = "was already published"
+    ledger.finish(row.id, state, **fields)
+    return (row, "recovered", f"{how} → {row.staged_output}", "info")
+
+
 def recover_interrupted(
     ledger: Ledger, root: Path, max_attempts: int, memory_hint: str = MEMORY_HINT
 ) -> list[tuple]:
@@ -142,24 +167,9 @@ def recover_interrupted(
     ``memory_hint``: what to do when the kernel's OOM killer is the likely cause."""
     said = []
     for row in ledger.processing():
-        if row.staged_output and row.staged_sha256 and row.staged_fields:
-            fields = dict(row.staged_fields)
-            state = fields.pop("state")
-            staged, dest = Path(row.staged or ""), root / row.staged_output
-            if staged.is_file() and sha256_file(staged) == row.staged_sha256:
-                try:
-                    publish(staged, dest)
-                except OSError as exc:  # the outbox refuses it now: never a start that fails
-                    why = f"could not finish its interrupted publication → {row.staged_output} "
-                    why += f"({exc.strerror or exc}); queued again"
-                    ledger.retry(row.id, why, 0.0)
-                    said.append((row, "recovered", why, "warning"))
-                    continue
-                how = "finished its interrupted publication"
-            else:  # the rename happened (the uploader may already have taken the file)
-                how = "was already published"
-            ledger.finish(row.id, state, **fields)
-            said.append((row, "recovered", f"{how} → {row.staged_output}", "info"))
+        finished = finish_interrupted(ledger, row, root)
+        if finished is not None:
+            said.append(finished)
         elif row.attempts >= max_attempts:
             # the usual killer of one photo again and again is the kernel's OOM killer
             reason = (

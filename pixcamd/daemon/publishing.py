@@ -44,13 +44,13 @@ class Changed(Exception):
     """The source changed while it was being read: queue it again once it settles."""
 
 
-def no_room(exc: BaseException | None) -> bool:
-    """Whether ``exc`` (or what it was raised from) is a full disk or an exhausted quota."""
+def no_room(exc: BaseException | None) -> OSError | None:
+    """The full disk or exhausted quota ``exc`` is (or was raised from), if it is one."""
     while exc is not None:
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
+            return exc
         exc = exc.__cause__ or exc.__context__
-    return False
+    return None
 
 
 class Publisher:
@@ -74,9 +74,9 @@ class Publisher:
     def _room_back(self) -> bool:
         try:
             free = min(shutil.disk_usage(p).free for p in (self.outbox, self.tmp_dir))
-        except OSError:  # gone: outbox_gone says what is wrong with it now
-            free = None
-        if free is not None and free < 2 * self._room_needed + ROOM_MARGIN:
+        except OSError:  # a folder gone meanwhile: still no room to write to
+            return False
+        if free < 2 * self._room_needed + ROOM_MARGIN:
             return False
         self._room_needed = 0
         self.log.emit("outbox_back", None, f"room in {self.outbox} again; protecting again")
@@ -86,24 +86,23 @@ class Publisher:
         """Whether copies can be written to the outbox now; said once when it goes away (or
         fills up) and once when it is back. Checked before a photo is taken from the queue: a
         photo protected for an outbox that is gone would spend an attempt on it."""
-        if self._room_needed and not self._room_back():
-            return False
         why = outbox_gone(self.outbox, self.outbox_mount)
-        if why == self._outbox_away:
-            return why is None
+        if why != self._outbox_away:
+            if why is not None:
+                self.log.emit(
+                    "outbox_unavailable",
+                    None,
+                    f"{self.outbox}: {why}; {self.ledger.queue_length()} photos stay queued "
+                    "until it is back",
+                    level="error",
+                    reason=why,
+                )
+            else:
+                self.log.emit("outbox_back", None, f"{self.outbox} is back; protecting again")
+            self._outbox_away = why
         if why is not None:
-            self.log.emit(
-                "outbox_unavailable",
-                None,
-                f"{self.outbox}: {why}; {self.ledger.queue_length()} photos stay queued "
-                "until it is back",
-                level="error",
-                reason=why,
-            )
-        else:
-            self.log.emit("outbox_back", None, f"{self.outbox} is back; protecting again")
-        self._outbox_away = why
-        return why is None
+            return False
+        return not self._room_needed or self._room_back()
 
     def output_name(self, row: Row) -> str:
         """``row``'s copy's name in the outbox (``publication.output_name``); when a file

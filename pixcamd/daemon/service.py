@@ -229,7 +229,8 @@ class Daemon:
             " (auto fallback)" if fallback else ""
         )
         platforms = [f"{p.name} ({p.describe()})" for p in settings.platforms]
-        self.ledger.set_daemon(
+        self._record(  # a reload on a full disk goes on; status shows these facts once it can
+            "the models in force",
             model=self.model_label,
             model_note=note,
             model_fallback=fallback,
@@ -346,6 +347,7 @@ class Daemon:
         except sqlite3.OperationalError as exc:
             self.log.trouble(what, exc)
             return False
+        self.log.ledger_ok()
         return True
 
     def run(self, stop: threading.Event | None = None) -> int:

@@ -29,6 +29,7 @@ from pixcamd.daemon.config import Config
 from pixcamd.daemon.events import EventLog
 from pixcamd.daemon.fs import inside, mount_point
 from pixcamd.daemon.ledger import Ledger, Row
+from pixcamd.daemon.publication import finish_interrupted
 from pixcamd.daemon.publishing import Abandoned, Changed, Publisher, Vanished, no_room
 from pixcamd.daemon.settings import (
     can_degrade,
@@ -81,7 +82,7 @@ class Worker(Publisher):
         self.commit_lock = threading.Lock()
         self.dead = False  # set by the service after a hard abandon: never publish again
         self.current: str | None = None
-        self._stranded: set[int] = set()  # rows left in processing by a ledger that refused
+        self._stranded = False  # a ledger write failed: rows may be left processing
         self.current_since: float | None = None
         self.step = 0
         self.last_progress = time.monotonic()
@@ -132,29 +133,41 @@ class Worker(Publisher):
             if not self.outbox_ready():
                 self._idle(BLOCKED_POLL)  # queued photos are due, but cannot go anywhere
                 continue
-            row = None
             try:
-                self._requeue_stranded()
+                self._resolve_stranded()
                 row = self.ledger.claim_next()
                 if row is None:
                     self._idle()
                     continue
                 self.process(row)
             except sqlite3.OperationalError as exc:  # a full disk under the state dir
-                # said, not fatal: the photo in hand goes back to the queue once the ledger
-                # takes writes again, and nothing is claimed meanwhile
-                if row is not None:
-                    self._stranded.add(row.id)
-                self.log.trouble("a photo's record", exc)
-                self._idle(BLOCKED_POLL)
+                self._ledger_refused(exc)
 
-    def _requeue_stranded(self) -> None:
-        """Photos whose row could not be finished while the ledger refused writes: queued
-        again (the outcome of that attempt was not recorded, so nothing of it counts)."""
-        while self._stranded:
-            row_id = next(iter(self._stranded))
-            self.ledger.requeue(row_id)
-            self._stranded.discard(row_id)
+    def _ledger_refused(self, exc: Exception) -> None:
+        """Said, not fatal: nothing is claimed until the ledger takes writes again, and then
+        the photo whose record failed is resolved (``_resolve_stranded``)."""
+        self._stranded = True
+        self.log.trouble("a photo's record", exc)
+        self._idle(BLOCKED_POLL)
+
+    def _resolve_stranded(self) -> None:
+        """Rows left processing by a ledger that refused a write (none in flight on a
+        cluster): a publication it recorded is finished — or found done: the rename may have
+        come before the refused write — as after a crash; the others are queued again, the
+        attempt not counted (its protected pixels are kept for the retry)."""
+        if not self._stranded:
+            return
+        busy = set(getattr(self, "inflight", ()))
+        for row in self.ledger.processing():
+            if row.id in busy:
+                continue
+            finished = finish_interrupted(self.ledger, row, self.outbox)
+            if finished is None:
+                self.ledger.requeue(row.id)
+            else:
+                _, event, message, level = finished
+                self.log.emit(event, row.path, message, level=level)
+        self._stranded = False
 
     def _idle(self, wait: float | None = None) -> None:
         """Nothing to do now: wait for a wake-up or the next retry that falls due (or
@@ -259,8 +272,12 @@ class Worker(Publisher):
             )
             self.on_retry(time.time())
             return
-        if no_room(exc):  # the queue waits for room; this attempt counts (ENOSPC can also
-            # mean no inodes left, which free bytes do not show: attempts still end it)
+        full = no_room(exc)
+        hold = self.config.hold_dir
+        if full is not None and not (hold and full.filename and inside(Path(full.filename), hold)):
+            # the queue waits for room in the outbox (a full hold_dir holds only held photos);
+            # this attempt counts: ENOSPC also means no inodes left, which free bytes do not
+            # show, and there the attempts still end it
             kept = self._kept.get(row.id)
             self.out_of_room(len(kept[2].data or b"") if kept else 0)
         if row.attempts >= self.config.max_attempts:
