@@ -158,12 +158,34 @@ def test_a_file_in_the_outbox_no_photo_wrote_is_never_replaced(tmp_path, brisque
     assert "a.jpg in the outbox" in note and "this copy is a.jpg.jpg" in note, note
 
 
+def test_a_file_written_into_the_outbox_as_the_copy_is_recorded_is_not_replaced(
+    tmp_path, brisque, monkeypatch
+):
+    """Another program writes the very name between the name's choice and the rename."""
+    prepare_commit = Ledger.prepare_commit
+
+    def another_writer_meanwhile(self, row_id, staged, output, sha256, fields):
+        prepare_commit(self, row_id, staged, output, sha256, fields)
+        if output == "a.jpg":
+            (config.outbox / "a.jpg").write_bytes(b"another program's file")
+
+    monkeypatch.setattr(Ledger, "prepare_commit", another_writer_meanwhile)
+    config = make_config(tmp_path)
+    noise_photo(config.inbox / "a.jpg", 1)
+    with running(config, [brisque]):
+        wait_for(lambda: ledger_rows(config).get("a.jpg", {}).get("state") == "done", 60, "it")
+    assert (config.outbox / "a.jpg").read_bytes() == b"another program's file"
+    row = ledger_rows(config)["a.jpg"]
+    assert (row["state"], row["output"]) == ("done", "a.jpg.jpg"), row
+    assert (config.outbox / "a.jpg.jpg").read_bytes()[:2] == b"\xff\xd8"
+
+
 def test_a_copy_renamed_before_a_failed_fsync_is_published_not_doubled(
     tmp_path, brisque, monkeypatch
 ):
     import pixcamd.daemon.publication as publication
 
-    def rename_then_fail(staged, dest):  # the rename happens; the folder's fsync fails
+    def rename_then_fail(staged, dest, replace=False):  # the rename is done; its fsync fails
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.replace(staged, dest)
         raise OSError(5, "Input/output error")
@@ -233,8 +255,8 @@ def test_a_ledger_that_refuses_writes_for_a_while_stops_nothing(tmp_path, brisqu
 
     publish = publication.publish
 
-    def fill_the_disk_after(staged, dest):  # c's rename is done, its record's end refused
-        publish(staged, dest)
+    def fill_the_disk_after(staged, dest, replace=False):  # c renamed, its record refused
+        publish(staged, dest, replace)
         if dest.name == "c.jpg":
             full.set()
             threading.Timer(2.0, full.clear).start()

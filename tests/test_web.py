@@ -465,7 +465,7 @@ def test_a_photo_without_a_copy_says_what_became_of_it(world, capsys):
             assert b"set hold_dir" not in body
 
 
-def read_only_outbox(staged, dest):
+def read_only_outbox(staged, dest, replace=False):
     raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(dest))
 
 

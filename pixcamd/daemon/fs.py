@@ -4,6 +4,7 @@ lock that keeps one daemon per state dir."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import os
@@ -33,10 +34,27 @@ def fsync_dir(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
-def publish(staged: Path, dest: Path) -> None:
-    """Rename a finished, fsynced file into place and make the rename durable."""
+def publish(staged: Path, dest: Path, replace: bool = False) -> None:
+    """Move a finished, fsynced file into place and make it durable. ``replace``: ``dest`` is
+    this copy's own earlier file, replaced by a rename. Otherwise the name is taken with a hard
+    link, which fails (FileExistsError) where a file appeared since the name was chosen —
+    another program writing into the outbox: never replaced; the attempt is retried under
+    another name. A filesystem without hard links (FAT, exFAT, some network shares) gets the
+    plain rename, after a last look."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(staged, dest)
+    if replace:
+        os.replace(staged, dest)
+    else:
+        try:
+            os.link(staged, dest)
+        except FileExistsError:
+            raise
+        except OSError:  # no hard links here
+            if os.path.lexists(dest):
+                raise FileExistsError(errno.EEXIST, "a file appeared there", str(dest)) from None
+            os.replace(staged, dest)
+        else:
+            os.unlink(staged)
     fsync_dir(dest.parent)
 
 

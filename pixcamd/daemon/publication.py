@@ -40,9 +40,11 @@ def commit_publication(
     output.atomic_write(data, staged, staged.parent)
     digest = digest or hashlib.sha256(data).hexdigest()
     final = {**fields, "state": state, "output": out_rel, "held": None}
+    before = ledger.by_id(row_id)
+    own = before is not None and before.output == out_rel  # its earlier copy: replaced
     ledger.prepare_commit(row_id, str(staged), out_rel, digest, final)
     try:
-        publish(staged, root / out_rel)
+        publish(staged, root / out_rel, replace=own)
     except OSError:
         if not holds(root / out_rel, digest):
             raise
@@ -145,7 +147,7 @@ def finish_interrupted(ledger: Ledger, row: Row, root: Path) -> tuple | None:
     staged, dest = Path(row.staged or ""), root / row.staged_output
     if staged.is_file() and sha256_file(staged) == row.staged_sha256:
         try:
-            publish(staged, dest)
+            publish(staged, dest, replace=row.output == row.staged_output)
         except OSError as exc:  # the outbox refuses it now: never a start that fails
             why = f"could not finish its interrupted publication → {row.staged_output} "
             why += f"({exc.strerror or exc}); queued again"
