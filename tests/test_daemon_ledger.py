@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import sqlite3
 import threading
 
@@ -174,6 +176,26 @@ def test_a_photo_killed_mid_way_every_time_fails_after_its_attempts(ledger, tmp_
     assert row.state == "failed" and row.attempts == 3
     assert row.error.startswith("interrupted 3 times") and "lower `max_pixels`" in row.error
     assert ledger.claim_next() is None  # not tried a fourth time
+
+
+def test_a_copy_linked_into_place_before_a_crash_is_found_published_once(ledger, tmp_path):
+    # killed after the hard link took the copy's name, before the staged name was unlinked
+    ledger.offer("a.jpg", "h1", 10, 1, FP)
+    row = ledger.claim_next()
+    outbox, staged = tmp_path / "out", tmp_path / "stage-1-1.jpg"
+    outbox.mkdir()
+    staged.write_bytes(b"the protected copy")
+    digest = hashlib.sha256(b"the protected copy").hexdigest()
+    ledger.prepare_commit(
+        row.id, str(staged), "a.jpg", digest, {"state": "done", "output": "a.jpg"}
+    )
+    os.link(staged, outbox / "a.jpg")
+    said = recover_interrupted(ledger, outbox, max_attempts=3)
+    assert [(event, message) for _row, event, message, _ in said] == [
+        ("recovered", "was already published → a.jpg")
+    ]
+    assert sorted(p.name for p in outbox.iterdir()) == ["a.jpg"] and not staged.exists()
+    assert (ledger.get("a.jpg").state, ledger.get("a.jpg").output) == ("done", "a.jpg")
 
 
 def test_a_ledger_made_before_the_added_columns_keeps_its_rows(tmp_path):

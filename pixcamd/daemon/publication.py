@@ -145,6 +145,8 @@ def finish_interrupted(ledger: Ledger, row: Row, root: Path) -> tuple | None:
     fields = dict(row.staged_fields)
     state = fields.pop("state")
     staged, dest = Path(row.staged or ""), root / row.staged_output
+    if staged.is_file() and holds(dest, row.staged_sha256):  # linked, not yet unlinked
+        staged.unlink()
     if staged.is_file() and sha256_file(staged) == row.staged_sha256:
         try:
             publish(staged, dest, replace=row.output == row.staged_output)
