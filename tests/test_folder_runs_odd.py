@@ -159,7 +159,8 @@ def test_a_publication_a_killed_run_left_is_finished_from_its_staged_copy(tmp_pa
     ledger = Ledger(out / ".pixcamd" / "ledger.sqlite")
     row = ledger.get("album/a.jpg")
     staged = out / ".pixcamd" / "tmp" / f"stage-{row.id}.jpg"
-    new = (out / "album" / "a.jpg").read_bytes()[:-2] + b"\xff\xd9"  # other bytes, a JPEG
+    old = (out / "album" / "a.jpg").read_bytes()
+    new = old[:2] + b"\xff\xfe\x00\x06next" + old[2:]  # other bytes (a comment), a JPEG
     staged.write_bytes(new)
     ledger.claim(row.id)
     final = {"state": "done", "output": "album/a.jpg", "verdict": row.verdict}
