@@ -56,14 +56,14 @@ class Folders:
         self.hold_dir = _abs(values["hold_dir"], base) if values["hold_dir"] else None
 
 
-class Config:
+class Config(Folders):
     """Validated values, by key (``config.inbox``), plus the derived absolute paths."""
 
     def __init__(self, values: dict[str, Any], source: Path | None = None):
         self._values = dict(values)
         self.source = source
+        super().__init__(values, source)
         base = source.parent if source is not None else Path.cwd()
-        self.__dict__.update(vars(Folders(values, source)))
         self.weights_path = _abs(values["weights"], base) if values["weights"] else None
         self.ledger_path = self.state_dir / LEDGER
         self.platform_pipelines = resolve_platforms(values)
@@ -245,10 +245,13 @@ def validate(raw: dict[str, Any], source: Path | None = None) -> Config:
                 problems.append(f"{where}{option.key}{sep}{text}")
     if "platforms" in values:  # beside the other problems, a bad table's included
         problems += [f"{where}{p}" for p in _platform_problems(values, raw.get("pipelines"))]
+
     # Problems between keys, each judged where the keys it reads are valid: every problem
     # is said at once, not one round at a time
-    parsed = values.keys().__contains__
-    if parsed("epsilon_cap") and parsed("epsilon") and values["epsilon_cap"] < values["epsilon"]:
+    def parsed(*keys: str) -> bool:
+        return all(key in values for key in keys)
+
+    if parsed("epsilon_cap", "epsilon") and values["epsilon_cap"] < values["epsilon"]:
         problems.append(
             f"{where}epsilon_cap: {values['epsilon_cap']:g} is below epsilon "
             f"{values['epsilon']:g}; the cap must be at least the starting budget"
@@ -264,11 +267,11 @@ def validate(raw: dict[str, Any], source: Path | None = None) -> Config:
         )
     if values.get("hold_dir") and values.get("on_unprotected", "hold") != "hold":
         problems.append(f'{where}hold_dir: only used with on_unprotected = "hold"')
-    if all(map(parsed, ("executor", *RAY_KEYS))):
+    if parsed("executor", *RAY_KEYS):
         problems += [f"{where}{p}" for p in _cluster_problems(values)]
-    if parsed("web") and parsed("web_token"):
+    if parsed("web", "web_token"):
         problems += [f"{where}{p}" for p in web_problems(values)]
-    if all(map(parsed, FOLDER_KEYS)):
+    if parsed(*FOLDER_KEYS):
         problems += [f"{where}{p}" for p in layout_problems(Folders(values, source))]
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
@@ -448,8 +451,12 @@ def record_folders(config: Config, facts: dict, outputs: list[str]) -> list[tupl
             continue
         if os.path.isdir(was) and os.path.isdir(now) and os.path.samefile(was, now):
             continue  # the same folder by another path
-        here = any(os.path.lexists(os.path.join(now, name)) for name in outputs)
-        if key == "outbox" and outputs and not here and os.path.isdir(was):
+        if (
+            key == "outbox"
+            and os.path.isdir(was)
+            and outputs
+            and not any(os.path.lexists(os.path.join(now, name)) for name in outputs)
+        ):
             raise PixcamdError(
                 f"the state dir {config.state_dir} keeps the record of the copies in the outbox "
                 f"{was}, a folder still there, and none of them is in this config's outbox "

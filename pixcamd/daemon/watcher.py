@@ -176,10 +176,14 @@ def scan(
     not walked.
     """
     start = root or rules.inbox
-    if root is not None and root.is_symlink():  # os.walk would follow a linked root
-        rel, reason = rules.accept(root)
+
+    def refuse(path: Path) -> None:
+        rel, reason = rules.accept(path)
         if rel is not None and refused is not None:
             refused.append((rel, reason))
+
+    if root is not None and root.is_symlink():  # os.walk would follow a linked root
+        refuse(root)
         return
     errors: list[OSError] = []  # os.walk says nothing of a folder it cannot list
     for folder, dirs, files in os.walk(start, onerror=errors.append, followlinks=False):
@@ -187,14 +191,15 @@ def scan(
             return
         _cannot_read(rules, errors, refused)
         here = Path(folder)
-        dirs[:] = sorted(
-            d for d in dirs if not rules.ignored_name(d) and not rules.excluded_path(here / d)
-        )
-        for name in [d for d in dirs if (here / d).is_symlink()]:  # os.walk passes them by
-            dirs.remove(name)
-            rel, reason = rules.accept(here / name)
-            if rel is not None and refused is not None:
-                refused.append((rel, reason))
+        kept = []
+        for d in sorted(dirs):
+            if rules.ignored_name(d) or rules.excluded_path(here / d):
+                continue
+            if (here / d).is_symlink():  # os.walk would pass it by in silence
+                refuse(here / d)
+            else:
+                kept.append(d)
+        dirs[:] = kept
         for name in sorted(files):
             rel, reason = rules.accept(here / name)
             if rel is not None and not reason:
