@@ -37,7 +37,8 @@ class Abandoned(Exception):
 
 
 class Vanished(Exception):
-    """The source disappeared before it could be processed or published (moved, deleted)."""
+    """The source disappeared before it could be processed or published (moved, deleted);
+    its message says before what."""
 
 
 class Changed(Exception):

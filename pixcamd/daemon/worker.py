@@ -223,13 +223,13 @@ class Worker(Publisher):
             self.on_changed(row.path)
             self.log.emit("requeued", row.path, "the file changed while it was read")
         except Vanished as exc:
-            self._vanished(row, str(exc) or "it was processed")
+            self._vanished(row, str(exc))
         except (PhotoError, Refused) as exc:
             self._fail(row, without_path(str(exc), row.path))  # the log names the photo
         except Exception as exc:
             self._transient(row, exc)
 
-    def _vanished(self, row: Row, when: str = "it was processed") -> None:
+    def _vanished(self, row: Row, when: str) -> None:
         """Gone from the inbox before it was processed: forgotten — unless an earlier version's
         copy is in the outbox, whose name stays this photo's (a version synced back replaces
         it, instead of being given a second name beside it). No file matches its record (no
@@ -332,7 +332,7 @@ class Worker(Publisher):
         """The source's bytes, as they were when the ledger settled them."""
         src = self.inbox / row.path
         if not os.path.lexists(src):
-            raise Vanished()
+            raise Vanished("it was processed")
         if src.is_symlink() and not inside(src.resolve(), self.inbox):
             raise Refused(f"{row.path}: a symlink that leads out of the inbox; not followed")
         before = os.stat(src)
