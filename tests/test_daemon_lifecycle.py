@@ -621,3 +621,33 @@ def test_init_knows_the_user_config_however_it_is_spelt(tmp_path, capsys, monkey
     argv = ["init", "--config", str(spelt), "--inbox", str(tmp_path / "in")]
     assert main([*argv, "--outbox", str(tmp_path / "out")]) == 0
     assert 'state_dir = ""' in spelt.read_text()  # the user config: the default state dir
+
+
+def test_status_says_a_full_disk_and_json_stays_json(tmp_path, small_disk, capsys):
+    """Before the first run and on a full disk, `status --json` prints an object naming the
+    error (a script parsing stdout gets JSON), and the full disk is called full — SQLite says
+    only "disk I/O error" there."""
+    config = make_config(tmp_path, state_dir=str(small_disk / "state"))
+    code, out, err = status_json(capsys, config)
+    assert code == 2 and "has not run with this state dir yet" in err, err
+    assert "has not run" in json.loads(out)["error"], out
+    ledger = Ledger(config.ledger_path)
+    ledger.offer("a.jpg", "0" * 64, 1, 1, "fp")
+    ledger.close()
+    filler = small_disk / "filler"
+    filler.write_bytes(bytes(shutil.disk_usage(small_disk).free))
+    code, out, err = status_json(capsys, config)
+    assert code == 2 and "its disk is full (0 bytes free)" in err, err
+    assert json.loads(out) == {
+        "error": err.strip().splitlines()[-1].removeprefix("pixcamd: error: "),
+        "ledger": str(config.ledger_path),
+    }
+    filler.unlink()
+    code, out, err = status_json(capsys, config)
+    assert code == 0 and json.loads(out)["counts"]["queued"] == 1, out + err
+
+
+def status_json(capsys, config) -> tuple[int, str, str]:
+    code = main(["status", "--config", str(config.source), "--json"])
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -385,7 +385,13 @@ def show_status(args: argparse.Namespace) -> int:
             signal.signal(signum, lambda *_: stop.set())
         follow(config, sys.stdout, stop, args.json, backlog=max(0, args.events))
         return 0
-    report = gather(config, events=max(0, args.events), photos=max(0, args.photos))
+    try:
+        report = gather(config, events=max(0, args.events), photos=max(0, args.photos))
+    except PixcamdError as exc:
+        if args.json:  # a script reading stdout gets JSON it can parse, the error named in it
+            json.dump({"error": str(exc), "ledger": str(config.ledger_path)}, sys.stdout)
+            sys.stdout.write("\n")
+        raise
     if args.json:
         json.dump(report, sys.stdout, indent=2)
         sys.stdout.write("\n")

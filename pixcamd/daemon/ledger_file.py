@@ -5,6 +5,7 @@ one, which would protect and publish every photo again."""
 from __future__ import annotations
 
 import shlex
+import shutil
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -94,10 +95,28 @@ def _refusal(path: Path, exc: sqlite3.DatabaseError, fresh: str):
     name = getattr(exc, "sqlite_errorname", "") or ""
     if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "no such table" in text:
         return LedgerDamaged(_damaged(path, text, fresh))
+    free = _free_bytes(path.parent)
+    if free is not None and free < FULL_BELOW:  # SQLite says only "disk I/O error" there
+        return PixcamdError(
+            f"{path}: cannot open the ledger ({text}): its disk is full ({free} bytes free); "
+            "make room there and run this again; nothing was changed"
+        )
     return PixcamdError(
         f"{path}: cannot open the ledger ({text}): check that this user may read and write it "
         "and its folder, and that its disk has room; nothing was changed"
     )
+
+
+# Less room than this is a full disk to SQLite: opening a WAL ledger writes its shared-memory
+# index (32 KiB) beside it, also for a reader
+FULL_BELOW = 64 * 1024
+
+
+def _free_bytes(folder: Path) -> int | None:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
 
 
 def _not_emptied(path: Path, fresh: str) -> None:
