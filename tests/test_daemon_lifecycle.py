@@ -286,18 +286,26 @@ def test_a_ledger_that_refuses_writes_for_a_while_stops_nothing(tmp_path, brisqu
     assert [e.get("path") for e in events(config) if e["event"] == "settled"].count("a.jpg") == 1
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 4 MB tmpfs at tmp_path/disk: a real disk that fills up (root only; CI runs so)."""
-    where = tmp_path / "disk"
+@contextlib.contextmanager
+def tmpfs(where, options: str):
+    """A real disk that fills up: a tmpfs mounted at ``where`` (root only; CI runs so)."""
     where.mkdir()
     mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(where)], capture_output=True
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], capture_output=True
     )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    yield where
-    subprocess.run(["umount", "-l", str(where)], check=True)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """4 MB at tmp_path/disk."""
+    with tmpfs(tmp_path / "disk", "size=4m") as where:
+        yield where
 
 
 def test_a_full_outbox_disk_holds_the_queue_until_there_is_room(tmp_path, brisque, small_disk):
@@ -323,6 +331,33 @@ def test_a_full_outbox_disk_holds_the_queue_until_there_is_room(tmp_path, brisqu
     assert [rows[n]["attempts"] for n in ("a.jpg", "b.jpg")] == [2, 1]
     assert "outbox_back" in ledger_events(config)
     assert sorted(p.name for p in config.outbox.iterdir()) == ["a.jpg", "b.jpg"]
+
+
+def test_a_disk_out_of_inodes_holds_the_queue_and_says_so(tmp_path, brisque):
+    """ENOSPC with free bytes: the disk has no inodes left for new files. The queue waits as
+    for a full disk (the attempts do not run out meanwhile), and the event says why."""
+    with tmpfs(tmp_path / "disk", "size=16m,nr_inodes=200") as disk:
+        config = make_config(tmp_path, outbox=str(disk / "out"), tmp_dir=str(disk / "tmp"))
+        fillers = disk / "fillers"
+        with running(config, [brisque]) as daemon:
+            fillers.mkdir()
+            with contextlib.suppress(OSError):  # until the disk says no space
+                for n in range(1000):
+                    (fillers / str(n)).touch()
+            noise_photo(config.inbox / "a.jpg", 1)
+            noise_photo(config.inbox / "b.jpg", 2)
+            wait_for(lambda: "outbox_full" in ledger_events(config), 60, "no inodes said")
+            time.sleep(2.0)  # nothing is taken from the queue meanwhile
+            rows = ledger_rows(config)
+            assert [rows[n]["attempts"] for n in ("a.jpg", "b.jpg")] == [1, 0]
+            full = [m for e, m in ledger_messages(config) if e == "outbox_full"]
+            assert len(full) == 1 and "no inodes left for new files" in full[0], full
+            shutil.rmtree(fillers)
+            wait_for(lambda: finished(config, ["a.jpg", "b.jpg"]), 60, "both, once there is room")
+            assert daemon.outcome == {}
+        rows = ledger_rows(config)
+        assert [rows[n]["state"] for n in ("a.jpg", "b.jpg")] == ["done", "done"]
+        assert sorted(p.name for p in config.outbox.iterdir()) == ["a.jpg", "b.jpg"]
 
 
 def test_a_second_config_on_the_same_record_is_refused_a_moved_outbox_followed(tmp_path, brisque):

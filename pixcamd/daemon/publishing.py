@@ -15,7 +15,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import shutil
 
 from pixcamd.daemon.fs import outbox_gone
 from pixcamd.daemon.ledger import Row
@@ -54,6 +53,26 @@ def no_room(exc: BaseException | None) -> OSError | None:
     return None
 
 
+INODE_MARGIN = 64  # free inodes (new files) before photos are taken again
+
+
+def _short(folder, needed: int) -> str | None:
+    """Why ``folder``'s disk has no room for a copy of ``needed`` bytes (twice it, and
+    ROOM_MARGIN more), or None where it has. A disk out of inodes says ENOSPC with free bytes;
+    it counts as full until files can be made there again (a file system that sets no inode
+    limit reports 0 of them). A folder gone meanwhile has no room either."""
+    try:
+        st = os.statvfs(folder)
+    except OSError as exc:
+        return exc.strerror or "not there"
+    free = st.f_bavail * st.f_frsize
+    if st.f_files and st.f_favail < INODE_MARGIN:
+        return f"no inodes left for new files, {free / 1e6:.1f} MB free"
+    if free < 2 * needed + ROOM_MARGIN:
+        return f"{free / 1e6:.1f} MB free"
+    return None
+
+
 class Publisher:
     _outbox_away: str | None = None  # why the outbox is not there, once said
     _room_needed: int = 0  # bytes a copy needed where it could not be written (0: no block)
@@ -61,23 +80,25 @@ class Publisher:
     def out_of_room(self, needed: int) -> None:
         """A copy could not be written for want of room: no photo is taken from the queue
         until the outbox's and the temp folder's disks have room for it again (each photo
-        would otherwise be protected anew only to fail at its write, and spend its attempts)."""
+        would otherwise be protected anew only to fail at its write, and spend its attempts).
+        ``needed``: the copy's size, 0 where the write failed before it was known."""
         if not self._room_needed:
+            size = f" ({needed / 1e6:.1f} MB)" if needed else ""
+            short = [
+                f"{p} ({why})" for p in (self.outbox, self.tmp_dir) if (why := _short(p, needed))
+            ]
+            where = " and ".join(short) if short else f"{self.outbox} or {self.tmp_dir}"
             self.log.emit(
                 "outbox_full",
                 None,
-                f"no room for a copy ({needed / 1e6:.1f} MB) in {self.outbox} or {self.tmp_dir}; "
+                f"no room for a copy{size} in {where}; "
                 f"{self.ledger.queue_length()} photos stay queued until there is room",
                 level="error",
             )
         self._room_needed = max(needed, 1)
 
     def _room_back(self) -> bool:
-        try:
-            free = min(shutil.disk_usage(p).free for p in (self.outbox, self.tmp_dir))
-        except OSError:  # a folder gone meanwhile: still no room to write to
-            return False
-        if free < 2 * self._room_needed + ROOM_MARGIN:
+        if any(_short(p, self._room_needed) for p in (self.outbox, self.tmp_dir)):
             return False
         self._room_needed = 0
         self.log.emit("outbox_back", None, f"room in {self.outbox} again; protecting again")

@@ -276,8 +276,7 @@ class Worker(Publisher):
         hold = self.config.hold_dir
         if full is not None and not (hold and full.filename and inside(Path(full.filename), hold)):
             # the queue waits for room in the outbox (a full hold_dir holds only held photos);
-            # this attempt counts: ENOSPC also means no inodes left, which free bytes do not
-            # show, and there the attempts still end it
+            # this attempt counts, the next photo is not taken until there is room (or inodes)
             kept = self._kept.get(row.id)
             self.out_of_room(len(kept[2].data or b"") if kept else 0)
         if row.attempts >= self.config.max_attempts:
