@@ -389,6 +389,49 @@ def test_a_second_config_on_the_same_record_is_refused_a_moved_outbox_followed(t
     assert note == f"the outbox was {first.outbox}: the record follows it to {moved.outbox}"
 
 
+def test_one_outbox_takes_one_daemon_and_no_protect_run_beside_it(tmp_path, brisque, capsys):
+    """Two configs with state dirs of their own on one outbox would each ship a copy of every
+    photo both see: the second daemon is refused, and so is `protect` writing into the running
+    daemon's outbox (or a folder in it), which would replace or shadow the daemon's copies."""
+    first = make_config(tmp_path / "a")
+    second = make_config(tmp_path / "b", outbox=str(first.outbox))
+    noise_photo(tmp_path / "x.jpg", 1)
+    with running(first, [brisque]):
+        with pytest.raises(PixcamdError) as refused, running(second, [brisque]):
+            pass
+        why = str(refused.value)
+        assert f"another pixcamd daemon (pid {os.getpid()}) publishes to the outbox" in why, why
+        assert "give this config an outbox of its own" in why, why
+        assert not (tmp_path / "b" / "state" / "ledger.sqlite3").exists()  # nothing recorded
+        (first.outbox / "album").mkdir()
+        album = first.outbox / "album"
+        for argv in (["-o", first.outbox / "x.jpg"], ["-o", album / "x.jpg"],
+                     ["--outdir", first.outbox], ["--outdir", album]):  # fmt: skip
+            code = main(["protect", str(tmp_path / "x.jpg"), argv[0], str(argv[1])])
+            err = capsys.readouterr().err
+            assert code == 2 and "is the outbox of a running pixcamd daemon" in err, err
+            assert "drop the photos into its inbox instead" in err, err
+        assert sorted(p.name for p in first.outbox.iterdir()) == ["album"]
+    # the daemon stopped: its outbox is a folder like any other, and the second config may run
+    code = main(
+        [
+            "protect",
+            str(tmp_path / "x.jpg"),
+            "-o",
+            str(first.outbox / "x.jpg"),
+            "--model",
+            "brisque",
+            "--platforms",
+            "task",
+            "--views",
+            "center",
+        ]
+    )
+    assert code in (0, 1) and (first.outbox / "x.jpg").exists(), capsys.readouterr().err
+    with running(second, [brisque]):
+        pass
+
+
 def test_a_photo_deleted_while_it_is_protected_is_not_shipped(tmp_path, brisque, monkeypatch):
     import pixcamd.job as job
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from pixcamd.commands.progress import RunProgress
+from pixcamd.daemon.fs import daemon_outbox
 from pixcamd.daemon.settings import settings_fingerprint
 from pixcamd.enhance import STRENGTH
 from pixcamd.errors import PixcamdError
@@ -69,8 +70,10 @@ def run(args) -> int:
                 f"{args.output}: the protected copy is a JPEG; name it .jpg or .jpeg"
             )
         check_destination(args.output)  # said now, not after minutes of work
+        _not_a_daemon_s(Path(args.output).resolve().parent)
         plan = None
     else:  # every problem with the plan is said before any work is done
+        _not_a_daemon_s(Path(args.outdir).resolve())
         plan = plan_sources(inputs, args.outdir)
         make_outdir(args.outdir)  # the run's first write: a folder that cannot be made, now
     models = [load_model(name, args.weights, args.device) for name in args.model]
@@ -152,6 +155,15 @@ def run(args) -> int:
     show.end(tally)
     failed = tally.failed + tally.refused
     return 1 if failed or tally.unprotected else 0
+
+
+def _not_a_daemon_s(folder: Path) -> None:
+    why = daemon_outbox(folder)
+    if why:  # its names are the daemon's: a copy beside its own would replace or shadow one
+        raise PixcamdError(
+            f"{why}: drop the photos into its inbox instead (the daemon protects them and "
+            "ships the copies), or write these copies elsewhere"
+        )
 
 
 @contextlib.contextmanager

@@ -201,6 +201,76 @@ def lock_state_dir(state_dir: Path) -> int:
     return fd
 
 
+def lock_outbox(outbox: Path) -> int | None:
+    """One daemon per outbox too, whatever its state dir: two would each ship a copy of every
+    photo they both see. An flock on the folder itself — nothing is written into a folder
+    whose every file goes out — that the kernel drops when the process dies. None where the
+    file system cannot lock a folder (some network shares): the state dir's lock is all there
+    is then."""
+    fd = os.open(outbox, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = lock_holder(fd)
+        os.close(fd)
+        raise PixcamdError(
+            f"another pixcamd daemon{f' (pid {holder})' if holder else ''} publishes to the "
+            f"outbox {outbox} from a state dir of its own: both would ship a copy of every "
+            "photo; give this config an outbox of its own"
+        ) from None
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def daemon_outbox(folder: Path) -> str | None:
+    """Why a copy must not be written into ``folder``: it is a running daemon's outbox, or
+    inside one (the daemon mirrors the inbox's folders there) — None where it is not. The
+    daemon owns its outbox's names: a copy put there beside it would be replaced by the
+    daemon's own, or shadow it."""
+    for place in (folder, *folder.parents):
+        try:
+            fd = os.open(place, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = lock_holder(fd)
+            if holder is None or holder == os.getpid() or _is_pixcamd(holder):
+                pid = f" (pid {holder})" if holder else ""
+                return f"{place} is the outbox of a running pixcamd daemon{pid}"
+        except OSError:
+            pass
+        finally:
+            os.close(fd)  # and with it the shared lock just taken
+    return None
+
+
+def lock_holder(fd: int) -> int | None:
+    """The pid holding an flock on ``fd``'s file, from /proc/locks (None where not found)."""
+    st = os.fstat(fd)
+    key = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    try:
+        with open("/proc/locks") as locks:
+            for line in locks:
+                fields = line.split()
+                if len(fields) > 5 and fields[1] == "FLOCK" and fields[5] == key:
+                    return int(fields[4])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _is_pixcamd(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"pixcamd" in f.read()
+    except OSError:
+        return True  # another user's process (a service): cannot tell, so take it for one
+
+
 def unlock(fd: int | None) -> None:
     if fd is not None:
         with contextlib.suppress(OSError):
