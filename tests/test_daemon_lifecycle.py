@@ -24,7 +24,9 @@ from test_daemon_support import (
     make_config,
     no_leaked_threads,  # noqa: F401
     noise_photo,
+    real_photo,
     running,
+    sha,
     unprivileged,
     wait_for,
 )
@@ -453,6 +455,43 @@ def test_a_photo_deleted_while_it_is_protected_is_not_shipped(tmp_path, brisque,
     (gone,) = said(config, "vanished")
     assert gone == "gone from the inbox before its copy was published: nothing shipped", gone
     assert "gone.jpg" not in ledger_rows(config)  # forgotten, as one deleted before its turn
+
+
+def test_a_photo_changed_or_deleted_mid_protection_stops_there(tmp_path, brisque, monkeypatch):
+    """The photo being protected is looked at as the loop runs: changed (re-synced) or deleted,
+    its protection stops there — not at its publication, minutes later for a large photo."""
+    import pixcamd.daemon.worker as worker
+    import pixcamd.job as job
+
+    monkeypatch.setattr(worker, "LOOK_EVERY", 0.0, raising=False)  # each step (real: 2 s)
+    protect_photo, reached = job.protect_photo, {}
+
+    def meddled(data, rel, models, options, progress):
+        first = rel not in reached
+
+        def each_step(step, worst):
+            if first and step == 1:  # the user edits or deletes it meanwhile
+                if rel == "changed.jpg":
+                    real_photo(config.inbox / rel, seed=6)
+                else:
+                    (config.inbox / rel).unlink()
+            reached[rel] = step
+            progress(step, worst)
+
+        return protect_photo(data, rel, models, options, each_step)
+
+    monkeypatch.setattr(job, "protect_photo", meddled)
+    config = make_config(tmp_path)
+    real_photo(config.inbox / "changed.jpg", seed=5)
+    real_photo(config.inbox / "gone.jpg", seed=5)
+    with running(config, [brisque]):
+        wait_for(lambda: finished(config, ["changed.jpg"]) and said(config, "vanished"), 90, "both")
+        assert reached["gone.jpg"] == 1  # stopped at the step that saw it gone
+    assert said(config, "vanished") == ["gone from the inbox before it was protected"]
+    assert said(config, "requeued") == ["the file changed while it was protected"]
+    assert ledger_events(config).count("started") == 3  # changed.jpg's second time: the new one
+    assert ledger_rows(config)["changed.jpg"]["sha256"] == sha(config.inbox / "changed.jpg")
+    assert sorted(p.name for p in config.outbox.iterdir()) == ["changed.jpg"]
 
 
 def test_a_photo_synced_back_after_it_vanished_replaces_its_own_copy(tmp_path, brisque, capsys):

@@ -47,6 +47,7 @@ class Refused(Exception):
 
 
 BLOCKED_POLL = 1.0  # seconds between looks while queued photos can go nowhere (outbox, cluster)
+LOOK_EVERY = 2.0  # seconds between looks at the photo being protected: changed, or gone?
 
 
 class Worker(Publisher):
@@ -89,6 +90,8 @@ class Worker(Publisher):
         self.idle = False
         self._pending = None  # a reload's (config, models, settings, fingerprint, label)
         self._kept: dict = {}  # row id → (sha256, fingerprint, Result): one photo's, at most
+        self._watched: tuple | None = None  # (path, size, mtime_ns) of the photo in the loop
+        self._next_look = 0.0
         self._pending_lock = threading.Lock()
         self.thread = threading.Thread(target=self.run, name="pixcamd-worker", daemon=True)
 
@@ -119,6 +122,22 @@ class Worker(Publisher):
         self.last_progress = time.monotonic()
         if self._abandon.is_set():
             raise Abandoned()
+        if self._watched is not None and self.last_progress >= self._next_look:
+            self._next_look = self.last_progress + LOOK_EVERY
+            self._still_there(*self._watched)
+
+    @staticmethod
+    def _still_there(src: Path, size: int, mtime_ns: int) -> None:
+        """The photo changed or went while it was protected: stop now, not at its publication
+        minutes later (its copy would be of what is no longer there)."""
+        try:
+            now = os.stat(src)
+        except FileNotFoundError:
+            raise Vanished("it was protected") from None
+        except OSError:
+            return  # an unreadable moment: the publication looks again
+        if (now.st_size, now.st_mtime_ns) != (size, mtime_ns):
+            raise Changed("it was protected")
 
     def _checkpoint(self) -> None:
         self.last_progress = time.monotonic()
@@ -218,10 +237,10 @@ class Worker(Publisher):
         except Abandoned:
             self.ledger.requeue(row.id)
             self.log.emit("abandoned", row.path, "shutdown: nothing written, queued again")
-        except Changed:
+        except Changed as exc:
             self.ledger.requeue(row.id, delay=self.config.settle_time)
             self.on_changed(row.path)
-            self.log.emit("requeued", row.path, "the file changed while it was read")
+            self.log.emit("requeued", row.path, f"the file changed while {exc or 'it was read'}")
         except Vanished as exc:
             self._vanished(row, str(exc))
         except (PhotoError, Refused) as exc:
@@ -315,7 +334,11 @@ class Worker(Publisher):
                 self.log.emit("reused", row.path, note)
             else:
                 options = job_options(self.config, settings)
-                outcome = protect_photo(data, row.path, models, options, self._progress)
+                self._watched = (self.inbox / row.path, row.size, row.mtime_ns)
+                try:
+                    outcome = protect_photo(data, row.path, models, options, self._progress)
+                finally:
+                    self._watched = None
                 if row.budget:  # a stronger retry: the report says what it ran with
                     outcome.report["budget"] = dict(row.budget)
                 # Kept until the photo is finished: if writing or publishing fails (a full
