@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
-from pixcamd.daemon.ledger import name_key
+from pixcamd.daemon.ledger_row import name_key
 from pixcamd.daemon.publication import copy_names
 from pixcamd.daemon.schema import DEFAULT_EXTENSIONS, DEFAULT_IGNORE
 from pixcamd.daemon.watcher import HIDDEN, NOT_A_PHOTO, NOT_UTF8, Rules, shown, unreadable

@@ -29,8 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pixcamd.daemon.fs import sha256_file
-from pixcamd.daemon.ledger import Ledger, Row, name_key
+from pixcamd.daemon.ledger import Ledger
 from pixcamd.daemon.ledger_file import FOLDER_FRESH
+from pixcamd.daemon.ledger_row import Row, name_key
 from pixcamd.daemon.publication import (
     commit_publication,
     holds,

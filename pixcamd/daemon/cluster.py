@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 
 from pixcamd.daemon.config import Config
-from pixcamd.daemon.ledger import Row
+from pixcamd.daemon.ledger_row import Row
 from pixcamd.daemon.settings import job_options
 from pixcamd.daemon.worker import BLOCKED_POLL, Worker
 from pixcamd.errors import PixcamdError

@@ -26,7 +26,8 @@ from pathlib import Path
 
 from pixcamd.daemon.config import Config
 from pixcamd.daemon.fs import choose_tmp_dir, file_inside, fsync_dir, inside
-from pixcamd.daemon.ledger import Ledger, Row
+from pixcamd.daemon.ledger import Ledger
+from pixcamd.daemon.ledger_row import Row
 from pixcamd.daemon.publication import commit_publication, output_name
 from pixcamd.errors import PixcamdError
 

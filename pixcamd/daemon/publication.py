@@ -19,7 +19,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 
 from pixcamd.daemon.fs import file_inside, publish, sha256_file
-from pixcamd.daemon.ledger import Ledger, Row
+from pixcamd.daemon.ledger import Ledger
+from pixcamd.daemon.ledger_row import Row
 
 
 def commit_publication(

@@ -17,7 +17,7 @@ import hashlib
 import os
 
 from pixcamd.daemon.fs import outbox_gone
-from pixcamd.daemon.ledger import Row
+from pixcamd.daemon.ledger_row import Row
 from pixcamd.daemon.publication import (
     commit_publication,
     copy_names,

@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pixcamd.daemon.config import Config
-from pixcamd.daemon.ledger import Ledger, Row
+from pixcamd.daemon.ledger import Ledger
+from pixcamd.daemon.ledger_row import Row
 from pixcamd.errors import PixcamdError
 
 

@@ -28,7 +28,8 @@ from pathlib import Path
 from pixcamd.daemon.config import Config
 from pixcamd.daemon.events import EventLog
 from pixcamd.daemon.fs import inside, mount_point
-from pixcamd.daemon.ledger import Ledger, Row
+from pixcamd.daemon.ledger import Ledger
+from pixcamd.daemon.ledger_row import Row
 from pixcamd.daemon.publication import finish_interrupted
 from pixcamd.daemon.publishing import Abandoned, Changed, Publisher, Vanished, no_room
 from pixcamd.daemon.settings import (

@@ -33,7 +33,8 @@ from starlette.staticfiles import StaticFiles
 from pixcamd.daemon import decisions, retry
 from pixcamd.daemon.config import Config
 from pixcamd.daemon.events import printable
-from pixcamd.daemon.ledger import Ledger, Row
+from pixcamd.daemon.ledger import Ledger
+from pixcamd.daemon.ledger_row import Row
 from pixcamd.daemon.status import gather
 from pixcamd.errors import PhotoError, PixcamdError
 from pixcamd.web import files, pages

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from pixcamd.daemon.config import Config
 from pixcamd.daemon.fs import file_inside
-from pixcamd.daemon.ledger import Row
+from pixcamd.daemon.ledger_row import Row
 
 CACHE_BYTES = 256 * 2**20  # an original rendered losslessly at 24 MP is about 40 MB
 THUMB_SIDE = 320

@@ -11,7 +11,7 @@ from datetime import datetime
 
 from pixcamd.daemon.config import Config
 from pixcamd.daemon.decisions import decided
-from pixcamd.daemon.ledger import Row
+from pixcamd.daemon.ledger_row import Row
 
 # the photo list's filter: name → (label, ledger states)
 FILTERS = {

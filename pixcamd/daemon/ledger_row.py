@@ -1,0 +1,71 @@
+"""A ledger row as the daemon reads it, what an offer did, and the key two copy names must not
+share (``pixcamd.daemon.ledger`` keeps the rows)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import unicodedata
+from dataclasses import dataclass
+from typing import Any
+
+from pixcamd.daemon.ledger_schema import JSON_COLUMNS
+
+
+@dataclass
+class Row:
+    id: int
+    path: str
+    sha256: str
+    size: int
+    mtime_ns: int
+    fingerprint: str | None
+    model: str | None
+    state: str
+    attempts: int
+    not_before: float
+    degrade: int
+    detected_at: float | None
+    queued_at: float | None
+    started_at: float | None
+    finished_at: float | None
+    verdict: str | None
+    scores: Any
+    psnr: float | None
+    seconds: float | None
+    timings: Any
+    report: Any
+    output: str | None
+    held: str | None
+    duplicate_of: str | None
+    staged: str | None
+    staged_output: str | None
+    staged_sha256: str | None
+    staged_fields: Any
+    error: str | None
+    budget: Any = None
+    decision: Any = None
+
+    @classmethod
+    def from_sql(cls, row: sqlite3.Row) -> Row:
+        data = dict(row)
+        for key in JSON_COLUMNS:
+            if data[key] is not None:
+                data[key] = json.loads(data[key])
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Offer:
+    """What ``Ledger.offer`` did with a settled file."""
+
+    action: str  # queued | requeued | unchanged | duplicate | busy
+    row: Row
+    why: str = ""  # requeued: "changed content" or "settings changed"
+
+
+def name_key(name: str) -> str:
+    """What two copy names must not share: one name to a case-insensitive filesystem (macOS,
+    Windows, an SMB share, a FAT card) and to the sync tools that carry an outbox there, which
+    fold case and compose accents — ``IMG_1.jpg`` and ``img_1.JPG`` are one file on them."""
+    return unicodedata.normalize("NFC", name).casefold()
