@@ -231,12 +231,41 @@ def test_same_content_is_not_redone_changed_content_is(tmp_path, brisque):
     rows = ledger_rows(config)
     assert not (outbox / "x.jpg").exists()  # not recreated
     assert event_names(config, "x.png").count("started") == 1
-    assert rows["sub/y.png"]["state"] == "done" and rows["sub/y.png"]["duplicate_of"] == "y.png"
+    # the record follows the renamed photo: its copy (y.jpg) is sub/y.png's now
+    assert rows["sub/y.png"]["state"] == "done" and rows["sub/y.png"]["output"] == "y.jpg"
+    assert "y.png" not in rows and rows["sub/y.png"]["duplicate_of"] is None
     assert not (outbox / "sub").exists()  # nothing written for a rename
     assert "duplicate" in event_names(config, "sub/y.png")
     assert sha(outbox / "z.jpg") != first_z  # changed content: redone, replaced
     assert rows["z.png"]["sha256"] == sha(inbox / "z.png")
     assert sorted(p.name for p in outbox.iterdir()) == ["y.jpg", "z.jpg"]
+
+
+def test_a_new_photo_under_a_moved_photo_s_old_name_gets_a_copy_of_its_own(tmp_path, brisque):
+    """A photo filed away into another folder keeps its copy; a different photo that then
+    arrives under its old name (a reused camera counter, a second phone) is a new photo: it
+    used to find the moved photo's record and replace that photo's copy with its own."""
+    config = make_config(tmp_path)
+    inbox, outbox = config.inbox, config.outbox
+    noise_photo(inbox / "DCIM" / "IMG_0001.JPG", 1)
+    with running(config, [brisque]):
+        wait_for(lambda: finished(config, ["DCIM/IMG_0001.JPG"]), 30, "the first photo")
+        first = sha(outbox / "DCIM" / "IMG_0001.jpg")
+        (inbox / "Trip").mkdir()
+        os.rename(inbox / "DCIM" / "IMG_0001.JPG", inbox / "Trip" / "IMG_0001.JPG")
+        wait_for(lambda: finished(config, ["Trip/IMG_0001.JPG"]), 30, "the move")
+        noise_photo(inbox / "DCIM" / "IMG_0001.JPG", 2)  # another photo, the same name
+        wait_for(lambda: finished(config, ["DCIM/IMG_0001.JPG"]), 30, "the newcomer")
+    rows = ledger_rows(config)
+    moved, new = rows["Trip/IMG_0001.JPG"], rows["DCIM/IMG_0001.JPG"]
+    assert moved["output"] == "DCIM/IMG_0001.jpg" and moved["duplicate_of"] is None
+    assert sha(outbox / "DCIM" / "IMG_0001.jpg") == first  # the moved photo's copy, untouched
+    assert new["state"] == "done" and new["output"] == "DCIM/IMG_0001.JPG.jpg", new
+    assert sha(outbox / "DCIM" / "IMG_0001.JPG.jpg") != first
+    (said,) = [e["message"] for e in events(config) if e.get("path") == "Trip/IMG_0001.JPG"
+               and e["event"] == "duplicate"]  # fmt: skip
+    assert said == "renamed from DCIM/IMG_0001.JPG: its copy DCIM/IMG_0001.jpg follows it; " \
+        "nothing written", said  # fmt: skip
 
 
 def test_photos_whose_copies_would_share_a_name_each_get_their_own(tmp_path, brisque):

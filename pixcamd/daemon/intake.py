@@ -24,6 +24,7 @@ from pixcamd.daemon.config import Config
 from pixcamd.daemon.events import EventLog
 from pixcamd.daemon.fs import sha256_file
 from pixcamd.daemon.ledger import Ledger
+from pixcamd.daemon.publishing import renamed_note
 from pixcamd.daemon.watcher import (
     HIDDEN,
     NOT_A_PHOTO,
@@ -283,7 +284,6 @@ class Intake:
                 self.ledger.queue_copy(offer.row.id)
                 self.log.emit("queued", rel, f"same content as {source}: a copy of its own")
                 self.wake()
-            else:  # renamed or moved: its protected copy is in the outbox already
-                self.log.emit(
-                    "duplicate", rel, f"same content as {source} (renamed); nothing written"
-                )
+            else:  # renamed or moved: its record, and its copy in the outbox, follow it
+                moved = self.ledger.follow_rename(offer.row.id, source)
+                self.log.emit("duplicate", rel, renamed_note(source, moved))

@@ -308,6 +308,30 @@ class Ledger:
             )
             return self._get(db, row_id)
 
+    def follow_rename(self, row_id: int, source: str) -> Row:
+        """``row_id``'s photo is ``source`` renamed or moved (the same content; ``source`` gone
+        from the inbox): ``source``'s record — its copy in the outbox, scores, decisions, id —
+        now stands under the new path, whose own row goes. A photo that later arrives under the
+        old name is a new photo with a copy name of its own; it used to find the old record and
+        replace the moved photo's copy. Where ``source`` has no done record, ``row_id`` is
+        finished as a duplicate of it (nothing written)."""
+        with self._tx() as db:
+            row = self._get(db, row_id)
+            old = db.execute(
+                "SELECT id FROM photos WHERE path = ? AND state = 'done'", (source,)
+            ).fetchone()
+            if old is None:
+                self._update(
+                    db, row_id, state="done", duplicate_of=source, finished_at=self.clock()
+                )
+                return self._get(db, row_id)
+            db.execute("DELETE FROM photos WHERE id = ?", (row_id,))
+            self._update(db, old[0], path=row.path, size=row.size, mtime_ns=row.mtime_ns)
+            db.execute(
+                "UPDATE photos SET duplicate_of = ? WHERE duplicate_of = ?", (row.path, source)
+            )
+            return self._get(db, old[0])
+
     def finish(self, row_id: int, state: str, **fields) -> Row:
         assert state in ("done", "unprotected", "failed")
         with self._tx() as db:

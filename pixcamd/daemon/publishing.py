@@ -73,6 +73,14 @@ def _short(folder, needed: int) -> str | None:
     return None
 
 
+def renamed_note(source: str, moved: Row) -> str:
+    """What a rename did, said in the log (``Ledger.follow_rename``)."""
+    if moved.duplicate_of is None:
+        copy = f"its copy {moved.output}" if moved.output else "its record"
+        return f"renamed from {source}: {copy} follows it; nothing written"
+    return f"same content as {source} (renamed); nothing written"
+
+
 class Publisher:
     _outbox_away: str | None = None  # why the outbox is not there, once said
     _room_needed: int = 0  # bytes a copy needed where it could not be written (0: no block)
@@ -153,9 +161,8 @@ class Publisher:
             # retried: the donor is a copy of this very photo, or a stronger attempt was asked
             return False
         if not os.path.lexists(self.inbox / source):
-            self.ledger.finish(row.id, "done", duplicate_of=source, output=None, error=None)
-            note = f"same content as {source} (renamed); nothing written"
-            self.log.emit("duplicate", row.path, note)
+            moved = self.ledger.follow_rename(row.id, source)
+            self.log.emit("duplicate", row.path, renamed_note(source, moved))
             return True
         donor = original if original.output else self.ledger.get(source)
         if donor is None or donor.fingerprint != self.fingerprint:
