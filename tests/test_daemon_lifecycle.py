@@ -434,6 +434,27 @@ def test_one_outbox_takes_one_daemon_and_no_protect_run_beside_it(tmp_path, bris
         pass
 
 
+def test_a_copy_the_outbox_refuses_leaves_no_staged_file_and_long_names_fit(tmp_path, brisque):
+    """A publication the outbox refuses (a file where the copy's folder would go) is retried
+    and fails in words, each attempt's staged copy removed at once (they piled up in the
+    temp folder until the next start); names at the 255-byte limit get copy names that fit."""
+    config = make_config(tmp_path, max_attempts=2)
+    config.outbox.mkdir()
+    (config.outbox / "sub").write_bytes(b"")  # where the copy's folder would go
+    noise_photo(config.inbox / "sub" / "a.jpg", 1)
+    long = "L" * 250
+    noise_photo(config.inbox / f"{long}.jpg", 2)
+    noise_photo(config.inbox / f"{long}.png", 3)
+    with running(config, [brisque]):
+        names = ["sub/a.jpg", f"{long}.jpg", f"{long}.png"]
+        wait_for(lambda: finished(config, names), 60, "the three")
+    rows = ledger_rows(config)
+    assert rows["sub/a.jpg"]["state"] == "failed", rows["sub/a.jpg"]
+    assert [rows[f"{long}.{x}"]["state"] for x in ("jpg", "png")] == ["done", "done"]
+    assert rows[f"{long}.png"]["output"] == "L" * 247 + ".png.jpg"
+    assert not list((config.state_dir / "tmp").iterdir())
+
+
 def test_a_photo_deleted_while_it_is_protected_is_not_shipped(tmp_path, brisque, monkeypatch):
     import pixcamd.job as job
 

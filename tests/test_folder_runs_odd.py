@@ -150,6 +150,22 @@ def test_a_copy_the_output_folder_refuses_is_said_and_nothing_is_left_staged(tmp
     assert code == 0 and summary["protected"] == 2, err
 
 
+def test_names_at_the_length_limit_get_copy_names_that_fit(tmp_path, capsys):
+    """A photo named up to a file name's 255 bytes has no room for a second ending: its copy's
+    name is shortened before the ending, never refused by the disk after the work."""
+    long = "L" * 250
+    accents = "é" * 125  # two bytes each: shortened by whole characters
+    names = (f"{long}.jpg", f"{long}.png", f"{accents}.jpg", f"{accents}.tif")
+    album = photos(tmp_path / "album", *names)
+    out = tmp_path / "out"
+    code, _, summary, err = run(capsys, album, "--outdir", out, *FAST)
+    assert code == 0 and summary["protected"] == 4, err
+    names = sorted(copies(out))
+    wanted = [f"{long}.jpg", "L" * 247 + ".png.jpg", f"{accents}.jpg", "é" * 123 + ".tif.jpg"]
+    assert names == sorted("album/" + n for n in wanted), names
+    assert all(len(os.fsencode(Path(n).name)) <= 255 for n in names)
+
+
 def test_a_publication_a_killed_run_left_is_finished_from_its_staged_copy(tmp_path, capsys):
     """A run killed between recording a copy and renaming it into place: the next run renames
     that staged copy (the record says so), and only then empties the staging folder."""

@@ -48,6 +48,7 @@ def commit_publication(
         publish(staged, root / out_rel, replace=own)
     except OSError:
         if not holds(root / out_rel, digest):
+            staged.unlink(missing_ok=True)  # the retry stages its own: none left behind
             raise
         # renamed, then the folder's fsync failed: the copy is in place, and this row's — a
         # retry would take it for a file no record wrote
@@ -66,10 +67,24 @@ def copy_names(path: str) -> Iterator[str]:
     """The names ``path``'s copy may take, best first: its path with a .jpg extension
     (IMG_1.HEIC → IMG_1.jpg); where another photo has that name (IMG_1.png beside IMG_1.jpg),
     its full name (IMG_1.png.jpg); then numbered (IMG_1.png-2.jpg, …) should a photo really be
-    called IMG_1.png.jpg too."""
-    yield str(PurePosixPath(path).with_suffix(".jpg"))
-    yield path + ".jpg"
-    yield from (f"{path}-{n}.jpg" for n in itertools.count(2))
+    called IMG_1.png.jpg too. A name that would not fit a file name's 255 bytes is shortened
+    before its ending (a photo named up to the limit has room for no ``.png.jpg``)."""
+    pure = PurePosixPath(path)
+    stem, suffix = str(pure.with_suffix("")), pure.suffix
+    yield _fitted(stem, ".jpg")
+    yield _fitted(stem, f"{suffix}.jpg")
+    yield from (_fitted(stem, f"{suffix}-{n}.jpg") for n in itertools.count(2))
+
+
+NAME_MAX = 255  # bytes in one file name (ext4, btrfs, XFS, tmpfs; FAT and NTFS: 255 characters)
+
+
+def _fitted(stem: str, ending: str) -> str:
+    """``stem + ending``, the stem's last characters left out where the name would not fit."""
+    folder, _, name = stem.rpartition("/")
+    while name and len(os.fsencode(name + ending)) > NAME_MAX:
+        name = name[:-1]  # whole characters: what is left stays valid UTF-8
+    return f"{folder}/{name}{ending}" if folder else name + ending
 
 
 def output_name(
