@@ -166,6 +166,28 @@ def test_names_at_the_length_limit_get_copy_names_that_fit(tmp_path, capsys):
     assert all(len(os.fsencode(Path(n).name)) <= 255 for n in names)
 
 
+def test_names_with_control_characters_are_shown_escaped_by_protect_and_score(tmp_path, capsys):
+    """A name from a sync peer cannot split a result line, forge the next one or drive the
+    terminal (the daemon's lines escape them too); a name that is not UTF-8 does not stop
+    `score` mid-line. --json keeps names exactly."""
+    from pixcamd.cli import main
+
+    names = ["new\nline.jpg", "esc\x1b[31mRED.jpg"]
+    album = photos(tmp_path / "album", *names)
+    latin1 = photos(tmp_path / "elsewhere", os.fsdecode(b"caf\xe9.jpg"))  # folder runs refuse it
+    out = tmp_path / "out"
+    code, reports, _, err = run(capsys, album, "--outdir", out, *FAST)
+    assert code == 0 and "\x1b" not in err and "line.jpg: " not in err.replace("\\nline", ""), err
+    assert f"{album}/new\\nline.jpg → " in err and "esc\\x1b[31mRED.jpg" in err, err
+    assert {r["path"] for r in reports} == {str(album / n) for n in names}  # exact in JSON
+    files = [*(str(album / n) for n in names), *map(str, latin1.iterdir())]
+    code = main(["score", "--model", "brisque", "--platforms", "task", *files])
+    shown = capsys.readouterr()
+    assert code == 0 and "\x1b" not in shown.out + shown.err, shown
+    assert f"{album}/new\\nline.jpg  (" in shown.out and f"{latin1}/caf\\xe9.jpg  (" in shown.out
+    assert len([line for line in shown.out.splitlines() if not line.startswith(" ")]) == 3
+
+
 def test_a_publication_a_killed_run_left_is_finished_from_its_staged_copy(tmp_path, capsys):
     """A run killed between recording a copy and renaming it into place: the next run renames
     that staged copy (the record says so), and only then empties the staging folder."""

@@ -12,6 +12,7 @@ import json
 
 from tqdm import tqdm
 
+from pixcamd.daemon.events import printable
 from pixcamd.daemon.watcher import shown
 from pixcamd.errors import without_path
 from pixcamd.folders import Tally
@@ -29,7 +30,7 @@ class RunProgress:
     # ---- lines -----------------------------------------------------------------------------
 
     def say(self, line: str) -> None:
-        line = shown(line)  # a file name that is not UTF-8 must not stop the run mid-line
+        line = display(line)
         if self.bar is not None:
             self.bar.write(line, file=self.stream)
         else:
@@ -42,7 +43,7 @@ class RunProgress:
         if self.json_out is not None or self.bar is not None:
             self.say(line)
         else:
-            print(shown(line), file=sys.stdout, flush=True)
+            print(display(line), file=sys.stdout, flush=True)
 
     # ---- the run -----------------------------------------------------------------------------
 
@@ -117,7 +118,15 @@ class RunProgress:
 
 
 def _short(name: str, width: int = 40) -> str:
+    name = display(name)
     return name if len(name) <= width else "…" + name[-(width - 1) :]
+
+
+def display(line: str) -> str:
+    """``line`` for a terminal: a file name that is not UTF-8 must not stop the run mid-line,
+    nor one with a newline or an escape sequence split the line or drive the terminal (as the
+    daemon's lines, ``pixcamd.daemon.events.printable``). ``--json`` keeps names exactly."""
+    return printable(shown(line))
 
 
 def summary_line(report: dict) -> str:

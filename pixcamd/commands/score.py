@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
+from pixcamd.commands.progress import display
 from pixcamd.errors import PixcamdError, without_path
 from pixcamd.models import load_model
 from pixcamd.scoring import PhotoScore, score_file
@@ -21,12 +22,13 @@ def run(args) -> int:
             scored = score_file(path, model, args.views, pipelines)
         except PixcamdError as exc:
             failures += 1
-            print(f"{path}: error: {without_path(str(exc), str(path))}", file=sys.stderr)
+            why = without_path(str(exc), str(path))
+            print(display(f"{path}: error: {why}"), file=sys.stderr)
             results.append({"path": str(path), "error": str(exc)})
             continue
         results.append(scored.as_dict())
         for note in scored.warnings:  # as protect says them, on stderr
-            print(f"{path}: {note}", file=sys.stderr)
+            print(display(f"{path}: {note}"), file=sys.stderr)
         if not args.json:
             print_table(scored)
     if args.json:
@@ -56,8 +58,9 @@ def print_table(scored: PhotoScore) -> None:
         jpeg_text = f", a JPEG {near}q{jpeg['quality']} {jpeg['subsampling']}"
     else:
         jpeg_text = ""
+    name = display(str(scored.path))
     print(
-        f"{scored.path}  ({width}×{height}{jpeg_text}): {scored.verdict.upper()} — best seen by "
+        f"{name}  ({width}×{height}{jpeg_text}): {scored.verdict.upper()} — best seen by "
         f"{worst['pipeline']} {worst['view']} ({worst['score']:.2f})"
     )
     for p in scored.platforms:
