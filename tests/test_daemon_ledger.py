@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import sqlite3
@@ -12,7 +13,9 @@ from test_daemon_support import no_leaked_threads  # noqa: F401
 
 from pixcamd.daemon.ledger import Ledger
 from pixcamd.daemon.ledger_file import read_only
+from pixcamd.daemon.ledger_schema import SCHEMA_VERSION
 from pixcamd.daemon.publication import recover_interrupted
+from pixcamd.errors import PixcamdError
 
 FP = "s1-aaaa"
 
@@ -230,3 +233,27 @@ def test_a_ledger_made_before_the_added_columns_keeps_its_rows(tmp_path):
         assert ledger.output_owner("img_1.jpg", "other.png") == "IMG_1.png"
     finally:
         ledger.close()
+
+
+def test_a_record_a_newer_pixcamd_wrote_is_refused_and_a_column_it_added_is_read_past(tmp_path):
+    """A downgrade: a ledger of a higher version is refused in words before anything is written
+    (its version never lowered); a column a later pixcamd added does not stop the rows being
+    read where the version allows it."""
+    path = tmp_path / "ledger.sqlite3"
+    ledger = Ledger(path)
+    ledger.offer("a.jpg", "h1", 10, 1, FP)
+    ledger.close()
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("ALTER TABLE photos ADD COLUMN future TEXT")
+        db.commit()
+    ledger = Ledger(path)  # the same version with a column more: read as before
+    assert ledger.get("a.jpg").state == "queued" and ledger.claim_next().path == "a.jpg"
+    ledger.close()
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+        db.commit()
+    with pytest.raises(PixcamdError, match="written by a newer pixcamd") as refused:
+        Ledger(path)
+    assert f"ledger version {SCHEMA_VERSION + 1}" in str(refused.value)
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1

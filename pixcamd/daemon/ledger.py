@@ -31,7 +31,8 @@ from typing import Any
 
 from pixcamd.daemon.ledger_file import opening, read_tables
 from pixcamd.daemon.ledger_row import Offer, Row, name_key
-from pixcamd.daemon.ledger_schema import JSON_COLUMNS, STATES, prepare
+from pixcamd.daemon.ledger_schema import JSON_COLUMNS, SCHEMA_VERSION, STATES, prepare
+from pixcamd.errors import PixcamdError
 
 MAX_EVENTS = 20_000  # older events are pruned (the JSON log file keeps everything)
 
@@ -58,11 +59,23 @@ class Ledger:
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=FULL")  # committed survives power loss
                 self._db.execute("PRAGMA busy_timeout=10000")
+                self._not_newer()
                 prepare(self._db)
                 read_tables(self._db)
             except BaseException:
                 self._db.close()
                 raise
+
+    def _not_newer(self) -> None:
+        """A ledger a newer pixcamd wrote may hold what this one would misread (a downgrade):
+        refused before anything is written, its version never lowered."""
+        (version,) = self._db.execute("PRAGMA user_version").fetchone()
+        if version > SCHEMA_VERSION:
+            raise PixcamdError(
+                f"{self.path}: this record was written by a newer pixcamd (ledger version "
+                f"{version}; this pixcamd reads up to {SCHEMA_VERSION}): run that version, or "
+                "upgrade this one; nothing was changed"
+            )
 
     def close(self) -> None:
         with self._lock:

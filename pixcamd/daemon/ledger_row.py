@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from pixcamd.daemon.ledger_schema import JSON_COLUMNS
@@ -48,11 +48,15 @@ class Row:
 
     @classmethod
     def from_sql(cls, row: sqlite3.Row) -> Row:
-        data = dict(row)
+        # only the columns this pixcamd knows: a column added by a later one is left alone
+        data = {k: v for k, v in dict(row).items() if k in _FIELDS}
         for key in JSON_COLUMNS:
             if data[key] is not None:
                 data[key] = json.loads(data[key])
         return cls(**data)
+
+
+_FIELDS = frozenset(f.name for f in fields(Row))
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,9 @@ from __future__ import annotations
 import sqlite3
 
 STATES = ("queued", "processing", "done", "unprotected", "failed")
-SCHEMA_VERSION = 1
+# Raised with every change an older pixcamd would misread; a ledger of a higher version is
+# refused (``Ledger``), never lowered: 2 — the budget and decision columns (2026-12-02).
+SCHEMA_VERSION = 2
 JSON_COLUMNS = ("scores", "timings", "report", "staged_fields", "budget", "decision")
 ADDED_COLUMNS = (("budget", "TEXT"), ("decision", "TEXT"))
 
