@@ -5,6 +5,7 @@ ledger exactly as the CLI does."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import errno
 import io
 import json
@@ -136,6 +137,30 @@ def test_old_reports_say_metadata_was_not_recorded(world):
     with serving(world) as server:
         body = Client(server.url).get(f"/photos/{ids(world)['noise.jpg']}")[2]
     assert b"not recorded" in body
+
+
+def test_a_record_from_before_platform_pipelines_is_shown_not_a_server_error(world):
+    """Rows a daemon wrote before platform pipelines (2026-12-01) hold model → view scores,
+    judged after the task's JPEG-90 alone: shown under `task`, never a 500."""
+    import sqlite3
+
+    path = "noise.jpg"
+    with contextlib.closing(sqlite3.connect(world.ledger_path)) as db, db:
+        report, scores = db.execute(
+            "SELECT report, scores FROM photos WHERE path = ?", (path,)
+        ).fetchone()
+        report, scores = json.loads(report), json.loads(scores)
+        for key in ("before", "after_jpeg"):
+            report[key] = report[key]["task"]  # as the old daemon kept them
+        scores = {"file": scores["file"]["task"]} if scores.get("file") else scores
+        db.execute(
+            "UPDATE photos SET report = ?, scores = ? WHERE path = ?",
+            (json.dumps(report), json.dumps(scores), path),
+        )
+    with serving(world) as server:
+        status, _, body = Client(server.url).get(f"/photos/{ids(world)[path]}")
+    assert status == 200, body[:300]
+    assert b"task" in body and b"center" in body
 
 
 def test_the_page_says_what_the_decoder_changed_in_the_input(world):

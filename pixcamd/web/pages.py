@@ -84,12 +84,22 @@ def _low(score: float, model: dict | None) -> bool | None:
     return score <= model["threshold"]
 
 
+def _by_pipeline(scores: dict) -> dict:
+    """pipeline → model → view → score; a record from before platform pipelines (2026-12-01)
+    holds model → view → score, judged after the task's JPEG-90 alone."""
+    legacy = any(
+        isinstance(views, dict) and any(not isinstance(v, dict) for v in views.values())
+        for views in scores.values()
+    )
+    return {"task": scores} if legacy else scores
+
+
 def score_rows(report: dict, scores: dict | None) -> list[dict]:
     """One row per (model, pipeline, view): before, after (the shipped file's own check when
     recorded, else the optimizer's last check), and whether each is judged low quality."""
     models = {m.get("model"): m for m in report.get("models") or []}
-    before = report.get("before") or {}
-    after = (scores or {}).get("file") or report.get("after_jpeg") or {}
+    before = _by_pipeline(report.get("before") or {})
+    after = _by_pipeline((scores or {}).get("file") or report.get("after_jpeg") or {})
     out = []
     for pipeline in dict.fromkeys([*before, *after]):
         per_model_b, per_model_a = before.get(pipeline, {}), after.get(pipeline, {})
