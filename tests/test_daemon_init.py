@@ -152,9 +152,12 @@ def test_init_installs_the_user_service_for_this_pixcamd(home, capsys):
     if ANALYZE is not None:
         result = verify_user_unit(unit, home / "runtime")
         assert result.returncode == 0 and result.stderr == "", result.stderr
-    code, _, _ = cli(capsys, "init", "--if-missing", "--systemd-user")
-    assert code == 0
-    unit.write_text(unit.read_text() + "# mine\n")
+    code, out, err = cli(capsys, "init", "--if-missing", "--systemd-user")
+    assert code == 0 and "kept the user service" in out and "not the unit" not in err, err
+    unit.write_text(unit.read_text() + "# mine\n")  # edited, or an earlier pixcamd's: kept, said
+    code, out, err = cli(capsys, "init", "--if-missing", "--systemd-user")
+    assert code == 0 and "# mine" in unit.read_text()
+    assert "it is not the unit this pixcamd writes" in err and "remove it" in err, err
     code, _, _err = cli(capsys, "init", "--force", "--systemd-user")
     assert code == 0 and "# mine" not in unit.read_text()
     # a config the service cannot find by itself is named in its ExecStart

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -139,6 +140,7 @@ def init_setup(args: argparse.Namespace) -> int:
         install_user_unit,
         target_path,
         unit_in_the_way,
+        user_unit_for,
         user_unit_path,
     )
 
@@ -153,11 +155,18 @@ def init_setup(args: argparse.Namespace) -> int:
         _report_init(init_config(args.config, args.inbox, args.outbox, args.force))
     if args.systemd_user:
         unit = user_unit_path()
+        # a service does not see $PIXCAMD_CONFIG or --config: name any other file in it
+        named = None if how == "your user config" else path.resolve()
         if args.if_missing and unit.exists():
             print(f"kept the user service: {unit}")
+            with contextlib.suppress(OSError):  # unreadable: kept all the same, said above
+                if unit.read_text() != user_unit_for(named):  # an earlier pixcamd's, or edited
+                    print(
+                        "  it is not the unit this pixcamd writes (an earlier version's, or "
+                        "edited): to replace it, remove it and run this command again",
+                        file=sys.stderr,
+                    )
         else:
-            # a service does not see $PIXCAMD_CONFIG or --config: name any other file in it
-            named = None if how == "your user config" else path.resolve()
             unit, replaced = install_user_unit(args.force, named)
             print(f"{'replaced' if replaced else 'wrote'} the user service: {unit}")
         print(

@@ -145,11 +145,16 @@ def install_user_unit(force: bool = False, config: Path | None = None) -> tuple[
     path = user_unit_path()
     unit_in_the_way(force)
     replaced = path.exists()
+    _write_atomically(path, user_unit_for(config), "the user service")
+    return path, replaced
+
+
+def user_unit_for(config: Path | None = None) -> str:
+    """The user unit this pixcamd writes, reading ``config`` (None: the user config)."""
     command = this_pixcamd()
     if config is not None:
         command += " --config " + shlex.quote(str(config)).replace("%", "%%")
-    _write_atomically(path, render_user_unit(command), "the user service")
-    return path, replaced
+    return render_user_unit(command)
 
 
 @dataclass
