@@ -24,6 +24,7 @@ import hashlib
 import os
 import stat
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +110,7 @@ class FolderRun:
         fingerprint: str,
         model_label: str,
         write_unprotected: bool = False,
+        settings_key: str | None = None,
         on_photo: Callable[[dict, Tally], None] = lambda report, tally: None,
         on_start: Callable[[str], None] = lambda name: None,
         on_note: Callable[[str], None] = lambda line: None,
@@ -121,6 +123,8 @@ class FolderRun:
         self.fingerprint = fingerprint
         self.model_label = model_label
         self.write_unprotected = write_unprotected
+        self.settings_key = settings_key  # the person's part of the fingerprint
+        self.again: dict[int, str] = {}  # row id → why a photo done before is done again
         self.on_photo, self.on_start, self.on_note = on_photo, on_start, on_note
         self.clock = clock
         self.tally = Tally(total=len(sources))
@@ -195,10 +199,13 @@ class FolderRun:
             except OSError as exc:
                 self._report_failure(key, f"{source.path}: cannot read the file ({exc})")
                 continue
+            earlier = row
             offer = self.ledger.offer(
                 key, digest, st.st_size, st.st_mtime_ns, self.fingerprint, redo_done=True
             )
             row = offer.row
+            if offer.why == "settings changed":  # done before from these bytes: say why again
+                self.again[row.id] = self._why_again(earlier)
             if offer.action == "duplicate":  # the same photo under another name: its own copy
                 donor = self.ledger.get(row.duplicate_of)
                 if not self._copy_from(row, donor):
@@ -212,7 +219,17 @@ class FolderRun:
                 todo.append(row.id)
             else:
                 self._report_earlier(row)
+        for why, count in Counter(self.again[i] for i in todo if i in self.again).items():
+            self.on_note(f"{count} photos an earlier run did are protected again: {why}")
         return todo
+
+    def _why_again(self, earlier: Row) -> str:
+        recorded = (earlier.report or {}).get("settings_key")
+        if recorded is None:  # a record from before the key was kept
+            return "made with other settings, or by an earlier pixcamd"
+        if recorded == self.settings_key:
+            return "pixcamd's search changed since (the same settings)"
+        return "the settings changed"
 
     def _copy_from(self, row: Row, donor: Row | None) -> bool:
         """Publish the copy already made for the same bytes under another name, if it is
@@ -396,6 +413,8 @@ class FolderRun:
         self.tally.seconds = self.clock() - self.started
         self.tally.done_here += 1
         report = {"path": str(self.sources[row.path].path), **outcome.report, "output": None}
+        if row.id in self.again:
+            report["again"] = self.again[row.id]
         state = "done" if outcome.protected else "unprotected"
         fields = dict(
             verdict=outcome.verdict,
@@ -405,7 +424,11 @@ class FolderRun:
             psnr=outcome.report.get("psnr"),
             seconds=outcome.timings.get("total"),
             timings=outcome.timings,
-            report={**outcome.report, "source": self._origin(row.path)},
+            report={
+                **outcome.report,
+                "source": self._origin(row.path),
+                "settings_key": self.settings_key,
+            },
             error=None if outcome.protected else "not protected",
             duplicate_of=None,
         )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -425,3 +427,40 @@ def test_folders_whose_names_are_not_utf8(tmp_path, capsys):
     code, _, summary, err = run(capsys, latin1, "--outdir", tmp_path / "out2", *FAST)
     assert code == 1 and summary["photos"] == 0
     assert err.count("refused: a folder whose name is not valid UTF-8") == 1
+
+
+def test_a_rerun_says_why_photos_done_before_are_protected_again(tmp_path, capsys, monkeypatch):
+    """Done from the same bytes, protected again: because a setting changed, because pixcamd's
+    search changed since (an upgrade: the same settings), or — for a record from before the
+    run kept its settings — either; said before the work and on each photo's line."""
+    import pixcamd.daemon.settings as settings
+
+    album = tmp_path / "album"
+    album.mkdir()
+    for k in range(2):
+        synthetic_photo(320, 240, k).save(album / f"{k}.jpg", quality=95)
+    out = tmp_path / "out"
+    assert run(capsys, album, "--outdir", out, *FAST)[0] == 0
+    code, reports, summary, err = run(capsys, album, "--outdir", out, *FAST[:-2], "--platforms",
+                                      "task,instagram")  # fmt: skip
+    assert (
+        code == 0 and "2 photos an earlier run did are protected again: the settings changed" in err
+    ), err
+    assert {r.get("again") for r in reports} == {"the settings changed"}
+    assert "(again: the settings changed)" in err, err  # on each photo's line
+    monkeypatch.setattr(settings, "SEARCH_REVISION", settings.SEARCH_REVISION + 1)  # upgraded
+    code, reports, summary, err = run(capsys, album, "--outdir", out, *FAST[:-2], "--platforms",
+                                      "task,instagram")  # fmt: skip
+    why = "pixcamd's search changed since (the same settings)"
+    assert f"2 photos an earlier run did are protected again: {why}" in err, err
+    assert {r.get("again") for r in reports} == {why} and summary["protected"] == 2
+    with contextlib.closing(sqlite3.connect(out / ".pixcamd" / "ledger.sqlite")) as db, db:
+        for path, report in db.execute("SELECT path, report FROM photos").fetchall():
+            report = json.loads(report)
+            del report["settings_key"]  # as a record from before the key was kept
+            db.execute("UPDATE photos SET report = ? WHERE path = ?", (json.dumps(report), path))
+    code, reports, summary, err = run(capsys, album, "--outdir", out, *FAST)
+    why = "made with other settings, or by an earlier pixcamd"
+    assert f"2 photos an earlier run did are protected again: {why}" in err, err
+    code, reports, summary, err = run(capsys, album, "--outdir", out, *FAST)  # nothing changed
+    assert code == 0 and "protected again" not in err and summary["from_earlier_run"] == 2, summary

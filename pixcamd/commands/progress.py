@@ -154,4 +154,5 @@ def summary_line(report: dict) -> str:
         # PSNR/SSIM are of the written file (its JPEG included), L∞ of our change before it
         f"{psnr}SSIM {report['ssim']:.4f}, changed ≤ {report['linf']}/255 before encoding, "
         f"{report['steps']} steps, {report['seconds']:.1f} s"
+        + (f" (again: {report['again']})" if report.get("again") else "")
     )

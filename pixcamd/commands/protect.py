@@ -5,6 +5,7 @@ on this machine or a Ray cluster with ``--ray``)."""
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ import torch
 
 from pixcamd.commands.progress import RunProgress
 from pixcamd.daemon.fs import daemon_outbox
-from pixcamd.daemon.settings import settings_fingerprint
+from pixcamd.daemon.settings import settings_fingerprint, settings_key
 from pixcamd.enhance import STRENGTH
 from pixcamd.errors import PixcamdError
 from pixcamd.executors import JobOptions, LocalExecutor, Task
@@ -70,10 +71,10 @@ def run(args) -> int:
                 f"{args.output}: the protected copy is a JPEG; name it .jpg or .jpeg"
             )
         check_destination(args.output)  # said now, not after minutes of work
-        _not_a_daemon_s(Path(args.output).resolve().parent)
+        _not_a_daemon_s(Path(os.path.realpath(args.output)).parent)
         plan = None
     else:  # every problem with the plan is said before any work is done
-        _not_a_daemon_s(Path(args.outdir).resolve())
+        _not_a_daemon_s(Path(os.path.realpath(args.outdir)))  # a link loop: refused below
         plan = plan_sources(inputs, args.outdir)
         make_outdir(args.outdir)  # the run's first write: a folder that cannot be made, now
     models = [load_model(name, args.weights, args.device) for name in args.model]
@@ -132,6 +133,7 @@ def run(args) -> int:
         settings_fingerprint(settings, models, options.strip_gps),
         label,
         write_unprotected=args.write_unprotected,
+        settings_key=settings_key(settings, models, options.strip_gps),
         on_photo=show.photo,
         on_start=show.start,
         on_note=show.say,

@@ -81,6 +81,28 @@ def settings_fingerprint(settings, models, strip_gps: bool = True) -> str:
     return "s1-" + digest[:16]
 
 
+def settings_key(settings, models, strip_gps: bool = True) -> str:
+    """What a person chose of ``settings_fingerprint`` — models, platforms, mode, budget,
+    target, steps, seed, output quality, GPS — without the search's own constants: a folder
+    run tells a photo redone for a changed setting from one redone because pixcamd's search
+    changed since (recorded in each photo's report)."""
+    data = {
+        "mode": settings.mode,
+        "enhance_strength": settings.enhance_strength,
+        "views": list(in_order(settings.views)),
+        "epsilon": settings.epsilon,
+        "epsilon_cap": settings.epsilon_cap,
+        "targets": settings.targets,
+        "steps": settings.steps,
+        "seed": settings.seed,
+        "output_quality": settings.output_quality,
+        "platforms": [p.spec() for p in loop_order(settings.platforms)],
+        "models": [m.fingerprint for m in models],
+        "keep_gps": not strip_gps,
+    }
+    return "k1-" + hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def build_settings(config: Config, models, device: str):
     """protect()'s Settings from the config; target problems are reported as config errors."""
     from pixcamd.settings import make_settings
