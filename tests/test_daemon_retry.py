@@ -204,3 +204,24 @@ def test_photos_held_back_under_one_name_keep_one_held_copy_each(tmp_path, brisq
     assert config.outbox / row["output"] == shipped and sha(shipped) == first  # kept, still its
     assert main(["remove", "--config", str(config.source), "album/a.jpg"]) == 0
     assert not shipped.exists() and ledger_rows(config)["album/a.jpg"]["output"] is None
+
+
+def test_a_name_typed_with_composed_accents_finds_the_photo_synced_decomposed(tmp_path, capsys):
+    """A Mac's sync writes é as e + ◌́ (NFD); a keyboard types é (NFC): `retry` finds the
+    photo either way, as long as only one photo is spelled so."""
+    import unicodedata
+
+    from pixcamd.daemon.ledger import Ledger
+
+    config = make_config(tmp_path)
+    synced = unicodedata.normalize("NFD", "été/résumé.jpg")
+    noise_photo(config.inbox / synced, 1)
+    ledger = Ledger(config.ledger_path)
+    row = ledger.offer(synced, "0" * 64, 1, 1, "fp").row
+    ledger.finish(ledger.claim(row.id).id, "failed", error="broken")
+    ledger.close()
+    typed = unicodedata.normalize("NFC", "été/résumé.jpg")
+    assert typed != synced
+    code, out, err = retry(capsys, config, typed)
+    assert code == 0 and "1 photo(s) queued again" in out, out + err
+    assert ledger_rows(config)[synced]["state"] == "queued"

@@ -24,6 +24,7 @@ import json
 import sqlite3
 import threading
 import time
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -55,6 +56,9 @@ class Ledger:
                 self._db.row_factory = sqlite3.Row
                 self._db.create_function(
                     "name_key", 1, lambda name: name and name_key(name), deterministic=True
+                )
+                self._db.create_function(
+                    "nfc", 1, lambda s: s and unicodedata.normalize("NFC", s), deterministic=True
                 )
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=FULL")  # committed survives power loss
@@ -108,6 +112,16 @@ class Ledger:
 
     def get(self, path: str) -> Row | None:
         return self._one("SELECT * FROM photos WHERE path = ?", path)
+
+    def get_spelled(self, path: str) -> Row | None:
+        """The one row whose path is ``path`` spelled with its accents composed or decomposed
+        (a Mac's sync writes é as e + ◌́, a keyboard types é): None where none or several are."""
+        key = unicodedata.normalize("NFC", path)
+        with self._lock:
+            found = self._db.execute(
+                "SELECT * FROM photos WHERE nfc(path) = ? LIMIT 2", (key,)
+            ).fetchall()
+        return Row.from_sql(found[0]) if len(found) == 1 else None
 
     def by_id(self, row_id: int) -> Row | None:
         return self._one("SELECT * FROM photos WHERE id = ?", row_id)

@@ -91,6 +91,8 @@ def rows_for(config: Config, ledger: Ledger, paths: list[str]) -> list[Row]:
         owner = ledger.output_owner(copy, "") if copy is not None else None
         tried = [owner] if owner is not None else names(config, path)
         row = next((r for r in map(ledger.get, tried) if r is not None), None)
+        if row is None:  # typed é where the synced name holds e + ◌́, or the other way
+            row = next((r for r in map(ledger.get_spelled, tried) if r is not None), None)
         if row is None:
             missing.append(tried[0])
         else:
