@@ -6,8 +6,12 @@ import hashlib
 import http.server
 import json
 import os
+import signal
 import stat
+import subprocess
+import sys
 import threading
+import time
 
 import pytest
 
@@ -22,6 +26,7 @@ class Share(http.server.ThreadingHTTPServer):
     def __init__(self):
         super().__init__(("127.0.0.1", 0), ShareHandler)
         self.routes: dict[str, tuple[int, bytes, int | None]] = {}
+        self.stalled: dict[str, threading.Event] = {}  # path → set to end its stalled transfer
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}{path}"
@@ -34,6 +39,9 @@ class ShareHandler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body[:sent] if sent is not None else body)
+        if sent is not None and self.path in self.server.stalled:  # a transfer that hangs
+            self.wfile.flush()
+            self.server.stalled[self.path].wait(60)
 
     def log_message(self, *args):
         pass
@@ -170,3 +178,27 @@ def test_info_with_installed_weights_that_do_not_load_fails(cache, capsys):
     out = capsys.readouterr().out
     assert "model auto selects: koncept512, which fails with these weights" in out
     assert "koncept512  unavailable: " in out
+
+
+def test_a_fetch_stopped_by_sigterm_leaves_no_part_file(share, cache, checkpoint_bytes):
+    """`kill`, `timeout` or a service manager stopping a download: stopped as Ctrl-C is, its
+    part file removed at once (it waited for the next fetch's sweep), nothing installed."""
+    share.routes[DOWNLOAD] = (200, checkpoint_bytes, 1 << 20)  # a megabyte, then it hangs
+    share.stalled[DOWNLOAD] = threading.Event()
+    dest = cache / "KonCept512.pth"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "pixcamd", "model", "fetch", "--url", share.url(DOWNLOAD)]
+    process = subprocess.Popen([*command, "--to", str(dest)], env=env, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not any(part.stat().st_size for part in cache.glob(".*.part")):
+            assert time.monotonic() < deadline and process.poll() is None, "no download began"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(30)
+    finally:
+        share.stalled[DOWNLOAD].set()
+        process.kill()
+    err = process.stderr.read().decode()
+    assert code == 128 + signal.SIGTERM and "stopped; nothing was installed" in err, err
+    assert list(cache.iterdir()) == [], list(cache.iterdir())
