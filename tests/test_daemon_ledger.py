@@ -257,3 +257,25 @@ def test_a_record_a_newer_pixcamd_wrote_is_refused_and_a_column_it_added_is_read
     assert f"ledger version {SCHEMA_VERSION + 1}" in str(refused.value)
     with contextlib.closing(sqlite3.connect(path)) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1
+
+
+def test_a_publication_the_outbox_refused_leaves_no_commit_for_a_recovery_to_finish(
+    ledger, tmp_path
+):
+    """The staged copy of a refused publication is removed at once — and its commit record
+    before it: a crash right after must not take the missing staged file for a finished move
+    and record a copy that was never shipped."""
+    from pixcamd.daemon.publication import commit_publication
+
+    outbox = tmp_path / "outbox"
+    outbox.mkdir()
+    (outbox / "sub").write_bytes(b"")  # where the copy's folder would go
+    ledger.offer("sub/a.jpg", "h1", 10, 1, FP)
+    row = ledger.claim_next()
+    staged = tmp_path / "stage-1.jpg"
+    with pytest.raises(OSError):
+        commit_publication(ledger, row.id, b"copy", staged, outbox, "sub/a.jpg", "done", {})
+    assert not staged.exists()
+    assert ledger.by_id(row.id).staged is None  # no commit on record
+    said = recover_interrupted(ledger, outbox, max_attempts=3)  # as after a crash just then
+    assert ledger.by_id(row.id).state == "queued", said

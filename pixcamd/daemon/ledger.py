@@ -36,6 +36,8 @@ from pixcamd.daemon.ledger_schema import JSON_COLUMNS, SCHEMA_VERSION, STATES, p
 from pixcamd.errors import PixcamdError
 
 MAX_EVENTS = 20_000  # older events are pruned (the JSON log file keeps everything)
+# a row with no publication on record: nothing for a recovery to finish
+NO_COMMIT = dict(staged=None, staged_output=None, staged_sha256=None, staged_fields=None)
 
 
 class Ledger:
@@ -243,10 +245,7 @@ class Ledger:
                 degrade=0,
                 error=None,
                 verdict=None,
-                staged=None,
-                staged_output=None,
-                staged_sha256=None,
-                staged_fields=None,
+                **NO_COMMIT,
                 budget=None,
                 decision=None,
             )
@@ -367,13 +366,15 @@ class Ledger:
                 row_id,
                 state=state,
                 finished_at=self.clock(),
-                staged=None,
-                staged_output=None,
-                staged_sha256=None,
-                staged_fields=None,
+                **NO_COMMIT,
                 **fields,
             )
             return self._get(db, row_id)
+
+    def unstage(self, row_id: int) -> None:
+        """A publication that failed before its move: its record goes before its staged file."""
+        with self._tx() as db:
+            self._update(db, row_id, **NO_COMMIT)
 
     def retry(self, row_id: int, error: str, delay: float, degrade: int | None = None) -> Row:
         """A transient failure: queued again after ``delay`` seconds, with no commit on
@@ -382,10 +383,7 @@ class Ledger:
             state="queued",
             error=error,
             not_before=self.clock() + delay,
-            staged=None,
-            staged_output=None,
-            staged_sha256=None,
-            staged_fields=None,
+            **NO_COMMIT,
         )
         if degrade is not None:
             fields["degrade"] = degrade
@@ -441,10 +439,7 @@ class Ledger:
                 db,
                 row_id,
                 state=state,
-                staged=None,
-                staged_output=None,
-                staged_sha256=None,
-                staged_fields=None,
+                **NO_COMMIT,
                 **fields,
             )
             return self._get(db, row_id)

@@ -48,7 +48,10 @@ def commit_publication(
         publish(staged, root / out_rel, replace=own)
     except OSError:
         if not holds(root / out_rel, digest):
-            staged.unlink(missing_ok=True)  # the retry stages its own: none left behind
+            # the retry stages its own: none left behind — its record first, or a recovery
+            # would take the missing staged file for a finished move
+            ledger.unstage(row_id)
+            staged.unlink(missing_ok=True)
             raise
         # renamed, then the folder's fsync failed: the copy is in place, and this row's — a
         # retry would take it for a file no record wrote
