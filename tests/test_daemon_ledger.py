@@ -279,3 +279,27 @@ def test_a_publication_the_outbox_refused_leaves_no_commit_for_a_recovery_to_fin
     assert ledger.by_id(row.id).staged is None  # no commit on record
     said = recover_interrupted(ledger, outbox, max_attempts=3)  # as after a crash just then
     assert ledger.by_id(row.id).state == "queued", said
+
+
+def test_a_rename_takes_its_record_along_only_from_a_record_of_its_content(ledger):
+    """follow_rename moves the source's record to the new path — never the record of another
+    content now under the source's name, and never over a path that had a copy of its own
+    (a photo moved over another's name: that one's copy stays owned)."""
+    ledger.offer("a.jpg", "S", 10, 1, FP)
+    finish_done(ledger, "a.jpg")
+    moved = ledger.follow_rename(ledger.offer("b.jpg", "S", 10, 1, FP).row.id, "a.jpg")
+    assert (moved.path, moved.output, moved.duplicate_of) == ("b.jpg", "a.jpg", None)
+    assert ledger.get("a.jpg") is None
+    # c.jpg done with other content, then b.jpg moved over it: c keeps its own copy's record
+    ledger.offer("c.jpg", "T", 10, 1, FP)
+    finish_done(ledger, "c.jpg")
+    over = ledger.offer("c.jpg", "S", 10, 2, FP).row  # c now holds b's content
+    kept = ledger.follow_rename(over.id, "b.jpg")
+    assert (kept.path, kept.output, kept.duplicate_of) == ("c.jpg", "c.jpg", "b.jpg")
+    assert ledger.get("b.jpg").output == "a.jpg"  # b's record is not taken either
+    # the source's name now holds other content: its record is not the renamed photo's
+    ledger.offer("d.jpg", "U", 10, 1, FP)
+    finish_done(ledger, "d.jpg")
+    other = ledger.offer("e.jpg", "S", 10, 1, FP).row
+    assert ledger.follow_rename(other.id, "d.jpg").duplicate_of == "d.jpg"
+    assert ledger.get("d.jpg").sha256 == "U" and ledger.get("d.jpg").output == "d.jpg"

@@ -339,16 +339,24 @@ class Ledger:
         from the inbox): ``source``'s record — its copy in the outbox, scores, decisions, id —
         now stands under the new path, whose own row goes. A photo that later arrives under the
         old name is a new photo with a copy name of its own; it used to find the old record and
-        replace the moved photo's copy. Where ``source`` has no done record, ``row_id`` is
-        finished as a duplicate of it (nothing written)."""
+        replace the moved photo's copy. Where ``source`` has no done record of this content, or
+        the new path a record of its own, ``row_id`` is finished as a duplicate of it."""
         with self._tx() as db:
             row = self._get(db, row_id)
             old = db.execute(
-                "SELECT id FROM photos WHERE path = ? AND state = 'done'", (source,)
+                "SELECT id FROM photos WHERE path = ? AND state = 'done' AND sha256 = ?",
+                (source, row.sha256),
             ).fetchone()
-            if old is None:
+            # a path that had a record of its own (a photo moved over another's name) keeps it:
+            # its copy stays owned; the moved photo is then a duplicate, as before
+            if old is None or row.output or row.held or row.decision:
                 self._update(
-                    db, row_id, state="done", duplicate_of=source, finished_at=self.clock()
+                    db,
+                    row_id,
+                    state="done",
+                    duplicate_of=source,
+                    finished_at=self.clock(),
+                    error=None,
                 )
                 return self._get(db, row_id)
             db.execute("DELETE FROM photos WHERE id = ?", (row_id,))
