@@ -491,11 +491,13 @@ def test_a_photo_changed_or_deleted_mid_protection_stops_there(tmp_path, brisque
         first = rel not in reached
 
         def each_step(step, worst):
-            if first and step == 1:  # the user edits or deletes it meanwhile
+            if first and step == 1:  # the user edits, deletes or touches it meanwhile
                 if rel == "changed.jpg":
                     real_photo(config.inbox / rel, seed=6)
-                else:
+                elif rel == "gone.jpg":
                     (config.inbox / rel).unlink()
+                else:  # a new time alone, the same bytes: no change
+                    os.utime(config.inbox / rel, ns=(1, 1))
             reached[rel] = step
             progress(step, worst)
 
@@ -505,14 +507,17 @@ def test_a_photo_changed_or_deleted_mid_protection_stops_there(tmp_path, brisque
     config = make_config(tmp_path)
     real_photo(config.inbox / "changed.jpg", seed=5)
     real_photo(config.inbox / "gone.jpg", seed=5)
+    real_photo(config.inbox / "touched.jpg", seed=8)
     with running(config, [brisque]):
-        wait_for(lambda: finished(config, ["changed.jpg"]) and said(config, "vanished"), 90, "both")
+        names = ["changed.jpg", "touched.jpg"]
+        wait_for(lambda: finished(config, names) and said(config, "vanished"), 90, "all three")
         assert reached["gone.jpg"] == 1  # stopped at the step that saw it gone
+        assert reached["touched.jpg"] > 1  # protected on to the end
     assert said(config, "vanished") == ["gone from the inbox before it was protected"]
     assert said(config, "requeued") == ["the file changed while it was protected"]
-    assert ledger_events(config).count("started") == 3  # changed.jpg's second time: the new one
+    assert ledger_events(config).count("started") == 4  # changed.jpg's second time: the new one
     assert ledger_rows(config)["changed.jpg"]["sha256"] == sha(config.inbox / "changed.jpg")
-    assert sorted(p.name for p in config.outbox.iterdir()) == ["changed.jpg"]
+    assert sorted(p.name for p in config.outbox.iterdir()) == ["changed.jpg", "touched.jpg"]
 
 
 def test_a_photo_synced_back_after_it_vanished_replaces_its_own_copy(tmp_path, brisque, capsys):

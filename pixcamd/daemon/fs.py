@@ -9,6 +9,7 @@ import fcntl
 import hashlib
 import os
 import tempfile
+import time
 from pathlib import Path
 
 from pixcamd.daemon.config import Config, ConfigError
@@ -201,27 +202,36 @@ def lock_state_dir(state_dir: Path) -> int:
     return fd
 
 
+# `protect`'s shared look at a lock lasts microseconds, a daemon's its whole life
+LOCK_TRIES, LOCK_PAUSE = 20, 0.05
+
+
 def lock_outbox(outbox: Path) -> int | None:
     """One daemon per outbox too, whatever its state dir: two would each ship a copy of every
     photo they both see. An flock on the folder itself — nothing is written into a folder
     whose every file goes out — that the kernel drops when the process dies. None where the
     file system cannot lock a folder (some network shares): the state dir's lock is all there
     is then."""
-    fd = os.open(outbox, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = lock_holder(fd)
-        os.close(fd)
-        raise PixcamdError(
-            f"another pixcamd daemon{f' (pid {holder})' if holder else ''} publishes to the "
-            f"outbox {outbox} from a state dir of its own: both would ship a copy of every "
-            "photo; give this config an outbox of its own"
-        ) from None
-    except OSError:
-        os.close(fd)
+        fd = os.open(outbox, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except PermissionError:  # a drop box this user may write but not read: no lock there
         return None
-    return fd
+    for _ in range(LOCK_TRIES):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:  # a daemon's, or `protect` looking for one for an instant
+            time.sleep(LOCK_PAUSE)
+        except OSError:
+            os.close(fd)
+            return None
+    holder = lock_holder(fd)
+    os.close(fd)
+    raise PixcamdError(
+        f"another pixcamd daemon{f' (pid {holder})' if holder else ''} publishes to the "
+        f"outbox {outbox} from a state dir of its own: both would ship a copy of every "
+        "photo; give this config an outbox of its own"
+    )
 
 
 def daemon_outbox(folder: Path) -> str | None:

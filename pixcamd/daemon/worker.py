@@ -27,7 +27,7 @@ from pathlib import Path
 
 from pixcamd.daemon.config import Config
 from pixcamd.daemon.events import EventLog
-from pixcamd.daemon.fs import inside, mount_point
+from pixcamd.daemon.fs import inside, mount_point, sha256_file
 from pixcamd.daemon.ledger import Ledger
 from pixcamd.daemon.ledger_row import Row
 from pixcamd.daemon.publication import finish_interrupted
@@ -91,7 +91,7 @@ class Worker(Publisher):
         self.idle = False
         self._pending = None  # a reload's (config, models, settings, fingerprint, label)
         self._kept: dict = {}  # row id → (sha256, fingerprint, Result): one photo's, at most
-        self._watched: tuple | None = None  # (path, size, mtime_ns) of the photo in the loop
+        self._watched: tuple | None = None  # (path, size, mtime_ns, sha256): the photo in the loop
         self._next_look = 0.0
         self._pending_lock = threading.Lock()
         self.thread = threading.Thread(target=self.run, name="pixcamd-worker", daemon=True)
@@ -127,18 +127,22 @@ class Worker(Publisher):
             self._next_look = self.last_progress + LOOK_EVERY
             self._still_there(*self._watched)
 
-    @staticmethod
-    def _still_there(src: Path, size: int, mtime_ns: int) -> None:
+    def _still_there(self, src: Path, size: int, mtime_ns: int, sha256: str) -> None:
         """The photo changed or went while it was protected: stop now, not at its publication
-        minutes later (its copy would be of what is no longer there)."""
+        minutes later (its copy would be of what is no longer there). A new time alone (a
+        touch, a sync tool setting it again) is a change only if the bytes say so."""
         try:
             now = os.stat(src)
+            if (now.st_size, now.st_mtime_ns) == (size, mtime_ns):
+                return
+            if now.st_size == size and sha256_file(src) == sha256:
+                self._watched = (src, size, now.st_mtime_ns, sha256)
+                return
         except FileNotFoundError:
             raise Vanished("it was protected") from None
         except OSError:
             return  # an unreadable moment: the publication looks again
-        if (now.st_size, now.st_mtime_ns) != (size, mtime_ns):
-            raise Changed("it was protected")
+        raise Changed("it was protected")
 
     def _checkpoint(self) -> None:
         self.last_progress = time.monotonic()
@@ -241,7 +245,8 @@ class Worker(Publisher):
         except Changed as exc:
             self.ledger.requeue(row.id, delay=self.config.settle_time)
             self.on_changed(row.path)
-            self.log.emit("requeued", row.path, f"the file changed while {exc or 'it was read'}")
+            when = str(exc) or "it was read"
+            self.log.emit("requeued", row.path, f"the file changed while {when}")
         except Vanished as exc:
             self._vanished(row, str(exc))
         except (PhotoError, Refused) as exc:
@@ -335,7 +340,7 @@ class Worker(Publisher):
                 self.log.emit("reused", row.path, note)
             else:
                 options = job_options(self.config, settings)
-                self._watched = (self.inbox / row.path, row.size, row.mtime_ns)
+                self._watched = (self.inbox / row.path, row.size, row.mtime_ns, row.sha256)
                 try:
                     outcome = protect_photo(data, row.path, models, options, self._progress)
                 finally:
