@@ -407,9 +407,14 @@ def test_one_outbox_takes_one_daemon_and_no_protect_run_beside_it(tmp_path, bris
         assert not (tmp_path / "b" / "state" / "ledger.sqlite3").exists()  # nothing recorded
         (first.outbox / "album").mkdir()
         album = first.outbox / "album"
-        for argv in (["-o", first.outbox / "x.jpg"], ["-o", album / "x.jpg"],
-                     ["--outdir", first.outbox], ["--outdir", album]):  # fmt: skip
-            code = main(["protect", str(tmp_path / "x.jpg"), argv[0], str(argv[1])])
+        named = tmp_path / "elsewhere" / first.outbox.name  # copies go to DIR/<its name>/
+        noise_photo(named / "y.jpg", 2)
+        for source, argv in ((tmp_path / "x.jpg", ["-o", first.outbox / "x.jpg"]),
+                             (tmp_path / "x.jpg", ["-o", album / "x.jpg"]),
+                             (tmp_path / "x.jpg", ["--outdir", first.outbox]),
+                             (tmp_path / "x.jpg", ["--outdir", album]),
+                             (named, ["--outdir", first.outbox.parent])):  # fmt: skip
+            code = main(["protect", str(source), argv[0], str(argv[1])])
             err = capsys.readouterr().err
             assert code == 2 and "is the outbox of a running pixcamd daemon" in err, err
             assert "drop the photos into its inbox instead" in err, err
