@@ -316,6 +316,41 @@ def test_strip_gps_leaves_no_emptied_location_structure(tmp_path):
     assert b"\x00" not in xmp
 
 
+def test_images_of_the_original_in_xmp_and_positions_by_any_name_are_removed(tmp_path):
+    """Judged by exiftool, which wrote them: a phone's portrait image (GImage) and depth map
+    (GDepth), a page image and a motion photo's pointers are base64 text in the XMP — images
+    of the unprotected photo, removed whatever strip_gps says; a position a drone or a
+    collection writes under another name than GPS… (DJI, Darwin Core) goes with strip_gps."""
+    small = tmp_path / "small.jpg"
+    small.write_bytes(jpeg_bytes(pattern(40, 30)))
+    src = tmp_path / "phone.jpg"
+    src.write_bytes(jpeg_bytes(pattern()))
+    subprocess.run(
+        [tool("exiftool"), "-q", "-overwrite_original", "-XMP-GImage:ImageMimeType=image/jpeg",
+         f"-XMP-GImage:ImageData<={small}", "-XMP-GDepth:Format=RangeInverse",
+         "-XMP-GDepth:Mime=image/jpeg", f"-XMP-GDepth:DepthImage<={small}",
+         "-XMP-xmp:PageImageFormat=JPEG", f"-XMP-xmp:PageImage<={small}",
+         "-XMP-GCamera:MicroVideo=1", "-XMP-GCamera:MicroVideoOffset=12345",
+         "-XMP-drone-dji:Latitude=36.448", "-XMP-drone-dji:Longitude=-116.855",
+         "-XMP-drone-dji:AbsoluteAltitude=14.3", "-XMP-dwc:DecimalLatitude=36.448",
+         "-XMP-dwc:DecimalLongitude=-116.855", "-XMP-dc:Title=Furnace Creek", str(src)],
+        check=True,
+    )  # fmt: skip
+    before = exiftool_tags(src)
+    assert "XMP-GImage:ImageData" in before and "XMP-drone-dji:Latitude" in before, before
+    photo = open_photo(src)
+    for strip_gps in (False, True):
+        out = tmp_path / f"copy-{strip_gps}.jpg"
+        out.write_bytes(encode_jpeg(photo.image, photo.metadata, strip_gps=strip_gps))
+        tags = exiftool_tags(out)
+        images = [k for k in tags if k.startswith(("XMP-GImage", "XMP-GDepth")) or "Page" in k]
+        assert images == [] and "XMP-GCamera:MicroVideoOffset" not in tags, tags
+        assert tags["XMP-dc:Title"] == "Furnace Creek"
+        positions = [k for k in tags if k.startswith(("XMP-drone-dji", "XMP-dwc"))]
+        assert (positions == []) == strip_gps, positions
+        assert small.read_bytes() not in out.read_bytes()
+
+
 def test_strip_all_keeps_only_the_colour_profile(tmp_path):
     photo = open_photo(camera_jpeg(tmp_path / "camera.jpg"))
     out = tmp_path / "o" / "x.jpg"

@@ -10,6 +10,20 @@ NS_TIFF = "http://ns.adobe.com/tiff/1.0/"
 NS_EXIF = "http://ns.adobe.com/exif/1.0/"
 NS_XMP = "http://ns.adobe.com/xap/1.0/"
 NS_XMP_NOTE = "http://ns.adobe.com/xmp/note/"
+NS_XMP_GIMG = "http://ns.adobe.com/xap/1.0/g/img/"  # xmpGImg:image, a base64 JPEG
+# Images of the original carried as base64 text — a phone's portrait-mode photo (GImage) and
+# depth map (GDepth) — and the pointers into a trailer no copy carries (motion photos, the
+# container directory of the images appended after the photo): never in a protected copy.
+NS_GOOGLE_IMAGES = (
+    "http://ns.google.com/photos/1.0/image/",
+    "http://ns.google.com/photos/1.0/depthmap/",
+    "http://ns.google.com/photos/1.0/container/",
+    "http://ns.google.com/photos/1.0/container/item/",
+)
+NS_GCAMERA = "http://ns.google.com/photos/1.0/camera/"
+# Where a position is, whatever a namespace calls it: EXIF's GPS…, DJI's Latitude, Darwin
+# Core's decimalLatitude, a camera pose's EarthPosLatitude (exiftool's Location group)
+POSITION_NAMES = r"(?:(?:GPS|Gps|gps)\w*|\w*(?:[Ll]atitude|[Ll]ongitude|[Aa]ltitude)\w*)"
 
 
 def _prefixes(text: str, uri: str) -> list[str]:
@@ -115,15 +129,39 @@ def patch_xmp(
         text, n = _remove_properties(text, re.escape(prefix), "Thumbnails")
         if n:
             notes.append("XMP thumbnail removed: it showed the unprotected photo")
+        text, n = _remove_properties(text, re.escape(prefix), "PageInfo", GONE)
+        if n:
+            notes.append(
+                "XMP page images (xmp:PageInfo) removed: they showed the unprotected photo"
+            )
+    images = 0
+    for prefix in _prefixes(text, NS_XMP_GIMG):  # an image anywhere else
+        text, n = _remove_properties(text, re.escape(prefix), "image", GONE)
+        images += n
+    for uri in NS_GOOGLE_IMAGES:
+        for prefix in _prefixes(text, uri):
+            text, n = _remove_properties(text, re.escape(prefix), r"[\w.-]+", GONE)
+            images += n
+    for prefix in _prefixes(text, NS_GCAMERA):
+        text, n = _remove_properties(
+            text, re.escape(prefix), r"(?:MicroVideo|MotionPhoto)\w*", GONE
+        )
+        images += n
+    if images:
+        notes.append(
+            f"XMP images of the original and pointers to them removed (portrait, depth map, "
+            f"motion photo: {images} properties): they showed the unprotected photo"
+        )
     for prefix in _prefixes(text, NS_XMP_NOTE):
         text, n = _remove_properties(text, re.escape(prefix), "HasExtendedXMP")
         if n:
             notes.append("XMP HasExtendedXMP removed (it points at the extended XMP left out)")
     if strip_gps:
-        text, n = _remove_properties(text, r"[\w.-]+", r"(?:GPS|Gps)[\w]*", GONE)
+        text, n = _remove_properties(text, r"[\w.-]+", POSITION_NAMES, GONE)
         if n:
             notes.append(f"XMP GPS properties removed (strip_gps): {n}")
-            text = _prune_emptied(text)
+    if GONE in text:
+        text = _prune_emptied(text)
     data = text.encode("utf-8")
     if len(data) > XMP_MAX:  # drop the packet's whitespace padding before giving up
         data = re.sub(rb"(</x:xmpmeta>)\s+(<\?xpacket end)", rb"\1\n\2", data)
