@@ -109,3 +109,53 @@ def test_a_malformed_ifd1_link_cannot_destroy_kept_data():
     patched, notes = patch_exif(bytes(block), (1, 1))
     assert b"Cam\x00" in patched and exif_orientation(patched) == 1
     assert patched[34:38] == bytes(4) and any("IFD1" in n for n in notes)
+
+
+def _ifd(entries: list[tuple[int, int, int, int | bytes]], next_ifd: int = 0) -> bytes:
+    """A little-endian directory: (tag, type, count, value or 4-byte field), the next link."""
+    body = struct.pack("<H", len(entries))
+    for tag, typ, count, value in entries:
+        field = value if isinstance(value, bytes) else struct.pack("<I", value)
+        body += struct.pack("<HHI", tag, typ, count) + field
+    return body + struct.pack("<I", next_ifd)
+
+
+def test_gps_linked_twice_or_from_the_exif_ifd_and_data_chained_after_ifd1_are_gone():
+    """Malformed writers, read as exiftool reads them: a GPS directory linked twice from IFD0
+    and once from the Exif IFD, a second Orientation, and after IFD1 a description, a GPS
+    directory of its own and an IFD2 of raw pixels of the original — none survives strip_gps
+    in the bytes; one Orientation, 1."""
+    block = bytearray(400)
+    block[:8] = b"II*\x00" + struct.pack("<I", 8)
+    gps = lambda ref: _ifd([(0x0001, 2, 2, ref + b"\x00\x00\x00")])  # noqa: E731
+    parts = {
+        8: _ifd(
+            [
+                (0x0112, 3, 1, 6),
+                (0x0112, 3, 1, 6),
+                (0x8769, 4, 1, 80),
+                (0x8825, 4, 1, 100),
+                (0x8825, 4, 1, 120),
+            ],
+            next_ifd=160,
+        ),
+        80: _ifd([(0x8825, 4, 1, 140)]),
+        100: gps(b"N"),
+        120: gps(b"S"),
+        140: gps(b"E"),
+        160: _ifd([(0x010E, 2, 20, 200), (0x8825, 4, 1, 224)], next_ifd=260),
+        200: b"Secret Place 12 Rue\x00",
+        224: gps(b"W"),
+        260: _ifd([(0x0111, 4, 1, 320), (0x0117, 4, 1, 48)]),
+        320: b"\xab" * 48,
+    }
+    for offset, data in parts.items():
+        block[offset : offset + len(data)] = data
+    patched, notes = patch_exif(bytes(block), (1, 1), strip_gps=True)
+    assert exif_orientation(patched) == 1 and "EXIF second Orientation entry removed" in notes
+    assert patched.count(b"\x12\x01\x03\x00") == 1  # one Orientation entry left
+    assert b"\x25\x88" not in patched  # no GPS link anywhere
+    for ref in (b"N\x00", b"S\x00", b"E\x00", b"W\x00"):
+        assert b"\x01\x00\x02\x00\x02\x00\x00\x00" + ref not in patched, ref
+    assert b"Secret Place" not in patched and b"\xab" * 8 not in patched
+    assert "EXIF GPS position removed (strip_gps)" in notes

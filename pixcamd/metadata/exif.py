@@ -8,6 +8,7 @@ embedded in the block (maker-note previews) is zeroed too. All offsets stay vali
 
 from __future__ import annotations
 
+import contextlib
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -131,11 +132,13 @@ class _Tiff:
         if end > start:
             self.data[start:end] = bytes(end - start)
 
-    def remove_entry(self, ifd: _Ifd, tag: int) -> _Entry | None:
-        """Delete one entry in place: later entries and the next-IFD link move up 12 bytes."""
-        index = next((i for i, e in enumerate(ifd.entries) if e.tag == tag), None)
-        if index is None:
+    def remove_entry(self, ifd: _Ifd, tag: int, nth: int = 0) -> _Entry | None:
+        """Delete the ``nth`` entry with ``tag`` in place (a directory may hold a tag twice):
+        later entries and the next-IFD link move up 12 bytes."""
+        found = [i for i, e in enumerate(ifd.entries) if e.tag == tag]
+        if len(found) <= nth:
             return None
+        index = found[nth]
         removed = ifd.entries[index]
         old_end = ifd.next_pos + 4
         tail = bytes(self.data[removed.pos + 12 : old_end])
@@ -230,6 +233,10 @@ def patch_exif(
     notes = []
     width, height = size
 
+    # a second Orientation entry (a malformed writer's) would turn upright pixels again in a
+    # viewer that reads that one: only the first is kept
+    while t.remove_entry(ifd0, ORIENTATION, nth=1) is not None:
+        notes.append("EXIF second Orientation entry removed")
     entry = ifd0.get(ORIENTATION)
     if entry is not None:
         old = t.scalar(entry)
@@ -251,20 +258,16 @@ def patch_exif(
     # What must survive the zeroing below, even in a malformed block whose thumbnail or IFD1
     # pointer leads into it: the kept directories and their values (maker notes excepted, since
     # previews legitimately live inside them).
-    gps = _sub_ifd(t, ifd0, GPS_IFD)
+    # the GPS directory, where IFD0 links it and where a writer linked it from the Exif IFD
+    # instead (exiftool follows both), each link as many times as it is there
+    holders = [ifd for ifd in (ifd0, exif_ifd) if ifd is not None]
+    gps = [g for h in holders for g in _sub_ifds(t, h, GPS_IFD)]
     kept_ifds = [ifd0, exif_ifd, _sub_ifd(t, exif_ifd, INTEROP_IFD)]
-    kept = _ranges(t, [*kept_ifds, None if strip_gps else gps])
+    kept = _ranges(t, [*kept_ifds, *([] if strip_gps else gps)])
 
     next_ifd = t.u32(ifd0.next_pos)
     if next_ifd:
-        try:
-            ifd1 = t.ifd(next_ifd, "IFD1")
-        except MetadataError:
-            ifd1 = None
-        if ifd1 is not None:
-            for start, length in _thumbnail_ranges(t, ifd1):
-                _zero_unless_kept(t, start, start + length, kept)
-            _zero_unless_kept(t, ifd1.offset, ifd1.next_pos + 4, kept)
+        _zero_chain(t, next_ifd, kept)
         t.put_u32(ifd0.next_pos, 0)
         notes.append("EXIF thumbnail (IFD1) removed: it showed the unprotected photo")
 
@@ -273,12 +276,46 @@ def patch_exif(
         kib = sum(end - start for start, end in previews) / 1024
         notes.append(f"{len(previews)} preview image(s) inside the EXIF zeroed ({kib:.0f} KiB)")
 
-    if strip_gps and ifd0.get(GPS_IFD) is not None:
-        for start, end in _ranges(t, [gps]):
+    if strip_gps and any(h.get(GPS_IFD) is not None for h in holders):
+        for start, end in _ranges(t, gps):
             _zero_unless_kept(t, start, end, kept)
-        t.remove_entry(ifd0, GPS_IFD)
+        for holder in holders:
+            while t.remove_entry(holder, GPS_IFD) is not None:
+                pass
         notes.append("EXIF GPS position removed (strip_gps)")
     return bytes(t.data), notes
+
+
+def _zero_chain(t: _Tiff, offset: int, kept: list[tuple[int, int]]) -> None:
+    """IFD1 — the thumbnail — and every directory chained after it, unlinked by the caller:
+    their images (JPEG or uncompressed strips), their values (a description, a GPS directory
+    of their own) and the directories themselves zeroed, so that nothing of them can be
+    recovered from the bytes."""
+    seen: set[int] = set()
+    while offset and offset not in seen and len(seen) < 16:
+        seen.add(offset)
+        try:
+            ifd = t.ifd(offset, "IFD1")
+        except MetadataError:
+            return
+        following = t.u32(ifd.next_pos)  # read before its directory is zeroed
+        for start, length in _thumbnail_ranges(t, ifd):
+            _zero_unless_kept(t, start, start + length, kept)
+        subs = [sub for tag in (EXIF_IFD, GPS_IFD) for sub in _sub_ifds(t, ifd, tag)]
+        for start, end in _ranges(t, [ifd, *subs]):  # its directory included
+            _zero_unless_kept(t, start, end, kept)
+        offset = following
+
+
+def _sub_ifds(t: _Tiff, parent: _Ifd, tag: int) -> list[_Ifd]:
+    """Every directory ``parent`` links with ``tag`` (once, or more in a malformed block)."""
+    found = []
+    for entry in (e for e in parent.entries if e.tag == tag):
+        offset = t.pointer(entry)
+        with contextlib.suppress(MetadataError, struct.error):
+            if offset:
+                found.append(t.ifd(offset, _POINTER_TAGS[tag]))
+    return found
 
 
 def _ranges(t: _Tiff, ifds: list[_Ifd | None]) -> list[tuple[int, int]]:
