@@ -267,10 +267,12 @@ def _read_before_load(img: Image.Image, source, notes: list[str]):
         md.exif = _tiff_exif(img, notes)
         tag_v2 = img.tag_v2
         md.xmp = _as_bytes(img.info.get("xmp") or tag_v2.get(700))
-        if 34377 in tag_v2:
-            md.photoshop = _as_bytes(tag_v2[34377])
-        elif 33723 in tag_v2:
-            md.photoshop = meta.iptc_as_irb(_as_bytes(tag_v2[33723]) or b"")
+        with source() as fp:  # the raw bytes: Pillow reads a LONG-typed IPTC as one number
+            photoshop, iptc = meta.tiff_tag_bytes(fp, 34377), meta.tiff_tag_bytes(fp, 33723)
+        if photoshop:
+            md.photoshop = photoshop
+        elif iptc:
+            md.photoshop = meta.iptc_as_irb(iptc)
         orientation = tag_v2.get(meta.ORIENTATION, 1)
         md.orientation = orientation if orientation in _TRANSPOSE else 1
 

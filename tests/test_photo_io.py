@@ -513,6 +513,27 @@ def test_tiff_exif_is_rebuilt_and_orientation_applied(tmp_path):
         assert written.info["icc_profile"] == RGB_PROFILE
 
 
+def test_iptc_a_tiff_stores_as_longs_is_carried(tmp_path):
+    """Photoshop and exiftool store a TIFF's IPTC (tag 33723) as LONGs: its bytes are the
+    record, carried into the copy (they were read as a count of zero bytes: the caption and
+    keywords lost)."""
+    src = tmp_path / "scan.tif"
+    pattern().save(src)
+    subprocess.run(
+        [tool("exiftool"), "-q", "-overwrite_original", "-IPTC:Caption-Abstract=Harbour at dusk",
+         "-IPTC:Keywords=harbour", "-IPTC:City=Porto", str(src)],
+        check=True,
+    )  # fmt: skip
+    with Image.open(src) as tif:
+        assert tif.tag_v2.tagtype[33723] == 4  # as exiftool wrote it: LONG
+    photo = open_photo(src)
+    out = tmp_path / "copy.jpg"
+    out.write_bytes(encode_jpeg(photo.image, photo.metadata))
+    tags = exiftool_tags(out)
+    assert tags.get("IPTC:Caption-Abstract") == "Harbour at dusk", tags
+    assert tags.get("IPTC:Keywords") == "harbour" and tags.get("IPTC:City") == "Porto"
+
+
 def test_heic_from_a_phone(tmp_path):
     pillow_heif = pytest.importorskip("pillow_heif")
     exif = Image.Exif()

@@ -30,6 +30,7 @@ from pixcamd.metadata.exif import (
     exif_orientation,
     patch_exif,
     repair_exif,
+    tiff_tag_bytes,
 )
 from pixcamd.metadata.irb import iptc_as_irb, parse_irb
 from pixcamd.metadata.segments import (
@@ -63,4 +64,5 @@ __all__ = [
     "read_jpeg_segments",
     "repair_exif",
     "split_jpeg",
+    "tiff_tag_bytes",
 ]

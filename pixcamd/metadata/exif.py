@@ -183,6 +183,31 @@ def repair_exif(tiff: bytes) -> tuple[bytes, list[str]]:
     return bytes(t.data), [f"EXIF IFD0 damaged: kept its {kept} readable entries of {count}"]
 
 
+def tiff_tag_bytes(fp, tag: int) -> bytes | None:
+    """The raw bytes of IFD0's ``tag`` in a TIFF file, whatever type its writer gave it.
+    Pillow reads IPTC (33723), which Photoshop and exiftool store as LONGs, as one integer
+    (it expects one value): the record is these bytes. None where absent or unreadable."""
+    try:
+        fp.seek(0)
+        head = fp.read(8)
+        order = {b"II": "<", b"MM": ">"}[head[:2]]
+        fp.seek(struct.unpack(order + "I", head[4:8])[0])
+        (count,) = struct.unpack(order + "H", fp.read(2))
+        for _ in range(count):
+            found, typ, cnt, field = struct.unpack(order + "HHI4s", fp.read(12))
+            if found != tag:
+                continue
+            size = _TYPE_SIZES.get(typ, 0) * cnt
+            if size <= 4:
+                return field[:size] or None
+            fp.seek(struct.unpack(order + "I", field)[0])
+            data = fp.read(size)
+            return data if len(data) == size else None
+    except (KeyError, struct.error, OSError):
+        pass
+    return None
+
+
 def exif_orientation(tiff: bytes) -> int:
     """IFD0's Orientation (1-8), 1 when absent; raises MetadataError if IFD0 is unreadable."""
     t = _Tiff(tiff)
