@@ -159,3 +159,38 @@ def test_gps_linked_twice_or_from_the_exif_ifd_and_data_chained_after_ifd1_are_g
         assert b"\x01\x00\x02\x00\x02\x00\x00\x00" + ref not in patched, ref
     assert b"Secret Place" not in patched and b"\xab" * 8 not in patched
     assert "EXIF GPS position removed (strip_gps)" in notes
+
+
+def test_removing_images_or_positions_keeps_the_fields_beside_them():
+    """A phone writes one Description: fields as attributes, the container directory of its
+    appended images as an element. Removing that element (images of the original) or a
+    position must not take the Description — a rating, a creator tool, a city — with it."""
+    import xml.dom.minidom
+
+    packet = (
+        b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+        b'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        b'<rdf:Description rdf:about="" xmlns:xmp="http://ns.adobe.com/xap/1.0/" '
+        b'xmlns:GCamera="http://ns.google.com/photos/1.0/camera/" '
+        b'xmlns:Container="http://ns.google.com/photos/1.0/container/" '
+        b'xmlns:Item="http://ns.google.com/photos/1.0/container/item/" '
+        b'xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/" '
+        b'xmp:Rating="5" xmp:CreatorTool="Pixel 8" GCamera:MotionPhoto="1">'
+        b'<Container:Directory><rdf:Seq><rdf:li rdf:parseType="Resource"><Container:Item '
+        b'Item:Mime="video/mp4" Item:Length="1234"/></rdf:li></rdf:Seq></Container:Directory>'
+        b'<Iptc4xmpExt:LocationShown><rdf:Bag><rdf:li rdf:parseType="Resource" '
+        b'Iptc4xmpExt:City="Paris"><Iptc4xmpExt:GPSLatitude>48,51.4955N'
+        b"</Iptc4xmpExt:GPSLatitude></rdf:li></rdf:Bag></Iptc4xmpExt:LocationShown>"
+        b"</rdf:Description></rdf:RDF></x:xmpmeta>"
+    )
+    for strip_gps in (False, True):
+        data, notes = patch_xmp(packet, (4, 4), strip_gps=strip_gps)
+        assert any("images of the original" in n for n in notes), notes
+        xml.dom.minidom.parseString(data)  # still XML
+        assert b'xmp:Rating="5"' in data and b'xmp:CreatorTool="Pixel 8"' in data, data
+        assert (
+            b"Container:" not in data.replace(b"xmlns:Container", b"")
+            and b"MotionPhoto" not in data
+        )
+        assert b'Iptc4xmpExt:City="Paris"' in data, data
+        assert (b"GPSLatitude" not in data) == strip_gps

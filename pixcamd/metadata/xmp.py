@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import re
 
 from pixcamd.metadata.segments import XMP_MAX
@@ -52,24 +53,54 @@ def _remove_properties(
     leaves ``mark`` in its place (``_prune_emptied`` finds what it emptied by it)."""
     qname = f"{prefix_pattern}:{name_pattern}"
     n_total = 0
+    # [^<>] rather than [^>]: a start that cannot close its tag stops at the next tag, so a
+    # packet of many unclosed starts costs linear time, not quadratic
     for pattern, by in (
         (rf"\s{qname}\s*=\s*([\"']).*?\1", ""),  # attribute
-        (rf"<({qname})\b[^>]*?/>", mark),  # empty element
-        (rf"<({qname})\b[^>]*?>.*?</\1\s*>", mark),  # element with content
+        (rf"<({qname})\b[^<>]*?/>", mark),  # empty element
     ):
         text, n = re.subn(pattern, by, text, flags=re.DOTALL)
         n_total += n
-    return text, n_total
+    text, n = _remove_elements(text, qname, mark)
+    return text, n_total + n
+
+
+def _remove_elements(text: str, qname: str, mark: str) -> tuple[str, int]:
+    """Elements with content, each from its start tag to the first end tag of its name after
+    it (what ``<q>.*?</q>`` matches), found in one pass over the starts and the ends: a regex
+    scan from every start that never closes took quadratic time on a crafted packet."""
+    starts = list(re.finditer(rf"<({qname})\b[^<>]*?>", text))
+    if not starts:
+        return text, 0
+    ends: dict[str, list[tuple[int, int]]] = {}
+    for end in re.finditer(rf"</({qname})\s*>", text):
+        ends.setdefault(end.group(1), []).append((end.start(), end.end()))
+    out, pos, n = [], 0, 0
+    for start in starts:
+        closing = ends.get(start.group(1), [])
+        i = bisect.bisect_left(closing, (start.end(), 0))
+        if start.start() < pos or i == len(closing):
+            continue  # inside one already removed, or never closed
+        out += [text[pos : start.start()], mark]
+        pos = closing[i][1]
+        n += 1
+    return "".join(out) + text[pos:], n
 
 
 GONE = "\x00"  # where a property was removed (no XMP text holds a NUL)
+# attributes that are structure, not fields: an element with only these is empty of fields
+_STRUCTURAL = (
+    r"""(?:\s+(?:rdf:about|rdf:parseType|xmlns(?::[\w.-]+)?)\s*=\s*(?:"[^"]*"|'[^']*'))*\s*"""
+)
 _ONLY_GONE = r"\s*\x00(?:\s*\x00)*\s*"  # one way to match: no backtracking blow-up
 _EMPTIED = (
     # a description whose only fields, attributes, were removed: <rdf:Description/>
     r"<rdf:Description\s*/>",
     # an element that held nothing but removed properties (an IPTC LocationShown item, then its
     # rdf:Bag, then the LocationShown itself); never the packet's own rdf:RDF or x:xmpmeta
-    rf"<(?!rdf:RDF\b|x:xmpmeta\b)([\w.-]+:[\w.-]+)\b[^>]*>{_ONLY_GONE}</\1\s*>",
+    # — and only one without fields of its own in attributes (a Description holding a rating
+    # and a creator tool beside a removed element keeps them, and itself)
+    rf"<(?!rdf:RDF\b|x:xmpmeta\b)([\w.-]+:[\w.-]+)\b{_STRUCTURAL}>{_ONLY_GONE}</\1\s*>",
 )
 
 
