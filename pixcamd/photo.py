@@ -269,6 +269,9 @@ def _read_before_load(img: Image.Image, source, notes: list[str]):
         md.xmp = _as_bytes(img.info.get("xmp") or tag_v2.get(700))
         with source() as fp:  # the raw bytes: Pillow reads a LONG-typed IPTC as one number
             photoshop, iptc = meta.tiff_tag_bytes(fp, 34377), meta.tiff_tag_bytes(fp, 33723)
+        # a BigTIFF's, as Pillow read them (a number it could not give as bytes: none)
+        photoshop = photoshop or (_as_bytes(tag_v2[34377]) if 34377 in tag_v2 else None)
+        iptc = iptc or (_as_bytes(tag_v2[33723]) if 33723 in tag_v2 else None)
         if photoshop:
             md.photoshop = photoshop
         elif iptc:
@@ -371,7 +374,9 @@ def _as_bytes(value) -> bytes | None:
     if isinstance(value, str):
         return value.encode("utf-8")
     if isinstance(value, tuple):  # Pillow gives some TIFF byte tags as tuples of ints
-        return bytes(value)
+        return bytes(value) if all(0 <= v < 256 for v in value) else None
+    if isinstance(value, int):  # a SHORT/LONG Pillow cut to its first value: not the bytes
+        return None
     return bytes(value) or None
 
 

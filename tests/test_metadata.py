@@ -194,3 +194,49 @@ def test_removing_images_or_positions_keeps_the_fields_beside_them():
         )
         assert b'Iptc4xmpExt:City="Paris"' in data, data
         assert (b"GPSLatitude" not in data) == strip_gps
+
+
+def test_a_chain_after_ifd1_never_reaches_into_a_kept_maker_note_or_ifd0():
+    """IFD1's next link leading into the maker note (kept whole: only its previews are
+    zeroed) is not followed there; an Exif IFD linked at IFD0's own offset is IFD0, whose
+    GPS link is removed once, the entries after it intact."""
+    block = bytearray(600)
+    block[:8] = b"II*\x00" + struct.pack("<I", 8)
+    parts = {
+        8: _ifd([(0x010F, 2, 4, b"Cam\x00"), (0x8769, 4, 1, 40)], next_ifd=200),
+        40: _ifd([(0x927C, 7, 100, 300)]),
+        200: _ifd([(0x0201, 4, 1, 260), (0x0202, 4, 1, 20)], next_ifd=300),  # → the maker note
+        260: b"\xff\xd8" + b"\x11" * 16 + b"\xff\xd9",
+        300: _ifd([(0x0006, 2, 16, 330)]),
+        330: b"Canon EOS 5D MkI",
+    }
+    for offset, data in parts.items():
+        block[offset : offset + len(data)] = data
+    patched, _ = patch_exif(bytes(block), (1, 1))
+    assert patched[300:400] == block[300:400]  # the maker note, byte for byte
+    assert patched[260:280] == bytes(20)  # the thumbnail, zeroed
+    looped = tiff([(0x010F, 2, 4, b"Cam\x00"), (0x8769, 4, 1, b"\x08\x00\x00\x00"),
+                   (0x8825, 4, 1, b"\x40\x00\x00\x00"), (0x0131, 2, 4, b"SW1\x00")],
+                  tail=bytes(40))  # fmt: skip
+    patched, _ = patch_exif(looped, (1, 1), strip_gps=True)
+    assert b"SW1\x00" in patched and b"Cam\x00" in patched, patched
+    assert patched[8:10] == struct.pack("<H", 3)  # Make, Exif link, Software: GPS gone once
+
+
+def test_a_tiff_tag_s_raw_bytes_are_read_only_within_the_file(tmp_path):
+    """tiff_tag_bytes reads IPTC as its raw bytes — and a count that runs past the file's end
+    (damaged) is not read at all: no allocation of its claimed size. A BigTIFF is left to
+    Pillow."""
+    import io
+
+    from pixcamd.metadata import tiff_tag_bytes
+
+    record = b"\x1c\x02\x78\x00\x05hello\x00\x00"  # 12 bytes: three LONGs
+    good = tiff([(0x83BB, 4, 3, struct.pack("<I", 26))], tail=record)
+    assert tiff_tag_bytes(io.BytesIO(good), 0x83BB) == record
+    assert tiff_tag_bytes(io.BytesIO(good), 0x8649) is None  # absent
+    damaged = tmp_path / "damaged.tif"  # a real file: its read would allocate the claim
+    damaged.write_bytes(tiff([(0x83BB, 12, 0xFFFFFFFF, struct.pack("<I", 26))], tail=record))
+    with damaged.open("rb") as fp:
+        assert tiff_tag_bytes(fp, 0x83BB) is None
+    assert tiff_tag_bytes(io.BytesIO(b"II+\x00" + bytes(20)), 0x83BB) is None

@@ -186,11 +186,13 @@ def repair_exif(tiff: bytes) -> tuple[bytes, list[str]]:
 def tiff_tag_bytes(fp, tag: int) -> bytes | None:
     """The raw bytes of IFD0's ``tag`` in a TIFF file, whatever type its writer gave it.
     Pillow reads IPTC (33723), which Photoshop and exiftool store as LONGs, as one integer
-    (it expects one value): the record is these bytes. None where absent or unreadable."""
+    (it expects one value): the record is these bytes. None where absent or unreadable, and
+    for a BigTIFF (whose tags Pillow reads as they are)."""
     try:
+        length = fp.seek(0, 2)
         fp.seek(0)
         head = fp.read(8)
-        order = {b"II": "<", b"MM": ">"}[head[:2]]
+        order = {b"II*\x00": "<", b"MM\x00*": ">"}[head[:4]]  # a BigTIFF: not read here
         fp.seek(struct.unpack(order + "I", head[4:8])[0])
         (count,) = struct.unpack(order + "H", fp.read(2))
         for _ in range(count):
@@ -200,7 +202,10 @@ def tiff_tag_bytes(fp, tag: int) -> bytes | None:
             size = _TYPE_SIZES.get(typ, 0) * cnt
             if size <= 4:
                 return field[:size] or None
-            fp.seek(struct.unpack(order + "I", field)[0])
+            offset = struct.unpack(order + "I", field)[0]
+            if offset + size > length:  # a count past the file's end: damaged, not read
+                return None
+            fp.seek(offset)
             data = fp.read(size)
             return data if len(data) == size else None
     except (KeyError, struct.error, OSError):
@@ -285,14 +290,20 @@ def patch_exif(
     # previews legitimately live inside them).
     # the GPS directory, where IFD0 links it and where a writer linked it from the Exif IFD
     # instead (exiftool follows both), each link as many times as it is there
-    holders = [ifd for ifd in (ifd0, exif_ifd) if ifd is not None]
+    # (an Exif IFD linked to IFD0's own offset is IFD0: one holder, not two views of it)
+    holders = [ifd0, *([exif_ifd] if exif_ifd and exif_ifd.offset != ifd0.offset else [])]
     gps = [g for h in holders for g in _sub_ifds(t, h, GPS_IFD)]
     kept_ifds = [ifd0, exif_ifd, _sub_ifd(t, exif_ifd, INTEROP_IFD)]
     kept = _ranges(t, [*kept_ifds, *([] if strip_gps else gps)])
 
     next_ifd = t.u32(ifd0.next_pos)
     if next_ifd:
-        _zero_chain(t, next_ifd, kept)
+        # a maker note is kept whole (its previews are zeroed by their JPEG markers below): a
+        # chain that leads into it is not followed there
+        notes_kept = [
+            t.value_range(e) for ifd in kept_ifds if ifd for e in ifd.entries if e.tag == MAKER_NOTE
+        ]
+        _zero_chain(t, next_ifd, kept + notes_kept)
         t.put_u32(ifd0.next_pos, 0)
         notes.append("EXIF thumbnail (IFD1) removed: it showed the unprotected photo")
 
@@ -318,6 +329,8 @@ def _zero_chain(t: _Tiff, offset: int, kept: list[tuple[int, int]]) -> None:
     recovered from the bytes."""
     seen: set[int] = set()
     while offset and offset not in seen and len(seen) < 16:
+        if any(a <= offset < b for a, b in kept):
+            return  # a link into kept data (a maker note, IFD0): not a directory of IFD1's
         seen.add(offset)
         try:
             ifd = t.ifd(offset, "IFD1")
