@@ -268,6 +268,29 @@ def test_a_new_photo_under_a_moved_photo_s_old_name_gets_a_copy_of_its_own(tmp_p
         "nothing written", said  # fmt: skip
 
 
+def test_a_copy_renamed_after_its_original_was_edited_gets_a_copy_of_its_own(tmp_path, brisque):
+    """P done, X a copy of it (its own copy), P edited and redone, P deleted, X renamed to E:
+    E's content is no longer P's, so P's record is not E's — E is protected anew, never
+    called a duplicate of the edited photo."""
+    config = make_config(tmp_path)
+    inbox, outbox = config.inbox, config.outbox
+    noise_photo(inbox / "P.jpg", 1)
+    with running(config, [brisque]):
+        wait_for(lambda: finished(config, ["P.jpg"]), 30, "P")
+        shutil.copy(inbox / "P.jpg", inbox / "X.jpg")
+        wait_for(lambda: finished(config, ["X.jpg"]), 30, "X")
+        noise_photo(inbox / "P.jpg", 2)  # edited
+        wait_for(lambda: ledger_rows(config)["P.jpg"]["sha256"] == sha(inbox / "P.jpg")
+                 and finished(config, ["P.jpg"]), 30, "P again")  # fmt: skip
+        (inbox / "P.jpg").unlink()
+        os.rename(inbox / "X.jpg", inbox / "E.jpg")
+        wait_for(lambda: finished(config, ["E.jpg"]), 30, "E")
+    rows = ledger_rows(config)
+    assert rows["E.jpg"]["duplicate_of"] is None and rows["E.jpg"]["output"] == "E.jpg", rows
+    assert sha(outbox / "E.jpg") == sha(outbox / "X.jpg")  # the same photo's copy, its own
+    assert rows["P.jpg"]["output"] == "P.jpg"  # the edited photo's record stays its own
+
+
 def test_photos_whose_copies_would_share_a_name_each_get_their_own(tmp_path, brisque):
     """The first to arrive keeps the plain name, the next its full one; a photo really named
     like that pushes the last one to a numbered name; names that differ only in case are one

@@ -286,4 +286,9 @@ class Intake:
                 self.wake()
             else:  # renamed or moved: its record, and its copy in the outbox, follow it
                 moved = self.ledger.follow_rename(offer.row.id, source)
-                self.log.emit("duplicate", rel, renamed_note(source, moved))
+                if moved is None:  # the record under that name is of other content now
+                    self.ledger.queue_copy(offer.row.id)
+                    self.log.emit("queued", rel, f"same content as {source} had: protected anew")
+                    self.wake()
+                else:
+                    self.log.emit("duplicate", rel, renamed_note(source, moved))

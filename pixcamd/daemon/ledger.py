@@ -334,22 +334,25 @@ class Ledger:
             )
             return self._get(db, row_id)
 
-    def follow_rename(self, row_id: int, source: str) -> Row:
+    def follow_rename(self, row_id: int, source: str) -> Row | None:
         """``row_id``'s photo is ``source`` renamed or moved (the same content; ``source`` gone
         from the inbox): ``source``'s record — its copy in the outbox, scores, decisions, id —
         now stands under the new path, whose own row goes. A photo that later arrives under the
         old name is a new photo with a copy name of its own; it used to find the old record and
-        replace the moved photo's copy. Where ``source`` has no done record of this content, or
-        the new path a record of its own, ``row_id`` is finished as a duplicate of it."""
+        replace the moved photo's copy. Where the new path had a copy of its own, ``row_id`` is
+        finished as a duplicate of ``source``; where ``source`` has no done record of this
+        content (edited since), None: nothing is changed, the caller protects the photo."""
         with self._tx() as db:
             row = self._get(db, row_id)
             old = db.execute(
                 "SELECT id FROM photos WHERE path = ? AND state = 'done' AND sha256 = ?",
                 (source, row.sha256),
             ).fetchone()
+            if old is None:  # the name holds another content's record now: not this photo's
+                return None
             # a path that had a record of its own (a photo moved over another's name) keeps it:
             # its copy stays owned; the moved photo is then a duplicate, as before
-            if old is None or row.output or row.held or row.decision:
+            if row.output or row.held:
                 self._update(
                     db,
                     row_id,

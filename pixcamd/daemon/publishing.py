@@ -162,6 +162,8 @@ class Publisher:
             return False
         if not os.path.lexists(self.inbox / source):
             moved = self.ledger.follow_rename(row.id, source)
+            if moved is None:  # the record under that name is of other content now
+                return False
             self.log.emit("duplicate", row.path, renamed_note(source, moved))
             return True
         donor = original if original.output else self.ledger.get(source)
