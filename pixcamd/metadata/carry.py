@@ -52,9 +52,15 @@ REMOVED_TAGS = frozenset(
         "Photoshop:PhotoshopThumbnail",
         "Photoshop:PhotoshopBGRThumbnail",
         "XMP-xmpNote:HasExtendedXMP",
+        "XMP-xmp:PageImage",
+        "XMP-xmp:PageImageFormat",
+        "XMP-xmp:PageImageWidth",
+        "XMP-xmp:PageImageHeight",
     }
 )
-REMOVED_GROUPS = ("IFD1", "SubIFD1")  # the EXIF thumbnail's IFD (and any IFD chained after it)
+# the EXIF thumbnail's IFD (and any chained after it); images of the original kept as base64
+# text in the XMP, and a motion photo's container directory of what was appended after it
+REMOVED_GROUPS = ("IFD1", "SubIFD1", "XMP-GImage", "XMP-GDepth", "XMP-Container")
 # 3. Segments and trailers that are not carried at all (see docs/photo-io.md).
 NOT_CARRIED_GROUPS = (
     "MPF0",  # MPO index and its secondary images
@@ -100,6 +106,7 @@ def is_changed_tag(group: str, tag: str) -> bool:
         or key in REMOVED_TAGS
         or group.startswith(REMOVED_GROUPS)
         or group.startswith(NOT_CARRIED_GROUPS)
+        or (group == "XMP-GCamera" and tag.startswith(("MicroVideo", "MotionPhoto")))
     )
 
 
