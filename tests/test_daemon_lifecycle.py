@@ -409,11 +409,14 @@ def test_one_outbox_takes_one_daemon_and_no_protect_run_beside_it(tmp_path, bris
         album = first.outbox / "album"
         named = tmp_path / "elsewhere" / first.outbox.name  # copies go to DIR/<its name>/
         noise_photo(named / "y.jpg", 2)
+        deeper = tmp_path.parent / f"{tmp_path.name}-elsewhere" / "a"  # … to DIR/a/outbox/ too
+        noise_photo(deeper / "outbox" / "z.jpg", 3)
         for source, argv in ((tmp_path / "x.jpg", ["-o", first.outbox / "x.jpg"]),
                              (tmp_path / "x.jpg", ["-o", album / "x.jpg"]),
                              (tmp_path / "x.jpg", ["--outdir", first.outbox]),
                              (tmp_path / "x.jpg", ["--outdir", album]),
-                             (named, ["--outdir", first.outbox.parent])):  # fmt: skip
+                             (named, ["--outdir", first.outbox.parent]),
+                             (deeper, ["--outdir", tmp_path])):  # fmt: skip
             code = main(["protect", str(source), argv[0], str(argv[1])])
             err = capsys.readouterr().err
             assert code == 2 and "is the outbox of a running pixcamd daemon" in err, err

@@ -76,9 +76,9 @@ def run(args) -> int:
     else:  # every problem with the plan is said before any work is done
         _not_a_daemon_s(Path(os.path.realpath(args.outdir)))  # a link loop: refused below
         plan = plan_sources(inputs, args.outdir)
-        # the copies go to DIR/<the folder given>/…: one of those may be a daemon's outbox
-        for top in sorted({s.copy.split("/")[0] for s in plan.sources if "/" in s.copy}):
-            _not_a_daemon_s(Path(os.path.realpath(Path(args.outdir) / top)))
+        # the copies go to DIR/<the folder given>/…: any of those may be a daemon's outbox
+        for folder in sorted({s.copy.rpartition("/")[0] for s in plan.sources} - {""}):
+            _not_a_daemon_s(Path(os.path.realpath(Path(args.outdir) / folder)))
         make_outdir(args.outdir)  # the run's first write: a folder that cannot be made, now
     models = [load_model(name, args.weights, args.device) for name in args.model]
     for model in models:
