@@ -52,15 +52,11 @@ REMOVED_TAGS = frozenset(
         "Photoshop:PhotoshopThumbnail",
         "Photoshop:PhotoshopBGRThumbnail",
         "XMP-xmpNote:HasExtendedXMP",
-        "XMP-xmp:PageImage",
-        "XMP-xmp:PageImageFormat",
-        "XMP-xmp:PageImageWidth",
-        "XMP-xmp:PageImageHeight",
     }
 )
 # the EXIF thumbnail's IFD (and any chained after it); images of the original kept as base64
 # text in the XMP, and a motion photo's container directory of what was appended after it
-REMOVED_GROUPS = ("IFD1", "SubIFD1", "XMP-GImage", "XMP-GDepth", "XMP-Container")
+REMOVED_GROUPS = ("IFD1", "SubIFD1", "XMP-GImage", "XMP-GDepth", "XMP-Container", "XMP-Item")
 # 3. Segments and trailers that are not carried at all (see docs/photo-io.md).
 NOT_CARRIED_GROUPS = (
     "MPF0",  # MPO index and its secondary images
@@ -107,6 +103,7 @@ def is_changed_tag(group: str, tag: str) -> bool:
         or group.startswith(REMOVED_GROUPS)
         or group.startswith(NOT_CARRIED_GROUPS)
         or (group == "XMP-GCamera" and tag.startswith(("MicroVideo", "MotionPhoto")))
+        or (group == "XMP-xmp" and tag.startswith("PageImage"))
     )
 
 

@@ -300,10 +300,10 @@ def patch_exif(
     if next_ifd:
         # a maker note is kept whole (its previews are zeroed by their JPEG markers below): a
         # chain that leads into it is not followed there
-        notes_kept = [
+        maker = [
             t.value_range(e) for ifd in kept_ifds if ifd for e in ifd.entries if e.tag == MAKER_NOTE
         ]
-        _zero_chain(t, next_ifd, kept + notes_kept)
+        _zero_chain(t, next_ifd, kept, maker)
         t.put_u32(ifd0.next_pos, 0)
         notes.append("EXIF thumbnail (IFD1) removed: it showed the unprotected photo")
 
@@ -322,15 +322,21 @@ def patch_exif(
     return bytes(t.data), notes
 
 
-def _zero_chain(t: _Tiff, offset: int, kept: list[tuple[int, int]]) -> None:
+def _zero_chain(
+    t: _Tiff, offset: int, kept: list[tuple[int, int]], maker: list[tuple[int, int]]
+) -> None:
     """IFD1 — the thumbnail — and every directory chained after it, unlinked by the caller:
     their images (JPEG or uncompressed strips), their values (a description, a GPS directory
     of their own) and the directories themselves zeroed, so that nothing of them can be
-    recovered from the bytes."""
+    recovered from the bytes. IFD1 is zeroed wherever it lies (a maker note whose count runs
+    over it included: an image of the original goes before a maker note's overstated bytes);
+    a link after it that leads into kept data or a maker note is not a directory of IFD1's
+    chain, and nothing of a maker note is zeroed for one that is."""
     seen: set[int] = set()
     while offset and offset not in seen and len(seen) < 16:
-        if any(a <= offset < b for a, b in kept):
-            return  # a link into kept data (a maker note, IFD0): not a directory of IFD1's
+        spared = kept if not seen else kept + maker
+        if seen and any(a <= offset < b for a, b in spared):
+            return
         seen.add(offset)
         try:
             ifd = t.ifd(offset, "IFD1")
@@ -338,10 +344,10 @@ def _zero_chain(t: _Tiff, offset: int, kept: list[tuple[int, int]]) -> None:
             return
         following = t.u32(ifd.next_pos)  # read before its directory is zeroed
         for start, length in _thumbnail_ranges(t, ifd):
-            _zero_unless_kept(t, start, start + length, kept)
+            _zero_unless_kept(t, start, start + length, spared)
         subs = [sub for tag in (EXIF_IFD, GPS_IFD) for sub in _sub_ifds(t, ifd, tag)]
         for start, end in _ranges(t, [ifd, *subs]):  # its directory included
-            _zero_unless_kept(t, start, end, kept)
+            _zero_unless_kept(t, start, end, spared)
         offset = following
 
 

@@ -67,8 +67,9 @@ def _remove_properties(
 
 def _remove_elements(text: str, qname: str, mark: str) -> tuple[str, int]:
     """Elements with content, each from its start tag to the first end tag of its name after
-    it (what ``<q>.*?</q>`` matches), found in one pass over the starts and the ends: a regex
-    scan from every start that never closes took quadratic time on a crafted packet."""
+    it (what ``<q>.*?</q>`` matches for a well-formed name), found in one pass over the starts
+    and the ends: a regex scan from every start that never closes took quadratic time on a
+    crafted packet."""
     starts = list(re.finditer(rf"<({qname})\b[^<>]*?>", text))
     if not starts:
         return text, 0
@@ -104,17 +105,21 @@ _EMPTIED = (
 )
 
 
+PRUNE_LEVELS = 32  # XMP nests a few levels; a crafted packet nests thousands (a pass each)
+
+
 def _prune_emptied(text: str) -> str:
     """What removing properties left empty (IPTC's LocationShown / LocationCreated items that
     held only coordinates), inside out, so no empty structure remains where a position was;
     structures that were empty before are left as they were. The marks go too."""
-    while True:
+    for _ in range(PRUNE_LEVELS):
         pruned = text
         for pattern in _EMPTIED:
             pruned = re.sub(pattern, GONE, pruned, flags=re.DOTALL)
         if pruned == text:
-            return text.replace(GONE, "")
+            break
         text = pruned
+    return text.replace(GONE, "")
 
 
 def _xmp_text(xmp: bytes) -> str | None:
