@@ -301,5 +301,10 @@ def test_a_rename_takes_its_record_along_only_from_a_record_of_its_content(ledge
     ledger.offer("d.jpg", "U", 10, 1, FP)
     finish_done(ledger, "d.jpg")
     other = ledger.offer("e.jpg", "S", 10, 1, FP).row
-    assert ledger.follow_rename(other.id, "d.jpg") is None  # the caller protects it anew
+    assert ledger.follow_rename(other.id, "d.jpg") is None  # none gone: protected anew
+    # … unless a done record of this content lies at a path gone from the inbox: the copy
+    # that was renamed, whose record (and copy) the new path takes, no one's duplicate now
+    taken = ledger.follow_rename(other.id, "d.jpg", gone=lambda path: path == "c.jpg")
+    assert (taken.path, taken.output, taken.duplicate_of) == ("e.jpg", "c.jpg", None)
+    assert ledger.get("c.jpg") is None
     assert ledger.get("d.jpg").sha256 == "U" and ledger.get("d.jpg").output == "d.jpg"

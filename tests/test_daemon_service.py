@@ -268,10 +268,10 @@ def test_a_new_photo_under_a_moved_photo_s_old_name_gets_a_copy_of_its_own(tmp_p
         "nothing written", said  # fmt: skip
 
 
-def test_a_copy_renamed_after_its_original_was_edited_gets_a_copy_of_its_own(tmp_path, brisque):
+def test_a_copy_renamed_after_its_original_was_edited_keeps_its_own_copy(tmp_path, brisque):
     """P done, X a copy of it (its own copy), P edited and redone, P deleted, X renamed to E:
-    E's content is no longer P's, so P's record is not E's — E is protected anew, never
-    called a duplicate of the edited photo."""
+    E's content is no longer P's, so P's record is not E's — X's is, with its copy: E is
+    neither called a duplicate of the edited photo nor shipped a second time."""
     config = make_config(tmp_path)
     inbox, outbox = config.inbox, config.outbox
     noise_photo(inbox / "P.jpg", 1)
@@ -286,8 +286,9 @@ def test_a_copy_renamed_after_its_original_was_edited_gets_a_copy_of_its_own(tmp
         os.rename(inbox / "X.jpg", inbox / "E.jpg")
         wait_for(lambda: finished(config, ["E.jpg"]), 30, "E")
     rows = ledger_rows(config)
-    assert rows["E.jpg"]["duplicate_of"] is None and rows["E.jpg"]["output"] == "E.jpg", rows
-    assert sha(outbox / "E.jpg") == sha(outbox / "X.jpg")  # the same photo's copy, its own
+    # E is X renamed: X's record, and its copy, follow it — not shipped a second time
+    assert rows["E.jpg"]["duplicate_of"] is None and rows["E.jpg"]["output"] == "X.jpg", rows
+    assert "X.jpg" not in rows and not (outbox / "E.jpg").exists()
     assert rows["P.jpg"]["output"] == "P.jpg"  # the edited photo's record stays its own
 
 

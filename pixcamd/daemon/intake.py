@@ -258,6 +258,9 @@ class Intake:
             )
             self._offer(rel, digest, st)
 
+    def _gone(self, rel: str) -> bool:
+        return not os.path.lexists(self.config.inbox / rel)
+
     def _unchanged(self, rel: str, st: os.stat_result) -> bool:
         try:
             after = (self.rules.inbox / rel).stat()
@@ -285,7 +288,7 @@ class Intake:
                 self.log.emit("queued", rel, f"same content as {source}: a copy of its own")
                 self.wake()
             else:  # renamed or moved: its record, and its copy in the outbox, follow it
-                moved = self.ledger.follow_rename(offer.row.id, source)
+                moved = self.ledger.follow_rename(offer.row.id, source, self._gone)
                 if moved is None:  # the record under that name is of other content now
                     self.ledger.queue_copy(offer.row.id)
                     self.log.emit("queued", rel, f"same content as {source} had: protected anew")

@@ -31,16 +31,16 @@ from pathlib import Path
 from typing import Any
 
 from pixcamd.daemon.ledger_file import opening, read_tables
+from pixcamd.daemon.ledger_log import DaemonRecord
 from pixcamd.daemon.ledger_row import Offer, Row, name_key
 from pixcamd.daemon.ledger_schema import JSON_COLUMNS, SCHEMA_VERSION, STATES, prepare
 from pixcamd.errors import PixcamdError
 
-MAX_EVENTS = 20_000  # older events are pruned (the JSON log file keeps everything)
 # a row with no publication on record: nothing for a recovery to finish
 NO_COMMIT = dict(staged=None, staged_output=None, staged_sha256=None, staged_fields=None)
 
 
-class Ledger:
+class Ledger(DaemonRecord):
     """Thread-safe: one connection, serialised by a lock (the daemon's writes are few and short)."""
 
     def __init__(self, path: str | Path, clock=time.time, fresh: str | None = None):
@@ -334,25 +334,26 @@ class Ledger:
             )
             return self._get(db, row_id)
 
-    def follow_rename(self, row_id: int, source: str) -> Row | None:
-        """``row_id``'s photo is ``source`` renamed or moved (the same content; ``source`` gone
-        from the inbox): ``source``'s record — its copy in the outbox, scores, decisions, id —
-        now stands under the new path, whose own row goes. A photo that later arrives under the
-        old name is a new photo with a copy name of its own; it used to find the old record and
-        replace the moved photo's copy. Where the new path had a copy of its own, ``row_id`` is
-        finished as a duplicate of ``source``; where ``source`` has no done record of this
-        content (edited since), None: nothing is changed, the caller protects the photo."""
+    def follow_rename(self, row_id: int, source: str, gone=lambda path: False) -> Row | None:
+        """``row_id``'s photo is ``source`` renamed or moved (``source`` gone from the inbox):
+        the done record of this content at ``source`` — or, its photo edited since, at another
+        path that is ``gone`` (a copy of it, renamed) — now stands under the new path (copy,
+        scores, decisions, id), whose own row goes: a photo arriving under the old name later
+        is a new one. A new path with a copy or decision of its own is finished as a duplicate
+        of ``source`` instead; None where no record can be followed (nothing changed)."""
         with self._tx() as db:
             row = self._get(db, row_id)
-            old = db.execute(
-                "SELECT id FROM photos WHERE path = ? AND state = 'done' AND sha256 = ?",
-                (source, row.sha256),
-            ).fetchone()
+            found = db.execute(
+                "SELECT id, path FROM photos WHERE state = 'done' AND sha256 = ? AND path != ? "
+                "ORDER BY path != ?, id",
+                (row.sha256, row.path, source),
+            ).fetchall()
+            old = next((r for r in found if r[1] == source or gone(r[1])), None)
             if old is None:  # the name holds another content's record now: not this photo's
                 return None
             # a path that had a record of its own (a photo moved over another's name) keeps it:
             # its copy stays owned; the moved photo is then a duplicate, as before
-            if row.output or row.held:
+            if row.output or row.held or row.decision:
                 self._update(
                     db,
                     row_id,
@@ -363,9 +364,12 @@ class Ledger:
                 )
                 return self._get(db, row_id)
             db.execute("DELETE FROM photos WHERE id = ?", (row_id,))
-            self._update(db, old[0], path=row.path, size=row.size, mtime_ns=row.mtime_ns)
+            fields = dict(path=row.path, size=row.size, mtime_ns=row.mtime_ns)
+            if old[1] != source:  # a copy renamed: it is its own photo now, no one's duplicate
+                fields["duplicate_of"] = None
+            self._update(db, old[0], **fields)
             db.execute(
-                "UPDATE photos SET duplicate_of = ? WHERE duplicate_of = ?", (row.path, source)
+                "UPDATE photos SET duplicate_of = ? WHERE duplicate_of = ?", (row.path, old[1])
             )
             return self._get(db, old[0])
 
@@ -471,15 +475,6 @@ class Ledger:
 
     # ---- events and daemon facts ------------------------------------------------------------
 
-    def add_event(self, ts: float, level: str, event: str, path: str | None, data: dict) -> None:
-        with self._tx() as db:
-            cursor = db.execute(
-                "INSERT INTO events (ts, level, event, path, data) VALUES (?, ?, ?, ?, ?)",
-                (ts, level, event, path, json.dumps(data, default=str)),
-            )
-            if cursor.lastrowid % 1000 == 0:
-                db.execute("DELETE FROM events WHERE id <= ?", (cursor.lastrowid - MAX_EVENTS,))
-
     def recent_outputs(self, limit: int = 20) -> list[str]:
         """The last copies the record says it published (outbox-relative names)."""
         with self._lock:
@@ -489,17 +484,3 @@ class Ledger:
                 (limit,),
             ).fetchall()
         return [name for (name,) in found]
-
-    def daemon_facts(self) -> dict:
-        """What the daemon recorded of itself (its folders, pid, heartbeat, …)."""
-        with self._lock:
-            rows = self._db.execute("SELECT key, value FROM daemon").fetchall()
-        return {key: json.loads(value) for key, value in rows}
-
-    def set_daemon(self, **facts) -> None:
-        with self._tx() as db:
-            db.executemany(
-                "INSERT INTO daemon (key, value) VALUES (?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                [(k, json.dumps(v)) for k, v in facts.items()],
-            )

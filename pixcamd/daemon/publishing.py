@@ -161,7 +161,9 @@ class Publisher:
             # retried: the donor is a copy of this very photo, or a stronger attempt was asked
             return False
         if not os.path.lexists(self.inbox / source):
-            moved = self.ledger.follow_rename(row.id, source)
+            moved = self.ledger.follow_rename(
+                row.id, source, lambda path: not os.path.lexists(self.inbox / path)
+            )
             if moved is None:  # the record under that name is of other content now
                 return False
             self.log.emit("duplicate", row.path, renamed_note(source, moved))
