@@ -308,3 +308,25 @@ def test_a_rename_takes_its_record_along_only_from_a_record_of_its_content(ledge
     assert (taken.path, taken.output, taken.duplicate_of) == ("e.jpg", "c.jpg", None)
     assert ledger.get("c.jpg") is None
     assert ledger.get("d.jpg").sha256 == "U" and ledger.get("d.jpg").output == "d.jpg"
+
+
+def test_a_rename_follows_another_path_s_record_only_where_it_owns_a_copy(ledger):
+    """Its original edited since, a renamed copy takes the record of a gone path of its content
+    only where that record owns a copy — one that wrote none (an older daemon's duplicate) is
+    not a copy to follow — and never over a new path with a copy of its own: protected anew."""
+    ledger.offer("P.jpg", "S", 10, 1, FP)
+    finish_done(ledger, "P.jpg")
+    ledger.offer("X.jpg", "S", 10, 1, FP)  # a duplicate that wrote nothing (an older daemon)
+    ledger.offer("P.jpg", "S2", 10, 2, FP)  # P edited, then redone
+    finish_done(ledger, "P.jpg")
+    renamed = ledger.offer("E.jpg", "S", 10, 1, FP).row
+    assert ledger.follow_rename(renamed.id, "P.jpg", gone=lambda path: path == "X.jpg") is None
+    # X owning a copy, moved over F, a photo with a copy of its own: F is protected anew
+    ledger.offer("Y.jpg", "S", 10, 1, FP)
+    row = ledger.queue_copy(ledger.get("Y.jpg").id)
+    ledger.finish(ledger.claim(row.id).id, "done", output="Y.jpg", duplicate_of="P.jpg")
+    ledger.offer("F.jpg", "T", 10, 1, FP)
+    finish_done(ledger, "F.jpg")
+    over = ledger.offer("F.jpg", "S", 10, 3, FP).row
+    assert ledger.follow_rename(over.id, "P.jpg", gone=lambda path: path == "Y.jpg") is None
+    assert ledger.get("Y.jpg").output == "Y.jpg"  # untouched

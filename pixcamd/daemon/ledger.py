@@ -336,24 +336,30 @@ class Ledger(DaemonRecord):
 
     def follow_rename(self, row_id: int, source: str, gone=lambda path: False) -> Row | None:
         """``row_id``'s photo is ``source`` renamed or moved (``source`` gone from the inbox):
-        the done record of this content at ``source`` — or, its photo edited since, at another
-        path that is ``gone`` (a copy of it, renamed) — now stands under the new path (copy,
-        scores, decisions, id), whose own row goes: a photo arriving under the old name later
-        is a new one. A new path with a copy or decision of its own is finished as a duplicate
-        of ``source`` instead; None where no record can be followed (nothing changed)."""
+        the done record of this content at ``source`` — or, its photo edited since, one with a
+        copy of its own at a path that is ``gone`` (a copy of it, renamed) — stands under the
+        new path (copy, scores, decisions, id), whose own row goes: a photo arriving under the
+        old name later is a new one. A new path with a copy or decision of its own is finished
+        as a duplicate of ``source`` (of this content); None where no record can be followed
+        (nothing changed: the caller protects the photo anew)."""
         with self._tx() as db:
             row = self._get(db, row_id)
             found = db.execute(
-                "SELECT id, path FROM photos WHERE state = 'done' AND sha256 = ? AND path != ? "
-                "ORDER BY path != ?, id",
+                "SELECT id, path, output FROM photos WHERE state = 'done' AND sha256 = ? "
+                "AND path != ? ORDER BY path != ?, id",
                 (row.sha256, row.path, source),
             ).fetchall()
-            old = next((r for r in found if r[1] == source or gone(r[1])), None)
+            # another path's record only where it owns a copy (one that wrote none is no record
+            # of a copy to follow)
+            old = next((r for r in found if r[1] == source or (r[2] and gone(r[1]))), None)
             if old is None:  # the name holds another content's record now: not this photo's
                 return None
             # a path that had a record of its own (a photo moved over another's name) keeps it:
-            # its copy stays owned; the moved photo is then a duplicate, as before
+            # its copy stays owned; the moved photo is then a duplicate of source, as before —
+            # unless source's record is of other content now: then it is protected anew
             if row.output or row.held or row.decision:
+                if old[1] != source:
+                    return None
                 self._update(
                     db,
                     row_id,
