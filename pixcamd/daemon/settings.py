@@ -41,18 +41,9 @@ def settings_fingerprint(settings, models, strip_gps: bool = True) -> str:
     from pixcamd.search import TRIM_MARGIN
 
     data = {
-        "mode": settings.mode,
-        "enhance_strength": settings.enhance_strength,
-        "views": list(in_order(settings.views)),  # the same set, the same copy
-        "epsilon": settings.epsilon,
-        "epsilon_cap": settings.epsilon_cap,
-        "targets": settings.targets,
-        "steps": settings.steps,
+        **_chosen(settings, models),
         "schedule": settings.schedule(),
-        "seed": settings.seed,
-        "output_quality": settings.output_quality,
         "output_subsampling": settings.output_subsampling,
-        "platforms": [p.spec() for p in loop_order(settings.platforms)],
         "views_per_step": settings.views_per_step,
         "roaming": settings.roaming,
         "near_full": [settings.near_full, NEAR_FULL, NEAR_FULL_444_SHARE],
@@ -72,7 +63,6 @@ def settings_fingerprint(settings, models, strip_gps: bool = True) -> str:
             ROAM_CROP_FIT_SHARE,
             ROAM_ASPECTS,
         ],
-        "models": [m.fingerprint for m in models],
         "search_revision": SEARCH_REVISION,
     }
     if not strip_gps:  # only then: the default's fingerprints stay what they were
@@ -86,10 +76,16 @@ def settings_key(settings, models, strip_gps: bool = True) -> str:
     target, steps, seed, output quality, GPS — without the search's own constants: a folder
     run tells a photo redone for a changed setting from one redone because pixcamd's search
     changed since (recorded in each photo's report)."""
-    data = {
+    data = {**_chosen(settings, models), "keep_gps": not strip_gps}
+    return "k1-" + hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _chosen(settings, models) -> dict:
+    """The settings a person chooses, as both the fingerprint and the key record them."""
+    return {
         "mode": settings.mode,
         "enhance_strength": settings.enhance_strength,
-        "views": list(in_order(settings.views)),
+        "views": list(in_order(settings.views)),  # the same set, the same copy
         "epsilon": settings.epsilon,
         "epsilon_cap": settings.epsilon_cap,
         "targets": settings.targets,
@@ -98,9 +94,7 @@ def settings_key(settings, models, strip_gps: bool = True) -> str:
         "output_quality": settings.output_quality,
         "platforms": [p.spec() for p in loop_order(settings.platforms)],
         "models": [m.fingerprint for m in models],
-        "keep_gps": not strip_gps,
     }
-    return "k1-" + hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def build_settings(config: Config, models, device: str):
