@@ -8,6 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
+from pixcamd.commands.stopping import sigterm_as_interrupt
 from pixcamd.errors import WeightsError
 from pixcamd.fetch import fetch_weights, install_weights
 from pixcamd.models import load_model, resolve_name
@@ -17,24 +18,17 @@ from pixcamd.models.weights import default_weights_path
 def fetch(args) -> int:
     dest = Path(args.to).expanduser() if args.to else default_weights_path()
     terminated = []
-
-    def stop(signum, frame):  # `kill`, `timeout`, a service manager: as Ctrl-C, part file gone
-        terminated.append(signum)
-        raise KeyboardInterrupt
-
-    before = signal.signal(signal.SIGTERM, stop)
     try:
-        if args.source:
-            print(f"installing {args.source} → {dest}", file=sys.stderr)
-            installed = install_weights(args.source, dest)
-        else:
-            print(f"downloading {args.url} → {dest}", file=sys.stderr)
-            installed = fetch_weights(args.url, dest)
+        with sigterm_as_interrupt(terminated):  # as Ctrl-C: the part file removed at once
+            if args.source:
+                print(f"installing {args.source} → {dest}", file=sys.stderr)
+                installed = install_weights(args.source, dest)
+            else:
+                print(f"downloading {args.url} → {dest}", file=sys.stderr)
+                installed = fetch_weights(args.url, dest)
     except KeyboardInterrupt:
         print("pixcamd: stopped; nothing was installed", file=sys.stderr)
         return 128 + signal.SIGTERM if terminated else 130
-    finally:
-        signal.signal(signal.SIGTERM, before)
     print(f"installed {installed.path}")
     print(f"  size        {installed.size:,} bytes")
     print(f"  sha256      {installed.sha256}")

@@ -4,7 +4,6 @@ on this machine or a Ray cluster with ``--ray``)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 import torch
 
 from pixcamd.commands.progress import RunProgress
+from pixcamd.commands.stopping import sigterm_as_interrupt
 from pixcamd.daemon.fs import daemon_outbox
 from pixcamd.daemon.settings import settings_fingerprint, settings_key
 from pixcamd.enhance import STRENGTH
@@ -145,7 +145,7 @@ def run(args) -> int:
     show.begin(len(plan.sources), executor.describe, args.outdir / STATE_DIR / "ledger.sqlite")
     terminated = []
     try:
-        with _sigterm_as_interrupt(terminated):  # `kill`, `timeout`, systemd: as Ctrl-C
+        with sigterm_as_interrupt(terminated):  # `kill`, `timeout`, systemd: as Ctrl-C
             tally = folder_run.run()
     except Interrupted as exc:
         show.end(folder_run.tally)
@@ -169,26 +169,6 @@ def _not_a_daemon_s(folder: Path) -> None:
             f"{why}: drop the photos into its inbox instead (the daemon protects them and "
             "ships the copies), or write these copies elsewhere"
         )
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt(terminated: list):
-    """SIGTERM stops a folder run as Ctrl-C does — photos in flight queued again, the
-    summary said — instead of ending the process mid-line; ``terminated`` records it."""
-
-    def stop(signum, frame):
-        terminated.append(signum)
-        raise KeyboardInterrupt
-
-    try:
-        before = signal.signal(signal.SIGTERM, stop)
-    except ValueError:  # not the main thread (an embedding program): its own handling
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, before)
 
 
 def _executor(args, models, options: JobOptions, show: RunProgress):
