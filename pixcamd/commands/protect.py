@@ -74,11 +74,11 @@ def run(args) -> int:
         _not_a_daemon_s(Path(os.path.realpath(args.output)).parent)
         plan = None
     else:  # every problem with the plan is said before any work is done
-        _not_a_daemon_s(Path(os.path.realpath(args.outdir)))  # a link loop: refused below
         plan = plan_sources(inputs, args.outdir)
-        # the copies go to DIR/<the folder given>/…: any of those may be a daemon's outbox
-        for folder in sorted({s.copy.rpartition("/")[0] for s in plan.sources} - {""}):
-            _not_a_daemon_s(Path(os.path.realpath(Path(args.outdir) / folder)))
+        # DIR itself (its record) and every DIR/<the folder given>/… the copies go to: any of
+        # those may be a daemon's outbox
+        folders = {""} | {s.copy.rpartition("/")[0] for s in plan.sources}
+        _not_a_daemon_s(*(Path(os.path.realpath(Path(args.outdir) / f)) for f in sorted(folders)))
         make_outdir(args.outdir)  # the run's first write: a folder that cannot be made, now
     models = [load_model(name, args.weights, args.device) for name in args.model]
     for model in models:
@@ -162,8 +162,8 @@ def run(args) -> int:
     return 1 if failed or tally.unprotected else 0
 
 
-def _not_a_daemon_s(folder: Path) -> None:
-    why = daemon_outbox(folder)
+def _not_a_daemon_s(*folders: Path) -> None:
+    why = daemon_outbox(*folders)
     if why:  # its names are the daemon's: a copy beside its own would replace or shadow one
         raise PixcamdError(
             f"{why}: drop the photos into its inbox instead (the daemon protects them and "

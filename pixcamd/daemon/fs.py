@@ -234,12 +234,13 @@ def lock_outbox(outbox: Path) -> int | None:
     )
 
 
-def daemon_outbox(folder: Path) -> str | None:
-    """Why a copy must not be written into ``folder``: it is a running daemon's outbox, or
-    inside one (the daemon mirrors the inbox's folders there) — None where it is not. The
-    daemon owns its outbox's names: a copy put there beside it would be replaced by the
-    daemon's own, or shadow it."""
-    for place in (folder, *folder.parents):
+def daemon_outbox(*folders: Path) -> str | None:
+    """Why a copy must not be written into one of ``folders``: it is a running daemon's
+    outbox, or inside one (the daemon mirrors the inbox's folders there) — None where none
+    is. The daemon owns its outbox's names: a copy put there beside it would be replaced by the
+    daemon's own, or shadow it. Each folder and the ones above it are looked at once."""
+    places = dict.fromkeys(p for folder in folders for p in (folder, *folder.parents))
+    for place in places:
         try:
             fd = os.open(place, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError:
