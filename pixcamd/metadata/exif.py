@@ -8,7 +8,6 @@ embedded in the block (maker-note previews) is zeroed too. All offsets stay vali
 
 from __future__ import annotations
 
-import contextlib
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -238,8 +237,18 @@ def check_exif(tiff: bytes) -> list[str]:
 
 
 def _sub_ifd(t: _Tiff, parent: _Ifd | None, tag: int) -> _Ifd | None:
+    """The directory ``parent``'s (first) ``tag`` link leads to, if it reads."""
     entry = parent.get(tag) if parent else None
-    offset = t.pointer(entry) if entry else None
+    return _linked(t, entry, tag) if entry else None
+
+
+def _sub_ifds(t: _Tiff, parent: _Ifd, tag: int) -> list[_Ifd]:
+    """Every directory ``parent`` links with ``tag`` (once, or more in a malformed block)."""
+    return [d for e in parent.entries if e.tag == tag and (d := _linked(t, e, tag)) is not None]
+
+
+def _linked(t: _Tiff, entry: _Entry, tag: int) -> _Ifd | None:
+    offset = t.pointer(entry)
     if not offset:
         return None
     try:
@@ -349,17 +358,6 @@ def _zero_chain(
         for start, end in _ranges(t, [ifd, *subs]):  # its directory included
             _zero_unless_kept(t, start, end, spared)
         offset = following
-
-
-def _sub_ifds(t: _Tiff, parent: _Ifd, tag: int) -> list[_Ifd]:
-    """Every directory ``parent`` links with ``tag`` (once, or more in a malformed block)."""
-    found = []
-    for entry in (e for e in parent.entries if e.tag == tag):
-        offset = t.pointer(entry)
-        with contextlib.suppress(MetadataError, struct.error):
-            if offset:
-                found.append(t.ifd(offset, _POINTER_TAGS[tag]))
-    return found
 
 
 def _ranges(t: _Tiff, ifds: list[_Ifd | None]) -> list[tuple[int, int]]:
