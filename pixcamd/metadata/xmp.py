@@ -22,6 +22,12 @@ NS_GOOGLE_IMAGES = (
     "http://ns.google.com/photos/1.0/container/item/",
 )
 NS_GCAMERA = "http://ns.google.com/photos/1.0/camera/"
+# (namespace, property names) removed as images of the original or pointers to them
+IMAGE_PROPERTIES = (
+    (NS_XMP_GIMG, "image"),  # an xmpGImg:image anywhere (page images are said on their own)
+    *((uri, r"[\w.-]+") for uri in NS_GOOGLE_IMAGES),
+    (NS_GCAMERA, r"(?:MicroVideo|MotionPhoto)\w*"),
+)
 # Where a position is, whatever a namespace calls it: EXIF's GPS…, DJI's Latitude, Darwin
 # Core's decimalLatitude, a camera pose's EarthPosLatitude (exiftool's Location group)
 POSITION_NAMES = r"(?:(?:GPS|Gps|gps)\w*|\w*(?:[Ll]atitude|[Ll]ongitude|[Aa]ltitude)\w*)"
@@ -171,18 +177,10 @@ def patch_xmp(
                 "XMP page images (xmp:PageInfo) removed: they showed the unprotected photo"
             )
     images = 0
-    for prefix in _prefixes(text, NS_XMP_GIMG):  # an image anywhere else
-        text, n = _remove_properties(text, re.escape(prefix), "image", GONE)
-        images += n
-    for uri in NS_GOOGLE_IMAGES:
+    for uri, names in IMAGE_PROPERTIES:
         for prefix in _prefixes(text, uri):
-            text, n = _remove_properties(text, re.escape(prefix), r"[\w.-]+", GONE)
+            text, n = _remove_properties(text, re.escape(prefix), names, GONE)
             images += n
-    for prefix in _prefixes(text, NS_GCAMERA):
-        text, n = _remove_properties(
-            text, re.escape(prefix), r"(?:MicroVideo|MotionPhoto)\w*", GONE
-        )
-        images += n
     if images:
         notes.append(
             f"XMP images of the original and pointers to them removed (portrait, depth map, "
