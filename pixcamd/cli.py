@@ -14,6 +14,7 @@ from pixcamd.commands import model as model_command
 from pixcamd.commands import protect as protect_command
 from pixcamd.commands import score as score_command
 from pixcamd.commands import web as web_command
+from pixcamd.commands.progress import display
 from pixcamd.daemon import values as read
 from pixcamd.devices import resolve_device
 from pixcamd.enhance import STRENGTH
@@ -330,7 +331,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except PixcamdError as exc:
-        print(f"pixcamd: error: {exc}", file=sys.stderr)
+        # a file name in the message must neither drive the terminal nor forge a line
+        lines = "\n".join(display(line) for line in exc.lines())
+        print(f"pixcamd: error: {lines}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("pixcamd: interrupted", file=sys.stderr)

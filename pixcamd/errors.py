@@ -4,6 +4,11 @@
 class PixcamdError(Exception):
     """Base class; the CLI prints these as one clear line instead of a traceback."""
 
+    def lines(self) -> list[str]:
+        """The message as printed, line by line (each escaped on a terminal: a line break in a
+        file name is shown, never followed)."""
+        return [str(self)]
+
 
 class PhotoError(PixcamdError):
     """A file that cannot be read as a photo (missing, empty, not an image, truncated, too big)."""

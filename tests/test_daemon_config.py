@@ -241,6 +241,25 @@ def test_config_check_fails_with_exit_2_and_the_key(tmp_path, capsys):
     assert "outbox: " in capsys.readouterr().err
 
 
+def test_errors_escape_file_names_and_keep_one_problem_per_line(tmp_path, capsys):
+    """A folder name with an escape sequence or a newline (a sync peer's) must neither drive
+    the terminal nor forge a line of the message; the list of problems keeps its lines."""
+    odd = tmp_path / "a\x1b[2Jb\nfake: line"
+    odd.mkdir()
+    path = write(odd, 'inbox = "inbox"\noutbox = "inbox/out"\nsed = 1\n')
+    assert main(["config", "check", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "a\\x1b[2Jb\\nfake: line" in err
+    lines = err.splitlines()
+    assert lines[0] == "pixcamd: error: invalid configuration:"
+    assert len(lines) == 3 and "config.toml: sed: " in lines[1], lines
+    assert "config.toml: outbox: " in lines[2], lines
+    weights = str(odd / "KonCept512.pth")
+    assert main(["score", "--model", "koncept512", "--weights", weights, str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and len(err.splitlines()) == 1 and "weights not found at" in err
+
+
 def test_protection_mode_is_checked_and_changes_the_settings_fingerprint(tmp_path, brisque):
     from pixcamd.daemon.settings import build_settings, settings_fingerprint
 

@@ -33,7 +33,16 @@ LEDGER = "ledger.sqlite3"  # in the state dir
 
 
 class ConfigError(PixcamdError):
-    """A configuration that cannot be used; the message names each key and its problem."""
+    """A configuration that cannot be used; the message names each key and its problem —
+    several ``problems`` one per line under ``message``."""
+
+    def __init__(self, message: str, problems: list[str] | tuple[str, ...] = ()):
+        super().__init__(message + "".join(f"\n  {problem}" for problem in problems))
+        self.problems = list(problems)
+        self.head = message
+
+    def lines(self) -> list[str]:
+        return [self.head, *(f"  {problem}" for problem in self.problems)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -274,7 +283,7 @@ def validate(raw: dict[str, Any], source: Path | None = None) -> Config:
     if parsed(*FOLDER_KEYS):
         problems += [f"{where}{p}" for p in layout_problems(Folders(values, source))]
     if problems:
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+        raise ConfigError("invalid configuration:", problems)
     return Config(values, source)
 
 

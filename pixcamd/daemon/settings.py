@@ -119,7 +119,7 @@ def build_settings(config: Config, models, device: str):
     except ValueError as exc:  # said as validate() says every problem: FILE: key: problem
         where = f"{config.source}: " if config.source is not None else ""
         problem = str(exc).removeprefix("target ")
-        raise ConfigError(f"invalid configuration:\n  {where}target: {problem}") from None
+        raise ConfigError("invalid configuration:", [f"{where}target: {problem}"]) from None
 
 
 def weights_file(config: Config) -> Path:
