@@ -287,25 +287,32 @@ def test_a_rename_takes_its_record_along_only_from_a_record_of_its_content(ledge
     (a photo moved over another's name: that one's copy stays owned)."""
     ledger.offer("a.jpg", "S", 10, 1, FP)
     finish_done(ledger, "a.jpg")
-    moved = ledger.follow_rename(ledger.offer("b.jpg", "S", 10, 1, FP).row.id, "a.jpg")
+    gone = {"a.jpg"}.__contains__
+    moved, old = ledger.follow_rename(ledger.offer("b.jpg", "S", 10, 1, FP).row.id, "a.jpg", gone)
+    assert old == "a.jpg"
     assert (moved.path, moved.output, moved.duplicate_of) == ("b.jpg", "a.jpg", None)
     assert ledger.get("a.jpg") is None
     # c.jpg done with other content, then b.jpg moved over it: c keeps its own copy's record
     ledger.offer("c.jpg", "T", 10, 1, FP)
     finish_done(ledger, "c.jpg")
     over = ledger.offer("c.jpg", "S", 10, 2, FP).row  # c now holds b's content
-    kept = ledger.follow_rename(over.id, "b.jpg")
+    kept, old = ledger.follow_rename(over.id, "b.jpg", {"b.jpg"}.__contains__)
+    assert old is None
     assert (kept.path, kept.output, kept.duplicate_of) == ("c.jpg", "c.jpg", "b.jpg")
     assert ledger.get("b.jpg").output == "a.jpg"  # b's record is not taken either
     # the source's name now holds other content: its record is not the renamed photo's
     ledger.offer("d.jpg", "U", 10, 1, FP)
     finish_done(ledger, "d.jpg")
     other = ledger.offer("e.jpg", "S", 10, 1, FP).row
-    assert ledger.follow_rename(other.id, "d.jpg") is None  # none gone: protected anew
+    assert ledger.follow_rename(other.id, "d.jpg", {"d.jpg"}.__contains__) is None
+    # none gone: a copy of b.jpg (still there), or protected anew
+    assert ledger.follow_rename(other.id, "b.jpg", lambda path: False) is None
     # … unless a done record of this content lies at a path gone from the inbox: the copy
-    # that was renamed, whose record (and copy) the new path takes, no one's duplicate now
-    taken = ledger.follow_rename(other.id, "d.jpg", gone=lambda path: path == "c.jpg")
-    assert (taken.path, taken.output, taken.duplicate_of) == ("e.jpg", "c.jpg", None)
+    # that was renamed, whose record (and copy) the new path takes — still a duplicate of b.jpg,
+    # whose record is of this content too
+    taken, old = ledger.follow_rename(other.id, "d.jpg", gone=lambda path: path == "c.jpg")
+    assert old == "c.jpg"
+    assert (taken.path, taken.output, taken.duplicate_of) == ("e.jpg", "c.jpg", "b.jpg")
     assert ledger.get("c.jpg") is None
     assert ledger.get("d.jpg").sha256 == "U" and ledger.get("d.jpg").output == "d.jpg"
 

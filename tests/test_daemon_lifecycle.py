@@ -391,6 +391,38 @@ def test_a_second_config_on_the_same_record_is_refused_a_moved_outbox_followed(t
     assert note == f"the outbox was {first.outbox}: the record follows it to {moved.outbox}"
 
 
+def test_an_outbox_made_anew_while_the_daemon_runs_is_locked_again(tmp_path, brisque):
+    """The outbox lock is on a folder: one deleted and made anew is another folder, which a
+    second daemon could lock. The running daemon locks the new one before its next copy —
+    and where another daemon took it first, holds its queue, saying why, until it is free."""
+    first = make_config(tmp_path / "a")
+    second = make_config(tmp_path / "b", outbox=str(first.outbox))
+    with running(first, [brisque]):
+        first.outbox.rmdir()
+        first.outbox.mkdir()
+        noise_photo(first.inbox / "x.jpg", 1)
+        wait_for(lambda: finished(first, ["x.jpg"]), 30, "x")
+        refused = pytest.raises(PixcamdError, match="another pixcamd daemon")
+        with refused, running(second, [brisque]):
+            pass
+        shutil.rmtree(first.outbox)  # the uploader took everything, folder and all
+        first.outbox.mkdir()
+        with running(second, [brisque]):  # the other daemon is first to the new folder
+            noise_photo(first.inbox / "y.jpg", 2)
+
+            def held() -> bool:
+                said = [e.get("message", "") for e in events(first)
+                        if e["event"] == "outbox_unavailable"]  # fmt: skip
+                return any("another pixcamd daemon" in m for m in said)
+
+            wait_for(held, 30, "the queue held")
+            assert ledger_rows(first)["y.jpg"]["state"] == "queued"
+            assert not (first.outbox / "y.jpg").exists()
+        wait_for(lambda: finished(first, ["y.jpg"]), 30, "y once the other daemon stopped")
+    assert sorted(p.name for p in first.outbox.iterdir()) == ["y.jpg"]
+    assert ledger_rows(first)["y.jpg"]["output"] == "y.jpg"
+
+
 def test_one_outbox_takes_one_daemon_and_no_protect_run_beside_it(tmp_path, brisque, capsys):
     """Two configs with state dirs of their own on one outbox would each ship a copy of every
     photo both see: the second daemon is refused, and so is `protect` writing into the running

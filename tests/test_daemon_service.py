@@ -292,6 +292,50 @@ def test_a_copy_renamed_after_its_original_was_edited_keeps_its_own_copy(tmp_pat
     assert rows["P.jpg"]["output"] == "P.jpg"  # the edited photo's record stays its own
 
 
+def test_copies_renamed_beside_their_original_take_their_own_records_along(tmp_path, brisque):
+    """A copy renamed while its original stays in the inbox (as it is, or edited), and an album
+    renamed with a photo and its copy in it: each new name takes the record and the outbox copy
+    of the file it was — nothing is protected or shipped a second time. The copy-or-rename test
+    used to look only at the original's path: there, each was taken for a new copy."""
+    config = make_config(tmp_path)
+    inbox, outbox = config.inbox, config.outbox
+    noise_photo(inbox / "P.jpg", 1)
+    noise_photo(inbox / "album" / "Q.jpg", 3)
+    with running(config, [brisque]):
+        wait_for(lambda: finished(config, ["P.jpg", "album/Q.jpg"]), 30, "P and Q")
+        shutil.copy(inbox / "P.jpg", inbox / "X.jpg")
+        shutil.copy(inbox / "album" / "Q.jpg", inbox / "album" / "Q copy.jpg")
+        wait_for(lambda: finished(config, ["X.jpg", "album/Q copy.jpg"]), 30, "the copies")
+        copies = {p.relative_to(outbox).as_posix(): sha(p) for p in outbox.rglob("*.jpg")}
+        os.rename(inbox / "X.jpg", inbox / "Y.jpg")  # P still there, unchanged
+        wait_for(lambda: finished(config, ["Y.jpg"]), 30, "Y")
+        noise_photo(inbox / "P.jpg", 2)  # edited
+        wait_for(lambda: ledger_rows(config)["P.jpg"]["sha256"] == sha(inbox / "P.jpg")
+                 and finished(config, ["P.jpg"]), 30, "P again")  # fmt: skip
+        os.rename(inbox / "Y.jpg", inbox / "Z.jpg")  # P edited, still there
+        os.rename(inbox / "album", inbox / "album 2026")  # Q and its copy at once
+        moved = ["Z.jpg", "album 2026/Q.jpg", "album 2026/Q copy.jpg"]
+        wait_for(lambda: finished(config, moved), 30, "the renames")
+        time.sleep(1.0)  # anything queued by mistake would start now
+    rows = ledger_rows(config)
+    assert {path: rows[path]["output"] for path in moved} == {
+        "Z.jpg": "X.jpg",
+        "album 2026/Q.jpg": "album/Q.jpg",
+        "album 2026/Q copy.jpg": "album/Q copy.jpg",
+    }, rows
+    assert not {"X.jpg", "Y.jpg", "album/Q.jpg", "album/Q copy.jpg"} & set(rows)
+    assert rows["Z.jpg"]["duplicate_of"] is None  # its original is another photo now
+    assert rows["album 2026/Q copy.jpg"]["duplicate_of"] == "album 2026/Q.jpg"
+    for path in moved:
+        assert "started" not in event_names(config, path), path
+    # the outbox holds what it held, and P's new copy: nothing written for a rename
+    after = {p.relative_to(outbox).as_posix(): sha(p) for p in outbox.rglob("*.jpg")}
+    assert after.pop("P.jpg") != copies.pop("P.jpg")
+    assert after == copies
+    said = [e.get("message") for e in events(config) if e.get("path") == "Z.jpg"]
+    assert "renamed from Y.jpg: its copy X.jpg follows it; nothing written" in said, said
+
+
 def test_photos_whose_copies_would_share_a_name_each_get_their_own(tmp_path, brisque):
     """The first to arrive keeps the plain name, the next its full one; a photo really named
     like that pushes the last one to a numbered name; names that differ only in case are one

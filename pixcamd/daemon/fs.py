@@ -234,6 +234,43 @@ def lock_outbox(outbox: Path) -> int | None:
     )
 
 
+class OutboxLock:
+    """``lock_outbox`` kept on the folder that is the outbox now: one deleted and made anew
+    while the daemon runs (or a mount back over its mount point) is another folder, which
+    another daemon could lock — it is locked again before a copy goes in. ``renew`` says why
+    not where another daemon has it by then."""
+
+    def __init__(self, outbox: Path):
+        self.outbox = outbox
+        self.fd = lock_outbox(outbox)  # refused at start: PixcamdError
+        self._folder = _identity(outbox)  # the folder whose lock is decided (held or none)
+
+    def renew(self) -> str | None:
+        now = _identity(self.outbox)
+        if now is None or now == self._folder:  # gone (outbox_gone says so), or the same
+            return None
+        unlock(self.fd)
+        self.fd, self._folder = None, now
+        try:
+            self.fd = lock_outbox(self.outbox)
+        except PixcamdError as exc:
+            self._folder = None  # asked again at the next look: that daemon may stop
+            return str(exc)
+        return None
+
+    def release(self) -> None:
+        unlock(self.fd)
+        self.fd = None
+
+
+def _identity(folder: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def daemon_outbox(*folders: Path) -> str | None:
     """Why a copy must not be written into one of ``folders``: it is a running daemon's
     outbox, or inside one (the daemon mirrors the inbox's folders there) — None where none

@@ -283,15 +283,15 @@ class Intake:
             self.wake()
         elif offer.action == "duplicate":
             source = offer.row.duplicate_of
-            if os.path.lexists(self.config.inbox / source):  # a copy, not a rename
-                self.ledger.queue_copy(offer.row.id)
+            # renamed or moved (a record of its content lies where no file is now): that
+            # record, and its copy in the outbox, follow it
+            moved = self.ledger.follow_rename(offer.row.id, source, self._gone)
+            if moved is not None:
+                self.log.emit("duplicate", rel, renamed_note(source, moved))
+                return
+            self.ledger.queue_copy(offer.row.id)
+            if self._gone(source):  # the record under that name is of other content now
+                self.log.emit("queued", rel, f"same content as {source} had: protected anew")
+            else:  # a copy (the same photo in another album)
                 self.log.emit("queued", rel, f"same content as {source}: a copy of its own")
-                self.wake()
-            else:  # renamed or moved: its record, and its copy in the outbox, follow it
-                moved = self.ledger.follow_rename(offer.row.id, source, self._gone)
-                if moved is None:  # the record under that name is of other content now
-                    self.ledger.queue_copy(offer.row.id)
-                    self.log.emit("queued", rel, f"same content as {source} had: protected anew")
-                    self.wake()
-                else:
-                    self.log.emit("duplicate", rel, renamed_note(source, moved))
+            self.wake()

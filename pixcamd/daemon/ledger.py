@@ -334,25 +334,32 @@ class Ledger(DaemonRecord):
             )
             return self._get(db, row_id)
 
-    def follow_rename(self, row_id: int, source: str, gone=lambda path: False) -> Row | None:
-        """``row_id``'s photo is ``source`` renamed or moved (``source`` gone from the inbox):
-        the done record of this content at ``source`` — or, its photo edited since, one with a
-        copy of its own at a path that is ``gone`` (a copy of it, renamed) — stands under the
-        new path (copy, scores, decisions, id), whose own row goes: a photo arriving under the
-        old name later is a new one. A new path with a copy or decision of its own is finished
-        as a duplicate of ``source`` (of this content); None where no record can be followed
-        (nothing changed: the caller protects the photo anew)."""
+    def follow_rename(self, row_id: int, source: str, gone) -> tuple[Row, str | None] | None:
+        """``row_id``'s photo is a photo of its content renamed or moved: where a done record
+        of this content lies at a path that is ``gone`` from the inbox — ``source``'s (the
+        original's), or one with a copy of its own (a copy of it, renamed, its original still
+        there or edited since) — that record stands under the new path (copy, scores,
+        decisions, id), whose own row goes: a photo arriving under the old name later is a new
+        one. Of several gone (a whole album renamed), the one of the same file name, then
+        ``source``'s. A new path with a copy or decision of its own is finished as a duplicate
+        of ``source`` (of this content). Returns the row and the path whose record it took
+        (None for a duplicate), or None where no record can be followed (every one still in
+        the inbox: a copy, which the caller gives a copy of its own; or none of this content:
+        protected anew)."""
         with self._tx() as db:
             row = self._get(db, row_id)
             found = db.execute(
-                "SELECT id, path, output FROM photos WHERE state = 'done' AND sha256 = ? "
-                "AND path != ? ORDER BY path != ?, id",
-                (row.sha256, row.path, source),
+                "SELECT id, path, output, duplicate_of FROM photos WHERE state = 'done' "
+                "AND sha256 = ? AND path != ? ORDER BY id",
+                (row.sha256, row.path),
             ).fetchall()
             # another path's record only where it owns a copy (one that wrote none is no record
             # of a copy to follow)
-            old = next((r for r in found if r[1] == source or (r[2] and gone(r[1]))), None)
-            if old is None:  # the name holds another content's record now: not this photo's
+            gone_ones = [r for r in found if (r[1] == source or r[2]) and gone(r[1])]
+            name = row.path.rpartition("/")[2]
+            gone_ones.sort(key=lambda r: (r[1].rpartition("/")[2] != name, r[1] != source))
+            old = gone_ones[0] if gone_ones else None
+            if old is None:
                 return None
             # a path that had a record of its own (a photo moved over another's name) keeps it:
             # its copy stays owned; the moved photo is then a duplicate of source, as before —
@@ -368,16 +375,17 @@ class Ledger(DaemonRecord):
                     finished_at=self.clock(),
                     error=None,
                 )
-                return self._get(db, row_id)
+                return self._get(db, row_id), None
             db.execute("DELETE FROM photos WHERE id = ?", (row_id,))
             fields = dict(path=row.path, size=row.size, mtime_ns=row.mtime_ns)
-            if old[1] != source:  # a copy renamed: it is its own photo now, no one's duplicate
+            if old[3] not in {r[1] for r in found}:
+                # a copy renamed whose original is edited or gone: no one's duplicate now
                 fields["duplicate_of"] = None
             self._update(db, old[0], **fields)
             db.execute(
                 "UPDATE photos SET duplicate_of = ? WHERE duplicate_of = ?", (row.path, old[1])
             )
-            return self._get(db, old[0])
+            return self._get(db, old[0]), old[1]
 
     def finish(self, row_id: int, state: str, **fields) -> Row:
         assert state in ("done", "unprotected", "failed")

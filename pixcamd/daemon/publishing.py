@@ -16,7 +16,7 @@ import errno
 import hashlib
 import os
 
-from pixcamd.daemon.fs import outbox_gone
+from pixcamd.daemon.fs import OutboxLock, outbox_gone
 from pixcamd.daemon.ledger_row import Row
 from pixcamd.daemon.publication import (
     commit_publication,
@@ -73,16 +73,18 @@ def _short(folder, needed: int) -> str | None:
     return None
 
 
-def renamed_note(source: str, moved: Row) -> str:
-    """What a rename did, said in the log (``Ledger.follow_rename``)."""
-    if moved.duplicate_of is None:
+def renamed_note(source: str, followed: tuple[Row, str | None]) -> str:
+    """What a rename did, said in the log (``Ledger.follow_rename``'s answer)."""
+    moved, old_path = followed
+    if old_path is not None:
         copy = f"its copy {moved.output}" if moved.output else "its record"
-        return f"renamed from {source}: {copy} follows it; nothing written"
+        return f"renamed from {old_path}: {copy} follows it; nothing written"
     return f"same content as {source} (renamed); nothing written"
 
 
 class Publisher:
     _outbox_away: str | None = None  # why the outbox is not there, once said
+    outbox_lock: OutboxLock | None = None  # the service's; renewed on an outbox made anew
     _room_needed: int = 0  # bytes a copy needed where it could not be written (0: no block)
 
     def out_of_room(self, needed: int) -> None:
@@ -112,11 +114,17 @@ class Publisher:
         self.log.emit("outbox_back", None, f"room in {self.outbox} again; protecting again")
         return True
 
+    def _outbox_gone(self) -> str | None:
+        why = outbox_gone(self.outbox, self.outbox_mount)
+        if why is None and self.outbox_lock is not None:
+            why = self.outbox_lock.renew()
+        return why
+
     def outbox_ready(self) -> bool:
         """Whether copies can be written to the outbox now; said once when it goes away (or
         fills up) and once when it is back. Checked before a photo is taken from the queue: a
         photo protected for an outbox that is gone would spend an attempt on it."""
-        why = outbox_gone(self.outbox, self.outbox_mount)
+        why = self._outbox_gone()
         if why != self._outbox_away:
             if why is not None:
                 self.log.emit(
@@ -160,14 +168,14 @@ class Publisher:
         if source == row.path or row.budget:
             # retried: the donor is a copy of this very photo, or a stronger attempt was asked
             return False
-        if not os.path.lexists(self.inbox / source):
-            moved = self.ledger.follow_rename(
-                row.id, source, lambda path: not os.path.lexists(self.inbox / path)
-            )
-            if moved is None:  # the record under that name is of other content now
-                return False
+        moved = self.ledger.follow_rename(
+            row.id, source, lambda path: not os.path.lexists(self.inbox / path)
+        )
+        if moved is not None:  # renamed or moved: its record and copy follow it
             self.log.emit("duplicate", row.path, renamed_note(source, moved))
             return True
+        if not os.path.lexists(self.inbox / source):  # its name holds other content now
+            return False
         donor = original if original.output else self.ledger.get(source)
         if donor is None or donor.fingerprint != self.fingerprint:
             # bytes made with other settings (another model, other platforms) are not what
@@ -211,7 +219,7 @@ class Publisher:
         """Stage, record, rename into the outbox (``commit_publication``) — never once a hard
         abandon has declared this worker dead."""
         staged = self.tmp_dir / f"stage-{row.id}-{row.attempts}.jpg"
-        why = outbox_gone(self.outbox, self.outbox_mount)  # never made anew where it was
+        why = self._outbox_gone()  # never made anew where it was
         if why is not None:
             raise OSError(f"{self.outbox}: {why}")
         with self.commit_lock:

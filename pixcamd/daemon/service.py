@@ -20,7 +20,7 @@ from typing import TextIO
 
 from pixcamd.daemon.config import Config, record_folders
 from pixcamd.daemon.events import EventLog
-from pixcamd.daemon.fs import choose_tmp_dir, lock_outbox, lock_state_dir, unlock, writable_folder
+from pixcamd.daemon.fs import OutboxLock, choose_tmp_dir, lock_state_dir, unlock, writable_folder
 from pixcamd.daemon.intake import Intake
 from pixcamd.daemon.ledger import Ledger
 from pixcamd.daemon.notify import Notifier
@@ -64,7 +64,7 @@ class Daemon:
         self.intake: Intake | None = None  # the watcher, scans and settling, once started
         self.worker: Worker | None = None
         self._lock_fd: int | None = None
-        self._outbox_fd: int | None = None
+        self._outbox_lock: OutboxLock | None = None
         self._pid_recorded = False  # set once this start wrote its pid: then it clears it
         self.log: EventLog | None = None  # once the ledger is open
         self.clean_exit = True  # False: a photo would not unwind; its thread may still run
@@ -95,7 +95,7 @@ class Daemon:
     def _start(self) -> None:
         config = self.config
         self.tmp_dir = choose_tmp_dir(config)  # makes a missing outbox
-        self._outbox_fd = lock_outbox(config.outbox)
+        self._outbox_lock = OutboxLock(config.outbox)
         self.ledger = Ledger(config.ledger_path)
         self.log = EventLog(config.log_file, self.ledger, self.stream)
         moved = record_folders(config, self.ledger.daemon_facts(), self.ledger.recent_outputs())
@@ -182,6 +182,7 @@ class Daemon:
             )
         else:
             self.worker = Worker(*args, self.tmp_dir, **kwargs)
+        self.worker.outbox_lock = self._outbox_lock
         self.worker.start()
         self.intake.start_observer()
         self._start_timers()
@@ -473,7 +474,8 @@ class Daemon:
         if clean:
             self.ledger.close()
         self._closed = True
-        unlock(self._outbox_fd)
+        if self._outbox_lock is not None:
+            self._outbox_lock.release()
         unlock(self._lock_fd)
         return clean
 
@@ -494,6 +496,7 @@ class Daemon:
                 self.ledger.set_daemon(pid=None, stopped_at=time.time(), status="did not start")
         with contextlib.suppress(Exception):
             self.ledger.close()
-        unlock(self._outbox_fd)
+        if self._outbox_lock is not None:
+            self._outbox_lock.release()
         unlock(self._lock_fd)
         self._closed = True
