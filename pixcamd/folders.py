@@ -24,6 +24,7 @@ import hashlib
 import os
 import stat
 import time
+import unicodedata
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -208,7 +209,10 @@ class FolderRun:
                 self.again[row.id] = self._why_again(earlier)
             if offer.action == "duplicate":  # the same photo under another name: its own copy
                 donor = self.ledger.get(row.duplicate_of)
-                if not self._copy_from(row, donor):
+                if self._respelled(key, donor):  # one name: its record, and copy, follow it
+                    gone = {donor.path}.__contains__
+                    self._report_earlier(self.ledger.follow_rename(row.id, donor.path, gone)[0])
+                elif not self._copy_from(row, donor):
                     todo.append(self.ledger.queue_copy(row.id).id)
             elif row.state == "failed" or row.state == "queued":
                 todo.append(row.id)  # new, changed, or failed last time: (again) now
@@ -230,6 +234,18 @@ class FolderRun:
         if recorded == self.settings_key:
             return "pixcamd's search changed since (the same settings)"
         return "the settings changed"
+
+    @staticmethod
+    def _respelled(key: str, donor: Row | None) -> bool:
+        """``donor`` is this photo under its name spelled otherwise — its accents composed or
+        decomposed (a Mac's sync rewrites é as e + ◌́) — and gone under that spelling: one
+        name (docs/folder-runs.md), not a photo copied under another."""
+        if donor is None or unicodedata.normalize("NFC", donor.path) != unicodedata.normalize(
+            "NFC", key
+        ):
+            return False
+        recorded = (donor.report or {}).get("source")
+        return isinstance(recorded, str) and not os.path.lexists(recorded)
 
     def _copy_from(self, row: Row, donor: Row | None) -> bool:
         """Publish the copy already made for the same bytes under another name, if it is

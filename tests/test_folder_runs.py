@@ -226,6 +226,31 @@ def test_copy_names_that_differ_only_in_case_or_accent_form_are_one_name(tmp_pat
     assert code == 0 and summary["from_earlier_run"] == 5 and copies(outdir) == before
 
 
+def test_a_name_a_sync_respelled_keeps_its_record_and_copy(tmp_path, capsys):
+    """A Mac's sync rewrites café (é composed) as cafe + ◌́: the same name, so a run after it
+    finds the photo done with its copy — not a second copy beside the first. A photo of the
+    same bytes under another name is still a copy of its own."""
+    root = tmp_path / "trip"
+    root.mkdir()
+    composed, decomposed = "caf\u00e9.png", "cafe\u0301.png"
+    synthetic_photo(640, 480, 5).save(root / composed)
+    outdir = tmp_path / "out"
+    code, _, summary, err = run(capsys, root, "--outdir", outdir, *FAST)
+    assert code == 0 and summary["protected"] == 1, err
+    before = copies(outdir)
+    assert list(before) == ["trip/caf\u00e9.jpg"]
+    os.rename(root / composed, root / decomposed)
+    code, reports, summary, err = run(capsys, root, "--outdir", outdir, *FAST)
+    assert code == 0 and summary["from_earlier_run"] == 1, err
+    assert reports[0]["earlier"] and reports[0]["output"] == str(outdir / "trip/caf\u00e9.jpg")
+    assert copies(outdir) == before
+    os.link(root / decomposed, root / "renamed.png")  # a photo under another name
+    code, _, summary, err = run(capsys, root, "--outdir", outdir, *FAST)
+    assert code == 0 and summary["from_earlier_run"] == 1, err
+    assert sorted(copies(outdir)) == ["trip/caf\u00e9.jpg", "trip/renamed.jpg"]
+    assert {k: v for k, v in copies(outdir).items() if k in before} == before
+
+
 def test_plain_lines_when_not_a_terminal_and_ctrl_c_stops_cleanly(tmp_path):
     """A real ``pixcamd protect`` process: lines on a pipe; SIGINT mid-run leaves no partial
     file and the same command continues where it stopped."""
