@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pixcamd.daemon.fs import sha256_file
+from pixcamd.daemon.fs import LockHeld, hold_lock, sha256_file
 from pixcamd.daemon.ledger import Ledger
 from pixcamd.daemon.ledger_file import FOLDER_FRESH
 from pixcamd.daemon.ledger_row import Row, name_key
@@ -89,6 +89,24 @@ def make_outdir(outdir: Path) -> None:
     except OSError as exc:
         raise PixcamdError(
             f"{outdir}: cannot create the output folder ({exc.strerror or exc})"
+        ) from None
+
+
+def lock_outdir(outdir: Path) -> int:
+    """One folder run per outdir at a time: two (a run re-started while the first still
+    runs, a cron job over a manual one) would each protect every photo and sweep each
+    other's staged copies. The lock is the caller's to release (``unlock``)."""
+    try:
+        return hold_lock(outdir / STATE_DIR / "run.lock")
+    except LockHeld as held:
+        raise PixcamdError(
+            f"{outdir}: another pixcamd protect (pid {held.pid}) is protecting into this "
+            "--outdir now; wait until it ends (run the same command again then: it continues "
+            "where that one stops), or protect into another --outdir"
+        ) from None
+    except OSError as exc:
+        raise PixcamdError(
+            f"{outdir}: cannot lock the output folder ({exc.strerror or exc})"
         ) from None
 
 

@@ -251,9 +251,10 @@ def test_a_name_a_sync_respelled_keeps_its_record_and_copy(tmp_path, capsys):
     assert {k: v for k, v in copies(outdir).items() if k in before} == before
 
 
-def test_plain_lines_when_not_a_terminal_and_ctrl_c_stops_cleanly(tmp_path):
-    """A real ``pixcamd protect`` process: lines on a pipe; SIGINT mid-run leaves no partial
-    file and the same command continues where it stopped."""
+def test_plain_lines_when_not_a_terminal_and_ctrl_c_stops_cleanly(tmp_path, capsys):
+    """A real ``pixcamd protect`` process: lines on a pipe; a second run into its outdir
+    meanwhile is refused; SIGINT mid-run leaves no partial file and the same command continues
+    where it stopped."""
     root = tmp_path / "big"
     root.mkdir()
     for k, seed in enumerate((0, 1, 2, 7)):
@@ -274,7 +275,10 @@ def test_plain_lines_when_not_a_terminal_and_ctrl_c_stops_cleanly(tmp_path):
     )
     first = proc.stdout.readline()  # the first photo's line: then interrupt the second
     assert "PROTECTED" in first and "→" in first, first
-    time.sleep(1.0)
+    # two runs would each protect every photo and sweep each other's staged copies
+    assert main(["protect", str(root), "--outdir", str(outdir), *FAST]) == 2
+    said = capsys.readouterr().err
+    assert f"another pixcamd protect (pid {proc.pid}) is protecting into this" in said, said
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err

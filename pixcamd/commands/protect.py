@@ -13,13 +13,13 @@ import torch
 
 from pixcamd.commands.progress import RunProgress
 from pixcamd.commands.stopping import sigterm_as_interrupt
-from pixcamd.daemon.fs import daemon_outbox
+from pixcamd.daemon.fs import daemon_outbox, unlock
 from pixcamd.daemon.settings import settings_fingerprint, settings_key
 from pixcamd.enhance import STRENGTH
 from pixcamd.errors import PixcamdError
 from pixcamd.executors import JobOptions, LocalExecutor, Task
 from pixcamd.folder_plan import plan_sources
-from pixcamd.folders import STATE_DIR, FolderRun, Interrupted, Tally, make_outdir
+from pixcamd.folders import STATE_DIR, FolderRun, Interrupted, Tally, lock_outdir, make_outdir
 from pixcamd.models import load_model
 from pixcamd.output import atomic_write, check_destination
 from pixcamd.settings import EPSILON_CAP, make_settings
@@ -80,6 +80,15 @@ def run(args) -> int:
         folders = {""} | {s.copy.rpartition("/")[0] for s in plan.sources}
         _not_a_daemon_s(*(Path(os.path.realpath(Path(args.outdir) / f)) for f in sorted(folders)))
         make_outdir(args.outdir)  # the run's first write: a folder that cannot be made, now
+        run_lock = lock_outdir(args.outdir)  # another run into it: said before the models load
+        try:
+            return _protect(args, inputs, strength, plan)
+        finally:
+            unlock(run_lock)
+    return _protect(args, inputs, strength, plan)
+
+
+def _protect(args, inputs: list[Path], strength: float, plan) -> int:
     models = [load_model(name, args.weights, args.device) for name in args.model]
     for model in models:
         print(f"model {model.name} ({model.fingerprint})", file=sys.stderr)

@@ -184,22 +184,38 @@ def writable_folder(folder: Path) -> None:
         pass
 
 
-def lock_state_dir(state_dir: Path) -> int:
-    """One daemon per state dir: an flock the kernel drops when the process dies."""
-    path = state_dir / "daemon.lock"
+class LockHeld(Exception):
+    """``hold_lock``'s file is another process's; ``pid`` as that one wrote it."""
+
+    def __init__(self, pid: str):
+        super().__init__(pid)
+        self.pid = pid
+
+
+def hold_lock(path: Path) -> int:
+    """An flock on ``path`` (made where missing) that the kernel drops when the process
+    dies, this pid written in it for the next one to name; ``LockHeld`` where it is held."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
         os.close(fd)
-        raise PixcamdError(
-            f"another pixcamd daemon (pid {holder}) is using the state dir {state_dir}; a "
-            "second config needs a state_dir of its own"
-        ) from None
+        raise LockHeld(holder) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
+
+
+def lock_state_dir(state_dir: Path) -> int:
+    """One daemon per state dir."""
+    try:
+        return hold_lock(state_dir / "daemon.lock")
+    except LockHeld as held:
+        raise PixcamdError(
+            f"another pixcamd daemon (pid {held.pid}) is using the state dir {state_dir}; a "
+            "second config needs a state_dir of its own"
+        ) from None
 
 
 # `protect`'s shared look at a lock lasts microseconds, a daemon's its whole life
