@@ -100,7 +100,7 @@ def lock_outdir(outdir: Path) -> int:
         return hold_lock(outdir / STATE_DIR / "run.lock")
     except LockHeld as held:
         raise PixcamdError(
-            f"{outdir}: another pixcamd protect (pid {held.pid}) is protecting into this "
+            f"{outdir}: {held.who('pixcamd protect')} is protecting into this "
             "--outdir now; wait until it ends (run the same command again then: it continues "
             "where that one stops), or protect into another --outdir"
         ) from None

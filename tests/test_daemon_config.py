@@ -207,7 +207,7 @@ def test_tmp_dir_falls_back_beside_the_outbox_on_another_mount(tmp_path):
         config = load_config(
             write(tmp_path, f'inbox = "inbox"\noutbox = "out"\nstate_dir = "{state}"\n')
         )
-        assert choose_tmp_dir(config) == tmp_path / ".pixcamd-tmp"
+        assert choose_tmp_dir(config) == tmp_path / ".pixcamd-tmp-out"  # one per outbox
         config = config.replace(tmp_dir=os.path.join(state, "t"))
         with pytest.raises(ConfigError, match=r"on the outbox.s mount"):
             choose_tmp_dir(config)

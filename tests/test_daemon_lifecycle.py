@@ -33,6 +33,7 @@ from test_daemon_support import (
 from web_support import cli
 
 from pixcamd.cli import main
+from pixcamd.daemon.fs import beside_outbox
 from pixcamd.daemon.ledger import Ledger
 from pixcamd.errors import PixcamdError
 
@@ -421,6 +422,26 @@ def test_an_outbox_made_anew_while_the_daemon_runs_is_locked_again(tmp_path, bri
         wait_for(lambda: finished(first, ["y.jpg"]), 30, "y once the other daemon stopped")
     assert sorted(p.name for p in first.outbox.iterdir()) == ["y.jpg"]
     assert ledger_rows(first)["y.jpg"]["output"] == "y.jpg"
+
+
+def test_one_temp_folder_takes_one_daemon(tmp_path, brisque):
+    """Each daemon empties its temp folder at start and stages copies under its own row
+    numbers: two configs given one tmp_dir would delete or publish each other's copies. The
+    second is refused, naming the key; where none is set, two outboxes side by side (the
+    state dirs on another mount) get a temp folder each."""
+    shared = str(tmp_path / "staging")
+    first = make_config(tmp_path / "a", tmp_dir=shared)
+    second = make_config(tmp_path / "b", tmp_dir=shared)
+    refused = pytest.raises(PixcamdError)
+    with running(first, [brisque]), refused, running(second, [brisque]):
+        pass
+    why = str(refused.excinfo.value)
+    assert why.startswith(f"tmp_dir: another pixcamd daemon (pid {os.getpid()}) stages its"), why
+    assert "give this config a tmp_dir of its own" in why
+    a = make_config(tmp_path / "c", outbox=str(tmp_path / "out" / "a"))
+    b = make_config(tmp_path / "d", outbox=str(tmp_path / "out" / "b"))
+    assert beside_outbox(a.outbox) != beside_outbox(b.outbox)
+    assert beside_outbox(a.outbox).parent == tmp_path / "out"
 
 
 def test_one_outbox_takes_one_daemon_and_no_protect_run_beside_it(tmp_path, brisque, capsys):

@@ -136,8 +136,10 @@ def choose_tmp_dir(config: Config, create: bool = True) -> Path:
     """Where copies are staged before the atomic rename into the outbox (docs/daemon.md).
 
     ``tmp_dir`` when configured; otherwise ``<state_dir>/tmp`` if it is on the outbox's mount,
-    else the hidden sibling ``<outbox>/../.pixcamd-tmp``. Never inside the outbox, where an
-    uploader would see half-written files. ``ConfigError`` if the choice cannot work.
+    else the hidden sibling ``<outbox>/../.pixcamd-tmp-<outbox's name>`` — one per outbox:
+    two daemons whose outboxes share a folder must not share one (``lock_tmp_dir``). Never
+    inside the outbox, where an uploader would see half-written files. ``ConfigError`` if the
+    choice cannot work.
     """
     outbox = config.outbox
     if create:
@@ -145,7 +147,7 @@ def choose_tmp_dir(config: Config, create: bool = True) -> Path:
     candidates = (
         [config.tmp_dir_setting]
         if config.tmp_dir_setting is not None
-        else [config.state_dir / "tmp", outbox.resolve().parent / ".pixcamd-tmp"]
+        else [config.state_dir / "tmp", beside_outbox(outbox)]
     )
     for candidate in candidates:
         if inside(candidate.resolve(), outbox.resolve()):
@@ -176,6 +178,13 @@ def choose_tmp_dir(config: Config, create: bool = True) -> Path:
     )
 
 
+def beside_outbox(outbox: Path) -> Path:
+    """The temp folder beside ``outbox`` (``choose_tmp_dir``), its name within 255 bytes."""
+    where = outbox.resolve()
+    name = where.name.encode()[:200].decode(errors="ignore")
+    return where.parent / f".pixcamd-tmp-{name}"
+
+
 def writable_folder(folder: Path) -> None:
     """Make ``folder`` and prove a file can be written in it (a permission check would pass
     root by an immutable or read-only mount); OSError if not."""
@@ -185,11 +194,14 @@ def writable_folder(folder: Path) -> None:
 
 
 class LockHeld(Exception):
-    """``hold_lock``'s file is another process's; ``pid`` as that one wrote it."""
+    """A lock another process holds; ``pid`` as it is known ("" where not)."""
 
     def __init__(self, pid: str):
         super().__init__(pid)
         self.pid = pid
+
+    def who(self, what: str = "pixcamd daemon") -> str:
+        return f"another {what}{f' (pid {self.pid})' if self.pid else ''}"
 
 
 def hold_lock(path: Path) -> int:
@@ -199,7 +211,7 @@ def hold_lock(path: Path) -> int:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
         os.close(fd)
         raise LockHeld(holder) from None
     os.ftruncate(fd, 0)
@@ -213,8 +225,8 @@ def lock_state_dir(state_dir: Path) -> int:
         return hold_lock(state_dir / "daemon.lock")
     except LockHeld as held:
         raise PixcamdError(
-            f"another pixcamd daemon (pid {held.pid}) is using the state dir {state_dir}; a "
-            "second config needs a state_dir of its own"
+            f"{held.who()} is using the state dir {state_dir}; a second config needs a "
+            "state_dir of its own"
         ) from None
 
 
@@ -222,15 +234,14 @@ def lock_state_dir(state_dir: Path) -> int:
 LOCK_TRIES, LOCK_PAUSE = 20, 0.05
 
 
-def lock_outbox(outbox: Path) -> int | None:
-    """One daemon per outbox too, whatever its state dir: two would each ship a copy of every
-    photo they both see. An flock on the folder itself — nothing is written into a folder
-    whose every file goes out — that the kernel drops when the process dies. None where the
-    file system cannot lock a folder (some network shares): the state dir's lock is all there
-    is then."""
+def lock_folder(folder: Path) -> int | None:
+    """An flock on ``folder`` itself — nothing is written into it for the lock — that the
+    kernel drops when the process dies; ``LockHeld`` where another process holds it. None
+    where the file system cannot lock a folder (some network shares), or this user may write
+    the folder but not read it (a drop box): no lock there."""
     try:
-        fd = os.open(outbox, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except PermissionError:  # a drop box this user may write but not read: no lock there
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except PermissionError:
         return None
     for _ in range(LOCK_TRIES):
         try:
@@ -243,11 +254,33 @@ def lock_outbox(outbox: Path) -> int | None:
             return None
     holder = lock_holder(fd)
     os.close(fd)
-    raise PixcamdError(
-        f"another pixcamd daemon{f' (pid {holder})' if holder else ''} publishes to the "
-        f"outbox {outbox} from a state dir of its own: both would ship a copy of every "
-        "photo; give this config an outbox of its own"
-    )
+    raise LockHeld(str(holder) if holder else "")
+
+
+def lock_outbox(outbox: Path) -> int | None:
+    """One daemon per outbox too, whatever its state dir: two would each ship a copy of every
+    photo they both see. Where the outbox cannot be locked, the state dir's lock is all there
+    is."""
+    try:
+        return lock_folder(outbox)
+    except LockHeld as held:
+        raise PixcamdError(
+            f"{held.who()} publishes to the outbox {outbox} from a state dir of its own: both "
+            "would ship a copy of every photo; give this config an outbox of its own"
+        ) from None
+
+
+def lock_tmp_dir(tmp_dir: Path) -> int | None:
+    """One daemon per temp folder: each empties it at start and stages copies under its own
+    row numbers, so two (one ``tmp_dir`` in two configs) would delete or publish each other's
+    copies."""
+    try:
+        return lock_folder(tmp_dir)
+    except LockHeld as held:
+        raise PixcamdError(
+            f"tmp_dir: {held.who()} stages its copies in {tmp_dir}: both would delete or "
+            "publish each other's; give this config a tmp_dir of its own"
+        ) from None
 
 
 class OutboxLock:

@@ -100,8 +100,8 @@ SCHEMA: tuple[Option, ...] = (
         "",
         "Where copies are written and checked before they are renamed into the outbox; it must "
         'be on the same mount as the outbox and is emptied at start-up. "" = <state_dir>/tmp '
-        "when that is on the outbox's mount, else .pixcamd-tmp beside the outbox "
-        "(<outbox>/../.pixcamd-tmp).",
+        "when that is on the outbox's mount, else a hidden folder beside the outbox "
+        "(<outbox>/../.pixcamd-tmp-<outbox's name>). One daemon per temp folder.",
         read.path(False),
     ),
     Option(

@@ -20,7 +20,14 @@ from typing import TextIO
 
 from pixcamd.daemon.config import Config, record_folders
 from pixcamd.daemon.events import EventLog
-from pixcamd.daemon.fs import OutboxLock, choose_tmp_dir, lock_state_dir, unlock, writable_folder
+from pixcamd.daemon.fs import (
+    OutboxLock,
+    choose_tmp_dir,
+    lock_state_dir,
+    lock_tmp_dir,
+    unlock,
+    writable_folder,
+)
 from pixcamd.daemon.intake import Intake
 from pixcamd.daemon.ledger import Ledger
 from pixcamd.daemon.notify import Notifier
@@ -65,6 +72,7 @@ class Daemon:
         self.worker: Worker | None = None
         self._lock_fd: int | None = None
         self._outbox_lock: OutboxLock | None = None
+        self._tmp_fd: int | None = None
         self._pid_recorded = False  # set once this start wrote its pid: then it clears it
         self.log: EventLog | None = None  # once the ledger is open
         self.clean_exit = True  # False: a photo would not unwind; its thread may still run
@@ -96,6 +104,7 @@ class Daemon:
         config = self.config
         self.tmp_dir = choose_tmp_dir(config)  # makes a missing outbox
         self._outbox_lock = OutboxLock(config.outbox)
+        self._tmp_fd = lock_tmp_dir(self.tmp_dir)  # before anything is swept from it
         self.ledger = Ledger(config.ledger_path)
         self.log = EventLog(config.log_file, self.ledger, self.stream)
         moved = record_folders(config, self.ledger.daemon_facts(), self.ledger.recent_outputs())
@@ -476,6 +485,7 @@ class Daemon:
         self._closed = True
         if self._outbox_lock is not None:
             self._outbox_lock.release()
+        unlock(self._tmp_fd)
         unlock(self._lock_fd)
         return clean
 
@@ -498,5 +508,6 @@ class Daemon:
             self.ledger.close()
         if self._outbox_lock is not None:
             self._outbox_lock.release()
+        unlock(self._tmp_fd)
         unlock(self._lock_fd)
         self._closed = True
