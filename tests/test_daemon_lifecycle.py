@@ -17,6 +17,7 @@ import time
 
 import pytest
 from test_daemon_support import (
+    ROOT,
     crashed,
     events,
     finished,
@@ -111,7 +112,7 @@ def test_a_copy_taken_back_is_not_published_again_by_a_settings_change(tmp_path)
         ledger.offer("a.jpg", "h1", 10, 1, "fp-1")
         row = ledger.claim_next()
         ledger.finish(row.id, "unprotected", output="a.jpg", error="not protected")
-        taken = ledger.take(row.id, ("unprotected",))
+        taken = ledger.take(row.id, ("unprotected",), {"state": "unprotected"})
         ledger.release(taken.id, "unprotected", output=None, decision={"action": "removed"})
         offer = ledger.offer("a.jpg", "h1", 10, 1, "fp-2")  # e.g. another epsilon, reloaded
         assert offer.action == "unchanged" and offer.row.state == "unprotected"
@@ -614,6 +615,61 @@ def test_a_photo_synced_back_after_it_vanished_replaces_its_own_copy(tmp_path, b
     assert sorted(p.name for p in config.outbox.iterdir()) == ["a.jpg"]
     assert (config.outbox / "a.jpg").read_bytes() != first
     assert not said(config, "photo_note")
+
+
+def killed_deciding(config, decision: str, at: str, path: str) -> None:
+    """``pixcamd DECISION PATH`` in a process of its own, SIGKILLed at ``at`` (a name in
+    pixcamd.daemon.decisions it calls mid-way): what a crash, the OOM killer or a power cut
+    leaves of a person's decision."""
+    code = (
+        "import os, sys, pixcamd.daemon.decisions as d\n"
+        f"setattr(d, {at!r}, lambda *a, **k: os.kill(os.getpid(), 9))\n"
+        "from pixcamd.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))"
+    )
+    argv = [decision, "--config", str(config.source), path]
+    done = subprocess.run([sys.executable, "-c", code, *argv], cwd=ROOT, capture_output=True)
+    assert done.returncode == -9, done.stderr
+    assert ledger_rows(config)[path]["state"] == "processing"  # as the crash left it
+
+
+def test_a_decision_a_crash_interrupts_is_finished_or_undone_never_taken_for_a_protection(
+    tmp_path, brisque, capsys
+):
+    """A `remove` killed once the copy is deleted used to leave its row as a protection cut
+    short: the daemon's next start protected the photo again and put the removed copy back
+    in the outbox; an interrupted `ship` protected it again too. The removal is finished (at
+    the daemon's start, or by the next `remove`), the ship undone: held back, as before."""
+    config = make_config(
+        tmp_path, epsilon=0, epsilon_cap=0, hold_dir=str(tmp_path / "held")
+    )  # a zero budget: the real photo stays unprotected, held back
+    noise_photo(config.inbox / "a.jpg", 1)
+    noise_photo(config.inbox / "b.jpg", 2)
+    real_photo(config.inbox / "good.jpg")
+    with running(config, [brisque]):
+        wait_for(lambda: finished(config, ["a.jpg", "b.jpg", "good.jpg"]), 60, "three photos")
+    killed_deciding(config, "remove", "fsync_dir", "a.jpg")  # after the copy is deleted
+    killed_deciding(config, "remove", "fsync_dir", "b.jpg")
+    killed_deciding(config, "ship", "commit_publication", "good.jpg")  # before it is written
+    assert not (config.outbox / "a.jpg").exists() and not (config.outbox / "b.jpg").exists()
+    code, out = cli(capsys, config, "remove", "b.jpg")  # the next `remove` finishes it
+    assert code == 0, out
+    with running(config, [brisque]):
+        wait_for(lambda: ledger_rows(config)["good.jpg"]["state"] != "processing", 30, "start")
+        time.sleep(1.0)  # anything queued by mistake would start now
+    rows = ledger_rows(config)
+    for path in ("a.jpg", "b.jpg"):
+        assert rows[path]["state"] == "done" and rows[path]["output"] is None, rows[path]
+        assert json.loads(rows[path]["decision"])["action"] == "removed"
+    assert sorted(p.name for p in config.outbox.iterdir()) == []  # nothing put back
+    held = rows["good.jpg"]
+    assert held["state"] == "unprotected" and held["output"] is None and held["held"], held
+    assert ledger_events(config).count("started") == 3  # none protected again
+    recovered = [m for e, m in ledger_messages(config) if e == "recovered"]
+    assert "its interrupted removal from the outbox was finished" in recovered, recovered
+    assert any(m.startswith("shipping it anyway was interrupted") for m in recovered)
+    code, out = cli(capsys, config, "ship", "good.jpg")  # and it can be shipped now
+    assert code == 0 and (config.outbox / "good.jpg").is_file(), out
 
 
 def test_the_daemon_s_scan_names_a_folder_it_cannot_read(tmp_path):

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from pixcamd.daemon.config import Config
-from pixcamd.daemon.fs import choose_tmp_dir, file_inside, fsync_dir, inside
+from pixcamd.daemon.fs import choose_tmp_dir, file_inside, fsync_dir, inside, is_pixcamd
 from pixcamd.daemon.ledger import Ledger
 from pixcamd.daemon.ledger_row import Row
 from pixcamd.daemon.publication import commit_publication, output_name
@@ -65,6 +65,7 @@ def _held_file(config: Config, row: Row) -> Path:
 def ship(config: Config, ledger: Ledger, row: Row, via: str, now: float | None = None) -> Row:
     """Publish a held-back photo's kept copy to the outbox: the person's decision."""
     now = time.time() if now is None else now
+    row = _after_a_crash(config, ledger, row)
     if row.state != "unprotected" or row.output:
         label = _STATES.get(row.state, row.state)
         if row.state == "failed" and row.output:  # gone from the inbox; its earlier copy stays
@@ -87,10 +88,10 @@ def ship(config: Config, ledger: Ledger, row: Row, via: str, now: float | None =
         )
     held = _held_file(config, row)
     data = held.read_bytes()
-    taken = ledger.take(row.id, ("unprotected",))
+    decision = {"action": "shipped", "at": now, "via": via, "held": row.held}
+    taken = ledger.take(row.id, ("unprotected",), _intent(row, decision))
     if taken is None:
         raise DecisionError(f"{row.path}: it changed meanwhile (retried or re-queued); look again")
-    decision = {"action": "shipped", "at": now, "via": via, "held": row.held}
     staged = None
     try:
         tmp = choose_tmp_dir(config)
@@ -136,24 +137,22 @@ def ship(config: Config, ledger: Ledger, row: Row, via: str, now: float | None =
 def remove(config: Config, ledger: Ledger, row: Row, via: str, now: float | None = None) -> Row:
     """Delete ``row``'s copy from the outbox and forget it; the photo keeps its verdict."""
     now = time.time() if now is None else now
+    row = _after_a_crash(config, ledger, row)
+    if row.output is None and decided(row) == "removed" and row.state != "processing":
+        return row  # an interrupted removal of it, finished just now
     if row.state in ("queued", "processing"):
         raise DecisionError(f"{row.path}: it is being protected right now; try again after")
     if not row.output:
         raise DecisionError(f"{row.path}: it has no copy in the outbox")
-    outbox = Path(os.path.realpath(config.outbox))
-    target = config.outbox / row.output
-    # the folder the copy lies in, resolved; the file itself is never followed
-    parent = Path(os.path.realpath(target.parent))
-    if not inside(parent, outbox) or target.name in ("", ".", ".."):
-        raise DecisionError(f"{row.path}: its output {row.output} is not inside the outbox")
-    taken = ledger.take(row.id, (row.state,))
+    parent, name = _copy_place(config, row.path, row.output)
+    decision = {"action": "removed", "at": now, "via": via, "output": row.output}
+    taken = ledger.take(row.id, (row.state,), _intent(row, decision))
     if taken is None:
         raise DecisionError(f"{row.path}: it changed meanwhile (retried or re-queued); look again")
-    decision = {"action": "removed", "at": now, "via": via, "output": row.output}
     try:
         gone = True
         try:
-            (parent / target.name).unlink()
+            (parent / name).unlink()
             fsync_dir(parent)
         except FileNotFoundError:
             gone = False  # the uploader took it already
@@ -165,13 +164,84 @@ def remove(config: Config, ledger: Ledger, row: Row, via: str, now: float | None
                 f"({exc.strerror or exc}); it is still there"
             ) from None
         raise
-    done = ledger.release(row.id, row.state, output=None, decision=decision)
+    return _removed(ledger, row.id, row.path, row.state, decision, gone, now)
+
+
+def _removed(ledger, row_id, path, state, decision, gone, now) -> Row:
+    done = ledger.release(row_id, state, output=None, decision=decision)
     what = "removed from the outbox" if gone else "already gone from the outbox (forgotten)"
+    via, output = decision["via"], decision["output"]
     ledger.add_event(
         now,
         "info",
         "removed",
-        row.path,
-        {"message": f"{row.output}: {what} by your decision ({via})", "decision": decision},
+        path,
+        {"message": f"{output}: {what} by your decision ({via})", "decision": decision},
     )
     return done
+
+
+def _copy_place(config: Config, path: str, output: str) -> tuple[Path, str]:
+    """The folder ``output`` lies in, resolved, and its name — the file itself is never
+    followed; DecisionError where that is not inside the outbox."""
+    outbox = Path(os.path.realpath(config.outbox))
+    target = config.outbox / output
+    parent = Path(os.path.realpath(target.parent))
+    if not inside(parent, outbox) or target.name in ("", ".", ".."):
+        raise DecisionError(f"{path}: its output {output} is not inside the outbox")
+    return parent, target.name
+
+
+def _after_a_crash(config: Config, ledger: Ledger, row: Row) -> Row:
+    """``row`` as it stands once a decision a crash left half-made is finished or undone."""
+    recovered = recover_taken(config, ledger, row)
+    return row if recovered is None else recovered[0]
+
+
+def _intent(row: Row, decision: dict) -> dict:
+    """What ``take`` keeps: enough to finish or undo the decision after a crash."""
+    return {"state": row.state, "decision": decision, "pid": os.getpid()}
+
+
+def recover_taken(config: Config, ledger: Ledger, row: Row) -> tuple | None:
+    """A row a person's decision took (``Ledger.take``) and left ``processing`` — the command
+    or page that decided was killed mid-way — finished or undone as the decision was meant:
+    a removal is finished (the copy deleted where it is still there, the row forgets it), a
+    ship not yet recorded for publication is undone (held back as before: ship it again).
+    (row, event, message, level) to say; None for a row no decision took, or one whose taker
+    still runs. A ship already recorded for publication is ``finish_interrupted``'s."""
+    taken = (row.staged_fields or {}).get("taken") if not row.staged_output else None
+    if row.state != "processing" or not isinstance(taken, dict):
+        return None
+    if taken.get("pid") != os.getpid() and _deciding(taken.get("pid")):
+        return None
+    decision, state = taken["decision"], taken["state"]
+    if decision.get("action") != "removed":
+        done = ledger.release(row.id, state)
+        why = "shipping it anyway was interrupted before its copy was written; still held back"
+        return done, "recovered", why, "warning"
+    try:
+        parent, name = _copy_place(config, row.path, decision["output"])
+        there = os.path.lexists(parent / name)
+        with contextlib.suppress(FileNotFoundError):
+            (parent / name).unlink()
+            fsync_dir(parent)
+    except (OSError, DecisionError) as exc:
+        done = ledger.release(row.id, state)
+        why = f"its interrupted removal could not be finished ({exc}); remove it again"
+        return done, "recovered", why, "warning"
+    done = _removed(ledger, row.id, row.path, state, decision, there, time.time())
+    return done, "recovered", "its interrupted removal from the outbox was finished", "info"
+
+
+def _deciding(pid) -> bool:
+    """Whether ``pid`` is a live pixcamd process (a reused pid is another program)."""
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: a service's, perhaps
+        pass
+    return is_pixcamd(pid)

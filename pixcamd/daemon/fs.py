@@ -335,7 +335,7 @@ def daemon_outbox(*folders: Path) -> str | None:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = lock_holder(fd)
-            if holder is None or holder == os.getpid() or _is_pixcamd(holder):
+            if holder is None or holder == os.getpid() or is_pixcamd(holder):
                 pid = f" (pid {holder})" if holder else ""
                 return f"{place} is the outbox of a running pixcamd daemon{pid}"
         except OSError:
@@ -360,7 +360,7 @@ def lock_holder(fd: int) -> int | None:
     return None
 
 
-def _is_pixcamd(pid: int) -> bool:
+def is_pixcamd(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             return b"pixcamd" in f.read()

@@ -448,15 +448,18 @@ class Ledger(DaemonRecord):
                 staged_fields=fields,
             )
 
-    def take(self, row_id: int, states: tuple[str, ...]) -> Row | None:
+    def take(self, row_id: int, states: tuple[str, ...], intent: dict) -> Row | None:
         """A person's decision on a finished row (ship it, remove its copy): the row becomes
         ``processing`` only if it is still in one of ``states`` — never under the worker's
-        feet — without counting an attempt. None: it is not (any more)."""
+        feet — without counting an attempt, the decision's ``intent`` kept with it (as
+        ``staged_fields["taken"]``) for a decision a crash interrupts to be finished or undone
+        (``pixcamd.daemon.decisions.recover_taken``). None: it is not (any more)."""
         with self._tx() as db:
             marks = ",".join("?" * len(states))
             cursor = db.execute(
-                f"UPDATE photos SET state = 'processing' WHERE id = ? AND state IN ({marks})",
-                (row_id, *states),
+                "UPDATE photos SET state = 'processing', staged_fields = ? "
+                f"WHERE id = ? AND state IN ({marks})",
+                (json.dumps({"taken": intent}), row_id, *states),
             )
             return self._get(db, row_id) if cursor.rowcount else None
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TextIO
 
 from pixcamd.daemon.config import Config, record_folders
+from pixcamd.daemon.decisions import recover_taken
 from pixcamd.daemon.events import EventLog
 from pixcamd.daemon.fs import (
     OutboxLock,
@@ -252,7 +253,12 @@ class Daemon:
         load_photo(path, self.config.max_pixels)
 
     def _recover(self) -> None:
-        """Rows left ``processing`` by a crash or SIGKILL (``recover_interrupted``)."""
+        """Rows left ``processing`` by a crash or SIGKILL: a person's decision half-made
+        (``recover_taken``), a protection or its publication (``recover_interrupted``)."""
+        for taken in self.ledger.processing():
+            said = recover_taken(self.config, self.ledger, taken)
+            if said is not None:
+                self.log.emit(said[1], taken.path, said[2], level=said[3])
         for row, event, message, level in recover_interrupted(
             self.ledger, self.config.outbox, self.config.max_attempts
         ):
