@@ -302,6 +302,22 @@ def test_a_missing_photo_is_named_once_in_its_error(tmp_path, capsys):
     assert line.count(str(missing)) == 1 and line.endswith("error: no such file")
 
 
+def test_a_photo_too_long_for_a_jpeg_is_refused_in_words_not_a_traceback(tmp_path, capsys):
+    """libjpeg takes at most 65,500 px a side: a strip a scanner or a stitcher made longer used
+    to end in Pillow's "broken data stream" traceback (retried by folder runs and the daemon)."""
+    strip = tmp_path / "strip.png"
+    Image.new("RGB", (200, 66_000), (120, 130, 140)).save(strip)
+    code, (report,), err = run(capsys, strip, "-o", tmp_path / "o.jpg", *FAST)
+    assert code == 1 and "Traceback" not in err, err
+    assert "200×66000 px: a side over 65,500 px cannot be encoded as JPEG" in report["error"]
+    assert not (tmp_path / "o.jpg").exists()
+    code, (report,), err = run(capsys, strip, "--outdir", tmp_path / "out", *FAST)
+    assert code == 1 and "a side over 65,500 px" in report["error"], err
+    assert "attempt" not in report["error"]  # failed at once, not after retries
+    assert main(["score", "--json", str(strip), "--model", "brisque"]) == 1
+    assert "a side over 65,500 px" in capsys.readouterr().out
+
+
 def test_an_already_low_photo_is_said_to_be_unchanged_by_us(tmp_path, capsys):
     """Its copy is only re-encoded: the line says our change was 0, and that PSNR is the file's."""
     noise = tmp_path / "noise.png"
