@@ -24,6 +24,11 @@ class ServedTooSmall(PhotoError):
     a quality model cannot judge it (a ``scale`` or crop meant for larger photos)."""
 
 
+class TooLargeForMemory(PhotoError):
+    """A photo that needs more memory than this process may ever have (the machine's, a
+    service's MemoryMax=, a ulimit): final, however much is freed."""
+
+
 class NotEnoughMemory(PixcamdError, MemoryError):
     """A photo this machine cannot protect now without running out of memory: transient (memory
     may be freed; the daemon retries it with its back-off), and said in one line."""

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import pixcamd.protect
 from pixcamd.check import judge
 from pixcamd.devices import check_memory
+from pixcamd.errors import NotEnoughMemory, PixcamdError
 from pixcamd.output import render_jpeg
 from pixcamd.photo import DEFAULT_MAX_PIXELS, open_photo
 from pixcamd.settings import Settings, view_workers
@@ -75,7 +76,17 @@ def protect_photo(
     lap("decode")
     width, height = photo.image.size
     check_memory(width * height, [m.name for m in models], settings.device)
-    result = pixcamd.protect.protect(photo.image, models, settings, progress=progress)
+    try:
+        result = pixcamd.protect.protect(photo.image, models, settings, progress=progress)
+    except (MemoryError, RuntimeError) as exc:
+        # the estimate is an estimate: an allocation refused mid-way (a ulimit, others'
+        # memory grown meanwhile) is said in words and retried, as the check's refusal is
+        if isinstance(exc, PixcamdError) or not _out_of_memory(exc):
+            raise
+        raise NotEnoughMemory(
+            f"ran out of memory mid-way through its {width * height / 1e6:.1f} MP: free memory "
+            "and retry it (the daemon does, later)"
+        ) from None
     lap("protect")
     report = result.summary()
     report["psnr"] = None if math.isinf(result.psnr) else result.psnr
@@ -106,3 +117,9 @@ def protect_photo(
     report.update(protected=protected, metadata_notes=notes, warnings=list(photo.warnings))
     timings["total"] = round(time.perf_counter() - started, 3)
     return Outcome(copy, protected, report, notes, photo.warnings, timings)
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """Python's MemoryError, or torch's CPU allocator refusing (a RuntimeError) — not a GPU's
+    out-of-memory, which the daemon answers by stepping its batch down."""
+    return isinstance(exc, MemoryError) or "can't allocate memory" in str(exc)

@@ -360,6 +360,28 @@ def test_photos_whose_copies_would_share_a_name_each_get_their_own(tmp_path, bri
         assert diff.mean() < 20  # another photo's noise differs by ~85 on average
 
 
+def test_memory_refused_mid_photo_is_said_in_words_and_retried(tmp_path, brisque, monkeypatch):
+    """torch's CPU allocator refusing mid-protection (a ulimit, memory others took meanwhile):
+    the photo is retried as the memory check's refusal is, said in words — not a bare
+    RuntimeError from alloc_cpu.cpp."""
+    import pixcamd.protect
+
+    def greedy(image, models, settings, progress=None):
+        return torch.empty(2**45, dtype=torch.uint8)  # 32 TiB: the real allocator says no
+
+    monkeypatch.setattr(pixcamd.protect, "protect", greedy)
+    config = make_config(tmp_path, max_attempts=2, retry_backoff=0.1)
+    noise_photo(config.inbox / "a.png", 1)
+    with running(config, [brisque]):
+        wait_for(lambda: finished(config, ["a.png"]), 30, "the attempts")
+    row = ledger_rows(config)["a.png"]
+    assert row["state"] == "failed" and row["attempts"] == 2, row
+    assert row["error"].startswith(
+        "gave up after 2 attempts: NotEnoughMemory: ran out of memory mid-way through its 0.2 MP"
+    ), row["error"]
+    assert "alloc_cpu" not in row["error"]
+
+
 @pytest.mark.parametrize("policy", ["hold", "ship"])
 def test_unprotected_photos_are_held_back_or_shipped_loudly(tmp_path, brisque, capsys, policy):
     extra = {"hold_dir": str(tmp_path / "held")} if policy == "hold" else {}

@@ -496,6 +496,62 @@ def test_the_memory_left_is_what_a_systemd_unit_or_container_limit_leaves(tmp_pa
     assert available_memory(tmp_path / "none", tmp_path / "none") is None
 
 
+def test_the_most_memory_a_photo_may_ever_have_is_the_least_limit_less_what_is_held(tmp_path):
+    """A photo that needs more than this bound is refused for good (not retried as if memory
+    could be freed): the machine's memory, a unit's or container's limit — whichever is less —
+    less what the process already holds."""
+    from pixcamd.devices import memory_ceiling
+
+    gib = 1024**3
+    unit = "system.slice/pixcamd.service"
+    proc, cgroups = _kernel_tree(
+        tmp_path,
+        8 * 1024**2,
+        f"0::/{unit}\n",
+        {f"{unit}/memory.max": f"{3 * gib}\n", f"{unit}/memory.current": f"{2 * gib}\n"},
+    )
+    (proc / "self" / "status").write_text(
+        f"Name:\tpython\nVmSize:\t 9000000 kB\nVmRSS:\t {gib // 1024} kB\n"
+    )
+    assert memory_ceiling(proc, cgroups) == 2 * gib  # the unit's 3 GiB, less the 1 GiB held
+    (cgroups / unit / "memory.max").write_text("max\n")
+    assert memory_ceiling(proc, cgroups) == 32000000 * 1024 - gib  # the machine's, less it
+    assert memory_ceiling(tmp_path / "none", tmp_path / "none") is None
+
+
+def test_a_photo_larger_than_a_ulimit_allows_is_refused_for_good_in_words(tmp_path, capsys):
+    """Under `ulimit -v` a 12 MP photo can never have the ~2 GB it needs: refused for good at
+    once, in words, as a unit's MemoryMax= is — the check used to read only the machine's and
+    the cgroups' memory, so such a photo went on until torch's allocator refused (a
+    traceback, seen on a 29 MP screenshot under 4 GiB)."""
+    import resource
+    import subprocess
+    import sys
+
+    big = tmp_path / "big.png"
+    Image.new("RGB", (4000, 3000), (120, 130, 140)).save(big)
+    limit = 2 * 1024**3
+
+    def address_space():
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    command = [sys.executable, "-m", "pixcamd", "protect", "--json", str(big), "--outdir"]
+    for where in ("-o", "--outdir"):
+        out = tmp_path / ("big.jpg" if where == "-o" else "out")
+        run = subprocess.run(
+            [*command[:-1], where, str(out), *FAST],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            preexec_fn=address_space,
+        )
+        assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+        error = json.loads(run.stdout.splitlines()[0])["error"]
+        assert "needs about 2.0 GB of memory for its 12.0 MP, more than this process may ever " \
+            "have here (" in error, error  # fmt: skip
+        assert "attempt" not in error  # refused for good at once, not retried
+
+
 @pytest.fixture
 def memory_limit(tmp_path):
     """A real memory cgroup below this process's own, its limit set by the test: v1, or v2
@@ -585,11 +641,13 @@ def test_a_real_container_limit_refuses_what_would_not_fit_and_counts_page_cache
 
     code, report = protect_inside(big, tmp_path / "big-protected.jpg")
     assert code == 1 and not (tmp_path / "big-protected.jpg").exists()
-    error = report["error"]
-    assert "needs about 2.0 GB of memory for its 12.0 MP, and " in error, error
-    free = float(error.split(" and ")[1].split(" GB")[0])
-    assert 1.1 <= free < 2.0  # the limit's room, not the machine's MemAvailable (≥ 4 GB)
+    error = report["error"]  # the whole limit, less what the process holds: never enough
+    assert "needs about 2.0 GB of memory for its 12.0 MP, more than this process may " in error
+    most = float(error.split("ever have here (")[1].split(" GB")[0])
+    assert 1.1 <= most < 2.0  # the limit, not the machine's memory (≥ 4 GB free)
     # the same container's 700 MB of page cache is room (the kernel reclaims it before it kills
-    # anyone): a photo needing 0.7 GB goes, where counting the cache as used would refuse it
-    code, report = protect_inside(photo, tmp_path / "garden.jpg")
-    assert code == 0 and report["verdict"] == "protected", report.get("error")
+    # anyone): a 6 MP photo needing 1.3 GB goes, where counting the cache as used would refuse it
+    mid = tmp_path / "mid.jpg"
+    Image.new("RGB", (3000, 2000), (120, 130, 140)).save(mid, quality=90)
+    code, report = protect_inside(mid, tmp_path / "mid-protected.jpg")
+    assert code == 0, report.get("error")
