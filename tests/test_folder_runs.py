@@ -225,6 +225,32 @@ def test_copy_names_that_differ_only_in_case_or_accent_form_are_one_name(tmp_pat
     assert code == 0 and summary["from_earlier_run"] == 5 and copies(outdir) == before
 
 
+def test_a_run_killed_while_its_record_is_first_made_leaves_nothing_refused(tmp_path, capsys):
+    """SIGKILL at the ledger's first write (strace injects it) used to leave an empty ledger
+    file, refused as damaged by every later run ("protect into another --outdir") though
+    nothing was ever recorded. A new ledger is made whole under another name, then renamed."""
+    import shutil
+
+    strace = shutil.which("strace")
+    if strace is None or subprocess.run([strace, "-o", "/dev/null", "true"]).returncode:
+        pytest.skip("needs strace, allowed to trace here")
+    root = tmp_path / "trip"
+    root.mkdir()
+    synthetic_photo(640, 480, 5).save(root / "a.png")
+    outdir = tmp_path / "out"
+    ledger = outdir / ".pixcamd" / "ledger.sqlite"
+    inject = [strace, "-f", "-o", "/dev/null", "-e", "inject=pwrite64:signal=KILL:when=1"]
+    protect = [sys.executable, "-m", "pixcamd", "protect", str(root), "--outdir", str(outdir)]
+    killed = subprocess.run(
+        [*inject, "-P", str(ledger), "-P", f"{ledger}.new", *protect, *FAST],
+        capture_output=True,
+        text=True,
+    )
+    assert killed.returncode != 0 and not copies(outdir), killed.stderr
+    code, _, summary, err = run(capsys, root, "--outdir", outdir, *FAST)
+    assert code == 0 and summary["protected"] == 1, err
+
+
 def test_a_name_a_sync_respelled_keeps_its_record_and_copy(tmp_path, capsys):
     """A Mac's sync rewrites café (é composed) as cafe + ◌́: the same name, so a run after it
     finds the photo done with its copy — not a second copy beside the first. A photo of the

@@ -21,6 +21,7 @@ copy was published.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -30,7 +31,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from pixcamd.daemon.ledger_file import opening, read_tables
+from pixcamd.daemon.ledger_file import create, opening, read_tables
 from pixcamd.daemon.ledger_log import DaemonRecord
 from pixcamd.daemon.ledger_row import Offer, Row, name_key
 from pixcamd.daemon.ledger_schema import JSON_COLUMNS, SCHEMA_VERSION, STATES, prepare
@@ -51,6 +52,8 @@ class Ledger(DaemonRecord):
         self.clock = clock
         self._lock = threading.RLock()
         with opening(self.path, fresh):  # a damaged file, or one this user cannot open
+            if not os.path.lexists(self.path):
+                create(self.path)
             self._db = sqlite3.connect(
                 self.path, timeout=10, isolation_level=None, check_same_thread=False
             )

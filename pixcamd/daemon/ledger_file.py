@@ -4,6 +4,7 @@ one, which would protect and publish every photo again."""
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import sqlite3
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from pixcamd.daemon.ledger_schema import prepare
 from pixcamd.errors import PixcamdError
 
 
@@ -39,6 +41,27 @@ def opening(path: Path, fresh: str | None = None) -> Iterator[None]:
         yield
     except sqlite3.DatabaseError as exc:
         raise _refusal(path, exc, fresh) or exc from None
+
+
+def create(path: Path) -> None:
+    """A new ledger, made whole under a temporary name and renamed into place once its tables
+    are committed: a process killed while it is made leaves nothing a later start refuses (an
+    empty ledger file is taken for a damaged one, never for a new record)."""
+    new = path.with_name(path.name + ".new")
+    for leftover in (new, *(Path(f"{new}{end}") for end in ("-wal", "-shm", "-journal"))):
+        leftover.unlink(missing_ok=True)
+    db = sqlite3.connect(new, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        prepare(db)
+    finally:
+        db.close()  # the last connection: its log checkpointed into the file and removed
+    os.replace(new, path)
+    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
 
 
 def _checked(uri: str, *first: str) -> sqlite3.Connection:
