@@ -1,0 +1,72 @@
+"""The ledger's rows of one content under several paths: a copy in another album queued for an
+outbox copy of its own, and a rename or move whose record — its copy, scores, decisions — follows
+it to the new path. A mixin of ``pixcamd.daemon.ledger.Ledger``: its connection, lock and
+transactions."""
+
+from __future__ import annotations
+
+from pixcamd.daemon.ledger_row import Row
+
+
+class SameContent:
+    def queue_copy(self, row_id: int) -> Row:
+        """A second inbox path with the content of a photo already done (a copy in another
+        album): queued so that it gets an outbox copy of its own; ``duplicate_of`` stays."""
+        with self._tx() as db:
+            self._update(
+                db, row_id, state="queued", queued_at=self.clock(), finished_at=None, attempts=0
+            )
+            return self._get(db, row_id)
+
+    def follow_rename(self, row_id: int, source: str, gone) -> tuple[Row, str | None] | None:
+        """``row_id``'s photo is a photo of its content renamed or moved: where a done record
+        of this content lies at a path that is ``gone`` from the inbox — ``source``'s (the
+        original's), or one with a copy of its own (a copy of it, renamed, its original still
+        there or edited since) — that record stands under the new path (copy, scores,
+        decisions, id), whose own row goes: a photo arriving under the old name later is a new
+        one. Of several gone (a whole album renamed), the one of the same file name, then
+        ``source``'s. A new path with a copy or decision of its own is finished as a duplicate
+        of ``source`` (of this content). Returns the row and the path whose record it took
+        (None for a duplicate), or None where no record can be followed (every one still in
+        the inbox: a copy, which the caller gives a copy of its own; or none of this content:
+        protected anew)."""
+        with self._tx() as db:
+            row = self._get(db, row_id)
+            found = db.execute(
+                "SELECT id, path, output, duplicate_of FROM photos WHERE state = 'done' "
+                "AND sha256 = ? AND path != ? ORDER BY id",
+                (row.sha256, row.path),
+            ).fetchall()
+            # another path's record only where it owns a copy (one that wrote none is no record
+            # of a copy to follow)
+            gone_ones = [r for r in found if (r[1] == source or r[2]) and gone(r[1])]
+            name = row.path.rpartition("/")[2]
+            gone_ones.sort(key=lambda r: (r[1].rpartition("/")[2] != name, r[1] != source))
+            old = gone_ones[0] if gone_ones else None
+            if old is None:
+                return None
+            # a path that had a record of its own (a photo moved over another's name) keeps it:
+            # its copy stays owned; the moved photo is then a duplicate of source, as before —
+            # unless source's record is of other content now: then it is protected anew
+            if row.output or row.held or row.decision:
+                if old[1] != source:
+                    return None
+                self._update(
+                    db,
+                    row_id,
+                    state="done",
+                    duplicate_of=source,
+                    finished_at=self.clock(),
+                    error=None,
+                )
+                return self._get(db, row_id), None
+            db.execute("DELETE FROM photos WHERE id = ?", (row_id,))
+            fields = dict(path=row.path, size=row.size, mtime_ns=row.mtime_ns)
+            if old[3] not in {r[1] for r in found}:
+                # a copy renamed whose original is edited or gone: no one's duplicate now
+                fields["duplicate_of"] = None
+            self._update(db, old[0], **fields)
+            db.execute(
+                "UPDATE photos SET duplicate_of = ? WHERE duplicate_of = ?", (row.path, old[1])
+            )
+            return self._get(db, old[0]), old[1]
