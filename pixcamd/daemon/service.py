@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import sqlite3
 import threading
 import time
@@ -19,7 +18,6 @@ from pathlib import Path
 from typing import TextIO
 
 from pixcamd.daemon.config import Config, record_folders
-from pixcamd.daemon.decisions import recover_taken
 from pixcamd.daemon.events import EventLog
 from pixcamd.daemon.fs import (
     OutboxLock,
@@ -32,7 +30,7 @@ from pixcamd.daemon.fs import (
 from pixcamd.daemon.intake import Intake
 from pixcamd.daemon.ledger import Ledger
 from pixcamd.daemon.notify import Notifier
-from pixcamd.daemon.publication import recover_interrupted
+from pixcamd.daemon.recovery import recover, sweep
 from pixcamd.daemon.settings import build_settings, load_models, model_device, settings_fingerprint
 from pixcamd.daemon.timers import Timers
 from pixcamd.daemon.watcher import Rules, StabilityTracker
@@ -152,8 +150,8 @@ class Daemon:
             stopped_at=None,
         )
 
-        self._recover()
-        self._sweep_tmp()
+        recover(self.config, self.ledger, self.log)
+        sweep(self.tmp_dir)
         self._start_web()
 
         inbox = config.inbox.resolve()
@@ -251,28 +249,6 @@ class Daemon:
         from pixcamd.photo import load_photo
 
         load_photo(path, self.config.max_pixels)
-
-    def _recover(self) -> None:
-        """Rows left ``processing`` by a crash or SIGKILL: a person's decision half-made
-        (``recover_taken``), a protection or its publication (``recover_interrupted``)."""
-        for taken in self.ledger.processing():
-            said = recover_taken(self.config, self.ledger, taken)
-            if said is not None:
-                self.log.emit(said[1], taken.path, said[2], level=said[3])
-        for row, event, message, level in recover_interrupted(
-            self.ledger, self.config.outbox, self.config.max_attempts
-        ):
-            extra = {"reason": message} if event == "failed" else {}
-            self.log.emit(event, row.path, message, level=level, **extra)
-
-    def _sweep_tmp(self) -> None:
-        """The temp folder is ours alone: anything left there is a dead attempt."""
-        for child in self.tmp_dir.iterdir():
-            with contextlib.suppress(OSError):
-                if child.is_dir() and not child.is_symlink():
-                    shutil.rmtree(child)
-                else:
-                    child.unlink()
 
     def _start_timers(self) -> None:
         self.timers.start(

@@ -1,0 +1,41 @@
+"""What a crash, SIGKILL or power cut left, dealt with at the daemon's start, before any photo
+is taken: rows left ``processing`` — a person's decision half-made (finished or undone), a
+protection cut short or its publication (finished, or queued again) — and the temp folder's
+dead attempts."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from pathlib import Path
+
+from pixcamd.daemon.config import Config
+from pixcamd.daemon.decisions import recover_taken
+from pixcamd.daemon.events import EventLog
+from pixcamd.daemon.ledger import Ledger
+from pixcamd.daemon.publication import recover_interrupted
+
+
+def recover(config: Config, ledger: Ledger, log: EventLog) -> None:
+    """Rows left ``processing``: decisions first (``recover_taken``), which
+    ``recover_interrupted`` leaves alone, then protections and publications."""
+    for taken in ledger.processing():
+        said = recover_taken(config, ledger, taken)
+        if said is not None:
+            log.emit(said[1], taken.path, said[2], level=said[3])
+    for row, event, message, level in recover_interrupted(
+        ledger, config.outbox, config.max_attempts
+    ):
+        extra = {"reason": message} if event == "failed" else {}
+        log.emit(event, row.path, message, level=level, **extra)
+
+
+def sweep(tmp_dir: Path) -> None:
+    """The temp folder is this daemon's alone (locked): anything left there is a dead
+    attempt."""
+    for child in tmp_dir.iterdir():
+        with contextlib.suppress(OSError):
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
