@@ -303,7 +303,7 @@ def test_a_rename_takes_its_record_along_only_from_a_record_of_its_content(ledge
     # the source's name now holds other content: its record is not the renamed photo's
     ledger.offer("d.jpg", "U", 10, 1, FP)
     finish_done(ledger, "d.jpg")
-    other = ledger.offer("e.jpg", "S", 10, 1, FP).row
+    other = ledger.offer("e.jpg", "S", 10, 2, FP).row  # c.jpg's size and time: c renamed
     assert ledger.follow_rename(other.id, "d.jpg", {"d.jpg"}.__contains__) is None
     # none gone: a copy of b.jpg (still there), or protected anew
     assert ledger.follow_rename(other.id, "b.jpg", lambda path: False) is None

@@ -336,6 +336,29 @@ def test_copies_renamed_beside_their_original_take_their_own_records_along(tmp_p
     assert "renamed from Y.jpg: its copy X.jpg follows it; nothing written" in said, said
 
 
+def test_a_new_copy_of_a_photo_whose_old_copy_was_deleted_gets_a_copy_of_its_own(
+    tmp_path, brisque
+):
+    """A copy deleted from the inbox long ago (its outbox copy taken by the uploader) is no
+    record of a copy made since: only a file that keeps the old one's time was renamed."""
+    config = make_config(tmp_path)
+    inbox, outbox = config.inbox, config.outbox
+    noise_photo(inbox / "P.jpg", 1)
+    with running(config, [brisque]):
+        wait_for(lambda: finished(config, ["P.jpg"]), 30, "P")
+        (inbox / "old").mkdir()
+        shutil.copy(inbox / "P.jpg", inbox / "old" / "C.jpg")
+        wait_for(lambda: finished(config, ["old/C.jpg"]), 30, "C")
+        (inbox / "old" / "C.jpg").unlink()
+        (outbox / "old" / "C.jpg").unlink()  # the uploader took it
+        (inbox / "new").mkdir()
+        shutil.copy(inbox / "P.jpg", inbox / "new" / "N.jpg")
+        wait_for(lambda: finished(config, ["new/N.jpg"]), 30, "N")
+    rows = ledger_rows(config)
+    assert rows["new/N.jpg"]["output"] == "new/N.jpg", rows["new/N.jpg"]
+    assert (outbox / "new" / "N.jpg").is_file()
+
+
 def test_photos_whose_copies_would_share_a_name_each_get_their_own(tmp_path, brisque):
     """The first to arrive keeps the plain name, the next its full one; a photo really named
     like that pushes the last one to a numbered name; names that differ only in case are one

@@ -21,27 +21,40 @@ class SameContent:
     def follow_rename(self, row_id: int, source: str, gone) -> tuple[Row, str | None] | None:
         """``row_id``'s photo is a photo of its content renamed or moved: where a done record
         of this content lies at a path that is ``gone`` from the inbox — ``source``'s (the
-        original's), or one with a copy of its own (a copy of it, renamed, its original still
-        there or edited since) — that record stands under the new path (copy, scores,
-        decisions, id), whose own row goes: a photo arriving under the old name later is a new
-        one. Of several gone (a whole album renamed), the one of the same file name, then
-        ``source``'s. A new path with a copy or decision of its own is finished as a duplicate
-        of ``source`` (of this content). Returns the row and the path whose record it took
-        (None for a duplicate), or None where no record can be followed (every one still in
-        the inbox: a copy, which the caller gives a copy of its own; or none of this content:
-        protected anew)."""
+        original's), or one with a copy of its own and the new file's size and time (a copy of
+        it, renamed — a rename keeps the time a fresh copy does not —, its original still there
+        or edited since) — that record stands under the new path (copy, scores, decisions,
+        id), whose own row goes: a photo arriving under the old name later is a new one. Of
+        several gone (a whole album renamed), the one of the same time, then of the same file
+        name, then ``source``'s. A new path with a copy or decision of its own is finished as
+        a duplicate of ``source`` (of this content). Returns the row and the path whose record
+        it took (None for a duplicate), or None where no record can be followed (every one
+        still in the inbox: a copy, which the caller gives a copy of its own; or none of this
+        content: protected anew)."""
         with self._tx() as db:
             row = self._get(db, row_id)
             found = db.execute(
-                "SELECT id, path, output, duplicate_of FROM photos WHERE state = 'done' "
-                "AND sha256 = ? AND path != ? ORDER BY id",
+                "SELECT id, path, output, duplicate_of, size, mtime_ns FROM photos "
+                "WHERE state = 'done' AND sha256 = ? AND path != ? ORDER BY id",
                 (row.sha256, row.path),
             ).fetchall()
+            stamp = (row.size, row.mtime_ns)
             # another path's record only where it owns a copy (one that wrote none is no record
-            # of a copy to follow)
-            gone_ones = [r for r in found if (r[1] == source or r[2]) and gone(r[1])]
+            # of a copy to follow) and the file was that one, renamed: a copy deleted long ago
+            # is no record of a new copy made since
+            gone_ones = [
+                r
+                for r in found
+                if (r[1] == source or (r[2] and (r[4], r[5]) == stamp)) and gone(r[1])
+            ]
             name = row.path.rpartition("/")[2]
-            gone_ones.sort(key=lambda r: (r[1].rpartition("/")[2] != name, r[1] != source))
+            gone_ones.sort(
+                key=lambda r: (
+                    (r[4], r[5]) != stamp,
+                    r[1].rpartition("/")[2] != name,
+                    r[1] != source,
+                )
+            )
             old = gone_ones[0] if gone_ones else None
             if old is None:
                 return None
