@@ -672,6 +672,49 @@ def test_a_decision_a_crash_interrupts_is_finished_or_undone_never_taken_for_a_p
     assert code == 0 and (config.outbox / "good.jpg").is_file(), out
 
 
+def test_a_decision_under_way_in_another_thread_is_not_taken_for_a_crash(
+    tmp_path, brisque, capsys, monkeypatch
+):
+    """The page decides in a pool of threads: a second click while the first ship is under way
+    is refused, not taken for a crash's leftover and undone (two ships of one photo); and a
+    copy removed once is not said to be removed again."""
+    import pixcamd.daemon.decisions as decisions
+
+    config = make_config(tmp_path, epsilon=0, epsilon_cap=0, hold_dir=str(tmp_path / "held"))
+    noise_photo(config.inbox / "a.jpg", 1)
+    real_photo(config.inbox / "good.jpg")
+    with running(config, [brisque]):
+        wait_for(lambda: finished(config, ["a.jpg", "good.jpg"]), 60, "two photos")
+    code, out = cli(capsys, config, "remove", "a.jpg")
+    assert code == 0, out
+    code, out = cli(capsys, config, "remove", "a.jpg")
+    assert code == 1 and "a.jpg: it has no copy in the outbox" in out, out
+    entered, release, said = threading.Event(), threading.Event(), []
+    publish = decisions.commit_publication
+
+    def slow(*args, **kwargs):
+        entered.set()
+        release.wait(30)
+        return publish(*args, **kwargs)
+
+    monkeypatch.setattr(decisions, "commit_publication", slow)
+    ledger = Ledger(config.ledger_path)
+    try:
+        first = threading.Thread(
+            target=lambda: said.append(decisions.ship(config, ledger, ledger.get("good.jpg"), "a"))
+        )
+        first.start()
+        assert entered.wait(30)
+        with pytest.raises(decisions.DecisionError, match="is being protected, not held back"):
+            decisions.ship(config, ledger, ledger.get("good.jpg"), "b")
+        release.set()
+        first.join(30)
+    finally:
+        ledger.close()
+    assert said and said[0].output == "good.jpg"
+    assert ledger_events(config).count("shipped_unprotected") == 1
+
+
 def test_the_daemon_s_scan_names_a_folder_it_cannot_read(tmp_path):
     (tmp_path / "inbox" / "locked").mkdir(parents=True)
     (tmp_path / "inbox" / "ok.jpg").write_bytes(b"x")

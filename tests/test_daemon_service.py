@@ -336,9 +336,7 @@ def test_copies_renamed_beside_their_original_take_their_own_records_along(tmp_p
     assert "renamed from Y.jpg: its copy X.jpg follows it; nothing written" in said, said
 
 
-def test_a_new_copy_of_a_photo_whose_old_copy_was_deleted_gets_a_copy_of_its_own(
-    tmp_path, brisque
-):
+def test_a_new_copy_of_a_photo_whose_old_copy_was_deleted_gets_a_copy_of_its_own(tmp_path, brisque):
     """A copy deleted from the inbox long ago (its outbox copy taken by the uploader) is no
     record of a copy made since: only a file that keeps the old one's time was renamed."""
     config = make_config(tmp_path)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import time
 from pathlib import Path
 
@@ -137,9 +138,11 @@ def ship(config: Config, ledger: Ledger, row: Row, via: str, now: float | None =
 def remove(config: Config, ledger: Ledger, row: Row, via: str, now: float | None = None) -> Row:
     """Delete ``row``'s copy from the outbox and forget it; the photo keeps its verdict."""
     now = time.time() if now is None else now
-    row = _after_a_crash(config, ledger, row)
-    if row.output is None and decided(row) == "removed" and row.state != "processing":
-        return row  # an interrupted removal of it, finished just now
+    recovered = recover_taken(config, ledger, row)
+    if recovered is not None:
+        row = recovered[0]
+        if decided(row) == "removed" and row.output is None:
+            return row  # an interrupted removal of it, finished just now
     if row.state in ("queued", "processing"):
         raise DecisionError(f"{row.path}: it is being protected right now; try again after")
     if not row.output:
@@ -198,9 +201,22 @@ def _after_a_crash(config: Config, ledger: Ledger, row: Row) -> Row:
     return row if recovered is None else recovered[0]
 
 
+# This process's decisions are in progress, never a crash's: the page decides in a pool of
+# threads (a second click must not undo the first), and a restarted daemon in a container can
+# have its dead predecessor's pid.
+_PROCESS = secrets.token_hex(8)
+
+
 def _intent(row: Row, decision: dict) -> dict:
     """What ``take`` keeps: enough to finish or undo the decision after a crash."""
-    return {"state": row.state, "decision": decision, "pid": os.getpid()}
+    pid = os.getpid()
+    return {
+        "state": row.state,
+        "decision": decision,
+        "pid": pid,
+        "started": _started(pid),
+        "process": _PROCESS,
+    }
 
 
 def recover_taken(config: Config, ledger: Ledger, row: Row) -> tuple | None:
@@ -213,7 +229,9 @@ def recover_taken(config: Config, ledger: Ledger, row: Row) -> tuple | None:
     taken = (row.staged_fields or {}).get("taken") if not row.staged_output else None
     if row.state != "processing" or not isinstance(taken, dict):
         return None
-    if taken.get("pid") != os.getpid() and _deciding(taken.get("pid")):
+    if taken.get("process") == _PROCESS:
+        return None  # being decided right now, in another thread of this process
+    if taken.get("pid") != os.getpid() and _deciding(taken.get("pid"), taken.get("started")):
         return None
     decision, state = taken["decision"], taken["state"]
     if decision.get("action") != "removed":
@@ -234,8 +252,9 @@ def recover_taken(config: Config, ledger: Ledger, row: Row) -> tuple | None:
     return done, "recovered", "its interrupted removal from the outbox was finished", "info"
 
 
-def _deciding(pid) -> bool:
-    """Whether ``pid`` is a live pixcamd process (a reused pid is another program)."""
+def _deciding(pid, started) -> bool:
+    """Whether the process that took a row still runs: ``pid`` alive and started when it
+    was (a reused pid is another process); by its command line where the start is unknown."""
     if not isinstance(pid, int):
         return False
     try:
@@ -244,4 +263,16 @@ def _deciding(pid) -> bool:
         return False
     except PermissionError:  # another user's process: a service's, perhaps
         pass
+    now = _started(pid)
+    if started is not None and now is not None:
+        return now == started
     return is_pixcamd(pid)
+
+
+def _started(pid: int) -> str | None:
+    """When ``pid`` started (clock ticks since boot, /proc/PID/stat's 22nd field)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
