@@ -92,7 +92,7 @@ def make_outdir(outdir: Path) -> None:
         ) from None
 
 
-def lock_outdir(outdir: Path) -> int:
+def lock_outdir(outdir: Path) -> int | None:
     """One folder run per outdir at a time: two (a run re-started while the first still
     runs, a cron job over a manual one) would each protect every photo and sweep each
     other's staged copies. The lock is the caller's to release (``unlock``)."""

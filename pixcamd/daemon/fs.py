@@ -204,22 +204,26 @@ class LockHeld(Exception):
         return f"another {what}{f' (pid {self.pid})' if self.pid else ''}"
 
 
-def hold_lock(path: Path) -> int:
+def hold_lock(path: Path) -> int | None:
     """An flock on ``path`` (made where missing) that the kernel drops when the process
-    dies, this pid written in it for the next one to name; ``LockHeld`` where it is held."""
+    dies, this pid written in it for the next one to name; ``LockHeld`` where it is held.
+    None where the file system cannot lock (NFS without its lock daemon): no lock there."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except BlockingIOError:
         holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
         os.close(fd)
         raise LockHeld(holder) from None
+    except OSError:  # ENOLCK: the last holder's pid in the file would be named for nothing
+        os.close(fd)
+        return None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
 
 
-def lock_state_dir(state_dir: Path) -> int:
+def lock_state_dir(state_dir: Path) -> int | None:
     """One daemon per state dir."""
     try:
         return hold_lock(state_dir / "daemon.lock")
