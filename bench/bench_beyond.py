@@ -43,7 +43,8 @@ from pixcamd.check import score_image_views
 from pixcamd.jpeg import decode
 from pixcamd.models import load_model
 from pixcamd.photo import load_photo
-from pixcamd.platforms import PRESETS, Pipeline, parse_inline, parse_platforms
+from pixcamd.platform_specs import parse_inline, parse_platforms
+from pixcamd.platforms import PRESETS, Pipeline
 from pixcamd.protect import Settings, protect
 from pixcamd.views import parse_views
 

@@ -41,7 +41,8 @@ from iccprofiles import adobe_rgb_profile, display_p3_profile  # noqa: E402
 
 from pixcamd.models import load_model  # noqa: E402
 from pixcamd.photo import SRGB_PROFILE, load_photo, open_photo  # noqa: E402
-from pixcamd.platforms import DEFAULT_PLATFORMS, parse_platforms  # noqa: E402
+from pixcamd.platform_specs import parse_platforms  # noqa: E402
+from pixcamd.platforms import DEFAULT_PLATFORMS  # noqa: E402
 from pixcamd.protect import Settings, protect  # noqa: E402
 from pixcamd.scoring import score_image  # noqa: E402
 

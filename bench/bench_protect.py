@@ -62,7 +62,8 @@ from pixcamd.models import load_model
 from pixcamd.models.koncept512 import KonCept512
 from pixcamd.optimizer import Attack
 from pixcamd.photo import to_image, to_tensor
-from pixcamd.platforms import DEFAULT_PLATFORMS, parse_platforms
+from pixcamd.platform_specs import parse_platforms
+from pixcamd.platforms import DEFAULT_PLATFORMS
 from pixcamd.roaming import near_full_view, roaming_view
 from pixcamd.settings import Settings, view_workers
 

@@ -38,7 +38,8 @@ from pixcamd.jpeg import decode, encode
 from pixcamd.models import load_model
 from pixcamd.photo import load_photo, to_tensor
 from pixcamd.pipeline_views import DownscaledCrop, plan_loop_views, straight_through_resize
-from pixcamd.platforms import DEFAULT_PLATFORMS, FILTERS, parse_platforms
+from pixcamd.platform_specs import parse_platforms
+from pixcamd.platforms import DEFAULT_PLATFORMS, FILTERS
 
 
 def measure(photo: Image.Image, pipeline, model=None) -> dict[str, tuple[float, float]]:

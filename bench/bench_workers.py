@@ -33,7 +33,8 @@ from bench_protect import machine  # noqa: E402
 
 from pixcamd.models import load_model  # noqa: E402
 from pixcamd.photo import load_photo  # noqa: E402
-from pixcamd.platforms import DEFAULT_PLATFORMS, parse_platforms  # noqa: E402
+from pixcamd.platform_specs import parse_platforms  # noqa: E402
+from pixcamd.platforms import DEFAULT_PLATFORMS  # noqa: E402
 from pixcamd.protect import Settings, protect  # noqa: E402
 
 

@@ -129,7 +129,8 @@ from pixcamd.check import score_image_views
 from pixcamd.models import load_model, resolve_name
 from pixcamd.models.base import QualityModel
 from pixcamd.models.weights import default_weights_path
-from pixcamd.platforms import DEFAULT_PLATFORMS, PRESETS, Pipeline, parse_platforms
+from pixcamd.platform_specs import parse_platforms
+from pixcamd.platforms import DEFAULT_PLATFORMS, PRESETS, Pipeline
 from pixcamd.protect import Settings
 from pixcamd.views import parse_views
 

@@ -11,7 +11,8 @@ from PIL import Image
 
 from pixcamd.check import score_image_views
 from pixcamd.models.base import QualityModel
-from pixcamd.platforms import DEFAULT_PLATFORMS, PRESETS, Pipeline, parse_platforms
+from pixcamd.platform_specs import parse_platforms
+from pixcamd.platforms import DEFAULT_PLATFORMS, PRESETS, Pipeline
 
 # Pipelines in no preset: a design that only fits the presets' exact numbers falls short here.
 UNSEEN = (

@@ -21,7 +21,8 @@ from pixcamd.enhance import STRENGTH
 from pixcamd.errors import PixcamdError
 from pixcamd.models import CHOICES
 from pixcamd.models.weights import WEIGHTS_URL
-from pixcamd.platforms import DEFAULT_PLATFORMS, PRESETS, Pipeline, PipelineError, parse_platforms
+from pixcamd.platform_specs import parse_platforms
+from pixcamd.platforms import DEFAULT_PLATFORMS, PRESETS, Pipeline, PipelineError
 from pixcamd.settings import EPSILON, EPSILON_CAP, MODES
 from pixcamd.views import DEFAULT_VIEWS, VIEW_NAMES, parse_views
 

@@ -29,6 +29,10 @@ class TooLargeForMemory(PhotoError):
     service's MemoryMax=, a ulimit): final, however much is freed."""
 
 
+class ServedTooLarge(PhotoError):
+    """A pipeline that would serve this photo with a side longer than its encoder takes."""
+
+
 class NotEnoughMemory(PixcamdError, MemoryError):
     """A photo this machine cannot protect now without running out of memory: transient (memory
     may be freed; the daemon retries it with its back-off), and said in one line."""

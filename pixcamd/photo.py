@@ -44,7 +44,6 @@ except ImportError:  # pragma: no cover - pillow-heif is a dependency
 
 # Default decompression-bomb guard: 200 MP is beyond any camera a photographer carries today.
 DEFAULT_MAX_PIXELS = 200_000_000
-JPEG_MAX_SIDE = 65_500  # libjpeg's limit on either side
 READABLE = "JPEG, PNG, WebP, TIFF, HEIC/HEIF, AVIF, GIF, BMP"
 
 _TRANSPOSE = {
@@ -111,12 +110,6 @@ def open_photo(
                 if width * height > max_pixels:
                     raise PhotoError(
                         f"{path}: {width}×{height} px is over the limit of {max_pixels:,} pixels"
-                    )
-                if max(width, height) > JPEG_MAX_SIDE:  # the copy, and the task's JPEG-90
-                    raise PhotoError(
-                        f"{path}: {width}×{height} px: a side over {JPEG_MAX_SIDE:,} px cannot be "
-                        "encoded as JPEG, as the protected copy and every platform's pipeline "
-                        "are; use a smaller copy of it"
                     )
                 md, decoder_rotates = _read_before_load(img, source, notes)
                 img.load()  # full decode now: a truncated file fails here, not later

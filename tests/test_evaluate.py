@@ -18,7 +18,8 @@ from conftest import ROOT
 from PIL import Image
 from tinybiqa import synthetic_photo
 
-from pixcamd.platforms import DEFAULT_PLATFORMS, PRESETS, parse_platforms
+from pixcamd.platform_specs import parse_platforms
+from pixcamd.platforms import DEFAULT_PLATFORMS, PRESETS
 from pixcamd.protect import Settings
 from pixcamd.scoring import score_image
 

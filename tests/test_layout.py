@@ -19,7 +19,7 @@ CORE_STAGES = (
     ("pixcamd", "pixcamd.errors", "pixcamd.allocator", "pixcamd.devices", "pixcamd.report"),
     ("pixcamd.metadata",),  # read with the photo, written with the copy
     ("pixcamd.colour", "pixcamd.photo"),  # colours as platforms serve them: sRGB
-    ("pixcamd.jpeg", "pixcamd.platforms"),
+    ("pixcamd.jpeg", "pixcamd.platforms", "pixcamd.platform_specs"),  # what they do; as written
     ("pixcamd.views", "pixcamd.pipeline_views", "pixcamd.roaming"),
     ("pixcamd.models", "pixcamd.budget"),  # the BIQA; how far each pixel may move
     ("pixcamd.scoring", "pixcamd.view_loop", "pixcamd.optimizer"),

@@ -22,7 +22,8 @@ from pixcamd.pipeline_views import (
     plan_loop_views,
     straight_through_resize,
 )
-from pixcamd.platforms import DEFAULT_PLATFORMS, PRESETS, parse_platforms
+from pixcamd.platform_specs import parse_platforms
+from pixcamd.platforms import DEFAULT_PLATFORMS, PRESETS
 from pixcamd.views import make_views, plan_views
 
 

@@ -19,15 +19,8 @@ from tinybiqa import synthetic_photo
 from pixcamd.cli import main
 from pixcamd.errors import ServedTooSmall
 from pixcamd.photo import to_tensor
-from pixcamd.platforms import (
-    DEFAULT_PLATFORMS,
-    PRESETS,
-    Pipeline,
-    PipelineError,
-    from_table,
-    parse_inline,
-    parse_platforms,
-)
+from pixcamd.platform_specs import from_table, parse_inline, parse_platforms
+from pixcamd.platforms import DEFAULT_PLATFORMS, PRESETS, Pipeline, PipelineError
 from pixcamd.scoring import score_views
 from pixcamd.views import make_views
 

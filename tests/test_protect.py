@@ -17,7 +17,8 @@ from tinybiqa import synthetic_photo
 
 from pixcamd.check import psnr_ssim
 from pixcamd.photo import to_tensor
-from pixcamd.platforms import PRESETS, parse_platforms
+from pixcamd.platform_specs import parse_platforms
+from pixcamd.platforms import PRESETS
 from pixcamd.protect import Settings, protect
 from pixcamd.scoring import score_image, score_views
 from pixcamd.views import make_views

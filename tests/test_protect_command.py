@@ -304,18 +304,26 @@ def test_a_missing_photo_is_named_once_in_its_error(tmp_path, capsys):
 
 def test_a_photo_too_long_for_a_jpeg_is_refused_in_words_not_a_traceback(tmp_path, capsys):
     """libjpeg takes at most 65,500 px a side: a strip a scanner or a stitcher made longer used
-    to end in Pillow's "broken data stream" traceback (retried by folder runs and the daemon)."""
+    to end in Pillow's "broken data stream" traceback (retried by folder runs and the daemon).
+    The copy is a JPEG of the photo's size: refused before the work. `score` judges it where
+    the pipelines asked for serve it smaller, and names a pipeline that would not."""
     strip = tmp_path / "strip.png"
-    Image.new("RGB", (200, 66_000), (120, 130, 140)).save(strip)
+    Image.new("RGB", (1300, 66_000), (120, 130, 140)).save(strip)
     code, (report,), err = run(capsys, strip, "-o", tmp_path / "o.jpg", *FAST)
     assert code == 1 and "Traceback" not in err, err
-    assert "200×66000 px: a side over 65,500 px cannot be encoded as JPEG" in report["error"]
+    assert "1300×66000 px: the protected copy is a JPEG of the photo's size, and JPEG takes " \
+        "at most 65,500 px a side" in report["error"]  # fmt: skip
     assert not (tmp_path / "o.jpg").exists()
     code, (report,), err = run(capsys, strip, "--outdir", tmp_path / "out", *FAST)
-    assert code == 1 and "a side over 65,500 px" in report["error"], err
+    assert code == 1 and "JPEG takes at most 65,500 px a side" in report["error"], err
     assert "attempt" not in report["error"]  # failed at once, not after retries
     assert main(["score", "--json", str(strip), "--model", "brisque"]) == 1
-    assert "a side over 65,500 px" in capsys.readouterr().out
+    (said,) = json.loads(capsys.readouterr().out)
+    assert said["error"].startswith(
+        "task would serve this 1300×66000 photo at 1300×66000: JPEG takes at most 65,500"
+    ), said
+    facebook = ["--platforms", "facebook"]  # 2048 px long: judged
+    assert main(["score", "--json", str(strip), "--model", "brisque", *facebook]) == 0
 
 
 def test_an_already_low_photo_is_said_to_be_unchanged_by_us(tmp_path, capsys):

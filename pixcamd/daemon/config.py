@@ -21,7 +21,8 @@ from pixcamd.daemon.config_toml import toml_value
 from pixcamd.daemon.schema import KEYS, SCHEMA
 from pixcamd.errors import PixcamdError
 from pixcamd.output import nearest_existing
-from pixcamd.platforms import PRESETS, Pipeline, PipelineError, from_table, parse_platforms
+from pixcamd.platform_specs import from_table, parse_platforms
+from pixcamd.platforms import PRESETS, Pipeline, PipelineError
 
 if sys.version_info >= (3, 11):
     import tomllib

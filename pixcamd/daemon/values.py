@@ -10,7 +10,8 @@ from collections.abc import Callable
 from typing import Any
 
 from pixcamd.models import CHOICES, MODEL_NAMES
-from pixcamd.platforms import PRESETS, Pipeline, PipelineError, from_table, parse_inline
+from pixcamd.platform_specs import from_table, parse_inline
+from pixcamd.platforms import PRESETS, Pipeline, PipelineError
 from pixcamd.views import VIEW_NAMES, parse_views
 
 
