@@ -50,9 +50,12 @@ class PhotoWorker:
 
     def protect(self, data: bytes, name: str):
         from pixcamd.devices import release_memory
+        from pixcamd.errors import NotEnoughMemory, TooLargeForMemory
         from pixcamd.job import protect_photo
 
         try:
             return protect_photo(data, name, self.models, self.options)
+        except TooLargeForMemory as exc:  # for this node: another of the cluster may have more
+            raise NotEnoughMemory(f"{exc} (on the node {self.info['node'][:12]})") from None
         finally:
             release_memory()  # an idle actor should not sit on a 24 MP photo's tensors
