@@ -445,6 +445,34 @@ def test_one_temp_folder_takes_one_daemon(tmp_path, brisque):
     assert beside_outbox(a.outbox).parent == tmp_path / "out"
 
 
+def test_an_earlier_pixcamd_s_temp_folder_made_by_hand_is_still_used(tmp_path):
+    """Before 2026-12-06 the temp folder beside the outbox was `.pixcamd-tmp`; one an admin
+    made by hand, where the daemon may not create a folder beside the outbox, is still used —
+    the upgrade would otherwise refuse to start, unable to create the new name."""
+    config = make_config(tmp_path / "a", outbox=str(tmp_path / "srv" / "outbox"))
+    (tmp_path / "srv" / "outbox").mkdir(parents=True)
+    legacy = tmp_path / "srv" / ".pixcamd-tmp"
+    legacy.mkdir()
+    os.chmod(tmp_path / "srv", 0o555)  # the daemon may write the outbox, not beside it
+    code = (
+        "import sys; from pixcamd.daemon.config import load_config; "
+        "from pixcamd.daemon.fs import choose_tmp_dir; "
+        "c = load_config(sys.argv[1]); "
+        "c = c.replace(state_dir='/proc/pixcamd-nowhere'); "
+        "print(choose_tmp_dir(c))"
+    )
+    try:
+        run = subprocess.run(
+            unprivileged([sys.executable, "-c", code, str(config.source)]),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+    finally:
+        os.chmod(tmp_path / "srv", 0o755)
+    assert run.returncode == 0 and run.stdout.strip() == str(legacy), run.stderr
+
+
 def test_one_outbox_takes_one_daemon_and_no_protect_run_beside_it(tmp_path, brisque, capsys):
     """Two configs with state dirs of their own on one outbox would each ship a copy of every
     photo both see: the second daemon is refused, and so is `protect` writing into the running

@@ -149,6 +149,11 @@ def choose_tmp_dir(config: Config, create: bool = True) -> Path:
         if config.tmp_dir_setting is not None
         else [config.state_dir / "tmp", beside_outbox(outbox)]
     )
+    # an earlier pixcamd's shared name, made by hand where this user may not create one beside
+    # the outbox: still used where the new name cannot be made (locked like any temp folder)
+    legacy = outbox.resolve().parent / ".pixcamd-tmp"
+    if config.tmp_dir_setting is None and legacy.is_dir() and not legacy.is_symlink():
+        candidates.append(legacy)
     for candidate in candidates:
         if inside(candidate.resolve(), outbox.resolve()):
             raise ConfigError(f"tmp_dir: {candidate} is inside the outbox")
@@ -162,6 +167,8 @@ def choose_tmp_dir(config: Config, create: bool = True) -> Path:
                 try:
                     candidate.mkdir(parents=True, exist_ok=True)
                 except OSError as exc:
+                    if candidate != candidates[-1] and candidates[-1] == legacy:
+                        continue
                     raise ConfigError(f"tmp_dir: cannot create {candidate} ({exc})") from exc
                 if not same_mount(candidate, outbox):
                     continue
