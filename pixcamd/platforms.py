@@ -39,8 +39,9 @@ SUBSAMPLINGS = ("4:2:0", "4:2:2", "4:4:4")
 CODECS = ("jpeg", "webp", "avif")
 CODEC_NAMES = {"jpeg": "JPEG", "webp": "WebP", "avif": "AVIF"}
 MIN_SIZE = 16  # a side smaller than one JPEG block pair is no destination
-# the most each encoder takes a side (libjpeg, libwebp, libavif as Pillow builds them)
-MAX_SIDE = {"jpeg": 65_500, "webp": 16_383, "avif": 65_536}
+# the most a side each codec takes (libjpeg, libwebp; libavif's decoder, which reads the served
+# copy back, refuses sides over 32,768 by default)
+MAX_SIDE = {"jpeg": 65_500, "webp": 16_383, "avif": 32_768}
 MIN_MEGAPIXELS = MIN_SIZE * MIN_SIZE / 1e6  # the same, for a rule by area
 MAX_ASPECT = 10  # a crop aspect beyond 10:1 is a strip, not a photo
 

@@ -458,19 +458,20 @@ def test_an_earlier_pixcamd_s_temp_folder_made_by_hand_is_still_used(tmp_path):
         "import sys; from pixcamd.daemon.config import load_config; "
         "from pixcamd.daemon.fs import choose_tmp_dir; "
         "c = load_config(sys.argv[1]); "
-        "c = c.replace(state_dir='/proc/pixcamd-nowhere'); "
-        "print(choose_tmp_dir(c))"
+        "c = c.replace(state_dir=sys.argv[2]); "  # one it could not create either
+        "print(choose_tmp_dir(c, create=False)); print(choose_tmp_dir(c))"
     )
     try:
         run = subprocess.run(
-            unprivileged([sys.executable, "-c", code, str(config.source)]),
+            unprivileged([sys.executable, "-c", code, config.source, tmp_path / "srv" / "st"]),
             cwd=ROOT,
             capture_output=True,
             text=True,
         )
     finally:
         os.chmod(tmp_path / "srv", 0o755)
-    assert run.returncode == 0 and run.stdout.strip() == str(legacy), run.stderr
+    # `config check` (nothing created) names the folder the daemon then uses
+    assert run.returncode == 0 and run.stdout.split() == [str(legacy)] * 2, run.stderr
 
 
 def test_one_outbox_takes_one_daemon_and_no_protect_run_beside_it(tmp_path, brisque, capsys):

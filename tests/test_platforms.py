@@ -17,7 +17,7 @@ from PIL import Image, ImageOps, features
 from tinybiqa import synthetic_photo
 
 from pixcamd.cli import main
-from pixcamd.errors import ServedTooSmall
+from pixcamd.errors import ServedTooLarge, ServedTooSmall
 from pixcamd.photo import to_tensor
 from pixcamd.platform_specs import from_table, parse_inline, parse_platforms
 from pixcamd.platforms import DEFAULT_PLATFORMS, PRESETS, Pipeline, PipelineError
@@ -431,6 +431,24 @@ def test_specs_write_every_size_exactly_so_they_parse_back_and_stay_apart():
     assert "at most 12.3456789 megapixels" in parse_inline("mp12.3456789-q90").describe()
     close = parse_platforms("scale0.1234567-q80,scale0.1234568-q80")
     assert [p.size for p in close] == [0.1234567, 0.1234568]  # two pipelines, not one
+
+
+def test_a_pipeline_that_would_serve_a_side_longer_than_its_codec_takes_says_so():
+    """JPEG takes 65,500 px a side, WebP 16,383, and AVIF 32,768 as libavif reads a copy back
+    (65,536 is written, then refused when read): each pipeline names its limit, a photo it
+    shrinks below it is served."""
+    for spec, codec, most in (("none-q90", "JPEG", 65_500), ("none-webp80", "WebP", 16_383)):
+        (pipeline,) = parse_platforms(spec)
+        with pytest.raises(ServedTooLarge, match=f"{codec} takes at most {most:,} px a side"):
+            pipeline.output_size(most + 1, 100)
+        assert pipeline.output_size(most, 100) == (most, 100)
+    assert parse_platforms("long2048-q85")[0].output_size(66_000, 1300) == (2048, 40)
+    if features.check("avif"):
+        (avif,) = parse_platforms("none-avif60")
+        with pytest.raises(ServedTooLarge, match="AVIF takes at most 32,768 px a side"):
+            avif.output_size(32_769, 64)
+        wide = Image.new("RGB", (32_768, 16), (120, 130, 140))
+        assert avif.apply(wide).size == (32_768, 16)  # at the limit: written and read back
 
 
 def test_a_pipeline_that_would_serve_a_side_under_16_px_says_so(tmp_path, capsys):

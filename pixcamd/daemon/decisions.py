@@ -144,7 +144,9 @@ def remove(config: Config, ledger: Ledger, row: Row, via: str, now: float | None
         if decided(row) == "removed" and row.output is None:
             return row  # an interrupted removal of it, finished just now
     if row.state in ("queued", "processing"):
-        raise DecisionError(f"{row.path}: it is being protected right now; try again after")
+        raise DecisionError(
+            f"{row.path}: it is being protected, or decided on, right now; try again after"
+        )
     if not row.output:
         raise DecisionError(f"{row.path}: it has no copy in the outbox")
     parent, name = _copy_place(config, row.path, row.output)

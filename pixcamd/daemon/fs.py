@@ -163,11 +163,14 @@ def choose_tmp_dir(config: Config, create: bool = True) -> Path:
         if not create and not outbox.exists():
             return candidate
         if outbox.exists() and same_mount(probe, outbox):
+            fallback = candidate != candidates[-1] and candidates[-1] == legacy
+            if not create and fallback and not os.access(probe, os.W_OK):
+                continue  # what the daemon would do: it could not create this one
             if create:
                 try:
                     candidate.mkdir(parents=True, exist_ok=True)
                 except OSError as exc:
-                    if candidate != candidates[-1] and candidates[-1] == legacy:
+                    if fallback:
                         continue
                     raise ConfigError(f"tmp_dir: cannot create {candidate} ({exc})") from exc
                 if not same_mount(candidate, outbox):
