@@ -229,7 +229,14 @@ def output_segments(
         if xmp:
             segments.append(marker_segment(0xE1, XMP_HEADER + xmp))
     if md.icc_profile:
-        segments += icc_segments(md.icc_profile)
+        try:
+            segments += icc_segments(md.icc_profile)
+        except MetadataError:  # a profile this large was judged sRGB: pixels converted are
+            notes.append(  # given the small sRGB profile, so the copy needs none
+                f"ICC profile of {len(md.icc_profile) / 1e6:.1f} MB left out: a JPEG holds at "
+                "most 255 chunks of one (the copy's colours are sRGB, what a viewer assumes "
+                "without a profile)"
+            )
     if md.photoshop and not strip_all:
         try:
             resources, irb_notes = clean_irb(md.photoshop)

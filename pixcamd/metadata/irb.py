@@ -23,7 +23,7 @@ def parse_irb(data: bytes) -> list[tuple[int, bytes, bytes]]:
     """[(resource id, name, payload)] of Photoshop image resources; MetadataError if broken."""
     resources, pos = [], 0
     while pos < len(data):
-        if not any(data[pos:]):  # trailing padding
+        if data[pos] == 0 and not any(memoryview(data)[pos:]):  # trailing padding (no copy)
             break
         if pos + 12 > len(data) or data[pos : pos + 4] not in (b"8BIM", b"PHUT", b"AgHg", b"DCSR"):
             raise MetadataError("Photoshop resources are damaged")

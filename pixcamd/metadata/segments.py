@@ -113,11 +113,15 @@ def embedded_jpegs(data: bytes | bytearray) -> list[tuple[int, int]]:
     """
     found = []
     pos = 0
+    # (position, frame seen) where a walk from an earlier candidate failed: a later one that
+    # reaches it fails the same way, so every position is walked once — a maker note of nested
+    # SOIs each chaining to the next no longer costs a walk of the rest per candidate
+    dead: set[tuple[int, bool]] = set()
     while True:
         start = data.find(b"\xff\xd8\xff", pos)
         if start < 0:
             return found
-        end = _jpeg_stream_end(data, start)
+        end = _jpeg_stream_end(data, start, dead)
         if end:
             found.append((start, end))
             pos = end
@@ -125,9 +129,20 @@ def embedded_jpegs(data: bytes | bytearray) -> list[tuple[int, int]]:
             pos = start + 2
 
 
-def _jpeg_stream_end(data: bytes | bytearray, start: int) -> int:
+def _jpeg_stream_end(data: bytes | bytearray, start: int, dead: set) -> int:
+    walked: list[tuple[int, bool]] = []
+    end = _walk(data, start, dead, walked)
+    if not end:
+        dead.update(walked)
+    return end
+
+
+def _walk(data: bytes | bytearray, start: int, dead: set, walked: list) -> int:
     pos, seen_frame = start + 2, False
     while pos + 4 <= len(data):
+        if (pos, seen_frame) in dead:
+            return 0
+        walked.append((pos, seen_frame))
         if data[pos] != 0xFF:
             return 0
         m = data[pos + 1]
