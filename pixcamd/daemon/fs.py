@@ -8,6 +8,7 @@ import errno
 import fcntl
 import hashlib
 import os
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -306,10 +307,10 @@ class OutboxLock:
     def __init__(self, outbox: Path):
         self.outbox = outbox
         self.fd = lock_outbox(outbox)  # refused at start: PixcamdError
-        self._folder = _identity(outbox)  # the folder whose lock is decided (held or none)
+        self._folder = folder_identity(outbox)  # the folder whose lock is decided (held or none)
 
     def renew(self) -> str | None:
-        now = _identity(self.outbox)
+        now = folder_identity(self.outbox)
         if now is None or now == self._folder:  # gone (outbox_gone says so), or the same
             return None
         unlock(self.fd)
@@ -326,12 +327,13 @@ class OutboxLock:
         self.fd = None
 
 
-def _identity(folder: Path) -> tuple[int, int] | None:
+def folder_identity(folder) -> tuple[int, int] | None:
+    """(device, inode) of the folder at ``folder``'s path, None when there is none."""
     try:
         st = os.stat(folder)
     except OSError:
         return None
-    return st.st_dev, st.st_ino
+    return (st.st_dev, st.st_ino) if stat.S_ISDIR(st.st_mode) else None
 
 
 def daemon_outbox(*folders: Path) -> str | None:

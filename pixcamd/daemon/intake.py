@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-import stat
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -22,7 +21,7 @@ from pathlib import Path
 
 from pixcamd.daemon.config import Config
 from pixcamd.daemon.events import EventLog
-from pixcamd.daemon.fs import sha256_file
+from pixcamd.daemon.fs import folder_identity, sha256_file
 from pixcamd.daemon.ledger import Ledger
 from pixcamd.daemon.publishing import renamed_note
 from pixcamd.daemon.watcher import (
@@ -48,15 +47,6 @@ class _OverflowRescan(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if "overflow" in record.getMessage().lower():
             self.rescan()
-
-
-def _identity(folder) -> tuple[int, int] | None:
-    """(device, inode) of the folder at ``folder``'s path, None when there is none."""
-    try:
-        st = os.stat(folder)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino) if stat.S_ISDIR(st.st_mode) else None
 
 
 class Intake:
@@ -113,7 +103,7 @@ class Intake:
             observer.schedule(handler, inbox, recursive=True)
             observer.start()
         self.observer = observer
-        self._watched = self._seen = _identity(self.rules.inbox)
+        self._watched = self._seen = folder_identity(self.rules.inbox)
 
     def check_inbox(self) -> None:
         """The watch follows a folder, not its name: an inbox renamed away (and another folder
@@ -222,7 +212,7 @@ class Intake:
             self.later(self.scan, reason=reason, root=folder)
 
     def settle(self) -> None:
-        self._seen = _identity(self.rules.inbox)  # for check_inbox
+        self._seen = folder_identity(self.rules.inbox)  # for check_inbox
         settled, _vanished = self.tracker.poll()
         for rel, why in self.tracker.doubts():
             wait = self.tracker.settle_timeout
