@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from pixcamd.daemon.fs import fsync_dir
 from pixcamd.daemon.ledger_schema import prepare
 from pixcamd.errors import PixcamdError
 
@@ -57,11 +58,7 @@ def create(path: Path) -> None:
     finally:
         db.close()  # the last connection: its log checkpointed into the file and removed
     os.replace(new, path)
-    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
+    fsync_dir(path.parent)
 
 
 def _checked(uri: str, *first: str) -> sqlite3.Connection:
