@@ -228,8 +228,8 @@ def recover_taken(config: Config, ledger: Ledger, row: Row) -> tuple | None:
     ship not yet recorded for publication is undone (held back as before: ship it again).
     (row, event, message, level) to say; None for a row no decision took, or one whose taker
     still runs. A ship already recorded for publication is ``finish_interrupted``'s."""
-    taken = (row.staged_fields or {}).get("taken") if not row.staged_output else None
-    if row.state != "processing" or not isinstance(taken, dict):
+    taken = row.taken
+    if row.state != "processing" or taken is None:
         return None
     if taken.get("process") == _PROCESS:
         return None  # being decided right now, in another thread of this process

@@ -55,6 +55,13 @@ class Row:
                 data[key] = json.loads(data[key])
         return cls(**data)
 
+    @property
+    def taken(self) -> dict | None:
+        """The intent of a person's decision that holds this row (``Ledger.take``), where one
+        does and no publication is on record."""
+        taken = (self.staged_fields or {}).get("taken") if not self.staged_output else None
+        return taken if isinstance(taken, dict) else None
+
 
 _FIELDS = frozenset(f.name for f in fields(Row))
 

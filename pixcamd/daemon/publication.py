@@ -190,7 +190,7 @@ def recover_interrupted(
     ``memory_hint``: what to do when the kernel's OOM killer is the likely cause."""
     said = []
     for row in ledger.processing():
-        if not row.staged_output and (row.staged_fields or {}).get("taken"):
+        if row.taken:
             continue  # a person's decision, not a protection: pixcamd.daemon.decisions's
         finished = finish_interrupted(ledger, row, root)
         if finished is not None:
