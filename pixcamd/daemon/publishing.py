@@ -114,6 +114,10 @@ class Publisher:
         self.log.emit("outbox_back", None, f"room in {self.outbox} again; protecting again")
         return True
 
+    def _gone(self, rel: str) -> bool:
+        """Nothing at this inbox path now, not even a dangling link (as the intake looks)."""
+        return not os.path.lexists(self.inbox / rel)
+
     def _outbox_gone(self) -> str | None:
         why = outbox_gone(self.outbox, self.outbox_mount)
         if why is None and self.outbox_lock is not None:
@@ -168,13 +172,11 @@ class Publisher:
         if source == row.path or row.budget:
             # retried: the donor is a copy of this very photo, or a stronger attempt was asked
             return False
-        moved = self.ledger.follow_rename(
-            row.id, source, lambda path: not os.path.lexists(self.inbox / path)
-        )
+        moved = self.ledger.follow_rename(row.id, source, self._gone)
         if moved is not None:  # renamed or moved: its record and copy follow it
             self.log.emit("duplicate", row.path, renamed_note(source, moved))
             return True
-        if not os.path.lexists(self.inbox / source):  # its name holds other content now
+        if self._gone(source):  # its name holds other content now
             return False
         donor = original if original.output else self.ledger.get(source)
         if donor is None or donor.fingerprint != self.fingerprint:
@@ -237,7 +239,7 @@ class Publisher:
 
         # Deleted while it was protected: a user may delete a photo precisely so that it is
         # not shared; it is forgotten as one deleted before its turn, nothing shipped or held
-        if not os.path.lexists(self.inbox / row.path):
+        if self._gone(row.path):
             raise Vanished("its copy was published: nothing shipped")
         # What the decoder changed (transparency flattened, frames dropped, CMYK converted):
         # the user sees it in the log and on the photo's page, as the CLI prints it.
