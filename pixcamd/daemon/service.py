@@ -465,11 +465,15 @@ class Daemon:
         if clean:
             self.ledger.close()
         self._closed = True
+        self._release_locks()
+        return clean
+
+    def _release_locks(self) -> None:
+        """The outbox's, the temp folder's and the state dir's: the next daemon may start."""
         if self._outbox_lock is not None:
             self._outbox_lock.release()
         unlock(self._tmp_fd)
         unlock(self._lock_fd)
-        return clean
 
     def _close_quietly(self) -> None:
         with contextlib.suppress(Exception):
@@ -488,8 +492,5 @@ class Daemon:
                 self.ledger.set_daemon(pid=None, stopped_at=time.time(), status="did not start")
         with contextlib.suppress(Exception):
             self.ledger.close()
-        if self._outbox_lock is not None:
-            self._outbox_lock.release()
-        unlock(self._tmp_fd)
-        unlock(self._lock_fd)
+        self._release_locks()
         self._closed = True
