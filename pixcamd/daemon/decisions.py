@@ -66,7 +66,8 @@ def _held_file(config: Config, row: Row) -> Path:
 def ship(config: Config, ledger: Ledger, row: Row, via: str, now: float | None = None) -> Row:
     """Publish a held-back photo's kept copy to the outbox: the person's decision."""
     now = time.time() if now is None else now
-    row = _after_a_crash(config, ledger, row)
+    recovered = recover_taken(config, ledger, row)  # a ship or removal a crash left half-made
+    row = row if recovered is None else recovered[0]
     if row.state != "unprotected" or row.output:
         label = _STATES.get(row.state, row.state)
         if row.state == "failed" and row.output:  # gone from the inbox; its earlier copy stays
@@ -195,12 +196,6 @@ def _copy_place(config: Config, path: str, output: str) -> tuple[Path, str]:
     if not inside(parent, outbox) or target.name in ("", ".", ".."):
         raise DecisionError(f"{path}: its output {output} is not inside the outbox")
     return parent, target.name
-
-
-def _after_a_crash(config: Config, ledger: Ledger, row: Row) -> Row:
-    """``row`` as it stands once a decision a crash left half-made is finished or undone."""
-    recovered = recover_taken(config, ledger, row)
-    return row if recovered is None else recovered[0]
 
 
 # This process's decisions are in progress, never a crash's: the page decides in a pool of
