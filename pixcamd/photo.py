@@ -268,7 +268,8 @@ def _read_before_load(img: Image.Image, source, notes: list[str]):
         tag_v2 = img.tag_v2
         md.xmp = _as_bytes(img.info.get("xmp") or tag_v2.get(700))
         with source() as fp:  # the raw bytes: Pillow reads a LONG-typed IPTC as one number
-            photoshop, iptc = meta.tiff_tag_bytes(fp, 34377), meta.tiff_tag_bytes(fp, 33723)
+            raw = meta.tiff_tags_bytes(fp, 34377, 33723)
+        photoshop, iptc = raw.get(34377), raw.get(33723)
         # a BigTIFF's, as Pillow read them (a number it could not give as bytes: none)
         photoshop = photoshop or (_as_bytes(tag_v2[34377]) if 34377 in tag_v2 else None)
         iptc = iptc or (_as_bytes(tag_v2[33723]) if 33723 in tag_v2 else None)

@@ -31,6 +31,7 @@ from pixcamd.metadata.exif import (
     patch_exif,
     repair_exif,
     tiff_tag_bytes,
+    tiff_tags_bytes,
 )
 from pixcamd.metadata.irb import iptc_as_irb, parse_irb
 from pixcamd.metadata.segments import (
@@ -65,4 +66,5 @@ __all__ = [
     "repair_exif",
     "split_jpeg",
     "tiff_tag_bytes",
+    "tiff_tags_bytes",
 ]

@@ -183,10 +183,17 @@ def repair_exif(tiff: bytes) -> tuple[bytes, list[str]]:
 
 
 def tiff_tag_bytes(fp, tag: int) -> bytes | None:
-    """The raw bytes of IFD0's ``tag`` in a TIFF file, whatever type its writer gave it.
-    Pillow reads IPTC (33723), which Photoshop and exiftool store as LONGs, as one integer
-    (it expects one value): the record is these bytes. None where absent or unreadable, and
-    for a BigTIFF (whose tags Pillow reads as they are)."""
+    """The raw bytes of IFD0's ``tag`` in a TIFF file (``tiff_tags_bytes``)."""
+    return tiff_tags_bytes(fp, tag).get(tag)
+
+
+def tiff_tags_bytes(fp, *tags: int) -> dict[int, bytes]:
+    """The raw bytes of each of IFD0's ``tags`` in a TIFF file, whatever type its writer gave
+    it, from one read of the directory. Pillow reads IPTC (33723), which Photoshop and
+    exiftool store as LONGs, as one integer (it expects one value): the record is these bytes.
+    A tag absent or unreadable is left out, and so is every one of a BigTIFF (whose tags
+    Pillow reads as they are)."""
+    entries = {}
     try:
         length = fp.seek(0, 2)
         fp.seek(0)
@@ -196,20 +203,28 @@ def tiff_tag_bytes(fp, tag: int) -> bytes | None:
         (count,) = struct.unpack(order + "H", fp.read(2))
         for _ in range(count):
             found, typ, cnt, field = struct.unpack(order + "HHI4s", fp.read(12))
-            if found != tag:
-                continue
-            size = _TYPE_SIZES.get(typ, 0) * cnt
-            if size <= 4:
-                return field[:size] or None
+            if found in tags and found not in entries:  # the first, as before
+                entries[found] = (_TYPE_SIZES.get(typ, 0) * cnt, field)
+    except (KeyError, struct.error, OSError):
+        pass  # a directory cut short: the tags read before it
+    out = {}
+    for tag, (size, field) in entries.items():
+        if size <= 4:
+            data = field[:size]
+        else:
             offset = struct.unpack(order + "I", field)[0]
             if offset + size > length:  # a count past the file's end: damaged, not read
-                return None
-            fp.seek(offset)
-            data = fp.read(size)
-            return data if len(data) == size else None
-    except (KeyError, struct.error, OSError):
-        pass
-    return None
+                continue
+            try:
+                fp.seek(offset)
+                data = fp.read(size)
+            except OSError:
+                continue
+            if len(data) != size:
+                continue
+        if data:
+            out[tag] = data
+    return out
 
 
 def exif_orientation(tiff: bytes) -> int:
