@@ -109,6 +109,27 @@ def test_a_file_written_slowly_is_never_processed_early(tmp_path, brisque):
         assert out.size == (1600, 1200)
 
 
+def test_a_copy_still_running_after_settle_timeout_is_named_once_then_taken(tmp_path, brisque):
+    """A file that keeps changing used to stay "settling" with no word in the log."""
+    config = make_config(tmp_path, settle_time=0.3, settle_timeout=1.0)
+    data = noise_photo(tmp_path / "long.png", 11, size=(640, 480)).read_bytes()
+    step = len(data) // 30 + 1
+    with running(config, [brisque]):
+        with open(config.inbox / "long.png", "wb") as fp:  # 3 s of bytes, never quiet for 0.3 s
+            for i in range(0, len(data), step):
+                fp.write(data[i : i + step])
+                fp.flush()
+                time.sleep(0.1)
+        wait_for(lambda: finished(config, ["long.png"]), 60, "the long copy")
+    assert ledger_rows(config)["long.png"]["state"] == "done"
+    log = [e for e in events(config) if e.get("path") == "long.png"]
+    named = [e for e in log if e["event"] == "changing"]
+    assert len(named) == 1 and named[0]["level"] == "warning", log
+    assert "still changing after" in named[0]["message"]
+    order = [e["event"] for e in log]
+    assert order.index("changing") < order.index("settled")
+
+
 def test_mv_from_outside_a_moved_in_folder_and_symlinks(tmp_path, brisque):
     config = make_config(tmp_path)
     outside = tmp_path / "outside"

@@ -233,6 +233,49 @@ def test_tracker_holds_an_undecodable_file_until_the_timeout(tmp_path):
     ]
 
 
+def test_tracker_names_a_file_that_keeps_changing_once_and_still_takes_it_when_it_stops(tmp_path):
+    """A copy that never ends used to stay "settling" with no word: after settle_timeout it is
+    named once, and it settles as usual as soon as it stays unchanged."""
+    clock, path = Clock(), tmp_path / "growing.jpg"
+    path.write_bytes(b"x")
+    tracker = StabilityTracker(
+        tmp_path, settle_time=1, settle_timeout=10, decode=lambda p: None, clock=clock
+    )
+    tracker.touch("growing.jpg")
+    named = []
+    for i in range(25):  # a byte every half second: never quiet
+        clock.now += 0.5
+        with path.open("ab") as f:
+            f.write(b"x")
+        os.utime(path, ns=(i + 2, i + 2))
+        assert tracker.poll() == ([], [])
+        named += [(rel, round(seconds)) for rel, seconds in tracker.restless()]
+    assert named == [("growing.jpg", 10)]  # once, at the timeout, not again
+    settled = []
+    for _ in range(4):  # it stops: taken as any other
+        clock.now += 0.5
+        settled += tracker.poll()[0]
+    assert [rel for rel, _st, _error in settled] == ["growing.jpg"]
+    assert tracker.restless() == []
+
+
+def test_tracker_does_not_name_a_quiet_file_or_a_short_copy(tmp_path):
+    clock = Clock()
+    (tmp_path / "quiet.jpg").write_bytes(b"\xff\xd8garbage")
+
+    def decode(p):
+        raise OSError("broken")
+
+    tracker = StabilityTracker(
+        tmp_path, settle_time=1, settle_timeout=10, decode=decode, clock=clock
+    )
+    tracker.touch("quiet.jpg")
+    for _ in range(9):  # quiet but undecodable for the whole wait: a doubt, not a change
+        clock.now += 1
+        tracker.poll()
+        assert tracker.restless() == []
+
+
 def test_tracker_settles_an_hdr_photo_at_once_it_is_read_whole(tmp_path):
     # an HDR HEIC decodes whole and is then refused: no bytes still to come, no timeout to wait
     pytest.importorskip("pillow_heif")

@@ -223,6 +223,15 @@ class Intake:
                 "fails (a file still being written in pauses completes meanwhile)",
                 level="warning",
             )
+        for rel, seconds in self.tracker.restless():
+            self.log.emit(
+                "changing",
+                rel,
+                f"still changing after {seconds:.0f} s: it is taken once it stays unchanged for "
+                f"{self.tracker.settle_time:g} s (a copy still running, or a file rewritten again "
+                "and again)",
+                level="warning",
+            )
         for rel, (digest, st) in list(self._unoffered.items()):  # the ledger refused them
             if self._unchanged(rel, st):
                 self._offer(rel, digest, st)

@@ -8,7 +8,8 @@ A path goes through three gates before the ledger sees it:
 2. ``StabilityTracker``: quiet for ``settle_time`` since the last event or change, the same size
    and mtime on two consecutive polls, and a full decode. A file that keeps failing to decode
    while nothing changes is released after ``settle_timeout`` (it is corrupt, not in transit);
-   ``doubts()`` names it once before that, so the wait is never silent.
+   ``doubts()`` names it once before that, so the wait is never silent; ``restless()`` names
+   a file still changing ``settle_timeout`` after it was first seen.
 3. The service hashes it and offers it to the ledger, which decides whether there is work.
 """
 
@@ -232,6 +233,8 @@ class _Pending:
     same: int = 0  # consecutive polls with an unchanged signature
     decode_error: str | None = None
     doubt_said: bool = False  # its decode error was reported while it waits (once a settle)
+    first_seen: float = 0.0  # when it was first tracked (monotonic)
+    changing_said: bool = False  # named as still changing after ``settle_timeout`` (once)
 
 
 class StabilityTracker:
@@ -271,7 +274,7 @@ class StabilityTracker:
             entry = self._pending.get(rel)
             new = entry is None
             if new:
-                entry = self._pending[rel] = _Pending()
+                entry = self._pending[rel] = _Pending(first_seen=self.clock())
             entry.changed_at = self.clock()
             entry.same = 0
             return new
@@ -287,6 +290,20 @@ class StabilityTracker:
                 if entry.decode_error is not None and not entry.doubt_said and quiet:
                     entry.doubt_said = True
                     out.append((rel, entry.decode_error))
+            return out
+
+    def restless(self) -> list[tuple[str, float]]:
+        """(rel, seconds tracked) of files still changing ``settle_timeout`` after they were first
+        seen, each once: a copy that never ends, or a file rewritten again and again, is named
+        rather than left settling unseen."""
+        with self._lock:
+            out, now = [], self.clock()
+            for rel, entry in self._pending.items():
+                changing = now - entry.changed_at < self.settle_time
+                long = now - entry.first_seen >= self.settle_timeout
+                if changing and long and not entry.changing_said:
+                    entry.changing_said = True
+                    out.append((rel, now - entry.first_seen))
             return out
 
     def forget(self, rel: str) -> None:
