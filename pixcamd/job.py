@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import pixcamd.protect
 from pixcamd.check import judge
 from pixcamd.devices import check_memory
-from pixcamd.errors import NotEnoughMemory, PhotoError, PixcamdError
+from pixcamd.errors import NotEnoughMemory, PixcamdError
 from pixcamd.output import render_jpeg
 from pixcamd.photo import DEFAULT_MAX_PIXELS, open_photo
 from pixcamd.platforms import MAX_SIDE
@@ -73,14 +73,12 @@ def protect_photo(
         timings[what] = round(now - tick, 3)
         tick = now
 
-    photo = open_photo(name, max_pixels=options.max_pixels, data=data)
+    # a side JPEG cannot hold is refused from the header: before the decode, not after the work
+    photo = open_photo(
+        name, max_pixels=options.max_pixels, data=data, max_jpeg_side=MAX_SIDE["jpeg"]
+    )
     lap("decode")
     width, height = photo.image.size
-    if max(width, height) > MAX_SIDE["jpeg"]:  # said before the work, not after it
-        raise PhotoError(
-            f"{name}: {width}×{height} px: the protected copy is a JPEG of the photo's size, and "
-            f"JPEG takes at most {MAX_SIDE['jpeg']:,} px a side; protect a smaller copy of it"
-        )
     check_memory(width * height, [m.name for m in models], settings.device)
     try:
         result = pixcamd.protect.protect(photo.image, models, settings, progress=progress)

@@ -77,14 +77,18 @@ def load_photo(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
 
 
 def open_photo(
-    path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, data: bytes | None = None
+    path: str | os.PathLike,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    data: bytes | None = None,
+    max_jpeg_side: int | None = None,
 ) -> Photo:
     """Decode ``path`` and read its metadata; raises ``PhotoError`` saying what is wrong.
 
     The original is only ever opened for reading. Metadata that is damaged while the pixels are
     fine is dropped with a note in ``Photo.warnings``; the pixels are still returned. With
     ``data``, the file's bytes are decoded instead (a photo sent to another machine) and
-    ``path`` only names it in messages.
+    ``path`` only names it in messages. With ``max_jpeg_side``, a photo wider or taller than a
+    JPEG copy of its size can be is refused from its header, before the pixels are decoded.
     """
     path = Path(path)
     if data is None:
@@ -110,6 +114,12 @@ def open_photo(
                 if width * height > max_pixels:
                     raise PhotoError(
                         f"{path}: {width}×{height} px is over the limit of {max_pixels:,} pixels"
+                    )
+                if max_jpeg_side is not None and max(width, height) > max_jpeg_side:
+                    raise PhotoError(
+                        f"{path}: {width}×{height} px: the protected copy is a JPEG of the "
+                        f"photo's size, and JPEG takes at most {max_jpeg_side:,} px a side; "
+                        "protect a smaller copy of it"
                     )
                 md, decoder_rotates = _read_before_load(img, source, notes)
                 img.load()  # full decode now: a truncated file fails here, not later

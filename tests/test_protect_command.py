@@ -324,6 +324,13 @@ def test_a_photo_too_long_for_a_jpeg_is_refused_in_words_not_a_traceback(tmp_pat
     ), said
     facebook = ["--platforms", "facebook"]  # 2048 px long: judged
     assert main(["score", "--json", str(strip), "--model", "brisque", *facebook]) == 0
+    capsys.readouterr()
+    # refused from its header, before its pixels are decoded: a file cut short after the
+    # header says so too, not "truncated"
+    header_only = tmp_path / "header_only.png"
+    header_only.write_bytes(strip.read_bytes()[:200])
+    code, (report,), err = run(capsys, header_only, "-o", tmp_path / "h.jpg", *FAST)
+    assert code == 1 and "JPEG takes at most 65,500 px a side" in report["error"], err
 
 
 def test_an_already_low_photo_is_said_to_be_unchanged_by_us(tmp_path, capsys):
