@@ -236,8 +236,9 @@ def _unidentified(source) -> str:
         return "a damaged PNG: it cannot be decoded"
     if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
         return (
-            "a TIFF of a kind that cannot be decoded here (e.g. 32-bit floating-point colour, "
-            "or an unusual compression): save it as an 8- or 16-bit TIFF"
+            "a TIFF that cannot be decoded here: damaged, or of a kind pixcamd cannot read (e.g. "
+            "32-bit floating-point colour, or an unusual compression): save it again as an 8- "
+            "or 16-bit TIFF"
         )
     if head[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftypmsf1") and not HEIF_SUPPORT:
         return "a HEIC/HEIF photo; reading it needs pillow-heif (pip install pillow-heif)"
