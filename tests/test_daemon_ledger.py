@@ -101,6 +101,21 @@ def test_claim_order_attempts_backoff_and_requeue(ledger):
     assert (a.path, a.attempts, a.error) == ("a.jpg", 2, "OSError: No space left on device")
 
 
+def test_a_clock_set_back_holds_neither_an_abandoned_photo_nor_a_retry_longer(ledger):
+    ledger.offer("a.jpg", "ha", 1, 1, FP)
+    ledger.offer("b.jpg", "hb", 1, 1, FP)
+    a, b = ledger.claim_next(), ledger.claim_next()
+    ledger.requeue(a.id)  # abandoned at shutdown ...
+    ledger.retry(b.id, "OSError: No space left on device", delay=30)
+    ledger.clock.now -= 600  # ... and the clock set back ten minutes before the next start
+    assert ledger.claim_next().path == "a.jpg"  # due at once, as it was
+    assert ledger.claim_next() is None  # b.jpg: 630 s left by the clock now
+    assert ledger.shift_waits(-600) == 1  # the running daemon saw the step
+    assert ledger.next_due() == pytest.approx(ledger.clock.now + 30)  # the wait it had left
+    ledger.clock.now += 31
+    assert ledger.claim_next().path == "b.jpg"
+
+
 def test_the_queue_survives_a_restart(tmp_path):
     path = tmp_path / "ledger.sqlite3"
     first = Ledger(path)

@@ -363,15 +363,27 @@ class Ledger(DaemonRecord, SameContent):
             return self._get(db, row_id)
 
     def requeue(self, row_id: int, delay: float = 0.0) -> Row:
-        """Work abandoned (shutdown) or the file changed under us: queued, attempt not counted."""
+        """Work abandoned (shutdown) or the file changed under us: queued, attempt not counted.
+        Without ``delay`` it is due at once whatever the clock says at the next start (0, not
+        the time now: a clock set back meanwhile would hold it)."""
         with self._tx() as db:
             db.execute(
                 "UPDATE photos SET state = 'queued', attempts = max(attempts - 1, 0), "
                 "not_before = ?, staged = NULL, staged_output = NULL, staged_sha256 = NULL, "
                 "staged_fields = NULL WHERE id = ?",
-                (self.clock() + delay, row_id),
+                (self.clock() + delay if delay > 0 else 0.0, row_id),
             )
             return self._get(db, row_id)
+
+    def shift_waits(self, seconds: float) -> int:
+        """The wall clock jumped by ``seconds`` (< 0: set back): queued rows still waiting keep
+        the wait they had left instead of one grown by the jump. Returns how many moved."""
+        with self._tx() as db:
+            return db.execute(
+                "UPDATE photos SET not_before = max(not_before + ?, 0) "
+                "WHERE state = 'queued' AND not_before > ?",
+                (seconds, self.clock()),
+            ).rowcount
 
     def delete(self, row_id: int) -> None:
         with self._tx() as db:

@@ -152,7 +152,9 @@ class Daemon:
 
         recover(self.config, self.ledger, self.log)
         sweep(self.tmp_dir)
-        self._start_web()
+        from pixcamd.web.server import serve_beside_daemon
+
+        self.web = serve_beside_daemon(self.config, self.log)
 
         inbox = config.inbox.resolve()
         excluded = [config.outbox, config.state_dir, self.tmp_dir]
@@ -198,22 +200,6 @@ class Daemon:
         self.notifier.send("READY=1", "STATUS=" + self.status_line())
         self.log.emit("ready", message=self.status_line())
 
-    def _start_web(self) -> None:
-        """The local web page in its own thread (``web = ""``: none). A port in use is said
-        loudly and the daemon protects without a page: the photos matter more."""
-        if not self.config.web:
-            return
-        from pixcamd.web.server import WebServer
-
-        try:
-            server = WebServer(self.config)
-            url = server.start()
-        except (PixcamdError, OSError) as exc:
-            self.log.emit("web", message=f"no web page: {exc}; protecting goes on", level="warning")
-            return
-        self.web = server
-        self.log.emit("web", message=f"the web page: {url}", url=url)
-
     def _stop_web(self) -> None:
         if self.web is not None:
             self.web.stop()
@@ -249,6 +235,16 @@ class Daemon:
         from pixcamd.photo import load_photo
 
         load_photo(path, self.config.max_pixels)
+
+    def _clock_set_back(self, jump: float) -> None:
+        """The timers are re-armed (``Timers.check_clock``); the retries keep their waits."""
+        moved = self.ledger.shift_waits(jump)
+        self.log.emit(
+            "clock",
+            message=f"the system clock was set back {-jump:.0f} s: settle polls and scans go on "
+            f"from now, {moved} waiting retries keep the wait they had left",
+            level="warning",
+        )
 
     def _start_timers(self) -> None:
         self.timers.start(
@@ -286,6 +282,7 @@ class Daemon:
         """Called about once a second by ``run``: watchdog ping, STATUS=, heartbeat."""
         worker = self.worker
         now = time.monotonic()
+        self.timers.check_clock(self._clock_set_back)
         if self.config.executor == "ray":  # a reconnect in the worker thread may replace them
             from pixcamd.executors.ray_link import restore_signals
 

@@ -7,8 +7,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timezone
+
+CLOCK_JUMP = 2.0  # seconds the wall clock may move back against the monotonic one unremarked
 
 
 class _QuietSkips(logging.Filter):
@@ -26,6 +29,8 @@ class Timers:
     def __init__(self, stop_event: threading.Event):
         self.stop_event = stop_event
         self.scheduler = None
+        self._intervals: dict[str, float] = {}  # job id → seconds, for ``check_clock``
+        self._offset = time.time() - time.monotonic()  # the wall clock's, to see it jump
 
     def start(
         self,
@@ -60,6 +65,24 @@ class Timers:
             )
         scheduler.start()
         self.scheduler = scheduler
+        self._intervals = {"settle": poll}
+        if rescan_interval > 0:
+            self._intervals["rescan"] = rescan_interval
+
+    def check_clock(self, set_back: Callable[[float], None]) -> None:
+        """The wall clock against the monotonic one, about once a second. APScheduler times its
+        interval jobs by the wall clock from the time they were added: set back by X (NTP
+        stepping a fast clock, a VM resumed), it would sleep X before the next settle poll or
+        scan (its author leaves clock jumps to the caller). Each interval starts again from
+        now, and ``set_back(-X)`` re-arms the rest."""
+        offset = time.time() - time.monotonic()
+        jump, self._offset = offset - self._offset, offset
+        if jump > -CLOCK_JUMP or self.scheduler is None or self.stop_event.is_set():
+            return
+        for job_id, seconds in self._intervals.items():
+            with contextlib.suppress(Exception):  # shutting down
+                self.scheduler.reschedule_job(job_id, trigger="interval", seconds=seconds)
+        set_back(jump)
 
     def at(self, when: float, func: Callable[[], None]) -> None:
         """``func()`` once at the epoch time ``when`` (one job per instant: a retry's wake-up)."""

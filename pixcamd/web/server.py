@@ -130,3 +130,18 @@ class WebServer:
         if self.ledger is not None:
             self.ledger.close()
             self.ledger = None
+
+
+def serve_beside_daemon(config: Config, log) -> WebServer | None:
+    """The daemon's page in its own thread (``web = ""``: none). A port in use is said loudly
+    on ``log`` and the daemon protects without a page: the photos matter more."""
+    if not config.web:
+        return None
+    try:
+        server = WebServer(config)
+        url = server.start()
+    except (PixcamdError, OSError) as exc:
+        log.emit("web", message=f"no web page: {exc}; protecting goes on", level="warning")
+        return None
+    log.emit("web", message=f"the web page: {url}", url=url)
+    return server
