@@ -3,8 +3,10 @@ photos, the daemon loop in a thread)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -202,6 +204,24 @@ def test_photos_held_back_under_one_name_keep_one_held_copy_each(tmp_path, brisq
     row = ledger_rows(config)["album/a.jpg"]
     assert row["state"] == "unprotected" and row["held"]
     assert config.outbox / row["output"] == shipped and sha(shipped) == first  # kept, still its
+    # the row's scores are the retry's: nowhere read as the outbox file's, nor as shipped again
+    capsys.readouterr()
+    assert main(["status", "--config", str(config.source)]) == 0
+    shown = capsys.readouterr().out
+    assert f"(its earlier copy stays in the outbox: {row['output']})" in shown, shown
+    assert f"its earlier copy {row['output']} stays in the outbox" in shown, shown
+    assert "shipped anyway: album/a" not in shown, shown
+    from web_support import Client, serving
+
+    with serving(config) as server:
+        web = Client(server.url)
+        _, _, page = web.get(f"/photos/{row['id']}")
+        _, _, copy = web.get(f"/photos/{row['id']}/copy.jpg")
+    assert b"NOT protected this time, held back; its earlier copy stays in the outbox" in page
+    assert b"shipped file&#39;s own check" not in page and b"shipped file's own" not in page
+    assert hashlib.sha256(copy).hexdigest() == sha(
+        Path(row["held"])
+    )  # the attempt the scores judged
     assert main(["remove", "--config", str(config.source), "album/a.jpg"]) == 0
     assert not shipped.exists() and ledger_rows(config)["album/a.jpg"]["output"] is None
 

@@ -56,6 +56,14 @@ class Row:
         return cls(**data)
 
     @property
+    def earlier_copy(self) -> str | None:
+        """The copy an earlier run left in the outbox, where a retry of it came out unprotected
+        and was held back: the row's scores are the retry's, not that file's."""
+        report = self.report if isinstance(self.report, dict) else {}
+        earlier = report.get("earlier_copy")
+        return earlier if self.state == "unprotected" and earlier == self.output else None
+
+    @property
     def taken(self) -> dict | None:
         """The intent of a person's decision that holds this row (``Ledger.take``), where one
         does and no publication is on record."""

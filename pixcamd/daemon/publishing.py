@@ -295,6 +295,8 @@ class Publisher:
             earlier = (
                 row.output if row.output and os.path.lexists(self.outbox / row.output) else None
             )
+            if earlier:  # said, so that no one reads the retry's scores as that file's
+                fields["report"] = {**report, "earlier_copy": earlier}
             state = fields.pop("state")
             self.ledger.finish(row.id, state, output=earlier, held=held, **fields)
             self._kept.pop(row.id, None)

@@ -11,6 +11,7 @@ from datetime import datetime
 from pixcamd.daemon.config import Config
 from pixcamd.daemon.events import human_line, printable
 from pixcamd.daemon.ledger_file import read_only
+from pixcamd.daemon.ledger_row import Row
 from pixcamd.daemon.ledger_schema import STATES
 from pixcamd.errors import PixcamdError
 
@@ -55,6 +56,7 @@ def gather(config: Config, events: int = 10, now: float | None = None, photos: i
                 "at": r["finished_at"],
                 "output": r["output"],
                 "held": r["held"],
+                "earlier_copy": Row.from_sql(r).earlier_copy,
             }
             for r in db.execute(
                 "SELECT * FROM photos WHERE state IN ('failed', 'unprotected') "
@@ -170,6 +172,7 @@ def _photo(r) -> dict:
         "seconds": r["seconds"],
         "output": r["output"],
         "held": r["held"],
+        "earlier_copy": Row.from_sql(r).earlier_copy,
         "duplicate_of": r["duplicate_of"],
         "reason": r["error"] if r["state"] != "done" else None,
         "at": r["finished_at"],
@@ -186,8 +189,10 @@ def _photo_line(p: dict) -> str:
     where = f" → {p['output']}" if p["output"] else ""
     if p["held"]:
         where = f", held back: copy in {p['held']}"
-    elif not p["output"] and p["state"] != "done":
+    elif (not p["output"] or p["earlier_copy"]) and p["state"] != "done":
         where = ", held back (no copy kept)"
+    if p["earlier_copy"]:
+        where += f"; its earlier copy {p['earlier_copy']} stays in the outbox"
     worst = p["worst"]
     detail = []
     if worst:
@@ -302,6 +307,8 @@ def render(report: dict) -> str:
         out.append("failed or unprotected (held back from the outbox unless shipped):")
         for f in report["failures"]:
             where = f" (shipped anyway: {f['output']})" if f["output"] else ""
+            if f["earlier_copy"]:
+                where = f" (its earlier copy stays in the outbox: {f['output']})"
             held = f" (copy in {f['held']})" if f["held"] else ""
             out.append(f"  {f['state']:11} {f['path']}{where}{held}: {f['reason']}")
     if report.get("photos"):

@@ -34,8 +34,11 @@ def original_file(config: Config, row: Row) -> Path | None:
 
 
 def copy_file(config: Config, row: Row) -> tuple[Path, str] | None:
-    """The photo's protected copy and where it lies: the outbox, or the hold folder."""
-    if row.output:
+    """The photo's protected copy and where it lies: the outbox, or the hold folder — or
+    "earlier": an earlier run's copy left in the outbox, shown only where a retry held back
+    kept none (the page's scores are the retry's, the copy beside them what it checked)."""
+    earlier = row.earlier_copy
+    if row.output and not earlier:
         found = file_inside(config.outbox / row.output, config.outbox)
         if found is not None:
             return found, "outbox"
@@ -43,6 +46,10 @@ def copy_file(config: Config, row: Row) -> tuple[Path, str] | None:
         found = file_inside(Path(row.held), config.hold_dir)
         if found is not None:
             return found, "hold"
+    if earlier:
+        found = file_inside(config.outbox / earlier, config.outbox)
+        if found is not None:
+            return found, "earlier"
     return None
 
 

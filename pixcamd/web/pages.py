@@ -34,6 +34,8 @@ def label(row: Row) -> str:
             return f"renamed copy of {row.duplicate_of}"
         return row.verdict or "done"
     if row.state == "unprotected":
+        if row.earlier_copy:
+            return "NOT protected this time, held back; its earlier copy stays in the outbox"
         if row.output:
             by = " by your decision" if decided(row) == "shipped" else ""
             return f"NOT protected, shipped{by}"
@@ -151,6 +153,7 @@ def detail(config: Config, row: Row, has_original: bool, copy_where: str | None)
         "platforms": report.get("platforms") or [],
         "has_original": has_original,
         "copy_where": copy_where,
+        "after_shipped": bool(row.output) and not row.earlier_copy,  # else the attempt's own
         "no_copy": "" if copy_where else no_copy(config, row),
         "can_retry": finished and has_original,
         # a larger budget helps a photo the search could not protect, not one that failed
