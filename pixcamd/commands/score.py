@@ -8,6 +8,7 @@ import sys
 from pixcamd.commands.progress import display
 from pixcamd.errors import PixcamdError, without_path
 from pixcamd.models import load_model
+from pixcamd.report import score_text
 from pixcamd.scoring import PhotoScore, score_file
 
 
@@ -61,10 +62,10 @@ def print_table(scored: PhotoScore) -> None:
     name = display(str(scored.path))
     print(
         f"{name}  ({width}×{height}{jpeg_text}): {scored.verdict.upper()} — best seen by "
-        f"{worst['pipeline']} {worst['view']} ({worst['score']:.2f})"
+        f"{worst['pipeline']} {worst['view']} ({score_text(worst['score'], 2)})"
     )
     for p in scored.platforms:
         served = "×".join(map(str, p.served))
         print(f"  {p.pipeline.name} — {p.pipeline.describe()}, served at {served}")
         for v in p.views:
-            print(f"    {v.view:<16} {v.score:8.2f}  {v.verdict}")
+            print(f"    {v.view:<16} {score_text(v.score, 2):>8}  {v.verdict}")

@@ -14,6 +14,7 @@ from pixcamd.daemon.ledger_file import read_only
 from pixcamd.daemon.ledger_row import Row
 from pixcamd.daemon.ledger_schema import STATES
 from pixcamd.errors import PixcamdError
+from pixcamd.report import score_text
 
 STALE_AFTER = 30.0  # seconds without a heartbeat before a live pid is reported as unresponsive
 
@@ -197,7 +198,8 @@ def _photo_line(p: dict) -> str:
     detail = []
     if worst:
         detail.append(
-            f"worst {worst['pipeline']}/{worst['view']} {worst['score']:.1f} ({worst['model']})"
+            f"worst {worst['pipeline']}/{worst['view']} {score_text(worst['score'])} "
+            f"({worst['model']})"
         )
     if p["psnr"] is not None:
         detail.append(f"PSNR {p['psnr']:.1f} dB")

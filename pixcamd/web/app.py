@@ -37,6 +37,7 @@ from pixcamd.daemon.ledger import Ledger
 from pixcamd.daemon.ledger_row import Row
 from pixcamd.daemon.status import gather
 from pixcamd.errors import PhotoError, PixcamdError
+from pixcamd.report import score_text
 from pixcamd.web import files, pages
 from pixcamd.web.security import Guard, csrf_secret, same
 
@@ -71,6 +72,7 @@ class Web:
             autoescape=select_autoescape(default=True),
         )
         self.env.filters["printable"] = printable
+        self.env.filters["score"] = score_text
         self.env.globals.update(csrf=self.secret, when=pages.when)
         self.notices = Notices()
 
