@@ -40,6 +40,7 @@ from web_support import (
 
 import pixcamd.daemon.publication as publication
 from pixcamd.cli import main
+from pixcamd.report import score_text
 from pixcamd.web.app import DONE
 
 
@@ -68,6 +69,7 @@ def test_every_page_and_image_is_served(world):
 
         status, _, body = web.get("/photos")
         assert status == 200 and all(name.encode() in body for name in pid)
+        assert body.count(b" \xc2\xb7 worst task center ") == 2  # the two judged; bad.jpg not
         status, _, body = web.get("/photos?verdict=failed")
         assert b"bad.jpg" in body and b"held.jpg" not in body
         status, _, body = web.get("/photos?verdict=unprotected")
@@ -85,6 +87,11 @@ def test_every_page_and_image_is_served(world):
         assert 'id="scores"' in page and "<td>task</td><td>center</td>" in page
         assert "EXIF GPS position removed" in page  # what the kept copy no longer carries
         assert 'id="ship"' in page and 'id="remove"' not in page
+        report = json.loads(rows(world)["held.jpg"]["report"])
+        worst = report["worst"]  # what decides the verdict, named
+        named = f"{worst['pipeline']} {worst['view']} {score_text(worst['score'])} (brisque)"
+        assert f'<dd id="worst">{named}' in page, page
+        assert f'<dd id="steps">{report["steps"]}</dd>' in page
         original = image(web.get(f"/photos/{held}/original.png")[2])
         copy = image(web.get(f"/photos/{held}/copy.jpg")[2])  # the held copy
         assert original.format == "PNG" and copy.format == "JPEG"
