@@ -13,7 +13,7 @@ from pixcamd.jpeg import served_as
 from pixcamd.models.base import QualityModel
 from pixcamd.photo import open_photo, to_tensor
 from pixcamd.platforms import PRESETS, Pipeline
-from pixcamd.views import DEFAULT_VIEWS, make_views
+from pixcamd.views import DEFAULT_VIEWS, check_cover, make_views
 
 
 @dataclass
@@ -112,6 +112,7 @@ def score_image(
     path: str = "",
 ) -> PhotoScore:
     """Score an upright RGB image as each pipeline serves it."""
+    check_cover(*img.size, model.view_size)
     result = PhotoScore(path, img.size, model.describe())
     judged: dict[tuple, tuple] = {}  # Pipeline.serving → (size, labels, scores): each once
     for pipeline in pipelines:

@@ -25,11 +25,15 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from pixcamd.errors import PhotoError
 from pixcamd.platforms import centre_box
 
 VIEW_NAMES = ("center", "resize", "tiles")
 DEFAULT_VIEWS = ("center", "resize")
 VIEW_HEIGHT, VIEW_WIDTH = 384, 512
+MAX_COVER_PIXELS = (
+    50_000_000  # a small photo enlarged to cover a view: a strip past this is refused
+)
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,23 @@ def in_order(views) -> tuple[str, ...]:
 def cover_scale(width: int, height: int, size=(VIEW_HEIGHT, VIEW_WIDTH)) -> float:
     """Factor (≥ 1) that makes a photo cover the view; 1 for photos at least as large."""
     return max(1.0, size[1] / width, size[0] / height)
+
+
+def cover_pixels(width: int, height: int, size=(VIEW_HEIGHT, VIEW_WIDTH)) -> int:
+    """Pixels of the photo once enlarged to cover the view (its own where it already does)."""
+    scale = cover_scale(width, height, size)
+    return max(size[0], math.ceil(height * scale)) * max(size[1], math.ceil(width * scale))
+
+
+def check_cover(width: int, height: int, size=(VIEW_HEIGHT, VIEW_WIDTH)) -> None:
+    """Refuse a strip so thin that covering the view would enlarge it past ``MAX_COVER_PIXELS``
+    (a 1×3000 line: 512×1,536,000 px, gigabytes for a photo of a few bytes)."""
+    pixels = cover_pixels(width, height, size)
+    if pixels > MAX_COVER_PIXELS and pixels > width * height:
+        raise PhotoError(
+            f"{width}×{height} px is too thin to judge: the quality model's {size[1]}×{size[0]} "
+            f"view would enlarge it to {pixels / 1e6:,.0f} MP; crop it to a less extreme shape"
+        )
 
 
 def tile_origins(length: int, tile: int, grid: int = 16) -> list[int]:

@@ -300,3 +300,24 @@ def test_a_jpeg_downloaded_back_says_how_it_was_encoded(tmp_path, capsys):
     for name, said in (("q75.jpg", "a JPEG q75 4:2:0"), ("other.jpg", "a JPEG ≈q")):
         main(["score", str(tmp_path / name), "--model", "brisque", "--platforms", "as-is"])
         assert f"(640×480, {said}" in capsys.readouterr().out
+
+
+def test_a_strip_too_thin_to_judge_is_refused_in_words_and_the_next_file_is_scored(
+    tmp_path, capsys
+):
+    """A 1×3000 line, enlarged to cover the 512×384 view, was 512×1,536,000 px: `score` ended
+    in torch's allocation traceback (the next file never judged) and `protect` said to free
+    memory and retry, which could never help."""
+    line, photo = tmp_path / "line.png", tmp_path / "photo.png"
+    Image.new("RGB", (1, 3000), (100, 120, 140)).save(line)
+    textured(640, 480).save(photo)
+    code, (refused, judged), err = run_json(capsys, line, photo, "--model", "brisque")
+    assert code == 1 and "Traceback" not in err
+    assert refused["error"].startswith("1×3000 px is too thin to judge"), refused
+    assert judged["verdict"] in ("good quality", "low quality")
+    out = tmp_path / "line.jpg"
+    assert main(["protect", str(line), "-o", str(out), "--model", "brisque", "--json"]) == 1
+    report, summary = map(json.loads, capsys.readouterr().out.splitlines())
+    assert summary["summary"]["failed"] == 1
+    assert "too thin to judge" in report["error"] and "memory" not in report["error"], report
+    assert not out.exists()
