@@ -125,13 +125,19 @@ def test_same_seed_same_output(tiny_biqa):
 
 
 def test_a_photo_already_judged_low_passes_through_untouched(brisque):
-    noisy = np.random.default_rng(0).integers(0, 256, (500, 700, 3), dtype=np.uint8)
+    # at the view's size, noise scores about 85 on both views: past the target (80), untouched
+    noisy = np.random.default_rng(0).integers(0, 256, (384, 512, 3), dtype=np.uint8)
     photo = Image.fromarray(noisy, "RGB")
     result = protect(photo, [brisque], Settings(platforms=TASK))
-    assert result.untouched and result.protected
+    assert result.untouched and result.protected and result.margin_met
     assert result.verdict == "already low quality"
     assert result.steps == 0
     assert np.array_equal(np.asarray(result.image), noisy)
+    # larger, its whole-photo view is smoothed to 67: low, short of the target — protected
+    noisy = np.random.default_rng(0).integers(0, 256, (500, 700, 3), dtype=np.uint8)
+    result = protect(Image.fromarray(noisy, "RGB"), [brisque], Settings(platforms=TASK))
+    assert not result.untouched and result.protected and result.steps > 0
+    assert result.verdict == "protected"
 
 
 def test_small_photos_are_protected_at_their_own_size(brisque):

@@ -333,6 +333,27 @@ def test_a_photo_too_long_for_a_jpeg_is_refused_in_words_not_a_traceback(tmp_pat
     assert code == 1 and "JPEG takes at most 65,500 px a side" in report["error"], err
 
 
+def test_a_photo_only_just_low_is_protected_to_the_margin_not_passed_through(
+    corpus_dir, tmp_path, capsys
+):
+    """A soft crop of Wine scores 60.6 after the copy's encoding, just past BRISQUE's 60: it
+    used to pass through "already low" and read good (59.4, 59.8) on downscales a little off
+    the named ones. It is protected to the margin like any other photo."""
+    from PIL import ImageFilter
+
+    with Image.open(corpus_dir / "photos" / "Wine_by_Jakkub_Mede.jpg") as photo:
+        soft = photo.convert("RGB").resize((640, 959), Image.Resampling.LANCZOS)
+    soft.crop((0, 0, 640, 480)).filter(ImageFilter.GaussianBlur(1.9)).save(tmp_path / "soft.png")
+    out = tmp_path / "soft.jpg"
+    code, (report,), _ = run(capsys, tmp_path / "soft.png", "-o", out, "--model", "brisque")
+    assert code == 0 and report["verdict"] == "protected" and report["margin_met"], report
+    assert report["steps"] > 0
+    off = ["--platforms", "long480-q85,long320-q80", "--model", "brisque", "--json"]
+    assert main(["score", str(out), *off]) == 0
+    (judged,) = json.loads(capsys.readouterr().out)
+    assert judged["verdict"] == "low quality", judged["worst"]
+
+
 def test_an_already_low_photo_is_said_to_be_unchanged_by_us(tmp_path, capsys):
     """Its copy is only re-encoded: the line says our change was 0, and that PSNR is the file's."""
     noise = tmp_path / "noise.png"
