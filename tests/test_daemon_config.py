@@ -235,6 +235,19 @@ def test_config_check_prints_the_effective_configuration(tmp_path, monkeypatch, 
     assert "model auto → BRISQUE (embedded): KonCept512 weights are not installed" in out
 
 
+def test_config_check_shows_the_platforms_in_force_not_only_as_written(tmp_path, capsys):
+    text = (
+        'inbox = "inbox"\noutbox = "out"\nstate_dir = "st"\n'
+        'platforms = ["task", "Instagram", "MYBLOG", "instagram"]\n'
+        '[pipelines.MyBlog]\nresize = "long 1200"\nquality = 82\n'
+    )
+    path = write(tmp_path, text)
+    assert main(["config", "check", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert tomllib.loads(out)["platforms"] == ["task", "instagram", "MyBlog"]
+    assert '# as written: ["task", "Instagram", "MYBLOG", "instagram"]' in out, out
+
+
 def test_config_check_fails_with_exit_2_and_the_key(tmp_path, capsys):
     path = write(tmp_path, 'inbox = "inbox"\noutbox = "inbox/out"\n')
     assert main(["config", "check", "--config", str(path)]) == 2

@@ -290,7 +290,8 @@ def config_check(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise PixcamdError(f"device: {exc}") from None
     # the targets against these models' thresholds, as `run` judges them
-    build_settings(config, [model_class(n) for n in names], derived["device"])
+    settings = build_settings(config, [model_class(n) for n in names], derived["device"])
+    derived["platforms"] = [p.name for p in settings.platforms]  # repeats dropped, names folded
     notes = [f"# {note}"]
     if config.executor == "ray":  # does the cluster answer? (it can go away later: run says so)
         notes.append(f"# {_probe_cluster(config.ray_address)}")
