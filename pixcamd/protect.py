@@ -135,6 +135,16 @@ def protect(
     if meets(before, models, targets):
         return finish(Found(image, data, before, 0.0), 0, untouched=True)
 
+    def kept(found: Found, steps: int) -> Result:
+        # A photo already low keeps its untouched self unless the search found it a wider
+        # margin: a filter that made it look better to the model is not shipped in its place.
+        nonlocal enhancement
+        wider = found.check.all_low and found.check.worst()["good_by"] < before.worst()["good_by"]
+        if before.all_low and not wider:
+            enhancement = None
+            return finish(Found(image, data, before, 0.0), steps, untouched=True)
+        return finish(found, steps)
+
     search = Search(models, views, targets, settings, progress)
     photo, start = to_tensor(image).to(settings.device), image  # what the perturbation starts from
     # The loop sees views and pipelines in one order whatever order they were named in: the
@@ -163,7 +173,7 @@ def protect(
         steps = enhancer.step
         enhancement = enhance_summary(found.colour_filter, enhancer.thumb)  # a thumbnail will do
         if settings.mode == "enhance" or meets(found.check, models, targets):
-            return finish(found, steps)
+            return kept(found, steps)
         tried = found.colour_filter
         helped = found.check.worst()["good_by"] < before.worst()["good_by"]
         if helped or tried is None or tried.is_identity:
@@ -208,7 +218,7 @@ def protect(
         cap = rounds[-1][0]
         rounds.append((cap, partial(attack.run, cap, settings.steps, fade=0.0)))
     found = search.run(attack, rounds, step_offset=steps, start=start)
-    return finish(found, steps + attack.step)
+    return kept(found, steps + attack.step)
 
 
 def _result(

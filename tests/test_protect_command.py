@@ -354,6 +354,22 @@ def test_a_photo_only_just_low_is_protected_to_the_margin_not_passed_through(
     assert judged["verdict"] == "low quality", judged["worst"]
 
 
+def test_a_photo_already_low_is_never_made_worse_by_the_colour_filter(corpus_dir, tmp_path, capsys):
+    """Low (60.1) but short of its target, the photo goes to the search; in `enhance` mode the
+    filter made it *better* to the model (58.8, good) and the photo was held back. The search
+    keeps a result only where it widens the margin: otherwise the photo passes untouched."""
+    from PIL import ImageFilter
+
+    with Image.open(corpus_dir / "photos" / "Wine_by_Jakkub_Mede.jpg") as photo:
+        soft = photo.convert("RGB").resize((640, 959), Image.Resampling.LANCZOS)
+    soft.crop((0, 0, 640, 480)).filter(ImageFilter.GaussianBlur(1.85)).save(tmp_path / "s.png")
+    enhance = ["--mode", "enhance", "--enhance-strength", "4", "--steps", "5"]
+    out = tmp_path / "s.jpg"
+    code, (report,), _ = run(capsys, tmp_path / "s.png", "-o", out, "--model", "brisque", *enhance)
+    assert code == 0 and report["verdict"] == "already low quality", report
+    assert report["enhancement"] is None and out.is_file()
+
+
 def test_an_already_low_photo_is_said_to_be_unchanged_by_us(tmp_path, capsys):
     """Its copy is only re-encoded: the line says our change was 0, and that PSNR is the file's."""
     noise = tmp_path / "noise.png"
