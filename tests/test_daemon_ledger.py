@@ -216,6 +216,28 @@ def test_a_copy_linked_into_place_before_a_crash_is_found_published_once(ledger,
     assert (ledger.get("a.jpg").state, ledger.get("a.jpg").output) == ("done", "a.jpg")
 
 
+def test_status_reads_a_ledger_a_daemon_of_before_the_added_columns_still_runs(tmp_path):
+    """Right after an upgrade the old daemon may still run: `status` opens its ledger read-only,
+    unmigrated, and must read rows without the columns added since (budget, decision)."""
+    from test_daemon_support import make_config
+
+    from pixcamd.daemon.status import gather, render
+
+    config = make_config(tmp_path)
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    ledger = Ledger(config.ledger_path)
+    row = ledger.offer("b.jpg", "b", 1, 1, FP).row
+    ledger.finish(row.id, "unprotected", report={"worst": None}, verdict="unprotected", error="x")
+    ledger.close()
+    db = sqlite3.connect(config.ledger_path)
+    db.execute("ALTER TABLE photos DROP COLUMN budget")
+    db.execute("ALTER TABLE photos DROP COLUMN decision")
+    db.commit()
+    db.close()
+    shown = render(gather(config))
+    assert "b.jpg" in shown and "unprotected" in shown, shown
+
+
 def test_a_ledger_made_before_the_added_columns_keeps_its_rows(tmp_path):
     # a daemon upgraded in place: the first release's photos table, one photo published
     path = tmp_path / "ledger.sqlite3"

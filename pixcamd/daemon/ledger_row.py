@@ -50,8 +50,8 @@ class Row:
     def from_sql(cls, row: sqlite3.Row) -> Row:
         # only the columns this pixcamd knows: a column added by a later one is left alone
         data = {k: v for k, v in dict(row).items() if k in _FIELDS}
-        for key in JSON_COLUMNS:
-            if data[key] is not None:
+        for key in JSON_COLUMNS:  # a ledger read before it is migrated lacks the newest
+            if data.get(key) is not None:
                 data[key] = json.loads(data[key])
         return cls(**data)
 
