@@ -17,6 +17,8 @@ from pixcamd.report import score_text, scores_text
         (60.0, "60.0"),
         (82.14, "82.1"),
         (0.0, "0.0"),
+        (float("nan"), "nan"),
+        (float("inf"), "inf"),
     ],
 )
 def test_a_score_is_never_rounded_onto_a_whole_number_it_is_not(value, shown):

@@ -238,7 +238,11 @@ class Daemon:
 
     def _clock_set_back(self, jump: float) -> None:
         """The timers are re-armed (``Timers.check_clock``); the retries keep their waits."""
-        moved = self.ledger.shift_waits(jump)
+        try:
+            moved = self.ledger.shift_waits(jump)
+        except sqlite3.OperationalError as exc:  # a full disk: the waits stay as they were
+            self.log.trouble("the retries' waits after the clock was set back", exc)
+            moved = 0
         self.log.emit(
             "clock",
             message=f"the system clock was set back {-jump:.0f} s: settle polls and scans go on "
