@@ -219,9 +219,12 @@ def test_photos_held_back_under_one_name_keep_one_held_copy_each(tmp_path, brisq
         _, _, copy = web.get(f"/photos/{row['id']}/copy.jpg")
     assert b"NOT protected this time, held back; its earlier copy stays in the outbox" in page
     assert b"shipped file&#39;s own check" not in page and b"shipped file's own" not in page
-    assert hashlib.sha256(copy).hexdigest() == sha(
-        Path(row["held"])
-    )  # the attempt the scores judged
+    held_file = Path(row["held"])
+    assert hashlib.sha256(copy).hexdigest() == sha(held_file)  # the attempt the scores judged
+    capsys.readouterr()
+    assert main(["ship", "--config", str(config.source), "album/a.jpg"]) == 1  # said in words
+    refused = capsys.readouterr()
+    assert "has an earlier run's copy in the outbox" in refused.out + refused.err, refused
     assert main(["remove", "--config", str(config.source), "album/a.jpg"]) == 0
     assert not shipped.exists() and ledger_rows(config)["album/a.jpg"]["output"] is None
 

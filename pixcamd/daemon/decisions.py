@@ -77,6 +77,11 @@ def ship(config: Config, ledger: Ledger, row: Row, via: str, now: float | None =
             if row.state != "unprotected"
             else "is shipped already (its copy is in the outbox)"
         )
+        if row.earlier_copy:  # a retry held back: the copy in the outbox is an earlier run's
+            what = (
+                f"has an earlier run's copy in the outbox ({row.earlier_copy}); `pixcamd "
+                "remove` it first to ship the held attempt in its place"
+            )
         raise DecisionError(f"{row.path}: {what}; only a photo held back can be shipped anyway")
     if not row.held and decided(row) == "removed":
         raise DecisionError(
