@@ -22,7 +22,7 @@ from pixcamd.output import render_jpeg
 from pixcamd.photo import DEFAULT_MAX_PIXELS, open_photo
 from pixcamd.platforms import MAX_SIDE
 from pixcamd.settings import Settings, view_workers
-from pixcamd.views import check_cover, cover_pixels
+from pixcamd.views import check_cover
 
 
 @dataclass
@@ -80,10 +80,9 @@ def protect_photo(
     )
     lap("decode")
     width, height = photo.image.size
-    for model in models:  # a thin strip is enlarged to cover the model's view: counted so
-        check_cover(width, height, model.view_size)
-    pixels = max(cover_pixels(width, height, m.view_size) for m in models)
-    check_memory(max(width * height, pixels), [m.name for m in models], settings.device)
+    # a thin strip is enlarged to cover each model's view: counted at that size
+    pixels = max(check_cover(width, height, m.view_size) for m in models)
+    check_memory(pixels, [m.name for m in models], settings.device)
     try:
         result = pixcamd.protect.protect(photo.image, models, settings, progress=progress)
     except (MemoryError, RuntimeError) as exc:

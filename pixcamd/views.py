@@ -71,21 +71,26 @@ def cover_scale(width: int, height: int, size=(VIEW_HEIGHT, VIEW_WIDTH)) -> floa
     return max(1.0, size[1] / width, size[0] / height)
 
 
-def cover_pixels(width: int, height: int, size=(VIEW_HEIGHT, VIEW_WIDTH)) -> int:
-    """Pixels of the photo once enlarged to cover the view (its own where it already does)."""
+def cover_size(width: int, height: int, size=(VIEW_HEIGHT, VIEW_WIDTH)) -> tuple[int, int]:
+    """(height, width) of the photo once enlarged to cover the view (its own where it does)."""
     scale = cover_scale(width, height, size)
-    return max(size[0], math.ceil(height * scale)) * max(size[1], math.ceil(width * scale))
+    if scale == 1.0:
+        return height, width
+    return max(size[0], math.ceil(height * scale)), max(size[1], math.ceil(width * scale))
 
 
-def check_cover(width: int, height: int, size=(VIEW_HEIGHT, VIEW_WIDTH)) -> None:
-    """Refuse a strip so thin that covering the view would enlarge it past ``MAX_COVER_PIXELS``
-    (a 1×3000 line: 512×1,536,000 px, gigabytes for a photo of a few bytes)."""
-    pixels = cover_pixels(width, height, size)
+def check_cover(width: int, height: int, size=(VIEW_HEIGHT, VIEW_WIDTH)) -> int:
+    """The pixels the photo is judged at, enlarged to cover the view; a strip so thin that this
+    passes ``MAX_COVER_PIXELS`` is refused (a 1×3000 line: 512×1,536,000 px, gigabytes for a
+    photo of a few bytes)."""
+    cover_height, cover_width = cover_size(width, height, size)
+    pixels = cover_height * cover_width
     if pixels > MAX_COVER_PIXELS and pixels > width * height:
         raise PhotoError(
             f"{width}×{height} px is too thin to judge: the quality model's {size[1]}×{size[0]} "
             f"view would enlarge it to {pixels / 1e6:,.0f} MP; crop it to a less extreme shape"
         )
+    return pixels
 
 
 def tile_origins(length: int, tile: int, grid: int = 16) -> list[int]:
@@ -121,10 +126,9 @@ def plan_views(width: int, height: int, names, size=(VIEW_HEIGHT, VIEW_WIDTH)) -
 def enlarge_to_cover(photo: torch.Tensor, size=(VIEW_HEIGHT, VIEW_WIDTH)) -> torch.Tensor:
     """Bicubic enlargement of a too-small photo so it covers the view; others pass unchanged."""
     height, width = photo.shape[-2:]
-    scale = cover_scale(width, height, size)
-    if scale == 1.0:
+    new_size = cover_size(width, height, size)
+    if new_size == (height, width):
         return photo
-    new_size = (max(size[0], math.ceil(height * scale)), max(size[1], math.ceil(width * scale)))
     out = F.interpolate(photo, size=new_size, mode="bicubic", align_corners=False)
     return out.clamp(0, 1)
 
