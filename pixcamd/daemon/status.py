@@ -163,7 +163,8 @@ def gather(config: Config, events: int = 10, now: float | None = None, photos: i
 
 def _photo(r) -> dict:
     """One finished photo as a person asks about it: verdict, worst view, PSNR, time, where."""
-    report = json.loads(r["report"]) if r["report"] else {}
+    row = Row.from_sql(r)
+    report = row.report if isinstance(row.report, dict) else {}
     return {
         "path": r["path"],
         "state": r["state"],
@@ -173,7 +174,7 @@ def _photo(r) -> dict:
         "seconds": r["seconds"],
         "output": r["output"],
         "held": r["held"],
-        "earlier_copy": Row.from_sql(r).earlier_copy,
+        "earlier_copy": row.earlier_copy,
         "duplicate_of": r["duplicate_of"],
         "reason": r["error"] if r["state"] != "done" else None,
         "at": r["finished_at"],
