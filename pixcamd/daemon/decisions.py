@@ -72,16 +72,15 @@ def ship(config: Config, ledger: Ledger, row: Row, via: str, now: float | None =
         label = _STATES.get(row.state, row.state)
         if row.state == "failed" and row.output:  # gone from the inbox; its earlier copy stays
             label = "failed (an earlier version's copy stays in the outbox)"
-        what = (
-            f"is {label}, not held back"
-            if row.state != "unprotected"
-            else "is shipped already (its copy is in the outbox)"
-        )
         if row.earlier_copy:  # a retry held back: the copy in the outbox is an earlier run's
             what = (
                 f"has an earlier run's copy in the outbox ({row.earlier_copy}); `pixcamd "
                 "remove` it first to ship the held attempt in its place"
             )
+        elif row.state != "unprotected":
+            what = f"is {label}, not held back"
+        else:
+            what = "is shipped already (its copy is in the outbox)"
         raise DecisionError(f"{row.path}: {what}; only a photo held back can be shipped anyway")
     if not row.held and decided(row) == "removed":
         raise DecisionError(
