@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import math
-
 
 def score_text(value: float, digits: int = 1) -> str:
     """A score to ``digits`` decimals, never rounded onto a whole number it is not: the models'
     thresholds are whole numbers (50, 60), so a good 59.97 under BRISQUE's 60 reads 59.97, not
     60.0, a score at the threshold itself, which the verdict is not."""
     text = f"{value:.{digits}f}"
-    while (
-        math.isfinite(value)
-        and digits < 6
-        and float(text) == round(float(text))
-        and float(text) != value
-    ):
+    while digits < 6 and float(text).is_integer() and float(text) != value:  # nan, inf: never
         digits += 1
         text = f"{value:.{digits}f}"
     return text
