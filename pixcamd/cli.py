@@ -16,12 +16,14 @@ from pixcamd.commands import score as score_command
 from pixcamd.commands import web as web_command
 from pixcamd.commands.progress import display
 from pixcamd.daemon import values as read
+from pixcamd.daemon.config import ConfigError
+from pixcamd.daemon.config_pipelines import config_pipelines
 from pixcamd.devices import resolve_device
 from pixcamd.enhance import STRENGTH
 from pixcamd.errors import PixcamdError
 from pixcamd.models import CHOICES
 from pixcamd.models.weights import WEIGHTS_URL
-from pixcamd.platform_specs import parse_platforms
+from pixcamd.platform_specs import UnknownPlatform, parse_platforms
 from pixcamd.platforms import DEFAULT_PLATFORMS, PRESETS, Pipeline, PipelineError
 from pixcamd.settings import EPSILON, EPSILON_CAP, MODES
 from pixcamd.views import DEFAULT_VIEWS, VIEW_NAMES, parse_views
@@ -34,18 +36,12 @@ def _views(text: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
-def _platforms(text: str) -> tuple[Pipeline, ...]:
-    try:
-        return parse_platforms(text)
-    except PipelineError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
-
-
 def _add_platforms(parser, note: str) -> None:
+    # kept as written here: a name of your own is looked up in the config once every
+    # argument, --config included, is read (resolve_platforms)
     parser.add_argument(
         "--platforms",
-        type=_platforms,
-        default=parse_platforms(DEFAULT_PLATFORMS),
+        default=None,
         metavar="LIST",
         help="where the photo goes, comma-separated: presets "
         + ", ".join(PRESETS)
@@ -54,8 +50,52 @@ def _add_platforms(parser, note: str) -> None:
         "mpM for at most M megapixels; "
         "a centre crop cropW:H, before or after the resize; qN for JPEG, webpN for WebP or "
         "avifN for AVIF; "
-        "filter; chroma 420/422/444); default: " + ",".join(DEFAULT_PLATFORMS) + f"; {note}",
+        "filter; chroma 420/422/444); a name of your own from the config's [pipelines.NAME]; "
+        "default: " + ",".join(DEFAULT_PLATFORMS) + f"; {note}",
     )
+
+
+def _add_config(parser) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="the daemon config whose [pipelines.NAME] tables --platforms may name (default: "
+        "$PIXCAMD_CONFIG, else ~/.config/pixcamd/config.toml, else /etc/pixcamd/config.toml; "
+        "read only for a name that is no preset)",
+    )
+    parser.set_defaults(platforms_of=parser)
+
+
+def resolve_platforms(args) -> None:
+    """``--platforms`` as pipelines. Presets and inline specs need nothing else; another name
+    is looked up in the config's ``[pipelines.NAME]`` tables, and that file is read only
+    then, so a config being edited never stands in the way of ``--platforms instagram``."""
+    parser, text = args.platforms_of, args.platforms
+    if text is None:
+        args.platforms = parse_platforms(DEFAULT_PLATFORMS)
+    if not isinstance(text, str):  # the default, or --jpeg's pipeline
+        return
+    try:
+        args.platforms = parse_platforms(text)
+        return
+    except UnknownPlatform as exc:
+        unknown = exc
+    except PipelineError as exc:
+        parser.error(f"argument --platforms: {exc}")
+    try:
+        custom, source = config_pipelines(args.config)
+    except ConfigError as exc:
+        parser.error(
+            f"argument --platforms: {unknown}; a pipeline of your own is named in a config's "
+            f"[pipelines.NAME], and the config cannot be used: " + "\n".join(exc.lines())
+        )
+    try:
+        args.platforms = parse_platforms(text, custom)
+    except UnknownPlatform as exc:
+        parser.error(f"argument --platforms: {exc}; no [pipelines.{exc.name}] in {source}")
+    except PipelineError as exc:
+        parser.error(f"argument --platforms: {exc}")
 
 
 def _jpeg_pipeline(text: str) -> tuple[Pipeline, ...]:
@@ -171,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="Q|none",
         help="shorthand for one pipeline: a full-size JPEG at quality Q, or none (= as-is)",
     )
+    _add_config(score)
     score.add_argument("--device", type=_device, default="cpu", help="cpu (default), cuda, auto")
     score.add_argument("--json", action="store_true", help="machine-readable output")
     score.set_defaults(handler=score_command.run)
@@ -236,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"views to protect, from {', '.join(VIEW_NAMES)} (default: {','.join(DEFAULT_VIEWS)})",
     )
     _add_platforms(protect, "protected only when every view is low after every one")
+    _add_config(protect)
     protect.add_argument(
         "--epsilon",
         type=_grey_levels,
@@ -329,6 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     one_arena()  # before torch or a view's thread starts (pixcamd.allocator)
     args = build_parser().parse_args(argv)
+    if hasattr(args, "platforms_of"):
+        resolve_platforms(args)
     try:
         return args.handler(args)
     except PixcamdError as exc:

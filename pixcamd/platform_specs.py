@@ -18,6 +18,15 @@ _TOKEN = re.compile(
 )
 
 
+class UnknownPlatform(PipelineError):
+    """A name that is no preset, no custom pipeline given and no inline spec: the command line
+    then looks for it among the config's ``[pipelines.NAME]`` tables."""
+
+    def __init__(self, name: str, message: str):
+        super().__init__(message)
+        self.name = name
+
+
 def parse_inline(text: str, name: str | None = None) -> Pipeline:
     """``long1600-q75``, ``width1080-q80-bicubic-444``, ``none-q90``, ``scale0.5-q85``,
     ``mp8.3-q90`` (fitted in 8.3 megapixels), ``long2048-webp80`` (WebP at quality 80 instead
@@ -203,8 +212,9 @@ def parse_platforms(
             out[inline.spec()] = replace(inline, name=inline.spec())  # one spelling, one pipeline
         else:
             known = [*PRESETS, *custom]
-            raise PipelineError(
+            raise UnknownPlatform(
+                name,
                 f"unknown platform {name!r}: choose from {', '.join(known)}, or write one "
-                "inline as e.g. long1600-q75"
+                "inline as e.g. long1600-q75",
             )
     return tuple(out.values())

@@ -13,6 +13,7 @@ from tinybiqa import synthetic_photo
 
 from pixcamd.cli import main
 from pixcamd.models import load_model
+from pixcamd.platform_specs import parse_platforms
 from pixcamd.platforms import PRESETS
 from pixcamd.scoring import score_file
 
@@ -703,3 +704,37 @@ def test_a_real_container_limit_refuses_what_would_not_fit_and_counts_page_cache
     Image.new("RGB", (3000, 2000), (120, 130, 140)).save(mid, quality=90)
     code, report = protect_inside(mid, tmp_path / "mid-protected.jpg")
     assert code == 0, report.get("error")
+
+
+def test_a_pipeline_of_your_own_from_the_config_is_protected_and_checked(home, photo, capsys):
+    config = home / "blog.toml"
+    config.write_text(
+        f'inbox = "{home / "in"}"\noutbox = "{home / "out"}"\nplatforms = ["myblog"]\n'
+        '[pipelines.myblog]\nresize = "width 400"\nquality = 80\n',
+        encoding="utf-8",
+    )
+    out = home / "o.jpg"
+    fast = FAST[:-2]  # --platforms left out
+    code, (report,), err = run(
+        capsys, photo, "-o", out, *fast, "--config", config, "--platforms", "myblog"
+    )
+    assert code == 0, err
+    assert report["protected_on"] == {"myblog": True}
+    # judged again by the real pipeline the table describes, on the written file
+    judged = score_file(out, load_model("brisque"), ("center",), parse_platforms("width400-q80"))
+    assert judged.platforms[0].served == (400, 300) and not judged.good
+    with pytest.raises(SystemExit) as exc:  # a name the file lacks: refused before any work
+        main(
+            [
+                "protect",
+                str(photo),
+                "-o",
+                str(home / "p.jpg"),
+                "--config",
+                str(config),
+                "--platforms",
+                "myblug",
+            ]
+        )
+    assert exc.value.code == 2 and f"no [pipelines.myblug] in {config}" in capsys.readouterr().err
+    assert not (home / "p.jpg").exists()

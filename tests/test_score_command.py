@@ -321,3 +321,70 @@ def test_a_strip_too_thin_to_judge_is_refused_in_words_and_the_next_file_is_scor
     assert summary["summary"]["failed"] == 1
     assert "too thin to judge" in report["error"] and "memory" not in report["error"], report
     assert not out.exists()
+
+
+def write_config(path, pipeline: str, extra: str = "") -> None:
+    """A daemon config naming a pipeline of its own, ``myblog``; its folders need not exist."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        f'inbox = "{path.parent / "in"}"\noutbox = "{path.parent / "out"}"\n{extra}'
+        f'platforms = ["task", "myblog"]\n\n[pipelines.myblog]\n{pipeline}\n',
+        encoding="utf-8",
+    )
+
+
+def test_a_pipeline_of_your_own_is_named_from_the_config_run_reads(home, capsys):
+    path = home / "photo.png"
+    textured(640, 480).save(path)
+    write_config(home / "config" / "pixcamd" / "config.toml", 'resize = "long 320"\nquality = 70')
+    args = ["--model", "brisque", "--views", "center"]
+    code, (result,), _ = run_json(capsys, path, *args, "--platforms", "task,MyBlog")
+    assert code == 0 and list(result["platforms"]) == ["task", "myblog"]
+    myblog = result["platforms"]["myblog"]
+    assert myblog["served"] == [320, 240]
+    _, (inline,), _ = run_json(capsys, path, *args, "--platforms", "long320-q70")
+    assert myblog["views"] == only_views(inline)  # the table's pipeline, judged the same way
+    # --config names another file, whose table wins
+    other = home / "elsewhere" / "pixcamd.toml"
+    write_config(other, 'resize = "width 200"\nquality = 70', extra="epsilon = -1\n")
+    code, (result,), _ = run_json(capsys, path, *args, "--config", other, "--platforms", "myblog")
+    assert code == 0 and result["platforms"]["myblog"]["served"] == [200, 150]
+
+
+def test_a_name_no_config_table_has_is_refused_naming_the_file(home, capsys):
+    path = home / "photo.png"
+    textured(640, 480).save(path)
+    config = home / "config" / "pixcamd" / "config.toml"
+    args = ["score", str(path), "--model", "brisque", "--views", "center"]
+    with pytest.raises(SystemExit) as exc:  # no config at all
+        main([*args, "--platforms", "task,myblog"])
+    assert exc.value.code == 2
+    assert "unknown platform 'myblog'" in capsys.readouterr().err
+    write_config(config, 'resize = "long 320"\nquality = 70')
+    with pytest.raises(SystemExit) as exc:
+        main([*args, "--platforms", "myblg"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    assert "unknown platform 'myblg': choose from task" in err and "myblog" in err
+    assert f"no [pipelines.myblg] in {config}" in err
+    # a table with a problem is named by its key
+    write_config(config, 'resize = "long 320"\nquality = 170')
+    with pytest.raises(SystemExit) as exc:
+        main([*args, "--platforms", "myblog"])
+    assert exc.value.code == 2
+    assert "pipelines.myblog.quality: 170 is out of range" in capsys.readouterr().err
+
+
+def test_presets_and_inline_specs_never_read_the_config(home, capsys):
+    path = home / "photo.png"
+    textured(640, 480).save(path)
+    config = home / "config" / "pixcamd" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text("platforms = [task\n", encoding="utf-8")  # half edited: not TOML
+    args = ["--model", "brisque", "--views", "center", "--platforms", "task,long320-q70"]
+    code, (result,), _ = run_json(capsys, path, *args)
+    assert code == 0 and list(result["platforms"]) == ["task", "long320-q70"]
+    with pytest.raises(SystemExit) as exc:
+        main(["score", str(path), "--model", "brisque", "--platforms", "myblog"])
+    assert exc.value.code == 2
+    assert f"{config}: not valid TOML" in capsys.readouterr().err

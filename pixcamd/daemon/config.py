@@ -209,8 +209,13 @@ def load_config(path: str | os.PathLike | None = None, missing: str | None = Non
     """Read and validate a TOML file; ``ConfigError`` lists every problem as ``FILE: key: …``
     (``missing``: what to say when the file is not there, instead of where it was named)."""
     path, how = locate_config(path)
+    return parse_config(read_config_text(path, how, missing), path)
+
+
+def read_config_text(path: Path, how: str, missing: str | None = None) -> str:
+    """The text of the config file ``locate_config`` found (``how``: why that one)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         if how.endswith("(not created yet)"):
             raise ConfigError(
@@ -224,17 +229,19 @@ def load_config(path: str | os.PathLike | None = None, missing: str | None = Non
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the config file ({exc})") from None
-    return parse_config(text, path)
 
 
 def parse_config(text: str, path: Path) -> Config:
     """Validate the TOML ``text`` of the config file at ``path`` (relative paths in it are
     relative to that file's folder)."""
+    return validate(read_toml(text, path), path.resolve())
+
+
+def read_toml(text: str, path: Path) -> dict[str, Any]:
     try:
-        raw = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return validate(raw, path.resolve())
 
 
 def validate(raw: dict[str, Any], source: Path | None = None) -> Config:
