@@ -205,8 +205,10 @@ def parse_platforms(
             out[pipeline.name] = pipeline
         elif name.lower() in PRESETS:  # "Instagram" as "instagram", as inline specs' letters
             out[name.lower()] = PRESETS[name.lower()]
-        elif _TOKEN.match(first := name.split("-")[0].lower()) or first.startswith(
-            ("none", "crop")
+        elif (
+            _TOKEN.match(first := name.split("-")[0].lower())
+            or first.startswith(("none", "crop"))
+            or first in FILTERS  # tokens in any order: "bicubic-width1080-q80" too
         ):
             inline = parse_inline(name)
             out[inline.spec()] = replace(inline, name=inline.spec())  # one spelling, one pipeline

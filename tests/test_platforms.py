@@ -412,6 +412,17 @@ def test_platform_lists_mix_presets_custom_and_inline_keep_order_drop_repeats():
     )
 
 
+@pytest.mark.parametrize("first", ["bicubic", "Bicubic", "q80", "444", "width1080"])
+def test_an_inline_spec_reads_the_same_whatever_token_comes_first(first):
+    """Tokens in any order, as docs/platforms.md says: a filter first as well (a crop's place
+    is its meaning: before or after the resize)."""
+    tokens = ["width1080", "bicubic", "q80", "444"]
+    reordered = [first, *(t for t in tokens if t != first.lower())]
+    (pipeline,) = parse_platforms("-".join(reordered))
+    assert pipeline == parse_platforms("-".join(tokens))[0]
+    assert (pipeline.filter, pipeline.quality, pipeline.subsampling) == ("bicubic", 80, "4:4:4")
+
+
 @pytest.mark.parametrize("resize", ["long inf", "width 1e400", "mp nan", "mp inf", "long nan"])
 def test_a_size_that_is_no_number_is_refused_naming_the_key(resize):
     with pytest.raises(PipelineError) as info:
