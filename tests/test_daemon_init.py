@@ -54,24 +54,35 @@ def test_init_writes_the_documented_config_and_the_folders(home, capsys):
     assert leftovers == []  # no temporary file left by the atomic write
 
 
-def test_every_command_finds_it_and_says_which_one(home, capsys):
+def test_every_command_finds_it_and_says_which_one(home, capsys, monkeypatch):
     assert cli(capsys, "init", "--inbox", str(home / "in"), "--outbox", "~/out")[0] == 0
     code, out, err = cli(capsys, "config", "check")
     path = home / "config" / "pixcamd" / "config.toml"
     assert code == 0 and f"config: {path} (your user config)" in err
     assert f'outbox = "{home / "out"}"' in out  # ~ expanded at init
+    assert "finds it without a flag" in path.read_text()
     other = home / "elsewhere.toml"
-    os.environ["PIXCAMD_CONFIG"] = str(other)
-    try:
-        code, _, err = cli(capsys, "config", "check")
-        assert code == 2 and str(other) in err and "$PIXCAMD_CONFIG" in err
-        # init writes where the commands look first: $PIXCAMD_CONFIG when it is set
-        code, out, _ = cli(capsys, "init", "--inbox", str(home / "in2"), "--outbox", "~/out2")
-        assert code == 0 and other.is_file()
-        code, _, err = cli(capsys, "config", "check")
-        assert code == 0 and f"config: {other} ($PIXCAMD_CONFIG)" in err
-    finally:
-        del os.environ["PIXCAMD_CONFIG"]
+    monkeypatch.setenv("PIXCAMD_CONFIG", str(other))
+    code, _, err = cli(capsys, "config", "check")
+    assert code == 2 and str(other) in err and "$PIXCAMD_CONFIG" in err
+    # init writes where the commands look first: $PIXCAMD_CONFIG when it is set
+    code, out, _ = cli(capsys, "init", "--inbox", str(home / "in2"), "--outbox", "~/out2")
+    assert code == 0 and other.is_file()
+    code, _, err = cli(capsys, "config", "check")
+    assert code == 0 and f"config: {other} ($PIXCAMD_CONFIG)" in err
+
+
+def test_a_config_written_with_config_elsewhere_says_commands_need_the_flag(home, capsys):
+    named = home / "cameras" / "pixcamd.toml"
+    args = ["init", "--config", str(named), "--inbox", str(home / "in"), "--outbox", "~/out"]
+    assert cli(capsys, *args)[0] == 0
+    header = named.read_text().split("\n# ----")[0]
+    assert "finds it without a flag" not in header
+    assert "Commands read it only when" in header and "--config" in header
+    assert cli(capsys, "config", "check", "--config", str(named))[0] == 0
+    code, _, err = cli(capsys, *args)  # a second init names the file in what it suggests
+    assert code == 2 and f"pixcamd config check --config {named}`" in err
+    assert f"pixcamd init --config {named} --force" in err
 
 
 def test_an_existing_config_is_never_replaced_without_force(home, capsys):

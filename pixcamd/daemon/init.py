@@ -37,6 +37,14 @@ HEADER = (
     "# `pixcamd config check` prints the values in force. A running daemon applies edits on",
     "# `systemctl --user reload pixcamd` (or SIGHUP); folder changes need a restart.",
 )
+# a file commands do not find by themselves (written with --config elsewhere)
+HEADER_NAMED = (
+    "# pixcamd daemon configuration, written by `pixcamd init`. Commands read it only when",
+    "# told: --config and this file's path (or $PIXCAMD_CONFIG set to it). Every key below is",
+    "# documented with its default; `pixcamd config check --config FILE` prints the values in",
+    "# force. A running daemon applies edits on SIGHUP (`systemctl --user reload pixcamd` where",
+    "# its unit runs this file); folder changes need a restart.",
+)
 
 
 # The user unit; systemd/user/pixcamd.service is this with the ExecStart of a checkout's venv
@@ -186,10 +194,13 @@ def init_config(
     target = Path(os.path.abspath(os.path.expanduser(target)))
     if os.path.exists(target) and not target.is_file():
         raise ConfigError(f"{target}: exists and is not a file")
+    # found by every command without a flag, or only with --config
+    named = how == "--config" and os.path.realpath(target) != os.path.realpath(locate_config()[0])
     if target.exists() and not force:
+        flag = f" --config {shlex.quote(str(target))}" if named else ""
         raise ConfigError(
-            f"{target}: a config is already there; `pixcamd config check` shows it "
-            "(pixcamd init --force replaces it)"
+            f"{target}: a config is already there; `pixcamd config check{flag}` shows it "
+            f"(pixcamd init{flag} --force replaces it)"
         )
     folders = {"inbox": _absolute(inbox, "inbox"), "outbox": _absolute(outbox, "outbox")}
     real = Path(os.path.realpath(target))  # one file however it is spelt
@@ -204,7 +215,7 @@ def init_config(
     for key, folder in folders.items():
         if os.path.exists(folder) and not os.path.isdir(folder):
             raise ConfigError(f"{key}: {folder} exists and is not a folder")
-    text = render_example(folders, HEADER)
+    text = render_example(folders, HEADER_NAMED if named else HEADER)
     created: list[Path] = []
     try:
         created += _make_folder(Path(folders["inbox"]), "inbox")  # the check wants it there
