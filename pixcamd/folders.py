@@ -48,7 +48,7 @@ from pixcamd.folder_plan import Source, output_key
 
 STATE_DIR = ".pixcamd"  # inside the outdir: the run's ledger and staging folder
 MAX_ATTEMPTS = 3  # transient failures (and lost workers) per photo and run
-MEMORY_HINT = "protect it on a machine with more memory (about 0.11 GB a megapixel)"
+MEMORY_HINT = "protect it on a machine with more memory (it needs about 0.12 GB a megapixel)"
 
 
 @dataclass

@@ -151,7 +151,7 @@ def published_copy(root: Path, row: Row | None) -> tuple[bytes, str] | None:
     return data, expected
 
 
-MEMORY_HINT = "lower `max_pixels` (about 0.11 GB a megapixel)"  # the daemon's
+MEMORY_HINT = "lower `max_pixels` (a photo needs about 0.12 GB a megapixel)"  # the daemon's
 
 
 def finish_interrupted(ledger: Ledger, row: Row, root: Path) -> tuple | None:

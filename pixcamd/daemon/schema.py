@@ -241,8 +241,10 @@ SCHEMA: tuple[Option, ...] = (
         200_000_000,
         "Photos with more pixels are refused (failed) instead of exhausting memory. Protecting "
         "takes about 0.5 GB plus 0.11 GB per megapixel (24 MP: 2.9 GB, 48 MP: 5.5 GB with "
-        "BRISQUE; KonCept512 up to 0.8 GB more); a photo that does not fit in the memory left is "
-        "refused when it comes, so on a small machine lower this to refuse such photos at once.",
+        "BRISQUE; KonCept512 up to 0.8 GB more); a photo is refused when it comes if the memory "
+        "left is under 0.6 GB plus 0.115 GB per megapixel (24 MP: 3.4 GB, 48 MP: 6.1 GB; the "
+        "margin spares the daemon the kernel's out-of-memory killer), so on a small machine "
+        "lower this to refuse such photos at once.",
         read.number(1, 10**10, " pixels", integer=True),
     ),
     Option(
