@@ -1,9 +1,9 @@
 """The worker: one thread that owns the loaded model(s) and turns queued rows into outbox files.
 
-It is a thin shell around ``pixcamd.protect.protect``: read the photo, protect it, write the copy
-with ``pixcamd.output.write_jpeg`` into the temp folder (never the outbox), judge that file from
-disk with ``pixcamd.check.verify_file``, and only then publish it with one rename. The original
-is only ever opened for reading.
+It is a thin shell around ``pixcamd.job`` (``protect()`` and the check of the copy's bytes, as
+``pixcamd protect`` runs them): the copy's bytes, judged as a viewer decodes them, are staged in
+the temp folder (never the outbox) and only then published with one rename
+(``pixcamd.daemon.publication``). The original is only ever opened for reading.
 
 Failures are sorted: a file that cannot be read as a photo fails at once (``failed``); transient
 trouble (disk full, I/O errors, out of memory, anything unexpected) is retried with exponential
