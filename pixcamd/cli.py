@@ -25,7 +25,7 @@ from pixcamd.models import CHOICES
 from pixcamd.models.weights import WEIGHTS_URL
 from pixcamd.platform_specs import UnknownPlatform, parse_platforms
 from pixcamd.platforms import DEFAULT_PLATFORMS, PRESETS, Pipeline, PipelineError
-from pixcamd.settings import EPSILON, EPSILON_CAP, MODES
+from pixcamd.settings import EPSILON, EPSILON_CAP, MODES, OUTPUT_QUALITY, STEPS
 from pixcamd.views import DEFAULT_VIEWS, VIEW_NAMES, parse_views
 
 
@@ -256,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     protect.add_argument(
         "--mode",
         choices=MODES,
-        default="invisible",
+        default=MODES[0],
         help="invisible (default): a perturbation too small to see; enhance: a colour filter "
         "(tone curves, contrast, saturation) a person reads as an edit; auto: the filter, plus "
         "the invisible perturbation only where the filter falls short",
@@ -304,7 +304,10 @@ def build_parser() -> argparse.ArgumentParser:
         "MODEL=SCORE,… for several models",
     )
     protect.add_argument(
-        "--steps", type=_positive, default=40, help="steps per round before escalating (40)"
+        "--steps",
+        type=_positive,
+        default=STEPS,
+        help=f"steps per round before escalating ({STEPS})",
     )
     protect.add_argument(
         "--seed", type=_seed, default=0, help="random seed 0–2³¹ (same seed, same output)"
@@ -322,7 +325,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="CPU threads for torch, and at most this many views evaluated at once",
     )
     protect.add_argument(
-        "--quality", type=_jpeg_quality, default=95, help="output JPEG quality (default 95)"
+        "--quality",
+        type=_jpeg_quality,
+        default=OUTPUT_QUALITY,
+        help=f"output JPEG quality (default {OUTPUT_QUALITY})",
     )
     protect.add_argument(
         "--write-unprotected",

@@ -21,20 +21,24 @@ MODES = ("invisible", "enhance", "auto")
 # the one source of Settings', the config schema's and the command line's defaults.
 EPSILON = 6.0
 EPSILON_CAP = 12.0
+STEPS = 40  # per round of the schedule, before escalating
+OUTPUT_QUALITY = 95  # the copy's JPEG quality (4:4:4)
 POLISH_FLOOR = 36.0  # dB: the least PSNR the polish may take a copy to (issue #11's floor)
 
 
 @dataclass(frozen=True)
 class Settings:
-    mode: str = "invisible"  # or "enhance" (a colour filter), "auto" (filter, then invisible)
+    mode: str = MODES[
+        0
+    ]  # "invisible", or "enhance" (a colour filter), "auto" (filter, then invisible)
     views: tuple[str, ...] = DEFAULT_VIEWS
     epsilon: float = EPSILON / 255  # L∞ budget per pixel (in strong texture; elsewhere less)
     epsilon_cap: float = EPSILON_CAP / 255  # escalation never goes beyond this
     enhance_strength: float = STRENGTH / 255  # largest change of the filter's tone curves
     targets: dict[str, float] = field(default_factory=dict)  # per model; default: its own
-    steps: int = 40  # per round of the schedule
+    steps: int = STEPS
     seed: int = 0
-    output_quality: int = 95
+    output_quality: int = OUTPUT_QUALITY
     output_subsampling: str = "4:4:4"
     platforms: tuple[Pipeline, ...] = tuple(PRESETS[n] for n in DEFAULT_PLATFORMS)
     masking: bool = True

@@ -199,12 +199,6 @@ def locate_config(path: str | os.PathLike | None = None) -> tuple[Path, str]:
     return user, "your user config (not created yet)"
 
 
-def default_config_path() -> Path:
-    """$PIXCAMD_CONFIG, else the user config if it exists, else /etc/pixcamd/config.toml if it
-    exists, else the user config (to be created by ``pixcamd init``)."""
-    return locate_config()[0]
-
-
 def load_config(path: str | os.PathLike | None = None, missing: str | None = None) -> Config:
     """Read and validate a TOML file; ``ConfigError`` lists every problem as ``FILE: key: …``
     (``missing``: what to say when the file is not there, instead of where it was named)."""

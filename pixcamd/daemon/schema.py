@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from pixcamd.daemon import values as read
+from pixcamd.enhance import STRENGTH
 from pixcamd.platforms import DEFAULT_PLATFORMS, PRESETS
-from pixcamd.settings import EPSILON, EPSILON_CAP
+from pixcamd.settings import EPSILON, EPSILON_CAP, MODES, OUTPUT_QUALITY, STEPS
 from pixcamd.views import DEFAULT_VIEWS, VIEW_NAMES
 
 # Sync tools' temporary and bookkeeping files; matched against every part of the path relative to
@@ -158,17 +159,17 @@ SCHEMA: tuple[Option, ...] = (
     Option(
         "mode",
         "Protection",
-        "invisible",
+        MODES[0],
         '"invisible": a perturbation too small to see. "enhance": a colour filter (tone '
         "curves, contrast, saturation) a person reads as an edit, kept from looking flatter, "
         'duller or tinted. "auto": the filter, plus the invisible perturbation only where the '
         "filter falls short. The filter is recorded per photo in words and parameters.",
-        read.choice("invisible", "enhance", "auto"),
+        read.choice(*MODES),
     ),
     Option(
         "enhance_strength",
         "Protection",
-        24.0,
+        STRENGTH,
         "enhance/auto: largest change of the filter's tone curves in 8-bit grey levels; its "
         "contrast and saturation ranges scale with it.",
         read.number(0, 64, " grey levels"),
@@ -224,7 +225,7 @@ SCHEMA: tuple[Option, ...] = (
     Option(
         "steps",
         "Protection",
-        40,
+        STEPS,
         "Optimizer steps per round before escalating.",
         read.number(1, 100000, integer=True),
     ),
@@ -250,7 +251,7 @@ SCHEMA: tuple[Option, ...] = (
     Option(
         "output_quality",
         "Output",
-        95,
+        OUTPUT_QUALITY,
         "JPEG quality of the protected copies (4:4:4 chroma).",
         read.number(1, 100, integer=True),
     ),
