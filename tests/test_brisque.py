@@ -112,8 +112,11 @@ def test_agreement_with_reference_scores(model, corpus_dir, data_dir):
         f"reference {worst[2]:.4f}); |Δ| < 0.01 for {(deltas < 0.01).sum()} of {len(deltas)}"
     )
     assert len(results) == 88
-    assert deltas.mean() <= 1.0
-    assert deltas.max() <= 3.0
+    # measured: mean 0.0098, max 0.29 (a JPEG-20 crop), 78 of 88 within 0.01 — a bound near
+    # that, so that a score off by even a point anywhere fails
+    assert deltas.mean() <= 0.05
+    assert deltas.max() <= 0.5
+    assert (deltas < 0.01).sum() >= 70
 
 
 # ------------------------------------------------------------------ (b) gradients

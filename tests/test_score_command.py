@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import statistics
 
 import numpy as np
 import pytest
@@ -243,7 +242,7 @@ def test_scores_the_corpus_centre_crops_like_the_reference(corpus_dir, data_dir,
         abs(only_views(r)["center"]["score"] - reference[f"photos/{r['path'].rsplit('/', 1)[1]}"])
         for r in results
     ]
-    assert statistics.mean(deltas) <= 1.0 and max(deltas) <= 3.0
+    assert max(deltas) <= 0.02  # measured: at most 0.006 (Wine), most under 0.001
 
 
 def test_scores_the_whole_corpus_as_the_issue_asks(corpus_dir, capsys):
