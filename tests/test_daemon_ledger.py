@@ -7,6 +7,7 @@ import hashlib
 import os
 import sqlite3
 import threading
+import time
 
 import pytest
 from test_daemon_support import no_leaked_threads  # noqa: F401
@@ -155,13 +156,15 @@ def test_status_reads_while_the_daemon_writes(tmp_path):
 
         thread = threading.Thread(target=writer)
         thread.start()
-        try:
-            counts = [
-                reader.execute("SELECT count(*) FROM photos").fetchone()[0] for _ in range(50)
-            ]
+        counts: list[int] = []
+        try:  # read on while the writer commits: until several of its commits were seen
+            deadline = time.monotonic() + 30
+            while len(set(counts)) < 5 and time.monotonic() < deadline:
+                counts.append(reader.execute("SELECT count(*) FROM photos").fetchone()[0])
         finally:
             stop.set()
             thread.join(10)
+        assert len(set(counts)) >= 5, "the reader never saw the writer's commits"
         assert counts == sorted(counts) and counts[0] >= 1
         with pytest.raises(sqlite3.OperationalError, match=r"readonly|read-only"):
             reader.execute("DELETE FROM photos")
