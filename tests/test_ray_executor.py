@@ -208,9 +208,7 @@ def test_a_cluster_whose_head_dies_gives_every_photo_back_lost(ray_env, photos):
             executor.submit(task)
         stop_sessions(cluster.nodes[0])  # the head, and the worker on it, gone mid-photo
 
-        started = time.monotonic()
-        done = finish(executor, deadline_s=60)
-        assert time.monotonic() - started < 60
+        done = finish(executor, deadline_s=60)  # a hang fails here
         assert sorted(d.task.key for d in done) == [0, 1]
         assert all(d.lost and d.outcome is None for d in done)
         assert not executor.alive()
