@@ -102,7 +102,10 @@ def test_a_file_written_slowly_is_never_processed_early(tmp_path, brisque):
     assert row["state"] == "done" and row["attempts"] == 1
     assert row["started_at"] >= written and row["sha256"] == sha(source)
     log = [e for e in events(config) if e.get("path") == "big.jpg"]
-    assert [e["event"] for e in log][:3] == ["detected", "settled", "queued"]
+    # a doubt said on a busy machine while the pause lasts (undecodable after 3 × settle_time
+    # of quiet) is not a step of the photo's own
+    steps = [e["event"] for e in log if e["event"] != "undecodable"]
+    assert steps[:3] == ["detected", "settled", "queued"]
     from PIL import Image
 
     with Image.open(config.outbox / "big.jpg") as out:

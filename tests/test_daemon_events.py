@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 
-from test_daemon_support import make_config
+from test_daemon_support import make_config, no_leaked_threads  # noqa: F401
 
 from pixcamd.daemon.events import EventLog, printable
 from pixcamd.daemon.ledger import Ledger
