@@ -36,6 +36,13 @@ def browser(tmp_path):
         "--disable-gpu",
         "--window-size=1280,1400",
         f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        # network only to loopback: none of Chromium's own background traffic, and no name
+        # but 127.0.0.1 resolves
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
     ):
         options.add_argument(flag)
     # an explicit driver path: selenium-manager (which would download one) is never run
