@@ -22,7 +22,7 @@ and on its neighbours, and what it costs (seconds, ratio against the default run
 
 Each destination is scored on its ``center`` and ``resize`` views; protected = every view on the
 low-quality side of the model's threshold. Prints a markdown table; writes every score to
-``OUT/bench_beyond.json``.
+``OUT/bench_beyond.json`` (``rows``, beside the ``machine`` and ``model`` that made them).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from host import machine_line
 from PIL import Image, ImageFilter
 
 from pixcamd.check import score_image_views
@@ -133,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         parser.error(f"{', '.join(missing)} not found: apt-get install imagemagick libvips-tools")
     model = load_model(args.model, None, "cpu")
+    where = f"{machine_line()}; {model.fingerprint}"
+    print(where, flush=True)
     views = parse_views(("center", "resize"))
     runs = {"pixcamd": Settings(seed=args.seed)}
     if args.named:
@@ -176,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         print(path.name, json.dumps(row["runs"]), json.dumps(row["destinations"]), flush=True)
 
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bench_beyond.json").write_text(json.dumps(rows, indent=2))
+    report = {"machine": where, "model": model.fingerprint, "rows": rows}
+    (args.out / "bench_beyond.json").write_text(json.dumps(report, indent=2))
     n = len(rows)
     head = ["destination", "original low", *(f"{label} low" for label in runs)]
     print("\n| " + " | ".join([*head, "worst view, mean: original → " + " / ".join(runs)]) + " |")

@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tests"))
 
+import host  # noqa: E402
 from bench_protect import machine  # noqa: E402
 from iccprofiles import adobe_rgb_profile, display_p3_profile  # noqa: E402
 
@@ -99,13 +100,16 @@ def one_photo(path: Path, spaces: list[str], model, pipelines, settings: Setting
         )
         row = rows[-1]
         print(
-            f"{path.name} ({space}): original {row['original']['low']}/5, kept "
-            f"{row['kept']['low']}/5 (worst {row['kept']['worst']}), converted "
-            f"{row['converted']['low']}/5 (worst {row['converted']['worst']}; its verdict "
+            f"{path.name} ({space}): original {row['original']['low']}/{N}, kept "
+            f"{row['kept']['low']}/{N} (worst {row['kept']['worst']}), converted "
+            f"{row['converted']['low']}/{N} (worst {row['converted']['worst']}; its verdict "
             f"{'protected' if converted.protected else 'unprotected'})",
             flush=True,
         )
     return rows
+
+
+N = len(DEFAULT_PLATFORMS)  # pipelines each count is out of
 
 
 def main() -> None:
@@ -118,14 +122,17 @@ def main() -> None:
     pipelines = parse_platforms(",".join(DEFAULT_PLATFORMS))
     settings = Settings(platforms=pipelines)
     spaces = args.spaces.split(",")
+    if unknown := [s for s in spaces if s not in SPACES]:
+        parser.error(f"--spaces: unknown {unknown}; give {', '.join(SPACES)}")
+    print(f"{host.machine_line()}; {model.fingerprint}", flush=True)
     rows = [r for p in args.photos for r in one_photo(p, spaces, model, pipelines, settings)]
     print("\n| photo | space | original | kept in its space | converted to sRGB (shipped) |")
     print("|---|---|---|---|---|")
     for r in rows:
         print(
-            f"| {r['photo']} | {r['space']} | {r['original']['low']}/5 · "
-            f"{r['original']['worst']} | {r['kept']['low']}/5 · {r['kept']['worst']} | "
-            f"{r['converted']['low']}/5 · {r['converted']['worst']} |"
+            f"| {r['photo']} | {r['space']} | {r['original']['low']}/{N} · "
+            f"{r['original']['worst']} | {r['kept']['low']}/{N} · {r['kept']['worst']} | "
+            f"{r['converted']['low']}/{N} · {r['converted']['worst']} |"
         )
     if args.json:
         args.json.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))

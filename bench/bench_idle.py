@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import signal
 import subprocess
 import sys
@@ -29,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_protect import test_photo  # noqa: E402
+from host import machine_line  # noqa: E402
 
 
 def rss(pid: int) -> dict[str, float]:
@@ -41,12 +41,16 @@ def rss(pid: int) -> dict[str, float]:
     return fields
 
 
-def wait(predicate, timeout: float, what: str):
+def wait(predicate, timeout: float, what: str, process: subprocess.Popen, err: Path):
+    """Until ``predicate``; a daemon that ended meanwhile ends the benchmark with its words."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
+        if process.poll() is not None:
+            said = err.read_text(errors="replace").strip()[-2000:]
+            raise SystemExit(f"the daemon ended (exit {process.returncode}) before {what}:\n{said}")
         time.sleep(0.2)
     raise SystemExit(f"timed out waiting for {what}")
 
@@ -65,7 +69,7 @@ def measure(args, release: bool) -> dict:
         config.write_text(
             f'inbox = "{root / "inbox"}"\noutbox = "{root / "outbox"}"\n'
             f'state_dir = "{root / "state"}"\nmodel = "brisque"\nsteps = {args.steps}\n'
-            "epsilon_cap = 4\nsettle_time = 0.5\n"
+            "settle_time = 0.5\n"
         )
         env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONUNBUFFERED": "1"}
         if not release:
@@ -75,7 +79,10 @@ def measure(args, release: bool) -> dict:
             process = subprocess.Popen(child, env=env, stdout=subprocess.DEVNULL, stderr=err)
         try:
             log = root / "state" / "pixcamd.jsonl"
-            wait(lambda: any(e["event"] == "ready" for e in events(log)), 300, "ready")
+            said = root / "daemon.err"
+            wait(
+                lambda: any(e["event"] == "ready" for e in events(log)), 300, "ready", process, said
+            )
             time.sleep(1.0)
             ready = rss(process.pid)["VmRSS"]
             photo = root / "photo.jpg"
@@ -85,7 +92,13 @@ def measure(args, release: bool) -> dict:
                 test_photo(args.megapixels).save(photo, quality=95)
             os.rename(photo, root / "inbox" / "photo.jpg")
             done = ("protected", "unprotected", "failed", "shipped_unprotected")
-            wait(lambda: any(e["event"] in done for e in events(log)), 1800, "the photo")
+            wait(
+                lambda: any(e["event"] in done for e in events(log)),
+                1800,
+                "the photo",
+                process,
+                said,
+            )
             peak = rss(process.pid)["VmHWM"]
             time.sleep(args.idle)
             idle = rss(process.pid)["VmRSS"]
@@ -126,7 +139,8 @@ def main() -> None:
             {
                 "photo": args.photo or f"synthetic {args.megapixels} MP",
                 "runs": runs,
-                "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+                "machine": machine_line(),
+                "model": "brisque (real LIVE SVR)",
             },
             indent=2,
         )

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import torch
+from host import machine_line
 from torch.utils.flop_counter import FlopCounterMode
 
 from pixcamd.models.brisque import Brisque
@@ -135,7 +136,7 @@ def main() -> None:
         bench_model(Brisque(), "brisque (LIVE SVR)", args.batch, args.repeats),
     ]
     machine = {
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": machine_line(),
         "cores_used": threads,
         "clock_ghz_measured": clock,
         "fp32_peak_gflops": peak,
@@ -169,6 +170,9 @@ def main() -> None:
         ]
         for kind in ("forward", "forward_backward"):
             of_peak = r[f"{kind}_fraction_of_peak"]
+            if r["model"].startswith("brisque"):  # no dense maths: a FLOP share means nothing
+                cells.append("—")
+                continue
             share = f"{of_peak:.0%}" if of_peak is not None else "n/a"
             cells.append(f"{share} ({r[f'{kind}_fraction_of_gemm']:.0%})")
         print("| " + " | ".join(cells) + " |")

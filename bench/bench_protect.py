@@ -1,7 +1,8 @@
-"""What a protection step costs. Two parts, each its own subcommand:
+"""What a protection step costs, and the memory it takes. Three parts, each its own subcommand
+(``--json FILE`` goes before the subcommand):
 
     .venv/bin/python bench/bench_protect.py step [--megapixels 12] [--steps 5] [--mode enhance]
-        [--platforms task,facebook,instagram,whatsapp] [--views-per-step 4] [--roaming 2]
+        [--platforms LIST, e.g. task or task,instagram] [--views-per-step 4] [--roaming 2]
         [--near-full 1]
     .venv/bin/python bench/bench_protect.py step --model brisque --per-view
     .venv/bin/python bench/bench_protect.py memory [--megapixels 24] [--model koncept512]
@@ -42,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import statistics
 import subprocess
@@ -50,6 +50,7 @@ import sys
 import time
 from pathlib import Path
 
+import host
 import numpy as np
 import torch
 from PIL import Image
@@ -69,12 +70,7 @@ from pixcamd.settings import Settings, view_workers
 
 
 def machine() -> dict:
-    return {
-        "cpu": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-    }
+    return {**host.machine(), "threads": torch.get_num_threads()}
 
 
 def test_photo(megapixels: float, seed: int = 0) -> Image.Image:

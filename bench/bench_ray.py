@@ -21,9 +21,9 @@ models for the local runs too) and each worker's VmHWM from /proc.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
-import platform
 import resource
 import secrets
 import statistics
@@ -34,15 +34,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+from host import machine_line  # noqa: E402
 
-CORPUS = ROOT.parent / "shared" / "corpus"
+# as the tests find it: $PIXCAMD_SHARED, else ../shared beside the checkout
+CORPUS = Path(os.environ.get("PIXCAMD_SHARED", ROOT.parent / "shared")) / "corpus"
 
 
-def make_folder(folder: Path, count: int, size: tuple[int, int]) -> list[str]:
+def make_folder(folder: Path, count: int, size: tuple[int, int], corpus: Path) -> list[str]:
     from PIL import Image
 
     names = []
-    paths = sorted((CORPUS / "photos").glob("*.jpg")) + sorted((CORPUS / "camera").glob("*.jpg"))
+    paths = sorted((corpus / "photos").glob("*.jpg")) + sorted((corpus / "camera").glob("*.jpg"))
     for path in paths:
         if len(names) == count:
             break
@@ -179,7 +181,15 @@ def overhead(folder: Path, models, settings, address: str, count: int) -> list[f
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--corpus",
+        type=Path,
+        default=CORPUS,
+        help=f"photos/ and camera/ to crop (default {CORPUS})",
+    )
     parser.add_argument("--photos", type=int, default=8)
     parser.add_argument("--size", default="1600x1200")
     parser.add_argument("--repeats", type=int, default=3)
@@ -207,7 +217,15 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-ray-in-") as tmp:
         folder = Path(tmp) / "photos"
         folder.mkdir()
-        names = make_folder(folder, args.photos, size)
+        names = make_folder(folder, args.photos, size, args.corpus)
+        if not names:
+            raise SystemExit(
+                f"no JPEG of at least {args.size} in {args.corpus}/photos or /camera: "
+                "give --corpus DIR or a smaller --size"
+            )
+        kinds = args.kinds.split(",")
+        if unknown := set(kinds) - {"local", "ray"}:
+            raise SystemExit(f"--kinds: unknown {sorted(unknown)}; give local, ray or both")
         # one node with a CPU per core: as `ray start --head` on this machine would be
         cluster_env = dict(os.environ)
         # warm-up, not counted: the first protect() in a process pays one-off costs
@@ -217,11 +235,16 @@ def main() -> int:
 
         with Image.open(next(folder.iterdir())) as first:
             warm(first.convert("RGB").crop((0, 0, 640, 480)), models, settings)
-        with ray_cluster(1, cluster_env, cpus=cores) as cluster:
+        # a local-only run needs no cluster
+        cluster_or_none = (
+            ray_cluster(1, cluster_env, cpus=cores) if "ray" in kinds else contextlib.nullcontext()
+        )
+        with cluster_or_none as cluster:
+            address = cluster.address if cluster else None
             for repeat in range(args.repeats):
-                for kind in args.kinds.split(","):
+                for kind in kinds:
                     torch.set_num_threads(cores)
-                    result = run_once(kind, folder, models, settings, cluster.address)
+                    result = run_once(kind, folder, models, settings, address)
                     result["repeat"] = repeat
                     runs.append(result)
                     print(
@@ -229,11 +252,13 @@ def main() -> int:
                         f"{result['seconds']:.1f} s = {result['photos_per_hour']:.0f}/h",
                         file=sys.stderr,
                     )
-            probe = overhead(folder, models, settings, cluster.address, args.overhead)
-    by = {k: [r for r in runs if r["kind"] == k] for k in args.kinds.split(",")}
+            probe = overhead(folder, models, settings, address, args.overhead) if cluster else []
+    by = {k: [r for r in runs if r["kind"] == k] for k in kinds}
+    ray_runs = by.get("ray", [])
     med = {k: statistics.median(r["photos_per_hour"] for r in v) for k, v in by.items()}
     summary = {
-        "machine": f"{platform.processor() or platform.machine()}, {cores} cores",
+        "machine": machine_line(),
+        "model": "brisque (real LIVE SVR)",
         "photos": names,
         "size": list(size),
         "repeats": args.repeats,
@@ -247,18 +272,21 @@ def main() -> int:
             k: statistics.median(s for r in v for s in r["job_seconds"]) for k, v in by.items()
         },
         "ray_overhead_seconds": probe,
-        "ray_overhead_seconds_median": statistics.median(probe),
-        "head_seconds_per_photo_median": statistics.median(
-            r["head_seconds_per_photo"] for r in by["ray"]
+        "ray_overhead_seconds_median": statistics.median(probe) if probe else None,
+        "head_seconds_per_photo_median": (
+            statistics.median(r["head_seconds_per_photo"] for r in ray_runs) if ray_runs else None
         ),
         "head_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "worker_peak_mb": max(m for r in by["ray"] for m in r["worker_peak_mb"] if m),
+        "worker_peak_mb": max(
+            (m for r in ray_runs for m in r["worker_peak_mb"] if m), default=None
+        ),
         "runs": runs,
     }
     if args.json:
         json.dump(summary, sys.stdout, indent=2)
         print()
     else:
+        print(f"{summary['machine']}; {summary['model']}")
         for key in ("photos_per_hour", "ray_over_local", "ratios_per_repeat"):
             print(key, summary[key])
         print("job seconds (median)", summary["job_seconds_median"])

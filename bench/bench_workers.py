@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import host  # noqa: E402
 from bench_protect import machine  # noqa: E402
 
 from pixcamd.models import load_model  # noqa: E402
@@ -86,6 +87,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     model = load_model(args.model)
+    print(f"{host.machine_line()}; {model.fingerprint}", flush=True)
     first = load_photo(args.photos[0])
     timed(first, model, Settings(platforms=parse_platforms("task")))  # warm-up: caches, allocator
     rows = []

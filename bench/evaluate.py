@@ -94,7 +94,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -122,6 +121,7 @@ from evaluate_methods import (
     run_pixcamd,
 )
 from evaluate_totals import summarize
+from host import machine
 from PIL import Image
 
 from pixcamd.allocator import one_arena
@@ -182,42 +182,6 @@ def warm_up(model: QualityModel, device: str) -> None:
     views = torch.rand(1, 3, *model.view_size, generator=torch.Generator().manual_seed(0))
     views = views.to(device).requires_grad_(True)
     torch.autograd.grad(model(views).sum(), views)
-
-
-def machine() -> dict:
-    info: dict = {}
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            key, _, value = (s.strip() for s in line.partition(":"))
-            if key in ("model name", "cpu family", "model", "vendor_id") and key not in info:
-                info[key] = value
-            if key == "flags" and "flags" not in info:
-                info["flags"] = "avx512f" if "avx512f" in value.split() else "no avx512f"
-    memory = None
-    meminfo = Path("/proc/meminfo")
-    if meminfo.exists():
-        first = meminfo.read_text().splitlines()[0].split()
-        memory = round(int(first[1]) / 1024**2, 1)
-    import kornia
-    import PIL
-
-    return {
-        "cpu": info.get("model name") or platform.processor() or platform.machine(),
-        "cpu_vendor": info.get("vendor_id"),
-        "cpu_family_model": f"{info.get('cpu family')}/{info.get('model')}",
-        "cpu_flags": info.get("flags"),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "memory_gb": memory,
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "os": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "kornia": kornia.__version__,
-        "pillow": PIL.__version__,
-        "numpy": np.__version__,
-    }
 
 
 # --------------------------------------------------------------------------------------------
