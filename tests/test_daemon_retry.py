@@ -126,6 +126,23 @@ def test_model_changed_requeues_what_was_shipped_against_another_model(
     assert sha(outbox / "a.jpg") == shipped  # replaced only when the daemon has redone it
 
 
+def test_model_changed_asks_the_running_daemon_not_the_file_it_has_not_reloaded(
+    tmp_path, brisque, recipe_checkpoint, capsys
+):
+    config = make_config(tmp_path)
+    real_photo(config.inbox / "a.jpg")
+    with running(config, [brisque]):
+        wait_for(lambda: finished(config, ["a.jpg"]), 60, "the first pass")
+        # KonCept512 named in the file, but no reload yet: the daemon still protects with BRISQUE
+        text = config.source.read_text().replace('model = "brisque"', 'model = "koncept512"')
+        config.source.write_text(text + f'weights = "{recipe_checkpoint}"\n')
+        code, out, _ = retry(capsys, config, "--model-changed")
+        assert code == 0 and "0 photo(s) queued" in out  # redone with BRISQUE again: no
+        assert "models the daemon uses now: brisque-live-svr@sha256:" in out
+        assert "the config names koncept512" in out and "reload the daemon" in out
+        assert ledger_rows(config)["a.jpg"]["state"] == "done"
+
+
 def started_count(config, path) -> int:
     db = sqlite3.connect(f"file:{config.ledger_path}?mode=ro", uri=True)
     try:

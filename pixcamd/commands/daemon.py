@@ -332,8 +332,21 @@ def retry_photos(args: argparse.Namespace) -> int:
         from pixcamd.models import load_model
 
         names, note = resolve_models(config)
-        fingerprints = {load_model(n, config.weights_path).fingerprint for n in names}
-        print(f"models now: {', '.join(sorted(fingerprints))} ({note})")
+        configured = {load_model(n, config.weights_path).fingerprint for n in names}
+        running = set(state["model_fingerprints"]) if state["daemon"] == "running" else set()
+        if running:
+            # the models the running daemon protects with now, not the file's: an edit not yet
+            # reloaded (or a reload refused) would redo every photo with the same model
+            fingerprints = running
+            print(f"models the daemon uses now: {', '.join(sorted(running))}")
+            if configured != running:
+                print(
+                    f"note: the config names {', '.join(sorted(configured))}; reload the daemon "
+                    "(systemctl --user reload pixcamd, or SIGHUP) to use them, then run this again"
+                )
+        else:
+            fingerprints = configured
+            print(f"models now: {', '.join(sorted(fingerprints))} ({note})")
     budget = retry.stronger(config) if args.stronger else None
     ledger = Ledger(config.ledger_path)
     try:

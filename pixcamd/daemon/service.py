@@ -226,6 +226,7 @@ class Daemon:
             model=self.model_label,
             model_note=note,
             model_fallback=fallback,
+            model_fingerprints=[m.fingerprint for m in models],  # retry --model-changed's
             fingerprint=self.fingerprint,
             platforms=platforms,
         )
