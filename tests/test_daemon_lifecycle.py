@@ -847,6 +847,43 @@ def test_a_reload_after_the_config_was_deleted_says_so(tmp_path, brisque):
     assert "--config" not in message
 
 
+def test_a_reload_reads_the_config_as_named_a_dotfiles_link_re_pointed(tmp_path, brisque):
+    from pixcamd.daemon.config import load_config
+
+    written = make_config(tmp_path).source.read_text()
+    dotfiles = tmp_path / "dotfiles"
+    dotfiles.mkdir()
+    (dotfiles / "a.toml").write_text(written + "epsilon = 6\n")
+    (dotfiles / "b.toml").write_text(written + "epsilon = 3\n")
+    link = tmp_path / "linked.toml"
+    link.symlink_to(dotfiles / "a.toml")
+    config = load_config(link)
+    with running(config, [brisque]) as daemon:
+        assert daemon.settings.epsilon == 6 / 255
+        link.unlink()  # stow, home-manager: the link re-pointed
+        link.symlink_to(dotfiles / "b.toml")
+        assert daemon.reload() is True and daemon.settings.epsilon == 3 / 255
+        (dotfiles / "b.toml").unlink()
+        link.unlink()  # `sed -i`: the link replaced by a file of its own
+        link.write_text(written + "epsilon = 9\n")
+        assert daemon.reload() is True and daemon.settings.epsilon == 9 / 255
+    assert not said(config, "reload_refused")
+
+
+def test_a_folder_spelled_another_way_is_no_change_to_restart_for(tmp_path, brisque):
+    config = make_config(tmp_path)
+    with running(config, [brisque]) as daemon:
+        text = config.source.read_text().replace(
+            f'inbox = "{tmp_path / "inbox"}"', f'inbox = "{tmp_path / "inbox"}/"'
+        )
+        config.source.write_text(text + f'hold_dir = "{tmp_path / "held" / ".." / "held"}"\n')
+        assert daemon.reload() is False  # hold_dir is new: a restart applies it
+        config.source.write_text(text)  # the inbox with a trailing slash alone: the same folder
+        assert daemon.reload() is True
+    (refused,) = said(config, "reload_refused")
+    assert "hold_dir changed" in refused and "inbox" not in refused
+
+
 class IdleCluster:
     """An executor that takes nothing: the duplicate path never reaches it."""
 

@@ -71,7 +71,8 @@ class Config(Folders):
 
     def __init__(self, values: dict[str, Any], source: Path | None = None):
         self._values = dict(values)
-        self.source = source
+        self.source = source  # resolved: relative paths in it are relative to its folder
+        self.named = source  # the path as named, links kept: where a reload reads it again
         super().__init__(values, source)
         base = source.parent if source is not None else Path.cwd()
         self.weights_path = _abs(values["weights"], base) if values["weights"] else None
@@ -90,7 +91,9 @@ class Config(Folders):
     def replace(self, **changes: Any) -> Config:
         """A copy with some raw values changed (tests, tools); validated like a file."""
         values = {**self._values, **changes}
-        return validate(values, self.source)
+        config = validate(values, self.source)
+        config.named = self.named
+        return config
 
 
 def record_paths(state_dir: str, log_file: str, base: Path) -> tuple[Path, Path]:
@@ -228,7 +231,10 @@ def read_config_text(path: Path, how: str, missing: str | None = None) -> str:
 def parse_config(text: str, path: Path) -> Config:
     """Validate the TOML ``text`` of the config file at ``path`` (relative paths in it are
     relative to that file's folder)."""
-    return validate(read_toml(text, path), path.resolve())
+    config = validate(read_toml(text, path), path.resolve())
+    # a dotfiles link re-pointed, or replaced by a file, is what the next reload reads
+    config.named = Path(os.path.abspath(path))
+    return config
 
 
 def read_toml(text: str, path: Path) -> dict[str, Any]:

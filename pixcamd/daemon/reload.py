@@ -28,7 +28,7 @@ def prepare(old: Config, injected_models=None) -> tuple:
     """Everything a reload asks for, in hand before anything changes: ``(config, changes,
     models, note, fallback, settings)``; ``Refused`` says why not."""
     try:
-        new = load_config(old.source, missing="the daemon started with it: moved or deleted since")
+        new = load_config(old.named, missing="the daemon started with it: moved or deleted since")
     except ConfigError as exc:
         raise Refused(f"the config does not validate: {exc}") from None
     except Exception as exc:  # a reload never takes a running daemon down
@@ -70,14 +70,29 @@ RESTART_KEYS = (
 )
 
 
+# path keys → the folder or file each names: "in/" and "in", "~/x" and "/home/me/x", an
+# empty state_dir and its default spelled out are the same place, no change to restart for
+PLACES = {
+    "inbox": "inbox",
+    "outbox": "outbox",
+    "state_dir": "state_dir",
+    "log_file": "log_file",
+    "tmp_dir": "tmp_dir_setting",
+    "hold_dir": "hold_dir",
+    "weights": "weights_path",
+}
+
+
 def changes(old: Config, new: Config) -> dict[str, tuple[Any, Any]]:
     """key → (old, new) for every key whose value differs, in the schema's order."""
     before, after = old.values(), new.values()
-    return {
-        o.key: (before[o.key], after[o.key])
-        for o in SCHEMA
-        if before.get(o.key) != after.get(o.key)
-    }
+
+    def same(key: str) -> bool:
+        if key in PLACES:
+            return getattr(old, PLACES[key]) == getattr(new, PLACES[key])
+        return before.get(key) == after.get(key)
+
+    return {o.key: (before[o.key], after[o.key]) for o in SCHEMA if not same(o.key)}
 
 
 def needs_restart(changed: dict[str, tuple[Any, Any]]) -> list[str]:

@@ -401,7 +401,7 @@ class Daemon:
         said = " ".join([first, "; ".join(rest)]) if rest else first
         self.log.emit(
             "reload_refused",
-            message=f"{said}; the settings in force stay ({self.config.source})",
+            message=f"{said}; the settings in force stay ({self.config.named})",
             level="warning",
             reason=why,
         )
