@@ -1,5 +1,5 @@
 import sys
 
-from pixcamd.cli import main
+from pixcamd.launch import main
 
 sys.exit(main())

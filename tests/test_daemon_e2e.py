@@ -406,6 +406,27 @@ def test_sd_notify_and_sigterm_abandon_cleanly(tmp_path):
     assert "model brisque" in out  # human-readable lines on stderr for the journal
 
 
+def test_a_sighup_right_after_the_start_is_a_reload_not_the_end(tmp_path):
+    """A script that starts the daemon and at once sends SIGHUP (an edited config): the daemon
+    was killed by it while it still imported torch and read its config."""
+    config = make_config(tmp_path, threads=1)
+    process = pixcamd_process(config.source)
+    try:
+        time.sleep(0.3)  # the interpreter is up, torch is not yet imported
+        deadline = time.monotonic() + 120
+        while "ready" not in [e["event"] for e in events(config)]:
+            assert process.poll() is None, process.stdout.read()  # alive through every one
+            assert time.monotonic() < deadline, "never ready"
+            process.send_signal(signal.SIGHUP)
+            time.sleep(0.2)
+        # a reload asked for while the config was being read is done once the daemon can
+        wait_for(lambda: "reloaded" in [e["event"] for e in events(config)], 60, "a reload")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, out
+
+
 def test_sighup_reloads_a_valid_config_and_refuses_a_broken_one(tmp_path):
     """A real `pixcamd run`: SIGHUP with an edited config applies it from the next photo and
     says what changed; with a broken one it keeps the settings in force and says why; a folder

@@ -225,6 +225,10 @@ def background_priority() -> str:
 def run_daemon(args: argparse.Namespace) -> int:
     from pixcamd.daemon.service import Daemon
 
+    # a SIGHUP from here on is a reload asked for: kept until the daemon can take it (the
+    # config read next may already be older than the edit that sent it)
+    asked = threading.Event()
+    signal.signal(signal.SIGHUP, lambda signum, frame: asked.set())
     config = _load(args)
     priority = None
     if config.priority == "background":  # said once the daemon has started, not before a refusal
@@ -240,6 +244,8 @@ def run_daemon(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGHUP, lambda signum, frame: daemon.request_reload())
+    if asked.is_set():
+        daemon.request_reload()
     code = daemon.run(stop)
     if not daemon.clean_exit:
         # A photo did not unwind: its row is queued again and it can no longer publish; do not

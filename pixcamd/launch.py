@@ -1,0 +1,17 @@
+"""The ``pixcamd`` command's first lines, before its imports: loading torch takes a second or
+more, and ``pixcamd run`` must not die of a SIGHUP sent in that time (a script that edits the
+config right after starting the daemon, then reloads it). The config is read after this, so a
+reload asked for before it has nothing to miss; ``pixcamd run`` takes SIGHUP over from here."""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+
+def main() -> int:
+    if sys.argv[1:2] == ["run"] and hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    from pixcamd.cli import main as cli_main
+
+    return cli_main()
