@@ -36,12 +36,15 @@ def _views(text: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
+DEFAULTS = parse_platforms(DEFAULT_PLATFORMS)
+
+
 def _add_platforms(parser, note: str) -> None:
     # kept as written here: a name of your own is looked up in the config once every
     # argument, --config included, is read (resolve_platforms)
     parser.add_argument(
         "--platforms",
-        default=None,
+        default=None,  # the default set, or the platforms of a config named by --config
         metavar="LIST",
         help="where the photo goes, comma-separated: presets "
         + ", ".join(PRESETS)
@@ -51,7 +54,7 @@ def _add_platforms(parser, note: str) -> None:
         "a centre crop cropW:H, before or after the resize; qN for JPEG, webpN for WebP or "
         "avifN for AVIF; "
         "filter; chroma 420/422/444); a name of your own from the config's [pipelines.NAME]; "
-        "default: " + ",".join(DEFAULT_PLATFORMS) + f"; {note}",
+        "default: " + ",".join(DEFAULT_PLATFORMS) + f" (with --config: its platforms); {note}",
     )
 
 
@@ -60,42 +63,62 @@ def _add_config(parser) -> None:
         "--config",
         type=Path,
         metavar="FILE",
-        help="the daemon config whose [pipelines.NAME] tables --platforms may name (default: "
-        "$PIXCAMD_CONFIG, else ~/.config/pixcamd/config.toml, else /etc/pixcamd/config.toml; "
-        "read only for a name that is no preset)",
+        help="a config whose [pipelines.NAME] tables --platforms may name, and whose platforms "
+        "list is the default (without it: the config `pixcamd run` reads — $PIXCAMD_CONFIG, "
+        "~/.config/pixcamd/config.toml, /etc/pixcamd/config.toml — read only for a name that "
+        "is no preset and no inline spec)",
     )
     parser.set_defaults(platforms_of=parser)
 
 
 def resolve_platforms(args) -> None:
     """``--platforms`` as pipelines. Presets and inline specs need nothing else; another name
-    is looked up in the config's ``[pipelines.NAME]`` tables, and that file is read only
-    then, so a config being edited never stands in the way of ``--platforms instagram``."""
+    is looked up in the config's ``[pipelines.NAME]`` tables — the file ``--config`` names, or
+    else the one ``run`` reads, which is then read only for such a name, so a config being
+    edited never stands in the way of ``--platforms instagram``."""
     parser, text = args.platforms_of, args.platforms
-    if text is None:
-        args.platforms = parse_platforms(DEFAULT_PLATFORMS)
-    if not isinstance(text, str):  # the default, or --jpeg's pipeline
+    if text is not None and not isinstance(text, str):  # --jpeg's pipeline
+        return
+
+    def refuse(argument: str, message: str) -> None:
+        parser.error(f"argument {argument}: {message}")
+
+    mine = None
+    if args.config is not None:  # named: read whatever the names, a problem of it refused
+        try:
+            mine = config_pipelines(args.config)
+        except ConfigError as exc:
+            refuse("--config", "\n".join(exc.lines()))
+    if text is None:  # the daemon's set of the config named, else the default set
+        try:
+            args.platforms = parse_platforms(mine.platforms, mine.custom) if mine else DEFAULTS
+        except PipelineError as exc:
+            refuse("--config", f"{mine.source}: platforms: {exc}")
         return
     try:
-        args.platforms = parse_platforms(text)
+        args.platforms = parse_platforms(text, mine.custom if mine else None)
         return
-    except UnknownPlatform as exc:
-        unknown = exc
     except PipelineError as exc:
-        parser.error(f"argument --platforms: {exc}")
-    try:
-        custom, source = config_pipelines(args.config)
-    except ConfigError as exc:
-        parser.error(
-            f"argument --platforms: {unknown}; a pipeline of your own is named in a config's "
-            f"[pipelines.NAME], and the config cannot be used: " + "\n".join(exc.lines())
-        )
-    try:
-        args.platforms = parse_platforms(text, custom)
-    except UnknownPlatform as exc:
-        parser.error(f"argument --platforms: {exc}; no [pipelines.{exc.name}] in {source}")
-    except PipelineError as exc:
-        parser.error(f"argument --platforms: {exc}")
+        problem = exc
+    if mine is None:  # a name no preset has, or one that only looks inline: the config's?
+        try:
+            mine = config_pipelines(optional=True)
+        except ConfigError as exc:
+            if isinstance(problem, UnknownPlatform):
+                refuse(
+                    "--platforms",
+                    f"{problem}; looked for it in a config that cannot be "
+                    "used: " + "\n".join(exc.lines()),
+                )
+        if mine is not None:
+            try:
+                args.platforms = parse_platforms(text, mine.custom)
+                return
+            except PipelineError as exc:
+                problem = exc
+    if isinstance(problem, UnknownPlatform) and mine is not None:
+        refuse("--platforms", f"{problem}; no [pipelines.{problem.name}] in {mine.source}")
+    refuse("--platforms", str(problem))
 
 
 def _jpeg_pipeline(text: str) -> tuple[Pipeline, ...]:

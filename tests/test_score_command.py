@@ -355,10 +355,11 @@ def test_a_name_no_config_table_has_is_refused_naming_the_file(home, capsys):
     textured(640, 480).save(path)
     config = home / "config" / "pixcamd" / "config.toml"
     args = ["score", str(path), "--model", "brisque", "--views", "center"]
-    with pytest.raises(SystemExit) as exc:  # no config at all
+    with pytest.raises(SystemExit) as exc:  # no config at all: a typo is only a typo
         main([*args, "--platforms", "task,myblog"])
     assert exc.value.code == 2
-    assert "unknown platform 'myblog'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "unknown platform 'myblog'" in err and "pixcamd init" not in err
     write_config(config, 'resize = "long 320"\nquality = 70')
     with pytest.raises(SystemExit) as exc:
         main([*args, "--platforms", "myblg"])
@@ -374,6 +375,28 @@ def test_a_name_no_config_table_has_is_refused_naming_the_file(home, capsys):
     assert "pipelines.myblog.quality: 170 is out of range" in capsys.readouterr().err
 
 
+def test_a_config_named_is_always_read_and_its_platforms_are_the_default(home, capsys):
+    path = home / "photo.png"
+    textured(640, 480).save(path)
+    shop = home / "shop.toml"  # nothing but pipelines, named like inline specs would start
+    shop.write_text(
+        'platforms = ["task", "cropped", "lanczos-shop"]\n[pipelines.cropped]\n'
+        'resize = "long 400"\nquality = 70\n[pipelines."lanczos-shop"]\n'
+        'resize = "width 300"\nquality = 60\n',
+        encoding="utf-8",
+    )
+    args = ["--model", "brisque", "--views", "center", "--config", shop]
+    code, (result,), _ = run_json(capsys, path, *args)
+    assert code == 0 and list(result["platforms"]) == ["task", "cropped", "lanczos-shop"]
+    assert result["platforms"]["lanczos-shop"]["served"] == [300, 225]
+    code, (result,), _ = run_json(capsys, path, *args, "--platforms", "Cropped")
+    assert code == 0 and list(result["platforms"]) == ["cropped"]
+    with pytest.raises(SystemExit) as exc:  # named but not there: said, not passed over
+        main(["score", str(path), "--config", str(home / "nothere.toml")])
+    assert exc.value.code == 2
+    assert "argument --config: " in capsys.readouterr().err
+
+
 def test_presets_and_inline_specs_never_read_the_config(home, capsys):
     path = home / "photo.png"
     textured(640, 480).save(path)
@@ -386,4 +409,6 @@ def test_presets_and_inline_specs_never_read_the_config(home, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["score", str(path), "--model", "brisque", "--platforms", "myblog"])
     assert exc.value.code == 2
-    assert f"{config}: not valid TOML" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "looked for it in a config that cannot be used" in err
+    assert f"{config}: not valid TOML" in err
