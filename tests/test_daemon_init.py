@@ -83,6 +83,11 @@ def test_a_config_written_with_config_elsewhere_says_commands_need_the_flag(home
     code, _, err = cli(capsys, *args)  # a second init names the file in what it suggests
     assert code == 2 and f"pixcamd config check --config {named}`" in err
     assert f"pixcamd init --config {named} --force" in err
+    # --config naming the file init writes by itself: found without the flag, said so
+    user = home / "config" / "pixcamd" / "config.toml"
+    code, out, _ = cli(capsys, "init", "--config", str(user), "--inbox", str(home / "in"))
+    assert code == 0 and "finds it without a flag" in user.read_text()
+    assert "  pixcamd status " in out and " --config " not in out.split("\n", 1)[1]  # no flag
 
 
 def test_an_existing_config_is_never_replaced_without_force(home, capsys):

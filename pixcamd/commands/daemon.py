@@ -183,7 +183,7 @@ def _report_init(done) -> None:
     lines = [f"{verb} {done.how}: {done.path}"]
     if done.created:
         lines.append("created: " + ", ".join(str(p) for p in done.created))
-    flag = "" if done.how == "your user config" else f" --config {shlex.quote(str(done.path))}"
+    flag = f" --config {shlex.quote(str(done.path))}" if done.named else ""
     lines += [
         f"inbox:  {config.inbox}  (photos synced or dropped here get protected)",
         f"outbox: {config.outbox}  (protected copies appear here, ready to share)",

@@ -172,6 +172,7 @@ class Initialized:
     config: Config
     created: list[Path]  # folders that did not exist before, outermost first
     replaced: bool  # an existing config was overwritten (--force)
+    named: bool = False  # found only with --config (elsewhere than init writes by itself)
 
 
 def target_path(path: str | os.PathLike | None = None) -> tuple[Path, str]:
@@ -195,7 +196,7 @@ def init_config(
     if os.path.exists(target) and not target.is_file():
         raise ConfigError(f"{target}: exists and is not a file")
     # found by every command without a flag, or only with --config
-    named = how == "--config" and os.path.realpath(target) != os.path.realpath(locate_config()[0])
+    named = how == "--config" and os.path.realpath(target) != os.path.realpath(target_path()[0])
     if target.exists() and not force:
         flag = f" --config {shlex.quote(str(target))}" if named else ""
         raise ConfigError(
@@ -228,7 +229,7 @@ def init_config(
         for folder in reversed(created):  # a refused init leaves nothing behind
             folder.rmdir()
         raise
-    return Initialized(target, how, config, created, replaced)
+    return Initialized(target, how, config, created, replaced, named)
 
 
 def _write_atomically(target: Path, text: str, what: str) -> None:
