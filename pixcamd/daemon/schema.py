@@ -17,7 +17,7 @@ from typing import Any
 from pixcamd.daemon import values as read
 from pixcamd.enhance import STRENGTH
 from pixcamd.platforms import DEFAULT_PLATFORMS, PRESETS
-from pixcamd.settings import EPSILON, EPSILON_CAP, MODES, OUTPUT_QUALITY, STEPS
+from pixcamd.settings import DEFAULT_MODE, EPSILON, EPSILON_CAP, MODES, OUTPUT_QUALITY, STEPS
 from pixcamd.views import DEFAULT_VIEWS, VIEW_NAMES
 
 # Sync tools' temporary and bookkeeping files; matched against every part of the path relative to
@@ -159,7 +159,7 @@ SCHEMA: tuple[Option, ...] = (
     Option(
         "mode",
         "Protection",
-        MODES[0],
+        DEFAULT_MODE,
         '"invisible": a perturbation too small to see. "enhance": a colour filter (tone '
         "curves, contrast, saturation) a person reads as an edit, kept from looking flatter, "
         'duller or tinted. "auto": the filter, plus the invisible perturbation only where the '
@@ -243,7 +243,8 @@ SCHEMA: tuple[Option, ...] = (
         "Photos with more pixels are refused (failed) instead of exhausting memory. Protecting "
         "takes about 0.5 GB plus 0.11 GB per megapixel (24 MP: 2.9 GB, 48 MP: 5.5 GB with "
         "BRISQUE; KonCept512 up to 0.8 GB more); a photo is refused when it comes if the memory "
-        "left is under 0.6 GB plus 0.115 GB per megapixel (24 MP: 3.4 GB, 48 MP: 6.1 GB; the "
+        "left is under 0.6 GB plus 0.115 GB per megapixel (24 MP: 3.4 GB, 48 MP: 6.1 GB; "
+        "KonCept512 0.8 GB more; the "
         "margin spares the daemon the kernel's out-of-memory killer), so on a small machine "
         "lower this to refuse such photos at once.",
         read.number(1, 10**10, " pixels", integer=True),
