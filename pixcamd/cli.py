@@ -25,7 +25,7 @@ from pixcamd.models import CHOICES
 from pixcamd.models.weights import WEIGHTS_URL
 from pixcamd.platform_specs import UnknownPlatform, parse_platforms
 from pixcamd.platforms import DEFAULT_PLATFORMS, PRESETS, Pipeline, PipelineError
-from pixcamd.settings import EPSILON, EPSILON_CAP, MODES, OUTPUT_QUALITY, STEPS
+from pixcamd.settings import DEFAULT_MODE, EPSILON, EPSILON_CAP, MODES, OUTPUT_QUALITY, STEPS
 from pixcamd.views import DEFAULT_VIEWS, VIEW_NAMES, parse_views
 
 
@@ -279,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     protect.add_argument(
         "--mode",
         choices=MODES,
-        default=MODES[0],
+        default=DEFAULT_MODE,
         help="invisible (default): a perturbation too small to see; enhance: a colour filter "
         "(tone curves, contrast, saturation) a person reads as an edit; auto: the filter, plus "
         "the invisible perturbation only where the filter falls short",

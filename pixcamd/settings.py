@@ -16,7 +16,8 @@ from pixcamd.pipeline_views import FIT_JITTER, GRID_JITTER
 from pixcamd.platforms import DEFAULT_PLATFORMS, PRESETS, Pipeline
 from pixcamd.views import DEFAULT_VIEWS
 
-MODES = ("invisible", "enhance", "auto")
+MODES = ("invisible", "enhance", "auto")  # enhance: a colour filter; auto: filter, then invisible
+DEFAULT_MODE = "invisible"
 # The default budget in 8-bit grey levels (in strong texture; the mask gives less elsewhere):
 # the one source of Settings', the config schema's and the command line's defaults.
 EPSILON = 6.0
@@ -28,9 +29,7 @@ POLISH_FLOOR = 36.0  # dB: the least PSNR the polish may take a copy to (issue #
 
 @dataclass(frozen=True)
 class Settings:
-    mode: str = MODES[
-        0
-    ]  # "invisible", or "enhance" (a colour filter), "auto" (filter, then invisible)
+    mode: str = DEFAULT_MODE
     views: tuple[str, ...] = DEFAULT_VIEWS
     epsilon: float = EPSILON / 255  # L∞ budget per pixel (in strong texture; elsewhere less)
     epsilon_cap: float = EPSILON_CAP / 255  # escalation never goes beyond this
