@@ -569,6 +569,9 @@ def test_shutdown_abandons_cleanly_after_the_grace_time(tmp_path, brisque, monke
     noise_photo(config.inbox / "a.png", 1)
     with running(config, [brisque]) as daemon:
         assert started.wait(30)  # never released: only the grace time ends the stop
+        t0 = time.monotonic()
+    # which grace ended it: this config's 0.2 s, not make_config's 20 s (not a speed target)
+    assert time.monotonic() - t0 < 10
     row = ledger_rows(config)["a.png"]
     assert (row["state"], row["attempts"], row["output"]) == ("queued", 0, None)
     assert not list(config.outbox.iterdir())
