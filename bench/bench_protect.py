@@ -70,7 +70,7 @@ from pixcamd.settings import Settings, view_workers
 
 
 def machine() -> dict:
-    return {**host.machine(), "threads": torch.get_num_threads()}
+    return host.machine()  # torch_threads among them
 
 
 def test_photo(megapixels: float, seed: int = 0) -> Image.Image:

@@ -34,6 +34,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
 from host import machine_line  # noqa: E402
 
 # as the tests find it: $PIXCAMD_SHARED, else ../shared beside the checkout
