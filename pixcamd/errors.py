@@ -15,8 +15,9 @@ class PhotoError(PixcamdError):
 
 
 class NotProtectable(PhotoError):
-    """A photo read whole that pixcamd will not protect (an HDR one): final as soon as it is
-    read — a file still arriving fails to decode before it could say so."""
+    """A photo pixcamd will not protect for what it is — an HDR one read whole, or one whose
+    header gives a size over the limit: final as soon as it is said (a file still arriving
+    fails to decode before it could say more)."""
 
 
 class ServedTooSmall(PhotoError):

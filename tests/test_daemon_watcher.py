@@ -286,6 +286,36 @@ def test_tracker_settles_an_hdr_photo_at_once_it_is_read_whole(tmp_path):
     assert "part.jpg" in tracker  # an undecodable file still waits for the timeout
 
 
+def test_tracker_settles_a_photo_over_max_pixels_at_once_not_as_corrupt(tmp_path):
+    # its header gives the size: refused for what it is, whether or not its end has arrived
+    from PIL import Image
+
+    from pixcamd.photo import load_photo
+
+    Image.new("RGB", (640, 480), (90, 120, 200)).save(tmp_path / "big.jpg", quality=90)
+    whole = (tmp_path / "big.jpg").read_bytes()
+    (tmp_path / "half.jpg").write_bytes(whole[: len(whole) // 2])  # still arriving
+    clock = Clock()
+    tracker = StabilityTracker(
+        tmp_path,
+        settle_time=1,
+        settle_timeout=60,
+        decode=lambda path: load_photo(path, max_pixels=100_000),
+        clock=clock,
+    )
+    tracker.touch("big.jpg")
+    tracker.touch("half.jpg")
+    settled = []
+    for _ in range(3):
+        clock.now += 1
+        settled += tracker.poll()[0]
+    assert sorted(rel for rel, _st, _error in settled) == ["big.jpg", "half.jpg"]
+    assert all(
+        error == "cannot be protected: 640×480 px is over the limit of 100,000 pixels"
+        for _rel, _st, error in settled
+    )
+
+
 def test_tracker_drops_vanished_files(tmp_path):
     tracker = StabilityTracker(tmp_path, 1, 10, decode=lambda p: None, clock=Clock())
     tracker.touch("gone.jpg")
