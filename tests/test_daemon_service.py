@@ -542,6 +542,30 @@ def slow_protect(started: threading.Event, release: threading.Event | None = Non
     return fake
 
 
+def test_a_photo_held_back_under_the_settings_a_reload_replaced_is_tried_again(
+    tmp_path, brisque, monkeypatch
+):
+    """Reloaded while a photo was under way: it finished with the settings it started with
+    (held back at a budget too small), and the reload's scan, run meanwhile, passed it over."""
+    import pixcamd.protect
+
+    started, release = threading.Event(), threading.Event()
+    monkeypatch.setattr(pixcamd.protect, "protect", slow_protect(started, release))
+    config = make_config(tmp_path, epsilon=0.5, epsilon_cap=0.5, steps=1)
+    real_photo(config.inbox / "a.jpg")
+    with running(config, [brisque]) as daemon:
+        assert started.wait(30)
+        text = config.source.read_text().replace("epsilon = 0.5", "epsilon = 6.0")
+        config.source.write_text(text.replace("epsilon_cap = 0.5", "epsilon_cap = 12.0"))
+        assert daemon.reload() is True
+        new = daemon.fingerprint
+        release.set()  # it finishes with the settings it started with: held back
+        wait_for(lambda: ledger_rows(config)["a.jpg"]["fingerprint"] == new, 60, "a retry")
+        wait_for(lambda: finished(config, ["a.jpg"]), 60, "the retry's end")
+    names = event_names(config, "a.jpg")
+    assert "unprotected" in names and names.count("started") == 2
+
+
 def test_shutdown_lets_the_current_photo_finish_within_the_grace_time(
     tmp_path, brisque, monkeypatch
 ):

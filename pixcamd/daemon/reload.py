@@ -99,6 +99,12 @@ def needs_restart(changed: dict[str, tuple[Any, Any]]) -> list[str]:
     return [key for key in changed if key in RESTART_KEYS]
 
 
+def one_line(why: str) -> str:
+    """A config's problems come one per line; a log line is one line: "…: a; b; c"."""
+    first, *rest = [line.strip() for line in why.splitlines() if line.strip()] or [""]
+    return " ".join([first, "; ".join(rest)]) if rest else first
+
+
 def describe(changed: dict[str, tuple[Any, Any]]) -> str:
     """``model "auto" → "koncept512"; epsilon 4 → 6`` — or that nothing in the file changed."""
     if not changed:

@@ -61,6 +61,8 @@ class Daemon:
         self.decode = decode
         self.stop_event = threading.Event()
         self._reload_requested = threading.Event()
+        # photos under way at a reload, with the settings before it: scanned again once done
+        self._under_old_settings: set[str] = set()
         self.failed_reason: str | None = None
         self._started = False
         self._closed = False
@@ -297,6 +299,9 @@ class Daemon:
             self.log.emit("failed", message=self.failed_reason, level="warning")
             self.stop_event.set()
             return
+        if self._under_old_settings and not self._under_old_settings & self._processing():
+            self._under_old_settings = set()
+            self.timers.later(self.intake.scan, reason="reload, the photo under way done")
         if self.intake is not None:
             self.intake.check_inbox()  # renamed away, or back: the watch follows the path
         if self.intake is not None and self.intake.watcher_died():
@@ -389,22 +394,23 @@ class Daemon:
                 models=[m.describe() for m in models],
                 settings_fingerprint=self.fingerprint,
             )
-            # as after a restart: held-back photos are tried again under new settings
+            # as after a restart: held-back photos are tried again under new settings — and the
+            # photo under way now, finished with the old ones, by a scan once it is done
             self.timers.later(self.intake.scan, reason="reload")
+            self._under_old_settings |= self._processing()
             return True
         finally:
             self.notifier.send("READY=1", "STATUS=" + self.status_line())
 
+    def _processing(self) -> set[str]:
+        return {row.path for row in self.ledger.processing()}
+
     def _refuse_reload(self, why: str) -> bool:
-        # A config's problems come one per line; the log line is one line: "…: a; b; c"
-        first, *rest = [line.strip() for line in why.splitlines() if line.strip()] or [""]
-        said = " ".join([first, "; ".join(rest)]) if rest else first
-        self.log.emit(
-            "reload_refused",
-            message=f"{said}; the settings in force stay ({self.config.named})",
-            level="warning",
-            reason=why,
-        )
+        from pixcamd.daemon.reload import one_line
+
+        said = one_line(why)
+        message = f"{said}; the settings in force stay ({self.config.named})"
+        self.log.emit("reload_refused", message=message, level="warning", reason=why)
         return False
 
     def request_abandon(self) -> None:
