@@ -248,6 +248,11 @@ def test_status_shows_the_record_while_the_config_has_a_typo(tmp_path, capsys):
     config.source.write_text(config.source.read_text() + "[[broken\n")
     code, _, err = cli(capsys, "status", "--config", str(config.source))
     assert code == 2 and "not valid TOML" in err, err
+    # a TOML typo (the commonest refused edit): the state dir's own line still names the record
+    config.source.write_text(text + "epsilon = 6,\n")
+    code, out, err = cli(capsys, "status", "--config", str(config.source))
+    assert code == 0 and "queued 1" in out, out + err
+    assert "not valid TOML" in err and "showing the record at" in err, err
 
 
 def test_a_refused_fetch_says_nothing_was_installed_not_to_fetch_again(tmp_path, capsys):

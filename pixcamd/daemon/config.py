@@ -127,9 +127,21 @@ def record_of(path: str | os.PathLike | None = None) -> Record:
     (an edit its reload refused). ``ConfigError`` when even those cannot be read."""
     path, _ = locate_config(path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the config file ({exc})") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:  # a typo elsewhere: those two keys' own lines alone
+        raw = {}
+        for line in text.splitlines():
+            if line.lstrip().startswith("["):
+                break  # tables follow the flat keys
+            if line.partition("=")[0].strip() in ("state_dir", "log_file"):
+                try:
+                    raw.update(tomllib.loads(line))
+                except tomllib.TOMLDecodeError as exc:
+                    raise ConfigError(f"{path}: cannot read the line {line!r} ({exc})") from None
     named = []
     for key in ("state_dir", "log_file"):  # read as validate reads them
         option = KEYS[key]
