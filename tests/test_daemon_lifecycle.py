@@ -884,6 +884,35 @@ def test_a_folder_spelled_another_way_is_no_change_to_restart_for(tmp_path, bris
     assert "hold_dir changed" in refused and "inbox" not in refused
 
 
+def test_threads_set_by_a_reload_and_set_back_to_torch_s_own_by_0(tmp_path, brisque, monkeypatch):
+    """Torch's threads are set in the worker's thread, where photos are protected, between
+    photos: a reload to 0 gives torch's own choice back (it kept the last number)."""
+    import threading
+
+    import torch
+
+    import pixcamd.daemon.settings
+
+    monkeypatch.setattr(pixcamd.daemon.settings, "_TORCH_THREADS", [3])  # torch's own choice
+    calls, real = [], torch.set_num_threads
+    monkeypatch.setattr(
+        torch, "set_num_threads", lambda n: (calls.append((threading.current_thread(), n)), real(n))
+    )
+    before = torch.get_num_threads()
+    config = make_config(tmp_path, threads=1)
+    try:
+        with running(config, [brisque]) as daemon:
+            wait_for(lambda: [n for _, n in calls] == [1], 10, "the config's 1 thread")
+            config.source.write_text(
+                config.source.read_text().replace("threads = 1", "threads = 0")
+            )
+            assert daemon.reload() is True
+            wait_for(lambda: [n for _, n in calls] == [1, 3], 10, "torch's own threads")
+            assert {thread for thread, _ in calls} == {daemon.worker.thread}
+    finally:
+        real(before)
+
+
 class IdleCluster:
     """An executor that takes nothing: the duplicate path never reaches it."""
 

@@ -145,20 +145,30 @@ def resolve_models(config: Config) -> tuple[list[str], str]:
     return list(config.model), f"model {'+'.join(config.model)} (configured)"
 
 
+_TORCH_THREADS: list[int] = []  # torch's own choice, before any config set one
+
+
+def use_threads(config: Config) -> None:
+    """The config's ``threads`` for torch, or torch's own choice for 0 — also after a reload
+    that sets 0 again. Called where a photo starts, so one under way keeps its threads."""
+    import torch
+
+    if not _TORCH_THREADS:
+        _TORCH_THREADS.append(torch.get_num_threads())
+    torch.set_num_threads(config.threads or _TORCH_THREADS[0])
+
+
 def load_models(config: Config, injected: list | None = None) -> tuple[list, str, bool]:
-    """(models, note, fallback): the config's models loaded on its device, with its torch
-    threads; ``injected`` (already-loaded models, from tests) instead when given. ``fallback``:
-    ``auto`` found no KonCept512 weights and fell back to BRISQUE."""
+    """(models, note, fallback): the config's models loaded on its device; ``injected``
+    (already-loaded models, from tests) instead when given. ``fallback``: ``auto`` found no
+    KonCept512 weights and fell back to BRISQUE. Torch's threads are ``use_threads``'."""
     if injected is not None:
         names = "+".join(m.name for m in injected)
         return list(injected), f"model {names} (given by the caller)", False
-    import torch
 
     from pixcamd.devices import resolve_device
     from pixcamd.models import load_model
 
-    if config.threads:
-        torch.set_num_threads(config.threads)
     names, note = resolve_models(config)
     try:
         device = resolve_device(config.device)

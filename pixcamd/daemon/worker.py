@@ -38,6 +38,7 @@ from pixcamd.daemon.settings import (
     degraded,
     is_gpu_oom,
     job_options,
+    use_threads,
     with_budget,
 )
 from pixcamd.errors import PhotoError, without_path
@@ -113,6 +114,7 @@ class Worker(Publisher):
             pending, self._pending = self._pending, None
         if pending is not None:
             self.config, self.models, self.settings, self.fingerprint, self.model_label = pending
+            use_threads(self.config)  # from the next photo, as every setting of a reload
 
     def abandon(self) -> None:
         self._abandon.set()
@@ -150,6 +152,7 @@ class Worker(Publisher):
             raise Abandoned()
 
     def run(self) -> None:
+        use_threads(self.config)
         while not self.stop_taking.is_set():
             self.last_progress = time.monotonic()  # idle is healthy: the loop turns
             self.wake.clear()
