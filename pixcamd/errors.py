@@ -15,9 +15,13 @@ class PhotoError(PixcamdError):
 
 
 class NotProtectable(PhotoError):
-    """A photo pixcamd will not protect for what it is — an HDR one read whole, or one whose
-    header gives a size over the limit: final as soon as it is said (a file still arriving
-    fails to decode before it could say more)."""
+    """A photo read whole that pixcamd will not protect (an HDR one): final as soon as it is
+    read — a file still arriving fails to decode before it could say so."""
+
+
+class OverTheLimit(NotProtectable):
+    """A photo whose header gives a size over ``max_pixels`` or past JPEG's side: refused for
+    what it is, though its end may still be arriving (the daemon waits until it is quiet)."""
 
 
 class ServedTooSmall(PhotoError):

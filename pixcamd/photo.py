@@ -31,7 +31,7 @@ from PIL import Image, ImageChops, UnidentifiedImageError
 
 from pixcamd import metadata as meta
 from pixcamd.colour import SRGB_PROFILE, profile_from_nclx, to_rgb
-from pixcamd.errors import NotProtectable, PhotoError
+from pixcamd.errors import OverTheLimit, PhotoError
 from pixcamd.metadata import PhotoMetadata
 
 try:  # phones write HEIC by default; pillow-heif teaches Pillow to read it
@@ -112,13 +112,13 @@ def open_photo(
             with source() as fp, Image.open(fp) as img:
                 width, height = img.size
                 # the header's size is the photo's: refused for what it is, whether the rest
-                # of the file has arrived yet or not (NotProtectable: the daemon does not wait)
+                # of the file has arrived yet or not
                 if width * height > max_pixels:
-                    raise NotProtectable(
+                    raise OverTheLimit(
                         f"{path}: {width}×{height} px is over the limit of {max_pixels:,} pixels"
                     )
                 if max_jpeg_side is not None and max(width, height) > max_jpeg_side:
-                    raise NotProtectable(
+                    raise OverTheLimit(
                         f"{path}: {width}×{height} px: the protected copy is a JPEG of the "
                         f"photo's size, and JPEG takes at most {max_jpeg_side:,} px a side; "
                         "protect a smaller copy of it"
@@ -150,7 +150,7 @@ def open_photo(
     except Image.DecompressionBombError as exc:  # refused by Pillow before we saw the size
         claimed = re.search(r"\((\d+) pixels\)", str(exc))
         size = f"an image of {int(claimed.group(1)):,} pixels" if claimed else "the image"
-        raise NotProtectable(f"{path}: {size} is over the limit of {max_pixels:,} pixels") from exc
+        raise OverTheLimit(f"{path}: {size} is over the limit of {max_pixels:,} pixels") from exc
     except PermissionError as exc:
         raise PhotoError(f"{path}: cannot read the file (permission denied)") from exc
     except MemoryError as exc:

@@ -966,6 +966,78 @@ def test_on_a_cluster_a_second_name_s_copy_the_outbox_refuses_is_retried_too(tmp
         ledger.close()
 
 
+class CountingCluster:
+    """An executor that takes photos and never answers: what is sent, counted."""
+
+    capacity = 2
+    describe = "a test cluster"
+
+    def __init__(self):
+        self.sent, self.closed = [], False
+
+    def alive(self) -> bool:
+        return True
+
+    def submit(self, task) -> None:
+        self.sent.append(task.name)
+
+    def in_flight(self) -> int:
+        return len(self.sent)
+
+    def wait(self, timeout=None):
+        return []
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_on_a_cluster_a_reload_sends_nothing_more_until_what_is_in_flight_is_done(
+    tmp_path, brisque
+):
+    """A reload's settings are taken up between photos; on a cluster that is once nothing is
+    in flight — and meanwhile no photo is sent with the settings it replaces (they were, and
+    the reload's scan passed them over)."""
+    import io
+
+    from pixcamd.daemon.cluster import ClusterWorker
+    from pixcamd.daemon.events import EventLog
+
+    config = make_config(tmp_path)
+    config.outbox.mkdir()
+    config.state_dir.mkdir()
+    ledger = Ledger(config.ledger_path)
+    try:
+        for seed, name in enumerate(("a.jpg", "b.jpg", "c.jpg")):
+            path = noise_photo(config.inbox / name, seed)
+            st = path.stat()
+            ledger.offer(name, sha(path), st.st_size, st.st_mtime_ns, "old")
+        tmp = config.state_dir / "tmp"
+        tmp.mkdir(exist_ok=True)
+        log = EventLog(config.log_file, ledger, io.StringIO())
+        cluster = CountingCluster()
+        worker = ClusterWorker(
+            config,
+            ledger,
+            [brisque],
+            None,
+            "old",
+            log,
+            tmp,
+            make_executor=CountingCluster,
+            executor=cluster,
+        )
+        cluster.capacity = 1
+        worker._turn(stopping=False)
+        assert cluster.sent == ["a.jpg"]
+        cluster.capacity = 3  # room for more, but a reload waits
+        worker.reconfigure(config, [brisque], worker.settings, "new", "brisque")
+        worker._turn(stopping=False)
+        assert cluster.sent == ["a.jpg"] and not cluster.closed
+        assert [r.path for r in ledger.rows("queued")] == ["b.jpg", "c.jpg"]
+    finally:
+        ledger.close()
+
+
 def test_an_outbox_whose_mount_went_away_is_not_written_into(tmp_path):
     """An unmounted share leaves its empty mount point behind: the folder is there, the mount
     the outbox was on at start is not (here: recorded as a mount this machine never had)."""

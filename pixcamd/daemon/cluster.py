@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 from pixcamd.daemon.config import Config
 from pixcamd.daemon.ledger_row import Row
-from pixcamd.daemon.settings import job_options
+from pixcamd.daemon.settings import job_options, use_threads
 from pixcamd.daemon.worker import BLOCKED_POLL, Worker
 from pixcamd.errors import PixcamdError
 from pixcamd.executors.ray_link import first_line
@@ -42,6 +42,7 @@ class ClusterWorker(Worker):
     # ---- the loop --------------------------------------------------------------------------
 
     def run(self) -> None:
+        use_threads(self.config)  # for the photos the fallback protects here
         try:
             while not self._abandon.is_set():
                 self.last_progress = time.monotonic()  # the loop turns: healthy
@@ -79,7 +80,7 @@ class ClusterWorker(Worker):
         if not self.executor.alive():  # probed at most once a second, idle or not
             self._cluster_down("its head does not answer")
             return
-        if taking:
+        if taking and self._pending is None:  # a reload waits: what is in flight drains first
             self._fill()
         if not self.inflight:
             self._idle(None if taking or stopping else BLOCKED_POLL)

@@ -38,7 +38,7 @@ from watchdog.events import (
 )
 
 from pixcamd.daemon.fs import inside
-from pixcamd.errors import NotProtectable, without_path
+from pixcamd.errors import NotProtectable, OverTheLimit, without_path
 
 NOT_A_PHOTO = "not a photo extension"
 LINKED_FOLDER = (
@@ -340,9 +340,14 @@ class StabilityTracker:
                 if quiet < self.settle_time or entry.same < 2:
                     continue
             final = False  # a refusal of a photo read whole: no reason to wait for more bytes
+            hold = False  # a refusal from its header alone: said once the file is quiet
             try:
                 self.decode(path)  # full decode: a file still arriving fails here
                 error = None
+            except OverTheLimit as exc:  # its end may still arrive: one refusal, not one a pause
+                error = f"cannot be protected: {without_path(str(exc), str(path))}"
+                final = quiet >= DOUBT_AFTER * self.settle_time
+                hold = not final
             except NotProtectable as exc:  # read whole, and refused for what it is
                 error, final = f"cannot be protected: {without_path(str(exc), str(path))}", True
             except Exception as exc:
@@ -361,6 +366,8 @@ class StabilityTracker:
                     entry.signature, entry.changed_at, entry.same = None, now, 0
                     continue
                 waited = self.clock() - entry.changed_at
+                if hold:
+                    continue
                 if error is not None and not final and waited < self.settle_timeout:
                     entry.decode_error = error
                     continue  # maybe still arriving in pauses: wait for the timeout
