@@ -882,6 +882,11 @@ def test_a_folder_spelled_another_way_is_no_change_to_restart_for(tmp_path, bris
         assert daemon.reload() is True
     (refused,) = said(config, "reload_refused")
     assert "hold_dir changed" in refused and "inbox" not in refused
+    from pixcamd.daemon.reload import changes
+
+    # the log file beside the state dir moves with it: one change, the state dir's
+    moved = changes(config, config.replace(state_dir=str(tmp_path / "state2")))
+    assert list(moved) == ["state_dir"]
 
 
 def test_threads_set_by_a_reload_and_set_back_to_torch_s_own_by_0(tmp_path, brisque, monkeypatch):

@@ -339,7 +339,8 @@ def retry_photos(args: argparse.Namespace) -> int:
 
         names, note = resolve_models(config)
         configured = {load_model(n, config.weights_path).fingerprint for n in names}
-        running = set(state["model_fingerprints"]) if state["daemon"] == "running" else set()
+        alive = state["daemon"] in ("running", "unresponsive")
+        running = set(state["model_fingerprints"]) if alive else set()
         if running:
             # the models the running daemon protects with now, not the file's: an edit not yet
             # reloaded (or a reload refused) would redo every photo with the same model

@@ -134,10 +134,10 @@ def record_of(path: str | os.PathLike | None = None) -> Record:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError:  # a typo elsewhere: those two keys' own lines alone
         raw = {}
-        for line in text.splitlines():
+        for line in text.lstrip("\ufeff").splitlines():
             if line.lstrip().startswith("["):
                 break  # tables follow the flat keys
-            if line.partition("=")[0].strip() in ("state_dir", "log_file"):
+            if line.partition("=")[0].strip().strip("\ufeff\"'") in ("state_dir", "log_file"):
                 try:
                     raw.update(tomllib.loads(line))
                 except tomllib.TOMLDecodeError as exc:

@@ -88,6 +88,8 @@ def changes(old: Config, new: Config) -> dict[str, tuple[Any, Any]]:
     before, after = old.values(), new.values()
 
     def same(key: str) -> bool:
+        if key == "log_file" and not before[key] and not after[key]:
+            return True  # beside the state dir, wherever that is: its own change is said
         if key in PLACES:
             return getattr(old, PLACES[key]) == getattr(new, PLACES[key])
         return before.get(key) == after.get(key)
