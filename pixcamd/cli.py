@@ -77,8 +77,6 @@ def resolve_platforms(args) -> None:
     else the one ``run`` reads, which is then read only for such a name, so a config being
     edited never stands in the way of ``--platforms instagram``."""
     parser, text = args.platforms_of, args.platforms
-    if text is not None and not isinstance(text, str):  # --jpeg's pipeline
-        return
 
     def refuse(argument: str, message: str) -> None:
         parser.error(f"argument {argument}: {message}")
@@ -89,6 +87,8 @@ def resolve_platforms(args) -> None:
             mine = config_pipelines(args.config)
         except ConfigError as exc:
             refuse("--config", "\n".join(exc.lines()))
+    if text is not None and not isinstance(text, str):  # --jpeg's pipeline
+        return
     if text is None:  # the daemon's set of the config named, else the default set
         try:
             args.platforms = parse_platforms(mine.platforms, mine.custom) if mine else DEFAULTS

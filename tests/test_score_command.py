@@ -391,10 +391,11 @@ def test_a_config_named_is_always_read_and_its_platforms_are_the_default(home, c
     assert result["platforms"]["lanczos-shop"]["served"] == [300, 225]
     code, (result,), _ = run_json(capsys, path, *args, "--platforms", "Cropped")
     assert code == 0 and list(result["platforms"]) == ["cropped"]
-    with pytest.raises(SystemExit) as exc:  # named but not there: said, not passed over
-        main(["score", str(path), "--config", str(home / "nothere.toml")])
-    assert exc.value.code == 2
-    assert "argument --config: " in capsys.readouterr().err
+    for serve in ([], ["--jpeg", "90"]):  # named but not there: said, not passed over
+        with pytest.raises(SystemExit) as exc:
+            main(["score", str(path), *serve, "--config", str(home / "nothere.toml")])
+        assert exc.value.code == 2
+        assert "argument --config: " in capsys.readouterr().err
 
 
 def test_presets_and_inline_specs_never_read_the_config(home, capsys):
