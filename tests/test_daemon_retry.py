@@ -141,6 +141,11 @@ def test_model_changed_asks_the_running_daemon_not_the_file_it_has_not_reloaded(
         assert "models the daemon uses now: brisque-live-svr@sha256:" in out
         assert "the config names koncept512" in out and "reload the daemon" in out
         assert ledger_rows(config)["a.jpg"]["state"] == "done"
+        # weights the file names that are not there: only the note says so, the retry goes on
+        config.source.write_text(text + f'weights = "{tmp_path / "gone.pth"}"\n')
+        code, out, _ = retry(capsys, config, "--model-changed")
+        assert code == 0 and "0 photo(s) queued" in out
+        assert "note: the config's models do not load" in out
 
 
 def started_count(config, path) -> int:

@@ -337,8 +337,10 @@ def retry_photos(args: argparse.Namespace) -> int:
         from pixcamd.daemon.settings import resolve_models
         from pixcamd.models import load_model
 
+        def configured() -> set[str]:
+            return {load_model(n, config.weights_path).fingerprint for n in names}
+
         names, note = resolve_models(config)
-        configured = {load_model(n, config.weights_path).fingerprint for n in names}
         alive = state["daemon"] in ("running", "unresponsive")
         running = set(state["model_fingerprints"]) if alive else set()
         if running:
@@ -346,13 +348,18 @@ def retry_photos(args: argparse.Namespace) -> int:
             # reloaded (or a reload refused) would redo every photo with the same model
             fingerprints = running
             print(f"models the daemon uses now: {', '.join(sorted(running))}")
-            if configured != running:
+            try:
+                named = configured()
+            except PixcamdError as exc:  # the file's own models are only a note here
+                named = None
+                print(f"note: the config's models do not load ({exc})")
+            if named is not None and named != running:
                 print(
-                    f"note: the config names {', '.join(sorted(configured))}; reload the daemon "
+                    f"note: the config names {', '.join(sorted(named))}; reload the daemon "
                     "(systemctl --user reload pixcamd, or SIGHUP) to use them, then run this again"
                 )
         else:
-            fingerprints = configured
+            fingerprints = configured()
             print(f"models now: {', '.join(sorted(fingerprints))} ({note})")
     budget = retry.stronger(config) if args.stronger else None
     ledger = Ledger(config.ledger_path)
