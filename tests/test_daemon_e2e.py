@@ -419,7 +419,10 @@ def test_a_sighup_right_after_the_start_is_a_reload_not_the_end(tmp_path):
             assert time.monotonic() < deadline, "never ready"
             process.send_signal(signal.SIGHUP)
             time.sleep(0.2)
-        # a reload asked for while the config was being read is done once the daemon can
+        # every HUP before it was ignored (while it imported) or kept for later (while it read
+        # its config): alive, and a HUP now is a reload as ever
+        assert process.poll() is None
+        process.send_signal(signal.SIGHUP)
         wait_for(lambda: "reloaded" in [e["event"] for e in events(config)], 60, "a reload")
     finally:
         process.send_signal(signal.SIGTERM)
