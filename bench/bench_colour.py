@@ -37,7 +37,6 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import host  # noqa: E402
-from bench_protect import machine  # noqa: E402
 from iccprofiles import adobe_rgb_profile, display_p3_profile  # noqa: E402
 
 from pixcamd.models import load_model  # noqa: E402
@@ -135,7 +134,7 @@ def main() -> None:
             f"{r['converted']['low']}/{N} · {r['converted']['worst']} |"
         )
     if args.json:
-        args.json.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
+        args.json.write_text(json.dumps({"machine": host.machine(), "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

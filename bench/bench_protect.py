@@ -69,10 +69,6 @@ from pixcamd.roaming import near_full_view, roaming_view
 from pixcamd.settings import Settings, view_workers
 
 
-def machine() -> dict:
-    return host.machine()  # torch_threads among them
-
-
 def test_photo(megapixels: float, seed: int = 0) -> Image.Image:
     """A 4:3 photo-like image: smooth gradients plus texture (the content does not change cost)."""
     width = int((megapixels * 1e6 * 4 / 3) ** 0.5) // 16 * 16
@@ -191,7 +187,7 @@ def step_cost(args) -> dict:
         "seconds_per_step_per_view": step / views,
         "seconds_per_view": per_view,
         "repeats": args.steps,
-        "machine": machine(),
+        "machine": host.machine(),
     }
 
 
@@ -257,7 +253,7 @@ def memory(args) -> dict:
         "steps": args.steps,
         "platforms": [p.name for p in settings.platforms],
         "peak_rss_mb": peak_mb,
-        "machine": machine(),
+        "machine": host.machine(),
     }
     print(json.dumps(result))
     return result
@@ -300,7 +296,7 @@ def whole(args) -> dict:
         "peak_rss_mb": peak,
         "added_gb": (peak - before) * 2**20 / 1e9,
         "estimate_gb": memory_needed(pixels, [model.name]) / 1e9,
-        "machine": machine(),
+        "machine": host.machine(),
     }
     print(json.dumps(out))
     return out

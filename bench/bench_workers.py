@@ -30,7 +30,6 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import host  # noqa: E402
-from bench_protect import machine  # noqa: E402
 
 from pixcamd.models import load_model  # noqa: E402
 from pixcamd.photo import load_photo  # noqa: E402
@@ -102,7 +101,7 @@ def main() -> None:
                 f"same bytes: {'yes' if row['same_bytes'] else 'NO'}",
                 flush=True,
             )
-    report = {"model": model.fingerprint, "rows": rows, "machine": machine()}
+    report = {"model": model.fingerprint, "rows": rows, "machine": host.machine()}
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
 
