@@ -125,11 +125,8 @@ def record_of(path: str | os.PathLike | None = None) -> Record:
     """The ledger and log a config names, read from its ``state_dir`` and ``log_file`` alone:
     ``pixcamd status`` shows a running daemon's record while the file has a problem elsewhere
     (an edit its reload refused). ``ConfigError`` when even those cannot be read."""
-    path, _ = locate_config(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the config file ({exc})") from None
+    path, how = locate_config(path)
+    text = read_config_text(path, how)
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError:  # a typo elsewhere: those two keys' own lines alone
