@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pixcamd.daemon import values as read
 from pixcamd.daemon.config import ConfigError, locate_config, read_config_text, read_toml
-from pixcamd.daemon.schema import SCHEMA
+from pixcamd.daemon.schema import KEYS
 from pixcamd.platform_specs import from_table
 from pixcamd.platforms import Pipeline
 
@@ -42,9 +42,8 @@ def config_pipelines(
         tables = {}
         for p in getattr(exc, "problems", None) or [str(exc)]:
             problems.append(f"pipelines{'' if p.startswith('.') else ': '}{p}")
-    default = next(o.default for o in SCHEMA if o.key == "platforms")
     try:
-        platforms = read.platform_names(raw.get("platforms", default))
+        platforms = read.platform_names(raw.get("platforms", KEYS["platforms"].default))
     except ValueError as exc:
         platforms = []
         problems.append(f"platforms: {exc}")
