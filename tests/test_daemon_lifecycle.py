@@ -1126,3 +1126,20 @@ def status_json(capsys, config) -> tuple[int, str, str]:
     code = main(["status", "--config", str(config.source), "--json"])
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def test_a_reload_that_finds_koncept512_installed_says_the_models_changed(
+    tmp_path, recipe_checkpoint, monkeypatch
+):
+    monkeypatch.delenv("CACHE_DIRECTORY", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    config = make_config(tmp_path, model="auto")
+    with running(config, None) as daemon:  # auto: no weights in the cache yet, BRISQUE
+        assert [m.name for m in daemon.models] == ["brisque"]
+        weights = tmp_path / "cache" / "pixcamd" / "KonCept512.pth"
+        weights.parent.mkdir(parents=True)
+        shutil.copy(recipe_checkpoint, weights)  # `pixcamd model fetch` while it runs
+        assert daemon.reload() is True and [m.name for m in daemon.models] == ["koncept512"]
+    (message,) = said(config, "reloaded")
+    assert message.startswith("the config is unchanged, the models changed: brisque-live-svr@")
+    assert " → koncept512" in message and "model auto → KonCept512" in message

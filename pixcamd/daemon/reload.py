@@ -107,8 +107,15 @@ def one_line(why: str) -> str:
     return " ".join([first, "; ".join(rest)]) if rest else first
 
 
-def describe(changed: dict[str, tuple[Any, Any]]) -> str:
-    """``model "auto" → "koncept512"; epsilon 4 → 6`` — or that nothing in the file changed."""
+def describe(changed: dict[str, tuple[Any, Any]], models: tuple[list, list] = ([], [])) -> str:
+    """``model "auto" → "koncept512"; epsilon 4 → 6`` — or that nothing in the file changed.
+    ``models``: the models' fingerprints before and after; an unchanged file can still bring
+    others (``auto`` finding weights installed since, weights replaced at the same path)."""
+    before, after = models
+    swapped = f"the models changed: {', '.join(before)} → {', '.join(after)}"
     if not changed:
+        if before != after:
+            return f"the config is unchanged, {swapped}"
         return "the config is unchanged (the models and weights were read again)"
-    return "; ".join(f"{k} {toml_value(a)} → {toml_value(b)}" for k, (a, b) in changed.items())
+    said = "; ".join(f"{k} {toml_value(a)} → {toml_value(b)}" for k, (a, b) in changed.items())
+    return said if before == after else f"{said}; {swapped}"

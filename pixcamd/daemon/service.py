@@ -383,11 +383,13 @@ class Daemon:
             except Refused as exc:
                 return self._refuse_reload(str(exc))
             self.config = new  # only once everything it asks for is in hand
+            was = [m.fingerprint for m in self.models]
             self._use(models, settings, note, fallback)
             self.worker.reconfigure(new, models, settings, self.fingerprint, self.model_label)
             self.log.emit(
                 "reloaded",
-                message=f"{describe(changed)}; {note}; fingerprint {self.fingerprint}; "
+                message=f"{describe(changed, (was, [m.fingerprint for m in models]))}; {note}; "
+                f"fingerprint {self.fingerprint}; "
                 "from the next photo",
                 level="warning" if fallback else "info",
                 changed={k: list(v) for k, v in changed.items()},
