@@ -27,6 +27,11 @@ class UnknownPlatform(PipelineError):
         self.name = name
 
 
+class NotInline(PipelineError):
+    """Text that does not read as an inline spec at all (a token no spec has, no quality): it
+    may be the name of a custom pipeline that merely starts like one (``cropped``)."""
+
+
 def parse_inline(text: str, name: str | None = None) -> Pipeline:
     """``long1600-q75``, ``width1080-q80-bicubic-444``, ``none-q90``, ``scale0.5-q85``,
     ``mp8.3-q90`` (fitted in 8.3 megapixels), ``long2048-webp80`` (WebP at quality 80 instead
@@ -53,7 +58,7 @@ def parse_inline(text: str, name: str | None = None) -> Pipeline:
             digits = token.replace(":", "")
             key, value = "subsampling", f"{digits[0]}:{digits[1]}:{digits[2]}"
         else:
-            raise PipelineError(
+            raise NotInline(
                 f"{text!r}: cannot read {token!r} (write e.g. long1600-q75, "
                 "width1080-q80-bicubic-444 or crop1:1-long1080-q80; filters: "
                 + ", ".join(FILTERS)
@@ -63,7 +68,7 @@ def parse_inline(text: str, name: str | None = None) -> Pipeline:
             raise PipelineError(f"{text!r}: {key} is given twice")
         fields[key] = value
     if "quality" not in fields:
-        raise PipelineError(
+        raise NotInline(
             f"{text!r}: give the JPEG quality, e.g. {text}-q85 (or {text}-webp85 for WebP, "
             f"{text}-avif60 for AVIF)"
         )
@@ -210,13 +215,23 @@ def parse_platforms(
             or first.startswith(("none", "crop"))
             or first in FILTERS  # tokens in any order: "bicubic-width1080-q80" too
         ):
-            inline = parse_inline(name)
+            try:
+                inline = parse_inline(name)
+            except NotInline:
+                # "cropped", "lanczos-shop": no size, crop or quality read, so a name after all
+                if any(_TOKEN.fullmatch(t) for t in name.lower().split("-")):
+                    raise
+                raise _unknown(name, custom) from None
             out[inline.spec()] = replace(inline, name=inline.spec())  # one spelling, one pipeline
         else:
-            known = [*PRESETS, *custom]
-            raise UnknownPlatform(
-                name,
-                f"unknown platform {name!r}: choose from {', '.join(known)}, or write one "
-                "inline as e.g. long1600-q75",
-            )
+            raise _unknown(name, custom)
     return tuple(out.values())
+
+
+def _unknown(name: str, custom: dict[str, Pipeline]) -> UnknownPlatform:
+    known = [*PRESETS, *custom]
+    return UnknownPlatform(
+        name,
+        f"unknown platform {name!r}: choose from {', '.join(known)}, or write one inline as "
+        "e.g. long1600-q75",
+    )

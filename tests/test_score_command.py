@@ -391,6 +391,13 @@ def test_a_config_named_is_always_read_and_its_platforms_are_the_default(home, c
     assert result["platforms"]["lanczos-shop"]["served"] == [300, 225]
     code, (result,), _ = run_json(capsys, path, *args, "--platforms", "Cropped")
     assert code == 0 and list(result["platforms"]) == ["cropped"]
+    for typo in ("croped", "lanczos-shp"):  # they start like specs, but are names' typos
+        with pytest.raises(SystemExit) as exc:
+            main(["score", str(path), *map(str, args), "--platforms", typo])
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert f"unknown platform '{typo}': choose from task" in err and "cropped" in err
+        assert f"no [pipelines.{typo}] in {shop}" in err
     for serve in ([], ["--jpeg", "90"]):  # named but not there: said, not passed over
         with pytest.raises(SystemExit) as exc:
             main(["score", str(path), *serve, "--config", str(home / "nothere.toml")])
@@ -413,3 +420,8 @@ def test_presets_and_inline_specs_never_read_the_config(home, capsys):
     err = capsys.readouterr().err
     assert "looked for it in a config that cannot be used" in err
     assert f"{config}: not valid TOML" in err
+    with pytest.raises(SystemExit) as exc:  # a name that only starts like a spec, the same
+        main(["score", str(path), "--model", "brisque", "--platforms", "cropped"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "unknown platform 'cropped'" in err and f"{config}: not valid TOML" in err
