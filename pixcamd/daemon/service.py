@@ -301,7 +301,7 @@ class Daemon:
             return
         if self._under_old_settings and not self._under_old_settings & self._processing():
             self._under_old_settings = set()
-            self.timers.later(self.intake.scan, reason="reload, the photo under way done")
+            self.timers.later(self.intake.scan, reason="post-reload")  # its photo under way is done
         if self.intake is not None:
             self.intake.check_inbox()  # renamed away, or back: the watch follows the path
         if self.intake is not None and self.intake.watcher_died():
