@@ -785,3 +785,21 @@ def test_a_photo_too_big_for_the_memory_left_fails_clearly_not_the_daemon(
     assert error.startswith("gave up after 2 attempts: NotEnoughMemory: needs about 0.7 GB")
     assert "for its 1.2 MP, and 0.1 GB is available" in error and "max_pixels" in error
     assert rows["later.png"]["state"] == "done"
+
+
+def test_a_photo_wider_than_a_jpeg_can_be_is_refused_from_its_header_when_settled(
+    tmp_path, brisque
+):
+    # its copy would be a JPEG of its size: refused from its header at the settle check, as a
+    # photo over max_pixels is (not held as undecodable while it may still be arriving)
+    from PIL import Image
+
+    config = make_config(tmp_path, settle_time=0.2)
+    Image.new("RGB", (66_000, 8), (90, 120, 200)).save(config.inbox / "strip.png")
+    with running(config, [brisque]):
+        wait_for(lambda: finished(config, ["strip.png"]), 30, "the refusal")
+    (settled,) = [e for e in events(config) if e["event"] == "settled"]
+    assert "66000×8 px: the protected copy is a JPEG" in settled["message"]
+    assert "JPEG takes at most 65,500 px a side" in settled["message"]
+    row = ledger_rows(config)["strip.png"]
+    assert row["state"] == "failed" and row["attempts"] == 1 and "65,500 px a side" in row["error"]

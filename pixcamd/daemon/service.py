@@ -235,9 +235,12 @@ class Daemon:
         return platforms
 
     def _decode(self, path: Path) -> None:
-        from pixcamd.photo import load_photo
+        from pixcamd.photo import open_photo
+        from pixcamd.platforms import MAX_SIDE
 
-        load_photo(path, self.config.max_pixels)
+        # the copy is a JPEG of the photo's size: the worker refuses a wider one from its
+        # header, so the settle check does too (``OverTheLimit``: refused once, when quiet)
+        open_photo(path, self.config.max_pixels, max_jpeg_side=MAX_SIDE["jpeg"])
 
     def _clock_set_back(self, jump: float) -> None:
         """The timers are re-armed (``Timers.check_clock``); the retries keep their waits."""
