@@ -90,6 +90,24 @@ def test_a_config_written_with_config_elsewhere_says_commands_need_the_flag(home
     assert "  pixcamd status " in out and " --config " not in out.split("\n", 1)[1]  # no flag
 
 
+def test_the_system_config_written_with_config_says_it_is_found_by_itself(
+    home, capsys, monkeypatch
+):
+    import pixcamd.daemon.config
+    import pixcamd.daemon.init
+
+    system = home / "etc" / "pixcamd" / "config.toml"  # /etc/pixcamd/config.toml, for a server
+    monkeypatch.setattr(pixcamd.daemon.config, "SYSTEM_CONFIG", system)
+    monkeypatch.setattr(pixcamd.daemon.init, "SYSTEM_CONFIG", system)
+    args = ["init", "--config", str(system), "--inbox", str(home / "in"), "--outbox", "~/out"]
+    assert cli(capsys, *args)[0] == 0
+    header = system.read_text().split("\n# ----")[0]
+    assert "Commands read it only when" not in header and "the system config" in header
+    assert "`systemctl reload pixcamd`" in header and "--user" not in header
+    code, _, err = cli(capsys, "config", "check")  # no user config: found without a flag
+    assert code == 0 and f"config: {system} (the system config)" in err
+
+
 def test_an_existing_config_is_never_replaced_without_force(home, capsys):
     assert cli(capsys, "init")[0] == 0
     path = home / "config" / "pixcamd" / "config.toml"

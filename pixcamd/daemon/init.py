@@ -46,6 +46,16 @@ HEADER_NAMED = (
     "# its unit runs this file); folder changes need a restart.",
 )
 
+# the system config: found without a flag by a user with no config of their own (the system
+# service's), reloaded through the system unit
+HEADER_SYSTEM = (
+    "# pixcamd daemon configuration, written by `pixcamd init`: the system config. Commands",
+    "# find it without a flag when the user running them has no config of their own (as the",
+    "# system service's user has none). Every key below is documented with its default;",
+    "# `pixcamd config check` prints the values in force. A running daemon applies edits on",
+    "# `systemctl reload pixcamd` (or SIGHUP); folder changes need a restart.",
+)
+
 
 # The user unit; systemd/user/pixcamd.service is this with the ExecStart of a checkout's venv
 # (a test keeps the two identical: regenerate with `render_user_unit()`).
@@ -216,7 +226,8 @@ def init_config(
     for key, folder in folders.items():
         if os.path.exists(folder) and not os.path.isdir(folder):
             raise ConfigError(f"{key}: {folder} exists and is not a folder")
-    text = render_example(folders, HEADER_NAMED if named else HEADER)
+    system = real == Path(os.path.realpath(SYSTEM_CONFIG))
+    text = render_example(folders, HEADER_SYSTEM if system else HEADER_NAMED if named else HEADER)
     created: list[Path] = []
     try:
         created += _make_folder(Path(folders["inbox"]), "inbox")  # the check wants it there
