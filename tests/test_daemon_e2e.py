@@ -430,6 +430,32 @@ def test_a_sighup_right_after_the_start_is_a_reload_not_the_end(tmp_path):
     assert process.returncode == 0, out
 
 
+def test_a_sighup_while_the_daemon_reads_its_config_is_kept_for_a_reload(tmp_path):
+    """The config is read after the imports; an edit saved (and its HUP sent) while it is read
+    may not be in what was read: that HUP is kept, and the daemon reloads once it is ready.
+    The config is a FIFO for its first read, so the HUP lands exactly while the daemon waits
+    on it; every later read finds the same text in a plain file put in the FIFO's place."""
+    config = make_config(tmp_path, threads=1)
+    path = tmp_path / "config-fifo.toml"
+    os.mkfifo(path)
+    process = pixcamd_process(path)
+    try:
+        with open(path, "w") as pipe:  # returns once the daemon has opened it to read
+            process.send_signal(signal.SIGHUP)
+            time.sleep(0.2)  # delivered while its read waits
+            shutil.copy(config.source, tmp_path / "plain.toml")
+            os.replace(tmp_path / "plain.toml", path)  # what every later read finds
+            pipe.write(config.source.read_text())
+        # the one HUP, and nothing more: kept, then a reload once ready
+        wait_for(lambda: "reloaded" in [e["event"] for e in events(config)], 60, "a reload")
+        assert process.poll() is None
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, out
+    assert not [e for e in events(config) if e["event"] == "reload_refused"]
+
+
 def test_sighup_reloads_a_valid_config_and_refuses_a_broken_one(tmp_path):
     """A real `pixcamd run`: SIGHUP with an edited config applies it from the next photo and
     says what changed; with a broken one it keeps the settings in force and says why; a folder
