@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from test_daemon_support import (
+    events,
     finished,
     ledger_rows,
     make_config,
@@ -270,3 +271,46 @@ def test_a_name_typed_with_composed_accents_finds_the_photo_synced_decomposed(tm
     code, out, err = retry(capsys, config, typed)
     assert code == 0 and "1 photo(s) queued again" in out, out + err
     assert ledger_rows(config)[synced]["state"] == "queued"
+
+
+def test_platforms_changed_redoes_copies_not_protected_for_the_platforms_now(
+    tmp_path, brisque, capsys
+):
+    config = make_config(tmp_path)  # the task's pipeline only
+    real_photo(config.inbox / "a.jpg")
+    shop = '[pipelines.shop]\nresize = "long 320"\nquality = {}\n'
+    with running(config, [brisque]) as daemon:
+        wait_for(lambda: finished(config, ["a.jpg"]), 60, "the first pass")
+        code, out, _ = retry(capsys, config, "--platforms-changed")
+        assert code == 0 and "0 photo(s) queued" in out  # protected for every one: task
+        assert "platforms the daemon protects for now: task" in out
+        # a destination added to the file, not yet reloaded: the daemon's own set counts
+        text = config.source.read_text().replace(
+            'platforms = ["task"]', 'platforms = ["task", "shop"]'
+        )
+        config.source.write_text(text + shop.format(70))
+        code, out, _ = retry(capsys, config, "--platforms-changed")
+        assert code == 0 and "0 photo(s) queued" in out
+        assert "note: the config names task, shop; reload the daemon" in out
+        assert daemon.reload() is True
+        code, out, _ = retry(capsys, config, "--platforms-changed")
+        assert code == 0 and "queued  a.jpg (not protected for shop (long320-q70))" in out
+        wait_for(lambda: ledger_rows(config)["a.jpg"]["state"] == "done", 60, "the redo")
+        report = json.loads(ledger_rows(config)["a.jpg"]["report"])
+        assert "shop" in report["protected_on"]
+        code, out, _ = retry(capsys, config, "--platforms-changed")
+        assert code == 0 and "0 photo(s) queued" in out  # now it is
+        # the same name, another definition: judged by what it does, not what it is called
+        config.source.write_text(text + shop.format(60))
+        assert daemon.reload() is True
+        code, out, _ = retry(capsys, config, "--platforms-changed")
+        assert "queued  a.jpg (not protected for shop (long320-q60))" in out
+        wait_for(lambda: ledger_rows(config)["a.jpg"]["state"] == "done", 60, "the redo")
+    # stopped: the config's platforms; one taken out needs nothing redone
+    config.source.write_text(text.replace('["task", "shop"]', '["shop"]') + shop.format(60))
+    code, out, _ = retry(capsys, config, "--platforms-changed")
+    assert code == 0 and "platforms now: shop (the config's)" in out
+    assert "0 photo(s) queued" in out
+    # each reload that changed the platforms said how to bring the shipped copies along
+    reloads = [e["message"] for e in events(config) if e["event"] == "reloaded"]
+    assert len(reloads) == 2 and all("`pixcamd retry --platforms-changed`" in m for m in reloads)

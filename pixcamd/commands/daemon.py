@@ -83,7 +83,8 @@ def add_commands(commands) -> None:
 
     retry = commands.add_parser(
         "retry",
-        help="protect photos again: failed, held back, or made with another model",
+        help="protect photos again: failed, held back, or made with another model or for "
+        "other platforms",
         description="Queue photos in the daemon's ledger again. A running daemon picks them "
         "up at once, a stopped one at its next start. A shipped photo's outbox copy is replaced "
         "(one atomic rename); the ledger keeps what it was (a retry event).",
@@ -98,6 +99,12 @@ def add_commands(commands) -> None:
         action="store_true",
         help="every shipped photo protected against other models than the daemon uses now "
         "(e.g. BRISQUE before KonCept512's weights were installed)",
+    )
+    retry.add_argument(
+        "--platforms-changed",
+        action="store_true",
+        help="every shipped photo not protected for every platform the daemon protects for "
+        "now (a destination added, or a pipeline of yours given another size or quality)",
     )
     retry.add_argument(
         "--stronger",
@@ -326,9 +333,16 @@ def retry_photos(args: argparse.Namespace) -> int:
     from pixcamd.daemon.ledger import Ledger
     from pixcamd.daemon.status import gather
 
-    if not (args.paths or args.failed or args.unprotected or args.model_changed):
+    if not (
+        args.paths
+        or args.failed
+        or args.unprotected
+        or args.model_changed
+        or args.platforms_changed
+    ):
         raise PixcamdError(
-            "say what to retry: PATH…, --failed, --unprotected and/or --model-changed"
+            "say what to retry: PATH…, --failed, --unprotected, --model-changed and/or "
+            "--platforms-changed"
         )
     config = _load(args)
     state = gather(config, events=0, photos=0)  # also: no ledger yet is a clear error
@@ -361,6 +375,7 @@ def retry_photos(args: argparse.Namespace) -> int:
         else:
             fingerprints = configured()
             print(f"models now: {', '.join(sorted(fingerprints))} ({note})")
+    specs = _platforms_now(config, state) if args.platforms_changed else None
     budget = retry.stronger(config) if args.stronger else None
     ledger = Ledger(config.ledger_path)
     try:
@@ -372,6 +387,8 @@ def retry_photos(args: argparse.Namespace) -> int:
             args.unprotected,
             args.model_changed,
             fingerprints,
+            platforms_changed=args.platforms_changed,
+            specs=specs,
         )
         retry.apply(ledger, plan.queue, budget=budget)
     finally:
@@ -393,6 +410,23 @@ def retry_photos(args: argparse.Namespace) -> int:
     # A photo you named that cannot be queued is a refusal (as for ship and remove); what the
     # flags find and skip is not: nothing to do is not an error.
     return 1 if plan.refused else 0
+
+
+def _platforms_now(config, state: dict) -> dict[str, str]:
+    """spec → name of the platforms the running daemon protects for (as it recorded them: an
+    edit not yet reloaded is only a note), else the config's."""
+    named = {p.spec(): p.name for p in config.platform_pipelines}
+    running = state["platform_specs"] if state["daemon"] in ("running", "unresponsive") else {}
+    if not running:
+        print(f"platforms now: {', '.join(named.values())} (the config's)")
+        return named
+    print(f"platforms the daemon protects for now: {', '.join(running.values())}")
+    if set(named) != set(running):
+        print(
+            f"note: the config names {', '.join(named.values())}; reload the daemon "
+            "(systemctl --user reload pixcamd, or SIGHUP) to use them, then run this again"
+        )
+    return running
 
 
 def show_status(args: argparse.Namespace) -> int:

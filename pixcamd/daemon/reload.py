@@ -118,4 +118,9 @@ def describe(changed: dict[str, tuple[Any, Any]], models: tuple[list, list] = ([
             return f"the config is unchanged, {swapped}"
         return "the config is unchanged (the models and weights were read again)"
     said = "; ".join(f"{k} {toml_value(a)} → {toml_value(b)}" for k, (a, b) in changed.items())
+    if "platforms" in changed or "pipelines" in changed:
+        said += (
+            " (copies already shipped keep what they were protected for: `pixcamd retry "
+            "--platforms-changed` protects them for the platforms now)"
+        )
     return said if before == after else f"{said}; {swapped}"

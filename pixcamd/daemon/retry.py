@@ -7,9 +7,12 @@ copy replaced by one atomic rename; the ledger's events table keeps the history 
 event per photo with what it was: state, verdict, model, fingerprint).
 
 Selections: explicit inbox paths (each must be in the ledger: otherwise nothing is queued and
-the error names them), ``failed``, ``unprotected``, and ``model_changed`` — every shipped photo
+the error names them), ``failed``, ``unprotected``, ``model_changed`` — every shipped photo
 whose recorded model fingerprints differ from the models the daemon uses now (e.g. protected
-against the BRISQUE fallback before KonCept512's weights were installed).
+against the BRISQUE fallback before KonCept512's weights were installed) — and
+``platforms_changed`` — every shipped photo whose copy was not judged on every platform the
+daemon protects for now, by definition (its spec), not by name: a destination added to
+``platforms``, or a ``[pipelines.NAME]`` table given another size or quality since.
 
 ``stronger``: a retry with a larger budget for that one attempt — ε and its cap doubled (at
 least +2 and +4 grey levels, so that a budget of 0 grows too; at most 64, the schema's limit)
@@ -114,9 +117,12 @@ def plan(
     model_changed: bool = False,
     fingerprints: set[str] | None = None,
     rows: Iterable[Row] = (),
+    platforms_changed: bool = False,
+    specs: dict[str, str] | None = None,
 ) -> Plan:
     """What ``retry`` will queue and why; ``fingerprints``: the models the daemon uses now;
-    ``rows``: photos asked for by their ledger rows (the web page), not by a path to read."""
+    ``specs``: its platforms now, spec → name; ``rows``: photos asked for by their ledger rows
+    (the web page), not by a path to read."""
     result = Plan()
     asked = [*rows_for(config, ledger, paths), *rows]
     chosen = {row.id: (row, "asked for") for row in asked}
@@ -135,6 +141,16 @@ def plan(
             if used != fingerprints:
                 was = ", ".join(sorted(used)) or "not recorded"
                 chosen.setdefault(row.id, (row, f"protected against {was}"))
+    if platforms_changed:
+        assert specs is not None
+        for row in ledger.rows("done"):
+            if not row.output:
+                continue
+            missing = [
+                f"{name} ({spec})" for spec, name in specs.items() if spec not in _specs_of(row)
+            ]
+            if missing:
+                chosen.setdefault(row.id, (row, f"not protected for {', '.join(missing)}"))
     for row, why in sorted(chosen.values(), key=lambda item: item[0].id):
         if row.state == "processing":
             skipped = "being protected right now"
@@ -176,6 +192,13 @@ def describe_budget(budget: dict) -> str:
 def _models_of(row: Row) -> set[str]:
     report = row.report if isinstance(row.report, dict) else {}
     return {m.get("fingerprint") for m in report.get("models") or [] if m.get("fingerprint")}
+
+
+def _specs_of(row: Row) -> set[str]:
+    """The platforms the row's copy was judged on, by spec (none recorded: none, so redone)."""
+    report = row.report if isinstance(row.report, dict) else {}
+    found = report.get("platforms") or []
+    return {p["spec"] for p in found if isinstance(p, dict) and isinstance(p.get("spec"), str)}
 
 
 def apply(

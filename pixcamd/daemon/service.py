@@ -229,6 +229,7 @@ class Daemon:
             model_note=note,
             model_fallback=fallback,
             model_fingerprints=[m.fingerprint for m in models],  # retry --model-changed's
+            platform_specs={p.spec(): p.name for p in settings.platforms},  # --platforms-changed
             fingerprint=self.fingerprint,
             platforms=platforms,
         )

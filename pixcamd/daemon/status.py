@@ -134,6 +134,7 @@ def gather(config: Config, events: int = 10, now: float | None = None, photos: i
         "model_note": facts.get("model_note"),
         "model_fallback": bool(facts.get("model_fallback")),
         "model_fingerprints": facts.get("model_fingerprints") or [],
+        "platform_specs": facts.get("platform_specs") or {},
         "platforms": facts.get("platforms") or [],
         "fingerprint": facts.get("fingerprint"),
         "status": facts.get("status"),
