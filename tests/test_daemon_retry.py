@@ -303,6 +303,10 @@ def test_platforms_changed_redoes_copies_not_protected_for_the_platforms_now(
         # the same name, another definition: judged by what it does, not what it is called
         config.source.write_text(text + shop.format(60))
         assert daemon.reload() is True
+        # status does not count the copy for the shop in force
+        assert main(["status", "--json", "--config", str(config.source)]) == 0
+        tally = json.loads(capsys.readouterr().out)["last_hour"]["protected_on"]
+        assert "shop" not in tally and "shop (long320-q70, redefined since)" in tally
         code, out, _ = retry(capsys, config, "--platforms-changed")
         assert "queued  a.jpg (not protected for shop (long320-q60))" in out
         wait_for(lambda: ledger_rows(config)["a.jpg"]["state"] == "done", 60, "the redo")

@@ -84,12 +84,17 @@ def gather(config: Config, events: int = 10, now: float | None = None, photos: i
             (since,),
         ).fetchone()
         per_platform: dict[str, list[int]] = {}  # name → [protected on it, judged]
+        now_spec = {name: spec for spec, name in (facts.get("platform_specs") or {}).items()}
         for (report,) in db.execute(
             "SELECT report FROM photos WHERE finished_at >= ? AND report IS NOT NULL "
             "AND duplicate_of IS NULL",
             (since,),
         ):
-            for name, low in (json.loads(report).get("protected_on") or {}).items():
+            data = json.loads(report)
+            spec = {p.get("name"): p.get("spec") for p in data.get("platforms") or []}
+            for name, low in (data.get("protected_on") or {}).items():
+                if name in now_spec and spec.get(name) not in (None, now_spec[name]):
+                    name = f"{name} ({spec[name]}, redefined since)"  # not the one in force
                 tally = per_platform.setdefault(name, [0, 0])
                 tally[0] += bool(low)
                 tally[1] += 1
