@@ -8,13 +8,14 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import replace
+from fractions import Fraction
 
 from pixcamd.platforms import FILTERS, PRESETS, RESIZE_RULES, Pipeline, PipelineError
 
 _TOKEN = re.compile(
     r"(?P<side>long|width|height)(?P<pixels>\d+)|(?P<ratio>scale|mp)(?P<number>\d*\.?\d+)"
     r"|(?P<codec>q|webp|avif)(?P<quality>\d+)|(?P<chroma>4:?[024]:?[024])"
-    r"|crop(?P<aw>\d+)[:x](?P<ah>\d+)"
+    r"|crop(?P<aw>\d*\.?\d+)[:x](?P<ah>\d*\.?\d+)"
 )
 
 
@@ -41,7 +42,7 @@ def parse_inline(text: str, name: str | None = None) -> Pipeline:
     for token in text.strip().lower().split("-"):
         match = _TOKEN.fullmatch(token)
         if match and match["aw"]:
-            key, value = "crop", (int(match["aw"]), int(match["ah"]))
+            key, value = "crop", _ratio(match["aw"], match["ah"])
             fields["crop_after_resize"] = "resize" in fields
         elif token in FILTERS:
             key, value = "filter", token
@@ -124,7 +125,7 @@ def _alone(**fields) -> dict:
 def _resize(resize) -> dict:
     if not isinstance(resize, str):
         raise PipelineError(f'expected text like "long 1600", got {resize!r}')
-    words = resize.split()
+    words = resize.lower().split()  # "Long 2048" as "long 2048"
     rule = words[0] if words else ""
     if rule == "none" and len(words) == 1:
         return _alone(resize="none")
@@ -154,6 +155,9 @@ def _text(key: str):
     def read(value) -> dict:
         if not isinstance(value, str):
             raise PipelineError(f"expected text, got {value!r}")
+        value = value.strip().lower()  # "Lanczos", "WEBP": any case, as inline specs
+        if key == "subsampling" and re.fullmatch(r"4[024][024]", value):
+            value = ":".join(value)  # "420", as inline specs write it
         return _alone(**{key: value})
 
     return read
@@ -166,11 +170,23 @@ def _crop_after_resize(after) -> dict:
 
 
 def _aspect(text) -> tuple[int, int]:
-    """``"3:4"`` → (3, 4), for the config's ``crop`` key."""
-    match = re.fullmatch(r"\s*(\d+)\s*[:x]\s*(\d+)\s*", text) if isinstance(text, str) else None
+    """``"3:4"`` → (3, 4), ``"1.91:1"`` → (191, 100), for the config's ``crop`` key."""
+    number = r"\s*(\d*\.?\d+)\s*"
+    match = re.fullmatch(f"{number}[:x]{number}", text) if isinstance(text, str) else None
     if match is None:
-        raise PipelineError(f'{text!r}: write an aspect as width:height, e.g. "1:1" or "3:4"')
-    return int(match.group(1)), int(match.group(2))
+        raise PipelineError(
+            f'{text!r}: write an aspect as width:height, e.g. "1:1", "3:4" or "1.91:1"'
+        )
+    return _ratio(match.group(1), match.group(2))
+
+
+def _ratio(width: str, height: str) -> tuple[int, int]:
+    """An aspect in whole numbers: as written (``3:4``), or from decimals (``1.91:1`` →
+    ``191:100``, the way a platform's guide gives a link preview's aspect)."""
+    if "." not in width + height:
+        return int(width), int(height)
+    ratio = Fraction(width) / Fraction(height) if Fraction(height) else Fraction(0)
+    return ratio.numerator, ratio.denominator
 
 
 _READERS = {  # a [pipelines.NAME] table's keys: raw value → the Pipeline's fields

@@ -621,3 +621,23 @@ def test_pipelines_that_serve_identical_pixels_say_so():
     assert bicubic.serving(1600, 1200) == task.serving(1600, 1200)
     assert bicubic.serving(2560, 1600) != bluesky.serving(2560, 1600)
     assert square.serving(1600, 1200) != task.serving(1600, 1200)
+
+
+def test_a_table_reads_words_in_any_case_and_aspects_in_decimals_as_inline_specs():
+    """What a photographer copies from a platform's guide: "WEBP", "Lanczos", "420", 1.91:1."""
+    table = {
+        "resize": "Width 1200",
+        "filter": "Bicubic",
+        "codec": "JPEG",
+        "subsampling": "444",
+        "quality": 85,
+        "crop": "1.91:1",
+    }
+    pipeline = from_table("linkpreview", table)
+    (inline,) = parse_platforms("CROP1.91:1-width1200-BICUBIC-q85-444")
+    assert pipeline.spec() == inline.spec() == "crop191:100-width1200-q85-bicubic-444"
+    assert (
+        pipeline.crop == (191, 100)
+        and from_table("r", {"codec": "WebP", "quality": 80}).codec == "webp"
+    )
+    assert from_table("s", {"subsampling": "4:2:0", "quality": 80}).subsampling == "4:2:0"
