@@ -16,7 +16,7 @@ from pixcamd.commands import score as score_command
 from pixcamd.commands import web as web_command
 from pixcamd.commands.progress import display
 from pixcamd.daemon import values as read
-from pixcamd.daemon.config import ConfigError
+from pixcamd.daemon.config import SYSTEM_CONFIG, ConfigError, locate_config
 from pixcamd.daemon.config_pipelines import config_pipelines
 from pixcamd.devices import resolve_device
 from pixcamd.enhance import STRENGTH
@@ -118,6 +118,12 @@ def resolve_platforms(args) -> None:
                 problem = exc
     if isinstance(problem, UnknownPlatform) and mine is not None:
         refuse("--platforms", f"{problem}; no [pipelines.{problem.name}] in {mine.source}")
+    if isinstance(problem, UnknownPlatform):  # no config at all: say where one was looked for
+        refuse(
+            "--platforms",
+            f"{problem}; and no config to find a [pipelines.{problem.name}] in (none at "
+            f"{locate_config()[0]} or {SYSTEM_CONFIG}; --config FILE names one)",
+        )
     refuse("--platforms", str(problem))
 
 

@@ -360,6 +360,8 @@ def test_a_name_no_config_table_has_is_refused_naming_the_file(home, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "unknown platform 'myblog'" in err and "pixcamd init" not in err
+    assert f"no config to find a [pipelines.myblog] in (none at {config} or " in err
+    assert "--config FILE names one" in err
     write_config(config, 'resize = "long 320"\nquality = 70')
     with pytest.raises(SystemExit) as exc:
         main([*args, "--platforms", "myblg"])
