@@ -75,7 +75,8 @@ def test_every_command_finds_it_and_says_which_one(home, capsys, monkeypatch):
 def test_a_config_written_with_config_elsewhere_says_commands_need_the_flag(home, capsys):
     named = home / "cameras" / "pixcamd.toml"
     args = ["init", "--config", str(named), "--inbox", str(home / "in"), "--outbox", "~/out"]
-    assert cli(capsys, *args)[0] == 0
+    code, out, _ = cli(capsys, *args)
+    assert code == 0 and out.startswith(f"wrote the config --config names: {named}\n")
     header = named.read_text().split("\n# ----")[0]
     assert "finds it without a flag" not in header
     assert "Commands read it only when" in header and "--config" in header

@@ -187,7 +187,8 @@ def init_setup(args: argparse.Namespace) -> int:
 def _report_init(done) -> None:
     config = done.config
     verb = "replaced" if done.replaced else "wrote"
-    lines = [f"{verb} {done.how}: {done.path}"]
+    which = done.how if done.how.startswith(("your", "the")) else f"the config {done.how} names"
+    lines = [f"{verb} {which}: {done.path}"]
     if done.created:
         lines.append("created: " + ", ".join(str(p) for p in done.created))
     flag = f" --config {shlex.quote(str(done.path))}" if done.named else ""
@@ -406,7 +407,8 @@ def retry_photos(args: argparse.Namespace) -> int:
     )
     if budget:
         print(f"stronger: {retry.describe_budget(budget)}")
-    print(f"{len(plan.queue)} photo(s) queued again, {len(plan.skipped)} skipped; {when}")
+    done = f"{len(plan.queue)} photo(s) queued again, {len(plan.skipped)} skipped"
+    print(f"{done}; {when}" if plan.queue else f"{done}: nothing to do")
     # A photo you named that cannot be queued is a refusal (as for ship and remove); what the
     # flags find and skip is not: nothing to do is not an error.
     return 1 if plan.refused else 0
