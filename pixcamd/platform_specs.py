@@ -58,6 +58,9 @@ def parse_inline(text: str, name: str | None = None) -> Pipeline:
         elif match and match["chroma"]:
             digits = token.replace(":", "")
             key, value = "subsampling", f"{digits[0]}:{digits[1]}:{digits[2]}"
+        elif token in ("q", "jpeg", "jpg", "webp", "avif"):  # a codec without its quality
+            codec = {"jpeg": "q", "jpg": "q"}.get(token, token)
+            raise PipelineError(f"{text!r}: {token!r}: give its quality too, e.g. {codec}80")
         else:
             raise NotInline(
                 f"{text!r}: cannot read {token!r} (write e.g. long1600-q75, "

@@ -511,6 +511,8 @@ BAD_SPECS = [
     ("long1600-avif101", "AVIF quality 101 is out of range: give 1–100"),
     ("long1600-webp80-avif80", "quality is given twice"),
     ("long1600-jxl80", "cannot read 'jxl80'"),
+    ("long1600-webp", "'webp': give its quality too, e.g. webp80"),
+    ("long1600-jpeg", "'jpeg': give its quality too, e.g. q80"),
     ("crop0:1-long1080-q80", "crop to '0:1' is no aspect"),
     ("crop1:20-long1080-q80", "within 10:1"),
     ("crop1:1-crop3:4-q80", "crop is given twice"),
