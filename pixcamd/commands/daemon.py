@@ -266,12 +266,15 @@ def run_daemon(args: argparse.Namespace) -> int:
 
 def config_check(args: argparse.Namespace) -> int:
     from pixcamd.daemon.config_toml import render_effective
-    from pixcamd.daemon.fs import choose_tmp_dir
+    from pixcamd.daemon.fs import access_problems, choose_tmp_dir
     from pixcamd.daemon.settings import build_settings, resolve_models, weights_file
     from pixcamd.devices import resolve_device
     from pixcamd.models import model_class
 
     config = _load(args)
+    problems = access_problems(config)  # as `run` refuses them: run it as the daemon's user
+    if problems:
+        raise PixcamdError("\n".join(problems))
     names, note = resolve_models(config)
     if "koncept512" in names:  # what `run` would refuse first; loading them is its job
         weights = weights_file(config)

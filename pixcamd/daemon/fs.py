@@ -196,6 +196,40 @@ def beside_outbox(outbox: Path) -> Path:
     return where.parent / f".pixcamd-tmp-{name}"
 
 
+def access_problems(config: Config) -> list[str]:
+    """What this process's user cannot do that the daemon must: list and read the inbox, write
+    in the outbox (a service user a sync tool's folder was never opened to). Checked, not
+    probed: no file is made in the outbox, where an uploader would see it."""
+    user = this_user()
+    problems = []
+    try:
+        with os.scandir(config.inbox):
+            readable = os.access(config.inbox, os.R_OK | os.X_OK)
+    except OSError:
+        readable = False
+    if config.inbox.is_dir() and not readable:
+        problems.append(
+            f"inbox: {config.inbox}: the user {user} cannot read it, so no photo in it would be "
+            "seen; give that user read and search permission (a group or an ACL)"
+        )
+    if config.outbox.is_dir() and not os.access(config.outbox, os.W_OK | os.X_OK):
+        problems.append(
+            f"outbox: {config.outbox}: the user {user} cannot write in it, so no protected copy "
+            "could be published; give that user write permission"
+        )
+    return problems
+
+
+def this_user() -> str:
+    """This process's user by name (its uid where it has none)."""
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return f"uid {os.geteuid()}"
+
+
 def writable_folder(folder: Path) -> None:
     """Make ``folder`` and prove a file can be written in it (a permission check would pass
     root by an immutable or read-only mount); OSError if not."""

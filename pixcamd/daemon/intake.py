@@ -242,8 +242,12 @@ class Intake:
             path = self.rules.inbox / rel
             try:
                 digest = sha256_file(path)
-            except OSError:
-                continue
+            except OSError as exc:
+                # unreadable to this user (its permissions): recorded all the same, where its
+                # attempt fails saying why — never dropped unseen; made readable, the watcher
+                # sees its permissions change, and it settles anew with its content
+                digest = ""
+                why = why or f"cannot read the file ({exc.strerror or exc})"
             if not self._unchanged(rel, st):
                 self.tracker.touch(rel)  # changed while hashed: settle again
                 continue
@@ -251,7 +255,7 @@ class Intake:
             self.log.emit(
                 "settled",
                 rel,
-                f"{st.st_size} bytes, sha256 {digest[:12]}…{note}",
+                f"{st.st_size} bytes, sha256 {digest[:12] or 'unknown'}…{note}",
                 size=st.st_size,
                 sha256=digest,
             )

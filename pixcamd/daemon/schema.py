@@ -406,7 +406,8 @@ SCHEMA: tuple[Option, ...] = (
         "",
         "Password of the web page (HTTP Basic, any user name; or Authorization: Bearer TOKEN). "
         '"" = none, only allowed on a loopback address. Required to serve on the network; '
-        "keep the config file private (chmod 600) when it holds one.",
+        "keep the config file private when it holds one: chmod 600 for your own, root:pixcamd "
+        "and chmod 640 for the system service's (its user must read it).",
         read.string,
     ),
     # Tables must come after every plain key in a TOML file: keep this one last.

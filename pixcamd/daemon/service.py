@@ -21,6 +21,7 @@ from pixcamd.daemon.config import Config, record_folders
 from pixcamd.daemon.events import EventLog
 from pixcamd.daemon.fs import (
     OutboxLock,
+    access_problems,
     choose_tmp_dir,
     lock_state_dir,
     lock_tmp_dir,
@@ -103,11 +104,13 @@ class Daemon:
 
     def _start(self) -> None:
         config = self.config
+        self.ledger = Ledger(config.ledger_path)
+        # first: a start refused below (a temp folder the unit's sandbox cannot reach, the
+        # outbox locked by another daemon) is said where `pixcamd status` reads
+        self.log = EventLog(config.log_file, self.ledger, self.stream)
         self.tmp_dir = choose_tmp_dir(config)  # makes a missing outbox
         self._outbox_lock = OutboxLock(config.outbox)
         self._tmp_fd = lock_tmp_dir(self.tmp_dir)  # before anything is swept from it
-        self.ledger = Ledger(config.ledger_path)
-        self.log = EventLog(config.log_file, self.ledger, self.stream)
         moved = record_folders(config, self.ledger.daemon_facts(), self.ledger.recent_outputs())
         self.log.emit(
             "daemon_started",
@@ -125,6 +128,9 @@ class Daemon:
             )
         if config.hold_dir is not None:  # not first found out by the first photo held back
             writable_folder(config.hold_dir)
+        problems = access_problems(config)  # an inbox nobody can read must not look healthy
+        if problems:
+            raise PixcamdError("; ".join(problems))
 
         models, note, fallback = load_models(config, self.injected_models)
         device = model_device(models)

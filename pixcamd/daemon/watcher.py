@@ -28,6 +28,7 @@ from pathlib import Path
 from watchdog.events import (
     DirCreatedEvent,
     DirMovedEvent,
+    FileAttribEvent,
     FileClosedEvent,
     FileCreatedEvent,
     FileDeletedEvent,
@@ -415,7 +416,9 @@ class InboxHandler(FileSystemEventHandler):
         if isinstance(event, FileMovedEvent):
             self._gone(event.src_path)
             self._arrived(event.dest_path)
-        elif isinstance(event, FileCreatedEvent | FileModifiedEvent | FileClosedEvent):
+        elif isinstance(
+            event, FileCreatedEvent | FileModifiedEvent | FileClosedEvent | FileAttribEvent
+        ):  # its permissions too: a photo this user could not read may be readable now
             self._arrived(event.src_path)
         elif isinstance(event, FileDeletedEvent):
             self._gone(event.src_path)

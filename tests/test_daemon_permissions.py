@@ -1,0 +1,90 @@
+"""The daemon run as a user that the inbox or outbox is not open to (a service user beside a
+sync tool's folders): a real `pixcamd run` whose process file permissions bind, as root in CI
+under ``setpriv`` without the capabilities that let root read and write anything."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from test_daemon_support import (
+    ROOT,
+    events,
+    finished,
+    ledger_rows,
+    make_config,
+    real_photo,
+    unprivileged,
+    wait_for,
+)
+
+
+def pixcamd(*args, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_WAIT_POLICY": "PASSIVE"}
+    command = unprivileged([sys.executable, "-m", "pixcamd", *map(str, args)])
+    return subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kwargs,
+    )
+
+
+def test_an_inbox_or_outbox_this_user_cannot_use_refuses_the_start_in_words(tmp_path):
+    config = make_config(tmp_path)
+    config.outbox.mkdir()
+    for folder, mode, words in (
+        (config.inbox, 0o300, "cannot read it, so no photo in it would be seen"),
+        (config.outbox, 0o555, "cannot write in it, so no protected copy could be published"),
+    ):
+        os.chmod(folder, mode)
+        try:
+            check = pixcamd("config", "check", "--config", config.source)
+            out, _ = check.communicate(timeout=120)
+            assert check.returncode == 2 and f"{folder}: the user " in out and words in out, out
+            run = pixcamd("run", "--config", config.source)
+            out, _ = run.communicate(timeout=120)
+            assert run.returncode == 2 and words in out, out
+        finally:
+            os.chmod(folder, 0o755)
+        (refused,) = [e for e in events(config) if e["event"] == "start_refused"][-1:]
+        assert words in refused["message"]  # where `pixcamd status` reads
+
+
+def test_a_photo_this_user_cannot_read_fails_saying_so_never_dropped(tmp_path):
+    config = make_config(tmp_path, max_attempts=1)
+    real_photo(config.inbox / "open.jpg")
+    real_photo(config.inbox / "private.jpg")
+    os.chmod(config.inbox / "private.jpg", 0o000)  # rsync -a of a 0600 file, another owner
+    process = pixcamd("run", "--config", config.source)
+    try:
+        wait_for(lambda: finished(config, ["open.jpg", "private.jpg"]), 120, "both photos")
+        row = ledger_rows(config)["private.jpg"]
+        assert row["state"] == "failed" and "cannot read the file" in row["error"]
+        assert "Permission denied" in row["error"]
+        assert ledger_rows(config)["open.jpg"]["state"] == "done"
+        (settled,) = [
+            e for e in events(config) if e.get("path") == "private.jpg" and e["event"] == "settled"
+        ]
+        assert "cannot read the file" in settled["message"]
+        status = subprocess.run(
+            [sys.executable, "-m", "pixcamd", "status", "--json", "--config", str(config.source)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        failures = json.loads(status.stdout)["failures"]
+        assert [f["path"] for f in failures] == ["private.jpg"]
+        # made readable: taken again (its permissions changed, the watcher sees it) and protected
+        os.chmod(config.inbox / "private.jpg", 0o644)
+        wait_for(lambda: ledger_rows(config)["private.jpg"]["state"] == "done", 120, "the retake")
+    finally:
+        process.terminate()
+        out, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, out
