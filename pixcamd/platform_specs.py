@@ -15,7 +15,7 @@ from pixcamd.platforms import FILTERS, PRESETS, RESIZE_RULES, Pipeline, Pipeline
 _TOKEN = re.compile(
     r"(?P<side>long|width|height)(?P<pixels>\d+)|(?P<ratio>scale|mp)(?P<number>\d*\.?\d+)"
     r"|(?P<codec>q|webp|avif)(?P<quality>\d+)|(?P<chroma>4:?[024]:?[024])"
-    r"|crop(?P<aw>\d*\.?\d+)[:x](?P<ah>\d*\.?\d+)"
+    r"|crop(?P<aw>\d+(?:\.\d{1,4})?)[:x](?P<ah>\d+(?:\.\d{1,4})?)"
 )
 
 
@@ -174,11 +174,12 @@ def _crop_after_resize(after) -> dict:
 
 def _aspect(text) -> tuple[int, int]:
     """``"3:4"`` → (3, 4), ``"1.91:1"`` → (191, 100), for the config's ``crop`` key."""
-    number = r"\s*(\d*\.?\d+)\s*"
+    number = r"\s*(\d+(?:\.\d{1,4})?)\s*"  # decimals as a guide gives them: a few
     match = re.fullmatch(f"{number}[:x]{number}", text) if isinstance(text, str) else None
     if match is None:
         raise PipelineError(
-            f'{text!r}: write an aspect as width:height, e.g. "1:1", "3:4" or "1.91:1"'
+            f'{text!r}: write an aspect as width:height, e.g. "1:1", "3:4" or "1.91:1" (at '
+            "most 4 decimals)"
         )
     return _ratio(match.group(1), match.group(2))
 

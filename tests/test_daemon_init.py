@@ -101,7 +101,8 @@ def test_the_system_config_written_with_config_says_it_is_found_by_itself(
     monkeypatch.setattr(pixcamd.daemon.config, "SYSTEM_CONFIG", system)
     monkeypatch.setattr(pixcamd.daemon.init, "SYSTEM_CONFIG", system)
     args = ["init", "--config", str(system), "--inbox", str(home / "in"), "--outbox", "~/out"]
-    assert cli(capsys, *args)[0] == 0
+    code, out, _ = cli(capsys, *args)
+    assert code == 0 and "sudo systemctl enable --now pixcamd" in out and "pixcamd run" not in out
     header = system.read_text().split("\n# ----")[0]
     assert "Commands read it only when" not in header and "the system config" in header
     assert "`systemctl reload pixcamd`" in header and "--user" not in header

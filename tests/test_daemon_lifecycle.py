@@ -474,6 +474,19 @@ def test_an_earlier_pixcamd_s_temp_folder_made_by_hand_is_still_used(tmp_path):
     assert run.returncode == 0 and run.stdout.split() == [str(legacy)] * 2, run.stderr
 
 
+def test_a_refused_start_of_a_daemon_that_ran_before_is_in_the_log_status_reads(tmp_path, brisque):
+    # refused before this start opened its ledger (the outbox taken, a temp folder a unit's
+    # sandbox cannot reach): said where `pixcamd status` reads all the same
+    first = make_config(tmp_path / "a")
+    second = make_config(tmp_path / "b", outbox=str(first.outbox))
+    with running(second, [brisque]):  # it ran before, alone
+        pass
+    with running(first, [brisque]), pytest.raises(PixcamdError), running(second, [brisque]):
+        pass
+    (why,) = said(second, "start_refused")
+    assert "another pixcamd daemon" in why and "publishes to the outbox" in why
+
+
 def test_one_outbox_takes_one_daemon_and_no_protect_run_beside_it(tmp_path, brisque, capsys):
     """Two configs with state dirs of their own on one outbox would each ship a copy of every
     photo both see: the second daemon is refused, and so is `protect` writing into the running

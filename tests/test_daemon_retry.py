@@ -291,10 +291,10 @@ def test_platforms_changed_redoes_copies_not_protected_for_the_platforms_now(
         config.source.write_text(text + shop.format(70))
         code, out, _ = retry(capsys, config, "--platforms-changed")
         assert code == 0 and "0 photo(s) queued" in out
-        assert "note: the config names task, shop; reload the daemon" in out
+        assert "note: the config names shop (long320-q70) too; reload the daemon" in out
         assert daemon.reload() is True
         code, out, _ = retry(capsys, config, "--platforms-changed")
-        assert code == 0 and "queued  a.jpg (not protected for shop (long320-q70))" in out
+        assert code == 0 and "queued  a.jpg (not judged on shop (long320-q70))" in out
         wait_for(lambda: ledger_rows(config)["a.jpg"]["state"] == "done", 60, "the redo")
         report = json.loads(ledger_rows(config)["a.jpg"]["report"])
         assert "shop" in report["protected_on"]
@@ -308,8 +308,14 @@ def test_platforms_changed_redoes_copies_not_protected_for_the_platforms_now(
         tally = json.loads(capsys.readouterr().out)["last_hour"]["protected_on"]
         assert "shop" not in tally and "shop (long320-q70, redefined since)" in tally
         code, out, _ = retry(capsys, config, "--platforms-changed")
-        assert "queued  a.jpg (not protected for shop (long320-q60))" in out
+        assert "queued  a.jpg (not judged on shop (long320-q60))" in out
         wait_for(lambda: ledger_rows(config)["a.jpg"]["state"] == "done", 60, "the redo")
+        # written otherwise, doing the same, and a platform taken out: nothing to redo, not said
+        config.source.write_text(
+            text.replace('["task", "shop"]', '["shop"]')
+            + shop.format(60).replace('"long 320"', '"Long 320"')
+        )
+        assert daemon.reload() is True
     # stopped: the config's platforms; one taken out needs nothing redone
     config.source.write_text(text.replace('["task", "shop"]', '["shop"]') + shop.format(60))
     code, out, _ = retry(capsys, config, "--platforms-changed")
@@ -317,4 +323,34 @@ def test_platforms_changed_redoes_copies_not_protected_for_the_platforms_now(
     assert "0 photo(s) queued" in out
     # each reload that changed the platforms said how to bring the shipped copies along
     reloads = [e["message"] for e in events(config) if e["event"] == "reloaded"]
-    assert len(reloads) == 2 and all("`pixcamd retry --platforms-changed`" in m for m in reloads)
+    assert len(reloads) == 3 and all(
+        "`pixcamd retry --platforms-changed`" in m for m in reloads[:2]
+    )
+    assert "were not judged on shop:" in reloads[1] and "--platforms-changed" not in reloads[2]
+
+
+def test_platforms_changed_beside_a_daemon_that_recorded_none_queues_nothing(
+    tmp_path, brisque, capsys
+):
+    """A daemon started by a pixcamd from before ``--platforms-changed`` records no platforms:
+    the config's are not what it protects for, so nothing is queued and it says why; a copy
+    whose report names no platforms (made by such a pixcamd) is redone, saying so."""
+    config = make_config(tmp_path)
+    real_photo(config.inbox / "a.jpg")
+    with running(config, [brisque]):
+        wait_for(lambda: finished(config, ["a.jpg"]), 60, "the first pass")
+        db = sqlite3.connect(config.ledger_path)
+        with db:
+            db.execute("DELETE FROM daemon WHERE key IN ('platform_specs', 'model_fingerprints')")
+            row = db.execute("SELECT report FROM photos WHERE path = 'a.jpg'").fetchone()
+            report = json.loads(row[0])
+            for platform in report["platforms"]:
+                del platform["spec"]
+            db.execute("UPDATE photos SET report = ? WHERE path = 'a.jpg'", (json.dumps(report),))
+        db.close()
+        for flag, what in (("--platforms-changed", "platforms"), ("--model-changed", "models")):
+            code, out, err = retry(capsys, config, flag)
+            assert code == 2 and f"has not recorded its {what}" in err and "restart it" in err
+            assert "queued" not in out and ledger_rows(config)["a.jpg"]["state"] == "done"
+    code, out, _ = retry(capsys, config, "--platforms-changed")  # stopped: the config's
+    assert code == 0 and "queued  a.jpg (its platforms were not recorded)" in out

@@ -517,6 +517,8 @@ BAD_SPECS = [
     ("crop1:20-long1080-q80", "within 10:1"),
     ("crop1:1-crop3:4-q80", "crop is given twice"),
     ("crop1-long1080-q80", "cannot read 'crop1'"),
+    ("crop1.00001:1-q80", "cannot read 'crop1.00001:1'"),  # a guide's few decimals, not more
+    ("crop.5:1-q80", "cannot read 'crop.5:1'"),
 ]
 
 
@@ -643,3 +645,5 @@ def test_a_table_reads_words_in_any_case_and_aspects_in_decimals_as_inline_specs
         and from_table("r", {"codec": "WebP", "quality": 80}).codec == "webp"
     )
     assert from_table("s", {"subsampling": "4:2:0", "quality": 80}).subsampling == "4:2:0"
+    with pytest.raises(PipelineError, match="at most 4 decimals"):
+        from_table("t", {"crop": "1." + "0" * 4400 + "1:1", "quality": 80})

@@ -103,8 +103,8 @@ def add_commands(commands) -> None:
     retry.add_argument(
         "--platforms-changed",
         action="store_true",
-        help="every shipped photo not protected for every platform the daemon protects for "
-        "now (a destination added, or a pipeline of yours given another size or quality)",
+        help="every shipped photo not judged on every platform the daemon protects for now (a "
+        "destination added, or a pipeline of yours given another size or quality)",
     )
     retry.add_argument(
         "--stronger",
@@ -195,11 +195,20 @@ def _report_init(done) -> None:
     lines += [
         f"inbox:  {config.inbox}  (photos synced or dropped here get protected)",
         f"outbox: {config.outbox}  (protected copies appear here, ready to share)",
-        "next:",
-        f"  pixcamd run{flag}            # start protecting (Ctrl-C stops it)",
-        f"  pixcamd status{flag}         # what it is doing, from another terminal",
-        f"  pixcamd config check{flag}   # every setting in force",
     ]
+    if done.system:  # a server's: its service runs it (systemd/README.md), as its user
+        lines += [
+            "next (a server's system service: systemd/README.md):",
+            f"  sudo -u pixcamd pixcamd config check{flag}   # as the service's user",
+            "  sudo systemctl enable --now pixcamd   # the system unit, once installed",
+        ]
+    else:
+        lines += [
+            "next:",
+            f"  pixcamd run{flag}            # start protecting (Ctrl-C stops it)",
+            f"  pixcamd status{flag}         # what it is doing, from another terminal",
+            f"  pixcamd config check{flag}   # every setting in force",
+        ]
     print("\n".join(lines))
 
 
@@ -361,6 +370,8 @@ def retry_photos(args: argparse.Namespace) -> int:
         names, note = resolve_models(config)
         alive = state["daemon"] in ("running", "unresponsive")
         running = set(state["model_fingerprints"]) if alive else set()
+        if alive and not running:
+            raise PixcamdError(_unrecorded(state, "its models"))
         if running:
             # the models the running daemon protects with now, not the file's: an edit not yet
             # reloaded (or a reload refused) would redo every photo with the same model
@@ -421,17 +432,30 @@ def _platforms_now(config, state: dict) -> dict[str, str]:
     """spec → name of the platforms the running daemon protects for (as it recorded them: an
     edit not yet reloaded is only a note), else the config's."""
     named = {p.spec(): p.name for p in config.platform_pipelines}
-    running = state["platform_specs"] if state["daemon"] in ("running", "unresponsive") else {}
-    if not running:
+    if state["daemon"] not in ("running", "unresponsive"):
         print(f"platforms now: {', '.join(named.values())} (the config's)")
         return named
+    running = state["platform_specs"]
+    if not running:
+        raise PixcamdError(_unrecorded(state, "its platforms"))
     print(f"platforms the daemon protects for now: {', '.join(running.values())}")
-    if set(named) != set(running):
+    from pixcamd.daemon.retry import named_spec
+
+    other = [named_spec(spec, name) for spec, name in named.items() if spec not in running]
+    if other:
         print(
-            f"note: the config names {', '.join(named.values())}; reload the daemon "
+            f"note: the config names {', '.join(other)} too; reload the daemon "
             "(systemctl --user reload pixcamd, or SIGHUP) to use them, then run this again"
         )
     return running
+
+
+def _unrecorded(state: dict, what: str) -> str:
+    """A running daemon that did not record what a retry compares with: an earlier pixcamd."""
+    return (
+        f"the running daemon (pid {state['pid']}) has not recorded {what} (a pixcamd from before "
+        "this retry could ask): restart it, then run this again; nothing was queued"
+    )
 
 
 def show_status(args: argparse.Namespace) -> int:

@@ -183,6 +183,7 @@ class Initialized:
     created: list[Path]  # folders that did not exist before, outermost first
     replaced: bool  # an existing config was overwritten (--force)
     named: bool = False  # found only with --config (elsewhere than init writes by itself)
+    system: bool = False  # the system config, /etc/pixcamd/config.toml: a server's service
 
 
 def target_path(path: str | os.PathLike | None = None) -> tuple[Path, str]:
@@ -240,7 +241,7 @@ def init_config(
         for folder in reversed(created):  # a refused init leaves nothing behind
             folder.rmdir()
         raise
-    return Initialized(target, how, config, created, replaced, named)
+    return Initialized(target, how, config, created, replaced, named, system)
 
 
 def _write_atomically(target: Path, text: str, what: str) -> None:

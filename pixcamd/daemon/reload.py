@@ -107,10 +107,16 @@ def one_line(why: str) -> str:
     return " ".join([first, "; ".join(rest)]) if rest else first
 
 
-def describe(changed: dict[str, tuple[Any, Any]], models: tuple[list, list] = ([], [])) -> str:
+def describe(
+    changed: dict[str, tuple[Any, Any]],
+    models: tuple[list, list] = ([], []),
+    added: list[str] = (),
+) -> str:
     """``model "auto" → "koncept512"; epsilon 4 → 6`` — or that nothing in the file changed.
     ``models``: the models' fingerprints before and after; an unchanged file can still bring
-    others (``auto`` finding weights installed since, weights replaced at the same path)."""
+    others (``auto`` finding weights installed since, weights replaced at the same path).
+    ``added``: platforms protected for now that were not before (by what they do, not how
+    they are written): the copies already shipped were not judged on them."""
     before, after = models
     swapped = f"the models changed: {', '.join(before)} → {', '.join(after)}"
     if not changed:
@@ -118,9 +124,9 @@ def describe(changed: dict[str, tuple[Any, Any]], models: tuple[list, list] = ([
             return f"the config is unchanged, {swapped}"
         return "the config is unchanged (the models and weights were read again)"
     said = "; ".join(f"{k} {toml_value(a)} → {toml_value(b)}" for k, (a, b) in changed.items())
-    if "platforms" in changed or "pipelines" in changed:
+    if added:
         said += (
-            " (copies already shipped keep what they were protected for: `pixcamd retry "
+            f" (copies already shipped were not judged on {', '.join(added)}: `pixcamd retry "
             "--platforms-changed` protects them for the platforms now)"
         )
     return said if before == after else f"{said}; {swapped}"

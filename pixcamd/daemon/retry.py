@@ -146,11 +146,12 @@ def plan(
         for row in ledger.rows("done"):
             if not row.output:
                 continue
-            missing = [
-                f"{name} ({spec})" for spec, name in specs.items() if spec not in _specs_of(row)
-            ]
-            if missing:
-                chosen.setdefault(row.id, (row, f"not protected for {', '.join(missing)}"))
+            judged = _specs_of(row)
+            missing = [named_spec(spec, name) for spec, name in specs.items() if spec not in judged]
+            if not judged:  # a report that names none (an older pixcamd's): redone, said so
+                chosen.setdefault(row.id, (row, "its platforms were not recorded"))
+            elif missing:
+                chosen.setdefault(row.id, (row, f"not judged on {', '.join(missing)}"))
     for row, why in sorted(chosen.values(), key=lambda item: item[0].id):
         if row.state == "processing":
             skipped = "being protected right now"
@@ -192,6 +193,11 @@ def describe_budget(budget: dict) -> str:
 def _models_of(row: Row) -> set[str]:
     report = row.report if isinstance(row.report, dict) else {}
     return {m.get("fingerprint") for m in report.get("models") or [] if m.get("fingerprint")}
+
+
+def named_spec(spec: str, name: str) -> str:
+    """``shop (long400-q70)``; an inline spec is its own name."""
+    return name if name == spec else f"{name} ({spec})"
 
 
 def _specs_of(row: Row) -> set[str]:

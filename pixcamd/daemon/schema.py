@@ -423,8 +423,9 @@ SCHEMA: tuple[Option, ...] = (
         "(required): the JPEG (or WebP, AVIF) quality 1–100; "
         'subsampling: "4:2:0" (default), "4:2:2" or "4:4:4"; codec: "jpeg" (default), "webp" '
         '(lossy WebP at that quality, always 4:2:0) or "avif"; crop: a centre crop to an aspect '
-        'first, e.g. "1:1" for a square post; crop_after_resize: true to crop the resized photo '
-        "instead (a grid's thumbnail of the served copy).",
+        'first, e.g. "1:1" for a square post or "1.91:1" for a link preview; crop_after_resize: '
+        "true to crop the resized photo instead (a grid's thumbnail of the served copy). Words "
+        "are read whatever their case.",
         read.pipelines,
         example={"myblog": {"resize": "long 1600", "filter": "lanczos", "quality": 80}},
     ),

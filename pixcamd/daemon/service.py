@@ -94,23 +94,32 @@ class Daemon:
         except BaseException as exc:
             # a folder that cannot be created or written: said which, as any refusal in words
             why = f"cannot start: {exc}" if isinstance(exc, OSError) else str(exc)
-            if isinstance(exc, Exception) and self.log is not None:
+            if isinstance(exc, Exception):
                 with contextlib.suppress(Exception):  # where `status` reads it
-                    self.log.emit("start_refused", message=why, level="error", reason=why)
+                    self._say_refused(why)
             self._close_quietly()
             if isinstance(exc, OSError):
                 raise PixcamdError(why) from exc
             raise
 
+    def _say_refused(self, why: str) -> None:
+        """``start_refused`` in the log `pixcamd status` reads — also for a refusal before this
+        start opened it (a temp folder a unit's sandbox cannot reach), where a daemon ran
+        before; a first start's refusal is said on stderr only: it records nothing."""
+        if self.log is None:
+            if not self.config.ledger_path.exists():
+                return
+            self.ledger = Ledger(self.config.ledger_path)
+            self.log = EventLog(self.config.log_file, self.ledger, self.stream)
+        self.log.emit("start_refused", message=why, level="error", reason=why)
+
     def _start(self) -> None:
         config = self.config
-        self.ledger = Ledger(config.ledger_path)
-        # first: a start refused below (a temp folder the unit's sandbox cannot reach, the
-        # outbox locked by another daemon) is said where `pixcamd status` reads
-        self.log = EventLog(config.log_file, self.ledger, self.stream)
         self.tmp_dir = choose_tmp_dir(config)  # makes a missing outbox
         self._outbox_lock = OutboxLock(config.outbox)
         self._tmp_fd = lock_tmp_dir(self.tmp_dir)  # before anything is swept from it
+        self.ledger = Ledger(config.ledger_path)
+        self.log = EventLog(config.log_file, self.ledger, self.stream)
         moved = record_folders(config, self.ledger.daemon_facts(), self.ledger.recent_outputs())
         self.log.emit(
             "daemon_started",
@@ -394,11 +403,14 @@ class Daemon:
                 return self._refuse_reload(str(exc))
             self.config = new  # only once everything it asks for is in hand
             was = [m.fingerprint for m in self.models]
+            before = {p.spec() for p in self.settings.platforms}
+            added = [p.name for p in settings.platforms if p.spec() not in before]
             self._use(models, settings, note, fallback)
             self.worker.reconfigure(new, models, settings, self.fingerprint, self.model_label)
             self.log.emit(
                 "reloaded",
-                message=f"{describe(changed, (was, [m.fingerprint for m in models]))}; {note}; "
+                message=f"{describe(changed, (was, [m.fingerprint for m in models]), added)}; "
+                f"{note}; "
                 f"fingerprint {self.fingerprint}; "
                 "from the next photo",
                 level="warning" if fallback else "info",
