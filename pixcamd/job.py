@@ -25,6 +25,13 @@ from pixcamd.settings import Settings, view_workers
 from pixcamd.views import check_cover
 
 
+def open_source(name, max_pixels: int = DEFAULT_MAX_PIXELS, data: bytes | None = None):
+    """The photo as a protection reads it (``pixcamd.photo.open_photo``): its copy is a JPEG of
+    its size, so a side JPEG cannot hold is refused from the header — before the decode, not
+    after the work (the daemon's settle check reads a photo the same way)."""
+    return open_photo(name, max_pixels=max_pixels, data=data, max_jpeg_side=MAX_SIDE["jpeg"])
+
+
 @dataclass
 class Outcome:
     """What came of one photo. ``data`` is the copy to publish: None when it is held back."""
@@ -74,10 +81,7 @@ def protect_photo(
         timings[what] = round(now - tick, 3)
         tick = now
 
-    # a side JPEG cannot hold is refused from the header: before the decode, not after the work
-    photo = open_photo(
-        name, max_pixels=options.max_pixels, data=data, max_jpeg_side=MAX_SIDE["jpeg"]
-    )
+    photo = open_source(name, options.max_pixels, data)
     lap("decode")
     width, height = photo.image.size
     # a thin strip is enlarged to cover each model's view: counted at that size

@@ -251,12 +251,11 @@ class Daemon:
         return platforms
 
     def _decode(self, path: Path) -> None:
-        from pixcamd.photo import open_photo
-        from pixcamd.platforms import MAX_SIDE
+        from pixcamd.job import open_source
 
-        # the copy is a JPEG of the photo's size: the worker refuses a wider one from its
-        # header, so the settle check does too (``OverTheLimit``: refused once, when quiet)
-        open_photo(path, self.config.max_pixels, max_jpeg_side=MAX_SIDE["jpeg"])
+        # read as the worker will: what it refuses from the header, this refuses when settled
+        # (``OverTheLimit``: once the file is quiet)
+        open_source(path, self.config.max_pixels)
 
     def _clock_set_back(self, jump: float) -> None:
         """The timers are re-armed (``Timers.check_clock``); the retries keep their waits."""
