@@ -12,10 +12,12 @@ from fractions import Fraction
 
 from pixcamd.platforms import FILTERS, PRESETS, RESIZE_RULES, Pipeline, PipelineError
 
+# a side of an aspect: whole, or with the few decimals a platform's guide gives (1.91:1)
+_SIDE = r"\d+(?:\.\d{1,4})?"
 _TOKEN = re.compile(
     r"(?P<side>long|width|height)(?P<pixels>\d+)|(?P<ratio>scale|mp)(?P<number>\d*\.?\d+)"
     r"|(?P<codec>q|webp|avif)(?P<quality>\d+)|(?P<chroma>4:?[024]:?[024])"
-    r"|crop(?P<aw>\d+(?:\.\d{1,4})?)[:x](?P<ah>\d+(?:\.\d{1,4})?)"
+    rf"|crop(?P<aw>{_SIDE})[:x](?P<ah>{_SIDE})"
 )
 
 
@@ -174,8 +176,8 @@ def _crop_after_resize(after) -> dict:
 
 def _aspect(text) -> tuple[int, int]:
     """``"3:4"`` → (3, 4), ``"1.91:1"`` → (191, 100), for the config's ``crop`` key."""
-    number = r"\s*(\d+(?:\.\d{1,4})?)\s*"  # decimals as a guide gives them: a few
-    match = re.fullmatch(f"{number}[:x]{number}", text) if isinstance(text, str) else None
+    side = rf"\s*({_SIDE})\s*"
+    match = re.fullmatch(f"{side}[:x]{side}", text) if isinstance(text, str) else None
     if match is None:
         raise PipelineError(
             f'{text!r}: write an aspect as width:height, e.g. "1:1", "3:4" or "1.91:1" (at '
@@ -189,7 +191,8 @@ def _ratio(width: str, height: str) -> tuple[int, int]:
     ``191:100``, the way a platform's guide gives a link preview's aspect)."""
     if "." not in width + height:
         return int(width), int(height)
-    ratio = Fraction(width) / Fraction(height) if Fraction(height) else Fraction(0)
+    w, h = Fraction(width), Fraction(height)
+    ratio = w / h if h else Fraction(0)  # no aspect: refused by the Pipeline as 0:1
     return ratio.numerator, ratio.denominator
 
 
