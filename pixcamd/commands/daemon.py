@@ -368,10 +368,7 @@ def retry_photos(args: argparse.Namespace) -> int:
             return {load_model(n, config.weights_path).fingerprint for n in names}
 
         names, note = resolve_models(config)
-        alive = state["daemon"] in ("running", "unresponsive")
-        running = set(state["model_fingerprints"]) if alive else set()
-        if alive and not running:
-            raise PixcamdError(_unrecorded(state, "its models"))
+        running = set(_recorded(state, "model_fingerprints", "its models") or ())
         if running:
             # the models the running daemon protects with now, not the file's: an edit not yet
             # reloaded (or a reload refused) would redo every photo with the same model
@@ -383,10 +380,7 @@ def retry_photos(args: argparse.Namespace) -> int:
                 named = None
                 print(f"note: the config's models do not load ({exc})")
             if named is not None and named != running:
-                print(
-                    f"note: the config names {', '.join(sorted(named))}; reload the daemon "
-                    "(systemctl --user reload pixcamd, or SIGHUP) to use them, then run this again"
-                )
+                print(f"note: the config names {', '.join(sorted(named))}; {RELOAD_FIRST}")
         else:
             fingerprints = configured()
             print(f"models now: {', '.join(sorted(fingerprints))} ({note})")
@@ -431,31 +425,37 @@ def retry_photos(args: argparse.Namespace) -> int:
 def _platforms_now(config, state: dict) -> dict[str, str]:
     """spec → name of the platforms the running daemon protects for (as it recorded them: an
     edit not yet reloaded is only a note), else the config's."""
-    named = {p.spec(): p.name for p in config.platform_pipelines}
-    if state["daemon"] not in ("running", "unresponsive"):
-        print(f"platforms now: {', '.join(named.values())} (the config's)")
-        return named
-    running = state["platform_specs"]
-    if not running:
-        raise PixcamdError(_unrecorded(state, "its platforms"))
-    print(f"platforms the daemon protects for now: {', '.join(running.values())}")
     from pixcamd.daemon.retry import named_spec
 
+    named = {p.spec(): p.name for p in config.platform_pipelines}
+    running = _recorded(state, "platform_specs", "its platforms")
+    if not running:
+        print(f"platforms now: {', '.join(named.values())} (the config's)")
+        return named
+    print(f"platforms the daemon protects for now: {', '.join(running.values())}")
     other = [named_spec(spec, name) for spec, name in named.items() if spec not in running]
     if other:
-        print(
-            f"note: the config names {', '.join(other)} too; reload the daemon "
-            "(systemctl --user reload pixcamd, or SIGHUP) to use them, then run this again"
-        )
+        print(f"note: the config names {', '.join(other)} too; {RELOAD_FIRST}")
     return running
 
 
-def _unrecorded(state: dict, what: str) -> str:
-    """A running daemon that did not record what a retry compares with: an earlier pixcamd."""
-    return (
-        f"the running daemon (pid {state['pid']}) has not recorded {what} (a pixcamd from before "
-        "this retry could ask): restart it, then run this again; nothing was queued"
-    )
+RELOAD_FIRST = (
+    "reload the daemon (systemctl --user reload pixcamd, or SIGHUP) to use them, then run this "
+    "again"
+)
+
+
+def _recorded(state: dict, key: str, what: str):
+    """What a running daemon recorded under ``key``; None when none runs (the config's then
+    count). A running daemon that recorded nothing is an earlier pixcamd's: refused."""
+    if state["daemon"] not in ("running", "unresponsive"):
+        return None
+    if not state[key]:
+        raise PixcamdError(
+            f"the running daemon (pid {state['pid']}) has not recorded {what} (a pixcamd from "
+            "before this retry could ask): restart it, then run this again; nothing was queued"
+        )
+    return state[key]
 
 
 def show_status(args: argparse.Namespace) -> int:

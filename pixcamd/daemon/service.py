@@ -401,17 +401,17 @@ class Daemon:
             except Refused as exc:
                 return self._refuse_reload(str(exc))
             self.config = new  # only once everything it asks for is in hand
-            was = [m.fingerprint for m in self.models]
             before = {p.spec() for p in self.settings.platforms}
-            added = [p.name for p in settings.platforms if p.spec() not in before]
+            said = describe(
+                changed,
+                ([m.fingerprint for m in self.models], [m.fingerprint for m in models]),
+                [p.name for p in settings.platforms if p.spec() not in before],
+            )
             self._use(models, settings, note, fallback)
             self.worker.reconfigure(new, models, settings, self.fingerprint, self.model_label)
             self.log.emit(
                 "reloaded",
-                message=f"{describe(changed, (was, [m.fingerprint for m in models]), added)}; "
-                f"{note}; "
-                f"fingerprint {self.fingerprint}; "
-                "from the next photo",
+                message=f"{said}; {note}; fingerprint {self.fingerprint}; from the next photo",
                 level="warning" if fallback else "info",
                 changed={k: list(v) for k, v in changed.items()},
                 models=[m.describe() for m in models],
