@@ -88,3 +88,14 @@ def name_key(name: str) -> str:
     Windows, an SMB share, a FAT card) and to the sync tools that carry an outbox there, which
     fold case and compose accents — ``IMG_1.jpg`` and ``img_1.JPG`` are one file on them."""
     return unicodedata.normalize("NFC", name).casefold()
+
+
+def judged_specs(report: Any) -> dict[str, str]:
+    """name → spec of the platforms a report's copy was judged on (``retry
+    --platforms-changed``, `status`); empty for a report that records none (an older pixcamd's)."""
+    found = report.get("platforms") if isinstance(report, dict) else None
+    return {
+        p["name"]: p["spec"]
+        for p in found or []
+        if isinstance(p, dict) and isinstance(p.get("spec"), str) and "name" in p
+    }

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from pixcamd.daemon.config import Config
 from pixcamd.daemon.ledger import Ledger
-from pixcamd.daemon.ledger_row import Row
+from pixcamd.daemon.ledger_row import Row, judged_specs
 from pixcamd.errors import PixcamdError
 
 
@@ -146,7 +146,7 @@ def plan(
         for row in ledger.rows("done"):
             if not row.output:
                 continue
-            judged = _specs_of(row)
+            judged = set(judged_specs(row.report).values())
             missing = [named_spec(spec, name) for spec, name in specs.items() if spec not in judged]
             if not judged:  # a report that names none (an older pixcamd's): redone, said so
                 chosen.setdefault(row.id, (row, "its platforms were not recorded"))
@@ -198,13 +198,6 @@ def _models_of(row: Row) -> set[str]:
 def named_spec(spec: str, name: str) -> str:
     """``shop (long400-q70)``; an inline spec is its own name."""
     return name if name == spec else f"{name} ({spec})"
-
-
-def _specs_of(row: Row) -> set[str]:
-    """The platforms the row's copy was judged on, by spec (none recorded: none, so redone)."""
-    report = row.report if isinstance(row.report, dict) else {}
-    found = report.get("platforms") or []
-    return {p["spec"] for p in found if isinstance(p, dict) and isinstance(p.get("spec"), str)}
 
 
 def apply(

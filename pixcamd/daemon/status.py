@@ -11,7 +11,7 @@ from datetime import datetime
 from pixcamd.daemon.config import Config
 from pixcamd.daemon.events import human_line, printable
 from pixcamd.daemon.ledger_file import read_only
-from pixcamd.daemon.ledger_row import Row
+from pixcamd.daemon.ledger_row import Row, judged_specs
 from pixcamd.daemon.ledger_schema import STATES
 from pixcamd.errors import PixcamdError
 from pixcamd.report import score_text
@@ -91,7 +91,7 @@ def gather(config: Config, events: int = 10, now: float | None = None, photos: i
             (since,),
         ):
             data = json.loads(report)
-            spec = {p.get("name"): p.get("spec") for p in data.get("platforms") or []}
+            spec = judged_specs(data)
             for name, low in (data.get("protected_on") or {}).items():
                 if name in now_spec and spec.get(name) not in (None, now_spec[name]):
                     name = f"{name} ({spec[name]}, redefined since)"  # not the one in force
