@@ -15,24 +15,10 @@ from test_daemon_support import (
     finished,
     ledger_rows,
     make_config,
+    pixcamd_process,
     real_photo,
-    unprivileged,
     wait_for,
 )
-
-
-def pixcamd(*args, **kwargs) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_WAIT_POLICY": "PASSIVE"}
-    command = unprivileged([sys.executable, "-m", "pixcamd", *map(str, args)])
-    return subprocess.Popen(
-        command,
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        **kwargs,
-    )
 
 
 def test_an_inbox_or_outbox_this_user_cannot_use_refuses_the_start_in_words(tmp_path):
@@ -44,10 +30,10 @@ def test_an_inbox_or_outbox_this_user_cannot_use_refuses_the_start_in_words(tmp_
     ):
         os.chmod(folder, mode)
         try:
-            check = pixcamd("config", "check", "--config", config.source)
+            check = pixcamd_process(config.source, command=("config", "check"), drop_root=True)
             out, _ = check.communicate(timeout=120)
             assert check.returncode == 2 and f"{folder}: the user " in out and words in out, out
-            run = pixcamd("run", "--config", config.source)
+            run = pixcamd_process(config.source, drop_root=True)
             out, _ = run.communicate(timeout=120)
             assert run.returncode == 2 and words in out, out
         finally:
@@ -61,7 +47,7 @@ def test_a_photo_this_user_cannot_read_fails_saying_so_never_dropped(tmp_path):
     real_photo(config.inbox / "open.jpg")
     real_photo(config.inbox / "private.jpg")
     os.chmod(config.inbox / "private.jpg", 0o000)  # rsync -a of a 0600 file, another owner
-    process = pixcamd("run", "--config", config.source)
+    process = pixcamd_process(config.source, drop_root=True)
     try:
         wait_for(lambda: finished(config, ["open.jpg", "private.jpg"]), 120, "both photos")
         row = ledger_rows(config)["private.jpg"]

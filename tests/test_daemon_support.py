@@ -241,16 +241,24 @@ def crashed(ledger_path: Path, photo: str = "kill1.jpg") -> None:
     ledger.close()
 
 
-def pixcamd_process(config_path: Path, env_extra: dict | None = None, **kwargs):
-    """``python -m pixcamd run --config FILE`` as systemd would start it."""
+def pixcamd_process(
+    config_path: Path,
+    env_extra: dict | None = None,
+    command: tuple[str, ...] = ("run",),
+    drop_root: bool = False,
+    **kwargs,
+):
+    """``python -m pixcamd run --config FILE`` as systemd would start it (``command``: another
+    of its commands; ``drop_root``: bound by file permissions, ``unprivileged``)."""
     env = {
         **os.environ,
         "PYTHONUNBUFFERED": "1",
         "OMP_WAIT_POLICY": "PASSIVE",  # as the systemd unit sets it
         **(env_extra or {}),
     }
+    argv = [sys.executable, "-m", "pixcamd", *command, "--config", str(config_path)]
     return subprocess.Popen(
-        [sys.executable, "-m", "pixcamd", "run", "--config", str(config_path)],
+        unprivileged(argv) if drop_root else argv,
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
