@@ -141,11 +141,14 @@ def check_destination(dest: Path) -> None:
     check_folder(Path(os.path.abspath(dest)).parent)
 
 
-def atomic_write(data: bytes, dest: Path, tmp_dir: Path | None = None) -> None:
+def atomic_write(
+    data: bytes, dest: Path, tmp_dir: Path | None = None, mode: int | None = None
+) -> None:
     """Write ``data`` to ``dest`` so that readers see either the old file or the complete new one.
 
     Temporary file in ``tmp_dir`` (default :func:`default_tmp_dir` of ``dest``'s folder), fsync,
     rename over ``dest``, fsync both folders. The destination folder is created if missing.
+    The file gets ``mode``, or what a plain ``open`` would give it (:func:`plain_mode`).
     """
     dest = Path(os.path.abspath(dest))
     folder = dest.parent
@@ -172,7 +175,7 @@ def atomic_write(data: bytes, dest: Path, tmp_dir: Path | None = None) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp_name, plain_mode())  # mkstemp's 0600 → what a plain open gives
+        os.chmod(tmp_name, plain_mode() if mode is None else mode)  # not mkstemp's 0600
         os.replace(tmp_name, dest)
     except BaseException as exc:
         with contextlib.suppress(OSError):

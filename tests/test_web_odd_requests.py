@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import socket
 import sqlite3
+import stat
 from urllib.parse import urlsplit
 
 import pytest
@@ -133,6 +135,22 @@ def test_ship_leaves_a_file_in_the_outbox_no_photo_wrote(world, capsys):
     assert (world.outbox / "held.jpg").read_bytes() == b"the user's own file"
     assert rows(world)["held.jpg"]["output"] == "held.jpg.jpg"
     assert (world.outbox / "held.jpg.jpg").read_bytes()[:2] == b"\xff\xd8"
+
+
+@pytest.mark.parametrize("held_mode", [0o640, 0o600], ids=["0640", "0600"])
+def test_a_copy_shipped_from_a_shell_keeps_the_daemon_s_permissions(world, capsys, held_mode):
+    """The held copy carries the permissions the daemon's umask gave it (a service's
+    UMask=0027: 0640); shipped from a shell whose umask is 022 it must not become 0644."""
+    held = rows(world)["held.jpg"]["held"]
+    os.chmod(held, held_mode)  # as a daemon with another umask than this shell's wrote it
+    before = os.umask(0o022)
+    try:
+        code, said = cli(capsys, world, "ship", "held.jpg")
+    finally:
+        os.umask(before)
+    assert code == 0, said
+    shipped = world.outbox / rows(world)["held.jpg"]["output"]
+    assert stat.S_IMODE(shipped.stat().st_mode) == held_mode
 
 
 def test_the_photo_page_says_what_it_shows(world):

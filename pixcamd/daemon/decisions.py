@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import stat
 import time
 from pathlib import Path
 
@@ -94,6 +95,9 @@ def ship(config: Config, ledger: Ledger, row: Row, via: str, now: float | None =
         )
     held = _held_file(config, row)
     data = held.read_bytes()
+    # The daemon's permissions, not this shell's umask: the copy it held is what it would have
+    # published (a service's UMask=0027 keeps copies from other users)
+    mode = stat.S_IMODE(held.stat().st_mode)
     decision = {"action": "shipped", "at": now, "via": via, "held": row.held}
     taken = ledger.take(row.id, ("unprotected",), _intent(row, decision))
     if taken is None:
@@ -112,6 +116,7 @@ def ship(config: Config, ledger: Ledger, row: Row, via: str, now: float | None =
             out_rel,
             "unprotected",
             {"decision": decision},
+            mode=mode,
         )
     except BaseException as exc:
         ledger.release(row.id, "unprotected")  # as it was: held, not shipped

@@ -33,12 +33,14 @@ def commit_publication(
     state: str,
     fields: dict,
     digest: str | None = None,
+    mode: int | None = None,
 ) -> Row:
-    """Stage ``data`` at ``staged`` (same filesystem as ``root``), record the commit, rename it
-    to ``root / out_rel`` and finish the row with ``state`` and ``fields``."""
+    """Stage ``data`` at ``staged`` (same filesystem as ``root``; with ``mode``, else this
+    process's usual permissions), record the commit, rename it to ``root / out_rel`` and finish
+    the row with ``state`` and ``fields``."""
     from pixcamd import output  # looked up here: tests stand in a full disk for it
 
-    output.atomic_write(data, staged, staged.parent)
+    output.atomic_write(data, staged, staged.parent, mode)
     digest = digest or hashlib.sha256(data).hexdigest()
     final = {**fields, "state": state, "output": out_rel, "held": None}
     before = ledger.by_id(row_id)
