@@ -242,6 +242,7 @@ def test_status_shows_the_record_while_the_config_has_a_typo(tmp_path, capsys):
     assert code == 0 and "queued 1" in out, out + err
     assert "stepz: unknown key" in err and "showing the record at" in err, err
     assert f"{config.ledger_path}" in err, err
+    assert f"config: {config.source} (--config; it does not validate)" in err, err
     config.source.write_text(text.replace('" state "', '"elsewhere"') + "stepz = 4\n")
     code, out, err = cli(capsys, "status", "--config", str(config.source))
     assert code == 2 and "stepz: unknown key" in err and "showing" not in err, err

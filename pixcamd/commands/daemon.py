@@ -459,7 +459,7 @@ def _recorded(state: dict, key: str, what: str):
 
 
 def show_status(args: argparse.Namespace) -> int:
-    from pixcamd.daemon.config import ConfigError, record_of
+    from pixcamd.daemon.config import ConfigError, locate_config, record_of
     from pixcamd.daemon.status import follow, gather, render
 
     try:
@@ -471,6 +471,8 @@ def show_status(args: argparse.Namespace) -> int:
             raise exc from None
         if not os.path.lexists(config.ledger_path):  # the problem may be where the record is
             raise exc from None
+        path, how = locate_config(args.config)  # which file, as every other status says
+        print(f"config: {path} ({how}; it does not validate)", file=sys.stderr)
         print(
             f"pixcamd: warning: {exc}\n(the daemon refuses this config at its next start or "
             f"reload; showing the record at {config.ledger_path})",
