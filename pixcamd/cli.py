@@ -12,6 +12,7 @@ from pixcamd.allocator import one_arena
 from pixcamd.commands import daemon as daemon_command
 from pixcamd.commands import model as model_command
 from pixcamd.commands import protect as protect_command
+from pixcamd.commands import retry as retry_command
 from pixcamd.commands import score as score_command
 from pixcamd.commands import web as web_command
 from pixcamd.commands.progress import display
@@ -399,6 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.set_defaults(handler=model_command.info)
     daemon_command.add_commands(commands)
+    retry_command.add_commands(commands, daemon_command.CONFIG_HELP)
     web_command.add_commands(commands, daemon_command.CONFIG_HELP)
     return parser
 
