@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import torch
 from PIL import Image
 
+from pixcamd.errors import WeightsError
 from pixcamd.jpeg import served_as
 from pixcamd.models.base import QualityModel
 from pixcamd.photo import open_photo, to_tensor
@@ -101,7 +102,13 @@ def score_views(model: QualityModel, views: torch.Tensor, batch_size: int = 8) -
     """Scores of an N×3×h×w batch of views, computed ``batch_size`` at a time (bounded memory)."""
     device = next(iter(model.buffers()), torch.empty(0)).device
     chunks = [model(chunk.to(device)).float().cpu() for chunk in views.split(batch_size)]
-    return torch.cat(chunks)
+    scores = torch.cat(chunks)
+    if not scores.isfinite().all():  # NaN is on neither side of a threshold: never "low"
+        raise WeightsError(
+            f"{model.name} gave no score (NaN or infinite) for a view: its weights are damaged "
+            "or not its own; `pixcamd model fetch` installs them again"
+        )
+    return scores
 
 
 def score_image(

@@ -74,3 +74,26 @@ def test_a_photo_this_user_cannot_read_fails_saying_so_never_dropped(tmp_path):
         process.terminate()
         out, _ = process.communicate(timeout=60)
     assert process.returncode == 0, out
+
+
+def test_config_check_names_where_fetch_must_put_weights_and_weights_it_cannot_read(
+    tmp_path, recipe_checkpoint
+):
+    """`weights = PATH`: plain `pixcamd model fetch` would install where the daemon does not
+    look; and weights another user installed under umask 077 pass no longer as found."""
+    import shutil
+
+    weights = tmp_path / "models" / "KonCept512.pth"
+    config = make_config(tmp_path, model="koncept512", weights=str(weights))
+    config.outbox.mkdir()
+    check = pixcamd_process(config.source, command=("config", "check"))
+    out, _ = check.communicate(timeout=120)
+    assert check.returncode == 2 and f"`pixcamd model fetch --to {weights}` installs" in out, out
+    weights.parent.mkdir()
+    shutil.copy(recipe_checkpoint, weights)
+    os.chmod(weights, 0o000)
+    for command in (("config", "check"), ("run",)):
+        process = pixcamd_process(config.source, command=command, drop_root=True)
+        out, _ = process.communicate(timeout=120)
+        assert process.returncode == 2 and "Traceback" not in out, out
+        assert f"{weights}" in out and "(Permission denied)" in out, out

@@ -253,18 +253,27 @@ def config_check(args: argparse.Namespace) -> int:
     names, note = resolve_models(config)
     if "koncept512" in names:  # what `run` would refuse first; loading them is its job
         weights = weights_file(config)
+        key = "weights" if config.weights_path else "model"
         if not weights.is_file():
-            key = "weights" if config.weights_path else "model"
             service = (
                 ""
                 if config.weights_path or os.environ.get("CACHE_DIRECTORY")
                 else " (a service finds them in its CacheDirectory=: check with "
                 "CACHE_DIRECTORY set to it)"
             )
+            fetch = "pixcamd model fetch" + (f" --to {weights}" if config.weights_path else "")
             raise PixcamdError(
-                f"{key}: KonCept512 weights not found at {weights}; `pixcamd model fetch` "
+                f"{key}: KonCept512 weights not found at {weights}; `{fetch}` "
                 f"installs them{service}"
             )
+        try:  # as `run` reads them (a file another user installed under umask 077)
+            with open(weights, "rb") as handle:
+                handle.read(1)
+        except OSError as exc:
+            raise PixcamdError(
+                f"{key}: cannot read KonCept512's weights at {weights} ({exc.strerror or exc}); "
+                "the user running pixcamd must be able to read them"
+            ) from None
     derived: dict = {
         "inbox": str(config.inbox),
         "outbox": str(config.outbox),

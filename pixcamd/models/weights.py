@@ -39,6 +39,18 @@ def default_weights_path() -> Path:
     return cache_dir() / WEIGHTS_FILENAME
 
 
+def how_to_get(path: str | os.PathLike | None) -> str:
+    """What to do about missing or unusable weights at ``path`` (None or the default place:
+    `model fetch` as it is; elsewhere it must be told where, or it installs to the cache)."""
+    if path is None or Path(path).expanduser() == default_weights_path():
+        return _HOW_TO_GET
+    return (
+        f"get them with `pixcamd model fetch --to {path}` (downloads KonCept512.pth, about 229 "
+        f"MB) or install a copy you already have with `pixcamd model fetch --from FILE --to "
+        f"{path}`"
+    )
+
+
 def expected_layout() -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
     """Key → (shape, dtype) of the official checkpoint, taken from our own network."""
     from pixcamd.models.koncept512 import KonCept512
@@ -60,8 +72,14 @@ def load_checkpoint(
         raise WeightsMissing(f"KonCept512 weights not found at {shown}: {how_to_get}")
     if not path.is_file():
         raise NotACheckpoint(f"{shown} is not a file")
-    with path.open("rb") as f:
-        head = f.read(len(_LEGACY_MAGIC))
+    try:
+        with path.open("rb") as f:
+            head = f.read(len(_LEGACY_MAGIC))
+    except OSError as exc:  # another user's file (sudo under umask 077), a service's user
+        raise WeightsMissing(
+            f"{shown}: cannot read it ({exc.strerror or exc}); the user running pixcamd must "
+            "be able to read it (chmod 644, or chown it to that user)"
+        ) from None
     if not head:
         raise TruncatedCheckpoint(f"{shown} is empty (an interrupted download?): {how_to_get}")
     try:
@@ -85,10 +103,10 @@ def load_checkpoint(
             ) from exc
         # torch's own words ("invalid load key", a byte's number) mean nothing to a user
         raise NotACheckpoint(f"{shown} is not a PyTorch checkpoint: {how_to_get}") from exc
-    return _check_layout(obj, shown)
+    return _check_layout(obj, shown, how_to_get)
 
 
-def _check_layout(obj, path: Path | str) -> dict[str, torch.Tensor]:
+def _check_layout(obj, path: Path | str, how_to_get: str = _HOW_TO_GET) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise NotACheckpoint(f"{path} is a PyTorch file but not a state dict of tensors")
     if obj and all(k.startswith("module.") for k in obj):
@@ -110,6 +128,21 @@ def _check_layout(obj, path: Path | str) -> dict[str, torch.Tensor]:
         raise WrongArchitecture(
             f"{path} is not a KonCept512 checkpoint ({len(obj)} tensors; "
             + "; ".join(problems)
-            + ")"
+            + f"): {how_to_get}"
         )
-    return {k: v.to(expected[k][1]) for k, v in obj.items()}
+    # The official file is float32 throughout (tests/data/koncept512_manifest.tsv): another
+    # type is a converted copy whose scores are not the task's
+    types = [f"{k} {obj[k].dtype}" for k in expected if obj[k].dtype != expected[k][1]]
+    if types:
+        raise WrongArchitecture(
+            f"{path} holds {len(types)} tensors of another type than KonCept512.pth's "
+            f"({', '.join(types[:3])}{' …' if len(types) > 3 else ''}; float32 expected): "
+            f"{how_to_get}"
+        )
+    damaged = [k for k in expected if obj[k].is_floating_point() and not obj[k].isfinite().all()]
+    if damaged:  # a download damaged on the way, or a diverged training run's
+        raise NotACheckpoint(
+            f"{path} is damaged: {len(damaged)} tensors hold NaN or infinite values "
+            f"({', '.join(damaged[:3])}{' …' if len(damaged) > 3 else ''}): {how_to_get}"
+        )
+    return obj
