@@ -391,8 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Download KonCept512.pth from the MediaEval 2020 organizers' public share "
         "into the cache folder, check that it loads as KonCept512, and print its sha256.",
     )
-    fetch.add_argument("--from", dest="source", metavar="FILE", help="install this file instead")
-    fetch.add_argument("--url", default=WEIGHTS_URL, help="download address (default: the share)")
+    where = fetch.add_mutually_exclusive_group()  # one source: neither silently ignored
+    where.add_argument("--from", dest="source", metavar="FILE", help="install this file instead")
+    where.add_argument("--url", default=WEIGHTS_URL, help="download address (default: the share)")
     fetch.add_argument("--to", metavar="PATH", help="where to install (default: the cache folder)")
     fetch.set_defaults(handler=model_command.fetch)
     info = model_commands.add_parser("info", help="show installed weights and available models")
@@ -407,9 +408,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     one_arena()  # before torch or a view's thread starts (pixcamd.allocator)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if hasattr(args, "platforms_of"):
         resolve_platforms(args)
+    models = getattr(args, "model", None)
+    models = [models] if isinstance(models, str) else models or []
+    if getattr(args, "weights", None) and models and not {"auto", "koncept512"} & set(models):
+        parser.error(  # never silently ignored: the user meant them to be used
+            f"argument --weights: names KonCept512's weights; --model {','.join(models)} "
+            "does not use them"
+        )
     try:
         return args.handler(args)
     except PixcamdError as exc:

@@ -8,10 +8,12 @@ download never replaces working weights, and a daemon never sees a half-written 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import glob
 import hashlib
 import http.client
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -67,26 +69,51 @@ class Progress:
 
 
 def _install(source: BinaryIO, total: int | None, dest: Path, origin: str) -> Installed:
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    """Under ``_one_install``: the destination's folder exists and is this install's."""
     _sweep_parts(dest)
+    free = shutil.disk_usage(dest.parent).free
+    if total is not None and total > free:  # said before 229 MB are fetched, not after
+        raise DownloadError(
+            f"{dest.parent}: {free / 1e6:.0f} MB free, the weights need {total / 1e6:.0f} "
+            f"MB; {NOTHING}"
+        )
+    return _write(source, total, dest, origin)
+
+
+def _write(source: BinaryIO, total: int | None, dest: Path, origin: str) -> Installed:
     digest, size = hashlib.sha256(), 0
     # Same folder as the destination: the final rename is atomic (same filesystem).
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     tmp = Path(tmp_name)
     progress = Progress(total)
     try:
-        with os.fdopen(fd, "wb") as out:
+        # unbuffered: the chunks are large already, and a close after a failed write has no
+        # buffer left to fail on again
+        with os.fdopen(fd, "wb", buffering=0) as out:
             while chunk := source.read(CHUNK):
-                out.write(chunk)
+                try:
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[out.write(view) :]
+                except OSError as exc:  # a full disk, a quota
+                    raise DownloadError(
+                        f"{dest.parent}: cannot write the weights ({exc.strerror or exc}); "
+                        f"{NOTHING}"
+                    ) from None
                 digest.update(chunk)
                 size += len(chunk)
                 progress.update(len(chunk))
-            out.flush()
-            os.fsync(out.fileno())
+            try:
+                os.fsync(out.fileno())
+            except OSError as exc:
+                raise DownloadError(
+                    f"{dest.parent}: cannot write the weights ({exc.strerror or exc}); {NOTHING}"
+                ) from None
         progress.close()
         if total is not None and size != total:
             raise TruncatedCheckpoint(
-                f"{origin}: got {size} of {total} bytes; the transfer was cut off, try again"
+                f"{origin}: got {size} of {total} bytes; the transfer was cut off, try again "
+                f"({NOTHING})"
             )
         from pixcamd.models.koncept512 import KonCept512
 
@@ -104,10 +131,38 @@ def _install(source: BinaryIO, total: int | None, dest: Path, origin: str) -> In
     return Installed(dest, size, digest.hexdigest(), model.fingerprint)
 
 
+NOTHING = "nothing was installed"
 NOT_INSTALLED = (
-    "nothing was installed; check the file or the URL — KonCept512.pth is the task organizers' "
+    f"{NOTHING}; check the file or the URL — KonCept512.pth is the task organizers' "
     "(`pixcamd model fetch` with no --url or --from downloads it)"
 )
+
+
+@contextlib.contextmanager
+def _one_install(dest: Path):
+    """One install into ``dest``'s folder at a time, from before its transfer: a second is
+    told, not raced (each would print its own file as installed, and the last rename wins).
+    The lock is on the folder itself, so no lock file is left beside the weights."""
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(dest.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise DownloadError(f"{dest.parent}: {exc.strerror or exc}; {NOTHING}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DownloadError(
+                f"{dest.parent}: another `pixcamd model fetch` is installing there now; let it "
+                f"finish ({NOTHING} by this one)"
+            ) from None
+        except OSError:  # a filesystem without flock: as before, unguarded
+            pass
+        yield
+    finally:
+        os.close(fd)  # and the lock with it
+
+
 STALE_PART = 600.0  # seconds: a download in progress writes its part file all the time
 
 
@@ -132,24 +187,44 @@ def fetch_weights(
     except ValueError as exc:  # "notaurl": no scheme
         raise DownloadError(f"{url}: not a URL ({exc}); give one such as https://…") from None
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            length = response.headers.get("Content-Length")
-            return _install(response, int(length) if length else None, dest, url)
+        with _one_install(dest), urllib.request.urlopen(request, timeout=timeout) as response:
+            length = response.headers.get("Content-Length", "").strip()
+            # a length that is no number says nothing: the checkpoint's own check still runs
+            total = int(length) if length.isdecimal() else None
+            return _install(response, total, dest, url)
     except urllib.error.HTTPError as exc:
-        raise DownloadError(f"{url}: the server answered {exc.code} {exc.reason}") from exc
+        reason = " ".join(str(exc.reason).split())  # a redirect loop's reason spans lines
+        hint = ""
+        if exc.code in (403, 404, 410):  # the share moved or closed
+            hint = " (a copy you have installs with `pixcamd model fetch --from FILE`)"
+        raise DownloadError(
+            f"{url}: the server answered {exc.code} {reason}; {NOTHING}{hint}"
+        ) from exc
     except http.client.IncompleteRead as exc:
-        raise DownloadError(f"{url}: the transfer was cut off, try again") from exc
+        raise DownloadError(f"{url}: the transfer was cut off, try again ({NOTHING})") from exc
     except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise DownloadError(f"{url}: cannot download ({reason}); check the network") from exc
+        raise DownloadError(
+            f"{url}: cannot download ({reason}); check the network ({NOTHING})"
+        ) from exc
 
 
 def install_weights(source: str | os.PathLike, dest: Path | None = None) -> Installed:
     """Install a KonCept512.pth the user already has (copied; the original is left alone)."""
     source, dest = Path(source), dest or default_weights_path()
     if not source.is_file():
-        what = "a folder, not a checkpoint file" if source.is_dir() else "no such file"
-        raise WeightsMissing(f"{source}: {what}")
+        if source.is_dir():
+            what = "a folder, not a checkpoint file"
+        elif source.exists():  # /dev/null, a pipe: nothing whose size can be checked
+            what = "not a regular file"
+        else:
+            what = "no such file"
+        raise WeightsMissing(f"{source}: {what}; {NOTHING}")
     check_destination(dest)  # said now, not after the copy and the check
-    with source.open("rb") as f:
+    try:
+        f = source.open("rb")
+    except OSError as exc:
+        why = exc.strerror or exc
+        raise WeightsMissing(f"{source}: cannot read it ({why}); {NOTHING}") from None
+    with f, _one_install(dest):
         return _install(f, source.stat().st_size, dest, str(source))

@@ -1156,3 +1156,4 @@ def test_a_reload_that_finds_koncept512_installed_says_the_models_changed(
     (message,) = said(config, "reloaded")
     assert message.startswith("the config is unchanged, the models changed: brisque-live-svr@")
     assert " → koncept512" in message and "model auto → KonCept512" in message
+    assert "`pixcamd retry --model-changed` protects them again" in message  # what comes next

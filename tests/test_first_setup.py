@@ -265,6 +265,43 @@ def test_a_refused_fetch_says_nothing_was_installed_not_to_fetch_again(tmp_path,
     assert code == 2 and "is not a PyTorch checkpoint" in err, err
     assert "nothing was installed" in err and "get them with" not in err, err
     assert "Warning" not in err and not dest.exists()
-    # where the weights are merely wrong, fetching them is the advice
-    code, out, err = cli(capsys, "model", "info", "--weights", str(tmp_path / "notweights.pth"))
-    assert code == 1 and "get them with `pixcamd model fetch`" in out + err, out + err
+    # where the weights are merely wrong, fetching them is the advice — to where they are read
+    named = tmp_path / "notweights.pth"
+    code, out, err = cli(capsys, "model", "info", "--weights", str(named))
+    assert code == 1 and f"get them with `pixcamd model fetch --to {named}`" in out + err, out
+
+
+def test_status_says_weights_installed_since_a_fallback_instead_of_the_stale_advice(
+    tmp_path, capsys, monkeypatch, recipe_checkpoint
+):
+    """A daemon on `auto` fell back to BRISQUE; `pixcamd model fetch` ran since: status must
+    not go on saying the weights are not installed, but what brings them into use."""
+    import shutil
+    import signal
+
+    from test_daemon_support import pixcamd_process, wait_for
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    monkeypatch.delenv("CACHE_DIRECTORY", raising=False)
+    config = make_config(tmp_path, model="auto")
+    daemon = pixcamd_process(config.source, env_extra={"XDG_CACHE_HOME": str(cache)})
+    try:
+        wait_for(lambda: cli(capsys, "status", "--config", str(config.source))[0] == 0, 60, "up")
+        wait_for(
+            lambda: "FALLBACK" in cli(capsys, "status", "--config", str(config.source))[1],
+            60,
+            "the fallback recorded",
+        )
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        log, _ = daemon.communicate(timeout=60)
+    assert daemon.returncode == 0, log
+    code, out, _ = cli(capsys, "status", "--config", str(config.source))
+    assert "weights are not installed at" in out, out
+    (cache / "pixcamd").mkdir(parents=True)
+    shutil.copy(recipe_checkpoint, cache / "pixcamd" / "KonCept512.pth")
+    code, out, _ = cli(capsys, "status", "--config", str(config.source))
+    model = next(line for line in out.splitlines() if line.startswith("model: "))
+    assert code == 0 and "not installed" not in model, out  # (the events keep what was said)
+    assert "weights were installed since; the daemon uses them after its next start" in model

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import signal
 import sys
 from pathlib import Path
 
-from pixcamd.commands.stopping import sigterm_as_interrupt
+from pixcamd.commands.stopping import exit_status, sigterm_as_interrupt
 from pixcamd.errors import WeightsError
 from pixcamd.fetch import fetch_weights, install_weights
 from pixcamd.models import load_model, resolve_name
@@ -28,11 +27,21 @@ def fetch(args) -> int:
                 installed = fetch_weights(args.url, dest)
     except KeyboardInterrupt:
         print("pixcamd: stopped; nothing was installed", file=sys.stderr)
-        return 128 + signal.SIGTERM if terminated else 130
+        return exit_status(terminated)
     print(f"installed {installed.path}")
     print(f"  size        {installed.size:,} bytes")
     print(f"  sha256      {installed.sha256}")
     print(f"  fingerprint {installed.fingerprint}")
+    if dest != default_weights_path():  # `auto` looks in the cache folder only
+        print(
+            f'note: without weights = "{dest}" in the daemon\'s config (or --weights {dest} '
+            f"for score and protect), model auto looks at {default_weights_path()} instead"
+        )
+    print(
+        "next: a running daemon uses them after a reload (systemctl --user reload pixcamd, or "
+        "SIGHUP) or a restart; `pixcamd retry --model-changed` then protects the copies made "
+        "with the model before them again"
+    )
     return 0
 
 
@@ -41,10 +50,13 @@ def info(args) -> int:
     report: dict = {"weights_path": str(weights), "weights_installed": weights.is_file()}
     if weights.is_file():
         digest = hashlib.sha256()
-        with weights.open("rb") as f:
-            while chunk := f.read(1 << 20):
-                digest.update(chunk)
-        report.update(weights_size=weights.stat().st_size, weights_sha256=digest.hexdigest())
+        try:
+            with weights.open("rb") as f:
+                while chunk := f.read(1 << 20):
+                    digest.update(chunk)
+            report.update(weights_size=weights.stat().st_size, weights_sha256=digest.hexdigest())
+        except OSError:  # unreadable to this user: the model's own load below says so
+            report.update(weights_size=weights.stat().st_size, weights_sha256=None)
     report["auto_selects"] = resolve_name("auto", weights if args.weights else None)
     report["models"] = {}
     for name in ("koncept512", "brisque"):
@@ -61,10 +73,14 @@ def info(args) -> int:
         json.dump(report, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0 if broken is None else 1
-    state = "installed" if report["weights_installed"] else "not installed"
+    if args.weights:  # a file named here is inspected, not installed anywhere
+        state = "present" if report["weights_installed"] else "not found"
+    else:
+        state = "installed" if report["weights_installed"] else "not installed"
     print(f"KonCept512 weights: {weights} ({state})")
     if report["weights_installed"]:
-        print(f"  size {report['weights_size']:,} bytes, sha256 {report['weights_sha256']}")
+        digest = report["weights_sha256"] or "unknown (cannot read the file)"
+        print(f"  size {report['weights_size']:,} bytes, sha256 {digest}")
     if broken is None:
         print(f"model auto selects: {report['auto_selects']}")
     else:

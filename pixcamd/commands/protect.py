@@ -5,14 +5,13 @@ on this machine or a Ray cluster with ``--ray``)."""
 from __future__ import annotations
 
 import os
-import signal
 import sys
 from pathlib import Path
 
 import torch
 
 from pixcamd.commands.progress import RunProgress
-from pixcamd.commands.stopping import sigterm_as_interrupt
+from pixcamd.commands.stopping import exit_status, sigterm_as_interrupt
 from pixcamd.daemon.fs import daemon_outbox, unlock
 from pixcamd.daemon.settings import settings_fingerprint, settings_key
 from pixcamd.enhance import STRENGTH
@@ -159,7 +158,7 @@ def _protect(args, inputs: list[Path], strength: float, plan) -> int:
     except Interrupted as exc:
         show.end(folder_run.tally)
         print(f"pixcamd: {exc}", file=sys.stderr, flush=True)
-        return 128 + signal.SIGTERM if terminated else 130
+        return exit_status(terminated)
     except PixcamdError as exc:  # said before the close: Ray may end a process whose
         show.end(folder_run.tally)  # cluster went away while it disconnects
         print(f"pixcamd: error: {exc}", file=sys.stderr, flush=True)

@@ -118,7 +118,11 @@ def describe(
     ``added``: platforms protected for now that were not before (by what they do, not how
     they are written): the copies already shipped were not judged on them."""
     before, after = models
-    swapped = f"the models changed: {', '.join(before)} → {', '.join(after)}"
+    swapped = (
+        f"the models changed: {', '.join(before)} → {', '.join(after)} (copies already shipped "
+        "were made against the models before: `pixcamd retry --model-changed` protects them "
+        "again)"
+    )
     if not changed:
         if before != after:
             return f"the config is unchanged, {swapped}"

@@ -13,6 +13,7 @@ from pixcamd.daemon.events import human_line, printable
 from pixcamd.daemon.ledger_file import read_only
 from pixcamd.daemon.ledger_row import Row, judged_specs
 from pixcamd.daemon.ledger_schema import STATES
+from pixcamd.daemon.settings import weights_file
 from pixcamd.errors import PixcamdError
 from pixcamd.report import score_text
 
@@ -138,6 +139,8 @@ def gather(config: Config, events: int = 10, now: float | None = None, photos: i
         "model": facts.get("model"),
         "model_note": facts.get("model_note"),
         "model_fallback": bool(facts.get("model_fallback")),
+        # the fallback's reason gone since: KonCept512's weights installed after it was chosen
+        "weights_since": bool(facts.get("model_fallback")) and weights_file(config).is_file(),
         "model_fingerprints": facts.get("model_fingerprints") or [],
         "platform_specs": facts.get("platform_specs") or {},
         "platforms": facts.get("platforms") or [],
@@ -276,7 +279,13 @@ def render(report: dict) -> str:
         out.append(f"daemon: not running (stopped {_when(report['stopped_at'])})")
     if report["model"]:
         line = f"model: {report['model']}"
-        if report["model_fallback"]:
+        if report.get("weights_since"):
+            how = "a reload (SIGHUP) or restart" if daemon == "running" else "its next start"
+            line += (
+                " — FALLBACK: KonCept512's weights were installed since; the daemon uses them "
+                f"after {how}"
+            )
+        elif report["model_fallback"]:
             line += f" — FALLBACK: {report['model_note']}"
         out.append(line)
     if report["platforms"]:
