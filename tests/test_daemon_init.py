@@ -37,6 +37,9 @@ def test_init_writes_the_documented_config_and_the_folders(home, capsys):
     inbox, outbox = home / "Pictures" / "pixcamd-inbox", home / "Pictures" / "pixcamd-outbox"
     assert inbox.is_dir() and outbox.is_dir()
     assert str(path) in out and str(inbox) in out and "pixcamd run" in out
+    # which model judges, before the first photo: BRISQUE, and how KonCept512 comes
+    assert "model:  BRISQUE (embedded) until KonCept512's weights are installed" in out, out
+    assert "`pixcamd model fetch`" in out
     text = path.read_text()
     assert f'inbox = "{inbox}"' in text  # absolute: it means the same read from anywhere
     # the same documented schema as config.example.toml, with the user's folders filled in

@@ -162,6 +162,17 @@ def _report_init(done) -> None:
         f"inbox:  {config.inbox}  (photos synced or dropped here get protected)",
         f"outbox: {config.outbox}  (protected copies appear here, ready to share)",
     ]
+    from pixcamd.daemon.settings import resolve_models
+
+    names, note = resolve_models(config)
+    if config.model == ["auto"] and names == ["brisque"]:  # said now, not first in the log
+        where = " (the service's: systemd/README.md, step 4)" if done.system else ""
+        lines.append(
+            "model:  BRISQUE (embedded) until KonCept512's weights are installed — the filter "
+            f"to fool is usually KonCept512: `pixcamd model fetch`{where}, about 229 MB"
+        )
+    else:
+        lines.append(f"model:  {note}")
     if done.system:  # a server's: its service runs it (systemd/README.md), as its user
         lines += [
             "next (a server's system service: systemd/README.md):",
