@@ -91,9 +91,18 @@ def test_config_check_names_where_fetch_must_put_weights_and_weights_it_cannot_r
     assert check.returncode == 2 and f"`pixcamd model fetch --to {weights}` installs" in out, out
     weights.parent.mkdir()
     shutil.copy(recipe_checkpoint, weights)
+    daemon = pixcamd_process(config.source)  # it ran once: it has a record status reads
+    wait_for(lambda: any(e["event"] == "ready" for e in events(config)), 120, "ready")
+    daemon.terminate()
+    assert daemon.wait(60) == 0
     os.chmod(weights, 0o000)
     for command in (("config", "check"), ("run",)):
         process = pixcamd_process(config.source, command=command, drop_root=True)
         out, _ = process.communicate(timeout=120)
         assert process.returncode == 2 and "Traceback" not in out, out
         assert f"{weights}" in out and "(Permission denied)" in out, out
+    # the record's last stop is older than that refusal: status says the refusal, not the stop
+    status = pixcamd_process(config.source, command=("status",))
+    out, _ = status.communicate(timeout=120)
+    line = next(line for line in out.splitlines() if line.startswith("daemon: "))
+    assert "its last start" in line and "was refused" in line and "Permission denied" in line

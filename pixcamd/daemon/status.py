@@ -117,6 +117,14 @@ def gather(config: Config, events: int = 10, now: float | None = None, photos: i
             }
             for r in db.execute("SELECT * FROM events ORDER BY id DESC LIMIT ?", (events,))
         ][::-1]
+        # a start refused since the last start and stop (its weights unreadable, say): a
+        # refusal before the daemon's record was opened leaves that record as it was
+        since = max(facts.get("started_at") or 0, facts.get("stopped_at") or 0)
+        refusal = db.execute(
+            "SELECT ts, data FROM events WHERE ts > ? AND event = 'start_refused' "
+            "ORDER BY id DESC LIMIT 1",
+            (since,),
+        ).fetchone()
     finally:
         db.close()
     pid = facts.get("pid")
@@ -136,6 +144,11 @@ def gather(config: Config, events: int = 10, now: float | None = None, photos: i
         "heartbeat": heartbeat,
         "started_at": facts.get("started_at"),
         "stopped_at": facts.get("stopped_at"),
+        "refused": (
+            {"ts": refusal["ts"], "reason": json.loads(refusal["data"] or "{}").get("message")}
+            if refusal is not None
+            else None
+        ),
         "model": facts.get("model"),
         "model_note": facts.get("model_note"),
         "model_fallback": bool(facts.get("model_fallback")),
@@ -274,6 +287,12 @@ def render(report: dict) -> str:
         out.append(
             "daemon: not running — it ended without stopping (a crash, a kill or a power cut; "
             f"last heartbeat {_when(report['heartbeat'])}); `pixcamd run` goes on from there"
+        )
+    elif report.get("refused"):
+        refused = report["refused"]
+        out.append(
+            f"daemon: not running — its last start ({_when(refused['ts'])}) was refused: "
+            f"{refused['reason']}"
         )
     else:
         out.append(f"daemon: not running (stopped {_when(report['stopped_at'])})")
