@@ -187,13 +187,12 @@ def _aspect(text) -> tuple[int, int]:
 
 
 def _ratio(width: str, height: str) -> tuple[int, int]:
-    """An aspect in lowest whole numbers: ``3:4``, ``8:6`` → ``4:3`` (one aspect, one spelling:
-    a list naming both is one pipeline), decimals ``1.91:1`` → ``191:100`` (the way a
-    platform's guide gives a link preview's aspect)."""
+    """An aspect in whole numbers: as written (``3:4``), or from decimals (``1.91:1`` →
+    ``191:100``, the way a platform's guide gives a link preview's aspect)."""
+    if "." not in width + height:
+        return int(width), int(height)
     w, h = Fraction(width), Fraction(height)
-    if not w or not h:  # no aspect: refused by the Pipeline, as written
-        return int(w), int(h)
-    ratio = w / h
+    ratio = w / h if h else Fraction(0)  # no aspect: refused by the Pipeline as 0:1
     return ratio.numerator, ratio.denominator
 
 

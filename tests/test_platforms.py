@@ -332,17 +332,6 @@ def test_crop_specs_parse_describe_and_round_trip(spec, crop, after, words):
     assert parse_inline("none-crop4:5-q85").crop_after_resize is False  # no resize: one order
 
 
-def test_an_aspect_is_one_spelling_in_lowest_terms():
-    """`crop2:2` and `crop1:1` are one crop: one pipeline, judged once, named one way."""
-    (one,) = parse_platforms("crop2:2-long1080-q80,crop1:1-long1080-q80")
-    assert one.crop == (1, 1) and one.name == "crop1:1-long1080-q80"
-    assert parse_inline("width1080-crop8x6-q80").spec() == "width1080-crop4:3-q80"
-    assert from_table("x", {"crop": "1080:1350", "quality": 80}).crop == (4, 5)
-    assert parse_inline("crop2.5:1-q80").crop == (5, 2)
-    with pytest.raises(PipelineError, match="'0:4' is no aspect"):
-        parse_inline("crop0:4-q80")
-
-
 def test_specs_are_normalised_in_any_order_and_case():
     pipeline = parse_inline("Q75-BICUBIC-LONG1600-4:4:4")
     assert pipeline.spec() == "long1600-q75-bicubic-444"
