@@ -140,27 +140,41 @@ NOT_INSTALLED = (
 
 @contextlib.contextmanager
 def _one_install(dest: Path):
-    """One install into ``dest``'s folder at a time, from before its transfer: a second is
-    told, not raced (each would print its own file as installed, and the last rename wins).
-    The lock is on the folder itself, so no lock file is left beside the weights."""
+    """One install into ``dest`` at a time, from before its transfer: a second is told, not
+    raced (each would print its own file as installed, and the last rename wins). The lock is
+    a hidden file beside ``dest``, removed when done (a lock on the folder itself would read
+    as a daemon's outbox lock to `pixcamd protect` writing below it)."""
+    lock = dest.parent / f".{dest.name}.fetching"
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(dest.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError as exc:
         raise DownloadError(f"{dest.parent}: {exc.strerror or exc}; {NOTHING}") from None
+    held = False
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held = True
         except BlockingIOError:
-            raise DownloadError(
-                f"{dest.parent}: another `pixcamd model fetch` is installing there now; let it "
-                f"finish ({NOTHING} by this one)"
-            ) from None
-        except OSError:  # a filesystem without flock: as before, unguarded
             pass
+        except OSError:  # a filesystem without flock: as before, unguarded
+            held = True
+        try:  # the file it locked is still the lock, not one its holder removed meanwhile
+            same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+        except OSError:
+            same = False
+        if not (held and same):
+            held = False
+            raise DownloadError(
+                f"{dest}: another `pixcamd model fetch` is installing there now; let it finish "
+                f"({NOTHING} by this one)"
+            )
         yield
     finally:
-        os.close(fd)  # and the lock with it
+        if held:
+            with contextlib.suppress(OSError):
+                lock.unlink()  # before the lock is let go: a waiter then sees it was removed
+        os.close(fd)
 
 
 STALE_PART = 600.0  # seconds: a download in progress writes its part file all the time

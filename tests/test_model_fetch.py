@@ -226,6 +226,14 @@ def test_a_second_fetch_beside_a_running_one_is_told_and_installs_nothing(
         assert main(["model", "fetch", "--url", share.url("/other")]) == 2
         err = capsys.readouterr().err
         assert "another `pixcamd model fetch` is installing there now" in err, err
+        # its lock is no daemon's outbox lock: a copy written below that folder is not refused
+        from test_daemon_support import noise_photo
+
+        photo = noise_photo(cache.parent / "p.png", 1)
+        out = cache / "copies" / "p.jpg"
+        argv = ["protect", str(photo), "-o", str(out), "--model", "brisque", "--threads", "1"]
+        assert main([*argv, "--platforms", "task"]) == 0, capsys.readouterr().err
+        assert out.is_file()
     finally:
         share.stalled[DOWNLOAD].set()
         process.kill()
@@ -366,20 +374,28 @@ def test_flags_that_would_be_ignored_are_refused(cache, tmp_path, recipe_checkpo
     assert f"{os.devnull}: not a regular file" in capsys.readouterr().err
 
 
-def test_weights_this_user_cannot_read_are_said_so_by_every_command(tmp_path, recipe_checkpoint):
+@pytest.mark.parametrize("closed", ["file", "folder"])
+def test_weights_this_user_cannot_read_are_said_so_by_every_command(
+    tmp_path, recipe_checkpoint, closed
+):
+    """As `sudo pixcamd model fetch` under umask 077 leaves them: the file, or the folder it
+    made for them, closed to the user that runs pixcamd."""
+    from PIL import Image
     from test_daemon_support import unprivileged
 
-    private = tmp_path / "private.pth"
+    private = tmp_path / "cache" / "pixcamd" / "KonCept512.pth"
+    private.parent.mkdir(parents=True)
     private.write_bytes(recipe_checkpoint.read_bytes())
-    os.chmod(private, 0o000)  # as `sudo pixcamd model fetch` under umask 077 leaves it
+    os.chmod(private if closed == "file" else private.parent, 0o000)
     photo = tmp_path / "p.png"
-    from PIL import Image
-
     Image.new("RGB", (640, 480), (120, 130, 140)).save(photo)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for argv in (["score", str(photo), "--weights", str(private)], ["model", "info"]):
-        if argv[0] == "model":
-            argv = [*argv, "--weights", str(private)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    env.pop("CACHE_DIRECTORY", None)
+    for argv in (
+        ["score", str(photo), "--weights", str(private)],
+        ["score", str(photo)],  # model auto: the weights are there, closed — not BRISQUE
+        ["model", "info", "--weights", str(private)],
+    ):
         done = subprocess.run(
             unprivileged([sys.executable, "-m", "pixcamd", *argv]),
             capture_output=True,
@@ -388,5 +404,6 @@ def test_weights_this_user_cannot_read_are_said_so_by_every_command(tmp_path, re
             env=env,
         )
         said = done.stdout + done.stderr
-        assert done.returncode in (1, 2) and "Traceback" not in said, said
-        assert f"{private}: cannot read it (Permission denied)" in said, said
+        assert done.returncode in (1, 2) and "Traceback" not in said, (argv, said)
+        assert f"{private}: cannot read it (Permission denied)" in said, (argv, said)
+    os.chmod(private.parent, 0o755)

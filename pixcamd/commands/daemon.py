@@ -256,6 +256,7 @@ def config_check(args: argparse.Namespace) -> int:
     from pixcamd.daemon.settings import build_settings, resolve_models, weights_file
     from pixcamd.devices import resolve_device
     from pixcamd.models import model_class
+    from pixcamd.models.weights import present
 
     config = _load(args)
     problems = access_problems(config)  # as `run` refuses them: run it as the daemon's user
@@ -265,7 +266,7 @@ def config_check(args: argparse.Namespace) -> int:
     if "koncept512" in names:  # what `run` would refuse first; loading them is its job
         weights = weights_file(config)
         key = "weights" if config.weights_path else "model"
-        if not weights.is_file():
+        if not present(weights):
             service = (
                 ""
                 if config.weights_path or os.environ.get("CACHE_DIRECTORY")
@@ -283,7 +284,8 @@ def config_check(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise PixcamdError(
                 f"{key}: cannot read KonCept512's weights at {weights} ({exc.strerror or exc}); "
-                "the user running pixcamd must be able to read them"
+                "the user running pixcamd must be able to read them and open every folder on "
+                "their path"
             ) from None
     derived: dict = {
         "inbox": str(config.inbox),

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -11,11 +13,12 @@ from pixcamd.commands.stopping import exit_status, sigterm_as_interrupt
 from pixcamd.errors import WeightsError
 from pixcamd.fetch import fetch_weights, install_weights
 from pixcamd.models import load_model, resolve_name
-from pixcamd.models.weights import default_weights_path
+from pixcamd.models.weights import default_weights_path, present
 
 
 def fetch(args) -> int:
-    dest = Path(args.to).expanduser() if args.to else default_weights_path()
+    # absolute: the note below names it for a config, which reads paths from its own folder
+    dest = Path(os.path.abspath(Path(args.to).expanduser())) if args.to else default_weights_path()
     terminated = []
     try:
         with sigterm_as_interrupt(terminated):  # as Ctrl-C: the part file removed at once
@@ -47,8 +50,8 @@ def fetch(args) -> int:
 
 def info(args) -> int:
     weights = Path(args.weights).expanduser() if args.weights else default_weights_path()
-    report: dict = {"weights_path": str(weights), "weights_installed": weights.is_file()}
-    if weights.is_file():
+    report: dict = {"weights_path": str(weights), "weights_installed": present(weights)}
+    if report["weights_installed"]:
         digest = hashlib.sha256()
         try:
             with weights.open("rb") as f:
@@ -56,7 +59,9 @@ def info(args) -> int:
                     digest.update(chunk)
             report.update(weights_size=weights.stat().st_size, weights_sha256=digest.hexdigest())
         except OSError:  # unreadable to this user: the model's own load below says so
-            report.update(weights_size=weights.stat().st_size, weights_sha256=None)
+            with contextlib.suppress(OSError):
+                report["weights_size"] = weights.stat().st_size
+            report.update(weights_size=report.get("weights_size"), weights_sha256=None)
     report["auto_selects"] = resolve_name("auto", weights if args.weights else None)
     report["models"] = {}
     for name in ("koncept512", "brisque"):
@@ -79,8 +84,10 @@ def info(args) -> int:
         state = "installed" if report["weights_installed"] else "not installed"
     print(f"KonCept512 weights: {weights} ({state})")
     if report["weights_installed"]:
-        digest = report["weights_sha256"] or "unknown (cannot read the file)"
-        print(f"  size {report['weights_size']:,} bytes, sha256 {digest}")
+        if report["weights_sha256"] is None:
+            print("  size and sha256 unknown: this user cannot read the file")
+        else:
+            print(f"  size {report['weights_size']:,} bytes, sha256 {report['weights_sha256']}")
     if broken is None:
         print(f"model auto selects: {report['auto_selects']}")
     else:

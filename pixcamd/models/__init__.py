@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from pixcamd.models.base import QualityModel
-from pixcamd.models.weights import default_weights_path, how_to_get, load_checkpoint
+from pixcamd.models.weights import default_weights_path, how_to_get, load_checkpoint, present
 
 MODEL_NAMES = ("koncept512", "brisque")
 CHOICES = ("auto", *MODEL_NAMES)
@@ -19,7 +19,7 @@ CHOICES = ("auto", *MODEL_NAMES)
 def resolve_name(name: str, weights: str | os.PathLike | None = None) -> str:
     """Turn ``auto`` into a concrete model name; reject unknown names."""
     if name == "auto":
-        if weights is not None or default_weights_path().is_file():
+        if weights is not None or present(default_weights_path()):
             return "koncept512"
         return "brisque"
     if name not in MODEL_NAMES:

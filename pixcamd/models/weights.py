@@ -39,6 +39,15 @@ def default_weights_path() -> Path:
     return cache_dir() / WEIGHTS_FILENAME
 
 
+def present(path: Path) -> bool:
+    """Whether weights are at ``path`` — also when a folder on its way is closed to this user
+    (reading them then says so, instead of ``auto`` quietly taking BRISQUE)."""
+    try:
+        return path.is_file()
+    except PermissionError:
+        return True
+
+
 def how_to_get(path: str | os.PathLike | None) -> str:
     """What to do about missing or unusable weights at ``path`` (None or the default place:
     `model fetch` as it is; elsewhere it must be told where, or it installs to the cache)."""
@@ -68,17 +77,18 @@ def load_checkpoint(
     ``how_to_get``: what the errors advise (``model fetch`` itself advises no ``model fetch``)."""
     path = Path(path)
     shown = name or path
-    if not path.exists():
-        raise WeightsMissing(f"KonCept512 weights not found at {shown}: {how_to_get}")
-    if not path.is_file():
-        raise NotACheckpoint(f"{shown} is not a file")
     try:
+        if not path.exists():
+            raise WeightsMissing(f"KonCept512 weights not found at {shown}: {how_to_get}")
+        if not path.is_file():
+            raise NotACheckpoint(f"{shown} is not a file")
         with path.open("rb") as f:
             head = f.read(len(_LEGACY_MAGIC))
-    except OSError as exc:  # another user's file (sudo under umask 077), a service's user
+    except OSError as exc:  # another user's file or folder (sudo under umask 077), a service's
         raise WeightsMissing(
             f"{shown}: cannot read it ({exc.strerror or exc}); the user running pixcamd must "
-            "be able to read it (chmod 644, or chown it to that user)"
+            "be able to read it and open every folder on its path (chmod 644 the file, 755 its "
+            "folders, or chown them to that user)"
         ) from None
     if not head:
         raise TruncatedCheckpoint(f"{shown} is empty (an interrupted download?): {how_to_get}")
