@@ -1082,6 +1082,7 @@ def test_a_start_refused_after_a_crash_keeps_the_crash_on_record(tmp_path, capsy
     assert main(["status", "--config", str(config.source)]) == 0
     said = capsys.readouterr().out
     assert "it ended without stopping" in said and "interrupted: kill1.jpg" in said
+    assert "its last start (" in said and "was refused: KonCept512 weights not found" in said
 
 
 def test_a_path_typed_in_a_folder_deleted_under_the_shell_is_read_in_the_inbox(

@@ -235,6 +235,11 @@ def test_status_shows_the_record_while_the_config_has_a_typo(tmp_path, capsys):
     config = make_config(tmp_path)
     ledger = Ledger(config.ledger_path)
     ledger.offer("a.jpg", "0" * 64, 1, 1, "fp")
+    # a daemon on `auto` without KonCept512's weights: what status shows of it needs the record
+    # alone, not the config it cannot read
+    weights = str(tmp_path / "cache" / "KonCept512.pth")
+    ledger.set_daemon(model="brisque (auto fallback)", model_note="…", model_fallback=True)
+    ledger.set_daemon(weights_file=weights)
     ledger.close()
     text = config.source.read_text().replace(f'"{config.state_dir}"', '" state "')
     config.source.write_text(text + "stepz = 4\n")  # the state dir as a person might write it

@@ -165,6 +165,27 @@ def test_the_photo_page_says_what_it_shows(world):
     assert 'id="failed-original"' in failed and "cannot be decoded shows no image" in failed
 
 
+def test_the_dashboard_says_a_refused_start_and_weights_installed_since_a_fallback(world):
+    """What `pixcamd status` says of them, the page says too: not the older stop, nor the
+    fallback's advice to install weights that are there now."""
+    import time
+
+    from pixcamd.daemon.ledger import Ledger
+
+    weights = world.state_dir / "KonCept512.pth"
+    weights.write_bytes(b"weights")  # where the daemon said it looked
+    ledger = Ledger(world.ledger_path)
+    ledger.set_daemon(model_fallback=True, model_note="install them", weights_file=str(weights))
+    why = "weights: cannot read it (Permission denied)"
+    ledger.add_event(time.time() + 1, "error", "start_refused", None, {"message": why})
+    ledger.close()
+    with serving(world) as server:
+        page = Client(server.url).get("/")[2].decode()
+    assert "weights were installed since; the daemon uses them after its next start" in page
+    assert "install them" not in page
+    assert f"was refused: {why}" in page, page
+
+
 def test_the_dashboard_says_a_daemon_ended_without_stopping_and_its_photo(world):
     from test_daemon_support import dead_pid
 

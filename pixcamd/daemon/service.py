@@ -32,7 +32,13 @@ from pixcamd.daemon.intake import Intake
 from pixcamd.daemon.ledger import Ledger
 from pixcamd.daemon.notify import Notifier
 from pixcamd.daemon.recovery import recover, sweep
-from pixcamd.daemon.settings import build_settings, load_models, model_device, settings_fingerprint
+from pixcamd.daemon.settings import (
+    build_settings,
+    load_models,
+    model_device,
+    settings_fingerprint,
+    weights_file,
+)
 from pixcamd.daemon.timers import Timers
 from pixcamd.daemon.watcher import Rules, StabilityTracker
 from pixcamd.daemon.worker import Worker
@@ -243,6 +249,7 @@ class Daemon:
             model=self.model_label,
             model_note=note,
             model_fallback=fallback,
+            weights_file=str(weights_file(self.config)),  # where it looks, in its environment
             model_fingerprints=[m.fingerprint for m in models],  # retry --model-changed's
             platform_specs={p.spec(): p.name for p in settings.platforms},  # --platforms-changed
             fingerprint=self.fingerprint,

@@ -13,7 +13,6 @@ from pixcamd.daemon.events import human_line, printable
 from pixcamd.daemon.ledger_file import read_only
 from pixcamd.daemon.ledger_row import Row, judged_specs
 from pixcamd.daemon.ledger_schema import STATES
-from pixcamd.daemon.settings import weights_file
 from pixcamd.errors import PixcamdError
 from pixcamd.report import score_text
 
@@ -77,6 +76,9 @@ def gather(config: Config, events: int = 10, now: float | None = None, photos: i
                 "ORDER BY not_before LIMIT 50"
             )
         ]
+        (retrying_total,) = db.execute(
+            "SELECT count(*) FROM photos WHERE state = 'queued' AND error IS NOT NULL"
+        ).fetchone()
         since = now - 3600
         hour = db.execute(
             "SELECT count(*), sum(state = 'done'), sum(state = 'unprotected'), "
@@ -137,6 +139,14 @@ def gather(config: Config, events: int = 10, now: float | None = None, photos: i
     # a clean stop and a start refused in words clear the pid; a crash, a kill -9 or a power
     # cut leaves a dead one behind, and its photo in processing: interrupted, done again
     crashed = pid is not None and not alive
+    # the fallback's reason gone since: KonCept512's weights installed, after it was chosen,
+    # where the daemon looks (its own environment's cache, not this shell's)
+    where = facts.get("weights_file")
+    since = bool(facts.get("model_fallback")) and bool(where) and os.path.isfile(where)
+    advice = facts.get("model_note")
+    if since:
+        when = "a reload (SIGHUP) or restart" if running == "running" else "its next start"
+        advice = f"KonCept512's weights were installed since; the daemon uses them after {when}"
     return {
         "daemon": running,
         "pid": pid if alive else None,
@@ -152,8 +162,8 @@ def gather(config: Config, events: int = 10, now: float | None = None, photos: i
         "model": facts.get("model"),
         "model_note": facts.get("model_note"),
         "model_fallback": bool(facts.get("model_fallback")),
-        # the fallback's reason gone since: KonCept512's weights installed after it was chosen
-        "weights_since": bool(facts.get("model_fallback")) and weights_file(config).is_file(),
+        "weights_since": since,
+        "model_advice": advice,  # what the fallback line says now (the page's too)
         "model_fingerprints": facts.get("model_fingerprints") or [],
         "platform_specs": facts.get("platform_specs") or {},
         "platforms": facts.get("platforms") or [],
@@ -165,7 +175,8 @@ def gather(config: Config, events: int = 10, now: float | None = None, photos: i
         "interrupted": [] if alive else current,
         "current_step": facts.get("current_step") if current and alive else None,
         "failures": problems,
-        "retrying": retrying,
+        "retrying": retrying,  # the first 50; retrying_total counts them all
+        "retrying_total": retrying_total,
         "last_hour": {
             "finished": hour[0] or 0,
             "done": hour[1] or 0,
@@ -273,6 +284,18 @@ def _when(ts: float | None) -> str:
     return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "—"
 
 
+def _more(out: list[str], left: int) -> None:
+    """The lists show the latest 50: how many more there are, never left out unsaid."""
+    if left > 0:
+        out.append(f"  … and {left} more (the web page lists every photo)")
+
+
+def _duration(hours: float) -> str:
+    if hours < 1:
+        return f"{max(1, round(hours * 60))} min"
+    return f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} days"
+
+
 def render(report: dict) -> str:
     out = []
     daemon = report["daemon"]
@@ -283,10 +306,16 @@ def render(report: dict) -> str:
             f"daemon: UNRESPONSIVE (pid {report['pid']}, last heartbeat "
             f"{_when(report['heartbeat'])})"
         )
-    elif report.get("ended_unexpectedly"):
+    elif report.get("ended_unexpectedly"):  # and a start since, refused: both are news
+        refused = report.get("refused")
+        later = (
+            f"; its last start ({_when(refused['ts'])}) was refused: {refused['reason']}"
+            if refused
+            else "; `pixcamd run` goes on from there"
+        )
         out.append(
             "daemon: not running — it ended without stopping (a crash, a kill or a power cut; "
-            f"last heartbeat {_when(report['heartbeat'])}); `pixcamd run` goes on from there"
+            f"last heartbeat {_when(report['heartbeat'])}){later}"
         )
     elif report.get("refused"):
         refused = report["refused"]
@@ -298,19 +327,20 @@ def render(report: dict) -> str:
         out.append(f"daemon: not running (stopped {_when(report['stopped_at'])})")
     if report["model"]:
         line = f"model: {report['model']}"
-        if report.get("weights_since"):
-            how = "a reload (SIGHUP) or restart" if daemon == "running" else "its next start"
-            line += (
-                " — FALLBACK: KonCept512's weights were installed since; the daemon uses them "
-                f"after {how}"
-            )
-        elif report["model_fallback"]:
-            line += f" — FALLBACK: {report['model_note']}"
+        if report["model_fallback"]:
+            line += f" — FALLBACK: {report.get('model_advice') or report['model_note']}"
         out.append(line)
     if report["platforms"]:
         out.append("platforms: " + "; ".join(report["platforms"]))
     counts = report["counts"]
     out.append("photos: " + ", ".join(f"{state} {counts[state]}" for state in STATES))
+    pace = report["last_hour"]["mean_seconds"]
+    if counts["queued"] > 1 and pace:  # a backlog (a library found at the first start)
+        hours = counts["queued"] * pace / 3600
+        out.append(
+            f"queue: {counts['queued']} photos, about {_duration(hours)} at the last hour's "
+            "pace; photos from the last day are taken first"
+        )
     if report["settling"]:
         out.append(f"settling: {report['settling']} new files waiting to be complete")
     for cur in report["current"]:
@@ -341,6 +371,7 @@ def render(report: dict) -> str:
                 f"  {r['path']}: attempt {r['attempts'] + 1} at {_when(r['next_at'])} — "
                 f"{r['reason']}"
             )
+        _more(out, report.get("retrying_total", 0) - len(report["retrying"]))
     if report["failures"]:
         out.append("failed or unprotected (held back from the outbox unless shipped):")
         for f in report["failures"]:
@@ -349,6 +380,7 @@ def render(report: dict) -> str:
                 where = f" (its earlier copy stays in the outbox: {f['output']})"
             held = f" (copy in {f['held']})" if f["held"] else ""
             out.append(f"  {f['state']:11} {f['path']}{where}{held}: {f['reason']}")
+        _more(out, counts["failed"] + counts["unprotected"] - len(report["failures"]))
     if report.get("photos"):
         out.append("last photos:")
         out += [_photo_line(p) for p in report["photos"]]

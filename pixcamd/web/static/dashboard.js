@@ -30,11 +30,12 @@
     text("daemon", s.daemon);
     $("daemon").className = "state-" + s.daemon;
     text("pid", s.pid ? `pid ${s.pid}, since ${when(s.started_at)}`
+      : s.refused ? `its last start (${when(s.refused.ts)}) was refused: ${s.refused.reason}`
       : s.ended_unexpectedly ? "it ended without stopping (a crash or a kill)" : "");
     text("model", s.model || "—");
     text("platforms", (s.platforms || []).join("; "));
     $("fallback").hidden = !s.model_fallback;
-    text("model-note", s.model_note || "");
+    text("model-note", s.model_advice || s.model_note || "");
     text("queue", s.counts.queued + s.counts.processing);
     text("settling", s.settling ? `${s.settling} settling` : "");
     text("per-hour", `${s.last_hour.finished} photos`);
