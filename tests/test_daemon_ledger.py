@@ -97,6 +97,9 @@ def test_claim_order_attempts_backoff_and_requeue(ledger):
     assert (c.path, c.attempts) == ("c.jpg", 1)
     assert ledger.claim_next() is None  # a.jpg waits for its backoff
     assert ledger.next_due() == pytest.approx(ledger.clock.now + 30)
+    # what a start wakes the worker for: each retry waiting past now, once
+    assert ledger.wake_times(ledger.clock.now) == [pytest.approx(ledger.clock.now + 30)]
+    assert ledger.wake_times(ledger.clock.now + 30) == []
     ledger.clock.now += 31
     a = ledger.claim_next()
     assert (a.path, a.attempts, a.error) == ("a.jpg", 2, "OSError: No space left on device")

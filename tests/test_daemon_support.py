@@ -175,12 +175,15 @@ class FakeNotifier:
 
 
 @contextlib.contextmanager
-def running(config, models, notifier=None, timeout=30.0):
-    """The daemon loop in a thread with a stop event (paperless-ngx consumer style)."""
+def running(config, models, notifier=None, timeout=30.0, decode=None):
+    """The daemon loop in a thread with a stop event (paperless-ngx consumer style);
+    ``decode``: the settle check's full decode instead of the photo's own."""
     from pixcamd.daemon.service import Daemon
 
     stream = open(os.devnull, "w")  # noqa: SIM115 - closed below
-    daemon = Daemon(config, models=models, notifier=notifier or FakeNotifier(), stream=stream)
+    daemon = Daemon(
+        config, models=models, notifier=notifier or FakeNotifier(), stream=stream, decode=decode
+    )
     stop = threading.Event()
     outcome: dict = {}
 

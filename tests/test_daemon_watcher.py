@@ -355,3 +355,36 @@ def test_handler_sees_renames_into_the_inbox_and_whole_folders(tmp_path):
     assert seen == [("IMG_1.jpg", ""), ("moved.jpg", "")]
     assert gone == [".IMG_1.jpg.Ab12Cd", "x.jpg", "y.jpg"]
     assert folders == [inbox / "trip"]
+
+
+def test_a_poll_decodes_today_s_photos_first_within_its_budget_and_hears_a_stop(tmp_path):
+    """A library found at the first start settles a batch a poll, queued as it goes — not
+    after every photo in it was decoded — and a photo taken today, dropped in meanwhile, comes
+    first; the library in the order it was found."""
+    clock = Clock()
+    decoded: list[str] = []
+
+    def decode(path):  # each full decode takes a second of the (fake) clock
+        decoded.append(path.name)
+        clock.now += 1.0
+
+    tracker = StabilityTracker(
+        tmp_path, settle_time=1, settle_timeout=60, decode=decode, clock=clock
+    )
+    for n in range(6):  # a start-up scan of photos from 2015
+        (tmp_path / f"old{n}.jpg").write_bytes(b"x")
+        os.utime(tmp_path / f"old{n}.jpg", (1.43e9, 1.43e9))
+        tracker.touch(f"old{n}.jpg")
+    (tmp_path / "today.jpg").write_bytes(b"x")
+    tracker.touch("today.jpg")  # dropped in while the library waits
+    for _ in range(3):  # seen, then quiet and the same twice
+        clock.now += 1.5
+        tracker.poll(budget=2.0)
+    assert decoded == ["today.jpg", "old0.jpg"]  # the budget spent: the rest wait
+    assert len(tracker) == 5
+    assert tracker.poll(budget=2.0, stop=lambda: True) == ([], [])  # stopping: not one more
+    settled, _ = tracker.poll(budget=2.0)
+    assert [rel for rel, _st, _why in settled] == ["old1.jpg", "old2.jpg"]
+    while len(tracker):
+        tracker.poll(budget=2.0)
+    assert decoded == ["today.jpg", *(f"old{n}.jpg" for n in range(6))]

@@ -35,6 +35,11 @@ from pixcamd.daemon.watcher import (
     scan,
 )
 
+# Seconds of full decodes one settle poll spends: a library found at the first start is queued
+# a batch at a time instead of after every photo in it was decoded (an hour for 20,000), and
+# a stop is heard between batches.
+SETTLE_BUDGET = 2.0
+
 
 class _OverflowRescan(logging.Handler):
     """watchdog logs (and survives) an inotify queue overflow, but the events are lost: scan the
@@ -213,7 +218,7 @@ class Intake:
 
     def settle(self) -> None:
         self._seen = folder_identity(self.rules.inbox)  # for check_inbox
-        settled, _vanished = self.tracker.poll()
+        settled, _vanished = self.tracker.poll(SETTLE_BUDGET, self.stop_event.is_set)
         for rel, why in self.tracker.doubts():
             wait = self.tracker.settle_timeout
             self.log.emit(

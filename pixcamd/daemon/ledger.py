@@ -35,7 +35,7 @@ from pixcamd.daemon.ledger_copies import SameContent
 from pixcamd.daemon.ledger_file import create, opening, read_tables
 from pixcamd.daemon.ledger_log import DaemonRecord
 from pixcamd.daemon.ledger_row import Offer, Row, name_key
-from pixcamd.daemon.ledger_schema import JSON_COLUMNS, SCHEMA_VERSION, STATES, prepare
+from pixcamd.daemon.ledger_schema import JSON_COLUMNS, RECENT, SCHEMA_VERSION, STATES, prepare
 from pixcamd.errors import PixcamdError
 
 # a row with no publication on record: nothing for a recovery to finish
@@ -141,6 +141,16 @@ class Ledger(DaemonRecord, SameContent):
                     "SELECT * FROM photos WHERE state = ? ORDER BY id", (state,)
                 ).fetchall()
         return [Row.from_sql(r) for r in found]
+
+    def wake_times(self, after: float) -> list[float]:
+        """When the queued retries waiting past ``after`` are due (each time once): read
+        without building every queued row (a library's backlog is tens of thousands)."""
+        with self._lock:
+            found = self._db.execute(
+                "SELECT DISTINCT not_before FROM photos WHERE state = 'queued' AND not_before > ?",
+                (after,),
+            ).fetchall()
+        return [when for (when,) in found]
 
     def counts(self) -> dict[str, int]:
         with self._lock:
@@ -281,13 +291,16 @@ class Ledger(DaemonRecord, SameContent):
         return Row.from_sql(db.execute("SELECT * FROM photos WHERE id = ?", (row_id,)).fetchone())
 
     def claim_next(self) -> Row | None:
-        """Take the oldest due queued row: state processing, one more attempt."""
+        """Take the next due queued photo: state processing, one more attempt. Photos whose
+        file is from the last day first, then the rest, each in the order they were queued: a
+        library found at the first start takes days, and a photo taken today must not wait
+        behind all of it."""
         now = self.clock()
         with self._tx() as db:
             found = db.execute(
                 "SELECT id FROM photos WHERE state = 'queued' AND not_before <= ? "
-                "ORDER BY not_before, queued_at, id LIMIT 1",
-                (now,),
+                "ORDER BY mtime_ns >= ? DESC, not_before, queued_at, id LIMIT 1",
+                (now, int((now - RECENT) * 1e9)),
             ).fetchone()
             if found is None:
                 return None

@@ -10,6 +10,9 @@ STATES = ("queued", "processing", "done", "unprotected", "failed")
 # Raised with every change an older pixcamd would misread; a ledger of a higher version is
 # refused (``Ledger``), never lowered: 2 — the budget and decision columns (2026-12-02).
 SCHEMA_VERSION = 2
+# seconds: a photo whose file is this new is settled and taken before an older backlog (a
+# library found at the first start), which then goes in the order it was found
+RECENT = 86400.0
 JSON_COLUMNS = ("scores", "timings", "report", "staged_fields", "budget", "decision")
 ADDED_COLUMNS = (("budget", "TEXT"), ("decision", "TEXT"))
 

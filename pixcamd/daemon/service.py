@@ -285,9 +285,8 @@ class Daemon:
             self.config.settle_time,
             self.config.rescan_interval,
         )
-        for row in self.ledger.rows("queued"):  # retries pending from the last run
-            if row.not_before > time.time():
-                self._schedule_wake(row.not_before)
+        for when in self.ledger.wake_times(time.time()):  # retries pending from the last run
+            self._schedule_wake(when)
 
     def _schedule_wake(self, when: float) -> None:
         """A retry with backoff: wake the worker when it is due (it also polls each second)."""

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 
 CLOCK_JUMP = 2.0  # seconds the wall clock may move back against the monotonic one unremarked
+STOP_WAIT = 30.0  # seconds a stop waits for a running job (each hears the stop between files)
 
 
 class _QuietSkips(logging.Filter):
@@ -31,6 +32,21 @@ class Timers:
         self.scheduler = None
         self._intervals: dict[str, float] = {}  # job id → seconds, for ``check_clock``
         self._offset = time.time() - time.monotonic()  # the wall clock's, to see it jump
+        self._running = 0  # jobs under way: the stop waits for them before the ledger closes
+        self._idle = threading.Condition()
+
+    def _tracked(self, func: Callable[..., None]) -> Callable[..., None]:
+        def run(*args, **kwargs) -> None:
+            with self._idle:
+                self._running += 1
+            try:
+                func(*args, **kwargs)
+            finally:
+                with self._idle:
+                    self._running -= 1
+                    self._idle.notify_all()
+
+        return run
 
     def start(
         self,
@@ -53,6 +69,7 @@ class Timers:
             timezone=timezone.utc,
         )
         poll = min(1.0, max(0.05, settle_time / 3))
+        settle, scan = self._tracked(settle), self._tracked(scan)
         scheduler.add_job(settle, "interval", seconds=poll, id="settle")
         scheduler.add_job(scan, id="startup-scan", kwargs={"reason": "start-up"})
         if rescan_interval > 0:
@@ -90,7 +107,7 @@ class Timers:
             return
         with contextlib.suppress(Exception):  # the scheduler may be shutting down
             self.scheduler.add_job(
-                func,
+                self._tracked(func),
                 "date",
                 run_date=datetime.fromtimestamp(when, timezone.utc),
                 id=f"retry-{when:.3f}",
@@ -101,10 +118,15 @@ class Timers:
         """``func(**kwargs)`` once, soon, on the pool's threads (not while stopping)."""
         if self.scheduler is not None and not self.stop_event.is_set():
             with contextlib.suppress(Exception):  # the scheduler may be shutting down
-                self.scheduler.add_job(func, kwargs=kwargs)
+                self.scheduler.add_job(self._tracked(func), kwargs=kwargs)
 
-    def stop(self, wait: bool) -> None:
-        """No more jobs; with ``wait``, the running ones are waited for."""
+    def stop(self, wait: bool, timeout: float = STOP_WAIT) -> None:
+        """No more jobs; with ``wait``, the running ones are waited for, up to ``timeout`` (a
+        shutdown asked before without waiting cannot be asked again to wait: APScheduler then
+        says it is not running, so the jobs themselves are counted)."""
         if self.scheduler is not None:
             with contextlib.suppress(Exception):  # already shut down
-                self.scheduler.shutdown(wait=wait)
+                self.scheduler.shutdown(wait=False)
+        if wait:
+            with self._idle:
+                self._idle.wait_for(lambda: self._running == 0, timeout)

@@ -39,6 +39,7 @@ from watchdog.events import (
 )
 
 from pixcamd.daemon.fs import inside
+from pixcamd.daemon.ledger_schema import RECENT
 from pixcamd.errors import NotProtectable, OverTheLimit, without_path
 
 NOT_A_PHOTO = "not a photo extension"
@@ -311,13 +312,29 @@ class StabilityTracker:
         with self._lock:
             self._pending.pop(rel, None)
 
-    def poll(self) -> tuple[list[tuple[str, os.stat_result, str | None]], list[str]]:
+    def poll(
+        self, budget: float | None = None, stop: Callable[[], bool] | None = None
+    ) -> tuple[list[tuple[str, os.stat_result, str | None]], list[str]]:
         """(settled, vanished): settled items are (rel, stat, why the photo will fail or None:
-        "does not decode: …" after ``settle_timeout``, "cannot be protected: …" at once)."""
+        "does not decode: …" after ``settle_timeout``, "cannot be protected: …" at once).
+
+        Files from the last day first (as the ledger takes them), then in the order they came,
+        and no more full decodes once ``budget`` seconds have gone on them (the rest wait for
+        the next poll): a library found at the first start settles a batch at a time, queued as
+        it goes, and a photo taken today dropped in meanwhile is not decoded after all of it.
+        ``stop`` True ends the poll between two files."""
+        recent = (time.time() - RECENT) * 1e9
+
+        def older(item) -> bool:  # its size and time as the last poll saw them
+            return item[1].signature is not None and item[1].signature[1] < recent
+
         with self._lock:
-            items = list(self._pending.items())
+            items = sorted(self._pending.items(), key=older)  # stable: arrival order kept
         settled, vanished = [], []
+        began = self.clock()
         for rel, entry in items:
+            if stop is not None and stop():
+                break
             path = self.inbox / rel
             try:
                 st = path.stat()
@@ -340,6 +357,8 @@ class StabilityTracker:
                 quiet = now - entry.changed_at
                 if quiet < self.settle_time or entry.same < 2:
                     continue
+            if budget is not None and self.clock() - began >= budget:
+                break  # decoded enough for one poll; a later one takes the rest
             final = False  # a refusal of a photo read whole: no reason to wait for more bytes
             hold = False  # a refusal from its header alone: said once the file is quiet
             try:
