@@ -560,6 +560,21 @@ def test_the_image_cache_is_bounded_oldest_first(tmp_path):
     assert (cache.root / "img-3").read_bytes() == bytes(1000)
 
 
+def test_the_image_cache_counts_what_another_process_wrote_into_it(tmp_path):
+    """It keeps a running total instead of listing the folder after every image; what another
+    page (`pixcamd web` beside the daemon's) wrote is still counted, within RECOUNT images."""
+    from pixcamd.web.files import Cache
+
+    cache = Cache(tmp_path / "cache", limit=50_000)
+    cache.get("mine-0", lambda: bytes(100))
+    (cache.root / "theirs").write_bytes(bytes(60_000))  # past the limit on its own
+    os.utime(cache.root / "theirs", (1, 1))  # the least recently used
+    for n in range(1, Cache.RECOUNT + 1):
+        cache.get(f"mine-{n}", lambda: bytes(10))
+    assert not (cache.root / "theirs").exists()
+    assert sum(p.stat().st_size for p in cache.root.iterdir()) <= 50_000
+
+
 def test_pixcamd_web_alone_serves_the_ledger_and_stops_on_sigterm(world):
     import signal
     import subprocess
