@@ -210,7 +210,10 @@ def test_videos_and_sidecars_are_left_alone_and_named(tmp_path, brisque):
     assert sorted(ledger_rows(config)) == photos
     # what was there at start-up is counted by the scan, by extension ...
     (scanned,) = [e for e in events(config) if e["event"] == "scanned"]
-    assert "1 photos; 2 other files left alone (not photos: .mov 1, .xmp 1)" in scanned["message"]
+    assert (
+        "1 photos (1 new or changed); 2 other files left alone (not photos: .mov 1, .xmp 1)"
+        in (scanned["message"])
+    )
     # ... what arrives is named once, however many events its copy makes; a temp file never
     hidden = (
         "left alone for its name: the `ignore` pattern '.*' matches it (hidden files, sync "

@@ -729,7 +729,10 @@ def test_lost_events_are_made_up_by_scans(tmp_path, brisque):
         noise_photo(config.inbox / "later.png", 2)
         wait_for(lambda: finished(config, ["later.png"]), 30, "the restarted watcher")
     scans = [e["message"] for e in events(config) if e["event"] == "scanned"]
-    assert scans[:2] == ["start-up scan: 0 photos", "inotify overflow scan: 1 photos"]
+    assert scans[:2] == [
+        "start-up scan: 0 photos (0 new or changed)",
+        "inotify overflow scan: 1 photos (1 new or changed)",
+    ]
     assert scans[2].startswith("watcher restart scan")
     restarted = next(e for e in events(config) if e["event"] == "watching")
     assert restarted["level"] == "warning" and "restarting" in restarted["message"]

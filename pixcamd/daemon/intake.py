@@ -180,7 +180,7 @@ class Intake:
     def scan(self, reason: str = "periodic", root: Path | None = None) -> None:
         """Start-up scan, periodic rescan, or a folder that appeared whole. Files the ledger
         already knows with the same size and mtime are skipped without reading them."""
-        seen, others, refused = 0, [], []
+        seen, new, others, refused = 0, 0, [], []
         fingerprint = self.fingerprint()
         for rel in scan(self.rules, root, self.stop_event, others, refused):
             seen += 1
@@ -196,6 +196,7 @@ class Intake:
                     row.state in ("queued", "processing", "done") or row.fingerprint == fingerprint
                 ):
                     continue
+            new += 1
             self.candidate(rel, "")
         for rel, why in refused:  # named in the log, once a run (never silently skipped)
             self.candidate(rel, why)
@@ -204,7 +205,9 @@ class Intake:
                 self.candidate(rel, NOT_A_PHOTO)
         else:
             level = "debug" if reason == "periodic" else "info"
-            message = f"{reason} scan: {seen} photos"
+            message = f"{reason} scan: {seen} photos ({new} new or changed)"
+            if self.stop_event.is_set():  # cut short: the count is of what it reached
+                message = f"{reason} scan stopped by the shutdown after {seen} photos"
             if others:  # counted, not named: a camera folder may hold hundreds of videos
                 kinds = Counter(extension(rel) for rel in others)
                 listed = ", ".join(f"{ext} {n}" for ext, n in sorted(kinds.items()))
