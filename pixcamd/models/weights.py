@@ -9,6 +9,7 @@ another network is refused rather than half-loaded.
 from __future__ import annotations
 
 import os
+import stat
 import warnings
 import zipfile
 from pathlib import Path
@@ -41,10 +42,13 @@ def default_weights_path() -> Path:
 
 def present(path: Path) -> bool:
     """Whether weights are at ``path`` — also when a folder on its way is closed to this user
-    (reading them then says so, instead of ``auto`` quietly taking BRISQUE)."""
+    (reading them then says so, instead of ``auto`` quietly taking BRISQUE). ``os.stat``, not
+    ``Path.is_file``: from Python 3.14 that answers False for a closed folder too."""
     try:
-        return path.is_file()
-    except PermissionError:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError:
         return True
 
 
@@ -78,9 +82,11 @@ def load_checkpoint(
     path = Path(path)
     shown = name or path
     try:
-        if not path.exists():
-            raise WeightsMissing(f"KonCept512 weights not found at {shown}: {how_to_get}")
-        if not path.is_file():
+        try:
+            mode = os.stat(path).st_mode  # a closed folder raises (Path.exists: False in 3.14)
+        except (FileNotFoundError, NotADirectoryError):
+            raise WeightsMissing(f"KonCept512 weights not found at {shown}: {how_to_get}") from None
+        if not stat.S_ISREG(mode):
             raise NotACheckpoint(f"{shown} is not a file")
         with path.open("rb") as f:
             head = f.read(len(_LEGACY_MAGIC))
