@@ -147,24 +147,33 @@ def _one_install(dest: Path):
     lock = dest.parent / f".{dest.name}.fetching"
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError as exc:
         raise DownloadError(f"{dest.parent}: {exc.strerror or exc}; {NOTHING}") from None
+    fd = -1
     held = False
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            held = True
-        except BlockingIOError:
-            pass
-        except OSError:  # a filesystem without flock: as before, unguarded
-            held = True
-        try:  # the file it locked is still the lock, not one its holder removed meanwhile
-            same = os.fstat(fd).st_ino == os.stat(lock).st_ino
-        except OSError:
-            same = False
-        if not (held and same):
-            held = False
+        for _ in range(3):  # a lock its holder removed as we opened it: open the new one
+            try:
+                fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except OSError as exc:
+                raise DownloadError(f"{dest.parent}: {exc.strerror or exc}; {NOTHING}") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                break
+            except OSError:  # a filesystem without flock: as before, unguarded
+                held = True
+                break
+            try:  # the file it locked is still the lock, not one its holder removed meanwhile
+                same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+            except OSError:
+                same = False
+            if same:
+                held = True
+                break
+            os.close(fd)
+            fd = -1
+        if not held:
             raise DownloadError(
                 f"{dest}: another `pixcamd model fetch` is installing there now; let it finish "
                 f"({NOTHING} by this one)"
@@ -174,7 +183,8 @@ def _one_install(dest: Path):
         if held:
             with contextlib.suppress(OSError):
                 lock.unlink()  # before the lock is let go: a waiter then sees it was removed
-        os.close(fd)
+        if fd >= 0:
+            os.close(fd)
 
 
 STALE_PART = 600.0  # seconds: a download in progress writes its part file all the time
