@@ -3,7 +3,7 @@ being read, a stop heard within that, and a photo taken today not left behind al
 
 from __future__ import annotations
 
-import threading
+import sqlite3
 import time
 
 from test_daemon_support import (
@@ -20,36 +20,46 @@ from pixcamd.daemon.ledger import Ledger
 LIBRARY = 24
 
 
-def test_a_library_is_queued_a_batch_at_a_time_and_a_stop_is_heard_within_it(tmp_path, brisque):
+def test_a_library_is_queued_a_batch_at_a_time_and_a_stop_is_heard_within_it(
+    tmp_path, brisque, caplog
+):
     config = make_config(tmp_path)
     for n in range(LIBRARY):
         noise_photo(config.inbox / f"2015/{n:02}.jpg", n, size=(96, 64))
-    decoded: list[str] = []
+    decoded: list[float] = []  # when each full decode ended
 
     def slow_decode(path):  # a 12-MP photo's full decode, about a third of a second
         time.sleep(0.4)
-        decoded.append(path.name)
+        decoded.append(time.time())
 
     with running(config, [brisque], decode=slow_decode) as daemon:
-        # the first photo queued long before the last one is read (before: all of them first)
         wait_for(lambda: any(e["event"] == "queued" for e in events(config)), 60, "one queued")
-        assert len(decoded) < LIBRARY / 2, decoded
         stopping = time.monotonic()
-    # the daemon's thread has ended (joined by `running`), and within the settle's budget
-    took = time.monotonic() - stopping
-    assert daemon.outcome.get("code") == 0 and took < 10, (daemon.outcome, took)
-    assert not [t for t in threading.enumerate() if t.name.startswith("ThreadPoolExecutor")]
+    took = time.monotonic() - stopping  # the daemon's thread has ended (joined by `running`)
+    assert daemon.outcome.get("code") == 0 and took < 30, (daemon.outcome, took)
+    # the first photo was queued after one poll's budget of decodes (2 s: at most 6 of these),
+    # not after the whole library was read (before: all of them first)
+    db = sqlite3.connect(config.ledger_path)
+    (first,) = db.execute("SELECT min(ts) FROM events WHERE event = 'queued'").fetchone()
+    db.close()
+    assert len([t for t in decoded if t <= first]) <= 6, (first, decoded)
     said = [e["event"] for e in events(config)]
-    assert said[-1] == "stopped" and "ledger_unwritable" not in said, said[-5:]
+    assert said[-1] == "stopped", said[-5:]
+    # no job ran on after the ledger closed (APScheduler logs a job's exception: before, the
+    # settle job's "Cannot operate on a closed database")
+    failed = [r.getMessage() for r in caplog.records if r.name.startswith("apscheduler")]
+    assert not [m for m in failed if "raised an exception" in m], failed
     assert len(decoded) < LIBRARY  # the stop ended the reading, not the end of the library
 
 
-def test_a_photo_taken_today_is_taken_before_the_library(tmp_path):
-    ledger = Ledger(tmp_path / "ledger.sqlite3")
+def test_a_photo_taken_today_is_taken_before_the_library_even_a_day_later(tmp_path):
+    clock = [time.time()]
+    ledger = Ledger(tmp_path / "ledger.sqlite3", clock=lambda: clock[0])
     old = time.time_ns() - 10 * 365 * 86400 * 10**9
     for n in range(5):  # found by the start-up scan, oldest folder first
         ledger.offer(f"2015/{n}.jpg", f"{n:064}", 1, old + n, "fp")
     ledger.offer("today.jpg", "f" * 64, 1, time.time_ns(), "fp")
+    clock[0] += 25 * 3600  # the queue stalled for a day (a full outbox): it keeps its place
     order = [ledger.claim_next().path for _ in range(6)]
     ledger.close()
     assert order == ["today.jpg", *(f"2015/{n}.jpg" for n in range(5))]  # then as found
@@ -62,9 +72,9 @@ def test_status_says_how_long_the_backlog_takes_and_how_many_problems_it_does_no
 
     config = make_config(tmp_path)
     ledger = Ledger(config.ledger_path)
-    for n in range(60):  # failed, more than the 50 listed
+    for n in range(60):  # failed, more than the 50 listed (as the worker fails them: no time)
         ledger.offer(f"bad/{n}.jpg", f"{n:064}", 1, n, "fp")
-        ledger.finish(ledger.claim_next().id, "failed", error="does not decode", seconds=1.0)
+        ledger.finish(ledger.claim_next().id, "failed", error="does not decode")
     for n in range(3):  # protected in the last hour, 90 s each
         ledger.offer(f"done/{n}.jpg", f"{n + 100:064}", 1, 10**18 + n, "fp")
         ledger.finish(ledger.claim_next().id, "done", seconds=90.0)
@@ -73,7 +83,8 @@ def test_status_says_how_long_the_backlog_takes_and_how_many_problems_it_does_no
     ledger.close()
     code, out = cli(capsys, config, "status")
     assert code == 0, out
-    # the last hour's pace: (60 × 1 s + 3 × 90 s) / 63 photos, 400 of them about 35 minutes
-    assert "queue: 400 photos, about 35 min at the last hour's pace" in out, out
+    # the last hour's pace: 63 photos finished in it (the failures were quick), more than one
+    # worker's 40 an hour at 90 s a photo: 400 take about 6.3 h
+    assert "queue: 400 photos, about 6.3 h at the last hour's pace" in out, out
     assert "photos from the last day are taken first" in out
     assert "  … and 10 more (the web page lists every photo)" in out, out

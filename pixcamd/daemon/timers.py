@@ -32,21 +32,7 @@ class Timers:
         self.scheduler = None
         self._intervals: dict[str, float] = {}  # job id → seconds, for ``check_clock``
         self._offset = time.time() - time.monotonic()  # the wall clock's, to see it jump
-        self._running = 0  # jobs under way: the stop waits for them before the ledger closes
-        self._idle = threading.Condition()
-
-    def _tracked(self, func: Callable[..., None]) -> Callable[..., None]:
-        def run(*args, **kwargs) -> None:
-            with self._idle:
-                self._running += 1
-            try:
-                func(*args, **kwargs)
-            finally:
-                with self._idle:
-                    self._running -= 1
-                    self._idle.notify_all()
-
-        return run
+        self._pool = None  # the jobs' threads: a stop waits for them before the ledger closes
 
     def start(
         self,
@@ -63,13 +49,13 @@ class Timers:
         scheduler_log = logging.getLogger("apscheduler.scheduler")
         if not any(isinstance(f, _QuietSkips) for f in scheduler_log.filters):
             scheduler_log.addFilter(_QuietSkips())
+        self._pool = ThreadPoolExecutor(3)
         scheduler = BackgroundScheduler(
-            executors={"default": ThreadPoolExecutor(3)},
+            executors={"default": self._pool},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone=timezone.utc,
         )
         poll = min(1.0, max(0.05, settle_time / 3))
-        settle, scan = self._tracked(settle), self._tracked(scan)
         scheduler.add_job(settle, "interval", seconds=poll, id="settle")
         scheduler.add_job(scan, id="startup-scan", kwargs={"reason": "start-up"})
         if rescan_interval > 0:
@@ -107,7 +93,7 @@ class Timers:
             return
         with contextlib.suppress(Exception):  # the scheduler may be shutting down
             self.scheduler.add_job(
-                self._tracked(func),
+                func,
                 "date",
                 run_date=datetime.fromtimestamp(when, timezone.utc),
                 id=f"retry-{when:.3f}",
@@ -118,15 +104,18 @@ class Timers:
         """``func(**kwargs)`` once, soon, on the pool's threads (not while stopping)."""
         if self.scheduler is not None and not self.stop_event.is_set():
             with contextlib.suppress(Exception):  # the scheduler may be shutting down
-                self.scheduler.add_job(self._tracked(func), kwargs=kwargs)
+                self.scheduler.add_job(func, kwargs=kwargs)
 
     def stop(self, wait: bool, timeout: float = STOP_WAIT) -> None:
-        """No more jobs; with ``wait``, the running ones are waited for, up to ``timeout`` (a
-        shutdown asked before without waiting cannot be asked again to wait: APScheduler then
-        says it is not running, so the jobs themselves are counted)."""
+        """No more jobs; with ``wait``, the ones handed to the pool are waited for, up to
+        ``timeout`` (each hears the stop between files). APScheduler cannot be asked to wait by
+        a second shutdown once told not to; the pool itself can."""
         if self.scheduler is not None:
             with contextlib.suppress(Exception):  # already shut down
                 self.scheduler.shutdown(wait=False)
-        if wait:
-            with self._idle:
-                self._idle.wait_for(lambda: self._running == 0, timeout)
+        if wait and self._pool is not None:
+            waiter = threading.Thread(
+                target=self._pool.shutdown, kwargs={"wait": True}, name="pixcamd-timers-stop"
+            )
+            waiter.start()
+            waiter.join(timeout)

@@ -329,7 +329,8 @@ class StabilityTracker:
             return item[1].signature is not None and item[1].signature[1] < recent
 
         with self._lock:
-            items = sorted(self._pending.items(), key=older)  # stable: arrival order kept
+            items = list(self._pending.items())
+        items.sort(key=older)  # stable: arrival order kept; outside the lock (50,000: 70 ms)
         settled, vanished = [], []
         began = self.clock()
         for rel, entry in items:
