@@ -334,9 +334,12 @@ def render(report: dict) -> str:
         out.append("platforms: " + "; ".join(report["platforms"]))
     counts = report["counts"]
     out.append("photos: " + ", ".join(f"{state} {counts[state]}" for state in STATES))
-    pace = report["last_hour"]["mean_seconds"]
-    if counts["queued"] > 1 and pace:  # a backlog (a library found at the first start)
-        hours = counts["queued"] * pace / 3600
+    hour = report["last_hour"]
+    # photos an hour: one worker's (its mean time a photo), or as many as finished in the last
+    # hour where that is more (a Ray cluster protects several at once)
+    per_hour = max(hour["finished"], 3600 / hour["mean_seconds"] if hour["mean_seconds"] else 0)
+    if counts["queued"] > 1 and per_hour:  # a backlog (a library found at the first start)
+        hours = counts["queued"] / per_hour
         out.append(
             f"queue: {counts['queued']} photos, about {_duration(hours)} at the last hour's "
             "pace; photos from the last day are taken first"

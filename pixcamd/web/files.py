@@ -59,7 +59,8 @@ class Cache:
     The folder is listed when the bytes written since its last listing may have taken it past
     ``limit`` (and every ``RECOUNT`` writes, for another process's writes), not after every
     write: at 30,000 images a listing cost a quarter of a second, and image requests queued
-    behind it."""
+    behind it. Past the limit it is brought down to 90 % of it, so that a full cache is not
+    listed again at the next image."""
 
     RECOUNT = 200
 
@@ -74,21 +75,19 @@ class Cache:
         path = self.root / key
         with self._lock:
             one = self._making.setdefault(key, threading.Lock())
-        try:
-            with one:  # two browsers asking for the same image make it once
-                if path.is_file():
-                    with contextlib.suppress(OSError):
-                        os.utime(path)  # recently used
-                    return path
-                data = make()
-                self.root.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_name(f".{key}.{os.getpid()}.{threading.get_ident()}")
-                tmp.write_bytes(data)
-                os.replace(tmp, path)
-        finally:
-            with self._lock:  # one lock per image being made, not one per image ever made
-                if self._making.get(key) is one and not one.locked():
-                    del self._making[key]
+        with one:  # two browsers asking for the same image make it once
+            if path.is_file():
+                with contextlib.suppress(OSError):
+                    os.utime(path)  # recently used
+                return path
+            data = make()  # a failure keeps the lock: whoever waits on it makes it next
+            self.root.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{key}.{os.getpid()}.{threading.get_ident()}")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+            with self._lock:  # made: one lock per image being made, not per image ever made
+                if self._making.get(key) is one:
+                    del self._making[key]  # a waiter still holding it finds the file
         self._written(len(data), keep=path)
         return path
 
@@ -108,8 +107,10 @@ class Cache:
                 st = child.stat()
                 entries.append((st.st_mtime, st.st_size, child))
         total = sum(size for _, size, _ in entries)
+        # down to 90 %, not just under the limit: the next images would each list it again
+        target = self.limit * 0.9 if total > self.limit else self.limit
         for _, size, child in sorted(entries, key=lambda e: e[0]):
-            if total <= self.limit:
+            if total <= target:
                 break
             if child == keep:
                 continue

@@ -29,9 +29,11 @@
     if (problem) problem.hidden = true;
     text("daemon", s.daemon);
     $("daemon").className = "state-" + s.daemon;
+    const refused = s.refused
+      ? `its last start (${when(s.refused.ts)}) was refused: ${s.refused.reason}` : "";
+    const ended = s.ended_unexpectedly ? "it ended without stopping (a crash or a kill)" : "";
     text("pid", s.pid ? `pid ${s.pid}, since ${when(s.started_at)}`
-      : s.refused ? `its last start (${when(s.refused.ts)}) was refused: ${s.refused.reason}`
-      : s.ended_unexpectedly ? "it ended without stopping (a crash or a kill)" : "");
+      : [ended, refused].filter(Boolean).join("; "));
     text("model", s.model || "—");
     text("platforms", (s.platforms || []).join("; "));
     $("fallback").hidden = !s.model_fallback;
