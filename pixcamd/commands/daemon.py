@@ -256,7 +256,7 @@ def config_check(args: argparse.Namespace) -> int:
     from pixcamd.daemon.settings import build_settings, resolve_models, weights_file
     from pixcamd.devices import resolve_device
     from pixcamd.models import model_class
-    from pixcamd.models.weights import present
+    from pixcamd.models.weights import fetch_command, present
 
     config = _load(args)
     problems = access_problems(config)  # as `run` refuses them: run it as the daemon's user
@@ -273,10 +273,9 @@ def config_check(args: argparse.Namespace) -> int:
                 else " (a service finds them in its CacheDirectory=: check with "
                 "CACHE_DIRECTORY set to it)"
             )
-            fetch = "pixcamd model fetch" + (f" --to {weights}" if config.weights_path else "")
             raise PixcamdError(
-                f"{key}: KonCept512 weights not found at {weights}; `{fetch}` "
-                f"installs them{service}"
+                f"{key}: KonCept512 weights not found at {weights}; "
+                f"`{fetch_command(config.weights_path)}` installs them{service}"
             )
         try:  # as `run` reads them (a file another user installed under umask 077)
             with open(weights, "rb") as handle:

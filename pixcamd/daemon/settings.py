@@ -129,15 +129,6 @@ def weights_file(config: Config) -> Path:
     return config.weights_path or default_weights_path()
 
 
-def _fetch_command(config: Config) -> str:
-    """`pixcamd model fetch`, told where when the config names another place than its own."""
-    return (
-        f"pixcamd model fetch --to {config.weights_path}"
-        if config.weights_path
-        else ("pixcamd model fetch")
-    )
-
-
 def resolve_models(config: Config) -> tuple[list[str], str]:
     """(model names, note): what ``auto`` becomes, and why — said loudly at start-up."""
     from pixcamd.models import resolve_name
@@ -148,7 +139,7 @@ def resolve_models(config: Config) -> tuple[list[str], str]:
             return ["brisque"], (
                 f"model auto → BRISQUE (embedded): KonCept512 weights are not installed at "
                 f"{weights_file(config)}. The filter to fool is usually KonCept512: install it "
-                f"with `{_fetch_command(config)}`, then restart or reload the daemon"
+                "with `pixcamd model fetch`, then restart or reload the daemon"
             )
         return ["koncept512"], f"model auto → KonCept512 (weights at {weights_file(config)})"
     return list(config.model), f"model {'+'.join(config.model)} (configured)"

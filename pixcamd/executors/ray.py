@@ -292,15 +292,14 @@ class RayExecutor:
         from pathlib import Path
 
         from pixcamd.models import resolve_name
-        from pixcamd.models.weights import default_weights_path, how_to_get, load_checkpoint
+        from pixcamd.models.weights import default_weights_path, load_checkpoint
 
         names = [resolve_name(n, weights) for n in model_names]
         if not names:
             raise ValueError("RayExecutor needs at least one model")
         state_dict = None
         if "koncept512" in names:
-            path = Path(weights) if weights else default_weights_path()
-            state_dict = load_checkpoint(path, how_to_get=how_to_get(weights))
+            state_dict = load_checkpoint(Path(weights) if weights else default_weights_path())
         return names, state_dict
 
     def _connect(self, address: str) -> tuple[str, int] | None:

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from pixcamd.models.base import QualityModel
-from pixcamd.models.weights import default_weights_path, how_to_get, load_checkpoint, present
+from pixcamd.models.weights import default_weights_path, load_checkpoint, present
 
 MODEL_NAMES = ("koncept512", "brisque")
 CHOICES = ("auto", *MODEL_NAMES)
@@ -52,7 +52,7 @@ def load_model(
         from pixcamd.models.koncept512 import KonCept512
 
         path = Path(weights) if weights is not None else default_weights_path()
-        model = KonCept512(load_checkpoint(path, how_to_get=how_to_get(weights)))
+        model = KonCept512(load_checkpoint(path))
     return model.to(device).eval()
 
 

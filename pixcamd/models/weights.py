@@ -22,10 +22,6 @@ WEIGHTS_FILENAME = "KonCept512.pth"
 WEIGHTS_URL = "https://surfdrive.surf.nl/files/index.php/s/oeGv7wEyyMwwbIO/download"
 # torch's legacy (non-zip) format starts with the pickled magic number 0x1950a86a20f9469cfc6c.
 _LEGACY_MAGIC = bytes.fromhex("80028a0a6cfc9c46f9206aa85019")
-_HOW_TO_GET = (
-    "get them with `pixcamd model fetch` (downloads KonCept512.pth, about 229 MB) or install a "
-    "copy you already have with `pixcamd model fetch --from FILE`"
-)
 
 
 def cache_dir() -> Path:
@@ -52,15 +48,21 @@ def present(path: Path) -> bool:
         return True
 
 
-def how_to_get(path: str | os.PathLike | None) -> str:
-    """What to do about missing or unusable weights at ``path`` (None or the default place:
-    `model fetch` as it is; elsewhere it must be told where, or it installs to the cache)."""
+def fetch_command(path: str | os.PathLike | None = None) -> str:
+    """`pixcamd model fetch`, told where (``--to``) when the weights are read from elsewhere
+    than where it installs them by default."""
     if path is None or Path(path).expanduser() == default_weights_path():
-        return _HOW_TO_GET
+        return "pixcamd model fetch"
+    return f"pixcamd model fetch --to {path}"
+
+
+def fetch_advice(path: str | os.PathLike | None = None) -> str:
+    """What to do about missing or unusable weights read from ``path``."""
+    command = fetch_command(path)
+    copy = command.replace("fetch", "fetch --from FILE", 1)
     return (
-        f"get them with `pixcamd model fetch --to {path}` (downloads KonCept512.pth, about 229 "
-        f"MB) or install a copy you already have with `pixcamd model fetch --from FILE --to "
-        f"{path}`"
+        f"get them with `{command}` (downloads KonCept512.pth, about 229 MB) or install a copy "
+        f"you already have with `{copy}`"
     )
 
 
@@ -74,13 +76,15 @@ def expected_layout() -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
 
 
 def load_checkpoint(
-    path: str | os.PathLike, name: str | None = None, how_to_get: str = _HOW_TO_GET
+    path: str | os.PathLike, name: str | None = None, how_to_get: str | None = None
 ) -> dict[str, torch.Tensor]:
     """Read and validate a KonCept512 checkpoint; raise a specific ``WeightsError`` if unusable.
     ``name``: what the errors call the file (default its path), e.g. the source a copy came from;
-    ``how_to_get``: what the errors advise (``model fetch`` itself advises no ``model fetch``)."""
+    ``how_to_get``: what the errors advise (default: fetching them to ``path``; ``model fetch``
+    itself advises no ``model fetch``)."""
     path = Path(path)
     shown = name or path
+    how_to_get = fetch_advice(path) if how_to_get is None else how_to_get
     try:
         try:
             mode = os.stat(path).st_mode  # a closed folder raises (Path.exists: False in 3.14)
@@ -122,7 +126,7 @@ def load_checkpoint(
     return _check_layout(obj, shown, how_to_get)
 
 
-def _check_layout(obj, path: Path | str, how_to_get: str = _HOW_TO_GET) -> dict[str, torch.Tensor]:
+def _check_layout(obj, path: Path | str, how_to_get: str) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise NotACheckpoint(f"{path} is a PyTorch file but not a state dict of tensors")
     if obj and all(k.startswith("module.") for k in obj):
