@@ -96,19 +96,14 @@ def _write(source: BinaryIO, total: int | None, dest: Path, origin: str) -> Inst
                     while view:
                         view = view[out.write(view) :]
                 except OSError as exc:  # a full disk, a quota
-                    raise DownloadError(
-                        f"{dest.parent}: cannot write the weights ({exc.strerror or exc}); "
-                        f"{NOTHING}"
-                    ) from None
+                    raise _unwritable(dest, exc) from None
                 digest.update(chunk)
                 size += len(chunk)
                 progress.update(len(chunk))
             try:
                 os.fsync(out.fileno())
             except OSError as exc:
-                raise DownloadError(
-                    f"{dest.parent}: cannot write the weights ({exc.strerror or exc}); {NOTHING}"
-                ) from None
+                raise _unwritable(dest, exc) from None
         progress.close()
         if total is not None and size != total:
             raise TruncatedCheckpoint(
@@ -132,6 +127,14 @@ def _write(source: BinaryIO, total: int | None, dest: Path, origin: str) -> Inst
 
 
 NOTHING = "nothing was installed"
+
+
+def _unwritable(dest: Path, exc: OSError) -> DownloadError:
+    return DownloadError(
+        f"{dest.parent}: cannot write the weights ({exc.strerror or exc}); {NOTHING}"
+    )
+
+
 NOT_INSTALLED = (
     f"{NOTHING}; check the file or the URL — KonCept512.pth is the task organizers' "
     "(`pixcamd model fetch` with no --url or --from downloads it)"

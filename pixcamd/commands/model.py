@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import sys
 from pathlib import Path
 
 from pixcamd.commands.stopping import exit_status, sigterm_as_interrupt
+from pixcamd.daemon.fs import sha256_file
 from pixcamd.errors import WeightsError
 from pixcamd.fetch import fetch_weights, install_weights
 from pixcamd.models import load_model, resolve_name
@@ -52,16 +52,10 @@ def info(args) -> int:
     weights = Path(args.weights).expanduser() if args.weights else default_weights_path()
     report: dict = {"weights_path": str(weights), "weights_installed": present(weights)}
     if report["weights_installed"]:
-        digest = hashlib.sha256()
-        try:
-            with weights.open("rb") as f:
-                while chunk := f.read(1 << 20):
-                    digest.update(chunk)
-            report.update(weights_size=weights.stat().st_size, weights_sha256=digest.hexdigest())
-        except OSError:  # unreadable to this user: the model's own load below says so
-            with contextlib.suppress(OSError):
-                report["weights_size"] = weights.stat().st_size
-            report.update(weights_size=report.get("weights_size"), weights_sha256=None)
+        report.update(weights_size=None, weights_sha256=None)
+        with contextlib.suppress(OSError):  # unreadable to this user: the load below says so
+            report["weights_size"] = weights.stat().st_size
+            report["weights_sha256"] = sha256_file(weights)
     report["auto_selects"] = resolve_name("auto", weights if args.weights else None)
     report["models"] = {}
     for name in ("koncept512", "brisque"):
