@@ -121,11 +121,11 @@ def gather(config: Config, events: int = 10, now: float | None = None, photos: i
         ][::-1]
         # a start refused since the last start and stop (its weights unreadable, say): a
         # refusal before the daemon's record was opened leaves that record as it was
-        since = max(facts.get("started_at") or 0, facts.get("stopped_at") or 0)
+        last_run = max(facts.get("started_at") or 0, facts.get("stopped_at") or 0)
         refusal = db.execute(
             "SELECT ts, data FROM events WHERE ts > ? AND event = 'start_refused' "
             "ORDER BY id DESC LIMIT 1",
-            (since,),
+            (last_run,),
         ).fetchone()
     finally:
         db.close()
@@ -142,9 +142,9 @@ def gather(config: Config, events: int = 10, now: float | None = None, photos: i
     # the fallback's reason gone since: KonCept512's weights installed, after it was chosen,
     # where the daemon looks (its own environment's cache, not this shell's)
     where = facts.get("weights_file")
-    since = bool(facts.get("model_fallback")) and bool(where) and os.path.isfile(where)
+    installed = bool(facts.get("model_fallback")) and bool(where) and os.path.isfile(where)
     advice = facts.get("model_note")
-    if since:
+    if installed:
         when = "a reload (SIGHUP) or restart" if running == "running" else "its next start"
         advice = f"KonCept512's weights were installed since; the daemon uses them after {when}"
     return {
@@ -162,7 +162,7 @@ def gather(config: Config, events: int = 10, now: float | None = None, photos: i
         "model": facts.get("model"),
         "model_note": facts.get("model_note"),
         "model_fallback": bool(facts.get("model_fallback")),
-        "weights_since": since,
+        "weights_since": installed,
         "model_advice": advice,  # what the fallback line says now (the page's too)
         "model_fingerprints": facts.get("model_fingerprints") or [],
         "platform_specs": facts.get("platform_specs") or {},
@@ -284,6 +284,13 @@ def _when(ts: float | None) -> str:
     return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "—"
 
 
+def _refused(report: dict) -> str:
+    refused = report.get("refused")
+    if not refused:
+        return ""
+    return f"its last start ({_when(refused['ts'])}) was refused: {refused['reason']}"
+
+
 def _more(out: list[str], left: int) -> None:
     """The lists show the latest 50: how many more there are, never left out unsaid."""
     if left > 0:
@@ -307,22 +314,13 @@ def render(report: dict) -> str:
             f"{_when(report['heartbeat'])})"
         )
     elif report.get("ended_unexpectedly"):  # and a start since, refused: both are news
-        refused = report.get("refused")
-        later = (
-            f"; its last start ({_when(refused['ts'])}) was refused: {refused['reason']}"
-            if refused
-            else "; `pixcamd run` goes on from there"
-        )
+        later = _refused(report) or "`pixcamd run` goes on from there"
         out.append(
             "daemon: not running — it ended without stopping (a crash, a kill or a power cut; "
-            f"last heartbeat {_when(report['heartbeat'])}){later}"
+            f"last heartbeat {_when(report['heartbeat'])}); {later}"
         )
-    elif report.get("refused"):
-        refused = report["refused"]
-        out.append(
-            f"daemon: not running — its last start ({_when(refused['ts'])}) was refused: "
-            f"{refused['reason']}"
-        )
+    elif refused := _refused(report):
+        out.append(f"daemon: not running — {refused}")
     else:
         out.append(f"daemon: not running (stopped {_when(report['stopped_at'])})")
     if report["model"]:
