@@ -354,3 +354,50 @@ def test_platforms_changed_beside_a_daemon_that_recorded_none_queues_nothing(
             assert "queued" not in out and ledger_rows(config)["a.jpg"]["state"] == "done"
     code, out, _ = retry(capsys, config, "--platforms-changed")  # stopped: the config's
     assert code == 0 and "queued  a.jpg (its platforms were not recorded)" in out
+
+
+def test_a_library_retried_by_model_is_read_a_batch_at_a_time_and_queued_with_its_history(
+    tmp_path, capsys, monkeypatch
+):
+    """``--model-changed``/``--platforms-changed`` over a library: the ledger's reports are read
+    a batch at a time (before: every row of the state parsed at once, 1.5 GB at 50,000), and
+    every queued photo gets its ``retry`` event in the transaction that queues it, the oldest
+    history pruned as the ledger keeps it."""
+    from pixcamd.daemon import ledger as ledger_module
+    from pixcamd.daemon import ledger_log
+    from pixcamd.daemon.ledger import Ledger
+    from pixcamd.models import load_model
+
+    monkeypatch.setattr(ledger_module, "LEAN_BATCH", 7)  # batches of 7: every boundary crossed
+    monkeypatch.setattr(ledger_log, "MAX_EVENTS", 100)
+    config = make_config(tmp_path)
+    now = load_model("brisque", None).fingerprint
+    task = {"name": "task", "spec": "none-q90"}
+    ledger = Ledger(config.ledger_path)
+    for n in range(2400):
+        name = f"2015/{n:04}.jpg"
+        (config.inbox / name).parent.mkdir(exist_ok=True)
+        (config.inbox / name).write_bytes(b"")  # only its presence is looked at
+        ledger.offer(name, f"{n:064}", 1, 1, "fp")
+        row = ledger.claim_next()
+        fingerprint = now if n % 3 else "brisque-live-svr@sha256:older"  # every third: older
+        platforms = [task] if n % 5 else []  # every fifth: no platforms recorded
+        report = {"models": [{"fingerprint": fingerprint}], "platforms": platforms}
+        ledger.finish(row.id, "done", verdict="protected", output=name, report=report)
+    ledger.close()
+
+    code, out, _ = retry(capsys, config, "--model-changed", "--platforms-changed")
+    assert code == 0, out
+    older = {f"2015/{n:04}.jpg" for n in range(2400) if n % 3 == 0}
+    unrecorded = {f"2015/{n:04}.jpg" for n in range(2400) if n % 5 == 0} - older
+    queued = {line.split()[1]: line for line in out.splitlines() if line.startswith("queued ")}
+    assert set(queued) == older | unrecorded, len(queued)
+    assert "(protected against brisque-live-svr@sha256:older)" in queued["2015/0000.jpg"]
+    assert "(its platforms were not recorded)" in queued["2015/0005.jpg"]
+    assert f"{len(older | unrecorded)} photo(s) queued again, 0 skipped" in out
+    rows = ledger_rows(config)
+    assert {p for p, r in rows.items() if r["state"] == "queued"} == older | unrecorded
+    history = retry_events(config)  # the last 100 of the retry's events, in its order
+    assert len(history) == 100
+    assert [e["path"] for e in history] == sorted(older | unrecorded)[-100:]
+    assert all(e["was"]["state"] == "done" for e in history)

@@ -34,12 +34,13 @@ from typing import Any
 from pixcamd.daemon.ledger_copies import SameContent
 from pixcamd.daemon.ledger_file import create, opening, read_tables
 from pixcamd.daemon.ledger_log import DaemonRecord
-from pixcamd.daemon.ledger_row import Offer, Row, name_key
+from pixcamd.daemon.ledger_row import ROW_FIELDS, Offer, Row, name_key
 from pixcamd.daemon.ledger_schema import JSON_COLUMNS, RECENT, SCHEMA_VERSION, STATES, prepare
 from pixcamd.errors import PixcamdError
 
 # a row with no publication on record: nothing for a recovery to finish
 NO_COMMIT = dict(staged=None, staged_output=None, staged_sha256=None, staged_fields=None)
+LEAN_BATCH = 2000  # rows read at a time by ``lean_rows``
 
 
 class Ledger(DaemonRecord, SameContent):
@@ -141,6 +142,30 @@ class Ledger(DaemonRecord, SameContent):
                     "SELECT * FROM photos WHERE state = ? ORDER BY id", (state,)
                 ).fetchall()
         return [Row.from_sql(r) for r in found]
+
+    def lean_rows(self, state: str) -> Iterator[tuple[Row, dict]]:
+        """Every row in ``state``, a batch at a time, without its JSON columns — a library's
+        reports are a gigabyte once parsed — but with the models and platforms its report
+        recorded (``{"models": …, "platforms": …}``): what ``pixcamd retry`` selects by."""
+        columns = ", ".join(f"NULL AS {f}" if f in JSON_COLUMNS else f for f in ROW_FIELDS)
+        batch, last = LEAN_BATCH, 0
+        while True:
+            with self._lock:  # released between batches: the daemon writes on meanwhile
+                found = self._db.execute(
+                    f"SELECT {columns}, json_extract(report, '$.models') AS judged_models, "
+                    "json_extract(report, '$.platforms') AS judged_platforms FROM photos "
+                    "WHERE state = ? AND id > ? ORDER BY id LIMIT ?",
+                    (state, last, batch),
+                ).fetchall()
+            for r in found:
+                recorded = {
+                    "models": json.loads(r["judged_models"] or "null"),
+                    "platforms": json.loads(r["judged_platforms"] or "null"),
+                }
+                yield Row.from_sql(r), recorded
+            if len(found) < batch:
+                return
+            last = found[-1]["id"]
 
     def wake_times(self, after: float) -> list[float]:
         """When the queued retries waiting past ``after`` are due (each time once): read
@@ -321,13 +346,17 @@ class Ledger(DaemonRecord, SameContent):
         )
         return self._get(db, row_id)
 
-    def requeue_many(self, row_ids: list[int], budget: dict | None = None) -> None:
-        """``pixcamd retry``: queued afresh (attempts from 0), in one transaction. The outbox
-        path stays, so a shipped photo's copy is replaced; ``duplicate_of`` is cleared (the
-        worker finds the re-done original again, or protects the photo itself). ``budget``:
-        a stronger retry's larger budget for this attempt (None: the config's)."""
+    def requeue_many(
+        self, row_ids: list[int], budget: dict | None = None, events: list[tuple] = ()
+    ) -> None:
+        """``pixcamd retry``: queued afresh (attempts from 0), in one transaction with their
+        ``events`` (ts, level, event, path, data). The outbox path stays, so a shipped photo's
+        copy is replaced; ``duplicate_of`` is cleared (the worker finds the re-done original
+        again, or protects the photo itself). ``budget``: a stronger retry's larger budget for
+        this attempt (None: the config's)."""
         now = self.clock()
         with self._tx() as db:
+            self._insert_events(db, list(events))
             for row_id in row_ids:
                 self._update(
                     db,

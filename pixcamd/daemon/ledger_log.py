@@ -13,12 +13,21 @@ MAX_EVENTS = 20_000  # older events are pruned
 class DaemonRecord:
     def add_event(self, ts: float, level: str, event: str, path: str | None, data: dict) -> None:
         with self._tx() as db:
+            self._insert_events(db, [(ts, level, event, path, data)])
+
+    @staticmethod
+    def _insert_events(db, events: list[tuple[float, str, str, str | None, dict]]) -> None:
+        """Events as (ts, level, event, path, data), within the caller's transaction; the
+        oldest beyond ``MAX_EVENTS`` are pruned every thousand."""
+        first = None
+        for ts, level, event, path, data in events:
             cursor = db.execute(
                 "INSERT INTO events (ts, level, event, path, data) VALUES (?, ?, ?, ?, ?)",
                 (ts, level, event, path, json.dumps(data, default=str)),
             )
-            if cursor.lastrowid % 1000 == 0:
-                db.execute("DELETE FROM events WHERE id <= ?", (cursor.lastrowid - MAX_EVENTS,))
+            first = cursor.lastrowid if first is None else first
+        if first is not None and (cursor.lastrowid // 1000) > ((first - 1) // 1000):
+            db.execute("DELETE FROM events WHERE id <= ?", (cursor.lastrowid - MAX_EVENTS,))
 
     def daemon_facts(self) -> dict:
         """What the daemon recorded of itself (its folders, pid, heartbeat, …)."""

@@ -71,7 +71,8 @@ class Row:
         return taken if isinstance(taken, dict) else None
 
 
-_FIELDS = frozenset(f.name for f in fields(Row))
+ROW_FIELDS = tuple(f.name for f in fields(Row))  # in the order of the photos table
+_FIELDS = frozenset(ROW_FIELDS)
 
 
 @dataclass(frozen=True)

@@ -126,32 +126,20 @@ def plan(
     result = Plan()
     asked = [*rows_for(config, ledger, paths), *rows]
     chosen = {row.id: (row, "asked for") for row in asked}
-    if failed:
-        for row in ledger.rows("failed"):
-            chosen.setdefault(row.id, (row, "failed"))
-    if unprotected:
-        for row in ledger.rows("unprotected"):
-            chosen.setdefault(row.id, (row, "unprotected"))
-    if model_changed:
-        assert fingerprints is not None
-        for row in ledger.rows("done"):
+    # a batch of lean rows at a time (a library's ledger holds tens of thousands of reports)
+    for state, wanted in (("failed", failed), ("unprotected", unprotected)):
+        if wanted:
+            for row, _ in ledger.lean_rows(state):
+                chosen.setdefault(row.id, (row, state))
+    if model_changed or platforms_changed:
+        assert not model_changed or fingerprints is not None
+        assert not platforms_changed or specs is not None
+        for row, recorded in ledger.lean_rows("done"):
             if not row.output:
                 continue  # a rename of a shipped photo: its original is the one redone
-            used = _models_of(row)
-            if used != fingerprints:
-                was = ", ".join(sorted(used)) or "not recorded"
-                chosen.setdefault(row.id, (row, f"protected against {was}"))
-    if platforms_changed:
-        assert specs is not None
-        for row in ledger.rows("done"):
-            if not row.output:
-                continue
-            judged = set(judged_specs(row.report).values())
-            missing = [named_spec(spec, name) for spec, name in specs.items() if spec not in judged]
-            if not judged:  # a report that names none (an older pixcamd's): redone, said so
-                chosen.setdefault(row.id, (row, "its platforms were not recorded"))
-            elif missing:
-                chosen.setdefault(row.id, (row, f"not judged on {', '.join(missing)}"))
+            why = _changed(recorded, fingerprints if model_changed else None, specs or {})
+            if why:
+                chosen.setdefault(row.id, (row, why))
     for row, why in sorted(chosen.values(), key=lambda item: item[0].id):
         if row.state == "processing":
             skipped = "being protected right now"
@@ -165,6 +153,23 @@ def plan(
         result.skipped.append((row.path, skipped))
         result.refused += why == "asked for"
     return result
+
+
+def _changed(recorded: dict, fingerprints: set[str] | None, specs: dict[str, str]) -> str:
+    """Why a shipped copy is redone (``""``: it is not): other models than ``fingerprints``
+    (None: not asked), or not judged on every platform of ``specs`` (empty: not asked)."""
+    if fingerprints is not None:
+        used = _models_of(recorded)
+        if used != fingerprints:
+            return f"protected against {', '.join(sorted(used)) or 'not recorded'}"
+    if specs:
+        judged = set(judged_specs(recorded).values())
+        if not judged:  # a report that names none (an older pixcamd's): redone, said so
+            return "its platforms were not recorded"
+        missing = [named_spec(spec, name) for spec, name in specs.items() if spec not in judged]
+        if missing:
+            return f"not judged on {', '.join(missing)}"
+    return ""
 
 
 def stronger(config: Config) -> dict:
@@ -190,8 +195,7 @@ def describe_budget(budget: dict) -> str:
     )
 
 
-def _models_of(row: Row) -> set[str]:
-    report = row.report if isinstance(row.report, dict) else {}
+def _models_of(report: dict) -> set[str]:
     return {m.get("fingerprint") for m in report.get("models") or [] if m.get("fingerprint")}
 
 
@@ -210,12 +214,11 @@ def apply(
     """Queue them all in one transaction, with one ``retry`` event each (the history);
     ``budget``: a stronger retry's (``stronger``)."""
     now = time.time() if now is None else now
-    ledger.requeue_many([row.id for row, _ in queued], budget)
     larger = ""
     if budget:
         larger = f", stronger: {describe_budget(budget)}"
-    for row, why in queued:
-        ledger.add_event(
+    events = [
+        (
             now,
             "info",
             "retry",
@@ -233,3 +236,6 @@ def apply(
                 },
             },
         )
+        for row, why in queued
+    ]
+    ledger.requeue_many([row.id for row, _ in queued], budget, events)
