@@ -67,7 +67,7 @@ def test_the_unit_says_what_the_issue_asks():
     assert d["WatchdogSec"] == ["5min"]
     # the stop timeout covers the default grace time and the unwinding after it
     from pixcamd.daemon.schema import KEYS
-    from pixcamd.daemon.service import ABANDON_WAIT
+    from pixcamd.daemon.shutdown import ABANDON_WAIT
 
     assert KEYS["grace_time"].default + ABANDON_WAIT < 90
     gpu = directives(DROPIN.read_text())
