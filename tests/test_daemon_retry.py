@@ -363,12 +363,11 @@ def test_a_library_retried_by_model_is_read_a_batch_at_a_time_and_queued_with_it
     a batch at a time (before: every row of the state parsed at once, 1.5 GB at 50,000), and
     every queued photo gets its ``retry`` event in the transaction that queues it, the oldest
     history pruned as the ledger keeps it."""
-    from pixcamd.daemon import ledger as ledger_module
-    from pixcamd.daemon import ledger_log
+    from pixcamd.daemon import ledger_lists, ledger_log
     from pixcamd.daemon.ledger import Ledger
     from pixcamd.models import load_model
 
-    monkeypatch.setattr(ledger_module, "LEAN_BATCH", 7)  # batches of 7: every boundary crossed
+    monkeypatch.setattr(ledger_lists, "LEAN_BATCH", 7)  # batches of 7: every boundary crossed
     monkeypatch.setattr(ledger_log, "MAX_EVENTS", 100)
     config = make_config(tmp_path)
     now = load_model("brisque", None).fingerprint

@@ -600,3 +600,47 @@ def test_pixcamd_web_alone_serves_the_ledger_and_stops_on_sigterm(world):
     finally:
         process.kill()
         process.wait()
+
+
+def test_the_photo_list_finds_a_name_and_says_how_many_pages_it_has(world):
+    """A library's list: how many photos and pages, a jump to the oldest, and a name looked
+    for anywhere in the path — any case, accents typed composed where the sync wrote them
+    decomposed — kept across the list's links."""
+    import unicodedata
+
+    from pixcamd.daemon.ledger import Ledger
+
+    ledger = Ledger(world.ledger_path)
+    synced = unicodedata.normalize("NFD", "Été/Crème brûlée.jpg")
+    for n, name in enumerate([*(f"2019/IMG_{n:04}.JPG" for n in range(130)), synced]):
+        ledger.offer(name, f"{n:064}", 1, 1, "fp")
+        row = ledger.claim_next()
+        ledger.finish(row.id, "done", verdict="protected", output=name)
+    ledger.close()
+    with serving(world) as server:
+        web = Client(server.url)
+        status, _, body = web.get("/photos")
+        page = body.decode()
+        assert status == 200 and "134 photos · page 1 of 3" in page, page
+        assert 'href="/photos?verdict=all&amp;page=3">oldest' in page
+        status, _, body = web.get("/photos?page=3")
+        assert b"page 3 of 3" in body and b"2019/IMG_0000.JPG" in body  # the first finished
+        assert b"older</a>" not in body
+
+        status, _, body = web.get("/photos?verdict=protected&name=img_012")
+        page = body.decode()
+        assert status == 200 and "10 photos whose name holds “img_012”" in page, page
+        shown = sorted(n for n in (f"2019/IMG_{k:04}.JPG" for k in range(130)) if n in page)
+        assert shown == [f"2019/IMG_{k:04}.JPG" for k in range(120, 130)]
+        assert 'name="name" value="img_012"' in page
+        assert 'href="/photos?verdict=failed&amp;name=img_012"' in page  # the filters keep it
+        status, _, body = web.get("/photos?verdict=failed&name=img_012")
+        assert b"0 photos whose name holds" in body and b"No photo here has that in its" in body
+
+        status, _, body = web.get("/photos?name=cr%C3%A8me")  # crème, typed composed
+        assert b"1 photo whose name holds" in body
+        assert synced.encode() in body or unicodedata.normalize("NFC", synced).encode() in body
+        status, _, body = web.get("/photos?name=" + "x" * 201)
+        assert status == 400 and b"at most 200 printable characters" in body
+        status, _, body = web.get("/photos?name=a%0Ab")
+        assert status == 400

@@ -33,17 +33,17 @@ from typing import Any
 
 from pixcamd.daemon.ledger_copies import SameContent
 from pixcamd.daemon.ledger_file import create, opening, read_tables
+from pixcamd.daemon.ledger_lists import Lists, folded
 from pixcamd.daemon.ledger_log import DaemonRecord
-from pixcamd.daemon.ledger_row import ROW_FIELDS, Offer, Row, name_key
+from pixcamd.daemon.ledger_row import Offer, Row, name_key
 from pixcamd.daemon.ledger_schema import JSON_COLUMNS, RECENT, SCHEMA_VERSION, STATES, prepare
 from pixcamd.errors import PixcamdError
 
 # a row with no publication on record: nothing for a recovery to finish
 NO_COMMIT = dict(staged=None, staged_output=None, staged_sha256=None, staged_fields=None)
-LEAN_BATCH = 2000  # rows read at a time by ``lean_rows``
 
 
-class Ledger(DaemonRecord, SameContent):
+class Ledger(DaemonRecord, SameContent, Lists):
     """Thread-safe: one connection, serialised by a lock (the daemon's writes are few and short)."""
 
     def __init__(self, path: str | Path, clock=time.time, fresh: str | None = None):
@@ -67,6 +67,7 @@ class Ledger(DaemonRecord, SameContent):
                 self._db.create_function(
                     "nfc", 1, lambda s: s and unicodedata.normalize("NFC", s), deterministic=True
                 )
+                self._db.create_function("folded", 1, folded, deterministic=True)
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=FULL")  # committed survives power loss
                 self._db.execute("PRAGMA busy_timeout=10000")
@@ -132,40 +133,6 @@ class Ledger(DaemonRecord, SameContent):
 
     def by_id(self, row_id: int) -> Row | None:
         return self._one("SELECT * FROM photos WHERE id = ?", row_id)
-
-    def rows(self, state: str | None = None) -> list[Row]:
-        with self._lock:
-            if state is None:
-                found = self._db.execute("SELECT * FROM photos ORDER BY id").fetchall()
-            else:
-                found = self._db.execute(
-                    "SELECT * FROM photos WHERE state = ? ORDER BY id", (state,)
-                ).fetchall()
-        return [Row.from_sql(r) for r in found]
-
-    def lean_rows(self, state: str) -> Iterator[tuple[Row, dict]]:
-        """Every row in ``state``, a batch at a time, without its JSON columns — a library's
-        reports are a gigabyte once parsed — but with the models and platforms its report
-        recorded (``{"models": …, "platforms": …}``): what ``pixcamd retry`` selects by."""
-        columns = ", ".join(f"NULL AS {f}" if f in JSON_COLUMNS else f for f in ROW_FIELDS)
-        batch, last = LEAN_BATCH, 0
-        while True:
-            with self._lock:  # released between batches: the daemon writes on meanwhile
-                found = self._db.execute(
-                    f"SELECT {columns}, json_extract(report, '$.models') AS judged_models, "
-                    "json_extract(report, '$.platforms') AS judged_platforms FROM photos "
-                    "WHERE state = ? AND id > ? ORDER BY id LIMIT ?",
-                    (state, last, batch),
-                ).fetchall()
-            for r in found:
-                recorded = {
-                    "models": json.loads(r["judged_models"] or "null"),
-                    "platforms": json.loads(r["judged_platforms"] or "null"),
-                }
-                yield Row.from_sql(r), recorded
-            if len(found) < batch:
-                return
-            last = found[-1]["id"]
 
     def wake_times(self, after: float) -> list[float]:
         """When the queued retries waiting past ``after`` are due (each time once): read
@@ -473,29 +440,3 @@ class Ledger(DaemonRecord, SameContent):
                 **fields,
             )
             return self._get(db, row_id)
-
-    def finished_rows(self, states: tuple[str, ...], limit: int, offset: int = 0) -> list[Row]:
-        """Rows in ``states``, the most recently finished (or queued) first: the photo list."""
-        marks = ",".join("?" * len(states))
-        with self._lock:
-            found = self._db.execute(
-                f"SELECT * FROM photos WHERE state IN ({marks}) "
-                "ORDER BY coalesce(finished_at, queued_at, 0) DESC, id DESC LIMIT ? OFFSET ?",
-                (*states, limit, offset),
-            ).fetchall()
-        return [Row.from_sql(r) for r in found]
-
-    def processing(self) -> list[Row]:
-        return self.rows("processing")
-
-    # ---- events and daemon facts ------------------------------------------------------------
-
-    def recent_outputs(self, limit: int = 20) -> list[str]:
-        """The last copies the record says it published (outbox-relative names)."""
-        with self._lock:
-            found = self._db.execute(
-                "SELECT output FROM photos WHERE output IS NOT NULL AND output != '' "
-                "ORDER BY finished_at DESC LIMIT ?",
-                (limit,),
-            ).fetchall()
-        return [name for (name,) in found]

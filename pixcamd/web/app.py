@@ -14,7 +14,7 @@ import secrets
 import threading
 import time
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
@@ -44,6 +44,7 @@ from pixcamd.web.security import Guard, csrf_secret, same
 STATIC = Path(__file__).resolve().parent / "static"
 PAGE_SIZE = 60
 MAX_FORM = 4096  # an action's form is one hidden field
+MAX_NAME = 200  # characters of a name looked for in the photo list
 SQLITE_MAX = 2**63 - 1
 MAX_PAGE = SQLITE_MAX // PAGE_SIZE  # beyond it the list's OFFSET is no SQLite integer
 VIA = "the web page"
@@ -73,6 +74,8 @@ class Web:
         )
         self.env.filters["printable"] = printable
         self.env.filters["score"] = score_text
+        # a link's query: what is empty is left out (``/photos?verdict=all``, no ``name=``)
+        self.env.filters["query"] = lambda q: urlencode({k: v for k, v in q.items() if v != ""})
         self.env.globals.update(csrf=self.secret, when=pages.when)
         self.notices = Notices()
 
@@ -143,6 +146,7 @@ def create_app(config: Config, ledger: Ledger, token: str = "", loopback: bool =
     def photo_list(request: Request) -> Response:
         verdict = request.query_params.get("verdict", "all")
         page = request.query_params.get("page", "1")
+        name = request.query_params.get("name", "").strip()
         number = _ascii_int(page) or 0
         if verdict not in pages.FILTERS or not 1 <= number <= MAX_PAGE:
             return web.html(
@@ -151,15 +155,25 @@ def create_app(config: Config, ledger: Ledger, token: str = "", loopback: bool =
                 message=f"unknown filter: choose verdict from {', '.join(pages.FILTERS)} "
                 f"and a page number from 1 to {MAX_PAGE}",
             )
+        if len(name) > MAX_NAME or not name.isprintable():
+            return web.html(
+                "error.html",
+                400,
+                message=f"a name to look for is at most {MAX_NAME} printable characters",
+            )
         states = pages.FILTERS[verdict][1]
         offset = (number - 1) * PAGE_SIZE
-        rows = ledger.finished_rows(states, PAGE_SIZE + 1, offset)
+        rows = ledger.finished_rows(states, PAGE_SIZE + 1, offset, name)
+        total = ledger.count_listed(states, name)
         return web.html(
             "photos.html",
             photos=[pages.summary(r) for r in rows[:PAGE_SIZE]],
             verdict=verdict,
             filters=pages.FILTERS,
+            looked_for=name,
             page=number,
+            pages=max(1, -(-total // PAGE_SIZE)),
+            total=total,
             more=len(rows) > PAGE_SIZE,
         )
 
