@@ -192,6 +192,8 @@ def gather(config: Config, events: int = 10, now: float | None = None, photos: i
         "events": last,
         "ledger": str(path),
         "log_file": str(config.log_file),
+        "web": getattr(config, "web", None),  # the page's address ("": off; None: unknown, a
+        # config that does not validate gives only its record)
     }
 
 
@@ -291,10 +293,14 @@ def _refused(report: dict) -> str:
     return f"its last start ({_when(refused['ts'])}) was refused: {refused['reason']}"
 
 
-def _more(out: list[str], left: int) -> None:
-    """The lists show the latest 50: how many more there are, never left out unsaid."""
+def _more(out: list[str], left: int, web: str | None) -> None:
+    """The lists show the latest 50: how many more there are, never left out unsaid, and where
+    to see them all."""
     if left > 0:
-        out.append(f"  … and {left} more (the web page lists every photo)")
+        where = "the web page lists every photo"
+        if web == "":  # off in the config: the page can still be served on its own
+            where += ' (web = "" here: `pixcamd web --listen 127.0.0.1:8765` serves it alone)'
+        out.append(f"  … and {left} more ({where})")
 
 
 def _duration(hours: float) -> str:
@@ -372,7 +378,7 @@ def render(report: dict) -> str:
                 f"  {r['path']}: attempt {r['attempts'] + 1} at {_when(r['next_at'])} — "
                 f"{r['reason']}"
             )
-        _more(out, report.get("retrying_total", 0) - len(report["retrying"]))
+        _more(out, report.get("retrying_total", 0) - len(report["retrying"]), report.get("web"))
     if report["failures"]:
         out.append("failed or unprotected (held back from the outbox unless shipped):")
         for f in report["failures"]:
@@ -381,7 +387,11 @@ def render(report: dict) -> str:
                 where = f" (its earlier copy stays in the outbox: {f['output']})"
             held = f" (copy in {f['held']})" if f["held"] else ""
             out.append(f"  {f['state']:11} {f['path']}{where}{held}: {f['reason']}")
-        _more(out, counts["failed"] + counts["unprotected"] - len(report["failures"]))
+        _more(
+            out,
+            counts["failed"] + counts["unprotected"] - len(report["failures"]),
+            report.get("web"),
+        )
     if report.get("photos"):
         out.append("last photos:")
         out += [_photo_line(p) for p in report["photos"]]
