@@ -19,15 +19,23 @@ from pixcamd.commands.progress import display
 from pixcamd.daemon import values as read
 from pixcamd.daemon.config import SYSTEM_CONFIG, ConfigError, locate_config
 from pixcamd.daemon.config_pipelines import config_pipelines
-from pixcamd.devices import resolve_device
-from pixcamd.enhance import STRENGTH
+from pixcamd.defaults import (
+    CHOICES,
+    DEFAULT_MODE,
+    DEFAULT_VIEWS,
+    EPSILON,
+    EPSILON_CAP,
+    MODES,
+    OUTPUT_QUALITY,
+    STEPS,
+    STRENGTH,
+    VIEW_NAMES,
+    WEIGHTS_URL,
+    parse_views,
+)
 from pixcamd.errors import PixcamdError
-from pixcamd.models import CHOICES
-from pixcamd.models.weights import WEIGHTS_URL
 from pixcamd.platform_specs import UnknownPlatform, parse_platforms
 from pixcamd.platforms import DEFAULT_PLATFORMS, PRESETS, Pipeline, PipelineError
-from pixcamd.settings import DEFAULT_MODE, EPSILON, EPSILON_CAP, MODES, OUTPUT_QUALITY, STEPS
-from pixcamd.views import DEFAULT_VIEWS, VIEW_NAMES, parse_views
 
 
 def _views(text: str) -> tuple[str, ...]:
@@ -152,6 +160,8 @@ def _jpeg_quality(text: str) -> int:
 
 
 def _device(text: str) -> str:
+    from pixcamd.devices import resolve_device  # torch: only once a command names a device
+
     try:
         return resolve_device(text)
     except ValueError as exc:

@@ -39,11 +39,11 @@ import kornia
 import torch
 import torch.nn.functional as F
 
+from pixcamd.defaults import STRENGTH
 from pixcamd.models.base import QualityModel
 from pixcamd.view_loop import StepReport, ViewLoop
 from pixcamd.views import View, rescale
 
-STRENGTH = 24.0  # default: the largest change a tone curve may make, in 8-bit grey levels
 PIECES = 8
 SLOPES = (0.5, 2.0)
 # At the default strength; they scale with it. Lopsided on purpose: an edit that makes a photo

@@ -1,6 +1,6 @@
 """What a protection run is asked for: ``Settings`` (the budget and its schedule, the platform
-pipelines, the views, the search's knobs) and the defaults the command line, the daemon's config
-schema and ``protect()`` all take from here, one source for each.
+pipelines, the views, the search's knobs), with the defaults the command line, the daemon's config
+schema and ``protect()`` all take, one source for each (``pixcamd.defaults``, without torch).
 """
 
 from __future__ import annotations
@@ -9,21 +9,14 @@ from dataclasses import dataclass, field
 
 import torch
 
-from pixcamd.enhance import STRENGTH
+from pixcamd.defaults import DEFAULT_MODE, EPSILON, EPSILON_CAP, OUTPUT_QUALITY, STEPS, STRENGTH
+from pixcamd.defaults import MODES as MODES  # re-exported: `--mode`'s and the config's choices
 from pixcamd.jpeg import Chain
 from pixcamd.models.base import QualityModel
 from pixcamd.pipeline_views import FIT_JITTER, GRID_JITTER
 from pixcamd.platforms import DEFAULT_PLATFORMS, PRESETS, Pipeline
 from pixcamd.views import DEFAULT_VIEWS
 
-MODES = ("invisible", "enhance", "auto")  # enhance: a colour filter; auto: filter, then invisible
-DEFAULT_MODE = "invisible"
-# The default budget in 8-bit grey levels (in strong texture; the mask gives less elsewhere):
-# the one source of Settings', the config schema's and the command line's defaults.
-EPSILON = 6.0
-EPSILON_CAP = 12.0
-STEPS = 40  # per round of the schedule, before escalating
-OUTPUT_QUALITY = 95  # the copy's JPEG quality (4:4:4)
 POLISH_FLOOR = 36.0  # dB: the least PSNR the polish may take a copy to (issue #11's floor)
 
 

@@ -25,11 +25,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from pixcamd.defaults import DEFAULT_VIEWS, parse_views
+from pixcamd.defaults import VIEW_NAMES as VIEW_NAMES  # the names, kept without torch
+from pixcamd.defaults import in_order as in_order
 from pixcamd.errors import PhotoError
 from pixcamd.platforms import centre_box
 
-VIEW_NAMES = ("center", "resize", "tiles")
-DEFAULT_VIEWS = ("center", "resize")
 VIEW_HEIGHT, VIEW_WIDTH = 384, 512
 MAX_COVER_PIXELS = (
     50_000_000  # a small photo enlarged to cover a view: a strip past this is refused
@@ -43,27 +44,6 @@ class View:
     label: str
     box: tuple[int, int, int, int]
     resized: bool = False
-
-
-def parse_views(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    """``"center,resize"`` → ("center", "resize"), rejecting unknown or empty names.
-
-    Case does not matter and ``centre`` is ``center``, as platform names are read."""
-    raw = text.split(",") if isinstance(text, str) else list(text)
-    names = [n.strip().lower() for n in raw]
-    if not names or any(not n for n in names):
-        raise ValueError(f"no view given: choose from {', '.join(VIEW_NAMES)}")
-    names = ["center" if n == "centre" else n for n in names]
-    unknown = [raw[i].strip() for i, n in enumerate(names) if n not in VIEW_NAMES]
-    if unknown:
-        raise ValueError(f"unknown view {unknown[0]!r}: choose from {', '.join(VIEW_NAMES)}")
-    return tuple(dict.fromkeys(names))  # keep order, drop repeats
-
-
-def in_order(views) -> tuple[str, ...]:
-    """``views`` in the order the optimizer sees them, whatever order they were named in (the
-    same set, the same copy)."""
-    return tuple(sorted(views, key=VIEW_NAMES.index))
 
 
 def cover_scale(width: int, height: int, size=(VIEW_HEIGHT, VIEW_WIDTH)) -> float:

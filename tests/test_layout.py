@@ -16,7 +16,14 @@ PACKAGE = Path(__file__).resolve().parents[1] / "pixcamd"
 
 # The core, in data-flow order: a module may import its own stage and earlier ones only.
 CORE_STAGES = (
-    ("pixcamd", "pixcamd.errors", "pixcamd.allocator", "pixcamd.devices", "pixcamd.report"),
+    (
+        "pixcamd",
+        "pixcamd.errors",
+        "pixcamd.allocator",
+        "pixcamd.devices",
+        "pixcamd.report",
+        "pixcamd.defaults",  # the names and defaults a person writes: no torch
+    ),
     ("pixcamd.metadata",),  # read with the photo, written with the copy
     ("pixcamd.colour", "pixcamd.photo"),  # colours as platforms serve them: sRGB
     ("pixcamd.jpeg", "pixcamd.platforms", "pixcamd.platform_specs"),  # what they do; as written
@@ -81,7 +88,7 @@ def _within(name: str, prefixes) -> bool:
 def _stage(name: str) -> int | None:
     for i, stage in enumerate(CORE_STAGES):
         # Stage 0 names the package's own __init__ ("pixcamd"), a prefix of every module: it
-        # places that file and the four beside it only, never a whole subtree.
+        # places that file and the five beside it only, never a whole subtree.
         if name in stage or (i and _within(name, stage)):
             return i
     return None

@@ -9,14 +9,15 @@ import sys
 from pathlib import Path
 
 from pixcamd.commands.stopping import exit_status, sigterm_as_interrupt
-from pixcamd.daemon.fs import sha256_file
 from pixcamd.errors import WeightsError
-from pixcamd.fetch import fetch_weights, install_weights
-from pixcamd.models import load_model, resolve_name
-from pixcamd.models.weights import default_weights_path, present
+
+# torch and the models are imported by each handler, when it runs: not by `pixcamd --help`
 
 
 def fetch(args) -> int:
+    from pixcamd.fetch import fetch_weights, install_weights
+    from pixcamd.models.weights import default_weights_path
+
     # absolute: the note below names it for a config, which reads paths from its own folder
     dest = Path(os.path.abspath(Path(args.to).expanduser())) if args.to else default_weights_path()
     terminated = []
@@ -49,6 +50,10 @@ def fetch(args) -> int:
 
 
 def info(args) -> int:
+    from pixcamd.daemon.fs import sha256_file
+    from pixcamd.models import load_model, resolve_name
+    from pixcamd.models.weights import default_weights_path, present
+
     weights = Path(args.weights).expanduser() if args.weights else default_weights_path()
     report: dict = {"weights_path": str(weights), "weights_installed": present(weights)}
     if report["weights_installed"]:

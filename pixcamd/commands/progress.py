@@ -9,14 +9,17 @@ object per photo on stdout as it finishes, and ``{"summary": …}`` at the end.
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
 from pixcamd.daemon.events import printable
 from pixcamd.daemon.watcher import shown
 from pixcamd.errors import without_path
-from pixcamd.folders import Tally
 from pixcamd.report import scores_text
+
+if TYPE_CHECKING:  # the folder run and its executors need torch: `pixcamd --help` does not
+    from pixcamd.folders import Tally
 
 
 class RunProgress:

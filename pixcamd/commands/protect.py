@@ -7,26 +7,29 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from pixcamd.commands.progress import RunProgress
 from pixcamd.commands.stopping import exit_status, sigterm_as_interrupt
-from pixcamd.daemon.fs import daemon_outbox, unlock
-from pixcamd.daemon.settings import settings_fingerprint, settings_key
-from pixcamd.enhance import STRENGTH
+from pixcamd.defaults import EPSILON_CAP, STRENGTH
 from pixcamd.errors import PixcamdError
-from pixcamd.executors import JobOptions, LocalExecutor, Task
-from pixcamd.folder_plan import plan_sources
-from pixcamd.folders import STATE_DIR, FolderRun, Interrupted, Tally, lock_outdir, make_outdir
-from pixcamd.models import load_model
-from pixcamd.output import atomic_write, check_destination
-from pixcamd.settings import EPSILON_CAP, make_settings
+
+if TYPE_CHECKING:
+    from pixcamd.commands.progress import RunProgress
+    from pixcamd.executors import JobOptions
+
+# torch and the models are imported by the handler, when it runs: not by `pixcamd --help`
 
 JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif")  # what -o may be named
 
 
 def run(args) -> int:
+    import torch
+
+    from pixcamd.daemon.fs import unlock
+    from pixcamd.folder_plan import plan_sources
+    from pixcamd.folders import lock_outdir, make_outdir
+    from pixcamd.output import check_destination
+
     if args.ray is not None and not args.ray.strip():  # `--ray "$RAY_HEAD"` with it unset
         raise PixcamdError(
             "--ray needs an address: HOST:PORT of a Ray head, or local for a private one here"
@@ -88,6 +91,13 @@ def run(args) -> int:
 
 
 def _protect(args, inputs: list[Path], strength: float, plan) -> int:
+    from pixcamd.commands.progress import RunProgress
+    from pixcamd.daemon.settings import settings_fingerprint, settings_key
+    from pixcamd.executors import JobOptions
+    from pixcamd.folders import STATE_DIR, FolderRun, Interrupted
+    from pixcamd.models import load_model
+    from pixcamd.settings import make_settings
+
     models = [load_model(name, args.weights, args.device) for name in args.model]
     for model in models:
         print(f"model {model.name} ({model.fingerprint})", file=sys.stderr)
@@ -171,6 +181,8 @@ def _protect(args, inputs: list[Path], strength: float, plan) -> int:
 
 
 def _not_a_daemon_s(*folders: Path) -> None:
+    from pixcamd.daemon.fs import daemon_outbox
+
     why = daemon_outbox(*folders)
     if why:  # its names are the daemon's: a copy beside its own would replace or shadow one
         raise PixcamdError(
@@ -180,6 +192,8 @@ def _not_a_daemon_s(*folders: Path) -> None:
 
 
 def _executor(args, models, options: JobOptions, show: RunProgress):
+    from pixcamd.executors import LocalExecutor
+
     if getattr(args, "ray", None):
         from pixcamd.executors.ray import RayExecutor
 
@@ -196,6 +210,10 @@ def _executor(args, models, options: JobOptions, show: RunProgress):
 
 def _one(source: Path, target: Path, models, options: JobOptions, show: RunProgress) -> int:
     """One photo to one named file: no ledger, nothing to resume."""
+    from pixcamd.executors import LocalExecutor, Task
+    from pixcamd.folders import Tally
+    from pixcamd.output import atomic_write
+
     executor = LocalExecutor(models, options, progress=show.step)
     tally = Tally(total=1)
     show.begin(1, None, None)

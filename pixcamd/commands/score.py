@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from pixcamd.commands.progress import display
 from pixcamd.errors import PixcamdError, without_path
-from pixcamd.models import load_model
 from pixcamd.report import score_text
-from pixcamd.scoring import PhotoScore, score_file
+
+if TYPE_CHECKING:
+    from pixcamd.scoring import PhotoScore
+
+# torch and the models are imported by the handler, when it runs: not by `pixcamd --help`
 
 
 def run(args) -> int:
+    from pixcamd.models import load_model
+    from pixcamd.scoring import score_file
+
     model = load_model(args.model, args.weights, args.device)
     announce_model(model, args.model)
     pipelines = args.platforms

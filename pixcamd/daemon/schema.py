@@ -15,10 +15,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from pixcamd.daemon import values as read
-from pixcamd.enhance import STRENGTH
+from pixcamd.defaults import (
+    DEFAULT_MODE,
+    DEFAULT_VIEWS,
+    EPSILON,
+    EPSILON_CAP,
+    MODES,
+    OUTPUT_QUALITY,
+    STEPS,
+    STRENGTH,
+    VIEW_NAMES,
+)
 from pixcamd.platforms import DEFAULT_PLATFORMS, PRESETS
-from pixcamd.settings import DEFAULT_MODE, EPSILON, EPSILON_CAP, MODES, OUTPUT_QUALITY, STEPS
-from pixcamd.views import DEFAULT_VIEWS, VIEW_NAMES
 
 # Sync tools' temporary and bookkeeping files; matched against every part of the path relative to
 # the inbox, so a pattern naming a folder (.stversions, @eaDir) also hides everything inside it.

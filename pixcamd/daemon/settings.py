@@ -12,8 +12,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from pixcamd.daemon.config import Config, ConfigError
+from pixcamd.defaults import default_weights_path, in_order, resolve_name
 from pixcamd.platforms import loop_order
-from pixcamd.views import in_order
 
 # Raised when the search writes other pixels for the same settings and constants in a way no
 # setting or constant below records: 2 — roaming views also on photos that no named pipeline
@@ -124,15 +124,11 @@ def build_settings(config: Config, models, device: str):
 
 def weights_file(config: Config) -> Path:
     """Where KonCept512's weights are read from: the config's ``weights``, else the cache's."""
-    from pixcamd.models.weights import default_weights_path
-
     return config.weights_path or default_weights_path()
 
 
 def resolve_models(config: Config) -> tuple[list[str], str]:
     """(model names, note): what ``auto`` becomes, and why — said loudly at start-up."""
-    from pixcamd.models import resolve_name
-
     if config.model == ["auto"]:
         name = resolve_name("auto", config.weights_path)
         if name == "brisque":

@@ -9,10 +9,9 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from pixcamd.models import CHOICES, MODEL_NAMES
+from pixcamd.defaults import CHOICES, MODEL_NAMES, VIEW_NAMES, parse_views
 from pixcamd.platform_specs import from_table, parse_inline
 from pixcamd.platforms import PRESETS, Pipeline, PipelineError
-from pixcamd.views import VIEW_NAMES, parse_views
 
 
 def describe(value: Any) -> str:

@@ -9,22 +9,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from pixcamd.defaults import CHOICES, MODEL_NAMES, resolve_name
 from pixcamd.models.base import QualityModel
-from pixcamd.models.weights import default_weights_path, load_checkpoint, present
-
-MODEL_NAMES = ("koncept512", "brisque")
-CHOICES = ("auto", *MODEL_NAMES)
-
-
-def resolve_name(name: str, weights: str | os.PathLike | None = None) -> str:
-    """Turn ``auto`` into a concrete model name; reject unknown names."""
-    if name == "auto":
-        if weights is not None or present(default_weights_path()):
-            return "koncept512"
-        return "brisque"
-    if name not in MODEL_NAMES:
-        raise ValueError(f"unknown model {name!r}: choose one of {', '.join(CHOICES)}")
-    return name
+from pixcamd.models.weights import default_weights_path, load_checkpoint
 
 
 def model_class(name: str) -> type:

@@ -16,36 +16,16 @@ from pathlib import Path
 
 import torch
 
+# Where the weights live needs no torch (`auto` asks it): in pixcamd.defaults, re-exported here.
+from pixcamd.defaults import WEIGHTS_FILENAME as WEIGHTS_FILENAME
+from pixcamd.defaults import WEIGHTS_URL as WEIGHTS_URL
+from pixcamd.defaults import cache_dir as cache_dir
+from pixcamd.defaults import default_weights_path
+from pixcamd.defaults import present as present
 from pixcamd.errors import NotACheckpoint, TruncatedCheckpoint, WeightsMissing, WrongArchitecture
 
-WEIGHTS_FILENAME = "KonCept512.pth"
-WEIGHTS_URL = "https://surfdrive.surf.nl/files/index.php/s/oeGv7wEyyMwwbIO/download"
 # torch's legacy (non-zip) format starts with the pickled magic number 0x1950a86a20f9469cfc6c.
 _LEGACY_MAGIC = bytes.fromhex("80028a0a6cfc9c46f9206aa85019")
-
-
-def cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/pixcamd`` (``~/.cache/pixcamd``); systemd's CACHE_DIRECTORY wins."""
-    if os.environ.get("CACHE_DIRECTORY"):  # set by CacheDirectory= in the systemd unit
-        return Path(os.environ["CACHE_DIRECTORY"].split(":")[0])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "pixcamd"
-
-
-def default_weights_path() -> Path:
-    return cache_dir() / WEIGHTS_FILENAME
-
-
-def present(path: Path) -> bool:
-    """Whether weights are at ``path`` — also when a folder on its way is closed to this user
-    (reading them then says so, instead of ``auto`` quietly taking BRISQUE). ``os.stat``, not
-    ``Path.is_file``: from Python 3.14 that answers False for a closed folder too."""
-    try:
-        return stat.S_ISREG(os.stat(path).st_mode)
-    except (FileNotFoundError, NotADirectoryError):
-        return False
-    except OSError:
-        return True
 
 
 def fetch_command(path: str | os.PathLike | None = None) -> str:

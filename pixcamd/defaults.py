@@ -1,0 +1,90 @@
+"""The names and defaults a person writes — on the command line or in the daemon's config — kept
+apart from the modules that use them, which need torch: ``pixcamd --help``, ``status`` and the
+config's schema read them here and never load it. Each is still importable from its old home
+(``pixcamd.views``, ``pixcamd.models``, ``pixcamd.settings``, ``pixcamd.enhance``,
+``pixcamd.models.weights``), which takes it from here.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+# The views (pixcamd.views)
+VIEW_NAMES = ("center", "resize", "tiles")
+DEFAULT_VIEWS = ("center", "resize")
+
+# The quality models (pixcamd.models)
+MODEL_NAMES = ("koncept512", "brisque")
+CHOICES = ("auto", *MODEL_NAMES)
+WEIGHTS_URL = "https://surfdrive.surf.nl/files/index.php/s/oeGv7wEyyMwwbIO/download"
+WEIGHTS_FILENAME = "KonCept512.pth"
+
+# A protection run (pixcamd.settings, pixcamd.enhance)
+MODES = ("invisible", "enhance", "auto")  # enhance: a colour filter; auto: filter, then invisible
+DEFAULT_MODE = "invisible"
+# The default budget in 8-bit grey levels (in strong texture; the mask gives less elsewhere):
+# the one source of Settings', the config schema's and the command line's defaults.
+EPSILON = 6.0
+EPSILON_CAP = 12.0
+STEPS = 40  # per round of the schedule, before escalating
+OUTPUT_QUALITY = 95  # the copy's JPEG quality (4:4:4)
+STRENGTH = 24.0  # enhance: the largest change a tone curve may make, in 8-bit grey levels
+
+
+def parse_views(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """``"center,resize"`` → ("center", "resize"), rejecting unknown or empty names.
+
+    Case does not matter and ``centre`` is ``center``, as platform names are read."""
+    raw = text.split(",") if isinstance(text, str) else list(text)
+    names = [n.strip().lower() for n in raw]
+    if not names or any(not n for n in names):
+        raise ValueError(f"no view given: choose from {', '.join(VIEW_NAMES)}")
+    names = ["center" if n == "centre" else n for n in names]
+    unknown = [raw[i].strip() for i, n in enumerate(names) if n not in VIEW_NAMES]
+    if unknown:
+        raise ValueError(f"unknown view {unknown[0]!r}: choose from {', '.join(VIEW_NAMES)}")
+    return tuple(dict.fromkeys(names))  # keep order, drop repeats
+
+
+def in_order(views) -> tuple[str, ...]:
+    """``views`` in the order the optimizer sees them, whatever order they were named in (the
+    same set, the same copy)."""
+    return tuple(sorted(views, key=VIEW_NAMES.index))
+
+
+def cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/pixcamd`` (``~/.cache/pixcamd``); systemd's CACHE_DIRECTORY wins."""
+    if os.environ.get("CACHE_DIRECTORY"):  # set by CacheDirectory= in the systemd unit
+        return Path(os.environ["CACHE_DIRECTORY"].split(":")[0])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "pixcamd"
+
+
+def default_weights_path() -> Path:
+    """Where ``auto`` looks for KonCept512's weights, and ``pixcamd model fetch`` puts them."""
+    return cache_dir() / WEIGHTS_FILENAME
+
+
+def present(path: Path) -> bool:
+    """Whether weights are at ``path`` — also when a folder on its way is closed to this user
+    (reading them then says so, instead of ``auto`` quietly taking BRISQUE). ``os.stat``, not
+    ``Path.is_file``: from Python 3.14 that answers False for a closed folder too."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError:
+        return True
+
+
+def resolve_name(name: str, weights: str | os.PathLike | None = None) -> str:
+    """Turn ``auto`` into a concrete model name; reject unknown names."""
+    if name == "auto":
+        if weights is not None or present(default_weights_path()):
+            return "koncept512"
+        return "brisque"
+    if name not in MODEL_NAMES:
+        raise ValueError(f"unknown model {name!r}: choose one of {', '.join(CHOICES)}")
+    return name
