@@ -135,6 +135,9 @@ def test_problems_between_keys_and_overlapping_folders_are_said_with_the_others(
         ('inbox = "inbox"\noutbox = "."\n', "contains the inbox"),
         ('inbox = "inbox"\noutbox = "out"\nstate_dir = "inbox/.state"\n', "state_dir: "),
         ('inbox = "inbox"\noutbox = "out"\ntmp_dir = "out/.tmp"\n', "inside the outbox"),
+        # emptied at every start: never a folder that holds the photos or the record
+        ('inbox = "inbox"\noutbox = "out"\ntmp_dir = "."\n', "holds the inbox"),
+        ('inbox = "inbox"\noutbox = "out"\nstate_dir = "st"\ntmp_dir = "st"\n', "holds the state"),
         ('inbox = "missing"\noutbox = "out"\n', "inbox: "),
         ('inbox = "inbox"\noutbox = "out"\nepsilon = 6\nepsilon_cap = 4\n', "epsilon_cap: 4"),
         ('inbox = "inbox"\noutbox = "out"\nmodel = ["auto", "brisque"]\n', "auto stands alone"),

@@ -702,12 +702,23 @@ def test_auto_model_falls_back_to_brisque_loudly(tmp_path, monkeypatch, capsys):
 
 
 def test_tmp_dir_is_never_inside_the_outbox_and_cleaned(tmp_path, brisque):
-    config = make_config(tmp_path, tmp_dir=str(tmp_path / "work"))
+    """What a dead attempt left in the temp folder goes at the start, and what pixcamd did not
+    write there stays (before: the whole folder was emptied — with tmp_dir set to the folder
+    above the inbox, the originals)."""
+    work = tmp_path / "work"
+    config = make_config(tmp_path, tmp_dir=str(work))
+    work.mkdir()
+    for name in ("stage-3-1.jpg", "ship-4-999.jpg", ".pixcamd-x1y2.part"):  # dead attempts
+        (work / name).write_bytes(b"partial")
+    (work / "notes.txt").write_text("mine")
+    (work / "2019").mkdir()
+    (work / "2019" / "IMG_1.jpg").write_bytes(b"a photo of mine")
     noise_photo(config.inbox / "a.png", 1)
     with running(config, [brisque]):
         wait_for(lambda: finished(config, ["a.png"]), 30, "a.png")
-    assert not list((tmp_path / "work").iterdir())
-    shutil.rmtree(tmp_path / "work")
+    assert sorted(p.name for p in work.iterdir()) == ["2019", "notes.txt"]
+    assert (work / "2019" / "IMG_1.jpg").read_bytes() == b"a photo of mine"
+    shutil.rmtree(work)
 
 
 def test_lost_events_are_made_up_by_scans(tmp_path, brisque):

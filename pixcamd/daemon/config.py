@@ -460,6 +460,31 @@ def layout_problems(config: Folders) -> list[str]:
                 f"{key}: {path} is inside the outbox {config.outbox}; the uploader must see "
                 "nothing there but finished copies"
             )
+    problems += _tmp_dir_problems(config)
+    return problems
+
+
+def _tmp_dir_problems(config: Folders) -> list[str]:
+    """The temp folder is emptied of dead attempts at every start: a folder that holds the
+    photos or the record (the folder above the inbox and outbox, the state dir) is refused."""
+    if config.tmp_dir_setting is None:
+        return []
+    tmp = Path(os.path.realpath(config.tmp_dir_setting))
+    problems = []
+    for key, path in (
+        ("inbox", config.inbox),
+        ("outbox", config.outbox),
+        ("state_dir", config.state_dir),
+        ("hold_dir", config.hold_dir),
+        ("log_file", config.log_file),
+    ):
+        if path is not None and _inside(Path(os.path.realpath(path)), tmp):
+            problems.append(
+                f"tmp_dir: {config.tmp_dir_setting} holds the {key.replace('_', ' ')} {path}; "
+                "it is a work folder of its own (for copies being written, on the outbox's "
+                "mount): name an empty folder beside them, e.g. "
+                f"{Path(config.tmp_dir_setting) / 'pixcamd-tmp'}"
+            )
     return problems
 
 

@@ -6,7 +6,7 @@ dead attempts."""
 from __future__ import annotations
 
 import contextlib
-import shutil
+import re
 from pathlib import Path
 
 from pixcamd.daemon.config import Config
@@ -30,12 +30,17 @@ def recover(config: Config, ledger: Ledger, log: EventLog) -> None:
         log.emit(event, row.path, message, level=level, **extra)
 
 
+# what a daemon writes into its temp folder: a staged copy, a copy shipped by a person's
+# decision, a file being written (``pixcamd.output.atomic_write``) and a writability probe
+LEFT_BEHIND = re.compile(r"(stage|ship)-[0-9-]+\.jpg|\.pixcamd-.*")
+
+
 def sweep(tmp_dir: Path) -> None:
-    """The temp folder is this daemon's alone (locked): anything left there is a dead
-    attempt."""
+    """The temp folder is this daemon's alone (locked): what it writes there and finds at its
+    start is a dead attempt. Only its own names go — never a file or folder it did not make
+    (``tmp_dir`` set to a folder with more in it is refused by the config's check, this is
+    the second guard)."""
     for child in tmp_dir.iterdir():
-        with contextlib.suppress(OSError):
-            if child.is_dir() and not child.is_symlink():
-                shutil.rmtree(child)
-            else:
+        if LEFT_BEHIND.fullmatch(child.name) and not child.is_dir():
+            with contextlib.suppress(OSError):
                 child.unlink()

@@ -108,7 +108,8 @@ SCHEMA: tuple[Option, ...] = (
         "Folders",
         "",
         "Where copies are written and checked before they are renamed into the outbox; it must "
-        'be on the same mount as the outbox and is emptied at start-up. "" = <state_dir>/tmp '
+        "be on the same mount as the outbox and hold none of the other folders; what a dead "
+        'attempt left there is deleted at start-up. "" = <state_dir>/tmp '
         "when that is on the outbox's mount, else a hidden folder beside the outbox "
         "(<outbox>/../.pixcamd-tmp-<outbox's name>). One daemon per temp folder.",
         read.path(False),
