@@ -76,6 +76,39 @@ def test_a_photo_this_user_cannot_read_fails_saying_so_never_dropped(tmp_path):
     assert process.returncode == 0, out
 
 
+def test_an_outbox_closed_to_the_user_while_running_holds_the_queue_and_spends_no_attempt(
+    tmp_path,
+):
+    """The outbox's permissions changed under a running daemon: said once in words, the photos
+    stay queued with their attempts (before: each was protected, failed at its publication with
+    a raw PermissionError and a traceback, and ended failed after max_attempts), and protected
+    once it may write there again."""
+    config = make_config(tmp_path, max_attempts=1)
+    real_photo(config.inbox / "first.jpg")
+    process = pixcamd_process(config.source, drop_root=True)
+    try:
+        wait_for(lambda: finished(config, ["first.jpg"]), 120, "the first photo")
+        os.chmod(config.outbox, 0o555)
+        real_photo(config.inbox / "second.jpg")
+        wait_for(
+            lambda: any(e["event"] == "outbox_unavailable" for e in events(config)), 60, "said"
+        )
+        (said,) = [e for e in events(config) if e["event"] == "outbox_unavailable"]
+        assert "cannot write in it" in said["message"] and "give that user write" in said["message"]
+        wait_for(lambda: "second.jpg" in ledger_rows(config), 60, "queued")
+        row = ledger_rows(config)["second.jpg"]
+        assert row["state"] == "queued" and row["attempts"] == 0, row
+        assert not [e for e in events(config) if e["event"] in ("retried", "failed")]
+        os.chmod(config.outbox, 0o755)
+        wait_for(lambda: ledger_rows(config)["second.jpg"]["state"] == "done", 120, "then done")
+        assert [e["event"] for e in events(config)].count("outbox_back") == 1
+    finally:
+        os.chmod(config.outbox, 0o755)
+        process.terminate()
+        out, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, out
+
+
 def test_config_check_names_where_fetch_must_put_weights_and_weights_it_cannot_read(
     tmp_path, recipe_checkpoint
 ):

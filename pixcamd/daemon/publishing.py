@@ -3,8 +3,9 @@
 ``Publisher`` ships, holds or records one photo's ``pixcamd.job.Outcome`` (protected in this
 process or on a Ray worker), gives a photo whose content is already done its twin's published
 bytes, and stages, records and renames every copy with ``commit_publication``. It also keeps
-watch on the outbox itself: while it is gone (moved, a mount that went away) no photo is taken
-from the queue, so none spends its attempts on a folder that is not there.
+watch on the outbox itself: while it is gone (moved, a mount that went away) or closed to this
+user (its permissions changed, a read-only remount) no photo is taken from the queue, so none
+spends its attempts on a folder it cannot write in.
 
 A mixin of ``pixcamd.daemon.worker.Worker``: it reads the worker's config, ledger, log, outbox,
 fingerprint, model label, kept outcome and commit lock, and calls its ``_checkpoint``.
@@ -16,7 +17,7 @@ import errno
 import hashlib
 import os
 
-from pixcamd.daemon.fs import OutboxLock, outbox_gone
+from pixcamd.daemon.fs import OutboxLock, outbox_gone, this_user
 from pixcamd.daemon.ledger_row import Row
 from pixcamd.daemon.publication import (
     commit_publication,
@@ -120,6 +121,13 @@ class Publisher:
 
     def _outbox_gone(self) -> str | None:
         why = outbox_gone(self.outbox, self.outbox_mount)
+        if why is None and not os.access(self.outbox, os.W_OK | os.X_OK):
+            # its permissions changed, or it was remounted read-only, while the daemon runs:
+            # each photo would be protected only to fail at its publication, attempts spent
+            why = (
+                f"the user {this_user()} cannot write in it (its permissions, or a read-only "
+                "mount); give that user write permission — retried until it can"
+            )
         if why is None and self.outbox_lock is not None:
             why = self.outbox_lock.renew()
         return why
