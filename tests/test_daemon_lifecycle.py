@@ -1158,3 +1158,31 @@ def test_a_reload_that_finds_koncept512_installed_says_the_models_changed(
     assert message.startswith("the config is unchanged, the models changed: brisque-live-svr@")
     assert " → koncept512" in message and "model auto → KonCept512" in message
     assert "`pixcamd retry --model-changed` protects them again" in message  # what comes next
+
+
+def test_a_start_refused_for_its_config_is_on_record_for_status(tmp_path, brisque, capsys):
+    """An inbox not there (a share not mounted yet) or a typo: the config is refused before a
+    daemon exists; `status` says that refusal (before: the last clean stop, or an older
+    refusal) — and a first start, with no record yet, still records nothing."""
+    from test_daemon_support import pixcamd_process
+
+    config = make_config(tmp_path)
+    with running(config, [brisque]):
+        pass
+    config.inbox.rename(tmp_path / "inbox.away")
+    config.source.write_text(config.source.read_text() + "stepz = 4\n")
+    process = pixcamd_process(config.source)
+    out, _ = process.communicate(timeout=120)
+    assert process.returncode == 2 and "does not exist" in out, out
+    (refused,) = [e for e in events(config) if e["event"] == "start_refused"]
+    assert "inbox: " in refused["message"] and "stepz: unknown key" in refused["message"]
+    assert "\n" not in refused["message"]
+    assert main(["status", "--config", str(config.source)]) == 0
+    said = capsys.readouterr().out
+    assert "its last start (" in said and "was refused: invalid configuration:" in said, said
+
+    fresh = make_config(tmp_path / "fresh")
+    fresh.source.write_text(fresh.source.read_text() + "stepz = 4\n")
+    process = pixcamd_process(fresh.source)
+    out, _ = process.communicate(timeout=120)
+    assert process.returncode == 2 and not fresh.ledger_path.exists(), out

@@ -217,13 +217,18 @@ def background_priority() -> str:
 
 
 def run_daemon(args: argparse.Namespace) -> int:
-    from pixcamd.daemon.service import Daemon
+    from pixcamd.daemon.config import ConfigError
+    from pixcamd.daemon.service import Daemon, record_refused_config
 
     # a SIGHUP from here on is a reload asked for: kept until the daemon can take it (the
     # config read next may already be older than the edit that sent it)
     asked = threading.Event()
     signal.signal(signal.SIGHUP, lambda signum, frame: asked.set())
-    config = _load(args)
+    try:
+        config = _load(args)
+    except ConfigError as exc:  # where `status` reads, as any refused start, on one line
+        record_refused_config(args.config, " ".join([exc.head, "; ".join(exc.problems)]).strip())
+        raise
     priority = None
     if config.priority == "background":  # said once the daemon has started, not before a refusal
         priority = f"background ({background_priority()})"

@@ -25,6 +25,7 @@ from pixcamd.daemon.fs import (
     choose_tmp_dir,
     lock_state_dir,
     lock_tmp_dir,
+    unlock,
     writable_folder,
 )
 from pixcamd.daemon.intake import Intake
@@ -45,6 +46,31 @@ from pixcamd.daemon.worker import Worker
 from pixcamd.errors import PixcamdError
 
 HEARTBEAT_EVERY = 5.0
+
+
+def record_refused_config(path: str | os.PathLike | None, why: str) -> None:
+    """A start refused for its config, before a ``Daemon`` exists: ``start_refused`` in the log
+    `pixcamd status` reads, where a daemon ran before with the state dir this config names
+    (a first start's refusal records nothing) and none runs now (its record is its own)."""
+    from io import StringIO
+
+    from pixcamd.daemon.config import record_of
+
+    with contextlib.suppress(Exception):  # the refusal itself is said on stderr either way
+        record = record_of(path)
+        if not record.ledger_path.exists():
+            return
+        fd = lock_state_dir(record.ledger_path.parent)
+        try:
+            ledger = Ledger(record.ledger_path)
+            try:  # said on stderr by the command already: the log's copy only
+                EventLog(record.log_file, ledger, StringIO()).emit(
+                    "start_refused", message=why, level="error", reason=why
+                )
+            finally:
+                ledger.close()
+        finally:
+            unlock(fd)
 
 
 class Daemon(Shutdown):
