@@ -4,8 +4,10 @@ lock that keeps one daemon per state dir."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import fcntl
+import functools
 import hashlib
 import os
 import stat
@@ -38,15 +40,18 @@ def fsync_dir(path: str | os.PathLike) -> None:
 
 def publish(staged: Path, dest: Path, replace: bool = False) -> None:
     """Move a finished, fsynced file into place and make it durable. ``replace``: ``dest`` is
-    this copy's own earlier file, replaced by a rename. Otherwise the name is taken with a hard
-    link, which fails (FileExistsError) where a file appeared since the name was chosen —
-    another program writing into the outbox: never replaced; the attempt is retried under
-    another name. A filesystem without hard links (FAT, exFAT, some network shares) gets the
-    plain rename, after a last look."""
+    this copy's own earlier file, replaced by a rename. Otherwise the name is taken by a
+    rename that never replaces (``renameat2`` with ``RENAME_NOREPLACE``), which fails
+    (FileExistsError) where a file appeared since the name was chosen — another program
+    writing into the outbox: never replaced; the attempt is retried under another name. Either
+    way the copy arrives as a move, the event (inotify's ``IN_MOVED_TO``) an upload script
+    waits for. Where the kernel, the C library or the filesystem lacks that rename, a hard link
+    takes the name (the copy then arrives as a creation, already complete), and without hard
+    links (FAT, exFAT, some network shares) the plain rename, after a last look."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     if replace:
         os.replace(staged, dest)
-    else:
+    elif not _rename_noreplace(staged, dest):
         try:
             os.link(staged, dest)
         except FileExistsError:
@@ -58,6 +63,35 @@ def publish(staged: Path, dest: Path, replace: bool = False) -> None:
         else:
             os.unlink(staged)
     fsync_dir(dest.parent)
+
+
+_AT_FDCWD, _RENAME_NOREPLACE = -100, 1
+
+
+def _rename_noreplace(source: Path, dest: Path) -> bool:
+    """``rename`` that fails with FileExistsError where ``dest`` exists; False where it is
+    not to be had here (Linux ≥ 3.15 with glibc ≥ 2.28, and a filesystem that supports it)."""
+    renameat2 = getattr(_libc(), "renameat2", None)
+    if renameat2 is None:
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p]
+    renameat2.argtypes += [ctypes.c_uint]
+    found = renameat2(
+        _AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(dest), _RENAME_NOREPLACE
+    )
+    if found == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    if code == errno.EEXIST:
+        raise FileExistsError(code, os.strerror(code), str(dest))
+    raise OSError(code, os.strerror(code), str(source), None, str(dest))
+
+
+@functools.cache
+def _libc():
+    return ctypes.CDLL(None, use_errno=True)
 
 
 def inside(child: Path, parent: Path) -> bool:
