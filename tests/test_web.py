@@ -644,3 +644,19 @@ def test_the_photo_list_finds_a_name_and_says_how_many_pages_it_has(world):
         assert status == 400 and b"at most 200 printable characters" in body
         status, _, body = web.get("/photos?name=a%0Ab")
         assert status == 400
+
+
+def test_a_held_back_or_failed_photo_says_what_can_be_done_in_the_log_and_status(world, capsys):
+    """The log's line for a photo held back or failed, and `status` under its list, say the
+    next step (before: the reason alone)."""
+    (held,) = events(world, "unprotected")
+    assert "`pixcamd retry --stronger held.jpg` tries a larger budget" in held["message"]
+    assert "`pixcamd ship held.jpg` shares it unprotected" in held["message"]
+    (failed,) = events(world, "failed")
+    assert failed["path"] == "bad.jpg"
+    assert "a new version of the file (copied or exported again) is read" in failed["message"]
+    assert "a new version" not in rows(world)["bad.jpg"]["error"]  # the reason stays the reason
+    code, out = cli(capsys, world, "status")
+    assert code == 0
+    assert "  held back: `pixcamd retry --stronger PATH` tries a larger budget" in out, out
+    assert "  failed: `pixcamd retry --failed` once the cause is fixed" in out, out

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pixcamd.daemon.config import Config
 from pixcamd.daemon.ledger_row import Row
 from pixcamd.daemon.settings import job_options, use_threads
-from pixcamd.daemon.worker import BLOCKED_POLL, Worker
+from pixcamd.daemon.worker import BLOCKED_POLL, GAVE_UP_HINT, Worker
 from pixcamd.errors import PixcamdError
 from pixcamd.executors.ray_link import first_line
 
@@ -151,7 +151,7 @@ class ClusterWorker(Worker):
             first = first_line(done.error)
             reason = f"the worker was lost mid-photo ({type(done.error).__name__}: {first})"
             if row.attempts >= self.config.max_attempts:
-                self._fail(row, f"gave up after {row.attempts} attempts: {reason}")
+                self._fail(row, f"gave up after {row.attempts} attempts: {reason}", GAVE_UP_HINT)
                 return
             self.ledger.retry(row.id, reason, 0.0)
             note = f"{reason}; attempt {row.attempts + 1} of {self.config.max_attempts}"

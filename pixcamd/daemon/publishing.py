@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import shlex
 
 from pixcamd.daemon.fs import OutboxLock, outbox_gone, this_user
 from pixcamd.daemon.ledger_row import Row
@@ -114,6 +115,14 @@ class Publisher:
         self._room_needed = 0
         self.log.emit("outbox_back", None, f"room in {self.outbox} again; protecting again")
         return True
+
+    def _held_hint(self, path: str) -> str:
+        """What a person can do about a photo held back, said with it in the log."""
+        name = shlex.quote(path)
+        stronger = f"`pixcamd retry --stronger {name}` tries a larger budget, " * (
+            self.config.executor != "ray"  # the cluster's workers take one budget for all
+        )
+        return f"{stronger}`pixcamd ship {name}` shares it unprotected"
 
     def _gone(self, rel: str) -> bool:
         """Nothing at this inbox path now, not even a dangling link (as the intake looks)."""
@@ -315,7 +324,7 @@ class Publisher:
                 "unprotected",
                 row.path,
                 f"could not be protected, held back from the outbox{where} — "
-                f"{scores_text(scores, worst)}{edit_text}",
+                f"{scores_text(scores, worst)}{edit_text} — {self._held_hint(row.path)}",
                 level="warning",
                 psnr=fields["psnr"],
                 **verdict_fields,

@@ -392,6 +392,17 @@ def render(report: dict) -> str:
             counts["failed"] + counts["unprotected"] - len(report["failures"]),
             report.get("web"),
         )
+        states = {f["state"] for f in report["failures"]}
+        if "unprotected" in states:
+            out.append(
+                "  held back: `pixcamd retry --stronger PATH` tries a larger budget, "
+                "`pixcamd ship PATH` shares one unprotected"
+            )
+        if "failed" in states:
+            out.append(
+                "  failed: `pixcamd retry --failed` once the cause is fixed; a file that does "
+                "not decode is read again when a new version of it arrives"
+            )
     if report.get("photos"):
         out.append("last photos:")
         out += [_photo_line(p) for p in report["photos"]]

@@ -43,6 +43,10 @@ from pixcamd.daemon.settings import (
 )
 from pixcamd.errors import PhotoError, without_path
 
+# what a person can do about a failed photo, said with it in the log
+BAD_FILE_HINT = "a new version of the file (copied or exported again) is read when it arrives"
+GAVE_UP_HINT = "`pixcamd retry --failed` once the cause is fixed"
+
 
 class Refused(Exception):
     """A permanent problem with this source (e.g. a symlink out of the inbox)."""
@@ -253,7 +257,8 @@ class Worker(Publisher):
         except Vanished as exc:
             self._vanished(row, str(exc))
         except (PhotoError, Refused) as exc:
-            self._fail(row, without_path(str(exc), row.path))  # the log names the photo
+            # the log names the photo; no budget changes the file
+            self._fail(row, without_path(str(exc), row.path), BAD_FILE_HINT)
         except Exception as exc:
             self._transient(row, exc)
 
@@ -276,9 +281,12 @@ class Worker(Publisher):
         self._guard(row, lambda r: reused.append(self._duplicate(r, original)))
         return reused != [False]
 
-    def _fail(self, row: Row, reason: str) -> None:
+    def _fail(self, row: Row, reason: str, hint: str = "") -> None:
+        """Failed for good; ``hint``: what the person can do, said in the log (``status``
+        says it under its list)."""
         self.ledger.finish(row.id, "failed", error=reason, model=self.model_label)
-        self.log.emit("failed", row.path, reason, level="warning", reason=reason)
+        said = f"{reason} — {hint}" if hint else reason
+        self.log.emit("failed", row.path, said, level="warning", reason=reason)
 
     def _transient(self, row: Row, exc: Exception) -> None:
         reason = f"{type(exc).__name__}: {exc}"
@@ -308,7 +316,7 @@ class Worker(Publisher):
             kept = self._kept.get(row.id)
             self.out_of_room(len(kept[2].data or b"") if kept else 0)
         if row.attempts >= self.config.max_attempts:
-            self._fail(row, f"gave up after {row.attempts} attempts: {reason}")
+            self._fail(row, f"gave up after {row.attempts} attempts: {reason}", GAVE_UP_HINT)
             return
         delay = min(
             self.config.retry_backoff * 2 ** (row.attempts - 1), self.config.retry_backoff_max
