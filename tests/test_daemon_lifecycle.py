@@ -848,6 +848,32 @@ def test_status_after_a_kill_says_the_daemon_ended_without_stopping(tmp_path, ca
     out = capsys.readouterr().out
     assert "it ended without stopping (a crash, a kill or a power cut" in out
     assert "current:" not in out and "interrupted: kill1.jpg (attempt 1" in out
+    # the dead daemon's last activity is not shown as what it does now
+    ledger = Ledger(config.ledger_path)
+    ledger.set_daemon(status="model brisque; protecting kill1.jpg; queue 1")
+    ledger.close()
+    code, out, _ = status_json(capsys, config)
+    report = json.loads(out)
+    assert code == 0 and report["ended_unexpectedly"], report
+    assert report["status"] == "ended unexpectedly" and report["current"] == [], report
+
+
+def test_status_json_prints_json_when_the_config_cannot_be_read(tmp_path, capsys):
+    """No config yet, or one that does not validate with no record to show: a script reading
+    stdout still gets an object naming the error (before: nothing on stdout)."""
+    config = make_config(tmp_path)
+    missing = tmp_path / "missing.toml"
+    code = main(["status", "--json", "--config", str(missing)])
+    out, err = capsys.readouterr()
+    assert code == 2 and json.loads(out) == {
+        "error": err.strip().splitlines()[-1].removeprefix("pixcamd: error: "),
+        "ledger": None,
+    }, out + err
+    config.source.write_text(config.source.read_text() + "stepz = 4\n")  # and no record yet
+    code, out, err = status_json(capsys, config)
+    said = json.loads(out)
+    assert code == 2 and "stepz: unknown key" in said["error"], out + err
+    assert said["ledger"] == str(config.ledger_path)
 
 
 def test_a_reload_after_the_config_was_deleted_says_so(tmp_path, brisque):

@@ -337,15 +337,21 @@ def show_status(args: argparse.Namespace) -> int:
     from pixcamd.daemon.config import ConfigError, locate_config, record_of
     from pixcamd.daemon.status import follow, gather, render
 
+    def unreadable(exc: PixcamdError, ledger: str | None = None) -> PixcamdError:
+        if args.json:  # a script reading stdout gets JSON it can parse, the error named in it
+            json.dump({"error": str(exc), "ledger": ledger}, sys.stdout)
+            sys.stdout.write("\n")
+        return exc
+
     try:
         config = _load(args)
     except ConfigError as exc:  # a running daemon's record is shown all the same
         try:
             config = record_of(args.config)
         except ConfigError:
-            raise exc from None
+            raise unreadable(exc) from None
         if not os.path.lexists(config.ledger_path):  # the problem may be where the record is
-            raise exc from None
+            raise unreadable(exc, str(config.ledger_path)) from None
         path, how = locate_config(args.config)  # which file, as every other status says
         print(f"config: {path} ({how}; it does not validate)", file=sys.stderr)
         print(
@@ -365,10 +371,7 @@ def show_status(args: argparse.Namespace) -> int:
     try:
         report = gather(config, events=max(0, args.events), photos=max(0, args.photos))
     except PixcamdError as exc:
-        if args.json:  # a script reading stdout gets JSON it can parse, the error named in it
-            json.dump({"error": str(exc), "ledger": str(config.ledger_path)}, sys.stdout)
-            sys.stdout.write("\n")
-        raise
+        raise unreadable(exc, str(config.ledger_path)) from None
     if args.json:
         json.dump(report, sys.stdout, indent=2)
         sys.stdout.write("\n")

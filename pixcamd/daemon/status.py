@@ -168,7 +168,8 @@ def gather(config: Config, events: int = 10, now: float | None = None, photos: i
         "platform_specs": facts.get("platform_specs") or {},
         "platforms": facts.get("platforms") or [],
         "fingerprint": facts.get("fingerprint"),
-        "status": facts.get("status"),
+        # a crashed daemon's last words ("protecting big.jpg; queue 1") are no activity now
+        "status": "ended unexpectedly" if crashed else facts.get("status"),
         "counts": counts,
         "settling": facts.get("settling", 0) if alive else 0,
         "current": current if alive else [],
