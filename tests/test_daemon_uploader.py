@@ -11,6 +11,7 @@ import subprocess
 import time
 
 import pytest
+from test_daemon_support import events as log_events
 from test_daemon_support import (
     finished,
     make_config,
@@ -66,3 +67,31 @@ def test_every_copy_arrives_in_the_outbox_by_a_move(tmp_path, brisque, capsys):
     a, b = str(config.outbox / "a.jpg"), str(config.outbox / "b.jpg")
     # the retry's copy replaces the first by a rename: a move again
     assert sorted(events) == [f"MOVED_TO {a}", f"MOVED_TO {a}", f"MOVED_TO {b}"], events
+
+
+def test_a_file_of_yours_in_the_outbox_is_never_replaced_whatever_its_case(
+    tmp_path, brisque, capsys
+):
+    """A file no copy of this photo is: one of yours that a case-insensitive filesystem (or a
+    sync tool) takes for the copy's name, and one put under a copy's name after the uploader
+    took the copy. Both stay as they are; the copy takes the next name, and the log says so
+    (before: the first stood beside the copy as one file to a Mac, the second was replaced)."""
+    config = make_config(tmp_path)
+    config.outbox.mkdir()
+    (config.outbox / "mine.JPG").write_bytes(b"my own file")
+    real_photo(config.inbox / "MINE.jpg")
+    noise_photo(config.inbox / "D3.png", 1)
+    with running(config, [brisque]):
+        wait_for(lambda: finished(config, ["MINE.jpg", "D3.png"]), 120, "both photos")
+        assert (config.outbox / "mine.JPG").read_bytes() == b"my own file"
+        assert not (config.outbox / "MINE.jpg").exists()
+        assert (config.outbox / "MINE.jpg.jpg").is_file()
+        # the uploader took D3's copy; a file of yours came under its name
+        (config.outbox / "D3.jpg").write_bytes(b"another file of mine")
+        assert main(["retry", "--config", str(config.source), "D3.png"]) == 0
+        wait_for(lambda: finished(config, ["D3.png"]), 120, "the retry")
+        wait_for(lambda: (config.outbox / "D3.png.jpg").is_file(), 60, "the new copy")
+    assert (config.outbox / "D3.jpg").read_bytes() == b"another file of mine"
+    notes = [e["message"] for e in log_events(config) if e["event"] == "photo_note"]
+    assert any("MINE.jpg in the outbox is a file no photo's record wrote" in n for n in notes)
+    assert any("D3.jpg in the outbox is no longer the copy" in n for n in notes), notes

@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath
 
 from pixcamd.daemon.fs import file_inside, publish, sha256_file
 from pixcamd.daemon.ledger import Ledger
-from pixcamd.daemon.ledger_row import Row
+from pixcamd.daemon.ledger_row import Row, name_key
 
 
 def commit_publication(
@@ -105,17 +105,41 @@ def output_name(
     replaced), else the first of ``copy_names`` that is none of these. Names are compared by
     ``name_key``: the outbox may be (or be synced to) a case-insensitive filesystem, so
     ``img_1.jpg`` arriving after ``IMG_1.jpg`` takes ``img_1.jpg.jpg``, on every filesystem
-    alike. A row that has published keeps its name (a new copy replaces the old)."""
-    if row.output:
+    alike, and so are the files that stand under ``root``. A row that has published keeps its
+    name (a new copy replaces the old) — unless what stands there now is not the copy its record
+    wrote (the uploader took it and a file of yours came under its name): never replaced."""
+    if row.output and (root is None or _replaceable(root / row.output, row)):
         return row.output
     for candidate in itertools.chain([wanted] if wanted else [], copy_names(row.path)):
         if candidate != wanted and promised(candidate):
             continue
-        if root is not None and os.path.lexists(root / candidate):
+        if root is not None and _on_disk(root, candidate):
             continue
         if ledger.output_owner(candidate, row.path) is None:
             return candidate
     raise AssertionError("copy_names never ends")
+
+
+def _replaceable(path: Path, row: Row) -> bool:
+    """Whether ``row``'s new copy may replace what stands at its copy's name: nothing, or the
+    bytes its record wrote there (a record that kept no digest — an older pixcamd's, a copy
+    shipped by a decision — is trusted, as before)."""
+    expected = row.report.get("output_sha256") if isinstance(row.report, dict) else None
+    return not expected or not os.path.lexists(path) or holds(path, expected)
+
+
+def _on_disk(root: Path, name: str) -> bool:
+    """A file stands at ``name`` under ``root``, or one whose name a case-insensitive
+    filesystem or a sync tool takes for it (``mine.JPG`` for ``MINE.jpg``): ``name_key``."""
+    path = root / name
+    if os.path.lexists(path):
+        return True
+    key = name_key(path.name)
+    try:
+        with os.scandir(path.parent) as entries:
+            return any(name_key(entry.name) == key for entry in entries)
+    except OSError:  # no such folder yet: nothing in it
+        return False
 
 
 def held_name(ledger: Ledger, row: Row, hold_dir: Path) -> str:

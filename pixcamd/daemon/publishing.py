@@ -169,7 +169,15 @@ class Publisher:
         as it is, and said."""
         name = output_name(self.ledger, row, root=self.outbox)
         first = next(copy_names(row.path))
-        if name != first and not row.output and self.ledger.output_owner(first, row.path) is None:
+        if row.output and name != row.output:
+            self.log.emit(
+                "photo_note",
+                row.path,
+                f"{row.output} in the outbox is no longer the copy this photo's record wrote "
+                f"(the uploader took it, and another file came under its name); left as it is "
+                f"— this copy is {name}",
+            )
+        elif name != first and not row.output and self.ledger.output_owner(first, row.path) is None:
             self.log.emit(
                 "photo_note",
                 row.path,
