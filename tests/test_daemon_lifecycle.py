@@ -312,6 +312,20 @@ def small_disk(tmp_path):
         yield where
 
 
+def test_an_outbox_at_a_mount_s_root_is_refused_with_advice_that_works(tmp_path, small_disk):
+    """A card, a share or a container volume given as the outbox itself: no folder on its
+    mount lies outside it for the temp folder — said so, with the fix (before: set tmp_dir to
+    a folder on that mount outside the outbox, which does not exist)."""
+    from pixcamd.daemon.fs import choose_tmp_dir
+
+    config = make_config(tmp_path, outbox=str(small_disk))
+    with pytest.raises(PixcamdError, match="is the root of a mount") as refused:
+        choose_tmp_dir(config)
+    assert f"e.g. {small_disk / 'outbox'}" in str(refused.value)
+    config = make_config(tmp_path, outbox=str(small_disk / "outbox"))  # as advised: it works
+    assert choose_tmp_dir(config).parent == small_disk
+
+
 def test_a_full_outbox_disk_holds_the_queue_until_there_is_room(tmp_path, brisque, small_disk):
     disk = small_disk  # the outbox and the temp folder on it, the ledger elsewhere
     config = make_config(tmp_path, outbox=str(disk / "out"), tmp_dir=str(disk / "tmp"))

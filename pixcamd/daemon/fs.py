@@ -216,6 +216,15 @@ def choose_tmp_dir(config: Config, create: bool = True) -> Path:
         if len(candidates) == 1
         else "neither " + " nor ".join(str(c) for c in candidates) + " is"
     )
+    if outbox.exists() and mount_point(outbox) == os.path.realpath(outbox):
+        # the outbox is a mount's root (a card, a share, a container volume): its mount has no
+        # folder outside it to write in
+        raise ConfigError(
+            f"tmp_dir: the outbox {outbox} is the root of a mount, so no folder on that mount "
+            "lies outside it for copies to be written in and renamed from atomically; make the "
+            f"outbox a folder on that mount instead (e.g. {outbox / 'outbox'}; the temp folder "
+            "is then made beside it)"
+        )
     raise ConfigError(
         f"tmp_dir: {tried} on the outbox's mount ({outbox}), so copies could not be renamed "
         "into it atomically; set tmp_dir to a writable folder on that mount, outside the outbox "
