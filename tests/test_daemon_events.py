@@ -168,3 +168,37 @@ def test_status_follow_on_the_command_line_stops_on_ctrl_c(tmp_path):
         ledger.close()
     assert process.returncode == 0, err
     assert "Traceback" not in err
+
+
+def test_under_systemd_each_line_carries_its_priority_for_the_journal(tmp_path):
+    """stderr that is the journal (``$JOURNAL_STREAM`` names it): each line starts with its
+    syslog priority, so `journalctl -p warning` shows the failures (before: all at info); a
+    terminal or a pipe gets the plain lines."""
+    import os
+    import subprocess
+    import sys
+
+    from test_daemon_support import ROOT, wait_for
+
+    config = make_config(tmp_path, settle_timeout=1.0)
+    (config.inbox / "bad.jpg").write_bytes(b"\xff\xd8 not a photo")
+    journal = tmp_path / "journal"
+    with open(journal, "w") as stream:
+        st = os.fstat(stream.fileno())
+        env = {**os.environ, "JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"}
+        argv = [sys.executable, "-m", "pixcamd", "run", "--config", str(config.source)]
+        process = subprocess.Popen(argv, cwd=ROOT, env=env, stderr=stream, text=True)
+        try:
+            wait_for(lambda: " failed bad.jpg" in journal.read_text(), 120, "the failure")
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
+    lines = journal.read_text().splitlines()
+    (failed,) = [line for line in lines if " failed bad.jpg" in line]
+    assert failed.startswith("<4>") and "WARNING failed bad.jpg" in failed, lines
+    assert next(line for line in lines if " daemon_started" in line).startswith("<6>"), lines
+    assert all(line.startswith("<") for line in lines if " INFO " in line), lines
+
+    stream = io.StringIO()  # not the journal: plain lines
+    EventLog(tmp_path / "other.jsonl", None, stream).emit("failed", "x.jpg", "why", "warning")
+    assert stream.getvalue().split(" ", 1)[1].startswith("WARNING failed x.jpg")

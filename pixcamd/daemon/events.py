@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sqlite3
 import sys
 import threading
@@ -65,6 +66,22 @@ def human_line(ts: float, level: str, event: str, path: str | None, message: str
     return printable(line)
 
 
+# sd-daemon(3): a line written to the journal's stream may start with its syslog priority
+PRIORITY = {"debug": 7, "info": 6, "warning": 4, "error": 3, "critical": 2}
+
+
+def to_journal(stream) -> bool:
+    """Whether ``stream`` is systemd's journal: the device and inode its service manager put
+    in ``$JOURNAL_STREAM`` (a shell's pipe or a terminal is not, even under a service)."""
+    wanted = os.environ.get("JOURNAL_STREAM", "")
+    try:
+        st = os.fstat(stream.fileno())
+        device, inode = (int(part) for part in wanted.split(":"))
+    except (ValueError, OSError, AttributeError):  # not set, or no file behind the stream
+        return False
+    return (st.st_dev, st.st_ino) == (device, inode)
+
+
 _UNWRITTEN = object()  # no line written yet by this call (its level filtered it out)
 
 
@@ -107,6 +124,7 @@ class EventLog:
         self._sink = _FileSink(path, self._lock)
         self._said: dict[str, str | None] = {"log": None, "ledger": None}  # trouble said
         self._trouble_lock = threading.Lock()
+        self._journal: bool | None = None  # whether the stream is the journal, once looked at
         self._logger = structlog.wrap_logger(
             self._sink,
             processors=[
@@ -138,7 +156,7 @@ class EventLog:
             self._trouble("log", self._sink.last.problem)
         if LEVELS[level] < logging.INFO:
             return
-        self._print(human_line(time.time(), level, event, path, message))
+        self._print(human_line(time.time(), level, event, path, message), level)
         if self.ledger is not None:
             extra = {k: v for k, v in fields.items() if k not in ("path",)}
             try:
@@ -175,12 +193,16 @@ class EventLog:
         else:
             event, level, text = f"{where}_back", "warning", f"{name} is written again"
         now = time.time()
-        self._print(human_line(now, level, event, None, text))
+        self._print(human_line(now, level, event, None, text), level)
         if where == "log" and self.ledger is not None:  # for `pixcamd status`, where it can
             with contextlib.suppress(sqlite3.Error, OSError):
                 self.ledger.add_event(now, level, event, None, {"message": text})
 
-    def _print(self, human: str) -> None:
+    def _print(self, human: str, level: str = "info") -> None:
+        if self._journal is None:
+            self._journal = to_journal(self.stream)
+        if self._journal:  # the journal's priority: `journalctl -p warning` finds these
+            human = f"<{PRIORITY.get(level, 6)}>{human}"
         try:
             with self._lock:
                 print(human, file=self.stream, flush=True)
