@@ -363,7 +363,8 @@ def render(report: dict) -> str:
     hour = report["last_hour"]
     mean = f", {hour['mean_seconds']:.1f} s per photo" if hour["mean_seconds"] else ""
     out.append(
-        f"last hour: {hour['finished']} photos finished ({hour['done']} done, "
+        f"last hour: {hour['finished']} photo{'' if hour['finished'] == 1 else 's'} finished "
+        f"({hour['done']} done, "
         f"{hour['unprotected']} unprotected, {hour['failed']} failed){mean}"
     )
     if hour["protected_on"]:
