@@ -58,6 +58,8 @@ def test_a_photo_this_user_cannot_read_fails_saying_so_never_dropped(tmp_path):
             e for e in events(config) if e.get("path") == "private.jpg" and e["event"] == "settled"
         ]
         assert "cannot read the file" in settled["message"]
+        (failed,) = [e for e in events(config) if e["event"] == "failed"]
+        assert failed["message"].endswith("— `pixcamd retry --failed` once it is fixed"), failed
         status = subprocess.run(
             [sys.executable, "-m", "pixcamd", "status", "--json", "--config", str(config.source)],
             cwd=ROOT,

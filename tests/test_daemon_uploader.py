@@ -79,10 +79,15 @@ def test_a_file_of_yours_in_the_outbox_is_never_replaced_whatever_its_case(
     config = make_config(tmp_path)
     config.outbox.mkdir()
     (config.outbox / "mine.JPG").write_bytes(b"my own file")
+    (config.outbox / "Album").mkdir()  # and a folder's name in another case too
+    (config.outbox / "Album" / "pic.jpg").write_bytes(b"mine as well")
     real_photo(config.inbox / "MINE.jpg")
+    noise_photo(config.inbox / "album" / "PIC.jpg", 2)
     noise_photo(config.inbox / "D3.png", 1)
     with running(config, [brisque]):
-        wait_for(lambda: finished(config, ["MINE.jpg", "D3.png"]), 120, "both photos")
+        wait_for(lambda: finished(config, ["MINE.jpg", "D3.png", "album/PIC.jpg"]), 120, "all")
+        assert (config.outbox / "album" / "PIC.jpg.jpg").is_file()
+        assert not (config.outbox / "album" / "PIC.jpg").exists()
         assert (config.outbox / "mine.JPG").read_bytes() == b"my own file"
         assert not (config.outbox / "MINE.jpg").exists()
         assert (config.outbox / "MINE.jpg.jpg").is_file()
@@ -95,3 +100,19 @@ def test_a_file_of_yours_in_the_outbox_is_never_replaced_whatever_its_case(
     notes = [e["message"] for e in log_events(config) if e["event"] == "photo_note"]
     assert any("MINE.jpg in the outbox is a file no photo's record wrote" in n for n in notes)
     assert any("D3.jpg in the outbox is no longer the copy" in n for n in notes), notes
+
+
+def test_a_photo_held_back_without_hold_dir_is_not_told_to_ship(tmp_path, brisque, capsys):
+    """No copy kept (``hold_dir`` unset): the log and `status` do not suggest `pixcamd ship`,
+    which would refuse, but say how to keep one."""
+    config = make_config(tmp_path, epsilon=0.5, epsilon_cap=0.5, steps=2)
+    real_photo(config.inbox / "a.jpg")
+    with running(config, [brisque]):
+        wait_for(lambda: finished(config, ["a.jpg"]), 120, "the photo")
+    (held,) = [e for e in log_events(config) if e["event"] == "unprotected"]
+    assert "`pixcamd retry --stronger a.jpg` tries a larger budget" in held["message"]
+    assert "set hold_dir to keep the best attempt" in held["message"]
+    assert "pixcamd ship a.jpg" not in held["message"]
+    assert main(["status", "--config", str(config.source)]) == 0
+    out = capsys.readouterr().out
+    assert "  held back: `pixcamd retry --stronger PATH` tries a larger budget, set hold_dir" in out

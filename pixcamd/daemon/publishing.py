@@ -116,13 +116,19 @@ class Publisher:
         self.log.emit("outbox_back", None, f"room in {self.outbox} again; protecting again")
         return True
 
-    def _held_hint(self, path: str) -> str:
-        """What a person can do about a photo held back, said with it in the log."""
+    def _held_hint(self, path: str, held: str | None) -> str:
+        """What a person can do about a photo held back, said with it in the log: a larger
+        budget (not on a cluster, whose workers take one budget for all), and shipping the
+        copy kept (only where one was: ``hold_dir``)."""
         name = shlex.quote(path)
-        stronger = f"`pixcamd retry --stronger {name}` tries a larger budget, " * (
-            self.config.executor != "ray"  # the cluster's workers take one budget for all
-        )
-        return f"{stronger}`pixcamd ship {name}` shares it unprotected"
+        steps = []
+        if self.config.executor != "ray":
+            steps.append(f"`pixcamd retry --stronger {name}` tries a larger budget")
+        if held:
+            steps.append(f"`pixcamd ship {name}` shares it unprotected")
+        else:
+            steps.append("set hold_dir to keep the best attempt for `pixcamd ship`")
+        return ", ".join(steps)
 
     def _gone(self, rel: str) -> bool:
         """Nothing at this inbox path now, not even a dangling link (as the intake looks)."""
@@ -321,7 +327,10 @@ class Publisher:
                 row.output if row.output and os.path.lexists(self.outbox / row.output) else None
             )
             if earlier:  # said, so that no one reads the retry's scores as that file's
-                fields["report"] = {**report, "earlier_copy": earlier}
+                # (and what that file holds kept: a file of yours later under its name is not it)
+                kept = (row.report or {}) if isinstance(row.report, dict) else {}
+                digest = {"output_sha256": kept["output_sha256"]} if "output_sha256" in kept else {}
+                fields["report"] = {**report, "earlier_copy": earlier, **digest}
             state = fields.pop("state")
             self.ledger.finish(row.id, state, output=earlier, held=held, **fields)
             self._kept.pop(row.id, None)
@@ -332,7 +341,7 @@ class Publisher:
                 "unprotected",
                 row.path,
                 f"could not be protected, held back from the outbox{where} — "
-                f"{scores_text(scores, worst)}{edit_text} — {self._held_hint(row.path)}",
+                f"{scores_text(scores, worst)}{edit_text} — {self._held_hint(row.path, held)}",
                 level="warning",
                 psnr=fields["psnr"],
                 **verdict_fields,

@@ -193,6 +193,7 @@ def gather(config: Config, events: int = 10, now: float | None = None, photos: i
         "events": last,
         "ledger": str(path),
         "log_file": str(config.log_file),
+        "executor": getattr(config, "executor", None),
         "web": getattr(config, "web", None),  # the page's address ("": off; None: unknown, a
         # config that does not validate gives only its record)
     }
@@ -394,12 +395,17 @@ def render(report: dict) -> str:
             counts["failed"] + counts["unprotected"] - len(report["failures"]),
             report.get("web"),
         )
+        held = [f for f in report["failures"] if f["state"] == "unprotected" and not f["output"]]
+        if held:
+            steps = []
+            if report.get("executor") != "ray":  # the cluster takes one budget for all
+                steps.append("`pixcamd retry --stronger PATH` tries a larger budget")
+            if any(f["held"] for f in held):
+                steps.append("`pixcamd ship PATH` shares one whose copy was kept unprotected")
+            else:
+                steps.append("set hold_dir to keep the best attempt for `pixcamd ship`")
+            out.append("  held back: " + ", ".join(steps))
         states = {f["state"] for f in report["failures"]}
-        if "unprotected" in states:
-            out.append(
-                "  held back: `pixcamd retry --stronger PATH` tries a larger budget, "
-                "`pixcamd ship PATH` shares one unprotected"
-            )
         if "failed" in states:
             out.append(
                 "  failed: `pixcamd retry --failed` once the cause is fixed; a file that does "

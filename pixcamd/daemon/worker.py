@@ -46,10 +46,16 @@ from pixcamd.errors import PhotoError, without_path
 # what a person can do about a failed photo, said with it in the log
 BAD_FILE_HINT = "a new version of the file (copied or exported again) is read when it arrives"
 GAVE_UP_HINT = "`pixcamd retry --failed` once the cause is fixed"
+FIX_HINT = "`pixcamd retry --failed` once it is fixed"
 
 
 class Refused(Exception):
     """A permanent problem with this source (e.g. a symlink out of the inbox)."""
+
+
+class Unreadable(PhotoError):
+    """The source's bytes could not be read (its permissions, an I/O error): fixed outside,
+    where neither its size nor its time need change."""
 
 
 BLOCKED_POLL = 1.0  # seconds between looks while queued photos can go nowhere (outbox, cluster)
@@ -258,7 +264,8 @@ class Worker(Publisher):
             self._vanished(row, str(exc))
         except (PhotoError, Refused) as exc:
             # the log names the photo; no budget changes the file
-            self._fail(row, without_path(str(exc), row.path), BAD_FILE_HINT)
+            bad = not isinstance(exc, (Unreadable, Refused))  # the bytes, not their access
+            self._fail(row, without_path(str(exc), row.path), BAD_FILE_HINT if bad else FIX_HINT)
         except Exception as exc:
             self._transient(row, exc)
 
@@ -378,7 +385,7 @@ class Worker(Publisher):
         try:
             data = src.read_bytes()
         except OSError as exc:
-            raise PhotoError(f"{row.path}: cannot read the file ({exc})") from exc
+            raise Unreadable(f"{row.path}: cannot read the file ({exc})") from exc
         after = os.stat(src)
         signature = (after.st_size, after.st_mtime_ns)
         if signature != (before.st_size, before.st_mtime_ns) or signature != (
