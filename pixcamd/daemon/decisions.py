@@ -20,6 +20,7 @@ decision is recorded on the row (``decision``: what, when, from where) and as an
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import secrets
 import stat
@@ -99,6 +100,8 @@ def ship(config: Config, ledger: Ledger, row: Row, via: str, now: float | None =
     # published (a service's UMask=0027 keeps copies from other users)
     mode = stat.S_IMODE(held.stat().st_mode)
     decision = {"action": "shipped", "at": now, "via": via, "held": row.held}
+    digest = hashlib.sha256(data).hexdigest()
+    report = row.report if isinstance(row.report, dict) else {}
     taken = ledger.take(row.id, ("unprotected",), _intent(row, decision))
     if taken is None:
         raise DecisionError(f"{row.path}: it changed meanwhile (retried or re-queued); look again")
@@ -115,7 +118,10 @@ def ship(config: Config, ledger: Ledger, row: Row, via: str, now: float | None =
             config.outbox,
             out_rel,
             "unprotected",
-            {"decision": decision},
+            # the bytes it ships, recorded: a file that comes under the name later is never
+            # taken for this copy (``publication.output_name``)
+            {"decision": decision, "report": {**report, "output_sha256": digest}},
+            digest=digest,
             mode=mode,
         )
     except BaseException as exc:

@@ -129,17 +129,24 @@ def _replaceable(path: Path, row: Row) -> bool:
 
 
 def _on_disk(root: Path, name: str) -> bool:
-    """A file stands at ``name`` under ``root``, or one whose name a case-insensitive
-    filesystem or a sync tool takes for it (``mine.JPG`` for ``MINE.jpg``): ``name_key``."""
-    path = root / name
-    if os.path.lexists(path):
+    """A file stands at ``name`` under ``root``, or one whose path a case-insensitive
+    filesystem or a sync tool takes for it (``Trip/mine.JPG`` for ``trip/MINE.jpg``): each
+    part of the path compared by ``name_key``."""
+    if os.path.lexists(root / name):
         return True
-    key = name_key(path.name)
-    try:
-        with os.scandir(path.parent) as entries:
-            return any(name_key(entry.name) == key for entry in entries)
-    except OSError:  # no such folder yet: nothing in it
-        return False
+    folders = [root]
+    for part in PurePosixPath(name).parts:
+        key, found = name_key(part), []
+        for folder in folders:
+            try:
+                with os.scandir(folder) as entries:
+                    found += [Path(e.path) for e in entries if name_key(e.name) == key]
+            except OSError:  # not a folder (a file there), or none yet: nothing in it
+                continue
+        if not found:
+            return False
+        folders = found
+    return True
 
 
 def held_name(ledger: Ledger, row: Row, hold_dir: Path) -> str:
