@@ -71,11 +71,9 @@ _AT_FDCWD, _RENAME_NOREPLACE = -100, 1
 def _rename_noreplace(source: Path, dest: Path) -> bool:
     """``rename`` that fails with FileExistsError where ``dest`` exists; False where it is
     not to be had here (Linux ≥ 3.15 with glibc ≥ 2.28, and a filesystem that supports it)."""
-    renameat2 = getattr(_libc(), "renameat2", None)
+    renameat2 = _renameat2()
     if renameat2 is None:
         return False
-    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p]
-    renameat2.argtypes += [ctypes.c_uint]
     found = renameat2(
         _AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(dest), _RENAME_NOREPLACE
     )
@@ -90,8 +88,14 @@ def _rename_noreplace(source: Path, dest: Path) -> bool:
 
 
 @functools.cache
-def _libc():
-    return ctypes.CDLL(None, use_errno=True)
+def _renameat2():
+    """The C library's ``renameat2``, typed once (threads publish at once: the worker and a
+    decision from the page); None where there is none."""
+    found = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if found is not None:
+        text = ctypes.c_char_p
+        found.argtypes = [ctypes.c_int, text, ctypes.c_int, text, ctypes.c_uint]
+    return found
 
 
 def inside(child: Path, parent: Path) -> bool:
