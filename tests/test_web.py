@@ -637,6 +637,9 @@ def test_the_photo_list_finds_a_name_and_says_how_many_pages_it_has(world):
         status, _, body = web.get("/photos?verdict=failed&name=img_012")
         assert b"0 photos whose name holds" in body and b"No photo here has that in its" in body
 
+        status, _, body = web.get("/photos?name=img_012&page=5")  # past the last page
+        assert b"No photos on this page: there are 1 page." in body, body
+        assert b'page=1">newer' in body  # back to a page that has photos
         status, _, body = web.get("/photos?name=cr%C3%A8me")  # crème, typed composed
         assert b"1 photo whose name holds" in body
         assert synced.encode() in body or unicodedata.normalize("NFC", synced).encode() in body
