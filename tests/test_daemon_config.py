@@ -161,6 +161,11 @@ def test_invalid_configurations_are_refused_with_the_key(tmp_path, text, expecte
     assert expected in problems(tmp_path, text)
 
 
+def test_a_tmp_dir_inside_the_outbox_is_said_once_with_no_advice_that_fails(tmp_path):
+    said = problems(tmp_path, 'inbox = "inbox"\noutbox = "out"\ntmp_dir = "out"\n')
+    assert "is inside the outbox" in said and "holds the outbox" not in said, said
+
+
 def test_missing_file_says_how_to_start(tmp_path):
     with pytest.raises(ConfigError, match=r"config\.example\.toml"):
         load_config(tmp_path / "nope.toml")

@@ -478,7 +478,9 @@ def _tmp_dir_problems(config: Folders) -> list[str]:
         ("hold_dir", config.hold_dir),
         ("log_file", config.log_file),
     ):
-        if path is not None and _inside(Path(os.path.realpath(path)), tmp):
+        real = Path(os.path.realpath(path)) if path is not None else None
+        said = key in ("inbox", "outbox") and real is not None and _inside(tmp, real)
+        if real is not None and _inside(real, tmp) and not said:  # said: "is inside the …"
             problems.append(
                 f"tmp_dir: {config.tmp_dir_setting} holds the {key.replace('_', ' ')} {path}; "
                 "it is a work folder of its own (for copies being written, on the outbox's "
