@@ -1221,6 +1221,16 @@ def test_a_start_refused_for_its_config_is_on_record_for_status(tmp_path, brisqu
     said = capsys.readouterr().out
     assert "its last start (" in said and "was refused: invalid configuration:" in said, said
 
+    # its log on a share not mounted yet: recorded in the ledger alone, no folder made there
+    nas = tmp_path / "nas"
+    config.source.write_text(config.source.read_text() + f'log_file = "{nas}/logs/p.jsonl"\n')
+    process = pixcamd_process(config.source)
+    out, _ = process.communicate(timeout=120)
+    assert process.returncode == 2 and not nas.exists(), out
+    assert main(["status", "--config", str(config.source)]) == 0
+    said = capsys.readouterr().out
+    assert said.count("was refused: invalid configuration:") == 1, said
+
     fresh = make_config(tmp_path / "fresh")
     fresh.source.write_text(fresh.source.read_text() + "stepz = 4\n")
     process = pixcamd_process(fresh.source)

@@ -64,9 +64,13 @@ def record_refused_config(path: str | os.PathLike | None, why: str) -> None:
         try:
             ledger = Ledger(record.ledger_path)
             try:  # said on stderr by the command already: the log's copy only
-                EventLog(record.log_file, ledger, StringIO()).emit(
-                    "start_refused", message=why, level="error", reason=why
-                )
+                if record.log_file.parent.is_dir():
+                    EventLog(record.log_file, ledger, StringIO()).emit(
+                        "start_refused", message=why, level="error", reason=why
+                    )
+                else:  # (a share not mounted yet: no folder made on the disk below it)
+                    fields = {"message": why, "reason": why}
+                    ledger.add_event(time.time(), "error", "start_refused", None, fields)
             finally:
                 ledger.close()
         finally:
