@@ -380,3 +380,27 @@ def test_a_rename_follows_another_path_s_record_only_where_it_owns_a_copy(ledger
     over = ledger.offer("F.jpg", "S", 10, 3, FP).row
     assert ledger.follow_rename(over.id, "P.jpg", gone=lambda path: path == "Y.jpg") is None
     assert ledger.get("Y.jpg").output == "Y.jpg"  # untouched
+
+
+def test_the_stand_in_for_json_extract_reads_what_sqlite_s_own_reads():
+    """Where SQLite was built without JSON1, ``retry``'s lean rows read a report's models and
+    platforms with ``json_member``: the same answers as SQLite's ``json_extract``."""
+    import json
+
+    from pixcamd.daemon.ledger_lists import json_member
+
+    db = sqlite3.connect(":memory:")
+    reports = [
+        json.dumps({"models": [{"fingerprint": "b@1"}], "platforms": [{"name": "task"}]}),
+        json.dumps({"models": [], "platforms": None}),
+        json.dumps({"other": 1}),
+        None,
+    ]
+    for text in reports:
+        for path in ("$.models", "$.platforms"):
+            (theirs,) = db.execute("SELECT json_extract(?, ?)", (text, path)).fetchone()
+            ours = json_member(text, path)
+            assert (json.loads(ours) if ours else None) == (
+                json.loads(theirs) if theirs else None
+            ), (text, path)
+    db.close()

@@ -19,6 +19,16 @@ def folded(name: str | None) -> str | None:
     return name and unicodedata.normalize("NFC", name).casefold()
 
 
+def json_member(text: str | None, path: str) -> str | None:
+    """SQLite's ``json_extract(text, '$.key')`` for a build without JSON1, as ``lean_rows``
+    uses it: the member as JSON text (an object or a list), None where there is none."""
+    try:
+        found = json.loads(text)[path.removeprefix("$.")] if text else None
+    except (ValueError, TypeError, KeyError):
+        return None
+    return json.dumps(found) if isinstance(found, dict | list) else None
+
+
 def listed(states: tuple[str, ...], name: str) -> tuple[str, list]:
     """The photo list's WHERE clause and its arguments: rows in ``states`` whose inbox path
     holds ``name`` anywhere (``IMG_12`` finds ``2019/IMG_1234.JPG``), letters of any case,
