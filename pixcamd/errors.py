@@ -14,6 +14,11 @@ class PhotoError(PixcamdError):
     """A file that cannot be read as a photo (missing, empty, not an image, truncated, too big)."""
 
 
+class Undecodable(PhotoError):
+    """The file's bytes are no image pixcamd can read (empty, not an image, truncated, damaged):
+    no setting changes that, only new bytes do."""
+
+
 class NotProtectable(PhotoError):
     """A photo read whole that pixcamd will not protect (an HDR one): final as soon as it is
     read — a file still arriving fails to decode before it could say so."""

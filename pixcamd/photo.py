@@ -31,7 +31,7 @@ from PIL import Image, ImageChops, UnidentifiedImageError
 
 from pixcamd import metadata as meta
 from pixcamd.colour import SRGB_PROFILE, profile_from_nclx, to_rgb
-from pixcamd.errors import OverTheLimit, PhotoError
+from pixcamd.errors import OverTheLimit, PhotoError, Undecodable
 from pixcamd.metadata import PhotoMetadata
 
 try:  # phones write HEIC by default; pillow-heif teaches Pillow to read it
@@ -94,7 +94,7 @@ def open_photo(
     if data is None:
         _check_file(path)
     elif not data:
-        raise PhotoError(f"{path}: empty file (0 bytes)")
+        raise Undecodable(f"{path}: empty file (0 bytes)")
 
     def source():
         return io.BytesIO(data) if data is not None else open(path, "rb")
@@ -146,7 +146,7 @@ def open_photo(
     except PhotoError:
         raise
     except UnidentifiedImageError as exc:
-        raise PhotoError(f"{path}: {_unidentified(source)}") from exc
+        raise Undecodable(f"{path}: {_unidentified(source)}") from exc
     except Image.DecompressionBombError as exc:  # refused by Pillow before we saw the size
         claimed = re.search(r"\((\d+) pixels\)", str(exc))
         size = f"an image of {int(claimed.group(1)):,} pixels" if claimed else "the image"
@@ -158,11 +158,11 @@ def open_photo(
     except Exception as exc:  # any decoder failure is a bad file, never a crash
         message = str(exc) or type(exc).__name__
         if "truncated" in message.lower() or isinstance(exc, EOFError) or _riff_cut(source):
-            raise PhotoError(
+            raise Undecodable(
                 f"{path}: cannot decode the image: the file is truncated, its data ends early "
                 f"({message})"
             ) from exc
-        raise PhotoError(f"{path}: cannot decode the image data ({message})") from exc
+        raise Undecodable(f"{path}: cannot decode the image data ({message})") from exc
     if orientation != 1:
         image = image.transpose(_TRANSPOSE[orientation])
     return Photo(path, image, md, notes)
@@ -226,7 +226,7 @@ def _check_file(path: Path) -> None:
     if not path.is_file():
         raise PhotoError(f"{path}: not a regular file")
     if path.stat().st_size == 0:
-        raise PhotoError(f"{path}: empty file (0 bytes)")
+        raise Undecodable(f"{path}: empty file (0 bytes)")
 
 
 def _unidentified(source) -> str:

@@ -1236,3 +1236,27 @@ def test_a_start_refused_for_its_config_is_on_record_for_status(tmp_path, brisqu
     process = pixcamd_process(fresh.source)
     out, _ = process.communicate(timeout=120)
     assert process.returncode == 2 and not fresh.ledger_path.exists(), out
+
+
+def test_a_file_that_is_no_image_is_not_read_again_for_other_settings(tmp_path, brisque):
+    """A damaged file failed: a reload with other settings does not settle, queue and fail it
+    once more (before: after every settings change, with its warnings and a 120 s wait); new
+    bytes under its name are read and protected."""
+    config = make_config(tmp_path, settle_timeout=1.0)
+    (config.inbox / "bad.jpg").write_bytes(b"\xff\xd8 not a photo")
+    noise_photo(config.inbox / "held.png", 1)
+
+    def about_it() -> list[str]:
+        return [e["event"] for e in events(config) if e.get("path") == "bad.jpg"]
+
+    with running(config, [brisque]) as daemon:
+        wait_for(lambda: finished(config, ["bad.jpg", "held.png"]), 60, "the first pass")
+        assert ledger_rows(config)["bad.jpg"]["state"] == "failed"
+        before = about_it()
+        config.source.write_text(config.source.read_text() + "epsilon = 5\n")
+        assert daemon.reload() is True
+        wait_for(lambda: any("reload scan" in m for m in said(config, "scanned")), 60, "scan")
+        time.sleep(2.0)  # a settle and a queueing would have begun by now
+        assert about_it() == before, (before, about_it())
+        real_photo(config.inbox / "bad.jpg")  # the file again, whole
+        wait_for(lambda: ledger_rows(config)["bad.jpg"]["state"] == "done", 120, "new bytes")

@@ -23,6 +23,7 @@ from pixcamd.daemon.config import Config
 from pixcamd.daemon.events import EventLog
 from pixcamd.daemon.fs import folder_identity, sha256_file
 from pixcamd.daemon.ledger import Ledger
+from pixcamd.daemon.ledger_schema import BAD_FILE
 from pixcamd.daemon.publishing import renamed_note
 from pixcamd.daemon.watcher import (
     HIDDEN,
@@ -193,7 +194,8 @@ class Intake:
                 except OSError:
                     continue
                 if (st.st_size, st.st_mtime_ns) == (row.size, row.mtime_ns) and (
-                    row.state in ("queued", "processing", "done") or row.fingerprint == fingerprint
+                    row.state in ("queued", "processing", "done")
+                    or row.fingerprint in (fingerprint, BAD_FILE)  # no settings read those bytes
                 ):
                     continue
             new += 1

@@ -36,7 +36,14 @@ from pixcamd.daemon.ledger_file import create, opening, read_tables
 from pixcamd.daemon.ledger_lists import Lists, folded, json_member
 from pixcamd.daemon.ledger_log import DaemonRecord
 from pixcamd.daemon.ledger_row import Offer, Row, name_key
-from pixcamd.daemon.ledger_schema import JSON_COLUMNS, RECENT, SCHEMA_VERSION, STATES, prepare
+from pixcamd.daemon.ledger_schema import (
+    BAD_FILE,
+    JSON_COLUMNS,
+    RECENT,
+    SCHEMA_VERSION,
+    STATES,
+    prepare,
+)
 from pixcamd.errors import PixcamdError
 
 # a row with no publication on record: nothing for a recovery to finish
@@ -235,7 +242,11 @@ class Ledger(DaemonRecord, SameContent, Lists):
                 return Offer("busy", self._get(db, row.id))
             if row is not None and row.sha256 == sha256:
                 redo = ("unprotected", "failed", "done") if redo_done else ("unprotected", "failed")
-                stale = row.state in redo and row.fingerprint != fingerprint and not row.decision
+                stale = (
+                    row.state in redo
+                    and row.fingerprint not in (fingerprint, BAD_FILE)
+                    and not row.decision
+                )
                 if not stale:
                     if (row.size, row.mtime_ns) != (size, mtime_ns):
                         self._update(db, row.id, size=size, mtime_ns=mtime_ns)

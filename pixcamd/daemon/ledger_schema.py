@@ -13,6 +13,9 @@ SCHEMA_VERSION = 2
 # seconds: a photo whose file is this new is settled and taken before an older backlog (a
 # library found at the first start), which then goes in the order it was found
 RECENT = 86400.0
+# the fingerprint of a failed row whose bytes are no image (``errors.Undecodable``): no
+# settings read it, so a settings change does not queue it again; new bytes do
+BAD_FILE = "no image"
 JSON_COLUMNS = ("scores", "timings", "report", "staged_fields", "budget", "decision")
 ADDED_COLUMNS = (("budget", "TEXT"), ("decision", "TEXT"))
 

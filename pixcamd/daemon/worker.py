@@ -30,6 +30,7 @@ from pixcamd.daemon.events import EventLog
 from pixcamd.daemon.fs import inside, mount_point, sha256_file
 from pixcamd.daemon.ledger import Ledger
 from pixcamd.daemon.ledger_row import Row
+from pixcamd.daemon.ledger_schema import BAD_FILE
 from pixcamd.daemon.publication import finish_interrupted
 from pixcamd.daemon.publishing import Abandoned, Changed, Publisher, Vanished, no_room
 from pixcamd.daemon.settings import (
@@ -41,7 +42,7 @@ from pixcamd.daemon.settings import (
     use_threads,
     with_budget,
 )
-from pixcamd.errors import PhotoError, without_path
+from pixcamd.errors import PhotoError, Undecodable, without_path
 
 # what a person can do about a failed photo, said with it in the log
 BAD_FILE_HINT = "a new version of the file (copied or exported again) is read when it arrives"
@@ -265,7 +266,8 @@ class Worker(Publisher):
         except (PhotoError, Refused) as exc:
             # the log names the photo; no budget changes the file
             bad = not isinstance(exc, (Unreadable, Refused))  # the bytes, not their access
-            self._fail(row, without_path(str(exc), row.path), BAD_FILE_HINT if bad else FIX_HINT)
+            hint = BAD_FILE_HINT if bad else FIX_HINT
+            self._fail(row, without_path(str(exc), row.path), hint, isinstance(exc, Undecodable))
         except Exception as exc:
             self._transient(row, exc)
 
@@ -288,10 +290,11 @@ class Worker(Publisher):
         self._guard(row, lambda r: reused.append(self._duplicate(r, original)))
         return reused != [False]
 
-    def _fail(self, row: Row, reason: str, hint: str = "") -> None:
+    def _fail(self, row: Row, reason: str, hint: str = "", no_image: bool = False) -> None:
         """Failed for good; ``hint``: what the person can do, said in the log (``status``
-        says it under its list)."""
-        self.ledger.finish(row.id, "failed", error=reason, model=self.model_label)
+        says it under its list); ``no_image``: its bytes are none, whatever the settings."""
+        more = {"fingerprint": BAD_FILE} if no_image else {}
+        self.ledger.finish(row.id, "failed", error=reason, model=self.model_label, **more)
         said = f"{reason} — {hint}" if hint else reason
         self.log.emit("failed", row.path, said, level="warning", reason=reason)
 
