@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from pixcamd.errors import PhotoError, PixcamdError
+from pixcamd.errors import PhotoError, PixcamdError, Undecodable
 from pixcamd.executors import Done, JobOptions, LocalExecutor, Task
 from pixcamd.executors.ray import RayExecutor  # imports Ray only when one is made
 from pixcamd.executors.ray_link import reachable
@@ -120,7 +120,8 @@ def test_a_photo_error_comes_back_as_itself(cluster):
         executor.submit(Task("bad", "notes.txt", b"these are not the bytes of a photo"))
         (done,) = finish(executor)
     assert done.task.key == "bad" and done.outcome is None and not done.lost
-    assert type(done.error) is PhotoError  # unwrapped: not Ray's RayTaskError(PhotoError)
+    # unwrapped, its own class: not Ray's RayTaskError(Undecodable)
+    assert type(done.error) is Undecodable and isinstance(done.error, PhotoError)
     assert "notes.txt" in str(done.error)
 
 
