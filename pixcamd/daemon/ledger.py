@@ -33,7 +33,7 @@ from typing import Any
 
 from pixcamd.daemon.ledger_copies import SameContent
 from pixcamd.daemon.ledger_file import create, opening, read_tables
-from pixcamd.daemon.ledger_lists import Lists, folded, json_member
+from pixcamd.daemon.ledger_lists import Lists, json_member
 from pixcamd.daemon.ledger_log import DaemonRecord
 from pixcamd.daemon.ledger_row import Offer, Row, name_key
 from pixcamd.daemon.ledger_schema import (
@@ -74,7 +74,6 @@ class Ledger(DaemonRecord, SameContent, Lists):
                 self._db.create_function(
                     "nfc", 1, lambda s: s and unicodedata.normalize("NFC", s), deterministic=True
                 )
-                self._db.create_function("folded", 1, folded, deterministic=True)
                 try:  # SQLite's own since 3.38 (and Debian's builds before): else a stand-in
                     self._db.execute("SELECT json_extract('{}', '$.a')")
                 except sqlite3.OperationalError:

@@ -5,18 +5,12 @@ last copies. A mixin of ``pixcamd.daemon.ledger.Ledger``: its connection and loc
 from __future__ import annotations
 
 import json
-import unicodedata
 from collections.abc import Iterator
 
-from pixcamd.daemon.ledger_row import ROW_FIELDS, Row
+from pixcamd.daemon.ledger_row import ROW_FIELDS, Row, name_key
 from pixcamd.daemon.ledger_schema import JSON_COLUMNS
 
 LEAN_BATCH = 2000  # rows read at a time by ``lean_rows``
-
-
-def folded(name: str | None) -> str | None:
-    """A name as a search compares it: accents composed, every letter's case folded."""
-    return name and unicodedata.normalize("NFC", name).casefold()
 
 
 def json_member(text: str | None, path: str) -> str | None:
@@ -36,7 +30,8 @@ def listed(states: tuple[str, ...], name: str) -> tuple[str, list]:
     where = f"state IN ({','.join('?' * len(states))})"
     if not name:
         return where, list(states)
-    return f"{where} AND instr(folded(path), ?) > 0", [*states, folded(name)]
+    # the key two copy names must not share: accents composed, every letter's case folded
+    return f"{where} AND instr(name_key(path), ?) > 0", [*states, name_key(name)]
 
 
 class Lists:
