@@ -28,6 +28,7 @@ from pixcamd.daemon.publication import (
     output_name,
     published_copy,
 )
+from pixcamd.daemon.retry import held_hint
 from pixcamd.report import scores_text
 
 ROOM_MARGIN = 1024 * 1024  # free bytes beyond twice the copy before photos are taken again
@@ -115,20 +116,6 @@ class Publisher:
         self._room_needed = 0
         self.log.emit("outbox_back", None, f"room in {self.outbox} again; protecting again")
         return True
-
-    def _held_hint(self, path: str, held: str | None) -> str:
-        """What a person can do about a photo held back, said with it in the log: a larger
-        budget (not on a cluster, whose workers take one budget for all), and shipping the
-        copy kept (only where one was: ``hold_dir``)."""
-        name = shlex.quote(path)
-        steps = []
-        if self.config.executor != "ray":
-            steps.append(f"`pixcamd retry --stronger {name}` tries a larger budget")
-        if held:
-            steps.append(f"`pixcamd ship {name}` shares it unprotected")
-        else:
-            steps.append("set hold_dir to keep the best attempt for `pixcamd ship`")
-        return ", ".join(steps)
 
     def _gone(self, rel: str) -> bool:
         """Nothing at this inbox path now, not even a dangling link (as the intake looks)."""
@@ -337,11 +324,12 @@ class Publisher:
             where = f"; best attempt in {held}" if held else ""
             if earlier:
                 where += f"; its earlier copy {earlier} stays in the outbox (pixcamd remove)"
+            hint = held_hint(shlex.quote(row.path), self.config.executor, held is not None)
             self.log.emit(
                 "unprotected",
                 row.path,
                 f"could not be protected, held back from the outbox{where} — "
-                f"{scores_text(scores, worst)}{edit_text} — {self._held_hint(row.path, held)}",
+                f"{scores_text(scores, worst)}{edit_text} — {hint}",
                 level="warning",
                 psnr=fields["psnr"],
                 **verdict_fields,

@@ -188,6 +188,18 @@ def stronger(config: Config) -> dict:
     )
 
 
+def held_hint(name: str, executor: str | None, kept: bool) -> str:
+    """What a person can do about a photo held back (the daemon's log line, `status`): a
+    stronger retry (not on a Ray cluster: ``stronger``), and shipping the copy kept — only where
+    one was (``hold_dir``)."""
+    steps = [f"`pixcamd retry --stronger {name}` tries a larger budget"] * (executor != "ray")
+    if kept:
+        steps.append(f"`pixcamd ship {name}` shares it unprotected")
+    else:
+        steps.append("set hold_dir to keep the best attempt for `pixcamd ship`")
+    return ", ".join(steps)
+
+
 def describe_budget(budget: dict) -> str:
     """``ε 8, cap 16, 80 steps per round``: a stronger retry's budget in words."""
     return (

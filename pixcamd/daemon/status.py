@@ -13,6 +13,7 @@ from pixcamd.daemon.events import human_line, printable
 from pixcamd.daemon.ledger_file import read_only
 from pixcamd.daemon.ledger_row import Row, judged_specs
 from pixcamd.daemon.ledger_schema import STATES
+from pixcamd.daemon.retry import held_hint
 from pixcamd.errors import PixcamdError
 from pixcamd.report import score_text
 
@@ -397,14 +398,8 @@ def render(report: dict) -> str:
         )
         held = [f for f in report["failures"] if f["state"] == "unprotected" and not f["output"]]
         if held:
-            steps = []
-            if report.get("executor") != "ray":  # the cluster takes one budget for all
-                steps.append("`pixcamd retry --stronger PATH` tries a larger budget")
-            if any(f["held"] for f in held):
-                steps.append("`pixcamd ship PATH` shares one whose copy was kept unprotected")
-            else:
-                steps.append("set hold_dir to keep the best attempt for `pixcamd ship`")
-            out.append("  held back: " + ", ".join(steps))
+            kept = any(f["held"] for f in held)
+            out.append("  held back: " + held_hint("PATH", report.get("executor"), kept))
         states = {f["state"] for f in report["failures"]}
         if "failed" in states:
             out.append(
