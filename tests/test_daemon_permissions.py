@@ -141,3 +141,47 @@ def test_config_check_names_where_fetch_must_put_weights_and_weights_it_cannot_r
     out, _ = status.communicate(timeout=120)
     line = next(line for line in out.splitlines() if line.startswith("daemon: "))
     assert "its last start" in line and "was refused" in line and "Permission denied" in line
+
+
+def test_a_folder_of_the_outbox_closed_to_the_user_holds_its_photos_and_spends_no_attempt(
+    tmp_path,
+):
+    """outbox/Album closed to the daemon's user while it runs: the photos whose copies go
+    there stay queued with their attempts, said once naming the user and the folder (before:
+    each failed at its publication with a PermissionError and ended failed after
+    max_attempts); the other photos go on; once the folder opens, they are protected."""
+    config = make_config(tmp_path, max_attempts=1)
+    real_photo(config.inbox / "Album" / "first.jpg")
+    process = pixcamd_process(config.source, drop_root=True)
+    album = config.outbox / "Album"
+    try:
+        wait_for(lambda: finished(config, ["Album/first.jpg"]), 120, "the first photo")
+        os.chmod(album, 0o555)
+        real_photo(config.inbox / "Album" / "second.jpg")
+        real_photo(config.inbox / "Album" / "third.jpg")
+        wait_for(
+            lambda: any(e["event"] == "folder_unavailable" for e in events(config)), 60, "said"
+        )
+        real_photo(config.inbox / "elsewhere.jpg")
+        wait_for(lambda: finished(config, ["elsewhere.jpg"]), 120, "a photo outside it")
+        rows = ledger_rows(config)
+        for name in ("Album/second.jpg", "Album/third.jpg"):
+            assert rows[name]["state"] == "queued" and rows[name]["attempts"] == 0, rows[name]
+        assert rows["elsewhere.jpg"]["state"] == "done"
+        (said,) = [e for e in events(config) if e["event"] == "folder_unavailable"]
+        assert str(album) in said["message"] and "the user " in said["message"], said
+        assert "give that user write permission" in said["message"]
+        assert not [e for e in events(config) if e["event"] in ("retried", "failed")]
+        os.chmod(album, 0o755)
+        wait_for(
+            lambda: finished(config, ["Album/second.jpg", "Album/third.jpg"]), 120, "then done"
+        )
+        rows = ledger_rows(config)
+        assert rows["Album/second.jpg"]["state"] == "done", rows["Album/second.jpg"]
+        assert (album / "second.jpg").is_file() and (album / "third.jpg").is_file()
+        assert [e["event"] for e in events(config)].count("folder_back") == 1
+    finally:
+        os.chmod(album, 0o755)
+        process.terminate()
+        out, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, out

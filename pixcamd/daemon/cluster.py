@@ -107,6 +107,8 @@ class ClusterWorker(Worker):
             original = self.ledger.done_with_sha(row.sha256, row.path)
             if original is not None and self._as_duplicate(row, original):
                 continue
+            if self.waits_for_folder(row):  # its copy's folder in the outbox is closed to us
+                continue
             data = self._read_guarded(row)
             if data is None:  # changed, gone, refused, unreadable: handled and said
                 continue

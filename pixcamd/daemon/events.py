@@ -7,7 +7,8 @@ systemd), and a row in the ledger's ``events`` table (what ``pixcamd status`` sh
 Events: daemon_started, model, ready, detected, settled, queued, duplicate, ignored, vanished,
 started, protected (scores, PSNR, seconds), unprotected, shipped_unprotected, failed (reason),
 retried, abandoned, recovered, photo_note, outbox_unavailable and outbox_back (nothing is taken
-from the queue in between; outbox_full too, until the disk has room), cluster_unreachable and
+from the queue in between; outbox_full too, until the disk has room), folder_unavailable and
+folder_back (a folder of the outbox closed to this user: its photos wait), cluster_unreachable and
 cluster_back, inbox_unavailable and inbox_back, folders_moved, stopping, stopped; and, once each,
 log_unwritable / log_back (on stderr and in the ledger) and ledger_unwritable / ledger_back (on
 stderr): what cannot be written is said, never raised.

@@ -5,7 +5,12 @@ process or on a Ray worker), gives a photo whose content is already done its twi
 bytes, and stages, records and renames every copy with ``commit_publication``. It also keeps
 watch on the outbox itself: while it is gone (moved, a mount that went away) or closed to this
 user (its permissions changed, a read-only remount) no photo is taken from the queue, so none
-spends its attempts on a folder it cannot write in.
+spends its attempts on a folder it cannot write in. A folder inside the outbox closed to this user
+(``outbox/Album`` for ``inbox/Album/x.jpg``) holds only the photos whose copies go there: each is
+queued again, its attempt not spent, and looked at every ``FOLDER_POLL`` seconds; the others go
+on. It is said once per folder (``folder_unavailable``, naming the user) and once when it can be
+written again (``folder_back``) — as the outbox itself, since a person fixes it the same way (its
+permissions), not photo by photo with ``pixcamd retry --failed``.
 
 A mixin of ``pixcamd.daemon.worker.Worker``: it reads the worker's config, ledger, log, outbox,
 fingerprint, model label, kept outcome and commit lock, and calls its ``_checkpoint``.
@@ -17,6 +22,7 @@ import errno
 import hashlib
 import os
 import shlex
+from pathlib import Path, PurePosixPath
 
 from pixcamd.daemon.fs import OutboxLock, outbox_gone, this_user
 from pixcamd.daemon.ledger_row import Row
@@ -32,6 +38,18 @@ from pixcamd.daemon.retry import held_hint
 from pixcamd.report import scores_text
 
 ROOM_MARGIN = 1024 * 1024  # free bytes beyond twice the copy before photos are taken again
+
+
+FOLDER_POLL = 5.0  # seconds between looks at a photo whose outbox folder is closed to this user
+
+
+class FolderClosed(Exception):
+    """The folder in the outbox that a photo's copy goes to is closed to this user: the photo
+    is queued again, its attempt not spent (``Publisher.hold_for_folder``)."""
+
+    def __init__(self, folder: Path):
+        super().__init__(str(folder))
+        self.folder = folder
 
 
 class Abandoned(Exception):
@@ -89,6 +107,7 @@ class Publisher:
     _outbox_away: str | None = None  # why the outbox is not there, once said
     outbox_lock: OutboxLock | None = None  # the service's; renewed on an outbox made anew
     _room_needed: int = 0  # bytes a copy needed where it could not be written (0: no block)
+    _closed_folders: set[Path]  # folders in the outbox closed to this user, said once each
 
     def out_of_room(self, needed: int) -> None:
         """A copy could not be written for want of room: no photo is taken from the queue
@@ -116,6 +135,51 @@ class Publisher:
         self._room_needed = 0
         self.log.emit("outbox_back", None, f"room in {self.outbox} again; protecting again")
         return True
+
+    def _closed_folder(self, rel: str) -> Path | None:
+        """The folder inside the outbox, on the way to the copy ``rel``, that this user cannot
+        write in (the copy's own folder, or the nearest one above it that exists: the copy's
+        folders are made from there); None where it can, or where that is the outbox itself
+        (``outbox_ready``'s). Said once when one opens again."""
+        folder = self.outbox / PurePosixPath(rel).parent
+        while folder != self.outbox and not os.path.lexists(folder):
+            folder = folder.parent
+        open_ = folder == self.outbox or not folder.is_dir()
+        closed = None if open_ or os.access(folder, os.W_OK | os.X_OK) else folder
+        target = self.outbox / PurePosixPath(rel).parent
+        for was in [
+            f for f in self._closed_folders if f != closed and (f == target or f in target.parents)
+        ]:
+            self._closed_folders.discard(was)
+            self.log.emit("folder_back", None, f"{was} can be written again; its photos go on")
+        return closed
+
+    def waits_for_folder(self, row: Row) -> bool:
+        """Before a photo is protected: where its copy's folder in the outbox is closed to
+        this user, it is queued again (``hold_for_folder``) and True."""
+        closed = self._closed_folder(row.output or row.path)
+        if closed is None:
+            return False
+        self.hold_for_folder(row, closed)
+        return True
+
+    def hold_for_folder(self, row: Row, folder: Path) -> None:
+        """``row``'s copy cannot go in ``folder`` (closed to this user): queued again, its
+        attempt not spent, looked at again in ``FOLDER_POLL`` seconds; said once per folder.
+        Its protected pixels, where it was protected already, are kept for then."""
+        self.ledger.requeue(row.id, delay=FOLDER_POLL)
+        if folder not in self._closed_folders:
+            self._closed_folders.add(folder)
+            self.log.emit(
+                "folder_unavailable",
+                row.path,
+                f"{folder}: the user {this_user()} cannot write in this folder of the outbox "
+                "(its permissions, or a read-only mount); the photos whose copies go there "
+                "stay queued, their attempts not spent, and the others go on — give that user "
+                f"write permission; looked at again every {FOLDER_POLL:g} s",
+                level="error",
+                folder=str(folder),
+            )
 
     def _gone(self, rel: str) -> bool:
         """Nothing at this inbox path now, not even a dangling link (as the intake looks)."""
@@ -242,6 +306,9 @@ class Publisher:
         why = self._outbox_gone()  # never made anew where it was
         if why is not None:
             raise OSError(f"{self.outbox}: {why}")
+        closed = self._closed_folder(out_rel)  # closed while the photo was protected
+        if closed is not None:
+            raise FolderClosed(closed)
         with self.commit_lock:
             if self.dead:
                 raise Abandoned()

@@ -32,7 +32,14 @@ from pixcamd.daemon.ledger import Ledger
 from pixcamd.daemon.ledger_row import Row
 from pixcamd.daemon.ledger_schema import BAD_FILE
 from pixcamd.daemon.publication import finish_interrupted
-from pixcamd.daemon.publishing import Abandoned, Changed, Publisher, Vanished, no_room
+from pixcamd.daemon.publishing import (
+    Abandoned,
+    Changed,
+    FolderClosed,
+    Publisher,
+    Vanished,
+    no_room,
+)
 from pixcamd.daemon.settings import (
     can_degrade,
     degrade_label,
@@ -102,6 +109,7 @@ class Worker(Publisher):
         self.last_progress = time.monotonic()
         self.idle = False
         self._pending = None  # a reload's (config, models, settings, fingerprint, label)
+        self._closed_folders: set[Path] = set()  # folders in the outbox closed to us, said
         self._kept: dict = {}  # row id → (sha256, fingerprint, Result): one photo's, at most
         self._watched: tuple | None = None  # (path, size, mtime_ns, sha256): the photo in the loop
         self._next_look = 0.0
@@ -234,6 +242,8 @@ class Worker(Publisher):
         original = self.ledger.done_with_sha(row.sha256, row.path)
         if original is not None and self._as_duplicate(row, original):
             return
+        if self.waits_for_folder(row):  # its copy's folder in the outbox is closed to us
+            return
         self._started(row)
         self._guard(row, self._protect_and_publish)
 
@@ -263,6 +273,8 @@ class Worker(Publisher):
             self.log.emit("requeued", row.path, f"the file changed while {when}")
         except Vanished as exc:
             self._vanished(row, str(exc))
+        except FolderClosed as exc:  # a folder of the outbox, closed to this user meanwhile
+            self.hold_for_folder(row, exc.folder)
         except (PhotoError, Refused) as exc:
             # the log names the photo; no budget changes the file
             bad = not isinstance(exc, (Unreadable, Refused))  # the bytes, not their access
