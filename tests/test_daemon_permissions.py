@@ -15,6 +15,7 @@ from test_daemon_support import (
     finished,
     ledger_rows,
     make_config,
+    noise_photo,
     pixcamd_process,
     real_photo,
     wait_for,
@@ -185,3 +186,33 @@ def test_a_folder_of_the_outbox_closed_to_the_user_holds_its_photos_and_spends_n
         process.terminate()
         out, _ = process.communicate(timeout=60)
     assert process.returncode == 0, out
+
+
+def test_a_copy_the_user_cannot_read_is_not_replaced_and_said_unreadable(tmp_path):
+    """A redone photo whose earlier copy in the outbox this user can no longer read (its
+    permissions changed): it cannot be proved to be the copy, so it is left as it is and the
+    new copy takes the next name — and the note says it cannot be read (before: that another
+    file came under its name, which nobody did)."""
+    config = make_config(tmp_path)
+    noise_photo(config.inbox / "D3.png", 1)
+    process = pixcamd_process(config.source, drop_root=True)
+    copy = config.outbox / "D3.jpg"
+    try:
+        wait_for(lambda: finished(config, ["D3.png"]), 120, "the photo")
+        mine = copy.read_bytes()
+        os.chmod(copy, 0o000)  # the very copy, closed to the daemon's user
+        retry = pixcamd_process(config.source, command=("retry", "D3.png"))
+        assert retry.wait(120) == 0, retry.communicate()[0]
+        wait_for(lambda: (config.outbox / "D3.png.jpg").is_file(), 120, "the new copy")
+        notes = [e["message"] for e in events(config) if e["event"] == "photo_note"]
+        (note,) = [n for n in notes if n.startswith("D3.jpg in the outbox")]
+        assert "cannot be read by the user " in note and "another file" not in note, note
+        assert note.endswith("left as it is — this copy is D3.png.jpg"), note
+        assert ledger_rows(config)["D3.png"]["output"] == "D3.png.jpg"
+    finally:
+        if copy.exists():
+            os.chmod(copy, 0o644)
+        process.terminate()
+        out, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, out
+    assert copy.read_bytes() == mine  # left as it is

@@ -49,7 +49,7 @@ def commit_publication(
     try:
         publish(staged, root / out_rel, replace=own)
     except OSError:
-        if not holds(root / out_rel, digest):
+        if not holds(root / out_rel, digest):  # (one it cannot read: not proved in place)
             # the retry stages its own: none left behind — its record first, or a recovery
             # would take the missing staged file for a finished move
             ledger.unstage(row_id)
@@ -60,12 +60,15 @@ def commit_publication(
     return ledger.finish(row_id, state, output=out_rel, held=None, **fields)
 
 
-def holds(path: Path, digest: str) -> bool:
-    """``path`` is a file with these bytes (sha256 ``digest``)."""
+def holds(path: Path, digest: str) -> bool | None:
+    """``path`` is a file with these bytes (sha256 ``digest``): True or False — or None where
+    a file stands there that this user cannot read (its permissions, an I/O error). Such a file
+    cannot be proved to be the copy, so no caller takes it for one (None is false): it is never
+    replaced; but it is not known to be another file either, and is said as unreadable."""
     try:
         return path.is_file() and sha256_file(path) == digest
     except OSError:
-        return False
+        return None if os.path.lexists(path) else False
 
 
 def copy_names(path: str) -> Iterator[str]:
@@ -123,9 +126,19 @@ def output_name(
 def _replaceable(path: Path, row: Row) -> bool:
     """Whether ``row``'s new copy may replace what stands at its copy's name: nothing, or the
     bytes its record wrote there (a record that kept no digest — an older pixcamd's, a copy
-    shipped by a decision — is trusted, as before)."""
+    shipped by a decision — is trusted, as before). A file there that cannot be read is not
+    proved to be those bytes: never replaced (``recorded_copy`` says which it is)."""
+    return recorded_copy(path, row) is True
+
+
+def recorded_copy(path: Path, row: Row) -> bool | None:
+    """Whether what stands at ``path`` is the copy ``row``'s record wrote: True (or nothing
+    there, or a record that kept no digest), False (another file), None (a file this user
+    cannot read: it cannot be told)."""
     expected = row.report.get("output_sha256") if isinstance(row.report, dict) else None
-    return not expected or not os.path.lexists(path) or holds(path, expected)
+    if not expected or not os.path.lexists(path):
+        return True
+    return holds(path, expected)
 
 
 def _on_disk(root: Path, name: str) -> bool:

@@ -33,6 +33,7 @@ from pixcamd.daemon.publication import (
     held_name,
     output_name,
     published_copy,
+    recorded_copy,
 )
 from pixcamd.daemon.retry import held_hint
 from pixcamd.report import scores_text
@@ -227,13 +228,19 @@ class Publisher:
         name = output_name(self.ledger, row, root=self.outbox)
         first = next(copy_names(row.path))
         if row.output and name != row.output:
-            self.log.emit(
-                "photo_note",
-                row.path,
-                f"{row.output} in the outbox is no longer the copy this photo's record wrote "
-                f"(the uploader took it, and another file came under its name); left as it is "
-                f"— this copy is {name}",
-            )
+            if recorded_copy(self.outbox / row.output, row) is None:
+                # its permissions changed, or an I/O error: perhaps the copy, perhaps not
+                why = (
+                    f"{row.output} in the outbox cannot be read by the user {this_user()} "
+                    "(its permissions, or an I/O error), so it cannot be told whether it is still "
+                    "the copy this photo's record wrote"
+                )
+            else:
+                why = (
+                    f"{row.output} in the outbox is no longer the copy this photo's record wrote "
+                    "(the uploader took it, and another file came under its name)"
+                )
+            self.log.emit("photo_note", row.path, f"{why}; left as it is — this copy is {name}")
         elif name != first and not row.output and self.ledger.output_owner(first, row.path) is None:
             self.log.emit(
                 "photo_note",
