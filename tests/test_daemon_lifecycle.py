@@ -501,6 +501,35 @@ def test_a_refused_start_of_a_daemon_that_ran_before_is_in_the_log_status_reads(
     assert "another pixcamd daemon" in why and "publishes to the outbox" in why
 
 
+def test_a_refused_start_leaves_no_pid_of_its_own_in_the_state_dir_s_lock(tmp_path, brisque):
+    """The state dir's lock file names the daemon that holds it, or none: a start refused for
+    the state dir (another daemon's), for the outbox (another daemon's, its own state dir
+    taken first) or for its config leaves no pid of its own there (before: the last two left
+    theirs, to be named as the daemon using that state dir)."""
+    from test_daemon_support import pixcamd_process
+
+    first = make_config(tmp_path / "a")
+    second = make_config(tmp_path / "b", outbox=str(first.outbox))
+    locks = [first.state_dir / "daemon.lock", second.state_dir / "daemon.lock"]
+    with running(second, [brisque]):  # it ran before: a config refusal is recorded there
+        pass
+    assert locks[1].read_text() == ""  # stopped: it names no process
+    with running(first, [brisque]):
+        for config in (first, second):
+            refused = pixcamd_process(config.source)
+            out, _ = refused.communicate(timeout=120)
+            assert refused.returncode == 2 and "another pixcamd daemon" in out, out
+            assert [lock.read_text() for lock in locks] == [f"{os.getpid()}\n", ""], refused.pid
+    source = second.source.read_text().replace(str(second.inbox), str(tmp_path / "not-mounted"))
+    second.source.write_text(source)
+    refused = pixcamd_process(second.source)
+    out, _ = refused.communicate(timeout=120)
+    assert refused.returncode == 2 and "not-mounted" in out, out
+    last = [e["message"] for e in events(second) if e["event"] == "start_refused"][-1]
+    assert "not-mounted" in last, last  # recorded: it took the lock
+    assert [lock.read_text() for lock in locks] == ["", ""], refused.pid
+
+
 def test_one_outbox_takes_one_daemon_and_no_protect_run_beside_it(tmp_path, brisque, capsys):
     """Two configs with state dirs of their own on one outbox would each ship a copy of every
     photo both see: the second daemon is refused, and so is `protect` writing into the running

@@ -315,8 +315,18 @@ def hold_lock(path: Path) -> int | None:
     return fd
 
 
+def release_lock(fd: int | None) -> None:
+    """Let go of a ``hold_lock`` lock, its pid taken out of the file first, while it is still
+    held: the file names the process that holds it, or none — never a start that was refused,
+    nor a daemon that has stopped (the next holder writes its own)."""
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+    unlock(fd)
+
+
 def lock_state_dir(state_dir: Path) -> int | None:
-    """One daemon per state dir."""
+    """One daemon per state dir (``release_lock`` lets go of it)."""
     try:
         return hold_lock(state_dir / "daemon.lock")
     except LockHeld as held:

@@ -25,7 +25,7 @@ from pixcamd.daemon.fs import (
     choose_tmp_dir,
     lock_state_dir,
     lock_tmp_dir,
-    unlock,
+    release_lock,
     writable_folder,
 )
 from pixcamd.daemon.intake import Intake
@@ -74,7 +74,7 @@ def record_refused_config(path: str | os.PathLike | None, why: str) -> None:
             finally:
                 ledger.close()
         finally:
-            unlock(fd)
+            release_lock(fd)  # this refused start's pid not left in the lock file
 
 
 class Daemon(Shutdown):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import time
 
-from pixcamd.daemon.fs import unlock
+from pixcamd.daemon.fs import release_lock, unlock
 
 ABANDON_WAIT = 10.0  # after the grace time: how long an abandoned photo may take to unwind
 
@@ -70,11 +70,14 @@ class Shutdown:
         return clean
 
     def _release_locks(self) -> None:
-        """The outbox's, the temp folder's and the state dir's: the next daemon may start."""
+        """The outbox's, the temp folder's and the state dir's: the next daemon may start.
+        The state dir's lock file is left naming no process (a refused start's pid there
+        would be taken for the running daemon's)."""
         if self._outbox_lock is not None:
             self._outbox_lock.release()
         unlock(self._tmp_fd)
-        unlock(self._lock_fd)
+        release_lock(self._lock_fd)
+        self._lock_fd = None
 
     def _close_quietly(self) -> None:
         with contextlib.suppress(Exception):
