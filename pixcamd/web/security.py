@@ -1,7 +1,7 @@
 """What stands between the page and a stranger (docs/web.md, "Security").
 
 * **Loopback by default.** Another address is refused at ``config check`` and start-up unless
-  ``web_token`` is set (``pixcamd.daemon.config.web_problems``).
+  ``web_token`` is set (``pixcamd.daemon.config_checks.web_problems``).
 * **The token**, when set, guards every request: HTTP Basic (any user name, the token as the
   password — the browser asks once) or ``Authorization: Bearer TOKEN`` (scripts).
 * **Host header**: on a loopback address without a token only loopback names are answered, so
@@ -26,7 +26,7 @@ from pathlib import Path
 from starlette.datastructures import Headers
 from starlette.responses import PlainTextResponse
 
-from pixcamd.daemon.config import is_loopback
+from pixcamd.daemon.config_checks import is_loopback
 from pixcamd.errors import PixcamdError
 
 SECRET_FILE = "web-secret"

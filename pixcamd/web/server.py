@@ -15,7 +15,8 @@ import socket
 import threading
 import time
 
-from pixcamd.daemon.config import Config, is_loopback, parse_web, web_problems
+from pixcamd.daemon.config import Config
+from pixcamd.daemon.config_checks import is_loopback, parse_web, web_problems
 from pixcamd.daemon.ledger import Ledger
 from pixcamd.errors import PixcamdError
 
