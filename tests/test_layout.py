@@ -37,6 +37,7 @@ CORE_STAGES = (
 ROOMS = (
     "pixcamd.executors",
     "pixcamd.folder_plan",
+    "pixcamd.folder_offers",
     "pixcamd.folders",
     "pixcamd.daemon",
     "pixcamd.web",
