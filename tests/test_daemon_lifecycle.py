@@ -1229,6 +1229,34 @@ def test_a_reload_that_finds_koncept512_installed_says_the_models_changed(
     assert "`pixcamd retry --model-changed` protects them again" in message  # what comes next
 
 
+def test_a_refused_start_never_says_it_started(tmp_path, brisque):
+    """A start refused for its config (weights that are not there) or for another daemon's
+    lock on the outbox is `start_refused` alone in the log and on stderr — before, a refusal
+    for the weights came after `daemon_started`, a start that never was."""
+    from test_daemon_support import pixcamd_process
+
+    config = make_config(tmp_path / "a", model="koncept512", weights=str(tmp_path / "none.pth"))
+    config.state_dir.mkdir(parents=True)
+    Ledger(config.ledger_path).close()  # it ran before: the refusal is recorded
+    process = pixcamd_process(config.source)
+    out, _ = process.communicate(timeout=120)
+    assert process.returncode == 2 and "KonCept512 weights not found" in out, out
+    assert [e["event"] for e in events(config)] == ["start_refused"]
+    assert " start_refused: " in out and " daemon_started" not in out, out
+    assert ledger_events(config) == ["start_refused"]
+
+    first = make_config(tmp_path / "b")
+    second = make_config(tmp_path / "c", outbox=str(first.outbox))
+    second.state_dir.mkdir(parents=True)
+    Ledger(second.ledger_path).close()
+    with running(first, [brisque]):
+        process = pixcamd_process(second.source)
+        out, _ = process.communicate(timeout=120)
+    assert process.returncode == 2 and "another pixcamd daemon" in out, out
+    assert [e["event"] for e in events(second)] == ["start_refused"]
+    assert " daemon_started" not in out, out
+
+
 def test_a_start_refused_for_its_config_is_on_record_for_status(tmp_path, brisque, capsys):
     """An inbox not there (a share not mounted yet) or a typo: the config is refused before a
     daemon exists; `status` says that refusal (before: the last clean stop, or an older

@@ -99,7 +99,12 @@ def test_bad_cluster_settings_are_refused_at_config_check_and_at_start(tmp_path,
     capsys.readouterr()
     assert main(["status", "--config", str(config.source)]) == 0  # a refusal, not a crash
     said = capsys.readouterr().out
-    assert "daemon: not running (stopped" in said and "without stopping" not in said
+    # refused before it recorded itself as started: its daemon line says the refusal, as for
+    # any start refused in words (before: "stopped", the cluster tried after the start line)
+    assert "its last start (" in said and f"was refused: Ray cluster at {closed}" in said, said
+    assert "without stopping" not in said
+    refusal = [e["event"] for e in events(config)]
+    assert refusal == ["start_refused"], refusal
 
     other = make_config(tmp_path / "other", executor="ray")
     text = other.source.read_text().replace('executor = "ray"', 'executor = "dask"')

@@ -107,6 +107,7 @@ class Daemon(Shutdown):
         self.timers = Timers(self.stop_event)  # scans, settle polls, retry wake-ups
         self.intake: Intake | None = None  # the watcher, scans and settling, once started
         self.worker: Worker | None = None
+        self._executor = None  # a Ray cluster's, made at start-up until the worker has it
         self._lock_fd: int | None = None
         self._outbox_lock: OutboxLock | None = None
         self._tmp_fd: int | None = None
@@ -156,6 +157,18 @@ class Daemon(Shutdown):
         self.ledger = Ledger(config.ledger_path)
         self.log = EventLog(config.log_file, self.ledger, self.stream)
         moved = record_folders(config, self.ledger.daemon_facts(), self.ledger.recent_outputs())
+        if config.hold_dir is not None:  # not first found out by the first photo held back
+            writable_folder(config.hold_dir)
+        problems = access_problems(config)  # an inbox nobody can read must not look healthy
+        if problems:
+            raise PixcamdError("; ".join(problems))
+
+        models, note, fallback = load_models(config, self.injected_models)
+        device = model_device(models)
+        platforms = self._use(models, build_settings(config, models, device), note, fallback)
+        if config.executor == "ray":  # an unreachable cluster is a setting to fix: refused
+            self._executor = self._make_executor()
+        # said once nothing can refuse the start any more: a refused one never claims it started
         self.log.emit(
             "daemon_started",
             message=f"pid {os.getpid()}, inbox {config.inbox}, outbox {config.outbox}, "
@@ -170,15 +183,6 @@ class Daemon(Shutdown):
                 message=f"the {key} was {was}: the record follows it to {getattr(config, key)}",
                 level="warning",
             )
-        if config.hold_dir is not None:  # not first found out by the first photo held back
-            writable_folder(config.hold_dir)
-        problems = access_problems(config)  # an inbox nobody can read must not look healthy
-        if problems:
-            raise PixcamdError("; ".join(problems))
-
-        models, note, fallback = load_models(config, self.injected_models)
-        device = model_device(models)
-        platforms = self._use(models, build_settings(config, models, device), note, fallback)
         self.log.emit(
             "model",
             message=note + f"; fingerprint {self.fingerprint}, device {device}",
@@ -236,8 +240,7 @@ class Daemon(Shutdown):
         if config.executor == "ray":
             from pixcamd.daemon.cluster import ClusterWorker
 
-            # At start-up an unreachable cluster is a setting to fix: refuse to start.
-            executor = self._make_executor()
+            executor, self._executor = self._executor, None  # the worker's from here on
             self.log.emit("executor", message=f"protecting on the {executor.describe}")
             self.worker = ClusterWorker(
                 *args, self.tmp_dir, make_executor=self._make_executor, executor=executor, **kwargs

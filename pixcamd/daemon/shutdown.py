@@ -86,6 +86,10 @@ class Shutdown:
             with contextlib.suppress(Exception):
                 self.intake.close(5)
         self.timers.stop(wait=True)
+        if self._executor is not None:  # a start refused after the cluster answered
+            with contextlib.suppress(Exception):
+                self._executor.close()
+            self._executor = None
         if self.worker is not None:
             self.worker.stop_taking.set()
             self.worker.abandon()
