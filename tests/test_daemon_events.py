@@ -202,3 +202,40 @@ def test_under_systemd_each_line_carries_its_priority_for_the_journal(tmp_path):
     stream = io.StringIO()  # not the journal: plain lines
     EventLog(tmp_path / "other.jsonl", None, stream).emit("failed", "x.jpg", "why", "warning")
     assert stream.getvalue().split(" ", 1)[1].startswith("WARNING failed x.jpg")
+
+
+def test_follow_json_gives_each_event_the_time_the_log_file_has(tmp_path, brisque):
+    """`status --follow --json` and the JSON log file both give ``ts`` as ISO-8601 in UTC,
+    the same time for the same event (before: a number in one, ISO in the other); the number
+    stays under ``unix_time``."""
+    import signal
+    import subprocess
+    import sys
+    from datetime import datetime
+
+    from test_daemon_support import ROOT, events, running
+
+    config = make_config(tmp_path)
+    with running(config, [brisque]):
+        pass
+    logged = events(config)
+    argv = [sys.executable, "-m", "pixcamd", "status", "--follow", "--json", "--events", "100"]
+    process = subprocess.Popen(
+        [*argv, "--config", str(config.source)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        followed = [json.loads(process.stdout.readline()) for _ in logged]
+    finally:
+        process.send_signal(signal.SIGINT)
+        _out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert [e["event"] for e in followed] == [e["event"] for e in logged]
+    assert [e["ts"] for e in followed] == [e["ts"] for e in logged]
+    for e in followed:
+        assert e["ts"].endswith("Z") and isinstance(e["unix_time"], float)
+        when = datetime.fromisoformat(e["ts"].replace("Z", "+00:00"))
+        assert abs(when.timestamp() - e["unix_time"]) < 1e-5

@@ -102,7 +102,8 @@ def add_commands(commands) -> None:
         "-f",
         action="store_true",
         help="stream events as they happen (the last --events first) until Ctrl-C; "
-        "human lines, or JSON lines with --json",
+        "human lines, or JSON lines with --json (ts: ISO-8601 in UTC as in the log file; "
+        "unix_time: seconds since the epoch)",
     )
     status.set_defaults(handler=show_status)
 

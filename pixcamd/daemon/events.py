@@ -23,6 +23,7 @@ import sqlite3
 import sys
 import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TextIO
 
@@ -37,6 +38,18 @@ LEVELS = {
     "error": logging.ERROR,  # the daemon cannot work as configured (its cluster is gone)
 }
 _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def iso_time(ts: float) -> str:
+    """An event's time as the JSON log and ``status --follow --json`` give it (``ts``): ISO-8601
+    in UTC, to the microsecond (``2026-12-06T21:53:21.601438Z``)."""
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _ts_last(logger, name: str, event: dict) -> dict:
+    """``ts`` at the end of the JSON line, where structlog's own time stamp put it."""
+    event["ts"] = event.pop("ts")
+    return event
 
 
 def printable(text: str) -> str:
@@ -130,7 +143,7 @@ class EventLog:
             self._sink,
             processors=[
                 structlog.processors.add_log_level,
-                structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
+                _ts_last,  # the time emit gives: the ledger's row has the same
                 structlog.processors.JSONRenderer(default=str, ensure_ascii=False),
             ],
             wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
@@ -151,17 +164,18 @@ class EventLog:
             fields["path"] = path
         if message:
             fields["message"] = message
+        now = time.time()  # one time for the file, stderr and the ledger
         self._sink.last.problem = _UNWRITTEN
-        getattr(self._logger, level)(event, **fields)
+        getattr(self._logger, level)(event, **fields, ts=iso_time(now))
         if self._sink.last.problem is not _UNWRITTEN:  # not filtered out by its level
             self._trouble("log", self._sink.last.problem)
         if LEVELS[level] < logging.INFO:
             return
-        self._print(human_line(time.time(), level, event, path, message), level)
+        self._print(human_line(now, level, event, path, message), level)
         if self.ledger is not None:
             extra = {k: v for k, v in fields.items() if k not in ("path",)}
             try:
-                self.ledger.add_event(time.time(), level, event, path, extra)
+                self.ledger.add_event(now, level, event, path, extra)
             except (sqlite3.Error, OSError) as exc:  # said, never raised (see _FileSink)
                 self._trouble("ledger", str(exc))
             else:

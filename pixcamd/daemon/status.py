@@ -9,7 +9,7 @@ import time
 from datetime import datetime
 
 from pixcamd.daemon.config import Config
-from pixcamd.daemon.events import human_line, printable
+from pixcamd.daemon.events import human_line, iso_time, printable
 from pixcamd.daemon.ledger_file import read_only
 from pixcamd.daemon.ledger_row import Row, judged_specs
 from pixcamd.daemon.ledger_schema import STATES
@@ -273,9 +273,11 @@ def follow(
             ).fetchall()
             for r in rows:
                 after = r["id"]
-                e = {"ts": r["ts"], "level": r["level"], "event": r["event"], "path": r["path"]}
+                # ts as the log file has it; the number it was before 2026-12: unix_time
+                e = {"ts": iso_time(r["ts"]), "unix_time": r["ts"], "level": r["level"]}
+                e.update({"event": r["event"], "path": r["path"]})
                 e.update(json.loads(r["data"] or "{}"))
-                human = human_line(e["ts"], e["level"], e["event"], e["path"], e.get("message", ""))
+                human = human_line(r["ts"], e["level"], e["event"], e["path"], e.get("message", ""))
                 out.write(json.dumps(e, default=str) if as_json else human)
                 out.write("\n")
             out.flush()
