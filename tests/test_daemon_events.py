@@ -239,3 +239,45 @@ def test_follow_json_gives_each_event_the_time_the_log_file_has(tmp_path, brisqu
         assert e["ts"].endswith("Z") and isinstance(e["unix_time"], float)
         when = datetime.fromisoformat(e["ts"].replace("Z", "+00:00"))
         assert abs(when.timestamp() - e["unix_time"]) < 1e-5
+
+
+def test_a_decision_from_a_shell_is_in_the_daemon_s_json_log(tmp_path, brisque):
+    """`pixcamd ship` and `pixcamd remove`, run from a shell, write their events into the
+    daemon's JSON log as well as the ledger (before: the ledger alone), at the time the ledger
+    has; a log file logrotate moved away is not made anew by them (it could be a user's the
+    daemon cannot write), the ledger keeps the event."""
+    import subprocess
+    import sys
+
+    from test_daemon_support import ROOT, events, finished, real_photo, running, wait_for
+
+    config = make_config(tmp_path, epsilon=0, epsilon_cap=0, hold_dir=str(tmp_path / "held"))
+    from PIL import Image
+
+    with Image.open(real_photo(config.inbox / "a.jpg")) as a:  # b: a mirrored, as good
+        a.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(config.inbox / "b.jpg", quality=95)
+    with running(config, [brisque]):
+        wait_for(lambda: finished(config, ["a.jpg", "b.jpg"]), 60, "the photos")
+
+    def pixcamd(*args: str) -> str:
+        argv = [sys.executable, "-m", "pixcamd", *args, "--config", str(config.source)]
+        done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    pixcamd("ship", "a.jpg")
+    pixcamd("remove", "a.jpg")
+    shipped, removed = [e for e in events(config) if e.get("path") == "a.jpg"][-2:]
+    assert shipped["event"] == "shipped_unprotected" and shipped["level"] == "warning"
+    assert "shipped anyway by your decision (pixcamd ship)" in shipped["message"], shipped
+    assert shipped["output"] == "a.jpg" and shipped["decision"]["action"] == "shipped"
+    assert removed["event"] == "removed" and removed["decision"]["via"] == "pixcamd remove"
+    from pixcamd.daemon.events import iso_time
+
+    kept = json.loads(pixcamd("status", "--json", "--events", "2"))["events"]
+    assert [iso_time(e["ts"]) for e in kept] == [shipped["ts"], removed["ts"]]  # one time
+
+    config.log_file.rename(config.log_file.with_name("pixcamd.jsonl.1"))  # logrotate
+    pixcamd("ship", "b.jpg")
+    assert not config.log_file.exists()
+    assert "shipped_unprotected b.jpg" in pixcamd("status", "--events", "1")

@@ -4,7 +4,8 @@ web page, whether the daemon runs or not.
 
 Both first ``take`` the row (compare-and-set to ``processing``, no attempt counted), so the
 worker never works on it meanwhile and two people deciding at once cannot both act. The
-decision is recorded on the row (``decision``: what, when, from where) and as an event.
+decision is recorded on the row (``decision``: what, when, from where) and as an event, in the
+ledger and the daemon's JSON log (``events.append_line``).
 
 * **ship**: only a photo held back as ``unprotected`` whose best attempt was kept in
   ``hold_dir`` (without one there are no bytes to ship: retry it, stronger if need be). The
@@ -28,6 +29,7 @@ import time
 from pathlib import Path
 
 from pixcamd.daemon.config import Config
+from pixcamd.daemon.events import append_line
 from pixcamd.daemon.fs import choose_tmp_dir, file_inside, fsync_dir, inside, is_pixcamd
 from pixcamd.daemon.ledger import Ledger
 from pixcamd.daemon.ledger_row import Row
@@ -137,7 +139,9 @@ def ship(config: Config, ledger: Ledger, row: Row, via: str, now: float | None =
         raise
     with contextlib.suppress(OSError):  # it has moved to the outbox
         held.unlink()
-    ledger.add_event(
+    _said(
+        config,
+        ledger,
         now,
         "warning",
         "shipped_unprotected",
@@ -185,14 +189,16 @@ def remove(config: Config, ledger: Ledger, row: Row, via: str, now: float | None
                 f"({exc.strerror or exc}); it is still there"
             ) from None
         raise
-    return _removed(ledger, row.id, row.path, row.state, decision, gone, now)
+    return _removed(config, ledger, row.id, row.path, row.state, decision, gone, now)
 
 
-def _removed(ledger, row_id, path, state, decision, gone, now) -> Row:
+def _removed(config, ledger, row_id, path, state, decision, gone, now) -> Row:
     done = ledger.release(row_id, state, output=None, decision=decision)
     what = "removed from the outbox" if gone else "already gone from the outbox (forgotten)"
     via, output = decision["via"], decision["output"]
-    ledger.add_event(
+    _said(
+        config,
+        ledger,
         now,
         "info",
         "removed",
@@ -200,6 +206,14 @@ def _removed(ledger, row_id, path, state, decision, gone, now) -> Row:
         {"message": f"{output}: {what} by your decision ({via})", "decision": decision},
     )
     return done
+
+
+def _said(config: Config, ledger: Ledger, now, level, event, path, data) -> None:
+    """A decision's event, where the daemon's own are: the ledger (`status`, the page) and
+    the JSON log file (``events.append_line``: this process may be a shell's, not the
+    daemon's)."""
+    ledger.add_event(now, level, event, path, data)
+    append_line(config.log_file, now, level, event, path, data)
 
 
 def _copy_place(config: Config, path: str, output: str) -> tuple[Path, str]:
@@ -260,7 +274,7 @@ def recover_taken(config: Config, ledger: Ledger, row: Row) -> tuple | None:
         done = ledger.release(row.id, state)
         why = f"its interrupted removal could not be finished ({exc}); remove it again"
         return done, "recovered", why, "warning"
-    done = _removed(ledger, row.id, row.path, state, decision, there, time.time())
+    done = _removed(config, ledger, row.id, row.path, state, decision, there, time.time())
     return done, "recovered", "its interrupted removal from the outbox was finished", "info"
 
 

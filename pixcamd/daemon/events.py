@@ -11,12 +11,14 @@ from the queue in between; outbox_full too, until the disk has room), folder_una
 folder_back (a folder of the outbox closed to this user: its photos wait), cluster_unreachable and
 cluster_back, inbox_unavailable and inbox_back, folders_moved, stopping, stopped; and, once each,
 log_unwritable / log_back (on stderr and in the ledger) and ledger_unwritable / ledger_back (on
-stderr): what cannot be written is said, never raised.
+stderr): what cannot be written is said, never raised. A person's decisions (ship, remove),
+taken in another process too, are appended to the log file by ``append_line``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import sqlite3
@@ -44,6 +46,28 @@ def iso_time(ts: float) -> str:
     """An event's time as the JSON log and ``status --follow --json`` give it (``ts``): ISO-8601
     in UTC, to the microsecond (``2026-12-06T21:53:21.601438Z``)."""
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def append_line(
+    path: Path, ts: float, level: str, event: str, where: str | None, data: dict
+) -> None:
+    """An event recorded by another process (a person's decision: `pixcamd ship`, `remove`,
+    the page on its own) appended to the daemon's JSON log as the daemon writes its lines:
+    reopened for the line, appended by one write (whole beside the daemon's own). Only to a
+    file that is there: one made here could be a user's — root's, under sudo — that the
+    daemon could no longer write. A file this user cannot write (a service's), or a pipe no
+    one reads (never waited for), loses the line, never raised: the ledger has the event."""
+    fields = {k: v for k, v in data.items() if v is not None}
+    if where is not None:
+        fields["path"] = where
+    fields.update(event=event, level=level, ts=iso_time(ts))
+    line = json.dumps(fields, default=str, ensure_ascii=False) + "\n"
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | os.O_NONBLOCK)
+        try:
+            os.write(fd, line.encode("utf-8"))
+        finally:
+            os.close(fd)
 
 
 def _ts_last(logger, name: str, event: dict) -> dict:
