@@ -427,3 +427,24 @@ def test_presets_and_inline_specs_never_read_the_config(home, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "unknown platform 'cropped'" in err and f"{config}: not valid TOML" in err
+
+
+def test_human_lines_say_which_side_of_the_threshold_is_good(tmp_path, capsys):
+    """Each score says the side of the model's threshold it lies on, and the photo's line the
+    threshold and which side is good (before: the bare score, the threshold on stderr once)."""
+    from pixcamd.commands.score import good_side, side
+
+    path = tmp_path / "photo.png"
+    textured(640, 480).save(path)
+    args = ["--model", "brisque", "--views", "center", "--platforms", "task,width320-q80"]
+    assert main(["score", str(path), *args]) == 0
+    out = capsys.readouterr().out
+    assert "; brisque: good below 60)" in out.splitlines()[0], out
+    views = [line.split() for line in out.splitlines() if line.startswith("    center ")]
+    assert len(views) == 2
+    for view in views:
+        score, verdict, sides = float(view[1]), view[2], " ".join(view[4:])
+        assert (verdict, sides) == (("good", "(< 60)") if score < 60 else ("low", "(≥ 60)")), view
+    koncept = {"model": "koncept512", "threshold": 50.0, "direction": "higher_is_better"}
+    assert good_side(koncept) == "koncept512: good above 50"
+    assert side(koncept, 50.0, False) == "≤ 50" and side(koncept, 71.2, True) == "> 50"

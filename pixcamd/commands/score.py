@@ -57,6 +57,21 @@ def announce_model(model, asked: str) -> None:
     print(line, file=sys.stderr)
 
 
+def side(model: dict, score: float, good: bool) -> str:
+    """Which side of ``model``'s threshold ``score`` lies on, as a person checks it: ``< 60``
+    or ``≥ 60`` under BRISQUE (good below), ``> 50`` or ``≤ 50`` under KonCept512 (good
+    above) — the verdict's reason beside the score."""
+    higher = model["direction"] == "higher_is_better"
+    sign = (">" if higher else "<") if good else ("≤" if higher else "≥")
+    return f"{sign} {model['threshold']:g}"
+
+
+def good_side(model: dict) -> str:
+    """``brisque: good below 60``: the model, and which side of its threshold is good."""
+    where = "above" if model["direction"] == "higher_is_better" else "below"
+    return f"{model['model']}: good {where} {model['threshold']:g}"
+
+
 def print_table(scored: PhotoScore) -> None:
     width, height = scored.size
     worst = scored.worst()
@@ -69,10 +84,12 @@ def print_table(scored: PhotoScore) -> None:
     name = display(str(scored.path))
     print(
         f"{name}  ({width}×{height}{jpeg_text}): {scored.verdict.upper()} — best seen by "
-        f"{worst['pipeline']} {worst['view']} ({score_text(worst['score'], 2)})"
+        f"{worst['pipeline']} {worst['view']} ({score_text(worst['score'], 2)}; "
+        f"{good_side(scored.model)})"
     )
     for p in scored.platforms:
         served = "×".join(map(str, p.served))
         print(f"  {p.pipeline.name} — {p.pipeline.describe()}, served at {served}")
         for v in p.views:
-            print(f"    {v.view:<16} {score_text(v.score, 2):>8}  {v.verdict}")
+            sides = side(scored.model, v.score, v.good)
+            print(f"    {v.view:<16} {score_text(v.score, 2):>8}  {v.verdict} ({sides})")
