@@ -281,3 +281,51 @@ def test_a_decision_from_a_shell_is_in_the_daemon_s_json_log(tmp_path, brisque):
     pixcamd("ship", "b.jpg")
     assert not config.log_file.exists()
     assert "shipped_unprotected b.jpg" in pixcamd("status", "--events", "1")
+
+
+def test_a_time_from_another_day_carries_its_date(tmp_path):
+    """`status` and `status --follow` give an event or a photo from another day its date
+    (local time); today's keep the short time (before: 21:53:21 for both, days apart)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from datetime import datetime, timezone
+
+    from test_daemon_support import ROOT
+
+    config = make_config(tmp_path)
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    old = now - 3 * 86400
+    ledger = Ledger(config.ledger_path, clock=lambda: old)
+    try:
+        row = ledger.offer("old.jpg", "0" * 64, 1, 1, "fp").row
+        ledger.finish(row.id, "failed", error="not a photo")
+        ledger.add_event(old, "warning", "failed", "old.jpg", {"message": "not a photo"})
+        ledger.add_event(now, "info", "queued", "new.jpg", {})
+    finally:
+        ledger.close()
+    day = datetime.fromtimestamp(old, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    today = datetime.fromtimestamp(now, timezone.utc).strftime("%H:%M:%S")
+    env = {**os.environ, "TZ": "UTC"}  # local time, here UTC
+    argv = [sys.executable, "-m", "pixcamd", "status", "--config", str(config.source)]
+    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert f"  {day} FAILED      old.jpg: not a photo" in done.stdout, done.stdout
+    assert f"  {day} failed old.jpg: not a photo" in done.stdout, done.stdout
+    assert f"  {today} queued new.jpg" in done.stdout, done.stdout
+
+    process = subprocess.Popen(
+        [*argv, "--follow"], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        lines = [process.stdout.readline().rstrip("\n") for _ in range(2)]
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=30)
+    assert lines == [
+        f"{day} WARNING failed old.jpg: not a photo",
+        f"{today} INFO    queued new.jpg",
+    ]

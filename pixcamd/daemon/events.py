@@ -93,10 +93,18 @@ def printable(text: str) -> str:
     return "".join(out)
 
 
+def clock(ts: float, now: float | None = None) -> str:
+    """A time beside an event or a photo, in local time: ``21:53:21`` today, with its date on
+    another day (``2026-12-03 21:53:21``), so that one from days ago does not read as today's."""
+    when = datetime.fromtimestamp(ts)
+    today = datetime.fromtimestamp(time.time() if now is None else now).date()
+    return when.strftime("%H:%M:%S" if when.date() == today else "%Y-%m-%d %H:%M:%S")
+
+
 def human_line(ts: float, level: str, event: str, path: str | None, message: str = "") -> str:
     """An event as a person reads it (stderr, the journal, ``pixcamd status --follow``),
-    names escaped by ``printable``."""
-    line = f"{time.strftime('%H:%M:%S', time.localtime(ts))} {level.upper():7} {event}"
+    names escaped by ``printable``; its time by ``clock``."""
+    line = f"{clock(ts)} {level.upper():7} {event}"
     if path is not None:
         line += f" {path}"
     if message:

@@ -9,7 +9,7 @@ import time
 from datetime import datetime
 
 from pixcamd.daemon.config import Config
-from pixcamd.daemon.events import human_line, iso_time, printable
+from pixcamd.daemon.events import clock, human_line, iso_time, printable
 from pixcamd.daemon.ledger_file import read_only
 from pixcamd.daemon.ledger_row import Row, judged_specs
 from pixcamd.daemon.ledger_schema import STATES
@@ -221,7 +221,7 @@ def _photo(r) -> dict:
 
 
 def _photo_line(p: dict) -> str:
-    when = datetime.fromtimestamp(p["at"]).strftime("%H:%M:%S")
+    when = clock(p["at"])
     if p["state"] == "failed":
         return f"  {when} FAILED      {p['path']}: {p['reason']}"
     what = p["verdict"] or p["state"]
@@ -416,9 +416,6 @@ def render(report: dict) -> str:
         for e in report["events"]:
             path = f" {e['path']}" if e["path"] else ""
             message = f": {e['message']}" if e.get("message") else ""
-            out.append(
-                f"  {datetime.fromtimestamp(e['ts']).strftime('%H:%M:%S')} {e['event']}"
-                f"{path}{message}"
-            )
+            out.append(f"  {clock(e['ts'])} {e['event']}{path}{message}")
     # names come from whoever syncs into the inbox: one escaped line per entry, never two
     return "\n".join(printable(line) for line in out if line) + "\n"
