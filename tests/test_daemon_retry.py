@@ -400,3 +400,28 @@ def test_a_library_retried_by_model_is_read_a_batch_at_a_time_and_queued_with_it
     assert len(history) == 100
     assert [e["path"] for e in history] == sorted(older | unrecorded)[-100:]
     assert all(e["was"]["state"] == "done" for e in history)
+
+
+def test_a_photo_retried_still_counts_in_the_last_hour_while_it_is_protected_again(
+    tmp_path, brisque, capsys
+):
+    """`status`'s last hour counted a photo finished in it only while its row was finished:
+    `pixcamd retry` queued it again and it was gone from the count (and a settings change's
+    requeue counted it in none of done, unprotected, failed) — now it counts, as being
+    protected again."""
+    config = make_config(tmp_path)
+    noise_photo(config.inbox / "a.jpg", 1)
+    noise_photo(config.inbox / "b.jpg", 2)
+    with running(config, [brisque]):
+        wait_for(lambda: finished(config, ["a.jpg", "b.jpg"]), 60, "the photos")
+    code, out, err = retry(capsys, config, "a.jpg")
+    assert code == 0 and ledger_rows(config)["a.jpg"]["state"] == "queued", out + err
+    assert main(["status", "--json", "--config", str(config.source)]) == 0
+    hour = json.loads(capsys.readouterr().out)["last_hour"]
+    assert (hour["finished"], hour["done"], hour.get("again")) == (2, 1, 1), hour
+    assert main(["status", "--config", str(config.source)]) == 0
+    said = capsys.readouterr().out
+    assert (
+        "last hour: 2 photos finished (1 done, 0 unprotected, 0 failed, 1 being protected again)"
+        in said
+    ), said

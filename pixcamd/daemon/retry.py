@@ -245,6 +245,7 @@ def apply(
                     "fingerprint": row.fingerprint,
                     "output": row.output,
                     "error": row.error,
+                    "finished_at": row.finished_at,  # `status`'s last hour counts it on
                 },
             },
         )

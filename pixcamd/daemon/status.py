@@ -83,10 +83,11 @@ def gather(config: Config, events: int = 10, now: float | None = None, photos: i
         since = now - 3600
         hour = db.execute(
             "SELECT count(*), sum(state = 'done'), sum(state = 'unprotected'), "
-            "sum(state = 'failed'), avg(seconds) FROM photos "
-            "WHERE finished_at >= ? AND duplicate_of IS NULL",
+            "sum(state = 'failed'), avg(seconds), sum(state IN ('queued', 'processing')) "
+            "FROM photos WHERE finished_at >= ? AND duplicate_of IS NULL",
             (since,),
         ).fetchone()
+        again = _retried(db, since)
         per_platform: dict[str, list[int]] = {}  # name → [protected on it, judged]
         now_spec = {name: spec for spec, name in (facts.get("platform_specs") or {}).items()}
         for (report,) in db.execute(
@@ -180,10 +181,11 @@ def gather(config: Config, events: int = 10, now: float | None = None, photos: i
         "retrying": retrying,  # the first 50; retrying_total counts them all
         "retrying_total": retrying_total,
         "last_hour": {
-            "finished": hour[0] or 0,
+            "finished": (hour[0] or 0) + again,
             "done": hour[1] or 0,
             "unprotected": hour[2] or 0,
             "failed": hour[3] or 0,
+            "again": (hour[5] or 0) + again,  # finished in it, being protected again now
             "mean_seconds": round(hour[4], 2) if hour[4] is not None else None,
             "protected_on": {
                 name: {"protected": done, "judged": judged}
@@ -198,6 +200,27 @@ def gather(config: Config, events: int = 10, now: float | None = None, photos: i
         "web": getattr(config, "web", None),  # the page's address ("": off; None: unknown, a
         # config that does not validate gives only its record)
     }
+
+
+def _retried(db, since: float) -> int:
+    """Photos that finished since ``since`` and that `pixcamd retry` has queued again since
+    (its row forgets the finish; its ``retry`` event keeps it), not finished again yet: still
+    finished in the last hour, being protected again. (A settings change or new bytes queue a
+    photo again keeping its finish: the query's own ``queued``/``processing`` rows.)"""
+    paths = set()
+    for path, data in db.execute(
+        "SELECT path, data FROM events WHERE event = 'retry' AND ts >= ?", (since,)
+    ):
+        was = json.loads(data or "{}").get("was") or {}
+        if (was.get("finished_at") or 0) >= since:
+            paths.add(path)
+    if not paths:
+        return 0
+    waiting = db.execute(  # the queue's paths: a retry of a library names too many for an IN
+        "SELECT path FROM photos WHERE finished_at IS NULL AND duplicate_of IS NULL "
+        "AND state IN ('queued', 'processing')"
+    )
+    return sum(path in paths for (path,) in waiting)
 
 
 def _photo(r) -> dict:
@@ -368,8 +391,9 @@ def render(report: dict) -> str:
     mean = f", {hour['mean_seconds']:.1f} s per photo" if hour["mean_seconds"] else ""
     out.append(
         f"last hour: {hour['finished']} photo{'' if hour['finished'] == 1 else 's'} finished "
-        f"({hour['done']} done, "
-        f"{hour['unprotected']} unprotected, {hour['failed']} failed){mean}"
+        f"({hour['done']} done, {hour['unprotected']} unprotected, {hour['failed']} failed"
+        + (f", {hour['again']} being protected again" if hour.get("again") else "")
+        + f"){mean}"
     )
     if hour["protected_on"]:
         tallies = hour["protected_on"].items()
