@@ -14,7 +14,10 @@ default set — the kind a platform may also do:
 * a re-share: one platform's copy downloaded and uploaded to another (two pipelines in a row);
 * another resizer and encoder than Pillow's, on the file itself: ImageMagick's ``convert`` and
   libvips's ``vipsthumbnail`` (sharp's engine, which shrinks a JPEG while decoding it), as a
-  server would run them (Debian: ``apt-get install imagemagick libvips-tools``).
+  server would run them (Debian: ``apt-get install imagemagick libvips-tools``);
+* Pillow's own ``thumbnail()`` on the file, as a Python web app makes its previews: the JPEG
+  shrunk by 2, 4 or 8 in its decoder (``draft``) and by a whole factor (``reduce``) while the
+  photo stays twice the box, then bicubic — not the Lanczos ``resize`` the presets model.
 
 With ``--named LIST`` each photo is protected a second time, in the same process, for the
 default set plus those pipelines, and judged the same way: what naming a destination buys there
@@ -28,6 +31,7 @@ low-quality side of the model's threshold. Prints a markdown table; writes every
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import shutil
 import statistics
@@ -38,7 +42,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from host import machine_line
-from PIL import Image, ImageFilter
+from PIL import Image, ImageFilter, ImageOps
 
 from pixcamd.check import score_image_views
 from pixcamd.jpeg import decode
@@ -110,6 +114,29 @@ TOOLS: dict[str, str] = {
 }
 
 
+def _thumbnail(box: int, quality: int) -> Callable[[bytes], Image.Image]:
+    """Pillow's ``thumbnail()`` at its defaults (bicubic, ``reducing_gap`` 2, the JPEG's
+    ``draft``), the file upright, then a JPEG at ``quality`` (Pillow's 4:2:0), decoded."""
+
+    def serve(data: bytes) -> Image.Image:
+        with Image.open(io.BytesIO(data)) as img:
+            img.thumbnail((box, box))  # before anything loads the pixels: draft needs that
+            upright = ImageOps.exif_transpose(img).convert("RGB")
+        out = io.BytesIO()
+        upright.save(out, "JPEG", quality=quality)
+        return decode(out.getvalue())
+
+    return serve
+
+
+# Pillow's thumbnail on the file (the original's, or the copy's JPEG bytes)
+THUMBNAILS: dict[str, Callable[[bytes], Image.Image]] = {
+    "Pillow thumbnail(): box 1080, JPEG 80": _thumbnail(1080, 80),
+    "Pillow thumbnail(): box 2048, JPEG 85": _thumbnail(2048, 85),
+    "Pillow thumbnail(): box 640, JPEG 75": _thumbnail(640, 75),
+}
+
+
 def served_by(command: str, data: bytes, suffix: str = ".jpg") -> Image.Image:
     """What ``command`` serves from the file ``data`` (named with ``suffix``), decoded."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -159,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, command in TOOLS.items():
             served = served_by(command, data, path.suffix)
             row["destinations"][name] = {"original": worst(served)}
+        for name, thumbnail in THUMBNAILS.items():
+            row["destinations"][name] = {"original": worst(thumbnail(data))}
         for label, settings in runs.items():
             start = time.perf_counter()
             result = protect(original, [model], settings)
@@ -175,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
                 row["destinations"][name][label] = worst(destination(written))
             for name, command in TOOLS.items():
                 row["destinations"][name][label] = worst(served_by(command, result.output_jpeg))
+            for name, thumbnail in THUMBNAILS.items():
+                row["destinations"][name][label] = worst(thumbnail(result.output_jpeg))
         rows.append(row)
         print(path.name, json.dumps(row["runs"]), json.dumps(row["destinations"]), flush=True)
 
@@ -185,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     head = ["destination", "original low", *(f"{label} low" for label in runs)]
     print("\n| " + " | ".join([*head, "worst view, mean: original → " + " / ".join(runs)]) + " |")
     print("|" + "---|" * (len(head) + 1))
-    for name in [*DESTINATIONS, *TOOLS]:
+    for name in [*DESTINATIONS, *TOOLS, *THUMBNAILS]:
         cells = [name]
         means = []
         for key in ("original", *runs):
