@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import time
 
+import pytest
 from test_daemon_support import (
     ROOT,
     events,
@@ -216,3 +219,76 @@ def test_a_copy_the_user_cannot_read_is_not_replaced_and_said_unreadable(tmp_pat
         out, _ = process.communicate(timeout=60)
     assert process.returncode == 0, out
     assert copy.read_bytes() == mine  # left as it is
+
+
+@pytest.mark.parametrize("closed", ["Old", "New"])
+def test_a_photo_moved_to_another_album_waits_for_the_folder_its_copy_goes_to(tmp_path, closed):
+    """A photo moved from inbox/Old to inbox/New whose copy outbox/Old/x.jpg is no longer its
+    own (a file of yours came under that name), protected again: its copy goes to outbox/New, so
+    that is the folder it waits for. Before, the wait looked at outbox/Old: with Old closed the
+    photo was held for a folder it would not write in, with New closed it was protected again
+    every 5 s, failing at each publication."""
+    config = make_config(tmp_path)
+    real_photo(config.inbox / "Old" / "x.jpg")
+    process = pixcamd_process(config.source, drop_root=True)
+    try:
+        wait_for(lambda: finished(config, ["Old/x.jpg"]), 120, "the photo")
+        (config.inbox / "New").mkdir()
+        os.rename(config.inbox / "Old" / "x.jpg", config.inbox / "New" / "x.jpg")
+        wait_for(lambda: "New/x.jpg" in ledger_rows(config), 60, "the move followed")
+        assert ledger_rows(config)["New/x.jpg"]["output"] == "Old/x.jpg"
+        (config.outbox / "Old" / "x.jpg").write_bytes(b"a file of yours")
+        (config.outbox / "New").mkdir()
+        os.chmod(config.outbox / closed, 0o555)
+        retry = pixcamd_process(config.source, command=("retry", "New/x.jpg"))
+        assert retry.wait(120) == 0, retry.communicate()[0]
+        if closed == "Old":
+            wait_for(lambda: finished(config, ["New/x.jpg"]), 120, "protected again")
+            assert ledger_rows(config)["New/x.jpg"]["output"] == "New/x.jpg"
+            assert not [e for e in events(config) if e["event"] == "folder_unavailable"]
+        else:
+            wait_for(
+                lambda: any(e["event"] == "folder_unavailable" for e in events(config)), 120, "said"
+            )
+            time.sleep(12)  # two looks or more at the closed folder
+            row = ledger_rows(config)["New/x.jpg"]
+            assert row["state"] == "queued" and row["attempts"] == 0, row
+            mine = [e["event"] for e in events(config) if e.get("path") == "New/x.jpg"]
+            assert mine.count("started") <= 1, mine
+        assert (config.outbox / "Old" / "x.jpg").read_bytes() == b"a file of yours"
+    finally:
+        os.chmod(config.outbox / closed, 0o755)
+        process.terminate()
+        out, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, out
+
+
+def test_a_second_copy_of_a_photo_waits_for_its_closed_folder_without_notes(tmp_path):
+    """The same photo copied into a second album whose outbox folder is closed (and holds a
+    file of yours under the copy's name): it waits, said once — before, the twin's look ran
+    first every 5 s and said a note about the name each time."""
+    config = make_config(tmp_path)
+    real_photo(config.inbox / "A" / "x.jpg")
+    album = config.outbox / "B"
+    process = pixcamd_process(config.source, drop_root=True)
+    try:
+        wait_for(lambda: finished(config, ["A/x.jpg"]), 120, "the photo")
+        album.mkdir()
+        (album / "x.jpg").write_bytes(b"a file of yours")
+        os.chmod(album, 0o555)
+        (config.inbox / "B").mkdir()
+        shutil.copy(config.inbox / "A" / "x.jpg", config.inbox / "B" / "x.jpg")
+        wait_for(
+            lambda: any(e["event"] == "folder_unavailable" for e in events(config)), 120, "said"
+        )
+        time.sleep(12)
+        mine = [e["event"] for e in events(config) if e.get("path") == "B/x.jpg"]
+        assert mine.count("photo_note") == 0 and mine.count("folder_unavailable") == 1, mine
+        os.chmod(album, 0o755)
+        wait_for(lambda: finished(config, ["B/x.jpg"]), 120, "written once open")
+        assert (album / "x.jpg").read_bytes() == b"a file of yours"
+    finally:
+        os.chmod(album, 0o755)
+        process.terminate()
+        out, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, out

@@ -157,8 +157,14 @@ class Publisher:
 
     def waits_for_folder(self, row: Row) -> bool:
         """Before a photo is protected: where its copy's folder in the outbox is closed to
-        this user, it is queued again (``hold_for_folder``) and True."""
-        closed = self._closed_folder(row.output or row.path)
+        this user, it is queued again (``hold_for_folder``) and True. The folder is the one
+        of the name the copy will take (``output_name``): a photo moved to another album whose
+        earlier copy is no longer its own goes to the new album's folder, not the old one's."""
+        try:
+            rel = output_name(self.ledger, row, root=self.outbox)
+        except OSError:  # a name that cannot be looked at: the commit's check says it
+            rel = row.output or row.path
+        closed = self._closed_folder(rel)
         if closed is None:
             return False
         self.hold_for_folder(row, closed)

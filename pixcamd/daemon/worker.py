@@ -239,10 +239,10 @@ class Worker(Publisher):
             release_memory()  # an idle daemon should not sit on the last photo's peak
 
     def _process(self, row: Row) -> None:
+        if self.waits_for_folder(row):  # its copy's folder in the outbox is closed to us
+            return  # (before the twin's look: that one writes a copy there too)
         original = self.ledger.done_with_sha(row.sha256, row.path)
         if original is not None and self._as_duplicate(row, original):
-            return
-        if self.waits_for_folder(row):  # its copy's folder in the outbox is closed to us
             return
         self._started(row)
         self._guard(row, self._protect_and_publish)
