@@ -425,3 +425,22 @@ def test_a_photo_retried_still_counts_in_the_last_hour_while_it_is_protected_aga
         "last hour: 2 photos finished (1 done, 0 unprotected, 0 failed, 1 being protected again)"
         in said
     ), said
+
+
+def test_a_duplicate_retried_is_not_counted_in_the_last_hour(tmp_path, brisque, capsys):
+    """The last hour leaves out a duplicate (a second copy of a photo already done); after
+    `pixcamd retry` of it the count must not take it in as being protected again."""
+    config = make_config(tmp_path)
+    noise_photo(config.inbox / "a.jpg", 1)
+    with running(config, [brisque]):
+        wait_for(lambda: finished(config, ["a.jpg"]), 60, "the photo")
+        (config.inbox / "b.jpg").write_bytes((config.inbox / "a.jpg").read_bytes())
+        wait_for(lambda: finished(config, ["b.jpg"]), 60, "its duplicate")
+    assert ledger_rows(config)["b.jpg"]["duplicate_of"] == "a.jpg"
+    assert main(["status", "--json", "--config", str(config.source)]) == 0
+    before = json.loads(capsys.readouterr().out)["last_hour"]
+    code, out, err = retry(capsys, config, "b.jpg")
+    assert code == 0 and ledger_rows(config)["b.jpg"]["state"] == "queued", out + err
+    assert main(["status", "--json", "--config", str(config.source)]) == 0
+    after = json.loads(capsys.readouterr().out)["last_hour"]
+    assert (before["finished"], after["finished"], after.get("again")) == (1, 1, 0), after

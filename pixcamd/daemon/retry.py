@@ -246,6 +246,7 @@ def apply(
                     "output": row.output,
                     "error": row.error,
                     "finished_at": row.finished_at,  # `status`'s last hour counts it on
+                    "duplicate_of": row.duplicate_of,  # which it does not (as before the retry)
                 },
             },
         )

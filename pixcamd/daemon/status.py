@@ -206,13 +206,14 @@ def _retried(db, since: float) -> int:
     """Photos that finished since ``since`` and that `pixcamd retry` has queued again since
     (its row forgets the finish; its ``retry`` event keeps it), not finished again yet: still
     finished in the last hour, being protected again. (A settings change or new bytes queue a
-    photo again keeping its finish: the query's own ``queued``/``processing`` rows.)"""
+    photo again keeping its finish: the query's own ``queued``/``processing`` rows.) A
+    duplicate retried is left out, as the last hour leaves out duplicates."""
     paths = set()
     for path, data in db.execute(
         "SELECT path, data FROM events WHERE event = 'retry' AND ts >= ?", (since,)
     ):
         was = json.loads(data or "{}").get("was") or {}
-        if (was.get("finished_at") or 0) >= since:
+        if (was.get("finished_at") or 0) >= since and not was.get("duplicate_of"):
             paths.add(path)
     if not paths:
         return 0
