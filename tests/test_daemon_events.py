@@ -281,6 +281,9 @@ def test_a_decision_from_a_shell_is_in_the_daemon_s_json_log(tmp_path, brisque):
     pixcamd("ship", "b.jpg")
     assert not config.log_file.exists()
     assert "shipped_unprotected b.jpg" in pixcamd("status", "--events", "1")
+    config.log_file.symlink_to("/dev/stdout")  # a container's log: the daemon's stdout there
+    answer = pixcamd("remove", "b.jpg")  # here the shell's: no JSON line in its answer
+    assert '"event": "removed"' not in answer and "b.jpg" in answer, answer
 
 
 def test_a_time_from_another_day_carries_its_date(tmp_path):

@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import sqlite3
+import stat
 import sys
 import threading
 import time
@@ -56,7 +57,9 @@ def append_line(
     reopened for the line, appended by one write (whole beside the daemon's own). Only to a
     file that is there: one made here could be a user's — root's, under sudo — that the
     daemon could no longer write. A file this user cannot write (a service's), or a pipe no
-    one reads (never waited for), loses the line, never raised: the ledger has the event."""
+    one reads (never waited for), loses the line, never raised: the ledger has the event.
+    Only a regular file: a log on ``/dev/stdout`` (a container's) is the daemon's stdout there,
+    and here it would be the shell's — the decision's JSON in the middle of its answer."""
     fields = {k: v for k, v in data.items() if v is not None}
     if where is not None:
         fields["path"] = where
@@ -65,7 +68,8 @@ def append_line(
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | os.O_NONBLOCK)
         try:
-            os.write(fd, line.encode("utf-8"))
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                os.write(fd, line.encode("utf-8"))
         finally:
             os.close(fd)
 
