@@ -54,6 +54,7 @@ class JobOptions:
 
     settings: Settings
     strip_gps: bool = True
+    strip_metadata: bool = False  # every tag but the colour profile, GPS too whatever strip_gps
     keep_unprotected: bool = False  # return the copy whatever the verdict (to ship or hold it)
     max_pixels: int = DEFAULT_MAX_PIXELS
 
@@ -109,6 +110,7 @@ def protect_photo(
             quality=settings.output_quality,
             subsampling=settings.output_subsampling,
             strip_gps=options.strip_gps,
+            strip_all=options.strip_metadata,
         )
         lap("write")
         if protected:

@@ -298,6 +298,24 @@ def test_protection_mode_is_checked_and_changes_the_settings_fingerprint(tmp_pat
     assert len(prints) == 3  # a new mode re-tries photos it left unprotected
 
 
+def test_stripping_the_metadata_changes_the_fingerprint_and_the_key_only_when_asked(brisque):
+    """A copy with no metadata is other bytes: its photos are redone (a folder run) or tried
+    again (the daemon's held-back ones) — but the default's fingerprints stay, and so does a
+    keep-GPS one: no ledger redoes its photos for a key it does not use. With every tag gone
+    the GPS choice changes nothing in the copy, nor in its fingerprint."""
+    from pixcamd.daemon.settings import settings_fingerprint, settings_key
+    from pixcamd.settings import Settings
+
+    settings, models = Settings(), [brisque]
+    for record in (settings_fingerprint, settings_key):
+        default, keep = record(settings, models), record(settings, models, False)
+        assert record(settings, models, True, False) == default
+        assert record(settings, models, False, False) == keep != default
+        stripped = record(settings, models, True, True)
+        assert stripped not in (default, keep)
+        assert record(settings, models, False, True) == stripped
+
+
 @pytest.mark.parametrize(
     "module, rule, changed",
     [

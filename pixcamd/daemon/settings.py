@@ -21,11 +21,13 @@ from pixcamd.platforms import loop_order
 SEARCH_REVISION = 2
 
 
-def settings_fingerprint(settings, models, strip_gps: bool = True) -> str:
+def settings_fingerprint(
+    settings, models, strip_gps: bool = True, strip_metadata: bool = False
+) -> str:
     """What determines the output: recorded per photo; unprotected/failed rows are retried when
     it changes (they were never shipped), a folder run redoes its photos. Device and batch size
     do not change the result's meaning and are left out; whether the copy keeps the GPS
-    position does (it is in the copy's bytes)."""
+    position, or any metadata at all, does (it is in the copy's bytes)."""
     # The step rule and the roaming draws: the same settings, other pixels.
     from pixcamd.optimizer import FADE, STEP_CLIP, TREND_POINTS, TREND_SPAN
     from pixcamd.roaming import (
@@ -65,19 +67,27 @@ def settings_fingerprint(settings, models, strip_gps: bool = True) -> str:
         ],
         "search_revision": SEARCH_REVISION,
     }
-    if not strip_gps:  # only then: the default's fingerprints stay what they were
-        data["keep_gps"] = True
+    data.update(_metadata(strip_gps, strip_metadata))
     digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
     return "s1-" + digest[:16]
 
 
-def settings_key(settings, models, strip_gps: bool = True) -> str:
+def settings_key(settings, models, strip_gps: bool = True, strip_metadata: bool = False) -> str:
     """What a person chose of ``settings_fingerprint`` — models, platforms, mode, budget,
-    target, steps, seed, output quality, GPS — without the search's own constants: a folder
-    run tells a photo redone for a changed setting from one redone because pixcamd's search
-    changed since (recorded in each photo's report)."""
-    data = {**_chosen(settings, models), "keep_gps": not strip_gps}
+    target, steps, seed, output quality, GPS, metadata — without the search's own constants: a
+    folder run tells a photo redone for a changed setting from one redone because pixcamd's
+    search changed since (recorded in each photo's report)."""
+    data = {**_chosen(settings, models), "keep_gps": False, **_metadata(strip_gps, strip_metadata)}
     return "k1-" + hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _metadata(strip_gps: bool, strip_metadata: bool) -> dict:
+    """What the copy's metadata adds to the fingerprint and the key: only what is not the
+    default, so the default's fingerprints stay what they were. With ``strip_metadata`` the
+    position goes with every other tag, whatever ``strip_gps`` says: one copy, one record."""
+    if strip_metadata:
+        return {"strip_metadata": True}
+    return {} if strip_gps else {"keep_gps": True}
 
 
 def _chosen(settings, models) -> dict:
@@ -196,14 +206,16 @@ def with_budget(settings, budget: dict | None):
 
 
 def job_options(config: Config, settings):
-    """How the daemon protects each photo, here or on a cluster: its settings, the GPS policy,
-    the decoder's limit, and whether an unprotected copy is wanted at all (shipped anyway, or
-    held for a person)."""
+    """How the daemon protects each photo, here or on a cluster: its settings, what metadata the
+    copy keeps (all but the GPS position, all of it, or only the colour profile), the decoder's
+    limit, and whether an unprotected copy is wanted at all (shipped anyway, or held for a
+    person)."""
     from pixcamd.job import JobOptions
 
     return JobOptions(
         settings,
         strip_gps=config.strip_gps,
+        strip_metadata=config.strip_metadata,
         keep_unprotected=config.on_unprotected == "ship" or config.hold_dir is not None,
         max_pixels=config.max_pixels,
     )
