@@ -298,6 +298,17 @@ def test_protection_mode_is_checked_and_changes_the_settings_fingerprint(tmp_pat
     assert len(prints) == 3  # a new mode re-tries photos it left unprotected
 
 
+def test_strip_metadata_is_a_boolean_config_check_shows(tmp_path, capsys):
+    path = write(tmp_path, 'inbox = "inbox"\noutbox = "out"\nstrip_metadata = true\n')
+    assert main(["config", "check", "--config", str(path)]) == 0
+    effective = tomllib.loads(capsys.readouterr().out)
+    assert effective["strip_metadata"] is True and effective["strip_gps"] is True
+    path.write_text('inbox = "inbox"\noutbox = "out"\nstrip_metadata = "yes"\n')
+    assert main(["config", "check", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: strip_metadata: expected true or false, got 'yes' (str)" in err
+
+
 def test_stripping_the_metadata_changes_the_fingerprint_and_the_key_only_when_asked(brisque):
     """A copy with no metadata is other bytes: its photos are redone (a folder run) or tried
     again (the daemon's held-back ones) — but the default's fingerprints stay, and so does a

@@ -760,6 +760,28 @@ def test_the_log_says_the_gps_position_was_removed(tmp_path, brisque, corpus_dir
     assert any("GPS" in note for note in shipped["metadata_notes"])
 
 
+def test_strip_metadata_ships_copies_with_only_the_colour_profile(tmp_path, brisque):
+    """strip_metadata = true: exiftool finds no EXIF, XMP, IPTC, serial number nor owner in
+    the copy, only the ICC profile — and no position although strip_gps = false asks to keep
+    it (every tag goes, whatever strip_gps says)."""
+    from test_photo_io import ENCODING_GROUPS, IDENTIFYING, exiftool_tags, private_camera_jpeg
+
+    config = make_config(tmp_path, strip_metadata=True, strip_gps=False)
+    before = exiftool_tags(private_camera_jpeg(config.inbox / "camera.jpg"))
+    with running(config, [brisque]):
+        wait_for(lambda: finished(config, ["camera.jpg"]), 60, "the photo")
+    copy = config.outbox / "camera.jpg"
+    after, data = exiftool_tags(copy), copy.read_bytes()
+    groups = {key.partition(":")[0] for key in after}
+    assert {g for g in groups if not g.startswith("ICC")} <= ENCODING_GROUPS, groups
+    assert after["ICC_Profile:ProfileDescription"] == before["ICC_Profile:ProfileDescription"]
+    assert not [k for k in after if "GPS" in k] and "File:Comment" not in after
+    for secret in (*IDENTIFYING.values(), "Ada Lovelace", "Pixcam", "Harbour"):
+        assert secret.encode() not in data, secret
+    (shipped,) = [e for e in events(config) if e.get("path") == "camera.jpg" and e.get("output")]
+    assert "all metadata removed" in shipped["message"]
+
+
 def test_what_the_decoder_changed_is_logged_and_kept_with_the_photo(tmp_path, brisque):
     """A transparent PNG is flattened onto white for the JPEG copy: the daemon says so, as the
     command line does, instead of leaving it to a debug line nobody sees."""

@@ -181,6 +181,36 @@ def camera_jpeg(path: Path, orientation: int = 6) -> Path:
     return path
 
 
+# What tells who took a photo beyond its position, as a camera (or a person) writes it:
+# exiftool's name → the value, each also searched for in the copy's bytes.
+IDENTIFYING = {
+    "ExifIFD:SerialNumber": "PX1-0042817",
+    "ExifIFD:LensSerialNumber": "L-99017",
+    "ExifIFD:OwnerName": "Grace Hopper",
+    "XMP-aux:SerialNumber": "PX1-0042817",
+    "IPTC:City": "Porto",
+}
+
+
+# exiftool's groups (-G1) that describe the file and its encoding, not the photo: with the
+# colour profile's (ICC…), all that a copy keeping nothing but its profile may show.
+ENCODING_GROUPS = {"ExifTool", "System", "File", "JFIF", "Composite"}
+
+
+def private_camera_jpeg(path: Path) -> Path:
+    """``camera_jpeg`` with the body's and the lens's serial numbers, the owner's name (EXIF,
+    XMP aux:) and a place name a person wrote (IPTC), written by exiftool."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    camera_jpeg(path)
+    subprocess.run(
+        [tool("exiftool"), "-q", "-m", "-overwrite_original"]
+        + [f"-{key}={value}" for key, value in IDENTIFYING.items()]
+        + [str(path)],
+        check=True,
+    )
+    return path
+
+
 def app1_exif(jpeg: bytes) -> bytes:
     """The TIFF block of a JPEG's first APP1 Exif segment."""
     with Image.open(io.BytesIO(jpeg)) as img:

@@ -271,7 +271,9 @@ class Daemon(Shutdown):
         """Models and settings in force (start-up or reload): the fingerprint and label recorded
         per photo, and the facts `pixcamd status` shows; the platforms, in words."""
         self.models, self.settings, self.model_note = models, settings, note
-        self.fingerprint = settings_fingerprint(settings, models, self.config.strip_gps)
+        self.fingerprint = settings_fingerprint(
+            settings, models, self.config.strip_gps, self.config.strip_metadata
+        )
         self.model_label = "+".join(m.name for m in models) + (
             " (auto fallback)" if fallback else ""
         )
