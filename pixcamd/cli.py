@@ -358,6 +358,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep the GPS position in the copy (default: removed, as the daemon does — "
         "the copy is made for sharing)",
     )
+    protect.add_argument(
+        "--strip-metadata",
+        action="store_true",
+        help="remove all metadata from the copy — EXIF (GPS included), XMP, IPTC, maker notes, "
+        "comments — keeping only the colour profile (default: kept, but the GPS position; the "
+        "daemon's strip_metadata)",
+    )
     protect.add_argument("--device", type=_device, default="auto", help="auto (default), cpu, cuda")
     protect.add_argument(
         "--threads",

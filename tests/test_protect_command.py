@@ -245,9 +245,52 @@ def test_the_copy_drops_the_gps_position_unless_asked_to_keep_it(
         assert "GPS position removed" in err
 
 
-def test_a_folder_rerun_with_the_other_gps_choice_makes_the_copy_again(tmp_path, capsys):
-    """Whether the copy keeps the position is in its bytes: a rerun that asks otherwise is
-    not 'done by an earlier run' (a copy kept its position after the user asked it gone)."""
+@pytest.mark.parametrize("strip", [False, True])
+def test_strip_metadata_leaves_only_the_colour_profile(tmp_path, capsys, strip):
+    """Judged by exiftool: --strip-metadata leaves no EXIF, XMP, IPTC, GPS, serial number nor
+    owner, only the ICC profile; without it the serials and the owner stay (faithful metadata,
+    docs/photo-io.md) and only the position goes."""
+    from test_photo_io import ENCODING_GROUPS, IDENTIFYING, exiftool_tags, private_camera_jpeg
+
+    source = private_camera_jpeg(tmp_path / "in" / "camera.jpg")
+    before = exiftool_tags(source)
+    assert {k: before.get(k) for k in IDENTIFYING} == IDENTIFYING
+    assert "GPS:GPSLatitude" in before and "XMP-exif:GPSLatitude" in before
+    out = tmp_path / "camera.jpg"
+    flags = ["--strip-metadata"] if strip else []
+    code, (report,), err = run(capsys, source, "-o", out, "--write-unprotected", *FAST, *flags)
+    assert code in (0, 1) and out.is_file(), err
+    after, data = exiftool_tags(out), out.read_bytes()
+    profile = "ICC_Profile:ProfileDescription"
+    assert after[profile] == before[profile] == "sRGB built-in"
+    assert not [k for k in after if "GPS" in k]
+    if strip:
+        groups = {key.partition(":")[0] for key in after}
+        assert {g for g in groups if not g.startswith("ICC")} <= ENCODING_GROUPS, groups
+        assert "File:Comment" not in after
+        for secret in (*IDENTIFYING.values(), "Ada Lovelace", "Pixcam", "Harbour", "tripod"):
+            assert secret.encode() not in data, secret
+        assert any("all metadata removed" in n for n in report["metadata_notes"])
+        assert "all metadata removed" in err
+    else:
+        assert {k: after.get(k) for k in IDENTIFYING} == IDENTIFYING
+        assert after["IFD0:Make"] == "Pixcam" and after["XMP-dc:Creator"] == "Ada Lovelace"
+        assert "GPS position removed" in err
+
+
+def test_keep_gps_with_strip_metadata_is_refused_naming_both(tmp_path, photo, capsys):
+    out = tmp_path / "o.jpg"
+    args = ["protect", str(photo), "-o", str(out), "--keep-gps", "--strip-metadata", *FAST]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "--keep-gps and --strip-metadata contradict each other" in err
+    assert not out.exists()
+
+
+def test_a_folder_rerun_with_another_metadata_choice_makes_the_copy_again(tmp_path, capsys):
+    """Whether the copy keeps the position, or any metadata, is in its bytes: a rerun that
+    asks otherwise is not 'done by an earlier run' (a copy kept its position after the user
+    asked it gone)."""
     import piexif
     from test_folder_runs import run as folder_run
 
@@ -262,16 +305,15 @@ def test_a_folder_rerun_with_the_other_gps_choice_makes_the_copy_again(tmp_path,
     exif = piexif.dump({"0th": {piexif.ImageIFD.Make: b"Canon"}, "GPS": gps})
     synthetic_photo(320, 240, 0).save(album / "a.jpg", quality=95, exif=exif)
     copy = tmp_path / "out" / "album" / "a.jpg"
-    for keep in (True, False, True):
-        flags = ["--keep-gps"] if keep else []
+    for flags in (["--keep-gps"], [], ["--strip-metadata"], ["--keep-gps"]):
         code, reports, _, err = folder_run(
             capsys, album, "--outdir", tmp_path / "out", "--write-unprotected", *FAST, *flags
         )
         assert code in (0, 1) and len(reports) == 1, err
         assert "done by an earlier run" not in err, err
         tags = _exiftool(copy)
-        assert ("EXIF:GPSLatitude" in tags) == keep, (keep, err)
-        assert tags.get("EXIF:Make") == "Canon"
+        assert ("EXIF:GPSLatitude" in tags) == (flags == ["--keep-gps"]), (flags, err)
+        assert tags.get("EXIF:Make") == (None if flags == ["--strip-metadata"] else "Canon")
 
 
 def test_a_black_and_white_photo_comes_out_black_and_white(tmp_path, corpus_dir, capsys):

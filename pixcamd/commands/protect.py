@@ -44,6 +44,11 @@ def run(args) -> int:
         raise PixcamdError(
             "--ray works with --outdir DIR (a folder run); -o protects one photo here"
         )
+    if args.keep_gps and args.strip_metadata:  # never one of them silently unused
+        raise PixcamdError(
+            "--keep-gps and --strip-metadata contradict each other: --strip-metadata removes the "
+            "GPS position with all other metadata; give one of them"
+        )
     inputs = [Path(p) for p in args.files]
     if args.epsilon_cap is not None and args.epsilon_cap < args.epsilon:  # never a silent cap
         raise PixcamdError(
@@ -122,6 +127,7 @@ def _protect(args, inputs: list[Path], strength: float, plan) -> int:
     options = JobOptions(
         settings,
         strip_gps=not args.keep_gps,  # the same privacy default as the daemon's
+        strip_metadata=args.strip_metadata,
         keep_unprotected=args.write_unprotected,
     )
     show = RunProgress(sys.stderr, json_out=sys.stdout if args.json else None)
@@ -151,10 +157,10 @@ def _protect(args, inputs: list[Path], strength: float, plan) -> int:
         plan.sources,
         args.outdir,
         executor,
-        settings_fingerprint(settings, models, options.strip_gps),
+        settings_fingerprint(settings, models, options.strip_gps, options.strip_metadata),
         label,
         write_unprotected=args.write_unprotected,
-        settings_key=settings_key(settings, models, options.strip_gps),
+        settings_key=settings_key(settings, models, options.strip_gps, options.strip_metadata),
         on_photo=show.photo,
         on_start=show.start,
         on_note=show.say,
