@@ -26,7 +26,10 @@ from PIL import Image, ImageChops, ImageCms
 from pixcamd.errors import NotProtectable
 
 SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
-SRGB_PROFILE = SRGB.tobytes()
+# lcms stamps a profile with the moment it is made: the copies a process writes would all carry
+# the time it started (linking them, dating it) and no two runs the same bytes. One fixed date
+# (the header's bytes 24–35; its profile ID is zero, so no checksum to redo).
+SRGB_PROFILE = SRGB.tobytes()[:24] + struct.pack(">6H", 2000, 1, 1, 0, 0, 0) + SRGB.tobytes()[36:]
 
 
 def _profile_space(icc: bytes) -> str | None:
@@ -73,6 +76,13 @@ def _is_srgb(icc: bytes) -> bool:
     except _CMS_ERRORS:
         return False
     return max(high for _low, high in moved.getextrema()) <= 2
+
+
+def anonymous_profile(icc: bytes) -> bytes:
+    """The profile a copy with no metadata carries for ``icc`` (the profile of its pixels):
+    pixcamd's own sRGB profile for any sRGB one — a camera's or an editor's names its maker, a
+    copyright, a date —, ``icc`` itself otherwise (colours that could not be converted need it)."""
+    return SRGB_PROFILE if icc == SRGB_PROFILE or _is_srgb(icc) else icc
 
 
 def _profile_name(icc: bytes) -> str:

@@ -14,6 +14,7 @@ destination, and the folders are fsynced.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import os
 import tempfile
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from pixcamd.colour import anonymous_profile
 from pixcamd.errors import PixcamdError
 from pixcamd.metadata import PhotoMetadata, output_segments, split_jpeg
 
@@ -52,6 +54,10 @@ def render_jpeg(
     # The same call as pixcamd.jpeg.encode: identical scan data to what the checks scored.
     image.convert("RGB").save(buffer, format="JPEG", quality=quality, subsampling=subsampling)
     _pillow_header, body = split_jpeg(buffer.getvalue())
+    if strip_all and metadata is not None and metadata.icc_profile:  # its words go too
+        metadata = dataclasses.replace(
+            metadata, icc_profile=anonymous_profile(metadata.icc_profile)
+        )
     segments, notes = output_segments(
         metadata, image.size, strip_gps=strip_gps, strip_all=strip_all
     )

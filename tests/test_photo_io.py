@@ -197,11 +197,20 @@ IDENTIFYING = {
 ENCODING_GROUPS = {"ExifTool", "System", "File", "JFIF", "Composite"}
 
 
+# The name a camera maker's sRGB profile gives itself (as long as lcms's "sRGB built-in").
+MAKERS_PROFILE = "Pixcam X1 cam"
+
+
 def private_camera_jpeg(path: Path) -> Path:
     """``camera_jpeg`` with the body's and the lens's serial numbers, the owner's name (EXIF,
-    XMP aux:) and a place name a person wrote (IPTC), written by exiftool."""
+    XMP aux:) and a place name a person wrote (IPTC), written by exiftool — and an sRGB
+    profile that names its maker (``MAKERS_PROFILE``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     camera_jpeg(path)
+    data = path.read_bytes()
+    name = "sRGB built-in".encode("utf-16-be")
+    assert data.count(name) == 1
+    path.write_bytes(data.replace(name, MAKERS_PROFILE.encode("utf-16-be")))
     subprocess.run(
         [tool("exiftool"), "-q", "-m", "-overwrite_original"]
         + [f"-{key}={value}" for key, value in IDENTIFYING.items()]
@@ -389,8 +398,8 @@ def test_strip_all_keeps_only_the_colour_profile(tmp_path):
     out = tmp_path / "o" / "x.jpg"
     notes = write_jpeg(photo.image, out, photo.metadata, strip_all=True)
     data = out.read_bytes()
-    with Image.open(out) as written:
-        assert written.info.get("icc_profile") == RGB_PROFILE
+    with Image.open(out) as written:  # an sRGB profile's own words and date go too
+        assert written.info.get("icc_profile") == SRGB_PROFILE != RGB_PROFILE
         assert "exif" not in written.info and "xmp" not in written.info
         assert "comment" not in written.info
     for secret in (b"Pixcam", b"Ada Lovelace", b"Harbour", MAKERNOTE[:16], b"tripod"):

@@ -250,7 +250,13 @@ def test_strip_metadata_leaves_only_the_colour_profile(tmp_path, capsys, strip):
     """Judged by exiftool: --strip-metadata leaves no EXIF, XMP, IPTC, GPS, serial number nor
     owner, only the ICC profile; without it the serials and the owner stay (faithful metadata,
     docs/photo-io.md) and only the position goes."""
-    from test_photo_io import ENCODING_GROUPS, IDENTIFYING, exiftool_tags, private_camera_jpeg
+    from test_photo_io import (
+        ENCODING_GROUPS,
+        IDENTIFYING,
+        MAKERS_PROFILE,
+        exiftool_tags,
+        private_camera_jpeg,
+    )
 
     source = private_camera_jpeg(tmp_path / "in" / "camera.jpg")
     before = exiftool_tags(source)
@@ -262,9 +268,12 @@ def test_strip_metadata_leaves_only_the_colour_profile(tmp_path, capsys, strip):
     assert code in (0, 1) and out.is_file(), err
     after, data = exiftool_tags(out), out.read_bytes()
     profile = "ICC_Profile:ProfileDescription"
-    assert after[profile] == before[profile] == "sRGB built-in"
+    assert before[profile] == MAKERS_PROFILE
     assert not [k for k in after if "GPS" in k]
-    if strip:
+    if strip:  # the maker's sRGB profile, its words and date, for pixcamd's own, dated alike
+        assert after[profile] == "sRGB built-in", after
+        assert after["ICC-header:ProfileDateTime"] == "2000:01:01 00:00:00", after
+        assert MAKERS_PROFILE.encode("utf-16-be") not in data
         groups = {key.partition(":")[0] for key in after}
         assert {g for g in groups if not g.startswith("ICC")} <= ENCODING_GROUPS, groups
         assert "File:Comment" not in after
@@ -273,6 +282,7 @@ def test_strip_metadata_leaves_only_the_colour_profile(tmp_path, capsys, strip):
         assert any("all metadata removed" in n for n in report["metadata_notes"])
         assert "all metadata removed" in err
     else:
+        assert after[profile] == MAKERS_PROFILE  # faithful: carried as it is
         assert {k: after.get(k) for k in IDENTIFYING} == IDENTIFYING
         assert after["IFD0:Make"] == "Pixcam" and after["XMP-dc:Creator"] == "Ada Lovelace"
         assert "GPS position removed" in err
@@ -454,6 +464,9 @@ def test_a_display_p3_photo_is_protected_in_srgb_and_its_copy_says_so(tmp_path, 
     assert any("converted from Display P3 to sRGB" in w for w in report["warnings"])
     with Image.open(out) as written:
         assert written.info["icc_profile"] == SRGB_PROFILE
+    from test_photo_io import exiftool_tags  # dated once for all (not when the process began)
+
+    assert exiftool_tags(out)["ICC-header:ProfileDateTime"] == "2000:01:01 00:00:00"
     # judged on what a platform serves: the copy as written is already its sRGB
     judged = score_file(out, load_model("brisque"), ("center",), (PRESETS["task"],))
     assert report["file_check"]["task"]["brisque"]["center"] == pytest.approx(

@@ -219,7 +219,7 @@ def output_segments(
     notes: list[str] = []
     if md.jfif is not None or md.source_format != "JPEG":
         segments.append((md.jfif or Jfif()).segment())
-    if strip_all and not md.empty:
+    if strip_all and (md.exif or md.xmp or md.photoshop or md.comments):  # not a profile alone
         notes.append("all metadata removed (strip_all); only the colour profile kept")
     if md.exif and not strip_all:
         segments += _exif_segment(md.exif, size, strip_gps, md.converted_to_srgb, notes)
