@@ -292,3 +292,35 @@ def test_a_second_copy_of_a_photo_waits_for_its_closed_folder_without_notes(tmp_
         process.terminate()
         out, _ = process.communicate(timeout=60)
     assert process.returncode == 0, out
+
+
+def test_a_rename_found_while_its_copy_waits_for_a_closed_folder_is_followed(tmp_path):
+    """A second copy of a photo waits for its closed folder of the outbox; then the first
+    leaves the inbox — it was a move after all: its record and copy follow it at once,
+    nothing written, while the folder is still closed (it never writes there)."""
+    config = make_config(tmp_path)
+    real_photo(config.inbox / "A" / "z.jpg")
+    album = config.outbox / "B"
+    process = pixcamd_process(config.source, drop_root=True)
+    try:
+        wait_for(lambda: finished(config, ["A/z.jpg"]), 120, "the photo")
+        album.mkdir()
+        os.chmod(album, 0o555)
+        (config.inbox / "B").mkdir()
+        shutil.copy(config.inbox / "A" / "z.jpg", config.inbox / "B" / "z.jpg")
+        wait_for(
+            lambda: any(e["event"] == "folder_unavailable" for e in events(config)), 120, "said"
+        )
+        (config.inbox / "A" / "z.jpg").unlink()
+        wait_for(
+            lambda: ledger_rows(config).get("B/z.jpg", {}).get("state") == "done", 60, "followed"
+        )
+        assert ledger_rows(config)["B/z.jpg"]["output"] == "A/z.jpg"  # its copy stays put
+        (note,) = [e for e in events(config) if e["event"] == "duplicate"]
+        assert note["path"] == "B/z.jpg" and "renamed" in note["message"], note
+        assert os.listdir(album) == []
+    finally:
+        os.chmod(album, 0o755)
+        process.terminate()
+        out, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, out

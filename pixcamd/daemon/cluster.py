@@ -104,9 +104,11 @@ class ClusterWorker(Worker):
             row = self.ledger.claim_next()
             if row is None:
                 return
+            original = self.ledger.done_with_sha(row.sha256, row.path)
+            if original is not None and self._as_rename(row, original):
+                continue  # its record and copy followed it: nothing written, no folder to wait
             if self.waits_for_folder(row):  # its copy's folder in the outbox is closed to us
                 continue  # (before the twin's look: that one writes a copy there too)
-            original = self.ledger.done_with_sha(row.sha256, row.path)
             if original is not None and self._as_duplicate(row, original):
                 continue
             data = self._read_guarded(row)

@@ -158,12 +158,12 @@ class Publisher:
     def waits_for_folder(self, row: Row) -> bool:
         """Before a photo is protected: where its copy's folder in the outbox is closed to
         this user, it is queued again (``hold_for_folder``) and True. The folder is the one
-        of the name the copy will take (``output_name``): a photo moved to another album whose
-        earlier copy is no longer its own goes to the new album's folder, not the old one's."""
-        try:
-            rel = output_name(self.ledger, row, root=self.outbox)
-        except OSError:  # a name that cannot be looked at: the commit's check says it
-            rel = row.output or row.path
+        of the name the copy will take (``output_name``'s rule, without its look at every
+        row: every name it tries is in the photo's own folder): its earlier copy's, where that
+        is still the copy (a photo moved to another album keeps its copy's name), else the
+        photo's own."""
+        moved = row.output and PurePosixPath(row.output).parent != PurePosixPath(row.path).parent
+        rel = row.output if moved and recorded_copy(self.outbox / row.output, row) else row.path
         closed = self._closed_folder(rel)
         if closed is None:
             return False
@@ -256,6 +256,18 @@ class Publisher:
             )
         return name
 
+    def _renamed(self, row: Row, original: Row) -> bool:
+        """The same content as a photo already done, whose file has left the inbox: a rename
+        or a move. Its record and copy follow it, nothing is written (True)."""
+        source = original.duplicate_of or original.path
+        if source == row.path or row.budget:  # retried: see ``_duplicate``
+            return False
+        moved = self.ledger.follow_rename(row.id, source, self._gone)
+        if moved is None:
+            return False
+        self.log.emit("duplicate", row.path, renamed_note(source, moved))
+        return True
+
     def _duplicate(self, row: Row, original: Row) -> bool:
         """The same content as a photo already done. A rename (the original has left the
         inbox) writes nothing: its protected copy is in the outbox already. A copy (the same
@@ -267,9 +279,7 @@ class Publisher:
         if source == row.path or row.budget:
             # retried: the donor is a copy of this very photo, or a stronger attempt was asked
             return False
-        moved = self.ledger.follow_rename(row.id, source, self._gone)
-        if moved is not None:  # renamed or moved: its record and copy follow it
-            self.log.emit("duplicate", row.path, renamed_note(source, moved))
+        if self._renamed(row, original):
             return True
         if self._gone(source):  # its name holds other content now
             return False

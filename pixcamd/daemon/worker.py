@@ -239,9 +239,11 @@ class Worker(Publisher):
             release_memory()  # an idle daemon should not sit on the last photo's peak
 
     def _process(self, row: Row) -> None:
+        original = self.ledger.done_with_sha(row.sha256, row.path)
+        if original is not None and self._as_rename(row, original):
+            return  # its record and copy followed it: nothing written, no folder to wait for
         if self.waits_for_folder(row):  # its copy's folder in the outbox is closed to us
             return  # (before the twin's look: that one writes a copy there too)
-        original = self.ledger.done_with_sha(row.sha256, row.path)
         if original is not None and self._as_duplicate(row, original):
             return
         self._started(row)
@@ -295,6 +297,12 @@ class Worker(Publisher):
         why = f"gone from the inbox before it was redone; its earlier copy {row.output} stays"
         self.ledger.finish(row.id, "failed", sha256="", size=-1, mtime_ns=-1, error=why)
         self.log.emit("vanished", row.path, why + " in the outbox")
+
+    def _as_rename(self, row: Row, original: Row) -> bool:
+        """A rename caught here (``_renamed``), or what went wrong sorted by ``_guard``."""
+        moved: list[bool] = []
+        self._guard(row, lambda r: moved.append(self._renamed(r, original)))
+        return moved != [False]
 
     def _as_duplicate(self, row: Row, original: Row) -> bool:
         """Its twin's copy published, or what went wrong sorted by ``_guard`` (retried)."""
