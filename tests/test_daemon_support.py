@@ -175,12 +175,13 @@ class FakeNotifier:
 
 
 @contextlib.contextmanager
-def running(config, models, notifier=None, timeout=30.0, decode=None):
+def running(config, models, notifier=None, timeout=30.0, decode=None, stderr=None):
     """The daemon loop in a thread with a stop event (paperless-ngx consumer style);
-    ``decode``: the settle check's full decode instead of the photo's own."""
+    ``decode``: the settle check's full decode instead of the photo's own; ``stderr``: a
+    text stream for its human lines (default: none kept)."""
     from pixcamd.daemon.service import Daemon
 
-    stream = open(os.devnull, "w")  # noqa: SIM115 - closed below
+    stream = stderr or open(os.devnull, "w")  # noqa: SIM115 - closed below
     daemon = Daemon(
         config, models=models, notifier=notifier or FakeNotifier(), stream=stream, decode=decode
     )
@@ -208,7 +209,8 @@ def running(config, models, notifier=None, timeout=30.0, decode=None):
     finally:
         stop.set()
         thread.join(timeout + daemon.config.grace_time)
-        stream.close()
+        if stderr is None:
+            stream.close()
     assert not thread.is_alive(), "the daemon did not stop"
     if "error" in outcome:
         raise outcome["error"]

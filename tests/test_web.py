@@ -546,6 +546,23 @@ def test_a_stronger_retry_from_the_page_protects_a_held_photo(world, brisque):
     assert started and started[0]["message"].startswith("the web page: http://127.0.0.1:")
 
 
+def test_a_photo_shipped_from_the_daemon_s_page_is_said_as_its_own_events_are(world, brisque):
+    """The page inside the daemon: its decision is on the daemon's stderr (the journal, a
+    container's log), not in the ledger and the JSON file alone."""
+    import io
+
+    stderr = io.StringIO()
+    with running(world, [brisque], stderr=stderr) as daemon:
+        status, _, _ = Client(daemon.web.url).post(
+            f"/photos/{ids(world)['held.jpg']}/ship", "csrf=" + secret(world)
+        )
+        assert status == 303
+    said = stderr.getvalue()
+    assert "shipped_unprotected held.jpg" in said and "by your decision (the web page)" in said
+    (line,) = [e for e in log_events(world) if e["event"] == "shipped_unprotected"]
+    assert line["path"] == "held.jpg" and line["decision"]["action"] == "shipped"
+
+
 def test_the_image_cache_is_bounded_oldest_first(tmp_path):
     from pixcamd.web.files import Cache
 

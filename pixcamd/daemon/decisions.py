@@ -67,8 +67,11 @@ def _held_file(config: Config, row: Row) -> Path:
     return real
 
 
-def ship(config: Config, ledger: Ledger, row: Row, via: str, now: float | None = None) -> Row:
-    """Publish a held-back photo's kept copy to the outbox: the person's decision."""
+def ship(
+    config: Config, ledger: Ledger, row: Row, via: str, now: float | None = None, log=None
+) -> Row:
+    """Publish a held-back photo's kept copy to the outbox: the person's decision. ``log``: the
+    daemon's event log, where the decision is taken inside its process (its page)."""
     now = time.time() if now is None else now
     recovered = recover_taken(config, ledger, row)  # a ship or removal a crash left half-made
     row = row if recovered is None else recovered[0]
@@ -151,12 +154,16 @@ def ship(config: Config, ledger: Ledger, row: Row, via: str, now: float | None =
             "output": out_rel,
             "decision": decision,
         },
+        log,
     )
     return done
 
 
-def remove(config: Config, ledger: Ledger, row: Row, via: str, now: float | None = None) -> Row:
-    """Delete ``row``'s copy from the outbox and forget it; the photo keeps its verdict."""
+def remove(
+    config: Config, ledger: Ledger, row: Row, via: str, now: float | None = None, log=None
+) -> Row:
+    """Delete ``row``'s copy from the outbox and forget it; the photo keeps its verdict.
+    ``log``: as for ``ship``."""
     now = time.time() if now is None else now
     recovered = recover_taken(config, ledger, row)
     if recovered is not None:
@@ -189,10 +196,10 @@ def remove(config: Config, ledger: Ledger, row: Row, via: str, now: float | None
                 f"({exc.strerror or exc}); it is still there"
             ) from None
         raise
-    return _removed(config, ledger, row.id, row.path, row.state, decision, gone, now)
+    return _removed(config, ledger, row.id, row.path, row.state, decision, gone, now, log)
 
 
-def _removed(config, ledger, row_id, path, state, decision, gone, now) -> Row:
+def _removed(config, ledger, row_id, path, state, decision, gone, now, log=None) -> Row:
     done = ledger.release(row_id, state, output=None, decision=decision)
     what = "removed from the outbox" if gone else "already gone from the outbox (forgotten)"
     via, output = decision["via"], decision["output"]
@@ -204,14 +211,20 @@ def _removed(config, ledger, row_id, path, state, decision, gone, now) -> Row:
         "removed",
         path,
         {"message": f"{output}: {what} by your decision ({via})", "decision": decision},
+        log,
     )
     return done
 
 
-def _said(config: Config, ledger: Ledger, now, level, event, path, data) -> None:
-    """A decision's event, where the daemon's own are: the ledger (`status`, the page) and
-    the JSON log file (``events.append_line``: this process may be a shell's, not the
-    daemon's)."""
+def _said(config: Config, ledger: Ledger, now, level, event, path, data, log=None) -> None:
+    """A decision's event, where the daemon's own are: taken inside the daemon's process (its
+    page), by the daemon's ``log`` — the JSON log, stderr (the journal, a container's log) and
+    the ledger, as any event of its own; from a shell, the ledger (`status`, the page) and the
+    JSON log file (``events.append_line``), whose stderr is the shell's."""
+    if log is not None:
+        fields = {k: v for k, v in data.items() if k != "message"}
+        log.emit(event, path, data.get("message", ""), level=level, **fields)
+        return
     ledger.add_event(now, level, event, path, data)
     append_line(config.log_file, now, level, event, path, data)
 

@@ -64,8 +64,8 @@ DONE = {  # what a finished action says on the photo page, once (``Notices``)
 class Web:
     """The page's state: the config, its own ledger connection, the secret, the image cache."""
 
-    def __init__(self, config: Config, ledger: Ledger):
-        self.config, self.ledger = config, ledger
+    def __init__(self, config: Config, ledger: Ledger, log=None):
+        self.config, self.ledger, self.log = config, ledger, log  # log: the daemon's, beside it
         self.secret = csrf_secret(config.state_dir)
         self.cache = files.Cache(config.state_dir / "web-cache")
         self.env = Environment(
@@ -126,9 +126,10 @@ class _NotFound(Exception):
         super().__init__(message)
 
 
-def create_app(config: Config, ledger: Ledger, token: str = "", loopback: bool = True):
-    """The ASGI app: routes behind ``security.Guard``."""
-    web = Web(config, ledger)
+def create_app(config: Config, ledger: Ledger, token: str = "", loopback: bool = True, log=None):
+    """The ASGI app: routes behind ``security.Guard``. ``log``: the daemon's event log where
+    the page runs inside it (its decisions are then said as its own events are)."""
+    web = Web(config, ledger, log)
 
     def dashboard(request: Request) -> Response:
         try:
@@ -269,9 +270,9 @@ def create_app(config: Config, ledger: Ledger, token: str = "", loopback: bool =
                 raise retry.RetryError(f"{row.path}: {plan.skipped[0][1]}")
             retry.apply(ledger, plan.queue, time.time(), budget, via=VIA)
         elif kind == "ship":
-            decisions.ship(config, ledger, row, VIA)
+            decisions.ship(config, ledger, row, VIA, log=web.log)
         else:
-            decisions.remove(config, ledger, row, VIA)
+            decisions.remove(config, ledger, row, VIA, log=web.log)
 
     routes = [
         Route("/", dashboard, name="dashboard"),

@@ -30,8 +30,8 @@ class WebError(PixcamdError):
 class WebServer:
     """``start()`` → the URL; ``stop()``. ``address`` overrides the config's ``web``."""
 
-    def __init__(self, config: Config, address: str | None = None):
-        self.config = config
+    def __init__(self, config: Config, address: str | None = None, log=None):
+        self.config, self.log = config, log  # log: the daemon's, where it serves beside it
         self.address = config.web if address is None else address
         problems = web_problems({"web": self.address, "web_token": config.web_token})
         if not self.address:
@@ -78,7 +78,7 @@ class WebServer:
         try:
             self.ledger = Ledger(self.config.ledger_path)
             app = create_app(
-                self.config, self.ledger, self.config.web_token, is_loopback(self.host)
+                self.config, self.ledger, self.config.web_token, is_loopback(self.host), self.log
             )
         except BaseException:
             sock.close()
@@ -139,7 +139,7 @@ def serve_beside_daemon(config: Config, log) -> WebServer | None:
     if not config.web:
         return None
     try:
-        server = WebServer(config)
+        server = WebServer(config, log=log)
         url = server.start()
     except (PixcamdError, OSError) as exc:
         log.emit("web", message=f"no web page: {exc}; protecting goes on", level="warning")
