@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from test_daemon_support import (
@@ -324,3 +325,47 @@ def test_a_rename_found_while_its_copy_waits_for_a_closed_folder_is_followed(tmp
         process.terminate()
         out, _ = process.communicate(timeout=60)
     assert process.returncode == 0, out
+
+
+def test_a_log_on_dev_stdout_is_written_by_a_user_that_cannot_open_it_again(tmp_path):
+    """A container's `log_file = "/dev/stdout"`: its stdout is a pipe the engine (root) made,
+    which the daemon's user may not open by name — the JSON lines go to the stdout it has
+    (before: "log_unwritable … Permission denied", and no JSON log at all)."""
+    import tempfile
+
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv: the pipe must be another user's")
+    root = Path(tempfile.mkdtemp(prefix="pixcamd-stdout-"))  # pytest's tmp_path is root's alone
+    try:
+        os.chmod(root, 0o755)
+        config = make_config(root, log_file="/dev/stdout")
+        real_photo(config.inbox / "a.jpg")
+        for folder, _, files in os.walk(root):
+            for name in [folder, *(os.path.join(folder, f) for f in files)]:
+                os.chown(name, 54321, 54321)
+        argv = [sys.executable, "-m", "pixcamd", "run", "--config", str(config.source)]
+        user = ["setpriv", "--reuid=54321", "--regid=54321", "--clear-groups"]
+        env = {**os.environ, "HOME": str(root), "PYTHONUNBUFFERED": "1"}
+        process = subprocess.Popen(
+            user + argv,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        _stdout_run(config, process)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _stdout_run(config, process) -> None:
+    try:
+        wait_for(lambda: finished(config, ["a.jpg"]), 120, "the photo")
+    finally:
+        process.terminate()
+        out, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, out
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert {"daemon_started", "protected", "stopped"} <= {e["event"] for e in lines}, out
+    assert "log_unwritable" not in out, out

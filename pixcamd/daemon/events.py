@@ -135,6 +135,10 @@ def to_journal(stream) -> bool:
 _UNWRITTEN = object()  # no line written yet by this call (its level filtered it out)
 
 
+_STD_FDS = {"/dev/stdout": 1, "/dev/stderr": 2, "/dev/fd/1": 1, "/dev/fd/2": 2}
+_STD_FDS |= {"/proc/self/fd/1": 1, "/proc/self/fd/2": 2}
+
+
 class _FileSink:
     """The logger structlog writes to: appends each rendered line to the log file. A line that
     cannot be written (a full disk, a folder gone) is lost, never raised: the log is a record
@@ -144,12 +148,18 @@ class _FileSink:
     def __init__(self, path: Path, lock: threading.Lock):
         self.path, self.lock = path, lock
         self.last = threading.local()  # per thread: why its last line was not written, or None
+        # A container's log is the process's stdout: written to it, not opened again by name —
+        # /dev/stdout is a pipe its engine made, which a user other than root may not open.
+        self.fd = _STD_FDS.get(str(path))
 
     def msg(self, line: str) -> None:
         with self.lock:
             try:
-                with self.path.open("a", encoding="utf-8") as fp:
-                    fp.write(line + "\n")
+                if self.fd is not None:
+                    os.write(self.fd, (line + "\n").encode("utf-8"))
+                else:
+                    with self.path.open("a", encoding="utf-8") as fp:
+                        fp.write(line + "\n")
             except OSError as exc:
                 self.last.problem = exc.strerror or str(exc)
             else:
