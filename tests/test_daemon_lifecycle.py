@@ -1317,3 +1317,20 @@ def test_a_file_that_is_no_image_is_not_read_again_for_other_settings(tmp_path, 
         assert about_it() == before, (before, about_it())
         real_photo(config.inbox / "bad.jpg")  # the file again, whole
         wait_for(lambda: ledger_rows(config)["bad.jpg"]["state"] == "done", 120, "new bytes")
+
+
+def test_a_new_record_beside_an_outbox_of_copies_is_said(tmp_path, brisque):
+    """A state dir lost (a container made anew without its volume): the daemon starts a new
+    ledger beside an outbox that holds the old copies, protects the inbox again and ships
+    copies under new names — said as a warning at the start, never on a first start."""
+    config = make_config(tmp_path)
+    real_photo(config.inbox / "a.jpg")
+    with running(config, [brisque]):
+        wait_for(lambda: finished(config, ["a.jpg"]), 120, "the photo")
+    assert not [e for e in events(config) if e["event"] == "new_record"]
+    shutil.rmtree(config.state_dir)
+    with running(config, [brisque]):
+        wait_for(lambda: finished(config, ["a.jpg"]), 120, "the photo again")
+    (said,) = [e for e in events(config) if e["event"] == "new_record"]
+    assert said["level"] == "warning" and "if the state dir was lost" in said["message"]
+    assert (config.outbox / "a.jpg").is_file()  # the old copy, left as it is

@@ -9,7 +9,8 @@ started, protected (scores, PSNR, seconds), unprotected, shipped_unprotected, fa
 retried, abandoned, recovered, photo_note, outbox_unavailable and outbox_back (nothing is taken
 from the queue in between; outbox_full too, until the disk has room), folder_unavailable and
 folder_back (a folder of the outbox closed to this user: its photos wait), cluster_unreachable and
-cluster_back, inbox_unavailable and inbox_back, folders_moved, stopping, stopped; and, once each,
+cluster_back, inbox_unavailable and inbox_back, folders_moved, new_record (a new ledger beside
+an outbox of files: a lost state dir?), stopping, stopped; and, once each,
 log_unwritable / log_back (on stderr and in the ledger) and ledger_unwritable / ledger_back (on
 stderr): what cannot be written is said, never raised. A person's decisions (ship, remove),
 taken in another process too, are appended to the log file by ``append_line``.

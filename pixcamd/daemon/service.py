@@ -77,6 +77,16 @@ def record_refused_config(path: str | os.PathLike | None, why: str) -> None:
             release_lock(fd)  # this refused start's pid not left in the lock file
 
 
+def _holds_a_file(folder: Path) -> bool:
+    """Whether ``folder`` holds a file of any kind at any depth (pixcamd's own dot-names
+    aside), stopping at the first: an outbox of a lost ledger's copies, or of other things."""
+    for _where, folders, files in os.walk(folder):
+        folders[:] = [f for f in folders if not f.startswith(".pixcamd")]
+        if any(not f.startswith(".pixcamd") for f in files):
+            return True
+    return False
+
+
 class Daemon(Shutdown):
     """``Daemon(config).run(stop_event)``; ``models`` injects already-loaded models (tests)."""
 
@@ -154,6 +164,7 @@ class Daemon(Shutdown):
         self.tmp_dir = choose_tmp_dir(config)  # makes a missing outbox
         self._outbox_lock = OutboxLock(config.outbox)
         self._tmp_fd = lock_tmp_dir(self.tmp_dir)  # before anything is swept from it
+        new_record = not config.ledger_path.exists()
         self.ledger = Ledger(config.ledger_path)
         self.log = EventLog(config.log_file, self.ledger, self.stream)
         moved = record_folders(config, self.ledger.daemon_facts(), self.ledger.recent_outputs())
@@ -177,6 +188,16 @@ class Daemon(Shutdown):
             pid=os.getpid(),
             config=str(config.source) if config.source else None,
         )
+        if new_record and _holds_a_file(config.outbox):
+            self.log.emit(
+                "new_record",
+                message=f"no record of earlier work in {config.state_dir}, but the outbox "
+                f"{config.outbox} holds files: if the state dir was lost (a container made anew "
+                "without its volume, another machine), every photo in the inbox is protected "
+                "again and its copy takes a new name beside the old one — stop, and bring the "
+                "state dir back, or keep it on a volume from now on (docs/daemon.md, Containers)",
+                level="warning",
+            )
         for key, was in moved:  # the record follows the folder; what it knows is not redone
             self.log.emit(
                 "folders_moved",
