@@ -342,6 +342,58 @@ def test_sigkill_mid_photo_then_restart_every_photo_exactly_once(tmp_path):
     assert [e["path"] for e in recovered] == [victim]
 
 
+def processing(config, name: str, timeout: float = 90) -> None:
+    wait_for(
+        lambda: ledger_rows(config).get(name, {}).get("state") == "processing",
+        timeout,
+        f"{name} in processing",
+    )
+
+
+def test_a_stop_killed_before_its_grace_time_is_no_attempt_a_plain_kill_is(tmp_path):
+    """`docker stop`: SIGTERM, then SIGKILL once its 10 s are up, well inside grace_time. The
+    photo it cut short is queued again at the next start, its attempt not counted (with
+    max_attempts = 1 it was failed as 'interrupted 1 times (crash or kill mid-photo)'); a
+    SIGKILL nobody asked a stop before still counts — also after a daemon that was stopped."""
+    config = make_config(tmp_path, views=["center", "resize"], threads=1, max_attempts=1)
+    real_photo(config.inbox / "stopped.jpg", 3, size=(2560, 1920))  # many seconds to protect
+    process = pixcamd_process(config.source)
+    try:
+        processing(config, "stopped.jpg")
+        process.send_signal(signal.SIGTERM)
+        wait_for(lambda: any(e["event"] == "stopping" for e in events(config)), 30, "the stopping")
+        time.sleep(1.0)
+        process.send_signal(signal.SIGKILL)  # the grace time (20 s) is not over
+        process.communicate(timeout=30)
+        row = ledger_rows(config)["stopped.jpg"]
+        assert row["state"] == "processing" and row["attempts"] == 1, row
+        process = pixcamd_process(config.source)
+        wait_for(lambda: finished(config, ["stopped.jpg"]), 180, "the stopped photo")
+        row = ledger_rows(config)["stopped.jpg"]
+        assert row["state"] == "done" and row["attempts"] == 1, row  # the stop did not count
+        recovered = [e for e in events(config) if e["event"] == "recovered"]
+        assert [(e["path"], e["message"]) for e in recovered] == [
+            ("stopped.jpg", "was interrupted by a stop; queued again, the attempt not counted")
+        ]
+
+        real_photo(config.inbox / "killed.jpg", 4, size=(2560, 1920))
+        processing(config, "killed.jpg")
+        process.send_signal(signal.SIGKILL)  # no stop asked: a crash, the attempt counts
+        process.communicate(timeout=30)
+        process = pixcamd_process(config.source)
+        wait_for(lambda: finished(config, ["killed.jpg"]), 60, "the killed photo failed")
+        out = stop(process)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, out
+    row = ledger_rows(config)["killed.jpg"]
+    assert row["state"] == "failed" and row["attempts"] == 1, row
+    assert row["error"].startswith("interrupted 1 times (crash or kill mid-photo)"), row
+    assert outbox_files(config) == ["stopped.jpg"]
+
+
 class NotifySocket:
     """A fake $NOTIFY_SOCKET: what systemd would receive from Type=notify."""
 

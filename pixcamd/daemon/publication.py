@@ -228,12 +228,19 @@ def finish_interrupted(ledger: Ledger, row: Row, root: Path) -> tuple | None:
 
 
 def recover_interrupted(
-    ledger: Ledger, root: Path, max_attempts: int, memory_hint: str = MEMORY_HINT
+    ledger: Ledger,
+    root: Path,
+    max_attempts: int,
+    memory_hint: str = MEMORY_HINT,
+    stop_asked_at: float | None = None,
 ) -> list[tuple]:
     """Rows left ``processing`` by a crash, SIGKILL or Ctrl-C: finish an interrupted
     publication, or queue the photo again (the interrupted attempt counts towards
-    ``max_attempts``). Returns (row, event, message, level) for the caller to log;
-    ``memory_hint``: what to do when the kernel's OOM killer is the likely cause."""
+    ``max_attempts``). A photo taken before its daemon was asked to stop (``stop_asked_at``:
+    SIGTERM then SIGKILL, as ``docker stop`` does once its 10 s are up) is queued again
+    (due at once), its attempt not counted: the stop was asked for, no crash. Returns (row, event,
+    message, level) for the caller to log; ``memory_hint``: what to do when the kernel's OOM
+    killer is the likely cause."""
     said = []
     for row in ledger.processing():
         if row.taken:
@@ -241,6 +248,10 @@ def recover_interrupted(
         finished = finish_interrupted(ledger, row, root)
         if finished is not None:
             said.append(finished)
+        elif stop_asked_at is not None and stop_asked_at >= (row.started_at or 0.0):
+            ledger.requeue(row.id)  # attempt not counted, due at once
+            why = "was interrupted by a stop; queued again, the attempt not counted"
+            said.append((row, "recovered", why, "info"))
         elif row.attempts >= max_attempts:
             # the usual killer of one photo again and again is the kernel's OOM killer
             reason = (

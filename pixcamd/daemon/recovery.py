@@ -16,15 +16,19 @@ from pixcamd.daemon.ledger import Ledger
 from pixcamd.daemon.publication import recover_interrupted
 
 
-def recover(config: Config, ledger: Ledger, log: EventLog) -> None:
+def recover(
+    config: Config, ledger: Ledger, log: EventLog, stop_asked_at: float | None = None
+) -> None:
     """Rows left ``processing``: decisions first (``recover_taken``), which
-    ``recover_interrupted`` leaves alone, then protections and publications."""
+    ``recover_interrupted`` leaves alone, then protections and publications.
+    ``stop_asked_at``: when the last daemon was asked to stop (SIGTERM, SIGINT), if it was —
+    a photo it had taken before is queued again, its attempt not counted."""
     for taken in ledger.processing():
         said = recover_taken(config, ledger, taken)
         if said is not None:
             log.emit(said[1], taken.path, said[2], level=said[3])
     for row, event, message, level in recover_interrupted(
-        ledger, config.outbox, config.max_attempts
+        ledger, config.outbox, config.max_attempts, stop_asked_at=stop_asked_at
     ):
         extra = {"reason": message} if event == "failed" else {}
         log.emit(event, row.path, message, level=level, **extra)

@@ -167,7 +167,8 @@ class Daemon(Shutdown):
         new_record = not config.ledger_path.exists()
         self.ledger = Ledger(config.ledger_path)
         self.log = EventLog(config.log_file, self.ledger, self.stream)
-        moved = record_folders(config, self.ledger.daemon_facts(), self.ledger.recent_outputs())
+        facts = self.ledger.daemon_facts()  # the last daemon's, before this one records its own
+        moved = record_folders(config, facts, self.ledger.recent_outputs())
         if config.hold_dir is not None:  # not first found out by the first photo held back
             writable_folder(config.hold_dir)
         problems = access_problems(config)  # an inbox nobody can read must not look healthy
@@ -225,9 +226,10 @@ class Daemon(Shutdown):
             outbox=str(config.outbox),
             current=None,
             stopped_at=None,
+            stop_asked_at=None,
         )
 
-        recover(self.config, self.ledger, self.log)
+        recover(self.config, self.ledger, self.log, facts.get("stop_asked_at"))
         sweep(self.tmp_dir)
         from pixcamd.web.server import serve_beside_daemon
 

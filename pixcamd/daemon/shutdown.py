@@ -20,6 +20,8 @@ class Shutdown:
         if self._closed:
             return True
         self.stop_event.set()
+        if not self.failed_reason:  # asked to stop: a kill before it ends is no crash (recover)
+            self._record("the stop", stop_asked_at=time.time())
         self.notifier.send("STOPPING=1", "STATUS=stopping")
         worker = self.worker
         current = worker.current if worker is not None else None
