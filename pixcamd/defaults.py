@@ -11,6 +11,8 @@ import os
 import stat
 from pathlib import Path
 
+from pixcamd.errors import PixcamdError
+
 # The views (pixcamd.views)
 VIEW_NAMES = ("center", "resize", "tiles")
 DEFAULT_VIEWS = ("center", "resize")
@@ -54,11 +56,39 @@ def in_order(views) -> tuple[str, ...]:
     return tuple(sorted(views, key=VIEW_NAMES.index))
 
 
+def home(instead: str) -> Path:
+    """This user's home folder; where there is none (a container's ``--user 12345`` or
+    ``env -i``: no HOME, no passwd entry) a ``PixcamdError`` on one line saying what to set
+    ``instead`` — never Python's RuntimeError and its traceback."""
+    try:
+        return Path.home()
+    except RuntimeError:
+        raise PixcamdError(
+            f"no home folder for this user (HOME is not set and uid {os.getuid()} has no "
+            f"passwd entry): {instead}"
+        ) from None
+
+
+def expand_home(text: str, what: str) -> str:
+    """``os.path.expanduser`` that refuses, naming ``what``, a ``~`` it cannot expand (no home
+    folder) — instead of a folder literally named ``~`` under the current one."""
+    path = os.path.expanduser(text)
+    if path == "~" or path.startswith("~/"):
+        home(f"{what}: {text} starts with ~; give it as an absolute path")
+    return path
+
+
 def cache_dir() -> Path:
     """``$XDG_CACHE_HOME/pixcamd`` (``~/.cache/pixcamd``); systemd's CACHE_DIRECTORY wins."""
     if os.environ.get("CACHE_DIRECTORY"):  # set by CacheDirectory= in the systemd unit
         return Path(os.environ["CACHE_DIRECTORY"].split(":")[0])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    base = os.environ.get("XDG_CACHE_HOME") or str(
+        home(
+            "set XDG_CACHE_HOME (KonCept512's weights are looked for in $XDG_CACHE_HOME/pixcamd), "
+            "or name them with weights in the config (--weights on the command line)"
+        )
+        / ".cache"
+    )
     return Path(base) / "pixcamd"
 
 

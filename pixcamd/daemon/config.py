@@ -29,6 +29,7 @@ from pixcamd.daemon.config_checks import (
     web_problems,
 )
 from pixcamd.daemon.schema import KEYS, SCHEMA
+from pixcamd.defaults import expand_home, home
 from pixcamd.errors import PixcamdError
 from pixcamd.platform_specs import parse_platforms
 from pixcamd.platforms import Pipeline
@@ -168,7 +169,10 @@ def _or_legacy(state_dir: Path) -> Path:
     """``state_dir``, unless it holds no ledger and the user service's old place does: before
     systemd 254 a user unit's StateDirectory= was under $XDG_CONFIG_HOME, where the ledger of
     an earlier ``init --systemd-user`` lies — its photos, decisions and copies' names."""
-    legacy = config_home() / "pixcamd"
+    try:
+        legacy = config_home() / "pixcamd"
+    except PixcamdError:  # no home folder: no earlier state dir under it either
+        return state_dir
     if not (state_dir / LEDGER).exists() and (legacy / LEDGER).is_file():
         return legacy
     return state_dir
@@ -177,7 +181,7 @@ def _or_legacy(state_dir: Path) -> Path:
 def _abs(text: str, base: Path) -> Path:
     if "\0" in text:
         raise ConfigError(f"{text!r}: a path cannot hold a NUL character")
-    path = Path(os.path.expanduser(text))
+    path = Path(expand_home(text, "a path in the config"))
     return Path(os.path.abspath(base / path))
 
 
@@ -186,12 +190,16 @@ SYSTEM_CONFIG = Path("/etc/pixcamd/config.toml")
 
 def state_home() -> Path:
     """$XDG_STATE_HOME (~/.local/state)."""
-    return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    if os.environ.get("XDG_STATE_HOME"):
+        return Path(os.environ["XDG_STATE_HOME"])
+    return home("set state_dir in the config, or XDG_STATE_HOME") / ".local" / "state"
 
 
 def config_home() -> Path:
     """$XDG_CONFIG_HOME, else ~/.config."""
-    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    if os.environ.get("XDG_CONFIG_HOME"):
+        return Path(os.environ["XDG_CONFIG_HOME"])
+    return home(f"give --config, or set ${CONFIG_ENV} or XDG_CONFIG_HOME") / ".config"
 
 
 def user_config_path() -> Path:
@@ -207,7 +215,12 @@ def locate_config(path: str | os.PathLike | None = None) -> tuple[Path, str]:
         return Path(path), "--config"
     if os.environ.get(CONFIG_ENV):
         return Path(os.environ[CONFIG_ENV]), f"${CONFIG_ENV}"
-    user = user_config_path()
+    try:
+        user = user_config_path()
+    except PixcamdError:  # no home folder: the system config is still found
+        if SYSTEM_CONFIG.is_file():
+            return SYSTEM_CONFIG, "the system config"
+        raise
     if user.is_file():
         return user, "your user config"
     if SYSTEM_CONFIG.is_file():

@@ -28,6 +28,8 @@ from pixcamd.daemon.config import (
     user_config_path,
 )
 from pixcamd.daemon.config_toml import render_example
+from pixcamd.defaults import expand_home
+from pixcamd.errors import PixcamdError
 
 DEFAULT_INBOX = "~/Pictures/pixcamd-inbox"
 DEFAULT_OUTBOX = "~/Pictures/pixcamd-outbox"
@@ -194,6 +196,15 @@ def target_path(path: str | os.PathLike | None = None) -> tuple[Path, str]:
     return user_config_path(), "your user config"
 
 
+def _user_config() -> str | None:
+    """The user config's real path; None where this user has no home folder to find it in
+    (then any file named is a config of its own)."""
+    try:
+        return os.path.realpath(user_config_path())
+    except PixcamdError:
+        return None
+
+
 def init_config(
     path: str | os.PathLike | None = None,
     inbox: str | os.PathLike = DEFAULT_INBOX,
@@ -207,7 +218,11 @@ def init_config(
     if os.path.exists(target) and not target.is_file():
         raise ConfigError(f"{target}: exists and is not a file")
     # found by every command without a flag, or only with --config
-    named = how == "--config" and os.path.realpath(target) != os.path.realpath(target_path()[0])
+    try:
+        default = os.path.realpath(target_path()[0])
+    except PixcamdError:  # no home folder, no $PIXCAMD_CONFIG: a flag finds every config
+        default = None
+    named = how == "--config" and os.path.realpath(target) != default
     if target.exists() and not force:
         flag = f" --config {shlex.quote(str(target))}" if named else ""
         raise ConfigError(
@@ -216,9 +231,8 @@ def init_config(
         )
     folders = {"inbox": _absolute(inbox, "inbox"), "outbox": _absolute(outbox, "outbox")}
     real = Path(os.path.realpath(target))  # one file however it is spelt
-    if real != Path(os.path.realpath(user_config_path())) and not real.is_relative_to(
-        SYSTEM_CONFIG.parent
-    ):
+    user = _user_config()
+    if str(real) != user and not real.is_relative_to(SYSTEM_CONFIG.parent):
         # a second config (--config, $PIXCAMD_CONFIG) gets a state dir of its own, named after
         # it: with the default one two daemons would share one ledger, each taking the other's
         # photos (a system config keeps its service's StateDirectory=)
@@ -274,4 +288,4 @@ def _absolute(folder: str | os.PathLike, key: str) -> str:
     """An absolute path, so the config means the same wherever it is read from."""
     if not os.fspath(folder).strip():
         raise ConfigError(f"{key}: an empty path; name a folder")
-    return os.path.abspath(os.path.expanduser(os.fspath(folder)))
+    return os.path.abspath(expand_home(os.fspath(folder), f"{key} (--{key})"))
