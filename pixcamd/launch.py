@@ -1,7 +1,10 @@
 """The ``pixcamd`` command's first lines, before its imports: loading torch takes a second or
 more, and ``pixcamd run`` must not die of a SIGHUP sent in that time (a script that edits the
 config right after starting the daemon, then reloads it). The config is read after this, so a
-reload asked for before it has nothing to miss; ``pixcamd run`` takes SIGHUP over from here."""
+reload asked for before it has nothing to miss; ``pixcamd run`` takes SIGHUP over from here.
+SIGTERM and SIGINT are taken here too (``pixcamd.early_signals``): a stop asked in that time
+stops ``run`` before it protects anything — as PID 1 in a container, a signal with no handler
+is not even fatal, only lost."""
 
 from __future__ import annotations
 
@@ -10,8 +13,12 @@ import sys
 
 
 def main() -> int:
-    if sys.argv[1:2] == ["run"] and hasattr(signal, "SIGHUP"):
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    if sys.argv[1:2] == ["run"]:
+        from pixcamd import early_signals
+
+        early_signals.install()  # before SIGHUP: once that is ignored, a stop is kept too
+        if hasattr(signal, "SIGHUP"):
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
     from pixcamd.cli import main as cli_main
 
     return cli_main()

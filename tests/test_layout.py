@@ -42,7 +42,13 @@ ROOMS = (
     "pixcamd.daemon",
     "pixcamd.web",
 )
-SHELL = ("pixcamd.commands", "pixcamd.cli", "pixcamd.launch", "pixcamd.__main__")
+SHELL = (
+    "pixcamd.commands",
+    "pixcamd.cli",
+    "pixcamd.launch",
+    "pixcamd.early_signals",
+    "pixcamd.__main__",
+)
 # The running daemon, as opposed to its record (config, ledger, events, decisions) that the web
 # page and folder runs share: only the shell starts it.
 RUNNING_DAEMON = (

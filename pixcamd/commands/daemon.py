@@ -218,6 +218,7 @@ def background_priority() -> str:
 
 
 def run_daemon(args: argparse.Namespace) -> int:
+    from pixcamd import early_signals
     from pixcamd.daemon.config import ConfigError
     from pixcamd.daemon.service import Daemon, record_refused_config
 
@@ -225,6 +226,8 @@ def run_daemon(args: argparse.Namespace) -> int:
     # config read next may already be older than the edit that sent it)
     asked = threading.Event()
     signal.signal(signal.SIGHUP, lambda signum, frame: asked.set())
+    if early_signals.stopped_before_start():  # SIGTERM or SIGINT since the process started
+        return 0
     try:
         config = _load(args)
     except ConfigError as exc:  # where `status` reads, as any refused start, on one line
@@ -246,6 +249,10 @@ def run_daemon(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGHUP, lambda signum, frame: daemon.request_reload())
     if asked.is_set():
         daemon.request_reload()
+    # a stop asked while the config was read (pixcamd.launch's handlers kept it), or since
+    # these handlers took over: the daemon never starts
+    if early_signals.stopped_before_start(stop):
+        return 0
     code = daemon.run(stop)
     if not daemon.clean_exit:
         # A photo did not unwind: its row is queued again and it can no longer publish; do not
