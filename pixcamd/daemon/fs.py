@@ -285,6 +285,10 @@ def writable_folder(folder: Path) -> None:
         pass
 
 
+# `protect`'s and `status`'s shared look at a lock lasts microseconds, a daemon's its whole life
+LOCK_TRIES, LOCK_PAUSE = 20, 0.05
+
+
 class LockHeld(Exception):
     """A lock another process holds; ``pid`` as it is known ("" where not)."""
 
@@ -301,18 +305,49 @@ def hold_lock(path: Path) -> int | None:
     dies, this pid written in it for the next one to name; ``LockHeld`` where it is held.
     None where the file system cannot lock (NFS without its lock daemon): no lock there."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
-        os.close(fd)
-        raise LockHeld(holder) from None
-    except OSError:  # ENOLCK: the last holder's pid in the file would be named for nothing
-        os.close(fd)
-        return None
+    for tries_left in reversed(range(LOCK_TRIES)):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:  # a daemon's, or `status` looking for one for an instant
+            if tries_left:
+                time.sleep(LOCK_PAUSE)
+                continue
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            os.close(fd)
+            raise LockHeld(holder) from None
+        except OSError:  # ENOLCK: the last holder's pid in the file would be named for nothing
+            os.close(fd)
+            return None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
+
+
+def lock_free(path: Path) -> bool | None:
+    """Whether no process holds ``hold_lock``'s lock on ``path``: True where a shared lock
+    can be taken (let go at once), False where it cannot, None where that cannot be told (no
+    file, one this user cannot read, a file system without locks).
+
+    A daemon killed (-9, a power cut) leaves its pid in its record and in the file, and in a
+    container that pid (1) is alive in every other one: only the lock, which the kernel drops
+    with the process, says whether it runs. Looked at with a lock of our own: /proc/locks takes
+    none, but hides a holder in another pid namespace (another container). That shared lock
+    held for an instant would refuse a daemon starting in it — ``hold_lock`` tries again for a
+    second before it refuses, as ``lock_folder`` does for `protect`'s look."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError:
+        return None
+    finally:
+        os.close(fd)  # and with it the shared lock just taken
+    return True
 
 
 def release_lock(fd: int | None) -> None:
@@ -334,10 +369,6 @@ def lock_state_dir(state_dir: Path) -> int | None:
             f"{held.who()} is using the state dir {state_dir}; a second config needs a "
             "state_dir of its own"
         ) from None
-
-
-# `protect`'s shared look at a lock lasts microseconds, a daemon's its whole life
-LOCK_TRIES, LOCK_PAUSE = 20, 0.05
 
 
 def lock_folder(folder: Path) -> int | None:

@@ -10,6 +10,7 @@ from datetime import datetime
 
 from pixcamd.daemon.config import Config
 from pixcamd.daemon.events import clock, human_line, iso_time, printable
+from pixcamd.daemon.fs import lock_free
 from pixcamd.daemon.ledger_file import read_only
 from pixcamd.daemon.ledger_row import Row, judged_specs
 from pixcamd.daemon.ledger_schema import STATES
@@ -132,7 +133,9 @@ def gather(config: Config, events: int = 10, now: float | None = None, photos: i
     finally:
         db.close()
     pid = facts.get("pid")
-    alive = _pid_alive(pid)
+    # the state dir's lock free: no daemon runs, whatever pid its record names (in a container
+    # pid 1 is alive in every other one); held, or not to be told: the pid says
+    alive = _pid_alive(pid) and lock_free(config.state_dir / "daemon.lock") is not True
     heartbeat = facts.get("heartbeat")
     if alive and heartbeat is not None and now - heartbeat > STALE_AFTER:
         running = "unresponsive"
