@@ -51,6 +51,18 @@ def test_a_live_pid_whose_lock_no_one_holds_is_not_a_running_daemon(tmp_path):
     assert "running (pid" not in result.stdout
 
 
+def test_a_config_that_does_not_validate_still_asks_the_lock(tmp_path):
+    """A running daemon's config edited wrong: status shows the record (no state_dir in it),
+    and still asks the lock beside the ledger — before: AttributeError, a traceback."""
+    config = make_config(tmp_path)
+    killed_daemon(config, os.getpid())
+    with open(config.source, "a") as toml:
+        toml.write("not_a_key = 1\n")
+    result = status(config)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert "not running" in daemon_line(result), result.stdout
+
+
 def test_a_held_lock_and_a_live_pid_are_a_running_daemon(tmp_path):
     config = make_config(tmp_path)
     killed_daemon(config, os.getpid())

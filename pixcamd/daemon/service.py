@@ -226,10 +226,10 @@ class Daemon(Shutdown):
             outbox=str(config.outbox),
             current=None,
             stopped_at=None,
-            stop_asked_at=None,
         )
 
         recover(self.config, self.ledger, self.log, facts.get("stop_asked_at"))
+        self.ledger.set_daemon(stop_asked_at=None)  # after: a kill meanwhile keeps the excuse
         sweep(self.tmp_dir)
         from pixcamd.web.server import serve_beside_daemon
 

@@ -135,7 +135,8 @@ def gather(config: Config, events: int = 10, now: float | None = None, photos: i
     pid = facts.get("pid")
     # the state dir's lock free: no daemon runs, whatever pid its record names (in a container
     # pid 1 is alive in every other one); held, or not to be told: the pid says
-    alive = _pid_alive(pid) and lock_free(config.state_dir / "daemon.lock") is not True
+    # (the ledger's folder: a config that does not validate gives its record alone, no state_dir)
+    alive = _pid_alive(pid) and lock_free(config.ledger_path.parent / "daemon.lock") is not True
     heartbeat = facts.get("heartbeat")
     if alive and heartbeat is not None and now - heartbeat > STALE_AFTER:
         running = "unresponsive"
