@@ -31,10 +31,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pixcamd.daemon.fs import LockHeld, hold_lock
 from pixcamd.daemon.ledger import Ledger
 from pixcamd.daemon.ledger_file import FOLDER_FRESH
 from pixcamd.daemon.ledger_row import Row, name_key
+from pixcamd.daemon.locks import LockHeld, hold_lock
 from pixcamd.daemon.publication import (
     commit_publication,
     output_name,

@@ -25,7 +25,7 @@ JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif")  # what -o may be named
 def run(args) -> int:
     import torch
 
-    from pixcamd.daemon.fs import unlock
+    from pixcamd.daemon.locks import unlock
     from pixcamd.folder_plan import plan_sources
     from pixcamd.folders import lock_outdir, make_outdir
     from pixcamd.output import check_destination
@@ -187,7 +187,7 @@ def _protect(args, inputs: list[Path], strength: float, plan) -> int:
 
 
 def _not_a_daemon_s(*folders: Path) -> None:
-    from pixcamd.daemon.fs import daemon_outbox
+    from pixcamd.daemon.locks import daemon_outbox
 
     why = daemon_outbox(*folders)
     if why:  # its names are the daemon's: a copy beside its own would replace or shadow one

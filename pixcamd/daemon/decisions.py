@@ -30,9 +30,10 @@ from pathlib import Path
 
 from pixcamd.daemon.config import Config
 from pixcamd.daemon.events import append_line
-from pixcamd.daemon.fs import choose_tmp_dir, file_inside, fsync_dir, inside, is_pixcamd
+from pixcamd.daemon.fs import choose_tmp_dir, file_inside, fsync_dir, inside
 from pixcamd.daemon.ledger import Ledger
 from pixcamd.daemon.ledger_row import Row
+from pixcamd.daemon.locks import is_pixcamd
 from pixcamd.daemon.publication import commit_publication, output_name
 from pixcamd.errors import PixcamdError
 

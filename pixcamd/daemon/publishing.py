@@ -24,8 +24,9 @@ import os
 import shlex
 from pathlib import Path, PurePosixPath
 
-from pixcamd.daemon.fs import OutboxLock, outbox_gone, this_user
+from pixcamd.daemon.fs import outbox_gone, this_user
 from pixcamd.daemon.ledger_row import Row
+from pixcamd.daemon.locks import OutboxLock
 from pixcamd.daemon.publication import (
     commit_publication,
     copy_names,

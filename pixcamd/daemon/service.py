@@ -19,17 +19,10 @@ from typing import TextIO
 
 from pixcamd.daemon.config import Config, record_folders
 from pixcamd.daemon.events import EventLog
-from pixcamd.daemon.fs import (
-    OutboxLock,
-    access_problems,
-    choose_tmp_dir,
-    lock_state_dir,
-    lock_tmp_dir,
-    release_lock,
-    writable_folder,
-)
+from pixcamd.daemon.fs import access_problems, choose_tmp_dir, holds_a_file, writable_folder
 from pixcamd.daemon.intake import Intake
 from pixcamd.daemon.ledger import Ledger
+from pixcamd.daemon.locks import OutboxLock, lock_state_dir, lock_tmp_dir, release_lock
 from pixcamd.daemon.notify import Notifier
 from pixcamd.daemon.recovery import recover, sweep
 from pixcamd.daemon.settings import (
@@ -75,16 +68,6 @@ def record_refused_config(path: str | os.PathLike | None, why: str) -> None:
                 ledger.close()
         finally:
             release_lock(fd)  # this refused start's pid not left in the lock file
-
-
-def _holds_a_file(folder: Path) -> bool:
-    """Whether ``folder`` holds a file of any kind at any depth (pixcamd's own dot-names
-    aside), stopping at the first: an outbox of a lost ledger's copies, or of other things."""
-    for _where, folders, files in os.walk(folder):
-        folders[:] = [f for f in folders if not f.startswith(".pixcamd")]
-        if any(not f.startswith(".pixcamd") for f in files):
-            return True
-    return False
 
 
 class Daemon(Shutdown):
@@ -189,7 +172,7 @@ class Daemon(Shutdown):
             pid=os.getpid(),
             config=str(config.source) if config.source else None,
         )
-        if new_record and _holds_a_file(config.outbox):
+        if new_record and holds_a_file(config.outbox):
             self.log.emit(
                 "new_record",
                 message=f"no record of earlier work in {config.state_dir}, but the outbox "

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import time
 
-from pixcamd.daemon.fs import release_lock, unlock
+from pixcamd.daemon.locks import release_lock, unlock
 
 ABANDON_WAIT = 10.0  # after the grace time: how long an abandoned photo may take to unwind
 

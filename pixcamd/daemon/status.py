@@ -10,10 +10,10 @@ from datetime import datetime
 
 from pixcamd.daemon.config import Config
 from pixcamd.daemon.events import clock, human_line, iso_time, printable
-from pixcamd.daemon.fs import lock_free
 from pixcamd.daemon.ledger_file import read_only
 from pixcamd.daemon.ledger_row import Row, judged_specs
 from pixcamd.daemon.ledger_schema import STATES
+from pixcamd.daemon.locks import lock_free
 from pixcamd.daemon.retry import held_hint
 from pixcamd.errors import PixcamdError
 from pixcamd.report import score_text
