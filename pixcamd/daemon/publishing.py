@@ -143,12 +143,11 @@ class Publisher:
         write in (the copy's own folder, or the nearest one above it that exists: the copy's
         folders are made from there); None where it can, or where that is the outbox itself
         (``outbox_ready``'s). Said once when one opens again."""
-        folder = self.outbox / PurePosixPath(rel).parent
+        folder = target = self.outbox / PurePosixPath(rel).parent
         while folder != self.outbox and not os.path.lexists(folder):
             folder = folder.parent
         open_ = folder == self.outbox or not folder.is_dir()
         closed = None if open_ or os.access(folder, os.W_OK | os.X_OK) else folder
-        target = self.outbox / PurePosixPath(rel).parent
         for was in [
             f for f in self._closed_folders if f != closed and (f == target or f in target.parents)
         ]:
@@ -270,8 +269,8 @@ class Publisher:
         return True
 
     def _duplicate(self, row: Row, original: Row) -> bool:
-        """The same content as a photo already done. A rename (the original has left the
-        inbox) writes nothing: its protected copy is in the outbox already. A copy (the same
+        """The same content as a photo already done, not a rename (``_renamed``, looked at
+        first: the original has left the inbox, its copy is in the outbox already). A copy (the same
         photo in two albums) gets its own outbox copy with the original's published bytes — no
         second optimization; when those bytes are gone from the outbox (the uploader took them)
         or changed there, or were made with other settings, False: the photo is protected like
@@ -280,8 +279,7 @@ class Publisher:
         if source == row.path or row.budget:
             # retried: the donor is a copy of this very photo, or a stronger attempt was asked
             return False
-        if self._renamed(row, original):
-            return True
+        # (a rename was looked for just before, by ``_renamed``: the worker's ``_as_rename``)
         if self._gone(source):  # its name holds other content now
             return False
         donor = original if original.output else self.ledger.get(source)
