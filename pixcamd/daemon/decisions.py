@@ -4,8 +4,9 @@ web page, whether the daemon runs or not.
 
 Both first ``take`` the row (compare-and-set to ``processing``, no attempt counted), so the
 worker never works on it meanwhile and two people deciding at once cannot both act. The
-decision is recorded on the row (``decision``: what, when, from where) and as an event, in the
-ledger and the daemon's JSON log (``events.append_line``).
+decision is recorded on the row (``decision``: what, when, from where) and as an event: by the
+daemon's own event log where the page inside it decides, else in the ledger and the daemon's
+JSON log (``events.append_line``).
 
 * **ship**: only a photo held back as ``unprotected`` whose best attempt was kept in
   ``hold_dir`` (without one there are no bytes to ship: retry it, stronger if need be). The

@@ -12,8 +12,8 @@ folder_back (a folder of the outbox closed to this user: its photos wait), clust
 cluster_back, inbox_unavailable and inbox_back, folders_moved, new_record (a new ledger beside
 an outbox of files: a lost state dir?), stopping, stopped; and, once each,
 log_unwritable / log_back (on stderr and in the ledger) and ledger_unwritable / ledger_back (on
-stderr): what cannot be written is said, never raised. A person's decisions (ship, remove),
-taken in another process too, are appended to the log file by ``append_line``.
+stderr): what cannot be written is said, never raised. A person's decisions (ship, remove)
+taken in another process are appended to the log file by ``append_line``.
 """
 
 from __future__ import annotations
