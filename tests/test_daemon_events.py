@@ -241,6 +241,42 @@ def test_follow_json_gives_each_event_the_time_the_log_file_has(tmp_path, brisqu
         assert abs(when.timestamp() - e["unix_time"]) < 1e-5
 
 
+def test_events_from_several_threads_are_in_one_order_in_log_file_and_ledger(tmp_path):
+    """The daemon's threads emit at once (the intake's ``scanned``, the main loop's ``ready``):
+    the JSON log file, the ledger `status --follow` reads and the times agree on one order
+    (before: a CI run's follow gave ``ready`` before ``scanned``, the log file the reverse)."""
+    import contextlib
+    import sqlite3
+    import threading
+
+    config = make_config(tmp_path)
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    ledger = Ledger(config.ledger_path)
+    log = EventLog(config.log_file, ledger, io.StringIO())
+    start = threading.Barrier(4)
+
+    def emit(who: int) -> None:
+        start.wait()
+        for i in range(150):
+            log.emit("scanned", f"t{who}-{i}.jpg")
+
+    threads = [threading.Thread(target=emit, args=(who,)) for who in range(4)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        ledger.close()
+    with contextlib.closing(sqlite3.connect(config.ledger_path)) as db:
+        in_ledger = db.execute("SELECT path, ts FROM events ORDER BY id").fetchall()
+    in_file = [json.loads(line) for line in config.log_file.read_text().splitlines()]
+    assert len(in_file) == len(in_ledger) == 600
+    assert [e["path"] for e in in_file] == [path for path, _ts in in_ledger]
+    times = [ts for _path, ts in in_ledger]
+    assert times == sorted(times)
+
+
 def test_a_decision_from_a_shell_is_in_the_daemon_s_json_log(tmp_path, brisque):
     """`pixcamd ship` and `pixcamd remove`, run from a shell, write their events into the
     daemon's JSON log as well as the ledger (before: the ledger alone), at the time the ledger

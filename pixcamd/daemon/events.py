@@ -185,6 +185,10 @@ class EventLog:
         self._sink = _FileSink(path, self._lock)
         self._said: dict[str, str | None] = {"log": None, "ledger": None}  # trouble said
         self._trouble_lock = threading.Lock()
+        # One event at a time through file, stderr and ledger: two threads' events (the intake's
+        # "scanned", the main loop's "ready") were in one order in the log file and the other in
+        # the ledger `status --follow` reads. Re-entrant: a signal handler may emit mid-emit.
+        self._order = threading.RLock()
         self._journal: bool | None = None  # whether the stream is the journal, once looked at
         self._logger = structlog.wrap_logger(
             self._sink,
@@ -211,6 +215,10 @@ class EventLog:
             fields["path"] = path
         if message:
             fields["message"] = message
+        with self._order:
+            self._emit(event, path, message, level, fields)
+
+    def _emit(self, event: str, path: str | None, message: str, level: str, fields: dict) -> None:
         now = time.time()  # one time for the file, stderr and the ledger
         self._sink.last.problem = _UNWRITTEN
         getattr(self._logger, level)(event, **fields, ts=iso_time(now))
