@@ -634,3 +634,13 @@ def test_the_daemon_process_does_not_start_with_a_bad_pipeline(tmp_path):
     assert process.returncode == 2, out
     assert "pipelines.myblog.quality: 0 is out of range" in out
     assert not (tmp_path / "st").exists()  # no ledger, no log, nothing written
+
+
+def test_grace_time_names_a_container_engines_stop_timeout_beside_systemds():
+    # a container's stop (docker's 10 s by default) ends in SIGKILL before a 30-s grace_time:
+    # the help names where each sets its limit, not only systemd's
+    doc = " ".join(
+        (ROOT / "config.example.toml").read_text().split("grace_time = ")[0][-700:].split()
+    )
+    for limit in ("TimeoutStopSec", "--stop-timeout", "stop_grace_period", "terminationGrace"):
+        assert limit in doc, limit

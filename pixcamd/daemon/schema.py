@@ -408,7 +408,10 @@ SCHEMA: tuple[Option, ...] = (
         "Service",
         30.0,
         "On SIGTERM/SIGINT, seconds the current photo may take to finish; after that it is "
-        "abandoned cleanly (nothing written, queued again). Keep TimeoutStopSec above it.",
+        "abandoned cleanly (nothing written, queued again). Keep the stop timeout above it + "
+        "10 s: systemd's TimeoutStopSec, a container engine's (docker run --stop-timeout, "
+        "compose's stop_grace_period, Kubernetes' terminationGracePeriodSeconds; docker's "
+        "default is 10 s) — or lower grace_time under it (docs/daemon.md, Containers).",
         read.number(0, 3600, " s"),
     ),
     Option(
