@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 
 from test_daemon_support import make_config, no_leaked_threads  # noqa: F401
 
@@ -368,3 +369,37 @@ def test_a_time_from_another_day_carries_its_date(tmp_path):
         f"{day} WARNING failed old.jpg: not a photo",
         f"{today} INFO    queued new.jpg",
     ]
+
+
+def test_a_long_json_line_to_a_pipe_on_dev_stdout_is_written_whole(tmp_path):
+    """A container's ``log_file = "/dev/stdout"`` is a pipe: one write of a line longer than the
+    pipe takes at once (here 200 KB, left non-blocking: 64 KiB of it) was cut there, the rest
+    lost, and the next line glued to the half — every byte is written, waiting for the reader."""
+    import fcntl
+    import subprocess
+    import sys
+    import time
+
+    from test_daemon_support import ROOT
+
+    program = (
+        "import io, sys\n"
+        "from pathlib import Path\n"
+        "from pixcamd.daemon.events import EventLog\n"
+        "log = EventLog(Path('/dev/stdout'), None, io.StringIO())\n"
+        "log.emit('photo_note', 'a.jpg', 'x' * 200_000)\n"
+        "log.emit('stopped', None, 'done')\n"
+    )
+    read, write = os.pipe()
+    flags = fcntl.fcntl(write, fcntl.F_GETFL)
+    fcntl.fcntl(write, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen([sys.executable, "-c", program], stdout=write, cwd=tmp_path, env=env)
+    os.close(write)
+    time.sleep(1.0)  # the pipe is full long before: a reader that comes late, as one may
+    with os.fdopen(read, "rb") as reader:
+        out = reader.read()
+    assert process.wait(timeout=60) == 0
+    lines = [json.loads(line) for line in out.decode().splitlines()]
+    assert [e["event"] for e in lines] == ["photo_note", "stopped"]
+    assert lines[0]["message"] == "x" * 200_000

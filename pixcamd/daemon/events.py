@@ -22,6 +22,7 @@ import contextlib
 import json
 import logging
 import os
+import select
 import sqlite3
 import stat
 import sys
@@ -70,9 +71,29 @@ def append_line(
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | os.O_NONBLOCK)
         try:
             if stat.S_ISREG(os.fstat(fd).st_mode):
-                os.write(fd, line.encode("utf-8"))
+                write_all(fd, line.encode("utf-8"))
         finally:
             os.close(fd)
+
+
+STALL = 30.0  # s: a pipe no one has read from for this long loses the rest of the line
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Every byte of ``data`` to ``fd``: one ``os.write`` may take only part of it — a line
+    longer than a pipe takes at once (``/dev/stdout`` in a container, 64 KiB; above 4 KiB a
+    pipe's write is not whole by rule), cut by a signal (the SIGTERM of a stop) or by a pipe
+    left non-blocking. A full non-blocking pipe is waited for until it takes more; one that
+    takes nothing for ``STALL`` seconds is an OSError, as a write that fails."""
+    view = memoryview(data)
+    while view:
+        try:
+            written = os.write(fd, view)
+        except BlockingIOError:
+            if not select.select([], [fd], [], STALL)[1]:
+                raise OSError(f"nothing read from the log for {STALL:g} s") from None
+            continue
+        view = view[written:]
 
 
 def _ts_last(logger, name: str, event: dict) -> dict:
@@ -157,7 +178,7 @@ class _FileSink:
         with self.lock:
             try:
                 if self.fd is not None:
-                    os.write(self.fd, (line + "\n").encode("utf-8"))
+                    write_all(self.fd, (line + "\n").encode("utf-8"))
                 else:
                     with self.path.open("a", encoding="utf-8") as fp:
                         fp.write(line + "\n")
