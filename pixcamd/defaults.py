@@ -70,11 +70,18 @@ def home(instead: str) -> Path:
 
 
 def expand_home(text: str, what: str) -> str:
-    """``os.path.expanduser`` that refuses, naming ``what``, a ``~`` it cannot expand (no home
-    folder) — instead of a folder literally named ``~`` under the current one."""
+    """``os.path.expanduser`` that refuses, naming ``what``, a ``~`` it cannot expand — no home
+    folder, or ``~name`` for a user that does not exist here — instead of a folder literally
+    named ``~`` or ``~name`` under the current one."""
     path = os.path.expanduser(text)
     if path == "~" or path.startswith("~/"):
         home(f"{what}: {text} starts with ~; give it as an absolute path")
+    elif path.startswith("~"):
+        user = path[1:].split("/", 1)[0]
+        raise PixcamdError(
+            f"{what}: {text} starts with ~{user}, the home folder of a user {user} who does not "
+            "exist here; give it as an absolute path"
+        )
     return path
 
 

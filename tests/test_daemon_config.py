@@ -644,3 +644,30 @@ def test_grace_time_names_a_container_engines_stop_timeout_beside_systemds():
     )
     for limit in ("TimeoutStopSec", "--stop-timeout", "stop_grace_period", "terminationGrace"):
         assert limit in doc, limit
+
+
+def test_another_users_home_that_does_not_exist_is_refused_naming_the_key(
+    tmp_path, monkeypatch, capsys
+):
+    """``~name/…`` for a user with no passwd entry stayed as written: a folder named
+    ``~name`` made under the config's folder (or the current one) — refused like a ``~`` with
+    no home, naming the key."""
+    import pwd
+
+    nobody = "pixcamd-no-such-user"
+    with pytest.raises(KeyError):
+        pwd.getpwnam(nobody)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "out").mkdir()
+    path = write(tmp_path, f'inbox = "in"\noutbox = "out"\nhold_dir = "~{nobody}/held"\n')
+    assert main(["config", "check", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"hold_dir: ~{nobody}/held starts with ~{nobody}" in err, err
+    assert "absolute path" in err
+    named = tmp_path / "init.toml"
+    argv = ["init", "--config", str(named), "--inbox", f"~{nobody}/in", "--outbox", "out"]
+    assert main(argv) == 2
+    assert "inbox (--inbox): " in capsys.readouterr().err
+    assert not [p for p in tmp_path.rglob("*") if p.name.startswith("~")]
+    assert not named.exists()

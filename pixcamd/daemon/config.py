@@ -69,11 +69,13 @@ class Folders:
 
     def __init__(self, values: dict[str, Any], source: Path | None = None):
         base = source.parent if source is not None else Path.cwd()
-        self.inbox = _abs(values["inbox"], base)
-        self.outbox = _abs(values["outbox"], base)
+        self.inbox = _abs(values["inbox"], base, "inbox")
+        self.outbox = _abs(values["outbox"], base, "outbox")
         self.state_dir, self.log_file = record_paths(values["state_dir"], values["log_file"], base)
-        self.tmp_dir_setting = _abs(values["tmp_dir"], base) if values["tmp_dir"] else None
-        self.hold_dir = _abs(values["hold_dir"], base) if values["hold_dir"] else None
+        self.tmp_dir_setting = (
+            _abs(values["tmp_dir"], base, "tmp_dir") if values["tmp_dir"] else None
+        )
+        self.hold_dir = _abs(values["hold_dir"], base, "hold_dir") if values["hold_dir"] else None
 
 
 class Config(Folders):
@@ -85,7 +87,7 @@ class Config(Folders):
         self.named = source  # the path as named, links kept: where a reload reads it again
         super().__init__(values, source)
         base = source.parent if source is not None else Path.cwd()
-        self.weights_path = _abs(values["weights"], base) if values["weights"] else None
+        self.weights_path = _abs(values["weights"], base, "weights") if values["weights"] else None
         self.ledger_path = self.state_dir / LEDGER
         self.platform_pipelines = resolve_platforms(values)
 
@@ -111,13 +113,13 @@ def record_paths(state_dir: str, log_file: str, base: Path) -> tuple[Path, Path]
     XDG defaults)."""
     env = os.environ
     if state_dir:
-        state = _abs(state_dir, base)
+        state = _abs(state_dir, base, "state_dir")
     elif env.get("STATE_DIRECTORY"):  # StateDirectory= in the systemd unit
         state = Path(env["STATE_DIRECTORY"].split(":")[0])
     else:
         state = _or_legacy(state_home() / "pixcamd")
     if log_file:
-        return state, _abs(log_file, base)
+        return state, _abs(log_file, base, "log_file")
     if env.get("LOGS_DIRECTORY"):  # LogsDirectory= in the systemd unit
         return state, Path(env["LOGS_DIRECTORY"].split(":")[0]) / "pixcamd.jsonl"
     return state, state / "pixcamd.jsonl"
@@ -178,10 +180,10 @@ def _or_legacy(state_dir: Path) -> Path:
     return state_dir
 
 
-def _abs(text: str, base: Path) -> Path:
+def _abs(text: str, base: Path, key: str) -> Path:
     if "\0" in text:
         raise ConfigError(f"{text!r}: a path cannot hold a NUL character")
-    path = Path(expand_home(text, "a path in the config"))
+    path = Path(expand_home(text, key))
     return Path(os.path.abspath(base / path))
 
 
