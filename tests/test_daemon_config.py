@@ -671,3 +671,16 @@ def test_another_users_home_that_does_not_exist_is_refused_naming_the_key(
     assert "inbox (--inbox): " in capsys.readouterr().err
     assert not [p for p in tmp_path.rglob("*") if p.name.startswith("~")]
     assert not named.exists()
+
+
+def test_strip_gps_false_beside_strip_metadata_is_refused_as_protect_refuses_both(tmp_path, capsys):
+    """strip_metadata removes the position with the rest: a strip_gps = false beside it was
+    silently unused, where `pixcamd protect --keep-gps --strip-metadata` is refused."""
+    base = 'inbox = "inbox"\noutbox = "out"\n'
+    path = write(tmp_path, base + "strip_gps = false\nstrip_metadata = true\n")
+    assert main(["config", "check", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "strip_gps: false contradicts strip_metadata = true" in err, err
+    for alone in ("strip_gps = false\n", "strip_metadata = true\n", ""):
+        path.write_text(base + alone)
+        assert main(["config", "check", "--config", str(path)]) == 0, capsys.readouterr().err

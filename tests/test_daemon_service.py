@@ -762,11 +762,11 @@ def test_the_log_says_the_gps_position_was_removed(tmp_path, brisque, corpus_dir
 
 def test_strip_metadata_ships_copies_with_only_the_colour_profile(tmp_path, brisque):
     """strip_metadata = true: exiftool finds no EXIF, XMP, IPTC, serial number nor owner in
-    the copy, only the ICC profile — and no position although strip_gps = false asks to keep
-    it (every tag goes, whatever strip_gps says)."""
+    the copy, only the ICC profile, and no position (strip_gps = false beside it is refused:
+    test_daemon_config)."""
     from test_photo_io import ENCODING_GROUPS, IDENTIFYING, exiftool_tags, private_camera_jpeg
 
-    config = make_config(tmp_path, strip_metadata=True, strip_gps=False)
+    config = make_config(tmp_path, strip_metadata=True)
     before = exiftool_tags(private_camera_jpeg(config.inbox / "camera.jpg"))
     with running(config, [brisque]):
         wait_for(lambda: finished(config, ["camera.jpg"]), 60, "the photo")

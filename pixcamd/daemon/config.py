@@ -310,6 +310,12 @@ def validate(raw: dict[str, Any], source: Path | None = None) -> Config:
             f'{where}enhance_strength: 0 leaves the colour filter of mode = "enhance" nothing '
             'to change: give a strength above 0, or mode = "invisible"'
         )
+    if values.get("strip_metadata") and values.get("strip_gps") is False:  # as protect refuses
+        problems.append(  # --keep-gps --strip-metadata: never one of them silently unused
+            f"{where}strip_gps: false contradicts strip_metadata = true, which removes the GPS "
+            "position with all other metadata; remove strip_gps = false, or set "
+            "strip_metadata = false to keep the position"
+        )
     if values.get("hold_dir") and values.get("on_unprotected", "hold") != "hold":
         problems.append(f'{where}hold_dir: only used with on_unprotected = "hold"')
     if parsed("executor", *RAY_KEYS):

@@ -271,14 +271,15 @@ SCHEMA: tuple[Option, ...] = (
         True,
         "Remove GPS position tags from the copies (they go public); other metadata is kept "
         "(camera and lens serial numbers, the owner's name, captions and place names a person "
-        "wrote) unless strip_metadata is true.",
+        "wrote) unless strip_metadata is true (false with it is refused: they contradict).",
         read.boolean,
     ),
     Option(
         "strip_metadata",
         "Output",
         False,
-        "Remove all metadata from the copies: EXIF (GPS included, whatever strip_gps says), "
+        "Remove all metadata from the copies: EXIF (GPS included: strip_gps = false with it is "
+        "refused), "
         "XMP, IPTC, maker notes and comments; only the colour profile (and the JFIF pixel "
         "density) is kept. false = the copies keep the photo's metadata, as strip_gps says.",
         read.boolean,
