@@ -680,3 +680,21 @@ def test_a_held_back_or_failed_photo_says_what_can_be_done_in_the_log_and_status
     assert code == 0
     assert "  held back: `pixcamd retry --stronger PATH` tries a larger budget" in out, out
     assert "  failed: `pixcamd retry --failed` once the cause is fixed" in out, out
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_a_retry_from_the_daemon_s_page_is_said_as_its_own_events_are(world, brisque):
+    """The page's retry buttons, as its ship and remove: the retry event is on the daemon's
+    stderr (the journal, a container's log) and in its JSON log, not in the ledger alone."""
+    stderr = io.StringIO()
+    with running(world, [brisque], stderr=stderr) as daemon:
+        status, _, _ = Client(daemon.web.url).post(
+            f"/photos/{ids(world)['held.jpg']}/retry", "csrf=" + secret(world)
+        )
+        assert status == 303
+    said = stderr.getvalue()
+    assert "retry held.jpg: queued again by the web page" in said, said
+    (line,) = [e for e in log_events(world) if e["event"] == "retry"]
+    assert line["path"] == "held.jpg" and line["was"]["state"] == "unprotected"
+    (recorded,) = [e for e in events(world, "retry") if e["path"] == "held.jpg"]  # once
+    assert recorded["message"] == line["message"]

@@ -222,9 +222,13 @@ def apply(
     now: float | None = None,
     budget: dict | None = None,
     via: str = "pixcamd retry",
+    log=None,
 ) -> None:
     """Queue them all in one transaction, with one ``retry`` event each (the history);
-    ``budget``: a stronger retry's (``stronger``)."""
+    ``budget``: a stronger retry's (``stronger``). ``log``: the daemon's event log, where the
+    retry is asked inside its process (its page): the events are said through it — the JSON
+    log, stderr (the journal, a container's log) and the ledger, as its own and as the page's
+    ship and remove are — once the photos are queued; from a shell, in the ledger alone."""
     now = time.time() if now is None else now
     larger = ""
     if budget:
@@ -252,4 +256,10 @@ def apply(
         )
         for row, why in queued
     ]
-    ledger.requeue_many([row.id for row, _ in queued], budget, events)
+    if log is None:
+        ledger.requeue_many([row.id for row, _ in queued], budget, events)
+        return
+    ledger.requeue_many([row.id for row, _ in queued], budget)
+    for _, level, event, path, data in events:
+        fields = {k: v for k, v in data.items() if k != "message"}
+        log.emit(event, path, data["message"], level=level, **fields)

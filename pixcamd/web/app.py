@@ -268,7 +268,7 @@ def create_app(config: Config, ledger: Ledger, token: str = "", loopback: bool =
             plan = retry.plan(config, ledger, rows=[row])
             if plan.skipped:
                 raise retry.RetryError(f"{row.path}: {plan.skipped[0][1]}")
-            retry.apply(ledger, plan.queue, time.time(), budget, via=VIA)
+            retry.apply(ledger, plan.queue, time.time(), budget, via=VIA, log=web.log)
         elif kind == "ship":
             decisions.ship(config, ledger, row, VIA, log=web.log)
         else:
