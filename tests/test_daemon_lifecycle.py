@@ -901,6 +901,30 @@ def test_status_after_a_kill_says_the_daemon_ended_without_stopping(tmp_path, ca
     assert report["status"] == "ended unexpectedly" and report["current"] == [], report
 
 
+def test_status_after_a_stop_killed_by_its_timeout_says_the_stop_was_cut_short(tmp_path, capsys):
+    """docker stop: SIGTERM, recorded as the stop begins (stop_asked_at), then SIGKILL after
+    the engine's 10 s, within grace_time — no crash: status says the stop was asked and the
+    process killed before it ended, and what to change."""
+    import time
+
+    from pixcamd.daemon.events import clock
+
+    config = make_config(tmp_path)  # grace_time = 20
+    crashed(config.ledger_path)
+    asked = time.time() - 90
+    ledger = Ledger(config.ledger_path)
+    ledger.set_daemon(stop_asked_at=asked)
+    ledger.close()
+    assert main(["status", "--config", str(config.source)]) == 0
+    out = capsys.readouterr().out
+    assert f"a stop was asked at {clock(asked)} and the process was killed before it ended" in out
+    assert "shorter than grace_time (20 s) + 10 s" in out and "--stop-timeout" in out, out
+    assert "ended without stopping" not in out and "interrupted: kill1.jpg" in out
+    code, out, _ = status_json(capsys, config)
+    report = json.loads(out)
+    assert code == 0 and report["ended_unexpectedly"] and report["stop_asked_at"] == asked
+
+
 def test_status_json_prints_json_when_the_config_cannot_be_read(tmp_path, capsys):
     """No config yet, or one that does not validate with no record to show: a script reading
     stdout still gets an object naming the error (before: nothing on stdout)."""

@@ -187,12 +187,15 @@ def test_the_dashboard_says_a_refused_start_and_weights_installed_since_a_fallba
 
 
 def test_the_dashboard_says_a_daemon_ended_without_stopping_and_its_photo(world):
+    import time
+
     from test_daemon_support import dead_pid
 
     from pixcamd.daemon.ledger import Ledger
 
     ledger = Ledger(world.ledger_path)
-    ledger.set_daemon(pid=dead_pid(), stopped_at=None)
+    # a kill -9 of a daemon running since its start (which forgot the last stop asked)
+    ledger.set_daemon(pid=dead_pid(), stopped_at=None, stop_asked_at=None)
     ledger.claim(ids(world)["held.jpg"])  # in flight when it was killed
     ledger.close()
     with serving(world) as server:
@@ -202,3 +205,11 @@ def test_the_dashboard_says_a_daemon_ended_without_stopping_and_its_photo(world)
     assert "it ended without stopping" in page and "interrupted: <b>held.jpg</b>" in page
     assert status["ended_unexpectedly"] and status["current"] == []
     assert [c["path"] for c in status["interrupted"]] == ["held.jpg"]
+    # killed while it stopped (a container engine's SIGKILL after its stop timeout): said so
+    ledger = Ledger(world.ledger_path)
+    ledger.set_daemon(stop_asked_at=time.time() - 60)
+    ledger.close()
+    with serving(world) as server:
+        page = Client(server.url).get("/")[2].decode()
+    assert "a stop was asked at " in page and "killed before it ended" in page, page
+    assert "ended without stopping" not in page

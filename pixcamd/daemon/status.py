@@ -157,6 +157,10 @@ def gather(config: Config, events: int = 10, now: float | None = None, photos: i
         "daemon": running,
         "pid": pid if alive else None,
         "ended_unexpectedly": crashed,
+        # ... after a stop was asked (SIGTERM): killed before it ended (a container engine's
+        # SIGKILL after its stop timeout, systemd's after TimeoutStopSec), no crash
+        "stop_asked_at": facts.get("stop_asked_at") if crashed else None,
+        "grace_time": getattr(config, "grace_time", None),  # the config's, to say beside it
         "heartbeat": heartbeat,
         "started_at": facts.get("started_at"),
         "stopped_at": facts.get("stopped_at"),
@@ -319,6 +323,19 @@ def _when(ts: float | None) -> str:
     return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "—"
 
 
+def killed_while_stopping(report: dict) -> str:
+    """A stop asked (recorded as it began) that never ended: the process was killed while it
+    gave its photo ``grace_time`` — a stop timeout shorter than that, said with the remedy."""
+    grace = report.get("grace_time")
+    within = f"grace_time ({grace:g} s) + 10 s" if grace is not None else "grace_time + 10 s"
+    return (
+        f"a stop was asked at {clock(report['stop_asked_at'])} and the process was killed before "
+        f"it ended — the stop timeout (a container engine's: docker's 10 s by default, "
+        f"--stop-timeout; systemd's TimeoutStopSec) is shorter than {within}: raise it, or lower "
+        "grace_time (a photo it cut short is protected again, its attempt not counted)"
+    )
+
+
 def _refused(report: dict) -> str:
     refused = report.get("refused")
     if not refused:
@@ -352,6 +369,9 @@ def render(report: dict) -> str:
             f"daemon: UNRESPONSIVE (pid {report['pid']}, last heartbeat "
             f"{_when(report['heartbeat'])})"
         )
+    elif report.get("ended_unexpectedly") and report.get("stop_asked_at"):
+        later = _refused(report) or "`pixcamd run` goes on from there"
+        out.append(f"daemon: not running — {killed_while_stopping(report)}; {later}")
     elif report.get("ended_unexpectedly"):  # and a start since, refused: both are news
         later = _refused(report) or "`pixcamd run` goes on from there"
         out.append(

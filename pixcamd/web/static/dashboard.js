@@ -31,7 +31,10 @@
     $("daemon").className = "state-" + s.daemon;
     const refused = s.refused
       ? `its last start (${when(s.refused.ts)}) was refused: ${s.refused.reason}` : "";
-    const ended = s.ended_unexpectedly ? "it ended without stopping (a crash or a kill)" : "";
+    const killed = `a stop was asked at ${when(s.stop_asked_at)} and it was killed before it ` +
+      "ended (a stop timeout shorter than grace_time + 10 s)";
+    const ended = !s.ended_unexpectedly ? ""
+      : s.stop_asked_at ? killed : "it ended without stopping (a crash or a kill)";
     text("pid", s.pid ? `pid ${s.pid}, since ${when(s.started_at)}`
       : [ended, refused].filter(Boolean).join("; "));
     text("model", s.model || "—");
