@@ -192,6 +192,38 @@ def test_a_folder_of_the_outbox_closed_to_the_user_holds_its_photos_and_spends_n
     assert process.returncode == 0, out
 
 
+def test_a_closed_folder_whose_photos_left_the_inbox_forgets_them_and_is_said_back(tmp_path):
+    """A photo waiting for a closed folder of the outbox was looked at every 5 s for as long
+    as the folder stayed closed, even once it had left the inbox (queued in status, for good)
+    — it is forgotten as any photo gone before its turn; and with no photo left to look at the
+    folder, the folder itself is looked at: said back once it opens, the log never leaving it
+    unavailable."""
+    config = make_config(tmp_path)
+    real_photo(config.inbox / "Album" / "first.jpg")
+    process = pixcamd_process(config.source, drop_root=True)
+    album = config.outbox / "Album"
+    try:
+        wait_for(lambda: finished(config, ["Album/first.jpg"]), 120, "the first photo")
+        os.chmod(album, 0o555)
+        real_photo(config.inbox / "Album" / "second.jpg")
+        wait_for(
+            lambda: any(e["event"] == "folder_unavailable" for e in events(config)), 60, "said"
+        )
+        (config.inbox / "Album" / "second.jpg").unlink()  # no photo waits for it now
+        wait_for(lambda: any(e["event"] == "vanished" for e in events(config)), 30, "it forgotten")
+        assert "Album/second.jpg" not in ledger_rows(config)
+        assert not [e for e in events(config) if e["event"] == "folder_back"]  # still closed
+        os.chmod(album, 0o755)
+        wait_for(lambda: any(e["event"] == "folder_back" for e in events(config)), 30, "back")
+        (back,) = [e for e in events(config) if e["event"] == "folder_back"]
+        assert f"{album} can be written again" in back["message"], back
+    finally:
+        os.chmod(album, 0o755)
+        process.terminate()
+        out, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, out
+
+
 def test_a_copy_the_user_cannot_read_is_not_replaced_and_said_unreadable(tmp_path):
     """A redone photo whose earlier copy in the outbox this user can no longer read (its
     permissions changed): it cannot be proved to be the copy, so it is left as it is and the

@@ -9,8 +9,10 @@ spends its attempts on a folder it cannot write in. A folder inside the outbox c
 (``outbox/Album`` for ``inbox/Album/x.jpg``) holds only the photos whose copies go there: each is
 queued again, its attempt not spent, and looked at every ``FOLDER_POLL`` seconds; the others go
 on. It is said once per folder (``folder_unavailable``, naming the user) and once when it can be
-written again (``folder_back``) — as the outbox itself, since a person fixes it the same way (its
-permissions), not photo by photo with ``pixcamd retry --failed``.
+written again (``folder_back``; the folder itself is looked at every ``FOLDER_POLL`` seconds
+too, so that it is said where its photos left the inbox meanwhile) — as the outbox itself,
+since a person fixes it the same way (its permissions), not photo by photo with ``pixcamd retry
+--failed``.
 
 A mixin of ``pixcamd.daemon.worker.Worker``: it reads the worker's config, ledger, log, outbox,
 fingerprint, model label, kept outcome and commit lock, and calls its ``_checkpoint``.
@@ -22,6 +24,7 @@ import errno
 import hashlib
 import os
 import shlex
+import time
 from pathlib import Path, PurePosixPath
 
 from pixcamd.daemon.fs import outbox_gone, this_user
@@ -110,6 +113,7 @@ class Publisher:
     outbox_lock: OutboxLock | None = None  # the service's; renewed on an outbox made anew
     _room_needed: int = 0  # bytes a copy needed where it could not be written (0: no block)
     _closed_folders: set[Path]  # folders in the outbox closed to this user, said once each
+    _folders_looked: float = 0.0  # when they were last looked at themselves (monotonic)
 
     def out_of_room(self, needed: int) -> None:
         """A copy could not be written for want of room: no photo is taken from the queue
@@ -161,12 +165,17 @@ class Publisher:
         of the name the copy will take (``output_name``'s rule, without its look at every
         row: every name it tries is in the photo's own folder): its earlier copy's, where that
         is still the copy (a photo moved to another album keeps its copy's name), else the
-        photo's own."""
+        photo's own. A photo that left the inbox while it waited waits no longer: it is
+        forgotten as any photo gone before its turn (``_vanished``), and True — not looked at
+        every ``FOLDER_POLL`` seconds for as long as the folder stays closed."""
         moved = row.output and PurePosixPath(row.output).parent != PurePosixPath(row.path).parent
         rel = row.output if moved and recorded_copy(self.outbox / row.output, row) else row.path
         closed = self._closed_folder(rel)
         if closed is None:
             return False
+        if self._gone(row.path):
+            self._vanished(row, "its copy's folder in the outbox opened")
+            return True
         self.hold_for_folder(row, closed)
         return True
 
@@ -225,7 +234,27 @@ class Publisher:
             self._outbox_away = why
         if why is not None:
             return False
+        self._look_at_closed_folders()
         return not self._room_needed or self._room_back()
+
+    def _look_at_closed_folders(self) -> None:
+        """Every ``FOLDER_POLL`` seconds, each folder said closed is looked at itself: open
+        again, or gone (its copies' folders are made anew), it is said back — also where no
+        photo waits for it any more (they left the inbox), whose next look would have said it:
+        the log never leaves a folder unavailable that is not."""
+        now = time.monotonic()
+        if not self._closed_folders or now - self._folders_looked < FOLDER_POLL:
+            return
+        self._folders_looked = now
+        for folder in sorted(self._closed_folders):
+            if not folder.is_dir():
+                said = f"{folder} is no longer there; its photos go on"
+            elif os.access(folder, os.W_OK | os.X_OK):
+                said = f"{folder} can be written again; its photos go on"
+            else:
+                continue
+            self._closed_folders.discard(folder)
+            self.log.emit("folder_back", None, said)
 
     def output_name(self, row: Row) -> str:
         """``row``'s copy's name in the outbox (``publication.output_name``); when a file
