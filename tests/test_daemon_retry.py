@@ -444,3 +444,44 @@ def test_a_duplicate_retried_is_not_counted_in_the_last_hour(tmp_path, brisque, 
     assert main(["status", "--json", "--config", str(config.source)]) == 0
     after = json.loads(capsys.readouterr().out)["last_hour"]
     assert (before["finished"], after["finished"], after.get("again")) == (1, 1, 0), after
+
+
+def test_metadata_changed_redoes_copies_made_with_other_metadata_settings(
+    tmp_path, brisque, capsys
+):
+    """strip_metadata turned on after a photo was shipped: its copy keeps the camera's
+    serials and the owner until redone — `retry --metadata-changed` finds it by what its
+    report recorded (or, made before that was recorded, by its settings fingerprint)."""
+    from test_photo_io import IDENTIFYING, exiftool_tags, private_camera_jpeg
+
+    config = make_config(tmp_path)  # strip_gps = true, strip_metadata = false
+    private_camera_jpeg(config.inbox / "a.jpg")
+    with running(config, [brisque]):
+        wait_for(lambda: finished(config, ["a.jpg"]), 60, "the first pass")
+    copy = config.outbox / "a.jpg"
+    assert not [k for k in exiftool_tags(copy) if "GPS" in k]
+    assert any(secret.encode() in copy.read_bytes() for secret in IDENTIFYING.values())
+    code, out, _ = retry(capsys, config, "--metadata-changed")
+    assert code == 0 and "0 photo(s) queued again, 0 skipped: nothing to do" in out, out
+    config.source.write_text(config.source.read_text() + "strip_metadata = true\n")
+    code, out, _ = retry(capsys, config, "--metadata-changed")
+    assert code == 0 and "metadata now: copies with no metadata (strip_metadata = true)" in out
+    assert "queued  a.jpg (made without the GPS position, the other metadata kept" in out, out
+    with running(load_config(config.source), [brisque]):
+        wait_for(lambda: ledger_rows(config)["a.jpg"]["state"] == "done", 60, "the redo")
+    data = copy.read_bytes()
+    assert not [secret for secret in IDENTIFYING.values() if secret.encode() in data]
+    assert not [k for k in exiftool_tags(copy) if k.startswith(("EXIF:", "XMP", "IPTC:"))]
+    code, out, _ = retry(capsys, config, "--metadata-changed")
+    assert code == 0 and "0 photo(s) queued" in out, out
+    # a copy made before its report recorded it: its fingerprint, one of the daemon's own
+    db = sqlite3.connect(config.ledger_path)
+    with db:
+        db.execute("UPDATE photos SET report = json_remove(report, '$.copy_metadata')")
+    code, out, _ = retry(capsys, config, "--metadata-changed")
+    assert code == 0 and "0 photo(s) queued" in out, out
+    with db:  # ... made with other settings too: it cannot be told, and is redone, said so
+        db.execute("UPDATE photos SET fingerprint = 's1-older'")
+    db.close()
+    code, out, _ = retry(capsys, config, "--metadata-changed")
+    assert "queued  a.jpg (its metadata settings were not recorded)" in out, out

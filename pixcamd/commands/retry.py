@@ -36,6 +36,13 @@ def add_commands(commands, config_help: str) -> None:
         "destination added, or a pipeline of yours given another size or quality)",
     )
     retry.add_argument(
+        "--metadata-changed",
+        action="store_true",
+        help="every shipped or held-back copy made with other metadata settings than the "
+        "config's (strip_gps, strip_metadata: e.g. made with its metadata before "
+        "strip_metadata = true)",
+    )
+    retry.add_argument(
         "--stronger",
         action="store_true",
         help="with a larger budget for this attempt: epsilon and epsilon_cap doubled (at "
@@ -57,10 +64,11 @@ def run(args: argparse.Namespace) -> int:
         or args.unprotected
         or args.model_changed
         or args.platforms_changed
+        or args.metadata_changed
     ):
         raise PixcamdError(
-            "say what to retry: PATH…, --failed, --unprotected, --model-changed and/or "
-            "--platforms-changed"
+            "say what to retry: PATH…, --failed, --unprotected, --model-changed, "
+            "--platforms-changed and/or --metadata-changed"
         )
     config = _load(args)
     state = gather(config, events=0, photos=0)  # also: no ledger yet is a clear error
@@ -90,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
             fingerprints = configured()
             print(f"models now: {', '.join(sorted(fingerprints))} ({note})")
     specs = _platforms_now(config, state) if args.platforms_changed else None
+    if args.metadata_changed:  # the config's: a shell's ship and the daemon's next start read it
+        print(f"metadata now: copies {retry.describe_metadata(retry.config_metadata(config))}")
     budget = retry.stronger(config) if args.stronger else None
     ledger = Ledger(config.ledger_path)
     try:
@@ -103,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
             fingerprints,
             platforms_changed=args.platforms_changed,
             specs=specs,
+            metadata_changed=args.metadata_changed,
+            known=state["metadata_fingerprints"],
         )
         retry.apply(ledger, plan.queue, budget=budget)
     finally:

@@ -48,14 +48,16 @@ class Lists:
     def lean_rows(self, state: str) -> Iterator[tuple[Row, dict]]:
         """Every row in ``state``, a batch at a time, without its JSON columns — a library's
         reports are a gigabyte once parsed — but with the models and platforms its report
-        recorded (``{"models": …, "platforms": …}``): what ``pixcamd retry`` selects by."""
+        recorded (``{"models": …, "platforms": …, "copy_metadata": …}``): what ``pixcamd retry``
+        selects by."""
         columns = ", ".join(f"NULL AS {f}" if f in JSON_COLUMNS else f for f in ROW_FIELDS)
         batch, last = LEAN_BATCH, 0
         while True:
             with self._lock:  # released between batches: the daemon writes on meanwhile
                 found = self._db.execute(
                     f"SELECT {columns}, json_extract(report, '$.models') AS judged_models, "
-                    "json_extract(report, '$.platforms') AS judged_platforms FROM photos "
+                    "json_extract(report, '$.platforms') AS judged_platforms, "
+                    "json_extract(report, '$.copy_metadata') AS copy_metadata FROM photos "
                     "WHERE state = ? AND id > ? ORDER BY id LIMIT ?",
                     (state, last, batch),
                 ).fetchall()
@@ -63,6 +65,7 @@ class Lists:
                 recorded = {
                     "models": json.loads(r["judged_models"] or "null"),
                     "platforms": json.loads(r["judged_platforms"] or "null"),
+                    "copy_metadata": r["copy_metadata"],
                 }
                 yield Row.from_sql(r), recorded
             if len(found) < batch:

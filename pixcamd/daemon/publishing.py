@@ -39,7 +39,7 @@ from pixcamd.daemon.publication import (
     published_copy,
     recorded_copy,
 )
-from pixcamd.daemon.retry import held_hint
+from pixcamd.daemon.retry import config_metadata, held_hint
 from pixcamd.report import scores_text
 
 ROOM_MARGIN = 1024 * 1024  # free bytes beyond twice the copy before photos are taken again
@@ -382,7 +382,8 @@ class Publisher:
         for note in outcome.warnings:
             self.log.emit("photo_note", row.path, note)
         self._checkpoint()
-        report = outcome.report
+        # what the copy was made with, of the metadata: `pixcamd ship`, `retry --metadata-changed`
+        report = {**outcome.report, "copy_metadata": config_metadata(self.config)}
         protected = outcome.protected
         ship = outcome.data is not None and (protected or self.config.on_unprotected == "ship")
         verdict = report["verdict"] if protected else "unprotected"

@@ -12,7 +12,12 @@ whose recorded model fingerprints differ from the models the daemon uses now (e.
 against the BRISQUE fallback before KonCept512's weights were installed) — and
 ``platforms_changed`` — every shipped photo whose copy was not judged on every platform the
 daemon protects for now, by definition (its spec), not by name: a destination added to
-``platforms``, or a ``[pipelines.NAME]`` table given another size or quality since.
+``platforms``, or a ``[pipelines.NAME]`` table given another size or quality since — and
+``metadata_changed`` — every shipped or held-back copy made with other metadata settings
+(``strip_gps``, ``strip_metadata``) than the config's: what each copy was made with is
+recorded in its report (``copy_metadata``); a copy made before it was recorded is told by its
+settings fingerprint where that is one the daemon computed for its settings now with each of
+the three metadata choices (``metadata_fingerprints`` in its record), else redone, said so.
 
 ``stronger``: a retry with a larger budget for that one attempt — ε and its cap doubled (at
 least +2 and +4 grey levels, so that a budget of 0 grows too; at most 64, the schema's limit)
@@ -108,6 +113,42 @@ def rows_for(config: Config, ledger: Ledger, paths: list[str]) -> list[Row]:
     return rows
 
 
+# What a copy keeps of the photo's metadata, most first: ``metadata_mode``'s answers
+METADATA_MODES = ("keep_gps", "strip_gps", "strip_metadata")
+_MODE_WORDS = {
+    "keep_gps": "keeping the GPS position (strip_gps = false)",
+    "strip_gps": "without the GPS position, the other metadata kept (strip_gps = true)",
+    "strip_metadata": "with no metadata (strip_metadata = true)",
+}
+
+
+def metadata_mode(strip_gps: bool, strip_metadata: bool) -> str:
+    """The metadata a copy is made with, in one word (strip_metadata removes the position with
+    the rest, whatever strip_gps says: one copy, one record — as the settings fingerprint)."""
+    if strip_metadata:
+        return "strip_metadata"
+    return "strip_gps" if strip_gps else "keep_gps"
+
+
+def config_metadata(config: Config) -> str:
+    return metadata_mode(config.strip_gps, config.strip_metadata)
+
+
+def copy_metadata(report: dict | None, fingerprint: str | None, known: dict) -> str | None:
+    """The metadata ``metadata_mode`` a row's copy was made with: its report's record, else
+    its settings fingerprint among ``known`` (fingerprint → mode: the daemon's settings with
+    each choice, ``metadata_fingerprints``); None where neither tells (made before it was
+    recorded, with other settings too)."""
+    recorded = (report or {}).get("copy_metadata") if isinstance(report, dict) else None
+    if recorded in METADATA_MODES:
+        return recorded
+    return known.get(fingerprint) if fingerprint else None
+
+
+def describe_metadata(mode: str) -> str:
+    return _MODE_WORDS[mode]
+
+
 def plan(
     config: Config,
     ledger: Ledger,
@@ -119,10 +160,13 @@ def plan(
     rows: Iterable[Row] = (),
     platforms_changed: bool = False,
     specs: dict[str, str] | None = None,
+    metadata_changed: bool = False,
+    known: dict | None = None,
 ) -> Plan:
     """What ``retry`` will queue and why; ``fingerprints``: the models the daemon uses now;
     ``specs``: its platforms now, spec → name; ``rows``: photos asked for by their ledger rows
-    (the web page), not by a path to read."""
+    (the web page), not by a path to read; ``metadata_changed``: copies made with other
+    metadata settings than the config's (``known``: ``copy_metadata``'s)."""
     result = Plan()
     asked = [*rows_for(config, ledger, paths), *rows]
     chosen = {row.id: (row, "asked for") for row in asked}
@@ -140,6 +184,20 @@ def plan(
             why = _changed(recorded, fingerprints if model_changed else None, specs or {})
             if why:
                 chosen.setdefault(row.id, (row, why))
+    if metadata_changed:
+        now = config_metadata(config)
+        for state in ("done", "unprotected"):
+            for row, recorded in ledger.lean_rows(state):
+                if not (row.output if state == "done" else row.held):
+                    continue  # no copy of its own: a rename's original, one held with none kept
+                made = copy_metadata(recorded, row.fingerprint, known or {})
+                if made != now:
+                    why = (
+                        "its metadata settings were not recorded"
+                        if made is None
+                        else (f"made {describe_metadata(made)}")
+                    )
+                    chosen.setdefault(row.id, (row, why))
     for row, why in sorted(chosen.values(), key=lambda item: item[0].id):
         if row.state == "processing":
             skipped = "being protected right now"

@@ -176,6 +176,7 @@ def gather(config: Config, events: int = 10, now: float | None = None, photos: i
         "model_advice": advice,  # what the fallback line says now (the page's too)
         "model_fingerprints": facts.get("model_fingerprints") or [],
         "platform_specs": facts.get("platform_specs") or {},
+        "metadata_fingerprints": facts.get("metadata_fingerprints") or {},  # fingerprint → mode
         "platforms": facts.get("platforms") or [],
         "fingerprint": facts.get("fingerprint"),
         # a crashed daemon's last words ("protecting big.jpg; queue 1") are no activity now
