@@ -12,9 +12,11 @@ import json
 import os
 import shutil
 import socket
+import sqlite3
 import stat
 from pathlib import Path
 
+import piexif
 import pytest
 from PIL import Image
 from test_daemon_support import events as log_events
@@ -698,3 +700,42 @@ def test_a_retry_from_the_daemon_s_page_is_said_as_its_own_events_are(world, bri
     assert line["path"] == "held.jpg" and line["was"]["state"] == "unprotected"
     (recorded,) = [e for e in events(world, "retry") if e["path"] == "held.jpg"]  # once
     assert recorded["message"] == line["message"]
+
+
+def test_a_copy_held_before_strip_metadata_is_not_shipped_with_its_metadata(
+    world_template, tmp_path, capsys
+):
+    """A photo held back while copies kept their metadata, shipped after strip_metadata was
+    turned on: `pixcamd ship` and the page's button shipped it with the metadata it was made
+    with — both refuse on one line, saying how to redo it; nothing moves. With its record gone
+    (an earlier pixcamd's) the held copy's own bytes tell."""
+    from test_photo_io import exiftool_tags
+
+    root = tmp_path / "world"
+    copy_world(world_template, root)
+    config = world_config(root, strip_metadata=True)
+    before = rows(config)
+    held = Path(before["held.jpg"]["held"])
+    # what strip_gps keeps of a camera's photo (the world's has a position alone, removed)
+    serial = {piexif.ExifIFD.BodySerialNumber: b"SN-4242"}
+    piexif.insert(piexif.dump({"0th": {}, "Exif": serial, "GPS": {}}), str(held))
+    assert "SN-4242" in exiftool_tags(held).values(), exiftool_tags(held)
+    said = "held.jpg: its held copy was made with other metadata settings"
+    code, text = cli(capsys, config, "ship", "held.jpg")
+    (line,) = [line for line in text.splitlines() if said in line]  # one line says it all
+    assert code == 1 and "`pixcamd retry held.jpg` makes a new one" in line, text
+    assert "(with no metadata (strip_metadata = true))" in line, line
+    assert said.encode() in refused(config, "ship", "held.jpg")
+    db = sqlite3.connect(config.ledger_path)
+    with db:
+        db.execute("UPDATE photos SET report = json_remove(report, '$.copy_metadata')")
+        db.execute("UPDATE photos SET fingerprint = 's1-older' WHERE path = 'held.jpg'")
+    db.close()
+    code, text = cli(capsys, config, "ship", "held.jpg")
+    assert code == 1 and "held.jpg: its held copy carries EXIF, made with other" in text, text
+    assert held.is_file() and not (config.outbox / "held.jpg").exists()
+    assert rows(config)["held.jpg"]["state"] == "unprotected"
+    # the config as the copy was made: shipped
+    config = world_config(root)
+    code, text = cli(capsys, config, "ship", "held.jpg")
+    assert code == 0 and (config.outbox / "held.jpg").is_file(), text

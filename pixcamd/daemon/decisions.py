@@ -12,8 +12,10 @@ JSON log (``events.append_line``).
   ``hold_dir`` (without one there are no bytes to ship: retry it, stronger if need be). The
   held copy goes to the outbox by the daemon's own exactly-once publication (staged in its temp
   folder, recorded, renamed), under the name the daemon would give it; the held file is then
-  removed (it has moved). The row stays ``unprotected`` — a decision does not change a verdict
-  — with its outbox path, as ``on_unprotected = "ship"`` leaves it.
+  removed (it has moved). A held copy that keeps more metadata than the config now lets a
+  copy keep (held back before ``strip_metadata`` or ``strip_gps`` was turned on) is refused,
+  saying how to make a new one (``pixcamd retry``). The row stays ``unprotected`` — a decision
+  does not change a verdict — with its outbox path, as ``on_unprotected = "ship"`` leaves it.
 * **remove**: the copy is deleted from the outbox (only a file under the outbox; a symlink is
   removed itself, never followed) and the row forgets its output. The photo stays known with
   its verdict, so rescans do not protect it again; ``pixcamd retry`` does.
@@ -25,6 +27,7 @@ import contextlib
 import hashlib
 import os
 import secrets
+import shlex
 import stat
 import time
 from pathlib import Path
@@ -103,6 +106,7 @@ def ship(
         )
     held = _held_file(config, row)
     data = held.read_bytes()
+    _same_metadata(config, ledger, row, data)
     # The daemon's permissions, not this shell's umask: the copy it held is what it would have
     # published (a service's UMask=0027 keeps copies from other users)
     mode = stat.S_IMODE(held.stat().st_mode)
@@ -159,6 +163,52 @@ def ship(
         log,
     )
     return done
+
+
+def _same_metadata(config: Config, ledger: Ledger, row: Row, data: bytes) -> None:
+    """A held copy that keeps more of the photo's metadata than the config now lets a copy
+    keep (held back before strip_metadata, or strip_gps, was turned on) is not shipped: a
+    DecisionError saying how to make a new one. What it was made with is its report's record,
+    or its settings fingerprint (``retry.copy_metadata``); where neither tells (held by an
+    earlier pixcamd with other settings), its bytes: any EXIF, XMP, IPTC or comment, where the
+    config now asks for none."""
+    from pixcamd.daemon.retry import (
+        METADATA_MODES,
+        config_metadata,
+        copy_metadata,
+        describe_metadata,
+    )
+
+    now = config_metadata(config)
+    known = ledger.daemon_facts().get("metadata_fingerprints") or {}
+    made = copy_metadata(row.report, row.fingerprint, known)
+    redo = f"`pixcamd retry {shlex.quote(row.path)}` makes a new one with the settings now"
+    if made is not None and METADATA_MODES.index(made) < METADATA_MODES.index(now):
+        raise DecisionError(
+            f"{row.path}: its held copy was made with other metadata settings "
+            f"({describe_metadata(made)}) than the config's now ({describe_metadata(now)}); "
+            f"{redo}; nothing was shipped"
+        )
+    carried = _metadata_in(data) if made is None and now == "strip_metadata" else []
+    if carried:
+        raise DecisionError(
+            f"{row.path}: its held copy carries {', '.join(carried)}, made with other metadata "
+            f"settings than the config's now ({describe_metadata(now)}); {redo}; nothing was "
+            "shipped"
+        )
+
+
+def _metadata_in(data: bytes) -> list[str]:
+    """The metadata a JPEG carries beyond its colour profile and JFIF density, by name."""
+    from pixcamd.metadata.carry import jpeg_parts
+    from pixcamd.metadata.segments import split_jpeg
+
+    try:
+        parts = jpeg_parts(split_jpeg(data)[0])
+    except (ValueError, IndexError):  # not a JPEG the daemon wrote: nothing to tell
+        return []
+    found = [("EXIF", parts.exif), ("XMP", parts.xmp), ("IPTC", parts.photoshop)]
+    return [name for name, there in found if there] + ["a comment"] * bool(parts.comments)
 
 
 def remove(
