@@ -485,3 +485,29 @@ def test_metadata_changed_redoes_copies_made_with_other_metadata_settings(
     db.close()
     code, out, _ = retry(capsys, config, "--metadata-changed")
     assert "queued  a.jpg (its metadata settings were not recorded)" in out, out
+
+
+def test_metadata_changed_redoes_unprotected_copies_shipped_to_the_outbox(
+    tmp_path, brisque, capsys
+):
+    """on_unprotected = "ship": a photo that could not be protected is shipped all the same,
+    with the metadata the config let copies keep then — `retry --metadata-changed` redoes it
+    as any shipped copy, not only the held-back ones."""
+    import piexif
+
+    config = make_config(tmp_path, epsilon=0, epsilon_cap=0, steps=5, on_unprotected="ship")
+    photo = real_photo(config.inbox / "a.jpg", seed=5)
+    serial = {piexif.ExifIFD.BodySerialNumber: b"SN-4242"}
+    piexif.insert(piexif.dump({"0th": {}, "Exif": serial, "GPS": {}}), str(photo))
+    with running(config, [brisque]):
+        wait_for(lambda: finished(config, ["a.jpg"]), 60, "the first pass")
+    row = ledger_rows(config)["a.jpg"]
+    assert row["state"] == "unprotected" and row["output"] == "a.jpg" and not row["held"], row
+    assert b"SN-4242" in (config.outbox / "a.jpg").read_bytes()
+    config.source.write_text(config.source.read_text() + "strip_metadata = true\n")
+    code, out, _ = retry(capsys, config, "--metadata-changed")
+    assert code == 0 and "queued  a.jpg (made without the GPS position" in out, out
+    with running(load_config(config.source), [brisque]):
+        wait_for(lambda: ledger_rows(config)["a.jpg"]["state"] != "queued", 60, "the redo")
+        wait_for(lambda: finished(config, ["a.jpg"]), 60, "the redo")
+    assert b"SN-4242" not in (config.outbox / "a.jpg").read_bytes()

@@ -188,8 +188,11 @@ def plan(
         now = config_metadata(config)
         for state in ("done", "unprotected"):
             for row, recorded in ledger.lean_rows(state):
-                if not (row.output if state == "done" else row.held):
-                    continue  # no copy of its own: a rename's original, one held with none kept
+                if not (row.output or (state == "unprotected" and row.held)):
+                    # no copy of its own: a rename's original, one held with none kept (one
+                    # unprotected shipped all the same, on_unprotected = "ship" or a person's
+                    # ship, is in the outbox with the metadata it was made with: redone)
+                    continue
                 made = copy_metadata(recorded, row.fingerprint, known or {})
                 if made != now:
                     why = (
