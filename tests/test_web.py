@@ -739,3 +739,35 @@ def test_a_copy_held_before_strip_metadata_is_not_shipped_with_its_metadata(
     config = world_config(root)
     code, text = cli(capsys, config, "ship", "held.jpg")
     assert code == 0 and (config.outbox / "held.jpg").is_file(), text
+
+
+def test_a_copy_held_with_its_position_by_an_earlier_pixcamd_is_not_shipped_with_it(
+    world_template, tmp_path, capsys
+):
+    """A copy held back while strip_gps = false, by a pixcamd that did not record what it made
+    it with, under other settings: where the config now removes the position, its bytes tell
+    (an EXIF or XMP position), as they tell any metadata where the config asks for none."""
+    from test_photo_io import exiftool_tags
+
+    root = tmp_path / "world"
+    copy_world(world_template, root)
+    config = world_config(root)  # strip_gps = true
+    held = Path(rows(config)["held.jpg"]["held"])
+    gps = {
+        piexif.GPSIFD.GPSLatitudeRef: b"N",
+        piexif.GPSIFD.GPSLatitude: ((48, 1), (51, 1), (0, 1)),
+    }
+    piexif.insert(piexif.dump({"0th": {}, "Exif": {}, "GPS": gps}), str(held))
+    assert [k for k in exiftool_tags(held) if "GPS" in k], exiftool_tags(held)
+    db = sqlite3.connect(config.ledger_path)
+    with db:
+        db.execute("UPDATE photos SET report = json_remove(report, '$.copy_metadata')")
+        db.execute("UPDATE photos SET fingerprint = 's1-older' WHERE path = 'held.jpg'")
+    db.close()
+    code, text = cli(capsys, config, "ship", "held.jpg")
+    assert code == 1 and "held.jpg: its held copy carries a GPS position" in text, text
+    assert held.is_file() and not (config.outbox / "held.jpg").exists()
+    # the config as the copy was made: shipped, position and all
+    config = world_config(root, strip_gps=False)
+    code, text = cli(capsys, config, "ship", "held.jpg")
+    assert code == 0 and (config.outbox / "held.jpg").is_file(), text

@@ -29,6 +29,7 @@ import os
 import secrets
 import shlex
 import stat
+import struct
 import time
 from pathlib import Path
 
@@ -171,7 +172,7 @@ def _same_metadata(config: Config, ledger: Ledger, row: Row, data: bytes) -> Non
     DecisionError saying how to make a new one. What it was made with is its report's record,
     or its settings fingerprint (``retry.copy_metadata``); where neither tells (held by an
     earlier pixcamd with other settings), its bytes: any EXIF, XMP, IPTC or comment, where the
-    config now asks for none."""
+    config now asks for none; a GPS position, where it asks for none."""
     from pixcamd.daemon.retry import (
         METADATA_MODES,
         config_metadata,
@@ -189,7 +190,7 @@ def _same_metadata(config: Config, ledger: Ledger, row: Row, data: bytes) -> Non
             f"({describe_metadata(made)}) than the config's now ({describe_metadata(now)}); "
             f"{redo}; nothing was shipped"
         )
-    carried = _metadata_in(data) if made is None and now == "strip_metadata" else []
+    carried = _metadata_in(data, now) if made is None and now != "keep_gps" else []
     if carried:
         raise DecisionError(
             f"{row.path}: its held copy carries {', '.join(carried)}, made with other metadata "
@@ -198,15 +199,25 @@ def _same_metadata(config: Config, ledger: Ledger, row: Row, data: bytes) -> Non
         )
 
 
-def _metadata_in(data: bytes) -> list[str]:
-    """The metadata a JPEG carries beyond its colour profile and JFIF density, by name."""
+def _metadata_in(data: bytes, now: str) -> list[str]:
+    """What a JPEG carries that a copy made with ``now`` would not, by name: beyond its colour
+    profile and JFIF density (``strip_metadata``), or a GPS position (``strip_gps``: the one
+    the copy's writer would remove, in its EXIF or its XMP)."""
     from pixcamd.metadata.carry import jpeg_parts
+    from pixcamd.metadata.exif import patch_exif
     from pixcamd.metadata.segments import split_jpeg
+    from pixcamd.metadata.xmp import patch_xmp
 
     try:
         parts = jpeg_parts(split_jpeg(data)[0])
     except (ValueError, IndexError):  # not a JPEG the daemon wrote: nothing to tell
         return []
+    if now == "strip_gps":  # a position the copy's writer removes where strip_gps asks it to
+        notes: list[str] = []
+        with contextlib.suppress(ValueError, struct.error):  # unreadable: the writer drops it
+            notes += patch_exif(parts.exif, (1, 1), strip_gps=True)[1] if parts.exif else []
+        notes += patch_xmp(parts.xmp, (1, 1), strip_gps=True)[1] if parts.xmp else []
+        return ["a GPS position"] * any("(strip_gps)" in note for note in notes)
     found = [("EXIF", parts.exif), ("XMP", parts.xmp), ("IPTC", parts.photoshop)]
     return [name for name, there in found if there] + ["a comment"] * bool(parts.comments)
 
