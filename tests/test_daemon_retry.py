@@ -511,3 +511,27 @@ def test_metadata_changed_redoes_unprotected_copies_shipped_to_the_outbox(
         wait_for(lambda: ledger_rows(config)["a.jpg"]["state"] != "queued", 60, "the redo")
         wait_for(lambda: finished(config, ["a.jpg"]), 60, "the redo")
     assert b"SN-4242" not in (config.outbox / "a.jpg").read_bytes()
+
+
+def test_metadata_changed_beside_a_daemon_that_recorded_no_fingerprints_queues_nothing(
+    tmp_path, brisque, capsys
+):
+    """A daemon started by a pixcamd from before ``--metadata-changed`` records no
+    ``metadata_fingerprints``: a copy made before its report recorded its metadata cannot be
+    told by them, and every such copy of the library was queued again — refused as
+    ``--model-changed`` and ``--platforms-changed`` are, nothing queued."""
+    config = make_config(tmp_path)
+    real_photo(config.inbox / "a.jpg")
+    with running(config, [brisque]):
+        wait_for(lambda: finished(config, ["a.jpg"]), 60, "the first pass")
+        db = sqlite3.connect(config.ledger_path)
+        with db:
+            db.execute("DELETE FROM daemon WHERE key = 'metadata_fingerprints'")
+            db.execute("UPDATE photos SET report = json_remove(report, '$.copy_metadata')")
+        db.close()
+        code, out, err = retry(capsys, config, "--metadata-changed")
+        assert code == 2 and "has not recorded its settings' fingerprints" in err, (out, err)
+        assert "restart it" in err and "queued" not in out
+        assert ledger_rows(config)["a.jpg"]["state"] == "done"
+    code, out, _ = retry(capsys, config, "--metadata-changed")  # stopped: redone, said so
+    assert code == 0 and "queued  a.jpg (its metadata settings were not recorded)" in out, out

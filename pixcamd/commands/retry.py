@@ -98,7 +98,11 @@ def run(args: argparse.Namespace) -> int:
             fingerprints = configured()
             print(f"models now: {', '.join(sorted(fingerprints))} ({note})")
     specs = _platforms_now(config, state) if args.platforms_changed else None
+    known = state["metadata_fingerprints"]
     if args.metadata_changed:  # the config's: a shell's ship and the daemon's next start read it
+        # a copy made before its report recorded its metadata is told by these (a running
+        # daemon of an earlier pixcamd's recorded none: every such copy would be redone)
+        known = _recorded(state, "metadata_fingerprints", "its settings' fingerprints") or known
         print(f"metadata now: copies {retry.describe_metadata(retry.config_metadata(config))}")
     budget = retry.stronger(config) if args.stronger else None
     ledger = Ledger(config.ledger_path)
@@ -114,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
             platforms_changed=args.platforms_changed,
             specs=specs,
             metadata_changed=args.metadata_changed,
-            known=state["metadata_fingerprints"],
+            known=known,
         )
         retry.apply(ledger, plan.queue, budget=budget)
     finally:
