@@ -205,3 +205,26 @@ def test_init_installs_the_user_service_for_this_pixcamd(home, capsys):
     assert code == 0
     (exec_start,) = directives(unit.read_text())["ExecStart"]
     assert exec_start.endswith(f" run --config {other}")
+
+
+def test_a_config_path_in_the_home_of_a_user_who_does_not_exist_is_refused(
+    tmp_path, monkeypatch, capsys
+):
+    """``$PIXCAMD_CONFIG = "~name/…"`` (a container's environment: no shell expands it), or
+    ``--config`` quoted, for a user with no passwd entry: init wrote the config into a folder
+    named ``~name`` made under the current one — refused, as the inbox and outbox are."""
+    import pwd
+
+    import pytest
+
+    nobody = "pixcamd-no-such-user"
+    with pytest.raises(KeyError):
+        pwd.getpwnam(nobody)
+    monkeypatch.chdir(tmp_path)
+    folders = ["--inbox", str(tmp_path / "in"), "--outbox", str(tmp_path / "out")]
+    assert main(["init", "--config", f"~{nobody}/config.toml", *folders]) == 2
+    assert f"--config: ~{nobody}/config.toml starts with ~{nobody}" in capsys.readouterr().err
+    monkeypatch.setenv("PIXCAMD_CONFIG", f"~{nobody}/config.toml")
+    assert main(["init", *folders]) == 2
+    assert f"$PIXCAMD_CONFIG: ~{nobody}/config.toml starts with" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # no folder named ~name, no inbox, no outbox

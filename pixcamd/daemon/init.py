@@ -214,7 +214,9 @@ def init_config(
     """Write the config and create the inbox and outbox; ``ConfigError`` says why not (and then
     nothing is written)."""
     target, how = target_path(path)
-    target = Path(os.path.abspath(os.path.expanduser(target)))
+    # ~name/… of a user with no passwd entry (a $PIXCAMD_CONFIG no shell expanded): refused,
+    # not made as a folder named ~name under the current one, as the folders are (``_folder``)
+    target = Path(os.path.abspath(expand_home(os.fspath(target), how)))
     if os.path.exists(target) and not target.is_file():
         raise ConfigError(f"{target}: exists and is not a file")
     # found by every command without a flag, or only with --config
