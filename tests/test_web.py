@@ -771,3 +771,22 @@ def test_a_copy_held_with_its_position_by_an_earlier_pixcamd_is_not_shipped_with
     config = world_config(root, strip_gps=False)
     code, text = cli(capsys, config, "ship", "held.jpg")
     assert code == 0 and (config.outbox / "held.jpg").is_file(), text
+
+
+def test_the_daemon_s_page_ships_by_the_config_a_reload_put_in_force(world, brisque):
+    """strip_metadata turned on by a reload (SIGHUP, systemctl reload): the page inside the
+    daemon judged a held copy by the config of its start, and shipped the camera's serial
+    that `pixcamd ship` refuses — its decisions follow the config in force, as the daemon's."""
+    held = Path(rows(world)["held.jpg"]["held"])
+    serial = {piexif.ExifIFD.BodySerialNumber: b"SN-4242"}
+    piexif.insert(piexif.dump({"0th": {}, "Exif": serial, "GPS": {}}), str(held))
+    (world.inbox / "held.jpg").unlink()  # gone: no scan redoes it under the new settings
+    with running(world, [brisque]) as daemon:
+        world.source.write_text(world.source.read_text() + "strip_metadata = true\n")
+        daemon.request_reload()
+        wait_for(lambda: [e for e in log_events(world) if e["event"] == "reloaded"], 30, "it")
+        status, _, body = Client(daemon.web.url).post(
+            f"/photos/{ids(world)['held.jpg']}/ship", "", **{"X-CSRF-Token": secret(world)}
+        )
+    assert status == 409 and b"made with other metadata settings" in body, (status, body)
+    assert held.is_file() and not (world.outbox / "held.jpg").exists()

@@ -456,6 +456,8 @@ class Daemon(Shutdown):
             except Refused as exc:
                 return self._refuse_reload(str(exc))
             self.config = new  # only once everything it asks for is in hand
+            if self.web is not None:  # the page's decisions: by the config in force
+                self.web.reconfigure(new)
             before = {p.spec() for p in self.settings.platforms}
             said = describe(
                 changed,

@@ -126,10 +126,19 @@ class _NotFound(Exception):
         super().__init__(message)
 
 
-def create_app(config: Config, ledger: Ledger, token: str = "", loopback: bool = True, log=None):
+def create_app(
+    config: Config,
+    ledger: Ledger,
+    token: str = "",
+    loopback: bool = True,
+    log=None,
+    page: Web | None = None,
+):
     """The ASGI app: routes behind ``security.Guard``. ``log``: the daemon's event log where
-    the page runs inside it (its decisions are then said as its own events are)."""
-    web = Web(config, ledger, log)
+    the page runs inside it (its decisions are then said as its own events are); ``page``: its
+    state, made here where none is given (the daemon's: a reload gives it the config in
+    force, ``WebServer.reconfigure``)."""
+    web = page if page is not None else Web(config, ledger, log)
 
     def dashboard(request: Request) -> Response:
         try:
@@ -260,7 +269,10 @@ def create_app(config: Config, ledger: Ledger, token: str = "", loopback: bool =
         return handler
 
     def _decide(kind: str, row: Row) -> None:
-        """The CLI's own operations (pixcamd retry / ship / remove)."""
+        """The CLI's own operations (pixcamd retry / ship / remove), with the config in force:
+        inside the daemon, a reload's (strip_metadata turned on: a held copy made with more is
+        refused, as `pixcamd ship` refuses it)."""
+        config = web.config
         if kind in ("retry", "stronger"):
             budget = retry.stronger(config) if kind == "stronger" else None
             # the row itself: its path is the ledger's, never a path to expand (an inbox

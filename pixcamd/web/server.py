@@ -42,7 +42,15 @@ class WebServer:
         self.server = None
         self.thread: threading.Thread | None = None
         self.ledger: Ledger | None = None
+        self.page = None  # pixcamd.web.app.Web once started: the config its decisions read
         self.url = ""
+
+    def reconfigure(self, config: Config) -> None:
+        """A reload's config, for the page's decisions from the next one (its address, token
+        and folders are a restart's: a reload that changes them is refused)."""
+        self.config = config
+        if self.page is not None:
+            self.page.config = config  # one reference, read once per decision
 
     def _bind(self) -> socket.socket:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
@@ -67,7 +75,7 @@ class WebServer:
     def start(self, timeout: float = 10.0) -> str:
         import uvicorn
 
-        from pixcamd.web.app import create_app
+        from pixcamd.web.app import Web, create_app
 
         if not self.config.ledger_path.is_file():
             raise WebError(
@@ -77,8 +85,14 @@ class WebServer:
         sock = self._bind()
         try:
             self.ledger = Ledger(self.config.ledger_path)
+            self.page = Web(self.config, self.ledger, self.log)
             app = create_app(
-                self.config, self.ledger, self.config.web_token, is_loopback(self.host), self.log
+                self.config,
+                self.ledger,
+                self.config.web_token,
+                is_loopback(self.host),
+                self.log,
+                page=self.page,
             )
         except BaseException:
             sock.close()
