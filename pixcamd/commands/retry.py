@@ -102,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
     if args.metadata_changed:  # the config's: a shell's ship and the daemon's next start read it
         # a copy made before its report recorded its metadata is told by these (a running
         # daemon of an earlier pixcamd's recorded none: every such copy would be redone)
-        known = _recorded(state, "metadata_fingerprints", "its settings' fingerprints") or known
+        running = _recorded(state, "metadata_fingerprints", "its settings' fingerprints")
+        known = running or {**known, **_config_fingerprints(config)}
         print(f"metadata now: copies {retry.describe_metadata(retry.config_metadata(config))}")
     budget = retry.stronger(config) if args.stronger else None
     ledger = Ledger(config.ledger_path)
@@ -141,6 +142,25 @@ def run(args: argparse.Namespace) -> int:
     # A photo you named that cannot be queued is a refusal (as for ship and remove); what the
     # flags find and skip is not: nothing to do is not an error.
     return 1 if plan.refused else 0
+
+
+def _config_fingerprints(config) -> dict[str, str]:
+    """``metadata_fingerprints`` for the config's settings, as its daemon's next start records
+    them, where no daemon runs: a record left by a pixcamd from before them has none (the
+    library made before the upgrade would all be "not recorded", redone), and one of a stop
+    since the config was edited has the earlier settings' only. Its models not loading (the
+    weights gone): the record's alone, said."""
+    from pixcamd.daemon.retry import metadata_fingerprints
+    from pixcamd.daemon.settings import build_settings, resolve_models
+    from pixcamd.models import load_model
+
+    names, _ = resolve_models(config)
+    try:
+        models = [load_model(name, config.weights_path) for name in names]
+        return metadata_fingerprints(build_settings(config, models, "cpu"), models)
+    except (PixcamdError, OSError, ValueError) as exc:
+        print(f"note: the config's models do not load ({exc}); its daemon's record alone tells")
+        return {}
 
 
 def _platforms_now(config, state: dict) -> dict[str, str]:

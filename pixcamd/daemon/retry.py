@@ -134,6 +134,17 @@ def config_metadata(config: Config) -> str:
     return metadata_mode(config.strip_gps, config.strip_metadata)
 
 
+def metadata_fingerprints(settings, models) -> dict[str, str]:
+    """fingerprint → ``metadata_mode`` for ``settings`` with each metadata choice: what the
+    daemon records (``metadata_fingerprints``) and ``copy_metadata`` tells a copy by."""
+    from pixcamd.daemon.settings import settings_fingerprint
+
+    return {
+        settings_fingerprint(settings, models, gps, everything): metadata_mode(gps, everything)
+        for gps, everything in ((True, False), (False, False), (True, True))
+    }
+
+
 def copy_metadata(report: dict | None, fingerprint: str | None, known: dict) -> str | None:
     """The metadata ``metadata_mode`` a row's copy was made with: its report's record, else
     its settings fingerprint among ``known`` (fingerprint → mode: the daemon's settings with

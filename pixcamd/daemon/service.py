@@ -25,7 +25,7 @@ from pixcamd.daemon.ledger import Ledger
 from pixcamd.daemon.locks import OutboxLock, lock_state_dir, lock_tmp_dir, release_lock
 from pixcamd.daemon.notify import Notifier
 from pixcamd.daemon.recovery import recover, sweep
-from pixcamd.daemon.retry import metadata_mode
+from pixcamd.daemon.retry import metadata_fingerprints
 from pixcamd.daemon.settings import (
     build_settings,
     load_models,
@@ -295,12 +295,7 @@ class Daemon(Shutdown):
             platform_specs={p.spec(): p.name for p in settings.platforms},  # --platforms-changed
             # --metadata-changed and ship: a copy's metadata told by its fingerprint (made before
             # its report recorded it) where the rest of its settings are these
-            metadata_fingerprints={
-                settings_fingerprint(settings, models, gps, everything): metadata_mode(
-                    gps, everything
-                )
-                for gps, everything in ((True, False), (False, False), (True, True))
-            },
+            metadata_fingerprints=metadata_fingerprints(settings, models),
             fingerprint=self.fingerprint,
             platforms=platforms,
         )

@@ -1,0 +1,52 @@
+"""An upgrade from the last release, and a downgrade back to it, on the same state dir: what
+that release leaves in its ledger — its daemon's record without ``metadata_fingerprints`` (it
+never clears ``stop_asked_at`` either), its copies' reports without ``copy_metadata`` — as
+pixcamd c3aba77 writes them (read from a ledger it wrote), made here by removing those keys
+from what this pixcamd writes."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from test_daemon_support import (
+    finished,
+    ledger_rows,
+    make_config,
+    no_leaked_threads,  # noqa: F401
+    real_photo,
+    running,
+    wait_for,
+)
+
+from pixcamd.cli import main
+
+
+def as_the_last_release_left_it(config) -> None:
+    """The record and the reports as c3aba77's daemon writes them."""
+    db = sqlite3.connect(config.ledger_path)
+    with db:
+        db.execute("DELETE FROM daemon WHERE key = 'metadata_fingerprints'")
+        db.execute("UPDATE photos SET report = json_remove(report, '$.copy_metadata')")
+    db.close()
+
+
+def test_metadata_changed_after_an_upgrade_redoes_only_copies_made_otherwise(
+    tmp_path, brisque, capsys
+):
+    """Upgraded, the daemon not started yet: its record (the last release's) has no
+    ``metadata_fingerprints`` — every copy it made was "not recorded" and queued, the whole
+    library protected again with its metadata settings never changed. The config's settings
+    tell them, as the next start records them."""
+    config = make_config(tmp_path)  # strip_gps = true, strip_metadata = false
+    real_photo(config.inbox / "a.jpg")
+    with running(config, [brisque]):
+        wait_for(lambda: finished(config, ["a.jpg"]), 60, "the first pass")
+    as_the_last_release_left_it(config)
+    code = main(["retry", "--metadata-changed", "--config", str(config.source)])
+    out = capsys.readouterr().out
+    assert code == 0 and "0 photo(s) queued again, 0 skipped: nothing to do" in out, out
+    assert ledger_rows(config)["a.jpg"]["state"] == "done"
+    config.source.write_text(config.source.read_text() + "strip_metadata = true\n")
+    code = main(["retry", "--metadata-changed", "--config", str(config.source)])
+    out = capsys.readouterr().out
+    assert code == 0 and "queued  a.jpg (made without the GPS position" in out, out
