@@ -6,9 +6,12 @@ from what this pixcamd writes."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import time
 
 from test_daemon_support import (
+    dead_pid,
     finished,
     ledger_rows,
     make_config,
@@ -19,6 +22,7 @@ from test_daemon_support import (
 )
 
 from pixcamd.cli import main
+from pixcamd.daemon.ledger import Ledger
 
 
 def as_the_last_release_left_it(config) -> None:
@@ -50,3 +54,22 @@ def test_metadata_changed_after_an_upgrade_redoes_only_copies_made_otherwise(
     code = main(["retry", "--metadata-changed", "--config", str(config.source)])
     out = capsys.readouterr().out
     assert code == 0 and "queued  a.jpg (made without the GPS position" in out, out
+
+
+def test_status_after_a_downgrade_killed_says_no_stop_was_cut_short(tmp_path, capsys):
+    """This pixcamd stopped (its stop recorded as it began), the last release started on the
+    same state dir (it neither clears nor records a stop) and was killed: status said the stop
+    asked before that start was cut short by a stop timeout, with advice about it."""
+    config = make_config(tmp_path)
+    config.state_dir.mkdir(parents=True)
+    now = time.time()
+    ledger = Ledger(config.ledger_path)
+    ledger.set_daemon(pid=dead_pid(), started_at=now - 60, heartbeat=now - 5, stopped_at=None)
+    ledger.set_daemon(stop_asked_at=now - 120)  # this pixcamd's last stop, before that start
+    ledger.close()
+    assert main(["status", "--config", str(config.source)]) == 0
+    out = capsys.readouterr().out
+    assert "ended without stopping" in out and "a stop was asked" not in out, out
+    assert main(["status", "--json", "--config", str(config.source)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ended_unexpectedly"] and report["stop_asked_at"] is None, report

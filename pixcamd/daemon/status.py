@@ -159,7 +159,7 @@ def gather(config: Config, events: int = 10, now: float | None = None, photos: i
         "ended_unexpectedly": crashed,
         # ... after a stop was asked (SIGTERM): killed before it ended (a container engine's
         # SIGKILL after its stop timeout, systemd's after TimeoutStopSec), no crash
-        "stop_asked_at": facts.get("stop_asked_at") if crashed else None,
+        "stop_asked_at": _stop_asked(facts) if crashed else None,
         "grace_time": getattr(config, "grace_time", None),  # the config's, to say beside it
         "heartbeat": heartbeat,
         "started_at": facts.get("started_at"),
@@ -318,6 +318,16 @@ def follow(
                 return
     finally:
         db.close()
+
+
+def _stop_asked(facts: dict) -> float | None:
+    """The stop asked of the daemon that started last: one asked before that start is an
+    earlier run's, left in the record by a pixcamd from before it was recorded (a downgrade:
+    it neither clears nor records it), never this run's stop cut short."""
+    asked, started = facts.get("stop_asked_at"), facts.get("started_at")
+    if asked is None or (started is not None and asked < started):
+        return None
+    return asked
 
 
 def _when(ts: float | None) -> str:
