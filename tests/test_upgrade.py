@@ -73,3 +73,30 @@ def test_status_after_a_downgrade_killed_says_no_stop_was_cut_short(tmp_path, ca
     assert main(["status", "--json", "--config", str(config.source)]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["ended_unexpectedly"] and report["stop_asked_at"] is None, report
+
+
+def test_ship_of_a_held_copy_whose_photo_left_the_inbox_says_to_put_it_back(
+    tmp_path, brisque, capsys
+):
+    """Held back with its GPS position by the last release, the photo since gone from the
+    inbox, strip_gps turned on: ship refuses it and said `pixcamd retry PATH` makes a new one
+    — which skips it ("no longer in the inbox: nothing to protect")."""
+    from web_support import gps_photo
+
+    hold = tmp_path / "hold"
+    config = make_config(
+        tmp_path, epsilon=0, epsilon_cap=0, steps=5, hold_dir=str(hold), strip_gps=False
+    )
+    gps_photo(config.inbox / "a.jpg")
+    with running(config, [brisque]):
+        wait_for(lambda: finished(config, ["a.jpg"]), 60, "the first pass")
+    assert ledger_rows(config)["a.jpg"]["held"], ledger_rows(config)
+    as_the_last_release_left_it(config)
+    (config.inbox / "a.jpg").unlink()
+    text = config.source.read_text().replace("strip_gps = false", "strip_gps = true")
+    config.source.write_text(text)
+    assert main(["ship", "--config", str(config.source), "a.jpg"]) != 0
+    err = capsys.readouterr().err
+    assert "carries a GPS position" in err and "nothing was shipped" in err, err
+    assert "no longer in the inbox: put it back there, then `pixcamd retry a.jpg`" in err, err
+    assert (hold / "a.jpg").exists() and not (config.outbox / "a.jpg").exists()

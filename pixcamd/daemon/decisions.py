@@ -184,6 +184,8 @@ def _same_metadata(config: Config, ledger: Ledger, row: Row, data: bytes) -> Non
     known = ledger.daemon_facts().get("metadata_fingerprints") or {}
     made = copy_metadata(row.report, row.fingerprint, known)
     redo = f"`pixcamd retry {shlex.quote(row.path)}` makes a new one with the settings now"
+    if not os.path.lexists(config.inbox / row.path):  # retry skips it: nothing to protect
+        redo = f"its photo is no longer in the inbox: put it back there, then {redo}"
     if made is not None and METADATA_MODES.index(made) < METADATA_MODES.index(now):
         raise DecisionError(
             f"{row.path}: its held copy was made with other metadata settings "
