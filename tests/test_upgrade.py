@@ -100,3 +100,18 @@ def test_ship_of_a_held_copy_whose_photo_left_the_inbox_says_to_put_it_back(
     assert "carries a GPS position" in err and "nothing was shipped" in err, err
     assert "no longer in the inbox: put it back there, then `pixcamd retry a.jpg`" in err, err
     assert (hold / "a.jpg").exists() and not (config.outbox / "a.jpg").exists()
+
+
+def test_a_reload_turning_strip_metadata_on_names_retry_metadata_changed():
+    """Upgraded, strip_metadata turned on by a reload (systemctl reload, SIGHUP): the copies
+    the last release shipped keep the camera's serials and the owner — the reload said only
+    "strip_metadata false → true; … from the next photo", where one that adds a platform or
+    changes the models names the retry that redoes the shipped copies."""
+    from pixcamd.daemon.reload import describe
+
+    said = describe({"strip_metadata": (False, True)})
+    assert said.startswith("strip_metadata false → true (copies already shipped keep"), said
+    assert "`pixcamd retry --metadata-changed`" in said, said
+    said = describe({"strip_gps": (False, True), "epsilon": (6.0, 4.0)})
+    assert "`pixcamd retry --metadata-changed`" in said, said
+    assert "--metadata-changed" not in describe({"epsilon": (6.0, 4.0)})

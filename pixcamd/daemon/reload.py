@@ -133,4 +133,9 @@ def describe(
             f" (copies already shipped were not judged on {', '.join(added)}: `pixcamd retry "
             "--platforms-changed` protects them for the platforms now)"
         )
+    if {"strip_gps", "strip_metadata"} & changed.keys():
+        said += (
+            " (copies already shipped keep the metadata they were made with: `pixcamd retry "
+            "--metadata-changed` makes them again with the settings now)"
+        )
     return said if before == after else f"{said}; {swapped}"
