@@ -404,3 +404,50 @@ def test_the_stand_in_for_json_extract_reads_what_sqlite_s_own_reads():
                 json.loads(theirs) if theirs else None
             ), (text, path)
     db.close()
+
+
+def test_a_copy_or_a_rename_is_recorded_in_one_step_as_a_reader_sees_it(tmp_path):
+    """The daemon tells a copy from a rename by looking whether the original left the inbox;
+    meanwhile a reader (`pixcamd status`, the page, a test's poll) saw the new path recorded
+    done with no copy of its own — the offer was written first, the copy queued or the rename
+    followed in a second write — and a kill between the two left it so for good."""
+    import io
+
+    from test_daemon_support import ledger_rows, make_config
+
+    from pixcamd.daemon.events import EventLog
+    from pixcamd.daemon.intake import Intake
+
+    config = make_config(tmp_path)
+    config.state_dir.mkdir(parents=True)
+    photo = config.inbox / "P.jpg"
+    photo.write_bytes(b"the bytes of a photo")
+    digest = hashlib.sha256(photo.read_bytes()).hexdigest()
+    ledger = Ledger(config.ledger_path)
+    seen: dict[str, list] = {}
+    try:
+        ledger.offer("P.jpg", digest, 20, photo.stat().st_mtime_ns, FP)
+        ledger.finish(ledger.claim_next().id, "done", output="P.jpg", verdict="protected")
+        log = EventLog(config.log_file, ledger, io.StringIO())
+        intake = Intake(config, ledger, log, None, None, threading.Event(), lambda: FP, *2 * [None])
+        intake.wake = lambda: None
+
+        def gone(rel: str) -> bool:  # asked while the new path is placed: what a reader sees
+            rows = ledger_rows(config)
+            for path in ("X.jpg", "R.jpg"):
+                seen.setdefault(path, []).append(rows.get(path))
+            return not os.path.lexists(config.inbox / rel)
+
+        intake._gone = gone
+        (config.inbox / "X.jpg").write_bytes(photo.read_bytes())  # a copy
+        intake._offer("X.jpg", digest, (config.inbox / "X.jpg").stat())
+        os.rename(photo, config.inbox / "R.jpg")  # a rename
+        intake._offer("R.jpg", digest, (config.inbox / "R.jpg").stat())
+    finally:
+        ledger.close()
+    assert seen["X.jpg"] and seen["R.jpg"]
+    assert all(row is None or row["state"] == "queued" for row in seen["X.jpg"]), seen
+    assert seen["R.jpg"] == [None] * len(seen["R.jpg"]), seen
+    rows = ledger_rows(config)
+    assert rows["X.jpg"]["state"] == "queued" and rows["X.jpg"]["duplicate_of"] == "R.jpg"
+    assert rows["R.jpg"]["output"] == "P.jpg" and "P.jpg" not in rows

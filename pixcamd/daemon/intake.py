@@ -285,7 +285,10 @@ class Intake:
         """A settled photo into the ledger. Where the ledger refuses the write (a full disk)
         it is offered again at each poll, neither hashed nor said again."""
         try:
-            offer = self.ledger.offer(rel, digest, st.st_size, st.st_mtime_ns, self.fingerprint())
+            # a copy queued or a rename followed in the offer's own transaction (see there)
+            offer, moved = self.ledger.offer_settled(
+                rel, digest, st.st_size, st.st_mtime_ns, self.fingerprint(), self._gone
+            )
         except sqlite3.OperationalError as exc:
             self._unoffered[rel] = (digest, st)
             self.log.trouble("a settled photo", exc)
@@ -297,12 +300,10 @@ class Intake:
         elif offer.action == "duplicate":
             source = offer.row.duplicate_of
             # renamed or moved (a record of its content lies where no file is now): that
-            # record, and its copy in the outbox, follow it
-            moved = self.ledger.follow_rename(offer.row.id, source, self._gone)
+            # record, and its copy in the outbox, followed it
             if moved is not None:
                 self.log.emit("duplicate", rel, renamed_note(source, moved))
                 return
-            self.ledger.queue_copy(offer.row.id)
             if self._gone(source):  # the record under that name is of other content now
                 self.log.emit("queued", rel, f"same content as {source} had: protected anew")
             else:  # a copy (the same photo in another album)

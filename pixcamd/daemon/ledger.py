@@ -232,66 +232,79 @@ class Ledger(DaemonRecord, SameContent, Lists):
         With ``redo_done`` (folder runs: the user ran again with other settings) a ``done`` row
         made with other settings is queued again too.
         """
-        now = self.clock()
         with self._tx() as db:
-            found = db.execute("SELECT * FROM photos WHERE path = ?", (path,)).fetchone()
-            row = Row.from_sql(found) if found else None
-            if row is not None and row.state == "processing":
-                self._update(db, row.id, sha256=sha256, size=size, mtime_ns=mtime_ns)
-                return Offer("busy", self._get(db, row.id))
-            if row is not None and row.sha256 == sha256:
-                redo = ("unprotected", "failed", "done") if redo_done else ("unprotected", "failed")
-                stale = (
-                    row.state in redo
-                    and row.fingerprint not in (fingerprint, BAD_FILE)
-                    and not row.decision
-                )
-                if not stale:
-                    if (row.size, row.mtime_ns) != (size, mtime_ns):
-                        self._update(db, row.id, size=size, mtime_ns=mtime_ns)
-                    return Offer("unchanged", self._get(db, row.id))
-            dup = db.execute(
-                "SELECT path FROM photos WHERE sha256 = ? AND sha256 != '' AND state = 'done' "
-                "AND path != ? ORDER BY duplicate_of IS NOT NULL, id LIMIT 1",
-                (sha256, path),
-            ).fetchone()
-            fields: dict[str, Any] = dict(
-                sha256=sha256,
-                size=size,
-                mtime_ns=mtime_ns,
-                fingerprint=fingerprint,
-                attempts=0,
-                not_before=0.0,
-                degrade=0,
-                error=None,
-                verdict=None,
-                **NO_COMMIT,
-                budget=None,
-                decision=None,
+            return self._offer(db, path, sha256, size, mtime_ns, fingerprint, redo_done)
+
+    def _offer(
+        self,
+        db: sqlite3.Connection,
+        path: str,
+        sha256: str,
+        size: int,
+        mtime_ns: int,
+        fingerprint: str,
+        redo_done: bool = False,
+    ) -> Offer:
+        """``offer`` inside the caller's transaction (``offer_settled``'s)."""
+        now = self.clock()
+        found = db.execute("SELECT * FROM photos WHERE path = ?", (path,)).fetchone()
+        row = Row.from_sql(found) if found else None
+        if row is not None and row.state == "processing":
+            self._update(db, row.id, sha256=sha256, size=size, mtime_ns=mtime_ns)
+            return Offer("busy", self._get(db, row.id))
+        if row is not None and row.sha256 == sha256:
+            redo = ("unprotected", "failed", "done") if redo_done else ("unprotected", "failed")
+            stale = (
+                row.state in redo
+                and row.fingerprint not in (fingerprint, BAD_FILE)
+                and not row.decision
             )
-            if dup is not None:
-                original = db.execute(
-                    "SELECT coalesce(duplicate_of, path) FROM photos WHERE path = ?", (dup[0],)
-                ).fetchone()[0]
-                fields.update(state="done", duplicate_of=original, finished_at=now)
-                action = "duplicate"
-            else:
-                fields.update(state="queued", queued_at=now, duplicate_of=None)
-                action = "queued" if row is None else "requeued"
-            why = ""
-            if action == "requeued":  # the same content is back only if tried with other settings
-                why = "settings changed" if row.sha256 == sha256 else "changed content"
-            if row is None:
-                cursor = db.execute(
-                    "INSERT INTO photos (path, sha256, size, mtime_ns, state, detected_at) "
-                    "VALUES (?, ?, ?, ?, 'queued', ?)",
-                    (path, sha256, size, mtime_ns, now),
-                )
-                row_id = cursor.lastrowid
-            else:
-                row_id = row.id
-            self._update(db, row_id, **fields)
-            return Offer(action, self._get(db, row_id), why)
+            if not stale:
+                if (row.size, row.mtime_ns) != (size, mtime_ns):
+                    self._update(db, row.id, size=size, mtime_ns=mtime_ns)
+                return Offer("unchanged", self._get(db, row.id))
+        dup = db.execute(
+            "SELECT path FROM photos WHERE sha256 = ? AND sha256 != '' AND state = 'done' "
+            "AND path != ? ORDER BY duplicate_of IS NOT NULL, id LIMIT 1",
+            (sha256, path),
+        ).fetchone()
+        fields: dict[str, Any] = dict(
+            sha256=sha256,
+            size=size,
+            mtime_ns=mtime_ns,
+            fingerprint=fingerprint,
+            attempts=0,
+            not_before=0.0,
+            degrade=0,
+            error=None,
+            verdict=None,
+            **NO_COMMIT,
+            budget=None,
+            decision=None,
+        )
+        if dup is not None:
+            original = db.execute(
+                "SELECT coalesce(duplicate_of, path) FROM photos WHERE path = ?", (dup[0],)
+            ).fetchone()[0]
+            fields.update(state="done", duplicate_of=original, finished_at=now)
+            action = "duplicate"
+        else:
+            fields.update(state="queued", queued_at=now, duplicate_of=None)
+            action = "queued" if row is None else "requeued"
+        why = ""
+        if action == "requeued":  # the same content is back only if tried with other settings
+            why = "settings changed" if row.sha256 == sha256 else "changed content"
+        if row is None:
+            cursor = db.execute(
+                "INSERT INTO photos (path, sha256, size, mtime_ns, state, detected_at) "
+                "VALUES (?, ?, ?, ?, 'queued', ?)",
+                (path, sha256, size, mtime_ns, now),
+            )
+            row_id = cursor.lastrowid
+        else:
+            row_id = row.id
+        self._update(db, row_id, **fields)
+        return Offer(action, self._get(db, row_id), why)
 
     def _get(self, db: sqlite3.Connection, row_id: int) -> Row:
         return Row.from_sql(db.execute("SELECT * FROM photos WHERE id = ?", (row_id,)).fetchone())
