@@ -331,7 +331,7 @@ def test_a_time_from_another_day_carries_its_date(tmp_path):
     import subprocess
     import sys
     import time
-    from datetime import datetime, timezone
+    from datetime import datetime, timedelta, timezone
 
     from test_daemon_support import ROOT
 
@@ -347,9 +347,13 @@ def test_a_time_from_another_day_carries_its_date(tmp_path):
         ledger.add_event(now, "info", "queued", "new.jpg", {})
     finally:
         ledger.close()
-    day = datetime.fromtimestamp(old, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-    today = datetime.fromtimestamp(now, timezone.utc).strftime("%H:%M:%S")
-    env = {**os.environ, "TZ": "UTC"}  # local time, here UTC
+    # local time, here a zone where it is about noon: `now` stays today while status runs
+    # (in UTC, a run just before midnight found `now` yesterday's, dated)
+    hours = 12 - datetime.fromtimestamp(now, timezone.utc).hour
+    zone = timezone(timedelta(hours=hours))
+    day = datetime.fromtimestamp(old, zone).strftime("%Y-%m-%d %H:%M:%S")
+    today = datetime.fromtimestamp(now, zone).strftime("%H:%M:%S")
+    env = {**os.environ, "TZ": f"PXC{-hours:+d}"}  # POSIX: the offset west of UTC
     argv = [sys.executable, "-m", "pixcamd", "status", "--config", str(config.source)]
     done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
