@@ -32,6 +32,7 @@ from test_daemon_support import (
     running,
     sha,
     wait_for,
+    wait_for_hup_ignored,
 )
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -467,7 +468,9 @@ def test_a_sighup_right_after_the_start_is_a_reload_not_the_end(tmp_path):
     config = make_config(tmp_path, threads=1)
     process = pixcamd_process(config.source)
     try:
-        time.sleep(0.3)  # the interpreter is up, torch is not yet imported
+        # the interpreter is up (before, a fixed 0.3 s: a loaded machine may take longer, and
+        # a HUP before pixcamd.launch's first line kills any process), torch not yet imported
+        wait_for_hup_ignored(process)
         deadline = time.monotonic() + 120
         while "ready" not in [e["event"] for e in events(config)]:
             assert process.poll() is None, process.stdout.read()  # alive through every one

@@ -7,26 +7,10 @@ first thing ``pixcamd.launch`` does for ``run`` after taking SIGTERM and SIGINT.
 from __future__ import annotations
 
 import signal
-import subprocess
 import time
-from pathlib import Path
 
 import pytest
-from test_daemon_support import make_config, noise_photo, pixcamd_process
-
-
-def signals_of(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1], 16)
-    return 0
-
-
-def wait_for_hup_ignored(proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 30
-    while not signals_of(proc.pid, "SigIgn") & (1 << (signal.SIGHUP - 1)):
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
-        time.sleep(0.001)
+from test_daemon_support import make_config, noise_photo, pixcamd_process, wait_for_hup_ignored
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])

@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -226,6 +227,23 @@ def unprivileged(command: list[str]) -> list[str]:
         pytest.skip("running as root without setpriv (util-linux): cannot drop DAC rights")
     drop = "-dac_override,-dac_read_search"
     return ["setpriv", f"--inh-caps={drop}", f"--bounding-set={drop}", *command]
+
+
+def signals_of(pid: int, field: str) -> int:
+    """A signal mask of process ``pid`` from /proc (``SigIgn``, ``SigCgt``)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1], 16)
+    return 0
+
+
+def wait_for_hup_ignored(proc: subprocess.Popen) -> None:
+    """Until ``proc`` ignores SIGHUP: the first thing ``pixcamd.launch`` does for ``run``, after
+    taking SIGTERM and SIGINT (a signal before it meets the default action: killed)."""
+    deadline = time.monotonic() + 30
+    while not signals_of(proc.pid, "SigIgn") & (1 << (signal.SIGHUP - 1)):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
+        time.sleep(0.001)
 
 
 def dead_pid() -> int:
