@@ -143,10 +143,13 @@ def ledger_rows(config) -> dict[str, dict]:
 
 
 def events(config) -> list[dict]:
-    """The JSON-lines status log."""
+    """The JSON-lines status log, its complete lines: one the daemon is appending as it is
+    read may be there in part (a line across a page of the file is copied in two steps), and
+    a poll's json.loads failed on it; the next look has it whole."""
     if not config.log_file.exists():
         return []
-    return [json.loads(line) for line in config.log_file.read_text().splitlines() if line]
+    lines = config.log_file.read_text().split("\n")[:-1]  # the last: "" or a part line
+    return [json.loads(line) for line in lines if line]
 
 
 def finished(config, paths) -> bool:
