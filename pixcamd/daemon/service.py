@@ -382,9 +382,11 @@ class Daemon(Shutdown):
         if (
             interval
             and worker is not None
-            and (worker.idle or now - worker.last_progress < interval)
+            and (worker.idle or time.monotonic() - worker.last_progress < interval)
         ):
             # Only while the worker makes progress: a photo stuck in one step gets us restarted.
+            # Its age is taken now, not at the tick's start: a slow tick pinged for a step
+            # that had stopped longer than the interval by then.
             self.notifier.send("WATCHDOG=1")
         line = self.status_line()
         if line != self._status_sent:
