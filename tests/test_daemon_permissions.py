@@ -4,6 +4,7 @@ under ``setpriv`` without the capabilities that let root read and write anything
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -24,6 +25,20 @@ from test_daemon_support import (
     real_photo,
     wait_for,
 )
+
+
+def stopped(process: subprocess.Popen) -> str:
+    """Its output once SIGTERM stopped it, as systemd does; killed if it has not exited within
+    60 s, and the test fails — a daemon left running outlived the test and the run (before,
+    as one whose finally raised first: a folder the test had not made yet)."""
+    process.terminate()
+    try:
+        out, _ = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, _ = process.communicate()
+        raise AssertionError(f"pixcamd did not stop within 60 s of SIGTERM:\n{out}") from None
+    return out
 
 
 def test_an_inbox_or_outbox_this_user_cannot_use_refuses_the_start_in_words(tmp_path):
@@ -78,8 +93,7 @@ def test_a_photo_this_user_cannot_read_fails_saying_so_never_dropped(tmp_path):
         os.chmod(config.inbox / "private.jpg", 0o644)
         wait_for(lambda: ledger_rows(config)["private.jpg"]["state"] == "done", 120, "the retake")
     finally:
-        process.terminate()
-        out, _ = process.communicate(timeout=60)
+        out = stopped(process)
     assert process.returncode == 0, out
 
 
@@ -110,9 +124,9 @@ def test_an_outbox_closed_to_the_user_while_running_holds_the_queue_and_spends_n
         wait_for(lambda: ledger_rows(config)["second.jpg"]["state"] == "done", 120, "then done")
         assert [e["event"] for e in events(config)].count("outbox_back") == 1
     finally:
-        os.chmod(config.outbox, 0o755)
-        process.terminate()
-        out, _ = process.communicate(timeout=60)
+        with contextlib.suppress(FileNotFoundError):  # not made yet: failed before
+            os.chmod(config.outbox, 0o755)
+        out = stopped(process)
     assert process.returncode == 0, out
 
 
@@ -186,9 +200,9 @@ def test_a_folder_of_the_outbox_closed_to_the_user_holds_its_photos_and_spends_n
         assert (album / "second.jpg").is_file() and (album / "third.jpg").is_file()
         assert [e["event"] for e in events(config)].count("folder_back") == 1
     finally:
-        os.chmod(album, 0o755)
-        process.terminate()
-        out, _ = process.communicate(timeout=60)
+        with contextlib.suppress(FileNotFoundError):  # not made yet: failed before
+            os.chmod(album, 0o755)
+        out = stopped(process)
     assert process.returncode == 0, out
 
 
@@ -248,8 +262,7 @@ def test_a_copy_the_user_cannot_read_is_not_replaced_and_said_unreadable(tmp_pat
     finally:
         if copy.exists():
             os.chmod(copy, 0o644)
-        process.terminate()
-        out, _ = process.communicate(timeout=60)
+        out = stopped(process)
     assert process.returncode == 0, out
     assert copy.read_bytes() == mine  # left as it is
 
@@ -290,9 +303,9 @@ def test_a_photo_moved_to_another_album_waits_for_the_folder_its_copy_goes_to(tm
             assert mine.count("started") <= 1, mine
         assert (config.outbox / "Old" / "x.jpg").read_bytes() == b"a file of yours"
     finally:
-        os.chmod(config.outbox / closed, 0o755)
-        process.terminate()
-        out, _ = process.communicate(timeout=60)
+        with contextlib.suppress(FileNotFoundError):  # not made yet: failed before
+            os.chmod(config.outbox / closed, 0o755)
+        out = stopped(process)
     assert process.returncode == 0, out
 
 
@@ -321,9 +334,9 @@ def test_a_second_copy_of_a_photo_waits_for_its_closed_folder_without_notes(tmp_
         wait_for(lambda: finished(config, ["B/x.jpg"]), 120, "written once open")
         assert (album / "x.jpg").read_bytes() == b"a file of yours"
     finally:
-        os.chmod(album, 0o755)
-        process.terminate()
-        out, _ = process.communicate(timeout=60)
+        with contextlib.suppress(FileNotFoundError):  # not made yet: failed before
+            os.chmod(album, 0o755)
+        out = stopped(process)
     assert process.returncode == 0, out
 
 
@@ -353,9 +366,9 @@ def test_a_rename_found_while_its_copy_waits_for_a_closed_folder_is_followed(tmp
         assert note["path"] == "B/z.jpg" and "renamed" in note["message"], note
         assert os.listdir(album) == []
     finally:
-        os.chmod(album, 0o755)
-        process.terminate()
-        out, _ = process.communicate(timeout=60)
+        with contextlib.suppress(FileNotFoundError):  # not made yet: failed before
+            os.chmod(album, 0o755)
+        out = stopped(process)
     assert process.returncode == 0, out
 
 
@@ -395,8 +408,7 @@ def _stdout_run(config, process) -> None:
     try:
         wait_for(lambda: finished(config, ["a.jpg"]), 120, "the photo")
     finally:
-        process.terminate()
-        out, _ = process.communicate(timeout=60)
+        out = stopped(process)
     assert process.returncode == 0, out
     lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     assert {"daemon_started", "protected", "stopped"} <= {e["event"] for e in lines}, out
