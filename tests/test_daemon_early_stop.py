@@ -7,6 +7,8 @@ first thing ``pixcamd.launch`` does for ``run`` after taking SIGTERM and SIGINT.
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -34,3 +36,36 @@ def test_a_stop_before_the_daemon_started_ends_run_cleanly_protecting_nothing(tm
     log = config.log_file.read_text() if config.log_file.exists() else ""
     assert "daemon_started" not in log and "done" not in log
     assert not config.outbox.exists() or not any(config.outbox.iterdir())
+
+
+def _child(code: str) -> subprocess.Popen:
+    """A Python process that says "up" once ``code`` (its SIGHUP's fate) ran, then sleeps."""
+    code += "; import time; print('up', flush=True); time.sleep(40)"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "up\n"
+    return proc
+
+
+def test_the_wait_for_sighup_taken_fails_in_time_and_sees_a_handler_too():
+    """wait_for_hup_ignored looked only for SIGHUP ignored: a look that came after
+    `pixcamd run` put its own handler there (a poll late on a loaded machine) waited its 30 s,
+    and a process that never took it (launch's line gone) was waited for as long as it lived
+    — the failure's message read its output, which ends only with it: the test hung."""
+    proc = _child("import signal; signal.signal(signal.SIGHUP, lambda *a: None)")
+    try:
+        began = time.monotonic()
+        wait_for_hup_ignored(proc, caught=True)  # a HUP is a reload asked for now: not fatal
+        assert time.monotonic() - began < 10
+    finally:
+        proc.kill()
+        proc.communicate()
+    proc = _child("pass")  # SIGHUP left to its default action (killed by one): never taken
+    try:
+        began = time.monotonic()
+        with pytest.raises(AssertionError, match="did not take SIGHUP within 1 s"):
+            wait_for_hup_ignored(proc, timeout=1)
+        assert time.monotonic() - began < 10 and proc.poll() is not None  # ended, not waited for
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
