@@ -54,19 +54,20 @@ class Offers:
                 self._report_failure(key, f"{source.path}: cannot read the file ({exc})")
                 continue
             earlier = row
-            offer = self.ledger.offer(
-                key, digest, st.st_size, st.st_mtime_ns, self.fingerprint, redo_done=True
+            # a duplicate is followed as a rename or queued as a copy in the offer's own
+            # transaction: a run stopped in between (Ctrl-C, a kill) would leave it recorded
+            # done with no copy of its own, reported so by every later run
+            offer, moved = self.ledger.offer_settled(
+                key, digest, st.st_size, st.st_mtime_ns, self.fingerprint, self._renamed(key), True
             )
             row = offer.row
             if offer.why == "settings changed":  # done before from these bytes: say why again
                 self.again[row.id] = self._why_again(earlier)
-            if offer.action == "duplicate":  # the same photo under another name: its own copy
-                donor = self.ledger.get(row.duplicate_of)
-                if self._respelled(key, donor):  # one name: its record, and copy, follow it
-                    gone = {donor.path}.__contains__
-                    self._report_earlier(self.ledger.follow_rename(row.id, donor.path, gone)[0])
-                elif not self._copy_from(row, donor):
-                    todo.append(self.ledger.queue_copy(row.id).id)
+            if moved is not None:  # one name respelled: its record, and copy, followed it
+                self._report_earlier(moved[0])
+            elif offer.action == "duplicate":  # the same photo under another name: its own copy
+                if not self._copy_from(row, self.ledger.get(row.duplicate_of)):
+                    todo.append(row.id)  # queued
             elif row.state == "failed" or row.state == "queued":
                 todo.append(row.id)  # new, changed, or failed last time: (again) now
             elif not self._copy_in_place(row) or self._wants_copy(row):
@@ -87,6 +88,17 @@ class Offers:
         if recorded == self.settings_key:
             return "pixcamd's search changed since (the same settings)"
         return "the settings changed"
+
+    def _renamed(self, key: str):
+        """``offer_settled``'s ``gone`` for ``key``: only the record of the photo ``key``'s
+        duplicates (its ``duplicate_of``), and only where ``_respelled``."""
+
+        def gone(path: str) -> bool:
+            # inside the offer's transaction: its connection sees the row just written
+            row = self.ledger.get(key)
+            return path == row.duplicate_of and self._respelled(key, self.ledger.get(path))
+
+        return gone
 
     @staticmethod
     def _respelled(key: str, donor: Row | None) -> bool:

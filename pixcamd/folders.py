@@ -111,6 +111,11 @@ def lock_outdir(outdir: Path) -> int | None:
         ) from None
 
 
+def _never(path: str) -> bool:
+    """No photo's record is followed here as a rename (``offer_settled``'s ``gone``)."""
+    return False
+
+
 class Interrupted(PixcamdError):
     """Ctrl-C: the run stopped cleanly; the same command continues it."""
 
@@ -298,9 +303,13 @@ class FolderRun(Offers):
             return None
         st = os.stat(source.path)
         if (st.st_size, st.st_mtime_ns) != (row.size, row.mtime_ns):
-            # changed since it was planned (hashed then): record what is protected now
+            # changed since it was planned (hashed then): record what is protected now — as a
+            # copy queued where it is a duplicate now, in the offer's transaction (never done
+            # with no copy of its own, should the run stop before the claim)
             digest = hashlib.sha256(data).hexdigest()
-            self.ledger.offer(row.path, digest, st.st_size, st.st_mtime_ns, self.fingerprint, True)
+            self.ledger.offer_settled(
+                row.path, digest, st.st_size, st.st_mtime_ns, self.fingerprint, _never, True
+            )
         self.ledger.claim(row.id)
         return Task(row.id, str(source.path), data)
 

@@ -322,3 +322,36 @@ def test_another_file_of_one_size_and_time_in_a_folder_of_one_name_is_refused(tm
     code, _, summary, err = run(capsys, second, "--outdir", out, *FAST)
     assert code == 1 and "holds the copy of another photo of the same name" in err, err
     assert summary["from_earlier_run"] == 0
+
+
+def test_a_run_stopped_just_after_a_copy_is_offered_gives_it_its_copy_next_time(
+    tmp_path, capsys, monkeypatch
+):
+    """The same photo in a second album, found by a rerun: its record was written in two
+    steps — done as a duplicate with no copy of its own, then the copy made or queued — and a
+    stop between them (Ctrl-C here, as SIGKILL) left it so for good: every later run reported
+    it done by an earlier run, its copy never made. The offer queues the copy in the same
+    transaction."""
+    from pixcamd.folders import FolderRun
+
+    root = tmp_path / "trip"
+    (root / "a").mkdir(parents=True)
+    synthetic_photo(640, 480, 5).save(root / "a" / "sea.png")
+    outdir = tmp_path / "out"
+    code, _, summary, err = run(capsys, root, "--outdir", outdir, *FAST)
+    assert code == 0 and summary["protected"] == 1, err
+    (root / "b").mkdir()
+    shutil.copy(root / "a" / "sea.png", root / "b" / "sea.png")  # the same photo, elsewhere
+
+    def stopped(self, row, donor):
+        raise KeyboardInterrupt  # right after the offer, before the copy is published
+
+    with monkeypatch.context() as patch:
+        patch.setattr(FolderRun, "_copy_from", stopped)
+        code, _, _, err = run_raw(capsys, root, "--outdir", outdir, *FAST)
+    assert code != 0 and "run the same command again" in err, err
+    code, reports, summary, err = run(capsys, root, "--outdir", outdir, *FAST)
+    assert code == 0 and summary["protected"] == 2, err
+    copy = next(r for r in reports if r["path"].endswith("b/sea.png"))
+    assert copy["output"] == str(outdir / "trip" / "b" / "sea.jpg"), copy
+    assert sorted(copies(outdir)) == ["trip/a/sea.jpg", "trip/b/sea.jpg"]

@@ -12,15 +12,23 @@ from pixcamd.daemon.ledger_row import Offer, Row
 
 class SameContent:
     def offer_settled(
-        self, path: str, sha256: str, size: int, mtime_ns: int, fingerprint: str, gone
+        self,
+        path: str,
+        sha256: str,
+        size: int,
+        mtime_ns: int,
+        fingerprint: str,
+        gone,
+        redo_done: bool = False,
     ) -> tuple[Offer, tuple[Row, str | None] | None]:
-        """``offer`` a file the daemon saw settle, and where it is a ``duplicate``, in the same
-        transaction, follow it as a rename (``follow_rename``'s answer, second) or queue it as
-        a copy (``queue_copy``): no reader — `pixcamd status`, the page — sees the new path
-        recorded done with no copy of its own in between, and a kill there cannot leave it so
-        for good (its file unchanged, every later scan would find it handled)."""
+        """``offer`` a file the daemon saw settle (or a folder run found: ``redo_done``, see
+        ``offer``), and where it is a ``duplicate``, in the same transaction, follow it as a
+        rename (``follow_rename``'s answer, second) or queue it as a copy (``queue_copy``): no
+        reader — `pixcamd status`, the page — sees the new path recorded done with no copy of
+        its own in between, and a kill there cannot leave it so for good (its file unchanged,
+        every later scan, or run, would find it handled)."""
         with self._tx() as db:
-            offer = self._offer(db, path, sha256, size, mtime_ns, fingerprint)
+            offer = self._offer(db, path, sha256, size, mtime_ns, fingerprint, redo_done)
             if offer.action != "duplicate":
                 return offer, None
             moved = self._follow_rename(db, offer.row.id, offer.row.duplicate_of, gone)
