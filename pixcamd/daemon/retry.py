@@ -150,7 +150,7 @@ def copy_metadata(report: dict | None, fingerprint: str | None, known: dict) -> 
     its settings fingerprint among ``known`` (fingerprint → mode: the daemon's settings with
     each choice, ``metadata_fingerprints``); None where neither tells (made before it was
     recorded, with other settings too)."""
-    recorded = (report or {}).get("copy_metadata") if isinstance(report, dict) else None
+    recorded = report.get("copy_metadata") if isinstance(report, dict) else None
     if recorded in METADATA_MODES:
         return recorded
     return known.get(fingerprint) if fingerprint else None
