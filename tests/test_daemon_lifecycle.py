@@ -36,6 +36,7 @@ from web_support import cli
 from pixcamd.cli import main
 from pixcamd.daemon.fs import beside_outbox
 from pixcamd.daemon.ledger import Ledger
+from pixcamd.daemon.locks import lock_folder
 from pixcamd.errors import PixcamdError
 
 
@@ -421,9 +422,16 @@ def test_an_outbox_made_anew_while_the_daemon_runs_is_locked_again(tmp_path, bri
         refused = pytest.raises(PixcamdError, match="another pixcamd daemon")
         with refused, running(second, [brisque]):
             pass
-        shutil.rmtree(first.outbox)  # the uploader took everything, folder and all
-        first.outbox.mkdir()
-        with running(second, [brisque]):  # the other daemon is first to the new folder
+        # the uploader took everything, folder and all, and another daemon is first to the new
+        # folder: made and locked under another name, then moved into place — a new folder
+        # made in place could be locked again by this daemon's idle loop before a second
+        # daemon's start took it (a CI run's failure)
+        new = tmp_path / "new-outbox"
+        new.mkdir()
+        other = lock_folder(new)
+        shutil.rmtree(first.outbox)
+        new.rename(first.outbox)
+        try:
             noise_photo(first.inbox / "y.jpg", 2)
 
             def held() -> bool:
@@ -434,6 +442,8 @@ def test_an_outbox_made_anew_while_the_daemon_runs_is_locked_again(tmp_path, bri
             wait_for(held, 30, "the queue held")
             assert ledger_rows(first)["y.jpg"]["state"] == "queued"
             assert not (first.outbox / "y.jpg").exists()
+        finally:
+            os.close(other)  # the other daemon stops
         wait_for(lambda: finished(first, ["y.jpg"]), 30, "y once the other daemon stopped")
     assert sorted(p.name for p in first.outbox.iterdir()) == ["y.jpg"]
     assert ledger_rows(first)["y.jpg"]["output"] == "y.jpg"
