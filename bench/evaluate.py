@@ -84,8 +84,9 @@ alone, lossless). ``--docs`` puts the tables into that markdown file between
 Its parts, in the order of the data: ``evaluate_inputs`` (the photos, the small ones made from
 them, each one's flattest region), ``evaluate_methods`` (each method run, timed and judged;
 ``evaluate_baseline`` is the task's baseline, ``evaluate_judging`` the judging set and the
-verdicts), ``evaluate_totals`` (the summary and the ratios), ``evaluate_report`` (tables,
-figure, contact sheet); this file runs them and holds the command line.
+verdicts), ``evaluate_totals`` (the summary and the ratios), ``evaluate_report`` (writes the
+outputs: ``evaluate_tables`` the JSON and the markdown, ``evaluate_images`` the figure and the
+contact sheets); this file runs them and holds the command line.
 """
 
 from __future__ import annotations
@@ -501,9 +502,10 @@ def main(argv: list[str] | None = None) -> int:
     if str(HERE) not in sys.path:
         sys.path.insert(0, str(HERE))
     import evaluate_report  # bench/ only: figures and markdown never ship with the package
+    import evaluate_tables
 
     outputs = evaluate_report.write_all(report, sheet, args.out, name, args.docs, args.docs_img)
-    summary = evaluate_report.clean(
+    summary = evaluate_tables.clean(
         {
             "summary": report["summary"],
             "summary_small": report["summary_small"],

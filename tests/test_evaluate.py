@@ -29,6 +29,7 @@ import evaluate_baseline
 import evaluate_inputs
 import evaluate_judging
 import evaluate_report
+import evaluate_tables
 
 VIEWS = ("center", "resize")
 JUDGE = parse_platforms(evaluate_judging.DEFAULT_JUDGE)
@@ -420,23 +421,23 @@ def test_docs_section_is_ours_alone(run, tmp_path):
     text = (out / "benchmarks.md").read_text()
     assert text.startswith("# Benchmarks\n\nhand-written text\n")
     assert (
-        text.index(evaluate_report.BEGIN) < text.index("### tiny") < text.index(evaluate_report.END)
+        text.index(evaluate_tables.BEGIN) < text.index("### tiny") < text.index(evaluate_tables.END)
     )
     for image in ("evaluate_tiny_sheet.jpg", "evaluate_tiny_flat.jpg"):
         assert f"](img/{image})" in text
         assert (out / "img" / image).stat().st_size < 300_000
 
     docs = tmp_path / "b.md"
-    evaluate_report.update_docs(docs, "one", "first")  # absent: created with a heading
-    evaluate_report.update_docs(docs, "two", "second")
-    evaluate_report.update_docs(docs, "one", "first again")  # replaced in place
+    evaluate_tables.update_docs(docs, "one", "first")  # absent: created with a heading
+    evaluate_tables.update_docs(docs, "two", "second")
+    evaluate_tables.update_docs(docs, "one", "first again")  # replaced in place
     docs.write_text("before\n" + docs.read_text() + "after\n")
-    evaluate_report.update_docs(docs, "two", "second again")
+    evaluate_tables.update_docs(docs, "two", "second again")
     text = docs.read_text()
     assert text.startswith("before\n# Benchmarks") and text.endswith("after\n")
     assert "first" not in text.replace("first again", "")
     assert text.index("first again") < text.index("second again") < text.index("after")
-    assert text.count(evaluate_report.BEGIN) == text.count(evaluate_report.END) == 1
+    assert text.count(evaluate_tables.BEGIN) == text.count(evaluate_tables.END) == 1
 
 
 def test_command_line_baseline_only(photo_dir, tmp_path, capsys):
