@@ -111,6 +111,13 @@ def test_refuses_ambiguous_outputs_before_doing_any_work(tmp_path, photo, capsys
     assert main(["protect", str(twin), "-o", str(png), *FAST]) == 2
     assert "the protected copy is a JPEG; name it .jpg" in capsys.readouterr().err
     assert not png.exists()
+    folder = tmp_path / "outbox"  # -o given a folder: --outdir was meant
+    folder.mkdir()
+    assert main(["protect", str(twin), "-o", f"{folder}/", *FAST]) == 2
+    err = capsys.readouterr().err
+    assert f"{folder}: is a folder, not a file name; to write the copy into it, use " in err
+    assert f"--outdir {folder}" in err and "name it .jpg" not in err
+    assert not any(folder.iterdir())
 
 
 def test_an_output_that_cannot_be_written_is_said_before_any_work(tmp_path, photo, capsys):

@@ -71,6 +71,11 @@ def run(args) -> int:
             raise PixcamdError(f"{args.output}: would overwrite an original photo")
         if inputs[0].is_dir():
             raise PixcamdError(f"{inputs[0]}: a folder; use --outdir DIR to protect folders")
+        if Path(args.output).is_dir():  # before the suffix: a folder meant, not a misnamed copy
+            raise PixcamdError(
+                f"{args.output}: is a folder, not a file name; to write the copy into it, "
+                f"use --outdir {args.output}"
+            )
         if Path(args.output).suffix.lower() not in JPEG_SUFFIXES:
             # the copy is a JPEG (the encoding the check judged): under another name a viewer
             # or an upload form would take it for what it is not
