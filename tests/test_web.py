@@ -359,6 +359,28 @@ def test_a_port_in_use_is_said_and_the_daemon_protects_anyway(tmp_path, brisque,
         taken.close()
 
 
+def test_pixcamd_web_serves_on_the_default_address_where_the_config_turns_the_page_off(
+    tmp_path, capsys
+):
+    """web = "" turns the daemon's page off, as the system service must (no network); the page
+    is then `pixcamd web --config FILE` from a shell (docs/web.md, systemd/README.md): it
+    listens on 127.0.0.1:8765, not refuses "web: \"\" turns the web page off"."""
+    from pixcamd.daemon.ledger import Ledger
+
+    config = world_config(tmp_path, web="")
+    Ledger(config.ledger_path).close()  # a daemon has run with this state dir
+    taken = socket.socket()  # the default port held, so that the command returns at once
+    with contextlib.suppress(OSError):  # (or held already, by another program: the same)
+        taken.bind(("127.0.0.1", 8765))
+        taken.listen(1)
+    try:
+        assert main(["web", "--config", str(config.source)]) == 2
+    finally:
+        taken.close()
+    err = capsys.readouterr().err
+    assert "cannot listen on 127.0.0.1:8765: the port is in use" in err, err
+
+
 def test_web_off_serves_nothing(tmp_path, brisque):
     config = world_config(tmp_path, web="")
     with running(config, [brisque]) as daemon:

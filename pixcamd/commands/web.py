@@ -26,7 +26,8 @@ def add_commands(commands, config_help: str) -> None:
         "--listen",
         metavar="HOST:PORT",
         help="address instead of the config's web (e.g. 127.0.0.1:8766 while the daemon "
-        "serves 8765); not loopback only with web_token set",
+        'serves 8765; where the config has web = "", 127.0.0.1:8765); not loopback only with '
+        "web_token set",
     )
     web.set_defaults(handler=serve)
 
@@ -52,10 +53,16 @@ def add_commands(commands, config_help: str) -> None:
 
 def serve(args: argparse.Namespace) -> int:
     from pixcamd.commands.daemon import _load
+    from pixcamd.daemon.schema import KEYS
     from pixcamd.web.server import WebServer
 
     config = _load(args)
-    server = WebServer(config, args.listen)
+    address = args.listen
+    if address is None and not config.web:
+        # web = "" turns the daemon's page off (the system service has no network): this
+        # command is how the page is opened then, on the default loopback address
+        address = KEYS["web"].default
+    server = WebServer(config, address)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
