@@ -91,3 +91,24 @@ def test_status_says_how_long_the_backlog_takes_and_how_many_problems_it_does_no
     assert '  … and 10 more (the web page lists every photo (web = "" here: `pixcamd web ' in out
     code, out = cli(capsys, make_config(tmp_path, web="127.0.0.1:8765"), "status")
     assert code == 0 and "  … and 10 more (the web page lists every photo)\n" in out, out
+
+
+def test_status_gives_no_backlog_time_it_cannot_know(tmp_path, capsys):
+    """Every photo of the last hour queued again (`pixcamd retry`, here of 4 photos done at 10 s
+    each): their times are forgotten, so the hour gives no time a photo. Its 4 finished photos
+    are no pace (the worker was idle most of the hour): "about 1.0 h" for 40 s of work was said."""
+    from web_support import cli
+
+    config = make_config(tmp_path)
+    ledger = Ledger(config.ledger_path)
+    for n in range(4):
+        (config.inbox / f"{n}.jpg").write_bytes(b"a photo")
+        ledger.offer(f"{n}.jpg", f"{n:064}", 7, n, "fp")
+        ledger.finish(ledger.claim_next().id, "done", seconds=10.0)
+    ledger.close()
+    code, out = cli(capsys, config, "retry", *(f"{n}.jpg" for n in range(4)))
+    assert code == 0 and "4 photo(s) queued again" in out, out
+    code, out = cli(capsys, config, "status")
+    assert code == 0 and "photos: queued 4" in out, out
+    assert "4 being protected again" in out, out
+    assert "queue:" not in out, out  # no "queue: 4 photos, about 1.0 h at the last hour's pace"

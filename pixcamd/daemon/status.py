@@ -404,8 +404,11 @@ def render(report: dict) -> str:
     out.append("photos: " + ", ".join(f"{state} {counts[state]}" for state in STATES))
     hour = report["last_hour"]
     # photos an hour: one worker's (its mean time a photo), or as many as finished in the last
-    # hour where that is more (a Ray cluster protects several at once)
-    per_hour = max(hour["finished"], 3600 / hour["mean_seconds"] if hour["mean_seconds"] else 0)
+    # hour where that is more (a Ray cluster protects several at once). No mean (the hour's
+    # photos all queued again, their times forgotten): no pace — a count finished alone says
+    # how many came, not how fast they go (4 photos of 10 s each were "about 1.0 h" for 4)
+    mean = hour["mean_seconds"]
+    per_hour = max(hour["finished"], 3600 / mean) if mean else 0
     if counts["queued"] > 1 and per_hour:  # a backlog (a library found at the first start)
         hours = counts["queued"] / per_hour
         out.append(
