@@ -407,3 +407,49 @@ def test_a_long_json_line_to_a_pipe_on_dev_stdout_is_written_whole(tmp_path):
     lines = [json.loads(line) for line in out.decode().splitlines()]
     assert [e["event"] for e in lines] == ["photo_note", "stopped"]
     assert lines[0]["message"] == "x" * 200_000
+
+
+def test_a_retry_asked_inside_the_daemon_is_said_before_its_worker_starts_the_photo(tmp_path):
+    """The page's retry (``retry.apply`` with the daemon's log): the photos are queued, and the
+    worker may take one at once — its ``started`` came before the ``retry`` in the JSON log and
+    `status --follow` when the worker looked at the queue between the commit and the retry's
+    events. Here the worker takes the photo right after the commit, as early as it can."""
+    import threading
+
+    from pixcamd.daemon import retry
+
+    config = make_config(tmp_path)
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    (config.inbox / "a.jpg").write_bytes(b"a photo")
+    taken: list = []
+
+    class Ledger_(Ledger):
+        def requeue_many(self, *args, **kwargs):
+            super().requeue_many(*args, **kwargs)  # committed: the daemon's worker can see it
+            worker = threading.Thread(target=work)
+            worker.start()
+            worker.join(2)  # it takes the photo now, or waits for the retry's events
+            taken.append(worker)
+
+    def work() -> None:
+        row = worker_ledger.claim_next()
+        log.emit("started", row.path, "attempt 1")
+
+    ledger = Ledger_(config.ledger_path)
+    worker_ledger = Ledger(config.ledger_path)  # the worker's own connection
+    log = EventLog(config.log_file, worker_ledger, io.StringIO())
+    try:
+        ledger.offer("a.jpg", "h1", 7, 1, "fp")
+        row = ledger.claim_next()
+        ledger.finish(row.id, "failed", error="broken")
+        plan = retry.plan(config, ledger, rows=[ledger.get("a.jpg")])
+        retry.apply(ledger, plan.queue, via="the web page", log=log)
+        (worker,) = taken
+        worker.join()
+    finally:
+        ledger.close()
+        worker_ledger.close()
+    in_file = [e["event"] for e in map(json.loads, config.log_file.read_text().splitlines())]
+    assert in_file == ["retry", "started"], in_file
+    in_ledger = [e["event"] for e in gather(config, events=10)["events"]]
+    assert in_ledger[-2:] == ["retry", "started"], in_ledger

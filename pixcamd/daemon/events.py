@@ -239,6 +239,12 @@ class EventLog:
         with self._order:
             self._emit(event, path, message, level, fields)
 
+    def ordered(self) -> threading.RLock:
+        """Held around a change to the ledger and the events that say it (``retry.apply``): no
+        other thread's event comes between them — the worker's ``started`` for a photo the
+        page queued again waits for that photo's ``retry``."""
+        return self._order
+
     def _emit(self, event: str, path: str | None, message: str, level: str, fields: dict) -> None:
         now = time.time()  # one time for the file, stderr and the ledger
         self._sink.last.problem = _UNWRITTEN

@@ -300,7 +300,8 @@ def apply(
     ``budget``: a stronger retry's (``stronger``). ``log``: the daemon's event log, where the
     retry is asked inside its process (its page): the events are said through it — the JSON
     log, stderr (the journal, a container's log) and the ledger, as its own and as the page's
-    ship and remove are — once the photos are queued; from a shell, in the ledger alone."""
+    ship and remove are — once the photos are queued, before any event of the daemon's worker
+    about them (``EventLog.ordered``); from a shell, in the ledger alone."""
     now = time.time() if now is None else now
     larger = ""
     if budget:
@@ -331,7 +332,11 @@ def apply(
     if log is None:
         ledger.requeue_many([row.id for row, _ in queued], budget, events)
         return
-    ledger.requeue_many([row.id for row, _ in queued], budget)
-    for _, level, event, path, data in events:
-        fields = {k: v for k, v in data.items() if k != "message"}
-        log.emit(event, path, data["message"], level=level, **fields)
+    # the commit and its events in the log's one order: the worker may take a photo the instant
+    # it is queued, and its `started` then waits for the `retry` (before: it could come first);
+    # said only once committed, so a commit that fails says nothing
+    with log.ordered():
+        ledger.requeue_many([row.id for row, _ in queued], budget)
+        for _, level, event, path, data in events:
+            fields = {k: v for k, v in data.items() if k != "message"}
+            log.emit(event, path, data["message"], level=level, **fields)
