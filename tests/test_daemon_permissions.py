@@ -413,3 +413,52 @@ def _stdout_run(config, process) -> None:
     lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     assert {"daemon_started", "protected", "stopped"} <= {e["event"] for e in lines}, out
     assert "log_unwritable" not in out, out
+
+
+def test_a_folder_above_a_closed_one_closed_too_is_named_and_waited_for(tmp_path):
+    """outbox/Trip/Day1 closed to the daemon's user, then outbox/Trip above it too (chmod 000):
+    the user can no longer look inside Trip, so Day1 looked absent — before, the worker's look
+    at Day1 raised (its thread died: nothing protected until a restart), or Day1 was said "no
+    longer there; its photos go on". Trip is named as what it is, the photo waits for both; each
+    is said back as it opens."""
+    config = make_config(tmp_path, max_attempts=1)
+    real_photo(config.inbox / "Trip" / "Day1" / "first.jpg")
+    process = pixcamd_process(config.source, drop_root=True)
+    trip, day = config.outbox / "Trip", config.outbox / "Trip" / "Day1"
+
+    def said(kind: str) -> list[dict]:
+        return [e for e in events(config) if e["event"] == kind]
+
+    try:
+        wait_for(lambda: finished(config, ["Trip/Day1/first.jpg"]), 120, "the first photo")
+        os.chmod(day, 0o555)
+        real_photo(config.inbox / "Trip" / "Day1" / "second.jpg")
+        wait_for(lambda: said("folder_unavailable"), 60, "Day1 said closed")
+        os.chmod(trip, 0o000)
+        wait_for(lambda: len(said("folder_unavailable")) == 2, 60, "Trip said closed")
+        closed = said("folder_unavailable")[1]
+        assert closed["folder"] == str(trip), closed
+        assert "cannot enter this folder" in closed["message"], closed
+        assert "permission to enter it" in closed["message"], closed
+        real_photo(config.inbox / "elsewhere.jpg")  # the worker goes on with the others
+        wait_for(lambda: finished(config, ["elsewhere.jpg"]), 120, "a photo outside it")
+        assert not said("folder_back"), said("folder_back")  # neither is open
+        row = ledger_rows(config)["Trip/Day1/second.jpg"]
+        assert row["state"] == "queued" and row["attempts"] == 0, row
+        os.chmod(trip, 0o755)
+        wait_for(lambda: said("folder_back"), 60, "Trip said open")
+        (back,) = said("folder_back")
+        assert back["message"] == f"{trip} can be entered again; its photos go on", back
+        os.chmod(day, 0o755)
+        wait_for(lambda: finished(config, ["Trip/Day1/second.jpg"]), 120, "then done")
+        assert ledger_rows(config)["Trip/Day1/second.jpg"]["state"] == "done"
+        assert [e["message"] for e in said("folder_back")][1:] == [
+            f"{day} can be written again; its photos go on"
+        ]
+        assert not said("failed") and not said("retried")
+    finally:
+        with contextlib.suppress(FileNotFoundError):  # not made yet: failed before
+            os.chmod(trip, 0o755)
+            os.chmod(day, 0o755)
+        out = stopped(process)
+    assert process.returncode == 0, out

@@ -1,5 +1,5 @@
-"""Filesystem helpers of the daemon: hashing, durable renames, where temp files may live, and the
-lock that keeps one daemon per state dir."""
+"""Filesystem helpers of the daemon: hashing, durable renames, where temp files may live, which
+folder of the outbox is closed to its user, and the lock that keeps one daemon per state dir."""
 
 from __future__ import annotations
 
@@ -298,3 +298,40 @@ def folder_identity(folder) -> tuple[int, int] | None:
     except OSError:
         return None
     return (st.st_dev, st.st_ino) if stat.S_ISDIR(st.st_mode) else None
+
+
+# what a folder of the outbox closed to this user lacks: (cannot …, why, give that user …) and
+# what it can be again
+ACCESS_WORDS = {
+    os.X_OK: (
+        "enter",
+        "its permissions: the folders inside it, where the copies go, cannot even be looked at",
+        "permission to enter it",
+        "entered",
+    ),
+    os.W_OK | os.X_OK: (
+        "write in",
+        "its permissions, or a read-only mount",
+        "write permission",
+        "written",
+    ),
+}
+
+
+def closed_on_the_way(outbox: Path, target: Path) -> Path | None:
+    """The folder inside ``outbox``, on the way to ``target`` (a copy's folder), that this
+    user cannot use: one it cannot enter — nothing inside it can be looked at, so the folders
+    below seem absent (a parent of the copy's folder given chmod 000) — or else the copy's
+    folder, or the nearest one above it that exists (the copy's folders are made from there),
+    where it cannot write. None where there is none, or where that is the outbox itself
+    (``outbox_ready``'s)."""
+    folder = outbox
+    for part in target.relative_to(outbox).parts:
+        if folder != outbox and not os.access(folder, os.X_OK):
+            return folder
+        if not os.path.lexists(folder / part):
+            break
+        if not os.path.isdir(folder / part):
+            return None  # a file where a folder goes: its publication says so
+        folder = folder / part
+    return None if folder == outbox or os.access(folder, os.W_OK | os.X_OK) else folder

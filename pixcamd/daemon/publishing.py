@@ -24,10 +24,11 @@ import errno
 import hashlib
 import os
 import shlex
+import stat
 import time
 from pathlib import Path, PurePosixPath
 
-from pixcamd.daemon.fs import outbox_gone, this_user
+from pixcamd.daemon.fs import ACCESS_WORDS, closed_on_the_way, outbox_gone, this_user
 from pixcamd.daemon.ledger_row import Row
 from pixcamd.daemon.locks import OutboxLock
 from pixcamd.daemon.publication import (
@@ -112,7 +113,7 @@ class Publisher:
     _outbox_away: str | None = None  # why the outbox is not there, once said
     outbox_lock: OutboxLock | None = None  # the service's; renewed on an outbox made anew
     _room_needed: int = 0  # bytes a copy needed where it could not be written (0: no block)
-    _closed_folders: set[Path]  # folders in the outbox closed to this user, said once each
+    _closed_folders: dict[Path, int]  # outbox folders closed to us, said once: access lacked
     _folders_looked: float = 0.0  # when they were last looked at themselves (monotonic)
 
     def out_of_room(self, needed: int) -> None:
@@ -144,20 +145,20 @@ class Publisher:
 
     def _closed_folder(self, rel: str) -> Path | None:
         """The folder inside the outbox, on the way to the copy ``rel``, that this user cannot
-        write in (the copy's own folder, or the nearest one above it that exists: the copy's
-        folders are made from there); None where it can, or where that is the outbox itself
-        (``outbox_ready``'s). Said once when one opens again."""
-        folder = target = self.outbox / PurePosixPath(rel).parent
-        while folder != self.outbox and not os.path.lexists(folder):
-            folder = folder.parent
-        open_ = folder == self.outbox or not folder.is_dir()
-        closed = None if open_ or os.access(folder, os.W_OK | os.X_OK) else folder
-        for was in [
-            f for f in self._closed_folders if f != closed and (f == target or f in target.parents)
-        ]:
-            self._closed_folders.discard(was)
-            self.log.emit("folder_back", None, f"{was} can be written again; its photos go on")
+        use (``closed_on_the_way``); None where there is none. Said once when one opens again —
+        not one below a folder closed now: it cannot be looked at, so it is not said open."""
+        target = self.outbox / PurePosixPath(rel).parent
+        closed = closed_on_the_way(self.outbox, target)
+        near = [f for f in self._closed_folders if f == target or f in target.parents]
+        for was in near:
+            if was != closed and (closed is None or closed not in was.parents):
+                self._said_back(was)
         return closed
+
+    def _said_back(self, folder: Path, gone: bool = False) -> None:
+        again = f"can be {ACCESS_WORDS[self._closed_folders.pop(folder)][3]} again"
+        said = "is no longer there" if gone else again
+        self.log.emit("folder_back", None, f"{folder} {said}; its photos go on")
 
     def waits_for_folder(self, row: Row) -> bool:
         """Before a photo is protected: where its copy's folder in the outbox is closed to
@@ -185,16 +186,21 @@ class Publisher:
         Its protected pixels, where it was protected already, are kept for then."""
         self.ledger.requeue(row.id, delay=FOLDER_POLL)
         if folder not in self._closed_folders:
-            self._closed_folders.add(folder)
+            # one it cannot enter (chmod 000, or 600) hides what is inside: said as that, and
+            # waited for until it can be entered; one it cannot write in, until it can
+            needed = os.W_OK | os.X_OK if os.access(folder, os.X_OK) else os.X_OK
+            self._closed_folders[folder] = needed
+            what, then, give, _ = ACCESS_WORDS[needed]
             self.log.emit(
                 "folder_unavailable",
                 row.path,
-                f"{folder}: the user {this_user()} cannot write in this folder of the outbox "
-                "(its permissions, or a read-only mount); the photos whose copies go there "
-                "stay queued, their attempts not spent, and the others go on — give that user "
-                f"write permission; looked at again every {FOLDER_POLL:g} s",
+                f"{folder}: the user {this_user()} cannot {what} this folder of the outbox "
+                f"({then}); the photos whose copies go there stay queued, their attempts not "
+                f"spent, and the others go on — give that user {give}; looked at again every "
+                f"{FOLDER_POLL:g} s",
                 level="error",
                 folder=str(folder),
+                lacks="enter" if needed == os.X_OK else "write",
             )
 
     def _gone(self, rel: str) -> bool:
@@ -247,14 +253,14 @@ class Publisher:
             return
         self._folders_looked = now
         for folder in sorted(self._closed_folders):
-            if not folder.is_dir():
-                said = f"{folder} is no longer there; its photos go on"
-            elif os.access(folder, os.W_OK | os.X_OK):
-                said = f"{folder} can be written again; its photos go on"
-            else:
-                continue
-            self._closed_folders.discard(folder)
-            self.log.emit("folder_back", None, said)
+            try:
+                gone = not stat.S_ISDIR(os.stat(folder).st_mode)
+            except PermissionError:  # a folder above it closed since: not to be told from here
+                continue  # (its photos' own look names that one)
+            except OSError:
+                gone = True
+            if gone or os.access(folder, self._closed_folders[folder]):
+                self._said_back(folder, gone)
 
     def output_name(self, row: Row) -> str:
         """``row``'s copy's name in the outbox (``publication.output_name``); when a file

@@ -109,7 +109,7 @@ class Worker(Publisher):
         self.last_progress = time.monotonic()
         self.idle = False
         self._pending = None  # a reload's (config, models, settings, fingerprint, label)
-        self._closed_folders: set[Path] = set()  # folders in the outbox closed to us, said
+        self._closed_folders: dict[Path, int] = {}  # outbox folders closed to us, said: access
         self._kept: dict = {}  # row id → (sha256, fingerprint, Result): one photo's, at most
         self._watched: tuple | None = None  # (path, size, mtime_ns, sha256): the photo in the loop
         self._next_look = 0.0
