@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -928,11 +929,67 @@ def test_status_after_a_stop_killed_by_its_timeout_says_the_stop_was_cut_short(t
     assert main(["status", "--config", str(config.source)]) == 0
     out = capsys.readouterr().out
     assert f"a stop was asked at {clock(asked)} and the process was killed before it ended" in out
-    assert "shorter than grace_time (20 s) + 10 s" in out and "--stop-timeout" in out, out
-    assert "ended without stopping" not in out and "interrupted: kill1.jpg" in out
+    # a record without the daemon's own (an earlier pixcamd's): the config's, said so
+    assert "shorter than grace_time (20 s, the config's now) + 10 s" in out, out
+    assert "--stop-timeout" in out and "ended without stopping" not in out, out
+    assert "interrupted: kill1.jpg" in out
     code, out, _ = status_json(capsys, config)
     report = json.loads(out)
     assert code == 0 and report["ended_unexpectedly"] and report["stop_asked_at"] == asked
+    assert (report["grace_time"], report["grace_time_of"]) == (20, "config"), report
+
+
+def test_a_stop_cut_short_names_the_grace_time_the_killed_daemon_ran_with(tmp_path, capsys):
+    """docker stop of a daemon that ran with grace_time = 30 (40 since a reload), then the
+    config edited to 5 before `pixcamd status`: status named the config's 5 s as what the stop
+    timeout was shorter than — not what the killed daemon gave its photo. The daemon records
+    its own, at its start and reload."""
+    import signal
+    import sqlite3
+
+    from test_daemon_support import pixcamd_process
+
+    config = make_config(tmp_path, grace_time=30.0, steps=400)  # a photo takes a while
+
+    def stop_asked() -> bool:
+        db = sqlite3.connect(f"file:{config.ledger_path}?mode=ro", uri=True)
+        try:
+            found = db.execute(
+                "SELECT 1 FROM daemon WHERE key = 'stop_asked_at' AND value != 'null'"
+            ).fetchone()
+            return found is not None
+        finally:
+            db.close()
+
+    def grace(seconds: float) -> None:
+        text = config.source.read_text()
+        config.source.write_text(re.sub(r"grace_time = .*", f"grace_time = {seconds}", text))
+
+    real_photo(config.inbox / "slow.jpg", size=(1600, 1200))
+    process = pixcamd_process(config.source)
+    try:
+        wait_for(lambda: any(e["event"] == "started" for e in events(config)), 120, "the photo")
+        running = json.loads(status_json(capsys, config)[1])
+        assert (running["grace_time"], running["grace_time_of"]) == (30, "daemon"), running
+        grace(40.0)  # and a reload: the one in force from then on
+        process.send_signal(signal.SIGHUP)
+        wait_for(lambda: any(e["event"] == "reloaded" for e in events(config)), 60, "reloaded")
+        process.send_signal(signal.SIGTERM)  # the engine's stop ...
+        wait_for(stop_asked, 30, "the stop recorded")
+    finally:
+        process.kill()  # ... and its SIGKILL at the end of its timeout, within the grace time
+        out, _ = process.communicate(timeout=60)
+    assert process.returncode == -signal.SIGKILL, out
+    assert ledger_rows(config)["slow.jpg"]["state"] == "processing"  # cut short, not finished
+    grace(5.0)
+    assert main(["status", "--config", str(config.source)]) == 0
+    out = capsys.readouterr().out
+    assert "was killed before it ended" in out, out
+    assert "shorter than grace_time (40 s) + 10 s" in out, out
+    code, out, _ = status_json(capsys, config)
+    report = json.loads(out)
+    assert code == 0 and report["stop_asked_at"], report
+    assert (report["grace_time"], report["grace_time_of"]) == (40, "daemon"), report
 
 
 def test_status_json_prints_json_when_the_config_cannot_be_read(tmp_path, capsys):

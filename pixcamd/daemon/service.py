@@ -298,6 +298,7 @@ class Daemon(Shutdown):
             metadata_fingerprints=metadata_fingerprints(settings, models),
             fingerprint=self.fingerprint,
             platforms=platforms,
+            grace_time=self.config.grace_time,  # status names it for a stop cut short
         )
         return platforms
 

@@ -153,6 +153,7 @@ def gather(config: Config, events: int = 10, now: float | None = None, photos: i
     if installed:
         when = "a reload (SIGHUP) or restart" if running == "running" else "its next start"
         advice = f"KonCept512's weights were installed since; the daemon uses them after {when}"
+    ran_with = facts.get("grace_time")
     return {
         "daemon": running,
         "pid": pid if alive else None,
@@ -160,7 +161,10 @@ def gather(config: Config, events: int = 10, now: float | None = None, photos: i
         # ... after a stop was asked (SIGTERM): killed before it ended (a container engine's
         # SIGKILL after its stop timeout, systemd's after TimeoutStopSec), no crash
         "stop_asked_at": _stop_asked(facts) if crashed else None,
-        "grace_time": getattr(config, "grace_time", None),  # the config's, to say beside it
+        # the one it ran with, to say beside it: the config's where its record has none (an
+        # earlier pixcamd's), said so
+        "grace_time": ran_with if ran_with is not None else getattr(config, "grace_time", None),
+        "grace_time_of": "config" if ran_with is None else "daemon",
         "heartbeat": heartbeat,
         "started_at": facts.get("started_at"),
         "stopped_at": facts.get("stopped_at"),
@@ -338,7 +342,8 @@ def killed_while_stopping(report: dict) -> str:
     """A stop asked (recorded as it began) that never ended: the process was killed while it
     gave its photo ``grace_time`` — a stop timeout shorter than that, said with the remedy."""
     grace = report.get("grace_time")
-    within = f"grace_time ({grace:g} s) + 10 s" if grace is not None else "grace_time + 10 s"
+    whose = ", the config's now" if report.get("grace_time_of") == "config" else ""
+    within = f"grace_time ({grace:g} s{whose}) + 10 s" if grace is not None else "grace_time + 10 s"
     return (
         f"a stop was asked at {clock(report['stop_asked_at'])} and the process was killed before "
         f"it ended — the stop timeout (a container engine's: docker's 10 s by default, "
