@@ -60,8 +60,14 @@ def test_a_failed_photo_is_retried_once_it_is_good(tmp_path, brisque, capsys):
     code, out, _ = retry(capsys, config, "--failed")
     assert code == 0 and "queued  scan.jpg (failed)" in out and "not running" not in out
     assert "at its next start" in out
-    code, out, _ = retry(capsys, config, "scan.jpg")  # named, and queued already: refused
-    assert code == 1 and "skipped scan.jpg: already queued" in out
+    # named, and queued already (as a photo put back into the inbox that the daemon queued):
+    # it will be protected as asked — no refusal (before: exit 1)
+    code, out, _ = retry(capsys, config, "scan.jpg")
+    assert code == 0 and "skipped scan.jpg: already queued" in out, out
+    assert "0 photo(s) queued again, 1 skipped: nothing to do" in out, out
+    # ... unless asked stronger: it is queued with the ordinary budget
+    code, out, _ = retry(capsys, config, "--stronger", "scan.jpg")
+    assert code == 1 and "skipped scan.jpg: already queued (with the ordinary budget" in out, out
     assert ledger_rows(config)["scan.jpg"]["state"] == "queued"
     (was,) = retry_events(config)
     assert was["path"] == "scan.jpg" and was["was"]["state"] == "failed"

@@ -120,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
             specs=specs,
             metadata_changed=args.metadata_changed,
             known=known,
+            stronger=args.stronger,
         )
         retry.apply(ledger, plan.queue, budget=budget)
     finally:
@@ -139,8 +140,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"stronger: {retry.describe_budget(budget)}")
     done = f"{len(plan.queue)} photo(s) queued again, {len(plan.skipped)} skipped"
     print(f"{done}; {when}" if plan.queue else f"{done}: nothing to do")
-    # A photo you named that cannot be queued is a refusal (as for ship and remove); what the
-    # flags find and skip is not: nothing to do is not an error.
+    # A photo you named that cannot be queued is a refusal (as for ship and remove) — not one
+    # queued already, protected as asked (``retry.plan``); what the flags find and skip is not:
+    # nothing to do is not an error.
     return 1 if plan.refused else 0
 
 

@@ -173,11 +173,19 @@ def plan(
     specs: dict[str, str] | None = None,
     metadata_changed: bool = False,
     known: dict | None = None,
+    stronger: bool = False,
 ) -> Plan:
     """What ``retry`` will queue and why; ``fingerprints``: the models the daemon uses now;
     ``specs``: its platforms now, spec → name; ``rows``: photos asked for by their ledger rows
     (the web page), not by a path to read; ``metadata_changed``: copies made with other
-    metadata settings than the config's (``known``: ``copy_metadata``'s)."""
+    metadata settings than the config's (``known``: ``copy_metadata``'s); ``stronger``: asked
+    with a larger budget.
+
+    A photo named that is already queued is skipped, said so, but is no refusal: it will be
+    protected, as asked (a photo put back into the inbox, queued by the daemon before the
+    retry) — unless a stronger retry was asked and it is queued with the ordinary budget. One
+    being protected right now is refused: this attempt began before the retry (a reload's
+    settings apply from the next photo)."""
     result = Plan()
     asked = [*rows_for(config, ledger, paths), *rows]
     chosen = {row.id: (row, "asked for") for row in asked}
@@ -213,17 +221,22 @@ def plan(
                     )
                     chosen.setdefault(row.id, (row, why))
     for row, why in sorted(chosen.values(), key=lambda item: item[0].id):
+        refusal = why == "asked for"  # a photo named; what the flags find and skip is not
         if row.state == "processing":
             skipped = "being protected right now"
         elif row.state == "queued":
             skipped = "already queued"
+            if stronger and not row.budget:
+                skipped += " (with the ordinary budget: retry it --stronger once it is done)"
+            else:
+                refusal = False  # it will be protected, as asked
         elif not os.path.lexists(config.inbox / row.path):
             skipped = "no longer in the inbox: nothing to protect"
         else:
             result.queue.append((row, why))
             continue
         result.skipped.append((row.path, skipped))
-        result.refused += why == "asked for"
+        result.refused += refusal
     return result
 
 
