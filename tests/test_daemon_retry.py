@@ -493,6 +493,33 @@ def test_metadata_changed_redoes_copies_made_with_other_metadata_settings(
     assert "queued  a.jpg (its metadata settings were not recorded)" in out, out
 
 
+def test_metadata_changed_loads_no_model_where_every_copy_says_how_it_was_made(
+    tmp_path, brisque, capsys
+):
+    """No daemon running: `retry --metadata-changed` loaded the configured models (KonCept512:
+    229 MB of weights read) to compute the settings' fingerprints, though every copy's report
+    says what it was made with. Weights the config names that are not there show it: a load
+    says so in a note. A copy whose report does not say (made by an earlier pixcamd, with other
+    settings) still has them computed."""
+    config = make_config(tmp_path)
+    real_photo(config.inbox / "a.jpg")
+    with running(config, [brisque]):
+        wait_for(lambda: finished(config, ["a.jpg"]), 60, "the first pass")
+    text = config.source.read_text().replace('model = "brisque"', 'model = "koncept512"')
+    config.source.write_text(text + f'weights = "{tmp_path / "gone.pth"}"\n')
+    code, out, _ = retry(capsys, config, "--metadata-changed")
+    assert code == 0 and "0 photo(s) queued again, 0 skipped: nothing to do" in out, out
+    assert "do not load" not in out, out  # nothing loaded (before: the note, a load tried)
+    db = sqlite3.connect(config.ledger_path)
+    with db:  # made before reports recorded it, with settings neither the record nor the
+        db.execute("UPDATE photos SET report = json_remove(report, '$.copy_metadata')")
+        db.execute("UPDATE photos SET fingerprint = 's1-older'")  # config's tell
+    db.close()
+    code, out, _ = retry(capsys, config, "--metadata-changed")
+    assert code == 0 and "note: the config's models do not load" in out, out
+    assert "queued  a.jpg (its metadata settings were not recorded)" in out, out
+
+
 def test_metadata_changed_redoes_unprotected_copies_shipped_to_the_outbox(
     tmp_path, brisque, capsys
 ):

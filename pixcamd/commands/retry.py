@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         # a copy made before its report recorded its metadata is told by these (a running
         # daemon of an earlier pixcamd's recorded none: every such copy would be redone)
         running = _recorded(state, "metadata_fingerprints", "its settings' fingerprints")
-        known = running or {**known, **_config_fingerprints(config)}
+        known = running or _ConfigFingerprints(config, known)
         print(f"metadata now: copies {retry.describe_metadata(retry.config_metadata(config))}")
     budget = retry.stronger(config) if args.stronger else None
     ledger = Ledger(config.ledger_path)
@@ -144,6 +144,24 @@ def run(args: argparse.Namespace) -> int:
     # queued already, protected as asked (``retry.plan``); what the flags find and skip is not:
     # nothing to do is not an error.
     return 1 if plan.refused else 0
+
+
+class _ConfigFingerprints:
+    """``known`` for ``retry.copy_metadata`` where no daemon runs: the record's and the
+    config's (``_config_fingerprints``) — the config's computed only when a copy's report does
+    not say what it was made with (every copy made since it is recorded does): computing them
+    loads the configured models (KonCept512: its 229 MB of weights, hashed into its
+    fingerprint, so no cheaper look gives the same fingerprint)."""
+
+    def __init__(self, config, recorded: dict[str, str]):
+        self.config, self.recorded, self.config_s = config, recorded, None
+
+    def get(self, fingerprint: str, default=None):
+        if fingerprint in self.recorded:  # a fingerprint tells its metadata choice, whoever's
+            return self.recorded[fingerprint]
+        if self.config_s is None:
+            self.config_s = _config_fingerprints(self.config)
+        return self.config_s.get(fingerprint, default)
 
 
 def _config_fingerprints(config) -> dict[str, str]:
