@@ -379,6 +379,10 @@ def test_pixcamd_web_serves_on_the_default_address_where_the_config_turns_the_pa
         taken.close()
     err = capsys.readouterr().err
     assert "cannot listen on 127.0.0.1:8765: the port is in use" in err, err
+    # the remedy is this command's --listen: the config's web is the daemon's page (off here,
+    # and the system service cannot serve one), not this command's address
+    assert "give this command another address, e.g. --listen 127.0.0.1:8766" in err, err
+    assert "set web to another port" not in err and 'web = "" for no page' not in err, err
 
 
 def test_web_off_serves_nothing(tmp_path, brisque):

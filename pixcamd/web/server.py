@@ -65,10 +65,14 @@ class WebServer:
                 sock.close()
             why = exc.strerror or str(exc)
             if exc.errno == errno.EADDRINUSE:
-                why = (
-                    "the port is in use (another program, or another pixcamd); set web to "
-                    'another port in the config, or web = "" for no page'
+                # beside the daemon (its log), the config's web is the remedy; `pixcamd web`
+                # alone listens where --listen says (the config's web may be "": no daemon page)
+                remedy = (
+                    'set web to another port in the config, or web = "" for no page'
+                    if self.log is not None
+                    else "give this command another address, e.g. --listen 127.0.0.1:8766"
                 )
+                why = f"the port is in use (another program, or another pixcamd); {remedy}"
             raise WebError(f"web: cannot listen on {self.address}: {why}") from None
         return sock
 
