@@ -118,6 +118,11 @@ def test_refuses_ambiguous_outputs_before_doing_any_work(tmp_path, photo, capsys
     assert f"{folder}: is a folder, not a file name; to write the copy into it, use " in err
     assert f"--outdir {folder}" in err and "name it .jpg" not in err
     assert not any(folder.iterdir())
+    spaced = tmp_path / "my photos"  # the hint is a command line to copy: quoted as one
+    spaced.mkdir()
+    assert main(["protect", str(twin), "-o", str(spaced), *FAST]) == 2
+    err = capsys.readouterr().err
+    assert f"use --outdir '{spaced}'" in err, err
 
 
 def test_an_output_that_cannot_be_written_is_said_before_any_work(tmp_path, photo, capsys):

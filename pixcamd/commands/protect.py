@@ -5,6 +5,7 @@ on this machine or a Ray cluster with ``--ray``)."""
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -74,7 +75,7 @@ def run(args) -> int:
         if Path(args.output).is_dir():  # before the suffix: a folder meant, not a misnamed copy
             raise PixcamdError(
                 f"{args.output}: is a folder, not a file name; to write the copy into it, "
-                f"use --outdir {args.output}"
+                f"use --outdir {shlex.quote(str(args.output))}"
             )
         if Path(args.output).suffix.lower() not in JPEG_SUFFIXES:
             # the copy is a JPEG (the encoding the check judged): under another name a viewer
