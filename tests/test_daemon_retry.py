@@ -43,6 +43,36 @@ def retry_events(config) -> list[dict]:
         db.close()
 
 
+def test_a_photo_waiting_a_failed_attempts_retry_is_no_fresh_retry(tmp_path, capsys):
+    """`retry PATH` of a photo queued again after a failed attempt (an I/O error, its next try
+    an hour away): its attempts are not reset nor is it made due — the queue is the worker's —,
+    so that is said, with when and why, and the command exits 1 (it exited 0, "already
+    queued", as for a photo queued afresh, whose first attempt is what was asked)."""
+    from pixcamd.daemon.ledger import Ledger
+
+    config = make_config(tmp_path, max_attempts=3)
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    real_photo(config.inbox / "a.jpg")
+    real_photo(config.inbox / "b.jpg", seed=3)
+    ledger = Ledger(config.ledger_path)
+    try:
+        for name in ("a.jpg", "b.jpg"):
+            ledger.offer(name, sha(config.inbox / name), 1, 1, "fp")
+        waiting = ledger.claim_next()
+        ledger.retry(waiting.id, "OSError: [Errno 5] Input/output error", delay=3600)
+    finally:
+        ledger.close()
+    fresh = "b.jpg" if waiting.path == "a.jpg" else "a.jpg"
+    code, out, _ = retry(capsys, config, waiting.path)
+    assert code == 1, out
+    assert f"skipped {waiting.path}: already queued for its attempt 2 at " in out, out
+    assert "after: OSError: [Errno 5] Input/output error — retry it once it is done or" in out
+    row = ledger_rows(config)[waiting.path]
+    assert (row["state"], row["attempts"]) == ("queued", 1) and row["not_before"] > 0
+    code, out, _ = retry(capsys, config, fresh)  # queued afresh: protected as asked
+    assert code == 0 and f"skipped {fresh}: already queued\n" in out, out
+
+
 def test_a_failed_photo_is_retried_once_it_is_good(tmp_path, brisque, capsys):
     config = make_config(tmp_path, max_attempts=1)
     inbox, outbox = config.inbox, config.outbox

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pixcamd.daemon.config import Config
+from pixcamd.daemon.events import clock
 from pixcamd.daemon.ledger import Ledger
 from pixcamd.daemon.ledger_row import Row, judged_specs
 from pixcamd.errors import PixcamdError
@@ -183,8 +184,9 @@ def plan(
 
     A photo named that is already queued is skipped, said so, but is no refusal: it will be
     protected, as asked (a photo put back into the inbox, queued by the daemon before the
-    retry) — unless a stronger retry was asked and it is queued with the ordinary budget. One
-    being protected right now is refused: this attempt began before the retry (a reload's
+    retry) — unless a stronger retry was asked and it is queued with the ordinary budget, or it
+    waits a failed attempt's retry (its attempts are not reset under the worker). One being
+    protected right now is refused: this attempt began before the retry (a reload's
     settings apply from the next photo)."""
     result = Plan()
     asked = [*rows_for(config, ledger, paths), *rows]
@@ -224,6 +226,14 @@ def plan(
         refusal = why == "asked for"  # a photo named; what the flags find and skip is not
         if row.state == "processing":
             skipped = "being protected right now"
+        elif row.state == "queued" and row.attempts:
+            # a failed attempt's retry, waiting its delay: not the fresh try asked for, and a
+            # photo in the queue is left as it is (the worker may take it at any instant)
+            at = f" at {clock(row.not_before)}" if row.not_before > time.time() else ""
+            skipped = (
+                f"already queued for its attempt {row.attempts + 1}{at}, after: "
+                f"{row.error or 'a failure'} — retry it once it is done or failed"
+            )
         elif row.state == "queued":
             skipped = "already queued"
             if stronger and not row.budget:
