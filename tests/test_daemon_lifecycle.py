@@ -949,7 +949,10 @@ def test_a_stop_cut_short_names_the_grace_time_the_killed_daemon_ran_with(tmp_pa
 
     from test_daemon_support import pixcamd_process
 
-    config = make_config(tmp_path, grace_time=30.0, steps=400)  # a photo takes a while
+    # a photo that takes a minute: a budget of a tenth of a grey level never gets it past the
+    # threshold, so every step runs (a photo protected in 5 steps, 1.7 s, could end before the
+    # SIGTERM on a loaded machine, and the stop would not be cut short)
+    config = make_config(tmp_path, grace_time=30.0, steps=400, epsilon=0.1, epsilon_cap=0.1)
 
     def stop_asked() -> bool:
         db = sqlite3.connect(f"file:{config.ledger_path}?mode=ro", uri=True)
@@ -965,7 +968,7 @@ def test_a_stop_cut_short_names_the_grace_time_the_killed_daemon_ran_with(tmp_pa
         text = config.source.read_text()
         config.source.write_text(re.sub(r"grace_time = .*", f"grace_time = {seconds}", text))
 
-    real_photo(config.inbox / "slow.jpg", size=(1600, 1200))
+    real_photo(config.inbox / "slow.jpg")
     process = pixcamd_process(config.source)
     try:
         wait_for(lambda: any(e["event"] == "started" for e in events(config)), 120, "the photo")
