@@ -14,6 +14,11 @@ an outbox of files: a lost state dir?), stopping, stopped; and, once each,
 log_unwritable / log_back (on stderr and in the ledger) and ledger_unwritable / ledger_back (on
 stderr): what cannot be written is said, never raised. A person's decisions (ship, remove)
 taken in another process are appended to the log file by ``append_line``.
+
+The config's ``log_level`` (info, warning or error) sets which events reach stderr, and only
+that: the log file and the ledger are the record (scripts; ``pixcamd status``, ``--follow``, the
+page) and keep every event from info up whatever it says. A reload changes it between two events
+(``show``). The one debug event (a periodic rescan's count) is kept nowhere: no level shows it.
 """
 
 from __future__ import annotations
@@ -196,7 +201,7 @@ class EventLog:
         path: Path,
         ledger: Ledger | None = None,
         stream: TextIO | None = None,
-        level: str = "info",
+        stderr_level: str = "info",
     ):
         self.path = path
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -211,6 +216,7 @@ class EventLog:
         # the ledger `status --follow` reads. Re-entrant: a signal handler may emit mid-emit.
         self._order = threading.RLock()
         self._journal: bool | None = None  # whether the stream is the journal, once looked at
+        self._shown = LEVELS[stderr_level]  # the least level written to stderr (log_level)
         self._logger = structlog.wrap_logger(
             self._sink,
             processors=[
@@ -218,7 +224,7 @@ class EventLog:
                 _ts_last,  # the time emit gives: the ledger's row has the same
                 structlog.processors.JSONRenderer(default=str, ensure_ascii=False),
             ],
-            wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
+            wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),  # the record
             cache_logger_on_first_use=False,
         )
 
@@ -245,6 +251,12 @@ class EventLog:
         page queued again waits for that photo's ``retry``."""
         return self._order
 
+    def show(self, stderr_level: str) -> None:
+        """Write the events from ``stderr_level`` up to stderr, from the next event on (a
+        reload's ``log_level``); the log file and the ledger keep every one all the same."""
+        with self._order:  # between two events, never in the middle of one
+            self._shown = LEVELS[stderr_level]
+
     def _emit(self, event: str, path: str | None, message: str, level: str, fields: dict) -> None:
         now = time.time()  # one time for the file, stderr and the ledger
         self._sink.last.problem = _UNWRITTEN
@@ -253,7 +265,8 @@ class EventLog:
             self._trouble("log", self._sink.last.problem)
         if LEVELS[level] < logging.INFO:
             return
-        self._print(human_line(now, level, event, path, message), level)
+        if LEVELS[level] >= self._shown:  # the console's choice; the record keeps them all
+            self._print(human_line(now, level, event, path, message), level)
         if self.ledger is not None:
             extra = {k: v for k, v in fields.items() if k not in ("path",)}
             try:
@@ -275,7 +288,8 @@ class EventLog:
     def _trouble(self, where: str, problem: str | None) -> None:
         """Say on stderr (the journal) when the log file or the ledger stops taking writes,
         and when it takes them again — once each, not once per event, whichever thread finds
-        it first."""
+        it first; whatever ``log_level`` says: the record itself failing is for the console,
+        and a ``_back`` (a warning) closes the ``_unwritable`` (an error) it said."""
         with self._trouble_lock:
             if problem == self._said[where] or (problem and self._said[where]):
                 return
