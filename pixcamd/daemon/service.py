@@ -150,7 +150,7 @@ class Daemon(Shutdown):
         self._tmp_fd = lock_tmp_dir(self.tmp_dir)  # before anything is swept from it
         new_record = not config.ledger_path.exists()
         self.ledger = Ledger(config.ledger_path)
-        self.log = EventLog(config.log_file, self.ledger, self.stream)
+        self.log = EventLog(config.log_file, self.ledger, self.stream, config.log_level)
         facts = self.ledger.daemon_facts()  # the last daemon's, before this one records its own
         moved = record_folders(config, facts, self.ledger.recent_outputs())
         if config.hold_dir is not None:  # not first found out by the first photo held back
@@ -464,14 +464,16 @@ class Daemon(Shutdown):
             )
             self._use(models, settings, note, fallback)
             self.worker.reconfigure(new, models, settings, self.fingerprint, self.model_label)
-            self.log.emit(
-                "reloaded",
-                message=f"{said}; {note}; fingerprint {self.fingerprint}; from the next photo",
-                level="warning" if fallback else "info",
-                changed={k: list(v) for k, v in changed.items()},
-                models=[m.describe() for m in models],
-                settings_fingerprint=self.fingerprint,
-            )
+            with self.log.ordered():  # stderr's new log_level from `reloaded` on, none between
+                self.log.show(new.log_level)
+                self.log.emit(
+                    "reloaded",
+                    message=f"{said}; {note}; fingerprint {self.fingerprint}; from the next photo",
+                    level="warning" if fallback else "info",
+                    changed={k: list(v) for k, v in changed.items()},
+                    models=[m.describe() for m in models],
+                    settings_fingerprint=self.fingerprint,
+                )
             # as after a restart: held-back photos are tried again under new settings — and the
             # photo under way now, finished with the old ones, by a scan once it is done
             self.timers.later(self.intake.scan, reason="reload")
