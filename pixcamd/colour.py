@@ -115,8 +115,15 @@ def to_rgb(
         # 16-bit (or wider) grayscale: scale to 8 bits with rounding instead of clipping at 255.
         array = np.asarray(img, dtype=np.float64)
         peak = 65535.0 if mode.startswith("I;16") or array.max() > 255 else 255.0
-        if mode == "F" and array.max() <= 1.0:
+        over = float(np.mean(array > 1.0)) if mode == "F" else 1.0
+        if over == 0.0:  # floating point: 0–1 by convention
             peak = 1.0
+        elif over <= 0.01:  # 0–1 with an overshoot (a highlight): read as 0–1, not as 0–255
+            peak = 1.0  # (which would leave the photo nearly black)
+            notes.append(
+                f"floating-point grey values up to {array.max():g}: read as 0–1, the "
+                f"{over:.2%} above 1 clipped"
+            )
         elif array.max() > 65535:  # 32-bit values of no known range: clipping would whiten them
             peak = float(array.max())
             notes.append(

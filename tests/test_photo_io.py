@@ -502,6 +502,24 @@ def test_32_bit_grey_beyond_16_bits_is_scaled_by_its_maximum_and_said(tmp_path):
     assert any("32-bit grey values up to 3.071e+06" in w for w in photo.warnings)
 
 
+def test_floating_point_grey_in_0_to_1_with_an_overshoot_is_read_as_0_to_1_and_said(tmp_path):
+    """A float TIFF is 0–1 by convention; a few highlights above 1 (an overshoot) made it read
+    as 0–255 — the photo nearly black, unsaid."""
+    values = np.tile(np.linspace(0.0, 1.0, 64, dtype=np.float32), (48, 1))
+    Image.fromarray(values, "F").save(tmp_path / "plain.tif")
+    values[0, :8] = 1.25  # 8 of 3072 values: a quarter of a percent
+    Image.fromarray(values, "F").save(tmp_path / "over.tif")
+    plain, over = open_photo(tmp_path / "plain.tif"), open_photo(tmp_path / "over.tif")
+    assert not plain.warnings
+    grey = np.asarray(over.image)[..., 0].astype(int)
+    assert np.array_equal(grey[1:], np.asarray(plain.image)[1:, :, 0])  # as the plain one
+    assert grey[0, :8].tolist() == [255] * 8 and abs(grey.mean() - 127.5) < 2  # not black
+    assert any(
+        "floating-point grey values up to 1.25: read as 0–1, the 0.26% above 1 clipped" in w
+        for w in over.warnings
+    ), over.warnings
+
+
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
