@@ -132,3 +132,31 @@ def test_config_check_prints_the_level_in_force(tmp_path, capsys):
     config = make_config(tmp_path, log_level="error")
     assert main(["config", "check", "--config", str(config.source)]) == 0
     assert 'log_level = "error"' in capsys.readouterr().out
+
+
+def test_at_error_a_folder_gone_and_back_is_said_both_ways_on_stderr(tmp_path):
+    """At "error" the journal said the inbox or the outbox gone, and never that it was back
+    (``inbox_back``, ``outbox_back`` are info): the console read as a daemon still cut off.
+    What closes an error said on stderr is said there too, whatever the level."""
+    config = make_config(tmp_path, log_level="error", threads=1)
+    process = pixcamd_process(config.source)
+    try:
+        wait_for(lambda: logged(config, "ready"), 60, "the daemon ready")
+        config.inbox.rename(tmp_path / "inbox-away")
+        wait_for(lambda: logged(config, "inbox_unavailable"), 30, "the inbox gone")
+        (tmp_path / "inbox-away").rename(config.inbox)
+        wait_for(lambda: logged(config, "inbox_back"), 30, "the inbox back")
+        config.outbox.rename(tmp_path / "outbox-away")
+        noise_photo(config.inbox / "a.png", 1)
+        wait_for(lambda: logged(config, "outbox_unavailable"), 30, "the outbox gone")
+        (tmp_path / "outbox-away").rename(config.outbox)
+        wait_for(lambda: finished(config, ["a.png"]), 60, "the photo, the outbox back")
+    finally:
+        out = stop(process) if process.poll() is None else process.communicate()[0]
+    assert process.returncode == 0, out
+    assert [event for _, event, _ in said(out)] == [
+        "inbox_unavailable",
+        "inbox_back",
+        "outbox_unavailable",
+        "outbox_back",
+    ], out

@@ -19,6 +19,8 @@ The config's ``log_level`` (info, warning or error) sets which events reach stde
 that: the log file and the ledger are the record (scripts; ``pixcamd status``, ``--follow``, the
 page) and keep every event from info up whatever it says. A reload changes it between two events
 (``show``). The one debug event (a periodic rescan's count) is kept nowhere: no level shows it.
+What says an error is over (``BACK``: the inbox, the outbox, a folder, the cluster back) is on
+stderr at any level, as ``log_back`` is: a console that said the error must say its end.
 """
 
 from __future__ import annotations
@@ -48,6 +50,9 @@ LEVELS = {
     "error": logging.ERROR,  # the daemon cannot work as configured (its cluster is gone)
 }
 _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# info events that end an error (``inbox_unavailable``, ``outbox_unavailable`` or ``outbox_full``,
+# ``folder_unavailable``, ``cluster_unreachable``): written to stderr whatever log_level says
+BACK = frozenset({"inbox_back", "outbox_back", "folder_back", "cluster_back"})
 
 
 def iso_time(ts: float) -> str:
@@ -265,7 +270,7 @@ class EventLog:
             self._trouble("log", self._sink.last.problem)
         if LEVELS[level] < logging.INFO:
             return
-        if LEVELS[level] >= self._shown:  # the console's choice; the record keeps them all
+        if LEVELS[level] >= self._shown or event in BACK:  # the console's (the record: all)
             self._print(human_line(now, level, event, path, message), level)
         if self.ledger is not None:
             extra = {k: v for k, v in fields.items() if k not in ("path",)}

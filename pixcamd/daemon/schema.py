@@ -422,10 +422,10 @@ SCHEMA: tuple[Option, ...] = (
         "Which events the daemon writes to stderr (the journal, a container's log): "
         '"info" = every one, about five lines a photo; "warning" = what needs a look (a photo '
         'failed, held back or undecodable, a reload refused) and the errors; "error" = those '
-        "alone (a folder, the outbox's disk or the cluster gone, a start refused). log_file "
-        "and the ledger keep every event whatever this says: they are the record (the ledger "
-        "is what `pixcamd status`, --follow and the web page show; the file is for scripts "
-        "and log collectors). A reload applies it.",
+        "alone (a folder, the outbox's disk or the cluster gone, and back; a start refused). "
+        "log_file and the ledger keep every event whatever this says: they are the record (the "
+        "ledger is what `pixcamd status`, --follow and the web page show; the file is for "
+        "scripts and log collectors). A reload applies it.",
         read.choice("info", "warning", "error"),  # the levels events.EventLog writes
     ),
     Option(
