@@ -120,9 +120,11 @@ def to_rgb(
             peak = 1.0
         elif over <= 0.01:  # 0–1 with an overshoot (a highlight): read as 0–1, not as 0–255
             peak = 1.0  # (which would leave the photo nearly black)
-            notes.append(
-                f"floating-point grey values up to {array.max():g}: read as 0–1, the "
-                f"{over:.2%} above 1 clipped"
+            above = int(np.count_nonzero(array > 1.0))  # a few in millions: counted, not 0.00 %
+            share = f"{over:.2%}" if over >= 0.00005 else f"{above} value{'s' * (above > 1)}"
+            notes.append(  # the maximum of the numbers: a NaN among them is no maximum
+                f"floating-point grey values up to {np.nanmax(array):g}: read as 0–1, the "
+                f"{share} above 1 clipped"
             )
         elif array.max() > 65535:  # 32-bit values of no known range: clipping would whiten them
             peak = float(array.max())

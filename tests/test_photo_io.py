@@ -520,6 +520,28 @@ def test_floating_point_grey_in_0_to_1_with_an_overshoot_is_read_as_0_to_1_and_s
     ), over.warnings
 
 
+def test_floating_point_grey_overshoot_note_counts_a_few_values_and_skips_nan(tmp_path):
+    """Five hot pixels in a 12-megapixel float TIFF were "the 0.00% above 1 clipped", and a
+    NaN among the values made the note's maximum "up to nan": the count is given where the
+    share rounds to nothing, the maximum is of the values that are numbers."""
+    values = np.tile(np.linspace(0.0, 1.0, 4000, dtype=np.float32), (3000, 1))
+    values[0, :5] = 1.1
+    Image.fromarray(values, "F").save(tmp_path / "hot.tif")
+    values[0, :5] = 1.0
+    values[1, :4] = np.nan
+    values[2, :8] = 1.5
+    Image.fromarray(values, "F").save(tmp_path / "nan.tif")
+    hot, nan = open_photo(tmp_path / "hot.tif"), open_photo(tmp_path / "nan.tif")
+    assert any(
+        "floating-point grey values up to 1.1: read as 0–1, the 5 values above 1 clipped" in w
+        for w in hot.warnings
+    ), hot.warnings
+    assert any(
+        "floating-point grey values up to 1.5: read as 0–1, the 8 values above 1 clipped" in w
+        for w in nan.warnings
+    ), nan.warnings
+
+
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
