@@ -118,8 +118,11 @@ def to_rgb(
         over = float(np.mean(array > 1.0)) if mode == "F" else 1.0
         if over == 0.0:  # floating point: 0–1 by convention
             peak = 1.0
-        elif over <= 0.01:  # 0–1 with an overshoot (a highlight): read as 0–1, not as 0–255
-            peak = 1.0  # (which would leave the photo nearly black)
+        elif over <= 0.01 and np.nanmax(array) <= 4.0:
+            # 0–1 with an overshoot (a highlight): read as 0–1, not as 0–255 (which would leave
+            # the photo nearly black); values far above 1 are no overshoot (stars on a black
+            # sky written as 0–255: read as such)
+            peak = 1.0
             above = int(np.count_nonzero(array > 1.0))  # a few in millions: counted, not 0.00 %
             share = f"{over:.2%}" if over >= 0.00005 else f"{above} value{'s' * (above > 1)}"
             notes.append(  # the maximum of the numbers: a NaN among them is no maximum

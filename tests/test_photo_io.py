@@ -542,6 +542,18 @@ def test_floating_point_grey_overshoot_note_counts_a_few_values_and_skips_nan(tm
     ), nan.warnings
 
 
+def test_floating_point_grey_far_above_1_stays_0_to_255(tmp_path):
+    """A dark float photo written as 0–255 — a few stars on a black sky, under 1 % of it above
+    1 — is no 0–1 photo with an overshoot: read as 0–255, not brightened 255 times."""
+    values = np.full((48, 64), 0.5, dtype=np.float32)
+    values[10, 10:15] = 200.0  # 5 of 3072 values
+    Image.fromarray(values, "F").save(tmp_path / "stars.tif")
+    photo = open_photo(tmp_path / "stars.tif")
+    grey = np.asarray(photo.image)[..., 0].astype(int)
+    assert grey[10, 10:15].tolist() == [200] * 5 and grey[0, 0] in (0, 1), grey[0, 0]
+    assert not any("read as 0–1" in w for w in photo.warnings), photo.warnings
+
+
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
