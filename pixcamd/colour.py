@@ -115,20 +115,20 @@ def to_rgb(
         # 16-bit (or wider) grayscale: scale to 8 bits with rounding instead of clipping at 255.
         array = np.asarray(img, dtype=np.float64)
         peak = 65535.0 if mode.startswith("I;16") or array.max() > 255 else 255.0
-        over = float(np.mean(array > 1.0)) if mode == "F" else 1.0
-        if over == 0.0:  # floating point: 0–1 by convention
+        above = int(np.count_nonzero(array > 1.0)) if mode == "F" else array.size
+        over = above / array.size
+        if above == 0:  # floating point: 0–1 by convention
             peak = 1.0
-        elif over <= 0.01 and np.nanmax(array) <= 4.0:
+        elif over <= 0.01 and (top := float(np.nanmax(array))) <= 4.0:
             # 0–1 with an overshoot (a highlight): read as 0–1, not as 0–255 (which would leave
             # the photo nearly black); values far above 1 are no overshoot (stars on a black
-            # sky written as 0–255: read as such)
+            # sky written as 0–255: read as such). The maximum of the numbers: a NaN is none
             peak = 1.0
-            above = int(np.count_nonzero(array > 1.0))  # a few in millions: counted, not 0.00 %
             share = f"{over:.2%}" if over >= 0.00005 else f"{above} value{'s' * (above > 1)}"
-            notes.append(  # the maximum of the numbers: a NaN among them is no maximum
-                f"floating-point grey values up to {np.nanmax(array):g}: read as 0–1, the "
-                f"{share} above 1 clipped"
-            )
+            notes.append(
+                f"floating-point grey values up to {top:g}: read as 0–1, the {share} above 1 "
+                "clipped"
+            )  # a few in millions are counted, not "0.00 %"
         elif array.max() > 65535:  # 32-bit values of no known range: clipping would whiten them
             peak = float(array.max())
             notes.append(
