@@ -18,9 +18,33 @@ from pathlib import Path
 RAY = Path(sys.executable).parent / "ray"
 
 
+def ephemeral_ports() -> range:
+    """The ports the kernel hands out to outgoing connections (and to a bind on port 0)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return range(int(low), int(high) + 1)
+    except (OSError, ValueError):
+        return range(32768, 61000)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+    """A port nothing holds on any address, picked below the ephemeral range: a port the kernel
+    handed out (bind to port 0) can meanwhile become some outgoing connection's own port on the
+    machine's other address, and Ray's GCS, which listens on all addresses, then fails to start
+    ("Failed to start the grpc server", one CI run in many). 20000 and up clears Ray's worker
+    ports (10002–19999)."""
+    import random
+
+    below = range(20000, ephemeral_ports().start)
+    for port in random.sample(below, k=min(200, len(below))):
+        with socket.socket() as s:
+            try:
+                s.bind(("", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # no free port below the range: take the kernel's
+        s.bind(("", 0))
         return s.getsockname()[1]
 
 
@@ -92,6 +116,7 @@ def ray_cluster(nodes: int, env: dict, port: int | None = None, cpus: int = 1):
     included."""
     # Ray's socket paths must stay under 108 characters: a short folder right under /tmp.
     temp = Path(tempfile.mkdtemp(prefix="pxray", dir="/tmp"))
+    chosen = port is None  # a port of our choosing may be tried again with another
     port = port or free_port()
     common = ["--num-cpus", str(cpus), "--disable-usage-stats", "--temp-dir", str(temp)]
     common += ["--object-store-memory", str(100 * 2**20)]
@@ -100,8 +125,20 @@ def ray_cluster(nodes: int, env: dict, port: int | None = None, cpus: int = 1):
         for i in range(nodes):
             cluster.nodes.append(set())
             if i == 0:
-                head = ["--head", "--node-ip-address", "127.0.0.1", "--port", str(port)]
-                ray_start([*head, "--include-dashboard=false", *common], env, cluster.nodes[0])
+                for attempt in range(3):
+                    head = ["--head", "--node-ip-address", "127.0.0.1", "--port", str(port)]
+                    try:
+                        ray_start(
+                            [*head, "--include-dashboard=false", *common], env, cluster.nodes[0]
+                        )
+                        break
+                    except RuntimeError as e:
+                        # taken between our check and the GCS's bind: another port, if ours
+                        if not chosen or attempt == 2 or "grpc server" not in str(e):
+                            raise
+                        stop_sessions(cluster.nodes[0])
+                        port = free_port()
+                        cluster.address = f"127.0.0.1:{port}"
             else:
                 ray_start(["--address", cluster.address, *common], env, cluster.nodes[i])
         yield cluster
