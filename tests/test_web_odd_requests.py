@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from test_daemon_support import no_leaked_threads  # noqa: F401
-from web_support import Client, cli, ids, rows, secret, serving
+from web_support import Client, cli, events, ids, rows, secret, serving
 
 from pixcamd.web.app import DONE
 
@@ -117,6 +117,35 @@ def test_a_retry_from_the_page_takes_the_ledger_s_name_as_it_is(world):
         status, headers, _ = web.post(f"/photos/{pid}/retry", "csrf=" + secret(world))
         assert status == 303 and DONE["retry"].encode() in web.get(headers["location"])[2]
     assert rows(world)["~/held.jpg"]["state"] == "queued"
+
+
+def test_a_retry_of_a_photo_queued_meanwhile_is_no_refusal_on_the_page_as_in_the_cli(world, capsys):
+    """A page made before the photo was queued afresh (put back into the inbox, retried from a
+    shell): its Retry says the photo is already queued and will be protected — the CLI's exit 0
+    —, changing nothing; Retry stronger of it, queued with the ordinary budget, is refused, as
+    the CLI's exit 1."""
+    assert cli(capsys, world, "retry", "held.jpg")[0] == 0
+    queued = rows(world)
+    assert queued["held.jpg"]["state"] == "queued" and queued["held.jpg"]["attempts"] == 0
+    held = ids(world)["held.jpg"]
+    with serving(world) as server:
+        web = Client(server.url)
+        status, headers, _ = web.post(f"/photos/{held}/retry", "csrf=" + secret(world))
+        assert status == 303 and "?done=" in headers["location"], headers
+        page = web.get(headers["location"])[2]
+        assert DONE["queued"].encode() in page and b'id="problem"' not in page
+        status, headers, _ = web.post(f"/photos/{held}/stronger", "csrf=" + secret(world))
+        assert status == 303 and "?refused=" in headers["location"], headers
+        assert b"ordinary budget" in web.get(headers["location"])[2]
+        status, _, body = web.post(
+            f"/photos/{held}/stronger", "", **{"x-csrf-token": secret(world)}
+        )
+        assert status == 409 and b"already queued" in body  # a script: the reason as text
+    assert rows(world) == queued and len(events(world, "retry")) == 1  # the shell's alone
+    assert cli(capsys, world, "retry", "held.jpg")[0] == 0
+    code, said = cli(capsys, world, "retry", "--stronger", "held.jpg")
+    assert code == 1 and "ordinary budget" in said
+    assert rows(world) == queued
 
 
 def test_ship_after_the_copy_was_taken_back_says_so(world, capsys):

@@ -54,6 +54,9 @@ NO_IMAGE = (
 )
 DONE = {  # what a finished action says on the photo page, once (``Notices``)
     "retry": "Queued again: the daemon takes it within a second (or at its next start).",
+    # queued meanwhile (put back into the inbox): it will be protected, as asked — what
+    # `pixcamd retry` says of it too, with exit status 0
+    "queued": "Already queued: the daemon protects it as asked, nothing changed.",
     "stronger": "Queued again with a larger budget (ε, its cap and the steps doubled).",
     "ship": "Shipped to the outbox by your decision, NOT protected.",
     # (the event says which: deleted now, or already taken by the uploader)
@@ -259,32 +262,35 @@ def create_app(
                 return _forged()
             url = request.url_for("photo", id=request.path_params["id"]).path
             try:
-                await run_in_threadpool(_decide, kind, web.row(request))
+                said = await run_in_threadpool(_decide, kind, web.row(request))
             except PixcamdError as exc:
                 if "csrf" not in form:  # a script (the secret in a header): the answer itself
                     return Response(f"{exc}\n", 409, media_type="text/plain")
                 return RedirectResponse(f"{url}?refused={web.notices.keep(str(exc))}", 303)
-            return RedirectResponse(f"{url}?done={web.notices.keep(DONE[kind])}", 303)
+            return RedirectResponse(f"{url}?done={web.notices.keep(DONE[said])}", 303)
 
         return handler
 
-    def _decide(kind: str, row: Row) -> None:
+    def _decide(kind: str, row: Row) -> str:
         """The CLI's own operations (pixcamd retry / ship / remove), with the config in force:
         inside the daemon, a reload's (strip_metadata turned on: a held copy made with more is
-        refused, as `pixcamd ship` refuses it)."""
+        refused, as `pixcamd ship` refuses it). What it did: a key of ``DONE``."""
         config = web.config
         if kind in ("retry", "stronger"):
             budget = retry.stronger(config) if kind == "stronger" else None
             # the row itself: its path is the ledger's, never a path to expand (an inbox
             # folder may be called "~")
-            plan = retry.plan(config, ledger, rows=[row])
-            if plan.skipped:
+            plan = retry.plan(config, ledger, rows=[row], stronger=budget is not None)
+            if plan.refused:
                 raise retry.RetryError(f"{row.path}: {plan.skipped[0][1]}")
+            if plan.skipped:  # queued afresh meanwhile: no refusal, as for the CLI
+                return "queued"
             retry.apply(ledger, plan.queue, time.time(), budget, via=VIA, log=web.log)
         elif kind == "ship":
             decisions.ship(config, ledger, row, VIA, log=web.log)
         else:
             decisions.remove(config, ledger, row, VIA, log=web.log)
+        return kind
 
     routes = [
         Route("/", dashboard, name="dashboard"),
