@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -407,6 +408,74 @@ def test_a_long_json_line_to_a_pipe_on_dev_stdout_is_written_whole(tmp_path):
     lines = [json.loads(line) for line in out.decode().splitlines()]
     assert [e["event"] for e in lines] == ["photo_note", "stopped"]
     assert lines[0]["message"] == "x" * 200_000
+
+
+def test_a_log_pipe_no_one_reads_holds_the_daemon_once_not_every_event(tmp_path):
+    """``log_file = "/dev/stdout"`` on a non-blocking pipe whose reader stopped reading: the
+    first line it cannot take is waited for (STALL, 2 s here), said unwritable on stderr, and
+    lost; the lines after it are lost at once, not waited for each (before: 2 s an event, 30 s
+    in a real daemon); once the pipe is read again, the next line is written whole and the log
+    said back."""
+    import fcntl
+    import subprocess
+    import sys
+
+    from test_daemon_support import ROOT
+
+    program = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "import pixcamd.daemon.events as events\n"
+        "events.STALL = 2.0\n"
+        "log = events.EventLog(Path('/dev/stdout'), None, sys.stderr)\n"
+        "log.emit('photo_note', 'a.jpg', 'x' * 100_000)\n"  # fills the pipe, then waits 2 s
+        "started = time.monotonic()\n"
+        "for i in range(5):\n"
+        "    log.emit('queued', f'{i}.jpg', '')\n"
+        "print(f'LATER {time.monotonic() - started:.3f}', file=sys.stderr, flush=True)\n"
+        "sys.stdin.readline()\n"  # the reader drains the pipe, then says so
+        "log.emit('stopped', None, 'done')\n"
+    )
+    read, write = os.pipe()
+    flags = fcntl.fcntl(write, fcntl.F_GETFL)
+    fcntl.fcntl(write, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(
+        [sys.executable, "-c", program],
+        stdin=subprocess.PIPE,
+        stdout=write,
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+        env=env,
+        text=True,
+    )
+    os.close(write)
+    try:
+        said = []
+        while not said or not said[-1].startswith("LATER"):
+            line = process.stderr.readline()
+            assert line, said
+            said.append(line.strip())
+        later = float(said[-1].split()[1])
+        # five events on the stalled pipe: at once, not 2 s each (10 s before)
+        assert later < 4.0, said
+        assert sum("log_unwritable" in line for line in said) == 1, said
+        drained = b""
+        fcntl.fcntl(read, fcntl.F_SETFL, fcntl.fcntl(read, fcntl.F_GETFL) | os.O_NONBLOCK)
+        with contextlib.suppress(BlockingIOError):
+            while chunk := os.read(read, 1 << 20):
+                drained += chunk
+        assert drained.startswith(b'{"')  # what the pipe took of the first line, then lost
+        _, err = process.communicate("go\n", timeout=60)
+        with os.fdopen(read, "rb") as reader:
+            rest = reader.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err
+    last = json.loads(rest.decode().splitlines()[-1])
+    assert last["event"] == "stopped"  # written whole once read again
+    assert "log_back" in err, err
 
 
 def test_a_retry_asked_inside_the_daemon_is_said_before_its_worker_starts_the_photo(tmp_path):

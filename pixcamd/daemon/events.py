@@ -89,19 +89,25 @@ def append_line(
 STALL = 30.0  # s: a pipe no one has read from for this long loses the rest of the line
 
 
-def write_all(fd: int, data: bytes) -> None:
+class Stalled(OSError):
+    """Nothing read from a full non-blocking pipe for the time waited."""
+
+
+def write_all(fd: int, data: bytes, wait: float | None = None) -> None:
     """Every byte of ``data`` to ``fd``: one ``os.write`` may take only part of it — a line
     longer than a pipe takes at once (``/dev/stdout`` in a container, 64 KiB; above 4 KiB a
     pipe's write is not whole by rule), cut by a signal (the SIGTERM of a stop) or by a pipe
     left non-blocking. A full non-blocking pipe is waited for until it takes more; one that
-    takes nothing for ``STALL`` seconds is an OSError, as a write that fails."""
+    takes nothing for ``wait`` seconds (``STALL``) is ``Stalled``, an OSError as a write that
+    fails."""
+    wait = STALL if wait is None else wait
     view = memoryview(data)
     while view:
         try:
             written = os.write(fd, view)
         except BlockingIOError:
-            if not select.select([], [fd], [], STALL)[1]:
-                raise OSError(f"nothing read from the log for {STALL:g} s") from None
+            if not select.select([], [fd], [], wait)[1]:
+                raise Stalled(f"nothing read from the log for {STALL:g} s") from None
             continue
         view = view[written:]
 
@@ -183,12 +189,22 @@ class _FileSink:
         # A container's log is the process's stdout: written to it, not opened again by name —
         # /dev/stdout is a pipe its engine made, which a user other than root may not open.
         self.fd = _STD_FDS.get(str(path))
+        # A pipe found stalled is not waited for again line by line (a reader gone for good
+        # would hold every event STALL seconds): a line it cannot take at once is lost until it
+        # takes one again.
+        self.stalled = False
 
     def msg(self, line: str) -> None:
         with self.lock:
             try:
                 if self.fd is not None:
-                    write_all(self.fd, (line + "\n").encode("utf-8"))
+                    data = (line + "\n").encode("utf-8")
+                    try:
+                        write_all(self.fd, data, 0.0 if self.stalled else STALL)
+                    except Stalled:
+                        self.stalled = True
+                        raise
+                    self.stalled = False
                 else:
                     with self.path.open("a", encoding="utf-8") as fp:
                         fp.write(line + "\n")
