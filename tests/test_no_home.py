@@ -10,6 +10,7 @@ import pwd
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -38,15 +39,20 @@ def homeless(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
-def open_to_all(root: Path) -> Path:
-    for folder in (root, *root.parents):
-        if folder == Path("/"):
-            break
-        os.chmod(folder, os.stat(folder).st_mode | 0o755)
-    for name in ("inbox", "outbox", "state"):
-        (root / name).mkdir(exist_ok=True)
-        os.chmod(root / name, 0o777)
-    return root
+@pytest.fixture
+def open_root():
+    """A folder the uid can enter, with inbox/outbox/state it can write: right under /tmp, not
+    pytest's tmp_path — its /tmp/pytest-of-root is root's alone, and another pytest session
+    starting meanwhile closes it again (0700), whatever this test opened."""
+    root = Path(tempfile.mkdtemp(prefix="pixcamd-nohome-"))
+    try:
+        os.chmod(root, 0o755)
+        for name in ("inbox", "outbox", "state"):
+            (root / name).mkdir()
+            os.chmod(root / name, 0o777)
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def refused(result: subprocess.CompletedProcess, *words: str) -> None:
@@ -57,8 +63,8 @@ def refused(result: subprocess.CompletedProcess, *words: str) -> None:
         assert word in result.stderr, result.stderr
 
 
-def test_commands_without_a_home_folder_say_what_to_set(tmp_path):
-    root = open_to_all(tmp_path)
+def test_commands_without_a_home_folder_say_what_to_set(open_root):
+    root = open_root
     config = root / "config.toml"
     config.write_text(f'inbox = "{root / "inbox"}"\noutbox = "{root / "outbox"}"\n')
     os.chmod(config, 0o644)
@@ -74,8 +80,8 @@ def test_commands_without_a_home_folder_say_what_to_set(tmp_path):
     refused(homeless("run", "--config", str(config), cwd=root), "XDG_CACHE_HOME", "weights")
 
 
-def test_a_path_with_a_tilde_is_refused_not_made_under_the_current_folder(tmp_path):
-    root = open_to_all(tmp_path)
+def test_a_path_with_a_tilde_is_refused_not_made_under_the_current_folder(open_root):
+    root = open_root
     config = root / "config.toml"
     config.write_text(
         f'inbox = "~/inbox"\noutbox = "{root / "outbox"}"\nstate_dir = "{root / "state"}"\n'
