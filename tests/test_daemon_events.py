@@ -478,6 +478,75 @@ def test_a_log_pipe_no_one_reads_holds_the_daemon_once_not_every_event(tmp_path)
     assert "log_back" in err, err
 
 
+def test_a_line_a_stalled_log_pipe_took_in_part_is_never_run_into_the_next(tmp_path):
+    """A collector reading ``/dev/stdout`` line by line: a line the stalled pipe took only part
+    of (the first, waited for; another while stalled, when the reader freed a little room) must
+    not run into the line written once the pipe is read again — the end of the cut line comes
+    first, so every line the collector reads is whole JSON and the one after it is kept."""
+    import fcntl
+    import subprocess
+    import sys
+
+    from test_daemon_support import ROOT
+
+    program = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "import pixcamd.daemon.events as events\n"
+        "events.STALL = 1.0\n"
+        "log = events.EventLog(Path('/dev/stdout'), None, sys.stderr)\n"
+        "log.emit('photo_note', 'a.jpg', 'x' * 100_000)\n"  # the pipe takes 64 KiB of it
+        "print('STALLED', file=sys.stderr, flush=True)\n"
+        "sys.stdin.readline()\n"  # the reader took a little: room for part of a line
+        "log.emit('photo_note', 'b.jpg', 'y' * 20_000)\n"
+        "print('AGAIN', file=sys.stderr, flush=True)\n"
+        "sys.stdin.readline()\n"  # the reader drains the pipe and reads on
+        "log.emit('stopped', None, 'done')\n"
+    )
+    read, write = os.pipe()
+    fcntl.fcntl(write, fcntl.F_SETFL, fcntl.fcntl(write, fcntl.F_GETFL) | os.O_NONBLOCK)
+    process = subprocess.Popen(
+        [sys.executable, "-c", program],
+        stdin=subprocess.PIPE,
+        stdout=write,
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        text=True,
+    )
+    os.close(write)
+
+    def until(word: str) -> None:
+        said = []
+        while not said or said[-1] != word:
+            line = process.stderr.readline()
+            assert line, said
+            said.append(line.strip())
+
+    try:
+        until("STALLED")
+        stream = os.read(read, 8192)
+        process.stdin.write("go\n")
+        process.stdin.flush()
+        until("AGAIN")
+        fcntl.fcntl(read, fcntl.F_SETFL, fcntl.fcntl(read, fcntl.F_GETFL) | os.O_NONBLOCK)
+        with contextlib.suppress(BlockingIOError):
+            while chunk := os.read(read, 1 << 20):
+                stream += chunk
+        fcntl.fcntl(read, fcntl.F_SETFL, fcntl.fcntl(read, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+        _, err = process.communicate("go\n", timeout=60)
+        with os.fdopen(read, "rb") as reader:
+            stream += reader.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err
+    assert stream.endswith(b"\n")
+    lines = [json.loads(line) for line in stream.decode().splitlines()]  # each one whole
+    assert [line["event"] for line in lines] == ["photo_note", "stopped"]  # b.jpg's: lost
+    assert lines[0]["message"] == "x" * 100_000
+
+
 def test_a_retry_asked_inside_the_daemon_is_said_before_its_worker_starts_the_photo(tmp_path):
     """The page's retry (``retry.apply`` with the daemon's log): the photos are queued, and the
     worker may take one at once — its ``started`` came before the ``retry`` in the JSON log and

@@ -86,11 +86,16 @@ def append_line(
             os.close(fd)
 
 
-STALL = 30.0  # s: a pipe no one has read from for this long loses the rest of the line
+STALL = 30.0  # s: a pipe no one has read from for this long takes no more of the line
 
 
 class Stalled(OSError):
-    """Nothing read from a full non-blocking pipe for the time waited."""
+    """Nothing read from a full non-blocking pipe for the time waited; ``written``: how many
+    bytes of the data it took before."""
+
+    def __init__(self, message: str, written: int = 0):
+        super().__init__(message)
+        self.written = written
 
 
 def write_all(fd: int, data: bytes, wait: float | None = None) -> None:
@@ -99,7 +104,7 @@ def write_all(fd: int, data: bytes, wait: float | None = None) -> None:
     pipe's write is not whole by rule), cut by a signal (the SIGTERM of a stop) or by a pipe
     left non-blocking. A full non-blocking pipe is waited for until it takes more; one that
     takes nothing for ``wait`` seconds (``STALL``) is ``Stalled``, an OSError as a write that
-    fails."""
+    fails, saying how much of ``data`` it took."""
     wait = STALL if wait is None else wait
     view = memoryview(data)
     while view:
@@ -107,7 +112,8 @@ def write_all(fd: int, data: bytes, wait: float | None = None) -> None:
             written = os.write(fd, view)
         except BlockingIOError:
             if not select.select([], [fd], [], wait)[1]:
-                raise Stalled(f"nothing read from the log for {STALL:g} s") from None
+                written = len(data) - len(view)
+                raise Stalled(f"nothing read from the log for {STALL:g} s", written) from None
             continue
         view = view[written:]
 
@@ -193,18 +199,15 @@ class _FileSink:
         # would hold every event STALL seconds): a line it cannot take at once is lost until it
         # takes one again.
         self.stalled = False
+        # The end of a line the pipe took only part of: written before the next line, so that
+        # a collector reading lines never gets two run together (the next one lost with it).
+        self.rest = b""
 
     def msg(self, line: str) -> None:
         with self.lock:
             try:
                 if self.fd is not None:
-                    data = (line + "\n").encode("utf-8")
-                    try:
-                        write_all(self.fd, data, 0.0 if self.stalled else STALL)
-                    except Stalled:
-                        self.stalled = True
-                        raise
-                    self.stalled = False
+                    self._to_fd((line + "\n").encode("utf-8"))
                 else:
                     with self.path.open("a", encoding="utf-8") as fp:
                         fp.write(line + "\n")
@@ -214,6 +217,23 @@ class _FileSink:
                 self.last.problem = None
 
     debug = info = warning = error = critical = msg
+
+    def _to_fd(self, line: bytes) -> None:
+        """``line`` after the rest of one cut short; on a stall, what is left of a line begun is
+        kept for the next time (a line not begun is lost whole)."""
+        owed = self.rest
+        try:
+            write_all(self.fd, owed + line, 0.0 if self.stalled else STALL)
+        except Stalled as exc:
+            self.stalled = True
+            if exc.written < len(owed):  # still the old line's end: this line is lost
+                self.rest = owed[exc.written :]
+            elif exc.written > len(owed):  # this line begun: its end comes first next time
+                self.rest = line[exc.written - len(owed) :]
+            else:
+                self.rest = b""
+            raise
+        self.stalled, self.rest = False, b""
 
 
 class EventLog:
