@@ -27,25 +27,35 @@ def ephemeral_ports() -> range:
         return range(32768, 61000)
 
 
+# Ports `ray start` keeps for itself by default, which it refuses as the head's --port: its
+# workers' (10002–19999), the dashboard's (8265, kept even when it is not started) and the
+# dashboard agent's (52365, on every node).
+RAY_PORTS = frozenset({8265, 52365, *range(10002, 20000)})
+
+
 def free_port() -> int:
-    """A port nothing holds on any address, picked below the ephemeral range: a port the kernel
-    handed out (bind to port 0) can meanwhile become some outgoing connection's own port on the
-    machine's other address, and Ray's GCS, which listens on all addresses, then fails to start
-    ("Failed to start the grpc server", one CI run in many). 20000 and up clears Ray's worker
-    ports (10002–19999)."""
+    """A port nothing holds on any address, none of Ray's own (``RAY_PORTS``), picked below the
+    ephemeral range where there is room: a port the kernel handed out (bind to port 0) can
+    meanwhile become some outgoing connection's own port on the machine's other address, and
+    Ray's GCS, which listens on all addresses, then fails to start ("Failed to start the grpc
+    server", one CI run in many). Where the range leaves nothing from 20000 up below it (one
+    that starts low, 1024), a port outside it, else any from 20000 up — never the kernel's, which
+    there could be one of Ray's own."""
     import random
 
-    below = range(20000, ephemeral_ports().start)
-    for port in random.sample(below, k=min(200, len(below))):
-        with socket.socket() as s:
-            try:
-                s.bind(("", port))
-            except OSError:
-                continue
-            return port
-    with socket.socket() as s:  # no free port below the range: take the kernel's
-        s.bind(("", 0))
-        return s.getsockname()[1]
+    ephemeral = ephemeral_ports()
+    ours = [port for port in range(20000, 65536) if port not in RAY_PORTS]
+    below = [port for port in ours if port < ephemeral.start]
+    outside = [port for port in ours if port not in ephemeral]
+    for pool in (below, outside, ours):
+        for port in random.sample(pool, k=min(200, len(pool))):
+            with socket.socket() as s:
+                try:
+                    s.bind(("", port))
+                except OSError:
+                    continue
+                return port
+    raise OSError("no free port from 20000 up")
 
 
 def session_processes(sids: set[int]) -> list[int]:
