@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import os
+from pathlib import Path
 
 from test_daemon_support import make_config, no_leaked_threads  # noqa: F401
 
@@ -376,16 +377,35 @@ def test_a_time_from_another_day_carries_its_date(tmp_path):
     ]
 
 
+def logging_to_a_pipe(program: str, cwd: Path, talk: bool = False):
+    """``program`` run with its stdout a pipe left non-blocking (a container engine's may be),
+    nobody reading it yet: (the process, the pipe's read end). ``talk``: its stdin and stderr
+    are pipes to this test, as text."""
+    import fcntl
+    import subprocess
+    import sys
+
+    from test_daemon_support import ROOT
+
+    read, write = os.pipe()
+    fcntl.fcntl(write, fcntl.F_SETFL, fcntl.fcntl(write, fcntl.F_GETFL) | os.O_NONBLOCK)
+    talking = dict(stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True) if talk else {}
+    process = subprocess.Popen(
+        [sys.executable, "-c", program],
+        stdout=write,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        **talking,
+    )
+    os.close(write)
+    return process, read
+
+
 def test_a_long_json_line_to_a_pipe_on_dev_stdout_is_written_whole(tmp_path):
     """A container's ``log_file = "/dev/stdout"`` is a pipe: one write of a line longer than the
     pipe takes at once (here 200 KB, left non-blocking: 64 KiB of it) was cut there, the rest
     lost, and the next line glued to the half — every byte is written, waiting for the reader."""
-    import fcntl
-    import subprocess
-    import sys
     import time
-
-    from test_daemon_support import ROOT
 
     program = (
         "import io, sys\n"
@@ -395,12 +415,7 @@ def test_a_long_json_line_to_a_pipe_on_dev_stdout_is_written_whole(tmp_path):
         "log.emit('photo_note', 'a.jpg', 'x' * 200_000)\n"
         "log.emit('stopped', None, 'done')\n"
     )
-    read, write = os.pipe()
-    flags = fcntl.fcntl(write, fcntl.F_GETFL)
-    fcntl.fcntl(write, fcntl.F_SETFL, flags | os.O_NONBLOCK)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    process = subprocess.Popen([sys.executable, "-c", program], stdout=write, cwd=tmp_path, env=env)
-    os.close(write)
+    process, read = logging_to_a_pipe(program, tmp_path)
     time.sleep(1.0)  # the pipe is full long before: a reader that comes late, as one may
     with os.fdopen(read, "rb") as reader:
         out = reader.read()
@@ -417,10 +432,6 @@ def test_a_log_pipe_no_one_reads_holds_the_daemon_once_not_every_event(tmp_path)
     in a real daemon); once the pipe is read again, the next line is written whole and the log
     said back."""
     import fcntl
-    import subprocess
-    import sys
-
-    from test_daemon_support import ROOT
 
     program = (
         "import sys, time\n"
@@ -436,20 +447,7 @@ def test_a_log_pipe_no_one_reads_holds_the_daemon_once_not_every_event(tmp_path)
         "sys.stdin.readline()\n"  # the reader drains the pipe, then says so
         "log.emit('stopped', None, 'done')\n"
     )
-    read, write = os.pipe()
-    flags = fcntl.fcntl(write, fcntl.F_GETFL)
-    fcntl.fcntl(write, fcntl.F_SETFL, flags | os.O_NONBLOCK)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    process = subprocess.Popen(
-        [sys.executable, "-c", program],
-        stdin=subprocess.PIPE,
-        stdout=write,
-        stderr=subprocess.PIPE,
-        cwd=tmp_path,
-        env=env,
-        text=True,
-    )
-    os.close(write)
+    process, read = logging_to_a_pipe(program, tmp_path, talk=True)
     try:
         said = []
         while not said or not said[-1].startswith("LATER"):
@@ -484,10 +482,6 @@ def test_a_line_a_stalled_log_pipe_took_in_part_is_never_run_into_the_next(tmp_p
     not run into the line written once the pipe is read again — the end of the cut line comes
     first, so every line the collector reads is whole JSON and the one after it is kept."""
     import fcntl
-    import subprocess
-    import sys
-
-    from test_daemon_support import ROOT
 
     program = (
         "import sys\n"
@@ -503,18 +497,7 @@ def test_a_line_a_stalled_log_pipe_took_in_part_is_never_run_into_the_next(tmp_p
         "sys.stdin.readline()\n"  # the reader drains the pipe and reads on
         "log.emit('stopped', None, 'done')\n"
     )
-    read, write = os.pipe()
-    fcntl.fcntl(write, fcntl.F_SETFL, fcntl.fcntl(write, fcntl.F_GETFL) | os.O_NONBLOCK)
-    process = subprocess.Popen(
-        [sys.executable, "-c", program],
-        stdin=subprocess.PIPE,
-        stdout=write,
-        stderr=subprocess.PIPE,
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        text=True,
-    )
-    os.close(write)
+    process, read = logging_to_a_pipe(program, tmp_path, talk=True)
 
     def until(word: str) -> None:
         said = []
