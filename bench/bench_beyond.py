@@ -11,6 +11,7 @@ default set — the kind a platform may also do:
   destination can be named in ``platforms`` — ``--named`` measures what that buys);
 * a square centre crop before the downscale, as a square-format feed does;
 * an unsharp mask after the downscale, as some platforms sharpen (gentle to strong);
+* another resampling filter than Lanczos: the box (area averaging), Hamming, nearest neighbour;
 * a re-share: one platform's copy downloaded and uploaded to another (two pipelines in a row);
 * another resizer and encoder than Pillow's, on the file itself: ImageMagick's ``convert`` and
   libvips's ``vipsthumbnail`` (sharp's engine, which shrinks a JPEG while decoding it), as a
@@ -95,6 +96,13 @@ DESTINATIONS: dict[str, Callable[[Image.Image], Image.Image]] = {
     "facebook, then instagram (a re-share)": lambda i: PRESETS["instagram"].apply(
         PRESETS["facebook"].apply(i)
     ),
+    # Other resampling filters than the presets' Lanczos (the roaming views draw Lanczos,
+    # bicubic and bilinear): the box — area averaging, as OpenCV's INTER_AREA, the usual
+    # downscale in Python image pipelines —, Hamming, and nearest neighbour (no averaging at
+    # all: one native pixel in every factor², as a cheap thumbnailer takes)
+    "long 1080, box (area averaging), JPEG 80": parse_inline("long1080-q80-box").apply,
+    "width 1080, Hamming, JPEG 80": parse_inline("width1080-q80-hamming").apply,
+    "long 1600, nearest neighbour, JPEG 85": parse_inline("long1600-q85-nearest").apply,
 }
 
 
