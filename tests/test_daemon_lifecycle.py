@@ -1403,6 +1403,8 @@ def test_a_file_that_is_no_image_is_not_read_again_for_other_settings(tmp_path, 
     with running(config, [brisque]) as daemon:
         wait_for(lambda: finished(config, ["bad.jpg", "held.png"]), 60, "the first pass")
         assert ledger_rows(config)["bad.jpg"]["state"] == "failed"
+        # its row is failed before its `failed` event is written: the event too, then compare
+        wait_for(lambda: "failed" in about_it(), 30, "bad.jpg's failed event")
         before = about_it()
         config.source.write_text(config.source.read_text() + "epsilon = 5\n")
         assert daemon.reload() is True
