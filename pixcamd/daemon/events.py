@@ -222,16 +222,14 @@ class _FileSink:
         """``line`` after the rest of one cut short; on a stall, what is left of a line begun is
         kept for the next time (a line not begun is lost whole)."""
         owed = self.rest
+        data = owed + line
         try:
-            write_all(self.fd, owed + line, 0.0 if self.stalled else STALL)
+            write_all(self.fd, data, 0.0 if self.stalled else STALL)
         except Stalled as exc:
             self.stalled = True
-            if exc.written < len(owed):  # still the old line's end: this line is lost
-                self.rest = owed[exc.written :]
-            elif exc.written > len(owed):  # this line begun: its end comes first next time
-                self.rest = line[exc.written - len(owed) :]
-            else:
-                self.rest = b""
+            # this line begun: the rest of it comes first next time; else it is lost whole, and
+            # what is left of the old line's end (if anything) is still owed
+            self.rest = (data if exc.written > len(owed) else owed)[exc.written :]
             raise
         self.stalled, self.rest = False, b""
 
