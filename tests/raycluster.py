@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -41,8 +42,6 @@ def free_port() -> int:
     server", one CI run in many). Where the range leaves nothing from 20000 up below it (one
     that starts low, 1024), a port outside it, else any from 20000 up — never the kernel's, which
     there could be one of Ray's own."""
-    import random
-
     ephemeral = ephemeral_ports()
     ours = [port for port in range(20000, 65536) if port not in RAY_PORTS]
     below = [port for port in ours if port < ephemeral.start]

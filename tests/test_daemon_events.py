@@ -401,6 +401,30 @@ def logging_to_a_pipe(program: str, cwd: Path, talk: bool = False):
     return process, read
 
 
+def said_until(process, word: str) -> list[str]:
+    """The child's stderr lines up to the one starting with ``word`` (its cue to the test)."""
+    said: list[str] = []
+    while not said or not said[-1].startswith(word):
+        line = process.stderr.readline()
+        assert line, said
+        said.append(line.strip())
+    return said
+
+
+def drain(read: int) -> bytes:
+    """What the pipe holds now, without waiting for more; the read end blocking again after."""
+    import fcntl
+
+    flags = fcntl.fcntl(read, fcntl.F_GETFL)
+    fcntl.fcntl(read, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+    held = b""
+    with contextlib.suppress(BlockingIOError):
+        while chunk := os.read(read, 1 << 20):
+            held += chunk
+    fcntl.fcntl(read, fcntl.F_SETFL, flags)
+    return held
+
+
 def test_a_long_json_line_to_a_pipe_on_dev_stdout_is_written_whole(tmp_path):
     """A container's ``log_file = "/dev/stdout"`` is a pipe: one write of a line longer than the
     pipe takes at once (here 200 KB, left non-blocking: 64 KiB of it) was cut there, the rest
@@ -431,8 +455,6 @@ def test_a_log_pipe_no_one_reads_holds_the_daemon_once_not_every_event(tmp_path)
     lost; the lines after it are lost at once, not waited for each (before: 2 s an event, 30 s
     in a real daemon); once the pipe is read again, the next line is written whole and the log
     said back."""
-    import fcntl
-
     program = (
         "import sys, time\n"
         "from pathlib import Path\n"
@@ -449,20 +471,12 @@ def test_a_log_pipe_no_one_reads_holds_the_daemon_once_not_every_event(tmp_path)
     )
     process, read = logging_to_a_pipe(program, tmp_path, talk=True)
     try:
-        said = []
-        while not said or not said[-1].startswith("LATER"):
-            line = process.stderr.readline()
-            assert line, said
-            said.append(line.strip())
+        said = said_until(process, "LATER")
         later = float(said[-1].split()[1])
         # five events on the stalled pipe: at once, not 2 s each (10 s before)
         assert later < 4.0, said
         assert sum("log_unwritable" in line for line in said) == 1, said
-        drained = b""
-        fcntl.fcntl(read, fcntl.F_SETFL, fcntl.fcntl(read, fcntl.F_GETFL) | os.O_NONBLOCK)
-        with contextlib.suppress(BlockingIOError):
-            while chunk := os.read(read, 1 << 20):
-                drained += chunk
+        drained = drain(read)
         assert drained.startswith(b'{"')  # what the pipe took of the first line, then lost
         _, err = process.communicate("go\n", timeout=60)
         with os.fdopen(read, "rb") as reader:
@@ -481,8 +495,6 @@ def test_a_line_a_stalled_log_pipe_took_in_part_is_never_run_into_the_next(tmp_p
     of (the first, waited for; another while stalled, when the reader freed a little room) must
     not run into the line written once the pipe is read again — the end of the cut line comes
     first, so every line the collector reads is whole JSON and the one after it is kept."""
-    import fcntl
-
     program = (
         "import sys\n"
         "from pathlib import Path\n"
@@ -498,25 +510,13 @@ def test_a_line_a_stalled_log_pipe_took_in_part_is_never_run_into_the_next(tmp_p
         "log.emit('stopped', None, 'done')\n"
     )
     process, read = logging_to_a_pipe(program, tmp_path, talk=True)
-
-    def until(word: str) -> None:
-        said = []
-        while not said or said[-1] != word:
-            line = process.stderr.readline()
-            assert line, said
-            said.append(line.strip())
-
     try:
-        until("STALLED")
+        said_until(process, "STALLED")
         stream = os.read(read, 8192)
         process.stdin.write("go\n")
         process.stdin.flush()
-        until("AGAIN")
-        fcntl.fcntl(read, fcntl.F_SETFL, fcntl.fcntl(read, fcntl.F_GETFL) | os.O_NONBLOCK)
-        with contextlib.suppress(BlockingIOError):
-            while chunk := os.read(read, 1 << 20):
-                stream += chunk
-        fcntl.fcntl(read, fcntl.F_SETFL, fcntl.fcntl(read, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+        said_until(process, "AGAIN")
+        stream += drain(read)
         _, err = process.communicate("go\n", timeout=60)
         with os.fdopen(read, "rb") as reader:
             stream += reader.read()
