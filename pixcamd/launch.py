@@ -12,7 +12,17 @@ import signal
 import sys
 
 
+def printable_everywhere() -> None:
+    """A terminal or pipe in an encoding other than UTF-8 (``LANG=en_US.ISO-8859-1``,
+    ``PYTHONIOENCODING=ascii``) cannot take every character pixcamd prints — ×, →, –, a photo's
+    name —: it gets ``?`` for those instead of a traceback in place of the answer."""
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="replace")
+
+
 def main() -> int:
+    printable_everywhere()
     if sys.argv[1:2] == ["run"]:
         from pixcamd import early_signals
 

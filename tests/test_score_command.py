@@ -5,6 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +16,8 @@ from PIL import Image
 
 from pixcamd.cli import main
 from pixcamd.platforms import DEFAULT_PLATFORMS, PRESETS
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
@@ -189,6 +195,30 @@ def test_human_table(tmp_path, capsys):
     assert "  task — full size, JPEG 90 4:2:0, served at 640×480" in out
     assert "  width320-q80 — width 320 px (lanczos), JPEG 80 4:2:0, served at 320×240" in out
     assert out.count("    center ") == 2
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "latin-1"])
+def test_a_terminal_that_is_not_utf8_gets_the_answer_not_a_traceback(tmp_path, encoding):
+    """×, → and a photo's own name cannot all be written in ASCII or Latin-1 (a legacy locale):
+    what the terminal cannot show comes out as ``?``, the scores and the exit status stay."""
+    path = tmp_path / "café ✓.png"
+    textured(640, 480).save(path)
+    env = dict(os.environ, PYTHONIOENCODING=encoding, PYTHONPATH=str(ROOT))
+    args = [str(path), "--model", "brisque", "--views", "center", "--platforms", "task"]
+    for command in (["score", *args], ["protect", "--help"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "pixcamd", *command],
+            capture_output=True,
+            env=env,
+            timeout=300,
+        )
+        out = done.stdout.decode(encoding)
+        assert done.returncode == 0 and b"Traceback" not in done.stderr, done.stderr[-2000:]
+        if command[0] == "score":
+            for line in (f"{path.name}  (640×480): ", "  task — full size", "    center "):
+                assert line.encode(encoding, "replace").decode(encoding) in out
+        else:
+            assert out.startswith("usage: pixcamd protect") and "--platforms" in out
 
 
 def test_what_reading_changed_is_said_with_the_scores(tmp_path, capsys):
