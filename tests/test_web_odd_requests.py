@@ -141,11 +141,24 @@ def test_a_retry_of_a_photo_queued_meanwhile_is_no_refusal_on_the_page_as_in_the
             f"/photos/{held}/stronger", "", **{"x-csrf-token": secret(world)}
         )
         assert status == 409 and b"already queued" in body  # a script: the reason as text
+        status, _, body = web.post(f"/photos/{held}/retry", "", **{"x-csrf-token": secret(world)})
+        assert (status, body) == (200, f"{DONE['queued']}\n".encode())  # and what was done
     assert rows(world) == queued and len(events(world, "retry")) == 1  # the shell's alone
     assert cli(capsys, world, "retry", "held.jpg")[0] == 0
     code, said = cli(capsys, world, "retry", "--stronger", "held.jpg")
     assert code == 1 and "ordinary budget" in said
     assert rows(world) == queued
+
+
+def test_a_script_is_told_what_was_done_as_text(world):
+    """The secret in a header (a script, not the page's form): what was done is the answer
+    itself, as a refusal is — not a redirect to a page only a browser reads."""
+    held = ids(world)["held.jpg"]
+    with serving(world) as server:
+        web = Client(server.url)
+        status, _, body = web.post(f"/photos/{held}/retry", "", **{"x-csrf-token": secret(world)})
+    assert (status, body) == (200, f"{DONE['retry']}\n".encode())
+    assert rows(world)["held.jpg"]["state"] == "queued" and len(events(world, "retry")) == 1
 
 
 def test_ship_after_the_copy_was_taken_back_says_so(world, capsys):

@@ -261,12 +261,15 @@ def create_app(
             if not same(form.get("csrf") or request.headers.get("x-csrf-token"), web.secret):
                 return _forged()
             url = request.url_for("photo", id=request.path_params["id"]).path
+            script = "csrf" not in form  # the secret in a header: the answer itself, as text
             try:
                 said = await run_in_threadpool(_decide, kind, web.row(request))
             except PixcamdError as exc:
-                if "csrf" not in form:  # a script (the secret in a header): the answer itself
+                if script:
                     return Response(f"{exc}\n", 409, media_type="text/plain")
                 return RedirectResponse(f"{url}?refused={web.notices.keep(str(exc))}", 303)
+            if script:  # "Already queued" and "Queued again" told apart without the page
+                return Response(f"{DONE[said]}\n", 200, media_type="text/plain")
             return RedirectResponse(f"{url}?done={web.notices.keep(DONE[said])}", 303)
 
         return handler
