@@ -100,6 +100,10 @@ def test_every_page_and_image_is_served(world):
         assert original.size == copy.size == (640, 480)
         diff = image(web.get(f"/photos/{held}/diff.png")[2])
         assert diff.size == original.size and diff.mode == "RGB"
+        import numpy as np
+
+        changed = np.abs(np.asarray(original, np.int16) - np.asarray(copy.convert("RGB")))
+        assert (np.asarray(diff) == np.minimum(changed * 16, 255)).all()  # ×16, pixel-true
         thumb = image(web.get(f"/photos/{held}/thumb.jpg")[2])
         assert max(thumb.size) == 320
 
@@ -603,6 +607,41 @@ def test_the_image_cache_is_bounded_oldest_first(tmp_path):
     assert (cache.root / "img-0").read_bytes() == b"m" * 1000
     cache.get("img-3", lambda: b"never made")  # a hit: read, not made, and now the newest
     assert (cache.root / "img-3").read_bytes() == bytes(1000)
+
+
+def test_images_are_made_a_few_at_a_time_however_many_are_asked_for(tmp_path):
+    """Each image decodes a whole photo: six asked at once (a browser's connections to one
+    page) are made MAKERS at a time, and every one is still made and served."""
+    import threading
+    import time
+
+    from pixcamd.web.files import MAKERS, Cache
+
+    cache = Cache(tmp_path / "cache")
+    lock, release = threading.Lock(), threading.Event()
+    making, most = [0], [0]
+
+    def make():
+        with lock:
+            making[0] += 1
+            most[0] = max(most[0], making[0])
+        release.wait(60)
+        with lock:
+            making[0] -= 1
+        return b"image"
+
+    threads = [threading.Thread(target=cache.get, args=(f"img-{n}", make)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 30
+    while making[0] < MAKERS and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)  # the others have had the time to start making theirs, if they could
+    release.set()
+    for thread in threads:
+        thread.join(60)
+    assert most[0] == MAKERS == 2
+    assert sorted(p.name for p in cache.root.iterdir()) == [f"img-{n}" for n in range(6)]
 
 
 def test_the_image_cache_counts_what_another_process_wrote_into_it(tmp_path):

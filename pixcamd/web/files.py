@@ -8,7 +8,10 @@ protected), as lossless PNG, so the side-by-side and the difference are pixel-tr
 
 Made images — originals rendered, thumbnails, differences — go to a cache in the state dir
 (``web-cache/``), keyed by the files' identities so a retried photo gets new ones; the cache is
-held under ``CACHE_BYTES`` by evicting the least recently used files after each write.
+held under ``CACHE_BYTES`` by evicting the least recently used files after each write. They are
+made ``MAKERS`` at a time: each decodes a whole photo (a difference two), and a browser asks for
+six images at once per tab — at 24 MP six differences made side by side took 3.8 GB beside the
+daemon's own protection (docs/benchmarks.md, "The web page's images").
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from pixcamd.daemon.ledger_row import Row
 CACHE_BYTES = 256 * 2**20  # an original rendered losslessly at 24 MP is about 40 MB
 THUMB_SIDE = 320
 DIFF_GAIN = 16  # |original − copy| × 16: a change of one grey level shows as 16
+MAKERS = 2  # images made at once, whatever number of requests wait for theirs
 
 
 def original_file(config: Config, row: Row) -> Path | None:
@@ -64,8 +68,9 @@ class Cache:
 
     RECOUNT = 200
 
-    def __init__(self, root: Path, limit: int = CACHE_BYTES):
+    def __init__(self, root: Path, limit: int = CACHE_BYTES, makers: int = MAKERS):
         self.root, self.limit = root, limit
+        self._makers = threading.BoundedSemaphore(makers)
         self._lock = threading.Lock()
         self._making: dict[str, threading.Lock] = {}
         self._total: int | None = None  # bytes in the folder at its last listing, and since
@@ -80,7 +85,8 @@ class Cache:
                 with contextlib.suppress(OSError):
                     os.utime(path)  # recently used
                 return path
-            data = make()  # a failure keeps the lock: whoever waits on it makes it next
+            with self._makers:  # the memory of a few decoded photos, not of every request's
+                data = make()  # a failure keeps the lock: whoever waits on it makes it next
             self.root.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{key}.{os.getpid()}.{threading.get_ident()}")
             tmp.write_bytes(data)
@@ -147,15 +153,13 @@ def thumbnail(path: Path, max_pixels: int) -> bytes:
 
 
 def difference(original: Path, copy: Path, max_pixels: int) -> bytes:
-    """|original − copy| × DIFF_GAIN per channel, as PNG; ValueError when sizes differ."""
-    import numpy as np
-    from PIL import Image
+    """|original − copy| × DIFF_GAIN per channel, at most 255, as PNG; ValueError when sizes
+    differ. In 8 bits throughout (Pillow's, then a table): int16 arrays of both photos took
+    three times the memory for the same bytes."""
+    from PIL import ImageChops
 
-    a = np.asarray(decode(original, max_pixels), dtype=np.int16)
-    b = np.asarray(decode(copy, max_pixels), dtype=np.int16)
-    if a.shape != b.shape:
-        raise ValueError(
-            f"the copy is {b.shape[1]}×{b.shape[0]}, the original {a.shape[1]}×{a.shape[0]}"
-        )
-    diff = np.minimum(np.abs(a - b) * DIFF_GAIN, 255).astype(np.uint8)
-    return png(Image.fromarray(diff, "RGB"))
+    a, b = decode(original, max_pixels), decode(copy, max_pixels)
+    if a.size != b.size:
+        raise ValueError(f"the copy is {b.width}×{b.height}, the original {a.width}×{a.height}")
+    gain = [min(level * DIFF_GAIN, 255) for level in range(256)] * 3  # one table a channel
+    return png(ImageChops.difference(a, b).point(gain))
