@@ -10,7 +10,7 @@ Made images — originals rendered, thumbnails, differences — go to a cache in
 (``web-cache/``), keyed by the files' identities so a retried photo gets new ones; the cache is
 held under ``CACHE_BYTES`` by evicting the least recently used files after each write. They are
 made ``MAKERS`` at a time: each decodes a whole photo (a difference two), and a browser asks for
-six images at once per tab — at 24 MP six differences made side by side took 3.8 GB beside the
+six images at once per tab — at 24 MP six differences made side by side took 3.1 GB beside the
 daemon's own protection (docs/benchmarks.md, "The web page's images").
 """
 
@@ -154,8 +154,8 @@ def thumbnail(path: Path, max_pixels: int) -> bytes:
 
 def difference(original: Path, copy: Path, max_pixels: int) -> bytes:
     """|original − copy| × DIFF_GAIN per channel, at most 255, as PNG; ValueError when sizes
-    differ. In 8 bits throughout (Pillow's, then a table): int16 arrays of both photos took
-    three times the memory for the same bytes."""
+    differ. In 8 bits throughout (Pillow's, then a table): int16 arrays of both photos took half
+    again the memory for the same bytes."""
     from PIL import ImageChops
 
     a, b = decode(original, max_pixels), decode(copy, max_pixels)
