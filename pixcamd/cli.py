@@ -33,7 +33,7 @@ from pixcamd.defaults import (
     WEIGHTS_URL,
     parse_views,
 )
-from pixcamd.errors import PixcamdError
+from pixcamd.errors import OutputUnwritable, PixcamdError
 from pixcamd.platform_specs import UnknownPlatform, parse_platforms
 from pixcamd.platforms import DEFAULT_PLATFORMS, PRESETS, Pipeline, PipelineError
 
@@ -437,7 +437,13 @@ def main(argv: list[str] | None = None) -> int:
             "does not use them"
         )
     try:
-        return args.handler(args)
+        status = args.handler(args)
+        sys.stdout.flush()  # the answer's end, still buffered: its failure said here, too
+        return status
+    except OutputUnwritable as exc:
+        print(f"pixcamd: error: {exc}", file=sys.stderr)
+        _discard_stdout()  # what is still buffered is not tried again at exit
+        return 2
     except PixcamdError as exc:
         # a file name in the message must neither drive the terminal nor forge a line
         lines = "\n".join(display(line) for line in exc.lines())
@@ -447,8 +453,12 @@ def main(argv: list[str] | None = None) -> int:
         print("pixcamd: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # e.g. `pixcamd config check | head`: the reader has enough
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _discard_stdout()
         return 0
+
+
+def _discard_stdout() -> None:
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -10,6 +10,12 @@ class PixcamdError(Exception):
         return [str(self)]
 
 
+class OutputUnwritable(PixcamdError):
+    """stdout refused the answer — a full disk (``>/dev/full``), a descriptor closed (``>&-``):
+    said in one line and exit 2, never a traceback nor a silent exit 0 (a reader that closed
+    its pipe early, ``| head``, is ``BrokenPipeError``: it had enough)."""
+
+
 class PhotoError(PixcamdError):
     """A file that cannot be read as a photo (missing, empty, not an image, truncated, too big)."""
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import signal
 import sys
 
+from pixcamd.errors import OutputUnwritable
+
 
 def printable_everywhere() -> None:
     """A terminal or pipe in an encoding other than UTF-8 (``LANG=en_US.ISO-8859-1``,
@@ -21,8 +23,40 @@ def printable_everywhere() -> None:
             stream.reconfigure(errors="replace")
 
 
+class _Answer:
+    """stdout, whose failure to take the answer is ``OutputUnwritable`` (``BrokenPipeError``
+    stays itself: a reader gone early, ``| head``)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+    def _guarded(self, call, *args):
+        try:
+            return call(*args)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise OutputUnwritable(
+                f"cannot write the answer to stdout ({exc.strerror or exc}): it is lost or cut "
+                "short"
+            ) from None
+
+    def write(self, text):
+        return self._guarded(self._stream.write, text)
+
+    def writelines(self, lines):
+        return self._guarded(self._stream.writelines, lines)
+
+    def flush(self):
+        return self._guarded(self._stream.flush)
+
+
 def main() -> int:
     printable_everywhere()
+    sys.stdout = _Answer(sys.stdout)
     if sys.argv[1:2] == ["run"]:
         from pixcamd import early_signals
 
