@@ -8,6 +8,7 @@ is not even fatal, only lost."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 
@@ -21,6 +22,24 @@ def printable_everywhere() -> None:
     for stream in (sys.stdout, sys.stderr):
         if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="replace")
+
+
+def closed_descriptors_held() -> None:
+    """stdin, stdout or stderr closed by the caller (``>&-``, ``2>&-``) is held by /dev/null
+    before anything is opened: else the next file opened — the daemon's lock, the ledger —
+    takes its number, and what is written to stdout or stderr (a ``log_file = "/dev/stdout"``)
+    goes into it. stdout is held read-only, so an answer written to it fails as one to a full
+    disk does (``OutputUnwritable``); stderr, closed on purpose, takes what is said and keeps
+    nothing."""
+    for fd, flags, mode in ((0, os.O_RDONLY, "r"), (1, os.O_RDONLY, "w"), (2, os.O_WRONLY, "w")):
+        try:
+            os.fstat(fd)
+            continue
+        except OSError:
+            pass
+        os.open(os.devnull, flags)  # the lowest number free: this one, those below are open
+        stream = open(fd, mode, errors="replace", closefd=False)  # noqa: SIM115 (held for good)
+        setattr(sys, ("stdin", "stdout", "stderr")[fd], stream)
 
 
 class _Answer:
@@ -55,6 +74,7 @@ class _Answer:
 
 
 def main() -> int:
+    closed_descriptors_held()
     printable_everywhere()
     sys.stdout = _Answer(sys.stdout)
     if sys.argv[1:2] == ["run"]:

@@ -6,6 +6,7 @@ nothing is written in the wrong place."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -55,3 +56,51 @@ def test_an_answer_to_a_full_disk_is_an_error(tmp_path, config, args):
         "pixcamd: error: cannot write the answer to stdout (No space left on device): it is "
         "lost or cut short"
     )
+
+
+def test_an_answer_to_a_closed_stdout_is_an_error(tmp_path):
+    result = pixcamd(tmp_path, "model", "info", close=1)
+    assert result.returncode == 2, result.stderr  # was 0: the answer printed to nowhere
+    assert result.stderr.splitlines() == [
+        "pixcamd: error: cannot write the answer to stdout (Bad file descriptor): it is lost "
+        "or cut short"
+    ]
+
+
+def test_a_closed_stderr_keeps_stdout_the_answer_alone(tmp_path, config):
+    result = pixcamd(tmp_path, "config", "check", "--config", str(config.source), close=2)
+    assert result.returncode == 0
+    # the "config: FILE (…)" line meant for stderr went into the answer
+    assert result.stdout.startswith(f"# effective configuration from {config.source}\n")
+    assert "(your user config)" not in result.stdout and "\nconfig: " not in result.stdout
+
+
+def test_a_closed_stdout_is_not_the_next_file_opened(tmp_path):
+    """`run >&-` with its log on /dev/stdout: the descriptor left free was the next file the
+    daemon opened — its lock — and the events went into it."""
+    config = make_config(tmp_path, log_file="/dev/stdout")
+    env = {**os.environ, "HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pixcamd", "run", "--config", str(config.source)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: os.close(1),
+    )
+    said = []
+    try:
+        for line in process.stderr:
+            said.append(line)
+            if " ready: " in line:
+                break
+    finally:
+        process.send_signal(signal.SIGTERM)
+        said += process.stderr.readlines()
+        process.wait(timeout=60)
+    assert any(" ready: " in line for line in said), "".join(said)
+    for path in (tmp_path / "state").rglob("*"):
+        if path.is_file():
+            assert b'"daemon_started"' not in path.read_bytes(), path
+    assert any("log_unwritable" in line for line in said), "".join(said)
