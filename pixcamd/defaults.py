@@ -85,18 +85,27 @@ def expand_home(text: str, what: str) -> str:
     return path
 
 
+def xdg_home(variable: str) -> Path | None:
+    """``$XDG_CONFIG_HOME``, ``$XDG_STATE_HOME`` or ``$XDG_CACHE_HOME`` where it is set to an
+    absolute path; a relative one is ignored, as the XDG Base Directory spec has it: it would
+    name another folder from every working directory (a config ``init`` wrote that ``status``
+    run elsewhere never finds, a ledger made wherever the daemon was started)."""
+    value = os.environ.get(variable, "")
+    return Path(value) if os.path.isabs(value) else None
+
+
 def cache_dir() -> Path:
     """``$XDG_CACHE_HOME/pixcamd`` (``~/.cache/pixcamd``); systemd's CACHE_DIRECTORY wins."""
     if os.environ.get("CACHE_DIRECTORY"):  # set by CacheDirectory= in the systemd unit
         return Path(os.environ["CACHE_DIRECTORY"].split(":")[0])
-    base = os.environ.get("XDG_CACHE_HOME") or str(
+    base = xdg_home("XDG_CACHE_HOME") or (
         home(
             "set XDG_CACHE_HOME (KonCept512's weights are looked for in $XDG_CACHE_HOME/pixcamd), "
             "or name them with weights in the config (--weights on the command line)"
         )
         / ".cache"
     )
-    return Path(base) / "pixcamd"
+    return base / "pixcamd"
 
 
 def default_weights_path() -> Path:

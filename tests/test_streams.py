@@ -104,3 +104,33 @@ def test_a_closed_stdout_is_not_the_next_file_opened(tmp_path):
         if path.is_file():
             assert b'"daemon_started"' not in path.read_bytes(), path
     assert any("log_unwritable" in line for line in said), "".join(said)
+
+
+def test_a_relative_xdg_folder_is_ignored_as_the_spec_says(tmp_path):
+    """XDG_CONFIG_HOME=conf (relative): `init` wrote ./conf/pixcamd/config.toml under the
+    folder it was started in, where `status` or `run` started anywhere else never looks."""
+    here, home = tmp_path / "here", tmp_path / "home"
+    here.mkdir()
+    env = {
+        **os.environ,
+        "HOME": str(home),
+        "PYTHONPATH": str(ROOT),
+        "XDG_CONFIG_HOME": "conf",
+        "XDG_STATE_HOME": "state",
+        "XDG_CACHE_HOME": "cache",
+    }
+    env.pop("PIXCAMD_CONFIG", None)
+    command = [sys.executable, "-m", "pixcamd"]
+    init = subprocess.run(
+        [*command, "init"], cwd=here, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert init.returncode == 0, init.stderr
+    assert (home / ".config" / "pixcamd" / "config.toml").is_file()
+    check = subprocess.run(
+        [*command, "config", "check"], cwd=here, env=env, capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stderr
+    assert f'state_dir = "{home}/.local/state/pixcamd"' in check.stdout
+    info = subprocess.run([*command, "model", "info"], cwd=here, env=env, capture_output=True)
+    assert f"{home}/.cache/pixcamd/KonCept512.pth".encode() in info.stdout
+    assert list(here.iterdir()) == []

@@ -29,7 +29,7 @@ from pixcamd.daemon.config_checks import (
     web_problems,
 )
 from pixcamd.daemon.schema import KEYS, SCHEMA
-from pixcamd.defaults import expand_home, home
+from pixcamd.defaults import expand_home, home, xdg_home
 from pixcamd.errors import PixcamdError
 from pixcamd.platform_specs import parse_platforms
 from pixcamd.platforms import Pipeline
@@ -192,16 +192,18 @@ SYSTEM_CONFIG = Path("/etc/pixcamd/config.toml")
 
 def state_home() -> Path:
     """$XDG_STATE_HOME (~/.local/state)."""
-    if os.environ.get("XDG_STATE_HOME"):
-        return Path(os.environ["XDG_STATE_HOME"])
-    return home("set state_dir in the config, or XDG_STATE_HOME") / ".local" / "state"
+    return (
+        xdg_home("XDG_STATE_HOME")
+        or home("set state_dir in the config, or XDG_STATE_HOME") / ".local" / "state"
+    )
 
 
 def config_home() -> Path:
     """$XDG_CONFIG_HOME, else ~/.config."""
-    if os.environ.get("XDG_CONFIG_HOME"):
-        return Path(os.environ["XDG_CONFIG_HOME"])
-    return home(f"give --config, or set ${CONFIG_ENV} or XDG_CONFIG_HOME") / ".config"
+    return (
+        xdg_home("XDG_CONFIG_HOME")
+        or home(f"give --config, or set ${CONFIG_ENV} or XDG_CONFIG_HOME") / ".config"
+    )
 
 
 def user_config_path() -> Path:
