@@ -5,6 +5,7 @@ nothing is written in the wrong place."""
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -134,3 +135,33 @@ def test_a_relative_xdg_folder_is_ignored_as_the_spec_says(tmp_path):
     info = subprocess.run([*command, "model", "info"], cwd=here, env=env, capture_output=True)
     assert f"{home}/.cache/pixcamd/KonCept512.pth".encode() in info.stdout
     assert list(here.iterdir()) == []
+
+
+class _Terminal(io.StringIO):
+    """stderr on a terminal: the folder run draws its bars there."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_results_go_to_a_redirected_stdout_while_the_bars_are_drawn(tmp_path, capsys, monkeypatch):
+    """`protect FOLDER --outdir DIR > results.txt` on a terminal: each photo's result line was
+    written above the bars on stderr alone, and results.txt stayed empty."""
+    from tinybiqa import synthetic_photo
+
+    from pixcamd.cli import main
+
+    album = tmp_path / "album"
+    album.mkdir()
+    for seed in (0, 1):
+        synthetic_photo(640, 480, seed).save(album / f"p{seed}.jpg", quality=95)
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    fast = ["--model", "brisque", "--views", "center", "--steps", "20", "--platforms", "task"]
+    code = main(["protect", str(album), "--outdir", str(tmp_path / "out"), *fast])
+    out = capsys.readouterr().out
+    assert code in (0, 1), terminal.getvalue()
+    results = [line for line in out.splitlines() if line]
+    assert len(results) == 2, (out, terminal.getvalue())
+    for seed in (0, 1):
+        assert any(line.startswith(f"{album / f'p{seed}.jpg'} ") for line in results), results

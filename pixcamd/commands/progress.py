@@ -40,11 +40,16 @@ class RunProgress:
             print(line, file=self.stream, flush=True)
 
     def _result(self, line: str) -> None:
-        """A photo's result: stdout for a person (stderr when stdout carries JSON)."""
+        """A photo's result: stdout for a person (stderr when stdout carries JSON) — above the
+        bars on stderr's terminal when they are shown, and on stdout still: with stdout
+        redirected (``> results.txt``) the lines go there, not to the terminal alone."""
         import sys
 
-        if self.json_out is not None or self.bar is not None:
+        if self.json_out is not None:
             self.say(line)
+        elif self.bar is not None:
+            self.bar.write(display(line), file=sys.stdout)
+            sys.stdout.flush()
         else:
             print(display(line), file=sys.stdout, flush=True)
 
