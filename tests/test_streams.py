@@ -165,3 +165,25 @@ def test_results_go_to_a_redirected_stdout_while_the_bars_are_drawn(tmp_path, ca
     assert len(results) == 2, (out, terminal.getvalue())
     for seed in (0, 1):
         assert any(line.startswith(f"{album / f'p{seed}.jpg'} ") for line in results), results
+
+
+def test_a_dumb_terminal_gets_plain_lines(tmp_path, capsys, monkeypatch):
+    """TERM=dumb cannot move the cursor up: the two bars' escape sequences were printed as
+    they are (``^[[A``) between the lines."""
+    from tinybiqa import synthetic_photo
+
+    from pixcamd.cli import main
+
+    album = tmp_path / "album"
+    album.mkdir()
+    for seed in (0, 1):
+        synthetic_photo(512, 384, seed).save(album / f"p{seed}.jpg", quality=95)
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    monkeypatch.setenv("TERM", "dumb")
+    fast = ["--model", "brisque", "--views", "center", "--steps", "5", "--platforms", "task"]
+    code = main(["protect", str(album), "--outdir", str(tmp_path / "out"), *fast])
+    said = terminal.getvalue()
+    assert code in (0, 1), said
+    assert "\x1b" not in said and "\r" not in said, repr(said)
+    assert len(capsys.readouterr().out.splitlines()) == 2

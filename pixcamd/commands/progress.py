@@ -9,6 +9,7 @@ object per photo on stdout as it finishes, and ``{"summary": …}`` at the end.
 from __future__ import annotations
 
 import json
+import os
 from typing import TYPE_CHECKING
 
 from tqdm import tqdm
@@ -25,7 +26,9 @@ if TYPE_CHECKING:  # the folder run and its executors need torch: `pixcamd --hel
 class RunProgress:
     def __init__(self, stream, json_out=None):
         self.stream, self.json_out = stream, json_out
-        self.tty = getattr(stream, "isatty", lambda: False)()
+        # a dumb terminal (TERM=dumb: Emacs' shell, some CI consoles) cannot move the cursor
+        # up, which two bars need: it gets the plain lines a pipe gets
+        self.tty = getattr(stream, "isatty", lambda: False)() and os.environ.get("TERM") != "dumb"
         self.bar: tqdm | None = None  # tqdm measures the rate and the time left itself
         self.steps: tqdm | None = None
         self.current = ""  # the photo in the step line
