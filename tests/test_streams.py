@@ -187,3 +187,29 @@ def test_a_dumb_terminal_gets_plain_lines(tmp_path, capsys, monkeypatch):
     assert code in (0, 1), said
     assert "\x1b" not in said and "\r" not in said, repr(said)
     assert len(capsys.readouterr().out.splitlines()) == 2
+
+
+def test_status_follow_ends_when_its_reader_has_gone(tmp_path, config):
+    """`status --follow | head -1` with the daemon idle: no event is written that would find
+    the pipe closed, and the follow waited for ever."""
+    from pixcamd.daemon.ledger import Ledger
+
+    Ledger(config.ledger_path).close()
+    env = {**os.environ, "HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pixcamd", "status", "--follow", "--config", str(config.source)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    process.stdout.close()  # the reader has enough
+    try:
+        code = process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        pytest.fail("status --follow went on after its reader had gone")
+    err = process.stderr.read().decode()
+    assert code == 0, err
+    assert "Traceback" not in err and "Exception ignored" not in err, err

@@ -6,8 +6,10 @@ import argparse
 import contextlib
 import json
 import os
+import select
 import shlex
 import signal
+import stat
 import sys
 import threading
 from pathlib import Path
@@ -341,6 +343,30 @@ def _probe_cluster(address: str) -> str:
     return f"the Ray cluster at {address} answers"
 
 
+def _stop_when_reader_gone(stop: threading.Event) -> threading.Event:
+    """``status --follow | head -1``: a reader that has what it wanted closes the pipe, and with
+    the daemon idle no event is written to find that out — the follow waited for ever. A pipe's
+    write end reports POLLERR once its reader is gone (what ``tail -f`` watches): then ``stop``
+    is set, and the event returned."""
+    gone = threading.Event()
+    try:
+        fd = sys.stdout.fileno()
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode) or not hasattr(select, "poll"):
+            return gone
+    except (OSError, AttributeError, ValueError):  # no descriptor behind stdout (a test's)
+        return gone
+
+    def watch() -> None:
+        poller = select.poll()
+        poller.register(fd, 0)  # POLLERR and POLLHUP are reported whatever is asked
+        poller.poll()
+        gone.set()
+        stop.set()
+
+    threading.Thread(target=watch, name="pixcamd-reader", daemon=True).start()
+    return gone
+
+
 def show_status(args: argparse.Namespace) -> int:
     from pixcamd.daemon.config import ConfigError, locate_config, record_of
     from pixcamd.daemon.status import follow, gather, render
@@ -374,7 +400,10 @@ def show_status(args: argparse.Namespace) -> int:
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
+        gone = _stop_when_reader_gone(stop)
         follow(config, sys.stdout, stop, args.json, backlog=max(0, args.events))
+        if gone.is_set():
+            raise BrokenPipeError  # as a write would have found: the reader has enough
         return 0
     try:
         report = gather(config, events=max(0, args.events), photos=max(0, args.photos))
