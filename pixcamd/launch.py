@@ -8,6 +8,7 @@ is not even fatal, only lost."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -73,10 +74,33 @@ class _Answer:
         return self._guarded(self._stream.flush)
 
 
+class _Said:
+    """stderr, which takes what is said or loses it: one that takes nothing — a full disk
+    (``2>>log``), its reader gone — stops no command (``run`` least of all, whose events its
+    log and ledger keep), as the daemon's event lines never did; the exit status still says
+    how it went, and stdout still carries the answer."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+    def write(self, text):
+        try:
+            return self._stream.write(text)
+        except (OSError, ValueError):
+            return len(text)
+
+    def flush(self):
+        with contextlib.suppress(OSError, ValueError):
+            self._stream.flush()
+
+
 def main() -> int:
     closed_descriptors_held()
     printable_everywhere()
-    sys.stdout = _Answer(sys.stdout)
+    sys.stdout, sys.stderr = _Answer(sys.stdout), _Said(sys.stderr)
     if sys.argv[1:2] == ["run"]:
         from pixcamd import early_signals
 

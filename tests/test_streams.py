@@ -6,6 +6,7 @@ nothing is written in the wrong place."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import subprocess
@@ -13,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_daemon_support import make_config
+from test_daemon_support import events, make_config, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -213,3 +214,46 @@ def test_status_follow_ends_when_its_reader_has_gone(tmp_path, config):
     err = process.stderr.read().decode()
     assert code == 0, err
     assert "Traceback" not in err and "Exception ignored" not in err, err
+
+
+@pytest.mark.parametrize("args", [("config", "check"), ("status", "--json")])
+def test_a_full_stderr_stops_no_answer(tmp_path, config, args):
+    """`2>/dev/full`: the "config: FILE (…)" line on stderr failed, and the command died of
+    it with exit 1 before its answer (`run` before it started: its events never did so)."""
+    from pixcamd.daemon.ledger import Ledger
+
+    Ledger(config.ledger_path).close()
+    with open("/dev/full", "w") as full:
+        result = pixcamd(tmp_path, *args, "--config", str(config.source), stderr=full)
+    assert result.returncode == 0
+    if args[0] == "config":
+        assert result.stdout.startswith(f"# effective configuration from {config.source}\n")
+    else:
+        assert json.loads(result.stdout)["daemon"] == "stopped"
+
+
+def test_the_daemon_starts_with_a_full_stderr(tmp_path, config):
+    """`run 2>/dev/full` died before it started (exit 1, said nowhere); its event lines on
+    stderr were always allowed to fail (`EventLog._print`), its log and ledger keep them."""
+    env = {**os.environ, "HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT)}
+    with open("/dev/full", "w") as full:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pixcamd", "run", "--config", str(config.source)],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=full,
+        )
+    try:
+        wait_for(
+            lambda: (
+                process.poll() is not None or any(e["event"] == "ready" for e in events(config))
+            ),
+            60,
+            "the daemon ready",
+        )
+        assert process.poll() is None, f"ended with {process.returncode}"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=60)
+    assert code == 0
