@@ -4,7 +4,11 @@ config right after starting the daemon, then reloads it). The config is read aft
 reload asked for before it has nothing to miss; ``pixcamd run`` takes SIGHUP over from here.
 SIGTERM and SIGINT are taken here too (``pixcamd.early_signals``): a stop asked in that time
 stops ``run`` before it protects anything — as PID 1 in a container, a signal with no handler
-is not even fatal, only lost."""
+is not even fatal, only lost.
+
+The standard streams are made safe here too, before anything is opened or printed: a closed
+one held by /dev/null, stdout's failure to take the answer an error (exit 2), stderr's a loss
+that stops nothing."""
 
 from __future__ import annotations
 
