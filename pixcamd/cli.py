@@ -426,7 +426,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     one_arena()  # before torch or a view's thread starts (pixcamd.allocator)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit:  # --help, --version: their answer (argparse lets its failure pass)
+            sys.stdout.flush()
+            raise
+    except OutputUnwritable as exc:
+        return _unwritable(exc)
+    except BrokenPipeError:  # `pixcamd --help | head -1`
+        _discard_stdout()
+        return 0
     if hasattr(args, "platforms_of"):
         resolve_platforms(args)
     models = getattr(args, "model", None)
@@ -441,9 +451,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # the answer's end, still buffered: its failure said here, too
         return status
     except OutputUnwritable as exc:
-        print(f"pixcamd: error: {exc}", file=sys.stderr)
-        _discard_stdout()  # what is still buffered is not tried again at exit
-        return 2
+        return _unwritable(exc)
     except PixcamdError as exc:
         # a file name in the message must neither drive the terminal nor forge a line
         lines = "\n".join(display(line) for line in exc.lines())
@@ -455,6 +463,12 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `pixcamd config check | head`: the reader has enough
         _discard_stdout()
         return 0
+
+
+def _unwritable(exc: OutputUnwritable) -> int:
+    print(f"pixcamd: error: {exc}", file=sys.stderr)
+    _discard_stdout()  # what is still buffered is not tried again at exit
+    return 2
 
 
 def _discard_stdout() -> None:

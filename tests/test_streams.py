@@ -69,6 +69,24 @@ def test_an_answer_to_a_closed_stdout_is_an_error(tmp_path):
     ]
 
 
+@pytest.mark.parametrize("args", [("--version",), ("protect", "--help")])
+@pytest.mark.parametrize("unbuffered", ["", "1"])
+@pytest.mark.parametrize("close", [None, 1])
+def test_argparses_own_answer_to_a_full_or_closed_stdout_is_an_error(
+    tmp_path, monkeypatch, args, unbuffered, close
+):
+    """--help and --version print before any command runs: their failure was a traceback
+    (exit 1) or "Exception ignored" at exit (120), as PYTHONUNBUFFERED had it."""
+    monkeypatch.setenv("PYTHONUNBUFFERED", unbuffered)
+    with open("/dev/full", "w") as full:
+        result = pixcamd(tmp_path, *args, close=close, stdout=full)
+    why = "No space left on device" if close is None else "Bad file descriptor"
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        f"pixcamd: error: cannot write the answer to stdout ({why}): it is lost or cut short"
+    ]
+
+
 def test_a_closed_stderr_keeps_stdout_the_answer_alone(tmp_path, config):
     result = pixcamd(tmp_path, "config", "check", "--config", str(config.source), close=2)
     assert result.returncode == 0
