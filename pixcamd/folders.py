@@ -42,7 +42,7 @@ from pixcamd.daemon.publication import (
     recover_interrupted,
 )
 from pixcamd.daemon.watcher import shown
-from pixcamd.errors import PhotoError, PixcamdError, without_path
+from pixcamd.errors import OutputUnwritable, PhotoError, PixcamdError, without_path
 from pixcamd.executors import Done, Task
 from pixcamd.folder_offers import Offers
 from pixcamd.folder_plan import Source, output_key
@@ -177,6 +177,9 @@ class FolderRun(Offers):
                 f"stopped: {self.tally.finished} of {self.tally.total} photos done; run the "
                 "same command again to continue where this one stopped"
             ) from None
+        except OutputUnwritable:  # stdout, not the executor: said as it is (cli.main)
+            self._stop()
+            raise
         except PixcamdError as exc:  # the executor cannot go on (its cluster went away)
             self._stop()
             raise PixcamdError(

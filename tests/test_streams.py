@@ -87,6 +87,28 @@ def test_argparses_own_answer_to_a_full_or_closed_stdout_is_an_error(
     ]
 
 
+@pytest.mark.parametrize("close", [None, 1])
+def test_a_folder_runs_results_to_a_full_or_closed_stdout_are_said_once(tmp_path, close):
+    """The result lines of `protect FOLDER --outdir DIR >&-`: the folder run took their
+    OutputUnwritable for its executor failing ("stopped: … run the same command again") and
+    retyped it, so the line still buffered failed again at the end — said twice."""
+    from tinybiqa import synthetic_photo
+
+    album = tmp_path / "album"
+    album.mkdir()
+    synthetic_photo(160, 120, 0).save(album / "p0.jpg", quality=95)
+    fast = ["--model", "brisque", "--views", "center", "--steps", "5", "--platforms", "task"]
+    args = ["protect", str(album), "--outdir", str(tmp_path / "out"), *fast]
+    with open("/dev/full", "w") as full:
+        result = pixcamd(tmp_path, *args, close=close, stdout=full)
+    why = "No space left on device" if close is None else "Bad file descriptor"
+    errors = [line for line in result.stderr.splitlines() if "error" in line]
+    assert result.returncode == 2, result.stderr
+    assert errors == [
+        f"pixcamd: error: cannot write the answer to stdout ({why}): it is lost or cut short"
+    ], result.stderr
+
+
 def test_a_closed_stderr_keeps_stdout_the_answer_alone(tmp_path, config):
     result = pixcamd(tmp_path, "config", "check", "--config", str(config.source), close=2)
     assert result.returncode == 0

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from pixcamd.commands.stopping import exit_status, sigterm_as_interrupt
 from pixcamd.defaults import EPSILON_CAP, STRENGTH
-from pixcamd.errors import PixcamdError
+from pixcamd.errors import OutputUnwritable, PixcamdError
 
 if TYPE_CHECKING:
     from pixcamd.commands.progress import RunProgress
@@ -183,6 +183,8 @@ def _protect(args, inputs: list[Path], strength: float, plan) -> int:
         return exit_status(terminated)
     except PixcamdError as exc:  # said before the close: Ray may end a process whose
         show.end(folder_run.tally)  # cluster went away while it disconnects
+        if isinstance(exc, OutputUnwritable):
+            raise  # said once, by cli.main, which drops what stdout still buffers
         print(f"pixcamd: error: {exc}", file=sys.stderr, flush=True)
         return 2
     finally:
