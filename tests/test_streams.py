@@ -109,6 +109,40 @@ def test_a_folder_runs_results_to_a_full_or_closed_stdout_are_said_once(tmp_path
     ], result.stderr
 
 
+@pytest.mark.parametrize("close", [None, 1])
+def test_pixcamd_web_serves_with_a_full_or_closed_stdout(tmp_path, config, close):
+    """`pixcamd web >&-` served the page before stdout's failures became errors; then the
+    line with its address ended it at once, exit 2 (its server not even stopped)."""
+    import urllib.request
+
+    from pixcamd.daemon.ledger import Ledger
+
+    Ledger(config.ledger_path).close()
+    env = {**os.environ, "HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT)}
+    argv = ["web", "--config", str(config.source), "--listen", "127.0.0.1:0"]
+    with open("/dev/full", "w") as full:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pixcamd", *argv],
+            cwd=tmp_path,
+            env=env,
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=None if close is None else (lambda: os.close(close)),
+        )
+    try:
+        said = [process.stderr.readline(), process.stderr.readline()]
+        assert said[1].startswith("the web page: http://127.0.0.1:"), "".join(said)
+        with urllib.request.urlopen(said[1].split()[3], timeout=30) as page:
+            assert page.status == 200
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0
+        assert process.stderr.read() == ""
+    finally:
+        process.kill()
+        process.wait()
+
+
 def test_a_closed_stderr_keeps_stdout_the_answer_alone(tmp_path, config):
     result = pixcamd(tmp_path, "config", "check", "--config", str(config.source), close=2)
     assert result.returncode == 0

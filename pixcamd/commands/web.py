@@ -10,7 +10,7 @@ import sys
 import threading
 from pathlib import Path
 
-from pixcamd.errors import PixcamdError
+from pixcamd.errors import OutputUnwritable, PixcamdError
 
 
 def add_commands(commands, config_help: str) -> None:
@@ -67,12 +67,24 @@ def serve(args: argparse.Namespace) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     url = server.start()
-    print(f"the web page: {url} (Ctrl-C stops it)", flush=True)
     try:
+        _say_where(f"the web page: {url} (Ctrl-C stops it)")
         stop.wait()
     finally:
         server.stop()
     return 0
+
+
+def _say_where(line: str) -> None:
+    """The page's address on stdout; a stdout that cannot take it (closed, ``>&-``; a full
+    disk) stops no page, as it did not before such a failure was an error: said on stderr."""
+    try:
+        print(line, flush=True)
+    except OutputUnwritable:
+        print(line, file=sys.stderr, flush=True)
+        null = os.open(os.devnull, os.O_WRONLY)  # the line still buffered, not tried at exit
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
 
 
 def decide(args: argparse.Namespace) -> int:
