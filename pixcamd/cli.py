@@ -456,13 +456,25 @@ def main(argv: list[str] | None = None) -> int:
         # a file name in the message must neither drive the terminal nor forge a line
         lines = "\n".join(display(line) for line in exc.lines())
         print(f"pixcamd: error: {lines}", file=sys.stderr)
-        return 2
+        return _flushed(2)
     except KeyboardInterrupt:
         print("pixcamd: interrupted", file=sys.stderr)
-        return 130
+        return _flushed(130)
     except BrokenPipeError:  # e.g. `pixcamd config check | head`: the reader has enough
         _discard_stdout()
         return 0
+
+
+def _flushed(status: int) -> int:
+    """``status``, once the part of the answer printed before an error is written — or said
+    lost: not left to the interpreter's last flush ("Exception ignored", exit 120)."""
+    try:
+        sys.stdout.flush()
+    except OutputUnwritable as exc:
+        _unwritable(exc)
+    except BrokenPipeError:
+        _discard_stdout()
+    return status
 
 
 def _unwritable(exc: OutputUnwritable) -> int:

@@ -143,6 +143,29 @@ def test_pixcamd_web_serves_with_a_full_or_closed_stdout(tmp_path, config, close
         process.wait()
 
 
+@pytest.mark.parametrize("close", [None, 1])
+def test_an_error_after_part_of_the_answer_leaves_no_traceback_at_exit(
+    tmp_path, config, monkeypatch, close
+):
+    """`retry --model-changed NAME` prints the models, then finds NAME not in the ledger (exit
+    2): the models' line, still buffered, failed in the interpreter's last flush — "Exception
+    ignored" and its traceback, exit 120."""
+    from pixcamd.daemon.ledger import Ledger
+
+    Ledger(config.ledger_path).close()
+    monkeypatch.setenv("PYTHONUNBUFFERED", "")  # the line kept in stdout's buffer, as usual
+    args = ["retry", "--model-changed", "nowhere.jpg", "--config", str(config.source)]
+    with open("/dev/full", "w") as full:
+        result = pixcamd(tmp_path, *args, close=close, stdout=full)
+    why = "No space left on device" if close is None else "Bad file descriptor"
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines()[1:] == [
+        "pixcamd: error: not in the ledger (the daemon has never seen them; `pixcamd status` "
+        "lists what it has): nowhere.jpg",
+        f"pixcamd: error: cannot write the answer to stdout ({why}): it is lost or cut short",
+    ]
+
+
 def test_a_closed_stderr_keeps_stdout_the_answer_alone(tmp_path, config):
     result = pixcamd(tmp_path, "config", "check", "--config", str(config.source), close=2)
     assert result.returncode == 0
