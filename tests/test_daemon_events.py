@@ -574,3 +574,29 @@ def test_a_retry_asked_inside_the_daemon_is_said_before_its_worker_starts_the_ph
     assert in_file == ["retry", "started"], in_file
     in_ledger = [e["event"] for e in gather(config, events=10)["events"]]
     assert in_ledger[-2:] == ["retry", "started"], in_ledger
+
+
+def test_the_follows_reader_watch_ends_with_the_follow(monkeypatch):
+    """`status --follow | less`, stopped by Ctrl-C with its reader still there: the thread
+    watching the pipe for its reader waited in poll() for ever after the follow had ended."""
+    import os
+    import sys
+    import threading
+
+    from pixcamd.commands.daemon import _stop_when_reader_gone
+
+    read, write = os.pipe()
+    try:
+        with os.fdopen(write, "w", closefd=False) as out:
+            monkeypatch.setattr(sys, "stdout", out)
+            stop = threading.Event()
+            gone = _stop_when_reader_gone(stop)
+            stop.set()  # Ctrl-C: the follow returns, the reader still reading
+            for thread in threading.enumerate():
+                if thread.name == "pixcamd-reader":
+                    thread.join(5)
+                    assert not thread.is_alive()
+            assert not gone.is_set()
+    finally:
+        os.close(read)
+        os.close(write)

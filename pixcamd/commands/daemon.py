@@ -359,9 +359,10 @@ def _stop_when_reader_gone(stop: threading.Event) -> threading.Event:
     def watch() -> None:
         poller = select.poll()
         poller.register(fd, 0)  # POLLERR and POLLHUP are reported whatever is asked
-        poller.poll()
-        gone.set()
-        stop.set()
+        while not stop.is_set():  # a follow ended otherwise (Ctrl-C) ends the watch too
+            if poller.poll(250):
+                gone.set()
+                stop.set()
 
     threading.Thread(target=watch, name="pixcamd-reader", daemon=True).start()
     return gone
