@@ -255,10 +255,12 @@ def test_results_go_to_a_redirected_stdout_while_the_bars_are_drawn(tmp_path, ca
         synthetic_photo(640, 480, seed).save(album / f"p{seed}.jpg", quality=95)
     terminal = _Terminal()
     monkeypatch.setattr(sys, "stderr", terminal)
+    monkeypatch.setenv("TERM", "xterm")  # not the dumb one a CI console may be: bars drawn
     fast = ["--model", "brisque", "--views", "center", "--steps", "20", "--platforms", "task"]
     code = main(["protect", str(album), "--outdir", str(tmp_path / "out"), *fast])
     out = capsys.readouterr().out
     assert code in (0, 1), terminal.getvalue()
+    assert "\r" in terminal.getvalue(), "no bars were drawn"
     results = [line for line in out.splitlines() if line]
     assert len(results) == 2, (out, terminal.getvalue())
     for seed in (0, 1):
