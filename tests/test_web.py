@@ -619,7 +619,7 @@ def test_images_are_made_a_few_at_a_time_however_many_are_asked_for(tmp_path):
 
     cache = Cache(tmp_path / "cache")
     lock, release = threading.Lock(), threading.Event()
-    making, most = [0], [0]
+    making, most, asked = [0], [0], [0]
 
     def make():
         with lock:
@@ -630,13 +630,19 @@ def test_images_are_made_a_few_at_a_time_however_many_are_asked_for(tmp_path):
             making[0] -= 1
         return b"image"
 
-    threads = [threading.Thread(target=cache.get, args=(f"img-{n}", make)) for n in range(6)]
+    def ask(key: str) -> None:
+        with lock:
+            asked[0] += 1
+        cache.get(key, make)
+
+    threads = [threading.Thread(target=ask, args=(f"img-{n}",)) for n in range(6)]
     for thread in threads:
         thread.start()
     deadline = time.monotonic() + 30
-    while making[0] < MAKERS and time.monotonic() < deadline:
+    while (asked[0] < 6 or making[0] < MAKERS) and time.monotonic() < deadline:
         time.sleep(0.01)
-    time.sleep(0.3)  # the others have had the time to start making theirs, if they could
+    # all six have asked: those past the limit would be making theirs within moments
+    time.sleep(0.3)
     release.set()
     for thread in threads:
         thread.join(60)
