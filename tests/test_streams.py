@@ -242,34 +242,9 @@ class _Terminal(io.StringIO):
         return True
 
 
-def test_results_go_to_a_redirected_stdout_while_the_bars_are_drawn(tmp_path, capsys, monkeypatch):
-    """`protect FOLDER --outdir DIR > results.txt` on a terminal: each photo's result line was
-    written above the bars on stderr alone, and results.txt stayed empty."""
-    from tinybiqa import synthetic_photo
-
-    from pixcamd.cli import main
-
-    album = tmp_path / "album"
-    album.mkdir()
-    for seed in (0, 1):
-        synthetic_photo(640, 480, seed).save(album / f"p{seed}.jpg", quality=95)
-    terminal = _Terminal()
-    monkeypatch.setattr(sys, "stderr", terminal)
-    monkeypatch.setenv("TERM", "xterm")  # not the dumb one a CI console may be: bars drawn
-    fast = ["--model", "brisque", "--views", "center", "--steps", "20", "--platforms", "task"]
-    code = main(["protect", str(album), "--outdir", str(tmp_path / "out"), *fast])
-    out = capsys.readouterr().out
-    assert code in (0, 1), terminal.getvalue()
-    assert "\r" in terminal.getvalue(), "no bars were drawn"
-    results = [line for line in out.splitlines() if line]
-    assert len(results) == 2, (out, terminal.getvalue())
-    for seed in (0, 1):
-        assert any(line.startswith(f"{album / f'p{seed}.jpg'} ") for line in results), results
-
-
-def test_a_dumb_terminal_gets_plain_lines(tmp_path, capsys, monkeypatch):
-    """TERM=dumb cannot move the cursor up: the two bars' escape sequences were printed as
-    they are (``^[[A``) between the lines."""
+def folder_run_on_a_terminal(tmp_path, capsys, monkeypatch, term: str):
+    """Two photos protected as a folder, stderr a terminal of kind ``term``: the exit status,
+    stdout and what the terminal was sent."""
     from tinybiqa import synthetic_photo
 
     from pixcamd.cli import main
@@ -280,13 +255,32 @@ def test_a_dumb_terminal_gets_plain_lines(tmp_path, capsys, monkeypatch):
         synthetic_photo(512, 384, seed).save(album / f"p{seed}.jpg", quality=95)
     terminal = _Terminal()
     monkeypatch.setattr(sys, "stderr", terminal)
-    monkeypatch.setenv("TERM", "dumb")
+    monkeypatch.setenv("TERM", term)
     fast = ["--model", "brisque", "--views", "center", "--steps", "5", "--platforms", "task"]
     code = main(["protect", str(album), "--outdir", str(tmp_path / "out"), *fast])
-    said = terminal.getvalue()
+    return code, capsys.readouterr().out, terminal.getvalue(), album
+
+
+def test_results_go_to_a_redirected_stdout_while_the_bars_are_drawn(tmp_path, capsys, monkeypatch):
+    """`protect FOLDER --outdir DIR > results.txt` on a terminal: each photo's result line was
+    written above the bars on stderr alone, and results.txt stayed empty."""
+    # not the dumb terminal a CI console may be: bars drawn
+    code, out, said, album = folder_run_on_a_terminal(tmp_path, capsys, monkeypatch, "xterm")
+    assert code in (0, 1), said
+    assert "\r" in said, "no bars were drawn"
+    results = [line for line in out.splitlines() if line]
+    assert len(results) == 2, (out, said)
+    for seed in (0, 1):
+        assert any(line.startswith(f"{album / f'p{seed}.jpg'} ") for line in results), results
+
+
+def test_a_dumb_terminal_gets_plain_lines(tmp_path, capsys, monkeypatch):
+    """TERM=dumb cannot move the cursor up: the two bars' escape sequences were printed as
+    they are (``^[[A``) between the lines."""
+    code, out, said, _ = folder_run_on_a_terminal(tmp_path, capsys, monkeypatch, "dumb")
     assert code in (0, 1), said
     assert "\x1b" not in said and "\r" not in said, repr(said)
-    assert len(capsys.readouterr().out.splitlines()) == 2
+    assert len(out.splitlines()) == 2
 
 
 def test_status_follow_ends_when_its_reader_has_gone(tmp_path, config):
