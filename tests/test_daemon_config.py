@@ -155,6 +155,15 @@ def test_problems_between_keys_and_overlapping_folders_are_said_with_the_others(
         ('inbox = "inbox"\noutbox = "out"\nsettle_time = 0\n', "settle_time: 0 is out of range"),
         ('inbox = "inbox"\noutbox = "out"\nmax_attempts = 1.5\n', "expected a whole number"),
         ("inbox = \n", "not valid TOML"),
+        # TOML says only "Invalid value": what the line should read is said too
+        (
+            'inbox = ~/Pictures/inbox  # mine\noutbox = "out"\n',
+            'Invalid value (at line 1, column 9); text goes in quotes: inbox = "~/Pictures/inbox"',
+        ),
+        (
+            'inbox = "inbox"\noutbox = "out"\nstrip_gps = Yes\n',
+            "yes or no is true or false: strip_gps = true",
+        ),
     ],
 )
 def test_invalid_configurations_are_refused_with_the_key(tmp_path, text, expected):
@@ -241,6 +250,20 @@ def test_config_check_prints_the_effective_configuration(tmp_path, monkeypatch, 
     assert effective["log_file"] == str(tmp_path / "st" / "pixcamd.jsonl")
     assert set(effective) == {o.key for o in SCHEMA}
     assert "model auto → BRISQUE (embedded): KonCept512 weights are not installed" in out
+
+
+def test_a_config_saved_by_windows_notepad_is_read(tmp_path, capsys):
+    """A byte-order mark before the UTF-8 and CRLF line ends (Notepad, or a file edited on
+    Windows and copied over): TOML itself refused the mark it cannot show, at line 1."""
+    path = write(tmp_path, "")
+    text = 'inbox = "inbox"\r\noutbox = "out"\r\nstate_dir = "st"\r\nsettle_time = 3\r\n'
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    assert main(["config", "check", "--config", str(path)]) == 0
+    effective = tomllib.loads(capsys.readouterr().out)
+    assert effective["inbox"] == str(tmp_path / "inbox") and effective["settle_time"] == 3.0
+    assert main(["status", "--json", "--config", str(path)]) == 2  # no daemon has run: ...
+    said = json.loads(capsys.readouterr().out)  # ... but its state dir is the file's
+    assert said["ledger"] == str(tmp_path / "st" / "ledger.sqlite3"), said
 
 
 def test_config_check_shows_the_platforms_in_force_not_only_as_written(tmp_path, capsys):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,10 +144,10 @@ def record_of(path: str | os.PathLike | None = None) -> Record:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError:  # a typo elsewhere: those two keys' own lines alone
         raw = {}
-        for line in text.lstrip("\ufeff").splitlines():
+        for line in text.splitlines():
             if line.lstrip().startswith("["):
                 break  # tables follow the flat keys
-            if line.partition("=")[0].strip().strip("\ufeff\"'") in ("state_dir", "log_file"):
+            if line.partition("=")[0].strip().strip("\"'") in ("state_dir", "log_file"):
                 try:
                     raw.update(tomllib.loads(line))
                 except tomllib.TOMLDecodeError as exc:
@@ -240,9 +241,11 @@ def load_config(path: str | os.PathLike | None = None, missing: str | None = Non
 
 
 def read_config_text(path: Path, how: str, missing: str | None = None) -> str:
-    """The text of the config file ``locate_config`` found (``how``: why that one)."""
+    """The text of the config file ``locate_config`` found (``how``: why that one). A leading
+    byte-order mark — what Windows Notepad put before UTF-8 — is dropped: TOML refuses it as
+    an "invalid statement at line 1, column 1" no one can see in the file."""
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         if how.endswith("(not created yet)"):
             raise ConfigError(
@@ -271,7 +274,29 @@ def read_toml(text: str, path: Path) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        raise ConfigError(f"{path}: not valid TOML: {exc}{_unquoted(text, str(exc))}") from None
+
+
+_AT_LINE = re.compile(r"^Invalid value \(at line (\d+), column \d+\)$")
+
+
+def _unquoted(text: str, message: str) -> str:
+    """``inbox = ~/Pictures/inbox``: TOML says only "Invalid value"; a person needs to hear that
+    a folder — any text — goes in quotes, shown on the line as it should read."""
+    found = _AT_LINE.match(message)
+    lines = text.split("\n")  # as TOML counts lines
+    if not found or int(found.group(1)) > len(lines):
+        return ""
+    key, equals, value = lines[int(found.group(1)) - 1].partition("=")
+    value = value.split(" #")[0].strip()
+    if not equals or not value or value[0] in "\"'[{+-.0123456789":
+        return ""  # a number, a list, a table or a string gone wrong: TOML's words fit
+    if value.split()[0] in ("true", "false", "inf", "nan"):
+        return ""
+    if value.lower() in ("yes", "no", "on", "off"):
+        answer = "true" if value.lower() in ("yes", "on") else "false"
+        return f"; yes or no is true or false: {key.strip()} = {answer}"
+    return f'; text goes in quotes: {key.strip()} = "{value}"'
 
 
 def validate(raw: dict[str, Any], source: Path | None = None) -> Config:
