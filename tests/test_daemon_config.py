@@ -160,6 +160,7 @@ def test_problems_between_keys_and_overlapping_folders_are_said_with_the_others(
             'inbox = ~/Pictures/inbox  # mine\noutbox = "out"\n',
             'Invalid value (at line 1, column 9); text goes in quotes: inbox = "~/Pictures/inbox"',
         ),
+        ("inbox = D:\\Photos\\inbox\n", "text goes in quotes: inbox = 'D:\\Photos\\inbox'"),
         (
             'inbox = "inbox"\noutbox = "out"\nstrip_gps = Yes\n',
             "yes or no is true or false: strip_gps = true",

@@ -296,7 +296,9 @@ def _unquoted(text: str, message: str) -> str:
     if value.lower() in ("yes", "no", "on", "off"):
         answer = "true" if value.lower() in ("yes", "on") else "false"
         return f"; yes or no is true or false: {key.strip()} = {answer}"
-    return f'; text goes in quotes: {key.strip()} = "{value}"'
+    # a backslash (C:\Photos) is an escape between double quotes: single ones keep it as it is
+    quoted = f"'{value}'" if "\\" in value or '"' in value else f'"{value}"'
+    return f"; text goes in quotes: {key.strip()} = {quoted}"
 
 
 def validate(raw: dict[str, Any], source: Path | None = None) -> Config:
