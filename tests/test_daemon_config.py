@@ -708,3 +708,10 @@ def test_strip_gps_false_beside_strip_metadata_is_refused_as_protect_refuses_bot
     for alone in ("strip_gps = false\n", "strip_metadata = true\n", ""):
         path.write_text(base + alone)
         assert main(["config", "check", "--config", str(path)]) == 0, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("given", ['".jpg, .png"', '".jpg .png"', '[".jpg,.png"]'])
+def test_several_extensions_in_one_string_are_refused_not_taken_as_one(tmp_path, given):
+    # ".jpg, .png" read as one extension would match no photo, in silence
+    said = problems(tmp_path, f'inbox = "inbox"\noutbox = "out"\nextensions = {given}\n')
+    assert "extensions: " in said and 'one extension per item, e.g. [".jpg", ".png"]' in said, said

@@ -186,6 +186,8 @@ def extensions(value: Any) -> list[str]:
         raise ValueError("give at least one extension, e.g. .jpg")
     out = []
     for item in items:
+        if "," in item or any(c.isspace() for c in item):  # ".jpg, .png": would match nothing
+            raise ValueError(f'{item!r}: one extension per item, e.g. [".jpg", ".png"]')
         if not item.startswith(".") or len(item) < 2 or "/" in item:
             raise ValueError(f"{item!r}: write extensions with their dot, e.g. .jpg")
         out.append(item.lower())
