@@ -715,3 +715,11 @@ def test_several_extensions_in_one_string_are_refused_not_taken_as_one(tmp_path,
     # ".jpg, .png" read as one extension would match no photo, in silence
     said = problems(tmp_path, f'inbox = "inbox"\noutbox = "out"\nextensions = {given}\n')
     assert "extensions: " in said and 'one extension per item, e.g. [".jpg", ".png"]' in said, said
+
+
+@pytest.mark.parametrize("key", ["inbox", "hold_dir"])
+def test_a_shell_variable_in_a_path_is_refused_not_taken_as_a_folder_name(tmp_path, key):
+    # hold_dir = "$HOME/held" was a folder named "$HOME" beside the config, created in silence
+    given = {"inbox": '"inbox"', "outbox": '"out"', key: '"$HOME/held"'}
+    said = problems(tmp_path, "".join(f"{k} = {v}\n" for k, v in given.items()))
+    assert f"{key}: $HOME is not expanded in the config: write ~/held" in said, said

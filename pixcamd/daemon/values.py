@@ -6,6 +6,7 @@ raise ``ValueError`` with the problem in words (a ``PipelineError`` may hold sev
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -24,11 +25,18 @@ def string(value: Any) -> str:
     return value
 
 
+_VARIABLE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
+
+
 def path(required: bool) -> Callable[[Any], str]:
     def parse(value: Any) -> str:
         text = string(value).strip()
         if required and not text:
             raise ValueError("required: give a folder")
+        if found := _VARIABLE.search(text):  # as a folder named "$HOME", made in silence
+            home = found.start() == 0 and found.group(1) == "HOME"
+            write = "~" + text[found.end() :] if home else "the folder's full path"
+            raise ValueError(f"${found.group(1)} is not expanded in the config: write {write}")
         return text
 
     return parse
