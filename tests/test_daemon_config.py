@@ -723,3 +723,27 @@ def test_a_shell_variable_in_a_path_is_refused_not_taken_as_a_folder_name(tmp_pa
     given = {"inbox": '"inbox"', "outbox": '"out"', key: '"$HOME/held"'}
     said = problems(tmp_path, "".join(f"{k} = {v}\n" for k, v in given.items()))
     assert f"{key}: $HOME is not expanded in the config: write ~/held" in said, said
+
+
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        # TOML says only "Expected newline or end of document after a statement"
+        ("epsilon = 1,5  # mine", "; decimals take a point: epsilon = 1.5"),
+        ("settle_time = 5s", "; durations are numbers of seconds: settle_time = 5"),
+        (
+            "rescan_interval = 10 minutes",
+            "; durations are numbers of seconds: rescan_interval = 600",
+        ),
+        # as text the number is read by its key: the same words
+        ('settle_time = "5 s"', "settle_time: '5 s': durations are numbers of seconds: write 5"),
+        (
+            'rescan_interval = "2m"',
+            "rescan_interval: '2m': durations are numbers of seconds: write 120",
+        ),
+        ('grace_time = "1,5"', "grace_time: '1,5': durations are numbers of seconds: write 1.5"),
+    ],
+)
+def test_a_number_with_a_unit_or_a_decimal_comma_is_said_as_it_reads(tmp_path, line, expected):
+    said = problems(tmp_path, f'inbox = "inbox"\noutbox = "out"\n{line}\n')
+    assert expected in said, said

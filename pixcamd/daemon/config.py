@@ -30,6 +30,7 @@ from pixcamd.daemon.config_checks import (
     web_problems,
 )
 from pixcamd.daemon.schema import KEYS, SCHEMA
+from pixcamd.daemon.values import seconds
 from pixcamd.defaults import expand_home, home, xdg_home
 from pixcamd.errors import PixcamdError
 from pixcamd.platform_specs import parse_platforms
@@ -274,17 +275,22 @@ def read_toml(text: str, path: Path) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}{_unquoted(text, str(exc))}") from None
+        hint = _as_it_should_read(text, str(exc))
+        raise ConfigError(f"{path}: not valid TOML: {exc}{hint}") from None
 
 
 _AT_LINE = re.compile(r"^Invalid value \(at line (\d+), column \d+\)$")
+_AFTER = re.compile(r"^Expected newline or end of document after a statement \(at line (\d+),")
 
 
-def _unquoted(text: str, message: str) -> str:
+def _as_it_should_read(text: str, message: str) -> str:
     """``inbox = ~/Pictures/inbox``: TOML says only "Invalid value"; a person needs to hear that
-    a folder — any text — goes in quotes, shown on the line as it should read."""
-    found = _AT_LINE.match(message)
+    a folder — any text — goes in quotes, shown on the line as it should read (and a number
+    with a decimal comma or a unit, ``_number_hint``)."""
     lines = text.split("\n")  # as TOML counts lines
+    if (after := _AFTER.match(message)) and int(after.group(1)) <= len(lines):
+        return _number_hint(lines[int(after.group(1)) - 1])
+    found = _AT_LINE.match(message)
     if not found or int(found.group(1)) > len(lines):
         return ""
     key, equals, value = lines[int(found.group(1)) - 1].partition("=")
@@ -299,6 +305,20 @@ def _unquoted(text: str, message: str) -> str:
     # a backslash (C:\Photos) is an escape between double quotes: single ones keep it as it is
     quoted = f"'{value}'" if "\\" in value or '"' in value else f'"{value}"'
     return f"; text goes in quotes: {key.strip()} = {quoted}"
+
+
+def _number_hint(line: str) -> str:
+    """``epsilon = 1,5`` or ``settle_time = 5s``: TOML says only that the line goes on after a
+    value; said as the line should read."""
+    key, _, value = line.partition("=")
+    key, value = key.strip(), value.split(" #")[0].strip()
+    if re.fullmatch(r"[+-]?\d+,\d+", value):
+        return f"; decimals take a point: {key} = {value.replace(',', '.')}"
+    option = KEYS.get(key)
+    timed = option is not None and getattr(option.parse, "seconds", False)
+    if timed and (meant := seconds(value)) is not None:
+        return f"; durations are numbers of seconds: {key} = {meant}"
+    return ""
 
 
 def validate(raw: dict[str, Any], source: Path | None = None) -> Config:

@@ -42,8 +42,26 @@ def path(required: bool) -> Callable[[Any], str]:
     return parse
 
 
+_SECONDS = {"": 1, "s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1}
+_SECONDS |= {k: 60 for k in ("m", "min", "mins", "minute", "minutes")}
+_SECONDS |= {k: 3600 for k in ("h", "hr", "hrs", "hour", "hours")}
+_WITH_UNIT = re.compile(r"([+-]?\d+(?:[.,]\d+)?)\s*([A-Za-z]*)")
+
+
+def seconds(text: str) -> str | None:
+    """The number of seconds ``text`` means as TOML writes it ("10 minutes": "600", "1,5":
+    "1.5"); None where it is no duration."""
+    found = _WITH_UNIT.fullmatch(text.strip())
+    if not found or found.group(2).lower() not in _SECONDS:
+        return None
+    value = float(found.group(1).replace(",", ".")) * _SECONDS[found.group(2).lower()]
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
 def number(lo: float, hi: float, unit: str = "", integer: bool = False):
     def parse(value: Any) -> float | int:
+        if unit == " s" and isinstance(value, str) and (meant := seconds(value)) is not None:
+            raise ValueError(f"{value!r}: durations are numbers of seconds: write {meant}")
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"expected a number, got {describe(value)}")
         if integer and not isinstance(value, int):
@@ -54,6 +72,7 @@ def number(lo: float, hi: float, unit: str = "", integer: bool = False):
             raise ValueError(f"{value!r} is out of range: give {rng}{unit}")
         return int(value) if integer else float(value)
 
+    parse.seconds = unit == " s"  # type: ignore[attr-defined]  # read by the TOML error's hint
     return parse
 
 
