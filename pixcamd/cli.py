@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from pixcamd.defaults import (
     parse_views,
 )
 from pixcamd.errors import OutputUnwritable, PixcamdError
+from pixcamd.launch import discard_stdout
 from pixcamd.platform_specs import UnknownPlatform, parse_platforms
 from pixcamd.platforms import DEFAULT_PLATFORMS, PRESETS, Pipeline, PipelineError
 
@@ -432,21 +432,15 @@ def main(argv: list[str] | None = None) -> int:
         except SystemExit:  # --help, --version: their answer (argparse lets its failure pass)
             sys.stdout.flush()
             raise
-    except OutputUnwritable as exc:
-        return _unwritable(exc)
-    except BrokenPipeError:  # `pixcamd --help | head -1`
-        _discard_stdout()
-        return 0
-    if hasattr(args, "platforms_of"):
-        resolve_platforms(args)
-    models = getattr(args, "model", None)
-    models = [models] if isinstance(models, str) else models or []
-    if getattr(args, "weights", None) and models and not {"auto", "koncept512"} & set(models):
-        parser.error(  # never silently ignored: the user meant them to be used
-            f"argument --weights: names KonCept512's weights; --model {','.join(models)} "
-            "does not use them"
-        )
-    try:
+        if hasattr(args, "platforms_of"):
+            resolve_platforms(args)
+        models = getattr(args, "model", None)
+        models = [models] if isinstance(models, str) else models or []
+        if getattr(args, "weights", None) and models and not {"auto", "koncept512"} & set(models):
+            parser.error(  # never silently ignored: the user meant them to be used
+                f"argument --weights: names KonCept512's weights; --model {','.join(models)} "
+                "does not use them"
+            )
         status = args.handler(args)
         sys.stdout.flush()  # the answer's end, still buffered: its failure said here, too
         return status
@@ -460,8 +454,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("pixcamd: interrupted", file=sys.stderr)
         return _flushed(130)
-    except BrokenPipeError:  # e.g. `pixcamd config check | head`: the reader has enough
-        _discard_stdout()
+    except BrokenPipeError:  # `pixcamd config check | head`, `--help | head`: it has enough
+        discard_stdout()
         return 0
 
 
@@ -473,18 +467,14 @@ def _flushed(status: int) -> int:
     except OutputUnwritable as exc:
         _unwritable(exc)
     except BrokenPipeError:
-        _discard_stdout()
+        discard_stdout()
     return status
 
 
 def _unwritable(exc: OutputUnwritable) -> int:
     print(f"pixcamd: error: {exc}", file=sys.stderr)
-    _discard_stdout()  # what is still buffered is not tried again at exit
+    discard_stdout()
     return 2
-
-
-def _discard_stdout() -> None:
-    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -47,15 +47,27 @@ def closed_descriptors_held() -> None:
         setattr(sys, ("stdin", "stdout", "stderr")[fd], stream)
 
 
-class _Answer:
-    """stdout, whose failure to take the answer is ``OutputUnwritable`` (``BrokenPipeError``
-    stays itself: a reader gone early, ``| head``)."""
+def discard_stdout() -> None:
+    """What stdout still buffers goes nowhere, not tried again at exit (a reader gone, or a
+    stdout that cannot take it: its failure said once already)."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, sys.stdout.fileno())
+    os.close(null)
+
+
+class _Stream:
+    """A standard stream, everything but its writes passed through."""
 
     def __init__(self, stream):
         self._stream = stream
 
     def __getattr__(self, name):
         return getattr(self._stream, name)
+
+
+class _Answer(_Stream):
+    """stdout, whose failure to take the answer is ``OutputUnwritable`` (``BrokenPipeError``
+    stays itself: a reader gone early, ``| head``)."""
 
     def _guarded(self, call, *args):
         try:
@@ -78,17 +90,11 @@ class _Answer:
         return self._guarded(self._stream.flush)
 
 
-class _Said:
+class _Said(_Stream):
     """stderr, which takes what is said or loses it: one that takes nothing — a full disk
     (``2>>log``), its reader gone — stops no command (``run`` least of all, whose events its
     log and ledger keep), as the daemon's event lines never did; the exit status still says
     how it went, and stdout still carries the answer."""
-
-    def __init__(self, stream):
-        self._stream = stream
-
-    def __getattr__(self, name):
-        return getattr(self._stream, name)
 
     def write(self, text):
         try:

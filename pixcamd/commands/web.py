@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 from pixcamd.errors import OutputUnwritable, PixcamdError
+from pixcamd.launch import discard_stdout
 
 
 def add_commands(commands, config_help: str) -> None:
@@ -82,9 +83,7 @@ def _say_where(line: str) -> None:
         print(line, flush=True)
     except OutputUnwritable:
         print(line, file=sys.stderr, flush=True)
-        null = os.open(os.devnull, os.O_WRONLY)  # the line still buffered, not tried at exit
-        os.dup2(null, sys.stdout.fileno())
-        os.close(null)
+        discard_stdout()  # the line still buffered, not tried at exit
 
 
 def decide(args: argparse.Namespace) -> int:
