@@ -59,8 +59,10 @@ def seconds(text: str) -> str | None:
 
 
 def number(lo: float, hi: float, unit: str = "", integer: bool = False):
+    timed = unit == " s"
+
     def parse(value: Any) -> float | int:
-        if unit == " s" and isinstance(value, str) and (meant := seconds(value)) is not None:
+        if timed and isinstance(value, str) and (meant := seconds(value)) is not None:
             raise ValueError(f"{value!r}: durations are numbers of seconds: write {meant}")
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"expected a number, got {describe(value)}")
@@ -72,7 +74,7 @@ def number(lo: float, hi: float, unit: str = "", integer: bool = False):
             raise ValueError(f"{value!r} is out of range: give {rng}{unit}")
         return int(value) if integer else float(value)
 
-    parse.seconds = unit == " s"  # type: ignore[attr-defined]  # read by the TOML error's hint
+    parse.seconds = timed  # type: ignore[attr-defined]  # read by the TOML error's hint
     return parse
 
 
