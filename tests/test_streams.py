@@ -19,10 +19,15 @@ from test_daemon_support import events, make_config, wait_for
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def environment(tmp_path: Path) -> dict[str, str]:
+    """This environment with a home of the test's own, and this tree's pixcamd."""
+    return {**os.environ, "HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT)}
+
+
 def pixcamd(tmp_path: Path, *args: str, close: int | None = None, **kwargs):
     """``python -m pixcamd ARGS…`` with its own home; ``close``: that descriptor closed, as
     ``>&-`` or ``2>&-`` leaves it."""
-    env = {**os.environ, "HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT)}
+    env = environment(tmp_path)
     for name in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME", "PIXCAMD_CONFIG"):
         env.pop(name, None)
     kwargs.setdefault("stdout", subprocess.PIPE)
@@ -118,7 +123,7 @@ def test_pixcamd_web_serves_with_a_full_or_closed_stdout(tmp_path, config, close
     from pixcamd.daemon.ledger import Ledger
 
     Ledger(config.ledger_path).close()
-    env = {**os.environ, "HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT)}
+    env = environment(tmp_path)
     argv = ["web", "--config", str(config.source), "--listen", "127.0.0.1:0"]
     with open("/dev/full", "w") as full:
         process = subprocess.Popen(
@@ -178,7 +183,7 @@ def test_a_closed_stdout_is_not_the_next_file_opened(tmp_path):
     """`run >&-` with its log on /dev/stdout: the descriptor left free was the next file the
     daemon opened — its lock — and the events went into it."""
     config = make_config(tmp_path, log_file="/dev/stdout")
-    env = {**os.environ, "HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT)}
+    env = environment(tmp_path)
     process = subprocess.Popen(
         [sys.executable, "-m", "pixcamd", "run", "--config", str(config.source)],
         cwd=tmp_path,
@@ -210,10 +215,7 @@ def test_a_relative_xdg_folder_is_ignored_as_the_spec_says(tmp_path):
     folder it was started in, where `status` or `run` started anywhere else never looks."""
     here, home = tmp_path / "here", tmp_path / "home"
     here.mkdir()
-    env = {
-        **os.environ,
-        "HOME": str(home),
-        "PYTHONPATH": str(ROOT),
+    env = environment(tmp_path) | {
         "XDG_CONFIG_HOME": "conf",
         "XDG_STATE_HOME": "state",
         "XDG_CACHE_HOME": "cache",
@@ -289,7 +291,7 @@ def test_status_follow_ends_when_its_reader_has_gone(tmp_path, config):
     from pixcamd.daemon.ledger import Ledger
 
     Ledger(config.ledger_path).close()
-    env = {**os.environ, "HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT)}
+    env = environment(tmp_path)
     process = subprocess.Popen(
         [sys.executable, "-m", "pixcamd", "status", "--follow", "--config", str(config.source)],
         cwd=tmp_path,
@@ -328,7 +330,7 @@ def test_a_full_stderr_stops_no_answer(tmp_path, config, args):
 def test_the_daemon_starts_with_a_full_stderr(tmp_path, config):
     """`run 2>/dev/full` died before it started (exit 1, said nowhere); its event lines on
     stderr were always allowed to fail (`EventLog._print`), its log and ledger keep them."""
-    env = {**os.environ, "HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT)}
+    env = environment(tmp_path)
     with open("/dev/full", "w") as full:
         process = subprocess.Popen(
             [sys.executable, "-m", "pixcamd", "run", "--config", str(config.source)],
