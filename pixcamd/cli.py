@@ -33,9 +33,9 @@ from pixcamd.defaults import (
     parse_views,
 )
 from pixcamd.errors import OutputUnwritable, PixcamdError
-from pixcamd.launch import discard_stdout
 from pixcamd.platform_specs import UnknownPlatform, parse_platforms
 from pixcamd.platforms import DEFAULT_PLATFORMS, PRESETS, Pipeline, PipelineError
+from pixcamd.streams import discard_stdout
 
 
 def _views(text: str) -> tuple[str, ...]:

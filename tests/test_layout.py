@@ -46,6 +46,7 @@ SHELL = (
     "pixcamd.commands",
     "pixcamd.cli",
     "pixcamd.launch",
+    "pixcamd.streams",
     "pixcamd.early_signals",
     "pixcamd.__main__",
 )

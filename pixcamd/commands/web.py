@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 
 from pixcamd.errors import OutputUnwritable, PixcamdError
-from pixcamd.launch import discard_stdout
+from pixcamd.streams import discard_stdout
 
 
 def add_commands(commands, config_help: str) -> None:
