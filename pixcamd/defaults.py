@@ -8,6 +8,7 @@ config's schema read them here and never load it. Each is still importable from 
 from __future__ import annotations
 
 import os
+import pwd
 import stat
 from pathlib import Path
 
@@ -59,24 +60,36 @@ def in_order(views) -> tuple[str, ...]:
 def home(instead: str) -> Path:
     """This user's home folder; where there is none (a container's ``--user 12345`` or
     ``env -i``: no HOME, no passwd entry) a ``PixcamdError`` on one line saying what to set
-    ``instead`` — never Python's RuntimeError and its traceback."""
-    try:
-        return Path.home()
-    except RuntimeError:
-        raise PixcamdError(
-            f"no home folder for this user (HOME is not set and uid {os.getuid()} has no "
-            f"passwd entry): {instead}"
-        ) from None
+    ``instead`` — never Python's RuntimeError and its traceback. A HOME that is not an absolute
+    path (``HOME=.``, ``HOME=``) is ignored for the passwd entry's, as a relative XDG folder is:
+    it would name another folder from every working directory."""
+    value = os.environ.get("HOME")
+    if value is None or os.path.isabs(value):
+        try:
+            return Path.home()
+        except RuntimeError:
+            pass
+    else:
+        try:
+            return Path(pwd.getpwuid(os.getuid()).pw_dir)
+        except KeyError:
+            pass
+    said = "is not set" if value is None else f"is {value!r}, not an absolute path,"
+    raise PixcamdError(
+        f"no home folder for this user (HOME {said} and uid {os.getuid()} has no "
+        f"passwd entry): {instead}"
+    )
 
 
 def expand_home(text: str, what: str) -> str:
     """``os.path.expanduser`` that refuses, naming ``what``, a ``~`` it cannot expand — no home
     folder, or ``~name`` for a user that does not exist here — instead of a folder literally
-    named ``~`` or ``~name`` under the current one."""
+    named ``~`` or ``~name`` under the current one; ``~`` is ``home()``'s folder."""
+    if text == "~" or text.startswith("~/"):
+        base = os.fspath(home(f"{what}: {text} starts with ~; give it as an absolute path"))
+        return (base.rstrip("/") + text[1:]) or "/"  # as expanduser joins a HOME of /
     path = os.path.expanduser(text)
-    if path == "~" or path.startswith("~/"):
-        home(f"{what}: {text} starts with ~; give it as an absolute path")
-    elif path.startswith("~"):
+    if path.startswith("~"):
         user = path[1:].split("/", 1)[0]
         raise PixcamdError(
             f"{what}: {text} starts with ~{user}, the home folder of a user {user} who does not "

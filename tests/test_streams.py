@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import pwd
 import signal
 import subprocess
 import sys
@@ -234,6 +235,28 @@ def test_a_relative_xdg_folder_is_ignored_as_the_spec_says(tmp_path):
     assert f'state_dir = "{home}/.local/state/pixcamd"' in check.stdout
     info = subprocess.run([*command, "model", "info"], cwd=here, env=env, capture_output=True)
     assert f"{home}/.cache/pixcamd/KonCept512.pth".encode() in info.stdout
+    assert list(here.iterdir()) == []
+
+
+def test_a_relative_home_is_ignored_for_the_passwd_entry(tmp_path):
+    """HOME=. (relative, as a misconfigured service or `env HOME=. …` leaves it): a config's
+    `~/…` and the weights' default folder counted from wherever the command ran — another
+    folder from every working directory — so a daemon's inbox or state moved with its `cd`."""
+    here = tmp_path / "here"
+    here.mkdir()
+    config = tmp_path / "config.toml"
+    config.write_text('inbox = "~/Pictures/inbox"\noutbox = "~/Pictures/outbox"\n')
+    env = environment(tmp_path) | {"HOME": ".", "PIXCAMD_CONFIG": str(config)}
+    for name in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
+        env.pop(name, None)
+    owner = pwd.getpwuid(os.getuid()).pw_dir
+    command = [sys.executable, "-m", "pixcamd"]
+    check = subprocess.run(
+        [*command, "config", "check"], cwd=here, env=env, capture_output=True, text=True
+    )
+    assert f"inbox: {owner}/Pictures/inbox does not exist" in check.stderr, check.stderr
+    info = subprocess.run([*command, "model", "info"], cwd=here, env=env, capture_output=True)
+    assert f"{owner}/.cache/pixcamd/KonCept512.pth".encode() in info.stdout, info.stdout
     assert list(here.iterdir()) == []
 
 

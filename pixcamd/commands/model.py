@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from pixcamd.commands.stopping import exit_status, sigterm_as_interrupt
+from pixcamd.defaults import expand_home
 from pixcamd.errors import WeightsError
 
 # torch and the models are imported by each handler, when it runs: not by `pixcamd --help`
@@ -19,7 +20,10 @@ def fetch(args) -> int:
     from pixcamd.models.weights import default_weights_path
 
     # absolute: the note below names it for a config, which reads paths from its own folder
-    dest = Path(os.path.abspath(Path(args.to).expanduser())) if args.to else default_weights_path()
+    if args.to:
+        dest = Path(os.path.abspath(expand_home(args.to, "--to")))
+    else:
+        dest = default_weights_path()
     terminated = []
     try:
         with sigterm_as_interrupt(terminated):  # as Ctrl-C: the part file removed at once
@@ -54,7 +58,10 @@ def info(args) -> int:
     from pixcamd.models import load_model, resolve_name
     from pixcamd.models.weights import default_weights_path, present
 
-    weights = Path(args.weights).expanduser() if args.weights else default_weights_path()
+    if args.weights:
+        weights = Path(expand_home(args.weights, "--weights"))
+    else:
+        weights = default_weights_path()
     report: dict = {"weights_path": str(weights), "weights_installed": present(weights)}
     if report["weights_installed"]:
         report.update(weights_size=None, weights_sha256=None)

@@ -39,6 +39,7 @@ from pixcamd.daemon.config import Config
 from pixcamd.daemon.events import clock
 from pixcamd.daemon.ledger import Ledger
 from pixcamd.daemon.ledger_row import Row, judged_specs
+from pixcamd.defaults import expand_home
 from pixcamd.errors import PixcamdError
 
 
@@ -60,7 +61,7 @@ def names(config: Config, path: str) -> list[str]:
     IMG_1.jpg``) or when it names a file there from outside it (``pixcamd retry
     inbox/2019/IMG_1.jpg``), and relative to the inbox as well (``2019/IMG_1.jpg`` from
     anywhere)."""
-    candidate = Path(os.path.expanduser(path))
+    candidate = Path(expand_home(path, "the photo's path"))
     if candidate.is_absolute():
         found = _under(config.inbox, candidate)
         if found is None:
@@ -96,7 +97,7 @@ def rows_for(config: Config, ledger: Ledger, paths: list[str]) -> list[Row]:
     outbox; every path must be known, or nothing is done (``retry``, ``ship``, ``remove``)."""
     rows, missing = [], []
     for path in paths:
-        copy = _under(config.outbox, Path(os.path.expanduser(path)))
+        copy = _under(config.outbox, Path(expand_home(path, "the photo's path")))
         owner = ledger.output_owner(copy, "") if copy is not None else None
         tried = [owner] if owner is not None else names(config, path)
         row = next((r for r in map(ledger.get, tried) if r is not None), None)
