@@ -62,6 +62,39 @@ def test_an_inbox_or_outbox_this_user_cannot_use_refuses_the_start_in_words(tmp_
         assert words in refused["message"]  # where `pixcamd status` reads
 
 
+def test_a_state_dir_this_user_cannot_write_is_refused_by_config_check_as_by_run(tmp_path):
+    """`config check` passed a state dir (or hold dir) the daemon's user cannot write, which
+    `run` then refused; one not made yet is a note, not a refusal — systemd makes a service's
+    StateDirectory= only as it starts it."""
+    config = make_config(tmp_path, hold_dir=str(tmp_path / "held"))
+    config.outbox.mkdir()
+    for folder, words in (
+        (tmp_path / "state", "keeps its record of every photo there"),
+        (tmp_path / "held", "photos held back are put there"),
+    ):
+        folder.mkdir()
+        os.chmod(folder, 0o555)
+        try:
+            check = pixcamd_process(config.source, command=("config", "check"), drop_root=True)
+            out, _ = check.communicate(timeout=120)
+            assert check.returncode == 2 and f"{folder}: the user " in out and words in out, out
+        finally:
+            os.chmod(folder, 0o755)
+            folder.rmdir()
+    above = tmp_path / "closed"
+    above.mkdir()
+    os.chmod(above, 0o555)
+    try:
+        config = make_config(tmp_path, state_dir=str(above / "state"))
+        check = pixcamd_process(config.source, command=("config", "check"), drop_root=True)
+        out, _ = check.communicate(timeout=120)
+        assert check.returncode == 0, out
+        assert f"the state dir {above / 'state'} does not exist yet, and the user " in out, out
+        assert f"cannot create it in {above}" in out
+    finally:
+        os.chmod(above, 0o755)
+
+
 def test_a_photo_this_user_cannot_read_fails_saying_so_never_dropped(tmp_path):
     config = make_config(tmp_path, max_attempts=1)
     real_photo(config.inbox / "open.jpg")

@@ -267,7 +267,7 @@ def run_daemon(args: argparse.Namespace) -> int:
 
 def config_check(args: argparse.Namespace) -> int:
     from pixcamd.daemon.config_toml import render_effective
-    from pixcamd.daemon.fs import access_problems, choose_tmp_dir
+    from pixcamd.daemon.fs import access_problems, choose_tmp_dir, creatable_note
     from pixcamd.daemon.settings import build_settings, resolve_models, weights_file
     from pixcamd.devices import resolve_device
     from pixcamd.models import model_class
@@ -326,7 +326,9 @@ def config_check(args: argparse.Namespace) -> int:
     if config.outbox.is_dir():
         derived["tmp_dir"] = str(choose_tmp_dir(config, create=False))
     else:
-        notes.append(f"# the outbox {config.outbox} does not exist yet; `run` creates it")
+        notes.append(creatable_note("outbox", config.outbox))
+    if not config.state_dir.is_dir():
+        notes.append(creatable_note("state_dir", config.state_dir))
     sys.stdout.write(render_effective(config, derived))
     sys.stdout.write("\n".join(notes) + "\n")
     return 0

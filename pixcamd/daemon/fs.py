@@ -260,7 +260,29 @@ def access_problems(config: Config) -> list[str]:
             f"outbox: {config.outbox}: the user {user} cannot write in it, so no protected copy "
             "could be published; give that user write permission"
         )
+    for key, folder, why in (
+        ("state_dir", config.state_dir, "the daemon keeps its record of every photo there"),
+        ("hold_dir", config.hold_dir, "photos held back are put there"),
+    ):
+        if folder is not None and folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+            problems.append(
+                f"{key}: {folder}: the user {user} cannot write in it ({why}); give that user "
+                "write permission"
+            )
     return problems
+
+
+def creatable_note(key: str, folder: Path) -> str:
+    """What ``config check`` says of a folder ``run`` will make: not a refusal when this user
+    cannot make it, as systemd makes a service's StateDirectory= only when the service starts."""
+    above = nearest_existing(folder)
+    if os.access(above, os.W_OK | os.X_OK):
+        return f"# the {key.replace('_', ' ')} {folder} does not exist yet; `run` creates it"
+    return (
+        f"# the {key.replace('_', ' ')} {folder} does not exist yet, and the user {this_user()} "
+        f"cannot create it in {above}: `run` will be refused unless it is made first "
+        "(systemd's StateDirectory= makes it for a service)"
+    )
 
 
 def this_user() -> str:
