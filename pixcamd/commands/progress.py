@@ -61,8 +61,14 @@ class RunProgress:
     def begin(self, total: int, where: str | None, ledger) -> None:
         if where is not None:
             self.say(f"{total} photos; working on {where}; record: {ledger}")
+        # a terminal that says it is 0×0 (a pty no one sized: `script` from cron, a console
+        # before its first resize) is drawn as 80×24: tqdm draws nothing in 0 rows
+        sized = min(_size(self.stream)) > 0 if self.tty else True
+        size = {} if sized else {"ncols": 80, "nrows": 24}
         if self.tty and total > 1:
-            self.bar = tqdm(total=total, unit="photo", file=self.stream, dynamic_ncols=True)
+            self.bar = tqdm(
+                total=total, unit="photo", file=self.stream, dynamic_ncols=sized, **size
+            )
         if self.tty:
             self.steps = tqdm(
                 total=None,
@@ -70,6 +76,7 @@ class RunProgress:
                 file=self.stream,
                 position=1 if self.bar is not None else 0,
                 leave=False,
+                **size,
             )
 
     def start(self, name: str) -> None:
@@ -126,6 +133,14 @@ class RunProgress:
         elif tally.total > 1:
             earlier = f" ({tally.earlier} by an earlier run)" if tally.earlier else ""
             self.say(f"all {tally.total} photos protected{earlier}")
+
+
+def _size(stream) -> tuple[int, int]:
+    """The terminal's columns and lines as it says them (0 where it says nothing)."""
+    try:
+        return tuple(os.get_terminal_size(stream.fileno()))
+    except (OSError, ValueError, AttributeError):
+        return (0, 0)
 
 
 def _short(name: str, width: int = 40) -> str:
