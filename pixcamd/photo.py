@@ -67,13 +67,16 @@ class Photo:
     warnings: list[str] = field(default_factory=list)  # e.g. "EXIF unreadable, dropped: ..."
 
 
-def load_photo(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+def load_photo(
+    path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, reduce_to: int | None = None
+) -> Image.Image:
     """Decode ``path`` fully into an upright 8-bit RGB image, or raise a specific ``PhotoError``.
 
     Transparent images are composited onto white (what a social site shows); other modes
-    (grayscale, palette, 16-bit, CMYK) are converted to RGB.
+    (grayscale, palette, 16-bit, CMYK) are converted to RGB. With ``reduce_to``, a JPEG is
+    decoded smaller (``open_photo``).
     """
-    return open_photo(path, max_pixels).image
+    return open_photo(path, max_pixels, reduce_to=reduce_to).image
 
 
 def open_photo(
@@ -81,6 +84,7 @@ def open_photo(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     data: bytes | None = None,
     max_jpeg_side: int | None = None,
+    reduce_to: int | None = None,
 ) -> Photo:
     """Decode ``path`` and read its metadata; raises ``PhotoError`` saying what is wrong.
 
@@ -89,6 +93,11 @@ def open_photo(
     ``data``, the file's bytes are decoded instead (a photo sent to another machine) and
     ``path`` only names it in messages. With ``max_jpeg_side``, a photo wider or taller than a
     JPEG copy of its size can be is refused from its header, before the pixels are decoded.
+
+    With ``reduce_to`` (a picture to look at, never one to protect), a JPEG is decoded smaller
+    by libjpeg itself — 1/2, 1/4 or 1/8 of its size, the smallest whose long side is still
+    ``reduce_to`` or more —, all else as without it: upright, sRGB, the same refusals and notes.
+    Other formats are decoded whole.
     """
     path = Path(path)
     if data is None:
@@ -124,7 +133,9 @@ def open_photo(
                         "protect a smaller copy of it"
                     )
                 md, decoder_rotates = _read_before_load(img, source, notes)
-                img.load()  # full decode now: a truncated file fails here, not later
+                if reduce_to is not None and md.source_format in ("JPEG", "MPO"):
+                    _draft(img, reduce_to)
+                img.load()  # decoded now, every byte read: a truncated file fails here
                 _read_after_load(img, md, notes)
                 if md.icc_profile is None and md.source_format in ("HEIF", "AVIF"):
                     try:
@@ -166,6 +177,16 @@ def open_photo(
     if orientation != 1:
         image = image.transpose(_TRANSPOSE[orientation])
     return Photo(path, image, md, notes)
+
+
+def _draft(img: Image.Image, long_side: int) -> None:
+    """Have libjpeg decode ``img`` scaled down in its DCT (Pillow's ``draft``), by the largest of
+    8, 4 and 2 that leaves its long side ``long_side`` or more: a 64th of the pixels at 1/8.
+    Only the size changes: the mode, the metadata and the checks of the data are those of the
+    whole decode (every byte of the data is still read)."""
+    scale = next((s for s in (8, 4, 2) if max(img.size) // s >= long_side), 1)
+    if scale > 1:  # Pillow picks the largest scale whose image covers the box asked
+        img.draft("RGB", (max(img.width // scale, 1), max(img.height // scale, 1)))
 
 
 def _riff_cut(source) -> bool:

@@ -9,9 +9,10 @@ protected), as lossless PNG, so the side-by-side and the difference are pixel-tr
 Made images — originals rendered, thumbnails, differences — go to a cache in the state dir
 (``web-cache/``), keyed by the files' identities so a retried photo gets new ones; the cache is
 held under ``CACHE_BYTES`` by evicting the least recently used files after each write. They are
-made ``MAKERS`` at a time: each decodes a whole photo (a difference two), and a browser asks for
-six images at once per tab — at 24 MP six differences made side by side took 3.1 GB beside the
-daemon's own protection (docs/benchmarks.md, "The web page's images").
+made ``MAKERS`` at a time: each decodes a whole photo (a difference two; a JPEG's thumbnail a
+photo libjpeg shrank as it decoded), and a browser asks for six images at once per tab — at
+24 MP six differences made side by side took 3.1 GB beside the daemon's own protection
+(docs/benchmarks.md, "The web page's images").
 """
 
 from __future__ import annotations
@@ -131,11 +132,12 @@ def identity(path: Path) -> str:
     return f"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"
 
 
-def decode(path: Path, max_pixels: int):
-    """Upright sRGB pixels, as the daemon decodes a photo (``pixcamd.photo``)."""
+def decode(path: Path, max_pixels: int, reduce_to: int | None = None):
+    """Upright sRGB pixels, as the daemon decodes a photo (``pixcamd.photo``); with
+    ``reduce_to``, a JPEG decoded smaller, its long side no less than that."""
     from pixcamd.photo import load_photo  # torch comes with it: only once an image is asked
 
-    return load_photo(path, max_pixels)
+    return load_photo(path, max_pixels, reduce_to=reduce_to)
 
 
 def png(image) -> bytes:
@@ -145,7 +147,11 @@ def png(image) -> bytes:
 
 
 def thumbnail(path: Path, max_pixels: int) -> bytes:
-    image = decode(path, max_pixels)
+    # A JPEG shrunk by libjpeg as it decodes, to twice the thumbnail's side as Pillow's own
+    # thumbnail() drafts it (the resize after still averages pixels): a 24 MP photo at 1/8, not
+    # its 24 MP held and resized for a 320-pixel picture (docs/benchmarks.md). The short side
+    # is rounded from the shrunk photo's, so a 213.5 may come out 213 where it came out 214.
+    image = decode(path, max_pixels, reduce_to=2 * THUMB_SIDE)
     image.thumbnail((THUMB_SIDE, THUMB_SIDE))
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=80)
