@@ -6,9 +6,11 @@ and clear errors for bad cluster settings."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -67,22 +69,31 @@ def test_a_folder_run_on_the_cluster_matches_this_machine_and_resumes(cluster, t
 
 
 def test_local_starts_a_private_ray_even_where_ray_address_names_another(ray_env, tmp_path):
+    """… and leaves nothing in TMPDIR: Ray left its session folder there (logs, and its object
+    store's spill files: photos' bytes where memory ran short) after every `--ray local` run."""
     root = tmp_path / "album"
     root.mkdir()
     synthetic_photo(640, 480, 0).save(root / "p0.png")
     env = {**os.environ, **ray_env, "RAY_ADDRESS": f"127.0.0.1:{free_port()}"}  # nothing there
     env["PYTHONPATH"] = str(ROOT)
+    # Ray's socket paths must stay under 108 characters: a short folder right under /tmp
+    temp = Path(tempfile.mkdtemp(prefix="pxtmp", dir="/tmp"))
     argv = ["protect", str(root), "--outdir", str(tmp_path / "out"), "--ray", "local", *FAST]
-    done = subprocess.run(
-        [sys.executable, "-m", "pixcamd", *argv],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "pixcamd", *argv],
+            env={**env, "TMPDIR": str(temp)},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        left = sorted(p.relative_to(temp).as_posix() for p in temp.rglob("*"))
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
     assert done.returncode == 0, done.stderr
     assert "working on private Ray cluster on this machine" in done.stderr
     assert (tmp_path / "out" / "album" / "p0.jpg").is_file()
+    assert not left, f"left in TMPDIR: {left[:5]}"
 
 
 def test_bad_cluster_settings_are_refused_at_config_check_and_at_start(tmp_path, capsys):

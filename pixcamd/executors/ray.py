@@ -37,11 +37,12 @@ pixcamd (``pip install 'pixcamd[ray]'``, the head's version) but no weights file
 directory: nothing is written on their disks beyond Ray's own object spilling. BRISQUE is
 embedded: nothing moves.
 
-Addresses: ``local`` starts a private Ray on this machine, stopped by ``close``; ``HOST:PORT`` is
-a cluster's head (its GCS port, 6379 by default) from a machine that is itself a node of the
-cluster; ``ray://HOST[:PORT]`` goes through the Ray Client server (10001), from anywhere, and
-needs ``ray[client]`` on both sides. Ray's connect can hang for minutes on an address where
-nothing answers, so the port is tried first with a plain TCP connect (``CONNECT_TIMEOUT``).
+Addresses: ``local`` starts a private Ray on this machine, stopped by ``close`` (its session
+folder in ``$TMPDIR/ray`` removed then); ``HOST:PORT`` is a cluster's head (its GCS port, 6379 by
+default) from a machine that is itself a node of the cluster; ``ray://HOST[:PORT]`` goes through
+the Ray Client server (10001), from anywhere, and needs ``ray[client]`` on both sides. Ray's
+connect can hang for minutes on an address where nothing answers, so the port is tried first
+with a plain TCP connect (``CONNECT_TIMEOUT``).
 
 Security: Ray's processes listen on every interface of their machine whatever
 ``--node-ip-address`` says (Ray 2.60 turns 127.0.0.1 into the machine's address), and a Ray
@@ -65,6 +66,7 @@ from pixcamd.errors import PixcamdError
 from pixcamd.executors import Done, JobOptions, Task
 from pixcamd.executors.ray_actor import PhotoWorker
 from pixcamd.executors.ray_link import (
+    drop_session,
     first_line,
     last_line,
     probe,
@@ -146,6 +148,7 @@ class RayExecutor:
         self._probed_at = float("-inf")
         self._closed = False
         self._owns_init = False
+        self._session: str | None = None  # a private Ray's session folder, removed at close
 
         # Before anything that needs the cluster: a wrong model name or unusable weights are
         # the user's to fix, and say so faster than any worker could.
@@ -271,6 +274,7 @@ class RayExecutor:
         if self._owns_init and ray.is_initialized():
             with signals_kept():
                 ray.shutdown()
+        drop_session(self._session)
 
     def workers(self, timeout: float = READY_TIMEOUT) -> list[dict]:
         """Each worker as it describes itself — ``pid`` (on its node), ``node`` (Ray's node id),
@@ -330,8 +334,11 @@ class RayExecutor:
             pass
         elif address == "local":  # a private Ray on this machine, gone when we close
             # said as "local": a bare ray.init() would join the cluster RAY_ADDRESS names
-            ray.init(address="local", ignore_reinit_error=True, include_dashboard=False, **quiet)
+            context = ray.init(
+                address="local", ignore_reinit_error=True, include_dashboard=False, **quiet
+            )
             self._owns_init = True
+            self._session = context.address_info.get("session_dir")
         else:
             try:
                 if address.startswith("ray://"):

@@ -1,11 +1,13 @@
 """Reaching a Ray cluster without Ray: its address, a bounded TCP probe of the head, this
-process's signal handlers kept from what ``ray.init``/``ray.shutdown`` do to them, and the
-readable line of a Ray error. Importing this module never imports Ray (``pixcamd config check``
-probes a cluster with it)."""
+process's signal handlers kept from what ``ray.init``/``ray.shutdown`` do to them, the readable
+line of a Ray error, and a private Ray's session folder removed once it has stopped. Importing
+this module never imports Ray (``pixcamd config check`` probes a cluster with it)."""
 
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
 import socket
 import threading
 
@@ -170,3 +172,20 @@ def last_line(exc: BaseException) -> str:
     """The line of a Ray error that says what happened (its text carries whole tracebacks)."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return lines[-1] if lines else type(exc).__name__
+
+
+def drop_session(session: str | None) -> None:
+    """Remove a private Ray's session folder (``$TMPDIR/ray/session_…``) once it has stopped:
+    Ray leaves it behind, with its logs and its object store's spill and fallback files —
+    photos' bytes where memory ran short. Ray's ``session_latest`` link to it goes too, and its
+    temp root where nothing else is left in it (another Ray's sessions stay)."""
+    if not session:
+        return
+    shutil.rmtree(session, ignore_errors=True)
+    root = os.path.dirname(session)
+    latest = os.path.join(root, "session_latest")
+    with contextlib.suppress(OSError):
+        if os.readlink(latest) == session:
+            os.unlink(latest)
+    with contextlib.suppress(OSError):
+        os.rmdir(root)
