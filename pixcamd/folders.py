@@ -86,7 +86,9 @@ class Tally:
 def make_outdir(outdir: Path) -> None:
     """The outdir and its record's folders, or in words why they cannot be made."""
     try:
-        (outdir / STATE_DIR / "tmp").mkdir(parents=True, exist_ok=True)
+        outdir.mkdir(parents=True, exist_ok=True)
+        (outdir / STATE_DIR).mkdir(mode=0o700, exist_ok=True)  # the record names every photo
+        (outdir / STATE_DIR / "tmp").mkdir(exist_ok=True)
     except OSError as exc:
         raise PixcamdError(
             f"{outdir}: cannot create the output folder ({exc.strerror or exc})"

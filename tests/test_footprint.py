@@ -179,6 +179,19 @@ def test_pixcamd_leaves_exactly_the_documented_files(sandbox, share, recipe_chec
     missing = [g for g in FOOTPRINT + YOURS if not any(matches(p, (g,)) for p in left)]
     assert not missing, f"documented but not made (is the list still true?): {missing}"
     assert sorted(os.listdir(home.parent)) == ["home", "run", "tmp"]
+    # the record names every photo and the page's cache holds their pixels: this user's alone,
+    # under the usual umask 022 too (they were 0755 and the images 0644, open to every account)
+    for private in (".local/state/pixcamd", ".local/state/pixcamd/web-cache"):
+        assert (home / private).stat().st_mode & 0o077 == 0, private
+    assert (pictures / "protected" / ".pixcamd").stat().st_mode & 0o077 == 0
+
+
+@pytest.fixture(autouse=True)
+def usual_umask():
+    """022, as a desktop session has it: what pixcamd makes private must be made so."""
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
 
 
 def edit(config: Path, **values: str) -> None:

@@ -175,3 +175,16 @@ def test_real_camera_jpegs_get_the_thumbnail_of_their_whole_decode(page, corpus_
         assert abs(min(thumb.size) - min(before.size)) <= 1, name
         cells = np.abs(grid(thumb) - grid(before))
         assert cells.mean() <= 1 and cells.max() <= 6, (name, cells.mean(), cells.max())
+
+
+def test_a_cache_of_the_page_s_images_open_to_others_is_closed_at_its_next_image(world):
+    """A web-cache made 0755 before pixcamd made it its user's alone (an upgrade), its images
+    the inbox's pixels: closed at the page's next image, and what is made in it with it."""
+    cache = world.state_dir / "web-cache"
+    cache.mkdir(mode=0o755, exist_ok=True)
+    os.chmod(cache, 0o755)
+    with serving(world) as server:
+        status, _, body = Client(server.url).get(f"/photos/{ids(world)['noise.jpg']}/thumb.jpg")
+    assert status == 200, body
+    assert [p.stat().st_mode & 0o777 for p in cache.iterdir()]  # made there
+    assert cache.stat().st_mode & 0o777 == 0o700

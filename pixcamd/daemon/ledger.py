@@ -57,7 +57,7 @@ class Ledger(DaemonRecord, SameContent, Lists):
         """``fresh``: what starting a new record means, said when this one is damaged (default:
         the daemon's)."""
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # names every photo
         self.clock = clock
         self._lock = threading.RLock()
         with opening(self.path, fresh):  # a damaged file, or one this user cannot open

@@ -115,7 +115,9 @@ class Daemon(Shutdown):
     def start(self) -> None:
         config = self.config
         try:
-            config.state_dir.mkdir(parents=True, exist_ok=True)
+            # yours alone where pixcamd makes it: its record names every photo, its page's
+            # cache holds their pixels (a service's StateDirectoryMode= says otherwise)
+            config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             self._lock_fd = lock_state_dir(config.state_dir)
         except OSError as exc:
             raise PixcamdError(f"cannot use the state dir: {exc}") from exc

@@ -58,6 +58,15 @@ def copy_file(config: Config, row: Row) -> tuple[Path, str] | None:
     return None
 
 
+def private_folder(folder: Path) -> None:
+    """``folder`` made, or kept, open to this user alone: the page's images are the photos'
+    pixels — originals from an inbox that may be closed to others — and a state dir may be
+    open to them (made before pixcamd made its own 0700, or a service's StateDirectoryMode=)."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if folder.stat().st_mode & 0o077:
+        os.chmod(folder, 0o700)
+
+
 class Cache:
     """Made images under ``root``, least recently used evicted past ``limit`` bytes.
 
@@ -88,7 +97,7 @@ class Cache:
                 return path
             with self._makers:  # the memory of a few decoded photos, not of every request's
                 data = make()  # a failure keeps the lock: whoever waits on it makes it next
-            self.root.mkdir(parents=True, exist_ok=True)
+            private_folder(self.root)
             tmp = path.with_name(f".{key}.{os.getpid()}.{threading.get_ident()}")
             tmp.write_bytes(data)
             os.replace(tmp, path)

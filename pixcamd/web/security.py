@@ -51,7 +51,7 @@ def csrf_secret(state_dir: Path) -> str:
     the same state dir share it."""
     path = state_dir / SECRET_FILE
     try:
-        state_dir.mkdir(parents=True, exist_ok=True)
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
