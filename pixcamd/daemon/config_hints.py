@@ -1,0 +1,57 @@
+"""What to write instead, where a person typing the config by hand meets only a parser's words:
+TOML's errors, whose line is read again here and said as it should read (an unquoted folder, a
+yes, a decimal comma, a duration with a unit). ``pixcamd.daemon.config`` adds each hint to the
+problem it is about."""
+
+from __future__ import annotations
+
+import re
+
+from pixcamd.daemon.schema import KEYS
+from pixcamd.daemon.values import seconds
+
+# TOML's two messages that name no cause a person can act on, and the line they are about
+_TOML_SAYS = re.compile(
+    r"^(Invalid value|Expected newline or end of document after a statement) \(at line (\d+),"
+)
+
+
+def toml_hint(text: str, message: str) -> str:
+    """``inbox = ~/Pictures/inbox``: TOML says only "Invalid value"; a person needs to hear that
+    a folder — any text — goes in quotes, shown on the line as it should read; a number with a
+    decimal comma or a unit (``epsilon = 1,5``, ``settle_time = 5s``), where TOML says only that
+    the line goes on after a value, likewise."""
+    found = _TOML_SAYS.match(message)
+    lines = text.split("\n")  # as TOML counts lines
+    if not found or int(found.group(2)) > len(lines):
+        return ""
+    key, equals, value = lines[int(found.group(2)) - 1].partition("=")
+    key, value = key.strip(), value.split(" #")[0].strip()
+    if not equals or not value:
+        return ""
+    if found.group(1) == "Invalid value":
+        return _text_hint(key, value)
+    return _number_hint(key, value)
+
+
+def _text_hint(key: str, value: str) -> str:
+    if value[0] in "\"'[{+-.0123456789":
+        return ""  # a number, a list, a table or a string gone wrong: TOML's words fit
+    if value.split()[0] in ("true", "false", "inf", "nan"):
+        return ""
+    if value.lower() in ("yes", "no", "on", "off"):
+        answer = "true" if value.lower() in ("yes", "on") else "false"
+        return f"; yes or no is true or false: {key} = {answer}"
+    # a backslash (C:\Photos) is an escape between double quotes: single ones keep it as it is
+    quoted = f"'{value}'" if "\\" in value or '"' in value else f'"{value}"'
+    return f"; text goes in quotes: {key} = {quoted}"
+
+
+def _number_hint(key: str, value: str) -> str:
+    if re.fullmatch(r"[+-]?\d+,\d+", value):
+        return f"; decimals take a point: {key} = {value.replace(',', '.')}"
+    option = KEYS.get(key)
+    timed = option is not None and getattr(option.parse, "seconds", False)
+    if timed and (meant := seconds(value)) is not None:
+        return f"; durations are numbers of seconds: {key} = {meant}"
+    return ""
