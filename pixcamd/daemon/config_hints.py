@@ -10,22 +10,29 @@ import re
 from pixcamd.daemon.schema import KEYS
 from pixcamd.daemon.values import seconds
 
-# TOML's two messages that name no cause a person can act on, and the line they are about
+# TOML's messages that name no cause a person can act on, and the line they are about
 _TOML_SAYS = re.compile(
-    r"^(Invalid value|Expected newline or end of document after a statement) \(at line (\d+),"
+    r"^(Invalid value|Expected newline or end of document after a statement"
+    r"|Unescaped '\\' in a string|Invalid hex value"
+    r"|Escaped character is not a Unicode scalar value) \(at line (\d+),"
 )
+_ESCAPE = ("Unescaped", "Invalid hex", "Escaped character")  # a backslash between double quotes
 
 
 def toml_hint(text: str, message: str) -> str:
     """``inbox = ~/Pictures/inbox``: TOML says only "Invalid value"; a person needs to hear that
     a folder — any text — goes in quotes, shown on the line as it should read; a number with a
     decimal comma or a unit (``epsilon = 1,5``, ``settle_time = 5s``), where TOML says only that
-    the line goes on after a value, likewise."""
+    the line goes on after a value, likewise; and a Windows path between double quotes
+    (``inbox = "C:\\Users\\me"``), where TOML reads each backslash as an escape and says only
+    "Invalid hex value" or "Unescaped '\\' in a string"."""
     found = _TOML_SAYS.match(message)
     lines = text.split("\n")  # as TOML counts lines
     if not found or int(found.group(2)) > len(lines):
         return ""
     key, equals, value = lines[int(found.group(2)) - 1].partition("=")
+    if equals and found.group(1).startswith(_ESCAPE):
+        return _backslash_hint(key.strip(), value.strip())
     key, value = key.strip(), value.split(" #")[0].strip()
     if not equals or not value:
         return ""
@@ -45,6 +52,19 @@ def _text_hint(key: str, value: str) -> str:
     # a backslash (C:\Photos) is an escape between double quotes: single ones keep it as it is
     quoted = f"'{value}'" if "\\" in value or '"' in value else f'"{value}"'
     return f"; text goes in quotes: {key} = {quoted}"
+
+
+def _backslash_hint(key: str, value: str) -> str:
+    found = re.match(r'"([^"]*\\[^"]*)"', value)  # one string, not a list or three quotes
+    if not found:
+        return ""
+    text = found.group(1)
+    slashes = text.replace("\\", "/")
+    single = f"{key} = '{text}' in single quotes, or " if "'" not in text else ""
+    return (
+        "; between double quotes a backslash starts an escape (\\n, \\t, \\U…): write "
+        f'{single}{key} = "{slashes}" with forward slashes'
+    )
 
 
 def _number_hint(key: str, value: str) -> str:

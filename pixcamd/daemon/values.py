@@ -26,11 +26,23 @@ def string(value: Any) -> str:
 
 
 _VARIABLE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
+# What TOML made of a Windows path's backslash between double quotes ("C:\temp": a tab): no
+# folder a person names holds one of these
+_ESCAPED = {"\t": ("\\t", "tab"), "\n": ("\\n", "line break"), "\r": ("\\r", "carriage return")}
+_ESCAPED |= {"\b": ("\\b", "backspace"), "\f": ("\\f", "form feed")}
 
 
 def path(required: bool) -> Callable[[Any], str]:
     def parse(value: Any) -> str:
-        text = string(value).strip()
+        text = string(value)
+        if escaped := [c for c in _ESCAPED if c in text]:  # before strip() drops a last one
+            meant = text.translate({ord(c): _ESCAPED[c][0] for c in _ESCAPED}).strip()
+            raise ValueError(
+                f"{_ESCAPED[escaped[0]][0]} between double quotes is an escape, read as a "
+                f"{_ESCAPED[escaped[0]][1]}: write '{meant}' in single quotes, or "
+                f'"{meant.replace(chr(92), "/")}" with forward slashes'
+            )
+        text = text.strip()
         if required and not text:
             raise ValueError("required: give a folder")
         if found := _VARIABLE.search(text):  # as a folder named "$HOME", made in silence

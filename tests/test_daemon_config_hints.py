@@ -1,0 +1,62 @@
+"""A config typed by hand: each slip a person makes is answered with what to write instead, on
+one line that names the key and the line — by `pixcamd config check`, and by `pixcamd run`,
+which refuses to start."""
+
+from __future__ import annotations
+
+import pytest
+from test_daemon_support import no_leaked_threads  # noqa: F401
+
+from pixcamd.cli import main
+
+BASE = 'inbox = "inbox"\noutbox = "out"\nstate_dir = "st"\n'
+
+
+def refused(tmp_path, capsys, text: str) -> str:
+    """What `config check` says of the file ``text`` — `run` says it too and starts nothing."""
+    (tmp_path / "inbox").mkdir(exist_ok=True)
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    assert main(["config", "check", "--config", str(path)]) == 2
+    said = capsys.readouterr().err
+    assert main(["run", "--config", str(path)]) == 2
+    assert capsys.readouterr().err == said
+    assert not (tmp_path / "st").exists() and not (tmp_path / "out").exists()
+    return said
+
+
+@pytest.mark.parametrize(
+    "value, toml_says",
+    [
+        ('"C:\\Users\\me\\Pictures"', "Invalid hex value (at line 4, column 17)"),
+        ('"D:\\photos"  # mine', "Unescaped '\\' in a string (at line 4, column 17)"),
+        ('"C:\\user\\pics"', "Invalid hex value (at line 4, column 17)"),
+    ],
+)
+def test_a_windows_path_between_double_quotes_says_to_quote_it_singly_or_use_slashes(
+    tmp_path, capsys, value, toml_says
+):
+    said = refused(tmp_path, capsys, f"{BASE}hold_dir = {value}\n")
+    path = value.split('"')[1]
+    single, slashes = f"hold_dir = '{path}'", f'hold_dir = "{path.replace(chr(92), "/")}"'
+    assert toml_says in said and single in said and slashes in said, said
+    assert len(said.splitlines()) == 1, said
+
+
+@pytest.mark.parametrize(
+    "value, escape, meant",
+    [
+        ('"C:\\temp"', "\\t between double quotes is an escape, read as a tab", "C:\\temp"),
+        ('"D:\\new\\fotos"', "\\n between double quotes is an escape", "D:\\new\\fotos"),
+        ('"E:\\bilder"', "\\b between double quotes is an escape", "E:\\bilder"),
+    ],
+)
+def test_a_windows_path_whose_backslashes_toml_takes_as_escapes_is_refused_not_made(
+    tmp_path, capsys, value, escape, meant
+):
+    # "C:\temp" is valid TOML — a tab — and was a folder "C:<tab>emp" made beside the config
+    said = refused(tmp_path, capsys, f"{BASE}hold_dir = {value}\n")
+    slashes = meant.replace("\\", "/")
+    assert f"hold_dir: {escape}" in said, said
+    assert f"write '{meant}' in single quotes, or \"{slashes}\" with forward slashes" in said
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.toml", "inbox"]
