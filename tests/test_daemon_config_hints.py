@@ -60,3 +60,31 @@ def test_a_windows_path_whose_backslashes_toml_takes_as_escapes_is_refused_not_m
     assert f"hold_dir: {escape}" in said, said
     assert f"write '{meant}' in single quotes, or \"{slashes}\" with forward slashes" in said
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.toml", "inbox"]
+
+
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        (
+            "settle_time =",
+            "Invalid value (at line 4, column 14); settle_time needs a value: write e.g. "
+            "settle_time = 5.0 (the default, as with no line)",
+        ),
+        ("steps =   # later", "steps needs a value: write e.g. steps = 40 (the default,"),
+        ('hold_dir = ""\nstrip_gps =', "strip_gps needs a value: write e.g. strip_gps = true ("),
+        ("ignore =", "ignore needs a value after the =, or remove the line for the default"),
+        ("colour =", "colour needs a value after the =, or remove the line"),
+    ],
+)
+def test_a_key_with_nothing_after_the_equals_sign_is_shown_with_a_value(
+    tmp_path, capsys, line, expected
+):
+    said = refused(tmp_path, capsys, f"{BASE}{line}\n")
+    assert expected in said and len(said.splitlines()) == 1, said
+
+
+def test_a_required_folder_with_nothing_after_the_equals_sign_is_shown_with_an_example(
+    tmp_path, capsys
+):
+    said = refused(tmp_path, capsys, 'inbox =\noutbox = "out"\n')
+    assert 'Invalid value (at line 1, column 8); inbox needs a value, e.g. inbox = "/' in said

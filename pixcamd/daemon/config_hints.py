@@ -1,12 +1,13 @@
 """What to write instead, where a person typing the config by hand meets only a parser's words:
 TOML's errors, whose line is read again here and said as it should read (an unquoted folder, a
-yes, a decimal comma, a duration with a unit). ``pixcamd.daemon.config`` adds each hint to the
-problem it is about."""
+yes, a decimal comma, a duration with a unit, a Windows path, a key with no value).
+``pixcamd.daemon.config`` adds each hint to the problem it is about."""
 
 from __future__ import annotations
 
 import re
 
+from pixcamd.daemon.config_toml import toml_value
 from pixcamd.daemon.schema import KEYS
 from pixcamd.daemon.values import seconds
 
@@ -34,11 +35,26 @@ def toml_hint(text: str, message: str) -> str:
     if equals and found.group(1).startswith(_ESCAPE):
         return _backslash_hint(key.strip(), value.strip())
     key, value = key.strip(), value.split(" #")[0].strip()
+    if equals and not value and found.group(1) == "Invalid value":
+        return _empty_hint(key)
     if not equals or not value:
         return ""
     if found.group(1) == "Invalid value":
         return _text_hint(key, value)
     return _number_hint(key, value)
+
+
+def _empty_hint(key: str) -> str:
+    """``settle_time =``, a value still to come: what one looks like, from the schema."""
+    option = KEYS.get(key)
+    if option is None or isinstance(option.default, dict):  # no value of its own to show
+        return f"; {key} needs a value after the =, or remove the line"
+    if option.example is not None:  # no default to fall back on: inbox, outbox
+        return f"; {key} needs a value, e.g. {key} = {toml_value(option.example)}"
+    default = toml_value(option.default)
+    if len(default) > 40:  # a list of extensions or patterns: not for one line
+        return f"; {key} needs a value after the =, or remove the line for the default"
+    return f"; {key} needs a value: write e.g. {key} = {default} (the default, as with no line)"
 
 
 def _text_hint(key: str, value: str) -> str:
