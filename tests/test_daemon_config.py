@@ -330,7 +330,7 @@ def test_strip_metadata_is_a_boolean_config_check_shows(tmp_path, capsys):
     path.write_text('inbox = "inbox"\noutbox = "out"\nstrip_metadata = "yes"\n')
     assert main(["config", "check", "--config", str(path)]) == 2
     err = capsys.readouterr().err
-    assert f"{path}: strip_metadata: expected true or false, got 'yes' (str)" in err
+    assert f"{path}: strip_metadata: 'yes' in quotes is text: write strip_metadata = true" in err
 
 
 def test_stripping_the_metadata_changes_the_fingerprint_and_the_key_only_when_asked(brisque):

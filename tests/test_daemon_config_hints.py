@@ -88,3 +88,25 @@ def test_a_required_folder_with_nothing_after_the_equals_sign_is_shown_with_an_e
 ):
     said = refused(tmp_path, capsys, 'inbox =\noutbox = "out"\n')
     assert 'Invalid value (at line 1, column 8); inbox needs a value, e.g. inbox = "/' in said
+
+
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        ('steps = "40"', "steps: '40' in quotes is text: write steps = 40"),
+        ('epsilon = "1,5"', "epsilon: '1,5' in quotes is text: write epsilon = 1.5"),
+        ('strip_gps = "true"', "strip_gps: 'true' in quotes is text: write strip_gps = true"),
+        ('strip_gps = "No"', "strip_gps: 'No' in quotes is text: write strip_gps = false"),
+        (
+            'output_quality = "120"',
+            "output_quality: '120' in quotes is text, and without them 120 is out of range: "
+            "give 1–100",
+        ),
+        # words that are no number stay the parser's own
+        ('steps = "forty"', "steps: expected a number, got 'forty' (str)"),
+        ('strip_gps = "1"', "strip_gps: expected true or false, got '1' (str)"),
+    ],
+)
+def test_a_number_or_true_in_quotes_is_shown_without_them(tmp_path, capsys, line, expected):
+    said = refused(tmp_path, capsys, f"{BASE}{line}\n")
+    assert said.splitlines()[1:] == [f"  {tmp_path / 'config.toml'}: {expected}"], said

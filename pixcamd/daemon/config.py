@@ -28,7 +28,7 @@ from pixcamd.daemon.config_checks import (
     platform_problems,
     web_problems,
 )
-from pixcamd.daemon.config_hints import toml_hint
+from pixcamd.daemon.config_hints import toml_hint, unquoted
 from pixcamd.daemon.schema import KEYS, SCHEMA
 from pixcamd.defaults import expand_home, home, xdg_home
 from pixcamd.errors import PixcamdError
@@ -291,7 +291,8 @@ def validate(raw: dict[str, Any], source: Path | None = None) -> Config:
         try:
             values[option.key] = option.parse(value)
         except (ValueError, ArithmeticError) as exc:  # a number no parser foresaw: a problem too
-            for text in getattr(exc, "problems", None) or [str(exc)]:
+            said = [hint] if (hint := unquoted(option, value)) else None
+            for text in said or getattr(exc, "problems", None) or [str(exc)]:
                 sep = "" if text.startswith(".") else ": "  # ".NAME.key: …" names a nested key
                 problems.append(f"{where}{option.key}{sep}{text}")
     if "platforms" in values:  # beside the other problems, a bad table's included

@@ -6,10 +6,17 @@ yes, a decimal comma, a duration with a unit, a Windows path, a key with no valu
 from __future__ import annotations
 
 import re
+import sys
+from typing import Any
 
 from pixcamd.daemon.config_toml import toml_value
-from pixcamd.daemon.schema import KEYS
+from pixcamd.daemon.schema import KEYS, Option
 from pixcamd.daemon.values import seconds
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 
 # TOML's messages that name no cause a person can act on, and the line they are about
 _TOML_SAYS = re.compile(
@@ -91,3 +98,40 @@ def _number_hint(key: str, value: str) -> str:
     if timed and (meant := seconds(value)) is not None:
         return f"; durations are numbers of seconds: {key} = {meant}"
     return ""
+
+
+_WORDS = {
+    "true": "true",
+    "yes": "true",
+    "on": "true",
+    "false": "false",
+    "no": "false",
+    "off": "false",
+}
+
+
+def unquoted(option: Option, value: Any) -> str | None:
+    """``steps = "40"``, ``strip_gps = "true"``: a number or a truth in quotes is text, which the
+    key's parser refuses in its own words ("expected a number, got '40' (str)"); said instead
+    as the line to write without the quotes — or, where that value is refused too
+    (``output_quality = "120"``), why, at once. None for any other value."""
+    if not isinstance(value, str) or isinstance(option.default, dict | list | str):
+        return None
+    truth, text = isinstance(option.default, bool), value.strip()
+    if truth:
+        text = _WORDS.get(text.lower(), text)
+    elif not getattr(option.parse, "seconds", False):  # "1,5" in seconds: the parser says it
+        text = re.sub(r"^([+-]?\d+),(\d+)$", r"\1.\2", text)
+    if not text or any(c in text for c in "\n\r#="):  # one value, nothing more, is read
+        return None
+    try:
+        meant = tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return None
+    if not isinstance(meant, bool | int | float) or isinstance(meant, bool) != truth:
+        return None
+    try:
+        option.parse(meant)
+    except (ValueError, ArithmeticError) as exc:
+        return f"{value!r} in quotes is text, and without them {exc}"
+    return f"{value!r} in quotes is text: write {option.key} = {toml_value(meant)}"
