@@ -7,6 +7,7 @@ config's schema read them here and never load it. Each is still importable from 
 
 from __future__ import annotations
 
+import difflib
 import os
 import pwd
 import stat
@@ -49,6 +50,17 @@ def parse_views(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     if unknown:
         raise ValueError(f"unknown view {unknown[0]!r}: choose from {', '.join(VIEW_NAMES)}")
     return tuple(dict.fromkeys(names))  # keep order, drop repeats
+
+
+def meant(name: str, names) -> str | None:
+    """The one of ``names`` a person who wrote ``name`` most likely meant — the same in
+    another case (``INBOX``), else the nearest spelling (``setle_time``) — or None: the config's
+    unknown keys, at the top and in a pipeline's table, are answered alike."""
+    folded = {n.lower(): n for n in names}
+    if name.lower() in folded:
+        return folded[name.lower()]
+    close = difflib.get_close_matches(name.lower(), list(folded), n=1)
+    return folded[close[0]] if close else None
 
 
 def in_order(views) -> tuple[str, ...]:

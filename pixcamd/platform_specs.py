@@ -10,6 +10,7 @@ import re
 from dataclasses import replace
 from fractions import Fraction
 
+from pixcamd.defaults import meant
 from pixcamd.platforms import FILTERS, PRESETS, RESIZE_RULES, Pipeline, PipelineError
 
 # a side of an aspect: whole, or with the few decimals a platform's guide gives (1.91:1)
@@ -89,11 +90,11 @@ def parse_inline(text: str, name: str | None = None) -> Pipeline:
 def from_table(name: str, table: dict) -> Pipeline:
     """A pipeline from the daemon config's ``[pipelines.NAME]`` table. Every problem is found,
     not only the first: ``PipelineError.problems`` lists each as ``key: problem``."""
-    problems = [
-        f"{key}: unknown key (use {', '.join(sorted(_READERS))})"
-        for key in table
-        if key not in _READERS
-    ]
+    problems = []
+    for key in (k for k in table if k not in _READERS):
+        close = meant(key, _READERS)
+        hint = f"did you mean {close!r}? " if close else ""
+        problems.append(f"{key}: unknown key ({hint}use {', '.join(sorted(_READERS))})")
     if "quality" not in table:  # as inline, where "long1600" alone is refused: no silent 90
         problems.append(
             "quality: required: give the JPEG (or WebP, AVIF) quality, a whole number 1–100"

@@ -89,7 +89,7 @@ def test_messages_name_the_file_the_key_and_the_problem(tmp_path):
         "on_unprotected = 'drop'\nignore = ['a/b']\n",
     )
     where = str(tmp_path / "config.toml")
-    assert f"{where}: inbx: unknown key (did you mean 'inbox'?)" in message
+    assert f"{where}: inbx: unknown key on line 3 (did you mean 'inbox'?)" in message
     assert f"{where}: epsilon: expected a number, got 'big' (str)" in message
     assert f"{where}: output_quality: 120 is out of range: give 1–100" in message
     assert f"{where}: strip_gps: expected true or false, got 1 (int)" in message
@@ -330,7 +330,8 @@ def test_strip_metadata_is_a_boolean_config_check_shows(tmp_path, capsys):
     path.write_text('inbox = "inbox"\noutbox = "out"\nstrip_metadata = "yes"\n')
     assert main(["config", "check", "--config", str(path)]) == 2
     err = capsys.readouterr().err
-    assert f"{path}: strip_metadata: 'yes' in quotes is text: write strip_metadata = true" in err
+    said = "strip_metadata: 'yes' on line 3 is text in quotes: write strip_metadata = true"
+    assert f"{path}: {said}" in err
 
 
 def test_stripping_the_metadata_changes_the_fingerprint_and_the_key_only_when_asked(brisque):

@@ -93,14 +93,20 @@ def test_a_required_folder_with_nothing_after_the_equals_sign_is_shown_with_an_e
 @pytest.mark.parametrize(
     "line, expected",
     [
-        ('steps = "40"', "steps: '40' in quotes is text: write steps = 40"),
-        ('epsilon = "1,5"', "epsilon: '1,5' in quotes is text: write epsilon = 1.5"),
-        ('strip_gps = "true"', "strip_gps: 'true' in quotes is text: write strip_gps = true"),
-        ('strip_gps = "No"', "strip_gps: 'No' in quotes is text: write strip_gps = false"),
+        ('steps = "40"', "steps: '40' on line 4 is text in quotes: write steps = 40"),
+        ('epsilon = "1,5"', "epsilon: '1,5' on line 4 is text in quotes: write epsilon = 1.5"),
+        (
+            'strip_gps = "true"',
+            "strip_gps: 'true' on line 4 is text in quotes: write strip_gps = true",
+        ),
+        (
+            'strip_gps = "No"',
+            "strip_gps: 'No' on line 4 is text in quotes: write strip_gps = false",
+        ),
         (
             'output_quality = "120"',
-            "output_quality: '120' in quotes is text, and without them 120 is out of range: "
-            "give 1–100",
+            "output_quality: '120' on line 4 is text in quotes, and without them 120 is out of "
+            "range: give 1–100",
         ),
         # words that are no number stay the parser's own
         ('steps = "forty"', "steps: expected a number, got 'forty' (str)"),
@@ -110,3 +116,29 @@ def test_a_required_folder_with_nothing_after_the_equals_sign_is_shown_with_an_e
 def test_a_number_or_true_in_quotes_is_shown_without_them(tmp_path, capsys, line, expected):
     said = refused(tmp_path, capsys, f"{BASE}{line}\n")
     assert said.splitlines()[1:] == [f"  {tmp_path / 'config.toml'}: {expected}"], said
+    # each key's line, also after another key's problem
+    said = refused(tmp_path, capsys, f'{BASE}threads = "many"\n{line}\n').splitlines()
+    expected = expected.replace("on line 4", "on line 5")
+    assert said[2:] == [f"  {tmp_path / 'config.toml'}: {expected}"], said
+
+
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        ('INBOX = "inbox"', "INBOX: unknown key on line 4 (did you mean 'inbox'?)"),
+        ("Settle_Time = 3", "Settle_Time: unknown key on line 4 (did you mean 'settle_time'?)"),
+        ('"Steps" = 40', "Steps: unknown key on line 4 (did you mean 'steps'?)"),
+        ('outbox_dir = "out"', "outbox_dir: unknown key on line 4 (did you mean 'outbox'?)"),
+        ("settle_time_s = 3", "settle_time_s: unknown key on line 4 (did you mean 'settle_time'?)"),
+        ("setle_time = 3", "setle_time: unknown key on line 4 (did you mean 'settle_time'?)"),
+        ("colour = 3", "colour: unknown key on line 4"),
+        # a pipeline's table answers its own keys alike
+        (
+            'platforms = ["task", "mine"]\n[pipelines.mine]\nQuality = 80',
+            "pipelines.mine.Quality: unknown key (did you mean 'quality'? use codec, crop, ",
+        ),
+    ],
+)
+def test_an_unknown_key_names_its_line_and_the_key_meant(tmp_path, capsys, line, expected):
+    said = refused(tmp_path, capsys, f"{BASE}{line}\n")
+    assert f"  {tmp_path / 'config.toml'}: {expected}" in said.splitlines()[1:2][0], said

@@ -13,7 +13,6 @@ and ``pipelines`` (name → pipeline).
 
 from __future__ import annotations
 
-import difflib
 import os
 import sys
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from pixcamd.daemon.config_checks import (
     platform_problems,
     web_problems,
 )
-from pixcamd.daemon.config_hints import toml_hint, unquoted
+from pixcamd.daemon.config_hints import line_of, toml_hint, unknown_key, unquoted
 from pixcamd.daemon.schema import KEYS, SCHEMA
 from pixcamd.defaults import expand_home, home, xdg_home
 from pixcamd.errors import PixcamdError
@@ -264,7 +263,7 @@ def read_config_text(path: Path, how: str, missing: str | None = None) -> str:
 def parse_config(text: str, path: Path) -> Config:
     """Validate the TOML ``text`` of the config file at ``path`` (relative paths in it are
     relative to that file's folder)."""
-    config = validate(read_toml(text, path), path.resolve())
+    config = validate(read_toml(text, path), path.resolve(), text)
     # a dotfiles link re-pointed, or replaced by a file, is what the next reload reads
     config.named = Path(os.path.abspath(path))
     return config
@@ -278,23 +277,21 @@ def read_toml(text: str, path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML: {exc}{hint}") from None
 
 
-def validate(raw: dict[str, Any], source: Path | None = None) -> Config:
+def validate(raw: dict[str, Any], source: Path | None = None, text: str | None = None) -> Config:
+    """The values of ``raw``, read from the file at ``source`` (``text``: its TOML, where the
+    lines problems name are found), as a ``Config``; ``ConfigError`` lists every problem."""
     where = f"{source}: " if source is not None else ""
     problems, values = [], {}
-    for key in raw:
-        if key not in KEYS:
-            close = difflib.get_close_matches(key, KEYS, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            problems.append(f"{where}{key}: unknown key{hint}")
+    problems += [f"{where}{unknown_key(key, text)}" for key in raw if key not in KEYS]
     for option in SCHEMA:
         value = raw.get(option.key, option.default)
         try:
             values[option.key] = option.parse(value)
         except (ValueError, ArithmeticError) as exc:  # a number no parser foresaw: a problem too
-            said = [hint] if (hint := unquoted(option, value)) else None
-            for text in said or getattr(exc, "problems", None) or [str(exc)]:
-                sep = "" if text.startswith(".") else ": "  # ".NAME.key: …" names a nested key
-                problems.append(f"{where}{option.key}{sep}{text}")
+            hint = unquoted(option, value, line_of(text, option.key))
+            for said in [hint] if hint else getattr(exc, "problems", None) or [str(exc)]:
+                sep = "" if said.startswith(".") else ": "  # ".NAME.key: …" names a nested key
+                problems.append(f"{where}{option.key}{sep}{said}")
     if "platforms" in values:  # beside the other problems, a bad table's included
         problems += [f"{where}{p}" for p in platform_problems(values, raw.get("pipelines"))]
 

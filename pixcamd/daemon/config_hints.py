@@ -12,6 +12,7 @@ from typing import Any
 from pixcamd.daemon.config_toml import toml_value
 from pixcamd.daemon.schema import KEYS, Option
 from pixcamd.daemon.values import seconds
+from pixcamd.defaults import meant
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -25,6 +26,35 @@ _TOML_SAYS = re.compile(
     r"|Escaped character is not a Unicode scalar value) \(at line (\d+),"
 )
 _ESCAPE = ("Unescaped", "Invalid hex", "Escaped character")  # a backslash between double quotes
+
+
+# A table's header, [pipelines.myblog], and the key a line gives a value (also a dotted one's first)
+_HEADER = re.compile(r"\s*\[\s*([^\[\]]*?)\s*\]\s*(?:#.*)?$")
+_ASSIGN = re.compile(r"""\s*("[^"]*"|'[^']*'|[A-Za-z0-9_-]+)\s*[=.]""")
+
+
+def _table(header: str) -> tuple[str, ...]:
+    return tuple(part.strip().strip("\"'") for part in header.split("."))
+
+
+def line_of(text: str | None, key: str, table: tuple[str, ...] = ()) -> str:
+    """`` on line N`` where ``text`` gives ``key`` its value in ``table`` (() the file's top),
+    or "" where it is not found."""
+    current: tuple[str, ...] = ()
+    names = (key, f'"{key}"', f"'{key}'")
+    for number, line in enumerate((text or "").split("\n"), 1):
+        if header := _HEADER.match(line):
+            current = _table(header.group(1))
+        elif current == table and (found := _ASSIGN.match(line)) and found.group(1) in names:
+            return f" on line {number}"
+    return ""
+
+
+def unknown_key(key: str, text: str | None) -> str:
+    """``INBOX``, ``setle_time``: a key the schema does not know, with the one that was meant."""
+    close = meant(key, KEYS)
+    hint = f" (did you mean {close!r}?)" if close else ""
+    return f"{key}: unknown key{line_of(text, key)}{hint}"
 
 
 def toml_hint(text: str, message: str) -> str:
@@ -110,11 +140,12 @@ _WORDS = {
 }
 
 
-def unquoted(option: Option, value: Any) -> str | None:
+def unquoted(option: Option, value: Any, line: str = "") -> str | None:
     """``steps = "40"``, ``strip_gps = "true"``: a number or a truth in quotes is text, which the
     key's parser refuses in its own words ("expected a number, got '40' (str)"); said instead
     as the line to write without the quotes — or, where that value is refused too
-    (``output_quality = "120"``), why, at once. None for any other value."""
+    (``output_quality = "120"``), why, at once; ``line``: where (`` on line 4``). None for any
+    other value."""
     if not isinstance(value, str) or isinstance(option.default, dict | list | str):
         return None
     truth, text = isinstance(option.default, bool), value.strip()
@@ -125,13 +156,13 @@ def unquoted(option: Option, value: Any) -> str | None:
     if not text or any(c in text for c in "\n\r#="):  # one value, nothing more, is read
         return None
     try:
-        meant = tomllib.loads(f"v = {text}")["v"]
+        read = tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         return None
-    if not isinstance(meant, bool | int | float) or isinstance(meant, bool) != truth:
+    if not isinstance(read, bool | int | float) or isinstance(read, bool) != truth:
         return None
     try:
-        option.parse(meant)
+        option.parse(read)
     except (ValueError, ArithmeticError) as exc:
-        return f"{value!r} in quotes is text, and without them {exc}"
-    return f"{value!r} in quotes is text: write {option.key} = {toml_value(meant)}"
+        return f"{value!r}{line} is text in quotes, and without them {exc}"
+    return f"{value!r}{line} is text in quotes: write {option.key} = {toml_value(read)}"
