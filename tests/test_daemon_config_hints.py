@@ -142,3 +142,54 @@ def test_a_number_or_true_in_quotes_is_shown_without_them(tmp_path, capsys, line
 def test_an_unknown_key_names_its_line_and_the_key_meant(tmp_path, capsys, line, expected):
     said = refused(tmp_path, capsys, f"{BASE}{line}\n")
     assert f"  {tmp_path / 'config.toml'}: {expected}" in said.splitlines()[1:2][0], said
+
+
+@pytest.mark.parametrize("section", ["daemon", "pixcamd", "general", "Folders"])
+def test_the_files_own_keys_under_a_section_it_has_not_are_said_to_go_at_the_top(
+    tmp_path, capsys, section
+):
+    # TOML reads every key after [daemon] as that table's: the file was "daemon: unknown key"
+    # and, for the inbox written there, "inbox: required"
+    said = refused(tmp_path, capsys, f"# my config\n[{section}]\n{BASE}steps = 40\nstepz = 4\n")
+    where = tmp_path / "config.toml"
+    assert said.splitlines()[1:] == [
+        f"  {where}: {section}: [{section}] on line 2 is no section of this config; inbox, "
+        "outbox, state_dir and steps go at the top of the file, outside any [section]: "
+        f"delete the line [{section}]",
+        f"  {where}: stepz: unknown key on line 7 (did you mean 'steps'?)",
+    ], said
+
+
+def test_a_key_that_names_a_section_below_another_is_said_to_move_above_the_first(tmp_path, capsys):
+    text = f'{BASE}platforms = ["task", "mine"]\n[pipelines.mine]\nquality = 80\n'
+    said = refused(tmp_path, capsys, f'{text}[web]\nweb_token = "secret"\n')
+    assert said.splitlines()[1:] == [
+        f"  {tmp_path / 'config.toml'}: web: [web] on line 7 is no section of this config (web "
+        "is a key, not a table); web_token goes at the top of the file, outside any [section]: "
+        "move it to the top, above line 5 ([pipelines.mine])"
+    ], said
+
+
+def test_the_files_own_keys_after_a_table_of_the_config_are_said_to_go_above_it(tmp_path, capsys):
+    # [pipelines.NAME] comes last; a key added at the end of the file is read into the table
+    text = f'{BASE}platforms = ["task", "mine"]\n[pipelines.mine]\nquality = 80\nsteps = 30\n'
+    said = refused(tmp_path, capsys, f'{text}[target]\nbrisque = 70\nepsilon = "4"\n')
+    where = tmp_path / "config.toml"
+    assert said.splitlines()[1:] == [
+        f"  {where}: steps: written on line 7, below [pipelines.mine], it is read as part of "
+        "that table: move it to the top of the file, above line 5 ([pipelines.mine])",
+        f"  {where}: epsilon: written on line 10, below [target], it is read as part of that "
+        "table: move it to the top of the file, above line 5 ([pipelines.mine])",
+        # its own problems are said at once too
+        f"  {where}: epsilon: '4' on line 10 is text in quotes: write epsilon = 4",
+    ], said
+
+
+def test_real_tables_are_still_read(tmp_path, capsys):
+    text = f'{BASE}platforms = ["task", "mine"]\n[pipelines.mine]\nquality = 80\n'
+    (tmp_path / "inbox").mkdir()
+    path = tmp_path / "config.toml"
+    path.write_text(f"{text}[target]\nbrisque = 70\n")
+    assert main(["config", "check", "--config", str(path)]) == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    assert "target = { brisque = 70.0 }" in printed and "quality = 80" in printed, printed

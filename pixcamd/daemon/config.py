@@ -27,7 +27,7 @@ from pixcamd.daemon.config_checks import (
     platform_problems,
     web_problems,
 )
-from pixcamd.daemon.config_hints import line_of, toml_hint, unknown_key, unquoted
+from pixcamd.daemon.config_hints import line_of, misplaced, toml_hint, unknown_key, unquoted
 from pixcamd.daemon.schema import KEYS, SCHEMA
 from pixcamd.defaults import expand_home, home, xdg_home
 from pixcamd.errors import PixcamdError
@@ -282,13 +282,17 @@ def validate(raw: dict[str, Any], source: Path | None = None, text: str | None =
     lines problems name are found), as a ``Config``; ``ConfigError`` lists every problem."""
     where = f"{source}: " if source is not None else ""
     problems, values = [], {}
-    problems += [f"{where}{unknown_key(key, text)}" for key in raw if key not in KEYS]
+    raw, placed, origin = misplaced(raw, text)
+    problems += [f"{where}{problem}" for problem in placed]
+    unknown = (unknown_key(key, text, origin.get(key, ())) for key in raw if key not in KEYS)
+    problems += [f"{where}{problem}" for problem in unknown]
     for option in SCHEMA:
         value = raw.get(option.key, option.default)
         try:
             values[option.key] = option.parse(value)
         except (ValueError, ArithmeticError) as exc:  # a number no parser foresaw: a problem too
-            hint = unquoted(option, value, line_of(text, option.key))
+            line = line_of(text, option.key, origin.get(option.key, ()))
+            hint = unquoted(option, value, line)
             for said in [hint] if hint else getattr(exc, "problems", None) or [str(exc)]:
                 sep = "" if said.startswith(".") else ": "  # ".NAME.key: …" names a nested key
                 problems.append(f"{where}{option.key}{sep}{said}")

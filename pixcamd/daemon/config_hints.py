@@ -1,7 +1,8 @@
 """What to write instead, where a person typing the config by hand meets only a parser's words:
 TOML's errors, whose line is read again here and said as it should read (an unquoted folder, a
-yes, a decimal comma, a duration with a unit, a Windows path, a key with no value).
-``pixcamd.daemon.config`` adds each hint to the problem it is about."""
+yes, a decimal comma, a duration with a unit, a Windows path, a key with no value); a key the
+schema does not know (the one meant, its line); the file's own keys under a table header; a
+number or true in quotes. ``pixcamd.daemon.config`` adds each hint to the problem it is about."""
 
 from __future__ import annotations
 
@@ -45,16 +46,89 @@ def line_of(text: str | None, key: str, table: tuple[str, ...] = ()) -> str:
     for number, line in enumerate((text or "").split("\n"), 1):
         if header := _HEADER.match(line):
             current = _table(header.group(1))
+            if current == (*table, key):  # [general]: a key whose value is a table
+                return f" on line {number}"
         elif current == table and (found := _ASSIGN.match(line)) and found.group(1) in names:
             return f" on line {number}"
     return ""
 
 
-def unknown_key(key: str, text: str | None) -> str:
+def _headers(text: str | None) -> list[tuple[int, tuple[str, ...]]]:
+    """Each table header of ``text``: its line and the table it opens."""
+    lines = enumerate((text or "").split("\n"), 1)
+    return [(n, _table(found.group(1))) for n, line in lines if (found := _HEADER.match(line))]
+
+
+def unknown_key(key: str, text: str | None, table: tuple[str, ...] = ()) -> str:
     """``INBOX``, ``setle_time``: a key the schema does not know, with the one that was meant."""
     close = meant(key, KEYS)
     hint = f" (did you mean {close!r}?)" if close else ""
-    return f"{key}: unknown key{line_of(text, key)}{hint}"
+    return f"{key}: unknown key{line_of(text, key, table)}{hint}"
+
+
+def _section(table: tuple[str, ...]) -> str:
+    return "[" + ".".join(table) + "]"
+
+
+def misplaced(raw: dict[str, Any], text: str | None):
+    """The file's own keys (inbox, steps…) written under a table header, where TOML reads them
+    as that table's: under a ``[daemon]``, ``[general]`` or ``[Folders]`` this config has no use
+    for (said as "daemon: unknown key"), or after a ``[pipelines.NAME]`` or ``[target]`` table
+    (said as that table's unknown key). Returns ``raw`` with those keys back at the top — their
+    own problems said too, at once, and an inbox written there no "inbox: required" — the
+    problems that say where they go, and the table each came from (for an unknown one's line)."""
+    raw, problems, origin = dict(raw), [], {}
+    headers = _headers(text)
+    first = f", above line {headers[0][0]} ({_section(headers[0][1])})" if headers else ""
+
+    def lift(table: tuple[str, ...], keys: dict[str, Any]) -> None:
+        for key, value in keys.items():
+            if key not in raw:  # the top's own value wins; the table's is said as misplaced
+                raw[key], origin[key] = value, table
+
+    def stray(table: tuple[str, ...], keys: dict[str, Any]) -> dict[str, Any]:
+        """``keys`` less the file's own, each said and lifted."""
+        found = {k: v for k, v in keys.items() if k in KEYS and not isinstance(v, dict)}
+        for key in found:
+            problems.append(
+                f"{key}: written{line_of(text, key, table)}, below {_section(table)}, it is read "
+                f"as part of that table: move it to the top of the file{first}"
+            )
+        lift(table, found)
+        return {k: v for k, v in keys.items() if k not in found}
+
+    for name, value in list(raw.items()):
+        option = KEYS.get(name)
+        if not isinstance(value, dict):
+            continue
+        if option is not None and isinstance(option.default, dict):  # target, pipelines
+            value = stray((name,), value)
+            if name == "pipelines":
+                value = {
+                    n: stray((name, n), t) if isinstance(t, dict) else t for n, t in value.items()
+                }
+            raw[name] = value
+            continue
+        keys = [k for k in value if k in KEYS]
+        if not keys:  # a key unknown, its value a table: said as such
+            continue
+        del raw[name]  # [daemon]: a table this config has not
+        lift((name,), value)
+        at = next((n for n, t in headers if t == (name,)), None)
+        listed = ", ".join(keys[:-1][:4]) + f" and {keys[-1]}" if len(keys) > 1 else keys[0]
+        if len(keys) > 5:
+            listed = f"{', '.join(keys[:4])} and {len(keys) - 4} more"
+        them, go = ("them", "go") if len(keys) > 1 else ("it", "goes")
+        if at is not None and headers[0][0] == at:  # the first table: its line goes, no more
+            fix = f"delete the line {_section((name,))}"
+        else:
+            fix = f"move {them} to the top{first}"
+        a_key = f" ({name} is a key, not a table)" if option is not None else ""
+        problems.append(
+            f"{name}: {_section((name,))}{f' on line {at}' if at else ''} is no section of this "
+            f"config{a_key}; {listed} {go} at the top of the file, outside any [section]: {fix}"
+        )
+    return raw, problems, origin
 
 
 def toml_hint(text: str, message: str) -> str:
