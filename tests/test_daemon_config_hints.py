@@ -4,6 +4,8 @@ which refuses to start."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from test_daemon_support import no_leaked_threads  # noqa: F401
 
@@ -193,3 +195,21 @@ def test_real_tables_are_still_read(tmp_path, capsys):
     assert main(["config", "check", "--config", str(path)]) == 0, capsys.readouterr().err
     printed = capsys.readouterr().out
     assert "target = { brisque = 70.0 }" in printed and "quality = 80" in printed, printed
+
+
+def test_several_ignore_patterns_in_one_string_are_refused_with_the_list_to_write(tmp_path, capsys):
+    # read as one pattern, "*.tmp, *.part" hid neither kind of file, in silence
+    said = refused(tmp_path, capsys, f'{BASE}ignore = "*.tmp, *.part"\n')
+    assert (
+        'ignore: \'*.tmp, *.part\': several patterns go in a list, ["*.tmp", "*.part"]; one '
+        'name with a comma in it, in a list of its own: ["*.tmp, *.part"]'
+    ) in said, said
+    # either answer, written as said, is read; a pattern alone in a string still is
+    for given, read in [
+        ('["*.tmp", "*.part"]', ["*.tmp", "*.part"]),
+        ('["*.tmp, *.part"]', ["*.tmp, *.part"]),
+        ('"*.tmp"', ["*.tmp"]),
+    ]:
+        (tmp_path / "config.toml").write_text(f"{BASE}ignore = {given}\n")
+        assert main(["config", "check", "--config", str(tmp_path / "config.toml")]) == 0
+        assert f"ignore = {json.dumps(read)}\n" in capsys.readouterr().out

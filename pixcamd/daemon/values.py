@@ -5,6 +5,7 @@ raise ``ValueError`` with the problem in words (a ``PipelineError`` may hold sev
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable
@@ -236,6 +237,18 @@ def extensions(value: Any) -> list[str]:
 
 
 def patterns(value: Any) -> list[str]:
+    # A comma is legal in a file name, so an item of a list is one pattern as written, commas
+    # and all. One string with a comma, ignore = "*.tmp, *.part", is a list written the way a
+    # person writes one: read as a single pattern it hid neither, in silence. Refused, as
+    # extensions = ".jpg, .png" is, with the list to write — and, for the rare name that holds a
+    # comma, the list of one that says so.
+    if isinstance(value, str) and "," in value:
+        items = [item.strip() for item in value.split(",") if item.strip()]
+        raise ValueError(
+            f"{value!r}: several patterns go in a list, {json.dumps(items, ensure_ascii=False)}; "
+            f"one name with a comma in it, in a list of its own: "
+            f"{json.dumps([value], ensure_ascii=False)}"
+        )
     items = string_list(value)
     for item in items:
         if not item or "/" in item:
