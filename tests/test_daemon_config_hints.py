@@ -213,3 +213,20 @@ def test_several_ignore_patterns_in_one_string_are_refused_with_the_list_to_writ
         (tmp_path / "config.toml").write_text(f"{BASE}ignore = {given}\n")
         assert main(["config", "check", "--config", str(tmp_path / "config.toml")]) == 0
         assert f"ignore = {json.dumps(read)}\n" in capsys.readouterr().out
+
+
+def test_a_list_of_ones_own_ignore_patterns_says_which_defaults_it_drops(tmp_path, capsys):
+    """`ignore = ["*.tmp"]` replaces the default list: Syncthing's .stversions (old versions of
+    every photo) and part-written files were taken for photos, and `config check` said
+    nothing of it."""
+    (tmp_path / "inbox").mkdir()
+    path = tmp_path / "config.toml"
+    path.write_text(f'{BASE}ignore = ["*.tmp", ".*", "@eaDir"]\n')
+    assert main(["config", "check", "--config", str(path)]) == 0
+    said = capsys.readouterr().out
+    note = "# ignore: your list replaces the default one, so these are not ignored now: "
+    assert note + ".syncthing.*.tmp, ~syncthing~*, *.~*," in said, said
+    assert ".stversions" in said.split(note)[1] and "@eaDir" not in said.split(note)[1]
+    path.write_text(BASE)  # the default list: nothing to say
+    assert main(["config", "check", "--config", str(path)]) == 0
+    assert "# ignore:" not in capsys.readouterr().out

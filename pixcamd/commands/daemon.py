@@ -268,6 +268,7 @@ def run_daemon(args: argparse.Namespace) -> int:
 def config_check(args: argparse.Namespace) -> int:
     from pixcamd.daemon.config_toml import render_effective
     from pixcamd.daemon.fs import access_problems, choose_tmp_dir, creatable_note
+    from pixcamd.daemon.schema import DEFAULT_IGNORE
     from pixcamd.daemon.settings import build_settings, resolve_models, weights_file
     from pixcamd.devices import resolve_device
     from pixcamd.models import model_class
@@ -329,6 +330,13 @@ def config_check(args: argparse.Namespace) -> int:
         notes.append(creatable_note("outbox", config.outbox))
     if not config.state_dir.is_dir():
         notes.append(creatable_note("state_dir", config.state_dir))
+    dropped = [p for p in DEFAULT_IGNORE if p not in config.ignore]
+    if dropped:  # a list of one's own replaces the default one: say what is no longer passed over
+        notes.append(
+            f"# ignore: your list replaces the default one, so these are not ignored now: "
+            f"{', '.join(dropped)} (add back those you want: without them a sync tool's "
+            "part-written files and its versions folder, .stversions, are taken for photos)"
+        )
     sys.stdout.write(render_effective(config, derived))
     sys.stdout.write("\n".join(notes) + "\n")
     return 0
