@@ -199,12 +199,102 @@ def test_init_installs_the_user_service_for_this_pixcamd(home, capsys):
     assert "it is not the unit this pixcamd writes" in err and "remove it" in err, err
     code, _, _err = cli(capsys, "init", "--force", "--systemd-user")
     assert code == 0 and "# mine" not in unit.read_text()
-    # a config the service cannot find by itself is named in its ExecStart
+    # a config the service cannot find by itself is named in the ExecStart of a unit of its own
     other = home / "elsewhere" / "pixcamd.toml"
     code, _, _ = cli(capsys, "init", "--config", str(other), "--systemd-user", "--force")
     assert code == 0
-    (exec_start,) = directives(unit.read_text())["ExecStart"]
+    (exec_start,) = directives(unit.with_name("pixcamd-pixcamd.service").read_text())["ExecStart"]
     assert exec_start.endswith(f" run --config {other}")
+    assert directives(unit.read_text())["ExecStart"][0].endswith(" run")  # the user config's
+
+
+def test_a_second_inbox_gets_a_unit_of_its_own_and_the_first_unit_stays(home, capsys):
+    """A phone's inbox (the user config) and a camera's (camera.toml): two daemons, two units.
+    The second init was refused (pixcamd.service was there), and its --force put the camera's
+    config in pixcamd.service: the phone's inbox went unwatched from the next restart."""
+    from test_daemon_systemd import ANALYZE, directives, verify_user_unit
+
+    units = home / "config" / "systemd" / "user"
+    assert cli(capsys, "init", "--systemd-user", "--inbox", str(home / "phone"))[0] == 0
+    phone = (units / "pixcamd.service").read_bytes()
+    camera = home / "config" / "pixcamd" / "camera.toml"
+    folders = ["--inbox", str(home / "camera"), "--outbox", str(home / "camera-out")]
+    args = ["init", "--config", str(camera), *folders, "--systemd-user"]
+    code, out, err = cli(capsys, *args)
+    assert code == 0, err
+    unit = units / "pixcamd-camera.service"
+    assert sorted(p.name for p in units.iterdir()) == ["pixcamd-camera.service", "pixcamd.service"]
+    (exec_start,) = directives(unit.read_text())["ExecStart"]
+    assert exec_start.endswith(f" run --config {camera}")
+    assert (units / "pixcamd.service").read_bytes() == phone
+    # what it prints, and what the config and the unit say, name the camera's unit
+    assert f"wrote the user service: {unit}\n" in out
+    assert "systemctl --user enable --now pixcamd-camera\n" in out
+    assert "systemctl --user status pixcamd-camera " in out
+    assert "journalctl --user -u pixcamd-camera -f" in out
+    assert "`systemctl --user reload pixcamd-camera`" in camera.read_text()
+    assert "`systemctl --user enable --now pixcamd-camera`" in unit.read_text()
+    if ANALYZE is not None:
+        result = verify_user_unit(unit, home / "runtime")
+        assert result.returncode == 0 and result.stderr == "", result.stderr
+    # again: refused, naming the flags that replace this config's unit, and nothing changes
+    unit.write_text(unit.read_text() + "# mine\n")
+    code, _, err = cli(capsys, *args)
+    assert code == 2 and f"{unit}: a unit is already there" in err, err
+    assert f"`pixcamd init --config {camera} --systemd-user --force`" in err
+    # --force replaces the camera's unit and leaves the phone's as it was
+    code, out, _ = cli(capsys, *args, "--force")
+    assert code == 0 and f"replaced the user service: {unit}\n" in out
+    assert "# mine" not in unit.read_text() and (units / "pixcamd.service").read_bytes() == phone
+
+
+def test_a_unit_that_runs_another_config_is_refused_even_with_force(home, capsys):
+    """Two configs of one file name in two folders would share one unit name: the second is
+    refused, naming the config the unit runs, with or without --force or --if-missing; and a
+    pixcamd.service an earlier --force pointed at another config is not taken back silently."""
+    units = home / "config" / "systemd" / "user"
+    camera = home / "config" / "pixcamd" / "camera.toml"
+    args = ["init", "--config", str(camera), "--inbox", str(home / "camera"), "--systemd-user"]
+    assert cli(capsys, *args)[0] == 0
+    before = (units / "pixcamd-camera.service").read_bytes()
+    other = home / "sd-card" / "camera.toml"
+    for flag in ("--force", "--if-missing"):
+        code, _, err = cli(
+            capsys, "init", "--config", str(other), "--inbox", str(home / "sd"), "--systemd-user",
+            flag,
+        )  # fmt: skip
+        assert code == 2 and f"this unit runs another config, {camera}" in err, err
+        assert "give this config a file name of its own" in err
+        assert (units / "pixcamd-camera.service").read_bytes() == before
+        assert not other.exists() and not (home / "sd").exists()  # refused before writing
+    # the user config's pixcamd.service running camera.toml (what --force did before)
+    (units / "pixcamd.service").write_bytes(before)
+    code, _, err = cli(capsys, "init", "--systemd-user", "--force")
+    assert code == 2 and f"this unit runs another config, {camera}" in err, err
+    assert f"`pixcamd init --config {camera} --systemd-user --if-missing`" in err
+    assert "`systemctl --user disable --now pixcamd`" in err
+    assert (units / "pixcamd.service").read_bytes() == before
+    assert not (home / "config" / "pixcamd" / "config.toml").exists()
+
+
+def test_a_unit_name_keeps_what_systemctl_takes_as_typed(home, capsys):
+    """NAME is the file's name with anything but letters, digits and _ made a dash; a name
+    with none of those gets the hash its state dir is named with."""
+    from test_daemon_systemd import ANALYZE, verify_user_unit
+
+    units = home / "config" / "systemd" / "user"
+    for name, want in [("Fotos Kamera.v2.toml", "pixcamd-Fotos-Kamera-v2"), ("写真.toml", None)]:
+        config = home / "100%" / name
+        code, out, err = cli(capsys, "init", "--config", str(config), "--systemd-user")
+        assert code == 0, err
+        if want is None:  # its state dir's pixcamd-写真-HASH: pixcamd-HASH
+            state = load_config(config).state_dir
+            assert state.name.startswith("pixcamd-写真-"), state
+            want = "pixcamd-" + state.name.rsplit("-", 1)[1]
+        assert f"systemctl --user enable --now {want}\n" in out, out
+        if ANALYZE is not None:
+            result = verify_user_unit(units / f"{want}.service", home / "runtime")
+            assert result.returncode == 0 and result.stderr == "", result.stderr
 
 
 def test_a_config_path_in_the_home_of_a_user_who_does_not_exist_is_refused(

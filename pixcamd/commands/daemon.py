@@ -56,8 +56,9 @@ def add_commands(commands) -> None:
     init.add_argument(
         "--systemd-user",
         action="store_true",
-        help="also install the user service (~/.config/systemd/user/pixcamd.service) that "
-        "starts this pixcamd at login: then systemctl --user enable --now pixcamd",
+        help="also install the user service that starts this pixcamd at login: "
+        "~/.config/systemd/user/pixcamd.service for your user config, pixcamd-NAME.service "
+        "for a config elsewhere (NAME after its file); then systemctl --user enable --now UNIT",
     )
     init.set_defaults(handler=init_setup)
     run = commands.add_parser(
@@ -116,39 +117,39 @@ def init_setup(args: argparse.Namespace) -> int:
         install_user_unit,
         target_path,
         unit_in_the_way,
-        user_unit_for,
-        user_unit_path,
+        user_unit,
     )
 
     path, how = target_path(args.config)
-    if args.systemd_user and not args.if_missing:
-        unit_in_the_way(args.force)  # before the config is written, not after
+    # one unit per config (pixcamd.service the user config's, pixcamd-NAME another's): refused
+    # before the config is written, not after
+    unit = user_unit(path, how) if args.systemd_user else None
+    if unit is not None:
+        unit_in_the_way(unit, args.force, keep=args.if_missing)
     if args.if_missing and os.path.exists(path) and not path.is_file():
         raise PixcamdError(f"{path}: exists and is not a file")
     if args.if_missing and path.exists():
         print(f"kept {how}: {path} (already there; pixcamd config check shows it)")
     else:
         _report_init(init_config(args.config, args.inbox, args.outbox, args.force))
-    if args.systemd_user:
-        unit = user_unit_path()
-        # a service does not see $PIXCAMD_CONFIG or --config: name any other file in it
-        named = None if how == "your user config" else path.resolve()
-        if args.if_missing and unit.exists():
-            print(f"kept the user service: {unit}")
+    if unit is not None:
+        if args.if_missing and unit.path.exists():
+            print(f"kept the user service: {unit.path}")
             with contextlib.suppress(OSError):  # unreadable: kept all the same, said above
-                if unit.read_text() != user_unit_for(named):  # an earlier pixcamd's, or edited
+                if unit.path.read_text() != unit.text():  # an earlier pixcamd's, or edited
                     print(
                         "  it is not the unit this pixcamd writes (an earlier version's, or "
                         "edited): to replace it, remove it and run this command again",
                         file=sys.stderr,
                     )
         else:
-            unit, replaced = install_user_unit(args.force, named)
-            print(f"{'replaced' if replaced else 'wrote'} the user service: {unit}")
+            replaced = install_user_unit(unit, args.force)
+            print(f"{'replaced' if replaced else 'wrote'} the user service: {unit.path}")
         print(
             "start it now and at every login:\n"
-            "  systemctl --user daemon-reload && systemctl --user enable --now pixcamd\n"
-            "  journalctl --user -u pixcamd -f   # what it does"
+            f"  systemctl --user daemon-reload && systemctl --user enable --now {unit.name}\n"
+            f"  systemctl --user status {unit.name}   # running? its current photo\n"
+            f"  journalctl --user -u {unit.name} -f   # what it does"
         )
     return 0
 

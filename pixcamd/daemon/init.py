@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import shlex
 import sys
 from dataclasses import dataclass
@@ -37,15 +38,15 @@ HEADER = (
     "# pixcamd daemon configuration, written by `pixcamd init`. Every command (run, status,",
     "# config check) finds it without a flag. Every key below is documented with its default;",
     "# `pixcamd config check` prints the values in force. A running daemon applies edits on",
-    "# `systemctl --user reload pixcamd` (or SIGHUP); folder changes need a restart.",
+    "# `systemctl --user reload @UNIT@` (or SIGHUP); folder changes need a restart.",
 )
 # a file commands do not find by themselves (written with --config elsewhere)
 HEADER_NAMED = (
     "# pixcamd daemon configuration, written by `pixcamd init`. Commands read it only when",
     "# told: --config and this file's path (or $PIXCAMD_CONFIG set to it). Every key below is",
     "# documented with its default; `pixcamd config check --config FILE` prints the values in",
-    "# force. A running daemon applies edits on SIGHUP (`systemctl --user reload pixcamd` where",
-    "# its unit runs this file); folder changes need a restart.",
+    "# force. A running daemon applies edits on SIGHUP (`systemctl --user reload @UNIT@`, the",
+    "# unit `pixcamd init --config FILE --systemd-user` installs); folder changes need a restart.",
 )
 
 # the system config: found without a flag by a user with no config of their own (the system
@@ -64,7 +65,7 @@ HEADER_SYSTEM = (
 USER_UNIT = """\
 # pixcamd for one desktop user: photos synced into your inbox come out protected in the outbox.
 # `pixcamd init --systemd-user` installs it (ExecStart set to the pixcamd that ran it) into
-# ~/.config/systemd/user/; then `systemctl --user enable --now pixcamd`. See systemd/README.md.
+# ~/.config/systemd/user/; then `systemctl --user enable --now @UNIT@`. See systemd/README.md.
 # The system unit (systemd/pixcamd.service) is for servers.
 
 [Unit]
@@ -126,15 +127,58 @@ SystemCallErrorNumber=EPERM
 WantedBy=default.target
 """
 EXAMPLE_EXEC_START = "%h/pixcamd/.venv/bin/pixcamd run"
+USER_UNIT_NAME = "pixcamd"  # the user config's unit; another config's is pixcamd-NAME
 
 
-def render_user_unit(exec_start: str = EXAMPLE_EXEC_START) -> str:
-    return USER_UNIT.replace("@EXEC_START@", exec_start)
+def render_user_unit(exec_start: str = EXAMPLE_EXEC_START, name: str = USER_UNIT_NAME) -> str:
+    return USER_UNIT.replace("@EXEC_START@", exec_start).replace("@UNIT@", name)
 
 
-def user_unit_path() -> Path:
-    """$XDG_CONFIG_HOME/systemd/user/pixcamd.service: where ``systemctl --user`` finds it."""
-    return config_home() / "systemd" / "user" / "pixcamd.service"
+def unit_name(config: Path | None = None) -> str:
+    """The user unit that runs ``config`` (an absolute path; None: the user config):
+    ``pixcamd`` for the user config, ``pixcamd-NAME`` after any other file's name — one unit
+    per config, so that a second inbox's never replaces the first's. NAME keeps letters,
+    digits and _ (systemd's own escapes, \\x2d…, would have to be typed), else the hash the
+    state dir is named with."""
+    if config is None or os.path.realpath(config) == _user_config():
+        return USER_UNIT_NAME
+    safe = re.sub(r"[^A-Za-z0-9_]+", "-", config.stem)[:64].strip("-")
+    return f"{USER_UNIT_NAME}-{safe or config_tag(config)}"
+
+
+def config_tag(config: Path) -> str:
+    """A short hash of the config's real path: its state dir's name, one per file."""
+    return hashlib.sha256(os.path.realpath(config).encode()).hexdigest()[:8]
+
+
+@dataclass(frozen=True)
+class UserUnit:
+    name: str  # what systemctl --user and journalctl --user -u take
+    path: Path  # $XDG_CONFIG_HOME/systemd/user/NAME.service: where systemctl --user finds it
+    config: Path | None  # the config its ExecStart names; None: the one a service finds itself
+    flag: str  # --config FILE for the commands it suggests, where only the flag finds the file
+
+    def text(self) -> str:
+        """The unit this pixcamd writes for its config."""
+        command = this_pixcamd()
+        if self.config is not None:
+            command += " --config " + shlex.quote(str(self.config)).replace("%", "%%")
+        return render_user_unit(command, self.name)
+
+
+def user_unit(path: Path, how: str) -> UserUnit:
+    """The user unit for the config ``init`` writes at ``path`` (``how``: why that file)."""
+    if how == "your user config":
+        return UserUnit(USER_UNIT_NAME, _unit_path(USER_UNIT_NAME), None, "")
+    # a service does not see $PIXCAMD_CONFIG or --config: the file is named in its ExecStart
+    target = Path(os.path.abspath(expand_home(os.fspath(path), how)))
+    name = unit_name(target)
+    flag = f" --config {shlex.quote(str(target))}" if how == "--config" else ""
+    return UserUnit(name, _unit_path(name), target.resolve(), flag)
+
+
+def _unit_path(name: str) -> Path:
+    return config_home() / "systemd" / "user" / f"{name}.service"
 
 
 def this_pixcamd() -> str:
@@ -148,33 +192,70 @@ def this_pixcamd() -> str:
     return command.replace("%", "%%")  # systemd reads % as a specifier
 
 
-def unit_in_the_way(force: bool) -> None:
-    """Refuse, before anything is written, to replace a user unit without ``force``."""
-    path = user_unit_path()
-    if os.path.lexists(path) and not force:
+def unit_in_the_way(unit: UserUnit, force: bool, keep: bool = False) -> None:
+    """Refuse, before anything is written, a unit of the same name that runs another config
+    (even with ``force``: that config's photos would stop being protected at its next start),
+    and one that runs this config without ``force`` or ``keep`` (--if-missing)."""
+    if not os.path.lexists(unit.path):
+        return
+    runs = _runs(unit.path)
+    this = os.path.realpath(unit.config) if unit.config is not None else _user_config()
+    if runs is not None and runs != this:
+        # e.g. an earlier pixcamd's one unit, which init --force pointed at a second config
+        own, again = unit_name(Path(runs)), "remove this unit and run this command again"
+        if own != unit.name:
+            how = (
+                f"to keep both, `pixcamd init --config {shlex.quote(runs)} --systemd-user "
+                f"--if-missing` gives that config a unit of its own ({own}); then "
+                f"`systemctl --user disable --now {unit.name}`, {again}"
+            )
+        else:  # two files of one name: the unit's name cannot tell them apart
+            how = (
+                "a unit is named after its config's file: give this config a file name of its "
+                f"own (--config), or, where {runs} is no longer used, `systemctl --user disable "
+                f"--now {unit.name}`, {again}"
+            )
         raise ConfigError(
-            f"{path}: a unit is already there. `pixcamd init --systemd-user --force` replaces "
-            "it and your config; to write a new unit and keep your config, remove this file "
-            "and run `pixcamd init --systemd-user --if-missing`"
+            f"{unit.path}: this unit runs another config, {runs}: replacing it would stop that "
+            f"config's inbox being watched; {how}"
+        )
+    if not force and not keep:
+        again = f"pixcamd init{unit.flag} --systemd-user"
+        raise ConfigError(
+            f"{unit.path}: a unit is already there. `{again} --force` replaces it and your "
+            f"config; to write a new unit and keep your config, remove this file and run "
+            f"`{again} --if-missing`"
         )
 
 
-def install_user_unit(force: bool = False, config: Path | None = None) -> tuple[Path, bool]:
-    """Write the user unit for this pixcamd (reading ``config``, when that is not the user
-    config a service finds by itself); (its path, whether it replaced one)."""
-    path = user_unit_path()
-    unit_in_the_way(force)
-    replaced = path.exists()
-    _write_atomically(path, user_unit_for(config), "the user service")
-    return path, replaced
+def _runs(unit: Path) -> str | None:
+    """The real path of the config the unit's ExecStart runs (no --config: the user config);
+    None where that cannot be told (unreadable, no ExecStart, quotes that do not parse)."""
+    try:
+        text = unit.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    for line in text.splitlines():
+        if line.startswith("ExecStart="):
+            try:
+                words = shlex.split(line.removeprefix("ExecStart=").replace("%%", "%"))
+            except ValueError:
+                return None
+            for i, word in enumerate(words):
+                if word == "--config" and i + 1 < len(words):
+                    return os.path.realpath(words[i + 1])
+                if word.startswith("--config="):
+                    return os.path.realpath(word.removeprefix("--config="))
+            return _user_config()
+    return None
 
 
-def user_unit_for(config: Path | None = None) -> str:
-    """The user unit this pixcamd writes, reading ``config`` (None: the user config)."""
-    command = this_pixcamd()
-    if config is not None:
-        command += " --config " + shlex.quote(str(config)).replace("%", "%%")
-    return render_user_unit(command)
+def install_user_unit(unit: UserUnit, force: bool = False) -> bool:
+    """Write the user unit for this pixcamd; whether it replaced one."""
+    unit_in_the_way(unit, force)
+    replaced = unit.path.exists()
+    _write_atomically(unit.path, unit.text(), "the user service")
+    return replaced
 
 
 @dataclass
@@ -238,13 +319,14 @@ def init_config(
         # a second config (--config, $PIXCAMD_CONFIG) gets a state dir of its own, named after
         # it: with the default one two daemons would share one ledger, each taking the other's
         # photos (a system config keeps its service's StateDirectory=)
-        tag = hashlib.sha256(str(real).encode()).hexdigest()[:8]
-        folders["state_dir"] = str(state_home() / f"pixcamd-{target.stem}-{tag}")
+        folders["state_dir"] = str(state_home() / f"pixcamd-{target.stem}-{config_tag(real)}")
     for key, folder in folders.items():
         if os.path.exists(folder) and not os.path.isdir(folder):
             raise ConfigError(f"{key}: {folder} exists and is not a folder")
     system = real == Path(os.path.realpath(SYSTEM_CONFIG))
-    text = render_example(folders, HEADER_SYSTEM if system else HEADER_NAMED if named else HEADER)
+    header = HEADER_SYSTEM if system else HEADER_NAMED if named else HEADER
+    unit = unit_name(target)  # the one `init --systemd-user` writes for this file
+    text = render_example(folders, tuple(line.replace("@UNIT@", unit) for line in header))
     created: list[Path] = []
     try:
         created += _make_folder(Path(folders["inbox"]), "inbox")  # the check wants it there
