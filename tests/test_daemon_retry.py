@@ -328,6 +328,8 @@ def test_platforms_changed_redoes_copies_not_protected_for_the_platforms_now(
         code, out, _ = retry(capsys, config, "--platforms-changed")
         assert code == 0 and "0 photo(s) queued" in out
         assert "note: the config names shop (long320-q70) too; reload the daemon" in out
+        # its config's unit (config.toml elsewhere: pixcamd-config), not the user config's
+        assert "(systemctl --user reload pixcamd-config, or SIGHUP)" in out, out
         assert daemon.reload() is True
         code, out, _ = retry(capsys, config, "--platforms-changed")
         assert code == 0 and "queued  a.jpg (not judged on shop (long320-q70))" in out

@@ -359,6 +359,21 @@ def test_fetch_says_what_comes_next_and_where_auto_looks(
     assert "model auto looks at" not in capsys.readouterr().out  # the place auto looks
 
 
+def test_fetch_names_every_daemon_to_reload_one_unit_per_inbox(
+    home, cache, recipe_checkpoint, capsys
+):
+    """A phone's inbox and a camera's: two daemons read the weights, each reloaded by its
+    own unit — `systemctl --user reload pixcamd` alone left the camera's on the model before."""
+    assert main(["init", "--systemd-user"]) == 0
+    camera = home / "config" / "pixcamd" / "camera.toml"
+    args = ["--inbox", str(home / "camera"), "--outbox", str(home / "camera-out")]
+    assert main(["init", "--config", str(camera), *args, "--systemd-user"]) == 0
+    capsys.readouterr()
+    assert main(["model", "fetch", "--from", str(recipe_checkpoint)]) == 0
+    out = capsys.readouterr().out
+    assert "(systemctl --user reload pixcamd pixcamd-camera, or SIGHUP)" in out, out
+
+
 def test_flags_that_would_be_ignored_are_refused(cache, tmp_path, recipe_checkpoint, capsys):
     argv = ["model", "fetch", "--from", str(recipe_checkpoint), "--url", "http://127.0.0.1:9/"]
     with pytest.raises(SystemExit) as exited:

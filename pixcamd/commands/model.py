@@ -16,6 +16,7 @@ from pixcamd.errors import WeightsError
 
 
 def fetch(args) -> int:
+    from pixcamd.daemon.init import installed_units
     from pixcamd.fetch import fetch_weights, install_weights
     from pixcamd.models.weights import default_weights_path
 
@@ -45,8 +46,10 @@ def fetch(args) -> int:
             f'note: without weights = "{dest}" in the daemon\'s config (or --weights {dest} '
             f"for score and protect), model auto looks at {default_weights_path()} instead"
         )
+    # every daemon that reads these weights: one per inbox, each with a unit of its own
+    units = " ".join(installed_units()) or "pixcamd"
     print(
-        "next: a running daemon uses them after a reload (systemctl --user reload pixcamd, or "
+        f"next: a running daemon uses them after a reload (systemctl --user reload {units}, or "
         "SIGHUP) or a restart; `pixcamd retry --model-changed` then protects the copies made "
         "with the model before them again"
     )

@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
                 named = None
                 print(f"note: the config's models do not load ({exc})")
             if named is not None and named != running:
-                print(f"note: the config names {', '.join(sorted(named))}; {RELOAD_FIRST}")
+                print(f"note: the config names {', '.join(sorted(named))}; {reload_first(config)}")
         else:
             fingerprints = configured()
             print(f"models now: {', '.join(sorted(fingerprints))} ({note})")
@@ -196,14 +196,17 @@ def _platforms_now(config, state: dict) -> dict[str, str]:
     print(f"platforms the daemon protects for now: {', '.join(running.values())}")
     other = [named_spec(spec, name) for spec, name in named.items() if spec not in running]
     if other:
-        print(f"note: the config names {', '.join(other)} too; {RELOAD_FIRST}")
+        print(f"note: the config names {', '.join(other)} too; {reload_first(config)}")
     return running
 
 
-RELOAD_FIRST = (
-    "reload the daemon (systemctl --user reload pixcamd, or SIGHUP) to use them, then run this "
-    "again"
-)
+def reload_first(config) -> str:
+    """What to do before retrying: reload the daemon of this config — its own unit's name
+    (pixcamd-camera for camera.toml): pixcamd would reload another inbox's daemon."""
+    from pixcamd.daemon.init import reload_command
+
+    command = reload_command(config.source)
+    return f"reload the daemon ({command}, or SIGHUP) to use them, then run this again"
 
 
 def _recorded(state: dict, key: str, what: str):

@@ -181,6 +181,27 @@ def _unit_path(name: str) -> Path:
     return config_home() / "systemd" / "user" / f"{name}.service"
 
 
+def reload_command(config: Path | None) -> str:
+    """What reloads the daemon that runs ``config``: the system service's for the system
+    config, else the user unit named after it (``unit_name``; None: the user config's)."""
+    if config is None:
+        return f"systemctl --user reload {USER_UNIT_NAME}"
+    if os.path.realpath(config) == os.path.realpath(SYSTEM_CONFIG):
+        return "systemctl reload pixcamd"
+    return f"systemctl --user reload {unit_name(Path(os.path.abspath(config)))}"
+
+
+def installed_units() -> list[str]:
+    """The pixcamd user units installed here, the user config's first: ``pixcamd``,
+    ``pixcamd-camera``…; none where there is no home folder to look in."""
+    try:
+        folder = config_home() / "systemd" / "user"
+    except PixcamdError:
+        return []
+    names = [p.name.removesuffix(".service") for p in folder.glob("pixcamd-*.service")]
+    return [USER_UNIT_NAME] * (folder / "pixcamd.service").exists() + sorted(names)
+
+
 def this_pixcamd() -> str:
     """The command that runs this very pixcamd: its console script beside the interpreter
     (a venv's bin/), else the interpreter with ``-m pixcamd``."""
