@@ -248,6 +248,26 @@ def test_a_second_inbox_gets_a_unit_of_its_own_and_the_first_unit_stays(home, ca
     assert "# mine" not in unit.read_text() and (units / "pixcamd.service").read_bytes() == phone
 
 
+def test_a_second_inbox_gets_a_page_of_its_own(home, capsys):
+    """Both daemons serve their page: camera.toml was written with the user config's port,
+    so the daemon started second had none (a warning in its log), whichever that was."""
+    assert cli(capsys, "init", "--systemd-user")[0] == 0
+    default = load_config().web
+    assert default == "127.0.0.1:8765"
+    pages = [default]
+    for name in ("camera", "tablet"):  # the tablet's: neither the user config's nor camera's
+        config = home / "config" / "pixcamd" / f"{name}.toml"
+        args = ["--inbox", str(home / name), "--outbox", str(home / f"{name}-out")]
+        code, out, err = cli(capsys, "init", "--config", str(config), *args, "--systemd-user")
+        assert code == 0, err
+        pages.append(load_config(config).web)
+        assert f"page:   http://{pages[-1]}/  (another config here has the default port)" in out
+    assert pages == ["127.0.0.1:8765", "127.0.0.1:8766", "127.0.0.1:8767"]
+    # the user config written again keeps its port; one without a second config says nothing
+    code, out, _ = cli(capsys, "init", "--force")
+    assert code == 0 and load_config().web == default and "page:" not in out
+
+
 def test_a_unit_that_runs_another_config_is_refused_even_with_force(home, capsys):
     """Two configs of one file name in two folders would share one unit name: the second is
     refused, naming the config the unit runs, with or without --force or --if-missing; and a

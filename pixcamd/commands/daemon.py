@@ -166,6 +166,10 @@ def _report_init(done) -> None:
         f"inbox:  {config.inbox}  (photos synced or dropped here get protected)",
         f"outbox: {config.outbox}  (protected copies appear here, ready to share)",
     ]
+    from pixcamd.daemon.schema import KEYS
+
+    if config.web and config.web != KEYS["web"].default:  # init chose it: said, not found out
+        lines.append(f"page:   http://{config.web}/  (another config here has the default port)")
     from pixcamd.daemon.settings import resolve_models
 
     names, note = resolve_models(config)

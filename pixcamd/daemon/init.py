@@ -23,12 +23,15 @@ from pixcamd.daemon.config import (
     Config,
     ConfigError,
     config_home,
+    load_config,
     locate_config,
     parse_config,
     state_home,
     user_config_path,
 )
+from pixcamd.daemon.config_checks import parse_web
 from pixcamd.daemon.config_toml import render_example
+from pixcamd.daemon.schema import KEYS
 from pixcamd.defaults import expand_home
 from pixcamd.errors import PixcamdError
 
@@ -347,7 +350,9 @@ def init_config(
     system = real == Path(os.path.realpath(SYSTEM_CONFIG))
     header = HEADER_SYSTEM if system else HEADER_NAMED if named else HEADER
     unit = unit_name(target)  # the one `init --systemd-user` writes for this file
-    text = render_example(folders, tuple(line.replace("@UNIT@", unit) for line in header))
+    web = None if system else _web_of_its_own(real)  # a server's: no page (PrivateNetwork=)
+    values = folders if web is None else {**folders, "web": web}
+    text = render_example(values, tuple(line.replace("@UNIT@", unit) for line in header))
     created: list[Path] = []
     try:
         created += _make_folder(Path(folders["inbox"]), "inbox")  # the check wants it there
@@ -361,6 +366,28 @@ def init_config(
             folder.rmdir()
         raise
     return Initialized(target, how, config, created, replaced, named, system)
+
+
+def _web_of_its_own(config: Path) -> str | None:
+    """The page's address for a config where another config here — the user config, or one a
+    pixcamd user unit runs — has the default port: the next port none of them has. Two
+    daemons on one port: the one started second had no page (a warning in its log), and which
+    inbox's page answered changed with the order they started in. None: the default."""
+    others = {_user_config()} | {_runs(_unit_path(name)) for name in installed_units()}
+    host, port = parse_web(KEYS["web"].default)
+    ports = set()
+    for other in others - {None, str(config)}:
+        try:
+            web = load_config(other).web
+        except (PixcamdError, OSError):  # not there, or no config: no page of its own
+            continue
+        if web:
+            ports.add(parse_web(web)[1])
+    if port not in ports:
+        return None
+    while port in ports:
+        port += 1
+    return f"{host}:{port}"
 
 
 def _write_atomically(target: Path, text: str, what: str) -> None:
