@@ -64,6 +64,24 @@ def test_a_windows_path_whose_backslashes_toml_takes_as_escapes_is_refused_not_m
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.toml", "inbox"]
 
 
+def test_a_folder_alone_on_its_line_between_triple_quotes_is_still_read(tmp_path, capsys):
+    """The line break before the closing quotes (and a tab pasted after a path) is white space
+    around the folder, dropped as before: such a config, which ran, was refused as holding a
+    Windows path's escape, with a folder ending in \\n to write instead."""
+    (tmp_path / "inbox").mkdir()
+    path = tmp_path / "config.toml"
+    path.write_text(
+        'inbox = """\ninbox\n"""\n'
+        "outbox = '''\nout\n'''\n"
+        'state_dir = "st\t"\n'
+        'model = "brisque"\n'
+    )
+    assert main(["config", "check", "--config", str(path)]) == 0, capsys.readouterr().err
+    said = capsys.readouterr().out
+    for key, folder in (("inbox", "inbox"), ("outbox", "out"), ("state_dir", "st")):
+        assert f'{key} = "{tmp_path / folder}"  # as written: "{folder}"\n' in said, said
+
+
 @pytest.mark.parametrize(
     "line, expected",
     [

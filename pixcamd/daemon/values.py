@@ -35,15 +35,16 @@ _ESCAPED |= {"\b": ("\\b", "backspace"), "\f": ("\\f", "form feed")}
 
 def path(required: bool) -> Callable[[Any], str]:
     def parse(value: Any) -> str:
-        text = string(value)
-        if escaped := [c for c in _ESCAPED if c in text]:  # before strip() drops a last one
-            meant = text.translate({ord(c): _ESCAPED[c][0] for c in _ESCAPED}).strip()
+        # white space around the path was always dropped: a path alone on its line between
+        # triple quotes ends in a line break, and one pasted may end in a tab
+        text = string(value).strip()
+        if escaped := [c for c in _ESCAPED if c in text]:
+            meant = text.translate({ord(c): _ESCAPED[c][0] for c in _ESCAPED})
             raise ValueError(
                 f"{_ESCAPED[escaped[0]][0]} between double quotes is an escape, read as a "
                 f"{_ESCAPED[escaped[0]][1]}: write '{meant}' in single quotes, or "
                 f'"{meant.replace(chr(92), "/")}" with forward slashes'
             )
-        text = text.strip()
         if required and not text:
             raise ValueError("required: give a folder")
         if found := _VARIABLE.search(text):  # as a folder named "$HOME", made in silence
