@@ -243,8 +243,15 @@ def test_a_list_of_ones_own_ignore_patterns_says_which_defaults_it_drops(tmp_pat
     assert main(["config", "check", "--config", str(path)]) == 0
     said = capsys.readouterr().out
     note = "# ignore: your list replaces the default one, so these are not ignored now: "
-    assert note + ".syncthing.*.tmp, ~syncthing~*, *.~*," in said, said
-    assert ".stversions" in said.split(note)[1] and "@eaDir" not in said.split(note)[1]
+    # the dotted ones are not named: ".*" ignores them (it named .stversions, which it hides)
+    assert note + "~syncthing~*, *.~*, *.part, *.crdownload, Thumbs.db, desktop.ini (" in said
+    assert "passed over)" in said.split(note)[1], said
+    path.write_text(f'{BASE}ignore = ["*.tmp"]\n')
+    assert main(["config", "check", "--config", str(path)]) == 0
+    said = capsys.readouterr().out
+    # every default but .syncthing.*.tmp, which *.tmp ignores
+    assert note + ".*, ~syncthing~*, *.~*, .*.??????, *.part," in said, said
+    assert "passed over — .stversions holds every photo's old versions)" in said
     path.write_text(BASE)  # the default list: nothing to say
     assert main(["config", "check", "--config", str(path)]) == 0
     assert "# ignore:" not in capsys.readouterr().out

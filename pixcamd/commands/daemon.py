@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fnmatch
 import json
 import os
 import select
@@ -335,12 +336,17 @@ def config_check(args: argparse.Namespace) -> int:
         notes.append(creatable_note("outbox", config.outbox))
     if not config.state_dir.is_dir():
         notes.append(creatable_note("state_dir", config.state_dir))
-    dropped = [p for p in DEFAULT_IGNORE if p not in config.ignore]
-    if dropped:  # a list of one's own replaces the default one: say what is no longer passed over
+    # a list of one's own replaces the default one: say what is no longer passed over — not a
+    # default pattern whose names one of the list matches (".*" hides .stversions and the rest)
+    dropped = [
+        p for p in DEFAULT_IGNORE if not any(fnmatch.fnmatchcase(p, q) for q in config.ignore)
+    ]
+    if dropped:
+        versions = " — .stversions holds every photo's old versions" * (".stversions" in dropped)
         notes.append(
             f"# ignore: your list replaces the default one, so these are not ignored now: "
-            f"{', '.join(dropped)} (add back those you want: without them a sync tool's "
-            "part-written files and its versions folder, .stversions, are taken for photos)"
+            f"{', '.join(dropped)} (add back those you want: a name one of them matches, such as "
+            f"a sync tool's part-written file, is no longer passed over{versions})"
         )
     sys.stdout.write(render_effective(config, derived))
     sys.stdout.write("\n".join(notes) + "\n")
