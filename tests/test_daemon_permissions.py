@@ -95,6 +95,31 @@ def test_a_state_dir_this_user_cannot_write_is_refused_by_config_check_as_by_run
         os.chmod(above, 0o755)
 
 
+def test_a_hold_dir_this_user_cannot_make_is_a_note_in_config_check_as_run_refuses_it(tmp_path):
+    """A hold dir not made yet was passed over in silence by `config check` (docs/daemon.md
+    says it is a note, as a state dir's is), and `run` then refused the start; an outbox's or a
+    hold dir's note outside the state dir no longer says systemd's StateDirectory= makes it."""
+    above = tmp_path / "closed"
+    above.mkdir()
+    os.chmod(above, 0o555)
+    try:
+        config = make_config(tmp_path, outbox=str(above / "out"), hold_dir=str(above / "held"))
+        check = pixcamd_process(config.source, command=("config", "check"), drop_root=True)
+        out, _ = check.communicate(timeout=120)
+        assert check.returncode == 0, out
+        notes = {line.split()[2]: line for line in out.splitlines() if line.startswith("# the ")}
+        for key, name in (("hold", "held"), ("outbox", "out")):
+            assert f"{above / name} does not exist yet, and the user " in notes[key], out
+            assert f"cannot create it in {above}: `run` will be refused unless" in notes[key]
+            assert "StateDirectory=" not in notes[key], notes[key]
+        config = make_config(tmp_path, hold_dir=str(above / "held"))
+        run = pixcamd_process(config.source, drop_root=True)
+        out, _ = run.communicate(timeout=120)
+        assert run.returncode == 2 and str(above / "held") in out, out
+    finally:
+        os.chmod(above, 0o755)
+
+
 def test_a_photo_this_user_cannot_read_fails_saying_so_never_dropped(tmp_path):
     config = make_config(tmp_path, max_attempts=1)
     real_photo(config.inbox / "open.jpg")

@@ -333,9 +333,10 @@ def config_check(args: argparse.Namespace) -> int:
     if config.outbox.is_dir():
         derived["tmp_dir"] = str(choose_tmp_dir(config, create=False))
     else:
-        notes.append(creatable_note("outbox", config.outbox))
-    if not config.state_dir.is_dir():
-        notes.append(creatable_note("state_dir", config.state_dir))
+        notes.append(creatable_note("outbox", config.outbox, config.state_dir))
+    for key, folder in (("state_dir", config.state_dir), ("hold_dir", config.hold_dir)):
+        if folder is not None and not folder.is_dir():  # `run` makes it, or refuses the start
+            notes.append(creatable_note(key, folder, config.state_dir))
     # a list of one's own replaces the default one: say what is no longer passed over — not a
     # default pattern whose names one of the list matches (".*" hides .stversions and the rest)
     dropped = [

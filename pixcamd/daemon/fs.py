@@ -272,16 +272,23 @@ def access_problems(config: Config) -> list[str]:
     return problems
 
 
-def creatable_note(key: str, folder: Path) -> str:
+def creatable_note(key: str, folder: Path, state_dir: Path) -> str:
     """What ``config check`` says of a folder ``run`` will make: not a refusal when this user
-    cannot make it, as systemd makes a service's StateDirectory= only when the service starts."""
+    cannot make it, as systemd makes a service's StateDirectory= only when the service starts
+    (the state dir, and what ``run`` then makes in it; an outbox or hold dir elsewhere it
+    never makes)."""
     above = nearest_existing(folder)
     if os.access(above, os.W_OK | os.X_OK):
         return f"# the {key.replace('_', ' ')} {folder} does not exist yet; `run` creates it"
+    if key == "state_dir":
+        systemd = " (systemd's StateDirectory= makes it for a service)"
+    elif folder.is_relative_to(state_dir) and not state_dir.exists():
+        systemd = " (or the state dir it is in: systemd's StateDirectory= makes that for a service)"
+    else:
+        systemd = ""
     return (
         f"# the {key.replace('_', ' ')} {folder} does not exist yet, and the user {this_user()} "
-        f"cannot create it in {above}: `run` will be refused unless it is made first "
-        "(systemd's StateDirectory= makes it for a service)"
+        f"cannot create it in {above}: `run` will be refused unless it is made first{systemd}"
     )
 
 
