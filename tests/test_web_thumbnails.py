@@ -188,3 +188,20 @@ def test_a_cache_of_the_page_s_images_open_to_others_is_closed_at_its_next_image
     assert status == 200, body
     assert [p.stat().st_mode & 0o777 for p in cache.iterdir()]  # made there
     assert cache.stat().st_mode & 0o777 == 0o700
+
+
+def test_a_cache_left_open_is_closed_when_the_page_starts_though_no_image_is_made(world):
+    """An older pixcamd's web-cache, 0755 with its images in it: every image the page serves
+    from it was made before, so it was closed only once a new photo's image was made — until
+    then any account on the machine could read the full-size originals in it."""
+    cache = world.state_dir / "web-cache"
+    thumb = f"/photos/{ids(world)['noise.jpg']}/thumb.jpg"
+    with serving(world) as server:
+        assert Client(server.url).get(thumb)[0] == 200
+    made = {p.name: p.stat().st_ino for p in cache.iterdir()}
+    os.chmod(cache, 0o755)  # as an older pixcamd left it
+    with serving(world) as server:
+        status, _, body = Client(server.url).get(thumb)
+    assert status == 200, body
+    assert {p.name: p.stat().st_ino for p in cache.iterdir()} == made  # served, not made again
+    assert cache.stat().st_mode & 0o777 == 0o700

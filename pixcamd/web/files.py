@@ -80,6 +80,9 @@ class Cache:
 
     def __init__(self, root: Path, limit: int = CACHE_BYTES, makers: int = MAKERS):
         self.root, self.limit = root, limit
+        if root.is_dir():  # an older pixcamd's, open to every account: closed as the page
+            with contextlib.suppress(OSError):  # starts — its images may all be served, none made
+                private_folder(root)
         self._makers = threading.BoundedSemaphore(makers)
         self._lock = threading.Lock()
         self._making: dict[str, threading.Lock] = {}
