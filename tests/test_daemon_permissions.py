@@ -64,8 +64,8 @@ def test_an_inbox_or_outbox_this_user_cannot_use_refuses_the_start_in_words(tmp_
 
 def test_a_state_dir_this_user_cannot_write_is_refused_by_config_check_as_by_run(tmp_path):
     """`config check` passed a state dir (or hold dir) the daemon's user cannot write, which
-    `run` then refused; one not made yet is a note, not a refusal — systemd makes a service's
-    StateDirectory= only as it starts it."""
+    `run` then refused (now in the same words); one not made yet is a note, not a refusal —
+    systemd makes a service's StateDirectory= only as it starts it."""
     config = make_config(tmp_path, hold_dir=str(tmp_path / "held"))
     config.outbox.mkdir()
     for folder, words in (
@@ -78,6 +78,11 @@ def test_a_state_dir_this_user_cannot_write_is_refused_by_config_check_as_by_run
             check = pixcamd_process(config.source, command=("config", "check"), drop_root=True)
             out, _ = check.communicate(timeout=120)
             assert check.returncode == 2 and f"{folder}: the user " in out and words in out, out
+            # and `run` says the same, as docs/daemon.md has it: it said "Permission denied:
+            # '…/state/daemon.lock'" or "…: '…/held/.pixcamd-probe-…'", naming no user
+            run = pixcamd_process(config.source, drop_root=True)
+            out, _ = run.communicate(timeout=120)
+            assert run.returncode == 2 and f"{folder}: the user " in out and words in out, out
         finally:
             os.chmod(folder, 0o755)
             folder.rmdir()

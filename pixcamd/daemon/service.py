@@ -119,8 +119,9 @@ class Daemon(Shutdown):
             # cache holds their pixels (a service's StateDirectoryMode= says otherwise)
             config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             self._lock_fd = lock_state_dir(config.state_dir)
-        except OSError as exc:
-            raise PixcamdError(f"cannot use the state dir: {exc}") from exc
+        except OSError as exc:  # one this user cannot write in: the words `config check` says
+            said = [p for p in access_problems(config) if p.startswith("state_dir:")]
+            raise PixcamdError(said[0] if said else f"cannot use the state dir: {exc}") from exc
         try:
             self._start()
         except BaseException as exc:
@@ -155,11 +156,11 @@ class Daemon(Shutdown):
         self.log = EventLog(config.log_file, self.ledger, self.stream, config.log_level)
         facts = self.ledger.daemon_facts()  # the last daemon's, before this one records its own
         moved = record_folders(config, facts, self.ledger.recent_outputs())
+        problems = access_problems(config)  # an inbox nobody can read must not look healthy
+        if problems:  # before the hold dir's probe: the folder and the user, not its Errno
+            raise PixcamdError("; ".join(problems))
         if config.hold_dir is not None:  # not first found out by the first photo held back
             writable_folder(config.hold_dir)
-        problems = access_problems(config)  # an inbox nobody can read must not look healthy
-        if problems:
-            raise PixcamdError("; ".join(problems))
 
         models, note, fallback = load_models(config, self.injected_models)
         device = model_device(models)
