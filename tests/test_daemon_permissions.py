@@ -321,7 +321,9 @@ def test_a_copy_the_user_cannot_read_is_not_replaced_and_said_unreadable(tmp_pat
         (note,) = [n for n in notes if n.startswith("D3.jpg in the outbox")]
         assert "cannot be read by the user " in note and "another file" not in note, note
         assert note.endswith("left as it is — this copy is D3.png.jpg"), note
-        assert ledger_rows(config)["D3.png"]["output"] == "D3.png.jpg"
+        # the copy is renamed in before its record is written: wait for the record too
+        recorded = lambda: ledger_rows(config)["D3.png"]["output"] == "D3.png.jpg"  # noqa: E731
+        wait_for(recorded, 60, "the new copy's record")
     finally:
         if copy.exists():
             os.chmod(copy, 0o644)
