@@ -293,8 +293,40 @@ def test_a_unit_that_runs_another_config_is_refused_even_with_force(home, capsys
     assert code == 2 and f"this unit runs another config, {camera}" in err, err
     assert f"`pixcamd init --config {camera} --systemd-user --if-missing`" in err
     assert "`systemctl --user disable --now pixcamd`" in err
+    # in this order: while pixcamd.service runs camera.toml, init keeps it as camera's unit
+    assert err.index("disable --now pixcamd") < err.index("pixcamd init --config"), err
+    assert "(pixcamd-camera: enable it as it says)" in err
     assert (units / "pixcamd.service").read_bytes() == before
     assert not (home / "config" / "pixcamd" / "config.toml").exists()
+
+
+def test_a_config_an_earlier_pixcamd_gave_pixcamd_service_keeps_that_unit(home, capsys):
+    """The release before named every config's unit pixcamd.service: a config elsewhere, the
+    only inbox, runs from it. A setup script's `init --config FILE --systemd-user --if-missing`
+    wrote pixcamd-NAME.service beside it — a second unit for one config, whose `enable --now`
+    starts a daemon refused on the state dir the first holds — and named that one."""
+    units = home / "config" / "systemd" / "user"
+    camera = home / "photos" / "camera.toml"
+    args = ["init", "--config", str(camera), "--inbox", str(home / "camera"), "--systemd-user"]
+    assert cli(capsys, *args)[0] == 0
+    # as the release before wrote it: pixcamd.service, its ExecStart naming camera.toml
+    unit = units / "pixcamd.service"
+    text = (units / "pixcamd-camera.service").read_text()
+    unit.write_text(text.replace("enable --now pixcamd-camera`", "enable --now pixcamd`"))
+    (units / "pixcamd-camera.service").unlink()
+    before = unit.read_bytes()
+    code, out, err = cli(capsys, *args, "--if-missing")
+    assert code == 0 and err == "", err
+    assert [p.name for p in units.iterdir()] == ["pixcamd.service"]
+    assert unit.read_bytes() == before
+    assert f"kept the user service: {unit}\n" in out
+    assert "systemctl --user enable --now pixcamd\n" in out
+    assert "journalctl --user -u pixcamd -f" in out
+    # --force writes the config and that unit again, and the config's header names it
+    code, out, err = cli(capsys, *args, "--force")
+    assert code == 0 and f"replaced the user service: {unit}\n" in out, err
+    assert [p.name for p in units.iterdir()] == ["pixcamd.service"]
+    assert "`systemctl --user reload pixcamd`" in camera.read_text()
 
 
 def test_a_unit_name_keeps_what_systemctl_takes_as_typed(home, capsys):

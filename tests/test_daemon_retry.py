@@ -601,3 +601,22 @@ def test_metadata_changed_beside_a_daemon_that_recorded_no_fingerprints_queues_n
     # stopped: the config's settings tell it, as the next start records them
     code, out, _ = retry(capsys, config, "--metadata-changed")
     assert code == 0 and "0 photo(s) queued again" in out, out
+
+
+def test_the_reload_asked_for_names_the_unit_an_earlier_pixcamd_installed(home, brisque, capsys):
+    """A config elsewhere that the release before's pixcamd.service runs (it named every
+    config's unit so): the note named pixcamd-config, a unit not there, so the reload asked
+    for failed and the daemon kept the platforms before."""
+    config = make_config(home / "photos")  # photos/config.toml: its own unit is pixcamd-config
+    units = home / "config" / "systemd" / "user"
+    args = ["init", "--config", str(config.source), "--systemd-user", "--if-missing"]
+    assert main(args) == 0
+    (units / "pixcamd-config.service").rename(units / "pixcamd.service")
+    capsys.readouterr()
+    shop = '[pipelines.shop]\nresize = "long 320"\nquality = 70\n'
+    with running(config, [brisque]):
+        text = config.source.read_text().replace('["task"]', '["task", "shop"]')
+        config.source.write_text(text + shop)
+        code, out, _ = retry(capsys, config, "--platforms-changed")
+    assert code == 0 and "note: the config names shop (long320-q70) too" in out, out
+    assert "reload the daemon (systemctl --user reload pixcamd, or SIGHUP)" in out, out

@@ -149,6 +149,21 @@ def unit_name(config: Path | None = None) -> str:
     return f"{USER_UNIT_NAME}-{safe or config_tag(config)}"
 
 
+def unit_of(config: Path) -> str:
+    """The user unit that runs ``config`` (an absolute path): ``unit_name``'s, unless another
+    pixcamd unit installed here runs it — an earlier pixcamd wrote pixcamd.service for a
+    config elsewhere too. That one keeps running it: a second unit for one config would start
+    a second daemon on its state dir, refused, and the commands would name the wrong one."""
+    name = unit_name(config)
+    if name == USER_UNIT_NAME:
+        return name
+    real = os.path.realpath(config)
+    runs = {other: _runs(_unit_path(other)) for other in installed_units()}
+    if runs.get(name) == real or real not in runs.values():
+        return name
+    return next(other for other, ran in runs.items() if ran == real)
+
+
 def config_tag(config: Path) -> str:
     """A short hash of the config's real path: its state dir's name, one per file."""
     return hashlib.sha256(os.path.realpath(config).encode()).hexdigest()[:8]
@@ -175,7 +190,7 @@ def user_unit(path: Path, how: str) -> UserUnit:
         return UserUnit(USER_UNIT_NAME, _unit_path(USER_UNIT_NAME), None, "")
     # a service does not see $PIXCAMD_CONFIG or --config: the file is named in its ExecStart
     target = Path(os.path.abspath(expand_home(os.fspath(path), how)))
-    name = unit_name(target)
+    name = unit_of(target)
     flag = f" --config {shlex.quote(str(target))}" if how == "--config" else ""
     return UserUnit(name, _unit_path(name), target.resolve(), flag)
 
@@ -191,7 +206,7 @@ def reload_command(config: Path | None) -> str:
         return f"systemctl --user reload {USER_UNIT_NAME}"
     if os.path.realpath(config) == os.path.realpath(SYSTEM_CONFIG):
         return "systemctl reload pixcamd"
-    return f"systemctl --user reload {unit_name(Path(os.path.abspath(config)))}"
+    return f"systemctl --user reload {unit_of(Path(os.path.abspath(config)))}"
 
 
 def installed_units() -> list[str]:
@@ -226,18 +241,20 @@ def unit_in_the_way(unit: UserUnit, force: bool, keep: bool = False) -> None:
     this = os.path.realpath(unit.config) if unit.config is not None else _user_config()
     if runs is not None and runs != this:
         # e.g. an earlier pixcamd's one unit, which init --force pointed at a second config
-        own, again = unit_name(Path(runs)), "remove this unit and run this command again"
+        own = unit_name(Path(runs))
         if own != unit.name:
+            # in this order: while this unit runs that config, init keeps it as its unit
             how = (
-                f"to keep both, `pixcamd init --config {shlex.quote(runs)} --systemd-user "
-                f"--if-missing` gives that config a unit of its own ({own}); then "
-                f"`systemctl --user disable --now {unit.name}`, {again}"
+                f"to keep both, `systemctl --user disable --now {unit.name}` and remove this "
+                f"unit; then `pixcamd init --config {shlex.quote(runs)} --systemd-user "
+                f"--if-missing` gives that config a unit of its own ({own}: enable it as it "
+                "says), and run this command again"
             )
         else:  # two files of one name: the unit's name cannot tell them apart
             how = (
                 "a unit is named after its config's file: give this config a file name of its "
                 f"own (--config), or, where {runs} is no longer used, `systemctl --user disable "
-                f"--now {unit.name}`, {again}"
+                f"--now {unit.name}`, remove this unit and run this command again"
             )
         raise ConfigError(
             f"{unit.path}: this unit runs another config, {runs}: replacing it would stop that "
@@ -349,7 +366,7 @@ def init_config(
             raise ConfigError(f"{key}: {folder} exists and is not a folder")
     system = real == Path(os.path.realpath(SYSTEM_CONFIG))
     header = HEADER_SYSTEM if system else HEADER_NAMED if named else HEADER
-    unit = unit_name(target)  # the one `init --systemd-user` writes for this file
+    unit = unit_of(target)  # the one `init --systemd-user` writes, or keeps, for this file
     web = None if system else _web_of_its_own(real)  # a server's: no page (PrivateNetwork=)
     values = folders if web is None else {**folders, "web": web}
     text = render_example(values, tuple(line.replace("@UNIT@", unit) for line in header))
