@@ -124,6 +124,15 @@ def test_an_existing_config_is_never_replaced_without_force(home, capsys):
     code, out, _ = cli(capsys, "init", "--if-missing", "--inbox", str(home / "other"))
     assert code == 0 and "kept" in out
     assert path.read_text() == before and not (home / "other").exists()
+    assert f"kept your user config: {path} (already there; `pixcamd config check` shows" in out
+    # a config only --config finds: the command that shows it says so (without the flag, it
+    # showed the user config)
+    camera = home / "camera.toml"
+    assert cli(capsys, "init", "--config", str(camera), "--inbox", str(home / "cam"))[0] == 0
+    code, out, _ = cli(capsys, "init", "--config", str(camera), "--if-missing")
+    assert code == 0, out
+    kept = f"kept the config --config names: {camera} (already there; `pixcamd config check"
+    assert f"{kept} --config {camera}` shows it)" in out, out
     code, out, _ = cli(capsys, "init", "--force", "--inbox", str(home / "other"))
     assert code == 0 and out.startswith("replaced")
     assert load_config().inbox == home / "other"

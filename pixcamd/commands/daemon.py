@@ -130,7 +130,10 @@ def init_setup(args: argparse.Namespace) -> int:
     if args.if_missing and os.path.exists(path) and not path.is_file():
         raise PixcamdError(f"{path}: exists and is not a file")
     if args.if_missing and path.exists():
-        print(f"kept {how}: {path} (already there; pixcamd config check shows it)")
+        # the command that shows this file: a --config one only with the flag
+        flag = f" --config {shlex.quote(str(path))}" if how == "--config" else ""
+        which = how if how.startswith(("your", "the")) else f"the config {how} names"
+        print(f"kept {which}: {path} (already there; `pixcamd config check{flag}` shows it)")
     else:
         _report_init(init_config(args.config, args.inbox, args.outbox, args.force))
     if unit is not None:
