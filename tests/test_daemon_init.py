@@ -331,6 +331,15 @@ def test_a_config_an_earlier_pixcamd_gave_pixcamd_service_keeps_that_unit(home, 
     assert f"kept the user service: {unit}\n" in out
     assert "systemctl --user enable --now pixcamd\n" in out
     assert "journalctl --user -u pixcamd -f" in out
+    # one its ExecStart edited (pixcamd installed elsewhere since): the way to replace it stops
+    # it first — removed while it runs, camera.toml's unit came back as pixcamd-camera, whose
+    # start was refused on the state dir the old one still held
+    unit.write_text(before.decode().replace(" run --config ", " --verbose run --config "))
+    code, out, err = cli(capsys, *args, "--if-missing")
+    assert code == 0 and f"kept the user service: {unit}\n" in out
+    assert "to replace it, `systemctl --user disable --now pixcamd`, remove it" in err, err
+    code, _, err = cli(capsys, *args[:-1], "--systemd-user")
+    assert code == 2 and "`systemctl --user disable --now pixcamd`, remove this file" in err, err
     # --force writes the config and that unit again, and the config's header names it
     code, out, err = cli(capsys, *args, "--force")
     assert code == 0 and f"replaced the user service: {unit}\n" in out, err

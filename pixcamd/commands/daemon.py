@@ -141,9 +141,12 @@ def init_setup(args: argparse.Namespace) -> int:
             print(f"kept the user service: {unit.path}")
             with contextlib.suppress(OSError):  # unreadable: kept all the same, said above
                 if unit.path.read_text() != unit.text():  # an earlier pixcamd's, or edited
+                    # stopped first: removed, an earlier pixcamd's pixcamd.service for a
+                    # config elsewhere comes back as pixcamd-NAME, refused while it still runs
                     print(
                         "  it is not the unit this pixcamd writes (an earlier version's, or "
-                        "edited): to replace it, remove it and run this command again",
+                        f"edited): to replace it, `systemctl --user disable --now {unit.name}`, "
+                        "remove it and run this command again",
                         file=sys.stderr,
                     )
         else:

@@ -264,8 +264,8 @@ def unit_in_the_way(unit: UserUnit, force: bool, keep: bool = False) -> None:
         again = f"pixcamd init{unit.flag} --systemd-user"
         raise ConfigError(
             f"{unit.path}: a unit is already there. `{again} --force` replaces it and your "
-            f"config; to write a new unit and keep your config, remove this file and run "
-            f"`{again} --if-missing`"
+            f"config; to write a new unit and keep your config, `systemctl --user disable "
+            f"--now {unit.name}`, remove this file and run `{again} --if-missing`"
         )
 
 
