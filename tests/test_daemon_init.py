@@ -277,6 +277,22 @@ def test_a_second_inbox_gets_a_page_of_its_own(home, capsys):
     assert code == 0 and load_config().web == default and "page:" not in out
 
 
+def test_a_page_of_its_own_also_beside_a_config_that_does_not_validate_now(home, capsys):
+    """The phone's inbox on a drive not mounted while the camera's config is written: its
+    config does not validate then, and camera.toml got 127.0.0.1:8765 too — once the drive
+    was back, the daemon started second had no page."""
+    phone = home / "usb" / "phone"
+    assert cli(capsys, "init", "--inbox", str(phone))[0] == 0
+    phone.rmdir()  # unmounted
+    assert cli(capsys, "config", "check")[0] == 2
+    camera = home / "config" / "pixcamd" / "camera.toml"
+    args = ["--inbox", str(home / "camera"), "--outbox", str(home / "camera-out")]
+    code, out, err = cli(capsys, "init", "--config", str(camera), *args)
+    assert code == 0, err
+    assert load_config(camera).web == "127.0.0.1:8766"
+    assert "page:   http://127.0.0.1:8766/" in out
+
+
 def test_a_unit_that_runs_another_config_is_refused_even_with_force(home, capsys):
     """Two configs of one file name in two folders would share one unit name: the second is
     refused, naming the config the unit runs, with or without --force or --if-missing; and a

@@ -23,9 +23,9 @@ from pixcamd.daemon.config import (
     Config,
     ConfigError,
     config_home,
-    load_config,
     locate_config,
     parse_config,
+    read_toml,
     state_home,
     user_config_path,
 )
@@ -392,19 +392,25 @@ def _web_of_its_own(config: Path) -> str | None:
     inbox's page answered changed with the order they started in. None: the default."""
     others = {_user_config()} | {_runs(_unit_path(name)) for name in installed_units()}
     host, port = parse_web(KEYS["web"].default)
-    ports = set()
-    for other in others - {None, str(config)}:
-        try:
-            web = load_config(other).web
-        except (PixcamdError, OSError):  # not there, or no config: no page of its own
-            continue
-        if web:
-            ports.add(parse_web(web)[1])
+    ports = {_port_of(Path(other)) for other in others - {None, str(config)}}
     if port not in ports:
         return None
     while port in ports:
         port += 1
     return f"{host}:{port}"
+
+
+def _port_of(config: Path) -> int | None:
+    """The port of the config's page, read from its ``web`` alone: a config that does not
+    validate now — its inbox on a drive not mounted yet, a typo in another key — still has
+    that page when its daemon starts. None: not there, no page, or no port to tell."""
+    try:
+        web = read_toml(config.read_text(encoding="utf-8-sig"), config).get(
+            "web", KEYS["web"].default
+        )
+        return parse_web(web)[1] if isinstance(web, str) and web else None
+    except (PixcamdError, OSError, UnicodeDecodeError, ValueError):
+        return None
 
 
 def _write_atomically(target: Path, text: str, what: str) -> None:
