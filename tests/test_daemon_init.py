@@ -363,6 +363,26 @@ def test_a_config_an_earlier_pixcamd_gave_pixcamd_service_keeps_that_unit(home, 
     assert "`systemctl --user reload pixcamd`" in camera.read_text()
 
 
+def test_a_unit_written_by_hand_with_h_is_read_as_the_file_it_names(home, capsys):
+    """systemd/user/pixcamd.service copied by hand, its ExecStart's --config written with %h
+    (the home folder, as systemd reads it): that unit runs this config. It was taken for a
+    file named %h/… under the current folder — the user config's init refused as "runs
+    another config", a config elsewhere given a second unit."""
+    units = home / "config" / "systemd" / "user"
+    units.mkdir(parents=True)
+    example = (ROOT / "systemd" / "user" / "pixcamd.service").read_text()
+    unit = units / "pixcamd.service"
+    for config, args in [
+        ("%h/config/pixcamd/config.toml", []),  # the user config, named
+        ("%h/photos/camera.toml", ["--config", str(home / "photos" / "camera.toml")]),
+    ]:
+        unit.write_text(example.replace(" run\n", f" run --config {config}\n"))
+        code, out, err = cli(capsys, "init", *args, "--systemd-user", "--if-missing")
+        assert code == 0, err
+        assert f"kept the user service: {unit}\n" in out, out
+        assert [p.name for p in units.iterdir()] == ["pixcamd.service"]
+
+
 def test_a_unit_name_keeps_what_systemctl_takes_as_typed(home, capsys):
     """NAME is the file's name with anything but letters, digits and _ made a dash; a name
     with none of those gets the hash its state dir is named with."""

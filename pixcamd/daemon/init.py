@@ -279,8 +279,8 @@ def _runs(unit: Path) -> str | None:
     for line in text.splitlines():
         if line.startswith("ExecStart="):
             try:
-                words = shlex.split(line.removeprefix("ExecStart=").replace("%%", "%"))
-            except ValueError:
+                words = shlex.split(_specifiers(line.removeprefix("ExecStart=")))
+            except (ValueError, KeyError, PixcamdError):
                 return None
             for i, word in enumerate(words):
                 if word == "--config" and i + 1 < len(words):
@@ -289,6 +289,13 @@ def _runs(unit: Path) -> str | None:
                     return os.path.realpath(word.removeprefix("--config="))
             return _user_config()
     return None
+
+
+def _specifiers(command: str) -> str:
+    """``command`` with the systemd specifiers a hand-written user unit puts in a path
+    resolved: %h (--config %h/photos/camera.toml is that file), %E; KeyError for another."""
+    known = {"%": "%", "h": os.path.expanduser("~"), "E": str(config_home())}
+    return re.sub(r"%(.)", lambda found: known[found[1]], command)
 
 
 def install_user_unit(unit: UserUnit, force: bool = False) -> bool:
