@@ -128,7 +128,8 @@ def test_an_existing_config_is_never_replaced_without_force(home, capsys):
     # a config only --config finds: the command that shows it says so (without the flag, it
     # showed the user config)
     camera = home / "camera.toml"
-    assert cli(capsys, "init", "--config", str(camera), "--inbox", str(home / "cam"))[0] == 0
+    args = ["--inbox", str(home / "cam"), "--outbox", str(home / "cam-out")]
+    assert cli(capsys, "init", "--config", str(camera), *args)[0] == 0
     code, out, _ = cli(capsys, "init", "--config", str(camera), "--if-missing")
     assert code == 0, out
     kept = f"kept the config --config names: {camera} (already there; `pixcamd config check"
@@ -210,7 +211,8 @@ def test_init_installs_the_user_service_for_this_pixcamd(home, capsys):
     assert code == 0 and "# mine" not in unit.read_text()
     # a config the service cannot find by itself is named in the ExecStart of a unit of its own
     other = home / "elsewhere" / "pixcamd.toml"
-    code, _, _ = cli(capsys, "init", "--config", str(other), "--systemd-user", "--force")
+    args = ["--outbox", str(home / "elsewhere-out"), "--systemd-user", "--force"]
+    code, _, _ = cli(capsys, "init", "--config", str(other), *args)
     assert code == 0
     (exec_start,) = directives(unit.with_name("pixcamd-pixcamd.service").read_text())["ExecStart"]
     assert exec_start.endswith(f" run --config {other}")
@@ -291,6 +293,30 @@ def test_a_page_of_its_own_also_beside_a_config_that_does_not_validate_now(home,
     assert code == 0, err
     assert load_config(camera).web == "127.0.0.1:8766"
     assert "page:   http://127.0.0.1:8766/" in out
+
+
+def test_a_second_config_with_the_first_ones_outbox_is_refused_before_anything_is_written(
+    home, capsys
+):
+    """`init --config camera.toml --inbox ~/Sync/camera`, --outbox left out: the default, the
+    user config's outbox. It was written, and its unit installed, with `enable --now` to run:
+    that daemon was refused at every start, the phone's publishing there."""
+    assert cli(capsys, "init", "--systemd-user")[0] == 0
+    outbox = home / "Pictures" / "pixcamd-outbox"
+    camera = home / "config" / "pixcamd" / "camera.toml"
+    args = ["init", "--config", str(camera), "--inbox", str(home / "Sync" / "camera")]
+    code, out, err = cli(capsys, *args, "--systemd-user")
+    assert code == 2 and out == "", out
+    assert f"outbox: {outbox} is the outbox of {load_config().source} too" in err, err
+    assert "give this config an outbox of its own (--outbox DIR)" in err
+    units = home / "config" / "systemd" / "user"
+    assert not camera.exists() and not (home / "Sync").exists()
+    assert [p.name for p in units.iterdir()] == ["pixcamd.service"]
+    # spelt another way, the same folder; an outbox of its own is written
+    code, _, err = cli(capsys, *args, "--outbox", str(outbox / ".." / "pixcamd-outbox"))
+    assert code == 2 and "is the outbox of" in err, err
+    code, out, err = cli(capsys, *args, "--outbox", str(home / "Pictures" / "camera-out"))
+    assert code == 0 and load_config(camera).outbox == home / "Pictures" / "camera-out", err
 
 
 def test_a_unit_that_runs_another_config_is_refused_even_with_force(home, capsys):
@@ -377,7 +403,8 @@ def test_a_unit_written_by_hand_with_h_is_read_as_the_file_it_names(home, capsys
         ("%h/photos/camera.toml", ["--config", str(home / "photos" / "camera.toml")]),
     ]:
         unit.write_text(example.replace(" run\n", f" run --config {config}\n"))
-        code, out, err = cli(capsys, "init", *args, "--systemd-user", "--if-missing")
+        outbox = ["--outbox", str(home / "out" / config.rsplit("/", 1)[1])]
+        code, out, err = cli(capsys, "init", *args, *outbox, "--systemd-user", "--if-missing")
         assert code == 0, err
         assert f"kept the user service: {unit}\n" in out, out
         assert [p.name for p in units.iterdir()] == ["pixcamd.service"]
@@ -391,7 +418,8 @@ def test_a_unit_name_keeps_what_systemctl_takes_as_typed(home, capsys):
     units = home / "config" / "systemd" / "user"
     for name, want in [("Fotos Kamera.v2.toml", "pixcamd-Fotos-Kamera-v2"), ("写真.toml", None)]:
         config = home / "100%" / name
-        code, out, err = cli(capsys, "init", "--config", str(config), "--systemd-user")
+        args = ["--outbox", str(home / "out" / name), "--systemd-user"]
+        code, out, err = cli(capsys, "init", "--config", str(config), *args)
         assert code == 0, err
         if want is None:  # its state dir's pixcamd-写真-HASH: pixcamd-HASH
             state = load_config(config).state_dir

@@ -371,10 +371,12 @@ def init_config(
     for key, folder in folders.items():
         if os.path.exists(folder) and not os.path.isdir(folder):
             raise ConfigError(f"{key}: {folder} exists and is not a folder")
+    others = {other: _read_raw(other) for other in _other_configs(real)}
+    _outbox_of_its_own(folders["outbox"], others)
     system = real == Path(os.path.realpath(SYSTEM_CONFIG))
     header = HEADER_SYSTEM if system else HEADER_NAMED if named else HEADER
     unit = unit_of(target)  # the one `init --systemd-user` writes, or keeps, for this file
-    web = None if system else _web_of_its_own(real)  # a server's: no page (PrivateNetwork=)
+    web = None if system else _web_of_its_own(others)  # a server's: no page (PrivateNetwork=)
     values = folders if web is None else {**folders, "web": web}
     text = render_example(values, tuple(line.replace("@UNIT@", unit) for line in header))
     created: list[Path] = []
@@ -392,32 +394,59 @@ def init_config(
     return Initialized(target, how, config, created, replaced, named, system)
 
 
-def _web_of_its_own(config: Path) -> str | None:
-    """The page's address for a config where another config here — the user config, or one a
-    pixcamd user unit runs — has the default port: the next port none of them has. Two
-    daemons on one port: the one started second had no page (a warning in its log), and which
-    inbox's page answered changed with the order they started in. None: the default."""
+def _other_configs(config: Path) -> set[Path]:
+    """The other configs whose daemons run here: the user config and those pixcamd user units
+    run (``config``, a real path, left out)."""
     others = {_user_config()} | {_runs(_unit_path(name)) for name in installed_units()}
+    return {Path(other) for other in others - {None, str(config)}}
+
+
+def _read_raw(config: Path) -> dict:
+    """The config's keys as written, unchecked: one that does not validate now — its inbox on
+    a drive not mounted yet, a typo in another key — still has them when its daemon starts.
+    Empty where it is not there or not TOML."""
+    try:
+        return read_toml(config.read_text(encoding="utf-8-sig"), config)
+    except (PixcamdError, OSError, UnicodeDecodeError):
+        return {}
+
+
+def _outbox_of_its_own(outbox: str, others: dict[Path, dict]) -> None:
+    """Refuse the outbox of another config here (``init --config camera.toml`` without
+    --outbox: the default, the user config's): its daemon would be refused at every start,
+    another one publishing there."""
+    for other, raw in others.items():
+        value = raw.get("outbox")
+        if not isinstance(value, str) or not value:  # none, or not a path: its start says so
+            continue
+        try:  # relative to its file's folder, as the config reads it
+            theirs = other.parent / expand_home(value, "outbox")
+        except PixcamdError:
+            continue
+        if os.path.realpath(theirs) == os.path.realpath(outbox):
+            raise ConfigError(
+                f"outbox: {outbox} is the outbox of {other} too: the daemon started second "
+                "would be refused (both would ship a copy of every photo); give this config "
+                "an outbox of its own (--outbox DIR)"
+            )
+
+
+def _web_of_its_own(others: dict[Path, dict]) -> str | None:
+    """The page's address for a config where another config here (``_other_configs``, as
+    written) has the default port: the next port none of them has. Two daemons on one port:
+    the one started second had no page (a warning in its log), and which inbox's page
+    answered changed with the order they started in. None: the default."""
     host, port = parse_web(KEYS["web"].default)
-    ports = {_port_of(Path(other)) for other in others - {None, str(config)}}
+    ports = set()
+    for raw in others.values():
+        web = raw.get("web", KEYS["web"].default)
+        with contextlib.suppress(ValueError):
+            ports.add(parse_web(web)[1] if isinstance(web, str) and web else None)
     if port not in ports:
         return None
     while port in ports:
         port += 1
     return f"{host}:{port}"
-
-
-def _port_of(config: Path) -> int | None:
-    """The port of the config's page, read from its ``web`` alone: a config that does not
-    validate now — its inbox on a drive not mounted yet, a typo in another key — still has
-    that page when its daemon starts. None: not there, no page, or no port to tell."""
-    try:
-        web = read_toml(config.read_text(encoding="utf-8-sig"), config).get(
-            "web", KEYS["web"].default
-        )
-        return parse_web(web)[1] if isinstance(web, str) and web else None
-    except (PixcamdError, OSError, UnicodeDecodeError, ValueError):
-        return None
 
 
 def _write_atomically(target: Path, text: str, what: str) -> None:
