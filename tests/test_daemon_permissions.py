@@ -41,6 +41,15 @@ def stopped(process: subprocess.Popen) -> str:
     return out
 
 
+def refused_in_words(config, folder, words: str) -> None:
+    """`config check` and `run`, as a user without root's file rights, refuse ``folder`` in the
+    same words, naming it and the user (as docs/daemon.md has it)."""
+    for command in (("config", "check"), ("run",)):
+        process = pixcamd_process(config.source, command=command, drop_root=True)
+        out, _ = process.communicate(timeout=120)
+        assert process.returncode == 2 and f"{folder}: the user " in out and words in out, out
+
+
 def test_an_inbox_or_outbox_this_user_cannot_use_refuses_the_start_in_words(tmp_path):
     config = make_config(tmp_path)
     config.outbox.mkdir()
@@ -50,12 +59,7 @@ def test_an_inbox_or_outbox_this_user_cannot_use_refuses_the_start_in_words(tmp_
     ):
         os.chmod(folder, mode)
         try:
-            check = pixcamd_process(config.source, command=("config", "check"), drop_root=True)
-            out, _ = check.communicate(timeout=120)
-            assert check.returncode == 2 and f"{folder}: the user " in out and words in out, out
-            run = pixcamd_process(config.source, drop_root=True)
-            out, _ = run.communicate(timeout=120)
-            assert run.returncode == 2 and words in out, out
+            refused_in_words(config, folder, words)
         finally:
             os.chmod(folder, 0o755)
         (refused,) = [e for e in events(config) if e["event"] == "start_refused"][-1:]
@@ -75,14 +79,9 @@ def test_a_state_dir_this_user_cannot_write_is_refused_by_config_check_as_by_run
         folder.mkdir()
         os.chmod(folder, 0o555)
         try:
-            check = pixcamd_process(config.source, command=("config", "check"), drop_root=True)
-            out, _ = check.communicate(timeout=120)
-            assert check.returncode == 2 and f"{folder}: the user " in out and words in out, out
-            # and `run` says the same, as docs/daemon.md has it: it said "Permission denied:
-            # '…/state/daemon.lock'" or "…: '…/held/.pixcamd-probe-…'", naming no user
-            run = pixcamd_process(config.source, drop_root=True)
-            out, _ = run.communicate(timeout=120)
-            assert run.returncode == 2 and f"{folder}: the user " in out and words in out, out
+            # `run` said "Permission denied: '…/state/daemon.lock'" or "…: '…/held/.pixcamd-
+            # probe-…'", naming no user
+            refused_in_words(config, folder, words)
         finally:
             os.chmod(folder, 0o755)
             folder.rmdir()
