@@ -148,6 +148,14 @@ def _resize(resize) -> dict:
 
 
 def _quality(quality) -> dict:
+    if isinstance(quality, str) and quality.strip().isdigit():  # quality = "80": text in quotes
+        unquoted = int(quality.strip())
+        if not 1 <= unquoted <= 100:
+            raise PipelineError(
+                f"{quality!r} in quotes is text, and without them {unquoted} is out of range: "
+                "give a whole number 1–100"
+            )
+        raise PipelineError(f"{quality!r} in quotes is text: write quality = {unquoted}")
     if isinstance(quality, bool) or not isinstance(quality, int):
         raise PipelineError(
             f"expected a whole number 1–100, got {quality!r} ({type(quality).__name__})"
@@ -170,6 +178,10 @@ def _text(key: str):
 
 
 def _crop_after_resize(after) -> dict:
+    if isinstance(after, str) and after.strip().lower() in ("true", "false"):
+        raise PipelineError(
+            f"{after!r} in quotes is text: write crop_after_resize = {after.strip().lower()}"
+        )
     if not isinstance(after, bool):
         raise PipelineError(f"expected true or false, got {after!r}")
     return {"crop_after_resize": after}

@@ -529,8 +529,21 @@ BAD_PIPELINES = [
         "pipelines.myblog.subsampling: chroma subsampling 4:4:4 with WebP",
     ),
     (
-        MYBLOG.replace("quality = 80", 'quality = "80"'),
-        "pipelines.myblog.quality: expected a whole number 1–100, got '80' (str)",
+        MYBLOG.replace("quality = 80", 'quality = "80"'),  # the top's keys get this hint too
+        "pipelines.myblog.quality: '80' in quotes is text: write quality = 80",
+    ),
+    (
+        MYBLOG.replace("quality = 80", 'quality = "120"'),
+        "pipelines.myblog.quality: '120' in quotes is text, and without them 120 is out of range",
+    ),
+    (
+        MYBLOG + 'crop = "1:1"\ncrop_after_resize = "true"\n',
+        "pipelines.myblog.crop_after_resize: 'true' in quotes is text: write "
+        "crop_after_resize = true",
+    ),
+    (
+        MYBLOG.replace("quality = 80", 'quality = "eighty"'),
+        "pipelines.myblog.quality: expected a whole number 1–100, got 'eighty' (str)",
     ),
     (
         MYBLOG.replace("quality = 80", "quality = 70.5"),
