@@ -440,8 +440,9 @@ def _web_of_its_own(others: dict[Path, dict]) -> str | None:
     ports = set()
     for raw in others.values():
         web = raw.get("web", KEYS["web"].default)
-        with contextlib.suppress(ValueError):
-            ports.add(parse_web(web)[1] if isinstance(web, str) and web else None)
+        if isinstance(web, str) and web:  # "": that config's page is off
+            with contextlib.suppress(ValueError):
+                ports.add(parse_web(web)[1])
     if port not in ports:
         return None
     while port in ports:
