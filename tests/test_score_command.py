@@ -405,6 +405,17 @@ def test_a_name_no_config_table_has_is_refused_naming_the_file(home, capsys):
         main([*args, "--platforms", "myblog"])
     assert exc.value.code == 2
     assert "pipelines.myblog.quality: 170 is out of range" in capsys.readouterr().err
+    # the top's platforms written below the table: said where it goes, as `config check` does
+    config.write_text(
+        '[pipelines.myblog]\nresize = "long 320"\nquality = 70\nplatforms = ["myblog"]\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(SystemExit) as exc:
+        main([*args, "--platforms", "myblog"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "platforms: written on line 4, below [pipelines.myblog]" in err, err
+    assert "move it to the top of the file, above line 1" in err and "unknown key" not in err
 
 
 def test_a_config_named_is_always_read_and_its_platforms_are_the_default(home, capsys):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pixcamd.daemon import values as read
 from pixcamd.daemon.config import ConfigError, locate_config, read_config_text, read_toml
+from pixcamd.daemon.config_hints import misplaced
 from pixcamd.daemon.schema import KEYS
 from pixcamd.platform_specs import from_table
 from pixcamd.platforms import Pipeline
@@ -34,8 +35,10 @@ def config_pipelines(
     where, how = locate_config(path)
     if optional and how.endswith("(not created yet)"):
         return None
-    raw = read_toml(read_config_text(where, how), where)
-    problems = []
+    text = read_config_text(where, how)
+    # `platforms` written below a [pipelines.NAME] is that table's to TOML: said where it goes
+    raw, placed, _ = misplaced(read_toml(text, where), text)
+    problems = [p for p in placed if p.partition(":")[0] in ("pipelines", "platforms")]
     try:
         tables = read.pipelines(raw.get("pipelines", {}))
     except ValueError as exc:
