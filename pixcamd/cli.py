@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -211,6 +213,15 @@ def _seed(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r}: give a whole number 0–2³¹") from None
 
 
+def _copy_name(text: str) -> Path:
+    if text.endswith(("/", os.sep)) and not os.path.isdir(text):  # one there: protect says it
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is a folder (the / at its end): to write the copy into it, use "
+            f"--outdir {shlex.quote(text)}"
+        )
+    return Path(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pixcamd",
@@ -274,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument(
         "-o",
         "--output",
-        type=Path,
+        type=_copy_name,
         metavar="OUT",
         help="the protected copy of one photo (a JPEG: name it .jpg or .jpeg)",
     )

@@ -123,6 +123,13 @@ def test_refuses_ambiguous_outputs_before_doing_any_work(tmp_path, photo, capsys
     assert main(["protect", str(twin), "-o", str(spaced), *FAST]) == 2
     err = capsys.readouterr().err
     assert f"use --outdir '{spaced}'" in err, err
+    new = tmp_path / "new-outbox"  # a folder not made yet, said as one by its trailing /
+    with pytest.raises(SystemExit) as exc:
+        main(["protect", str(twin), "-o", f"{new}/", *FAST])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"'{new}/' is a folder (the / at its end): to write the copy into it, use " in err
+    assert f"--outdir {new}" in err and "name it .jpg" not in err and not new.exists()
 
 
 def test_an_output_that_cannot_be_written_is_said_before_any_work(tmp_path, photo, capsys):
