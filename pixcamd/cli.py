@@ -237,7 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
         "then its JPEG (the task pipeline: JPEG-90 of the full photo, as the MediaEval 2020 "
         "Pixel Privacy task did).",
     )
-    score.add_argument("files", nargs="+", metavar="FILE", help="photos to score")
+    score.add_argument(
+        "files",
+        nargs="+",
+        metavar="IN",
+        help="photos, or folders (walked recursively, as protect walks them)",
+    )
     score.add_argument(
         "--model",
         type=str.lower,  # KonCept512 as koncept512, like --platforms and --views

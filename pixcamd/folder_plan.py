@@ -108,6 +108,28 @@ def plan_sources(
     return plan
 
 
+def plan_notes(plan: Plan, verb: str = "protect", done: str = "protected") -> list[str]:
+    """What the walk left alone, in words — each photo hidden by its name named, the rest
+    counted, never unseen (``verb``: what naming one on its own does)."""
+    notes = [
+        f"{path}: left alone for its name (a folder's hidden files and sync tools' temp names "
+        f"are passed over): rename it, or name it on its own, to {verb} it"
+        for path in plan.hidden
+    ]
+    if plan.passed_over:  # `@eaDir` sits in every folder of a Synology share
+        named = ", ".join(str(p) for p in plan.passed_over[:5])
+        more = f" and {len(plan.passed_over) - 5} more" if len(plan.passed_over) > 5 else ""
+        notes.append(
+            f"{len(plan.passed_over)} folders passed over for their names (hidden, or sync "
+            f"tools' own): {named}{more}; name one on its own to {verb} what is in it"
+        )
+    if plan.left_alone:
+        notes.append(f"{plan.left_alone} other files left alone (not photos, or ignored names)")
+    if plan.repeated:
+        notes.append(f"{plan.repeated} photos given more than once: each is {done} once")
+    return notes
+
+
 def _no_broken_link(outdir: Path) -> None:
     if outdir.is_symlink() and not outdir.exists():
         raise PixcamdError(

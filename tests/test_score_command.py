@@ -157,6 +157,37 @@ def test_bad_files_get_clear_errors_and_the_rest_is_still_scored(tmp_path, capsy
     assert "4 of 5 files could not be scored" in err
 
 
+def test_a_folder_is_walked_as_protect_walks_one_and_nothing_in_it_goes_unsaid(tmp_path, capsys):
+    album = tmp_path / "downloaded"  # an album downloaded back from a platform
+    (album / "day 2" / ".thumbnails").mkdir(parents=True)
+    textured(640, 480).save(album / "a.jpg")
+    textured(480, 640, 1).save(album / "day 2" / "b.png")
+    (album / "day 2" / "c.jpg").write_bytes((album / "a.jpg").read_bytes()[:1500])  # cut
+    textured(320, 240).save(album / "day 2" / ".thumbnails" / "a.jpg")
+    textured(320, 240).save(album / ".a.jpg")
+    (album / "index.html").write_text("<html></html>")
+    empty = tmp_path / "nothing here"
+    empty.mkdir()
+    single = tmp_path / "single.jpg"
+    textured(640, 480, 2).save(single)
+    args = ["--model", "brisque", "--platforms", "task", "--views", "center"]
+    code, results, err = run_json(capsys, single, album, empty, *args)
+    assert code == 1  # the cut one
+    found = album.resolve()
+    assert [r["path"] for r in results] == [
+        str(single), str(found / "a.jpg"), str(found / "day 2" / "b.png"),
+        str(found / "day 2" / "c.jpg"),
+    ]  # fmt: skip
+    assert [("error" in r) for r in results] == [False, False, False, True]
+    assert (results[2]["width"], results[2]["height"]) == (480, 640)
+    assert "truncated" in results[3]["error"], results[3]
+    assert f"{found / '.a.jpg'}: left alone for its name" in err and "to score it" in err
+    assert f"1 folders passed over for their names (hidden, or sync tools' own): {found}" in err
+    assert "1 other files left alone (not photos, or ignored names)" in err
+    assert f"{empty}: no photo in it to score" in err
+    assert "1 of 4 files could not be scored" in err
+
+
 def test_auto_falls_back_to_brisque_and_says_so(tmp_path, capsys):
     path = tmp_path / "photo.jpg"
     textured(640, 480).save(path)

@@ -105,6 +105,7 @@ def _protect(args, inputs: list[Path], strength: float, plan) -> int:
     from pixcamd.commands.progress import RunProgress
     from pixcamd.daemon.settings import settings_fingerprint, settings_key
     from pixcamd.executors import JobOptions
+    from pixcamd.folder_plan import plan_notes
     from pixcamd.folders import STATE_DIR, FolderRun, Interrupted
     from pixcamd.models import load_model
     from pixcamd.settings import make_settings
@@ -141,22 +142,8 @@ def _protect(args, inputs: list[Path], strength: float, plan) -> int:
         return _one(inputs[0], args.output, models, options, show)
     for path, why in plan.refused:
         show.refused(str(path), why)
-    for path in plan.hidden:  # a photo's name the ignore rules hide: named, never unseen
-        show.say(
-            f"{path}: left alone for its name (a folder's hidden files and sync tools' temp "
-            "names are passed over): rename it, or name it on its own, to protect it"
-        )
-    if plan.passed_over:  # counted and named, never unseen: `@eaDir` sits in every folder
-        named = ", ".join(str(p) for p in plan.passed_over[:5])
-        more = f" and {len(plan.passed_over) - 5} more" if len(plan.passed_over) > 5 else ""
-        show.say(
-            f"{len(plan.passed_over)} folders passed over for their names (hidden, or sync "
-            f"tools' own): {named}{more}; name one on its own to protect what is in it"
-        )
-    if plan.left_alone:
-        show.say(f"{plan.left_alone} other files left alone (not photos, or ignored names)")
-    if plan.repeated:
-        show.say(f"{plan.repeated} photos given more than once: each is protected once")
+    for line in plan_notes(plan):
+        show.say(line)
     executor = _executor(args, models, options, show)
     label = "+".join(m.name for m in models)
     folder_run = FolderRun(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pixcamd.commands.progress import display
@@ -20,13 +21,18 @@ def run(args) -> int:
     from pixcamd.models import load_model
     from pixcamd.scoring import score_file
 
+    photos, notes = photos_to_score(args.files)  # before the model: said at once
     model = load_model(args.model, args.weights, args.device)
     announce_model(model, args.model)
+    for line in notes:
+        print(display(line), file=sys.stderr)
     pipelines = args.platforms
     results: list[dict] = []
     failures = 0
-    for path in args.files:
+    for path, refused in photos:
         try:
+            if refused:
+                raise PixcamdError(f"{path}: {refused}")
             scored = score_file(path, model, args.views, pipelines)
         except PixcamdError as exc:
             failures += 1
@@ -43,8 +49,30 @@ def run(args) -> int:
         json.dump(results, sys.stdout, indent=2)
         sys.stdout.write("\n")
     if failures:
-        print(f"{failures} of {len(args.files)} files could not be scored", file=sys.stderr)
+        print(f"{failures} of {len(photos)} files could not be scored", file=sys.stderr)
     return 1 if failures else 0
+
+
+def photos_to_score(given: list[str]) -> tuple[list[tuple[str, str]], list[str]]:
+    """The photos ``given`` names, in its order, each with why it is refused ("" if not): a
+    file as it is (``score_file`` says what is wrong with anything but a photo), a folder
+    walked as ``protect`` walks one; and what the walks left alone, in words, never unseen."""
+    from pixcamd.folder_plan import plan_notes, plan_sources
+
+    photos: list[tuple[str, str]] = []
+    notes: list[str] = []
+    for name in given:
+        if not Path(name).is_dir():
+            photos.append((name, ""))
+            continue
+        plan = plan_sources([Path(name)])
+        found = [(str(source.path), "") for source in plan.sources]
+        found += [(str(path), why) for path, why in plan.refused]
+        photos += sorted(found)  # the folder's order, its refused files among its photos
+        notes += plan_notes(plan, "score", "scored")
+        if not found:
+            notes.append(f"{name}: no photo in it to score")
+    return photos, notes
 
 
 def announce_model(model, asked: str) -> None:
