@@ -8,6 +8,7 @@ own as ``DIR/NAME.jpg``). ``pixcamd.folders`` runs the plan.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
@@ -128,6 +129,20 @@ def plan_notes(plan: Plan, verb: str = "protect", done: str = "protected") -> li
     if plan.repeated:
         notes.append(f"{plan.repeated} photos given more than once: each is {done} once")
     return notes
+
+
+def count_photos(
+    folder: Path, extensions: Iterable[str], ignore: Iterable[str], budget: float = 2.0
+) -> tuple[int, bool]:
+    """The photos the daemon's rules find under ``folder``: (how many, whether all were
+    counted) — a library on a slow disk is counted for ``budget`` seconds, then said as "more
+    than"."""
+    deadline, photos = time.monotonic() + budget, 0
+    for _, reason in _walk(Rules(folder, ignore, extensions)):
+        photos += not reason
+        if time.monotonic() > deadline:
+            return photos, False
+    return photos, True
 
 
 def _no_broken_link(outdir: Path) -> None:

@@ -57,6 +57,28 @@ def test_init_writes_the_documented_config_and_the_folders(home, capsys):
     assert leftovers == []  # no temporary file left by the atomic write
 
 
+def test_init_on_a_folder_with_photos_says_the_first_start_takes_them_all(home, capsys):
+    phone = home / "Sync" / "Camera"  # a phone's sync folder: its whole history is there
+    (phone / "2019" / ".trashed").mkdir(parents=True)
+    for i in range(3):
+        noise_photo(phone / "2019" / f"IMG_{i}.jpg", i)
+    noise_photo(phone / "2019" / ".trashed" / "IMG_9.jpg", 9)  # ignored: not counted
+    (phone / "2019" / "IMG_0.mp4").write_bytes(b"not a photo")
+    outbox = home / "share"
+    code, out, _ = cli(capsys, "init", "--inbox", str(phone), "--outbox", str(outbox))
+    assert code == 0
+    assert "3 photos there already: the first start protects every one, today's first" in out
+    # a folder init made is empty; a record already there knows its photos: nothing said
+    other = home / "config" / "pixcamd" / "camera.toml"
+    args = ["--config", str(other), "--outbox", str(home / "out2")]
+    code, out, _ = cli(capsys, "init", *args, "--inbox", str(home / "new"))
+    assert code == 0 and "there already" not in out
+    (home / "state" / "pixcamd").mkdir(parents=True, exist_ok=True)
+    (home / "state" / "pixcamd" / "ledger.sqlite3").write_bytes(b"")
+    code, out, _ = cli(capsys, "init", "--force", "--inbox", str(phone), "--outbox", str(outbox))
+    assert code == 0 and "there already" not in out, out
+
+
 def test_every_command_finds_it_and_says_which_one(home, capsys, monkeypatch):
     assert cli(capsys, "init", "--inbox", str(home / "in"), "--outbox", "~/out")[0] == 0
     code, out, err = cli(capsys, "config", "check")

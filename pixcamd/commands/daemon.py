@@ -171,8 +171,20 @@ def _report_init(done) -> None:
     flag = f" --config {shlex.quote(str(done.path))}" if done.named else ""
     lines += [
         f"inbox:  {config.inbox}  (photos synced or dropped here get protected)",
-        f"outbox: {config.outbox}  (protected copies appear here, ready to share)",
     ]
+    # a folder that was there, and no record yet: a sync folder's whole history or a library
+    # is taken at the first start, said before it starts rather than found out from the queue
+    if config.inbox not in done.created and not config.ledger_path.exists():
+        from pixcamd.folder_plan import count_photos
+
+        found, whole = count_photos(config.inbox, config.extensions, config.ignore)
+        if found:
+            count = f"{found:,} photo{'s' if found > 1 else ''}" + ("" if whole else " or more")
+            lines.append(
+                f"        {count} there already: the first start protects every one, today's "
+                "first (`pixcamd status` says how long its queue takes)"
+            )
+    lines.append(f"outbox: {config.outbox}  (protected copies appear here, ready to share)")
     from pixcamd.daemon.schema import KEYS
 
     if config.web and config.web != KEYS["web"].default:  # init chose it: said, not found out
