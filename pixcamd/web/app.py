@@ -13,6 +13,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -84,6 +85,12 @@ class Web:
 
     def html(self, name: str, status: int = 200, **context) -> HTMLResponse:
         return HTMLResponse(self.env.get_template(name).render(**context), status)
+
+    def error(self, status: int, message: str) -> HTMLResponse:
+        """An error page: its title and heading say what kind ("not found"), so a tab or a
+        screen reader's list of pages tells it from the page it was after."""
+        heading = HTTPStatus(status).phrase.lower()
+        return self.html("error.html", status, heading=heading, message=message)
 
     def row(self, request: Request) -> Row:
         ident = request.path_params["id"]
@@ -162,17 +169,15 @@ def create_app(
         name = request.query_params.get("name", "").strip()
         number = _ascii_int(page) or 0
         if verdict not in pages.FILTERS or not 1 <= number <= MAX_PAGE:
-            return web.html(
-                "error.html",
+            return web.error(
                 400,
-                message=f"unknown filter: choose verdict from {', '.join(pages.FILTERS)} "
+                f"unknown filter: choose verdict from {', '.join(pages.FILTERS)} "
                 f"and a page number from 1 to {MAX_PAGE}",
             )
         if len(name) > MAX_NAME or not name.isprintable():
-            return web.html(
-                "error.html",
+            return web.error(
                 400,
-                message=f"a name to look for is at most {MAX_NAME} printable characters",
+                f"a name to look for is at most {MAX_NAME} printable characters",
             )
         states = pages.FILTERS[verdict][1]
         offset = (number - 1) * PAGE_SIZE
@@ -206,7 +211,7 @@ def create_app(
         if "text/html" not in request.headers.get("accept", ""):
             return Response("not found\n", 404, media_type="text/plain")
         message = str(exc) if isinstance(exc, _NotFound) else "No such page."
-        return web.html("error.html", 404, message=message)
+        return web.error(404, message)
 
     def original(request: Request) -> Response:
         row = web.row(request)
