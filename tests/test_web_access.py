@@ -122,3 +122,36 @@ def test_each_navigation_is_named(world):
     for which, doc in pages_of(world).items():
         navs = [n.attrs.get("aria-label") for n in doc.find("nav")]
         assert all(navs) and len(set(navs)) == len(navs), (which, navs)
+
+
+def test_every_picture_says_which_photo_and_which_picture_it_is(world):
+    docs = pages_of(world)
+    alts = {which: [i.attrs.get("alt") for i in docs[which].find("img")] for which in docs}
+    # the held-back photo's kept copy is NOT protected: neither its words nor its caption say so
+    assert alts["held"] == [
+        "held.jpg, original",
+        "held.jpg, copy, NOT protected (held back)",
+        "held.jpg, original at 100 %",
+        "held.jpg, copy, NOT protected at 100 %",
+        "held.jpg, difference between the original and the copy, NOT protected, amplified 16 times",
+    ]
+    captions = [c.text() for c in docs["held"].find("figcaption")]
+    assert captions == ["Original", "Copy, NOT protected (held back)"]
+    assert alts["shipped"][:2] == ["noise.jpg, original", "noise.jpg, protected copy"]
+    assert alts["failed"][0].startswith("bad.jpg, original: it cannot be shown")
+    # a thumbnail's link is named by the photo's name beside it
+    links = [a for a in docs["photos"].find("a") if a.find("img")]
+    assert sorted(name(a, docs["photos"]) for a in links) == ["bad.jpg", "held.jpg", "noise.jpg"]
+
+
+def test_every_control_and_region_to_tab_to_has_a_name(world):
+    for which, doc in pages_of(world).items():
+        for node in doc.walk():
+            control = node.tag in ("button", "input", "progress", "select", "textarea", "a")
+            if node.attrs.get("type") == "hidden" or not (control or "tabindex" in node.attrs):
+                continue
+            assert name(node, doc), (which, node.tag, node.attrs)
+            if node.tag not in ("button", "input", "a"):  # a region: a landmark's role too
+                assert node.attrs.get("role") or node.tag == "progress", (which, node.attrs)
+    zoom = [n for n in pages_of(world)["held"].walk() if n.attrs.get("class") == "viewport"]
+    assert [n.attrs.get("tabindex") for n in zoom] == ["0", "0"]  # the arrow keys pan them
