@@ -5,6 +5,7 @@ landmark named, and no state told by colour alone."""
 from __future__ import annotations
 
 import itertools
+import time
 from html.parser import HTMLParser
 
 from test_daemon_support import no_leaked_threads  # noqa: F401
@@ -155,3 +156,19 @@ def test_every_control_and_region_to_tab_to_has_a_name(world):
                 assert node.attrs.get("role") or node.tag == "progress", (which, node.attrs)
     zoom = [n for n in pages_of(world)["held"].walk() if n.attrs.get("class") == "viewport"]
     assert [n.attrs.get("tabindex") for n in zoom] == ["0", "0"]  # the arrow keys pan them
+
+
+def test_a_judgement_or_a_warning_is_said_in_words_not_in_colour_alone(world):
+    from pixcamd.daemon.ledger import Ledger
+
+    ledger = Ledger(world.ledger_path)
+    ledger.add_event(time.time() + 1, "warning", "web", None, {"message": "no web page"})
+    ledger.close()
+    docs = pages_of(world)
+    judged = [td for td in docs["held"].find("td") if td.attrs.get("class") in ("low", "good")]
+    assert judged  # the held photo is judged good quality, before and after
+    for td in judged:
+        assert td.text().split()[-1] == td.attrs["class"], td.text()
+    lines = [(li.attrs["class"], li.text()) for li in docs["dashboard"].find("li")]
+    assert any(k == "level-warning" and "WARNING web" in t and "no web page" in t for k, t in lines)
+    assert all(("INFO" in t) is False for k, t in lines if k == "level-info")

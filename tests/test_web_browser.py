@@ -98,7 +98,9 @@ def test_a_person_sees_the_dashboard_and_a_photo_and_can_retry(world, browser, t
         assert browser.find_element(By.ID, "verdict").text == "NOT protected, held back"
         cells = browser.find_elements(By.CSS_SELECTOR, "#scores tbody tr td")
         assert [c.text for c in cells[:3]] == ["brisque", "task", "center"]
-        assert float(cells[3].text) < 60 and float(cells[4].text) < 60  # good quality, still
+        before, after = cells[3].text.split(), cells[4].text.split()
+        assert float(before[0]) < 60 and float(after[0]) < 60  # good quality, still
+        assert before[1] == after[1] == "good"  # in words, not in colour alone
         # the two 100 % viewports move together (a 640×480 photo in 420-px-high viewports)
         browser.execute_script("document.getElementById('zoom-original').scrollTop = 40")
         where = "return document.getElementById(arguments[0]).scrollTop"

@@ -75,7 +75,9 @@
     for (const e of [...s.events].reverse()) {
       const li = document.createElement("li");
       li.className = "level-" + e.level;
-      const line = `${e.event} ${e.path || ""}${e.message ? ": " + e.message : ""}`;
+      // a warning's level in words as the log writes it, not in red alone
+      const level = e.level === "info" ? "" : e.level.toUpperCase() + " ";
+      const line = `${level}${e.event} ${e.path || ""}${e.message ? ": " + e.message : ""}`;
       li.textContent = `${when(e.ts)} ${printable(line)}`;
       events.append(li);
     }
