@@ -130,3 +130,54 @@ def test_the_dashboard_says_when_it_cannot_reach_pixcamd(world, browser):
     wait.until(lambda d: d.find_element(By.ID, "daemon").text == "unreachable")
     assert browser.find_element(By.ID, "pid").text == ""
     assert "cannot reach pixcamd" in browser.find_element(By.ID, "updated").text
+    assert said(browser).startswith("daemon unreachable")  # to a screen reader too
+
+
+def said(driver) -> str:
+    """What the dashboard's polite live region holds: what a screen reader says of a change."""
+    from selenium.webdriver.common.by import By
+
+    region = driver.find_element(By.CSS_SELECTOR, "[role=status]")
+    return region.get_attribute("textContent")
+
+
+def test_a_keyboard_keeps_its_place_and_a_screen_reader_hears_what_changed(world, browser):
+    """A counts link that has the focus keeps it while the dashboard updates itself; the
+    ledger becoming unreadable is shown and said through the live region, once."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 60)
+    updated = lambda d: d.find_element(By.ID, "updated").text  # noqa: E731
+    with serving(world) as server:
+        browser.get(server.url)
+        wait.until(lambda d: updated(d).startswith("Last update"))
+        assert "Updates by itself" in browser.find_element(By.ID, "how").text
+        assert said(browser) == ""  # nothing changed since the page was made
+        body = browser.find_element(By.TAG_NAME, "body")
+        for _ in range(40):  # Tab from the top to the first count
+            body = browser.switch_to.active_element
+            if body.get_attribute("href") and "verdict=" in body.get_attribute("href"):
+                break
+            body.send_keys(Keys.TAB)
+        focused = browser.switch_to.active_element
+        assert focused.text.startswith("queued "), focused.text
+        for _ in range(2):  # two updates later: still there
+            last = updated(browser)
+            wait.until(lambda d, last=last: updated(d) != last)
+        assert browser.switch_to.active_element == focused
+        assert focused.text.startswith("queued ")
+
+        ledger = world.ledger_path
+        ledger.rename(ledger.with_name("elsewhere"))
+        try:
+            wait.until(lambda d: d.find_element(By.ID, "problem").is_displayed())
+            assert "no ledger at" in browser.find_element(By.ID, "problem").text
+            assert said(browser).startswith("no ledger at")
+        finally:
+            ledger.with_name("elsewhere").rename(ledger)
+        wait.until(lambda d: not d.find_element(By.ID, "problem").is_displayed())
+        assert said(browser) == "daemon stopped. idle"
+        browser.switch_to.active_element.send_keys(Keys.ENTER)
+        wait.until(lambda d: "verdict=queued" in d.current_url)

@@ -23,10 +23,21 @@
   });
   const text = (id, value) => { const el = $(id); if (el) el.textContent = value; };
 
+  // what a screen reader hears when it changes (the live region #said): not the whole
+  // dashboard every 2 s, and not what the page said when it was loaded
+  const summary = () => [$("problem").hidden ? "" : $("problem").textContent,
+    "daemon " + $("daemon").textContent,
+    ...[...$("current").children].map((p) => p.textContent)].filter(Boolean).join(". ");
+  let said = summary();
+  const announce = () => {
+    const now = summary();
+    if (now !== said) { said = now; text("said", now); }
+  };
+
   function render(s) {
     const problem = $("problem");
-    if (s.error) { if (problem) problem.textContent = s.error; return; }
-    if (problem) problem.hidden = true;
+    problem.hidden = !s.error;
+    if (s.error) { problem.textContent = s.error; return; }
     text("daemon", s.daemon);
     $("daemon").className = "state-" + s.daemon;
     const refused = s.refused
@@ -61,15 +72,18 @@
     if (!current.children.length) { const p = document.createElement("p"); p.textContent = "idle"; current.append(p); }
     // no value: how many steps a photo takes is known only at its end (rounds escalate)
     $("step").hidden = !s.current.length;
+    // the links are changed in place, not made anew: one that has the keyboard's focus
+    // keeps it (Enter then follows it)
     const counts = $("counts");
-    counts.replaceChildren();
+    const links = [...counts.querySelectorAll("a")];
     const filter = { done: "protected", processing: "queued" };
-    for (const [k, v] of Object.entries(s.counts)) {
-      const a = document.createElement("a");
+    Object.entries(s.counts).forEach(([k, v], i) => {
+      let a = links[i];
+      if (!a) { a = document.createElement("a"); counts.append(a, " "); }
       a.href = "/photos?verdict=" + (filter[k] || k);
       a.textContent = `${k} ${v}`;
-      counts.append(a, " ");
-    }
+    });
+    for (const a of links.slice(Object.keys(s.counts).length)) a.remove();
     const events = $("events");
     events.replaceChildren();
     for (const e of [...s.events].reverse()) {
@@ -88,14 +102,17 @@
     try {
       const response = await fetch("/api/status", { cache: "no-store" });
       render(await response.json());
+      announce();
     } catch (err) {
       // what the card said is no longer known: a `run` that served this page has stopped
       text("daemon", "unreachable");
       $("daemon").className = "state-unknown";
       text("pid", "");
       text("updated", "The page cannot reach pixcamd (" + err + "); trying again.");
+      announce();
     }
     setTimeout(poll, 2000);
   }
+  text("how", "Updates by itself every 2 s.");
   setTimeout(poll, 2000);
 })();
