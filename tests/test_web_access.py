@@ -172,3 +172,12 @@ def test_a_judgement_or_a_warning_is_said_in_words_not_in_colour_alone(world):
     lines = [(li.attrs["class"], li.text()) for li in docs["dashboard"].find("li")]
     assert any(k == "level-warning" and "WARNING web" in t and "no web page" in t for k, t in lines)
     assert all(("INFO" in t) is False for k, t in lines if k == "level-info")
+
+
+def test_without_javascript_no_page_claims_what_only_its_script_does(world):
+    docs = pages_of(world)
+    dashboard = docs["dashboard"].find("main")[0].text()
+    assert "Updates by itself" not in dashboard and "Reload the page" in dashboard
+    zoom = docs["held"].find("main")[0].text()
+    assert "Scroll either side, or Tab to it and use the arrow keys." in zoom
+    assert "move together" not in zoom and "Click a photo" not in zoom

@@ -102,6 +102,8 @@ def test_a_person_sees_the_dashboard_and_a_photo_and_can_retry(world, browser, t
         assert float(before[0]) < 60 and float(after[0]) < 60  # good quality, still
         assert before[1] == after[1] == "good"  # in words, not in colour alone
         # the two 100 % viewports move together (a 640×480 photo in 420-px-high viewports)
+        together = browser.find_element(By.ID, "zoom-together").text
+        assert "Both move together" in together  # said by the script that does it
         browser.execute_script("document.getElementById('zoom-original').scrollTop = 40")
         where = "return document.getElementById(arguments[0]).scrollTop"
         wait.until(lambda d: d.execute_script(where, "zoom-copy") == 40)

@@ -6,6 +6,8 @@
   const a = document.getElementById("zoom-original");
   const b = document.getElementById("zoom-copy");
   if (a && b) {
+    document.getElementById("zoom-together").textContent =
+      " Both move together: drag either, or click a photo above to look there.";
     // the other viewport's own scroll event then finds them equal: no echo
     const follow = (from, to) => () => {
       if (to.scrollLeft !== from.scrollLeft) to.scrollLeft = from.scrollLeft;
