@@ -183,3 +183,38 @@ def test_a_keyboard_keeps_its_place_and_a_screen_reader_hears_what_changed(world
         assert said(browser) == "daemon stopped. idle"
         browser.switch_to.active_element.send_keys(Keys.ENTER)
         wait.until(lambda d: "verdict=queued" in d.current_url)
+
+
+def test_a_320_px_window_needs_no_sideways_scrolling(world, browser):
+    """WCAG's reflow: 320 CSS px (a 1280 px window at 400 %) shows every page without
+    scrolling sideways; a wide table scrolls in its own box, which the keyboard reaches."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    held = rows(world)["held.jpg"]["id"]
+    browser.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": 320, "height": 800, "deviceScaleFactor": 1, "mobile": False},
+    )
+    wide = (
+        "const e = document.scrollingElement;"
+        "return [e.scrollWidth, e.clientWidth, [...document.querySelectorAll('main *')]"
+        ".filter(n => n.getBoundingClientRect().right > e.clientWidth + 0.5)"
+        # inside a box that scrolls by itself (the table's, the 100 % viewports)
+        ".filter(n => { for (let p = n.parentElement; p; p = p.parentElement) {"
+        "  const o = getComputedStyle(p).overflowX; if (o === 'auto' || o === 'scroll') "
+        "return false; } return true; })"
+        ".map(n => n.tagName + '#' + n.id + '.' + n.className).slice(0, 5)];"
+    )
+    with serving(world) as server:
+        for path in ("", "photos", f"photos/{held}", "photos/999999"):
+            browser.get(server.url + path)
+            scroll, client, past = browser.execute_script(wide)
+            assert scroll <= client and not past, (path, scroll, client, past)
+        browser.get(f"{server.url}photos/{held}")
+        box = browser.find_element(By.ID, "scores").find_element(By.XPATH, "..")
+        assert box.get_attribute("aria-label") == "scores"
+        browser.execute_script("arguments[0].focus()", box)
+        browser.switch_to.active_element.send_keys(Keys.ARROW_RIGHT)
+        WebDriverWait(browser, 60).until(lambda d: box.get_property("scrollLeft") > 0)
