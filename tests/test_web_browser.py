@@ -185,9 +185,12 @@ def test_a_keyboard_keeps_its_place_and_a_screen_reader_hears_what_changed(world
         wait.until(lambda d: "verdict=queued" in d.current_url)
 
 
-def test_a_320_px_window_needs_no_sideways_scrolling(world, browser):
+def test_a_320_px_window_needs_no_sideways_scrolling_and_reduced_motion_stops_the_bar(
+    world, browser
+):
     """WCAG's reflow: 320 CSS px (a 1280 px window at 400 %) shows every page without
-    scrolling sideways; a wide table scrolls in its own box, which the keyboard reaches."""
+    scrolling sideways; a wide table scrolls in its own box, which the keyboard reaches. Where
+    the system asks for less motion, the busy bar (an endless animation) is not shown."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
@@ -218,3 +221,13 @@ def test_a_320_px_window_needs_no_sideways_scrolling(world, browser):
         browser.execute_script("arguments[0].focus()", box)
         browser.switch_to.active_element.send_keys(Keys.ARROW_RIGHT)
         WebDriverWait(browser, 60).until(lambda d: box.get_property("scrollLeft") > 0)
+
+        bar = "const b = document.getElementById('step'); b.hidden = false; return b;"
+        browser.get(server.url)
+        assert browser.execute_script(bar).is_displayed()  # as while a photo is protected
+        browser.execute_cdp_cmd(
+            "Emulation.setEmulatedMedia",
+            {"features": [{"name": "prefers-reduced-motion", "value": "reduce"}]},
+        )
+        browser.get(server.url)
+        assert not browser.execute_script(bar).is_displayed()
