@@ -181,6 +181,11 @@ def test_a_keyboard_keeps_its_place_and_a_screen_reader_hears_what_changed(world
             ledger.with_name("elsewhere").rename(ledger)
         wait.until(lambda d: not d.find_element(By.ID, "problem").is_displayed())
         assert said(browser) == "daemon stopped. idle"
+        ledger = Ledger(world.ledger_path)  # the daemon fell back to BRISQUE meanwhile
+        ledger.set_daemon(model_fallback=True, model_note="KonCept512's weights are missing")
+        ledger.close()
+        wait.until(lambda d: d.find_element(By.ID, "fallback").is_displayed())
+        assert said(browser).startswith("MODEL FALLBACK: KonCept512's weights are missing")
         browser.switch_to.active_element.send_keys(Keys.ENTER)
         wait.until(lambda d: "verdict=queued" in d.current_url)
 

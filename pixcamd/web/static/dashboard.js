@@ -25,7 +25,8 @@
 
   // what a screen reader hears when it changes (the live region #said): not the whole
   // dashboard every 2 s, and not what the page said when it was loaded
-  const summary = () => [$("problem").hidden ? "" : $("problem").textContent,
+  const shown = (id) => ($(id).hidden ? "" : $(id).textContent.replace(/\s+/g, " ").trim());
+  const summary = () => [shown("problem"), shown("fallback"),
     "daemon " + $("daemon").textContent,
     ...[...$("current").children].map((p) => p.textContent)].filter(Boolean).join(". ");
   let said = summary();
