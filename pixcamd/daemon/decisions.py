@@ -236,9 +236,7 @@ def remove(
         if decided(row) == "removed" and row.output is None:
             return row  # an interrupted removal of it, finished just now
     if row.state in ("queued", "processing"):
-        raise DecisionError(
-            f"{row.path}: it is being protected, or decided on, right now; try again after"
-        )
+        raise DecisionError(f"{row.path}: {_busy(row)}")
     if not row.output:
         raise DecisionError(f"{row.path}: it has no copy in the outbox")
     parent, name = _copy_place(config, row.path, row.output)
@@ -262,6 +260,24 @@ def remove(
             ) from None
         raise
     return _removed(config, ledger, row.id, row.path, row.state, decision, gone, now, log)
+
+
+def _busy(row: Row) -> str:
+    """Why a copy cannot be taken out now: the worker's or another decision's photo. A queued
+    one would bring a copy back once protected; taken out of the inbox, it is forgotten."""
+    if row.state == "queued" and row.output:
+        return (
+            f"it is queued to be protected again, and its copy {row.output} is replaced once "
+            "that is done: remove it then (`pixcamd status` shows the queue)"
+        )
+    if row.state == "queued":
+        return (
+            "it is queued to be protected and has no copy in the outbox yet: take the photo "
+            "out of the inbox to keep it from being shared, or remove its copy once it is done"
+        )
+    if row.taken is not None:
+        return "another ship or remove of it is under way right now; look again once it is done"
+    return "it is being protected right now; remove its copy once that is done"
 
 
 def _removed(config, ledger, row_id, path, state, decision, gone, now, log=None) -> Row:
