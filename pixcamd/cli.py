@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -466,6 +467,14 @@ def main(argv: list[str] | None = None) -> int:
         # a file name in the message must neither drive the terminal nor forge a line
         lines = "\n".join(display(line) for line in exc.lines())
         print(f"pixcamd: error: {lines}", file=sys.stderr)
+        return _flushed(2)
+    except sqlite3.OperationalError as exc:
+        from pixcamd.daemon.ledger_file import held_elsewhere
+
+        refusal = held_elsewhere(exc)  # a ledger another process holds: said, as a refusal
+        if refusal is None:
+            raise
+        print(f"pixcamd: error: {refusal}", file=sys.stderr)
         return _flushed(2)
     except KeyboardInterrupt:
         print("pixcamd: interrupted", file=sys.stderr)

@@ -80,6 +80,20 @@ def read_tables(db: sqlite3.Connection) -> None:
         db.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchall()
 
 
+def held_elsewhere(exc: BaseException) -> PixcamdError | None:
+    """SQLite's "database is locked" (or busy) in words: another process kept the ledger's
+    write lock past ``Ledger``'s 10 s wait — a command's refusal, never its traceback. None
+    for any other error."""
+    text = str(exc)
+    if not isinstance(exc, sqlite3.OperationalError) or not ("locked" in text or "busy" in text):
+        return None
+    return PixcamdError(
+        f"the ledger is locked by another process, which has held it for more than 10 s "
+        f"(SQLite: {text}) — a program that opened it, such as a `sqlite3` shell left in a "
+        "transaction; run this again once it has let go"
+    )
+
+
 class LedgerDamaged(PixcamdError):
     """The ledger file is not a ledger pixcamd can read: never taken for a new one."""
 

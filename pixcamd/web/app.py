@@ -11,6 +11,7 @@ worker (they share only the ledger, whose transactions are short).
 from __future__ import annotations
 
 import secrets
+import sqlite3
 import threading
 import time
 from http import HTTPStatus
@@ -35,6 +36,7 @@ from pixcamd.daemon import decisions, retry
 from pixcamd.daemon.config import Config
 from pixcamd.daemon.events import printable
 from pixcamd.daemon.ledger import Ledger
+from pixcamd.daemon.ledger_file import held_elsewhere
 from pixcamd.daemon.ledger_row import Row
 from pixcamd.daemon.status import gather
 from pixcamd.errors import PhotoError, PixcamdError
@@ -268,7 +270,7 @@ def create_app(
             url = request.url_for("photo", id=request.path_params["id"]).path
             script = "csrf" not in form  # the secret in a header: the answer itself, as text
             try:
-                said = await run_in_threadpool(_decide, kind, web.row(request))
+                said = await run_in_threadpool(_decide_said, kind, web.row(request))
             except PixcamdError as exc:
                 if script:
                     return Response(f"{exc}\n", 409, media_type="text/plain")
@@ -278,6 +280,16 @@ def create_app(
             return RedirectResponse(f"{url}?done={web.notices.keep(DONE[said])}", 303)
 
         return handler
+
+    def _decide_said(kind: str, row: Row) -> str:
+        """``_decide``, a ledger another process holds refused in words (not a 500)."""
+        try:
+            return _decide(kind, row)
+        except sqlite3.OperationalError as exc:
+            refusal = held_elsewhere(exc)
+            if refusal is None:
+                raise
+            raise refusal from None
 
     def _decide(kind: str, row: Row) -> str:
         """The CLI's own operations (pixcamd retry / ship / remove), with the config in force:
