@@ -526,10 +526,10 @@ def test_a_refused_start_leaves_no_pid_of_its_own_in_the_state_dir_s_lock(tmp_pa
         pass
     assert locks[1].read_text() == ""  # stopped: it names no process
     with running(first, [brisque]):
-        for config in (first, second):
+        for config, said in ((first, "already runs this config"), (second, "pixcamd daemon")):
             refused = pixcamd_process(config.source)
             out, _ = refused.communicate(timeout=120)
-            assert refused.returncode == 2 and "another pixcamd daemon" in out, out
+            assert refused.returncode == 2 and f"{said} (pid {os.getpid()})" in out, out
             assert [lock.read_text() for lock in locks] == [f"{os.getpid()}\n", ""], refused.pid
     source = second.source.read_text().replace(str(second.inbox), str(tmp_path / "not-mounted"))
     second.source.write_text(source)

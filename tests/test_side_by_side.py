@@ -4,9 +4,17 @@ what each says when the photo it names is the worker's, or another process holds
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 
-from test_daemon_support import no_leaked_threads  # noqa: F401
+from test_daemon_support import (  # noqa: F401
+    make_config,
+    no_leaked_threads,
+    one_torch_thread,
+    pixcamd_process,
+    running,
+    wait_for,
+)
 from web_support import Client, cli, ids, rows, secret, serving
 
 
@@ -64,3 +72,34 @@ def test_a_ledger_another_process_holds_is_said_in_words_never_a_traceback(world
     assert status == 409 and b"the ledger is locked by another process" in body, (status, body)
     assert rows(world) == before
     assert (world.outbox / "noise.jpg").is_file()
+
+
+def test_a_second_run_of_the_same_config_is_told_it_already_runs(tmp_path, brisque):
+    """Before: "another pixcamd daemon (pid N) is using the state dir …; a second config
+    needs a state_dir of its own" — for the one config the user has, its unit running while
+    they typed `pixcamd run` as the README says."""
+    config = make_config(tmp_path / "one")
+    other = make_config(tmp_path / "two", state_dir=str(config.state_dir))
+    with running(config, [brisque]):
+        wait_for(lambda: daemon_facts(config).get("outbox"), 60, "the daemon's record")
+        said = {}
+        for name, toml in (("same", config.source), ("other", other.source)):
+            proc = pixcamd_process(toml)
+            said[name] = proc.communicate(timeout=120)[0]
+            assert proc.returncode == 2, said[name]
+    assert "Traceback" not in said["same"] + said["other"]
+    assert "pixcamd: error: pixcamd already runs this config (pid " in said["same"], said
+    assert f"`pixcamd status --config {config.source}` shows what it does" in said["same"], said
+    assert "a second config needs" not in said["same"], said
+    assert "a second config needs a state_dir of its own" in said["other"], said
+    assert "already runs this config" not in said["other"], said
+
+
+def daemon_facts(config) -> dict:
+    db = sqlite3.connect(f"file:{config.ledger_path}?mode=ro", uri=True)
+    try:
+        return {k: json.loads(v) for k, v in db.execute("SELECT key, value FROM daemon")}
+    except sqlite3.Error:  # not made yet
+        return {}
+    finally:
+        db.close()

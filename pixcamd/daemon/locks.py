@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import time
 from pathlib import Path
@@ -98,15 +99,60 @@ def release_lock(fd: int | None) -> None:
     unlock(fd)
 
 
-def lock_state_dir(state_dir: Path) -> int | None:
-    """One daemon per state dir (``release_lock`` lets go of it)."""
+def lock_state_dir(state_dir: Path, config=None) -> int | None:
+    """One daemon per state dir (``release_lock`` lets go of it). ``config``: the one a start
+    runs, told apart from a second config on the same state dir in the refusal's words."""
     try:
         return hold_lock(state_dir / "daemon.lock")
     except LockHeld as held:
+        if config is not None and _runs_it(config):
+            raise PixcamdError(_already_running(config, held)) from None
         raise PixcamdError(
             f"{held.who()} is using the state dir {state_dir}; a second config needs a "
             "state_dir of its own"
         ) from None
+
+
+def _runs_it(config) -> bool:
+    """Whether the daemon holding ``config``'s state dir recorded its inbox and outbox: the
+    same config started again (a unit running, and `pixcamd run` typed in a terminal)."""
+    from pixcamd.daemon.ledger_file import read_only
+
+    try:
+        db = read_only(config.ledger_path)
+    except Exception:  # no record to tell by (damaged, unreadable): the general words
+        return False
+    try:
+        found = dict(db.execute("SELECT key, value FROM daemon WHERE key IN ('inbox', 'outbox')"))
+    except Exception:
+        return False
+    finally:
+        db.close()
+    return found == {
+        "inbox": json.dumps(str(config.inbox)),
+        "outbox": json.dumps(str(config.outbox)),
+    }
+
+
+def _already_running(config, held: LockHeld) -> str:
+    import shlex
+
+    from pixcamd.daemon.config import locate_config
+    from pixcamd.daemon.init import reload_command
+
+    try:  # `status` finds this config without a flag, or is told it
+        found = os.path.realpath(locate_config()[0]) == os.path.realpath(config.source)
+    except (PixcamdError, OSError, TypeError):
+        found = False
+    flag = "" if found else f" --config {shlex.quote(str(config.source))}"
+    pid = f" (pid {held.pid})" if held.pid else ""
+    hup = f"`kill -HUP {held.pid}`" if held.pid else "SIGHUP"
+    return (
+        f"pixcamd already runs this config{pid}: its inbox {config.inbox} and outbox "
+        f"{config.outbox} are that daemon's (`pixcamd status{flag}` shows what it does); to "
+        f"apply an edited config, reload it ({reload_command(config.source)}, or {hup}); to "
+        "start it here instead, stop it first"
+    )
 
 
 def lock_folder(folder: Path) -> int | None:

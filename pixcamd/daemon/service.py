@@ -118,7 +118,7 @@ class Daemon(Shutdown):
             # yours alone where pixcamd makes it: its record names every photo, its page's
             # cache holds their pixels (a service's StateDirectoryMode= says otherwise)
             config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            self._lock_fd = lock_state_dir(config.state_dir)
+            self._lock_fd = lock_state_dir(config.state_dir, config)
         except OSError as exc:  # one this user cannot write in: the words `config check` says
             said = [p for p in access_problems(config) if p.startswith("state_dir:")]
             raise PixcamdError(said[0] if said else f"cannot use the state dir: {exc}") from exc
