@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import socket
 import sqlite3
 
 from test_daemon_support import (  # noqa: F401
@@ -103,3 +105,26 @@ def daemon_facts(config) -> dict:
         return {}
     finally:
         db.close()
+
+
+def test_pixcamd_web_beside_the_daemon_on_its_address_points_to_its_page(tmp_path, brisque):
+    """Before: "the port is in use (another program, or another pixcamd); give this command
+    another address" — the daemon of this very config serving its page there."""
+    with socket.socket() as probe:  # a free port for the daemon's page
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = make_config(tmp_path, web=f"127.0.0.1:{port}")
+    with running(config, [brisque]):
+        wait_for(lambda: daemon_facts(config).get("outbox"), 60, "the daemon's record")
+        wait_for(lambda: listening(port), 60, "the daemon's page")
+        proc = pixcamd_process(config.source, command=("web",))
+        said = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 2, said
+    assert f"web: 127.0.0.1:{port} is in use: `pixcamd run` (pid {os.getpid()}) runs" in said
+    assert f"serves its page there — open http://127.0.0.1:{port}/" in said, said
+    assert "another program" not in said, said
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0

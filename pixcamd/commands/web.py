@@ -67,13 +67,37 @@ def serve(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    url = server.start()
+    try:
+        url = server.start()
+    except PixcamdError as exc:
+        raise _served_by_daemon(config, args.listen, exc) or exc from None
     try:
         _say_where(f"the web page: {url} (Ctrl-C stops it)")
         stop.wait()
     finally:
         server.stop()
     return 0
+
+
+def _served_by_daemon(config, listen, exc: PixcamdError) -> PixcamdError | None:
+    """The config's own address in use while its daemon runs: that daemon's page, most
+    likely — said so, with its address, rather than as another program's port."""
+    from pixcamd.daemon.locks import lock_free
+
+    lock = config.state_dir / "daemon.lock"
+    if listen is not None or not config.web or "port is in use" not in str(exc):
+        return None
+    if lock_free(lock) is not False:
+        return None
+    try:
+        pid = lock.read_text().strip()
+    except OSError:
+        pid = ""
+    return PixcamdError(
+        f"web: {config.web} is in use: `pixcamd run`{f' (pid {pid})' if pid else ''} runs "
+        f"this config and serves its page there — open http://{config.web}/ (this command "
+        "serves the page alone: where no daemon runs, or with --listen another address)"
+    )
 
 
 def _say_where(line: str) -> None:
