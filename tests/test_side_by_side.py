@@ -4,20 +4,26 @@ what each says when the photo it names is the worker's, or another process holds
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
+import signal
 import socket
 import sqlite3
 
+import pytest
 from test_daemon_support import (  # noqa: F401
     make_config,
     no_leaked_threads,
     one_torch_thread,
     pixcamd_process,
+    real_photo,
     running,
     wait_for,
 )
 from web_support import Client, cli, ids, rows, secret, serving
+
+from pixcamd.errors import PixcamdError
 
 
 def test_remove_of_a_queued_photo_says_it_waits_its_turn(world, capsys):
@@ -128,3 +134,40 @@ def test_pixcamd_web_beside_the_daemon_on_its_address_points_to_its_page(tmp_pat
 def listening(port: int) -> bool:
     with socket.socket() as probe:
         return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_the_daemon_does_not_start_on_an_outbox_a_folder_run_writes_into(tmp_path, brisque):
+    """`protect --outdir` into a running daemon's outbox is refused; before, the other way
+    round was not: the daemon started there, and each shipped a copy of the same photos."""
+    config = make_config(tmp_path)
+    photo = real_photo(tmp_path / "elsewhere" / "a.jpg")
+    argv = ("protect", str(photo), "--outdir", str(config.outbox), "--model", "brisque")
+    folder_run = pixcamd_process(config.source, command=argv)
+    try:
+        wait_for(lambda: run_lock_held(config.outbox), 120, "the folder run's lock")
+        os.kill(folder_run.pid, signal.SIGSTOP)  # mid-run, however fast this machine is
+        with pytest.raises(PixcamdError) as refused, running(config, [brisque]):
+            pass
+    finally:
+        folder_run.kill()
+        folder_run.communicate()
+    said = str(refused.value)
+    assert f"another pixcamd protect (pid {folder_run.pid}) is writing its copies into" in said
+    assert f"the outbox {config.outbox} now (--outdir)" in said, said
+    assert not (config.outbox / "a.jpg").exists()
+    with running(config, [brisque]):  # once it has ended: the daemon starts
+        pass
+
+
+def run_lock_held(outdir) -> bool:
+    try:
+        fd = os.open(outdir / ".pixcamd" / "run.lock", os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False

@@ -200,6 +200,26 @@ def lock_tmp_dir(tmp_dir: Path) -> int | None:
         ) from None
 
 
+def folder_run_into(outbox: Path) -> str | None:
+    """Why a daemon must not start on ``outbox``: a `pixcamd protect --outdir` run writes its
+    copies there now (its lock, ``pixcamd.folders.lock_outdir``'s ``.pixcamd/run.lock``) —
+    both would ship a copy of the photos they share, under names beside each other's. The
+    refusal `protect` meets the other way round (``daemon_outbox``). None where none does."""
+    lock = outbox / ".pixcamd" / "run.lock"
+    if lock_free(lock) is not False:
+        return None
+    try:
+        pid = lock.read_text().strip()
+    except OSError:
+        pid = ""
+    return (
+        f"{LockHeld(pid).who('pixcamd protect')} is writing its copies into the outbox "
+        f"{outbox} now (--outdir): the daemon and that run would each ship a copy of the "
+        "photos they share, under names beside each other's; start the daemon once it has "
+        "ended, or give that run another --outdir"
+    )
+
+
 class OutboxLock:
     """``lock_outbox`` kept on the folder that is the outbox now: one deleted and made anew
     while the daemon runs (or a mount back over its mount point) is another folder, which
@@ -209,6 +229,10 @@ class OutboxLock:
     def __init__(self, outbox: Path):
         self.outbox = outbox
         self.fd = lock_outbox(outbox)  # refused at start: PixcamdError
+        running_run = folder_run_into(outbox)  # once the folder is ours: none starts after
+        if running_run is not None:
+            self.release()
+            raise PixcamdError(running_run)
         self._folder = folder_identity(outbox)  # the folder whose lock is decided (held or none)
 
     def renew(self) -> str | None:
