@@ -93,6 +93,27 @@ def test_zero_budget_is_reported_unprotected_and_not_shipped(tmp_path, photo, ca
     assert code == 1 and out.exists() and report["output"] == str(out)
 
 
+def test_copies_are_never_written_into_a_daemon_s_inbox(home, photo, capsys):
+    """The daemon would protect them again, running now or at its next start."""
+    assert main(["init"]) == 0
+    capsys.readouterr()
+    inbox = home / "Pictures" / "pixcamd-inbox"
+    config = home / "config" / "pixcamd" / "config.toml"
+    said = f"in the inbox of {config} ({inbox}) — its daemon would protect what is written there"
+    assert main(["protect", str(photo), "-o", str(inbox / "garden.jpg"), *FAST]) == 2
+    assert f"{inbox / 'garden.jpg'}: {said}" in capsys.readouterr().err
+    assert main(["protect", str(photo), "--outdir", str(inbox / "shared"), *FAST]) == 2
+    assert f"{inbox / 'shared'}: {said}" in capsys.readouterr().err
+    # a folder given is mirrored under --outdir: Pictures/pixcamd-inbox is that inbox too
+    folder = home / "elsewhere" / "pixcamd-inbox"
+    folder.mkdir(parents=True)
+    synthetic_photo(640, 480, 2).save(folder / "lake.png")
+    assert main(["protect", str(folder), "--outdir", str(home / "Pictures"), *FAST]) == 2
+    assert f"{inbox}: {said}" in capsys.readouterr().err
+    assert list(inbox.iterdir()) == []
+    assert main(["protect", str(photo), "--outdir", str(home / "Pictures" / "shared"), *FAST]) == 0
+
+
 def test_refuses_ambiguous_outputs_before_doing_any_work(tmp_path, photo, capsys):
     twin = tmp_path / "garden.png"  # the same name as the photo, in another folder
     synthetic_photo(640, 480, 1).save(twin)

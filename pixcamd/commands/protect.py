@@ -85,6 +85,7 @@ def run(args) -> int:
             )
         check_destination(args.output)  # said now, not after minutes of work
         _not_a_daemon_s(Path(os.path.realpath(args.output)).parent)
+        _not_an_inbox(args.output)
         plan = None
     else:  # every problem with the plan is said before any work is done
         plan = plan_sources(inputs, args.outdir)
@@ -92,6 +93,7 @@ def run(args) -> int:
         # those may be a daemon's outbox
         folders = {""} | {s.copy.rpartition("/")[0] for s in plan.sources}
         _not_a_daemon_s(*(Path(os.path.realpath(Path(args.outdir) / f)) for f in sorted(folders)))
+        _not_an_inbox(*(Path(args.outdir) / f for f in sorted(folders)))
         make_outdir(args.outdir)  # the run's first write: a folder that cannot be made, now
         run_lock = lock_outdir(args.outdir)  # another run into it: said before the models load
         try:
@@ -190,6 +192,24 @@ def _not_a_daemon_s(*folders: Path) -> None:
             f"{why}: drop the photos into its inbox instead (the daemon protects them and "
             "ships the copies), or write these copies elsewhere"
         )
+
+
+def _not_an_inbox(*places: Path) -> None:
+    """Copies written into a daemon's inbox would be protected again by it — a copy of a
+    protected copy, its changes on top of these —, whether it runs now or starts later
+    (``places``: the copy, or the folders a run writes copies into)."""
+    from pixcamd.daemon.init import inboxes_here
+
+    inboxes = inboxes_here()
+    for place in places:
+        real = Path(os.path.realpath(place))
+        for inbox, config in inboxes.items():
+            if real.is_relative_to(inbox):
+                raise PixcamdError(
+                    f"{place}: in the inbox of {config} ({inbox}) — its daemon would protect "
+                    "what is written there again, a copy of a copy; write it elsewhere, or "
+                    "drop the originals into that inbox for the daemon to protect"
+                )
 
 
 def _executor(args, models, options: JobOptions, show: RunProgress):

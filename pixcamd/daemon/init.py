@@ -397,8 +397,26 @@ def init_config(
 def _other_configs(config: Path) -> set[Path]:
     """The other configs whose daemons run here: the user config and those pixcamd user units
     run (``config``, a real path, left out)."""
-    others = {_user_config()} | {_runs(_unit_path(name)) for name in installed_units()}
+    others = {_user_config(), *_configs_units_run()}
     return {Path(other) for other in others - {None, str(config)}}
+
+
+def inboxes_here() -> dict[Path, Path]:
+    """The inbox of each config a daemon here watches — the one ``run`` reads and those the
+    pixcamd user units run — as that config reads it: {its real path: the config}. A config
+    that does not load now (an inbox not mounted, a typo) cannot say: passed over."""
+    from pixcamd.daemon.config import load_config
+
+    configs = [locate_config(None)[0]] + [Path(ran) for ran in _configs_units_run() if ran]
+    found: dict[Path, Path] = {}
+    for config in dict.fromkeys(Path(os.path.realpath(c)) for c in configs):
+        with contextlib.suppress(PixcamdError, OSError):
+            found.setdefault(Path(os.path.realpath(load_config(config).inbox)), config)
+    return found
+
+
+def _configs_units_run() -> list[str | None]:
+    return [_runs(_unit_path(name)) for name in installed_units()]
 
 
 def _read_raw(config: Path) -> dict:
