@@ -118,17 +118,27 @@ def plan_notes(plan: Plan, verb: str = "protect", done: str = "protected") -> li
         for path in plan.hidden
     ]
     if plan.passed_over:  # `@eaDir` sits in every folder of a Synology share
+        n = len(plan.passed_over)
         named = ", ".join(str(p) for p in plan.passed_over[:5])
-        more = f" and {len(plan.passed_over) - 5} more" if len(plan.passed_over) > 5 else ""
+        more = f" and {n - 5} more" if n > 5 else ""
+        their = "its name" if n == 1 else "their names"
         notes.append(
-            f"{len(plan.passed_over)} folders passed over for their names (hidden, or sync "
-            f"tools' own): {named}{more}; name one on its own to {verb} what is in it"
+            f"{_many(n, 'folder')} passed over for {their} (hidden, or sync tools' own): "
+            f"{named}{more}; name {'it' if n == 1 else 'one'} on its own to {verb} what is in it"
         )
-    if plan.left_alone:
+    if plan.left_alone == 1:
+        notes.append("1 other file left alone (not a photo, or an ignored name)")
+    elif plan.left_alone:
         notes.append(f"{plan.left_alone} other files left alone (not photos, or ignored names)")
     if plan.repeated:
-        notes.append(f"{plan.repeated} photos given more than once: each is {done} once")
+        each = "it is" if plan.repeated == 1 else "each is"
+        notes.append(f"{_many(plan.repeated, 'photo')} given more than once: {each} {done} once")
     return notes
+
+
+def _many(count: int, noun: str) -> str:
+    """``1 folder``, ``2 folders``: a count said as a person says it."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def count_photos(

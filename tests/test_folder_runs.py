@@ -452,8 +452,8 @@ def test_a_photo_given_twice_is_protected_once_and_said(tmp_path, album, capsys)
     assert summary["photos"] == 2 and len(reports) == 2, err
     assert "4 photos given more than once: each is protected once" in err
     # what the folder holds besides is counted once too, however often the folder was given
-    assert "1 folders passed over for their names (hidden, or sync tools' own): " in err
-    assert f"own): {album.resolve() / '@eaDir'}; name one" in err
+    assert "1 folder passed over for its name (hidden, or sync tools' own): " in err, err
+    assert f"own): {album.resolve() / '@eaDir'}; name it on its own to protect" in err
     assert "2 other files left alone (not photos, or ignored names)" in err
     assert sorted(copies(outdir)) == ["2019/May/garden.jpg", "2019/beach.jpg"]
 

@@ -182,8 +182,8 @@ def test_a_folder_is_walked_as_protect_walks_one_and_nothing_in_it_goes_unsaid(t
     assert (results[2]["width"], results[2]["height"]) == (480, 640)
     assert "truncated" in results[3]["error"], results[3]
     assert f"{found / '.a.jpg'}: left alone for its name" in err and "to score it" in err
-    assert f"1 folders passed over for their names (hidden, or sync tools' own): {found}" in err
-    assert "1 other files left alone (not photos, or ignored names)" in err
+    assert f"1 folder passed over for its name (hidden, or sync tools' own): {found}" in err
+    assert "1 other file left alone (not a photo, or an ignored name)" in err
     assert f"{empty}: no photo in it to score" in err
     assert "1 of 4 files could not be scored" in err
 
