@@ -188,6 +188,19 @@ def test_a_folder_is_walked_as_protect_walks_one_and_nothing_in_it_goes_unsaid(t
     assert "1 of 4 files could not be scored" in err
 
 
+def test_a_photo_given_again_with_its_folder_is_scored_once_and_said(tmp_path, capsys):
+    album = tmp_path / "album"
+    album.mkdir()
+    textured(640, 480).save(album / "a.jpg")
+    textured(320, 240).save(album / ".b.jpg")  # hidden: named once, however often walked
+    args = ["--model", "brisque", "--platforms", "task", "--views", "center"]
+    code, results, err = run_json(capsys, album, f"{album}/", album / "a.jpg", *args)
+    assert code == 0
+    assert [r["path"] for r in results] == [str(album.resolve() / "a.jpg")], results
+    assert "2 photos given more than once: each is scored once" in err, err
+    assert err.count(".b.jpg: left alone for its name") == 1, err
+
+
 def test_auto_falls_back_to_brisque_and_says_so(tmp_path, capsys):
     path = tmp_path / "photo.jpg"
     textured(640, 480).save(path)

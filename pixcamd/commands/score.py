@@ -54,25 +54,39 @@ def run(args) -> int:
 
 
 def photos_to_score(given: list[str]) -> tuple[list[tuple[str, str]], list[str]]:
-    """The photos ``given`` names, in its order, each with why it is refused ("" if not): a
-    file as it is (``score_file`` says what is wrong with anything but a photo), a folder
-    walked as ``protect`` walks one; and what the walks left alone, in words, never unseen."""
-    from pixcamd.folder_plan import plan_notes, plan_sources
+    """The photos ``given`` names, in its order, each once and with why it is refused ("" if
+    not): a file as it is (``score_file`` says what is wrong with anything but a photo), a
+    folder walked as ``protect`` walks one; and what the walks left alone, in words, never
+    unseen — once, however often a folder was given."""
+    from pixcamd.folder_plan import Plan, plan_notes, plan_sources
 
     photos: list[tuple[str, str]] = []
     notes: list[str] = []
+    walked = Plan()  # every walk's leftovers and the photos met again, said once at the end
     for name in given:
-        if not Path(name).is_dir():
-            photos.append((name, ""))
-            continue
         plan = plan_sources([Path(name)])
-        found = [(str(source.path), "") for source in plan.sources]
-        found += [(str(path), why) for path, why in plan.refused]
-        photos += sorted(found)  # the folder's order, its refused files among its photos
-        notes += plan_notes(plan, "score", "scored")
-        if not found:
+        folder = Path(name).is_dir()
+        found = []
+        for source in plan.sources:  # by where its name is: a photo and its folder, one
+            if source.place in walked.taken:
+                walked.repeated += 1
+            else:
+                walked.taken.add(source.place)
+                found.append((str(source.path) if folder else name, ""))  # a file as given
+        found += [
+            (str(path), why) for path, why in plan.refused if (path, why) not in walked.refused
+        ]
+        walked.refused += plan.refused
+        walked.hidden += plan.hidden
+        walked.passed_over += plan.passed_over
+        walked.others |= plan.others
+        # a file as it came, a folder's photos in the folder's order, refused files among them
+        photos += sorted(found) if folder else found
+        if folder and not plan.sources and not plan.refused:
             notes.append(f"{name}: no photo in it to score")
-    return photos, notes
+    walked.hidden = list(dict.fromkeys(walked.hidden))
+    walked.passed_over = list(dict.fromkeys(walked.passed_over))
+    return photos, plan_notes(walked, "score", "scored") + notes
 
 
 def announce_model(model, asked: str) -> None:
