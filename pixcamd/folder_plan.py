@@ -54,9 +54,11 @@ def plan_sources(
     outdir: Path | None = None,
     extensions: Iterable[str] = DEFAULT_EXTENSIONS,
     ignore: Iterable[str] = DEFAULT_IGNORE,
+    keyed: bool = True,
 ) -> Plan:
     """Every photo under ``inputs`` with its key and its copy's name (``_name_copies``);
-    refuses two photos with one key, and a copy that would overwrite one of the photos."""
+    refuses two photos with one key, and a copy that would overwrite one of the photos.
+    ``keyed=False``: no record keeps them (``score``), so a name that is not UTF-8 is taken."""
     plan = Plan()
     excluded = [outdir] if outdir is not None else []
     if outdir is not None:
@@ -74,11 +76,13 @@ def plan_sources(
                     f"{given}: is inside the output folder {outdir}, whose files are taken for "
                     "copies and never protected; choose an output folder outside it"
                 )
-            if shown(root.name) != root.name:  # every key would hold it
+            if keyed and shown(root.name) != root.name:  # every key would hold it
                 plan.refused.append((given, "a folder whose " + NOT_UTF8.removeprefix("its ")))
                 continue
             rules = Rules(given, ignore, extensions, excluded)
             for found, reason in _walk(rules):
+                if reason == NOT_UTF8 and not keyed and _plain_file(found):
+                    reason = ""  # no key to hold: a photo like any other
                 if reason == HIDDEN:
                     plan.hidden.append(found)
                 elif reason == PASSED_OVER:
@@ -88,13 +92,14 @@ def plan_sources(
                 elif reason:
                     plan.refused.append((found, reason))
                 else:  # walked from the resolved folder, no linked folder entered: resolved
-                    _take(plan, Source(found, f"{root.name}/{rules.relative(found)}", found))
+                    key = f"{root.name}/{rules.relative(found)}"
+                    _take(plan, Source(found, key, found), keyed)
         else:  # a photo named on its own (open_photo says what is wrong with anything else)
             try:  # where its name is, not where a link leads (a link is a photo of its own)
                 where = given.parent.resolve() / given.name
             except (OSError, RuntimeError):  # a loop: open_photo says what is wrong with it
                 where = given.absolute()
-            _take(plan, Source(given, given.name, where))
+            _take(plan, Source(given, given.name, where), keyed)
     plan.refused = list(dict.fromkeys(plan.refused))  # a folder given twice: said once
     plan.hidden = list(dict.fromkeys(plan.hidden))
     plan.passed_over = list(dict.fromkeys(plan.passed_over))
@@ -163,6 +168,12 @@ def _no_broken_link(outdir: Path) -> None:
         )
 
 
+def _plain_file(path: Path) -> bool:
+    """A regular file, not a link: what the walk's checks that come after the name's would let
+    through (a link out of the folder, a pipe named like a photo are still refused)."""
+    return not path.is_symlink() and path.is_file()
+
+
 def _resolved(path: Path) -> Path:
     """``path`` resolved, or as it is where it cannot be (a symlink loop: ``open_photo`` and
     the copy's write say what is wrong with it)."""
@@ -172,11 +183,11 @@ def _resolved(path: Path) -> Path:
         return Path(os.path.abspath(path))
 
 
-def _take(plan: Plan, source: Source) -> None:
+def _take(plan: Plan, source: Source, keyed: bool = True) -> None:
     """``source`` into the plan: once, however often it was given (by its ``place``: the same
     name reached twice, a folder twice or a photo and its folder, is one photo), and only
     under a key the record can hold."""
-    if shown(source.key) != source.key:  # a folder's or the photo's name (bytes, not UTF-8)
+    if keyed and shown(source.key) != source.key:  # a folder's or photo's name, not UTF-8
         plan.refused.append((source.path, NOT_UTF8))
         return
     if source.place in plan.taken:

@@ -201,6 +201,20 @@ def test_a_photo_given_again_with_its_folder_is_scored_once_and_said(tmp_path, c
     assert err.count(".b.jpg: left alone for its name") == 1, err
 
 
+def test_a_folder_whose_names_are_not_utf8_is_scored_as_its_photos_are_alone(tmp_path, capsys):
+    # an album from an old Windows camera: Latin-1 names, scored as each is on its own (no
+    # record keeps a score), not refused with "rename it to protect it"
+    album = tmp_path / os.fsdecode(b"R\xe9veillon")
+    (album / os.fsdecode(b"f\xeate")).mkdir(parents=True)
+    textured(640, 480).save(album / os.fsdecode(b"caf\xe9.jpg"))
+    textured(480, 640, 1).save(album / os.fsdecode(b"f\xeate") / "a.jpg")
+    args = ["--model", "brisque", "--platforms", "task", "--views", "center"]
+    code, results, err = run_json(capsys, album, *args)
+    assert code == 0, err
+    assert [("error" in r, r["width"]) for r in results] == [(False, 640), (False, 480)], results
+    assert "rename it" not in err and "could not be scored" not in err, err
+
+
 def test_auto_falls_back_to_brisque_and_says_so(tmp_path, capsys):
     path = tmp_path / "photo.jpg"
     textured(640, 480).save(path)

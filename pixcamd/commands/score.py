@@ -64,7 +64,8 @@ def photos_to_score(given: list[str]) -> tuple[list[tuple[str, str]], list[str]]
     notes: list[str] = []
     walked = Plan()  # every walk's leftovers and the photos met again, said once at the end
     for name in given:
-        plan = plan_sources([Path(name)])
+        # no record keeps a score: a name that is not UTF-8 is scored, as on its own
+        plan = plan_sources([Path(name)], keyed=False)
         folder = Path(name).is_dir()
         found = []
         for source in plan.sources:  # by where its name is: a photo and its folder, one
