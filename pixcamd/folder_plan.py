@@ -20,6 +20,7 @@ from pixcamd.daemon.watcher import HIDDEN, NOT_A_PHOTO, NOT_UTF8, Rules, shown, 
 from pixcamd.errors import PixcamdError
 from pixcamd.output import check_folder
 
+STATE_DIR = ".pixcamd"  # inside a folder run's outdir: its record and staging folder
 PASSED_OVER = "a folder whose name an ignore pattern matches"
 LEFT_ALONE = "not a photo, or an ignored name"
 
@@ -86,7 +87,10 @@ def plan_sources(
                 if reason == HIDDEN:
                     plan.hidden.append(found)
                 elif reason == PASSED_OVER:
-                    plan.passed_over.append(found)
+                    # a folder run's record (`score out/` after `protect --outdir out`): never
+                    # a folder of photos, so not offered as one to name on its own
+                    if found.name != STATE_DIR:
+                        plan.passed_over.append(found)
                 elif reason == LEFT_ALONE:
                     plan.others.add(found)
                 elif reason:

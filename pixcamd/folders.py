@@ -45,9 +45,8 @@ from pixcamd.daemon.watcher import shown
 from pixcamd.errors import OutputUnwritable, PhotoError, PixcamdError, without_path
 from pixcamd.executors import Done, Task
 from pixcamd.folder_offers import Offers
-from pixcamd.folder_plan import Source, output_key
+from pixcamd.folder_plan import STATE_DIR, Source, output_key
 
-STATE_DIR = ".pixcamd"  # inside the outdir: the run's ledger and staging folder
 MAX_ATTEMPTS = 3  # transient failures (and lost workers) per photo and run
 MEMORY_HINT = "protect it on a machine with more memory (it needs about 0.12 GB a megapixel)"
 

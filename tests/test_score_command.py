@@ -215,6 +215,19 @@ def test_a_folder_whose_names_are_not_utf8_is_scored_as_its_photos_are_alone(tmp
     assert "rename it" not in err and "could not be scored" not in err, err
 
 
+def test_a_protect_outdir_is_scored_without_its_record_offered_as_photos(tmp_path, capsys):
+    textured(320, 240).save(tmp_path / "a.jpg")
+    out = tmp_path / "out"  # checked after protect, as a photographer checks the copies
+    fast = ["--model", "brisque", "--views", "center", "--platforms", "task"]
+    main(["protect", str(tmp_path / "a.jpg"), "--outdir", str(out), "--steps", "2", *fast])
+    capsys.readouterr()
+    assert (out / ".pixcamd").is_dir()
+    code, results, err = run_json(capsys, out, *fast)
+    assert code == 0, err
+    assert [r["path"] for r in results] == [str(out.resolve() / "a.jpg")], err
+    assert ".pixcamd" not in err and "passed over" not in err, err
+
+
 def test_auto_falls_back_to_brisque_and_says_so(tmp_path, capsys):
     path = tmp_path / "photo.jpg"
     textured(640, 480).save(path)
