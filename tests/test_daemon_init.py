@@ -135,6 +135,31 @@ def test_the_system_config_written_with_config_says_it_is_found_by_itself(
     assert code == 0 and f"config: {system} (the system config)" in err
 
 
+def test_init_of_the_system_config_looks_for_the_record_where_its_service_keeps_it(
+    home, capsys, monkeypatch
+):
+    import pixcamd.daemon.config
+    import pixcamd.daemon.init
+
+    system = home / "etc" / "pixcamd" / "config.toml"  # /etc/pixcamd/config.toml, for a server
+    service = home / "var" / "lib" / "pixcamd"  # the system unit's StateDirectory=
+    monkeypatch.setattr(pixcamd.daemon.config, "SYSTEM_CONFIG", system)
+    monkeypatch.setattr(pixcamd.daemon.init, "SYSTEM_CONFIG", system)
+    monkeypatch.setattr(pixcamd.daemon.init, "SERVICE_STATE_DIR", service, raising=False)
+    inbox = home / "srv" / "inbox"
+    inbox.mkdir(parents=True)
+    noise_photo(inbox / "IMG_1.jpg", 1)
+    args = ["init", "--config", str(system), "--inbox", str(inbox), "--outbox", "~/out"]
+    code, out, _ = cli(capsys, *args)
+    assert code == 0 and "1 photo there already" in out, out
+    # the service has protected it since: `sudo pixcamd init --force` from a root shell (no
+    # $STATE_DIRECTORY there, no record in root's own state dir) says no first start to come
+    service.mkdir(parents=True)
+    (service / "ledger.sqlite3").write_bytes(b"")
+    code, out, _ = cli(capsys, *args, "--force")
+    assert code == 0 and "there already" not in out, out
+
+
 def test_an_existing_config_is_never_replaced_without_force(home, capsys):
     assert cli(capsys, "init")[0] == 0
     path = home / "config" / "pixcamd" / "config.toml"

@@ -174,7 +174,7 @@ def _report_init(done) -> None:
     ]
     # a folder that was there, and no record yet: a sync folder's whole history or a library
     # is taken at the first start, said before it starts rather than found out from the queue
-    if config.inbox not in done.created and not config.ledger_path.exists():
+    if config.inbox not in done.created and not done.record.exists():
         from pixcamd.folder_plan import count_photos
 
         found, whole = count_photos(config.inbox, config.extensions, config.ignore)

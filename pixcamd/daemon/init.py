@@ -19,6 +19,7 @@ from pathlib import Path
 
 from pixcamd.daemon.config import (
     CONFIG_ENV,
+    LEDGER,
     SYSTEM_CONFIG,
     Config,
     ConfigError,
@@ -306,6 +307,9 @@ def install_user_unit(unit: UserUnit, force: bool = False) -> bool:
     return replaced
 
 
+SERVICE_STATE_DIR = Path("/var/lib/pixcamd")  # systemd/pixcamd.service's StateDirectory=
+
+
 @dataclass
 class Initialized:
     path: Path
@@ -315,6 +319,14 @@ class Initialized:
     replaced: bool  # an existing config was overwritten (--force)
     named: bool = False  # found only with --config (elsewhere than init writes by itself)
     system: bool = False  # the system config, /etc/pixcamd/config.toml: a server's service
+
+    @property
+    def record(self) -> Path:
+        """The ledger the daemon of this config keeps: a system config that names no state_dir
+        is run by the system unit, whose StateDirectory= it is, not the shell's default."""
+        if self.system and not self.config.values()["state_dir"]:
+            return SERVICE_STATE_DIR / LEDGER
+        return self.config.ledger_path
 
 
 def target_path(path: str | os.PathLike | None = None) -> tuple[Path, str]:
