@@ -79,6 +79,15 @@ def test_init_on_a_folder_with_photos_says_the_first_start_takes_them_all(home, 
     assert code == 0 and "there already" not in out, out
 
 
+def test_init_on_a_folder_with_one_photo_says_it_as_one(home, capsys):
+    inbox = home / "Sync" / "Camera"
+    inbox.mkdir(parents=True)
+    noise_photo(inbox / "IMG_1.jpg", 1)
+    code, out, _ = cli(capsys, "init", "--inbox", str(inbox), "--outbox", str(home / "share"))
+    assert code == 0
+    assert "        1 photo there already: the first start protects it\n" in out, out
+
+
 def test_every_command_finds_it_and_says_which_one(home, capsys, monkeypatch):
     assert cli(capsys, "init", "--inbox", str(home / "in"), "--outbox", "~/out")[0] == 0
     code, out, err = cli(capsys, "config", "check")

@@ -178,8 +178,10 @@ def _report_init(done) -> None:
         from pixcamd.folder_plan import count_photos
 
         found, whole = count_photos(config.inbox, config.extensions, config.ignore)
-        if found:
-            count = f"{found:,} photo{'s' if found > 1 else ''}" + ("" if whole else " or more")
+        if found == 1 and whole:
+            lines.append("        1 photo there already: the first start protects it")
+        elif found:
+            count = f"{found:,} photos" + ("" if whole else " or more")
             lines.append(
                 f"        {count} there already: the first start protects every one, today's "
                 "first (`pixcamd status` says how long its queue takes)"
