@@ -137,7 +137,9 @@ def check_folder(folder: Path) -> None:
 
 def nearest_existing(path: Path) -> Path:
     """``path`` if it exists, else the nearest folder above it that does (at worst the root)."""
-    return next((p for p in (path, *path.parents) if p.exists()), Path(path.anchor or "."))
+    # os.path.exists: a path below a folder that cannot be read is one not there, no crash
+    found = (p for p in (path, *path.parents) if os.path.exists(p))
+    return next(found, Path(path.anchor or "."))
 
 
 def check_destination(dest: Path) -> None:

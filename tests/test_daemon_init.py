@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 
-from test_daemon_support import ROOT, noise_photo, wait_for
+from test_daemon_support import ROOT, noise_photo, unprivileged, wait_for
 
 from pixcamd.cli import main
 from pixcamd.daemon.config import load_config
@@ -86,6 +86,25 @@ def test_init_on_a_folder_with_one_photo_says_it_as_one(home, capsys):
     code, out, _ = cli(capsys, "init", "--inbox", str(inbox), "--outbox", str(home / "share"))
     assert code == 0
     assert "        1 photo there already: the first start protects it\n" in out, out
+
+
+def test_init_never_fails_on_a_state_dir_it_cannot_look_into(home):
+    phone = home / "Sync" / "Camera"  # photos there: init looks for a record before counting
+    phone.mkdir(parents=True)
+    noise_photo(phone / "IMG_1.jpg", 1)
+    state = home / "state" / "pixcamd"  # another user's, say, from an earlier `sudo pixcamd`
+    state.mkdir(parents=True)
+    state.chmod(0)
+    try:
+        argv = [sys.executable, "-m", "pixcamd", "init", "--inbox", str(phone)]
+        argv += ["--outbox", str(home / "share")]
+        done = subprocess.run(unprivileged(argv), cwd=ROOT, capture_output=True, text=True)
+    finally:
+        state.chmod(0o755)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert f"inbox:  {phone}" in done.stdout and "outbox:" in done.stdout, done.stdout
+    assert "there already" not in done.stdout  # what its record holds is not known here
+    assert (home / "config" / "pixcamd" / "config.toml").is_file()
 
 
 def test_every_command_finds_it_and_says_which_one(home, capsys, monkeypatch):

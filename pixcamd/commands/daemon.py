@@ -174,7 +174,7 @@ def _report_init(done) -> None:
     ]
     # a folder that was there, and no record yet: a sync folder's whole history or a library
     # is taken at the first start, said before it starts rather than found out from the queue
-    if config.inbox not in done.created and not done.record.exists():
+    if config.inbox not in done.created and not _has_record(done.record):
         from pixcamd.folder_plan import count_photos
 
         found, whole = count_photos(config.inbox, config.extensions, config.ignore)
@@ -216,6 +216,15 @@ def _report_init(done) -> None:
             f"  pixcamd config check{flag}   # every setting in force",
         ]
     print("\n".join(lines))
+
+
+def _has_record(ledger: Path) -> bool:
+    """Whether ``ledger`` is there; one that cannot be looked at (a state dir another user
+    made) is taken as there: nothing said of what it may hold, and init never fails on it."""
+    try:
+        return ledger.exists()
+    except OSError:
+        return True
 
 
 def _load(args: argparse.Namespace):

@@ -175,7 +175,8 @@ def _or_legacy(state_dir: Path) -> Path:
         legacy = config_home() / "pixcamd"
     except PixcamdError:  # no home folder: no earlier state dir under it either
         return state_dir
-    if not (state_dir / LEDGER).exists() and (legacy / LEDGER).is_file():
+    # os.path's: a state dir that cannot be looked into is no crash (the daemon's start says it)
+    if not os.path.exists(state_dir / LEDGER) and os.path.isfile(legacy / LEDGER):
         return legacy
     return state_dir
 
