@@ -151,6 +151,14 @@ def test_refuses_ambiguous_outputs_before_doing_any_work(tmp_path, photo, capsys
     err = capsys.readouterr().err
     assert f"'{new}/' is a folder (the / at its end): to write the copy into it, use " in err
     assert f"--outdir {new}" in err and "name it .jpg" not in err and not new.exists()
+    kept = tmp_path / "kept.jpg"  # a file, a / typed after it: no folder to suggest
+    kept.write_bytes(b"an earlier copy")
+    with pytest.raises(SystemExit) as exc:
+        main(["protect", str(twin), "-o", f"{kept}/", *FAST])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"'{kept}/': {kept} is a file, not a folder (to write over it, drop the /" in err, err
+    assert "use --outdir" not in err and kept.read_bytes() == b"an earlier copy"
 
 
 def test_an_output_that_cannot_be_written_is_said_before_any_work(tmp_path, photo, capsys):

@@ -192,6 +192,10 @@ def seed(text: str) -> int:
 
 def copy_name(text: str) -> Path:
     if text.endswith(("/", os.sep)) and not os.path.isdir(text):  # one there: protect says it
+        name = text.rstrip("/" + os.sep)
+        if os.path.exists(name):  # a file: no folder to suggest, nor to write it over unasked
+            end = "(to write over it, drop the / at its end)"
+            raise argparse.ArgumentTypeError(f"{text!r}: {name} is a file, not a folder {end}")
         raise argparse.ArgumentTypeError(
             f"{text!r} is a folder (the / at its end): to write the copy into it, use "
             f"--outdir {shlex.quote(text)}"
