@@ -141,7 +141,7 @@ def verify_user_unit(unit: Path, runtime: Path) -> subprocess.CompletedProcess:
 
 
 def test_the_user_unit_is_the_one_init_installs():
-    from pixcamd.daemon.init import render_user_unit
+    from pixcamd.daemon.user_units import render_user_unit
 
     assert USER_UNIT.read_text() == render_user_unit()  # regenerate from render_user_unit()
     d = directives(USER_UNIT.read_text())

@@ -113,13 +113,8 @@ def add_commands(commands) -> None:
 
 
 def init_setup(args: argparse.Namespace) -> int:
-    from pixcamd.daemon.init import (
-        init_config,
-        install_user_unit,
-        target_path,
-        unit_in_the_way,
-        user_unit,
-    )
+    from pixcamd.daemon.init import init_config, target_path
+    from pixcamd.daemon.user_units import install_user_unit, unit_in_the_way, user_unit
 
     path, how = target_path(args.config)
     # one unit per config (pixcamd.service the user config's, pixcamd-NAME another's): refused

@@ -16,7 +16,7 @@ from pixcamd.errors import WeightsError
 
 
 def fetch(args) -> int:
-    from pixcamd.daemon.init import installed_units
+    from pixcamd.daemon.user_units import installed_units
     from pixcamd.fetch import fetch_weights, install_weights
     from pixcamd.models.weights import default_weights_path
 

@@ -203,7 +203,7 @@ def _platforms_now(config, state: dict) -> dict[str, str]:
 def reload_first(config) -> str:
     """What to do before retrying: reload the daemon of this config — its own unit's name
     (pixcamd-camera for camera.toml): pixcamd would reload another inbox's daemon."""
-    from pixcamd.daemon.init import reload_command
+    from pixcamd.daemon.user_units import reload_command
 
     command = reload_command(config.source)
     return f"reload the daemon ({command}, or SIGHUP) to use them, then run this again"

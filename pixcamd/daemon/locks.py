@@ -138,7 +138,7 @@ def _already_running(config, held: LockHeld) -> str:
     import shlex
 
     from pixcamd.daemon.config import locate_config
-    from pixcamd.daemon.init import reload_command
+    from pixcamd.daemon.user_units import reload_command
 
     try:  # `status` finds this config without a flag, or is told it
         found = os.path.realpath(locate_config()[0]) == os.path.realpath(config.source)
