@@ -103,6 +103,32 @@ def test_a_key_with_nothing_after_the_equals_sign_is_shown_with_a_value(
     assert expected in said and len(said.splitlines()) == 1, said
 
 
+@pytest.mark.parametrize(
+    "lines, expected",
+    [
+        (
+            "steps = 40\nepsilon = 6\n\nsteps = 50",  # one added below, the first forgotten
+            "Cannot overwrite a value (at line 7, column 11); steps is written twice, on line 4 "
+            "and on line 7: keep one, remove the other",
+        ),
+        (
+            '[pipelines.blog]\nquality = 80\nresize = "long 1600"\nquality = 75',
+            "Cannot overwrite a value (at line 7, column 13); quality is written twice, on line "
+            "5 and on line 7: keep one, remove the other",
+        ),
+        (
+            '[pipelines.blog]\nquality = 80\n[pipelines.blog]\nresize = "long 1600"',
+            "Cannot declare ('pipelines', 'blog') twice (at line 6, column 16); [pipelines.blog] "
+            "is written twice, on line 4 and on line 6: put its keys under the first and remove "
+            "the second",
+        ),
+    ],
+)
+def test_a_key_or_a_table_written_twice_names_both_lines(tmp_path, capsys, lines, expected):
+    said = refused(tmp_path, capsys, f"{BASE}{lines}\n")
+    assert expected in said and len(said.splitlines()) == 1, said
+
+
 def test_a_required_folder_with_nothing_after_the_equals_sign_is_shown_with_an_example(
     tmp_path, capsys
 ):

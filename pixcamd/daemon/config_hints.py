@@ -26,6 +26,8 @@ _TOML_SAYS = re.compile(
     r"|Unescaped '\\' in a string|Invalid hex value"
     r"|Escaped character is not a Unicode scalar value) \(at line (\d+),"
 )
+# a key or a table given twice: TOML names the second line only
+_TWICE = re.compile(r"^Cannot (?:overwrite a value|declare \(.*\) twice) \(at line (\d+),")
 _ESCAPE = ("Unescaped", "Invalid hex", "Escaped character")  # a backslash between double quotes
 
 
@@ -138,6 +140,9 @@ def toml_hint(text: str, message: str) -> str:
     the line goes on after a value, likewise; and a Windows path between double quotes
     (``inbox = "C:\\Users\\me"``), where TOML reads each backslash as an escape and says only
     "Invalid hex value" or "Unescaped '\\' in a string"."""
+    twice = _TWICE.match(message)
+    if twice:
+        return _twice_hint(text, int(twice.group(1)))
     found = _TOML_SAYS.match(message)
     lines = text.split("\n")  # as TOML counts lines
     if not found or int(found.group(2)) > len(lines):
@@ -153,6 +158,31 @@ def toml_hint(text: str, message: str) -> str:
     if found.group(1) == "Invalid value":
         return _text_hint(key, value)
     return _number_hint(key, value)
+
+
+def _twice_hint(text: str, number: int) -> str:
+    """``steps = 40`` and, further down, ``steps = 50``, or a ``[pipelines.myblog]`` header
+    twice: TOML names only the second line ("Cannot overwrite a value"); both are said."""
+    lines = text.split("\n")
+    if number > len(lines):
+        return ""
+    line, headers = lines[number - 1], _headers(text)
+    if header := _HEADER.match(line):
+        table = _table(header.group(1))
+        first = next((n for n, t in headers if t == table and n < number), None)
+        if first is None:  # [pipelines.myblog] after a pipelines.myblog.quality: TOML's words
+            return ""
+        return (
+            f"; {_section(table)} is written twice, on line {first} and on line {number}: "
+            "put its keys under the first and remove the second"
+        )
+    key, equals, _ = line.partition("=")
+    key = key.strip().strip("\"'")
+    table = next((t for n, t in reversed(headers) if n < number), ())
+    first = line_of("\n".join(lines[: number - 1]), key, table) if equals and "." not in key else ""
+    if not first:  # a dotted key, or one an inline table gave: TOML's words stand
+        return ""
+    return f"; {key} is written twice,{first} and on line {number}: keep one, remove the other"
 
 
 def _empty_hint(key: str) -> str:
