@@ -57,8 +57,8 @@ def test_photos_are_protected_into_a_mirrored_outbox_and_recorded(tmp_path, bris
     with OutboxRecorder(config.outbox) as recorder, running(config, [brisque], notifier) as daemon:
         sources = ["n1.png", "trip/day 2/N2.PNG", "trip/real.jpg"]
         wait_for(lambda: finished(config, sources), 60, "three photos")
-        # a second daemon on the same state dir is refused
-        with pytest.raises(PixcamdError, match="another pixcamd daemon"):
+        # a second daemon of the same config is refused, told that one runs it
+        with pytest.raises(PixcamdError, match="pixcamd already runs this config"):
             Daemon(config, models=[brisque]).start()
         # status works while the daemon runs
         daemon.tick()
