@@ -12,7 +12,8 @@ from test_daemon_support import make_config, no_leaked_threads  # noqa: F401
 
 from pixcamd.daemon.events import EventLog, printable
 from pixcamd.daemon.ledger import Ledger
-from pixcamd.daemon.status import gather, render
+from pixcamd.daemon.status import gather
+from pixcamd.daemon.status_text import render
 
 FORGED = "IMG_1.jpg\n12:00:00 INFO    protected IMG_2.jpg\x1b[2K\u202egpj.exe"
 

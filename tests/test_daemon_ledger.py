@@ -227,7 +227,8 @@ def test_status_reads_a_ledger_a_daemon_of_before_the_added_columns_still_runs(t
     unmigrated, and must read rows without the columns added since (budget, decision)."""
     from test_daemon_support import make_config
 
-    from pixcamd.daemon.status import gather, render
+    from pixcamd.daemon.status import gather
+    from pixcamd.daemon.status_text import render
 
     config = make_config(tmp_path)
     config.state_dir.mkdir(parents=True, exist_ok=True)

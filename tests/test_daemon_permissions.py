@@ -526,3 +526,24 @@ def test_a_folder_above_a_closed_one_closed_too_is_named_and_waited_for(tmp_path
             os.chmod(day, 0o755)
         out = stopped(process)
     assert process.returncode == 0, out
+
+
+def test_status_on_a_state_dir_closed_to_this_user_says_so_not_that_none_ran(tmp_path):
+    """A server's state dir is its service's, 0700: an admin's `pixcamd status` was told "the
+    daemon has not run with this state dir yet" — a missing file, by its test."""
+    config = make_config(tmp_path)
+    config.state_dir.mkdir()
+    (config.state_dir / "ledger.sqlite3").write_bytes(b"")
+    os.chmod(config.state_dir, 0o000)
+    try:
+        process = pixcamd_process(config.source, command=("status",), drop_root=True)
+        out, _ = process.communicate(timeout=120)
+    finally:
+        os.chmod(config.state_dir, 0o700)
+    assert process.returncode == 2, out
+    assert f"{config.state_dir}: the user " in out and "cannot look into this state dir" in out
+    assert "has not run" not in out
+    (config.state_dir / "ledger.sqlite3").unlink()  # and none there: the words it had
+    process = pixcamd_process(config.source, command=("status",), drop_root=True)
+    out, _ = process.communicate(timeout=120)
+    assert process.returncode == 2 and "the daemon has not run with this state dir yet" in out

@@ -425,7 +425,8 @@ def test_unprotected_photos_are_held_back_or_shipped_loudly(tmp_path, brisque, c
     else:
         assert (config.outbox / "good.jpg").is_file() and row["output"] == "good.jpg"
         assert log["event"] == "shipped_unprotected" and "NOT protected" in log["message"]
-    from pixcamd.daemon.status import gather, render
+    from pixcamd.daemon.status import gather
+    from pixcamd.daemon.status_text import render
 
     text = render(gather(config))
     assert "unprotected good.jpg" in text and "not protected: task: center" in text
@@ -694,7 +695,8 @@ def test_auto_model_falls_back_to_brisque_loudly(tmp_path, monkeypatch, capsys):
     assert "model auto → BRISQUE (embedded)" in model_event["message"]
     assert "pixcamd model fetch" in model_event["message"]
     assert notifier.lines("STATUS=")[0].startswith("STATUS=model auto → BRISQUE (embedded)")
-    from pixcamd.daemon.status import gather, render
+    from pixcamd.daemon.status import gather
+    from pixcamd.daemon.status_text import render
 
     report = gather(config)
     assert report["model_fallback"] and report["daemon"] == "stopped"

@@ -164,9 +164,7 @@ def _report_init(done) -> None:
     if done.created:
         lines.append("created: " + ", ".join(str(p) for p in done.created))
     flag = f" --config {shlex.quote(str(done.path))}" if done.named else ""
-    lines += [
-        f"inbox:  {config.inbox}  (photos synced or dropped here get protected)",
-    ]
+    lines.append(f"inbox:  {config.inbox}  (photos synced or dropped here get protected)")
     # a folder that was there, and no record yet: a sync folder's whole history or a library
     # is taken at the first start, said before it starts rather than found out from the queue
     if config.inbox not in done.created and not _has_record(done.record):
@@ -416,7 +414,8 @@ def _stop_when_reader_gone(stop: threading.Event) -> threading.Event:
 
 def show_status(args: argparse.Namespace) -> int:
     from pixcamd.daemon.config import ConfigError, locate_config, record_of
-    from pixcamd.daemon.status import follow, gather, render
+    from pixcamd.daemon.status import follow, gather
+    from pixcamd.daemon.status_text import render
 
     def unreadable(exc: PixcamdError, ledger: str | None = None) -> PixcamdError:
         if args.json:  # a script reading stdout gets JSON it can parse, the error named in it

@@ -4,7 +4,6 @@ person's decisions from the command line (the same operations as the page's butt
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 import threading
@@ -115,10 +114,10 @@ def decide(args: argparse.Namespace) -> int:
     from pixcamd.daemon import decisions, retry
     from pixcamd.daemon.events import printable
     from pixcamd.daemon.ledger import Ledger
+    from pixcamd.daemon.ledger_file import ledger_there
 
     config = _load(args)
-    if not os.path.lexists(config.ledger_path):
-        raise PixcamdError(f"no ledger at {config.ledger_path}: the daemon has not run yet")
+    ledger_there(config.ledger_path)
     ledger = Ledger(config.ledger_path)
     act = decisions.ship if args.decision == "ship" else decisions.remove
     failed = 0

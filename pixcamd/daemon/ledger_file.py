@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pixcamd.daemon.fs import fsync_dir
+from pixcamd.daemon.fs import fsync_dir, this_user
 from pixcamd.daemon.ledger_schema import prepare
 from pixcamd.errors import PixcamdError
 
@@ -78,6 +78,25 @@ def read_tables(db: sqlite3.Connection) -> None:
     """Read a row of each table: a file cut short or overwritten fails here, at the start."""
     for table in ("photos", "events", "daemon"):
         db.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchall()
+
+
+def ledger_there(path: Path) -> None:
+    """Refuse, in words, a ledger this user cannot see: none there (the daemon has not run with
+    this state dir), or a state dir closed to this user — a service's, 0700 — which a missing
+    file's test would also have called "not run"."""
+    try:
+        os.lstat(path)
+    except PermissionError:
+        raise PixcamdError(
+            f"{path.parent}: the user {this_user()} cannot look into this state dir, so its "
+            "ledger cannot be read; run this as the daemon's user (a server's service: `sudo -u "
+            "pixcamd pixcamd status`)"
+        ) from None
+    except FileNotFoundError:
+        raise PixcamdError(
+            f"no ledger at {path}: the daemon has not run with this state dir yet "
+            "(or give the --config it runs with)"
+        ) from None
 
 
 def held_elsewhere(exc: BaseException) -> PixcamdError | None:

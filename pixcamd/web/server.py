@@ -18,6 +18,7 @@ import time
 from pixcamd.daemon.config import Config
 from pixcamd.daemon.config_checks import is_loopback, parse_web, web_problems
 from pixcamd.daemon.ledger import Ledger
+from pixcamd.daemon.ledger_file import ledger_there
 from pixcamd.errors import PixcamdError
 
 STOP_WAIT = 5.0
@@ -81,11 +82,10 @@ class WebServer:
 
         from pixcamd.web.app import Web, create_app
 
-        if not self.config.ledger_path.is_file():
-            raise WebError(
-                f"no ledger at {self.config.ledger_path}: the daemon has not run with this state "
-                "dir yet (or give the --config it runs with)"
-            )
+        try:
+            ledger_there(self.config.ledger_path)
+        except PixcamdError as exc:
+            raise WebError(str(exc)) from None
         sock = self._bind()
         try:
             self.ledger = Ledger(self.config.ledger_path)
