@@ -81,17 +81,13 @@ def serve(args: argparse.Namespace) -> int:
 def _served_by_daemon(config, listen, exc: PixcamdError) -> PixcamdError | None:
     """The config's own address in use while its daemon runs: that daemon's page, most
     likely — said so, with its address, rather than as another program's port."""
-    from pixcamd.daemon.locks import lock_free
+    from pixcamd.daemon.locks import held_by
 
-    lock = config.state_dir / "daemon.lock"
     if listen is not None or not config.web or "port is in use" not in str(exc):
         return None
-    if lock_free(lock) is not False:
+    pid = held_by(config.state_dir / "daemon.lock")
+    if pid is None:
         return None
-    try:
-        pid = lock.read_text().strip()
-    except OSError:
-        pid = ""
     return PixcamdError(
         f"web: {config.web} is in use: `pixcamd run`{f' (pid {pid})' if pid else ''} runs "
         f"this config and serves its page there — open http://{config.web}/ (this command "

@@ -200,18 +200,25 @@ def lock_tmp_dir(tmp_dir: Path) -> int | None:
         ) from None
 
 
+def held_by(lock: Path) -> str | None:
+    """The pid written in ``lock`` while a process holds it ("" where it cannot be read); None
+    where the lock is free, or not there to tell."""
+    if lock_free(lock) is not False:
+        return None
+    try:
+        return lock.read_text().strip()
+    except OSError:
+        return ""
+
+
 def folder_run_into(outbox: Path) -> str | None:
     """Why a daemon must not start on ``outbox``: a `pixcamd protect --outdir` run writes its
     copies there now (its lock, ``pixcamd.folders.lock_outdir``'s ``.pixcamd/run.lock``) —
     both would ship a copy of the photos they share, under names beside each other's. The
     refusal `protect` meets the other way round (``daemon_outbox``). None where none does."""
-    lock = outbox / ".pixcamd" / "run.lock"
-    if lock_free(lock) is not False:
+    pid = held_by(outbox / ".pixcamd" / "run.lock")
+    if pid is None:
         return None
-    try:
-        pid = lock.read_text().strip()
-    except OSError:
-        pid = ""
     return (
         f"{LockHeld(pid).who('pixcamd protect')} is writing its copies into the outbox "
         f"{outbox} now (--outdir): the daemon and that run would each ship a copy of the "
