@@ -20,6 +20,7 @@ from pixcamd.daemon.config import (
     SYSTEM_CONFIG,
     Config,
     ConfigError,
+    load_config,
     locate_config,
     parse_config,
     read_toml,
@@ -170,8 +171,6 @@ def inboxes_here() -> dict[Path, Path]:
     """The inbox of each config a daemon here watches — the one ``run`` reads and those the
     pixcamd user units run — as that config reads it: {its real path: the config}. A config
     that does not load now (an inbox not mounted, a typo) cannot say: passed over."""
-    from pixcamd.daemon.config import load_config
-
     configs = [locate_config(None)[0]] + [Path(ran) for ran in _configs_units_run() if ran]
     found: dict[Path, Path] = {}
     for config in dict.fromkeys(Path(os.path.realpath(c)) for c in configs):
